@@ -1,0 +1,5 @@
+"""``python -m localpipe``: the same as the ``localpipe`` command."""
+
+from localpipe.cli import main
+
+main()

@@ -1,0 +1,68 @@
+"""The ``localpipe`` command: a thin click shell over the library; the only package importing click.
+
+Exit codes (documented once, here and in the README): 0 success, 1 a step failed,
+2 an invalid pipeline or command line, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+
+import click
+
+from localpipe.errors import LocalpipeError
+
+EXIT_OK, EXIT_STEP_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class LocalpipeGroup(click.Group):
+    """Turns library errors into one line on stderr and their exit code (a traceback with --debug)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except LocalpipeError as exc:
+            if ctx.meta.get("localpipe.debug"):
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+
+
+@click.group(cls=LocalpipeGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.option("-w", "--workspace", "workspace_dir", type=click.Path(file_okay=False),
+              help="The workspace folder (default: the nearest one above the current directory).")
+@click.version_option(package_name="localpipe")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, workspace_dir: str | None) -> None:
+    """Run machine-learning pipelines on this machine, reusing what has not changed.
+
+    \b
+    Example:
+      localpipe submit examples/iris/pipeline.py
+      localpipe runs
+      localpipe show 1
+    """
+    ctx.meta["localpipe.debug"] = debug
+    ctx.meta["localpipe.workspace_dir"] = workspace_dir
+
+
+from localpipe.cli import inspect_cmds, run_cmds  # noqa: E402  (registers the commands)
+
+for module in (run_cmds, inspect_cmds):
+    for command in module.COMMANDS:
+        cli.add_command(command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    cli.main(args=argv, prog_name="localpipe")
+
+
+__all__ = ["cli", "main", "EXIT_OK", "EXIT_STEP_FAILED", "EXIT_INVALID", "EXIT_INTERRUPTED"]
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

@@ -1,0 +1,64 @@
+"""What the commands share: finding the workspace, JSON output, and formatting times and sizes."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import datetime
+
+import click
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def workspace(create: bool = False):
+    """The workspace of this command; with ``create``, one is made in the current directory if none is found."""
+    from localpipe.errors import WorkspaceNotFoundError
+    from localpipe.sdk.workspace import Workspace
+
+    ctx = click.get_current_context()
+    folder = ctx.meta.get("localpipe.workspace_dir")
+    if folder:
+        return Workspace.create(folder) if create else Workspace.from_config(folder)
+    try:
+        return Workspace.from_config()
+    except WorkspaceNotFoundError:
+        if not create:
+            raise
+    ws = Workspace.create(".")
+    click.echo(f"created workspace {ws.root} (state in {ws.state_dir})", err=True)
+    return ws
+
+
+def print_json(value) -> None:
+    click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
+
+
+def clock(timestamp: float | None) -> str:
+    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
+
+
+def duration(start: float | None, end: float | None) -> str:
+    if not start:
+        return "-"
+    seconds = (end or time.time()) - start
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def size(nbytes: int | None) -> str:
+    if nbytes is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if nbytes < 1024 or unit == "GiB":
+            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
+        nbytes /= 1024
+    return f"{nbytes:.1f} TiB"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())

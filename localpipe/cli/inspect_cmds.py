@@ -1,0 +1,132 @@
+"""Commands that read history: runs, show, logs, metrics."""
+
+from __future__ import annotations
+
+import click
+
+from localpipe.cli.common import clock, duration, json_option, print_json, size, table, workspace
+
+
+@click.command()
+@click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option("-e", "--experiment", default=None, help="Only the runs of this experiment.")
+@json_option
+def runs(limit, experiment, as_json) -> None:
+    """List the latest runs, newest first.
+
+    \b
+    Example:
+      localpipe runs -n 5 --json
+    """
+    from localpipe.state import records
+
+    found = records.list_runs(workspace(), limit, experiment)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no runs yet: start one with `localpipe submit PIPELINE.py`")
+        return
+    table([[r["id"], r["experiment"], r["status"], _counts(r["steps"]), clock(r["submitted_at"]),
+            duration(r["started_at"], r["ended_at"])] for r in found],
+          ["RUN", "EXPERIMENT", "STATUS", "STEPS", "SUBMITTED", "DURATION"])
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} {status.lower()}" for status, n in sorted(counts.items()))
+
+
+@click.command()
+@click.argument("run_id")
+@json_option
+def show(run_id, as_json) -> None:
+    """Show a run: each step's status, the reason it ran or was reused, exit code, memory, outputs.
+
+    \b
+    Example:
+      localpipe show 3
+    """
+    from localpipe.state import records
+
+    details = records.run_details(workspace(), run_id)
+    if as_json:
+        print_json(details)
+        return
+    click.echo(f"run {details['id']}  experiment {details['experiment']}  {details['status']}  "
+               f"submitted {clock(details['submitted_at'])}  took {duration(details['started_at'], details['ended_at'])}")
+    if details["parameters"]:
+        click.echo("parameters: " + ", ".join(f"{k}={v!r}" for k, v in details["parameters"].items()))
+    if details["error"]:
+        click.echo(f"error: {details['error']}")
+    for step in details["steps"]:
+        click.echo(f"\n{step['name']}: {step['status']}  {step['reason'] or ''}".rstrip())
+        facts = [f"took {duration(step['started_at'], step['ended_at'])}" if step["started_at"] else None,
+                 f"exit code {step['exit_code']}" if step["exit_code"] is not None else None,
+                 f"signal {step['signal']}" if step["signal"] else None,
+                 f"peak memory {size(step['peak_memory'])}" if step["peak_memory"] else None,
+                 f"attempt {step['attempt']}" if step["attempt"] and step["attempt"] > 1 else None,
+                 f"cache key {step['cache_key'][:12]}" if step["cache_key"] else None]
+        if any(facts):
+            click.echo("  " + ", ".join(f for f in facts if f))
+        for name, digest in step["outputs"].items():
+            click.echo(f"  output {name}: {digest[:12]}")
+        if step["log_tail"] and step["status"] == "Failed":
+            click.echo("  log tail:")
+            for line in step["log_tail"].splitlines():
+                click.echo(f"    {line}")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("step", required=False)
+def logs(run_id, step) -> None:
+    """Print the stdout and stderr of a run's steps (or of one STEP).
+
+    \b
+    Example:
+      localpipe logs 3 train
+    """
+    from localpipe.state import records
+    from localpipe.state.layout import step_dir
+
+    ws = workspace()
+    rows = [records.find_step(ws, run_id, step)] if step else records.step_rows(ws, run_id)
+    for row in rows:
+        for stream in ("stdout", "stderr"):
+            path = step_dir(ws, row.run_id, row.name) / f"{stream}.log"
+            if path.exists() and path.stat().st_size:
+                if len(rows) > 1 or stream == "stderr":
+                    click.echo(f"==> {row.name} {stream} <==")
+                click.echo(path.read_text(errors="replace"), nl=False)
+
+
+@click.command()
+@click.argument("run_id")
+@click.option("-s", "--step", default=None, help="Only the metrics of this step.")
+@json_option
+def metrics(run_id, step, as_json) -> None:
+    """Print the metrics a run's steps logged through Run.get_context().
+
+    \b
+    Example:
+      localpipe metrics 3 --step evaluate
+    """
+    from localpipe.state import records
+
+    found = records.metrics(workspace(), run_id, step)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo(f"run {run_id} logged no metrics")
+        return
+    table([[r["step"], r["name"], r["kind"], _value(r["value"])] for r in found],
+          ["STEP", "NAME", "KIND", "VALUE"])
+
+
+def _value(value) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+COMMANDS = [runs, show, logs, metrics]

@@ -1,0 +1,132 @@
+"""Commands that plan and run pipelines: init, submit, status."""
+
+from __future__ import annotations
+
+import time
+
+import click
+
+from localpipe.cli.common import json_option, print_json, workspace
+
+
+def parse_params(values: tuple[str, ...]) -> dict[str, str]:
+    from localpipe.errors import UsageError
+
+    params = {}
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f'--param "{item}" is not NAME=VALUE: write it like --param lr=0.1')
+        params[name.strip()] = value
+    return params
+
+
+pipeline_file = click.argument("pipeline_file", type=click.Path(dir_okay=False))
+param_option = click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
+                            help="Override a PipelineParameter (repeatable).")
+
+
+@click.command()
+@click.argument("path", default=".", type=click.Path(file_okay=False))
+def init(path: str) -> None:
+    """Create a workspace (a .localpipe/ folder) in PATH.
+
+    \b
+    Example:
+      localpipe init my-project
+    """
+    from localpipe.sdk.workspace import Workspace
+
+    ws = Workspace.create(path)
+    click.echo(f"workspace ready at {ws.root}")
+
+
+class StepPrinter:
+    """Prints one line per step status change, with its reason."""
+
+    def __init__(self):
+        self.counts: dict[str, int] = {}
+
+    def step_changed(self, step, status, reason) -> None:
+        self.counts[status.value] = self.counts.get(status.value, 0) + 1
+        stamp = time.strftime("%H:%M:%S")
+        click.echo(f"{stamp}  {status.value:<10}  {step}" + (f"  {reason}" if reason else ""))
+
+    def run_finished(self, status) -> None:
+        pass
+
+
+@click.command()
+@pipeline_file
+@param_option
+@click.option("-e", "--experiment", default=None, help="Experiment name (default: the pipeline file's name).")
+@click.option("--detach", is_flag=True, help="Return at once with the run id; the run goes on in the background.")
+@click.option("--regenerate-outputs", is_flag=True, help="Run every step; what they produce replaces the cache.")
+@click.option("--continue-on-step-failure", is_flag=True, help="Run every step not downstream of a failed one.")
+@click.pass_context
+def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, continue_on_step_failure) -> None:
+    """Run the pipeline built by PIPELINE_FILE, reusing every step whose inputs did not change.
+
+    \b
+    Exit codes: 0 completed, 1 a step failed, 2 invalid pipeline or command line, 130 interrupted.
+    \b
+    Example:
+      localpipe submit examples/iris/pipeline.py --param max_iter=200
+    """
+    from pathlib import Path
+
+    from localpipe.engine.loader import load_pipeline
+    from localpipe.engine.scheduler import Scheduler
+    from localpipe.engine.submit import prepare_run, run_in_background
+    from localpipe.status import RunStatus
+
+    ws = workspace(create=True)
+    overrides = parse_params(params)
+    pipeline = load_pipeline(pipeline_file, ws)
+    name = experiment or Path(pipeline_file).resolve().parent.name
+    started = time.monotonic()
+    prepared = prepare_run(ws, pipeline, name, overrides, regenerate_outputs, continue_on_step_failure,
+                           pipeline_file=str(Path(pipeline_file).resolve()))
+    if detach:
+        run_in_background(ws, prepared.run_id)
+        click.echo(prepared.run_id)
+        return
+    click.echo(f"run {prepared.run_id} of experiment {name}: {len(prepared.graph.steps)} steps")
+    printer = StepPrinter()
+    status = Scheduler(ws, prepared.run_id, reporter=printer, sources=prepared.sources).execute()
+    finals = {s: printer.counts.get(s, 0) for s in ("Completed", "Reused", "Failed", "Canceled")}
+    summary = ", ".join(f"{count} {word.lower()}" for word, count in finals.items() if count)
+    click.echo(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
+    ctx.exit(0 if status is RunStatus.COMPLETED else 1)
+
+
+@click.command()
+@pipeline_file
+@param_option
+@click.option("-e", "--experiment", default=None, help="Experiment to compare with (default: the file's folder name).")
+@json_option
+def status(pipeline_file, params, experiment, as_json) -> None:
+    """Say which steps of PIPELINE_FILE would run and why, without running anything.
+
+    \b
+    Example:
+      localpipe status examples/iris/pipeline.py
+    """
+    from pathlib import Path
+
+    from localpipe.engine.loader import load_pipeline
+    from localpipe.engine.preview import preview
+
+    ws = workspace(create=True)
+    pipeline = load_pipeline(pipeline_file, ws)
+    name = experiment or Path(pipeline_file).resolve().parent.name
+    rows = preview(ws, pipeline, name, parse_params(params))
+    if as_json:
+        print_json(rows)
+        return
+    width = max(len(r["step"]) for r in rows)
+    for row in rows:
+        click.echo(f"{row['step']:<{width}}  {row['action']:<6}  {row['reason']}")
+
+
+COMMANDS = [init, submit, status]

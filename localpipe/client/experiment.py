@@ -1,0 +1,36 @@
+"""Experiment: a named group of runs; ``submit`` records a run and starts it in the background."""
+
+from __future__ import annotations
+
+from localpipe.client.runs import PipelineRun
+
+
+class Experiment:
+    """``Experiment(ws, name)``."""
+
+    def __init__(self, workspace, name: str, **_ignored):
+        self.workspace = workspace
+        self.name = name
+
+    def submit(self, pipeline, pipeline_parameters: dict | None = None, regenerate_outputs: bool = False,
+               continue_on_step_failure: bool = False, tags: dict | None = None, **_ignored) -> PipelineRun:
+        """Record a run of ``pipeline`` and start it in a detached scheduler; returns at once.
+
+        The run goes on if the calling process ends. Raises PipelineValidationError with every
+        problem of an invalid pipeline, having recorded nothing.
+        """
+        from localpipe.engine.submit import prepare_run, run_in_background
+
+        prepared = prepare_run(self.workspace, pipeline, self.name, pipeline_parameters,
+                               regenerate_outputs, continue_on_step_failure, tags)
+        run_in_background(self.workspace, prepared.run_id)
+        return PipelineRun(self, prepared.run_id)
+
+    def get_runs(self) -> list[PipelineRun]:
+        """The runs of this experiment, newest first."""
+        from localpipe.state import records
+
+        return [PipelineRun(self, r["id"]) for r in records.list_runs(self.workspace, 10**9, self.name)]
+
+    def __repr__(self) -> str:
+        return f"Experiment({self.name!r})"

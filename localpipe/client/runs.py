@@ -1,0 +1,198 @@
+"""PipelineRun and StepRun: read-only handles on runs recorded in history.db."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+from localpipe.errors import LocalpipeError, NotFoundError
+from localpipe.state import records
+from localpipe.state.layout import step_dir
+from localpipe.status import RunStatus
+
+POLL_SECONDS = 0.2
+
+
+class RunFailedError(LocalpipeError):
+    """``wait_for_completion(raise_on_error=True)`` on a run that did not complete."""
+
+
+class PipelineRun:
+    """A pipeline run: its status, its steps and their outputs."""
+
+    def __init__(self, experiment, run_id: int):
+        self.experiment = experiment
+        self.id = int(run_id)
+
+    @property
+    def workspace(self):
+        return self.experiment.workspace
+
+    def get_status(self) -> str:
+        return records.status_of(self.workspace, self.id).value
+
+    def get_details(self) -> dict:
+        return records.run_details(self.workspace, self.id)
+
+    def get_steps(self) -> list[StepRun]:
+        return [StepRun(self, row.name) for row in records.step_rows(self.workspace, self.id)]
+
+    def find_step_run(self, name: str) -> list[StepRun]:
+        """The step runs named ``name`` (a list, as in the Azure ML SDK)."""
+        return [s for s in self.get_steps() if s.name == name]
+
+    def get_metrics(self) -> dict:
+        """``{step name: {metric name: value or list of values}}``."""
+        result: dict = {}
+        for metric in records.metrics(self.workspace, self.id):
+            _add_metric(result.setdefault(metric["step"], {}), metric)
+        return result
+
+    def wait_for_completion(self, show_output: bool = False, timeout_seconds: float | None = None,
+                            raise_on_error: bool = True) -> str:
+        """Block until the run ends; with ``show_output``, print each step's status changes and log."""
+        deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
+        seen: dict[str, str] = {}
+        offsets: dict[Path, int] = {}
+        while True:
+            status = records.status_of(self.workspace, self.id)
+            if show_output:
+                self._print_progress(seen, offsets)
+            if status.is_final:
+                break
+            if deadline and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {status.value} after {timeout_seconds}s")
+            time.sleep(POLL_SECONDS)
+        if show_output:
+            print(f"run {self.id}: {status.value}", flush=True)
+        if raise_on_error and status is not RunStatus.COMPLETED:
+            details = records.run_details(self.workspace, self.id)
+            raise RunFailedError(f"run {self.id} {status.value.lower()}: {details['error'] or 'see localpipe show'}")
+        return status.value
+
+    def _print_progress(self, seen: dict[str, str], offsets: dict[Path, int]) -> None:
+        for row in records.step_rows(self.workspace, self.id):
+            if seen.get(row.name) != row.status:
+                seen[row.name] = row.status
+                reason = f" ({row.reason})" if row.reason else ""
+                print(f"{row.name}: {row.status}{reason}", flush=True)
+            for log in ("stdout.log", "stderr.log"):
+                path = step_dir(self.workspace, self.id, row.name) / log
+                offsets[path] = _print_new(path, offsets.get(path, 0), prefix=f"[{row.name}] ")
+
+    def cancel(self) -> None:
+        raise NotImplementedError("cancel arrives with run lifecycle management (issue 3)")
+
+    def __repr__(self) -> str:
+        return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
+
+
+class StepRun:
+    """One step of a pipeline run."""
+
+    def __init__(self, pipeline_run: PipelineRun, name: str):
+        self.parent = pipeline_run
+        self.name = name
+
+    def _row(self):
+        return records.find_step(self.parent.workspace, self.parent.id, self.name)
+
+    @property
+    def id(self) -> int:
+        return self._row().id
+
+    @property
+    def reused_from(self) -> int | None:
+        """The id of the step run whose outputs this one reused, if it was reused."""
+        return self._row().reused_from_id
+
+    def get_status(self) -> str:
+        return self._row().status
+
+    def get_details(self) -> dict:
+        row = self._row()
+        return records.step_dict(row, {}, None) | {"outputs": self._outputs()}
+
+    def get_metrics(self) -> dict:
+        result: dict = {}
+        for metric in records.metrics(self.parent.workspace, self.parent.id, self.name):
+            _add_metric(result, metric)
+        return result
+
+    def _outputs(self) -> dict[str, str]:
+        from localpipe.state import models as m
+
+        return {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == self._row().id)}
+
+    def get_output_data(self, name: str) -> OutputData:
+        """The committed output ``name`` of this step (also for a reused step)."""
+        from localpipe.state.layout import objects_dir
+        from localpipe.state.store import ObjectStore
+
+        outputs = self._outputs()
+        if name not in outputs:
+            raise NotFoundError(f'step "{self.name}" of run {self.parent.id} has no output "{name}" '
+                                f"(its outputs: {', '.join(outputs) or 'none'})")
+        return OutputData(name, ObjectStore(objects_dir(self.parent.workspace)).path(outputs[name]))
+
+    def get_stdout_log(self) -> str:
+        return self._log("stdout.log")
+
+    def get_stderr_log(self) -> str:
+        return self._log("stderr.log")
+
+    def _log(self, name: str) -> str:
+        path = step_dir(self.parent.workspace, self.parent.id, self.name) / name
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def __repr__(self) -> str:
+        return f"StepRun(run={self.parent.id}, name={self.name!r})"
+
+
+class OutputData:
+    """A committed step output: ``path`` (read-only, in the object store) and ``download(dest)``."""
+
+    def __init__(self, name: str, path: Path):
+        self.name = name
+        self.path = path
+
+    def download(self, local_path: str | Path, overwrite: bool = False) -> Path:
+        """Copy the output into ``local_path/<name>``; returns that path."""
+        import shutil
+
+        dest = Path(local_path) / self.name
+        if dest.exists() and not overwrite:
+            raise LocalpipeError(f"{dest} already exists: pass overwrite=True or choose another folder")
+        shutil.copytree(self.path, dest, dirs_exist_ok=overwrite)
+        for path in (dest, *dest.rglob("*")):
+            path.chmod(path.stat().st_mode | 0o200)  # the copy is the user's, not the store's
+        return dest
+
+
+def _add_metric(into: dict, metric: dict) -> None:
+    name, value = metric["name"], metric["value"]
+    if metric["kind"] == "scalar":
+        if name in into:
+            into[name] = [*(into[name] if isinstance(into[name], list) else [into[name]]), value]
+        else:
+            into[name] = value
+    elif metric["kind"] == "row":
+        into.setdefault(name, []).append(value)
+    else:
+        into[name] = value
+
+
+def _print_new(path: Path, offset: int, prefix: str) -> int:
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return offset
+    text = data.decode("utf-8", errors="replace")
+    complete = text.rfind("\n") + 1
+    for line in text[:complete].splitlines():
+        sys.stdout.write(f"{prefix}{line}\n")
+    sys.stdout.flush()
+    return offset + len(text[:complete].encode("utf-8", errors="replace"))

@@ -1,0 +1,1 @@
+"""The engine: deciding, launching and recording step runs; the scheduler owns every state change."""

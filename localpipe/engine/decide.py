@@ -1,0 +1,105 @@
+"""Reuse decisions: for each step whose inputs are known, its key and whether its outputs can be reused.
+
+Lookups are batched: one query answers a whole wave of steps, so a fully reused pipeline of
+a thousand steps costs a few dozen queries, not thousands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from localpipe.plan.graph import StepSpec
+from localpipe.plan.hashing import TreeDigest
+from localpipe.plan.keys import cache_key, key_components, what_changed
+from localpipe.state import models as m
+from localpipe.state.store import ObjectStore
+from localpipe.status import RunStatus
+
+
+@dataclass
+class Decision:
+    """Run or reuse one step, and why."""
+
+    step: str
+    reuse: bool
+    reason: str
+    key: str
+    components: dict
+    reused_from: int | None = None  # the StepRun id whose outputs are reused
+    outputs: dict[str, str] = field(default_factory=dict)  # output name -> digest, when reused
+
+
+def decide(steps: list[StepSpec], sources: dict[str, TreeDigest | None],
+           inputs: dict[str, dict[str, str]], store: ObjectStore, experiment_id: int | None,
+           regenerate: bool = False) -> list[Decision]:
+    """Decisions for ``steps``; ``inputs[step]`` maps input names to content digests."""
+    planned = []
+    for step in steps:
+        source = sources.get(step.name)
+        components = key_components(step, source.digest if source else None, inputs[step.name])
+        planned.append((step, components, cache_key(components)))
+    entries = _cache_entries([key for _, _, key in planned])
+    decisions = []
+    for step, components, key in planned:
+        decision = Decision(step.name, False, "", key, components)
+        entry = entries.get(key)
+        if not step.allow_reuse:
+            decision.reason = "runs: allow_reuse=False"
+        elif regenerate:
+            decision.reason = "runs: regenerate_outputs=True"
+        elif entry and all(store.has(d) for d in entry[2].values()):
+            decision.reuse = True
+            decision.reused_from, decision.outputs = entry[0], entry[2]
+            decision.reason = f'reused from run {entry[1]} (step "{entry[3]}")'
+        elif entry:
+            decision.reason = (f'runs: outputs of run {entry[1]} (step "{entry[3]}") are missing '
+                               "from the store")
+        else:
+            decision.reason = _rerun_reason(step, components, key, sources.get(step.name), experiment_id)
+        decisions.append(decision)
+    return decisions
+
+
+def _cache_entries(keys: list[str]) -> dict[str, tuple[int, int, dict[str, str], str]]:
+    """key -> (step run id, pipeline run id, outputs, step name) for the keys that have an entry."""
+    found: dict[str, tuple[int, int, dict[str, str], str]] = {}
+    for start in range(0, len(keys), 500):  # SQLite caps the number of bound variables
+        chunk = keys[start:start + 500]
+        rows = (m.CacheEntry.select(m.CacheEntry.key, m.StepRun.id, m.StepRun.run, m.StepRun.name)
+                .join(m.StepRun).where(m.CacheEntry.key.in_(chunk)).tuples())
+        for key, step_run, run, name in rows:
+            found[key] = (step_run, run, {}, name)
+    by_step_run = {v[0]: v for v in found.values()}
+    ids = list(by_step_run)
+    for start in range(0, len(ids), 500):
+        for step_run, name, digest in (m.StepOutput.select(m.StepOutput.step_run, m.StepOutput.name,
+                                                           m.StepOutput.digest)
+                                       .where(m.StepOutput.step_run.in_(ids[start:start + 500])).tuples()):
+            by_step_run[step_run][2][name] = digest
+    return found
+
+
+def _rerun_reason(step: StepSpec, components: dict, key: str, source: TreeDigest | None,
+                  experiment_id: int | None) -> str:
+    query = (m.StepRun.select(m.StepRun.id, m.StepRun.run, m.StepRun.status, m.StepRun.cache_key,
+                              m.StepRun.key_components)
+             .join(m.PipelineRun)
+             .where(m.StepRun.name == step.name, m.StepRun.key_components.is_null(False),
+                    m.StepRun.status.in_([RunStatus.COMPLETED.value, RunStatus.FAILED.value,
+                                          RunStatus.REUSED.value]))
+             .order_by(m.StepRun.id.desc()))
+    previous = None
+    if experiment_id is not None:
+        previous = query.where(m.PipelineRun.experiment == experiment_id).first()
+    previous = previous or query.first()
+    if previous is None:
+        return "runs: no earlier run"
+    if previous.cache_key == key:
+        return f"runs: the earlier run with the same inputs (run {previous.run_id}) {previous.status.lower()}"
+    changed: list[str] = []
+    before = previous.key_components
+    if source is not None and before.get("source") and before["source"] != components["source"]:
+        snapshot = m.Snapshot.get_or_none(m.Snapshot.digest == before["source"])
+        if snapshot is not None:
+            changed = source.changed_files(snapshot.files)
+    return "runs: " + what_changed(components, before, changed)

@@ -1,0 +1,126 @@
+"""The local executor: step processes on this machine, each the leader of its own process group.
+
+A waiter thread per process blocks in ``os.wait4``, which costs no CPU and returns the exit
+status together with the peak resident memory of the process and its reaped children.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+
+import psutil
+
+from localpipe.engine.executors import Exit, Launch
+
+TERMINATE_GRACE_SECONDS = 5.0
+
+
+class LocalExecutor:
+    """Runs argv lists as subprocesses (never through a shell)."""
+
+    def __init__(self):
+        self._procs: dict[str, subprocess.Popen] = {}
+        self._lock = threading.Lock()
+
+    def start(self, launch: Launch, on_exit: Callable[[Exit], None]) -> int | None:
+        """Start ``launch``; ``on_exit`` is called from another thread when it ends. Returns the pid."""
+        try:
+            with open(launch.stdout, "ab") as out, open(launch.stderr, "ab") as err:
+                proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdout=out,
+                                        stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                        close_fds=True)
+        except OSError as exc:
+            on_exit(Exit(launch.key, None, None, None, error=f"could not start {launch.argv[0]!r}: "
+                                                               f"{exc.strerror or exc}"))
+            return None
+        with self._lock:
+            self._procs[launch.key] = proc
+        threading.Thread(target=self._wait, args=(launch.key, proc, on_exit), daemon=True,
+                         name=f"wait-{proc.pid}").start()
+        return proc.pid
+
+    def _wait(self, key: str, proc: subprocess.Popen, on_exit: Callable[[Exit], None]) -> None:
+        while True:
+            try:
+                _, status, usage = os.wait4(proc.pid, 0)
+                break
+            except InterruptedError:
+                continue
+            except ChildProcessError:
+                status, usage = None, None
+                break
+        code = os.waitstatus_to_exitcode(status) if status is not None else None
+        proc.returncode = code  # Popen must not try to reap it again
+        with self._lock:
+            self._procs.pop(key, None)
+        # The group may outlive its leader (a step that forked into the background).
+        _kill_group(proc.pid, signal.SIGKILL)
+        on_exit(Exit(key, code if code is None or code >= 0 else None,
+                     -code if code is not None and code < 0 else None,
+                     usage.ru_maxrss * 1024 if usage else None))
+
+    def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+        """End the whole process tree of ``key``: SIGTERM, then SIGKILL after ``grace`` seconds."""
+        with self._lock:
+            proc = self._procs.get(key)
+        if proc is None:
+            return
+        tree = _tree(proc.pid)
+        _kill_group(proc.pid, signal.SIGTERM)
+        for p in tree:
+            _signal(p, signal.SIGTERM)
+        gone, alive = psutil.wait_procs(tree, timeout=grace)
+        _kill_group(proc.pid, signal.SIGKILL)
+        for p in alive:
+            _signal(p, signal.SIGKILL)
+
+    def terminate_all(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+        with self._lock:
+            keys = list(self._procs)
+        threads = [threading.Thread(target=self.terminate, args=(k, grace)) for k in keys]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    @property
+    def running(self) -> int:
+        with self._lock:
+            return len(self._procs)
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _signal(proc: psutil.Process, sig: int) -> None:
+    try:
+        proc.send_signal(sig)
+    except psutil.Error:
+        pass
+
+
+def _kill_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()

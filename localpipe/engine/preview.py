@@ -1,0 +1,38 @@
+"""What a submission would do, step by step, without running or recording anything."""
+
+from __future__ import annotations
+
+from localpipe.engine.decide import decide
+from localpipe.engine.submit import plan
+from localpipe.plan.hashing import hash_tree, tree_digest
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+from localpipe.state.layout import objects_dir
+from localpipe.state.store import ObjectStore
+
+
+def preview(ws, pipeline, experiment_name: str, parameters: dict | None = None) -> list[dict]:
+    """``[{"step", "action", "reason"}]`` in run order; action is reuse, run or maybe."""
+    graph, sources = plan(ws, pipeline, parameters)
+    open_history(ws)
+    store = ObjectStore(objects_dir(ws))
+    experiment = m.Experiment.get_or_none(m.Experiment.name == experiment_name)
+    outputs: dict[str, dict[str, str]] = {}
+    rows = []
+    for name, spec in graph.steps.items():
+        waiting = sorted(u for u in spec.upstream if u not in outputs)
+        if waiting:
+            rows.append({"step": name, "action": "maybe",
+                         "reason": f'depends on step "{waiting[0]}", which runs: reused if its output is unchanged'})
+            continue
+        inputs = {}
+        for input_name, source in spec.inputs.items():
+            if source.step:
+                inputs[input_name] = outputs[source.step][source.output]
+            else:
+                inputs[input_name] = tree_digest({p: hash_tree(p, ignore=False).digest for p in source.paths})
+        decision = decide([spec], sources, {name: inputs}, store, experiment.id if experiment else None)[0]
+        if decision.reuse:
+            outputs[name] = decision.outputs
+        rows.append({"step": name, "action": "reuse" if decision.reuse else "run", "reason": decision.reason})
+    return rows

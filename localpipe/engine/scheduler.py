@@ -1,0 +1,388 @@
+"""The scheduler: decides, launches and records every step of one pipeline run.
+
+It owns every state transition of the run and of its step runs and is the only writer of
+their rows in history.db. Steps whose inputs are known are decided in waves (reuse or run);
+steps to run wait for a free slot, run through an executor, and are committed to the object
+store only when they succeed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal as signals
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import psutil
+
+from localpipe.engine.decide import Decision, decide
+from localpipe.engine.executors import Exit
+from localpipe.engine.executors.local import LocalExecutor
+from localpipe.engine.workdir import StepFolder, build_launch, input_path, snapshot_source
+from localpipe.plan.graph import Graph, StepSpec
+from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
+from localpipe.plan.keys import cache_key
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+from localpipe.state.layout import objects_dir, step_dir
+from localpipe.state.statcache import StatCache
+from localpipe.state.store import ObjectStore, remove_tree
+from localpipe.status import STEP_TRANSITIONS, RunStatus
+
+LOG_TAIL_LINES = 20
+
+
+class Reporter:
+    """Receives the scheduler's events; the CLI and ``wait_for_completion`` print them."""
+
+    def step_changed(self, step: str, status: RunStatus, reason: str | None) -> None:
+        """A step changed status (``reason`` says why, when there is one)."""
+
+    def run_finished(self, status: RunStatus) -> None:
+        """The run reached its final status."""
+
+
+@dataclass
+class _Running:
+    spec: StepSpec
+    folder: StepFolder
+    snapshot: TreeDigest | None
+    started: float
+    deadline: float | None
+    timed_out: bool = False
+
+
+@dataclass
+class _State:
+    status: RunStatus = RunStatus.NOT_STARTED
+    attempt: int = 1
+    outputs: dict[str, str] = field(default_factory=dict)
+    components: dict = field(default_factory=dict)
+
+
+class Scheduler:
+    """Runs pipeline run ``run_id`` of workspace ``ws`` to its end."""
+
+    def __init__(self, ws, run_id: int, reporter: Reporter | None = None, slots: int | None = None,
+                 sources: dict[str, TreeDigest | None] | None = None, now: Callable[[], float] = time.time):
+        self.ws = ws
+        self.db = open_history(ws)
+        self.run = m.PipelineRun.get_by_id(run_id)
+        self.graph = Graph.from_dict(self.run.pipeline.graph)
+        self.rows = {row.name: row for row in m.StepRun.select().where(m.StepRun.run == run_id)}
+        self.state = {name: _State() for name in self.graph.steps}
+        self.reporter = reporter or Reporter()
+        self.slots = slots or len(os.sched_getaffinity(0))
+        self.store = ObjectStore(objects_dir(ws))
+        self.executor = LocalExecutor()
+        self.events: queue.Queue[Exit] = queue.Queue()
+        self.running: dict[str, _Running] = {}
+        self.ready: list[str] = []
+        self.stopping: str | None = None  # why no further step starts
+        self.now = now
+        self._sources = sources
+        self._stat_cache = StatCache(ws.state_dir / "statcache.db")
+        self._dataset_digests: dict[tuple[str, ...], str] = {}
+
+    # -- the loop ---------------------------------------------------------------------------
+    def execute(self) -> RunStatus:
+        """Run every step that can run; returns the run's final status."""
+        self._start_run()
+        try:
+            sources = self._sources if self._sources is not None else hash_sources(self.graph, self._stat_cache)
+            self.sources = sources
+            while True:
+                self._decide_ready()
+                self._launch_ready()
+                if not self.running:
+                    break
+                try:
+                    event = self.events.get(timeout=self._wait_timeout())
+                except queue.Empty:
+                    self._enforce_timeouts()
+                    continue
+                self._finished(event)
+        except KeyboardInterrupt:
+            self._cancel_everything("interrupted")
+            self._finish_run(RunStatus.CANCELED, "interrupted")
+            raise
+        finally:
+            self._stat_cache.save()
+        return self._finish_run(None, None)
+
+    def _start_run(self) -> None:
+        me = psutil.Process()
+        m.PipelineRun.update(status=RunStatus.RUNNING.value, started_at=self.now(), scheduler_pid=me.pid,
+                             scheduler_started=me.create_time()).where(m.PipelineRun.id == self.run.id).execute()
+
+    def _wait_timeout(self) -> float | None:
+        deadlines = [r.deadline for r in self.running.values() if r.deadline and not r.timed_out]
+        return max(0.0, min(deadlines) - self.now()) if deadlines else None
+
+    # -- deciding ---------------------------------------------------------------------------
+    def _decide_ready(self) -> None:
+        """Decide every step whose upstream steps are done; reuse cascades within this call."""
+        while not self.stopping:
+            wave = [spec for name, spec in self.graph.steps.items()
+                    if self.state[name].status is RunStatus.NOT_STARTED
+                    and all(self.state[u].status.succeeded for u in spec.upstream)]
+            self._cancel_blocked()
+            if not wave:
+                return
+            inputs = {spec.name: self._input_digests(spec) for spec in wave}
+            decisions = decide(wave, self.sources, inputs, self.store, self.run.experiment_id,
+                               regenerate=self.run.regenerate_outputs)
+            with self.db.atomic():
+                for decision in decisions:
+                    self._apply(decision)
+
+    def _apply(self, decision: Decision) -> None:
+        name = decision.step
+        self.state[name].components = decision.components
+        fields = {"cache_key": decision.key, "key_components": decision.components}
+        if decision.reuse:
+            self.state[name].outputs = decision.outputs
+            self._transition(name, RunStatus.REUSED, decision.reason, reused_from=decision.reused_from,
+                             ended_at=self.now(), **fields)
+            m.StepOutput.insert_many(
+                [{"step_run": self.rows[name].id, "name": out, "digest": digest, "size": 0}
+                 for out, digest in decision.outputs.items()]).execute()
+        else:
+            self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), **fields)
+            self.ready.append(name)
+
+    def _input_digests(self, spec: StepSpec) -> dict[str, str]:
+        digests = {}
+        for name, source in spec.inputs.items():
+            if source.step is not None:
+                digests[name] = self.state[source.step].outputs[source.output]
+            else:
+                paths = tuple(source.paths)
+                if paths not in self._dataset_digests:
+                    trees = {p: hash_tree(p, ignore=False, stat_cache=self._stat_cache).digest for p in paths}
+                    self._dataset_digests[paths] = tree_digest(trees)
+                digests[name] = self._dataset_digests[paths]
+        return digests
+
+    def _cancel_blocked(self) -> None:
+        """Mark Canceled the steps that can no longer run because an upstream step did not succeed."""
+        changed = True
+        while changed:
+            changed = False
+            for name, spec in self.graph.steps.items():
+                if self.state[name].status is not RunStatus.NOT_STARTED:
+                    continue
+                bad = sorted(u for u in spec.upstream
+                             if self.state[u].status in (RunStatus.FAILED, RunStatus.CANCELED))
+                if bad:
+                    verb = "failed" if self.state[bad[0]].status is RunStatus.FAILED else "did not run"
+                    self._transition(name, RunStatus.CANCELED, f'not run: upstream step "{bad[0]}" {verb}')
+                    changed = True
+
+    # -- launching --------------------------------------------------------------------------
+    def _launch_ready(self) -> None:
+        while self.ready and len(self.running) < self.slots and not self.stopping:
+            self._launch(self.ready.pop(0))
+
+    def _launch(self, name: str) -> None:
+        spec = self.graph.steps[name]
+        state = self.state[name]
+        folder = StepFolder(step_dir(self.ws, self.run.id, name))
+        folder.reset()
+        try:
+            snapshot = snapshot_source(spec, self.sources.get(name), folder)
+            upstream_outputs = {u: self.state[u].outputs for u in spec.upstream}
+            upstream_is_dir = {u: self.graph.steps[u].outputs for u in spec.upstream}
+            inputs = {i: input_path(spec, i, upstream_outputs, upstream_is_dir, self.store, folder)
+                      for i in spec.inputs}
+            launch = build_launch(spec, folder, inputs, self._step_env(name), key=name)
+        except (OSError, ValueError) as exc:
+            self._fail(name, f"could not prepare the step folder: {exc}")
+            return
+        started = self.now()
+        deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
+        self.running[name] = _Running(spec, folder, snapshot, started, deadline)
+        pid = self.executor.start(launch, self.events.put)
+        self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=state.attempt,
+                         arguments=launch.argv, placement={"slot": "cpu"},
+                         snapshot=snapshot.digest if snapshot else None)
+
+    def _step_env(self, name: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update({
+            "LOCALPIPE_WORKSPACE": str(self.ws.root),
+            "LOCALPIPE_RUN_ID": str(self.run.id),
+            "LOCALPIPE_STEP_RUN_ID": str(self.rows[name].id),
+            "LOCALPIPE_STEP_NAME": name,
+            "LOCALPIPE_EXPERIMENT": self.run.experiment.name,
+        })
+        return env
+
+    # -- finishing a step -------------------------------------------------------------------
+    def _finished(self, event: Exit) -> None:
+        running = self.running.pop(event.key)
+        name = event.key
+        if event.error:
+            self._fail(name, event.error, peak_memory=event.peak_memory)
+        elif running.timed_out:
+            self._fail(name, f"timed out after {running.spec.timeout_seconds:g}s", exit_event=event)
+        elif event.exit_code == 0:
+            self._complete(name, running, event)
+        else:
+            self._fail(name, describe_exit(event), exit_event=event)
+        self._ingest_metrics(name, running.folder)
+
+    def _complete(self, name: str, running: _Running, event: Exit) -> None:
+        spec = running.spec
+        self._transition(name, RunStatus.FINALIZING, None)
+        committed: dict[str, TreeDigest] = {}
+        for output, is_dir in spec.outputs.items():
+            path = running.folder.output_path(output, is_dir)
+            if not path.exists():
+                self._fail(name, f'output "{output}" was not written to {path}', exit_event=event)
+                return
+            committed[output] = self.store.commit(running.folder.outputs / output)
+        components = self.state[name].components
+        if running.snapshot and running.snapshot.digest != components.get("source"):
+            # The source changed between hashing and copying: key the run by what it really ran.
+            components = dict(components, source=running.snapshot.digest)
+        key = cache_key(components)
+        self.state[name].outputs = {o: t.digest for o, t in committed.items()}
+        with self.db.atomic():
+            if running.snapshot:
+                m.Snapshot.insert(digest=running.snapshot.digest, files=running.snapshot.files,
+                                  size=running.snapshot.size).on_conflict_ignore().execute()
+            if committed:
+                m.StepOutput.insert_many(
+                    [{"step_run": self.rows[name].id, "name": o, "digest": t.digest, "size": t.size}
+                     for o, t in committed.items()]).execute()
+            m.CacheEntry.replace(key=key, step_run=self.rows[name].id, created_at=self.now()).execute()
+            self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
+                             peak_memory=event.peak_memory, cache_key=key, key_components=components)
+
+    def _fail(self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None) -> None:
+        spec = self.graph.steps[name]
+        state = self.state[name]
+        folder = StepFolder(step_dir(self.ws, self.run.id, name))
+        fields = {"ended_at": self.now(), "log_tail": log_tail(folder)}
+        if exit_event is not None:
+            fields.update(exit_code=exit_event.exit_code, signal=exit_event.signal,
+                          peak_memory=exit_event.peak_memory)
+        remove_tree(folder.outputs)  # nothing of a failed attempt may be mistaken for output
+        if state.attempt <= spec.max_retries and not self.stopping:
+            state.attempt += 1
+            self._transition(name, RunStatus.QUEUED, f"retry {state.attempt - 1} of {spec.max_retries} "
+                                                     f"after: {reason}", **fields)
+            self.ready.append(name)
+            return
+        self._transition(name, RunStatus.FAILED, reason, **fields)
+        if not self.run.continue_on_step_failure and not self.stopping:
+            self.stopping = f'step "{name}" failed'
+            for queued in self.ready:
+                self._transition(queued, RunStatus.CANCELED, f"not run: {self.stopping}")
+            self.ready.clear()
+
+    def _enforce_timeouts(self) -> None:
+        for name, running in self.running.items():
+            if running.deadline and not running.timed_out and self.now() >= running.deadline:
+                running.timed_out = True
+                threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
+
+    def _ingest_metrics(self, name: str, folder: StepFolder) -> None:
+        """Move what the step logged (one JSON object a line) into history.db."""
+        if not folder.metrics.exists():
+            return
+        rows, tags = [], {}
+        with open(folder.metrics, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # a line cut short by a killed step
+                if record.get("kind") == "tag":
+                    tags[record["name"]] = record["value"]
+                else:
+                    rows.append({"step_run": self.rows[name].id, "name": record["name"],
+                                 "kind": record["kind"], "value": record["value"],
+                                 "logged_at": record.get("time", self.now())})
+        with self.db.atomic():
+            for start in range(0, len(rows), 200):
+                m.Metric.insert_many(rows[start:start + 200]).execute()
+            if tags:
+                m.StepRun.update(tags=tags).where(m.StepRun.id == self.rows[name].id).execute()
+
+    # -- cancel and finish ------------------------------------------------------------------
+    def _cancel_everything(self, why: str) -> None:
+        self.stopping = why
+        self.executor.terminate_all()
+        for name in list(self.running):
+            self.running.pop(name)
+            self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
+        for name, state in self.state.items():
+            if not state.status.is_final:
+                self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
+
+    def _finish_run(self, status: RunStatus | None, error: str | None) -> RunStatus:
+        for name, state in self.state.items():
+            if not state.status.is_final:
+                self._transition(name, RunStatus.CANCELED, f"not run: {self.stopping or 'run ended'}")
+        statuses = [s.status for s in self.state.values()]
+        if status is None:
+            status = RunStatus.FAILED if RunStatus.FAILED in statuses else RunStatus.COMPLETED
+            if status is RunStatus.FAILED:
+                error = self.stopping or "a step failed"
+        m.PipelineRun.update(status=status.value, ended_at=self.now(), error=error).where(
+            m.PipelineRun.id == self.run.id).execute()
+        self.reporter.run_finished(status)
+        return status
+
+    def _transition(self, name: str, status: RunStatus, reason: str | None, **fields) -> None:
+        current = self.state[name].status
+        if status not in STEP_TRANSITIONS.get(current, ()):
+            raise RuntimeError(f'step "{name}": {current} -> {status} is not a valid transition')
+        self.state[name].status = status
+        values = {"status": status.value, **fields}
+        if reason is not None:
+            values["reason"] = reason
+        m.StepRun.update(**values).where(m.StepRun.id == self.rows[name].id).execute()
+        self.reporter.step_changed(name, status, reason)
+
+
+def hash_sources(graph: Graph, stat_cache: StatCache | None = None) -> dict[str, TreeDigest | None]:
+    """The source tree of every step, each distinct folder hashed once."""
+    trees: dict[str, TreeDigest] = {}
+    for spec in graph.steps.values():
+        if spec.source_dir and spec.source_dir not in trees:
+            trees[spec.source_dir] = hash_tree(spec.source_dir, stat_cache=stat_cache)
+    return {name: trees.get(spec.source_dir) if spec.source_dir else None
+            for name, spec in graph.steps.items()}
+
+
+def describe_exit(event: Exit) -> str:
+    """A readable reason for a non-zero exit: the code, or the signal by name."""
+    if event.signal:
+        try:
+            sig = signals.Signals(event.signal).name
+        except ValueError:
+            sig = str(event.signal)
+        return f"killed by signal {event.signal} ({sig})"
+    return f"exit code {event.exit_code}"
+
+
+def log_tail(folder: StepFolder, lines: int = LOG_TAIL_LINES) -> str | None:
+    """The last ``lines`` lines of the step's stderr, else of its stdout."""
+    for path in (folder.stderr, folder.stdout):
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 64 * 1024))
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            return "\n".join(text.rstrip().splitlines()[-lines:])
+    return None

@@ -1,0 +1,81 @@
+"""Submitting: plan a pipeline, record the run in history.db, then run it here or in the background.
+
+Nothing is written before the pipeline has validated and its source trees have been hashed,
+so a bad pipeline leaves no trace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from localpipe.plan.graph import Graph, plan_pipeline
+from localpipe.plan.hashing import TreeDigest, hash_bytes
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+from localpipe.state.layout import runs_dir
+from localpipe.state.statcache import StatCache
+from localpipe.status import RunStatus
+
+
+@dataclass
+class PreparedRun:
+    """A recorded run, ready for a scheduler."""
+
+    run_id: int
+    graph: Graph
+    sources: dict[str, TreeDigest | None]
+
+
+def plan(ws, pipeline, parameters: dict | None = None) -> tuple[Graph, dict[str, TreeDigest | None]]:
+    """Validate ``pipeline`` and hash its sources; raises with every problem, writes nothing."""
+    from localpipe.engine.scheduler import hash_sources
+    from localpipe.sdk.compute import compute_targets
+
+    graph = plan_pipeline(pipeline, parameters, compute_targets=compute_targets(ws))
+    cache = StatCache(ws.state_dir / "statcache.db")
+    sources = hash_sources(graph, cache)
+    cache.save()
+    return graph, sources
+
+
+def prepare_run(ws, pipeline, experiment_name: str, parameters: dict | None = None,
+                regenerate_outputs: bool = False, continue_on_step_failure: bool = False,
+                tags: dict | None = None, pipeline_file: str | None = None) -> PreparedRun:
+    """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges."""
+    graph, sources = plan(ws, pipeline, parameters)
+    db = open_history(ws)
+    graph_data = graph.to_dict()
+    digest = hash_bytes(json.dumps(graph_data, sort_keys=True).encode())
+    with db.atomic("IMMEDIATE"):
+        experiment, _ = m.Experiment.get_or_create(name=experiment_name)
+        stored = m.PipelineGraph.get_or_none(m.PipelineGraph.digest == digest)
+        if stored is None:
+            stored = m.PipelineGraph.create(digest=digest, description=graph.description, graph=graph_data)
+        run = m.PipelineRun.create(
+            experiment=experiment, pipeline=stored, status=RunStatus.NOT_STARTED.value,
+            parameters=graph.parameters, tags=tags or {}, regenerate_outputs=regenerate_outputs,
+            continue_on_step_failure=continue_on_step_failure, pipeline_file=pipeline_file)
+        m.StepRun.insert_many([{"run": run.id, "name": name, "status": RunStatus.NOT_STARTED.value}
+                               for name in graph.steps]).execute()
+        edges = [{"run": run.id, "source": up.step, "target": spec.name, "data": up.output}
+                 for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
+        edges += [{"run": run.id, "source": before, "target": spec.name, "data": None}
+                  for spec in graph.steps.values() for before in spec.after]
+        if edges:
+            m.Edge.insert_many(edges).execute()
+    return PreparedRun(run.id, graph, sources)
+
+
+def run_in_background(ws, run_id: int) -> int:
+    """Start a detached scheduler process for ``run_id`` that outlives the caller; returns its pid."""
+    folder = runs_dir(ws) / str(run_id)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "scheduler.log", "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "localpipe.engine.runner", str(ws.root), str(run_id)],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                                close_fds=True, env=dict(os.environ))
+    return proc.pid

@@ -1,0 +1,117 @@
+"""A step run's folder: snapshot of its source, inputs in place, empty outputs, and its argv.
+
+Everything a step may write lies under ``.localpipe/runs/<run>/<step>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from localpipe.engine.executors import Launch
+from localpipe.plan.graph import StepSpec
+from localpipe.plan.hashing import TreeDigest, copy_tree
+from localpipe.state.store import ObjectStore, remove_tree
+
+
+class StepFolder:
+    """The paths of one step run's folder."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.snapshot = root / "snapshot"
+        self.inputs = root / "inputs"
+        self.outputs = root / "outputs"
+        self.stdout = root / "stdout.log"
+        self.stderr = root / "stderr.log"
+        self.metrics = root / "metrics.jsonl"
+
+    def reset(self) -> None:
+        """Empty the folder for a new attempt, keeping nothing from the last one but logs."""
+        for path in (self.snapshot, self.inputs, self.outputs):
+            remove_tree(path)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def output_path(self, name: str, is_directory: bool) -> Path:
+        folder = self.outputs / name
+        return folder if is_directory else folder / name
+
+
+def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:
+    """Copy exactly the hashed source files into the step's folder; the copy's digest is returned."""
+    folder.snapshot.mkdir(parents=True, exist_ok=True)
+    if step.source_dir is None or source is None:
+        return None
+    return copy_tree(step.source_dir, list(source.files), folder.snapshot)
+
+
+def input_path(step: StepSpec, name: str, upstream_outputs: dict[str, dict[str, str]],
+               upstream_is_dir: dict[str, dict[str, bool]], store: ObjectStore,
+               folder: StepFolder) -> str:
+    """Place input ``name`` for the step (mount: a path into the store or the data; download: a copy)."""
+    spec = step.inputs[name]
+    if spec.step is not None:
+        digest = upstream_outputs[spec.step][spec.output]
+        source = store.path(digest)
+        is_dir = upstream_is_dir[spec.step][spec.output]
+        sources = [source] if is_dir else [source / spec.output]
+    else:
+        sources = [Path(p) for p in spec.paths]
+    if spec.mode == "download":
+        dest = folder.inputs / (spec.path_on_compute or name)
+        _ensure_inside(dest, folder.root, name)
+        for src in sources:
+            target = dest if src.is_dir() and len(sources) == 1 else dest / src.name
+            if src.is_dir():
+                shutil.copytree(src, target, dirs_exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, target)
+        return str(dest / sources[0].name if len(sources) == 1 and sources[0].is_file() else dest)
+    if len(sources) == 1:
+        return str(sources[0])
+    dest = folder.inputs / name  # several paths mounted together: a folder of links, no copy
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        os.symlink(src, dest / src.name)
+    return str(dest)
+
+
+def _ensure_inside(path: Path, root: Path, name: str) -> None:
+    from localpipe.errors import UsageError
+
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UsageError(f'input "{name}": path_on_compute leaves the step folder: use a relative path')
+
+
+def build_launch(step: StepSpec, folder: StepFolder, input_paths: dict[str, str],
+                 env: dict[str, str], key: str) -> Launch:
+    """The argv and environment of one attempt, with data references replaced by paths."""
+    output_paths = {}
+    for name, is_dir in step.outputs.items():
+        path = folder.output_path(name, is_dir)
+        (path if is_dir else path.parent).mkdir(parents=True, exist_ok=True)
+        output_paths[name] = str(path)
+    args = [_resolve(token, input_paths, output_paths) for token in step.argv]
+    if step.kind == "python":
+        interpreter = step.environment.get("interpreter") or sys.executable
+        argv = [interpreter, step.script, *args]
+    else:
+        argv = args
+    env = dict(env)
+    env.update({f"AML_PARAMETER_{k}": v for k, v in step.params.items()})
+    env["LOCALPIPE_INPUTS"] = json.dumps(input_paths)
+    env["LOCALPIPE_OUTPUTS"] = json.dumps(output_paths)
+    env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return Launch(key=key, argv=argv, cwd=str(folder.snapshot), env=env,
+                  stdout=str(folder.stdout), stderr=str(folder.stderr))
+
+
+def _resolve(token, inputs: dict[str, str], outputs: dict[str, str]) -> str:
+    if isinstance(token, dict):
+        return inputs[token["input"]] if "input" in token else outputs[token["output"]]
+    return token

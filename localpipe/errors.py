@@ -1,0 +1,51 @@
+"""The one exceptions module: every error a user can meet derives from LocalpipeError.
+
+Each message names the thing at fault and what to do about it, in one line.
+Outcomes (a step that exits non-zero) are recorded values, never these exceptions.
+"""
+
+from __future__ import annotations
+
+
+class LocalpipeError(Exception):
+    """Base class of every localpipe error; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(LocalpipeError):
+    """A command line, a pipeline file or an argument the user gave is wrong."""
+
+    exit_code = 2
+
+
+class PipelineValidationError(UsageError):
+    """A pipeline definition has one or more problems; all of them are listed."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__(
+            f"the pipeline is invalid ({len(self.problems)} problem"
+            f"{'s' if len(self.problems) != 1 else ''}):\n"
+            + "\n".join(f"  - {p}" for p in self.problems)
+        )
+
+
+class WorkspaceNotFoundError(LocalpipeError):
+    """No `.localpipe/` folder was found walking up from a path."""
+
+    exit_code = 2
+
+
+class NotFoundError(LocalpipeError):
+    """A run, step, output or other named record does not exist."""
+
+    exit_code = 2
+
+
+class StateError(LocalpipeError):
+    """history.db or the object store cannot be used as it is (newer schema, not a database, ...)."""
+
+
+class HardwareError(LocalpipeError):
+    """A resource (GPU, memory, Docker daemon) was asked for and is not there."""

@@ -1,0 +1,332 @@
+"""From a Pipeline declaration to a validated, serialisable graph of steps.
+
+``plan_pipeline`` is the one entry point: it resolves parameters, turns data references into
+named inputs and outputs, orders the steps, and collects *every* problem at once so that a
+user fixes them in one pass. The graph it returns is plain data (see ``StepSpec``) that is
+stored in history.db and is all the scheduler needs: it never sees the user's objects.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import os
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from localpipe.errors import PipelineValidationError
+from localpipe.sdk.data import DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput
+from localpipe.sdk.parameters import PipelineParameter
+from localpipe.sdk.steps import CommandStep, PipelineStep, PythonScriptStep
+
+VALID_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class InputSpec:
+    """A step input: another step's output (``step``/``output``) or dataset files (``paths``)."""
+
+    mode: str
+    step: str | None = None
+    output: str | None = None
+    paths: list[str] | None = None
+    path_on_compute: str | None = None
+
+
+@dataclass
+class StepSpec:
+    """One step of a planned graph, in plain data.
+
+    ``argv`` is the argument list with data references as ``{"input": name}`` or
+    ``{"output": name}``; the scheduler replaces them by paths at run time.
+    """
+
+    name: str
+    kind: str
+    script: str | None
+    source_dir: str | None
+    argv: list
+    inputs: dict[str, InputSpec]
+    outputs: dict[str, bool]  # output name -> is_directory
+    params: dict[str, str]
+    pipeline_params: dict[str, Any]
+    environment: dict[str, Any]
+    compute_target: str
+    allow_reuse: bool
+    version: str | None
+    after: list[str] = field(default_factory=list)
+    timeout_seconds: float | None = None
+    max_retries: int = 0
+
+    @property
+    def upstream(self) -> set[str]:
+        """Names of the steps that must finish before this one starts."""
+        return {i.step for i in self.inputs.values() if i.step} | set(self.after)
+
+
+@dataclass
+class Graph:
+    """A planned pipeline: steps in a topological order, and the parameter values used."""
+
+    steps: dict[str, StepSpec]
+    parameters: dict[str, Any]
+    description: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"steps": [asdict(s) for s in self.steps.values()], "parameters": self.parameters,
+                "description": self.description}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Graph:
+        steps = {}
+        for raw in data["steps"]:
+            raw = dict(raw, inputs={k: InputSpec(**v) for k, v in raw["inputs"].items()})
+            steps[raw["name"]] = StepSpec(**raw)
+        return cls(steps, data["parameters"], data.get("description"))
+
+    def consumers(self, name: str) -> list[str]:
+        """Steps that directly need step ``name``."""
+        return [s.name for s in self.steps.values() if name in s.upstream]
+
+
+def plan_pipeline(pipeline, overrides: dict | None = None,
+                  compute_targets: dict | None = None) -> Graph:
+    """The graph of ``pipeline`` with ``overrides`` applied; raises with every problem found."""
+    graph, found = _plan(pipeline, overrides or {}, compute_targets)
+    if found:
+        raise PipelineValidationError(found)
+    return graph
+
+
+def problems(pipeline, overrides: dict | None = None, compute_targets: dict | None = None) -> list[str]:
+    """Every problem of ``pipeline``, as readable lines (empty when it can run)."""
+    return _plan(pipeline, overrides or {}, compute_targets)[1]
+
+
+# -- implementation ------------------------------------------------------------------------
+
+def _plan(pipeline, overrides: dict, compute_targets: dict | None) -> tuple[Graph, list[str]]:
+    found: list[str] = []
+    if not pipeline.steps:
+        found.append("the pipeline has no steps: pass steps=[...] to Pipeline")
+    parameters = _resolve_parameters(pipeline.steps, overrides, found)
+    names = _step_names(pipeline.steps, found)
+    specs = [_step_spec(step, names, parameters, pipeline, compute_targets, found) for step in pipeline.steps]
+    order = _order(specs, found)
+    steps = {name: next(s for s in specs if s.name == name) for name in order}
+    return Graph(steps, parameters, pipeline.description), found
+
+
+def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
+    names: dict[int, str] = {}
+    seen: set[str] = set()
+    for step in steps:
+        if step.name in seen:
+            found.append(f'two steps are named "{step.name}": pass a distinct name= to each')
+        seen.add(step.name)
+        names[id(step)] = step.name
+    return names
+
+
+def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, Any]:
+    declared: dict[str, PipelineParameter] = {}
+    for step in steps:
+        for value in [*step.arguments, *step.params.values()]:
+            if isinstance(value, PipelineParameter):
+                other = declared.setdefault(value.name, value)
+                if other.default_value != value.default_value:
+                    found.append(f'parameter "{value.name}" is declared twice with different defaults '
+                                 f"({other.default_value!r}, {value.default_value!r}): declare it once")
+    values = {name: p.default_value for name, p in declared.items()}
+    for name, raw in overrides.items():
+        if name not in declared:
+            known = ", ".join(sorted(declared)) or "none"
+            found.append(f'parameter "{name}" is not used by this pipeline (known parameters: {known})')
+            continue
+        try:
+            values[name] = coerce_parameter(raw, declared[name].default_value)
+        except ValueError as exc:
+            found.append(f'parameter "{name}": {exc}')
+    return values
+
+
+def coerce_parameter(raw: Any, default: Any) -> Any:
+    """``raw`` converted to the type of ``default``; ValueError with the reason when it cannot be."""
+    kind = type(default)
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    if not isinstance(raw, str):
+        if kind is float and isinstance(raw, int) and not isinstance(raw, bool):
+            return float(raw)
+        raise ValueError(f"{raw!r} is a {type(raw).__name__}, expected a {kind.__name__} like the default {default!r}")
+    if kind is bool:
+        lowered = raw.strip().lower()
+        if lowered in ("true", "1", "yes"):
+            return True
+        if lowered in ("false", "0", "no"):
+            return False
+        raise ValueError(f'"{raw}" is not a boolean: pass true or false')
+    if kind in (int, float):
+        try:
+            return kind(raw)
+        except ValueError:
+            raise ValueError(f'"{raw}" is not {"an integer" if kind is int else "a number"}: '
+                             f"pass one like the default {default!r}") from None
+    return raw if kind is str else raw
+
+
+def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipeline,
+               compute_targets: dict | None, found: list[str]) -> StepSpec:
+    label = f'step "{step.name}"'
+    source_dir = step.source_directory
+    if source_dir is None and isinstance(step, PythonScriptStep):
+        source_dir = pipeline.default_source_directory or os.getcwd()
+    script = step.script_name if isinstance(step, PythonScriptStep) else None
+    _check_source(label, source_dir, script, found)
+
+    inputs: dict[str, InputSpec] = {}
+    outputs: dict[str, bool] = {}
+    for output in step.outputs:
+        _add_output(label, output, outputs, found)
+    for item in step.inputs:
+        _add_input(label, step, item, names, inputs, found)
+
+    used_params: dict[str, Any] = {}
+    argv = [_argument(label, value, parameters, used_params, found) for value in step.arguments]
+    params = {key: str(_param_value(value, parameters, used_params)) for key, value in step.params.items()}
+
+    target = step.compute_target or step.runconfig.target or "local"
+    target_name = target if isinstance(target, str) else getattr(target, "name", str(target))
+    if compute_targets is not None and target_name not in compute_targets:
+        found.append(f'{label}: compute target "{target_name}" does not exist: create it with '
+                     'ComputeTarget.create(...) or use "local"')
+
+    after = [names.get(id(p), p.name) for p in step.predecessors]
+    if step.name in after:
+        found.append(f"{label} runs after itself: remove the run_after({step.name}) call")
+    return StepSpec(
+        name=step.name, kind=step.kind, script=script, source_dir=source_dir, argv=argv,
+        inputs=inputs, outputs=outputs, params=params, pipeline_params=used_params,
+        environment=environment_fingerprint(step.runconfig.environment),
+        compute_target=target_name, allow_reuse=bool(step.allow_reuse), version=step.version,
+        after=after, timeout_seconds=step.runconfig.timeout_seconds,
+        max_retries=step.runconfig.max_retries,
+    )
+
+
+def _check_source(label: str, source_dir: str | None, script: str | None, found: list[str]) -> None:
+    if source_dir is None:
+        return
+    if not os.path.isdir(source_dir):
+        what = "is not a directory" if os.path.exists(source_dir) else "does not exist"
+        found.append(f'{label}: source_directory "{source_dir}" {what}: create it or fix the path')
+        return
+    if script is None:
+        return
+    full = os.path.realpath(os.path.join(source_dir, script))
+    if not full.startswith(os.path.realpath(source_dir) + os.sep):
+        found.append(f'{label}: script "{script}" leaves source_directory "{source_dir}": '
+                     "keep the script inside it")
+    elif not os.path.isfile(full):
+        found.append(f'{label}: script "{script}" not found in source_directory "{source_dir}": '
+                     "fix script_name or source_directory")
+
+
+def _add_output(label: str, output, outputs: dict[str, bool], found: list[str]) -> None:
+    if not isinstance(output, PipelineData):
+        found.append(f"{label}: output {output!r} is not a PipelineData")
+        return
+    name = output.name
+    if not VALID_OUTPUT_NAME.match(name) or ".." in name:
+        found.append(f'{label}: output name "{name}" is not allowed: use letters, digits, "_", "-" and "." '
+                     'with no "/" or ".."')
+    elif name in outputs:
+        found.append(f'{label}: two outputs are named "{name}": rename one')
+    if len(output.producers) > 1:
+        producers = ", ".join(f'"{p.name}"' for p in output.producers)
+        found.append(f'output "{name}" is produced by more than one step ({producers}): '
+                     "give each step its own PipelineData")
+    outputs[name] = output.is_directory
+
+
+def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, InputSpec],
+               found: list[str]) -> None:
+    if isinstance(item, PipelineData):
+        item = item.as_input()
+    if isinstance(item, FileDataset):
+        item = item.as_named_input(os.path.basename(item.paths[0]) or "dataset")
+    if isinstance(item, PipelineDataInput):
+        name = item.name
+        producers = item.data.producers
+        if not producers:
+            found.append(f'{label}: input "{name}" is produced by no step: add the step that writes '
+                         f'PipelineData "{item.data.name}" as an output')
+            spec = InputSpec(mode=item.mode)
+        else:
+            producer = producers[0]
+            if producer is step:
+                found.append(f'{label} consumes its own output "{item.data.name}": a step cannot depend on itself')
+            spec = InputSpec(mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name)
+    elif isinstance(item, DatasetConsumptionConfig):
+        name = item.name
+        for path in item.dataset.paths:
+            if not os.path.exists(path):
+                found.append(f'{label}: dataset input "{name}": path "{path}" does not exist: '
+                             "create it or fix the path")
+        spec = InputSpec(mode=item.mode, paths=list(item.dataset.paths), path_on_compute=item.path_on_compute)
+    else:
+        found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
+        return
+    if name in inputs and inputs[name] != spec:
+        found.append(f'{label}: two different inputs are named "{name}": pass input_name= to tell them apart')
+    inputs[name] = spec
+
+
+def _argument(label: str, value, parameters: dict, used: dict, found: list[str]):
+    if isinstance(value, PipelineData):
+        return {"output": value.name}
+    if isinstance(value, PipelineDataInput):
+        return {"input": value.name}
+    if isinstance(value, DatasetConsumptionConfig):
+        return {"input": value.name}
+    if isinstance(value, FileDataset):
+        return {"input": os.path.basename(value.paths[0]) or "dataset"}
+    if isinstance(value, (str, int, float, bool, os.PathLike, PipelineParameter)):
+        return str(_param_value(value, parameters, used))
+    found.append(f"{label}: argument {value!r} of type {type(value).__name__} cannot be passed: "
+                 "use a string, a number, a PipelineParameter or a data reference")
+    return ""
+
+
+def _param_value(value, parameters: dict, used: dict):
+    if isinstance(value, PipelineParameter):
+        used[value.name] = parameters.get(value.name, value.default_value)
+        return used[value.name]
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def environment_fingerprint(environment) -> dict[str, Any]:
+    """What identifies the environment a step runs in, for its cache key."""
+    if environment.docker.enabled:
+        return {"kind": "docker", "image": environment.docker.base_image}
+    deps = environment.python.conda_dependencies
+    if not environment.python.user_managed_dependencies and deps is not None:
+        return {"kind": "venv", "pip": sorted(deps.pip_packages), "conda": sorted(deps.conda_packages),
+                "python": deps.python_version}
+    interpreter = environment.python.interpreter_path or sys.executable
+    return {"kind": "python", "interpreter": interpreter, "version": sys.version.split()[0]}
+
+
+def _order(specs: list[StepSpec], found: list[str]) -> list[str]:
+    known = {s.name for s in specs}
+    sorter = graphlib.TopologicalSorter()
+    for spec in specs:
+        deps = {d for d in spec.upstream if d in known and d != spec.name}
+        sorter.add(spec.name, *deps)
+    try:
+        return list(sorter.static_order())
+    except graphlib.CycleError as exc:
+        cycle = " -> ".join(f'"{n}"' for n in reversed(exc.args[1]))
+        found.append(f"the steps form a cycle: {cycle}: remove one of these dependencies")
+        return [s.name for s in specs]

@@ -1,0 +1,74 @@
+"""Cache keys and the readable reasons behind every run and reuse decision.
+
+A key covers everything that can change a step's outputs (SPEC §2): the program, the source
+tree's content, resolved arguments and params, the content of every input, the environment,
+the output names and the version. The step's display name is deliberately not part of it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from localpipe.plan.graph import StepSpec
+from localpipe.plan.hashing import hash_bytes
+
+KEY_VERSION = 1
+
+
+def key_components(step: StepSpec, source_digest: str | None, input_digests: dict[str, str]) -> dict[str, Any]:
+    """The parts of ``step``'s cache key, kept in history.db so that later runs can say what changed."""
+    return {
+        "key_version": KEY_VERSION,
+        "kind": step.kind,
+        "script": step.script,
+        "source": source_digest,
+        "arguments": step.argv,
+        "params": step.params,
+        "pipeline_params": step.pipeline_params,
+        "inputs": dict(sorted(input_digests.items())),
+        "environment": step.environment,
+        "outputs": sorted(step.outputs),
+        "version": step.version,
+    }
+
+
+def cache_key(components: dict[str, Any]) -> str:
+    """The key: a digest of the canonical JSON of ``components``."""
+    return hash_bytes(json.dumps(components, sort_keys=True, separators=(",", ":")).encode())
+
+
+def what_changed(current: dict[str, Any], previous: dict[str, Any], changed_files: list[str]) -> str:
+    """Why ``current`` differs from ``previous``, most telling difference first."""
+    reasons: list[str] = []
+    if current.get("script") != previous.get("script") or current.get("kind") != previous.get("kind"):
+        reasons.append("script changed")
+    if current.get("source") != previous.get("source"):
+        reasons.append(f"source changed ({_listing(changed_files)})" if changed_files else "source changed")
+    for name in _changed_keys(current.get("pipeline_params", {}), previous.get("pipeline_params", {})):
+        reasons.append(f'parameter "{name}" changed')
+    for name in _changed_keys(current.get("params", {}), previous.get("params", {})):
+        if f'parameter "{name}" changed' not in reasons:
+            reasons.append(f'parameter "{name}" changed')
+    if current.get("arguments") != previous.get("arguments") and not any("parameter" in r for r in reasons):
+        reasons.append("arguments changed")
+    for name in _changed_keys(current.get("inputs", {}), previous.get("inputs", {})):
+        reasons.append(f'input "{name}" changed')
+    if current.get("environment") != previous.get("environment"):
+        reasons.append("environment changed")
+    if current.get("outputs") != previous.get("outputs"):
+        reasons.append("outputs changed")
+    if current.get("version") != previous.get("version"):
+        reasons.append("version changed")
+    if current.get("key_version") != previous.get("key_version"):
+        reasons.append("localpipe's cache format changed")
+    return ", ".join(reasons) or "inputs changed"
+
+
+def _changed_keys(current: dict, previous: dict) -> list[str]:
+    return sorted(k for k in current.keys() | previous.keys() if current.get(k) != previous.get(k))
+
+
+def _listing(paths: list[str], limit: int = 5) -> str:
+    shown = ", ".join(paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")

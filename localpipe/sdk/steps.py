@@ -1,0 +1,87 @@
+"""Pipeline steps: PythonScriptStep and CommandStep, as declarations.
+
+Data references found in ``arguments`` join the step's inputs or outputs by themselves: a bare
+PipelineData is an output, ``as_input()`` / ``as_download()`` / ``as_mount()`` and dataset
+consumptions are inputs. A step registers itself as the producer of its outputs so that a
+Pipeline can pull in the producers of the steps it is given.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import warnings
+from typing import Any
+
+from localpipe.sdk.data import DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput
+from localpipe.sdk.environment import RunConfiguration
+
+INPUT_TYPES = (PipelineDataInput, DatasetConsumptionConfig, FileDataset)
+
+
+class PipelineStep:
+    """What every step has: a name, a source directory, inputs, outputs, arguments and ordering."""
+
+    kind = "step"
+
+    def __init__(self, name, source_directory, arguments, inputs, outputs, compute_target,
+                 runconfig, params, allow_reuse, version):
+        self.name = name
+        self.source_directory = os.path.abspath(source_directory) if source_directory else None
+        self.arguments = list(arguments or [])
+        self.params = dict(params or {})
+        self.compute_target = compute_target
+        self.runconfig = runconfig or RunConfiguration()
+        self.allow_reuse = allow_reuse
+        self.version = version
+        self.inputs: list = list(inputs or [])
+        self.outputs: list[PipelineData] = list(outputs or [])
+        for item in self.arguments:
+            if isinstance(item, PipelineData) and item not in self.outputs and item not in self.inputs:
+                self.outputs.append(item)
+            elif isinstance(item, INPUT_TYPES) and item not in self.inputs:
+                self.inputs.append(item)
+        for output in self.outputs:
+            if self not in output.producers:
+                output.producers.append(self)
+        self.predecessors: list[PipelineStep] = []
+
+    def run_after(self, step: PipelineStep) -> None:
+        """Run this step only after ``step`` has finished, with no data passed between them."""
+        self.predecessors.append(step)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class PythonScriptStep(PipelineStep):
+    """Run ``script_name`` from ``source_directory`` with the step's interpreter."""
+
+    kind = "python"
+
+    def __init__(self, script_name: str, name: str | None = None, arguments: list | None = None,
+                 compute_target: Any = None, runconfig: RunConfiguration | None = None,
+                 inputs: list | None = None, outputs: list | None = None, params: dict | None = None,
+                 source_directory: str | None = None, allow_reuse: bool = True,
+                 version: str | None = None, hash_paths: list | None = None, **_ignored):
+        if hash_paths is not None:
+            warnings.warn("hash_paths is deprecated: the whole source_directory is always hashed",
+                          DeprecationWarning, stacklevel=2)
+        self.script_name = script_name
+        super().__init__(name or script_name, source_directory, arguments, inputs, outputs,
+                         compute_target, runconfig, params, allow_reuse, version)
+
+
+class CommandStep(PipelineStep):
+    """Run any program; ``command`` is an argv list, or a string split like a shell would (no shell runs)."""
+
+    kind = "command"
+
+    def __init__(self, command: str | list, name: str | None = None, source_directory: str | None = None,
+                 inputs: list | None = None, outputs: list | None = None, compute_target: Any = None,
+                 runconfig: RunConfiguration | None = None, allow_reuse: bool = True,
+                 version: str | None = None, **_ignored):
+        self.command = shlex.split(command) if isinstance(command, str) else list(command)
+        first = next((str(part) for part in self.command if isinstance(part, str)), "command")
+        super().__init__(name or os.path.basename(first), source_directory, self.command, inputs,
+                         outputs, compute_target, runconfig, None, allow_reuse, version)

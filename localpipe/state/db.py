@@ -1,0 +1,78 @@
+"""Opening history.db: WAL mode, named migrations, refusal of newer or foreign files.
+
+``open_history(ws)`` returns the workspace's database with every model bound to it. It is
+cheap to call again: connections are kept per file, and migrations only run when the file's
+``user_version`` is behind.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from peewee import DatabaseError, SqliteDatabase
+
+from localpipe.errors import StateError
+from localpipe.state import models
+from localpipe.state.layout import history_path
+
+
+def _initial(db: SqliteDatabase) -> None:
+    db.create_tables(models.MODELS)
+
+
+# Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
+MIGRATIONS = [("0001_initial", _initial)]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+PRAGMAS = {
+    "journal_mode": "wal",
+    "synchronous": "normal",  # durable at each checkpoint; WAL keeps the file consistent at a crash
+    "foreign_keys": 1,
+    "busy_timeout": 10_000,
+}
+
+_open: dict[str, SqliteDatabase] = {}
+
+
+def open_history(ws) -> SqliteDatabase:
+    """The workspace's history.db, migrated to this version of localpipe and bound to the models."""
+    path = str(history_path(ws))
+    db = _open.get(path)
+    if db is None:
+        if not ws.state_dir.is_dir():
+            raise StateError(f"{ws.state_dir} does not exist: run `localpipe init` in {ws.root}")
+        db = SqliteDatabase(path, pragmas=PRAGMAS, check_same_thread=False)
+        try:
+            _migrate(db, path)
+        except (DatabaseError, sqlite3.DatabaseError) as exc:
+            db.close()
+            raise StateError(f"{path} is not a localpipe history database ({exc}): move it away "
+                             "and run `localpipe init` to start a new one") from None
+        _open[path] = db
+    db.bind(models.MODELS, bind_refs=False, bind_backrefs=False)
+    return db
+
+
+def close_all() -> None:
+    """Close every open history.db (tests and forked children call this)."""
+    for db in _open.values():
+        db.close()
+    _open.clear()
+
+
+def _migrate(db: SqliteDatabase, path: str) -> None:
+    db.connect(reuse_if_open=True)
+    version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StateError(f"{path} was written by a newer localpipe (schema {version}, this one knows "
+                         f"{SCHEMA_VERSION}): upgrade localpipe")
+    if version == SCHEMA_VERSION:
+        return
+    db.bind(models.MODELS, bind_refs=False, bind_backrefs=False)
+    with db.atomic("IMMEDIATE"):
+        # Re-read under the write lock: another process may have migrated meanwhile.
+        version = db.execute_sql("PRAGMA user_version").fetchone()[0]
+        for name, apply in MIGRATIONS[version:]:
+            apply(db)
+            models.Migration.create(name=name)
+        db.execute_sql(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,203 @@
+"""The tables of history.db as peewee models (documented for users in docs/history-db.md).
+
+Models are bound to a database at run time (``db.bind``), never to a module global, so that
+one process can work with several workspaces.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from peewee import (
+    BooleanField, FloatField, ForeignKeyField, IntegerField, Model, TextField,
+)
+
+
+class JSONField(TextField):
+    """A TEXT column holding JSON, queryable with SQLite's JSON1 functions."""
+
+    def db_value(self, value):
+        return None if value is None else json.dumps(value, sort_keys=True)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+def now() -> float:
+    """The one clock of the state layer (seconds since the epoch), patchable in tests."""
+    return time.time()
+
+
+class BaseModel(Model):
+    class Meta:
+        legacy_table_names = False
+
+
+class Migration(BaseModel):
+    name = TextField(primary_key=True)
+    applied_at = FloatField(default=now)
+
+
+class Experiment(BaseModel):
+    name = TextField(unique=True)
+    created_at = FloatField(default=now)
+
+
+class PipelineGraph(BaseModel):
+    """A planned pipeline graph, stored once per distinct content."""
+
+    digest = TextField(unique=True)
+    description = TextField(null=True)
+    graph = JSONField()
+    created_at = FloatField(default=now)
+
+
+class PipelineRun(BaseModel):
+    experiment = ForeignKeyField(Experiment, backref="runs")
+    pipeline = ForeignKeyField(PipelineGraph, backref="runs")
+    status = TextField(index=True)
+    parameters = JSONField(default=dict)
+    tags = JSONField(default=dict)
+    regenerate_outputs = BooleanField(default=False)
+    continue_on_step_failure = BooleanField(default=False)
+    pipeline_file = TextField(null=True)
+    submitted_at = FloatField(default=now)
+    started_at = FloatField(null=True)
+    ended_at = FloatField(null=True)
+    scheduler_pid = IntegerField(null=True)
+    scheduler_started = FloatField(null=True)  # the process's create time: guards against pid reuse
+    error = TextField(null=True)
+
+
+class StepRun(BaseModel):
+    run = ForeignKeyField(PipelineRun, backref="steps", on_delete="CASCADE")
+    name = TextField()
+    status = TextField()
+    reason = TextField(null=True)
+    cache_key = TextField(null=True, index=True)
+    key_components = JSONField(null=True)
+    reused_from = ForeignKeyField("self", null=True, backref="reused_by")
+    snapshot = TextField(null=True)
+    arguments = JSONField(null=True)  # the argv the process got, paths resolved
+    queued_at = FloatField(null=True)
+    started_at = FloatField(null=True)
+    ended_at = FloatField(null=True)
+    exit_code = IntegerField(null=True)
+    signal = IntegerField(null=True)
+    peak_memory = IntegerField(null=True)
+    pid = IntegerField(null=True)
+    placement = JSONField(null=True)
+    attempt = IntegerField(default=1)
+    log_tail = TextField(null=True)
+    tags = JSONField(default=dict)
+
+    class Meta:
+        indexes = ((("run", "name"), True), (("name", "id"), False))
+
+
+class StepOutput(BaseModel):
+    step_run = ForeignKeyField(StepRun, backref="outputs", on_delete="CASCADE")
+    name = TextField()
+    digest = TextField(index=True)
+    size = IntegerField()
+
+    class Meta:
+        indexes = ((("step_run", "name"), True),)
+
+
+class CacheEntry(BaseModel):
+    key = TextField(primary_key=True)
+    step_run = ForeignKeyField(StepRun, on_delete="CASCADE")
+    created_at = FloatField(default=now)
+
+
+class Snapshot(BaseModel):
+    digest = TextField(primary_key=True)
+    files = JSONField()
+    size = IntegerField()
+    created_at = FloatField(default=now)
+
+
+class Edge(BaseModel):
+    run = ForeignKeyField(PipelineRun, backref="edges", on_delete="CASCADE")
+    source = TextField()
+    target = TextField()
+    data = TextField(null=True)  # the output name carried, or NULL for run_after
+
+
+class Metric(BaseModel):
+    step_run = ForeignKeyField(StepRun, backref="metrics", on_delete="CASCADE")
+    name = TextField()
+    kind = TextField()  # scalar, list, row, image
+    value = JSONField()
+    logged_at = FloatField(default=now)
+
+    class Meta:
+        indexes = ((("step_run", "name"), False),)
+
+
+class DatastoreRecord(BaseModel):
+    name = TextField(primary_key=True)
+    path = TextField()
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "datastore"
+
+
+class DatasetVersion(BaseModel):
+    name = TextField()
+    version = IntegerField()
+    digest = TextField()
+    paths = JSONField()
+    produced_by = ForeignKeyField(StepRun, null=True, on_delete="SET NULL")
+    created_at = FloatField(default=now)
+
+    class Meta:
+        indexes = ((("name", "version"), True),)
+
+
+class ComputeTargetRecord(BaseModel):
+    name = TextField(primary_key=True)
+    kind = TextField()
+    config = JSONField()
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "compute_target"
+
+
+class EnvironmentRecord(BaseModel):
+    name = TextField()
+    version = IntegerField()
+    spec = JSONField()
+    created_at = FloatField(default=now)
+
+    class Meta:
+        table_name = "environment"
+        indexes = ((("name", "version"), True),)
+
+
+class PublishedPipeline(BaseModel):
+    name = TextField()
+    description = TextField(null=True)
+    version = TextField(null=True)
+    pipeline = ForeignKeyField(PipelineGraph)
+    created_at = FloatField(default=now)
+
+
+class Schedule(BaseModel):
+    name = TextField()
+    published = ForeignKeyField(PublishedPipeline)
+    experiment_name = TextField()
+    recurrence = JSONField(null=True)
+    status = TextField(default="Active")
+    created_at = FloatField(default=now)
+
+
+MODELS = [
+    Migration, Experiment, PipelineGraph, PipelineRun, StepRun, StepOutput, CacheEntry, Snapshot,
+    Edge, Metric, DatastoreRecord, DatasetVersion, ComputeTargetRecord, EnvironmentRecord,
+    PublishedPipeline, Schedule,
+]
