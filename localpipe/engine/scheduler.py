@@ -327,6 +327,7 @@ class Scheduler:
                 self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
 
     def _finish_run(self, status: RunStatus | None, error: str | None) -> RunStatus:
+        self._cancel_blocked()
         for name, state in self.state.items():
             if not state.status.is_final:
                 self._transition(name, RunStatus.CANCELED, f"not run: {self.stopping or 'run ended'}")

@@ -45,13 +45,13 @@ def what_changed(current: dict[str, Any], previous: dict[str, Any], changed_file
         reasons.append("script changed")
     if current.get("source") != previous.get("source"):
         reasons.append(f"source changed ({_listing(changed_files)})" if changed_files else "source changed")
-    for name in _changed_keys(current.get("pipeline_params", {}), previous.get("pipeline_params", {})):
-        reasons.append(f'parameter "{name}" changed')
-    for name in _changed_keys(current.get("params", {}), previous.get("params", {})):
-        if f'parameter "{name}" changed' not in reasons:
-            reasons.append(f'parameter "{name}" changed')
-    if current.get("arguments") != previous.get("arguments") and not any("parameter" in r for r in reasons):
-        reasons.append("arguments changed")
+    pipeline_params = _changed_keys(current.get("pipeline_params", {}), previous.get("pipeline_params", {}))
+    reasons += [f'parameter "{name}" changed' for name in pipeline_params]
+    if not pipeline_params:  # a changed pipeline parameter explains its params and arguments
+        reasons += [f'parameter "{name}" changed'
+                    for name in _changed_keys(current.get("params", {}), previous.get("params", {}))]
+        if current.get("arguments") != previous.get("arguments"):
+            reasons.append("arguments changed")
     for name in _changed_keys(current.get("inputs", {}), previous.get("inputs", {})):
         reasons.append(f'input "{name}" changed')
     if current.get("environment") != previous.get("environment"):

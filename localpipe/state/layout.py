@@ -10,6 +10,7 @@ SUBDIRS = ("objects", "runs", "tmp", "datastores/workspaceblobstore", "datastore
 
 def create_layout(ws) -> None:
     """Create the workspace's folders; `.localpipe/` is readable by its owner only."""
+    ws.root.mkdir(parents=True, exist_ok=True)
     ws.state_dir.mkdir(mode=0o700, exist_ok=True)
     for sub in SUBDIRS:
         (ws.state_dir / sub).mkdir(parents=True, exist_ok=True)

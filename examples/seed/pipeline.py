@@ -1,0 +1,115 @@
+"""The seed page's pipeline ("create your first pipeline"): data prep -> train -> compare models.
+
+The code of the Azure ML page, with `from localpipe import ...` and only the changes a local
+machine needs (each marked "localpipe:"; see README.md). Run it from inside a workspace with
+`localpipe submit examples/seed/pipeline.py`, or `python examples/seed/pipeline.py`.
+"""
+
+import os
+
+from localpipe import (
+    Dataset, Datastore, Environment, Experiment, Pipeline, PipelineData, PythonScriptStep, RunConfiguration,
+    Workspace,
+)
+
+ws = Workspace.from_config()
+
+# localpipe: the relative paths below mean this file's folder, also when it runs as a plain script
+# from elsewhere (`localpipe submit` already loads it from here).
+os.chdir(os.path.dirname(os.path.abspath(__file__)))
+
+# Default datastore
+def_data_store = ws.get_default_datastore()
+
+# Get the blob storage associated with the workspace
+def_blob_store = Datastore(ws, "workspaceblobstore")
+
+# Get file storage associated with the workspace
+def_file_store = Datastore(ws, "workspacefilestore")
+
+# localpipe: the seed reads 'train-images/' from the default datastore, which starts empty here.
+# Rather than upload, register the folder shipped with this example as a datastore and read the
+# same relative path from it.
+seed_data_store = Datastore.register_local(ws, "seed_data", "data")
+my_dataset = Dataset.File.from_files([(seed_data_store, 'train-images/')])
+
+output_data1 = PipelineData(
+    "output_data1",
+    datastore=def_blob_store,
+    output_name="output_data1")
+
+# localpipe: the seed provisions an AmlCompute cluster "aml-compute" of STANDARD_NC6 (GPU) VMs.
+# Creating compute targets is not built yet; "local" is the whole machine, and these steps need
+# no GPU.
+compute_target = "local"
+
+aml_run_config = RunConfiguration()
+# `compute_target` as defined above
+aml_run_config.target = compute_target
+
+# localpipe: curated environments are Azure's prebuilt images, and environments that install
+# packages are not built yet: the steps use only the standard library and localpipe, so they run
+# in the current interpreter.
+USE_CURATED_ENV = False
+if USE_CURATED_ENV:
+    curated_environment = Environment.get(workspace=ws, name="AzureML-Tutorial")
+    aml_run_config.environment = curated_environment
+else:
+    aml_run_config.environment.python.user_managed_dependencies = True
+
+dataprep_source_dir = "./dataprep_src"
+entry_point = "prepare.py"
+# `my_dataset` as defined above
+ds_input = my_dataset.as_named_input('input1')
+
+# `output_data1`, `compute_target`, `aml_run_config` as defined above
+data_prep_step = PythonScriptStep(
+    script_name=entry_point,
+    source_directory=dataprep_source_dir,
+    arguments=["--input", ds_input.as_download(), "--output", output_data1],
+    # localpipe: the seed has inputs=[ds_input]; localpipe takes that mount and the download in
+    # `arguments` for two different inputs named "input1" and refuses the pipeline, so both say
+    # download here.
+    inputs=[ds_input.as_download()],
+    outputs=[output_data1],
+    compute_target=compute_target,
+    runconfig=aml_run_config,
+    allow_reuse=True
+)
+
+train_source_dir = "./train_src"
+train_entry_point = "train.py"
+
+training_results = PipelineData(name="training_results",
+                                datastore=def_blob_store,
+                                output_name="training_results")
+
+train_step = PythonScriptStep(
+    script_name=train_entry_point,
+    source_directory=train_source_dir,
+    arguments=["--prepped_data", output_data1.as_input(), "--training_results", training_results],
+    compute_target=compute_target,
+    runconfig=aml_run_config,
+    allow_reuse=True
+)
+
+# The seed does not show `compare_step`: it reads the training results and logs the best accuracy.
+compare_step = PythonScriptStep(
+    script_name="compare.py",
+    source_directory="./compare_src",
+    arguments=["--training_results", training_results.as_input()],
+    compute_target=compute_target,
+    runconfig=aml_run_config,
+    allow_reuse=True
+)
+
+# list of steps to run
+compare_models = [data_prep_step, train_step, compare_step]
+
+# Build the pipeline
+pipeline1 = Pipeline(workspace=ws, steps=[compare_models])
+
+if __name__ == "__main__":
+    # Submit the pipeline to be run
+    pipeline_run1 = Experiment(ws, 'Compare_Models_Exp').submit(pipeline1)
+    pipeline_run1.wait_for_completion(show_output=True)

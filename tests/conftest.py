@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh workspace under tmp_path, the CLI in-process and as a real process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from localpipe.cli import cli
+from localpipe.state.db import close_all
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _isolate(monkeypatch):
+    # A test must never see the developer's own workspace or leave connections open.
+    for var in ("LOCALPIPE_WORKSPACE", "LOCALPIPE_STEP_RUN_ID", "LOCALPIPE_FAKE_GPUS"):
+        monkeypatch.delenv(var, raising=False)
+    yield
+    close_all()
+
+
+@pytest.fixture
+def ws(tmp_path):
+    from localpipe import Workspace
+
+    return Workspace.create(tmp_path / "ws")
+
+
+@pytest.fixture
+def invoke(ws, monkeypatch):
+    """Run the CLI in-process in the workspace folder; returns click's Result."""
+    monkeypatch.chdir(ws.root)
+    runner = CliRunner()
+
+    def run(*args: str):
+        return runner.invoke(cli, [str(a) for a in args], catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def localpipe(ws):
+    """Run the real `localpipe` command as a process in the workspace folder."""
+
+    def run(*args: str, check: bool = False, timeout: float = 120, cwd=None, env=None):
+        proc = subprocess.run([sys.executable, "-m", "localpipe", *map(str, args)], cwd=cwd or ws.root,
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+        if check and proc.returncode != 0:
+            raise AssertionError(f"localpipe {' '.join(map(str, args))} exited {proc.returncode}:\n"
+                                 f"{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    return run
+
+
+def write(path: Path, text: str) -> Path:
+    """Write ``text`` (dedented) to ``path``, creating folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+    return path
+
+
+@pytest.fixture
+def project(ws):
+    """A helper that writes files under the workspace: ``project("a/b.py", "...")``."""
+
+    def put(rel: str, text: str) -> Path:
+        return write(ws.root / rel, text)
+
+    return put
+
+
+@pytest.fixture
+def run_pipeline(ws):
+    """Submit a Pipeline in-process and run it to its end: returns (run id, status, {step: row dict})."""
+    from localpipe.engine.scheduler import Scheduler
+    from localpipe.engine.submit import prepare_run
+    from localpipe.state import records
+
+    def run(pipeline, experiment: str = "test", **options):
+        slots = options.pop("slots", None)
+        prepared = prepare_run(ws, pipeline, experiment, **options)
+        status = Scheduler(ws, prepared.run_id, sources=prepared.sources, slots=slots).execute()
+        steps = {s["name"]: s for s in records.run_details(ws, prepared.run_id)["steps"]}
+        return prepared.run_id, status, steps
+
+    return run

@@ -1,0 +1,232 @@
+"""Reuse decisions end to end: what reruns, what is reused, and the reason given for each."""
+
+from __future__ import annotations
+
+import os
+
+from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep
+from localpipe.state import models as m
+from localpipe.state.layout import objects_dir
+from localpipe.state.store import ObjectStore
+from localpipe.status import RunStatus
+
+COPY = """
+import sys, shutil, os
+src, dst = sys.argv[1], sys.argv[2]
+with open(os.path.join(src, "data.txt")) as f:
+    text = f.read()
+with open(os.path.join(dst, "data.txt"), "w") as f:
+    f.write(text + "{tag}\\n")
+"""
+
+SOURCE = """
+import sys, os
+value = os.environ.get("AML_PARAMETER_p", "")
+with open(os.path.join(sys.argv[1], "data.txt"), "w") as f:
+    f.write("a{extra}" + value + "\\n")
+"""
+
+
+def chain(ws, project, param=None):
+    """a -> b -> c, and an independent d; b and c copy their input and append a tag.
+
+    The scripts are written on the first call only, so that a test can edit them in between.
+    """
+    if not (ws.root / "src/a/a.py").exists():
+        project("src/a/a.py", SOURCE.format(extra=""))
+        project("src/b/b.py", COPY.format(tag="b"))
+        project("src/c/c.py", COPY.format(tag="c"))
+        project("src/d/d.py", SOURCE.format(extra="d"))
+    out_a, out_b, out_c, out_d = (PipelineData(n) for n in ("out_a", "out_b", "out_c", "out_d"))
+    root = ws.root / "src"
+    a = PythonScriptStep("a.py", name="a", source_directory=root / "a", arguments=[out_a])
+    b = PythonScriptStep("b.py", name="b", source_directory=root / "b", arguments=[out_a.as_input(), out_b])
+    c = PythonScriptStep("c.py", name="c", source_directory=root / "c", arguments=[out_b.as_input(), out_c])
+    d = PythonScriptStep("d.py", name="d", source_directory=root / "d", arguments=[out_d],
+                         params={"p": param} if param is not None else None)
+    return Pipeline(ws, [c, d])
+
+
+def statuses(steps):
+    return {name: step["status"] for name, step in steps.items()}
+
+
+def test_first_run_completes_and_second_reuses_everything(ws, project, run_pipeline):
+    run1, status, steps = run_pipeline(chain(ws, project))
+    assert status is RunStatus.COMPLETED
+    assert statuses(steps) == dict.fromkeys("abcd", "Completed")
+    assert {s["reason"] for s in steps.values()} == {"runs: no earlier run"}
+
+    run2, status, steps = run_pipeline(chain(ws, project))
+    assert status is RunStatus.COMPLETED
+    assert statuses(steps) == dict.fromkeys("abcd", "Reused")
+    assert steps["b"]["reason"] == f'reused from run {run1} (step "b")'
+    assert steps["b"]["reused_from_run"] == run1
+    assert steps["c"]["outputs"]  # a reused step still lists its outputs
+
+
+def test_editing_one_script_reruns_it_and_its_dependants_only(ws, project, run_pipeline):
+    run_pipeline(chain(ws, project))
+    project("src/b/b.py", COPY.format(tag="B"))
+    _, _, steps = run_pipeline(chain(ws, project))
+    assert statuses(steps) == {"a": "Reused", "b": "Completed", "c": "Completed", "d": "Reused"}
+    assert steps["b"]["reason"] == "runs: source changed (b.py)"
+    assert steps["c"]["reason"] == 'runs: input "out_b" changed'
+
+
+def test_comment_only_edit_reruns_the_step_but_reuses_consumers(ws, project, run_pipeline):
+    run_pipeline(chain(ws, project))
+    project("src/a/a.py", "# a comment that changes nothing the step writes\n" + SOURCE.format(extra=""))
+    _, _, steps = run_pipeline(chain(ws, project))
+    assert statuses(steps) == {"a": "Completed", "b": "Reused", "c": "Reused", "d": "Reused"}
+    assert steps["a"]["reason"] == "runs: source changed (a.py)"
+
+
+def test_new_file_in_source_directory_is_named_in_the_reason(ws, project, run_pipeline):
+    run_pipeline(chain(ws, project))
+    project("src/b/helpers/io.py", "X = 1\n")
+    _, _, steps = run_pipeline(chain(ws, project))
+    assert steps["b"]["reason"] == "runs: source changed (helpers/io.py)"
+
+
+def test_changing_a_parameter_reruns_exactly_the_steps_that_use_it(ws, project, run_pipeline):
+    lr = PipelineParameter("lr", default_value=0.1)
+    run_pipeline(chain(ws, project, param=lr))
+    _, _, steps = run_pipeline(chain(ws, project, param=lr), parameters={"lr": 0.5})
+    assert statuses(steps) == {"a": "Reused", "b": "Reused", "c": "Reused", "d": "Completed"}
+    assert steps["d"]["reason"] == 'runs: parameter "lr" changed'
+    # the override reached the script as AML_PARAMETER_p
+    out = ObjectStore(objects_dir(ws)).path(steps["d"]["outputs"]["out_d"]) / "data.txt"
+    assert out.read_text() == "ad0.5\n"
+
+
+def test_deleting_a_cached_output_makes_its_step_run_again(ws, project, run_pipeline):
+    run1, _, steps = run_pipeline(chain(ws, project))
+    ObjectStore(objects_dir(ws)).remove(steps["a"]["outputs"]["out_a"])
+    _, _, steps = run_pipeline(chain(ws, project))
+    assert steps["a"]["status"] == "Completed"
+    assert steps["a"]["reason"] == f'runs: outputs of run {run1} (step "a") are missing from the store'
+    assert ObjectStore(objects_dir(ws)).has(steps["a"]["outputs"]["out_a"])
+    assert steps["b"]["status"] == "Reused"  # same bytes again
+
+
+def test_allow_reuse_false_always_runs(ws, project, run_pipeline):
+    project("src/x/x.py", "print('hi')\n")
+    step = PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x", allow_reuse=False)
+    run_pipeline(Pipeline(ws, [step]))
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert steps["x"]["status"] == "Completed"
+    assert steps["x"]["reason"] == "runs: allow_reuse=False"
+
+
+def test_regenerate_outputs_runs_everything_and_replaces_the_cache_entries(ws, project, run_pipeline):
+    run_pipeline(chain(ws, project))
+    run2, _, steps = run_pipeline(chain(ws, project), regenerate_outputs=True)
+    assert statuses(steps) == dict.fromkeys("abcd", "Completed")
+    assert steps["a"]["reason"] == "runs: regenerate_outputs=True"
+    _, _, steps = run_pipeline(chain(ws, project))
+    assert steps["a"]["reason"] == f'reused from run {run2} (step "a")'
+
+
+def test_renaming_a_step_does_not_rerun_it(ws, project, run_pipeline):
+    project("src/x/x.py", "print('hi')\n")
+    run1, _, _ = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="old", source_directory=ws.root / "src/x")]))
+    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="new", source_directory=ws.root / "src/x")]))
+    assert steps["new"]["reason"] == f'reused from run {run1} (step "old")'
+
+
+def test_ignored_files_do_not_change_the_key(ws, project, run_pipeline):
+    project("src/x/x.py", "print('hi')\n")
+    project("src/x/.amlignore", "scratch/\n*.log\n")
+    project("src/x/notes.log", "one\n")
+    step = lambda: PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x")  # noqa: E731
+    run_pipeline(Pipeline(ws, [step()]))
+    project("src/x/notes.log", "two\n")
+    project("src/x/scratch/tmp.txt", "anything\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [step()]))
+    assert steps["x"]["status"] == "Reused"
+
+
+def test_gitignore_applies_without_amlignore_and_localpipeignore_adds(ws, project, run_pipeline):
+    project("src/x/x.py", "print('hi')\n")
+    project("src/x/.gitignore", "*.tmp\n")
+    project("src/x/.localpipeignore", "data/\n")
+    step = lambda: PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x")  # noqa: E731
+    run_pipeline(Pipeline(ws, [step()]))
+    project("src/x/a.tmp", "1\n")
+    project("src/x/data/big.bin", "2\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [step()]))
+    assert steps["x"]["status"] == "Reused"
+    project("src/x/kept.txt", "3\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [step()]))
+    assert steps["x"]["reason"] == "runs: source changed (kept.txt)"
+
+
+def test_amlignore_replaces_gitignore(ws, project, run_pipeline):
+    project("src/x/x.py", "print('hi')\n")
+    project("src/x/.gitignore", "*.tmp\n")
+    project("src/x/.amlignore", "*.log\n")
+    step = lambda: PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x")  # noqa: E731
+    run_pipeline(Pipeline(ws, [step()]))
+    project("src/x/a.tmp", "1\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [step()]))
+    assert steps["x"]["reason"] == "runs: source changed (a.tmp)"
+
+
+def test_the_step_runs_from_a_snapshot_of_exactly_the_hashed_files(ws, project, run_pipeline):
+    project("src/x/x.py", """
+        import os, sys
+        with open(os.path.join(sys.argv[1], "listing.txt"), "w") as f:
+            f.write(os.getcwd() + "\\n" + ",".join(sorted(os.listdir("."))))
+    """)
+    project("src/x/keep.txt", "k\n")
+    project("src/x/skip.log", "s\n")
+    project("src/x/.amlignore", "*.log\n")
+    out = PipelineData("out")
+    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x",
+                                                              arguments=[out])]))
+    listing = (ObjectStore(objects_dir(ws)).path(steps["x"]["outputs"]["out"]) / "listing.txt").read_text()
+    cwd, files = listing.split("\n")
+    assert cwd != str(ws.root / "src/x") and cwd.startswith(str(ws.state_dir))
+    assert files == ".amlignore,keep.txt,x.py"
+
+
+def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws, project, run_pipeline):
+    project("src/w/w.py", "import sys, os\nopen(os.path.join(sys.argv[1], 'f.txt'), 'w').write('x')\n")
+    project("src/r/r.py", """
+        import sys, os
+        path = sys.argv[1]
+        result = "not tried"
+        if os.geteuid() != 0:  # root ignores permission bits
+            try:
+                open(os.path.join(path, "f.txt"), "w").write("overwrite")
+                result = "writable"
+            except OSError:
+                result = "read-only"
+        open(os.path.join(sys.argv[2], "r.txt"), "w").write(path + "\\n" + result)
+    """)
+    data, result = PipelineData("data"), PipelineData("result")
+    w = PythonScriptStep("w.py", name="w", source_directory=ws.root / "src/w", arguments=[data])
+    r = PythonScriptStep("r.py", name="r", source_directory=ws.root / "src/r", arguments=[data.as_input(), result])
+    _, _, steps = run_pipeline(Pipeline(ws, [r]))
+    store = ObjectStore(objects_dir(ws))
+    path, verdict = (store.path(steps["r"]["outputs"]["result"]) / "r.txt").read_text().split("\n")
+    assert path == str(store.path(steps["w"]["outputs"]["data"]))
+    assert verdict == ("read-only" if os.geteuid() != 0 else "not tried")
+    assert not os.stat(os.path.join(path, "f.txt")).st_mode & 0o222
+    assert (store.path(steps["w"]["outputs"]["data"]) / "f.txt").read_text() == "x"
+
+
+def test_a_failed_step_leaves_no_cache_entry_and_no_output(ws, project, run_pipeline):
+    project("src/x/x.py", """
+        import sys, os
+        open(os.path.join(sys.argv[1], "partial.txt"), "w").write("half")
+        sys.exit("boom")
+    """)
+    out = PipelineData("out")
+    _, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x",
+                                                                   arguments=[out])]))
+    assert status is RunStatus.FAILED
+    assert m.CacheEntry.select().count() == 0
+    assert m.StepOutput.select().count() == 0
+    assert not any(objects_dir(ws).iterdir())

@@ -1,0 +1,228 @@
+"""The scheduler with real subprocesses: failures, arguments, parallelism, inputs, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from localpipe import CommandStep, Dataset, Pipeline, PipelineData, PythonScriptStep, RunConfiguration
+from localpipe.state.layout import objects_dir
+from localpipe.state.store import ObjectStore
+from localpipe.status import RunStatus
+
+
+def output_file(ws, step, output, name):
+    return ObjectStore(objects_dir(ws)).path(step["outputs"][output]) / name
+
+
+def test_a_failing_step_records_exit_code_and_log_tail_and_skips_dependants(ws, project, run_pipeline):
+    project("src/bad/bad.py", """
+        import sys
+        print("working on it")
+        print("something went wrong: disk on fire", file=sys.stderr)
+        sys.exit(3)
+    """)
+    project("src/next/next.py", "print('never')\n")
+    data = PipelineData("data")
+    bad = PythonScriptStep("bad.py", name="bad", source_directory=ws.root / "src/bad", arguments=[data])
+    after = PythonScriptStep("next.py", name="next", source_directory=ws.root / "src/next", arguments=[data.as_input()])
+    later = PythonScriptStep("next.py", name="later", source_directory=ws.root / "src/next")
+    later.run_after(after)
+    _, status, steps = run_pipeline(Pipeline(ws, [later]))
+    assert status is RunStatus.FAILED
+    assert steps["bad"]["status"] == "Failed"
+    assert steps["bad"]["exit_code"] == 3
+    assert steps["bad"]["reason"] == "exit code 3"
+    assert "disk on fire" in steps["bad"]["log_tail"]
+    assert steps["next"]["status"] == "Canceled"
+    assert steps["next"]["reason"] == 'not run: upstream step "bad" failed'
+    assert steps["later"]["reason"] == 'not run: upstream step "next" did not run'
+    assert not (ws.state_dir / "runs").joinpath("1", "next", "stdout.log").exists()
+
+
+def test_a_step_killed_by_a_signal_says_which(ws, project, run_pipeline):
+    project("src/k/k.py", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("k.py", name="k", source_directory=ws.root / "src/k")]))
+    assert steps["k"]["signal"] == 9
+    assert steps["k"]["reason"] == "killed by signal 9 (SIGKILL)"
+
+
+def test_shell_metacharacters_reach_the_script_verbatim(ws, project, run_pipeline):
+    project("src/echo/echo.py", """
+        import json, sys, os
+        open(os.path.join(sys.argv[1], "argv.json"), "w").write(json.dumps(sys.argv[2:]))
+    """)
+    (ws.root / "x").mkdir()
+    tricky = ["; rm -rf x", "$(touch y)", "`touch z`", "a b  c", "'quoted'", '"double"', "*", "|cat", "&&", "\n"]
+    out = PipelineData("out")
+    step = PythonScriptStep("echo.py", name="echo", source_directory=ws.root / "src/echo", arguments=[out, *tricky])
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert json.loads(output_file(ws, steps["echo"], "out", "argv.json").read_text()) == tricky
+    assert (ws.root / "x").is_dir()
+    snapshot = ws.state_dir / "runs" / "1" / "echo" / "snapshot"
+    assert not any((folder / name).exists() for folder in (ws.root, snapshot) for name in ("y", "z"))
+
+
+def test_command_step_runs_an_argv_list_without_a_shell(ws, project, run_pipeline):
+    out = PipelineData("out")
+    step = CommandStep([sys.executable, "-c", "import sys; open(sys.argv[1] + '/o.txt', 'w').write(sys.argv[2])",
+                        out, "$HOME"], name="cmd")
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert steps["cmd"]["status"] == "Completed"
+    assert output_file(ws, steps["cmd"], "out", "o.txt").read_text() == "$HOME"
+
+
+def test_command_step_from_a_string_is_split_not_interpreted(ws, project, run_pipeline):
+    project("tools/show.py", "import sys\nprint(repr(sys.argv[1:]))\n")
+    step = CommandStep(f"{sys.executable} show.py 'a b' \"$(nothing)\"", name="cmd", source_directory=ws.root / "tools")
+    run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
+    log = (ws.state_dir / "runs" / str(run_id) / "cmd" / "stdout.log").read_text()
+    assert log.strip() == "['a b', '$(nothing)']"
+
+
+def test_independent_steps_run_in_parallel(ws, project, run_pipeline):
+    # Each step announces itself and waits for the other: both succeed only when they overlap.
+    barrier = ws.root / "barrier"
+    barrier.mkdir()
+    project("src/p/p.py", f"""
+        import os, sys, time
+        me, other = sys.argv[1], sys.argv[2]
+        open(os.path.join({str(barrier)!r}, me), "w").close()
+        deadline = time.monotonic() + 30
+        while not os.path.exists(os.path.join({str(barrier)!r}, other)):
+            if time.monotonic() > deadline:
+                sys.exit("the other step never started alongside")
+            time.sleep(0.01)
+    """)
+    left = PythonScriptStep("p.py", name="left", source_directory=ws.root / "src/p", arguments=["L", "R"])
+    right = PythonScriptStep("p.py", name="right", source_directory=ws.root / "src/p", arguments=["R", "L"])
+    _, status, steps = run_pipeline(Pipeline(ws, [left, right]), slots=2)
+    assert status is RunStatus.COMPLETED, steps
+
+
+def test_run_after_orders_steps_without_data(ws, project, run_pipeline):
+    marker = ws.root / "order.txt"
+    project("src/o/o.py", f"open({str(marker)!r}, 'a').write(__import__('sys').argv[1])\n")
+    first = PythonScriptStep("o.py", name="first", source_directory=ws.root / "src/o", arguments=["1"])
+    second = PythonScriptStep("o.py", name="second", source_directory=ws.root / "src/o", arguments=["2"])
+    second.run_after(first)
+    run_pipeline(Pipeline(ws, [second]), slots=4)
+    assert marker.read_text() == "12"
+
+
+def test_dataset_inputs_download_copies_and_mount_reads_in_place(ws, project, run_pipeline):
+    data = project("data/raw/values.txt", "1\n2\n3\n").parent
+    project("src/d/d.py", """
+        import json, os, sys
+        from localpipe import Run
+        ctx = Run.get_context()
+        out = sys.argv[3]
+        json.dump({"download": sys.argv[1], "mount": sys.argv[2], "inputs": ctx.input_datasets,
+                   "content": open(os.path.join(sys.argv[1], "values.txt")).read()},
+                  open(os.path.join(out, "seen.json"), "w"))
+    """)
+    dataset = Dataset.File.from_files(str(data))
+    out = PipelineData("out")
+    step = PythonScriptStep("d.py", name="d", source_directory=ws.root / "src/d",
+                            arguments=[dataset.as_named_input("copy").as_download(),
+                                       dataset.as_named_input("direct").as_mount(), out])
+    run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
+    seen = json.loads(output_file(ws, steps["d"], "out", "seen.json").read_text())
+    assert seen["mount"] == str(data)
+    assert seen["download"].startswith(str(ws.state_dir / "runs" / str(run_id) / "d"))
+    assert seen["content"] == "1\n2\n3\n"
+    assert seen["inputs"] == {"copy": seen["download"], "direct": seen["mount"]}
+
+    (data / "values.txt").write_text("1\n2\n3\n4\n")  # new data at the same path
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert steps["d"]["reason"] == 'runs: input "copy" changed, input "direct" changed'
+
+
+def test_params_reach_the_script_as_aml_parameter_variables(ws, project, run_pipeline):
+    project("src/e/e.py", "import os, sys\nopen(sys.argv[1] + '/env.txt', 'w').write(os.environ['AML_PARAMETER_alpha'])\n")
+    out = PipelineData("out")
+    step = PythonScriptStep("e.py", name="e", source_directory=ws.root / "src/e", arguments=[out],
+                            params={"alpha": 0.25})
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert output_file(ws, steps["e"], "out", "env.txt").read_text() == "0.25"
+
+
+def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipeline):
+    from localpipe.state import records
+
+    project("src/m/m.py", """
+        from localpipe import Run
+        run = Run.get_context()
+        for loss in (0.9, 0.5, 0.2):
+            run.log("loss", loss)
+        run.log_list("sizes", [1, 2, 3])
+        run.log_row("table", epoch=1, acc=0.5)
+        run.tag("model", "tiny")
+        assert run.parent.id == int(__import__("os").environ["LOCALPIPE_RUN_ID"])
+        assert run.experiment.workspace.root.joinpath(".localpipe").is_dir()
+    """)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
+    assert status is RunStatus.COMPLETED, steps["m"]["log_tail"]
+    values = [(r["name"], r["kind"], r["value"]) for r in records.metrics(ws, run_id)]
+    assert values == [("loss", "scalar", 0.9), ("loss", "scalar", 0.5), ("loss", "scalar", 0.2),
+                      ("sizes", "list", [1, 2, 3]), ("table", "row", {"epoch": 1, "acc": 0.5})]
+    assert steps["m"]["tags"] == {"model": "tiny"}
+
+
+def test_offline_run_prints_what_it_would_log(tmp_path, capsys):
+    from localpipe import Run
+
+    run = Run.get_context()
+    run.log("accuracy", 0.5)
+    assert "accuracy" in capsys.readouterr().out
+    assert run.input_datasets == {}
+
+
+def test_peak_memory_and_duration_are_recorded(ws, project, run_pipeline):
+    project("src/mem/mem.py", "block = bytearray(64 * 1024 * 1024)\nblock[::4096] = b'x' * len(block[::4096])\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("mem.py", name="mem", source_directory=ws.root / "src/mem")]))
+    assert steps["mem"]["peak_memory"] > 64 * 1024 * 1024
+    assert steps["mem"]["ended_at"] >= steps["mem"]["started_at"]
+
+
+def test_timeout_fails_the_step_with_the_reason(ws, project, run_pipeline):
+    project("src/t/t.py", "import time\ntime.sleep(60)\n")
+    config = RunConfiguration()
+    config.timeout_seconds = 0.5
+    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("t.py", name="t", source_directory=ws.root / "src/t",
+                                                              runconfig=config)]))
+    assert steps["t"]["status"] == "Failed"
+    assert steps["t"]["reason"] == "timed out after 0.5s"
+
+
+def test_retries_are_recorded(ws, project, run_pipeline):
+    counter = ws.root / "attempts"
+    project("src/r/r.py", f"""
+        import sys
+        path = {str(counter)!r}
+        n = int(open(path).read()) + 1 if __import__("os").path.exists(path) else 1
+        open(path, "w").write(str(n))
+        sys.exit(0 if n >= 3 else 1)
+    """)
+    config = RunConfiguration()
+    config.max_retries = 2
+    _, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("r.py", name="r", source_directory=ws.root / "src/r",
+                                                                   runconfig=config)]))
+    assert status is RunStatus.COMPLETED
+    assert steps["r"]["attempt"] == 3
+    assert counter.read_text() == "3"
+
+
+def test_continue_on_step_failure_runs_the_independent_branch(ws, project, run_pipeline):
+    project("src/f/f.py", "raise SystemExit(1)\n")
+    project("src/ok/ok.py", "print('fine')\n")
+    data = PipelineData("data")
+    fail = PythonScriptStep("f.py", name="fail", source_directory=ws.root / "src/f", arguments=[data])
+    down = PythonScriptStep("ok.py", name="down", source_directory=ws.root / "src/ok", arguments=[data.as_input()])
+    alone = PythonScriptStep("ok.py", name="alone", source_directory=ws.root / "src/ok", arguments=["x"])
+    alone.run_after(PythonScriptStep("ok.py", name="before", source_directory=ws.root / "src/ok", arguments=["y"]))
+    _, status, steps = run_pipeline(Pipeline(ws, [down, alone]), continue_on_step_failure=True, slots=1)
+    assert status is RunStatus.FAILED
+    assert {n: s["status"] for n, s in steps.items()} == {
+        "fail": "Failed", "down": "Canceled", "alone": "Completed", "before": "Completed"}
