@@ -57,12 +57,14 @@ def pipeline_file(project):
 
 
 @pytest.fixture
-def completed_run(pipeline_file, invoke) -> str:
+def completed_run(ws, pipeline_file, invoke) -> str:
     """The id of a completed one-step run (its step is named "hello")."""
     result = invoke("submit", "pipe.py")
     assert result.exit_code == 0, result.output
     from localpipe.state import models as m
+    from localpipe.state.db import open_history
 
+    open_history(ws)
     return str(m.PipelineRun.select().get().id)
 
 

@@ -1,0 +1,123 @@
+"""history.db and the object store: creation, migration, refusals, atomic commits, hashing rules."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+
+import pytest
+
+from localpipe import Workspace
+from localpipe.errors import StateError, UsageError, WorkspaceNotFoundError
+from localpipe.plan.hashing import hash_tree
+from localpipe.state.db import SCHEMA_VERSION, close_all, open_history
+from localpipe.state.store import ObjectStore
+
+
+def test_history_db_is_created_in_wal_mode_with_every_table(ws):
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert {"experiment", "pipeline_graph", "pipeline_run", "step_run", "step_output", "cache_entry",
+            "snapshot", "edge", "metric", "datastore", "dataset_version", "compute_target",
+            "environment", "published_pipeline", "schedule", "migration"} <= tables
+    assert [r[0] for r in conn.execute("SELECT name FROM migration")] == ["0001_initial"]
+
+
+def test_state_folder_is_private(ws):
+    assert (ws.state_dir.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_history_db_from_a_newer_localpipe_is_refused(ws):
+    close_all()
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(StateError, match="newer localpipe .* upgrade localpipe"):
+        open_history(ws)
+
+
+def test_a_history_db_that_is_not_a_database_is_refused(ws):
+    close_all()
+    (ws.state_dir / "history.db").write_bytes(b"this is not sqlite" * 100)
+    for suffix in ("-wal", "-shm"):
+        (ws.state_dir / f"history.db{suffix}").unlink(missing_ok=True)
+    with pytest.raises(StateError, match="not a localpipe history database.*move it away"):
+        open_history(ws)
+
+
+def test_from_config_walks_up_and_says_init_when_there_is_none(ws, tmp_path):
+    deep = ws.root / "a" / "b"
+    deep.mkdir(parents=True)
+    assert Workspace.from_config(deep) == ws
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    with pytest.raises(WorkspaceNotFoundError, match="localpipe init"):
+        Workspace.from_config(elsewhere)
+
+
+def test_commit_moves_a_folder_into_the_store_once_per_content(tmp_path):
+    store = ObjectStore(tmp_path / "objects")
+    for attempt in range(2):
+        folder = tmp_path / f"out{attempt}"
+        (folder / "sub").mkdir(parents=True)
+        (folder / "sub" / "f.txt").write_text("same")
+        tree = store.commit(folder)
+        assert not folder.exists()
+    assert store.has(tree.digest)
+    assert len(list((tmp_path / "objects").rglob("f.txt"))) == 1
+    committed = store.path(tree.digest) / "sub" / "f.txt"
+    assert not committed.stat().st_mode & 0o222
+    store.remove(tree.digest)
+    assert not store.has(tree.digest)
+
+
+def test_hash_tree_covers_names_content_and_the_executable_bit(tmp_path):
+    (tmp_path / "run.sh").write_text("echo hi\n")
+    first = hash_tree(tmp_path).digest
+    os.chmod(tmp_path / "run.sh", 0o755)
+    assert hash_tree(tmp_path).digest != first
+    (tmp_path / "run.sh").rename(tmp_path / "go.sh")
+    assert set(hash_tree(tmp_path).files) == {"go.sh"}
+
+
+def test_symlinks_inside_are_followed_and_outside_or_loops_are_refused(tmp_path):
+    root = tmp_path / "src"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "f.txt").write_text("x")
+    os.symlink(root / "real" / "f.txt", root / "link.txt")
+    assert hash_tree(root).files["link.txt"] == hash_tree(root).files["real/f.txt"]
+
+    (tmp_path / "secret.txt").write_text("s")
+    os.symlink(tmp_path / "secret.txt", root / "escape.txt")
+    with pytest.raises(UsageError, match="points outside"):
+        hash_tree(root)
+    os.unlink(root / "escape.txt")
+
+    os.symlink(root / "real", root / "real" / "again")
+    with pytest.raises(UsageError, match="loop"):
+        hash_tree(root)
+
+
+def test_file_names_that_are_not_utf8_are_refused(tmp_path):
+    os.close(os.open(os.path.join(os.fsencode(tmp_path), b"bad\xff.txt"), os.O_CREAT | os.O_WRONLY))
+    with pytest.raises(UsageError, match="not UTF-8: rename it"):
+        hash_tree(tmp_path)
+
+
+def test_stat_cache_answers_for_unchanged_files_without_reading_them(tmp_path):
+    from localpipe.state.statcache import StatCache
+
+    path = tmp_path / "f.txt"
+    path.write_text("one")
+    old = path.stat().st_mtime - 60
+    os.utime(path, (old, old))  # older than the racy window, so it is remembered
+    cache = StatCache(tmp_path / "stat.db")
+    digest = hash_tree(tmp_path, ignore=False, stat_cache=cache).files["f.txt"]
+    cache.save()
+    reloaded = StatCache(tmp_path / "stat.db")
+    assert reloaded.lookup(str(path), path.stat()) == digest
+    path.write_text("two")
+    assert reloaded.lookup(str(path), path.stat()) is None
