@@ -24,11 +24,11 @@ class PipelineValidationError(UsageError):
 
     def __init__(self, problems: list[str]):
         self.problems = list(problems)
-        super().__init__(
-            f"the pipeline is invalid ({len(self.problems)} problem"
-            f"{'s' if len(self.problems) != 1 else ''}):\n"
-            + "\n".join(f"  - {p}" for p in self.problems)
-        )
+        if len(self.problems) == 1:
+            super().__init__(f"the pipeline is invalid: {self.problems[0]}")
+        else:
+            super().__init__(f"the pipeline is invalid ({len(self.problems)} problems):\n"
+                             + "\n".join(f"  - {p}" for p in self.problems))
 
 
 class WorkspaceNotFoundError(LocalpipeError):

@@ -253,8 +253,6 @@ def test_param_of_wrong_type_or_unknown_name(ws, pipeline_file, localpipe, param
     assert_no_run_recorded(ws)
 
 
-@pytest.mark.xfail(reason="a single validation problem is printed on two lines "
-                          '("error: the pipeline is invalid (1 problem):" then "  - ...")', strict=True)
 @pytest.mark.parametrize("param, message", [
     ("n=abc", 'parameter "n": "abc" is not an integer'),
     ("epochs=4", 'parameter "epochs" is not used by this pipeline'),

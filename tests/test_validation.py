@@ -94,7 +94,6 @@ def test_step_consuming_its_own_output(ws, src):
     assert 'step "a" consumes its own output "loop"' in only(Pipeline(ws, [a]).validate())
 
 
-@pytest.mark.xfail(reason='the message says "a step cannot depend on itself" but names no fix', strict=True)
 def test_step_consuming_its_own_output_names_the_fix(ws, src):
     data = PipelineData("loop")
     a = step(src, "a", inputs=[data.as_input()], outputs=[data])
@@ -113,7 +112,6 @@ def test_two_producers_of_one_pipeline_data(ws, src):
             "give each step its own PipelineData") in found
 
 
-@pytest.mark.xfail(reason="the two-producers problem is listed once per producing step", strict=True)
 def test_two_producers_reported_once(ws, src):
     data = PipelineData("shared")
     a = step(src, "a", outputs=[data])
@@ -189,8 +187,6 @@ def test_unknown_compute_target_when_planning(ws, src):
         'create it with ComputeTarget.create(...) or use "local"')
 
 
-@pytest.mark.xfail(reason="Pipeline.validate() never checks compute targets (it passes none to problems())",
-                   strict=True)
 def test_unknown_compute_target_from_validate(ws, src):
     pipeline = Pipeline(ws, [step(src, "train", compute_target="gpu-cluster")])
     assert 'compute target "gpu-cluster" does not exist' in only(pipeline.validate())
@@ -215,7 +211,7 @@ def test_parameter_declared_twice_with_different_defaults(ws, src):
     a = step(src, "a", arguments=["--lr", PipelineParameter("lr", 0.1)])
     b = step(src, "b", "b.py", params={"lr": PipelineParameter("lr", 0.2)})
     message = only(Pipeline(ws, [a, b]).validate())
-    assert 'parameter "lr" is declared twice with different defaults (0.1, 0.2)' in message
+    assert 'parameter "lr" is declared twice with different defaults (0.1 in step "a", 0.2 in step "b")' in message
     assert "declare it once" in message
 
 
@@ -267,8 +263,8 @@ def test_several_problems_are_reported_together(ws, src, tmp_path):
         assert any(fragment in p for p in error.problems), (fragment, error.problems)
         assert fragment in str(error)
     assert str(error).startswith(f"the pipeline is invalid ({len(expected)} problems):")
-    # validate() finds the same ones, less the compute target it is not given.
-    assert len(pipeline.validate({"n": "abc"})) == len(expected) - 1
+    # validate() reports from the same list (see test_unknown_compute_target_from_validate).
+    assert set(pipeline.validate({"n": "abc"})) <= set(error.problems)
 
 
 # -- through a real `localpipe submit` ----------------------------------------------------------

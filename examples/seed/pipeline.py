@@ -67,10 +67,7 @@ data_prep_step = PythonScriptStep(
     script_name=entry_point,
     source_directory=dataprep_source_dir,
     arguments=["--input", ds_input.as_download(), "--output", output_data1],
-    # localpipe: the seed has inputs=[ds_input]; localpipe takes that mount and the download in
-    # `arguments` for two different inputs named "input1" and refuses the pipeline, so both say
-    # download here.
-    inputs=[ds_input.as_download()],
+    inputs=[ds_input],
     outputs=[output_data1],
     compute_target=compute_target,
     runconfig=aml_run_config,

@@ -131,13 +131,16 @@ def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
 
 def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, Any]:
     declared: dict[str, PipelineParameter] = {}
+    declared_by: dict[str, str] = {}
     for step in steps:
         for value in [*step.arguments, *step.params.values()]:
             if isinstance(value, PipelineParameter):
                 other = declared.setdefault(value.name, value)
+                first = declared_by.setdefault(value.name, step.name)
                 if other.default_value != value.default_value:
                     found.append(f'parameter "{value.name}" is declared twice with different defaults '
-                                 f"({other.default_value!r}, {value.default_value!r}): declare it once")
+                                 f'({other.default_value!r} in step "{first}", {value.default_value!r} '
+                                 f'in step "{step.name}"): declare it once and share it')
     values = {name: p.default_value for name, p in declared.items()}
     for name, raw in overrides.items():
         if name not in declared:
@@ -188,7 +191,7 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
     inputs: dict[str, InputSpec] = {}
     outputs: dict[str, bool] = {}
     for output in step.outputs:
-        _add_output(label, output, outputs, found)
+        _add_output(label, step, output, outputs, found)
     for item in step.inputs:
         _add_input(label, step, item, names, inputs, found)
 
@@ -233,7 +236,7 @@ def _check_source(label: str, source_dir: str | None, script: str | None, found:
                      "fix script_name or source_directory")
 
 
-def _add_output(label: str, output, outputs: dict[str, bool], found: list[str]) -> None:
+def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[str]) -> None:
     if not isinstance(output, PipelineData):
         found.append(f"{label}: output {output!r} is not a PipelineData")
         return
@@ -243,7 +246,7 @@ def _add_output(label: str, output, outputs: dict[str, bool], found: list[str]) 
                      'with no "/" or ".."')
     elif name in outputs:
         found.append(f'{label}: two outputs are named "{name}": rename one')
-    if len(output.producers) > 1:
+    if len(output.producers) > 1 and output.producers[0] is step:
         producers = ", ".join(f'"{p.name}"' for p in output.producers)
         found.append(f'output "{name}" is produced by more than one step ({producers}): '
                      "give each step its own PipelineData")
@@ -266,7 +269,8 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
         else:
             producer = producers[0]
             if producer is step:
-                found.append(f'{label} consumes its own output "{item.data.name}": a step cannot depend on itself')
+                found.append(f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '
+                             "from its inputs, or read it from another step's PipelineData")
             spec = InputSpec(mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name)
     elif isinstance(item, DatasetConsumptionConfig):
         name = item.name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from localpipe.errors import UsageError
 from localpipe.sdk.data import PipelineDataInput
 from localpipe.sdk.steps import PipelineStep
 
@@ -23,8 +24,10 @@ class Pipeline:
     def validate(self, pipeline_parameters: dict | None = None) -> list[str]:
         """Every problem that keeps this pipeline from running, as readable lines; empty when valid."""
         from localpipe.plan.graph import problems
+        from localpipe.sdk.compute import compute_targets
 
-        return problems(self, pipeline_parameters)
+        targets = compute_targets(self.workspace) if self.workspace is not None else None
+        return problems(self, pipeline_parameters, targets)
 
     def __repr__(self) -> str:
         return f"Pipeline({len(self.steps)} steps)"
@@ -58,4 +61,5 @@ def _flatten(items):
         elif isinstance(item, PipelineStep):
             yield item
         else:
-            raise TypeError(f"Pipeline steps must be steps or lists of steps, not {type(item).__name__}")
+            raise UsageError(f"Pipeline(steps=...): {item!r} is a {type(item).__name__}, not a step: "
+                             "pass steps or lists of steps")

@@ -39,12 +39,24 @@ class PipelineStep:
         for item in self.arguments:
             if isinstance(item, PipelineData) and item not in self.outputs and item not in self.inputs:
                 self.outputs.append(item)
-            elif isinstance(item, INPUT_TYPES) and item not in self.inputs:
-                self.inputs.append(item)
+            elif isinstance(item, INPUT_TYPES):
+                self._add_argument_input(item)
         for output in self.outputs:
             if self not in output.producers:
                 output.producers.append(self)
         self.predecessors: list[PipelineStep] = []
+
+    def _add_argument_input(self, item) -> None:
+        """An input named in ``arguments`` replaces the same input listed in ``inputs``.
+
+        The seed lists ``ds_input`` in ``inputs`` and ``ds_input.as_download()`` in ``arguments``:
+        one input, consumed the way the arguments say.
+        """
+        for index, known in enumerate(self.inputs):
+            if known == item or _same_input(known, item):
+                self.inputs[index] = item
+                return
+        self.inputs.append(item)
 
     def run_after(self, step: PipelineStep) -> None:
         """Run this step only after ``step`` has finished, with no data passed between them."""
@@ -52,6 +64,14 @@ class PipelineStep:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def _same_input(a, b) -> bool:
+    if isinstance(a, DatasetConsumptionConfig) and isinstance(b, DatasetConsumptionConfig):
+        return a.name == b.name and a.dataset == b.dataset
+    if isinstance(a, PipelineDataInput) and isinstance(b, PipelineDataInput):
+        return a.name == b.name and a.data is b.data
+    return False
 
 
 class PythonScriptStep(PipelineStep):

@@ -178,14 +178,15 @@ def find_step(ws, run_id, name: str) -> m.StepRun:
 
 
 def metrics(ws, run_id, step: str | None = None) -> list[dict]:
-    """Every metric of a run (or of one of its steps), in the order logged."""
+    """Every metric of a run (or of one of its steps), in the order logged.
+
+    A reused step shows the metrics of the step run it reused: they describe the same outputs.
+    """
     run = get_run(ws, run_id)
-    query = (m.Metric.select(m.Metric, m.StepRun.name.alias("step")).join(m.StepRun)
-             .where(m.StepRun.run == run.id).order_by(m.Metric.id))
-    if step is not None:
-        find_step(ws, run.id, step)
-        query = query.where(m.StepRun.name == step)
-    return [{"step": r["step"], "name": r["name"], "kind": r["kind"], "value": r["value"],
+    steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
+    names = {s.reused_from_id or s.id: s.name for s in steps}
+    query = (m.Metric.select().where(m.Metric.step_run.in_(list(names))).order_by(m.Metric.id))
+    return [{"step": names[r["step_run"]], "name": r["name"], "kind": r["kind"], "value": r["value"],
              "logged_at": r["logged_at"]} for r in query.dicts()]
 
 

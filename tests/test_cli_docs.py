@@ -1,0 +1,27 @@
+"""Docs that cannot drift: every command has help with an example and appears in the README."""
+
+from __future__ import annotations
+
+import pytest
+
+from localpipe.cli import cli
+from tests.conftest import REPO
+
+COMMANDS = sorted(cli.commands)
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_has_help_with_an_example(name):
+    help_text = cli.commands[name].get_help(cli.make_context("localpipe", [name, "--help"], resilient_parsing=True))
+    assert "Example:" in help_text, name
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_every_command_is_in_the_readme(name):
+    assert f"localpipe {name}" in (REPO / "README.md").read_text()
+
+
+def test_readme_test_command_is_what_ci_runs():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
+    assert ci in readme
