@@ -1,0 +1,111 @@
+"""The CLI over a real workspace: submit, status, runs, show, logs, metrics, --json, --detach."""
+
+from __future__ import annotations
+
+import json
+
+PIPELINE = """
+from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep, Workspace
+
+ws = Workspace.from_config()
+data = PipelineData("data")
+scale = PipelineParameter("scale", default_value=2)
+make = PythonScriptStep("make.py", name="make", source_directory="make", arguments=[data, scale])
+use = PythonScriptStep("use.py", name="use", source_directory="use", arguments=[data.as_input()])
+pipeline = Pipeline(ws, [use])
+"""
+
+
+def make_project(project):
+    project("proj/make/make.py", """
+        import sys
+        from localpipe import Run
+        open(sys.argv[1] + "/n.txt", "w").write(str(21 * int(sys.argv[2])))
+        Run.get_context().log("scale", int(sys.argv[2]))
+    """)
+    project("proj/use/use.py", "import sys\nprint('value', open(sys.argv[1] + '/n.txt').read())\n")
+    return project("proj/pipeline.py", PIPELINE)
+
+
+def test_submit_prints_each_step_change_with_its_reason_and_a_summary(invoke, project):
+    pipeline = make_project(project)
+    result = invoke("submit", pipeline)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "run 1 of experiment proj: 2 steps"
+    assert any("Queued" in line and "make" in line and "runs: no earlier run" in line for line in lines)
+    assert lines[-1].startswith("run 1 Completed in ") and lines[-1].endswith(": 2 completed")
+
+    result = invoke("submit", pipeline)
+    assert 'reused from run 1 (step "make")' in result.output
+    assert result.output.splitlines()[-1].endswith(": 2 reused")
+
+
+def test_status_says_what_would_run_without_running(invoke, project, ws):
+    pipeline = make_project(project)
+    result = invoke("status", pipeline)
+    assert result.exit_code == 0
+    assert result.output.splitlines() == [
+        "make  run     runs: no earlier run",
+        'use   maybe   depends on step "make", which runs: reused if its output is unchanged',
+    ]
+    assert json.loads(invoke("runs", "--json").output) == []
+    invoke("submit", pipeline)
+    rows = json.loads(invoke("status", pipeline, "--param", "scale=3", "--json").output)
+    assert rows[0] == {"step": "make", "action": "run", "reason": 'runs: parameter "scale" changed'}
+    rows = json.loads(invoke("status", pipeline, "--json").output)
+    assert [r["action"] for r in rows] == ["reuse", "reuse"]
+
+
+def test_runs_show_logs_and_metrics(invoke, project):
+    pipeline = make_project(project)
+    invoke("submit", pipeline, "--param", "scale=3")
+    runs = json.loads(invoke("runs", "--json").output)
+    assert runs[0]["id"] == 1 and runs[0]["status"] == "Completed" and runs[0]["steps"] == {"Completed": 2}
+    assert "Completed" in invoke("runs").output
+
+    shown = json.loads(invoke("show", "1", "--json").output)
+    assert shown["parameters"] == {"scale": 3}
+    assert [s["name"] for s in shown["steps"]] == ["make", "use"]
+    assert shown["steps"][0]["exit_code"] == 0 and shown["steps"][0]["outputs"]["data"]
+    text = invoke("show", "1").output
+    assert "make: Completed  runs: no earlier run" in text and "peak memory" in text
+
+    assert invoke("logs", "1", "use").output == "value 63\n"
+    assert "==> use stdout <==" in invoke("logs", "1").output
+    metrics = json.loads(invoke("metrics", "1", "--json").output)
+    assert [(m["step"], m["name"], m["value"]) for m in metrics] == [("make", "scale", 3)]
+    assert "scale" in invoke("metrics", "1", "--step", "make").output
+
+
+def test_a_failed_step_exits_1_and_show_prints_its_log_tail(invoke, project):
+    project("proj/bad/bad.py", "import sys\nprint('cannot go on', file=sys.stderr)\nsys.exit(4)\n")
+    pipeline = project("proj/pipeline.py", """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("bad.py", name="bad", source_directory="bad")])
+    """)
+    result = invoke("submit", pipeline)
+    assert result.exit_code == 1
+    assert "Failed      bad  exit code 4" in result.output
+    shown = invoke("show", "1").output
+    assert "exit code 4" in shown and "cannot go on" in shown
+
+
+def test_detach_returns_the_run_id_and_the_run_goes_on(localpipe, project, ws):
+    pipeline = make_project(project)
+    proc = localpipe("submit", pipeline, "--detach", check=True)
+    run_id = int(proc.stdout.strip())
+    from localpipe.client.experiment import Experiment
+    from localpipe.client.runs import PipelineRun
+
+    assert PipelineRun(Experiment(ws, "proj"), run_id).wait_for_completion(timeout_seconds=60) == "Completed"
+
+
+def test_submit_creates_a_workspace_when_there_is_none(tmp_path, localpipe, project):
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    pipeline = make_project(project)
+    proc = localpipe("submit", pipeline, cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    assert "created workspace" in proc.stderr
+    assert (folder / ".localpipe" / "history.db").exists()

@@ -1,0 +1,83 @@
+"""The Python handles a user holds: Experiment.submit in the background, PipelineRun and StepRun."""
+
+from __future__ import annotations
+
+import pytest
+
+from localpipe import Datastore, Dataset, Experiment, Pipeline, PipelineData, PythonScriptStep
+from localpipe.client.runs import RunFailedError
+
+
+def two_steps(ws, project, fail: bool = False):
+    project("src/w/w.py", "import sys\nprint('writing')\nopen(sys.argv[1] + '/v.txt', 'w').write('42')\n")
+    project("src/r/r.py", f"""
+        import sys
+        from localpipe import Run
+        value = open(sys.argv[1] + '/v.txt').read()
+        print('read', value)
+        Run.get_context().log('value', int(value))
+        sys.exit({1 if fail else 0})
+    """)
+    data = PipelineData("data")
+    w = PythonScriptStep("w.py", name="write", source_directory=ws.root / "src/w", arguments=[data])
+    r = PythonScriptStep("r.py", name="read", source_directory=ws.root / "src/r", arguments=[data.as_input()])
+    return Pipeline(ws, [r])
+
+
+def test_submit_returns_at_once_and_the_run_completes_in_the_background(ws, project, capsys):
+    run = Experiment(ws, "bg").submit(two_steps(ws, project))
+    assert run.get_status() in ("NotStarted", "Running", "Completed")
+    assert run.wait_for_completion(show_output=True, timeout_seconds=60) == "Completed"
+    out = capsys.readouterr().out
+    assert "write: Completed" in out and "[read] read 42" in out
+
+    steps = {s.name: s for s in run.get_steps()}
+    assert set(steps) == {"write", "read"}
+    assert run.find_step_run("read")[0].get_stdout_log() == "read 42\n"
+    assert run.get_metrics() == {"read": {"value": 42}}
+    output = steps["write"].get_output_data("data")
+    assert (output.path / "v.txt").read_text() == "42"
+    copy = output.download(ws.root / "download")
+    assert (copy / "v.txt").read_text() == "42"
+    assert ws.experiments["bg"].get_runs()[0].id == run.id
+
+
+def test_a_reused_step_knows_the_step_run_it_reused(ws, project):
+    first = Experiment(ws, "bg").submit(two_steps(ws, project))
+    first.wait_for_completion()
+    second = Experiment(ws, "bg").submit(two_steps(ws, project))
+    second.wait_for_completion()
+    reused = second.find_step_run("write")[0]
+    assert reused.get_status() == "Reused"
+    assert reused.reused_from == first.find_step_run("write")[0].id
+    assert (reused.get_output_data("data").path / "v.txt").read_text() == "42"
+
+
+def test_wait_for_completion_raises_on_a_failed_run_unless_told_not_to(ws, project):
+    run = Experiment(ws, "bg").submit(two_steps(ws, project, fail=True))
+    with pytest.raises(RunFailedError, match="failed"):
+        run.wait_for_completion()
+    assert run.wait_for_completion(raise_on_error=False) == "Failed"
+
+
+def test_unknown_output_names_the_outputs_there_are(ws, project):
+    run = Experiment(ws, "bg").submit(two_steps(ws, project))
+    run.wait_for_completion()
+    with pytest.raises(Exception, match='no output "nope" .*its outputs: data'):
+        run.find_step_run("write")[0].get_output_data("nope")
+
+
+def test_datastore_paths_and_registered_local_datastores(ws, tmp_path, project, run_pipeline):
+    folder = tmp_path / "shared-data"
+    (folder / "images").mkdir(parents=True)
+    (folder / "images" / "a.txt").write_text("pixels")
+    store = Datastore.register_local(ws, "shared", folder)
+    assert set(ws.datastores) == {"workspaceblobstore", "workspacefilestore", "shared"}
+    assert Datastore.get(ws, "shared").path == folder.resolve()
+    dataset = Dataset.File.from_files([(store, "images/")])
+    project("src/c/c.py", "import os, sys\nprint(sorted(os.listdir(sys.argv[1])))\n")
+    step = PythonScriptStep("c.py", name="c", source_directory=ws.root / "src/c",
+                            arguments=[dataset.as_named_input("images").as_download()])
+    run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert steps["c"]["status"] == "Completed"
+    assert (ws.state_dir / "runs" / str(run_id) / "c" / "stdout.log").read_text() == "['a.txt']\n"
