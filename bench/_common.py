@@ -47,9 +47,10 @@ def script_interpreter(script: str) -> str:
 
 
 def machine() -> str:
-    """One line naming the machine the figures come from."""
+    """One line naming the machine the figures come from, with its load when the line is made."""
     cores = len(os.sched_getaffinity(0))
-    return f"{cores} CPU cores, Python {sys.version.split()[0]}, {sys.platform}"
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return f"{cores} CPU cores, Python {sys.version.split()[0]}, {sys.platform}, load average {load}"
 
 
 def base_parser(description: str) -> argparse.ArgumentParser:
@@ -60,11 +61,24 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 
 
 # -- temp workspaces -------------------------------------------------------------------------------
+# The environment of every command the bench starts. Byte-code caching is turned back on
+# (a user's install has it; PYTHONDONTWRITEBYTECODE=1 would make each process compile
+# localpipe's modules again, ~20 ms), with the caches kept in the bench's temp folder
+# (PYTHONPYCACHEPREFIX) so that nothing is written into the repository.
+_child_env: dict[str, str] = dict(os.environ)
+
+
+def _use_pycache(folder: Path) -> None:
+    _child_env.pop("PYTHONDONTWRITEBYTECODE", None)
+    _child_env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+
+
 @contextmanager
 def temp_workspace(label: str, keep: bool = False) -> Iterator[Path]:
     """A new workspace made by `localpipe init` in a fresh temp folder; yields the workspace root."""
     folder = Path(tempfile.mkdtemp(prefix=f"localpipe-bench-{label}-"))
     root = folder / "ws"
+    _use_pycache(folder)
     try:
         run([*localpipe_argv(), "init", str(root)], cwd=folder)
         yield root
@@ -86,7 +100,7 @@ def _remove(folder: Path) -> None:
 def run(argv: Sequence[str], cwd: str | os.PathLike, check: bool = True,
         stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """Run ``argv`` (never through a shell) and capture its output; exit with its stderr if it fails."""
-    proc = subprocess.run(list(argv), cwd=cwd, input=stdin, capture_output=True)
+    proc = subprocess.run(list(argv), cwd=cwd, input=stdin, capture_output=True, env=_child_env)
     if check and proc.returncode != 0:
         sys.stderr.write(proc.stdout.decode(errors="replace")[-4000:])
         sys.stderr.write(proc.stderr.decode(errors="replace")[-4000:])

@@ -13,7 +13,6 @@ Target: under 0.3 s each (median of 10, wall clock, a real process).
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -75,10 +74,6 @@ def main() -> int:
         report(time_command("localpipe runs", [*lp, "runs"], ws, args.repeats, warmup=1), TARGET_SECONDS)
         report(time_command(f"localpipe show {args.runs} ({args.steps_per_run} steps, no target)",
                             [*lp, "show", str(args.runs)], ws, args.repeats, warmup=1))
-        on_path = shutil.which("localpipe")
-        if on_path and Path(on_path).resolve() != Path(lp[0]).resolve():
-            report(time_command(f"localpipe --help through PATH ({on_path}, no target)",
-                                [on_path, "--help"], ws, args.repeats, warmup=1))
     return 0
 
 

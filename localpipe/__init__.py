@@ -1,24 +1,49 @@
 """localpipe: machine-learning pipelines on your own workstation, with the Azure ML SDK's names.
 
-The public names of the SDK (``from localpipe import ...``), re-exported and nothing else.
+The public names of the SDK (``from localpipe import ...``), re-exported and nothing else. They
+are imported on first use, so that the command line starts fast.
 """
 
-from localpipe.client.context import Run
-from localpipe.client.experiment import Experiment
-from localpipe.client.runs import PipelineRun, StepRun
-from localpipe.sdk.compute import ComputeTarget
-from localpipe.sdk.data import Datastore, Dataset, FileDataset, PipelineData
-from localpipe.sdk.environment import CondaDependencies, Environment, RunConfiguration
-from localpipe.sdk.parameters import PipelineParameter
-from localpipe.sdk.pipeline import Pipeline
-from localpipe.sdk.steps import CommandStep, PythonScriptStep
-from localpipe.sdk.workspace import Workspace
-from localpipe.status import RunStatus
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CommandStep", "ComputeTarget", "CondaDependencies", "Dataset", "Datastore", "Environment",
-    "Experiment", "FileDataset", "Pipeline", "PipelineData", "PipelineParameter", "PipelineRun",
-    "PythonScriptStep", "Run", "RunConfiguration", "RunStatus", "StepRun", "Workspace",
-]
+_EXPORTS = {
+    "AmlCompute": "localpipe.sdk.compute",
+    "CommandStep": "localpipe.sdk.steps",
+    "ComputeTarget": "localpipe.sdk.compute",
+    "CondaDependencies": "localpipe.sdk.environment",
+    "Dataset": "localpipe.sdk.data",
+    "Datastore": "localpipe.sdk.data",
+    "Environment": "localpipe.sdk.environment",
+    "Experiment": "localpipe.client.experiment",
+    "FileDataset": "localpipe.sdk.data",
+    "LocalCompute": "localpipe.sdk.compute",
+    "Pipeline": "localpipe.sdk.pipeline",
+    "PipelineData": "localpipe.sdk.data",
+    "PipelineParameter": "localpipe.sdk.parameters",
+    "PipelineRun": "localpipe.client.runs",
+    "PythonScriptStep": "localpipe.sdk.steps",
+    "Run": "localpipe.client.context",
+    "RunConfiguration": "localpipe.sdk.environment",
+    "RunStatus": "localpipe.status",
+    "StepRun": "localpipe.client.runs",
+    "Workspace": "localpipe.sdk.workspace",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'localpipe' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from localpipe.cli.common import clock, duration, json_option, print_json, size, table, workspace
+from localpipe.cli.progress import describe_placement
 
 
 @click.command()
@@ -18,9 +19,12 @@ def runs(limit, experiment, as_json) -> None:
     Example:
       localpipe runs -n 5 --json
     """
+    from localpipe.engine.recovery import recover_abandoned_runs
     from localpipe.state import records
 
-    found = records.list_runs(workspace(), limit, experiment)
+    ws = workspace()
+    recover_abandoned_runs(ws)
+    found = records.list_runs(ws, limit, experiment)
     if as_json:
         print_json(found)
         return
@@ -46,9 +50,12 @@ def show(run_id, as_json) -> None:
     Example:
       localpipe show 3
     """
+    from localpipe.engine.recovery import recover_abandoned_runs
     from localpipe.state import records
 
-    details = records.run_details(workspace(), run_id)
+    ws = workspace()
+    recover_abandoned_runs(ws)
+    details = records.run_details(ws, run_id)
     if as_json:
         print_json(details)
         return
@@ -65,6 +72,7 @@ def show(run_id, as_json) -> None:
                  f"signal {step['signal']}" if step["signal"] else None,
                  f"peak memory {size(step['peak_memory'])}" if step["peak_memory"] else None,
                  f"attempt {step['attempt']}" if step["attempt"] and step["attempt"] > 1 else None,
+                 f"placed on {describe_placement(step['placement'])}" if step["placement"] else None,
                  f"cache key {step['cache_key'][:12]}" if step["cache_key"] else None]
         if any(facts):
             click.echo("  " + ", ".join(f for f in facts if f))
@@ -79,25 +87,21 @@ def show(run_id, as_json) -> None:
 @click.command()
 @click.argument("run_id")
 @click.argument("step", required=False)
-def logs(run_id, step) -> None:
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output until the run ends.")
+def logs(run_id, step, follow) -> None:
     """Print the stdout and stderr of a run's steps (or of one STEP).
 
     \b
     Example:
-      localpipe logs 3 train
+      localpipe logs 3 train -f
     """
-    from localpipe.state import records
-    from localpipe.state.layout import step_dir
+    from localpipe.engine.logs import follow_logs, print_logs
 
     ws = workspace()
-    rows = [records.find_step(ws, run_id, step)] if step else records.step_rows(ws, run_id)
-    for row in rows:
-        for stream in ("stdout", "stderr"):
-            path = step_dir(ws, row.run_id, row.name) / f"{stream}.log"
-            if path.exists() and path.stat().st_size:
-                if len(rows) > 1 or stream == "stderr":
-                    click.echo(f"==> {row.name} {stream} <==")
-                click.echo(path.read_text(errors="replace"), nl=False)
+    if follow:
+        follow_logs(ws, run_id, step, click.echo)
+    else:
+        print_logs(ws, run_id, step, click.echo)
 
 
 @click.command()
@@ -129,4 +133,44 @@ def _value(value) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-COMMANDS = [runs, show, logs, metrics]
+@click.command()
+@click.argument("run_id")
+def cancel(run_id) -> None:
+    """Cancel a run: its steps' process trees are ended and the run is marked Canceled.
+
+    \b
+    Example:
+      localpipe cancel 3
+    """
+    from localpipe.engine.recovery import cancel_run
+
+    click.echo(cancel_run(workspace(), run_id))
+
+
+@click.command()
+@json_option
+def resources(as_json) -> None:
+    """Show this machine's CPUs, memory and GPUs, and whether a Docker daemon answers.
+
+    \b
+    Example:
+      localpipe resources --json
+    """
+    from localpipe.engine.inventory import inventory
+
+    found = inventory()
+    if as_json:
+        print_json(found)
+        return
+    click.echo(f"CPUs: {found['cpus']}")
+    click.echo(f"memory: {size(found['memory_total'])} total, {size(found['memory_available'])} available")
+    if found["gpu_problem"]:
+        click.echo(f"GPUs: none ({found['gpu_problem']})")
+    for gpu in found["gpus"]:
+        util = f", {gpu['utilization']}% busy" if gpu["utilization"] is not None else ""
+        click.echo(f"GPU {gpu['index']}: {gpu['name']} {gpu['uuid']}, {size(gpu['memory_free'])} free of "
+                   f"{size(gpu['memory_total'])}{util}")
+    click.echo(f"Docker: {found['docker']}")
+
+
+COMMANDS = [runs, show, logs, metrics, cancel, resources]

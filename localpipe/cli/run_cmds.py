@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import time
 
 import click
 
 from localpipe.cli.common import json_option, print_json, workspace
+from localpipe.cli.progress import LiveProgress, describe_placement
 
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -42,17 +44,26 @@ def init(path: str) -> None:
 
 
 class StepPrinter:
-    """Prints one line per step status change, with its reason."""
+    """Prints one line per step status change, with its reason (when output is not a terminal)."""
 
-    def __init__(self):
+    def __init__(self, steps: list[str]):
         self.counts: dict[str, int] = {}
+        self.width = max(map(len, steps), default=0)
 
-    def step_changed(self, step, status, reason) -> None:
-        self.counts[status.value] = self.counts.get(status.value, 0) + 1
+    def step_changed(self, step, status, reason, placement=None) -> None:
+        if status.is_final:
+            self.counts[status.value] = self.counts.get(status.value, 0) + 1
         stamp = time.strftime("%H:%M:%S")
-        click.echo(f"{stamp}  {status.value:<10}  {step}" + (f"  {reason}" if reason else ""))
+        detail = reason or (describe_placement(placement) if placement else "")
+        click.echo(f"{stamp}  {status.value:<10}  {step:<{self.width}}" + (f"  {detail}" if detail else ""))
 
     def run_finished(self, status) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
         pass
 
 
@@ -92,12 +103,13 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         click.echo(prepared.run_id)
         return
     click.echo(f"run {prepared.run_id} of experiment {name}: {len(prepared.graph.steps)} steps")
-    printer = StepPrinter()
-    status = Scheduler(ws, prepared.run_id, reporter=printer, sources=prepared.sources).execute()
-    finals = {s: printer.counts.get(s, 0) for s in ("Completed", "Reused", "Failed", "Canceled")}
-    summary = ", ".join(f"{count} {word.lower()}" for word, count in finals.items() if count)
+    steps = list(prepared.graph.steps)
+    printer = LiveProgress(steps) if sys.stdout.isatty() else StepPrinter(steps)
+    with printer:
+        status = Scheduler(ws, prepared.run_id, reporter=printer, sources=prepared.sources).execute()
+    summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
     click.echo(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
-    ctx.exit(0 if status is RunStatus.COMPLETED else 1)
+    ctx.exit({RunStatus.COMPLETED: 0, RunStatus.CANCELED: 130}.get(status, 1))
 
 
 @click.command()

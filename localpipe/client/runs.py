@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
+from localpipe.engine.logs import print_new_lines
+from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
 from localpipe.errors import LocalpipeError, NotFoundError
 from localpipe.state import records
 from localpipe.state.layout import step_dir
@@ -30,9 +31,11 @@ class PipelineRun:
         return self.experiment.workspace
 
     def get_status(self) -> str:
+        recover_abandoned_runs(self.workspace)
         return records.status_of(self.workspace, self.id).value
 
     def get_details(self) -> dict:
+        recover_abandoned_runs(self.workspace)
         return records.run_details(self.workspace, self.id)
 
     def get_steps(self) -> list[StepRun]:
@@ -56,6 +59,7 @@ class PipelineRun:
         seen: dict[str, str] = {}
         offsets: dict[Path, int] = {}
         while True:
+            recover_abandoned_runs(self.workspace)
             status = records.status_of(self.workspace, self.id)
             if show_output:
                 self._print_progress(seen, offsets)
@@ -79,10 +83,11 @@ class PipelineRun:
                 print(f"{row.name}: {row.status}{reason}", flush=True)
             for log in ("stdout.log", "stderr.log"):
                 path = step_dir(self.workspace, self.id, row.name) / log
-                offsets[path] = _print_new(path, offsets.get(path, 0), prefix=f"[{row.name}] ")
+                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{row.name}] ", _echo)
 
     def cancel(self) -> None:
-        raise NotImplementedError("cancel arrives with run lifecycle management (issue 3)")
+        """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""
+        cancel_run(self.workspace, self.id)
 
     def __repr__(self) -> str:
         return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
@@ -170,6 +175,10 @@ class OutputData:
         return dest
 
 
+def _echo(line: str) -> None:
+    print(line, flush=True)
+
+
 def _add_metric(into: dict, metric: dict) -> None:
     name, value = metric["name"], metric["value"]
     if metric["kind"] == "scalar":
@@ -181,18 +190,3 @@ def _add_metric(into: dict, metric: dict) -> None:
         into.setdefault(name, []).append(value)
     else:
         into[name] = value
-
-
-def _print_new(path: Path, offset: int, prefix: str) -> int:
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
-        return offset
-    text = data.decode("utf-8", errors="replace")
-    complete = text.rfind("\n") + 1
-    for line in text[:complete].splitlines():
-        sys.stdout.write(f"{prefix}{line}\n")
-    sys.stdout.flush()
-    return offset + len(text[:complete].encode("utf-8", errors="replace"))

@@ -22,6 +22,9 @@ import psutil
 from localpipe.engine.decide import Decision, decide
 from localpipe.engine.executors import Exit
 from localpipe.engine.executors.local import LocalExecutor
+from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
+from localpipe.hw.gpus import detect_gpus
+from localpipe.hw.host import detect_host
 from localpipe.engine.workdir import StepFolder, build_launch, input_path, snapshot_source
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
@@ -34,13 +37,15 @@ from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import STEP_TRANSITIONS, RunStatus
 
 LOG_TAIL_LINES = 20
+RESOURCE_POLL_SECONDS = 0.05  # how soon a step waiting for resources held by another run looks again
+SIGNAL_POLL_SECONDS = 0.25
 
 
 class Reporter:
     """Receives the scheduler's events; the CLI and ``wait_for_completion`` print them."""
 
-    def step_changed(self, step: str, status: RunStatus, reason: str | None) -> None:
-        """A step changed status (``reason`` says why, when there is one)."""
+    def step_changed(self, step: str, status: RunStatus, reason: str | None, placement: dict | None = None) -> None:
+        """A step changed status (``reason`` says why, when there is one; ``placement`` when it starts)."""
 
     def run_finished(self, status: RunStatus) -> None:
         """The run reached its final status."""
@@ -53,6 +58,7 @@ class _Running:
     snapshot: TreeDigest | None
     started: float
     deadline: float | None
+    placement: Placement
     timed_out: bool = False
 
 
@@ -76,13 +82,15 @@ class Scheduler:
         self.rows = {row.name: row for row in m.StepRun.select().where(m.StepRun.run == run_id)}
         self.state = {name: _State() for name in self.graph.steps}
         self.reporter = reporter or Reporter()
-        self.slots = slots or len(os.sched_getaffinity(0))
+        self.pool = _resource_pool(self.db, self.graph, slots)
         self.store = ObjectStore(objects_dir(ws))
         self.executor = LocalExecutor()
         self.events: queue.Queue[Exit] = queue.Queue()
         self.running: dict[str, _Running] = {}
         self.ready: list[str] = []
         self.stopping: str | None = None  # why no further step starts
+        self.signalled: int | None = None  # SIGINT or SIGTERM received, handled at the next safe point
+        self.others_hold = False  # whether other schedulers held resources at the last claim
         self.now = now
         self._sources = sources
         self._stat_cache = StatCache(ws.state_dir / "statcache.db")
@@ -90,15 +98,19 @@ class Scheduler:
 
     # -- the loop ---------------------------------------------------------------------------
     def execute(self) -> RunStatus:
-        """Run every step that can run; returns the run's final status."""
+        """Run every step that can run; returns the run's final status.
+
+        SIGINT and SIGTERM cancel the run: every step's process tree is ended and the run is
+        marked Canceled. After a SIGINT, KeyboardInterrupt is raised once the run is recorded.
+        """
+        previous = _install_signal_handlers(self._on_signal)
         self._start_run()
         try:
-            sources = self._sources if self._sources is not None else hash_sources(self.graph, self._stat_cache)
-            self.sources = sources
-            while True:
+            self.sources = self._sources if self._sources is not None else hash_sources(self.graph, self._stat_cache)
+            while self.signalled is None:
                 self._decide_ready()
                 self._launch_ready()
-                if not self.running:
+                if not self.running and not self.ready:
                     break
                 try:
                     event = self.events.get(timeout=self._wait_timeout())
@@ -107,21 +119,33 @@ class Scheduler:
                     continue
                 self._finished(event)
         except KeyboardInterrupt:
-            self._cancel_everything("interrupted")
-            self._finish_run(RunStatus.CANCELED, "interrupted")
-            raise
+            self.signalled = signals.SIGINT
         finally:
             self._stat_cache.save()
+            _restore_signal_handlers(previous)
+        if self.signalled is not None:
+            why = "interrupted (Ctrl-C)" if self.signalled == signals.SIGINT else "canceled"
+            self._cancel_everything(why)
+            self._finish_run(RunStatus.CANCELED, why)
+            if self.signalled == signals.SIGINT:
+                raise KeyboardInterrupt
+            return RunStatus.CANCELED
         return self._finish_run(None, None)
+
+    def _on_signal(self, signum, frame) -> None:
+        self.signalled = signum
 
     def _start_run(self) -> None:
         me = psutil.Process()
         m.PipelineRun.update(status=RunStatus.RUNNING.value, started_at=self.now(), scheduler_pid=me.pid,
                              scheduler_started=me.create_time()).where(m.PipelineRun.id == self.run.id).execute()
 
-    def _wait_timeout(self) -> float | None:
+    def _wait_timeout(self) -> float:
+        """How long to wait for a step to end: until the next timeout, and briefly when steps wait for
+        resources another run may free, or for a signal to be noticed."""
+        timeout = RESOURCE_POLL_SECONDS if self.ready and self.others_hold else SIGNAL_POLL_SECONDS
         deadlines = [r.deadline for r in self.running.values() if r.deadline and not r.timed_out]
-        return max(0.0, min(deadlines) - self.now()) if deadlines else None
+        return max(0.0, min([timeout, *(d - self.now() for d in deadlines)]))
 
     # -- deciding ---------------------------------------------------------------------------
     def _decide_ready(self) -> None:
@@ -185,10 +209,17 @@ class Scheduler:
 
     # -- launching --------------------------------------------------------------------------
     def _launch_ready(self) -> None:
-        while self.ready and len(self.running) < self.slots and not self.stopping:
-            self._launch(self.ready.pop(0))
+        """Start every ready step whose resources can be claimed now, in order (later ones may backfill)."""
+        if self.stopping or not self.ready:
+            return
+        requests = [ClaimRequest(name, self.run.id, self.rows[name].id, self.graph.steps[name].compute_target,
+                                 self.graph.steps[name].resources) for name in self.ready]
+        placements, self.others_hold = self.pool.claim(requests)
+        for name, placement in placements.items():
+            self.ready.remove(name)
+            self._launch(name, placement)
 
-    def _launch(self, name: str) -> None:
+    def _launch(self, name: str, placement: Placement) -> None:
         spec = self.graph.steps[name]
         state = self.state[name]
         folder = StepFolder(step_dir(self.ws, self.run.id, name))
@@ -199,32 +230,42 @@ class Scheduler:
             upstream_is_dir = {u: self.graph.steps[u].outputs for u in spec.upstream}
             inputs = {i: input_path(spec, i, upstream_outputs, upstream_is_dir, self.store, folder)
                       for i in spec.inputs}
-            launch = build_launch(spec, folder, inputs, self._step_env(name), key=name)
+            launch = build_launch(spec, folder, inputs, self._step_env(name, placement), key=name)
         except (OSError, ValueError) as exc:
+            self.pool.release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
-        self.running[name] = _Running(spec, folder, snapshot, started, deadline)
+        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement)
         pid = self.executor.start(launch, self.events.put)
         self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=state.attempt,
-                         arguments=launch.argv, placement={"slot": "cpu"},
+                         arguments=launch.argv, placement=placement.describe(),
                          snapshot=snapshot.digest if snapshot else None)
 
-    def _step_env(self, name: str) -> dict[str, str]:
+    def _step_env(self, name: str, placement: Placement) -> dict[str, str]:
         env = dict(os.environ)
+        gpus = placement.gpus
         env.update({
             "LOCALPIPE_WORKSPACE": str(self.ws.root),
             "LOCALPIPE_RUN_ID": str(self.run.id),
             "LOCALPIPE_STEP_RUN_ID": str(self.rows[name].id),
             "LOCALPIPE_STEP_NAME": name,
             "LOCALPIPE_EXPERIMENT": self.run.experiment.name,
+            # UUIDs, not indices: CUDA numbers devices fastest-first unless told otherwise, NVML by
+            # PCI bus, so an index can name another GPU; a UUID names the same one for both.
+            "CUDA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus),
+            "NVIDIA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus) or "void",
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "LOCALPIPE_GPU_INDICES": ",".join(str(g.index) for g in gpus),
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(placement.cpus)),
         })
         return env
 
     # -- finishing a step -------------------------------------------------------------------
     def _finished(self, event: Exit) -> None:
         running = self.running.pop(event.key)
+        self.pool.release(running.placement)
         name = event.key
         if event.error:
             self._fail(name, event.error, peak_memory=event.peak_memory)
@@ -320,7 +361,7 @@ class Scheduler:
         self.stopping = why
         self.executor.terminate_all()
         for name in list(self.running):
-            self.running.pop(name)
+            self.pool.release(self.running.pop(name).placement)
             self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
         for name, state in self.state.items():
             if not state.status.is_final:
@@ -350,7 +391,27 @@ class Scheduler:
         if reason is not None:
             values["reason"] = reason
         m.StepRun.update(**values).where(m.StepRun.id == self.rows[name].id).execute()
-        self.reporter.step_changed(name, status, reason)
+        self.reporter.step_changed(name, status, reason, fields.get("placement"))
+
+
+def _resource_pool(db, graph: Graph, slots: int | None) -> ResourcePool:
+    """The pool this scheduler claims from; GPUs are detected only when a step asks for one."""
+    host = detect_host()
+    gpus = ()
+    if any(spec.resources["gpus"] for spec in graph.steps.values()):
+        gpus = detect_gpus().gpus
+    return ResourcePool(db, slots or host.cpus, host.memory_total, gpus)
+
+
+def _install_signal_handlers(handler) -> dict:
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signals.signal(sig, handler) for sig in (signals.SIGINT, signals.SIGTERM)}
+
+
+def _restore_signal_handlers(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signals.signal(sig, handler)
 
 
 def hash_sources(graph: Graph, stat_cache: StatCache | None = None) -> dict[str, TreeDigest | None]:

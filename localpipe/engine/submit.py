@@ -12,7 +12,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from localpipe.plan.graph import Graph, plan_pipeline
+import psutil
+
+from localpipe.plan.graph import Capacity, Graph, plan_pipeline
 from localpipe.plan.hashing import TreeDigest, hash_bytes
 from localpipe.state import models as m
 from localpipe.state.db import open_history
@@ -33,9 +35,13 @@ class PreparedRun:
 def plan(ws, pipeline, parameters: dict | None = None) -> tuple[Graph, dict[str, TreeDigest | None]]:
     """Validate ``pipeline`` and hash its sources; raises with every problem, writes nothing."""
     from localpipe.engine.scheduler import hash_sources
+    from localpipe.hw.gpus import detect_gpus
+    from localpipe.hw.host import detect_host
     from localpipe.sdk.compute import compute_targets
 
-    graph = plan_pipeline(pipeline, parameters, compute_targets=compute_targets(ws))
+    host = detect_host()
+    capacity = Capacity(host.cpus, host.memory_total, detect_gpus)
+    graph = plan_pipeline(pipeline, parameters, compute_targets=compute_targets(ws), capacity=capacity)
     cache = StatCache(ws.state_dir / "statcache.db")
     sources = hash_sources(graph, cache)
     cache.save()
@@ -78,4 +84,11 @@ def run_in_background(ws, run_id: int) -> int:
         proc = subprocess.Popen([sys.executable, "-m", "localpipe.engine.runner", str(ws.root), str(run_id)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 close_fds=True, env=dict(os.environ))
+    # Recorded at once, so that a scheduler dying before it starts is noticed (see recovery).
+    try:
+        started = psutil.Process(proc.pid).create_time()
+    except psutil.Error:
+        started = None
+    m.PipelineRun.update(scheduler_pid=proc.pid, scheduler_started=started).where(
+        m.PipelineRun.id == run_id, m.PipelineRun.scheduler_pid.is_null()).execute()
     return proc.pid

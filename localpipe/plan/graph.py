@@ -21,6 +21,23 @@ from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import CommandStep, PipelineStep, PythonScriptStep
 
 VALID_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+# What one step claims on the default target: one CPU slot, no GPU, no memory reservation.
+DEFAULT_RESOURCES = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
+
+
+class Capacity:
+    """What this machine can give one step; GPUs are only looked for when a step asks for them."""
+
+    def __init__(self, cpus: int, memory: int, gpus=None):
+        self.cpus = cpus
+        self.memory = memory
+        self._gpus = gpus  # a GpuReport, or a callable that returns one
+        self._report = None
+
+    def gpu_report(self):
+        if self._report is None:
+            self._report = self._gpus() if callable(self._gpus) else self._gpus
+        return self._report
 
 
 @dataclass
@@ -58,6 +75,7 @@ class StepSpec:
     after: list[str] = field(default_factory=list)
     timeout_seconds: float | None = None
     max_retries: int = 0
+    resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
 
     @property
     def upstream(self) -> set[str]:
@@ -90,29 +108,34 @@ class Graph:
         return [s.name for s in self.steps.values() if name in s.upstream]
 
 
-def plan_pipeline(pipeline, overrides: dict | None = None,
-                  compute_targets: dict | None = None) -> Graph:
+def plan_pipeline(pipeline, overrides: dict | None = None, compute_targets: dict | None = None,
+                  capacity: Capacity | None = None) -> Graph:
     """The graph of ``pipeline`` with ``overrides`` applied; raises with every problem found."""
-    graph, found = _plan(pipeline, overrides or {}, compute_targets)
+    graph, found = _plan(pipeline, overrides or {}, compute_targets, capacity)
     if found:
         raise PipelineValidationError(found)
     return graph
 
 
-def problems(pipeline, overrides: dict | None = None, compute_targets: dict | None = None) -> list[str]:
+def problems(pipeline, overrides: dict | None = None, compute_targets: dict | None = None,
+             capacity: Capacity | None = None) -> list[str]:
     """Every problem of ``pipeline``, as readable lines (empty when it can run)."""
-    return _plan(pipeline, overrides or {}, compute_targets)[1]
+    return _plan(pipeline, overrides or {}, compute_targets, capacity)[1]
 
 
 # -- implementation ------------------------------------------------------------------------
 
-def _plan(pipeline, overrides: dict, compute_targets: dict | None) -> tuple[Graph, list[str]]:
+def _plan(pipeline, overrides: dict, compute_targets: dict | None,
+          capacity: Capacity | None = None) -> tuple[Graph, list[str]]:
     found: list[str] = []
     if not pipeline.steps:
         found.append("the pipeline has no steps: pass steps=[...] to Pipeline")
     parameters = _resolve_parameters(pipeline.steps, overrides, found)
     names = _step_names(pipeline.steps, found)
     specs = [_step_spec(step, names, parameters, pipeline, compute_targets, found) for step in pipeline.steps]
+    if capacity is not None:
+        for spec in specs:
+            _check_capacity(spec, capacity, found)
     order = _order(specs, found)
     steps = {name: next(s for s in specs if s.name == name) for name in order}
     return Graph(steps, parameters, pipeline.description), found
@@ -204,6 +227,12 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
     if compute_targets is not None and target_name not in compute_targets:
         found.append(f'{label}: compute target "{target_name}" does not exist: create it with '
                      'ComputeTarget.create(...) or use "local"')
+    known = (compute_targets or {}).get(target_name, target if not isinstance(target, str) else None)
+    resources = dict(DEFAULT_RESOURCES)
+    if getattr(known, "config", None) is not None:
+        config = known.config
+        resources = {"cpus": config.cpus_per_step, "gpus": config.gpus_per_step,
+                     "memory": config.memory_per_step, "max_concurrent": config.max_concurrent_steps}
 
     after = [names.get(id(p), p.name) for p in step.predecessors]
     if step.name in after:
@@ -214,8 +243,24 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
         environment=environment_fingerprint(step.runconfig.environment),
         compute_target=target_name, allow_reuse=bool(step.allow_reuse), version=step.version,
         after=after, timeout_seconds=step.runconfig.timeout_seconds,
-        max_retries=step.runconfig.max_retries,
+        max_retries=step.runconfig.max_retries, resources=resources,
     )
+
+
+def _check_capacity(spec: StepSpec, capacity: Capacity, found: list[str]) -> None:
+    label, need = f'step "{spec.name}"', spec.resources
+    fix = f'lower it on compute target "{spec.compute_target}" or use another target'
+    if need["cpus"] > capacity.cpus:
+        found.append(f"{label} needs {need['cpus']} CPUs per step but this machine has {capacity.cpus}: {fix}")
+    if need["memory"] and need["memory"] > capacity.memory:
+        found.append(f"{label} needs {need['memory'] / 2**30:.1f} GiB of memory but this machine has "
+                     f"{capacity.memory / 2**30:.1f} GiB: {fix}")
+    if need["gpus"]:
+        report = capacity.gpu_report()
+        if len(report.gpus) < need["gpus"]:
+            why = report.problem or f"it has {len(report.gpus)}"
+            found.append(f"{label} needs {need['gpus']} GPU{'s' if need['gpus'] > 1 else ''} but this machine "
+                         f"cannot give them ({why}): {fix}")
 
 
 def _check_source(label: str, source_dir: str | None, script: str | None, found: list[str]) -> None:

@@ -1,26 +1,151 @@
-"""Compute targets: named pools of this machine's resources that steps run on."""
+"""Compute targets: named pools of this machine's resources that steps run on.
+
+``local`` is the whole machine, one CPU slot a step. Others are created with
+``ComputeTarget.create(ws, name, LocalCompute.provisioning_configuration(...))`` or, as in the
+seed, ``AmlCompute.provisioning_configuration(vm_size=..., max_nodes=...)``: the VM size gives
+the CPUs, GPUs and memory each step claims, ``max_nodes`` how many steps run at once.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import asdict, dataclass
+
+from localpipe.errors import UsageError
 
 
-@dataclass
-class ComputeTarget:
-    """A named local resource pool; ``local`` is the whole machine, one CPU slot a step."""
+@dataclass(frozen=True)
+class ProvisioningConfiguration:
+    """What each step of a target claims, and how many of its steps may run at once."""
 
-    name: str
+    kind: str
     cpus_per_step: int = 1
     gpus_per_step: int = 0
     memory_per_step: int | None = None
     max_concurrent_steps: int | None = None
+    vm_size: str | None = None
+
+
+class ComputeTargetStatus:
+    """``compute_target.status``: a local pool is always provisioned."""
+
+    def __init__(self, target: ComputeTarget):
+        self._target = target
+
+    def serialize(self) -> dict:
+        config = self._target.config
+        return {
+            "provisioningState": "Succeeded",
+            "vmSize": config.vm_size,
+            "cpusPerStep": config.cpus_per_step,
+            "gpusPerStep": config.gpus_per_step,
+            "memoryPerStep": config.memory_per_step,
+            "maxConcurrentSteps": config.max_concurrent_steps,
+            "scaleSettings": {"minNodeCount": 0, "maxNodeCount": config.max_concurrent_steps},
+        }
+
+    def __str__(self) -> str:
+        return json.dumps(self.serialize())
+
+
+class ComputeTarget:
+    """A named local resource pool kept in history.db."""
+
+    def __init__(self, name: str, config: ProvisioningConfiguration | None = None):
+        self.name = name
+        self.config = config or ProvisioningConfiguration(kind="local")
+
+    @staticmethod
+    def create(workspace, name: str, provisioning_configuration: ProvisioningConfiguration) -> ComputeTarget:
+        """Create (or replace) the target ``name``; returns it as LocalCompute or AmlCompute.
+
+        A target may ask for more than this machine has (an Azure size, say): a pipeline using it
+        then fails validation, naming what is missing.
+        """
+        from localpipe.state import records
+
+        if name == "local":
+            raise UsageError('compute target "local" is built in: choose another name')
+        config = provisioning_configuration
+        records.save_compute_target(workspace, name, config.kind, asdict(config))
+        return target_from(name, config)
+
+    @property
+    def cpus_per_step(self) -> int:
+        return self.config.cpus_per_step
+
+    @property
+    def gpus_per_step(self) -> int:
+        return self.config.gpus_per_step
+
+    @property
+    def memory_per_step(self) -> int | None:
+        return self.config.memory_per_step
+
+    @property
+    def max_concurrent_steps(self) -> int | None:
+        return self.config.max_concurrent_steps
+
+    @property
+    def status(self) -> ComputeTargetStatus:
+        return ComputeTargetStatus(self)
+
+    @property
+    def provisioning_state(self) -> str:
+        return "Succeeded"
+
+    def wait_for_completion(self, show_output: bool = False, min_node_count=None,
+                            timeout_in_minutes: float | None = None, **_ignored) -> None:
+        """Nothing to wait for locally; with ``show_output``, says so as the seed expects."""
+        if show_output:
+            print(f"{self.name}: Succeeded (local pool: {self.cpus_per_step} CPU, "
+                  f"{self.gpus_per_step} GPU per step)")
+
+    def delete(self, workspace) -> None:
+        from localpipe.state import records
+
+        records.delete_compute_target(workspace, self.name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, {self.config})"
+
+
+class LocalCompute(ComputeTarget):
+    """A pool declared by what each step claims."""
+
+    @staticmethod
+    def provisioning_configuration(cpus_per_step: int = 1, gpus_per_step: int = 0,
+                                   memory_per_step: int | None = None,
+                                   max_concurrent_steps: int | None = None) -> ProvisioningConfiguration:
+        if cpus_per_step < 1 or gpus_per_step < 0:
+            raise UsageError("LocalCompute: cpus_per_step must be at least 1 and gpus_per_step at least 0")
+        return ProvisioningConfiguration("local", cpus_per_step, gpus_per_step, memory_per_step,
+                                         max_concurrent_steps)
+
+
+class AmlCompute(ComputeTarget):
+    """The seed's cluster, mapped onto this machine: one step claims one VM's worth of resources."""
+
+    @staticmethod
+    def provisioning_configuration(vm_size: str = "STANDARD_D2_V2", min_nodes: int = 0, max_nodes: int = 4,
+                                   **_ignored) -> ProvisioningConfiguration:
+        from localpipe.hw.azure_sizes import lookup_vm_size
+
+        size = lookup_vm_size(vm_size)
+        return ProvisioningConfiguration("aml", size.cpus, size.gpus, size.memory_bytes, max_nodes, size.name)
 
 
 LOCAL = ComputeTarget("local")
+
+
+def target_from(name: str, config: ProvisioningConfiguration) -> ComputeTarget:
+    return (AmlCompute if config.kind == "aml" else LocalCompute)(name, config)
 
 
 def compute_targets(ws) -> dict[str, ComputeTarget]:
     """Every compute target of ``ws`` by name: ``local`` and those created in it."""
     from localpipe.state import records
 
-    return {"local": LOCAL, **records.compute_targets(ws)}
+    targets = {name: target_from(name, ProvisioningConfiguration(**config))
+               for name, config in records.compute_target_configs(ws).items()}
+    return {"local": LOCAL, **targets}

@@ -17,11 +17,15 @@ from localpipe.state.layout import history_path
 
 
 def _initial(db: SqliteDatabase) -> None:
-    db.create_tables(models.MODELS)
+    db.create_tables([model for model in models.MODELS if model is not models.ResourceClaim])
+
+
+def _resource_claims(db: SqliteDatabase) -> None:
+    db.create_tables([models.ResourceClaim])
 
 
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
-MIGRATIONS = [("0001_initial", _initial)]
+MIGRATIONS = [("0001_initial", _initial), ("0002_resource_claims", _resource_claims)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 PRAGMAS = {

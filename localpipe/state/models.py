@@ -196,8 +196,22 @@ class Schedule(BaseModel):
     created_at = FloatField(default=now)
 
 
+class ResourceClaim(BaseModel):
+    """Resources held by one running step, across every scheduler using this workspace."""
+
+    run = ForeignKeyField(PipelineRun, on_delete="CASCADE")
+    step_run = ForeignKeyField(StepRun, on_delete="CASCADE", unique=True)
+    target = TextField()
+    cpus = IntegerField()
+    memory = IntegerField(null=True)
+    gpus = JSONField(default=list)  # NVML indices
+    holder_pid = IntegerField()  # the scheduler process holding the claim
+    holder_started = FloatField()  # its create time, so that a reused pid is not mistaken for it
+    created_at = FloatField(default=now)
+
+
 MODELS = [
     Migration, Experiment, PipelineGraph, PipelineRun, StepRun, StepOutput, CacheEntry, Snapshot,
     Edge, Metric, DatastoreRecord, DatasetVersion, ComputeTargetRecord, EnvironmentRecord,
-    PublishedPipeline, Schedule,
+    PublishedPipeline, Schedule, ResourceClaim,
 ]

@@ -38,11 +38,19 @@ def experiment_names(ws) -> list[str]:
     return [e.name for e in m.Experiment.select().order_by(m.Experiment.name)]
 
 
-def compute_targets(ws) -> dict:
-    from localpipe.sdk.compute import ComputeTarget
-
+def compute_target_configs(ws) -> dict[str, dict]:
     open_history(ws)
-    return {r.name: ComputeTarget(r.name, **r.config) for r in m.ComputeTargetRecord.select()}
+    return {r.name: r.config for r in m.ComputeTargetRecord.select()}
+
+
+def save_compute_target(ws, name: str, kind: str, config: dict) -> None:
+    open_history(ws)
+    m.ComputeTargetRecord.replace(name=name, kind=kind, config=config).execute()
+
+
+def delete_compute_target(ws, name: str) -> None:
+    open_history(ws)
+    m.ComputeTargetRecord.delete().where(m.ComputeTargetRecord.name == name).execute()
 
 
 def environments(ws) -> dict:

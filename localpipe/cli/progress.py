@@ -1,0 +1,87 @@
+"""A compact live view of a run on a terminal (rich): queued, running and finished steps."""
+
+from __future__ import annotations
+
+import time
+
+from localpipe.status import RunStatus
+
+STYLES = {
+    RunStatus.COMPLETED: "green", RunStatus.REUSED: "cyan", RunStatus.FAILED: "bold red",
+    RunStatus.CANCELED: "yellow", RunStatus.RUNNING: "bold", RunStatus.QUEUED: "dim",
+}
+SHOWN_FINISHED = 8  # finished steps kept on screen; the rest are counted
+
+
+class LiveProgress:
+    """A Reporter that redraws a table: running steps with elapsed time, queued ones, recent ends."""
+
+    def __init__(self, steps: list[str]):
+        from rich.console import Console
+        from rich.live import Live
+
+        self.status = {name: RunStatus.NOT_STARTED for name in steps}
+        self.reason: dict[str, str] = {}
+        self.started: dict[str, float] = {}
+        self.placement: dict[str, str] = {}
+        self.ended: list[str] = []
+        self.counts: dict[str, int] = {}
+        self.console = Console()
+        self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render, transient=False)
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.live.__exit__(*exc)
+
+    def step_changed(self, step: str, status: RunStatus, reason: str | None, placement: dict | None = None) -> None:
+        self.status[step] = status
+        if reason:
+            self.reason[step] = reason
+        if placement:
+            self.placement[step] = describe_placement(placement)
+        if status is RunStatus.RUNNING:
+            self.started[step] = time.monotonic()
+        if status.is_final:
+            self.counts[status.value] = self.counts.get(status.value, 0) + 1
+            self.ended.append(step)
+            if status is RunStatus.FAILED:
+                self.console.print(f"[bold red]{step} failed:[/] {reason}")
+
+    def run_finished(self, status: RunStatus) -> None:
+        self.live.refresh()
+
+    def _render(self):
+        from rich.table import Table
+
+        table = Table(box=None, pad_edge=False, show_header=True, header_style="bold")
+        for column in ("step", "status", "time", "placement", "reason"):
+            table.add_column(column, overflow="fold" if column == "reason" else "ellipsis")
+        running = [s for s, st in self.status.items() if st in (RunStatus.RUNNING, RunStatus.FINALIZING)]
+        for step in self.ended[-SHOWN_FINISHED:]:
+            self._row(table, step)
+        for step in running:
+            self._row(table, step)
+        queued = sum(st is RunStatus.QUEUED for st in self.status.values())
+        waiting = sum(st is RunStatus.NOT_STARTED for st in self.status.values())
+        done = ", ".join(f"{n} {word.lower()}" for word, n in self.counts.items())
+        table.caption = f"{len(running)} running, {queued} queued, {waiting} waiting" + (f"; {done}" if done else "")
+        return table
+
+    def _row(self, table, step: str) -> None:
+        status = self.status[step]
+        elapsed = f"{time.monotonic() - self.started[step]:.1f}s" if step in self.started and not status.is_final else ""
+        table.add_row(step, f"[{STYLES.get(status, '')}]{status.value}[/]", elapsed, self.placement.get(step, ""),
+                      self.reason.get(step, ""))
+
+
+def describe_placement(placement: dict) -> str:
+    """``2 CPU, GPU 0,1, 4.0 GiB`` for a placement recorded by the scheduler."""
+    text = f"{placement['cpus']} CPU"
+    if placement.get("gpus"):
+        text += f", GPU {','.join(map(str, placement['gpus']))}"
+    if placement.get("memory"):
+        text += f", {placement['memory'] / 2**30:.1f} GiB"
+    return text

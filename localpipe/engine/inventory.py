@@ -1,0 +1,36 @@
+"""What this machine offers to steps: CPUs, memory, GPUs and a Docker daemon, as plain values."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from localpipe.hw.gpus import detect_gpus
+from localpipe.hw.host import detect_host
+
+
+def inventory() -> dict:
+    host = detect_host()
+    gpus = detect_gpus()
+    return {
+        "cpus": host.cpus,
+        "memory_total": host.memory_total,
+        "memory_available": host.memory_available,
+        "gpus": [asdict(g) for g in gpus.gpus],
+        "gpu_problem": gpus.problem,
+        "docker": docker_status(),
+    }
+
+
+def docker_status() -> str:
+    """'answers (version X)' or why not, in a few words."""
+    try:
+        import docker
+    except ImportError:
+        return "the docker Python package is not installed"
+    try:
+        client = docker.from_env(timeout=3)
+        version = client.version().get("Version", "?")
+        client.close()
+        return f"daemon answers (version {version})"
+    except Exception as exc:  # docker raises several unrelated types for "no daemon"
+        return f"no daemon answers ({type(exc).__name__})"

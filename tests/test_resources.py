@@ -1,0 +1,170 @@
+"""Compute targets, GPU placement, claims shared between schedulers, and `localpipe resources`."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import psutil
+import pytest
+
+from localpipe import AmlCompute, ComputeTarget, LocalCompute, Pipeline, PythonScriptStep
+from localpipe.engine.resources import ClaimRequest, ResourcePool
+from localpipe.errors import PipelineValidationError, UsageError
+from localpipe.hw.gpus import detect_gpus
+from localpipe.hw.fake_nvml import FakeNvml
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+
+RECORD = """
+import json, os, sys, time
+start = time.time()
+time.sleep(float(sys.argv[2]))
+with open(sys.argv[1], "a") as log:
+    log.write(json.dumps({"step": os.environ["LOCALPIPE_STEP_NAME"], "start": start, "end": time.time(),
+                          "cuda": os.environ.get("CUDA_VISIBLE_DEVICES")}) + "\\n")
+"""
+
+
+def overlaps(spans: list[dict]) -> int:
+    """The largest number of spans open at one moment."""
+    events = sorted([(s["start"], 1) for s in spans] + [(s["end"], -1) for s in spans])
+    open_now = peak = 0
+    for _, delta in events:
+        open_now += delta
+        peak = max(peak, open_now)
+    return peak
+
+
+def test_eight_one_gpu_steps_on_four_fake_gpus_never_share_one(ws, project, run_pipeline, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "4")
+    monkeypatch.setenv("LOCALPIPE_CPUS", "8")
+    log = ws.root / "spans.jsonl"
+    project("src/g/g.py", RECORD)
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    steps = [PythonScriptStep("g.py", name=f"g{i}", source_directory=ws.root / "src/g", compute_target=gpu,
+                              arguments=[log, 0.4], allow_reuse=False) for i in range(8)]
+    _, status, rows = run_pipeline(Pipeline(ws, steps))
+    assert status.value == "Completed"
+    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    uuids = {g.uuid: g.index for g in detect_gpus(FakeNvml.from_spec("4")).gpus}
+    by_gpu: dict[str, list] = {}
+    for span in spans:
+        assert span["cuda"] in uuids  # exactly one GPU, named by UUID
+        assert rows[span["step"]]["placement"]["gpus"] == [uuids[span["cuda"]]]
+        by_gpu.setdefault(span["cuda"], []).append(span)
+    assert all(overlaps(group) == 1 for group in by_gpu.values())
+    assert overlaps(spans) > 1  # they did run side by side, on different GPUs
+
+
+def test_a_gpu_step_on_a_machine_without_gpus_fails_validation_with_the_reason(ws, project, monkeypatch):
+    from localpipe.engine.submit import plan
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "nodriver")
+    project("src/g/g.py", "print(1)\n")
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu)])
+    with pytest.raises(PipelineValidationError, match=r'step "g" needs 1 GPU but this machine cannot give them '
+                                                      r"\(no NVIDIA driver found"):
+        plan(ws, pipeline)
+
+
+def test_more_cpus_than_the_machine_has_fails_validation(ws, project, monkeypatch):
+    from localpipe.engine.submit import plan
+
+    monkeypatch.setenv("LOCALPIPE_CPUS", "2")
+    project("src/g/g.py", "print(1)\n")
+    big = ComputeTarget("big", LocalCompute.provisioning_configuration(cpus_per_step=64))
+    pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=big)])
+    with pytest.raises(PipelineValidationError, match='step "g" needs 64 CPUs per step but this machine has 2'):
+        plan(ws, pipeline)
+
+
+def test_the_seeds_compute_target_code_runs_unchanged(ws, capsys):
+    compute_name = "aml-compute"
+    vm_size = "STANDARD_NC6"
+    if compute_name in ws.compute_targets:
+        raise AssertionError("a fresh workspace has no such target")
+    provisioning_config = AmlCompute.provisioning_configuration(vm_size=vm_size, min_nodes=0, max_nodes=4)
+    compute_target = ComputeTarget.create(ws, compute_name, provisioning_config)
+    compute_target.wait_for_completion(show_output=True, min_node_count=None, timeout_in_minutes=20)
+    status = compute_target.status.serialize()
+    assert status["provisioningState"] == "Succeeded" and status["vmSize"] == "STANDARD_NC6"
+    found = ws.compute_targets[compute_name]
+    assert type(found) is AmlCompute
+    assert (found.cpus_per_step, found.gpus_per_step, found.max_concurrent_steps) == (6, 1, 4)
+    assert "aml-compute: Succeeded" in capsys.readouterr().out
+
+
+def test_an_unknown_vm_size_lists_the_known_ones():
+    with pytest.raises(UsageError, match="STANDARD_NOPE.*STANDARD_NC6"):
+        AmlCompute.provisioning_configuration(vm_size="STANDARD_NOPE")
+
+
+def test_max_concurrent_steps_caps_a_target(ws, project, run_pipeline, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_CPUS", "8")
+    log = ws.root / "spans.jsonl"
+    project("src/g/g.py", RECORD)
+    one_at_a_time = ComputeTarget.create(ws, "serial", LocalCompute.provisioning_configuration(max_concurrent_steps=1))
+    steps = [PythonScriptStep("g.py", name=f"s{i}", source_directory=ws.root / "src/g", compute_target=one_at_a_time,
+                              arguments=[log, 0.2]) for i in range(3)]
+    run_pipeline(Pipeline(ws, steps))
+    assert overlaps([json.loads(line) for line in log.read_text().splitlines()]) == 1
+
+
+def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
+    db = open_history(ws)
+    experiment = m.Experiment.create(name="e")
+    graph = m.PipelineGraph.create(digest="d", graph={})
+    run = m.PipelineRun.create(experiment=experiment, pipeline=graph, status="Running")
+    step = m.StepRun.create(run=run, name="held", status="Running")
+    dead = psutil.Popen(["true"])
+    dead.wait()
+    m.ResourceClaim.create(run=run, step_run=step, target="local", cpus=2, gpus=[], holder_pid=dead.pid,
+                           holder_started=1.0)
+    pool = ResourcePool(db, cpus=2, memory=2**30)
+    mine = m.StepRun.create(run=run, name="mine", status="Queued")
+    placements, others = pool.claim([ClaimRequest("mine", run.id, mine.id, "local",
+                                                  {"cpus": 2, "gpus": 0, "memory": None, "max_concurrent": None})])
+    assert set(placements) == {"mine"} and not others
+    assert [c.step_run_id for c in m.ResourceClaim.select()] == [mine.id]
+
+
+def test_a_live_claim_blocks_and_release_frees(ws):
+    db = open_history(ws)
+    experiment = m.Experiment.create(name="e")
+    run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
+                               status="Running")
+    a, b = (m.StepRun.create(run=run, name=n, status="Queued") for n in "ab")
+    pool = ResourcePool(db, cpus=1, memory=2**30)
+    need = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
+    first, _ = pool.claim([ClaimRequest("a", run.id, a.id, "local", need), ClaimRequest("b", run.id, b.id, "local", need)])
+    assert set(first) == {"a"}
+    pool.release(first["a"])
+    second, _ = pool.claim([ClaimRequest("b", run.id, b.id, "local", need)])
+    assert set(second) == {"b"}
+
+
+def test_resources_command_lists_fake_gpus_and_says_why_there_are_none(invoke, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2x16GiB")
+    found = json.loads(invoke("resources", "--json").output)
+    assert [g["index"] for g in found["gpus"]] == [0, 1] and found["cpus"] >= 1
+    text = invoke("resources").output
+    assert "GPU 1: Fake GPU" in text and "Docker:" in text
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "nodriver")
+    lines = [line for line in invoke("resources").output.splitlines() if line.startswith("GPUs")]
+    assert lines == ["GPUs: none (no NVIDIA driver found (NVML library not loadable))"]
+
+
+def test_show_prints_the_placement(invoke, ws, project, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    project("proj/g/g.py", "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])\n")
+    project("proj/pipeline.py", """
+        from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep, Workspace
+        ws = Workspace.from_config()
+        gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=2))
+        pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory="g", compute_target=gpu)])
+    """)
+    assert invoke("submit", ws.root / "proj/pipeline.py").exit_code == 0
+    assert "placed on 1 CPU, GPU 0,1" in invoke("show", "1").output
+    assert invoke("logs", "1", "g").output.strip().count("GPU-") == 2
