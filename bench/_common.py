@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # The console script installed next to this interpreter. Resolving it here skips a version
-# manager's shim (pyenv's costs ~70 ms a call), which is not localpipe's time to account for.
+# manager's shim (pyenv's adds ~100 ms a call here), which is not localpipe's time to account for.
 _SCRIPT_DIR = Path(sys.executable).parent
 
 

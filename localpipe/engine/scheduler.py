@@ -60,6 +60,7 @@ class _Running:
     deadline: float | None
     placement: Placement
     timed_out: bool = False
+    canceled: str | None = None  # why it is being canceled, when it is
 
 
 @dataclass
@@ -68,6 +69,16 @@ class _State:
     attempt: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
     components: dict = field(default_factory=dict)
+
+
+class _Wake:
+    """A message that only wakes the loop (a stop was requested)."""
+
+
+@dataclass
+class _CancelSteps:
+    names: list[str]
+    reason: str
 
 
 class Scheduler:
@@ -89,7 +100,9 @@ class Scheduler:
         self.running: dict[str, _Running] = {}
         self.ready: list[str] = []
         self.stopping: str | None = None  # why no further step starts
-        self.signalled: int | None = None  # SIGINT or SIGTERM received, handled at the next safe point
+        self.stop: str | None = None  # why the run must stop now (a signal, a watcher), at the next safe point
+        self.interrupted = False  # the stop came from SIGINT: re-raise it once the run is recorded
+        self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
         self.others_hold = False  # whether other schedulers held resources at the last claim
         self.now = now
         self._sources = sources
@@ -107,33 +120,43 @@ class Scheduler:
         self._start_run()
         try:
             self.sources = self._sources if self._sources is not None else hash_sources(self.graph, self._stat_cache)
-            while self.signalled is None:
+            while self.stop is None:
+                self._check_twins()
                 self._decide_ready()
                 self._launch_ready()
-                if not self.running and not self.ready:
+                if not self.running and not self.ready and not self.waiting:
                     break
                 try:
                     event = self.events.get(timeout=self._wait_timeout())
                 except queue.Empty:
                     self._enforce_timeouts()
                     continue
-                self._finished(event)
+                self._handle(event)
         except KeyboardInterrupt:
-            self.signalled = signals.SIGINT
+            self.stop, self.interrupted = "interrupted (Ctrl-C)", True
         finally:
             self._stat_cache.save()
             _restore_signal_handlers(previous)
-        if self.signalled is not None:
-            why = "interrupted (Ctrl-C)" if self.signalled == signals.SIGINT else "canceled"
-            self._cancel_everything(why)
-            self._finish_run(RunStatus.CANCELED, why)
-            if self.signalled == signals.SIGINT:
+        if self.stop is not None:
+            self._cancel_everything(self.stop)
+            self._finish_run(RunStatus.CANCELED, self.stop)
+            if self.interrupted:
                 raise KeyboardInterrupt
             return RunStatus.CANCELED
         return self._finish_run(None, None)
 
+    def request_stop(self, reason: str) -> None:
+        """Cancel the whole run (from another thread): every step's process tree is ended."""
+        self.stop = reason
+        self.events.put(_Wake())
+
+    def cancel_steps(self, names: list[str], reason: str) -> None:
+        """Cancel these steps (from another thread); the rest of the run goes on without them."""
+        self.events.put(_CancelSteps(list(names), reason))
+
     def _on_signal(self, signum, frame) -> None:
-        self.signalled = signum
+        self.interrupted = signum == signals.SIGINT
+        self.stop = "interrupted (Ctrl-C)" if self.interrupted else "canceled"
 
     def _start_run(self) -> None:
         me = psutil.Process()
@@ -143,7 +166,8 @@ class Scheduler:
     def _wait_timeout(self) -> float:
         """How long to wait for a step to end: until the next timeout, and briefly when steps wait for
         resources another run may free, or for a signal to be noticed."""
-        timeout = RESOURCE_POLL_SECONDS if self.ready and self.others_hold else SIGNAL_POLL_SECONDS
+        busy_elsewhere = (self.ready and self.others_hold) or self.waiting
+        timeout = RESOURCE_POLL_SECONDS if busy_elsewhere else SIGNAL_POLL_SECONDS
         deadlines = [r.deadline for r in self.running.values() if r.deadline and not r.timed_out]
         return max(0.0, min([timeout, *(d - self.now() for d in deadlines)]))
 
@@ -160,7 +184,9 @@ class Scheduler:
             inputs = {spec.name: self._input_digests(spec) for spec in wave}
             decisions = decide(wave, self.sources, inputs, self.store, self.run.experiment_id,
                                regenerate=self.run.regenerate_outputs)
-            with self.db.atomic():
+            # IMMEDIATE: deciding to compute a key and looking for another run computing it
+            # must be one step for every scheduler, or two runs could both compute it.
+            with self.db.atomic("IMMEDIATE"):
                 for decision in decisions:
                     self._apply(decision)
 
@@ -176,8 +202,43 @@ class Scheduler:
                 [{"step_run": self.rows[name].id, "name": out, "digest": digest, "size": 0}
                  for out, digest in decision.outputs.items()]).execute()
         else:
+            twin = self._twin(decision) if self.graph.steps[name].allow_reuse else None
+            if twin is not None:
+                self.waiting[name] = twin.id
+                reason = f'waits for run {twin.run_id} (step "{twin.name}"), which computes the same outputs'
+                self._transition(name, RunStatus.QUEUED, reason, queued_at=self.now(), **fields)
+                return
             self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), **fields)
             self.ready.append(name)
+
+    def _twin(self, decision: Decision) -> m.StepRun | None:
+        """The earliest step of another active run that is computing this very key, if any."""
+        if self.run.regenerate_outputs:
+            return None
+        active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.FINALIZING.value]
+        return (m.StepRun.select().join(m.PipelineRun)
+                .where(m.StepRun.cache_key == decision.key, m.StepRun.status.in_(active),
+                       m.StepRun.run != self.run.id, m.PipelineRun.status == RunStatus.RUNNING.value)
+                .order_by(m.StepRun.id).first())
+
+    def _check_twins(self) -> None:
+        """Reuse what a twin step finished computing, or compute it here if the twin did not succeed."""
+        for name, twin_id in list(self.waiting.items()):
+            twin = m.StepRun.get_by_id(twin_id)
+            if not RunStatus(twin.status).is_final:
+                continue
+            del self.waiting[name]
+            outputs = {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == twin_id)}
+            if twin.status == RunStatus.COMPLETED.value and all(self.store.has(d) for d in outputs.values()):
+                self.state[name].outputs = outputs
+                with self.db.atomic():
+                    self._transition(name, RunStatus.REUSED, f'reused from run {twin.run_id} (step "{twin.name}")',
+                                     reused_from=twin_id, ended_at=self.now())
+                    m.StepOutput.insert_many([{"step_run": self.rows[name].id, "name": o, "digest": d, "size": 0}
+                                              for o, d in outputs.items()]).execute()
+            else:
+                self._transition(name, RunStatus.QUEUED, f"runs: run {twin.run_id}'s identical step {twin.status.lower()}")
+                self.ready.append(name)
 
     def _input_digests(self, spec: StepSpec) -> dict[str, str]:
         digests = {}
@@ -262,12 +323,35 @@ class Scheduler:
         })
         return env
 
+    # -- events -----------------------------------------------------------------------------
+    def _handle(self, event) -> None:
+        if isinstance(event, Exit):
+            self._finished(event)
+        elif isinstance(event, _CancelSteps):
+            for name in event.names:
+                self._cancel_step(name, event.reason)
+
+    def _cancel_step(self, name: str, reason: str) -> None:
+        status = self.state[name].status
+        if name in self.running:
+            self.running[name].canceled = reason
+            threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
+        elif status in (RunStatus.NOT_STARTED, RunStatus.QUEUED):
+            if name in self.ready:
+                self.ready.remove(name)
+            self.waiting.pop(name, None)
+            self._transition(name, RunStatus.CANCELED, reason, ended_at=self.now())
+
     # -- finishing a step -------------------------------------------------------------------
     def _finished(self, event: Exit) -> None:
         running = self.running.pop(event.key)
         self.pool.release(running.placement)
         name = event.key
-        if event.error:
+        if running.canceled:
+            remove_tree(running.folder.outputs)
+            self._transition(name, RunStatus.CANCELED, running.canceled, ended_at=self.now(),
+                             exit_code=event.exit_code, signal=event.signal, peak_memory=event.peak_memory)
+        elif event.error:
             self._fail(name, event.error, peak_memory=event.peak_memory)
         elif running.timed_out:
             self._fail(name, f"timed out after {running.spec.timeout_seconds:g}s", exit_event=event)
