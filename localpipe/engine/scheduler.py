@@ -202,7 +202,10 @@ class Scheduler:
                 [{"step_run": self.rows[name].id, "name": out, "digest": digest, "size": 0}
                  for out, digest in decision.outputs.items()]).execute()
         else:
-            twin = self._twin(decision) if self.graph.steps[name].allow_reuse else None
+            may_reuse = self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs
+            if may_reuse and self._reuse_late_entry(decision):
+                return
+            twin = self._twin(decision) if may_reuse else None
             if twin is not None:
                 self.waiting[name] = twin.id
                 reason = f'waits for run {twin.run_id} (step "{twin.name}"), which computes the same outputs'
@@ -211,10 +214,22 @@ class Scheduler:
             self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), **fields)
             self.ready.append(name)
 
+    def _reuse_late_entry(self, decision: Decision) -> bool:
+        """Reuse an entry for this key that another run committed since the decision was made."""
+        entry = m.CacheEntry.get_or_none(m.CacheEntry.key == decision.key)
+        if entry is None:
+            return False
+        source = m.StepRun.get_by_id(entry.step_run_id)
+        outputs = {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == source.id)}
+        if not all(self.store.has(d) for d in outputs.values()):
+            return False
+        decision.reuse, decision.reused_from, decision.outputs = True, source.id, outputs
+        decision.reason = f'reused from run {source.run_id} (step "{source.name}")'
+        self._apply(decision)
+        return True
+
     def _twin(self, decision: Decision) -> m.StepRun | None:
         """The earliest step of another active run that is computing this very key, if any."""
-        if self.run.regenerate_outputs:
-            return None
         active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.FINALIZING.value]
         return (m.StepRun.select().join(m.PipelineRun)
                 .where(m.StepRun.cache_key == decision.key, m.StepRun.status.in_(active),
