@@ -88,7 +88,7 @@ def run_pipeline(ws):
     def run(pipeline, experiment: str = "test", **options):
         slots = options.pop("slots", None)
         prepared = prepare_run(ws, pipeline, experiment, **options)
-        status = Scheduler(ws, prepared.run_id, sources=prepared.sources, slots=slots).execute()
+        status = Scheduler(ws, prepared.run_id, sources=prepared.sources, graph=prepared.graph, slots=slots).execute()
         steps = {s["name"]: s for s in records.run_details(ws, prepared.run_id)["steps"]}
         return prepared.run_id, status, steps
 

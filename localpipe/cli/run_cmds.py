@@ -106,7 +106,8 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     steps = list(prepared.graph.steps)
     printer = LiveProgress(steps) if sys.stdout.isatty() else StepPrinter(steps)
     with printer:
-        status = Scheduler(ws, prepared.run_id, reporter=printer, sources=prepared.sources).execute()
+        status = Scheduler(ws, prepared.run_id, reporter=printer, sources=prepared.sources,
+                           graph=prepared.graph).execute()
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
     click.echo(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
     ctx.exit({RunStatus.COMPLETED: 0, RunStatus.CANCELED: 130}.get(status, 1))

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from localpipe.plan.graph import StepSpec
 from localpipe.plan.hashing import TreeDigest
-from localpipe.plan.keys import cache_key, key_components, what_changed
+from localpipe.plan.keys import cache_key, canonical_json, key_components, what_changed
 from localpipe.state import models as m
 from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
@@ -25,6 +25,7 @@ class Decision:
     reason: str
     key: str
     components: dict
+    components_json: str = ""  # ``components`` as the canonical JSON the key was computed from
     reused_from: int | None = None  # the StepRun id whose outputs are reused
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> digest, when reused
 
@@ -37,11 +38,12 @@ def decide(steps: list[StepSpec], sources: dict[str, TreeDigest | None],
     for step in steps:
         source = sources.get(step.name)
         components = key_components(step, source.digest if source else None, inputs[step.name])
-        planned.append((step, components, cache_key(components)))
-    entries = _cache_entries([key for _, _, key in planned])
+        text = canonical_json(components)
+        planned.append((step, components, text, cache_key(components, text)))
+    entries = _cache_entries([key for *_, key in planned])
     decisions = []
-    for step, components, key in planned:
-        decision = Decision(step.name, False, "", key, components)
+    for step, components, text, key in planned:
+        decision = Decision(step.name, False, "", key, components, text)
         entry = entries.get(key)
         if not step.allow_reuse:
             decision.reason = "runs: allow_reuse=False"
@@ -61,30 +63,35 @@ def decide(steps: list[StepSpec], sources: dict[str, TreeDigest | None],
 
 
 def _cache_entries(keys: list[str]) -> dict[str, tuple[int, int, dict[str, str], str]]:
-    """key -> (step run id, pipeline run id, outputs, step name) for the keys that have an entry."""
+    """key -> (step run id, pipeline run id, outputs, step name) for the keys that have an entry.
+
+    Plain SQL through the models' database: this runs once per wave of a thousand-step run.
+    """
+    db = m.CacheEntry._meta.database
     found: dict[str, tuple[int, int, dict[str, str], str]] = {}
+    by_step_run: dict[int, tuple[int, int, dict[str, str], str]] = {}
     for start in range(0, len(keys), 500):  # SQLite caps the number of bound variables
         chunk = keys[start:start + 500]
-        rows = (m.CacheEntry.select(m.CacheEntry.key, m.StepRun.id, m.StepRun.run, m.StepRun.name)
-                .join(m.StepRun).where(m.CacheEntry.key.in_(chunk)).tuples())
-        for key, step_run, run, name in rows:
-            found[key] = (step_run, run, {}, name)
-    by_step_run = {v[0]: v for v in found.values()}
-    ids = list(by_step_run)
-    for start in range(0, len(ids), 500):
-        for step_run, name, digest in (m.StepOutput.select(m.StepOutput.step_run, m.StepOutput.name,
-                                                           m.StepOutput.digest)
-                                       .where(m.StepOutput.step_run.in_(ids[start:start + 500])).tuples()):
-            by_step_run[step_run][2][name] = digest
+        rows = db.execute_sql(
+            'SELECT c."key", s."id", s."run_id", s."name", o."name", o."digest" FROM "cache_entry" c '
+            'JOIN "step_run" s ON s."id" = c."step_run_id" '
+            'LEFT JOIN "step_output" o ON o."step_run_id" = s."id" '
+            f'WHERE c."key" IN ({", ".join("?" * len(chunk))})', chunk)
+        for key, step_run, run, name, output, digest in rows:
+            entry = by_step_run.setdefault(step_run, (step_run, run, {}, name))
+            found[key] = entry
+            if output is not None:
+                entry[2][output] = digest
     return found
 
 
 def _rerun_reason(step: StepSpec, components: dict, key: str, source: TreeDigest | None,
                   experiment_id: int | None) -> str:
     query = (m.StepRun.select(m.StepRun.id, m.StepRun.run, m.StepRun.status, m.StepRun.cache_key,
-                              m.StepRun.key_components)
-             .join(m.PipelineRun)
-             .where(m.StepRun.name == step.name, m.StepRun.key_components.is_null(False),
+                              m.CacheKey.components)
+             .join(m.PipelineRun).switch(m.StepRun)
+             .join(m.CacheKey, on=(m.CacheKey.key == m.StepRun.cache_key))
+             .where(m.StepRun.name == step.name,
                     m.StepRun.status.in_([RunStatus.COMPLETED.value, RunStatus.FAILED.value,
                                           RunStatus.REUSED.value]))
              .order_by(m.StepRun.id.desc()))
@@ -97,7 +104,7 @@ def _rerun_reason(step: StepSpec, components: dict, key: str, source: TreeDigest
     if previous.cache_key == key:
         return f"runs: the earlier run with the same inputs (run {previous.run_id}) {previous.status.lower()}"
     changed: list[str] = []
-    before = previous.key_components
+    before = previous.cachekey.components
     if source is not None and before.get("source") and before["source"] != components["source"]:
         snapshot = m.Snapshot.get_or_none(m.Snapshot.digest == before["source"])
         if snapshot is not None:

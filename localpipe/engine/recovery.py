@@ -12,9 +12,6 @@ from __future__ import annotations
 import os
 import signal
 
-import psutil
-
-from localpipe.engine.resources import process_alive
 from localpipe.errors import UsageError
 from localpipe.state import models as m
 from localpipe.state.db import open_history
@@ -31,6 +28,8 @@ def recover_abandoned_runs(ws) -> list[int]:
     db = open_history(ws)
     active = [s.value for s in ACTIVE]
     candidates = list(m.PipelineRun.select().where(m.PipelineRun.status.in_(active)))
+    if not candidates:  # the common case: nothing to look at, not even a process
+        return []
     abandoned = [run for run in candidates if _abandoned(run)]
     for run in abandoned:
         steps = list(m.StepRun.select().where(m.StepRun.run == run.id, m.StepRun.status.in_(active)))
@@ -54,6 +53,8 @@ def recover_abandoned_runs(ws) -> list[int]:
 
 
 def _abandoned(run: m.PipelineRun) -> bool:
+    from localpipe.engine.resources import process_alive
+
     if run.scheduler_pid is None:
         return now() - run.submitted_at > START_GRACE_SECONDS
     return not process_alive(run.scheduler_pid, run.scheduler_started)
@@ -61,6 +62,8 @@ def _abandoned(run: m.PipelineRun) -> bool:
 
 def kill_step_processes(step: m.StepRun) -> None:
     """End the process group a step ran in, if its leader is still the process the step started."""
+    import psutil
+
     if not step.pid:
         return
     try:
@@ -83,6 +86,7 @@ def kill_step_processes(step: m.StepRun) -> None:
 
 def cancel_run(ws, run_id: int) -> str:
     """Ask the scheduler of ``run_id`` to cancel it (SIGTERM); returns what was done, in words."""
+    from localpipe.engine.resources import process_alive
     from localpipe.state import records
 
     recover_abandoned_runs(ws)

@@ -30,7 +30,7 @@ from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
 from localpipe.plan.keys import cache_key
 from localpipe.state import models as m
-from localpipe.state.db import open_history
+from localpipe.state.db import insert_rows, open_history
 from localpipe.state.layout import objects_dir, step_dir
 from localpipe.state.statcache import StatCache
 from localpipe.state.store import ObjectStore, remove_tree
@@ -85,12 +85,15 @@ class Scheduler:
     """Runs pipeline run ``run_id`` of workspace ``ws`` to its end."""
 
     def __init__(self, ws, run_id: int, reporter: Reporter | None = None, slots: int | None = None,
-                 sources: dict[str, TreeDigest | None] | None = None, now: Callable[[], float] = time.time):
+                 sources: dict[str, TreeDigest | None] | None = None, graph: Graph | None = None,
+                 now: Callable[[], float] = time.time):
+        """``graph`` and ``sources`` save reading back what the submitting process already holds."""
         self.ws = ws
         self.db = open_history(ws)
         self.run = m.PipelineRun.get_by_id(run_id)
-        self.graph = Graph.from_dict(self.run.pipeline.graph)
-        self.rows = {row.name: row for row in m.StepRun.select().where(m.StepRun.run == run_id)}
+        self.graph = graph or Graph.from_dict(self.run.pipeline.graph)
+        self.step_ids: dict[str, int] = dict(m.StepRun.select(m.StepRun.name, m.StepRun.id)
+                                             .where(m.StepRun.run == run_id).tuples())
         self.state = {name: _State() for name in self.graph.steps}
         self.reporter = reporter or Reporter()
         self.pool = _resource_pool(self.db, self.graph, slots)
@@ -106,6 +109,18 @@ class Scheduler:
         self.others_hold = False  # whether other schedulers held resources at the last claim
         self.now = now
         self._sources = sources
+        self._deferred: list[tuple[int, dict]] | None = None  # status changes written together (a wave)
+        self._deferred_outputs: list[dict] = []
+        self._deferred_keys: list[dict] = []
+        self.upstream = {name: spec.upstream for name, spec in self.graph.steps.items()}
+        self.consumers: dict[str, list[str]] = {name: [] for name in self.graph.steps}
+        for name, upstream in self.upstream.items():
+            for before in upstream:
+                self.consumers[before].append(name)
+        # Steps whose upstream all succeeded, not yet decided; and how many upstream steps each awaits.
+        self.decidable = [name for name, upstream in self.upstream.items() if not upstream]
+        self.awaiting = {name: len(upstream) for name, upstream in self.upstream.items()}
+        self._blocked_dirty = False  # a step failed or was canceled: its dependants must be canceled
         self._stat_cache = StatCache(ws.state_dir / "statcache.db")
         self._dataset_digests: dict[tuple[str, ...], str] = {}
 
@@ -173,34 +188,41 @@ class Scheduler:
 
     # -- deciding ---------------------------------------------------------------------------
     def _decide_ready(self) -> None:
-        """Decide every step whose upstream steps are done; reuse cascades within this call."""
-        while not self.stopping:
-            wave = [spec for name, spec in self.graph.steps.items()
-                    if self.state[name].status is RunStatus.NOT_STARTED
-                    and all(self.state[u].status.succeeded for u in spec.upstream)]
-            self._cancel_blocked()
-            if not wave:
-                return
-            inputs = {spec.name: self._input_digests(spec) for spec in wave}
-            decisions = decide(wave, self.sources, inputs, self.store, self.run.experiment_id,
-                               regenerate=self.run.regenerate_outputs)
-            # IMMEDIATE: deciding to compute a key and looking for another run computing it
-            # must be one step for every scheduler, or two runs could both compute it.
-            with self.db.atomic("IMMEDIATE"):
-                for decision in decisions:
-                    self._apply(decision)
+        """Decide every step whose upstream steps are done; reuse cascades within this call.
+
+        One IMMEDIATE transaction covers the whole cascade: deciding to compute a key and
+        looking for another run computing it must be one step for every scheduler, and a
+        thousand reused steps cost one commit, not forty.
+        """
+        with self.db.atomic("IMMEDIATE"):
+            self._deferred, self._deferred_outputs, self._deferred_keys = [], [], []
+            try:
+                while not self.stopping:
+                    self._cancel_blocked()
+                    wave = [self.graph.steps[name] for name in self.decidable
+                            if self.state[name].status is RunStatus.NOT_STARTED]
+                    self.decidable = []
+                    if not wave:
+                        break
+                    inputs = {spec.name: self._input_digests(spec) for spec in wave}
+                    for decision in decide(wave, self.sources, inputs, self.store, self.run.experiment_id,
+                                           regenerate=self.run.regenerate_outputs):
+                        self._apply(decision)
+                self._write_deferred()
+            finally:
+                self._deferred = None
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step
         self.state[name].components = decision.components
-        fields = {"cache_key": decision.key, "key_components": decision.components}
+        self._deferred_keys.append({"key": decision.key, "components": m.EncodedJSON(decision.components_json)})
+        fields = {"cache_key": decision.key}
         if decision.reuse:
             self.state[name].outputs = decision.outputs
             self._transition(name, RunStatus.REUSED, decision.reason, reused_from=decision.reused_from,
                              ended_at=self.now(), **fields)
-            m.StepOutput.insert_many(
-                [{"step_run": self.rows[name].id, "name": out, "digest": digest, "size": 0}
-                 for out, digest in decision.outputs.items()]).execute()
+            self._deferred_outputs += [{"step_run": self.step_ids[name], "name": out, "digest": digest, "size": 0}
+                                       for out, digest in decision.outputs.items()]
         else:
             may_reuse = self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs
             if may_reuse and self._reuse_late_entry(decision):
@@ -249,8 +271,8 @@ class Scheduler:
                 with self.db.atomic():
                     self._transition(name, RunStatus.REUSED, f'reused from run {twin.run_id} (step "{twin.name}")',
                                      reused_from=twin_id, ended_at=self.now())
-                    m.StepOutput.insert_many([{"step_run": self.rows[name].id, "name": o, "digest": d, "size": 0}
-                                              for o, d in outputs.items()]).execute()
+                    insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": d, "size": 0}
+                                               for o, d in outputs.items()])
             else:
                 self._transition(name, RunStatus.QUEUED, f"runs: run {twin.run_id}'s identical step {twin.status.lower()}")
                 self.ready.append(name)
@@ -270,13 +292,16 @@ class Scheduler:
 
     def _cancel_blocked(self) -> None:
         """Mark Canceled the steps that can no longer run because an upstream step did not succeed."""
+        if not self._blocked_dirty:
+            return
+        self._blocked_dirty = False
         changed = True
         while changed:
             changed = False
-            for name, spec in self.graph.steps.items():
+            for name in self.graph.steps:
                 if self.state[name].status is not RunStatus.NOT_STARTED:
                     continue
-                bad = sorted(u for u in spec.upstream
+                bad = sorted(u for u in self.upstream[name]
                              if self.state[u].status in (RunStatus.FAILED, RunStatus.CANCELED))
                 if bad:
                     verb = "failed" if self.state[bad[0]].status is RunStatus.FAILED else "did not run"
@@ -288,7 +313,7 @@ class Scheduler:
         """Start every ready step whose resources can be claimed now, in order (later ones may backfill)."""
         if self.stopping or not self.ready:
             return
-        requests = [ClaimRequest(name, self.run.id, self.rows[name].id, self.graph.steps[name].compute_target,
+        requests = [ClaimRequest(name, self.run.id, self.step_ids[name], self.graph.steps[name].compute_target,
                                  self.graph.steps[name].resources) for name in self.ready]
         placements, self.others_hold = self.pool.claim(requests)
         for name, placement in placements.items():
@@ -325,7 +350,7 @@ class Scheduler:
         env.update({
             "LOCALPIPE_WORKSPACE": str(self.ws.root),
             "LOCALPIPE_RUN_ID": str(self.run.id),
-            "LOCALPIPE_STEP_RUN_ID": str(self.rows[name].id),
+            "LOCALPIPE_STEP_RUN_ID": str(self.step_ids[name]),
             "LOCALPIPE_STEP_NAME": name,
             "LOCALPIPE_EXPERIMENT": self.run.experiment.name,
             # UUIDs, not indices: CUDA numbers devices fastest-first unless told otherwise, NVML by
@@ -398,11 +423,12 @@ class Scheduler:
                                   size=running.snapshot.size).on_conflict_ignore().execute()
             if committed:
                 m.StepOutput.insert_many(
-                    [{"step_run": self.rows[name].id, "name": o, "digest": t.digest, "size": t.size}
+                    [{"step_run": self.step_ids[name], "name": o, "digest": t.digest, "size": t.size}
                      for o, t in committed.items()]).execute()
-            m.CacheEntry.replace(key=key, step_run=self.rows[name].id, created_at=self.now()).execute()
+            m.CacheKey.insert(key=key, components=components).on_conflict_ignore().execute()
+            m.CacheEntry.replace(key=key, step_run=self.step_ids[name], created_at=self.now()).execute()
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
-                             peak_memory=event.peak_memory, cache_key=key, key_components=components)
+                             peak_memory=event.peak_memory, cache_key=key)
 
     def _fail(self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None) -> None:
         spec = self.graph.steps[name]
@@ -446,14 +472,13 @@ class Scheduler:
                 if record.get("kind") == "tag":
                     tags[record["name"]] = record["value"]
                 else:
-                    rows.append({"step_run": self.rows[name].id, "name": record["name"],
+                    rows.append({"step_run": self.step_ids[name], "name": record["name"],
                                  "kind": record["kind"], "value": record["value"],
                                  "logged_at": record.get("time", self.now())})
         with self.db.atomic():
-            for start in range(0, len(rows), 200):
-                m.Metric.insert_many(rows[start:start + 200]).execute()
+            insert_rows(m.Metric, rows)
             if tags:
-                m.StepRun.update(tags=tags).where(m.StepRun.id == self.rows[name].id).execute()
+                m.StepRun.update(tags=tags).where(m.StepRun.id == self.step_ids[name]).execute()
 
     # -- cancel and finish ------------------------------------------------------------------
     def _cancel_everything(self, why: str) -> None:
@@ -486,11 +511,49 @@ class Scheduler:
         if status not in STEP_TRANSITIONS.get(current, ()):
             raise RuntimeError(f'step "{name}": {current} -> {status} is not a valid transition')
         self.state[name].status = status
+        if status.succeeded:
+            for consumer in self.consumers[name]:
+                self.awaiting[consumer] -= 1
+                if self.awaiting[consumer] == 0:
+                    self.decidable.append(consumer)
+        elif status in (RunStatus.FAILED, RunStatus.CANCELED):
+            self._blocked_dirty = True
         values = {"status": status.value, **fields}
         if reason is not None:
             values["reason"] = reason
-        m.StepRun.update(**values).where(m.StepRun.id == self.rows[name].id).execute()
+        if self._deferred is not None:
+            self._deferred.append((self.step_ids[name], values))
+        else:
+            m.StepRun.update(**values).where(m.StepRun.id == self.step_ids[name]).execute()
         self.reporter.step_changed(name, status, reason, fields.get("placement"))
+
+    def _write_deferred(self) -> None:
+        """Write a wave's status changes as one prepared UPDATE per shape, and its outputs in bulk.
+
+        A thousand reused steps are a thousand rows: one statement each through the ORM would
+        cost more than everything else a fully reused run does.
+        """
+        fields = m.StepRun._meta.fields
+        shapes: dict[tuple[str, ...], list[list]] = {}
+        for row_id, values in self._deferred:
+            columns = tuple(sorted(values))
+            shapes.setdefault(columns, []).append([fields[c].db_value(values[c]) for c in columns] + [row_id])
+        cursor = self.db.cursor()
+        for columns, params in shapes.items():
+            assignments = ", ".join(f'"{fields[c].column_name}" = ?' for c in columns)
+            cursor.executemany(f'UPDATE "step_run" SET {assignments} WHERE "id" = ?', params)
+        insert_rows(m.StepOutput, self._deferred_outputs)
+        known = _existing_keys(self.db, [row["key"] for row in self._deferred_keys])
+        insert_rows(m.CacheKey, list({row["key"]: row for row in self._deferred_keys if row["key"] not in known}.values()))
+
+
+def _existing_keys(db, keys: list[str]) -> set[str]:
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(k for (k,) in db.execute_sql(
+            f'SELECT "key" FROM "cache_key" WHERE "key" IN ({", ".join("?" * len(chunk))})', chunk))
+    return found
 
 
 def _resource_pool(db, graph: Graph, slots: int | None) -> ResourcePool:

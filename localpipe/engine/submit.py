@@ -17,7 +17,7 @@ import psutil
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
 from localpipe.plan.hashing import TreeDigest, hash_bytes
 from localpipe.state import models as m
-from localpipe.state.db import open_history
+from localpipe.state.db import insert_rows, open_history
 from localpipe.state.layout import runs_dir
 from localpipe.state.statcache import StatCache
 from localpipe.status import RunStatus
@@ -54,25 +54,24 @@ def prepare_run(ws, pipeline, experiment_name: str, parameters: dict | None = No
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges."""
     graph, sources = plan(ws, pipeline, parameters)
     db = open_history(ws)
-    graph_data = graph.to_dict()
-    digest = hash_bytes(json.dumps(graph_data, sort_keys=True).encode())
+    graph_json = m.EncodedJSON(json.dumps(graph.to_dict(), sort_keys=True))
+    digest = hash_bytes(graph_json.encode())
     with db.atomic("IMMEDIATE"):
         experiment, _ = m.Experiment.get_or_create(name=experiment_name)
         stored = m.PipelineGraph.get_or_none(m.PipelineGraph.digest == digest)
         if stored is None:
-            stored = m.PipelineGraph.create(digest=digest, description=graph.description, graph=graph_data)
+            stored = m.PipelineGraph.create(digest=digest, description=graph.description, graph=graph_json)
         run = m.PipelineRun.create(
             experiment=experiment, pipeline=stored, status=RunStatus.NOT_STARTED.value,
             parameters=graph.parameters, tags=tags or {}, regenerate_outputs=regenerate_outputs,
             continue_on_step_failure=continue_on_step_failure, pipeline_file=pipeline_file)
-        m.StepRun.insert_many([{"run": run.id, "name": name, "status": RunStatus.NOT_STARTED.value}
-                               for name in graph.steps]).execute()
+        insert_rows(m.StepRun, [{"run": run.id, "name": name, "status": RunStatus.NOT_STARTED.value}
+                                   for name in graph.steps])
         edges = [{"run": run.id, "source": up.step, "target": spec.name, "data": up.output}
                  for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
         edges += [{"run": run.id, "source": before, "target": spec.name, "data": None}
                   for spec in graph.steps.values() for before in spec.after]
-        if edges:
-            m.Edge.insert_many(edges).execute()
+        insert_rows(m.Edge, edges)
     return PreparedRun(run.id, graph, sources)
 
 

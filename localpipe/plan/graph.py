@@ -8,11 +8,12 @@ stored in history.db and is all the scheduler needs: it never sees the user's ob
 
 from __future__ import annotations
 
+import functools
 import graphlib
 import os
 import re
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from localpipe.errors import PipelineValidationError
@@ -92,8 +93,9 @@ class Graph:
     description: str | None = None
 
     def to_dict(self) -> dict:
-        return {"steps": [asdict(s) for s in self.steps.values()], "parameters": self.parameters,
-                "description": self.description}
+        """Plain data for JSON (a shallow copy: the values are already JSON-ready)."""
+        steps = [{**vars(s), "inputs": {k: vars(v) for k, v in s.inputs.items()}} for s in self.steps.values()]
+        return {"steps": steps, "parameters": self.parameters, "description": self.description}
 
     @classmethod
     def from_dict(cls, data: dict) -> Graph:
@@ -137,7 +139,8 @@ def _plan(pipeline, overrides: dict, compute_targets: dict | None,
         for spec in specs:
             _check_capacity(spec, capacity, found)
     order = _order(specs, found)
-    steps = {name: next(s for s in specs if s.name == name) for name in order}
+    by_name = {spec.name: spec for spec in specs}
+    steps = {name: by_name[name] for name in order}
     return Graph(steps, parameters, pipeline.description), found
 
 
@@ -272,8 +275,8 @@ def _check_source(label: str, source_dir: str | None, script: str | None, found:
         return
     if script is None:
         return
-    full = os.path.realpath(os.path.join(source_dir, script))
-    if not full.startswith(os.path.realpath(source_dir) + os.sep):
+    full = os.path.normpath(os.path.join(source_dir, script))
+    if not full.startswith(os.path.normpath(source_dir) + os.sep):
         found.append(f'{label}: script "{script}" leaves source_directory "{source_dir}": '
                      "keep the script inside it")
     elif not os.path.isfile(full):
@@ -363,8 +366,15 @@ def environment_fingerprint(environment) -> dict[str, Any]:
     if not environment.python.user_managed_dependencies and deps is not None:
         return {"kind": "venv", "pip": sorted(deps.pip_packages), "conda": sorted(deps.conda_packages),
                 "python": deps.python_version}
-    interpreter = environment.python.interpreter_path or sys.executable
-    return {"kind": "python", "interpreter": interpreter, "version": sys.version.split()[0]}
+    return _interpreter_fingerprint(environment.python.interpreter_path or sys.executable)
+
+
+@functools.lru_cache(maxsize=16)
+def _interpreter_fingerprint(interpreter: str) -> dict[str, Any]:
+    # The interpreter's real file and prefix identify it: `python`, `python3.11` and a shim name
+    # the same one, while a virtual environment (a link to its base) has a prefix of its own.
+    return {"kind": "python", "interpreter": interpreter, "identity": os.path.realpath(interpreter),
+            "prefix": sys.prefix if interpreter == sys.executable else None, "version": sys.version.split()[0]}
 
 
 def _order(specs: list[StepSpec], found: list[str]) -> list[str]:

@@ -11,6 +11,7 @@ a loop, is an error naming the link.
 
 from __future__ import annotations
 
+import functools
 import os
 import stat as statmod
 import time
@@ -74,57 +75,95 @@ class TreeDigest:
         return sorted(p for p in keys if self.files.get(p) != before.get(p))
 
 
-def ignore_spec(root: str | os.PathLike):
-    """The gitwildmatch spec of a source directory: defaults, then its ignore files."""
-    import pathspec
+def ignore_spec(root: str | os.PathLike, names: set[str] | None = None):
+    """The gitwildmatch spec of a source directory: defaults, then its ignore files.
 
-    root = Path(root)
+    ``names``, the names in ``root`` when the caller has listed it already, saves looking for
+    ignore files that are not there.
+    """
     lines = list(DEFAULT_IGNORES)
     for name in PRIMARY_IGNORE_FILES:
-        if (root / name).is_file():
-            lines += (root / name).read_text(errors="replace").splitlines()
+        if (names is None or name in names) and (lines_of := _read_lines(os.path.join(root, name))):
+            lines += lines_of
             break
-    if (root / EXTRA_IGNORE_FILE).is_file():
-        lines += (root / EXTRA_IGNORE_FILE).read_text(errors="replace").splitlines()
+    if names is None or EXTRA_IGNORE_FILE in names:
+        lines += _read_lines(os.path.join(root, EXTRA_IGNORE_FILE))
+    return _compiled_spec(tuple(lines))
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read().splitlines()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return []
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_spec(lines: tuple[str, ...]):
+    # Most folders share the same rules (often only the defaults): compile each set once.
+    import pathspec
+
     return pathspec.GitIgnoreSpec.from_lines(lines)
 
 
-def walk(root: str | os.PathLike, spec=None) -> list[tuple[str, str, os.stat_result]]:
-    """Every file under ``root`` not ignored by ``spec``: (relative path, absolute path, stat), sorted.
-
-    ``root`` may be a single file, listed under its own name.
+def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, os.stat_result]]:
+    """Every file under ``root`` (not ignored by its ignore files, with ``ignore``):
+    (relative path, absolute path, stat), sorted. ``root`` may be a single file.
     """
     root = os.path.abspath(root)
     if os.path.isfile(root):
         return [(os.path.basename(root), root, os.stat(root))]
-    real_root = os.path.realpath(root)
     found: list[tuple[str, str, os.stat_result]] = []
-    _walk_dir(root, "", real_root, spec, found, {real_root})
+    entries = _Walker.entries(root)
+    spec = ignore_spec(root, {entry.name for entry in entries}) if ignore else None
+    _Walker(root, spec, found).folder(root, "", frozenset(), entries)
     found.sort(key=lambda item: item[0])
     return found
 
 
-def _walk_dir(path: str, rel: str, real_root: str, spec, found: list, active: set[str]) -> None:
-    try:
-        entries = list(os.scandir(path))
-    except OSError as exc:
-        raise UsageError(f"cannot read folder {path}: {exc.strerror}: fix its permissions") from exc
-    for entry in entries:
-        name = _utf8_name(entry, path)
-        child_rel = f"{rel}{name}"
-        is_dir = entry.is_dir()
-        if spec is not None and spec.match_file(child_rel + "/" if is_dir else child_rel):
-            continue
-        target = entry.path
-        if entry.is_symlink():
-            target = _resolve_link(entry.path, real_root)
-            if is_dir and target in active:
-                raise UsageError(f"symlink {entry.path} makes a loop: remove it")
+class _Walker:
+    """One walk of a tree; the real path of its root is only worked out if a symlink needs it."""
+
+    def __init__(self, root: str, spec, found: list):
+        self.root, self.spec, self.found = root, spec, found
+        self._real_root: str | None = None
+
+    @property
+    def real_root(self) -> str:
+        if self._real_root is None:
+            self._real_root = os.path.realpath(self.root)
+        return self._real_root
+
+    @staticmethod
+    def entries(path: str) -> list[os.DirEntry]:
+        try:
+            return list(os.scandir(path))
+        except OSError as exc:
+            raise UsageError(f"cannot read folder {path}: {exc.strerror}: fix its permissions") from exc
+
+    def folder(self, path: str, rel: str, active: frozenset[str], entries: list[os.DirEntry] | None = None) -> None:
+        for entry in entries if entries is not None else self.entries(path):
+            child_rel = rel + _utf8_name(entry, path)
+            is_dir = entry.is_dir()
+            if self.spec is not None and self.spec.match_file(child_rel + "/" if is_dir else child_rel):
+                continue
+            if entry.is_symlink():
+                self.link(entry, child_rel, is_dir, active)
+            elif is_dir:
+                self.folder(entry.path, child_rel + "/", active)
+            elif entry.is_file():
+                self.found.append((child_rel, entry.path, entry.stat()))
+
+    def link(self, entry: os.DirEntry, rel: str, is_dir: bool, active: frozenset[str]) -> None:
+        target = _resolve_link(entry.path, self.real_root)
         if is_dir:
-            _walk_dir(entry.path, child_rel + "/", real_root, spec, found, active | {os.path.realpath(target)})
+            if target in active or target == self.real_root:
+                raise UsageError(f"symlink {entry.path} makes a loop: remove it")
+            self.folder(entry.path, rel + "/", active | {target})
         elif entry.is_file():
-            found.append((child_rel, entry.path, os.stat(target)))
-        elif entry.is_symlink():
+            self.found.append((rel, entry.path, os.stat(target)))
+        else:
             raise UsageError(f"symlink {entry.path} points to nothing: remove it or fix its target")
 
 
@@ -153,10 +192,9 @@ def _resolve_link(path: str, real_root: str) -> str:
 def hash_tree(root: str | os.PathLike, *, ignore: bool = True,
               stat_cache: StatCacheLike | None = None) -> TreeDigest:
     """Digest of every non-ignored file under ``root`` (or of ``root`` itself if it is a file)."""
-    spec = ignore_spec(root) if ignore and os.path.isdir(root) else None
     files: dict[str, str] = {}
     size = 0
-    for rel, path, st in walk(root, spec):
+    for rel, path, st in walk(root, ignore):
         digest = stat_cache.lookup(path, st) if stat_cache else None
         if digest is None:
             digest = hash_file(path)

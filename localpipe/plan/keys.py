@@ -27,15 +27,21 @@ def key_components(step: StepSpec, source_digest: str | None, input_digests: dic
         "params": step.params,
         "pipeline_params": step.pipeline_params,
         "inputs": dict(sorted(input_digests.items())),
-        "environment": step.environment,
+        # How the interpreter was spelled is not part of the key; what it is, is.
+        "environment": {k: v for k, v in step.environment.items() if k != "interpreter"},
         "outputs": sorted(step.outputs),
         "version": step.version,
     }
 
 
-def cache_key(components: dict[str, Any]) -> str:
-    """The key: a digest of the canonical JSON of ``components``."""
-    return hash_bytes(json.dumps(components, sort_keys=True, separators=(",", ":")).encode())
+def canonical_json(components: dict[str, Any]) -> str:
+    """The one text of ``components`` that the key is a digest of."""
+    return json.dumps(components, sort_keys=True, separators=(",", ":"))
+
+
+def cache_key(components: dict[str, Any], text: str | None = None) -> str:
+    """The key: a digest of the canonical JSON of ``components`` (``text``, when already made)."""
+    return hash_bytes((text or canonical_json(components)).encode())
 
 
 def what_changed(current: dict[str, Any], previous: dict[str, Any], changed_files: list[str]) -> str:

@@ -57,6 +57,25 @@ def open_history(ws) -> SqliteDatabase:
     return db
 
 
+def insert_rows(model, rows: list[dict]) -> None:
+    """Insert ``rows`` (dicts of the same fields) into ``model``'s table with one prepared statement.
+
+    The ORM builds SQL row by row; for the thousands of rows of a large pipeline a prepared
+    ``executemany`` is an order of magnitude faster. Fields left out take their defaults.
+    """
+    if not rows:
+        return
+    fields = model._meta.fields
+    names = list(rows[0])
+    defaults = [f for f in fields.values() if f.name not in names and f.default is not None and not f.primary_key]
+    columns = [fields[n] for n in names] + defaults
+    quoted = ", ".join(f'"{c.column_name}"' for c in columns)
+    sql = f'INSERT INTO "{model._meta.table_name}" ({quoted}) VALUES ({", ".join("?" * len(columns))})'
+    params = [[fields[n].db_value(row[n]) for n in names]
+              + [c.db_value(c.default() if callable(c.default) else c.default) for c in defaults] for row in rows]
+    model._meta.database.cursor().executemany(sql, params)
+
+
 def close_all() -> None:
     """Close every open history.db (tests and forked children call this)."""
     for db in _open.values():

@@ -14,11 +14,17 @@ from peewee import (
 )
 
 
+class EncodedJSON(str):
+    """JSON text already encoded (to hash it, say): stored as it is, not encoded again."""
+
+
 class JSONField(TextField):
     """A TEXT column holding JSON, queryable with SQLite's JSON1 functions."""
 
     def db_value(self, value):
-        return None if value is None else json.dumps(value, sort_keys=True)
+        if value is None or isinstance(value, EncodedJSON):
+            return value
+        return json.dumps(value, sort_keys=True)
 
     def python_value(self, value):
         return None if value is None else json.loads(value)
@@ -76,7 +82,6 @@ class StepRun(BaseModel):
     status = TextField()
     reason = TextField(null=True)
     cache_key = TextField(null=True, index=True)
-    key_components = JSONField(null=True)
     reused_from = ForeignKeyField("self", null=True, backref="reused_by")
     snapshot = TextField(null=True)
     arguments = JSONField(null=True)  # the argv the process got, paths resolved
@@ -104,6 +109,13 @@ class StepOutput(BaseModel):
 
     class Meta:
         indexes = ((("step_run", "name"), True),)
+
+
+class CacheKey(BaseModel):
+    """What each cache key was computed from, stored once per key (runs that reuse add nothing)."""
+
+    key = TextField(primary_key=True)
+    components = JSONField()
 
 
 class CacheEntry(BaseModel):
@@ -211,7 +223,7 @@ class ResourceClaim(BaseModel):
 
 
 MODELS = [
-    Migration, Experiment, PipelineGraph, PipelineRun, StepRun, StepOutput, CacheEntry, Snapshot,
+    Migration, Experiment, PipelineGraph, PipelineRun, StepRun, StepOutput, CacheKey, CacheEntry, Snapshot,
     Edge, Metric, DatastoreRecord, DatasetVersion, ComputeTargetRecord, EnvironmentRecord,
     PublishedPipeline, Schedule, ResourceClaim,
 ]

@@ -22,12 +22,14 @@ class ObjectStore:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self._root = str(root)
 
     def path(self, digest: str) -> Path:
         return self.root / digest[:2] / digest
 
     def has(self, digest: str) -> bool:
-        return self.path(digest).is_dir()
+        # Plain strings, not Path: this is asked for every output of every reused step.
+        return os.path.isdir(os.path.join(self._root, digest[:2], digest))
 
     def commit(self, folder: str | os.PathLike) -> TreeDigest:
         """Move ``folder`` into the store under its content digest and make it read-only.
