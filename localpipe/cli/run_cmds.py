@@ -46,16 +46,17 @@ def init(path: str) -> None:
 class StepPrinter:
     """Prints one line per step status change, with its reason (when output is not a terminal)."""
 
-    def __init__(self, steps: list[str]):
+    def __init__(self, steps: list[str], prefix: str = ""):
         self.counts: dict[str, int] = {}
         self.width = max(map(len, steps), default=0)
+        self.prefix = prefix
 
     def step_changed(self, step, status, reason, placement=None) -> None:
         if status.is_final:
             self.counts[status.value] = self.counts.get(status.value, 0) + 1
         stamp = time.strftime("%H:%M:%S")
         detail = reason or (describe_placement(placement) if placement else "")
-        click.echo(f"{stamp}  {status.value:<10}  {step:<{self.width}}" + (f"  {detail}" if detail else ""))
+        click.echo(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip())
 
     def run_finished(self, status) -> None:
         pass
@@ -142,4 +143,37 @@ def status(pipeline_file, params, experiment, as_json) -> None:
         click.echo(f"{row['step']:<{width}}  {row['action']:<6}  {row['reason']}")
 
 
-COMMANDS = [init, submit, status]
+@click.command()
+@pipeline_file
+@param_option
+@click.option("-e", "--experiment", default=None, help="Experiment name (default: the pipeline file's folder name).")
+@click.option("--debounce", default=200, show_default=True, type=click.IntRange(0, 10_000),
+              help="Milliseconds of quiet after a change before rerunning.")
+def watch(pipeline_file, params, experiment, debounce) -> None:
+    """Run PIPELINE_FILE, then rerun on every save exactly the steps the change affects.
+
+    Watches every step's source directory, every local input dataset and the pipeline file;
+    ignored files (.amlignore, .gitignore, .localpipeignore) and editor swap files never
+    trigger a run. Ctrl-C stops, ending every step that runs.
+
+    \b
+    Example:
+      localpipe watch examples/iris/pipeline.py --param max_iter=300
+    """
+    from pathlib import Path
+
+    from localpipe.watch import Watcher
+
+    ws = workspace(create=True)
+    name = experiment or Path(pipeline_file).resolve().parent.name
+
+    def printer(prepared):
+        return StepPrinter(list(prepared.graph.steps), prefix=f"run {prepared.run_id}  ")
+
+    watcher = Watcher(ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo,
+                      reporter_factory=printer)
+    click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
+    watcher.run()
+
+
+COMMANDS = [init, submit, status, watch]

@@ -13,7 +13,6 @@ from localpipe.plan.hashing import TreeDigest
 from localpipe.plan.keys import cache_key, canonical_json, key_components, what_changed
 from localpipe.state import models as m
 from localpipe.state.store import ObjectStore
-from localpipe.status import RunStatus
 
 
 @dataclass
@@ -91,9 +90,7 @@ def _rerun_reason(step: StepSpec, components: dict, key: str, source: TreeDigest
                               m.CacheKey.components)
              .join(m.PipelineRun).switch(m.StepRun)
              .join(m.CacheKey, on=(m.CacheKey.key == m.StepRun.cache_key))
-             .where(m.StepRun.name == step.name,
-                    m.StepRun.status.in_([RunStatus.COMPLETED.value, RunStatus.FAILED.value,
-                                          RunStatus.REUSED.value]))
+             .where(m.StepRun.name == step.name)
              .order_by(m.StepRun.id.desc()))
     previous = None
     if experiment_id is not None:

@@ -28,6 +28,7 @@ from localpipe.hw.host import detect_host
 from localpipe.engine.workdir import StepFolder, build_launch, input_path, snapshot_source
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
+from localpipe.plan.incremental import TreeCache, source_trees
 from localpipe.plan.keys import cache_key
 from localpipe.state import models as m
 from localpipe.state.db import insert_rows, open_history
@@ -134,7 +135,9 @@ class Scheduler:
         previous = _install_signal_handlers(self._on_signal)
         self._start_run()
         try:
-            self.sources = self._sources if self._sources is not None else hash_sources(self.graph, self._stat_cache)
+            self.sources = self._sources
+            if self.sources is None:
+                self.sources = source_trees(self.graph, TreeCache(self._stat_cache))
             while self.stop is None:
                 self._check_twins()
                 self._decide_ready()
@@ -336,6 +339,9 @@ class Scheduler:
             self.pool.release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
+        if snapshot:  # recorded now, so that a later run can name the files changed since this one
+            m.Snapshot.insert(digest=snapshot.digest, files=snapshot.files,
+                              size=snapshot.size).on_conflict_ignore().execute()
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement)
@@ -418,9 +424,6 @@ class Scheduler:
         key = cache_key(components)
         self.state[name].outputs = {o: t.digest for o, t in committed.items()}
         with self.db.atomic():
-            if running.snapshot:
-                m.Snapshot.insert(digest=running.snapshot.digest, files=running.snapshot.files,
-                                  size=running.snapshot.size).on_conflict_ignore().execute()
             if committed:
                 m.StepOutput.insert_many(
                     [{"step_run": self.step_ids[name], "name": o, "digest": t.digest, "size": t.size}
@@ -574,16 +577,6 @@ def _install_signal_handlers(handler) -> dict:
 def _restore_signal_handlers(previous: dict) -> None:
     for sig, handler in previous.items():
         signals.signal(sig, handler)
-
-
-def hash_sources(graph: Graph, stat_cache: StatCache | None = None) -> dict[str, TreeDigest | None]:
-    """The source tree of every step, each distinct folder hashed once."""
-    trees: dict[str, TreeDigest] = {}
-    for spec in graph.steps.values():
-        if spec.source_dir and spec.source_dir not in trees:
-            trees[spec.source_dir] = hash_tree(spec.source_dir, stat_cache=stat_cache)
-    return {name: trees.get(spec.source_dir) if spec.source_dir else None
-            for name, spec in graph.steps.items()}
 
 
 def describe_exit(event: Exit) -> str:

@@ -16,6 +16,7 @@ import psutil
 
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
 from localpipe.plan.hashing import TreeDigest, hash_bytes
+from localpipe.plan.incremental import TreeCache, source_trees
 from localpipe.state import models as m
 from localpipe.state.db import insert_rows, open_history
 from localpipe.state.layout import runs_dir
@@ -32,9 +33,12 @@ class PreparedRun:
     sources: dict[str, TreeDigest | None]
 
 
-def plan(ws, pipeline, parameters: dict | None = None) -> tuple[Graph, dict[str, TreeDigest | None]]:
-    """Validate ``pipeline`` and hash its sources; raises with every problem, writes nothing."""
-    from localpipe.engine.scheduler import hash_sources
+def plan(ws, pipeline, parameters: dict | None = None,
+         trees: TreeCache | None = None) -> tuple[Graph, dict[str, TreeDigest | None]]:
+    """Validate ``pipeline`` and hash its sources; raises with every problem, writes nothing.
+
+    ``trees`` (kept by a watcher) knows which files changed since the last call.
+    """
     from localpipe.hw.gpus import detect_gpus
     from localpipe.hw.host import detect_host
     from localpipe.sdk.compute import compute_targets
@@ -42,17 +46,18 @@ def plan(ws, pipeline, parameters: dict | None = None) -> tuple[Graph, dict[str,
     host = detect_host()
     capacity = Capacity(host.cpus, host.memory_total, detect_gpus)
     graph = plan_pipeline(pipeline, parameters, compute_targets=compute_targets(ws), capacity=capacity)
-    cache = StatCache(ws.state_dir / "statcache.db")
-    sources = hash_sources(graph, cache)
-    cache.save()
+    trees = trees or TreeCache(StatCache(ws.state_dir / "statcache.db"))
+    sources = source_trees(graph, trees)
+    trees.stat_cache.save()
     return graph, sources
 
 
 def prepare_run(ws, pipeline, experiment_name: str, parameters: dict | None = None,
                 regenerate_outputs: bool = False, continue_on_step_failure: bool = False,
-                tags: dict | None = None, pipeline_file: str | None = None) -> PreparedRun:
+                tags: dict | None = None, pipeline_file: str | None = None,
+                trees: TreeCache | None = None) -> PreparedRun:
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges."""
-    graph, sources = plan(ws, pipeline, parameters)
+    graph, sources = plan(ws, pipeline, parameters, trees)
     db = open_history(ws)
     graph_json = m.EncodedJSON(json.dumps(graph.to_dict(), sort_keys=True))
     digest = hash_bytes(graph_json.encode())

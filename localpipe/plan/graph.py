@@ -19,7 +19,7 @@ from typing import Any
 from localpipe.errors import PipelineValidationError
 from localpipe.sdk.data import DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput
 from localpipe.sdk.parameters import PipelineParameter
-from localpipe.sdk.steps import CommandStep, PipelineStep, PythonScriptStep
+from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
 VALID_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 # What one step claims on the default target: one CPU slot, no GPU, no memory reservation.

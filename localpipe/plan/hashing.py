@@ -195,14 +195,20 @@ def hash_tree(root: str | os.PathLike, *, ignore: bool = True,
     files: dict[str, str] = {}
     size = 0
     for rel, path, st in walk(root, ignore):
-        digest = stat_cache.lookup(path, st) if stat_cache else None
-        if digest is None:
-            digest = hash_file(path)
-            if stat_cache and time.time() - st.st_mtime > RACY_SECONDS:
-                stat_cache.remember(path, st, digest)
-        files[rel] = _entry_digest(digest, st)
+        files[rel] = file_entry(path, st, stat_cache)
         size += st.st_size
     return TreeDigest(tree_digest(files), files, size)
+
+
+def file_entry(path: str, st: os.stat_result, stat_cache: StatCacheLike | None = None) -> str:
+    """A file's entry in a tree digest: its content digest (from the stat cache when it is unchanged)
+    and its executable bit."""
+    digest = stat_cache.lookup(path, st) if stat_cache else None
+    if digest is None:
+        digest = hash_file(path)
+        if stat_cache and time.time() - st.st_mtime > RACY_SECONDS:
+            stat_cache.remember(path, st, digest)
+    return _entry_digest(digest, st)
 
 
 def _entry_digest(content_digest: str, st: os.stat_result) -> str:

@@ -1,0 +1,232 @@
+"""`localpipe watch`: rerun what a save affects. The only module that imports watchdog.
+
+The watcher runs the pipeline, then watches every step's source directory, every local input
+dataset and the pipeline file. A burst of changes (an editor's save: a temporary file, a rename
+over the original, a backup) is gathered until the tree has been quiet for the debounce time,
+then handled once:
+
+- the changed files are marked in a TreeCache, so only they are hashed again;
+- the steps of the current run that the changes affect (the step whose source or dataset
+  changed, and everything downstream) are canceled if they run, while the others go on;
+- a new run is submitted at once: it reuses what did not change, waits for steps the earlier
+  run is still computing, and reruns the rest, its reasons naming the changed files.
+
+A pipeline file that no longer loads or validates is reported and watched until it does.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from localpipe.errors import LocalpipeError
+from localpipe.plan.hashing import ignore_spec
+from localpipe.plan.incremental import TreeCache
+from localpipe.state.statcache import StatCache
+
+DEFAULT_DEBOUNCE_SECONDS = 0.2
+# Files editors write beside the one being saved; never a reason to rerun.
+EDITOR_FILES = ("*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#", "4913", "*.tmp", "*.kate-swp",
+                "*___jb_tmp___", "*___jb_old___", ".goutputstream-*", "*.crswap")
+EVENT_TYPES = ("created", "modified", "deleted", "moved")
+
+
+def is_editor_file(path: str) -> bool:
+    name = os.path.basename(path)
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in EDITOR_FILES)
+
+
+class _Events(FileSystemEventHandler):
+    """Puts every relevant path of every event on a queue (the observer's thread)."""
+
+    def __init__(self, changes: queue.Queue):
+        self.changes = changes
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type not in EVENT_TYPES or (event.is_directory and event.event_type == "modified"):
+            return  # a folder's "modified" only says that something in it changed: that has its own event
+        for path in (event.src_path, getattr(event, "dest_path", "")):
+            if path:
+                self.changes.put(os.fsdecode(path))
+
+
+@dataclass
+class _Active:
+    """A run the watcher started: its scheduler runs in a thread of this process."""
+
+    run_id: int
+    scheduler: object
+    thread: threading.Thread
+    steps: dict = field(default_factory=dict)
+
+
+class Watcher:
+    """Runs a pipeline file and reruns it on every relevant save, until ``stop()`` or Ctrl-C."""
+
+    def __init__(self, ws, pipeline_file: str, experiment: str, parameters: dict | None = None,
+                 debounce: float = DEFAULT_DEBOUNCE_SECONDS, echo: Callable[[str], None] = print,
+                 reporter_factory: Callable | None = None):
+        self.ws = ws
+        self.pipeline_file = os.path.abspath(pipeline_file)
+        self.experiment = experiment
+        self.parameters = parameters or {}
+        self.debounce = debounce
+        self.echo = echo
+        self.reporter_factory = reporter_factory
+        self.trees = TreeCache(StatCache(ws.state_dir / "statcache.db"))
+        self.changes: queue.Queue[str] = queue.Queue()
+        self.observer = Observer()
+        self.watched: set[str] = set()
+        self.pipeline = None
+        self.graph = None
+        self.active: list[_Active] = []
+        self._stop = threading.Event()
+
+    # -- the loop ---------------------------------------------------------------------------
+    def run(self) -> None:
+        """Run, then rerun on changes until stopped; every run is canceled on the way out.
+
+        In the main thread, SIGTERM stops it like ``stop()`` (SIGINT raises KeyboardInterrupt).
+        """
+        previous = None
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.stop())
+        self.observer.start()
+        try:
+            self._watch(os.path.dirname(self.pipeline_file), recursive=False)
+            self._load_and_submit([])
+            while not self._stop.is_set():
+                batch = self._next_batch()
+                if batch:
+                    self._handle(batch)
+        finally:
+            for active in self.active:
+                active.scheduler.request_stop("watch stopped")
+            for active in self.active:
+                active.thread.join()
+            self.observer.stop()
+            self.observer.join()
+            self.trees.stat_cache.save()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.changes.put("")  # wake the loop
+
+    def _next_batch(self) -> list[str]:
+        """Relevant changed paths, once none has arrived for the debounce time."""
+        try:
+            first = self.changes.get(timeout=0.5)
+        except queue.Empty:
+            self._forget_finished()
+            return []
+        batch = [first]
+        deadline = time.monotonic() + self.debounce
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                batch.append(self.changes.get(timeout=left))
+                deadline = time.monotonic() + self.debounce
+            except queue.Empty:
+                break
+        return sorted({path for path in batch if path and self._relevant(path)})
+
+    # -- what a change means ----------------------------------------------------------------
+    def _relevant(self, path: str) -> bool:
+        if path == self.pipeline_file:
+            return True
+        if is_editor_file(path) or path.startswith(str(self.ws.state_dir) + os.sep):
+            return False
+        for root in self._source_roots():
+            if path == root or path.startswith(root + os.sep):
+                rel = os.path.relpath(path, root)
+                return rel == "." or not ignore_spec(root).match_file(rel)
+        return any(path == p or path.startswith(p + os.sep) for p in self._dataset_paths())
+
+    def _handle(self, paths: list[str]) -> None:
+        shown = ", ".join(os.path.relpath(p, self.ws.root) for p in paths[:5])
+        self.echo(f"changed: {shown}{' and more' if len(paths) > 5 else ''}")
+        for path in paths:
+            self.trees.changed(path)
+        affected = self._affected_steps(paths)
+        for active in self.active:
+            running = [s for s in affected if s in active.steps]
+            if running and active.thread.is_alive():
+                active.scheduler.cancel_steps(running, "canceled: what it depends on changed while it ran")
+        self._load_and_submit(paths)
+
+    def _affected_steps(self, paths: list[str]) -> set[str]:
+        if self.graph is None:
+            return set()
+        hit = set()
+        for name, spec in self.graph.steps.items():
+            roots = ([spec.source_dir] if spec.source_dir else []) + [
+                p for i in spec.inputs.values() for p in (i.paths or [])]
+            if any(path == root or path.startswith(root + os.sep) for path in paths for root in roots):
+                hit.add(name)
+        downstream = set(hit)
+        for name, spec in self.graph.steps.items():  # steps are in topological order
+            if spec.upstream & downstream:
+                downstream.add(name)
+        return downstream
+
+    # -- submitting -------------------------------------------------------------------------
+    def _load_and_submit(self, paths: list[str]) -> None:
+        from localpipe.engine.loader import load_pipeline
+        from localpipe.engine.scheduler import Scheduler
+        from localpipe.engine.submit import prepare_run
+
+        try:
+            if self.pipeline is None or self.pipeline_file in paths:
+                self.pipeline = load_pipeline(self.pipeline_file, self.ws)
+            prepared = prepare_run(self.ws, self.pipeline, self.experiment, self.parameters,
+                                   pipeline_file=self.pipeline_file, trees=self.trees)
+        except LocalpipeError as exc:
+            self.pipeline = None
+            self.echo(f"error: {exc}")
+            self.echo("watching for a fix...")
+            return
+        self.graph = prepared.graph
+        self._watch_inputs()
+        reporter = self.reporter_factory(prepared) if self.reporter_factory else None
+        scheduler = Scheduler(self.ws, prepared.run_id, reporter=reporter, sources=prepared.sources,
+                              graph=prepared.graph)
+        thread = threading.Thread(target=scheduler.execute, name=f"run-{prepared.run_id}", daemon=True)
+        self.active.append(_Active(prepared.run_id, scheduler, thread, scheduler.graph.steps))
+        self.echo(f"run {prepared.run_id}: {len(prepared.graph.steps)} steps")
+        thread.start()
+
+    def _forget_finished(self) -> None:
+        self.active = [a for a in self.active if a.thread.is_alive()]
+
+    def _source_roots(self) -> list[str]:
+        if self.graph is None:
+            return []
+        return sorted({spec.source_dir for spec in self.graph.steps.values() if spec.source_dir},
+                      key=len, reverse=True)
+
+    def _dataset_paths(self) -> list[str]:
+        if self.graph is None:
+            return []
+        return [p for spec in self.graph.steps.values() for i in spec.inputs.values() for p in (i.paths or [])]
+
+    def _watch_inputs(self) -> None:
+        for root in self._source_roots():
+            self._watch(root, recursive=True)
+        for path in self._dataset_paths():
+            self._watch(path if os.path.isdir(path) else os.path.dirname(path), recursive=True)
+
+    def _watch(self, folder: str, recursive: bool) -> None:
+        if folder in self.watched or not os.path.isdir(folder):
+            return
+        self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
+        self.watched.add(folder)

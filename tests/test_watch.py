@@ -1,0 +1,157 @@
+"""`localpipe watch` with real watchdog observers and real files: what a save reruns, and what not."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+import threading
+
+import pytest
+
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+from localpipe.watch import Watcher, is_editor_file
+from tests.conftest import wait_for
+
+PIPELINE = """
+from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
+ws = Workspace.from_config()
+data = PipelineData("data")
+make = PythonScriptStep("make.py", name="make", source_directory="make", arguments=[data])
+use = PythonScriptStep("use.py", name="use", source_directory="use", arguments=[data.as_input()])
+other = PythonScriptStep("other.py", name="other", source_directory="other")
+pipeline = Pipeline(ws, [use, other])
+"""
+
+
+@pytest.fixture
+def watched(ws, project):
+    """A watcher over a three-step project, running in a thread; yields (watcher, printed lines)."""
+    project("proj/make/make.py", "import sys\nopen(sys.argv[1] + '/v.txt', 'w').write('1')\n")
+    project("proj/make/.amlignore", "*.log\n")
+    project("proj/use/use.py", "import sys\nprint(open(sys.argv[1] + '/v.txt').read())\n")
+    project("proj/other/other.py", "print('other')\n")
+    project("proj/pipeline.py", PIPELINE)
+    lines: list[str] = []
+    watcher = Watcher(ws, str(ws.root / "proj/pipeline.py"), "proj", debounce=0.2, echo=lines.append)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    wait_for(lambda: run_done(ws, 1), what="the first run")
+    yield watcher, lines
+    watcher.stop()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def run_done(ws, run_id) -> bool:
+    open_history(ws)
+    run = m.PipelineRun.get_or_none(m.PipelineRun.id == run_id)
+    return run is not None and run.status in ("Completed", "Failed", "Canceled")
+
+
+def steps_of(ws, run_id) -> dict[str, tuple[str, str]]:
+    open_history(ws)
+    return {s.name: (s.status, s.reason) for s in m.StepRun.select().where(m.StepRun.run == run_id)}
+
+
+def run_count(ws) -> int:
+    open_history(ws)
+    return m.PipelineRun.select().count()
+
+
+def test_an_edit_reruns_only_the_affected_steps(ws, project, watched):
+    project("proj/other/other.py", "print('other, edited')\n")
+    wait_for(lambda: run_done(ws, 2), what="the rerun")
+    assert steps_of(ws, 2) == {
+        "make": ("Reused", 'reused from run 1 (step "make")'),
+        "use": ("Reused", 'reused from run 1 (step "use")'),
+        "other": ("Completed", "runs: source changed (other.py)"),
+    }
+
+
+def test_an_ignored_file_triggers_nothing(ws, project, watched):
+    _, lines = watched
+    project("proj/make/debug.log", "noise\n")
+    project("proj/make/notes.swp", "editor swap\n")
+    project("proj/use/use.py", "import sys\nprint('v', open(sys.argv[1] + '/v.txt').read())\n")  # a real change
+    wait_for(lambda: run_done(ws, 2), what="the rerun")
+    assert run_count(ws) == 2
+    assert steps_of(ws, 2)["use"] == ("Completed", "runs: source changed (use.py)")
+    assert [line for line in lines if line.startswith("changed:")] == ["changed: proj/use/use.py"]
+
+
+def test_an_atomic_rename_over_save_is_seen(ws, project, watched):
+    target = ws.root / "proj/make/make.py"
+    temporary = ws.root / "proj/make/.make.py.tmp1234"
+    temporary.write_text("import sys\nopen(sys.argv[1] + '/v.txt', 'w').write('2')\n")
+    os.replace(temporary, target)
+    wait_for(lambda: run_done(ws, 2), what="the rerun")
+    assert steps_of(ws, 2)["make"] == ("Completed", "runs: source changed (make.py)")
+    assert steps_of(ws, 2)["use"] == ("Completed", 'runs: input "data" changed')
+
+
+def test_a_burst_of_saves_gives_one_rerun(ws, project, watched):
+    for i in range(20):  # well within the 200 ms debounce window
+        project("proj/other/other.py", f"print('save {i}')\n")
+    wait_for(lambda: run_done(ws, 2), what="the rerun")
+    project("proj/use/use.py", "print('sentinel')\n")  # a later, separate change
+    wait_for(lambda: run_done(ws, 3), what="the sentinel rerun")
+    assert run_count(ws) == 3
+    assert steps_of(ws, 2)["other"][0] == "Completed" and steps_of(ws, 3)["other"][0] == "Reused"
+
+
+def test_a_broken_pipeline_file_is_reported_and_the_fixed_one_runs(ws, project, watched):
+    _, lines = watched
+    project("proj/pipeline.py", PIPELINE + "\nbroken = (\n")
+    wait_for(lambda: any("syntax error" in line for line in lines), what="the error to be shown")
+    assert run_count(ws) == 1
+    project("proj/pipeline.py", PIPELINE)
+    wait_for(lambda: run_done(ws, 2), what="the run of the fixed file")
+    assert {s for s, _ in steps_of(ws, 2).values()} == {"Reused"}
+
+
+def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, project):
+    gate = ws.root / "gate"
+    gate.mkdir()
+    wait_script = textwrap.dedent(f"""
+        import os, sys, time
+        name = os.environ["LOCALPIPE_STEP_NAME"]
+        open(os.path.join({str(gate)!r}, name + "." + os.environ["LOCALPIPE_RUN_ID"]), "w").write(str(os.getpid()))
+        while not os.path.exists(os.path.join({str(gate)!r}, "open")):
+            time.sleep(0.02)
+    """)
+    project("proj/a/a.py", wait_script)
+    project("proj/b/b.py", wait_script)
+    project("proj/pipeline.py", """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        pipeline = Pipeline(Workspace.from_config(), [
+            PythonScriptStep("a.py", name="a", source_directory="a"),
+            PythonScriptStep("b.py", name="b", source_directory="b")])
+    """)
+    lines: list[str] = []
+    watcher = Watcher(ws, str(ws.root / "proj/pipeline.py"), "proj", debounce=0.2, echo=lines.append)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: (gate / "a.1").exists() and (gate / "b.1").exists(), what="both steps to run")
+        b_pid = int((gate / "b.1").read_text())
+        project("proj/a/a.py", wait_script + "\n# edited\n")
+        wait_for(lambda: (gate / "a.2").exists(), what="a to restart in run 2")
+        assert steps_of(ws, 1)["a"] == ("Canceled", "canceled: what it depends on changed while it ran")
+        assert steps_of(ws, 1)["b"][0] == "Running" and os.path.exists(f"/proc/{b_pid}")
+        assert not (gate / "b.2").exists()  # b was not started again
+        (gate / "open").write_text("")
+        wait_for(lambda: run_done(ws, 2), what="run 2 to end")
+        assert steps_of(ws, 1)["b"][0] == "Completed"
+        assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (a.py)")
+        assert steps_of(ws, 2)["b"] == ("Reused", 'reused from run 1 (step "b")')
+    finally:
+        (gate / "open").write_text("")
+        watcher.stop()
+        thread.join(timeout=30)
+
+
+@pytest.mark.parametrize("name, editor", [("train.py", False), (".train.py.swp", True), ("train.py~", True),
+                                          (".#train.py", True), ("4913", True), ("data.tmp", True)])
+def test_editor_files_are_recognised(name, editor):
+    assert is_editor_file(f"/x/{name}") is editor
