@@ -308,3 +308,42 @@ def generate_independent(folder: Path, count: int, allow_reuse: bool = False) ->
     pipeline.write_text(textwrap.dedent(INDEPENDENT_PIPELINE.format(
         count=count, allow_reuse=allow_reuse)).lstrip())
     return pipeline, scripts
+
+
+# -- in-process figures (hash_speed, recheck, watch_latency) ----------------------------------------
+# These scripts call localpipe's functions in this process rather than timing a `localpipe` command.
+@contextmanager
+def temp_folder(label: str, keep: bool = False) -> Iterator[Path]:
+    """A fresh ``localpipe-bench-<label>-*`` temp folder (no workspace made in it), removed afterwards
+    unless ``keep``. Processes this one starts (steps run by an in-process scheduler) get byte-code
+    caching as a user's install has it, the caches kept in the folder (see ``_use_pycache``)."""
+    folder = Path(tempfile.mkdtemp(prefix=f"localpipe-bench-{label}-"))
+    _use_pycache(folder)
+    saved = {name: os.environ.get(name) for name in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+    os.environ["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")
+    try:
+        yield folder
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        if keep:
+            print(f"kept: {folder}")
+        else:
+            _remove(folder)
+
+
+def report_ms(label: str, seconds: Sequence[float], target_ms: float | None = None) -> str:
+    """Print one line: median, min and max of ``seconds`` in milliseconds (and the target on the
+    median, met or not), then the samples; returns the line."""
+    median = statistics.median(seconds) * 1000
+    line = (f"{label}: median {median:.1f} ms, min {min(seconds) * 1000:.1f} ms, "
+            f"max {max(seconds) * 1000:.1f} ms over {len(seconds)}")
+    if target_ms is not None:
+        line += f"  (target < {target_ms:g} ms: {'met' if median < target_ms else 'MISSED'})"
+    print(line)
+    print("    samples (ms): " + ", ".join(f"{s * 1000:.1f}" for s in seconds))
+    return line
