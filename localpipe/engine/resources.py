@@ -7,13 +7,16 @@ start time), and inserts the new claim only if everything it needs is free. Rele
 
 from __future__ import annotations
 
+import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import psutil
 
 from localpipe.hw.gpus import GpuInfo
-from localpipe.state import models as m
+
+ALIVE_CHECK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -63,25 +66,29 @@ class ResourcePool:
         me = psutil.Process()
         self.holder = (me.pid, me.create_time())
         self._dead: set[tuple[int, float]] = set()
+        self._alive_until: dict[tuple[int, float], float] = {}
 
     def claim(self, requests: list[ClaimRequest]) -> tuple[dict[str, Placement], bool]:
         """Claim, in order, every request that fits in what is free now, in one transaction.
 
         Returns the placements by request key, and whether claims of other schedulers are held
-        (only then can resources free up without one of this scheduler's steps ending).
+        (only then can resources free up without one of this scheduler's steps ending). Plain
+        SQL: this runs for every step launched by every scheduler on the machine.
         """
         placements: dict[str, Placement] = {}
         with self.db.atomic("IMMEDIATE"):
-            held = list(m.ResourceClaim.select())
-            dead = [c.id for c in held if not self._holder_alive(c.holder_pid, c.holder_started)]
+            held = self.db.execute_sql(
+                'SELECT "id", "target", "cpus", "memory", "gpus", "holder_pid", "holder_started" '
+                'FROM "resource_claim"').fetchall()
+            dead = [row[0] for row in held if not self._holder_alive(row[5], row[6])]
             if dead:
-                m.ResourceClaim.delete().where(m.ResourceClaim.id.in_(dead)).execute()
-                held = [c for c in held if c.id not in dead]
-            others = any((c.holder_pid, c.holder_started) != self.holder for c in held)
-            cpus = sum(c.cpus for c in held)
-            memory = sum(c.memory or 0 for c in held)
-            per_target = Counter(c.target for c in held)
-            taken = {index for c in held for index in c.gpus}
+                self.db.execute_sql(f'DELETE FROM "resource_claim" WHERE "id" IN ({", ".join("?" * len(dead))})', dead)
+            held = [row for row in held if row[0] not in dead]
+            others = any((row[5], row[6]) != self.holder for row in held)
+            cpus = sum(row[2] for row in held)
+            memory = sum(row[3] or 0 for row in held)
+            per_target = Counter(row[1] for row in held)
+            taken = {index for row in held for index in json.loads(row[4])}
             for request in requests:
                 need = request.need
                 free_gpus = [index for index in sorted(self.gpus) if index not in taken]
@@ -91,27 +98,31 @@ class ResourcePool:
                         or len(free_gpus) < need["gpus"]):
                     continue
                 chosen = free_gpus[:need["gpus"]]
-                claim = m.ResourceClaim.create(
-                    run=request.run_id, step_run=request.step_run_id, target=request.target, cpus=need["cpus"],
-                    memory=need["memory"], gpus=chosen, holder_pid=self.holder[0], holder_started=self.holder[1])
+                cursor = self.db.execute_sql(
+                    'INSERT INTO "resource_claim" ("run_id", "step_run_id", "target", "cpus", "memory", "gpus", '
+                    '"holder_pid", "holder_started", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+                    (request.run_id, request.step_run_id, request.target, need["cpus"], need["memory"],
+                     json.dumps(chosen), self.holder[0], self.holder[1], time.time()))
                 cpus += need["cpus"]
                 memory += need["memory"] or 0
                 per_target[request.target] += 1
                 taken.update(chosen)
-                placements[request.key] = Placement(claim.id, need["cpus"], need["memory"],
+                placements[request.key] = Placement(cursor.lastrowid, need["cpus"], need["memory"],
                                                     tuple(self.gpus[i] for i in chosen))
         return placements, others
 
     def release(self, placement: Placement) -> None:
-        m.ResourceClaim.delete().where(m.ResourceClaim.id == placement.claim_id).execute()
+        self.db.execute_sql('DELETE FROM "resource_claim" WHERE "id" = ?', (placement.claim_id,))
 
     def _holder_alive(self, pid: int, started: float) -> bool:
+        # A holder seen alive is believed for a moment: claims are taken many times a second.
         key = (pid, started)
-        if key == self.holder:
+        if key == self.holder or self._alive_until.get(key, 0.0) > time.monotonic():
             return True
         if key in self._dead:
             return False
         if process_alive(pid, started):
+            self._alive_until[key] = time.monotonic() + ALIVE_CHECK_SECONDS
             return True
         self._dead.add(key)
         return False

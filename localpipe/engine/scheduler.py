@@ -31,7 +31,7 @@ from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
 from localpipe.plan.incremental import TreeCache, source_trees
 from localpipe.plan.keys import cache_key
 from localpipe.state import models as m
-from localpipe.state.db import insert_rows, open_history
+from localpipe.state.db import insert_rows, open_history, update_rows
 from localpipe.state.layout import objects_dir, step_dir
 from localpipe.state.statcache import StatCache
 from localpipe.state.store import ObjectStore, remove_tree
@@ -108,6 +108,8 @@ class Scheduler:
         self.interrupted = False  # the stop came from SIGINT: re-raise it once the run is recorded
         self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
         self.others_hold = False  # whether other schedulers held resources at the last claim
+        self._claim_again = True  # a step became ready or resources were freed since the last claim
+        self._next_claim_poll = 0.0
         self.now = now
         self._sources = sources
         self._deferred: list[tuple[int, dict]] | None = None  # status changes written together (a wave)
@@ -155,6 +157,7 @@ class Scheduler:
         finally:
             self._stat_cache.save()
             _restore_signal_handlers(previous)
+            self.executor.close()
         if self.stop is not None:
             self._cancel_everything(self.stop)
             self._finish_run(RunStatus.CANCELED, self.stop)
@@ -197,6 +200,8 @@ class Scheduler:
         looking for another run computing it must be one step for every scheduler, and a
         thousand reused steps cost one commit, not forty.
         """
+        if self.stopping or not (self.decidable or self._blocked_dirty):
+            return
         with self.db.atomic("IMMEDIATE"):
             self._deferred, self._deferred_outputs, self._deferred_keys = [], [], []
             try:
@@ -237,7 +242,7 @@ class Scheduler:
                 self._transition(name, RunStatus.QUEUED, reason, queued_at=self.now(), **fields)
                 return
             self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), **fields)
-            self.ready.append(name)
+            self._make_ready(name)
 
     def _reuse_late_entry(self, decision: Decision) -> bool:
         """Reuse an entry for this key that another run committed since the decision was made."""
@@ -278,7 +283,7 @@ class Scheduler:
                                                for o, d in outputs.items()])
             else:
                 self._transition(name, RunStatus.QUEUED, f"runs: run {twin.run_id}'s identical step {twin.status.lower()}")
-                self.ready.append(name)
+                self._make_ready(name)
 
     def _input_digests(self, spec: StepSpec) -> dict[str, str]:
         digests = {}
@@ -316,12 +321,24 @@ class Scheduler:
         """Start every ready step whose resources can be claimed now, in order (later ones may backfill)."""
         if self.stopping or not self.ready:
             return
+        if not self._claim_again and not (self.others_hold and time.monotonic() >= self._next_claim_poll):
+            return  # nothing was freed here, and nobody else holds anything that could be
+        self._claim_again = False
+        self._next_claim_poll = time.monotonic() + RESOURCE_POLL_SECONDS
         requests = [ClaimRequest(name, self.run.id, self.step_ids[name], self.graph.steps[name].compute_target,
                                  self.graph.steps[name].resources) for name in self.ready]
         placements, self.others_hold = self.pool.claim(requests)
         for name, placement in placements.items():
             self.ready.remove(name)
             self._launch(name, placement)
+
+    def _make_ready(self, name: str) -> None:
+        self.ready.append(name)
+        self._claim_again = True
+
+    def _release(self, placement: Placement) -> None:
+        self.pool.release(placement)
+        self._claim_again = True
 
     def _launch(self, name: str, placement: Placement) -> None:
         spec = self.graph.steps[name]
@@ -336,7 +353,7 @@ class Scheduler:
                       for i in spec.inputs}
             launch = build_launch(spec, folder, inputs, self._step_env(name, placement), key=name)
         except (OSError, ValueError) as exc:
-            self.pool.release(placement)
+            self._release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
         if snapshot:  # recorded now, so that a later run can name the files changed since this one
@@ -391,7 +408,7 @@ class Scheduler:
     # -- finishing a step -------------------------------------------------------------------
     def _finished(self, event: Exit) -> None:
         running = self.running.pop(event.key)
-        self.pool.release(running.placement)
+        self._release(running.placement)
         name = event.key
         if running.canceled:
             remove_tree(running.folder.outputs)
@@ -446,7 +463,7 @@ class Scheduler:
             state.attempt += 1
             self._transition(name, RunStatus.QUEUED, f"retry {state.attempt - 1} of {spec.max_retries} "
                                                      f"after: {reason}", **fields)
-            self.ready.append(name)
+            self._make_ready(name)
             return
         self._transition(name, RunStatus.FAILED, reason, **fields)
         if not self.run.continue_on_step_failure and not self.stopping:
@@ -488,7 +505,7 @@ class Scheduler:
         self.stopping = why
         self.executor.terminate_all()
         for name in list(self.running):
-            self.pool.release(self.running.pop(name).placement)
+            self._release(self.running.pop(name).placement)
             self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
         for name, state in self.state.items():
             if not state.status.is_final:
@@ -527,7 +544,7 @@ class Scheduler:
         if self._deferred is not None:
             self._deferred.append((self.step_ids[name], values))
         else:
-            m.StepRun.update(**values).where(m.StepRun.id == self.step_ids[name]).execute()
+            update_rows(m.StepRun, [(self.step_ids[name], values)])
         self.reporter.step_changed(name, status, reason, fields.get("placement"))
 
     def _write_deferred(self) -> None:
@@ -536,15 +553,7 @@ class Scheduler:
         A thousand reused steps are a thousand rows: one statement each through the ORM would
         cost more than everything else a fully reused run does.
         """
-        fields = m.StepRun._meta.fields
-        shapes: dict[tuple[str, ...], list[list]] = {}
-        for row_id, values in self._deferred:
-            columns = tuple(sorted(values))
-            shapes.setdefault(columns, []).append([fields[c].db_value(values[c]) for c in columns] + [row_id])
-        cursor = self.db.cursor()
-        for columns, params in shapes.items():
-            assignments = ", ".join(f'"{fields[c].column_name}" = ?' for c in columns)
-            cursor.executemany(f'UPDATE "step_run" SET {assignments} WHERE "id" = ?', params)
+        update_rows(m.StepRun, self._deferred)
         insert_rows(m.StepOutput, self._deferred_outputs)
         known = _existing_keys(self.db, [row["key"] for row in self._deferred_keys])
         insert_rows(m.CacheKey, list({row["key"]: row for row in self._deferred_keys if row["key"] not in known}.values()))

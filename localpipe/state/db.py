@@ -76,6 +76,22 @@ def insert_rows(model, rows: list[dict]) -> None:
     model._meta.database.cursor().executemany(sql, params)
 
 
+def update_rows(model, changes: list[tuple[int, dict]]) -> None:
+    """Apply ``(row id, {field: value})`` changes with one prepared UPDATE per set of fields.
+
+    Faster than the ORM by an order of magnitude, which matters on the scheduler's hot path.
+    """
+    fields = model._meta.fields
+    shapes: dict[tuple[str, ...], list[list]] = {}
+    for row_id, values in changes:
+        columns = tuple(sorted(values))
+        shapes.setdefault(columns, []).append([fields[c].db_value(values[c]) for c in columns] + [row_id])
+    cursor = model._meta.database.cursor()
+    for columns, params in shapes.items():
+        assignments = ", ".join(f'"{fields[c].column_name}" = ?' for c in columns)
+        cursor.executemany(f'UPDATE "{model._meta.table_name}" SET {assignments} WHERE "id" = ?', params)
+
+
 def close_all() -> None:
     """Close every open history.db (tests and forked children call this)."""
     for db in _open.values():

@@ -1,16 +1,17 @@
 """The local executor: step processes on this machine, each the leader of its own process group.
 
-A waiter thread per process blocks in ``os.wait4``, which costs no CPU and returns the exit
-status together with the peak resident memory of the process and its reaped children.
+One reaper thread waits on a pidfd per process (epoll: no polling, no thread per step); when
+one becomes readable the process has exited, and ``os.wait4`` returns its exit status together
+with the peak resident memory of the process and its reaped children.
 """
 
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
-import time
 from collections.abc import Callable
 
 import psutil
@@ -26,6 +27,11 @@ class LocalExecutor:
     def __init__(self):
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe()
+        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+        self._reaper: threading.Thread | None = None
+        self._closed = False
 
     def start(self, launch: Launch, on_exit: Callable[[Exit], None]) -> int | None:
         """Start ``launch``; ``on_exit`` is called from another thread when it ends. Returns the pid."""
@@ -39,21 +45,48 @@ class LocalExecutor:
                                                                f"{exc.strerror or exc}"))
             return None
         with self._lock:
+            if self._closed:
+                raise RuntimeError("the executor is closed")
             self._procs[launch.key] = proc
-        threading.Thread(target=self._wait, args=(launch.key, proc, on_exit), daemon=True,
-                         name=f"wait-{proc.pid}").start()
+            pidfd = os.pidfd_open(proc.pid)
+            self._selector.register(pidfd, selectors.EVENT_READ, (launch.key, proc, on_exit))
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._reap, daemon=True, name="localpipe-reaper")
+                self._reaper.start()
+        os.write(self._wake_write, b"x")  # the reaper must select on the new pidfd too
         return proc.pid
 
-    def _wait(self, key: str, proc: subprocess.Popen, on_exit: Callable[[Exit], None]) -> None:
-        while True:
-            try:
-                _, status, usage = os.wait4(proc.pid, 0)
-                break
-            except InterruptedError:
-                continue
-            except ChildProcessError:
-                status, usage = None, None
-                break
+    def close(self) -> None:
+        """Let the reaper thread end once no process is left; release its file descriptors."""
+        with self._lock:
+            self._closed = True
+            if self._reaper is None:  # nothing ever ran: no thread to hand the descriptors to
+                self._release_descriptors()
+                return
+        os.write(self._wake_write, b"x")
+
+    def _reap(self) -> None:
+        while not (self._closed and not self._procs):
+            for key, _ in self._selector.select():
+                if key.data is None:
+                    os.read(self._wake_read, 4096)
+                    continue
+                with self._lock:
+                    self._selector.unregister(key.fd)
+                os.close(key.fd)
+                self._finish(*key.data)
+        self._release_descriptors()
+
+    def _release_descriptors(self) -> None:
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+    def _finish(self, key: str, proc: subprocess.Popen, on_exit: Callable[[Exit], None]) -> None:
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        except ChildProcessError:
+            status, usage = None, None
         code = os.waitstatus_to_exitcode(status) if status is not None else None
         proc.returncode = code  # Popen must not try to reap it again
         with self._lock:
@@ -114,13 +147,3 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()

@@ -1,0 +1,92 @@
+"""Commands about disk space: gc, du."""
+
+from __future__ import annotations
+
+import click
+
+from localpipe.cli.common import json_option, print_json, size, table, workspace
+
+
+@click.command()
+@click.option("--keep-last", type=click.IntRange(min=0), default=None, metavar="N",
+              help="Keep the newest N runs of each experiment; forget the others.")
+@click.option("--older-than", default=None, metavar="DURATION",
+              help="Forget the runs submitted longer ago than DURATION (90s, 30m, 12h, 7d).")
+@click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
+def gc(keep_last, older_than, dry_run) -> None:
+    """Free disk space: forget old runs, then remove what nothing kept references.
+
+    Removes the step outputs in the object store that no kept run and no registered dataset
+    version references, the folders (snapshots, inputs, logs) of forgotten runs and of no run,
+    and old leftovers in .localpipe/tmp/. A run still going on is always kept, with all it uses.
+    With neither --keep-last nor --older-than every run is kept; with both, a run either keeps
+    is kept. A step whose outputs were removed runs again the next time it is submitted.
+
+    \b
+    Example:
+      localpipe gc --keep-last 5 --dry-run
+      localpipe gc --older-than 7d
+    """
+    from localpipe.engine.recovery import recover_abandoned_runs
+    from localpipe.state.gc import collect, parse_duration, plan_gc
+
+    seconds = parse_duration(older_than) if older_than is not None else None
+    ws = workspace()
+    recover_abandoned_runs(ws)  # a run whose scheduler died is not active: it must not pin its objects
+    plan = plan_gc(ws, keep_last, seconds)
+    result = collect(ws, plan, dry_run=dry_run)
+    if dry_run:
+        for run_id in plan.forget_runs:
+            click.echo(f"would forget run {run_id}")
+        for digest, nbytes in sorted(plan.objects.items()):
+            click.echo(f"would remove object {digest[:12]}  {size(nbytes)}")
+        for name, nbytes in sorted(plan.run_folders.items()):
+            click.echo(f"would remove run folder {name}  {size(nbytes)}")
+        for name, nbytes in sorted(plan.tmp.items()):
+            click.echo(f"would remove tmp/{name}  {size(nbytes)}")
+    verb = "would free" if dry_run else "freed"
+    counts = [f"{result.objects_removed} objects", f"{result.run_folders_removed} run folders",
+              f"{result.runs_forgotten} runs forgotten"]
+    if result.tmp_removed:
+        counts.append(f"{result.tmp_removed} tmp entries")
+    click.echo(f"{verb} {size(result.bytes_freed)}: {', '.join(counts)}")
+    if plan.active_runs:
+        click.echo(f"kept active runs {', '.join(map(str, plan.active_runs))} and everything they use"
+                   + (f" ({len(plan.protected_objects)} objects that may be theirs)" if plan.protected_objects else ""))
+    for problem in result.problems:
+        click.echo(f"warning: could not remove {problem}", err=True)
+
+
+@click.command()
+@click.option("-n", "--limit", default=10, show_default=True, help="How many run folders to list.")
+@json_option
+def du(limit, as_json) -> None:
+    """Show what takes the space in .localpipe/: objects, run folders (largest first), databases.
+
+    \b
+    Example:
+      localpipe du
+      localpipe du --json
+    """
+    from localpipe.state.gc import disk_usage
+
+    usage = disk_usage(workspace())
+    if as_json:
+        print_json(usage)
+        return
+    parts = usage["parts"]
+    notes = {"objects": f"{usage['objects']} objects", "runs": f"{len(usage['runs'])} run folders",
+             "tmp": f"{usage['tmp_entries']} entries"}
+    labels = {"objects": "objects/", "runs": "runs/", "history": "history.db", "statcache": "statcache.db",
+              "datastores": "datastores/", "tmp": "tmp/", "other": "other"}
+    rows = [[labels[name], size(nbytes), notes.get(name, "")] for name, nbytes in parts.items()]
+    rows.append(["total", size(usage["total"]), ""])
+    table(rows, ["PART", "SIZE", ""])
+    click.echo(f"\n`localpipe gc` would free {size(usage['reclaimable'])} without forgetting a run; `--keep-last N` and `--older-than D` forget old runs")
+    if usage["runs"]:
+        click.echo()
+        table([[r["folder"], r["experiment"] or "-", r["status"] or "no run", size(r["bytes"])]
+               for r in usage["runs"][:limit]], ["RUN FOLDER", "EXPERIMENT", "STATUS", "SIZE"])
+
+
+COMMANDS = [gc, du]

@@ -1,0 +1,391 @@
+"""Reclaiming space: forget old runs, then remove what no kept run and no dataset version references.
+
+``plan_gc`` decides (it reads history.db and the folders, and changes nothing); ``collect``
+carries a plan out; ``disk_usage`` says what takes the space. The rules, for users, are in
+docs/storage.md:
+
+- a run in an active status is always kept, with everything it references and its folder;
+- ``keep_last=N`` keeps the newest N runs of each experiment, ``older_than=S`` keeps the runs
+  submitted in the last S seconds; a run either rule keeps is kept; with neither, every run is;
+- an object is referenced by a ``step_output`` row of a kept run (a reused step has such rows
+  too) or by a ``dataset_version`` row; every other object is removed, except one that may be
+  a running step's output being committed (newer than the oldest active run);
+- a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
+- an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
+  before every active run was submitted.
+
+Rows go first, in one IMMEDIATE transaction, and files after: once the transaction commits, no
+row and no cache entry points at anything about to be removed, so a scheduler deciding
+afterwards reruns a step whose outputs were collected rather than reusing them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localpipe.errors import UsageError
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+from localpipe.state.layout import history_path, objects_dir, runs_dir, tmp_dir
+from localpipe.state.store import ObjectStore, remove_tree
+from localpipe.status import ACTIVE, RunStatus
+
+TMP_GRACE_SECONDS = 3600.0  # an entry of tmp/ younger than this may still be being written
+# File times can be coarser than the clock that stamped the run (2 s on some file systems).
+TIMESTAMP_SLACK_SECONDS = 2.0
+_CHUNK = 500  # SQLite caps the number of bound variables of one statement
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)([smhd])")
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_ACTIVE = frozenset(s.value for s in ACTIVE)
+_SUCCEEDED = (RunStatus.COMPLETED.value, RunStatus.REUSED.value)
+
+
+@dataclass
+class GcPlan:
+    """What ``collect`` would do: runs to forget, and the paths to remove with their sizes in bytes."""
+
+    kept_runs: list[int]
+    active_runs: list[int]
+    forget_runs: list[int]
+    objects: dict[str, int]  # digest -> bytes
+    run_folders: dict[str, int]  # name in .localpipe/runs/ -> bytes
+    tmp: dict[str, int]  # name in .localpipe/tmp/ -> bytes
+    protected_objects: list[str] = field(default_factory=list)  # unreferenced, but maybe a running step's
+    protect_since: float | None = None  # the submission of the oldest active run
+
+    @property
+    def bytes(self) -> int:
+        """Bytes the plan frees."""
+        return sum(self.objects.values()) + sum(self.run_folders.values()) + sum(self.tmp.values())
+
+
+@dataclass
+class GcResult:
+    """What ``collect`` did (or, for a dry run, would do)."""
+
+    bytes_freed: int
+    objects_removed: int
+    run_folders_removed: int
+    runs_forgotten: int
+    tmp_removed: int = 0
+    problems: list[str] = field(default_factory=list)  # paths that could not be removed, and why
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``text``: a number followed by s, m, h or d (``90s``, ``30m``, ``12h``, ``7d``)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None:
+        raise UsageError(f'"{text}" is not a duration: write a number followed by s, m, h or d '
+                         "(90s, 30m, 12h, 7d)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+# -- deciding ------------------------------------------------------------------------------------
+def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
+            now: Callable[[], float] = time.time) -> GcPlan:
+    """Decide what to forget and remove; reads history.db and the folders, writes nothing.
+
+    ``keep_last`` keeps the newest N runs of each experiment, ``older_than`` (seconds) keeps the
+    runs submitted since ``now() - older_than``; active runs are always kept.
+    """
+    open_history(ws)
+    clock = now()
+    runs = list(m.PipelineRun.select(m.PipelineRun.id, m.PipelineRun.experiment, m.PipelineRun.status,
+                                     m.PipelineRun.submitted_at).order_by(m.PipelineRun.id.desc()).tuples())
+    kept, active, forget = [], [], []
+    seen: Counter[int] = Counter()
+    for run_id, experiment, status, submitted in runs:
+        seen[experiment] += 1
+        if status in _ACTIVE:
+            active.append(run_id)
+        if (status in _ACTIVE or (keep_last is None and older_than is None)
+                or (keep_last is not None and seen[experiment] <= keep_last)
+                or (older_than is not None and submitted > clock - older_than)):
+            kept.append(run_id)
+        else:
+            forget.append(run_id)
+    since = _protect_since(active)
+    referenced = _referenced_digests(set(forget))
+    objects, protected = {}, []
+    for digest, path in _stored_objects(ws).items():
+        if digest in referenced:
+            continue
+        if since is not None and _changed_at(path) >= since - TIMESTAMP_SLACK_SECONDS:
+            protected.append(digest)
+        else:
+            objects[digest] = tree_size(path)
+    existing = {run_id for run_id, *_ in runs}
+    forgotten = set(forget)
+    run_folders = {entry.name: tree_size(entry.path) for entry in _entries(runs_dir(ws))
+                   if _run_of(entry.name) not in existing or _run_of(entry.name) in forgotten}
+    tmp = {}
+    for entry in _entries(tmp_dir(ws)):
+        changed = _modified_at(entry.path)
+        if changed < clock - TMP_GRACE_SECONDS and (since is None or changed < since - TIMESTAMP_SLACK_SECONDS):
+            tmp[entry.name] = tree_size(entry.path)
+    return GcPlan(sorted(kept), sorted(active), sorted(forget), objects, run_folders, tmp,
+                  sorted(protected), since)
+
+
+def _protect_since(active: list[int]) -> float | None:
+    if not active:
+        return None
+    return (m.PipelineRun.select(m.PipelineRun.submitted_at).where(m.PipelineRun.id.in_(active))
+            .order_by(m.PipelineRun.submitted_at).scalar())
+
+
+def _referenced_digests(forget: set[int]) -> set[str]:
+    """Digests of the step outputs of every run not in ``forget``, and of every dataset version."""
+    rows = (m.StepOutput.select(m.StepRun.run, m.StepOutput.digest)
+            .join(m.StepRun, on=(m.StepOutput.step_run == m.StepRun.id)).tuples())
+    found = {digest for run_id, digest in rows if run_id not in forget}
+    found.update(d for (d,) in m.DatasetVersion.select(m.DatasetVersion.digest).tuples())
+    return found
+
+
+def _stored_objects(ws) -> dict[str, str]:
+    """digest -> path of every tree in the store (``objects/<first two>/<digest>``)."""
+    found = {}
+    for prefix in _entries(objects_dir(ws)):
+        if len(prefix.name) == 2 and prefix.is_dir(follow_symlinks=False):
+            for entry in _entries(prefix.path):
+                if entry.name[:2] == prefix.name:
+                    found[entry.name] = entry.path
+    return found
+
+
+def _run_of(name: str) -> int | None:
+    """The run id a folder of runs/ is named after, or None ("007" and "x" name no run)."""
+    return int(name) if name.isdigit() and str(int(name)) == name else None
+
+
+# -- carrying out --------------------------------------------------------------------------------
+def collect(ws, plan: GcPlan, dry_run: bool = False) -> GcResult:
+    """Forget ``plan``'s runs and remove its paths; with ``dry_run``, only say what that would free.
+
+    Rows are deleted in one IMMEDIATE transaction, which also checks again, under the write
+    lock, that each object is still unreferenced and each folder still belongs to no kept
+    run; the paths are moved aside inside it and deleted once it has committed.
+    """
+    if dry_run:
+        return GcResult(plan.bytes, len(plan.objects), len(plan.run_folders), len(plan.forget_runs), len(plan.tmp))
+    db = open_history(ws)
+    store = ObjectStore(objects_dir(ws))
+    trash = tmp_dir(ws) / f"gc-{os.getpid()}-{time.time_ns()}"
+    trash.mkdir(parents=True)
+    result = GcResult(0, 0, 0, 0)
+    doomed: list[tuple[Path, int, str]] = []  # (path to delete, bytes, what it was) once committed
+    with db.atomic("IMMEDIATE"):
+        forget = [r for chunk in _chunks(plan.forget_runs) for (r,) in m.PipelineRun.select(m.PipelineRun.id)
+                  .where(m.PipelineRun.id.in_(chunk), m.PipelineRun.status.not_in(list(_ACTIVE))).tuples()]
+        _forget_runs(forget)
+        result.runs_forgotten = len(forget)
+        referenced = _referenced_digests(set())
+        existing = {r for (r,) in m.PipelineRun.select(m.PipelineRun.id).tuples()}
+        for digest, size in plan.objects.items():
+            if digest not in referenced:
+                doomed.append((_set_aside(store.path(digest), trash, "object-" + digest), size, "object"))
+        for name, size in plan.run_folders.items():
+            if _run_of(name) not in existing:
+                doomed.append((_set_aside(runs_dir(ws) / name, trash, "run-" + name), size, "run folder"))
+    for name, size in plan.tmp.items():
+        doomed.append((tmp_dir(ws) / name, size, "tmp"))
+    for path, size, kind in doomed:
+        try:
+            _remove(path)
+        except OSError as exc:
+            result.problems.append(f"{path}: {exc.strerror or exc}")
+            continue
+        result.bytes_freed += size
+        if kind == "object":
+            result.objects_removed += 1
+        elif kind == "run folder":
+            result.run_folders_removed += 1
+        else:
+            result.tmp_removed += 1
+    try:
+        remove_tree(trash)
+    except OSError as exc:
+        result.problems.append(f"{trash}: {exc.strerror or exc}")
+    return result
+
+
+def _forget_runs(run_ids: list[int]) -> None:
+    """Delete the rows of ``run_ids`` (their step runs, outputs, edges, metrics, claims cascade).
+
+    A cache entry of a forgotten step run passes to a kept step run with the same key that
+    succeeded (a reused one has the same outputs), so that forgetting the run that computed
+    something does not make later runs compute it again while its outputs are kept.
+    """
+    step_ids = []
+    for chunk in _chunks(run_ids):
+        step_ids += [s for (s,) in m.StepRun.select(m.StepRun.id).where(m.StepRun.run.in_(chunk)).tuples()]
+    forgotten = set(run_ids)
+    for chunk in _chunks(step_ids):
+        entries = dict(m.CacheEntry.select(m.CacheEntry.key, m.CacheEntry.step_run).where(
+            m.CacheEntry.step_run.in_(chunk)).tuples())
+        for key, successor in _successors(list(entries), forgotten).items():
+            m.CacheEntry.update(step_run=successor).where(m.CacheEntry.key == key).execute()
+        # The self-reference has no ON DELETE action: a kept run that reused a forgotten step
+        # keeps its outputs and its reason's text, not the link.
+        m.StepRun.update(reused_from=None).where(m.StepRun.reused_from.in_(chunk)).execute()
+    for chunk in _chunks(run_ids):
+        m.PipelineRun.delete().where(m.PipelineRun.id.in_(chunk)).execute()
+    if run_ids:
+        _prune_unreferenced_rows()
+
+
+def _successors(keys: list[str], forgotten: set[int]) -> dict[str, int]:
+    """key -> the newest kept step run that succeeded with that key, for the keys that have one."""
+    found: dict[str, int] = {}
+    for chunk in _chunks(keys):
+        rows = (m.StepRun.select(m.StepRun.cache_key, m.StepRun.id, m.StepRun.run)
+                .where(m.StepRun.cache_key.in_(chunk), m.StepRun.status.in_(_SUCCEEDED))
+                .order_by(m.StepRun.id).tuples())
+        found.update({key: step_id for key, step_id, run_id in rows if run_id not in forgotten})
+    return found
+
+
+def _prune_unreferenced_rows() -> None:
+    """Delete the cache keys, snapshots and graphs that no remaining row refers to.
+
+    A snapshot row is written just before the step run naming it, so one newer than the oldest
+    active run is kept. (``NOT IN`` over a column with NULLs matches nothing: they are left out.)
+    """
+    db = m.StepRun._meta.database
+    db.execute_sql(
+        'DELETE FROM "cache_key" WHERE "key" NOT IN (SELECT "cache_key" FROM "step_run" WHERE "cache_key" '
+        'IS NOT NULL) AND "key" NOT IN (SELECT "key" FROM "cache_entry")')
+    active = list(_ACTIVE)
+    since = (m.PipelineRun.select(m.PipelineRun.submitted_at).where(m.PipelineRun.status.in_(active))
+             .order_by(m.PipelineRun.submitted_at).scalar())
+    db.execute_sql(
+        'DELETE FROM "snapshot" WHERE "created_at" < ? '
+        'AND "digest" NOT IN (SELECT "snapshot" FROM "step_run" WHERE "snapshot" IS NOT NULL) '
+        'AND "digest" NOT IN (SELECT json_extract("components", \'$.source\') FROM "cache_key" '
+        'WHERE json_extract("components", \'$.source\') IS NOT NULL)',
+        (since - TIMESTAMP_SLACK_SECONDS if since is not None else float("inf"),))
+    db.execute_sql(
+        'DELETE FROM "pipeline_graph" WHERE "id" NOT IN (SELECT "pipeline_id" FROM "pipeline_run") '
+        'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline")')
+
+
+def _set_aside(path: Path, trash: Path, name: str) -> Path:
+    """Move ``path`` into ``trash`` (one rename, under the write lock); where it cannot be moved,
+    it is deleted where it lies."""
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            os.chmod(path, 0o700)  # moving a folder rewrites its "..": a read-only one refuses
+        os.rename(path, trash / name)
+    except OSError:
+        return path
+    return trash / name
+
+
+def _remove(path: Path) -> None:
+    """Delete a file, a link (never what it points at) or a folder, read-only or not."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if stat.S_ISDIR(mode):
+        remove_tree(path)
+    else:
+        os.unlink(path)
+
+
+def _chunks(items: list) -> list[list]:
+    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+
+
+# -- measuring -----------------------------------------------------------------------------------
+def tree_size(path: str | os.PathLike) -> int:
+    """Bytes of the files under ``path`` (a link counts as itself; links are never followed)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0
+    if not stat.S_ISDIR(st.st_mode):
+        return st.st_size
+    total, folders = 0, [os.fspath(path)]
+    while folders:
+        for entry in _entries(folders.pop()):
+            try:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                else:
+                    total += entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                continue  # removed while we looked
+    return total
+
+
+def disk_usage(ws) -> dict:
+    """What takes the space in ``.localpipe/``: bytes (and counts) by part, and run folders by size.
+
+    The parts add up to ``total``: whatever is not a known part is counted in ``other``.
+    ``reclaimable`` is what ``localpipe gc`` with no option would free.
+    """
+    open_history(ws)
+    state = ws.state_dir
+    history = history_path(ws).name
+    parts = dict.fromkeys(("objects", "runs", "history", "statcache", "datastores", "tmp", "other"), 0)
+    for entry in _entries(state):
+        size = tree_size(entry.path)
+        if entry.name.startswith(history):
+            parts["history"] += size
+        elif entry.name.startswith("statcache.db"):
+            parts["statcache"] += size
+        elif entry.name in ("objects", "runs", "datastores", "tmp"):
+            parts[entry.name] += size
+        else:
+            parts["other"] += size
+    known = {run_id: (status, experiment) for run_id, status, experiment in
+             m.PipelineRun.select(m.PipelineRun.id, m.PipelineRun.status, m.Experiment.name)
+             .join(m.Experiment).tuples()}
+    runs = []
+    for entry in _entries(runs_dir(ws)):
+        run_id = _run_of(entry.name)
+        status, experiment = known.get(run_id, (None, None))
+        runs.append({"folder": entry.name, "run": run_id if run_id in known else None, "status": status,
+                     "experiment": experiment, "bytes": tree_size(entry.path)})
+    runs.sort(key=lambda r: (-r["bytes"], r["folder"]))
+    return {
+        "total": sum(parts.values()),
+        "parts": parts,
+        "objects": len(_stored_objects(ws)),
+        "runs": runs,
+        "tmp_entries": sum(1 for _ in _entries(tmp_dir(ws))),
+        "reclaimable": plan_gc(ws).bytes,
+    }
+
+
+def _entries(folder: str | os.PathLike) -> list[os.DirEntry]:
+    try:
+        with os.scandir(folder) as found:
+            return list(found)
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+
+
+def _changed_at(path: str | os.PathLike) -> float:
+    """The later of a path's modification and status-change times (a commit chmods what it moves in)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return 0.0
+    return max(st.st_mtime, st.st_ctime)
+
+
+def _modified_at(path: str | os.PathLike) -> float:
+    try:
+        return os.lstat(path).st_mtime
+    except FileNotFoundError:
+        return 0.0

@@ -1,0 +1,334 @@
+"""gc keeps what is referenced, frees the rest, and a step whose output was collected runs again; du adds up."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+import pytest
+
+from localpipe import Pipeline, PipelineData, PythonScriptStep
+from localpipe.errors import UsageError
+from localpipe.state import models as m
+from localpipe.state.db import open_history
+from localpipe.state.gc import collect, disk_usage, parse_duration, plan_gc, tree_size
+from localpipe.state.layout import objects_dir, runs_dir, tmp_dir
+from localpipe.state.store import ObjectStore
+from localpipe.status import RunStatus
+
+WRITE = """
+import os, sys
+with open(os.path.join(sys.argv[1], "data.txt"), "w") as f:
+    f.write({text!r} * 1000)
+"""
+
+COPY = """
+import os, sys
+with open(os.path.join(sys.argv[1], "data.txt")) as f:
+    text = f.read()
+with open(os.path.join(sys.argv[2], "data.txt"), "w") as f:
+    f.write(text + {tag!r} * 500)
+"""
+
+
+def writer(ws, project, name: str, text: str) -> Pipeline:
+    """One step ``name`` writing ``text`` a thousand times to its output ``out_<name>``."""
+    project(f"src/{name}/{name}.py", WRITE.format(text=text))
+    out = PipelineData(f"out_{name}")
+    return Pipeline(ws, [PythonScriptStep(f"{name}.py", name=name, source_directory=ws.root / "src" / name,
+                                          arguments=[out])])
+
+
+def chain(ws, project, tag: str) -> Pipeline:
+    """a -> b: a writes, b copies a's output and appends ``tag``."""
+    project("src/a/a.py", WRITE.format(text="a"))
+    project("src/b/b.py", COPY.format(tag=tag))
+    out_a, out_b = PipelineData("out_a"), PipelineData("out_b")
+    root = ws.root / "src"
+    a = PythonScriptStep("a.py", name="a", source_directory=root / "a", arguments=[out_a])
+    b = PythonScriptStep("b.py", name="b", source_directory=root / "b", arguments=[out_a.as_input(), out_b])
+    return Pipeline(ws, [b])
+
+
+def stored(ws) -> set[str]:
+    return {d for prefix in objects_dir(ws).iterdir() for d in os.listdir(prefix)}
+
+
+def digests(steps, name: str) -> set[str]:
+    return set(steps[name]["outputs"].values())
+
+
+def orphan_object(ws, text: str) -> str:
+    """Commit a tree that no row references, as a crashed commit would leave one."""
+    folder = tmp_dir(ws) / f"orphan-{text}"
+    folder.mkdir()
+    (folder / "x.txt").write_text(text * 100)
+    return ObjectStore(objects_dir(ws)).commit(folder).digest
+
+
+def assert_consistent(ws) -> None:
+    """No row points at a forgotten row, and every cache entry's outputs are in the store."""
+    open_history(ws)
+    db = m.StepRun._meta.database
+    assert db.execute_sql("PRAGMA foreign_key_check").fetchall() == []
+    store = ObjectStore(objects_dir(ws))
+    for entry in m.CacheEntry.select():
+        outputs = m.StepOutput.select().where(m.StepOutput.step_run == entry.step_run_id)
+        assert all(store.has(o.digest) for o in outputs), entry.key
+    for out in m.StepOutput.select():
+        assert store.has(out.digest), out.digest
+
+
+def run_ids(ws) -> list[int]:
+    open_history(ws)
+    return [r.id for r in m.PipelineRun.select().order_by(m.PipelineRun.id)]
+
+
+# -- gc with no option ---------------------------------------------------------------------------
+def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, project, run_pipeline, invoke):
+    run1, status, steps = run_pipeline(chain(ws, project, "b"))
+    assert status is RunStatus.COMPLETED
+    referenced = digests(steps, "a") | digests(steps, "b")
+    orphan = orphan_object(ws, "orphan")
+    (runs_dir(ws) / "99" / "x").mkdir(parents=True)
+    (runs_dir(ws) / "99" / "x" / "stdout.log").write_text("left over\n" * 10)
+    (runs_dir(ws) / "junk.txt").write_text("junk")
+    expected = (tree_size(ObjectStore(objects_dir(ws)).path(orphan)) + tree_size(runs_dir(ws) / "99")
+                + len("junk"))
+
+    plan = plan_gc(ws)
+    assert plan.forget_runs == [] and plan.kept_runs == [run1]
+    assert set(plan.objects) == {orphan} and set(plan.run_folders) == {"99", "junk.txt"}
+    result = invoke("gc")
+
+    assert result.exit_code == 0, result.output
+    assert result.output.splitlines()[-1].startswith("freed ")
+    assert "1 objects, 2 run folders, 0 runs forgotten" in result.output
+    assert stored(ws) == referenced
+    assert sorted(os.listdir(runs_dir(ws))) == [str(run1)]
+    assert run_ids(ws) == [run1]
+    assert_consistent(ws)
+    assert collect(ws, plan_gc(ws)).bytes_freed == 0  # nothing left to free
+    assert expected > 0
+
+    _, _, again = run_pipeline(chain(ws, project, "b"))
+    assert {s["status"] for s in again.values()} == {"Reused"}
+
+
+# -- --keep-last ---------------------------------------------------------------------------------
+def test_keep_last_forgets_older_runs_and_keeps_the_objects_a_kept_run_reused(ws, project, run_pipeline, invoke):
+    run1, _, first = run_pipeline(chain(ws, project, "1"))
+    run2, _, second = run_pipeline(chain(ws, project, "2"))
+    assert second["a"]["status"] == "Reused" and second["b"]["status"] == "Completed"
+    shared, old_b = digests(first, "a"), digests(first, "b")
+    assert digests(second, "a") == shared and digests(second, "b") != old_b
+
+    result = invoke("gc", "--keep-last", "1")
+
+    assert result.exit_code == 0, result.output
+    assert "1 objects, 1 run folders, 1 runs forgotten" in result.output
+    assert run_ids(ws) == [run2]
+    assert stored(ws) == shared | digests(second, "b")  # a's output: only run 2's reused row holds it now
+    assert sorted(os.listdir(runs_dir(ws))) == [str(run2)]
+    assert_consistent(ws)
+    open_history(ws)
+    assert m.StepRun.select().where(m.StepRun.run == run1).count() == 0
+    assert m.StepOutput.select().join(m.StepRun).where(m.StepRun.run == run1).count() == 0
+
+    # Forgetting the run that computed "a" does not make "a" run again: its outputs were kept.
+    run3, _, third = run_pipeline(chain(ws, project, "2"))
+    assert {n: s["status"] for n, s in third.items()} == {"a": "Reused", "b": "Reused"}
+    assert third["a"]["reason"] == f'reused from run {run2} (step "a")'
+
+
+def test_a_step_whose_output_was_collected_runs_again_on_the_next_submit(ws, project, run_pipeline, invoke):
+    run1, _, first = run_pipeline(writer(ws, project, "a", "x"))
+    run2, _, _ = run_pipeline(writer(ws, project, "z", "y"))
+
+    assert invoke("gc", "--keep-last", "1").exit_code == 0
+    assert not digests(first, "a") & stored(ws)
+
+    run3, status, third = run_pipeline(writer(ws, project, "a", "x"))
+    assert status is RunStatus.COMPLETED
+    assert third["a"]["status"] == "Completed"
+    assert "no earlier run" in third["a"]["reason"] or "missing" in third["a"]["reason"]
+    assert digests(third, "a") == digests(first, "a") <= stored(ws)
+    assert_consistent(ws)
+
+
+def test_keep_last_counts_runs_per_experiment(ws, project, run_pipeline):
+    run1, _, _ = run_pipeline(writer(ws, project, "a", "x"), experiment="one")
+    run2, _, _ = run_pipeline(writer(ws, project, "b", "y"), experiment="two")
+    run3, _, _ = run_pipeline(writer(ws, project, "a", "x2"), experiment="one")
+
+    plan = plan_gc(ws, keep_last=1)
+
+    assert plan.forget_runs == [run1] and plan.kept_runs == [run2, run3]
+
+
+# -- --dry-run -----------------------------------------------------------------------------------
+def test_dry_run_removes_nothing_and_reports_the_bytes_a_real_run_frees(ws, project, run_pipeline, invoke):
+    run_pipeline(chain(ws, project, "1"))
+    run_pipeline(chain(ws, project, "2"))
+    orphan_object(ws, "orphan")
+
+    def listing():
+        return sorted((p, tree_size(p)) for p in (*objects_dir(ws).rglob("*"), *runs_dir(ws).rglob("*")))
+
+    before, runs_before = listing(), run_ids(ws)
+    dry = invoke("gc", "--keep-last", "1", "--dry-run")
+
+    assert dry.exit_code == 0, dry.output
+    assert listing() == before and run_ids(ws) == runs_before
+    assert "would forget run 1" in dry.output
+    assert "would remove run folder 1" in dry.output
+    summary = dry.output.splitlines()[-1]
+    assert summary.startswith("would free ")
+
+    real = invoke("gc", "--keep-last", "1")
+    assert real.output.splitlines()[-1] == summary.replace("would free", "freed", 1)
+
+
+def test_dry_run_and_real_collect_agree_on_bytes(ws, project, run_pipeline):
+    run_pipeline(writer(ws, project, "a", "x"))
+    run_pipeline(writer(ws, project, "a", "y"))
+    dry = collect(ws, plan_gc(ws, keep_last=1), dry_run=True)
+    real = collect(ws, plan_gc(ws, keep_last=1))
+    assert dry.bytes_freed == real.bytes_freed > 1000  # the forgotten output alone is 1,000 bytes
+    assert (dry.objects_removed, dry.run_folders_removed, dry.runs_forgotten) == (1, 1, 1)
+    assert (real.objects_removed, real.run_folders_removed, real.runs_forgotten) == (1, 1, 1)
+
+
+# -- active runs ---------------------------------------------------------------------------------
+def fake_active_run(ws, reuse_from: dict) -> int:
+    """A run in status Running, its scheduler alive (this process): step "a" reused ``reuse_from``'s
+    output, step "b" is running and writing into its folder."""
+    open_history(ws)
+    me = psutil.Process()
+    graph = m.PipelineGraph.create(digest="active-graph", graph={})
+    run = m.PipelineRun.create(experiment=m.Experiment.get(m.Experiment.name == "test"), pipeline=graph,
+                               status=RunStatus.RUNNING.value, scheduler_pid=me.pid,
+                               scheduler_started=me.create_time(), started_at=time.time())
+    a = m.StepRun.create(run=run, name="a", status=RunStatus.REUSED.value)
+    m.StepOutput.insert_many([{"step_run": a, "name": n, "digest": d, "size": 0} for n, d in reuse_from.items()]).execute()
+    m.StepRun.create(run=run, name="b", status=RunStatus.RUNNING.value)
+    outputs = runs_dir(ws) / str(run.id) / "b" / "outputs" / "out_b"
+    outputs.mkdir(parents=True)
+    (outputs / "partial.txt").write_text("half written")
+    return run.id
+
+
+def test_an_active_run_and_what_it_uses_are_never_collected(ws, project, run_pipeline, invoke):
+    run1, _, first = run_pipeline(chain(ws, project, "1"))
+    active = fake_active_run(ws, first["a"]["outputs"])
+    just_committed = orphan_object(ws, "committed-by-b")  # b's output, moved in before its row is written
+
+    plan = plan_gc(ws, keep_last=0)
+    assert plan.forget_runs == [run1] and plan.kept_runs == [active] and plan.active_runs == [active]
+    assert just_committed in plan.protected_objects and just_committed not in plan.objects
+    result = invoke("gc", "--keep-last", "0")
+
+    assert result.exit_code == 0, result.output
+    assert run_ids(ws) == [active]
+    assert digests(first, "a") | {just_committed} <= stored(ws)
+    assert (runs_dir(ws) / str(active) / "b" / "outputs" / "out_b" / "partial.txt").read_text() == "half written"
+    assert not (runs_dir(ws) / str(run1)).exists()
+    assert f"kept active runs {active}" in result.output
+    assert_consistent(ws)
+
+
+# -- --older-than --------------------------------------------------------------------------------
+def test_older_than_forgets_only_runs_submitted_before_the_cutoff(ws, project, run_pipeline, invoke):
+    old, _, first = run_pipeline(writer(ws, project, "a", "x"))
+    new, _, second = run_pipeline(writer(ws, project, "a", "y"))
+    open_history(ws)
+    m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id == old).execute()
+
+    assert plan_gc(ws, older_than=11 * 86400).forget_runs == []
+    assert plan_gc(ws, older_than=11 * 86400, now=lambda: time.time() + 2 * 86400).forget_runs == [old]
+    result = invoke("gc", "--older-than", "7d")
+
+    assert result.exit_code == 0, result.output
+    assert run_ids(ws) == [new]
+    assert stored(ws) == digests(second, "a")
+    assert_consistent(ws)
+
+
+def test_keep_last_and_older_than_together_keep_what_either_keeps(ws, project, run_pipeline):
+    old, _, _ = run_pipeline(writer(ws, project, "a", "x"))
+    mid, _, _ = run_pipeline(writer(ws, project, "a", "y"))
+    new, _, _ = run_pipeline(writer(ws, project, "a", "z"))
+    open_history(ws)
+    m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id.in_([old, mid])).execute()
+    m.PipelineRun.update(submitted_at=time.time() - 3600).where(m.PipelineRun.id == mid).execute()
+
+    assert plan_gc(ws, keep_last=1, older_than=86400).forget_runs == [old]
+
+
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800),
+                                           ("1.5h", 5400)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["7", "7x", "d", "-1d", "1 week", ""])
+def test_bad_durations_are_usage_errors(text):
+    with pytest.raises(UsageError, match="90s, 30m, 12h, 7d"):
+        parse_duration(text)
+
+
+def test_a_bad_duration_exits_2_with_one_line(ws, invoke):
+    result = invoke("gc", "--older-than", "7x")
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and '"7x"' in lines[0] and "7d" in lines[0]
+
+
+# -- links and leftovers -------------------------------------------------------------------------
+def test_links_are_removed_never_followed_and_old_tmp_leftovers_go(ws, tmp_path, invoke):
+    outside = tmp_path / "precious"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("mine")
+    os.symlink(outside, runs_dir(ws) / "link")
+    old, fresh = tmp_dir(ws) / "old-download", tmp_dir(ws) / "fresh-download"
+    for folder in (old, fresh):
+        folder.mkdir()
+        (folder / "part").write_text("bytes")
+    an_hour_and_more = time.time() - 3700
+    os.utime(old, (an_hour_and_more, an_hour_and_more))
+
+    result = invoke("gc")
+
+    assert result.exit_code == 0, result.output
+    assert (outside / "keep.txt").read_text() == "mine"
+    assert not os.path.lexists(runs_dir(ws) / "link")
+    assert not old.exists() and fresh.exists()
+    assert "1 tmp entries" in result.output
+    assert sorted(os.listdir(tmp_dir(ws))) == ["fresh-download"]  # gc's own trash is gone too
+
+
+# -- du ------------------------------------------------------------------------------------------
+def test_du_reports_sizes_that_add_up(ws, project, run_pipeline, invoke):
+    run1, _, steps = run_pipeline(chain(ws, project, "b"))
+    orphan = orphan_object(ws, "orphan")
+    (runs_dir(ws) / "77").mkdir()
+    (runs_dir(ws) / "77" / "big.log").write_text("z" * 50_000)
+
+    usage = disk_usage(ws)
+
+    parts = usage["parts"]
+    assert usage["total"] == sum(parts.values())
+    assert parts["objects"] == tree_size(objects_dir(ws)) > 0
+    assert parts["runs"] == sum(r["bytes"] for r in usage["runs"]) == tree_size(runs_dir(ws))
+    assert parts["history"] > 0
+    assert usage["objects"] == len(digests(steps, "a") | digests(steps, "b")) + 1
+    assert [r["folder"] for r in usage["runs"]] == ["77", str(run1)]  # largest first
+    assert usage["runs"][0]["run"] is None and usage["runs"][1]["status"] == "Completed"
+    assert usage["reclaimable"] == tree_size(ObjectStore(objects_dir(ws)).path(orphan)) + 50_000
+
+    result = invoke("du")
+    assert result.exit_code == 0, result.output
+    assert "total" in result.output and "objects/" in result.output and "no run" in result.output
+    import json
+    assert json.loads(invoke("du", "--json").output)["parts"]["objects"] == parts["objects"]
