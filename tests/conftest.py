@@ -95,8 +95,11 @@ def run_pipeline(ws):
     return run
 
 
-def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str = "condition"):
-    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` seconds."""
+def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what="condition"):
+    """Poll ``predicate`` until it returns something true; fail the test after ``timeout`` seconds.
+
+    ``what`` names the condition; a callable is asked at the time of failure, for the details.
+    """
     import time
 
     deadline = time.monotonic() + timeout
@@ -105,4 +108,4 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what: str
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -48,7 +49,7 @@ def chain(ws, project, tag: str) -> Pipeline:
     root = ws.root / "src"
     a = PythonScriptStep("a.py", name="a", source_directory=root / "a", arguments=[out_a])
     b = PythonScriptStep("b.py", name="b", source_directory=root / "b", arguments=[out_a.as_input(), out_b])
-    return Pipeline(ws, [b])
+    return Pipeline(ws, [a, b])
 
 
 def stored(ws) -> set[str]:
@@ -137,19 +138,21 @@ def test_keep_last_forgets_older_runs_and_keeps_the_objects_a_kept_run_reused(ws
     assert m.StepOutput.select().join(m.StepRun).where(m.StepRun.run == run1).count() == 0
 
     # Forgetting the run that computed "a" does not make "a" run again: its outputs were kept.
-    run3, _, third = run_pipeline(chain(ws, project, "2"))
+    _, _, third = run_pipeline(chain(ws, project, "2"))
     assert {n: s["status"] for n, s in third.items()} == {"a": "Reused", "b": "Reused"}
     assert third["a"]["reason"] == f'reused from run {run2} (step "a")'
 
 
 def test_a_step_whose_output_was_collected_runs_again_on_the_next_submit(ws, project, run_pipeline, invoke):
-    run1, _, first = run_pipeline(writer(ws, project, "a", "x"))
+    _, _, first = run_pipeline(writer(ws, project, "a", "x"))
     run2, _, _ = run_pipeline(writer(ws, project, "z", "y"))
 
     assert invoke("gc", "--keep-last", "1").exit_code == 0
+    assert run_ids(ws) == [run2]
     assert not digests(first, "a") & stored(ws)
 
     run3, status, third = run_pipeline(writer(ws, project, "a", "x"))
+    assert run_ids(ws) == [run2, run3]
     assert status is RunStatus.COMPLETED
     assert third["a"]["status"] == "Completed"
     assert "no earlier run" in third["a"]["reason"] or "missing" in third["a"]["reason"]
@@ -211,7 +214,8 @@ def fake_active_run(ws, reuse_from: dict) -> int:
                                status=RunStatus.RUNNING.value, scheduler_pid=me.pid,
                                scheduler_started=me.create_time(), started_at=time.time())
     a = m.StepRun.create(run=run, name="a", status=RunStatus.REUSED.value)
-    m.StepOutput.insert_many([{"step_run": a, "name": n, "digest": d, "size": 0} for n, d in reuse_from.items()]).execute()
+    m.StepOutput.insert_many([{"step_run": a, "name": n, "digest": d, "size": 0}
+                              for n, d in reuse_from.items()]).execute()
     m.StepRun.create(run=run, name="b", status=RunStatus.RUNNING.value)
     outputs = runs_dir(ws) / str(run.id) / "b" / "outputs" / "out_b"
     outputs.mkdir(parents=True)
@@ -238,9 +242,24 @@ def test_an_active_run_and_what_it_uses_are_never_collected(ws, project, run_pip
     assert_consistent(ws)
 
 
+def test_collect_checks_again_under_the_lock_for_a_run_that_became_active(ws, project, run_pipeline):
+    _, _, first = run_pipeline(writer(ws, project, "a", "x"))
+    orphan = orphan_object(ws, "orphan")
+    plan = plan_gc(ws)
+    assert set(plan.objects) == {orphan}
+    active = fake_active_run(ws, first["a"]["outputs"])  # submitted after the plan, before collect
+    open_history(ws)
+    m.PipelineRun.update(submitted_at=time.time() - 100).where(m.PipelineRun.id == active).execute()
+
+    result = collect(ws, plan)
+
+    assert result.objects_removed == 0 and orphan in stored(ws)
+    assert (runs_dir(ws) / str(active)).is_dir()
+
+
 # -- --older-than --------------------------------------------------------------------------------
 def test_older_than_forgets_only_runs_submitted_before_the_cutoff(ws, project, run_pipeline, invoke):
-    old, _, first = run_pipeline(writer(ws, project, "a", "x"))
+    old, _, _ = run_pipeline(writer(ws, project, "a", "x"))
     new, _, second = run_pipeline(writer(ws, project, "a", "y"))
     open_history(ws)
     m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id == old).execute()
@@ -260,10 +279,12 @@ def test_keep_last_and_older_than_together_keep_what_either_keeps(ws, project, r
     mid, _, _ = run_pipeline(writer(ws, project, "a", "y"))
     new, _, _ = run_pipeline(writer(ws, project, "a", "z"))
     open_history(ws)
-    m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id.in_([old, mid])).execute()
+    m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id == old).execute()
     m.PipelineRun.update(submitted_at=time.time() - 3600).where(m.PipelineRun.id == mid).execute()
 
-    assert plan_gc(ws, keep_last=1, older_than=86400).forget_runs == [old]
+    plan = plan_gc(ws, keep_last=1, older_than=86400)  # the newest run, and the runs of the last day
+
+    assert plan.forget_runs == [old] and plan.kept_runs == [mid, new]
 
 
 @pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800),
@@ -330,5 +351,4 @@ def test_du_reports_sizes_that_add_up(ws, project, run_pipeline, invoke):
     result = invoke("du")
     assert result.exit_code == 0, result.output
     assert "total" in result.output and "objects/" in result.output and "no run" in result.output
-    import json
     assert json.loads(invoke("du", "--json").output)["parts"]["objects"] == parts["objects"]

@@ -136,7 +136,8 @@ def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, pro
         wait_for(lambda: (gate / "a.1").exists() and (gate / "b.1").exists(), what="both steps to run")
         b_pid = int((gate / "b.1").read_text())
         project("proj/a/a.py", wait_script + "\n# edited\n")
-        wait_for(lambda: (gate / "a.2").exists(), what="a to restart in run 2")
+        wait_for(lambda: (gate / "a.2").exists(),
+                 what=lambda: f"a to restart in run 2: {lines} {steps_of(ws, 1)} {steps_of(ws, 2)}")
         assert steps_of(ws, 1)["a"] == ("Canceled", "canceled: what it depends on changed while it ran")
         assert steps_of(ws, 1)["b"][0] == "Running" and os.path.exists(f"/proc/{b_pid}")
         assert not (gate / "b.2").exists()  # b was not started again

@@ -82,7 +82,8 @@ def du(limit, as_json) -> None:
     rows = [[labels[name], size(nbytes), notes.get(name, "")] for name, nbytes in parts.items()]
     rows.append(["total", size(usage["total"]), ""])
     table(rows, ["PART", "SIZE", ""])
-    click.echo(f"\n`localpipe gc` would free {size(usage['reclaimable'])} without forgetting a run; `--keep-last N` and `--older-than D` forget old runs")
+    click.echo(f"\n`localpipe gc` would free {size(usage['reclaimable'])} without forgetting a run; "
+               "`--keep-last N` and `--older-than D` forget old runs")
     if usage["runs"]:
         click.echo()
         table([[r["folder"], r["experiment"] or "-", r["status"] or "no run", size(r["bytes"])]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 import stat as statmod
 import time
 from dataclasses import dataclass
@@ -100,11 +101,32 @@ def _read_lines(path: str) -> list[str]:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled_spec(lines: tuple[str, ...]):
+def _compiled_spec(lines: tuple[str, ...]) -> IgnoreRules:
     # Most folders share the same rules (often only the defaults): compile each set once.
     import pathspec
 
-    return pathspec.GitIgnoreSpec.from_lines(lines)
+    return IgnoreRules(pathspec.GitIgnoreSpec.from_lines(lines))
+
+
+class IgnoreRules:
+    """A gitwildmatch spec (pathspec decides) with a fast path for the common answer, "not ignored".
+
+    pathspec tries its patterns one by one; one regex made of all of them answers at once
+    whether any could match. Only when one could does pathspec give the answer, negations and
+    all, so the rules are exactly pathspec's.
+    """
+
+    def __init__(self, spec):
+        self.spec = spec
+        sources = [_GROUP_NAME.sub("(?:", p.regex.pattern) for p in spec.patterns
+                   if p.include is not None and p.regex is not None]
+        self._any = re.compile("|".join(f"(?:{source})" for source in sources)) if sources else None
+
+    def match_file(self, path: str) -> bool:
+        return self._any is not None and self._any.match(path) is not None and self.spec.match_file(path)
+
+
+_GROUP_NAME = re.compile(r"\(\?P<[^>]+>")  # named groups would clash once the patterns are joined
 
 
 def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, os.stat_result]]:
@@ -168,6 +190,8 @@ class _Walker:
 
 
 def _utf8_name(entry: os.DirEntry, folder: str) -> str:
+    if entry.name.isascii():
+        return entry.name
     try:
         entry.name.encode("utf-8")
     except UnicodeEncodeError:

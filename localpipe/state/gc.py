@@ -111,13 +111,13 @@ def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
             kept.append(run_id)
         else:
             forget.append(run_id)
-    since = _protect_since(active)
+    since = min((submitted for _, _, status, submitted in runs if status in _ACTIVE), default=None)
     referenced = _referenced_digests(set(forget))
     objects, protected = {}, []
     for digest, path in _stored_objects(ws).items():
         if digest in referenced:
             continue
-        if since is not None and _changed_at(path) >= since - TIMESTAMP_SLACK_SECONDS:
+        if _maybe_being_committed(path, since):
             protected.append(digest)
         else:
             objects[digest] = tree_size(path)
@@ -132,13 +132,6 @@ def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
             tmp[entry.name] = tree_size(entry.path)
     return GcPlan(sorted(kept), sorted(active), sorted(forget), objects, run_folders, tmp,
                   sorted(protected), since)
-
-
-def _protect_since(active: list[int]) -> float | None:
-    if not active:
-        return None
-    return (m.PipelineRun.select(m.PipelineRun.submitted_at).where(m.PipelineRun.id.in_(active))
-            .order_by(m.PipelineRun.submitted_at).scalar())
 
 
 def _referenced_digests(forget: set[int]) -> set[str]:
@@ -182,19 +175,29 @@ def collect(ws, plan: GcPlan, dry_run: bool = False) -> GcResult:
     trash.mkdir(parents=True)
     result = GcResult(0, 0, 0, 0)
     doomed: list[tuple[Path, int, str]] = []  # (path to delete, bytes, what it was) once committed
-    with db.atomic("IMMEDIATE"):
-        forget = [r for chunk in _chunks(plan.forget_runs) for (r,) in m.PipelineRun.select(m.PipelineRun.id)
-                  .where(m.PipelineRun.id.in_(chunk), m.PipelineRun.status.not_in(list(_ACTIVE))).tuples()]
-        _forget_runs(forget)
-        result.runs_forgotten = len(forget)
-        referenced = _referenced_digests(set())
-        existing = {r for (r,) in m.PipelineRun.select(m.PipelineRun.id).tuples()}
-        for digest, size in plan.objects.items():
-            if digest not in referenced:
-                doomed.append((_set_aside(store.path(digest), trash, "object-" + digest), size, "object"))
-        for name, size in plan.run_folders.items():
-            if _run_of(name) not in existing:
-                doomed.append((_set_aside(runs_dir(ws) / name, trash, "run-" + name), size, "run folder"))
+    try:
+        with db.atomic("IMMEDIATE"):
+            forget = [r for chunk in _chunks(plan.forget_runs) for (r,) in m.PipelineRun.select(m.PipelineRun.id)
+                      .where(m.PipelineRun.id.in_(chunk), m.PipelineRun.status.not_in(list(_ACTIVE))).tuples()]
+            _forget_runs(forget)
+            result.runs_forgotten = len(forget)
+            referenced = _referenced_digests(set())
+            existing = {r for (r,) in m.PipelineRun.select(m.PipelineRun.id).tuples()}
+            # Moved aside last, under the write lock: no run can be created with a folder's id
+            # meanwhile, and nothing can be decided from an entry whose rows are going.
+            since = _oldest_active_submission()
+            for digest, size in plan.objects.items():
+                if digest not in referenced and not _maybe_being_committed(store.path(digest), since):
+                    doomed.append((_set_aside(store.path(digest), trash, "object-" + digest), size, "object"))
+            for name, size in plan.run_folders.items():
+                if _run_of(name) not in existing:
+                    doomed.append((_set_aside(runs_dir(ws) / name, trash, "run-" + name), size, "run folder"))
+    except BaseException:
+        try:
+            trash.rmdir()  # when something was moved into it, the next gc removes it with tmp/'s leftovers
+        except OSError:
+            pass
+        raise
     for name, size in plan.tmp.items():
         doomed.append((tmp_dir(ws) / name, size, "tmp"))
     for path, size, kind in doomed:
@@ -263,9 +266,7 @@ def _prune_unreferenced_rows() -> None:
     db.execute_sql(
         'DELETE FROM "cache_key" WHERE "key" NOT IN (SELECT "cache_key" FROM "step_run" WHERE "cache_key" '
         'IS NOT NULL) AND "key" NOT IN (SELECT "key" FROM "cache_entry")')
-    active = list(_ACTIVE)
-    since = (m.PipelineRun.select(m.PipelineRun.submitted_at).where(m.PipelineRun.status.in_(active))
-             .order_by(m.PipelineRun.submitted_at).scalar())
+    since = _oldest_active_submission()
     db.execute_sql(
         'DELETE FROM "snapshot" WHERE "created_at" < ? '
         'AND "digest" NOT IN (SELECT "snapshot" FROM "step_run" WHERE "snapshot" IS NOT NULL) '
@@ -275,6 +276,17 @@ def _prune_unreferenced_rows() -> None:
     db.execute_sql(
         'DELETE FROM "pipeline_graph" WHERE "id" NOT IN (SELECT "pipeline_id" FROM "pipeline_run") '
         'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline")')
+
+
+def _oldest_active_submission() -> float | None:
+    return (m.PipelineRun.select(m.PipelineRun.submitted_at).where(m.PipelineRun.status.in_(list(_ACTIVE)))
+            .order_by(m.PipelineRun.submitted_at).scalar())
+
+
+def _maybe_being_committed(path: str | os.PathLike, since: float | None) -> bool:
+    """Whether an unreferenced object may be a running step's output not yet recorded: one changed
+    since the oldest active run was submitted (a commit chmods what it moves in)."""
+    return since is not None and _changed_at(path) >= since - TIMESTAMP_SLACK_SECONDS
 
 
 def _set_aside(path: Path, trash: Path, name: str) -> Path:

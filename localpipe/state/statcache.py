@@ -16,12 +16,12 @@ class StatCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        self._entries: dict[str, tuple[int, int, int, str]] = {}
-        self._new: dict[str, tuple[int, int, int, str]] = {}
+        # path -> (path, size, mtime_ns, inode, digest): the rows as SQLite returns them.
+        self._entries: dict[str, tuple] = {}
+        self._new: dict[str, tuple] = {}
         try:
             with self._connect() as conn:
-                for path_, size, mtime, ino, digest in conn.execute("SELECT * FROM files"):
-                    self._entries[path_] = (size, mtime, ino, digest)
+                self._entries = {row[0]: row for row in conn.execute("SELECT * FROM files").fetchall()}
         except sqlite3.DatabaseError:
             self._entries = {}  # a damaged cache is only a slower run: start again
 
@@ -34,12 +34,12 @@ class StatCache:
 
     def lookup(self, path: str, st: os.stat_result) -> str | None:
         entry = self._new.get(path) or self._entries.get(path)
-        if entry and entry[:3] == (st.st_size, st.st_mtime_ns, st.st_ino):
-            return entry[3]
+        if entry and entry[1] == st.st_size and entry[2] == st.st_mtime_ns and entry[3] == st.st_ino:
+            return entry[4]
         return None
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._new[path] = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        self._new[path] = (path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
 
     def forget(self, path: str) -> None:
         """Drop what is known of ``path`` (the watcher calls this on a change)."""
@@ -51,8 +51,7 @@ class StatCache:
             return
         try:
             with self._connect() as conn:
-                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)",
-                                 [(p, *v) for p, v in self._new.items()])
+                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", list(self._new.values()))
         except sqlite3.Error:
             return  # a cache that cannot be written only costs time
         self._entries.update(self._new)
