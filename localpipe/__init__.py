@@ -19,6 +19,8 @@ _EXPORTS = {
     "Datastore": "localpipe.sdk.data",
     "Environment": "localpipe.sdk.environment",
     "Experiment": "localpipe.client.experiment",
+    "OutputFileDatasetConfig": "localpipe.sdk.data",
+    "TabularDataset": "localpipe.sdk.data",
     "FileDataset": "localpipe.sdk.data",
     "LocalCompute": "localpipe.sdk.compute",
     "Pipeline": "localpipe.sdk.pipeline",

@@ -21,8 +21,10 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"experiment", "pipeline_graph", "pipeline_run", "step_run", "step_output", "cache_entry",
             "snapshot", "edge", "metric", "datastore", "dataset_version", "compute_target",
-            "environment", "published_pipeline", "schedule", "migration", "resource_claim"} <= tables
-    assert [r[0] for r in conn.execute("SELECT name FROM migration")] == ["0001_initial", "0002_resource_claims"]
+            "environment", "published_pipeline", "schedule", "migration", "resource_claim", "dataset_use",
+            "cache_key"} <= tables
+    assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
+        "0001_initial", "0002_resource_claims", "0003_dataset_lineage"]
 
 
 def test_state_folder_is_private(ws):

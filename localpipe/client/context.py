@@ -75,7 +75,11 @@ class StepRunContext(_Logging):
         self._workspace_root = environ["LOCALPIPE_WORKSPACE"]
         self._run_id = int(environ["LOCALPIPE_RUN_ID"])
         self._experiment = environ.get("LOCALPIPE_EXPERIMENT", "")
-        self.input_datasets: dict[str, str] = json.loads(environ.get("LOCALPIPE_INPUTS", "{}"))
+        self.input_datasets: dict = json.loads(environ.get("LOCALPIPE_INPUTS", "{}"))
+        for name, options in json.loads(environ.get("LOCALPIPE_INPUT_TABLES", "{}")).items():
+            from localpipe.sdk.data import TabularDataset
+
+            self.input_datasets[name] = TabularDataset(paths=(self.input_datasets[name],), **options)
         self.output_datasets: dict[str, str] = json.loads(environ.get("LOCALPIPE_OUTPUTS", "{}"))
 
     def _emit(self, kind: str, name: str, value: Any) -> None:

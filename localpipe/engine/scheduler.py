@@ -8,11 +8,11 @@ store only when they succeed.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import signal as signals
 import threading
+from pathlib import Path
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,16 +21,21 @@ import psutil
 
 from localpipe.engine.decide import Decision, decide
 from localpipe.engine.executors import Exit
+from localpipe.engine.deliver import deliver
 from localpipe.engine.executors.local import LocalExecutor
+from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.host import detect_host
-from localpipe.engine.workdir import StepFolder, build_launch, input_path, snapshot_source
+from localpipe.engine.workdir import (
+    StepFolder, build_launch, fingerprint, input_path, snapshot_source, store_mounts,
+)
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
 from localpipe.plan.incremental import TreeCache, source_trees
 from localpipe.plan.keys import cache_key
 from localpipe.state import models as m
+from localpipe.state.datasets import record_uses
 from localpipe.state.db import insert_rows, open_history, update_rows
 from localpipe.state.layout import objects_dir, step_dir
 from localpipe.state.statcache import StatCache
@@ -40,6 +45,7 @@ from localpipe.status import STEP_TRANSITIONS, RunStatus
 LOG_TAIL_LINES = 20
 RESOURCE_POLL_SECONDS = 0.05  # how soon a step waiting for resources held by another run looks again
 SIGNAL_POLL_SECONDS = 0.25
+METRICS_SECONDS = 1.0
 
 
 class Reporter:
@@ -60,6 +66,7 @@ class _Running:
     started: float
     deadline: float | None
     placement: Placement
+    mounts: dict[str, tuple]  # input name -> (path in the store, fingerprint at launch)
     timed_out: bool = False
     canceled: str | None = None  # why it is being canceled, when it is
 
@@ -125,6 +132,8 @@ class Scheduler:
         self.awaiting = {name: len(upstream) for name, upstream in self.upstream.items()}
         self._blocked_dirty = False  # a step failed or was canceled: its dependants must be canceled
         self._stat_cache = StatCache(ws.state_dir / "statcache.db")
+        self.metrics = MetricsIngester(self.db, now)
+        self._next_metrics = 0.0
         self._dataset_digests: dict[tuple[str, ...], str] = {}
 
     # -- the loop ---------------------------------------------------------------------------
@@ -146,6 +155,7 @@ class Scheduler:
                 self._launch_ready()
                 if not self.running and not self.ready and not self.waiting:
                     break
+                self._ingest_running_metrics()
                 try:
                     event = self.events.get(timeout=self._wait_timeout())
                 except queue.Empty:
@@ -174,6 +184,14 @@ class Scheduler:
     def cancel_steps(self, names: list[str], reason: str) -> None:
         """Cancel these steps (from another thread); the rest of the run goes on without them."""
         self.events.put(_CancelSteps(list(names), reason))
+
+    def _ingest_running_metrics(self) -> None:
+        """Metrics of running steps are visible while they run: picked up about once a second."""
+        if not self.running or time.monotonic() < self._next_metrics:
+            return
+        self._next_metrics = time.monotonic() + METRICS_SECONDS
+        for name, running in self.running.items():
+            self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
 
     def _on_signal(self, signum, frame) -> None:
         self.interrupted = signum == signals.SIGINT
@@ -225,8 +243,12 @@ class Scheduler:
         self.state[name].components = decision.components
         self._deferred_keys.append({"key": decision.key, "components": m.EncodedJSON(decision.components_json)})
         fields = {"cache_key": decision.key}
+        datasets = [i.dataset for i in self.graph.steps[name].inputs.values() if i.dataset]
+        if datasets:
+            record_uses(self.step_ids[name], datasets)
         if decision.reuse:
             self.state[name].outputs = decision.outputs
+            self._deliver(name)
             self._transition(name, RunStatus.REUSED, decision.reason, reused_from=decision.reused_from,
                              ended_at=self.now(), **fields)
             self._deferred_outputs += [{"step_run": self.step_ids[name], "name": out, "digest": digest, "size": 0}
@@ -332,6 +354,11 @@ class Scheduler:
             self.ready.remove(name)
             self._launch(name, placement)
 
+    def _deliver(self, name: str) -> None:
+        destinations = self.graph.steps[name].destinations
+        if destinations:
+            deliver(self.ws, self.store, self.run.id, self.step_ids[name], destinations, self.state[name].outputs)
+
     def _make_ready(self, name: str) -> None:
         self.ready.append(name)
         self._claim_again = True
@@ -352,6 +379,7 @@ class Scheduler:
             inputs = {i: input_path(spec, i, upstream_outputs, upstream_is_dir, self.store, folder)
                       for i in spec.inputs}
             launch = build_launch(spec, folder, inputs, self._step_env(name, placement), key=name)
+            mounts = store_mounts(spec, inputs, self.store)
         except (OSError, ValueError) as exc:
             self._release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
@@ -361,7 +389,7 @@ class Scheduler:
                               size=snapshot.size).on_conflict_ignore().execute()
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
-        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement)
+        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts)
         pid = self.executor.start(launch, self.events.put)
         self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=state.attempt,
                          arguments=launch.argv, placement=placement.describe(),
@@ -418,11 +446,16 @@ class Scheduler:
             self._fail(name, event.error, peak_memory=event.peak_memory)
         elif running.timed_out:
             self._fail(name, f"timed out after {running.spec.timeout_seconds:g}s", exit_event=event)
+        elif written := [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]:
+            for input_name in written:  # the object no longer matches its digest: nobody may reuse it
+                self.store.remove(Path(running.mounts[input_name][0]).relative_to(self.store.root).parts[1])
+            self._fail(name, f'the step wrote into its read-only input "{written[0]}": use as_download() '
+                             "for a writable copy", exit_event=event)
         elif event.exit_code == 0:
             self._complete(name, running, event)
         else:
             self._fail(name, describe_exit(event), exit_event=event)
-        self._ingest_metrics(name, running.folder)
+        self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
         spec = running.spec
@@ -440,11 +473,16 @@ class Scheduler:
             components = dict(components, source=running.snapshot.digest)
         key = cache_key(components)
         self.state[name].outputs = {o: t.digest for o, t in committed.items()}
+        try:
+            self._deliver(name)
+        except OSError as exc:
+            self._fail(name, f"could not write an output to its destination: {exc}", exit_event=event)
+            return
+        # The cache entry and the Completed status are one transaction: an entry exists only for
+        # a step that completed, and only once all its outputs are in the store.
         with self.db.atomic():
-            if committed:
-                m.StepOutput.insert_many(
-                    [{"step_run": self.step_ids[name], "name": o, "digest": t.digest, "size": t.size}
-                     for o, t in committed.items()]).execute()
+            insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": t.digest,
+                                        "size": t.size} for o, t in committed.items()])
             m.CacheKey.insert(key=key, components=components).on_conflict_ignore().execute()
             m.CacheEntry.replace(key=key, step_run=self.step_ids[name], created_at=self.now()).execute()
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
@@ -477,28 +515,6 @@ class Scheduler:
             if running.deadline and not running.timed_out and self.now() >= running.deadline:
                 running.timed_out = True
                 threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
-
-    def _ingest_metrics(self, name: str, folder: StepFolder) -> None:
-        """Move what the step logged (one JSON object a line) into history.db."""
-        if not folder.metrics.exists():
-            return
-        rows, tags = [], {}
-        with open(folder.metrics, encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    continue  # a line cut short by a killed step
-                if record.get("kind") == "tag":
-                    tags[record["name"]] = record["value"]
-                else:
-                    rows.append({"step_run": self.step_ids[name], "name": record["name"],
-                                 "kind": record["kind"], "value": record["value"],
-                                 "logged_at": record.get("time", self.now())})
-        with self.db.atomic():
-            insert_rows(m.Metric, rows)
-            if tags:
-                m.StepRun.update(tags=tags).where(m.StepRun.id == self.step_ids[name]).execute()
 
     # -- cancel and finish ------------------------------------------------------------------
     def _cancel_everything(self, why: str) -> None:

@@ -104,6 +104,8 @@ def build_launch(step: StepSpec, folder: StepFolder, input_paths: dict[str, str]
     env = dict(env)
     env.update({f"AML_PARAMETER_{k}": v for k, v in step.params.items()})
     env["LOCALPIPE_INPUTS"] = json.dumps(input_paths)
+    env["LOCALPIPE_INPUT_TABLES"] = json.dumps({n: i.tabular for n, i in step.inputs.items() if i.tabular})
+    env["LOCALPIPE_STEP_DIR"] = str(folder.root)
     env["LOCALPIPE_OUTPUTS"] = json.dumps(output_paths)
     env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
     env.setdefault("PYTHONUNBUFFERED", "1")
@@ -115,3 +117,27 @@ def _resolve(token, inputs: dict[str, str], outputs: dict[str, str]) -> str:
     if isinstance(token, dict):
         return inputs[token["input"]] if "input" in token else outputs[token["output"]]
     return token
+
+
+def fingerprint(path: str) -> tuple[int, int, int]:
+    """(files, bytes, newest mtime_ns) of a tree: any write into it changes one of them."""
+    if os.path.isfile(path):
+        st = os.stat(path)
+        return 1, st.st_size, st.st_mtime_ns
+    files = size = newest = 0
+    for folder, _, names in os.walk(path):
+        for name in names:
+            st = os.lstat(os.path.join(folder, name))
+            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return files, size, newest
+
+
+def store_mounts(step: StepSpec, input_paths: dict[str, str], store: ObjectStore) -> dict[str, tuple]:
+    """The inputs mounted straight from the object store, with their fingerprints.
+
+    Read-only permissions keep an ordinary user's step from writing there; root ignores them,
+    so the scheduler also compares these fingerprints when the step ends.
+    """
+    root = str(store.root) + os.sep
+    return {name: (path, fingerprint(path)) for name, path in input_paths.items()
+            if step.inputs[name].mode == "mount" and path.startswith(root)}

@@ -17,7 +17,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localpipe.errors import PipelineValidationError
-from localpipe.sdk.data import DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput
+from localpipe.sdk.data import (
+    DatasetConsumptionConfig, FileDataset, OutputFileDatasetConfig, PipelineData, PipelineDataInput, TabularDataset,
+)
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
@@ -50,6 +52,8 @@ class InputSpec:
     output: str | None = None
     paths: list[str] | None = None
     path_on_compute: str | None = None
+    tabular: dict | None = None  # read as a table: {"separator", "header"}
+    dataset: dict | None = None  # a registered dataset: {"name", "version"}
 
 
 @dataclass
@@ -77,6 +81,8 @@ class StepSpec:
     timeout_seconds: float | None = None
     max_retries: int = 0
     resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    # output name -> {"path": destination template, "register": dataset name or None}
+    destinations: dict[str, dict] = field(default_factory=dict)
 
     @property
     def upstream(self) -> set[str]:
@@ -216,8 +222,11 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
 
     inputs: dict[str, InputSpec] = {}
     outputs: dict[str, bool] = {}
+    destinations: dict[str, dict] = {}
     for output in step.outputs:
         _add_output(label, step, output, outputs, found)
+        if isinstance(output, OutputFileDatasetConfig) and (output.destination or output.register_as):
+            destinations[output.name] = _destination(label, output, found)
     for item in step.inputs:
         _add_input(label, step, item, names, inputs, found)
 
@@ -246,7 +255,7 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
         environment=environment_fingerprint(step.runconfig.environment),
         compute_target=target_name, allow_reuse=bool(step.allow_reuse), version=step.version,
         after=after, timeout_seconds=step.runconfig.timeout_seconds,
-        max_retries=step.runconfig.max_retries, resources=resources,
+        max_retries=step.runconfig.max_retries, resources=resources, destinations=destinations,
     )
 
 
@@ -301,6 +310,20 @@ def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[
     outputs[name] = output.is_directory
 
 
+def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) -> dict:
+    """Where an output is written back, as an absolute path template inside its datastore."""
+    if output.destination is None:
+        return {"path": None, "register": output.register_as}
+    store, template = output.destination
+    root = os.path.realpath(store.path)
+    path = os.path.normpath(os.path.join(root, str(template)))
+    sample = path.replace("{run-id}", "1").replace("{output-name}", output.name)
+    if not (sample + os.sep).startswith(root + os.sep) or sample == root:
+        found.append(f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
+                     f'"{store.name}": use a relative path inside it')
+    return {"path": path, "register": output.register_as}
+
+
 def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, InputSpec],
                found: list[str]) -> None:
     if isinstance(item, PipelineData):
@@ -319,14 +342,19 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
             if producer is step:
                 found.append(f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '
                              "from its inputs, or read it from another step's PipelineData")
-            spec = InputSpec(mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name)
+            spec = InputSpec(mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name,
+                             tabular=item.tabular)
     elif isinstance(item, DatasetConsumptionConfig):
         name = item.name
         for path in item.dataset.paths:
             if not os.path.exists(path):
                 found.append(f'{label}: dataset input "{name}": path "{path}" does not exist: '
                              "create it or fix the path")
-        spec = InputSpec(mode=item.mode, paths=list(item.dataset.paths), path_on_compute=item.path_on_compute)
+        dataset = item.dataset
+        spec = InputSpec(mode=item.mode, paths=list(dataset.paths), path_on_compute=item.path_on_compute,
+                         tabular={"separator": dataset.separator, "header": dataset.header}
+                         if isinstance(dataset, TabularDataset) else None,
+                         dataset={"name": dataset.name, "version": dataset.version} if dataset.name else None)
     else:
         found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
         return

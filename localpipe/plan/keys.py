@@ -27,6 +27,8 @@ def key_components(step: StepSpec, source_digest: str | None, input_digests: dic
         "params": step.params,
         "pipeline_params": step.pipeline_params,
         "inputs": dict(sorted(input_digests.items())),
+        # A download is a writable copy in the step's folder, a mount a read-only path: a script may tell.
+        "input_modes": {name: spec.mode for name, spec in sorted(step.inputs.items())},
         # How the interpreter was spelled is not part of the key; what it is, is.
         "environment": {k: v for k, v in step.environment.items() if k != "interpreter"},
         "outputs": sorted(step.outputs),
@@ -60,6 +62,9 @@ def what_changed(current: dict[str, Any], previous: dict[str, Any], changed_file
             reasons.append("arguments changed")
     for name in _changed_keys(current.get("inputs", {}), previous.get("inputs", {})):
         reasons.append(f'input "{name}" changed')
+    for name in _changed_keys(current.get("input_modes", {}), previous.get("input_modes", {})):
+        if name in current.get("input_modes", {}):
+            reasons.append(f'input "{name}" is now consumed by {current["input_modes"][name]}')
     if current.get("environment") != previous.get("environment"):
         reasons.append("environment changed")
     if current.get("outputs") != previous.get("outputs"):

@@ -57,15 +57,31 @@ class Datastore:
         records.register_datastore(workspace, name, folder)
         return cls(workspace, name)
 
+    def upload(self, src_dir: str | os.PathLike, target_path: str | None = None, overwrite: bool = False,
+               show_progress: bool = False) -> Path:
+        """Copy the files of ``src_dir`` into ``target_path`` of this datastore; returns that folder.
+
+        Files already there are kept unless ``overwrite``; ``target_path`` must stay inside the datastore.
+        """
+        from localpipe.state.datastores import upload
+
+        return upload(self, Path(src_dir), target_path or "", overwrite, show_progress)
+
     def __repr__(self) -> str:
         return f"Datastore({self.name!r}, path={str(self.path)!r})"
 
 
 @dataclass(frozen=True)
 class FileDataset:
-    """Files at one or more absolute local paths, consumed by steps as a folder or a file."""
+    """Files at one or more absolute local paths, consumed by steps as a folder or a file.
+
+    A registered dataset (``register``, ``Dataset.get_by_name``) also has a ``name`` and a
+    ``version``, and its files are a read-only copy in the object store.
+    """
 
     paths: tuple[str, ...]
+    name: str | None = None
+    version: int | None = None
 
     def as_named_input(self, name: str) -> DatasetConsumptionConfig:
         """Consume this dataset as the step input called ``name``."""
@@ -77,9 +93,51 @@ class FileDataset:
     def as_mount(self) -> DatasetConsumptionConfig:
         return self.as_named_input(_default_input_name(self)).as_mount()
 
+    def register(self, workspace: Workspace, name: str, description: str | None = None,
+                 tags: dict | None = None, create_new_version: bool = True):
+        """Keep a read-only copy of the files as version N of dataset ``name``.
+
+        The version is fixed by the content: registering unchanged content returns the same
+        version; changed content makes a new one (or, with ``create_new_version=False`` on a
+        name that exists, is an error).
+        """
+        from localpipe.state.datasets import register_dataset
+
+        return register_dataset(workspace, name, self, description, tags, create_new_version)
+
+    def to_path(self) -> list[str]:
+        """The paths of the files."""
+        return list(self.paths)
+
+
+@dataclass(frozen=True)
+class TabularDataset(FileDataset):
+    """Delimited files read as one table: ``to_pandas_dataframe()`` (needs pandas)."""
+
+    separator: str = ","
+    header: bool = True
+
+    def to_pandas_dataframe(self):
+        """The rows of every file, in order, as one pandas DataFrame."""
+        try:
+            import pandas
+        except ImportError:
+            raise UsageError("to_pandas_dataframe needs pandas: pip install 'localpipe[pandas]'") from None
+        files = [p for path in self.paths for p in _files_under(path)]
+        frames = [pandas.read_csv(path, sep=self.separator, header=0 if self.header else None) for path in files]
+        if not frames:
+            raise UsageError(f"tabular dataset {self.paths}: no files to read: check the path")
+        return pandas.concat(frames, ignore_index=True)
+
+
+def _files_under(path: str) -> list[str]:
+    if os.path.isdir(path):
+        return sorted(str(p) for p in Path(path).rglob("*") if p.is_file())
+    return [path]
+
 
 def _default_input_name(dataset: FileDataset) -> str:
-    return Path(dataset.paths[0]).name or "dataset"
+    return dataset.name or Path(dataset.paths[0]).name or "dataset"
 
 
 class _FileDatasetFactory:
@@ -88,10 +146,25 @@ class _FileDatasetFactory:
     @staticmethod
     def from_files(path, validate: bool = True) -> FileDataset:
         """``path``: a local path, a ``(datastore, "relative/path")`` tuple, or a list of these."""
-        items = path if isinstance(path, list) else [path]
-        if not items:
-            raise UsageError("Dataset.File.from_files: no path given: pass a path or (datastore, path)")
-        return FileDataset(paths=tuple(_resolve_data_path(item) for item in items))
+        return FileDataset(paths=_resolve_paths(path, "Dataset.File.from_files"))
+
+
+class _TabularDatasetFactory:
+    """``Dataset.Tabular``: builds TabularDatasets."""
+
+    @staticmethod
+    def from_delimited_files(path, separator: str = ",", header: bool = True, validate: bool = True,
+                             **_ignored) -> TabularDataset:
+        """Delimited files at ``path`` (as for ``Dataset.File.from_files``), read as one table."""
+        return TabularDataset(paths=_resolve_paths(path, "Dataset.Tabular.from_delimited_files"),
+                              separator=separator, header=bool(header))
+
+
+def _resolve_paths(path, caller: str) -> tuple[str, ...]:
+    items = path if isinstance(path, list) else [path]
+    if not items:
+        raise UsageError(f"{caller}: no path given: pass a path or (datastore, path)")
+    return tuple(_resolve_data_path(item) for item in items)
 
 
 def _resolve_data_path(item) -> str:
@@ -112,6 +185,14 @@ class Dataset:
     """Entry point for dataset factories, as in the Azure ML SDK: ``Dataset.File.from_files(...)``."""
 
     File = _FileDatasetFactory
+    Tabular = _TabularDatasetFactory
+
+    @staticmethod
+    def get_by_name(workspace: Workspace, name: str, version: int | str = "latest") -> FileDataset:
+        """A registered dataset version (``"latest"`` by default)."""
+        from localpipe.state.datasets import get_dataset
+
+        return get_dataset(workspace, name, version)
 
 
 @dataclass(frozen=True)
@@ -146,9 +227,9 @@ class PipelineData:
     def __post_init__(self):
         self.output_name = self.output_name or self.name
 
-    def as_input(self, input_name: str | None = None) -> PipelineDataInput:
+    def as_input(self, input_name: str | None = None, name: str | None = None) -> PipelineDataInput:
         """Consume this data in another step (read-only, no copy)."""
-        return PipelineDataInput(self, input_name or self.name, "mount")
+        return PipelineDataInput(self, input_name or name or self.name, "mount")
 
     def as_mount(self, input_name: str | None = None) -> PipelineDataInput:
         return PipelineDataInput(self, input_name or self.name, "mount")
@@ -158,10 +239,49 @@ class PipelineData:
         return PipelineDataInput(self, input_name or self.name, "download")
 
 
+class OutputFileDatasetConfig(PipelineData):
+    """A step output that is also written back to a datastore path once the step succeeds.
+
+    ``destination=(datastore, "path/{run-id}/{output-name}")``; with ``register_on_complete(name)``
+    each successful run also registers it as a new version of dataset ``name``.
+    """
+
+    def __init__(self, name: str | None = None, destination: tuple | None = None, source=None, **_ignored):
+        super().__init__(name or "output")
+        if destination is not None and (len(destination) != 2 or not isinstance(destination[0], Datastore)):
+            raise UsageError(f'OutputFileDatasetConfig "{self.name}": destination must be (datastore, "path")')
+        self.destination = destination
+        self.register_as: str | None = None
+
+    def register_on_complete(self, name: str, description: str | None = None, tags: dict | None = None):
+        """Register what the step wrote as a new version of dataset ``name`` when it succeeds."""
+        self.register_as = name
+        return self
+
+    def read_delimited_files(self, separator: str = ",", header: bool = True, **_ignored) -> TabularOutput:
+        """This output as a table: its consumers get a tabular dataset (``to_pandas_dataframe()``)."""
+        return TabularOutput(self, {"separator": separator, "header": bool(header)})
+
+    def as_input(self, name: str | None = None, input_name: str | None = None) -> PipelineDataInput:
+        return PipelineDataInput(self, name or input_name or self.name, "mount")
+
+
+@dataclass(frozen=True)
+class TabularOutput:
+    """``OutputFileDatasetConfig.read_delimited_files()``: consumed through ``as_input()``."""
+
+    data: OutputFileDatasetConfig
+    options: dict
+
+    def as_input(self, name: str | None = None) -> PipelineDataInput:
+        return PipelineDataInput(self.data, name or self.data.name, "mount", self.options)
+
+
 @dataclass(frozen=True, eq=False)
 class PipelineDataInput:
-    """A PipelineData consumed by a step, under ``name``, by ``mode``."""
+    """A PipelineData consumed by a step, under ``name``, by ``mode`` (as a table when ``tabular``)."""
 
     data: PipelineData
     name: str
     mode: str
+    tabular: dict | None = None

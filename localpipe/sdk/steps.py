@@ -13,7 +13,10 @@ import shlex
 import warnings
 from typing import Any
 
-from localpipe.sdk.data import DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput
+from localpipe.sdk.data import (
+    DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput, TabularOutput,
+)
+from localpipe.errors import UsageError
 from localpipe.sdk.environment import RunConfiguration
 
 INPUT_TYPES = (PipelineDataInput, DatasetConsumptionConfig, FileDataset)
@@ -41,6 +44,9 @@ class PipelineStep:
                 self.outputs.append(item)
             elif isinstance(item, INPUT_TYPES):
                 self._add_argument_input(item)
+            elif isinstance(item, TabularOutput):
+                raise UsageError(f'step "{self.name}": pass {item.data.name}.read_delimited_files().as_input(), '
+                                 "not read_delimited_files() alone")
         for output in self.outputs:
             if self not in output.producers:
                 output.producers.append(self)

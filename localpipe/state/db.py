@@ -16,16 +16,32 @@ from localpipe.state import models
 from localpipe.state.layout import history_path
 
 
+LATER_TABLES = (models.ResourceClaim, models.DatasetUse)
+
+
 def _initial(db: SqliteDatabase) -> None:
-    db.create_tables([model for model in models.MODELS if model is not models.ResourceClaim])
+    db.create_tables([model for model in models.MODELS if model not in LATER_TABLES])
 
 
 def _resource_claims(db: SqliteDatabase) -> None:
     db.create_tables([models.ResourceClaim])
 
 
+def _dataset_lineage(db: SqliteDatabase) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    # A database made by this version's 0001 has the columns already (0001 creates the current
+    # models); one made by an earlier 0001 gets them here.
+    present = {column.name for column in db.get_columns("dataset_version")}
+    migrator = SqliteMigrator(db)
+    migrate(*(migrator.add_column("dataset_version", name, getattr(models.DatasetVersion, name))
+              for name in ("kind", "options", "description", "tags") if name not in present))
+    db.create_tables([models.DatasetUse])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
-MIGRATIONS = [("0001_initial", _initial), ("0002_resource_claims", _resource_claims)]
+MIGRATIONS = [("0001_initial", _initial), ("0002_resource_claims", _resource_claims),
+              ("0003_dataset_lineage", _dataset_lineage)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 PRAGMAS = {

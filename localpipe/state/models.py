@@ -159,15 +159,28 @@ class DatastoreRecord(BaseModel):
 
 
 class DatasetVersion(BaseModel):
+    """A registered dataset version: a read-only tree in the object store."""
+
     name = TextField()
     version = IntegerField()
     digest = TextField()
-    paths = JSONField()
+    paths = JSONField()  # the dataset's paths inside the tree ("." for the whole tree)
     produced_by = ForeignKeyField(StepRun, null=True, on_delete="SET NULL")
     created_at = FloatField(default=now)
+    kind = TextField(default="file")  # file or tabular
+    options = JSONField(default=dict)  # tabular: separator, header
+    description = TextField(null=True)
+    tags = JSONField(default=dict)
 
     class Meta:
         indexes = ((("name", "version"), True),)
+
+
+class DatasetUse(BaseModel):
+    """A step run that consumed a registered dataset version (its lineage)."""
+
+    step_run = ForeignKeyField(StepRun, on_delete="CASCADE")
+    dataset_version = ForeignKeyField(DatasetVersion, on_delete="CASCADE")
 
 
 class ComputeTargetRecord(BaseModel):
@@ -225,5 +238,5 @@ class ResourceClaim(BaseModel):
 MODELS = [
     Migration, Experiment, PipelineGraph, PipelineRun, StepRun, StepOutput, CacheKey, CacheEntry, Snapshot,
     Edge, Metric, DatastoreRecord, DatasetVersion, ComputeTargetRecord, EnvironmentRecord,
-    PublishedPipeline, Schedule, ResourceClaim,
+    PublishedPipeline, Schedule, ResourceClaim, DatasetUse,
 ]

@@ -206,3 +206,20 @@ def active_run_ids(ws) -> list[int]:
 
 def status_of(ws, run_id) -> RunStatus:
     return RunStatus(get_run(ws, run_id).status)
+
+
+def outputs(ws, run_id, step: str | None = None) -> list[dict]:
+    """The committed (or reused) outputs of a run's steps, with their paths in the object store."""
+    from localpipe.state.layout import objects_dir
+    from localpipe.state.store import ObjectStore
+
+    run = get_run(ws, run_id)
+    steps = [find_step(ws, run.id, step)] if step else step_rows(ws, run.id)
+    names = {s.id: s.name for s in steps}
+    store = ObjectStore(objects_dir(ws))
+    rows = list(m.StepOutput.select().where(m.StepOutput.step_run.in_(list(names))).order_by(m.StepOutput.id))
+    # A reused step's rows carry no size: the run that committed the object recorded it.
+    sizes = {o.digest: o.size for o in m.StepOutput.select(m.StepOutput.digest, m.StepOutput.size)
+             .where(m.StepOutput.digest.in_([r.digest for r in rows]), m.StepOutput.size > 0)}
+    return [{"step": names[o.step_run_id], "name": o.name, "digest": o.digest,
+             "size": o.size or sizes.get(o.digest, 0), "path": str(store.path(o.digest))} for o in rows]

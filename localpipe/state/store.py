@@ -40,6 +40,7 @@ class ObjectStore:
         tree = hash_tree(folder, ignore=False)
         target = self.path(tree.digest)
         if target.is_dir():
+            os.utime(target)  # fresh again: gc keeps objects changed since the oldest active run began
             remove_tree(folder)
             return tree
         for rel in tree.files:

@@ -1,0 +1,115 @@
+"""Commands about data: datastores, datasets (versions and lineage), step outputs and downloads."""
+
+from __future__ import annotations
+
+import click
+
+from localpipe.cli.common import clock, json_option, print_json, size, table, workspace
+
+
+@click.command()
+@json_option
+def datastores(as_json) -> None:
+    """List the datastores: the two built in and those registered, with what they hold.
+
+    \b
+    Example:
+      localpipe datastores --json
+    """
+    from localpipe.state.datastores import folder_summary
+
+    ws = workspace()
+    rows = []
+    for name, store in ws.datastores.items():
+        files, nbytes = folder_summary(store.path)
+        rows.append({"name": name, "path": str(store.path), "files": files, "bytes": nbytes,
+                     "builtin": name in ("workspaceblobstore", "workspacefilestore")})
+    if as_json:
+        print_json(rows)
+        return
+    table([[r["name"], r["path"], r["files"], size(r["bytes"])] for r in rows], ["NAME", "PATH", "FILES", "SIZE"])
+
+
+@click.command()
+@click.argument("name", required=False)
+@json_option
+def datasets(name, as_json) -> None:
+    """List registered datasets; with NAME, its versions and their lineage.
+
+    Lineage: the step run that produced each version (register_on_complete) and the step runs
+    that consumed it.
+
+    \b
+    Example:
+      localpipe datasets iris_prepared
+    """
+    from localpipe.state.datasets import list_datasets
+
+    found = list_datasets(workspace(), name)
+    if as_json:
+        print_json(found)
+        return
+    if not found:
+        click.echo("no datasets registered: dataset.register(ws, name) registers one")
+        return
+    if name is None:
+        latest: dict[str, dict] = {}
+        for row in found:
+            latest.setdefault(row["name"], row)
+        table([[r["name"], r["version"], r["kind"], clock(r["created_at"])] for r in latest.values()],
+              ["NAME", "LATEST", "KIND", "REGISTERED"])
+        return
+    for row in found:
+        made = f"produced by run {row['produced_by']['run']} (step \"{row['produced_by']['step']}\")" \
+            if row["produced_by"] else "registered by hand"
+        click.echo(f"{row['name']} version {row['version']}  {row['kind']}  {clock(row['created_at'])}  "
+                   f"{row['digest'][:12]}  {made}")
+        for use in row["consumed_by"]:
+            click.echo(f"  consumed by run {use['run']} (step \"{use['step']}\")")
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("step", required=False)
+@json_option
+def outputs(run_id, step, as_json) -> None:
+    """List the outputs of a run's steps (or of one STEP): name, size and path in the store.
+
+    \b
+    Example:
+      localpipe outputs 3 train
+    """
+    from localpipe.state import records
+
+    found = records.outputs(workspace(), run_id, step)
+    if as_json:
+        print_json(found)
+        return
+    table([[r["step"], r["name"], size(r["size"]), r["path"]] for r in found], ["STEP", "OUTPUT", "SIZE", "PATH"])
+
+
+@click.command()
+@click.argument("run_id")
+@click.argument("step")
+@click.argument("output")
+@click.argument("dest", type=click.Path(file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Replace DEST/OUTPUT if it exists.")
+def download(run_id, step, output, dest, overwrite) -> None:
+    """Copy output OUTPUT of STEP in run RUN_ID into DEST/OUTPUT.
+
+    \b
+    Example:
+      localpipe download 3 train model ./models
+    """
+    from localpipe.client.experiment import Experiment
+    from localpipe.client.runs import PipelineRun, StepRun
+    from localpipe.state import records
+
+    ws = workspace()
+    run = records.get_run(ws, run_id)
+    records.find_step(ws, run.id, step)
+    data = StepRun(PipelineRun(Experiment(ws, run.experiment.name), run.id), step).get_output_data(output)
+    click.echo(data.download(dest, overwrite=overwrite))
+
+
+COMMANDS = [datastores, datasets, outputs, download]

@@ -1,0 +1,43 @@
+"""Outputs that go further than the object store once a step succeeds (OutputFileDatasetConfig).
+
+An output with a ``destination`` is copied to its datastore path, placeholders filled in
+(``{run-id}``, ``{output-name}``), through a temporary folder renamed into place, so the path
+holds the whole output or nothing. An output with ``register_on_complete(name)`` becomes a
+version of that dataset, with the step run that produced it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from localpipe.state.datasets import record_version
+from localpipe.state.store import ObjectStore, remove_tree
+
+
+def deliver(ws, store: ObjectStore, run_id: int, step_run_id: int, destinations: dict[str, dict],
+            outputs: dict[str, str]) -> None:
+    """Write back and register each output of ``destinations`` (``outputs``: name -> digest)."""
+    for name, target in destinations.items():
+        digest = outputs[name]
+        if target["path"]:
+            path = Path(target["path"].replace("{run-id}", str(run_id)).replace("{output-name}", name))
+            _copy_into_place(store.path(digest), path)
+        if target["register"]:
+            record_version(ws, target["register"], digest, ["."], produced_by=step_run_id)
+
+
+def _copy_into_place(source: Path, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staging = path.with_name(f".{path.name}.localpipe-{os.getpid()}")
+    remove_tree(staging)
+    shutil.copytree(source, staging)
+    for folder, dirs, files in os.walk(staging):  # the copy is the datastore's, writable like it
+        for entry in (*dirs, *files):
+            full = os.path.join(folder, entry)
+            os.chmod(full, os.stat(full).st_mode | 0o200)
+    os.chmod(staging, os.stat(staging).st_mode | 0o200)
+    if path.exists():
+        remove_tree(path)
+    os.rename(staging, path)
