@@ -109,3 +109,25 @@ def test_submit_creates_a_workspace_when_there_is_none(tmp_path, localpipe, proj
     assert proc.returncode == 0, proc.stderr
     assert "created workspace" in proc.stderr
     assert (folder / ".localpipe" / "history.db").exists()
+
+
+def test_show_records_the_git_commit_branch_and_dirtiness_of_the_sources(invoke, project, ws):
+    import subprocess
+
+    pipeline = make_project(project)
+    proj = ws.root / "proj"
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(proj), *args], check=True, capture_output=True)
+
+    git("init", "-q", "-b", "main")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", ".")
+    git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "first")
+    commit = subprocess.run(["git", "-C", str(proj), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    invoke("submit", pipeline)
+    details = json.loads(invoke("show", "1", "--json").output)
+    assert details["git"] == {str(proj): {"commit": commit, "branch": "main", "dirty": False,
+                                          "folders": [str(proj / "make"), str(proj / "use")]}}
+    project("proj/use/use.py", "print('edited')\n")
+    invoke("submit", pipeline)
+    assert f"git: {proj} main@{commit[:12]} (dirty: uncommitted changes)" in invoke("show", "2").output

@@ -24,7 +24,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
             "environment", "published_pipeline", "schedule", "migration", "resource_claim", "dataset_use",
             "cache_key"} <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
-        "0001_initial", "0002_resource_claims", "0003_dataset_lineage"]
+        "0001_initial", "0002_resource_claims", "0003_dataset_lineage", "0004_git_info"]
 
 
 def test_state_folder_is_private(ws):

@@ -63,6 +63,9 @@ def show(run_id, as_json) -> None:
                f"submitted {clock(details['submitted_at'])}  took {duration(details['started_at'], details['ended_at'])}")
     if details["parameters"]:
         click.echo("parameters: " + ", ".join(f"{k}={v!r}" for k, v in details["parameters"].items()))
+    for root, repo in details["git"].items():
+        dirty = " (dirty: uncommitted changes)" if repo["dirty"] else ""
+        click.echo(f"git: {root} {repo['branch']}@{repo['commit'][:12]}{dirty}")
     if details["error"]:
         click.echo(f"error: {details['error']}")
     for step in details["steps"]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from localpipe.engine.gitinfo import git_info
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
 from localpipe.plan.hashing import TreeDigest, hash_bytes
 from localpipe.plan.incremental import TreeCache, source_trees
@@ -69,7 +70,8 @@ def prepare_run(ws, pipeline, experiment_name: str, parameters: dict | None = No
         run = m.PipelineRun.create(
             experiment=experiment, pipeline=stored, status=RunStatus.NOT_STARTED.value,
             parameters=graph.parameters, tags=tags or {}, regenerate_outputs=regenerate_outputs,
-            continue_on_step_failure=continue_on_step_failure, pipeline_file=pipeline_file)
+            continue_on_step_failure=continue_on_step_failure, pipeline_file=pipeline_file,
+            git=git_info(sorted({s.source_dir for s in graph.steps.values() if s.source_dir})) or None)
         insert_rows(m.StepRun, [{"run": run.id, "name": name, "status": RunStatus.NOT_STARTED.value}
                                    for name in graph.steps])
         edges = [{"run": run.id, "source": up.step, "target": spec.name, "data": up.output}

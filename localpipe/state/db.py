@@ -30,8 +30,6 @@ def _resource_claims(db: SqliteDatabase) -> None:
 def _dataset_lineage(db: SqliteDatabase) -> None:
     from playhouse.migrate import SqliteMigrator, migrate
 
-    # A database made by this version's 0001 has the columns already (0001 creates the current
-    # models); one made by an earlier 0001 gets them here.
     present = {column.name for column in db.get_columns("dataset_version")}
     migrator = SqliteMigrator(db)
     migrate(*(migrator.add_column("dataset_version", name, getattr(models.DatasetVersion, name))
@@ -39,9 +37,18 @@ def _dataset_lineage(db: SqliteDatabase) -> None:
     db.create_tables([models.DatasetUse])
 
 
+def _git_info(db: SqliteDatabase) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    if "git" not in {column.name for column in db.get_columns("pipeline_run")}:
+        migrate(SqliteMigrator(db).add_column("pipeline_run", "git", models.PipelineRun.git))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
+# 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
+# on a file 0001 made.
 MIGRATIONS = [("0001_initial", _initial), ("0002_resource_claims", _resource_claims),
-              ("0003_dataset_lineage", _dataset_lineage)]
+              ("0003_dataset_lineage", _dataset_lineage), ("0004_git_info", _git_info)]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 PRAGMAS = {

@@ -74,6 +74,7 @@ class PipelineRun(BaseModel):
     scheduler_pid = IntegerField(null=True)
     scheduler_started = FloatField(null=True)  # the process's create time: guards against pid reuse
     error = TextField(null=True)
+    git = JSONField(null=True)  # {repository root: {commit, branch, dirty, folders}} of the steps' sources
 
 
 class StepRun(BaseModel):

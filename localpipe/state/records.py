@@ -160,7 +160,7 @@ def run_details(ws, run_id) -> dict:
         reused_runs[row.id] = row.run_id
     return {
         "id": run.id, "experiment": run.experiment.name, "status": run.status, "error": run.error,
-        "parameters": run.parameters, "tags": run.tags, "pipeline_file": run.pipeline_file,
+        "parameters": run.parameters, "tags": run.tags, "pipeline_file": run.pipeline_file, "git": run.git or {},
         "submitted_at": run.submitted_at, "started_at": run.started_at, "ended_at": run.ended_at,
         "steps": [step_dict(s, outputs.get(s.id, {}), reused_runs.get(s.reused_from_id)) for s in steps],
     }
