@@ -12,6 +12,7 @@ import os
 import shutil
 from pathlib import Path
 
+from localpipe.faults import fault_point
 from localpipe.state.datasets import record_version
 from localpipe.state.store import ObjectStore, remove_tree
 
@@ -33,6 +34,7 @@ def _copy_into_place(source: Path, path: Path) -> None:
     staging = path.with_name(f".{path.name}.localpipe-{os.getpid()}")
     remove_tree(staging)
     shutil.copytree(source, staging)
+    fault_point("during-delivery")
     for folder, dirs, files in os.walk(staging):  # the copy is the datastore's, writable like it
         for entry in (*dirs, *files):
             full = os.path.join(folder, entry)

@@ -22,6 +22,7 @@ import psutil
 from localpipe.engine.decide import Decision, decide
 from localpipe.engine.executors import Exit
 from localpipe.engine.deliver import deliver
+from localpipe.faults import fault_point
 from localpipe.engine.executors.local import LocalExecutor
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
@@ -145,6 +146,7 @@ class Scheduler:
         """
         previous = _install_signal_handlers(self._on_signal)
         self._start_run()
+        fault_point("run-started")
         try:
             self.sources = self._sources
             if self.sources is None:
@@ -235,8 +237,10 @@ class Scheduler:
                                            regenerate=self.run.regenerate_outputs):
                         self._apply(decision)
                 self._write_deferred()
+                fault_point("in-reuse-wave")
             finally:
                 self._deferred = None
+        fault_point("after-reuse-wave")
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step
@@ -390,10 +394,12 @@ class Scheduler:
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts)
+        fault_point("before-step-start")
         pid = self.executor.start(launch, self.events.put)
         self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=state.attempt,
                          arguments=launch.argv, placement=placement.describe(),
                          snapshot=snapshot.digest if snapshot else None)
+        fault_point("step-running")
 
     def _step_env(self, name: str, placement: Placement) -> dict[str, str]:
         env = dict(os.environ)
@@ -460,12 +466,15 @@ class Scheduler:
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
         spec = running.spec
         self._transition(name, RunStatus.FINALIZING, None)
+        fault_point("before-commit")
         committed: dict[str, TreeDigest] = {}
         for output, is_dir in spec.outputs.items():
             path = running.folder.output_path(output, is_dir)
             if not path.exists():
                 self._fail(name, f'output "{output}" was not written to {path}', exit_event=event)
                 return
+            if committed:
+                fault_point("mid-commit")
             committed[output] = self.store.commit(running.folder.outputs / output)
         components = self.state[name].components
         if running.snapshot and running.snapshot.digest != components.get("source"):
@@ -480,6 +489,7 @@ class Scheduler:
             return
         # The cache entry and the Completed status are one transaction: an entry exists only for
         # a step that completed, and only once all its outputs are in the store.
+        fault_point("before-cache-entry")
         with self.db.atomic():
             insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": t.digest,
                                         "size": t.size} for o, t in committed.items()])
@@ -487,6 +497,8 @@ class Scheduler:
             m.CacheEntry.replace(key=key, step_run=self.step_ids[name], created_at=self.now()).execute()
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
                              peak_memory=event.peak_memory, cache_key=key)
+            fault_point("in-cache-entry")
+        fault_point("after-completed")
 
     def _fail(self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None) -> None:
         spec = self.graph.steps[name]

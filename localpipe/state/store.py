@@ -11,6 +11,7 @@ import shutil
 import stat
 from pathlib import Path
 
+from localpipe.faults import fault_point
 from localpipe.plan.hashing import TreeDigest, hash_tree
 
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -47,6 +48,7 @@ class ObjectStore:
             path = Path(folder, rel)
             os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~0o222)
         target.parent.mkdir(parents=True, exist_ok=True)
+        fault_point("store-rename")
         try:
             os.rename(folder, target)
         except OSError:

@@ -1,0 +1,40 @@
+"""Named kill points for fault-injection tests (tests/faults/).
+
+``LOCALPIPE_FAULT=POINT[:N]`` makes the process kill itself with SIGKILL the N-th time (default:
+the first) it reaches ``fault_point(POINT)``, so a test can stop the scheduler at an exact moment
+instead of sleeping and hoping. Unset, a point costs one dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+POINTS = (
+    "run-started",          # the run is marked Running, nothing decided yet
+    "in-reuse-wave",        # inside the transaction recording a wave of decisions
+    "after-reuse-wave",     # a wave of decisions committed
+    "before-step-start",    # a step's folder is ready, its process not started
+    "step-running",         # a step's process runs and is recorded as Running
+    "before-commit",        # a step exited 0 and is Finalizing, no output in the store yet
+    "mid-commit",           # one output is in the store, the next is not
+    "store-rename",         # an output folder is read-only, not yet renamed into the store
+    "before-cache-entry",   # every output is in the store, nothing recorded yet
+    "in-cache-entry",       # inside the transaction writing outputs, cache entry and Completed
+    "after-completed",      # a step's completion is committed
+    "during-delivery",      # an output's write-back to its datastore is half copied
+)
+
+_spec = os.environ.get("LOCALPIPE_FAULT", "")
+_point, _, _nth = _spec.partition(":")
+_remaining = int(_nth or 1) if _point else 0
+
+
+def fault_point(name: str) -> None:
+    """Kill this process here if LOCALPIPE_FAULT names this point (and this is the N-th time)."""
+    global _remaining
+    if name != _point:
+        return
+    _remaining -= 1
+    if _remaining == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
