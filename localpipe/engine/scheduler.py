@@ -460,7 +460,8 @@ class Scheduler:
         elif event.exit_code == 0:
             self._complete(name, running, event)
         else:
-            self._fail(name, describe_exit(event), exit_event=event)
+            self._fail(name, describe_exit(event, running.spec.resources.get("memory"),
+                                           log_tail(running.folder)), exit_event=event)
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
@@ -616,15 +617,20 @@ def _restore_signal_handlers(previous: dict) -> None:
         signals.signal(sig, handler)
 
 
-def describe_exit(event: Exit) -> str:
-    """A readable reason for a non-zero exit: the code, or the signal by name."""
+def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None = None) -> str:
+    """A readable reason for a non-zero exit: the code, or the signal by name, and a memory limit hit."""
     if event.signal:
         try:
             sig = signals.Signals(event.signal).name
         except ValueError:
             sig = str(event.signal)
-        return f"killed by signal {event.signal} ({sig})"
-    return f"exit code {event.exit_code}"
+        reason = f"killed by signal {event.signal} ({sig})"
+    else:
+        reason = f"exit code {event.exit_code}"
+    if memory_limit and ("MemoryError" in (tail or "") or "Cannot allocate memory" in (tail or "")
+                         or (event.peak_memory or 0) >= 0.9 * memory_limit):
+        reason += f": it ran out of its memory limit ({memory_limit / 2**20:.0f} MiB, memory_per_step)"
+    return reason
 
 
 def log_tail(folder: StepFolder, lines: int = LOG_TAIL_LINES) -> str | None:

@@ -6,7 +6,7 @@ does not care where a process runs (here, in a container, or on another engine).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass
@@ -19,7 +19,7 @@ class Launch:
     env: dict[str, str]
     stdout: str
     stderr: str
-    extra: dict = field(default_factory=dict)
+    memory_limit: int | None = None  # bytes of address space, enforced with RLIMIT_AS
 
 
 @dataclass

@@ -8,6 +8,7 @@ with the peak resident memory of the process and its reaped children.
 from __future__ import annotations
 
 import os
+import resource
 import selectors
 import signal
 import subprocess
@@ -44,6 +45,12 @@ class LocalExecutor:
             on_exit(Exit(launch.key, None, None, None, error=f"could not start {launch.argv[0]!r}: "
                                                                f"{exc.strerror or exc}"))
             return None
+        if launch.memory_limit:
+            # Set from here, just after the fork: a preexec_fn is unsafe with the reaper thread running.
+            try:
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (launch.memory_limit, launch.memory_limit))
+            except (OSError, ValueError):
+                pass  # the process may already be gone; its exit is reported as usual
         with self._lock:
             if self._closed:
                 raise RuntimeError("the executor is closed")

@@ -1,0 +1,53 @@
+"""Steps that die badly are recorded as Failed with a readable reason, and the rest goes on."""
+
+from __future__ import annotations
+
+import pytest
+
+from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep
+
+DEATHS = {
+    "sigkill": ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)\n", "killed by signal 9 (SIGKILL)"),
+    "segfault": ("import ctypes\nctypes.string_at(0)\n", "killed by signal 11 (SIGSEGV)"),
+    "abort": ("import os\nos.abort()\n", "killed by signal 6 (SIGABRT)"),
+    "closed_stdout": ("import os\nos.close(1)\nprint('x' * 100000)\n", "exit code 1"),
+}
+
+
+@pytest.mark.parametrize("death", sorted(DEATHS))
+def test_a_dying_step_is_failed_with_a_reason_and_its_neighbour_completes(ws, project, run_pipeline, death):
+    script, reason = DEATHS[death]
+    project("src/die/die.py", script)
+    project("src/ok/ok.py", "print('fine')\n")
+    die = PythonScriptStep("die.py", name="die", source_directory=ws.root / "src/die")
+    ok = PythonScriptStep("ok.py", name="ok", source_directory=ws.root / "src/ok")
+    _, status, steps = run_pipeline(Pipeline(ws, [die, ok]), continue_on_step_failure=True)
+    assert status.value == "Failed"
+    assert (steps["die"]["status"], steps["die"]["reason"]) == ("Failed", reason)
+    assert steps["ok"]["status"] == "Completed"
+
+
+def test_exceeding_the_memory_limit_is_named_in_the_reason(ws, project, run_pipeline):
+    project("src/big/big.py", "block = bytearray(600 * 1024 * 1024)\n")
+    small = ComputeTarget.create(ws, "small", LocalCompute.provisioning_configuration(memory_per_step=256 * 2**20))
+    step = PythonScriptStep("big.py", name="big", source_directory=ws.root / "src/big", compute_target=small)
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    assert steps["big"]["status"] == "Failed"
+    assert steps["big"]["reason"] == "exit code 1: it ran out of its memory limit (256 MiB, memory_per_step)"
+    assert "MemoryError" in steps["big"]["log_tail"]
+
+
+def test_a_hundred_megabytes_of_output_is_kept_and_the_tail_stays_small(ws, project, run_pipeline):
+    project("src/loud/loud.py", """
+        import sys
+        line = "y" * 1023 + "\\n"
+        for _ in range(100 * 1024):
+            sys.stdout.write(line)
+        print("the end", file=sys.stderr)
+        sys.exit(2)
+    """)
+    run_id, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("loud.py", name="loud",
+                                                                   source_directory=ws.root / "src/loud")]))
+    assert steps["loud"]["reason"] == "exit code 2"
+    assert (ws.state_dir / "runs" / str(run_id) / "loud" / "stdout.log").stat().st_size == 100 * 1024 * 1024
+    assert steps["loud"]["log_tail"] == "the end"
