@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 
+import pytest
+
 from localpipe import CommandStep, Dataset, Pipeline, PipelineData, PythonScriptStep, RunConfiguration
 from localpipe.state.layout import objects_dir
 from localpipe.state.store import ObjectStore
@@ -225,3 +227,37 @@ def test_continue_on_step_failure_runs_the_independent_branch(ws, project, run_p
     assert status is RunStatus.FAILED
     assert {n: s["status"] for n, s in steps.items()} == {
         "fail": "Failed", "down": "Canceled", "alone": "Completed", "before": "Completed"}
+
+
+def test_secret_env_reaches_the_step_but_never_history_or_logs(ws, project, run_pipeline, monkeypatch):
+    import sqlite3
+
+    monkeypatch.setenv("API_TOKEN", "s3cr3t-value-42")
+    project("src/s/s.py", """
+        import os, sys
+        token = os.environ["API_TOKEN"]
+        print("token is", token)
+        print("again:", token, file=sys.stderr)
+        open(sys.argv[1] + "/len.txt", "w").write(str(len(token)))
+    """)
+    out = PipelineData("out")
+    step = PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s", arguments=[out],
+                            secret_env=["API_TOKEN"])
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status is RunStatus.COMPLETED
+    assert output_file(ws, steps["s"], "out", "len.txt").read_text() == "15"
+    folder = ws.state_dir / "runs" / str(run_id) / "s"
+    assert (folder / "stdout.log").read_text() == "token is ***\n"
+    assert (folder / "stderr.log").read_text() == "again: ***\n"
+    dump = "\n".join(sqlite3.connect(ws.state_dir / "history.db").iterdump())
+    assert "s3cr3t-value-42" not in dump and "API_TOKEN" in dump
+
+
+def test_a_missing_secret_fails_validation(ws, project):
+    from localpipe.errors import PipelineValidationError
+    from localpipe.plan.graph import plan_pipeline
+
+    project("src/s/s.py", "print(1)\n")
+    step = PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s", secret_env=["NOT_SET_ANYWHERE"])
+    with pytest.raises(PipelineValidationError, match='secret_env "NOT_SET_ANYWHERE" is not set'):
+        plan_pipeline(Pipeline(ws, [step]))

@@ -109,8 +109,9 @@ def build_launch(step: StepSpec, folder: StepFolder, input_paths: dict[str, str]
     env["LOCALPIPE_OUTPUTS"] = json.dumps(output_paths)
     env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
     env.setdefault("PYTHONUNBUFFERED", "1")
+    secrets = [env[name] for name in step.secret_env if env.get(name)]
     return Launch(key=key, argv=argv, cwd=str(folder.snapshot), env=env, stdout=str(folder.stdout),
-                  stderr=str(folder.stderr), memory_limit=step.resources.get("memory"))
+                  stderr=str(folder.stderr), memory_limit=step.resources.get("memory"), masked=secrets)
 
 
 def _resolve(token, inputs: dict[str, str], outputs: dict[str, str]) -> str:

@@ -83,6 +83,7 @@ class StepSpec:
     resources: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     # output name -> {"path": destination template, "register": dataset name or None}
     destinations: dict[str, dict] = field(default_factory=dict)
+    secret_env: list[str] = field(default_factory=list)  # names only: values are never recorded
 
     @property
     def upstream(self) -> set[str]:
@@ -256,6 +257,7 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
         compute_target=target_name, allow_reuse=bool(step.allow_reuse), version=step.version,
         after=after, timeout_seconds=step.runconfig.timeout_seconds,
         max_retries=step.runconfig.max_retries, resources=resources, destinations=destinations,
+        secret_env=_secret_env(label, step.secret_env, found),
     )
 
 
@@ -308,6 +310,14 @@ def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[
         found.append(f'output "{name}" is produced by more than one step ({producers}): '
                      "give each step its own PipelineData")
     outputs[name] = output.is_directory
+
+
+def _secret_env(label: str, names: list[str], found: list[str]) -> list[str]:
+    missing = [name for name in names if name not in os.environ]
+    if missing:
+        found.append(f'{label}: secret_env "{missing[0]}" is not set in this environment: export it before '
+                     "submitting")
+    return sorted(names)
 
 
 def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) -> dict:

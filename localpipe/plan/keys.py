@@ -33,6 +33,7 @@ def key_components(step: StepSpec, source_digest: str | None, input_digests: dic
         "environment": {k: v for k, v in step.environment.items() if k != "interpreter"},
         "outputs": sorted(step.outputs),
         "version": step.version,
+        "secret_env": step.secret_env,  # which secrets the step gets, never their values
     }
 
 

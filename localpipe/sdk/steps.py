@@ -28,8 +28,11 @@ class PipelineStep:
     kind = "step"
 
     def __init__(self, name, source_directory, arguments, inputs, outputs, compute_target,
-                 runconfig, params, allow_reuse, version):
+                 runconfig, params, allow_reuse, version, secret_env=None):
         self.name = name
+        # Names of environment variables passed to the step from the submitter's environment;
+        # their values are never recorded, and are masked in the step's logs.
+        self.secret_env = list(secret_env or [])
         self.source_directory = os.path.abspath(source_directory) if source_directory else None
         self.arguments = list(arguments or [])
         self.params = dict(params or {})
@@ -89,13 +92,14 @@ class PythonScriptStep(PipelineStep):
                  compute_target: Any = None, runconfig: RunConfiguration | None = None,
                  inputs: list | None = None, outputs: list | None = None, params: dict | None = None,
                  source_directory: str | None = None, allow_reuse: bool = True,
-                 version: str | None = None, hash_paths: list | None = None, **_ignored):
+                 version: str | None = None, hash_paths: list | None = None, secret_env: list | None = None,
+                 **_ignored):
         if hash_paths is not None:
             warnings.warn("hash_paths is deprecated: the whole source_directory is always hashed",
                           DeprecationWarning, stacklevel=2)
         self.script_name = script_name
         super().__init__(name or script_name, source_directory, arguments, inputs, outputs,
-                         compute_target, runconfig, params, allow_reuse, version)
+                         compute_target, runconfig, params, allow_reuse, version, secret_env)
 
 
 class CommandStep(PipelineStep):
@@ -106,8 +110,8 @@ class CommandStep(PipelineStep):
     def __init__(self, command: str | list, name: str | None = None, source_directory: str | None = None,
                  inputs: list | None = None, outputs: list | None = None, compute_target: Any = None,
                  runconfig: RunConfiguration | None = None, allow_reuse: bool = True,
-                 version: str | None = None, **_ignored):
+                 version: str | None = None, secret_env: list | None = None, **_ignored):
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         first = next((str(part) for part in self.command if isinstance(part, str)), "command")
         super().__init__(name or os.path.basename(first), source_directory, self.command, inputs,
-                         outputs, compute_target, runconfig, None, allow_reuse, version)
+                         outputs, compute_target, runconfig, None, allow_reuse, version, secret_env)

@@ -6,7 +6,7 @@ does not care where a process runs (here, in a container, or on another engine).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 @dataclass
@@ -20,6 +20,7 @@ class Launch:
     stdout: str
     stderr: str
     memory_limit: int | None = None  # bytes of address space, enforced with RLIMIT_AS
+    masked: list[str] = field(default_factory=list)  # secret values replaced by *** in the logs
 
 
 @dataclass

@@ -38,9 +38,14 @@ class LocalExecutor:
         """Start ``launch``; ``on_exit`` is called from another thread when it ends. Returns the pid."""
         try:
             with open(launch.stdout, "ab") as out, open(launch.stderr, "ab") as err:
-                proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdout=out,
-                                        stderr=err, stdin=subprocess.DEVNULL, start_new_session=True,
+                # A step with secrets writes through a pipe that masks them; others straight to their files.
+                piped = subprocess.PIPE if launch.masked else None
+                proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdout=piped or out,
+                                        stderr=piped or err, stdin=subprocess.DEVNULL, start_new_session=True,
                                         close_fds=True)
+            if launch.masked:
+                for stream, path in ((proc.stdout, launch.stdout), (proc.stderr, launch.stderr)):
+                    threading.Thread(target=_copy_masked, args=(stream, path, launch.masked), daemon=True).start()
         except OSError as exc:
             on_exit(Exit(launch.key, None, None, None, error=f"could not start {launch.argv[0]!r}: "
                                                                f"{exc.strerror or exc}"))
@@ -132,6 +137,17 @@ class LocalExecutor:
     def running(self) -> int:
         with self._lock:
             return len(self._procs)
+
+
+def _copy_masked(stream, path: str, secrets: list[str]) -> None:
+    """Copy a step's output to its log line by line, every secret value replaced by ***."""
+    masks = [(secret.encode(), b"***") for secret in secrets]
+    with stream, open(path, "ab") as log:
+        for line in iter(stream.readline, b""):
+            for secret, mask in masks:
+                line = line.replace(secret, mask)
+            log.write(line)
+            log.flush()
 
 
 def _tree(pid: int) -> list[psutil.Process]:
