@@ -347,3 +347,18 @@ def report_ms(label: str, seconds: Sequence[float], target_ms: float | None = No
     print(line)
     print("    samples (ms): " + ", ".join(f"{s * 1000:.1f}" for s in seconds))
     return line
+
+
+# -- reading back what a run recorded (data_bench) --------------------------------------------------
+def last_run(workspace: Path) -> dict:
+    """The newest run as `localpipe runs -n 1 --json` lists it (id, status, steps, times)."""
+    proc = run([*localpipe_argv(), "runs", "-n", "1", "--json"], cwd=workspace)
+    runs = json.loads(proc.stdout)
+    if not runs:
+        sys.exit("bench: the workspace has no run")
+    return runs[0]
+
+
+def run_details(workspace: Path, run_id: int) -> dict:
+    """What `localpipe show RUN --json` says of run ``run_id``: its times and each step's."""
+    return json.loads(run([*localpipe_argv(), "show", str(run_id), "--json"], cwd=workspace).stdout)

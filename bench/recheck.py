@@ -6,7 +6,7 @@ into the past first: a file modified within ``RACY_SECONDS`` (2 s) of hashing is
 and never enters the stat cache, so a freshly written tree would be hashed in full every time.
 
 (a) Without a watcher, as a fresh `localpipe` process does it: the stat cache
-    (``.localpipe/statcache.db``) was filled by an earlier ``hash_tree`` and saved; each repeat
+    (``.localpipe/statcache.bin``) was filled by an earlier ``hash_tree`` and saved; each repeat
     constructs a new ``StatCache`` from that file (the load) and calls
     ``hash_tree(root, stat_cache=cache)``. Reported with and without the load; every file must
     come from the cache (the figure is refused otherwise). Target: < 150 ms (median of 10),
@@ -85,7 +85,7 @@ def main() -> int:
 
     with temp_folder("recheck", keep=args.keep) as folder:
         root = folder / "project"
-        db = folder / "statcache.db"
+        db = folder / "statcache.bin"
         started = time.perf_counter()
         paths = make_tree(root, args.folders, args.per_folder)
         print(f"tree: {args.folders} folders x {args.per_folder} files of {FILE_SIZE} B + .gitignore "
@@ -101,7 +101,7 @@ def main() -> int:
         if len(StatCache(db)._entries) < len(paths):
             sys.exit("bench: the stat cache was not filled (are the files racily clean?)")
         print(f"filling run (every file read and hashed, stat cache written): {fill_seconds * 1000:.1f} ms; "
-              f"statcache.db {sum(f.stat().st_size for f in folder.glob('statcache.db*')) // 1024} KiB (with its WAL)")
+              f"statcache.bin {sum(f.stat().st_size for f in folder.glob('statcache.bin*')) // 1024} KiB")
 
         # (a) a fresh process's re-check: load the stat cache, then hash the tree from it.
         with_load, without_load, loads = [], [], []

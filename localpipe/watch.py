@@ -82,7 +82,7 @@ class Watcher:
         self.debounce = debounce
         self.echo = echo
         self.reporter_factory = reporter_factory
-        self.trees = TreeCache(StatCache(ws.state_dir / "statcache.db"))
+        self.trees = TreeCache(StatCache(ws.state_dir / "statcache.bin"))
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
         self.watched: set[str] = set()

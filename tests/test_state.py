@@ -116,10 +116,10 @@ def test_stat_cache_answers_for_unchanged_files_without_reading_them(tmp_path):
     path.write_text("one")
     old = path.stat().st_mtime - 60
     os.utime(path, (old, old))  # older than the racy window, so it is remembered
-    cache = StatCache(tmp_path / "stat.db")
+    cache = StatCache(tmp_path / "statcache.bin")
     digest = hash_tree(tmp_path, ignore=False, stat_cache=cache).files["f.txt"]
     cache.save()
-    reloaded = StatCache(tmp_path / "stat.db")
+    reloaded = StatCache(tmp_path / "statcache.bin")
     assert reloaded.lookup(str(path), path.stat()) == digest
     path.write_text("two")
     assert reloaded.lookup(str(path), path.stat()) is None

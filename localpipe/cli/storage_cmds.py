@@ -77,7 +77,7 @@ def du(limit, as_json) -> None:
     parts = usage["parts"]
     notes = {"objects": f"{usage['objects']} objects", "runs": f"{len(usage['runs'])} run folders",
              "tmp": f"{usage['tmp_entries']} entries"}
-    labels = {"objects": "objects/", "runs": "runs/", "history": "history.db", "statcache": "statcache.db",
+    labels = {"objects": "objects/", "runs": "runs/", "history": "history.db", "statcache": "statcache.bin",
               "datastores": "datastores/", "tmp": "tmp/", "other": "other"}
     rows = [[labels[name], size(nbytes), notes.get(name, "")] for name, nbytes in parts.items()]
     rows.append(["total", size(usage["total"]), ""])

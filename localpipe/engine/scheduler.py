@@ -132,7 +132,7 @@ class Scheduler:
         self.decidable = [name for name, upstream in self.upstream.items() if not upstream]
         self.awaiting = {name: len(upstream) for name, upstream in self.upstream.items()}
         self._blocked_dirty = False  # a step failed or was canceled: its dependants must be canceled
-        self._stat_cache = StatCache(ws.state_dir / "statcache.db")
+        self._stat_cache = StatCache(ws.state_dir / "statcache.bin")
         self.metrics = MetricsIngester(self.db, now)
         self._next_metrics = 0.0
         self._dataset_digests: dict[tuple[str, ...], str] = {}

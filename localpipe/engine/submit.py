@@ -47,7 +47,7 @@ def plan(ws, pipeline, parameters: dict | None = None,
     host = detect_host()
     capacity = Capacity(host.cpus, host.memory_total, detect_gpus)
     graph = plan_pipeline(pipeline, parameters, compute_targets=compute_targets(ws), capacity=capacity)
-    trees = trees or TreeCache(StatCache(ws.state_dir / "statcache.db"))
+    trees = trees or TreeCache(StatCache(ws.state_dir / "statcache.bin"))
     sources = source_trees(graph, trees)
     trees.stat_cache.save()
     return graph, sources

@@ -353,7 +353,7 @@ def disk_usage(ws) -> dict:
         size = tree_size(entry.path)
         if entry.name.startswith(history):
             parts["history"] += size
-        elif entry.name.startswith("statcache.db"):
+        elif entry.name.startswith("statcache.bin"):
             parts["statcache"] += size
         elif entry.name in ("objects", "runs", "datastores", "tmp"):
             parts[entry.name] += size

@@ -1,14 +1,19 @@
 """A per-file stat cache: (path, size, mtime_ns, inode) -> digest, so unchanged files are never re-read.
 
-Kept in its own SQLite file (`.localpipe/statcache.db`) rather than history.db: it is a cache
-that may be deleted at any time, and it is written by whoever hashes, not only the scheduler.
+Kept in its own file (`.localpipe/statcache.bin`, a marshal-encoded dict) rather than history.db:
+it is a cache that may be deleted at any time, read whole by every command that hashes (so it
+must load in milliseconds for 10,000 files), and written by whoever hashes, not only the
+scheduler. A save merges with what is on disk and replaces the file by a rename; two writers at
+once can lose each other's new entries, which only costs a re-read later.
 """
 
 from __future__ import annotations
 
+import marshal
 import os
-import sqlite3
 from pathlib import Path
+
+FORMAT = 1
 
 
 class StatCache:
@@ -16,30 +21,25 @@ class StatCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        # path -> (path, size, mtime_ns, inode, digest): the rows as SQLite returns them.
-        self._entries: dict[str, tuple] = {}
+        # path -> (size, mtime_ns, inode, digest)
+        self._entries: dict[str, tuple] = self._load()
         self._new: dict[str, tuple] = {}
-        try:
-            with self._connect() as conn:
-                self._entries = {row[0]: row for row in conn.execute("SELECT * FROM files").fetchall()}
-        except sqlite3.DatabaseError:
-            self._entries = {}  # a damaged cache is only a slower run: start again
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10)
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("CREATE TABLE IF NOT EXISTS files (path TEXT PRIMARY KEY, size INTEGER, "
-                     "mtime_ns INTEGER, ino INTEGER, digest TEXT)")
-        return conn
+    def _load(self) -> dict[str, tuple]:
+        try:
+            version, entries = marshal.loads(self.path.read_bytes())
+        except (OSError, ValueError, EOFError, TypeError):
+            return {}  # missing or damaged: a slower run, nothing worse
+        return entries if version == FORMAT and isinstance(entries, dict) else {}
 
     def lookup(self, path: str, st: os.stat_result) -> str | None:
         entry = self._new.get(path) or self._entries.get(path)
-        if entry and entry[1] == st.st_size and entry[2] == st.st_mtime_ns and entry[3] == st.st_ino:
-            return entry[4]
+        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns and entry[2] == st.st_ino:
+            return entry[3]
         return None
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._new[path] = (path, st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        self._new[path] = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
 
     def forget(self, path: str) -> None:
         """Drop what is known of ``path`` (the watcher calls this on a change)."""
@@ -49,10 +49,13 @@ class StatCache:
     def save(self) -> None:
         if not self._new:
             return
+        merged = {**self._load(), **self._entries, **self._new}
+        staging = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         try:
-            with self._connect() as conn:
-                conn.executemany("INSERT OR REPLACE INTO files VALUES (?, ?, ?, ?, ?)", list(self._new.values()))
-        except sqlite3.Error:
+            staging.write_bytes(marshal.dumps((FORMAT, merged)))
+            os.replace(staging, self.path)
+        except OSError:
+            staging.unlink(missing_ok=True)
             return  # a cache that cannot be written only costs time
-        self._entries.update(self._new)
+        self._entries = merged
         self._new.clear()
