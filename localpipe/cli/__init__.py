@@ -19,6 +19,25 @@ EXIT_OK, EXIT_STEP_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 class LocalpipeGroup(click.Group):
     """Turns library errors into one line on stderr and their exit code (a traceback with --debug)."""
 
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """click's own usage errors, too, become one ``error:`` line with exit code 2."""
+        try:
+            result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else EXIT_OK
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx else "localpipe"
+            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            code = EXIT_INVALID
+        except click.Abort:
+            click.echo("interrupted", err=True)
+            code = EXIT_INTERRUPTED
+        except click.ClickException as exc:
+            exc.show()
+            code = exc.exit_code
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from localpipe.engine.logs import print_new_lines
 from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
-from localpipe.errors import LocalpipeError, NotFoundError
+from localpipe.errors import LocalpipeError, NotFoundError, UsageError
 from localpipe.state import records
 from localpipe.state.layout import step_dir
 from localpipe.status import RunStatus
@@ -168,7 +168,7 @@ class OutputData:
 
         dest = Path(local_path) / self.name
         if dest.exists() and not overwrite:
-            raise LocalpipeError(f"{dest} already exists: pass overwrite=True or choose another folder")
+            raise UsageError(f"{dest} already exists: pass overwrite=True (--overwrite) or choose another folder")
         shutil.copytree(self.path, dest, dirs_exist_ok=overwrite)
         for path in (dest, *dest.rglob("*")):
             path.chmod(path.stat().st_mode | 0o200)  # the copy is the user's, not the store's

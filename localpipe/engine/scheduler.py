@@ -18,10 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import psutil
+from peewee import OperationalError
 
 from localpipe.engine.decide import Decision, decide
 from localpipe.engine.executors import Exit
 from localpipe.engine.deliver import deliver
+from localpipe.errors import StateError
 from localpipe.faults import fault_point
 from localpipe.engine.executors.local import LocalExecutor
 from localpipe.engine.metrics import MetricsIngester
@@ -166,6 +168,11 @@ class Scheduler:
                 self._handle(event)
         except KeyboardInterrupt:
             self.stop, self.interrupted = "interrupted (Ctrl-C)", True
+        except OperationalError as exc:
+            self.stop = f"history.db could not be written ({exc})"
+            self._cancel_quietly()
+            raise StateError(f"{self.ws.state_dir}: history.db could not be written ({exc}): free disk space "
+                             "(localpipe gc, localpipe du) and submit again") from None
         finally:
             self._stat_cache.save()
             _restore_signal_handlers(previous)
@@ -442,6 +449,8 @@ class Scheduler:
     # -- finishing a step -------------------------------------------------------------------
     def _finished(self, event: Exit) -> None:
         running = self.running.pop(event.key)
+        if event.exit_code != 0 or running.canceled or running.timed_out:
+            remove_tree(running.folder.outputs)  # first: on a full disk, this is what frees it
         self._release(running.placement)
         name = event.key
         if running.canceled:
@@ -539,6 +548,12 @@ class Scheduler:
         for name, state in self.state.items():
             if not state.status.is_final:
                 self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
+
+    def _cancel_quietly(self) -> None:
+        """End every step's process tree without recording anything (history.db cannot be written)."""
+        self.executor.terminate_all()
+        for running in self.running.values():
+            remove_tree(running.folder.outputs)
 
     def _finish_run(self, status: RunStatus | None, error: str | None) -> RunStatus:
         self._cancel_blocked()

@@ -167,7 +167,11 @@ class _Walker:
     def folder(self, path: str, rel: str, active: frozenset[str], entries: list[os.DirEntry] | None = None) -> None:
         for entry in entries if entries is not None else self.entries(path):
             child_rel = rel + _utf8_name(entry, path)
-            is_dir = entry.is_dir()
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # a symlink loop: link() names it
+                self.link(entry, child_rel, False, active)
+                continue
             if self.spec is not None and self.spec.match_file(child_rel + "/" if is_dir else child_rel):
                 continue
             if entry.is_symlink():

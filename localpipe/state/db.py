@@ -7,6 +7,7 @@ cheap to call again: connections are kept per file, and migrations only run when
 
 from __future__ import annotations
 
+import os
 import sqlite3
 
 from peewee import DatabaseError, SqliteDatabase
@@ -73,6 +74,9 @@ def open_history(ws) -> SqliteDatabase:
             _migrate(db, path)
         except (DatabaseError, sqlite3.DatabaseError) as exc:
             db.close()
+            if not os.access(ws.state_dir, os.W_OK):
+                raise StateError(f"workspace {ws.state_dir} is read-only: make it writable, or use another "
+                                 "workspace (-w)") from None
             raise StateError(f"{path} is not a localpipe history database ({exc}): move it away "
                              "and run `localpipe init` to start a new one") from None
         _open[path] = db
