@@ -364,26 +364,14 @@ def metrics_command_figures(ws: Workspace, run_id: int, empty_run: int, values: 
 
 
 def breakdown(ws: Workspace, run_id: int) -> None:
-    """Time, once each in this process, the parts of `localpipe metrics`: the query, then each printing."""
-    from contextlib import redirect_stdout
-
-    from localpipe.cli.common import print_json, table
-    from localpipe.cli.inspect_cmds import _value
+    """Time, once in this process, the query behind `localpipe metrics` (SQLite formats the lines)."""
     from localpipe.state import records
 
-    start = time.perf_counter()
-    found = records.metrics(ws, run_id)
-    query = time.perf_counter() - start
-    with open(os.devnull, "w") as sink, redirect_stdout(sink):
+    for as_json in (False, True):
         start = time.perf_counter()
-        table([[r["step"], r["name"], r["kind"], _value(r["value"])] for r in found], ["STEP", "NAME", "KIND", "VALUE"])
-        plain = time.perf_counter() - start
-        start = time.perf_counter()
-        print_json(found)
-        dumped = time.perf_counter() - start
-    print(f"  for context, its parts timed once in this process: records.metrics (query, {len(found):,} rows) "
-          f"{query:.3f} s; cli/common.py:table to /dev/null {plain:.3f} s; cli/common.py:print_json to /dev/null "
-          f"{dumped:.3f} s")
+        lines = records.metric_lines(ws, run_id, as_json=as_json)
+        print(f"  for context: records.metric_lines(as_json={as_json}) made {len(lines):,} lines in "
+              f"{time.perf_counter() - start:.3f} s in this process")
 
 
 def main() -> int:

@@ -58,7 +58,9 @@ def size(nbytes: int | None) -> str:
     return f"{nbytes:.1f} TiB"
 
 
-def table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip())
+def table(rows: list[list], headers: list[str]) -> None:
+    """Columns padded to their widest cell, written at once (a table may have 100,000 rows)."""
+    cells = [headers, *([str(cell) for cell in row] for row in rows)]
+    widths = [max(map(len, column)) for column in zip(*cells)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
+    click.echo("\n".join(line.format(*row).rstrip() for row in cells))

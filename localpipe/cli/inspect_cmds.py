@@ -120,20 +120,13 @@ def metrics(run_id, step, as_json) -> None:
     """
     from localpipe.state import records
 
-    found = records.metrics(workspace(), run_id, step)
+    lines = records.metric_lines(workspace(), run_id, step, as_json=as_json)
     if as_json:
-        print_json(found)
-        return
-    if not found:
+        click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
+    elif lines:
+        click.echo("\n".join(lines))
+    else:
         click.echo(f"run {run_id} logged no metrics")
-        return
-    table([[r["step"], r["name"], r["kind"], _value(r["value"])] for r in found],
-          ["STEP", "NAME", "KIND", "VALUE"])
-
-
-def _value(value) -> str:
-    text = str(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @click.command()

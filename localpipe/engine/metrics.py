@@ -9,7 +9,6 @@ left half-written is skipped.
 from __future__ import annotations
 
 import json
-import os
 
 from localpipe.state import models as m
 from localpipe.state.db import insert_rows

@@ -6,6 +6,7 @@ Every function takes the workspace and opens its history itself; results are pla
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from peewee import fn
@@ -193,9 +194,46 @@ def metrics(ws, run_id, step: str | None = None) -> list[dict]:
     run = get_run(ws, run_id)
     steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
     names = {s.reused_from_id or s.id: s.name for s in steps}
-    query = (m.Metric.select().where(m.Metric.step_run.in_(list(names))).order_by(m.Metric.id))
-    return [{"step": names[r["step_run"]], "name": r["name"], "kind": r["kind"], "value": r["value"],
-             "logged_at": r["logged_at"]} for r in query.dicts()]
+    found = []
+    ids = list(names)
+    for start in range(0, len(ids), 500):
+        chunk = ids[start:start + 500]
+        found += m.Metric._meta.database.execute_sql(
+            'SELECT "id", "step_run_id", "name", "kind", "value", "logged_at" FROM "metric" '
+            f'WHERE "step_run_id" IN ({", ".join("?" * len(chunk))}) ORDER BY "id"', chunk).fetchall()
+    if len(ids) > 500:
+        found.sort()
+    return [{"step": names[r[1]], "name": r[2], "kind": r[3], "value": json.loads(r[4]), "logged_at": r[5]}
+            for r in found]
+
+
+def metric_lines(ws, run_id, step: str | None = None, as_json: bool = False,
+                 headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> list[str]:
+    """The metrics of ``metrics()`` as printable lines (a table, or one JSON object a line), made by
+    SQLite itself: a run may hold 100,000 values, too many to format one by one in Python."""
+    run = get_run(ws, run_id)
+    steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
+    pairs = [(s.reused_from_id or s.id, s.name) for s in steps]
+    names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in pairs)}) '
+    params = [value for pair in pairs for value in pair]
+    source = ' FROM "metric" m JOIN names n ON n.id = m."step_run_id"'
+    db = m.Metric._meta.database
+    if as_json:
+        # The stored value is JSON already: spliced in as it is, not parsed again.
+        select = ("""SELECT '{"kind": ' || json_quote(m.kind) || ', "logged_at": ' || json_quote(m.logged_at)"""
+                  """ || ', "name": ' || json_quote(m.name) || ', "step": ' || json_quote(n.step)"""
+                  """ || ', "value": ' || m.value || '}'""")
+        return [row[0] for row in db.execute_sql(names + select + source + ' ORDER BY m."id"', params)]
+    widths = db.execute_sql(names + "SELECT max(length(n.step)), max(length(m.name)), max(length(m.kind))" + source,
+                            params).fetchone()
+    if widths[0] is None:
+        return []
+    widths = [max(w, len(h)) for w, h in zip(widths, headers)]
+    value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"
+    select = f"SELECT printf('%-*s  %-*s  %-*s  %s', ?, n.step, ?, m.name, ?, m.kind, {value})"
+    lines = [row[0] for row in db.execute_sql(names + select + source + ' ORDER BY m."id"', params + widths)]
+    header = "  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[3]
+    return [header, *lines]
 
 
 def active_run_ids(ws) -> list[int]:
