@@ -42,7 +42,6 @@ def fill_history(root: Path, runs: int, steps_per_run: int) -> int:
                                        submitted_at=started, started_at=started, ended_at=started + 30)
             rows = [{"run": run.id, "name": name, "status": STATUSES[(r + i) % len(STATUSES)],
                      "reason": "runs: no earlier run", "cache_key": f"{r:04d}{i:04d}" * 8,
-                     "key_components": {"inputs": {}, "source": "x" * 64},
                      "started_at": started, "ended_at": started + 1, "exit_code": 0}
                     for i, name in enumerate(names)]
             for start in range(0, len(rows), 50):  # stays under SQLite's bound-variable cap

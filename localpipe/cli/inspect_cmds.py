@@ -120,13 +120,9 @@ def metrics(run_id, step, as_json) -> None:
     """
     from localpipe.state import records
 
-    lines = records.metric_lines(workspace(), run_id, step, as_json=as_json)
-    if as_json:
-        click.echo("[\n" + ",\n".join(lines) + "\n]" if lines else "[]")
-    elif lines:
-        click.echo("\n".join(lines))
-    else:
-        click.echo(f"run {run_id} logged no metrics")
+    text = records.metrics_text(workspace(), run_id, step, as_json=as_json)
+    # color=True: the text holds no escape codes, and scanning megabytes for them is most of the cost.
+    click.echo(text or f"run {run_id} logged no metrics", color=True)
 
 
 @click.command()

@@ -207,33 +207,39 @@ def metrics(ws, run_id, step: str | None = None) -> list[dict]:
             for r in found]
 
 
-def metric_lines(ws, run_id, step: str | None = None, as_json: bool = False,
-                 headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> list[str]:
-    """The metrics of ``metrics()`` as printable lines (a table, or one JSON object a line), made by
-    SQLite itself: a run may hold 100,000 values, too many to format one by one in Python."""
+def metrics_text(ws, run_id, step: str | None = None, as_json: bool = False,
+                 headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> str:
+    """The metrics of ``metrics()`` as printable text (a table, or a JSON list), made by SQLite
+    itself in one string: a run may hold 100,000 values, too many to format one by one in Python."""
     run = get_run(ws, run_id)
     steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
     pairs = [(s.reused_from_id or s.id, s.name) for s in steps]
     names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in pairs)}) '
     params = [value for pair in pairs for value in pair]
-    source = ' FROM "metric" m JOIN names n ON n.id = m."step_run_id"'
+    source = ' FROM "metric" m JOIN names n ON n.id = m."step_run_id" ORDER BY m."id"'
     db = m.Metric._meta.database
     if as_json:
         # The stored value is JSON already: spliced in as it is, not parsed again.
-        select = ("""SELECT '{"kind": ' || json_quote(m.kind) || ', "logged_at": ' || json_quote(m.logged_at)"""
-                  """ || ', "name": ' || json_quote(m.name) || ', "step": ' || json_quote(n.step)"""
-                  """ || ', "value": ' || m.value || '}'""")
-        return [row[0] for row in db.execute_sql(names + select + source + ' ORDER BY m."id"', params)]
-    widths = db.execute_sql(names + "SELECT max(length(n.step)), max(length(m.name)), max(length(m.kind))" + source,
-                            params).fetchone()
+        line = ("""'{"kind": ' || json_quote(m.kind) || ', "logged_at": ' || json_quote(m.logged_at)"""
+                """ || ', "name": ' || json_quote(m.name) || ', "step": ' || json_quote(n.step)"""
+                """ || ', "value": ' || m.value || '}'""")
+        text = _joined(db, names, line, ",\n", source, params)
+        return f"[\n{text}\n]" if text else "[]"
+    widths = db.execute_sql(names + 'SELECT max(length(n.step)), max(length(m.name)), max(length(m.kind)) '
+                            'FROM "metric" m JOIN names n ON n.id = m."step_run_id"', params).fetchone()
     if widths[0] is None:
-        return []
+        return ""
     widths = [max(w, len(h)) for w, h in zip(widths, headers)]
     value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"
-    select = f"SELECT printf('%-*s  %-*s  %-*s  %s', ?, n.step, ?, m.name, ?, m.kind, {value})"
-    lines = [row[0] for row in db.execute_sql(names + select + source + ' ORDER BY m."id"', params + widths)]
+    line = f"printf('%-*s  %-*s  %-*s  %s', {widths[0]}, n.step, {widths[1]}, m.name, {widths[2]}, m.kind, {value})"
     header = "  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[3]
-    return [header, *lines]
+    return header + "\n" + _joined(db, names, line, "\n", source, params)
+
+
+def _joined(db, names: str, line: str, separator: str, source: str, params: list) -> str:
+    rows = db.execute_sql(f"{names}SELECT group_concat(line, ?) FROM (SELECT {line} AS line{source})",
+                          [*params, separator]).fetchone()
+    return rows[0] or ""
 
 
 def active_run_ids(ws) -> list[int]:
