@@ -13,6 +13,7 @@ from localpipe.plan.hashing import TreeDigest
 from localpipe.plan.keys import cache_key, canonical_json, key_components, what_changed
 from localpipe.state import models as m
 from localpipe.state.store import ObjectStore
+from localpipe.status import RunStatus
 
 
 @dataclass
@@ -107,3 +108,38 @@ def _rerun_reason(step: StepSpec, components: dict, key: str, source: TreeDigest
         if snapshot is not None:
             changed = source.changed_files(snapshot.files)
     return "runs: " + what_changed(components, before, changed)
+
+
+def known_keys(db, keys: list[str]) -> set[str]:
+    """Which of ``keys`` the cache_key table holds already."""
+    found: set[str] = set()
+    for start in range(0, len(keys), 500):
+        chunk = keys[start:start + 500]
+        found.update(k for (k,) in db.execute_sql(
+            f'SELECT "key" FROM "cache_key" WHERE "key" IN ({", ".join("?" * len(chunk))})', chunk))
+    return found
+
+
+def step_outputs(step_run_id: int) -> dict[str, str]:
+    """Output name -> digest of a step run."""
+    return {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == step_run_id)}
+
+
+def intact_entry(key: str, store: ObjectStore) -> tuple[m.StepRun, dict[str, str]] | None:
+    """The step run holding the cache entry of ``key`` and its outputs, if they are all in the store."""
+    entry = m.CacheEntry.get_or_none(m.CacheEntry.key == key)
+    if entry is None:
+        return None
+    outputs = step_outputs(entry.step_run_id)
+    if not all(store.has(d) for d in outputs.values()):
+        return None
+    return m.StepRun.get_by_id(entry.step_run_id), outputs
+
+
+def computing_twin(key: str, run_id: int) -> m.StepRun | None:
+    """The earliest step of another running run that is computing ``key`` now, if any."""
+    active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.FINALIZING.value]
+    return (m.StepRun.select().join(m.PipelineRun)
+            .where(m.StepRun.cache_key == key, m.StepRun.status.in_(active),
+                   m.StepRun.run != run_id, m.PipelineRun.status == RunStatus.RUNNING.value)
+            .order_by(m.StepRun.id).first())

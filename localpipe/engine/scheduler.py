@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 import psutil
 from peewee import OperationalError
 
-from localpipe.engine.decide import Decision, decide
+from localpipe.engine.decide import (
+    Decision, computing_twin, decide, intact_entry, known_keys, step_outputs,
+)
 from localpipe.engine.executors import Exit
 from localpipe.engine.deliver import deliver
 from localpipe.errors import StateError
 from localpipe.faults import fault_point
 from localpipe.engine.executors.local import LocalExecutor
 from localpipe.engine.metrics import MetricsIngester
+from localpipe.engine.outcomes import describe_exit, log_tail
 from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.host import detect_host
@@ -45,7 +48,6 @@ from localpipe.state.statcache import StatCache
 from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import STEP_TRANSITIONS, RunStatus
 
-LOG_TAIL_LINES = 20
 RESOURCE_POLL_SECONDS = 0.05  # how soon a step waiting for resources held by another run looks again
 SIGNAL_POLL_SECONDS = 0.25
 METRICS_SECONDS = 1.0
@@ -268,7 +270,7 @@ class Scheduler:
             may_reuse = self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs
             if may_reuse and self._reuse_late_entry(decision):
                 return
-            twin = self._twin(decision) if may_reuse else None
+            twin = computing_twin(decision.key, self.run.id) if may_reuse else None
             if twin is not None:
                 self.waiting[name] = twin.id
                 reason = f'waits for run {twin.run_id} (step "{twin.name}"), which computes the same outputs'
@@ -279,25 +281,14 @@ class Scheduler:
 
     def _reuse_late_entry(self, decision: Decision) -> bool:
         """Reuse an entry for this key that another run committed since the decision was made."""
-        entry = m.CacheEntry.get_or_none(m.CacheEntry.key == decision.key)
-        if entry is None:
+        found = intact_entry(decision.key, self.store)
+        if found is None:
             return False
-        source = m.StepRun.get_by_id(entry.step_run_id)
-        outputs = {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == source.id)}
-        if not all(self.store.has(d) for d in outputs.values()):
-            return False
+        source, outputs = found
         decision.reuse, decision.reused_from, decision.outputs = True, source.id, outputs
         decision.reason = f'reused from run {source.run_id} (step "{source.name}")'
         self._apply(decision)
         return True
-
-    def _twin(self, decision: Decision) -> m.StepRun | None:
-        """The earliest step of another active run that is computing this very key, if any."""
-        active = [RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.FINALIZING.value]
-        return (m.StepRun.select().join(m.PipelineRun)
-                .where(m.StepRun.cache_key == decision.key, m.StepRun.status.in_(active),
-                       m.StepRun.run != self.run.id, m.PipelineRun.status == RunStatus.RUNNING.value)
-                .order_by(m.StepRun.id).first())
 
     def _check_twins(self) -> None:
         """Reuse what a twin step finished computing, or compute it here if the twin did not succeed."""
@@ -306,7 +297,7 @@ class Scheduler:
             if not RunStatus(twin.status).is_final:
                 continue
             del self.waiting[name]
-            outputs = {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == twin_id)}
+            outputs = step_outputs(twin_id)
             if twin.status == RunStatus.COMPLETED.value and all(self.store.has(d) for d in outputs.values()):
                 self.state[name].outputs = outputs
                 with self.db.atomic():
@@ -599,17 +590,8 @@ class Scheduler:
         """
         update_rows(m.StepRun, self._deferred)
         insert_rows(m.StepOutput, self._deferred_outputs)
-        known = _existing_keys(self.db, [row["key"] for row in self._deferred_keys])
+        known = known_keys(self.db, [row["key"] for row in self._deferred_keys])
         insert_rows(m.CacheKey, list({row["key"]: row for row in self._deferred_keys if row["key"] not in known}.values()))
-
-
-def _existing_keys(db, keys: list[str]) -> set[str]:
-    found: set[str] = set()
-    for start in range(0, len(keys), 500):
-        chunk = keys[start:start + 500]
-        found.update(k for (k,) in db.execute_sql(
-            f'SELECT "key" FROM "cache_key" WHERE "key" IN ({", ".join("?" * len(chunk))})', chunk))
-    return found
 
 
 def _resource_pool(db, graph: Graph, slots: int | None) -> ResourcePool:
@@ -630,34 +612,3 @@ def _install_signal_handlers(handler) -> dict:
 def _restore_signal_handlers(previous: dict) -> None:
     for sig, handler in previous.items():
         signals.signal(sig, handler)
-
-
-def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None = None) -> str:
-    """A readable reason for a non-zero exit: the code, or the signal by name, and a memory limit hit."""
-    if event.signal:
-        try:
-            sig = signals.Signals(event.signal).name
-        except ValueError:
-            sig = str(event.signal)
-        reason = f"killed by signal {event.signal} ({sig})"
-    else:
-        reason = f"exit code {event.exit_code}"
-    if memory_limit and ("MemoryError" in (tail or "") or "Cannot allocate memory" in (tail or "")
-                         or (event.peak_memory or 0) >= 0.9 * memory_limit):
-        reason += f": it ran out of its memory limit ({memory_limit / 2**20:.0f} MiB, memory_per_step)"
-    return reason
-
-
-def log_tail(folder: StepFolder, lines: int = LOG_TAIL_LINES) -> str | None:
-    """The last ``lines`` lines of the step's stderr, else of its stdout."""
-    for path in (folder.stderr, folder.stdout):
-        try:
-            with open(path, "rb") as handle:
-                handle.seek(0, os.SEEK_END)
-                handle.seek(max(0, handle.tell() - 64 * 1024))
-                text = handle.read().decode("utf-8", errors="replace")
-        except OSError:
-            continue
-        if text.strip():
-            return "\n".join(text.rstrip().splitlines()[-lines:])
-    return None

@@ -1,0 +1,41 @@
+"""Readable reasons for how a step ended, and the tail of its log for `localpipe show`."""
+
+from __future__ import annotations
+
+import os
+import signal as signals
+
+from localpipe.engine.executors import Exit
+
+LOG_TAIL_LINES = 20
+
+
+def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None = None) -> str:
+    """A readable reason for a non-zero exit: the code, or the signal by name, and a memory limit hit."""
+    if event.signal:
+        try:
+            sig = signals.Signals(event.signal).name
+        except ValueError:
+            sig = str(event.signal)
+        reason = f"killed by signal {event.signal} ({sig})"
+    else:
+        reason = f"exit code {event.exit_code}"
+    if memory_limit and ("MemoryError" in (tail or "") or "Cannot allocate memory" in (tail or "")
+                         or (event.peak_memory or 0) >= 0.9 * memory_limit):
+        reason += f": it ran out of its memory limit ({memory_limit / 2**20:.0f} MiB, memory_per_step)"
+    return reason
+
+
+def log_tail(folder, lines: int = LOG_TAIL_LINES) -> str | None:
+    """The last ``lines`` lines of the step's stderr, else of its stdout."""
+    for path in (folder.stderr, folder.stdout):
+        try:
+            with open(path, "rb") as handle:
+                handle.seek(0, os.SEEK_END)
+                handle.seek(max(0, handle.tell() - 64 * 1024))
+                text = handle.read().decode("utf-8", errors="replace")
+        except OSError:
+            continue
+        if text.strip():
+            return "\n".join(text.rstrip().splitlines()[-lines:])
+    return None
