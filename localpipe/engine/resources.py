@@ -71,20 +71,22 @@ class ResourcePool:
     def claim(self, requests: list[ClaimRequest]) -> tuple[dict[str, Placement], bool]:
         """Claim, in order, every request that fits in what is free now, in one transaction.
 
-        Returns the placements by request key, and whether claims of other schedulers are held
-        (only then can resources free up without one of this scheduler's steps ending). Plain
+        Returns the placements by request key, and whether claims of other runs are held (only
+        then can resources free up without one of this run's steps ending). Plain
         SQL: this runs for every step launched by every scheduler on the machine.
         """
         placements: dict[str, Placement] = {}
         with self.db.atomic("IMMEDIATE"):
             held = self.db.execute_sql(
-                'SELECT "id", "target", "cpus", "memory", "gpus", "holder_pid", "holder_started" '
+                'SELECT "id", "target", "cpus", "memory", "gpus", "holder_pid", "holder_started", "run_id" '
                 'FROM "resource_claim"').fetchall()
             dead = [row[0] for row in held if not self._holder_alive(row[5], row[6])]
             if dead:
                 self.db.execute_sql(f'DELETE FROM "resource_claim" WHERE "id" IN ({", ".join("?" * len(dead))})', dead)
             held = [row for row in held if row[0] not in dead]
-            others = any((row[5], row[6]) != self.holder for row in held)
+            # By run, not by process: a watcher runs several schedulers in one process.
+            mine = {request.run_id for request in requests}
+            others = any(row[7] not in mine for row in held)
             cpus = sum(row[2] for row in held)
             memory = sum(row[3] or 0 for row in held)
             per_target = Counter(row[1] for row in held)

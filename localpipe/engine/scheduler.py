@@ -119,7 +119,7 @@ class Scheduler:
         self.stop: str | None = None  # why the run must stop now (a signal, a watcher), at the next safe point
         self.interrupted = False  # the stop came from SIGINT: re-raise it once the run is recorded
         self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
-        self.others_hold = False  # whether other schedulers held resources at the last claim
+        self.others_hold = False  # whether other runs held resources at the last claim
         self._claim_again = True  # a step became ready or resources were freed since the last claim
         self._next_claim_poll = 0.0
         self.now = now
