@@ -52,6 +52,3 @@ class MetricsIngester:
                 current = m.StepRun.get_by_id(step_run_id).tags or {}
                 m.StepRun.update(tags={**current, **tags}).where(m.StepRun.id == step_run_id).execute()
         return len(rows) + len(tags)
-
-    def forget(self, path: str) -> None:
-        self._offsets.pop(path, None)

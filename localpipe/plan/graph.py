@@ -112,10 +112,6 @@ class Graph:
             steps[raw["name"]] = StepSpec(**raw)
         return cls(steps, data["parameters"], data.get("description"))
 
-    def consumers(self, name: str) -> list[str]:
-        """Steps that directly need step ``name``."""
-        return [s.name for s in self.steps.values() if name in s.upstream]
-
 
 def plan_pipeline(pipeline, overrides: dict | None = None, compute_targets: dict | None = None,
                   capacity: Capacity | None = None) -> Graph:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 SUBDIRS = ("objects", "runs", "tmp", "datastores/workspaceblobstore", "datastores/workspacefilestore")
@@ -44,7 +43,3 @@ def _safe(name: str) -> str:
     # Step names are free text; a folder name must not climb out of the run folder.
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
     return cleaned or "step"
-
-
-def ensure_private(path: Path) -> None:
-    os.chmod(path, 0o700)

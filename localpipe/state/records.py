@@ -14,7 +14,7 @@ from peewee import fn
 from localpipe.errors import NotFoundError
 from localpipe.state import models as m
 from localpipe.state.db import open_history
-from localpipe.status import ACTIVE, RunStatus
+from localpipe.status import RunStatus
 
 
 # -- registrations ---------------------------------------------------------------------------
@@ -240,12 +240,6 @@ def _joined(db, names: str, line: str, separator: str, source: str, params: list
     rows = db.execute_sql(f"{names}SELECT group_concat(line, ?) FROM (SELECT {line} AS line{source})",
                           [*params, separator]).fetchone()
     return rows[0] or ""
-
-
-def active_run_ids(ws) -> list[int]:
-    open_history(ws)
-    return [r.id for r in m.PipelineRun.select(m.PipelineRun.id)
-            .where(m.PipelineRun.status.in_([s.value for s in ACTIVE]))]
 
 
 def status_of(ws, run_id) -> RunStatus:
