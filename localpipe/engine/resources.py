@@ -92,6 +92,8 @@ class ResourcePool:
             per_target = Counter(row[1] for row in held)
             taken = {index for row in held for index in json.loads(row[4])}
             for request in requests:
+                if cpus >= self.cpus:
+                    break  # every request needs a CPU: nothing more can fit
                 need = request.need
                 free_gpus = [index for index in sorted(self.gpus) if index not in taken]
                 if (cpus + need["cpus"] > self.cpus

@@ -39,7 +39,7 @@ from localpipe.engine.workdir import (
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
 from localpipe.plan.incremental import TreeCache, source_trees
-from localpipe.plan.keys import cache_key
+from localpipe.plan.keys import cache_key, canonical_json
 from localpipe.state import models as m
 from localpipe.state.datasets import record_uses
 from localpipe.state.db import insert_rows, open_history, update_rows
@@ -121,6 +121,8 @@ class Scheduler:
         self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
         self.others_hold = False  # whether other runs held resources at the last claim
         self._claim_again = True  # a step became ready or resources were freed since the last claim
+        self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
+        self._requests: dict[str, ClaimRequest] = {}
         self._next_claim_poll = 0.0
         self.now = now
         self._sources = sources
@@ -349,8 +351,7 @@ class Scheduler:
             return  # nothing was freed here, and nobody else holds anything that could be
         self._claim_again = False
         self._next_claim_poll = time.monotonic() + RESOURCE_POLL_SECONDS
-        requests = [ClaimRequest(name, self.run.id, self.step_ids[name], self.graph.steps[name].compute_target,
-                                 self.graph.steps[name].resources) for name in self.ready]
+        requests = [self._claim_request(name) for name in self.ready]
         placements, self.others_hold = self.pool.claim(requests)
         for name, placement in placements.items():
             self.ready.remove(name)
@@ -360,6 +361,14 @@ class Scheduler:
         destinations = self.graph.steps[name].destinations
         if destinations:
             deliver(self.ws, self.store, self.run.id, self.step_ids[name], destinations, self.state[name].outputs)
+
+    def _claim_request(self, name: str) -> ClaimRequest:
+        """Made once per step: a scheduler asks again for every waiting step each time a slot frees."""
+        if name not in self._requests:
+            spec = self.graph.steps[name]
+            self._requests[name] = ClaimRequest(name, self.run.id, self.step_ids[name], spec.compute_target,
+                                                spec.resources)
+        return self._requests[name]
 
     def _make_ready(self, name: str) -> None:
         self.ready.append(name)
@@ -400,7 +409,7 @@ class Scheduler:
         fault_point("step-running")
 
     def _step_env(self, name: str, placement: Placement) -> dict[str, str]:
-        env = dict(os.environ)
+        env = dict(self._base_env)
         gpus = placement.gpus
         env.update({
             "LOCALPIPE_WORKSPACE": str(self.ws.root),
@@ -440,38 +449,41 @@ class Scheduler:
     # -- finishing a step -------------------------------------------------------------------
     def _finished(self, event: Exit) -> None:
         running = self.running.pop(event.key)
-        if event.exit_code != 0 or running.canceled or running.timed_out:
-            remove_tree(running.folder.outputs)  # first: on a full disk, this is what frees it
-        self._release(running.placement)
         name = event.key
-        if running.canceled:
-            remove_tree(running.folder.outputs)
-            self._transition(name, RunStatus.CANCELED, running.canceled, ended_at=self.now(),
-                             exit_code=event.exit_code, signal=event.signal, peak_memory=event.peak_memory)
-        elif event.error:
-            self._fail(name, event.error, peak_memory=event.peak_memory)
-        elif running.timed_out:
-            self._fail(name, f"timed out after {running.spec.timeout_seconds:g}s", exit_event=event)
-        elif written := [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]:
-            for input_name in written:  # the object no longer matches its digest: nobody may reuse it
-                self.store.remove(Path(running.mounts[input_name][0]).relative_to(self.store.root).parts[1])
-            self._fail(name, f'the step wrote into its read-only input "{written[0]}": use as_download() '
-                             "for a writable copy", exit_event=event)
-        elif event.exit_code == 0:
-            self._complete(name, running, event)
+        exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
+        written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]
+        if exited_well and not written:
+            self._complete(name, running, event)  # releases the claim in its closing transaction
         else:
-            self._fail(name, describe_exit(event, running.spec.resources.get("memory"),
-                                           log_tail(running.folder)), exit_event=event)
+            remove_tree(running.folder.outputs)  # first: on a full disk, this is what frees it
+            self._release(running.placement)
+            if running.canceled:
+                self._transition(name, RunStatus.CANCELED, running.canceled, ended_at=self.now(),
+                                 exit_code=event.exit_code, signal=event.signal, peak_memory=event.peak_memory)
+            elif event.error:
+                self._fail(name, event.error, peak_memory=event.peak_memory)
+            elif running.timed_out:
+                self._fail(name, f"timed out after {running.spec.timeout_seconds:g}s", exit_event=event)
+            elif written:
+                for input_name in written:  # the object no longer matches its digest: nobody may reuse it
+                    self.store.remove(Path(running.mounts[input_name][0]).relative_to(self.store.root).parts[1])
+                self._fail(name, f'the step wrote into its read-only input "{written[0]}": use as_download() '
+                                 "for a writable copy", exit_event=event)
+            else:
+                self._fail(name, describe_exit(event, running.spec.resources.get("memory"),
+                                               log_tail(running.folder)), exit_event=event)
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
         spec = running.spec
-        self._transition(name, RunStatus.FINALIZING, None)
+        # Finalizing is worth a write only when there is something to commit that takes time.
+        self._transition(name, RunStatus.FINALIZING, None, record=bool(spec.outputs or spec.destinations))
         fault_point("before-commit")
         committed: dict[str, TreeDigest] = {}
         for output, is_dir in spec.outputs.items():
             path = running.folder.output_path(output, is_dir)
             if not path.exists():
+                self._release(running.placement)
                 self._fail(name, f'output "{output}" was not written to {path}', exit_event=event)
                 return
             if committed:
@@ -486,6 +498,7 @@ class Scheduler:
         try:
             self._deliver(name)
         except OSError as exc:
+            self._release(running.placement)
             self._fail(name, f"could not write an output to its destination: {exc}", exit_event=event)
             return
         # The cache entry and the Completed status are one transaction: an entry exists only for
@@ -494,10 +507,13 @@ class Scheduler:
         with self.db.atomic():
             insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": t.digest,
                                         "size": t.size} for o, t in committed.items()])
-            m.CacheKey.insert(key=key, components=components).on_conflict_ignore().execute()
-            m.CacheEntry.replace(key=key, step_run=self.step_ids[name], created_at=self.now()).execute()
+            self.db.execute_sql('INSERT OR IGNORE INTO "cache_key" ("key", "components") VALUES (?, ?)',
+                                (key, canonical_json(components)))
+            self.db.execute_sql('INSERT OR REPLACE INTO "cache_entry" ("key", "step_run_id", "created_at") '
+                                "VALUES (?, ?, ?)", (key, self.step_ids[name], self.now()))
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
                              peak_memory=event.peak_memory, cache_key=key)
+            self._release(running.placement)
             fault_point("in-cache-entry")
         fault_point("after-completed")
 
@@ -561,7 +577,9 @@ class Scheduler:
         self.reporter.run_finished(status)
         return status
 
-    def _transition(self, name: str, status: RunStatus, reason: str | None, **fields) -> None:
+    def _transition(self, name: str, status: RunStatus, reason: str | None, record: bool = True, **fields) -> None:
+        """Move a step to ``status`` (checked against the life cycle), write it unless ``record`` is
+        False (a passing state that the next write supersedes), and tell the reporter."""
         current = self.state[name].status
         if status not in STEP_TRANSITIONS.get(current, ()):
             raise RuntimeError(f'step "{name}": {current} -> {status} is not a valid transition')
@@ -576,9 +594,9 @@ class Scheduler:
         values = {"status": status.value, **fields}
         if reason is not None:
             values["reason"] = reason
-        if self._deferred is not None:
+        if record and self._deferred is not None:
             self._deferred.append((self.step_ids[name], values))
-        else:
+        elif record:
             update_rows(m.StepRun, [(self.step_ids[name], values)])
         self.reporter.step_changed(name, status, reason, fields.get("placement"))
 
