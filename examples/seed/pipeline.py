@@ -8,8 +8,8 @@ machine needs (each marked "localpipe:"; see README.md). Run it from inside a wo
 import os
 
 from localpipe import (
-    Dataset, Datastore, Environment, Experiment, Pipeline, PipelineData, PythonScriptStep, RunConfiguration,
-    Workspace,
+    AmlCompute, ComputeTarget, Dataset, Datastore, Environment, Experiment, Pipeline, PipelineData,
+    PythonScriptStep, RunConfiguration, Workspace,
 )
 
 ws = Workspace.from_config()
@@ -38,10 +38,29 @@ output_data1 = PipelineData(
     datastore=def_blob_store,
     output_name="output_data1")
 
-# localpipe: the seed provisions an AmlCompute cluster "aml-compute" of STANDARD_NC6 (GPU) VMs.
-# Creating compute targets is not built yet; "local" is the whole machine, and these steps need
-# no GPU.
-compute_target = "local"
+compute_name = "aml-compute"
+# localpipe: the seed asks for STANDARD_NC6 (6 vCPUs and a GPU per node); each step of a local
+# "cluster" claims one node's worth of this machine, so a size a workstation without a GPU can
+# give is used here. The rest of the seed's code runs unchanged.
+vm_size = "STANDARD_D1_V2"
+if compute_name in ws.compute_targets:
+    compute_target = ws.compute_targets[compute_name]
+    if compute_target and type(compute_target) is AmlCompute:
+        print('Found compute target: ' + compute_name)
+else:
+    print('Creating a new compute target...')
+    provisioning_config = AmlCompute.provisioning_configuration(vm_size=vm_size,
+                                                                min_nodes=0,
+                                                                max_nodes=4)
+    # create the compute target
+    compute_target = ComputeTarget.create(
+        ws, compute_name, provisioning_config)
+    # Can poll for a minimum number of nodes and for a specific timeout.
+    # If no min node count is provided it will use the scale settings for the cluster
+    compute_target.wait_for_completion(
+        show_output=True, min_node_count=None, timeout_in_minutes=20)
+    # For a more detailed view of current cluster status, use the 'status' property
+    print(compute_target.status.serialize())
 
 aml_run_config = RunConfiguration()
 # `compute_target` as defined above
