@@ -56,7 +56,8 @@ class StepPrinter:
             self.counts[status.value] = self.counts.get(status.value, 0) + 1
         stamp = time.strftime("%H:%M:%S")
         detail = reason or (describe_placement(placement) if placement else "")
-        click.echo(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip())
+        # color=True: plain text, so click need not scan each of thousands of lines for escape codes.
+        click.echo(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip(), color=True)
 
     def run_finished(self, status) -> None:
         pass
