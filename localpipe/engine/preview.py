@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from localpipe.engine.decide import decide
 from localpipe.engine.submit import plan
-from localpipe.plan.hashing import hash_tree, tree_digest
+from localpipe.plan.hashing import dataset_digest
 from localpipe.state import models as m
 from localpipe.state.db import open_history
 from localpipe.state.layout import objects_dir
@@ -30,7 +30,7 @@ def preview(ws, pipeline, experiment_name: str, parameters: dict | None = None) 
             if source.step:
                 inputs[input_name] = outputs[source.step][source.output]
             else:
-                inputs[input_name] = tree_digest({p: hash_tree(p, ignore=False).digest for p in source.paths})
+                inputs[input_name] = dataset_digest(source.paths)
         decision = decide([spec], sources, {name: inputs}, store, experiment.id if experiment else None)[0]
         if decision.reuse:
             outputs[name] = decision.outputs

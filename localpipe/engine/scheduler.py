@@ -37,7 +37,7 @@ from localpipe.engine.workdir import (
     StepFolder, build_launch, fingerprint, input_path, snapshot_source, store_mounts,
 )
 from localpipe.plan.graph import Graph, StepSpec
-from localpipe.plan.hashing import TreeDigest, hash_tree, tree_digest
+from localpipe.plan.hashing import TreeDigest, dataset_digest
 from localpipe.plan.incremental import TreeCache, source_trees
 from localpipe.plan.keys import cache_key, canonical_json
 from localpipe.state import models as m
@@ -319,8 +319,7 @@ class Scheduler:
             else:
                 paths = tuple(source.paths)
                 if paths not in self._dataset_digests:
-                    trees = {p: hash_tree(p, ignore=False, stat_cache=self._stat_cache).digest for p in paths}
-                    self._dataset_digests[paths] = tree_digest(trees)
+                    self._dataset_digests[paths] = dataset_digest(paths, self._stat_cache)
                 digests[name] = self._dataset_digests[paths]
         return digests
 

@@ -228,6 +228,11 @@ def hash_tree(root: str | os.PathLike, *, ignore: bool = True,
     return TreeDigest(tree_digest(files), files, size)
 
 
+def dataset_digest(paths, stat_cache: StatCacheLike | None = None) -> str:
+    """The content digest of a dataset's paths (each a file or a folder), as an input of a cache key."""
+    return tree_digest({p: hash_tree(p, ignore=False, stat_cache=stat_cache).digest for p in paths})
+
+
 def file_entry(path: str, st: os.stat_result, stat_cache: StatCacheLike | None = None) -> str:
     """A file's entry in a tree digest: its content digest (from the stat cache when it is unchanged)
     and its executable bit."""

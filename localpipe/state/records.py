@@ -186,14 +186,19 @@ def find_step(ws, run_id, name: str) -> m.StepRun:
     return row
 
 
+def _metric_sources(ws, run_id, step: str | None) -> dict[int, str]:
+    """Step run holding the metrics -> step name: a reused step shows those of the run it reused."""
+    run = get_run(ws, run_id)
+    steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
+    return {s.reused_from_id or s.id: s.name for s in steps}
+
+
 def metrics(ws, run_id, step: str | None = None) -> list[dict]:
     """Every metric of a run (or of one of its steps), in the order logged.
 
     A reused step shows the metrics of the step run it reused: they describe the same outputs.
     """
-    run = get_run(ws, run_id)
-    steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
-    names = {s.reused_from_id or s.id: s.name for s in steps}
+    names = _metric_sources(ws, run_id, step)
     found = []
     ids = list(names)
     for start in range(0, len(ids), 500):
@@ -211,9 +216,7 @@ def metrics_text(ws, run_id, step: str | None = None, as_json: bool = False,
                  headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> str:
     """The metrics of ``metrics()`` as printable text (a table, or a JSON list), made by SQLite
     itself in one string: a run may hold 100,000 values, too many to format one by one in Python."""
-    run = get_run(ws, run_id)
-    steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
-    pairs = [(s.reused_from_id or s.id, s.name) for s in steps]
+    pairs = list(_metric_sources(ws, run_id, step).items())
     names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in pairs)}) '
     params = [value for pair in pairs for value in pair]
     source = ' FROM "metric" m JOIN names n ON n.id = m."step_run_id" ORDER BY m."id"'
