@@ -22,7 +22,7 @@ Everything happens in one fresh temp workspace (`localpipe init`).
 (3) `localpipe metrics RUN` on the run of (2) (100,000 values): the real process, median of 5
     (after one untimed run), plain and ``--json``. Target: < 0.5 s. For context, the same command
     on a run that logged nothing (the process's floor: start, imports, opening history.db), and
-    its parts timed once in this process: ``records.metrics`` (the query), then the table and the
+    its parts timed once in this process: ``reader.metrics_text`` (the query), then the table and the
     JSON printed to /dev/null.
 
 ``--profile`` adds cProfiles: the mount work (20 repeats), 100,000 ``log`` calls in-process (a
@@ -365,12 +365,12 @@ def metrics_command_figures(ws: Workspace, run_id: int, empty_run: int, values: 
 
 def breakdown(ws: Workspace, run_id: int) -> None:
     """Time, once in this process, the query behind `localpipe metrics` (SQLite formats the lines)."""
-    from localpipe.state import records
+    from localpipe.state import reader
 
     for as_json in (False, True):
         start = time.perf_counter()
-        text = records.metrics_text(ws, run_id, as_json=as_json)
-        print(f"  for context: records.metrics_text(as_json={as_json}) made {text.count(chr(10)) + 1:,} lines in "
+        text = reader.metrics_text(ws, run_id, as_json=as_json)
+        print(f"  for context: reader.metrics_text(as_json={as_json}) made {text.count(chr(10)) + 1:,} lines in "
               f"{time.perf_counter() - start:.3f} s in this process")
 
 

@@ -12,7 +12,7 @@ from localpipe import (
     Dataset, Datastore, OutputFileDatasetConfig, Pipeline, PipelineData, PythonScriptStep,
 )
 from localpipe.errors import UsageError
-from localpipe.state import records
+from localpipe.state import reader
 from localpipe.state.layout import objects_dir
 
 SEE = """
@@ -166,7 +166,7 @@ def test_eight_concurrent_loggers_lose_no_metric(ws, project, run_pipeline, monk
              for i in range(8)]
     run_id, status, _ = run_pipeline(Pipeline(ws, steps))
     assert status.value == "Completed"
-    found = records.metrics(ws, run_id)
+    found = reader.metrics(ws, run_id)
     assert len(found) == 8000
     for i in range(8):
         assert [r["value"] for r in found if r["step"] == f"m{i}"] == list(range(1000))
@@ -188,7 +188,7 @@ def test_metrics_of_a_running_step_are_visible_while_it_runs(ws, project):
     """)
     run = Experiment(ws, "live").submit(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
     try:
-        assert wait_for(lambda: records.metrics(ws, run.id), what="the metric of the running step")[0]["value"] == 0.5
+        assert wait_for(lambda: reader.metrics(ws, run.id), what="the metric of the running step")[0]["value"] == 0.5
         assert run.get_status() == "Running"
     finally:
         gate.write_text("")

@@ -150,7 +150,7 @@ def test_params_reach_the_script_as_aml_parameter_variables(ws, project, run_pip
 
 
 def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipeline):
-    from localpipe.state import records
+    from localpipe.state import reader
 
     project("src/m/m.py", """
         from localpipe import Run
@@ -165,7 +165,7 @@ def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipelin
     """)
     run_id, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
     assert status is RunStatus.COMPLETED, steps["m"]["log_tail"]
-    values = [(r["name"], r["kind"], r["value"]) for r in records.metrics(ws, run_id)]
+    values = [(r["name"], r["kind"], r["value"]) for r in reader.metrics(ws, run_id)]
     assert values == [("loss", "scalar", 0.9), ("loss", "scalar", 0.5), ("loss", "scalar", 0.2),
                       ("sizes", "list", [1, 2, 3]), ("table", "row", {"epoch": 1, "acc": 0.5})]
     assert steps["m"]["tags"] == {"model": "tiny"}

@@ -7,7 +7,6 @@ Exit codes (documented once, here and in the README): 0 success, 1 a step failed
 from __future__ import annotations
 
 import sys
-import traceback
 
 import click
 
@@ -43,6 +42,8 @@ class LocalpipeGroup(click.Group):
             return super().invoke(ctx)
         except LocalpipeError as exc:
             if ctx.meta.get("localpipe.debug"):
+                import traceback
+
                 traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)

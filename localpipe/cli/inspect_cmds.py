@@ -118,9 +118,9 @@ def metrics(run_id, step, as_json) -> None:
     Example:
       localpipe metrics 3 --step evaluate
     """
-    from localpipe.state import records
+    from localpipe.state import reader
 
-    text = records.metrics_text(workspace(), run_id, step, as_json=as_json)
+    text = reader.metrics_text(workspace(), run_id, step, as_json=as_json)
     # color=True: the text holds no escape codes, and scanning megabytes for them is most of the cost.
     click.echo(text or f"run {run_id} logged no metrics", color=True)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from localpipe.engine.logs import print_new_lines
 from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
 from localpipe.errors import LocalpipeError, NotFoundError, UsageError
-from localpipe.state import records
+from localpipe.state import reader, records
 from localpipe.state.layout import step_dir
 from localpipe.status import RunStatus
 
@@ -48,7 +48,7 @@ class PipelineRun:
     def get_metrics(self) -> dict:
         """``{step name: {metric name: value or list of values}}``."""
         result: dict = {}
-        for metric in records.metrics(self.workspace, self.id):
+        for metric in reader.metrics(self.workspace, self.id):
             _add_metric(result.setdefault(metric["step"], {}), metric)
         return result
 
@@ -121,7 +121,7 @@ class StepRun:
 
     def get_metrics(self) -> dict:
         result: dict = {}
-        for metric in records.metrics(self.parent.workspace, self.parent.id, self.name):
+        for metric in reader.metrics(self.parent.workspace, self.parent.id, self.name):
             _add_metric(result, metric)
         return result
 

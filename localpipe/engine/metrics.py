@@ -2,16 +2,19 @@
 
 A step appends one JSON object a line to its own metrics file (``Run.get_context()``), so any
 number of steps log without sharing a lock. The scheduler reads each file from where it last
-stopped, about once a second while the step runs and once when it ends; a line a killed step
-left half-written is skipped.
+stopped, about once a second while the step runs and once when it ends. A line a killed step
+left half-written is skipped, and so is a line the step wrote into the file itself that does not
+say what ``Run.get_context()`` says: readers of history.db rely on the kind and the time.
 """
 
 from __future__ import annotations
 
 import json
+import math
 
 from localpipe.state import models as m
 from localpipe.state.db import insert_rows
+from localpipe.state.reader import KINDS
 
 
 class MetricsIngester:
@@ -39,13 +42,17 @@ class MetricsIngester:
         for line in data[:complete].splitlines():
             try:
                 record = json.loads(line)
-            except ValueError:
-                continue  # a line cut short by a killed step
-            if record.get("kind") == "tag":
-                tags[record["name"]] = record["value"]
-            else:
-                rows.append({"step_run": step_run_id, "name": record["name"], "kind": record["kind"],
-                             "value": record["value"], "logged_at": record.get("time", self.now())})
+                kind, name, value = record["kind"], str(record["name"]), record["value"]
+            except (ValueError, TypeError, KeyError):
+                continue  # a line cut short by a killed step, or not one of ours
+            if kind == "tag":
+                tags[name] = value
+            elif kind in KINDS:
+                logged_at = record.get("time")
+                if not isinstance(logged_at, (int, float)) or not math.isfinite(logged_at):
+                    logged_at = self.now()
+                rows.append({"step_run": step_run_id, "name": name, "kind": kind, "value": value,
+                             "logged_at": logged_at})
         with self.db.atomic():
             insert_rows(m.Metric, rows)
             if tags:

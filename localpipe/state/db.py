@@ -13,8 +13,9 @@ import sqlite3
 from peewee import DatabaseError, SqliteDatabase
 
 from localpipe.errors import StateError
-from localpipe.state import models
+from localpipe.state import models, reader
 from localpipe.state.layout import history_path
+from localpipe.state.reader import MIGRATION_NAMES, SCHEMA_VERSION
 
 
 LATER_TABLES = (models.ResourceClaim, models.DatasetUse)
@@ -48,9 +49,7 @@ def _git_info(db: SqliteDatabase) -> None:
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
-MIGRATIONS = [("0001_initial", _initial), ("0002_resource_claims", _resource_claims),
-              ("0003_dataset_lineage", _dataset_lineage), ("0004_git_info", _git_info)]
-SCHEMA_VERSION = len(MIGRATIONS)
+MIGRATIONS = list(zip(MIGRATION_NAMES, (_initial, _resource_claims, _dataset_lineage, _git_info), strict=True))
 
 PRAGMAS = {
     "journal_mode": "wal",
@@ -124,6 +123,7 @@ def close_all() -> None:
     for db in _open.values():
         db.close()
     _open.clear()
+    reader.close_all()
 
 
 def _migrate(db: SqliteDatabase, path: str) -> None:

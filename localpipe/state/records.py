@@ -13,6 +13,7 @@ from peewee import fn
 
 from localpipe.errors import NotFoundError
 from localpipe.state import models as m
+from localpipe.state import reader
 from localpipe.state.db import open_history
 from localpipe.status import RunStatus
 
@@ -112,13 +113,10 @@ def _environment(record):
 def get_run(ws, run_id) -> m.PipelineRun:
     """The pipeline run ``run_id`` (an int or its text); NotFoundError names it otherwise."""
     open_history(ws)
-    try:
-        number = int(run_id)
-    except (TypeError, ValueError):
-        raise NotFoundError(f'"{run_id}" is not a run id: run ids are numbers; see `localpipe runs`') from None
+    number = reader.run_number(run_id)
     run = m.PipelineRun.get_or_none(m.PipelineRun.id == number)
     if run is None:
-        raise NotFoundError(f"run {number} does not exist in {ws.root}: see `localpipe runs` for the run ids")
+        raise reader.missing_run(ws, number)
     return run
 
 
@@ -181,68 +179,8 @@ def find_step(ws, run_id, name: str) -> m.StepRun:
     run = get_run(ws, run_id)
     row = m.StepRun.get_or_none(m.StepRun.run == run.id, m.StepRun.name == name)
     if row is None:
-        names = ", ".join(s.name for s in step_rows(ws, run.id))
-        raise NotFoundError(f'run {run.id} has no step "{name}" (its steps: {names})')
+        raise reader.missing_step(run.id, name, [s.name for s in step_rows(ws, run.id)])
     return row
-
-
-def _metric_sources(ws, run_id, step: str | None) -> dict[int, str]:
-    """Step run holding the metrics -> step name: a reused step shows those of the run it reused."""
-    run = get_run(ws, run_id)
-    steps = [find_step(ws, run.id, step)] if step is not None else step_rows(ws, run.id)
-    return {s.reused_from_id or s.id: s.name for s in steps}
-
-
-def metrics(ws, run_id, step: str | None = None) -> list[dict]:
-    """Every metric of a run (or of one of its steps), in the order logged.
-
-    A reused step shows the metrics of the step run it reused: they describe the same outputs.
-    """
-    names = _metric_sources(ws, run_id, step)
-    found = []
-    ids = list(names)
-    for start in range(0, len(ids), 500):
-        chunk = ids[start:start + 500]
-        found += m.Metric._meta.database.execute_sql(
-            'SELECT "id", "step_run_id", "name", "kind", "value", "logged_at" FROM "metric" '
-            f'WHERE "step_run_id" IN ({", ".join("?" * len(chunk))}) ORDER BY "id"', chunk).fetchall()
-    if len(ids) > 500:
-        found.sort()
-    return [{"step": names[r[1]], "name": r[2], "kind": r[3], "value": json.loads(r[4]), "logged_at": r[5]}
-            for r in found]
-
-
-def metrics_text(ws, run_id, step: str | None = None, as_json: bool = False,
-                 headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> str:
-    """The metrics of ``metrics()`` as printable text (a table, or a JSON list), made by SQLite
-    itself in one string: a run may hold 100,000 values, too many to format one by one in Python."""
-    pairs = list(_metric_sources(ws, run_id, step).items())
-    names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in pairs)}) '
-    params = [value for pair in pairs for value in pair]
-    source = ' FROM "metric" m JOIN names n ON n.id = m."step_run_id" ORDER BY m."id"'
-    db = m.Metric._meta.database
-    if as_json:
-        # The stored value is JSON already: spliced in as it is, not parsed again.
-        line = ("""'{"kind": ' || json_quote(m.kind) || ', "logged_at": ' || json_quote(m.logged_at)"""
-                """ || ', "name": ' || json_quote(m.name) || ', "step": ' || json_quote(n.step)"""
-                """ || ', "value": ' || m.value || '}'""")
-        text = _joined(db, names, line, ",\n", source, params)
-        return f"[\n{text}\n]" if text else "[]"
-    widths = db.execute_sql(names + 'SELECT max(length(n.step)), max(length(m.name)), max(length(m.kind)) '
-                            'FROM "metric" m JOIN names n ON n.id = m."step_run_id"', params).fetchone()
-    if widths[0] is None:
-        return ""
-    widths = [max(w, len(h)) for w, h in zip(widths, headers)]
-    value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"
-    line = f"printf('%-*s  %-*s  %-*s  %s', {widths[0]}, n.step, {widths[1]}, m.name, {widths[2]}, m.kind, {value})"
-    header = "  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[3]
-    return header + "\n" + _joined(db, names, line, "\n", source, params)
-
-
-def _joined(db, names: str, line: str, separator: str, source: str, params: list) -> str:
-    rows = db.execute_sql(f"{names}SELECT group_concat(line, ?) FROM (SELECT {line} AS line{source})",
-                          [*params, separator]).fetchone()
-    return rows[0] or ""
 
 
 def status_of(ws, run_id) -> RunStatus:

@@ -1,0 +1,176 @@
+"""A run's metrics, read from history.db with sqlite3 alone.
+
+`localpipe metrics` on a run of 100,000 values must answer in well under a second, and most of
+that is the process starting: importing the ORM (peewee) alone costs about 70 ms. So these
+queries are plain SQL on a plain connection, and the ORM is imported only when the file must
+be migrated first (or is not a history file at all), through ``open_history`` as everywhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from localpipe.errors import NotFoundError
+from localpipe.state.layout import history_path
+
+# What ``Run.get_context()`` logs as rows of the metric table (tags go on the step run instead).
+KINDS = ("scalar", "list", "row", "image")
+
+# The migrations of ``db.MIGRATIONS``, by name: their count is the schema version a file must have.
+MIGRATION_NAMES = ("0001_initial", "0002_resource_claims", "0003_dataset_lineage", "0004_git_info")
+SCHEMA_VERSION = len(MIGRATION_NAMES)
+
+_connections: dict[str, sqlite3.Connection] = {}
+
+
+def connect(ws) -> sqlite3.Connection:
+    """A connection to the workspace's history.db, whose schema is this localpipe's."""
+    path = str(history_path(ws))
+    connection = _connections.get(path)
+    if connection is None:
+        version = None
+        if ws.state_dir.is_dir():
+            connection = sqlite3.connect(path, check_same_thread=False)
+            connection.execute("PRAGMA busy_timeout = 10000")
+            try:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+            except sqlite3.DatabaseError:
+                pass
+        if version != SCHEMA_VERSION:
+            from localpipe.state.db import open_history
+
+            open_history(ws)  # migrates the file, or raises the error that says what is wrong with it
+        _connections[path] = connection
+    return connection
+
+
+def close_all() -> None:
+    for connection in _connections.values():
+        connection.close()
+    _connections.clear()
+
+
+def run_number(run_id) -> int:
+    """``run_id`` (an int or its text) as a number; NotFoundError says what run ids look like."""
+    try:
+        return int(run_id)
+    except (TypeError, ValueError):
+        raise NotFoundError(f'"{run_id}" is not a run id: run ids are numbers; see `localpipe runs`') from None
+
+
+def missing_run(ws, number: int) -> NotFoundError:
+    return NotFoundError(f"run {number} does not exist in {ws.root}: see `localpipe runs` for the run ids")
+
+
+def missing_step(number: int, name: str, names: list[str]) -> NotFoundError:
+    return NotFoundError(f'run {number} has no step "{name}" (its steps: {", ".join(names)})')
+
+
+def metric_sources(ws, run_id, step: str | None = None) -> dict[int, str]:
+    """Step run holding the metrics -> step name: a reused step shows those of the run it reused."""
+    connection = connect(ws)
+    number = run_number(run_id)
+    if connection.execute('SELECT 1 FROM "pipeline_run" WHERE "id" = ?', [number]).fetchone() is None:
+        raise missing_run(ws, number)
+    steps = connection.execute('SELECT "id", "name", "reused_from_id" FROM "step_run" WHERE "run_id" = ? '
+                               'ORDER BY "id"', [number]).fetchall()
+    if step is not None:
+        chosen = [row for row in steps if row[1] == step]
+        if not chosen:
+            raise missing_step(number, step, [row[1] for row in steps])
+        steps = chosen
+    return {reused_from or step_run_id: name for step_run_id, name, reused_from in steps}
+
+
+def metrics(ws, run_id, step: str | None = None) -> list[dict]:
+    """Every metric of a run (or of one of its steps), in the order logged.
+
+    A reused step shows the metrics of the step run it reused: they describe the same outputs.
+    """
+    query = _MetricsQuery(ws, run_id, step)
+    statement = query.rows("n.step, m.name, m.kind, m.value, m.logged_at")
+    found = [row for part in query.parts for row in query.connection.execute(statement, [*query.params, *part])]
+    return [{"step": r[0], "name": r[1], "kind": r[2], "value": json.loads(r[3]), "logged_at": r[4]} for r in found]
+
+
+def metrics_text(ws, run_id, step: str | None = None, as_json: bool = False,
+                 headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> str:
+    """The metrics of ``metrics()`` as printable text (a table, or a JSON list), made by SQLite
+    itself: a run may hold 100,000 values, too many to format one by one in Python."""
+    query = _MetricsQuery(ws, run_id, step)
+    if as_json:
+        # Spliced in as they are: the value is stored as JSON, the kind is one of the ingester's
+        # words, the time a finite REAL (written with the 17 digits that read back the same
+        # float); only the metric's name needs SQLite's quoting.
+        params = [value for step_run_id, name in query.sources.items() for value in (step_run_id, json.dumps(name))]
+        line = ("""printf('{"kind": "%s", "logged_at": %!.17g, "name": %s, "step": %s, "value": %s}',"""
+                " m.kind, m.logged_at, json_quote(m.name), n.step, m.value)")
+        text = query.joined(line, ",\n", params)
+        return f"[\n{text}\n]" if text else "[]"
+    widths = [max(len(h), longest) for h, longest in zip(headers, (max(map(len, query.sources.values())),
+                                                                  query.longest_name(), max(map(len, KINDS))))]
+    value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"
+    line = f"printf('%!-*s  %!-*s  %!-*s  %s', {widths[0]}, n.step, {widths[1]}, m.name, {widths[2]}, m.kind, {value})"
+    text = query.joined(line, "\n", query.params)
+    return "  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[3] + "\n" + text if text else ""
+
+
+class _MetricsQuery:
+    """The metrics of a run's step runs, read in parts of the metric table.
+
+    Each part is a range of ids, read along the table itself (by rowid, already in logging
+    order) rather than through the step_run_id index: the "+" keeps SQLite from that index,
+    whose row-by-row lookups and re-sort by id cost about twice the scan. A step run logs while
+    it runs, so its rows sit close together; a reused step's rows may be far older, so each step
+    run gives its own range.
+    """
+
+    _SOURCE = ' FROM "metric" m JOIN names n ON n.id = +m."step_run_id" WHERE m."id" BETWEEN ? AND ?'
+
+    def __init__(self, ws, run_id, step: str | None):
+        self.sources = metric_sources(ws, run_id, step)
+        self.connection = connect(ws)
+        self.params = [value for pair in self.sources.items() for value in pair]
+        self.names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in self.sources)}) '
+        self.parts = self._parts()
+
+    def rows(self, columns: str) -> str:
+        """The statement selecting ``columns`` of a part's rows (``?``: the names' pairs, then the part)."""
+        return f'{self.names}SELECT {columns}{self._SOURCE} ORDER BY m."id"'
+
+    def joined(self, line: str, separator: str, params: list) -> str:
+        """Every row as ``line``, joined by ``separator``: strings made by SQLite."""
+        statement = f"SELECT group_concat(line, ?) FROM ({self.rows(f'{line} AS line')})"
+        texts = (self.connection.execute(statement, [separator, *params, *part]).fetchone()[0] for part in self.parts)
+        return separator.join(text for text in texts if text)
+
+    def longest_name(self) -> int:
+        """The length of the longest metric name, found by skipping along the (step run, name)
+        index from one distinct name to the next rather than reading every row."""
+        longest = 0
+        for step_run_id in self.sources:
+            found = self.connection.execute(
+                'WITH RECURSIVE names(name) AS (SELECT min("name") FROM "metric" WHERE "step_run_id" = ?1 '
+                'UNION ALL SELECT (SELECT min("name") FROM "metric" WHERE "step_run_id" = ?1 AND "name" > names.name) '
+                'FROM names WHERE name IS NOT NULL) SELECT max(length(name)) FROM names', [step_run_id]).fetchone()[0]
+            longest = max(longest, found or 0)
+        return longest
+
+    def _parts(self) -> list[tuple[int, int]]:
+        """The disjoint id ranges, in order, that hold the step runs' metrics."""
+        spans = []
+        for step_run_id in self.sources:
+            # Two subqueries, as SQLite answers a lone min() or max() from the index in one step.
+            first, last = self.connection.execute(
+                'SELECT (SELECT min("id") FROM "metric" WHERE "step_run_id" = ?1), '
+                '(SELECT max("id") FROM "metric" WHERE "step_run_id" = ?1)', [step_run_id]).fetchone()
+            if first is not None:
+                spans.append((first, last))
+        merged: list[tuple[int, int]] = []
+        for first, last in sorted(spans):
+            if merged and first <= merged[-1][1] + 1:
+                merged[-1] = (merged[-1][0], max(merged[-1][1], last))
+            else:
+                merged.append((first, last))
+        return merged
