@@ -21,6 +21,7 @@ one run of `xargs -P2 -n1 sleep` on the same 200 sleeps (the floor for any runne
 from __future__ import annotations
 
 import os
+import select
 import sqlite3
 import statistics
 import subprocess
@@ -70,21 +71,23 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         start = time.perf_counter()
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         me = psutil.Process(proc.pid)
+        exit_fd = os.pidfd_open(proc.pid)  # readable the moment it exits: the wall time is not rounded to a poll
         readings: list[tuple[float, float]] = []  # (seconds since start, cpu seconds)
         while True:
-            # WNOWAIT: notice the exit without reaping, so the zombie's totals can still be read.
-            exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None
+            exited = bool(select.select([exit_fd], [], [], 0)[0])
+            if exited:
+                wall = time.perf_counter() - start
             try:
-                times = me.cpu_times()
+                times = me.cpu_times()  # of the zombie once it has exited: nothing has reaped it yet
                 readings.append((time.perf_counter() - start, times.user + times.system))
             except psutil.Error:
                 pass
             if exited:
                 break
-            time.sleep(POLL_SECONDS)
+            select.select([exit_fd], [], [], POLL_SECONDS)
+        os.close(exit_fd)
         proc.wait()
-        wall = time.perf_counter() - start
-        exited_at = time.time()
+        exited_at = forked_at + wall
         out.seek(0)
         err.seek(0)
         completed = subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())

@@ -8,6 +8,7 @@ store only when they succeed.
 
 from __future__ import annotations
 
+import gc
 import os
 import queue
 import signal as signals
@@ -151,6 +152,10 @@ class Scheduler:
         marked Canceled. After a SIGINT, KeyboardInterrupt is raised once the run is recorded.
         """
         previous = _install_signal_handlers(self._on_signal)
+        # What exists now (modules, the plan, the models) lives as long as the run: set aside from
+        # the collector, so that its full passes while steps run trace only what the run adds
+        # (given back when the run ends: a watcher runs one scheduler after another).
+        gc.freeze()
         self._start_run()
         fault_point("run-started")
         try:
@@ -181,6 +186,7 @@ class Scheduler:
             self._stat_cache.save()
             _restore_signal_handlers(previous)
             self.executor.close()
+            gc.unfreeze()
         if self.stop is not None:
             self._cancel_everything(self.stop)
             self._finish_run(RunStatus.CANCELED, self.stop)

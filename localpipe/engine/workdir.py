@@ -31,9 +31,11 @@ class StepFolder:
 
     def reset(self) -> None:
         """Empty the folder for a new attempt, keeping nothing from the last one but logs."""
-        for path in (self.snapshot, self.inputs, self.outputs):
-            remove_tree(path)
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            self.root.mkdir(parents=True)
+        except FileExistsError:  # a retry, or a run resumed: only then is there anything to remove
+            for path in (self.snapshot, self.inputs, self.outputs):
+                remove_tree(path)
 
     def output_path(self, name: str, is_directory: bool) -> Path:
         folder = self.outputs / name

@@ -2,7 +2,8 @@
 
 One reaper thread waits on a pidfd per process (epoll: no polling, no thread per step); when
 one becomes readable the process has exited, and ``os.wait4`` returns its exit status together
-with the peak resident memory of the process and its reaped children.
+with the peak resident memory of the process and its reaped children. A pidfd added while the
+reaper waits is watched at once (epoll's set is the kernel's), so starting a step wakes nobody.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ class LocalExecutor:
     def __init__(self):
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.Lock()
-        self._selector = selectors.DefaultSelector()
+        self._selector = selectors.EpollSelector()
         self._wake_read, self._wake_write = os.pipe()
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._reaper: threading.Thread | None = None
@@ -65,7 +66,6 @@ class LocalExecutor:
             if self._reaper is None:
                 self._reaper = threading.Thread(target=self._reap, daemon=True, name="localpipe-reaper")
                 self._reaper.start()
-        os.write(self._wake_write, b"x")  # the reaper must select on the new pidfd too
         return proc.pid
 
     def close(self) -> None:
