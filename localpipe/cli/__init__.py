@@ -35,9 +35,6 @@ class LocalpipeGroup(click.Group):
             exc.show()
             code = exc.exit_code
         if standalone_mode:
-            # Every object left is about to be freed: keep the collector from tracing them all
-            # once more on the way out (about 0.1 s after a run).
-            gc.freeze()
             sys.exit(code)
         return code
 
@@ -84,7 +81,12 @@ for module in (run_cmds, inspect_cmds, data_cmds, storage_cmds):
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
-    cli.main(args=argv, prog_name="localpipe")
+    try:
+        cli.main(args=argv, prog_name="localpipe")
+    finally:
+        # The process ends here and every object left is about to be freed: keep the collector
+        # from tracing them all once more on the way out (about 0.1 s after a run).
+        gc.freeze()
 
 
 __all__ = ["cli", "main", "EXIT_OK", "EXIT_STEP_FAILED", "EXIT_INVALID", "EXIT_INTERRUPTED"]
