@@ -583,8 +583,8 @@ class Scheduler:
         return status
 
     def _transition(self, name: str, status: RunStatus, reason: str | None, record: bool = True, **fields) -> None:
-        """Move a step to ``status`` (checked against the life cycle), write it unless ``record`` is
-        False (a passing state that the next write supersedes), and tell the reporter."""
+        """Move a step to ``status`` (checked against the life cycle), write it and tell the reporter,
+        unless ``record`` is False (a passing state that the next change supersedes at once)."""
         current = self.state[name].status
         if status not in STEP_TRANSITIONS.get(current, ()):
             raise RuntimeError(f'step "{name}": {current} -> {status} is not a valid transition')
@@ -603,7 +603,8 @@ class Scheduler:
             self._deferred.append((self.step_ids[name], values))
         elif record:
             update_rows(m.StepRun, [(self.step_ids[name], values)])
-        self.reporter.step_changed(name, status, reason, fields.get("placement"))
+        if record:
+            self.reporter.step_changed(name, status, reason, fields.get("placement"))
 
     def _write_deferred(self) -> None:
         """Write a wave's status changes as one prepared UPDATE per shape, and its outputs in bulk.

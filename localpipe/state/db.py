@@ -7,6 +7,7 @@ cheap to call again: connections are kept per file, and migrations only run when
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 
@@ -114,8 +115,14 @@ def update_rows(model, changes: list[tuple[int, dict]]) -> None:
         shapes.setdefault(columns, []).append([fields[c].db_value(values[c]) for c in columns] + [row_id])
     cursor = model._meta.database.cursor()
     for columns, params in shapes.items():
-        assignments = ", ".join(f'"{fields[c].column_name}" = ?' for c in columns)
-        cursor.executemany(f'UPDATE "{model._meta.table_name}" SET {assignments} WHERE "id" = ?', params)
+        cursor.executemany(_update_statement(model, columns), params)
+
+
+@functools.cache
+def _update_statement(model, columns: tuple[str, ...]) -> str:
+    fields = model._meta.fields
+    assignments = ", ".join(f'"{fields[c].column_name}" = ?' for c in columns)
+    return f'UPDATE "{model._meta.table_name}" SET {assignments} WHERE "id" = ?'
 
 
 def close_all() -> None:

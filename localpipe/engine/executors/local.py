@@ -21,6 +21,7 @@ import psutil
 from localpipe.engine.executors import Exit, Launch
 
 TERMINATE_GRACE_SECONDS = 5.0
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 class LocalExecutor:
@@ -37,13 +38,15 @@ class LocalExecutor:
 
     def start(self, launch: Launch, on_exit: Callable[[Exit], None]) -> int | None:
         """Start ``launch``; ``on_exit`` is called from another thread when it ends. Returns the pid."""
+        out = err = None
         try:
-            with open(launch.stdout, "ab") as out, open(launch.stderr, "ab") as err:
-                # A step with secrets writes through a pipe that masks them; others straight to their files.
-                piped = subprocess.PIPE if launch.masked else None
-                proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdout=piped or out,
-                                        stderr=piped or err, stdin=subprocess.DEVNULL, start_new_session=True,
-                                        close_fds=True)
+            out = os.open(launch.stdout, _LOG_FLAGS, 0o644)
+            err = os.open(launch.stderr, _LOG_FLAGS, 0o644)
+            # A step with secrets writes through a pipe that masks them; others straight to their files.
+            piped = subprocess.PIPE if launch.masked else None
+            proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdout=piped or out,
+                                    stderr=piped or err, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    close_fds=True)
             if launch.masked:
                 for stream, path in ((proc.stdout, launch.stdout), (proc.stderr, launch.stderr)):
                     threading.Thread(target=_copy_masked, args=(stream, path, launch.masked), daemon=True).start()
@@ -51,6 +54,10 @@ class LocalExecutor:
             on_exit(Exit(launch.key, None, None, None, error=f"could not start {launch.argv[0]!r}: "
                                                                f"{exc.strerror or exc}"))
             return None
+        finally:
+            for fd in (out, err):
+                if fd is not None:
+                    os.close(fd)
         if launch.memory_limit:
             # Set from here, just after the fork: a preexec_fn is unsafe with the reaper thread running.
             try:
