@@ -124,6 +124,7 @@ class Scheduler:
         self._claim_again = True  # a step became ready or resources were freed since the last claim
         self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
         self._requests: dict[str, ClaimRequest] = {}
+        self._claimed: dict[str, Placement] = {}  # claimed in a completion's transaction, not yet launched
         self._next_claim_poll = 0.0
         self.now = now
         self._sources = sources
@@ -349,18 +350,28 @@ class Scheduler:
 
     # -- launching --------------------------------------------------------------------------
     def _launch_ready(self) -> None:
-        """Start every ready step whose resources can be claimed now, in order (later ones may backfill)."""
-        if self.stopping or not self.ready:
+        """Start the steps claimed when a step completed, then every ready step whose resources
+        can be claimed now, in order (later ones may backfill)."""
+        claimed, self._claimed = self._claimed, {}
+        if self.stopping:
+            for placement in claimed.values():
+                self._release(placement)
             return
+        for name, placement in {**claimed, **self._claim_ready()}.items():
+            self._launch(name, placement)
+
+    def _claim_ready(self) -> dict[str, Placement]:
+        """Claim what fits now for the ready steps, which then leave ``ready``."""
+        if self.stopping or not self.ready:
+            return {}
         if not self._claim_again and not (self.others_hold and time.monotonic() >= self._next_claim_poll):
-            return  # nothing was freed here, and nobody else holds anything that could be
+            return {}  # nothing was freed here, and nobody else holds anything that could be
         self._claim_again = False
         self._next_claim_poll = time.monotonic() + RESOURCE_POLL_SECONDS
-        requests = [self._claim_request(name) for name in self.ready]
-        placements, self.others_hold = self.pool.claim(requests)
-        for name, placement in placements.items():
+        placements, self.others_hold = self.pool.claim([self._claim_request(name) for name in self.ready])
+        for name in placements:
             self.ready.remove(name)
-            self._launch(name, placement)
+        return placements
 
     def _deliver(self, name: str) -> None:
         destinations = self.graph.steps[name].destinations
@@ -507,9 +518,10 @@ class Scheduler:
             self._fail(name, f"could not write an output to its destination: {exc}", exit_event=event)
             return
         # The cache entry and the Completed status are one transaction: an entry exists only for
-        # a step that completed, and only once all its outputs are in the store.
+        # a step that completed, and only once all its outputs are in the store. The claim it
+        # frees goes to the next ready steps in the same transaction (they start after it).
         fault_point("before-cache-entry")
-        with self.db.atomic():
+        with self.db.atomic("IMMEDIATE"):
             insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": t.digest,
                                         "size": t.size} for o, t in committed.items()])
             self.db.execute_sql('INSERT OR IGNORE INTO "cache_key" ("key", "components") VALUES (?, ?)',
@@ -519,6 +531,7 @@ class Scheduler:
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
                              peak_memory=event.peak_memory, cache_key=key)
             self._release(running.placement)
+            self._claimed.update(self._claim_ready())
             fault_point("in-cache-entry")
         fault_point("after-completed")
 
@@ -554,6 +567,9 @@ class Scheduler:
     def _cancel_everything(self, why: str) -> None:
         self.stopping = why
         self.executor.terminate_all()
+        for placement in self._claimed.values():
+            self._release(placement)
+        self._claimed.clear()
         for name in list(self.running):
             self._release(self.running.pop(name).placement)
             self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
