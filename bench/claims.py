@@ -38,8 +38,8 @@ def worker(root: str, index: int, cycles: int, cpus: int, barrier, results) -> N
         graph = m.PipelineGraph.create(digest=f"claims-{index}", graph={})
         run = m.PipelineRun.create(experiment=experiment, pipeline=graph, status="Running")
         step = m.StepRun.create(run=run, name=f"claimer-{index}", status="Queued")
-    pool = ResourcePool(db, cpus=cpus, memory=2**34)
-    request = ClaimRequest(f"claimer-{index}", run.id, step.id, "local",
+    pool = ResourcePool(db, run.id, cpus=cpus, memory=2**34)
+    request = ClaimRequest(f"claimer-{index}", step.id, "local",
                            {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None})
     # One untimed cycle: the first statement of a connection prepares what later ones reuse.
     placements, _ = pool.claim([request])

@@ -121,9 +121,9 @@ def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
     dead.wait()
     m.ResourceClaim.create(run=run, step_run=step, target="local", cpus=2, gpus=[], holder_pid=dead.pid,
                            holder_started=1.0)
-    pool = ResourcePool(db, cpus=2, memory=2**30)
+    pool = ResourcePool(db, run.id, cpus=2, memory=2**30)
     mine = m.StepRun.create(run=run, name="mine", status="Queued")
-    placements, others = pool.claim([ClaimRequest("mine", run.id, mine.id, "local",
+    placements, others = pool.claim([ClaimRequest("mine", mine.id, "local",
                                                   {"cpus": 2, "gpus": 0, "memory": None, "max_concurrent": None})])
     assert set(placements) == {"mine"} and not others
     assert [c.step_run_id for c in m.ResourceClaim.select()] == [mine.id]
@@ -135,13 +135,38 @@ def test_a_live_claim_blocks_and_release_frees(ws):
     run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
                                status="Running")
     a, b = (m.StepRun.create(run=run, name=n, status="Queued") for n in "ab")
-    pool = ResourcePool(db, cpus=1, memory=2**30)
+    pool = ResourcePool(db, run.id, cpus=1, memory=2**30)
     need = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
-    first, _ = pool.claim([ClaimRequest("a", run.id, a.id, "local", need), ClaimRequest("b", run.id, b.id, "local", need)])
+    first, _ = pool.claim([ClaimRequest("a", a.id, "local", need), ClaimRequest("b", b.id, "local", need)])
     assert set(first) == {"a"}
     pool.release(first["a"])
-    second, _ = pool.claim([ClaimRequest("b", run.id, b.id, "local", need)])
+    second, _ = pool.claim([ClaimRequest("b", b.id, "local", need)])
     assert set(second) == {"b"}
+
+def test_a_claim_backfills_but_reads_no_further_than_it_must(ws):
+    db = open_history(ws)
+    experiment = m.Experiment.create(name="e")
+    run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
+                               status="Running")
+    pool = ResourcePool(db, run.id, cpus=3, memory=2**30)
+
+    def need(cpus):
+        return {"cpus": cpus, "gpus": 0, "memory": None, "max_concurrent": None}
+
+    # 2 CPUs go to "big0"; "big1" does not fit, nor would any like it; "small0" fills the last CPU.
+    wanted = [("big", 2)] * 1000 + [("small", 1)] * 1000
+    looked_at = []
+
+    def requests():
+        for index, (kind, cpus) in enumerate(wanted):
+            step = m.StepRun.create(run=run, name=f"{kind}{index}", status="Queued")
+            looked_at.append(step.name)
+            yield ClaimRequest(step.name, step.id, "local", need(cpus))
+
+    placements, others = pool.claim(requests())
+    assert set(placements) == {"big0", "small1000"} and not others
+    assert len(looked_at) == 1002  # up to the first request after the CPUs ran out, not the 998 behind it
+    assert [c.cpus for c in m.ResourceClaim.select().order_by(m.ResourceClaim.id)] == [2, 1]
 
 
 def test_resources_command_lists_fake_gpus_and_says_why_there_are_none(invoke, monkeypatch):

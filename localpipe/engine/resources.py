@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from collections.abc import Iterable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import psutil
@@ -38,7 +40,6 @@ class ClaimRequest:
     """One step asking for resources: ``need`` has cpus, memory, gpus and max_concurrent."""
 
     key: str
-    run_id: int
     step_run_id: int
     target: str
     need: dict
@@ -56,10 +57,11 @@ def process_alive(pid: int | None, started: float | None) -> bool:
 
 
 class ResourcePool:
-    """The machine's resources as seen by one scheduler process."""
+    """The machine's resources as seen by the scheduler of run ``run_id``."""
 
-    def __init__(self, db, cpus: int, memory: int, gpus: tuple[GpuInfo, ...] = ()):
+    def __init__(self, db, run_id: int, cpus: int, memory: int, gpus: tuple[GpuInfo, ...] = ()):
         self.db = db
+        self.run_id = run_id
         self.cpus = cpus
         self.memory = memory
         self.gpus = {g.index: g for g in gpus}
@@ -68,15 +70,18 @@ class ResourcePool:
         self._dead: set[tuple[int, float]] = set()
         self._alive_until: dict[tuple[int, float], float] = {}
 
-    def claim(self, requests: list[ClaimRequest]) -> tuple[dict[str, Placement], bool]:
+    def claim(self, requests: Iterable[ClaimRequest]) -> tuple[dict[str, Placement], bool]:
         """Claim, in order, every request that fits in what is free now, in one transaction.
 
         Returns the placements by request key, and whether claims of other runs are held (only
         then can resources free up without one of this run's steps ending). Plain
-        SQL: this runs for every step launched by every scheduler on the machine.
+        SQL: this runs for every step launched by every scheduler on the machine. ``requests``
+        is read only as far as needed: once the CPUs are taken, or a request like one that did
+        not fit comes up, nothing more is looked at (a run may have thousands of steps waiting).
         """
         placements: dict[str, Placement] = {}
-        with self.db.atomic("IMMEDIATE"):
+        # Inside the caller's write transaction (a completion handing its slot on), it is part of that one.
+        with nullcontext() if self.db.in_transaction() else self.db.atomic("IMMEDIATE"):
             held = self.db.execute_sql(
                 'SELECT "id", "target", "cpus", "memory", "gpus", "holder_pid", "holder_started", "run_id" '
                 'FROM "resource_claim"').fetchall()
@@ -85,27 +90,31 @@ class ResourcePool:
                 self.db.execute_sql(f'DELETE FROM "resource_claim" WHERE "id" IN ({", ".join("?" * len(dead))})', dead)
             held = [row for row in held if row[0] not in dead]
             # By run, not by process: a watcher runs several schedulers in one process.
-            mine = {request.run_id for request in requests}
-            others = any(row[7] not in mine for row in held)
+            others = any(row[7] != self.run_id for row in held)
             cpus = sum(row[2] for row in held)
             memory = sum(row[3] or 0 for row in held)
             per_target = Counter(row[1] for row in held)
             taken = {index for row in held for index in json.loads(row[4])}
+            unfit: set[tuple] = set()  # (target, need) of requests that did not fit: neither will their like
             for request in requests:
                 if cpus >= self.cpus:
                     break  # every request needs a CPU: nothing more can fit
                 need = request.need
+                like = (request.target, need["cpus"], need["memory"], need["gpus"], need["max_concurrent"])
+                if like in unfit:
+                    continue
                 free_gpus = [index for index in sorted(self.gpus) if index not in taken]
                 if (cpus + need["cpus"] > self.cpus
                         or (need["memory"] and memory + need["memory"] > self.memory)
                         or (need["max_concurrent"] and per_target[request.target] >= need["max_concurrent"])
                         or len(free_gpus) < need["gpus"]):
+                    unfit.add(like)
                     continue
                 chosen = free_gpus[:need["gpus"]]
                 cursor = self.db.execute_sql(
                     'INSERT INTO "resource_claim" ("run_id", "step_run_id", "target", "cpus", "memory", "gpus", '
                     '"holder_pid", "holder_started", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-                    (request.run_id, request.step_run_id, request.target, need["cpus"], need["memory"],
+                    (self.run_id, request.step_run_id, request.target, need["cpus"], need["memory"],
                      json.dumps(chosen), self.holder[0], self.holder[1], time.time()))
                 cpus += need["cpus"]
                 memory += need["memory"] or 0

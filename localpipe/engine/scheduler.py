@@ -110,12 +110,12 @@ class Scheduler:
                                              .where(m.StepRun.run == run_id).tuples())
         self.state = {name: _State() for name in self.graph.steps}
         self.reporter = reporter or Reporter()
-        self.pool = _resource_pool(self.db, self.graph, slots)
+        self.pool = _resource_pool(self.db, run_id, self.graph, slots)
         self.store = ObjectStore(objects_dir(ws))
         self.executor = LocalExecutor()
         self.events: queue.Queue[Exit] = queue.Queue()
         self.running: dict[str, _Running] = {}
-        self.ready: list[str] = []
+        self.ready: dict[str, None] = {}  # steps waiting for resources, in order (a dict: removed from anywhere)
         self.stopping: str | None = None  # why no further step starts
         self.stop: str | None = None  # why the run must stop now (a signal, a watcher), at the next safe point
         self.interrupted = False  # the stop came from SIGINT: re-raise it once the run is recorded
@@ -368,9 +368,9 @@ class Scheduler:
             return {}  # nothing was freed here, and nobody else holds anything that could be
         self._claim_again = False
         self._next_claim_poll = time.monotonic() + RESOURCE_POLL_SECONDS
-        placements, self.others_hold = self.pool.claim([self._claim_request(name) for name in self.ready])
+        placements, self.others_hold = self.pool.claim(map(self._claim_request, self.ready))
         for name in placements:
-            self.ready.remove(name)
+            del self.ready[name]
         return placements
 
     def _deliver(self, name: str) -> None:
@@ -382,12 +382,11 @@ class Scheduler:
         """Made once per step: a scheduler asks again for every waiting step each time a slot frees."""
         if name not in self._requests:
             spec = self.graph.steps[name]
-            self._requests[name] = ClaimRequest(name, self.run.id, self.step_ids[name], spec.compute_target,
-                                                spec.resources)
+            self._requests[name] = ClaimRequest(name, self.step_ids[name], spec.compute_target, spec.resources)
         return self._requests[name]
 
     def _make_ready(self, name: str) -> None:
-        self.ready.append(name)
+        self.ready[name] = None
         self._claim_again = True
 
     def _release(self, placement: Placement) -> None:
@@ -457,8 +456,7 @@ class Scheduler:
             self.running[name].canceled = reason
             threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
         elif status in (RunStatus.NOT_STARTED, RunStatus.QUEUED):
-            if name in self.ready:
-                self.ready.remove(name)
+            self.ready.pop(name, None)
             self.waiting.pop(name, None)
             self._transition(name, RunStatus.CANCELED, reason, ended_at=self.now())
 
@@ -634,13 +632,13 @@ class Scheduler:
         insert_rows(m.CacheKey, list({row["key"]: row for row in self._deferred_keys if row["key"] not in known}.values()))
 
 
-def _resource_pool(db, graph: Graph, slots: int | None) -> ResourcePool:
+def _resource_pool(db, run_id: int, graph: Graph, slots: int | None) -> ResourcePool:
     """The pool this scheduler claims from; GPUs are detected only when a step asks for one."""
     host = detect_host()
     gpus = ()
     if any(spec.resources["gpus"] for spec in graph.steps.values()):
         gpus = detect_gpus().gpus
-    return ResourcePool(db, slots or host.cpus, host.memory_total, gpus)
+    return ResourcePool(db, run_id, slots or host.cpus, host.memory_total, gpus)
 
 
 def _install_signal_handlers(handler) -> dict:
