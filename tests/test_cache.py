@@ -191,6 +191,29 @@ def test_the_step_runs_from_a_snapshot_of_exactly_the_hashed_files(ws, project, 
     assert files == ".amlignore,keep.txt,x.py"
 
 
+def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ran(ws, project, run_pipeline):
+    from localpipe.engine.scheduler import Scheduler
+    from localpipe.engine.submit import prepare_run
+
+    script = "import sys, os\nopen(os.path.join(sys.argv[1], 'v.txt'), 'w').write({!r})\n"
+    project("src/v/v.py", script.format("1"))
+
+    def pipeline():
+        return Pipeline(ws, [PythonScriptStep("v.py", name="v", source_directory=ws.root / "src/v",
+                                              arguments=[PipelineData("out")])])
+
+    prepared = prepare_run(ws, pipeline(), "test")  # hashes the source as it is now
+    project("src/v/v.py", script.format("2"))  # ... and the step copies it as it is then
+    assert Scheduler(ws, prepared.run_id, sources=prepared.sources, graph=prepared.graph).execute() \
+        is RunStatus.COMPLETED
+    ran = m.StepRun.get(m.StepRun.run == prepared.run_id)
+    assert ran.snapshot != prepared.sources["v"].digest
+    assert m.CacheKey.get_by_id(ran.cache_key).components["source"] == ran.snapshot
+    assert m.CacheEntry.get_by_id(ran.cache_key).step_run_id == ran.id
+
+    _, _, steps = run_pipeline(pipeline())  # the source as it ran: reused
+    assert steps["v"]["status"] == "Reused" and steps["v"]["reused_from_run"] == prepared.run_id
+
 def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws, project, run_pipeline):
     project("src/w/w.py", "import sys, os\nopen(os.path.join(sys.argv[1], 'f.txt'), 'w').write('x')\n")
     project("src/r/r.py", """

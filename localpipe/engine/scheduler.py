@@ -82,6 +82,7 @@ class _State:
     status: RunStatus = RunStatus.NOT_STARTED
     attempt: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
+    key: str | None = None  # the cache key it was decided with, and what that key was computed from
     components: dict = field(default_factory=dict)
 
 
@@ -262,7 +263,7 @@ class Scheduler:
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step
-        self.state[name].components = decision.components
+        self.state[name].key, self.state[name].components = decision.key, decision.components
         self._deferred_keys.append({"key": decision.key, "components": m.EncodedJSON(decision.components_json)})
         fields = {"cache_key": decision.key}
         datasets = [i.dataset for i in self.graph.steps[name].inputs.values() if i.dataset]
@@ -503,12 +504,14 @@ class Scheduler:
             if committed:
                 fault_point("mid-commit")
             committed[output] = self.store.commit(running.folder.outputs / output)
-        components = self.state[name].components
+        state = self.state[name]
+        key, components, rekeyed = state.key, state.components, {}
         if running.snapshot and running.snapshot.digest != components.get("source"):
             # The source changed between hashing and copying: key the run by what it really ran.
             components = dict(components, source=running.snapshot.digest)
-        key = cache_key(components)
-        self.state[name].outputs = {o: t.digest for o, t in committed.items()}
+            key = cache_key(components)
+            rekeyed = {"cache_key": key}
+        state.outputs = {o: t.digest for o, t in committed.items()}
         try:
             self._deliver(name)
         except OSError as exc:
@@ -522,12 +525,13 @@ class Scheduler:
         with self.db.atomic("IMMEDIATE"):
             insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": t.digest,
                                         "size": t.size} for o, t in committed.items()])
-            self.db.execute_sql('INSERT OR IGNORE INTO "cache_key" ("key", "components") VALUES (?, ?)',
-                                (key, canonical_json(components)))
+            if rekeyed:  # the decided key was recorded with the decision
+                self.db.execute_sql('INSERT OR IGNORE INTO "cache_key" ("key", "components") VALUES (?, ?)',
+                                    (key, canonical_json(components)))
             self.db.execute_sql('INSERT OR REPLACE INTO "cache_entry" ("key", "step_run_id", "created_at") '
                                 "VALUES (?, ?, ?)", (key, self.step_ids[name], self.now()))
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
-                             peak_memory=event.peak_memory, cache_key=key)
+                             peak_memory=event.peak_memory, **rekeyed)
             self._release(running.placement)
             self._claimed.update(self._claim_ready())
             fault_point("in-cache-entry")
