@@ -67,11 +67,14 @@ def test_shell_metacharacters_reach_the_script_verbatim(ws, project, run_pipelin
 
 def test_command_step_runs_an_argv_list_without_a_shell(ws, project, run_pipeline):
     out = PipelineData("out")
-    step = CommandStep([sys.executable, "-c", "import sys; open(sys.argv[1] + '/o.txt', 'w').write(sys.argv[2])",
-                        out, "$HOME"], name="cmd")
-    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    write = "import os, sys; open(sys.argv[1] + '/o.txt', 'w').write(sys.argv[2] + ' ' + os.getcwd())"
+    step = CommandStep([sys.executable, "-c", write, out, "$HOME"], name="cmd")
+    run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
     assert steps["cmd"]["status"] == "Completed"
-    assert output_file(ws, steps["cmd"], "out", "o.txt").read_text() == "$HOME"
+    # Without a source directory there is no snapshot: the step runs in its own folder.
+    folder = ws.state_dir / "runs" / str(run_id) / "cmd"
+    assert output_file(ws, steps["cmd"], "out", "o.txt").read_text() == f"$HOME {folder}"
+    assert not (folder / "snapshot").exists()
 
 
 def test_command_step_from_a_string_is_split_not_interpreted(ws, project, run_pipeline):

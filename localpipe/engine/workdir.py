@@ -44,10 +44,15 @@ class StepFolder:
 
 def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:
     """Copy exactly the hashed source files into the step's folder; the copy's digest is returned."""
-    folder.snapshot.mkdir(parents=True, exist_ok=True)
-    if step.source_dir is None or source is None:
+    if step.source_dir is None:
         return None
-    return copy_tree(step.source_dir, list(source.files), folder.snapshot)
+    folder.snapshot.mkdir(parents=True, exist_ok=True)
+    return copy_tree(step.source_dir, list(source.files), folder.snapshot) if source else None
+
+
+def working_dir(step: StepSpec, folder: StepFolder) -> Path:
+    """The snapshot of the step's source; a step without a source directory runs in its folder itself."""
+    return folder.snapshot if step.source_dir is not None else folder.root
 
 
 def input_path(step: StepSpec, name: str, upstream_outputs: dict[str, dict[str, str]],
@@ -112,7 +117,7 @@ def build_launch(step: StepSpec, folder: StepFolder, input_paths: dict[str, str]
     env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
     env.setdefault("PYTHONUNBUFFERED", "1")
     secrets = [env[name] for name in step.secret_env if env.get(name)]
-    return Launch(key=key, argv=argv, cwd=str(folder.snapshot), env=env, stdout=str(folder.stdout),
+    return Launch(key=key, argv=argv, cwd=str(working_dir(step, folder)), env=env, stdout=str(folder.stdout),
                   stderr=str(folder.stderr), memory_limit=step.resources.get("memory"), masked=secrets)
 
 
