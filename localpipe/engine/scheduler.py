@@ -50,8 +50,8 @@ from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import STEP_TRANSITIONS, RunStatus
 
 RESOURCE_POLL_SECONDS = 0.05  # how soon a step waiting for resources held by another run looks again
-SIGNAL_POLL_SECONDS = 0.25
 METRICS_SECONDS = 1.0
+LONGEST_WAIT_SECONDS = 1.0  # the loop looks around at least this often, whatever it waits for
 
 
 class Reporter:
@@ -86,10 +86,6 @@ class _State:
     components: dict = field(default_factory=dict)
 
 
-class _Wake:
-    """A message that only wakes the loop (a stop was requested)."""
-
-
 @dataclass
 class _CancelSteps:
     names: list[str]
@@ -114,7 +110,7 @@ class Scheduler:
         self.pool = _resource_pool(self.db, run_id, self.graph, slots)
         self.store = ObjectStore(objects_dir(ws))
         self.executor = LocalExecutor()
-        self.events: queue.Queue[Exit] = queue.Queue()
+        self.cancels: queue.SimpleQueue[_CancelSteps] = queue.SimpleQueue()  # from other threads
         self.running: dict[str, _Running] = {}
         self.ready: dict[str, None] = {}  # steps waiting for resources, in order (a dict: removed from anywhere)
         self.stopping: str | None = None  # why no further step starts
@@ -171,12 +167,14 @@ class Scheduler:
                 if not self.running and not self.ready and not self.waiting:
                     break
                 self._ingest_running_metrics()
-                try:
-                    event = self.events.get(timeout=self._wait_timeout())
-                except queue.Empty:
-                    self._enforce_timeouts()
-                    continue
-                self._handle(event)
+                exits = self.executor.wait(self._wait_timeout())
+                while not self.cancels.empty():
+                    cancel = self.cancels.get()
+                    for name in cancel.names:
+                        self._cancel_step(name, cancel.reason)
+                for event in exits:
+                    self._finished(event)
+                self._enforce_timeouts()
         except KeyboardInterrupt:
             self.stop, self.interrupted = "interrupted (Ctrl-C)", True
         except OperationalError as exc:
@@ -200,11 +198,12 @@ class Scheduler:
     def request_stop(self, reason: str) -> None:
         """Cancel the whole run (from another thread): every step's process tree is ended."""
         self.stop = reason
-        self.events.put(_Wake())
+        self.executor.wake()
 
     def cancel_steps(self, names: list[str], reason: str) -> None:
         """Cancel these steps (from another thread); the rest of the run goes on without them."""
-        self.events.put(_CancelSteps(list(names), reason))
+        self.cancels.put(_CancelSteps(list(names), reason))
+        self.executor.wake()
 
     def _ingest_running_metrics(self) -> None:
         """Metrics of running steps are visible while they run: picked up about once a second."""
@@ -217,6 +216,7 @@ class Scheduler:
     def _on_signal(self, signum, frame) -> None:
         self.interrupted = signum == signals.SIGINT
         self.stop = "interrupted (Ctrl-C)" if self.interrupted else "canceled"
+        self.executor.wake()  # the wait in progress resumes after this handler: end it
 
     def _start_run(self) -> None:
         me = psutil.Process()
@@ -224,12 +224,15 @@ class Scheduler:
                              scheduler_started=me.create_time()).where(m.PipelineRun.id == self.run.id).execute()
 
     def _wait_timeout(self) -> float:
-        """How long to wait for a step to end: until the next timeout, and briefly when steps wait for
-        resources another run may free, or for a signal to be noticed."""
-        busy_elsewhere = (self.ready and self.others_hold) or self.waiting
-        timeout = RESOURCE_POLL_SECONDS if busy_elsewhere else SIGNAL_POLL_SECONDS
-        deadlines = [r.deadline for r in self.running.values() if r.deadline and not r.timed_out]
-        return max(0.0, min([timeout, *(d - self.now() for d in deadlines)]))
+        """How long to wait for a step to end: until the next step timeout or metrics pick-up, and
+        briefly when steps wait for resources another run may free."""
+        waits = [LONGEST_WAIT_SECONDS]
+        if (self.ready and self.others_hold) or self.waiting:
+            waits.append(RESOURCE_POLL_SECONDS)
+        if self.running:
+            waits.append(self._next_metrics - time.monotonic())
+        waits += [r.deadline - self.now() for r in self.running.values() if r.deadline and not r.timed_out]
+        return max(0.0, min(waits))
 
     # -- deciding ---------------------------------------------------------------------------
     def _decide_ready(self) -> None:
@@ -418,7 +421,7 @@ class Scheduler:
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts)
         fault_point("before-step-start")
-        pid = self.executor.start(launch, self.events.put)
+        pid = self.executor.start(launch)
         self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=state.attempt,
                          arguments=launch.argv, placement=placement.describe(),
                          snapshot=snapshot.digest if snapshot else None)
@@ -443,14 +446,7 @@ class Scheduler:
         })
         return env
 
-    # -- events -----------------------------------------------------------------------------
-    def _handle(self, event) -> None:
-        if isinstance(event, Exit):
-            self._finished(event)
-        elif isinstance(event, _CancelSteps):
-            for name in event.names:
-                self._cancel_step(name, event.reason)
-
+    # -- cancelling a step ------------------------------------------------------------------
     def _cancel_step(self, name: str, reason: str) -> None:
         status = self.state[name].status
         if name in self.running:

@@ -1,7 +1,7 @@
 """Executors start, watch and stop step processes; they decide nothing and record nothing.
 
-Every executor takes a ``Launch`` and reports an ``Exit`` through a callback, so the scheduler
-does not care where a process runs (here, in a container, or on another engine).
+Every executor starts a ``Launch`` and hands back its ``Exit`` from ``wait`` once it ends, so the
+scheduler does not care where a process runs (here, in a container, or on another engine).
 """
 
 from __future__ import annotations

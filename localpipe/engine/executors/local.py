@@ -1,9 +1,9 @@
 """The local executor: step processes on this machine, each the leader of its own process group.
 
-One reaper thread waits on a pidfd per process (epoll: no polling, no thread per step); when
-one becomes readable the process has exited, and ``os.wait4`` returns its exit status together
-with the peak resident memory of the process and its reaped children. A pidfd added while the
-reaper waits is watched at once (epoll's set is the kernel's), so starting a step wakes nobody.
+The scheduler's own thread waits for them: ``wait`` blocks in epoll on one pidfd per process
+(no polling, no thread per step, no hand-over between threads) and, for each that became
+readable, ``os.wait4`` returns the exit status together with the peak resident memory of the
+process and its reaped children. ``wake`` makes a wait return early, from any thread.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import selectors
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
 
 import psutil
 
@@ -25,19 +24,23 @@ _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 class LocalExecutor:
-    """Runs argv lists as subprocesses (never through a shell)."""
+    """Runs argv lists as subprocesses (never through a shell).
+
+    ``start``, ``wait`` and ``close`` belong to the scheduler's thread; ``wake`` and ``terminate``
+    may be called from any thread.
+    """
 
     def __init__(self):
         self._procs: dict[str, subprocess.Popen] = {}
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: wake() is also called from a signal handler
         self._selector = selectors.EpollSelector()
-        self._wake_read, self._wake_write = os.pipe()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
-        self._reaper: threading.Thread | None = None
+        self._unstarted: list[Exit] = []  # launches that failed, reported by the next wait
         self._closed = False
 
-    def start(self, launch: Launch, on_exit: Callable[[Exit], None]) -> int | None:
-        """Start ``launch``; ``on_exit`` is called from another thread when it ends. Returns the pid."""
+    def start(self, launch: Launch) -> int | None:
+        """Start ``launch``; its ``Exit`` comes from ``wait`` once it ends. Returns the pid."""
         out = err = None
         try:
             out = os.open(launch.stdout, _LOG_FLAGS, 0o644)
@@ -51,60 +54,64 @@ class LocalExecutor:
                 for stream, path in ((proc.stdout, launch.stdout), (proc.stderr, launch.stderr)):
                     threading.Thread(target=_copy_masked, args=(stream, path, launch.masked), daemon=True).start()
         except OSError as exc:
-            on_exit(Exit(launch.key, None, None, None, error=f"could not start {launch.argv[0]!r}: "
-                                                               f"{exc.strerror or exc}"))
+            error = f"could not start {launch.argv[0]!r}: {exc.strerror or exc}"
+            self._unstarted.append(Exit(launch.key, None, None, None, error=error))
             return None
         finally:
             for fd in (out, err):
                 if fd is not None:
                     os.close(fd)
         if launch.memory_limit:
-            # Set from here, just after the fork: a preexec_fn is unsafe with the reaper thread running.
+            # Set from here, just after the fork: a preexec_fn is unsafe in a process with threads.
             try:
                 resource.prlimit(proc.pid, resource.RLIMIT_AS, (launch.memory_limit, launch.memory_limit))
             except (OSError, ValueError):
                 pass  # the process may already be gone; its exit is reported as usual
         with self._lock:
-            if self._closed:
-                raise RuntimeError("the executor is closed")
             self._procs[launch.key] = proc
-            pidfd = os.pidfd_open(proc.pid)
-            self._selector.register(pidfd, selectors.EVENT_READ, (launch.key, proc, on_exit))
-            if self._reaper is None:
-                self._reaper = threading.Thread(target=self._reap, daemon=True, name="localpipe-reaper")
-                self._reaper.start()
+        self._selector.register(os.pidfd_open(proc.pid), selectors.EVENT_READ, (launch.key, proc))
         return proc.pid
 
+    def wait(self, timeout: float | None) -> list[Exit]:
+        """The exits of processes that ended, waiting up to ``timeout`` seconds for the first;
+        empty when the time ran out or ``wake`` was called."""
+        if self._unstarted:
+            exits, self._unstarted = self._unstarted, []
+            return exits
+        exits = []
+        for key, _ in self._selector.select(timeout):
+            if key.data is None:
+                _drain(self._wake_read)
+                continue
+            self._selector.unregister(key.fd)
+            os.close(key.fd)
+            exits.append(self._reap(*key.data))
+        return exits
+
+    def wake(self) -> None:
+        """Make the current or next ``wait`` return at once."""
+        with self._lock:
+            if not self._closed:
+                try:
+                    os.write(self._wake_write, b"x")
+                except BlockingIOError:
+                    pass  # the pipe is full: a wake is pending already
+
     def close(self) -> None:
-        """Let the reaper thread end once no process is left; release its file descriptors."""
+        """Release the descriptors. Processes still running are not waited for (see terminate_all)."""
         with self._lock:
             self._closed = True
-            if self._reaper is None:  # nothing ever ran: no thread to hand the descriptors to
-                self._release_descriptors()
-                return
-        os.write(self._wake_write, b"x")
-
-    def _reap(self) -> None:
-        while not (self._closed and not self._procs):
-            for key, _ in self._selector.select():
-                if key.data is None:
-                    os.read(self._wake_read, 4096)
-                    continue
-                with self._lock:
-                    self._selector.unregister(key.fd)
+        for key in list(self._selector.get_map().values()):
+            if key.data is not None:
                 os.close(key.fd)
-                self._finish(*key.data)
-        self._release_descriptors()
-
-    def _release_descriptors(self) -> None:
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
-    def _finish(self, key: str, proc: subprocess.Popen, on_exit: Callable[[Exit], None]) -> None:
+    def _reap(self, key: str, proc: subprocess.Popen) -> Exit:
         try:
             _, status, usage = os.wait4(proc.pid, 0)
-        except ChildProcessError:
+        except ChildProcessError:  # reaped already by a terminate() on another thread
             status, usage = None, None
         code = os.waitstatus_to_exitcode(status) if status is not None else None
         proc.returncode = code  # Popen must not try to reap it again
@@ -112,9 +119,8 @@ class LocalExecutor:
             self._procs.pop(key, None)
         # The group may outlive its leader (a step that forked into the background).
         _kill_group(proc.pid, signal.SIGKILL)
-        on_exit(Exit(key, code if code is None or code >= 0 else None,
-                     -code if code is not None and code < 0 else None,
-                     usage.ru_maxrss * 1024 if usage else None))
+        killed_by = -code if code is not None and code < 0 else None
+        return Exit(key, None if killed_by else code, killed_by, usage.ru_maxrss * 1024 if usage else None)
 
     def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
         """End the whole process tree of ``key``: SIGTERM, then SIGKILL after ``grace`` seconds."""
@@ -140,10 +146,13 @@ class LocalExecutor:
         for t in threads:
             t.join()
 
-    @property
-    def running(self) -> int:
-        with self._lock:
-            return len(self._procs)
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass
 
 
 def _copy_masked(stream, path: str, secrets: list[str]) -> None:
