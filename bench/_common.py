@@ -53,6 +53,24 @@ def machine() -> str:
     return f"{cores} CPU cores, Python {sys.version.split()[0]}, {sys.platform}, load average {load}"
 
 
+def file_creation(folder: Path, count: int = 100) -> str:
+    """How long creating an empty file takes in ``folder`` now (median of ``count``), in words.
+
+    Some file systems make this cost depend on what was deleted in the last minutes (ext4
+    without a journal, as on the VM the figures in docs/ come from, looks past every inode freed
+    in the last 1-5 minutes): a figure taken after a mass deletion shows it. The files stay until
+    the temp folder goes, so that the probe deletes nothing itself.
+    """
+    probe = folder / "file-creation-probe"
+    probe.mkdir()
+    samples = []
+    for index in range(count):
+        start = time.perf_counter()
+        os.close(os.open(probe / str(index), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        samples.append(time.perf_counter() - start)
+    return f"creating a file here takes {1e6 * statistics.median(samples):.0f} us"
+
+
 def base_parser(description: str) -> argparse.ArgumentParser:
     """The options every bench script takes."""
     parser = argparse.ArgumentParser(description=description)

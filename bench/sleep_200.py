@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 
 from _common import (
-    _child_env, base_parser, localpipe_argv, machine, print_profile, script_interpreter, summary_counts,
+    _child_env, base_parser, file_creation, localpipe_argv, machine, print_profile, script_interpreter, summary_counts,
     temp_workspace, time_once,
 )
 
@@ -160,6 +160,7 @@ def main() -> int:
           f"(ideal {ideal:.1f} s), on {machine()}")
 
     with temp_workspace("sleep", keep=args.keep) as ws:
+        print(f"    {file_creation(ws.parent)}")
         pipeline = ws / "gen" / "pipeline.py"
         pipeline.parent.mkdir(parents=True)
         pipeline.write_text(textwrap.dedent(PIPELINE.format(count=args.steps, sleep=f"{args.sleep:g}")).lstrip())

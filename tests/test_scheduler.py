@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -75,6 +76,22 @@ def test_command_step_runs_an_argv_list_without_a_shell(ws, project, run_pipelin
     folder = ws.state_dir / "runs" / str(run_id) / "cmd"
     assert output_file(ws, steps["cmd"], "out", "o.txt").read_text() == f"$HOME {folder}"
     assert not (folder / "snapshot").exists()
+
+
+def test_a_command_name_is_found_on_the_path_and_a_missing_one_named(ws, run_pipeline, monkeypatch):
+    # A multi-call program (busybox and the like) tells what to do from argv[0]: it must stay as written.
+    tool = ws.root / "bin" / "lp-python"
+    tool.parent.mkdir()
+    tool.symlink_to(sys.executable)
+    monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
+    out = PipelineData("out")
+    write = "import sys; open(sys.argv[1] + '/argv0', 'w').write(sys.orig_argv[0])"
+    _, _, steps = run_pipeline(Pipeline(ws, [CommandStep(["lp-python", "-c", write, out], name="hello"),
+                                             CommandStep(["lp-no-such-tool"], name="missing")]),
+                               continue_on_step_failure=True)
+    assert output_file(ws, steps["hello"], "out", "argv0").read_text() == "lp-python"
+    assert steps["missing"]["status"] == "Failed"
+    assert steps["missing"]["reason"] == "could not start 'lp-no-such-tool': No such file or directory"
 
 
 def test_command_step_from_a_string_is_split_not_interpreted(ws, project, run_pipeline):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import resource
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
@@ -37,6 +38,7 @@ class LocalExecutor:
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
         self._unstarted: list[Exit] = []  # launches that failed, reported by the next wait
+        self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
 
     def start(self, launch: Launch) -> int | None:
@@ -47,9 +49,9 @@ class LocalExecutor:
             err = os.open(launch.stderr, _LOG_FLAGS, 0o644)
             # A step with secrets writes through a pipe that masks them; others straight to their files.
             piped = subprocess.PIPE if launch.masked else None
-            proc = subprocess.Popen(launch.argv, cwd=launch.cwd, env=launch.env, stdout=piped or out,
-                                    stderr=piped or err, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    close_fds=True)
+            proc = subprocess.Popen(launch.argv, executable=self._executable(launch.argv[0], launch.env),
+                                    cwd=launch.cwd, env=launch.env, stdout=piped or out, stderr=piped or err,
+                                    stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
             if launch.masked:
                 for stream, path in ((proc.stdout, launch.stdout), (proc.stderr, launch.stderr)):
                     threading.Thread(target=_copy_masked, args=(stream, path, launch.masked), daemon=True).start()
@@ -71,6 +73,16 @@ class LocalExecutor:
             self._procs[launch.key] = proc
         self._selector.register(os.pidfd_open(proc.pid), selectors.EVENT_READ, (launch.key, proc))
         return proc.pid
+
+    def _executable(self, command: str, env: dict[str, str]) -> str | None:
+        """The file a bare command name runs, looked up on the step's PATH once per run (the fork
+        would try each PATH entry in turn for every step); None leaves the lookup to the fork."""
+        if os.sep in command:
+            return None  # a path, relative to the step's working directory
+        key = (command, env.get("PATH", os.defpath))
+        if key not in self._found:
+            self._found[key] = shutil.which(command, path=key[1])
+        return self._found[key]
 
     def wait(self, timeout: float | None) -> list[Exit]:
         """The exits of processes that ended, waiting up to ``timeout`` seconds for the first;
