@@ -57,9 +57,9 @@ def file_creation(folder: Path, count: int = 100) -> str:
     """How long creating an empty file takes in ``folder`` now (median of ``count``), in words.
 
     Some file systems make this cost depend on what was deleted in the last minutes (ext4
-    without a journal, as on the VM the figures in docs/ come from, looks past every inode freed
-    in the last 1-5 minutes): a figure taken after a mass deletion shows it. The files stay until
-    the temp folder goes, so that the probe deletes nothing itself.
+    without a journal, as on the VM the figures in docs/ come from, looks past the inodes freed
+    nearby in the last few minutes): a figure taken soon after a mass deletion shows it. The
+    files stay until the temp folder goes, so that the probe deletes nothing itself.
     """
     probe = folder / "file-creation-probe"
     probe.mkdir()
