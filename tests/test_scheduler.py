@@ -235,6 +235,18 @@ def test_retries_are_recorded(ws, project, run_pipeline):
     assert counter.read_text() == "3"
 
 
+def test_a_retry_starts_in_an_empty_folder_with_the_earlier_logs(ws, run_pipeline):
+    # A step without a source directory runs in its step folder: what an attempt left there must go.
+    script = "import os; print(sorted(os.listdir('.'))); open('scratch.txt', 'w').close(); raise SystemExit(1)"
+    config = RunConfiguration()
+    config.max_retries = 1
+    run_id, _, steps = run_pipeline(Pipeline(ws, [CommandStep([sys.executable, "-c", script], name="r",
+                                                              runconfig=config)]))
+    log = (ws.state_dir / "runs" / str(run_id) / "r" / "stdout.log").read_text().splitlines()
+    assert steps["r"]["status"] == "Failed" and steps["r"]["attempt"] == 2
+    assert log == ["['stderr.log', 'stdout.log']"] * 2
+
+
 def test_continue_on_step_failure_runs_the_independent_branch(ws, project, run_pipeline):
     project("src/f/f.py", "raise SystemExit(1)\n")
     project("src/ok/ok.py", "print('fine')\n")

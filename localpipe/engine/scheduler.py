@@ -82,8 +82,8 @@ class _State:
     status: RunStatus = RunStatus.NOT_STARTED
     attempt: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
-    key: str | None = None  # the cache key it was decided with, and what that key was computed from
-    components: dict = field(default_factory=dict)
+    key: str | None = None  # the cache key it was decided with
+    components: dict = field(default_factory=dict)  # what that key was computed from
 
 
 @dataclass

@@ -34,8 +34,14 @@ class StepFolder:
         try:
             self.root.mkdir(parents=True)
         except FileExistsError:  # a retry, or a run resumed: only then is there anything to remove
-            for path in (self.snapshot, self.inputs, self.outputs):
-                remove_tree(path)
+            kept = {path.name for path in (self.stdout, self.stderr, self.metrics)}
+            for entry in os.scandir(self.root):
+                if entry.name in kept:
+                    continue
+                if entry.is_dir(follow_symlinks=False):
+                    remove_tree(entry.path)
+                else:
+                    os.unlink(entry.path)
 
     def output_path(self, name: str, is_directory: bool) -> Path:
         folder = self.outputs / name
