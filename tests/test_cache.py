@@ -214,6 +214,7 @@ def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ra
     _, _, steps = run_pipeline(pipeline())  # the source as it ran: reused
     assert steps["v"]["status"] == "Reused" and steps["v"]["reused_from_run"] == prepared.run_id
 
+
 def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws, project, run_pipeline):
     project("src/w/w.py", "import sys, os\nopen(os.path.join(sys.argv[1], 'f.txt'), 'w').write('x')\n")
     project("src/r/r.py", """

@@ -143,6 +143,7 @@ def test_a_live_claim_blocks_and_release_frees(ws):
     second, _ = pool.claim([ClaimRequest("b", b.id, "local", need)])
     assert set(second) == {"b"}
 
+
 def test_a_claim_backfills_but_reads_no_further_than_it_must(ws):
     db = open_history(ws)
     experiment = m.Experiment.create(name="e")
@@ -153,7 +154,7 @@ def test_a_claim_backfills_but_reads_no_further_than_it_must(ws):
     def need(cpus):
         return {"cpus": cpus, "gpus": 0, "memory": None, "max_concurrent": None}
 
-    # 2 CPUs go to "big0"; "big1" does not fit, nor would any like it; "small0" fills the last CPU.
+    # 2 CPUs go to "big0"; "big1" does not fit, nor would any like it; "small1000" takes the last CPU.
     wanted = [("big", 2)] * 1000 + [("small", 1)] * 1000
     looked_at = []
 
