@@ -35,7 +35,7 @@ from pathlib import Path
 import blake3
 from _common import base_parser, machine, temp_folder
 
-from localpipe.plan.hashing import hash_tree
+from localpipe.content.hashing import hash_tree
 
 TARGET_RATIO = 0.70
 FILE_SIZE = 1 << 20

@@ -35,9 +35,9 @@ from pathlib import Path
 import blake3
 from _common import base_parser, machine, print_profile, report_ms, temp_folder
 
-from localpipe.plan.hashing import hash_tree, tree_digest, walk
-from localpipe.plan.incremental import TreeCache
-from localpipe.state.statcache import StatCache
+from localpipe.content.hashing import hash_tree, tree_digest, walk
+from localpipe.content.trees import TreeCache
+from localpipe.content.statcache import StatCache
 
 TARGET_STATCACHE_MS = 150
 TARGET_WATCHER_MS = 20

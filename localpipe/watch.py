@@ -29,9 +29,9 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from localpipe.errors import LocalpipeError
-from localpipe.plan.hashing import ignore_spec
-from localpipe.plan.incremental import TreeCache
-from localpipe.state.statcache import StatCache
+from localpipe.content.hashing import ignore_spec
+from localpipe.content.trees import TreeCache
+from localpipe.content.statcache import StatCache
 
 DEFAULT_DEBOUNCE_SECONDS = 0.2
 # Files editors write beside the one being saved; never a reason to rerun.

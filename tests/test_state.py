@@ -9,7 +9,7 @@ import pytest
 
 from localpipe import Workspace
 from localpipe.errors import StateError, UsageError, WorkspaceNotFoundError
-from localpipe.plan.hashing import hash_tree
+from localpipe.content.hashing import hash_tree
 from localpipe.state.db import SCHEMA_VERSION, close_all, open_history
 from localpipe.state.store import ObjectStore
 
@@ -110,7 +110,7 @@ def test_file_names_that_are_not_utf8_are_refused(tmp_path):
 
 
 def test_stat_cache_answers_for_unchanged_files_without_reading_them(tmp_path):
-    from localpipe.state.statcache import StatCache
+    from localpipe.content.statcache import StatCache
 
     path = tmp_path / "f.txt"
     path.write_text("one")

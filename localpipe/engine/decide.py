@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from localpipe.plan.graph import StepSpec
-from localpipe.plan.hashing import TreeDigest
+from localpipe.content.hashing import TreeDigest
 from localpipe.plan.keys import cache_key, canonical_json, key_components, what_changed
 from localpipe.state import models as m
 from localpipe.state.store import ObjectStore

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from localpipe.engine.decide import decide
 from localpipe.engine.submit import plan
-from localpipe.plan.hashing import dataset_digest
+from localpipe.content.hashing import dataset_digest
 from localpipe.state import models as m
 from localpipe.state.db import open_history
 from localpipe.state.layout import objects_dir

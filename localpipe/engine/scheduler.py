@@ -38,14 +38,14 @@ from localpipe.engine.workdir import (
     StepFolder, build_launch, fingerprint, input_path, snapshot_source, store_mounts,
 )
 from localpipe.plan.graph import Graph, StepSpec
-from localpipe.plan.hashing import TreeDigest, dataset_digest
-from localpipe.plan.incremental import TreeCache, source_trees
+from localpipe.content.hashing import TreeDigest, dataset_digest
+from localpipe.content.trees import TreeCache, source_trees
 from localpipe.plan.keys import cache_key, canonical_json
 from localpipe.state import models as m
 from localpipe.state.datasets import record_uses
 from localpipe.state.db import insert_rows, open_history, update_rows
 from localpipe.state.layout import objects_dir, step_dir
-from localpipe.state.statcache import StatCache
+from localpipe.content.statcache import StatCache
 from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import STEP_TRANSITIONS, RunStatus
 

@@ -16,12 +16,12 @@ import psutil
 
 from localpipe.engine.gitinfo import git_info
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
-from localpipe.plan.hashing import TreeDigest, hash_bytes
-from localpipe.plan.incremental import TreeCache, source_trees
+from localpipe.content.hashing import TreeDigest, hash_bytes
+from localpipe.content.trees import TreeCache, source_trees
 from localpipe.state import models as m
 from localpipe.state.db import insert_rows, open_history
 from localpipe.state.layout import runs_dir
-from localpipe.state.statcache import StatCache
+from localpipe.content.statcache import StatCache
 from localpipe.status import RunStatus
 
 

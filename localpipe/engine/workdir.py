@@ -13,7 +13,7 @@ from pathlib import Path
 
 from localpipe.engine.executors import Launch
 from localpipe.plan.graph import StepSpec
-from localpipe.plan.hashing import TreeDigest, copy_tree
+from localpipe.content.hashing import TreeDigest, copy_tree
 from localpipe.state.store import ObjectStore, remove_tree
 
 

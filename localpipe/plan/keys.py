@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from localpipe.plan.graph import StepSpec
-from localpipe.plan.hashing import hash_bytes
+from localpipe.content.hashing import hash_bytes
 
 KEY_VERSION = 1
 

@@ -12,7 +12,7 @@ import stat
 from pathlib import Path
 
 from localpipe.faults import fault_point
-from localpipe.plan.hashing import TreeDigest, hash_tree
+from localpipe.content.hashing import TreeDigest, hash_tree
 
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH

@@ -13,7 +13,7 @@ import psutil
 import pytest
 
 from localpipe.faults import POINTS
-from localpipe.plan.hashing import hash_tree
+from localpipe.content.hashing import hash_tree
 from localpipe.state import models as m
 from localpipe.state.db import close_all, open_history
 from localpipe.state.layout import objects_dir

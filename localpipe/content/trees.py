@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from localpipe.plan.hashing import (
+from localpipe.content.hashing import (
     EXTRA_IGNORE_FILE, PRIMARY_IGNORE_FILES, StatCacheLike, TreeDigest, file_entry, ignore_spec, tree_digest,
     walk,
 )
