@@ -31,6 +31,10 @@ class PipelineValidationError(UsageError):
                              + "\n".join(f"  - {p}" for p in self.problems))
 
 
+class PipelineFileError(UsageError):
+    """A pipeline file is missing, raises while loading, or does not define exactly one Pipeline."""
+
+
 class WorkspaceNotFoundError(LocalpipeError):
     """No `.localpipe/` folder was found walking up from a path."""
 
@@ -49,3 +53,11 @@ class StateError(LocalpipeError):
 
 class HardwareError(LocalpipeError):
     """A resource (GPU, memory, Docker daemon) was asked for and is not there."""
+
+
+class RunFailedError(LocalpipeError):
+    """``wait_for_completion(raise_on_error=True)`` on a run that did not complete."""
+
+
+class RunTimeoutError(LocalpipeError, TimeoutError):
+    """``wait_for_completion(timeout_seconds=...)`` ran out of time; a TimeoutError too."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from localpipe import Datastore, Dataset, Experiment, Pipeline, PipelineData, PythonScriptStep
-from localpipe.client.runs import RunFailedError
+from localpipe.errors import RunFailedError, RunTimeoutError
+
+from tests.conftest import wait_for
 
 
 def two_steps(ws, project, fail: bool = False):
@@ -58,6 +60,19 @@ def test_wait_for_completion_raises_on_a_failed_run_unless_told_not_to(ws, proje
     with pytest.raises(RunFailedError, match="failed"):
         run.wait_for_completion()
     assert run.wait_for_completion(raise_on_error=False) == "Failed"
+
+
+def test_wait_for_completion_that_runs_out_of_time_raises_a_timeout_error(ws, project):
+    project("src/s/s.py", "import time\ntime.sleep(30)\n")
+    run = Experiment(ws, "bg").submit(Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s")]))
+    wait_for(lambda: run.find_step_run("s")[0].get_status() == "Running", what="step s running")
+    try:
+        with pytest.raises(TimeoutError, match=f"run {run.id} is still .* after 0.3s: wait longer") as raised:
+            run.wait_for_completion(timeout_seconds=0.3)
+        assert isinstance(raised.value, RunTimeoutError)
+    finally:
+        run.cancel()
+    assert run.wait_for_completion(raise_on_error=False, timeout_seconds=30) == "Canceled"
 
 
 def test_unknown_output_names_the_outputs_there_are(ws, project):

@@ -7,16 +7,12 @@ from pathlib import Path
 
 from localpipe.engine.logs import print_new_lines
 from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
-from localpipe.errors import LocalpipeError, NotFoundError, UsageError
+from localpipe.errors import NotFoundError, RunFailedError, RunTimeoutError, UsageError
 from localpipe.state import reader, records
 from localpipe.state.layout import step_dir
 from localpipe.status import RunStatus
 
 POLL_SECONDS = 0.2
-
-
-class RunFailedError(LocalpipeError):
-    """``wait_for_completion(raise_on_error=True)`` on a run that did not complete."""
 
 
 class PipelineRun:
@@ -66,7 +62,8 @@ class PipelineRun:
             if status.is_final:
                 break
             if deadline and time.monotonic() > deadline:
-                raise TimeoutError(f"run {self.id} still {status.value} after {timeout_seconds}s")
+                raise RunTimeoutError(f"run {self.id} is still {status.value} after {timeout_seconds}s: wait longer, "
+                                      "or cancel it with run.cancel()")
             time.sleep(POLL_SECONDS)
         if show_output:
             print(f"run {self.id}: {status.value}", flush=True)

@@ -13,13 +13,9 @@ import runpy
 import sys
 from pathlib import Path
 
-from localpipe.errors import UsageError
+from localpipe.errors import PipelineFileError, UsageError
 from localpipe.sdk.pipeline import Pipeline
 from localpipe.sdk.workspace import current_workspace
-
-
-class PipelineFileError(UsageError):
-    """The pipeline file is missing, raises, or does not define exactly one Pipeline."""
 
 
 def load_pipeline(path: str | os.PathLike, ws) -> Pipeline:
