@@ -1,7 +1,7 @@
 """Claim/release cycle latency of `ResourcePool` with 4 concurrent submitters (and with 1).
 
 In a fresh workspace (`localpipe init`), each submitter is its own process (multiprocessing,
-spawn) that opens the workspace's history.db through ``open_history``, creates its own
+spawn) that opens the workspace's history.db through ``History.open``, creates its own
 experiment, pipeline run and step run rows, and then does N cycles of ``pool.claim([one
 request for 1 CPU])`` and ``pool.release(placement)`` on a pool of 8 CPUs, so claims succeed
 unless the database refuses (at most 4 of the 8 CPUs are ever held). The submitters start
@@ -27,18 +27,18 @@ TARGET_MS = 5.0
 
 def worker(root: str, index: int, cycles: int, cpus: int, barrier, results) -> None:
     """One submitter: its own rows, then ``cycles`` timed claim/release cycles; puts its figures on ``results``."""
-    from localpipe import Workspace
     from localpipe.engine.resources import ClaimRequest, ResourcePool
-    from localpipe.state import models as m
-    from localpipe.state.db import open_history
+    from localpipe.state.history import History
+    from localpipe.state.layout import Layout
 
-    db = open_history(Workspace(root))
-    with db.atomic("IMMEDIATE"):
+    history = History.open(Layout.of(Path(root) / ".localpipe"))
+    m = history.tables
+    with history.write():
         experiment = m.Experiment.create(name=f"claims-{index}")
         graph = m.PipelineGraph.create(digest=f"claims-{index}", graph={})
         run = m.PipelineRun.create(experiment=experiment, pipeline=graph, status="Running")
         step = m.StepRun.create(run=run, name=f"claimer-{index}", status="Queued")
-    pool = ResourcePool(db, run.id, cpus=cpus, memory=2**34)
+    pool = ResourcePool(history, run.id, cpus=cpus, memory=2**34)
     request = ClaimRequest(f"claimer-{index}", step.id, "local",
                            {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None})
     # One untimed cycle: the first statement of a connection prepares what later ones reuse.

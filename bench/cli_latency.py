@@ -2,7 +2,7 @@
 
 The history is written directly, not by running pipelines (100 submissions of a 100-step
 pipeline would take many minutes here): the script opens the workspace's history.db with the
-project's own ``localpipe.state.db.open_history`` and bulk-inserts rows through its peewee
+project's own ``localpipe.state.history.History`` and bulk-inserts rows through its peewee
 models (one experiment, one stored graph, 100 pipeline runs of 100 step runs each, statuses
 mixed as a real history has them), so the schema and indexes are exactly localpipe's.
 
@@ -25,11 +25,11 @@ STATUSES = ("Completed", "Reused", "Reused", "Reused", "Failed", "Canceled")
 
 def fill_history(root: Path, runs: int, steps_per_run: int) -> int:
     """Bulk-insert ``runs`` finished pipeline runs of ``steps_per_run`` step runs; returns the step-run count."""
-    from localpipe.sdk.workspace import Workspace
-    from localpipe.state import models as m
-    from localpipe.state.db import close_all, open_history
+    from localpipe.state.history import History, close_all
+    from localpipe.state.layout import Layout
 
-    db = open_history(Workspace(root))
+    history = History.open(Layout.of(root / ".localpipe"))
+    db, m = history.db, history.tables
     now = time.time()
     names = [f"step_{i:03d}" for i in range(steps_per_run)]
     graph = {"steps": [], "parameters": {}, "description": "bench: filled history"}

@@ -63,12 +63,10 @@ from _common import (
 )
 
 from localpipe import Dataset, Pipeline, PythonScriptStep, Workspace
+from localpipe.client.workspace import history_of
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.submit import plan, prepare_run
 from localpipe.engine.workdir import StepFolder, fingerprint, input_path, store_mounts
-from localpipe.state import models as m
-from localpipe.state.db import open_history
-from localpipe.state.layout import objects_dir, step_dir
 from localpipe.state.store import ObjectStore
 
 TARGET_MOUNT_MS = 50
@@ -158,7 +156,7 @@ def mount_figures(ws: Workspace, scratch: Path, files: int, repeats: int, profil
     print(f"  register (copies into the object store, once; not a target): {registered:.2f} s "
           f"({size / registered / 1e9:.2f} GB/s)")
     shutil.rmtree(raw)
-    store = ObjectStore(objects_dir(ws))
+    store = ObjectStore(history_of(ws).layout.objects)
 
     write_script(ws.root / "steps" / "ls", "ls.py", LS_STEP)
     consumed = {"mount": dataset.as_named_input("raw").as_mount(),
@@ -167,7 +165,7 @@ def mount_figures(ws: Workspace, scratch: Path, files: int, repeats: int, profil
     for mode, config in consumed.items():
         step = PythonScriptStep("ls.py", name="ls", source_directory=str(ws.root / "steps" / "ls"),
                                 arguments=[config], allow_reuse=False)
-        graph, _ = plan(ws, Pipeline(ws, [step]))
+        graph, _ = plan(history_of(ws), Pipeline(ws, [step]))
         specs[mode] = graph.steps["ls"]
         assert specs[mode].inputs["raw"].mode == mode, specs[mode].inputs["raw"]
 
@@ -232,7 +230,7 @@ def mount_figures(ws: Workspace, scratch: Path, files: int, repeats: int, profil
         wall, _ = time_once(submit, ws.root)
         run_id = last_run(ws.root)["id"]
         details, step = step_times(ws.root, run_id, "ls")
-        listed = (step_dir(ws, run_id, "ls") / "stdout.log").read_text().strip()
+        listed = (history_of(ws).layout.step_dir(run_id, "ls") / "stdout.log").read_text().strip()
         if listed != str(files):
             sys.exit(f"bench: the step listed {listed!r} files, not {files}")
         walls.append(wall)
@@ -256,7 +254,7 @@ def ingestion_figures(ws: Workspace, scratch: Path, values: int, profile: bool) 
     wall, _ = time_once([*localpipe_argv(), "submit", "pipeline_log.py"], ws.root)
     run_id = last_run(ws.root)["id"]
     details, step = step_times(ws.root, run_id, "log")
-    folder = StepFolder(step_dir(ws, run_id, "log"))
+    folder = StepFolder(history_of(ws).layout.step_dir(run_id, "log"))
     count, seconds = folder.stdout.read_text().split()
     if int(count) != values:
         sys.exit(f"bench: the step logged {count} values, not {values}")
@@ -278,10 +276,11 @@ def ingestion_figures(ws: Workspace, scratch: Path, values: int, profile: bool) 
     samples = []
     for k in range(INGEST_REPEATS):
         fresh, step_run_id = fresh_step_run(scratch / f"ingest-{k}")
-        ingester = MetricsIngester(open_history(fresh), time.time)
+        ingester = MetricsIngester(history_of(fresh), time.time)
         start = time.perf_counter()
         ingested = ingester.ingest(str(metrics_file), step_run_id)
         samples.append(time.perf_counter() - start)
+        m = history_of(fresh).tables
         stored = m.Metric.select().where(m.Metric.step_run == step_run_id).count()
         if ingested != values or stored != values:
             sys.exit(f"bench: ingest recorded {ingested} ({stored} rows), not {values}")
@@ -311,7 +310,7 @@ def ingestion_figures(ws: Workspace, scratch: Path, values: int, profile: bool) 
         print_profile(stats, 10)
 
         fresh, step_run_id = fresh_step_run(scratch / "ingest-profiled")
-        ingester = MetricsIngester(open_history(fresh), time.time)
+        ingester = MetricsIngester(history_of(fresh), time.time)
         with cProfile.Profile() as prof:
             ingester.ingest(str(metrics_file), step_run_id)
         stats = scratch / "ingest.prof"
@@ -326,9 +325,8 @@ def fresh_step_run(root: Path) -> tuple[Workspace, int]:
     fresh = Workspace.create(root)
     write_script(root / "steps" / "t", "t.py", '"""Never run."""\n')
     step = PythonScriptStep("t.py", name="t", source_directory=str(root / "steps" / "t"))
-    prepared = prepare_run(fresh, Pipeline(fresh, [step]), "ingest")
-    open_history(fresh)
-    return fresh, m.StepRun.get(m.StepRun.run == prepared.run_id).id
+    prepared = prepare_run(history_of(fresh), Pipeline(fresh, [step]), "ingest")
+    return fresh, history_of(fresh).runs.for_scheduler(prepared.run_id).step_ids["t"]
 
 
 # -- (3) `localpipe metrics` -----------------------------------------------------------------------

@@ -105,10 +105,7 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
 
 def step_times(ws: Path) -> list[tuple[float, float]]:
     """(started_at, ended_at) of every step of the newest run, in order of start."""
-    from localpipe import Workspace
-    from localpipe.state.layout import history_path
-
-    db = sqlite3.connect(f"file:{history_path(Workspace(ws))}?mode=ro", uri=True)
+    db = sqlite3.connect(f"file:{Path(ws) / '.localpipe' / 'history.db'}?mode=ro", uri=True)
     try:
         return db.execute('SELECT "started_at", "ended_at" FROM "step_run" WHERE "run_id" = '
                           '(SELECT max("id") FROM "pipeline_run") ORDER BY "started_at"').fetchall()

@@ -146,7 +146,7 @@ def instrument(watcher, clock: Clock, profiles: dict[str, cProfile.Profile] | No
             if getattr(local, "profiler", None) is not None:  # no step was launched
                 local.profiler.disable()
 
-    def timed_start(self, launch, on_exit):
+    def timed_start(self, launch):
         profiler = getattr(local, "profiler", None)
         if profiler is not None:  # the profile covers the scheduler up to the first launch
             profiler.disable()
@@ -155,7 +155,7 @@ def instrument(watcher, clock: Clock, profiles: dict[str, cProfile.Profile] | No
                 profiles.setdefault("schedulers", []).append(profiler)
         clock.mark(f"popen:{launch.key}")
         try:
-            return start(self, launch, on_exit)
+            return start(self, launch)
         finally:
             clock.mark(f"popened:{launch.key}")
 
@@ -182,8 +182,8 @@ def main() -> int:
     print(f"watch_latency: on {machine()}")
 
     from localpipe import Workspace
-    from localpipe.state import models as m
-    from localpipe.state.db import close_all, open_history
+    from localpipe.client.workspace import history_of
+    from localpipe.state.history import close_all
     from localpipe.watch import Watcher
 
     with temp_folder("watch", keep=args.keep) as folder:
@@ -197,12 +197,12 @@ def main() -> int:
         (proj / "pipeline.py").write_text(textwrap.dedent(PIPELINE.format(steps=STEPS)).lstrip())
 
         def run_done(run_id: int) -> bool:
-            open_history(ws)
+            m = history_of(ws).tables
             run = m.PipelineRun.get_or_none(m.PipelineRun.id == run_id)
             return run is not None and run.status in ("Completed", "Failed", "Canceled")
 
         def steps_of(run_id: int) -> dict[str, str]:
-            open_history(ws)
+            m = history_of(ws).tables
             return {s.name: s.status for s in m.StepRun.select().where(m.StepRun.run == run_id)}
 
         clock = Clock()

@@ -1,12 +1,15 @@
 """localpipe: machine-learning pipelines on your own workstation, with the Azure ML SDK's names.
 
-The public names of the SDK (``from localpipe import ...``), re-exported and nothing else. They
-are imported on first use, so that the command line starts fast.
+The public names of the SDK (``from localpipe import ...``), re-exported, imported on first use so
+that the command line starts fast; and the one piece of wiring: the SDK's workspaces get their
+service (``sdk/service.py``) from ``client/service.py``, which the SDK must not import itself.
 """
 
 from __future__ import annotations
 
 import importlib
+
+from localpipe.sdk.workspace import Workspace as _Workspace
 
 __version__ = "0.1.0"
 
@@ -36,6 +39,15 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
+
+
+def _local_service(workspace):
+    from localpipe.client.service import LocalService
+
+    return LocalService(workspace)
+
+
+_Workspace.service_factory = _local_service
 
 
 def __getattr__(name: str):

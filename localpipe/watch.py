@@ -28,10 +28,11 @@ from dataclasses import dataclass, field
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from localpipe.errors import LocalpipeError
+from localpipe.client.workspace import history_of
 from localpipe.content.hashing import ignore_spec
-from localpipe.content.trees import TreeCache
 from localpipe.content.statcache import StatCache
+from localpipe.content.trees import TreeCache
+from localpipe.errors import LocalpipeError
 
 DEFAULT_DEBOUNCE_SECONDS = 0.2
 # Files editors write beside the one being saved; never a reason to rerun.
@@ -76,13 +77,14 @@ class Watcher:
                  debounce: float = DEFAULT_DEBOUNCE_SECONDS, echo: Callable[[str], None] = print,
                  reporter_factory: Callable | None = None):
         self.ws = ws
+        self.history = history_of(ws)
         self.pipeline_file = os.path.abspath(pipeline_file)
         self.experiment = experiment
         self.parameters = parameters or {}
         self.debounce = debounce
         self.echo = echo
         self.reporter_factory = reporter_factory
-        self.trees = TreeCache(StatCache(ws.state_dir / "statcache.bin"))
+        self.trees = TreeCache(StatCache(self.history.layout.statcache))
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
         self.watched: set[str] = set()
@@ -182,13 +184,13 @@ class Watcher:
     # -- submitting -------------------------------------------------------------------------
     def _load_and_submit(self, paths: list[str]) -> None:
         from localpipe.engine.loader import load_pipeline
-        from localpipe.engine.scheduler import Scheduler
+        from localpipe.engine.scheduler import scheduler_for
         from localpipe.engine.submit import prepare_run
 
         try:
             if self.pipeline is None or self.pipeline_file in paths:
                 self.pipeline = load_pipeline(self.pipeline_file, self.ws)
-            prepared = prepare_run(self.ws, self.pipeline, self.experiment, self.parameters,
+            prepared = prepare_run(self.history, self.pipeline, self.experiment, self.parameters,
                                    pipeline_file=self.pipeline_file, trees=self.trees)
         except LocalpipeError as exc:
             self.pipeline = None
@@ -198,8 +200,7 @@ class Watcher:
         self.graph = prepared.graph
         self._watch_inputs()
         reporter = self.reporter_factory(prepared) if self.reporter_factory else None
-        scheduler = Scheduler(self.ws, prepared.run_id, reporter=reporter, sources=prepared.sources,
-                              graph=prepared.graph)
+        scheduler = scheduler_for(self.history, prepared.run_id, prepared.graph, prepared.sources, reporter)
         thread = threading.Thread(target=scheduler.execute, name=f"run-{prepared.run_id}", daemon=True)
         self.active.append(_Active(prepared.run_id, scheduler, thread, scheduler.graph.steps))
         self.echo(f"run {prepared.run_id}: {len(prepared.graph.steps)} steps")

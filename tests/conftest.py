@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from localpipe.cli import cli
-from localpipe.state.db import close_all
+from localpipe.state.history import close_all
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,6 +31,14 @@ def ws(tmp_path):
     from localpipe import Workspace
 
     return Workspace.create(tmp_path / "ws")
+
+
+@pytest.fixture
+def history(ws):
+    """The workspace's history (``localpipe.state.history.History``)."""
+    from localpipe.client.workspace import history_of
+
+    return history_of(ws)
 
 
 @pytest.fixture
@@ -61,6 +69,13 @@ def localpipe(ws):
     return run
 
 
+def tables(ws):
+    """The peewee models of ``ws``'s history.db, for tests that look at rows directly."""
+    from localpipe.client.workspace import history_of
+
+    return history_of(ws).tables
+
+
 def write(path: Path, text: str) -> Path:
     """Write ``text`` (dedented) to ``path``, creating folders."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,17 +94,15 @@ def project(ws):
 
 
 @pytest.fixture
-def run_pipeline(ws):
+def run_pipeline(history):
     """Submit a Pipeline in-process and run it to its end: returns (run id, status, {step: row dict})."""
-    from localpipe.engine.scheduler import Scheduler
-    from localpipe.engine.submit import prepare_run
-    from localpipe.state import records
+    from localpipe.engine.submit import prepare_run, run_prepared
 
     def run(pipeline, experiment: str = "test", **options):
         slots = options.pop("slots", None)
-        prepared = prepare_run(ws, pipeline, experiment, **options)
-        status = Scheduler(ws, prepared.run_id, sources=prepared.sources, graph=prepared.graph, slots=slots).execute()
-        steps = {s["name"]: s for s in records.run_details(ws, prepared.run_id)["steps"]}
+        prepared = prepare_run(history, pipeline, experiment, **options)
+        status = run_prepared(history, prepared, slots=slots)
+        steps = {s["name"]: s for s in history.runs.details(prepared.run_id)["steps"]}
         return prepared.run_id, status, steps
 
     return run

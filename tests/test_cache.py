@@ -5,10 +5,9 @@ from __future__ import annotations
 import os
 
 from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep
-from localpipe.state import models as m
-from localpipe.state.layout import objects_dir
 from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
+from tests.conftest import tables
 
 COPY = """
 import sys, shutil, os
@@ -96,17 +95,17 @@ def test_changing_a_parameter_reruns_exactly_the_steps_that_use_it(ws, project, 
     assert statuses(steps) == {"a": "Reused", "b": "Reused", "c": "Reused", "d": "Completed"}
     assert steps["d"]["reason"] == 'runs: parameter "lr" changed'
     # the override reached the script as AML_PARAMETER_p
-    out = ObjectStore(objects_dir(ws)).path(steps["d"]["outputs"]["out_d"]) / "data.txt"
+    out = ObjectStore(ws.state_dir / "objects").path(steps["d"]["outputs"]["out_d"]) / "data.txt"
     assert out.read_text() == "ad0.5\n"
 
 
 def test_deleting_a_cached_output_makes_its_step_run_again(ws, project, run_pipeline):
     run1, _, steps = run_pipeline(chain(ws, project))
-    ObjectStore(objects_dir(ws)).remove(steps["a"]["outputs"]["out_a"])
+    ObjectStore(ws.state_dir / "objects").remove(steps["a"]["outputs"]["out_a"])
     _, _, steps = run_pipeline(chain(ws, project))
     assert steps["a"]["status"] == "Completed"
     assert steps["a"]["reason"] == f'runs: outputs of run {run1} (step "a") are missing from the store'
-    assert ObjectStore(objects_dir(ws)).has(steps["a"]["outputs"]["out_a"])
+    assert ObjectStore(ws.state_dir / "objects").has(steps["a"]["outputs"]["out_a"])
     assert steps["b"]["status"] == "Reused"  # same bytes again
 
 
@@ -185,15 +184,14 @@ def test_the_step_runs_from_a_snapshot_of_exactly_the_hashed_files(ws, project, 
     out = PipelineData("out")
     _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x",
                                                               arguments=[out])]))
-    listing = (ObjectStore(objects_dir(ws)).path(steps["x"]["outputs"]["out"]) / "listing.txt").read_text()
+    listing = (ObjectStore(ws.state_dir / "objects").path(steps["x"]["outputs"]["out"]) / "listing.txt").read_text()
     cwd, files = listing.split("\n")
     assert cwd != str(ws.root / "src/x") and cwd.startswith(str(ws.state_dir))
     assert files == ".amlignore,keep.txt,x.py"
 
 
-def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ran(ws, project, run_pipeline):
-    from localpipe.engine.scheduler import Scheduler
-    from localpipe.engine.submit import prepare_run
+def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ran(ws, history, project, run_pipeline):
+    from localpipe.engine.submit import prepare_run, run_prepared
 
     script = "import sys, os\nopen(os.path.join(sys.argv[1], 'v.txt'), 'w').write({!r})\n"
     project("src/v/v.py", script.format("1"))
@@ -202,10 +200,10 @@ def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ra
         return Pipeline(ws, [PythonScriptStep("v.py", name="v", source_directory=ws.root / "src/v",
                                               arguments=[PipelineData("out")])])
 
-    prepared = prepare_run(ws, pipeline(), "test")  # hashes the source as it is now
+    prepared = prepare_run(history, pipeline(), "test")  # hashes the source as it is now
     project("src/v/v.py", script.format("2"))  # ... and the step copies it as it is then
-    assert Scheduler(ws, prepared.run_id, sources=prepared.sources, graph=prepared.graph).execute() \
-        is RunStatus.COMPLETED
+    assert run_prepared(history, prepared) is RunStatus.COMPLETED
+    m = tables(ws)
     ran = m.StepRun.get(m.StepRun.run == prepared.run_id)
     assert ran.snapshot != prepared.sources["v"].digest
     assert m.CacheKey.get_by_id(ran.cache_key).components["source"] == ran.snapshot
@@ -233,7 +231,7 @@ def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws,
     w = PythonScriptStep("w.py", name="w", source_directory=ws.root / "src/w", arguments=[data])
     r = PythonScriptStep("r.py", name="r", source_directory=ws.root / "src/r", arguments=[data.as_input(), result])
     _, _, steps = run_pipeline(Pipeline(ws, [r]))
-    store = ObjectStore(objects_dir(ws))
+    store = ObjectStore(ws.state_dir / "objects")
     path, verdict = (store.path(steps["r"]["outputs"]["result"]) / "r.txt").read_text().split("\n")
     assert path == str(store.path(steps["w"]["outputs"]["data"]))
     assert verdict == ("read-only" if os.geteuid() != 0 else "not tried")
@@ -251,6 +249,7 @@ def test_a_failed_step_leaves_no_cache_entry_and_no_output(ws, project, run_pipe
     _, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x",
                                                                    arguments=[out])]))
     assert status is RunStatus.FAILED
+    m = tables(ws)
     assert m.CacheEntry.select().count() == 0
     assert m.StepOutput.select().count() == 0
-    assert not any(objects_dir(ws).iterdir())
+    assert not any((ws.state_dir / "objects").iterdir())

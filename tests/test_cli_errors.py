@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from localpipe.cli import EXIT_INVALID
+from tests.conftest import tables
 
 SCRIPT = 'print("hello")\n'
 
@@ -40,10 +41,8 @@ def one_error_line(stderr: str) -> str:
 
 
 def assert_no_run_recorded(ws) -> None:
-    from localpipe.state import models as m
-    from localpipe.state.db import open_history
 
-    open_history(ws)
+    m = tables(ws)
     assert m.PipelineRun.select().count() == 0
     assert m.StepRun.select().count() == 0
     assert list((ws.state_dir / "objects").iterdir()) == []
@@ -61,10 +60,8 @@ def completed_run(ws, pipeline_file, invoke) -> str:
     """The id of a completed one-step run (its step is named "hello")."""
     result = invoke("submit", "pipe.py")
     assert result.exit_code == 0, result.output
-    from localpipe.state import models as m
-    from localpipe.state.db import open_history
 
-    open_history(ws)
+    m = tables(ws)
     return str(m.PipelineRun.select().get().id)
 
 

@@ -13,7 +13,7 @@ from localpipe import (
 )
 from localpipe.errors import UsageError
 from localpipe.state import reader
-from localpipe.state.layout import objects_dir
+from localpipe.state.layout import Layout
 
 SEE = """
 import json, os, sys
@@ -29,7 +29,7 @@ json.dump({"path": path, "inode": st.st_ino, "inputs": {k: str(v) for k, v in Ru
 def seen(ws, steps, step="see"):
     from localpipe.state.store import ObjectStore
 
-    return json.loads((ObjectStore(objects_dir(ws)).path(steps[step]["outputs"]["out"]) / "seen.json").read_text())
+    return json.loads((ObjectStore(ws.state_dir / "objects").path(steps[step]["outputs"]["out"]) / "seen.json").read_text())
 
 
 def test_a_registered_dataset_gets_a_new_version_exactly_when_its_content_changes(ws, project):
@@ -126,13 +126,13 @@ def test_output_file_dataset_config_lands_at_its_destination_only_after_success(
     assert (ws.state_dir / "runs" / str(run_id) / "consume" / "stdout.log").read_text() == "['x', 'y'] 1\n"
     versions = records_versions(ws)
     assert versions == [{"version": 1, "produced_by": {"run": run_id, "step": "produce"}}]
-    assert Dataset.get_by_name(ws, "prepared_rows").to_path()[0].startswith(str(objects_dir(ws)))
+    assert Dataset.get_by_name(ws, "prepared_rows").to_path()[0].startswith(str((ws.state_dir / "objects")))
 
 
 def records_versions(ws):
-    from localpipe.state.datasets import list_datasets
+    from localpipe.client.workspace import history_of
 
-    return [{"version": v["version"], "produced_by": v["produced_by"]} for v in list_datasets(ws)]
+    return [{"version": v["version"], "produced_by": v["produced_by"]} for v in history_of(ws).datasets.list()]
 
 
 def test_tabular_datasets_read_as_a_dataframe_and_lineage_names_consumers(ws, project, run_pipeline, invoke):
@@ -166,7 +166,7 @@ def test_eight_concurrent_loggers_lose_no_metric(ws, project, run_pipeline, monk
              for i in range(8)]
     run_id, status, _ = run_pipeline(Pipeline(ws, steps))
     assert status.value == "Completed"
-    found = reader.metrics(ws, run_id)
+    found = reader.metrics(Layout.of(ws.state_dir), run_id)
     assert len(found) == 8000
     for i in range(8):
         assert [r["value"] for r in found if r["step"] == f"m{i}"] == list(range(1000))
@@ -188,7 +188,7 @@ def test_metrics_of_a_running_step_are_visible_while_it_runs(ws, project):
     """)
     run = Experiment(ws, "live").submit(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
     try:
-        assert wait_for(lambda: reader.metrics(ws, run.id), what="the metric of the running step")[0]["value"] == 0.5
+        assert wait_for(lambda: reader.metrics(Layout.of(ws.state_dir), run.id), what="the metric of the running step")[0]["value"] == 0.5
         assert run.get_status() == "Running"
     finally:
         gate.write_text("")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from localpipe.state.db import close_all
+from localpipe.state.history import close_all
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "errors.md"
@@ -394,7 +394,7 @@ COMMANDS = [pytest.param(["submit", "pipe.py"], id="submit"), pytest.param(["run
 
 @pytest.mark.parametrize("args", COMMANDS)
 def test_history_db_written_by_a_newer_localpipe(ws, hello, localpipe, args):
-    from localpipe.state.db import SCHEMA_VERSION
+    from localpipe.state.schema import SCHEMA_VERSION
 
     close_all()
     history = ws.state_dir / "history.db"

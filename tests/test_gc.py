@@ -10,13 +10,12 @@ import psutil
 import pytest
 
 from localpipe import Pipeline, PipelineData, PythonScriptStep
+from localpipe.client.workspace import history_of
 from localpipe.errors import UsageError
-from localpipe.state import models as m
-from localpipe.state.db import open_history
 from localpipe.state.gc import collect, disk_usage, parse_duration, plan_gc, tree_size
-from localpipe.state.layout import objects_dir, runs_dir, tmp_dir
 from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
+from tests.conftest import tables
 
 WRITE = """
 import os, sys
@@ -53,7 +52,7 @@ def chain(ws, project, tag: str) -> Pipeline:
 
 
 def stored(ws) -> set[str]:
-    return {d for prefix in objects_dir(ws).iterdir() for d in os.listdir(prefix)}
+    return {d for prefix in (ws.state_dir / "objects").iterdir() for d in os.listdir(prefix)}
 
 
 def digests(steps, name: str) -> set[str]:
@@ -62,18 +61,18 @@ def digests(steps, name: str) -> set[str]:
 
 def orphan_object(ws, text: str) -> str:
     """Commit a tree that no row references, as a crashed commit would leave one."""
-    folder = tmp_dir(ws) / f"orphan-{text}"
+    folder = (ws.state_dir / "tmp") / f"orphan-{text}"
     folder.mkdir()
     (folder / "x.txt").write_text(text * 100)
-    return ObjectStore(objects_dir(ws)).commit(folder).digest
+    return ObjectStore(ws.state_dir / "objects").commit(folder).digest
 
 
 def assert_consistent(ws) -> None:
     """No row points at a forgotten row, and every cache entry's outputs are in the store."""
-    open_history(ws)
+    m = tables(ws)
     db = m.StepRun._meta.database
     assert db.execute_sql("PRAGMA foreign_key_check").fetchall() == []
-    store = ObjectStore(objects_dir(ws))
+    store = ObjectStore(ws.state_dir / "objects")
     for entry in m.CacheEntry.select():
         outputs = m.StepOutput.select().where(m.StepOutput.step_run == entry.step_run_id)
         assert all(store.has(o.digest) for o in outputs), entry.key
@@ -82,7 +81,7 @@ def assert_consistent(ws) -> None:
 
 
 def run_ids(ws) -> list[int]:
-    open_history(ws)
+    m = tables(ws)
     return [r.id for r in m.PipelineRun.select().order_by(m.PipelineRun.id)]
 
 
@@ -92,13 +91,13 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
     assert status is RunStatus.COMPLETED
     referenced = digests(steps, "a") | digests(steps, "b")
     orphan = orphan_object(ws, "orphan")
-    (runs_dir(ws) / "99" / "x").mkdir(parents=True)
-    (runs_dir(ws) / "99" / "x" / "stdout.log").write_text("left over\n" * 10)
-    (runs_dir(ws) / "junk.txt").write_text("junk")
-    expected = (tree_size(ObjectStore(objects_dir(ws)).path(orphan)) + tree_size(runs_dir(ws) / "99")
+    ((ws.state_dir / "runs") / "99" / "x").mkdir(parents=True)
+    ((ws.state_dir / "runs") / "99" / "x" / "stdout.log").write_text("left over\n" * 10)
+    ((ws.state_dir / "runs") / "junk.txt").write_text("junk")
+    expected = (tree_size(ObjectStore(ws.state_dir / "objects").path(orphan)) + tree_size((ws.state_dir / "runs") / "99")
                 + len("junk"))
 
-    plan = plan_gc(ws)
+    plan = plan_gc(history_of(ws))
     assert plan.forget_runs == [] and plan.kept_runs == [run1]
     assert set(plan.objects) == {orphan} and set(plan.run_folders) == {"99", "junk.txt"}
     result = invoke("gc")
@@ -107,10 +106,10 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
     assert result.output.splitlines()[-1].startswith("freed ")
     assert "1 objects, 2 run folders, 0 runs forgotten" in result.output
     assert stored(ws) == referenced
-    assert sorted(os.listdir(runs_dir(ws))) == [str(run1)]
+    assert sorted(os.listdir((ws.state_dir / "runs"))) == [str(run1)]
     assert run_ids(ws) == [run1]
     assert_consistent(ws)
-    assert collect(ws, plan_gc(ws)).bytes_freed == 0  # nothing left to free
+    assert collect(history_of(ws), plan_gc(history_of(ws))).bytes_freed == 0  # nothing left to free
     assert expected > 0
 
     _, _, again = run_pipeline(chain(ws, project, "b"))
@@ -131,9 +130,9 @@ def test_keep_last_forgets_older_runs_and_keeps_the_objects_a_kept_run_reused(ws
     assert "1 objects, 1 run folders, 1 runs forgotten" in result.output
     assert run_ids(ws) == [run2]
     assert stored(ws) == shared | digests(second, "b")  # a's output: only run 2's reused row holds it now
-    assert sorted(os.listdir(runs_dir(ws))) == [str(run2)]
+    assert sorted(os.listdir((ws.state_dir / "runs"))) == [str(run2)]
     assert_consistent(ws)
-    open_history(ws)
+    m = tables(ws)
     assert m.StepRun.select().where(m.StepRun.run == run1).count() == 0
     assert m.StepOutput.select().join(m.StepRun).where(m.StepRun.run == run1).count() == 0
 
@@ -165,7 +164,7 @@ def test_keep_last_counts_runs_per_experiment(ws, project, run_pipeline):
     run2, _, _ = run_pipeline(writer(ws, project, "b", "y"), experiment="two")
     run3, _, _ = run_pipeline(writer(ws, project, "a", "x2"), experiment="one")
 
-    plan = plan_gc(ws, keep_last=1)
+    plan = plan_gc(history_of(ws), keep_last=1)
 
     assert plan.forget_runs == [run1] and plan.kept_runs == [run2, run3]
 
@@ -177,7 +176,7 @@ def test_dry_run_removes_nothing_and_reports_the_bytes_a_real_run_frees(ws, proj
     orphan_object(ws, "orphan")
 
     def listing():
-        return sorted((p, tree_size(p)) for p in (*objects_dir(ws).rglob("*"), *runs_dir(ws).rglob("*")))
+        return sorted((p, tree_size(p)) for p in (*(ws.state_dir / "objects").rglob("*"), *(ws.state_dir / "runs").rglob("*")))
 
     before, runs_before = listing(), run_ids(ws)
     dry = invoke("gc", "--keep-last", "1", "--dry-run")
@@ -196,8 +195,8 @@ def test_dry_run_removes_nothing_and_reports_the_bytes_a_real_run_frees(ws, proj
 def test_dry_run_and_real_collect_agree_on_bytes(ws, project, run_pipeline):
     run_pipeline(writer(ws, project, "a", "x"))
     run_pipeline(writer(ws, project, "a", "y"))
-    dry = collect(ws, plan_gc(ws, keep_last=1), dry_run=True)
-    real = collect(ws, plan_gc(ws, keep_last=1))
+    dry = collect(history_of(ws), plan_gc(history_of(ws), keep_last=1), dry_run=True)
+    real = collect(history_of(ws), plan_gc(history_of(ws), keep_last=1))
     assert dry.bytes_freed == real.bytes_freed > 1000  # the forgotten output alone is 1,000 bytes
     assert (dry.objects_removed, dry.run_folders_removed, dry.runs_forgotten) == (1, 1, 1)
     assert (real.objects_removed, real.run_folders_removed, real.runs_forgotten) == (1, 1, 1)
@@ -207,7 +206,7 @@ def test_dry_run_and_real_collect_agree_on_bytes(ws, project, run_pipeline):
 def fake_active_run(ws, reuse_from: dict) -> int:
     """A run in status Running, its scheduler alive (this process): step "a" reused ``reuse_from``'s
     output, step "b" is running and writing into its folder."""
-    open_history(ws)
+    m = tables(ws)
     me = psutil.Process()
     graph = m.PipelineGraph.create(digest="active-graph", graph={})
     run = m.PipelineRun.create(experiment=m.Experiment.get(m.Experiment.name == "test"), pipeline=graph,
@@ -217,7 +216,7 @@ def fake_active_run(ws, reuse_from: dict) -> int:
     m.StepOutput.insert_many([{"step_run": a, "name": n, "digest": d, "size": 0}
                               for n, d in reuse_from.items()]).execute()
     m.StepRun.create(run=run, name="b", status=RunStatus.RUNNING.value)
-    outputs = runs_dir(ws) / str(run.id) / "b" / "outputs" / "out_b"
+    outputs = (ws.state_dir / "runs") / str(run.id) / "b" / "outputs" / "out_b"
     outputs.mkdir(parents=True)
     (outputs / "partial.txt").write_text("half written")
     return run.id
@@ -228,7 +227,7 @@ def test_an_active_run_and_what_it_uses_are_never_collected(ws, project, run_pip
     active = fake_active_run(ws, first["a"]["outputs"])
     just_committed = orphan_object(ws, "committed-by-b")  # b's output, moved in before its row is written
 
-    plan = plan_gc(ws, keep_last=0)
+    plan = plan_gc(history_of(ws), keep_last=0)
     assert plan.forget_runs == [run1] and plan.kept_runs == [active] and plan.active_runs == [active]
     assert just_committed in plan.protected_objects and just_committed not in plan.objects
     result = invoke("gc", "--keep-last", "0")
@@ -236,8 +235,8 @@ def test_an_active_run_and_what_it_uses_are_never_collected(ws, project, run_pip
     assert result.exit_code == 0, result.output
     assert run_ids(ws) == [active]
     assert digests(first, "a") | {just_committed} <= stored(ws)
-    assert (runs_dir(ws) / str(active) / "b" / "outputs" / "out_b" / "partial.txt").read_text() == "half written"
-    assert not (runs_dir(ws) / str(run1)).exists()
+    assert ((ws.state_dir / "runs") / str(active) / "b" / "outputs" / "out_b" / "partial.txt").read_text() == "half written"
+    assert not ((ws.state_dir / "runs") / str(run1)).exists()
     assert f"kept active runs {active}" in result.output
     assert_consistent(ws)
 
@@ -245,27 +244,27 @@ def test_an_active_run_and_what_it_uses_are_never_collected(ws, project, run_pip
 def test_collect_checks_again_under_the_lock_for_a_run_that_became_active(ws, project, run_pipeline):
     _, _, first = run_pipeline(writer(ws, project, "a", "x"))
     orphan = orphan_object(ws, "orphan")
-    plan = plan_gc(ws)
+    plan = plan_gc(history_of(ws))
     assert set(plan.objects) == {orphan}
     active = fake_active_run(ws, first["a"]["outputs"])  # submitted after the plan, before collect
-    open_history(ws)
+    m = tables(ws)
     m.PipelineRun.update(submitted_at=time.time() - 100).where(m.PipelineRun.id == active).execute()
 
-    result = collect(ws, plan)
+    result = collect(history_of(ws), plan)
 
     assert result.objects_removed == 0 and orphan in stored(ws)
-    assert (runs_dir(ws) / str(active)).is_dir()
+    assert ((ws.state_dir / "runs") / str(active)).is_dir()
 
 
 # -- --older-than --------------------------------------------------------------------------------
 def test_older_than_forgets_only_runs_submitted_before_the_cutoff(ws, project, run_pipeline, invoke):
     old, _, _ = run_pipeline(writer(ws, project, "a", "x"))
     new, _, second = run_pipeline(writer(ws, project, "a", "y"))
-    open_history(ws)
+    m = tables(ws)
     m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id == old).execute()
 
-    assert plan_gc(ws, older_than=11 * 86400).forget_runs == []
-    assert plan_gc(ws, older_than=11 * 86400, now=lambda: time.time() + 2 * 86400).forget_runs == [old]
+    assert plan_gc(history_of(ws), older_than=11 * 86400).forget_runs == []
+    assert plan_gc(history_of(ws), older_than=11 * 86400, now=lambda: time.time() + 2 * 86400).forget_runs == [old]
     result = invoke("gc", "--older-than", "7d")
 
     assert result.exit_code == 0, result.output
@@ -278,11 +277,11 @@ def test_keep_last_and_older_than_together_keep_what_either_keeps(ws, project, r
     old, _, _ = run_pipeline(writer(ws, project, "a", "x"))
     mid, _, _ = run_pipeline(writer(ws, project, "a", "y"))
     new, _, _ = run_pipeline(writer(ws, project, "a", "z"))
-    open_history(ws)
+    m = tables(ws)
     m.PipelineRun.update(submitted_at=time.time() - 10 * 86400).where(m.PipelineRun.id == old).execute()
     m.PipelineRun.update(submitted_at=time.time() - 3600).where(m.PipelineRun.id == mid).execute()
 
-    plan = plan_gc(ws, keep_last=1, older_than=86400)  # the newest run, and the runs of the last day
+    plan = plan_gc(history_of(ws), keep_last=1, older_than=86400)  # the newest run, and the runs of the last day
 
     assert plan.forget_runs == [old] and plan.kept_runs == [mid, new]
 
@@ -311,8 +310,8 @@ def test_links_are_removed_never_followed_and_old_tmp_leftovers_go(ws, tmp_path,
     outside = tmp_path / "precious"
     outside.mkdir()
     (outside / "keep.txt").write_text("mine")
-    os.symlink(outside, runs_dir(ws) / "link")
-    old, fresh = tmp_dir(ws) / "old-download", tmp_dir(ws) / "fresh-download"
+    os.symlink(outside, (ws.state_dir / "runs") / "link")
+    old, fresh = (ws.state_dir / "tmp") / "old-download", (ws.state_dir / "tmp") / "fresh-download"
     for folder in (old, fresh):
         folder.mkdir()
         (folder / "part").write_text("bytes")
@@ -323,30 +322,30 @@ def test_links_are_removed_never_followed_and_old_tmp_leftovers_go(ws, tmp_path,
 
     assert result.exit_code == 0, result.output
     assert (outside / "keep.txt").read_text() == "mine"
-    assert not os.path.lexists(runs_dir(ws) / "link")
+    assert not os.path.lexists((ws.state_dir / "runs") / "link")
     assert not old.exists() and fresh.exists()
     assert "1 tmp entries" in result.output
-    assert sorted(os.listdir(tmp_dir(ws))) == ["fresh-download"]  # gc's own trash is gone too
+    assert sorted(os.listdir((ws.state_dir / "tmp"))) == ["fresh-download"]  # gc's own trash is gone too
 
 
 # -- du ------------------------------------------------------------------------------------------
 def test_du_reports_sizes_that_add_up(ws, project, run_pipeline, invoke):
     run1, _, steps = run_pipeline(chain(ws, project, "b"))
     orphan = orphan_object(ws, "orphan")
-    (runs_dir(ws) / "77").mkdir()
-    (runs_dir(ws) / "77" / "big.log").write_text("z" * 50_000)
+    ((ws.state_dir / "runs") / "77").mkdir()
+    ((ws.state_dir / "runs") / "77" / "big.log").write_text("z" * 50_000)
 
-    usage = disk_usage(ws)
+    usage = disk_usage(history_of(ws))
 
     parts = usage["parts"]
     assert usage["total"] == sum(parts.values())
-    assert parts["objects"] == tree_size(objects_dir(ws)) > 0
-    assert parts["runs"] == sum(r["bytes"] for r in usage["runs"]) == tree_size(runs_dir(ws))
+    assert parts["objects"] == tree_size((ws.state_dir / "objects")) > 0
+    assert parts["runs"] == sum(r["bytes"] for r in usage["runs"]) == tree_size((ws.state_dir / "runs"))
     assert parts["history"] > 0
     assert usage["objects"] == len(digests(steps, "a") | digests(steps, "b")) + 1
     assert [r["folder"] for r in usage["runs"]] == ["77", str(run1)]  # largest first
     assert usage["runs"][0]["run"] is None and usage["runs"][1]["status"] == "Completed"
-    assert usage["reclaimable"] == tree_size(ObjectStore(objects_dir(ws)).path(orphan)) + 50_000
+    assert usage["reclaimable"] == tree_size(ObjectStore(ws.state_dir / "objects").path(orphan)) + 50_000
 
     result = invoke("du")
     assert result.exit_code == 0, result.output

@@ -11,9 +11,7 @@ import sys
 
 import psutil
 
-from localpipe.state import models as m
-from localpipe.state.db import open_history
-from tests.conftest import wait_for
+from tests.conftest import tables, wait_for
 
 # A step that starts a child of its own (so there is a process tree), notes both pids, and waits.
 TREE = """
@@ -55,12 +53,12 @@ def gone(pids) -> bool:
 
 
 def run_row(ws, run_id=1):
-    open_history(ws)
+    m = tables(ws)
     return m.PipelineRun.get_by_id(run_id)
 
 
 def step_status(ws, name, run_id=1):
-    open_history(ws)
+    m = tables(ws)
     row = m.StepRun.get_or_none(m.StepRun.run == run_id, m.StepRun.name == name)
     return row.status if row else None
 
@@ -113,7 +111,7 @@ def test_a_killed_scheduler_leaves_the_run_failed_and_the_resubmission_reuses_co
     runs = json.loads(localpipe("runs", "--json", check=True).stdout)
     assert runs[0]["status"] == "Failed" and runs[0]["error"] == "scheduler exited"
     wait_for(lambda: gone(tree), timeout=10, what="the orphaned step tree to end")
-    open_history(ws)
+    m = tables(ws)
     assert m.ResourceClaim.select().count() == 0
     assert step_status(ws, "slow") == "Failed"
 
@@ -181,6 +179,6 @@ def test_four_concurrent_submitters_compute_each_step_once(ws, project):
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
     assert sorted(log.read_text().split()) == ["a", "b", "c"]
-    open_history(ws)
+    m = tables(ws)
     statuses = [s.status for s in m.StepRun.select()]
     assert statuses.count("Completed") == 3 and statuses.count("Reused") == 9, [(s.run_id, s.name, s.status, s.reason) for s in m.StepRun.select()]

@@ -15,11 +15,18 @@ from localpipe import Pipeline, PythonScriptStep
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.submit import prepare_run
 from localpipe.errors import NotFoundError, StateError
-from localpipe.state import models as m
-from localpipe.state import reader
-from localpipe.state.db import close_all, open_history
+from localpipe.client.workspace import history_of
+from localpipe.state import reader, schema
+from localpipe.state.history import close_all
+from localpipe.state.layout import Layout
+from tests.conftest import tables
 
 ODD_NAME = 'say "hi"\\ ✓'
+
+
+def at(ws) -> Layout:
+    """Where the read path finds ``ws``'s history.db."""
+    return Layout.of(ws.state_dir)
 
 
 @pytest.fixture
@@ -30,8 +37,8 @@ def two_runs(ws, project):
     for run in ("A", "B"):
         steps = [PythonScriptStep("s.py", name=name, source_directory=ws.root / "src", arguments=[run])
                  for name in ("a", "b")]
-        prepared = prepare_run(ws, Pipeline(ws, steps), "reading")
-        open_history(ws)
+        prepared = prepare_run(history_of(ws), Pipeline(ws, steps), "reading")
+        m = tables(ws)
         for row in m.StepRun.select().where(m.StepRun.run == prepared.run_id):
             ids[(prepared.run_id, row.name)] = row.id
     return ids
@@ -41,7 +48,7 @@ def ingest(ws, step_run_id: int, lines: list[str]) -> int:
     """What the scheduler does with ``lines`` appended to a step's metrics file (here a new file each time)."""
     path = ws.root / f"metrics-{step_run_id}-{len(list(ws.root.glob('metrics-*')))}.jsonl"
     path.write_text("".join(line + "\n" for line in lines))
-    return MetricsIngester(open_history(ws), time.time).ingest(str(path), step_run_id)
+    return MetricsIngester(history_of(ws), time.time).ingest(str(path), step_run_id)
 
 
 def record(kind: str, name: str, value, at: float) -> str:
@@ -63,9 +70,9 @@ def test_metrics_of_interleaved_and_reused_step_runs_come_in_logging_order(ws, t
     expected += [{"step": "a", "name": "table", "kind": "row", "value": {"epoch": 1, "acc": 0.5}, "logged_at": 1.8e9},
                  {"step": "a", "name": "sizes", "kind": "list", "value": [1, 2], "logged_at": 1.8e9}]
 
-    assert reader.metrics(ws, run_a) == expected
-    assert json.loads(reader.metrics_text(ws, run_a, as_json=True)) == expected
-    table = reader.metrics_text(ws, run_a).splitlines()
+    assert reader.metrics(at(ws), run_a) == expected
+    assert json.loads(reader.metrics_text(at(ws), run_a, as_json=True)) == expected
+    table = reader.metrics_text(at(ws), run_a).splitlines()
     assert table[0].split() == ["STEP", "NAME", "KIND", "VALUE"] and len(table) == len(expected) + 1
     name_at, kind_at = table[0].index("NAME"), table[0].index("KIND")
     assert [line[name_at:kind_at].rstrip() for line in table[1:]] == [r["name"] for r in expected]  # aligned
@@ -73,13 +80,14 @@ def test_metrics_of_interleaved_and_reused_step_runs_come_in_logging_order(ws, t
     assert table[-1][kind_at:] == "list    [1, 2]"
 
     # Run B's step "b" reused run A's: it shows A's metrics for "b", in order among B's own "a".
+    m = tables(ws)
     m.StepRun.update(reused_from=a_b).where(m.StepRun.id == b_b).execute()
-    found = reader.metrics(ws, run_b)
+    found = reader.metrics(at(ws), run_b)
     assert [(r["step"], r["value"]) for r in found if r["step"] == "b"] == [
         ("b", r["value"]) for r in expected if r["step"] == "b"]
     assert [r["value"] for r in found if r["step"] == "a"] == [i + run_b / 10 for i in range(30)]
-    assert json.loads(reader.metrics_text(ws, run_b, as_json=True)) == found
-    assert json.loads(reader.metrics_text(ws, run_b, "a", as_json=True)) == [r for r in found if r["step"] == "a"]
+    assert json.loads(reader.metrics_text(at(ws), run_b, as_json=True)) == found
+    assert json.loads(reader.metrics_text(at(ws), run_b, "a", as_json=True)) == [r for r in found if r["step"] == "a"]
 
 
 def test_lines_that_are_not_metrics_are_skipped_and_times_kept_finite(ws, two_runs):
@@ -94,22 +102,22 @@ def test_lines_that_are_not_metrics_are_skipped_and_times_kept_finite(ws, two_ru
         '{"kind": "scalar", "name": "cut sho',                   # a killed step's last line
     ])
     assert count == 3
-    found = reader.metrics(ws, run_id)
+    found = reader.metrics(at(ws), run_id)
     assert [r["name"] for r in found] == ["kept", "time as text", "time NaN"]
     assert found[0]["logged_at"] == 1.7e9 and all(abs(r["logged_at"] - time.time()) < 60 for r in found[1:])
-    assert json.loads(reader.metrics_text(ws, run_id, as_json=True)) == found
+    assert json.loads(reader.metrics_text(at(ws), run_id, as_json=True)) == found
 
 
 def test_no_metrics_and_unknown_runs_or_steps(ws, two_runs):
     run_id = next(iter(two_runs))[0]
-    assert reader.metrics(ws, run_id) == [] and reader.metrics_text(ws, run_id) == ""
-    assert reader.metrics_text(ws, run_id, as_json=True) == "[]"
+    assert reader.metrics(at(ws), run_id) == [] and reader.metrics_text(at(ws), run_id) == ""
+    assert reader.metrics_text(at(ws), run_id, as_json=True) == "[]"
     with pytest.raises(NotFoundError, match=r'run 99 does not exist in .*: see `localpipe runs`'):
-        reader.metrics(ws, 99)
+        reader.metrics(at(ws), 99)
     with pytest.raises(NotFoundError, match=r'"x" is not a run id'):
-        reader.metrics_text(ws, "x")
+        reader.metrics_text(at(ws), "x")
     with pytest.raises(NotFoundError, match=rf'run {run_id} has no step "c" \(its steps: a, b\)'):
-        reader.metrics_text(ws, run_id, "c")
+        reader.metrics_text(at(ws), run_id, "c")
 
 
 def test_the_metrics_command_reads_without_the_orm(ws, two_runs):
@@ -128,12 +136,12 @@ def test_the_read_path_migrates_an_older_file_and_refuses_a_newer_one(ws, two_ru
     close_all()
     history = ws.state_dir / "history.db"
     with sqlite3.connect(history) as conn:
-        conn.execute(f"PRAGMA user_version = {reader.SCHEMA_VERSION - 1}")  # as the release before wrote it
-        conn.execute("DELETE FROM migration WHERE name = ?", [reader.MIGRATION_NAMES[-1]])
-    assert reader.metrics(ws, run_id) == []
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION - 1}")  # as the release before wrote it
+        conn.execute("DELETE FROM migration WHERE name = ?", [schema.MIGRATION_NAMES[-1]])
+    assert reader.metrics(at(ws), run_id) == []
     with sqlite3.connect(history) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == reader.SCHEMA_VERSION
-        conn.execute(f"PRAGMA user_version = {reader.SCHEMA_VERSION + 1}")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == schema.SCHEMA_VERSION
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION + 1}")
     close_all()
     with pytest.raises(StateError, match="newer localpipe"):
-        reader.metrics(ws, run_id)
+        reader.metrics(at(ws), run_id)

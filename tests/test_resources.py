@@ -12,8 +12,7 @@ from localpipe.engine.resources import ClaimRequest, ResourcePool
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.fake_nvml import FakeNvml
-from localpipe.state import models as m
-from localpipe.state.db import open_history
+from localpipe.client.workspace import history_of
 
 RECORD = """
 import json, os, sys, time
@@ -65,7 +64,7 @@ def test_a_gpu_step_on_a_machine_without_gpus_fails_validation_with_the_reason(w
     pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu)])
     with pytest.raises(PipelineValidationError, match=r'step "g" needs 1 GPU but this machine cannot give them '
                                                       r"\(no NVIDIA driver found"):
-        plan(ws, pipeline)
+        plan(history_of(ws), pipeline)
 
 
 def test_more_cpus_than_the_machine_has_fails_validation(ws, project, monkeypatch):
@@ -76,7 +75,7 @@ def test_more_cpus_than_the_machine_has_fails_validation(ws, project, monkeypatc
     big = ComputeTarget("big", LocalCompute.provisioning_configuration(cpus_per_step=64))
     pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=big)])
     with pytest.raises(PipelineValidationError, match='step "g" needs 64 CPUs per step but this machine has 2'):
-        plan(ws, pipeline)
+        plan(history_of(ws), pipeline)
 
 
 def test_the_seeds_compute_target_code_runs_unchanged(ws, capsys):
@@ -112,7 +111,8 @@ def test_max_concurrent_steps_caps_a_target(ws, project, run_pipeline, monkeypat
 
 
 def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
-    db = open_history(ws)
+    history = history_of(ws)
+    m = history.tables
     experiment = m.Experiment.create(name="e")
     graph = m.PipelineGraph.create(digest="d", graph={})
     run = m.PipelineRun.create(experiment=experiment, pipeline=graph, status="Running")
@@ -121,7 +121,7 @@ def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
     dead.wait()
     m.ResourceClaim.create(run=run, step_run=step, target="local", cpus=2, gpus=[], holder_pid=dead.pid,
                            holder_started=1.0)
-    pool = ResourcePool(db, run.id, cpus=2, memory=2**30)
+    pool = ResourcePool(history, run.id, cpus=2, memory=2**30)
     mine = m.StepRun.create(run=run, name="mine", status="Queued")
     placements, others = pool.claim([ClaimRequest("mine", mine.id, "local",
                                                   {"cpus": 2, "gpus": 0, "memory": None, "max_concurrent": None})])
@@ -130,12 +130,13 @@ def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
 
 
 def test_a_live_claim_blocks_and_release_frees(ws):
-    db = open_history(ws)
+    history = history_of(ws)
+    m = history.tables
     experiment = m.Experiment.create(name="e")
     run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
                                status="Running")
     a, b = (m.StepRun.create(run=run, name=n, status="Queued") for n in "ab")
-    pool = ResourcePool(db, run.id, cpus=1, memory=2**30)
+    pool = ResourcePool(history, run.id, cpus=1, memory=2**30)
     need = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
     first, _ = pool.claim([ClaimRequest("a", a.id, "local", need), ClaimRequest("b", b.id, "local", need)])
     assert set(first) == {"a"}
@@ -145,11 +146,12 @@ def test_a_live_claim_blocks_and_release_frees(ws):
 
 
 def test_a_claim_backfills_but_reads_no_further_than_it_must(ws):
-    db = open_history(ws)
+    history = history_of(ws)
+    m = history.tables
     experiment = m.Experiment.create(name="e")
     run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
                                status="Running")
-    pool = ResourcePool(db, run.id, cpus=3, memory=2**30)
+    pool = ResourcePool(history, run.id, cpus=3, memory=2**30)
 
     def need(cpus):
         return {"cpus": cpus, "gpus": 0, "memory": None, "max_concurrent": None}

@@ -9,13 +9,12 @@ import sys
 import pytest
 
 from localpipe import CommandStep, Dataset, Pipeline, PipelineData, PythonScriptStep, RunConfiguration
-from localpipe.state.layout import objects_dir
 from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
 
 
 def output_file(ws, step, output, name):
-    return ObjectStore(objects_dir(ws)).path(step["outputs"][output]) / name
+    return ObjectStore(ws.state_dir / "objects").path(step["outputs"][output]) / name
 
 
 def test_a_failing_step_records_exit_code_and_log_tail_and_skips_dependants(ws, project, run_pipeline):
@@ -171,6 +170,7 @@ def test_params_reach_the_script_as_aml_parameter_variables(ws, project, run_pip
 
 def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipeline):
     from localpipe.state import reader
+    from localpipe.state.layout import Layout
 
     project("src/m/m.py", """
         from localpipe import Run
@@ -185,7 +185,7 @@ def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipelin
     """)
     run_id, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
     assert status is RunStatus.COMPLETED, steps["m"]["log_tail"]
-    values = [(r["name"], r["kind"], r["value"]) for r in reader.metrics(ws, run_id)]
+    values = [(r["name"], r["kind"], r["value"]) for r in reader.metrics(Layout.of(ws.state_dir), run_id)]
     assert values == [("loss", "scalar", 0.9), ("loss", "scalar", 0.5), ("loss", "scalar", 0.2),
                       ("sizes", "list", [1, 2, 3]), ("table", "row", {"epoch": 1, "acc": 0.5})]
     assert steps["m"]["tags"] == {"model": "tiny"}

@@ -10,7 +10,9 @@ import pytest
 from localpipe import Workspace
 from localpipe.errors import StateError, UsageError, WorkspaceNotFoundError
 from localpipe.content.hashing import hash_tree
-from localpipe.state.db import SCHEMA_VERSION, close_all, open_history
+from localpipe.client.workspace import history_of
+from localpipe.state.history import close_all
+from localpipe.state.schema import SCHEMA_VERSION
 from localpipe.state.store import ObjectStore
 
 
@@ -38,7 +40,7 @@ def test_a_history_db_from_a_newer_localpipe_is_refused(ws):
     conn.commit()
     conn.close()
     with pytest.raises(StateError, match="newer localpipe .* upgrade localpipe"):
-        open_history(ws)
+        history_of(ws)
 
 
 def test_a_history_db_that_is_not_a_database_is_refused(ws):
@@ -47,7 +49,34 @@ def test_a_history_db_that_is_not_a_database_is_refused(ws):
     for suffix in ("-wal", "-shm"):
         (ws.state_dir / f"history.db{suffix}").unlink(missing_ok=True)
     with pytest.raises(StateError, match="not a localpipe history database.*move it away"):
-        open_history(ws)
+        history_of(ws)
+
+
+def test_two_workspaces_in_one_process_never_cross(tmp_path):
+    """Each workspace's history has its own database handle and models: while a run goes on in one
+    (its scheduler in a thread), registrations and reads in the other land in the other."""
+    import threading
+
+    from localpipe import Datastore, Experiment, Pipeline, PythonScriptStep
+    from localpipe.engine.submit import prepare_run, run_prepared
+
+    one, two = Workspace.create(tmp_path / "one"), Workspace.create(tmp_path / "two")
+    (one.root / "src").mkdir()
+    (one.root / "src" / "s.py").write_text("import time\nfor _ in range(20):\n    time.sleep(0.02)\n")
+    steps = [PythonScriptStep("s.py", name=f"s{i}", source_directory=one.root / "src", arguments=[i]) for i in range(4)]
+    prepared = prepare_run(history_of(one), Pipeline(one, steps), "in-one")
+    thread = threading.Thread(target=run_prepared, args=(history_of(one), prepared))
+    thread.start()
+    (tmp_path / "data").mkdir()
+    while thread.is_alive():
+        Datastore.register_local(two, "data", tmp_path / "data")
+        assert history_of(two).runs.list() == [] and two.experiments == {}
+    thread.join()
+    assert [r["status"] for r in history_of(one).runs.list()] == ["Completed"]
+    assert set(one.experiments) == {"in-one"} and set(one.datastores) == {"workspaceblobstore", "workspacefilestore"}
+    assert set(two.datastores) == {"workspaceblobstore", "workspacefilestore", "data"}
+    assert history_of(one).tables.StepRun is not history_of(two).tables.StepRun
+    assert isinstance(one.experiments["in-one"], Experiment)
 
 
 def test_from_config_walks_up_and_says_init_when_there_is_none(ws, tmp_path):

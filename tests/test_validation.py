@@ -13,6 +13,7 @@ from localpipe import (CommandStep, Dataset, Pipeline, PipelineData, PipelinePar
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.plan.graph import plan_pipeline, problems
 from localpipe.sdk.compute import compute_targets
+from tests.conftest import tables
 
 
 
@@ -271,10 +272,8 @@ def test_several_problems_are_reported_together(ws, src, tmp_path):
 
 def assert_nothing_written(ws) -> None:
     """No run recorded in history.db, nothing in the object store or the run folders."""
-    from localpipe.state import models as m
-    from localpipe.state.db import open_history
 
-    open_history(ws)
+    m = tables(ws)
     for model in (m.Experiment, m.PipelineGraph, m.PipelineRun, m.StepRun, m.Edge, m.StepOutput,
                   m.CacheEntry):
         assert model.select().count() == 0, model.__name__

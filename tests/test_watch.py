@@ -8,10 +8,8 @@ import threading
 
 import pytest
 
-from localpipe.state import models as m
-from localpipe.state.db import open_history
 from localpipe.watch import Watcher, is_editor_file
-from tests.conftest import wait_for
+from tests.conftest import tables, wait_for
 
 PIPELINE = """
 from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
@@ -44,18 +42,18 @@ def watched(ws, project):
 
 
 def run_done(ws, run_id) -> bool:
-    open_history(ws)
+    m = tables(ws)
     run = m.PipelineRun.get_or_none(m.PipelineRun.id == run_id)
     return run is not None and run.status in ("Completed", "Failed", "Canceled")
 
 
 def steps_of(ws, run_id) -> dict[str, tuple[str, str]]:
-    open_history(ws)
+    m = tables(ws)
     return {s.name: (s.status, s.reason) for s in m.StepRun.select().where(m.StepRun.run == run_id)}
 
 
 def run_count(ws) -> int:
-    open_history(ws)
+    m = tables(ws)
     return m.PipelineRun.select().count()
 
 

@@ -30,6 +30,13 @@ def workspace(create: bool = False):
     return ws
 
 
+def history(create: bool = False):
+    """The history (``state.history.History``) of this command's workspace."""
+    from localpipe.client.workspace import history_of
+
+    return history_of(workspace(create))
+
+
 def print_json(value) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localpipe.cli.common import clock, json_option, print_json, size, table, workspace
+from localpipe.cli.common import clock, history, json_option, print_json, size, table, workspace
 
 
 @click.command()
@@ -43,9 +43,7 @@ def datasets(name, as_json) -> None:
     Example:
       localpipe datasets iris_prepared
     """
-    from localpipe.state.datasets import list_datasets
-
-    found = list_datasets(workspace(), name)
+    found = history().datasets.list(name)
     if as_json:
         print_json(found)
         return
@@ -79,9 +77,11 @@ def outputs(run_id, step, as_json) -> None:
     Example:
       localpipe outputs 3 train
     """
-    from localpipe.state import records
+    from localpipe.state.store import ObjectStore
 
-    found = records.outputs(workspace(), run_id, step)
+    found_history = history()
+    store = ObjectStore(found_history.layout.objects)
+    found = [row | {"path": str(store.path(row["digest"]))} for row in found_history.runs.outputs(run_id, step)]
     if as_json:
         print_json(found)
         return
@@ -103,12 +103,11 @@ def download(run_id, step, output, dest, overwrite) -> None:
     """
     from localpipe.client.experiment import Experiment
     from localpipe.client.runs import PipelineRun, StepRun
-    from localpipe.state import records
+    from localpipe.client.workspace import history_of
 
     ws = workspace()
-    run = records.get_run(ws, run_id)
-    records.find_step(ws, run.id, step)
-    data = StepRun(PipelineRun(Experiment(ws, run.experiment.name), run.id), step).get_output_data(output)
+    run = history_of(ws).runs.get(run_id)
+    data = StepRun(PipelineRun(Experiment(ws, run["experiment"]), run["id"]), step).get_output_data(output)
     click.echo(data.download(dest, overwrite=overwrite))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localpipe.cli.common import clock, duration, json_option, print_json, size, table, workspace
+from localpipe.cli.common import clock, duration, history, json_option, print_json, size, table, workspace
 from localpipe.cli.progress import describe_placement
 
 
@@ -20,11 +20,10 @@ def runs(limit, experiment, as_json) -> None:
       localpipe runs -n 5 --json
     """
     from localpipe.engine.recovery import recover_abandoned_runs
-    from localpipe.state import records
 
-    ws = workspace()
-    recover_abandoned_runs(ws)
-    found = records.list_runs(ws, limit, experiment)
+    found_history = history()
+    recover_abandoned_runs(found_history)
+    found = found_history.runs.list(limit, experiment)
     if as_json:
         print_json(found)
         return
@@ -51,11 +50,10 @@ def show(run_id, as_json) -> None:
       localpipe show 3
     """
     from localpipe.engine.recovery import recover_abandoned_runs
-    from localpipe.state import records
 
-    ws = workspace()
-    recover_abandoned_runs(ws)
-    details = records.run_details(ws, run_id)
+    found_history = history()
+    recover_abandoned_runs(found_history)
+    details = found_history.runs.details(run_id)
     if as_json:
         print_json(details)
         return
@@ -100,11 +98,7 @@ def logs(run_id, step, follow) -> None:
     """
     from localpipe.engine.logs import follow_logs, print_logs
 
-    ws = workspace()
-    if follow:
-        follow_logs(ws, run_id, step, click.echo)
-    else:
-        print_logs(ws, run_id, step, click.echo)
+    (follow_logs if follow else print_logs)(history(), run_id, step, click.echo)
 
 
 @click.command()
@@ -119,8 +113,9 @@ def metrics(run_id, step, as_json) -> None:
       localpipe metrics 3 --step evaluate
     """
     from localpipe.state import reader
+    from localpipe.state.layout import Layout
 
-    text = reader.metrics_text(workspace(), run_id, step, as_json=as_json)
+    text = reader.metrics_text(Layout.of(workspace().state_dir), run_id, step, as_json=as_json)
     # color=True: the text holds no escape codes, and scanning megabytes for them is most of the cost.
     click.echo(text or f"run {run_id} logged no metrics", color=True)
 
@@ -136,7 +131,7 @@ def cancel(run_id) -> None:
     """
     from localpipe.engine.recovery import cancel_run
 
-    click.echo(cancel_run(workspace(), run_id))
+    click.echo(cancel_run(history(), run_id))
 
 
 @click.command()

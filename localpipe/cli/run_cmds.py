@@ -88,28 +88,28 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     """
     from pathlib import Path
 
+    from localpipe.client.workspace import history_of
     from localpipe.engine.loader import load_pipeline
-    from localpipe.engine.scheduler import Scheduler
-    from localpipe.engine.submit import prepare_run, run_in_background
+    from localpipe.engine.submit import prepare_run, run_in_background, run_prepared
     from localpipe.status import RunStatus
 
     ws = workspace(create=True)
+    history = history_of(ws)
     overrides = parse_params(params)
     pipeline = load_pipeline(pipeline_file, ws)
     name = experiment or Path(pipeline_file).resolve().parent.name
     started = time.monotonic()
-    prepared = prepare_run(ws, pipeline, name, overrides, regenerate_outputs, continue_on_step_failure,
+    prepared = prepare_run(history, pipeline, name, overrides, regenerate_outputs, continue_on_step_failure,
                            pipeline_file=str(Path(pipeline_file).resolve()))
     if detach:
-        run_in_background(ws, prepared.run_id)
+        run_in_background(history, prepared.run_id)
         click.echo(prepared.run_id)
         return
     click.echo(f"run {prepared.run_id} of experiment {name}: {len(prepared.graph.steps)} steps")
     steps = list(prepared.graph.steps)
     printer = LiveProgress(steps) if sys.stdout.isatty() else StepPrinter(steps)
     with printer:
-        status = Scheduler(ws, prepared.run_id, reporter=printer, sources=prepared.sources,
-                           graph=prepared.graph).execute()
+        status = run_prepared(history, prepared, reporter=printer)
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
     click.echo(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
     ctx.exit({RunStatus.COMPLETED: 0, RunStatus.CANCELED: 130}.get(status, 1))
@@ -129,13 +129,14 @@ def status(pipeline_file, params, experiment, as_json) -> None:
     """
     from pathlib import Path
 
+    from localpipe.client.workspace import history_of
     from localpipe.engine.loader import load_pipeline
     from localpipe.engine.preview import preview
 
     ws = workspace(create=True)
     pipeline = load_pipeline(pipeline_file, ws)
     name = experiment or Path(pipeline_file).resolve().parent.name
-    rows = preview(ws, pipeline, name, parse_params(params))
+    rows = preview(history_of(ws), pipeline, name, parse_params(params))
     if as_json:
         print_json(rows)
         return

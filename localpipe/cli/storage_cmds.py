@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localpipe.cli.common import json_option, print_json, size, table, workspace
+from localpipe.cli.common import history, json_option, print_json, size, table
 
 
 @click.command()
@@ -31,10 +31,10 @@ def gc(keep_last, older_than, dry_run) -> None:
     from localpipe.state.gc import collect, parse_duration, plan_gc
 
     seconds = parse_duration(older_than) if older_than is not None else None
-    ws = workspace()
-    recover_abandoned_runs(ws)  # a run whose scheduler died is not active: it must not pin its objects
-    plan = plan_gc(ws, keep_last, seconds)
-    result = collect(ws, plan, dry_run=dry_run)
+    found = history()
+    recover_abandoned_runs(found)  # a run whose scheduler died is not active: it must not pin its objects
+    plan = plan_gc(found, keep_last, seconds)
+    result = collect(found, plan, dry_run=dry_run)
     if dry_run:
         for run_id in plan.forget_runs:
             click.echo(f"would forget run {run_id}")
@@ -70,7 +70,7 @@ def du(limit, as_json) -> None:
     """
     from localpipe.state.gc import disk_usage
 
-    usage = disk_usage(workspace())
+    usage = disk_usage(history())
     if as_json:
         print_json(usage)
         return

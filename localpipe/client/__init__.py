@@ -1,1 +1,2 @@
-"""Handles on recorded work: experiments, pipeline and step runs, and the in-step run context."""
+"""Handles on recorded work (experiments, pipeline and step runs, the in-step run context) and the
+SDK's workspace service."""

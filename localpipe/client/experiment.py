@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from localpipe.client.runs import PipelineRun
+from localpipe.client.workspace import history_of
 
 
 class Experiment:
@@ -21,16 +22,15 @@ class Experiment:
         """
         from localpipe.engine.submit import prepare_run, run_in_background
 
-        prepared = prepare_run(self.workspace, pipeline, self.name, pipeline_parameters,
+        history = history_of(self.workspace)
+        prepared = prepare_run(history, pipeline, self.name, pipeline_parameters,
                                regenerate_outputs, continue_on_step_failure, tags)
-        run_in_background(self.workspace, prepared.run_id)
+        run_in_background(history, prepared.run_id)
         return PipelineRun(self, prepared.run_id)
 
     def get_runs(self) -> list[PipelineRun]:
         """The runs of this experiment, newest first."""
-        from localpipe.state import records
-
-        return [PipelineRun(self, r["id"]) for r in records.list_runs(self.workspace, 10**9, self.name)]
+        return [PipelineRun(self, r["id"]) for r in history_of(self.workspace).runs.list(10**9, self.name)]
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r})"

@@ -1,15 +1,21 @@
-"""PipelineRun and StepRun: read-only handles on runs recorded in history.db."""
+"""PipelineRun and StepRun: read-only handles on runs recorded in history.db.
+
+They read through the same library functions as the `localpipe` commands (``history.runs``,
+``state.reader``), so that Python and the command line always agree.
+"""
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
 
+from localpipe.client.workspace import history_of
 from localpipe.engine.logs import print_new_lines
 from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
 from localpipe.errors import NotFoundError, RunFailedError, RunTimeoutError, UsageError
-from localpipe.state import reader, records
-from localpipe.state.layout import step_dir
+from localpipe.state import reader
+from localpipe.state.history import History
+from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
 
 POLL_SECONDS = 0.2
@@ -26,16 +32,20 @@ class PipelineRun:
     def workspace(self):
         return self.experiment.workspace
 
+    @property
+    def _history(self) -> History:
+        return history_of(self.workspace)
+
     def get_status(self) -> str:
-        recover_abandoned_runs(self.workspace)
-        return records.status_of(self.workspace, self.id).value
+        recover_abandoned_runs(self._history)
+        return self._history.runs.status(self.id).value
 
     def get_details(self) -> dict:
-        recover_abandoned_runs(self.workspace)
-        return records.run_details(self.workspace, self.id)
+        recover_abandoned_runs(self._history)
+        return self._history.runs.details(self.id)
 
     def get_steps(self) -> list[StepRun]:
-        return [StepRun(self, row.name) for row in records.step_rows(self.workspace, self.id)]
+        return [StepRun(self, row["name"]) for row in self._history.runs.steps(self.id)]
 
     def find_step_run(self, name: str) -> list[StepRun]:
         """The step runs named ``name`` (a list, as in the Azure ML SDK)."""
@@ -44,19 +54,20 @@ class PipelineRun:
     def get_metrics(self) -> dict:
         """``{step name: {metric name: value or list of values}}``."""
         result: dict = {}
-        for metric in reader.metrics(self.workspace, self.id):
+        for metric in reader.metrics(self._history.layout, self.id):
             _add_metric(result.setdefault(metric["step"], {}), metric)
         return result
 
     def wait_for_completion(self, show_output: bool = False, timeout_seconds: float | None = None,
                             raise_on_error: bool = True) -> str:
         """Block until the run ends; with ``show_output``, print each step's status changes and log."""
+        history = self._history
         deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
         seen: dict[str, str] = {}
         offsets: dict[Path, int] = {}
         while True:
-            recover_abandoned_runs(self.workspace)
-            status = records.status_of(self.workspace, self.id)
+            recover_abandoned_runs(history)
+            status = history.runs.status(self.id)
             if show_output:
                 self._print_progress(seen, offsets)
             if status.is_final:
@@ -68,23 +79,25 @@ class PipelineRun:
         if show_output:
             print(f"run {self.id}: {status.value}", flush=True)
         if raise_on_error and status is not RunStatus.COMPLETED:
-            details = records.run_details(self.workspace, self.id)
-            raise RunFailedError(f"run {self.id} {status.value.lower()}: {details['error'] or 'see localpipe show'}")
+            error = history.runs.get(self.id)["error"]
+            raise RunFailedError(f"run {self.id} {status.value.lower()}: {error or 'see localpipe show'}")
         return status.value
 
     def _print_progress(self, seen: dict[str, str], offsets: dict[Path, int]) -> None:
-        for row in records.step_rows(self.workspace, self.id):
-            if seen.get(row.name) != row.status:
-                seen[row.name] = row.status
-                reason = f" ({row.reason})" if row.reason else ""
-                print(f"{row.name}: {row.status}{reason}", flush=True)
+        history = self._history
+        for row in history.runs.steps(self.id):
+            name = row["name"]
+            if seen.get(name) != row["status"]:
+                seen[name] = row["status"]
+                reason = f" ({row['reason']})" if row["reason"] else ""
+                print(f"{name}: {row['status']}{reason}", flush=True)
             for log in ("stdout.log", "stderr.log"):
-                path = step_dir(self.workspace, self.id, row.name) / log
-                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{row.name}] ", _echo)
+                path = history.layout.step_dir(self.id, name) / log
+                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo)
 
     def cancel(self) -> None:
         """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""
-        cancel_run(self.workspace, self.id)
+        cancel_run(self._history, self.id)
 
     def __repr__(self) -> str:
         return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
@@ -97,46 +110,39 @@ class StepRun:
         self.parent = pipeline_run
         self.name = name
 
-    def _row(self):
-        return records.find_step(self.parent.workspace, self.parent.id, self.name)
+    def _row(self) -> dict:
+        return self.parent._history.runs.find_step(self.parent.id, self.name)
 
     @property
     def id(self) -> int:
-        return self._row().id
+        return self._row()["id"]
 
     @property
     def reused_from(self) -> int | None:
         """The id of the step run whose outputs this one reused, if it was reused."""
-        return self._row().reused_from_id
+        return self._row()["reused_from_step_run"]
 
     def get_status(self) -> str:
-        return self._row().status
+        return self._row()["status"]
 
     def get_details(self) -> dict:
         row = self._row()
-        return records.step_dict(row, {}, None) | {"outputs": self._outputs()}
+        return row | {"outputs": self.parent._history.runs.step_outputs(row["id"])}
 
     def get_metrics(self) -> dict:
         result: dict = {}
-        for metric in reader.metrics(self.parent.workspace, self.parent.id, self.name):
+        for metric in reader.metrics(self.parent._history.layout, self.parent.id, self.name):
             _add_metric(result, metric)
         return result
 
-    def _outputs(self) -> dict[str, str]:
-        from localpipe.state import models as m
-
-        return {o.name: o.digest for o in m.StepOutput.select().where(m.StepOutput.step_run == self._row().id)}
-
     def get_output_data(self, name: str) -> OutputData:
         """The committed output ``name`` of this step (also for a reused step)."""
-        from localpipe.state.layout import objects_dir
-        from localpipe.state.store import ObjectStore
-
-        outputs = self._outputs()
+        history = self.parent._history
+        outputs = history.runs.step_outputs(self.id)
         if name not in outputs:
             raise NotFoundError(f'step "{self.name}" of run {self.parent.id} has no output "{name}" '
                                 f"(its outputs: {', '.join(outputs) or 'none'})")
-        return OutputData(name, ObjectStore(objects_dir(self.parent.workspace)).path(outputs[name]))
+        return OutputData(name, ObjectStore(history.layout.objects).path(outputs[name]))
 
     def get_stdout_log(self) -> str:
         return self._log("stdout.log")
@@ -145,7 +151,7 @@ class StepRun:
         return self._log("stderr.log")
 
     def _log(self, name: str) -> str:
-        path = step_dir(self.parent.workspace, self.parent.id, self.name) / name
+        path = self.parent._history.layout.step_dir(self.parent.id, self.name) / name
         return path.read_text(errors="replace") if path.exists() else ""
 
     def __repr__(self) -> str:

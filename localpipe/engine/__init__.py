@@ -1,1 +1,1 @@
-"""The engine: deciding, launching and recording step runs; the scheduler owns every state change."""
+"""The engine: submitting, deciding, launching and recording step runs; the scheduler owns every state change."""

@@ -13,11 +13,11 @@ import shutil
 from pathlib import Path
 
 from localpipe.faults import fault_point
-from localpipe.state.datasets import record_version
+from localpipe.state.history import History
 from localpipe.state.store import ObjectStore, remove_tree
 
 
-def deliver(ws, store: ObjectStore, run_id: int, step_run_id: int, destinations: dict[str, dict],
+def deliver(history: History, store: ObjectStore, run_id: int, step_run_id: int, destinations: dict[str, dict],
             outputs: dict[str, str]) -> None:
     """Write back and register each output of ``destinations`` (``outputs``: name -> digest)."""
     for name, target in destinations.items():
@@ -26,7 +26,7 @@ def deliver(ws, store: ObjectStore, run_id: int, step_run_id: int, destinations:
             path = Path(target["path"].replace("{run-id}", str(run_id)).replace("{output-name}", name))
             _copy_into_place(store.path(digest), path)
         if target["register"]:
-            record_version(ws, target["register"], digest, ["."], produced_by=step_run_id)
+            history.datasets.record_version(target["register"], digest, ["."], produced_by=step_run_id)
 
 
 def _copy_into_place(source: Path, path: Path) -> None:

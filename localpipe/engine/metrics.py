@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import math
 
-from localpipe.state import models as m
-from localpipe.state.db import insert_rows
+from localpipe.state.history import History
 from localpipe.state.reader import KINDS
 
 
 class MetricsIngester:
     """Reads every step's metrics file incrementally; one per scheduler."""
 
-    def __init__(self, db, now):
-        self.db = db
+    def __init__(self, history: History, now):
+        self.history = history
         self.now = now
         self._offsets: dict[str, int] = {}
 
@@ -51,11 +50,6 @@ class MetricsIngester:
                 logged_at = record.get("time")
                 if not isinstance(logged_at, (int, float)) or not math.isfinite(logged_at):
                     logged_at = self.now()
-                rows.append({"step_run": step_run_id, "name": name, "kind": kind, "value": value,
-                             "logged_at": logged_at})
-        with self.db.atomic():
-            insert_rows(m.Metric, rows)
-            if tags:
-                current = m.StepRun.get_by_id(step_run_id).tags or {}
-                m.StepRun.update(tags={**current, **tags}).where(m.StepRun.id == step_run_id).execute()
+                rows.append({"name": name, "kind": kind, "value": value, "logged_at": logged_at})
+        self.history.steps.add_metrics(step_run_id, rows, tags)
         return len(rows) + len(tags)

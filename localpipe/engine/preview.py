@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
+from localpipe.content.hashing import dataset_digest
 from localpipe.engine.decide import decide
 from localpipe.engine.submit import plan
-from localpipe.content.hashing import dataset_digest
-from localpipe.state import models as m
-from localpipe.state.db import open_history
-from localpipe.state.layout import objects_dir
+from localpipe.state.history import History
 from localpipe.state.store import ObjectStore
 
 
-def preview(ws, pipeline, experiment_name: str, parameters: dict | None = None) -> list[dict]:
+def preview(history: History, pipeline, experiment_name: str, parameters: dict | None = None) -> list[dict]:
     """``[{"step", "action", "reason"}]`` in run order; action is reuse, run or maybe."""
-    graph, sources = plan(ws, pipeline, parameters)
-    open_history(ws)
-    store = ObjectStore(objects_dir(ws))
-    experiment = m.Experiment.get_or_none(m.Experiment.name == experiment_name)
+    graph, sources = plan(history, pipeline, parameters)
+    store = ObjectStore(history.layout.objects)
+    experiment_id = history.registry.experiment_id(experiment_name)
     outputs: dict[str, dict[str, str]] = {}
     rows = []
     for name, spec in graph.steps.items():
@@ -31,7 +28,7 @@ def preview(ws, pipeline, experiment_name: str, parameters: dict | None = None) 
                 inputs[input_name] = outputs[source.step][source.output]
             else:
                 inputs[input_name] = dataset_digest(source.paths)
-        decision = decide([spec], sources, {name: inputs}, store, experiment.id if experiment else None)[0]
+        decision = decide([spec], sources, {name: inputs}, history.cache, store, experiment_id)[0]
         if decision.reuse:
             outputs[name] = decision.outputs
         rows.append({"step": name, "action": "reuse" if decision.reuse else "run", "reason": decision.reason})

@@ -1,9 +1,10 @@
 """The scheduler: decides, launches and records every step of one pipeline run.
 
-It owns every state transition of the run and of its step runs and is the only writer of
-their rows in history.db. Steps whose inputs are known are decided in waves (reuse or run);
-steps to run wait for a free slot, run through an executor, and are committed to the object
-store only when they succeed.
+It owns every state transition of the run and of its step runs (checked by ``Progress``) and
+records them through the workspace's ``History``. Steps whose inputs are known are decided in
+waves (reuse or run); steps to run wait for a claim on the ``ResourcePool``, run through an
+``Executor``, and are committed to the ``ObjectStore`` only when they succeed. Those four parts
+are given to it (``scheduler_for`` makes the usual ones), so each can be replaced or faked.
 """
 
 from __future__ import annotations
@@ -13,41 +14,35 @@ import os
 import queue
 import signal as signals
 import threading
-from pathlib import Path
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import psutil
-from peewee import OperationalError
 
-from localpipe.engine.decide import (
-    Decision, computing_twin, decide, intact_entry, known_keys, step_outputs,
-)
-from localpipe.engine.executors import Exit
+from localpipe.content.hashing import TreeDigest, dataset_digest
+from localpipe.content.statcache import StatCache
+from localpipe.engine.decide import Decision, decide
 from localpipe.engine.deliver import deliver
-from localpipe.errors import StateError
-from localpipe.faults import fault_point
-from localpipe.engine.executors.local import LocalExecutor
+from localpipe.engine.executors import Executor, Exit
+from localpipe.engine.executors.router import Router
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, log_tail
+from localpipe.engine.progress import Progress
 from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
+from localpipe.engine.workdir import StepFolder, build_launch, fingerprint, input_path, snapshot_source, store_mounts
+from localpipe.errors import StateError
+from localpipe.faults import fault_point
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.host import detect_host
-from localpipe.engine.workdir import (
-    StepFolder, build_launch, fingerprint, input_path, snapshot_source, store_mounts,
-)
 from localpipe.plan.graph import Graph, StepSpec
-from localpipe.content.hashing import TreeDigest, dataset_digest
-from localpipe.content.trees import TreeCache, source_trees
 from localpipe.plan.keys import cache_key, canonical_json
-from localpipe.state import models as m
-from localpipe.state.datasets import record_uses
-from localpipe.state.db import insert_rows, open_history, update_rows
-from localpipe.state.layout import objects_dir, step_dir
-from localpipe.content.statcache import StatCache
+from localpipe.state.db import WriteFailed
+from localpipe.state.history import History
+from localpipe.state.runs import ScheduledRun
 from localpipe.state.store import ObjectStore, remove_tree
-from localpipe.status import STEP_TRANSITIONS, RunStatus
+from localpipe.status import RunStatus
 
 RESOURCE_POLL_SECONDS = 0.05  # how soon a step waiting for resources held by another run looks again
 METRICS_SECONDS = 1.0
@@ -78,12 +73,22 @@ class _Running:
 
 
 @dataclass
-class _State:
-    status: RunStatus = RunStatus.NOT_STARTED
+class _Step:
+    """What the scheduler keeps of a step besides its status (which ``Progress`` holds)."""
+
     attempt: int = 1
     outputs: dict[str, str] = field(default_factory=dict)
     key: str | None = None  # the cache key it was decided with
     components: dict = field(default_factory=dict)  # what that key was computed from
+
+
+@dataclass
+class _Wave:
+    """The writes of one wave of decisions, made together at its end."""
+
+    changes: list[tuple[int, dict]] = field(default_factory=list)
+    outputs: list[tuple[int, str, str, int]] = field(default_factory=list)
+    keys: dict[str, str] = field(default_factory=dict)  # cache key -> what it was computed from (JSON)
 
 
 @dataclass
@@ -92,55 +97,54 @@ class _CancelSteps:
     reason: str
 
 
-class Scheduler:
-    """Runs pipeline run ``run_id`` of workspace ``ws`` to its end."""
+def scheduler_for(history: History, run_id: int, graph: Graph, sources: dict[str, TreeDigest | None],
+                  reporter: Reporter | None = None, slots: int | None = None) -> Scheduler:
+    """A scheduler for a recorded run, with the usual parts: this machine's resources (GPUs
+    looked for only when a step asks for one), the workspace's object store, and the executors
+    its launches name."""
+    host = detect_host()
+    gpus = detect_gpus().gpus if any(spec.resources["gpus"] for spec in graph.steps.values()) else ()
+    pool = ResourcePool(history, run_id, slots or host.cpus, host.memory_total, gpus)
+    return Scheduler(history.runs.for_scheduler(run_id), graph, sources, history,
+                     ObjectStore(history.layout.objects), pool, Router(), reporter)
 
-    def __init__(self, ws, run_id: int, reporter: Reporter | None = None, slots: int | None = None,
-                 sources: dict[str, TreeDigest | None] | None = None, graph: Graph | None = None,
+
+class Scheduler:
+    """Runs one recorded pipeline run to its end."""
+
+    def __init__(self, run: ScheduledRun, graph: Graph, sources: dict[str, TreeDigest | None], history: History,
+                 store: ObjectStore, pool: ResourcePool, executor: Executor, reporter: Reporter | None = None,
                  now: Callable[[], float] = time.time):
-        """``graph`` and ``sources`` save reading back what the submitting process already holds."""
-        self.ws = ws
-        self.db = open_history(ws)
-        self.run = m.PipelineRun.get_by_id(run_id)
-        self.graph = graph or Graph.from_dict(self.run.pipeline.graph)
-        self.step_ids: dict[str, int] = dict(m.StepRun.select(m.StepRun.name, m.StepRun.id)
-                                             .where(m.StepRun.run == run_id).tuples())
-        self.state = {name: _State() for name in self.graph.steps}
+        self.run = run
+        self.graph = graph
+        self.sources = sources
+        self.history = history
+        self.store = store
+        self.pool = pool
+        self.executor = executor
         self.reporter = reporter or Reporter()
-        self.pool = _resource_pool(self.db, run_id, self.graph, slots)
-        self.store = ObjectStore(objects_dir(ws))
-        self.executor = LocalExecutor()
-        self.cancels: queue.SimpleQueue[_CancelSteps] = queue.SimpleQueue()  # from other threads
+        self.now = now
+        self.step_ids = run.step_ids
+        self.progress = Progress({name: spec.upstream for name, spec in graph.steps.items()})
+        self.steps = {name: _Step() for name in graph.steps}
         self.running: dict[str, _Running] = {}
         self.ready: dict[str, None] = {}  # steps waiting for resources, in order (a dict: removed from anywhere)
-        self.stopping: str | None = None  # why no further step starts
-        self.stop: str | None = None  # why the run must stop now (a signal, a watcher), at the next safe point
-        self.interrupted = False  # the stop came from SIGINT: re-raise it once the run is recorded
         self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
+        self.halt_reason: str | None = None  # why no further step starts (a step failed, the run is ending)
+        self.cancel_reason: str | None = None  # why the whole run must be canceled, at the next safe point
+        self.interrupted = False  # the cancel came from SIGINT: re-raise it once the run is recorded
+        self.cancels: queue.SimpleQueue[_CancelSteps] = queue.SimpleQueue()  # from other threads
         self.others_hold = False  # whether other runs held resources at the last claim
         self._claim_again = True  # a step became ready or resources were freed since the last claim
-        self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
+        self._next_claim_poll = 0.0
         self._requests: dict[str, ClaimRequest] = {}
         self._claimed: dict[str, Placement] = {}  # claimed in a completion's transaction, not yet launched
-        self._next_claim_poll = 0.0
-        self.now = now
-        self._sources = sources
-        self._deferred: list[tuple[int, dict]] | None = None  # status changes written together (a wave)
-        self._deferred_outputs: list[dict] = []
-        self._deferred_keys: list[dict] = []
-        self.upstream = {name: spec.upstream for name, spec in self.graph.steps.items()}
-        self.consumers: dict[str, list[str]] = {name: [] for name in self.graph.steps}
-        for name, upstream in self.upstream.items():
-            for before in upstream:
-                self.consumers[before].append(name)
-        # Steps whose upstream all succeeded, not yet decided; and how many upstream steps each awaits.
-        self.decidable = [name for name, upstream in self.upstream.items() if not upstream]
-        self.awaiting = {name: len(upstream) for name, upstream in self.upstream.items()}
-        self._blocked_dirty = False  # a step failed or was canceled: its dependants must be canceled
-        self._stat_cache = StatCache(ws.state_dir / "statcache.bin")
-        self.metrics = MetricsIngester(self.db, now)
-        self._next_metrics = 0.0
+        self._wave: _Wave | None = None  # set while a wave of decisions is being made
+        self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
+        self._stat_cache = StatCache(history.layout.statcache)
         self._dataset_digests: dict[tuple[str, ...], str] = {}
+        self.metrics = MetricsIngester(history, now)
+        self._next_metrics = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
     def execute(self) -> RunStatus:
@@ -154,13 +158,11 @@ class Scheduler:
         # the collector, so that its full passes while steps run trace only what the run adds
         # (given back when the run ends: a watcher runs one scheduler after another).
         gc.freeze()
-        self._start_run()
+        me = psutil.Process()
+        self.history.runs.mark_running(self.run.id, me.pid, me.create_time(), self.now())
         fault_point("run-started")
         try:
-            self.sources = self._sources
-            if self.sources is None:
-                self.sources = source_trees(self.graph, TreeCache(self._stat_cache))
-            while self.stop is None:
+            while self.cancel_reason is None:
                 self._check_twins()
                 self._decide_ready()
                 self._launch_ready()
@@ -176,20 +178,20 @@ class Scheduler:
                     self._finished(event)
                 self._enforce_timeouts()
         except KeyboardInterrupt:
-            self.stop, self.interrupted = "interrupted (Ctrl-C)", True
-        except OperationalError as exc:
-            self.stop = f"history.db could not be written ({exc})"
+            self.cancel_reason, self.interrupted = "interrupted (Ctrl-C)", True
+        except WriteFailed as exc:
+            self.cancel_reason = f"history.db could not be written ({exc})"
             self._cancel_quietly()
-            raise StateError(f"{self.ws.state_dir}: history.db could not be written ({exc}): free disk space "
-                             "(localpipe gc, localpipe du) and submit again") from None
+            raise StateError(f"{self.history.layout.state_dir}: history.db could not be written ({exc}): free "
+                             "disk space (localpipe gc, localpipe du) and submit again") from None
         finally:
             self._stat_cache.save()
             _restore_signal_handlers(previous)
             self.executor.close()
             gc.unfreeze()
-        if self.stop is not None:
-            self._cancel_everything(self.stop)
-            self._finish_run(RunStatus.CANCELED, self.stop)
+        if self.cancel_reason is not None:
+            self._cancel_everything(self.cancel_reason)
+            self._finish_run(RunStatus.CANCELED, self.cancel_reason)
             if self.interrupted:
                 raise KeyboardInterrupt
             return RunStatus.CANCELED
@@ -197,13 +199,18 @@ class Scheduler:
 
     def request_stop(self, reason: str) -> None:
         """Cancel the whole run (from another thread): every step's process tree is ended."""
-        self.stop = reason
+        self.cancel_reason = reason
         self.executor.wake()
 
     def cancel_steps(self, names: list[str], reason: str) -> None:
         """Cancel these steps (from another thread); the rest of the run goes on without them."""
         self.cancels.put(_CancelSteps(list(names), reason))
         self.executor.wake()
+
+    def _on_signal(self, signum, frame) -> None:
+        self.interrupted = signum == signals.SIGINT
+        self.cancel_reason = "interrupted (Ctrl-C)" if self.interrupted else "canceled"
+        self.executor.wake()  # the wait in progress resumes after this handler: end it
 
     def _ingest_running_metrics(self) -> None:
         """Metrics of running steps are visible while they run: picked up about once a second."""
@@ -212,16 +219,6 @@ class Scheduler:
         self._next_metrics = time.monotonic() + METRICS_SECONDS
         for name, running in self.running.items():
             self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
-
-    def _on_signal(self, signum, frame) -> None:
-        self.interrupted = signum == signals.SIGINT
-        self.stop = "interrupted (Ctrl-C)" if self.interrupted else "canceled"
-        self.executor.wake()  # the wait in progress resumes after this handler: end it
-
-    def _start_run(self) -> None:
-        me = psutil.Process()
-        m.PipelineRun.update(status=RunStatus.RUNNING.value, started_at=self.now(), scheduler_pid=me.pid,
-                             scheduler_started=me.create_time()).where(m.PipelineRun.id == self.run.id).execute()
 
     def _wait_timeout(self) -> float:
         """How long to wait for a step to end: until the next step timeout or metrics pick-up, and
@@ -238,95 +235,85 @@ class Scheduler:
     def _decide_ready(self) -> None:
         """Decide every step whose upstream steps are done; reuse cascades within this call.
 
-        One IMMEDIATE transaction covers the whole cascade: deciding to compute a key and
-        looking for another run computing it must be one step for every scheduler, and a
-        thousand reused steps cost one commit, not forty.
+        One write transaction covers the whole cascade: deciding to compute a key and looking
+        for another run computing it must be one step for every scheduler, and a thousand
+        reused steps cost one commit, not forty.
         """
-        if self.stopping or not (self.decidable or self._blocked_dirty):
+        if self.halt_reason or not self.progress.has_decidable:
             return
-        with self.db.atomic("IMMEDIATE"):
-            self._deferred, self._deferred_outputs, self._deferred_keys = [], [], []
+        with self.history.write():
+            self._wave = _Wave()
             try:
-                while not self.stopping:
+                while not self.halt_reason:
                     self._cancel_blocked()
-                    wave = [self.graph.steps[name] for name in self.decidable
-                            if self.state[name].status is RunStatus.NOT_STARTED]
-                    self.decidable = []
+                    wave = [self.graph.steps[name] for name in self.progress.take_decidable()]
                     if not wave:
                         break
                     inputs = {spec.name: self._input_digests(spec) for spec in wave}
-                    for decision in decide(wave, self.sources, inputs, self.store, self.run.experiment_id,
-                                           regenerate=self.run.regenerate_outputs):
+                    for decision in decide(wave, self.sources, inputs, self.history.cache, self.store,
+                                           self.run.experiment_id, regenerate=self.run.regenerate_outputs):
                         self._apply(decision)
-                self._write_deferred()
+                self.history.steps.change(self._wave.changes)
+                self.history.steps.add_outputs(self._wave.outputs)
+                self.history.cache.add_keys(self._wave.keys)
                 fault_point("in-reuse-wave")
             finally:
-                self._deferred = None
+                self._wave = None
         fault_point("after-reuse-wave")
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step
-        self.state[name].key, self.state[name].components = decision.key, decision.components
-        self._deferred_keys.append({"key": decision.key, "components": m.EncodedJSON(decision.components_json)})
-        fields = {"cache_key": decision.key}
+        step = self.steps[name]
+        step.key, step.components = decision.key, decision.components
+        self._wave.keys[decision.key] = decision.components_json
         datasets = [i.dataset for i in self.graph.steps[name].inputs.values() if i.dataset]
         if datasets:
-            record_uses(self.step_ids[name], datasets)
+            self.history.datasets.add_uses(self.step_ids[name], datasets)
         if decision.reuse:
-            self.state[name].outputs = decision.outputs
+            step.outputs = decision.outputs
             self._deliver(name)
             self._transition(name, RunStatus.REUSED, decision.reason, reused_from=decision.reused_from,
-                             ended_at=self.now(), **fields)
-            self._deferred_outputs += [{"step_run": self.step_ids[name], "name": out, "digest": digest, "size": 0}
-                                       for out, digest in decision.outputs.items()]
-        else:
-            may_reuse = self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs
-            if may_reuse and self._reuse_late_entry(decision):
+                             ended_at=self.now(), cache_key=decision.key)
+            self._wave.outputs += [(self.step_ids[name], out, digest, 0) for out, digest in decision.outputs.items()]
+            return
+        if self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs:
+            late = self.history.cache.entry(decision.key)  # committed by another run since the wave's look-up
+            if late is not None and all(self.store.has(d) for d in late.outputs.values()):
+                decision.reuse_hit(late)
+                self._apply(decision)
                 return
-            twin = computing_twin(decision.key, self.run.id) if may_reuse else None
+            twin = self.history.cache.computing_twin(decision.key, self.run.id)
             if twin is not None:
-                self.waiting[name] = twin.id
-                reason = f'waits for run {twin.run_id} (step "{twin.name}"), which computes the same outputs'
-                self._transition(name, RunStatus.QUEUED, reason, queued_at=self.now(), **fields)
+                self.waiting[name] = twin.step_run_id
+                reason = f'waits for run {twin.run_id} (step "{twin.step}"), which computes the same outputs'
+                self._transition(name, RunStatus.QUEUED, reason, queued_at=self.now(), cache_key=decision.key)
                 return
-            self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), **fields)
-            self._make_ready(name)
-
-    def _reuse_late_entry(self, decision: Decision) -> bool:
-        """Reuse an entry for this key that another run committed since the decision was made."""
-        found = intact_entry(decision.key, self.store)
-        if found is None:
-            return False
-        source, outputs = found
-        decision.reuse, decision.reused_from, decision.outputs = True, source.id, outputs
-        decision.reason = f'reused from run {source.run_id} (step "{source.name}")'
-        self._apply(decision)
-        return True
+        self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), cache_key=decision.key)
+        self._make_ready(name)
 
     def _check_twins(self) -> None:
         """Reuse what a twin step finished computing, or compute it here if the twin did not succeed."""
         for name, twin_id in list(self.waiting.items()):
-            twin = m.StepRun.get_by_id(twin_id)
-            if not RunStatus(twin.status).is_final:
+            status, twin_run, twin_step = self.history.steps.state(twin_id)
+            if not RunStatus(status).is_final:
                 continue
             del self.waiting[name]
-            outputs = step_outputs(twin_id)
-            if twin.status == RunStatus.COMPLETED.value and all(self.store.has(d) for d in outputs.values()):
-                self.state[name].outputs = outputs
-                with self.db.atomic():
-                    self._transition(name, RunStatus.REUSED, f'reused from run {twin.run_id} (step "{twin.name}")',
+            outputs = self.history.runs.step_outputs(twin_id)
+            if status == RunStatus.COMPLETED.value and all(self.store.has(d) for d in outputs.values()):
+                self.steps[name].outputs = outputs
+                with self.history.write():
+                    self._transition(name, RunStatus.REUSED, f'reused from run {twin_run} (step "{twin_step}")',
                                      reused_from=twin_id, ended_at=self.now())
-                    insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": d, "size": 0}
-                                               for o, d in outputs.items()])
+                    self.history.steps.add_outputs([(self.step_ids[name], o, d, 0) for o, d in outputs.items()])
             else:
-                self._transition(name, RunStatus.QUEUED, f"runs: run {twin.run_id}'s identical step {twin.status.lower()}")
+                self._transition(name, RunStatus.QUEUED, f"runs: run {twin_run}'s identical step {status.lower()}")
                 self._make_ready(name)
 
     def _input_digests(self, spec: StepSpec) -> dict[str, str]:
         digests = {}
         for name, source in spec.inputs.items():
             if source.step is not None:
-                digests[name] = self.state[source.step].outputs[source.output]
+                digests[name] = self.steps[source.step].outputs[source.output]
             else:
                 paths = tuple(source.paths)
                 if paths not in self._dataset_digests:
@@ -336,28 +323,15 @@ class Scheduler:
 
     def _cancel_blocked(self) -> None:
         """Mark Canceled the steps that can no longer run because an upstream step did not succeed."""
-        if not self._blocked_dirty:
-            return
-        self._blocked_dirty = False
-        changed = True
-        while changed:
-            changed = False
-            for name in self.graph.steps:
-                if self.state[name].status is not RunStatus.NOT_STARTED:
-                    continue
-                bad = sorted(u for u in self.upstream[name]
-                             if self.state[u].status in (RunStatus.FAILED, RunStatus.CANCELED))
-                if bad:
-                    verb = "failed" if self.state[bad[0]].status is RunStatus.FAILED else "did not run"
-                    self._transition(name, RunStatus.CANCELED, f'not run: upstream step "{bad[0]}" {verb}')
-                    changed = True
+        for name, reason in self.progress.blocked():
+            self._transition(name, RunStatus.CANCELED, reason)
 
     # -- launching --------------------------------------------------------------------------
     def _launch_ready(self) -> None:
         """Start the steps claimed when a step completed, then every ready step whose resources
         can be claimed now, in order (later ones may backfill)."""
         claimed, self._claimed = self._claimed, {}
-        if self.stopping:
+        if self.halt_reason:
             for placement in claimed.values():
                 self._release(placement)
             return
@@ -366,7 +340,7 @@ class Scheduler:
 
     def _claim_ready(self) -> dict[str, Placement]:
         """Claim what fits now for the ready steps, which then leave ``ready``."""
-        if self.stopping or not self.ready:
+        if self.halt_reason or not self.ready:
             return {}
         if not self._claim_again and not (self.others_hold and time.monotonic() >= self._next_claim_poll):
             return {}  # nothing was freed here, and nobody else holds anything that could be
@@ -376,11 +350,6 @@ class Scheduler:
         for name in placements:
             del self.ready[name]
         return placements
-
-    def _deliver(self, name: str) -> None:
-        destinations = self.graph.steps[name].destinations
-        if destinations:
-            deliver(self.ws, self.store, self.run.id, self.step_ids[name], destinations, self.state[name].outputs)
 
     def _claim_request(self, name: str) -> ClaimRequest:
         """Made once per step: a scheduler asks again for every waiting step each time a slot frees."""
@@ -397,14 +366,18 @@ class Scheduler:
         self.pool.release(placement)
         self._claim_again = True
 
+    def _deliver(self, name: str) -> None:
+        destinations = self.graph.steps[name].destinations
+        if destinations:
+            deliver(self.history, self.store, self.run.id, self.step_ids[name], destinations, self.steps[name].outputs)
+
     def _launch(self, name: str, placement: Placement) -> None:
         spec = self.graph.steps[name]
-        state = self.state[name]
-        folder = StepFolder(step_dir(self.ws, self.run.id, name))
+        folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
         folder.reset()
         try:
             snapshot = snapshot_source(spec, self.sources.get(name), folder)
-            upstream_outputs = {u: self.state[u].outputs for u in spec.upstream}
+            upstream_outputs = {u: self.steps[u].outputs for u in spec.upstream}
             upstream_is_dir = {u: self.graph.steps[u].outputs for u in spec.upstream}
             inputs = {i: input_path(spec, i, upstream_outputs, upstream_is_dir, self.store, folder)
                       for i in spec.inputs}
@@ -415,14 +388,13 @@ class Scheduler:
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
         if snapshot:  # recorded now, so that a later run can name the files changed since this one
-            m.Snapshot.insert(digest=snapshot.digest, files=snapshot.files,
-                              size=snapshot.size).on_conflict_ignore().execute()
+            self.history.cache.add_snapshot(snapshot.digest, snapshot.files, snapshot.size)
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts)
         fault_point("before-step-start")
         pid = self.executor.start(launch)
-        self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=state.attempt,
+        self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=self.steps[name].attempt,
                          arguments=launch.argv, placement=placement.describe(),
                          snapshot=snapshot.digest if snapshot else None)
         fault_point("step-running")
@@ -431,11 +403,11 @@ class Scheduler:
         env = dict(self._base_env)
         gpus = placement.gpus
         env.update({
-            "LOCALPIPE_WORKSPACE": str(self.ws.root),
+            "LOCALPIPE_WORKSPACE": str(self.history.layout.root),
             "LOCALPIPE_RUN_ID": str(self.run.id),
             "LOCALPIPE_STEP_RUN_ID": str(self.step_ids[name]),
             "LOCALPIPE_STEP_NAME": name,
-            "LOCALPIPE_EXPERIMENT": self.run.experiment.name,
+            "LOCALPIPE_EXPERIMENT": self.run.experiment,
             # UUIDs, not indices: CUDA numbers devices fastest-first unless told otherwise, NVML by
             # PCI bus, so an index can name another GPU; a UUID names the same one for both.
             "CUDA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus),
@@ -448,7 +420,7 @@ class Scheduler:
 
     # -- cancelling a step ------------------------------------------------------------------
     def _cancel_step(self, name: str, reason: str) -> None:
-        status = self.state[name].status
+        status = self.progress.status[name]
         if name in self.running:
             self.running[name].canceled = reason
             threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
@@ -500,14 +472,14 @@ class Scheduler:
             if committed:
                 fault_point("mid-commit")
             committed[output] = self.store.commit(running.folder.outputs / output)
-        state = self.state[name]
-        key, components, rekeyed = state.key, state.components, {}
-        if running.snapshot and running.snapshot.digest != components.get("source"):
+        step = self.steps[name]
+        key, rekeyed = step.key, {}
+        if running.snapshot and running.snapshot.digest != step.components.get("source"):
             # The source changed between hashing and copying: key the run by what it really ran.
-            components = dict(components, source=running.snapshot.digest)
+            components = dict(step.components, source=running.snapshot.digest)
             key = cache_key(components)
             rekeyed = {"cache_key": key}
-        state.outputs = {o: t.digest for o, t in committed.items()}
+        step.outputs = {o: t.digest for o, t in committed.items()}
         try:
             self._deliver(name)
         except OSError as exc:
@@ -518,14 +490,11 @@ class Scheduler:
         # a step that completed, and only once all its outputs are in the store. The claim it
         # frees goes to the next ready steps in the same transaction (they start after it).
         fault_point("before-cache-entry")
-        with self.db.atomic("IMMEDIATE"):
-            insert_rows(m.StepOutput, [{"step_run": self.step_ids[name], "name": o, "digest": t.digest,
-                                        "size": t.size} for o, t in committed.items()])
+        with self.history.write():
+            self.history.steps.add_outputs([(self.step_ids[name], o, t.digest, t.size) for o, t in committed.items()])
             if rekeyed:  # the decided key was recorded with the decision
-                self.db.execute_sql('INSERT OR IGNORE INTO "cache_key" ("key", "components") VALUES (?, ?)',
-                                    (key, canonical_json(components)))
-            self.db.execute_sql('INSERT OR REPLACE INTO "cache_entry" ("key", "step_run_id", "created_at") '
-                                "VALUES (?, ?, ?)", (key, self.step_ids[name], self.now()))
+                self.history.cache.add_keys({key: canonical_json(components)})
+            self.history.cache.add_entry(key, self.step_ids[name], self.now())
             self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
                              peak_memory=event.peak_memory, **rekeyed)
             self._release(running.placement)
@@ -535,24 +504,24 @@ class Scheduler:
 
     def _fail(self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None) -> None:
         spec = self.graph.steps[name]
-        state = self.state[name]
-        folder = StepFolder(step_dir(self.ws, self.run.id, name))
+        step = self.steps[name]
+        folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
         fields = {"ended_at": self.now(), "log_tail": log_tail(folder)}
         if exit_event is not None:
             fields.update(exit_code=exit_event.exit_code, signal=exit_event.signal,
                           peak_memory=exit_event.peak_memory)
         remove_tree(folder.outputs)  # nothing of a failed attempt may be mistaken for output
-        if state.attempt <= spec.max_retries and not self.stopping:
-            state.attempt += 1
-            self._transition(name, RunStatus.QUEUED, f"retry {state.attempt - 1} of {spec.max_retries} "
+        if step.attempt <= spec.max_retries and not self.halt_reason:
+            step.attempt += 1
+            self._transition(name, RunStatus.QUEUED, f"retry {step.attempt - 1} of {spec.max_retries} "
                                                      f"after: {reason}", **fields)
             self._make_ready(name)
             return
         self._transition(name, RunStatus.FAILED, reason, **fields)
-        if not self.run.continue_on_step_failure and not self.stopping:
-            self.stopping = f'step "{name}" failed'
+        if not self.run.continue_on_step_failure and not self.halt_reason:
+            self.halt_reason = f'step "{name}" failed'
             for queued in self.ready:
-                self._transition(queued, RunStatus.CANCELED, f"not run: {self.stopping}")
+                self._transition(queued, RunStatus.CANCELED, f"not run: {self.halt_reason}")
             self.ready.clear()
 
     def _enforce_timeouts(self) -> None:
@@ -563,7 +532,7 @@ class Scheduler:
 
     # -- cancel and finish ------------------------------------------------------------------
     def _cancel_everything(self, why: str) -> None:
-        self.stopping = why
+        self.halt_reason = why
         self.executor.terminate_all()
         for placement in self._claimed.values():
             self._release(placement)
@@ -571,9 +540,8 @@ class Scheduler:
         for name in list(self.running):
             self._release(self.running.pop(name).placement)
             self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
-        for name, state in self.state.items():
-            if not state.status.is_final:
-                self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
+        for name in self.progress.unfinished():
+            self._transition(name, RunStatus.CANCELED, why, ended_at=self.now())
 
     def _cancel_quietly(self) -> None:
         """End every step's process tree without recording anything (history.db cannot be written)."""
@@ -583,62 +551,30 @@ class Scheduler:
 
     def _finish_run(self, status: RunStatus | None, error: str | None) -> RunStatus:
         self._cancel_blocked()
-        for name, state in self.state.items():
-            if not state.status.is_final:
-                self._transition(name, RunStatus.CANCELED, f"not run: {self.stopping or 'run ended'}")
-        statuses = [s.status for s in self.state.values()]
+        for name in self.progress.unfinished():
+            self._transition(name, RunStatus.CANCELED, f"not run: {self.halt_reason or 'run ended'}")
         if status is None:
-            status = RunStatus.FAILED if RunStatus.FAILED in statuses else RunStatus.COMPLETED
+            status = self.progress.outcome()
             if status is RunStatus.FAILED:
-                error = self.stopping or "a step failed"
-        m.PipelineRun.update(status=status.value, ended_at=self.now(), error=error).where(
-            m.PipelineRun.id == self.run.id).execute()
+                error = self.halt_reason or "a step failed"
+        self.history.runs.finish(self.run.id, status, error, self.now())
         self.reporter.run_finished(status)
         return status
 
     def _transition(self, name: str, status: RunStatus, reason: str | None, record: bool = True, **fields) -> None:
         """Move a step to ``status`` (checked against the life cycle), write it and tell the reporter,
         unless ``record`` is False (a passing state that the next change supersedes at once)."""
-        current = self.state[name].status
-        if status not in STEP_TRANSITIONS.get(current, ()):
-            raise RuntimeError(f'step "{name}": {current} -> {status} is not a valid transition')
-        self.state[name].status = status
-        if status.succeeded:
-            for consumer in self.consumers[name]:
-                self.awaiting[consumer] -= 1
-                if self.awaiting[consumer] == 0:
-                    self.decidable.append(consumer)
-        elif status in (RunStatus.FAILED, RunStatus.CANCELED):
-            self._blocked_dirty = True
+        self.progress.move(name, status)
+        if not record:
+            return
         values = {"status": status.value, **fields}
         if reason is not None:
             values["reason"] = reason
-        if record and self._deferred is not None:
-            self._deferred.append((self.step_ids[name], values))
-        elif record:
-            update_rows(m.StepRun, [(self.step_ids[name], values)])
-        if record:
-            self.reporter.step_changed(name, status, reason, fields.get("placement"))
-
-    def _write_deferred(self) -> None:
-        """Write a wave's status changes as one prepared UPDATE per shape, and its outputs in bulk.
-
-        A thousand reused steps are a thousand rows: one statement each through the ORM would
-        cost more than everything else a fully reused run does.
-        """
-        update_rows(m.StepRun, self._deferred)
-        insert_rows(m.StepOutput, self._deferred_outputs)
-        known = known_keys(self.db, [row["key"] for row in self._deferred_keys])
-        insert_rows(m.CacheKey, list({row["key"]: row for row in self._deferred_keys if row["key"] not in known}.values()))
-
-
-def _resource_pool(db, run_id: int, graph: Graph, slots: int | None) -> ResourcePool:
-    """The pool this scheduler claims from; GPUs are detected only when a step asks for one."""
-    host = detect_host()
-    gpus = ()
-    if any(spec.resources["gpus"] for spec in graph.steps.values()):
-        gpus = detect_gpus().gpus
-    return ResourcePool(db, run_id, slots or host.cpus, host.memory_total, gpus)
+        if self._wave is not None:
+            self._wave.changes.append((self.step_ids[name], values))
+        else:
+            self.history.steps.change([(self.step_ids[name], values)])
+        self.reporter.step_changed(name, status, reason, fields.get("placement"))
 
 
 def _install_signal_handlers(handler) -> dict:

@@ -1,12 +1,12 @@
 """Submitting: plan a pipeline, record the run in history.db, then run it here or in the background.
 
 Nothing is written before the pipeline has validated and its source trees have been hashed,
-so a bad pipeline leaves no trace.
+so a bad pipeline leaves no trace. ``run_prepared`` is the one way a recorded run is run: by
+the CLI, the watcher, a detached scheduler (``Experiment.submit``, ``--detach``) and the tests.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -14,14 +14,14 @@ from dataclasses import dataclass
 
 import psutil
 
-from localpipe.engine.gitinfo import git_info
-from localpipe.plan.graph import Capacity, Graph, plan_pipeline
-from localpipe.content.hashing import TreeDigest, hash_bytes
-from localpipe.content.trees import TreeCache, source_trees
-from localpipe.state import models as m
-from localpipe.state.db import insert_rows, open_history
-from localpipe.state.layout import runs_dir
+from localpipe.content.hashing import TreeDigest
 from localpipe.content.statcache import StatCache
+from localpipe.content.trees import TreeCache
+from localpipe.engine.gitinfo import git_info
+from localpipe.engine.scheduler import Reporter, scheduler_for
+from localpipe.plan.graph import Capacity, Graph, plan_pipeline
+from localpipe.state.history import History
+from localpipe.state.runs import NewRun
 from localpipe.status import RunStatus
 
 
@@ -34,7 +34,7 @@ class PreparedRun:
     sources: dict[str, TreeDigest | None]
 
 
-def plan(ws, pipeline, parameters: dict | None = None,
+def plan(history: History, pipeline, parameters: dict | None = None,
          trees: TreeCache | None = None) -> tuple[Graph, dict[str, TreeDigest | None]]:
     """Validate ``pipeline`` and hash its sources; raises with every problem, writes nothing.
 
@@ -42,52 +42,67 @@ def plan(ws, pipeline, parameters: dict | None = None,
     """
     from localpipe.hw.gpus import detect_gpus
     from localpipe.hw.host import detect_host
-    from localpipe.sdk.compute import compute_targets
+    from localpipe.sdk.compute import targets_from_configs
 
     host = detect_host()
     capacity = Capacity(host.cpus, host.memory_total, detect_gpus)
-    graph = plan_pipeline(pipeline, parameters, compute_targets=compute_targets(ws), capacity=capacity)
-    trees = trees or TreeCache(StatCache(ws.state_dir / "statcache.bin"))
+    targets = targets_from_configs(history.registry.compute_targets())
+    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
+    trees = trees or TreeCache(StatCache(history.layout.statcache))
     sources = source_trees(graph, trees)
     trees.stat_cache.save()
     return graph, sources
 
 
-def prepare_run(ws, pipeline, experiment_name: str, parameters: dict | None = None,
+def source_trees(graph: Graph, trees: TreeCache) -> dict[str, TreeDigest | None]:
+    """The source tree of every step of ``graph``, each distinct folder hashed once."""
+    by_folder: dict[str, TreeDigest] = {}
+    for spec in graph.steps.values():
+        if spec.source_dir and spec.source_dir not in by_folder:
+            by_folder[spec.source_dir] = trees.tree(spec.source_dir)
+    return {name: by_folder.get(spec.source_dir) if spec.source_dir else None
+            for name, spec in graph.steps.items()}
+
+
+def prepare_run(history: History, pipeline, experiment_name: str, parameters: dict | None = None,
                 regenerate_outputs: bool = False, continue_on_step_failure: bool = False,
                 tags: dict | None = None, pipeline_file: str | None = None,
                 trees: TreeCache | None = None) -> PreparedRun:
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges."""
-    graph, sources = plan(ws, pipeline, parameters, trees)
-    db = open_history(ws)
-    graph_json = m.EncodedJSON(json.dumps(graph.to_dict(), sort_keys=True))
-    digest = hash_bytes(graph_json.encode())
-    with db.atomic("IMMEDIATE"):
-        experiment, _ = m.Experiment.get_or_create(name=experiment_name)
-        stored = m.PipelineGraph.get_or_none(m.PipelineGraph.digest == digest)
-        if stored is None:
-            stored = m.PipelineGraph.create(digest=digest, description=graph.description, graph=graph_json)
-        run = m.PipelineRun.create(
-            experiment=experiment, pipeline=stored, status=RunStatus.NOT_STARTED.value,
-            parameters=graph.parameters, tags=tags or {}, regenerate_outputs=regenerate_outputs,
-            continue_on_step_failure=continue_on_step_failure, pipeline_file=pipeline_file,
-            git=git_info(sorted({s.source_dir for s in graph.steps.values() if s.source_dir})) or None)
-        insert_rows(m.StepRun, [{"run": run.id, "name": name, "status": RunStatus.NOT_STARTED.value}
-                                   for name in graph.steps])
-        edges = [{"run": run.id, "source": up.step, "target": spec.name, "data": up.output}
-                 for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
-        edges += [{"run": run.id, "source": before, "target": spec.name, "data": None}
-                  for spec in graph.steps.values() for before in spec.after]
-        insert_rows(m.Edge, edges)
-    return PreparedRun(run.id, graph, sources)
+    graph, sources = plan(history, pipeline, parameters, trees)
+    edges = [(up.step, spec.name, up.output) for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
+    edges += [(before, spec.name, None) for spec in graph.steps.values() for before in spec.after]
+    run_id = history.runs.record(NewRun(
+        experiment=experiment_name, graph=graph.to_dict(), description=graph.description,
+        parameters=graph.parameters, steps=list(graph.steps), edges=edges, tags=tags,
+        regenerate_outputs=regenerate_outputs, continue_on_step_failure=continue_on_step_failure,
+        pipeline_file=pipeline_file,
+        git=git_info(sorted({s.source_dir for s in graph.steps.values() if s.source_dir}))))
+    return PreparedRun(run_id, graph, sources)
 
 
-def run_in_background(ws, run_id: int) -> int:
+def load_prepared(history: History, run_id: int) -> PreparedRun:
+    """A run recorded earlier (by another process), with its sources hashed now."""
+    graph = Graph.from_dict(history.runs.for_scheduler(run_id).graph)
+    trees = TreeCache(StatCache(history.layout.statcache))
+    sources = source_trees(graph, trees)
+    trees.stat_cache.save()
+    return PreparedRun(run_id, graph, sources)
+
+
+def run_prepared(history: History, prepared: PreparedRun, reporter: Reporter | None = None,
+                 slots: int | None = None) -> RunStatus:
+    """Run a recorded run here, to its end; returns its final status."""
+    return scheduler_for(history, prepared.run_id, prepared.graph, prepared.sources, reporter, slots).execute()
+
+
+def run_in_background(history: History, run_id: int) -> int:
     """Start a detached scheduler process for ``run_id`` that outlives the caller; returns its pid."""
-    folder = runs_dir(ws) / str(run_id)
+    folder = history.layout.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "scheduler.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "localpipe.engine.runner", str(ws.root), str(run_id)],
+        proc = subprocess.Popen([sys.executable, "-m", "localpipe.engine.runner", str(history.layout.state_dir),
+                                 str(run_id)],
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                                 close_fds=True, env=dict(os.environ))
     # Recorded at once, so that a scheduler dying before it starts is noticed (see recovery).
@@ -95,6 +110,5 @@ def run_in_background(ws, run_id: int) -> int:
         started = psutil.Process(proc.pid).create_time()
     except psutil.Error:
         started = None
-    m.PipelineRun.update(scheduler_pid=proc.pid, scheduler_started=started).where(
-        m.PipelineRun.id == run_id, m.PipelineRun.scheduler_pid.is_null()).execute()
+    history.runs.set_scheduler(run_id, proc.pid, started)
     return proc.pid

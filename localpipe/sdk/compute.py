@@ -62,12 +62,10 @@ class ComputeTarget:
         A target may ask for more than this machine has (an Azure size, say): a pipeline using it
         then fails validation, naming what is missing.
         """
-        from localpipe.state import records
-
         if name == "local":
             raise UsageError('compute target "local" is built in: choose another name')
         config = provisioning_configuration
-        records.save_compute_target(workspace, name, config.kind, asdict(config))
+        workspace.service.save_compute_target(name, config.kind, asdict(config))
         return target_from(name, config)
 
     @property
@@ -102,9 +100,7 @@ class ComputeTarget:
                   f"{self.gpus_per_step} GPU per step)")
 
     def delete(self, workspace) -> None:
-        from localpipe.state import records
-
-        records.delete_compute_target(workspace, self.name)
+        workspace.service.delete_compute_target(self.name)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.config})"
@@ -144,8 +140,10 @@ def target_from(name: str, config: ProvisioningConfiguration) -> ComputeTarget:
 
 def compute_targets(ws) -> dict[str, ComputeTarget]:
     """Every compute target of ``ws`` by name: ``local`` and those created in it."""
-    from localpipe.state import records
+    return targets_from_configs(ws.service.compute_targets())
 
-    targets = {name: target_from(name, ProvisioningConfiguration(**config))
-               for name, config in records.compute_target_configs(ws).items()}
-    return {"local": LOCAL, **targets}
+
+def targets_from_configs(configs: dict[str, dict]) -> dict[str, ComputeTarget]:
+    """``local`` and the targets of ``configs`` (name -> provisioning configuration as a dict)."""
+    return {"local": LOCAL, **{name: target_from(name, ProvisioningConfiguration(**config))
+                               for name, config in configs.items()}}

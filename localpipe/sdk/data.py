@@ -10,12 +10,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from localpipe.errors import NotFoundError, UsageError
-
-if TYPE_CHECKING:
-    from localpipe.sdk.workspace import Workspace
 
 BUILTIN_DATASTORES = ("workspaceblobstore", "workspacefilestore")
 
@@ -23,38 +19,29 @@ BUILTIN_DATASTORES = ("workspaceblobstore", "workspacefilestore")
 class Datastore:
     """A named folder that datasets and outputs can live in."""
 
-    def __init__(self, workspace: Workspace, name: str):
-        from localpipe.state import records
-
+    def __init__(self, workspace, name: str):
         self.workspace = workspace
         self.name = name
-        if name in BUILTIN_DATASTORES:
-            self.path = workspace.state_dir / "datastores" / name
-        else:
-            path = records.datastore_path(workspace, name)
-            if path is None:
-                raise NotFoundError(
-                    f'datastore "{name}" is not registered in {workspace.root}: '
-                    "use Datastore.register_local(ws, name, path)"
-                )
-            self.path = Path(path)
+        path = workspace.service.datastore_path(name)
+        if path is None:
+            raise NotFoundError(f'datastore "{name}" is not registered in {workspace.root}: '
+                                "use Datastore.register_local(ws, name, path)")
+        self.path = Path(path)
 
     @classmethod
-    def get(cls, workspace: Workspace, datastore_name: str) -> Datastore:
+    def get(cls, workspace, datastore_name: str) -> Datastore:
         """The datastore named ``datastore_name``."""
         return cls(workspace, datastore_name)
 
     @classmethod
-    def register_local(cls, workspace: Workspace, name: str, path: str | os.PathLike) -> Datastore:
+    def register_local(cls, workspace, name: str, path: str | os.PathLike) -> Datastore:
         """Register an existing local folder as a datastore called ``name``."""
-        from localpipe.state import records
-
         folder = Path(path).resolve()
         if not folder.is_dir():
             raise UsageError(f'datastore "{name}": {folder} is not a folder: create it or pass an existing one')
         if name in BUILTIN_DATASTORES:
             raise UsageError(f'datastore "{name}" is built in: choose another name')
-        records.register_datastore(workspace, name, folder)
+        workspace.service.register_datastore(name, folder)
         return cls(workspace, name)
 
     def upload(self, src_dir: str | os.PathLike, target_path: str | None = None, overwrite: bool = False,
@@ -63,9 +50,7 @@ class Datastore:
 
         Files already there are kept unless ``overwrite``; ``target_path`` must stay inside the datastore.
         """
-        from localpipe.state.datastores import upload
-
-        return upload(self, Path(src_dir), target_path or "", overwrite, show_progress)
+        return self.workspace.service.upload(self.name, Path(src_dir), target_path or "", overwrite, show_progress)
 
     def __repr__(self) -> str:
         return f"Datastore({self.name!r}, path={str(self.path)!r})"
@@ -93,17 +78,19 @@ class FileDataset:
     def as_mount(self) -> DatasetConsumptionConfig:
         return self.as_named_input(_default_input_name(self)).as_mount()
 
-    def register(self, workspace: Workspace, name: str, description: str | None = None,
-                 tags: dict | None = None, create_new_version: bool = True):
+    def register(self, workspace, name: str, description: str | None = None,
+                 tags: dict | None = None, create_new_version: bool = True) -> FileDataset:
         """Keep a read-only copy of the files as version N of dataset ``name``.
 
         The version is fixed by the content: registering unchanged content returns the same
         version; changed content makes a new one (or, with ``create_new_version=False`` on a
         name that exists, is an error).
         """
-        from localpipe.state.datasets import register_dataset
-
-        return register_dataset(workspace, name, self, description, tags, create_new_version)
+        kind, options = "file", {}
+        if isinstance(self, TabularDataset):
+            kind, options = "tabular", {"separator": self.separator, "header": self.header}
+        return dataset_from_record(workspace.service.register_dataset(
+            name, list(self.paths), kind, options, description, tags, create_new_version))
 
     def to_path(self) -> list[str]:
         """The paths of the files."""
@@ -188,11 +175,17 @@ class Dataset:
     Tabular = _TabularDatasetFactory
 
     @staticmethod
-    def get_by_name(workspace: Workspace, name: str, version: int | str = "latest") -> FileDataset:
+    def get_by_name(workspace, name: str, version: int | str = "latest") -> FileDataset:
         """A registered dataset version (``"latest"`` by default)."""
-        from localpipe.state.datasets import get_dataset
+        return dataset_from_record(workspace.service.get_dataset(name, version))
 
-        return get_dataset(workspace, name, version)
+
+def dataset_from_record(record: dict) -> FileDataset:
+    """The dataset of a registered version, as the workspace service describes it."""
+    if record["kind"] == "tabular":
+        return TabularDataset(paths=tuple(record["paths"]), name=record["name"], version=record["version"],
+                              **record["options"])
+    return FileDataset(paths=tuple(record["paths"]), name=record["name"], version=record["version"])
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 
@@ -48,15 +49,32 @@ class Environment:
     @classmethod
     def get(cls, workspace, name: str, version: str | None = None) -> Environment:
         """A registered environment (see ``register``)."""
-        from localpipe.state import records
-
-        return records.get_environment(workspace, name, version)
+        number, spec = workspace.service.environment(name, int(version) if version is not None else None)
+        return _from_spec(name, number, spec)
 
     def register(self, workspace) -> Environment:
         """Keep this environment in the workspace under its name, as a new version when it changed."""
-        from localpipe.state import records
+        spec = dataclasses.asdict(self)
+        spec.pop("version", None)
+        self.version = str(workspace.service.register_environment(self.name, spec))
+        return self
 
-        return records.register_environment(workspace, self)
+
+def registered_environments(workspace) -> dict[str, Environment]:
+    """The latest version of each environment registered in ``workspace``; ``default`` when there is none."""
+    found = {name: _from_spec(name, version, spec)
+             for name, (version, spec) in workspace.service.environments().items()}
+    return found or {"default": Environment()}
+
+
+def _from_spec(name: str, version: int, spec: dict) -> Environment:
+    spec = dict(spec)
+    python = dict(spec.pop("python"))
+    deps = python.pop("conda_dependencies")
+    return Environment(name=name, version=str(version),
+                       python=PythonSection(**python, conda_dependencies=CondaDependencies(**deps) if deps else None),
+                       docker=DockerSection(**spec.pop("docker")),
+                       environment_variables=spec.get("environment_variables", {}))
 
 
 @dataclass

@@ -23,11 +23,7 @@ class Pipeline:
 
     def validate(self, pipeline_parameters: dict | None = None) -> list[str]:
         """Every problem that keeps this pipeline from running, as readable lines; empty when valid."""
-        from localpipe.plan.graph import problems
-        from localpipe.sdk.compute import compute_targets
-
-        targets = compute_targets(self.workspace) if self.workspace is not None else None
-        return problems(self, pipeline_parameters, targets)
+        return self.workspace.service.validate(self, pipeline_parameters)
 
     def __repr__(self) -> str:
         return f"Pipeline({len(self.steps)} steps)"

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import contextvars
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import ClassVar
 
 from localpipe.errors import WorkspaceNotFoundError
+from localpipe.sdk.service import WorkspaceService
 
 STATE_DIR = ".localpipe"
 
@@ -20,9 +23,21 @@ current_workspace: contextvars.ContextVar[Workspace | None] = contextvars.Contex
 class Workspace:
     """A local workspace rooted at ``root``; its state lives in ``root/.localpipe``."""
 
+    # Makes the service that keeps this workspace's records (see sdk/service.py); localpipe/__init__.py
+    # plugs in the one implementation, so that the SDK need not import it.
+    service_factory: ClassVar[Callable[[Workspace], WorkspaceService]]
+
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).resolve()
         self.state_dir = self.root / STATE_DIR
+        self._service: WorkspaceService | None = None
+
+    @property
+    def service(self) -> WorkspaceService:
+        """Registrations, look-ups and validation against this workspace's records."""
+        if self._service is None:
+            self._service = type(self).service_factory(self)
+        return self._service
 
     # -- finding and creating -------------------------------------------------------------
     @classmethod
@@ -41,12 +56,10 @@ class Workspace:
     @classmethod
     def create(cls, path: str | os.PathLike = ".", exist_ok: bool = True, **_ignored) -> Workspace:
         """Create (or, with ``exist_ok``, open) the workspace at ``path``."""
-        from localpipe.state.layout import create_layout
-
         ws = cls(path)
         if ws.state_dir.exists() and not exist_ok:
             raise WorkspaceNotFoundError(f"a workspace already exists at {ws.root}: pass exist_ok=True")
-        create_layout(ws)
+        ws.service.create()
         return ws
 
     @property
@@ -64,18 +77,13 @@ class Workspace:
     def datastores(self) -> dict:
         """Every datastore by name: the two built-in ones and those registered."""
         from localpipe.sdk.data import Datastore
-        from localpipe.state import records
 
-        names = ["workspaceblobstore", "workspacefilestore", *records.datastore_names(self)]
-        return {name: Datastore(self, name) for name in names}
+        return {name: Datastore(self, name) for name in self.service.datastore_names()}
 
     @property
     def experiments(self) -> dict:
         """Every experiment that has runs, by name."""
-        from localpipe.client.experiment import Experiment
-        from localpipe.state import records
-
-        return {name: Experiment(self, name) for name in records.experiment_names(self)}
+        return self.service.experiments()
 
     @property
     def compute_targets(self) -> dict:
@@ -87,9 +95,9 @@ class Workspace:
     @property
     def environments(self) -> dict:
         """Registered environments by name (their latest version)."""
-        from localpipe.state import records
+        from localpipe.sdk.environment import registered_environments
 
-        return records.environments(self)
+        return registered_environments(self)
 
     def __repr__(self) -> str:
         return f"Workspace({str(self.root)!r})"

@@ -1,1 +1,1 @@
-"""Persistent state: the workspace's folders, history.db (peewee) and the object store."""
+"""State: the one owner of history.db (``history.History``), the object store, the workspace's folders."""

@@ -2,134 +2,130 @@
 
 Registering copies the files into the object store (once per distinct content) so that a
 version always means the same bytes, whatever happens later at the original path; mounting a
-registered dataset is then a read-only path with no copy.
+registered dataset is then a read-only path with no copy. A version is returned as a plain
+record: ``{"name", "version", "digest", "kind", "options", "paths"}``, its paths absolute paths
+in the store (the SDK makes a FileDataset or TabularDataset of it).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-
 from localpipe.errors import NotFoundError, UsageError
-from localpipe.state import models as m
-from localpipe.state.db import open_history
-from localpipe.state.layout import objects_dir, tmp_dir
 from localpipe.state.store import ObjectStore
+from localpipe.state.db import Database
 
 
-def register_dataset(ws, name: str, dataset, description: str | None = None, tags: dict | None = None,
-                     create_new_version: bool = True, produced_by: int | None = None):
-    """Register ``dataset``'s files as a version of ``name``; returns the registered dataset."""
-    store = ObjectStore(objects_dir(ws))
-    digest, entries = _commit_copy(ws, store, list(dataset.paths))
-    return record_version(ws, name, digest, entries, dataset, description, tags, create_new_version, produced_by)
+class DatasetRecords:
+    """The ``dataset_version`` and ``dataset_use`` tables, and the copies in the object store."""
 
+    def __init__(self, database: Database):
+        self.database = database
+        self.t = database.tables
+        self.store = ObjectStore(database.layout.objects)
 
-def record_version(ws, name: str, digest: str, entries: list[str], dataset=None, description=None, tags=None,
-                   create_new_version: bool = True, produced_by: int | None = None):
-    """The version of ``name`` for the tree ``digest``: the latest if its content is the same, else a new one."""
-    from localpipe.sdk.data import TabularDataset
+    def register(self, name: str, paths: list[str], kind: str = "file", options: dict | None = None,
+                 description: str | None = None, tags: dict | None = None,
+                 create_new_version: bool = True) -> dict:
+        """Register the files at ``paths`` as a version of ``name``; returns the version's record."""
+        digest, entries = self._commit_copy(paths)
+        return self.record_version(name, digest, entries, kind, options, description, tags, create_new_version)
 
-    db = open_history(ws)
-    tabular = isinstance(dataset, TabularDataset)
-    with db.atomic("IMMEDIATE"):
-        latest = _versions(name).first()
-        if latest is not None and latest.digest == digest:
-            return _dataset(ws, latest)
-        if latest is not None and not create_new_version:
-            raise UsageError(f'dataset "{name}" exists with other content (version {latest.version}): '
-                             "pass create_new_version=True to add a version")
-        record = m.DatasetVersion.create(
-            name=name, version=(latest.version + 1) if latest else 1, digest=digest, paths=entries,
-            produced_by=produced_by, kind="tabular" if tabular else "file",
-            options={"separator": dataset.separator, "header": dataset.header} if tabular else {},
-            description=description, tags=tags or {})
-    return _dataset(ws, record)
+    def record_version(self, name: str, digest: str, entries: list[str], kind: str = "file",
+                       options: dict | None = None, description: str | None = None, tags: dict | None = None,
+                       create_new_version: bool = True, produced_by: int | None = None) -> dict:
+        """The version of ``name`` for the stored tree ``digest``: the latest if its content is the same,
+        else a new one."""
+        t = self.t
+        with self.database.write():
+            latest = self._versions(name).first()
+            if latest is not None and latest.digest == digest:
+                return self._record(latest)
+            if latest is not None and not create_new_version:
+                raise UsageError(f'dataset "{name}" exists with other content (version {latest.version}): '
+                                 "pass create_new_version=True to add a version")
+            row = t.DatasetVersion.create(
+                name=name, version=(latest.version + 1) if latest else 1, digest=digest, paths=entries,
+                produced_by=produced_by, kind=kind, options=options or {}, description=description, tags=tags or {})
+        return self._record(row)
 
+    def get(self, name: str, version: int | str = "latest") -> dict:
+        """A registered version of ``name`` (``"latest"``, or a number)."""
+        t = self.t
+        query = self._versions(name)
+        if version != "latest":
+            try:
+                query = query.where(t.DatasetVersion.version == int(version))
+            except (TypeError, ValueError):
+                raise UsageError(f'dataset version "{version}" is not a number or "latest"') from None
+        row = query.first()
+        if row is None:
+            known = self._versions(name).count()
+            what = f"has no version {version} (it has {known})" if known else "is not registered"
+            raise NotFoundError(f'dataset "{name}" {what}: register it with dataset.register(ws, "{name}")')
+        return self._record(row)
 
-def get_dataset(ws, name: str, version: int | str = "latest"):
-    """A registered version of ``name`` (``"latest"``, or a number)."""
-    open_history(ws)
-    query = _versions(name)
-    if version != "latest":
+    def list(self, name: str | None = None) -> list[dict]:
+        """Every version (of ``name``, or of all), newest first, with the step runs that made and used it."""
+        t = self.t
+        query = t.DatasetVersion.select().order_by(t.DatasetVersion.name, t.DatasetVersion.version.desc())
+        if name is not None:
+            query = query.where(t.DatasetVersion.name == name)
+        versions = list(query)
+        if name is not None and not versions:
+            raise NotFoundError(f'dataset "{name}" is not registered: see `localpipe datasets`')
+        uses: dict[int, list[dict]] = {}
+        rows = (t.DatasetUse.select(t.DatasetUse.dataset_version, t.StepRun.run, t.StepRun.name).join(t.StepRun)
+                .where(t.DatasetUse.dataset_version.in_([v.id for v in versions])).tuples())
+        for version_id, run_id, step in rows:
+            uses.setdefault(version_id, []).append({"run": run_id, "step": step})
+        producers = {s.id: {"run": s.run_id, "step": s.name} for s in
+                     t.StepRun.select().where(t.StepRun.id.in_([v.produced_by_id for v in versions if v.produced_by_id]))}
+        return [{"name": v.name, "version": v.version, "digest": v.digest, "kind": v.kind, "created_at": v.created_at,
+                 "description": v.description, "produced_by": producers.get(v.produced_by_id),
+                 "consumed_by": uses.get(v.id, [])} for v in versions]
+
+    def add_uses(self, step_run_id: int, datasets: list[dict]) -> None:
+        """Note that a step run consumed these registered datasets ({"name", "version"} each)."""
+        t = self.t
+        for dataset in datasets:
+            version = (t.DatasetVersion.select(t.DatasetVersion.id)
+                       .where(t.DatasetVersion.name == dataset["name"], t.DatasetVersion.version == dataset["version"])
+                       .scalar())
+            if version is not None:
+                t.DatasetUse.create(step_run=step_run_id, dataset_version=version)
+
+    def _versions(self, name: str):
+        t = self.t
+        return t.DatasetVersion.select().where(t.DatasetVersion.name == name).order_by(t.DatasetVersion.version.desc())
+
+    def _record(self, row) -> dict:
+        root = self.store.path(row.digest)
+        paths = [str(root) if entry == "." else str(root / entry) for entry in row.paths]
+        return {"name": row.name, "version": row.version, "digest": row.digest, "kind": row.kind,
+                "options": row.options, "paths": paths}
+
+    def _commit_copy(self, paths: list[str]) -> tuple[str, list[str]]:
+        """Copy ``paths`` into one tree and commit it; returns its digest and the paths inside it."""
+        for path in paths:
+            if not os.path.exists(path):
+                raise UsageError(f'dataset path "{path}" does not exist: create it or fix the path')
+        folder = self.database.layout.tmp / f"dataset-{os.getpid()}-{id(paths)}"
         try:
-            query = query.where(m.DatasetVersion.version == int(version))
-        except (TypeError, ValueError):
-            raise UsageError(f'dataset version "{version}" is not a number or "latest"') from None
-    record = query.first()
-    if record is None:
-        known = _versions(name).count()
-        what = f"has no version {version} (it has {known})" if known else "is not registered"
-        raise NotFoundError(f'dataset "{name}" {what}: register it with dataset.register(ws, "{name}")')
-    return _dataset(ws, record)
-
-
-def list_datasets(ws, name: str | None = None) -> list[dict]:
-    """Every version (of ``name``, or of all), newest first, with the step runs that made and used it."""
-    open_history(ws)
-    query = m.DatasetVersion.select().order_by(m.DatasetVersion.name, m.DatasetVersion.version.desc())
-    if name is not None:
-        query = query.where(m.DatasetVersion.name == name)
-    versions = list(query)
-    if name is not None and not versions:
-        raise NotFoundError(f'dataset "{name}" is not registered: see `localpipe datasets`')
-    uses: dict[int, list[dict]] = {}
-    rows = (m.DatasetUse.select(m.DatasetUse.dataset_version, m.StepRun.run, m.StepRun.name).join(m.StepRun)
-            .where(m.DatasetUse.dataset_version.in_([v.id for v in versions])).tuples())
-    for version_id, run_id, step in rows:
-        uses.setdefault(version_id, []).append({"run": run_id, "step": step})
-    producers = {s.id: {"run": s.run_id, "step": s.name} for s in
-                 m.StepRun.select().where(m.StepRun.id.in_([v.produced_by_id for v in versions if v.produced_by_id]))}
-    return [{"name": v.name, "version": v.version, "digest": v.digest, "kind": v.kind, "created_at": v.created_at,
-             "description": v.description, "produced_by": producers.get(v.produced_by_id),
-             "consumed_by": uses.get(v.id, [])} for v in versions]
-
-
-def record_uses(step_run_id: int, datasets: list[dict]) -> None:
-    """Note that a step run consumed these registered datasets ({"name", "version"} each)."""
-    for dataset in datasets:
-        version = (m.DatasetVersion.select(m.DatasetVersion.id)
-                   .where(m.DatasetVersion.name == dataset["name"], m.DatasetVersion.version == dataset["version"])
-                   .scalar())
-        if version is not None:
-            m.DatasetUse.create(step_run=step_run_id, dataset_version=version)
-
-
-def _versions(name: str):
-    return m.DatasetVersion.select().where(m.DatasetVersion.name == name).order_by(m.DatasetVersion.version.desc())
-
-
-def _dataset(ws, record: m.DatasetVersion):
-    from localpipe.sdk.data import FileDataset, TabularDataset
-
-    root = ObjectStore(objects_dir(ws)).path(record.digest)
-    paths = tuple(str(root) if entry == "." else str(root / entry) for entry in record.paths)
-    if record.kind == "tabular":
-        return TabularDataset(paths=paths, name=record.name, version=record.version, **record.options)
-    return FileDataset(paths=paths, name=record.name, version=record.version)
-
-
-def _commit_copy(ws, store: ObjectStore, paths: list[str]) -> tuple[str, list[str]]:
-    """Copy ``paths`` into one tree and commit it; returns its digest and the paths inside it."""
-    for path in paths:
-        if not os.path.exists(path):
-            raise UsageError(f'dataset path "{path}" does not exist: create it or fix the path')
-    folder = tmp_dir(ws) / f"dataset-{os.getpid()}-{id(paths)}"
-    try:
-        if len(paths) == 1 and os.path.isdir(paths[0]):
-            shutil.copytree(paths[0], folder, symlinks=False)
-            entries = ["."]
-        else:
-            folder.mkdir(parents=True)
-            entries = []
-            for path in paths:
-                entry = os.path.basename(os.path.normpath(path))
-                if entry in entries:
-                    raise UsageError(f'dataset paths share the name "{entry}": register them separately')
-                (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, folder / entry)
-                entries.append(entry)
-        tree = store.commit(folder)
-    finally:
-        if folder.exists():
-            shutil.rmtree(folder)
-    return tree.digest, entries
+            if len(paths) == 1 and os.path.isdir(paths[0]):
+                shutil.copytree(paths[0], folder, symlinks=False)
+                entries = ["."]
+            else:
+                folder.mkdir(parents=True)
+                entries = []
+                for path in paths:
+                    entry = os.path.basename(os.path.normpath(path))
+                    if entry in entries:
+                        raise UsageError(f'dataset paths share the name "{entry}": register them separately')
+                    (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, folder / entry)
+                    entries.append(entry)
+            tree = self.store.commit(folder)
+        finally:
+            if folder.exists():
+                shutil.rmtree(folder)
+        return tree.digest, entries

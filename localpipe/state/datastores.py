@@ -9,14 +9,15 @@ from pathlib import Path
 from localpipe.errors import UsageError
 
 
-def upload(store, src_dir: Path, target_path: str, overwrite: bool, show_progress: bool) -> Path:
-    """Copy ``src_dir`` into ``store.path / target_path``; existing files are kept unless ``overwrite``."""
+def upload(name: str, folder: Path, src_dir: Path, target_path: str, overwrite: bool, show_progress: bool) -> Path:
+    """Copy ``src_dir`` into ``folder / target_path`` (datastore ``name``'s folder); existing files are
+    kept unless ``overwrite``."""
     if not src_dir.is_dir():
-        raise UsageError(f'upload to datastore "{store.name}": {src_dir} is not a folder: pass a folder')
-    root = store.path.resolve()
+        raise UsageError(f'upload to datastore "{name}": {src_dir} is not a folder: pass a folder')
+    root = folder.resolve()
     target = (root / target_path).resolve()
     if target != root and not target.is_relative_to(root):
-        raise UsageError(f'upload to datastore "{store.name}": target_path "{target_path}" leaves the '
+        raise UsageError(f'upload to datastore "{name}": target_path "{target_path}" leaves the '
                          "datastore: use a relative path inside it")
     copied = skipped = 0
     for folder, _, names in os.walk(src_dir):
@@ -30,7 +31,7 @@ def upload(store, src_dir: Path, target_path: str, overwrite: bool, show_progres
             shutil.copy2(source, dest)
             copied += 1
     if show_progress:
-        print(f"uploaded {copied} files to {store.name}:{target_path or '/'} ({skipped} already there)")
+        print(f"uploaded {copied} files to {name}:{target_path or '/'} ({skipped} already there)")
     return target
 
 

@@ -31,9 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localpipe.errors import UsageError
-from localpipe.state import models as m
-from localpipe.state.db import open_history
-from localpipe.state.layout import history_path, objects_dir, runs_dir, tmp_dir
+from localpipe.state.history import History
+from localpipe.state.models import Tables
 from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import ACTIVE, RunStatus
 
@@ -88,17 +87,17 @@ def parse_duration(text: str) -> float:
 
 
 # -- deciding ------------------------------------------------------------------------------------
-def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
+def plan_gc(history: History, keep_last: int | None = None, older_than: float | None = None,
             now: Callable[[], float] = time.time) -> GcPlan:
     """Decide what to forget and remove; reads history.db and the folders, writes nothing.
 
     ``keep_last`` keeps the newest N runs of each experiment, ``older_than`` (seconds) keeps the
     runs submitted since ``now() - older_than``; active runs are always kept.
     """
-    open_history(ws)
+    t, layout = history.tables, history.layout
     clock = now()
-    runs = list(m.PipelineRun.select(m.PipelineRun.id, m.PipelineRun.experiment, m.PipelineRun.status,
-                                     m.PipelineRun.submitted_at).order_by(m.PipelineRun.id.desc()).tuples())
+    runs = list(t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.experiment, t.PipelineRun.status,
+                                     t.PipelineRun.submitted_at).order_by(t.PipelineRun.id.desc()).tuples())
     kept, active, forget = [], [], []
     seen: Counter[int] = Counter()
     for run_id, experiment, status, submitted in runs:
@@ -112,9 +111,9 @@ def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
         else:
             forget.append(run_id)
     since = min((submitted for _, _, status, submitted in runs if status in _ACTIVE), default=None)
-    referenced = _referenced_digests(set(forget))
+    referenced = _referenced_digests(t, set(forget))
     objects, protected = {}, []
-    for digest, path in _stored_objects(ws).items():
+    for digest, path in _stored_objects(layout.objects).items():
         if digest in referenced:
             continue
         if _maybe_being_committed(path, since):
@@ -123,10 +122,10 @@ def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
             objects[digest] = tree_size(path)
     existing = {run_id for run_id, *_ in runs}
     forgotten = set(forget)
-    run_folders = {entry.name: tree_size(entry.path) for entry in _entries(runs_dir(ws))
+    run_folders = {entry.name: tree_size(entry.path) for entry in _entries(layout.runs)
                    if _run_of(entry.name) not in existing or _run_of(entry.name) in forgotten}
     tmp = {}
-    for entry in _entries(tmp_dir(ws)):
+    for entry in _entries(layout.tmp):
         changed = _modified_at(entry.path)
         if changed < clock - TMP_GRACE_SECONDS and (since is None or changed < since - TIMESTAMP_SLACK_SECONDS):
             tmp[entry.name] = tree_size(entry.path)
@@ -134,19 +133,19 @@ def plan_gc(ws, keep_last: int | None = None, older_than: float | None = None,
                   sorted(protected), since)
 
 
-def _referenced_digests(forget: set[int]) -> set[str]:
+def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     """Digests of the step outputs of every run not in ``forget``, and of every dataset version."""
-    rows = (m.StepOutput.select(m.StepRun.run, m.StepOutput.digest)
-            .join(m.StepRun, on=(m.StepOutput.step_run == m.StepRun.id)).tuples())
+    rows = (t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
+            .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id)).tuples())
     found = {digest for run_id, digest in rows if run_id not in forget}
-    found.update(d for (d,) in m.DatasetVersion.select(m.DatasetVersion.digest).tuples())
+    found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     return found
 
 
-def _stored_objects(ws) -> dict[str, str]:
+def _stored_objects(objects: Path) -> dict[str, str]:
     """digest -> path of every tree in the store (``objects/<first two>/<digest>``)."""
     found = {}
-    for prefix in _entries(objects_dir(ws)):
+    for prefix in _entries(objects):
         if len(prefix.name) == 2 and prefix.is_dir(follow_symlinks=False):
             for entry in _entries(prefix.path):
                 if entry.name[:2] == prefix.name:
@@ -160,7 +159,7 @@ def _run_of(name: str) -> int | None:
 
 
 # -- carrying out --------------------------------------------------------------------------------
-def collect(ws, plan: GcPlan, dry_run: bool = False) -> GcResult:
+def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
     """Forget ``plan``'s runs and remove its paths; with ``dry_run``, only say what that would free.
 
     Rows are deleted in one IMMEDIATE transaction, which also checks again, under the write
@@ -169,29 +168,29 @@ def collect(ws, plan: GcPlan, dry_run: bool = False) -> GcResult:
     """
     if dry_run:
         return GcResult(plan.bytes, len(plan.objects), len(plan.run_folders), len(plan.forget_runs), len(plan.tmp))
-    db = open_history(ws)
-    store = ObjectStore(objects_dir(ws))
-    trash = tmp_dir(ws) / f"gc-{os.getpid()}-{time.time_ns()}"
+    t, layout = history.tables, history.layout
+    store = ObjectStore(layout.objects)
+    trash = layout.tmp / f"gc-{os.getpid()}-{time.time_ns()}"
     trash.mkdir(parents=True)
     result = GcResult(0, 0, 0, 0)
     doomed: list[tuple[Path, int, str]] = []  # (path to delete, bytes, what it was) once committed
     try:
-        with db.atomic("IMMEDIATE"):
-            forget = [r for chunk in _chunks(plan.forget_runs) for (r,) in m.PipelineRun.select(m.PipelineRun.id)
-                      .where(m.PipelineRun.id.in_(chunk), m.PipelineRun.status.not_in(list(_ACTIVE))).tuples()]
-            _forget_runs(forget)
+        with history.write():
+            forget = [r for chunk in _chunks(plan.forget_runs) for (r,) in t.PipelineRun.select(t.PipelineRun.id)
+                      .where(t.PipelineRun.id.in_(chunk), t.PipelineRun.status.not_in(list(_ACTIVE))).tuples()]
+            _forget_runs(t, forget)
             result.runs_forgotten = len(forget)
-            referenced = _referenced_digests(set())
-            existing = {r for (r,) in m.PipelineRun.select(m.PipelineRun.id).tuples()}
+            referenced = _referenced_digests(t, set())
+            existing = {r for (r,) in t.PipelineRun.select(t.PipelineRun.id).tuples()}
             # Moved aside last, under the write lock: no run can be created with a folder's id
             # meanwhile, and nothing can be decided from an entry whose rows are going.
-            since = _oldest_active_submission()
+            since = _oldest_active_submission(t)
             for digest, size in plan.objects.items():
                 if digest not in referenced and not _maybe_being_committed(store.path(digest), since):
                     doomed.append((_set_aside(store.path(digest), trash, "object-" + digest), size, "object"))
             for name, size in plan.run_folders.items():
                 if _run_of(name) not in existing:
-                    doomed.append((_set_aside(runs_dir(ws) / name, trash, "run-" + name), size, "run folder"))
+                    doomed.append((_set_aside(layout.runs / name, trash, "run-" + name), size, "run folder"))
     except BaseException:
         try:
             trash.rmdir()  # when something was moved into it, the next gc removes it with tmp/'s leftovers
@@ -199,7 +198,7 @@ def collect(ws, plan: GcPlan, dry_run: bool = False) -> GcResult:
             pass
         raise
     for name, size in plan.tmp.items():
-        doomed.append((tmp_dir(ws) / name, size, "tmp"))
+        doomed.append((layout.tmp / name, size, "tmp"))
     for path, size, kind in doomed:
         try:
             _remove(path)
@@ -220,7 +219,7 @@ def collect(ws, plan: GcPlan, dry_run: bool = False) -> GcResult:
     return result
 
 
-def _forget_runs(run_ids: list[int]) -> None:
+def _forget_runs(t: Tables, run_ids: list[int]) -> None:
     """Delete the rows of ``run_ids`` (their step runs, outputs, edges, metrics, claims cascade).
 
     A cache entry of a forgotten step run passes to a kept step run with the same key that
@@ -229,44 +228,44 @@ def _forget_runs(run_ids: list[int]) -> None:
     """
     step_ids = []
     for chunk in _chunks(run_ids):
-        step_ids += [s for (s,) in m.StepRun.select(m.StepRun.id).where(m.StepRun.run.in_(chunk)).tuples()]
+        step_ids += [s for (s,) in t.StepRun.select(t.StepRun.id).where(t.StepRun.run.in_(chunk)).tuples()]
     forgotten = set(run_ids)
     for chunk in _chunks(step_ids):
-        entries = dict(m.CacheEntry.select(m.CacheEntry.key, m.CacheEntry.step_run).where(
-            m.CacheEntry.step_run.in_(chunk)).tuples())
-        for key, successor in _successors(list(entries), forgotten).items():
-            m.CacheEntry.update(step_run=successor).where(m.CacheEntry.key == key).execute()
+        entries = dict(t.CacheEntry.select(t.CacheEntry.key, t.CacheEntry.step_run).where(
+            t.CacheEntry.step_run.in_(chunk)).tuples())
+        for key, successor in _successors(t, list(entries), forgotten).items():
+            t.CacheEntry.update(step_run=successor).where(t.CacheEntry.key == key).execute()
         # The self-reference has no ON DELETE action: a kept run that reused a forgotten step
         # keeps its outputs and its reason's text, not the link.
-        m.StepRun.update(reused_from=None).where(m.StepRun.reused_from.in_(chunk)).execute()
+        t.StepRun.update(reused_from=None).where(t.StepRun.reused_from.in_(chunk)).execute()
     for chunk in _chunks(run_ids):
-        m.PipelineRun.delete().where(m.PipelineRun.id.in_(chunk)).execute()
+        t.PipelineRun.delete().where(t.PipelineRun.id.in_(chunk)).execute()
     if run_ids:
-        _prune_unreferenced_rows()
+        _prune_unreferenced_rows(t)
 
 
-def _successors(keys: list[str], forgotten: set[int]) -> dict[str, int]:
+def _successors(t: Tables, keys: list[str], forgotten: set[int]) -> dict[str, int]:
     """key -> the newest kept step run that succeeded with that key, for the keys that have one."""
     found: dict[str, int] = {}
     for chunk in _chunks(keys):
-        rows = (m.StepRun.select(m.StepRun.cache_key, m.StepRun.id, m.StepRun.run)
-                .where(m.StepRun.cache_key.in_(chunk), m.StepRun.status.in_(_SUCCEEDED))
-                .order_by(m.StepRun.id).tuples())
+        rows = (t.StepRun.select(t.StepRun.cache_key, t.StepRun.id, t.StepRun.run)
+                .where(t.StepRun.cache_key.in_(chunk), t.StepRun.status.in_(_SUCCEEDED))
+                .order_by(t.StepRun.id).tuples())
         found.update({key: step_id for key, step_id, run_id in rows if run_id not in forgotten})
     return found
 
 
-def _prune_unreferenced_rows() -> None:
+def _prune_unreferenced_rows(t: Tables) -> None:
     """Delete the cache keys, snapshots and graphs that no remaining row refers to.
 
     A snapshot row is written just before the step run naming it, so one newer than the oldest
     active run is kept. (``NOT IN`` over a column with NULLs matches nothing: they are left out.)
     """
-    db = m.StepRun._meta.database
+    db = t.StepRun._meta.database
     db.execute_sql(
         'DELETE FROM "cache_key" WHERE "key" NOT IN (SELECT "cache_key" FROM "step_run" WHERE "cache_key" '
         'IS NOT NULL) AND "key" NOT IN (SELECT "key" FROM "cache_entry")')
-    since = _oldest_active_submission()
+    since = _oldest_active_submission(t)
     db.execute_sql(
         'DELETE FROM "snapshot" WHERE "created_at" < ? '
         'AND "digest" NOT IN (SELECT "snapshot" FROM "step_run" WHERE "snapshot" IS NOT NULL) '
@@ -278,9 +277,9 @@ def _prune_unreferenced_rows() -> None:
         'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline")')
 
 
-def _oldest_active_submission() -> float | None:
-    return (m.PipelineRun.select(m.PipelineRun.submitted_at).where(m.PipelineRun.status.in_(list(_ACTIVE)))
-            .order_by(m.PipelineRun.submitted_at).scalar())
+def _oldest_active_submission(t: Tables) -> float | None:
+    return (t.PipelineRun.select(t.PipelineRun.submitted_at).where(t.PipelineRun.status.in_(list(_ACTIVE)))
+            .order_by(t.PipelineRun.submitted_at).scalar())
 
 
 def _maybe_being_committed(path: str | os.PathLike, since: float | None) -> bool:
@@ -339,19 +338,17 @@ def tree_size(path: str | os.PathLike) -> int:
     return total
 
 
-def disk_usage(ws) -> dict:
+def disk_usage(history: History) -> dict:
     """What takes the space in ``.localpipe/``: bytes (and counts) by part, and run folders by size.
 
     The parts add up to ``total``: whatever is not a known part is counted in ``other``.
     ``reclaimable`` is what ``localpipe gc`` with no option would free.
     """
-    open_history(ws)
-    state = ws.state_dir
-    history = history_path(ws).name
+    t, layout = history.tables, history.layout
     parts = dict.fromkeys(("objects", "runs", "history", "statcache", "datastores", "tmp", "other"), 0)
-    for entry in _entries(state):
+    for entry in _entries(layout.state_dir):
         size = tree_size(entry.path)
-        if entry.name.startswith(history):
+        if entry.name.startswith(layout.history.name):
             parts["history"] += size
         elif entry.name.startswith("statcache.bin"):
             parts["statcache"] += size
@@ -360,10 +357,10 @@ def disk_usage(ws) -> dict:
         else:
             parts["other"] += size
     known = {run_id: (status, experiment) for run_id, status, experiment in
-             m.PipelineRun.select(m.PipelineRun.id, m.PipelineRun.status, m.Experiment.name)
-             .join(m.Experiment).tuples()}
+             t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.status, t.Experiment.name)
+             .join(t.Experiment).tuples()}
     runs = []
-    for entry in _entries(runs_dir(ws)):
+    for entry in _entries(layout.runs):
         run_id = _run_of(entry.name)
         status, experiment = known.get(run_id, (None, None))
         runs.append({"folder": entry.name, "run": run_id if run_id in known else None, "status": status,
@@ -372,10 +369,10 @@ def disk_usage(ws) -> dict:
     return {
         "total": sum(parts.values()),
         "parts": parts,
-        "objects": len(_stored_objects(ws)),
+        "objects": len(_stored_objects(layout.objects)),
         "runs": runs,
-        "tmp_entries": sum(1 for _ in _entries(tmp_dir(ws))),
-        "reclaimable": plan_gc(ws).bytes,
+        "tmp_entries": sum(1 for _ in _entries(layout.tmp)),
+        "reclaimable": plan_gc(history).bytes,
     }
 
 

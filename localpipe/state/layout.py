@@ -1,42 +1,65 @@
-"""The folders inside `.localpipe/` and their creation."""
+"""The folders and files inside a workspace's `.localpipe/` (docs/storage.md)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 SUBDIRS = ("objects", "runs", "tmp", "datastores/workspaceblobstore", "datastores/workspacefilestore")
 
 
-def create_layout(ws) -> None:
-    """Create the workspace's folders; `.localpipe/` is readable by its owner only."""
-    ws.root.mkdir(parents=True, exist_ok=True)
-    ws.state_dir.mkdir(mode=0o700, exist_ok=True)
-    for sub in SUBDIRS:
-        (ws.state_dir / sub).mkdir(parents=True, exist_ok=True)
-    from localpipe.state.db import open_history
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one workspace lives; ``state_dir`` is its `.localpipe/` folder."""
 
-    open_history(ws)
+    state_dir: Path
 
+    @classmethod
+    def of(cls, state_dir: str | Path) -> Layout:
+        return cls(Path(state_dir).resolve())
 
-def history_path(ws) -> Path:
-    return ws.state_dir / "history.db"
+    @property
+    def root(self) -> Path:
+        """The workspace folder (the one holding `.localpipe/`)."""
+        return self.state_dir.parent
 
+    @property
+    def history(self) -> Path:
+        return self.state_dir / "history.db"
 
-def objects_dir(ws) -> Path:
-    return ws.state_dir / "objects"
+    @property
+    def objects(self) -> Path:
+        return self.state_dir / "objects"
 
+    @property
+    def runs(self) -> Path:
+        return self.state_dir / "runs"
 
-def runs_dir(ws) -> Path:
-    return ws.state_dir / "runs"
+    @property
+    def tmp(self) -> Path:
+        return self.state_dir / "tmp"
 
+    @property
+    def statcache(self) -> Path:
+        return self.state_dir / "statcache.bin"
 
-def tmp_dir(ws) -> Path:
-    return ws.state_dir / "tmp"
+    def datastore(self, name: str) -> Path:
+        """The folder of a built-in datastore."""
+        return self.state_dir / "datastores" / name
 
+    def run_dir(self, run_id: int) -> Path:
+        return self.runs / str(run_id)
 
-def step_dir(ws, run_id: int, step_name: str) -> Path:
-    """The folder of one step run: logs, snapshot, outputs being written."""
-    return runs_dir(ws) / str(run_id) / _safe(step_name)
+    def step_dir(self, run_id: int, step_name: str) -> Path:
+        """The folder of one step run: logs, snapshot, outputs being written."""
+        return self.run_dir(run_id) / _safe(step_name)
+
+    def create(self) -> None:
+        """Create the folders; `.localpipe/` is readable by its owner only."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.state_dir.mkdir(mode=0o700, exist_ok=True)
+        for sub in SUBDIRS:
+            (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
 def _safe(name: str) -> str:

@@ -1,17 +1,19 @@
 """The tables of history.db as peewee models (documented for users in docs/history-db.md).
 
-Models are bound to a database at run time (``db.bind``), never to a module global, so that
-one process can work with several workspaces.
+``define_tables(db)`` makes a fresh set of model classes bound to ``db`` alone, as huey's SQL
+storage does: two workspaces open in one process never share a model class, so a query can
+never reach the other workspace's file. Only ``state/`` uses them; what it returns to the layers
+above is plain values.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import time
+from types import SimpleNamespace
 
-from peewee import (
-    BooleanField, FloatField, ForeignKeyField, IntegerField, Model, TextField,
-)
+from peewee import BooleanField, FloatField, ForeignKeyField, IntegerField, Model, SqliteDatabase, TextField
 
 
 class EncodedJSON(str):
@@ -35,209 +37,246 @@ def now() -> float:
     return time.time()
 
 
-class BaseModel(Model):
-    class Meta:
-        legacy_table_names = False
+Tables = SimpleNamespace  # one attribute per model class below, bound to one database
 
 
-class Migration(BaseModel):
-    name = TextField(primary_key=True)
-    applied_at = FloatField(default=now)
+def define_tables(db: SqliteDatabase) -> Tables:
+    """The model classes of every table, bound to ``db``; ``MODELS`` lists their names in creation order."""
+
+    class BaseModel(Model):
+        class Meta:
+            database = db
+            legacy_table_names = False
+
+    class Migration(BaseModel):
+        name = TextField(primary_key=True)
+        applied_at = FloatField(default=now)
+
+    class Experiment(BaseModel):
+        name = TextField(unique=True)
+        created_at = FloatField(default=now)
+
+    class PipelineGraph(BaseModel):
+        """A planned pipeline graph, stored once per distinct content."""
+
+        digest = TextField(unique=True)
+        description = TextField(null=True)
+        graph = JSONField()
+        created_at = FloatField(default=now)
+
+    class PipelineRun(BaseModel):
+        experiment = ForeignKeyField(Experiment, backref="runs")
+        pipeline = ForeignKeyField(PipelineGraph, backref="runs")
+        status = TextField(index=True)
+        parameters = JSONField(default=dict)
+        tags = JSONField(default=dict)
+        regenerate_outputs = BooleanField(default=False)
+        continue_on_step_failure = BooleanField(default=False)
+        pipeline_file = TextField(null=True)
+        submitted_at = FloatField(default=now)
+        started_at = FloatField(null=True)
+        ended_at = FloatField(null=True)
+        scheduler_pid = IntegerField(null=True)
+        scheduler_started = FloatField(null=True)  # the process's create time: guards against pid reuse
+        error = TextField(null=True)
+        git = JSONField(null=True)  # {repository root: {commit, branch, dirty, folders}} of the steps' sources
+
+    class StepRun(BaseModel):
+        run = ForeignKeyField(PipelineRun, backref="steps", on_delete="CASCADE")
+        name = TextField()
+        status = TextField()
+        reason = TextField(null=True)
+        cache_key = TextField(null=True, index=True)
+        reused_from = ForeignKeyField("self", null=True, backref="reused_by")
+        snapshot = TextField(null=True)
+        arguments = JSONField(null=True)  # the argv the process got, paths resolved
+        queued_at = FloatField(null=True)
+        started_at = FloatField(null=True)
+        ended_at = FloatField(null=True)
+        exit_code = IntegerField(null=True)
+        signal = IntegerField(null=True)
+        peak_memory = IntegerField(null=True)
+        pid = IntegerField(null=True)
+        placement = JSONField(null=True)
+        attempt = IntegerField(default=1)
+        log_tail = TextField(null=True)
+        tags = JSONField(default=dict)
+
+        class Meta:
+            indexes = ((("run", "name"), True), (("name", "id"), False))
+
+    class StepOutput(BaseModel):
+        step_run = ForeignKeyField(StepRun, backref="outputs", on_delete="CASCADE")
+        name = TextField()
+        digest = TextField(index=True)
+        size = IntegerField()
+
+        class Meta:
+            indexes = ((("step_run", "name"), True),)
+
+    class CacheKey(BaseModel):
+        """What each cache key was computed from, stored once per key (runs that reuse add nothing)."""
+
+        key = TextField(primary_key=True)
+        components = JSONField()
+
+    class CacheEntry(BaseModel):
+        key = TextField(primary_key=True)
+        step_run = ForeignKeyField(StepRun, on_delete="CASCADE")
+        created_at = FloatField(default=now)
+
+    class Snapshot(BaseModel):
+        digest = TextField(primary_key=True)
+        files = JSONField()
+        size = IntegerField()
+        created_at = FloatField(default=now)
+
+    class Edge(BaseModel):
+        run = ForeignKeyField(PipelineRun, backref="edges", on_delete="CASCADE")
+        source = TextField()
+        target = TextField()
+        data = TextField(null=True)  # the output name carried, or NULL for run_after
+
+    class Metric(BaseModel):
+        step_run = ForeignKeyField(StepRun, backref="metrics", on_delete="CASCADE")
+        name = TextField()
+        kind = TextField()  # scalar, list, row, image
+        value = JSONField()
+        logged_at = FloatField(default=now)
+
+        class Meta:
+            indexes = ((("step_run", "name"), False),)
+
+    class DatastoreRecord(BaseModel):
+        name = TextField(primary_key=True)
+        path = TextField()
+        created_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "datastore"
+
+    class DatasetVersion(BaseModel):
+        """A registered dataset version: a read-only tree in the object store."""
+
+        name = TextField()
+        version = IntegerField()
+        digest = TextField()
+        paths = JSONField()  # the dataset's paths inside the tree ("." for the whole tree)
+        produced_by = ForeignKeyField(StepRun, null=True, on_delete="SET NULL")
+        created_at = FloatField(default=now)
+        kind = TextField(default="file")  # file or tabular
+        options = JSONField(default=dict)  # tabular: separator, header
+        description = TextField(null=True)
+        tags = JSONField(default=dict)
+
+        class Meta:
+            indexes = ((("name", "version"), True),)
+
+    class DatasetUse(BaseModel):
+        """A step run that consumed a registered dataset version (its lineage)."""
+
+        step_run = ForeignKeyField(StepRun, on_delete="CASCADE")
+        dataset_version = ForeignKeyField(DatasetVersion, on_delete="CASCADE")
+
+    class ComputeTargetRecord(BaseModel):
+        name = TextField(primary_key=True)
+        kind = TextField()
+        config = JSONField()
+        created_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "compute_target"
+
+    class EnvironmentRecord(BaseModel):
+        name = TextField()
+        version = IntegerField()
+        spec = JSONField()
+        created_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "environment"
+            indexes = ((("name", "version"), True),)
+
+    class PublishedPipeline(BaseModel):
+        name = TextField()
+        description = TextField(null=True)
+        version = TextField(null=True)
+        pipeline = ForeignKeyField(PipelineGraph)
+        created_at = FloatField(default=now)
+
+    class Schedule(BaseModel):
+        name = TextField()
+        published = ForeignKeyField(PublishedPipeline)
+        experiment_name = TextField()
+        recurrence = JSONField(null=True)
+        status = TextField(default="Active")
+        created_at = FloatField(default=now)
+
+    class ResourceClaim(BaseModel):
+        """Resources held by one running step, across every scheduler using this workspace."""
+
+        run = ForeignKeyField(PipelineRun, on_delete="CASCADE")
+        step_run = ForeignKeyField(StepRun, on_delete="CASCADE", unique=True)
+        target = TextField()
+        cpus = IntegerField()
+        memory = IntegerField(null=True)
+        gpus = JSONField(default=list)  # NVML indices
+        holder_pid = IntegerField()  # the scheduler process holding the claim
+        holder_started = FloatField()  # its create time, so that a reused pid is not mistaken for it
+        created_at = FloatField(default=now)
+
+    found = locals()
+    return Tables(**{name: found[name] for name in MODELS})
 
 
-class Experiment(BaseModel):
-    name = TextField(unique=True)
-    created_at = FloatField(default=now)
+MODELS = (
+    "Migration", "Experiment", "PipelineGraph", "PipelineRun", "StepRun", "StepOutput", "CacheKey", "CacheEntry",
+    "Snapshot", "Edge", "Metric", "DatastoreRecord", "DatasetVersion", "ComputeTargetRecord", "EnvironmentRecord",
+    "PublishedPipeline", "Schedule", "ResourceClaim", "DatasetUse",
+)
 
 
-class PipelineGraph(BaseModel):
-    """A planned pipeline graph, stored once per distinct content."""
-
-    digest = TextField(unique=True)
-    description = TextField(null=True)
-    graph = JSONField()
-    created_at = FloatField(default=now)
+def all_models(tables: Tables) -> list[type[Model]]:
+    """Every model of ``tables``, in creation order."""
+    return [getattr(tables, name) for name in MODELS]
 
 
-class PipelineRun(BaseModel):
-    experiment = ForeignKeyField(Experiment, backref="runs")
-    pipeline = ForeignKeyField(PipelineGraph, backref="runs")
-    status = TextField(index=True)
-    parameters = JSONField(default=dict)
-    tags = JSONField(default=dict)
-    regenerate_outputs = BooleanField(default=False)
-    continue_on_step_failure = BooleanField(default=False)
-    pipeline_file = TextField(null=True)
-    submitted_at = FloatField(default=now)
-    started_at = FloatField(null=True)
-    ended_at = FloatField(null=True)
-    scheduler_pid = IntegerField(null=True)
-    scheduler_started = FloatField(null=True)  # the process's create time: guards against pid reuse
-    error = TextField(null=True)
-    git = JSONField(null=True)  # {repository root: {commit, branch, dirty, folders}} of the steps' sources
+def insert_rows(model: type[Model], rows: list[dict]) -> None:
+    """Insert ``rows`` (dicts of the same fields) into ``model``'s table with one prepared statement.
+
+    The ORM builds SQL row by row; for the thousands of rows of a large pipeline a prepared
+    ``executemany`` is an order of magnitude faster. Fields left out take their defaults.
+    """
+    if not rows:
+        return
+    fields = model._meta.fields
+    names = list(rows[0])
+    defaults = [f for f in fields.values() if f.name not in names and f.default is not None and not f.primary_key]
+    columns = [fields[n] for n in names] + defaults
+    quoted = ", ".join(f'"{c.column_name}"' for c in columns)
+    sql = f'INSERT INTO "{model._meta.table_name}" ({quoted}) VALUES ({", ".join("?" * len(columns))})'
+    params = [[fields[n].db_value(row[n]) for n in names]
+              + [c.db_value(c.default() if callable(c.default) else c.default) for c in defaults] for row in rows]
+    model._meta.database.cursor().executemany(sql, params)
 
 
-class StepRun(BaseModel):
-    run = ForeignKeyField(PipelineRun, backref="steps", on_delete="CASCADE")
-    name = TextField()
-    status = TextField()
-    reason = TextField(null=True)
-    cache_key = TextField(null=True, index=True)
-    reused_from = ForeignKeyField("self", null=True, backref="reused_by")
-    snapshot = TextField(null=True)
-    arguments = JSONField(null=True)  # the argv the process got, paths resolved
-    queued_at = FloatField(null=True)
-    started_at = FloatField(null=True)
-    ended_at = FloatField(null=True)
-    exit_code = IntegerField(null=True)
-    signal = IntegerField(null=True)
-    peak_memory = IntegerField(null=True)
-    pid = IntegerField(null=True)
-    placement = JSONField(null=True)
-    attempt = IntegerField(default=1)
-    log_tail = TextField(null=True)
-    tags = JSONField(default=dict)
+def update_rows(model: type[Model], changes: list[tuple[int, dict]]) -> None:
+    """Apply ``(row id, {field: value})`` changes with one prepared UPDATE per set of fields.
 
-    class Meta:
-        indexes = ((("run", "name"), True), (("name", "id"), False))
+    Faster than the ORM by an order of magnitude, which matters on the scheduler's hot path.
+    """
+    fields = model._meta.fields
+    shapes: dict[tuple[str, ...], list[list]] = {}
+    for row_id, values in changes:
+        columns = tuple(sorted(values))
+        shapes.setdefault(columns, []).append([fields[c].db_value(values[c]) for c in columns] + [row_id])
+    cursor = model._meta.database.cursor()
+    for columns, params in shapes.items():
+        cursor.executemany(_update_statement(model, columns), params)
 
 
-class StepOutput(BaseModel):
-    step_run = ForeignKeyField(StepRun, backref="outputs", on_delete="CASCADE")
-    name = TextField()
-    digest = TextField(index=True)
-    size = IntegerField()
-
-    class Meta:
-        indexes = ((("step_run", "name"), True),)
-
-
-class CacheKey(BaseModel):
-    """What each cache key was computed from, stored once per key (runs that reuse add nothing)."""
-
-    key = TextField(primary_key=True)
-    components = JSONField()
-
-
-class CacheEntry(BaseModel):
-    key = TextField(primary_key=True)
-    step_run = ForeignKeyField(StepRun, on_delete="CASCADE")
-    created_at = FloatField(default=now)
-
-
-class Snapshot(BaseModel):
-    digest = TextField(primary_key=True)
-    files = JSONField()
-    size = IntegerField()
-    created_at = FloatField(default=now)
-
-
-class Edge(BaseModel):
-    run = ForeignKeyField(PipelineRun, backref="edges", on_delete="CASCADE")
-    source = TextField()
-    target = TextField()
-    data = TextField(null=True)  # the output name carried, or NULL for run_after
-
-
-class Metric(BaseModel):
-    step_run = ForeignKeyField(StepRun, backref="metrics", on_delete="CASCADE")
-    name = TextField()
-    kind = TextField()  # scalar, list, row, image
-    value = JSONField()
-    logged_at = FloatField(default=now)
-
-    class Meta:
-        indexes = ((("step_run", "name"), False),)
-
-
-class DatastoreRecord(BaseModel):
-    name = TextField(primary_key=True)
-    path = TextField()
-    created_at = FloatField(default=now)
-
-    class Meta:
-        table_name = "datastore"
-
-
-class DatasetVersion(BaseModel):
-    """A registered dataset version: a read-only tree in the object store."""
-
-    name = TextField()
-    version = IntegerField()
-    digest = TextField()
-    paths = JSONField()  # the dataset's paths inside the tree ("." for the whole tree)
-    produced_by = ForeignKeyField(StepRun, null=True, on_delete="SET NULL")
-    created_at = FloatField(default=now)
-    kind = TextField(default="file")  # file or tabular
-    options = JSONField(default=dict)  # tabular: separator, header
-    description = TextField(null=True)
-    tags = JSONField(default=dict)
-
-    class Meta:
-        indexes = ((("name", "version"), True),)
-
-
-class DatasetUse(BaseModel):
-    """A step run that consumed a registered dataset version (its lineage)."""
-
-    step_run = ForeignKeyField(StepRun, on_delete="CASCADE")
-    dataset_version = ForeignKeyField(DatasetVersion, on_delete="CASCADE")
-
-
-class ComputeTargetRecord(BaseModel):
-    name = TextField(primary_key=True)
-    kind = TextField()
-    config = JSONField()
-    created_at = FloatField(default=now)
-
-    class Meta:
-        table_name = "compute_target"
-
-
-class EnvironmentRecord(BaseModel):
-    name = TextField()
-    version = IntegerField()
-    spec = JSONField()
-    created_at = FloatField(default=now)
-
-    class Meta:
-        table_name = "environment"
-        indexes = ((("name", "version"), True),)
-
-
-class PublishedPipeline(BaseModel):
-    name = TextField()
-    description = TextField(null=True)
-    version = TextField(null=True)
-    pipeline = ForeignKeyField(PipelineGraph)
-    created_at = FloatField(default=now)
-
-
-class Schedule(BaseModel):
-    name = TextField()
-    published = ForeignKeyField(PublishedPipeline)
-    experiment_name = TextField()
-    recurrence = JSONField(null=True)
-    status = TextField(default="Active")
-    created_at = FloatField(default=now)
-
-
-class ResourceClaim(BaseModel):
-    """Resources held by one running step, across every scheduler using this workspace."""
-
-    run = ForeignKeyField(PipelineRun, on_delete="CASCADE")
-    step_run = ForeignKeyField(StepRun, on_delete="CASCADE", unique=True)
-    target = TextField()
-    cpus = IntegerField()
-    memory = IntegerField(null=True)
-    gpus = JSONField(default=list)  # NVML indices
-    holder_pid = IntegerField()  # the scheduler process holding the claim
-    holder_started = FloatField()  # its create time, so that a reused pid is not mistaken for it
-    created_at = FloatField(default=now)
-
-
-MODELS = [
-    Migration, Experiment, PipelineGraph, PipelineRun, StepRun, StepOutput, CacheKey, CacheEntry, Snapshot,
-    Edge, Metric, DatastoreRecord, DatasetVersion, ComputeTargetRecord, EnvironmentRecord,
-    PublishedPipeline, Schedule, ResourceClaim, DatasetUse,
-]
+@functools.lru_cache(maxsize=256)  # keyed by model class: a class per open history.db
+def _update_statement(model: type[Model], columns: tuple[str, ...]) -> str:
+    fields = model._meta.fields
+    assignments = ", ".join(f'"{fields[c].column_name}" = ?' for c in columns)
+    return f'UPDATE "{model._meta.table_name}" SET {assignments} WHERE "id" = ?'

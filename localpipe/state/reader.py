@@ -3,7 +3,8 @@
 `localpipe metrics` on a run of 100,000 values must answer in well under a second, and most of
 that is the process starting: importing the ORM (peewee) alone costs about 70 ms. So these
 queries are plain SQL on a plain connection, and the ORM is imported only when the file must
-be migrated first (or is not a history file at all), through ``open_history`` as everywhere else.
+be migrated first (or is not a history file at all), through ``History.open`` as everywhere else.
+Functions take the workspace's ``Layout``.
 """
 
 from __future__ import annotations
@@ -12,25 +13,22 @@ import json
 import sqlite3
 
 from localpipe.errors import NotFoundError
-from localpipe.state.layout import history_path
+from localpipe.state.schema import SCHEMA_VERSION
 
 # What ``Run.get_context()`` logs as rows of the metric table (tags go on the step run instead).
 KINDS = ("scalar", "list", "row", "image")
 
-# The migrations of ``db.MIGRATIONS``, by name: their count is the schema version a file must have.
-MIGRATION_NAMES = ("0001_initial", "0002_resource_claims", "0003_dataset_lineage", "0004_git_info")
-SCHEMA_VERSION = len(MIGRATION_NAMES)
 
 _connections: dict[str, sqlite3.Connection] = {}
 
 
-def connect(ws) -> sqlite3.Connection:
-    """A connection to the workspace's history.db, whose schema is this localpipe's."""
-    path = str(history_path(ws))
+def connect(layout) -> sqlite3.Connection:
+    """A connection to the workspace's history.db (a ``Layout``'s), whose schema is this localpipe's."""
+    path = str(layout.history)
     connection = _connections.get(path)
     if connection is None:
         version = None
-        if ws.state_dir.is_dir():
+        if layout.state_dir.is_dir():
             connection = sqlite3.connect(path, check_same_thread=False)
             connection.execute("PRAGMA busy_timeout = 10000")
             try:
@@ -38,9 +36,9 @@ def connect(ws) -> sqlite3.Connection:
             except sqlite3.DatabaseError:
                 pass
         if version != SCHEMA_VERSION:
-            from localpipe.state.db import open_history
+            from localpipe.state.db import open_database
 
-            open_history(ws)  # migrates the file, or raises the error that says what is wrong with it
+            open_database(layout).db.close()  # migrates the file, or raises the error that says what is wrong
         _connections[path] = connection
     return connection
 
@@ -59,20 +57,20 @@ def run_number(run_id) -> int:
         raise NotFoundError(f'"{run_id}" is not a run id: run ids are numbers; see `localpipe runs`') from None
 
 
-def missing_run(ws, number: int) -> NotFoundError:
-    return NotFoundError(f"run {number} does not exist in {ws.root}: see `localpipe runs` for the run ids")
+def missing_run(root, number: int) -> NotFoundError:
+    return NotFoundError(f"run {number} does not exist in {root}: see `localpipe runs` for the run ids")
 
 
 def missing_step(number: int, name: str, names: list[str]) -> NotFoundError:
     return NotFoundError(f'run {number} has no step "{name}" (its steps: {", ".join(names)})')
 
 
-def metric_sources(ws, run_id, step: str | None = None) -> dict[int, str]:
+def metric_sources(layout, run_id, step: str | None = None) -> dict[int, str]:
     """Step run holding the metrics -> step name: a reused step shows those of the run it reused."""
-    connection = connect(ws)
+    connection = connect(layout)
     number = run_number(run_id)
     if connection.execute('SELECT 1 FROM "pipeline_run" WHERE "id" = ?', [number]).fetchone() is None:
-        raise missing_run(ws, number)
+        raise missing_run(layout.root, number)
     steps = connection.execute('SELECT "id", "name", "reused_from_id" FROM "step_run" WHERE "run_id" = ? '
                                'ORDER BY "id"', [number]).fetchall()
     if step is not None:
@@ -83,22 +81,22 @@ def metric_sources(ws, run_id, step: str | None = None) -> dict[int, str]:
     return {reused_from or step_run_id: name for step_run_id, name, reused_from in steps}
 
 
-def metrics(ws, run_id, step: str | None = None) -> list[dict]:
+def metrics(layout, run_id, step: str | None = None) -> list[dict]:
     """Every metric of a run (or of one of its steps), in the order logged.
 
     A reused step shows the metrics of the step run it reused: they describe the same outputs.
     """
-    query = _MetricsQuery(ws, run_id, step)
+    query = _MetricsQuery(layout, run_id, step)
     statement = query.rows("n.step, m.name, m.kind, m.value, m.logged_at")
     found = [row for part in query.parts for row in query.connection.execute(statement, [*query.params, *part])]
     return [{"step": r[0], "name": r[1], "kind": r[2], "value": json.loads(r[3]), "logged_at": r[4]} for r in found]
 
 
-def metrics_text(ws, run_id, step: str | None = None, as_json: bool = False,
+def metrics_text(layout, run_id, step: str | None = None, as_json: bool = False,
                  headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> str:
     """The metrics of ``metrics()`` as printable text (a table, or a JSON list), made by SQLite
     itself: a run may hold 100,000 values, too many to format one by one in Python."""
-    query = _MetricsQuery(ws, run_id, step)
+    query = _MetricsQuery(layout, run_id, step)
     if as_json:
         # Spliced in as they are: the value is stored as JSON, the kind is one of the ingester's
         # words, the time a finite REAL (written with the 17 digits that read back the same
@@ -128,9 +126,9 @@ class _MetricsQuery:
 
     _SOURCE = ' FROM "metric" m JOIN names n ON n.id = +m."step_run_id" WHERE m."id" BETWEEN ? AND ?'
 
-    def __init__(self, ws, run_id, step: str | None):
-        self.sources = metric_sources(ws, run_id, step)
-        self.connection = connect(ws)
+    def __init__(self, layout, run_id, step: str | None):
+        self.sources = metric_sources(layout, run_id, step)
+        self.connection = connect(layout)
         self.params = [value for pair in self.sources.items() for value in pair]
         self.names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in self.sources)}) '
         self.parts = self._parts()

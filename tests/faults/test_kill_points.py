@@ -14,11 +14,9 @@ import pytest
 
 from localpipe.faults import POINTS
 from localpipe.content.hashing import hash_tree
-from localpipe.state import models as m
-from localpipe.state.db import close_all, open_history
-from localpipe.state.layout import objects_dir
+from localpipe.state.history import close_all
 from localpipe.state.store import ObjectStore
-from tests.conftest import wait_for
+from tests.conftest import tables, wait_for
 
 pytestmark = pytest.mark.faults
 
@@ -78,7 +76,7 @@ def submit(ws, pipeline_file, fault=None):
 
 def statuses(ws, run_id):
     close_all()
-    open_history(ws)
+    m = tables(ws)
     return {s.name: s.status for s in m.StepRun.select().where(m.StepRun.run == run_id)}
 
 
@@ -86,12 +84,12 @@ def check_nothing_lost(ws, pids_dir):
     conn = sqlite3.connect(ws.state_dir / "history.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
-    store = ObjectStore(objects_dir(ws))
-    for shard in objects_dir(ws).iterdir():
+    store = ObjectStore(ws.state_dir / "objects")
+    for shard in (ws.state_dir / "objects").iterdir():
         for obj in shard.iterdir():  # every visible object is complete: its name is its content's digest
             assert hash_tree(obj, ignore=False).digest == obj.name, f"half-written object {obj}"
     close_all()
-    open_history(ws)
+    m = tables(ws)
     for entry in m.CacheEntry.select():
         outputs = list(m.StepOutput.select().where(m.StepOutput.step_run == entry.step_run_id))
         assert outputs, "a cache entry without outputs"

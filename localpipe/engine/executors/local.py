@@ -18,14 +18,13 @@ import threading
 
 import psutil
 
-from localpipe.engine.executors import Exit, Launch
+from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch
 
-TERMINATE_GRACE_SECONDS = 5.0
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 
 
 class LocalExecutor:
-    """Runs argv lists as subprocesses (never through a shell).
+    """Runs argv lists as subprocesses (never through a shell); an ``Executor``.
 
     ``start``, ``wait`` and ``close`` belong to the scheduler's thread; ``wake`` and ``terminate``
     may be called from any thread.
@@ -58,6 +57,7 @@ class LocalExecutor:
         except OSError as exc:
             error = f"could not start {launch.argv[0]!r}: {exc.strerror or exc}"
             self._unstarted.append(Exit(launch.key, None, None, None, error=error))
+            self.wake()  # a router waiting on fileno() must look
             return None
         finally:
             for fd in (out, err):
@@ -119,6 +119,10 @@ class LocalExecutor:
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+    def fileno(self) -> int:
+        """The epoll descriptor: readable when a process ended or ``wake`` was called."""
+        return self._selector.fileno()
 
     def _reap(self, key: str, proc: subprocess.Popen) -> Exit:
         try:
@@ -198,3 +202,6 @@ def _kill_group(pgid: int, sig: int) -> None:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+EXECUTOR = LocalExecutor

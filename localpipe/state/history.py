@@ -1,0 +1,84 @@
+"""The one owner of a workspace's history.db: every query localpipe makes goes through a History.
+
+``History.open(layout)`` gives the workspace's history, opened (and migrated) once per process
+and file. It holds its own database handle and its own model classes (``state/models.py``), so
+two workspaces open in one process never cross. Its operations are grouped by what they own:
+
+- ``runs``: pipeline runs as a submission records them and a scheduler starts and ends them,
+  recovery of runs whose scheduler died, and the readers behind `runs`, `show`, `outputs`;
+- ``steps``: the scheduler's writes to step runs (status changes, outputs, metrics, tags);
+- ``cache``: cache keys and entries, the earlier runs a decision compares with, snapshots, and
+  steps of other runs computing the same key;
+- ``claims``: CPUs, memory and GPUs held by running steps, across every scheduler;
+- ``registry``: datastores, compute targets, environments and experiments a user registers;
+- ``datasets``: registered dataset versions and their lineage.
+
+Every operation returns plain values (numbers, strings, dicts, small dataclasses), never a
+model instance. ``write()`` groups several operations into one write transaction, the one lock
+every scheduler of the workspace serialises on.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AbstractContextManager
+
+from localpipe.state import reader
+from localpipe.state.cache import CacheRecords
+from localpipe.state.claims import ClaimRecords
+from localpipe.state.datasets import DatasetRecords
+from localpipe.state.db import open_database
+from localpipe.state.layout import Layout
+from localpipe.state.registry import Registry
+from localpipe.state.runs import RunRecords
+from localpipe.state.steps import StepRecords
+
+_open: dict[str, History] = {}
+_lock = threading.Lock()
+
+
+class History:
+    """The history.db of the workspace at ``layout``; use ``History.open`` to share one per file."""
+
+    def __init__(self, layout: Layout):
+        self.layout = layout
+        self.database = open_database(layout)
+        self.db, self.tables = self.database.db, self.database.tables
+        self.runs = RunRecords(self.database)
+        self.steps = StepRecords(self.database)
+        self.cache = CacheRecords(self.database)
+        self.claims = ClaimRecords(self.database)
+        self.registry = Registry(self.database)
+        self.datasets = DatasetRecords(self.database)
+
+    @classmethod
+    def open(cls, layout: Layout) -> History:
+        """The history of ``layout``'s workspace: opened and migrated on first use in this process."""
+        key = str(layout.history)
+        history = _open.get(key)
+        if history is None:
+            with _lock:
+                history = _open.get(key)
+                if history is None:
+                    history = _open[key] = cls(layout)
+        return history
+
+    def write(self) -> AbstractContextManager:
+        """A write transaction (``BEGIN IMMEDIATE``: SQLite serialises them between processes), or
+        the one this thread is already in, which the operations then join."""
+        return self.database.write()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __repr__(self) -> str:
+        return f"History({str(self.layout.history)!r})"
+
+
+def close_all() -> None:
+    """Close every history.db this process opened (tests and forked children call this)."""
+    with _lock:
+        for history in _open.values():
+            history.close()
+        _open.clear()
+    reader.close_all()

@@ -1,0 +1,86 @@
+"""What a user registers in a workspace: datastores, compute targets, environments; and experiments."""
+
+from __future__ import annotations
+
+from localpipe.errors import NotFoundError
+from localpipe.state.db import Database
+
+
+class Registry:
+    """The ``datastore``, ``compute_target``, ``environment`` and ``experiment`` tables."""
+
+    def __init__(self, database: Database):
+        self.database = database
+        self.t = database.tables
+
+    # -- datastores (the built-in ones are folders of the workspace, not rows) ---------------------
+    def datastore_names(self) -> list[str]:
+        t = self.t
+        return [name for (name,) in t.DatastoreRecord.select(t.DatastoreRecord.name).order_by(t.DatastoreRecord.name).tuples()]
+
+    def datastore_path(self, name: str) -> str | None:
+        t = self.t
+        return t.DatastoreRecord.select(t.DatastoreRecord.path).where(t.DatastoreRecord.name == name).scalar()
+
+    def register_datastore(self, name: str, path: str) -> None:
+        self.t.DatastoreRecord.replace(name=name, path=path).execute()
+
+    # -- compute targets ---------------------------------------------------------------------------
+    def compute_targets(self) -> dict[str, dict]:
+        """Created compute targets: name -> their configuration (``kind`` included)."""
+        t = self.t
+        return {name: config for name, config in
+                t.ComputeTargetRecord.select(t.ComputeTargetRecord.name, t.ComputeTargetRecord.config).tuples()}
+
+    def save_compute_target(self, name: str, kind: str, config: dict) -> None:
+        self.t.ComputeTargetRecord.replace(name=name, kind=kind, config=config).execute()
+
+    def delete_compute_target(self, name: str) -> None:
+        t = self.t
+        t.ComputeTargetRecord.delete().where(t.ComputeTargetRecord.name == name).execute()
+
+    # -- environments ------------------------------------------------------------------------------
+    def environments(self) -> dict[str, tuple[int, dict]]:
+        """The latest version of each registered environment: name -> (version, spec)."""
+        t = self.t
+        latest: dict[str, tuple[int, dict]] = {}
+        for name, version, spec in (t.EnvironmentRecord.select(t.EnvironmentRecord.name, t.EnvironmentRecord.version,
+                                                               t.EnvironmentRecord.spec)
+                                    .order_by(t.EnvironmentRecord.version).tuples()):
+            latest[name] = (version, spec)
+        return latest
+
+    def environment(self, name: str, version: int | None = None) -> tuple[int, dict]:
+        """A registered environment's (version, spec): the latest, or ``version``."""
+        t = self.t
+        query = t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec).where(
+            t.EnvironmentRecord.name == name)
+        if version is not None:
+            query = query.where(t.EnvironmentRecord.version == version)
+        found = query.order_by(t.EnvironmentRecord.version.desc()).tuples().first()
+        if found is None:
+            raise NotFoundError(f'environment "{name}" is not registered: build one with Environment(name) '
+                                "and call env.register(ws)")
+        return found
+
+    def register_environment(self, name: str, spec: dict) -> int:
+        """Keep ``spec`` as the latest version of ``name`` (a new version only when it changed); returns it."""
+        t = self.t
+        with self.database.write():
+            latest = (t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec)
+                      .where(t.EnvironmentRecord.name == name).order_by(t.EnvironmentRecord.version.desc())
+                      .tuples().first())
+            if latest is not None and latest[1] == spec:
+                return latest[0]
+            version = latest[0] + 1 if latest else 1
+            t.EnvironmentRecord.create(name=name, version=version, spec=spec)
+        return version
+
+    # -- experiments -------------------------------------------------------------------------------
+    def experiment_names(self) -> list[str]:
+        t = self.t
+        return [name for (name,) in t.Experiment.select(t.Experiment.name).order_by(t.Experiment.name).tuples()]
+
+    def experiment_id(self, name: str) -> int | None:
+        t = self.t
+        return t.Experiment.select(t.Experiment.id).where(t.Experiment.name == name).scalar()

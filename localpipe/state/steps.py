@@ -1,0 +1,41 @@
+"""The scheduler's writes to step runs: status changes, committed outputs, metrics and tags.
+
+These are the hot path of a run: status changes are applied as one prepared UPDATE per set of
+fields, rows inserted with one prepared statement per table.
+"""
+
+from __future__ import annotations
+
+from localpipe.state.models import insert_rows, update_rows
+from localpipe.state.db import Database
+
+
+class StepRecords:
+    """The ``step_run``, ``step_output`` and ``metric`` tables, as a scheduler writes them."""
+
+    def __init__(self, database: Database):
+        self.t = database.tables
+
+    def change(self, changes: list[tuple[int, dict]]) -> None:
+        """Apply ``(step run id, {column: value})`` changes (status, reason, times, exit code, ...)."""
+        update_rows(self.t.StepRun, changes)
+
+    def add_outputs(self, rows: list[tuple[int, str, str, int]]) -> None:
+        """Record step runs' outputs: (step run id, output name, digest, size in bytes; 0 when reused)."""
+        insert_rows(self.t.StepOutput, [{"step_run": step_run, "name": name, "digest": digest, "size": size}
+                                        for step_run, name, digest, size in rows])
+
+    def state(self, step_run_id: int) -> tuple[str, int, str]:
+        """(status, run id, step name) of a step run."""
+        t = self.t
+        return t.StepRun.select(t.StepRun.status, t.StepRun.run, t.StepRun.name).where(
+            t.StepRun.id == step_run_id).tuples().get()
+
+    def add_metrics(self, step_run_id: int, rows: list[dict], tags: dict) -> None:
+        """Record logged values (``{"name", "kind", "value", "logged_at"}`` each) and merge ``tags``."""
+        t = self.t
+        with t.StepRun._meta.database.atomic():
+            insert_rows(t.Metric, [{"step_run": step_run_id, **row} for row in rows])
+            if tags:
+                current = t.StepRun.select(t.StepRun.tags).where(t.StepRun.id == step_run_id).scalar() or {}
+                t.StepRun.update(tags={**current, **tags}).where(t.StepRun.id == step_run_id).execute()
