@@ -115,8 +115,9 @@ def _remove(folder: Path) -> None:
 
 
 # -- running and timing commands -------------------------------------------------------------------
-def run(argv: Sequence[str], cwd: str | os.PathLike, check: bool = True,
-        stdin: bytes | None = None) -> subprocess.CompletedProcess:
+def run(
+    argv: Sequence[str], cwd: str | os.PathLike, check: bool = True, stdin: bytes | None = None
+) -> subprocess.CompletedProcess:
     """Run ``argv`` (never through a shell) and capture its output; exit with its stderr if it fails."""
     proc = subprocess.run(list(argv), cwd=cwd, input=stdin, capture_output=True, env=_child_env)
     if check and proc.returncode != 0:
@@ -143,16 +144,18 @@ class Timing:
         return min(self.samples)
 
 
-def time_once(argv: Sequence[str], cwd: str | os.PathLike, check: bool = True,
-              stdin: bytes | None = None) -> tuple[float, subprocess.CompletedProcess]:
+def time_once(
+    argv: Sequence[str], cwd: str | os.PathLike, check: bool = True, stdin: bytes | None = None
+) -> tuple[float, subprocess.CompletedProcess]:
     """Wall-clock seconds of one run of ``argv``, from before the fork to after the exit."""
     start = time.perf_counter()
     proc = run(argv, cwd, check=check, stdin=stdin)
     return time.perf_counter() - start, proc
 
 
-def time_command(label: str, argv: Sequence[str], cwd: str | os.PathLike, repeats: int,
-                 warmup: int = 0, check=None) -> Timing:
+def time_command(
+    label: str, argv: Sequence[str], cwd: str | os.PathLike, repeats: int, warmup: int = 0, check=None
+) -> Timing:
     """Run ``argv`` ``warmup`` times untimed, then ``repeats`` times timed.
 
     ``check``, when given, is called with each timed process and may raise or exit when the
@@ -172,8 +175,7 @@ def time_command(label: str, argv: Sequence[str], cwd: str | os.PathLike, repeat
 
 def report(timing: Timing, target: float | None = None) -> str:
     """Print one line: median and min of ``timing`` (and its target, met or not); returns the line."""
-    line = (f"{timing.label}: median {timing.median:.3f} s, min {timing.best:.3f} s "
-            f"over {len(timing.samples)} runs")
+    line = f"{timing.label}: median {timing.median:.3f} s, min {timing.best:.3f} s over {len(timing.samples)} runs"
     if target is not None:
         line += f"  (target < {target:g} s: {'met' if timing.median < target else 'MISSED'})"
     print(line)
@@ -294,8 +296,9 @@ def generate_layered(folder: Path, levels: int, width: int, allow_reuse: bool = 
             name = f"s{k:02d}_{i:02d}"
             write_script(folder / "steps" / name, "step.py", LAYERED_STEP.format(name=name))
     pipeline = folder / "pipeline.py"
-    pipeline.write_text(textwrap.dedent(LAYERED_PIPELINE.format(
-        levels=levels, width=width, allow_reuse=allow_reuse)).lstrip())
+    pipeline.write_text(
+        textwrap.dedent(LAYERED_PIPELINE.format(levels=levels, width=width, allow_reuse=allow_reuse)).lstrip()
+    )
     return pipeline
 
 
@@ -323,8 +326,7 @@ def generate_independent(folder: Path, count: int, allow_reuse: bool = False) ->
         write_script(folder / "steps" / name, "step.py", INDEPENDENT_STEP.format(name=name))
         scripts.append(folder / "steps" / name / "step.py")
     pipeline = folder / "pipeline.py"
-    pipeline.write_text(textwrap.dedent(INDEPENDENT_PIPELINE.format(
-        count=count, allow_reuse=allow_reuse)).lstrip())
+    pipeline.write_text(textwrap.dedent(INDEPENDENT_PIPELINE.format(count=count, allow_reuse=allow_reuse)).lstrip())
     return pipeline, scripts
 
 
@@ -358,8 +360,10 @@ def report_ms(label: str, seconds: Sequence[float], target_ms: float | None = No
     """Print one line: median, min and max of ``seconds`` in milliseconds (and the target on the
     median, met or not), then the samples; returns the line."""
     median = statistics.median(seconds) * 1000
-    line = (f"{label}: median {median:.1f} ms, min {min(seconds) * 1000:.1f} ms, "
-            f"max {max(seconds) * 1000:.1f} ms over {len(seconds)}")
+    line = (
+        f"{label}: median {median:.1f} ms, min {min(seconds) * 1000:.1f} ms, "
+        f"max {max(seconds) * 1000:.1f} ms over {len(seconds)}"
+    )
     if target_ms is not None:
         line += f"  (target < {target_ms:g} ms: {'met' if median < target_ms else 'MISSED'})"
     print(line)

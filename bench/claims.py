@@ -39,8 +39,9 @@ def worker(root: str, index: int, cycles: int, cpus: int, barrier, results) -> N
         run = m.PipelineRun.create(experiment=experiment, pipeline=graph, status="Running")
         step = m.StepRun.create(run=run, name=f"claimer-{index}", status="Queued")
     pool = ResourcePool(history, run.id, cpus=cpus, memory=2**34)
-    request = ClaimRequest(f"claimer-{index}", step.id, "local",
-                           {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None})
+    request = ClaimRequest(
+        f"claimer-{index}", step.id, "local", {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
+    )
     # One untimed cycle: the first statement of a connection prepares what later ones reuse.
     placements, _ = pool.claim([request])
     for placement in placements.values():
@@ -63,8 +64,16 @@ def worker(root: str, index: int, cycles: int, cpus: int, barrier, results) -> N
             errors += 1
             first_error = first_error or f"{type(exc).__name__}: {exc}"
         latencies.append(time.perf_counter() - start)
-    results.put({"index": index, "latencies": latencies, "refused": refused, "errors": errors,
-                 "first_error": first_error, "seconds": time.perf_counter() - begin})
+    results.put(
+        {
+            "index": index,
+            "latencies": latencies,
+            "refused": refused,
+            "errors": errors,
+            "first_error": first_error,
+            "seconds": time.perf_counter() - begin,
+        }
+    )
 
 
 def measure(root: Path, submitters: int, cycles: int, cpus: int) -> dict:
@@ -72,8 +81,9 @@ def measure(root: Path, submitters: int, cycles: int, cpus: int) -> dict:
     context = multiprocessing.get_context("spawn")  # nothing of this process's connections is inherited
     barrier = context.Barrier(submitters)
     results = context.Queue()
-    procs = [context.Process(target=worker, args=(str(root), i, cycles, cpus, barrier, results))
-             for i in range(submitters)]
+    procs = [
+        context.Process(target=worker, args=(str(root), i, cycles, cpus, barrier, results)) for i in range(submitters)
+    ]
     for proc in procs:
         proc.start()
     found = [results.get(timeout=600) for _ in procs]
@@ -82,10 +92,13 @@ def measure(root: Path, submitters: int, cycles: int, cpus: int) -> dict:
         if proc.exitcode != 0:
             sys.exit(f"bench: a submitter exited with {proc.exitcode}")
     latencies = [x for r in found for x in r["latencies"]]
-    return {"latencies": latencies, "refused": sum(r["refused"] for r in found),
-            "errors": sum(r["errors"] for r in found),
-            "first_error": next((r["first_error"] for r in found if r["first_error"]), None),
-            "seconds": max(r["seconds"] for r in found)}
+    return {
+        "latencies": latencies,
+        "refused": sum(r["refused"] for r in found),
+        "errors": sum(r["errors"] for r in found),
+        "first_error": next((r["first_error"] for r in found if r["first_error"]), None),
+        "seconds": max(r["seconds"] for r in found),
+    }
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -98,11 +111,13 @@ def report(label: str, figures: dict) -> float:
     median, p95 = statistics.median(ms), percentile(ms, 0.95)
     failed = figures["refused"] + figures["errors"]
     rate = len(ms) / figures["seconds"]
-    print(f"{label}: {len(ms)} cycles, median {median:.2f} ms, p95 {p95:.2f} ms, p99 {percentile(ms, 0.99):.2f} ms, "
-          f"max {max(ms):.2f} ms; {rate:.0f} cycles/s in all; failed claims {failed} "
-          f"({figures['refused']} refused, {figures['errors']} errors)"
-          f"  (target < {TARGET_MS:g} ms: {'met' if p95 < TARGET_MS else 'MISSED'} at p95, "
-          f"{'met' if median < TARGET_MS else 'MISSED'} at the median)")
+    print(
+        f"{label}: {len(ms)} cycles, median {median:.2f} ms, p95 {p95:.2f} ms, p99 {percentile(ms, 0.99):.2f} ms, "
+        f"max {max(ms):.2f} ms; {rate:.0f} cycles/s in all; failed claims {failed} "
+        f"({figures['refused']} refused, {figures['errors']} errors)"
+        f"  (target < {TARGET_MS:g} ms: {'met' if p95 < TARGET_MS else 'MISSED'} at p95, "
+        f"{'met' if median < TARGET_MS else 'MISSED'} at the median)"
+    )
     if figures["first_error"]:
         print(f"    first error: {figures['first_error']}")
     return median

@@ -38,14 +38,29 @@ def fill_history(root: Path, runs: int, steps_per_run: int) -> int:
         stored = m.PipelineGraph.create(digest="bench-graph", description="bench", graph=graph)
         for r in range(runs):
             started = now - (runs - r) * 60
-            run = m.PipelineRun.create(experiment=experiment, pipeline=stored, status="Completed",
-                                       submitted_at=started, started_at=started, ended_at=started + 30)
-            rows = [{"run": run.id, "name": name, "status": STATUSES[(r + i) % len(STATUSES)],
-                     "reason": "runs: no earlier run", "cache_key": f"{r:04d}{i:04d}" * 8,
-                     "started_at": started, "ended_at": started + 1, "exit_code": 0}
-                    for i, name in enumerate(names)]
+            run = m.PipelineRun.create(
+                experiment=experiment,
+                pipeline=stored,
+                status="Completed",
+                submitted_at=started,
+                started_at=started,
+                ended_at=started + 30,
+            )
+            rows = [
+                {
+                    "run": run.id,
+                    "name": name,
+                    "status": STATUSES[(r + i) % len(STATUSES)],
+                    "reason": "runs: no earlier run",
+                    "cache_key": f"{r:04d}{i:04d}" * 8,
+                    "started_at": started,
+                    "ended_at": started + 1,
+                    "exit_code": 0,
+                }
+                for i, name in enumerate(names)
+            ]
             for start in range(0, len(rows), 50):  # stays under SQLite's bound-variable cap
-                m.StepRun.insert_many(rows[start:start + 50]).execute()
+                m.StepRun.insert_many(rows[start : start + 50]).execute()
     total = m.StepRun.select().count()
     close_all()
     return total
@@ -62,8 +77,10 @@ def main() -> int:
     with temp_workspace("cli", keep=args.keep) as ws:
         started = time.perf_counter()
         total = fill_history(ws, args.runs, args.steps_per_run)
-        print(f"history.db: {args.runs} runs, {total} step runs, written in "
-              f"{time.perf_counter() - started:.2f} s ({(ws / '.localpipe' / 'history.db').stat().st_size // 1024} KiB)")
+        print(
+            f"history.db: {args.runs} runs, {total} step runs, written in "
+            f"{time.perf_counter() - started:.2f} s ({(ws / '.localpipe' / 'history.db').stat().st_size // 1024} KiB)"
+        )
 
         lp = localpipe_argv()
         python = script_interpreter(lp[0])
@@ -71,8 +88,15 @@ def main() -> int:
         report(time_command("python -c pass (floor)", [python, "-c", "pass"], ws, args.repeats, warmup=1))
         report(time_command("localpipe --help", [*lp, "--help"], ws, args.repeats, warmup=1), TARGET_SECONDS)
         report(time_command("localpipe runs", [*lp, "runs"], ws, args.repeats, warmup=1), TARGET_SECONDS)
-        report(time_command(f"localpipe show {args.runs} ({args.steps_per_run} steps, no target)",
-                            [*lp, "show", str(args.runs)], ws, args.repeats, warmup=1))
+        report(
+            time_command(
+                f"localpipe show {args.runs} ({args.steps_per_run} steps, no target)",
+                [*lp, "show", str(args.runs)],
+                ws,
+                args.repeats,
+                warmup=1,
+            )
+        )
     return 0
 
 

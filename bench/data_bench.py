@@ -153,18 +153,23 @@ def mount_figures(ws: Workspace, scratch: Path, files: int, repeats: int, profil
     start = time.perf_counter()
     dataset = Dataset.File.from_files(str(raw)).register(ws, "raw")
     registered = time.perf_counter() - start
-    print(f"  register (copies into the object store, once; not a target): {registered:.2f} s "
-          f"({size / registered / 1e9:.2f} GB/s)")
+    print(
+        f"  register (copies into the object store, once; not a target): {registered:.2f} s "
+        f"({size / registered / 1e9:.2f} GB/s)"
+    )
     shutil.rmtree(raw)
     store = ObjectStore(history_of(ws).layout.objects)
 
     write_script(ws.root / "steps" / "ls", "ls.py", LS_STEP)
-    consumed = {"mount": dataset.as_named_input("raw").as_mount(),
-                "download": dataset.as_named_input("raw").as_download()}
+    consumed = {
+        "mount": dataset.as_named_input("raw").as_mount(),
+        "download": dataset.as_named_input("raw").as_download(),
+    }
     specs = {}
     for mode, config in consumed.items():
-        step = PythonScriptStep("ls.py", name="ls", source_directory=str(ws.root / "steps" / "ls"),
-                                arguments=[config], allow_reuse=False)
+        step = PythonScriptStep(
+            "ls.py", name="ls", source_directory=str(ws.root / "steps" / "ls"), arguments=[config], allow_reuse=False
+        )
         graph, _ = plan(history_of(ws), Pipeline(ws, [step]))
         specs[mode] = graph.steps["ls"]
         assert specs[mode].inputs["raw"].mode == mode, specs[mode].inputs["raw"]
@@ -209,8 +214,10 @@ def mount_figures(ws: Workspace, scratch: Path, files: int, repeats: int, profil
     copied_size = sum(os.path.getsize(os.path.join(d, n)) for d, _, names in os.walk(copied) for n in names)
     if copied_size != size:
         sys.exit(f"bench: the download copied {copied_size} bytes, not {size}")
-    print(f"  for contrast, as_download: input_path copies {copied_size / 2**30:.2f} GiB in {download:.2f} s "
-          f"({download * 1000 / statistics.median(totals):.0f}x the mount), one run")
+    print(
+        f"  for contrast, as_download: input_path copies {copied_size / 2**30:.2f} GiB in {download:.2f} s "
+        f"({download * 1000 / statistics.median(totals):.0f}x the mount), one run"
+    )
     shutil.rmtree(folder.root)
 
     if profile:
@@ -236,14 +243,18 @@ def mount_figures(ws: Workspace, scratch: Path, files: int, repeats: int, profil
         walls.append(wall)
         rows.append((details, step))
     print("  end to end, `localpipe submit` of one step listing the mounted folder (os.walk):")
-    for label, index in (("first submission (cache key hashes the dataset)", [0]),
-                         (f"then, median of {E2E_REPEATS}", list(range(1, 1 + E2E_REPEATS)))):
+    for label, index in (
+        ("first submission (cache key hashes the dataset)", [0]),
+        (f"then, median of {E2E_REPEATS}", list(range(1, 1 + E2E_REPEATS))),
+    ):
         wall = statistics.median(walls[i] for i in index)
         before = statistics.median(rows[i][1]["started_at"] - rows[i][0]["started_at"] for i in index)
         running = statistics.median(rows[i][1]["ended_at"] - rows[i][1]["started_at"] for i in index)
         after = statistics.median(rows[i][0]["ended_at"] - rows[i][1]["ended_at"] for i in index)
-        print(f"    {label}: process wall {wall:.3f} s; scheduler start to step start {before * 1000:.0f} ms, "
-              f"step (its process) {running * 1000:.0f} ms, step end to run end {after * 1000:.0f} ms")
+        print(
+            f"    {label}: process wall {wall:.3f} s; scheduler start to step start {before * 1000:.0f} ms, "
+            f"step (its process) {running * 1000:.0f} ms, step end to run end {after * 1000:.0f} ms"
+        )
 
 
 # -- (2) metric ingestion --------------------------------------------------------------------------
@@ -259,11 +270,15 @@ def ingestion_figures(ws: Workspace, scratch: Path, values: int, profile: bool) 
     if int(count) != values:
         sys.exit(f"bench: the step logged {count} values, not {values}")
     logging_rate = values / float(seconds)
-    print(f"  step's logging rate (Run.get_context().log, inside the step): {logging_rate:,.0f} values/s "
-          f"({float(seconds):.3f} s for {values:,}; {float(seconds) / values * 1e6:.1f} us a value)  "
-          f"(target >= {TARGET_RATE:,}/s: {'met' if logging_rate >= TARGET_RATE else 'MISSED'})")
-    print(f"    for context: submit process wall {wall:.2f} s; step {step['ended_at'] - step['started_at']:.2f} s; "
-          f"step end to run end {details['ended_at'] - step['ended_at']:.3f} s (the last ingest)")
+    print(
+        f"  step's logging rate (Run.get_context().log, inside the step): {logging_rate:,.0f} values/s "
+        f"({float(seconds):.3f} s for {values:,}; {float(seconds) / values * 1e6:.1f} us a value)  "
+        f"(target >= {TARGET_RATE:,}/s: {'met' if logging_rate >= TARGET_RATE else 'MISSED'})"
+    )
+    print(
+        f"    for context: submit process wall {wall:.2f} s; step {step['ended_at'] - step['started_at']:.2f} s; "
+        f"step end to run end {details['ended_at'] - step['ended_at']:.3f} s (the last ingest)"
+    )
 
     metrics_file = scratch / "metrics.jsonl"
     shutil.copyfile(folder.metrics, metrics_file)
@@ -286,18 +301,24 @@ def ingestion_figures(ws: Workspace, scratch: Path, values: int, profile: bool) 
             sys.exit(f"bench: ingest recorded {ingested} ({stored} rows), not {values}")
     ingest_s = statistics.median(samples)
     rate = values / ingest_s
-    print(f"  scheduler's ingestion rate (MetricsIngester.ingest of the whole file, fresh history.db): "
-          f"{rate:,.0f} values/s ({ingest_s:.3f} s, median of {INGEST_REPEATS}: "
-          + ", ".join(f"{s:.3f}" for s in samples)
-          + f")  (target >= {TARGET_RATE:,}/s: {'met' if rate >= TARGET_RATE else 'MISSED'})")
+    print(
+        f"  scheduler's ingestion rate (MetricsIngester.ingest of the whole file, fresh history.db): "
+        f"{rate:,.0f} values/s ({ingest_s:.3f} s, median of {INGEST_REPEATS}: "
+        + ", ".join(f"{s:.3f}" for s in samples)
+        + f")  (target >= {TARGET_RATE:,}/s: {'met' if rate >= TARGET_RATE else 'MISSED'})"
+    )
     start = time.perf_counter()
     for line in lines:
         json.loads(line)
     print(f"    for context: json.loads of the {values:,} lines alone takes {time.perf_counter() - start:.3f} s")
 
     if profile:
-        environ = {"LOCALPIPE_STEP_RUN_ID": "1", "LOCALPIPE_METRICS_FILE": str(scratch / "profiled.jsonl"),
-                   "LOCALPIPE_WORKSPACE": str(ws.root), "LOCALPIPE_RUN_ID": "1"}
+        environ = {
+            "LOCALPIPE_STEP_RUN_ID": "1",
+            "LOCALPIPE_METRICS_FILE": str(scratch / "profiled.jsonl"),
+            "LOCALPIPE_WORKSPACE": str(ws.root),
+            "LOCALPIPE_RUN_ID": "1",
+        }
         from localpipe.client.context import StepRunContext
 
         context = StepRunContext(environ)
@@ -342,12 +363,25 @@ def metrics_command_figures(ws: Workspace, run_id: int, empty_run: int, values: 
             sys.exit("bench: `localpipe metrics --json` did not list every value")
 
     command = [*localpipe_argv(), "metrics", str(run_id)]
-    report(time_command("  localpipe metrics RUN", command, ws.root, CLI_REPEATS, warmup=1, check=plain_ok),
-           TARGET_METRICS_S)
-    report(time_command("  localpipe metrics RUN --json", [*command, "--json"], ws.root, CLI_REPEATS, warmup=1,
-                        check=json_ok), TARGET_METRICS_S)
-    report(time_command("  for context: localpipe metrics on a run that logged nothing",
-                        [*localpipe_argv(), "metrics", str(empty_run)], ws.root, CLI_REPEATS, warmup=1))
+    report(
+        time_command("  localpipe metrics RUN", command, ws.root, CLI_REPEATS, warmup=1, check=plain_ok),
+        TARGET_METRICS_S,
+    )
+    report(
+        time_command(
+            "  localpipe metrics RUN --json", [*command, "--json"], ws.root, CLI_REPEATS, warmup=1, check=json_ok
+        ),
+        TARGET_METRICS_S,
+    )
+    report(
+        time_command(
+            "  for context: localpipe metrics on a run that logged nothing",
+            [*localpipe_argv(), "metrics", str(empty_run)],
+            ws.root,
+            CLI_REPEATS,
+            warmup=1,
+        )
+    )
     breakdown(ws, run_id)
 
     if profile:
@@ -368,8 +402,10 @@ def breakdown(ws: Workspace, run_id: int) -> None:
     for as_json in (False, True):
         start = time.perf_counter()
         text = reader.metrics_text(ws, run_id, as_json=as_json)
-        print(f"  for context: reader.metrics_text(as_json={as_json}) made {text.count(chr(10)) + 1:,} lines in "
-              f"{time.perf_counter() - start:.3f} s in this process")
+        print(
+            f"  for context: reader.metrics_text(as_json={as_json}) made {text.count(chr(10)) + 1:,} lines in "
+            f"{time.perf_counter() - start:.3f} s in this process"
+        )
 
 
 def main() -> int:

@@ -73,24 +73,34 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"hash_speed: on {machine()}")
-    print(f"blake3 {blake3.__version__}, xxhash {xxhash.VERSION if xxhash else 'not installed'}, "
-          f"{hashlib.sha256().name} from hashlib ({'OpenSSL ' + __import__('ssl').OPENSSL_VERSION.split()[1]})")
+    print(
+        f"blake3 {blake3.__version__}, xxhash {xxhash.VERSION if xxhash else 'not installed'}, "
+        f"{hashlib.sha256().name} from hashlib ({'OpenSSL ' + __import__('ssl').OPENSSL_VERSION.split()[1]})"
+    )
 
     with temp_folder("hash", keep=args.keep) as folder:
         root = folder / "tree"
         started = time.perf_counter()
         buffers, paths = make_tree(root, args.files)
         total = sum(map(len, buffers))
-        print(f"tree: {args.files} files of 1 MiB ({total / 2**30:.2f} GiB, {total / 1e9:.3f} GB), "
-              f"written in {time.perf_counter() - started:.1f} s")
-        print("note: the files are in the page cache (just written), so the tree figures measure "
-              "walking and hashing, not reading a disk")
+        print(
+            f"tree: {args.files} files of 1 MiB ({total / 2**30:.2f} GiB, {total / 1e9:.3f} GB), "
+            f"written in {time.perf_counter() - started:.1f} s"
+        )
+        print(
+            "note: the files are in the page cache (just written), so the tree figures measure "
+            "walking and hashing, not reading a disk"
+        )
 
         # A check that the figures are about the same bytes: hash_tree's entry for a file is its
         # BLAKE3 digest (plus "+x" for an executable), which must be that of the buffer in memory.
         tree = hash_tree(root, ignore=False)
         rel = paths[0].relative_to(root).as_posix()
-        if len(tree.files) != args.files or tree.size != total or tree.files[rel] != blake3.blake3(buffers[0]).hexdigest():
+        if (
+            len(tree.files) != args.files
+            or tree.size != total
+            or tree.files[rel] != blake3.blake3(buffers[0]).hexdigest()
+        ):
             sys.exit("bench: hash_tree did not see the tree that was written")
 
         methods: dict[str, Callable[[], object]] = {
@@ -114,16 +124,22 @@ def main() -> int:
         rates = {name: total / statistics.median(s) / 1e9 for name, s in samples.items()}
         best = {name: total / min(s) / 1e9 for name, s in samples.items()}
         for name in methods:
-            print(f"    {name:40s} {rates[name]:6.2f} GB/s  ({best[name]:.2f})   "
-                  f"seconds: {', '.join(f'{s:.3f}' for s in samples[name])}")
+            print(
+                f"    {name:40s} {rates[name]:6.2f} GB/s  ({best[name]:.2f})   "
+                f"seconds: {', '.join(f'{s:.3f}' for s in samples[name])}"
+            )
 
         tree_name, raw_name = "hash_tree(root, ignore=False), cold", "blake3, in memory"
         ratio = rates[tree_name] / rates[raw_name]
-        print(f"\nhash_tree: {rates[tree_name]:.2f} GB/s = {ratio:.0%} of blake3's raw single-thread "
-              f"{rates[raw_name]:.2f} GB/s (best against best: {best[tree_name] / best[raw_name]:.0%})"
-              f"  (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})")
-        print(f"    beside it: blake3 read + hash {rates['blake3, read + hash per file'] / rates[raw_name]:.0%}, "
-              f"update_mmap {rates['blake3, update_mmap per file'] / rates[raw_name]:.0%} of the in-memory figure")
+        print(
+            f"\nhash_tree: {rates[tree_name]:.2f} GB/s = {ratio:.0%} of blake3's raw single-thread "
+            f"{rates[raw_name]:.2f} GB/s (best against best: {best[tree_name] / best[raw_name]:.0%})"
+            f"  (target >= {TARGET_RATIO:.0%}: {'met' if ratio >= TARGET_RATIO else 'MISSED'})"
+        )
+        print(
+            f"    beside it: blake3 read + hash {rates['blake3, read + hash per file'] / rates[raw_name]:.0%}, "
+            f"update_mmap {rates['blake3, update_mmap per file'] / rates[raw_name]:.0%} of the in-memory figure"
+        )
     return 0
 
 

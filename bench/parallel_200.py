@@ -16,8 +16,15 @@ import statistics
 import sys
 
 from _common import (
-    base_parser, generate_independent, last_run_steps, localpipe_argv, machine, script_interpreter,
-    summary_counts, temp_workspace, time_once,
+    base_parser,
+    generate_independent,
+    last_run_steps,
+    localpipe_argv,
+    machine,
+    script_interpreter,
+    summary_counts,
+    temp_workspace,
+    time_once,
 )
 
 TARGET_RATIO = 1.3
@@ -52,15 +59,21 @@ def main() -> int:
             theirs.append(seconds)
 
         steps = last_run_steps(ws)
-        print(f"localpipe submit: median {statistics.median(ours):.3f} s, min {min(ours):.3f} s  "
-              f"(samples {', '.join(f'{s:.3f}' for s in ours)}; last run in history.db: {steps})")
-        print(f"xargs -P{slots} -n1: median {statistics.median(theirs):.3f} s, min {min(theirs):.3f} s  "
-              f"(samples {', '.join(f'{s:.3f}' for s in theirs)})")
+        print(
+            f"localpipe submit: median {statistics.median(ours):.3f} s, min {min(ours):.3f} s  "
+            f"(samples {', '.join(f'{s:.3f}' for s in ours)}; last run in history.db: {steps})"
+        )
+        print(
+            f"xargs -P{slots} -n1: median {statistics.median(theirs):.3f} s, min {min(theirs):.3f} s  "
+            f"(samples {', '.join(f'{s:.3f}' for s in theirs)})"
+        )
         ratio = statistics.median(ours) / statistics.median(theirs)
         per_step = (statistics.median(ours) - statistics.median(theirs)) * slots / args.steps
-        print(f"ratio localpipe / xargs: {ratio:.2f}  (target <= {TARGET_RATIO:g}: "
-              f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}); "
-              f"localpipe adds {per_step * 1000:.0f} ms of slot time per step")
+        print(
+            f"ratio localpipe / xargs: {ratio:.2f}  (target <= {TARGET_RATIO:g}: "
+            f"{'met' if ratio <= TARGET_RATIO else 'MISSED'}); "
+            f"localpipe adds {per_step * 1000:.0f} ms of slot time per step"
+        )
     return 0
 
 

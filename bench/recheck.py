@@ -36,8 +36,8 @@ import blake3
 from _common import base_parser, machine, print_profile, report_ms, temp_folder
 
 from localpipe.content.hashing import hash_tree, tree_digest, walk
-from localpipe.content.trees import TreeCache
 from localpipe.content.statcache import StatCache
+from localpipe.content.trees import TreeCache
 
 TARGET_STATCACHE_MS = 150
 TARGET_WATCHER_MS = 20
@@ -88,9 +88,11 @@ def main() -> int:
         db = folder / "statcache.bin"
         started = time.perf_counter()
         paths = make_tree(root, args.folders, args.per_folder)
-        print(f"tree: {args.folders} folders x {args.per_folder} files of {FILE_SIZE} B + .gitignore "
-              f"({len(paths)} files hashed) + build/ (100 files, ignored); mtimes {AGE_SECONDS} s in the past; "
-              f"written in {time.perf_counter() - started:.1f} s")
+        print(
+            f"tree: {args.folders} folders x {args.per_folder} files of {FILE_SIZE} B + .gitignore "
+            f"({len(paths)} files hashed) + build/ (100 files, ignored); mtimes {AGE_SECONDS} s in the past; "
+            f"written in {time.perf_counter() - started:.1f} s"
+        )
 
         # The earlier run that fills the stat cache.
         cache = StatCache(db)
@@ -100,8 +102,10 @@ def main() -> int:
             sys.exit(f"bench: hash_tree saw {len(first.files)} files, expected {len(paths)} (build/ ignored)")
         if len(StatCache(db)._entries) < len(paths):
             sys.exit("bench: the stat cache was not filled (are the files racily clean?)")
-        print(f"filling run (every file read and hashed, stat cache written): {fill_seconds * 1000:.1f} ms; "
-              f"statcache.bin {sum(f.stat().st_size for f in folder.glob('statcache.bin*')) // 1024} KiB")
+        print(
+            f"filling run (every file read and hashed, stat cache written): {fill_seconds * 1000:.1f} ms; "
+            f"statcache.bin {sum(f.stat().st_size for f in folder.glob('statcache.bin*')) // 1024} KiB"
+        )
 
         # (a) a fresh process's re-check: load the stat cache, then hash the tree from it.
         with_load, without_load, loads = [], [], []
@@ -117,8 +121,10 @@ def main() -> int:
             without_load.append(t2 - t1)
             loads.append(t1 - t0)
 
-        print("\n(a) without a watcher: hash_tree(root, stat_cache=StatCache(path)) of the unchanged tree "
-              "(every file from the cache)")
+        print(
+            "\n(a) without a watcher: hash_tree(root, stat_cache=StatCache(path)) of the unchanged tree "
+            "(every file from the cache)"
+        )
         report_ms("    load + re-check (a fresh process)", with_load, TARGET_STATCACHE_MS)
         report_ms("    re-check alone (cache already loaded)", without_load, TARGET_STATCACHE_MS)
         report_ms("    of which StatCache load", loads)
@@ -159,15 +165,18 @@ def main() -> int:
         if hash_tree(root).digest != previous:
             sys.exit("bench: the TreeCache's digest after the edits differs from a full hash_tree")
 
-        print(f"\n(b) with the watcher's knowledge: TreeCache (first trees.tree: {seed_seconds * 1000:.1f} ms, "
-              f"from the stat cache), then per repeat one file edited")
+        print(
+            f"\n(b) with the watcher's knowledge: TreeCache (first trees.tree: {seed_seconds * 1000:.1f} ms, "
+            f"from the stat cache), then per repeat one file edited"
+        )
         report_ms("    trees.changed(path) + trees.tree(root)", incremental, TARGET_WATCHER_MS)
         report_ms("    of which trees.changed(path)", changed_only)
 
         if args.profile:
             for label, work in (
-                    ("(a) StatCache load + hash_tree", lambda: hash_tree(root, stat_cache=StatCache(db))),
-                    ("(b) trees.changed + trees.tree", lambda: (trees.changed(str(paths[0])), trees.tree(str(root))))):
+                ("(a) StatCache load + hash_tree", lambda: hash_tree(root, stat_cache=StatCache(db))),
+                ("(b) trees.changed + trees.tree", lambda: (trees.changed(str(paths[0])), trees.tree(str(root)))),
+            ):
                 paths[0].write_bytes(os.urandom(FILE_SIZE))
                 profiler = cProfile.Profile()
                 profiler.runcall(work)
@@ -175,11 +184,13 @@ def main() -> int:
                 profiler.dump_stats(stats)
                 print(f"\nprofile of one {label}:")
                 print_profile(stats, top=12)
-        print(f"\nmedians: (a) {statistics.median(with_load) * 1000:.1f} ms with the load, "
-              f"{statistics.median(without_load) * 1000:.1f} ms without (target < {TARGET_STATCACHE_MS} ms: "
-              f"{'met' if statistics.median(with_load) * 1000 < TARGET_STATCACHE_MS else 'MISSED'}); "
-              f"(b) {statistics.median(incremental) * 1000:.1f} ms (target < {TARGET_WATCHER_MS} ms: "
-              f"{'met' if statistics.median(incremental) * 1000 < TARGET_WATCHER_MS else 'MISSED'})")
+        print(
+            f"\nmedians: (a) {statistics.median(with_load) * 1000:.1f} ms with the load, "
+            f"{statistics.median(without_load) * 1000:.1f} ms without (target < {TARGET_STATCACHE_MS} ms: "
+            f"{'met' if statistics.median(with_load) * 1000 < TARGET_STATCACHE_MS else 'MISSED'}); "
+            f"(b) {statistics.median(incremental) * 1000:.1f} ms (target < {TARGET_WATCHER_MS} ms: "
+            f"{'met' if statistics.median(incremental) * 1000 < TARGET_WATCHER_MS else 'MISSED'})"
+        )
     return 0
 
 

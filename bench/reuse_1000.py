@@ -17,8 +17,19 @@ import tempfile
 from pathlib import Path
 
 from _common import (
-    base_parser, generate_layered, last_run_steps, localpipe_argv, machine, print_profile, report, run,
-    script_interpreter, summary_counts, temp_workspace, time_command, time_once,
+    base_parser,
+    generate_layered,
+    last_run_steps,
+    localpipe_argv,
+    machine,
+    print_profile,
+    report,
+    run,
+    script_interpreter,
+    summary_counts,
+    temp_workspace,
+    time_command,
+    time_once,
 )
 
 TARGET_SECONDS = 1.0
@@ -29,8 +40,9 @@ def main() -> int:
     parser.add_argument("--levels", type=int, default=40)
     parser.add_argument("--width", type=int, default=25)
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--profile", action="store_true",
-                        help="Also run one resubmission under cProfile and one under -X importtime.")
+    parser.add_argument(
+        "--profile", action="store_true", help="Also run one resubmission under cProfile and one under -X importtime."
+    )
     args = parser.parse_args()
     total = args.levels * args.width
     print(f"reuse_{total}: {args.levels} levels x {args.width} steps on {machine()}")
@@ -48,14 +60,15 @@ def main() -> int:
         def all_reused(done) -> None:
             got = summary_counts(done.stdout).get("reused", 0)
             if got != total:
-                sys.exit(f"bench: a resubmission reused {got} of {total} steps, not all: the figure "
-                         "would not be of a fully reused run")
+                sys.exit(
+                    f"bench: a resubmission reused {got} of {total} steps, not all: the figure "
+                    "would not be of a fully reused run"
+                )
 
         timing = time_command(f"reused resubmit of {total} steps", submit, ws, args.repeats, check=all_reused)
         report(timing, TARGET_SECONDS)
         steps = last_run_steps(ws)
-        print(f"steps Reused in the last resubmission (history.db): {steps.get('Reused', 0)} of {total}"
-              f"  {steps}")
+        print(f"steps Reused in the last resubmission (history.db): {steps.get('Reused', 0)} of {total}  {steps}")
 
         if args.profile:
             profile(submit, ws, all_reused)
@@ -77,7 +90,7 @@ def profile(submit: list[str], ws: Path, check) -> None:
     rows = []
     for line in proc.stderr.decode(errors="replace").splitlines():
         if line.startswith("import time:") and "|" in line:
-            _, cumulative, name = (part.strip() for part in line[len("import time:"):].split("|"))
+            _, cumulative, name = (part.strip() for part in line[len("import time:") :].split("|"))
             if cumulative.isdigit():
                 rows.append((int(cumulative), name))
     print("-X importtime of one reused resubmission, top 10 imports by cumulative microseconds:")

@@ -37,10 +37,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
-
 from _common import (
-    _child_env, base_parser, file_creation, localpipe_argv, machine, print_profile, run, script_interpreter,
-    summary_counts, temp_workspace, time_once,
+    _child_env,
+    base_parser,
+    file_creation,
+    localpipe_argv,
+    machine,
+    print_profile,
+    run,
+    script_interpreter,
+    summary_counts,
+    temp_workspace,
+    time_once,
 )
 
 TARGET_RATIO = 1.05
@@ -99,16 +107,25 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         sys.stderr.write(completed.stdout.decode(errors="replace")[-4000:])
         sys.stderr.write(completed.stderr.decode(errors="replace")[-4000:])
         sys.exit(f"bench: {' '.join(argv)} exited with {completed.returncode}")
-    return Sample(wall, readings[-1][1], readings, summary_counts(completed.stdout).get("completed", 0),
-                  completed, forked_at, exited_at)
+    return Sample(
+        wall,
+        readings[-1][1],
+        readings,
+        summary_counts(completed.stdout).get("completed", 0),
+        completed,
+        forked_at,
+        exited_at,
+    )
 
 
 def step_times(ws: Path) -> list[tuple[float, float]]:
     """(started_at, ended_at) of every step of the newest run, in order of start."""
     db = sqlite3.connect(f"file:{Path(ws) / '.localpipe' / 'history.db'}?mode=ro", uri=True)
     try:
-        return db.execute('SELECT "started_at", "ended_at" FROM "step_run" WHERE "run_id" = '
-                          '(SELECT max("id") FROM "pipeline_run") ORDER BY "started_at"').fetchall()
+        return db.execute(
+            'SELECT "started_at", "ended_at" FROM "step_run" WHERE "run_id" = '
+            '(SELECT max("id") FROM "pipeline_run") ORDER BY "started_at"'
+        ).fetchall()
     finally:
         db.close()
 
@@ -139,8 +156,10 @@ def timeline(ws: Path, sample: Sample, sleep: float, slots: int) -> str:
     busy = sum(end - begin for begin, end in rows)
     in_step = (busy - len(rows) * sleep) / len(rows)
     between = ((last - first) * slots - busy) / len(rows)
-    return (f"start-up {first - sample.forked_at:.3f} s; per step {1000 * in_step:.1f} ms in step beyond the "
-            f"sleep + {1000 * between:.1f} ms of slot idle between steps; tail {sample.exited_at - last:.3f} s")
+    return (
+        f"start-up {first - sample.forked_at:.3f} s; per step {1000 * in_step:.1f} ms in step beyond the "
+        f"sleep + {1000 * between:.1f} ms of slot idle between steps; tail {sample.exited_at - last:.3f} s"
+    )
 
 
 def main() -> int:
@@ -149,14 +168,20 @@ def main() -> int:
     parser.add_argument("--sleep", type=float, default=0.2)
     parser.add_argument("--slots", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--no-baseline", action="store_true",
-                        help="Skip the one run of `xargs -P<slots> -n1 sleep` on the same sleeps (the floor).")
-    parser.add_argument("--profile", action="store_true",
-                        help="Also run one submission under cProfile and print where its time goes.")
+    parser.add_argument(
+        "--no-baseline",
+        action="store_true",
+        help="Skip the one run of `xargs -P<slots> -n1 sleep` on the same sleeps (the floor).",
+    )
+    parser.add_argument(
+        "--profile", action="store_true", help="Also run one submission under cProfile and print where its time goes."
+    )
     args = parser.parse_args()
     ideal = args.steps * args.sleep / args.slots
-    print(f"sleep_{args.steps}: {args.steps} independent `sleep {args.sleep:g}` steps on {args.slots} slots "
-          f"(ideal {ideal:.1f} s), on {machine()}")
+    print(
+        f"sleep_{args.steps}: {args.steps} independent `sleep {args.sleep:g}` steps on {args.slots} slots "
+        f"(ideal {ideal:.1f} s), on {machine()}"
+    )
 
     with temp_workspace("sleep", keep=args.keep) as ws:
         print(f"    {file_creation(ws.parent)}")
@@ -177,33 +202,44 @@ def main() -> int:
                 sys.exit(f"bench: localpipe completed {sample.completed} of {args.steps} steps")
             samples.append(sample)
             running.append(cpu_while_steps_run(ws, sample))
-            print(f"    run: wall {sample.wall:.3f} s (ratio {sample.wall / ideal:.3f}), scheduler CPU while steps "
-                  f"run {running[-1]:.2f} % of one core (whole process {sample.cpu:.2f} s = "
-                  f"{100 * sample.cpu / sample.wall:.2f} %)", flush=True)
+            print(
+                f"    run: wall {sample.wall:.3f} s (ratio {sample.wall / ideal:.3f}), scheduler CPU while steps "
+                f"run {running[-1]:.2f} % of one core (whole process {sample.cpu:.2f} s = "
+                f"{100 * sample.cpu / sample.wall:.2f} %)",
+                flush=True,
+            )
             print(f"        {timeline(ws, sample, args.sleep, args.slots)}", flush=True)
 
         walls = [s.wall for s in samples]
         percents = [100 * s.cpu / s.wall for s in samples]
         wall, percent = statistics.median(walls), statistics.median(running)
-        print(f"wall time of `localpipe submit`: median {wall:.3f} s, min {min(walls):.3f} s  "
-              f"(samples {', '.join(f'{s:.3f}' for s in walls)})")
-        print(f"ratio to the ideal {ideal:.1f} s: {wall / ideal:.3f}  (target <= {TARGET_RATIO:g}: "
-              f"{'met' if wall / ideal <= TARGET_RATIO else 'MISSED'}); "
-              f"{(wall - ideal) * args.slots / args.steps * 1000:.1f} ms of slot time added per step")
-        print(f"scheduler CPU (the submit process, children excluded) while steps run: median {percent:.2f} % of "
-              f"one core (samples {', '.join(f'{p:.2f}' for p in running)})  "
-              f"(target < {TARGET_CPU_PERCENT:g} %: {'met' if percent < TARGET_CPU_PERCENT else 'MISSED'}); "
-              f"whole process, start-up and exit included: median {statistics.median(percents):.2f} % "
-              f"(samples {', '.join(f'{p:.2f}' for p in percents)}; CPU seconds "
-              f"{', '.join(f'{s.cpu:.2f}' for s in samples)})")
+        print(
+            f"wall time of `localpipe submit`: median {wall:.3f} s, min {min(walls):.3f} s  "
+            f"(samples {', '.join(f'{s:.3f}' for s in walls)})"
+        )
+        print(
+            f"ratio to the ideal {ideal:.1f} s: {wall / ideal:.3f}  (target <= {TARGET_RATIO:g}: "
+            f"{'met' if wall / ideal <= TARGET_RATIO else 'MISSED'}); "
+            f"{(wall - ideal) * args.slots / args.steps * 1000:.1f} ms of slot time added per step"
+        )
+        print(
+            f"scheduler CPU (the submit process, children excluded) while steps run: median {percent:.2f} % of "
+            f"one core (samples {', '.join(f'{p:.2f}' for p in running)})  "
+            f"(target < {TARGET_CPU_PERCENT:g} %: {'met' if percent < TARGET_CPU_PERCENT else 'MISSED'}); "
+            f"whole process, start-up and exit included: median {statistics.median(percents):.2f} % "
+            f"(samples {', '.join(f'{p:.2f}' for p in percents)}; CPU seconds "
+            f"{', '.join(f'{s.cpu:.2f}' for s in samples)})"
+        )
 
         if not args.no_baseline:
             # The floor for any runner: the same sleeps, `slots` at a time, by xargs (the sleep
             # binary's own start-up is in it, localpipe's bookkeeping is not).
             sleeps = f"{args.sleep:g}\n".encode() * args.steps
             seconds, _ = time_once(["xargs", "-P", str(args.slots), "-n", "1", "sleep"], ws, stdin=sleeps)
-            print(f"baseline xargs -P{args.slots} -n1 sleep: {seconds:.3f} s (ratio {seconds / ideal:.3f}); "
-                  f"localpipe / xargs {wall / seconds:.3f}")
+            print(
+                f"baseline xargs -P{args.slots} -n1 sleep: {seconds:.3f} s (ratio {seconds / ideal:.3f}); "
+                f"localpipe / xargs {wall / seconds:.3f}"
+            )
 
         if args.profile:
             stats = ws.parent / "sleep.prof"

@@ -168,8 +168,14 @@ def python_startup(results: Path, repeats: int = 10) -> list[float]:
     samples = []
     for _ in range(repeats):
         before = time.time()
-        out = subprocess.run([sys.executable, "-c", "import time; print(repr(time.time()))"], cwd=results,
-                             capture_output=True, text=True, env=dict(os.environ), check=True).stdout
+        out = subprocess.run(
+            [sys.executable, "-c", "import time; print(repr(time.time()))"],
+            cwd=results,
+            capture_output=True,
+            text=True,
+            env=dict(os.environ),
+            check=True,
+        ).stdout
         samples.append(float(out) - before)
     return samples
 
@@ -252,10 +258,14 @@ def main() -> int:
             close_all()
         floor = python_startup(results)
 
-        print(f"pipeline: steps {', '.join(STEPS)} (independent, each its own source folder); "
-              f"{args.saves} saves of {EDITED}/step.py, each rerun {EDITED} Completed and the others Reused")
-        print("the figure includes the 200 ms debounce and the Python start-up of the step process"
-              + (" (PROFILED: cProfile inflates it)" if args.profile else ""))
+        print(
+            f"pipeline: steps {', '.join(STEPS)} (independent, each its own source folder); "
+            f"{args.saves} saves of {EDITED}/step.py, each rerun {EDITED} Completed and the others Reused"
+        )
+        print(
+            "the figure includes the 200 ms debounce and the Python start-up of the step process"
+            + (" (PROFILED: cProfile inflates it)" if args.profile else "")
+        )
         report_ms(f"save -> step {EDITED}'s first statement", latencies, TARGET_MS)
         report_ms("python start-up alone (Popen of this interpreter -> its first statement)", floor)
 
@@ -271,7 +281,7 @@ def main() -> int:
         }
         breakdown: dict[str, list[float]] = {label: [] for label in parts}
         windows = [s[0] for s in saves[1:]] + [float("inf")]
-        for (save_time, start_time, _), until in zip(saves, windows):
+        for (save_time, start_time, _), until in zip(saves, windows, strict=True):
             moments = {"save": save_time, "started": start_time}
             for what in ("event", "handle", "submit", "submitted", "execute", f"popen:{EDITED}", f"popened:{EDITED}"):
                 moments[what] = clock.first(what, save_time, until)
@@ -281,8 +291,10 @@ def main() -> int:
         print("where the time goes (median / min / max over the saves, ms):")
         for label, values in breakdown.items():
             if values:
-                print(f"    {label:62s} {statistics.median(values) * 1000:7.1f} {min(values) * 1000:7.1f} "
-                      f"{max(values) * 1000:7.1f}")
+                print(
+                    f"    {label:62s} {statistics.median(values) * 1000:7.1f} {min(values) * 1000:7.1f} "
+                    f"{max(values) * 1000:7.1f}"
+                )
             else:
                 print(f"    {label:62s} (not seen)")
 
@@ -299,8 +311,10 @@ def main() -> int:
                 for profiler in schedulers[1:]:
                     merged.add(profiler)
                 merged.dump_stats(folder / "scheduler.stats")
-                print(f"\nprofile of the scheduler threads from execute() to the launch of {EDITED}, "
-                      f"summed over {len(schedulers)} runs:")
+                print(
+                    f"\nprofile of the scheduler threads from execute() to the launch of {EDITED}, "
+                    f"summed over {len(schedulers)} runs:"
+                )
                 print_profile(folder / "scheduler.stats", top=15)
     return 0
 

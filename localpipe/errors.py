@@ -27,8 +27,10 @@ class PipelineValidationError(UsageError):
         if len(self.problems) == 1:
             super().__init__(f"the pipeline is invalid: {self.problems[0]}")
         else:
-            super().__init__(f"the pipeline is invalid ({len(self.problems)} problems):\n"
-                             + "\n".join(f"  - {p}" for p in self.problems))
+            super().__init__(
+                f"the pipeline is invalid ({len(self.problems)} problems):\n"
+                + "\n".join(f"  - {p}" for p in self.problems)
+            )
 
 
 class PipelineFileError(UsageError):

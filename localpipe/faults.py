@@ -11,18 +11,18 @@ import os
 import signal
 
 POINTS = (
-    "run-started",          # the run is marked Running, nothing decided yet
-    "in-reuse-wave",        # inside the transaction recording a wave of decisions
-    "after-reuse-wave",     # a wave of decisions committed
-    "before-step-start",    # a step's folder is ready, its process not started
-    "step-running",         # a step's process runs and is recorded as Running
-    "before-commit",        # a step exited 0 and is Finalizing, no output in the store yet
-    "mid-commit",           # one output is in the store, the next is not
-    "store-rename",         # an output folder is read-only, not yet renamed into the store
-    "before-cache-entry",   # every output is in the store, nothing recorded yet
-    "in-cache-entry",       # inside the transaction writing outputs, cache entry and Completed
-    "after-completed",      # a step's completion is committed
-    "during-delivery",      # an output's write-back to its datastore is half copied
+    "run-started",  # the run is marked Running, nothing decided yet
+    "in-reuse-wave",  # inside the transaction recording a wave of decisions
+    "after-reuse-wave",  # a wave of decisions committed
+    "before-step-start",  # a step's folder is ready, its process not started
+    "step-running",  # a step's process runs and is recorded as Running
+    "before-commit",  # a step exited 0 and is Finalizing, no output in the store yet
+    "mid-commit",  # one output is in the store, the next is not
+    "store-rename",  # an output folder is read-only, not yet renamed into the store
+    "before-cache-entry",  # every output is in the store, nothing recorded yet
+    "in-cache-entry",  # inside the transaction writing outputs, cache entry and Completed
+    "after-completed",  # a step's completion is committed
+    "during-delivery",  # an output's write-back to its datastore is half copied
 )
 
 _spec = os.environ.get("LOCALPIPE_FAULT", "")

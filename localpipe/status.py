@@ -36,8 +36,16 @@ ACTIVE = frozenset(set(RunStatus) - FINAL)
 # Allowed transitions of a step run; the scheduler refuses any other.
 STEP_TRANSITIONS: dict[RunStatus, frozenset[RunStatus]] = {
     RunStatus.NOT_STARTED: frozenset({RunStatus.QUEUED, RunStatus.REUSED, RunStatus.CANCELED}),
-    RunStatus.QUEUED: frozenset({RunStatus.QUEUED, RunStatus.PREPARING, RunStatus.RUNNING, RunStatus.CANCELED,
-                                 RunStatus.FAILED, RunStatus.REUSED}),
+    RunStatus.QUEUED: frozenset(
+        {
+            RunStatus.QUEUED,
+            RunStatus.PREPARING,
+            RunStatus.RUNNING,
+            RunStatus.CANCELED,
+            RunStatus.FAILED,
+            RunStatus.REUSED,
+        }
+    ),
     RunStatus.PREPARING: frozenset({RunStatus.RUNNING, RunStatus.FAILED, RunStatus.CANCELED}),
     RunStatus.RUNNING: frozenset({RunStatus.FINALIZING, RunStatus.FAILED, RunStatus.CANCELED, RunStatus.QUEUED}),
     RunStatus.FINALIZING: frozenset({RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED}),

@@ -36,8 +36,21 @@ from localpipe.errors import LocalpipeError
 
 DEFAULT_DEBOUNCE_SECONDS = 0.2
 # Files editors write beside the one being saved; never a reason to rerun.
-EDITOR_FILES = ("*.swp", "*.swx", "*.swo", "*~", ".#*", "#*#", "4913", "*.tmp", "*.kate-swp",
-                "*___jb_tmp___", "*___jb_old___", ".goutputstream-*", "*.crswap")
+EDITOR_FILES = (
+    "*.swp",
+    "*.swx",
+    "*.swo",
+    "*~",
+    ".#*",
+    "#*#",
+    "4913",
+    "*.tmp",
+    "*.kate-swp",
+    "*___jb_tmp___",
+    "*___jb_old___",
+    ".goutputstream-*",
+    "*.crswap",
+)
 EVENT_TYPES = ("created", "modified", "deleted", "moved")
 
 
@@ -73,9 +86,16 @@ class _Active:
 class Watcher:
     """Runs a pipeline file and reruns it on every relevant save, until ``stop()`` or Ctrl-C."""
 
-    def __init__(self, ws, pipeline_file: str, experiment: str, parameters: dict | None = None,
-                 debounce: float = DEFAULT_DEBOUNCE_SECONDS, echo: Callable[[str], None] = print,
-                 reporter_factory: Callable | None = None):
+    def __init__(
+        self,
+        ws,
+        pipeline_file: str,
+        experiment: str,
+        parameters: dict | None = None,
+        debounce: float = DEFAULT_DEBOUNCE_SECONDS,
+        echo: Callable[[str], None] = print,
+        reporter_factory: Callable | None = None,
+    ):
         self.ws = ws
         self.history = history_of(ws)
         self.pipeline_file = os.path.abspath(pipeline_file)
@@ -172,7 +192,8 @@ class Watcher:
         hit = set()
         for name, spec in self.graph.steps.items():
             roots = ([spec.source_dir] if spec.source_dir else []) + [
-                p for i in spec.inputs.values() for p in (i.paths or [])]
+                p for i in spec.inputs.values() for p in (i.paths or [])
+            ]
             if any(path == root or path.startswith(root + os.sep) for path in paths for root in roots):
                 hit.add(name)
         downstream = set(hit)
@@ -184,14 +205,19 @@ class Watcher:
     # -- submitting -------------------------------------------------------------------------
     def _load_and_submit(self, paths: list[str]) -> None:
         from localpipe.engine.loader import load_pipeline
-        from localpipe.engine.scheduler import scheduler_for
-        from localpipe.engine.submit import prepare_run
+        from localpipe.engine.submit import prepare_run, scheduler_for
 
         try:
             if self.pipeline is None or self.pipeline_file in paths:
                 self.pipeline = load_pipeline(self.pipeline_file, self.ws)
-            prepared = prepare_run(self.history, self.pipeline, self.experiment, self.parameters,
-                                   pipeline_file=self.pipeline_file, trees=self.trees)
+            prepared = prepare_run(
+                self.history,
+                self.pipeline,
+                self.experiment,
+                self.parameters,
+                pipeline_file=self.pipeline_file,
+                trees=self.trees,
+            )
         except LocalpipeError as exc:
             self.pipeline = None
             self.echo(f"error: {exc}")
@@ -212,8 +238,7 @@ class Watcher:
     def _source_roots(self) -> list[str]:
         if self.graph is None:
             return []
-        return sorted({spec.source_dir for spec in self.graph.steps.values() if spec.source_dir},
-                      key=len, reverse=True)
+        return sorted({spec.source_dir for spec in self.graph.steps.values() if spec.source_dir}, key=len, reverse=True)
 
     def _dataset_paths(self) -> list[str]:
         if self.graph is None:

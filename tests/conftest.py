@@ -58,12 +58,18 @@ def localpipe(ws):
     """Run the real `localpipe` command as a process in the workspace folder."""
 
     def run(*args: str, check: bool = False, timeout: float = 120, cwd=None, env=None):
-        proc = subprocess.run([sys.executable, "-m", "localpipe", *map(str, args)], cwd=cwd or ws.root,
-                              capture_output=True, text=True, timeout=timeout,
-                              env={**os.environ, **(env or {})})
+        proc = subprocess.run(
+            [sys.executable, "-m", "localpipe", *map(str, args)],
+            cwd=cwd or ws.root,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, **(env or {})},
+        )
         if check and proc.returncode != 0:
-            raise AssertionError(f"localpipe {' '.join(map(str, args))} exited {proc.returncode}:\n"
-                                 f"{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"localpipe {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
     return run

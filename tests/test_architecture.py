@@ -32,12 +32,19 @@ MAY_IMPORT = {
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).
 OWNERS = {
-    "click": "localpipe.cli", "watchdog": "localpipe.watch", "pynvml": "localpipe.hw",
-    "docker": "localpipe.engine.inventory", "peewee": "localpipe.state", "playhouse": "localpipe.state",
+    "click": "localpipe.cli",
+    "watchdog": "localpipe.watch",
+    "pynvml": "localpipe.hw",
+    "docker": "localpipe.engine.inventory",
+    "peewee": "localpipe.state",
+    "playhouse": "localpipe.state",
     "rich": "localpipe.cli",
 }
-SQL = re.compile(r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
-                 r"CREATE\s+(TABLE|INDEX))\b", re.I)
+SQL = re.compile(
+    r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"
+    r"CREATE\s+(TABLE|INDEX))\b",
+    re.I,
+)
 
 
 def module_name(path: Path) -> str:
@@ -76,14 +83,25 @@ def layer(module: str) -> str:
     return "" if name == "__main__" else name
 
 
-EDGES = {name: {t for imported, _ in imports(name) if imported.startswith("localpipe")
-                if (t := internal(imported)) and t != name} for name in MODULES}
+EDGES = {
+    name: {
+        t
+        for imported, _ in imports(name)
+        if imported.startswith("localpipe")
+        if (t := internal(imported)) and t != name
+    }
+    for name in MODULES
+}
 
 
 def wrong_way(edges: dict[str, set[str]]) -> list[str]:
     """The imports that go to a layer their module's layer may not use."""
-    return sorted(f"{a} -> {b}" for a, targets in edges.items() for b in targets
-                  if layer(a) and layer(b) != layer(a) and layer(b) not in MAY_IMPORT[layer(a)])
+    return sorted(
+        f"{a} -> {b}"
+        for a, targets in edges.items()
+        for b in targets
+        if layer(a) and layer(b) != layer(a) and layer(b) not in MAY_IMPORT[layer(a)]
+    )
 
 
 def loops(edges: dict[str, set[str]]) -> list[list[str]]:
@@ -133,10 +151,12 @@ def test_every_layer_is_listed():
 
 def test_the_checks_find_a_wrong_way_import_and_a_loop():
     assert wrong_way({"localpipe.sdk.data": {"localpipe.state.history"}}) == [
-        "localpipe.sdk.data -> localpipe.state.history"]
+        "localpipe.sdk.data -> localpipe.state.history"
+    ]
     assert wrong_way({"localpipe.engine.submit": {"localpipe.state.history"}}) == []
     assert loops({"localpipe.a.x": {"localpipe.b.y"}, "localpipe.b.y": {"localpipe.a.x"}}) == [
-        ["localpipe.a.x", "localpipe.b.y"]]
+        ["localpipe.a.x", "localpipe.b.y"]
+    ]
     assert internal("localpipe.state.history.History") == "localpipe.state.history"
 
 

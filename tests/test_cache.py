@@ -41,8 +41,13 @@ def chain(ws, project, param=None):
     a = PythonScriptStep("a.py", name="a", source_directory=root / "a", arguments=[out_a])
     b = PythonScriptStep("b.py", name="b", source_directory=root / "b", arguments=[out_a.as_input(), out_b])
     c = PythonScriptStep("c.py", name="c", source_directory=root / "c", arguments=[out_b.as_input(), out_c])
-    d = PythonScriptStep("d.py", name="d", source_directory=root / "d", arguments=[out_d],
-                         params={"p": param} if param is not None else None)
+    d = PythonScriptStep(
+        "d.py",
+        name="d",
+        source_directory=root / "d",
+        arguments=[out_d],
+        params={"p": param} if param is not None else None,
+    )
     return Pipeline(ws, [c, d])
 
 
@@ -173,17 +178,21 @@ def test_amlignore_replaces_gitignore(ws, project, run_pipeline):
 
 
 def test_the_step_runs_from_a_snapshot_of_exactly_the_hashed_files(ws, project, run_pipeline):
-    project("src/x/x.py", """
+    project(
+        "src/x/x.py",
+        """
         import os, sys
         with open(os.path.join(sys.argv[1], "listing.txt"), "w") as f:
             f.write(os.getcwd() + "\\n" + ",".join(sorted(os.listdir("."))))
-    """)
+    """,
+    )
     project("src/x/keep.txt", "k\n")
     project("src/x/skip.log", "s\n")
     project("src/x/.amlignore", "*.log\n")
     out = PipelineData("out")
-    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x",
-                                                              arguments=[out])]))
+    _, _, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x", arguments=[out])])
+    )
     listing = (ObjectStore(ws.state_dir / "objects").path(steps["x"]["outputs"]["out"]) / "listing.txt").read_text()
     cwd, files = listing.split("\n")
     assert cwd != str(ws.root / "src/x") and cwd.startswith(str(ws.state_dir))
@@ -197,8 +206,10 @@ def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ra
     project("src/v/v.py", script.format("1"))
 
     def pipeline():
-        return Pipeline(ws, [PythonScriptStep("v.py", name="v", source_directory=ws.root / "src/v",
-                                              arguments=[PipelineData("out")])])
+        return Pipeline(
+            ws,
+            [PythonScriptStep("v.py", name="v", source_directory=ws.root / "src/v", arguments=[PipelineData("out")])],
+        )
 
     prepared = prepare_run(history, pipeline(), "test")  # hashes the source as it is now
     project("src/v/v.py", script.format("2"))  # ... and the step copies it as it is then
@@ -215,7 +226,9 @@ def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ra
 
 def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws, project, run_pipeline):
     project("src/w/w.py", "import sys, os\nopen(os.path.join(sys.argv[1], 'f.txt'), 'w').write('x')\n")
-    project("src/r/r.py", """
+    project(
+        "src/r/r.py",
+        """
         import sys, os
         path = sys.argv[1]
         result = "not tried"
@@ -226,7 +239,8 @@ def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws,
             except OSError:
                 result = "read-only"
         open(os.path.join(sys.argv[2], "r.txt"), "w").write(path + "\\n" + result)
-    """)
+    """,
+    )
     data, result = PipelineData("data"), PipelineData("result")
     w = PythonScriptStep("w.py", name="w", source_directory=ws.root / "src/w", arguments=[data])
     r = PythonScriptStep("r.py", name="r", source_directory=ws.root / "src/r", arguments=[data.as_input(), result])
@@ -240,14 +254,18 @@ def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws,
 
 
 def test_a_failed_step_leaves_no_cache_entry_and_no_output(ws, project, run_pipeline):
-    project("src/x/x.py", """
+    project(
+        "src/x/x.py",
+        """
         import sys, os
         open(os.path.join(sys.argv[1], "partial.txt"), "w").write("half")
         sys.exit("boom")
-    """)
+    """,
+    )
     out = PipelineData("out")
-    _, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x",
-                                                                   arguments=[out])]))
+    _, status, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x", arguments=[out])])
+    )
     assert status is RunStatus.FAILED
     m = tables(ws)
     assert m.CacheEntry.select().count() == 0

@@ -17,12 +17,15 @@ pipeline = Pipeline(ws, [use])
 
 
 def make_project(project):
-    project("proj/make/make.py", """
+    project(
+        "proj/make/make.py",
+        """
         import sys
         from localpipe import Run
         open(sys.argv[1] + "/n.txt", "w").write(str(21 * int(sys.argv[2])))
         Run.get_context().log("scale", int(sys.argv[2]))
-    """)
+    """,
+    )
     project("proj/use/use.py", "import sys\nprint('value', open(sys.argv[1] + '/n.txt').read())\n")
     return project("proj/pipeline.py", PIPELINE)
 
@@ -80,10 +83,13 @@ def test_runs_show_logs_and_metrics(invoke, project):
 
 def test_a_failed_step_exits_1_and_show_prints_its_log_tail(invoke, project):
     project("proj/bad/bad.py", "import sys\nprint('cannot go on', file=sys.stderr)\nsys.exit(4)\n")
-    pipeline = project("proj/pipeline.py", """
+    pipeline = project(
+        "proj/pipeline.py",
+        """
         from localpipe import Pipeline, PythonScriptStep, Workspace
         pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("bad.py", name="bad", source_directory="bad")])
-    """)
+    """,
+    )
     result = invoke("submit", pipeline)
     assert result.exit_code == 1
     assert "Failed      bad  exit code 4" in result.output
@@ -123,11 +129,19 @@ def test_show_records_the_git_commit_branch_and_dirtiness_of_the_sources(invoke,
     git("init", "-q", "-b", "main")
     git("-c", "user.email=t@example.com", "-c", "user.name=t", "add", ".")
     git("-c", "user.email=t@example.com", "-c", "user.name=t", "commit", "-q", "-m", "first")
-    commit = subprocess.run(["git", "-C", str(proj), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(
+        ["git", "-C", str(proj), "rev-parse", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
     invoke("submit", pipeline)
     details = json.loads(invoke("show", "1", "--json").output)
-    assert details["git"] == {str(proj): {"commit": commit, "branch": "main", "dirty": False,
-                                          "folders": [str(proj / "make"), str(proj / "use")]}}
+    assert details["git"] == {
+        str(proj): {
+            "commit": commit,
+            "branch": "main",
+            "dirty": False,
+            "folders": [str(proj / "make"), str(proj / "use")],
+        }
+    }
     project("proj/use/use.py", "print('edited')\n")
     invoke("submit", pipeline)
     assert f"git: {proj} main@{commit[:12]} (dirty: uncommitted changes)" in invoke("show", "2").output

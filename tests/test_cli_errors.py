@@ -71,6 +71,7 @@ def test_exit_code_for_invalid_input_is_two():
 
 # -- pipeline files --------------------------------------------------------------------------
 
+
 def test_missing_pipeline_file(ws, localpipe):
     proc = localpipe("submit", "nowhere.py")
     assert proc.returncode == 2
@@ -154,6 +155,7 @@ def test_pipeline_file_that_exits_while_loading(ws, project, invoke):
 
 # -- no workspace ----------------------------------------------------------------------------
 
+
 @pytest.fixture
 def no_workspace(tmp_path) -> Path:
     """A folder with no .localpipe in it or in any folder above it."""
@@ -182,6 +184,7 @@ def test_workspace_option_pointing_at_no_workspace(no_workspace, invoke):
 
 
 # -- run ids and steps -----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("command", ["show", "logs", "metrics"])
 def test_unknown_run_id(ws, localpipe, command):
@@ -222,6 +225,7 @@ def test_known_run_and_step_for_logs(completed_run, invoke):
 
 # -- --param ---------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("bad", ["n", "=3", " =3"])
 def test_param_that_is_not_name_equals_value(ws, pipeline_file, localpipe, bad):
     proc = localpipe("submit", "pipe.py", "--param", bad)
@@ -237,10 +241,13 @@ def test_bad_param_syntax_for_status(ws, pipeline_file, invoke):
     assert '--param "n" is not NAME=VALUE' in one_error_line(result.stderr)
 
 
-@pytest.mark.parametrize("param, message", [
-    ("n=abc", 'parameter "n": "abc" is not an integer: pass one like the default 3'),
-    ("epochs=4", 'parameter "epochs" is not used by this pipeline (known parameters: n)'),
-])
+@pytest.mark.parametrize(
+    "param, message",
+    [
+        ("n=abc", 'parameter "n": "abc" is not an integer: pass one like the default 3'),
+        ("epochs=4", 'parameter "epochs" is not used by this pipeline (known parameters: n)'),
+    ],
+)
 def test_param_of_wrong_type_or_unknown_name(ws, pipeline_file, localpipe, param, message):
     proc = localpipe("submit", "pipe.py", "--param", param)
     assert proc.returncode == 2
@@ -250,10 +257,13 @@ def test_param_of_wrong_type_or_unknown_name(ws, pipeline_file, localpipe, param
     assert_no_run_recorded(ws)
 
 
-@pytest.mark.parametrize("param, message", [
-    ("n=abc", 'parameter "n": "abc" is not an integer'),
-    ("epochs=4", 'parameter "epochs" is not used by this pipeline'),
-])
+@pytest.mark.parametrize(
+    "param, message",
+    [
+        ("n=abc", 'parameter "n": "abc" is not an integer'),
+        ("epochs=4", 'parameter "epochs" is not used by this pipeline'),
+    ],
+)
 def test_param_of_wrong_type_or_unknown_name_is_one_line(ws, pipeline_file, invoke, param, message):
     result = invoke("submit", "pipe.py", "--param", param)
     assert result.exit_code == 2
@@ -261,6 +271,7 @@ def test_param_of_wrong_type_or_unknown_name_is_one_line(ws, pipeline_file, invo
 
 
 # -- --debug ---------------------------------------------------------------------------------
+
 
 def test_debug_shows_the_traceback(ws, localpipe):
     plain = localpipe("show", "999")

@@ -4,22 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from localpipe import Datastore, Dataset, Experiment, Pipeline, PipelineData, PythonScriptStep
+from localpipe import Dataset, Datastore, Experiment, Pipeline, PipelineData, PythonScriptStep
 from localpipe.errors import RunFailedError, RunTimeoutError
-
 from tests.conftest import wait_for
 
 
 def two_steps(ws, project, fail: bool = False):
     project("src/w/w.py", "import sys\nprint('writing')\nopen(sys.argv[1] + '/v.txt', 'w').write('42')\n")
-    project("src/r/r.py", f"""
+    project(
+        "src/r/r.py",
+        f"""
         import sys
         from localpipe import Run
         value = open(sys.argv[1] + '/v.txt').read()
         print('read', value)
         Run.get_context().log('value', int(value))
         sys.exit({1 if fail else 0})
-    """)
+    """,
+    )
     data = PipelineData("data")
     w = PythonScriptStep("w.py", name="write", source_directory=ws.root / "src/w", arguments=[data])
     r = PythonScriptStep("r.py", name="read", source_directory=ws.root / "src/r", arguments=[data.as_input()])
@@ -64,7 +66,9 @@ def test_wait_for_completion_raises_on_a_failed_run_unless_told_not_to(ws, proje
 
 def test_wait_for_completion_that_runs_out_of_time_raises_a_timeout_error(ws, project):
     project("src/s/s.py", "import time\ntime.sleep(30)\n")
-    run = Experiment(ws, "bg").submit(Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s")]))
+    run = Experiment(ws, "bg").submit(
+        Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s")])
+    )
     wait_for(lambda: run.find_step_run("s")[0].get_status() == "Running", what="step s running")
     try:
         with pytest.raises(TimeoutError, match=f"run {run.id} is still .* after 0.3s: wait longer") as raised:
@@ -91,8 +95,9 @@ def test_datastore_paths_and_registered_local_datastores(ws, tmp_path, project, 
     assert Datastore.get(ws, "shared").path == folder.resolve()
     dataset = Dataset.File.from_files([(store, "images/")])
     project("src/c/c.py", "import os, sys\nprint(sorted(os.listdir(sys.argv[1])))\n")
-    step = PythonScriptStep("c.py", name="c", source_directory=ws.root / "src/c",
-                            arguments=[dataset.as_named_input("images").as_download()])
+    step = PythonScriptStep(
+        "c.py", name="c", source_directory=ws.root / "src/c", arguments=[dataset.as_named_input("images").as_download()]
+    )
     run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
     assert steps["c"]["status"] == "Completed"
     assert (ws.state_dir / "runs" / str(run_id) / "c" / "stdout.log").read_text() == "['a.txt']\n"

@@ -9,7 +9,12 @@ import os
 import pytest
 
 from localpipe import (
-    Dataset, Datastore, OutputFileDatasetConfig, Pipeline, PipelineData, PythonScriptStep,
+    Dataset,
+    Datastore,
+    OutputFileDatasetConfig,
+    Pipeline,
+    PipelineData,
+    PythonScriptStep,
 )
 from localpipe.errors import UsageError
 from localpipe.state import reader
@@ -21,15 +26,17 @@ from localpipe import Run
 path = sys.argv[1]
 target = os.path.join(path, "values.csv") if os.path.isdir(path) else path
 st = os.stat(target)
-json.dump({"path": path, "inode": st.st_ino, "inputs": {k: str(v) for k, v in Run.get_context().input_datasets.items()}},
-          open(os.path.join(sys.argv[2], "seen.json"), "w"))
+inputs = {k: str(v) for k, v in Run.get_context().input_datasets.items()}
+json.dump({"path": path, "inode": st.st_ino, "inputs": inputs}, open(os.path.join(sys.argv[2], "seen.json"), "w"))
 """
 
 
 def seen(ws, steps, step="see"):
     from localpipe.state.store import ObjectStore
 
-    return json.loads((ObjectStore(ws.state_dir / "objects").path(steps[step]["outputs"]["out"]) / "seen.json").read_text())
+    return json.loads(
+        (ObjectStore(ws.state_dir / "objects").path(steps[step]["outputs"]["out"]) / "seen.json").read_text()
+    )
 
 
 def test_a_registered_dataset_gets_a_new_version_exactly_when_its_content_changes(ws, project):
@@ -73,18 +80,25 @@ def test_mount_is_zero_copy_and_read_only_and_download_copies(ws, project, run_p
 def test_a_step_writing_into_its_mounted_input_fails_and_never_corrupts_what_is_served(ws, project, run_pipeline):
     folder = project("data/raw/values.csv", "a,b\n1,2\n").parent
     dataset = Dataset.File.from_files(str(folder)).register(ws, "raw")
-    project("src/w/w.py", """
+    project(
+        "src/w/w.py",
+        """
         import os, sys
         path = os.path.join(sys.argv[1], "values.csv")
         os.chmod(path, 0o644)  # what a careless script might do; as root it even succeeds
         open(path, "a").write("garbage\\n")
-    """)
-    step = PythonScriptStep("w.py", name="w", source_directory=ws.root / "src/w",
-                            arguments=[dataset.as_named_input("raw").as_mount()])
+    """,
+    )
+    step = PythonScriptStep(
+        "w.py", name="w", source_directory=ws.root / "src/w", arguments=[dataset.as_named_input("raw").as_mount()]
+    )
     _, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status.value == "Failed"
     if os.geteuid() == 0:
-        assert steps["w"]["reason"] == 'the step wrote into its read-only input "raw": use as_download() for a writable copy'
+        assert (
+            steps["w"]["reason"]
+            == 'the step wrote into its read-only input "raw": use as_download() for a writable copy'
+        )
         assert not os.path.exists(dataset.paths[0])  # the damaged object is no longer served
     else:
         assert "Permission denied" in steps["w"]["log_tail"]
@@ -92,26 +106,37 @@ def test_a_step_writing_into_its_mounted_input_fails_and_never_corrupts_what_is_
 
 def test_output_file_dataset_config_lands_at_its_destination_only_after_success(ws, project, run_pipeline):
     store = Datastore(ws, "workspaceblobstore")
-    project("src/p/p.py", """
+    project(
+        "src/p/p.py",
+        """
         import os, sys
         open(os.path.join(sys.argv[1], "rows.csv"), "w").write("x,y\\n1,2\\n")
         sys.exit(int(sys.argv[2]))
-    """)
-    project("src/c/c.py", """
+    """,
+    )
+    project(
+        "src/c/c.py",
+        """
         import sys
         from localpipe import Run
         table = Run.get_context().input_datasets["rows"]
         frame = table.to_pandas_dataframe()
         print(list(frame.columns), len(frame))
-    """)
+    """,
+    )
 
     def pipeline(exit_code):
         out = OutputFileDatasetConfig("prepared", destination=(store, "exports/{run-id}/{output-name}"))
         out.register_on_complete("prepared_rows")
-        produce = PythonScriptStep("p.py", name="produce", source_directory=ws.root / "src/p",
-                                   arguments=[out, exit_code], allow_reuse=False)
-        consume = PythonScriptStep("c.py", name="consume", source_directory=ws.root / "src/c",
-                                   arguments=[out.read_delimited_files().as_input("rows")])
+        produce = PythonScriptStep(
+            "p.py", name="produce", source_directory=ws.root / "src/p", arguments=[out, exit_code], allow_reuse=False
+        )
+        consume = PythonScriptStep(
+            "c.py",
+            name="consume",
+            source_directory=ws.root / "src/c",
+            arguments=[out.read_delimited_files().as_input("rows")],
+        )
         return Pipeline(ws, [consume, produce])
 
     failed_run, status, _ = run_pipeline(pipeline(1))
@@ -126,7 +151,7 @@ def test_output_file_dataset_config_lands_at_its_destination_only_after_success(
     assert (ws.state_dir / "runs" / str(run_id) / "consume" / "stdout.log").read_text() == "['x', 'y'] 1\n"
     versions = records_versions(ws)
     assert versions == [{"version": 1, "produced_by": {"run": run_id, "step": "produce"}}]
-    assert Dataset.get_by_name(ws, "prepared_rows").to_path()[0].startswith(str((ws.state_dir / "objects")))
+    assert Dataset.get_by_name(ws, "prepared_rows").to_path()[0].startswith(str(ws.state_dir / "objects"))
 
 
 def records_versions(ws):
@@ -140,13 +165,17 @@ def test_tabular_datasets_read_as_a_dataframe_and_lineage_names_consumers(ws, pr
     table = Dataset.Tabular.from_delimited_files(str(csv), separator=";")
     assert table.to_pandas_dataframe().to_dict("list") == {"a": [1, 3], "b": [2, 4]}
     registered = table.register(ws, "table")
-    project("src/t/t.py", """
+    project(
+        "src/t/t.py",
+        """
         from localpipe import Run
         frame = Run.get_context().input_datasets["table"].to_pandas_dataframe()
         print(int(frame["a"].sum()))
-    """)
-    step = PythonScriptStep("t.py", name="t", source_directory=ws.root / "src/t",
-                            inputs=[registered.as_named_input("table")])
+    """,
+    )
+    step = PythonScriptStep(
+        "t.py", name="t", source_directory=ws.root / "src/t", inputs=[registered.as_named_input("table")]
+    )
     run_id, _, _ = run_pipeline(Pipeline(ws, [step]))
     assert (ws.state_dir / "runs" / str(run_id) / "t" / "stdout.log").read_text() == "4\n"
     shown = invoke("datasets", "table").output
@@ -156,14 +185,18 @@ def test_tabular_datasets_read_as_a_dataframe_and_lineage_names_consumers(ws, pr
 
 def test_eight_concurrent_loggers_lose_no_metric(ws, project, run_pipeline, monkeypatch):
     monkeypatch.setenv("LOCALPIPE_CPUS", "8")
-    project("src/m/m.py", """
+    project(
+        "src/m/m.py",
+        """
         from localpipe import Run
         run = Run.get_context()
         for i in range(1000):
             run.log("value", i)
-    """)
-    steps = [PythonScriptStep("m.py", name=f"m{i}", source_directory=ws.root / "src/m", arguments=[i])
-             for i in range(8)]
+    """,
+    )
+    steps = [
+        PythonScriptStep("m.py", name=f"m{i}", source_directory=ws.root / "src/m", arguments=[i]) for i in range(8)
+    ]
     run_id, status, _ = run_pipeline(Pipeline(ws, steps))
     assert status.value == "Completed"
     found = reader.metrics(Layout.of(ws.state_dir), run_id)
@@ -179,16 +212,26 @@ def test_metrics_of_a_running_step_are_visible_while_it_runs(ws, project):
     from tests.conftest import wait_for
 
     gate = ws.root / "gate"
-    project("src/m/m.py", f"""
+    project(
+        "src/m/m.py",
+        f"""
         import os, time
         from localpipe import Run
         Run.get_context().log("progress", 0.5)
         while not os.path.exists({str(gate)!r}):
             time.sleep(0.02)
-    """)
-    run = Experiment(ws, "live").submit(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
+    """,
+    )
+    run = Experiment(ws, "live").submit(
+        Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")])
+    )
     try:
-        assert wait_for(lambda: reader.metrics(Layout.of(ws.state_dir), run.id), what="the metric of the running step")[0]["value"] == 0.5
+        assert (
+            wait_for(lambda: reader.metrics(Layout.of(ws.state_dir), run.id), what="the metric of the running step")[0][
+                "value"
+            ]
+            == 0.5
+        )
         assert run.get_status() == "Running"
     finally:
         gate.write_text("")
@@ -211,8 +254,16 @@ def test_upload_datastores_outputs_and_download_commands(ws, project, run_pipeli
     assert {r["name"]: r["files"] for r in rows}["workspaceblobstore"] == 1
 
     project("src/o/o.py", "import sys\nopen(sys.argv[1] + '/f.txt', 'w').write('out')\n")
-    run_id, _, _ = run_pipeline(Pipeline(ws, [PythonScriptStep("o.py", name="o", source_directory=ws.root / "src/o",
-                                                                 arguments=[PipelineData("result")])]))
+    run_id, _, _ = run_pipeline(
+        Pipeline(
+            ws,
+            [
+                PythonScriptStep(
+                    "o.py", name="o", source_directory=ws.root / "src/o", arguments=[PipelineData("result")]
+                )
+            ],
+        )
+    )
     listed = json.loads(invoke("outputs", run_id, "--json").output)
     assert [(r["step"], r["name"], r["size"]) for r in listed] == [("o", "result", 3)]
     result = invoke("download", run_id, "o", "result", tmp_path / "dl")

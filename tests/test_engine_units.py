@@ -19,9 +19,17 @@ from localpipe.status import RunStatus
 
 
 # -- fit -------------------------------------------------------------------------------------------
-def request(key: str, cpus: int = 1, gpus: int = 0, memory: int | None = None, target: str = "local",
-            max_concurrent: int | None = None) -> ClaimRequest:
-    return ClaimRequest(key, 0, target, {"cpus": cpus, "gpus": gpus, "memory": memory, "max_concurrent": max_concurrent})
+def request(
+    key: str,
+    cpus: int = 1,
+    gpus: int = 0,
+    memory: int | None = None,
+    target: str = "local",
+    max_concurrent: int | None = None,
+) -> ClaimRequest:
+    return ClaimRequest(
+        key, 0, target, {"cpus": cpus, "gpus": gpus, "memory": memory, "max_concurrent": max_concurrent}
+    )
 
 
 def held(cpus: int = 1, gpus: tuple[int, ...] = (), memory: int | None = None, target: str = "local") -> HeldClaim:
@@ -69,10 +77,21 @@ def test_fit_stops_reading_once_the_cpus_are_taken():
 
 # -- decide and rerun_reason -----------------------------------------------------------------------
 def spec(name: str = "train", allow_reuse: bool = True, argv=("--lr", "0.1")) -> StepSpec:
-    return StepSpec(name=name, kind="python", script="train.py", source_dir="/src", argv=list(argv),
-                    inputs={"data": InputSpec(mode="mount", step="prep", output="data")}, outputs={"model": True},
-                    params={}, pipeline_params={}, environment={"kind": "python"}, compute_target="local",
-                    allow_reuse=allow_reuse, version=None)
+    return StepSpec(
+        name=name,
+        kind="python",
+        script="train.py",
+        source_dir="/src",
+        argv=list(argv),
+        inputs={"data": InputSpec(mode="mount", step="prep", output="data")},
+        outputs={"model": True},
+        params={},
+        pipeline_params={},
+        environment={"kind": "python"},
+        compute_target="local",
+        allow_reuse=allow_reuse,
+        version=None,
+    )
 
 
 class FakeLookups:
@@ -113,10 +132,18 @@ def test_decide_reuses_an_entry_whose_outputs_are_stored_and_asks_once_for_the_w
     steps = [spec("a"), spec("b", argv=["--lr", "0.2"])]
     _, key_a = key_of(steps[0])
     lookups = FakeLookups(entries={key_a: CacheHit(7, 3, "a", {"model": "m1"})})
-    decisions = decide(steps, {"a": SOURCE, "b": SOURCE}, {"a": {"data": "d1"}, "b": {"data": "d1"}},
-                       lookups, FakeStore({"m1"}), experiment_id=1)
+    decisions = decide(
+        steps,
+        {"a": SOURCE, "b": SOURCE},
+        {"a": {"data": "d1"}, "b": {"data": "d1"}},
+        lookups,
+        FakeStore({"m1"}),
+        experiment_id=1,
+    )
     assert [(d.step, d.reuse, d.reason) for d in decisions] == [
-        ("a", True, 'reused from run 3 (step "a")'), ("b", False, "runs: no earlier run")]
+        ("a", True, 'reused from run 3 (step "a")'),
+        ("b", False, "runs: no earlier run"),
+    ]
     assert decisions[0].reused_from == 7 and decisions[0].outputs == {"model": "m1"}
     assert len(lookups.asked) == 1 and len(lookups.asked[0]) == 2
 
@@ -126,12 +153,18 @@ def test_decide_runs_when_the_outputs_are_gone_or_reuse_is_off():
     _, key = key_of(step)
     hit = {key: CacheHit(7, 3, "train", {"model": "m1"})}
     args = ([step], {"train": SOURCE}, {"train": {"data": "d1"}})
-    assert decide(*args, FakeLookups(hit), FakeStore(), 1)[0].reason == \
-        'runs: outputs of run 3 (step "train") are missing from the store'
-    assert decide(*args, FakeLookups(hit), FakeStore({"m1"}), 1, regenerate=True)[0].reason == \
-        "runs: regenerate_outputs=True"
-    assert decide([spec(allow_reuse=False)], *args[1:], FakeLookups(hit), FakeStore({"m1"}), 1)[0].reason == \
-        "runs: allow_reuse=False"
+    assert (
+        decide(*args, FakeLookups(hit), FakeStore(), 1)[0].reason
+        == 'runs: outputs of run 3 (step "train") are missing from the store'
+    )
+    assert (
+        decide(*args, FakeLookups(hit), FakeStore({"m1"}), 1, regenerate=True)[0].reason
+        == "runs: regenerate_outputs=True"
+    )
+    assert (
+        decide([spec(allow_reuse=False)], *args[1:], FakeLookups(hit), FakeStore({"m1"}), 1)[0].reason
+        == "runs: allow_reuse=False"
+    )
 
 
 def test_rerun_reason_names_the_source_files_that_changed():
@@ -139,8 +172,10 @@ def test_rerun_reason_names_the_source_files_that_changed():
     components, key = key_of(step)
     before = dict(components, source="src-1")
     earlier = EarlierRun(5, 2, "Completed", "old-key", before)
-    assert rerun_reason(components, key, SOURCE, earlier, {"train.py": "a", "util.py": "b1", "gone.py": "c"}) == \
-        "runs: source changed (gone.py, util.py)"
+    assert (
+        rerun_reason(components, key, SOURCE, earlier, {"train.py": "a", "util.py": "b1", "gone.py": "c"})
+        == "runs: source changed (gone.py, util.py)"
+    )
     assert rerun_reason(components, key, SOURCE, earlier, None) == "runs: source changed"
     lookups = FakeLookups(earlier=earlier, snapshots={"src-1": {"train.py": "a0", "util.py": "b2"}})
     decision = decide([step], {"train": SOURCE}, {"train": {"data": "d1"}}, lookups, FakeStore(), 1)[0]
@@ -151,13 +186,19 @@ def test_rerun_reason_for_inputs_parameters_and_an_earlier_failure():
     step = spec()
     components, key = key_of(step)
     other_data, _ = key_of(step, data="d0")
-    assert rerun_reason(components, key, SOURCE, EarlierRun(5, 2, "Completed", "k0", other_data), None) == \
-        'runs: input "data" changed'
+    assert (
+        rerun_reason(components, key, SOURCE, EarlierRun(5, 2, "Completed", "k0", other_data), None)
+        == 'runs: input "data" changed'
+    )
     other_args, _ = key_of(spec(argv=["--lr", "0.3"]))
-    assert rerun_reason(components, key, SOURCE, EarlierRun(5, 2, "Completed", "k0", other_args), None) == \
-        "runs: arguments changed"
-    assert rerun_reason(components, key, SOURCE, EarlierRun(5, 2, "Failed", key, components), None) == \
-        "runs: the earlier run with the same inputs (run 2) failed"
+    assert (
+        rerun_reason(components, key, SOURCE, EarlierRun(5, 2, "Completed", "k0", other_args), None)
+        == "runs: arguments changed"
+    )
+    assert (
+        rerun_reason(components, key, SOURCE, EarlierRun(5, 2, "Failed", key, components), None)
+        == "runs: the earlier run with the same inputs (run 2) failed"
+    )
     assert rerun_reason(components, key, SOURCE, None, None) == "runs: no earlier run"
 
 
@@ -196,9 +237,11 @@ def test_progress_blocks_what_follows_a_failed_step_with_the_reason():
     progress.move("a", RunStatus.QUEUED)
     progress.move("a", RunStatus.RUNNING)
     progress.move("a", RunStatus.FAILED)
-    assert progress.blocked() == [("b", 'not run: upstream step "a" failed'),
-                                  ("c", 'not run: upstream step "a" failed'),
-                                  ("d", 'not run: upstream step "b" did not run')]
+    assert progress.blocked() == [
+        ("b", 'not run: upstream step "a" failed'),
+        ("c", 'not run: upstream step "a" failed'),
+        ("d", 'not run: upstream step "b" did not run'),
+    ]
     assert progress.blocked() == []  # said once
     assert progress.outcome() is RunStatus.FAILED
 

@@ -52,6 +52,7 @@ WRITE_SCRIPT = """
 
 # -- helpers ---------------------------------------------------------------------------------
 
+
 def one_error_line(stderr: str) -> str:
     """The single line of ``stderr``, which must start with "error: " and hold no traceback."""
     assert "Traceback" not in stderr, stderr
@@ -73,8 +74,10 @@ def counts(root: Path) -> dict[str, int]:
 
 def _counts(conn: sqlite3.Connection) -> dict[str, int]:
     try:
-        return {table: conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
-                for table in ("pipeline_run", "step_run", "step_output", "cache_entry")}
+        return {
+            table: conn.execute(f'SELECT COUNT(*) FROM "{table}"').fetchone()[0]
+            for table in ("pipeline_run", "step_run", "step_output", "cache_entry")
+        }
     finally:
         conn.close()
 
@@ -122,8 +125,12 @@ def tmpfs(tmp_path):
         folder = tmp_path / name
         folder.mkdir()
         try:
-            proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                                  capture_output=True, text=True, check=False)
+            proc = subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
         except FileNotFoundError:
             pytest.skip("no `mount` command on this machine: cannot make a small or read-only filesystem")
         if proc.returncode != 0:
@@ -160,6 +167,7 @@ def workspace_in(folder: Path) -> Path:
 
 # -- pipeline files --------------------------------------------------------------------------
 
+
 def test_pipeline_file_that_calls_bare_exit(ws, project, localpipe):
     # test_cli_errors.py tests sys.exit(3) in-process; this is the builtin exit() in a real process.
     project("exits.py", "from localpipe import Workspace\nws = Workspace.from_config()\nexit()\n")
@@ -178,12 +186,15 @@ def test_pipeline_with_no_steps(ws, project, localpipe):
 
 def test_one_step_with_two_outputs_of_the_same_name(ws, project, localpipe):
     project("src/a.py", SCRIPT)
-    project("pipe.py", """
+    project(
+        "pipe.py",
+        """
         from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
 
         pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep(
             "a.py", name="train", source_directory="src", outputs=[PipelineData("m"), PipelineData("m")])])
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "pipe.py"))
     assert line == 'error: the pipeline is invalid: step "train": two outputs are named "m": rename one'
     assert_nothing_written(ws.root)
@@ -192,13 +203,16 @@ def test_one_step_with_two_outputs_of_the_same_name(ws, project, localpipe):
 def test_boolean_param_that_is_not_a_boolean(ws, project, localpipe):
     # Integers: test_cli_errors.py::test_param_of_wrong_type_or_unknown_name
     project("src/a.py", SCRIPT)
-    project("pipe.py", """
+    project(
+        "pipe.py",
+        """
         from localpipe import Pipeline, PipelineParameter, PythonScriptStep, Workspace
 
         flag = PipelineParameter("flag", True)
         pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep(
             "a.py", name="train", source_directory="src", arguments=["--flag", flag])])
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "pipe.py", "--param", "flag=maybe"))
     assert line == 'error: the pipeline is invalid: parameter "flag": "maybe" is not a boolean: pass true or false'
     assert_nothing_written(ws.root)
@@ -206,17 +220,23 @@ def test_boolean_param_that_is_not_a_boolean(ws, project, localpipe):
 
 # -- compute targets and the machine ---------------------------------------------------------
 
+
 def test_unknown_compute_target_is_one_line(ws, project, localpipe):
     project("src/a.py", SCRIPT)
-    project("pipe.py", """
+    project(
+        "pipe.py",
+        """
         from localpipe import Pipeline, PythonScriptStep, Workspace
 
         pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep(
             "a.py", name="train", source_directory="src", compute_target="gpu-cluster")])
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "pipe.py"))
-    assert line == ('error: the pipeline is invalid: step "train": compute target "gpu-cluster" does not exist: '
-                    'create it with ComputeTarget.create(...) or use "local"')
+    assert line == (
+        'error: the pipeline is invalid: step "train": compute target "gpu-cluster" does not exist: '
+        'create it with ComputeTarget.create(...) or use "local"'
+    )
     assert_nothing_written(ws.root)
 
 
@@ -229,16 +249,20 @@ GPU_PIPELINE = """
 """
 
 
-@pytest.mark.parametrize("fake, why", [
-    ("nodriver", "no NVIDIA driver found"),
-    ("none", "NVIDIA driver found but no GPU devices"),
-])
+@pytest.mark.parametrize(
+    "fake, why",
+    [
+        ("nodriver", "no NVIDIA driver found"),
+        ("none", "NVIDIA driver found but no GPU devices"),
+    ],
+)
 def test_gpu_requested_on_a_machine_without_one(ws, project, localpipe, fake, why):
     project("src/a.py", SCRIPT)
     project("gpu.py", GPU_PIPELINE)
     line = refused(localpipe("submit", "gpu.py", env={"LOCALPIPE_FAKE_GPUS": fake}))
-    assert line.startswith('error: the pipeline is invalid: step "train" needs 1 GPU but this machine '
-                           f"cannot give them ({why}")
+    assert line.startswith(
+        f'error: the pipeline is invalid: step "train" needs 1 GPU but this machine cannot give them ({why}'
+    )
     assert line.endswith('lower it on compute target "gpu" or use another target')
     # The compute target row is the pipeline file's own ComputeTarget.create; no run was recorded.
     assert_nothing_written(ws.root)
@@ -269,6 +293,7 @@ def test_localpipe_fake_gpus_that_is_not_understood(ws, project, localpipe):
 
 # -- source directories: names and links (the rule: docs/errors.md, plan/hashing.py) ------------
 
+
 def test_file_name_that_is_not_utf8_in_a_source_directory(ws, hello, localpipe):
     os.close(os.open(os.path.join(os.fsencode(ws.root / "src"), b"bad\xff.txt"), os.O_CREAT | os.O_WRONLY))
     line = refused(localpipe("submit", "pipe.py"))
@@ -281,8 +306,10 @@ def test_symlink_pointing_outside_the_source_directory(ws, hello, localpipe, tmp
     secret.write_text("s")
     os.symlink(secret, ws.root / "src" / "escape.txt")
     line = refused(localpipe("submit", "pipe.py"))
-    assert line == (f"error: symlink {ws.root / 'src' / 'escape.txt'} points outside its folder ({secret}): "
-                    "copy the data in, or pass it as a dataset")
+    assert line == (
+        f"error: symlink {ws.root / 'src' / 'escape.txt'} points outside its folder ({secret}): "
+        "copy the data in, or pass it as a dataset"
+    )
     assert_nothing_written(ws.root)
 
 
@@ -313,25 +340,32 @@ def test_symlinks_pointing_at_each_other(ws, hello, localpipe):
 def test_symlink_pointing_to_nothing(ws, hello, localpipe):
     os.symlink("nowhere.txt", ws.root / "src" / "dangling.txt")
     line = refused(localpipe("submit", "pipe.py"))
-    assert line == (f"error: symlink {ws.root / 'src' / 'dangling.txt'} is a loop or points to nothing: "
-                    "remove it or fix its target")
+    assert line == (
+        f"error: symlink {ws.root / 'src' / 'dangling.txt'} is a loop or points to nothing: remove it or fix its target"
+    )
     assert_nothing_written(ws.root)
 
 
 # -- datastores and datasets -----------------------------------------------------------------
 
+
 def test_output_destination_leaving_its_datastore(ws, project, localpipe):
     project("src/a.py", SCRIPT)
-    project("dest.py", """
+    project(
+        "dest.py",
+        """
         from localpipe import OutputFileDatasetConfig, Pipeline, PythonScriptStep, Workspace
 
         ws = Workspace.from_config()
         out = OutputFileDatasetConfig("prepped", destination=(ws.get_default_datastore(), "../../escaped/{run-id}"))
         pipeline = Pipeline(ws, [PythonScriptStep("a.py", name="prep", source_directory="src", arguments=[out])])
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "dest.py"))
-    assert line == ('error: the pipeline is invalid: step "prep": destination "../../escaped/{run-id}" of output '
-                    '"prepped" leaves datastore "workspaceblobstore": use a relative path inside it')
+    assert line == (
+        'error: the pipeline is invalid: step "prep": destination "../../escaped/{run-id}" of output '
+        '"prepped" leaves datastore "workspaceblobstore": use a relative path inside it'
+    )
     assert not (ws.state_dir / "escaped").exists()
     assert_nothing_written(ws.root)
 
@@ -339,16 +373,21 @@ def test_output_destination_leaving_its_datastore(ws, project, localpipe):
 def test_upload_target_leaving_its_datastore(ws, project, localpipe, tmp_path):
     project("src/a.py", SCRIPT)
     project("data/x.csv", "a,b\n1,2\n")
-    project("up.py", """
+    project(
+        "up.py",
+        """
         from localpipe import Pipeline, PythonScriptStep, Workspace
 
         ws = Workspace.from_config()
         ws.get_default_datastore().upload("data", target_path="../../../../escaped")
         pipeline = Pipeline(ws, [PythonScriptStep("a.py", name="prep", source_directory="src")])
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "up.py"))
-    assert line == ('error: upload to datastore "workspaceblobstore": target_path "../../../../escaped" leaves the '
-                    "datastore: use a relative path inside it")
+    assert line == (
+        'error: upload to datastore "workspaceblobstore": target_path "../../../../escaped" leaves the '
+        "datastore: use a relative path inside it"
+    )
     assert not (tmp_path / "escaped").exists()
     assert list((ws.state_dir / "datastores" / "workspaceblobstore").iterdir()) == []
     assert_nothing_written(ws.root)
@@ -356,27 +395,35 @@ def test_upload_target_leaving_its_datastore(ws, project, localpipe, tmp_path):
 
 def test_get_by_name_of_an_unknown_dataset(ws, project, localpipe):
     project("src/a.py", SCRIPT)
-    project("ds.py", """
+    project(
+        "ds.py",
+        """
         from localpipe import Dataset, Pipeline, PythonScriptStep, Workspace
 
         ws = Workspace.from_config()
         raw = Dataset.get_by_name(ws, "iris_raw")
         pipeline = Pipeline(ws, [PythonScriptStep("a.py", name="train", source_directory="src",
                                                   inputs=[raw.as_named_input("raw")])])
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "ds.py"))
-    assert line == ('error: pipeline file ds.py raised NotFoundError: dataset "iris_raw" is not registered: '
-                    'register it with dataset.register(ws, "iris_raw") (line 4): fix the file, '
-                    "or use --debug for the traceback")
+    assert line == (
+        'error: pipeline file ds.py raised NotFoundError: dataset "iris_raw" is not registered: '
+        'register it with dataset.register(ws, "iris_raw") (line 4): fix the file, '
+        "or use --debug for the traceback"
+    )
     assert_nothing_written(ws.root)
 
 
 def test_get_by_name_with_a_version_that_is_not_a_number(ws, project, localpipe):
-    project("ds.py", """
+    project(
+        "ds.py",
+        """
         from localpipe import Dataset, Workspace
 
         Dataset.get_by_name(Workspace.from_config(), "iris_raw", version="two")
-    """)
+    """,
+    )
     line = refused(localpipe("submit", "ds.py"))
     assert line == 'error: dataset version "two" is not a number or "latest"'
     assert_nothing_written(ws.root)
@@ -404,8 +451,10 @@ def test_history_db_written_by_a_newer_localpipe(ws, hello, localpipe, args):
     conn.close()
 
     line = refused(localpipe(*args), code=1)
-    assert line == (f"error: {history} was written by a newer localpipe (schema {SCHEMA_VERSION + 5}, "
-                    f"this one knows {SCHEMA_VERSION}): upgrade localpipe")
+    assert line == (
+        f"error: {history} was written by a newer localpipe (schema {SCHEMA_VERSION + 5}, "
+        f"this one knows {SCHEMA_VERSION}): upgrade localpipe"
+    )
     conn = sqlite3.connect(history)
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION + 5  # not "migrated" down
     conn.close()
@@ -422,8 +471,10 @@ def test_history_db_that_is_not_a_database(ws, hello, localpipe, args):
         (ws.state_dir / f"history.db{suffix}").unlink(missing_ok=True)
 
     line = refused(localpipe(*args), code=1)
-    assert line == (f"error: {history} is not a localpipe history database (file is not a database): "
-                    "move it away and run `localpipe init` to start a new one")
+    assert line == (
+        f"error: {history} is not a localpipe history database (file is not a database): "
+        "move it away and run `localpipe init` to start a new one"
+    )
     assert history.read_bytes() == garbage
     assert not (ws.state_dir / "history.db-wal").exists()
     assert_store_untouched(ws.root)
@@ -487,8 +538,10 @@ def test_full_disk_while_a_step_writes_its_outputs(tmpfs, localpipe):
 
 # -- run ids, cancel, download ---------------------------------------------------------------
 
-@pytest.mark.parametrize("args", [["cancel", "99999"], ["outputs", "99999"],
-                                  ["download", "99999", "train", "model", "dest"]])
+
+@pytest.mark.parametrize(
+    "args", [["cancel", "99999"], ["outputs", "99999"], ["download", "99999", "train", "model", "dest"]]
+)
 def test_unknown_run_id_for_cancel_outputs_and_download(ws, localpipe, args):
     # show, logs and metrics: test_cli_errors.py::test_unknown_run_id
     line = refused(localpipe(*args))
@@ -532,12 +585,16 @@ def test_download_onto_an_existing_output(ws, completed_run, localpipe, tmp_path
 
 # -- click's own usage errors ----------------------------------------------------------------
 
-@pytest.mark.parametrize("args, culprit", [
-    pytest.param(["watch", "pipe.py", "--debounce", "-5"], "--debounce", id="negative-debounce"),
-    pytest.param(["submit", "src"], "src", id="pipeline-file-is-a-folder"),
-    pytest.param(["download", "1", "train", "model", "pipe.py"], "pipe.py", id="download-dest-is-a-file"),
-    pytest.param(["sumbit", "pipe.py"], "sumbit", id="unknown-command"),
-])
+
+@pytest.mark.parametrize(
+    "args, culprit",
+    [
+        pytest.param(["watch", "pipe.py", "--debounce", "-5"], "--debounce", id="negative-debounce"),
+        pytest.param(["submit", "src"], "src", id="pipeline-file-is-a-folder"),
+        pytest.param(["download", "1", "train", "model", "pipe.py"], "pipe.py", id="download-dest-is-a-file"),
+        pytest.param(["sumbit", "pipe.py"], "sumbit", id="unknown-command"),
+    ],
+)
 def test_click_usage_errors_are_one_error_line(ws, hello, localpipe, args, culprit):
     line = refused(localpipe(*args))
     assert culprit in line
@@ -547,6 +604,7 @@ def test_click_usage_errors_are_one_error_line(ws, hello, localpipe, args, culpr
 
 # -- the catalogue itself --------------------------------------------------------------------
 
+
 def test_every_test_named_in_the_catalogue_exists():
     text = DOC.read_text()
     rows = [line for line in text.splitlines() if re.match(r"\|\s*\d+\s*\|", line)]
@@ -555,7 +613,8 @@ def test_every_test_named_in_the_catalogue_exists():
     assert named
     for path, name in named:
         source = (REPO / path).read_text()
-        assert re.search(rf"^def {name}\(", source, re.MULTILINE), \
+        assert re.search(rf"^def {name}\(", source, re.MULTILINE), (
             f"{path}::{name} named in docs/errors.md does not exist"
+        )
     for row in rows:
         assert "tests/" in row, f"a catalogue row names no test: {row}"

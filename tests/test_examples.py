@@ -52,8 +52,11 @@ def test_example_completes_then_is_reused(localpipe, example):
 
     first = submit(localpipe, pipeline_file)
     assert step_statuses(localpipe, first) == dict.fromkeys(steps, "Completed")
-    accuracy = [m["value"] for m in as_json(localpipe("metrics", first, "--json"))
-                if m["step"] == metric_step and m["name"] == "accuracy"]
+    accuracy = [
+        m["value"]
+        for m in as_json(localpipe("metrics", first, "--json"))
+        if m["step"] == metric_step and m["name"] == "accuracy"
+    ]
     assert len(accuracy) == 1 and accuracy[0] >= 0.8, accuracy
 
     second = submit(localpipe, pipeline_file)
@@ -66,8 +69,13 @@ def test_example_completes_then_is_reused(localpipe, example):
 
 def test_seed_runs_as_a_plain_script(ws, localpipe):
     before = example_files()
-    proc = subprocess.run([sys.executable, str(EXAMPLES / "seed" / "pipeline.py")], cwd=ws.root,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "seed" / "pipeline.py")],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, f"exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
 
     lines = proc.stdout.splitlines()

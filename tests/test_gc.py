@@ -36,8 +36,9 @@ def writer(ws, project, name: str, text: str) -> Pipeline:
     """One step ``name`` writing ``text`` a thousand times to its output ``out_<name>``."""
     project(f"src/{name}/{name}.py", WRITE.format(text=text))
     out = PipelineData(f"out_{name}")
-    return Pipeline(ws, [PythonScriptStep(f"{name}.py", name=name, source_directory=ws.root / "src" / name,
-                                          arguments=[out])])
+    return Pipeline(
+        ws, [PythonScriptStep(f"{name}.py", name=name, source_directory=ws.root / "src" / name, arguments=[out])]
+    )
 
 
 def chain(ws, project, tag: str) -> Pipeline:
@@ -94,8 +95,11 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
     ((ws.state_dir / "runs") / "99" / "x").mkdir(parents=True)
     ((ws.state_dir / "runs") / "99" / "x" / "stdout.log").write_text("left over\n" * 10)
     ((ws.state_dir / "runs") / "junk.txt").write_text("junk")
-    expected = (tree_size(ObjectStore(ws.state_dir / "objects").path(orphan)) + tree_size((ws.state_dir / "runs") / "99")
-                + len("junk"))
+    expected = (
+        tree_size(ObjectStore(ws.state_dir / "objects").path(orphan))
+        + tree_size((ws.state_dir / "runs") / "99")
+        + len("junk")
+    )
 
     plan = plan_gc(history_of(ws))
     assert plan.forget_runs == [] and plan.kept_runs == [run1]
@@ -106,7 +110,7 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
     assert result.output.splitlines()[-1].startswith("freed ")
     assert "1 objects, 2 run folders, 0 runs forgotten" in result.output
     assert stored(ws) == referenced
-    assert sorted(os.listdir((ws.state_dir / "runs"))) == [str(run1)]
+    assert sorted(os.listdir(ws.state_dir / "runs")) == [str(run1)]
     assert run_ids(ws) == [run1]
     assert_consistent(ws)
     assert collect(history_of(ws), plan_gc(history_of(ws))).bytes_freed == 0  # nothing left to free
@@ -130,7 +134,7 @@ def test_keep_last_forgets_older_runs_and_keeps_the_objects_a_kept_run_reused(ws
     assert "1 objects, 1 run folders, 1 runs forgotten" in result.output
     assert run_ids(ws) == [run2]
     assert stored(ws) == shared | digests(second, "b")  # a's output: only run 2's reused row holds it now
-    assert sorted(os.listdir((ws.state_dir / "runs"))) == [str(run2)]
+    assert sorted(os.listdir(ws.state_dir / "runs")) == [str(run2)]
     assert_consistent(ws)
     m = tables(ws)
     assert m.StepRun.select().where(m.StepRun.run == run1).count() == 0
@@ -176,7 +180,9 @@ def test_dry_run_removes_nothing_and_reports_the_bytes_a_real_run_frees(ws, proj
     orphan_object(ws, "orphan")
 
     def listing():
-        return sorted((p, tree_size(p)) for p in (*(ws.state_dir / "objects").rglob("*"), *(ws.state_dir / "runs").rglob("*")))
+        return sorted(
+            (p, tree_size(p)) for p in (*(ws.state_dir / "objects").rglob("*"), *(ws.state_dir / "runs").rglob("*"))
+        )
 
     before, runs_before = listing(), run_ids(ws)
     dry = invoke("gc", "--keep-last", "1", "--dry-run")
@@ -209,12 +215,18 @@ def fake_active_run(ws, reuse_from: dict) -> int:
     m = tables(ws)
     me = psutil.Process()
     graph = m.PipelineGraph.create(digest="active-graph", graph={})
-    run = m.PipelineRun.create(experiment=m.Experiment.get(m.Experiment.name == "test"), pipeline=graph,
-                               status=RunStatus.RUNNING.value, scheduler_pid=me.pid,
-                               scheduler_started=me.create_time(), started_at=time.time())
+    run = m.PipelineRun.create(
+        experiment=m.Experiment.get(m.Experiment.name == "test"),
+        pipeline=graph,
+        status=RunStatus.RUNNING.value,
+        scheduler_pid=me.pid,
+        scheduler_started=me.create_time(),
+        started_at=time.time(),
+    )
     a = m.StepRun.create(run=run, name="a", status=RunStatus.REUSED.value)
-    m.StepOutput.insert_many([{"step_run": a, "name": n, "digest": d, "size": 0}
-                              for n, d in reuse_from.items()]).execute()
+    m.StepOutput.insert_many(
+        [{"step_run": a, "name": n, "digest": d, "size": 0} for n, d in reuse_from.items()]
+    ).execute()
     m.StepRun.create(run=run, name="b", status=RunStatus.RUNNING.value)
     outputs = (ws.state_dir / "runs") / str(run.id) / "b" / "outputs" / "out_b"
     outputs.mkdir(parents=True)
@@ -235,7 +247,9 @@ def test_an_active_run_and_what_it_uses_are_never_collected(ws, project, run_pip
     assert result.exit_code == 0, result.output
     assert run_ids(ws) == [active]
     assert digests(first, "a") | {just_committed} <= stored(ws)
-    assert ((ws.state_dir / "runs") / str(active) / "b" / "outputs" / "out_b" / "partial.txt").read_text() == "half written"
+    assert (
+        (ws.state_dir / "runs") / str(active) / "b" / "outputs" / "out_b" / "partial.txt"
+    ).read_text() == "half written"
     assert not ((ws.state_dir / "runs") / str(run1)).exists()
     assert f"kept active runs {active}" in result.output
     assert_consistent(ws)
@@ -286,8 +300,7 @@ def test_keep_last_and_older_than_together_keep_what_either_keeps(ws, project, r
     assert plan.forget_runs == [old] and plan.kept_runs == [mid, new]
 
 
-@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800),
-                                           ("1.5h", 5400)])
+@pytest.mark.parametrize("text, seconds", [("90s", 90), ("30m", 1800), ("12h", 43200), ("7d", 604800), ("1.5h", 5400)])
 def test_durations(text, seconds):
     assert parse_duration(text) == seconds
 
@@ -325,7 +338,7 @@ def test_links_are_removed_never_followed_and_old_tmp_leftovers_go(ws, tmp_path,
     assert not os.path.lexists((ws.state_dir / "runs") / "link")
     assert not old.exists() and fresh.exists()
     assert "1 tmp entries" in result.output
-    assert sorted(os.listdir((ws.state_dir / "tmp"))) == ["fresh-download"]  # gc's own trash is gone too
+    assert sorted(os.listdir(ws.state_dir / "tmp")) == ["fresh-download"]  # gc's own trash is gone too
 
 
 # -- du ------------------------------------------------------------------------------------------
@@ -339,8 +352,8 @@ def test_du_reports_sizes_that_add_up(ws, project, run_pipeline, invoke):
 
     parts = usage["parts"]
     assert usage["total"] == sum(parts.values())
-    assert parts["objects"] == tree_size((ws.state_dir / "objects")) > 0
-    assert parts["runs"] == sum(r["bytes"] for r in usage["runs"]) == tree_size((ws.state_dir / "runs"))
+    assert parts["objects"] == tree_size(ws.state_dir / "objects") > 0
+    assert parts["runs"] == sum(r["bytes"] for r in usage["runs"]) == tree_size(ws.state_dir / "runs")
     assert parts["history"] > 0
     assert usage["objects"] == len(digests(steps, "a") | digests(steps, "b")) + 1
     assert [r["folder"] for r in usage["runs"]] == ["77", str(run1)]  # largest first

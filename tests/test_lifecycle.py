@@ -64,8 +64,13 @@ def step_status(ws, name, run_id=1):
 
 
 def popen_submit(pipeline, ws, *extra):
-    return subprocess.Popen([sys.executable, "-m", "localpipe", "submit", str(pipeline), *extra], cwd=ws.root,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "submit", str(pipeline), *extra],
+        cwd=ws.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def test_ctrl_c_cancels_the_run_and_ends_the_step_tree(ws, project):
@@ -136,18 +141,28 @@ def test_two_submitters_on_two_cpu_slots_never_run_more_than_two_steps(ws, proje
 
     log = ws.root / "spans.jsonl"
     project("proj/rec/rec.py", RECORD)
-    project("proj/pipeline.py", f"""
+    project(
+        "proj/pipeline.py",
+        f"""
         import os
         from localpipe import Pipeline, PythonScriptStep, Workspace
         tag = os.environ["TAG"]
         steps = [PythonScriptStep("rec.py", name=f"{{tag}}{{i}}", source_directory="rec",
                                   arguments=[{str(log)!r}, 0.3], allow_reuse=False) for i in range(4)]
         pipeline = Pipeline(Workspace.from_config(), steps)
-    """)
+    """,
+    )
     env = {**os.environ, "LOCALPIPE_CPUS": "2"}
-    procs = [subprocess.Popen([sys.executable, "-m", "localpipe", "submit", "proj/pipeline.py", "-e", tag],
-                              cwd=ws.root, env={**env, "TAG": tag}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for tag in ("a", "b")]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "localpipe", "submit", "proj/pipeline.py", "-e", tag],
+            cwd=ws.root,
+            env={**env, "TAG": tag},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for tag in ("a", "b")
+    ]
     for proc in procs:
         proc.communicate(timeout=120)
         assert proc.returncode == 0
@@ -158,27 +173,44 @@ def test_two_submitters_on_two_cpu_slots_never_run_more_than_two_steps(ws, proje
 
 def test_four_concurrent_submitters_compute_each_step_once(ws, project):
     log = ws.root / "executions.log"
-    project("proj/work/work.py", f"""
+    project(
+        "proj/work/work.py",
+        f"""
         import os, sys, time
         with open({str(log)!r}, "a") as f:
             f.write(os.environ["LOCALPIPE_STEP_NAME"] + "\\n")
         time.sleep(0.5)
         open(os.path.join(sys.argv[1], "out.txt"), "w").write(sys.argv[2])
-    """)
-    project("proj/pipeline.py", """
+    """,
+    )
+    project(
+        "proj/pipeline.py",
+        """
         from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
         first, second = PipelineData("first"), PipelineData("second")
         a = PythonScriptStep("work.py", name="a", source_directory="work", arguments=[first, "a"])
         b = PythonScriptStep("work.py", name="b", source_directory="work", arguments=[second, "b", first.as_input()])
         c = PythonScriptStep("work.py", name="c", source_directory="work", arguments=[PipelineData("third"), "c"])
         pipeline = Pipeline(Workspace.from_config(), [b, c])
-    """)
+    """,
+    )
     env = {**os.environ, "LOCALPIPE_CPUS": "8"}
-    procs = [subprocess.Popen([sys.executable, "-m", "localpipe", "submit", "proj/pipeline.py"], cwd=ws.root,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "localpipe", "submit", "proj/pipeline.py"],
+            cwd=ws.root,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
     outputs = [proc.communicate(timeout=120) for proc in procs]
     assert [proc.returncode for proc in procs] == [0, 0, 0, 0], outputs
     assert sorted(log.read_text().split()) == ["a", "b", "c"]
     m = tables(ws)
     statuses = [s.status for s in m.StepRun.select()]
-    assert statuses.count("Completed") == 3 and statuses.count("Reused") == 9, [(s.run_id, s.name, s.status, s.reason) for s in m.StepRun.select()]
+    assert statuses.count("Completed") == 3 and statuses.count("Reused") == 9, [
+        (s.run_id, s.name, s.status, s.reason) for s in m.StepRun.select()
+    ]

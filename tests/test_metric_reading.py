@@ -12,10 +12,10 @@ import time
 import pytest
 
 from localpipe import Pipeline, PythonScriptStep
+from localpipe.client.workspace import history_of
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.submit import prepare_run
 from localpipe.errors import NotFoundError, StateError
-from localpipe.client.workspace import history_of
 from localpipe.state import reader, schema
 from localpipe.state.history import close_all
 from localpipe.state.layout import Layout
@@ -35,8 +35,10 @@ def two_runs(ws, project):
     project("src/s.py", "pass\n")
     ids = {}
     for run in ("A", "B"):
-        steps = [PythonScriptStep("s.py", name=name, source_directory=ws.root / "src", arguments=[run])
-                 for name in ("a", "b")]
+        steps = [
+            PythonScriptStep("s.py", name=name, source_directory=ws.root / "src", arguments=[run])
+            for name in ("a", "b")
+        ]
         prepared = prepare_run(history_of(ws), Pipeline(ws, steps), "reading")
         m = tables(ws)
         for row in m.StepRun.select().where(m.StepRun.run == prepared.run_id):
@@ -64,11 +66,14 @@ def test_metrics_of_interleaved_and_reused_step_runs_come_in_logging_order(ws, t
             name = ODD_NAME if i % 7 == 0 else "loss ✓"
             ingest(ws, step_run_id, [record("scalar", name, i + run_id / 10, 1.7e9 + i)])
             if run_id == run_a:
-                expected.append({"step": step, "name": name, "kind": "scalar", "value": i + run_id / 10,
-                                 "logged_at": 1.7e9 + i})
+                expected.append(
+                    {"step": step, "name": name, "kind": "scalar", "value": i + run_id / 10, "logged_at": 1.7e9 + i}
+                )
     ingest(ws, a_a, [record("row", "table", {"epoch": 1, "acc": 0.5}, 1.8e9), record("list", "sizes", [1, 2], 1.8e9)])
-    expected += [{"step": "a", "name": "table", "kind": "row", "value": {"epoch": 1, "acc": 0.5}, "logged_at": 1.8e9},
-                 {"step": "a", "name": "sizes", "kind": "list", "value": [1, 2], "logged_at": 1.8e9}]
+    expected += [
+        {"step": "a", "name": "table", "kind": "row", "value": {"epoch": 1, "acc": 0.5}, "logged_at": 1.8e9},
+        {"step": "a", "name": "sizes", "kind": "list", "value": [1, 2], "logged_at": 1.8e9},
+    ]
 
     assert reader.metrics(at(ws), run_a) == expected
     assert json.loads(reader.metrics_text(at(ws), run_a, as_json=True)) == expected
@@ -84,7 +89,8 @@ def test_metrics_of_interleaved_and_reused_step_runs_come_in_logging_order(ws, t
     m.StepRun.update(reused_from=a_b).where(m.StepRun.id == b_b).execute()
     found = reader.metrics(at(ws), run_b)
     assert [(r["step"], r["value"]) for r in found if r["step"] == "b"] == [
-        ("b", r["value"]) for r in expected if r["step"] == "b"]
+        ("b", r["value"]) for r in expected if r["step"] == "b"
+    ]
     assert [r["value"] for r in found if r["step"] == "a"] == [i + run_b / 10 for i in range(30)]
     assert json.loads(reader.metrics_text(at(ws), run_b, as_json=True)) == found
     assert json.loads(reader.metrics_text(at(ws), run_b, "a", as_json=True)) == [r for r in found if r["step"] == "a"]
@@ -92,15 +98,19 @@ def test_metrics_of_interleaved_and_reused_step_runs_come_in_logging_order(ws, t
 
 def test_lines_that_are_not_metrics_are_skipped_and_times_kept_finite(ws, two_runs):
     (run_id, _), step_run_id = next(iter(two_runs.items()))
-    count = ingest(ws, step_run_id, [
-        record("scalar", "kept", 1, 1.7e9),
-        record("bogus", "unknown kind", 2, 1.7e9),
-        json.dumps({"kind": "scalar", "value": 3}),              # no name
-        json.dumps([1, 2, 3]),                                   # not an object
-        record("scalar", "time as text", 4, "yesterday"),
-        '{"kind": "scalar", "name": "time NaN", "value": 5, "time": NaN}',
-        '{"kind": "scalar", "name": "cut sho',                   # a killed step's last line
-    ])
+    count = ingest(
+        ws,
+        step_run_id,
+        [
+            record("scalar", "kept", 1, 1.7e9),
+            record("bogus", "unknown kind", 2, 1.7e9),
+            json.dumps({"kind": "scalar", "value": 3}),  # no name
+            json.dumps([1, 2, 3]),  # not an object
+            record("scalar", "time as text", 4, "yesterday"),
+            '{"kind": "scalar", "name": "time NaN", "value": 5, "time": NaN}',
+            '{"kind": "scalar", "name": "cut sho',  # a killed step's last line
+        ],
+    )
     assert count == 3
     found = reader.metrics(at(ws), run_id)
     assert [r["name"] for r in found] == ["kept", "time as text", "time NaN"]
@@ -112,7 +122,7 @@ def test_no_metrics_and_unknown_runs_or_steps(ws, two_runs):
     run_id = next(iter(two_runs))[0]
     assert reader.metrics(at(ws), run_id) == [] and reader.metrics_text(at(ws), run_id) == ""
     assert reader.metrics_text(at(ws), run_id, as_json=True) == "[]"
-    with pytest.raises(NotFoundError, match=r'run 99 does not exist in .*: see `localpipe runs`'):
+    with pytest.raises(NotFoundError, match=r"run 99 does not exist in .*: see `localpipe runs`"):
         reader.metrics(at(ws), 99)
     with pytest.raises(NotFoundError, match=r'"x" is not a run id'):
         reader.metrics_text(at(ws), "x")
@@ -123,10 +133,17 @@ def test_no_metrics_and_unknown_runs_or_steps(ws, two_runs):
 def test_the_metrics_command_reads_without_the_orm(ws, two_runs):
     (run_id, _), step_run_id = next(iter(two_runs.items()))
     ingest(ws, step_run_id, [record("scalar", "loss", 0.5, 1.7e9)])
-    script = ("import sys; from localpipe.cli import cli; code = cli.main(sys.argv[1:], standalone_mode=False); "
-              "print('peewee' in sys.modules, code, file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", script, "metrics", str(run_id), "--json"], cwd=ws.root,
-                          capture_output=True, text=True, timeout=60)
+    script = (
+        "import sys; from localpipe.cli import cli; code = cli.main(sys.argv[1:], standalone_mode=False); "
+        "print('peewee' in sys.modules, code, file=sys.stderr)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script, "metrics", str(run_id), "--json"],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert json.loads(proc.stdout)[0]["value"] == 0.5
     assert proc.stderr.split() == ["False", "0"]
 

@@ -8,11 +8,11 @@ import psutil
 import pytest
 
 from localpipe import AmlCompute, ComputeTarget, LocalCompute, Pipeline, PythonScriptStep
+from localpipe.client.workspace import history_of
 from localpipe.engine.resources import ClaimRequest, ResourcePool
 from localpipe.errors import PipelineValidationError, UsageError
-from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.fake_nvml import FakeNvml
-from localpipe.client.workspace import history_of
+from localpipe.hw.gpus import detect_gpus
 
 RECORD = """
 import json, os, sys, time
@@ -40,8 +40,17 @@ def test_eight_one_gpu_steps_on_four_fake_gpus_never_share_one(ws, project, run_
     log = ws.root / "spans.jsonl"
     project("src/g/g.py", RECORD)
     gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
-    steps = [PythonScriptStep("g.py", name=f"g{i}", source_directory=ws.root / "src/g", compute_target=gpu,
-                              arguments=[log, 0.4], allow_reuse=False) for i in range(8)]
+    steps = [
+        PythonScriptStep(
+            "g.py",
+            name=f"g{i}",
+            source_directory=ws.root / "src/g",
+            compute_target=gpu,
+            arguments=[log, 0.4],
+            allow_reuse=False,
+        )
+        for i in range(8)
+    ]
     _, status, rows = run_pipeline(Pipeline(ws, steps))
     assert status.value == "Completed"
     spans = [json.loads(line) for line in log.read_text().splitlines()]
@@ -61,9 +70,14 @@ def test_a_gpu_step_on_a_machine_without_gpus_fails_validation_with_the_reason(w
     monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "nodriver")
     project("src/g/g.py", "print(1)\n")
     gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
-    pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu)])
-    with pytest.raises(PipelineValidationError, match=r'step "g" needs 1 GPU but this machine cannot give them '
-                                                      r"\(no NVIDIA driver found"):
+    pipeline = Pipeline(
+        ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu)]
+    )
+    with pytest.raises(
+        PipelineValidationError,
+        match=r'step "g" needs 1 GPU but this machine cannot give them '
+        r"\(no NVIDIA driver found",
+    ):
         plan(history_of(ws), pipeline)
 
 
@@ -73,7 +87,9 @@ def test_more_cpus_than_the_machine_has_fails_validation(ws, project, monkeypatc
     monkeypatch.setenv("LOCALPIPE_CPUS", "2")
     project("src/g/g.py", "print(1)\n")
     big = ComputeTarget("big", LocalCompute.provisioning_configuration(cpus_per_step=64))
-    pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=big)])
+    pipeline = Pipeline(
+        ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=big)]
+    )
     with pytest.raises(PipelineValidationError, match='step "g" needs 64 CPUs per step but this machine has 2'):
         plan(history_of(ws), pipeline)
 
@@ -104,8 +120,12 @@ def test_max_concurrent_steps_caps_a_target(ws, project, run_pipeline, monkeypat
     log = ws.root / "spans.jsonl"
     project("src/g/g.py", RECORD)
     one_at_a_time = ComputeTarget.create(ws, "serial", LocalCompute.provisioning_configuration(max_concurrent_steps=1))
-    steps = [PythonScriptStep("g.py", name=f"s{i}", source_directory=ws.root / "src/g", compute_target=one_at_a_time,
-                              arguments=[log, 0.2]) for i in range(3)]
+    steps = [
+        PythonScriptStep(
+            "g.py", name=f"s{i}", source_directory=ws.root / "src/g", compute_target=one_at_a_time, arguments=[log, 0.2]
+        )
+        for i in range(3)
+    ]
     run_pipeline(Pipeline(ws, steps))
     assert overlaps([json.loads(line) for line in log.read_text().splitlines()]) == 1
 
@@ -119,12 +139,14 @@ def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
     step = m.StepRun.create(run=run, name="held", status="Running")
     dead = psutil.Popen(["true"])
     dead.wait()
-    m.ResourceClaim.create(run=run, step_run=step, target="local", cpus=2, gpus=[], holder_pid=dead.pid,
-                           holder_started=1.0)
+    m.ResourceClaim.create(
+        run=run, step_run=step, target="local", cpus=2, gpus=[], holder_pid=dead.pid, holder_started=1.0
+    )
     pool = ResourcePool(history, run.id, cpus=2, memory=2**30)
     mine = m.StepRun.create(run=run, name="mine", status="Queued")
-    placements, others = pool.claim([ClaimRequest("mine", mine.id, "local",
-                                                  {"cpus": 2, "gpus": 0, "memory": None, "max_concurrent": None})])
+    placements, others = pool.claim(
+        [ClaimRequest("mine", mine.id, "local", {"cpus": 2, "gpus": 0, "memory": None, "max_concurrent": None})]
+    )
     assert set(placements) == {"mine"} and not others
     assert [c.step_run_id for c in m.ResourceClaim.select()] == [mine.id]
 
@@ -133,8 +155,9 @@ def test_a_live_claim_blocks_and_release_frees(ws):
     history = history_of(ws)
     m = history.tables
     experiment = m.Experiment.create(name="e")
-    run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
-                               status="Running")
+    run = m.PipelineRun.create(
+        experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}), status="Running"
+    )
     a, b = (m.StepRun.create(run=run, name=n, status="Queued") for n in "ab")
     pool = ResourcePool(history, run.id, cpus=1, memory=2**30)
     need = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
@@ -149,8 +172,9 @@ def test_a_claim_backfills_but_reads_no_further_than_it_must(ws):
     history = history_of(ws)
     m = history.tables
     experiment = m.Experiment.create(name="e")
-    run = m.PipelineRun.create(experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}),
-                               status="Running")
+    run = m.PipelineRun.create(
+        experiment=experiment, pipeline=m.PipelineGraph.create(digest="d", graph={}), status="Running"
+    )
     pool = ResourcePool(history, run.id, cpus=3, memory=2**30)
 
     def need(cpus):
@@ -186,12 +210,15 @@ def test_resources_command_lists_fake_gpus_and_says_why_there_are_none(invoke, m
 def test_show_prints_the_placement(invoke, ws, project, monkeypatch):
     monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
     project("proj/g/g.py", "import os\nprint(os.environ['CUDA_VISIBLE_DEVICES'])\n")
-    project("proj/pipeline.py", """
+    project(
+        "proj/pipeline.py",
+        """
         from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep, Workspace
         ws = Workspace.from_config()
         gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=2))
         pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory="g", compute_target=gpu)])
-    """)
+    """,
+    )
     assert invoke("submit", ws.root / "proj/pipeline.py").exit_code == 0
     assert "placed on 1 CPU, GPU 0,1" in invoke("show", "1").output
     assert invoke("logs", "1", "g").output.strip().count("GPU-") == 2

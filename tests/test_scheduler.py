@@ -18,12 +18,15 @@ def output_file(ws, step, output, name):
 
 
 def test_a_failing_step_records_exit_code_and_log_tail_and_skips_dependants(ws, project, run_pipeline):
-    project("src/bad/bad.py", """
+    project(
+        "src/bad/bad.py",
+        """
         import sys
         print("working on it")
         print("something went wrong: disk on fire", file=sys.stderr)
         sys.exit(3)
-    """)
+    """,
+    )
     project("src/next/next.py", "print('never')\n")
     data = PipelineData("data")
     bad = PythonScriptStep("bad.py", name="bad", source_directory=ws.root / "src/bad", arguments=[data])
@@ -50,10 +53,13 @@ def test_a_step_killed_by_a_signal_says_which(ws, project, run_pipeline):
 
 
 def test_shell_metacharacters_reach_the_script_verbatim(ws, project, run_pipeline):
-    project("src/echo/echo.py", """
+    project(
+        "src/echo/echo.py",
+        """
         import json, sys, os
         open(os.path.join(sys.argv[1], "argv.json"), "w").write(json.dumps(sys.argv[2:]))
-    """)
+    """,
+    )
     (ws.root / "x").mkdir()
     tricky = ["; rm -rf x", "$(touch y)", "`touch z`", "a b  c", "'quoted'", '"double"', "*", "|cat", "&&", "\n"]
     out = PipelineData("out")
@@ -85,9 +91,16 @@ def test_a_command_name_is_found_on_the_path_and_a_missing_one_named(ws, run_pip
     monkeypatch.setenv("PATH", f"{tool.parent}{os.pathsep}{os.environ['PATH']}")
     out = PipelineData("out")
     write = "import sys; open(sys.argv[1] + '/argv0', 'w').write(sys.orig_argv[0])"
-    _, _, steps = run_pipeline(Pipeline(ws, [CommandStep(["lp-python", "-c", write, out], name="hello"),
-                                             CommandStep(["lp-no-such-tool"], name="missing")]),
-                               continue_on_step_failure=True)
+    _, _, steps = run_pipeline(
+        Pipeline(
+            ws,
+            [
+                CommandStep(["lp-python", "-c", write, out], name="hello"),
+                CommandStep(["lp-no-such-tool"], name="missing"),
+            ],
+        ),
+        continue_on_step_failure=True,
+    )
     assert output_file(ws, steps["hello"], "out", "argv0").read_text() == "lp-python"
     assert steps["missing"]["status"] == "Failed"
     assert steps["missing"]["reason"] == "could not start 'lp-no-such-tool': No such file or directory"
@@ -105,7 +118,9 @@ def test_independent_steps_run_in_parallel(ws, project, run_pipeline):
     # Each step announces itself and waits for the other: both succeed only when they overlap.
     barrier = ws.root / "barrier"
     barrier.mkdir()
-    project("src/p/p.py", f"""
+    project(
+        "src/p/p.py",
+        f"""
         import os, sys, time
         me, other = sys.argv[1], sys.argv[2]
         open(os.path.join({str(barrier)!r}, me), "w").close()
@@ -114,7 +129,8 @@ def test_independent_steps_run_in_parallel(ws, project, run_pipeline):
             if time.monotonic() > deadline:
                 sys.exit("the other step never started alongside")
             time.sleep(0.01)
-    """)
+    """,
+    )
     left = PythonScriptStep("p.py", name="left", source_directory=ws.root / "src/p", arguments=["L", "R"])
     right = PythonScriptStep("p.py", name="right", source_directory=ws.root / "src/p", arguments=["R", "L"])
     _, status, steps = run_pipeline(Pipeline(ws, [left, right]), slots=2)
@@ -133,7 +149,9 @@ def test_run_after_orders_steps_without_data(ws, project, run_pipeline):
 
 def test_dataset_inputs_download_copies_and_mount_reads_in_place(ws, project, run_pipeline):
     data = project("data/raw/values.txt", "1\n2\n3\n").parent
-    project("src/d/d.py", """
+    project(
+        "src/d/d.py",
+        """
         import json, os, sys
         from localpipe import Run
         ctx = Run.get_context()
@@ -141,12 +159,16 @@ def test_dataset_inputs_download_copies_and_mount_reads_in_place(ws, project, ru
         json.dump({"download": sys.argv[1], "mount": sys.argv[2], "inputs": ctx.input_datasets,
                    "content": open(os.path.join(sys.argv[1], "values.txt")).read()},
                   open(os.path.join(out, "seen.json"), "w"))
-    """)
+    """,
+    )
     dataset = Dataset.File.from_files(str(data))
     out = PipelineData("out")
-    step = PythonScriptStep("d.py", name="d", source_directory=ws.root / "src/d",
-                            arguments=[dataset.as_named_input("copy").as_download(),
-                                       dataset.as_named_input("direct").as_mount(), out])
+    step = PythonScriptStep(
+        "d.py",
+        name="d",
+        source_directory=ws.root / "src/d",
+        arguments=[dataset.as_named_input("copy").as_download(), dataset.as_named_input("direct").as_mount(), out],
+    )
     run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
     seen = json.loads(output_file(ws, steps["d"], "out", "seen.json").read_text())
     assert seen["mount"] == str(data)
@@ -160,10 +182,13 @@ def test_dataset_inputs_download_copies_and_mount_reads_in_place(ws, project, ru
 
 
 def test_params_reach_the_script_as_aml_parameter_variables(ws, project, run_pipeline):
-    project("src/e/e.py", "import os, sys\nopen(sys.argv[1] + '/env.txt', 'w').write(os.environ['AML_PARAMETER_alpha'])\n")
+    project(
+        "src/e/e.py", "import os, sys\nopen(sys.argv[1] + '/env.txt', 'w').write(os.environ['AML_PARAMETER_alpha'])\n"
+    )
     out = PipelineData("out")
-    step = PythonScriptStep("e.py", name="e", source_directory=ws.root / "src/e", arguments=[out],
-                            params={"alpha": 0.25})
+    step = PythonScriptStep(
+        "e.py", name="e", source_directory=ws.root / "src/e", arguments=[out], params={"alpha": 0.25}
+    )
     _, _, steps = run_pipeline(Pipeline(ws, [step]))
     assert output_file(ws, steps["e"], "out", "env.txt").read_text() == "0.25"
 
@@ -172,7 +197,9 @@ def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipelin
     from localpipe.state import reader
     from localpipe.state.layout import Layout
 
-    project("src/m/m.py", """
+    project(
+        "src/m/m.py",
+        """
         from localpipe import Run
         run = Run.get_context()
         for loss in (0.9, 0.5, 0.2):
@@ -182,12 +209,20 @@ def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipelin
         run.tag("model", "tiny")
         assert run.parent.id == int(__import__("os").environ["LOCALPIPE_RUN_ID"])
         assert run.experiment.workspace.root.joinpath(".localpipe").is_dir()
-    """)
-    run_id, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")]))
+    """,
+    )
+    run_id, status, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("m.py", name="m", source_directory=ws.root / "src/m")])
+    )
     assert status is RunStatus.COMPLETED, steps["m"]["log_tail"]
     values = [(r["name"], r["kind"], r["value"]) for r in reader.metrics(Layout.of(ws.state_dir), run_id)]
-    assert values == [("loss", "scalar", 0.9), ("loss", "scalar", 0.5), ("loss", "scalar", 0.2),
-                      ("sizes", "list", [1, 2, 3]), ("table", "row", {"epoch": 1, "acc": 0.5})]
+    assert values == [
+        ("loss", "scalar", 0.9),
+        ("loss", "scalar", 0.5),
+        ("loss", "scalar", 0.2),
+        ("sizes", "list", [1, 2, 3]),
+        ("table", "row", {"epoch": 1, "acc": 0.5}),
+    ]
     assert steps["m"]["tags"] == {"model": "tiny"}
 
 
@@ -202,7 +237,9 @@ def test_offline_run_prints_what_it_would_log(tmp_path, capsys):
 
 def test_peak_memory_and_duration_are_recorded(ws, project, run_pipeline):
     project("src/mem/mem.py", "block = bytearray(64 * 1024 * 1024)\nblock[::4096] = b'x' * len(block[::4096])\n")
-    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("mem.py", name="mem", source_directory=ws.root / "src/mem")]))
+    _, _, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("mem.py", name="mem", source_directory=ws.root / "src/mem")])
+    )
     assert steps["mem"]["peak_memory"] > 64 * 1024 * 1024
     assert steps["mem"]["ended_at"] >= steps["mem"]["started_at"]
 
@@ -211,25 +248,30 @@ def test_timeout_fails_the_step_with_the_reason(ws, project, run_pipeline):
     project("src/t/t.py", "import time\ntime.sleep(60)\n")
     config = RunConfiguration()
     config.timeout_seconds = 0.5
-    _, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("t.py", name="t", source_directory=ws.root / "src/t",
-                                                              runconfig=config)]))
+    _, _, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("t.py", name="t", source_directory=ws.root / "src/t", runconfig=config)])
+    )
     assert steps["t"]["status"] == "Failed"
     assert steps["t"]["reason"] == "timed out after 0.5s"
 
 
 def test_retries_are_recorded(ws, project, run_pipeline):
     counter = ws.root / "attempts"
-    project("src/r/r.py", f"""
+    project(
+        "src/r/r.py",
+        f"""
         import sys
         path = {str(counter)!r}
         n = int(open(path).read()) + 1 if __import__("os").path.exists(path) else 1
         open(path, "w").write(str(n))
         sys.exit(0 if n >= 3 else 1)
-    """)
+    """,
+    )
     config = RunConfiguration()
     config.max_retries = 2
-    _, status, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("r.py", name="r", source_directory=ws.root / "src/r",
-                                                                   runconfig=config)]))
+    _, status, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("r.py", name="r", source_directory=ws.root / "src/r", runconfig=config)])
+    )
     assert status is RunStatus.COMPLETED
     assert steps["r"]["attempt"] == 3
     assert counter.read_text() == "3"
@@ -240,8 +282,9 @@ def test_a_retry_starts_in_an_empty_folder_with_the_earlier_logs(ws, run_pipelin
     script = "import os; print(sorted(os.listdir('.'))); open('scratch.txt', 'w').close(); raise SystemExit(1)"
     config = RunConfiguration()
     config.max_retries = 1
-    run_id, _, steps = run_pipeline(Pipeline(ws, [CommandStep([sys.executable, "-c", script], name="r",
-                                                              runconfig=config)]))
+    run_id, _, steps = run_pipeline(
+        Pipeline(ws, [CommandStep([sys.executable, "-c", script], name="r", runconfig=config)])
+    )
     log = (ws.state_dir / "runs" / str(run_id) / "r" / "stdout.log").read_text().splitlines()
     assert steps["r"]["status"] == "Failed" and steps["r"]["attempt"] == 2
     assert log == ["['stderr.log', 'stdout.log']"] * 2
@@ -258,23 +301,31 @@ def test_continue_on_step_failure_runs_the_independent_branch(ws, project, run_p
     _, status, steps = run_pipeline(Pipeline(ws, [down, alone]), continue_on_step_failure=True, slots=1)
     assert status is RunStatus.FAILED
     assert {n: s["status"] for n, s in steps.items()} == {
-        "fail": "Failed", "down": "Canceled", "alone": "Completed", "before": "Completed"}
+        "fail": "Failed",
+        "down": "Canceled",
+        "alone": "Completed",
+        "before": "Completed",
+    }
 
 
 def test_secret_env_reaches_the_step_but_never_history_or_logs(ws, project, run_pipeline, monkeypatch):
     import sqlite3
 
     monkeypatch.setenv("API_TOKEN", "s3cr3t-value-42")
-    project("src/s/s.py", """
+    project(
+        "src/s/s.py",
+        """
         import os, sys
         token = os.environ["API_TOKEN"]
         print("token is", token)
         print("again:", token, file=sys.stderr)
         open(sys.argv[1] + "/len.txt", "w").write(str(len(token)))
-    """)
+    """,
+    )
     out = PipelineData("out")
-    step = PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s", arguments=[out],
-                            secret_env=["API_TOKEN"])
+    step = PythonScriptStep(
+        "s.py", name="s", source_directory=ws.root / "src/s", arguments=[out], secret_env=["API_TOKEN"]
+    )
     run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status is RunStatus.COMPLETED
     assert output_file(ws, steps["s"], "out", "len.txt").read_text() == "15"

@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 
 from localpipe import Workspace
-from localpipe.errors import StateError, UsageError, WorkspaceNotFoundError
-from localpipe.content.hashing import hash_tree
 from localpipe.client.workspace import history_of
+from localpipe.content.hashing import hash_tree
+from localpipe.errors import StateError, UsageError, WorkspaceNotFoundError
 from localpipe.state.history import close_all
 from localpipe.state.schema import SCHEMA_VERSION
 from localpipe.state.store import ObjectStore
@@ -21,12 +21,33 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"experiment", "pipeline_graph", "pipeline_run", "step_run", "step_output", "cache_entry",
-            "snapshot", "edge", "metric", "datastore", "dataset_version", "compute_target",
-            "environment", "published_pipeline", "schedule", "migration", "resource_claim", "dataset_use",
-            "cache_key"} <= tables
+    assert {
+        "experiment",
+        "pipeline_graph",
+        "pipeline_run",
+        "step_run",
+        "step_output",
+        "cache_entry",
+        "snapshot",
+        "edge",
+        "metric",
+        "datastore",
+        "dataset_version",
+        "compute_target",
+        "environment",
+        "published_pipeline",
+        "schedule",
+        "migration",
+        "resource_claim",
+        "dataset_use",
+        "cache_key",
+    } <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
-        "0001_initial", "0002_resource_claims", "0003_dataset_lineage", "0004_git_info"]
+        "0001_initial",
+        "0002_resource_claims",
+        "0003_dataset_lineage",
+        "0004_git_info",
+    ]
 
 
 def test_state_folder_is_private(ws):

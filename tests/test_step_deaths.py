@@ -38,16 +38,20 @@ def test_exceeding_the_memory_limit_is_named_in_the_reason(ws, project, run_pipe
 
 
 def test_a_hundred_megabytes_of_output_is_kept_and_the_tail_stays_small(ws, project, run_pipeline):
-    project("src/loud/loud.py", """
+    project(
+        "src/loud/loud.py",
+        """
         import sys
         line = "y" * 1023 + "\\n"
         for _ in range(100 * 1024):
             sys.stdout.write(line)
         print("the end", file=sys.stderr)
         sys.exit(2)
-    """)
-    run_id, _, steps = run_pipeline(Pipeline(ws, [PythonScriptStep("loud.py", name="loud",
-                                                                   source_directory=ws.root / "src/loud")]))
+    """,
+    )
+    run_id, _, steps = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("loud.py", name="loud", source_directory=ws.root / "src/loud")])
+    )
     assert steps["loud"]["reason"] == "exit code 2"
     assert (ws.state_dir / "runs" / str(run_id) / "loud" / "stdout.log").stat().st_size == 100 * 1024 * 1024
     assert steps["loud"]["log_tail"] == "the end"

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from localpipe import (CommandStep, Dataset, Pipeline, PipelineData, PipelineParameter, PythonScriptStep)
+from localpipe import CommandStep, Dataset, Pipeline, PipelineData, PipelineParameter, PythonScriptStep
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.plan.graph import plan_pipeline, problems
 from localpipe.sdk.compute import compute_targets
 from tests.conftest import tables
-
 
 
 def write(path, text: str):
@@ -42,6 +41,7 @@ def only(found: list[str]) -> str:
 
 # -- a valid pipeline ------------------------------------------------------------------------
 
+
 def test_valid_pipeline_has_no_problems(ws, src):
     data = PipelineData("prepped")
     n = PipelineParameter("n", 3)
@@ -58,6 +58,7 @@ def test_valid_pipeline_has_no_problems(ws, src):
 
 
 # -- the DAG ---------------------------------------------------------------------------------
+
 
 def test_cycle_through_pipeline_data(ws, src):
     a_out, b_out = PipelineData("a_out"), PipelineData("b_out")
@@ -109,8 +110,9 @@ def test_two_producers_of_one_pipeline_data(ws, src):
     b = step(src, "b", "b.py", outputs=[data])
 
     found = Pipeline(ws, [a, b]).validate()
-    assert ('output "shared" is produced by more than one step ("a", "b"): '
-            "give each step its own PipelineData") in found
+    assert (
+        'output "shared" is produced by more than one step ("a", "b"): give each step its own PipelineData'
+    ) in found
 
 
 def test_two_producers_reported_once(ws, src):
@@ -126,11 +128,12 @@ def test_consumed_pipeline_data_that_no_step_produces(ws, src):
     a = step(src, "a", arguments=["--in", orphan.as_input()])
 
     assert only(Pipeline(ws, [a]).validate()) == (
-        'step "a": input "orphan" is produced by no step: '
-        'add the step that writes PipelineData "orphan" as an output')
+        'step "a": input "orphan" is produced by no step: add the step that writes PipelineData "orphan" as an output'
+    )
 
 
 # -- sources ---------------------------------------------------------------------------------
+
 
 def test_missing_script(ws, src):
     message = only(Pipeline(ws, [step(src, "train", "nope.py")]).validate())
@@ -165,6 +168,7 @@ def test_command_step_with_missing_source_directory(ws, tmp_path):
 
 # -- outputs and names -----------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["sub/dir", "..", "a..b"])
 def test_output_name_with_slash_or_dot_dot(ws, src, name):
     message = only(Pipeline(ws, [step(src, "train", outputs=[PipelineData(name)])]).validate())
@@ -179,13 +183,15 @@ def test_two_steps_with_the_same_name(ws, src):
 
 # -- compute targets -------------------------------------------------------------------------
 
+
 def test_unknown_compute_target_when_planning(ws, src):
     pipeline = Pipeline(ws, [step(src, "train", compute_target="gpu-cluster")])
     with pytest.raises(PipelineValidationError) as info:
         plan_pipeline(pipeline, compute_targets=compute_targets(ws))
     assert only(info.value.problems) == (
         'step "train": compute target "gpu-cluster" does not exist: '
-        'create it with ComputeTarget.create(...) or use "local"')
+        'create it with ComputeTarget.create(...) or use "local"'
+    )
 
 
 def test_unknown_compute_target_from_validate(ws, src):
@@ -195,17 +201,20 @@ def test_unknown_compute_target_from_validate(ws, src):
 
 # -- parameters ------------------------------------------------------------------------------
 
+
 def test_override_of_an_unknown_parameter(ws, src):
     pipeline = Pipeline(ws, [step(src, "train", arguments=["--n", PipelineParameter("n", 3)])])
     assert only(pipeline.validate({"epochs": "4"})) == (
-        'parameter "epochs" is not used by this pipeline (known parameters: n)')
+        'parameter "epochs" is not used by this pipeline (known parameters: n)'
+    )
     assert only(problems(pipeline, {"epochs": "4"})).startswith('parameter "epochs"')
 
 
 def test_parameter_of_the_wrong_type(ws, src):
     pipeline = Pipeline(ws, [step(src, "train", arguments=["--n", PipelineParameter("n", 3)])])
     assert only(pipeline.validate({"n": "abc"})) == (
-        'parameter "n": "abc" is not an integer: pass one like the default 3')
+        'parameter "n": "abc" is not an integer: pass one like the default 3'
+    )
 
 
 def test_parameter_declared_twice_with_different_defaults(ws, src):
@@ -218,6 +227,7 @@ def test_parameter_declared_twice_with_different_defaults(ws, src):
 
 # -- data and arguments ----------------------------------------------------------------------
 
+
 def test_dataset_path_that_does_not_exist(ws, src, tmp_path):
     missing = tmp_path / "no_data"
     raw = Dataset.File.from_files(str(missing)).as_named_input("raw")
@@ -229,11 +239,13 @@ def test_dataset_path_that_does_not_exist(ws, src, tmp_path):
 def test_argument_of_an_unsupported_type(ws, src):
     message = only(Pipeline(ws, [step(src, "train", arguments=["--x", object()])]).validate())
     assert message.startswith('step "train": argument <object object at ')
-    assert ("of type object cannot be passed: use a string, a number, a PipelineParameter "
-            "or a data reference") in message
+    assert (
+        "of type object cannot be passed: use a string, a number, a PipelineParameter or a data reference"
+    ) in message
 
 
 # -- all at once -----------------------------------------------------------------------------
+
 
 def test_several_problems_are_reported_together(ws, src, tmp_path):
     n = PipelineParameter("n", 3)
@@ -270,12 +282,12 @@ def test_several_problems_are_reported_together(ws, src, tmp_path):
 
 # -- through a real `localpipe submit` ----------------------------------------------------------
 
+
 def assert_nothing_written(ws) -> None:
     """No run recorded in history.db, nothing in the object store or the run folders."""
 
     m = tables(ws)
-    for model in (m.Experiment, m.PipelineGraph, m.PipelineRun, m.StepRun, m.Edge, m.StepOutput,
-                  m.CacheEntry):
+    for model in (m.Experiment, m.PipelineGraph, m.PipelineRun, m.StepRun, m.Edge, m.StepOutput, m.CacheEntry):
         assert model.select().count() == 0, model.__name__
     for sub in ("objects", "runs"):
         assert list((ws.state_dir / sub).iterdir()) == [], sub
@@ -307,11 +319,13 @@ def test_submit_refuses_an_invalid_pipeline_with_every_problem(ws, project, loca
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert proc.stderr.startswith("error: the pipeline is invalid (5 problems):")
-    for fragment in ['parameter "n": "abc" is not an integer',
-                     'step "c": script "missing.py" not found in source_directory',
-                     'step "c": output name ".." is not allowed',
-                     'step "c": compute target "gpu-cluster" does not exist',
-                     'the steps form a cycle']:
+    for fragment in [
+        'parameter "n": "abc" is not an integer',
+        'step "c": script "missing.py" not found in source_directory',
+        'step "c": output name ".." is not allowed',
+        'step "c": compute target "gpu-cluster" does not exist',
+        "the steps form a cycle",
+    ]:
         assert fragment in proc.stderr, fragment
     assert "run " not in proc.stdout  # no run was started
     assert_nothing_written(ws)
@@ -320,11 +334,14 @@ def test_submit_refuses_an_invalid_pipeline_with_every_problem(ws, project, loca
 def test_submit_of_a_valid_pipeline_records_a_run(ws, project, localpipe):
     # The counterpart of the test above: the checks of assert_nothing_written can fail.
     project("src/a.py", 'print("a")\n')
-    project("pipe.py", """
+    project(
+        "pipe.py",
+        """
         from localpipe import Pipeline, PythonScriptStep, Workspace
 
         pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("a.py", source_directory="src")])
-    """)
+    """,
+    )
     proc = localpipe("submit", "pipe.py")
     assert proc.returncode == 0, proc.stderr
     with pytest.raises(AssertionError):
@@ -333,13 +350,16 @@ def test_submit_of_a_valid_pipeline_records_a_run(ws, project, localpipe):
 
 def test_submit_with_a_bad_param_writes_nothing(ws, project, invoke):
     project("src/a.py", 'print("a")\n')
-    project("pipe.py", """
+    project(
+        "pipe.py",
+        """
         from localpipe import Pipeline, PipelineParameter, PythonScriptStep, Workspace
 
         n = PipelineParameter("n", 3)
         pipeline = Pipeline(Workspace.from_config(),
                             [PythonScriptStep("a.py", source_directory="src", arguments=["--n", n])])
-    """)
+    """,
+    )
     for args in (["--param", "n=abc"], ["--param", "epochs=4"], ["--param", "n"]):
         result = invoke("submit", "pipe.py", *args)
         assert result.exit_code == 2, (args, result.output)

@@ -120,12 +120,15 @@ def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, pro
     """)
     project("proj/a/a.py", wait_script)
     project("proj/b/b.py", wait_script)
-    project("proj/pipeline.py", """
+    project(
+        "proj/pipeline.py",
+        """
         from localpipe import Pipeline, PythonScriptStep, Workspace
         pipeline = Pipeline(Workspace.from_config(), [
             PythonScriptStep("a.py", name="a", source_directory="a"),
             PythonScriptStep("b.py", name="b", source_directory="b")])
-    """)
+    """,
+    )
     lines: list[str] = []
     watcher = Watcher(ws, str(ws.root / "proj/pipeline.py"), "proj", debounce=0.2, echo=lines.append)
     thread = threading.Thread(target=watcher.run, daemon=True)
@@ -134,8 +137,10 @@ def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, pro
         wait_for(lambda: (gate / "a.1").exists() and (gate / "b.1").exists(), what="both steps to run")
         b_pid = int((gate / "b.1").read_text())
         project("proj/a/a.py", wait_script + "\n# edited\n")
-        wait_for(lambda: (gate / "a.2").exists(),
-                 what=lambda: f"a to restart in run 2: {lines} {steps_of(ws, 1)} {steps_of(ws, 2)}")
+        wait_for(
+            lambda: (gate / "a.2").exists(),
+            what=lambda: f"a to restart in run 2: {lines} {steps_of(ws, 1)} {steps_of(ws, 2)}",
+        )
         assert steps_of(ws, 1)["a"] == ("Canceled", "canceled: what it depends on changed while it ran")
         assert steps_of(ws, 1)["b"][0] == "Running" and os.path.exists(f"/proc/{b_pid}")
         assert not (gate / "b.2").exists()  # b was not started again
@@ -150,7 +155,16 @@ def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, pro
         thread.join(timeout=30)
 
 
-@pytest.mark.parametrize("name, editor", [("train.py", False), (".train.py.swp", True), ("train.py~", True),
-                                          (".#train.py", True), ("4913", True), ("data.tmp", True)])
+@pytest.mark.parametrize(
+    "name, editor",
+    [
+        ("train.py", False),
+        (".train.py.swp", True),
+        ("train.py~", True),
+        (".#train.py", True),
+        ("4913", True),
+        ("data.tmp", True),
+    ],
+)
 def test_editor_files_are_recognised(name, editor):
     assert is_editor_file(f"/x/{name}") is editor

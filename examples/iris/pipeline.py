@@ -6,7 +6,12 @@ Run it with `localpipe submit examples/iris/pipeline.py`, or `python examples/ir
 from pathlib import Path
 
 from localpipe import (
-    Experiment, Pipeline, PipelineData, PipelineParameter, PythonScriptStep, Workspace,
+    Experiment,
+    Pipeline,
+    PipelineData,
+    PipelineParameter,
+    PythonScriptStep,
+    Workspace,
 )
 
 HERE = Path(__file__).resolve().parent  # so that the file runs from any folder

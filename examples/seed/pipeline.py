@@ -8,8 +8,17 @@ machine needs (each marked "localpipe:"; see README.md). Run it from inside a wo
 import os
 
 from localpipe import (
-    AmlCompute, ComputeTarget, Dataset, Datastore, Environment, Experiment, Pipeline, PipelineData,
-    PythonScriptStep, RunConfiguration, Workspace,
+    AmlCompute,
+    ComputeTarget,
+    Dataset,
+    Datastore,
+    Environment,
+    Experiment,
+    Pipeline,
+    PipelineData,
+    PythonScriptStep,
+    RunConfiguration,
+    Workspace,
 )
 
 ws = Workspace.from_config()
@@ -31,12 +40,9 @@ def_file_store = Datastore(ws, "workspacefilestore")
 # Rather than upload, register the folder shipped with this example as a datastore and read the
 # same relative path from it.
 seed_data_store = Datastore.register_local(ws, "seed_data", "data")
-my_dataset = Dataset.File.from_files([(seed_data_store, 'train-images/')])
+my_dataset = Dataset.File.from_files([(seed_data_store, "train-images/")])
 
-output_data1 = PipelineData(
-    "output_data1",
-    datastore=def_blob_store,
-    output_name="output_data1")
+output_data1 = PipelineData("output_data1", datastore=def_blob_store, output_name="output_data1")
 
 compute_name = "aml-compute"
 # localpipe: the seed asks for STANDARD_NC6 (6 vCPUs and a GPU per node); each step of a local
@@ -46,19 +52,15 @@ vm_size = "STANDARD_D1_V2"
 if compute_name in ws.compute_targets:
     compute_target = ws.compute_targets[compute_name]
     if compute_target and type(compute_target) is AmlCompute:
-        print('Found compute target: ' + compute_name)
+        print("Found compute target: " + compute_name)
 else:
-    print('Creating a new compute target...')
-    provisioning_config = AmlCompute.provisioning_configuration(vm_size=vm_size,
-                                                                min_nodes=0,
-                                                                max_nodes=4)
+    print("Creating a new compute target...")
+    provisioning_config = AmlCompute.provisioning_configuration(vm_size=vm_size, min_nodes=0, max_nodes=4)
     # create the compute target
-    compute_target = ComputeTarget.create(
-        ws, compute_name, provisioning_config)
+    compute_target = ComputeTarget.create(ws, compute_name, provisioning_config)
     # Can poll for a minimum number of nodes and for a specific timeout.
     # If no min node count is provided it will use the scale settings for the cluster
-    compute_target.wait_for_completion(
-        show_output=True, min_node_count=None, timeout_in_minutes=20)
+    compute_target.wait_for_completion(show_output=True, min_node_count=None, timeout_in_minutes=20)
     # For a more detailed view of current cluster status, use the 'status' property
     print(compute_target.status.serialize())
 
@@ -79,7 +81,7 @@ else:
 dataprep_source_dir = "./dataprep_src"
 entry_point = "prepare.py"
 # `my_dataset` as defined above
-ds_input = my_dataset.as_named_input('input1')
+ds_input = my_dataset.as_named_input("input1")
 
 # `output_data1`, `compute_target`, `aml_run_config` as defined above
 data_prep_step = PythonScriptStep(
@@ -90,15 +92,13 @@ data_prep_step = PythonScriptStep(
     outputs=[output_data1],
     compute_target=compute_target,
     runconfig=aml_run_config,
-    allow_reuse=True
+    allow_reuse=True,
 )
 
 train_source_dir = "./train_src"
 train_entry_point = "train.py"
 
-training_results = PipelineData(name="training_results",
-                                datastore=def_blob_store,
-                                output_name="training_results")
+training_results = PipelineData(name="training_results", datastore=def_blob_store, output_name="training_results")
 
 train_step = PythonScriptStep(
     script_name=train_entry_point,
@@ -106,7 +106,7 @@ train_step = PythonScriptStep(
     arguments=["--prepped_data", output_data1.as_input(), "--training_results", training_results],
     compute_target=compute_target,
     runconfig=aml_run_config,
-    allow_reuse=True
+    allow_reuse=True,
 )
 
 # The seed does not show `compare_step`: it reads the training results and logs the best accuracy.
@@ -116,7 +116,7 @@ compare_step = PythonScriptStep(
     arguments=["--training_results", training_results.as_input()],
     compute_target=compute_target,
     runconfig=aml_run_config,
-    allow_reuse=True
+    allow_reuse=True,
 )
 
 # list of steps to run
@@ -127,5 +127,5 @@ pipeline1 = Pipeline(workspace=ws, steps=[compare_models])
 
 if __name__ == "__main__":
     # Submit the pipeline to be run
-    pipeline_run1 = Experiment(ws, 'Compare_Models_Exp').submit(pipeline1)
+    pipeline_run1 = Experiment(ws, "Compare_Models_Exp").submit(pipeline1)
     pipeline_run1.wait_for_completion(show_output=True)

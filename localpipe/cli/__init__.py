@@ -55,8 +55,13 @@ class LocalpipeGroup(click.Group):
 
 @click.group(cls=LocalpipeGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
-@click.option("-w", "--workspace", "workspace_dir", type=click.Path(file_okay=False),
-              help="The workspace folder (default: the nearest one above the current directory).")
+@click.option(
+    "-w",
+    "--workspace",
+    "workspace_dir",
+    type=click.Path(file_okay=False),
+    help="The workspace folder (default: the nearest one above the current directory).",
+)
 @click.version_option(package_name="localpipe")
 @click.pass_context
 def cli(ctx: click.Context, debug: bool, workspace_dir: str | None) -> None:

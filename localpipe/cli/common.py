@@ -68,6 +68,6 @@ def size(nbytes: int | None) -> str:
 def table(rows: list[list], headers: list[str]) -> None:
     """Columns padded to their widest cell, written at once (a table may have 100,000 rows)."""
     cells = [headers, *([str(cell) for cell in row] for row in rows)]
-    widths = [max(map(len, column)) for column in zip(*cells)]
+    widths = [max(map(len, column)) for column in zip(*cells, strict=True)]
     line = "  ".join(f"{{:<{w}}}" for w in widths[:-1]) + "  {}"
     click.echo("\n".join(line.format(*row).rstrip() for row in cells))

@@ -22,8 +22,15 @@ def datastores(as_json) -> None:
     rows = []
     for name, store in ws.datastores.items():
         files, nbytes = folder_summary(store.path)
-        rows.append({"name": name, "path": str(store.path), "files": files, "bytes": nbytes,
-                     "builtin": name in ("workspaceblobstore", "workspacefilestore")})
+        rows.append(
+            {
+                "name": name,
+                "path": str(store.path),
+                "files": files,
+                "bytes": nbytes,
+                "builtin": name in ("workspaceblobstore", "workspacefilestore"),
+            }
+        )
     if as_json:
         print_json(rows)
         return
@@ -54,16 +61,23 @@ def datasets(name, as_json) -> None:
         latest: dict[str, dict] = {}
         for row in found:
             latest.setdefault(row["name"], row)
-        table([[r["name"], r["version"], r["kind"], clock(r["created_at"])] for r in latest.values()],
-              ["NAME", "LATEST", "KIND", "REGISTERED"])
+        table(
+            [[r["name"], r["version"], r["kind"], clock(r["created_at"])] for r in latest.values()],
+            ["NAME", "LATEST", "KIND", "REGISTERED"],
+        )
         return
     for row in found:
-        made = f"produced by run {row['produced_by']['run']} (step \"{row['produced_by']['step']}\")" \
-            if row["produced_by"] else "registered by hand"
-        click.echo(f"{row['name']} version {row['version']}  {row['kind']}  {clock(row['created_at'])}  "
-                   f"{row['digest'][:12]}  {made}")
+        made = (
+            f'produced by run {row["produced_by"]["run"]} (step "{row["produced_by"]["step"]}")'
+            if row["produced_by"]
+            else "registered by hand"
+        )
+        click.echo(
+            f"{row['name']} version {row['version']}  {row['kind']}  {clock(row['created_at'])}  "
+            f"{row['digest'][:12]}  {made}"
+        )
         for use in row["consumed_by"]:
-            click.echo(f"  consumed by run {use['run']} (step \"{use['step']}\")")
+            click.echo(f'  consumed by run {use["run"]} (step "{use["step"]}")')
 
 
 @click.command()

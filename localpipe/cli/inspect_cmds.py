@@ -30,9 +30,20 @@ def runs(limit, experiment, as_json) -> None:
     if not found:
         click.echo("no runs yet: start one with `localpipe submit PIPELINE.py`")
         return
-    table([[r["id"], r["experiment"], r["status"], _counts(r["steps"]), clock(r["submitted_at"]),
-            duration(r["started_at"], r["ended_at"])] for r in found],
-          ["RUN", "EXPERIMENT", "STATUS", "STEPS", "SUBMITTED", "DURATION"])
+    table(
+        [
+            [
+                r["id"],
+                r["experiment"],
+                r["status"],
+                _counts(r["steps"]),
+                clock(r["submitted_at"]),
+                duration(r["started_at"], r["ended_at"]),
+            ]
+            for r in found
+        ],
+        ["RUN", "EXPERIMENT", "STATUS", "STEPS", "SUBMITTED", "DURATION"],
+    )
 
 
 def _counts(counts: dict[str, int]) -> str:
@@ -57,8 +68,10 @@ def show(run_id, as_json) -> None:
     if as_json:
         print_json(details)
         return
-    click.echo(f"run {details['id']}  experiment {details['experiment']}  {details['status']}  "
-               f"submitted {clock(details['submitted_at'])}  took {duration(details['started_at'], details['ended_at'])}")
+    click.echo(
+        f"run {details['id']}  experiment {details['experiment']}  {details['status']}  "
+        f"submitted {clock(details['submitted_at'])}  took {duration(details['started_at'], details['ended_at'])}"
+    )
     if details["parameters"]:
         click.echo("parameters: " + ", ".join(f"{k}={v!r}" for k, v in details["parameters"].items()))
     for root, repo in details["git"].items():
@@ -68,13 +81,15 @@ def show(run_id, as_json) -> None:
         click.echo(f"error: {details['error']}")
     for step in details["steps"]:
         click.echo(f"\n{step['name']}: {step['status']}  {step['reason'] or ''}".rstrip())
-        facts = [f"took {duration(step['started_at'], step['ended_at'])}" if step["started_at"] else None,
-                 f"exit code {step['exit_code']}" if step["exit_code"] is not None else None,
-                 f"signal {step['signal']}" if step["signal"] else None,
-                 f"peak memory {size(step['peak_memory'])}" if step["peak_memory"] else None,
-                 f"attempt {step['attempt']}" if step["attempt"] and step["attempt"] > 1 else None,
-                 f"placed on {describe_placement(step['placement'])}" if step["placement"] else None,
-                 f"cache key {step['cache_key'][:12]}" if step["cache_key"] else None]
+        facts = [
+            f"took {duration(step['started_at'], step['ended_at'])}" if step["started_at"] else None,
+            f"exit code {step['exit_code']}" if step["exit_code"] is not None else None,
+            f"signal {step['signal']}" if step["signal"] else None,
+            f"peak memory {size(step['peak_memory'])}" if step["peak_memory"] else None,
+            f"attempt {step['attempt']}" if step["attempt"] and step["attempt"] > 1 else None,
+            f"placed on {describe_placement(step['placement'])}" if step["placement"] else None,
+            f"cache key {step['cache_key'][:12]}" if step["cache_key"] else None,
+        ]
         if any(facts):
             click.echo("  " + ", ".join(f for f in facts if f))
         for name, digest in step["outputs"].items():
@@ -155,8 +170,10 @@ def resources(as_json) -> None:
         click.echo(f"GPUs: none ({found['gpu_problem']})")
     for gpu in found["gpus"]:
         util = f", {gpu['utilization']}% busy" if gpu["utilization"] is not None else ""
-        click.echo(f"GPU {gpu['index']}: {gpu['name']} {gpu['uuid']}, {size(gpu['memory_free'])} free of "
-                   f"{size(gpu['memory_total'])}{util}")
+        click.echo(
+            f"GPU {gpu['index']}: {gpu['name']} {gpu['uuid']}, {size(gpu['memory_free'])} free of "
+            f"{size(gpu['memory_total'])}{util}"
+        )
     click.echo(f"Docker: {found['docker']}")
 
 

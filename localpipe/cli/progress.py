@@ -7,8 +7,12 @@ import time
 from localpipe.status import RunStatus
 
 STYLES = {
-    RunStatus.COMPLETED: "green", RunStatus.REUSED: "cyan", RunStatus.FAILED: "bold red",
-    RunStatus.CANCELED: "yellow", RunStatus.RUNNING: "bold", RunStatus.QUEUED: "dim",
+    RunStatus.COMPLETED: "green",
+    RunStatus.REUSED: "cyan",
+    RunStatus.FAILED: "bold red",
+    RunStatus.CANCELED: "yellow",
+    RunStatus.RUNNING: "bold",
+    RunStatus.QUEUED: "dim",
 }
 SHOWN_FINISHED = 8  # finished steps kept on screen; the rest are counted
 
@@ -72,9 +76,16 @@ class LiveProgress:
 
     def _row(self, table, step: str) -> None:
         status = self.status[step]
-        elapsed = f"{time.monotonic() - self.started[step]:.1f}s" if step in self.started and not status.is_final else ""
-        table.add_row(step, f"[{STYLES.get(status, '')}]{status.value}[/]", elapsed, self.placement.get(step, ""),
-                      self.reason.get(step, ""))
+        elapsed = (
+            f"{time.monotonic() - self.started[step]:.1f}s" if step in self.started and not status.is_final else ""
+        )
+        table.add_row(
+            step,
+            f"[{STYLES.get(status, '')}]{status.value}[/]",
+            elapsed,
+            self.placement.get(step, ""),
+            self.reason.get(step, ""),
+        )
 
 
 def describe_placement(placement: dict) -> str:

@@ -24,8 +24,9 @@ def parse_params(values: tuple[str, ...]) -> dict[str, str]:
 
 
 pipeline_file = click.argument("pipeline_file", type=click.Path(dir_okay=False))
-param_option = click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
-                            help="Override a PipelineParameter (repeatable).")
+param_option = click.option(
+    "-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="Override a PipelineParameter (repeatable)."
+)
 
 
 @click.command()
@@ -99,8 +100,15 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     pipeline = load_pipeline(pipeline_file, ws)
     name = experiment or Path(pipeline_file).resolve().parent.name
     started = time.monotonic()
-    prepared = prepare_run(history, pipeline, name, overrides, regenerate_outputs, continue_on_step_failure,
-                           pipeline_file=str(Path(pipeline_file).resolve()))
+    prepared = prepare_run(
+        history,
+        pipeline,
+        name,
+        overrides,
+        regenerate_outputs,
+        continue_on_step_failure,
+        pipeline_file=str(Path(pipeline_file).resolve()),
+    )
     if detach:
         run_in_background(history, prepared.run_id)
         click.echo(prepared.run_id)
@@ -149,8 +157,13 @@ def status(pipeline_file, params, experiment, as_json) -> None:
 @pipeline_file
 @param_option
 @click.option("-e", "--experiment", default=None, help="Experiment name (default: the pipeline file's folder name).")
-@click.option("--debounce", default=200, show_default=True, type=click.IntRange(0, 10_000),
-              help="Milliseconds of quiet after a change before rerunning.")
+@click.option(
+    "--debounce",
+    default=200,
+    show_default=True,
+    type=click.IntRange(0, 10_000),
+    help="Milliseconds of quiet after a change before rerunning.",
+)
 def watch(pipeline_file, params, experiment, debounce) -> None:
     """Run PIPELINE_FILE, then rerun on every save exactly the steps the change affects.
 
@@ -172,8 +185,9 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     def printer(prepared):
         return StepPrinter(list(prepared.graph.steps), prefix=f"run {prepared.run_id}  ")
 
-    watcher = Watcher(ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo,
-                      reporter_factory=printer)
+    watcher = Watcher(
+        ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo, reporter_factory=printer
+    )
     click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
     watcher.run()
 

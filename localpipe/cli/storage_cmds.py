@@ -8,10 +8,19 @@ from localpipe.cli.common import history, json_option, print_json, size, table
 
 
 @click.command()
-@click.option("--keep-last", type=click.IntRange(min=0), default=None, metavar="N",
-              help="Keep the newest N runs of each experiment; forget the others.")
-@click.option("--older-than", default=None, metavar="DURATION",
-              help="Forget the runs submitted longer ago than DURATION (90s, 30m, 12h, 7d).")
+@click.option(
+    "--keep-last",
+    type=click.IntRange(min=0),
+    default=None,
+    metavar="N",
+    help="Keep the newest N runs of each experiment; forget the others.",
+)
+@click.option(
+    "--older-than",
+    default=None,
+    metavar="DURATION",
+    help="Forget the runs submitted longer ago than DURATION (90s, 30m, 12h, 7d).",
+)
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
 def gc(keep_last, older_than, dry_run) -> None:
     """Free disk space: forget old runs, then remove what nothing kept references.
@@ -45,14 +54,19 @@ def gc(keep_last, older_than, dry_run) -> None:
         for name, nbytes in sorted(plan.tmp.items()):
             click.echo(f"would remove tmp/{name}  {size(nbytes)}")
     verb = "would free" if dry_run else "freed"
-    counts = [f"{result.objects_removed} objects", f"{result.run_folders_removed} run folders",
-              f"{result.runs_forgotten} runs forgotten"]
+    counts = [
+        f"{result.objects_removed} objects",
+        f"{result.run_folders_removed} run folders",
+        f"{result.runs_forgotten} runs forgotten",
+    ]
     if result.tmp_removed:
         counts.append(f"{result.tmp_removed} tmp entries")
     click.echo(f"{verb} {size(result.bytes_freed)}: {', '.join(counts)}")
     if plan.active_runs:
-        click.echo(f"kept active runs {', '.join(map(str, plan.active_runs))} and everything they use"
-                   + (f" ({len(plan.protected_objects)} objects that may be theirs)" if plan.protected_objects else ""))
+        click.echo(
+            f"kept active runs {', '.join(map(str, plan.active_runs))} and everything they use"
+            + (f" ({len(plan.protected_objects)} objects that may be theirs)" if plan.protected_objects else "")
+        )
     for problem in result.problems:
         click.echo(f"warning: could not remove {problem}", err=True)
 
@@ -75,19 +89,36 @@ def du(limit, as_json) -> None:
         print_json(usage)
         return
     parts = usage["parts"]
-    notes = {"objects": f"{usage['objects']} objects", "runs": f"{len(usage['runs'])} run folders",
-             "tmp": f"{usage['tmp_entries']} entries"}
-    labels = {"objects": "objects/", "runs": "runs/", "history": "history.db", "statcache": "statcache.bin",
-              "datastores": "datastores/", "tmp": "tmp/", "other": "other"}
+    notes = {
+        "objects": f"{usage['objects']} objects",
+        "runs": f"{len(usage['runs'])} run folders",
+        "tmp": f"{usage['tmp_entries']} entries",
+    }
+    labels = {
+        "objects": "objects/",
+        "runs": "runs/",
+        "history": "history.db",
+        "statcache": "statcache.bin",
+        "datastores": "datastores/",
+        "tmp": "tmp/",
+        "other": "other",
+    }
     rows = [[labels[name], size(nbytes), notes.get(name, "")] for name, nbytes in parts.items()]
     rows.append(["total", size(usage["total"]), ""])
     table(rows, ["PART", "SIZE", ""])
-    click.echo(f"\n`localpipe gc` would free {size(usage['reclaimable'])} without forgetting a run; "
-               "`--keep-last N` and `--older-than D` forget old runs")
+    click.echo(
+        f"\n`localpipe gc` would free {size(usage['reclaimable'])} without forgetting a run; "
+        "`--keep-last N` and `--older-than D` forget old runs"
+    )
     if usage["runs"]:
         click.echo()
-        table([[r["folder"], r["experiment"] or "-", r["status"] or "no run", size(r["bytes"])]
-               for r in usage["runs"][:limit]], ["RUN FOLDER", "EXPERIMENT", "STATUS", "SIZE"])
+        table(
+            [
+                [r["folder"], r["experiment"] or "-", r["status"] or "no run", size(r["bytes"])]
+                for r in usage["runs"][:limit]
+            ],
+            ["RUN FOLDER", "EXPERIMENT", "STATUS", "SIZE"],
+        )
 
 
 COMMANDS = [gc, du]

@@ -23,8 +23,9 @@ class Run:
         if not allow_offline:
             from localpipe.errors import LocalpipeError
 
-            raise LocalpipeError("not inside a localpipe step: run the script through a pipeline, "
-                                 "or pass allow_offline=True")
+            raise LocalpipeError(
+                "not inside a localpipe step: run the script through a pipeline, or pass allow_offline=True"
+            )
         return OfflineRun()
 
 

@@ -13,8 +13,15 @@ class Experiment:
         self.workspace = workspace
         self.name = name
 
-    def submit(self, pipeline, pipeline_parameters: dict | None = None, regenerate_outputs: bool = False,
-               continue_on_step_failure: bool = False, tags: dict | None = None, **_ignored) -> PipelineRun:
+    def submit(
+        self,
+        pipeline,
+        pipeline_parameters: dict | None = None,
+        regenerate_outputs: bool = False,
+        continue_on_step_failure: bool = False,
+        tags: dict | None = None,
+        **_ignored,
+    ) -> PipelineRun:
         """Record a run of ``pipeline`` and start it in a detached scheduler; returns at once.
 
         The run goes on if the calling process ends. Raises PipelineValidationError with every
@@ -23,8 +30,9 @@ class Experiment:
         from localpipe.engine.submit import prepare_run, run_in_background
 
         history = history_of(self.workspace)
-        prepared = prepare_run(history, pipeline, self.name, pipeline_parameters,
-                               regenerate_outputs, continue_on_step_failure, tags)
+        prepared = prepare_run(
+            history, pipeline, self.name, pipeline_parameters, regenerate_outputs, continue_on_step_failure, tags
+        )
         run_in_background(history, prepared.run_id)
         return PipelineRun(self, prepared.run_id)
 

@@ -58,8 +58,9 @@ class PipelineRun:
             _add_metric(result.setdefault(metric["step"], {}), metric)
         return result
 
-    def wait_for_completion(self, show_output: bool = False, timeout_seconds: float | None = None,
-                            raise_on_error: bool = True) -> str:
+    def wait_for_completion(
+        self, show_output: bool = False, timeout_seconds: float | None = None, raise_on_error: bool = True
+    ) -> str:
         """Block until the run ends; with ``show_output``, print each step's status changes and log."""
         history = self._history
         deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
@@ -73,8 +74,10 @@ class PipelineRun:
             if status.is_final:
                 break
             if deadline and time.monotonic() > deadline:
-                raise RunTimeoutError(f"run {self.id} is still {status.value} after {timeout_seconds}s: wait longer, "
-                                      "or cancel it with run.cancel()")
+                raise RunTimeoutError(
+                    f"run {self.id} is still {status.value} after {timeout_seconds}s: wait longer, "
+                    "or cancel it with run.cancel()"
+                )
             time.sleep(POLL_SECONDS)
         if show_output:
             print(f"run {self.id}: {status.value}", flush=True)
@@ -140,8 +143,10 @@ class StepRun:
         history = self.parent._history
         outputs = history.runs.step_outputs(self.id)
         if name not in outputs:
-            raise NotFoundError(f'step "{self.name}" of run {self.parent.id} has no output "{name}" '
-                                f"(its outputs: {', '.join(outputs) or 'none'})")
+            raise NotFoundError(
+                f'step "{self.name}" of run {self.parent.id} has no output "{name}" '
+                f"(its outputs: {', '.join(outputs) or 'none'})"
+            )
         return OutputData(name, ObjectStore(history.layout.objects).path(outputs[name]))
 
     def get_stdout_log(self) -> str:

@@ -50,8 +50,16 @@ class LocalService:
         return upload(name, self.datastore_path(name), src_dir, target_path, overwrite, show_progress)
 
     # -- datasets --------------------------------------------------------------------------------
-    def register_dataset(self, name: str, paths: list[str], kind: str, options: dict, description: str | None,
-                         tags: dict | None, create_new_version: bool) -> dict:
+    def register_dataset(
+        self,
+        name: str,
+        paths: list[str],
+        kind: str,
+        options: dict,
+        description: str | None,
+        tags: dict | None,
+        create_new_version: bool,
+    ) -> dict:
         return self.history.datasets.register(name, paths, kind, options, description, tags, create_new_version)
 
     def get_dataset(self, name: str, version: int | str) -> dict:

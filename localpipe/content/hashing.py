@@ -118,8 +118,11 @@ class IgnoreRules:
 
     def __init__(self, spec):
         self.spec = spec
-        sources = [_GROUP_NAME.sub("(?:", p.regex.pattern) for p in spec.patterns
-                   if p.include is not None and p.regex is not None]
+        sources = [
+            _GROUP_NAME.sub("(?:", p.regex.pattern)
+            for p in spec.patterns
+            if p.include is not None and p.regex is not None
+        ]
         self._any = re.compile("|".join(f"(?:{source})" for source in sources)) if sources else None
 
     def match_file(self, path: str) -> bool:
@@ -199,9 +202,7 @@ def _utf8_name(entry: os.DirEntry, folder: str) -> str:
     try:
         entry.name.encode("utf-8")
     except UnicodeEncodeError:
-        raise UsageError(
-            f"file name {os.fsencode(entry.name)!r} in {folder} is not UTF-8: rename it"
-        ) from None
+        raise UsageError(f"file name {os.fsencode(entry.name)!r} in {folder} is not UTF-8: rename it") from None
     return entry.name
 
 
@@ -217,8 +218,7 @@ def _resolve_link(path: str, real_root: str) -> str:
     return target
 
 
-def hash_tree(root: str | os.PathLike, *, ignore: bool = True,
-              stat_cache: StatCacheLike | None = None) -> TreeDigest:
+def hash_tree(root: str | os.PathLike, *, ignore: bool = True, stat_cache: StatCacheLike | None = None) -> TreeDigest:
     """Digest of every non-ignored file under ``root`` (or of ``root`` itself if it is a file)."""
     files: dict[str, str] = {}
     size = 0

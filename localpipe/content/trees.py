@@ -10,7 +10,13 @@ from __future__ import annotations
 import os
 
 from localpipe.content.hashing import (
-    EXTRA_IGNORE_FILE, PRIMARY_IGNORE_FILES, StatCacheLike, TreeDigest, file_entry, ignore_spec, tree_digest,
+    EXTRA_IGNORE_FILE,
+    PRIMARY_IGNORE_FILES,
+    StatCacheLike,
+    TreeDigest,
+    file_entry,
+    ignore_spec,
+    tree_digest,
     walk,
 )
 
@@ -80,5 +86,4 @@ def source_trees(graph, trees: TreeCache) -> dict[str, TreeDigest | None]:
     for spec in graph.steps.values():
         if spec.source_dir and spec.source_dir not in by_folder:
             by_folder[spec.source_dir] = trees.tree(spec.source_dir)
-    return {name: by_folder.get(spec.source_dir) if spec.source_dir else None
-            for name, spec in graph.steps.items()}
+    return {name: by_folder.get(spec.source_dir) if spec.source_dir else None for name, spec in graph.steps.items()}

@@ -49,8 +49,15 @@ class Decision:
         self.reason = f'reused from run {hit.run_id} (step "{hit.step}")'
 
 
-def decide(steps: list[StepSpec], sources: dict[str, TreeDigest | None], inputs: dict[str, dict[str, str]],
-           lookups: Lookups, store: Store, experiment_id: int | None, regenerate: bool = False) -> list[Decision]:
+def decide(
+    steps: list[StepSpec],
+    sources: dict[str, TreeDigest | None],
+    inputs: dict[str, dict[str, str]],
+    lookups: Lookups,
+    store: Store,
+    experiment_id: int | None,
+    regenerate: bool = False,
+) -> list[Decision]:
     """Decisions for ``steps``; ``inputs[step]`` maps input names to content digests."""
     planned = []
     for step in steps:
@@ -75,16 +82,24 @@ def decide(steps: list[StepSpec], sources: dict[str, TreeDigest | None], inputs:
             source = sources.get(step.name)
             earlier = lookups.earlier_run(step.name, experiment_id)
             files = None
-            if earlier is not None and source is not None and earlier.components.get("source") not in (
-                    None, components["source"]):
+            if (
+                earlier is not None
+                and source is not None
+                and earlier.components.get("source") not in (None, components["source"])
+            ):
                 files = lookups.snapshot_files(earlier.components["source"])
             decision.reason = rerun_reason(components, key, source, earlier, files)
         decisions.append(decision)
     return decisions
 
 
-def rerun_reason(components: dict, key: str, source: TreeDigest | None, earlier: EarlierRun | None,
-                 earlier_files: dict[str, str] | None) -> str:
+def rerun_reason(
+    components: dict,
+    key: str,
+    source: TreeDigest | None,
+    earlier: EarlierRun | None,
+    earlier_files: dict[str, str] | None,
+) -> str:
     """Why a step with no reusable entry runs: compared with its latest earlier run, whose source
     snapshot listed ``earlier_files`` (None when unknown)."""
     if earlier is None:

@@ -17,8 +17,14 @@ from localpipe.state.history import History
 from localpipe.state.store import ObjectStore, remove_tree
 
 
-def deliver(history: History, store: ObjectStore, run_id: int, step_run_id: int, destinations: dict[str, dict],
-            outputs: dict[str, str]) -> None:
+def deliver(
+    history: History,
+    store: ObjectStore,
+    run_id: int,
+    step_run_id: int,
+    destinations: dict[str, dict],
+    outputs: dict[str, str],
+) -> None:
     """Write back and register each output of ``destinations`` (``outputs``: name -> digest)."""
     for name, target in destinations.items():
         digest = outputs[name]

@@ -31,8 +31,12 @@ def git_info(folders: list[str]) -> dict[str, dict]:
         if commit is None:
             continue  # a repository with no commit yet
         status = _git(git, root, "status", "--porcelain")
-        info[root] = {"commit": commit, "branch": _git(git, root, "rev-parse", "--abbrev-ref", "HEAD"),
-                      "dirty": bool(status), "folders": sorted(members)}
+        info[root] = {
+            "commit": commit,
+            "branch": _git(git, root, "rev-parse", "--abbrev-ref", "HEAD"),
+            "dirty": bool(status),
+            "folders": sorted(members),
+        }
     return info
 
 

@@ -30,16 +30,21 @@ def load_pipeline(path: str | os.PathLike, ws) -> Pipeline:
     try:
         namespace = runpy.run_path(str(file), run_name="__localpipe__")
     except SystemExit as exc:
-        raise PipelineFileError(f"pipeline file {path} called exit({exc.code}) while loading: "
-                                "guard its submitting code with if __name__ == '__main__'") from None
+        raise PipelineFileError(
+            f"pipeline file {path} called exit({exc.code}) while loading: "
+            "guard its submitting code with if __name__ == '__main__'"
+        ) from None
     except UsageError:
         raise
     except SyntaxError as exc:
-        raise PipelineFileError(f"pipeline file {path} has a syntax error at line {exc.lineno}: {exc.msg}: "
-                                "fix the file") from exc
+        raise PipelineFileError(
+            f"pipeline file {path} has a syntax error at line {exc.lineno}: {exc.msg}: fix the file"
+        ) from exc
     except Exception as exc:
-        raise PipelineFileError(f"pipeline file {path} raised {type(exc).__name__}: {exc} "
-                                f"(line {_line(exc, file)}): fix the file, or use --debug for the traceback") from exc
+        raise PipelineFileError(
+            f"pipeline file {path} raised {type(exc).__name__}: {exc} "
+            f"(line {_line(exc, file)}): fix the file, or use --debug for the traceback"
+        ) from exc
     finally:
         os.chdir(old_cwd)
         sys.path[:] = old_path
@@ -54,10 +59,13 @@ def _pick(namespace: dict, path) -> Pipeline:
     if len(found) == 1:
         return next(iter(found.values()))
     if not found:
-        raise PipelineFileError(f"pipeline file {path} defines no Pipeline: build one with Pipeline(workspace=ws, steps=[...])")
+        raise PipelineFileError(
+            f"pipeline file {path} defines no Pipeline: build one with Pipeline(workspace=ws, steps=[...])"
+        )
     names = ", ".join(sorted(found))
-    raise PipelineFileError(f"pipeline file {path} defines {len(found)} Pipelines ({names}): "
-                            "name the one to run `pipeline`")
+    raise PipelineFileError(
+        f"pipeline file {path} defines {len(found)} Pipelines ({names}): name the one to run `pipeline`"
+    )
 
 
 def _line(exc: BaseException, file: Path) -> str:

@@ -20,8 +20,11 @@ def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None
         reason = f"killed by signal {event.signal} ({sig})"
     else:
         reason = f"exit code {event.exit_code}"
-    if memory_limit and ("MemoryError" in (tail or "") or "Cannot allocate memory" in (tail or "")
-                         or (event.peak_memory or 0) >= 0.9 * memory_limit):
+    if memory_limit and (
+        "MemoryError" in (tail or "")
+        or "Cannot allocate memory" in (tail or "")
+        or (event.peak_memory or 0) >= 0.9 * memory_limit
+    ):
         reason += f": it ran out of its memory limit ({memory_limit / 2**20:.0f} MiB, memory_per_step)"
     return reason
 

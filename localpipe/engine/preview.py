@@ -19,8 +19,13 @@ def preview(history: History, pipeline, experiment_name: str, parameters: dict |
     for name, spec in graph.steps.items():
         waiting = sorted(u for u in spec.upstream if u not in outputs)
         if waiting:
-            rows.append({"step": name, "action": "maybe",
-                         "reason": f'depends on step "{waiting[0]}", which runs: reused if its output is unchanged'})
+            rows.append(
+                {
+                    "step": name,
+                    "action": "maybe",
+                    "reason": f'depends on step "{waiting[0]}", which runs: reused if its output is unchanged',
+                }
+            )
             continue
         inputs = {}
         for input_name, source in spec.inputs.items():

@@ -32,8 +32,12 @@ class Placement:
     gpus: tuple[GpuInfo, ...] = field(default_factory=tuple)
 
     def describe(self) -> dict:
-        return {"cpus": self.cpus, "memory": self.memory, "gpus": [g.index for g in self.gpus],
-                "gpu_uuids": [g.uuid for g in self.gpus]}
+        return {
+            "cpus": self.cpus,
+            "memory": self.memory,
+            "gpus": [g.index for g in self.gpus],
+            "gpu_uuids": [g.uuid for g in self.gpus],
+        }
 
 
 @dataclass(frozen=True)
@@ -55,8 +59,11 @@ class Capacity:
     gpus: tuple[int, ...] = ()
 
 
-def fit(requests: Iterable[ClaimRequest], held: list[HeldClaim], capacity: Capacity,
-        ) -> Iterator[tuple[ClaimRequest, list[int]]]:
+def fit(
+    requests: Iterable[ClaimRequest],
+    held: list[HeldClaim],
+    capacity: Capacity,
+) -> Iterator[tuple[ClaimRequest, list[int]]]:
     """The requests that fit beside ``held``, in order, each with the GPU indices it gets.
 
     ``requests`` is read only as far as needed: once the CPUs are taken, or a request like one
@@ -75,13 +82,15 @@ def fit(requests: Iterable[ClaimRequest], held: list[HeldClaim], capacity: Capac
         if like in unfit:
             continue
         free_gpus = [index for index in capacity.gpus if index not in taken]
-        if (cpus + need["cpus"] > capacity.cpus
-                or (need["memory"] and memory + need["memory"] > capacity.memory)
-                or (need["max_concurrent"] and per_target[request.target] >= need["max_concurrent"])
-                or len(free_gpus) < need["gpus"]):
+        if (
+            cpus + need["cpus"] > capacity.cpus
+            or (need["memory"] and memory + need["memory"] > capacity.memory)
+            or (need["max_concurrent"] and per_target[request.target] >= need["max_concurrent"])
+            or len(free_gpus) < need["gpus"]
+        ):
             unfit.add(like)
             continue
-        chosen = free_gpus[:need["gpus"]]
+        chosen = free_gpus[: need["gpus"]]
         cpus += need["cpus"]
         memory += need["memory"] or 0
         per_target[request.target] += 1
@@ -131,10 +140,12 @@ class ResourcePool:
             others = any(c.run_id != self.run_id for c in held)
             for request, gpus in fit(requests, held, self.capacity):
                 need = request.need
-                claim_id = claims.add(self.run_id, request.step_run_id, request.target, need["cpus"],
-                                      need["memory"], gpus, self.holder)
-                placements[request.key] = Placement(claim_id, need["cpus"], need["memory"],
-                                                    tuple(self.gpus[i] for i in gpus))
+                claim_id = claims.add(
+                    self.run_id, request.step_run_id, request.target, need["cpus"], need["memory"], gpus, self.holder
+                )
+                placements[request.key] = Placement(
+                    claim_id, need["cpus"], need["memory"], tuple(self.gpus[i] for i in gpus)
+                )
         return placements, others
 
     def release(self, placement: Placement) -> None:

@@ -26,16 +26,13 @@ from localpipe.content.statcache import StatCache
 from localpipe.engine.decide import Decision, decide
 from localpipe.engine.deliver import deliver
 from localpipe.engine.executors import Executor, Exit
-from localpipe.engine.executors.router import Router
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, log_tail
 from localpipe.engine.progress import Progress
 from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
-from localpipe.engine.workdir import StepFolder, build_launch, fingerprint, input_path, snapshot_source, store_mounts
+from localpipe.engine.workdir import StepFolder, commit_outputs, fingerprint, prepare_step, step_environment
 from localpipe.errors import StateError
 from localpipe.faults import fault_point
-from localpipe.hw.gpus import detect_gpus
-from localpipe.hw.host import detect_host
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.keys import cache_key, canonical_json
 from localpipe.state.db import WriteFailed
@@ -97,24 +94,21 @@ class _CancelSteps:
     reason: str
 
 
-def scheduler_for(history: History, run_id: int, graph: Graph, sources: dict[str, TreeDigest | None],
-                  reporter: Reporter | None = None, slots: int | None = None) -> Scheduler:
-    """A scheduler for a recorded run, with the usual parts: this machine's resources (GPUs
-    looked for only when a step asks for one), the workspace's object store, and the executors
-    its launches name."""
-    host = detect_host()
-    gpus = detect_gpus().gpus if any(spec.resources["gpus"] for spec in graph.steps.values()) else ()
-    pool = ResourcePool(history, run_id, slots or host.cpus, host.memory_total, gpus)
-    return Scheduler(history.runs.for_scheduler(run_id), graph, sources, history,
-                     ObjectStore(history.layout.objects), pool, Router(), reporter)
-
-
 class Scheduler:
     """Runs one recorded pipeline run to its end."""
 
-    def __init__(self, run: ScheduledRun, graph: Graph, sources: dict[str, TreeDigest | None], history: History,
-                 store: ObjectStore, pool: ResourcePool, executor: Executor, reporter: Reporter | None = None,
-                 now: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        run: ScheduledRun,
+        graph: Graph,
+        sources: dict[str, TreeDigest | None],
+        history: History,
+        store: ObjectStore,
+        pool: ResourcePool,
+        executor: Executor,
+        reporter: Reporter | None = None,
+        now: Callable[[], float] = time.time,
+    ):
         self.run = run
         self.graph = graph
         self.sources = sources
@@ -182,8 +176,10 @@ class Scheduler:
         except WriteFailed as exc:
             self.cancel_reason = f"history.db could not be written ({exc})"
             self._cancel_quietly()
-            raise StateError(f"{self.history.layout.state_dir}: history.db could not be written ({exc}): free "
-                             "disk space (localpipe gc, localpipe du) and submit again") from None
+            raise StateError(
+                f"{self.history.layout.state_dir}: history.db could not be written ({exc}): free "
+                "disk space (localpipe gc, localpipe du) and submit again"
+            ) from None
         finally:
             self._stat_cache.save()
             _restore_signal_handlers(previous)
@@ -250,8 +246,15 @@ class Scheduler:
                     if not wave:
                         break
                     inputs = {spec.name: self._input_digests(spec) for spec in wave}
-                    for decision in decide(wave, self.sources, inputs, self.history.cache, self.store,
-                                           self.run.experiment_id, regenerate=self.run.regenerate_outputs):
+                    for decision in decide(
+                        wave,
+                        self.sources,
+                        inputs,
+                        self.history.cache,
+                        self.store,
+                        self.run.experiment_id,
+                        regenerate=self.run.regenerate_outputs,
+                    ):
                         self._apply(decision)
                 self.history.steps.change(self._wave.changes)
                 self.history.steps.add_outputs(self._wave.outputs)
@@ -272,8 +275,14 @@ class Scheduler:
         if decision.reuse:
             step.outputs = decision.outputs
             self._deliver(name)
-            self._transition(name, RunStatus.REUSED, decision.reason, reused_from=decision.reused_from,
-                             ended_at=self.now(), cache_key=decision.key)
+            self._transition(
+                name,
+                RunStatus.REUSED,
+                decision.reason,
+                reused_from=decision.reused_from,
+                ended_at=self.now(),
+                cache_key=decision.key,
+            )
             self._wave.outputs += [(self.step_ids[name], out, digest, 0) for out, digest in decision.outputs.items()]
             return
         if self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs:
@@ -302,8 +311,13 @@ class Scheduler:
             if status == RunStatus.COMPLETED.value and all(self.store.has(d) for d in outputs.values()):
                 self.steps[name].outputs = outputs
                 with self.history.write():
-                    self._transition(name, RunStatus.REUSED, f'reused from run {twin_run} (step "{twin_step}")',
-                                     reused_from=twin_id, ended_at=self.now())
+                    self._transition(
+                        name,
+                        RunStatus.REUSED,
+                        f'reused from run {twin_run} (step "{twin_step}")',
+                        reused_from=twin_id,
+                        ended_at=self.now(),
+                    )
                     self.history.steps.add_outputs([(self.step_ids[name], o, d, 0) for o, d in outputs.items()])
             else:
                 self._transition(name, RunStatus.QUEUED, f"runs: run {twin_run}'s identical step {status.lower()}")
@@ -374,15 +388,25 @@ class Scheduler:
     def _launch(self, name: str, placement: Placement) -> None:
         spec = self.graph.steps[name]
         folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
-        folder.reset()
+        env = step_environment(
+            self._base_env,
+            self.history.layout.root,
+            self.run.id,
+            self.run.experiment,
+            self.step_ids[name],
+            name,
+            placement,
+        )
         try:
-            snapshot = snapshot_source(spec, self.sources.get(name), folder)
-            upstream_outputs = {u: self.steps[u].outputs for u in spec.upstream}
-            upstream_is_dir = {u: self.graph.steps[u].outputs for u in spec.upstream}
-            inputs = {i: input_path(spec, i, upstream_outputs, upstream_is_dir, self.store, folder)
-                      for i in spec.inputs}
-            launch = build_launch(spec, folder, inputs, self._step_env(name, placement), key=name)
-            mounts = store_mounts(spec, inputs, self.store)
+            launch, snapshot, mounts = prepare_step(
+                spec,
+                folder,
+                self.sources.get(name),
+                self._upstream_outputs(spec),
+                {u: self.graph.steps[u].outputs for u in spec.upstream},
+                self.store,
+                env,
+            )
         except (OSError, ValueError) as exc:
             self._release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
@@ -394,29 +418,22 @@ class Scheduler:
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts)
         fault_point("before-step-start")
         pid = self.executor.start(launch)
-        self._transition(name, RunStatus.RUNNING, None, started_at=started, pid=pid, attempt=self.steps[name].attempt,
-                         arguments=launch.argv, placement=placement.describe(),
-                         snapshot=snapshot.digest if snapshot else None)
+        self._transition(
+            name,
+            RunStatus.RUNNING,
+            None,
+            started_at=started,
+            pid=pid,
+            attempt=self.steps[name].attempt,
+            arguments=launch.argv,
+            placement=placement.describe(),
+            snapshot=snapshot.digest if snapshot else None,
+        )
         fault_point("step-running")
 
-    def _step_env(self, name: str, placement: Placement) -> dict[str, str]:
-        env = dict(self._base_env)
-        gpus = placement.gpus
-        env.update({
-            "LOCALPIPE_WORKSPACE": str(self.history.layout.root),
-            "LOCALPIPE_RUN_ID": str(self.run.id),
-            "LOCALPIPE_STEP_RUN_ID": str(self.step_ids[name]),
-            "LOCALPIPE_STEP_NAME": name,
-            "LOCALPIPE_EXPERIMENT": self.run.experiment,
-            # UUIDs, not indices: CUDA numbers devices fastest-first unless told otherwise, NVML by
-            # PCI bus, so an index can name another GPU; a UUID names the same one for both.
-            "CUDA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus),
-            "NVIDIA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus) or "void",
-            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
-            "LOCALPIPE_GPU_INDICES": ",".join(str(g.index) for g in gpus),
-            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(placement.cpus)),
-        })
-        return env
+    def _upstream_outputs(self, spec: StepSpec) -> dict[str, dict[str, str]]:
+        """The outputs of ``spec``'s upstream steps: step -> output name -> digest."""
+        return {u: self.steps[u].outputs for u in spec.upstream}
 
     # -- cancelling a step ------------------------------------------------------------------
     def _cancel_step(self, name: str, reason: str) -> None:
@@ -441,8 +458,15 @@ class Scheduler:
             remove_tree(running.folder.outputs)  # first: on a full disk, this is what frees it
             self._release(running.placement)
             if running.canceled:
-                self._transition(name, RunStatus.CANCELED, running.canceled, ended_at=self.now(),
-                                 exit_code=event.exit_code, signal=event.signal, peak_memory=event.peak_memory)
+                self._transition(
+                    name,
+                    RunStatus.CANCELED,
+                    running.canceled,
+                    ended_at=self.now(),
+                    exit_code=event.exit_code,
+                    signal=event.signal,
+                    peak_memory=event.peak_memory,
+                )
             elif event.error:
                 self._fail(name, event.error, peak_memory=event.peak_memory)
             elif running.timed_out:
@@ -450,11 +474,17 @@ class Scheduler:
             elif written:
                 for input_name in written:  # the object no longer matches its digest: nobody may reuse it
                     self.store.remove(Path(running.mounts[input_name][0]).relative_to(self.store.root).parts[1])
-                self._fail(name, f'the step wrote into its read-only input "{written[0]}": use as_download() '
-                                 "for a writable copy", exit_event=event)
+                self._fail(
+                    name,
+                    f'the step wrote into its read-only input "{written[0]}": use as_download() for a writable copy',
+                    exit_event=event,
+                )
             else:
-                self._fail(name, describe_exit(event, running.spec.resources.get("memory"),
-                                               log_tail(running.folder)), exit_event=event)
+                self._fail(
+                    name,
+                    describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder)),
+                    exit_event=event,
+                )
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
@@ -462,16 +492,11 @@ class Scheduler:
         # Finalizing is worth a write only when there is something to commit that takes time.
         self._transition(name, RunStatus.FINALIZING, None, record=bool(spec.outputs or spec.destinations))
         fault_point("before-commit")
-        committed: dict[str, TreeDigest] = {}
-        for output, is_dir in spec.outputs.items():
-            path = running.folder.output_path(output, is_dir)
-            if not path.exists():
-                self._release(running.placement)
-                self._fail(name, f'output "{output}" was not written to {path}', exit_event=event)
-                return
-            if committed:
-                fault_point("mid-commit")
-            committed[output] = self.store.commit(running.folder.outputs / output)
+        committed, problem = commit_outputs(spec, running.folder, self.store)
+        if problem is not None:
+            self._release(running.placement)
+            self._fail(name, problem, exit_event=event)
+            return
         step = self.steps[name]
         key, rekeyed = step.key, {}
         if running.snapshot and running.snapshot.digest != step.components.get("source"):
@@ -495,8 +520,15 @@ class Scheduler:
             if rekeyed:  # the decided key was recorded with the decision
                 self.history.cache.add_keys({key: canonical_json(components)})
             self.history.cache.add_entry(key, self.step_ids[name], self.now())
-            self._transition(name, RunStatus.COMPLETED, None, ended_at=self.now(), exit_code=0,
-                             peak_memory=event.peak_memory, **rekeyed)
+            self._transition(
+                name,
+                RunStatus.COMPLETED,
+                None,
+                ended_at=self.now(),
+                exit_code=0,
+                peak_memory=event.peak_memory,
+                **rekeyed,
+            )
             self._release(running.placement)
             self._claimed.update(self._claim_ready())
             fault_point("in-cache-entry")
@@ -508,13 +540,13 @@ class Scheduler:
         folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
         fields = {"ended_at": self.now(), "log_tail": log_tail(folder)}
         if exit_event is not None:
-            fields.update(exit_code=exit_event.exit_code, signal=exit_event.signal,
-                          peak_memory=exit_event.peak_memory)
+            fields.update(exit_code=exit_event.exit_code, signal=exit_event.signal, peak_memory=exit_event.peak_memory)
         remove_tree(folder.outputs)  # nothing of a failed attempt may be mistaken for output
         if step.attempt <= spec.max_retries and not self.halt_reason:
             step.attempt += 1
-            self._transition(name, RunStatus.QUEUED, f"retry {step.attempt - 1} of {spec.max_retries} "
-                                                     f"after: {reason}", **fields)
+            self._transition(
+                name, RunStatus.QUEUED, f"retry {step.attempt - 1} of {spec.max_retries} after: {reason}", **fields
+            )
             self._make_ready(name)
             return
         self._transition(name, RunStatus.FAILED, reason, **fields)

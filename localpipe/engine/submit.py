@@ -2,7 +2,8 @@
 
 Nothing is written before the pipeline has validated and its source trees have been hashed,
 so a bad pipeline leaves no trace. ``run_prepared`` is the one way a recorded run is run: by
-the CLI, the watcher, a detached scheduler (``Experiment.submit``, ``--detach``) and the tests.
+the CLI, a detached scheduler (``Experiment.submit``, ``--detach``) and the tests; the watcher
+keeps the scheduler ``scheduler_for`` makes, to cancel its steps when their sources change.
 """
 
 from __future__ import annotations
@@ -17,11 +18,16 @@ import psutil
 from localpipe.content.hashing import TreeDigest
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
+from localpipe.engine.executors.router import Router
 from localpipe.engine.gitinfo import git_info
-from localpipe.engine.scheduler import Reporter, scheduler_for
+from localpipe.engine.resources import ResourcePool
+from localpipe.engine.scheduler import Reporter, Scheduler
+from localpipe.hw.gpus import detect_gpus
+from localpipe.hw.host import detect_host
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
 from localpipe.state.history import History
 from localpipe.state.runs import NewRun
+from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
 
 
@@ -34,14 +40,13 @@ class PreparedRun:
     sources: dict[str, TreeDigest | None]
 
 
-def plan(history: History, pipeline, parameters: dict | None = None,
-         trees: TreeCache | None = None) -> tuple[Graph, dict[str, TreeDigest | None]]:
+def plan(
+    history: History, pipeline, parameters: dict | None = None, trees: TreeCache | None = None
+) -> tuple[Graph, dict[str, TreeDigest | None]]:
     """Validate ``pipeline`` and hash its sources; raises with every problem, writes nothing.
 
     ``trees`` (kept by a watcher) knows which files changed since the last call.
     """
-    from localpipe.hw.gpus import detect_gpus
-    from localpipe.hw.host import detect_host
     from localpipe.sdk.compute import targets_from_configs
 
     host = detect_host()
@@ -60,24 +65,39 @@ def source_trees(graph: Graph, trees: TreeCache) -> dict[str, TreeDigest | None]
     for spec in graph.steps.values():
         if spec.source_dir and spec.source_dir not in by_folder:
             by_folder[spec.source_dir] = trees.tree(spec.source_dir)
-    return {name: by_folder.get(spec.source_dir) if spec.source_dir else None
-            for name, spec in graph.steps.items()}
+    return {name: by_folder.get(spec.source_dir) if spec.source_dir else None for name, spec in graph.steps.items()}
 
 
-def prepare_run(history: History, pipeline, experiment_name: str, parameters: dict | None = None,
-                regenerate_outputs: bool = False, continue_on_step_failure: bool = False,
-                tags: dict | None = None, pipeline_file: str | None = None,
-                trees: TreeCache | None = None) -> PreparedRun:
+def prepare_run(
+    history: History,
+    pipeline,
+    experiment_name: str,
+    parameters: dict | None = None,
+    regenerate_outputs: bool = False,
+    continue_on_step_failure: bool = False,
+    tags: dict | None = None,
+    pipeline_file: str | None = None,
+    trees: TreeCache | None = None,
+) -> PreparedRun:
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges."""
     graph, sources = plan(history, pipeline, parameters, trees)
     edges = [(up.step, spec.name, up.output) for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
     edges += [(before, spec.name, None) for spec in graph.steps.values() for before in spec.after]
-    run_id = history.runs.record(NewRun(
-        experiment=experiment_name, graph=graph.to_dict(), description=graph.description,
-        parameters=graph.parameters, steps=list(graph.steps), edges=edges, tags=tags,
-        regenerate_outputs=regenerate_outputs, continue_on_step_failure=continue_on_step_failure,
-        pipeline_file=pipeline_file,
-        git=git_info(sorted({s.source_dir for s in graph.steps.values() if s.source_dir}))))
+    run_id = history.runs.record(
+        NewRun(
+            experiment=experiment_name,
+            graph=graph.to_dict(),
+            description=graph.description,
+            parameters=graph.parameters,
+            steps=list(graph.steps),
+            edges=edges,
+            tags=tags,
+            regenerate_outputs=regenerate_outputs,
+            continue_on_step_failure=continue_on_step_failure,
+            pipeline_file=pipeline_file,
+            git=git_info(sorted({s.source_dir for s in graph.steps.values() if s.source_dir})),
+        )
+    )
     return PreparedRun(run_id, graph, sources)
 
 
@@ -90,10 +110,37 @@ def load_prepared(history: History, run_id: int) -> PreparedRun:
     return PreparedRun(run_id, graph, sources)
 
 
-def run_prepared(history: History, prepared: PreparedRun, reporter: Reporter | None = None,
-                 slots: int | None = None) -> RunStatus:
+def run_prepared(
+    history: History, prepared: PreparedRun, reporter: Reporter | None = None, slots: int | None = None
+) -> RunStatus:
     """Run a recorded run here, to its end; returns its final status."""
     return scheduler_for(history, prepared.run_id, prepared.graph, prepared.sources, reporter, slots).execute()
+
+
+def scheduler_for(
+    history: History,
+    run_id: int,
+    graph: Graph,
+    sources: dict[str, TreeDigest | None],
+    reporter: Reporter | None = None,
+    slots: int | None = None,
+) -> Scheduler:
+    """A scheduler for a recorded run, with the usual parts: this machine's resources (GPUs
+    looked for only when a step asks for one), the workspace's object store, and the executors
+    its launches name."""
+    host = detect_host()
+    gpus = detect_gpus().gpus if any(spec.resources["gpus"] for spec in graph.steps.values()) else ()
+    pool = ResourcePool(history, run_id, slots or host.cpus, host.memory_total, gpus)
+    return Scheduler(
+        history.runs.for_scheduler(run_id),
+        graph,
+        sources,
+        history,
+        ObjectStore(history.layout.objects),
+        pool,
+        Router(),
+        reporter,
+    )
 
 
 def run_in_background(history: History, run_id: int) -> int:
@@ -101,10 +148,15 @@ def run_in_background(history: History, run_id: int) -> int:
     folder = history.layout.run_dir(run_id)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "scheduler.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "localpipe.engine.runner", str(history.layout.state_dir),
-                                 str(run_id)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
-                                close_fds=True, env=dict(os.environ))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "localpipe.engine.runner", str(history.layout.state_dir), str(run_id)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+            close_fds=True,
+            env=dict(os.environ),
+        )
     # Recorded at once, so that a scheduler dying before it starts is noticed (see recovery).
     try:
         started = psutil.Process(proc.pid).create_time()

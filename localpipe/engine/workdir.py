@@ -1,4 +1,4 @@
-"""A step run's folder: snapshot of its source, inputs in place, empty outputs, and its argv.
+"""A step run's folder: snapshot of its source, inputs in place, empty outputs; its argv and environment.
 
 Everything a step may write lies under ``.localpipe/runs/<run>/<step>/``.
 """
@@ -11,9 +11,11 @@ import shutil
 import sys
 from pathlib import Path
 
-from localpipe.engine.executors import Launch
-from localpipe.plan.graph import StepSpec
 from localpipe.content.hashing import TreeDigest, copy_tree
+from localpipe.engine.executors import Launch
+from localpipe.engine.resources import Placement
+from localpipe.faults import fault_point
+from localpipe.plan.graph import StepSpec
 from localpipe.state.store import ObjectStore, remove_tree
 
 
@@ -48,6 +50,69 @@ class StepFolder:
         return folder if is_directory else folder / name
 
 
+def prepare_step(
+    step: StepSpec,
+    folder: StepFolder,
+    source: TreeDigest | None,
+    upstream_outputs: dict[str, dict[str, str]],
+    upstream_is_dir: dict[str, dict[str, bool]],
+    store: ObjectStore,
+    env: dict[str, str],
+) -> tuple[Launch, TreeDigest | None, dict[str, tuple]]:
+    """Make the step's folder ready for a new attempt: its launch, the snapshot its source was copied
+    to, and the inputs it reads straight from the store (see ``store_mounts``)."""
+    folder.reset()
+    snapshot = snapshot_source(step, source, folder)
+    inputs = {i: input_path(step, i, upstream_outputs, upstream_is_dir, store, folder) for i in step.inputs}
+    launch = build_launch(step, folder, inputs, env, key=step.name)
+    return launch, snapshot, store_mounts(step, inputs, store)
+
+
+def step_environment(
+    base: dict[str, str],
+    workspace_root: Path,
+    run_id: int,
+    experiment: str,
+    step_run_id: int,
+    name: str,
+    placement: Placement,
+) -> dict[str, str]:
+    """The environment of a step: the scheduler's, with what tells the step who and where it is."""
+    env = dict(base)
+    gpus = placement.gpus
+    env.update(
+        {
+            "LOCALPIPE_WORKSPACE": str(workspace_root),
+            "LOCALPIPE_RUN_ID": str(run_id),
+            "LOCALPIPE_STEP_RUN_ID": str(step_run_id),
+            "LOCALPIPE_STEP_NAME": name,
+            "LOCALPIPE_EXPERIMENT": experiment,
+            # UUIDs, not indices: CUDA numbers devices fastest-first unless told otherwise, NVML by
+            # PCI bus, so an index can name another GPU; a UUID names the same one for both.
+            "CUDA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus),
+            "NVIDIA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus) or "void",
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
+            "LOCALPIPE_GPU_INDICES": ",".join(str(g.index) for g in gpus),
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(placement.cpus)),
+        }
+    )
+    return env
+
+
+def commit_outputs(step: StepSpec, folder: StepFolder, store: ObjectStore) -> tuple[dict[str, TreeDigest], str | None]:
+    """Move a succeeded step's outputs into the object store: what was committed, and why the
+    step must fail instead when one cannot be (None when all were)."""
+    committed: dict[str, TreeDigest] = {}
+    for output, is_dir in step.outputs.items():
+        path = folder.output_path(output, is_dir)
+        if not path.exists():
+            return committed, f'output "{output}" was not written to {path}'
+        if committed:
+            fault_point("mid-commit")
+        committed[output] = store.commit(folder.outputs / output)
+    return committed, None
+
+
 def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:
     """Copy exactly the hashed source files into the step's folder; the copy's digest is returned."""
     if step.source_dir is None:
@@ -61,9 +126,14 @@ def working_dir(step: StepSpec, folder: StepFolder) -> Path:
     return folder.snapshot if step.source_dir is not None else folder.root
 
 
-def input_path(step: StepSpec, name: str, upstream_outputs: dict[str, dict[str, str]],
-               upstream_is_dir: dict[str, dict[str, bool]], store: ObjectStore,
-               folder: StepFolder) -> str:
+def input_path(
+    step: StepSpec,
+    name: str,
+    upstream_outputs: dict[str, dict[str, str]],
+    upstream_is_dir: dict[str, dict[str, bool]],
+    store: ObjectStore,
+    folder: StepFolder,
+) -> str:
     """Place input ``name`` for the step (mount: a path into the store or the data; download: a copy)."""
     spec = step.inputs[name]
     if spec.step is not None:
@@ -100,8 +170,9 @@ def _ensure_inside(path: Path, root: Path, name: str) -> None:
         raise UsageError(f'input "{name}": path_on_compute leaves the step folder: use a relative path')
 
 
-def build_launch(step: StepSpec, folder: StepFolder, input_paths: dict[str, str],
-                 env: dict[str, str], key: str) -> Launch:
+def build_launch(
+    step: StepSpec, folder: StepFolder, input_paths: dict[str, str], env: dict[str, str], key: str
+) -> Launch:
     """The argv and environment of one attempt, with data references replaced by paths."""
     output_paths = {}
     for name, is_dir in step.outputs.items():
@@ -123,8 +194,16 @@ def build_launch(step: StepSpec, folder: StepFolder, input_paths: dict[str, str]
     env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
     env.setdefault("PYTHONUNBUFFERED", "1")
     secrets = [env[name] for name in step.secret_env if env.get(name)]
-    return Launch(key=key, argv=argv, cwd=str(working_dir(step, folder)), env=env, stdout=str(folder.stdout),
-                  stderr=str(folder.stderr), memory_limit=step.resources.get("memory"), masked=secrets)
+    return Launch(
+        key=key,
+        argv=argv,
+        cwd=str(working_dir(step, folder)),
+        env=env,
+        stdout=str(folder.stdout),
+        stderr=str(folder.stderr),
+        memory_limit=step.resources.get("memory"),
+        masked=secrets,
+    )
 
 
 def _resolve(token, inputs: dict[str, str], outputs: dict[str, str]) -> str:
@@ -153,5 +232,8 @@ def store_mounts(step: StepSpec, input_paths: dict[str, str], store: ObjectStore
     so the scheduler also compares these fingerprints when the step ends.
     """
     root = str(store.root) + os.sep
-    return {name: (path, fingerprint(path)) for name, path in input_paths.items()
-            if step.inputs[name].mode == "mount" and path.startswith(root)}
+    return {
+        name: (path, fingerprint(path))
+        for name, path in input_paths.items()
+        if step.inputs[name].mode == "mount" and path.startswith(root)
+    }

@@ -18,7 +18,12 @@ from typing import Any
 
 from localpipe.errors import PipelineValidationError
 from localpipe.sdk.data import (
-    DatasetConsumptionConfig, FileDataset, OutputFileDatasetConfig, PipelineData, PipelineDataInput, TabularDataset,
+    DatasetConsumptionConfig,
+    FileDataset,
+    OutputFileDatasetConfig,
+    PipelineData,
+    PipelineDataInput,
+    TabularDataset,
 )
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
@@ -113,8 +118,9 @@ class Graph:
         return cls(steps, data["parameters"], data.get("description"))
 
 
-def plan_pipeline(pipeline, overrides: dict | None = None, compute_targets: dict | None = None,
-                  capacity: Capacity | None = None) -> Graph:
+def plan_pipeline(
+    pipeline, overrides: dict | None = None, compute_targets: dict | None = None, capacity: Capacity | None = None
+) -> Graph:
     """The graph of ``pipeline`` with ``overrides`` applied; raises with every problem found."""
     graph, found = _plan(pipeline, overrides or {}, compute_targets, capacity)
     if found:
@@ -122,16 +128,19 @@ def plan_pipeline(pipeline, overrides: dict | None = None, compute_targets: dict
     return graph
 
 
-def problems(pipeline, overrides: dict | None = None, compute_targets: dict | None = None,
-             capacity: Capacity | None = None) -> list[str]:
+def problems(
+    pipeline, overrides: dict | None = None, compute_targets: dict | None = None, capacity: Capacity | None = None
+) -> list[str]:
     """Every problem of ``pipeline``, as readable lines (empty when it can run)."""
     return _plan(pipeline, overrides or {}, compute_targets, capacity)[1]
 
 
 # -- implementation ------------------------------------------------------------------------
 
-def _plan(pipeline, overrides: dict, compute_targets: dict | None,
-          capacity: Capacity | None = None) -> tuple[Graph, list[str]]:
+
+def _plan(
+    pipeline, overrides: dict, compute_targets: dict | None, capacity: Capacity | None = None
+) -> tuple[Graph, list[str]]:
     found: list[str] = []
     if not pipeline.steps:
         found.append("the pipeline has no steps: pass steps=[...] to Pipeline")
@@ -167,9 +176,11 @@ def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, A
                 other = declared.setdefault(value.name, value)
                 first = declared_by.setdefault(value.name, step.name)
                 if other.default_value != value.default_value:
-                    found.append(f'parameter "{value.name}" is declared twice with different defaults '
-                                 f'({other.default_value!r} in step "{first}", {value.default_value!r} '
-                                 f'in step "{step.name}"): declare it once and share it')
+                    found.append(
+                        f'parameter "{value.name}" is declared twice with different defaults '
+                        f'({other.default_value!r} in step "{first}", {value.default_value!r} '
+                        f'in step "{step.name}"): declare it once and share it'
+                    )
     values = {name: p.default_value for name, p in declared.items()}
     for name, raw in overrides.items():
         if name not in declared:
@@ -203,13 +214,20 @@ def coerce_parameter(raw: Any, default: Any) -> Any:
         try:
             return kind(raw)
         except ValueError:
-            raise ValueError(f'"{raw}" is not {"an integer" if kind is int else "a number"}: '
-                             f"pass one like the default {default!r}") from None
+            raise ValueError(
+                f'"{raw}" is not {"an integer" if kind is int else "a number"}: pass one like the default {default!r}'
+            ) from None
     return raw if kind is str else raw
 
 
-def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipeline,
-               compute_targets: dict | None, found: list[str]) -> StepSpec:
+def _step_spec(
+    step: PipelineStep,
+    names: dict[int, str],
+    parameters: dict,
+    pipeline,
+    compute_targets: dict | None,
+    found: list[str],
+) -> StepSpec:
     label = f'step "{step.name}"'
     source_dir = step.source_directory
     if source_dir is None and isinstance(step, PythonScriptStep):
@@ -234,25 +252,43 @@ def _step_spec(step: PipelineStep, names: dict[int, str], parameters: dict, pipe
     target = step.compute_target or step.runconfig.target or "local"
     target_name = target if isinstance(target, str) else getattr(target, "name", str(target))
     if compute_targets is not None and target_name not in compute_targets:
-        found.append(f'{label}: compute target "{target_name}" does not exist: create it with '
-                     'ComputeTarget.create(...) or use "local"')
+        found.append(
+            f'{label}: compute target "{target_name}" does not exist: create it with '
+            'ComputeTarget.create(...) or use "local"'
+        )
     known = (compute_targets or {}).get(target_name, target if not isinstance(target, str) else None)
     resources = dict(DEFAULT_RESOURCES)
     if getattr(known, "config", None) is not None:
         config = known.config
-        resources = {"cpus": config.cpus_per_step, "gpus": config.gpus_per_step,
-                     "memory": config.memory_per_step, "max_concurrent": config.max_concurrent_steps}
+        resources = {
+            "cpus": config.cpus_per_step,
+            "gpus": config.gpus_per_step,
+            "memory": config.memory_per_step,
+            "max_concurrent": config.max_concurrent_steps,
+        }
 
     after = [names.get(id(p), p.name) for p in step.predecessors]
     if step.name in after:
         found.append(f"{label} runs after itself: remove the run_after({step.name}) call")
     return StepSpec(
-        name=step.name, kind=step.kind, script=script, source_dir=source_dir, argv=argv,
-        inputs=inputs, outputs=outputs, params=params, pipeline_params=used_params,
+        name=step.name,
+        kind=step.kind,
+        script=script,
+        source_dir=source_dir,
+        argv=argv,
+        inputs=inputs,
+        outputs=outputs,
+        params=params,
+        pipeline_params=used_params,
         environment=environment_fingerprint(step.runconfig.environment),
-        compute_target=target_name, allow_reuse=bool(step.allow_reuse), version=step.version,
-        after=after, timeout_seconds=step.runconfig.timeout_seconds,
-        max_retries=step.runconfig.max_retries, resources=resources, destinations=destinations,
+        compute_target=target_name,
+        allow_reuse=bool(step.allow_reuse),
+        version=step.version,
+        after=after,
+        timeout_seconds=step.runconfig.timeout_seconds,
+        max_retries=step.runconfig.max_retries,
+        resources=resources,
+        destinations=destinations,
         secret_env=_secret_env(label, step.secret_env, found),
     )
 
@@ -263,14 +299,18 @@ def _check_capacity(spec: StepSpec, capacity: Capacity, found: list[str]) -> Non
     if need["cpus"] > capacity.cpus:
         found.append(f"{label} needs {need['cpus']} CPUs per step but this machine has {capacity.cpus}: {fix}")
     if need["memory"] and need["memory"] > capacity.memory:
-        found.append(f"{label} needs {need['memory'] / 2**30:.1f} GiB of memory but this machine has "
-                     f"{capacity.memory / 2**30:.1f} GiB: {fix}")
+        found.append(
+            f"{label} needs {need['memory'] / 2**30:.1f} GiB of memory but this machine has "
+            f"{capacity.memory / 2**30:.1f} GiB: {fix}"
+        )
     if need["gpus"]:
         report = capacity.gpu_report()
         if len(report.gpus) < need["gpus"]:
             why = report.problem or f"it has {len(report.gpus)}"
-            found.append(f"{label} needs {need['gpus']} GPU{'s' if need['gpus'] > 1 else ''} but this machine "
-                         f"cannot give them ({why}): {fix}")
+            found.append(
+                f"{label} needs {need['gpus']} GPU{'s' if need['gpus'] > 1 else ''} but this machine "
+                f"cannot give them ({why}): {fix}"
+            )
 
 
 def _check_source(label: str, source_dir: str | None, script: str | None, found: list[str]) -> None:
@@ -284,11 +324,12 @@ def _check_source(label: str, source_dir: str | None, script: str | None, found:
         return
     full = os.path.normpath(os.path.join(source_dir, script))
     if not full.startswith(os.path.normpath(source_dir) + os.sep):
-        found.append(f'{label}: script "{script}" leaves source_directory "{source_dir}": '
-                     "keep the script inside it")
+        found.append(f'{label}: script "{script}" leaves source_directory "{source_dir}": keep the script inside it')
     elif not os.path.isfile(full):
-        found.append(f'{label}: script "{script}" not found in source_directory "{source_dir}": '
-                     "fix script_name or source_directory")
+        found.append(
+            f'{label}: script "{script}" not found in source_directory "{source_dir}": '
+            "fix script_name or source_directory"
+        )
 
 
 def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[str]) -> None:
@@ -297,22 +338,23 @@ def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[
         return
     name = output.name
     if not VALID_OUTPUT_NAME.match(name) or ".." in name:
-        found.append(f'{label}: output name "{name}" is not allowed: use letters, digits, "_", "-" and "." '
-                     'with no "/" or ".."')
+        found.append(
+            f'{label}: output name "{name}" is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."'
+        )
     elif name in outputs:
         found.append(f'{label}: two outputs are named "{name}": rename one')
     if len(output.producers) > 1 and output.producers[0] is step:
         producers = ", ".join(f'"{p.name}"' for p in output.producers)
-        found.append(f'output "{name}" is produced by more than one step ({producers}): '
-                     "give each step its own PipelineData")
+        found.append(
+            f'output "{name}" is produced by more than one step ({producers}): give each step its own PipelineData'
+        )
     outputs[name] = output.is_directory
 
 
 def _secret_env(label: str, names: list[str], found: list[str]) -> list[str]:
     missing = [name for name in names if name not in os.environ]
     if missing:
-        found.append(f'{label}: secret_env "{missing[0]}" is not set in this environment: export it before '
-                     "submitting")
+        found.append(f'{label}: secret_env "{missing[0]}" is not set in this environment: export it before submitting')
     return sorted(names)
 
 
@@ -325,13 +367,14 @@ def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) 
     path = os.path.normpath(os.path.join(root, str(template)))
     sample = path.replace("{run-id}", "1").replace("{output-name}", output.name)
     if not (sample + os.sep).startswith(root + os.sep) or sample == root:
-        found.append(f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
-                     f'"{store.name}": use a relative path inside it')
+        found.append(
+            f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
+            f'"{store.name}": use a relative path inside it'
+        )
     return {"path": path, "register": output.register_as}
 
 
-def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, InputSpec],
-               found: list[str]) -> None:
+def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, InputSpec], found: list[str]) -> None:
     if isinstance(item, PipelineData):
         item = item.as_input()
     if isinstance(item, FileDataset):
@@ -340,27 +383,38 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
         name = item.name
         producers = item.data.producers
         if not producers:
-            found.append(f'{label}: input "{name}" is produced by no step: add the step that writes '
-                         f'PipelineData "{item.data.name}" as an output')
+            found.append(
+                f'{label}: input "{name}" is produced by no step: add the step that writes '
+                f'PipelineData "{item.data.name}" as an output'
+            )
             spec = InputSpec(mode=item.mode)
         else:
             producer = producers[0]
             if producer is step:
-                found.append(f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '
-                             "from its inputs, or read it from another step's PipelineData")
-            spec = InputSpec(mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name,
-                             tabular=item.tabular)
+                found.append(
+                    f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '
+                    "from its inputs, or read it from another step's PipelineData"
+                )
+            spec = InputSpec(
+                mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name, tabular=item.tabular
+            )
     elif isinstance(item, DatasetConsumptionConfig):
         name = item.name
         for path in item.dataset.paths:
             if not os.path.exists(path):
-                found.append(f'{label}: dataset input "{name}": path "{path}" does not exist: '
-                             "create it or fix the path")
+                found.append(
+                    f'{label}: dataset input "{name}": path "{path}" does not exist: create it or fix the path'
+                )
         dataset = item.dataset
-        spec = InputSpec(mode=item.mode, paths=list(dataset.paths), path_on_compute=item.path_on_compute,
-                         tabular={"separator": dataset.separator, "header": dataset.header}
-                         if isinstance(dataset, TabularDataset) else None,
-                         dataset={"name": dataset.name, "version": dataset.version} if dataset.name else None)
+        spec = InputSpec(
+            mode=item.mode,
+            paths=list(dataset.paths),
+            path_on_compute=item.path_on_compute,
+            tabular={"separator": dataset.separator, "header": dataset.header}
+            if isinstance(dataset, TabularDataset)
+            else None,
+            dataset={"name": dataset.name, "version": dataset.version} if dataset.name else None,
+        )
     else:
         found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
         return
@@ -380,8 +434,10 @@ def _argument(label: str, value, parameters: dict, used: dict, found: list[str])
         return {"input": os.path.basename(value.paths[0]) or "dataset"}
     if isinstance(value, (str, int, float, bool, os.PathLike, PipelineParameter)):
         return str(_param_value(value, parameters, used))
-    found.append(f"{label}: argument {value!r} of type {type(value).__name__} cannot be passed: "
-                 "use a string, a number, a PipelineParameter or a data reference")
+    found.append(
+        f"{label}: argument {value!r} of type {type(value).__name__} cannot be passed: "
+        "use a string, a number, a PipelineParameter or a data reference"
+    )
     return ""
 
 
@@ -398,8 +454,12 @@ def environment_fingerprint(environment) -> dict[str, Any]:
         return {"kind": "docker", "image": environment.docker.base_image}
     deps = environment.python.conda_dependencies
     if not environment.python.user_managed_dependencies and deps is not None:
-        return {"kind": "venv", "pip": sorted(deps.pip_packages), "conda": sorted(deps.conda_packages),
-                "python": deps.python_version}
+        return {
+            "kind": "venv",
+            "pip": sorted(deps.pip_packages),
+            "conda": sorted(deps.conda_packages),
+            "python": deps.python_version,
+        }
     return _interpreter_fingerprint(environment.python.interpreter_path or sys.executable)
 
 
@@ -407,8 +467,13 @@ def environment_fingerprint(environment) -> dict[str, Any]:
 def _interpreter_fingerprint(interpreter: str) -> dict[str, Any]:
     # The interpreter's real file and prefix identify it: `python`, `python3.11` and a shim name
     # the same one, while a virtual environment (a link to its base) has a prefix of its own.
-    return {"kind": "python", "interpreter": interpreter, "identity": os.path.realpath(interpreter),
-            "prefix": sys.prefix if interpreter == sys.executable else None, "version": sys.version.split()[0]}
+    return {
+        "kind": "python",
+        "interpreter": interpreter,
+        "identity": os.path.realpath(interpreter),
+        "prefix": sys.prefix if interpreter == sys.executable else None,
+        "version": sys.version.split()[0],
+    }
 
 
 def _order(specs: list[StepSpec], found: list[str]) -> list[str]:

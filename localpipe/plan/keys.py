@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from localpipe.plan.graph import StepSpec
 from localpipe.content.hashing import hash_bytes
+from localpipe.plan.graph import StepSpec
 
 KEY_VERSION = 1
 
@@ -57,8 +57,10 @@ def what_changed(current: dict[str, Any], previous: dict[str, Any], changed_file
     pipeline_params = _changed_keys(current.get("pipeline_params", {}), previous.get("pipeline_params", {}))
     reasons += [f'parameter "{name}" changed' for name in pipeline_params]
     if not pipeline_params:  # a changed pipeline parameter explains its params and arguments
-        reasons += [f'parameter "{name}" changed'
-                    for name in _changed_keys(current.get("params", {}), previous.get("params", {}))]
+        reasons += [
+            f'parameter "{name}" changed'
+            for name in _changed_keys(current.get("params", {}), previous.get("params", {}))
+        ]
         if current.get("arguments") != previous.get("arguments"):
             reasons.append("arguments changed")
     for name in _changed_keys(current.get("inputs", {}), previous.get("inputs", {})):

@@ -92,12 +92,12 @@ class ComputeTarget:
     def provisioning_state(self) -> str:
         return "Succeeded"
 
-    def wait_for_completion(self, show_output: bool = False, min_node_count=None,
-                            timeout_in_minutes: float | None = None, **_ignored) -> None:
+    def wait_for_completion(
+        self, show_output: bool = False, min_node_count=None, timeout_in_minutes: float | None = None, **_ignored
+    ) -> None:
         """Nothing to wait for locally; with ``show_output``, says so as the seed expects."""
         if show_output:
-            print(f"{self.name}: Succeeded (local pool: {self.cpus_per_step} CPU, "
-                  f"{self.gpus_per_step} GPU per step)")
+            print(f"{self.name}: Succeeded (local pool: {self.cpus_per_step} CPU, {self.gpus_per_step} GPU per step)")
 
     def delete(self, workspace) -> None:
         workspace.service.delete_compute_target(self.name)
@@ -110,21 +110,24 @@ class LocalCompute(ComputeTarget):
     """A pool declared by what each step claims."""
 
     @staticmethod
-    def provisioning_configuration(cpus_per_step: int = 1, gpus_per_step: int = 0,
-                                   memory_per_step: int | None = None,
-                                   max_concurrent_steps: int | None = None) -> ProvisioningConfiguration:
+    def provisioning_configuration(
+        cpus_per_step: int = 1,
+        gpus_per_step: int = 0,
+        memory_per_step: int | None = None,
+        max_concurrent_steps: int | None = None,
+    ) -> ProvisioningConfiguration:
         if cpus_per_step < 1 or gpus_per_step < 0:
             raise UsageError("LocalCompute: cpus_per_step must be at least 1 and gpus_per_step at least 0")
-        return ProvisioningConfiguration("local", cpus_per_step, gpus_per_step, memory_per_step,
-                                         max_concurrent_steps)
+        return ProvisioningConfiguration("local", cpus_per_step, gpus_per_step, memory_per_step, max_concurrent_steps)
 
 
 class AmlCompute(ComputeTarget):
     """The seed's cluster, mapped onto this machine: one step claims one VM's worth of resources."""
 
     @staticmethod
-    def provisioning_configuration(vm_size: str = "STANDARD_D2_V2", min_nodes: int = 0, max_nodes: int = 4,
-                                   **_ignored) -> ProvisioningConfiguration:
+    def provisioning_configuration(
+        vm_size: str = "STANDARD_D2_V2", min_nodes: int = 0, max_nodes: int = 4, **_ignored
+    ) -> ProvisioningConfiguration:
         from localpipe.hw.azure_sizes import lookup_vm_size
 
         size = lookup_vm_size(vm_size)
@@ -145,5 +148,7 @@ def compute_targets(ws) -> dict[str, ComputeTarget]:
 
 def targets_from_configs(configs: dict[str, dict]) -> dict[str, ComputeTarget]:
     """``local`` and the targets of ``configs`` (name -> provisioning configuration as a dict)."""
-    return {"local": LOCAL, **{name: target_from(name, ProvisioningConfiguration(**config))
-                               for name, config in configs.items()}}
+    return {
+        "local": LOCAL,
+        **{name: target_from(name, ProvisioningConfiguration(**config)) for name, config in configs.items()},
+    }

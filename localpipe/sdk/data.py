@@ -24,8 +24,10 @@ class Datastore:
         self.name = name
         path = workspace.service.datastore_path(name)
         if path is None:
-            raise NotFoundError(f'datastore "{name}" is not registered in {workspace.root}: '
-                                "use Datastore.register_local(ws, name, path)")
+            raise NotFoundError(
+                f'datastore "{name}" is not registered in {workspace.root}: '
+                "use Datastore.register_local(ws, name, path)"
+            )
         self.path = Path(path)
 
     @classmethod
@@ -44,8 +46,13 @@ class Datastore:
         workspace.service.register_datastore(name, folder)
         return cls(workspace, name)
 
-    def upload(self, src_dir: str | os.PathLike, target_path: str | None = None, overwrite: bool = False,
-               show_progress: bool = False) -> Path:
+    def upload(
+        self,
+        src_dir: str | os.PathLike,
+        target_path: str | None = None,
+        overwrite: bool = False,
+        show_progress: bool = False,
+    ) -> Path:
         """Copy the files of ``src_dir`` into ``target_path`` of this datastore; returns that folder.
 
         Files already there are kept unless ``overwrite``; ``target_path`` must stay inside the datastore.
@@ -78,8 +85,14 @@ class FileDataset:
     def as_mount(self) -> DatasetConsumptionConfig:
         return self.as_named_input(_default_input_name(self)).as_mount()
 
-    def register(self, workspace, name: str, description: str | None = None,
-                 tags: dict | None = None, create_new_version: bool = True) -> FileDataset:
+    def register(
+        self,
+        workspace,
+        name: str,
+        description: str | None = None,
+        tags: dict | None = None,
+        create_new_version: bool = True,
+    ) -> FileDataset:
         """Keep a read-only copy of the files as version N of dataset ``name``.
 
         The version is fixed by the content: registering unchanged content returns the same
@@ -89,8 +102,11 @@ class FileDataset:
         kind, options = "file", {}
         if isinstance(self, TabularDataset):
             kind, options = "tabular", {"separator": self.separator, "header": self.header}
-        return dataset_from_record(workspace.service.register_dataset(
-            name, list(self.paths), kind, options, description, tags, create_new_version))
+        return dataset_from_record(
+            workspace.service.register_dataset(
+                name, list(self.paths), kind, options, description, tags, create_new_version
+            )
+        )
 
     def to_path(self) -> list[str]:
         """The paths of the files."""
@@ -140,11 +156,13 @@ class _TabularDatasetFactory:
     """``Dataset.Tabular``: builds TabularDatasets."""
 
     @staticmethod
-    def from_delimited_files(path, separator: str = ",", header: bool = True, validate: bool = True,
-                             **_ignored) -> TabularDataset:
+    def from_delimited_files(
+        path, separator: str = ",", header: bool = True, validate: bool = True, **_ignored
+    ) -> TabularDataset:
         """Delimited files at ``path`` (as for ``Dataset.File.from_files``), read as one table."""
-        return TabularDataset(paths=_resolve_paths(path, "Dataset.Tabular.from_delimited_files"),
-                              separator=separator, header=bool(header))
+        return TabularDataset(
+            paths=_resolve_paths(path, "Dataset.Tabular.from_delimited_files"), separator=separator, header=bool(header)
+        )
 
 
 def _resolve_paths(path, caller: str) -> tuple[str, ...]:
@@ -183,8 +201,9 @@ class Dataset:
 def dataset_from_record(record: dict) -> FileDataset:
     """The dataset of a registered version, as the workspace service describes it."""
     if record["kind"] == "tabular":
-        return TabularDataset(paths=tuple(record["paths"]), name=record["name"], version=record["version"],
-                              **record["options"])
+        return TabularDataset(
+            paths=tuple(record["paths"]), name=record["name"], version=record["version"], **record["options"]
+        )
     return FileDataset(paths=tuple(record["paths"]), name=record["name"], version=record["version"])
 
 

@@ -62,8 +62,9 @@ class Environment:
 
 def registered_environments(workspace) -> dict[str, Environment]:
     """The latest version of each environment registered in ``workspace``; ``default`` when there is none."""
-    found = {name: _from_spec(name, version, spec)
-             for name, (version, spec) in workspace.service.environments().items()}
+    found = {
+        name: _from_spec(name, version, spec) for name, (version, spec) in workspace.service.environments().items()
+    }
     return found or {"default": Environment()}
 
 
@@ -71,10 +72,13 @@ def _from_spec(name: str, version: int, spec: dict) -> Environment:
     spec = dict(spec)
     python = dict(spec.pop("python"))
     deps = python.pop("conda_dependencies")
-    return Environment(name=name, version=str(version),
-                       python=PythonSection(**python, conda_dependencies=CondaDependencies(**deps) if deps else None),
-                       docker=DockerSection(**spec.pop("docker")),
-                       environment_variables=spec.get("environment_variables", {}))
+    return Environment(
+        name=name,
+        version=str(version),
+        python=PythonSection(**python, conda_dependencies=CondaDependencies(**deps) if deps else None),
+        docker=DockerSection(**spec.pop("docker")),
+        environment_variables=spec.get("environment_variables", {}),
+    )
 
 
 @dataclass

@@ -12,13 +12,12 @@ from localpipe.sdk.steps import PipelineStep
 class Pipeline:
     """Steps to run together; ``steps`` may be nested lists (the seed passes a list in a list)."""
 
-    def __init__(self, workspace, steps, description: str | None = None,
-                 default_source_directory: str | None = None, **_ignored):
+    def __init__(
+        self, workspace, steps, description: str | None = None, default_source_directory: str | None = None, **_ignored
+    ):
         self.workspace = workspace
         self.description = description
-        self.default_source_directory = (
-            os.path.abspath(default_source_directory) if default_source_directory else None
-        )
+        self.default_source_directory = os.path.abspath(default_source_directory) if default_source_directory else None
         self.steps: list[PipelineStep] = _collect(steps)
 
     def validate(self, pipeline_parameters: dict | None = None) -> list[str]:
@@ -57,5 +56,6 @@ def _flatten(items):
         elif isinstance(item, PipelineStep):
             yield item
         else:
-            raise UsageError(f"Pipeline(steps=...): {item!r} is a {type(item).__name__}, not a step: "
-                             "pass steps or lists of steps")
+            raise UsageError(
+                f"Pipeline(steps=...): {item!r} is a {type(item).__name__}, not a step: pass steps or lists of steps"
+            )

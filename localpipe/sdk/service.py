@@ -32,8 +32,16 @@ class WorkspaceService(Protocol):
         """Copy ``src_dir`` into ``target_path`` of datastore ``name``; returns that folder."""
 
     # -- datasets --------------------------------------------------------------------------------
-    def register_dataset(self, name: str, paths: list[str], kind: str, options: dict, description: str | None,
-                         tags: dict | None, create_new_version: bool) -> dict:
+    def register_dataset(
+        self,
+        name: str,
+        paths: list[str],
+        kind: str,
+        options: dict,
+        description: str | None,
+        tags: dict | None,
+        create_new_version: bool,
+    ) -> dict:
         """Register files as a version of dataset ``name``: ``{"name", "version", "kind", "options", "paths"}``."""
 
     def get_dataset(self, name: str, version: int | str) -> dict:

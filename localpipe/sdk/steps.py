@@ -13,10 +13,14 @@ import shlex
 import warnings
 from typing import Any
 
-from localpipe.sdk.data import (
-    DatasetConsumptionConfig, FileDataset, PipelineData, PipelineDataInput, TabularOutput,
-)
 from localpipe.errors import UsageError
+from localpipe.sdk.data import (
+    DatasetConsumptionConfig,
+    FileDataset,
+    PipelineData,
+    PipelineDataInput,
+    TabularOutput,
+)
 from localpipe.sdk.environment import RunConfiguration
 
 INPUT_TYPES = (PipelineDataInput, DatasetConsumptionConfig, FileDataset)
@@ -27,8 +31,20 @@ class PipelineStep:
 
     kind = "step"
 
-    def __init__(self, name, source_directory, arguments, inputs, outputs, compute_target,
-                 runconfig, params, allow_reuse, version, secret_env=None):
+    def __init__(
+        self,
+        name,
+        source_directory,
+        arguments,
+        inputs,
+        outputs,
+        compute_target,
+        runconfig,
+        params,
+        allow_reuse,
+        version,
+        secret_env=None,
+    ):
         self.name = name
         # Names of environment variables passed to the step from the submitter's environment;
         # their values are never recorded, and are masked in the step's logs.
@@ -48,8 +64,10 @@ class PipelineStep:
             elif isinstance(item, INPUT_TYPES):
                 self._add_argument_input(item)
             elif isinstance(item, TabularOutput):
-                raise UsageError(f'step "{self.name}": pass {item.data.name}.read_delimited_files().as_input(), '
-                                 "not read_delimited_files() alone")
+                raise UsageError(
+                    f'step "{self.name}": pass {item.data.name}.read_delimited_files().as_input(), '
+                    "not read_delimited_files() alone"
+                )
         for output in self.outputs:
             if self not in output.producers:
                 output.producers.append(self)
@@ -88,18 +106,43 @@ class PythonScriptStep(PipelineStep):
 
     kind = "python"
 
-    def __init__(self, script_name: str, name: str | None = None, arguments: list | None = None,
-                 compute_target: Any = None, runconfig: RunConfiguration | None = None,
-                 inputs: list | None = None, outputs: list | None = None, params: dict | None = None,
-                 source_directory: str | None = None, allow_reuse: bool = True,
-                 version: str | None = None, hash_paths: list | None = None, secret_env: list | None = None,
-                 **_ignored):
+    def __init__(
+        self,
+        script_name: str,
+        name: str | None = None,
+        arguments: list | None = None,
+        compute_target: Any = None,
+        runconfig: RunConfiguration | None = None,
+        inputs: list | None = None,
+        outputs: list | None = None,
+        params: dict | None = None,
+        source_directory: str | None = None,
+        allow_reuse: bool = True,
+        version: str | None = None,
+        hash_paths: list | None = None,
+        secret_env: list | None = None,
+        **_ignored,
+    ):
         if hash_paths is not None:
-            warnings.warn("hash_paths is deprecated: the whole source_directory is always hashed",
-                          DeprecationWarning, stacklevel=2)
+            warnings.warn(
+                "hash_paths is deprecated: the whole source_directory is always hashed",
+                DeprecationWarning,
+                stacklevel=2,
+            )
         self.script_name = script_name
-        super().__init__(name or script_name, source_directory, arguments, inputs, outputs,
-                         compute_target, runconfig, params, allow_reuse, version, secret_env)
+        super().__init__(
+            name or script_name,
+            source_directory,
+            arguments,
+            inputs,
+            outputs,
+            compute_target,
+            runconfig,
+            params,
+            allow_reuse,
+            version,
+            secret_env,
+        )
 
 
 class CommandStep(PipelineStep):
@@ -107,11 +150,32 @@ class CommandStep(PipelineStep):
 
     kind = "command"
 
-    def __init__(self, command: str | list, name: str | None = None, source_directory: str | None = None,
-                 inputs: list | None = None, outputs: list | None = None, compute_target: Any = None,
-                 runconfig: RunConfiguration | None = None, allow_reuse: bool = True,
-                 version: str | None = None, secret_env: list | None = None, **_ignored):
+    def __init__(
+        self,
+        command: str | list,
+        name: str | None = None,
+        source_directory: str | None = None,
+        inputs: list | None = None,
+        outputs: list | None = None,
+        compute_target: Any = None,
+        runconfig: RunConfiguration | None = None,
+        allow_reuse: bool = True,
+        version: str | None = None,
+        secret_env: list | None = None,
+        **_ignored,
+    ):
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         first = next((str(part) for part in self.command if isinstance(part, str)), "command")
-        super().__init__(name or os.path.basename(first), source_directory, self.command, inputs,
-                         outputs, compute_target, runconfig, None, allow_reuse, version, secret_env)
+        super().__init__(
+            name or os.path.basename(first),
+            source_directory,
+            self.command,
+            inputs,
+            outputs,
+            compute_target,
+            runconfig,
+            None,
+            allow_reuse,
+            version,
+            secret_env,
+        )

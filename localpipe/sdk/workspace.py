@@ -15,9 +15,7 @@ STATE_DIR = ".localpipe"
 
 # Set by the CLI while it loads a pipeline file, so that `Workspace.from_config()` inside
 # that file answers with the workspace the command already chose.
-current_workspace: contextvars.ContextVar[Workspace | None] = contextvars.ContextVar(
-    "current_workspace", default=None
-)
+current_workspace: contextvars.ContextVar[Workspace | None] = contextvars.ContextVar("current_workspace", default=None)
 
 
 class Workspace:

@@ -8,9 +8,10 @@ of a thousand reused steps costs a few queries, not thousands.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from localpipe.state.db import Database
 from localpipe.state.models import EncodedJSON, insert_rows
 from localpipe.status import RunStatus
-from localpipe.state.db import Database
 
 _CHUNK = 500  # SQLite caps the number of bound variables of one statement
 _COMPUTING = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.FINALIZING.value)
@@ -59,12 +60,14 @@ class CacheRecords:
         found: dict[str, CacheHit] = {}
         by_step_run: dict[int, CacheHit] = {}
         for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start:start + _CHUNK]
+            chunk = keys[start : start + _CHUNK]
             rows = self.db.execute_sql(
                 'SELECT c."key", s."id", s."run_id", s."name", o."name", o."digest" FROM "cache_entry" c '
                 'JOIN "step_run" s ON s."id" = c."step_run_id" '
                 'LEFT JOIN "step_output" o ON o."step_run_id" = s."id" '
-                f'WHERE c."key" IN ({", ".join("?" * len(chunk))})', chunk)
+                f'WHERE c."key" IN ({", ".join("?" * len(chunk))})',
+                chunk,
+            )
             for key, step_run, run, name, output, digest in rows:
                 hit = by_step_run.setdefault(step_run, CacheHit(step_run, run, name, {}))
                 found[key] = hit
@@ -78,12 +81,14 @@ class CacheRecords:
     def earlier_run(self, step: str, experiment_id: int | None) -> EarlierRun | None:
         """The latest earlier run of a step named ``step`` (in ``experiment_id`` first, else in any)."""
         t = self.t
-        query = (t.StepRun.select(t.StepRun.id, t.StepRun.run, t.StepRun.status, t.StepRun.cache_key,
-                                  t.CacheKey.components)
-                 .join(t.PipelineRun).switch(t.StepRun)
-                 .join(t.CacheKey, on=(t.CacheKey.key == t.StepRun.cache_key))
-                 .where(t.StepRun.name == step)
-                 .order_by(t.StepRun.id.desc()))
+        query = (
+            t.StepRun.select(t.StepRun.id, t.StepRun.run, t.StepRun.status, t.StepRun.cache_key, t.CacheKey.components)
+            .join(t.PipelineRun)
+            .switch(t.StepRun)
+            .join(t.CacheKey, on=(t.CacheKey.key == t.StepRun.cache_key))
+            .where(t.StepRun.name == step)
+            .order_by(t.StepRun.id.desc())
+        )
         row = None
         if experiment_id is not None:
             row = query.where(t.PipelineRun.experiment == experiment_id).tuples().first()
@@ -98,10 +103,19 @@ class CacheRecords:
     def computing_twin(self, key: str, run_id: int) -> Twin | None:
         """The earliest step of another running run that is computing ``key`` now, if any."""
         t = self.t
-        row = (t.StepRun.select(t.StepRun.id, t.StepRun.run, t.StepRun.name).join(t.PipelineRun)
-               .where(t.StepRun.cache_key == key, t.StepRun.status.in_(_COMPUTING),
-                      t.StepRun.run != run_id, t.PipelineRun.status == RunStatus.RUNNING.value)
-               .order_by(t.StepRun.id).tuples().first())
+        row = (
+            t.StepRun.select(t.StepRun.id, t.StepRun.run, t.StepRun.name)
+            .join(t.PipelineRun)
+            .where(
+                t.StepRun.cache_key == key,
+                t.StepRun.status.in_(_COMPUTING),
+                t.StepRun.run != run_id,
+                t.PipelineRun.status == RunStatus.RUNNING.value,
+            )
+            .order_by(t.StepRun.id)
+            .tuples()
+            .first()
+        )
         return Twin(*row) if row else None
 
     def add_keys(self, keys: dict[str, str]) -> None:
@@ -109,16 +123,24 @@ class CacheRecords:
         known: set[str] = set()
         listed = list(keys)
         for start in range(0, len(listed), _CHUNK):
-            chunk = listed[start:start + _CHUNK]
-            known.update(k for (k,) in self.db.execute_sql(
-                f'SELECT "key" FROM "cache_key" WHERE "key" IN ({", ".join("?" * len(chunk))})', chunk))
-        insert_rows(self.t.CacheKey, [{"key": key, "components": EncodedJSON(text)}
-                                      for key, text in keys.items() if key not in known])
+            chunk = listed[start : start + _CHUNK]
+            known.update(
+                k
+                for (k,) in self.db.execute_sql(
+                    f'SELECT "key" FROM "cache_key" WHERE "key" IN ({", ".join("?" * len(chunk))})', chunk
+                )
+            )
+        insert_rows(
+            self.t.CacheKey,
+            [{"key": key, "components": EncodedJSON(text)} for key, text in keys.items() if key not in known],
+        )
 
     def add_entry(self, key: str, step_run_id: int, at: float) -> None:
         """``step_run_id``'s outputs now serve ``key`` (replacing an entry whose outputs were lost)."""
-        self.db.execute_sql('INSERT OR REPLACE INTO "cache_entry" ("key", "step_run_id", "created_at") '
-                            "VALUES (?, ?, ?)", (key, step_run_id, at))
+        self.db.execute_sql(
+            'INSERT OR REPLACE INTO "cache_entry" ("key", "step_run_id", "created_at") VALUES (?, ?, ?)',
+            (key, step_run_id, at),
+        )
 
     def add_snapshot(self, digest: str, files: dict[str, str], size: int) -> None:
         """Record a source snapshot, so that a later run can name the files changed since."""

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import json
 import time
-from localpipe.state.db import Database
 from dataclasses import dataclass
+
+from localpipe.state.db import Database
+
 
 @dataclass(frozen=True)
 class HeldClaim:
@@ -35,19 +37,30 @@ class ClaimRecords:
     def held(self) -> list[HeldClaim]:
         rows = self.db.execute_sql(
             'SELECT "id", "target", "cpus", "memory", "gpus", "holder_pid", "holder_started", "run_id" '
-            'FROM "resource_claim"').fetchall()
+            'FROM "resource_claim"'
+        ).fetchall()
         return [HeldClaim(r[0], r[1], r[2], r[3], tuple(json.loads(r[4])), r[5], r[6], r[7]) for r in rows]
 
-    def add(self, run_id: int, step_run_id: int, target: str, cpus: int, memory: int | None, gpus: list[int],
-            holder: tuple[int, float]) -> int:
+    def add(
+        self,
+        run_id: int,
+        step_run_id: int,
+        target: str,
+        cpus: int,
+        memory: int | None,
+        gpus: list[int],
+        holder: tuple[int, float],
+    ) -> int:
         """Record a claim held by the scheduler ``holder`` (pid, process start time); returns its id."""
         cursor = self.db.execute_sql(
             'INSERT INTO "resource_claim" ("run_id", "step_run_id", "target", "cpus", "memory", "gpus", '
             '"holder_pid", "holder_started", "created_at") VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
-            (run_id, step_run_id, target, cpus, memory, json.dumps(gpus), holder[0], holder[1], time.time()))
+            (run_id, step_run_id, target, cpus, memory, json.dumps(gpus), holder[0], holder[1], time.time()),
+        )
         return cursor.lastrowid
 
     def delete(self, claim_ids: list[int]) -> None:
         if claim_ids:
-            self.db.execute_sql(f'DELETE FROM "resource_claim" WHERE "id" IN ({", ".join("?" * len(claim_ids))})',
-                                claim_ids)
+            self.db.execute_sql(
+                f'DELETE FROM "resource_claim" WHERE "id" IN ({", ".join("?" * len(claim_ids))})', claim_ids
+            )

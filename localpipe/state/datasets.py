@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
+
 from localpipe.errors import NotFoundError, UsageError
-from localpipe.state.store import ObjectStore
 from localpipe.state.db import Database
+from localpipe.state.store import ObjectStore
 
 
 class DatasetRecords:
@@ -24,16 +25,32 @@ class DatasetRecords:
         self.t = database.tables
         self.store = ObjectStore(database.layout.objects)
 
-    def register(self, name: str, paths: list[str], kind: str = "file", options: dict | None = None,
-                 description: str | None = None, tags: dict | None = None,
-                 create_new_version: bool = True) -> dict:
+    def register(
+        self,
+        name: str,
+        paths: list[str],
+        kind: str = "file",
+        options: dict | None = None,
+        description: str | None = None,
+        tags: dict | None = None,
+        create_new_version: bool = True,
+    ) -> dict:
         """Register the files at ``paths`` as a version of ``name``; returns the version's record."""
         digest, entries = self._commit_copy(paths)
         return self.record_version(name, digest, entries, kind, options, description, tags, create_new_version)
 
-    def record_version(self, name: str, digest: str, entries: list[str], kind: str = "file",
-                       options: dict | None = None, description: str | None = None, tags: dict | None = None,
-                       create_new_version: bool = True, produced_by: int | None = None) -> dict:
+    def record_version(
+        self,
+        name: str,
+        digest: str,
+        entries: list[str],
+        kind: str = "file",
+        options: dict | None = None,
+        description: str | None = None,
+        tags: dict | None = None,
+        create_new_version: bool = True,
+        produced_by: int | None = None,
+    ) -> dict:
         """The version of ``name`` for the stored tree ``digest``: the latest if its content is the same,
         else a new one."""
         t = self.t
@@ -42,11 +59,21 @@ class DatasetRecords:
             if latest is not None and latest.digest == digest:
                 return self._record(latest)
             if latest is not None and not create_new_version:
-                raise UsageError(f'dataset "{name}" exists with other content (version {latest.version}): '
-                                 "pass create_new_version=True to add a version")
+                raise UsageError(
+                    f'dataset "{name}" exists with other content (version {latest.version}): '
+                    "pass create_new_version=True to add a version"
+                )
             row = t.DatasetVersion.create(
-                name=name, version=(latest.version + 1) if latest else 1, digest=digest, paths=entries,
-                produced_by=produced_by, kind=kind, options=options or {}, description=description, tags=tags or {})
+                name=name,
+                version=(latest.version + 1) if latest else 1,
+                digest=digest,
+                paths=entries,
+                produced_by=produced_by,
+                kind=kind,
+                options=options or {},
+                description=description,
+                tags=tags or {},
+            )
         return self._record(row)
 
     def get(self, name: str, version: int | str = "latest") -> dict:
@@ -75,23 +102,43 @@ class DatasetRecords:
         if name is not None and not versions:
             raise NotFoundError(f'dataset "{name}" is not registered: see `localpipe datasets`')
         uses: dict[int, list[dict]] = {}
-        rows = (t.DatasetUse.select(t.DatasetUse.dataset_version, t.StepRun.run, t.StepRun.name).join(t.StepRun)
-                .where(t.DatasetUse.dataset_version.in_([v.id for v in versions])).tuples())
+        rows = (
+            t.DatasetUse.select(t.DatasetUse.dataset_version, t.StepRun.run, t.StepRun.name)
+            .join(t.StepRun)
+            .where(t.DatasetUse.dataset_version.in_([v.id for v in versions]))
+            .tuples()
+        )
         for version_id, run_id, step in rows:
             uses.setdefault(version_id, []).append({"run": run_id, "step": step})
-        producers = {s.id: {"run": s.run_id, "step": s.name} for s in
-                     t.StepRun.select().where(t.StepRun.id.in_([v.produced_by_id for v in versions if v.produced_by_id]))}
-        return [{"name": v.name, "version": v.version, "digest": v.digest, "kind": v.kind, "created_at": v.created_at,
-                 "description": v.description, "produced_by": producers.get(v.produced_by_id),
-                 "consumed_by": uses.get(v.id, [])} for v in versions]
+        producers = {
+            s.id: {"run": s.run_id, "step": s.name}
+            for s in t.StepRun.select().where(
+                t.StepRun.id.in_([v.produced_by_id for v in versions if v.produced_by_id])
+            )
+        }
+        return [
+            {
+                "name": v.name,
+                "version": v.version,
+                "digest": v.digest,
+                "kind": v.kind,
+                "created_at": v.created_at,
+                "description": v.description,
+                "produced_by": producers.get(v.produced_by_id),
+                "consumed_by": uses.get(v.id, []),
+            }
+            for v in versions
+        ]
 
     def add_uses(self, step_run_id: int, datasets: list[dict]) -> None:
         """Note that a step run consumed these registered datasets ({"name", "version"} each)."""
         t = self.t
         for dataset in datasets:
-            version = (t.DatasetVersion.select(t.DatasetVersion.id)
-                       .where(t.DatasetVersion.name == dataset["name"], t.DatasetVersion.version == dataset["version"])
-                       .scalar())
+            version = (
+                t.DatasetVersion.select(t.DatasetVersion.id)
+                .where(t.DatasetVersion.name == dataset["name"], t.DatasetVersion.version == dataset["version"])
+                .scalar()
+            )
             if version is not None:
                 t.DatasetUse.create(step_run=step_run_id, dataset_version=version)
 
@@ -102,8 +149,14 @@ class DatasetRecords:
     def _record(self, row) -> dict:
         root = self.store.path(row.digest)
         paths = [str(root) if entry == "." else str(root / entry) for entry in row.paths]
-        return {"name": row.name, "version": row.version, "digest": row.digest, "kind": row.kind,
-                "options": row.options, "paths": paths}
+        return {
+            "name": row.name,
+            "version": row.version,
+            "digest": row.digest,
+            "kind": row.kind,
+            "options": row.options,
+            "paths": paths,
+        }
 
     def _commit_copy(self, paths: list[str]) -> tuple[str, list[str]]:
         """Copy ``paths`` into one tree and commit it; returns its digest and the paths inside it."""

@@ -17,8 +17,10 @@ def upload(name: str, folder: Path, src_dir: Path, target_path: str, overwrite: 
     root = folder.resolve()
     target = (root / target_path).resolve()
     if target != root and not target.is_relative_to(root):
-        raise UsageError(f'upload to datastore "{name}": target_path "{target_path}" leaves the '
-                         "datastore: use a relative path inside it")
+        raise UsageError(
+            f'upload to datastore "{name}": target_path "{target_path}" leaves the '
+            "datastore: use a relative path inside it"
+        )
     copied = skipped = 0
     for folder, _, names in os.walk(src_dir):
         for name in names:

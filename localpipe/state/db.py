@@ -39,8 +39,13 @@ def _dataset_lineage(db: SqliteDatabase, t: Tables) -> None:
 
     present = {column.name for column in db.get_columns("dataset_version")}
     migrator = SqliteMigrator(db)
-    migrate(*(migrator.add_column("dataset_version", name, getattr(t.DatasetVersion, name))
-              for name in ("kind", "options", "description", "tags") if name not in present))
+    migrate(
+        *(
+            migrator.add_column("dataset_version", name, getattr(t.DatasetVersion, name))
+            for name in ("kind", "options", "description", "tags")
+            if name not in present
+        )
+    )
     db.create_tables([t.DatasetUse])
 
 
@@ -83,10 +88,13 @@ def open_database(layout: Layout) -> Database:
     except (DatabaseError, sqlite3.DatabaseError) as exc:
         db.close()
         if not os.access(layout.state_dir, os.W_OK):
-            raise StateError(f"workspace {layout.state_dir} is read-only: make it writable, or use another "
-                             "workspace (-w)") from None
-        raise StateError(f"{path} is not a localpipe history database ({exc}): move it away "
-                         "and run `localpipe init` to start a new one") from None
+            raise StateError(
+                f"workspace {layout.state_dir} is read-only: make it writable, or use another workspace (-w)"
+            ) from None
+        raise StateError(
+            f"{path} is not a localpipe history database ({exc}): move it away "
+            "and run `localpipe init` to start a new one"
+        ) from None
     return Database(layout, db, tables)
 
 
@@ -94,8 +102,10 @@ def _migrate(db: SqliteDatabase, tables: Tables, path: str) -> None:
     db.connect(reuse_if_open=True)
     version = db.execute_sql("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise StateError(f"{path} was written by a newer localpipe (schema {version}, this one knows "
-                         f"{SCHEMA_VERSION}): upgrade localpipe")
+        raise StateError(
+            f"{path} was written by a newer localpipe (schema {version}, this one knows "
+            f"{SCHEMA_VERSION}): upgrade localpipe"
+        )
     if version == SCHEMA_VERSION:
         return
     with db.atomic("IMMEDIATE"):

@@ -81,14 +81,17 @@ def parse_duration(text: str) -> float:
     """Seconds in ``text``: a number followed by s, m, h or d (``90s``, ``30m``, ``12h``, ``7d``)."""
     match = _DURATION.fullmatch(text.strip())
     if match is None:
-        raise UsageError(f'"{text}" is not a duration: write a number followed by s, m, h or d '
-                         "(90s, 30m, 12h, 7d)")
+        raise UsageError(f'"{text}" is not a duration: write a number followed by s, m, h or d (90s, 30m, 12h, 7d)')
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 # -- deciding ------------------------------------------------------------------------------------
-def plan_gc(history: History, keep_last: int | None = None, older_than: float | None = None,
-            now: Callable[[], float] = time.time) -> GcPlan:
+def plan_gc(
+    history: History,
+    keep_last: int | None = None,
+    older_than: float | None = None,
+    now: Callable[[], float] = time.time,
+) -> GcPlan:
     """Decide what to forget and remove; reads history.db and the folders, writes nothing.
 
     ``keep_last`` keeps the newest N runs of each experiment, ``older_than`` (seconds) keeps the
@@ -96,17 +99,25 @@ def plan_gc(history: History, keep_last: int | None = None, older_than: float | 
     """
     t, layout = history.tables, history.layout
     clock = now()
-    runs = list(t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.experiment, t.PipelineRun.status,
-                                     t.PipelineRun.submitted_at).order_by(t.PipelineRun.id.desc()).tuples())
+    runs = list(
+        t.PipelineRun.select(
+            t.PipelineRun.id, t.PipelineRun.experiment, t.PipelineRun.status, t.PipelineRun.submitted_at
+        )
+        .order_by(t.PipelineRun.id.desc())
+        .tuples()
+    )
     kept, active, forget = [], [], []
     seen: Counter[int] = Counter()
     for run_id, experiment, status, submitted in runs:
         seen[experiment] += 1
         if status in _ACTIVE:
             active.append(run_id)
-        if (status in _ACTIVE or (keep_last is None and older_than is None)
-                or (keep_last is not None and seen[experiment] <= keep_last)
-                or (older_than is not None and submitted > clock - older_than)):
+        if (
+            status in _ACTIVE
+            or (keep_last is None and older_than is None)
+            or (keep_last is not None and seen[experiment] <= keep_last)
+            or (older_than is not None and submitted > clock - older_than)
+        ):
             kept.append(run_id)
         else:
             forget.append(run_id)
@@ -122,21 +133,26 @@ def plan_gc(history: History, keep_last: int | None = None, older_than: float | 
             objects[digest] = tree_size(path)
     existing = {run_id for run_id, *_ in runs}
     forgotten = set(forget)
-    run_folders = {entry.name: tree_size(entry.path) for entry in _entries(layout.runs)
-                   if _run_of(entry.name) not in existing or _run_of(entry.name) in forgotten}
+    run_folders = {
+        entry.name: tree_size(entry.path)
+        for entry in _entries(layout.runs)
+        if _run_of(entry.name) not in existing or _run_of(entry.name) in forgotten
+    }
     tmp = {}
     for entry in _entries(layout.tmp):
         changed = _modified_at(entry.path)
         if changed < clock - TMP_GRACE_SECONDS and (since is None or changed < since - TIMESTAMP_SLACK_SECONDS):
             tmp[entry.name] = tree_size(entry.path)
-    return GcPlan(sorted(kept), sorted(active), sorted(forget), objects, run_folders, tmp,
-                  sorted(protected), since)
+    return GcPlan(sorted(kept), sorted(active), sorted(forget), objects, run_folders, tmp, sorted(protected), since)
 
 
 def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     """Digests of the step outputs of every run not in ``forget``, and of every dataset version."""
-    rows = (t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
-            .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id)).tuples())
+    rows = (
+        t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
+        .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
+        .tuples()
+    )
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     return found
@@ -176,8 +192,13 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
     doomed: list[tuple[Path, int, str]] = []  # (path to delete, bytes, what it was) once committed
     try:
         with history.write():
-            forget = [r for chunk in _chunks(plan.forget_runs) for (r,) in t.PipelineRun.select(t.PipelineRun.id)
-                      .where(t.PipelineRun.id.in_(chunk), t.PipelineRun.status.not_in(list(_ACTIVE))).tuples()]
+            forget = [
+                r
+                for chunk in _chunks(plan.forget_runs)
+                for (r,) in t.PipelineRun.select(t.PipelineRun.id)
+                .where(t.PipelineRun.id.in_(chunk), t.PipelineRun.status.not_in(list(_ACTIVE)))
+                .tuples()
+            ]
             _forget_runs(t, forget)
             result.runs_forgotten = len(forget)
             referenced = _referenced_digests(t, set())
@@ -231,8 +252,11 @@ def _forget_runs(t: Tables, run_ids: list[int]) -> None:
         step_ids += [s for (s,) in t.StepRun.select(t.StepRun.id).where(t.StepRun.run.in_(chunk)).tuples()]
     forgotten = set(run_ids)
     for chunk in _chunks(step_ids):
-        entries = dict(t.CacheEntry.select(t.CacheEntry.key, t.CacheEntry.step_run).where(
-            t.CacheEntry.step_run.in_(chunk)).tuples())
+        entries = dict(
+            t.CacheEntry.select(t.CacheEntry.key, t.CacheEntry.step_run)
+            .where(t.CacheEntry.step_run.in_(chunk))
+            .tuples()
+        )
         for key, successor in _successors(t, list(entries), forgotten).items():
             t.CacheEntry.update(step_run=successor).where(t.CacheEntry.key == key).execute()
         # The self-reference has no ON DELETE action: a kept run that reused a forgotten step
@@ -248,9 +272,12 @@ def _successors(t: Tables, keys: list[str], forgotten: set[int]) -> dict[str, in
     """key -> the newest kept step run that succeeded with that key, for the keys that have one."""
     found: dict[str, int] = {}
     for chunk in _chunks(keys):
-        rows = (t.StepRun.select(t.StepRun.cache_key, t.StepRun.id, t.StepRun.run)
-                .where(t.StepRun.cache_key.in_(chunk), t.StepRun.status.in_(_SUCCEEDED))
-                .order_by(t.StepRun.id).tuples())
+        rows = (
+            t.StepRun.select(t.StepRun.cache_key, t.StepRun.id, t.StepRun.run)
+            .where(t.StepRun.cache_key.in_(chunk), t.StepRun.status.in_(_SUCCEEDED))
+            .order_by(t.StepRun.id)
+            .tuples()
+        )
         found.update({key: step_id for key, step_id, run_id in rows if run_id not in forgotten})
     return found
 
@@ -264,22 +291,29 @@ def _prune_unreferenced_rows(t: Tables) -> None:
     db = t.StepRun._meta.database
     db.execute_sql(
         'DELETE FROM "cache_key" WHERE "key" NOT IN (SELECT "cache_key" FROM "step_run" WHERE "cache_key" '
-        'IS NOT NULL) AND "key" NOT IN (SELECT "key" FROM "cache_entry")')
+        'IS NOT NULL) AND "key" NOT IN (SELECT "key" FROM "cache_entry")'
+    )
     since = _oldest_active_submission(t)
     db.execute_sql(
         'DELETE FROM "snapshot" WHERE "created_at" < ? '
         'AND "digest" NOT IN (SELECT "snapshot" FROM "step_run" WHERE "snapshot" IS NOT NULL) '
         'AND "digest" NOT IN (SELECT json_extract("components", \'$.source\') FROM "cache_key" '
-        'WHERE json_extract("components", \'$.source\') IS NOT NULL)',
-        (since - TIMESTAMP_SLACK_SECONDS if since is not None else float("inf"),))
+        "WHERE json_extract(\"components\", '$.source') IS NOT NULL)",
+        (since - TIMESTAMP_SLACK_SECONDS if since is not None else float("inf"),),
+    )
     db.execute_sql(
         'DELETE FROM "pipeline_graph" WHERE "id" NOT IN (SELECT "pipeline_id" FROM "pipeline_run") '
-        'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline")')
+        'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline")'
+    )
 
 
 def _oldest_active_submission(t: Tables) -> float | None:
-    return (t.PipelineRun.select(t.PipelineRun.submitted_at).where(t.PipelineRun.status.in_(list(_ACTIVE)))
-            .order_by(t.PipelineRun.submitted_at).scalar())
+    return (
+        t.PipelineRun.select(t.PipelineRun.submitted_at)
+        .where(t.PipelineRun.status.in_(list(_ACTIVE)))
+        .order_by(t.PipelineRun.submitted_at)
+        .scalar()
+    )
 
 
 def _maybe_being_committed(path: str | os.PathLike, since: float | None) -> bool:
@@ -313,7 +347,7 @@ def _remove(path: Path) -> None:
 
 
 def _chunks(items: list) -> list[list]:
-    return [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
+    return [items[i : i + _CHUNK] for i in range(0, len(items), _CHUNK)]
 
 
 # -- measuring -----------------------------------------------------------------------------------
@@ -356,15 +390,27 @@ def disk_usage(history: History) -> dict:
             parts[entry.name] += size
         else:
             parts["other"] += size
-    known = {run_id: (status, experiment) for run_id, status, experiment in
-             t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.status, t.Experiment.name)
-             .join(t.Experiment).tuples()}
+    known = {
+        run_id: (status, experiment)
+        for run_id, status, experiment in t.PipelineRun.select(
+            t.PipelineRun.id, t.PipelineRun.status, t.Experiment.name
+        )
+        .join(t.Experiment)
+        .tuples()
+    }
     runs = []
     for entry in _entries(layout.runs):
         run_id = _run_of(entry.name)
         status, experiment = known.get(run_id, (None, None))
-        runs.append({"folder": entry.name, "run": run_id if run_id in known else None, "status": status,
-                     "experiment": experiment, "bytes": tree_size(entry.path)})
+        runs.append(
+            {
+                "folder": entry.name,
+                "run": run_id if run_id in known else None,
+                "status": status,
+                "experiment": experiment,
+                "bytes": tree_size(entry.path),
+            }
+        )
     runs.sort(key=lambda r: (-r["bytes"], r["folder"]))
     return {
         "total": sum(parts.values()),

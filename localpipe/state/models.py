@@ -230,9 +230,25 @@ def define_tables(db: SqliteDatabase) -> Tables:
 
 
 MODELS = (
-    "Migration", "Experiment", "PipelineGraph", "PipelineRun", "StepRun", "StepOutput", "CacheKey", "CacheEntry",
-    "Snapshot", "Edge", "Metric", "DatastoreRecord", "DatasetVersion", "ComputeTargetRecord", "EnvironmentRecord",
-    "PublishedPipeline", "Schedule", "ResourceClaim", "DatasetUse",
+    "Migration",
+    "Experiment",
+    "PipelineGraph",
+    "PipelineRun",
+    "StepRun",
+    "StepOutput",
+    "CacheKey",
+    "CacheEntry",
+    "Snapshot",
+    "Edge",
+    "Metric",
+    "DatastoreRecord",
+    "DatasetVersion",
+    "ComputeTargetRecord",
+    "EnvironmentRecord",
+    "PublishedPipeline",
+    "Schedule",
+    "ResourceClaim",
+    "DatasetUse",
 )
 
 
@@ -255,8 +271,11 @@ def insert_rows(model: type[Model], rows: list[dict]) -> None:
     columns = [fields[n] for n in names] + defaults
     quoted = ", ".join(f'"{c.column_name}"' for c in columns)
     sql = f'INSERT INTO "{model._meta.table_name}" ({quoted}) VALUES ({", ".join("?" * len(columns))})'
-    params = [[fields[n].db_value(row[n]) for n in names]
-              + [c.db_value(c.default() if callable(c.default) else c.default) for c in defaults] for row in rows]
+    params = [
+        [fields[n].db_value(row[n]) for n in names]
+        + [c.db_value(c.default() if callable(c.default) else c.default) for c in defaults]
+        for row in rows
+    ]
     model._meta.database.cursor().executemany(sql, params)
 
 

@@ -71,8 +71,9 @@ def metric_sources(layout, run_id, step: str | None = None) -> dict[int, str]:
     number = run_number(run_id)
     if connection.execute('SELECT 1 FROM "pipeline_run" WHERE "id" = ?', [number]).fetchone() is None:
         raise missing_run(layout.root, number)
-    steps = connection.execute('SELECT "id", "name", "reused_from_id" FROM "step_run" WHERE "run_id" = ? '
-                               'ORDER BY "id"', [number]).fetchall()
+    steps = connection.execute(
+        'SELECT "id", "name", "reused_from_id" FROM "step_run" WHERE "run_id" = ? ORDER BY "id"', [number]
+    ).fetchall()
     if step is not None:
         chosen = [row for row in steps if row[1] == step]
         if not chosen:
@@ -92,8 +93,13 @@ def metrics(layout, run_id, step: str | None = None) -> list[dict]:
     return [{"step": r[0], "name": r[1], "kind": r[2], "value": json.loads(r[3]), "logged_at": r[4]} for r in found]
 
 
-def metrics_text(layout, run_id, step: str | None = None, as_json: bool = False,
-                 headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE")) -> str:
+def metrics_text(
+    layout,
+    run_id,
+    step: str | None = None,
+    as_json: bool = False,
+    headers: tuple[str, str, str, str] = ("STEP", "NAME", "KIND", "VALUE"),
+) -> str:
     """The metrics of ``metrics()`` as printable text (a table, or a JSON list), made by SQLite
     itself: a run may hold 100,000 values, too many to format one by one in Python."""
     query = _MetricsQuery(layout, run_id, step)
@@ -102,16 +108,26 @@ def metrics_text(layout, run_id, step: str | None = None, as_json: bool = False,
         # words, the time a finite REAL (written with the 17 digits that read back the same
         # float); only the metric's name needs SQLite's quoting.
         params = [value for step_run_id, name in query.sources.items() for value in (step_run_id, json.dumps(name))]
-        line = ("""printf('{"kind": "%s", "logged_at": %!.17g, "name": %s, "step": %s, "value": %s}',"""
-                " m.kind, m.logged_at, json_quote(m.name), n.step, m.value)")
+        line = (
+            """printf('{"kind": "%s", "logged_at": %!.17g, "name": %s, "step": %s, "value": %s}',"""
+            " m.kind, m.logged_at, json_quote(m.name), n.step, m.value)"
+        )
         text = query.joined(line, ",\n", params)
         return f"[\n{text}\n]" if text else "[]"
-    widths = [max(len(h), longest) for h, longest in zip(headers, (max(map(len, query.sources.values())),
-                                                                  query.longest_name(), max(map(len, KINDS))))]
+    widths = [
+        max(len(h), longest)
+        for h, longest in zip(  # the value column, the last, is not padded
+            headers, (max(map(len, query.sources.values())), query.longest_name(), max(map(len, KINDS))), strict=False
+        )
+    ]
     value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"
     line = f"printf('%!-*s  %!-*s  %!-*s  %s', {widths[0]}, n.step, {widths[1]}, m.name, {widths[2]}, m.kind, {value})"
     text = query.joined(line, "\n", query.params)
-    return "  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[3] + "\n" + text if text else ""
+    return (
+        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)) + "  " + headers[3] + "\n" + text
+        if text
+        else ""
+    )
 
 
 class _MetricsQuery:
@@ -130,7 +146,7 @@ class _MetricsQuery:
         self.sources = metric_sources(layout, run_id, step)
         self.connection = connect(layout)
         self.params = [value for pair in self.sources.items() for value in pair]
-        self.names = f'WITH names(id, step) AS (VALUES {", ".join("(?, ?)" for _ in self.sources)}) '
+        self.names = f"WITH names(id, step) AS (VALUES {', '.join('(?, ?)' for _ in self.sources)}) "
         self.parts = self._parts()
 
     def rows(self, columns: str) -> str:
@@ -151,7 +167,9 @@ class _MetricsQuery:
             found = self.connection.execute(
                 'WITH RECURSIVE names(name) AS (SELECT min("name") FROM "metric" WHERE "step_run_id" = ?1 '
                 'UNION ALL SELECT (SELECT min("name") FROM "metric" WHERE "step_run_id" = ?1 AND "name" > names.name) '
-                'FROM names WHERE name IS NOT NULL) SELECT max(length(name)) FROM names', [step_run_id]).fetchone()[0]
+                "FROM names WHERE name IS NOT NULL) SELECT max(length(name)) FROM names",
+                [step_run_id],
+            ).fetchone()[0]
             longest = max(longest, found or 0)
         return longest
 
@@ -162,7 +180,9 @@ class _MetricsQuery:
             # Two subqueries, as SQLite answers a lone min() or max() from the index in one step.
             first, last = self.connection.execute(
                 'SELECT (SELECT min("id") FROM "metric" WHERE "step_run_id" = ?1), '
-                '(SELECT max("id") FROM "metric" WHERE "step_run_id" = ?1)', [step_run_id]).fetchone()
+                '(SELECT max("id") FROM "metric" WHERE "step_run_id" = ?1)',
+                [step_run_id],
+            ).fetchone()
             if first is not None:
                 spans.append((first, last))
         merged: list[tuple[int, int]] = []

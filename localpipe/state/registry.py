@@ -16,7 +16,10 @@ class Registry:
     # -- datastores (the built-in ones are folders of the workspace, not rows) ---------------------
     def datastore_names(self) -> list[str]:
         t = self.t
-        return [name for (name,) in t.DatastoreRecord.select(t.DatastoreRecord.name).order_by(t.DatastoreRecord.name).tuples()]
+        return [
+            name
+            for (name,) in t.DatastoreRecord.select(t.DatastoreRecord.name).order_by(t.DatastoreRecord.name).tuples()
+        ]
 
     def datastore_path(self, name: str) -> str | None:
         t = self.t
@@ -29,8 +32,12 @@ class Registry:
     def compute_targets(self) -> dict[str, dict]:
         """Created compute targets: name -> their configuration (``kind`` included)."""
         t = self.t
-        return {name: config for name, config in
-                t.ComputeTargetRecord.select(t.ComputeTargetRecord.name, t.ComputeTargetRecord.config).tuples()}
+        return {
+            name: config
+            for name, config in t.ComputeTargetRecord.select(
+                t.ComputeTargetRecord.name, t.ComputeTargetRecord.config
+            ).tuples()
+        }
 
     def save_compute_target(self, name: str, kind: str, config: dict) -> None:
         self.t.ComputeTargetRecord.replace(name=name, kind=kind, config=config).execute()
@@ -44,9 +51,11 @@ class Registry:
         """The latest version of each registered environment: name -> (version, spec)."""
         t = self.t
         latest: dict[str, tuple[int, dict]] = {}
-        for name, version, spec in (t.EnvironmentRecord.select(t.EnvironmentRecord.name, t.EnvironmentRecord.version,
-                                                               t.EnvironmentRecord.spec)
-                                    .order_by(t.EnvironmentRecord.version).tuples()):
+        for name, version, spec in (
+            t.EnvironmentRecord.select(t.EnvironmentRecord.name, t.EnvironmentRecord.version, t.EnvironmentRecord.spec)
+            .order_by(t.EnvironmentRecord.version)
+            .tuples()
+        ):
             latest[name] = (version, spec)
         return latest
 
@@ -54,22 +63,28 @@ class Registry:
         """A registered environment's (version, spec): the latest, or ``version``."""
         t = self.t
         query = t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec).where(
-            t.EnvironmentRecord.name == name)
+            t.EnvironmentRecord.name == name
+        )
         if version is not None:
             query = query.where(t.EnvironmentRecord.version == version)
         found = query.order_by(t.EnvironmentRecord.version.desc()).tuples().first()
         if found is None:
-            raise NotFoundError(f'environment "{name}" is not registered: build one with Environment(name) '
-                                "and call env.register(ws)")
+            raise NotFoundError(
+                f'environment "{name}" is not registered: build one with Environment(name) and call env.register(ws)'
+            )
         return found
 
     def register_environment(self, name: str, spec: dict) -> int:
         """Keep ``spec`` as the latest version of ``name`` (a new version only when it changed); returns it."""
         t = self.t
         with self.database.write():
-            latest = (t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec)
-                      .where(t.EnvironmentRecord.name == name).order_by(t.EnvironmentRecord.version.desc())
-                      .tuples().first())
+            latest = (
+                t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec)
+                .where(t.EnvironmentRecord.name == name)
+                .order_by(t.EnvironmentRecord.version.desc())
+                .tuples()
+                .first()
+            )
             if latest is not None and latest[1] == spec:
                 return latest[0]
             version = latest[0] + 1 if latest else 1

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+
 from peewee import JOIN, fn
 
 from localpipe.content.hashing import hash_bytes
 from localpipe.state import reader
+from localpipe.state.db import Database
 from localpipe.state.models import EncodedJSON, insert_rows, now
 from localpipe.status import ACTIVE, RunStatus
-from localpipe.state.db import Database
 
 _ACTIVE = [s.value for s in ACTIVE]
 
@@ -68,37 +69,65 @@ class RunRecords:
             if stored is None:
                 stored = t.PipelineGraph.create(digest=digest, description=run.description, graph=graph_json)
             row = t.PipelineRun.create(
-                experiment=experiment, pipeline=stored, status=RunStatus.NOT_STARTED.value,
-                parameters=run.parameters, tags=run.tags or {}, regenerate_outputs=run.regenerate_outputs,
-                continue_on_step_failure=run.continue_on_step_failure, pipeline_file=run.pipeline_file,
-                git=run.git or None)
-            insert_rows(t.StepRun, [{"run": row.id, "name": name, "status": RunStatus.NOT_STARTED.value}
-                                    for name in run.steps])
-            insert_rows(t.Edge, [{"run": row.id, "source": source, "target": target, "data": data}
-                                 for source, target, data in run.edges])
+                experiment=experiment,
+                pipeline=stored,
+                status=RunStatus.NOT_STARTED.value,
+                parameters=run.parameters,
+                tags=run.tags or {},
+                regenerate_outputs=run.regenerate_outputs,
+                continue_on_step_failure=run.continue_on_step_failure,
+                pipeline_file=run.pipeline_file,
+                git=run.git or None,
+            )
+            insert_rows(
+                t.StepRun, [{"run": row.id, "name": name, "status": RunStatus.NOT_STARTED.value} for name in run.steps]
+            )
+            insert_rows(
+                t.Edge,
+                [
+                    {"run": row.id, "source": source, "target": target, "data": data}
+                    for source, target, data in run.edges
+                ],
+            )
         return row.id
 
     def set_scheduler(self, run_id: int, pid: int, started: float | None) -> None:
         """Note the process that will run ``run_id``, unless one is noted already."""
         t = self.t
         t.PipelineRun.update(scheduler_pid=pid, scheduler_started=started).where(
-            t.PipelineRun.id == run_id, t.PipelineRun.scheduler_pid.is_null()).execute()
+            t.PipelineRun.id == run_id, t.PipelineRun.scheduler_pid.is_null()
+        ).execute()
 
     def for_scheduler(self, run_id: int) -> ScheduledRun:
         t = self.t
-        row = (t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name"),
-                                    t.PipelineGraph.graph.alias("graph_json"))
-               .join(t.Experiment).switch(t.PipelineRun).join(t.PipelineGraph)
-               .where(t.PipelineRun.id == run_id).dicts().get())
+        row = (
+            t.PipelineRun.select(
+                t.PipelineRun, t.Experiment.name.alias("experiment_name"), t.PipelineGraph.graph.alias("graph_json")
+            )
+            .join(t.Experiment)
+            .switch(t.PipelineRun)
+            .join(t.PipelineGraph)
+            .where(t.PipelineRun.id == run_id)
+            .dicts()
+            .get()
+        )
         step_ids = dict(t.StepRun.select(t.StepRun.name, t.StepRun.id).where(t.StepRun.run == run_id).tuples())
-        return ScheduledRun(run_id, row["experiment_name"], row["experiment"], row["graph_json"],
-                            row["regenerate_outputs"], row["continue_on_step_failure"], step_ids)
+        return ScheduledRun(
+            run_id,
+            row["experiment_name"],
+            row["experiment"],
+            row["graph_json"],
+            row["regenerate_outputs"],
+            row["continue_on_step_failure"],
+            step_ids,
+        )
 
     def mark_running(self, run_id: int, pid: int, started: float, at: float) -> None:
         """The scheduler process ``pid`` (created at ``started``) has taken the run up."""
         t = self.t
-        t.PipelineRun.update(status=RunStatus.RUNNING.value, started_at=at, scheduler_pid=pid,
-                             scheduler_started=started).where(t.PipelineRun.id == run_id).execute()
+        t.PipelineRun.update(
+            status=RunStatus.RUNNING.value, started_at=at, scheduler_pid=pid, scheduler_started=started
+        ).where(t.PipelineRun.id == run_id).execute()
 
     def finish(self, run_id: int, status: RunStatus, error: str | None, at: float) -> None:
         t = self.t
@@ -108,14 +137,24 @@ class RunRecords:
     def active(self) -> list[dict]:
         """Runs in an active status, with the scheduler process recorded for each."""
         t = self.t
-        return list(t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.scheduler_pid, t.PipelineRun.scheduler_started,
-                                         t.PipelineRun.submitted_at)
-                    .where(t.PipelineRun.status.in_(_ACTIVE)).dicts())
+        return list(
+            t.PipelineRun.select(
+                t.PipelineRun.id,
+                t.PipelineRun.scheduler_pid,
+                t.PipelineRun.scheduler_started,
+                t.PipelineRun.submitted_at,
+            )
+            .where(t.PipelineRun.status.in_(_ACTIVE))
+            .dicts()
+        )
 
     def active_steps(self, run_id: int) -> list[dict]:
         t = self.t
-        return list(t.StepRun.select(t.StepRun.id, t.StepRun.status, t.StepRun.pid, t.StepRun.started_at)
-                    .where(t.StepRun.run == run_id, t.StepRun.status.in_(_ACTIVE)).dicts())
+        return list(
+            t.StepRun.select(t.StepRun.id, t.StepRun.status, t.StepRun.pid, t.StepRun.started_at)
+            .where(t.StepRun.run == run_id, t.StepRun.status.in_(_ACTIVE))
+            .dicts()
+        )
 
     def mark_abandoned(self, run_id: int, reason: str) -> bool:
         """Fail a run whose scheduler is gone: its running steps Failed, the others Canceled, its
@@ -129,12 +168,15 @@ class RunRecords:
             running = [RunStatus.RUNNING.value, RunStatus.FINALIZING.value]
             active_steps = (t.StepRun.run == run_id) & t.StepRun.status.in_(_ACTIVE)
             t.StepRun.update(status=RunStatus.FAILED.value, reason=reason, ended_at=at).where(
-                active_steps & t.StepRun.status.in_(running)).execute()
+                active_steps & t.StepRun.status.in_(running)
+            ).execute()
             t.StepRun.update(status=RunStatus.CANCELED.value, reason=f"not run: {reason}", ended_at=at).where(
-                active_steps).execute()
+                active_steps
+            ).execute()
             t.ResourceClaim.delete().where(t.ResourceClaim.run == run_id).execute()
             t.PipelineRun.update(status=RunStatus.FAILED.value, error=reason, ended_at=at).where(
-                t.PipelineRun.id == run_id).execute()
+                t.PipelineRun.id == run_id
+            ).execute()
         return True
 
     # -- readers ---------------------------------------------------------------------------------
@@ -142,15 +184,28 @@ class RunRecords:
         """The run ``run_id`` (an int or its text); NotFoundError names it otherwise."""
         t = self.t
         number = reader.run_number(run_id)
-        row = (t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name")).join(t.Experiment)
-               .where(t.PipelineRun.id == number).dicts().first())
+        row = (
+            t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name"))
+            .join(t.Experiment)
+            .where(t.PipelineRun.id == number)
+            .dicts()
+            .first()
+        )
         if row is None:
             raise reader.missing_run(self.database.layout.root, number)
         return {
-            "id": row["id"], "experiment": row["experiment_name"], "status": row["status"], "error": row["error"],
-            "parameters": row["parameters"], "tags": row["tags"], "pipeline_file": row["pipeline_file"],
-            "git": row["git"] or {}, "submitted_at": row["submitted_at"], "started_at": row["started_at"],
-            "ended_at": row["ended_at"], "scheduler_pid": row["scheduler_pid"],
+            "id": row["id"],
+            "experiment": row["experiment_name"],
+            "status": row["status"],
+            "error": row["error"],
+            "parameters": row["parameters"],
+            "tags": row["tags"],
+            "pipeline_file": row["pipeline_file"],
+            "git": row["git"] or {},
+            "submitted_at": row["submitted_at"],
+            "started_at": row["started_at"],
+            "ended_at": row["ended_at"],
+            "scheduler_pid": row["scheduler_pid"],
             "scheduler_started": row["scheduler_started"],
         }
 
@@ -160,23 +215,39 @@ class RunRecords:
     def list(self, limit: int = 20, experiment: str | None = None) -> list[dict]:
         """The latest runs, newest first, with counts of their steps by status."""
         t = self.t
-        query = (t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name"))
-                 .join(t.Experiment).order_by(t.PipelineRun.id.desc()).limit(limit))
+        query = (
+            t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name"))
+            .join(t.Experiment)
+            .order_by(t.PipelineRun.id.desc())
+            .limit(limit)
+        )
         if experiment:
             query = query.where(t.Experiment.name == experiment)
         runs = list(query.dicts())
         ids = [r["id"] for r in runs]
         counts: dict[int, dict[str, int]] = {i: {} for i in ids}
         if ids:
-            rows = (t.StepRun.select(t.StepRun.run, t.StepRun.status, fn.COUNT(t.StepRun.id))
-                    .where(t.StepRun.run.in_(ids)).group_by(t.StepRun.run, t.StepRun.status).tuples())
+            rows = (
+                t.StepRun.select(t.StepRun.run, t.StepRun.status, fn.COUNT(t.StepRun.id))
+                .where(t.StepRun.run.in_(ids))
+                .group_by(t.StepRun.run, t.StepRun.status)
+                .tuples()
+            )
             for run, status, count in rows:
                 counts[run][status] = count
-        return [{
-            "id": r["id"], "experiment": r["experiment_name"], "status": r["status"],
-            "submitted_at": r["submitted_at"], "started_at": r["started_at"], "ended_at": r["ended_at"],
-            "steps": counts[r["id"]], "error": r["error"],
-        } for r in runs]
+        return [
+            {
+                "id": r["id"],
+                "experiment": r["experiment_name"],
+                "status": r["status"],
+                "submitted_at": r["submitted_at"],
+                "started_at": r["started_at"],
+                "ended_at": r["ended_at"],
+                "steps": counts[r["id"]],
+                "error": r["error"],
+            }
+            for r in runs
+        ]
 
     def steps(self, run_id) -> list[dict]:
         """The steps of a run, in the order recorded, each as ``details`` shows it (outputs left empty)."""
@@ -198,8 +269,11 @@ class RunRecords:
         run = self.get(run_id)
         steps = self.steps(run["id"])
         outputs: dict[int, dict[str, str]] = {}
-        for step_run, name, digest in (t.StepOutput.select(t.StepOutput.step_run, t.StepOutput.name, t.StepOutput.digest)
-                                       .where(t.StepOutput.step_run.in_([s["id"] for s in steps])).tuples()):
+        for step_run, name, digest in (
+            t.StepOutput.select(t.StepOutput.step_run, t.StepOutput.name, t.StepOutput.digest)
+            .where(t.StepOutput.step_run.in_([s["id"] for s in steps]))
+            .tuples()
+        ):
             outputs.setdefault(step_run, {})[name] = digest
         for step in steps:
             step["outputs"] = outputs.get(step["id"], {})
@@ -208,35 +282,66 @@ class RunRecords:
     def step_outputs(self, step_run_id: int) -> dict[str, str]:
         """Output name -> digest of a step run."""
         t = self.t
-        return dict(t.StepOutput.select(t.StepOutput.name, t.StepOutput.digest)
-                    .where(t.StepOutput.step_run == step_run_id).tuples())
+        return dict(
+            t.StepOutput.select(t.StepOutput.name, t.StepOutput.digest)
+            .where(t.StepOutput.step_run == step_run_id)
+            .tuples()
+        )
 
     def outputs(self, run_id, step: str | None = None) -> list[dict]:
         """The committed (or reused) outputs of a run's steps: step, name, digest and size."""
         t = self.t
         steps = [self.find_step(run_id, step)] if step else self.steps(run_id)
         names = {s["id"]: s["name"] for s in steps}
-        rows = list(t.StepOutput.select().where(t.StepOutput.step_run.in_(list(names))).order_by(t.StepOutput.id).dicts())
+        rows = list(
+            t.StepOutput.select().where(t.StepOutput.step_run.in_(list(names))).order_by(t.StepOutput.id).dicts()
+        )
         # A reused step's rows carry no size: the run that committed the object recorded it.
-        sizes = dict(t.StepOutput.select(t.StepOutput.digest, t.StepOutput.size)
-                     .where(t.StepOutput.digest.in_([r["digest"] for r in rows]), t.StepOutput.size > 0).tuples())
-        return [{"step": names[o["step_run"]], "name": o["name"], "digest": o["digest"],
-                 "size": o["size"] or sizes.get(o["digest"], 0)} for o in rows]
+        sizes = dict(
+            t.StepOutput.select(t.StepOutput.digest, t.StepOutput.size)
+            .where(t.StepOutput.digest.in_([r["digest"] for r in rows]), t.StepOutput.size > 0)
+            .tuples()
+        )
+        return [
+            {
+                "step": names[o["step_run"]],
+                "name": o["name"],
+                "digest": o["digest"],
+                "size": o["size"] or sizes.get(o["digest"], 0),
+            }
+            for o in rows
+        ]
 
     def _step_rows(self, where) -> list[dict]:
         t = self.t
         reused = t.StepRun.alias("reused")
-        return list(t.StepRun.select(t.StepRun, reused.run.alias("reused_from_run"))
-                    .join(reused, on=(t.StepRun.reused_from == reused.id), join_type=JOIN.LEFT_OUTER)
-                    .where(where).order_by(t.StepRun.id).dicts())
+        return list(
+            t.StepRun.select(t.StepRun, reused.run.alias("reused_from_run"))
+            .join(reused, on=(t.StepRun.reused_from == reused.id), join_type=JOIN.LEFT_OUTER)
+            .where(where)
+            .order_by(t.StepRun.id)
+            .dicts()
+        )
 
 
 def _step_dict(row: dict) -> dict:
     return {
-        "id": row["id"], "name": row["name"], "status": row["status"], "reason": row["reason"],
-        "cache_key": row["cache_key"], "reused_from_run": row["reused_from_run"],
-        "reused_from_step_run": row["reused_from"], "started_at": row["started_at"], "ended_at": row["ended_at"],
-        "exit_code": row["exit_code"], "signal": row["signal"], "peak_memory": row["peak_memory"],
-        "placement": row["placement"], "attempt": row["attempt"], "arguments": row["arguments"], "outputs": {},
-        "log_tail": row["log_tail"], "tags": row["tags"],
+        "id": row["id"],
+        "name": row["name"],
+        "status": row["status"],
+        "reason": row["reason"],
+        "cache_key": row["cache_key"],
+        "reused_from_run": row["reused_from_run"],
+        "reused_from_step_run": row["reused_from"],
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+        "exit_code": row["exit_code"],
+        "signal": row["signal"],
+        "peak_memory": row["peak_memory"],
+        "placement": row["placement"],
+        "attempt": row["attempt"],
+        "arguments": row["arguments"],
+        "outputs": {},
+        "log_tail": row["log_tail"],
+        "tags": row["tags"],
     }

@@ -6,8 +6,8 @@ fields, rows inserted with one prepared statement per table.
 
 from __future__ import annotations
 
-from localpipe.state.models import insert_rows, update_rows
 from localpipe.state.db import Database
+from localpipe.state.models import insert_rows, update_rows
 
 
 class StepRecords:
@@ -22,14 +22,23 @@ class StepRecords:
 
     def add_outputs(self, rows: list[tuple[int, str, str, int]]) -> None:
         """Record step runs' outputs: (step run id, output name, digest, size in bytes; 0 when reused)."""
-        insert_rows(self.t.StepOutput, [{"step_run": step_run, "name": name, "digest": digest, "size": size}
-                                        for step_run, name, digest, size in rows])
+        insert_rows(
+            self.t.StepOutput,
+            [
+                {"step_run": step_run, "name": name, "digest": digest, "size": size}
+                for step_run, name, digest, size in rows
+            ],
+        )
 
     def state(self, step_run_id: int) -> tuple[str, int, str]:
         """(status, run id, step name) of a step run."""
         t = self.t
-        return t.StepRun.select(t.StepRun.status, t.StepRun.run, t.StepRun.name).where(
-            t.StepRun.id == step_run_id).tuples().get()
+        return (
+            t.StepRun.select(t.StepRun.status, t.StepRun.run, t.StepRun.name)
+            .where(t.StepRun.id == step_run_id)
+            .tuples()
+            .get()
+        )
 
     def add_metrics(self, step_run_id: int, rows: list[dict], tags: dict) -> None:
         """Record logged values (``{"name", "kind", "value", "logged_at"}`` each) and merge ``tags``."""

@@ -11,8 +11,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from localpipe.faults import fault_point
 from localpipe.content.hashing import TreeDigest, hash_tree
+from localpipe.faults import fault_point
 
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH

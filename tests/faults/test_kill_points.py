@@ -12,8 +12,8 @@ import sys
 import psutil
 import pytest
 
-from localpipe.faults import POINTS
 from localpipe.content.hashing import hash_tree
+from localpipe.faults import POINTS
 from localpipe.state.history import close_all
 from localpipe.state.store import ObjectStore
 from tests.conftest import tables, wait_for
@@ -70,8 +70,14 @@ def submit(ws, pipeline_file, fault=None):
     env.pop("LOCALPIPE_FAULT", None)
     if fault:
         env["LOCALPIPE_FAULT"] = fault
-    return subprocess.run([sys.executable, "-m", "localpipe", "submit", str(pipeline_file)], cwd=ws.root, env=env,
-                          capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", str(pipeline_file)],
+        cwd=ws.root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def statuses(ws, run_id):
@@ -99,8 +105,11 @@ def check_nothing_lost(ws, pids_dir):
     for pid_file in pids_dir.glob("*.pid"):
         pid = int(pid_file.read_text())
         leftover.append(pid)
-    wait_for(lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
-                             for p in leftover), timeout=15, what="every step process of the killed run to end")
+    wait_for(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in leftover),
+        timeout=15,
+        what="every step process of the killed run to end",
+    )
 
 
 @pytest.mark.parametrize("point, nth", KILLS, ids=[f"{p}:{n}" for p, n in KILLS])

@@ -164,7 +164,5 @@ def test_gpu_info_is_frozen(fake_gpus):
 
 def test_importing_gpus_does_not_import_pynvml():
     code = "import sys, localpipe.hw.gpus; print('pynvml' in sys.modules)"
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT
-    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO_ROOT)
     assert result.stdout.strip() == "False"

@@ -16,7 +16,8 @@ args = parser.parse_args()
 
 iris = load_iris()
 x_train, x_test, y_train, y_test = train_test_split(
-    iris.data, iris.target, test_size=args.test_fraction, random_state=0, stratify=iris.target)
+    iris.data, iris.target, test_size=args.test_fraction, random_state=0, stratify=iris.target
+)
 os.makedirs(args.output, exist_ok=True)
 for name, x, y in (("train", x_train, y_train), ("test", x_test, y_test)):
     np.savetxt(os.path.join(args.output, f"{name}.csv"), np.column_stack([x, y]), delimiter=",", fmt="%.4f")

@@ -21,7 +21,7 @@ args = parser.parse_args()
 
 
 def bar_feature(pixels: list[float]) -> float:
-    rows = [pixels[r * SIDE:(r + 1) * SIDE] for r in range(SIDE)]
+    rows = [pixels[r * SIDE : (r + 1) * SIDE] for r in range(SIDE)]
     columns = [pixels[c::SIDE] for c in range(SIDE)]
     return max(map(statistics.fmean, rows)) - max(map(statistics.fmean, columns))
 
@@ -44,11 +44,16 @@ def accuracy(predict) -> float:
 
 results = {
     "majority": {"accuracy": accuracy(lambda f: majority), "label": majority},
-    "bar_threshold": {"accuracy": accuracy(lambda f: above if f > threshold else below),
-                      "threshold": round(threshold, 4), "above": above},
+    "bar_threshold": {
+        "accuracy": accuracy(lambda f: above if f > threshold else below),
+        "threshold": round(threshold, 4),
+        "above": above,
+    },
 }
 os.makedirs(args.training_results, exist_ok=True)
 with open(os.path.join(args.training_results, "results.json"), "w") as handle:
     json.dump(results, handle, indent=2, sort_keys=True)
-print(f"trained on {len(train)} images, tested on {len(test)}: "
-      + ", ".join(f"{name} {r['accuracy']:.2f}" for name, r in results.items()))
+print(
+    f"trained on {len(train)} images, tested on {len(test)}: "
+    + ", ".join(f"{name} {r['accuracy']:.2f}" for name, r in results.items())
+)

@@ -48,9 +48,17 @@ class LocalExecutor:
             err = os.open(launch.stderr, _LOG_FLAGS, 0o644)
             # A step with secrets writes through a pipe that masks them; others straight to their files.
             piped = subprocess.PIPE if launch.masked else None
-            proc = subprocess.Popen(launch.argv, executable=self._executable(launch.argv[0], launch.env),
-                                    cwd=launch.cwd, env=launch.env, stdout=piped or out, stderr=piped or err,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                launch.argv,
+                executable=self._executable(launch.argv[0], launch.env),
+                cwd=launch.cwd,
+                env=launch.env,
+                stdout=piped or out,
+                stderr=piped or err,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
             if launch.masked:
                 for stream, path in ((proc.stdout, launch.stdout), (proc.stderr, launch.stderr)):
                     threading.Thread(target=_copy_masked, args=(stream, path, launch.masked), daemon=True).start()

@@ -61,8 +61,10 @@ class Router:
             executor.terminate(key, grace)
 
     def terminate_all(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
-        threads = [threading.Thread(target=executor.terminate_all, args=(grace,))
-                   for executor in list(self._executors.values())]
+        threads = [
+            threading.Thread(target=executor.terminate_all, args=(grace,))
+            for executor in list(self._executors.values())
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
