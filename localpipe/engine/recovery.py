@@ -13,9 +13,6 @@ import os
 import signal
 import time
 
-import psutil
-
-from localpipe.engine.resources import process_alive
 from localpipe.errors import UsageError
 from localpipe.state.history import History
 from localpipe.status import RunStatus
@@ -40,6 +37,8 @@ def recover_abandoned_runs(history: History) -> list[int]:
 
 
 def _abandoned(run: dict) -> bool:
+    from localpipe.engine.resources import process_alive  # imported only when a run is active: `runs` stays quick
+
     if run["scheduler_pid"] is None:
         return time.time() - run["submitted_at"] > START_GRACE_SECONDS
     return not process_alive(run["scheduler_pid"], run["scheduler_started"])
@@ -47,6 +46,8 @@ def _abandoned(run: dict) -> bool:
 
 def kill_step_processes(pid: int | None, started_at: float | None) -> None:
     """End the process group a step ran in, if its leader is still the process the step started."""
+    import psutil
+
     if not pid:
         return
     try:
@@ -69,6 +70,8 @@ def kill_step_processes(pid: int | None, started_at: float | None) -> None:
 
 def cancel_run(history: History, run_id) -> str:
     """Ask the scheduler of ``run_id`` to cancel it (SIGTERM); returns what was done, in words."""
+    from localpipe.engine.resources import process_alive
+
     recover_abandoned_runs(history)
     run = history.runs.get(run_id)
     if RunStatus(run["status"]).is_final:

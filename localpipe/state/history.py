@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import threading
 from contextlib import AbstractContextManager
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 from localpipe.state import reader
-from localpipe.state.cache import CacheRecords
-from localpipe.state.claims import ClaimRecords
-from localpipe.state.datasets import DatasetRecords
 from localpipe.state.db import open_database
 from localpipe.state.layout import Layout
-from localpipe.state.registry import Registry
-from localpipe.state.runs import RunRecords
-from localpipe.state.steps import StepRecords
+
+if TYPE_CHECKING:
+    from localpipe.state.cache import CacheRecords
+    from localpipe.state.claims import ClaimRecords
+    from localpipe.state.datasets import DatasetRecords
+    from localpipe.state.registry import Registry
+    from localpipe.state.runs import RunRecords
+    from localpipe.state.steps import StepRecords
 
 _open: dict[str, History] = {}
 _lock = threading.Lock()
@@ -44,12 +48,43 @@ class History:
         self.layout = layout
         self.database = open_database(layout)
         self.db, self.tables = self.database.db, self.database.tables
-        self.runs = RunRecords(self.database)
-        self.steps = StepRecords(self.database)
-        self.cache = CacheRecords(self.database)
-        self.claims = ClaimRecords(self.database)
-        self.registry = Registry(self.database)
-        self.datasets = DatasetRecords(self.database)
+
+    # Each part is imported when first used: `localpipe runs` needs one of them, a scheduler all.
+    @cached_property
+    def runs(self) -> RunRecords:
+        from localpipe.state.runs import RunRecords
+
+        return RunRecords(self.database)
+
+    @cached_property
+    def steps(self) -> StepRecords:
+        from localpipe.state.steps import StepRecords
+
+        return StepRecords(self.database)
+
+    @cached_property
+    def cache(self) -> CacheRecords:
+        from localpipe.state.cache import CacheRecords
+
+        return CacheRecords(self.database)
+
+    @cached_property
+    def claims(self) -> ClaimRecords:
+        from localpipe.state.claims import ClaimRecords
+
+        return ClaimRecords(self.database)
+
+    @cached_property
+    def registry(self) -> Registry:
+        from localpipe.state.registry import Registry
+
+        return Registry(self.database)
+
+    @cached_property
+    def datasets(self) -> DatasetRecords:
+        from localpipe.state.datasets import DatasetRecords
+
+        return DatasetRecords(self.database)
 
     @classmethod
     def open(cls, layout: Layout) -> History:
