@@ -32,9 +32,12 @@ from localpipe.client.workspace import history_of
 from localpipe.content.hashing import ignore_spec
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
-from localpipe.errors import LocalpipeError
+from localpipe.errors import LocalpipeError, UsageError
 
 DEFAULT_DEBOUNCE_SECONDS = 0.2
+# A pipeline file that loops for ever would hold the watcher: each load gets this long.
+DEFAULT_LOAD_TIMEOUT_SECONDS = 60.0
+LOAD_TIMEOUT_ENV = "LOCALPIPE_LOAD_TIMEOUT"
 # Files editors write beside the one being saved; never a reason to rerun.
 EDITOR_FILES = (
     "*.swp",
@@ -52,6 +55,20 @@ EDITOR_FILES = (
     "*.crswap",
 )
 EVENT_TYPES = ("created", "modified", "deleted", "moved")
+
+
+def load_timeout() -> float:
+    """Seconds a pipeline file may take to load (``LOCALPIPE_LOAD_TIMEOUT``, default 60)."""
+    text = os.environ.get(LOAD_TIMEOUT_ENV, "").strip()
+    if not text:
+        return DEFAULT_LOAD_TIMEOUT_SECONDS
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise UsageError(f'{LOAD_TIMEOUT_ENV}="{text}" is not a positive number of seconds: set one like 60')
+    return seconds
 
 
 def is_editor_file(path: str) -> bool:
@@ -111,17 +128,20 @@ class Watcher:
         self.pipeline = None
         self.graph = None
         self.active: list[_Active] = []
+        self.load_timeout = load_timeout()
         self._stop = threading.Event()
+        self._loading = False  # the pipeline file is being run: it may never hand control back
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
         """Run, then rerun on changes until stopped; every run is canceled on the way out.
 
-        In the main thread, SIGTERM stops it like ``stop()`` (SIGINT raises KeyboardInterrupt).
+        In the main thread, SIGTERM stops it like ``stop()`` (SIGINT raises KeyboardInterrupt), and
+        ends the loading of a pipeline file that is under way by raising KeyboardInterrupt in it.
         """
         previous = None
         if threading.current_thread() is threading.main_thread():
-            previous = signal.signal(signal.SIGTERM, lambda signum, frame: self.stop())
+            previous = signal.signal(signal.SIGTERM, self._on_sigterm)
         self.observer.start()
         try:
             self._watch(os.path.dirname(self.pipeline_file), recursive=False)
@@ -144,6 +164,11 @@ class Watcher:
     def stop(self) -> None:
         self._stop.set()
         self.changes.put("")  # wake the loop
+
+    def _on_sigterm(self, signum, frame) -> None:
+        self.stop()
+        if self._loading:
+            raise KeyboardInterrupt
 
     def _next_batch(self) -> list[str]:
         """Relevant changed paths, once none has arrived for the debounce time."""
@@ -209,7 +234,11 @@ class Watcher:
 
         try:
             if self.pipeline is None or self.pipeline_file in paths:
-                self.pipeline = load_pipeline(self.pipeline_file, self.ws)
+                self._loading = True
+                try:
+                    self.pipeline = load_pipeline(self.pipeline_file, self.ws, time_limit=self.load_timeout)
+                finally:
+                    self._loading = False
             prepared = prepare_run(
                 self.history,
                 self.pipeline,

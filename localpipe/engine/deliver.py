@@ -30,9 +30,18 @@ def deliver(
         digest = outputs[name]
         if target["path"]:
             path = Path(target["path"].replace("{run-id}", str(run_id)).replace("{output-name}", name))
-            _copy_into_place(store.path(digest), path)
+            _copy_into_place(store.path(digest), _inside_datastore(path, target.get("root")))
         if target["register"]:
             history.datasets.record_version(target["register"], digest, ["."], produced_by=step_run_id)
+
+
+def _inside_datastore(path: Path, root: str | None) -> Path:
+    """``path`` with its links resolved, which must still lie in the datastore folder ``root``
+    (checked when planning; checked again now, as a link may have been made since)."""
+    real = Path(os.path.realpath(path))
+    if root is not None and not str(real).startswith(root + os.sep):
+        raise OSError(f"{path} leads to {real}, outside its datastore {root}: remove the link, or choose another path")
+    return real
 
 
 def _copy_into_place(source: Path, path: Path) -> None:

@@ -3,14 +3,19 @@
 The file runs with ``__name__ == "__localpipe__"`` (so an ``if __name__ == "__main__":`` block
 that submits is skipped), with its own folder as the current directory (so relative paths in
 it mean the same wherever the command is run), and with ``Workspace.from_config()`` answering
-the workspace the command uses.
+the workspace the command uses. ``exit()``, ``sys.exit()`` and ``os._exit()`` while loading are
+refused, not obeyed; a time limit (the watcher's) ends a file that never finishes loading.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import runpy
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 from localpipe.errors import PipelineFileError, UsageError
@@ -18,17 +23,23 @@ from localpipe.sdk.pipeline import Pipeline
 from localpipe.sdk.workspace import current_workspace
 
 
-def load_pipeline(path: str | os.PathLike, ws) -> Pipeline:
-    """The Pipeline built by the file at ``path``: the one named ``pipeline``, or the only one."""
+def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) -> Pipeline:
+    """The Pipeline built by the file at ``path``: the one named ``pipeline``, or the only one.
+
+    With ``time_limit`` (seconds; honoured in the main thread), a file still loading then is
+    stopped with a PipelineFileError.
+    """
     file = Path(path).resolve()
     if not file.is_file():
         raise PipelineFileError(f"pipeline file {path} does not exist: pass the path of a .py file")
     token = current_workspace.set(ws)
-    old_cwd, old_path = os.getcwd(), list(sys.path)
+    old_cwd, old_path, real_exit = os.getcwd(), list(sys.path), os._exit
     os.chdir(file.parent)
     sys.path.insert(0, str(file.parent))
+    os._exit = _refuse_exit  # a file that ended the process would leave the command exiting 0, its work undone
     try:
-        namespace = runpy.run_path(str(file), run_name="__localpipe__")
+        with _limited(time_limit, path):
+            namespace = runpy.run_path(str(file), run_name="__localpipe__")
     except SystemExit as exc:
         raise PipelineFileError(
             f"pipeline file {path} called exit({exc.code}) while loading: "
@@ -46,10 +57,38 @@ def load_pipeline(path: str | os.PathLike, ws) -> Pipeline:
             f"(line {_line(exc, file)}): fix the file, or use --debug for the traceback"
         ) from exc
     finally:
+        os._exit = real_exit
         os.chdir(old_cwd)
         sys.path[:] = old_path
         current_workspace.reset(token)
     return _pick(namespace, path)
+
+
+def _refuse_exit(code: int) -> None:
+    raise SystemExit(code)
+
+
+@contextlib.contextmanager
+def _limited(seconds: float | None, path) -> Iterator[None]:
+    """Raise PipelineFileError in the loading code once ``seconds`` have passed (a SIGALRM timer,
+    so the main thread only; elsewhere, and with None, no limit)."""
+    if not seconds or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def expired(signum, frame):
+        raise PipelineFileError(
+            f"pipeline file {path} timed out: still loading after {seconds:g}s "
+            "(LOCALPIPE_LOAD_TIMEOUT): make it finish, or raise the limit"
+        )
+
+    previous = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _pick(namespace: dict, path) -> Pipeline:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import graphlib
+import math
 import os
 import re
 import sys
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localpipe.errors import PipelineValidationError
+from localpipe.plan import checks
 from localpipe.sdk.data import (
     DatasetConsumptionConfig,
     FileDataset,
@@ -160,6 +162,7 @@ def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
     names: dict[int, str] = {}
     seen: set[str] = set()
     for step in steps:
+        checks.step_name(step.name, found)
         if step.name in seen:
             found.append(f'two steps are named "{step.name}": pass a distinct name= to each')
         seen.add(step.name)
@@ -173,9 +176,11 @@ def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, A
     for step in steps:
         for value in [*step.arguments, *step.params.values()]:
             if isinstance(value, PipelineParameter):
+                if value.name not in declared:
+                    checks.parameter_default(value.name, value.default_value, found)
                 other = declared.setdefault(value.name, value)
                 first = declared_by.setdefault(value.name, step.name)
-                if other.default_value != value.default_value:
+                if not _same_default(other.default_value, value.default_value):
                     found.append(
                         f'parameter "{value.name}" is declared twice with different defaults '
                         f'({other.default_value!r} in step "{first}", {value.default_value!r} '
@@ -192,6 +197,10 @@ def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, A
         except ValueError as exc:
             found.append(f'parameter "{name}": {exc}')
     return values
+
+
+def _same_default(a: Any, b: Any) -> bool:
+    return a is b or a == b or (isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b))
 
 
 def coerce_parameter(raw: Any, default: Any) -> Any:
@@ -212,11 +221,14 @@ def coerce_parameter(raw: Any, default: Any) -> Any:
         raise ValueError(f'"{raw}" is not a boolean: pass true or false')
     if kind in (int, float):
         try:
-            return kind(raw)
+            value = kind(raw)
         except ValueError:
+            value = None
+        if value is None or (kind is float and not math.isfinite(value)):
             raise ValueError(
                 f'"{raw}" is not {"an integer" if kind is int else "a number"}: pass one like the default {default!r}'
-            ) from None
+            )
+        return value
     return raw if kind is str else raw
 
 
@@ -248,6 +260,10 @@ def _step_spec(
     used_params: dict[str, Any] = {}
     argv = [_argument(label, value, parameters, used_params, found) for value in step.arguments]
     params = {key: str(_param_value(value, parameters, used_params)) for key, value in step.params.items()}
+    for text in [t for t in argv if isinstance(t, str)] + list(params.values()):
+        checks.process_text(label, "argument" if text in argv else "parameter value", text, found)
+    if step.kind == "command" and not step.arguments:
+        found.append(f"{label}: the command is empty: pass the program to run and its arguments")
 
     target = step.compute_target or step.runconfig.target or "local"
     target_name = target if isinstance(target, str) else getattr(target, "name", str(target))
@@ -283,10 +299,10 @@ def _step_spec(
         environment=environment_fingerprint(step.runconfig.environment),
         compute_target=target_name,
         allow_reuse=bool(step.allow_reuse),
-        version=step.version,
+        version=checks.version(label, step.version, found),
         after=after,
-        timeout_seconds=step.runconfig.timeout_seconds,
-        max_retries=step.runconfig.max_retries,
+        timeout_seconds=checks.timeout_seconds(label, step.runconfig.timeout_seconds, found),
+        max_retries=checks.max_retries(label, step.runconfig.max_retries, found),
         resources=resources,
         destinations=destinations,
         secret_env=_secret_env(label, step.secret_env, found),
@@ -366,12 +382,18 @@ def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) 
     root = os.path.realpath(store.path)
     path = os.path.normpath(os.path.join(root, str(template)))
     sample = path.replace("{run-id}", "1").replace("{output-name}", output.name)
-    if not (sample + os.sep).startswith(root + os.sep) or sample == root:
+    # Resolved too: a symbolic link inside the datastore may lead out of it.
+    if not all(inside(p, root) for p in (sample, os.path.realpath(sample))):
         found.append(
             f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
             f'"{store.name}": use a relative path inside it'
         )
-    return {"path": path, "register": output.register_as}
+    return {"path": path, "root": root, "register": output.register_as}
+
+
+def inside(path: str, root: str) -> bool:
+    """Whether ``path`` lies below ``root`` (both absolute and normalised), ``root`` itself excluded."""
+    return path.startswith(root + os.sep)
 
 
 def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, InputSpec], found: list[str]) -> None:
@@ -396,7 +418,11 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
                     "from its inputs, or read it from another step's PipelineData"
                 )
             spec = InputSpec(
-                mode=item.mode, step=names.get(id(producer), producer.name), output=item.data.name, tabular=item.tabular
+                mode=item.mode,
+                step=names.get(id(producer), producer.name),
+                output=item.data.name,
+                tabular=item.tabular,
+                path_on_compute=item.path_on_compute,
             )
     elif isinstance(item, DatasetConsumptionConfig):
         name = item.name
@@ -418,6 +444,7 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
     else:
         found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
         return
+    checks.path_on_compute(label, name, spec.path_on_compute, found)
     if name in inputs and inputs[name] != spec:
         found.append(f'{label}: two different inputs are named "{name}": pass input_name= to tell them apart')
     inputs[name] = spec

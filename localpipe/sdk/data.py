@@ -247,8 +247,9 @@ class PipelineData:
         return PipelineDataInput(self, input_name or self.name, "mount")
 
     def as_download(self, input_name: str | None = None, path_on_compute: str | None = None) -> PipelineDataInput:
-        """Consume a copy of this data, placed in the consuming step's folder."""
-        return PipelineDataInput(self, input_name or self.name, "download")
+        """Consume a copy of this data, placed in the consuming step's folder (at ``path_on_compute``
+        in its inputs folder, when given)."""
+        return PipelineDataInput(self, input_name or self.name, "download", path_on_compute=path_on_compute)
 
 
 class OutputFileDatasetConfig(PipelineData):
@@ -297,3 +298,4 @@ class PipelineDataInput:
     name: str
     mode: str
     tabular: dict | None = None
+    path_on_compute: str | None = None
