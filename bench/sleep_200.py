@@ -5,11 +5,12 @@ step, so what is added to the ideal 200 x 0.2 s / 2 slots = 20 s is localpipe's 
 planning, and per step the claim, launch, bookkeeping and release. The `localpipe submit`
 process gets ``LOCALPIPE_CPUS=2`` (2 slots whatever the machine has).
 
-Its CPU use is the user+system time of the `localpipe submit` process itself, children (the
-sleeps) excluded, read with psutil every 0.1 s while it runs and a last time when it has exited
-(its zombie still holds the totals), as % of one core: while steps run (from the first step's
-start to the last step's end, as history.db records them: the target's own words), and over
-the whole process (start-up, planning and exit included) for context.
+Its CPU use is the user+system time of the `localpipe submit` process itself and of its step
+supervisor (the child that starts the steps and copies their logs), the sleeps excluded, read
+with psutil every 0.1 s while it runs and a last time when it has exited (its zombie still holds
+the totals), as % of one core: while steps run (from the first step's start to the last step's
+end, as history.db records them: the target's own words), and over the whole process
+(start-up, planning and exit included) for context. The supervisor's share is printed apart.
 
 Targets: wall / ideal <= 1.05; scheduler CPU while steps run < 3 % of one core. Median of 3 runs.
 
@@ -68,8 +69,8 @@ PIPELINE = '''
 @dataclass
 class Sample:
     wall: float  # seconds, from before the fork to the exit
-    cpu: float  # user+system seconds of the submit process itself (children excluded)
-    readings: list[tuple[float, float]]  # (seconds since the fork, CPU seconds so far)
+    cpu: float  # user+system seconds of the submit process and its step supervisor (steps excluded)
+    readings: list[tuple[float, float, float]]  # (seconds since the fork, CPU seconds so far, the supervisor's)
     completed: int
     proc: subprocess.CompletedProcess
     forked_at: float  # time.time() just before the fork, on history.db's clock
@@ -84,14 +85,18 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
         me = psutil.Process(proc.pid)
         exit_fd = os.pidfd_open(proc.pid)  # readable the moment it exits: the wall time is not rounded to a poll
-        readings: list[tuple[float, float]] = []  # (seconds since start, cpu seconds)
+        readings: list[tuple[float, float, float]] = []  # (seconds since start, cpu seconds, supervisor's)
+        supervisor: list[float] = [0.0]  # its CPU at the last reading (it has exited before the submit process)
         while True:
             exited = bool(select.select([exit_fd], [], [], 0)[0])
             if exited:
                 wall = time.perf_counter() - start
             try:
                 times = me.cpu_times()  # of the zombie once it has exited: nothing has reaped it yet
-                readings.append((time.perf_counter() - start, times.user + times.system))
+                supervisor.append(supervisor_cpu(me) or supervisor[-1])
+                readings.append(
+                    (time.perf_counter() - start, times.user + times.system + supervisor[-1], supervisor[-1])
+                )
             except psutil.Error:
                 pass
             if exited:
@@ -118,6 +123,18 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     )
 
 
+def supervisor_cpu(submit: psutil.Process) -> float | None:
+    """User+system seconds of the submit process's step supervisor so far (None when it has none now)."""
+    for child in submit.children():
+        try:
+            if any(part.endswith("supervisor.py") for part in child.cmdline()):
+                times = child.cpu_times()
+                return times.user + times.system
+        except psutil.Error:
+            continue
+    return None
+
+
 def step_times(ws: Path) -> list[tuple[float, float]]:
     """(started_at, ended_at) of every step of the newest run, in order of start."""
     db = sqlite3.connect(f"file:{Path(ws) / '.localpipe' / 'history.db'}?mode=ro", uri=True)
@@ -130,15 +147,16 @@ def step_times(ws: Path) -> list[tuple[float, float]]:
         db.close()
 
 
-def cpu_while_steps_run(ws: Path, sample: Sample) -> float:
-    """CPU % of one core between the readings nearest inside the first step's start and the last step's end."""
+def cpu_while_steps_run(ws: Path, sample: Sample) -> tuple[float, float]:
+    """CPU % of one core between the readings nearest inside the first step's start and the last step's
+    end: scheduler and supervisor together, and the supervisor's part of it."""
     rows = step_times(ws)
     first, last = rows[0][0] - sample.forked_at, max(r[1] for r in rows) - sample.forked_at
     inside = [r for r in sample.readings if first <= r[0] <= last]
     if len(inside) < 2:
-        return float("nan")  # the steps ran for less than two readings
+        return float("nan"), float("nan")  # the steps ran for less than two readings
     lo, hi = inside[0], inside[-1]
-    return 100 * (hi[1] - lo[1]) / (hi[0] - lo[0])
+    return 100 * (hi[1] - lo[1]) / (hi[0] - lo[0]), 100 * (hi[2] - lo[2]) / (hi[0] - lo[0])
 
 
 def timeline(ws: Path, sample: Sample, sleep: float, slots: int) -> str:
@@ -201,11 +219,12 @@ def main() -> int:
             if sample.completed != args.steps:
                 sys.exit(f"bench: localpipe completed {sample.completed} of {args.steps} steps")
             samples.append(sample)
-            running.append(cpu_while_steps_run(ws, sample))
+            both, by_supervisor = cpu_while_steps_run(ws, sample)
+            running.append(both)
             print(
                 f"    run: wall {sample.wall:.3f} s (ratio {sample.wall / ideal:.3f}), scheduler CPU while steps "
-                f"run {running[-1]:.2f} % of one core (whole process {sample.cpu:.2f} s = "
-                f"{100 * sample.cpu / sample.wall:.2f} %)",
+                f"run {both:.2f} % of one core, {by_supervisor:.2f} of it the supervisor's (whole process "
+                f"{sample.cpu:.2f} s = {100 * sample.cpu / sample.wall:.2f} %)",
                 flush=True,
             )
             print(f"        {timeline(ws, sample, args.sleep, args.slots)}", flush=True)
@@ -223,7 +242,7 @@ def main() -> int:
             f"{(wall - ideal) * args.slots / args.steps * 1000:.1f} ms of slot time added per step"
         )
         print(
-            f"scheduler CPU (the submit process, children excluded) while steps run: median {percent:.2f} % of "
+            f"scheduler CPU (the submit process and its step supervisor) while steps run: median {percent:.2f} % of "
             f"one core (samples {', '.join(f'{p:.2f}' for p in running)})  "
             f"(target < {TARGET_CPU_PERCENT:g} %: {'met' if percent < TARGET_CPU_PERCENT else 'MISSED'}); "
             f"whole process, start-up and exit included: median {statistics.median(percents):.2f} % "

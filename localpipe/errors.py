@@ -53,6 +53,11 @@ class StateError(LocalpipeError):
     """history.db or the object store cannot be used as it is (newer schema, not a database, ...)."""
 
 
+class OutputError(LocalpipeError):
+    """What a step wrote as an output cannot be stored (a link leading out of it, a FIFO, ...); the
+    step fails with this as its reason."""
+
+
 class HardwareError(LocalpipeError):
     """A resource (GPU, memory, Docker daemon) was asked for and is not there."""
 

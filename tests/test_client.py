@@ -9,8 +9,9 @@ from localpipe.errors import RunFailedError, RunTimeoutError
 from tests.conftest import wait_for
 
 
-def two_steps(ws, project, fail: bool = False):
-    project("src/w/w.py", "import sys\nprint('writing')\nopen(sys.argv[1] + '/v.txt', 'w').write('42')\n")
+def two_steps(ws, project, fail: bool = False, writer: bool = True):
+    if writer:
+        project("src/w/w.py", "import sys\nprint('writing')\nopen(sys.argv[1] + '/v.txt', 'w').write('42')\n")
     project(
         "src/r/r.py",
         f"""
@@ -29,8 +30,20 @@ def two_steps(ws, project, fail: bool = False):
 
 
 def test_submit_returns_at_once_and_the_run_completes_in_the_background(ws, project, capsys):
-    run = Experiment(ws, "bg").submit(two_steps(ws, project))
-    assert run.get_status() in ("NotStarted", "Running", "Completed")
+    gate = ws.root / "gate"
+    project(
+        "src/w/w.py",
+        f"""
+        import os, sys, time
+        while not os.path.exists({str(gate)!r}):  # the step cannot end before the test opens the gate
+            time.sleep(0.02)
+        print('writing')
+        open(sys.argv[1] + '/v.txt', 'w').write('42')
+    """,
+    )
+    run = Experiment(ws, "bg").submit(two_steps(ws, project, writer=False))
+    assert run.get_status() in ("NotStarted", "Running")  # submit returned while the run goes on
+    gate.write_text("")
     assert run.wait_for_completion(show_output=True, timeout_seconds=60) == "Completed"
     out = capsys.readouterr().out
     assert "write: Completed" in out and "[read] read 42" in out

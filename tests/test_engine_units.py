@@ -9,7 +9,7 @@ from localpipe.content.hashing import TreeDigest
 from localpipe.engine.decide import decide, rerun_reason
 from localpipe.engine.executors import Exit, Launch
 from localpipe.engine.executors.router import Router
-from localpipe.engine.progress import Progress
+from localpipe.engine.progress import Progress, run_outcome
 from localpipe.engine.resources import Capacity, ClaimRequest, fit
 from localpipe.plan.graph import InputSpec, StepSpec
 from localpipe.plan.keys import cache_key, key_components
@@ -113,11 +113,17 @@ class FakeLookups:
 
 
 class FakeStore:
-    def __init__(self, present=()):
+    """Objects by digest, each with its (bytes, files) as they are now."""
+
+    def __init__(self, present=(), stats=None):
         self.present = set(present)
+        self.stats = stats or {}
 
     def has(self, digest):
         return digest in self.present
+
+    def intact(self, digest, size, files):
+        return self.has(digest) and self.stats.get(digest, (size, files)) == (size, files)
 
 
 SOURCE = TreeDigest("src-2", {"train.py": "a", "util.py": "b2"}, 10)
@@ -131,7 +137,7 @@ def key_of(step: StepSpec, source: TreeDigest = SOURCE, data: str = "d1") -> tup
 def test_decide_reuses_an_entry_whose_outputs_are_stored_and_asks_once_for_the_whole_wave():
     steps = [spec("a"), spec("b", argv=["--lr", "0.2"])]
     _, key_a = key_of(steps[0])
-    lookups = FakeLookups(entries={key_a: CacheHit(7, 3, "a", {"model": "m1"})})
+    lookups = FakeLookups(entries={key_a: CacheHit(7, 3, "a", {"model": "m1"}, {"model": (10, 1)})})
     decisions = decide(
         steps,
         {"a": SOURCE, "b": SOURCE},
@@ -151,11 +157,16 @@ def test_decide_reuses_an_entry_whose_outputs_are_stored_and_asks_once_for_the_w
 def test_decide_runs_when_the_outputs_are_gone_or_reuse_is_off():
     step = spec()
     _, key = key_of(step)
-    hit = {key: CacheHit(7, 3, "train", {"model": "m1"})}
+    hit = {key: CacheHit(7, 3, "train", {"model": "m1"}, {"model": (10, 1)})}
     args = ([step], {"train": SOURCE}, {"train": {"data": "d1"}})
     assert (
         decide(*args, FakeLookups(hit), FakeStore(), 1)[0].reason
         == 'runs: outputs of run 3 (step "train") are missing from the store'
+    )
+    truncated = FakeStore({"m1"}, stats={"m1": (4, 1)})
+    assert (
+        decide(*args, FakeLookups(hit), truncated, 1)[0].reason
+        == 'runs: outputs of run 3 (step "train") are damaged in the store'
     )
     assert (
         decide(*args, FakeLookups(hit), FakeStore({"m1"}), 1, regenerate=True)[0].reason
@@ -230,6 +241,12 @@ def test_progress_refuses_a_transition_the_life_cycle_does_not_allow():
     progress.move("a", RunStatus.CANCELED)
     with pytest.raises(RuntimeError, match="Canceled -> Queued"):
         progress.move("a", RunStatus.QUEUED)
+
+
+def test_a_run_is_completed_only_when_every_step_succeeded():
+    assert run_outcome([RunStatus.COMPLETED, RunStatus.REUSED]) is RunStatus.COMPLETED
+    assert run_outcome([RunStatus.COMPLETED, RunStatus.CANCELED]) is RunStatus.CANCELED
+    assert run_outcome([RunStatus.CANCELED, RunStatus.FAILED, RunStatus.REUSED]) is RunStatus.FAILED
 
 
 def test_progress_blocks_what_follows_a_failed_step_with_the_reason():

@@ -283,6 +283,18 @@ def test_localpipe_cpus_that_is_not_a_number(ws, hello, localpipe):
     assert_nothing_written(ws.root)
 
 
+def test_bad_settings_are_one_line(ws, hello, localpipe):
+    line = refused(localpipe("submit", "pipe.py", env={"LOCALPIPE_MAX_LOG_BYTES": "lots"}))
+    assert line == (
+        'error: LOCALPIPE_MAX_LOG_BYTES="lots" is not a number of bytes of at least 1024: set one like 67108864, '
+        "or unset it"
+    )
+    assert_nothing_written(ws.root)
+    line = refused(localpipe("watch", "pipe.py", env={"LOCALPIPE_LOAD_TIMEOUT": "x"}))
+    assert line == 'error: LOCALPIPE_LOAD_TIMEOUT="x" is not a positive number of seconds: set one like 60'
+    assert_nothing_written(ws.root)
+
+
 def test_localpipe_fake_gpus_that_is_not_understood(ws, project, localpipe):
     project("src/a.py", SCRIPT)
     project("gpu.py", GPU_PIPELINE)
@@ -508,6 +520,42 @@ pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("big.py", name="b
 """
 
 
+def test_a_full_disk_is_one_error_line_and_readers_still_read(tmpfs, localpipe):
+    from localpipe import Workspace
+
+    root = tmpfs("full", "8m")
+    Workspace.create(root)
+    (root / "big").mkdir()
+    (root / "big" / "big.py").write_text("print('small')\n")
+    (root / "pipe.py").write_text(BIG_PIPELINE.replace("arguments=[big]", "arguments=[]"))
+    close_all()
+    assert localpipe("submit", "pipe.py", cwd=root).returncode == 0
+    (root / "filler").write_bytes(b"")
+    with open(root / "filler", "wb") as filler:  # fill the disk to the last byte
+        try:
+            while True:
+                filler.write(b"\0" * 65536)
+                filler.flush()
+        except OSError:
+            pass
+    (root / "big" / "big.py").write_text("print('other')\n")  # a new key: the run must be recorded
+
+    proc = localpipe("submit", "pipe.py", cwd=root)
+    assert proc.returncode == 1
+    assert one_error_line(proc.stderr).startswith(
+        "error: the disk is full (history.db: database or disk is full): free space (localpipe gc, localpipe du)"
+    )
+    for reader in (["runs"], ["show", "1"], ["logs", "1"]):
+        done = localpipe(*reader, cwd=root)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, (reader, done.stdout, done.stderr)
+    other = localpipe("init", str(root / "other"), cwd=root)
+    assert other.returncode == 1
+    assert one_error_line(other.stderr) == (
+        f"error: {root}/other/.localpipe/history.db could not be written: the disk "
+        "is full: free space (localpipe gc, localpipe du) and try again"
+    )
+
+
 def test_full_disk_while_a_step_writes_its_outputs(tmpfs, localpipe):
     from localpipe import Workspace
 
@@ -522,11 +570,16 @@ def test_full_disk_while_a_step_writes_its_outputs(tmpfs, localpipe):
 
     assert proc.returncode == 1, (proc.stdout, proc.stderr)  # a step failed
     assert "Traceback" not in proc.stderr, proc.stderr
-    assert re.search(r"Failed\s+big\s+exit code 1", proc.stdout), proc.stdout  # the step's readable reason
+    full = (
+        f"exit code 1: the disk holding {root}/.localpipe/runs/1/big is full: free space (localpipe gc, localpipe du)"
+    )
+    assert re.search(rf"Failed\s+big\s+{re.escape(full)}", proc.stdout), proc.stdout  # the step's readable reason
     assert re.search(r"^run 1 Failed in ", proc.stdout, re.MULTILINE), proc.stdout
     conn = sqlite3.connect(f"file:{root / '.localpipe' / 'history.db'}?mode=ro", uri=True)
     try:
-        assert conn.execute("SELECT status, reason FROM step_run").fetchall() == [("Failed", "exit code 1")]
+        assert conn.execute("SELECT status, reason FROM step_run").fetchall() == [
+            ("Failed", full + " and submit again")
+        ]
         assert conn.execute("SELECT status FROM pipeline_run").fetchall() == [("Failed",)]
     finally:
         conn.close()

@@ -47,6 +47,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0002_resource_claims",
         "0003_dataset_lineage",
         "0004_git_info",
+        "0005_output_files",
     ]
 
 

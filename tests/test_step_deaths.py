@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep
@@ -37,7 +39,8 @@ def test_exceeding_the_memory_limit_is_named_in_the_reason(ws, project, run_pipe
     assert "MemoryError" in steps["big"]["log_tail"]
 
 
-def test_a_hundred_megabytes_of_output_is_kept_and_the_tail_stays_small(ws, project, run_pipeline):
+def test_a_hundred_megabytes_of_output_keep_their_head_and_tail_and_the_log_tail_stays_small(ws, project, run_pipeline):
+    """The default cap (LOCALPIPE_MAX_LOG_BYTES, 64 MiB a stream) keeps the first and the last 32 MiB."""
     project(
         "src/loud/loud.py",
         """
@@ -53,5 +56,13 @@ def test_a_hundred_megabytes_of_output_is_kept_and_the_tail_stays_small(ws, proj
         Pipeline(ws, [PythonScriptStep("loud.py", name="loud", source_directory=ws.root / "src/loud")])
     )
     assert steps["loud"]["reason"] == "exit code 2"
-    assert (ws.state_dir / "runs" / str(run_id) / "loud" / "stdout.log").stat().st_size == 100 * 1024 * 1024
+    log = ws.state_dir / "runs" / str(run_id) / "loud" / "stdout.log"
+    assert 64 * 2**20 < log.stat().st_size < 64 * 2**20 + 1024
+    with open(log, "rb") as handle:
+        handle.seek(32 * 2**20)
+        note = handle.read(300).decode()
+        handle.seek(-1024, os.SEEK_END)
+        end = handle.read()
+    assert note.startswith(f"\n[localpipe: {36 * 2**20} bytes cut here: the log keeps the first {32 * 2**20}")
+    assert end == (b"y" * 1023 + b"\n")
     assert steps["loud"]["log_tail"] == "the end"

@@ -6,6 +6,7 @@ Exit codes (documented once, here and in the README): 0 success, 1 a step failed
 
 from __future__ import annotations
 
+import errno
 import gc
 import sys
 
@@ -42,15 +43,38 @@ class LocalpipeGroup(click.Group):
         try:
             return super().invoke(ctx)
         except LocalpipeError as exc:
-            if ctx.meta.get("localpipe.debug"):
-                import traceback
-
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
-            ctx.exit(exc.exit_code)
+            self._fail(ctx, str(exc), exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:
+            full = _disk_full(exc)
+            if full is None:
+                raise
+            self._fail(ctx, f"the disk is full ({full}): free space (localpipe gc, localpipe du) and try again", 1)
+
+    @staticmethod
+    def _fail(ctx: click.Context, message: str, code: int) -> None:
+        if ctx.meta.get("localpipe.debug"):
+            import traceback
+
+            traceback.print_exc()
+        click.echo(f"error: {message}", err=True)
+        ctx.exit(code)
+
+
+def _disk_full(exc: BaseException) -> str | None:
+    """What says that the disk is full in ``exc`` or the exceptions it arose from, if anything does
+    (SQLite's own error, through the ORM, or an OSError of errno ENOSPC)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
+        if "database or disk is full" in str(exc):
+            return "history.db: database or disk is full"
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 @click.group(cls=LocalpipeGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -1,4 +1,4 @@
-"""Commands about disk space: gc, du."""
+"""Commands about the workspace's storage: gc, du, fsck."""
 
 from __future__ import annotations
 
@@ -121,4 +121,57 @@ def du(limit, as_json) -> None:
         )
 
 
-COMMANDS = [gc, du]
+@click.command()
+@click.option("--repair", is_flag=True, help="Quarantine damaged objects and forget the cache entries that serve them.")
+@json_option
+@click.pass_context
+def fsck(ctx, repair, as_json) -> None:
+    """Check every object in the store against its digest (reads all of them).
+
+    A damaged object (a file changed, truncated or removed) is named with what refers to it;
+    exit code 1. With --repair it moves to .localpipe/quarantine/ and the cache entries it
+    served are forgotten, so that the next submission computes those steps again.
+
+    \b
+    Example:
+      localpipe fsck
+      localpipe fsck --repair
+    """
+    from localpipe.state import fsck as checker
+
+    found = history()
+    report = checker.check(found)
+    dropped = checker.repair(found, report.damaged) if repair and report.damaged else 0
+    unrepaired = [d for d in report.damaged if d.datasets or not repair]
+    if as_json:
+        print_json(
+            {
+                "checked": report.checked,
+                "damaged": [vars(d) for d in report.damaged],
+                "repaired": repair,
+                "cache_entries_dropped": dropped,
+            }
+        )
+    else:
+        for damaged in report.damaged:
+            made = ", ".join(
+                f'output "{o["output"]}" of run {o["run"]} (step "{o["step"]}")' for o in damaged.outputs[:3]
+            )
+            more = f" and {len(damaged.outputs) - 3} more" if len(damaged.outputs) > 3 else ""
+            click.echo(f"damaged object {damaged.digest}: {damaged.problem}" + (f"; {made}{more}" if made else ""))
+            for version in damaged.datasets:
+                click.echo(
+                    f'  dataset "{version["name"]}" version {version["version"]} is in it: register its files again'
+                )
+        click.echo(f"checked {report.checked} objects: {len(report.damaged)} damaged")
+        if repair and report.damaged:
+            click.echo(
+                f"quarantined {len(report.damaged)} objects in {found.layout.state_dir / 'quarantine'}; "
+                f"forgot {dropped} cache entries: the next submission computes those steps again"
+            )
+        elif report.damaged:
+            click.echo("run `localpipe fsck --repair` to quarantine them and recompute what they held")
+    ctx.exit(1 if unrepaired else 0)
+
+
+COMMANDS = [gc, du, fsck]

@@ -29,6 +29,8 @@ class Lookups(Protocol):
 class Store(Protocol):
     def has(self, digest: str) -> bool: ...
 
+    def intact(self, digest: str, size: int | None, files: int | None) -> bool: ...
+
 
 @dataclass
 class Decision:
@@ -42,10 +44,11 @@ class Decision:
     components_json: str = ""  # ``components`` as the canonical JSON the key was computed from
     reused_from: int | None = None  # the StepRun id whose outputs are reused
     outputs: dict[str, str] = field(default_factory=dict)  # output name -> digest, when reused
+    stats: dict[str, tuple[int, int | None]] = field(default_factory=dict)  # their bytes and file counts
 
     def reuse_hit(self, hit: CacheHit) -> None:
         """Reuse the outputs of ``hit``."""
-        self.reuse, self.reused_from, self.outputs = True, hit.step_run_id, hit.outputs
+        self.reuse, self.reused_from, self.outputs, self.stats = True, hit.step_run_id, hit.outputs, hit.stats
         self.reason = f'reused from run {hit.run_id} (step "{hit.step}")'
 
 
@@ -74,10 +77,11 @@ def decide(
             decision.reason = "runs: allow_reuse=False"
         elif regenerate:
             decision.reason = "runs: regenerate_outputs=True"
-        elif hit and all(store.has(d) for d in hit.outputs.values()):
+        elif hit and intact(hit, store):
             decision.reuse_hit(hit)
         elif hit:
-            decision.reason = f'runs: outputs of run {hit.run_id} (step "{hit.step}") are missing from the store'
+            lost = "missing from" if not all(store.has(d) for d in hit.outputs.values()) else "damaged in"
+            decision.reason = f'runs: outputs of run {hit.run_id} (step "{hit.step}") are {lost} the store'
         else:
             source = sources.get(step.name)
             earlier = lookups.earlier_run(step.name, experiment_id)
@@ -91,6 +95,11 @@ def decide(
             decision.reason = rerun_reason(components, key, source, earlier, files)
         decisions.append(decision)
     return decisions
+
+
+def intact(hit: CacheHit, store: Store) -> bool:
+    """Whether every output of ``hit`` is in the store with the files and bytes it was committed with."""
+    return all(store.intact(digest, *hit.stats[name]) for name, digest in hit.outputs.items())
 
 
 def rerun_reason(

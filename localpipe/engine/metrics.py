@@ -24,8 +24,11 @@ class MetricsIngester:
         self.now = now
         self._offsets: dict[str, int] = {}
 
-    def ingest(self, path: str, step_run_id: int) -> int:
-        """Record the complete lines added to ``path`` since the last call; returns how many."""
+    def ingest(self, path: str, step_run_id: int, secrets: list[str] = ()) -> int:
+        """Record the complete lines added to ``path`` since the last call; returns how many.
+
+        A ``secrets`` value logged (as a name, a value or part of one) is recorded as ``***``.
+        """
         offset = self._offsets.get(path, 0)
         try:
             with open(path, "rb") as handle:
@@ -44,6 +47,8 @@ class MetricsIngester:
                 kind, name, value = record["kind"], str(record["name"]), record["value"]
             except (ValueError, TypeError, KeyError):
                 continue  # a line cut short by a killed step, or not one of ours
+            if secrets:
+                name, value = mask(name, secrets), mask(value, secrets)
             if kind == "tag":
                 tags[name] = value
             elif kind in KINDS:
@@ -53,3 +58,23 @@ class MetricsIngester:
                 rows.append({"name": name, "kind": kind, "value": value, "logged_at": logged_at})
         self.history.steps.add_metrics(step_run_id, rows, tags)
         return len(rows) + len(tags)
+
+
+def mask(value, secrets: list[str]):
+    """``value`` (JSON data) with every occurrence of a secret replaced by ``***``; a number that is
+    a secret's text becomes ``"***"``."""
+    if isinstance(value, str):
+        for secret in secrets:
+            value = value.replace(secret, "***")
+        return value
+    if isinstance(value, list):
+        return [mask(item, secrets) for item in value]
+    if isinstance(value, dict):
+        return {mask(key, secrets): mask(item, secrets) for key, item in value.items()}
+    if (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and any(secret in (str(value), repr(value)) for secret in secrets)
+    ):
+        return "***"
+    return value

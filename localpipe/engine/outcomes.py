@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal as signals
 
 from localpipe.engine.executors import Exit
 
 LOG_TAIL_LINES = 20
+DISK_FULL_BYTES = 1 << 20  # free space under which a failed step's disk is called full
 
 
 def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None = None) -> str:
@@ -27,6 +29,20 @@ def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None
     ):
         reason += f": it ran out of its memory limit ({memory_limit / 2**20:.0f} MiB, memory_per_step)"
     return reason
+
+
+def disk_full_note(folder, event: Exit) -> str:
+    """``: the disk holding FOLDER is full ...`` when it is (almost no space left, the step's own
+    error says so, or its log could not be written for want of space), so that a step that failed
+    for it says so; else what kept its log from being written, if anything; else nothing."""
+    try:
+        free = shutil.disk_usage(folder.root).free
+    except OSError:
+        free = None
+    said = f"{event.log_error or ''}\n{log_tail(folder) or ''}"
+    if (free is not None and free < DISK_FULL_BYTES) or "No space left on device" in said:
+        return f": the disk holding {folder.root} is full: free space (localpipe gc, localpipe du) and submit again"
+    return f": its log could not be written ({event.log_error})" if event.log_error else ""
 
 
 def log_tail(folder, lines: int = LOG_TAIL_LINES) -> str | None:

@@ -14,6 +14,7 @@ import signal
 import time
 
 from localpipe.errors import UsageError
+from localpipe.state.db import WriteFailed
 from localpipe.state.history import History
 from localpipe.status import RunStatus
 
@@ -32,7 +33,10 @@ def recover_abandoned_runs(history: History) -> list[int]:
         for step in history.runs.active_steps(run_id):
             if step["status"] == RunStatus.RUNNING.value:
                 kill_step_processes(step["pid"], step["started_at"])
-        history.runs.mark_abandoned(run_id, SCHEDULER_EXITED)
+        try:
+            history.runs.mark_abandoned(run_id, SCHEDULER_EXITED)
+        except WriteFailed:
+            pass  # a full disk: readers still read; the next command that can write records it
     return abandoned
 
 

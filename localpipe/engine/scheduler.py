@@ -23,13 +23,14 @@ import psutil
 
 from localpipe.content.hashing import TreeDigest, dataset_digest
 from localpipe.content.statcache import StatCache
-from localpipe.engine.decide import Decision, decide
+from localpipe.engine.decide import Decision, decide, intact
 from localpipe.engine.deliver import deliver
 from localpipe.engine.executors import Executor, Exit
 from localpipe.engine.metrics import MetricsIngester
-from localpipe.engine.outcomes import describe_exit, log_tail
+from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail
 from localpipe.engine.progress import Progress
-from localpipe.engine.resources import ClaimRequest, Placement, ResourcePool
+from localpipe.engine.recovery import recover_abandoned_runs
+from localpipe.engine.resources import ALIVE_CHECK_SECONDS, ClaimRequest, Placement, ResourcePool, process_alive
 from localpipe.engine.workdir import StepFolder, commit_outputs, fingerprint, prepare_step, step_environment
 from localpipe.errors import StateError
 from localpipe.faults import fault_point
@@ -65,6 +66,7 @@ class _Running:
     deadline: float | None
     placement: Placement
     mounts: dict[str, tuple]  # input name -> (path in the store, fingerprint at launch)
+    secrets: list[str]  # values masked in its logs and in what it logs
     timed_out: bool = False
     canceled: str | None = None  # why it is being canceled, when it is
 
@@ -134,6 +136,7 @@ class Scheduler:
         self._requests: dict[str, ClaimRequest] = {}
         self._claimed: dict[str, Placement] = {}  # claimed in a completion's transaction, not yet launched
         self._wave: _Wave | None = None  # set while a wave of decisions is being made
+        self._alive_until: dict[int, float] = {}  # other runs whose scheduler was seen alive, until when
         self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
         self._stat_cache = StatCache(history.layout.statcache)
         self._dataset_digests: dict[tuple[str, ...], str] = {}
@@ -154,44 +157,50 @@ class Scheduler:
         gc.freeze()
         me = psutil.Process()
         self.history.runs.mark_running(self.run.id, me.pid, me.create_time(), self.now())
+        recover_abandoned_runs(self.history)  # a run killed just before must not hold steps this one waits for
         fault_point("run-started")
         try:
-            while self.cancel_reason is None:
-                self._check_twins()
-                self._decide_ready()
-                self._launch_ready()
-                if not self.running and not self.ready and not self.waiting:
-                    break
-                self._ingest_running_metrics()
-                exits = self.executor.wait(self._wait_timeout())
-                while not self.cancels.empty():
-                    cancel = self.cancels.get()
-                    for name in cancel.names:
-                        self._cancel_step(name, cancel.reason)
-                for event in exits:
-                    self._finished(event)
-                self._enforce_timeouts()
-        except KeyboardInterrupt:
-            self.cancel_reason, self.interrupted = "interrupted (Ctrl-C)", True
-        except WriteFailed as exc:
-            self.cancel_reason = f"history.db could not be written ({exc})"
-            self._cancel_quietly()
-            raise StateError(
-                f"{self.history.layout.state_dir}: history.db could not be written ({exc}): free "
-                "disk space (localpipe gc, localpipe du) and submit again"
-            ) from None
+            try:
+                self._loop()
+            except KeyboardInterrupt:
+                self.cancel_reason, self.interrupted = "interrupted (Ctrl-C)", True
+            except WriteFailed as exc:
+                self.cancel_reason = f"history.db could not be written ({exc})"
+                self._cancel_quietly()
+                raise StateError(
+                    f"{self.history.layout.state_dir}: history.db could not be written ({exc}): free "
+                    "disk space (localpipe gc, localpipe du) and submit again"
+                ) from None
+            finally:
+                self._stat_cache.save()
+                _restore_signal_handlers(previous)
+                gc.unfreeze()
+            if self.cancel_reason is not None:
+                self._cancel_everything(self.cancel_reason)
+                self._finish_run(RunStatus.CANCELED, self.cancel_reason)
+                if self.interrupted:
+                    raise KeyboardInterrupt
+                return RunStatus.CANCELED
+            return self._finish_run(None, None)
         finally:
-            self._stat_cache.save()
-            _restore_signal_handlers(previous)
-            self.executor.close()
-            gc.unfreeze()
-        if self.cancel_reason is not None:
-            self._cancel_everything(self.cancel_reason)
-            self._finish_run(RunStatus.CANCELED, self.cancel_reason)
-            if self.interrupted:
-                raise KeyboardInterrupt
-            return RunStatus.CANCELED
-        return self._finish_run(None, None)
+            self.executor.close()  # last: closing ends whatever still runs, without a grace period
+
+    def _loop(self) -> None:
+        while self.cancel_reason is None:
+            self._check_twins()
+            self._decide_ready()
+            self._launch_ready()
+            if not self.running and not self.ready and not self.waiting:
+                return
+            self._ingest_running_metrics()
+            exits = self.executor.wait(self._wait_timeout())
+            while not self.cancels.empty():
+                cancel = self.cancels.get()
+                for name in cancel.names:
+                    self._cancel_step(name, cancel.reason)
+            for event in exits:
+                self._finished(event)
+            self._enforce_timeouts()
 
     def request_stop(self, reason: str) -> None:
         """Cancel the whole run (from another thread): every step's process tree is ended."""
@@ -214,7 +223,7 @@ class Scheduler:
             return
         self._next_metrics = time.monotonic() + METRICS_SECONDS
         for name, running in self.running.items():
-            self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
+            self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
 
     def _wait_timeout(self) -> float:
         """How long to wait for a step to end: until the next step timeout or metrics pick-up, and
@@ -283,11 +292,13 @@ class Scheduler:
                 ended_at=self.now(),
                 cache_key=decision.key,
             )
-            self._wave.outputs += [(self.step_ids[name], out, digest, 0) for out, digest in decision.outputs.items()]
+            self._wave.outputs += [
+                (self.step_ids[name], out, digest, *decision.stats[out]) for out, digest in decision.outputs.items()
+            ]
             return
         if self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs:
             late = self.history.cache.entry(decision.key)  # committed by another run since the wave's look-up
-            if late is not None and all(self.store.has(d) for d in late.outputs.values()):
+            if late is not None and intact(late, self.store):
                 decision.reuse_hit(late)
                 self._apply(decision)
                 return
@@ -301,27 +312,45 @@ class Scheduler:
         self._make_ready(name)
 
     def _check_twins(self) -> None:
-        """Reuse what a twin step finished computing, or compute it here if the twin did not succeed."""
+        """Reuse what a twin step finished computing (or reused itself), or compute it here if the
+        twin did not succeed; a twin whose scheduler is gone is recovered first, not waited for."""
         for name, twin_id in list(self.waiting.items()):
-            status, twin_run, twin_step = self.history.steps.state(twin_id)
-            if not RunStatus(status).is_final:
-                continue
+            twin = self.history.steps.state(twin_id)
+            if not RunStatus(twin.status).is_final:
+                if self._run_alive(twin.run_id):
+                    continue
+                recover_abandoned_runs(self.history)
+                twin = self.history.steps.state(twin_id)
+                if not RunStatus(twin.status).is_final:
+                    continue  # it was not abandoned after all (its scheduler had not started yet)
             del self.waiting[name]
-            outputs = self.history.runs.step_outputs(twin_id)
-            if status == RunStatus.COMPLETED.value and all(self.store.has(d) for d in outputs.values()):
-                self.steps[name].outputs = outputs
+            origin = twin
+            if twin.status == RunStatus.REUSED.value and twin.reused_from is not None:
+                origin = self.history.steps.state(twin.reused_from)
+            hit = self.history.cache.outputs_of(origin.id)
+            if RunStatus(twin.status).succeeded and intact(hit, self.store):
+                self.steps[name].outputs = hit.outputs
                 with self.history.write():
-                    self._transition(
-                        name,
-                        RunStatus.REUSED,
-                        f'reused from run {twin_run} (step "{twin_step}")',
-                        reused_from=twin_id,
-                        ended_at=self.now(),
+                    reason = f'reused from run {origin.run_id} (step "{origin.name}")'
+                    self._transition(name, RunStatus.REUSED, reason, reused_from=origin.id, ended_at=self.now())
+                    self.history.steps.add_outputs(
+                        [(self.step_ids[name], o, d, *hit.stats[o]) for o, d in hit.outputs.items()]
                     )
-                    self.history.steps.add_outputs([(self.step_ids[name], o, d, 0) for o, d in outputs.items()])
             else:
-                self._transition(name, RunStatus.QUEUED, f"runs: run {twin_run}'s identical step {status.lower()}")
+                why = f" ({twin.reason})" if twin.reason else ""
+                reason = f"runs: run {twin.run_id}'s identical step {twin.status.lower()}{why}"
+                self._transition(name, RunStatus.QUEUED, reason)
                 self._make_ready(name)
+
+    def _run_alive(self, run_id: int) -> bool:
+        """Whether the scheduler of another run is alive; believed for a second once seen alive."""
+        if self._alive_until.get(run_id, 0.0) > time.monotonic():
+            return True
+        run = self.history.runs.get(run_id)
+        if not process_alive(run["scheduler_pid"], run["scheduler_started"]):
+            return False
+        self._alive_until[run_id] = time.monotonic() + ALIVE_CHECK_SECONDS
+        return True
 
     def _input_digests(self, spec: StepSpec) -> dict[str, str]:
         digests = {}
@@ -415,15 +444,15 @@ class Scheduler:
             self.history.cache.add_snapshot(snapshot.digest, snapshot.files, snapshot.size)
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
-        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts)
+        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts, launch.masked)
         fault_point("before-step-start")
-        pid = self.executor.start(launch)
+        self.executor.start(launch)
+        fault_point("step-started")
         self._transition(
             name,
             RunStatus.RUNNING,
             None,
             started_at=started,
-            pid=pid,
             attempt=self.steps[name].attempt,
             arguments=launch.argv,
             placement=placement.describe(),
@@ -440,7 +469,7 @@ class Scheduler:
         status = self.progress.status[name]
         if name in self.running:
             self.running[name].canceled = reason
-            threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
+            self.executor.terminate(name)
         elif status in (RunStatus.NOT_STARTED, RunStatus.QUEUED):
             self.ready.pop(name, None)
             self.waiting.pop(name, None)
@@ -455,6 +484,7 @@ class Scheduler:
         if exited_well and not written:
             self._complete(name, running, event)  # releases the claim in its closing transaction
         else:
+            full = disk_full_note(running.folder, event)  # looked at before what follows frees space
             remove_tree(running.folder.outputs)  # first: on a full disk, this is what frees it
             self._release(running.placement)
             if running.canceled:
@@ -464,6 +494,7 @@ class Scheduler:
                     running.canceled,
                     ended_at=self.now(),
                     exit_code=event.exit_code,
+                    pid=event.pid,
                     signal=event.signal,
                     peak_memory=event.peak_memory,
                 )
@@ -480,12 +511,9 @@ class Scheduler:
                     exit_event=event,
                 )
             else:
-                self._fail(
-                    name,
-                    describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder)),
-                    exit_event=event,
-                )
-        self.metrics.ingest(str(running.folder.metrics), self.step_ids[name])
+                reason = describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder))
+                self._fail(name, reason + full, exit_event=event)
+        self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
         spec = running.spec
@@ -516,7 +544,9 @@ class Scheduler:
         # frees goes to the next ready steps in the same transaction (they start after it).
         fault_point("before-cache-entry")
         with self.history.write():
-            self.history.steps.add_outputs([(self.step_ids[name], o, t.digest, t.size) for o, t in committed.items()])
+            self.history.steps.add_outputs(
+                [(self.step_ids[name], o, t.digest, t.size, len(t.files)) for o, t in committed.items()]
+            )
             if rekeyed:  # the decided key was recorded with the decision
                 self.history.cache.add_keys({key: canonical_json(components)})
             self.history.cache.add_entry(key, self.step_ids[name], self.now())
@@ -526,6 +556,7 @@ class Scheduler:
                 None,
                 ended_at=self.now(),
                 exit_code=0,
+                pid=event.pid,
                 peak_memory=event.peak_memory,
                 **rekeyed,
             )
@@ -540,7 +571,12 @@ class Scheduler:
         folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
         fields = {"ended_at": self.now(), "log_tail": log_tail(folder)}
         if exit_event is not None:
-            fields.update(exit_code=exit_event.exit_code, signal=exit_event.signal, peak_memory=exit_event.peak_memory)
+            fields.update(
+                exit_code=exit_event.exit_code,
+                signal=exit_event.signal,
+                peak_memory=exit_event.peak_memory,
+                pid=exit_event.pid,
+            )
         remove_tree(folder.outputs)  # nothing of a failed attempt may be mistaken for output
         if step.attempt <= spec.max_retries and not self.halt_reason:
             step.attempt += 1
@@ -560,7 +596,7 @@ class Scheduler:
         for name, running in self.running.items():
             if running.deadline and not running.timed_out and self.now() >= running.deadline:
                 running.timed_out = True
-                threading.Thread(target=self.executor.terminate, args=(name,), daemon=True).start()
+                self.executor.terminate(name)
 
     # -- cancel and finish ------------------------------------------------------------------
     def _cancel_everything(self, why: str) -> None:
@@ -587,8 +623,8 @@ class Scheduler:
             self._transition(name, RunStatus.CANCELED, f"not run: {self.halt_reason or 'run ended'}")
         if status is None:
             status = self.progress.outcome()
-            if status is RunStatus.FAILED:
-                error = self.halt_reason or "a step failed"
+            if status is not RunStatus.COMPLETED:
+                error = self.halt_reason or f"a step {'failed' if status is RunStatus.FAILED else 'was canceled'}"
         self.history.runs.finish(self.run.id, status, error, self.now())
         self.reporter.run_finished(status)
         return status

@@ -18,6 +18,7 @@ import psutil
 from localpipe.content.hashing import TreeDigest
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
+from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.router import Router
 from localpipe.engine.gitinfo import git_info
 from localpipe.engine.resources import ResourcePool
@@ -49,6 +50,7 @@ def plan(
     """
     from localpipe.sdk.compute import targets_from_configs
 
+    log_limit()  # a bad LOCALPIPE_MAX_LOG_BYTES is refused before anything is recorded
     host = detect_host()
     capacity = Capacity(host.cpus, host.memory_total, detect_gpus)
     targets = targets_from_configs(history.registry.compute_targets())

@@ -14,6 +14,7 @@ from pathlib import Path
 from localpipe.content.hashing import TreeDigest, copy_tree
 from localpipe.engine.executors import Launch
 from localpipe.engine.resources import Placement
+from localpipe.errors import OutputError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import StepSpec
 from localpipe.state.store import ObjectStore, remove_tree
@@ -109,7 +110,10 @@ def commit_outputs(step: StepSpec, folder: StepFolder, store: ObjectStore) -> tu
             return committed, f'output "{output}" was not written to {path}'
         if committed:
             fault_point("mid-commit")
-        committed[output] = store.commit(folder.outputs / output)
+        try:
+            committed[output] = store.commit(folder.outputs / output)
+        except OutputError as exc:
+            return committed, f'output "{output}": {exc}'
     return committed, None
 
 
@@ -164,10 +168,9 @@ def input_path(
 
 
 def _ensure_inside(path: Path, root: Path, name: str) -> None:
-    from localpipe.errors import UsageError
-
+    # Checked when planning; checked again here, where the copy is made.
     if not path.resolve().is_relative_to(root.resolve()):
-        raise UsageError(f'input "{name}": path_on_compute leaves the step folder: use a relative path')
+        raise ValueError(f'input "{name}": path_on_compute leaves the step folder: use a relative path')
 
 
 def build_launch(

@@ -19,12 +19,14 @@ _COMPUTING = (RunStatus.QUEUED.value, RunStatus.RUNNING.value, RunStatus.FINALIZ
 
 @dataclass(frozen=True)
 class CacheHit:
-    """A step run whose outputs serve a key: its run, its name, and its outputs (name -> digest)."""
+    """A step run whose outputs serve a key: its run, its name, its outputs (name -> digest), and
+    each output's bytes and file count as committed (``ObjectStore.intact`` checks them)."""
 
     step_run_id: int
     run_id: int
     step: str
     outputs: dict[str, str]
+    stats: dict[str, tuple[int, int | None]]
 
 
 @dataclass(frozen=True)
@@ -57,26 +59,34 @@ class CacheRecords:
 
     def entries(self, keys: list[str]) -> dict[str, CacheHit]:
         """The entries of those ``keys`` that have one."""
-        found: dict[str, CacheHit] = {}
-        by_step_run: dict[int, CacheHit] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = keys[start : start + _CHUNK]
-            rows = self.db.execute_sql(
-                'SELECT c."key", s."id", s."run_id", s."name", o."name", o."digest" FROM "cache_entry" c '
-                'JOIN "step_run" s ON s."id" = c."step_run_id" '
-                'LEFT JOIN "step_output" o ON o."step_run_id" = s."id" '
-                f'WHERE c."key" IN ({", ".join("?" * len(chunk))})',
-                chunk,
-            )
-            for key, step_run, run, name, output, digest in rows:
-                hit = by_step_run.setdefault(step_run, CacheHit(step_run, run, name, {}))
-                found[key] = hit
-                if output is not None:
-                    hit.outputs[output] = digest
-        return found
+        return self._hits('JOIN "cache_entry" c ON c."step_run_id" = s."id"', 'c."key"', keys)
 
     def entry(self, key: str) -> CacheHit | None:
         return self.entries([key]).get(key)
+
+    def outputs_of(self, step_run_id: int) -> CacheHit:
+        """A step run's outputs, as an entry would give them."""
+        return self._hits("", 's."id"', [step_run_id])[step_run_id]
+
+    def _hits(self, join: str, column: str, values: list) -> dict:
+        """``column`` value -> the CacheHit of the step run it selects (through ``join``)."""
+        found: dict = {}
+        by_step_run: dict[int, CacheHit] = {}
+        for start in range(0, len(values), _CHUNK):
+            chunk = values[start : start + _CHUNK]
+            rows = self.db.execute_sql(
+                f'SELECT {column}, s."id", s."run_id", s."name", o."name", o."digest", o."size", o."files" '
+                f'FROM "step_run" s {join} LEFT JOIN "step_output" o ON o."step_run_id" = s."id" '
+                f"WHERE {column} IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for value, step_run, run, name, output, digest, size, files in rows:
+                hit = by_step_run.setdefault(step_run, CacheHit(step_run, run, name, {}, {}))
+                found[value] = hit
+                if output is not None:
+                    hit.outputs[output] = digest
+                    hit.stats[output] = (size, files)
+        return found
 
     def earlier_run(self, step: str, experiment_id: int | None) -> EarlierRun | None:
         """The latest earlier run of a step named ``step`` (in ``experiment_id`` first, else in any)."""

@@ -56,10 +56,19 @@ def _git_info(db: SqliteDatabase, t: Tables) -> None:
         migrate(SqliteMigrator(db).add_column("pipeline_run", "git", t.PipelineRun.git))
 
 
+def _output_files(db: SqliteDatabase, t: Tables) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    if "files" not in {column.name for column in db.get_columns("step_output")}:
+        migrate(SqliteMigrator(db).add_column("step_output", "files", t.StepOutput.files))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
-MIGRATIONS = list(zip(MIGRATION_NAMES, (_initial, _resource_claims, _dataset_lineage, _git_info), strict=True))
+MIGRATIONS = list(
+    zip(MIGRATION_NAMES, (_initial, _resource_claims, _dataset_lineage, _git_info, _output_files), strict=True)
+)
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,10 @@ def open_database(layout: Layout) -> Database:
         _migrate(db, tables, path)
     except (DatabaseError, sqlite3.DatabaseError) as exc:
         db.close()
+        if "disk is full" in str(exc):
+            raise StateError(
+                f"{path} could not be written: the disk is full: free space (localpipe gc, localpipe du) and try again"
+            ) from None
         if not os.access(layout.state_dir, os.W_OK):
             raise StateError(
                 f"workspace {layout.state_dir} is read-only: make it writable, or use another workspace (-w)"

@@ -124,7 +124,7 @@ def plan_gc(
     since = min((submitted for _, _, status, submitted in runs if status in _ACTIVE), default=None)
     referenced = _referenced_digests(t, set(forget))
     objects, protected = {}, []
-    for digest, path in _stored_objects(layout.objects).items():
+    for digest, path in stored_objects(layout.objects).items():
         if digest in referenced:
             continue
         if _maybe_being_committed(path, since):
@@ -158,7 +158,7 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     return found
 
 
-def _stored_objects(objects: Path) -> dict[str, str]:
+def stored_objects(objects: Path) -> dict[str, str]:
     """digest -> path of every tree in the store (``objects/<first two>/<digest>``)."""
     found = {}
     for prefix in _entries(objects):
@@ -415,7 +415,7 @@ def disk_usage(history: History) -> dict:
     return {
         "total": sum(parts.values()),
         "parts": parts,
-        "objects": len(_stored_objects(layout.objects)),
+        "objects": len(stored_objects(layout.objects)),
         "runs": runs,
         "tmp_entries": sum(1 for _ in _entries(layout.tmp)),
         "reclaimable": plan_gc(history).bytes,

@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from localpipe.content.hashing import hash_bytes
+
+MAX_PLAIN_NAME = 100  # characters of a step name kept in its folder's name
 SUBDIRS = ("objects", "runs", "tmp", "datastores/workspaceblobstore", "datastores/workspacefilestore")
 
 
@@ -63,6 +66,10 @@ class Layout:
 
 
 def _safe(name: str) -> str:
-    # Step names are free text; a folder name must not climb out of the run folder.
+    """A folder name for step ``name``: the name itself when it is a plain one, else the name with
+    its other characters replaced and a digest of it added, so that "a/b" and "a_b" never share a
+    folder, no name climbs out of the run folder, and none is too long for the file system."""
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
-    return cleaned or "step"
+    if name and cleaned == name and len(name) <= MAX_PLAIN_NAME:
+        return name
+    return f"{cleaned[:MAX_PLAIN_NAME] or 'step'}-{hash_bytes(name.encode('utf-8', 'surrogatepass'))[:12]}"

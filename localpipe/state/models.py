@@ -109,7 +109,8 @@ def define_tables(db: SqliteDatabase) -> Tables:
         step_run = ForeignKeyField(StepRun, backref="outputs", on_delete="CASCADE")
         name = TextField()
         digest = TextField(index=True)
-        size = IntegerField()
+        size = IntegerField()  # bytes of its files, links followed (TreeDigest.size)
+        files = IntegerField(null=True)  # how many (len(TreeDigest.files)); NULL on rows of localpipe < 0005
 
         class Meta:
             indexes = ((("step_run", "name"), True),)

@@ -296,7 +296,8 @@ class RunRecords:
         rows = list(
             t.StepOutput.select().where(t.StepOutput.step_run.in_(list(names))).order_by(t.StepOutput.id).dicts()
         )
-        # A reused step's rows carry no size: the run that committed the object recorded it.
+        # A reused step's rows written before migration 0005 carry no size: the run that committed
+        # the object recorded it.
         sizes = dict(
             t.StepOutput.select(t.StepOutput.digest, t.StepOutput.size)
             .where(t.StepOutput.digest.in_([r["digest"] for r in rows]), t.StepOutput.size > 0)

@@ -6,8 +6,22 @@ fields, rows inserted with one prepared statement per table.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from localpipe.state.db import Database
 from localpipe.state.models import insert_rows, update_rows
+
+
+@dataclass(frozen=True)
+class StepState:
+    """A step run's status and why, its run and name, and the step run it reused (when Reused)."""
+
+    id: int
+    status: str
+    run_id: int
+    name: str
+    reason: str | None
+    reused_from: int | None
 
 
 class StepRecords:
@@ -20,25 +34,27 @@ class StepRecords:
         """Apply ``(step run id, {column: value})`` changes (status, reason, times, exit code, ...)."""
         update_rows(self.t.StepRun, changes)
 
-    def add_outputs(self, rows: list[tuple[int, str, str, int]]) -> None:
-        """Record step runs' outputs: (step run id, output name, digest, size in bytes; 0 when reused)."""
+    def add_outputs(self, rows: list[tuple[int, str, str, int, int | None]]) -> None:
+        """Record step runs' outputs: (step run id, output name, digest, bytes, files) each; a
+        reused output has those of the object it reuses."""
         insert_rows(
             self.t.StepOutput,
             [
-                {"step_run": step_run, "name": name, "digest": digest, "size": size}
-                for step_run, name, digest, size in rows
+                {"step_run": step_run, "name": name, "digest": digest, "size": size, "files": files}
+                for step_run, name, digest, size, files in rows
             ],
         )
 
-    def state(self, step_run_id: int) -> tuple[str, int, str]:
-        """(status, run id, step name) of a step run."""
+    def state(self, step_run_id: int) -> StepState:
+        """Where a step run stands (another run's, that a scheduler waits for)."""
         t = self.t
-        return (
-            t.StepRun.select(t.StepRun.status, t.StepRun.run, t.StepRun.name)
+        row = (
+            t.StepRun.select(t.StepRun.status, t.StepRun.run, t.StepRun.name, t.StepRun.reason, t.StepRun.reused_from)
             .where(t.StepRun.id == step_run_id)
             .tuples()
             .get()
         )
+        return StepState(step_run_id, *row)
 
     def add_metrics(self, step_run_id: int, rows: list[dict], tags: dict) -> None:
         """Record logged values (``{"name", "kind", "value", "logged_at"}`` each) and merge ``tags``."""

@@ -1,7 +1,16 @@
 """The content-addressed object store: committed step outputs, one read-only tree per digest.
 
 A tree enters the store by one ``rename`` of a fully written folder, so no reader ever sees a
-half-written object; identical content is stored once.
+half-written object; identical content is stored once. What a step wrote is checked first: a
+link must point inside the output (an absolute one is made relative, so that it still does
+after the move), a file with other hard links is copied (the object must not share its bytes
+with a file outside), and anything else than folders, files and such links is refused, as is a
+name that is not UTF-8. A commit that finds its digest's folder already there rehashes it and
+replaces it when it was damaged.
+
+Reuse checks an object cheaply (``intact``: its files' count and total size against what was
+recorded when it was committed, no content read); ``verify`` rehashes it, as `localpipe fsck`
+does for every object.
 """
 
 from __future__ import annotations
@@ -11,7 +20,8 @@ import shutil
 import stat
 from pathlib import Path
 
-from localpipe.content.hashing import TreeDigest, hash_tree
+from localpipe.content.hashing import TreeDigest, hash_tree, walk
+from localpipe.errors import LocalpipeError, OutputError
 from localpipe.faults import fault_point
 
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -32,18 +42,42 @@ class ObjectStore:
         # Plain strings, not Path: this is asked for every output of every reused step.
         return os.path.isdir(os.path.join(self._root, digest[:2], digest))
 
+    def intact(self, digest: str, size: int | None, files: int | None) -> bool:
+        """Whether the object is there with the count of files and the bytes it was committed with
+        (``TreeDigest.files`` and ``.size``); only its presence, for objects recorded before
+        localpipe kept those."""
+        path = os.path.join(self._root, digest[:2], digest)
+        if files is None or size is None:
+            return os.path.isdir(path)
+        try:
+            found = walk(path, ignore=False)
+        except (OSError, LocalpipeError):
+            return False
+        return len(found) == files and sum(st.st_size for _, _, st in found) == size
+
+    def verify(self, digest: str) -> str | None:
+        """Why the object is damaged (its content no longer hashes to its name), or None."""
+        try:
+            actual = hash_tree(self.path(digest), ignore=False).digest
+        except (OSError, LocalpipeError) as exc:
+            return f"cannot be read: {exc}"
+        return None if actual == digest else f"its content hashes to {actual[:12]}, not to its name"
+
     def commit(self, folder: str | os.PathLike) -> TreeDigest:
         """Move ``folder`` into the store under its content digest and make it read-only.
 
         ``folder`` is consumed. When the store already holds the same content, ``folder`` is
-        deleted instead.
+        deleted instead. OutputError says what in ``folder`` cannot be stored.
         """
+        prepare_tree(folder)
         tree = hash_tree(folder, ignore=False)
         target = self.path(tree.digest)
         if target.is_dir():
-            os.utime(target)  # fresh again: gc keeps objects changed since the oldest active run began
-            remove_tree(folder)
-            return tree
+            if self.verify(tree.digest) is None:
+                os.utime(target)  # fresh again: gc keeps objects changed since the oldest active run began
+                remove_tree(folder)
+                return tree
+            remove_tree(target)  # damaged: this commit's copy, which hashes to its name, replaces it
         for rel in tree.files:
             path = Path(folder, rel)
             os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~0o222)
@@ -64,6 +98,59 @@ class ObjectStore:
 
     def remove(self, digest: str) -> None:
         remove_tree(self.path(digest))
+
+
+def prepare_tree(folder: str | os.PathLike) -> None:
+    """Make ``folder`` fit to be stored as it is, or raise OutputError naming what is not.
+
+    A link pointing inside ``folder`` stays (an absolute one is made relative); one pointing
+    outside it, to nothing, or in a loop is refused. A file with other hard links becomes a copy
+    of its own. Names that are not UTF-8, and FIFOs, sockets and devices, are refused.
+    """
+    root = os.path.realpath(folder)
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in (*dirnames, *filenames):
+            path = os.path.join(dirpath, name)
+            rel = os.path.relpath(path, folder)
+            try:
+                name.encode("utf-8")
+            except UnicodeEncodeError:
+                raise OutputError(
+                    f"file name {os.fsencode(name)!r} in {os.path.dirname(rel) or '.'} is not UTF-8: rename it"
+                ) from None
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                _keep_link_inside(path, rel, root)
+            elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                copy = f"{path}.localpipe-copy"
+                shutil.copy2(path, copy)
+                os.replace(copy, path)
+            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise OutputError(f"{rel} is a {_kind(st.st_mode)}, which cannot be stored: write a regular file")
+
+
+def _keep_link_inside(path: str, rel: str, root: str) -> None:
+    try:
+        target = os.path.realpath(path, strict=True)
+    except OSError:  # ELOOP for a loop, ENOENT for a dangling link
+        raise OutputError(
+            f"symlink {rel} is a loop or points to nothing: remove it, or point it inside the output"
+        ) from None
+    if not target.startswith(root + os.sep):
+        raise OutputError(
+            f"symlink {rel} points outside the output ({target}): write the data itself into the output"
+        ) from None
+    if os.path.isabs(os.readlink(path)):  # it would point into the step folder once moved into the store
+        os.unlink(path)
+        os.symlink(os.path.relpath(target, os.path.realpath(os.path.dirname(path))), path)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISFIFO(mode):
+        return "FIFO"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    return "device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "special file"
 
 
 def remove_tree(path: str | os.PathLike) -> None:

@@ -107,7 +107,7 @@ def check_nothing_lost(ws, pids_dir):
         leftover.append(pid)
     wait_for(
         lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in leftover),
-        timeout=15,
+        timeout=2,  # their supervisor ends them as soon as their scheduler is gone
         what="every step process of the killed run to end",
     )
 
@@ -131,3 +131,35 @@ def test_a_kill_at_any_point_loses_nothing(ws, pipeline, localpipe, point, nth):
     check_nothing_lost(ws, pids)
     exports = ws.state_dir / "datastores" / "workspaceblobstore" / "exports" / "2"
     assert sorted(p.name for p in exports.iterdir()) == [f"c{c}s4_out" for c in range(4)]
+
+
+AT_ONCE = [("step-started", 3), ("step-running", 6), ("in-cache-entry", 2)]
+
+
+@pytest.mark.parametrize("point, nth", AT_ONCE, ids=[f"{p}:{n}" for p, n in AT_ONCE])
+def test_a_kill_then_a_resubmit_at_once_completes(ws, pipeline, point, nth):
+    """No command between the kill and the next submission: the killed run's step processes end
+    with its scheduler, and the resubmission recovers the run, reuses what completed and runs the rest."""
+    pipeline_file, pids = pipeline
+    killed = submit(ws, pipeline_file, fault=f"{point}:{nth}")
+    assert killed.returncode == -9, f"the kill point was not reached:\n{killed.stdout}\n{killed.stderr}"
+    started = [int(p.read_text()) for p in pids.glob("*.pid")]
+    wait_for(
+        lambda: not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE for p in started),
+        timeout=2,
+        what="the killed run's step processes to end with their scheduler",
+    )
+    completed = {name for name, status in statuses(ws, 1).items() if status == "Completed"}
+
+    again = submit(ws, pipeline_file)
+    assert again.returncode == 0, again.stdout + again.stderr
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert conn.execute("SELECT status, error FROM pipeline_run WHERE id = 1").fetchone() == (
+        "Failed",
+        "scheduler exited",
+    )
+    conn.close()
+    second = statuses(ws, 2)
+    assert {name for name, status in second.items() if status == "Reused"} == completed
+    assert {name for name, status in second.items() if status == "Completed"} == set(second) - completed
+    check_nothing_lost(ws, pids)

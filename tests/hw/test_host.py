@@ -15,7 +15,17 @@ def test_cpus_are_those_this_process_may_use():
         assert host.cpus == len(os.sched_getaffinity(0))
     else:
         assert host.cpus == psutil.cpu_count(logical=True)
-    assert host.cpus >= 1
+
+
+def test_a_narrower_cpu_affinity_gives_fewer_cpus():
+    import subprocess
+    import sys
+
+    code = (
+        "import os; os.sched_setaffinity(0, {0}); from localpipe.hw.host import detect_host; print(detect_host().cpus)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "1"
 
 
 def test_memory_is_the_machines():

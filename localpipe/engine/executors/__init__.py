@@ -39,6 +39,8 @@ class Exit:
     signal: int | None
     peak_memory: int | None
     error: str | None = None  # the process could not be started at all
+    pid: int | None = None  # the process's id, when it was started
+    log_error: str | None = None  # what kept its output from its log (a full disk), when something did
 
 
 class Executor(Protocol):
@@ -48,9 +50,9 @@ class Executor(Protocol):
     ``terminate`` may be called from any thread (a signal handler, a watcher).
     """
 
-    def start(self, launch: Launch) -> int | None:
-        """Start ``launch``; its ``Exit`` comes from ``wait`` once it ends. Returns its process id,
-        or None when it could not start (the reason comes as the ``Exit``'s ``error``)."""
+    def start(self, launch: Launch) -> None:
+        """Start ``launch`` (without waiting for it to be started); its ``Exit`` comes from ``wait``
+        once it ends, or with an ``error`` when it could not start."""
 
     def wait(self, timeout: float | None) -> list[Exit]:
         """The exits of launches that ended, waiting up to ``timeout`` seconds for the first; empty

@@ -1,111 +1,95 @@
-"""The local executor: step processes on this machine, each the leader of its own process group.
+"""The local executor: step processes on this machine, started by a step supervisor.
 
-The scheduler's own thread waits for them: ``wait`` blocks in epoll on one pidfd per process
-(no polling, no thread per step, no hand-over between threads) and, for each that became
-readable, ``os.wait4`` returns the exit status together with the peak resident memory of the
-process and its reaped children. ``wake`` makes a wait return early, from any thread.
+The supervisor (``supervisor.py``) is a small process of its own, started with the first step
+of a run: the steps are its children, each the leader of its own process group, so that a
+killed scheduler cannot leave them running (the supervisor ends them all when its socket
+closes), and nothing a step started outlives the step. This side sends it the launches, as JSON
+lines on a socket (the environment once, then what differs for each step), and waits in epoll
+for its answers, so the scheduler's own thread handles exits as they come: no polling, no thread
+per step. ``wake`` makes a wait return early, from any thread.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import resource
 import selectors
 import shutil
-import signal
+import socket
 import subprocess
+import sys
 import threading
-
-import psutil
+from pathlib import Path
 
 from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch
+from localpipe.errors import UsageError
 
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+SUPERVISOR = Path(__file__).with_name("supervisor.py")
+LOG_LIMIT_ENV = "LOCALPIPE_MAX_LOG_BYTES"
+DEFAULT_LOG_LIMIT = 64 * 2**20  # bytes of each stream of a step kept: its first and last 32 MiB
+SUPERVISOR_EXIT_SECONDS = 5.0
+
+
+def log_limit() -> int:
+    """Bytes of each of a step's streams kept in its log (``LOCALPIPE_MAX_LOG_BYTES``)."""
+    text = os.environ.get(LOG_LIMIT_ENV, "").strip()
+    if not text:
+        return DEFAULT_LOG_LIMIT
+    if not text.isdigit() or int(text) < 1024:
+        raise UsageError(
+            f'{LOG_LIMIT_ENV}="{text}" is not a number of bytes of at least 1024: set one like '
+            f"{DEFAULT_LOG_LIMIT}, or unset it"
+        )
+    return int(text)
 
 
 class LocalExecutor:
-    """Runs argv lists as subprocesses (never through a shell); an ``Executor``.
+    """Runs argv lists (never through a shell) as the children of a step supervisor; an ``Executor``.
 
-    ``start``, ``wait`` and ``close`` belong to the scheduler's thread; ``wake`` and ``terminate``
-    may be called from any thread.
+    ``start``, ``wait``, ``terminate_all`` and ``close`` belong to the scheduler's thread; ``wake``
+    and ``terminate`` may be called from any thread.
     """
 
     def __init__(self):
-        self._procs: dict[str, subprocess.Popen] = {}
-        self._lock = threading.RLock()  # re-entrant: wake() is also called from a signal handler
         self._selector = selectors.EpollSelector()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
-        self._unstarted: list[Exit] = []  # launches that failed, reported by the next wait
+        self._lock = threading.RLock()  # re-entrant: wake() is also called from a signal handler
+        self._socket: socket.socket | None = None
+        self._supervisor: subprocess.Popen | None = None
+        self._incoming = b""
+        self._exits: list[Exit] = []  # answered, not yet handed to the scheduler
+        self._all_ended = False  # the supervisor's answer to terminate_all came
+        self._running: set[str] = set()
+        self._base_env: dict[str, str] | None = None
+        self._log_limit = log_limit()
         self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
 
-    def start(self, launch: Launch) -> int | None:
-        """Start ``launch``; its ``Exit`` comes from ``wait`` once it ends. Returns the pid."""
-        out = err = None
-        try:
-            out = os.open(launch.stdout, _LOG_FLAGS, 0o644)
-            err = os.open(launch.stderr, _LOG_FLAGS, 0o644)
-            # A step with secrets writes through a pipe that masks them; others straight to their files.
-            piped = subprocess.PIPE if launch.masked else None
-            proc = subprocess.Popen(
-                launch.argv,
-                executable=self._executable(launch.argv[0], launch.env),
-                cwd=launch.cwd,
-                env=launch.env,
-                stdout=piped or out,
-                stderr=piped or err,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
-            )
-            if launch.masked:
-                for stream, path in ((proc.stdout, launch.stdout), (proc.stderr, launch.stderr)):
-                    threading.Thread(target=_copy_masked, args=(stream, path, launch.masked), daemon=True).start()
-        except OSError as exc:
-            error = f"could not start {launch.argv[0]!r}: {exc.strerror or exc}"
-            self._unstarted.append(Exit(launch.key, None, None, None, error=error))
-            self.wake()  # a router waiting on fileno() must look
-            return None
-        finally:
-            for fd in (out, err):
-                if fd is not None:
-                    os.close(fd)
-        if launch.memory_limit:
-            # Set from here, just after the fork: a preexec_fn is unsafe in a process with threads.
-            try:
-                resource.prlimit(proc.pid, resource.RLIMIT_AS, (launch.memory_limit, launch.memory_limit))
-            except (OSError, ValueError):
-                pass  # the process may already be gone; its exit is reported as usual
-        with self._lock:
-            self._procs[launch.key] = proc
-        self._selector.register(os.pidfd_open(proc.pid), selectors.EVENT_READ, (launch.key, proc))
-        return proc.pid
-
-    def _executable(self, command: str, env: dict[str, str]) -> str | None:
-        """The file a bare command name runs, looked up on the step's PATH once per run (the fork
-        would try each PATH entry in turn for every step); None leaves the lookup to the fork."""
-        if os.sep in command:
-            return None  # a path, relative to the step's working directory
-        key = (command, env.get("PATH", os.defpath))
-        if key not in self._found:
-            self._found[key] = shutil.which(command, path=key[1])
-        return self._found[key]
+    def start(self, launch: Launch) -> None:
+        """Start ``launch``: sent to the supervisor, not waited for; its ``Exit`` (with its pid, or
+        with why it could not start) comes from ``wait``."""
+        self._connect(launch.env)
+        env = {k: v for k, v in launch.env.items() if self._base_env.get(k) != v}
+        self._send({
+            "op": "start", "key": launch.key, "argv": launch.argv, "cwd": launch.cwd, "env": env,
+            "unset": [k for k in self._base_env if k not in launch.env],
+            "executable": self._executable(launch.argv[0], launch.env), "stdout": launch.stdout,
+            "stderr": launch.stderr, "memory_limit": launch.memory_limit, "masked": launch.masked,
+            "log_limit": self._log_limit,
+        })  # fmt: skip
+        self._running.add(launch.key)
 
     def wait(self, timeout: float | None) -> list[Exit]:
         """The exits of processes that ended, waiting up to ``timeout`` seconds for the first;
         empty when the time ran out or ``wake`` was called."""
-        if self._unstarted:
-            exits, self._unstarted = self._unstarted, []
-            return exits
-        exits = []
-        for key, _ in self._selector.select(timeout):
-            if key.data is None:
-                _drain(self._wake_read)
-                continue
-            self._selector.unregister(key.fd)
-            os.close(key.fd)
-            exits.append(self._reap(*key.data))
+        if not self._exits:
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:
+                    _drain(self._wake_read)
+                else:
+                    self._receive()
+        exits, self._exits = self._exits, []
         return exits
 
     def wake(self) -> None:
@@ -117,58 +101,107 @@ class LocalExecutor:
                 except BlockingIOError:
                     pass  # the pipe is full: a wake is pending already
 
+    def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+        """End the whole process tree of ``key``: SIGTERM, then SIGKILL after ``grace`` seconds.
+        Returns at once; the exit comes from ``wait``."""
+        if key in self._running:
+            self._send({"op": "terminate", "key": key, "grace": grace})
+
+    def terminate_all(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+        """Terminate every running step and return once all have ended (their exits are kept)."""
+        if not self._running or self._socket is None:
+            return
+        self._all_ended = False
+        self._send({"op": "terminate_all", "grace": grace})
+        while not self._all_ended and self._receive():
+            pass
+
     def close(self) -> None:
-        """Release the descriptors. Processes still running are not waited for (see terminate_all)."""
+        """Release the supervisor (which ends whatever still runs) and the descriptors."""
         with self._lock:
             self._closed = True
-        for key in list(self._selector.get_map().values()):
-            if key.data is not None:
-                os.close(key.fd)
+        if self._socket is not None:
+            self._socket.close()
+            try:
+                self._supervisor.wait(SUPERVISOR_EXIT_SECONDS)
+            except subprocess.TimeoutExpired:
+                self._supervisor.kill()
+                self._supervisor.wait()
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
 
     def fileno(self) -> int:
-        """The epoll descriptor: readable when a process ended or ``wake`` was called."""
+        """The epoll descriptor: readable when the supervisor answered or ``wake`` was called."""
         return self._selector.fileno()
 
-    def _reap(self, key: str, proc: subprocess.Popen) -> Exit:
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)
-        except ChildProcessError:  # reaped already by a terminate() on another thread
-            status, usage = None, None
-        code = os.waitstatus_to_exitcode(status) if status is not None else None
-        proc.returncode = code  # Popen must not try to reap it again
-        with self._lock:
-            self._procs.pop(key, None)
-        # The group may outlive its leader (a step that forked into the background).
-        _kill_group(proc.pid, signal.SIGKILL)
-        killed_by = -code if code is not None and code < 0 else None
-        return Exit(key, None if killed_by else code, killed_by, usage.ru_maxrss * 1024 if usage else None)
-
-    def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
-        """End the whole process tree of ``key``: SIGTERM, then SIGKILL after ``grace`` seconds."""
-        with self._lock:
-            proc = self._procs.get(key)
-        if proc is None:
+    # -- talking to the supervisor ----------------------------------------------------------------
+    def _connect(self, env: dict[str, str]) -> None:
+        if self._socket is not None:
             return
-        tree = _tree(proc.pid)
-        _kill_group(proc.pid, signal.SIGTERM)
-        for p in tree:
-            _signal(p, signal.SIGTERM)
-        gone, alive = psutil.wait_procs(tree, timeout=grace)
-        _kill_group(proc.pid, signal.SIGKILL)
-        for p in alive:
-            _signal(p, signal.SIGKILL)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._supervisor = subprocess.Popen(
+            [sys.executable, "-S", str(SUPERVISOR), str(theirs.fileno())], pass_fds=[theirs.fileno()],
+            stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+        )  # fmt: skip
+        theirs.close()
+        self._socket = ours
+        self._selector.register(ours, selectors.EVENT_READ, "supervisor")
+        self._base_env = dict(env)
+        self._send({"op": "env", "env": self._base_env})
 
-    def terminate_all(self, grace: float = TERMINATE_GRACE_SECONDS) -> None:
+    def _send(self, message: dict) -> None:
         with self._lock:
-            keys = list(self._procs)
-        threads = [threading.Thread(target=self.terminate, args=(k, grace)) for k in keys]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+            try:
+                self._socket.sendall(json.dumps(message).encode() + b"\n")
+            except OSError:
+                pass  # the supervisor is gone: reading from it says so
+
+    def _receive(self) -> bool:
+        """Read what the supervisor sent (blocking until something comes) and take its lines: exits
+        (kept for ``wait``) and the end of a ``terminate_all``. False once it is gone."""
+        data = self._socket.recv(1 << 16) if self._socket is not None else b""
+        if not data:
+            self._supervisor_gone()
+            return False
+        self._incoming += data
+        *lines, self._incoming = self._incoming.split(b"\n")
+        for line in lines:
+            answer = json.loads(line)
+            if answer["op"] == "exit":
+                self._exits.append(self._exit(answer))
+            elif answer["op"] == "all_ended":
+                self._all_ended = True
+        return True
+
+    def _supervisor_gone(self) -> None:
+        """Every step still running is lost with it (its steps died with it: PR_SET_PDEATHSIG); the
+        next launch starts another."""
+        if self._socket is not None:
+            self._selector.unregister(self._socket)
+            self._socket.close()
+            self._socket, self._base_env, self._incoming = None, None, b""
+            self._supervisor.wait()
+        for key in sorted(self._running):
+            self._exits.append(Exit(key, None, None, None, error="the step supervisor process exited"))
+        self._running.clear()
+
+    def _exit(self, answer: dict) -> Exit:
+        self._running.discard(answer["key"])
+        if answer.get("error"):
+            return Exit(answer["key"], None, None, None, error=answer["error"])
+        return Exit(answer["key"], answer["code"], answer["signal"], answer["peak_memory"], pid=answer.get("pid"),
+                    log_error=answer.get("log_error"))  # fmt: skip
+
+    def _executable(self, command: str, env: dict[str, str]) -> str | None:
+        """The file a bare command name runs, looked up on the step's PATH once per run (the fork
+        would try each PATH entry in turn for every step); None leaves the lookup to the fork."""
+        if os.sep in command:
+            return None  # a path, relative to the step's working directory
+        key = (command, env.get("PATH", os.defpath))
+        if key not in self._found:
+            self._found[key] = shutil.which(command, path=key[1])
+        return self._found[key]
 
 
 def _drain(fd: int) -> None:
@@ -176,39 +209,6 @@ def _drain(fd: int) -> None:
         while os.read(fd, 4096):
             pass
     except BlockingIOError:
-        pass
-
-
-def _copy_masked(stream, path: str, secrets: list[str]) -> None:
-    """Copy a step's output to its log line by line, every secret value replaced by ***."""
-    masks = [(secret.encode(), b"***") for secret in secrets]
-    with stream, open(path, "ab") as log:
-        for line in iter(stream.readline, b""):
-            for secret, mask in masks:
-                line = line.replace(secret, mask)
-            log.write(line)
-            log.flush()
-
-
-def _tree(pid: int) -> list[psutil.Process]:
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.Error:
-        return []
-
-
-def _signal(proc: psutil.Process, sig: int) -> None:
-    try:
-        proc.send_signal(sig)
-    except psutil.Error:
-        pass
-
-
-def _kill_group(pgid: int, sig: int) -> None:
-    try:
-        os.killpg(pgid, sig)
-    except (ProcessLookupError, PermissionError):
         pass
 
 

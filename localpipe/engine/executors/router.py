@@ -30,12 +30,12 @@ class Router:
         self._executors: dict[str, Executor] = {first: make(first)}
         self._owners: dict[str, Executor] = {}  # launch key -> the executor running it
 
-    def start(self, launch: Launch) -> int | None:
+    def start(self, launch: Launch) -> None:
         executor = self._executors.get(launch.executor)
         if executor is None:
             executor = self._executors[launch.executor] = self._make(launch.executor)
         self._owners[launch.key] = executor
-        return executor.start(launch)
+        executor.start(launch)
 
     def wait(self, timeout: float | None) -> list[Exit]:
         executors = list(self._executors.values())

@@ -1,0 +1,425 @@
+"""The step supervisor: the parent of one scheduler's step processes, in a small process of its own.
+
+Run as ``python -S supervisor.py FD`` by the local executor (``local.py``), it takes requests
+on the socket FD (JSON lines: the base environment once, then ``start``, ``terminate`` and
+``terminate_all``) and answers with an ``exit`` line for each step (and ``all_ended`` after a
+``terminate_all``). It is single-threaded and
+uses only the standard library, so it starts in milliseconds and may fork safely. It exists so
+that nothing a step starts outlives its place in the run:
+
+- it is a child subreaper: what a step starts, even in a session of its own (``setsid``), stays
+  below it when its parent exits; when a step ends, what is left of its process group and every
+  process still carrying its launch tag (``LOCALPIPE_LAUNCH`` in its environment) is killed;
+- each step gets ``PR_SET_PDEATHSIG`` (through util-linux's ``setpriv``, which sets it and execs
+  the step, where it is installed): it dies with the supervisor;
+- when the scheduler is gone (end of file on the socket, whatever killed it), everything below
+  the supervisor is killed at once and the supervisor exits.
+
+Steps write into pipes that the supervisor copies to their log files, masking secret values
+(line by line) and capping each stream at ``limit`` bytes: the first half is kept, then the last
+half (held in a ring file beside the log), with one line saying how many bytes were cut.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import resource
+import select
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+PR_SET_CHILD_SUBREAPER = 36
+CHUNK = 1 << 16
+REAP_SECONDS = 1.0  # how often processes a step left behind, ended since, are reaped
+DRAIN_SECONDS = 1.0  # how long an ended step's pipes are read for what a survivor may still hold open
+MAX_PENDING_LINE = 1 << 20  # a longer line without its end is masked and written as it is
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+# Not a preexec_fn: running Python in the forked child costs 2 ms a step (it touches, so copies,
+# the parent's pages); exec'ing setpriv, which sets the signal and execs the step, costs 0.1 ms.
+SETPRIV = shutil.which("setpriv")
+
+
+def _spawn_argv(argv: list[str]) -> list[str]:
+    return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
+
+
+def _cannot_start(argv0: str, executable: str | None, cwd: str) -> str | None:
+    """Why the step's program cannot be run, checked before spawning (setpriv would only exit 127)."""
+    if os.sep not in argv0:
+        return None if executable else "No such file or directory"
+    path = os.path.join(cwd, argv0)
+    if not os.path.exists(path):
+        return "No such file or directory"
+    return None if os.access(path, os.X_OK) and os.path.isfile(path) else "Permission denied"
+
+
+class Log:
+    """One stream of one step: from its pipe into its log file, masked and capped."""
+
+    def __init__(self, fd: int, path: str, limit: int, secrets: list[str]):
+        self.fd, self.path, self.limit = fd, path, limit
+        self.file: int | None = None  # created when the step first writes: most steps print little or nothing
+        self.head = limit - limit // 2  # bytes written straight to the file
+        self.ring_size = limit // 2  # bytes kept from the end
+        self.written = 0
+        self.ring: int | None = None
+        self.ring_at = self.overflow = 0
+        self.masks = [(s.encode(), b"***") for s in secrets if s]
+        self.pending = b""
+        self.error: str | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self.masks:
+            lines = (self.pending + data).split(b"\n")
+            self.pending = lines.pop()
+            if len(self.pending) > MAX_PENDING_LINE:
+                lines.append(self.pending)
+                self.pending = b""
+                data = b"\n".join(self._mask(line) for line in lines)
+            else:
+                data = b"".join(self._mask(line) + b"\n" for line in lines)
+        self._write(data)
+
+    def close(self) -> None:
+        if self.pending:
+            self._write(self._mask(self.pending))
+        if self.ring is not None:
+            kept = min(self.overflow, self.ring_size)
+            if self.overflow > self.ring_size:
+                tail = os.pread(self.ring, self.ring_size - self.ring_at, self.ring_at) + os.pread(
+                    self.ring, self.ring_at, 0
+                )
+            else:
+                tail = os.pread(self.ring, kept, 0)
+            cut = self.overflow - kept
+            note = (
+                f"\n[localpipe: {cut} bytes cut here: the log keeps the first {self.head} and the last {kept} bytes "
+                "of this stream (LOCALPIPE_MAX_LOG_BYTES)]\n".encode()
+                if cut
+                else b""
+            )
+            self._safely(self._append, note + tail)
+            os.close(self.ring)
+            self._safely(os.unlink, self.path + ".tail")
+        if self.file is not None:
+            os.close(self.file)
+
+    def _mask(self, line: bytes) -> bytes:
+        for secret, mask in self.masks:
+            line = line.replace(secret, mask)
+        return line
+
+    def _write(self, data: bytes) -> None:
+        if self.written < self.head:
+            part = data[: self.head - self.written]
+            self.written += len(part)
+            self._safely(self._append, part)
+            data = data[len(part) :]
+        if data and self.ring_size:
+            if self.ring is None:
+                self.ring = os.open(self.path + ".tail", os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            self.overflow += len(data)
+            if len(data) >= self.ring_size:
+                data, self.ring_at = data[-self.ring_size :], 0
+            first = data[: self.ring_size - self.ring_at]
+            self._safely(os.pwrite, self.ring, first, self.ring_at)
+            if len(data) > len(first):
+                self._safely(os.pwrite, self.ring, data[len(first) :], 0)
+            self.ring_at = (self.ring_at + len(data)) % self.ring_size
+
+    def _append(self, data: bytes) -> None:
+        if self.file is None:
+            self.file = os.open(self.path, _LOG_FLAGS, 0o644)
+        os.write(self.file, data)
+
+    def _safely(self, write, *args) -> None:
+        if self.error is None:
+            try:
+                write(*args)
+            except OSError as exc:  # a full disk: the step goes on, its log stops, the reason says why
+                self.error = f"{exc.strerror} writing {self.path}"
+
+
+class Step:
+    def __init__(self, key: str, proc: subprocess.Popen, tag: str, logs: list[Log]):
+        self.key, self.proc, self.tag, self.logs = key, proc, tag, logs
+        self.pidfd = os.pidfd_open(proc.pid)
+        self.kill_at: float | None = None  # when a terminate's grace period ends
+
+
+class Supervisor:
+    def __init__(self, control: socket.socket):
+        self.control = control
+        self.selector = selectors.EpollSelector()
+        self.selector.register(control, selectors.EVENT_READ, None)
+        self.steps: dict[str, Step] = {}
+        self.by_pid: dict[int, Step] = {}
+        self.base_env: dict[str, str] = {}
+        self.incoming = b""
+        self.launches = 0
+        self.all_ended_wanted = False
+        self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every step's stdin
+
+    def run(self) -> None:
+        next_reap = 0.0
+        while True:
+            deadlines = [s.kill_at for s in self.steps.values() if s.kill_at is not None] + [next_reap]
+            timeout = max(0.0, min(deadlines) - time.monotonic())
+            for key, _ in self.selector.select(timeout):
+                if key.data is None:
+                    if not self._read_control():
+                        return
+                elif isinstance(key.data, Log):
+                    self._read_log(key.data)
+                else:
+                    self._reap(key.data)
+            now = time.monotonic()
+            if now >= next_reap:
+                self._reap_strays()
+                next_reap = now + REAP_SECONDS
+            for step in list(self.steps.values()):
+                if step.kill_at is not None and now >= step.kill_at:
+                    step.kill_at = None
+                    _kill_tree(step.proc.pid, signal.SIGKILL)
+            if self.all_ended_wanted and not self.steps:
+                self.all_ended_wanted = False
+                self._send({"op": "all_ended"})
+
+    # -- requests -----------------------------------------------------------------------------
+    def _read_control(self) -> bool:
+        data = self.control.recv(CHUNK)
+        if not data:  # the scheduler is gone
+            self.shutdown()
+            return False
+        self.incoming += data
+        *lines, self.incoming = self.incoming.split(b"\n")
+        for line in lines:
+            request = json.loads(line)
+            op = request["op"]
+            if op == "env":
+                self.base_env = request["env"]
+            elif op == "start":
+                self._start(request)
+            elif op == "terminate":
+                self._terminate(request["key"], request["grace"])
+            elif op == "terminate_all":
+                for key in list(self.steps):
+                    self._terminate(key, request["grace"])
+                self.all_ended_wanted = True
+        return True
+
+    def _start(self, request: dict) -> None:
+        key = request["key"]
+        env = dict(self.base_env)
+        env.update(request["env"])
+        for name in request["unset"]:
+            env.pop(name, None)
+        self.launches += 1
+        tag = f"{os.getpid()}.{self.launches}"
+        env["LOCALPIPE_LAUNCH"] = tag
+        argv0 = request["argv"][0]
+        problem = _cannot_start(argv0, request["executable"], request["cwd"])
+        if problem is not None:
+            self._send({"op": "exit", "key": key, "error": f"could not start {argv0!r}: {problem}"})
+            return
+        pipes = [os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)]
+        try:
+            proc = subprocess.Popen(
+                _spawn_argv(request["argv"]),
+                cwd=request["cwd"],
+                env=env,
+                stdin=self.devnull,
+                stdout=pipes[0][1],
+                stderr=pipes[1][1],
+                start_new_session=True,
+                close_fds=True,
+            )
+        except OSError as exc:
+            for read, write in pipes:
+                os.close(read)
+                os.close(write)
+            self._send({"op": "exit", "key": key, "error": f"could not start {argv0!r}: {exc.strerror or exc}"})
+            return
+        for _, write in pipes:
+            os.close(write)
+        if request["memory_limit"]:  # set from here, after the fork: the child runs no Python before its exec
+            try:
+                limit = request["memory_limit"]
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+            except (OSError, ValueError):
+                pass  # the process may already be gone; its exit is reported as usual
+        logs = [
+            Log(read, path, request["log_limit"], request["masked"])
+            for (read, _), path in zip(pipes, (request["stdout"], request["stderr"]), strict=True)
+        ]
+        step = self.steps[key] = self.by_pid[proc.pid] = Step(key, proc, tag, logs)
+        for log in logs:
+            os.set_blocking(log.fd, False)
+            self.selector.register(log.fd, selectors.EVENT_READ, log)
+        self.selector.register(step.pidfd, selectors.EVENT_READ, step)
+
+    def _terminate(self, key: str, grace: float) -> None:
+        step = self.steps.get(key)
+        if step is not None and step.kill_at is None:
+            _kill_tree(step.proc.pid, signal.SIGTERM)
+            step.kill_at = time.monotonic() + grace
+
+    # -- steps ending -------------------------------------------------------------------------
+    def _reap(self, step: Step) -> None:
+        self.selector.unregister(step.pidfd)
+        os.close(step.pidfd)
+        # Killed before the leader is reaped: until then its pid, the group's id, cannot be reused.
+        _kill_tree(step.proc.pid, signal.SIGKILL)
+        self._end_strays(step.tag)
+        _, status, usage = os.wait4(step.proc.pid, 0)
+        step.proc.returncode = os.waitstatus_to_exitcode(status)
+        self._drain(step.logs)
+        del self.steps[step.key], self.by_pid[step.proc.pid]
+        code = step.proc.returncode
+        self._send(
+            {
+                "op": "exit",
+                "key": step.key,
+                "pid": step.proc.pid,
+                "code": None if code < 0 else code,
+                "signal": -code if code < 0 else None,
+                "peak_memory": usage.ru_maxrss * 1024,
+                "log_error": next((log.error for log in step.logs if log.error), None),
+            }
+        )
+
+    def _end_strays(self, tag: str) -> None:
+        """Kill the processes a step left behind that are now the supervisor's (their parent ended),
+        found by the step's launch tag, with everything below them."""
+        marker = f"LOCALPIPE_LAUNCH={tag}".encode()
+        for pid in _children(os.getpid()):
+            if pid not in self.by_pid and marker in _environ(pid).split(b"\0"):
+                _kill_tree(pid, signal.SIGKILL)
+
+    def _reap_strays(self) -> None:
+        """Reap the processes left behind by steps that have ended since (they are not steps)."""
+        for pid in _children(os.getpid()):
+            if pid not in self.by_pid:
+                try:
+                    os.waitpid(pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+
+    def _read_log(self, log: Log) -> None:
+        try:
+            data = os.read(log.fd, CHUNK)
+        except BlockingIOError:
+            return
+        if data:
+            log.feed(data)
+        else:
+            self.selector.unregister(log.fd)
+            os.close(log.fd)
+            log.fd = -1
+
+    def _drain(self, logs: list[Log]) -> None:
+        """Read what the ended step's pipes still hold (briefly: a survivor may hold one open), then close its logs."""
+        deadline = time.monotonic() + DRAIN_SECONDS
+        while any(log.fd >= 0 for log in logs) and time.monotonic() < deadline:
+            ready = [log for log in logs if log.fd >= 0]
+            for log in ready:
+                self._read_log(log)
+            if any(log.fd >= 0 for log in logs):
+                select.select([log.fd for log in logs if log.fd >= 0], [], [], 0.05)
+        for log in logs:
+            if log.fd >= 0:
+                self.selector.unregister(log.fd)
+                os.close(log.fd)
+                log.fd = -1
+            log.close()
+
+    def shutdown(self) -> None:
+        """The scheduler is gone: end every process below the supervisor."""
+        for step in self.steps.values():
+            _kill_tree(step.proc.pid, signal.SIGKILL)
+        for pid in _descendants(os.getpid()):
+            _signal(pid, signal.SIGKILL)
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.control.sendall(json.dumps(message).encode() + b"\n")
+        except OSError:
+            pass  # the scheduler is gone: end of file on the socket says so next
+
+
+# -- processes, through /proc ---------------------------------------------------------------------
+def _children(pid: int) -> list[int]:
+    found = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as handle:
+                found += [int(p) for p in handle.read().split()]
+    except OSError:
+        pass
+    return found
+
+
+def _descendants(pid: int) -> list[int]:
+    found, pending = [], [pid]
+    while pending:
+        for child in _children(pending.pop()):
+            found.append(child)
+            pending.append(child)
+    return found
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def _signal(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _kill_tree(pid: int, sig: int) -> None:
+    """Signal a step's process group and every process below its leader."""
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+    for child in _descendants(pid):
+        _signal(child, sig)
+
+
+def main(fd: int) -> None:
+    _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what a Ctrl-C ends
+    supervisor = Supervisor(socket.socket(fileno=fd))
+
+    def on_sigterm(signum, frame):
+        supervisor.shutdown()
+        sys.exit(0)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    supervisor.run()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

@@ -1,0 +1,326 @@
+"""Reproductions of issue 12, defects 1-4: concurrent and killed schedulers.
+
+Each test states the behaviour the fix must give; on the code of the issue each one fails.
+Only public interfaces: the CLI as a process, files on disk, plain sqlite3 reads of history.db.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+
+from tests.conftest import wait_for, write
+from tests.defect_helpers import alive, kill_quietly, popen_localpipe, query, run_status, step_rows, step_status
+
+# -- defect 1: the next submit hangs after a kill ----------------------------------------------
+
+SLOW_THEN_QUEUED = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+ws = Workspace.from_config()
+slow = PythonScriptStep("s.py", name="slow", source_directory="src")
+queued = PythonScriptStep("s.py", name="queued", source_directory="src", arguments=["q"])
+queued.run_after(slow)
+pipeline = Pipeline(ws, [slow, queued])
+"""
+
+SLOW_STEP = """
+import os, time
+if os.environ["LOCALPIPE_STEP_NAME"] == "slow":
+    time.sleep(5)
+print("done")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_submit_after_a_killed_submit_does_not_wait_for_the_dead_twin(ws, project):
+    """Defect 1: `submit & sleep 2.5; kill -9 $!; submit` waited forever "for run 1 (step "slow")
+    which computes the same outputs". The twin whose scheduler is gone must be recovered and the
+    second submit must go on by itself: it completes (exit 0) and run 1 ends Failed."""
+    project("src/s.py", SLOW_STEP)
+    project("p.py", SLOW_THEN_QUEUED)
+    first = popen_localpipe(ws.root, "submit", "p.py")
+    try:
+        wait_for(
+            lambda: step_status(ws.root, 1, "slow") == "Running",
+            timeout=30,
+            what=lambda: f'step "slow" of run 1 to be Running: {step_rows(ws.root, 1)}',
+        )
+    finally:
+        first.kill()  # SIGKILL: the scheduler gets no chance to clean up
+        first.communicate()
+
+    try:
+        second = subprocess.run(
+            [sys.executable, "-m", "localpipe", "submit", "p.py"],
+            cwd=ws.root,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except subprocess.TimeoutExpired as exc:
+        printed = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout
+        pytest.fail(
+            "the second submit did not end within 30 s (it runs a 5 s step): it waits for the step "
+            f"of the killed run 1; its output so far:\n{printed}\n"
+            f"run 2 steps: {step_rows(ws.root, 2)}"
+        )
+    assert second.returncode == 0, (second.stdout, second.stderr)
+    assert run_status(ws.root, 1) == "Failed", query(ws.root, "SELECT id, status, error FROM pipeline_run")
+    assert {status for status, _ in step_rows(ws.root, 2).values()} == {"Completed"}, step_rows(ws.root, 2)
+
+
+# -- defect 2: duplicate executions with 8 submitters ------------------------------------------
+
+# Appends one line per execution to a shared log (O_APPEND, one write), then writes its output
+# from its inputs' content.
+LOGGING_STEP = """
+import os, sys, time
+name = os.environ["LOCALPIPE_STEP_NAME"]
+with open(sys.argv[1], "a") as f:
+    f.write(name + "\\n")
+time.sleep(0.2)
+text = "".join(open(os.path.join(p, "data.txt")).read() for p in sys.argv[3:])
+with open(os.path.join(sys.argv[2], "data.txt"), "w") as f:
+    f.write(text + name + "\\n")
+"""
+
+# 16 steps: four chains of four passing PipelineData, and from the third level on each step also
+# reads the step two levels up in the next chain (diamonds across the chains).
+SIXTEEN_STEPS = """
+import os, time
+from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
+# A barrier: the 8 submitters go on together once all of them have loaded this file, so that they
+# record and start their runs at the same moment (as on a many-core machine).
+barrier = {barrier!r}
+open(os.path.join(barrier, str(os.getpid())), "w").close()
+deadline = time.monotonic() + 60
+while len(os.listdir(barrier)) < 8 and time.monotonic() < deadline:
+    time.sleep(0.005)
+ws = Workspace.from_config()
+log = {log!r}
+outs, steps = {{}}, []
+for level in range(4):
+    for chain in range(4):
+        name = f"c{{chain}}s{{level}}"
+        out = outs[name] = PipelineData(f"{{name}}_out")
+        inputs = []
+        if level >= 1:
+            inputs.append(outs[f"c{{chain}}s{{level - 1}}"].as_input())
+        if level >= 2:
+            inputs.append(outs[f"c{{(chain + 1) % 4}}s{{level - 2}}"].as_input())
+        steps.append(PythonScriptStep("step.py", name=name, source_directory="src", arguments=[log, out, *inputs]))
+pipeline = Pipeline(ws, steps)
+"""
+
+
+@pytest.mark.timeout(240)
+def test_eight_concurrent_submitters_execute_each_of_16_steps_once(tmp_path):
+    """Defect 2: 8 concurrent `localpipe submit pipeA.py` of one 16-step pipeline in a fresh
+    workspace executed more than 16 step processes (a waiter whose twin was itself a waiter, and
+    ended Reused, computed the step again: "runs: run 1's identical step reused"). Each step must
+    be executed exactly once. Five rounds in fresh workspaces: the defect is intermittent (on this
+    2-core machine about one round in two shows it; the test stops at the first that does)."""
+    # 8 CPU slots, so that the 8 submitters' steps overlap as on the machine of the report (with
+    # the 2 slots of this 2-core machine the defect showed far less often).
+    env = {**os.environ, "LOCALPIPE_CPUS": "8"}
+    for round_ in range(5):
+        root = tmp_path / f"round{round_}"
+        root.mkdir()
+        subprocess.run([sys.executable, "-m", "localpipe", "init", str(root)], check=True, capture_output=True)
+        log = tmp_path / f"executions{round_}.log"
+        write(root / "src" / "step.py", LOGGING_STEP)
+        write(root / ".gitignore", ".localpipe/\n")
+        barrier = tmp_path / f"barrier{round_}"
+        barrier.mkdir()
+        write(root / "pipeA.py", SIXTEEN_STEPS.format(log=str(log), barrier=str(barrier)))
+        # The project is a git repository, as most are: each submission records its commit (git runs
+        # while the run is recorded, which spreads the submitters' starts as on a busy machine).
+        for git in (["init", "-q"], ["add", "-A"], ["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "p"]):
+            subprocess.run(["git", *git], cwd=root, check=True, capture_output=True)
+        procs = [
+            subprocess.Popen(
+                [sys.executable, "-m", "localpipe", "submit", "pipeA.py"],
+                cwd=root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(8)
+        ]
+        outputs = [proc.communicate(timeout=180) for proc in procs]
+        assert [proc.returncode for proc in procs] == [0] * 8, outputs
+        executed = Counter(log.read_text().split())
+        reran = query(
+            root,
+            "SELECT run_id, name, reason FROM step_run WHERE status = 'Completed' AND reason "
+            "NOT LIKE 'runs: no earlier run' ORDER BY name, run_id",
+        )
+        assert sorted(executed) == sorted(f"c{c}s{lv}" for c in range(4) for lv in range(4))
+        assert sum(executed.values()) == 16, (
+            f"round {round_}: {sum(executed.values())} step executions for 16 steps; executed more than once: "
+            f"{ {name: n for name, n in executed.items() if n > 1} }; step runs that computed a step again: {reran[:5]}"
+            + (f" and {len(reran) - 5} more" if len(reran) > 5 else "")
+        )
+
+
+# -- defect 3: orphans ---------------------------------------------------------------------------
+
+# A step that starts a child in a session of its own (setsid), notes its own pid and the child's,
+# and sleeps.
+SETSID_AND_SLEEP = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(f"{os.getpid()} {child.pid}")
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+time.sleep(60)
+"""
+
+# A step that leaves five setsid children behind and exits 0 at once.
+SETSID_AND_LEAVE = """
+import os, subprocess, sys
+children = [subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True)
+            for _ in range(5)]
+with open(sys.argv[1] + ".tmp", "w") as f:
+    f.write(" ".join(str(c.pid) for c in children))
+os.replace(sys.argv[1] + ".tmp", sys.argv[1])
+"""
+
+ONE_STEP = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+pipeline = Pipeline(Workspace.from_config(), [
+    PythonScriptStep("step.py", name="tree", source_directory="src", arguments=[{pids!r}])])
+"""
+
+
+def _pids(path) -> list[int] | None:
+    return [int(p) for p in path.read_text().split()] if path.exists() else None
+
+
+@pytest.mark.timeout(60)
+def test_a_killed_scheduler_takes_its_step_tree_with_it_setsid_children_included(ws, project, tmp_path):
+    """Defect 3: the process trees of a scheduler's steps must die with it within a second,
+    whatever kills it, with no other localpipe command run; a child the step started with setsid
+    included. SIGKILL the `localpipe submit` process: within 2 s the step process and its setsid
+    child are gone."""
+    pids_file = tmp_path / "tree.pids"
+    project("src/step.py", SETSID_AND_SLEEP)
+    project("p.py", ONE_STEP.format(pids=str(pids_file)))
+    submit = popen_localpipe(ws.root, "submit", "p.py")
+    pids: list[int] = []
+    try:
+        pids = wait_for(lambda: _pids(pids_file), timeout=30, what="the step to note its pids")
+        assert all(alive(p) for p in pids)
+        submit.kill()
+        submit.communicate()
+        wait_for(
+            lambda: not any(alive(p) for p in pids),
+            timeout=2,
+            what=lambda: (
+                f"the step (pid {pids[0]}) and its setsid child (pid {pids[1]}) to end with their scheduler; "
+                f"still alive: {[p for p in pids if alive(p)]}"
+            ),
+        )
+    finally:
+        if submit.poll() is None:
+            submit.kill()
+            submit.communicate()
+        kill_quietly(pids)
+
+
+@pytest.mark.timeout(60)
+def test_setsid_children_left_by_a_completed_step_do_not_outlive_the_run(ws, project, localpipe, tmp_path):
+    """Defect 3: a step that exits 0 at once but left 5 setsid children behind: once the run has
+    ended, none of those children is alive."""
+    pids_file = tmp_path / "children.pids"
+    project("src/step.py", SETSID_AND_LEAVE)
+    project("p.py", ONE_STEP.format(pids=str(pids_file)))
+    children: list[int] = []
+    try:
+        proc = localpipe("submit", "p.py", timeout=60)
+        children = _pids(pids_file) or []
+        assert proc.returncode == 0, (proc.stdout, proc.stderr)
+        assert run_status(ws.root, 1) == "Completed"
+        assert len(children) == 5
+        wait_for(
+            lambda: not any(alive(p) for p in children),
+            timeout=2,
+            what=lambda: (
+                f"the setsid children of the completed step to be gone; still alive: "
+                f"{[p for p in children if alive(p)]}"
+            ),
+        )
+    finally:
+        kill_quietly(children)
+
+
+# -- defect 4: a run canceled by `localpipe watch` shows Completed ------------------------------
+
+GATED = """
+import os, sys, time
+gate = {gate!r}
+name = os.environ["LOCALPIPE_STEP_NAME"]
+open(os.path.join(gate, name + "." + os.environ["LOCALPIPE_RUN_ID"]), "w").write(str(os.getpid()))
+while not os.path.exists(os.path.join(gate, "open")):
+    time.sleep(0.02)
+"""
+
+TWO_GATED = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+pipeline = Pipeline(Workspace.from_config(), [
+    PythonScriptStep("a.py", name="a", source_directory="a"),
+    PythonScriptStep("b.py", name="b", source_directory="b")])
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_path):
+    """Defect 4: `localpipe watch` cancels a running step whose source was saved; its run then
+    ended Completed although that step is Canceled and wrote no output. A run's final status
+    follows from its steps': a run with a Canceled step is not Completed."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = GATED.format(gate=str(gate))
+    project("proj/a/a.py", script)
+    project("proj/b/b.py", script)
+    project("proj/pipeline.py", TWO_GATED)
+    out = (tmp_path / "watch.out").open("w")
+    watch = popen_localpipe(
+        ws.root, "watch", "proj/pipeline.py", "--debounce", "200", stdout=out, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for(
+            lambda: step_status(ws.root, 1, "a") == "Running" and (gate / "a.1").exists(),
+            timeout=30,
+            what=lambda: f'step "a" of run 1 to run: {step_rows(ws.root, 1)}',
+        )
+        project("proj/a/a.py", script + "\n# edited\n")
+        wait_for(
+            lambda: step_status(ws.root, 1, "a") == "Canceled",
+            timeout=30,
+            what=lambda: f'the watcher to cancel step "a" of run 1: {step_rows(ws.root, 1)}',
+        )
+        (gate / "open").write_text("")  # b of run 1 and a of run 2 may end now
+        wait_for(
+            lambda: run_status(ws.root, 1) in ("Completed", "Failed", "Canceled"),
+            timeout=30,
+            what=lambda: f"run 1 to end: {run_status(ws.root, 1)} {step_rows(ws.root, 1)}",
+        )
+        steps = step_rows(ws.root, 1)
+        assert steps["a"][0] == "Canceled" and steps["b"][0] == "Completed", steps
+        assert run_status(ws.root, 1) != "Completed", f'run 1 is Completed although its step "a" is Canceled: {steps}'
+    finally:
+        (gate / "open").write_text("")
+        watch.send_signal(signal.SIGTERM)
+        try:
+            watch.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            watch.kill()
+            watch.wait()
+        out.close()
