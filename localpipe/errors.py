@@ -68,3 +68,9 @@ class RunFailedError(LocalpipeError):
 
 class RunTimeoutError(LocalpipeError, TimeoutError):
     """``wait_for_completion(timeout_seconds=...)`` ran out of time; a TimeoutError too."""
+
+
+class LoadTimedOut(BaseException):
+    """Raised inside a pipeline file still loading past its time limit. A BaseException, like
+    KeyboardInterrupt, so that the file's own ``except Exception`` does not swallow it; the loader
+    turns it into a PipelineFileError."""

@@ -64,6 +64,20 @@ CASES = {
     ),
     # Today: exit 0 and nothing done.
     "os-exit-while-loading": ("os._exit(0)\n" + step(), "pipe.py"),
+    # Found by the hostile review of the first fixes: each reached the scheduler or crashed it.
+    "blank-step-name": (step(name='"   "'), "step name"),
+    "step-name-not-text": (step(name='["a"]'), "['a']"),
+    "line-break-in-a-step-name": (step(name='"a\\nb"'), "control character"),
+    "params-name-with-equals": (step(params='{"a=b": 1}'), "a=b"),
+    "secret-env-name-as-bytes": (step(secret_env='[b"HOME"]'), "HOME"),
+    "allow-reuse-as-a-string": (step(allow_reuse='"no"'), "allow_reuse"),
+    "huge-parameter-default": (
+        'p = PipelineParameter("big", default_value=10**5000)\n' + step(arguments='["--p", p]'),
+        "big",
+    ),
+    "huge-number-argument": (step(arguments='["--n", 10**5000]'), '"train"'),
+    "huge-number-version": (step(version="10**5000"), "version"),
+    "timeout-too-large-for-a-float": (step(runconfig="RunConfiguration(timeout_seconds=10**400)"), "timeout_seconds"),
 }
 
 
@@ -84,6 +98,32 @@ def test_a_bad_value_is_refused_with_one_error_line_and_nothing_recorded(ws, pro
         assert culprit in line, line
 
 
+def test_numpy_numbers_are_passed_as_arguments(ws, project, localpipe):
+    """Numbers are numbers whatever their type: numpy's int64 and float64 (what a sweep over
+    ``np.linspace`` hands out) reach the script written as Python writes them."""
+    project("src/a.py", "import sys\nprint('args', sys.argv[1:])\n")
+    project(
+        "pipe.py",
+        HEADER + "import numpy as np\n" + step(arguments='["--n", np.int64(3), "--lr", np.float64(0.5)]') + FOOTER,
+    )
+    proc = localpipe("submit", "pipe.py", timeout=45)
+    assert proc.returncode == 0, proc.stderr
+    log = next((ws.root / ".localpipe" / "runs").glob("1/**/stdout.log")).read_text()
+    assert "args ['--n', '3', '--lr', '0.5']" in log
+
+
+def test_a_process_forked_while_loading_exits_for_real(ws, project, localpipe):
+    """The loader refuses os._exit to the pipeline file, not to a process the file forks (a
+    multiprocessing worker ends with os._exit): such a child must not carry on as a second CLI."""
+    project("src/a.py", "print('hello')\n")
+    forks = "child = os.fork()\nif child == 0:\n    os._exit(0)\nos.waitpid(child, 0)\n"
+    project("pipe.py", HEADER + forks + step() + FOOTER)
+    proc = localpipe("submit", "pipe.py", timeout=45)
+    assert proc.returncode == 0, proc.stderr
+    assert "error" not in proc.stderr, proc.stderr
+    assert query(ws.root, "SELECT id, status FROM pipeline_run") == [(1, "Completed")]
+
+
 # -- the watch item: a pipeline file that never finishes loading ---------------------------------
 
 GOOD = """
@@ -91,17 +131,31 @@ from localpipe import Pipeline, PythonScriptStep, Workspace
 pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("a.py", name="hello", source_directory="src")])
 """
 
-LOOPS = "while True:\n    pass\n" + GOOD
+LOOPS = {
+    "loops": "while True:\n    pass\n" + GOOD,
+    # Catches what it can and ignores SIGTERM: the time-out must still end the load, and the
+    # watcher must get its own SIGTERM handling back.
+    "catches-and-ignores-sigterm": (
+        "import signal, time\n"
+        "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+        "while True:\n"
+        "    try:\n"
+        "        time.sleep(10)\n"
+        "    except Exception:\n"
+        "        pass\n" + GOOD
+    ),
+}
 
 
 @pytest.mark.timeout(90)
-def test_watch_survives_a_pipeline_file_that_loops_while_loading(ws, project, tmp_path):
+@pytest.mark.parametrize("how", list(LOOPS))
+def test_watch_survives_a_pipeline_file_that_loops_while_loading(ws, project, tmp_path, how):
     """Watch item of issue 12: a pipeline file that loops for ever at load hung `localpipe watch`
     for good (fixing the file did nothing, SIGTERM was ignored). With LOCALPIPE_LOAD_TIMEOUT=2 the
     watcher reports a time-out loading the file (an `error:` line), runs the file once it is
     fixed, and SIGTERM ends it within a few seconds."""
     project("src/a.py", "print('hello')\n")
-    project("pipe.py", LOOPS)
+    project("pipe.py", LOOPS[how])
     log = tmp_path / "watch.out"
     with log.open("w") as out:
         watch = popen_localpipe(

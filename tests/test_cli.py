@@ -145,3 +145,14 @@ def test_show_records_the_git_commit_branch_and_dirtiness_of_the_sources(invoke,
     project("proj/use/use.py", "print('edited')\n")
     invoke("submit", pipeline)
     assert f"git: {proj} main@{commit[:12]} (dirty: uncommitted changes)" in invoke("show", "2").output
+
+
+def test_logs_follow_prints_a_last_line_without_its_line_end(ws, project, localpipe):
+    project("src/p.py", "import sys\nprint('first')\nsys.stdout.write('partial-no-newline')\n")
+    project(
+        "p.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        "pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep('p.py', name='p', source_directory='src')])\n",
+    )
+    localpipe("submit", "p.py", check=True)
+    assert localpipe("logs", "1", "-f", check=True).stdout == "[p] first\n[p] partial-no-newline\n"

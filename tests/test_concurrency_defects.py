@@ -324,3 +324,72 @@ def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_p
             watch.kill()
             watch.wait()
         out.close()
+
+
+# -- found by the hostile review of the supervisor -------------------------------------------------
+
+
+def processes_of(ws) -> list[int]:
+    """Processes started for ``ws``'s steps (their environment names the workspace)."""
+    import psutil
+
+    marker = str(ws.root)
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if process.environ().get("LOCALPIPE_WORKSPACE") == marker and process.status() != psutil.STATUS_ZOMBIE:
+                found.append(process.pid)
+        except psutil.Error:
+            continue
+    return found
+
+
+HOPPER = """
+import os, time
+if os.fork() == 0:  # a child that keeps forking, each new one in a session of its own
+    while True:
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+time.sleep(0.2)
+"""
+
+KILLS_ITS_SUPERVISOR = """
+import os, subprocess, time
+subprocess.Popen(["sleep", "1002"])
+subprocess.Popen(["setsid", "sleep", "1003"])
+time.sleep(0.2)
+os.kill(os.getppid(), 9)
+time.sleep(30)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("script", [HOPPER, KILLS_ITS_SUPERVISOR], ids=["re-forking-child", "kills-its-supervisor"])
+def test_nothing_a_step_started_escapes(ws, project, localpipe, script):
+    """A child that keeps forking (each in a new session) is caught by stopping it before killing
+    it; children of a step that killed the supervisor itself are found by their launch tag."""
+    project("src/step.py", script)
+    project("p.py", ONE_STEP.format(pids="unused"))
+    try:
+        localpipe("submit", "p.py", timeout=60)
+        wait_for(lambda: not processes_of(ws), timeout=3, what=lambda: f"processes left: {processes_of(ws)}")
+    finally:
+        for pid in processes_of(ws):
+            os.kill(pid, signal.SIGKILL)
+
+
+@pytest.mark.timeout(60)
+def test_a_step_gets_sigint_as_its_default_and_a_submitter_ignoring_sigchld_still_runs_it(ws, project):
+    """The supervisor must not pass on an ignored disposition: a step's SIGINT is Python's default
+    handler, and a submitting process that ignores SIGCHLD (as some servers do) still gets exits."""
+    project("src/step.py", "import signal\nprint(signal.getsignal(signal.SIGINT) is signal.default_int_handler)\n")
+    project("p.py", ONE_STEP.format(pids="unused"))
+    code = (
+        "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])"
+    )
+    done = subprocess.run([sys.executable, "-c", code, "-m", "localpipe", "submit", "p.py"], cwd=ws.root,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (ws.state_dir / "runs" / "1" / "tree" / "stdout.log").read_text() == "True\n"

@@ -669,5 +669,13 @@ def test_every_test_named_in_the_catalogue_exists():
         assert re.search(rf"^def {name}\(", source, re.MULTILINE), (
             f"{path}::{name} named in docs/errors.md does not exist"
         )
+    # `...[case]` is short for a case of tests/test_bad_values.py (the line under the table says so)
+    from tests.test_bad_values import CASES
+
+    assert "The rows marked `...[case]` are `tests/test_bad_values.py::" in text
+    for case in set(re.findall(r"`\.\.\.\[([\w-]+)\]`", text)) - {"case"}:
+        assert case in CASES, f"case {case} named in docs/errors.md is not in tests/test_bad_values.py"
     for row in rows:
-        assert "tests/" in row, f"a catalogue row names no test: {row}"
+        assert "tests/" in row or "`...[" in row or row.rstrip(" |").endswith("same"), (
+            f"a catalogue row names no test: {row}"
+        )

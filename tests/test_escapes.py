@@ -227,3 +227,56 @@ def test_steps_named_a_slash_b_and_a_underscore_b_each_have_their_folder(ws, pro
     stdout_logs = sorted((ws.state_dir / "runs" / "1").rglob("stdout.log"))
     contents = sorted(path.read_text() for path in stdout_logs)
     assert contents == ["I am step a/b\n", "I am step a_b\n"], {str(p): p.read_text() for p in stdout_logs}
+
+
+# -- found by the hostile review --------------------------------------------------------------------
+
+PRINTS_SECRETS = """
+import os, sys, time
+from localpipe import Run
+run = Run.get_context()
+print("long", os.environ["SB"])                        # holds the shorter secret SA
+print("multi", os.environ["SM"])                       # a secret with a line break in it
+sys.stdout.write("x" * (1114112 - 3) + os.environ["SB"][:3]); sys.stdout.flush()
+time.sleep(0.3)
+sys.stdout.write(os.environ["SB"][3:] + "\\n"); sys.stdout.flush()  # one secret, split across a long line
+run.log("token", os.environ["SB"])
+run.log("number", 12345.0)                             # the value of SN, as a float
+"""
+
+
+@pytest.mark.timeout(60)
+def test_secrets_that_overlap_span_lines_or_end_a_long_line_are_masked_whole(ws, project, localpipe):
+    secrets = {"SA": "hunter", "SB": "hunter2secret", "SM": "line1pass\nline2pass", "SN": "12345"}
+    project("src/s.py", PRINTS_SECRETS)
+    project(
+        "p.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        "pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep('s.py', name='s', source_directory='src', "
+        "secret_env=['SA', 'SB', 'SM', 'SN'])])\n",
+    )
+    proc = localpipe("submit", "p.py", env=secrets, timeout=45)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    log = (ws.state_dir / "runs" / "1" / "s" / "stdout.log").read_text()
+    for leaked in ("hunter", "2secret", "line1pass", "line2pass"):
+        assert leaked not in log
+    assert "long ***\nmulti ***\n" in log and log.endswith("x***\n")
+    values = dict(query(ws.root, "SELECT name, value FROM metric"))
+    assert values == {"token": '"***"', "number": '"***"'}
+
+
+@pytest.mark.timeout(60)
+def test_step_folders_are_distinct_whatever_the_names(ws, project, localpipe):
+    """A hundred-character name of three-byte letters, and a plain name equal to another's folder."""
+    project("one/say.py", SAY)
+    names = ["日" * 100, "a/b", "a_b+0da3cfa5f8b7", "a_b-0da3cfa5f8b7"]
+    project(
+        "p.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        "pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep('say.py', name=n, source_directory='one') "
+        f"for n in {names!r}])\n",
+    )
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    logs = sorted(path.read_text() for path in (ws.state_dir / "runs" / "1").rglob("stdout.log"))
+    assert logs == sorted(f"I am step {name}\n" for name in names)

@@ -91,3 +91,36 @@ def test_an_output_the_store_cannot_hold_fails_only_its_step(ws, project, localp
     passwd = Path("/etc/passwd").read_bytes()
     copies = [str(path) for path in stored_regular_files(ws.root) if path.read_bytes() == passwd]
     assert copies == [], f"/etc/passwd was copied into the store: {copies}"
+
+
+LINKED_OUTPUT = """
+import os, sys
+os.rmdir(sys.argv[1])
+os.symlink(sys.argv[2], sys.argv[1])
+"""
+
+
+@pytest.mark.timeout(60)
+def test_an_output_folder_replaced_by_a_link_fails_its_step_and_changes_nothing_outside(
+    ws, project, localpipe, tmp_path
+):
+    """Found by the hostile review: a step that replaced its output folder by a link to a folder
+    outside the workspace was committed, and the store made that folder and its files read-only."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "e.txt").write_text("mine\n")
+    before = {path.name: path.stat().st_mode for path in (outside, outside / "e.txt")}
+    project("lo/lo.py", LINKED_OUTPUT)
+    project(
+        "p.py",
+        "from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace\n"
+        "pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep('lo.py', name='lo', source_directory='lo', "
+        f"arguments=[PipelineData('ld'), {str(outside)!r}])])\n",
+    )
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
+    assert status == "Failed" and reason.startswith('output "ld": ld is not a folder the step wrote into'), reason
+    assert {path.name: path.stat().st_mode for path in (outside, outside / "e.txt")} == before
+    assert (outside / "e.txt").read_text() == "mine\n"
+    assert not any(path.is_symlink() for path in (ws.state_dir / "objects").rglob("*"))

@@ -106,6 +106,24 @@ def test_a_command_name_is_found_on_the_path_and_a_missing_one_named(ws, run_pip
     assert steps["missing"]["reason"] == "could not start 'lp-no-such-tool': No such file or directory"
 
 
+def test_a_file_that_is_neither_a_program_nor_a_runnable_script_cannot_start(ws, run_pipeline):
+    garbage = ws.root / "garbage"
+    garbage.write_bytes(b"\x00\x01 not a program")
+    garbage.chmod(0o755)
+    script = ws.root / "script"
+    script.write_text("#!/no/such/interpreter\n")
+    script.chmod(0o755)
+    _, _, steps = run_pipeline(
+        Pipeline(ws, [CommandStep([str(garbage)], name="garbage"), CommandStep([str(script)], name="script")]),
+        continue_on_step_failure=True,
+    )
+    assert steps["garbage"]["reason"] == f"could not start {str(garbage)!r}: Exec format error"
+    assert (
+        steps["script"]["reason"]
+        == f"could not start {str(script)!r}: its interpreter '/no/such/interpreter' cannot be run"
+    )
+
+
 def test_command_step_from_a_string_is_split_not_interpreted(ws, project, run_pipeline):
     project("tools/show.py", "import sys\nprint(repr(sys.argv[1:]))\n")
     step = CommandStep(f"{sys.executable} show.py 'a b' \"$(nothing)\"", name="cmd", source_directory=ws.root / "tools")

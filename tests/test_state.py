@@ -101,6 +101,25 @@ def test_two_workspaces_in_one_process_never_cross(tmp_path):
     assert isinstance(one.experiments["in-one"], Experiment)
 
 
+def test_a_workspace_made_anew_in_the_same_process_is_opened_anew(tmp_path):
+    """Found by the hostile review: a history.db deleted and made again while a process had it open
+    kept being used through the old handle (runs went into the deleted file)."""
+    import shutil
+
+    from localpipe import Datastore
+
+    ws = Workspace.create(tmp_path / "w")
+    (tmp_path / "data").mkdir()
+    Datastore.register_local(ws, "old", tmp_path / "data")
+    shutil.rmtree(ws.state_dir)
+    ws = Workspace.create(tmp_path / "w")
+    assert set(ws.datastores) == {"workspaceblobstore", "workspacefilestore"}
+    Datastore.register_local(ws, "new", tmp_path / "data")
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert conn.execute("SELECT name FROM datastore").fetchall() == [("new",)]
+    conn.close()
+
+
 def test_from_config_walks_up_and_says_init_when_there_is_none(ws, tmp_path):
     deep = ws.root / "a" / "b"
     deep.mkdir(parents=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -319,3 +320,32 @@ def test_a_fifo_or_a_socket_in_an_output_fails_that_step_with_its_path(ws, proje
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     ((status, error),) = query(ws.root, "SELECT status, error FROM pipeline_run")
     assert status == "Failed" and "scheduler" not in (error or ""), (status, error)
+
+
+@pytest.mark.timeout(60)
+def test_fsck_repair_leaves_a_registered_datasets_object_and_keeps_saying_so(ws, localpipe, tmp_path):
+    """Found by the hostile review: --repair quarantined the object a registered dataset version
+    holds, and the next fsck said all was well while the dataset pointed at nothing."""
+    from localpipe import Dataset
+
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "values.csv").write_text("a,b\n1,2\n")
+    Dataset.File.from_files(str(raw)).register(ws, "raw")
+    (obj,) = objects(ws.root)
+    target = obj / "values.csv"
+    mode = stat.S_IMODE(target.stat().st_mode)
+    os.chmod(target, mode | stat.S_IWUSR)
+    target.write_text("a,b\n9,9\n")  # the same size: only fsck can tell
+    os.chmod(target, mode)
+    for _ in range(2):
+        proc = fsck(localpipe, "--repair")
+        assert proc.returncode == 1, (proc.stdout, proc.stderr)
+        assert f"damaged object {obj.name}" in proc.stdout
+        assert 'dataset "raw" version 1 is in it: register its files again' in proc.stdout
+        assert obj.is_dir()  # left where it is
+    os.chmod(obj, 0o700)
+    shutil.rmtree(obj)  # gone altogether: fsck says the dataset needs it
+    proc = fsck(localpipe)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    assert f"damaged object {obj.name}: it is missing from the store" in proc.stdout

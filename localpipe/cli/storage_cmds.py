@@ -142,7 +142,7 @@ def fsck(ctx, repair, as_json) -> None:
     found = history()
     report = checker.check(found)
     dropped = checker.repair(found, report.damaged) if repair and report.damaged else 0
-    unrepaired = [d for d in report.damaged if d.datasets or not repair]
+    unrepaired = [d for d in report.damaged if not (repair and d.repairable)]
     if as_json:
         print_json(
             {
@@ -161,12 +161,14 @@ def fsck(ctx, repair, as_json) -> None:
             click.echo(f"damaged object {damaged.digest}: {damaged.problem}" + (f"; {made}{more}" if made else ""))
             for version in damaged.datasets:
                 click.echo(
-                    f'  dataset "{version["name"]}" version {version["version"]} is in it: register its files again'
+                    f'  dataset "{version["name"]}" version {version["version"]} is in it: register its files again '
+                    "(it stays where it is)"
                 )
         click.echo(f"checked {report.checked} objects: {len(report.damaged)} damaged")
-        if repair and report.damaged:
+        repaired = [d for d in report.damaged if d.repairable]
+        if repair and repaired:
             click.echo(
-                f"quarantined {len(report.damaged)} objects in {found.layout.state_dir / 'quarantine'}; "
+                f"quarantined {len(repaired)} objects in {found.layout.state_dir / 'quarantine'}; "
                 f"forgot {dropped} cache entries: the next submission computes those steps again"
             )
         elif report.damaged:

@@ -70,7 +70,7 @@ class PipelineRun:
             recover_abandoned_runs(history)
             status = history.runs.status(self.id)
             if show_output:
-                self._print_progress(seen, offsets)
+                self._print_progress(seen, offsets, status.is_final)
             if status.is_final:
                 break
             if deadline and time.monotonic() > deadline:
@@ -86,7 +86,7 @@ class PipelineRun:
             raise RunFailedError(f"run {self.id} {status.value.lower()}: {error or 'see localpipe show'}")
         return status.value
 
-    def _print_progress(self, seen: dict[str, str], offsets: dict[Path, int]) -> None:
+    def _print_progress(self, seen: dict[str, str], offsets: dict[Path, int], final: bool) -> None:
         history = self._history
         for row in history.runs.steps(self.id):
             name = row["name"]
@@ -96,7 +96,7 @@ class PipelineRun:
                 print(f"{name}: {row['status']}{reason}", flush=True)
             for log in ("stdout.log", "stderr.log"):
                 path = history.layout.step_dir(self.id, name) / log
-                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo)
+                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo, final)
 
     def cancel(self) -> None:
         """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""

@@ -10,6 +10,7 @@ refused, not obeyed; a time limit (the watcher's) ends a file that never finishe
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import runpy
 import signal
@@ -18,7 +19,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
-from localpipe.errors import PipelineFileError, UsageError
+from localpipe.errors import LoadTimedOut, PipelineFileError, UsageError
 from localpipe.sdk.pipeline import Pipeline
 from localpipe.sdk.workspace import current_workspace
 
@@ -34,12 +35,20 @@ def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) 
         raise PipelineFileError(f"pipeline file {path} does not exist: pass the path of a .py file")
     token = current_workspace.set(ws)
     old_cwd, old_path, real_exit = os.getcwd(), list(sys.path), os._exit
+    handlers = _signal_handlers()
     os.chdir(file.parent)
     sys.path.insert(0, str(file.parent))
-    os._exit = _refuse_exit  # a file that ended the process would leave the command exiting 0, its work undone
+    # A file that ended the process would leave the command exiting 0, its work undone; a process it
+    # forks (a multiprocessing worker) keeps the real os._exit.
+    os._exit = functools.partial(_refuse_exit, os.getpid(), real_exit)
     try:
-        with _limited(time_limit, path):
+        with _limited(time_limit):
             namespace = runpy.run_path(str(file), run_name="__localpipe__")
+    except LoadTimedOut:
+        raise PipelineFileError(
+            f"pipeline file {path} timed out: still loading after {time_limit:g}s (LOCALPIPE_LOAD_TIMEOUT): make it "
+            "finish, or raise the limit"
+        ) from None
     except SystemExit as exc:
         raise PipelineFileError(
             f"pipeline file {path} called exit({exc.code}) while loading: "
@@ -58,32 +67,42 @@ def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) 
         ) from exc
     finally:
         os._exit = real_exit
+        for number, handler in handlers.items():  # what the file set (SIGTERM ignored, say) is undone
+            signal.signal(number, handler)
         os.chdir(old_cwd)
         sys.path[:] = old_path
         current_workspace.reset(token)
     return _pick(namespace, path)
 
 
-def _refuse_exit(code: int) -> None:
+def _refuse_exit(loader: int, real_exit, code: int) -> None:
+    if os.getpid() != loader:
+        real_exit(code)
     raise SystemExit(code)
 
 
+def _signal_handlers() -> dict[int, object]:
+    """The handlers of the signals a pipeline file might change, as they are now (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    numbers = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGALRM, signal.SIGCHLD, signal.SIGPIPE)
+    return {number: signal.getsignal(number) for number in numbers}
+
+
 @contextlib.contextmanager
-def _limited(seconds: float | None, path) -> Iterator[None]:
-    """Raise PipelineFileError in the loading code once ``seconds`` have passed (a SIGALRM timer,
-    so the main thread only; elsewhere, and with None, no limit)."""
+def _limited(seconds: float | None) -> Iterator[None]:
+    """Raise LoadTimedOut in the loading code once ``seconds`` have passed, and again every second
+    after, should the file catch it (a SIGALRM timer, so the main thread only; elsewhere, and with
+    None, no limit)."""
     if not seconds or threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def expired(signum, frame):
-        raise PipelineFileError(
-            f"pipeline file {path} timed out: still loading after {seconds:g}s "
-            "(LOCALPIPE_LOAD_TIMEOUT): make it finish, or raise the limit"
-        )
+        raise LoadTimedOut
 
     previous = signal.signal(signal.SIGALRM, expired)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    signal.setitimer(signal.ITIMER_REAL, seconds, 1.0)
     try:
         yield
     finally:

@@ -39,21 +39,22 @@ def follow_logs(history: History, run_id, step: str | None, echo: Callable, poll
                 continue
             for stream in ("stdout", "stderr"):
                 path = history.layout.step_dir(number, row["name"]) / f"{stream}.log"
-                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{row['name']}] ", echo)
+                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{row['name']}] ", echo, final)
         if final:
             return
         time.sleep(poll)
 
 
-def print_new_lines(path, offset: int, prefix: str, echo: Callable) -> int:
-    """Print the complete lines of ``path`` after ``offset``; returns the new offset."""
+def print_new_lines(path, offset: int, prefix: str, echo: Callable, final: bool = False) -> int:
+    """Print the complete lines of ``path`` after ``offset`` (and, when ``final``, a last line that
+    has no line end); returns the new offset."""
     try:
         with open(path, "rb") as handle:
             handle.seek(offset)
             data = handle.read()
     except OSError:
         return offset
-    complete = data.rfind(b"\n") + 1
+    complete = len(data) if final else data.rfind(b"\n") + 1
     for line in data[:complete].decode("utf-8", errors="replace").splitlines():
         echo(f"{prefix}{line}")
     return offset + complete

@@ -61,20 +61,27 @@ class MetricsIngester:
 
 
 def mask(value, secrets: list[str]):
-    """``value`` (JSON data) with every occurrence of a secret replaced by ``***``; a number that is
-    a secret's text becomes ``"***"``."""
+    """``value`` (JSON data) with every occurrence of a secret replaced by ``***``, the longest first
+    (so a secret holding another is masked whole); a number equal to a secret's is ``"***"``."""
+    ordered = sorted(set(secrets), key=len, reverse=True)
+    numbers = set()
+    for secret in ordered:
+        try:
+            numbers.add(float(secret))
+        except ValueError:
+            pass
+    return _masked(value, ordered, numbers)
+
+
+def _masked(value, secrets: list[str], numbers: set[float]):
     if isinstance(value, str):
         for secret in secrets:
             value = value.replace(secret, "***")
         return value
     if isinstance(value, list):
-        return [mask(item, secrets) for item in value]
+        return [_masked(item, secrets, numbers) for item in value]
     if isinstance(value, dict):
-        return {mask(key, secrets): mask(item, secrets) for key, item in value.items()}
-    if (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and any(secret in (str(value), repr(value)) for secret in secrets)
-    ):
+        return {_masked(key, secrets, numbers): _masked(item, secrets, numbers) for key, item in value.items()}
+    if isinstance(value, int | float) and not isinstance(value, bool) and value in numbers:
         return "***"
     return value

@@ -477,7 +477,9 @@ class Scheduler:
 
     # -- finishing a step -------------------------------------------------------------------
     def _finished(self, event: Exit) -> None:
-        running = self.running.pop(event.key)
+        running = self.running.pop(event.key, None)
+        if running is None:
+            return  # told twice (a supervisor that failed while handling it): the first was recorded
         name = event.key
         exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
         written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import graphlib
 import math
+import numbers
 import os
 import re
 import sys
@@ -146,8 +147,10 @@ def _plan(
     found: list[str] = []
     if not pipeline.steps:
         found.append("the pipeline has no steps: pass steps=[...] to Pipeline")
-    parameters = _resolve_parameters(pipeline.steps, overrides, found)
     names = _step_names(pipeline.steps, found)
+    if not all(isinstance(name, str) for name in names.values()):  # every other problem is named after its step
+        return Graph({}, {}, pipeline.description), found
+    parameters = _resolve_parameters(pipeline.steps, overrides, found)
     specs = [_step_spec(step, names, parameters, pipeline, compute_targets, found) for step in pipeline.steps]
     if capacity is not None:
         for spec in specs:
@@ -163,6 +166,9 @@ def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
     seen: set[str] = set()
     for step in steps:
         checks.step_name(step.name, found)
+        if not isinstance(step.name, str):
+            names[id(step)] = step.name
+            continue
         if step.name in seen:
             found.append(f'two steps are named "{step.name}": pass a distinct name= to each')
         seen.add(step.name)
@@ -173,11 +179,12 @@ def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
 def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, Any]:
     declared: dict[str, PipelineParameter] = {}
     declared_by: dict[str, str] = {}
+    refused: set[str] = set()  # reported once here, so passed on as "" rather than reported again per use
     for step in steps:
         for value in [*step.arguments, *step.params.values()]:
             if isinstance(value, PipelineParameter):
-                if value.name not in declared:
-                    checks.parameter_default(value.name, value.default_value, found)
+                if value.name not in declared and not checks.parameter_default(value.name, value.default_value, found):
+                    refused.add(value.name)
                 other = declared.setdefault(value.name, value)
                 first = declared_by.setdefault(value.name, step.name)
                 if not _same_default(other.default_value, value.default_value):
@@ -186,7 +193,7 @@ def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, A
                         f'({other.default_value!r} in step "{first}", {value.default_value!r} '
                         f'in step "{step.name}"): declare it once and share it'
                     )
-    values = {name: p.default_value for name, p in declared.items()}
+    values = {name: "" if name in refused else p.default_value for name, p in declared.items()}
     for name, raw in overrides.items():
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
@@ -259,9 +266,11 @@ def _step_spec(
 
     used_params: dict[str, Any] = {}
     argv = [_argument(label, value, parameters, used_params, found) for value in step.arguments]
-    params = {key: str(_param_value(value, parameters, used_params)) for key, value in step.params.items()}
-    for text in [t for t in argv if isinstance(t, str)] + list(params.values()):
-        checks.process_text(label, "argument" if text in argv else "parameter value", text, found)
+    params = {
+        key: checks.text(label, "parameter value", _param_value(value, parameters, used_params), found)
+        for key, value in step.params.items()
+        if checks.variable_name(label, "params name", key, found)
+    }
     if step.kind == "command" and not step.arguments:
         found.append(f"{label}: the command is empty: pass the program to run and its arguments")
 
@@ -298,7 +307,7 @@ def _step_spec(
         pipeline_params=used_params,
         environment=environment_fingerprint(step.runconfig.environment),
         compute_target=target_name,
-        allow_reuse=bool(step.allow_reuse),
+        allow_reuse=checks.flag(label, "allow_reuse", step.allow_reuse, found),
         version=checks.version(label, step.version, found),
         after=after,
         timeout_seconds=checks.timeout_seconds(label, step.runconfig.timeout_seconds, found),
@@ -367,7 +376,8 @@ def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[
     outputs[name] = output.is_directory
 
 
-def _secret_env(label: str, names: list[str], found: list[str]) -> list[str]:
+def _secret_env(label: str, names: list, found: list[str]) -> list[str]:
+    names = [name for name in names if checks.variable_name(label, "secret_env", name, found)]
     missing = [name for name in names if name not in os.environ]
     if missing:
         found.append(f'{label}: secret_env "{missing[0]}" is not set in this environment: export it before submitting')
@@ -459,8 +469,8 @@ def _argument(label: str, value, parameters: dict, used: dict, found: list[str])
         return {"input": value.name}
     if isinstance(value, FileDataset):
         return {"input": os.path.basename(value.paths[0]) or "dataset"}
-    if isinstance(value, (str, int, float, bool, os.PathLike, PipelineParameter)):
-        return str(_param_value(value, parameters, used))
+    if isinstance(value, (str, numbers.Real, os.PathLike, PipelineParameter)):
+        return checks.text(label, "argument", _param_value(value, parameters, used), found)
     found.append(
         f"{label}: argument {value!r} of type {type(value).__name__} cannot be passed: "
         "use a string, a number, a PipelineParameter or a data reference"

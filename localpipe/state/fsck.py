@@ -1,15 +1,17 @@
 """Checking the object store as `git fsck` checks a repository: every object rehashed against its name.
 
-``check`` reads every object and says which are damaged and what refers to them. ``repair``
-moves the damaged ones out of the store into ``.localpipe/quarantine/`` and, in one write
-transaction, drops the cache entries whose outputs they were, so that the next submission
-computes those steps again instead of reusing them. A registered dataset version whose object
-is damaged cannot be repaired: its files must be registered again.
+``check`` reads every object and says which are damaged and what refers to them, and which
+objects registered dataset versions need are missing. ``repair`` moves the damaged objects out
+of the store into ``.localpipe/quarantine/`` and, in one write transaction, drops the cache
+entries whose outputs they were, so that the next submission computes those steps again
+instead of reusing them. An object a registered dataset version holds cannot be repaired (its
+files must be registered again): it stays where it is, and stays reported.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass, field
 
 from localpipe.state.gc import stored_objects
@@ -25,6 +27,11 @@ class Damaged:
     problem: str
     outputs: list[dict] = field(default_factory=list)  # {"run", "step", "output"} of the step runs that made it
     datasets: list[dict] = field(default_factory=list)  # {"name", "version"} of registered versions
+
+    @property
+    def repairable(self) -> bool:
+        """Whether recomputing can replace it: no registered dataset version holds it."""
+        return not self.datasets
 
 
 @dataclass
@@ -42,6 +49,10 @@ def check(history: History) -> FsckReport:
         problem = store.verify(digest)
         if problem is not None:
             damaged.append(Damaged(digest, problem))
+    t = history.tables
+    for (digest,) in t.DatasetVersion.select(t.DatasetVersion.digest).distinct().tuples():
+        if digest not in objects:
+            damaged.append(Damaged(digest, "it is missing from the store"))
     _referrers(history, damaged)
     return FsckReport(len(objects), damaged)
 
@@ -52,13 +63,14 @@ def repair(history: History, damaged: list[Damaged]) -> int:
     t, layout = history.tables, history.layout
     quarantine = layout.state_dir / "quarantine"
     quarantine.mkdir(exist_ok=True)
-    digests = [d.digest for d in damaged]
+    digests = [d.digest for d in damaged if d.repairable]
     with history.write():
         step_runs = t.StepOutput.select(t.StepOutput.step_run).where(t.StepOutput.digest.in_(digests))
         dropped = t.CacheEntry.delete().where(t.CacheEntry.step_run.in_(step_runs)).execute()
         for digest in digests:
             source, target = ObjectStore(layout.objects).path(digest), quarantine / digest
-            os.chmod(source, 0o700)  # moving a folder rewrites its "..": a read-only one refuses
+            if stat.S_ISDIR(os.lstat(source).st_mode):
+                os.chmod(source, 0o700)  # moving a folder rewrites its "..": a read-only one refuses
             remove_tree(target)
             os.rename(source, target)
     return dropped

@@ -20,6 +20,7 @@ every scheduler of the workspace serialises on.
 
 from __future__ import annotations
 
+import os
 import threading
 from contextlib import AbstractContextManager
 from functools import cached_property
@@ -48,6 +49,7 @@ class History:
         self.layout = layout
         self.database = open_database(layout)
         self.db, self.tables = self.database.db, self.database.tables
+        self.identity = _identity(layout)
 
     # Each part is imported when first used: `localpipe runs` needs one of them, a scheduler all.
     @cached_property
@@ -88,13 +90,16 @@ class History:
 
     @classmethod
     def open(cls, layout: Layout) -> History:
-        """The history of ``layout``'s workspace: opened and migrated on first use in this process."""
+        """The history of ``layout``'s workspace: opened and migrated on first use in this process,
+        and again if its file is not the one opened then (the workspace was made anew)."""
         key = str(layout.history)
         history = _open.get(key)
-        if history is None:
+        if history is None or history.identity != _identity(layout):
             with _lock:
                 history = _open.get(key)
-                if history is None:
+                if history is None or history.identity != _identity(layout):
+                    if history is not None:
+                        history.close()
                     history = _open[key] = cls(layout)
         return history
 
@@ -108,6 +113,15 @@ class History:
 
     def __repr__(self) -> str:
         return f"History({str(self.layout.history)!r})"
+
+
+def _identity(layout: Layout) -> tuple[int, int] | None:
+    """Which file history.db is (device and inode), or None when there is none."""
+    try:
+        st = os.stat(layout.history)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def close_all() -> None:

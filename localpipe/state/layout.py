@@ -7,7 +7,7 @@ from pathlib import Path
 
 from localpipe.content.hashing import hash_bytes
 
-MAX_PLAIN_NAME = 100  # characters of a step name kept in its folder's name
+MAX_PLAIN_BYTES = 100  # bytes of a step name kept in its folder's name (file names hold 255)
 SUBDIRS = ("objects", "runs", "tmp", "datastores/workspaceblobstore", "datastores/workspacefilestore")
 
 
@@ -66,10 +66,14 @@ class Layout:
 
 
 def _safe(name: str) -> str:
-    """A folder name for step ``name``: the name itself when it is a plain one, else the name with
-    its other characters replaced and a digest of it added, so that "a/b" and "a_b" never share a
-    folder, no name climbs out of the run folder, and none is too long for the file system."""
+    """A folder name for step ``name``: the name itself when it is a plain one (letters, digits,
+    ".", "_" and "-", at most MAX_PLAIN_BYTES bytes), else the name with its other characters
+    replaced, cut to fit, and "+" and a digest of the name added. Plain names have no "+", so no
+    two steps ever share a folder; no name climbs out of the run folder or is too long for the
+    file system."""
+    encoded = name.encode("utf-8", "surrogatepass")
     cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name).lstrip(".")
-    if name and cleaned == name and len(name) <= MAX_PLAIN_NAME:
+    if name and cleaned == name and len(encoded) <= MAX_PLAIN_BYTES:
         return name
-    return f"{cleaned[:MAX_PLAIN_NAME] or 'step'}-{hash_bytes(name.encode('utf-8', 'surrogatepass'))[:12]}"
+    short = cleaned.encode("utf-8", "surrogatepass")[:MAX_PLAIN_BYTES].decode("utf-8", "ignore")
+    return f"{short or 'step'}+{hash_bytes(encoded)[:12]}"

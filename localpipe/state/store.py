@@ -57,6 +57,8 @@ class ObjectStore:
 
     def verify(self, digest: str) -> str | None:
         """Why the object is damaged (its content no longer hashes to its name), or None."""
+        if not stat.S_ISDIR(os.lstat(self.path(digest)).st_mode):
+            return "it is a link or a file, not a folder"
         try:
             actual = hash_tree(self.path(digest), ignore=False).digest
         except (OSError, LocalpipeError) as exc:
@@ -107,6 +109,11 @@ def prepare_tree(folder: str | os.PathLike) -> None:
     outside it, to nothing, or in a loop is refused. A file with other hard links becomes a copy
     of its own. Names that are not UTF-8, and FIFOs, sockets and devices, are refused.
     """
+    if not stat.S_ISDIR(os.lstat(folder).st_mode):  # the output's own folder replaced by a link, say
+        raise OutputError(
+            f"{os.path.basename(folder)} is not a folder the step wrote into (it is a link or a file): "
+            "write the output's files into the folder given to the step"
+        )
     root = os.path.realpath(folder)
     for dirpath, dirnames, filenames in os.walk(folder):
         for name in (*dirnames, *filenames):
@@ -154,9 +161,14 @@ def _kind(mode: int) -> str:
 
 
 def remove_tree(path: str | os.PathLike) -> None:
-    """Delete a folder even where the store made it read-only."""
-    path = Path(path)
-    if not path.exists():
+    """Delete a folder even where the store made it read-only; a link (or a file) is removed itself,
+    never what it points at."""
+    try:
+        mode = os.lstat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(mode):
+        os.unlink(path)
         return
     for dirpath, _, _ in os.walk(path):
         os.chmod(dirpath, 0o700)

@@ -15,6 +15,7 @@ import json
 import os
 import selectors
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,6 +29,7 @@ SUPERVISOR = Path(__file__).with_name("supervisor.py")
 LOG_LIMIT_ENV = "LOCALPIPE_MAX_LOG_BYTES"
 DEFAULT_LOG_LIMIT = 64 * 2**20  # bytes of each stream of a step kept: its first and last 32 MiB
 SUPERVISOR_EXIT_SECONDS = 5.0
+STOP_ROUNDS = 20  # passes over the processes of the machine when a supervisor died under its steps
 
 
 def log_limit() -> int:
@@ -175,13 +177,16 @@ class LocalExecutor:
         return True
 
     def _supervisor_gone(self) -> None:
-        """Every step still running is lost with it (its steps died with it: PR_SET_PDEATHSIG); the
-        next launch starts another."""
+        """Every step still running is lost with it; what they started is found by its launch tag
+        and ended (a step itself dies with the supervisor: PR_SET_PDEATHSIG); the next launch
+        starts another supervisor."""
         if self._socket is not None:
             self._selector.unregister(self._socket)
             self._socket.close()
             self._socket, self._base_env, self._incoming = None, None, b""
             self._supervisor.wait()
+            if self._running:
+                _end_launched_by(self._supervisor.pid)
         for key in sorted(self._running):
             self._exits.append(Exit(key, None, None, None, error="the step supervisor process exited"))
         self._running.clear()
@@ -202,6 +207,32 @@ class LocalExecutor:
         if key not in self._found:
             self._found[key] = shutil.which(command, path=key[1])
         return self._found[key]
+
+
+def _end_launched_by(supervisor_pid: int) -> None:
+    """Stop, then kill, every process carrying a launch tag of the supervisor ``supervisor_pid``
+    (in its environment, from the step it descends from), again until none is new."""
+    import psutil
+
+    tag = f"{supervisor_pid}."
+    stopped: set[int] = set()
+    for _ in range(STOP_ROUNDS):
+        found = set()
+        for process in psutil.process_iter():
+            try:
+                if process.pid not in stopped and process.environ().get("LOCALPIPE_LAUNCH", "").startswith(tag):
+                    process.suspend()
+                    found.add(process.pid)
+            except psutil.Error:
+                continue
+        if not found:
+            break
+        stopped |= found
+    for pid in stopped:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 def _drain(fd: int) -> None:

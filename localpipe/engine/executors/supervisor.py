@@ -34,10 +34,13 @@ import socket
 import subprocess
 import sys
 import time
+import traceback
 
 PR_SET_CHILD_SUBREAPER = 36
 CHUNK = 1 << 16
 REAP_SECONDS = 1.0  # how often processes a step left behind, ended since, are reaped
+STOP_ROUNDS = 100  # passes over what a step left, stopping each process found, until none is new
+SHUTDOWN_SECONDS = 2.0  # how long the supervisor reaps what it killed before it exits
 DRAIN_SECONDS = 1.0  # how long an ended step's pipes are read for what a survivor may still hold open
 MAX_PENDING_LINE = 1 << 20  # a longer line without its end is masked and written as it is
 _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -54,13 +57,55 @@ def _spawn_argv(argv: list[str]) -> list[str]:
 
 
 def _cannot_start(argv0: str, executable: str | None, cwd: str) -> str | None:
-    """Why the step's program cannot be run, checked before spawning (setpriv would only exit 127)."""
-    if os.sep not in argv0:
-        return None if executable else "No such file or directory"
-    path = os.path.join(cwd, argv0)
-    if not os.path.exists(path):
+    """Why the step's program cannot be run, checked before spawning: exec'd through setpriv, it
+    would only exit 127, and a file that is neither a program nor a script would go to /bin/sh."""
+    path = executable if os.sep not in argv0 else os.path.join(cwd, argv0)
+    if not path or not os.path.exists(path):
         return "No such file or directory"
-    return None if os.access(path, os.X_OK) and os.path.isfile(path) else "Permission denied"
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        return "Permission denied"
+    try:
+        with open(path, "rb") as handle:
+            start = handle.read(256)
+    except OSError as exc:
+        return exc.strerror
+    if start.startswith(b"#!"):
+        interpreter = start[2:].split(b"\n")[0].split()
+        if not interpreter or not os.access(interpreter[0], os.X_OK):
+            return f"its interpreter {os.fsdecode(interpreter[0]) if interpreter else '(none)'!r} cannot be run"
+        return None
+    return None if start.startswith(b"\x7fELF") else "Exec format error"
+
+
+class Masker:
+    """Replaces secret values in a byte stream with ``***``, the longest first (a secret that contains
+    another is masked whole), holding back only what could be the start of one not yet complete:
+    complete lines go out at once, a line without its end once it is long, and a secret that holds
+    a line break is looked for across lines."""
+
+    def __init__(self, secrets: list[bytes]):
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
+        self.hold = len(self.secrets[0]) - 1
+        self.across_lines = max((len(s) for s in self.secrets if b"\n" in s), default=1) - 1
+        self.pending = b""
+
+    def feed(self, data: bytes) -> bytes:
+        buffer = self._replace(self.pending + data)
+        cut = buffer.rfind(b"\n") + 1
+        if len(buffer) - cut > MAX_PENDING_LINE:
+            cut = len(buffer) - self.hold
+        cut = max(0, min(cut, len(buffer) - self.across_lines))
+        self.pending = buffer[cut:]
+        return buffer[:cut]
+
+    def flush(self) -> bytes:
+        rest, self.pending = self._replace(self.pending), b""
+        return rest
+
+    def _replace(self, data: bytes) -> bytes:
+        for secret in self.secrets:
+            data = data.replace(secret, b"***")
+        return data
 
 
 class Log:
@@ -74,33 +119,21 @@ class Log:
         self.written = 0
         self.ring: int | None = None
         self.ring_at = self.overflow = 0
-        self.masks = [(s.encode(), b"***") for s in secrets if s]
-        self.pending = b""
+        encoded = [os.fsencode(s) for s in secrets if s]  # as the step's bytes hold them, whatever their encoding
+        self.masker = Masker(encoded) if encoded else None
         self.error: str | None = None
 
     def feed(self, data: bytes) -> None:
-        if self.masks:
-            lines = (self.pending + data).split(b"\n")
-            self.pending = lines.pop()
-            if len(self.pending) > MAX_PENDING_LINE:
-                lines.append(self.pending)
-                self.pending = b""
-                data = b"\n".join(self._mask(line) for line in lines)
-            else:
-                data = b"".join(self._mask(line) + b"\n" for line in lines)
-        self._write(data)
+        self._write(self.masker.feed(data) if self.masker else data)
 
     def close(self) -> None:
-        if self.pending:
-            self._write(self._mask(self.pending))
+        if self.masker:
+            self._write(self.masker.flush())
         if self.ring is not None:
             kept = min(self.overflow, self.ring_size)
-            if self.overflow > self.ring_size:
-                tail = os.pread(self.ring, self.ring_size - self.ring_at, self.ring_at) + os.pread(
-                    self.ring, self.ring_at, 0
-                )
-            else:
-                tail = os.pread(self.ring, kept, 0)
+            tail = os.pread(self.ring, kept, 0)
+            if self.overflow > self.ring_size:  # the ring went round: its oldest byte is at ring_at
+                tail = tail[self.ring_at :] + tail[: self.ring_at]
             cut = self.overflow - kept
             note = (
                 f"\n[localpipe: {cut} bytes cut here: the log keeps the first {self.head} and the last {kept} bytes "
@@ -113,11 +146,6 @@ class Log:
             self._safely(os.unlink, self.path + ".tail")
         if self.file is not None:
             os.close(self.file)
-
-    def _mask(self, line: bytes) -> bytes:
-        for secret, mask in self.masks:
-            line = line.replace(secret, mask)
-        return line
 
     def _write(self, data: bytes) -> None:
         if self.written < self.head:
@@ -182,7 +210,7 @@ class Supervisor:
                 elif isinstance(key.data, Log):
                     self._read_log(key.data)
                 else:
-                    self._reap(key.data)
+                    self._guarded(key.data.key, self._reap, key.data)
             now = time.monotonic()
             if now >= next_reap:
                 self._reap_strays()
@@ -209,7 +237,7 @@ class Supervisor:
             if op == "env":
                 self.base_env = request["env"]
             elif op == "start":
-                self._start(request)
+                self._guarded(request["key"], self._start, request)
             elif op == "terminate":
                 self._terminate(request["key"], request["grace"])
             elif op == "terminate_all":
@@ -268,6 +296,18 @@ class Supervisor:
             self.selector.register(log.fd, selectors.EVENT_READ, log)
         self.selector.register(step.pidfd, selectors.EVENT_READ, step)
 
+    def _guarded(self, key: str, handle, argument) -> None:
+        """Run ``handle(argument)``; what it raises fails the one step ``key``, never the supervisor
+        (and so never the other steps)."""
+        try:
+            handle(argument)
+        except Exception as exc:  # noqa: BLE001  (a bug or an odd value: that step's reason says which)
+            traceback.print_exc()
+            step = self.steps.pop(key, None)
+            if step is not None:
+                self.by_pid.pop(step.proc.pid, None)
+            self._send({"op": "exit", "key": key, "error": f"the step supervisor could not handle it: {exc!r}"})
+
     def _terminate(self, key: str, grace: float) -> None:
         step = self.steps.get(key)
         if step is not None and step.kill_at is None:
@@ -279,8 +319,9 @@ class Supervisor:
         self.selector.unregister(step.pidfd)
         os.close(step.pidfd)
         # Killed before the leader is reaped: until then its pid, the group's id, cannot be reused.
-        _kill_tree(step.proc.pid, signal.SIGKILL)
-        self._end_strays(step.tag)
+        _signal_group(step.proc.pid, signal.SIGSTOP)
+        _stop_and_kill(lambda: self._left_by(step))
+        _signal_group(step.proc.pid, signal.SIGKILL)
         _, status, usage = os.wait4(step.proc.pid, 0)
         step.proc.returncode = os.waitstatus_to_exitcode(status)
         self._drain(step.logs)
@@ -298,13 +339,16 @@ class Supervisor:
             }
         )
 
-    def _end_strays(self, tag: str) -> None:
-        """Kill the processes a step left behind that are now the supervisor's (their parent ended),
-        found by the step's launch tag, with everything below them."""
-        marker = f"LOCALPIPE_LAUNCH={tag}".encode()
+    def _left_by(self, step: Step) -> set[int]:
+        """The processes an ended step left: what is below its leader, and the processes that are
+        now the supervisor's (their parent ended) carrying its launch tag, with what is below them."""
+        marker = f"LOCALPIPE_LAUNCH={step.tag}".encode()
+        found = set(_descendants(step.proc.pid))
         for pid in _children(os.getpid()):
             if pid not in self.by_pid and marker in _environ(pid).split(b"\0"):
-                _kill_tree(pid, signal.SIGKILL)
+                found.add(pid)
+                found.update(_descendants(pid))
+        return found
 
     def _reap_strays(self) -> None:
         """Reap the processes left behind by steps that have ended since (they are not steps)."""
@@ -344,16 +388,16 @@ class Supervisor:
             log.close()
 
     def shutdown(self) -> None:
-        """The scheduler is gone: end every process below the supervisor."""
-        for step in self.steps.values():
-            _kill_tree(step.proc.pid, signal.SIGKILL)
-        for pid in _descendants(os.getpid()):
-            _signal(pid, signal.SIGKILL)
-        while True:
+        """The scheduler is gone: end every process below the supervisor, and reap them."""
+        _stop_and_kill(lambda: set(_descendants(os.getpid())))
+        deadline = time.monotonic() + SHUTDOWN_SECONDS
+        while time.monotonic() < deadline:
             try:
-                os.waitpid(-1, 0)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
-                break
+                return
+            if pid == 0:
+                time.sleep(0.005)
 
     def _send(self, message: dict) -> None:
         try:
@@ -398,19 +442,42 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _kill_tree(pid: int, sig: int) -> None:
-    """Signal a step's process group and every process below its leader."""
+def _stop_and_kill(find) -> None:
+    """SIGSTOP the processes ``find()`` returns, again until it returns no new one (a stopped
+    process cannot fork, so a process that keeps forking is caught), then SIGKILL them all."""
+    stopped: set[int] = set()
+    for _ in range(STOP_ROUNDS):
+        found = find() - stopped
+        if not found:
+            break
+        for pid in found:
+            _signal(pid, signal.SIGSTOP)
+        stopped |= found
+    for pid in stopped:
+        _signal(pid, signal.SIGKILL)
+
+
+def _signal_group(pgid: int, sig: int) -> None:
     try:
-        os.killpg(pid, sig)
+        os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def _kill_tree(pid: int, sig: int) -> None:
+    """Signal a step's process group and every process below its leader."""
+    _signal_group(pid, sig)
     for child in _descendants(pid):
         _signal(child, sig)
 
 
 def main(fd: int) -> None:
     _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the scheduler decides what a Ctrl-C ends
+    # An ignored signal stays ignored across exec: what the scheduler's process ignored (SIGCHLD in
+    # some servers) must not reach the steps, nor keep the supervisor from reaping them. (A Ctrl-C on
+    # the terminal reaches only the scheduler: the supervisor has a session of its own.)
+    for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP):
+        signal.signal(number, signal.SIG_DFL)
     supervisor = Supervisor(socket.socket(fileno=fd))
 
     def on_sigterm(signum, frame):
