@@ -86,6 +86,14 @@ def base_parser(description: str) -> argparse.ArgumentParser:
 _child_env: dict[str, str] = dict(os.environ)
 
 
+def set_child_env(name: str, value: str | None) -> None:
+    """Set (or, with None, unset) ``name`` for the commands run from now on."""
+    if value is None:
+        _child_env.pop(name, None)
+    else:
+        _child_env[name] = value
+
+
 def _use_pycache(folder: Path) -> None:
     _child_env.pop("PYTHONDONTWRITEBYTECODE", None)
     _child_env["PYTHONPYCACHEPREFIX"] = str(folder / "pycache")

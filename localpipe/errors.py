@@ -33,6 +33,18 @@ class PipelineValidationError(UsageError):
             )
 
 
+class UserErrorException(UsageError):
+    """Azure ML's name for a wrong value given to the SDK (an environment specification, say)."""
+
+
+class ComputeTargetException(LocalpipeError):
+    """Azure ML's ``azureml.exceptions.ComputeTargetException``: ``ComputeTarget(ws, name)`` for a
+    target ``ws`` does not have (or has as another kind). Code written for Azure catches it and
+    creates the target."""
+
+    exit_code = 2
+
+
 class PipelineFileError(UsageError):
     """A pipeline file is missing, raises while loading, or does not define exactly one Pipeline."""
 
@@ -68,6 +80,19 @@ class RunFailedError(LocalpipeError):
 
 class RunTimeoutError(LocalpipeError, TimeoutError):
     """``wait_for_completion(timeout_seconds=...)`` ran out of time; a TimeoutError too."""
+
+
+class SubmittedWhileLoading(BaseException):
+    """Raised by ``Experiment.submit`` in a pipeline file that a command is loading: the command
+    runs (or previews, or watches) the pipeline the file submits, under the file's experiment name,
+    and the rest of the file is not run. A BaseException so that the file cannot swallow it."""
+
+    def __init__(self, pipeline, experiment: str, parameters: dict | None, options: dict):
+        super().__init__(experiment)
+        self.pipeline = pipeline
+        self.experiment = experiment
+        self.parameters = dict(parameters or {})
+        self.options = options  # regenerate_outputs, continue_on_step_failure
 
 
 class LoadTimedOut(BaseException):

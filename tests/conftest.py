@@ -17,11 +17,18 @@ from localpipe.state.history import close_all
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(scope="session")
+def machine_cache(tmp_path_factory) -> Path:
+    """The machine-wide cache (built environments) the tests share, never the developer's own."""
+    return tmp_path_factory.mktemp("machine-cache")
+
+
 @pytest.fixture(autouse=True)
-def _isolate(monkeypatch):
-    # A test must never see the developer's own workspace or leave connections open.
-    for var in ("LOCALPIPE_WORKSPACE", "LOCALPIPE_STEP_RUN_ID", "LOCALPIPE_FAKE_GPUS"):
+def _isolate(monkeypatch, machine_cache):
+    # A test must never see the developer's own workspace or cache, or leave connections open.
+    for var in ("LOCALPIPE_WORKSPACE", "LOCALPIPE_STEP_RUN_ID", "LOCALPIPE_FAKE_GPUS", "LOCALPIPE_UV"):
         monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
     yield
     close_all()
 

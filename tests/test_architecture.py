@@ -22,13 +22,15 @@ MAY_IMPORT = {
     "faults": set(),
     "hw": BASE,
     "content": BASE,
+    "compat": BASE,  # the azureml table and shim: the names they lead to are imported by name, on use
+    "envs": BASE,  # built environments in the machine's cache
     "sdk": BASE | {"hw"},
     "plan": BASE | {"hw", "content", "sdk"},
     "state": BASE | {"content"},
-    "engine": BASE | {"hw", "content", "sdk", "plan", "state"},
-    "client": BASE | {"hw", "content", "sdk", "plan", "state", "engine"},
-    "watch": BASE | {"hw", "content", "sdk", "plan", "state", "engine", "client"},
-    "cli": BASE | {"hw", "content", "sdk", "plan", "state", "engine", "client", "watch"},
+    "engine": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state"},
+    "client": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine"},
+    "watch": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
+    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch"},
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).
 OWNERS = {
@@ -39,6 +41,7 @@ OWNERS = {
     "peewee": "localpipe.state",
     "playhouse": "localpipe.state",
     "rich": "localpipe.cli",
+    "uv": "localpipe.envs.build",
 }
 SQL = re.compile(
     r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

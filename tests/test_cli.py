@@ -156,3 +156,31 @@ def test_logs_follow_prints_a_last_line_without_its_line_end(ws, project, localp
     )
     localpipe("submit", "p.py", check=True)
     assert localpipe("logs", "1", "-f", check=True).stdout == "[p] first\n[p] partial-no-newline\n"
+
+
+def test_a_file_that_submits_itself_is_run_once_under_its_experiment(localpipe, project, ws):
+    """Azure's samples end with `Experiment(ws, name).submit(pipeline)` at the top level: the CLI
+    stops the file there and runs (or previews) that pipeline under that experiment, with the
+    parameters and options the file passed; the file's code after the call does not run."""
+    make_project(project)
+    project(
+        "proj/self.py",
+        PIPELINE.replace("from localpipe import", "from localpipe import Experiment,")
+        + 'run = Experiment(ws, "Mine").submit(pipeline, pipeline_parameters={"scale": 5}, '
+        "continue_on_step_failure=True)\n"
+        'open("after-submit.txt", "w").write("ran")\n',
+    )
+    status = localpipe("status", "proj/self.py", "--json", check=True)
+    assert [row["action"] for row in json.loads(status.stdout)] == ["run", "maybe"]
+    done = localpipe("submit", "proj/self.py", check=True)
+    assert done.stdout.splitlines()[0] == "run 1 of experiment Mine: 2 steps"
+    (run,) = json.loads(localpipe("runs", "--json", check=True).stdout)
+    assert (run["experiment"], run["status"]) == ("Mine", "Completed")
+    details = json.loads(localpipe("show", "1", "--json", check=True).stdout)
+    assert details["parameters"] == {"scale": 5}
+    assert not (ws.root / "proj" / "after-submit.txt").exists()
+    # --param and --experiment on the command line win
+    localpipe("submit", "proj/self.py", "--param", "scale=6", "-e", "Other", check=True)
+    (latest, _) = json.loads(localpipe("runs", "--json", check=True).stdout)
+    assert latest["experiment"] == "Other"
+    assert json.loads(localpipe("show", latest["id"], "--json", check=True).stdout)["parameters"] == {"scale": 6}

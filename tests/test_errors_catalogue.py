@@ -293,6 +293,9 @@ def test_bad_settings_are_one_line(ws, hello, localpipe):
     line = refused(localpipe("watch", "pipe.py", env={"LOCALPIPE_LOAD_TIMEOUT": "x"}))
     assert line == 'error: LOCALPIPE_LOAD_TIMEOUT="x" is not a positive number of seconds: set one like 60'
     assert_nothing_written(ws.root)
+    line = refused(localpipe("submit", "pipe.py", env={"LOCALPIPE_PYTHON_FALLBACK": "nearest"}))
+    assert line == 'error: LOCALPIPE_PYTHON_FALLBACK="nearest" is not "closest": set it to closest, or unset it'
+    assert_nothing_written(ws.root)
 
 
 def test_localpipe_fake_gpus_that_is_not_understood(ws, project, localpipe):

@@ -1,12 +1,17 @@
 """The examples run end to end through a real `localpipe` process, and the seed also as a plain script.
 
 Each test uses a fresh workspace under tmp_path; the example folders live in the repository and
-must come out of a run exactly as they went in (nothing written next to the sources).
+must come out of a run exactly as they went in (nothing written next to the sources). The seed's
+two files are the page's code as written (its `azureml` imports, its curated environment, or its
+`CondaDependencies`): their environments are built from the package index, so the first run of
+the suite downloads pandas and scikit-learn once (uv's cache keeps them).
 """
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,16 +21,18 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
 
+SEED_STEPS = {"prepare.py", "train.py", "compare.py"}
 CASES = {
-    # example: (its steps, the step that logs the headline metric)
-    "iris": ({"prepare", "train", "evaluate"}, "evaluate"),
-    "seed": ({"prepare.py", "train.py", "compare.py"}, "compare.py"),
+    # pipeline file: (its steps, the step that logs the headline metric)
+    "iris/pipeline.py": ({"prepare", "train", "evaluate"}, "evaluate"),
+    "seed/pipeline.py": (SEED_STEPS, "compare.py"),  # USE_CURATED_ENV = True: AzureML-Tutorial
+    "seed/pipeline_conda.py": (SEED_STEPS, "compare.py"),  # USE_CURATED_ENV = False: its CondaDependencies
 }
 
 
 def example_files() -> set[str]:
     """Every path under the examples this module runs, ignored files (``__pycache__``) included."""
-    return {str(p.relative_to(EXAMPLES)) for name in CASES for p in (EXAMPLES / name).rglob("*")}
+    return {str(p.relative_to(EXAMPLES)) for name in ("iris", "seed") for p in (EXAMPLES / name).rglob("*")}
 
 
 def as_json(proc: subprocess.CompletedProcess):
@@ -40,15 +47,32 @@ def submit(localpipe, pipeline_file: Path) -> int:
     return as_json(localpipe("runs", "-n", "1", "--json"))[0]["id"]
 
 
+def upload_seed_data(root: Path) -> None:
+    """What the page assumes: the images on the workspace's blob datastore (examples/seed/upload_data.py,
+    run as a user runs it: with `localpipe azureml-path` on PYTHONPATH)."""
+    shim = subprocess.run([sys.executable, "-m", "localpipe", "azureml-path"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "seed" / "upload_data.py")],
+        cwd=root,
+        env={**os.environ, "PYTHONPATH": shim.stdout.strip()},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
 def step_statuses(localpipe, run_id: int) -> dict[str, str]:
     return {s["name"]: s["status"] for s in as_json(localpipe("show", run_id, "--json"))["steps"]}
 
 
+@pytest.mark.timeout(900)  # the seed's environments: a first download of their packages
 @pytest.mark.parametrize("example", sorted(CASES))
-def test_example_completes_then_is_reused(localpipe, example):
+def test_example_completes_then_is_reused(ws, localpipe, example):
     steps, metric_step = CASES[example]
-    pipeline_file = EXAMPLES / example / "pipeline.py"
+    pipeline_file = EXAMPLES / example
     before = example_files()
+    if example.startswith("seed/"):
+        upload_seed_data(ws.root)
 
     first = submit(localpipe, pipeline_file)
     assert step_statuses(localpipe, first) == dict.fromkeys(steps, "Completed")
@@ -67,23 +91,34 @@ def test_example_completes_then_is_reused(localpipe, example):
     assert example_files() == before
 
 
-def test_seed_runs_as_a_plain_script(ws, localpipe):
+@pytest.mark.timeout(900)
+def test_seed_runs_as_a_plain_script_with_the_azureml_imports(ws, localpipe):
+    """`python pipeline.py` from the example's folder, as the page's user runs it, after the
+    one-line opt-in: its own `Experiment(ws, 'Compare_Models_Exp').submit(...)` and
+    `wait_for_completion()`, which prints each step's status."""
     before = example_files()
+    seed = ws.root / "seed"
+    shutil.copytree(EXAMPLES / "seed", seed)
+    upload_seed_data(ws.root)
+    shim = localpipe("azureml-path", check=True).stdout.strip()
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "seed" / "pipeline.py")],
-        cwd=ws.root,
+        [sys.executable, "pipeline.py"],
+        cwd=seed,
+        env={**os.environ, "PYTHONPATH": shim},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
     assert proc.returncode == 0, f"exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
 
     lines = proc.stdout.splitlines()
-    for step in CASES["seed"][0]:
+    for step in SEED_STEPS:
         assert any(line.startswith(f"{step}: Completed") for line in lines), proc.stdout
     assert "[compare.py] best model: bar_threshold" in proc.stdout
     assert lines[-1] == "run 1: Completed"
 
     (run,) = as_json(localpipe("runs", "--json"))
     assert run["experiment"] == "Compare_Models_Exp"
+    built = as_json(localpipe("show", run["id"], "--json"))["steps"][0]["environment_build"]
+    assert built["name"] == "AzureML-Tutorial" and any(p.startswith("scikit-learn==") for p in built["packages"])
     assert example_files() == before

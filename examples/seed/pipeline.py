@@ -1,31 +1,15 @@
 """The seed page's pipeline ("create your first pipeline"): data prep -> train -> compare models.
 
-The code of the Azure ML page, with `from localpipe import ...` and only the changes a local
-machine needs (each marked "localpipe:"; see README.md). Run it from inside a workspace with
-`localpipe submit examples/seed/pipeline.py`, or `python examples/seed/pipeline.py`.
+The page's code as written, its `azureml` imports included, in the order the page gives it. One
+change: `vm_size` (see README.md). The page leaves out `compare_step`; it is defined where the
+page lists it. Its environment is the page's
+curated `AzureML-Tutorial` (`USE_CURATED_ENV = True`); `pipeline_conda.py` is the other branch.
 """
 
-import os
-
-from localpipe import (
-    AmlCompute,
-    ComputeTarget,
-    Dataset,
-    Datastore,
-    Environment,
-    Experiment,
-    Pipeline,
-    PipelineData,
-    PythonScriptStep,
-    RunConfiguration,
-    Workspace,
-)
+import azureml.core
+from azureml.core import Datastore, Workspace
 
 ws = Workspace.from_config()
-
-# localpipe: the relative paths below mean this file's folder, also when it runs as a plain script
-# from elsewhere (`localpipe submit` already loads it from here).
-os.chdir(os.path.dirname(os.path.abspath(__file__)))
 
 # Default datastore
 def_data_store = ws.get_default_datastore()
@@ -36,18 +20,20 @@ def_blob_store = Datastore(ws, "workspaceblobstore")
 # Get file storage associated with the workspace
 def_file_store = Datastore(ws, "workspacefilestore")
 
-# localpipe: the seed reads 'train-images/' from the default datastore, which starts empty here.
-# Rather than upload, register the folder shipped with this example as a datastore and read the
-# same relative path from it.
-seed_data_store = Datastore.register_local(ws, "seed_data", "data")
-my_dataset = Dataset.File.from_files([(seed_data_store, "train-images/")])
+from azureml.core import Dataset
+
+my_dataset = Dataset.File.from_files([(def_blob_store, "train-images/")])
+
+from azureml.pipeline.core import PipelineData
 
 output_data1 = PipelineData("output_data1", datastore=def_blob_store, output_name="output_data1")
 
+from azureml.core.compute import AmlCompute, ComputeTarget
+
 compute_name = "aml-compute"
-# localpipe: the seed asks for STANDARD_NC6 (6 vCPUs and a GPU per node); each step of a local
-# "cluster" claims one node's worth of this machine, so a size a workstation without a GPU can
-# give is used here. The rest of the seed's code runs unchanged.
+# localpipe: STANDARD_NC6 (6 vCPUs and a GPU per node) is what the page asks for; each step of a
+# local "cluster" claims one node's worth of this machine, so a size a workstation without a GPU
+# can give is used here.
 vm_size = "STANDARD_D1_V2"
 if compute_name in ws.compute_targets:
     compute_target = ws.compute_targets[compute_name]
@@ -55,28 +41,44 @@ if compute_name in ws.compute_targets:
         print("Found compute target: " + compute_name)
 else:
     print("Creating a new compute target...")
-    provisioning_config = AmlCompute.provisioning_configuration(vm_size=vm_size, min_nodes=0, max_nodes=4)
+    provisioning_config = AmlCompute.provisioning_configuration(
+        vm_size=vm_size,  # STANDARD_NC6 is GPU-enabled
+        min_nodes=0,
+        max_nodes=4,
+    )
     # create the compute target
     compute_target = ComputeTarget.create(ws, compute_name, provisioning_config)
+
     # Can poll for a minimum number of nodes and for a specific timeout.
     # If no min node count is provided it will use the scale settings for the cluster
     compute_target.wait_for_completion(show_output=True, min_node_count=None, timeout_in_minutes=20)
+
     # For a more detailed view of current cluster status, use the 'status' property
     print(compute_target.status.serialize())
 
+from azureml.core import Environment
+from azureml.core.conda_dependencies import CondaDependencies
+from azureml.core.runconfig import RunConfiguration
+
 aml_run_config = RunConfiguration()
-# `compute_target` as defined above
+# `compute_target` as defined in "Azure Machine Learning compute" section above
 aml_run_config.target = compute_target
 
-# localpipe: curated environments are Azure's prebuilt images, and environments that install
-# packages are not built yet: the steps use only the standard library and localpipe, so they run
-# in the current interpreter.
-USE_CURATED_ENV = False
+USE_CURATED_ENV = True
 if USE_CURATED_ENV:
     curated_environment = Environment.get(workspace=ws, name="AzureML-Tutorial")
     aml_run_config.environment = curated_environment
 else:
-    aml_run_config.environment.python.user_managed_dependencies = True
+    aml_run_config.environment.python.user_managed_dependencies = False
+
+    # Add some packages relied on by data prep step
+    aml_run_config.environment.python.conda_dependencies = CondaDependencies.create(
+        conda_packages=["pandas", "scikit-learn"],
+        pip_packages=["azureml-sdk", "azureml-dataprep[fuse,pandas]"],
+        pin_sdk_version=False,
+    )
+
+from azureml.pipeline.steps import PythonScriptStep
 
 dataprep_source_dir = "./dataprep_src"
 entry_point = "prepare.py"
@@ -109,7 +111,7 @@ train_step = PythonScriptStep(
     allow_reuse=True,
 )
 
-# The seed does not show `compare_step`: it reads the training results and logs the best accuracy.
+# Not shown on the page: reads the training results and logs the best accuracy.
 compare_step = PythonScriptStep(
     script_name="compare.py",
     source_directory="./compare_src",
@@ -119,13 +121,16 @@ compare_step = PythonScriptStep(
     allow_reuse=True,
 )
 
-# list of steps to run
+# list of steps to run (`compare_step` definition not shown)
 compare_models = [data_prep_step, train_step, compare_step]
+
+from azureml.pipeline.core import Pipeline
 
 # Build the pipeline
 pipeline1 = Pipeline(workspace=ws, steps=[compare_models])
 
-if __name__ == "__main__":
-    # Submit the pipeline to be run
-    pipeline_run1 = Experiment(ws, "Compare_Models_Exp").submit(pipeline1)
-    pipeline_run1.wait_for_completion(show_output=True)
+from azureml.core import Experiment
+
+# Submit the pipeline to be run
+pipeline_run1 = Experiment(ws, "Compare_Models_Exp").submit(pipeline1)
+pipeline_run1.wait_for_completion()

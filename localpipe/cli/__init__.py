@@ -101,9 +101,16 @@ def cli(ctx: click.Context, debug: bool, workspace_dir: str | None) -> None:
     ctx.meta["localpipe.workspace_dir"] = workspace_dir
 
 
-from localpipe.cli import data_cmds, inspect_cmds, run_cmds, storage_cmds  # noqa: E402  (registers the commands)
+from localpipe.cli import (  # noqa: E402  (registers the commands)
+    compat_cmds,
+    data_cmds,
+    env_cmds,
+    inspect_cmds,
+    run_cmds,
+    storage_cmds,
+)
 
-for module in (run_cmds, inspect_cmds, data_cmds, storage_cmds):
+for module in (run_cmds, inspect_cmds, data_cmds, storage_cmds, env_cmds, compat_cmds):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from localpipe.cli.common import clock, duration, history, json_option, print_json, size, table, workspace
@@ -92,6 +94,14 @@ def show(run_id, as_json) -> None:
         ]
         if any(facts):
             click.echo("  " + ", ".join(f for f in facts if f))
+        build = step["environment_build"]
+        if build:
+            from localpipe.envs.cache import BUILD_LOG
+
+            click.echo(
+                f'  environment "{build["name"]}" {build["digest"][:12]} (Python {build["python"]}, '
+                f"{len(build['packages'])} packages), build log {os.path.join(build['path'], BUILD_LOG)}"
+            )
         for name, digest in step["outputs"].items():
             click.echo(f"  output {name}: {digest[:12]}")
         if step["log_tail"] and step["status"] == "Failed":

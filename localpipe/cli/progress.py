@@ -13,6 +13,7 @@ STYLES = {
     RunStatus.CANCELED: "yellow",
     RunStatus.RUNNING: "bold",
     RunStatus.QUEUED: "dim",
+    RunStatus.PREPARING: "dim",
 }
 SHOWN_FINISHED = 8  # finished steps kept on screen; the rest are counted
 
@@ -57,6 +58,10 @@ class LiveProgress:
     def run_finished(self, status: RunStatus) -> None:
         self.live.refresh()
 
+    def environment_changed(self, name: str, digest: str, state: str, detail: str) -> None:
+        style = {"failed": "bold red", "built": "green"}.get(state, "dim")
+        self.console.print(f'[{style}]environment "{name}" ({digest[:12]}) {state}:[/] {detail}')
+
     def _render(self):
         from rich.table import Table
 
@@ -68,7 +73,7 @@ class LiveProgress:
             self._row(table, step)
         for step in running:
             self._row(table, step)
-        queued = sum(st is RunStatus.QUEUED for st in self.status.values())
+        queued = sum(st in (RunStatus.QUEUED, RunStatus.PREPARING) for st in self.status.values())
         waiting = sum(st is RunStatus.NOT_STARTED for st in self.status.values())
         done = ", ".join(f"{n} {word.lower()}" for word, n in self.counts.items())
         table.caption = f"{len(running)} running, {queued} queued, {waiting} waiting" + (f"; {done}" if done else "")

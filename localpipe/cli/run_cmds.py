@@ -63,6 +63,10 @@ class StepPrinter:
     def run_finished(self, status) -> None:
         pass
 
+    def environment_changed(self, name, digest, state, detail) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        click.echo(f'{stamp}  {self.prefix}environment "{name}" ({digest[:12]}) {state}: {detail}', color=True)
+
     def __enter__(self):
         return self
 
@@ -73,7 +77,12 @@ class StepPrinter:
 @click.command()
 @pipeline_file
 @param_option
-@click.option("-e", "--experiment", default=None, help="Experiment name (default: the pipeline file's name).")
+@click.option(
+    "-e",
+    "--experiment",
+    default=None,
+    help="Experiment name (default: the one the file submits to, else the file's folder name).",
+)
 @click.option("--detach", is_flag=True, help="Return at once with the run id; the run goes on in the background.")
 @click.option("--regenerate-outputs", is_flag=True, help="Run every step; what they produce replaces the cache.")
 @click.option("--continue-on-step-failure", is_flag=True, help="Run every step not downstream of a failed one.")
@@ -90,23 +99,23 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     from pathlib import Path
 
     from localpipe.client.workspace import history_of
-    from localpipe.engine.loader import load_pipeline
+    from localpipe.engine.loader import load_file
     from localpipe.engine.submit import prepare_run, run_in_background, run_prepared
     from localpipe.status import RunStatus
 
     ws = workspace(create=True)
     history = history_of(ws)
     overrides = parse_params(params)
-    pipeline = load_pipeline(pipeline_file, ws)
-    name = experiment or Path(pipeline_file).resolve().parent.name
+    loaded = load_file(pipeline_file, ws)
+    name = experiment or loaded.experiment or Path(pipeline_file).resolve().parent.name
     started = time.monotonic()
     prepared = prepare_run(
         history,
-        pipeline,
+        loaded.pipeline,
         name,
-        overrides,
-        regenerate_outputs,
-        continue_on_step_failure,
+        {**loaded.parameters, **overrides},
+        regenerate_outputs or loaded.options.get("regenerate_outputs", False),
+        continue_on_step_failure or loaded.options.get("continue_on_step_failure", False),
         pipeline_file=str(Path(pipeline_file).resolve()),
     )
     if detach:
@@ -126,7 +135,12 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
 @click.command()
 @pipeline_file
 @param_option
-@click.option("-e", "--experiment", default=None, help="Experiment to compare with (default: the file's folder name).")
+@click.option(
+    "-e",
+    "--experiment",
+    default=None,
+    help="Experiment to compare with (default: the one the file submits to, else the file's folder name).",
+)
 @json_option
 def status(pipeline_file, params, experiment, as_json) -> None:
     """Say which steps of PIPELINE_FILE would run and why, without running anything.
@@ -138,13 +152,13 @@ def status(pipeline_file, params, experiment, as_json) -> None:
     from pathlib import Path
 
     from localpipe.client.workspace import history_of
-    from localpipe.engine.loader import load_pipeline
+    from localpipe.engine.loader import load_file
     from localpipe.engine.preview import preview
 
     ws = workspace(create=True)
-    pipeline = load_pipeline(pipeline_file, ws)
-    name = experiment or Path(pipeline_file).resolve().parent.name
-    rows = preview(history_of(ws), pipeline, name, parse_params(params))
+    loaded = load_file(pipeline_file, ws)
+    name = experiment or loaded.experiment or Path(pipeline_file).resolve().parent.name
+    rows = preview(history_of(ws), loaded.pipeline, name, {**loaded.parameters, **parse_params(params)})
     if as_json:
         print_json(rows)
         return

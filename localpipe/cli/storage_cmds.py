@@ -22,7 +22,13 @@ from localpipe.cli.common import history, json_option, print_json, size, table
     help="Forget the runs submitted longer ago than DURATION (90s, 30m, 12h, 7d).",
 )
 @click.option("--dry-run", is_flag=True, help="Say what would be removed; remove nothing.")
-def gc(keep_last, older_than, dry_run) -> None:
+@click.option(
+    "--envs",
+    "built_environments",
+    is_flag=True,
+    help="Instead: remove the machine's built environments no step used for --older-than (default 30d).",
+)
+def gc(keep_last, older_than, dry_run, built_environments) -> None:
     """Free disk space: forget old runs, then remove what nothing kept references.
 
     Removes the step outputs in the object store that no kept run and no registered dataset
@@ -30,16 +36,21 @@ def gc(keep_last, older_than, dry_run) -> None:
     and old leftovers in .localpipe/tmp/. A run still going on is always kept, with all it uses.
     With neither --keep-last nor --older-than every run is kept; with both, a run either keeps
     is kept. A step whose outputs were removed runs again the next time it is submitted.
+    With --envs it removes the machine's built environments instead (shared by every workspace).
 
     \b
     Example:
       localpipe gc --keep-last 5 --dry-run
       localpipe gc --older-than 7d
+      localpipe gc --envs --older-than 30d
     """
     from localpipe.engine.recovery import recover_abandoned_runs
     from localpipe.state.gc import collect, parse_duration, plan_gc
 
     seconds = parse_duration(older_than) if older_than is not None else None
+    if built_environments:
+        _gc_environments(seconds if seconds is not None else 30 * 86400, keep_last, dry_run)
+        return
     found = history()
     recover_abandoned_runs(found)  # a run whose scheduler died is not active: it must not pin its objects
     plan = plan_gc(found, keep_last, seconds)
@@ -69,6 +80,28 @@ def gc(keep_last, older_than, dry_run) -> None:
         )
     for problem in result.problems:
         click.echo(f"warning: could not remove {problem}", err=True)
+
+
+def _gc_environments(seconds: float, keep_last, dry_run: bool) -> None:
+    """Remove the built environments (machine-wide) no step used for ``seconds``; one being built stays."""
+    import time
+
+    from localpipe.envs import cache_root
+    from localpipe.envs.cache import EnvironmentCache
+    from localpipe.errors import UsageError
+
+    if keep_last is not None:
+        raise UsageError("--keep-last counts runs, not environments: use --envs with --older-than")
+    cache = EnvironmentCache(cache_root() / "envs")
+    freed = removed = 0
+    for built in cache.unused_for(seconds, time.time()):
+        if dry_run:
+            click.echo(f'would remove environment "{built.name}" {built.digest[:12]}  {size(built.size)}')
+        elif not cache.remove(built.digest):
+            click.echo(f'kept environment "{built.name}" {built.digest[:12]}: it is being built')
+            continue
+        freed, removed = freed + built.size, removed + 1
+    click.echo(f"{'would free' if dry_run else 'freed'} {size(freed)}: {removed} environments")
 
 
 @click.command()

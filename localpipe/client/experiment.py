@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from localpipe.client.runs import PipelineRun
 from localpipe.client.workspace import history_of
+from localpipe.errors import SubmittedWhileLoading
+from localpipe.sdk.workspace import current_workspace
 
 
 class Experiment:
@@ -29,6 +31,9 @@ class Experiment:
         """
         from localpipe.engine.submit import prepare_run, run_in_background
 
+        if current_workspace.get() is not None:  # a command is loading the file that calls this
+            options = {"regenerate_outputs": regenerate_outputs, "continue_on_step_failure": continue_on_step_failure}
+            raise SubmittedWhileLoading(pipeline, self.name, pipeline_parameters, options)
         history = history_of(self.workspace)
         prepared = prepare_run(
             history, pipeline, self.name, pipeline_parameters, regenerate_outputs, continue_on_step_failure, tags

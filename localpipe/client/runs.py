@@ -59,7 +59,7 @@ class PipelineRun:
         return result
 
     def wait_for_completion(
-        self, show_output: bool = False, timeout_seconds: float | None = None, raise_on_error: bool = True
+        self, show_output: bool = True, timeout_seconds: float | None = None, raise_on_error: bool = True
     ) -> str:
         """Block until the run ends; with ``show_output``, print each step's status changes and log."""
         history = self._history

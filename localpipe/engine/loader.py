@@ -1,10 +1,14 @@
 """Loading a pipeline file: run it as a module and find the Pipeline it builds.
 
 The file runs with ``__name__ == "__localpipe__"`` (so an ``if __name__ == "__main__":`` block
-that submits is skipped), with its own folder as the current directory (so relative paths in
-it mean the same wherever the command is run), and with ``Workspace.from_config()`` answering
-the workspace the command uses. ``exit()``, ``sys.exit()`` and ``os._exit()`` while loading are
-refused, not obeyed; a time limit (the watcher's) ends a file that never finishes loading.
+that submits is skipped); a file that submits at its top level, as Azure's samples do
+(``Experiment(ws, name).submit(pipeline)``), stops there, and the command takes the pipeline it
+submits with that experiment's name and options. The file runs with its own folder as the
+current directory (so relative paths in it mean the same wherever the command is run), and with
+``Workspace.from_config()`` answering the workspace the command uses. ``exit()``, ``sys.exit()``
+and ``os._exit()`` while loading are refused, not obeyed; a time limit (the watcher's) ends a
+file that never finishes loading. From the first load on, ``import azureml...`` in this process
+means localpipe (docs/azureml-imports.md).
 """
 
 from __future__ import annotations
@@ -17,15 +21,33 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from localpipe.errors import LoadTimedOut, PipelineFileError, UsageError
+from localpipe.compat import SHIM_DIR
+from localpipe.errors import LoadTimedOut, PipelineFileError, SubmittedWhileLoading, UsageError
 from localpipe.sdk.pipeline import Pipeline
 from localpipe.sdk.workspace import current_workspace
 
 
+@dataclass
+class LoadedFile:
+    """A loaded pipeline file: its Pipeline and, when the file submitted it, how."""
+
+    pipeline: Pipeline
+    experiment: str | None = None  # the name the file's Experiment.submit gave
+    parameters: dict = field(default_factory=dict)
+    options: dict = field(default_factory=dict)  # regenerate_outputs, continue_on_step_failure
+
+
 def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) -> Pipeline:
-    """The Pipeline built by the file at ``path``: the one named ``pipeline``, or the only one.
+    """The Pipeline built (or submitted) by the file at ``path``."""
+    return load_file(path, ws, time_limit).pipeline
+
+
+def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> LoadedFile:
+    """The Pipeline the file at ``path`` submits, or else the one it names ``pipeline``, or else
+    the only one it builds.
 
     With ``time_limit`` (seconds; honoured in the main thread), a file still loading then is
     stopped with a PipelineFileError.
@@ -33,6 +55,8 @@ def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) 
     file = Path(path).resolve()
     if not file.is_file():
         raise PipelineFileError(f"pipeline file {path} does not exist: pass the path of a .py file")
+    if SHIM_DIR not in sys.path:  # for the process's life: the file's objects may import azureml later
+        sys.path.insert(0, SHIM_DIR)
     token = current_workspace.set(ws)
     old_cwd, old_path, real_exit = os.getcwd(), list(sys.path), os._exit
     handlers = _signal_handlers()
@@ -44,6 +68,8 @@ def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) 
     try:
         with _limited(time_limit):
             namespace = runpy.run_path(str(file), run_name="__localpipe__")
+    except SubmittedWhileLoading as submitted:
+        return LoadedFile(submitted.pipeline, submitted.experiment, submitted.parameters, submitted.options)
     except LoadTimedOut:
         raise PipelineFileError(
             f"pipeline file {path} timed out: still loading after {time_limit:g}s (LOCALPIPE_LOAD_TIMEOUT): make it "
@@ -72,7 +98,7 @@ def load_pipeline(path: str | os.PathLike, ws, time_limit: float | None = None) 
         os.chdir(old_cwd)
         sys.path[:] = old_path
         current_workspace.reset(token)
-    return _pick(namespace, path)
+    return LoadedFile(_pick(namespace, path))
 
 
 def _refuse_exit(loader: int, real_exit, code: int) -> None:

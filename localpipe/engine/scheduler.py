@@ -16,7 +16,7 @@ import signal as signals
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import psutil
@@ -25,6 +25,7 @@ from localpipe.content.hashing import TreeDigest, dataset_digest
 from localpipe.content.statcache import StatCache
 from localpipe.engine.decide import Decision, decide, intact
 from localpipe.engine.deliver import deliver
+from localpipe.engine.environments import Environments
 from localpipe.engine.executors import Executor, Exit
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail
@@ -32,6 +33,7 @@ from localpipe.engine.progress import Progress
 from localpipe.engine.recovery import recover_abandoned_runs
 from localpipe.engine.resources import ALIVE_CHECK_SECONDS, ClaimRequest, Placement, ResourcePool, process_alive
 from localpipe.engine.workdir import StepFolder, commit_outputs, fingerprint, prepare_step, step_environment
+from localpipe.envs.cache import BuiltEnvironment
 from localpipe.errors import StateError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import Graph, StepSpec
@@ -56,6 +58,10 @@ class Reporter:
     def run_finished(self, status: RunStatus) -> None:
         """The run reached its final status."""
 
+    def environment_changed(self, name: str, digest: str, state: str, detail: str) -> None:
+        """An environment started building (``state`` "building", ``detail`` its log), was built
+        ("built", how long it took) or could not be ("failed", why)."""
+
 
 @dataclass
 class _Running:
@@ -67,6 +73,7 @@ class _Running:
     placement: Placement
     mounts: dict[str, tuple]  # input name -> (path in the store, fingerprint at launch)
     secrets: list[str]  # values masked in its logs and in what it logs
+    environment: str | None  # the digest of the built environment it runs in
     timed_out: bool = False
     canceled: str | None = None  # why it is being canceled, when it is
 
@@ -110,6 +117,8 @@ class Scheduler:
         executor: Executor,
         reporter: Reporter | None = None,
         now: Callable[[], float] = time.time,
+        environments: Environments | None = None,
+        runtime_path: str | None = None,
     ):
         self.run = run
         self.graph = graph
@@ -118,6 +127,9 @@ class Scheduler:
         self.store = store
         self.pool = pool
         self.executor = executor
+        self.environments = environments or Environments()
+        self.environments.wake = executor.wake
+        self.runtime_path = runtime_path  # on the steps' PYTHONPATH: localpipe and its azureml names
         self.reporter = reporter or Reporter()
         self.now = now
         self.step_ids = run.step_ids
@@ -126,6 +138,9 @@ class Scheduler:
         self.running: dict[str, _Running] = {}
         self.ready: dict[str, None] = {}  # steps waiting for resources, in order (a dict: removed from anywhere)
         self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
+        self.preparing: dict[str, str] = {}  # step -> the digest of the environment being built for it
+        self.built: dict[str, BuiltEnvironment] = {}  # step -> the built environment it runs in
+        self._recorded_builds: set[str] = set()
         self.halt_reason: str | None = None  # why no further step starts (a step failed, the run is ending)
         self.cancel_reason: str | None = None  # why the whole run must be canceled, at the next safe point
         self.interrupted = False  # the cancel came from SIGINT: re-raise it once the run is recorded
@@ -183,6 +198,7 @@ class Scheduler:
                 return RunStatus.CANCELED
             return self._finish_run(None, None)
         finally:
+            self.environments.close()
             self.executor.close()  # last: closing ends whatever still runs, without a grace period
 
     def _loop(self) -> None:
@@ -190,7 +206,7 @@ class Scheduler:
             self._check_twins()
             self._decide_ready()
             self._launch_ready()
-            if not self.running and not self.ready and not self.waiting:
+            if not self.running and not self.ready and not self.waiting and not self.preparing:
                 return
             self._ingest_running_metrics()
             exits = self.executor.wait(self._wait_timeout())
@@ -200,6 +216,8 @@ class Scheduler:
                     self._cancel_step(name, cancel.reason)
             for event in exits:
                 self._finished(event)
+            for build in self.environments.finished():
+                self._environment_built(build)
             self._enforce_timeouts()
 
     def request_stop(self, reason: str) -> None:
@@ -402,8 +420,53 @@ class Scheduler:
         return self._requests[name]
 
     def _make_ready(self, name: str) -> None:
+        """Queue ``name`` for resources once its environment is built (building it first if not)."""
+        environment = self.graph.steps[name].environment
+        if environment["kind"] == "venv" and name not in self.built:
+            built = self.environments.get(environment)
+            if built is None:
+                self._prepare(name, environment)
+                return
+            self._use(name, built)
         self.ready[name] = None
         self._claim_again = True
+
+    def _use(self, name: str, built: BuiltEnvironment) -> None:
+        """``name`` runs in ``built``, which history.db keeps (once) with what it installed."""
+        if built.digest not in self._recorded_builds:
+            self.history.environments.record(asdict(built))
+            self._recorded_builds.add(built.digest)
+        self.built[name] = built
+
+    def _prepare(self, name: str, environment: dict) -> None:
+        digest = environment["digest"]
+        if digest not in self.preparing.values():
+            log = self.environments.cache.building_log(digest)
+            self.reporter.environment_changed(environment["name"], digest, "building", f"log: {log}")
+        self.preparing[name] = digest
+        self._transition(name, RunStatus.PREPARING, None)
+
+    def _environment_built(self, build) -> None:
+        names = [name for name, digest in self.preparing.items() if digest == build.digest]
+        for name in names:
+            del self.preparing[name]
+        environment = self.graph.steps[names[0]].environment if names else None
+        if build.environment is not None:
+            if environment is not None:
+                seconds = f"{build.environment.build_seconds:.1f}s"
+                self.reporter.environment_changed(environment["name"], build.digest, "built", seconds)
+            for name in names:
+                self._use(name, build.environment)
+                self.ready[name] = None
+                self._claim_again = True
+            return
+        failure = build.failure
+        where = f" (log: {failure.log})" if failure.log else ""
+        if environment is not None:
+            self.reporter.environment_changed(environment["name"], build.digest, "failed", failure.reason + where)
+        for name in names:
+            reason = f'environment "{environment["name"]}" could not be built: {failure.reason}{where}'
+            self._fail(name, reason, retry=False)
 
     def _release(self, placement: Placement) -> None:
         self.pool.release(placement)
@@ -417,6 +480,7 @@ class Scheduler:
     def _launch(self, name: str, placement: Placement) -> None:
         spec = self.graph.steps[name]
         folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
+        built = self.built.get(name)
         env = step_environment(
             self._base_env,
             self.history.layout.root,
@@ -425,6 +489,9 @@ class Scheduler:
             self.step_ids[name],
             name,
             placement,
+            spec.environment.get("variables", {}),
+            self.runtime_path,
+            built.path if built else None,
         )
         try:
             launch, snapshot, mounts = prepare_step(
@@ -435,6 +502,7 @@ class Scheduler:
                 {u: self.graph.steps[u].outputs for u in spec.upstream},
                 self.store,
                 env,
+                built.interpreter if built else None,
             )
         except (OSError, ValueError) as exc:
             self._release(placement)
@@ -444,7 +512,9 @@ class Scheduler:
             self.history.cache.add_snapshot(snapshot.digest, snapshot.files, snapshot.size)
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
-        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts, launch.masked)
+        self.running[name] = _Running(
+            spec, folder, snapshot, started, deadline, placement, mounts, launch.masked, built.digest if built else None
+        )
         fault_point("before-step-start")
         self.executor.start(launch)
         fault_point("step-started")
@@ -457,6 +527,7 @@ class Scheduler:
             arguments=launch.argv,
             placement=placement.describe(),
             snapshot=snapshot.digest if snapshot else None,
+            environment=built.digest if built else None,
         )
         fault_point("step-running")
 
@@ -470,9 +541,10 @@ class Scheduler:
         if name in self.running:
             self.running[name].canceled = reason
             self.executor.terminate(name)
-        elif status in (RunStatus.NOT_STARTED, RunStatus.QUEUED):
+        elif status in (RunStatus.NOT_STARTED, RunStatus.QUEUED, RunStatus.PREPARING):
             self.ready.pop(name, None)
             self.waiting.pop(name, None)
+            self.preparing.pop(name, None)
             self._transition(name, RunStatus.CANCELED, reason, ended_at=self.now())
 
     # -- finishing a step -------------------------------------------------------------------
@@ -567,7 +639,9 @@ class Scheduler:
             fault_point("in-cache-entry")
         fault_point("after-completed")
 
-    def _fail(self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None) -> None:
+    def _fail(
+        self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None, retry: bool = True
+    ) -> None:
         spec = self.graph.steps[name]
         step = self.steps[name]
         folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
@@ -580,7 +654,7 @@ class Scheduler:
                 pid=exit_event.pid,
             )
         remove_tree(folder.outputs)  # nothing of a failed attempt may be mistaken for output
-        if step.attempt <= spec.max_retries and not self.halt_reason:
+        if retry and step.attempt <= spec.max_retries and not self.halt_reason:
             step.attempt += 1
             self._transition(
                 name, RunStatus.QUEUED, f"retry {step.attempt - 1} of {spec.max_retries} after: {reason}", **fields
@@ -590,9 +664,10 @@ class Scheduler:
         self._transition(name, RunStatus.FAILED, reason, **fields)
         if not self.run.continue_on_step_failure and not self.halt_reason:
             self.halt_reason = f'step "{name}" failed'
-            for queued in self.ready:
+            for queued in [*self.ready, *self.preparing]:
                 self._transition(queued, RunStatus.CANCELED, f"not run: {self.halt_reason}")
             self.ready.clear()
+            self.preparing.clear()
 
     def _enforce_timeouts(self) -> None:
         for name, running in self.running.items():

@@ -15,14 +15,19 @@ from dataclasses import dataclass
 
 import psutil
 
+from localpipe.compat.runtime import step_pythonpath
 from localpipe.content.hashing import TreeDigest
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
+from localpipe.engine.environments import Environments
 from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.router import Router
 from localpipe.engine.gitinfo import git_info
 from localpipe.engine.resources import ResourcePool
 from localpipe.engine.scheduler import Reporter, Scheduler
+from localpipe.envs import cache_root
+from localpipe.envs.pythons import find_pythons
+from localpipe.errors import UsageError
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.host import detect_host
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
@@ -52,7 +57,13 @@ def plan(
 
     log_limit()  # a bad LOCALPIPE_MAX_LOG_BYTES is refused before anything is recorded
     host = detect_host()
-    capacity = Capacity(host.cpus, host.memory_total, detect_gpus)
+    capacity = Capacity(
+        host.cpus,
+        host.memory_total,
+        detect_gpus,
+        pythons=lambda: find_pythons(cache_root() / "pythons.json"),
+        python_fallback=python_fallback(),
+    )
     targets = targets_from_configs(history.registry.compute_targets())
     graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
     trees = trees or TreeCache(StatCache(history.layout.statcache))
@@ -142,7 +153,27 @@ def scheduler_for(
         pool,
         Router(),
         reporter,
+        environments=Environments(),
+        runtime_path=_runtime_path(history),
     )
+
+
+def _runtime_path(history: History) -> str:
+    """The folder that gives every step ``localpipe`` and its ``azureml`` names: in the machine's
+    cache, or in the workspace when the cache cannot be written."""
+    try:
+        return step_pythonpath(cache_root())
+    except OSError:
+        return step_pythonpath(history.layout.state_dir)
+
+
+def python_fallback() -> bool:
+    """``LOCALPIPE_PYTHON_FALLBACK=closest``: an environment asking for a Python version this
+    machine lacks gets the closest one instead of being refused."""
+    value = os.environ.get("LOCALPIPE_PYTHON_FALLBACK", "")
+    if value not in ("", "closest"):
+        raise UsageError(f'LOCALPIPE_PYTHON_FALLBACK="{value}" is not "closest": set it to closest, or unset it')
+    return value == "closest"
 
 
 def run_in_background(history: History, run_id: int) -> int:

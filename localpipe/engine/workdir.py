@@ -59,13 +59,15 @@ def prepare_step(
     upstream_is_dir: dict[str, dict[str, bool]],
     store: ObjectStore,
     env: dict[str, str],
+    interpreter: str | None = None,
 ) -> tuple[Launch, TreeDigest | None, dict[str, tuple]]:
     """Make the step's folder ready for a new attempt: its launch, the snapshot its source was copied
-    to, and the inputs it reads straight from the store (see ``store_mounts``)."""
+    to, and the inputs it reads straight from the store (see ``store_mounts``). ``interpreter``
+    is a built environment's, when the step runs in one."""
     folder.reset()
     snapshot = snapshot_source(step, source, folder)
     inputs = {i: input_path(step, i, upstream_outputs, upstream_is_dir, store, folder) for i in step.inputs}
-    launch = build_launch(step, folder, inputs, env, key=step.name)
+    launch = build_launch(step, folder, inputs, env, key=step.name, interpreter=interpreter)
     return launch, snapshot, store_mounts(step, inputs, store)
 
 
@@ -77,9 +79,22 @@ def step_environment(
     step_run_id: int,
     name: str,
     placement: Placement,
+    variables: dict[str, str] | None = None,
+    runtime_path: str | None = None,
+    venv: str | None = None,
 ) -> dict[str, str]:
-    """The environment of a step: the scheduler's, with what tells the step who and where it is."""
+    """The environment of a step: the scheduler's, with what tells the step who and where it is,
+    the variables its environment sets, localpipe's own modules (``runtime_path``, so that
+    ``from azureml.core import Run`` works in any interpreter) and, in a built environment
+    (``venv``), that environment first on PATH, as its activation would."""
     env = dict(base)
+    if venv is not None:
+        env["VIRTUAL_ENV"] = venv
+        env["PATH"] = os.pathsep.join(filter(None, [os.path.join(venv, "bin"), env.get("PATH")]))
+        env.pop("PYTHONHOME", None)
+    if runtime_path is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [runtime_path, env.get("PYTHONPATH")]))
+    env.update(variables or {})
     gpus = placement.gpus
     env.update(
         {
@@ -174,7 +189,12 @@ def _ensure_inside(path: Path, root: Path, name: str) -> None:
 
 
 def build_launch(
-    step: StepSpec, folder: StepFolder, input_paths: dict[str, str], env: dict[str, str], key: str
+    step: StepSpec,
+    folder: StepFolder,
+    input_paths: dict[str, str],
+    env: dict[str, str],
+    key: str,
+    interpreter: str | None = None,
 ) -> Launch:
     """The argv and environment of one attempt, with data references replaced by paths."""
     output_paths = {}
@@ -184,8 +204,7 @@ def build_launch(
         output_paths[name] = str(path)
     args = [_resolve(token, input_paths, output_paths) for token in step.argv]
     if step.kind == "python":
-        interpreter = step.environment.get("interpreter") or sys.executable
-        argv = [interpreter, step.script, *args]
+        argv = [interpreter or step.environment.get("interpreter") or sys.executable, step.script, *args]
     else:
         argv = args
     env = dict(env)

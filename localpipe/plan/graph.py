@@ -8,18 +8,16 @@ stored in history.db and is all the scheduler needs: it never sees the user's ob
 
 from __future__ import annotations
 
-import functools
 import graphlib
 import math
 import numbers
 import os
 import re
-import sys
 from dataclasses import dataclass, field
 from typing import Any
 
 from localpipe.errors import PipelineValidationError
-from localpipe.plan import checks
+from localpipe.plan import checks, environments
 from localpipe.sdk.data import (
     DatasetConsumptionConfig,
     FileDataset,
@@ -37,13 +35,22 @@ DEFAULT_RESOURCES = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": Non
 
 
 class Capacity:
-    """What this machine can give one step; GPUs are only looked for when a step asks for them."""
+    """What this machine can give one step; GPUs and Python interpreters are only looked for when
+    a step asks for them."""
 
-    def __init__(self, cpus: int, memory: int, gpus=None):
+    def __init__(self, cpus: int, memory: int, gpus=None, pythons=None, python_fallback: bool = False):
         self.cpus = cpus
         self.memory = memory
         self._gpus = gpus  # a GpuReport, or a callable that returns one
         self._report = None
+        self._pythons = pythons  # a callable that returns the interpreters found: [(version, path)]
+        self._found_pythons = None
+        self.python_fallback = python_fallback  # a Python version not found takes the closest one
+
+    def pythons(self) -> list[tuple[str, str]]:
+        if self._found_pythons is None:
+            self._found_pythons = list(self._pythons()) if self._pythons else []
+        return self._found_pythons
 
     def gpu_report(self):
         if self._report is None:
@@ -151,7 +158,7 @@ def _plan(
     if not all(isinstance(name, str) for name in names.values()):  # every other problem is named after its step
         return Graph({}, {}, pipeline.description), found
     parameters = _resolve_parameters(pipeline.steps, overrides, found)
-    specs = [_step_spec(step, names, parameters, pipeline, compute_targets, found) for step in pipeline.steps]
+    specs = [_step_spec(step, names, parameters, pipeline, compute_targets, capacity, found) for step in pipeline.steps]
     if capacity is not None:
         for spec in specs:
             _check_capacity(spec, capacity, found)
@@ -245,6 +252,7 @@ def _step_spec(
     parameters: dict,
     pipeline,
     compute_targets: dict | None,
+    capacity: Capacity | None,
     found: list[str],
 ) -> StepSpec:
     label = f'step "{step.name}"'
@@ -305,7 +313,9 @@ def _step_spec(
         outputs=outputs,
         params=params,
         pipeline_params=used_params,
-        environment=environment_fingerprint(step.runconfig.environment),
+        environment=environments.resolve(
+            label, step.runconfig.environment, capacity, found, step.runconfig.environment_variables
+        ),
         compute_target=target_name,
         allow_reuse=checks.flag(label, "allow_reuse", step.allow_reuse, found),
         version=checks.version(label, step.version, found),
@@ -483,34 +493,6 @@ def _param_value(value, parameters: dict, used: dict):
         used[value.name] = parameters.get(value.name, value.default_value)
         return used[value.name]
     return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-
-def environment_fingerprint(environment) -> dict[str, Any]:
-    """What identifies the environment a step runs in, for its cache key."""
-    if environment.docker.enabled:
-        return {"kind": "docker", "image": environment.docker.base_image}
-    deps = environment.python.conda_dependencies
-    if not environment.python.user_managed_dependencies and deps is not None:
-        return {
-            "kind": "venv",
-            "pip": sorted(deps.pip_packages),
-            "conda": sorted(deps.conda_packages),
-            "python": deps.python_version,
-        }
-    return _interpreter_fingerprint(environment.python.interpreter_path or sys.executable)
-
-
-@functools.lru_cache(maxsize=16)
-def _interpreter_fingerprint(interpreter: str) -> dict[str, Any]:
-    # The interpreter's real file and prefix identify it: `python`, `python3.11` and a shim name
-    # the same one, while a virtual environment (a link to its base) has a prefix of its own.
-    return {
-        "kind": "python",
-        "interpreter": interpreter,
-        "identity": os.path.realpath(interpreter),
-        "prefix": sys.prefix if interpreter == sys.executable else None,
-        "version": sys.version.split()[0],
-    }
 
 
 def _order(specs: list[StepSpec], found: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ from localpipe.content.hashing import hash_bytes
 from localpipe.plan.graph import StepSpec
 
 KEY_VERSION = 1
+_NOT_KEYED = ("interpreter", "name", "dropped")
 
 
 def key_components(step: StepSpec, source_digest: str | None, input_digests: dict[str, str]) -> dict[str, Any]:
@@ -29,8 +30,9 @@ def key_components(step: StepSpec, source_digest: str | None, input_digests: dic
         "inputs": dict(sorted(input_digests.items())),
         # A download is a writable copy in the step's folder, a mount a read-only path: a script may tell.
         "input_modes": {name: spec.mode for name, spec in sorted(step.inputs.items())},
-        # How the interpreter was spelled is not part of the key; what it is, is.
-        "environment": {k: v for k, v in step.environment.items() if k != "interpreter"},
+        # How the interpreter was spelled is not part of the key, nor what the environment is
+        # named; what it is, is.
+        "environment": {k: v for k, v in step.environment.items() if k not in _NOT_KEYED},
         "outputs": sorted(step.outputs),
         "version": step.version,
         "secret_env": step.secret_env,  # which secrets the step gets, never their values

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
-from localpipe.errors import UsageError
+from localpipe.errors import ComputeTargetException, UsageError
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,35 @@ class ComputeTargetStatus:
 
 
 class ComputeTarget:
-    """A named local resource pool kept in history.db."""
+    """A named local resource pool kept in history.db.
 
-    def __init__(self, name: str, config: ProvisioningConfiguration | None = None):
+    ``ComputeTarget(ws, name)`` (``workspace=``, ``name=``), as in Azure ML, is the existing target
+    ``name`` of ``ws``, and ``AmlCompute(ws, name)`` one of that kind; ComputeTargetException when
+    there is none. ``ComputeTarget(name, config)`` declares one without looking anything up.
+    """
+
+    def __new__(cls, *args, **kwargs):
+        workspace, name = _lookup_arguments(args, kwargs)
+        if workspace is None:
+            return super().__new__(cls)
+        found = compute_targets(workspace).get(name)
+        if found is None:
+            raise ComputeTargetException(
+                f'compute target "{name}" does not exist in workspace {workspace.root}: create it with '
+                f'ComputeTarget.create(ws, "{name}", ...) or use "local"'
+            )
+        if not isinstance(found, cls):
+            raise ComputeTargetException(
+                f'compute target "{name}" is a {type(found).__name__}, not {cls.__name__}: '
+                f"get it with {type(found).__name__}(ws, {name!r})"
+            )
+        return found
+
+    def __init__(self, *args, **kwargs):
+        if _lookup_arguments(args, kwargs)[0] is None:  # else __new__ returned a target already made
+            self._declare(*args, **kwargs)
+
+    def _declare(self, name: str, config: ProvisioningConfiguration | None = None) -> None:
         self.name = name
         self.config = config or ProvisioningConfiguration(kind="local")
 
@@ -132,6 +158,15 @@ class AmlCompute(ComputeTarget):
 
         size = lookup_vm_size(vm_size)
         return ProvisioningConfiguration("aml", size.cpus, size.gpus, size.memory_bytes, max_nodes, size.name)
+
+
+def _lookup_arguments(args: tuple, kwargs: dict) -> tuple:
+    """(workspace, name) when ComputeTarget is called as Azure's ``ComputeTarget(workspace, name)``;
+    (None, None) for a declaration, ``ComputeTarget(name, config)``, whose first argument is text."""
+    first = kwargs["workspace"] if "workspace" in kwargs else args[0] if args else None
+    if first is None or isinstance(first, str):
+        return None, None
+    return first, kwargs["name"] if "name" in kwargs else args[1] if len(args) > 1 else None
 
 
 LOCAL = ComputeTarget("local")

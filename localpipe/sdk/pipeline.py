@@ -1,4 +1,5 @@
-"""Pipeline: the set of steps to run, with the producers of their inputs pulled in."""
+"""Pipeline: the set of steps to run, with the producers of their inputs pulled in; StepSequence:
+steps in the order they run."""
 
 from __future__ import annotations
 
@@ -9,8 +10,33 @@ from localpipe.sdk.data import PipelineDataInput
 from localpipe.sdk.steps import PipelineStep
 
 
+class StepSequence:
+    """Steps in the order they run, with no data passed between them (Azure ML's
+    ``azureml.pipeline.core.StepSequence``): ``Pipeline(ws, steps=StepSequence(steps=[a, b, c]))``
+    runs ``b`` after ``a`` and ``c`` after ``b``. An element may be a list of steps, run in
+    parallel after the element before it and before the element after it, or a StepSequence.
+
+    The order is kept as ``run_after`` on the steps themselves, set here.
+    """
+
+    def __init__(self, steps=None):
+        self.steps = list(steps or [])
+        before: list[PipelineStep] = []
+        for element in self.steps:
+            group = list(_flatten([element]))
+            for step in group:
+                for earlier in before:
+                    if earlier not in step.predecessors:
+                        step.run_after(earlier)
+            before = group
+
+    def __repr__(self) -> str:
+        return f"StepSequence({self.steps!r})"
+
+
 class Pipeline:
-    """Steps to run together; ``steps`` may be nested lists (the seed passes a list in a list)."""
+    """Steps to run together; ``steps`` may be nested lists (the seed passes a list in a list) or a
+    StepSequence."""
 
     def __init__(
         self, workspace, steps, description: str | None = None, default_source_directory: str | None = None, **_ignored
@@ -50,8 +76,10 @@ def _flatten(items):
     if isinstance(items, PipelineStep):
         yield items
         return
+    if isinstance(items, StepSequence):
+        items = items.steps
     for item in items:
-        if isinstance(item, (list, tuple)):
+        if isinstance(item, (list, tuple, StepSequence)):
             yield from _flatten(item)
         elif isinstance(item, PipelineStep):
             yield item

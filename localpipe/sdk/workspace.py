@@ -8,10 +8,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from localpipe.errors import WorkspaceNotFoundError
+from localpipe.errors import UsageError, WorkspaceNotFoundError
 from localpipe.sdk.service import WorkspaceService
 
 STATE_DIR = ".localpipe"
+# What Azure ML's Workspace.from_config() reads, and the keys it needs (written by ws.write_config()).
+AZURE_CONFIG = "config.json"
+AZURE_KEYS = ("subscription_id", "resource_group", "workspace_name")
 
 # Set by the CLI while it loads a pipeline file, so that `Workspace.from_config()` inside
 # that file answers with the workspace the command already chose.
@@ -29,6 +32,7 @@ class Workspace:
         self.root = Path(root).resolve()
         self.state_dir = self.root / STATE_DIR
         self._service: WorkspaceService | None = None
+        self._azure: dict[str, str] = {}  # what an Azure config.json said (see from_config)
 
     @property
     def service(self) -> WorkspaceService:
@@ -39,17 +43,35 @@ class Workspace:
 
     # -- finding and creating -------------------------------------------------------------
     @classmethod
-    def from_config(cls, path: str | os.PathLike | None = None, **_ignored) -> Workspace:
-        """The nearest workspace walking up from ``path`` (default: the current directory)."""
-        if path is None and (ws := current_workspace.get()) is not None:
-            return ws
+    def from_config(
+        cls, path: str | os.PathLike | None = None, auth=None, _logger=None, _file_name: str | None = None
+    ) -> Workspace:
+        """The nearest workspace (a folder holding ``.localpipe/``) walking up from ``path``: a folder,
+        or a file in one (default: the current directory).
+
+        An Azure ML ``config.json`` (or ``_file_name``) found on the way, in a folder or its
+        ``.azureml/`` subfolder, up to the workspace's own folder, or ``path`` itself when it is
+        that file, names it: its ``workspace_name`` becomes ``name``, and ``subscription_id``,
+        ``resource_group`` (and ``location``, if given) are kept. ``auth`` is accepted and unused.
+        """
         start = Path(path or os.getcwd()).resolve()
-        for folder in (start, *start.parents):
-            if (folder / STATE_DIR).is_dir():
-                return cls(folder)
-        raise WorkspaceNotFoundError(
-            f"no localpipe workspace in {start} or any parent: run `localpipe init` there first"
-        )
+        folder = start.parent if start.is_file() else start
+        if path is None and (ws := current_workspace.get()) is not None:
+            found = ws
+        else:
+            found = next((cls(f) for f in (folder, *folder.parents) if (f / STATE_DIR).is_dir()), None)
+            if found is None:
+                raise WorkspaceNotFoundError(
+                    f"no localpipe workspace in {folder} or any parent: run `localpipe init` there first"
+                )
+        config = start if start.is_file() else _find_azure_config(folder, _file_name or AZURE_CONFIG)
+        if config is None:
+            return found
+        import copy  # here, not above: finding a workspace stays cheap for the CLI
+
+        named = copy.copy(found)  # the same workspace and service, named as config.json says
+        named._azure = _read_azure_config(config)
+        return named
 
     @classmethod
     def create(cls, path: str | os.PathLike = ".", exist_ok: bool = True, **_ignored) -> Workspace:
@@ -62,7 +84,23 @@ class Workspace:
 
     @property
     def name(self) -> str:
-        return self.root.name
+        """``workspace_name`` of the Azure ``config.json`` it was found with, else its folder's name."""
+        return self._azure.get("workspace_name", self.root.name)
+
+    @property
+    def subscription_id(self) -> str:
+        """That of the Azure ``config.json`` it was found with, else ``"local"``."""
+        return self._azure.get("subscription_id", "local")
+
+    @property
+    def resource_group(self) -> str:
+        """That of the Azure ``config.json`` it was found with, else ``"local"``."""
+        return self._azure.get("resource_group", "local")
+
+    @property
+    def location(self) -> str:
+        """That of the Azure ``config.json`` it was found with, else ``"local"``: this machine."""
+        return self._azure.get("location", "local")
 
     # -- views of the workspace's records -------------------------------------------------
     def get_default_datastore(self):
@@ -105,3 +143,34 @@ class Workspace:
 
     def __hash__(self) -> int:
         return hash(self.root)
+
+
+def _find_azure_config(start: Path, file_name: str) -> Path | None:
+    """``file_name`` in ``start``, its ``.azureml/``, or those of a parent, up to the first folder
+    that holds a workspace (an unrelated config.json above a project is never read)."""
+    for folder in (start, *start.parents):
+        for candidate in (folder / file_name, folder / ".azureml" / file_name):
+            if candidate.is_file():
+                return candidate
+        if (folder / STATE_DIR).is_dir():
+            return None
+    return None
+
+
+def _read_azure_config(path: Path) -> dict[str, str]:
+    """The workspace settings of an Azure ML config.json; a UsageError naming it when it holds none."""
+    import json
+
+    fix = 'write {"subscription_id": ..., "resource_group": ..., "workspace_name": ...} in it, or move it away'
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else f"not JSON ({exc})"
+        raise UsageError(f"Azure ML config {path} cannot be read: {reason}: {fix}") from None
+    if not isinstance(config, dict):
+        raise UsageError(f"Azure ML config {path} is not a JSON object: {fix}")
+    wrong = [key for key in AZURE_KEYS if not isinstance(config.get(key), str) or not config[key]]
+    if wrong:
+        raise UsageError(f"Azure ML config {path} lacks {', '.join(wrong)} (or they are not text): {fix}")
+    keys = (*AZURE_KEYS, "location")
+    return {key: config[key] for key in keys if isinstance(config.get(key), str)}

@@ -63,11 +63,23 @@ def _output_files(db: SqliteDatabase, t: Tables) -> None:
         migrate(SqliteMigrator(db).add_column("step_output", "files", t.StepOutput.files))
 
 
+def _environment_builds(db: SqliteDatabase, t: Tables) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    if "environment" not in {column.name for column in db.get_columns("step_run")}:
+        migrate(SqliteMigrator(db).add_column("step_run", "environment", t.StepRun.environment))
+    db.create_tables([t.EnvironmentBuild])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
 MIGRATIONS = list(
-    zip(MIGRATION_NAMES, (_initial, _resource_claims, _dataset_lineage, _git_info, _output_files), strict=True)
+    zip(
+        MIGRATION_NAMES,
+        (_initial, _resource_claims, _dataset_lineage, _git_info, _output_files, _environment_builds),
+        strict=True,
+    )
 )
 
 

@@ -11,7 +11,8 @@ two workspaces open in one process never cross. Its operations are grouped by wh
   steps of other runs computing the same key;
 - ``claims``: CPUs, memory and GPUs held by running steps, across every scheduler;
 - ``registry``: datastores, compute targets, environments and experiments a user registers;
-- ``datasets``: registered dataset versions and their lineage.
+- ``datasets``: registered dataset versions and their lineage;
+- ``environments``: the built environments the workspace's steps ran in.
 
 Every operation returns plain values (numbers, strings, dicts, small dataclasses), never a
 model instance. ``write()`` groups several operations into one write transaction, the one lock
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from localpipe.state.cache import CacheRecords
     from localpipe.state.claims import ClaimRecords
     from localpipe.state.datasets import DatasetRecords
+    from localpipe.state.environments import EnvironmentRecords
     from localpipe.state.registry import Registry
     from localpipe.state.runs import RunRecords
     from localpipe.state.steps import StepRecords
@@ -87,6 +89,12 @@ class History:
         from localpipe.state.datasets import DatasetRecords
 
         return DatasetRecords(self.database)
+
+    @cached_property
+    def environments(self) -> EnvironmentRecords:
+        from localpipe.state.environments import EnvironmentRecords
+
+        return EnvironmentRecords(self.database)
 
     @classmethod
     def open(cls, layout: Layout) -> History:

@@ -101,6 +101,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         attempt = IntegerField(default=1)
         log_tail = TextField(null=True)
         tags = JSONField(default=dict)
+        environment = TextField(null=True)  # the digest of the built environment it ran in (environment_build)
 
         class Meta:
             indexes = ((("run", "name"), True), (("name", "id"), False))
@@ -198,6 +199,22 @@ def define_tables(db: SqliteDatabase) -> Tables:
             table_name = "environment"
             indexes = ((("name", "version"), True),)
 
+    class EnvironmentBuild(BaseModel):
+        """A built environment some step of this workspace ran in (the build is in the machine's cache)."""
+
+        digest = TextField(primary_key=True)
+        name = TextField()  # the name it was first built under
+        python = TextField()
+        packages = JSONField()  # what the build installed, as name==version
+        dropped = JSONField(default=list)  # requirements left out because localpipe provides them
+        path = TextField()
+        built_at = FloatField()
+        build_seconds = FloatField()
+        size = IntegerField()
+
+        class Meta:
+            table_name = "environment_build"
+
     class PublishedPipeline(BaseModel):
         name = TextField()
         description = TextField(null=True)
@@ -243,6 +260,7 @@ MODELS = (
     "Edge",
     "Metric",
     "DatastoreRecord",
+    "EnvironmentBuild",
     "DatasetVersion",
     "ComputeTargetRecord",
     "EnvironmentRecord",

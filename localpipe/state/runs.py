@@ -275,8 +275,14 @@ class RunRecords:
             .tuples()
         ):
             outputs.setdefault(step_run, {})[name] = digest
+        digests = {step["environment"] for step in steps if step["environment"]}
+        builds = {
+            row["digest"]: row
+            for row in t.EnvironmentBuild.select().where(t.EnvironmentBuild.digest.in_(digests)).dicts()
+        }
         for step in steps:
             step["outputs"] = outputs.get(step["id"], {})
+            step["environment_build"] = builds.get(step["environment"])
         return {key: value for key, value in run.items() if not key.startswith("scheduler_")} | {"steps": steps}
 
     def step_outputs(self, step_run_id: int) -> dict[str, str]:
@@ -345,4 +351,5 @@ def _step_dict(row: dict) -> dict:
         "outputs": {},
         "log_tail": row["log_tail"],
         "tags": row["tags"],
+        "environment": row["environment"],  # the digest of the built environment it ran in
     }

@@ -1,5 +1,12 @@
 """The schema version of history.db, known without importing the ORM (``reader`` checks it)."""
 
 # The migrations of ``db.MIGRATIONS``, by name: their count is the schema version a file must have.
-MIGRATION_NAMES = ("0001_initial", "0002_resource_claims", "0003_dataset_lineage", "0004_git_info", "0005_output_files")
+MIGRATION_NAMES = (
+    "0001_initial",
+    "0002_resource_claims",
+    "0003_dataset_lineage",
+    "0004_git_info",
+    "0005_output_files",
+    "0006_environment_builds",
+)
 SCHEMA_VERSION = len(MIGRATION_NAMES)

@@ -4,7 +4,7 @@ import argparse
 import json
 import os
 
-from localpipe import Run
+from azureml.core import Run
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--training_results", required=True, help="folder with results.json")

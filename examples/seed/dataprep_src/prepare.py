@@ -10,7 +10,7 @@ import csv
 import os
 from collections import Counter
 
-from localpipe import Run
+from azureml.core import Run
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--input", required=True, help="folder with labels.csv and one CSV per image")

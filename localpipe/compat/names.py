@@ -1,0 +1,94 @@
+"""The table of the ``azureml.*`` names localpipe provides: module -> name -> where it lives here.
+
+Plain data, read by the ``azureml`` package of ``shim/``. A value is ``"module:attribute"``, imported
+on first use. A module listed is importable (each one is a package, so that its submodules are
+too); a name or module left out is refused with a message that says localpipe lacks it. The names
+are those of the Azure ML SDK v1 (azureml-core, azureml-pipeline-core, azureml-pipeline-steps) that
+localpipe has; docs/azureml-imports.md lists them, and what is not provided yet.
+"""
+
+from __future__ import annotations
+
+MODULES: dict[str, dict[str, str]] = {
+    "azureml": {},
+    "azureml.core": {
+        "ComputeTarget": "localpipe.sdk.compute:ComputeTarget",
+        "Dataset": "localpipe.sdk.data:Dataset",
+        "Datastore": "localpipe.sdk.data:Datastore",
+        "Environment": "localpipe.sdk.environment:Environment",
+        "Experiment": "localpipe.client.experiment:Experiment",
+        "Run": "localpipe.client.context:Run",
+        "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
+        "VERSION": "localpipe:__version__",
+        "Workspace": "localpipe.sdk.workspace:Workspace",
+    },
+    "azureml.core.compute": {
+        "AmlCompute": "localpipe.sdk.compute:AmlCompute",
+        "ComputeTarget": "localpipe.sdk.compute:ComputeTarget",
+    },
+    "azureml.core.compute_target": {
+        "ComputeTargetException": "localpipe.errors:ComputeTargetException",
+    },
+    "azureml.core.conda_dependencies": {
+        "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
+    },
+    "azureml.core.dataset": {
+        "Dataset": "localpipe.sdk.data:Dataset",
+    },
+    "azureml.core.datastore": {
+        "Datastore": "localpipe.sdk.data:Datastore",
+    },
+    "azureml.core.environment": {
+        "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
+        "Environment": "localpipe.sdk.environment:Environment",
+    },
+    "azureml.core.experiment": {
+        "Experiment": "localpipe.client.experiment:Experiment",
+    },
+    "azureml.core.run": {
+        "Run": "localpipe.client.context:Run",
+    },
+    "azureml.core.runconfig": {
+        "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
+        "DEFAULT_CPU_IMAGE": "localpipe.sdk.environment:DEFAULT_CPU_IMAGE",
+        "DEFAULT_GPU_IMAGE": "localpipe.sdk.environment:DEFAULT_GPU_IMAGE",
+        "DockerConfiguration": "localpipe.sdk.environment:DockerConfiguration",
+        "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
+    },
+    "azureml.core.workspace": {
+        "Workspace": "localpipe.sdk.workspace:Workspace",
+    },
+    "azureml.data": {
+        "FileDataset": "localpipe.sdk.data:FileDataset",
+        "OutputFileDatasetConfig": "localpipe.sdk.data:OutputFileDatasetConfig",
+        "TabularDataset": "localpipe.sdk.data:TabularDataset",
+    },
+    "azureml.data.output_dataset_config": {
+        "OutputFileDatasetConfig": "localpipe.sdk.data:OutputFileDatasetConfig",
+    },
+    "azureml.exceptions": {
+        "AzureMLException": "localpipe.errors:LocalpipeError",
+        "ComputeTargetException": "localpipe.errors:ComputeTargetException",
+        "UserErrorException": "localpipe.errors:UserErrorException",
+    },
+    "azureml.pipeline": {},
+    "azureml.pipeline.core": {
+        "Pipeline": "localpipe.sdk.pipeline:Pipeline",
+        "PipelineData": "localpipe.sdk.data:PipelineData",
+        "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
+        "PipelineRun": "localpipe.client.runs:PipelineRun",
+        "StepRun": "localpipe.client.runs:StepRun",
+        "StepSequence": "localpipe.sdk.pipeline:StepSequence",
+    },
+    "azureml.pipeline.core.graph": {
+        "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
+    },
+    "azureml.pipeline.core.run": {
+        "PipelineRun": "localpipe.client.runs:PipelineRun",
+        "StepRun": "localpipe.client.runs:StepRun",
+    },
+    "azureml.pipeline.steps": {
+        "CommandStep": "localpipe.sdk.steps:CommandStep",
+        "PythonScriptStep": "localpipe.sdk.steps:PythonScriptStep",
+    },
+}

@@ -1,0 +1,409 @@
+"""Environments that install packages (issue 13): built once per definition in the machine's
+cache, with uv, from wheels made here (no package index), run by real `localpipe` processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.defect_helpers import popen_localpipe, query, step_rows
+from tests.wheels import make_wheel, offline_index
+
+PIPELINE = """
+from azureml.core import Environment, Workspace
+from azureml.core.conda_dependencies import CondaDependencies
+from azureml.core.runconfig import RunConfiguration
+from azureml.pipeline.core import Pipeline
+from azureml.pipeline.steps import PythonScriptStep
+
+ws = Workspace.from_config()
+
+
+def config(name, pip=None, conda=None, **options):
+    rc = RunConfiguration()
+    rc.environment = Environment(name)
+    rc.environment.python.conda_dependencies = CondaDependencies.create(
+        pip_packages=pip, conda_packages=conda, **options
+    )
+    return rc
+
+
+{steps}
+pipeline = Pipeline(ws, steps)
+"""
+
+USES_TINY = """
+import sys
+import lp_tiny
+from azureml.core import Run
+print("lp_tiny", lp_tiny.VERSION, "python", sys.executable)
+Run.get_context().log("tiny_version", lp_tiny.VERSION)
+"""
+
+
+@pytest.fixture(scope="module")
+def wheels(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("wheels")
+    make_wheel(folder, "lp-tiny", "1.0", "VERSION = 1\n")
+    make_wheel(folder, "lp-tiny", "2.0", "VERSION = 2\n")
+    make_wheel(folder, "lp-other", "1.0", "VERSION = 1\n")
+    return folder
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch) -> Path:
+    """A machine cache of this test's own, so that every build here is a first build."""
+    folder = tmp_path / "cache"
+    monkeypatch.setenv("LOCALPIPE_CACHE_DIR", str(folder))
+    return folder
+
+
+@pytest.fixture
+def submit(localpipe, wheels, cache):
+    def run(*args, env=None, timeout=180):
+        return localpipe("submit", *args, env={**offline_index(wheels), **(env or {})}, timeout=timeout)
+
+    return run
+
+
+def one_step(runconfig: str, script: str = "uses.py") -> str:
+    """The steps of a pipeline of one step "s" running ``script`` with the run configuration ``runconfig``."""
+    return f'steps = [PythonScriptStep("{script}", source_directory="src", name="s", runconfig={runconfig})]'
+
+
+def built(cache: Path) -> list[dict]:
+    """The metadata of each environment in the cache."""
+    folder = cache / "envs"
+    return [
+        json.loads((entry / "localpipe-env.json").read_text())
+        for entry in sorted(folder.iterdir())
+        if not entry.name.startswith(".")
+    ]
+
+
+def counting_uv(tmp_path: Path) -> tuple[Path, Path]:
+    """A uv that records each `uv venv` it is asked for, then runs the real uv."""
+    from localpipe.envs.build import find_uv
+
+    counter = tmp_path / "venvs.log"
+    wrapper = tmp_path / "uv"
+    wrapper.write_text(f'#!/bin/sh\n[ "$1" = venv ] && echo $$ >> {counter}\nexec {find_uv()} "$@"\n')
+    wrapper.chmod(0o755)
+    return wrapper, counter
+
+
+def test_a_step_runs_in_its_environment_and_another_step_does_not_see_its_packages(ws, project, submit, cache):
+    """The package lp-tiny exists only in the environment built for "tiny"; the step without that
+    environment runs on localpipe's interpreter, where importing it fails."""
+    project("src/uses.py", USES_TINY)
+    steps = """
+steps = [
+    PythonScriptStep("uses.py", source_directory="src", name="inside", runconfig=config("tiny", pip=["lp-tiny==1.0"])),
+    PythonScriptStep("uses.py", source_directory="src", name="outside"),
+]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py", "--continue-on-step-failure")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = step_rows(ws.root, 1)
+    assert rows["inside"][0] == "Completed", rows
+    assert rows["outside"][0] == "Failed", rows
+    inside = (ws.root / ".localpipe/runs/1/inside/stdout.log").read_text()
+    environment = built(cache)[0]
+    assert f"lp_tiny 1 python {environment['path']}/bin/python" in inside
+    assert "lp-tiny==1.0" in environment["packages"]
+    assert "No module named 'lp_tiny'" in (ws.root / ".localpipe/runs/1/outside/stderr.log").read_text()
+    # Run.get_context() in the built environment logged its metric
+    assert query(ws.root, "SELECT value FROM metric WHERE name = 'tiny_version'") == [("1",)]
+    # history.db keeps what the build installed, and which step ran in it
+    assert query(ws.root, "SELECT digest, packages FROM environment_build") == [
+        (environment["digest"], json.dumps(environment["packages"]))
+    ]
+    assert query(ws.root, "SELECT environment FROM step_run WHERE name = 'inside'") == [(environment["digest"],)]
+    shown = subprocess.run(
+        [sys.executable, "-m", "localpipe", "show", "1"], cwd=ws.root, capture_output=True, text=True
+    ).stdout
+    assert f'environment "tiny" {environment["digest"][:12]} (Python' in shown
+    assert f"{environment['path']}/localpipe-build.log" in shown
+
+
+def test_the_same_definition_under_two_names_is_built_once(ws, project, submit, cache, tmp_path):
+    wrapper, counter = counting_uv(tmp_path)
+    project("src/uses.py", USES_TINY)
+    steps = """
+steps = [
+    PythonScriptStep("uses.py", source_directory="src", name="one", runconfig=config("first", pip=["lp-tiny"])),
+    PythonScriptStep("uses.py", source_directory="src", name="two", runconfig=config("second", pip=["lp-tiny"]),
+                     arguments=["two"]),
+]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py", env={"LOCALPIPE_UV": str(wrapper)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert len(built(cache)) == 1
+    assert len(counter.read_text().split()) == 1
+    # A second pipeline of another workspace file, same definition: nothing built.
+    project("pipe2.py", PIPELINE.format(steps=steps.replace('"two"]', '"three"]')))
+    proc = submit("pipe2.py", env={"LOCALPIPE_UV": str(wrapper)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "building" not in proc.stdout
+    assert len(counter.read_text().split()) == 1
+
+
+@pytest.mark.timeout(300)
+def test_eight_concurrent_submitters_needing_one_new_environment_build_it_once(ws, project, wheels, cache, tmp_path):
+    """Eight different pipelines (so that none reuses another's step) need the same new
+    environment at once: one process builds it, the others wait for that build and use it."""
+    wrapper, counter = counting_uv(tmp_path)
+    project("src/uses.py", USES_TINY)
+    for i in range(8):
+        steps = f"""
+steps = [PythonScriptStep("uses.py", source_directory="src", name="s{i}", arguments=["{i}"],
+                          runconfig=config("tiny", pip=["lp-tiny==2.0"]))]
+"""
+        project(f"pipe{i}.py", PIPELINE.format(steps=steps))
+    env = {**offline_index(wheels), "LOCALPIPE_UV": str(wrapper)}
+    procs = [popen_localpipe(ws.root, "submit", f"pipe{i}.py", env=env) for i in range(8)]
+    outs = [proc.communicate(timeout=240) for proc in procs]
+    assert [p.returncode for p in procs] == [0] * 8, outs
+    assert len(counter.read_text().split()) == 1, counter.read_text()
+    assert len(built(cache)) == 1
+    assert query(ws.root, "SELECT COUNT(*) FROM step_run WHERE status = 'Completed'") == [(8,)]
+    logs = [(ws.root / f".localpipe/runs/{n}").glob("*/stdout.log") for n in range(1, 9)]
+    assert all("lp_tiny 2" in next(found).read_text() for found in logs)
+
+
+@pytest.mark.timeout(300)
+def test_a_build_killed_at_any_moment_is_never_reused_half_made(ws, project, wheels, cache, tmp_path):
+    """SIGKILL to the submitting process at random moments of a build (and once while the
+    installer runs for good): afterwards the environment is either absent or whole, and the next
+    submission runs the step in a working one."""
+    project("src/uses.py", USES_TINY)
+    steps = one_step('config("t", pip=["lp-tiny"])')
+    project("pipe.py", PIPELINE.format(steps=steps))
+    slow = tmp_path / "slow-uv"
+    from localpipe.envs.build import find_uv
+
+    slow.write_text(f'#!/bin/sh\n[ "$2" = install ] && exec sleep 600\nexec {find_uv()} "$@"\n')
+    slow.chmod(0o755)
+    env = offline_index(wheels)
+    rng = random.Random(13)
+    for attempt, uv in enumerate([slow, None, None, None]):
+        extra = {"LOCALPIPE_UV": str(uv)} if uv else {}
+        proc = popen_localpipe(ws.root, "submit", "pipe.py", env={**env, **extra}, start_new_session=True)
+        if uv:
+            wait_for(lambda: list((cache / "envs" / ".building").glob("*-*")), timeout=30, what="the build to start")
+            time.sleep(0.5)
+        else:
+            time.sleep(rng.uniform(0.0, 0.6))
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        for environment in built(cache):
+            python = Path(environment["path"]) / "bin" / "python"
+            assert subprocess.run([python, "-c", "import lp_tiny"]).returncode == 0, attempt
+        if built(cache):
+            break
+    proc = popen_localpipe(ws.root, "submit", "pipe.py", env=env)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + err
+    assert len(built(cache)) == 1
+    last = query(ws.root, "SELECT MAX(id) FROM pipeline_run")[0][0]
+    assert step_rows(ws.root, last)["s"][0] in ("Completed", "Reused")
+    assert not [p for p in (cache / "envs" / ".building").glob("*-*") if p.is_dir()]
+
+
+def test_changing_a_package_reruns_the_steps_of_that_environment_only(ws, project, submit):
+    project("src/uses.py", USES_TINY)
+    project("src/plain.py", "print('plain')\n")
+    steps = """
+steps = [
+    PythonScriptStep("uses.py", source_directory="src", name="tiny", runconfig=config("t", pip=["lp-tiny==1.0"])),
+    PythonScriptStep("plain.py", source_directory="src", name="plain"),
+]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    assert submit("pipe.py").returncode == 0
+    project("pipe.py", PIPELINE.format(steps=steps.replace("lp-tiny==1.0", "lp-tiny==2.0")))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    rows = step_rows(ws.root, 2)
+    assert rows["tiny"] == ("Completed", "runs: environment changed"), rows
+    assert rows["plain"][0] == "Reused", rows
+    assert "lp_tiny 2" in (ws.root / ".localpipe/runs/2/tiny/stdout.log").read_text()
+    # the name is not part of the definition: renaming the environment reuses
+    project("pipe.py", PIPELINE.format(steps=steps.replace("lp-tiny==1.0", "lp-tiny==2.0").replace('"t"', '"u"')))
+    assert submit("pipe.py").returncode == 0
+    assert step_rows(ws.root, 3)["tiny"][0] == "Reused"
+
+
+def test_a_failed_build_fails_its_steps_with_the_installer_error_and_keeps_its_log(ws, project, submit, cache):
+    project("src/uses.py", USES_TINY)
+    project("src/after.py", "print('after')\n")
+    steps = """
+from azureml.pipeline.core import PipelineData
+data = PipelineData("data")
+first = PythonScriptStep("uses.py", source_directory="src", name="first", outputs=[data], arguments=[data],
+                         runconfig=config("broken", pip=["lp-missing-package==9"]))
+then = PythonScriptStep("after.py", source_directory="src", name="then", inputs=[data])
+steps = [first, then]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 1
+    rows = step_rows(ws.root, 1)
+    status, reason = rows["first"]
+    assert status == "Failed"
+    assert reason.startswith('environment "broken" could not be built: ')
+    assert "lp-missing-package" in reason
+    assert rows["then"][0] == "Canceled", rows
+    assert built(cache) == []
+    logs = list((cache / "envs" / ".failed").glob("*.log"))
+    assert len(logs) == 1 and str(logs[0]) in reason
+    assert "lp-missing-package" in logs[0].read_text()
+
+
+@pytest.mark.parametrize(
+    "options, culprit",
+    [
+        ('conda=["cudatoolkit=11.0"]', 'conda package "cudatoolkit" has no PyPI equivalent'),
+        ('python_version="2.5"', "Python 2.5 is not on this machine (found: "),
+        ('python_version="three"', 'python version "three" is not a version'),
+    ],
+)
+def test_a_definition_this_machine_cannot_build_is_refused_before_anything_runs(ws, project, submit, options, culprit):
+    project("src/uses.py", USES_TINY)
+    steps = (
+        f'steps = [PythonScriptStep("uses.py", source_directory="src", name="s", runconfig=config("odd", {options}))]'
+    )
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and culprit in lines[0], proc.stderr
+    assert 'environment "odd"' in lines[0]
+    assert query(ws.root, "SELECT COUNT(*) FROM pipeline_run") == [(0,)]
+
+
+def test_a_missing_python_version_takes_the_closest_when_asked(ws, project, submit, cache):
+    project("src/version.py", "import sys\nprint('python', sys.version_info[:2])\n")
+    steps = one_step('config("old", python_version="2.5")', "version.py")
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py", env={"LOCALPIPE_PYTHON_FALLBACK": "closest"})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert built(cache)[0]["python"].startswith(("2.", "3."))
+
+
+def test_conda_packages_install_from_pypi_with_their_versions(ws, project, submit, cache):
+    project("src/uses.py", USES_TINY)
+    steps = one_step('config("c", conda=["lp-tiny=1"])')
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lp-tiny==1.0" in built(cache)[0]["packages"]
+
+
+def test_environments_from_a_requirements_file_and_a_conda_specification(ws, project, submit, cache):
+    project("src/uses.py", USES_TINY)
+    project("requirements.txt", "# pinned\nlp-tiny==2.0\nlp-other\n")
+    project("env.yml", "name: x\ndependencies:\n  - python=3\n  - pip:\n    - lp-tiny==1.0\n    - azureml-defaults\n")
+    steps = """
+from azureml.core import Environment
+pip_env, conda_env = RunConfiguration(), RunConfiguration()
+pip_env.environment = Environment.from_pip_requirements("from-pip", "requirements.txt")
+conda_env.environment = Environment.from_conda_specification("from-conda", "env.yml")
+steps = [
+    PythonScriptStep("uses.py", source_directory="src", name="pip", runconfig=pip_env),
+    PythonScriptStep("uses.py", source_directory="src", name="conda", runconfig=conda_env),
+]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lp_tiny 2" in (ws.root / ".localpipe/runs/1/pip/stdout.log").read_text()
+    assert "lp_tiny 1" in (ws.root / ".localpipe/runs/1/conda/stdout.log").read_text()
+    by_name = {b["name"]: b for b in built(cache)}
+    assert by_name["from-conda"]["dropped"] == ["azureml-defaults"]
+    assert (
+        "left out, provided by localpipe: azureml-defaults"
+        in Path(by_name["from-conda"]["path"], "localpipe-build.log").read_text()
+    )
+
+
+def test_envs_lists_the_builds_and_gc_envs_removes_the_unused_ones(ws, project, submit, localpipe, cache):
+    project("src/uses.py", USES_TINY)
+    steps = one_step('config("t", pip=["lp-tiny"])')
+    project("pipe.py", PIPELINE.format(steps=steps))
+    assert submit("pipe.py").returncode == 0
+    listed = json.loads(localpipe("envs", "--json", check=True).stdout)
+    assert [(e["name"], e["python"]) for e in listed] == [("t", built(cache)[0]["python"])]
+    assert listed[0]["last_used"] is not None
+    text = localpipe("envs", check=True).stdout
+    assert listed[0]["digest"][:12] in text and " t " in text
+    kept = localpipe("gc", "--envs", "--older-than", "1d", check=True).stdout
+    assert "freed 0 B: 0 environments" in kept and len(built(cache)) == 1
+    dry = localpipe("gc", "--envs", "--older-than", "0s", "--dry-run", check=True).stdout
+    assert 'would remove environment "t"' in dry and len(built(cache)) == 1
+    assert "1 environments" in localpipe("gc", "--envs", "--older-than", "0s", check=True).stdout
+    assert built(cache) == []
+    proc = submit("pipe.py")  # the step is reused: nothing needs the environment
+    assert proc.returncode == 0 and "building" not in proc.stdout
+
+
+def test_curated_environments_resolve_and_an_unknown_curated_name_lists_them(ws, project, submit, cache):
+    project("src/plain.py", "import sys\nprint(sys.prefix)\n")
+    steps = """
+from azureml.core import Environment
+rc = RunConfiguration()
+rc.environment = Environment.get(ws, "AzureML-Minimal")
+assert "AzureML-Tutorial" in Environment.list(ws)
+steps = [PythonScriptStep("plain.py", source_directory="src", name="s", runconfig=rc)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert built(cache)[0]["name"] == "AzureML-Minimal"
+    assert built(cache)[0]["path"] in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    project("pipe.py", PIPELINE.format(steps=steps.replace("AzureML-Minimal", "AzureML-Nope")))
+    proc = submit("pipe.py")
+    assert proc.returncode == 2
+    assert (
+        'curated environment "AzureML-Nope" does not exist: use one of AzureML-Minimal, AzureML-Tutorial' in proc.stderr
+    )
+
+
+def test_build_without_uv_uses_venv_and_pip(ws, project, submit, cache):
+    project("src/uses.py", USES_TINY)
+    steps = one_step('config("t", pip=["lp-tiny==2.0"])')
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py", env={"LOCALPIPE_UV": "none"}, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lp_tiny 2" in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    assert "-m pip install" in Path(built(cache)[0]["path"], "localpipe-build.log").read_text()
+
+
+def test_environment_variables_are_set_for_the_step_and_part_of_its_key(ws, project, submit):
+    project("src/env.py", "import os\nprint('vars', os.environ['GREETING'], os.environ['OTHER'])\n")
+    steps = """
+from azureml.core import Environment
+rc = RunConfiguration()
+rc.environment = Environment("plain")
+rc.environment.environment_variables = {"GREETING": "hello"}
+rc.environment_variables = {"OTHER": "there"}
+steps = [PythonScriptStep("env.py", source_directory="src", name="s", runconfig=rc)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    assert submit("pipe.py").returncode == 0
+    assert "vars hello there" in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    project("pipe.py", PIPELINE.format(steps=steps.replace('"there"', '"you"')))
+    assert submit("pipe.py").returncode == 0
+    assert step_rows(ws.root, 2)["s"] == ("Completed", "runs: environment changed")
+    assert "vars hello you" in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()
