@@ -56,6 +56,7 @@ def wheels(tmp_path_factory) -> Path:
     make_wheel(folder, "lp-tiny", "1.0", "VERSION = 1\n")
     make_wheel(folder, "lp-tiny", "2.0", "VERSION = 2\n")
     make_wheel(folder, "lp-other", "1.0", "VERSION = 1\n")
+    make_wheel(folder, "lp-needs-old", "1.0", "", requires=["lp-tiny==1.0"])
     return folder
 
 
@@ -245,17 +246,24 @@ steps = [
     assert step_rows(ws.root, 3)["tiny"][0] == "Reused"
 
 
-def test_a_failed_build_fails_its_steps_with_the_installer_error_and_keeps_its_log(ws, project, submit, cache):
+@pytest.mark.parametrize(
+    "packages, culprit",
+    [(["lp-missing-package==9"], "lp-missing-package"), (["lp-needs-old", "lp-tiny==2.0"], "lp-tiny")],
+    ids=["unknown-package", "version-conflict"],
+)
+def test_a_failed_build_fails_its_steps_with_the_installer_error_and_keeps_its_log(
+    ws, project, submit, cache, packages, culprit
+):
     project("src/uses.py", USES_TINY)
     project("src/after.py", "print('after')\n")
     steps = """
 from azureml.pipeline.core import PipelineData
 data = PipelineData("data")
 first = PythonScriptStep("uses.py", source_directory="src", name="first", outputs=[data], arguments=[data],
-                         runconfig=config("broken", pip=["lp-missing-package==9"]))
+                         runconfig=config("broken", pip={packages}))
 then = PythonScriptStep("after.py", source_directory="src", name="then", inputs=[data])
 steps = [first, then]
-"""
+""".replace("{packages}", repr(packages))
     project("pipe.py", PIPELINE.format(steps=steps))
     proc = submit("pipe.py")
     assert proc.returncode == 1
@@ -263,12 +271,12 @@ steps = [first, then]
     status, reason = rows["first"]
     assert status == "Failed"
     assert reason.startswith('environment "broken" could not be built: ')
-    assert "lp-missing-package" in reason
+    assert culprit in reason
     assert rows["then"][0] == "Canceled", rows
     assert built(cache) == []
     logs = list((cache / "envs" / ".failed").glob("*.log"))
     assert len(logs) == 1 and str(logs[0]) in reason
-    assert "lp-missing-package" in logs[0].read_text()
+    assert culprit in logs[0].read_text()
 
 
 @pytest.mark.parametrize(

@@ -73,7 +73,6 @@ class _Running:
     placement: Placement
     mounts: dict[str, tuple]  # input name -> (path in the store, fingerprint at launch)
     secrets: list[str]  # values masked in its logs and in what it logs
-    environment: str | None  # the digest of the built environment it runs in
     timed_out: bool = False
     canceled: str | None = None  # why it is being canceled, when it is
 
@@ -512,9 +511,7 @@ class Scheduler:
             self.history.cache.add_snapshot(snapshot.digest, snapshot.files, snapshot.size)
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
-        self.running[name] = _Running(
-            spec, folder, snapshot, started, deadline, placement, mounts, launch.masked, built.digest if built else None
-        )
+        self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts, launch.masked)
         fault_point("before-step-start")
         self.executor.start(launch)
         fault_point("step-started")

@@ -68,10 +68,14 @@ class EnvironmentCache:
             return None
 
     def touch(self, digest: str) -> None:
-        """Say that ``digest`` was used now (``localpipe gc --envs`` removes long-unused ones)."""
-        with open(self.root / digest / LAST_USED, "a"):
+        """Say that ``digest`` was used now (``localpipe gc --envs`` removes long-unused ones); a
+        cache this user cannot write to (one shared read-only) is used all the same."""
+        try:
+            with open(self.root / digest / LAST_USED, "a"):
+                pass
+            os.utime(self.root / digest / LAST_USED)
+        except OSError:
             pass
-        os.utime(self.root / digest / LAST_USED)
 
     def last_used(self, digest: str) -> float | None:
         try:
