@@ -65,14 +65,19 @@ def test_a_conda_specification_file_round_trips(tmp_path):
         CondaDependencies(tmp_path / "broken.yml")
 
 
-def test_user_managed_follows_what_the_definition_asks_for():
-    assert Environment("plain").python.user_managed_dependencies  # nothing to install: local interpreter
-    assert RunConfiguration().environment.python.user_managed_dependencies
-    assert not with_packages("p", pip_packages=["six"]).python.user_managed_dependencies
-    assert with_packages("azure-only", pip_packages=["azureml-sdk"]).python.user_managed_dependencies
+def test_user_managed_defaults_to_false_and_nothing_to_install_runs_on_localpipes_interpreter():
+    plain = Environment("plain")
+    assert plain.python.user_managed_dependencies is False  # Azure's default
+    assert resolve(plain)[0]["kind"] == "python"  # nothing to install: localpipe's interpreter
+    assert resolve(RunConfiguration().environment)[0]["kind"] == "python"
+    assert (
+        resolve(with_packages("azure-only", pip_packages=["azureml-sdk"], conda_packages=["pip"]))[0]["kind"]
+        == "python"
+    )
+    assert resolve(with_packages("p", pip_packages=["six"]))[0]["kind"] == "venv"
+    assert resolve(with_packages("version-only", python_version="3.11"))[0]["kind"] == "venv"
     explicit = with_packages("explicit", pip_packages=["six"])
     explicit.python.user_managed_dependencies = True
-    assert explicit.python.user_managed_dependencies
     assert resolve(explicit)[0]["kind"] == "python"  # Azure's meaning: you manage that interpreter
 
 

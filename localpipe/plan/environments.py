@@ -74,11 +74,11 @@ def resolve(label: str, environment, capacity, found: list[str], variables: dict
     if environment.docker.enabled:
         return {"kind": "docker", "image": environment.docker.base_image, **extra}
     python = environment.python
-    if python.user_managed_dependencies:
+    deps = python.conda_dependencies
+    if python.user_managed_dependencies or not _installs_anything(deps):
         return {**interpreter_fingerprint(python.interpreter_path or sys.executable), **extra}  # a copy: cached
     name = environment.name or "unnamed"
     where = f'{label}: environment "{name}"'
-    deps = python.conda_dependencies
     requirements, options, dropped = _requirements(where, deps, found) if deps is not None else ([], [], [])
     interpreter = _python(where, deps.get_python_version() if deps is not None else None, capacity, found)
     definition = {
@@ -144,6 +144,20 @@ def _requirements(where: str, deps, found: list[str]) -> tuple[list[str], list[s
     for line in deps.pip_options:
         options.append(line.strip())
     return requirements, options, dropped
+
+
+def _installs_anything(deps) -> bool:
+    """Whether ``deps`` ask for a Python version or a package localpipe does not provide itself."""
+    if deps is None:
+        return False
+    packages = [*deps.pip_packages, *deps.conda_packages]
+    wanted = [p for p in packages if not _provided_by_localpipe(p) and _name(p) not in ("python", "pip")]
+    return bool(wanted) or deps.get_python_version() is not None
+
+
+def _name(requirement: str) -> str:
+    match = _CONDA_SPEC.match(requirement.strip())
+    return (match.group(1) if match else requirement).lower()
 
 
 def _provided_by_localpipe(requirement: str) -> bool:

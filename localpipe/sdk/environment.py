@@ -2,7 +2,7 @@
 
 An ``Environment`` says what a step's Python has installed: the interpreter localpipe runs on
 (user-managed, localpipe's default), or packages localpipe installs into a virtual environment
-built for it (``python.user_managed_dependencies = False``, or package lists given without saying).
+built for it (``python.conda_dependencies`` naming packages, ``user_managed_dependencies`` False).
 Declarations only: building one is ``localpipe/envs/``'s work (docs/environments.md).
 """
 
@@ -246,48 +246,28 @@ class PythonSection:
     """``environment.python``: the interpreter and its packages.
 
     ``user_managed_dependencies`` True runs the step on ``interpreter_path`` (default: the one
-    localpipe runs on) with what is installed there; False builds a virtual environment from
-    ``conda_dependencies``. Left unset, it is False when ``conda_dependencies`` name a package
-    localpipe does not provide itself, and True otherwise: Azure's default is False, which here
-    would build an empty environment for every ``RunConfiguration()``.
+    localpipe runs on) with what is installed there. False, Azure's default, builds a virtual
+    environment from ``conda_dependencies`` when they name a package localpipe does not provide
+    itself or a Python version; with nothing to install (``RunConfiguration()`` as it comes),
+    the step runs on localpipe's interpreter, where Azure would build an environment of its own.
     """
 
     def __init__(
         self,
-        user_managed_dependencies: bool | None = None,
+        user_managed_dependencies: bool = False,
         interpreter_path: str | None = None,
         conda_dependencies: CondaDependencies | None = None,
     ):
-        self._user_managed = user_managed_dependencies
+        self.user_managed_dependencies = user_managed_dependencies
         self.interpreter_path = interpreter_path
         self.conda_dependencies = conda_dependencies if conda_dependencies is not None else CondaDependencies()
 
-    @property
-    def user_managed_dependencies(self) -> bool:
-        if self._user_managed is not None:
-            return self._user_managed
-        deps = self.conda_dependencies
-        if deps is None:
-            return True
-        wanted = [p for p in [*deps.pip_packages, *deps.conda_packages] if not _provided(p)]
-        return not wanted and deps.get_python_version() is None
-
-    @user_managed_dependencies.setter
-    def user_managed_dependencies(self, value: bool) -> None:
-        self._user_managed = value
-
     def _to_spec(self) -> dict:
         return {
-            "user_managed_dependencies": self._user_managed,
+            "user_managed_dependencies": self.user_managed_dependencies,
             "interpreter_path": self.interpreter_path,
             "conda_dependencies": self.conda_dependencies.as_dict() if self.conda_dependencies else None,
         }
-
-
-def _provided(requirement: str) -> bool:
-    """Packages localpipe provides in every environment (``azureml-*``), and the interpreter."""
-    name = package_name(requirement).lower()
-    return name.startswith("azureml-") or name in ("azureml", "python", "pip")
 
 
 class DockerSection:
@@ -443,7 +423,7 @@ def _from_spec(name: str, version: int | None, spec: dict) -> Environment:
             pip_packages=old["pip_packages"], conda_packages=old["conda_packages"], python_version=old["python_version"]
         ).as_dict()
     env.python = PythonSection(
-        python.get("user_managed_dependencies"),
+        bool(python.get("user_managed_dependencies")),
         python.get("interpreter_path"),
         CondaDependencies(_underlying_structure=deps) if deps else None,
     )
