@@ -99,12 +99,15 @@ def fit(
 
 
 def process_alive(pid: int | None, started: float | None) -> bool:
-    """Whether process ``pid`` still exists and is the one that started at ``started``."""
+    """Whether process ``pid`` still runs and is the one that started at ``started``. A zombie has
+    ended: a detached scheduler that died is its submitter's unreaped child until that one exits."""
     if not pid:
         return False
     try:
         process = psutil.Process(pid)
-        return started is None or abs(process.create_time() - started) < 1.0
+        if started is not None and abs(process.create_time() - started) >= 1.0:
+            return False
+        return process.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 

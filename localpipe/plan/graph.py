@@ -273,7 +273,7 @@ def _step_spec(
         _add_input(label, step, item, names, inputs, found)
 
     used_params: dict[str, Any] = {}
-    argv = [_argument(label, value, parameters, used_params, found) for value in step.arguments]
+    argv = [_argument(label, value, parameters, used_params, outputs, found) for value in step.arguments]
     params = {
         key: checks.text(label, "parameter value", _param_value(value, parameters, used_params), found)
         for key, value in step.params.items()
@@ -470,9 +470,9 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
     inputs[name] = spec
 
 
-def _argument(label: str, value, parameters: dict, used: dict, found: list[str]):
-    if isinstance(value, PipelineData):
-        return {"output": value.name}
+def _argument(label: str, value, parameters: dict, used: dict, outputs: dict[str, bool], found: list[str]):
+    if isinstance(value, PipelineData):  # the step's output, or else an input it lists in inputs=
+        return {"output": value.name} if value.name in outputs else {"input": value.as_input().name}
     if isinstance(value, PipelineDataInput):
         return {"input": value.name}
     if isinstance(value, DatasetConsumptionConfig):
