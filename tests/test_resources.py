@@ -110,9 +110,30 @@ def test_the_seeds_compute_target_code_runs_unchanged(ws, capsys):
     assert "aml-compute: Succeeded" in capsys.readouterr().out
 
 
-def test_an_unknown_vm_size_lists_the_known_ones():
-    with pytest.raises(UsageError, match="STANDARD_NOPE.*STANDARD_NC6"):
-        AmlCompute.provisioning_configuration(vm_size="STANDARD_NOPE")
+def test_an_unknown_vm_size_names_the_closest_known_ones():
+    with pytest.raises(UsageError, match="'STANDARD_NC6X': did you mean STANDARD_NC6"):
+        AmlCompute.provisioning_configuration(vm_size="STANDARD_NC6X")
+    with pytest.raises(UsageError, match="supported_vmsizes"):
+        AmlCompute.provisioning_configuration(vm_size="nope")
+
+
+def test_the_vm_sizes_the_samples_use_are_known(ws):
+    """D, DS, E, F and NC/ND/NV families (the samples use STANDARD_DS12_V2, STANDARD_D2_V2,
+    Standard_NC6s_v3, STANDARD_DS11_V2...), listed as AmlCompute.supported_vmsizes lists them."""
+    for name, cpus, gpus in [
+        ("STANDARD_DS12_V2", 4, 0),
+        ("Standard_D13_v2", 8, 0),
+        ("STANDARD_E16S_V3", 16, 0),
+        ("Standard_F16s_v2", 16, 0),
+        ("Standard_NC24rs_v3", 24, 4),
+        ("Standard_ND40rs_v2", 40, 8),
+        ("Standard_NV12s_v3", 12, 1),
+        ("STANDARD_D4_V3", 4, 0),
+    ]:
+        config = AmlCompute.provisioning_configuration(vm_size=name, max_nodes=2)
+        assert (config.cpus_per_step, config.gpus_per_step) == (cpus, gpus), name
+    sizes = {s["name"]: s for s in AmlCompute.supported_vmsizes(ws)}
+    assert sizes["Standard_DS12_v2"] == {"name": "Standard_DS12_v2", "vCPUs": 4, "gpus": 0, "memoryGB": 28.0}
 
 
 def test_max_concurrent_steps_caps_a_target(ws, project, run_pipeline, monkeypatch):

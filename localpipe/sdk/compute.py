@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass
 
 from localpipe.errors import ComputeTargetException, UsageError
 
+DEFAULT_VM_SIZE = "STANDARD_D2_V2"
+
 
 @dataclass(frozen=True)
 class ProvisioningConfiguration:
@@ -114,12 +116,24 @@ class ComputeTarget:
     def status(self) -> ComputeTargetStatus:
         return ComputeTargetStatus(self)
 
+    def get_status(self) -> ComputeTargetStatus:
+        return self.status
+
+    @property
+    def type(self) -> str:
+        """Azure's compute type name: ``AmlCompute``, or ``LocalCompute`` for a local pool."""
+        return "AmlCompute" if self.config.kind == "aml" else "LocalCompute"
+
     @property
     def provisioning_state(self) -> str:
         return "Succeeded"
 
     def wait_for_completion(
-        self, show_output: bool = False, min_node_count=None, timeout_in_minutes: float | None = None, **_ignored
+        self,
+        show_output: bool = False,
+        min_node_count=None,
+        timeout_in_minutes: float = 25,
+        is_delete_operation: bool = False,
     ) -> None:
         """Nothing to wait for locally; with ``show_output``, says so as the seed expects."""
         if show_output:
@@ -152,12 +166,44 @@ class AmlCompute(ComputeTarget):
 
     @staticmethod
     def provisioning_configuration(
-        vm_size: str = "STANDARD_D2_V2", min_nodes: int = 0, max_nodes: int = 4, **_ignored
+        vm_size: str = "",
+        vm_priority: str = "dedicated",
+        min_nodes: int = 0,
+        max_nodes: int | None = None,
+        idle_seconds_before_scaledown: int | None = None,
+        admin_username: str | None = None,
+        admin_user_password: str | None = None,
+        admin_user_ssh_key: str | None = None,
+        vnet_resourcegroup_name: str | None = None,
+        vnet_name: str | None = None,
+        subnet_name: str | None = None,
+        tags: dict | None = None,
+        description: str | None = None,
+        remote_login_port_public_access: str = "NotSpecified",
+        identity_type: str | None = None,
+        identity_id: list | None = None,
+        location: str | None = None,
+        enable_node_public_ip: bool = True,
     ) -> ProvisioningConfiguration:
+        """Azure's parameters; what sizes a step here is ``vm_size`` (each step claims one VM's
+        CPUs, GPUs and memory; "" is STANDARD_D2_V2 here, where Azure would pick a GPU size) and
+        ``max_nodes`` (how many steps at once; None is 4). The network, identity, scaling and
+        login parameters have no meaning on one machine and are accepted as they are."""
         from localpipe.hw.azure_sizes import lookup_vm_size
 
-        size = lookup_vm_size(vm_size)
-        return ProvisioningConfiguration("aml", size.cpus, size.gpus, size.memory_bytes, max_nodes, size.name)
+        size = lookup_vm_size(vm_size or DEFAULT_VM_SIZE)
+        nodes = 4 if max_nodes is None else max_nodes
+        return ProvisioningConfiguration("aml", size.cpus, size.gpus, size.memory_bytes, nodes, size.name)
+
+    @staticmethod
+    def supported_vmsizes(workspace, location: str | None = None) -> list[dict]:
+        """The VM sizes this machine knows, as Azure lists them (name, vCPUs, gpus, memoryGB)."""
+        from localpipe.hw.azure_sizes import VM_SIZES
+
+        return [
+            {"name": s.spelled, "vCPUs": s.cpus, "gpus": s.gpus, "memoryGB": s.memory_bytes / 2**30}
+            for s in VM_SIZES.values()
+        ]
 
 
 def _lookup_arguments(args: tuple, kwargs: dict) -> tuple:
