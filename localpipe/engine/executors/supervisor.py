@@ -47,8 +47,10 @@ _LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-# Not a preexec_fn: running Python in the forked child costs 2 ms a step (it touches, so copies,
-# the parent's pages); exec'ing setpriv, which sets the signal and execs the step, costs 0.1 ms.
+# Not a preexec_fn: running Python in the forked child (no vfork then) cost 7 ms a step here;
+# exec'ing setpriv, which sets the signal and execs the step, costs 1.2 ms (measured on the 2-core
+# VM against a plain spawn of /bin/true: 1.8 ms against 0.6), the larger part of the supervisor's
+# cost per step (docs/performance.md).
 SETPRIV = shutil.which("setpriv")
 
 
