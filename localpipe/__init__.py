@@ -8,8 +8,15 @@ service (``sdk/service.py``) from ``client/service.py``, which the SDK must not 
 from __future__ import annotations
 
 import importlib
+import os
+import sys
 
 from localpipe.sdk.workspace import Workspace as _Workspace
+
+# A step in an environment built for it finds localpipe's own libraries (peewee, blake3) here, after
+# the environment's packages, so that the workspace calls of the SDK work there too.
+if (_dependencies := os.environ.get("LOCALPIPE_DEPENDENCIES")) and _dependencies not in sys.path:
+    sys.path.append(_dependencies)
 
 __version__ = "0.1.0"
 

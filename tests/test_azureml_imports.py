@@ -341,10 +341,10 @@ def test_compute_target_exception_as_the_azure_samples_catch_it(ws, azureml):
 # -- the folder a step in another interpreter gets on its PYTHONPATH -----------------------------
 
 
-def test_the_runtime_folder_holds_two_links_and_needs_nothing_else(tmp_path):
+def test_the_runtime_folder_holds_two_links_and_the_dependencies_aside(tmp_path):
     folder = Path(step_pythonpath(tmp_path / "cache"))
     assert folder.parent == tmp_path / "cache" / "runtime"
-    assert sorted(os.listdir(folder)) == ["azureml", "localpipe"]
+    assert sorted(os.listdir(folder)) == [".dependencies", "azureml", "localpipe"]
     assert {name: os.readlink(folder / name) for name in LINKS} == {n: str(t) for n, t in LINKS.items()}
     assert os.listdir(folder.parent) == [folder.name]  # nothing left aside
     assert step_pythonpath(tmp_path / "cache") == str(folder)
@@ -358,6 +358,11 @@ def test_the_runtime_folder_holds_two_links_and_needs_nothing_else(tmp_path):
     assert "[offline run] scalar x: 1" in done.stdout, done.stderr
     assert done.stdout.splitlines()[1] == str(folder / "localpipe" / "__init__.py")
     assert "No module named 'peewee'" in done.stderr
+    # with LOCALPIPE_DEPENDENCIES (what a step in a built environment gets), the workspace calls work
+    dependencies = str(folder / ".dependencies")
+    code = "import localpipe, peewee, sys; print(sys.path[-1])"
+    done = python(code, tmp_path, "-S", PYTHONPATH=str(folder), LOCALPIPE_DEPENDENCIES=dependencies)
+    assert done.stdout.strip() == dependencies, done.stderr
 
 
 def test_concurrent_makers_of_the_runtime_folder_agree(tmp_path):
@@ -374,7 +379,7 @@ def test_concurrent_makers_of_the_runtime_folder_agree(tmp_path):
     assert all(maker.returncode == 0 for maker in makers)
     assert len(answers) == 1
     folder = Path(answers.pop().strip())
-    assert sorted(os.listdir(folder)) == ["azureml", "localpipe"]
+    assert sorted(os.listdir(folder)) == [".dependencies", "azureml", "localpipe"]
     assert os.listdir(tmp_path / "runtime") == [folder.name]
 
 
@@ -383,7 +388,7 @@ def test_a_damaged_runtime_folder_is_made_again(tmp_path):
     os.unlink(folder / "azureml")
     (folder / "stray").write_text("x")
     assert step_pythonpath(tmp_path) == str(folder)
-    assert sorted(os.listdir(folder)) == ["azureml", "localpipe"]
+    assert sorted(os.listdir(folder)) == [".dependencies", "azureml", "localpipe"]
     assert os.listdir(tmp_path / "runtime") == [folder.name]
 
 
@@ -416,6 +421,15 @@ def test_config_json_given_as_a_file_or_by_name(ws):
     assert Workspace.from_config(ws.root / "settings/ws.json").location == "westeurope"
     assert Workspace.from_config(ws.root / "settings", _file_name="ws.json").name == "azure-ws"
     assert Workspace.from_config(ws.root / "settings").name == ws.root.name
+
+
+def test_config_json_in_the_scope_form_names_the_workspace(ws):
+    scope = (
+        "/subscriptions/0000-sub/resourceGroups/rg-ml/providers/Microsoft.MachineLearningServices/workspaces/azure-ws"
+    )
+    write(ws.root / "config.json", json.dumps({"Scope": scope}))
+    found = Workspace.from_config(ws.root)
+    assert (found.name, found.subscription_id, found.resource_group) == ("azure-ws", "0000-sub", "rg-ml")
 
 
 def test_a_config_json_above_the_workspace_is_not_read(ws):

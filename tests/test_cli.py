@@ -173,12 +173,25 @@ def test_a_file_that_submits_itself_is_run_once_under_its_experiment(localpipe, 
     status = localpipe("status", "proj/self.py", "--json", check=True)
     assert [row["action"] for row in json.loads(status.stdout)] == ["run", "maybe"]
     done = localpipe("submit", "proj/self.py", check=True)
-    assert done.stdout.splitlines()[0] == "run 1 of experiment Mine: 2 steps"
+    assert done.stdout.splitlines()[:2] == [
+        'proj/self.py submits its pipeline itself (experiment "Mine"): running that submission here; '
+        "the file's code after it does not run",
+        "run 1 of experiment Mine: 2 steps",
+    ]
     (run,) = json.loads(localpipe("runs", "--json", check=True).stdout)
     assert (run["experiment"], run["status"]) == ("Mine", "Completed")
     details = json.loads(localpipe("show", "1", "--json", check=True).stdout)
     assert details["parameters"] == {"scale": 5}
     assert not (ws.root / "proj" / "after-submit.txt").exists()
+    # a submission from a thread the file starts is taken too (status must never start a run)
+    project(
+        "proj/thread.py",
+        PIPELINE.replace("from localpipe import", "import threading\nfrom localpipe import Experiment,")
+        + 'worker = threading.Thread(target=lambda: Experiment(ws, "Threaded").submit(pipeline))\n'
+        "worker.start()\nworker.join()\n",
+    )
+    localpipe("status", "proj/thread.py", check=True)
+    assert len(json.loads(localpipe("runs", "--json", check=True).stdout)) == 1
     # --param and --experiment on the command line win
     localpipe("submit", "proj/self.py", "--param", "scale=6", "-e", "Other", check=True)
     (latest, _) = json.loads(localpipe("runs", "--json", check=True).stdout)

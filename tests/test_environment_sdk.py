@@ -86,7 +86,10 @@ def test_the_digest_covers_packages_not_names_and_leaves_out_what_localpipe_prov
     two, _ = resolve(with_packages("two", pip_packages=["six"]))
     assert found == []
     assert one["kind"] == "venv" and one["digest"] == two["digest"]
-    assert one["dropped"] == ["azureml-defaults", "azureml-dataprep[fuse]"]
+    assert one["dropped"] == [
+        "azureml-defaults (localpipe provides it)",
+        "azureml-dataprep[fuse] (localpipe provides it)",
+    ]
     assert one["requirements"] == ["six"] and one["base"] == two["base"]
     other, _ = resolve(with_packages("one", pip_packages=["six==1.16"]))
     assert other["digest"] != one["digest"]
@@ -151,3 +154,93 @@ def test_registered_environments_keep_their_definition(ws):
     clone = got.clone("copy")
     assert (clone.name, clone.version) == ("copy", None)
     assert {"kept", "AzureML-Tutorial", "AzureML-Minimal"} <= set(Environment.list(ws))
+
+
+def test_requirements_have_one_spelling_and_one_order():
+    """Cosmetic differences build nothing new, and the order never depends on the hash seed."""
+    a, _ = resolve(with_packages("a", pip_packages=["TinyB == 1.0", "tinyb_extra>=2", "Zeta"]))
+    b, _ = resolve(with_packages("b", pip_packages=["zeta", "tinyb==1.0", "TinyB-Extra >= 2"]))
+    assert a["requirements"] == ["tinyb-extra>=2", "tinyb==1.0", "zeta"] and a["digest"] == b["digest"]
+    marker, _ = resolve(with_packages("m", pip_packages=['pywin32 ; sys_platform == "win32"']))
+    assert marker["requirements"] == ['pywin32; sys_platform == "win32"']
+
+
+def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkeypatch):
+    """A wheel, a folder or an included requirements file is keyed by its content, not its spelling,
+    and relative paths mean the pipeline file's folder (the working directory while it loads)."""
+    wheel = tmp_path / "dist" / "pkg-1.0-py3-none-any.whl"
+    wheel.parent.mkdir()
+    wheel.write_bytes(b"one")
+    (tmp_path / "base.txt").write_text("six==1.16 \\\n    --hash=sha256:abc\n# a comment\n")
+    (tmp_path / "requirements.txt").write_text("-r base.txt\n./dist/pkg-1.0-py3-none-any.whl\n")
+    monkeypatch.chdir(tmp_path)
+    env = Environment.from_pip_requirements("files", "requirements.txt")
+    first, found = resolve(env)
+    assert found == []
+    assert first["requirements"] == [str(wheel), "six==1.16--hash=sha256:abc"] or str(wheel) in first["requirements"]
+    assert str(wheel) in first["local"]
+    wheel.write_bytes(b"two")  # same name, other content: another definition
+    second, _ = resolve(env)
+    assert second["digest"] != first["digest"]
+    (tmp_path / "base.txt").write_text("six==1.17\n")
+    third, _ = resolve(Environment.from_pip_requirements("files", "requirements.txt"))
+    assert "six==1.17" in third["requirements"] and third["digest"] != second["digest"]
+
+
+@pytest.mark.parametrize(
+    "pip, culprit",
+    [
+        (["six\n-r /etc/hostname"], "is not one line of text"),
+        (["-e /tmp/some/project"], "editable install"),
+        (["--prefix /somewhere"], 'pip option "--prefix /somewhere" is not one localpipe passes on'),
+        (["-r relative.txt"], "names no readable file by an absolute path"),
+        (["/no/such/wheel-1.0-py3-none-any.whl"], "does not exist"),
+    ],
+)
+def test_requirements_that_would_reach_outside_the_build_are_refused(pip, culprit):
+    env = Environment("odd")
+    env.python.conda_dependencies = CondaDependencies()
+    env.python.conda_dependencies._pip_list()[:] = pip  # as a YAML file could hold them
+    _, found = resolve(env)
+    assert found and culprit in found[0], found
+
+
+def test_an_environment_name_with_a_line_break_is_refused():
+    _, found = resolve(with_packages("two\nlines", pip_packages=["six"]))
+    assert found == ["step \"s\": environment name 'two\\nlines' holds a control character (a line break): remove it"]
+
+
+@pytest.mark.parametrize(
+    "conda, pip",
+    [("numpy 1.26.4 py311h0_0", "numpy==1.26.4.*"), ("numpy[version='>=1.26']", "numpy>=1.26")],
+)
+def test_more_conda_spec_forms(conda, pip):
+    resolved, found = resolve(with_packages("c", conda_packages=[conda]))
+    assert found == [] and resolved["requirements"] == [pip]
+
+
+def test_conda_system_libraries_are_left_out_and_cuda_packages_refused():
+    resolved, found = resolve(with_packages("c", conda_packages=["openssl=3.0", "zlib", "six", "pip=23"]))
+    assert found == [] and resolved["requirements"] == ["six"]
+    assert resolved["dropped"][0].startswith("openssl=3.0 (a system library")
+    _, found = resolve(with_packages("c", conda_packages=["pytorch-cuda=12.1"]))
+    assert found and 'conda package "pytorch-cuda" has no PyPI equivalent' in found[0]
+
+
+@pytest.mark.parametrize(
+    "spec, chosen",
+    [
+        (">=3.9", "local"),
+        ("<3.12", "local"),
+        ("<3.11", "/opt/py310"),
+        (">=3.8,<3.10", "/opt/py39"),
+        ("=3.9", "/opt/py39"),
+    ],
+)
+def test_python_version_operators_compare(spec, chosen):
+    machine = Capacity(2, 2**30, pythons=lambda: [("3.9.18", "/opt/py39"), ("3.10.13", "/opt/py310")])
+    resolved, found = resolve(with_packages("p", conda_packages=[f"python{spec}"]), machine)
+    assert found == []
+    if sys.version_info[:2] != (3, 11):
+        pytest.skip("the cases assume localpipe runs on Python 3.11")
+    assert resolved["interpreter"] == (sys.executable if chosen == "local" else chosen)

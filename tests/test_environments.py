@@ -126,10 +126,10 @@ steps = [
     # Run.get_context() in the built environment logged its metric
     assert query(ws.root, "SELECT value FROM metric WHERE name = 'tiny_version'") == [("1",)]
     # history.db keeps what the build installed, and which step ran in it
-    assert query(ws.root, "SELECT digest, packages FROM environment_build") == [
-        (environment["digest"], json.dumps(environment["packages"]))
+    assert query(ws.root, "SELECT id, digest, packages FROM environment_build") == [
+        (1, environment["digest"], json.dumps(environment["packages"]))
     ]
-    assert query(ws.root, "SELECT environment FROM step_run WHERE name = 'inside'") == [(environment["digest"],)]
+    assert query(ws.root, "SELECT environment FROM step_run WHERE name = 'inside'") == [(1,)]
     shown = subprocess.run(
         [sys.executable, "-m", "localpipe", "show", "1"], cwd=ws.root, capture_output=True, text=True
     ).stdout
@@ -339,9 +339,9 @@ steps = [
     assert "lp_tiny 2" in (ws.root / ".localpipe/runs/1/pip/stdout.log").read_text()
     assert "lp_tiny 1" in (ws.root / ".localpipe/runs/1/conda/stdout.log").read_text()
     by_name = {b["name"]: b for b in built(cache)}
-    assert by_name["from-conda"]["dropped"] == ["azureml-defaults"]
+    assert by_name["from-conda"]["dropped"] == ["azureml-defaults (localpipe provides it)"]
     assert (
-        "left out, provided by localpipe: azureml-defaults"
+        "left out: azureml-defaults (localpipe provides it)"
         in Path(by_name["from-conda"]["path"], "localpipe-build.log").read_text()
     )
 
@@ -416,3 +416,162 @@ steps = [PythonScriptStep("env.py", source_directory="src", name="s", runconfig=
     assert submit("pipe.py").returncode == 0
     assert step_rows(ws.root, 2)["s"] == ("Completed", "runs: environment changed")
     assert "vars hello you" in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()
+
+
+# -- what a hostile review of the first version found ---------------------------------------------
+
+
+def test_the_sdks_workspace_calls_work_in_a_built_environment(ws, project, submit):
+    """run.experiment.workspace, run.parent and Dataset.get_by_name reach history.db, whose
+    library (peewee) the built environment does not have: localpipe's own comes after its packages."""
+    project(
+        "src/sdk.py",
+        "from azureml.core import Dataset, Run\n"
+        "import lp_tiny\n"
+        "run = Run.get_context()\n"
+        "ws = run.experiment.workspace\n"
+        "print('parent', run.parent.id, 'workspace', ws.name)\n"
+        "try:\n"
+        "    Dataset.get_by_name(ws, 'nothing-registered')\n"
+        "except Exception as exc:\n"
+        "    print('lookup', type(exc).__name__)\n",
+    )
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])', "sdk.py")))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    assert f"parent 1 workspace {ws.root.name}" in out and "lookup NotFoundError" in out, out
+
+
+def test_a_pythonpath_variable_keeps_localpipes_runtime_first(ws, project, submit):
+    project("src/path.py", "import os\nfrom azureml.core import Run\nprint(os.environ['PYTHONPATH'])\n")
+    steps = """
+rc = config("t", pip=["lp-tiny"])
+rc.environment_variables = {"PYTHONPATH": "/opt/mine", "PATH": "/opt/bin"}
+steps = [PythonScriptStep("path.py", source_directory="src", name="s", runconfig=rc)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (ws.root / ".localpipe/runs/1/s/stdout.log").read_text().strip().endswith(":/opt/mine")
+
+
+def test_a_step_that_changes_its_environment_gets_it_rebuilt_before_the_next_use(ws, project, submit, cache):
+    """A step that installs into the shared environment (here: drops a module into site-packages,
+    as pip install would) does not leave that change to later runs."""
+    project(
+        "src/inject.py",
+        "import site, pathlib\npathlib.Path(site.getsitepackages()[0], 'injected.py').write_text('X = 1')\n",
+    )
+    project(
+        "src/check.py", "import importlib.util\nprint('injected', importlib.util.find_spec('injected') is not None)\n"
+    )
+    project("one.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])', "inject.py")))
+    project("two.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])', "check.py")))
+    assert submit("one.py").returncode == 0
+    proc = submit("two.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "building" in proc.stdout  # rebuilt
+    assert "injected False" in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()
+    assert len(built(cache)) == 1
+
+
+def test_gc_envs_keeps_an_environment_a_run_uses(ws, project, wheels, cache, localpipe):
+    gate = ws.root / "gate"
+    project("src/wait.py", f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n")
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])', "wait.py")))
+    run = popen_localpipe(ws.root, "submit", "pipe.py", env=offline_index(wheels))
+    try:
+        wait_for(lambda: query(ws.root, "SELECT status FROM step_run") == [("Running",)], timeout=60)
+        swept = localpipe("gc", "--envs", "--older-than", "0s", check=True).stdout
+        assert 'kept environment "t"' in swept and "freed 0 B: 0 environments" in swept, swept
+        assert len(built(cache)) == 1
+    finally:
+        gate.write_text("go")
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err
+    assert "1 environments" in localpipe("gc", "--envs", "--older-than", "0s", check=True).stdout
+
+
+def test_a_moved_cache_is_used_where_it_now_is(ws, project, submit, cache, monkeypatch, tmp_path):
+    project("src/uses.py", USES_TINY)
+    project("one.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
+    assert submit("one.py").returncode == 0
+    moved = tmp_path / "moved"
+    os.rename(cache, moved)
+    monkeypatch.setenv("LOCALPIPE_CACHE_DIR", str(moved))
+    project(
+        "two.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])').replace('"s"', '"t", arguments=["2"]'))
+    )
+    proc = submit("two.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "building" not in proc.stdout
+    assert f"python {moved}/envs/" in (ws.root / ".localpipe/runs/2/t/stdout.log").read_text()
+
+
+def test_a_damaged_environment_folder_is_built_again(ws, project, submit, cache):
+    project("src/uses.py", USES_TINY)
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
+    assert submit("pipe.py").returncode == 0
+    (folder,) = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
+    (folder / "localpipe-env.json").write_text("{not json")
+    project("src/uses.py", USES_TINY + "# changed\n")
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "building" in proc.stdout and len(built(cache)) == 1
+
+
+def test_show_names_the_build_a_step_ran_in_after_a_rebuild(ws, project, localpipe, cache, tmp_path):
+    """Rebuilt (gc, then a new version in the index), a definition with an unpinned package installs
+    another version: each run keeps the build it ran in."""
+    index = tmp_path / "index"
+    make_wheel(index, "lp-tiny", "1.0", "VERSION = 1\n")
+    env = offline_index(index)
+    project("src/uses.py", USES_TINY)
+    steps = one_step('config("t", pip=["lp-tiny"])').replace("runconfig=", "allow_reuse=False, runconfig=")
+    project("pipe.py", PIPELINE.format(steps=steps))
+    localpipe("submit", "pipe.py", env=env, check=True)
+    localpipe("gc", "--envs", "--older-than", "0s", check=True)
+    make_wheel(index, "lp-tiny", "2.0", "VERSION = 2\n")
+    localpipe("submit", "pipe.py", env=env, check=True)
+    first, second = (
+        json.loads(localpipe("show", run, "--json", check=True).stdout)["steps"][0]["environment_build"]
+        for run in (1, 2)
+    )
+    assert "lp-tiny==1.0" in first["packages"] and "lp-tiny==2.0" in second["packages"]
+    assert first["digest"] == second["digest"] and first["built_at"] < second["built_at"]
+
+
+def test_a_killed_installer_is_the_reason_and_waiters_of_a_failed_build_do_not_repeat_it(
+    ws, project, wheels, cache, tmp_path
+):
+    from localpipe.envs.build import find_uv
+
+    killer = tmp_path / "uv"
+    counter = tmp_path / "venvs.log"
+    gate = tmp_path / "gate"  # the installer is killed once every submitter waits for its build
+    killer.write_text(
+        f'#!/bin/sh\n[ "$1" = venv ] && echo $$ >> {counter}\n'
+        f'[ "$2" = install ] && while [ ! -e {gate} ]; do sleep 0.05; done && kill -9 $$\n'
+        f'exec {find_uv()} "$@"\n'
+    )
+    killer.chmod(0o755)
+    project("src/uses.py", USES_TINY)
+    for i in range(4):
+        steps = one_step('config("t", pip=["lp-tiny"])').replace('name="s"', f'name="s{i}"')
+        project(f"pipe{i}.py", PIPELINE.format(steps=steps))
+    env = {**offline_index(wheels), "LOCALPIPE_UV": str(killer)}
+    procs = [popen_localpipe(ws.root, "submit", f"pipe{i}.py", env=env) for i in range(4)]
+    wait_for(
+        lambda: query(ws.root, "SELECT COUNT(*) FROM step_run WHERE status = 'Preparing'") == [(4,)],
+        timeout=60,
+        what="every submitter to wait for the build",
+    )
+    gate.write_text("go")
+    for proc in procs:
+        proc.communicate(timeout=120)
+    assert [p.returncode for p in procs] == [1] * 4
+    reasons = [reason for (reason,) in query(ws.root, "SELECT reason FROM step_run")]
+    assert all(r.startswith('environment "t" could not be built: ') for r in reasons), reasons
+    assert any("was killed by SIGKILL" in r for r in reasons), reasons
+    assert len(counter.read_text().split()) == 1  # one build tried; the three waiters reported it

@@ -109,6 +109,8 @@ def test_lines_that_are_not_metrics_are_skipped_and_times_kept_finite(ws, two_ru
             record("scalar", "time as text", 4, "yesterday"),
             '{"kind": "scalar", "name": "time NaN", "value": 5, "time": NaN}',
             '{"kind": "scalar", "name": "cut sho',  # a killed step's last line
+            record("scalar", "none", None, 1.7e9),  # log("none", None): crashed the scheduler once
+            record("image", "no image", None, 1.7e9),
         ],
     )
     assert count == 3

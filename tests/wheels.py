@@ -2,7 +2,7 @@
 
 ``make_wheel`` writes a real wheel (PEP 427: the module, METADATA, WHEEL and RECORD in a zip) that
 uv and pip install like any other; the tests point the installer at their folder with
-``UV_FIND_LINKS`` and ``UV_NO_INDEX`` (``offline_index``).
+``UV_FIND_LINKS`` and ``UV_OFFLINE`` (``offline_index``).
 """
 
 from __future__ import annotations
@@ -41,5 +41,6 @@ def make_wheel(folder: Path, name: str, version: str, code: str, requires: list[
 
 
 def offline_index(folder: Path) -> dict[str, str]:
-    """Environment variables that make uv (and pip) install from ``folder`` only."""
-    return {"UV_FIND_LINKS": str(folder), "UV_NO_INDEX": "1", "PIP_FIND_LINKS": str(folder), "PIP_NO_INDEX": "1"}
+    """Environment variables that make uv (and pip) install from ``folder`` only, never asking an
+    index (uv has no variable for --no-index: UV_OFFLINE keeps it off the network)."""
+    return {"UV_FIND_LINKS": str(folder), "UV_OFFLINE": "1", "PIP_FIND_LINKS": str(folder), "PIP_NO_INDEX": "1"}

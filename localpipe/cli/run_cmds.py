@@ -108,6 +108,11 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     overrides = parse_params(params)
     loaded = load_file(pipeline_file, ws)
     name = experiment or loaded.experiment or Path(pipeline_file).resolve().parent.name
+    if loaded.experiment is not None:
+        click.echo(
+            f'{pipeline_file} submits its pipeline itself (experiment "{loaded.experiment}"): running that '
+            "submission here; the file's code after it does not run"
+        )
     started = time.monotonic()
     prepared = prepare_run(
         history,

@@ -93,15 +93,25 @@ def _gc_environments(seconds: float, keep_last, dry_run: bool) -> None:
     if keep_last is not None:
         raise UsageError("--keep-last counts runs, not environments: use --envs with --older-than")
     cache = EnvironmentCache(cache_root() / "envs")
+    now = time.time()
     freed = removed = 0
-    for built in cache.unused_for(seconds, time.time()):
+    for built in cache.unused_for(seconds, now):
         if dry_run:
             click.echo(f'would remove environment "{built.name}" {built.digest[:12]}  {size(built.size)}')
         elif not cache.remove(built.digest):
-            click.echo(f'kept environment "{built.name}" {built.digest[:12]}: it is being built')
+            click.echo(f'kept environment "{built.name}" {built.digest[:12]}: a run uses it or builds it')
             continue
         freed, removed = freed + built.size, removed + 1
-    click.echo(f"{'would free' if dry_run else 'freed'} {size(freed)}: {removed} environments")
+    for digest in cache.damaged():  # a folder without readable metadata serves no build
+        click.echo(f"{'would remove' if dry_run else 'removed'} damaged environment folder {digest[:12]}")
+        if not dry_run:
+            cache.remove(digest)
+    leftovers = cache.leftovers(seconds, now)
+    for path in leftovers:
+        if not dry_run:
+            path.unlink(missing_ok=True)
+    left = f", {len(leftovers)} old build logs" if leftovers else ""
+    click.echo(f"{'would free' if dry_run else 'freed'} {size(freed)}: {removed} environments{left}")
 
 
 @click.command()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from localpipe.client.runs import PipelineRun
 from localpipe.client.workspace import history_of
 from localpipe.errors import SubmittedWhileLoading
-from localpipe.sdk.workspace import current_workspace
+from localpipe.sdk.workspace import current_workspace, file_loading
 
 
 class Experiment:
@@ -31,9 +31,11 @@ class Experiment:
         """
         from localpipe.engine.submit import prepare_run, run_in_background
 
-        if current_workspace.get() is not None:  # a command is loading the file that calls this
+        if current_workspace.get() is not None or file_loading.active:  # a command is loading the file
             options = {"regenerate_outputs": regenerate_outputs, "continue_on_step_failure": continue_on_step_failure}
-            raise SubmittedWhileLoading(pipeline, self.name, pipeline_parameters, options)
+            submitted = SubmittedWhileLoading(pipeline, self.name, pipeline_parameters, options)
+            file_loading.submitted.append(submitted)
+            raise submitted
         history = history_of(self.workspace)
         prepared = prepare_run(
             history, pipeline, self.name, pipeline_parameters, regenerate_outputs, continue_on_step_failure, tags

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import queue
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,28 +25,27 @@ class Built:
 
 class Environments:
     """Built environments for one scheduler. ``wake`` is called (from a build's thread) when a
-    build ends; the scheduler then collects it with ``finished()``."""
+    build ends; the scheduler then collects it with ``finished()``. Each environment handed out is
+    held in use (``EnvironmentCache.use``) until ``close()``, so that nothing removes it meanwhile."""
 
     def __init__(self, cache: EnvironmentCache | None = None):
         self.cache = cache or EnvironmentCache(cache_root() / "envs")
         self.wake: Callable[[], None] = lambda: None
         self._built: dict[str, BuiltEnvironment] = {}
+        self._held: dict[str, int] = {}  # digest -> the descriptor holding it in use
         self._building: dict[str, threading.Thread] = {}
         self._done: queue.SimpleQueue[Built] = queue.SimpleQueue()
-        self._cancel = threading.Event()
-        self._processes: set = set()
 
     def get(self, definition: dict) -> BuiltEnvironment | None:
-        """The environment built for ``definition``; None while it is not, its build started."""
+        """The environment built for ``definition``; None while it is not, its build started (also
+        when a step changed its packages since: it is rebuilt, if no other run uses it)."""
         digest = definition["digest"]
         if digest in self._built:
             return self._built[digest]
-        built = self.cache.find(digest)
-        if built is not None:
-            self.cache.touch(digest)
-            self._built[digest] = built
-            return built
         if digest not in self._building:
+            built = self._hold(digest)
+            if built is not None:
+                return built
             thread = threading.Thread(target=self._build, args=(definition,), name=f"build-{digest}", daemon=True)
             self._building[digest] = thread
             thread.start()
@@ -64,34 +62,40 @@ class Environments:
             ended.append(result)
         return ended
 
-    @property
-    def building(self) -> bool:
-        return bool(self._building)
-
     def close(self) -> None:
-        """End the builds in progress (their installers as process groups); nothing half-built stays."""
-        self._cancel.set()
-        for proc in list(self._processes):
-            if proc.poll() is not None:
-                continue
-            try:
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-        for thread in list(self._building.values()):
-            thread.join(timeout=5)
+        """Let go of the environments held in use. A build under way goes on in its thread: a
+        watcher's next run waits for it rather than starting it again, and the installer dies with
+        this process (its parent-death signal) if the process ends first."""
+        self.wake = lambda: None
+        for fd in self._held.values():
+            os.close(fd)
+        self._held.clear()
+
+    def _hold(self, digest: str) -> BuiltEnvironment | None:
+        """``digest``'s environment, held in use, if it is built and as it was built."""
+        fd = self.cache.use(digest)
+        if fd is None:
+            return None
+        built = self.cache.find(digest)
+        if built is None or self.cache.changed(built):
+            os.close(fd)
+            return None
+        self._held[digest] = fd
+        self._built[digest] = built
+        self.cache.touch(digest)
+        return built
 
     def _build(self, definition: dict) -> None:
+        digest = definition["digest"]
         try:
-            built = self.cache.build(definition, self._cancel, self._started)
-            self._done.put(Built(definition["digest"], environment=built))
+            self.cache.build(definition)
+            built = self._hold(digest) or self.cache.find(digest)  # a rebuild another run blocks: as it is
+            if built is None:
+                raise BuildFailed("it was removed (localpipe gc --envs) as soon as it was built", None)
+            self._done.put(Built(digest, environment=built))
         except BuildFailed as exc:
-            self._done.put(Built(definition["digest"], failure=exc))
+            self._done.put(Built(digest, failure=exc))
         except OSError as exc:
-            failure = BuildFailed(f"the cache cannot be written: {exc}", None)
-            self._done.put(Built(definition["digest"], failure=failure))
+            self._done.put(Built(digest, failure=BuildFailed(f"the cache cannot be written: {exc}", None)))
         finally:
             self.wake()
-
-    def _started(self, proc) -> None:
-        self._processes.add(proc)

@@ -27,7 +27,7 @@ from pathlib import Path
 from localpipe.compat import SHIM_DIR
 from localpipe.errors import LoadTimedOut, PipelineFileError, SubmittedWhileLoading, UsageError
 from localpipe.sdk.pipeline import Pipeline
-from localpipe.sdk.workspace import current_workspace
+from localpipe.sdk.workspace import current_workspace, file_loading
 
 
 @dataclass
@@ -65,11 +65,12 @@ def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> L
     # A file that ended the process would leave the command exiting 0, its work undone; a process it
     # forks (a multiprocessing worker) keeps the real os._exit.
     os._exit = functools.partial(_refuse_exit, os.getpid(), real_exit)
+    file_loading.active, file_loading.submitted = True, []
     try:
         with _limited(time_limit):
             namespace = runpy.run_path(str(file), run_name="__localpipe__")
-    except SubmittedWhileLoading as submitted:
-        return LoadedFile(submitted.pipeline, submitted.experiment, submitted.parameters, submitted.options)
+    except SubmittedWhileLoading:
+        pass  # the first submission is taken below
     except LoadTimedOut:
         raise PipelineFileError(
             f"pipeline file {path} timed out: still loading after {time_limit:g}s (LOCALPIPE_LOAD_TIMEOUT): make it "
@@ -92,12 +93,16 @@ def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> L
             f"(line {_line(exc, file)}): fix the file, or use --debug for the traceback"
         ) from exc
     finally:
+        file_loading.active = False
         os._exit = real_exit
         for number, handler in handlers.items():  # what the file set (SIGTERM ignored, say) is undone
             signal.signal(number, handler)
         os.chdir(old_cwd)
         sys.path[:] = old_path
         current_workspace.reset(token)
+    if file_loading.submitted:  # from the file itself, or from a thread it started
+        first = file_loading.submitted[0]
+        return LoadedFile(first.pipeline, first.experiment, first.parameters, first.options)
     return LoadedFile(_pick(namespace, path))
 
 

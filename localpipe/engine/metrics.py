@@ -47,6 +47,8 @@ class MetricsIngester:
                 kind, name, value = record["kind"], str(record["name"]), record["value"]
             except (ValueError, TypeError, KeyError):
                 continue  # a line cut short by a killed step, or not one of ours
+            if value is None:
+                continue  # log("n", None), log_image without an image: nothing to keep
             if secrets:
                 name, value = mask(name, secrets), mask(value, secrets)
             if kind == "tag":

@@ -139,7 +139,7 @@ class Scheduler:
         self.waiting: dict[str, int] = {}  # step -> the step run of another run computing the same key
         self.preparing: dict[str, str] = {}  # step -> the digest of the environment being built for it
         self.built: dict[str, BuiltEnvironment] = {}  # step -> the built environment it runs in
-        self._recorded_builds: set[str] = set()
+        self._build_ids: dict[str, int] = {}  # digest -> its row in environment_build
         self.halt_reason: str | None = None  # why no further step starts (a step failed, the run is ending)
         self.cancel_reason: str | None = None  # why the whole run must be canceled, at the next safe point
         self.interrupted = False  # the cancel came from SIGINT: re-raise it once the run is recorded
@@ -432,9 +432,9 @@ class Scheduler:
 
     def _use(self, name: str, built: BuiltEnvironment) -> None:
         """``name`` runs in ``built``, which history.db keeps (once) with what it installed."""
-        if built.digest not in self._recorded_builds:
-            self.history.environments.record(asdict(built))
-            self._recorded_builds.add(built.digest)
+        if built.digest not in self._build_ids:
+            environment = self.graph.steps[name].environment
+            self._build_ids[built.digest] = self.history.environments.record(asdict(built), environment["name"])
         self.built[name] = built
 
     def _prepare(self, name: str, environment: dict) -> None:
@@ -524,7 +524,7 @@ class Scheduler:
             arguments=launch.argv,
             placement=placement.describe(),
             snapshot=snapshot.digest if snapshot else None,
-            environment=built.digest if built else None,
+            environment=self._build_ids[built.digest] if built else None,
         )
         fault_point("step-running")
 

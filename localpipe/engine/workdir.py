@@ -11,6 +11,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from localpipe.compat.runtime import DEPENDENCIES_FOLDER
 from localpipe.content.hashing import TreeDigest, copy_tree
 from localpipe.engine.executors import Launch
 from localpipe.engine.resources import Placement
@@ -87,14 +88,15 @@ def step_environment(
     the variables its environment sets, localpipe's own modules (``runtime_path``, so that
     ``from azureml.core import Run`` works in any interpreter) and, in a built environment
     (``venv``), that environment first on PATH, as its activation would."""
-    env = dict(base)
+    env = {**base, **(variables or {})}  # the environment's own PATH or PYTHONPATH come after what follows
     if venv is not None:
         env["VIRTUAL_ENV"] = venv
         env["PATH"] = os.pathsep.join(filter(None, [os.path.join(venv, "bin"), env.get("PATH")]))
         env.pop("PYTHONHOME", None)
     if runtime_path is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [runtime_path, env.get("PYTHONPATH")]))
-    env.update(variables or {})
+        if venv is not None:
+            env["LOCALPIPE_DEPENDENCIES"] = os.path.join(runtime_path, DEPENDENCIES_FOLDER)
     gpus = placement.gpus
     env.update(
         {

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
-import threading
-from collections.abc import Callable
 from pathlib import Path
 
 from localpipe.errors import LocalpipeError
@@ -18,12 +17,14 @@ SETPRIV = shutil.which("setpriv")
 
 
 class BuildFailed(LocalpipeError):
-    """An environment could not be built; ``reason`` is the installer's last error line."""
+    """An environment could not be built; ``reason`` is the installer's error, or how it ended
+    (``signal``, when a signal killed it)."""
 
-    def __init__(self, reason: str, log: Path | None):
+    def __init__(self, reason: str, log: Path | None, signal: int | None = None):
         super().__init__(reason)
         self.reason = reason
         self.log = log
+        self.signal = signal
 
 
 def find_uv() -> str | None:
@@ -40,13 +41,10 @@ def find_uv() -> str | None:
 
 
 class Installer:
-    """Makes one virtual environment at ``target`` with ``base`` as its interpreter, logging to
-    ``log``; ``cancel`` set ends the running command."""
+    """Makes one virtual environment at ``target`` with ``base`` as its interpreter, logging to ``log``."""
 
-    def __init__(self, log, cancel: threading.Event, started: Callable[[subprocess.Popen], None] | None = None):
+    def __init__(self, log):
         self.log = log
-        self.cancel = cancel
-        self.started = started or (lambda proc: None)
         self.uv = find_uv()
 
     def create(self, base: str, target: Path) -> None:
@@ -71,8 +69,6 @@ class Installer:
         return sorted(line for line in out.splitlines() if line.strip())
 
     def _run(self, argv: list[str], capture: bool = False) -> str:
-        if self.cancel.is_set():
-            raise BuildFailed("the build was canceled", None)
         self.log.write(f"$ {' '.join(argv)}\n".encode())
         self.log.flush()
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PIP_NO_INPUT": "1", "UV_NO_PROGRESS": "1"}
@@ -87,11 +83,11 @@ class Installer:
             )
         except OSError as exc:
             raise BuildFailed(f"{argv[0]} could not be started: {exc.strerror}", None) from None
-        self.started(proc)
         out, _ = proc.communicate()
         self.log.flush()
-        if self.cancel.is_set():
-            raise BuildFailed("the build was canceled", None)
+        if proc.returncode < 0:
+            name = signal.Signals(-proc.returncode).name
+            raise BuildFailed(f"{Path(argv[0]).name} {argv[1]} was killed by {name}", None, -proc.returncode)
         if proc.returncode != 0:
             raise BuildFailed(f"{Path(argv[0]).name} {argv[1]} exited with {proc.returncode}", None)
         return out.decode(errors="replace") if capture else ""

@@ -1,21 +1,26 @@
 """The machine-wide cache of built environments: ``<cache>/envs/<digest>/``, one virtual
 environment per definition digest, shared by every workspace.
 
-A build happens under the digest's lock (``.locks/<digest>.lock``, so that submitters needing
-the same new environment wait for one build), in a folder of its own under ``.building/``,
-renamed into place only once complete: an interrupted build never looks built. A failed build
-leaves nothing in place but its log, ``.failed/<digest>.log``.
+A build happens under the digest's build lock (``.locks/<digest>.lock``, so that submitters
+needing the same new environment wait for one build), in a folder of its own under
+``.building/``, renamed into place only once complete: an interrupted build never looks built. A
+failed build leaves nothing in place but its log, ``.failed/<digest>.log``, which submitters that
+waited for that build report instead of building again. Schedulers hold ``.locks/<digest>.use``
+shared while they use an environment, and removing one takes it exclusively, so that ``gc``
+never removes an environment a run uses. An environment whose packages changed since its build
+(a step ran ``pip install`` in it) is rebuilt before its next use, when no run uses it.
 """
 
 from __future__ import annotations
 
 import fcntl
+import glob
 import json
 import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +32,6 @@ from localpipe.envs.build import BuildFailed, Installer, last_error_line
 METADATA = "localpipe-env.json"
 BUILD_LOG = "localpipe-build.log"
 LAST_USED = ".last-used"
-LOCK_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -36,13 +40,14 @@ class BuiltEnvironment:
 
     digest: str
     name: str
-    path: str
+    path: str  # where it is now (the cache may have moved since the build)
     python: str  # the interpreter's version
     packages: list[str]  # what is installed, as name==version
-    dropped: list[str]  # requirements left out because localpipe provides them (azureml-*)
+    dropped: list[str]  # requirements left out, with why
     built_at: float
     build_seconds: float
     size: int  # bytes
+    installed: str = ""  # the state of its package folders when built (see ``installed_state``)
 
     @property
     def interpreter(self) -> str:
@@ -53,6 +58,20 @@ class BuiltEnvironment:
         return os.path.join(self.path, BUILD_LOG)
 
 
+def installed_state(path: str | os.PathLike) -> str:
+    """When the package folders of the environment at ``path`` last changed: installing or
+    removing a package changes the entries of site-packages and bin (editing a file in place
+    does not)."""
+    folders = sorted(glob.glob(os.path.join(path, "lib", "python*", "site-packages"))) + [os.path.join(path, "bin")]
+    stamps = []
+    for folder in folders:
+        try:
+            stamps.append(str(os.stat(folder).st_mtime_ns))
+        except OSError:
+            stamps.append("-")
+    return ",".join(stamps)
+
+
 class EnvironmentCache:
     """The built environments under ``root`` (``<cache>/envs``)."""
 
@@ -60,12 +79,18 @@ class EnvironmentCache:
         self.root = Path(root)
 
     def find(self, digest: str) -> BuiltEnvironment | None:
-        """The environment built for ``digest``, or None."""
+        """The environment built for ``digest``, or None (also when its metadata is unreadable)."""
         try:
             with open(self.root / digest / METADATA, encoding="utf-8") as f:
-                return BuiltEnvironment(**json.load(f))
+                fields = json.load(f)
+            known = {name: value for name, value in fields.items() if name in BuiltEnvironment.__dataclass_fields__}
+            return BuiltEnvironment(**{**known, "path": str(self.root / digest)})
         except (OSError, ValueError, TypeError):
             return None
+
+    def changed(self, built: BuiltEnvironment) -> bool:
+        """Whether packages were installed into or removed from ``built`` since its build."""
+        return bool(built.installed) and installed_state(built.path) != built.installed
 
     def touch(self, digest: str) -> None:
         """Say that ``digest`` was used now (``localpipe gc --envs`` removes long-unused ones); a
@@ -84,56 +109,105 @@ class EnvironmentCache:
             return None
 
     def building_log(self, digest: str) -> Path:
-        """Where the build of ``digest`` in progress writes (only the lock's holder builds)."""
+        """Where the build of ``digest`` in progress writes (only the build lock's holder builds)."""
         return self.root / ".building" / f"{digest}.log"
 
     def failed_log(self, digest: str) -> Path:
         return self.root / ".failed" / f"{digest}.log"
 
     def all(self) -> list[BuiltEnvironment]:
-        if not self.root.is_dir():
-            return []
-        found = (self.find(entry.name) for entry in os.scandir(self.root) if not entry.name.startswith("."))
+        found = (self.find(name) for name in self._folders())
         return sorted((b for b in found if b is not None), key=lambda b: b.built_at)
 
-    def build(
-        self,
-        definition: dict,
-        cancel: threading.Event | None = None,
-        started: Callable | None = None,
-    ) -> BuiltEnvironment:
+    def damaged(self) -> list[str]:
+        """The digests whose folder is there without readable metadata (a copy gone wrong, say)."""
+        return [name for name in self._folders() if self.find(name) is None]
+
+    def _folders(self) -> list[str]:
+        if not self.root.is_dir():
+            return []
+        return [entry.name for entry in os.scandir(self.root) if entry.is_dir() and not entry.name.startswith(".")]
+
+    # -- using --------------------------------------------------------------------------------------
+    def use(self, digest: str) -> int | None:
+        """A shared hold on ``digest`` (a file descriptor to close when done), so that nothing
+        removes it meanwhile; None when it is being removed or rebuilt."""
+        fd = os.open(self._lock_path(digest, "use"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return None
+        return fd
+
+    # -- building -----------------------------------------------------------------------------------
+    def build(self, definition: dict) -> BuiltEnvironment:
         """The environment for ``definition`` (a step's ``environment`` from the plan), built
-        now unless it was already (or another process built it while this one waited)."""
+        now unless it was already (or another process built it while this one waited). A build
+        that failed in another process while this one waited for it is reported, not repeated."""
         digest = definition["digest"]
-        cancel = cancel or threading.Event()
-        with self._locked(digest, cancel):
+        waiting_since = time.time()
+        with self._locked(digest, wait=True):
             built = self.find(digest)
-            if built is not None:
+            if built is not None and not self.changed(built):
                 return built
-            return self._build(definition, cancel, started)
+            failed = self.failed_log(digest)
+            if built is None and failed.exists() and failed.stat().st_mtime >= waiting_since:
+                raise BuildFailed(last_error_line(failed) or "the build failed", failed)
+            if built is not None and not self._remove_unused(digest):
+                return built  # changed, but another run uses it as it is: rebuilt when it is free
+            return self._build(definition)
+
+    def remove(self, digest: str) -> bool:
+        """Delete a built environment unless a run uses it or builds it; False then."""
+        try:
+            with self._locked(digest, wait=False):
+                return self._remove_unused(digest)
+        except BuildFailed:  # another process holds the build lock
+            return False
 
     def unused_for(self, seconds: float, now: float) -> list[BuiltEnvironment]:
         """The built environments no step has used in the last ``seconds``."""
         return [b for b in self.all() if (self.last_used(b.digest) or b.built_at) < now - seconds]
 
-    def remove(self, digest: str) -> bool:
-        """Delete a built environment unless it is being built or used to build; False when locked."""
-        lock = self._lock_path(digest)
-        with open(lock, "a") as f:
+    def leftovers(self, seconds: float, now: float) -> list[Path]:
+        """Files older than ``seconds`` that no build needs: logs of builds killed half-way and of
+        failed builds, their requirement lists. (Lock files stay: they are empty, and removing
+        one that a process holds would let a second builder in.)"""
+        found = []
+        for folder, pattern in ((".building", "*"), (".failed", "*.log")):
+            for path in (self.root / folder).glob(pattern):
+                try:
+                    if path.is_file() and path.stat().st_mtime < now - seconds:
+                        found.append(path)
+                except OSError:
+                    continue
+        return found
+
+    def _remove_unused(self, digest: str) -> bool:
+        """With the build lock held: remove ``digest`` unless a run holds it in use."""
+        fd = os.open(self._lock_path(digest, "use"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
             try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 return False
-            trash = self.root / ".building" / f"{digest}-removed-{os.getpid()}"
-            try:
-                os.rename(self.root / digest, trash)  # gone at once for readers, then deleted
-            except FileNotFoundError:
-                return True
-            shutil.rmtree(trash, ignore_errors=True)
+            self._discard(self.root / digest)
             return True
+        finally:
+            os.close(fd)
 
-    # -- building -----------------------------------------------------------------------------------
-    def _build(self, definition: dict, cancel: threading.Event, started) -> BuiltEnvironment:
+    def _discard(self, folder: Path) -> None:
+        """Move ``folder`` aside (gone at once for readers), then delete it."""
+        trash = self.root / ".building" / f"{folder.name}-removed-{os.getpid()}-{threading.get_ident()}"
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(folder, trash)
+        except FileNotFoundError:
+            return
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _build(self, definition: dict) -> BuiltEnvironment:
         digest = definition["digest"]
         building = self.root / ".building"
         self._clear_abandoned(building, digest)
@@ -144,8 +218,8 @@ class EnvironmentCache:
         with open(log_path, "wb") as log:
             log.write(f"environment {definition['name']} ({digest}), Python {definition['python']}\n".encode())
             if definition.get("dropped"):
-                log.write(f"left out, provided by localpipe: {', '.join(definition['dropped'])}\n".encode())
-            installer = Installer(log, cancel, started)
+                log.write(f"left out: {', '.join(definition['dropped'])}\n".encode())
+            installer = Installer(log)
             try:
                 installer.create(definition["base"], target)
                 lines = [*definition.get("options", []), *definition["requirements"]]
@@ -160,8 +234,12 @@ class EnvironmentCache:
                 failed = self.failed_log(digest)
                 failed.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(log_path, failed)
-                raise BuildFailed(last_error_line(failed) or exc.reason, failed) from None
+                os.utime(failed)  # when it failed: what submitters waiting since before then report
+                # A killed installer leaves no error in the log: say how it ended instead.
+                reason = exc.reason if exc.signal else (last_error_line(failed) or exc.reason)
+                raise BuildFailed(reason, failed) from None
         requirements.unlink(missing_ok=True)
+        os.replace(log_path, target / BUILD_LOG)
         built = BuiltEnvironment(
             digest=digest,
             name=definition["name"],
@@ -173,7 +251,8 @@ class EnvironmentCache:
             build_seconds=round(time.time() - begun, 3),
             size=_size(target),
         )
-        os.replace(log_path, target / BUILD_LOG)
+        self._discard(self.root / digest)  # what is there has no readable metadata: damaged
+        built.installed = installed_state(target)
         with open(target / METADATA, "w", encoding="utf-8") as f:
             json.dump(asdict(built), f, indent=1)
         os.rename(target, self.root / digest)  # the one step that makes it built
@@ -194,21 +273,19 @@ class EnvironmentCache:
             else:
                 entry.unlink(missing_ok=True)
 
-    def _lock_path(self, digest: str) -> Path:
+    def _lock_path(self, digest: str, kind: str = "lock") -> Path:
         locks = self.root / ".locks"
         locks.mkdir(parents=True, exist_ok=True)
-        return locks / f"{digest}.lock"
+        return locks / f"{digest}.{kind}"
 
     @contextmanager
-    def _locked(self, digest: str, cancel: threading.Event) -> Iterator[None]:
+    def _locked(self, digest: str, wait: bool) -> Iterator[None]:
+        """The build lock of ``digest``; with ``wait`` False, BuildFailed at once when another holds it."""
         with open(self._lock_path(digest), "a") as f:
-            while True:
-                try:
-                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if cancel.wait(LOCK_POLL_SECONDS):
-                        raise BuildFailed("the build was canceled", None) from None
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise BuildFailed("another process builds it", None) from None
             yield  # closing the file releases the lock, also when the process dies
 
 

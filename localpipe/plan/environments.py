@@ -1,10 +1,11 @@
 """What a step's environment is, as plain data: the interpreter it runs on, or the definition of
 the virtual environment to build for it, with the digest that names that build.
 
-Pure: the interpreters this machine has come in through ``Capacity.pythons()``. A definition's
-digest covers what the build installs (the Python version, the requirements, pip's options),
-not the environment's name or version, as Azure's environment hash does: two environments with
-the same packages under different names are one build (docs/environments.md).
+The interpreters this machine has come in through ``Capacity.pythons()``. A definition's digest
+covers what the build installs (the Python version, the requirements in a canonical spelling,
+pip's options, and the content of local files they name: wheels, folders, included requirement
+files), not the environment's name or version, as Azure's environment hash does: two
+environments with the same packages under different names are one build (docs/environments.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import re
 import sys
 from typing import Any
 
-from localpipe.content.hashing import hash_bytes
+from localpipe.content.hashing import dataset_digest, hash_bytes
 from localpipe.plan import checks
 
 # Conda packages whose PyPI distribution has another name.
@@ -35,24 +36,28 @@ CONDA_TO_PYPI = {
     "pyqt": "PyQt5",
     "pyarrow-core": "pyarrow",
 }
-# Conda packages with no PyPI equivalent (system libraries, compilers, CUDA): they need a real conda.
+# Conda packages with no PyPI equivalent that a step would miss (CUDA, MPI, compilers, R): refused.
 CONDA_ONLY = frozenset(
     {
         "cudatoolkit",
+        "cudatoolkit-dev",
         "cuda-toolkit",
         "cuda",
+        "cuda-nvcc",
+        "cuda-runtime",
+        "cuda-libraries",
+        "pytorch-cuda",
+        "cpuonly",
         "cudnn",
         "nccl",
         "magma",
         "openmpi",
         "mpich",
         "impi_rt",
-        "libgcc",
-        "libgcc-ng",
-        "libstdcxx-ng",
         "gcc",
         "gxx",
         "gxx_linux-64",
+        "gcc_linux-64",
         "openblas",
         "libblas",
         "blas",
@@ -63,7 +68,39 @@ CONDA_ONLY = frozenset(
         "make",
     }
 )
-_CONDA_SPEC = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)\s*(.*)$")
+# What `conda env export` lists of the interpreter's own system libraries: the interpreter brings
+# them, so they are left out (and named in the build log).
+CONDA_SYSTEM = frozenset(
+    {
+        "_libgcc_mutex",
+        "_openmp_mutex",
+        "bzip2",
+        "ca-certificates",
+        "ld_impl_linux-64",
+        "libffi",
+        "libgcc",
+        "libgcc-ng",
+        "libgomp",
+        "libnsl",
+        "libsqlite",
+        "libstdcxx-ng",
+        "libuuid",
+        "libzlib",
+        "ncurses",
+        "openssl",
+        "readline",
+        "sqlite",
+        "tk",
+        "tzdata",
+        "xz",
+        "zlib",
+    }
+)
+# pip options a requirements list may hold; -r/-c are included in place, -e is refused.
+OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--pre", "--trusted-host", "--no-index")
+_INCLUDES = ("-r", "--requirement", "-c", "--constraint")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+_CONDA_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
 
 
 def resolve(label: str, environment, capacity, found: list[str], variables: dict[str, str]) -> dict[str, Any]:
@@ -78,14 +115,18 @@ def resolve(label: str, environment, capacity, found: list[str], variables: dict
     if python.user_managed_dependencies or not _installs_anything(deps):
         return {**interpreter_fingerprint(python.interpreter_path or sys.executable), **extra}  # a copy: cached
     name = environment.name or "unnamed"
+    if not isinstance(name, str) or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        found.append(f"{label}: environment name {name!r} holds a control character (a line break): remove it")
+        name = "unnamed"
     where = f'{label}: environment "{name}"'
-    requirements, options, dropped = _requirements(where, deps, found) if deps is not None else ([], [], [])
-    interpreter = _python(where, deps.get_python_version() if deps is not None else None, capacity, found)
+    requirements, options, dropped, local = _requirements(where, deps, found)
+    interpreter = _python(where, _python_spec(deps), capacity, found)
     definition = {
         "python": interpreter["version"],
         "base": interpreter["identity"],
-        "requirements": sorted(set(requirements), key=str.lower),
+        "requirements": sorted(set(requirements), key=lambda r: (r.lower(), r)),
         "options": options,
+        "local": local,  # path -> content digest of each local file or folder the requirements name
     }
     return {
         "kind": "venv",
@@ -120,30 +161,112 @@ def _variables(label: str, variables: dict, found: list[str]) -> dict[str, str]:
     return dict(sorted(kept.items()))
 
 
-def _requirements(where: str, deps, found: list[str]) -> tuple[list[str], list[str], list[str]]:
-    """(pip requirements, pip option lines, packages left out because localpipe provides them)."""
-    requirements, dropped = [], []
+# -- requirements ------------------------------------------------------------------------------------
+def _requirements(where: str, deps, found: list[str]) -> tuple[list[str], list[str], list[str], dict[str, str]]:
+    """(pip requirements, pip option lines, what was left out and why, local path -> digest)."""
+    requirements: list[str] = []
+    options: list[str] = []
+    dropped: list[str] = []
+    local: dict[str, str] = {}
     for spec in deps.conda_packages:
-        match = _CONDA_SPEC.match(spec.strip())
-        name, version = (match.group(1), match.group(2)) if match else (spec, "")
-        if name.lower() == "python":
+        name, version = _conda_spec(spec)
+        lowered = (name or "").lower()
+        if name is None:
+            found.append(f'{where}: conda package "{spec}" is not a package specification: write one like numpy=1.26')
+        elif lowered == "python":
             continue
-        if name.lower() in CONDA_ONLY:
+        elif lowered == "pip":
+            dropped.append(f"{spec} (conda's installer: uv builds the environment)")
+        elif lowered in CONDA_SYSTEM:
+            dropped.append(f"{spec} (a system library the interpreter brings)")
+        elif lowered in CONDA_ONLY:
             found.append(
                 f'{where}: conda package "{name}" has no PyPI equivalent, and localpipe installs conda '
                 "packages from PyPI: leave it out (PyTorch and TensorFlow wheels bring their own CUDA libraries)"
             )
-            continue
-        requirements.append(CONDA_TO_PYPI.get(name.lower(), name) + _pip_version(version))
-    options = []
-    for line in deps.pip_packages:
-        if _provided_by_localpipe(line):
-            dropped.append(line)
         else:
-            requirements.append(line.strip())
-    for line in deps.pip_options:
-        options.append(line.strip())
-    return requirements, options, dropped
+            requirements.append(_canonical(CONDA_TO_PYPI.get(lowered, name) + _pip_version(version)))
+    lines = [*deps.pip_options, *deps.pip_packages]
+    _pip_lines(where, lines, requirements, options, dropped, local, found, depth=0)
+    return requirements, options, dropped, local
+
+
+def _pip_lines(where, lines, requirements, options, dropped, local, found, depth: int) -> None:
+    for line in lines:
+        text = line.strip() if isinstance(line, str) else ""
+        if not isinstance(line, str) or any(c in text for c in "\n\r\0"):
+            found.append(f"{where}: pip package {line!r} is not one line of text: give one package per entry")
+        elif not text or text.startswith("#"):
+            continue
+        elif text.startswith("-"):
+            _option(where, text, requirements, options, dropped, local, found, depth)
+        elif _provided_by_localpipe(text):
+            dropped.append(f"{text} (localpipe provides it)")
+        elif _is_path(text):
+            path = text[len("file:") :] if text.startswith("file:") else text
+            if not os.path.isabs(path):
+                found.append(
+                    f'{where}: pip package "{text}" is a relative path: give it when the pipeline file loads '
+                    "(localpipe makes it absolute then) or write it absolute"
+                )
+            elif not os.path.exists(path):
+                found.append(f'{where}: pip package "{text}" does not exist: fix the path')
+            else:
+                local[path] = dataset_digest([path])
+                requirements.append(path)
+        else:
+            requirements.append(_canonical(text))
+
+
+def _option(where, text, requirements, options, dropped, local, found, depth: int) -> None:
+    flag, _, value = text.replace("=", " ", 1).partition(" ")
+    value = value.strip()
+    if flag in ("-e", "--editable"):
+        found.append(
+            f'{where}: "{text}" is an editable install, which a shared environment cannot hold: give the path '
+            "without -e (its content is then part of the definition)"
+        )
+    elif flag in _INCLUDES:
+        if depth > 8 or not os.path.isabs(value) or not os.path.isfile(value):
+            found.append(f'{where}: "{text}" names no readable file by an absolute path: fix the path')
+            return
+        if flag in ("-c", "--constraint"):  # passed on as it is: its content is part of the definition
+            local[value] = dataset_digest([value])
+            options.append(f"-c {value}")
+        else:  # included in place, so that the definition holds its lines
+            _pip_lines(where, _read_requirements(value), requirements, options, dropped, local, found, depth + 1)
+    elif flag in OPTIONS:
+        options.append(text)
+    else:
+        found.append(
+            f'{where}: pip option "{text}" is not one localpipe passes on (it passes {", ".join(OPTIONS)}, '
+            "and includes -r files): remove it"
+        )
+
+
+def _read_requirements(path: str) -> list[str]:
+    """The lines of a requirements file, continuation lines joined, comments and blank lines left out."""
+    with open(path, encoding="utf-8") as f:
+        text = f.read().replace("\\\r\n", " ").replace("\\\n", " ")
+    lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _is_path(text: str) -> bool:
+    return text.startswith(("/", "./", "../", "~", "file:")) or (
+        os.sep in text and "://" not in text and "@" not in text
+    )
+
+
+def _canonical(requirement: str) -> str:
+    """One spelling per requirement: no blanks, the name as PEP 503 normalises it (``TinyB == 1.0``
+    is ``tinyb==1.0``); a marker after ``;`` keeps its own blanks."""
+    spec, semicolon, marker = requirement.partition(";")
+    spec = re.sub(r"\s+", "", spec)
+    name = _NAME.match(spec)
+    if name:
+        spec = re.sub(r"[-_.]+", "-", name.group(0)).lower() + spec[name.end() :]
+    return spec + (f"; {marker.strip()}" if semicolon else "")
 
 
 def _installs_anything(deps) -> bool:
@@ -152,17 +275,35 @@ def _installs_anything(deps) -> bool:
         return False
     packages = [*deps.pip_packages, *deps.conda_packages]
     wanted = [p for p in packages if not _provided_by_localpipe(p) and _name(p) not in ("python", "pip")]
-    return bool(wanted) or deps.get_python_version() is not None
+    included = [o for o in deps.pip_options if o.split()[0].split("=")[0] not in OPTIONS]  # -r, -e and others
+    return bool(wanted or included) or _python_spec(deps) is not None
 
 
 def _name(requirement: str) -> str:
-    match = _CONDA_SPEC.match(requirement.strip())
-    return (match.group(1) if match else requirement).lower()
+    match = _CONDA_NAME.match(requirement.strip()) if isinstance(requirement, str) else None
+    return match.group(1).lower() if match else ""
 
 
 def _provided_by_localpipe(requirement: str) -> bool:
     name = re.split(r"[\[=<>!~;@ ]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
     return name == "azureml" or name.startswith("azureml-")
+
+
+def _conda_spec(spec: str) -> tuple[str | None, str]:
+    """(name, version spec) of a conda match spec: ``numpy=1.19``, ``numpy 1.19.5 py38h0``,
+    ``conda-forge::numpy>=1.19``, ``numpy[version='>=1.19']``; the build string is left out."""
+    if not isinstance(spec, str):
+        return None, ""
+    match = _CONDA_NAME.match(spec.strip())
+    if not match:
+        return None, ""
+    name, rest = match.group(1), spec.strip()[match.end() :].strip()
+    if rest.startswith("["):
+        version = re.search(r"version\s*=\s*['\"]?([^'\",\]]+)", rest)
+        return name, version.group(1) if version else ""
+    if rest and rest[0].isdigit():  # the space-separated form: name version [build]
+        return name, rest.split()[0]
+    return name, rest.split()[0] if rest else ""
 
 
 def _pip_version(conda_version: str) -> str:
@@ -181,35 +322,85 @@ def _pip_version(conda_version: str) -> str:
     return version
 
 
+# -- the Python version --------------------------------------------------------------------------
+def _python_spec(deps) -> str | None:
+    """What the definition asks of Python (``=3.10``, ``>=3.8,<3.12``), or None."""
+    if deps is None:
+        return None
+    for spec in deps.conda_packages:
+        name, version = _conda_spec(spec)
+        if name is not None and name.lower() == "python":
+            return version or None
+    return None
+
+
 def _python(where: str, requested: str | None, capacity, found: list[str]) -> dict[str, Any]:
-    """The interpreter a built environment gets: the one localpipe runs on unless ``requested``
-    (``python=3.10``) names another version. ``3`` takes any 3.x, ``3.10`` any 3.10.x: the micro
-    version is not matched."""
+    """The interpreter a built environment gets: the one localpipe runs on if it satisfies
+    ``requested``, else the newest other one that does. ``3.10`` (or ``=3.10``) takes any 3.10.x:
+    the micro version is not matched; ``>=3.8,<3.12`` compares major and minor numbers."""
     local = interpreter_fingerprint(sys.executable)
-    wanted = _version(requested) if requested else ()
-    if requested and not wanted:
-        found.append(f'{where}: python version "{requested}" is not a version: write one like 3.11')
+    if not requested:
         return local
-    if _version(local["version"])[: len(wanted)] == wanted:
+    accepts = _matcher(requested)
+    if accepts is None:
+        found.append(f'{where}: python version "{requested.lstrip("=")}" is not a version: write one like 3.11')
+        return local
+    if accepts(_version(local["version"])):
         return local
     pythons = capacity.pythons() if capacity is not None else [(local["version"], sys.executable)]
-    for version, path in pythons:
-        if _version(version)[: len(wanted)] == wanted:
-            return {"interpreter": path, "identity": os.path.realpath(path), "version": version}
+    fitting = sorted((p for p in pythons if accepts(_version(p[0]))), key=lambda p: _version(p[0]), reverse=True)
+    if fitting:
+        version, path = fitting[0]
+        return {"interpreter": path, "identity": os.path.realpath(path), "version": version}
     if capacity is not None and capacity.python_fallback and pythons:
+        wanted = _version(re.sub(r"^[=<>!~]+", "", requested.split(",")[0].strip()))
         version, path = min(pythons, key=lambda p: _distance(_version(p[0]), wanted))
         return {"interpreter": path, "identity": os.path.realpath(path), "version": version}
     listed = ", ".join(f"{v} ({p})" for v, p in pythons) or "none"
     found.append(
-        f"{where}: Python {requested} is not on this machine (found: {listed}): install it (pyenv, "
+        f"{where}: Python {requested.lstrip('=')} is not on this machine (found: {listed}): install it (pyenv, "
         "uv python install), or set LOCALPIPE_PYTHON_FALLBACK=closest to use the closest version"
     )
     return local
 
 
+_CLAUSE = re.compile(r"^(==|=|>=|<=|>|<|!=|~=)?\s*(\d+)(?:\.(\d+))?(?:\.(?:\d+|\*))?\*?$")
+
+
+def _matcher(spec: str):
+    """A function saying whether a (major, minor) version satisfies ``spec``; None if it is not one."""
+    tests = []
+    for clause in spec.replace(" ", "").split(","):
+        match = _CLAUSE.match(clause)
+        if not match:
+            return None
+        op = match.group(1) or "="
+        want = tuple(int(part) for part in match.groups()[1:] if part is not None)
+        tests.append((op, want))
+
+    def accepts(have: tuple[int, ...]) -> bool:
+        for op, want in tests:
+            mine = have[: len(want)]
+            ok = {
+                "=": mine == want,
+                "==": mine == want,
+                "!=": mine != want,
+                ">=": mine >= want,
+                ">": mine > want,
+                "<=": mine <= want,
+                "<": mine < want,
+                "~=": mine >= want and have[:1] == want[:1],
+            }[op]
+            if not ok:
+                return False
+        return True
+
+    return accepts
+
+
 def _version(text: str) -> tuple[int, ...]:
-    """The major and minor numbers of a version (``=3.10.4`` -> (3, 10), ``3`` -> (3,)); () if none."""
-    match = re.match(r"^\s*[=~<>]*\s*(\d+)(?:\.(\d+))?", text)
+    """The major and minor numbers of a version (``3.10.4`` -> (3, 10), ``3`` -> (3,)); () if none."""
+    match = re.match(r"^\s*(\d+)(?:\.(\d+))?", text)
     if not match:
         return ()
     return tuple(int(part) for part in match.groups() if part is not None)
@@ -217,6 +408,6 @@ def _version(text: str) -> tuple[int, ...]:
 
 def _distance(have: tuple[int, ...], wanted: tuple[int, ...]) -> tuple[int, int]:
     """How far ``have`` is from ``wanted``: majors first, then minors (the newer of two as close)."""
-    major = abs(have[0] - wanted[0]) if have else 99
+    major = abs(have[0] - wanted[0]) if have and wanted else 99
     minor = abs(have[1] - wanted[1]) if len(have) > 1 and len(wanted) > 1 else 0
     return (major * 100 + minor, -(have[1] if len(have) > 1 else 0))

@@ -62,6 +62,9 @@ class CondaDependencies:
                 raise UserErrorException(f"Environment error: unknown {key} key in environment specification")
         structure.setdefault("dependencies", [])
         self._structure = structure
+        if conda_dependencies_file_path is not None and _underlying_structure is None:
+            folder = os.path.dirname(os.path.abspath(conda_dependencies_file_path))
+            self._pip_list()[:] = [local_path(line, folder) for line in self._pip_list()]
 
     @staticmethod
     def create(
@@ -169,8 +172,10 @@ class CondaDependencies:
             channels.remove(channel)
 
     def add_conda_package(self, conda_package: str) -> None:
-        if package_name(conda_package) == "python" and "=" in conda_package:
-            self.set_python_version(conda_package.split("=", 1)[1].lstrip("="))
+        if package_name(conda_package) == "python":  # replaces the python entry (python=3.10, python>=3.9)
+            deps = self._structure["dependencies"]
+            deps[:] = [d for d in deps if not (isinstance(d, str) and package_name(d) == "python")]
+            deps.insert(0, conda_package)
         elif conda_package not in self._conda_list():
             self._structure["dependencies"].append(conda_package)
 
@@ -185,7 +190,7 @@ class CondaDependencies:
         if not isinstance(pip_package, str) or not pip_package.strip() or pip_package.startswith("-"):
             raise UserErrorException(f"Invalid package name {pip_package!r}: pass a name such as 'pandas==2.2'")
         self.remove_pip_package(pip_package)
-        self._pip_list(create=True).append(pip_package)
+        self._pip_list(create=True).append(local_path(pip_package, os.getcwd()))
 
     def remove_pip_package(self, pip_package: str) -> None:
         name = package_name(pip_package).lower()
@@ -208,7 +213,7 @@ class CondaDependencies:
 
     def set_pip_requirements(self, pip_requirements: list[str]) -> None:
         """Replace the whole pip list (options included) with these lines."""
-        self._pip_list(create=True)[:] = list(pip_requirements)
+        self._pip_list(create=True)[:] = [local_path(line, os.getcwd()) for line in pip_requirements]
 
     # -- the structure ------------------------------------------------------------------------------
     def _conda_list(self) -> list[str]:
@@ -224,6 +229,20 @@ class CondaDependencies:
         if create:
             self._structure["dependencies"].append({"pip": pips})
         return pips
+
+
+def local_path(line, folder: str):
+    """``line`` with a relative local path in it (``./dist/x.whl``, ``-r base.txt``) made absolute
+    from ``folder``: the definition must mean the same files wherever it is built."""
+    if not isinstance(line, str):
+        return line
+    text = line.strip()
+    flag, _, value = text.partition(" ")
+    if flag in ("-r", "--requirement", "-c", "--constraint") and value.strip():
+        return f"{flag} {os.path.join(folder, os.path.expanduser(value.strip()))}"
+    if text.startswith(("./", "../", "~")) or (os.sep in text and not text.startswith(("-", "/")) and ":" not in text):
+        return os.path.normpath(os.path.join(folder, os.path.expanduser(text)))
+    return line
 
 
 def _read_yaml(path: str | os.PathLike) -> Any:
@@ -321,15 +340,19 @@ class Environment:
     def from_pip_requirements(name: str, file_path: str | os.PathLike, pip_version: str | None = None) -> Environment:
         """An environment with the packages of a pip requirements file, kept line by line."""
         try:
-            with open(file_path, encoding="utf-8") as f:
-                lines = [line.strip() for line in f.read().splitlines()]
+            with open(file_path, encoding="utf-8") as f:  # continuation lines (pip-compile's hashes) joined
+                text = f.read().replace("\\\r\n", " ").replace("\\\n", " ")
         except OSError as exc:
             raise UserErrorException(
                 f"requirements file {file_path} cannot be read ({exc.strerror}): check the path"
             ) from None
+        folder = os.path.dirname(os.path.abspath(file_path))
+        lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
         env = Environment(name)
         deps = env.python.conda_dependencies
-        deps.set_pip_requirements([line for line in lines if line and not line.startswith("#")])
+        deps._pip_list(create=True)[:] = [
+            local_path(line, folder) for line in lines if line and not line.startswith("#")
+        ]
         deps.add_conda_package(f"pip={pip_version}" if pip_version else "pip")
         env.python.user_managed_dependencies = False
         return env

@@ -21,6 +21,19 @@ AZURE_KEYS = ("subscription_id", "resource_group", "workspace_name")
 current_workspace: contextvars.ContextVar[Workspace | None] = contextvars.ContextVar("current_workspace", default=None)
 
 
+class FileLoading:
+    """Whether a command is loading a pipeline file in this process (in any thread: a file may
+    submit from a thread of its own, which the context variable above does not reach), and the
+    submissions the file made meanwhile (``errors.SubmittedWhileLoading``), first one first."""
+
+    def __init__(self):
+        self.active = False
+        self.submitted: list = []
+
+
+file_loading = FileLoading()
+
+
 class Workspace:
     """A local workspace rooted at ``root``; its state lives in ``root/.localpipe``."""
 
@@ -169,6 +182,16 @@ def _read_azure_config(path: Path) -> dict[str, str]:
         raise UsageError(f"Azure ML config {path} cannot be read: {reason}: {fix}") from None
     if not isinstance(config, dict):
         raise UsageError(f"Azure ML config {path} is not a JSON object: {fix}")
+    scope = config.get("Scope") or config.get("scope")
+    if isinstance(scope, str):  # the form azureml-core also reads: an ARM resource id
+        parts = scope.strip("/").split("/")
+        named = dict(zip(parts[::2], parts[1::2], strict=False))
+        config = {
+            "subscription_id": named.get("subscriptions"),
+            "resource_group": named.get("resourceGroups"),
+            "workspace_name": named.get("workspaces"),
+            **{k: v for k, v in config.items() if k in AZURE_KEYS or k == "location"},
+        }
     wrong = [key for key in AZURE_KEYS if not isinstance(config.get(key), str) or not config[key]]
     if wrong:
         raise UsageError(f"Azure ML config {path} lacks {', '.join(wrong)} (or they are not text): {fix}")

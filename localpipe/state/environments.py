@@ -13,8 +13,17 @@ class EnvironmentRecords:
         self.database = database
         self.t = database.tables
 
-    def record(self, built: dict) -> None:
-        """Keep a build (the fields of ``envs.cache.BuiltEnvironment``) unless it is kept already."""
+    def record(self, built: dict, name: str) -> int:
+        """The id of the row keeping a build (the fields of ``envs.cache.BuiltEnvironment``),
+        written the first time a step of this workspace runs in it, under ``name``."""
         t = self.t
-        fields = {name: built[name] for name in t.EnvironmentBuild._meta.fields}
-        t.EnvironmentBuild.insert(**fields).on_conflict_ignore().execute()
+        fields = {field: built[field] for field in t.EnvironmentBuild._meta.fields if field not in ("id", "name")}
+        with self.database.write():
+            t.EnvironmentBuild.insert(**fields, name=name).on_conflict_ignore().execute()
+            return (
+                t.EnvironmentBuild.select(t.EnvironmentBuild.id)
+                .where(
+                    (t.EnvironmentBuild.digest == built["digest"]) & (t.EnvironmentBuild.built_at == built["built_at"])
+                )
+                .scalar()
+            )

@@ -101,7 +101,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         attempt = IntegerField(default=1)
         log_tail = TextField(null=True)
         tags = JSONField(default=dict)
-        environment = TextField(null=True)  # the digest of the built environment it ran in (environment_build)
+        environment = IntegerField(null=True)  # the environment_build it ran in
 
         class Meta:
             indexes = ((("run", "name"), True), (("name", "id"), False))
@@ -200,10 +200,11 @@ def define_tables(db: SqliteDatabase) -> Tables:
             indexes = ((("name", "version"), True),)
 
     class EnvironmentBuild(BaseModel):
-        """A built environment some step of this workspace ran in (the build is in the machine's cache)."""
+        """A build of an environment some step of this workspace ran in (the build is in the
+        machine's cache; a definition rebuilt there is a new row)."""
 
-        digest = TextField(primary_key=True)
-        name = TextField()  # the name it was first built under
+        digest = TextField()
+        name = TextField()  # the name this workspace first used it under
         python = TextField()
         packages = JSONField()  # what the build installed, as name==version
         dropped = JSONField(default=list)  # requirements left out because localpipe provides them
@@ -214,6 +215,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
 
         class Meta:
             table_name = "environment_build"
+            indexes = ((("digest", "built_at"), True),)
 
     class PublishedPipeline(BaseModel):
         name = TextField()

@@ -275,11 +275,8 @@ class RunRecords:
             .tuples()
         ):
             outputs.setdefault(step_run, {})[name] = digest
-        digests = {step["environment"] for step in steps if step["environment"]}
-        builds = {
-            row["digest"]: row
-            for row in t.EnvironmentBuild.select().where(t.EnvironmentBuild.digest.in_(digests)).dicts()
-        }
+        used = {step["environment"] for step in steps if step["environment"]}
+        builds = {row["id"]: row for row in t.EnvironmentBuild.select().where(t.EnvironmentBuild.id.in_(used)).dicts()}
         for step in steps:
             step["outputs"] = outputs.get(step["id"], {})
             step["environment_build"] = builds.get(step["environment"])
@@ -351,5 +348,5 @@ def _step_dict(row: dict) -> dict:
         "outputs": {},
         "log_tail": row["log_tail"],
         "tags": row["tags"],
-        "environment": row["environment"],  # the digest of the built environment it ran in
+        "environment": row["environment"],  # the id of the environment build it ran in
     }

@@ -3,7 +3,7 @@
 import pytest
 
 from localpipe.errors import UsageError
-from localpipe.hw.azure_sizes import VM_SIZES, VmSize, lookup_vm_size
+from localpipe.hw.azure_sizes import VM_SIZES, lookup_vm_size
 
 GIB = 1024**3
 
@@ -30,12 +30,17 @@ DOCUMENTED = [
     ("STANDARD_ND40RS_V2", 40, 8, 672),
     ("STANDARD_ND96ASR_V4", 96, 8, 900),
     ("STANDARD_NV6", 6, 1, 56),
+    ("STANDARD_DS12_V2", 4, 0, 28),
+    ("STANDARD_E16S_V3", 16, 0, 128),
+    ("STANDARD_F16S_V2", 16, 0, 32),
 ]
 
 
 @pytest.mark.parametrize(("name", "cpus", "gpus", "gib"), DOCUMENTED)
 def test_documented_sizes(name, cpus, gpus, gib):
-    assert lookup_vm_size(name) == VmSize(name, cpus, gpus, int(gib * GIB))
+    size = lookup_vm_size(name)
+    assert (size.name, size.cpus, size.gpus, size.memory_bytes) == (name, cpus, gpus, int(gib * GIB))
+    assert size.spelled.upper() == name
 
 
 @pytest.mark.parametrize("spelling", ["Standard_NC6s_v3", "standard_nc6s_v3", " STANDARD_NC6S_V3 "])
@@ -47,11 +52,11 @@ def test_table_keys_are_upper_case_names():
     assert all(key == size.name == size.name.upper() for key, size in VM_SIZES.items())
 
 
-def test_unknown_size_names_it_and_the_known_ones():
+def test_unknown_size_names_it_the_closest_and_where_the_list_is():
     with pytest.raises(UsageError) as caught:
-        lookup_vm_size("Standard_Q9000")
+        lookup_vm_size("Standard_NC6s_v9")
     message = str(caught.value)
-    assert "'Standard_Q9000'" in message
-    assert "STANDARD_NC6S_V3" in message and "STANDARD_D1_V2" in message
+    assert "'Standard_NC6s_v9'" in message
+    assert "did you mean STANDARD_NC6S_V" in message and "AmlCompute.supported_vmsizes(ws)" in message
     assert "\n" not in message
     assert caught.value.exit_code == 2
