@@ -58,3 +58,62 @@ def test_waiting_on_a_run_whose_scheduler_died_as_an_unreaped_child_ends(ws, pro
     wait_for(lambda: psutil.Process(scheduler).status() == psutil.STATUS_ZOMBIE, timeout=10, what="a zombie")
     assert run.wait_for_completion(show_output=False, raise_on_error=False, timeout_seconds=30) == "Failed"
     os.waitpid(scheduler, 0)
+
+
+def test_a_misspelled_keyword_is_a_type_error_as_in_the_sdk(ws, tmp_path):
+    """Item 3: none of these may be accepted and silently change what runs."""
+    from localpipe import AmlCompute, CommandStep, Dataset, OutputFileDatasetConfig, Workspace
+
+    data = tmp_path / "t.csv"
+    data.write_text("a\n1\n")
+    pipeline = Pipeline(ws, [PythonScriptStep("a.py", name="a", source_directory=str(tmp_path))])
+    calls = {
+        "source_directry": lambda: PythonScriptStep("a.py", source_directry="src"),
+        "argumnets": lambda: PythonScriptStep("a.py", argumnets=["x"]),
+        "comand": lambda: CommandStep(comand="ls"),
+        "pipline": lambda: Pipeline(ws, [], pipline=1),
+        "pipeline_paramters": lambda: Experiment(ws, "typo").submit(pipeline, pipeline_paramters={"a": 1}),
+        "destinaton": lambda: OutputFileDatasetConfig("out", destinaton=None),
+        "seperator": lambda: Dataset.Tabular.from_delimited_files(str(data), seperator=";"),
+        "vm_sise": lambda: AmlCompute.provisioning_configuration(vm_sise="STANDARD_NC6"),
+        "pth": lambda: Workspace.from_config(pth="."),
+    }
+    for typo, call in calls.items():
+        try:
+            call()
+        except TypeError as exc:
+            assert typo in str(exc), (typo, exc)
+        else:
+            raise AssertionError(f"{typo}= was accepted")
+    assert Experiment(ws, "typo").get_runs() == []  # nothing was submitted
+
+
+def test_options_localpipe_does_not_honour_yet_are_refused_by_name(tmp_path):
+    from localpipe import Dataset, OutputFileDatasetConfig
+    from localpipe.errors import UsageError
+
+    data = tmp_path / "t.csv"
+    data.write_text("a\n1\n")
+    for call, name in [
+        (lambda: Dataset.Tabular.from_delimited_files(str(data), encoding="latin1"), "encoding"),
+        (lambda: OutputFileDatasetConfig("out").read_delimited_files(path_glob="*.csv"), "path_glob"),
+        (lambda: OutputFileDatasetConfig("out", partition_format="{x}/"), "partition_format"),
+    ]:
+        try:
+            call()
+        except UsageError as exc:
+            assert f"{name}=" in str(exc) and "not supported by localpipe yet" in str(exc)
+        else:
+            raise AssertionError(f"{name} was accepted")
+
+
+def test_resolve_closure_false_keeps_only_the_steps_given(ws, project):
+    pipeline = data_dependency(ws, project)
+    producer, consumer = pipeline.steps
+    only = Pipeline(ws, [consumer], resolve_closure=False)
+    assert only.steps == [consumer]
+    assert only.validate() == [
+        'step "use.py": input "processed_data1" is produced by step "extract.py", which is not in the pipeline: '
+        "add it (resolve_closure=False keeps only the steps given)"
+    ]
+    assert set(Pipeline(ws, [consumer]).steps) == {producer, consumer}

@@ -301,6 +301,12 @@ def _step_spec(
         }
 
     after = [names.get(id(p), p.name) for p in step.predecessors]
+    for predecessor in step.predecessors:
+        if id(predecessor) not in names:
+            found.append(
+                f'{label} runs after step "{predecessor.name}", which is not in the pipeline: add it '
+                "(resolve_closure=False keeps only the steps given)"
+            )
     if step.name in after:
         found.append(f"{label} runs after itself: remove the run_after({step.name}) call")
     return StepSpec(
@@ -432,6 +438,11 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
             spec = InputSpec(mode=item.mode)
         else:
             producer = producers[0]
+            if id(producer) not in names:
+                found.append(
+                    f'{label}: input "{name}" is produced by step "{producer.name}", which is not in the pipeline: '
+                    "add it (resolve_closure=False keeps only the steps given)"
+                )
             if producer is step:
                 found.append(
                     f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '

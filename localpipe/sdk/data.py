@@ -157,12 +157,43 @@ class _TabularDatasetFactory:
 
     @staticmethod
     def from_delimited_files(
-        path, separator: str = ",", header: bool = True, validate: bool = True, **_ignored
+        path,
+        validate: bool = True,
+        include_path: bool = False,
+        infer_column_types: bool = True,
+        set_column_types: dict | None = None,
+        separator: str = ",",
+        header=True,
+        partition_format: str | None = None,
+        support_multi_line: bool = False,
+        empty_as_string: bool = False,
+        encoding: str = "utf8",
     ) -> TabularDataset:
-        """Delimited files at ``path`` (as for ``Dataset.File.from_files``), read as one table."""
+        """Delimited files at ``path`` (as for ``Dataset.File.from_files``), read as one table
+        (``validate`` and ``infer_column_types``: pandas infers the types as it reads; the
+        options localpipe does not read yet are refused by name rather than ignored)."""
+        _not_yet(
+            "Dataset.Tabular.from_delimited_files",
+            include_path=(include_path, False),
+            set_column_types=(set_column_types, None),
+            partition_format=(partition_format, None),
+            support_multi_line=(support_multi_line, False),
+            empty_as_string=(empty_as_string, False),
+            encoding=(encoding, "utf8"),
+        )
         return TabularDataset(
             paths=_resolve_paths(path, "Dataset.Tabular.from_delimited_files"), separator=separator, header=bool(header)
         )
+
+
+def _not_yet(caller: str, **given) -> None:
+    """Refuse the options ``caller`` accepts (the SDK's) but localpipe does not honour yet, when
+    given other than their default: ``name=(value, default)``."""
+    for name, (value, default) in given.items():
+        if value != default:
+            raise UsageError(
+                f"{caller}: {name}={value!r} is not supported by localpipe yet (docs/azureml-compat.md): leave it out"
+            )
 
 
 def _resolve_paths(path, caller: str) -> tuple[str, ...]:
@@ -259,7 +290,8 @@ class OutputFileDatasetConfig(PipelineData):
     each successful run also registers it as a new version of dataset ``name``.
     """
 
-    def __init__(self, name: str | None = None, destination: tuple | None = None, source=None, **_ignored):
+    def __init__(self, name: str | None = None, destination: tuple | None = None, source=None, partition_format=None):
+        _not_yet("OutputFileDatasetConfig", partition_format=(partition_format, None))
         super().__init__(name or "output")
         if destination is not None and (len(destination) != 2 or not isinstance(destination[0], Datastore)):
             raise UsageError(f'OutputFileDatasetConfig "{self.name}": destination must be (datastore, "path")')
@@ -271,9 +303,26 @@ class OutputFileDatasetConfig(PipelineData):
         self.register_as = name
         return self
 
-    def read_delimited_files(self, separator: str = ",", header: bool = True, **_ignored) -> TabularOutput:
-        """This output as a table: its consumers get a tabular dataset (``to_pandas_dataframe()``)."""
-        return TabularOutput(self, {"separator": separator, "header": bool(header)})
+    def read_delimited_files(
+        self,
+        include_path: bool = False,
+        separator: str = ",",
+        header=True,
+        partition_format: str | None = None,
+        path_glob: str | None = None,
+        set_column_types: dict | None = None,
+    ) -> TabularOutput:
+        """This output as a table: its consumers get a tabular dataset (``to_pandas_dataframe()``).
+        ``header`` is True or False here, or one of the SDK's PromoteHeadersBehavior values
+        (0, no header; any other, a header row)."""
+        _not_yet(
+            "read_delimited_files",
+            include_path=(include_path, False),
+            partition_format=(partition_format, None),
+            path_glob=(path_glob, None),
+            set_column_types=(set_column_types, None),
+        )
+        return TabularOutput(self, {"separator": separator, "header": bool(getattr(header, "value", header))})
 
     def as_input(self, name: str | None = None, input_name: str | None = None) -> PipelineDataInput:
         return PipelineDataInput(self, name or input_name or self.name, "mount")

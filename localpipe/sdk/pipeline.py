@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from localpipe.errors import UsageError
-from localpipe.sdk.data import PipelineDataInput
+from localpipe.sdk.data import PipelineData, PipelineDataInput
 from localpipe.sdk.steps import PipelineStep
 
 
@@ -39,12 +39,29 @@ class Pipeline:
     StepSequence."""
 
     def __init__(
-        self, workspace, steps, description: str | None = None, default_source_directory: str | None = None, **_ignored
+        self,
+        workspace,
+        steps,
+        description: str | None = None,
+        default_datastore=None,
+        default_source_directory: str | None = None,
+        resolve_closure: bool = True,
+        _workflow_provider=None,
+        _service_endpoint=None,
+        **kwargs,
     ):
+        """``resolve_closure`` False keeps only the steps given (a producer left out is then a
+        validation error); ``default_datastore`` is where PipelineData without one would go, which
+        makes no difference here; of the SDK's keywords only ``enable_email_notification`` is
+        taken (and has nothing to notify locally), any other is a TypeError as in the SDK."""
+        unknown = sorted(set(kwargs) - {"enable_email_notification"})
+        if unknown:
+            raise TypeError(f"Pipeline() got an unexpected keyword argument {unknown[0]!r}")
         self.workspace = workspace
         self.description = description
+        self.default_datastore = default_datastore
         self.default_source_directory = os.path.abspath(default_source_directory) if default_source_directory else None
-        self.steps: list[PipelineStep] = _collect(steps)
+        self.steps: list[PipelineStep] = _collect(steps) if resolve_closure else list(_flatten(steps))
 
     def validate(self, pipeline_parameters: dict | None = None) -> list[str]:
         """Every problem that keeps this pipeline from running, as readable lines; empty when valid."""
@@ -65,9 +82,9 @@ def _collect(steps) -> list[PipelineStep]:
             continue
         seen.add(id(step))
         ordered.append(step)
-        for item in step.inputs:
-            if isinstance(item, PipelineDataInput):
-                pending.extend(item.data.producers)
+        for item in step.inputs:  # a PipelineData listed bare in inputs= is an input as well
+            if isinstance(item, PipelineDataInput | PipelineData):
+                pending.extend(item.data.producers if isinstance(item, PipelineDataInput) else item.producers)
         pending.extend(step.predecessors)
     return ordered
 

@@ -113,6 +113,7 @@ class PythonScriptStep(PipelineStep):
         arguments: list | None = None,
         compute_target: Any = None,
         runconfig: RunConfiguration | None = None,
+        runconfig_pipeline_params: dict | None = None,
         inputs: list | None = None,
         outputs: list | None = None,
         params: dict | None = None,
@@ -120,8 +121,8 @@ class PythonScriptStep(PipelineStep):
         allow_reuse: bool = True,
         version: str | None = None,
         hash_paths: list | None = None,
+        *,
         secret_env: list | None = None,
-        **_ignored,
     ):
         if hash_paths is not None:
             warnings.warn(
@@ -130,6 +131,7 @@ class PythonScriptStep(PipelineStep):
                 stacklevel=2,
             )
         self.script_name = script_name
+        _one_node(runconfig_pipeline_params)
         super().__init__(
             name or script_name,
             source_directory,
@@ -152,18 +154,23 @@ class CommandStep(PipelineStep):
 
     def __init__(
         self,
-        command: str | list,
+        command: str | list | None = None,
         name: str | None = None,
-        source_directory: str | None = None,
-        inputs: list | None = None,
-        outputs: list | None = None,
         compute_target: Any = None,
         runconfig: RunConfiguration | None = None,
+        runconfig_pipeline_params: dict | None = None,
+        inputs: list | None = None,
+        outputs: list | None = None,
+        params: dict | None = None,
+        source_directory: str | None = None,
         allow_reuse: bool = True,
         version: str | None = None,
+        *,
         secret_env: list | None = None,
-        **_ignored,
     ):
+        if command is None:
+            command = getattr(runconfig, "command", None) or ""  # the SDK's RunConfiguration.command
+        _one_node(runconfig_pipeline_params)
         self.command = shlex.split(command) if isinstance(command, str) else list(command)
         first = next((str(part) for part in self.command if isinstance(part, str)), "command")
         super().__init__(
@@ -174,8 +181,19 @@ class CommandStep(PipelineStep):
             outputs,
             compute_target,
             runconfig,
-            None,
+            params,
             allow_reuse,
             version,
             secret_env,
+        )
+
+
+def _one_node(runconfig_pipeline_params: dict | None) -> None:
+    """``runconfig_pipeline_params`` sets node and process counts per run (NodeCount,
+    MpiProcessCountPerNode, ...): one machine has one node, so they change nothing here (said once)."""
+    if runconfig_pipeline_params:
+        warnings.warn(
+            f"runconfig_pipeline_params {sorted(runconfig_pipeline_params)} change nothing on one machine",
+            UserWarning,
+            stacklevel=3,
         )
