@@ -6,6 +6,7 @@ import os
 import signal
 
 import psutil
+import pytest
 
 from localpipe import Experiment, Pipeline, PipelineData, PythonScriptStep
 from tests.conftest import wait_for
@@ -117,3 +118,29 @@ def test_resolve_closure_false_keeps_only_the_steps_given(ws, project):
         "add it (resolve_closure=False keeps only the steps given)"
     ]
     assert set(Pipeline(ws, [consumer]).steps) == {producer, consumer}
+
+
+def test_the_workspace_constructors_of_the_samples(ws, monkeypatch, tmp_path):
+    """Item 8: Workspace(subscription_id, resource_group, workspace_name) is the nearest workspace
+    under those names; Workspace.create(name, ...) makes the folder name, refusing an existing one
+    unless exist_ok, as the SDK does; write_config lets from_config find the names again."""
+    from localpipe import Workspace
+    from localpipe.errors import UserErrorException
+
+    monkeypatch.chdir(ws.root)
+    azure = Workspace("0000-sub", "rg-ml", "azure-ws")
+    assert (azure.root, azure.name, azure.subscription_id, azure.resource_group) == (
+        ws.root,
+        "azure-ws",
+        "0000-sub",
+        "rg-ml",
+    )
+    made = Workspace.create(name="made", subscription_id="s", resource_group="g", location="westeurope")
+    assert made.root == ws.root / "made" and (made.state_dir / "history.db").exists()
+    assert (made.name, made.location) == ("made", "westeurope")
+    with pytest.raises(UserErrorException, match="already exists"):
+        Workspace.create("made")
+    assert Workspace.create("made", exist_ok=True).root == made.root
+    made.write_config()
+    found = Workspace.from_config(made.root)
+    assert (found.name, found.subscription_id, found.resource_group) == ("made", "s", "g")

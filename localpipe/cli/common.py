@@ -19,13 +19,13 @@ def workspace(create: bool = False):
     ctx = click.get_current_context()
     folder = ctx.meta.get("localpipe.workspace_dir")
     if folder:
-        return Workspace.create(folder) if create else Workspace.from_config(folder)
+        return Workspace.create(folder, exist_ok=True) if create else Workspace.from_config(folder)
     try:
         return Workspace.from_config()
     except WorkspaceNotFoundError:
         if not create:
             raise
-    ws = Workspace.create(".")
+    ws = Workspace.create(".", exist_ok=True)
     click.echo(f"created workspace {ws.root} (state in {ws.state_dir})", err=True)
     return ws
 

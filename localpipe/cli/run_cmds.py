@@ -40,7 +40,7 @@ def init(path: str) -> None:
     """
     from localpipe.sdk.workspace import Workspace
 
-    ws = Workspace.create(path)
+    ws = Workspace.create(path, exist_ok=True)
     click.echo(f"workspace ready at {ws.root}")
 
 

@@ -311,7 +311,7 @@ class Environment:
     built once (``docs/environments.md``).
     """
 
-    def __init__(self, name: str | None = None, **_ignored):
+    def __init__(self, name: str, _skip_defaults: bool = False):
         if name is not None and not isinstance(name, str):
             raise TypeError(f"Environment name expected str, {type(name).__name__} found")
         self.name = name

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import ClassVar
 
-from localpipe.errors import UsageError, WorkspaceNotFoundError
+from localpipe.errors import UsageError, UserErrorException, WorkspaceNotFoundError
 from localpipe.sdk.service import WorkspaceService
 
 STATE_DIR = ".localpipe"
@@ -41,11 +41,35 @@ class Workspace:
     # plugs in the one implementation, so that the SDK need not import it.
     service_factory: ClassVar[Callable[[Workspace], WorkspaceService]]
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(
+        self,
+        subscription_id,
+        resource_group: str | None = None,
+        workspace_name: str | None = None,
+        auth=None,
+        _location: str | None = None,
+        _disable_service_check: bool = False,
+        _workspace_id=None,
+        sku: str = "basic",
+        tags: dict | None = None,
+        _cloud: str = "AzureCloud",
+    ):
+        """``Workspace(subscription_id, resource_group, workspace_name)``, Azure's form, is the
+        nearest workspace above the current directory (there is one per project folder here), known
+        by those names; localpipe's own form, ``Workspace(root)`` (one argument), is the workspace
+        in the folder ``root``."""
+        azure = {}
+        if resource_group is None and workspace_name is None:
+            root = subscription_id
+        else:
+            root = _nearest(Path(os.getcwd()).resolve())
+            azure = {"subscription_id": subscription_id, "resource_group": resource_group}
+            azure.update({"workspace_name": workspace_name} if workspace_name else {})
+            azure.update({"location": _location} if _location else {})
         self.root = Path(root).resolve()
         self.state_dir = self.root / STATE_DIR
         self._service: WorkspaceService | None = None
-        self._azure: dict[str, str] = {}  # what an Azure config.json said (see from_config)
+        self._azure: dict[str, str] = azure  # what Azure's names for it are (see from_config)
 
     @property
     def service(self) -> WorkspaceService:
@@ -72,11 +96,7 @@ class Workspace:
         if path is None and (ws := current_workspace.get()) is not None:
             found = ws
         else:
-            found = next((cls(f) for f in (folder, *folder.parents) if (f / STATE_DIR).is_dir()), None)
-            if found is None:
-                raise WorkspaceNotFoundError(
-                    f"no localpipe workspace in {folder} or any parent: run `localpipe init` there first"
-                )
+            found = cls(_nearest(folder))
         config = start if start.is_file() else _find_azure_config(folder, _file_name or AZURE_CONFIG)
         if config is None:
             return found
@@ -87,13 +107,60 @@ class Workspace:
         return named
 
     @classmethod
-    def create(cls, path: str | os.PathLike = ".", exist_ok: bool = True, **_ignored) -> Workspace:
-        """Create (or, with ``exist_ok``, open) the workspace at ``path``."""
-        ws = cls(path)
+    def create(
+        cls,
+        name: str | os.PathLike,
+        auth=None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        create_resource_group: bool = True,
+        sku: str = "basic",
+        tags: dict | None = None,
+        friendly_name: str | None = None,
+        storage_account=None,
+        key_vault=None,
+        app_insights=None,
+        container_registry=None,
+        adb_workspace=None,
+        primary_user_assigned_identity=None,
+        cmk_keyvault=None,
+        resource_cmk_uri=None,
+        hbi_workspace: bool = False,
+        default_cpu_compute_target=None,
+        default_gpu_compute_target=None,
+        private_endpoint_config=None,
+        private_endpoint_auto_approval: bool = True,
+        exist_ok: bool = False,
+        show_output: bool = True,
+        user_assigned_identity_for_cmk_encryption=None,
+        system_datastores_auth_mode: str = "accessKey",
+        v1_legacy_mode=None,
+    ) -> Workspace:
+        """The workspace in the folder ``name`` (a path; relative: from the current directory), made
+        there; one already there is an error unless ``exist_ok``, as in the SDK. It keeps
+        ``subscription_id``, ``resource_group`` and ``location`` as its Azure names; the other
+        parameters (storage, networking, keys, identities) have no meaning on one machine and are
+        accepted as they are."""
+        ws = cls(name)
         if ws.state_dir.exists() and not exist_ok:
-            raise WorkspaceNotFoundError(f"a workspace already exists at {ws.root}: pass exist_ok=True")
+            raise UserErrorException(f"a workspace already exists at {ws.root}: pass exist_ok=True to use it")
         ws.service.create()
+        given = {"subscription_id": subscription_id, "resource_group": resource_group, "location": location}
+        ws._azure = {key: value for key, value in given.items() if value}
+        if ws._azure:
+            ws._azure["workspace_name"] = ws.root.name
         return ws
+
+    def write_config(self, path: str | os.PathLike | None = None, file_name: str | None = None) -> None:
+        """Write Azure's ``config.json`` (subscription_id, resource_group, workspace_name) into
+        ``path`` (default: the workspace's folder) ``/.azureml/``, for ``Workspace.from_config()``."""
+        import json
+
+        folder = Path(path or self.root) / ".azureml"
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"subscription_id": self.subscription_id, "resource_group": self.resource_group}
+        (folder / (file_name or AZURE_CONFIG)).write_text(json.dumps({**config, "workspace_name": self.name}, indent=2))
 
     @property
     def name(self) -> str:
@@ -156,6 +223,16 @@ class Workspace:
 
     def __hash__(self) -> int:
         return hash(self.root)
+
+
+def _nearest(folder: Path) -> Path:
+    """The nearest folder holding a workspace, walking up from ``folder``."""
+    found = next((f for f in (folder, *folder.parents) if (f / STATE_DIR).is_dir()), None)
+    if found is None:
+        raise WorkspaceNotFoundError(
+            f"no localpipe workspace in {folder} or any parent: run `localpipe init` there first"
+        )
+    return found
 
 
 def _find_azure_config(start: Path, file_name: str) -> Path | None:
