@@ -266,7 +266,7 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 def test_a_name_localpipe_lacks_says_so(tmp_path):
     cases = {
         "from azureml.core import Model": "ImportError: localpipe does not provide azureml.core.Model " + NOT_YET,
-        "import azureml.widgets": "ImportError: localpipe does not provide azureml.widgets " + NOT_YET,
+        "import azureml.train.hyperdrive": "ImportError: localpipe does not provide azureml.train " + NOT_YET,
         "import azureml.core\nazureml.core.ScriptRunConfig": "AttributeError: localpipe does not provide "
         "azureml.core.ScriptRunConfig " + NOT_YET,
     }

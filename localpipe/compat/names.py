@@ -91,4 +91,10 @@ MODULES: dict[str, dict[str, str]] = {
         "CommandStep": "localpipe.sdk.steps:CommandStep",
         "PythonScriptStep": "localpipe.sdk.steps:PythonScriptStep",
     },
+    "azureml.widgets": {
+        "RunDetails": "localpipe.client.run_details:RunDetails",
+    },
+    "azureml.widgets.run_details": {
+        "RunDetails": "localpipe.client.run_details:RunDetails",
+    },
 }
