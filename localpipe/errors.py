@@ -8,9 +8,44 @@ from __future__ import annotations
 
 
 class LocalpipeError(Exception):
-    """Base class of every localpipe error; ``exit_code`` is what the CLI exits with."""
+    """Base class of every localpipe error; ``exit_code`` is what the CLI exits with.
+
+    It is Azure ML's ``azureml.exceptions.AzureMLException`` too, with its constructor (whose
+    Azure-service fields are kept as given and otherwise unused, and whose ``**kwargs`` take
+    anything, as the SDK's do), ``message``, ``inner_exception`` and ``print_stacktrace()``."""
 
     exit_code = 1
+
+    def __init__(
+        self,
+        exception_message: str,
+        inner_exception: BaseException | None = None,
+        target=None,
+        details=None,
+        message_format=None,
+        message_parameters=None,
+        reference_code=None,
+        **kwargs,
+    ):
+        super().__init__(exception_message)
+        self._inner_exception = inner_exception
+        self.target, self.details, self.reference_code = target, details, reference_code
+
+    @property
+    def message(self) -> str:
+        return str(self)
+
+    @property
+    def inner_exception(self) -> BaseException | None:
+        """The exception this one was raised for: given, or the one being handled when it was raised
+        (unless ``raise ... from None`` hid it)."""
+        context = None if self.__suppress_context__ else self.__context__
+        return self._inner_exception or self.__cause__ or context
+
+    def print_stacktrace(self) -> None:
+        import traceback
+
+        traceback.print_exception(self)
 
 
 class UsageError(LocalpipeError):
@@ -36,6 +71,9 @@ class PipelineValidationError(UsageError):
 class UserErrorException(UsageError):
     """Azure ML's name for a wrong value given to the SDK (an environment specification, say)."""
 
+    def __init__(self, exception_message: str, **kwargs):
+        super().__init__(exception_message, **kwargs)
+
 
 class ComputeTargetException(LocalpipeError):
     """Azure ML's ``azureml.exceptions.ComputeTargetException``: ``ComputeTarget(ws, name)`` for a
@@ -43,6 +81,9 @@ class ComputeTargetException(LocalpipeError):
     creates the target."""
 
     exit_code = 2
+
+    def __init__(self, exception_message: str, **kwargs):
+        super().__init__(exception_message, **kwargs)
 
 
 class PipelineFileError(UsageError):

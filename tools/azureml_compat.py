@@ -562,7 +562,7 @@ def compat_markdown(table: dict | None = None, differences: dict | None = None) 
         f"{counts['compatible %']} % the same or deliberately different, and {counts['present %']} % present.",
         "",
         "localpipe callables that take `**kwargs` where the SDK's counterpart does not (or refuses unknown",
-        "keywords): each swallows a misspelled keyword the SDK would refuse.",
+        "keywords): a TODO swallows a misspelled keyword the SDK would refuse; a deliberate one refuses it too.",
         "",
         "| callable | SDK member | why |",
         "|---|---|---|",

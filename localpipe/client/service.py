@@ -95,3 +95,8 @@ class LocalService:
         from localpipe.sdk.compute import compute_targets
 
         return problems(pipeline, parameters, compute_targets(self.workspace))
+
+    def submit(self, pipeline, experiment_name: str, options: dict):
+        from localpipe.client.experiment import Experiment
+
+        return Experiment(self.workspace, experiment_name).submit(pipeline, **options)

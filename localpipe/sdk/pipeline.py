@@ -53,10 +53,10 @@ class Pipeline:
         """``resolve_closure`` False keeps only the steps given (a producer left out is then a
         validation error); ``default_datastore`` is where PipelineData without one would go, which
         makes no difference here; of the SDK's keywords only ``enable_email_notification`` is
-        taken (and has nothing to notify locally), any other is a TypeError as in the SDK."""
+        taken (and has nothing to notify locally), any other is a ValueError as in the SDK."""
         unknown = sorted(set(kwargs) - {"enable_email_notification"})
-        if unknown:
-            raise TypeError(f"Pipeline() got an unexpected keyword argument {unknown[0]!r}")
+        if unknown:  # the SDK's own error and words
+            raise ValueError(f"parameter {unknown[0]} is not recognized for Pipeline")
         self.workspace = workspace
         self.description = description
         self.default_datastore = default_datastore
@@ -66,6 +66,39 @@ class Pipeline:
     def validate(self, pipeline_parameters: dict | None = None) -> list[str]:
         """Every problem that keeps this pipeline from running, as readable lines; empty when valid."""
         return self.workspace.service.validate(self, pipeline_parameters)
+
+    def submit(
+        self,
+        experiment_name: str,
+        pipeline_parameters: dict | None = None,
+        continue_on_step_failure: bool = False,
+        regenerate_outputs: bool = False,
+        parent_run_id=None,
+        credential_passthrough=None,
+        **kwargs,
+    ):
+        """``Experiment(workspace, experiment_name).submit(self, ...)``, as in the SDK: the run starts
+        in the background and its PipelineRun is returned at once. ``parent_run_id`` (a run of
+        Azure's run history to hang this one under) has no meaning here; any other keyword is a
+        TypeError."""
+        if kwargs:
+            raise TypeError(f"Pipeline.submit() got an unexpected keyword argument {sorted(kwargs)[0]!r}")
+        options = {
+            "pipeline_parameters": pipeline_parameters,
+            "continue_on_step_failure": continue_on_step_failure,
+            "regenerate_outputs": regenerate_outputs,
+            "credential_passthrough": credential_passthrough,
+        }
+        return self.workspace.service.submit(self, experiment_name, options)
+
+    def __getattr__(self, name: str):
+        # The SDK's publishing members, until they are built: say so rather than a bare AttributeError.
+        if name == "publish":
+            raise AttributeError(
+                "localpipe does not publish pipelines yet (issue 19: published pipelines, endpoints and "
+                "schedules): run this one with Experiment(ws, name).submit(pipeline) or `localpipe submit`"
+            )
+        raise AttributeError(f"'Pipeline' object has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"Pipeline({len(self.steps)} steps)"

@@ -69,3 +69,6 @@ class WorkspaceService(Protocol):
 
     def validate(self, pipeline: Any, parameters: dict | None) -> list[str]:
         """Every problem that keeps ``pipeline`` from running here, as readable lines."""
+
+    def submit(self, pipeline: Any, experiment_name: str, options: dict) -> Any:
+        """``Experiment(workspace, experiment_name).submit(pipeline, **options)``: the run's handle."""
