@@ -186,3 +186,33 @@ def test_the_azure_exceptions_have_the_sdks_constructor_and_attributes():
             raise NotFoundError("no run 3") from None
     except NotFoundError as caught:
         assert caught.inner_exception is None  # `from None` hides the context, as it does for tracebacks
+
+
+def test_the_workspace_members_the_samples_use(ws, monkeypatch, tmp_path):
+    """Item 8: set_default_datastore (kept in history.db: another process sees it), update / tags /
+    get_details, datasets, Workspace.get(name) and Workspace.list(subscription_id) from the folder."""
+    from localpipe import Dataset, Datastore, Workspace
+    from localpipe.client.workspace import history_of
+    from localpipe.errors import UserErrorException
+
+    monkeypatch.chdir(ws.root)
+    assert ws.get_default_datastore().name == "workspaceblobstore"
+    (tmp_path / "lake").mkdir()
+    Datastore.register_local(ws, "lake", tmp_path / "lake")
+    ws.set_default_datastore("lake")
+    with pytest.raises(UserErrorException, match='datastore "lakes" does not exist.*register_local'):
+        ws.set_default_datastore("lakes")
+    ws.update(description="team models", tags={"team": "vision"})
+    assert history_of(ws).registry.settings()["default_datastore"] == "lake"
+    again = Workspace.get("prod-ws", subscription_id="sub", resource_group="rg")
+    assert (again.root, again.name, again.get_default_datastore().name) == (ws.root, "prod-ws", "lake")
+    details = again.get_details()
+    assert (details["description"], details["tags"], details["name"]) == ("team models", {"team": "vision"}, "prod-ws")
+    assert details["id"].endswith("/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/prod-ws")
+    assert Workspace.list("sub") == {ws.name: [ws]}
+    monkeypatch.chdir(tmp_path)
+    assert Workspace.list("sub") == {}
+    (tmp_path / "d.csv").write_text("a\n1\n")
+    Dataset.File.from_files(str(tmp_path / "d.csv")).register(ws, "numbers")
+    assert list(ws.datasets) == ["numbers"] and ws.datasets["numbers"].version == 1
+    assert (ws.tags, Workspace.DEFAULT_CPU_CLUSTER_NAME) == ({"team": "vision"}, "cpu-cluster")

@@ -42,6 +42,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "dataset_use",
         "cache_key",
         "environment_build",
+        "workspace_setting",
     } <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
         "0001_initial",
@@ -50,6 +51,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0004_git_info",
         "0005_output_files",
         "0006_environment_builds",
+        "0007_workspace_settings",
     ]
 
 
@@ -198,8 +200,8 @@ def test_stat_cache_answers_for_unchanged_files_without_reading_them(tmp_path):
 
 
 def test_a_history_db_of_the_release_before_builds_is_migrated(ws, project, run_pipeline):
-    """A file written before migration 0006 (no environment_build table, no step_run.environment)
-    gets both, keeping its rows, the first time a newer localpipe opens it."""
+    """A file written before migration 0006 (no environment_build table, no step_run.environment,
+    no workspace_setting) gets them, keeping its rows, the first time a newer localpipe opens it."""
     from localpipe import Pipeline, PythonScriptStep
 
     project("src/a.py", "print('a')\n")
@@ -208,8 +210,9 @@ def test_a_history_db_of_the_release_before_builds_is_migrated(ws, project, run_
     conn = sqlite3.connect(ws.state_dir / "history.db")
     with conn:
         conn.execute("DROP TABLE environment_build")
+        conn.execute("DROP TABLE workspace_setting")
         conn.execute("ALTER TABLE step_run DROP COLUMN environment")
-        conn.execute("DELETE FROM migration WHERE name = '0006_environment_builds'")
+        conn.execute("DELETE FROM migration WHERE name >= '0006'")
         conn.execute("PRAGMA user_version = 5")
     conn.close()
     assert history_of(ws).runs.details(1)["steps"][0]["environment"] is None
@@ -217,5 +220,6 @@ def test_a_history_db_of_the_release_before_builds_is_migrated(ws, project, run_
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "environment" in {row[1] for row in conn.execute("PRAGMA table_info(step_run)")}
     assert conn.execute("SELECT COUNT(*) FROM environment_build").fetchone() == (0,)
+    assert conn.execute("SELECT COUNT(*) FROM workspace_setting").fetchone() == (0,)
     assert conn.execute("SELECT COUNT(*) FROM step_run").fetchone() == (1,)
     conn.close()

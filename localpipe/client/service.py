@@ -65,6 +65,16 @@ class LocalService:
     def get_dataset(self, name: str, version: int | str) -> dict:
         return self.history.datasets.get(name, version)
 
+    def dataset_names(self) -> list[str]:
+        return sorted({version["name"] for version in self.history.datasets.list()})
+
+    # -- the workspace's own settings ----------------------------------------------------------------
+    def settings(self) -> dict:
+        return self.history.registry.settings()
+
+    def update_settings(self, values: dict) -> None:
+        self.history.registry.update_settings(values)
+
     # -- compute targets and environments -----------------------------------------------------------
     def compute_targets(self) -> dict[str, dict]:
         return self.history.registry.compute_targets()

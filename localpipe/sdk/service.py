@@ -47,6 +47,14 @@ class WorkspaceService(Protocol):
     def get_dataset(self, name: str, version: int | str) -> dict:
         """A registered version, as ``register_dataset`` returns it."""
 
+    def dataset_names(self) -> list[str]:
+        """Every registered dataset's name, sorted."""
+
+    # -- the workspace's own settings (default datastore, description, tags) ---------------------------
+    def settings(self) -> dict: ...
+
+    def update_settings(self, values: dict) -> None: ...
+
     # -- compute targets and environments -----------------------------------------------------------
     def compute_targets(self) -> dict[str, dict]:
         """Created compute targets: name -> configuration."""

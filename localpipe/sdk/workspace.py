@@ -15,6 +15,7 @@ STATE_DIR = ".localpipe"
 # What Azure ML's Workspace.from_config() reads, and the keys it needs (written by ws.write_config()).
 AZURE_CONFIG = "config.json"
 AZURE_KEYS = ("subscription_id", "resource_group", "workspace_name")
+DEFAULT_DATASTORE = "workspaceblobstore"
 
 # Set by the CLI while it loads a pipeline file, so that `Workspace.from_config()` inside
 # that file answers with the workspace the command already chose.
@@ -40,6 +41,10 @@ class Workspace:
     # Makes the service that keeps this workspace's records (see sdk/service.py); localpipe/__init__.py
     # plugs in the one implementation, so that the SDK need not import it.
     service_factory: ClassVar[Callable[[Workspace], WorkspaceService]]
+
+    # Azure's names for a workspace's default clusters, as the samples create them.
+    DEFAULT_CPU_CLUSTER_NAME = "cpu-cluster"
+    DEFAULT_GPU_CLUSTER_NAME = "gpu-cluster"
 
     def __init__(
         self,
@@ -182,12 +187,92 @@ class Workspace:
         """That of the Azure ``config.json`` it was found with, else ``"local"``: this machine."""
         return self._azure.get("location", "local")
 
+    @staticmethod
+    def get(
+        name: str,
+        auth=None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        cloud: str = "AzureCloud",
+        id=None,
+    ) -> Workspace:
+        """Azure's look-up by name, as ``Workspace(subscription_id, resource_group, name)``: the
+        nearest workspace above the current directory, known by these names."""
+        return Workspace(subscription_id or "local", resource_group or "local", name, _location=location)
+
+    @staticmethod
+    def list(subscription_id, auth=None, resource_group: str | None = None) -> dict:
+        """``{name: [workspace]}`` of the workspace this folder is in (Azure lists a subscription's;
+        here the one that code run from this folder would use), or ``{}`` outside any."""
+        try:
+            found = Workspace.from_config()
+        except WorkspaceNotFoundError:
+            return {}
+        return {found.name: [found]}
+
+    # -- the workspace's own settings ---------------------------------------------------------
+    @property
+    def tags(self) -> dict:
+        """The tags ``update(tags=...)`` set."""
+        return self.service.settings().get("tags", {})
+
+    def update(
+        self,
+        friendly_name: str | None = None,
+        description: str | None = None,
+        tags: dict | None = None,
+        image_build_compute=None,
+        service_managed_resources_settings=None,
+        primary_user_assigned_identity=None,
+        allow_public_access_when_behind_vnet=None,
+        v1_legacy_mode=None,
+    ) -> None:
+        """Keep ``friendly_name``, ``description`` and ``tags`` (replacing the earlier ones) in
+        history.db; the other parameters are Azure resources, with no meaning here."""
+        given = {"friendly_name": friendly_name, "description": description, "tags": tags}
+        self.service.update_settings({key: value for key, value in given.items() if value is not None})
+
+    def get_details(self) -> dict:
+        """Azure's description of the workspace, with local values: its names, folder and settings."""
+        settings = self.service.settings()
+        return {
+            "id": f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}",
+            "name": self.name,
+            "location": self.location,
+            "type": "Microsoft.MachineLearningServices/workspaces",
+            "workspaceid": str(self.root),
+            "friendlyName": settings.get("friendly_name", self.name),
+            "description": settings.get("description", ""),
+            "tags": settings.get("tags", {}),
+            "defaultDatastore": settings.get("default_datastore", DEFAULT_DATASTORE),
+            "provisioningState": "Succeeded",
+        }
+
     # -- views of the workspace's records -------------------------------------------------
     def get_default_datastore(self):
-        """The default datastore, ``workspaceblobstore``."""
+        """The default datastore: ``workspaceblobstore`` unless ``set_default_datastore`` chose another."""
         from localpipe.sdk.data import Datastore
 
-        return Datastore(self, "workspaceblobstore")
+        return Datastore(self, self.service.settings().get("default_datastore", DEFAULT_DATASTORE))
+
+    def set_default_datastore(self, name: str) -> None:
+        """Make datastore ``name`` (built in, or registered) the one ``get_default_datastore`` returns."""
+        names = self.service.datastore_names()
+        if name not in names:
+            raise UserErrorException(
+                f'datastore "{name}" does not exist in workspace {self.root}: register it with '
+                f"Datastore.register_local(ws, {name!r}, path), or choose one of {', '.join(names)}"
+            )
+        self.service.update_settings({"default_datastore": name})
+
+    @property
+    def datasets(self) -> dict:
+        """Every registered dataset by name (its latest version)."""
+        from localpipe.sdk.data import Dataset
+
+        return {name: Dataset.get_by_name(self, name) for name in self.service.dataset_names()}
 
     @property
     def datastores(self) -> dict:

@@ -71,13 +71,25 @@ def _environment_builds(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.EnvironmentBuild])
 
 
+def _workspace_settings(db: SqliteDatabase, t: Tables) -> None:
+    db.create_tables([t.WorkspaceSetting])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
 MIGRATIONS = list(
     zip(
         MIGRATION_NAMES,
-        (_initial, _resource_claims, _dataset_lineage, _git_info, _output_files, _environment_builds),
+        (
+            _initial,
+            _resource_claims,
+            _dataset_lineage,
+            _git_info,
+            _output_files,
+            _environment_builds,
+            _workspace_settings,
+        ),
         strict=True,
     )
 )

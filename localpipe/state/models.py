@@ -157,6 +157,15 @@ def define_tables(db: SqliteDatabase) -> Tables:
         class Meta:
             table_name = "datastore"
 
+    class WorkspaceSetting(BaseModel):
+        """One of the workspace's own settings: ``default_datastore``, ``description``, ``tags``, ..."""
+
+        key = TextField(primary_key=True)
+        value = JSONField()
+
+        class Meta:
+            table_name = "workspace_setting"
+
     class DatasetVersion(BaseModel):
         """A registered dataset version: a read-only tree in the object store."""
 
@@ -262,6 +271,7 @@ MODELS = (
     "Edge",
     "Metric",
     "DatastoreRecord",
+    "WorkspaceSetting",
     "EnvironmentBuild",
     "DatasetVersion",
     "ComputeTargetRecord",

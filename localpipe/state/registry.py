@@ -7,7 +7,7 @@ from localpipe.state.db import Database
 
 
 class Registry:
-    """The ``datastore``, ``compute_target``, ``environment`` and ``experiment`` tables."""
+    """The ``datastore``, ``workspace_setting``, ``compute_target``, ``environment`` and ``experiment`` tables."""
 
     def __init__(self, database: Database):
         self.database = database
@@ -27,6 +27,16 @@ class Registry:
 
     def register_datastore(self, name: str, path: str) -> None:
         self.t.DatastoreRecord.replace(name=name, path=path).execute()
+
+    # -- the workspace's own settings --------------------------------------------------------------
+    def settings(self) -> dict:
+        t = self.t
+        return dict(t.WorkspaceSetting.select(t.WorkspaceSetting.key, t.WorkspaceSetting.value).tuples())
+
+    def update_settings(self, values: dict) -> None:
+        with self.database.write():
+            for key, value in values.items():
+                self.t.WorkspaceSetting.replace(key=key, value=value).execute()
 
     # -- compute targets ---------------------------------------------------------------------------
     def compute_targets(self) -> dict[str, dict]:
