@@ -12,6 +12,11 @@ class LocalpipeError(Exception):
 
     exit_code = 1
 
+    @property
+    def message(self) -> str:
+        """The message, as Azure ML's exceptions give it (code written for Azure reads ``e.message``)."""
+        return str(self)
+
 
 class UsageError(LocalpipeError):
     """A command line, a pipeline file or an argument the user gave is wrong."""
@@ -43,6 +48,29 @@ class ComputeTargetException(LocalpipeError):
     creates the target."""
 
     exit_code = 2
+
+
+class WebserviceException(LocalpipeError):
+    """Azure ML's ``azureml.exceptions.WebserviceException``, which its model registry raises: a model
+    that is not registered (the message starts with ``ModelNotFound``, which code written for Azure
+    looks for), a bad model name, tags that are not a dict, a file that exists where a model is
+    downloaded."""
+
+    exit_code = 2
+    status_code = None  # the HTTP status of Azure's service; there is no service here
+
+
+class ModelNotFoundException(LocalpipeError):
+    """Azure ML's ``azureml.exceptions.ModelNotFoundException``: ``Model.get_model_path(name)`` for a
+    model that neither the workspace nor the local folder has."""
+
+    exit_code = 2
+
+
+class ModelPathNotFoundException(UsageError, FileNotFoundError):
+    """A model's files are not where ``Model.register`` or ``run.register_model`` was told to find
+    them. Azure ML's ``ModelPathNotFoundException`` for a run; a FileNotFoundError too, which the
+    SDK's ``Model.register`` raises for a missing path."""
 
 
 class PipelineFileError(UsageError):
