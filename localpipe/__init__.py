@@ -33,6 +33,7 @@ _EXPORTS = {
     "TabularDataset": "localpipe.sdk.data",
     "FileDataset": "localpipe.sdk.data",
     "LocalCompute": "localpipe.sdk.compute",
+    "Model": "localpipe.sdk.model",
     "Pipeline": "localpipe.sdk.pipeline",
     "PipelineData": "localpipe.sdk.data",
     "PipelineParameter": "localpipe.sdk.parameters",

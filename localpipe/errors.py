@@ -86,6 +86,38 @@ class ComputeTargetException(LocalpipeError):
         super().__init__(exception_message, **kwargs)
 
 
+class WebserviceException(LocalpipeError):
+    """Azure ML's ``azureml.exceptions.WebserviceException``, which its model registry raises: a model
+    that is not registered (the message starts with ``ModelNotFound``, which code written for Azure
+    looks for), a bad model name, tags that are not a dict, a file that exists where a model is
+    downloaded."""
+
+    exit_code = 2
+
+    def __init__(self, exception_message: str, status_code=None, logger=None, **kwargs):
+        super().__init__(exception_message, **kwargs)
+        self.status_code = status_code  # the HTTP status of Azure's service; there is no service here
+
+
+class ModelNotFoundException(LocalpipeError):
+    """Azure ML's ``azureml.exceptions.ModelNotFoundException``: ``Model.get_model_path(name)`` for a
+    model that neither the workspace nor the local folder has."""
+
+    exit_code = 2
+
+    def __init__(self, exception_message: str, logger=None, **kwargs):
+        super().__init__(exception_message, **kwargs)
+
+
+class ModelPathNotFoundException(UsageError, FileNotFoundError):
+    """A model's files are not where ``Model.register`` or ``run.register_model`` was told to find
+    them. Azure ML's ``ModelPathNotFoundException`` for a run; a FileNotFoundError too, which the
+    SDK's ``Model.register`` raises for a missing path."""
+
+    def __init__(self, exception_message: str, logger=None, **kwargs):
+        super().__init__(exception_message, **kwargs)
+
+
 class PipelineFileError(UsageError):
     """A pipeline file is missing, raises while loading, or does not define exactly one Pipeline."""
 

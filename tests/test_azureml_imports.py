@@ -252,10 +252,12 @@ print(json.dumps(sorted(set(sys.modules) - before)))
         "localpipe",
         "localpipe.client",
         "localpipe.client.context",
+        "localpipe.client.models",  # run.register_model: the standard library and sdk.model only
         "localpipe.compat",
         "localpipe.compat.names",
         "localpipe.errors",
         "localpipe.sdk",
+        "localpipe.sdk.model",
         "localpipe.sdk.service",
         "localpipe.sdk.workspace",
     }
@@ -265,7 +267,8 @@ print(json.dumps(sorted(set(sys.modules) - before)))
 
 def test_a_name_localpipe_lacks_says_so(tmp_path):
     cases = {
-        "from azureml.core import Model": "ImportError: localpipe does not provide azureml.core.Model " + NOT_YET,
+        "from azureml.core import Webservice": "ImportError: localpipe does not provide azureml.core.Webservice "
+        + NOT_YET,
         "import azureml.train.hyperdrive": "ImportError: localpipe does not provide azureml.train " + NOT_YET,
         "import azureml.core\nazureml.core.ScriptRunConfig": "AttributeError: localpipe does not provide "
         "azureml.core.ScriptRunConfig " + NOT_YET,
@@ -278,11 +281,11 @@ def test_a_name_localpipe_lacks_says_so(tmp_path):
 
 
 def test_a_pipeline_file_importing_what_localpipe_lacks_is_one_error_line(ws, localpipe):
-    write(ws.root / "p.py", "from azureml.core import Model\n")
+    write(ws.root / "p.py", "from azureml.core import Webservice\n")
     done = localpipe("submit", "p.py")
     assert done.returncode == 2
     assert done.stderr.splitlines() == [
-        "error: pipeline file p.py raised ImportError: localpipe does not provide azureml.core.Model yet: see the "
+        "error: pipeline file p.py raised ImportError: localpipe does not provide azureml.core.Webservice yet: see the "
         "status table in localpipe's README.md (docs/azureml-imports.md lists the azureml names it provides) "
         "(line 1): fix the file, or use --debug for the traceback"
     ]

@@ -534,11 +534,11 @@ def test_a_full_disk_is_one_error_line_and_readers_still_read(tmpfs, localpipe):
     close_all()
     assert localpipe("submit", "pipe.py", cwd=root).returncode == 0
     (root / "filler").write_bytes(b"")
-    with open(root / "filler", "wb") as filler:  # fill the disk to the last byte
+    # Unbuffered, to the last byte: a buffered file would raise again at close for what it still holds.
+    with open(root / "filler", "wb", buffering=0) as filler:
         try:
             while True:
                 filler.write(b"\0" * 65536)
-                filler.flush()
         except OSError:
             pass
     (root / "big" / "big.py").write_text("print('other')\n")  # a new key: the run must be recorded

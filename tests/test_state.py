@@ -43,6 +43,8 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "cache_key",
         "environment_build",
         "workspace_setting",
+        "model_version",
+        "model_dataset",
     } <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
         "0001_initial",
@@ -52,6 +54,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0005_output_files",
         "0006_environment_builds",
         "0007_workspace_settings",
+        "0008_model_registry",
     ]
 
 
@@ -212,7 +215,7 @@ def test_a_history_db_of_the_release_before_builds_is_migrated(ws, project, run_
         conn.execute("DROP TABLE environment_build")
         conn.execute("DROP TABLE workspace_setting")
         conn.execute("ALTER TABLE step_run DROP COLUMN environment")
-        conn.execute("DELETE FROM migration WHERE name >= '0006'")
+        conn.execute("DELETE FROM migration WHERE name >= '0006'")  # and the later ones: a file of 0005
         conn.execute("PRAGMA user_version = 5")
     conn.close()
     assert history_of(ws).runs.details(1)["steps"][0]["environment"] is None

@@ -207,6 +207,11 @@ def fsck(ctx, repair, as_json) -> None:
                     f'  dataset "{version["name"]}" version {version["version"]} is in it: register its files again '
                     "(it stays where it is)"
                 )
+            for version in damaged.models:
+                click.echo(
+                    f'  model "{version["name"]}" version {version["version"]} is in it: register its files again '
+                    "(it stays where it is)"
+                )
         click.echo(f"checked {report.checked} objects: {len(report.damaged)} damaged")
         repaired = [d for d in report.damaged if d.repairable]
         if repair and repaired:

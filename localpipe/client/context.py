@@ -11,6 +11,8 @@ import os
 import time
 from typing import Any
 
+from localpipe.client import models
+
 
 class Run:
     """Entry point, as in the Azure ML SDK: ``Run.get_context()``."""
@@ -101,6 +103,8 @@ class StepRunContext(_Logging):
         from localpipe.client.runs import PipelineRun
 
         return PipelineRun(self.experiment, self._run_id)
+
+    register_model = models.register_model
 
     def __repr__(self) -> str:
         return f"StepRunContext(id={self.id}, name={self.name!r})"

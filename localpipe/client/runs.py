@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from localpipe.client import models
 from localpipe.client.workspace import history_of
 from localpipe.engine.logs import print_new_lines
 from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
@@ -102,6 +103,8 @@ class PipelineRun:
         """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""
         cancel_run(self._history, self.id)
 
+    register_model = models.register_model
+
     def __repr__(self) -> str:
         return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
 
@@ -158,6 +161,8 @@ class StepRun:
     def _log(self, name: str) -> str:
         path = self.parent._history.layout.step_dir(self.parent.id, self.name) / name
         return path.read_text(errors="replace") if path.exists() else ""
+
+    register_model = models.register_model
 
     def __repr__(self) -> str:
         return f"StepRun(run={self.parent.id}, name={self.name!r})"

@@ -75,6 +75,49 @@ class LocalService:
     def update_settings(self, values: dict) -> None:
         self.history.registry.update_settings(values)
 
+    # -- models ----------------------------------------------------------------------------------
+    def register_model(
+        self, name: str, path: str, child_paths: list[str], fields: dict, datasets: list[dict], lineage: dict | None
+    ) -> dict:
+        from localpipe.client.models import step_lineage
+
+        lineage = step_lineage(self.workspace) if lineage is None else lineage
+        return self.history.models.register(name, path, child_paths, fields | lineage, datasets)
+
+    def models(self, filters: dict, latest: bool) -> list[dict]:
+        return self.history.models.find(filters, latest)
+
+    def model(self, name: str, version: int) -> dict:
+        return self.history.models.get(name, version)
+
+    def update_model(self, name: str, version: int, changes: dict) -> dict:
+        return self.history.models.update(name, version, changes)
+
+    def delete_model(self, name: str, version: int) -> None:
+        self.history.models.delete(name, version)
+
+    def download_model(self, record: dict, target_dir: str, exist_ok: bool) -> str:
+        from localpipe.client.models import download
+
+        return download(record, target_dir, exist_ok)
+
+    def model_run(self, record: dict) -> Any:
+        from localpipe.client.experiment import Experiment
+        from localpipe.client.runs import PipelineRun, StepRun
+        from localpipe.errors import NotFoundError
+
+        try:
+            experiment = self.history.runs.get(record["pipeline_run"])["experiment"]
+        except NotFoundError:
+            return None  # forgotten by gc: the version keeps its run and step as numbers and names
+        run = PipelineRun(Experiment(self.workspace, experiment), record["pipeline_run"])
+        return StepRun(run, record["step"]) if record["run_kind"] == "step" else run
+
+    def latest_models(self) -> dict[str, Any]:
+        from localpipe.sdk.model import Model
+
+        return {model.name: model for model in Model.list(self.workspace, latest=True)}
+
     # -- compute targets and environments -----------------------------------------------------------
     def compute_targets(self) -> dict[str, dict]:
         return self.history.registry.compute_targets()

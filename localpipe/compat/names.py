@@ -17,6 +17,7 @@ MODULES: dict[str, dict[str, str]] = {
         "Datastore": "localpipe.sdk.data:Datastore",
         "Environment": "localpipe.sdk.environment:Environment",
         "Experiment": "localpipe.client.experiment:Experiment",
+        "Model": "localpipe.sdk.model:Model",
         "Run": "localpipe.client.context:Run",
         "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
         "VERSION": "localpipe:__version__",
@@ -45,6 +46,9 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.core.experiment": {
         "Experiment": "localpipe.client.experiment:Experiment",
     },
+    "azureml.core.model": {
+        "Model": "localpipe.sdk.model:Model",
+    },
     "azureml.core.run": {
         "Run": "localpipe.client.context:Run",
     },
@@ -69,7 +73,10 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.exceptions": {
         "AzureMLException": "localpipe.errors:LocalpipeError",
         "ComputeTargetException": "localpipe.errors:ComputeTargetException",
+        "ModelNotFoundException": "localpipe.errors:ModelNotFoundException",
+        "ModelPathNotFoundException": "localpipe.errors:ModelPathNotFoundException",
         "UserErrorException": "localpipe.errors:UserErrorException",
+        "WebserviceException": "localpipe.errors:WebserviceException",
     },
     "azureml.pipeline": {},
     "azureml.pipeline.core": {

@@ -223,6 +223,13 @@ class Dataset:
     File = _FileDatasetFactory
     Tabular = _TabularDatasetFactory
 
+    class Scenario:
+        """What a dataset was for, as ``Model.register(..., datasets=[(Dataset.Scenario.TRAINING, ds)])`` names it."""
+
+        TRAINING = "training"
+        VALIDATION = "validation"
+        INFERENCING = "inferencing"
+
     @staticmethod
     def get_by_name(workspace, name: str, version: int | str = "latest") -> FileDataset:
         """A registered dataset version (``"latest"`` by default)."""

@@ -55,6 +55,33 @@ class WorkspaceService(Protocol):
 
     def update_settings(self, values: dict) -> None: ...
 
+    # -- models ----------------------------------------------------------------------------------
+    def register_model(
+        self, name: str, path: str, child_paths: list[str], fields: dict, datasets: list[dict], lineage: dict | None
+    ) -> dict:
+        """Keep the file or folder ``path`` as the next version of model ``name``; ``lineage`` (run_id,
+        experiment, pipeline_run, step, step_run) is the run that registers it, None for the step
+        this process is, if it is one. Returns the version's record (``state/model_registry.py``)."""
+
+    def models(self, filters: dict, latest: bool) -> list[dict]:
+        """Registered model versions matching ``filters``, newest first."""
+
+    def model(self, name: str, version: int) -> dict:
+        """One registered version; WebserviceException (ModelNotFound) when there is none."""
+
+    def update_model(self, name: str, version: int, changes: dict) -> dict: ...
+
+    def delete_model(self, name: str, version: int) -> None: ...
+
+    def download_model(self, record: dict, target_dir: str, exist_ok: bool) -> str:
+        """Copy a version's file or folder into ``target_dir``; returns the path the SDK returns."""
+
+    def model_run(self, record: dict) -> Any:
+        """The run handle (StepRun or PipelineRun) that registered a version, or None."""
+
+    def latest_models(self) -> dict[str, Any]:
+        """The latest version of each registered model, as ``Model`` objects, by name."""
+
     # -- compute targets and environments -----------------------------------------------------------
     def compute_targets(self) -> dict[str, dict]:
         """Created compute targets: name -> configuration."""

@@ -294,6 +294,11 @@ class Workspace:
         return compute_targets(self)
 
     @property
+    def models(self) -> dict:
+        """The latest version of each registered model, by name (``Model.list(ws, latest=True)``)."""
+        return self.service.latest_models()
+
+    @property
     def environments(self) -> dict:
         """Registered environments by name (their latest version)."""
         from localpipe.sdk.environment import registered_environments

@@ -27,7 +27,8 @@ PRAGMAS = {
 
 
 def _initial(db: SqliteDatabase, t: Tables) -> None:
-    db.create_tables([model for model in all_models(t) if model not in (t.ResourceClaim, t.DatasetUse)])
+    later = (t.ResourceClaim, t.DatasetUse, t.ModelVersion, t.ModelDataset)
+    db.create_tables([model for model in all_models(t) if model not in later])
 
 
 def _resource_claims(db: SqliteDatabase, t: Tables) -> None:
@@ -75,6 +76,10 @@ def _workspace_settings(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.WorkspaceSetting])
 
 
+def _model_registry(db: SqliteDatabase, t: Tables) -> None:
+    db.create_tables([t.ModelVersion, t.ModelDataset])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -89,6 +94,7 @@ MIGRATIONS = list(
             _output_files,
             _environment_builds,
             _workspace_settings,
+            _model_registry,
         ),
         strict=True,
     )

@@ -1,11 +1,11 @@
 """Checking the object store as `git fsck` checks a repository: every object rehashed against its name.
 
 ``check`` reads every object and says which are damaged and what refers to them, and which
-objects registered dataset versions need are missing. ``repair`` moves the damaged objects out
+objects registered dataset and model versions need are missing. ``repair`` moves the damaged objects out
 of the store into ``.localpipe/quarantine/`` and, in one write transaction, drops the cache
 entries whose outputs they were, so that the next submission computes those steps again
-instead of reusing them. An object a registered dataset version holds cannot be repaired (its
-files must be registered again): it stays where it is, and stays reported.
+instead of reusing them. An object a registered dataset or model version holds cannot be
+repaired (its files must be registered again): it stays where it is, and stays reported.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ class Damaged:
     problem: str
     outputs: list[dict] = field(default_factory=list)  # {"run", "step", "output"} of the step runs that made it
     datasets: list[dict] = field(default_factory=list)  # {"name", "version"} of registered versions
+    models: list[dict] = field(default_factory=list)  # {"name", "version"} of registered model versions
 
     @property
     def repairable(self) -> bool:
-        """Whether recomputing can replace it: no registered dataset version holds it."""
-        return not self.datasets
+        """Whether recomputing can replace it: no registered dataset or model version holds it."""
+        return not self.datasets and not self.models
 
 
 @dataclass
@@ -50,9 +51,10 @@ def check(history: History) -> FsckReport:
         if problem is not None:
             damaged.append(Damaged(digest, problem))
     t = history.tables
-    for (digest,) in t.DatasetVersion.select(t.DatasetVersion.digest).distinct().tuples():
-        if digest not in objects:
-            damaged.append(Damaged(digest, "it is missing from the store"))
+    held = {d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples()}
+    held.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
+    for digest in sorted(held - set(objects)):
+        damaged.append(Damaged(digest, "it is missing from the store"))
     _referrers(history, damaged)
     return FsckReport(len(objects), damaged)
 
@@ -97,3 +99,10 @@ def _referrers(history: History, damaged: list[Damaged]) -> None:
     )
     for digest, name, version in versions:
         by_digest[digest].datasets.append({"name": name, "version": version})
+    models = (
+        t.ModelVersion.select(t.ModelVersion.digest, t.ModelVersion.name, t.ModelVersion.version)
+        .where(t.ModelVersion.digest.in_(list(by_digest)))
+        .tuples()
+    )
+    for digest, name, version in models:
+        by_digest[digest].models.append({"name": name, "version": version})

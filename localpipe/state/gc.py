@@ -1,4 +1,4 @@
-"""Reclaiming space: forget old runs, then remove what no kept run and no dataset version references.
+"""Reclaiming space: forget old runs, then remove what no kept run, dataset or model version references.
 
 ``plan_gc`` decides (it reads history.db and the folders, and changes nothing); ``collect``
 carries a plan out; ``disk_usage`` says what takes the space. The rules, for users, are in
@@ -8,7 +8,7 @@ docs/storage.md:
 - ``keep_last=N`` keeps the newest N runs of each experiment, ``older_than=S`` keeps the runs
   submitted in the last S seconds; a run either rule keeps is kept; with neither, every run is;
 - an object is referenced by a ``step_output`` row of a kept run (a reused step has such rows
-  too) or by a ``dataset_version`` row; every other object is removed, except one that may be
+  too) or by a ``dataset_version`` or ``model_version`` row; every other object is removed, except one that may be
   a running step's output being committed (newer than the oldest active run);
 - a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
 - an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
@@ -147,7 +147,7 @@ def plan_gc(
 
 
 def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
-    """Digests of the step outputs of every run not in ``forget``, and of every dataset version."""
+    """Digests of the step outputs of every run not in ``forget``, and of every dataset and model version."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -155,6 +155,7 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     )
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
+    found.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
     return found
 
 

@@ -12,6 +12,7 @@ two workspaces open in one process never cross. Its operations are grouped by wh
 - ``claims``: CPUs, memory and GPUs held by running steps, across every scheduler;
 - ``registry``: datastores, compute targets, environments and experiments a user registers;
 - ``datasets``: registered dataset versions and their lineage;
+- ``models``: registered model versions, their lineage and datasets;
 - ``environments``: the built environments the workspace's steps ran in.
 
 Every operation returns plain values (numbers, strings, dicts, small dataclasses), never a
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from localpipe.state.claims import ClaimRecords
     from localpipe.state.datasets import DatasetRecords
     from localpipe.state.environments import EnvironmentRecords
+    from localpipe.state.model_registry import ModelRecords
     from localpipe.state.registry import Registry
     from localpipe.state.runs import RunRecords
     from localpipe.state.steps import StepRecords
@@ -89,6 +91,12 @@ class History:
         from localpipe.state.datasets import DatasetRecords
 
         return DatasetRecords(self.database)
+
+    @cached_property
+    def models(self) -> ModelRecords:
+        from localpipe.state.model_registry import ModelRecords
+
+        return ModelRecords(self.database)
 
     @cached_property
     def environments(self) -> EnvironmentRecords:

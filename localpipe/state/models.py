@@ -254,6 +254,44 @@ def define_tables(db: SqliteDatabase) -> Tables:
         holder_started = FloatField()  # its create time, so that a reused pid is not mistaken for it
         created_at = FloatField(default=now)
 
+    class ModelVersion(BaseModel):
+        """A registered model version: a read-only tree in the object store holding one entry (the
+        model's file or folder, under its own name), with what the SDK keeps about it."""
+
+        name = TextField()
+        version = IntegerField()
+        digest = TextField()
+        entry = TextField()  # the model's file or folder name inside the tree
+        size = IntegerField()  # bytes of its files
+        files = IntegerField()
+        description = TextField(null=True)
+        tags = JSONField(default=dict)
+        properties = JSONField(default=dict)
+        framework = TextField(null=True)
+        framework_version = TextField(null=True)
+        resource_configuration = JSONField(null=True)
+        run_id = IntegerField(null=True)  # the id of the run object that registered it (Model.run_id)
+        run_kind = TextField(null=True)  # which that was: "step" (a step run's id) or "pipeline"
+        experiment = TextField(null=True)
+        pipeline_run = IntegerField(null=True)  # lineage, kept as text and numbers when gc forgets the run
+        step = TextField(null=True)
+        step_run = ForeignKeyField(StepRun, null=True, on_delete="SET NULL")
+        created_at = FloatField(default=now)
+
+        class Meta:
+            indexes = ((("name", "version"), True),)
+
+    class ModelDataset(BaseModel):
+        """A dataset a model version names: ``datasets=[(scenario, dataset)]``, or its sample input
+        or output dataset (``role``). A registered dataset is linked to its version; an unregistered
+        one is kept as its paths."""
+
+        model_version = ForeignKeyField(ModelVersion, backref="dataset_links", on_delete="CASCADE")
+        role = TextField()  # dataset, sample_input, sample_output
+        scenario = TextField(null=True)
+        dataset_version = ForeignKeyField(DatasetVersion, null=True, on_delete="SET NULL")
+        paths = JSONField(null=True)  # an unregistered dataset's paths
+
     found = locals()
     return Tables(**{name: found[name] for name in MODELS})
 
@@ -280,6 +318,8 @@ MODELS = (
     "Schedule",
     "ResourceClaim",
     "DatasetUse",
+    "ModelVersion",
+    "ModelDataset",
 )
 
 

@@ -9,5 +9,6 @@ MIGRATION_NAMES = (
     "0005_output_files",
     "0006_environment_builds",
     "0007_workspace_settings",
+    "0008_model_registry",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

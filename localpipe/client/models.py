@@ -1,0 +1,183 @@
+"""Models and runs: ``register_model`` of a run, the lineage a registration records, copying a
+model out of the store, and the run that registered a version (docs/models.md).
+
+``register_model`` is one function that the run classes take as their method (``StepRunContext``
+in a step, the ``StepRun`` and ``PipelineRun`` handles): ``run.register_model("m", "outputs/m.pkl")``
+registers a file of the run's, as the SDK registers one of the files the run uploaded. A step's
+files are those of its working directory (where it writes ``./outputs``), which stay in
+``.localpipe/runs/RUN/STEP/`` until ``localpipe gc`` forgets the run. Steps record a registration
+themselves, in one short write transaction, because the SDK hands the new version back at once
+(``model.version``); concurrent registrations get distinct versions (``state/model_registry.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from localpipe.errors import ModelPathNotFoundException, UserErrorException, WebserviceException
+from localpipe.sdk.model import Model, registration_fields
+
+LISTED_FILES = 10  # files of a run named when a model path is not among them
+
+
+def register_model(
+    self,
+    model_name,
+    model_path=None,
+    tags=None,
+    properties=None,
+    model_framework=None,
+    model_framework_version=None,
+    description=None,
+    datasets=None,
+    sample_input_dataset=None,
+    sample_output_dataset=None,
+    resource_configuration=None,
+    **kwargs,
+) -> Model:
+    """Register ``model_path`` (default: ``model_name``), a file or folder of this run's, as the next
+    version of ``model_name``, with this run as its lineage; returns the Model.
+
+    A step's files are those of its working directory: ``outputs/model.pkl`` is what the step wrote
+    to ``./outputs/model.pkl``. A pipeline run's are those of its steps: the one step that has
+    ``model_path`` is taken. ``datasets`` is a list of ``(scenario, dataset)``.
+    """
+    if "asset_id" in kwargs:
+        raise UserErrorException(
+            "register_model: asset_id (an Azure asset) is not supported by localpipe: leave it out"
+        )
+    if kwargs:
+        raise TypeError(f"register_model() got an unexpected keyword argument '{next(iter(kwargs))}'")
+    workspace = _workspace_of(self)
+    fields, links = registration_fields(
+        workspace,
+        model_name,
+        tags,
+        properties,
+        description,
+        datasets,
+        model_framework,
+        model_framework_version,
+        sample_input_dataset,
+        sample_output_dataset,
+        resource_configuration,
+    )
+    relative = os.path.normpath(model_path if model_path is not None else model_name)
+    if os.path.isabs(relative) or relative.split(os.sep)[0] == "..":
+        raise ModelPathNotFoundException(
+            f"model_path \"{model_path}\" is not a path among the run's files: give it relative to the step's "
+            'working directory ("outputs/model.pkl"), or register another file with Model.register(ws, path, name)'
+        )
+    path, lineage = _run_file(self, relative)
+    record = workspace.service.register_model(model_name, path, [], fields, links, lineage)
+    return Model._from_record(workspace, record)
+
+
+# The run classes take this module's function as their method, so it tells them apart by what they
+# have rather than importing them: the step this process is, a pipeline run, or a step run of one.
+def _in_step(run) -> bool:
+    return hasattr(run, "_workspace_root")
+
+
+def _workspace_of(run):
+    if _in_step(run):
+        from localpipe.sdk.workspace import Workspace
+
+        return Workspace(run._workspace_root)
+    return run.experiment.workspace if hasattr(run, "get_steps") else run.parent.experiment.workspace
+
+
+def _run_file(run, relative: str) -> tuple[str, dict]:
+    """The path of ``relative`` among ``run``'s files, and the lineage to record for it."""
+    if _in_step(run):
+        folder = Path(os.environ["LOCALPIPE_STEP_DIR"])
+        lineage = _lineage("step", run.id, run._experiment, run._run_id, run.name, run.id)
+        return _in_step_files(folder, relative, f'step run {run.id} ("{run.name}")'), lineage
+    if hasattr(run, "get_steps"):
+        holders = [step for step in run.get_steps() if (_working_dir(_step_folder(step)) / relative).exists()]
+        if len(holders) != 1:
+            where = ", ".join(f'"{s.name}"' for s in holders) or "none of them"
+            raise ModelPathNotFoundException(
+                f'model_path "{relative}": {len(holders)} steps of run {run.id} have it ({where}): register it from '
+                f'one step, run.find_step_run("STEP")[0].register_model(...)'
+            )
+        step = holders[0]
+        lineage = _lineage("pipeline", run.id, run.experiment.name, run.id, step.name, step.id)
+        return str(_working_dir(_step_folder(step)) / relative), lineage
+    lineage = _lineage("step", run.id, run.parent.experiment.name, run.parent.id, run.name, run.id)
+    return _in_step_files(_step_folder(run), relative, f'step run {run.id} ("{run.name}")'), lineage
+
+
+def _lineage(kind: str, run_id: int, experiment: str, pipeline_run: int, step: str, step_run: int) -> dict:
+    return {
+        "run_kind": kind,
+        "run_id": run_id,
+        "experiment": experiment,
+        "pipeline_run": pipeline_run,
+        "step": step,
+        "step_run": step_run,
+    }
+
+
+def _step_folder(step_run) -> Path:
+    from localpipe.client.workspace import history_of
+
+    return history_of(step_run.parent.workspace).layout.step_dir(step_run.parent.id, step_run.name)
+
+
+def _working_dir(folder: Path) -> Path:
+    """Where a step ran: the snapshot of its source, or its folder when it had no source directory."""
+    snapshot = folder / "snapshot"
+    return snapshot if snapshot.is_dir() else folder
+
+
+def _in_step_files(folder: Path, relative: str, what: str) -> str:
+    root = _working_dir(folder)
+    path = root / relative
+    if path.exists():
+        return str(path)
+    outputs = root / "outputs"
+    found = sorted(str(p.relative_to(root)) for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
+    listed = ", ".join(found[:LISTED_FILES]) + (
+        f" and {len(found) - LISTED_FILES} more" if len(found) > LISTED_FILES else ""
+    )
+    has = f"its outputs: {listed}" if found else "it wrote nothing to ./outputs"
+    raise ModelPathNotFoundException(
+        f'Could not locate the provided model_path "{relative}" in the files of {what} ({has}): '
+        "write the model there, or fix the path"
+    )
+
+
+def step_lineage(workspace) -> dict:
+    """The step this process is, when it is one of ``workspace``'s: what ``Model.register`` records as
+    the lineage of what it registers (the SDK's run_id stays None, as ``Model.register`` has none)."""
+    root = os.environ.get("LOCALPIPE_WORKSPACE")
+    if not (root and os.environ.get("LOCALPIPE_STEP_RUN_ID")) or Path(root).resolve() != workspace.root:
+        return {}
+    return {
+        "pipeline_run": int(os.environ["LOCALPIPE_RUN_ID"]),
+        "step": os.environ.get("LOCALPIPE_STEP_NAME"),
+        "step_run": int(os.environ["LOCALPIPE_STEP_RUN_ID"]),
+    }
+
+
+def download(record: dict, target_dir: str, exist_ok: bool) -> str:
+    """Copy a model version's file or folder into ``target_dir``; returns the common path of the files
+    copied (the SDK's answer: the file, the folder, or the one file of a folder of one). The copies
+    are the user's: writable, whatever the store's read-only bits."""
+    source = Path(record["path"])
+    target = Path(target_dir) / record["entry"]
+    files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
+    copies = [target / p.relative_to(source) for p in files] if source.is_dir() else [target]
+    if not exist_ok:
+        for copy in copies:
+            if copy.exists() or copy.is_symlink():
+                raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {copy}")
+    for original, copy in zip(files, copies, strict=True):
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if copy.is_symlink() or copy.exists():
+            copy.unlink()
+        shutil.copyfile(original, copy)
+    return os.path.commonpath([str(c) for c in copies])

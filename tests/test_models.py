@@ -1,0 +1,292 @@
+"""The model registry (issue 14 item 5): Model.register and run.register_model as the official samples
+write them, versions, tag filters, downloads, Model.get_model_path in a step, 8 registrations at once,
+gc, the SDK's errors, `localpipe models`, and the migration of an older history.db."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+
+import pytest
+
+from localpipe import Dataset, Experiment, Model, Pipeline, PythonScriptStep
+from localpipe.client.runs import PipelineRun
+from localpipe.client.workspace import history_of
+from localpipe.errors import (
+    ModelNotFoundException,
+    ModelPathNotFoundException,
+    UserErrorException,
+    WebserviceException,
+)
+from localpipe.state.gc import collect, plan_gc
+from localpipe.state.history import close_all
+from localpipe.state.schema import SCHEMA_VERSION
+from localpipe.state.store import ObjectStore
+
+# A training step as the samples write it (tutorials/image-classification-mnist-data, train.py): the
+# model is dumped into ./outputs and registered from the run; the version comes back at once.
+TRAIN = """
+import json, os, sys
+from azureml.core import Dataset, Run
+
+run = Run.get_context()
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/sklearn_mnist_model.pkl", "w") as f:
+    f.write("weights of " + sys.argv[1])
+raw = Dataset.get_by_name(run.experiment.workspace, "raw")
+model = run.register_model(
+    model_name="sklearn_mnist",
+    model_path="outputs/sklearn_mnist_model.pkl",
+    tags={"area": "mnist"},
+    datasets=[(Dataset.Scenario.TRAINING, raw)],
+)
+print(json.dumps({"version": model.version, "id": model.id, "run_id": model.run_id}))
+"""
+
+# The intro-to-pipelines sample's register_model.py: Model.register from inside a step.
+REGISTER = """
+import os
+from shutil import copy2
+from azureml.core import Model, Run
+
+model_output_dir = "./model/"
+os.makedirs(model_output_dir, exist_ok=True)
+with open("saved.txt", "w") as f:
+    f.write("dnn")
+copy2("saved.txt", model_output_dir)
+ws = Run.get_context().experiment.workspace
+model = Model.register(workspace=ws, model_name="tf-dnn-mnist", model_path=model_output_dir)
+print(model.version)
+"""
+
+# The parallel-run samples' scoring scripts (iris_score.py): the model's path, inside a step.
+SCORE = """
+from azureml.core.model import Model
+
+model_path = Model.get_model_path("sklearn_mnist")
+print(open(model_path).read())
+"""
+
+
+@pytest.fixture
+def raw_dataset(ws, project):
+    folder = project("data/raw/values.csv", "a,b\n1,2\n").parent
+    return Dataset.File.from_files(str(folder)).register(ws, "raw")
+
+
+def test_model_register_from_python_numbers_versions_and_filters_by_tags(ws, project, monkeypatch, tmp_path):
+    monkeypatch.chdir(ws.root)
+    project("sklearn_regression_model.pkl", "v1")
+    first = Model.register(
+        model_path="sklearn_regression_model.pkl",
+        model_name="sklearn_regression_model",
+        tags={"area": "diabetes", "type": "regression"},
+        description="Ridge regression model to predict diabetes",
+        workspace=ws,
+    )
+    project("sklearn_regression_model.pkl", "v2")
+    second = Model.register(ws, "sklearn_regression_model.pkl", "sklearn_regression_model", tags={"area": "other"})
+    assert (first.version, second.version, first.id) == (1, 2, "sklearn_regression_model:1")
+    assert first.description == "Ridge regression model to predict diabetes" and first.model_framework == "Custom"
+    assert Model(ws, "sklearn_regression_model").version == 2  # the latest
+    assert Model(ws, "sklearn_regression_model", version=1).tags == {"area": "diabetes", "type": "regression"}
+    assert Model(ws, id="sklearn_regression_model:1").version == 1
+    assert Model(ws, "sklearn_regression_model", tags=[["area", "diabetes"]]).version == 1
+    assert [m.version for m in Model.list(ws, tags=["type"])] == [1]
+    assert [m.version for m in Model.list(ws, tags=[["area", "other"]])] == [2]
+    assert [m.id for m in Model.list(ws, name="sklearn_regression_model")] == [second.id, first.id]
+    assert [m.version for m in Model.list(ws, latest=True)] == [2] and list(ws.models) == ["sklearn_regression_model"]
+    # Each version keeps its own bytes, read-only in the store; download copies them out, writable.
+    assert open(Model.get_model_path("sklearn_regression_model", version=1, _workspace=ws)).read() == "v1"
+    copied = first.download(target_dir=str(tmp_path / "dl"))
+    assert copied == str(tmp_path / "dl" / "sklearn_regression_model.pkl") and open(copied).read() == "v1"
+    with pytest.raises(WebserviceException, match="File already exists. To overwrite, set exist_ok to True"):
+        second.download(target_dir=str(tmp_path / "dl"))
+    assert open(second.download(target_dir=str(tmp_path / "dl"), exist_ok=True)).read() == "v2"
+    with open(copied, "a") as handle:
+        handle.write("!")  # the user's copy: writable
+
+
+def test_folders_child_paths_tags_properties_and_delete(ws, project, monkeypatch, tmp_path):
+    monkeypatch.chdir(ws.root)
+    project("models/inception/weights.bin", "w")
+    project("models/inception/vocab.txt", "v")
+    project("models/notes.md", "n")
+    model = Model.register(ws, "models/", "inception", child_paths=["inception"], properties={"acc": "0.9"})
+    stored = model.download(str(tmp_path / "out"))  # the common path of the files, as the SDK answers
+    assert stored == str(tmp_path / "out" / "models" / "inception")
+    assert sorted(os.listdir(stored)) == ["vocab.txt", "weights.bin"]
+    assert not os.path.exists(tmp_path / "out" / "models" / "notes.md")
+    model.add_tags({"stage": "dev"})
+    model.add_tags({"owner": "me"})
+    model.remove_tags(["stage"])
+    assert Model(ws, "inception").tags == {"owner": "me"}
+    model.update(description="better", tags={"stage": "prod"})
+    assert (Model(ws, "inception").description, Model(ws, "inception").tags) == ("better", {"stage": "prod"})
+    model.add_properties({"loss": "0.1"})
+    with pytest.raises(WebserviceException, match="properties are immutable.*acc"):
+        model.add_properties({"acc": "1.0"})
+    assert Model(ws, "inception").properties == {"acc": "0.9", "loss": "0.1"}
+    assert Model.deserialize(ws, model.serialize()).id == "inception:1"
+    model.delete()
+    with pytest.raises(WebserviceException) as caught:
+        Model(ws, "inception")
+    assert "ModelNotFound" in caught.value.message  # what code written for Azure looks for
+
+
+def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
+    project("train/train.py", TRAIN)
+    project("score/score.py", SCORE)
+    project("register/register.py", REGISTER)
+    train = PythonScriptStep("train.py", name="train", source_directory=str(ws.root / "train"), arguments=["a"])
+    score = PythonScriptStep("score.py", name="score", source_directory=str(ws.root / "score"))
+    score.run_after(train)
+    register = PythonScriptStep("register.py", name="register", source_directory=str(ws.root / "register"))
+    run_id, status, steps = run_pipeline(Pipeline(ws, [train, score, register]))
+    assert status.value == "Completed", steps
+    folder = ws.state_dir / "runs" / str(run_id)
+    said = json.loads((folder / "train" / "stdout.log").read_text())
+    assert said == {"version": 1, "id": "sklearn_mnist:1", "run_id": steps["train"]["id"]}
+    assert (folder / "score" / "stdout.log").read_text() == "weights of a\n"  # Model.get_model_path in a step
+    assert (folder / "register" / "stdout.log").read_text() == "Registering model tf-dnn-mnist\n1\n"
+    model = Model(ws, "sklearn_mnist")
+    assert model.experiment_name == "test" and model.run.name == "train" and model.run.parent.id == run_id
+    assert model.datasets == {"training": [raw_dataset]}
+    assert [m.name for m in Model.list(ws, run_id=steps["train"]["id"])] == ["sklearn_mnist"]
+    assert [m.name for m in Model.list(ws, dataset_id="raw:1")] == ["sklearn_mnist"]
+    by_hand = Model(ws, "tf-dnn-mnist")  # Model.register in a step: no run_id, as in the SDK, but its lineage
+    assert by_hand.run_id is None
+    assert history_of(ws).models.get("tf-dnn-mnist", 1)["step"] == "register"
+    # From the run handle, as pipeline-for-image-classification does after the run.
+    run = PipelineRun(Experiment(ws, "test"), run_id)
+    again = run.find_step_run("train")[0].register_model(
+        model_name="keras-model",
+        model_path="outputs/sklearn_mnist_model.pkl",
+        datasets=[("train test data", raw_dataset)],
+    )
+    assert (again.version, again.datasets) == (1, {"train test data": [raw_dataset]})
+    assert run.register_model("from-pipeline", "outputs/sklearn_mnist_model.pkl").run.id == run_id
+    shown = invoke("models", "sklearn_mnist").output
+    assert "sklearn_mnist version 1" in shown and f'registered by run {run_id} (step "train")' in shown
+    assert "tags: area=mnist" in shown and "dataset (training): raw version 1" in shown
+
+
+def test_eight_concurrent_registrations_get_eight_distinct_versions(
+    ws, project, run_pipeline, raw_dataset, monkeypatch
+):
+    monkeypatch.setenv("LOCALPIPE_CPUS", "8")
+    project("train/train.py", TRAIN)
+    steps = [
+        PythonScriptStep("train.py", name=f"t{i}", source_directory=str(ws.root / "train"), arguments=[f"w{i}"])
+        for i in range(8)
+    ]
+    run_id, status, rows = run_pipeline(Pipeline(ws, steps))
+    assert status.value == "Completed"
+    said = {
+        f"t{i}": json.loads((ws.state_dir / "runs" / str(run_id) / f"t{i}" / "stdout.log").read_text())["version"]
+        for i in range(8)
+    }
+    assert sorted(said.values()) == list(range(1, 9))
+    for step, version in said.items():  # the version each step was told is the one holding its files
+        model = Model(ws, "sklearn_mnist", version=version)
+        assert model.run_id == rows[step]["id"]
+        assert open(Model.get_model_path("sklearn_mnist", version, ws)).read() == f"weights of w{step[1:]}"
+
+
+def test_gc_keeps_registered_models_and_their_lineage_as_text(ws, project, run_pipeline, raw_dataset, invoke):
+    project("train/train.py", TRAIN)
+    run_id, _, _ = run_pipeline(
+        Pipeline(
+            ws, [PythonScriptStep("train.py", name="train", source_directory=str(ws.root / "train"), arguments=["x"])]
+        )
+    )
+    history = history_of(ws)
+    collect(history, plan_gc(history, older_than=0.0))  # forgets every run
+    model = Model(ws, "sklearn_mnist")
+    assert open(Model.get_model_path("sklearn_mnist", _workspace=ws)).read() == "weights of x"
+    assert model.run is None  # the run is forgotten; its number and step stay
+    assert f'registered by run {run_id} (step "train")' in invoke("models", "sklearn_mnist").output
+    digest = history.models.get("sklearn_mnist", 1)["digest"]
+    model.delete()
+    collect(history, plan_gc(history))
+    assert not ObjectStore(ws.state_dir / "objects").has(digest)
+
+
+def test_the_sdks_errors(ws, project, monkeypatch, run_pipeline):
+    monkeypatch.chdir(ws.root)
+    project("m.pkl", "m")
+    with pytest.raises(WebserviceException, match="provided model name 'bad name' is invalid"):
+        Model.register(ws, "m.pkl", "bad name")
+    with pytest.raises(WebserviceException, match="framework version cannot be provided without"):
+        Model.register(ws, "m.pkl", "m", model_framework_version="1.0")
+    with pytest.raises(WebserviceException, match="Tags must be a dict"):
+        Model.register(ws, "m.pkl", "m", tags=["a"])
+    with pytest.raises(FileNotFoundError, match='model path "missing.pkl" does not exist'):
+        Model.register(ws, "missing.pkl", "m")
+    with pytest.raises(WebserviceException, match="Invalid dataset of type str"):
+        Model.register(ws, "m.pkl", "m", datasets=[("training", "/some/path")])
+    with pytest.raises(WebserviceException, match="one of id or name must be provided"):
+        Model(ws)
+    with pytest.raises(TypeError, match="unexpected keyword argument 'verison'"):
+        Model(ws, "m", verison=1)
+    with pytest.raises(UserErrorException, match="Expected tags must be list type"):
+        Model.list(ws, tags={"a": "b"})
+    with pytest.raises(UserErrorException, match="page_count"):
+        Model.list(ws, page_count=5)
+    with pytest.raises(WebserviceException, match="version should be an int"):
+        Model.get_model_path("m", version="1")
+    with pytest.raises(ModelNotFoundException, match="Model/Version m/None not found in workspace"):
+        Model.get_model_path("m", _workspace=ws)
+    with pytest.raises(ModelNotFoundException, match="pass _workspace=ws"):
+        Model.get_model_path("m")
+    Model.register(ws, "m.pkl", "m")
+    with pytest.raises(
+        WebserviceException, match="ModelNotFound: Model with name m, version 7 not found.*registered models: m"
+    ):
+        Model(ws, "m", version=7)
+    project("src/w.py", "import os\nos.makedirs('outputs')\nopen('outputs/other.pkl', 'w').write('x')\n")
+    run_id, _, _ = run_pipeline(
+        Pipeline(ws, [PythonScriptStep("w.py", name="w", source_directory=str(ws.root / "src"))])
+    )
+    step = PipelineRun(Experiment(ws, "test"), run_id).find_step_run("w")[0]
+    with pytest.raises(
+        ModelPathNotFoundException,
+        match=r'"outputs/model.pkl" in the files of step run \d+ \("w"\) \(its outputs: outputs/other.pkl\)',
+    ):
+        step.register_model("m", "outputs/model.pkl")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'tag'"):
+        step.register_model("m", "outputs/other.pkl", tag={"a": "b"})
+
+
+def test_localpipe_models_lists_names_and_versions(ws, project, monkeypatch, invoke):
+    monkeypatch.chdir(ws.root)
+    assert "no models registered" in invoke("models").output
+    project("a.pkl", "aaaa")
+    Model.register(ws, "a.pkl", "alpha", tags={"k": "v"})
+    Model.register(ws, "a.pkl", "alpha")
+    Model.register(ws, "a.pkl", "beta")
+    lines = invoke("models").output.splitlines()
+    assert lines[0].split() == ["NAME", "LATEST", "VERSIONS", "SIZE", "REGISTERED", "BY"]
+    assert lines[1].split()[:5] == ["alpha", "2", "2", "4", "B"] and "registered by hand" in lines[1]
+    assert lines[2].split()[:3] == ["beta", "1", "1"]
+    rows = json.loads(invoke("models", "alpha", "--json").output)
+    assert [(r["version"], r["tags"], r["size"], r["files"]) for r in rows] == [(2, {}, 4, 1), (1, {"k": "v"}, 4, 1)]
+    assert rows[0]["digest"] == rows[1]["digest"]  # the same bytes, stored once
+    missing = invoke("models", "gamma")
+    assert missing.exit_code == 2 and 'model "gamma" is not registered' in missing.output
+
+
+def test_a_history_db_before_the_model_registry_is_migrated(ws):
+    close_all()
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    with conn:
+        conn.execute("DROP TABLE model_dataset")
+        conn.execute("DROP TABLE model_version")
+        conn.execute("DELETE FROM migration WHERE name = '0008_model_registry'")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+    assert Model.list(ws) == []
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert conn.execute("SELECT COUNT(*) FROM model_version").fetchone() == (0,)
