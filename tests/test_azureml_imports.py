@@ -17,8 +17,8 @@ from localpipe.cli.compat_cmds import azureml_path
 from localpipe.compat import SHIM_DIR
 from localpipe.compat.names import MODULES
 from localpipe.compat.runtime import LINKS, step_pythonpath
-from localpipe.errors import ComputeTargetException, LocalpipeError, UsageError
-from localpipe.sdk.compute import AmlCompute, ComputeTarget
+from localpipe.errors import ComputeTargetException, LocalpipeError, UsageError, UserErrorException
+from localpipe.sdk.compute import AmlCompute, ComputeTarget, LocalCompute
 from localpipe.sdk.pipeline import StepSequence
 from localpipe.status import RunStatus
 from tests.conftest import write
@@ -338,7 +338,8 @@ def test_compute_target_exception_as_the_azure_samples_catch_it(ws, azureml):
     assert ComputeTarget(ws, "local").name == "local"
     with pytest.raises(AzureMLException, match=r'"local" is a ComputeTarget, not AmlCompute'):
         AmlCompute(ws, "local")
-    assert ComputeTarget("declared").name == "declared"  # localpipe's own form looks nothing up
+    with pytest.raises(UserErrorException, match=r"takes a Workspace first, not the text 'big': make a target with"):
+        ComputeTarget("big", LocalCompute.provisioning_configuration())  # localpipe's old declaration form
 
 
 # -- the folder a step in another interpreter gets on its PYTHONPATH -----------------------------

@@ -3,6 +3,7 @@ makes of them, without building anything."""
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -10,7 +11,9 @@ import pytest
 from localpipe.errors import UserErrorException
 from localpipe.plan import environments
 from localpipe.plan.graph import Capacity
-from localpipe.sdk.environment import CondaDependencies, Environment, RunConfiguration
+from localpipe.sdk.conda import CondaDependencies
+from localpipe.sdk.environment import Environment
+from localpipe.sdk.runconfig import RunConfiguration
 
 
 def resolve(env: Environment, capacity=None, variables=None) -> tuple[dict, list[str]]:
@@ -244,3 +247,258 @@ def test_python_version_operators_compare(spec, chosen):
     if sys.version_info[:2] != (3, 11):
         pytest.skip("the cases assume localpipe runs on Python 3.11")
     assert resolved["interpreter"] == (sys.executable if chosen == "local" else chosen)
+
+
+# -- issue 14, item 7: the rest of CondaDependencies, RunConfiguration's files, Environment's folders --
+
+
+def test_conda_dependencies_as_the_using_environments_sample_builds_them(tmp_path):
+    conda_dep = CondaDependencies()
+    conda_dep.add_conda_package("scikit-learn==0.22.1")
+    conda_dep.add_pip_package("pillow==6.2.1")
+    assert list(conda_dep.conda_packages) == ["scikit-learn==0.22.1"]
+    assert list(conda_dep.pip_packages) == ["azureml-defaults", "pillow==6.2.1"]
+    assert conda_dep.get_default_number_of_packages() == (0, 1)  # azureml-defaults only
+    assert (conda_dep.DEFAULT_NUMBER_OF_CONDA_PACKAGES, conda_dep.DEFAULT_NUMBER_OF_PIP_PACKAGES) == (0, 1)
+    conda_dep.add_channel("pytorch")
+    conda_dep.remove_channel("anaconda")
+    assert list(conda_dep.conda_channels) == ["conda-forge", "pytorch"]
+
+    conda_dep.add_tensorflow_pip_package()
+    conda_dep.add_tensorflow_pip_package(version="2.16.1")  # replaces the first
+    assert [p for p in conda_dep.pip_packages if p.startswith("tensorflow")] == ["tensorflow==2.16.1"]
+    conda_dep.add_tensorflow_conda_package(core_type="gpu", version="2.16")
+    assert "tensorflow-gpu=2.16" in list(conda_dep.conda_packages)
+    conda_dep.add_cntk_package()
+    assert "cntk==2.7" in list(conda_dep.pip_packages)
+    with pytest.raises(UserErrorException, match="Invalid core type tpu. Only accept 'cpu' or 'gpu'"):
+        conda_dep.add_tensorflow_pip_package(core_type="tpu")
+
+    assert conda_dep.save_to_file(tmp_path) == ".azureml/auto_conda_dependencies.yml"
+    assert CondaDependencies(tmp_path / ".azureml/auto_conda_dependencies.yml") == conda_dep
+    assert conda_dep.save_to_file(tmp_path, "env.yml") == "env.yml" and (tmp_path / "env.yml").is_file()
+
+
+def test_a_run_configuration_saved_in_a_project_loads_back(tmp_path):
+    cd = CondaDependencies.create(pip_packages=["six==1.16.0"], conda_packages=["numpy"])
+    run_config = RunConfiguration(script="train.py", arguments=["--alpha", "0.5"], conda_dependencies=cd)
+    run_config.target = "cpu-cluster"
+    run_config.environment_variables = {"STAGE": "dev"}
+    run_config.max_run_duration_seconds = 600
+    run_config.environment.environment_variables = {"FROM_ENV": "1"}
+    run_config.max_retries = 2
+    run_config.save(path=str(tmp_path), name="train.runconfig")
+    saved = tmp_path / ".azureml/train.runconfig"
+    assert "maxRunDurationSeconds: 600" in saved.read_text()
+    assert (tmp_path / ".azureml/train_conda_dependencies.yml").is_file()
+
+    for loaded in (
+        RunConfiguration.load(str(tmp_path), "train.runconfig"),
+        RunConfiguration.load(str(tmp_path), "train"),  # the .runconfig suffix may be left out
+        RunConfiguration.load(str(saved)),
+    ):
+        assert (loaded.script, loaded.arguments, loaded.target) == ("train.py", ["--alpha", "0.5"], "cpu-cluster")
+        assert loaded.environment_variables == {"STAGE": "dev"} and loaded.max_run_duration_seconds == 600
+        assert loaded.environment.python.conda_dependencies == cd and loaded.max_retries == 2
+        assert loaded.environment.environment_variables == {"FROM_ENV": "1"}
+        assert resolve(loaded.environment)[0]["digest"] == resolve(run_config.environment)[0]["digest"]
+
+    run_config.save(str(tmp_path / "elsewhere.yml"), separate_environment_yaml=True)  # a file path
+    assert (tmp_path / "elsewhere_environment.yml").is_file()
+    assert RunConfiguration.load(str(tmp_path / "elsewhere.yml")).environment.python.conda_dependencies == cd
+
+    RunConfiguration.delete(str(tmp_path), "train")
+    assert not saved.exists()
+    with pytest.raises(UserErrorException, match="Run config train not found"):
+        RunConfiguration.delete(str(tmp_path), "train")
+    with pytest.raises(UserErrorException, match="Failed to load RunConfiguration from path=.* name=train"):
+        RunConfiguration.load(str(tmp_path), "train")
+    with pytest.raises(UserErrorException, match="Cannot save a runconfig without a name specified"):
+        RunConfiguration().save(str(tmp_path))
+    with pytest.raises(UserErrorException, match="argument is invalid"):
+        RunConfiguration().save(str(tmp_path / "no" / "such" / "x.runconfig"))
+
+
+AZURE_RUNCONFIG = """\
+# The script to run.
+script: score.py
+arguments: []
+target: local
+framework: Python
+communicator: None
+maxRunDurationSeconds:
+nodeCount: 1
+priority:
+environment:
+  name: azure-env
+  version:
+  environmentVariables:
+    EXAMPLE_ENV_VAR: EXAMPLE_VALUE
+  python:
+    userManagedDependencies: false
+    interpreterPath: python
+    condaDependenciesFile: .azureml/conda_dependencies.yml
+    baseCondaEnvironment:
+  docker:
+    enabled: false
+    baseImage: mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04
+    baseDockerfile:
+    sharedVolumes: true
+    shmSize: 2g
+    arguments: []
+    baseImageRegistry:
+      address:
+      username:
+      password:
+  spark:
+    repositories: []
+    packages: []
+    precachePackages: true
+  databricks:
+    mavenLibraries: []
+  inferencingStackVersion:
+history:
+  outputCollection: true
+  snapshotProject: true
+  directoriesToWatch:
+  - logs
+spark:
+  configuration:
+    spark.app.name: Azure ML Experiment
+hdi:
+  yarnDeployMode: Cluster
+mpi:
+  processCountPerNode: 1
+dataReferences: {}
+amlcompute:
+  vmSize:
+  retainCluster: false
+credentialPassthrough: false
+command: ''
+environmentVariables: {}
+applicationEndpoints: {}
+"""
+
+
+def test_a_run_configuration_the_azure_cli_wrote_loads(tmp_path):
+    (tmp_path / ".azureml").mkdir()
+    (tmp_path / ".azureml/score.runconfig").write_text(AZURE_RUNCONFIG)
+    (tmp_path / ".azureml/conda_dependencies.yml").write_text(
+        "name: project_environment\ndependencies:\n- python=3.11\n- pip:\n  - azureml-defaults\n  - six\n"
+    )
+    loaded = RunConfiguration.load(tmp_path, "score")
+    assert (loaded.script, loaded.target, loaded.framework, loaded.node_count) == ("score.py", "local", "Python", 1)
+    assert loaded.environment.name == "azure-env"
+    assert list(loaded.environment.python.conda_dependencies.pip_packages) == ["azureml-defaults", "six"]
+    assert loaded.environment.environment_variables == {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"}
+    assert resolve(loaded.environment)[0]["requirements"] == ["six"]
+
+
+def test_an_environment_saved_to_a_directory_loads_back(tmp_path):
+    env = with_packages("dir-env", pip_packages=["six==1.16.0"], python_version="3.11")
+    env.environment_variables = {"A": "1"}
+    env.docker.base_dockerfile = "FROM ubuntu:22.04\n"
+    env.save_to_directory(str(tmp_path / "env"))
+    assert sorted(p.name for p in (tmp_path / "env").iterdir()) == [
+        "BaseDockerfile",
+        "azureml_environment.json",
+        "conda_dependencies.yml",
+    ]
+    loaded = Environment.load_from_directory(str(tmp_path / "env"))
+    assert (loaded.name, loaded.environment_variables) == ("dir-env", {"A": "1"})
+    assert loaded.docker.base_dockerfile == "FROM ubuntu:22.04\n"
+    assert resolve(loaded)[0]["digest"] == resolve(env)[0]["digest"]
+    with pytest.raises(FileExistsError, match="pass save_to_directory\\(path, overwrite=True\\)"):
+        env.save_to_directory(str(tmp_path / "env"))
+    env.python.conda_dependencies.add_pip_package("lp-tiny")
+    env.save_to_directory(str(tmp_path / "env"), overwrite=True)
+    assert "lp-tiny" in list(Environment.load_from_directory(tmp_path / "env").python.conda_dependencies.pip_packages)
+    with pytest.raises(FileNotFoundError, match="azureml_environment.json does not exist"):
+        Environment.load_from_directory(str(tmp_path))
+
+
+def test_an_environment_folder_azures_sdk_wrote_loads(tmp_path):
+    """What azureml-core's save_to_directory writes: every section, camelCase keys."""
+    definition = {
+        "assetId": None,
+        "databricks": {"eggLibraries": [], "jarLibraries": [], "mavenLibraries": [], "pypiLibraries": []},
+        "docker": {
+            "arguments": [],
+            "baseDockerfile": None,
+            "baseImage": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04",
+            "baseImageRegistry": {"address": None, "password": None, "registryIdentity": None, "username": None},
+            "buildContext": None,
+            "enabled": False,
+            "platform": {"architecture": "amd64", "os": "Linux"},
+            "sharedVolumes": True,
+            "shmSize": None,
+        },
+        "environmentVariables": {"EXAMPLE_ENV_VAR": "EXAMPLE_VALUE"},
+        "inferencingStackVersion": None,
+        "name": "from-azure",
+        "python": {
+            "baseCondaEnvironment": None,
+            "condaDependenciesFile": None,
+            "interpreterPath": "python",
+            "userManagedDependencies": False,
+        },
+        "r": None,
+        "spark": {"packages": [], "precachePackages": True, "repositories": []},
+        "version": "3",
+    }
+    (tmp_path / "azureml_environment.json").write_text(json.dumps(definition))
+    (tmp_path / "conda_dependencies.yml").write_text("dependencies:\n- python=3.11\n- pip:\n  - six==1.16.0\n")
+    env = Environment.load_from_directory(str(tmp_path))
+    assert (env.name, env.version, env.python.user_managed_dependencies) == ("from-azure", "3", False)
+    assert resolve(env)[0]["requirements"] == ["six==1.16.0"]
+
+
+def test_from_existing_conda_environment_exports_it_or_says_conda_is_missing(tmp_path, monkeypatch):
+    monkeypatch.delenv("CONDA_EXE", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(UserErrorException, match="conda is not installed on this machine .*from_conda_specification"):
+        Environment.from_existing_conda_environment(name="myenv", conda_environment_name="mycondaenv")
+    conda = tmp_path / "conda"
+    conda.write_text(FAKE_CONDA)
+    conda.chmod(0o755)
+    monkeypatch.setenv("CONDA_EXE", str(conda))
+    myenv = Environment.from_existing_conda_environment(name="myenv", conda_environment_name="mycondaenv")
+    assert list(myenv.python.conda_dependencies.pip_packages) == ["six==1.16.0"]
+    assert myenv.python.conda_dependencies.get_python_version() == "3.11"
+    assert resolve(myenv)[0]["requirements"] == ["lp-tiny==1.0.*", "six==1.16.0"]  # conda's =1.0 is 1.0.*
+    with pytest.raises(
+        UserErrorException, match="conda environment 'nope' does not exist: conda env list has conda, mycondaenv"
+    ):
+        Environment.from_existing_conda_environment("x", "nope")
+
+
+FAKE_CONDA = """#!/bin/sh
+case "$*" in
+  "env list --json") echo '{"envs": ["/opt/conda", "/opt/conda/envs/mycondaenv"]}' ;;
+  "env export --no-builds --name mycondaenv")
+    printf 'name: mycondaenv\\nchannels:\\n  - defaults\\ndependencies:\\n  - python=3.11\\n  - lp-tiny=1.0\\n'
+    printf '  - pip:\\n    - six==1.16.0\\nprefix: /opt/conda/envs/mycondaenv\\n' ;;
+  *) echo "unexpected: $*" >&2; exit 2 ;;
+esac
+"""
+
+
+def test_build_local_takes_the_sdks_options_and_refuses_what_needs_docker(ws):
+    env = Environment("e")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'useDokcer'"):
+        env.build_local(ws, useDokcer=True)
+    with pytest.raises(UserErrorException, match=r"build_local\(useDocker=True\) builds a Docker image: not built yet"):
+        env.build_local(ws, useDocker=True)
+    with pytest.raises(UserErrorException, match="builds on this machine"):
+        env.build_local(ws, platform="Windows" if sys.platform != "win32" else "Linux")
+
+
+def test_a_run_configuration_with_node_count_above_one_warns_that_it_changes_nothing(ws, project):
+    from localpipe import Pipeline, PythonScriptStep
+
+    project("src/s.py", "print(1)\n")
+    config = RunConfiguration()
+    config.node_count = 4
+    pipeline = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=ws.root / "src", runconfig=config)])
+    with pytest.warns(UserWarning, match='step "s": node_count 4 changes nothing on one machine'):
+        assert pipeline.validate() == []

@@ -575,3 +575,122 @@ def test_a_killed_installer_is_the_reason_and_waiters_of_a_failed_build_do_not_r
     assert all(r.startswith('environment "t" could not be built: ') for r in reasons), reasons
     assert any("was killed by SIGKILL" in r for r in reasons), reasons
     assert len(counter.read_text().split()) == 1  # one build tried; the three waiters reported it
+
+
+# -- issue 14, item 7: the SDK's other ways to declare an environment, each run for real ----------
+
+SHOWS = """
+import importlib, os, sys
+for name in sys.argv[1:]:
+    print(name, importlib.import_module(name).VERSION)
+print("GREETING", os.environ.get("GREETING"))
+"""
+
+
+def test_the_sdks_environment_forms_run_with_what_they_declare(ws, project, submit, cache, tmp_path):
+    """A CondaDependencies built as the showcasing-dataset sample builds it, a saved run
+    configuration loaded back, an environment folder, and a private wheel added to the workspace:
+    each step imports what its environment declared."""
+    from localpipe.sdk.conda import CondaDependencies
+    from localpipe.sdk.environment import Environment
+    from localpipe.sdk.runconfig import RunConfiguration
+
+    project("src/show.py", SHOWS)
+    make_wheel(ws.root / "dist", "lp-private", "1.0", "VERSION = 'private'\n")  # in no index
+    saved = RunConfiguration(conda_dependencies=CondaDependencies.create(pip_packages=["lp-tiny==1.0"]))
+    saved.environment_variables = {"GREETING": "saved"}
+    saved.save(str(ws.root), "tiny.runconfig")
+    folder_env = Environment("from-folder")
+    folder_env.python.conda_dependencies.add_pip_package("lp-other")
+    folder_env.save_to_directory(str(ws.root / "env_dir"))
+    steps = """
+from azureml.core import Environment
+conda_dep = CondaDependencies()
+conda_dep.add_pip_package("lp-tiny==2.0")
+run_config = RunConfiguration(conda_dependencies=conda_dep)
+loaded = RunConfiguration.load(".", "tiny.runconfig")
+from_folder = RunConfiguration()
+from_folder.environment = Environment.load_from_directory("env_dir")
+private = RunConfiguration()
+wheel = Environment.add_private_pip_wheel(ws, "dist/lp_private-1.0-py3-none-any.whl", exist_ok=True)
+private.environment.python.conda_dependencies.add_pip_package(wheel)
+steps = [
+    PythonScriptStep("show.py", source_directory="src", name=name, runconfig=rc, arguments=[module])
+    for name, rc, module in [
+        ("sample", run_config, "lp_tiny"),
+        ("loaded", loaded, "lp_tiny"),
+        ("folder", from_folder, "lp_other"),
+        ("private", private, "lp_private"),
+    ]
+]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    logs = {
+        name: (ws.root / f".localpipe/runs/1/{name}/stdout.log").read_text()
+        for name in ("sample", "loaded", "folder", "private")
+    }
+    assert "lp_tiny 2" in logs["sample"] and "GREETING None" in logs["sample"]
+    assert "lp_tiny 1" in logs["loaded"] and "GREETING saved" in logs["loaded"]
+    assert "lp_other 1" in logs["folder"]
+    assert "lp_private private" in logs["private"]
+    assert (ws.root / ".localpipe/private-packages/lp_private-1.0-py3-none-any.whl").is_file()
+
+
+def test_add_private_pip_wheel_refuses_a_second_wheel_of_the_same_name(ws, tmp_path):
+    from localpipe.errors import UserErrorException
+    from localpipe.sdk.environment import Environment
+
+    wheel = make_wheel(tmp_path / "a", "lp-private", "1.0", "VERSION = 1\n")
+    kept = Environment.add_private_pip_wheel(ws, str(wheel))
+    assert kept == str(ws.root / ".localpipe/private-packages/lp_private-1.0-py3-none-any.whl")
+    other = make_wheel(tmp_path / "b", "lp-private", "1.0", "VERSION = 2\n")
+    with pytest.raises(
+        UserErrorException, match="A wheel with the name lp_private-1.0-py3-none-any.whl already exists"
+    ):
+        Environment.add_private_pip_wheel(ws, str(other))
+    assert Environment.add_private_pip_wheel(ws, str(other), exist_ok=True) == kept  # the one there
+    with pytest.raises(UserErrorException, match="Please make sure the wheel file exists at: nope.whl"):
+        Environment.add_private_pip_wheel(ws, "nope.whl")
+
+
+def test_max_run_duration_seconds_is_the_steps_time_limit(ws, project, submit):
+    project("src/slow.py", "import time\ntime.sleep(60)\n")
+    steps = """
+rc = RunConfiguration()
+rc.max_run_duration_seconds = 1
+steps = [PythonScriptStep("slow.py", source_directory="src", name="slow", runconfig=rc)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    started = time.monotonic()
+    proc = submit("pipe.py")
+    assert proc.returncode == 1 and time.monotonic() - started < 45
+    assert step_rows(ws.root, 1)["slow"] == ("Failed", "timed out after 1s")
+
+
+def test_build_local_builds_the_environment_its_steps_then_use(ws, project, submit, wheels, cache, monkeypatch, capsys):
+    from localpipe.sdk.conda import CondaDependencies
+    from localpipe.sdk.environment import Environment
+
+    for name, value in offline_index(wheels).items():
+        monkeypatch.setenv(name, value)
+    env = Environment("prebuilt")
+    env.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-tiny==2.0"])
+    env.register(ws).build_local(ws)  # the SDK's documented use: register, then build_local
+    assert 'environment "prebuilt" (' in capsys.readouterr().out
+    assert [b["name"] for b in built(cache)] == ["prebuilt"]
+    Environment("plain").build_local(ws)
+    assert "nothing to install, its steps run on" in capsys.readouterr().out
+
+    project("src/uses.py", USES_TINY)
+    steps = """
+rc = RunConfiguration()
+rc.environment = Environment.get(ws, "prebuilt")
+steps = [PythonScriptStep("uses.py", source_directory="src", name="s", runconfig=rc)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0 and "building" not in proc.stdout, proc.stdout + proc.stderr
+    assert "lp_tiny 2" in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    assert len(built(cache)) == 1

@@ -86,7 +86,7 @@ def test_more_cpus_than_the_machine_has_fails_validation(ws, project, monkeypatc
 
     monkeypatch.setenv("LOCALPIPE_CPUS", "2")
     project("src/g/g.py", "print(1)\n")
-    big = ComputeTarget("big", LocalCompute.provisioning_configuration(cpus_per_step=64))
+    big = ComputeTarget.create(ws, "big", LocalCompute.provisioning_configuration(cpus_per_step=64))
     pipeline = Pipeline(
         ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=big)]
     )

@@ -8,6 +8,8 @@ Workspace's service.
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +138,54 @@ class LocalService:
 
     def register_environment(self, name: str, spec: dict) -> int:
         return self.history.registry.register_environment(name, spec)
+
+    def build_environment(self, environment) -> dict:
+        from localpipe.engine.submit import machine_capacity
+        from localpipe.envs import cache_root
+        from localpipe.envs.build import BuildFailed
+        from localpipe.envs.cache import EnvironmentCache
+        from localpipe.errors import PipelineValidationError
+        from localpipe.plan.environments import resolve
+
+        found: list[str] = []
+        definition = resolve(f'environment "{environment.name}"', environment, machine_capacity(), found, {})
+        if found:
+            raise PipelineValidationError(found)
+        if definition["kind"] != "venv":
+            return definition
+        try:
+            built = EnvironmentCache(cache_root() / "envs").build(definition)
+        except BuildFailed as exc:
+            where = f" (log: {exc.log})" if exc.log else ""
+            raise BuildFailed(
+                f'environment "{environment.name}" could not be built: {exc.reason}{where}', exc.log
+            ) from None
+        return {
+            "kind": "venv",
+            "digest": built.digest,
+            "path": built.path,
+            "python": built.python,
+            "packages": built.packages,
+            "log": built.log,
+        }
+
+    def add_private_wheel(self, path: str, exist_ok: bool) -> Path:
+        from localpipe.errors import UserErrorException
+
+        folder = self.layout.private_packages
+        target = folder / Path(path).name
+        if target.exists():
+            if exist_ok:
+                return target
+            raise UserErrorException(
+                f"A wheel with the name {target.name} already exists in {folder}: make sure it is the one you "
+                "want, or pass exist_ok=True to use the one there"
+            )
+        folder.mkdir(parents=True, exist_ok=True)
+        partial = folder / f".{target.name}.{os.getpid()}.partial"
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)  # never a half-copied wheel under its name
+        return target
 
     # -- experiments and pipelines -------------------------------------------------------------------
     def experiments(self) -> dict[str, Any]:

@@ -19,7 +19,7 @@ MODULES: dict[str, dict[str, str]] = {
         "Experiment": "localpipe.client.experiment:Experiment",
         "Model": "localpipe.sdk.model:Model",
         "Run": "localpipe.client.context:Run",
-        "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
+        "RunConfiguration": "localpipe.sdk.runconfig:RunConfiguration",
         "VERSION": "localpipe:__version__",
         "Workspace": "localpipe.sdk.workspace:Workspace",
     },
@@ -31,7 +31,7 @@ MODULES: dict[str, dict[str, str]] = {
         "ComputeTargetException": "localpipe.errors:ComputeTargetException",
     },
     "azureml.core.conda_dependencies": {
-        "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
+        "CondaDependencies": "localpipe.sdk.conda:CondaDependencies",
     },
     "azureml.core.dataset": {
         "Dataset": "localpipe.sdk.data:Dataset",
@@ -40,7 +40,7 @@ MODULES: dict[str, dict[str, str]] = {
         "Datastore": "localpipe.sdk.data:Datastore",
     },
     "azureml.core.environment": {
-        "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
+        "CondaDependencies": "localpipe.sdk.conda:CondaDependencies",
         "Environment": "localpipe.sdk.environment:Environment",
     },
     "azureml.core.experiment": {
@@ -53,11 +53,11 @@ MODULES: dict[str, dict[str, str]] = {
         "Run": "localpipe.client.context:Run",
     },
     "azureml.core.runconfig": {
-        "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
+        "CondaDependencies": "localpipe.sdk.conda:CondaDependencies",
         "DEFAULT_CPU_IMAGE": "localpipe.sdk.environment:DEFAULT_CPU_IMAGE",
         "DEFAULT_GPU_IMAGE": "localpipe.sdk.environment:DEFAULT_GPU_IMAGE",
-        "DockerConfiguration": "localpipe.sdk.environment:DockerConfiguration",
-        "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
+        "DockerConfiguration": "localpipe.sdk.runconfig:DockerConfiguration",
+        "RunConfiguration": "localpipe.sdk.runconfig:RunConfiguration",
     },
     "azureml.core.workspace": {
         "Workspace": "localpipe.sdk.workspace:Workspace",

@@ -56,20 +56,25 @@ def plan(
     from localpipe.sdk.compute import targets_from_configs
 
     log_limit()  # a bad LOCALPIPE_MAX_LOG_BYTES is refused before anything is recorded
+    targets = targets_from_configs(history.registry.compute_targets())
+    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=machine_capacity())
+    trees = trees or TreeCache(StatCache(history.layout.statcache))
+    sources = source_trees(graph, trees)
+    trees.stat_cache.save()
+    return graph, sources
+
+
+def machine_capacity() -> Capacity:
+    """What this machine can give a step: CPUs, memory, GPUs and Python interpreters (looked for
+    only when a step asks)."""
     host = detect_host()
-    capacity = Capacity(
+    return Capacity(
         host.cpus,
         host.memory_total,
         detect_gpus,
         pythons=lambda: find_pythons(cache_root() / "pythons.json"),
         python_fallback=python_fallback(),
     )
-    targets = targets_from_configs(history.registry.compute_targets())
-    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
-    trees = trees or TreeCache(StatCache(history.layout.statcache))
-    sources = source_trees(graph, trees)
-    trees.stat_cache.save()
-    return graph, sources
 
 
 def source_trees(graph: Graph, trees: TreeCache) -> dict[str, TreeDigest | None]:

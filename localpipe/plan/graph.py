@@ -13,6 +13,7 @@ import math
 import numbers
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -282,6 +283,11 @@ def _step_spec(
     if step.kind == "command" and not step.arguments:
         found.append(f"{label}: the command is empty: pass the program to run and its arguments")
 
+    node_count = getattr(step.runconfig, "node_count", 1)
+    if node_count not in (1, None):  # Azure would start the step on that many nodes
+        warnings.warn(
+            f"{label}: node_count {node_count} changes nothing on one machine: the step runs once", stacklevel=3
+        )
     target = step.compute_target or step.runconfig.target or "local"
     target_name = target if isinstance(target, str) else getattr(target, "name", str(target))
     if compute_targets is not None and target_name not in compute_targets:

@@ -9,9 +9,9 @@ the CPUs, GPUs and memory each step claims, ``max_nodes`` how many steps run at 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
-from localpipe.errors import ComputeTargetException, UsageError
+from localpipe.errors import ComputeTargetException, UsageError, UserErrorException
 
 DEFAULT_VM_SIZE = "STANDARD_D2_V2"
 
@@ -26,6 +26,8 @@ class ProvisioningConfiguration:
     memory_per_step: int | None = None
     max_concurrent_steps: int | None = None
     vm_size: str | None = None
+    min_nodes: int = 0  # AmlCompute's scale settings, kept to be shown as Azure shows them
+    idle_seconds_before_scaledown: int | None = None
 
 
 class ComputeTargetStatus:
@@ -54,20 +56,21 @@ class ComputeTarget:
     """A named local resource pool kept in history.db.
 
     ``ComputeTarget(ws, name)`` (``workspace=``, ``name=``), as in Azure ML, is the existing target
-    ``name`` of ``ws``, and ``AmlCompute(ws, name)`` one of that kind; ComputeTargetException when
-    there is none. ``ComputeTarget(name, config)`` declares one without looking anything up.
+    ``name`` of ``ws``, as a LocalCompute or AmlCompute, and ``AmlCompute(ws, name)`` one of that
+    kind; ComputeTargetException when there is none. Targets are made with
+    ``ComputeTarget.create(ws, name, provisioning_configuration)``. As in the SDK,
+    ``ComputeTarget(None, None)`` is an empty object that ``deserialize`` fills in.
     """
 
-    def __new__(cls, *args, **kwargs):
-        workspace, name = _lookup_arguments(args, kwargs)
-        if workspace is None:
+    def __new__(cls, workspace, name):
+        if not workspace or not name:
             return super().__new__(cls)
-        found = compute_targets(workspace).get(name)
-        if found is None:
-            raise ComputeTargetException(
-                f'compute target "{name}" does not exist in workspace {workspace.root}: create it with '
-                f'ComputeTarget.create(ws, "{name}", ...) or use "local"'
+        if isinstance(workspace, str):
+            raise UserErrorException(
+                f"ComputeTarget(workspace, name) takes a Workspace first, not the text {workspace!r}: "
+                f"make a target with ComputeTarget.create(ws, {workspace!r}, provisioning_configuration)"
             )
+        found = _find(workspace, name)
         if not isinstance(found, cls):
             raise ComputeTargetException(
                 f'compute target "{name}" is a {type(found).__name__}, not {cls.__name__}: '
@@ -75,13 +78,13 @@ class ComputeTarget:
             )
         return found
 
-    def __init__(self, *args, **kwargs):
-        if _lookup_arguments(args, kwargs)[0] is None:  # else __new__ returned a target already made
-            self._declare(*args, **kwargs)
+    def __init__(self, workspace, name):
+        """Nothing to do: ``__new__`` returned the target as the workspace has it."""
 
-    def _declare(self, name: str, config: ProvisioningConfiguration | None = None) -> None:
+    def _initialize(self, name: str, config: ProvisioningConfiguration, workspace=None) -> None:
         self.name = name
-        self.config = config or ProvisioningConfiguration(kind="local")
+        self.config = config
+        self.workspace = workspace
 
     @staticmethod
     def create(workspace, name: str, provisioning_configuration: ProvisioningConfiguration) -> ComputeTarget:
@@ -90,11 +93,61 @@ class ComputeTarget:
         A target may ask for more than this machine has (an Azure size, say): a pipeline using it
         then fails validation, naming what is missing.
         """
-        if name == "local":
-            raise UsageError('compute target "local" is built in: choose another name')
+        if name in RESERVED_NAMES:
+            raise UserErrorException(f"Please specify a different target name. {name} is a reserved name.")
         config = provisioning_configuration
         workspace.service.save_compute_target(name, config.kind, asdict(config))
-        return target_from(name, config)
+        return target_from(name, config, workspace)
+
+    @staticmethod
+    def list(workspace) -> list[ComputeTarget]:
+        """Every compute target of ``workspace``, ``local`` first, as ``ws.compute_targets`` has them."""
+        return list(compute_targets(workspace).values())
+
+    @staticmethod
+    def deserialize(workspace, object_dict: dict) -> ComputeTarget:
+        """The target that ``serialize()`` described, bound to ``workspace`` (not created in it:
+        ``ComputeTarget.create`` does that)."""
+        try:
+            properties = object_dict["properties"]
+            config = ProvisioningConfiguration(**properties["properties"]["localpipe"])
+            name = object_dict["name"]
+        except (KeyError, TypeError) as exc:
+            raise ComputeTargetException(
+                f"Invalid compute target payload (no {exc}): pass what ComputeTarget.serialize() returned"
+            ) from None
+        return target_from(name, config, workspace)
+
+    def serialize(self) -> dict:
+        """Azure's JSON form of the target, with localpipe's provisioning configuration under
+        ``properties.properties.localpipe``."""
+        config = self.config
+        return {
+            "id": self.name,
+            "name": self.name,
+            "location": "local",
+            "tags": None,
+            "identity": None,
+            "properties": {
+                "description": None,
+                "resourceId": None,
+                "computeType": self.type,
+                "computeLocation": "local",
+                "provisioningState": self.provisioning_state,
+                "provisioningErrors": None,
+                "properties": {
+                    "vmSize": config.vm_size,
+                    "vmPriority": "dedicated",
+                    "scaleSettings": _scale_settings(config),
+                    "localpipe": asdict(config),
+                },
+                "status": self.status.serialize(),
+            },
+        }
+
+    def refresh_state(self) -> None:
+        """Read the target again from its workspace (another process may have changed it)."""
+        self.config = _find(self._workspace("refresh_state"), self.name).config
 
     @property
     def cpus_per_step(self) -> int:
@@ -139,8 +192,19 @@ class ComputeTarget:
         if show_output:
             print(f"{self.name}: Succeeded (local pool: {self.cpus_per_step} CPU, {self.gpus_per_step} GPU per step)")
 
-    def delete(self, workspace) -> None:
-        workspace.service.delete_compute_target(self.name)
+    def delete(self) -> None:
+        """Remove the target from its workspace; steps that name it then fail validation."""
+        if self.name == "local":
+            raise ComputeTargetException('compute target "local" is built in and cannot be deleted')
+        self._workspace("delete").service.delete_compute_target(self.name)
+
+    def _workspace(self, method: str):
+        if self.workspace is None:
+            raise ComputeTargetException(
+                f'compute target "{self.name}" belongs to no workspace: call {method}() on '
+                f"ComputeTarget(ws, {self.name!r}) or on what ComputeTarget.create returned"
+            )
+        return self.workspace
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {self.config})"
@@ -170,7 +234,7 @@ class AmlCompute(ComputeTarget):
         vm_priority: str = "dedicated",
         min_nodes: int = 0,
         max_nodes: int | None = None,
-        idle_seconds_before_scaledown: int | None = None,
+        idle_seconds_before_scaledown: int = 1800,
         admin_username: str | None = None,
         admin_user_password: str | None = None,
         admin_user_ssh_key: str | None = None,
@@ -193,7 +257,32 @@ class AmlCompute(ComputeTarget):
 
         size = lookup_vm_size(vm_size or DEFAULT_VM_SIZE)
         nodes = 4 if max_nodes is None else max_nodes
-        return ProvisioningConfiguration("aml", size.cpus, size.gpus, size.memory_bytes, nodes, size.name)
+        return ProvisioningConfiguration(
+            "aml", size.cpus, size.gpus, size.memory_bytes, nodes, size.name, min_nodes, idle_seconds_before_scaledown
+        )
+
+    def get(self) -> dict | None:
+        """The target as its workspace has it now, in Azure's JSON form; None when it was deleted."""
+        found = compute_targets(self._workspace("get")).get(self.name)
+        return found.serialize() if found is not None else None
+
+    def update(
+        self,
+        min_nodes: int | None = None,
+        max_nodes: int | None = None,
+        idle_seconds_before_scaledown: int | None = None,
+    ) -> None:
+        """Change the scale settings: ``max_nodes`` is how many of the target's steps run at once."""
+        if min_nodes is None and max_nodes is None and idle_seconds_before_scaledown is None:
+            return
+        self.refresh_state()
+        changes = {
+            "min_nodes": min_nodes,
+            "max_concurrent_steps": max_nodes,
+            "idle_seconds_before_scaledown": idle_seconds_before_scaledown,
+        }
+        self.config = replace(self.config, **{key: value for key, value in changes.items() if value is not None})
+        self.workspace.service.save_compute_target(self.name, self.config.kind, asdict(self.config))
 
     @staticmethod
     def supported_vmsizes(workspace, location: str | None = None) -> list[dict]:
@@ -206,30 +295,48 @@ class AmlCompute(ComputeTarget):
         ]
 
 
-def _lookup_arguments(args: tuple, kwargs: dict) -> tuple:
-    """(workspace, name) when ComputeTarget is called as Azure's ``ComputeTarget(workspace, name)``;
-    (None, None) for a declaration, ``ComputeTarget(name, config)``, whose first argument is text."""
-    first = kwargs["workspace"] if "workspace" in kwargs else args[0] if args else None
-    if first is None or isinstance(first, str):
-        return None, None
-    return first, kwargs["name"] if "name" in kwargs else args[1] if len(args) > 1 else None
+RESERVED_NAMES = ("amlcompute", "local", "containerinstance")  # Azure's reserved target names
 
 
-LOCAL = ComputeTarget("local")
+def _find(workspace, name: str) -> ComputeTarget:
+    found = compute_targets(workspace).get(name)
+    if found is None:
+        raise ComputeTargetException(
+            f'compute target "{name}" does not exist in workspace {workspace.root}: create it with '
+            f'ComputeTarget.create(ws, "{name}", ...) or use "local"'
+        )
+    return found
 
 
-def target_from(name: str, config: ProvisioningConfiguration) -> ComputeTarget:
-    return (AmlCompute if config.kind == "aml" else LocalCompute)(name, config)
+def _scale_settings(config: ProvisioningConfiguration) -> dict:
+    idle = config.idle_seconds_before_scaledown
+    return {
+        "minNodeCount": config.min_nodes,
+        "maxNodeCount": config.max_concurrent_steps,
+        "nodeIdleTimeBeforeScaleDown": f"PT{idle}S" if idle is not None else None,
+    }
+
+
+def target_from(name: str, config: ProvisioningConfiguration, workspace=None) -> ComputeTarget:
+    """The target ``name`` with ``config``, of the class its kind names, bound to ``workspace``."""
+    target = object.__new__(AmlCompute if config.kind == "aml" else LocalCompute)
+    target._initialize(name, config, workspace)
+    return target
+
+
+LOCAL_CONFIG = ProvisioningConfiguration(kind="local")
 
 
 def compute_targets(ws) -> dict[str, ComputeTarget]:
     """Every compute target of ``ws`` by name: ``local`` and those created in it."""
-    return targets_from_configs(ws.service.compute_targets())
+    return targets_from_configs(ws.service.compute_targets(), ws)
 
 
-def targets_from_configs(configs: dict[str, dict]) -> dict[str, ComputeTarget]:
+def targets_from_configs(configs: dict[str, dict], workspace=None) -> dict[str, ComputeTarget]:
     """``local`` and the targets of ``configs`` (name -> provisioning configuration as a dict)."""
+    local = object.__new__(ComputeTarget)
+    local._initialize("local", LOCAL_CONFIG, workspace)
     return {
-        "local": LOCAL,
-        **{name: target_from(name, ProvisioningConfiguration(**config)) for name, config in configs.items()},
+        "local": local,
+        **{name: target_from(name, ProvisioningConfiguration(**config), workspace) for name, config in configs.items()},
     }

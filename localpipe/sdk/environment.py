@@ -8,257 +8,28 @@ Declarations only: building one is ``localpipe/envs/``'s work (docs/environments
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import re
-from typing import Any
+import shutil
+import subprocess
+import sys
+import tempfile
 
 from localpipe.errors import UserErrorException
 from localpipe.sdk import curated
+from localpipe.sdk.conda import CondaDependencies, local_path
 
 DEFAULT_CPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"
 DEFAULT_GPU_IMAGE = "mcr.microsoft.com/azureml/openmpi4.1.0-cuda11.3-cudnn8-ubuntu20.04"
 MPI_CPU_IMAGE = DEFAULT_CPU_IMAGE
 MPI_GPU_IMAGE = DEFAULT_GPU_IMAGE
 _DEFAULT_SHM_SIZE = "2g"
-
-_SPEC_KEYS = ("name", "channels", "dependencies", "prefix", "variables")
-_NAME_END = re.compile(r"[\[=|<>~!;@ ]")
-
-
-def package_name(requirement: str) -> str:
-    """The distribution name of a pip or conda requirement: ``pandas`` of ``pandas[pyarrow]>=2``."""
-    requirement = requirement.strip()
-    if requirement.endswith(".whl"):
-        return os.path.basename(requirement).split("-")[0]
-    return _NAME_END.split(requirement, maxsplit=1)[0]
-
-
-class CondaDependencies:
-    """A conda environment specification: channels, conda packages (``python=3.11`` among them) and
-    a ``pip:`` list, held as the YAML structure Azure keeps.
-
-    ``CondaDependencies()`` is Azure's base specification: ``azureml-defaults`` as its only pip
-    package (localpipe provides that API itself, so it installs nothing) and, unlike Azure (3.8),
-    no Python version: the environment gets the interpreter localpipe runs on.
-    """
-
-    def __init__(self, conda_dependencies_file_path: str | os.PathLike | None = None, _underlying_structure=None):
-        if _underlying_structure is not None:
-            structure = copy.deepcopy(_underlying_structure)
-        elif conda_dependencies_file_path is not None:
-            structure = _read_yaml(conda_dependencies_file_path)
-        else:
-            structure = {
-                "name": "project_environment",
-                "dependencies": [{"pip": ["azureml-defaults"]}],
-                "channels": ["anaconda", "conda-forge"],
-            }
-        if not isinstance(structure, dict):
-            raise UserErrorException("Environment error: not a valid YAML structure")
-        for key in structure:
-            if key not in _SPEC_KEYS:
-                raise UserErrorException(f"Environment error: unknown {key} key in environment specification")
-        structure.setdefault("dependencies", [])
-        self._structure = structure
-        if conda_dependencies_file_path is not None and _underlying_structure is None:
-            folder = os.path.dirname(os.path.abspath(conda_dependencies_file_path))
-            self._pip_list()[:] = [local_path(line, folder) for line in self._pip_list()]
-
-    @staticmethod
-    def create(
-        pip_indexurl: str | None = None,
-        pip_packages: list[str] | None = None,
-        conda_packages: list[str] | None = None,
-        python_version: str | None = None,
-        pin_sdk_version: bool = True,
-    ) -> CondaDependencies:
-        """A specification with these packages. Given ``pip_packages`` replace the default
-        ``azureml-defaults``; ``python_version`` None means the interpreter localpipe runs on."""
-        cd = CondaDependencies()
-        if pip_indexurl:
-            cd.set_pip_index_url(f"--index-url {pip_indexurl}")
-            cd.set_pip_option("--extra-index-url https://pypi.python.org/simple")
-        if python_version is not None:
-            cd.set_python_version(python_version)
-        if pip_packages is not None:
-            cd.set_pip_requirements([p for p in cd.pip_options])
-            for package in pip_packages:
-                cd.add_pip_package(package)
-        for package in conda_packages or []:
-            cd.add_conda_package(package)
-        return cd
-
-    @staticmethod
-    def merge_requirements(requirements: list[str]) -> list[str]:
-        """One requirement per package, the version specifiers of repeated ones joined by commas."""
-        merged: dict[str, list[str]] = {}
-        for requirement in requirements:
-            name = package_name(requirement)
-            spec = requirement.strip()[len(name) :].strip()
-            merged.setdefault(name, [])
-            if spec and spec not in merged[name]:
-                merged[name].append(spec)
-        return [name + ",".join(specs) for name, specs in merged.items()]
-
-    @staticmethod
-    def sdk_origin_url() -> str:
-        return "https://pypi.python.org/simple"
-
-    # -- reading ------------------------------------------------------------------------------------
-    @property
-    def conda_channels(self):
-        return iter(list(self._structure.get("channels") or []))
-
-    @property
-    def conda_packages(self):
-        return iter(self._conda_list())
-
-    @property
-    def pip_packages(self):
-        return iter([p for p in self._pip_list() if not p.startswith("-")])
-
-    @property
-    def pip_options(self):
-        return iter([p for p in self._pip_list() if p.startswith("-")])
-
-    def get_python_version(self) -> str | None:
-        for item in self._conda_list():
-            if package_name(item) == "python":
-                return item[len("python") :].lstrip("=<>!~ ") or None
-        return None
-
-    def serialize_to_string(self) -> str:
-        import yaml
-
-        return yaml.safe_dump(self._structure, sort_keys=False)
-
-    def as_dict(self) -> dict:
-        return json.loads(json.dumps(self._structure))
-
-    def save(self, path: str | os.PathLike | None = None) -> str:
-        """Write the specification as conda YAML to ``path`` (a file); returns its absolute path."""
-        path = os.path.abspath(path or "conda_dependencies.yml")
-        if os.path.isdir(path):
-            raise UserErrorException(f"{path} is a folder: pass the path of a file to write")
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.serialize_to_string())
-        return path
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, CondaDependencies) and other._structure == self._structure
-
-    def __repr__(self) -> str:
-        return f"CondaDependencies({self.as_dict()!r})"
-
-    # -- changing -----------------------------------------------------------------------------------
-    def set_python_version(self, version: str) -> None:
-        deps = self._structure["dependencies"]
-        for i, item in enumerate(deps):
-            if isinstance(item, str) and package_name(item) == "python":
-                deps[i] = f"python={version}"
-                return
-        deps.insert(0, f"python={version}")
-
-    def add_channel(self, channel: str) -> None:
-        channels = self._structure.setdefault("channels", [])
-        if channel not in channels:
-            channels.append(channel)
-
-    def remove_channel(self, channel: str) -> None:
-        channels = self._structure.get("channels") or []
-        if channel in channels:
-            channels.remove(channel)
-
-    def add_conda_package(self, conda_package: str) -> None:
-        if package_name(conda_package) == "python":  # replaces the python entry (python=3.10, python>=3.9)
-            deps = self._structure["dependencies"]
-            deps[:] = [d for d in deps if not (isinstance(d, str) and package_name(d) == "python")]
-            deps.insert(0, conda_package)
-        elif conda_package not in self._conda_list():
-            self._structure["dependencies"].append(conda_package)
-
-    def remove_conda_package(self, conda_package: str) -> None:
-        if package_name(conda_package) == "python":
-            raise UserErrorException("python must not be removed from conda dependencies")
-        deps = self._structure["dependencies"]
-        if conda_package in deps:
-            deps.remove(conda_package)
-
-    def add_pip_package(self, pip_package: str) -> None:
-        if not isinstance(pip_package, str) or not pip_package.strip() or pip_package.startswith("-"):
-            raise UserErrorException(f"Invalid package name {pip_package!r}: pass a name such as 'pandas==2.2'")
-        self.remove_pip_package(pip_package)
-        self._pip_list(create=True).append(local_path(pip_package, os.getcwd()))
-
-    def remove_pip_package(self, pip_package: str) -> None:
-        name = package_name(pip_package).lower()
-        pips = self._pip_list()
-        pips[:] = [p for p in pips if p.startswith("-") or package_name(p).lower() != name]
-
-    def set_pip_option(self, pip_option: str) -> None:
-        if not pip_option.startswith("-"):
-            raise UserErrorException(f"Invalid pip option {pip_option!r}: an option starts with '-'")
-        self.remove_pip_option(pip_option)
-        self._pip_list(create=True).insert(0, pip_option)
-
-    def remove_pip_option(self, pip_option: str) -> None:
-        key = pip_option.split()[0].split("=")[0]
-        pips = self._pip_list()
-        pips[:] = [p for p in pips if not (p.startswith("-") and p.split()[0].split("=")[0] == key)]
-
-    def set_pip_index_url(self, index_url: str) -> None:
-        self.set_pip_option(index_url)
-
-    def set_pip_requirements(self, pip_requirements: list[str]) -> None:
-        """Replace the whole pip list (options included) with these lines."""
-        self._pip_list(create=True)[:] = [local_path(line, os.getcwd()) for line in pip_requirements]
-
-    # -- the structure ------------------------------------------------------------------------------
-    def _conda_list(self) -> list[str]:
-        return [item for item in self._structure["dependencies"] if isinstance(item, str)]
-
-    def _pip_list(self, create: bool = False) -> list[str]:
-        for item in self._structure["dependencies"]:
-            if isinstance(item, dict) and "pip" in item:
-                if item["pip"] is None:
-                    item["pip"] = []
-                return item["pip"]
-        pips: list[str] = []
-        if create:
-            self._structure["dependencies"].append({"pip": pips})
-        return pips
-
-
-def local_path(line, folder: str):
-    """``line`` with a relative local path in it (``./dist/x.whl``, ``-r base.txt``) made absolute
-    from ``folder``: the definition must mean the same files wherever it is built."""
-    if not isinstance(line, str):
-        return line
-    text = line.strip()
-    flag, _, value = text.partition(" ")
-    if flag in ("-r", "--requirement", "-c", "--constraint") and value.strip():
-        return f"{flag} {os.path.join(folder, os.path.expanduser(value.strip()))}"
-    if text.startswith(("./", "../", "~")) or (os.sep in text and not text.startswith(("-", "/")) and ":" not in text):
-        return os.path.normpath(os.path.join(folder, os.path.expanduser(text)))
-    return line
-
-
-def _read_yaml(path: str | os.PathLike) -> Any:
-    import yaml
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            return yaml.safe_load(f)
-    except OSError as exc:
-        raise UserErrorException(
-            f"conda specification {path} cannot be read ({exc.strerror}): check the path"
-        ) from None
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        where = f" at line {line + 1}" if line is not None else ""
-        raise UserErrorException(f"conda specification {path} is not valid YAML{where}: fix it") from None
+_CONDA_FILE_NAME = "conda_dependencies.yml"  # the files of Environment.save_to_directory, as Azure names them
+_BASE_DOCKERFILE_FILE_NAME = "BaseDockerfile"
+_DEFINITION_FILE_NAME = "azureml_environment.json"
+_PLATFORMS = {"linux": "Linux", "darwin": "OSX", "win32": "Windows"}
+_BUILD_LOCAL_OPTIONS = ("useDocker", "pushImageToWorkspaceAcr")
 
 
 class PythonSection:
@@ -384,6 +155,108 @@ class Environment:
         clone = _from_spec(new_name, None, self._to_spec())
         return clone
 
+    @staticmethod
+    def from_existing_conda_environment(name: str, conda_environment_name: str) -> Environment:
+        """An environment with the packages of a conda environment of this machine, as
+        ``conda env export --no-builds`` lists them (built with uv like any conda specification)."""
+        conda = os.environ.get("CONDA_EXE") or shutil.which("conda")
+        if not conda:
+            raise UserErrorException(
+                "conda is not installed on this machine (no conda on PATH, no CONDA_EXE): "
+                "Environment.from_existing_conda_environment exports a conda environment with it; export one "
+                "where conda is (conda env export --no-builds -n NAME > env.yml) and use "
+                'Environment.from_conda_specification(name, "env.yml")'
+            )
+        listed = json.loads(_run_conda(conda, "env", "list", "--json")).get("envs", [])
+        names = [os.path.basename(os.path.normpath(prefix)) for prefix in listed]
+        if conda_environment_name not in names:
+            raise UserErrorException(
+                f"conda environment {conda_environment_name!r} does not exist: conda env list has {', '.join(names)}"
+            )
+        exported = _run_conda(conda, "env", "export", "--no-builds", "--name", conda_environment_name)
+        with tempfile.TemporaryDirectory() as folder:
+            spec = os.path.join(folder, "environment.yml")
+            with open(spec, "w", encoding="utf-8") as f:
+                f.write(exported)
+            return Environment.from_conda_specification(name, spec)
+
+    @staticmethod
+    def add_private_pip_wheel(workspace, file_path: str | os.PathLike, exist_ok: bool = False) -> str:
+        """Copy a wheel into the workspace (``.localpipe/private-packages/``, where Azure uploads it to
+        the workspace's storage); returns its path, to give to ``add_pip_package``."""
+        if not os.path.isfile(file_path):
+            raise UserErrorException(f"Please make sure the wheel file exists at: {file_path}")
+        return str(workspace.service.add_private_wheel(os.path.abspath(file_path), exist_ok))
+
+    # -- folders --------------------------------------------------------------------------------------
+    def save_to_directory(self, path: str | os.PathLike, overwrite: bool = False) -> None:
+        """Write the definition to the folder ``path`` as Azure does: ``azureml_environment.json``,
+        ``conda_dependencies.yml`` and, if there is one, ``BaseDockerfile``."""
+        if os.path.exists(path) and not overwrite:
+            raise FileExistsError(f"{path} exists: pass save_to_directory(path, overwrite=True) to write over it")
+        os.makedirs(path, exist_ok=True)
+        definition = self._to_azure()
+        deps = self.python.conda_dependencies
+        if deps is not None:
+            deps.save_to_file(path, _CONDA_FILE_NAME)
+        if self.docker.base_dockerfile:
+            with open(os.path.join(path, _BASE_DOCKERFILE_FILE_NAME), "w", encoding="utf-8") as f:
+                f.write(self.docker.base_dockerfile)
+        del definition["python"]["condaDependencies"]
+        definition["docker"].pop("baseDockerfile", None)
+        with open(os.path.join(path, _DEFINITION_FILE_NAME), "w", encoding="utf-8") as f:
+            json.dump(definition, f, indent=4)
+
+    @staticmethod
+    def load_from_directory(path: str | os.PathLike) -> Environment:
+        """The environment a folder written by ``save_to_directory`` (here or by Azure's SDK) holds."""
+        definition_path = os.path.join(path, _DEFINITION_FILE_NAME)
+        try:
+            with open(definition_path, encoding="utf-8") as f:
+                definition = json.load(f)
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"{definition_path} does not exist: load_from_directory reads a folder that "
+                "Environment.save_to_directory wrote"
+            ) from None
+        except json.JSONDecodeError as exc:
+            raise UserErrorException(
+                f"{definition_path} is not valid JSON ({exc.msg}, line {exc.lineno}): fix it"
+            ) from None
+        conda_file = os.path.join(path, _CONDA_FILE_NAME)
+        if os.path.isfile(conda_file):
+            definition.setdefault("python", {})["condaDependenciesFile"] = _CONDA_FILE_NAME
+        env = Environment._from_azure(definition, os.fspath(path))
+        dockerfile = os.path.join(path, _BASE_DOCKERFILE_FILE_NAME)
+        if os.path.isfile(dockerfile):
+            with open(dockerfile, encoding="utf-8") as f:
+                env.docker.base_dockerfile = f.read()
+        return env
+
+    def build_local(self, workspace, platform: str | None = None, **kwargs) -> None:
+        """Build this environment now in the machine's environment cache, where its steps will
+        find it (docs/environments.md), printing what was built. Registering it is not needed.
+        ``useDocker=True`` and ``pushImageToWorkspaceAcr=True`` (an image) are the Docker issue's."""
+        unknown = [key for key in kwargs if key not in _BUILD_LOCAL_OPTIONS]
+        if unknown:
+            raise TypeError(f"build_local() got an unexpected keyword argument {unknown[0]!r}")
+        here = _PLATFORMS.get(sys.platform, sys.platform)
+        if platform is not None and platform != here:
+            raise UserErrorException(f"build_local(platform={platform!r}) builds on this machine, which is {here}")
+        if any(kwargs.values()) or self.docker.enabled:
+            raise UserErrorException(
+                "build_local(useDocker=True) builds a Docker image: not built yet (the Docker issue); "
+                "build_local(ws) builds the environment localpipe's steps run in"
+            )
+        built = workspace.service.build_environment(self)
+        if built["kind"] == "venv":
+            print(
+                f'environment "{self.name}" ({built["digest"][:12]}) built: {built["path"]} '
+                f"(Python {built['python']}, {len(built['packages'])} packages), log: {built['log']}"
+            )
+        else:
+            print(f'environment "{self.name}": nothing to install, its steps run on {built["interpreter"]}')
+
     # -- the workspace ------------------------------------------------------------------------------
     @staticmethod
     def get(workspace, name: str, version: str | None = None, label: str | None = None) -> Environment:
@@ -408,6 +281,33 @@ class Environment:
             raise UserErrorException("Name is required to register an Environment: pass Environment(name)")
         self.version = str(workspace.service.register_environment(self.name, self._to_spec()))
         return self
+
+    def _to_azure(self) -> dict:
+        """The definition as Azure writes it (camelCase keys; the conda specification inline)."""
+        spec = self._to_spec()
+        return {
+            "name": self.name,
+            "version": self.version,
+            "environmentVariables": spec["environment_variables"],
+            "python": {camel_case(key): value for key, value in spec["python"].items()},
+            "docker": {camel_case(key): value for key, value in spec["docker"].items()},
+            "inferencingStackVersion": self.inferencing_stack_version,
+        }
+
+    @staticmethod
+    def _from_azure(definition: dict, folder: str) -> Environment:
+        """An environment from Azure's form of it (camelCase or snake_case keys); a
+        ``condaDependenciesFile`` is read from ``folder``. Spark, Databricks and R are read past."""
+        fields = {snake_case(key): value for key, value in definition.items()}
+        spec = {"environment_variables": fields.get("environment_variables") or {}}
+        for section in ("python", "docker"):
+            spec[section] = {snake_case(key): value for key, value in (fields.get(section) or {}).items()}
+        conda_file = spec["python"].pop("conda_dependencies_file", None)
+        if not spec["python"].get("conda_dependencies") and conda_file:
+            spec["python"]["conda_dependencies"] = CondaDependencies(os.path.join(folder, conda_file)).as_dict()
+        env = _from_spec(fields.get("name"), fields.get("version"), spec)
+        env.inferencing_stack_version = fields.get("inferencing_stack_version")
+        return env
 
     def _to_spec(self) -> dict:
         return {
@@ -456,58 +356,22 @@ def _from_spec(name: str, version: int | None, spec: dict) -> Environment:
     return env
 
 
-class DockerConfiguration:
-    """``RunConfiguration.docker``: whether and how the step runs in a container (the Docker issue)."""
+def _run_conda(conda: str, *args: str) -> str:
+    try:
+        return subprocess.run([conda, *args], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as exc:
+        detail = (getattr(exc, "stderr", "") or str(exc)).strip().splitlines()
+        raise UserErrorException(
+            f"conda {' '.join(args)} failed: {detail[-1] if detail else exc}: check conda ({conda})"
+        ) from None
 
-    def __init__(self, use_docker: bool = False, shared_volumes: bool = True, arguments=None, shm_size: str = "2g"):
-        self.use_docker = use_docker
-        self.shared_volumes = shared_volumes
-        self.arguments = list(arguments or [])
-        self.shm_size = shm_size
+
+def camel_case(key: str) -> str:
+    """``user_managed_dependencies`` as Azure's files spell it: ``userManagedDependencies``."""
+    head, *rest = key.split("_")
+    return head + "".join(word[:1].upper() + word[1:] for word in rest)
 
 
-class RunConfiguration:
-    """Where and in what a step runs: ``target`` (a compute target or its name), ``environment``,
-    ``environment_variables`` set for the step, and localpipe's ``timeout_seconds`` and
-    ``max_retries``."""
-
-    def __init__(
-        self,
-        script: str | None = None,
-        arguments=None,
-        framework: str | None = None,
-        communicator: str | None = None,
-        conda_dependencies: CondaDependencies | None = None,
-        _history_enabled=None,
-        _path=None,
-        _name=None,
-        command=None,
-        *,
-        target: object = "local",
-        environment: Environment | None = None,
-        timeout_seconds: float | None = None,
-        max_retries: int = 0,
-    ):
-        self.script = script
-        self.arguments = list(arguments or [])
-        self.framework = framework or "Python"
-        self.communicator = communicator or "None"
-        self.command = command or ""
-        self.target = target
-        self.environment = environment if environment is not None else Environment("default-environment")
-        if conda_dependencies is not None:
-            self.environment.python.conda_dependencies = conda_dependencies
-        self.environment_variables: dict[str, str] = {}
-        self.docker = DockerConfiguration()
-        self.node_count = 1
-        self.timeout_seconds = timeout_seconds
-        self.max_retries = max_retries
-
-    @property
-    def max_run_duration_seconds(self) -> float | None:
-        """Azure's name for ``timeout_seconds``."""
-        return self.timeout_seconds
-
-    @max_run_duration_seconds.setter
-    def max_run_duration_seconds(self, value: float | None) -> None:
-        self.timeout_seconds = value
+def snake_case(key: str) -> str:
+    """``userManagedDependencies`` as localpipe spells it (a snake_case key is left as it is)."""
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()

@@ -98,6 +98,14 @@ class WorkspaceService(Protocol):
     def register_environment(self, name: str, spec: dict) -> int:
         """Keep ``spec`` under ``name``; returns its version (a new one only when it changed)."""
 
+    def build_environment(self, environment: Any) -> dict:
+        """Build ``environment`` (an ``Environment``) in the machine's cache now: ``{"kind":
+        "python", "interpreter"}`` when it installs nothing, else ``{"kind": "venv", "digest", "path",
+        "python", "packages", "log"}``."""
+
+    def add_private_wheel(self, path: str, exist_ok: bool) -> Path:
+        """Copy the wheel ``path`` into the workspace; returns the copy."""
+
     # -- experiments and pipelines -------------------------------------------------------------------
     def experiments(self) -> dict[str, Any]:
         """Every experiment that has runs, by name, as ``Experiment`` handles."""

@@ -21,7 +21,7 @@ from localpipe.sdk.data import (
     PipelineDataInput,
     TabularOutput,
 )
-from localpipe.sdk.environment import RunConfiguration
+from localpipe.sdk.runconfig import RunConfiguration
 
 INPUT_TYPES = (PipelineDataInput, DatasetConsumptionConfig, FileDataset)
 

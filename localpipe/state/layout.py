@@ -43,6 +43,11 @@ class Layout:
         return self.state_dir / "tmp"
 
     @property
+    def private_packages(self) -> Path:
+        """Wheels added with ``Environment.add_private_pip_wheel``."""
+        return self.state_dir / "private-packages"
+
+    @property
     def statcache(self) -> Path:
         return self.state_dir / "statcache.bin"
 
