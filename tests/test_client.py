@@ -105,7 +105,7 @@ def test_datastore_paths_and_registered_local_datastores(ws, tmp_path, project, 
     (folder / "images" / "a.txt").write_text("pixels")
     store = Datastore.register_local(ws, "shared", folder)
     assert set(ws.datastores) == {"workspaceblobstore", "workspacefilestore", "shared"}
-    assert Datastore.get(ws, "shared").path == folder.resolve()
+    assert Datastore.get(ws, "shared").folder == folder.resolve()
     dataset = Dataset.File.from_files([(store, "images/")])
     project("src/c/c.py", "import os, sys\nprint(sorted(os.listdir(sys.argv[1])))\n")
     step = PythonScriptStep(

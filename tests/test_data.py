@@ -45,14 +45,14 @@ def test_a_registered_dataset_gets_a_new_version_exactly_when_its_content_change
     again = Dataset.File.from_files(str(folder)).register(ws, "raw")
     assert (first.version, again.version) == (1, 1)
     project("data/raw/values.csv", "a,b\n1,2\n3,4\n")
-    second = Dataset.File.from_files(str(folder)).register(ws, "raw")
+    second = Dataset.File.from_files(str(folder)).register(ws, "raw", create_new_version=True)
     assert second.version == 2
     assert Dataset.get_by_name(ws, "raw").version == 2
     old = Dataset.get_by_name(ws, "raw", version=1)
     assert open(os.path.join(old.paths[0], "values.csv")).read() == "a,b\n1,2\n"  # fixed by content
-    with pytest.raises(UsageError, match="create_new_version=True"):
+    with pytest.raises(UsageError, match="create_new_version=True"):  # the SDK's default refuses a new version
         project("data/raw/values.csv", "changed\n")
-        Dataset.File.from_files(str(folder)).register(ws, "raw", create_new_version=False)
+        Dataset.File.from_files(str(folder)).register(ws, "raw")
     with pytest.raises(Exception, match='dataset "raw" has no version 9'):
         Dataset.get_by_name(ws, "raw", version=9)
 
@@ -141,17 +141,17 @@ def test_output_file_dataset_config_lands_at_its_destination_only_after_success(
 
     failed_run, status, _ = run_pipeline(pipeline(1))
     assert status.value == "Failed"
-    assert not (store.path / "exports" / str(failed_run)).exists()
+    assert not (store.folder / "exports" / str(failed_run)).exists()
     assert records_versions(ws) == []
 
     run_id, status, steps = run_pipeline(pipeline(0))
     assert status.value == "Completed", steps
-    landed = store.path / "exports" / str(run_id) / "prepared" / "rows.csv"
+    landed = store.folder / "exports" / str(run_id) / "prepared" / "rows.csv"
     assert landed.read_text() == "x,y\n1,2\n"
     assert (ws.state_dir / "runs" / str(run_id) / "consume" / "stdout.log").read_text() == "['x', 'y'] 1\n"
     versions = records_versions(ws)
     assert versions == [{"version": 1, "produced_by": {"run": run_id, "step": "produce"}}]
-    assert Dataset.get_by_name(ws, "prepared_rows").to_path()[0].startswith(str(ws.state_dir / "objects"))
+    assert Dataset.get_by_name(ws, "prepared_rows").paths[0].startswith(str(ws.state_dir / "objects"))
 
 
 def records_versions(ws):
@@ -242,9 +242,9 @@ def test_upload_datastores_outputs_and_download_commands(ws, project, run_pipeli
     store.upload(source, "landing")
     project("incoming/a/x.txt", "changed")
     store.upload(source, "landing")  # kept: overwrite=False
-    assert (store.path / "landing/a/x.txt").read_text() == "x"
+    assert (store.folder / "landing/a/x.txt").read_text() == "x"
     store.upload(source, "landing", overwrite=True)
-    assert (store.path / "landing/a/x.txt").read_text() == "changed"
+    assert (store.folder / "landing/a/x.txt").read_text() == "changed"
     with pytest.raises(UsageError, match="leaves the datastore"):
         store.upload(source, "../../escape")
     rows = json.loads(invoke("datastores", "--json").output)

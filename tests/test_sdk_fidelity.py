@@ -98,8 +98,8 @@ def test_options_localpipe_does_not_honour_yet_are_refused_by_name(tmp_path):
     data = tmp_path / "t.csv"
     data.write_text("a\n1\n")
     for call, name in [
-        (lambda: Dataset.Tabular.from_delimited_files(str(data), encoding="latin1"), "encoding"),
-        (lambda: OutputFileDatasetConfig("out").read_delimited_files(path_glob="*.csv"), "path_glob"),
+        (lambda: Dataset.Tabular.from_delimited_files(str(data), partition_format="{x}/"), "partition_format"),
+        (lambda: OutputFileDatasetConfig("out").as_upload(source_globs=["*.csv"]), "source_globs"),
         (lambda: OutputFileDatasetConfig("out", partition_format="{x}/"), "partition_format"),
     ]:
         try:

@@ -230,7 +230,7 @@ def test_parameter_declared_twice_with_different_defaults(ws, src):
 
 def test_dataset_path_that_does_not_exist(ws, src, tmp_path):
     missing = tmp_path / "no_data"
-    raw = Dataset.File.from_files(str(missing)).as_named_input("raw")
+    raw = Dataset.File.from_files(str(missing), validate=False).as_named_input("raw")  # the SDK checks at once
     message = only(Pipeline(ws, [step(src, "train", arguments=["--data", raw])]).validate())
     assert f'step "train": dataset input "raw": path "{missing}" does not exist' in message
     assert "create it or fix the path" in message

@@ -21,11 +21,11 @@ def datastores(as_json) -> None:
     ws = workspace()
     rows = []
     for name, store in ws.datastores.items():
-        files, nbytes = folder_summary(store.path)
+        files, nbytes = folder_summary(store.folder)
         rows.append(
             {
                 "name": name,
-                "path": str(store.path),
+                "path": str(store.folder),
                 "files": files,
                 "bytes": nbytes,
                 "builtin": name in ("workspaceblobstore", "workspacefilestore"),

@@ -79,10 +79,15 @@ class StepRunContext(_Logging):
         self._run_id = int(environ["LOCALPIPE_RUN_ID"])
         self._experiment = environ.get("LOCALPIPE_EXPERIMENT", "")
         self.input_datasets: dict = json.loads(environ.get("LOCALPIPE_INPUTS", "{}"))
-        for name, options in json.loads(environ.get("LOCALPIPE_INPUT_TABLES", "{}")).items():
-            from localpipe.sdk.data import TabularDataset
+        tables = json.loads(environ.get("LOCALPIPE_INPUT_TABLES", "{}"))
+        direct = json.loads(environ.get("LOCALPIPE_INPUT_DATASETS", "[]"))
+        if tables or direct:  # as the SDK gives them: a dataset, not a path
+            from localpipe.sdk.data.datasets import FileDataset, input_table
 
-            self.input_datasets[name] = TabularDataset(paths=(self.input_datasets[name],), **options)
+            for name, options in tables.items():
+                self.input_datasets[name] = input_table(self.input_datasets[name], options)
+            for name in direct:
+                self.input_datasets[name] = FileDataset(paths=(self.input_datasets[name],))
         self.output_datasets: dict[str, str] = json.loads(environ.get("LOCALPIPE_OUTPUTS", "{}"))
 
     def _emit(self, kind: str, name: str, value: Any) -> None:

@@ -46,10 +46,12 @@ class LocalService:
     def register_datastore(self, name: str, path: Path) -> None:
         self.history.registry.register_datastore(name, str(path))
 
-    def upload(self, name: str, src_dir: Path, target_path: str, overwrite: bool, show_progress: bool) -> Path:
+    def upload(
+        self, name: str, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
+    ) -> Path:
         from localpipe.state.datastores import upload
 
-        return upload(name, self.datastore_path(name), src_dir, target_path, overwrite, show_progress)
+        return upload(name, self.datastore_path(name), files, root, target_path, overwrite, show_progress)
 
     # -- datasets --------------------------------------------------------------------------------
     def register_dataset(
@@ -61,8 +63,9 @@ class LocalService:
         description: str | None,
         tags: dict | None,
         create_new_version: bool,
+        root: str | None = None,
     ) -> dict:
-        return self.history.datasets.register(name, paths, kind, options, description, tags, create_new_version)
+        return self.history.datasets.register(name, paths, kind, options, description, tags, create_new_version, root)
 
     def get_dataset(self, name: str, version: int | str) -> dict:
         return self.history.datasets.get(name, version)

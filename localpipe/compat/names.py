@@ -67,6 +67,22 @@ MODULES: dict[str, dict[str, str]] = {
         "OutputFileDatasetConfig": "localpipe.sdk.data:OutputFileDatasetConfig",
         "TabularDataset": "localpipe.sdk.data:TabularDataset",
     },
+    "azureml.data.data_reference": {
+        "DataReference": "localpipe.sdk.data:DataReference",
+    },
+    "azureml.data.datapath": {
+        "DataPath": "localpipe.sdk.data:DataPath",
+        "DataPathComputeBinding": "localpipe.sdk.data:DataPathComputeBinding",
+    },
+    "azureml.data.dataset_consumption_config": {
+        "DatasetConsumptionConfig": "localpipe.sdk.data:DatasetConsumptionConfig",
+    },
+    "azureml.data.file_dataset": {
+        "FileDataset": "localpipe.sdk.data:FileDataset",
+    },
+    "azureml.data.tabular_dataset": {
+        "TabularDataset": "localpipe.sdk.data:TabularDataset",
+    },
     "azureml.data.output_dataset_config": {
         "OutputFileDatasetConfig": "localpipe.sdk.data:OutputFileDatasetConfig",
     },

@@ -228,9 +228,18 @@ def hash_tree(root: str | os.PathLike, *, ignore: bool = True, stat_cache: StatC
     return TreeDigest(tree_digest(files), files, size)
 
 
-def dataset_digest(paths, stat_cache: StatCacheLike | None = None) -> str:
-    """The content digest of a dataset's paths (each a file or a folder), as an input of a cache key."""
-    return tree_digest({p: hash_tree(p, ignore=False, stat_cache=stat_cache).digest for p in paths})
+def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | None = None) -> str:
+    """The content digest of a dataset's paths (each a file or a folder), as an input of a cache key:
+    each named as the step sees it (below ``root`` for a pick of files, a lone folder by its content
+    only, else by its last part), so that the same bytes at another place have the same digest."""
+    names = [os.path.relpath(p, root) if root else os.path.basename(os.path.normpath(p)) for p in paths]
+    if not root and len(paths) == 1 and os.path.isdir(paths[0]):
+        names = ["."]
+    if len(set(names)) < len(names):  # two paths of one name: only their full paths tell them apart
+        names = list(paths)
+    return tree_digest(
+        {n: hash_tree(p, ignore=False, stat_cache=stat_cache).digest for n, p in zip(names, paths, strict=True)}
+    )
 
 
 def file_entry(path: str, st: os.stat_result, stat_cache: StatCacheLike | None = None) -> str:

@@ -32,7 +32,14 @@ def deliver(
             path = Path(target["path"].replace("{run-id}", str(run_id)).replace("{output-name}", name))
             _copy_into_place(store.path(digest), _inside_datastore(path, target.get("root")))
         if target["register"]:
-            history.datasets.record_version(target["register"], digest, ["."], produced_by=step_run_id)
+            history.datasets.record_version(
+                target["register"],
+                digest,
+                ["."],
+                description=target.get("description"),
+                tags=target.get("tags"),
+                produced_by=step_run_id,
+            )
 
 
 def _inside_datastore(path: Path, root: str | None) -> Path:

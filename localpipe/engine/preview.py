@@ -32,7 +32,7 @@ def preview(history: History, pipeline, experiment_name: str, parameters: dict |
             if source.step:
                 inputs[input_name] = outputs[source.step][source.output]
             else:
-                inputs[input_name] = dataset_digest(source.paths)
+                inputs[input_name] = dataset_digest(source.paths, root=source.root)
         decision = decide([spec], sources, {name: inputs}, history.cache, store, experiment_id)[0]
         if decision.reuse:
             outputs[name] = decision.outputs

@@ -375,10 +375,10 @@ class Scheduler:
             if source.step is not None:
                 digests[name] = self.steps[source.step].outputs[source.output]
             else:
-                paths = tuple(source.paths)
-                if paths not in self._dataset_digests:
-                    self._dataset_digests[paths] = dataset_digest(paths, self._stat_cache)
-                digests[name] = self._dataset_digests[paths]
+                seen = (tuple(source.paths), source.root)
+                if seen not in self._dataset_digests:
+                    self._dataset_digests[seen] = dataset_digest(source.paths, self._stat_cache, source.root)
+                digests[name] = self._dataset_digests[seen]
         return digests
 
     def _cancel_blocked(self) -> None:

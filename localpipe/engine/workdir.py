@@ -164,6 +164,8 @@ def input_path(
         sources = [source] if is_dir else [source / spec.output]
     else:
         sources = [Path(p) for p in spec.paths]
+        if spec.root is not None:  # a pick of files: each at its place below the root
+            return _place_pick(spec, name, sources, folder)
     if spec.mode == "download":
         dest = folder.inputs / (spec.path_on_compute or name)
         _ensure_inside(dest, folder.root, name)
@@ -181,6 +183,21 @@ def input_path(
     dest.mkdir(parents=True, exist_ok=True)
     for src in sources:
         os.symlink(src, dest / src.name)
+    return str(dest)
+
+
+def _place_pick(spec, name: str, sources: list[Path], folder: StepFolder) -> str:
+    """A folder holding each file at its path below the pick's root: links (mount, direct) or copies."""
+    dest = folder.inputs / (spec.path_on_compute if spec.mode == "download" and spec.path_on_compute else name)
+    _ensure_inside(dest, folder.root, name)
+    dest.mkdir(parents=True, exist_ok=True)
+    for src in sources:
+        target = dest / os.path.relpath(src, spec.root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if spec.mode == "download":
+            shutil.copyfile(src, target)
+        else:
+            os.symlink(src, target)
     return str(dest)
 
 
@@ -213,6 +230,10 @@ def build_launch(
     env.update({f"AML_PARAMETER_{k}": v for k, v in step.params.items()})
     env["LOCALPIPE_INPUTS"] = json.dumps(input_paths)
     env["LOCALPIPE_INPUT_TABLES"] = json.dumps({n: i.tabular for n, i in step.inputs.items() if i.tabular})
+    # Consumed by as_named_input alone ("direct"): the step's input_datasets give the dataset.
+    env["LOCALPIPE_INPUT_DATASETS"] = json.dumps(
+        [n for n, i in step.inputs.items() if i.mode == "direct" and not i.tabular]
+    )
     env["LOCALPIPE_STEP_DIR"] = str(folder.root)
     env["LOCALPIPE_OUTPUTS"] = json.dumps(output_paths)
     env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
@@ -259,5 +280,5 @@ def store_mounts(step: StepSpec, input_paths: dict[str, str], store: ObjectStore
     return {
         name: (path, fingerprint(path))
         for name, path in input_paths.items()
-        if step.inputs[name].mode == "mount" and path.startswith(root)
+        if step.inputs[name].mode in ("mount", "direct") and path.startswith(root)
     }

@@ -17,9 +17,12 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
-from localpipe.errors import PipelineValidationError
+from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.plan import checks, environments
 from localpipe.sdk.data import (
+    DataPath,
+    DataPathComputeBinding,
+    DataReference,
     DatasetConsumptionConfig,
     FileDataset,
     OutputFileDatasetConfig,
@@ -27,6 +30,7 @@ from localpipe.sdk.data import (
     PipelineDataInput,
     TabularDataset,
 )
+from localpipe.sdk.data.datasets import default_input_name
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
@@ -68,8 +72,9 @@ class InputSpec:
     output: str | None = None
     paths: list[str] | None = None
     path_on_compute: str | None = None
-    tabular: dict | None = None  # read as a table: {"separator", "header"}
+    tabular: dict | None = None  # read as a table: TabularDataset.table_options()
     dataset: dict | None = None  # a registered dataset: {"name", "version"}
+    root: str | None = None  # ``paths`` are a pick of files, placed at their paths below ``root``
 
 
 @dataclass
@@ -100,6 +105,8 @@ class StepSpec:
     # output name -> {"path": destination template, "register": dataset name or None}
     destinations: dict[str, dict] = field(default_factory=dict)
     secret_env: list[str] = field(default_factory=list)  # names only: values are never recorded
+    # PipelineData(pipeline_output_name=...): the pipeline-level name -> the step's output name
+    pipeline_outputs: dict[str, str] = field(default_factory=dict)
 
     @property
     def upstream(self) -> set[str]:
@@ -158,8 +165,12 @@ def _plan(
     names = _step_names(pipeline.steps, found)
     if not all(isinstance(name, str) for name in names.values()):  # every other problem is named after its step
         return Graph({}, {}, pipeline.description), found
-    parameters = _resolve_parameters(pipeline.steps, overrides, found)
-    specs = [_step_spec(step, names, parameters, pipeline, compute_targets, capacity, found) for step in pipeline.steps]
+    parameters, data_values = _resolve_parameters(pipeline.steps, overrides, found)
+    specs = [
+        _step_spec(step, names, parameters, data_values, pipeline, compute_targets, capacity, found)
+        for step in pipeline.steps
+    ]
+    _check_pipeline_outputs(specs, found)
     if capacity is not None:
         for spec in specs:
             _check_capacity(spec, capacity, found)
@@ -184,34 +195,83 @@ def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
     return names
 
 
-def _resolve_parameters(steps, overrides: dict, found: list[str]) -> dict[str, Any]:
+def _resolve_parameters(steps, overrides: dict, found: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The value of every parameter (JSON-ready) and, for those whose value is data (a DataPath or a
+    dataset), that data."""
     declared: dict[str, PipelineParameter] = {}
     declared_by: dict[str, str] = {}
     refused: set[str] = set()  # reported once here, so passed on as "" rather than reported again per use
     for step in steps:
-        for value in [*step.arguments, *step.params.values()]:
-            if isinstance(value, PipelineParameter):
-                if value.name not in declared and not checks.parameter_default(value.name, value.default_value, found):
+        for value in _parameters_of(step):
+            if value.name not in declared and not _data_default(value.default_value):
+                if not checks.parameter_default(value.name, value.default_value, found):
                     refused.add(value.name)
-                other = declared.setdefault(value.name, value)
-                first = declared_by.setdefault(value.name, step.name)
-                if not _same_default(other.default_value, value.default_value):
-                    found.append(
-                        f'parameter "{value.name}" is declared twice with different defaults '
-                        f'({other.default_value!r} in step "{first}", {value.default_value!r} '
-                        f'in step "{step.name}"): declare it once and share it'
-                    )
-    values = {name: "" if name in refused else p.default_value for name, p in declared.items()}
+            other = declared.setdefault(value.name, value)
+            first = declared_by.setdefault(value.name, step.name)
+            if not _same_default(other.default_value, value.default_value):
+                found.append(
+                    f'parameter "{value.name}" is declared twice with different defaults '
+                    f'({other.default_value!r} in step "{first}", {value.default_value!r} '
+                    f'in step "{step.name}"): declare it once and share it'
+                )
+    data = {name: p.default_value for name, p in declared.items() if _data_default(p.default_value)}
+    values = {name: "" if name in refused else p.default_value for name, p in declared.items() if name not in data}
     for name, raw in overrides.items():
         if name not in declared:
             known = ", ".join(sorted(declared)) or "none"
             found.append(f'parameter "{name}" is not used by this pipeline (known parameters: {known})')
             continue
         try:
-            values[name] = coerce_parameter(raw, declared[name].default_value)
+            if name in data:
+                data[name] = coerce_data_parameter(raw, declared[name].default_value)
+            else:
+                values[name] = coerce_parameter(raw, declared[name].default_value)
         except ValueError as exc:
             found.append(f'parameter "{name}": {exc}')
-    return values
+    values.update({name: _describe_data(value) for name, value in data.items()})
+    return values, data
+
+
+def _parameters_of(step) -> list[PipelineParameter]:
+    """The PipelineParameters a step uses: in its arguments and params, and (as data) in its inputs:
+    ``(PipelineParameter(DataPath), DataPathComputeBinding())`` and datasets consumed through one."""
+    found = []
+    for value in [*step.arguments, *step.params.values(), *step.inputs]:
+        if isinstance(value, tuple) and value and isinstance(value[0], PipelineParameter):
+            value = value[0]
+        elif isinstance(value, DatasetConsumptionConfig):
+            value = value.dataset
+        if isinstance(value, PipelineParameter):
+            found.append(value)
+    return found
+
+
+def _data_default(value) -> bool:
+    return isinstance(value, (DataPath, FileDataset))
+
+
+def coerce_data_parameter(raw: Any, default: Any) -> Any:
+    """A data parameter's new value: data of the default's kind; a string is a path in the default's
+    datastore (for a DataPath)."""
+    if isinstance(default, DataPath):
+        if isinstance(raw, DataPath):
+            return raw
+        if isinstance(raw, str):
+            return DataPath(default._datastore, raw)
+        raise ValueError(f"{raw!r} is not a DataPath: pass DataPath(datastore, path_on_datastore) or a path")
+    kind = TabularDataset if isinstance(default, TabularDataset) else FileDataset
+    if isinstance(raw, kind) and (kind is TabularDataset) == isinstance(raw, TabularDataset):
+        return raw
+    raise ValueError(
+        f"{raw!r} is not a {kind.__name__} like the default: pass one (Dataset.get_by_name, Dataset.File...)"
+    )
+
+
+def _describe_data(value) -> dict:
+    """A data parameter's value as plain data, for the run's record."""
+    if isinstance(value, DataPath):
+        return {"datapath": value.describe()}
+    return {"dataset": {"name": value.name, "version": value.version, "paths": list(value.paths)}}
 
 
 def _same_default(a: Any, b: Any) -> bool:
@@ -251,6 +311,7 @@ def _step_spec(
     step: PipelineStep,
     names: dict[int, str],
     parameters: dict,
+    data_values: dict,
     pipeline,
     compute_targets: dict | None,
     capacity: Capacity | None,
@@ -266,15 +327,21 @@ def _step_spec(
     inputs: dict[str, InputSpec] = {}
     outputs: dict[str, bool] = {}
     destinations: dict[str, dict] = {}
+    pipeline_outputs: dict[str, str] = {}
     for output in step.outputs:
         _add_output(label, step, output, outputs, found)
         if isinstance(output, OutputFileDatasetConfig) and (output.destination or output.register_as):
             destinations[output.name] = _destination(label, output, found)
+        if isinstance(output, PipelineData) and output.pipeline_output_name:
+            pipeline_outputs[output.pipeline_output_name] = output.name
     for item in step.inputs:
-        _add_input(label, step, item, names, inputs, found)
+        _add_input(label, step, _bound(item, data_values), names, inputs, found)
 
     used_params: dict[str, Any] = {}
-    argv = [_argument(label, value, parameters, used_params, outputs, found) for value in step.arguments]
+    argv = [
+        _argument(label, _bound(value, data_values), parameters, used_params, outputs, found)
+        for value in step.arguments
+    ]
     params = {
         key: checks.text(label, "parameter value", _param_value(value, parameters, used_params), found)
         for key, value in step.params.items()
@@ -337,7 +404,36 @@ def _step_spec(
         resources=resources,
         destinations=destinations,
         secret_env=_secret_env(label, step.secret_env, found),
+        pipeline_outputs=pipeline_outputs,
     )
+
+
+def _bound(item, data_values: dict):
+    """A data reference with its data parameters replaced by this submission's values: a DataPath
+    parameter bound by a DataPathComputeBinding is a DataReference named after the parameter; a
+    dataset parameter, the dataset chosen."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], PipelineParameter):
+        parameter, binding = item
+        if not isinstance(binding, DataPathComputeBinding):
+            return item  # reported as not a data reference
+        path = data_values.get(parameter.name, parameter.default_value)
+        return DataReference.create(parameter.name, path, binding) if isinstance(path, DataPath) else item
+    if isinstance(item, DatasetConsumptionConfig) and isinstance(item.dataset, PipelineParameter):
+        chosen = data_values.get(item.dataset.name, item.dataset.default_value)
+        return DatasetConsumptionConfig(item.name, chosen, item.mode, item.path_on_compute)
+    return item
+
+
+def _check_pipeline_outputs(specs: list[StepSpec], found: list[str]) -> None:
+    seen: dict[str, str] = {}
+    for spec in specs:
+        for name in spec.pipeline_outputs:
+            if name in seen and seen[name] != spec.name:
+                found.append(
+                    f'pipeline_output_name "{name}" is given to outputs of steps "{seen[name]}" and '
+                    f'"{spec.name}": give each its own'
+                )
+            seen.setdefault(name, spec.name)
 
 
 def _check_capacity(spec: StepSpec, capacity: Capacity, found: list[str]) -> None:
@@ -409,9 +505,9 @@ def _secret_env(label: str, names: list, found: list[str]) -> list[str]:
 def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) -> dict:
     """Where an output is written back, as an absolute path template inside its datastore."""
     if output.destination is None:
-        return {"path": None, "register": output.register_as}
+        return {"path": None, **_registration(output)}
     store, template = output.destination
-    root = os.path.realpath(store.path)
+    root = os.path.realpath(store.folder)
     path = os.path.normpath(os.path.join(root, str(template)))
     sample = path.replace("{run-id}", "1").replace("{output-name}", output.name)
     # Resolved too: a symbolic link inside the datastore may lead out of it.
@@ -420,7 +516,11 @@ def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) 
             f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
             f'"{store.name}": use a relative path inside it'
         )
-    return {"path": path, "root": root, "register": output.register_as}
+    return {"path": path, "root": root, **_registration(output)}
+
+
+def _registration(output: OutputFileDatasetConfig) -> dict:
+    return {"register": output.register_as, "description": output.register_description, "tags": output.register_tags}
 
 
 def inside(path: str, root: str) -> bool:
@@ -432,51 +532,25 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
     if isinstance(item, PipelineData):
         item = item.as_input()
     if isinstance(item, FileDataset):
-        item = item.as_named_input(os.path.basename(item.paths[0]) or "dataset")
+        item = item.as_named_input(default_input_name(item))
     if isinstance(item, PipelineDataInput):
-        name = item.name
-        producers = item.data.producers
-        if not producers:
-            found.append(
-                f'{label}: input "{name}" is produced by no step: add the step that writes '
-                f'PipelineData "{item.data.name}" as an output'
-            )
-            spec = InputSpec(mode=item.mode)
-        else:
-            producer = producers[0]
-            if id(producer) not in names:
-                found.append(
-                    f'{label}: input "{name}" is produced by step "{producer.name}", which is not in the pipeline: '
-                    "add it (resolve_closure=False keeps only the steps given)"
-                )
-            if producer is step:
-                found.append(
-                    f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '
-                    "from its inputs, or read it from another step's PipelineData"
-                )
-            spec = InputSpec(
-                mode=item.mode,
-                step=names.get(id(producer), producer.name),
-                output=item.data.name,
-                tabular=item.tabular,
-                path_on_compute=item.path_on_compute,
-            )
+        name, spec = item.name, _pipeline_data_input(label, step, item, names, found)
     elif isinstance(item, DatasetConsumptionConfig):
-        name = item.name
-        for path in item.dataset.paths:
-            if not os.path.exists(path):
-                found.append(
-                    f'{label}: dataset input "{name}": path "{path}" does not exist: create it or fix the path'
-                )
-        dataset = item.dataset
+        name, spec = item.name, _dataset_input(label, item, found)
+    elif isinstance(item, DataReference):
+        name = item.data_reference_name
+        if item.mode == "upload":
+            found.append(f'{label}: DataReference "{name}" as_upload(): write outputs through OutputFileDatasetConfig')
+        path = _local_path(label, item, found)
+        if path is not None and not os.path.exists(path):
+            found.append(
+                f'{label}: input "{name}": "{item.path_on_datastore}" does not exist in datastore '
+                f'"{item.datastore.name}" ({path}): upload it (datastore.upload_files) or fix the path'
+            )
         spec = InputSpec(
-            mode=item.mode,
-            paths=list(dataset.paths),
+            mode="download" if item.mode == "download" else "mount",
+            paths=[path or ""],
             path_on_compute=item.path_on_compute,
-            tabular={"separator": dataset.separator, "header": dataset.header}
-            if isinstance(dataset, TabularDataset)
-            else None,
-            dataset={"name": dataset.name, "version": dataset.version} if dataset.name else None,
         )
     else:
         found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
@@ -487,15 +561,73 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
     inputs[name] = spec
 
 
+def _local_path(label: str, reference, found: list[str]) -> str | None:
+    try:
+        return reference.local_path()
+    except UsageError as exc:
+        found.append(f"{label}: {exc}")
+        return None
+
+
+def _pipeline_data_input(label: str, step, item: PipelineDataInput, names: dict, found: list[str]) -> InputSpec:
+    producers = item.data.producers
+    if not producers:
+        found.append(
+            f'{label}: input "{item.name}" is produced by no step: add the step that writes '
+            f'PipelineData "{item.data.name}" as an output'
+        )
+        return InputSpec(mode=item.mode)
+    producer = producers[0]
+    if id(producer) not in names:
+        found.append(
+            f'{label}: input "{item.name}" is produced by step "{producer.name}", which is not in the pipeline: '
+            "add it (resolve_closure=False keeps only the steps given)"
+        )
+    if producer is step:
+        found.append(
+            f'{label} consumes its own output "{item.data.name}": remove "{item.data.name}" '
+            "from its inputs, or read it from another step's PipelineData"
+        )
+    return InputSpec(
+        mode=item.mode,
+        step=names.get(id(producer), producer.name),
+        output=item.data.name,
+        tabular=item.tabular,
+        path_on_compute=item.path_on_compute,
+    )
+
+
+def _dataset_input(label: str, item: DatasetConsumptionConfig, found: list[str]) -> InputSpec:
+    dataset = item.dataset
+    if isinstance(dataset, PipelineParameter):  # not bound: its default could not be used
+        dataset = dataset.default_value
+    for path in dataset.paths:
+        if not any(c in path for c in "*?[") and not os.path.exists(path):
+            found.append(
+                f'{label}: dataset input "{item.name}": path "{path}" does not exist: create it or fix the path'
+            )
+    paths, root = dataset.local_paths()
+    if root is not None and not paths:
+        found.append(f'{label}: dataset input "{item.name}": no file matches {list(dataset.paths)}: fix the path')
+    return InputSpec(
+        mode=item.mode,
+        paths=paths,
+        root=root,
+        path_on_compute=item.path_on_compute,
+        tabular=dataset.table_options() if isinstance(dataset, TabularDataset) else None,
+        dataset={"name": dataset.name, "version": dataset.version} if dataset.name else None,
+    )
+
+
 def _argument(label: str, value, parameters: dict, used: dict, outputs: dict[str, bool], found: list[str]):
     if isinstance(value, PipelineData):  # the step's output, or else an input it lists in inputs=
         return {"output": value.name} if value.name in outputs else {"input": value.as_input().name}
-    if isinstance(value, PipelineDataInput):
+    if isinstance(value, (PipelineDataInput, DatasetConsumptionConfig)):
         return {"input": value.name}
-    if isinstance(value, DatasetConsumptionConfig):
-        return {"input": value.name}
+    if isinstance(value, DataReference):
+        return {"input": value.data_reference_name}
     if isinstance(value, FileDataset):
-        return {"input": os.path.basename(value.paths[0]) or "dataset"}
+        return {"input": default_input_name(value)}
     if isinstance(value, (str, numbers.Real, os.PathLike, PipelineParameter)):
         return checks.text(label, "argument", _param_value(value, parameters, used), found)
     found.append(

@@ -13,7 +13,7 @@ from typing import Any
 from localpipe.content.hashing import hash_bytes
 from localpipe.plan.graph import StepSpec
 
-KEY_VERSION = 1
+KEY_VERSION = 2  # 2: a dataset input's digest names its files as the step sees them, not by where they are
 _NOT_KEYED = ("interpreter", "name", "dropped")
 
 

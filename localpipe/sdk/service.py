@@ -28,8 +28,11 @@ class WorkspaceService(Protocol):
 
     def register_datastore(self, name: str, path: Path) -> None: ...
 
-    def upload(self, name: str, src_dir: Path, target_path: str, overwrite: bool, show_progress: bool) -> Path:
-        """Copy ``src_dir`` into ``target_path`` of datastore ``name``; returns that folder."""
+    def upload(
+        self, name: str, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
+    ) -> Path:
+        """Copy ``files`` into ``target_path`` of datastore ``name``, each at its path below ``root``;
+        returns that folder."""
 
     # -- datasets --------------------------------------------------------------------------------
     def register_dataset(
@@ -41,8 +44,10 @@ class WorkspaceService(Protocol):
         description: str | None,
         tags: dict | None,
         create_new_version: bool,
+        root: str | None = None,
     ) -> dict:
-        """Register files as a version of dataset ``name``: ``{"name", "version", "kind", "options", "paths"}``."""
+        """Register files as a version of dataset ``name``: ``{"name", "version", "kind", "options", "paths"}``
+        (with ``root``, one folder holding each path at its place below ``root``)."""
 
     def get_dataset(self, name: str, version: int | str) -> dict:
         """A registered version, as ``register_dataset`` returns it."""

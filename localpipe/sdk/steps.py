@@ -15,6 +15,8 @@ from typing import Any
 
 from localpipe.errors import UsageError
 from localpipe.sdk.data import (
+    DataPathComputeBinding,
+    DataReference,
     DatasetConsumptionConfig,
     FileDataset,
     PipelineData,
@@ -23,7 +25,7 @@ from localpipe.sdk.data import (
 )
 from localpipe.sdk.runconfig import RunConfiguration
 
-INPUT_TYPES = (PipelineDataInput, DatasetConsumptionConfig, FileDataset)
+INPUT_TYPES = (PipelineDataInput, DatasetConsumptionConfig, FileDataset, DataReference)
 
 
 class PipelineStep:
@@ -61,7 +63,7 @@ class PipelineStep:
         for item in self.arguments:
             if isinstance(item, PipelineData) and item not in self.outputs and item not in self.inputs:
                 self.outputs.append(item)
-            elif isinstance(item, INPUT_TYPES):
+            elif isinstance(item, INPUT_TYPES) or _is_bound_datapath(item):
                 self._add_argument_input(item)
             elif isinstance(item, TabularOutput):
                 raise UsageError(
@@ -93,11 +95,20 @@ class PipelineStep:
         return f"{type(self).__name__}(name={self.name!r})"
 
 
+def _is_bound_datapath(item) -> bool:
+    """``(PipelineParameter(default_value=DataPath(...)), DataPathComputeBinding())``."""
+    return isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], DataPathComputeBinding)
+
+
 def _same_input(a, b) -> bool:
     if isinstance(a, DatasetConsumptionConfig) and isinstance(b, DatasetConsumptionConfig):
         return a.name == b.name and a.dataset == b.dataset
     if isinstance(a, PipelineDataInput) and isinstance(b, PipelineDataInput):
         return a.name == b.name and a.data is b.data
+    if isinstance(a, DataReference) and isinstance(b, DataReference):
+        return a.data_reference_name == b.data_reference_name
+    if _is_bound_datapath(a) and _is_bound_datapath(b):
+        return a[0] is b[0]
     return False
 
 

@@ -34,9 +34,11 @@ class DatasetRecords:
         description: str | None = None,
         tags: dict | None = None,
         create_new_version: bool = True,
+        root: str | None = None,
     ) -> dict:
-        """Register the files at ``paths`` as a version of ``name``; returns the version's record."""
-        digest, entries = self._commit_copy(paths)
+        """Register the files at ``paths`` as a version of ``name``; returns the version's record. With
+        ``root``, the version is one folder holding each path at its place below ``root``."""
+        digest, entries = self._commit_copy(paths, root)
         return self.record_version(name, digest, entries, kind, options, description, tags, create_new_version)
 
     def record_version(
@@ -158,7 +160,7 @@ class DatasetRecords:
             "paths": paths,
         }
 
-    def _commit_copy(self, paths: list[str]) -> tuple[str, list[str]]:
+    def _commit_copy(self, paths: list[str], root: str | None = None) -> tuple[str, list[str]]:
         """Copy ``paths`` into one tree and commit it; returns its digest and the paths inside it."""
         for path in paths:
             if not os.path.exists(path):
@@ -167,6 +169,13 @@ class DatasetRecords:
         try:
             if len(paths) == 1 and os.path.isdir(paths[0]):
                 shutil.copytree(paths[0], folder, symlinks=False)
+                entries = ["."]
+            elif root is not None:  # a selection of files (a glob, take, skip ...) keeps its layout
+                for path in paths:
+                    dest = folder / os.path.relpath(path, root)
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, dest)
+                folder.mkdir(parents=True, exist_ok=True)
                 entries = ["."]
             else:
                 folder.mkdir(parents=True)

@@ -9,31 +9,29 @@ from pathlib import Path
 from localpipe.errors import UsageError
 
 
-def upload(name: str, folder: Path, src_dir: Path, target_path: str, overwrite: bool, show_progress: bool) -> Path:
-    """Copy ``src_dir`` into ``folder / target_path`` (datastore ``name``'s folder); existing files are
-    kept unless ``overwrite``."""
-    if not src_dir.is_dir():
-        raise UsageError(f'upload to datastore "{name}": {src_dir} is not a folder: pass a folder')
-    root = folder.resolve()
-    target = (root / target_path).resolve()
-    if target != root and not target.is_relative_to(root):
+def upload(
+    name: str, folder: Path, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
+) -> Path:
+    """Copy ``files`` into ``folder / target_path`` (datastore ``name``'s folder), each at its path below
+    ``root``; existing files are kept unless ``overwrite``."""
+    store = folder.resolve()
+    target = (store / target_path.lstrip("/")).resolve()
+    if target != store and not target.is_relative_to(store):
         raise UsageError(
             f'upload to datastore "{name}": target_path "{target_path}" leaves the '
             "datastore: use a relative path inside it"
         )
     copied = skipped = 0
-    for folder, _, names in os.walk(src_dir):
-        for name in names:
-            source = Path(folder, name)
-            dest = target / source.relative_to(src_dir)
-            if dest.exists() and not overwrite:
-                skipped += 1
-                continue
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest)
-            copied += 1
+    for source in files:
+        dest = target / source.relative_to(root)
+        if dest.exists() and not overwrite:
+            skipped += 1
+            continue
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(source, dest)
+        copied += 1
     if show_progress:
-        print(f"uploaded {copied} files to {name}:{target_path or '/'} ({skipped} already there)")
+        print(f"Uploaded {copied} files to {name}:{target_path or '/'} ({skipped} already there)")
     return target
 
 

@@ -1,0 +1,417 @@
+"""Data with the Azure ML SDK v1's signatures and semantics (issue 14, item 6 and the data parts of
+item 8), each API used as the official samples use it, through real pipeline runs where it
+concerns steps."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from localpipe import (
+    DataPath,
+    DataPathComputeBinding,
+    DataReference,
+    Dataset,
+    DatasetConsumptionConfig,
+    Datastore,
+    OutputFileDatasetConfig,
+    Pipeline,
+    PipelineData,
+    PipelineParameter,
+    PythonScriptStep,
+)
+from localpipe.errors import UserErrorException
+from localpipe.plan.graph import Graph
+from localpipe.state.store import ObjectStore
+
+# A step that records its argv and what Run.get_context().input_datasets gives, into its output "out".
+SEE = """
+import json, os, sys
+from localpipe import Run
+inputs = {}
+for name, value in Run.get_context().input_datasets.items():
+    kind = type(value).__name__
+    if kind == "TabularDataset":
+        frame = value.to_pandas_dataframe()
+        inputs[name] = {"kind": kind, "columns": list(frame.columns), "rows": len(frame)}
+    elif kind == "FileDataset":
+        inputs[name] = {"kind": kind, "to_path": value.to_path()}
+    else:
+        inputs[name] = {"kind": kind, "path": value}
+out = sys.argv[sys.argv.index("--out") + 1]
+json.dump({"argv": sys.argv[1:], "inputs": inputs}, open(os.path.join(out, "seen.json"), "w"))
+"""
+
+
+def seen(ws, steps, step="see") -> dict:
+    store = ObjectStore(ws.state_dir / "objects")
+    return json.loads((store.path(steps[step]["outputs"]["out"]) / "seen.json").read_text())
+
+
+def see_step(ws, project, inputs=(), arguments=(), name="see"):
+    project("src/see/see.py", SEE)
+    out = PipelineData("out")
+    return PythonScriptStep(
+        name=name,
+        script_name="see.py",
+        source_directory=str(ws.root / "src/see"),
+        arguments=[*arguments, "--out", out],
+        inputs=list(inputs),
+        outputs=[out],
+    )
+
+
+# -- DataPath, DataReference and data PipelineParameters (item 1) ----------------------------------
+
+
+def test_a_datapath_pipeline_parameter_chosen_at_submit_time_keys_the_step_by_content(ws, project, run_pipeline):
+    """The showcasing-datapath-and-pipelineparameter sample: the default DataPath, then another one
+    given in pipeline_parameters; a path holding the same bytes is reused."""
+    for folder in ("sample_datapath1", "sample_datapath2", "sample_datapath3"):
+        text = "two\n" if folder == "sample_datapath2" else "one\n"
+        project(f"local/{folder}/data.txt", text)
+    def_blob_store = ws.get_default_datastore()
+    for folder in ("sample_datapath1", "sample_datapath2", "sample_datapath3"):
+        def_blob_store.upload_files([str(ws.root / f"local/{folder}/data.txt")], target_path=folder, overwrite=True)
+
+    data_path = DataPath(datastore=def_blob_store, path_on_datastore="sample_datapath1")
+    datapath1_pipeline_param = PipelineParameter(name="input_datapath", default_value=data_path)
+    datapath_input = (datapath1_pipeline_param, DataPathComputeBinding(mode="mount"))
+    string_pipeline_param = PipelineParameter(name="input_string", default_value="sample_string1")
+    step = see_step(
+        ws, project, inputs=[datapath_input], arguments=["--arg1", string_pipeline_param, "--arg2", datapath_input]
+    )
+    pipeline = Pipeline(workspace=ws, steps=[step])
+
+    _, status, steps = run_pipeline(pipeline)
+    assert status.value == "Completed", steps
+    first = seen(ws, steps)
+    mounted = first["argv"][3]
+    assert mounted == str(def_blob_store.folder / "sample_datapath1")
+    assert first["inputs"]["input_datapath"] == {"kind": "str", "path": mounted}
+
+    other = DataPath(datastore=def_blob_store, path_on_datastore="sample_datapath2")
+    _, status, steps = run_pipeline(pipeline, parameters={"input_datapath": other, "input_string": "sample_string1"})
+    assert steps["see"]["reason"] == 'runs: input "input_datapath" changed'
+    assert seen(ws, steps)["argv"][3] == str(def_blob_store.folder / "sample_datapath2")
+
+    same_bytes = DataPath(datastore=def_blob_store, path_on_datastore="sample_datapath3")
+    _, status, steps = run_pipeline(pipeline, parameters={"input_datapath": same_bytes})
+    assert steps["see"]["status"] == "Reused", steps["see"]["reason"]
+    assert steps["see"]["reason"].startswith("reused from run 1")
+
+
+def test_a_dataset_pipeline_parameter_is_consumed_as_the_sample_does(ws, project, run_pipeline):
+    """The showcasing-dataset-and-pipelineparameter sample: a file dataset mounted, a tabular one given
+    directly (the step reads a TabularDataset), both replaced through pipeline_parameters."""
+    project("data/titanic.csv", "name,age\nA,1\nB,2\n")
+    project("data/iris.csv", "x,y,z\n1,2,3\n")
+    file_dataset = Dataset.File.from_files(str(ws.root / "data/titanic.csv"))
+    file_pipeline_param = PipelineParameter(name="file_ds_param", default_value=file_dataset)
+    file_ds_consumption = DatasetConsumptionConfig("file_dataset", file_pipeline_param).as_mount()
+    tabular_dataset = Dataset.Tabular.from_delimited_files(str(ws.root / "data/titanic.csv"))
+    tabular_pipeline_param = PipelineParameter(name="tabular_ds_param", default_value=tabular_dataset)
+    tabular_ds_consumption = DatasetConsumptionConfig("tabular_dataset", tabular_pipeline_param)
+    step = see_step(
+        ws,
+        project,
+        inputs=[file_ds_consumption, tabular_ds_consumption],
+        arguments=["--param1", file_ds_consumption, "--param2", tabular_ds_consumption],
+    )
+    pipeline = Pipeline(workspace=ws, steps=[step])
+
+    _, status, steps = run_pipeline(pipeline)
+    assert status.value == "Completed", steps
+    got = seen(ws, steps)["inputs"]
+    assert got["file_dataset"] == {"kind": "str", "path": str(ws.root / "data/titanic.csv")}
+    assert got["tabular_dataset"] == {"kind": "TabularDataset", "columns": ["name", "age"], "rows": 2}
+
+    iris_file_ds = Dataset.File.from_files(str(ws.root / "data/iris.csv"))
+    iris_tabular_ds = Dataset.Tabular.from_delimited_files(str(ws.root / "data/iris.csv"))
+    _, status, steps = run_pipeline(
+        pipeline, parameters={"file_ds_param": iris_file_ds, "tabular_ds_param": iris_tabular_ds}
+    )
+    got = seen(ws, steps)["inputs"]
+    assert got["file_dataset"]["path"] == str(ws.root / "data/iris.csv")
+    assert got["tabular_dataset"]["columns"] == ["x", "y", "z"]
+    with pytest.raises(UserErrorException, match="does not support mount"):
+        DatasetConsumptionConfig("t", tabular_dataset).as_mount()
+
+
+def test_data_references_of_the_data_dependency_sample_mount_and_download(ws, project, run_pipeline):
+    project("local/Titanic.csv", "a\n1\n")
+    def_blob_store = Datastore(ws, "workspaceblobstore")
+    reference = def_blob_store.upload_files([str(ws.root / "local/Titanic.csv")], target_path="titanic", overwrite=True)
+    assert isinstance(reference, DataReference) and reference.path_on_datastore == "titanic"
+    blob_input_data = DataReference(
+        datastore=def_blob_store, data_reference_name="test_data", path_on_datastore="titanic/Titanic.csv"
+    )
+    copied = def_blob_store.path("titanic").as_download()
+    step = see_step(ws, project, inputs=[blob_input_data], arguments=["--input", blob_input_data, "--c", copied])
+    _, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status.value == "Completed", steps
+    got = seen(ws, steps)
+    assert got["argv"][1] == str(def_blob_store.folder / "titanic/Titanic.csv")
+    assert got["argv"][3].startswith(str(ws.state_dir / "runs")) and os.path.isdir(got["argv"][3])
+    assert str(blob_input_data) == "$AZUREML_DATAREFERENCE_test_data"
+    assert copied.data_reference_name == def_blob_store.path("titanic").data_reference_name  # stable: same key
+
+
+# -- datastores (item 2) -----------------------------------------------------------------------------
+
+
+def test_datastore_upload_files_download_and_the_default_datastore(ws, project, tmp_path):
+    project("data/green/unprepared.parquet", "g")
+    project("data/yellow/a/b.csv", "y")
+    default_store = ws.get_default_datastore()
+    assert Datastore(ws) == default_store == Datastore(ws, "workspaceblobstore") == Datastore.get_default(ws)
+    default_store.upload_files(
+        [str(ws.root / "data/green/unprepared.parquet")], target_path="green", overwrite=True, show_progress=True
+    )
+    default_store.upload_files(
+        [str(ws.root / "data/yellow/a/b.csv"), str(ws.root / "data/green/unprepared.parquet")],
+        relative_root=str(ws.root / "data"),
+        target_path="both",
+    )
+    assert (default_store.folder / "green/unprepared.parquet").read_text() == "g"
+    assert (default_store.folder / "both/yellow/a/b.csv").read_text() == "y"
+    with pytest.raises(UserErrorException, match="relative_root"):
+        default_store.upload_files(
+            [str(ws.root / "data/green/unprepared.parquet")], relative_root=str(ws.root / "data/yellow")
+        )
+    assert default_store.download(str(tmp_path / "down"), prefix="both", show_progress=False) == 2
+    assert (tmp_path / "down/both/yellow/a/b.csv").read_text() == "y"
+    assert default_store.download(str(tmp_path / "down"), prefix="both", show_progress=False) == 0  # kept
+
+
+def test_cloud_registrations_refuse_in_one_line_and_write_nothing(ws):
+    with pytest.raises(UserErrorException, match=r"Datastore.register_local\(workspace, name, path\)"):
+        Datastore.register_azure_blob_container(
+            workspace=ws, datastore_name="oj", container_name="c", account_name="a", create_if_not_exists=False
+        )
+    with pytest.raises(UserErrorException, match="register_local"):
+        Datastore.register_azure_data_lake_gen2(ws, "lake", filesystem="fs", account_name="a")
+    with pytest.raises(TypeError):
+        Datastore.register_azure_file_share(ws, "share", file_share_name="s", acount_name="typo")
+    assert sorted(ws.datastores) == ["workspaceblobstore", "workspacefilestore"]
+
+
+# -- FileDataset (item 3) ----------------------------------------------------------------------------
+
+
+def test_file_dataset_paths_subsets_download_and_mount(ws, project, tmp_path):
+    for name in ("a", "b", "c", "d"):
+        project(f"imgs/{name}.csv", name)
+    project("imgs/sub/e.csv", "e")
+    project("imgs/skip.txt", "no")
+    ds = ws.get_default_datastore()
+    ds.upload(str(ws.root / "imgs"), target_path="imgs")
+    dataset = Dataset.File.from_files((ds, "imgs/*.csv"))
+    assert dataset.to_path() == ["/a.csv", "/b.csv", "/c.csv", "/d.csv"]
+    assert Dataset.File.from_files(ds.path("imgs")).to_path()[-1] == "/sub/e.csv"
+    assert dataset.take(2).to_path() == ["/a.csv", "/b.csv"] and dataset.skip(3).to_path() == ["/d.csv"]
+    first, rest = dataset.random_split(percentage=0.5, seed=223)
+    assert sorted(first.to_path() + rest.to_path()) == dataset.to_path()
+    assert first.to_path() == dataset.random_split(percentage=0.5, seed=223)[0].to_path()
+    assert set(dataset.take_sample(0.5, seed=1).to_path()) <= set(dataset.to_path())
+
+    files = dataset.take(2).download(target_path=str(tmp_path / "dl"), overwrite=False)
+    assert files == [str(tmp_path / "dl/a.csv"), str(tmp_path / "dl/b.csv")]
+    with pytest.raises(UserErrorException, match="already exists"):
+        dataset.take(1).download(target_path=str(tmp_path / "dl"))
+    with dataset.mount() as mount_context:
+        assert sorted(os.listdir(mount_context.mount_point)) == ["a.csv", "b.csv", "c.csv", "d.csv"]
+        assert open(os.path.join(mount_context.mount_point, "c.csv")).read() == "c"
+        with pytest.raises(PermissionError):
+            if os.geteuid() == 0:
+                raise PermissionError("root writes anywhere")
+            open(os.path.join(mount_context.mount_point, "new.csv"), "w")
+    assert not os.path.exists(mount_context.mount_point)
+    with pytest.raises(UserErrorException, match="Cannot load any data"):
+        Dataset.File.from_files((ds, "nothing/*.csv"))
+    with pytest.raises(TypeError):
+        dataset.mount(mount_opts=["ro"])
+
+
+def test_register_refuses_new_content_under_an_existing_name_unless_asked(ws, project):
+    project("data/x.csv", "1")
+    ds = Dataset.File.from_files(str(ws.root / "data"))
+    assert ds.register(ws, "x").version == 1 and ds.register(ws, "x").version == 1
+    project("data/x.csv", "2")
+    with pytest.raises(Exception, match="create_new_version=True"):
+        Dataset.File.from_files(str(ws.root / "data")).register(workspace=ws, name="x")
+    assert Dataset.File.from_files(str(ws.root / "data")).register(ws, "x", create_new_version=True).version == 2
+    picked = Dataset.File.from_files(str(ws.root / "data/*.csv")).register(ws, "picked")
+    assert picked.to_path() == ["/x.csv"]
+
+
+def test_input_datasets_give_a_file_dataset_in_direct_mode_and_paths_otherwise(ws, project, run_pipeline):
+    project("data/raw/one.csv", "1")
+    project("data/raw/deep/two.csv", "2")
+    raw = Dataset.File.from_files(str(ws.root / "data/raw"))
+    picked = Dataset.File.from_files(str(ws.root / "data/raw/**/*.csv"))
+    step = see_step(
+        ws,
+        project,
+        inputs=[raw.as_named_input("direct"), raw.as_named_input("mounted").as_mount(), picked.as_named_input("pick")],
+    )
+    _, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status.value == "Completed", steps
+    got = seen(ws, steps)["inputs"]
+    assert got["direct"] == {"kind": "FileDataset", "to_path": ["/deep/two.csv", "/one.csv"]}
+    assert got["mounted"] == {"kind": "str", "path": str(ws.root / "data/raw")}
+    assert got["pick"]["to_path"] == ["/deep/two.csv", "/one.csv"]
+
+
+# -- TabularDataset (item 4) -------------------------------------------------------------------------
+
+
+def test_tabular_datasets_column_and_row_operations(ws, project):
+    rows = "".join(f"{i},{i * 2},x{i}\n" for i in range(20))
+    project("t/part1.csv", "a,b,c\n" + rows)
+    dataset = Dataset.Tabular.from_delimited_files(
+        path=str(ws.root / "t/*.csv"),
+        set_column_types={"a": int, "c": str},
+    )
+    assert list(dataset.drop_columns("c").to_pandas_dataframe().columns) == ["a", "b"]
+    assert list(dataset.keep_columns(["a"]).to_pandas_dataframe().columns) == ["a"]
+    assert dataset.take(5).to_pandas_dataframe()["a"].tolist() == [0, 1, 2, 3, 4]
+    assert dataset.skip(18).to_pandas_dataframe()["a"].tolist() == [18, 19]
+    train, test = dataset.random_split(percentage=0.8, seed=223)
+    together = sorted(train.to_pandas_dataframe()["a"].tolist() + test.to_pandas_dataframe()["a"].tolist())
+    assert together == list(range(20)) and 0 < len(test.to_pandas_dataframe()) < 20
+    assert len(dataset.take_sample(0.0).to_pandas_dataframe()) == 0
+    csv = dataset.take(3).to_csv_files(separator=";")
+    assert open(csv.files()[0]).read().splitlines()[0] == "a;b;c"
+    with pytest.raises(UserErrorException, match="'null' or 'fail'"):
+        dataset.to_pandas_dataframe(on_error="ignore")
+    registered = dataset.keep_columns(["a", "b"]).take(2).register(ws, "small")
+    assert Dataset.get_by_name(ws, "small").to_pandas_dataframe().values.tolist() == [[0, 0], [1, 2]]
+    assert registered.version == 1
+
+
+def test_parquet_json_lines_and_register_pandas_dataframe(ws, project):
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    frame = pandas.DataFrame({"x": [1, 2, 3], "y": ["a", "b", "c"]})
+    ds = ws.get_default_datastore()
+    train_data = Dataset.Tabular.register_pandas_dataframe(
+        frame, target=(ds, "train"), name="train", show_progress=False
+    )
+    assert train_data.name == "train" and train_data.to_pandas_dataframe().equals(frame)
+    parquet = Dataset.Tabular.from_parquet_files(path=(ds, "train/**/*.parquet"))
+    assert parquet.to_pandas_dataframe()["x"].tolist() == [1, 2, 3]
+    assert parquet.take(1).to_parquet_files().files()[0].endswith(".parquet")
+    project("j/a.jsonl", '{"k": 1}\n{"k": 2}\n')
+    assert Dataset.Tabular.from_json_lines_files(str(ws.root / "j/a.jsonl")).to_pandas_dataframe()["k"].sum() == 3
+
+
+# -- OutputFileDatasetConfig and PipelineData (items 4 and 8) ------------------------------------------
+
+
+def test_output_file_dataset_config_as_upload_and_as_mount_stay_outputs(ws, project, run_pipeline):
+    pytest.importorskip("pyarrow")
+    project(
+        "src/p/p.py",
+        """
+        import os, sys
+        import pandas
+        pandas.DataFrame({"x": [1, 2]}).to_parquet(os.path.join(sys.argv[1], "part.parquet"))
+        open(os.path.join(sys.argv[2], "rows.tsv"), "w").write("k\\tv\\n1\\t2\\n")
+        """,
+    )
+    store = ws.get_default_datastore()
+    uploaded = OutputFileDatasetConfig(name="uploaded", destination=(store, "up/{run-id}")).as_upload(overwrite=True)
+    mounted = OutputFileDatasetConfig(name="mounted").as_mount()
+    mounted.register_on_complete(name="tsv_rows", description="rows", tags={"k": "v"})
+    produce = PythonScriptStep(
+        "p.py", name="produce", source_directory=str(ws.root / "src/p"), arguments=[uploaded, mounted]
+    )
+    consume = see_step(
+        ws,
+        project,
+        inputs=[
+            uploaded.read_parquet_files(path_glob="*.parquet").as_input("pq"),
+            mounted.read_delimited_files(separator="\t", set_column_types={"v": float}).as_input("tsv"),
+        ],
+    )
+    run_id, status, steps = run_pipeline(Pipeline(ws, [consume, produce]))
+    assert status.value == "Completed", steps
+    got = seen(ws, steps)["inputs"]
+    assert got["pq"] == {"kind": "TabularDataset", "columns": ["x"], "rows": 2}
+    assert got["tsv"] == {"kind": "TabularDataset", "columns": ["k", "v"], "rows": 1}
+    assert (store.folder / f"up/{run_id}/part.parquet").exists()
+    assert Dataset.get_by_name(ws, "tsv_rows").version == 1
+
+
+def test_pipeline_data_as_dataset_parsed_by_its_consumers_as_the_nyc_taxi_sample(ws, project, run_pipeline, history):
+    """The nyc-taxi sample's form: each step's output ``PipelineData(...).as_dataset()``, read by the next
+    through ``parse_parquet_files()`` as a TabularDataset; pipeline_output_name is in the run's graph."""
+    pytest.importorskip("pyarrow")
+    project(
+        "src/clean/cleanse.py",
+        """
+        import argparse, os
+        import pandas
+        from azureml.core import Run
+        raw = Run.get_context().input_datasets["raw_data"].to_pandas_dataframe()
+        parser = argparse.ArgumentParser("cleanse")
+        parser.add_argument("--output_cleanse", type=str)
+        args = parser.parse_args()
+        os.makedirs(args.output_cleanse, exist_ok=True)
+        raw.dropna(how="all").to_parquet(args.output_cleanse + "/processed.parquet")
+        """,
+    )
+    project("data/green.csv", "cost,distance\n1,2\n3,4\n")
+    green_taxi_data = Dataset.Tabular.from_delimited_files(str(ws.root / "data/green.csv")).register(ws, "green")
+    default_store = ws.get_default_datastore()
+    cleansed = PipelineData(
+        "cleansed_green_data", datastore=default_store, is_directory=True, pipeline_output_name="cleansed"
+    ).as_dataset()
+    cleansing = PythonScriptStep(
+        name="Cleanse Green Taxi Data",
+        script_name="cleanse.py",
+        arguments=["--output_cleanse", cleansed],
+        inputs=[green_taxi_data.as_named_input("raw_data")],
+        outputs=[cleansed],
+        source_directory=str(ws.root / "src/clean"),
+        allow_reuse=True,
+    )
+    merge = see_step(ws, project, inputs=[cleansed.parse_parquet_files()])
+    run_id, status, steps = run_pipeline(Pipeline(ws, [merge, cleansing]))
+    assert status.value == "Completed", steps
+    assert seen(ws, steps)["inputs"]["cleansed_green_data"] == {
+        "kind": "TabularDataset",
+        "columns": ["cost", "distance"],
+        "rows": 2,
+    }
+    graph = Graph.from_dict(history.runs.for_scheduler(run_id).graph)
+    assert graph.steps["Cleanse Green Taxi Data"].pipeline_outputs == {"cleansed": "cleansed_green_data"}
+
+
+def test_pipeline_data_takes_the_sdks_parameters(ws):
+    data = PipelineData(
+        "processed",
+        datastore=ws.get_default_datastore(),
+        output_name="processed",
+        output_mode="upload",
+        output_overwrite=True,
+        data_type="AnyDirectory",
+        is_directory=True,
+        pipeline_output_name="final",
+    )
+    assert (data.output_mode, data.pipeline_output_name, data.is_directory) == ("upload", "final", True)
+    with pytest.raises(UserErrorException, match="output_mode"):
+        PipelineData("x", output_mode="link")
+    with pytest.raises(TypeError):
+        PipelineData("x", pipline_output_name="typo")
+
+
+def test_a_data_path_missing_from_its_datastore_is_a_validation_problem(ws, project):
+    blob = ws.get_default_datastore()
+    param = PipelineParameter(name="input_datapath", default_value=DataPath(blob, "sample_datapath1"))
+    step = see_step(ws, project, inputs=[(param, DataPathComputeBinding())])
+    problems = Pipeline(ws, [step]).validate()
+    assert any('"sample_datapath1" does not exist in datastore "workspaceblobstore"' in p for p in problems), problems
