@@ -71,13 +71,28 @@ def _environment_builds(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.EnvironmentBuild])
 
 
+def _run_properties(db: SqliteDatabase, t: Tables) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    added = {
+        "experiment": ("tags",),
+        "pipeline_run": ("properties", "display_name", "description"),
+        "step_run": ("properties",),
+    }
+    models = {"experiment": t.Experiment, "pipeline_run": t.PipelineRun, "step_run": t.StepRun}
+    migrator = SqliteMigrator(db)
+    for table, names in added.items():
+        present = {column.name for column in db.get_columns(table)}
+        migrate(*(migrator.add_column(table, n, getattr(models[table], n)) for n in names if n not in present))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
 MIGRATIONS = list(
     zip(
         MIGRATION_NAMES,
-        (_initial, _resource_claims, _dataset_lineage, _git_info, _output_files, _environment_builds),
+        (_initial, _resource_claims, _dataset_lineage, _git_info, _output_files, _environment_builds, _run_properties),
         strict=True,
     )
 )

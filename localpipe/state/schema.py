@@ -8,5 +8,6 @@ MIGRATION_NAMES = (
     "0004_git_info",
     "0005_output_files",
     "0006_environment_builds",
+    "0007_run_properties",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)
