@@ -37,6 +37,10 @@ class UserErrorException(UsageError):
     """Azure ML's name for a wrong value given to the SDK (an environment specification, say)."""
 
 
+class RunEnvironmentException(LocalpipeError):
+    """``Run.get_context(allow_offline=False)`` outside a step (the SDK's exception of that name)."""
+
+
 class ComputeTargetException(LocalpipeError):
     """Azure ML's ``azureml.exceptions.ComputeTargetException``: ``ComputeTarget(ws, name)`` for a
     target ``ws`` does not have (or has as another kind). Code written for Azure catches it and

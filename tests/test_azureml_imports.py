@@ -251,7 +251,9 @@ print(json.dumps(sorted(set(sys.modules) - before)))
         "azureml.core",
         "localpipe",
         "localpipe.client",
-        "localpipe.client.context",
+        "localpipe.client.run_base",
+        "localpipe.client.run_files",
+        "localpipe.client.runs",
         "localpipe.compat",
         "localpipe.compat.names",
         "localpipe.errors",
@@ -267,8 +269,8 @@ def test_a_name_localpipe_lacks_says_so(tmp_path):
     cases = {
         "from azureml.core import Model": "ImportError: localpipe does not provide azureml.core.Model " + NOT_YET,
         "import azureml.widgets": "ImportError: localpipe does not provide azureml.widgets " + NOT_YET,
-        "import azureml.core\nazureml.core.ScriptRunConfig": "AttributeError: localpipe does not provide "
-        "azureml.core.ScriptRunConfig " + NOT_YET,
+        "import azureml.core\nazureml.core.Model": "AttributeError: localpipe does not provide "
+        "azureml.core.Model " + NOT_YET,
     }
     for code, message in cases.items():
         done = python(code, tmp_path, PYTHONPATH=SHIM_DIR)

@@ -90,6 +90,11 @@ class LocalService:
 
         return {name: Experiment(self.workspace, name) for name in self.history.registry.experiment_names()}
 
+    def get_run(self, run_id) -> Any:
+        from localpipe.client.runs import Run
+
+        return Run.get(self.workspace, run_id)
+
     def validate(self, pipeline, parameters: dict | None) -> list[str]:
         from localpipe.plan.graph import problems
         from localpipe.sdk.compute import compute_targets

@@ -17,8 +17,9 @@ MODULES: dict[str, dict[str, str]] = {
         "Datastore": "localpipe.sdk.data:Datastore",
         "Environment": "localpipe.sdk.environment:Environment",
         "Experiment": "localpipe.client.experiment:Experiment",
-        "Run": "localpipe.client.context:Run",
+        "Run": "localpipe.client.runs:Run",
         "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
+        "ScriptRunConfig": "localpipe.sdk.script_run:ScriptRunConfig",
         "VERSION": "localpipe:__version__",
         "Workspace": "localpipe.sdk.workspace:Workspace",
     },
@@ -46,7 +47,7 @@ MODULES: dict[str, dict[str, str]] = {
         "Experiment": "localpipe.client.experiment:Experiment",
     },
     "azureml.core.run": {
-        "Run": "localpipe.client.context:Run",
+        "Run": "localpipe.client.runs:Run",
     },
     "azureml.core.runconfig": {
         "CondaDependencies": "localpipe.sdk.environment:CondaDependencies",
@@ -54,6 +55,9 @@ MODULES: dict[str, dict[str, str]] = {
         "DEFAULT_GPU_IMAGE": "localpipe.sdk.environment:DEFAULT_GPU_IMAGE",
         "DockerConfiguration": "localpipe.sdk.environment:DockerConfiguration",
         "RunConfiguration": "localpipe.sdk.environment:RunConfiguration",
+    },
+    "azureml.core.script_run_config": {
+        "ScriptRunConfig": "localpipe.sdk.script_run:ScriptRunConfig",
     },
     "azureml.core.workspace": {
         "Workspace": "localpipe.sdk.workspace:Workspace",
