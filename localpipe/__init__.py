@@ -43,9 +43,10 @@ _EXPORTS = {
     "PipelineParameter": "localpipe.sdk.parameters",
     "PipelineRun": "localpipe.client.runs",
     "PythonScriptStep": "localpipe.sdk.steps",
-    "Run": "localpipe.client.context",
+    "Run": "localpipe.client.runs",
     "RunConfiguration": "localpipe.sdk.runconfig",
     "RunStatus": "localpipe.status",
+    "ScriptRunConfig": "localpipe.sdk.script_run",
     "StepRun": "localpipe.client.runs",
     "Workspace": "localpipe.sdk.workspace",
 }

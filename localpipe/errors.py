@@ -75,6 +75,10 @@ class UserErrorException(UsageError):
         super().__init__(exception_message, **kwargs)
 
 
+class RunEnvironmentException(LocalpipeError):
+    """``Run.get_context(allow_offline=False)`` outside a step (the SDK's exception of that name)."""
+
+
 class ComputeTargetException(LocalpipeError):
     """Azure ML's ``azureml.exceptions.ComputeTargetException``: ``ComputeTarget(ws, name)`` for a
     target ``ws`` does not have (or has as another kind). Code written for Azure catches it and

@@ -251,8 +251,10 @@ print(json.dumps(sorted(set(sys.modules) - before)))
         "azureml.core",
         "localpipe",
         "localpipe.client",
-        "localpipe.client.context",
         "localpipe.client.models",  # run.register_model: the standard library and sdk.model only
+        "localpipe.client.run_base",
+        "localpipe.client.run_files",
+        "localpipe.client.runs",
         "localpipe.compat",
         "localpipe.compat.names",
         "localpipe.errors",
@@ -270,8 +272,8 @@ def test_a_name_localpipe_lacks_says_so(tmp_path):
         "from azureml.core import Webservice": "ImportError: localpipe does not provide azureml.core.Webservice "
         + NOT_YET,
         "import azureml.train.hyperdrive": "ImportError: localpipe does not provide azureml.train " + NOT_YET,
-        "import azureml.core\nazureml.core.ScriptRunConfig": "AttributeError: localpipe does not provide "
-        "azureml.core.ScriptRunConfig " + NOT_YET,
+        "import azureml.core\nazureml.core.Webservice": "AttributeError: localpipe does not provide "
+        "azureml.core.Webservice " + NOT_YET,
     }
     for code, message in cases.items():
         done = python(code, tmp_path, PYTHONPATH=SHIM_DIR)

@@ -51,7 +51,8 @@ def test_submit_returns_at_once_and_the_run_completes_in_the_background(ws, proj
     steps = {s.name: s for s in run.get_steps()}
     assert set(steps) == {"write", "read"}
     assert run.find_step_run("read")[0].get_stdout_log() == "read 42\n"
-    assert run.get_metrics() == {"read": {"value": 42}}
+    read = run.find_step_run("read")[0]
+    assert run.get_metrics(recursive=True)[read.id] == {"value": 42}  # the SDK's form: by run id
     output = steps["write"].get_output_data("data")
     assert (output.path / "v.txt").read_text() == "42"
     copy = output.download(ws.root / "download")

@@ -55,6 +55,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0006_environment_builds",
         "0007_workspace_settings",
         "0008_model_registry",
+        "0009_run_properties",
     ]
 
 
@@ -225,4 +226,29 @@ def test_a_history_db_of_the_release_before_builds_is_migrated(ws, project, run_
     assert conn.execute("SELECT COUNT(*) FROM environment_build").fetchone() == (0,)
     assert conn.execute("SELECT COUNT(*) FROM workspace_setting").fetchone() == (0,)
     assert conn.execute("SELECT COUNT(*) FROM step_run").fetchone() == (1,)
+    conn.close()
+
+
+def test_a_history_db_of_the_release_before_run_properties_is_migrated(ws, project, run_pipeline):
+    """A file written before migration 0009 (no properties, display names, experiment tags) gets
+    them, keeping its rows; its runs read with empty properties."""
+    from localpipe import Pipeline, PythonScriptStep
+
+    project("src/a.py", "print('a')\n")
+    run_pipeline(Pipeline(ws, [PythonScriptStep("a.py", name="a", source_directory=str(ws.root / "src"))]))
+    close_all()
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    with conn:
+        for table, column in [("pipeline_run", "properties"), ("pipeline_run", "display_name"),
+                              ("pipeline_run", "description"), ("step_run", "properties"),
+                              ("experiment", "tags")]:  # fmt: skip
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("DELETE FROM migration WHERE name = '0009_run_properties'")
+        conn.execute("PRAGMA user_version = 8")
+    conn.close()
+    assert history_of(ws).runs.get(1)["properties"] == {}
+    assert history_of(ws).runs.steps(1)[0]["properties"] == {}
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert "display_name" in {row[1] for row in conn.execute("PRAGMA table_info(pipeline_run)")}
     conn.close()

@@ -39,12 +39,9 @@ RETURNED: dict[str, str] = {
     "azureml.data.azure_storage_datastore.AzureBlobDatastore": "localpipe.sdk.data:Datastore",
 }
 
-# SDK classes whose instances are, in localpipe, of another class than the one the name gives: in a
-# step, ``Run.get_context()`` returns a ``StepRunContext``, localpipe's ``Run`` being only the factory. A
-# member the class lacks is looked for on these.
-INSTANCES: dict[str, list[str]] = {
-    "azureml.core.Run": ["localpipe.client.context:StepRunContext"],
-}
+# SDK classes whose instances are, in localpipe, of another class than the one the name gives; a member
+# the class lacks is looked for on these. (None now: ``Run.get_context()`` gives a subclass of ``Run``.)
+INSTANCES: dict[str, list[str]] = {}
 
 # SDK callables whose ``**kwargs`` refuse what they do not know, as their source shows: a localpipe
 # counterpart that swallows unknown keywords differs from them although both signatures have ``**``.

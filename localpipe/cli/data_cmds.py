@@ -116,12 +116,14 @@ def download(run_id, step, output, dest, overwrite) -> None:
       localpipe download 3 train model ./models
     """
     from localpipe.client.experiment import Experiment
-    from localpipe.client.runs import PipelineRun, StepRun
+    from localpipe.client.runs import StepRun
     from localpipe.client.workspace import history_of
 
     ws = workspace()
-    run = history_of(ws).runs.get(run_id)
-    data = StepRun(PipelineRun(Experiment(ws, run["experiment"]), run["id"]), step).get_output_data(output)
+    history = history_of(ws)
+    run = history.runs.get(run_id)
+    row = history.runs.find_step(run["id"], step)  # NotFoundError lists the run's steps
+    data = StepRun(Experiment(ws, run["experiment"]), row["id"], run["id"], step).get_output_data(output)
     click.echo(data.download(dest, overwrite=overwrite))
 
 

@@ -122,6 +122,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         regenerate_outputs or loaded.options.get("regenerate_outputs", False),
         continue_on_step_failure or loaded.options.get("continue_on_step_failure", False),
         pipeline_file=str(Path(pipeline_file).resolve()),
+        properties=loaded.options.get("properties"),
     )
     if detach:
         run_in_background(history, prepared.run_id)

@@ -91,23 +91,24 @@ def _workspace_of(run):
 
 def _run_file(run, relative: str) -> tuple[str, dict]:
     """The path of ``relative`` among ``run``'s files, and the lineage to record for it."""
-    if _in_step(run):
-        folder = Path(os.environ["LOCALPIPE_STEP_DIR"])
-        lineage = _lineage("step", run.id, run._experiment, run._run_id, run.name, run.id)
-        return _in_step_files(folder, relative, f'step run {run.id} ("{run.name}")'), lineage
+    if _in_step(run):  # the step is still running: its files are in its working directory
+        root = _working_dir(Path(os.environ["LOCALPIPE_STEP_DIR"]))
+        lineage = _lineage("step", run.id, run._experiment_name, run.pipeline_run_id, run.name, run.id)
+        found = root / relative
+        return _existing(found if found.exists() else None, relative, run, root), lineage
     if hasattr(run, "get_steps"):
-        holders = [step for step in run.get_steps() if (_working_dir(_step_folder(step)) / relative).exists()]
+        holders = [(step, path) for step in run.get_steps() if (path := _among_files(step, relative))]
         if len(holders) != 1:
-            where = ", ".join(f'"{s.name}"' for s in holders) or "none of them"
+            where = ", ".join(f'"{s.name}"' for s, _ in holders) or "none of them"
             raise ModelPathNotFoundException(
                 f'model_path "{relative}": {len(holders)} steps of run {run.id} have it ({where}): register it from '
                 f'one step, run.find_step_run("STEP")[0].register_model(...)'
             )
-        step = holders[0]
+        step, path = holders[0]
         lineage = _lineage("pipeline", run.id, run.experiment.name, run.id, step.name, step.id)
-        return str(_working_dir(_step_folder(step)) / relative), lineage
+        return str(path), lineage
     lineage = _lineage("step", run.id, run.parent.experiment.name, run.parent.id, run.name, run.id)
-    return _in_step_files(_step_folder(run), relative, f'step run {run.id} ("{run.name}")'), lineage
+    return _existing(_among_files(run, relative), relative, run, None), lineage
 
 
 def _lineage(kind: str, run_id: int, experiment: str, pipeline_run: int, step: str, step_run: int) -> dict:
@@ -121,32 +122,36 @@ def _lineage(kind: str, run_id: int, experiment: str, pipeline_run: int, step: s
     }
 
 
-def _step_folder(step_run) -> Path:
-    from localpipe.client.workspace import history_of
-
-    return history_of(step_run.parent.workspace).layout.step_dir(step_run.parent.id, step_run.name)
-
-
 def _working_dir(folder: Path) -> Path:
-    """Where a step ran: the snapshot of its source, or its folder when it had no source directory."""
+    """Where a step runs: the snapshot of its source, or its folder when it has no source directory."""
     snapshot = folder / "snapshot"
     return snapshot if snapshot.is_dir() else folder
 
 
-def _in_step_files(folder: Path, relative: str, what: str) -> str:
-    root = _working_dir(folder)
-    path = root / relative
-    if path.exists():
+def _among_files(step_run, relative: str) -> Path | None:
+    """``relative`` (a file or a folder) among a finished step run's files (``client/run_files.py``)."""
+    return next((root / relative for root in step_run._file_roots() if (root / relative).exists()), None)
+
+
+def _existing(path: Path | None, relative: str, run, working_dir: Path | None) -> str:
+    if path is not None:
         return str(path)
-    outputs = root / "outputs"
-    found = sorted(str(p.relative_to(root)) for p in outputs.rglob("*") if p.is_file()) if outputs.is_dir() else []
+    if working_dir is not None:
+        outputs = working_dir / "outputs"
+        found = (
+            sorted(str(p.relative_to(working_dir)) for p in outputs.rglob("*") if p.is_file())
+            if outputs.is_dir()
+            else []
+        )
+    else:
+        found = [name for name in run.get_file_names() if name.startswith("outputs/")]
     listed = ", ".join(found[:LISTED_FILES]) + (
         f" and {len(found) - LISTED_FILES} more" if len(found) > LISTED_FILES else ""
     )
     has = f"its outputs: {listed}" if found else "it wrote nothing to ./outputs"
     raise ModelPathNotFoundException(
-        f'Could not locate the provided model_path "{relative}" in the files of {what} ({has}): '
-        "write the model there, or fix the path"
+        f'Could not locate the provided model_path "{relative}" in the files of step run {run.id} ("{run.name}") '
+        f"({has}): write the model there, or fix the path"
     )
 
 

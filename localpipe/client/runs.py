@@ -1,107 +1,148 @@
-"""PipelineRun and StepRun: read-only handles on runs recorded in history.db.
+"""The runs a user holds: ``Run`` (a script run, or any run found by id), ``PipelineRun``,
+``StepRun``, and in a step ``Run.get_context()``'s ``StepRunContext`` (or an ``OfflineRun`` outside
+localpipe), all with the members of the SDK's ``Run`` (``client.run_base``).
 
 They read through the same library functions as the `localpipe` commands (``history.runs``,
-``state.reader``), so that Python and the command line always agree.
+``state.reader``), so that Python and the command line always agree. A step never writes
+history.db: what it logs, tags and properties it adds are appended as JSON lines to its own
+metrics file, which the scheduler moves into history.db; the files it uploads are copied into its
+step folder's ``files/`` (beside the ``./outputs`` and ``./logs`` the scheduler collects when it
+ends). Nothing heavy is imported before it is used: ``from azureml.core import Run`` in a step
+stays cheap.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import sys
 import time
+import uuid
 from pathlib import Path
+from typing import Any
 
 from localpipe.client import models
-from localpipe.client.workspace import history_of
-from localpipe.engine.logs import print_new_lines
-from localpipe.engine.recovery import cancel_run, recover_abandoned_runs
-from localpipe.errors import NotFoundError, RunFailedError, RunTimeoutError, UsageError
-from localpipe.state import reader
-from localpipe.state.history import History
-from localpipe.state.store import ObjectStore
-from localpipe.status import RunStatus
+from localpipe.client.run_base import (
+    PIPELINE_RUN,
+    SCRIPT_RUN,
+    RunBase,
+    _as_tags,
+    _chart,
+    _history_of,
+    _matches,
+    watch_run,
+)
+from localpipe.client.run_files import _inside
+from localpipe.errors import NotFoundError, RunEnvironmentException, UsageError
 
-POLL_SECONDS = 0.2
+STEP_RUN = "azureml.StepRun"
 
 
-class PipelineRun:
-    """A pipeline run: its status, its steps and their outputs."""
+class Run(RunBase):
+    """A run of an experiment: ``Run(experiment, run_id)``, ``Run.get(ws, run_id)``,
+    ``Run.get_context()`` in a step; ``Experiment.submit(ScriptRunConfig(...))`` returns one."""
 
-    def __init__(self, experiment, run_id: int):
-        self.experiment = experiment
-        self.id = int(run_id)
+    # -- finding runs ------------------------------------------------------------------------------
+    @classmethod
+    def get_context(cls, allow_offline=True, used_for_context_manager=False):
+        """The run this process belongs to: its step run under localpipe, else an offline run that
+        prints what it would log (``allow_offline=False``: RunEnvironmentException instead).
+        ``used_for_context_manager`` changes nothing: every run works in ``with``."""
+        return current_run(allow_offline)
+
+    @classmethod
+    def get_submitted_run(cls):
+        """Deprecated in the SDK: ``get_context(allow_offline=False)``."""
+        return cls.get_context(allow_offline=False)
+
+    @staticmethod
+    def get(workspace, run_id):
+        """The run ``run_id`` of ``workspace``, of its own kind (a PipelineRun or a script run)."""
+        record = _history_of(workspace).runs.get(run_id)
+        return _rehydrate(workspace.experiments[record["experiment"]], record)
+
+    @staticmethod
+    def list(experiment, type=None, tags=None, properties=None, status=None, include_children=False,
+             _rehydrate_runs=True):  # fmt: skip
+        """The runs of ``experiment``, newest first, that match every filter given: ``type``
+        (``azureml.PipelineRun``, ``azureml.scriptrun``, with ``include_children`` also
+        ``azureml.StepRun``), ``tags`` and ``properties`` (a name, or ``{name: value}``), ``status``."""
+        runs = []
+        for record in _history_of(experiment.workspace).runs.list(10**9, experiment.name):
+            run = _rehydrate(experiment, record) if _rehydrate_runs else Run(experiment, record["id"])
+            runs.append(run)
+            if include_children:
+                runs.extend(run.get_children(recursive=True))
+        return [r for r in runs if _matches(r, type, tags, properties, status)]
+
+
+class PipelineRun(Run):
+    """A pipeline run: its status, its steps (children) and their outputs."""
+
+    def __init__(self, experiment, run_id, _service_endpoint=None):
+        super().__init__(experiment, run_id)
+
+    @staticmethod
+    def get(workspace, run_id, _service_endpoint=None) -> PipelineRun:
+        """The pipeline run ``run_id`` of ``workspace``."""
+        record = _history_of(workspace).runs.get(run_id)
+        return PipelineRun(workspace.experiments[record["experiment"]], record["id"])
 
     @property
     def workspace(self):
         return self.experiment.workspace
 
     @property
-    def _history(self) -> History:
-        return history_of(self.workspace)
-
-    def get_status(self) -> str:
-        recover_abandoned_runs(self._history)
-        return self._history.runs.status(self.id).value
+    def type(self) -> str:
+        return PIPELINE_RUN
 
     def get_details(self) -> dict:
+        """Azure ML's details (``Run.get_details``) with localpipe's record of the run: experiment,
+        parameters, git, and ``steps`` as `localpipe show` prints them."""
+        from localpipe.engine.recovery import recover_abandoned_runs
+
         recover_abandoned_runs(self._history)
-        return self._history.runs.details(self.id)
+        record = self._history.runs.details(self.id)
+        return record | super().get_details()
 
     def get_steps(self) -> list[StepRun]:
-        return [StepRun(self, row["name"]) for row in self._history.runs.steps(self.id)]
+        """The run's step runs, in the order recorded."""
+        return [StepRun(self.experiment, row["id"], self.id, row["name"]) for row in self._history.runs.steps(self.id)]
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True) -> list[StepRun]:  # fmt: skip
+        """The step runs that match every filter given (see ``Run.list``)."""
+        return [s for s in self.get_steps() if _matches(s, type, tags, properties, status)]
 
     def find_step_run(self, name: str) -> list[StepRun]:
         """The step runs named ``name`` (a list, as in the Azure ML SDK)."""
         return [s for s in self.get_steps() if s.name == name]
 
-    def get_metrics(self) -> dict:
-        """``{step name: {metric name: value or list of values}}``."""
-        result: dict = {}
-        for metric in reader.metrics(self._history.layout, self.id):
-            _add_metric(result.setdefault(metric["step"], {}), metric)
-        return result
+    def get_graph(self):
+        """The planned graph the run ran: localpipe's ``plan.graph.Graph`` (steps with their inputs,
+        outputs, arguments and environment)."""
+        from localpipe.plan.graph import Graph
 
-    def wait_for_completion(
-        self, show_output: bool = True, timeout_seconds: float | None = None, raise_on_error: bool = True
-    ) -> str:
-        """Block until the run ends; with ``show_output``, print each step's status changes and log."""
-        history = self._history
-        deadline = time.monotonic() + timeout_seconds if timeout_seconds else None
-        seen: dict[str, str] = {}
-        offsets: dict[Path, int] = {}
-        while True:
-            recover_abandoned_runs(history)
-            status = history.runs.status(self.id)
-            if show_output:
-                self._print_progress(seen, offsets, status.is_final)
-            if status.is_final:
-                break
-            if deadline and time.monotonic() > deadline:
-                raise RunTimeoutError(
-                    f"run {self.id} is still {status.value} after {timeout_seconds}s: wait longer, "
-                    "or cancel it with run.cancel()"
-                )
-            time.sleep(POLL_SECONDS)
-        if show_output:
-            print(f"run {self.id}: {status.value}", flush=True)
-        if raise_on_error and status is not RunStatus.COMPLETED:
-            error = history.runs.get(self.id)["error"]
-            raise RunFailedError(f"run {self.id} {status.value.lower()}: {error or 'see localpipe show'}")
-        return status.value
+        return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
 
-    def _print_progress(self, seen: dict[str, str], offsets: dict[Path, int], final: bool) -> None:
-        history = self._history
-        for row in history.runs.steps(self.id):
-            name = row["name"]
-            if seen.get(name) != row["status"]:
-                seen[name] = row["status"]
-                reason = f" ({row['reason']})" if row["reason"] else ""
-                print(f"{name}: {row['status']}{reason}", flush=True)
-            for log in ("stdout.log", "stderr.log"):
-                path = history.layout.step_dir(self.id, name) / log
-                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo, final)
+    def get_tags(self) -> dict:
+        return dict(self._record().get("tags") or {})
 
-    def cancel(self) -> None:
-        """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""
-        cancel_run(self._history, self.id)
+    def wait_for_completion(self, show_output=True, timeout_seconds=sys.maxsize, raise_on_error=True) -> str:
+        """Block until the run ends; with ``show_output``, print each step's status changes and log.
+        Returns the final status; RunFailedError when it did not complete (unless ``raise_on_error``
+        is False), RunTimeoutError after ``timeout_seconds``."""
+        return watch_run(self._history, self.id, show_output, timeout_seconds, raise_on_error)
+
+    def complete(self) -> None:
+        """Nothing to do: a pipeline run completes when its last step does."""
+
+    def fail(self) -> None:
+        """End the run now: it is canceled (its steps' processes ended), as `localpipe cancel` does."""
+        self.cancel()
+
+    def _step(self) -> dict | None:
+        return None
 
     register_model = models.register_model
 
@@ -109,48 +150,78 @@ class PipelineRun:
         return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
 
 
-class StepRun:
-    """One step of a pipeline run."""
+class StepRun(Run):
+    """One step of a pipeline run: ``run.find_step_run(name)[0]``, ``run.get_steps()``."""
 
-    def __init__(self, pipeline_run: PipelineRun, name: str):
-        self.parent = pipeline_run
-        self.name = name
-
-    def _row(self) -> dict:
-        return self.parent._history.runs.find_step(self.parent.id, self.name)
+    def __init__(self, experiment, step_run_id, pipeline_run_id, node_id, _service_endpoint=None,
+                 _is_reused=False, _current_node_id=None, _reused_run_id=None, _reused_node_id=None,
+                 _reused_pipeline_run_id=None):  # fmt: skip
+        """``node_id`` is the step's name in its pipeline; whether it was reused is read from the record."""
+        super().__init__(experiment, step_run_id)
+        self._pipeline_run_id = int(pipeline_run_id)
+        self._node_id = node_id
 
     @property
-    def id(self) -> int:
-        return self._row()["id"]
+    def pipeline_run_id(self) -> int:
+        return self._pipeline_run_id
+
+    @property
+    def parent(self) -> PipelineRun:
+        return PipelineRun(self.experiment, self._pipeline_run_id)
+
+    @property
+    def type(self) -> str:
+        return STEP_RUN
 
     @property
     def reused_from(self) -> int | None:
         """The id of the step run whose outputs this one reused, if it was reused."""
-        return self._row()["reused_from_step_run"]
+        return self._record()["reused_from_step_run"]
 
-    def get_status(self) -> str:
-        return self._row()["status"]
+    def _default_name(self) -> str:
+        return self._node_id
+
+    @property
+    def display_name(self) -> str:
+        return self._node_id
+
+    @display_name.setter
+    def display_name(self, display_name: str) -> None:
+        raise UsageError(f'step "{self._node_id}": a step run is named by its step: set PythonScriptStep(name=...)')
+
+    @property
+    def description(self) -> str | None:
+        return None
+
+    @description.setter
+    def description(self, description: str) -> None:
+        raise UsageError(f'step "{self._node_id}": a step run has no description of its own: describe its pipeline')
 
     def get_details(self) -> dict:
-        row = self._row()
-        return row | {"outputs": self.parent._history.runs.step_outputs(row["id"])}
+        """Azure ML's details (``Run.get_details``) with localpipe's record of the step: reason,
+        exit code, placement, outputs (name -> digest), ..."""
+        record = self._record()
+        outputs = {"outputs": self._history.runs.step_outputs(record["id"])}
+        return record | outputs | super().get_details()
 
-    def get_metrics(self) -> dict:
-        result: dict = {}
-        for metric in reader.metrics(self.parent._history.layout, self.parent.id, self.name):
-            _add_metric(result, metric)
-        return result
+    def get_outputs(self) -> dict[str, OutputData]:
+        """Every committed output of the step: name -> ``OutputData``."""
+        return {name: self.get_output_data(name) for name in self._history.runs.step_outputs(self.id)}
+
+    def get_output(self, name: str) -> OutputData:
+        return self.get_output_data(name)
 
     def get_output_data(self, name: str) -> OutputData:
         """The committed output ``name`` of this step (also for a reused step)."""
-        history = self.parent._history
-        outputs = history.runs.step_outputs(self.id)
+        from localpipe.state.store import ObjectStore
+
+        outputs = self._history.runs.step_outputs(self.id)
         if name not in outputs:
             raise NotFoundError(
-                f'step "{self.name}" of run {self.parent.id} has no output "{name}" '
+                f'step "{self.name}" of run {self._pipeline_run_id} has no output "{name}" '
                 f"(its outputs: {', '.join(outputs) or 'none'})"
             )
-        return OutputData(name, ObjectStore(history.layout.objects).path(outputs[name]))
+        return OutputData(name, ObjectStore(self._history.layout.objects).path(outputs[name]))
 
     def get_stdout_log(self) -> str:
         return self._log("stdout.log")
@@ -158,14 +229,65 @@ class StepRun:
     def get_stderr_log(self) -> str:
         return self._log("stderr.log")
 
+    def get_job_log(self) -> str:
+        """The step's output as it ran: its stdout, then its stderr."""
+        return self.get_stdout_log() + self.get_stderr_log()
+
+    def wait_for_completion(self, show_output=True, timeout_seconds=sys.maxsize, raise_on_error=True) -> str:
+        """Block until the step ends, printing its status and log with ``show_output``; its final status."""
+        return watch_run(
+            self._history, self._pipeline_run_id, show_output, timeout_seconds, raise_on_error, self._node_id
+        )
+
+    def complete(self) -> None:
+        """Nothing to do: a step run completes when its script exits 0."""
+
+    def fail(self) -> None:
+        raise UsageError(
+            f'step "{self._node_id}": a step run fails when its script exits non-zero; '
+            f"to stop it, cancel its pipeline run (run.parent.cancel())"
+        )
+
+    def cancel(self) -> None:
+        raise UsageError(
+            f'step "{self._node_id}": localpipe cancels whole runs: run.parent.cancel() (localpipe cancel '
+            f"{self._pipeline_run_id})"
+        )
+
+    def get_portal_url(self) -> str:
+        return f"localpipe show {self._pipeline_run_id}"
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True) -> list:  # fmt: skip
+        return []
+
+    # -- the record --------------------------------------------------------------------------------
+    def _run_number(self) -> int:
+        return self._pipeline_run_id
+
+    def _record(self) -> dict:
+        return self._history.runs.find_step(self._pipeline_run_id, self._node_id)
+
+    def _step(self) -> dict:
+        return self._record()
+
+    def _step_name(self) -> str:
+        return self._node_id
+
+    def _write_tags(self, tags: dict, removed: list[str]) -> None:
+        self._history.runs.set_step_tags(self.id, tags, removed)
+
+    def _write_properties(self, properties: dict) -> None:
+        self._history.runs.add_step_properties(self.id, properties)
+
     def _log(self, name: str) -> str:
-        path = self.parent._history.layout.step_dir(self.parent.id, self.name) / name
+        path = self._history.layout.step_dir(self._pipeline_run_id, self._node_id) / name
         return path.read_text(errors="replace") if path.exists() else ""
 
     register_model = models.register_model
 
     def __repr__(self) -> str:
-        return f"StepRun(run={self.parent.id}, name={self.name!r})"
+        return f"StepRun(run={self._pipeline_run_id}, name={self._node_id!r})"
 
 
 class OutputData:
@@ -182,24 +304,185 @@ class OutputData:
         dest = Path(local_path) / self.name
         if dest.exists() and not overwrite:
             raise UsageError(f"{dest} already exists: pass overwrite=True (--overwrite) or choose another folder")
-        shutil.copytree(self.path, dest, dirs_exist_ok=overwrite)
+        shutil.copytree(self.path, dest, dirs_exist_ok=True if overwrite else False)
         for path in (dest, *dest.rglob("*")):
             path.chmod(path.stat().st_mode | 0o200)  # the copy is the user's, not the store's
         return dest
 
 
-def _echo(line: str) -> None:
-    print(line, flush=True)
+def current_run(allow_offline: bool = True):
+    """The run this process belongs to: a step run under localpipe, else an offline run."""
+    if os.environ.get("LOCALPIPE_STEP_RUN_ID"):
+        return StepRunContext(os.environ)
+    if not allow_offline:
+        raise RunEnvironmentException(
+            "not inside a localpipe step: run the script through a pipeline or "
+            "Experiment.submit(ScriptRunConfig(...)), or pass allow_offline=True"
+        )
+    return OfflineRun()
 
 
-def _add_metric(into: dict, metric: dict) -> None:
-    name, value = metric["name"], metric["value"]
-    if metric["kind"] == "scalar":
-        if name in into:
-            into[name] = [*(into[name] if isinstance(into[name], list) else [into[name]]), value]
-        else:
-            into[name] = value
-    elif metric["kind"] == "row":
-        into.setdefault(name, []).append(value)
-    else:
-        into[name] = value
+class StepRunContext(StepRun):
+    """The step run of this process, as localpipe started it: every member of ``Run``; what it
+    writes goes through the step's own files, what it reads comes from history.db."""
+
+    def __init__(self, environ):
+        super().__init__(
+            None, environ["LOCALPIPE_STEP_RUN_ID"], environ["LOCALPIPE_RUN_ID"], environ.get("LOCALPIPE_STEP_NAME")
+        )
+        self._workspace_root = environ["LOCALPIPE_WORKSPACE"]
+        self._experiment_name = environ.get("LOCALPIPE_EXPERIMENT", "")
+        self._metrics_file = environ["LOCALPIPE_METRICS_FILE"]
+        self._step_dir = Path(environ.get("LOCALPIPE_STEP_DIR") or os.getcwd())
+        self.input_datasets: dict = json.loads(environ.get("LOCALPIPE_INPUTS", "{}"))
+        tables = json.loads(environ.get("LOCALPIPE_INPUT_TABLES", "{}"))
+        direct = json.loads(environ.get("LOCALPIPE_INPUT_DATASETS", "[]"))
+        if tables or direct:  # as the SDK gives them: a dataset, not a path
+            from localpipe.sdk.data.datasets import FileDataset, input_table
+
+            for name, options in tables.items():
+                self.input_datasets[name] = input_table(self.input_datasets[name], options)
+            for name in direct:
+                self.input_datasets[name] = FileDataset(paths=(self.input_datasets[name],))
+        self.output_datasets: dict[str, str] = json.loads(environ.get("LOCALPIPE_OUTPUTS", "{}"))
+
+    @property
+    def experiment(self):
+        """Made on first use, so that ``Run.get_context()`` in a step stays cheap."""
+        if self._experiment is None:
+            from localpipe.sdk.workspace import Workspace
+
+            self._experiment = Workspace(self._workspace_root).experiments[self._experiment_name]
+        return self._experiment
+
+    def _emit(self, kind: str, name: str, value: Any) -> None:
+        line = json.dumps({"kind": kind, "name": str(name), "value": value, "time": time.time()})
+        # One write of one line in append mode: lines from one process never interleave.
+        with open(self._metrics_file, "a", encoding="utf-8") as handle:
+            handle.write(line + "\n")
+
+    def _write_tags(self, tags: dict, removed: list[str]) -> None:
+        for key in removed:
+            self._emit("untag", key, None)
+        for key, value in tags.items():
+            self._emit("tag", key, value)
+
+    def _write_properties(self, properties: dict) -> None:
+        for key, value in properties.items():
+            self._emit("property", key, value)
+
+    def _file_target(self, name: str) -> Path:
+        return _inside(self._step_dir / "files", name)
+
+    def _files(self) -> dict[str, Path]:
+        """What it uploaded and wrote so far (``./outputs`` and ``./logs`` are collected when it ends)."""
+        found = super()._files()
+        for folder_name in ("outputs", "logs"):
+            root = Path.cwd() / folder_name
+            for folder, _, names in os.walk(root):
+                for file in names:
+                    path = Path(folder, file)
+                    found.setdefault(path.relative_to(Path.cwd()).as_posix(), path)
+        return found
+
+    def complete(self) -> None:
+        """Nothing to do: the step completes when its script exits 0 (as for Azure's submitted runs)."""
+
+    def fail(self, error_details=None, error_code=None) -> None:
+        """Noted on stderr; the step fails when its script exits non-zero (as for Azure's submitted runs)."""
+        print(f"run.fail: {error_code or ''} {error_details or ''}".strip(), file=sys.stderr, flush=True)
+
+    def cancel(self) -> None:
+        raise UsageError("a step cannot cancel itself: exit the script, or cancel its run with localpipe cancel")
+
+    def __repr__(self) -> str:
+        return f"StepRunContext(id={self.id}, name={self.name!r})"
+
+
+class OfflineRun:
+    """Outside localpipe: prints what it would log, so the same script runs by hand (as Azure's)."""
+
+    parent = None
+    experiment = None
+    input_datasets: dict = {}
+    output_datasets: dict = {}
+
+    def __init__(self, run_id: str | None = None):
+        self.id = run_id or f"OfflineRun_{uuid.uuid4()}"
+
+    def _emit(self, kind: str, name: str, value: Any) -> None:
+        print(f"[offline run] {kind} {name}: {value!r}")
+
+    def log(self, name, value, description="", step=None) -> None:
+        self._emit("scalar", name, value)
+
+    def log_list(self, name, value, description="") -> None:
+        self._emit("list", name, list(value))
+
+    def log_row(self, name, description=None, **kwargs) -> None:
+        self._emit("row", name, kwargs)
+
+    def log_table(self, name, value, description="") -> None:
+        self._emit("table", name, value)
+
+    def log_image(self, name, path=None, plot=None, description="") -> None:
+        self._emit("image", name, path if plot is None else plot)
+
+    def log_confusion_matrix(self, name, value, description="") -> None:
+        self._emit("confusion_matrix", name, _chart(name, value))
+
+    def log_accuracy_table(self, name, value, description="") -> None:
+        self._emit("accuracy_table", name, _chart(name, value))
+
+    def log_residuals(self, name, value, description="") -> None:
+        self._emit("residuals", name, _chart(name, value))
+
+    def log_predictions(self, name, value, description="") -> None:
+        self._emit("predictions", name, _chart(name, value))
+
+    def tag(self, key, value=None) -> None:
+        self._emit("tag", key, value)
+
+    def set_tags(self, tags) -> None:
+        for key, value in _as_tags(tags).items():
+            self.tag(key, value)
+
+    def add_properties(self, properties) -> None:
+        print(f"[offline run] properties {properties!r}")
+
+    def upload_file(self, name, path_or_stream, datastore_name=None) -> None:
+        print(f"[offline run] file {name}: {path_or_stream}")
+
+    def upload_files(self, names, paths, return_artifacts=False, timeout_seconds=None, datastore_name=None) -> None:
+        print(f"[offline run] files {names}: {paths}")
+
+    def upload_folder(self, name, path, datastore_name=None) -> None:
+        print(f"[offline run] folder {name}: {path}")
+
+    def child_run(self, name=None, run_id=None, outputs=None) -> OfflineRun:
+        return OfflineRun(run_id or f"{self.id}.{name or uuid.uuid4()}")
+
+    def complete(self) -> None:
+        """Nothing to complete offline."""
+
+    def fail(self, error_details=None, error_code=None) -> None:
+        print(f"[offline run] failed with error code {error_code}:\n{error_details}")
+
+    def cancel(self) -> None:
+        """Nothing to cancel offline."""
+
+    def flush(self, timeout_seconds=300) -> None:
+        """Nothing is queued offline."""
+
+    def __enter__(self) -> OfflineRun:
+        return self
+
+    def __exit__(self, exit_type, value, traceback) -> None:
+        """Nothing to close offline."""
+
+
+def _rehydrate(experiment, record: dict) -> Run:
+    """A handle of the record's kind: a PipelineRun, or a Run for a script run."""
+    if (record.get("properties") or {}).get("azureml.runsource") == SCRIPT_RUN:
+        return Run(experiment, record["id"])
+    return PipelineRun(experiment, record["id"])

@@ -116,7 +116,9 @@ class LocalService:
         except NotFoundError:
             return None  # forgotten by gc: the version keeps its run and step as numbers and names
         run = PipelineRun(Experiment(self.workspace, experiment), record["pipeline_run"])
-        return StepRun(run, record["step"]) if record["run_kind"] == "step" else run
+        if record["run_kind"] == "step":
+            return StepRun(run.experiment, record["step_run"], record["pipeline_run"], record["step"])
+        return run
 
     def latest_models(self) -> dict[str, Any]:
         from localpipe.sdk.model import Model
@@ -195,6 +197,11 @@ class LocalService:
         from localpipe.client.experiment import Experiment
 
         return {name: Experiment(self.workspace, name) for name in self.history.registry.experiment_names()}
+
+    def get_run(self, run_id) -> Any:
+        from localpipe.client.runs import Run
+
+        return Run.get(self.workspace, run_id)
 
     def validate(self, pipeline, parameters: dict | None) -> list[str]:
         from localpipe.plan.graph import problems

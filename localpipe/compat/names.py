@@ -18,8 +18,9 @@ MODULES: dict[str, dict[str, str]] = {
         "Environment": "localpipe.sdk.environment:Environment",
         "Experiment": "localpipe.client.experiment:Experiment",
         "Model": "localpipe.sdk.model:Model",
-        "Run": "localpipe.client.context:Run",
+        "Run": "localpipe.client.runs:Run",
         "RunConfiguration": "localpipe.sdk.runconfig:RunConfiguration",
+        "ScriptRunConfig": "localpipe.sdk.script_run:ScriptRunConfig",
         "VERSION": "localpipe:__version__",
         "Workspace": "localpipe.sdk.workspace:Workspace",
     },
@@ -50,7 +51,7 @@ MODULES: dict[str, dict[str, str]] = {
         "Model": "localpipe.sdk.model:Model",
     },
     "azureml.core.run": {
-        "Run": "localpipe.client.context:Run",
+        "Run": "localpipe.client.runs:Run",
     },
     "azureml.core.runconfig": {
         "CondaDependencies": "localpipe.sdk.conda:CondaDependencies",
@@ -58,6 +59,9 @@ MODULES: dict[str, dict[str, str]] = {
         "DEFAULT_GPU_IMAGE": "localpipe.sdk.environment:DEFAULT_GPU_IMAGE",
         "DockerConfiguration": "localpipe.sdk.runconfig:DockerConfiguration",
         "RunConfiguration": "localpipe.sdk.runconfig:RunConfiguration",
+    },
+    "azureml.core.script_run_config": {
+        "ScriptRunConfig": "localpipe.sdk.script_run:ScriptRunConfig",
     },
     "azureml.core.workspace": {
         "Workspace": "localpipe.sdk.workspace:Workspace",

@@ -40,26 +40,34 @@ class MetricsIngester:
         if not complete:
             return 0
         self._offsets[path] = offset + complete
-        rows, tags = [], {}
+        rows, tags, removed, properties = [], {}, [], {}
         for line in data[:complete].splitlines():
             try:
                 record = json.loads(line)
                 kind, name, value = record["kind"], str(record["name"]), record["value"]
             except (ValueError, TypeError, KeyError):
                 continue  # a line cut short by a killed step, or not one of ours
-            if value is None:
+            if kind == "untag":
+                tags.pop(name, None)
+                removed.append(name)
+                continue
+            if value is None and kind != "tag":
                 continue  # log("n", None), log_image without an image: nothing to keep
             if secrets:
                 name, value = mask(name, secrets), mask(value, secrets)
             if kind == "tag":
-                tags[name] = value
+                if name in removed:
+                    removed.remove(name)
+                tags[name] = value  # a tag without a value is kept, as None (Run.tag("candidate"))
+            elif kind == "property":
+                properties.setdefault(name, value)
             elif kind in KINDS:
                 logged_at = record.get("time")
                 if not isinstance(logged_at, (int, float)) or not math.isfinite(logged_at):
                     logged_at = self.now()
                 rows.append({"name": name, "kind": kind, "value": value, "logged_at": logged_at})
-        self.history.steps.add_metrics(step_run_id, rows, tags)
-        return len(rows) + len(tags)
+        self.history.steps.add_metrics(step_run_id, rows, tags, removed, properties)
+        return len(rows) + len(tags) + len(removed) + len(properties)
 
 
 def mask(value, secrets: list[str]):

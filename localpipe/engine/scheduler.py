@@ -32,7 +32,14 @@ from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail
 from localpipe.engine.progress import Progress
 from localpipe.engine.recovery import recover_abandoned_runs
 from localpipe.engine.resources import ALIVE_CHECK_SECONDS, ClaimRequest, Placement, ResourcePool, process_alive
-from localpipe.engine.workdir import StepFolder, commit_outputs, fingerprint, prepare_step, step_environment
+from localpipe.engine.workdir import (
+    StepFolder,
+    collect_run_files,
+    commit_outputs,
+    fingerprint,
+    prepare_step,
+    step_environment,
+)
 from localpipe.envs.cache import BuiltEnvironment
 from localpipe.errors import StateError
 from localpipe.faults import fault_point
@@ -550,6 +557,7 @@ class Scheduler:
         if running is None:
             return  # told twice (a supervisor that failed while handling it): the first was recorded
         name = event.key
+        self._collect_files(running)
         exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
         written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]
         if exited_well and not written:
@@ -585,6 +593,12 @@ class Scheduler:
                 reason = describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder))
                 self._fail(name, reason + full, exit_event=event)
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
+
+    def _collect_files(self, running: _Running) -> None:
+        try:
+            collect_run_files(running.spec, running.folder)
+        except OSError:
+            pass  # the run's files are a record, not an output: a full disk must not fail the step for them
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
         spec = running.spec

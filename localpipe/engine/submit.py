@@ -96,8 +96,10 @@ def prepare_run(
     tags: dict | None = None,
     pipeline_file: str | None = None,
     trees: TreeCache | None = None,
+    properties: dict | None = None,
 ) -> PreparedRun:
-    """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges."""
+    """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges;
+    ``properties`` say what it is (``azureml.runsource``: a pipeline run unless told otherwise)."""
     graph, sources = plan(history, pipeline, parameters, trees)
     edges = [(up.step, spec.name, up.output) for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
     edges += [(before, spec.name, None) for spec in graph.steps.values() for before in spec.after]
@@ -114,6 +116,7 @@ def prepare_run(
             continue_on_step_failure=continue_on_step_failure,
             pipeline_file=pipeline_file,
             git=git_info(sorted({s.source_dir for s in graph.steps.values() if s.source_dir})),
+            properties=properties or {"azureml.runsource": "azureml.PipelineRun"},
         )
     )
     return PreparedRun(run_id, graph, sources)

@@ -32,6 +32,7 @@ class StepFolder:
         self.stdout = root / "stdout.log"
         self.stderr = root / "stderr.log"
         self.metrics = root / "metrics.jsonl"
+        self.files = root / "files"  # the run's files (Run.get_file_names): ./outputs, ./logs, uploads
 
     def reset(self) -> None:
         """Empty the folder for a new attempt, keeping nothing from the last one but logs."""
@@ -132,6 +133,32 @@ def commit_outputs(step: StepSpec, folder: StepFolder, store: ObjectStore) -> tu
         except OutputError as exc:
             return committed, f'output "{output}": {exc}'
     return committed, None
+
+
+# The folders of a step's working directory that are the run's files, as Azure ML uploads them.
+RUN_FILE_FOLDERS = ("outputs", "logs")
+
+
+def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
+    """Move what the step wrote to ``./outputs`` and ``./logs`` of its working directory into its
+    run files (``files/outputs``, ``files/logs``), beside what it uploaded (Run.upload_file)."""
+    cwd = working_dir(step, folder)
+    for name in RUN_FILE_FOLDERS:
+        source = cwd / name
+        if cwd == folder.root and name == "outputs":
+            continue  # a step without a source directory: ./outputs is where its named outputs are
+        if not source.is_dir() or source.is_symlink():
+            continue
+        target = folder.files / name
+        target.mkdir(parents=True, exist_ok=True)
+        for entry in os.scandir(source):
+            destination = target / entry.name
+            if destination.is_dir() and not destination.is_symlink():
+                remove_tree(destination)  # written at the end wins over uploaded before, as in Azure ML
+            elif destination.exists() or destination.is_symlink():
+                destination.unlink()
+            shutil.move(entry.path, destination)
+        source.rmdir()
 
 
 def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:

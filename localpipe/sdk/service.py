@@ -115,6 +115,9 @@ class WorkspaceService(Protocol):
     def experiments(self) -> dict[str, Any]:
         """Every experiment that has runs, by name, as ``Experiment`` handles."""
 
+    def get_run(self, run_id: Any) -> Any:
+        """The run ``run_id`` (a PipelineRun, or a Run for a script run)."""
+
     def validate(self, pipeline: Any, parameters: dict | None) -> list[str]:
         """Every problem that keeps ``pipeline`` from running here, as readable lines."""
 

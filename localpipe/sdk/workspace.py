@@ -281,6 +281,10 @@ class Workspace:
 
         return {name: Datastore(self, name) for name in self.service.datastore_names()}
 
+    def get_run(self, run_id):
+        """The run ``run_id`` of this workspace (the number ``localpipe runs`` shows), of its own kind."""
+        return self.service.get_run(run_id)
+
     @property
     def experiments(self) -> dict:
         """Every experiment that has runs, by name."""

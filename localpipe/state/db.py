@@ -80,6 +80,21 @@ def _model_registry(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.ModelVersion, t.ModelDataset])
 
 
+def _run_properties(db: SqliteDatabase, t: Tables) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    added = {
+        "experiment": ("tags",),
+        "pipeline_run": ("properties", "display_name", "description"),
+        "step_run": ("properties",),
+    }
+    models = {"experiment": t.Experiment, "pipeline_run": t.PipelineRun, "step_run": t.StepRun}
+    migrator = SqliteMigrator(db)
+    for table, names in added.items():
+        present = {column.name for column in db.get_columns(table)}
+        migrate(*(migrator.add_column(table, n, getattr(models[table], n)) for n in names if n not in present))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -95,6 +110,7 @@ MIGRATIONS = list(
             _environment_builds,
             _workspace_settings,
             _model_registry,
+            _run_properties,
         ),
         strict=True,
     )

@@ -55,6 +55,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
     class Experiment(BaseModel):
         name = TextField(unique=True)
         created_at = FloatField(default=now)
+        tags = JSONField(default=dict, null=True)  # null: added by migration 0009 without a table rebuild
 
     class PipelineGraph(BaseModel):
         """A planned pipeline graph, stored once per distinct content."""
@@ -80,6 +81,9 @@ def define_tables(db: SqliteDatabase) -> Tables:
         scheduler_started = FloatField(null=True)  # the process's create time: guards against pid reuse
         error = TextField(null=True)
         git = JSONField(null=True)  # {repository root: {commit, branch, dirty, folders}} of the steps' sources
+        properties = JSONField(default=dict, null=True)  # added once, never changed (Run.add_properties)
+        display_name = TextField(null=True)
+        description = TextField(null=True)
 
     class StepRun(BaseModel):
         run = ForeignKeyField(PipelineRun, backref="steps", on_delete="CASCADE")
@@ -102,6 +106,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         log_tail = TextField(null=True)
         tags = JSONField(default=dict)
         environment = IntegerField(null=True)  # the environment_build it ran in
+        properties = JSONField(default=dict, null=True)  # added once, never changed (Run.add_properties)
 
         class Meta:
             indexes = ((("run", "name"), True), (("name", "id"), False))

@@ -15,8 +15,11 @@ import sqlite3
 from localpipe.errors import NotFoundError
 from localpipe.state.schema import SCHEMA_VERSION
 
-# What ``Run.get_context()`` logs as rows of the metric table (tags go on the step run instead).
-KINDS = ("scalar", "list", "row", "image")
+# What ``Run.get_context()`` logs as rows of the metric table (tags and properties go on the step
+# run instead). The last four are Azure ML's JSON charts (``log_confusion_matrix`` and the like).
+KINDS = ("scalar", "list", "row", "table", "image", "confusion_matrix", "accuracy_table", "residuals", "predictions")
+# The KIND column of `localpipe metrics` fits the common kinds; a chart's longer kind pushes its value.
+KIND_WIDTH = max(len(kind) for kind in KINDS[:5])
 
 
 _connections: dict[str, sqlite3.Connection] = {}
@@ -117,7 +120,7 @@ def metrics_text(
     widths = [
         max(len(h), longest)
         for h, longest in zip(  # the value column, the last, is not padded
-            headers, (max(map(len, query.sources.values())), query.longest_name(), max(map(len, KINDS))), strict=False
+            headers, (max(map(len, query.sources.values())), query.longest_name(), KIND_WIDTH), strict=False
         )
     ]
     value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"

@@ -109,3 +109,21 @@ class Registry:
     def experiment_id(self, name: str) -> int | None:
         t = self.t
         return t.Experiment.select(t.Experiment.id).where(t.Experiment.name == name).scalar()
+
+    def experiments(self) -> list[dict]:
+        """Every experiment: name, tags, when it was first used."""
+        t = self.t
+        query = t.Experiment.select(t.Experiment.name, t.Experiment.tags, t.Experiment.created_at)
+        return [
+            {"name": name, "tags": tags or {}, "created_at": created}
+            for name, tags, created in query.order_by(t.Experiment.name).tuples()
+        ]
+
+    def set_experiment_tags(self, name: str, tags: dict, removed: list[str] = ()) -> dict:
+        """Merge ``tags`` into the experiment's (recording it if it has no run yet), drop ``removed``."""
+        t = self.t
+        with self.database.write():
+            row, _ = t.Experiment.get_or_create(name=name)
+            current = {k: v for k, v in {**(row.tags or {}), **tags}.items() if k not in set(removed)}
+            t.Experiment.update(tags=current).where(t.Experiment.id == row.id).execute()
+        return current

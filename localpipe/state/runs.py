@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from peewee import JOIN, fn
 
 from localpipe.content.hashing import hash_bytes
+from localpipe.errors import NotFoundError, UsageError
 from localpipe.state import reader
 from localpipe.state.db import Database
 from localpipe.state.models import EncodedJSON, insert_rows, now
@@ -35,6 +36,7 @@ class NewRun:
     continue_on_step_failure: bool = False
     pipeline_file: str | None = None
     git: dict | None = None
+    properties: dict | None = None  # what the run is (``azureml.runsource``), and what Run.add_properties adds
 
 
 @dataclass(frozen=True)
@@ -78,6 +80,7 @@ class RunRecords:
                 continue_on_step_failure=run.continue_on_step_failure,
                 pipeline_file=run.pipeline_file,
                 git=run.git or None,
+                properties=run.properties or {},
             )
             insert_rows(
                 t.StepRun, [{"run": row.id, "name": name, "status": RunStatus.NOT_STARTED.value} for name in run.steps]
@@ -202,6 +205,9 @@ class RunRecords:
             "tags": row["tags"],
             "pipeline_file": row["pipeline_file"],
             "git": row["git"] or {},
+            "properties": row["properties"] or {},
+            "display_name": row["display_name"],
+            "description": row["description"],
             "submitted_at": row["submitted_at"],
             "started_at": row["started_at"],
             "ended_at": row["ended_at"],
@@ -213,7 +219,7 @@ class RunRecords:
         return RunStatus(self.get(run_id)["status"])
 
     def list(self, limit: int = 20, experiment: str | None = None) -> list[dict]:
-        """The latest runs, newest first, with counts of their steps by status."""
+        """The latest runs, newest first, with counts of their steps by status, tags and properties."""
         t = self.t
         query = (
             t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name"))
@@ -245,9 +251,63 @@ class RunRecords:
                 "ended_at": r["ended_at"],
                 "steps": counts[r["id"]],
                 "error": r["error"],
+                "tags": r["tags"] or {},
+                "properties": r["properties"] or {},
             }
             for r in runs
         ]
+
+    # -- what users add to a run after submitting it (Run.tag, add_properties, display_name) ---------
+    def set_tags(self, run_id: int, tags: dict, removed: list[str] = ()) -> dict:
+        """Merge ``tags`` into the run's, drop ``removed``; returns the tags now."""
+        t = self.t
+        with self.database.write():
+            current = dict(self.get(run_id)["tags"] or {})
+            current = {k: v for k, v in {**current, **tags}.items() if k not in set(removed)}
+            t.PipelineRun.update(tags=current).where(t.PipelineRun.id == run_id).execute()
+        return current
+
+    def add_properties(self, run_id: int, properties: dict) -> dict:
+        """Add properties to the run; one that is set already keeps its value (UsageError otherwise)."""
+        t = self.t
+        with self.database.write():
+            current = dict(self.get(run_id)["properties"] or {})
+            merged = _added_properties(f"run {run_id}", current, properties)
+            t.PipelineRun.update(properties=merged).where(t.PipelineRun.id == run_id).execute()
+        return merged
+
+    def set_names(self, run_id: int, **names: str | None) -> None:
+        """Set the run's ``display_name`` or ``description``."""
+        t = self.t
+        t.PipelineRun.update(**names).where(t.PipelineRun.id == run_id).execute()
+
+    def set_step_tags(self, step_run_id: int, tags: dict, removed: list[str] = ()) -> dict:
+        t = self.t
+        with self.database.write():
+            current = dict(t.StepRun.select(t.StepRun.tags).where(t.StepRun.id == step_run_id).scalar() or {})
+            current = {k: v for k, v in {**current, **tags}.items() if k not in set(removed)}
+            t.StepRun.update(tags=current).where(t.StepRun.id == step_run_id).execute()
+        return current
+
+    def add_step_properties(self, step_run_id: int, properties: dict) -> dict:
+        t = self.t
+        with self.database.write():
+            current = dict(t.StepRun.select(t.StepRun.properties).where(t.StepRun.id == step_run_id).scalar() or {})
+            merged = _added_properties(f"step run {step_run_id}", current, properties)
+            t.StepRun.update(properties=merged).where(t.StepRun.id == step_run_id).execute()
+        return merged
+
+    def step_run(self, step_run_id) -> dict:
+        """One step run by its id, as ``steps`` gives it, with the id of its run (``run``)."""
+        t = self.t
+        try:
+            number = int(step_run_id)
+        except (TypeError, ValueError):
+            raise NotFoundError(f'"{step_run_id}" is not a step run id: step run ids are numbers') from None
+        found = self._step_rows(t.StepRun.id == number)
+        if not found:
+            raise NotFoundError(f"step run {number} does not exist in {self.database.layout.root}")
+        return _step_dict(found[0]) | {"run": found[0]["run"]}
 
     def steps(self, run_id) -> list[dict]:
         """The steps of a run, in the order recorded, each as ``details`` shows it (outputs left empty)."""
@@ -349,4 +409,16 @@ def _step_dict(row: dict) -> dict:
         "log_tail": row["log_tail"],
         "tags": row["tags"],
         "environment": row["environment"],  # the id of the environment build it ran in
+        "properties": row["properties"] or {},
     }
+
+
+def _added_properties(what: str, current: dict, added: dict) -> dict:
+    """``current`` with ``added``: properties are written once (as in Azure ML), so one that is set
+    already may only be given its own value again."""
+    for key, value in added.items():
+        if key in current and current[key] != value:
+            raise UsageError(
+                f'{what}: property "{key}" is already {current[key]!r}: properties cannot change; use a tag'
+            )
+    return {**current, **added}

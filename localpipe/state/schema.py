@@ -10,5 +10,6 @@ MIGRATION_NAMES = (
     "0006_environment_builds",
     "0007_workspace_settings",
     "0008_model_registry",
+    "0009_run_properties",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

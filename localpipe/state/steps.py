@@ -56,11 +56,16 @@ class StepRecords:
         )
         return StepState(step_run_id, *row)
 
-    def add_metrics(self, step_run_id: int, rows: list[dict], tags: dict) -> None:
-        """Record logged values (``{"name", "kind", "value", "logged_at"}`` each) and merge ``tags``."""
+    def add_metrics(
+        self, step_run_id: int, rows: list[dict], tags: dict, removed_tags: list[str] = (), properties: dict = None
+    ) -> None:
+        """Record logged values (``{"name", "kind", "value", "logged_at"}`` each), merge ``tags`` and
+        drop ``removed_tags``, and add ``properties`` (one set already keeps its first value)."""
         t = self.t
         with t.StepRun._meta.database.atomic():
             insert_rows(t.Metric, [{"step_run": step_run_id, **row} for row in rows])
-            if tags:
-                current = t.StepRun.select(t.StepRun.tags).where(t.StepRun.id == step_run_id).scalar() or {}
-                t.StepRun.update(tags={**current, **tags}).where(t.StepRun.id == step_run_id).execute()
+            if tags or removed_tags or properties:
+                row = t.StepRun.select(t.StepRun.tags, t.StepRun.properties).where(t.StepRun.id == step_run_id).get()
+                merged = {k: v for k, v in {**(row.tags or {}), **tags}.items() if k not in set(removed_tags)}
+                added = {**(properties or {}), **(row.properties or {})}  # a property is written once
+                t.StepRun.update(tags=merged, properties=added).where(t.StepRun.id == step_run_id).execute()

@@ -1,0 +1,548 @@
+"""The members of the Azure ML SDK's ``Run`` that PipelineRun, StepRun, script runs and the in-step context share.
+
+A run here is one of three records of history.db: a pipeline run, a script run (a pipeline run of
+one step, made by ``Experiment.submit(ScriptRunConfig(...))``) or a step run. What a run holds
+(metrics, tags, properties, files) belongs to the step that ran: a script run's are those of its
+one step; a pipeline run has tags and properties of its own, and its children's metrics with
+``get_metrics(recursive=True)``. A run's files are the ``./outputs`` and ``./logs`` its step wrote
+and what it uploaded, kept in ``.localpipe/runs/RUN/STEP/files/`` (docs/runs.md).
+
+This module imports nothing heavy: ``from azureml.core import Run`` in a step stays cheap; the
+history is opened on first use.
+"""
+
+from __future__ import annotations
+
+import datetime
+import io
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from localpipe.client.run_files import RunFiles
+from localpipe.errors import NotFoundError, RunFailedError, RunTimeoutError, UsageError, UserErrorException
+
+POLL_SECONDS = 0.2
+SCRIPT_RUN = "experiment"  # azureml.runsource of a script run, as in Azure ML
+PIPELINE_RUN = "azureml.PipelineRun"
+DOCS_URL = "https://learn.microsoft.com/python/api/azureml-core/azureml.core.run.run"
+CHART_KINDS = ("confusion_matrix", "accuracy_table", "residuals", "predictions")
+
+
+class RunBase(RunFiles):
+    """What every run has (``Run``'s members but the ways to find runs, which are in ``client.runs``)."""
+
+    def __init__(self, experiment, run_id, outputs=None):
+        """A handle on the recorded run ``run_id`` (the number ``localpipe runs`` shows) of ``experiment``.
+        ``outputs`` is the folder captured as the run's files; a step's is always ``./outputs``."""
+        from localpipe.state.reader import run_number
+
+        self._experiment = experiment
+        self._number = run_number(run_id)
+        self._outputs = outputs
+
+    # -- what a run is -----------------------------------------------------------------------------
+    @property
+    def id(self):
+        """The run's number (``localpipe runs``); a step run's is its own number, of step runs."""
+        return self._number
+
+    @property
+    def name(self) -> str:
+        """Deprecated in the SDK (``display_name``)."""
+        return self.display_name
+
+    @property
+    def display_name(self) -> str:
+        return self._record().get("display_name") or self._default_name()
+
+    @display_name.setter
+    def display_name(self, display_name: str) -> None:
+        self._history.runs.set_names(self._number, display_name=display_name)
+
+    @property
+    def description(self) -> str | None:
+        return self._record().get("description")
+
+    @description.setter
+    def description(self, description: str) -> None:
+        self._history.runs.set_names(self._number, description=description)
+
+    @property
+    def type(self) -> str:
+        """``azureml.PipelineRun``, ``azureml.scriptrun`` or ``azureml.StepRun``, as in Azure ML."""
+        return "azureml.scriptrun" if self._is_script_run() else PIPELINE_RUN
+
+    @property
+    def number(self) -> int:
+        return self.id
+
+    @property
+    def experiment(self):
+        return self._experiment
+
+    @property
+    def parent(self):
+        """None: a pipeline or script run has no parent (a step run's is its pipeline run)."""
+        return None
+
+    @property
+    def status(self) -> str:
+        return self.get_status()
+
+    @property
+    def tags(self) -> dict:
+        return self.get_tags()
+
+    @property
+    def properties(self) -> dict:
+        return self.get_properties()
+
+    def get_status(self) -> str:
+        """NotStarted, Queued, Preparing, Running, Finalizing, Completed, Failed or Canceled."""
+        return self._record()["status"]
+
+    def get_detailed_status(self) -> dict:
+        record = self._record()
+        return {"status": record["status"], "details": record.get("reason") or record.get("error")}
+
+    def get_details(self) -> dict:
+        """Azure ML's details: runId, target, status, startTimeUtc, endTimeUtc (once ended),
+        properties, inputDatasets, outputDatasets, runDefinition, logFiles (name -> path), submittedBy;
+        error when it failed."""
+        record = self._record()
+        step = self._step()
+        details = {
+            "runId": self.id,
+            "target": self._definition().get("target", "local"),
+            "status": record["status"],
+            "startTimeUtc": _utc(record.get("started_at")),
+            "properties": self.get_properties(),
+            "inputDatasets": [],
+            "outputDatasets": [],
+            "runDefinition": self._definition(),
+            "logFiles": {name: str(path) for name, path in self._log_paths().items()},
+            "submittedBy": _user(),
+        }
+        if record.get("ended_at"):
+            details["endTimeUtc"] = _utc(record["ended_at"])
+        failed = record["status"] == "Failed"
+        error = ((step or {}).get("reason") if failed else None) or record.get("error")
+        if error:
+            details["error"] = {"error": {"code": "UserError", "message": error}}
+        return details
+
+    def get_details_with_logs(self) -> dict:
+        """``get_details()`` with each log's content in ``logFiles`` instead of its path."""
+        details = self.get_details()
+        details["logFiles"] = {name: _read(path) for name, path in self._log_paths().items()}
+        return details
+
+    def get_all_logs(self, destination=None) -> list[str]:
+        """Copy the run's logs into ``destination`` (default ``./assets/<run id>``); their paths."""
+        destination = Path(destination) if destination else Path.cwd() / "assets" / str(self.id)
+        if destination.exists() and not destination.is_dir():
+            raise UserErrorException(f"{destination} exists and is not a directory: choose a folder")
+        written = []
+        for name, content in self.get_details_with_logs()["logFiles"].items():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(content)
+            written.append(str(target))
+        return written
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True) -> list:  # fmt: skip
+        """The run's step runs (a script run has none), filtered as ``Run.list``."""
+        return []
+
+    def get_portal_url(self) -> str:
+        """Where to look at the run on this machine: the command that shows it (no studio yet)."""
+        return f"localpipe show {self._number}"
+
+    @property
+    def portal_url(self) -> str:
+        return self.get_portal_url()
+
+    @classmethod
+    def get_docs_url(cls) -> str:
+        return DOCS_URL
+
+    def get_snapshot_id(self) -> str | None:
+        """The digest of the source snapshot the run's step ran from."""
+        return (self._step() or {}).get("snapshot")
+
+    def restore_snapshot(self, snapshot_id=None, path=None) -> str:
+        """Copy the run's source snapshot into ``path`` (default ``./<snapshot id>``); returns it."""
+        snapshot_id = snapshot_id or self.get_snapshot_id()
+        source = self._step_folder() / "snapshot" if self._step() else None
+        if not snapshot_id or source is None or not source.is_dir() or snapshot_id != self.get_snapshot_id():
+            raise NotFoundError(f"run {self.id} has no snapshot {snapshot_id or ''}: see localpipe show {self._number}")
+        target = Path(path) if path else Path.cwd() / snapshot_id
+        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_RUN_FILE_FOLDERS))
+        return str(target)
+
+    # -- waiting, ending ---------------------------------------------------------------------------
+    def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True) -> dict:
+        """Block until the run ends; with ``show_output``, print its status changes and log as they
+        come. Returns ``get_details()``; a failed run raises ActivityFailedException (RunFailedError)
+        unless ``raise_on_error`` is False."""
+        watch_run(self._history, self._number, show_output, None, raise_on_error, self._step_name())
+        return self.get_details()
+
+    def start(self) -> None:
+        """Nothing to do: localpipe starts a run when it is submitted."""
+
+    def complete(self, _set_status=True) -> None:
+        """Nothing to do: a run completes when its steps end (in a step, when the script exits 0)."""
+
+    def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
+        """Cancel the run, noting ``error_details``: localpipe's runs end when their steps do."""
+        self.cancel()
+
+    def cancel(self) -> None:
+        """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""
+        from localpipe.engine.recovery import cancel_run
+
+        cancel_run(self._history, self._number)
+
+    def flush(self, timeout_seconds=300) -> None:
+        """Nothing to wait for: what a run logs is written at once."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exit_type, value, traceback) -> None:
+        self.complete()
+
+    # -- tags and properties -----------------------------------------------------------------------
+    def tag(self, key, value=None) -> None:
+        self.set_tags({key: value})
+
+    def set_tags(self, tags) -> None:
+        """Add or change tags; a string, or names in a list, are tags without a value (None)."""
+        self._write_tags(_as_tags(tags), [])
+
+    def remove_tags(self, tags) -> None:
+        self._write_tags({}, [tags] if isinstance(tags, str) else list(tags))
+
+    def get_tags(self) -> dict:
+        step = self._step()  # a script run's tags are its step's, and its own
+        return {**((step or {}).get("tags") or {}), **(self._record().get("tags") or {})}
+
+    def add_properties(self, properties) -> None:
+        """Add properties; unlike tags, a property once set never changes (UsageError)."""
+        if properties:
+            self._write_properties(dict(properties))
+
+    def get_properties(self) -> dict:
+        step = self._step()
+        return {**((step or {}).get("properties") or {}), **(self._record().get("properties") or {})}
+
+    # -- metrics -----------------------------------------------------------------------------------
+    def log(self, name, value, description="", step=None) -> None:
+        """Log a scalar; logged again under the same name it makes a series (a list in get_metrics)."""
+        if isinstance(value, list | range | tuple) or hasattr(value, "__next__"):
+            raise UserErrorException(f'run.log("{name}", ...) got a list: use run.log_list for lists')
+        self._emit("scalar", name, value)
+
+    def log_list(self, name, value, description="") -> None:
+        self._emit("list", name, list(value))
+
+    def log_row(self, name, description=None, **kwargs) -> None:
+        """Log one row of the table ``name``: get_metrics gives the table as ``{column: [values]}``."""
+        self._emit("row", name, kwargs)
+
+    def log_table(self, name, value, description="") -> None:
+        """Log a table, ``{column: [values]}``; logged again, its rows are added."""
+        if not isinstance(value, dict):
+            raise UserErrorException(
+                f'run.log_table("{name}", ...) needs a dict of columns, not {type(value).__name__}'
+            )
+        self._emit("table", name, {str(k): list(v) if isinstance(v, list | tuple) else [v] for k, v in value.items()})
+
+    def log_confusion_matrix(self, name, value, description="") -> None:
+        self._emit("confusion_matrix", name, _chart(name, value))
+
+    def log_accuracy_table(self, name, value, description="") -> None:
+        self._emit("accuracy_table", name, _chart(name, value))
+
+    def log_residuals(self, name, value, description="") -> None:
+        self._emit("residuals", name, _chart(name, value))
+
+    def log_predictions(self, name, value, description="") -> None:
+        self._emit("predictions", name, _chart(name, value))
+
+    def log_image(self, name, path=None, plot=None, description="") -> None:
+        """Log an image file (``path``) or a matplotlib figure (``plot``), kept among the run's files."""
+        if (path is None) == (plot is None):
+            raise UserErrorException(f'run.log_image("{name}"): give exactly one of path and plot')
+        if plot is not None:
+            stream = io.BytesIO()
+            plot.savefig(stream, format="png")
+            stream.seek(0)
+            self.upload_file(f"{name}.png", stream)
+            self._emit("image", name, f"{name}.png")
+        else:
+            self._emit("image", name, os.path.abspath(path))
+
+    def get_metrics(self, name=None, recursive=False, run_type=None, populate=False) -> dict:
+        """What the run logged, as Azure ML gives it: a value logged once is that value, more than once
+        a list; ``log_list`` a list; ``log_row`` and ``log_table`` a dict of columns; an image its
+        path; a chart (``log_confusion_matrix``, ...) its JSON with ``populate``, else its name.
+        ``recursive``: ``{run id: metrics}`` of this run and its descendants (of ``run_type``)."""
+        if recursive:
+            runs = [self, *self.get_children(recursive=True)]
+            return {r.id: r.get_metrics(name, populate=populate) for r in runs if not run_type or r.type == run_type}
+        return _metrics_dict(self._metric_rows(), name, populate)
+
+    def _metric_rows(self) -> list[dict]:
+        from localpipe.state import reader
+
+        step = self._step_name()
+        return reader.metrics(self._history.layout, self._run_number(), step) if step else []
+
+    # -- what subclasses say about their record ----------------------------------------------------
+    @property
+    def _history(self):
+        return _history_of(self.experiment.workspace)
+
+    def _run_number(self) -> int:
+        """The pipeline run this run is or belongs to."""
+        return self._number
+
+    def _record(self) -> dict:
+        from localpipe.engine.recovery import recover_abandoned_runs
+
+        recover_abandoned_runs(self._history)
+        return self._history.runs.get(self._number)
+
+    def _is_script_run(self) -> bool:
+        return (self._record().get("properties") or {}).get("azureml.runsource") == SCRIPT_RUN
+
+    def _default_name(self) -> str:
+        return f"{self.experiment.name} {self._number}"
+
+    def _step(self) -> dict | None:
+        """The step run that holds this run's metrics and files: a script run's one step."""
+        if not self._is_script_run():
+            return None
+        steps = self._history.runs.steps(self._number)
+        return steps[0] if steps else None
+
+    def _step_name(self) -> str | None:
+        step = self._step()
+        return step["name"] if step else None
+
+    def _step_folder(self) -> Path:
+        return self._history.layout.step_dir(self._run_number(), self._step_name())
+
+    def _definition(self) -> dict:
+        step = self._step()
+        if step is None:
+            return {}
+        spec = next(
+            (
+                s
+                for s in self._history.runs.for_scheduler(self._run_number()).graph["steps"]
+                if s["name"] == step["name"]
+            ),
+            {},
+        )
+        argv = list(step.get("arguments") or [])
+        python = spec.get("kind") == "python"
+        return {
+            "script": spec.get("script") if python else None,
+            "command": "" if python else " ".join(map(str, argv)),
+            "arguments": argv[2:] if python else [],
+            "target": spec.get("compute_target", "local"),
+            "environment": {"name": (spec.get("environment") or {}).get("name")},
+        }
+
+    def _write_tags(self, tags: dict, removed: list[str]) -> None:
+        step = self._step()
+        if step is not None:
+            self._history.runs.set_step_tags(step["id"], tags, removed)
+        self._history.runs.set_tags(self._number, tags, removed)
+
+    def _write_properties(self, properties: dict) -> None:
+        self._history.runs.add_properties(self._number, properties)
+
+    def _emit(self, kind: str, name: str, value: Any) -> None:
+        """Record one logged value on the run's step (from outside a step: through state/)."""
+        step = self._step()
+        if step is None:
+            raise UsageError(
+                f"run {self.id} is a pipeline run: its metrics are its steps'; log on a step run "
+                "(Run.get_context() in the step, or run.find_step_run(name)[0])"
+            )
+        if value is not None:
+            row = {"name": str(name), "kind": kind, "value": value, "logged_at": time.time()}
+            self._history.steps.add_metrics(step["id"], [row], {})
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id}, experiment={self.experiment.name!r}, type={self.type!r})"
+
+
+_RUN_FILE_FOLDERS = ("outputs", "logs")  # left out of a restored snapshot: they are the run's files
+
+
+def watch_run(
+    history,
+    run_id: int,
+    show_output: bool,
+    timeout_seconds: float | None,
+    raise_on_error: bool,
+    step: str | None = None,
+) -> str:
+    """Wait for a run (or one of its steps) to end, printing status changes and new log lines
+    with ``show_output``; returns the final status, raises as ``wait_for_completion`` says."""
+    from localpipe.engine.recovery import recover_abandoned_runs
+    from localpipe.status import RunStatus
+
+    limit = None if timeout_seconds is None or timeout_seconds >= sys.maxsize else timeout_seconds
+    deadline = time.monotonic() + limit if limit else None
+    seen: dict[str, str] = {}
+    offsets: dict[Path, int] = {}
+    while True:
+        recover_abandoned_runs(history)
+        run_status = history.runs.status(run_id)
+        status = RunStatus(history.runs.find_step(run_id, step)["status"]) if step else run_status
+        final = status.is_final or run_status.is_final
+        if show_output:
+            _print_progress(history, run_id, step, seen, offsets, final)
+        if final:
+            break
+        if deadline and time.monotonic() > deadline:
+            what = f'step "{step}" of run {run_id}' if step else f"run {run_id}"
+            raise RunTimeoutError(
+                f"{what} is still {status.value} after {timeout_seconds}s: wait longer, or cancel it with run.cancel()"
+            )
+        time.sleep(POLL_SECONDS)
+    if show_output:
+        print(f"run {run_id}: {status.value}" if not step else f"{step}: {status.value}", flush=True)
+    if raise_on_error and status not in (RunStatus.COMPLETED, RunStatus.REUSED):
+        if step:
+            reason = history.runs.find_step(run_id, step)["reason"]
+            raise RunFailedError(
+                f'step "{step}" of run {run_id} {status.value.lower()}: {reason or "see localpipe show"}'
+            )
+        error = history.runs.get(run_id)["error"]
+        raise RunFailedError(f"run {run_id} {status.value.lower()}: {error or 'see localpipe show'}")
+    return status.value
+
+
+def _print_progress(history, run_id: int, step: str | None, seen: dict, offsets: dict, final: bool) -> None:
+    from localpipe.engine.logs import print_new_lines
+
+    for row in history.runs.steps(run_id):
+        name = row["name"]
+        if step and name != step:
+            continue
+        if seen.get(name) != row["status"]:
+            seen[name] = row["status"]
+            reason = f" ({row['reason']})" if row["reason"] else ""
+            print(f"{name}: {row['status']}{reason}", flush=True)
+        for log in ("stdout.log", "stderr.log"):
+            path = history.layout.step_dir(run_id, name) / log
+            offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo, final)
+
+
+def _history_of(workspace):
+    from localpipe.client.workspace import history_of
+
+    return history_of(workspace)
+
+
+def _matches(run: RunBase, type, tags, properties, status) -> bool:
+    return (
+        (type is None or run.type == type)
+        and (status is None or run.get_status() == status)
+        and _has(run.get_tags(), tags)
+        and _has(run.get_properties(), properties)
+    )
+
+
+def _has(values: dict, wanted) -> bool:
+    """``wanted``: a name (present), or ``{name: value}`` (each equal), or None (anything)."""
+    if wanted is None:
+        return True
+    if isinstance(wanted, str):
+        return wanted in values
+    return all(k in values and values[k] == v for k, v in dict(wanted).items())
+
+
+def _as_tags(tags) -> dict:
+    if isinstance(tags, str):
+        return {tags: None}
+    if isinstance(tags, dict):
+        return dict(tags)
+    return {name: None for name in tags}
+
+
+def _chart(name: str, value):
+    """An Azure ML chart (confusion matrix, accuracy table, residuals, predictions): a dict, or its JSON."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise UserErrorException(f'"{name}": invalid JSON provided') from None
+    if not isinstance(value, dict):
+        raise UserErrorException(f'"{name}": a chart is a dict or its JSON, not {type(value).__name__}')
+    return value
+
+
+def _metrics_dict(rows: list[dict], name: str | None, populate: bool) -> dict:
+    """Rows of the metric table as Azure ML's ``get_metrics()`` gives them."""
+    out: dict = {}
+    for row in rows:
+        key, kind, value = row["name"], row["kind"], row["value"]
+        if name is not None and key != name:
+            continue
+        if kind in ("row", "table"):
+            table = out.setdefault(key, {})
+            columns = {k: [v] for k, v in value.items()} if kind == "row" else value
+            length = len(next(iter(table.values()))) if table else 0
+            for column in columns:
+                table.setdefault(column, [None] * length)
+            added = max((len(v) for v in columns.values()), default=0)
+            for column in table:
+                table[column] = table[column] + list(columns.get(column, [None] * added))
+        elif kind == "list":
+            out[key] = [*out.get(key, []), *value]
+        else:
+            if kind in CHART_KINDS and not populate:
+                value = f"{kind}/{key}"
+            if key in out:
+                out[key] = [*(out[key] if isinstance(out[key], list) else [out[key]]), value]
+            else:
+                out[key] = value
+    return out
+
+
+def _utc(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _user() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def _echo(line: str) -> None:
+    print(line, file=sys.stdout, flush=True)
