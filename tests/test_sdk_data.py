@@ -22,7 +22,7 @@ from localpipe import (
     PipelineParameter,
     PythonScriptStep,
 )
-from localpipe.errors import UserErrorException
+from localpipe.errors import UsageError, UserErrorException
 from localpipe.plan.graph import Graph
 from localpipe.state.store import ObjectStore
 
@@ -415,3 +415,84 @@ def test_a_data_path_missing_from_its_datastore_is_a_validation_problem(ws, proj
     step = see_step(ws, project, inputs=[(param, DataPathComputeBinding())])
     problems = Pipeline(ws, [step]).validate()
     assert any('"sample_datapath1" does not exist in datastore "workspaceblobstore"' in p for p in problems), problems
+
+
+# -- files named by an http(s) URL, as the samples read their public data ---------------------------
+
+
+@pytest.fixture
+def web(tmp_path):
+    """A real HTTP server on 127.0.0.1 serving ``files`` (path -> bytes) with ETags, answering 304 to
+    a matching If-None-Match; ``requests`` lists (path, status) of what it answered."""
+    import hashlib
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    files: dict[str, bytes] = {}
+    requests: list[tuple[str, int]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = files.get(self.path)
+            if body is None:
+                status, body, etag = 404, b"", None
+            else:
+                etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+                status = 304 if self.headers.get("If-None-Match") == etag else 200
+            requests.append((self.path, status))
+            self.send_response(status)
+            if etag:
+                self.send_header("ETag", etag)
+            self.send_header("Content-Length", str(len(body) if status == 200 else 0))
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server.files, server.requests = files, requests
+    server.url = f"http://127.0.0.1:{server.server_address[1]}"
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_dataset_from_a_url_is_fetched_once_revalidated_and_keys_the_step_by_content(ws, project, run_pipeline, web):
+    """The publish-and-run sample's ``Dataset.File.from_files("https://.../Titanic.csv")``: fetched into
+    the machine's cache, asked again with its ETag on each use (304: the copy is kept), a change of
+    the served file is a new input for the step; without the server the copy fetched before is used."""
+    web.files["/demo/Titanic.csv"] = b"name,age\nA,1\n"
+    url = web.url + "/demo/Titanic.csv"
+
+    def submit():
+        titanic = Dataset.File.from_files(url)
+        return run_pipeline(Pipeline(ws, [see_step(ws, project, inputs=[titanic.as_named_input("titanic")])]))
+
+    _, status, steps = submit()
+    assert status.value == "Completed", steps
+    (path,) = seen(ws, steps)["inputs"]["titanic"]["to_path"]
+    assert path == "/Titanic.csv"
+    _, _, steps = submit()
+    assert steps["see"]["status"] == "Reused"
+    assert web.requests == [("/demo/Titanic.csv", 200), ("/demo/Titanic.csv", 304)]
+    web.files["/demo/Titanic.csv"] = b"name,age\nA,1\nB,2\n"
+    _, _, steps = submit()
+    assert steps["see"]["status"] == "Completed" and web.requests[-1] == ("/demo/Titanic.csv", 200)
+    frame = Dataset.Tabular.from_delimited_files(url).to_pandas_dataframe()
+    assert list(frame["name"]) == ["A", "B"]
+
+    web.shutdown()
+    web.server_close()
+    with pytest.warns(UserWarning, match="cannot be reached.*using the copy fetched before"):
+        offline = Dataset.File.from_files(url)
+    assert open(offline.paths[0]).read() == "name,age\nA,1\nB,2\n"
+    with pytest.raises(UsageError, match=r'cannot download "http://127.0.0.1:\d+/other.csv" \(.*\): check the address'):
+        Dataset.File.from_files(web.url + "/other.csv")
+
+
+def test_a_url_that_answers_an_error_is_one_line(web):
+    with pytest.raises(UsageError, match=r'Dataset.File.from_files: ".*/missing.csv" answered HTTP 404'):
+        Dataset.File.from_files(web.url + "/missing.csv")

@@ -8,15 +8,6 @@ renamed into place under a lock), ``build.py`` runs the installer (uv, or venv a
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+from localpipe.cache_dir import cache_root
 
-
-def cache_root() -> Path:
-    """localpipe's machine-wide cache: ``LOCALPIPE_CACHE_DIR``, else ``$XDG_CACHE_HOME/localpipe``,
-    else ``~/.cache/localpipe``."""
-    configured = os.environ.get("LOCALPIPE_CACHE_DIR")
-    if configured:
-        return Path(configured).expanduser().absolute()
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base).absolute() / "localpipe"
+__all__ = ["cache_root"]

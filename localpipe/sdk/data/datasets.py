@@ -19,6 +19,7 @@ from pathlib import Path
 
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.sdk.data.datastore import DataPath, DataReference, Datastore, datastore_file
+from localpipe.sdk.data.remote import fetch, is_url
 from localpipe.sdk.data.tables import ENCODINGS, column_types, read_table
 
 GLOB_CHARS = "*?["
@@ -527,10 +528,12 @@ def _resolve_data_path(item, caller: str) -> str:
     if isinstance(item, (DataReference, DataPath)):
         return item.local_path()
     if isinstance(item, (str, os.PathLike)):
-        if str(item).startswith(("http://", "https://", "wasbs://", "abfss://", "azureml://")):
+        if is_url(item):
+            return fetch(item, caller)
+        if str(item).startswith(("wasbs://", "abfss://", "azureml://")):
             raise UsageError(
-                f'{caller}: "{item}" is not on this machine: download it and pass its local path '
-                "(or upload it to a datastore)"
+                f'{caller}: "{item}" is Azure storage, not on this machine: download it and pass its local '
+                "path (or upload it to a datastore)"
             )
         return os.path.abspath(item)
     raise UsageError(f"{caller}: {item!r} is neither a path nor a (datastore, path) pair")
