@@ -22,7 +22,7 @@ from localpipe import (
     PipelineParameter,
     PythonScriptStep,
 )
-from localpipe.errors import UsageError, UserErrorException
+from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.plan.graph import Graph
 from localpipe.state.store import ObjectStore
 
@@ -389,6 +389,20 @@ def test_pipeline_data_as_dataset_parsed_by_its_consumers_as_the_nyc_taxi_sample
     }
     graph = Graph.from_dict(history.runs.for_scheduler(run_id).graph)
     assert graph.steps["Cleanse Green Taxi Data"].pipeline_outputs == {"cleansed": "cleansed_green_data"}
+    from localpipe import Experiment
+    from localpipe.client.runs import PipelineRun
+
+    run = PipelineRun(Experiment(ws, "test"), run_id)
+    reference = run.get_pipeline_output("cleansed")  # the SDK's PortDataReference
+    assert reference.path_on_datastore == "/".join(reference.path.parts[-2:])
+    copied = reference.download(str(ws.root / "copy"))
+    assert (copied / "processed.parquet").is_file()
+    with pytest.raises(NotFoundError, match='no pipeline output "final" \\(its pipeline outputs: cleansed\\)'):
+        run.get_pipeline_output("final")
+    step = run.find_step_run("Cleanse Green Taxi Data")[0]
+    for name, output in step.get_outputs().items():  # the data-dependency sample's loop
+        port = output.get_port_data_reference()
+        assert (name, port.datastore_name, port.data_reference_name) == ("cleansed_green_data", "objects", name)
 
 
 def test_pipeline_data_takes_the_sdks_parameters(ws):

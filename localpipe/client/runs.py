@@ -125,6 +125,21 @@ class PipelineRun(Run):
 
         return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
 
+    def get_pipeline_output(self, pipeline_output_name: str) -> OutputData:
+        """The output a step declared as ``PipelineData(..., pipeline_output_name=...)``, as the SDK's
+        ``PortDataReference`` (``download(local_path)``, ``path_on_datastore``)."""
+        steps = self.get_graph().steps
+        found = {
+            public: (step, output) for step, spec in steps.items() for public, output in spec.pipeline_outputs.items()
+        }
+        if pipeline_output_name not in found:
+            raise NotFoundError(
+                f'run {self.id} has no pipeline output "{pipeline_output_name}" (its pipeline outputs: '
+                f"{', '.join(sorted(found)) or 'none'}): name one with PipelineData(..., pipeline_output_name=...)"
+            )
+        step, output = found[pipeline_output_name]
+        return self.find_step_run(step)[0].get_output_data(output)
+
     def get_tags(self) -> dict:
         return dict(self._record().get("tags") or {})
 
@@ -291,13 +306,30 @@ class StepRun(Run):
 
 
 class OutputData:
-    """A committed step output: ``path`` (read-only, in the object store) and ``download(dest)``."""
+    """A committed step output: ``path`` (read-only, in the object store) and ``download(dest)``.
+
+    It is also what the SDK's ``StepRunOutput.get_port_data_reference()`` returns (a
+    ``PortDataReference``): its datastore is the workspace's object store, named ``objects``, and
+    ``path_on_datastore`` the output's folder there (``<first 2 of digest>/<digest>``)."""
+
+    datastore_name = "objects"
 
     def __init__(self, name: str, path: Path):
         self.name = name
         self.path = path
 
-    def download(self, local_path: str | Path, overwrite: bool = False) -> Path:
+    @property
+    def data_reference_name(self) -> str:
+        return self.name
+
+    @property
+    def path_on_datastore(self) -> str:
+        return f"{self.path.parent.name}/{self.path.name}"
+
+    def get_port_data_reference(self) -> OutputData:
+        return self
+
+    def download(self, local_path: str | Path, overwrite: bool = False, show_progress=None) -> Path:
         """Copy the output into ``local_path/<name>``; returns that path."""
         import shutil
 
