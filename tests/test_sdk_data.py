@@ -423,11 +423,20 @@ def test_pipeline_data_takes_the_sdks_parameters(ws):
         PipelineData("x", pipline_output_name="typo")
 
 
-def test_a_data_path_missing_from_its_datastore_is_a_validation_problem(ws, project):
+def test_a_data_path_missing_from_its_datastore_mounts_empty_and_cannot_be_downloaded(ws, project, run_pipeline):
+    """The showcasing-datapath sample mounts "sample_datapath1", which nothing wrote: Azure mounts an
+    absent path as an empty folder, and so does localpipe, with a warning; a download of it fails
+    validation."""
     blob = ws.get_default_datastore()
     param = PipelineParameter(name="input_datapath", default_value=DataPath(blob, "sample_datapath1"))
-    step = see_step(ws, project, inputs=[(param, DataPathComputeBinding())])
-    problems = Pipeline(ws, [step]).validate()
+    step = see_step(ws, project, inputs=[(param, DataPathComputeBinding())], arguments=["--arg2", param])
+    with pytest.warns(UserWarning, match='"sample_datapath1" does not exist in datastore "workspaceblobstore".*empty'):
+        _, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status.value == "Completed", steps
+    mounted = seen(ws, steps)["inputs"]["input_datapath"]["path"]
+    assert os.path.isdir(mounted) and os.listdir(mounted) == []
+    download = see_step(ws, project, inputs=[(param, DataPathComputeBinding(mode="download"))], name="dl")
+    problems = Pipeline(ws, [download]).validate()
     assert any('"sample_datapath1" does not exist in datastore "workspaceblobstore"' in p for p in problems), problems
 
 

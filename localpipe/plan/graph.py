@@ -542,14 +542,20 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
         if item.mode == "upload":
             found.append(f'{label}: DataReference "{name}" as_upload(): write outputs through OutputFileDatasetConfig')
         path = _local_path(label, item, found)
-        if path is not None and not os.path.exists(path):
-            found.append(
-                f'{label}: input "{name}": "{item.path_on_datastore}" does not exist in datastore '
-                f'"{item.datastore.name}" ({path}): upload it (datastore.upload_files) or fix the path'
+        mode = "download" if item.mode == "download" else "mount"
+        missing = path is not None and not os.path.exists(path)
+        where = f'"{item.path_on_datastore}" does not exist in datastore "{item.datastore.name}" ({path})'
+        if missing and mode == "download":
+            found.append(f'{label}: input "{name}": {where}: upload it (datastore.upload_files) or fix the path')
+        elif missing:  # Azure mounts an absent path as an empty folder, and the samples rely on it
+            warnings.warn(
+                f'{label}: input "{name}": {where}: the step gets an empty folder, as Azure mounts an absent '
+                "path (upload the data with datastore.upload_files)",
+                stacklevel=3,
             )
         spec = InputSpec(
-            mode="download" if item.mode == "download" else "mount",
-            paths=[path or ""],
+            mode=mode,
+            paths=[] if missing else [path or ""],
             path_on_compute=item.path_on_compute,
         )
     else:
