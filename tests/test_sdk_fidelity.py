@@ -159,6 +159,8 @@ def test_pipeline_submit_and_publish_as_the_samples_call_them(ws, project):
         pipeline.submit("by-pipeline", pipeline_paramters={})
     with pytest.raises(AttributeError, match=r"does not publish pipelines yet \(issue 19.*Experiment\(ws, name\)"):
         pipeline.publish(name="p", description="d")
+    with pytest.raises(AttributeError, match=r"does not publish pipelines yet \(issue 19"):
+        run.publish_pipeline(name="p", description="d", version="1.0")
     with pytest.raises(AttributeError, match="has no attribute 'pubish'"):
         getattr(pipeline, "pubish")  # noqa: B009 (the attribute must be looked up at run time)
 
@@ -216,3 +218,13 @@ def test_the_workspace_members_the_samples_use(ws, monkeypatch, tmp_path):
     Dataset.File.from_files(str(tmp_path / "d.csv")).register(ws, "numbers")
     assert list(ws.datasets) == ["numbers"] and ws.datasets["numbers"].version == 1
     assert (ws.tags, Workspace.DEFAULT_CPU_CLUSTER_NAME) == ({"team": "vision"}, "cpu-cluster")
+
+
+def test_an_environments_spark_section_is_accepted_and_changes_nothing():
+    """The parallel-run sample sets ``predict_env.spark.precache_packages = False``."""
+    from localpipe import Environment
+
+    plain, with_spark = Environment(name="predict_environment"), Environment(name="predict_environment")
+    with_spark.spark.precache_packages = False
+    with_spark.spark.packages.append("com.microsoft.ml.spark:mmlspark_2.11:0.15")
+    assert with_spark._to_spec() == plain._to_spec()

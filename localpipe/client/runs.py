@@ -125,6 +125,13 @@ class PipelineRun(Run):
 
         return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
 
+    def __getattr__(self, name: str):
+        if name == "publish_pipeline":  # the SDK's, until publishing is built: say so
+            from localpipe.sdk.pipeline import NOT_PUBLISHED_YET
+
+            raise AttributeError(NOT_PUBLISHED_YET)
+        raise AttributeError(f"'PipelineRun' object has no attribute {name!r}")
+
     def get_pipeline_output(self, pipeline_output_name: str) -> OutputData:
         """The output a step declared as ``PipelineData(..., pipeline_output_name=...)``, as the SDK's
         ``PortDataReference`` (``download(local_path)``, ``path_on_datastore``)."""

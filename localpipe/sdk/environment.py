@@ -75,6 +75,17 @@ class DockerSection:
         return dict(vars(self))
 
 
+class SparkSection:
+    """``environment.spark``: Spark packages to install on a Spark cluster. There is no Spark cluster
+    here: what code written for Azure sets is accepted and changes nothing (the parallel-run sample sets
+    ``precache_packages``)."""
+
+    def __init__(self, repositories=None, packages=None, precache_packages: bool = True):
+        self.repositories = list(repositories or [])
+        self.packages = list(packages or [])
+        self.precache_packages = precache_packages
+
+
 class Environment:
     """A named definition of what a step runs in: Python packages, variables, an image.
 
@@ -89,6 +100,7 @@ class Environment:
         self.version: str | None = None
         self.python = PythonSection()
         self.docker = DockerSection()
+        self.spark = SparkSection()
         self.environment_variables: dict[str, str] = {}
         self.inferencing_stack_version: str | None = None
 

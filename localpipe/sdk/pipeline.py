@@ -9,6 +9,11 @@ from localpipe.errors import UsageError
 from localpipe.sdk.data import PipelineData, PipelineDataInput
 from localpipe.sdk.steps import PipelineStep
 
+NOT_PUBLISHED_YET = (
+    "localpipe does not publish pipelines yet (issue 19: published pipelines, endpoints and schedules): "
+    "run this one with Experiment(ws, name).submit(pipeline) or `localpipe submit`"
+)
+
 
 class StepSequence:
     """Steps in the order they run, with no data passed between them (Azure ML's
@@ -94,10 +99,7 @@ class Pipeline:
     def __getattr__(self, name: str):
         # The SDK's publishing members, until they are built: say so rather than a bare AttributeError.
         if name == "publish":
-            raise AttributeError(
-                "localpipe does not publish pipelines yet (issue 19: published pipelines, endpoints and "
-                "schedules): run this one with Experiment(ws, name).submit(pipeline) or `localpipe submit`"
-            )
+            raise AttributeError(NOT_PUBLISHED_YET)
         raise AttributeError(f"'Pipeline' object has no attribute {name!r}")
 
     def __repr__(self) -> str:
