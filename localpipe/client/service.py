@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from localpipe.sdk.data import BUILTIN_DATASTORES
+from localpipe.sdk.data.datastore import DEFAULT_DATASTORE
 from localpipe.state.history import History
 from localpipe.state.layout import Layout
 
@@ -46,6 +47,9 @@ class LocalService:
     def register_datastore(self, name: str, path: Path) -> None:
         self.history.registry.register_datastore(name, str(path))
 
+    def unregister_datastore(self, name: str) -> None:
+        self.history.registry.unregister_datastore(name, DEFAULT_DATASTORE)
+
     def upload(
         self, name: str, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
     ) -> Path:
@@ -72,6 +76,18 @@ class LocalService:
 
     def dataset_names(self) -> list[str]:
         return sorted({version["name"] for version in self.history.datasets.list()})
+
+    def latest_datasets(self) -> list[dict]:
+        return self.history.datasets.latest()
+
+    def get_dataset_by_id(self, dataset_id: str) -> dict:
+        return self.history.datasets.by_id(dataset_id)
+
+    def update_dataset(self, name: str, version: int, description: str | None, tags: dict | None) -> dict:
+        return self.history.datasets.update(name, version, description, tags)
+
+    def unregister_dataset(self, name: str) -> None:
+        self.history.datasets.unregister(name)
 
     # -- the workspace's own settings ----------------------------------------------------------------
     def settings(self) -> dict:

@@ -28,6 +28,10 @@ class WorkspaceService(Protocol):
 
     def register_datastore(self, name: str, path: Path) -> None: ...
 
+    def unregister_datastore(self, name: str) -> None:
+        """Forget a registered datastore (not its folder); the default goes back to the built-in one
+        when it was this one."""
+
     def upload(
         self, name: str, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
     ) -> Path:
@@ -54,6 +58,18 @@ class WorkspaceService(Protocol):
 
     def dataset_names(self) -> list[str]:
         """Every registered dataset's name, sorted."""
+
+    def latest_datasets(self) -> list[dict]:
+        """The latest version of each registered dataset, as ``register_dataset`` returns it, by name."""
+
+    def get_dataset_by_id(self, dataset_id: str) -> dict:
+        """The registered version whose ``id`` is ``dataset_id``; UserErrorException when none is."""
+
+    def update_dataset(self, name: str, version: int, description: str | None, tags: dict | None) -> dict:
+        """Set a version's description and tags (None leaves one as it is); the version's record."""
+
+    def unregister_dataset(self, name: str) -> None:
+        """Forget every version of dataset ``name`` (its copies stay until ``localpipe gc``)."""
 
     # -- the workspace's own settings (default datastore, description, tags) ---------------------------
     def settings(self) -> dict: ...

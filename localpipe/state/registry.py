@@ -28,6 +28,17 @@ class Registry:
     def register_datastore(self, name: str, path: str) -> None:
         self.t.DatastoreRecord.replace(name=name, path=path).execute()
 
+    def unregister_datastore(self, name: str, default: str) -> None:
+        """Forget datastore ``name`` (its folder stays as it is); when it was the workspace's default,
+        ``default`` becomes the default again."""
+        t = self.t
+        with self.database.write():
+            removed = t.DatastoreRecord.delete().where(t.DatastoreRecord.name == name).execute()
+            if not removed:
+                raise NotFoundError(f'datastore "{name}" is not registered: see `localpipe datastores`')
+            setting = t.WorkspaceSetting.key == "default_datastore"
+            t.WorkspaceSetting.update(value=default).where(setting, t.WorkspaceSetting.value == name).execute()
+
     # -- the workspace's own settings --------------------------------------------------------------
     def settings(self) -> dict:
         t = self.t
