@@ -11,8 +11,8 @@ from __future__ import annotations
 import datetime
 import os
 
+import localpipe.sdk.data.partitions as partitions
 from localpipe.errors import UserErrorException
-from localpipe.sdk.data import partitions
 from localpipe.sdk.data.expressions import Expression, column
 
 
@@ -33,28 +33,6 @@ class Registration:
 
 class AbstractDataset:
     """The SDK's AbstractDataset members of FileDataset and TabularDataset (a mixin of those dataclasses)."""
-
-    # -- registered datasets of a workspace ----------------------------------------------------------
-    @staticmethod
-    def get_by_name(workspace, name: str, version="latest"):
-        """A registered dataset version (``"latest"`` by default)."""
-        from localpipe.sdk.data.datasets import dataset_from_record
-
-        return dataset_from_record(workspace.service.get_dataset(name, version), workspace)
-
-    @staticmethod
-    def get_by_id(workspace, id: str):
-        """The registered version whose ``id`` is ``id`` (``dataset.id``)."""
-        from localpipe.sdk.data.datasets import dataset_from_record
-
-        return dataset_from_record(workspace.service.get_dataset_by_id(str(id)), workspace)
-
-    @staticmethod
-    def get_all(workspace) -> dict:
-        """Every registered dataset's latest version, by name."""
-        from localpipe.sdk.data.datasets import dataset_from_record
-
-        return {r["name"]: dataset_from_record(r, workspace) for r in workspace.service.latest_datasets()}
 
     # -- a registered version's metadata ---------------------------------------------------------------
     @property
@@ -119,13 +97,6 @@ class AbstractDataset:
         if self.registration is None:
             raise UserErrorException(message)
         return self.registration
-
-    def _apply(self, registration: Registration, description, tags):
-        from localpipe.sdk.data.datasets import dataset_from_record
-
-        record = registration.workspace.service.update_dataset(self.name, self.version, description, tags)
-        registration.refresh(record)
-        return dataset_from_record(record, registration.workspace)
 
     # -- partitions and expressions --------------------------------------------------------------------
     @property

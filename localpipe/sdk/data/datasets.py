@@ -14,14 +14,16 @@ import os
 import random
 import shutil
 import tempfile
+import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import localpipe.sdk.data.partitions as partitions
 from localpipe.errors import UsageError, UserErrorException
-from localpipe.sdk.data import partitions
 from localpipe.sdk.data.abstract import AbstractDataset, Registration
 from localpipe.sdk.data.expressions import expression_tree, file_metadata, record_matches
-from localpipe.sdk.data.tables import read_table
+from localpipe.sdk.data.locate import checked, resolve_paths, target_of
+from localpipe.sdk.data.tables import column_types, read_table
 from localpipe.sdk.data.tabular_ops import TabularOperations
 
 GLOB_CHARS = "*?["
@@ -46,6 +48,27 @@ class FileDataset(AbstractDataset):
     registration: Registration | None = field(default=None, compare=False, repr=False)
 
     # -- what the dataset holds ----------------------------------------------------------------
+    # -- registered datasets of a workspace ----------------------------------------------------------
+    @staticmethod
+    def get_by_name(workspace, name: str, version="latest"):
+        """A registered dataset version (``"latest"`` by default)."""
+        return dataset_from_record(workspace.service.get_dataset(name, version), workspace)
+
+    @staticmethod
+    def get_by_id(workspace, id: str):
+        """The registered version whose ``id`` is ``id`` (``dataset.id``)."""
+        return dataset_from_record(workspace.service.get_dataset_by_id(str(id)), workspace)
+
+    @staticmethod
+    def get_all(workspace) -> dict:
+        """Every registered dataset's latest version, by name."""
+        return {r["name"]: dataset_from_record(r, workspace) for r in workspace.service.latest_datasets()}
+
+    def _apply(self, registration: Registration, description, tags):
+        record = registration.workspace.service.update_dataset(self.name, self.version, description, tags)
+        registration.refresh(record)
+        return dataset_from_record(record, registration.workspace)
+
     def files(self) -> list[str]:
         """Every file, in order: folders are walked, patterns expanded."""
         found: list[str] = []
@@ -256,6 +279,53 @@ class TabularDataset(TabularOperations, FileDataset):
     transforms: tuple = ()
     timestamp: str | None = None
     partition_timestamp: str | None = None
+
+    # -- partition_by ------------------------------------------------------------------------------------
+    def partition_by(self, partition_keys, target, name=None, show_progress: bool = True,
+                     partition_as_file_dataset: bool = False):  # fmt: skip
+        """Write the table to ``target`` (``(datastore, "path")`` or a DataPath) in a new folder (a
+        GUID), one folder per value of each key in turn (``{Store}/{Brand}/part-00000.parquet``,
+        needs pyarrow), and return it as a dataset with ``partition_format`` naming those keys
+        (registered as ``name`` when given; a FileDataset with ``partition_as_file_dataset``)."""
+        partition_keys = list(partition_keys or [])
+        if not partition_keys:
+            raise UserErrorException("partition_keys cannot be empty")
+        table = self.to_pandas_dataframe().reset_index(drop=True)
+        invalid = [key for key in partition_keys if key not in table.columns]
+        if invalid:
+            raise UserErrorException(f"{invalid} are invalid partition keys")
+        if len(partition_keys) != len(set(partition_keys)):
+            raise UserErrorException("partition_keys cannot have duplicates")
+        caller = "TabularDataset.partition_by"
+        store, relative = target_of(target, caller)
+        base = f"{relative.strip('/')}/{uuid.uuid4()}".lstrip("/")
+        dates = {key for key in partition_keys if str(table[key].dtype).startswith("datetime")}
+        if show_progress:
+            print(f"Uploading file to /{base}/")
+        for values, rows in table.groupby(partition_keys, sort=False, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            folders = [_folder_name(value, key in dates) for key, value in zip(partition_keys, values, strict=True)]
+            folder = os.path.join(str(store.folder), base, *folders)
+            os.makedirs(folder, exist_ok=True)
+            write_parquet(rows.drop(columns=partition_keys), os.path.join(folder, "part-00000.parquet"))
+        keys = "/".join(f"{{{key}:yyyyMMddHHmmss}}" if key in dates else f"{{{key}}}" for key in partition_keys)
+        layout, glob = f"/{base}/{keys}/*.parquet", f"{base}/{'/'.join('*' for _ in partition_keys)}/*.parquet"
+        paths = resolve_paths((store, glob), caller)
+        if partition_as_file_dataset:
+            dataset = checked(FileDataset(paths=paths, partition_format=layout), validate=True)
+        else:
+            types = {k: _kind(table[k]) for k in partition_keys if k not in dates and _kind(table[k])}
+            dataset = TabularDataset(
+                paths=paths,
+                format="parquet",
+                set_column_types=column_types(caller, types or None),
+                partition_format=layout,
+            )
+            dataset = checked(dataset, validate=True)
+            dataset = dataset.with_timestamp_columns(*self.timestamp_columns) if self.timestamp else dataset
+        if name is None:
+            return dataset
+        return dataset.register(store.workspace, name, create_new_version=True)
 
     def table_options(self) -> dict:
         """How the files are read, as plain data (a registered version and a step get these)."""
@@ -481,3 +551,21 @@ class DatasetConsumptionConfig:
 
     def __repr__(self) -> str:
         return f"DatasetConsumptionConfig({self.name!r}, mode={self.mode!r})"
+
+
+def _folder_name(value, is_date: bool) -> str:
+    if is_date:
+        return value.strftime("%Y%m%d%H%M%S")
+    return str(value)
+
+
+def _kind(values) -> str | None:
+    """The column type a key's values are read back as from its folders' names (text by default)."""
+    kind = str(values.dtype)
+    if kind.startswith(("int", "Int")):
+        return "int"
+    if kind.startswith(("float", "Float")):
+        return "float"
+    if kind in ("bool", "boolean"):
+        return "bool"
+    return None

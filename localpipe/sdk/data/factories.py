@@ -8,11 +8,9 @@ import os
 from pathlib import Path
 
 from localpipe.errors import UsageError, UserErrorException
-from localpipe.sdk.data import partitions
-from localpipe.sdk.data.abstract import AbstractDataset
 from localpipe.sdk.data.datasets import FileDataset, TabularDataset, _not_yet
-from localpipe.sdk.data.datastore import DataPath, DataReference, Datastore, datastore_file
-from localpipe.sdk.data.remote import fetch, is_url
+from localpipe.sdk.data.datastore import Datastore, datastore_file
+from localpipe.sdk.data.locate import checked, checked_format, resolve_paths, target_of
 from localpipe.sdk.data.tables import ENCODINGS, column_types
 
 
@@ -25,8 +23,10 @@ class FileDatasetFactory:
         DataReference or DataPath (``datastore.path("imgs")``), or a list of these. ``validate``: some
         file must match. ``is_file`` (a hint to the SDK's service about the paths) changes nothing here."""
         caller = "Dataset.File.from_files"
-        dataset = FileDataset(paths=resolve_paths(path, caller), partition_format=_format(caller, partition_format))
-        return _checked(dataset, validate)
+        dataset = FileDataset(
+            paths=resolve_paths(path, caller), partition_format=checked_format(caller, partition_format)
+        )
+        return checked(dataset, validate)
 
     @staticmethod
     def upload_directory(src_dir, target, pattern: str | None = None, overwrite: bool = False, show_progress=True):
@@ -34,7 +34,7 @@ class FileDatasetFactory:
         ``target`` (``(datastore, "path")`` or a DataPath), and return them as a FileDataset."""
         import fnmatch
 
-        store, relative = _target(target, "Dataset.File.upload_directory")
+        store, relative = target_of(target, "Dataset.File.upload_directory")
         if not os.path.isdir(src_dir):
             raise UserErrorException(f"Dataset.File.upload_directory: {src_dir} is not a folder: pass a folder")
         files = [
@@ -80,9 +80,9 @@ class TabularDatasetFactory:
             empty_as_string=empty_as_string,
             include_path=include_path,
             set_column_types=column_types(caller, set_column_types),
-            partition_format=_format(caller, partition_format),
+            partition_format=checked_format(caller, partition_format),
         )
-        return _checked(dataset, validate)
+        return checked(dataset, validate)
 
     @staticmethod
     def from_parquet_files(
@@ -99,9 +99,9 @@ class TabularDatasetFactory:
             format="parquet",
             include_path=include_path,
             set_column_types=column_types(caller, set_column_types),
-            partition_format=_format(caller, partition_format),
+            partition_format=checked_format(caller, partition_format),
         )
-        return _checked(dataset, validate)
+        return checked(dataset, validate)
 
     @staticmethod
     def from_json_lines_files(
@@ -125,9 +125,9 @@ class TabularDatasetFactory:
             encoding=encoding,
             include_path=include_path,
             set_column_types=column_types(caller, set_column_types),
-            partition_format=_format(caller, partition_format),
+            partition_format=checked_format(caller, partition_format),
         )
-        return _checked(dataset, validate)
+        return checked(dataset, validate)
 
     @staticmethod
     def register_pandas_dataframe(
@@ -146,7 +146,7 @@ class TabularDatasetFactory:
         import uuid
 
         caller = "Dataset.Tabular.register_pandas_dataframe"
-        store, relative = (target, "") if isinstance(target, Datastore) else _target(target, caller)
+        store, relative = (target, "") if isinstance(target, Datastore) else target_of(target, caller)
         if make_target_path_unique:
             relative = f"{relative.rstrip('/')}/{uuid.uuid4()}".lstrip("/")
         folder = datastore_file(store, relative, caller)
@@ -162,60 +162,6 @@ class TabularDatasetFactory:
         return dataset.register(store.workspace, name, description, tags, create_new_version=True)
 
 
-def _target(target, caller: str) -> tuple[Datastore, str]:
-    if isinstance(target, DataPath):
-        return target._datastore, target.path_on_datastore or ""
-    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], Datastore):
-        return target[0], str(target[1] or "")
-    raise UserErrorException(f'{caller}: target {target!r} is not (datastore, "path") or a DataPath')
-
-
-def _checked(dataset: FileDataset, validate: bool) -> FileDataset:
-    if validate and not dataset.files():
-        raise UserErrorException(
-            f"Cannot load any data from the specified path {list(dataset.paths)}: check the path, "
-            "or pass validate=False when the files come later"
-        )
-    return dataset
-
-
-def _format(caller: str, partition_format: str | None) -> str | None:
-    """``partition_format``, checked now (an error names the caller)."""
-    if partition_format is None:
-        return None
-    try:
-        partitions.parse(partition_format)
-    except UserErrorException as error:
-        raise UserErrorException(f"{caller}: {error}") from None
-    return partition_format
-
-
-def resolve_paths(path, caller: str) -> tuple[str, ...]:
-    items = path if isinstance(path, list) else [path]
-    if not items:
-        raise UsageError(f"{caller}: no path given: pass a path or (datastore, path)")
-    return tuple(_resolve_data_path(item, caller) for item in items)
-
-
-def _resolve_data_path(item, caller: str) -> str:
-    if isinstance(item, tuple):
-        if len(item) != 2 or not isinstance(item[0], Datastore):
-            raise UsageError(f"{caller}: {item!r} is not a (datastore, path) pair")
-        return datastore_file(item[0], item[1], caller)
-    if isinstance(item, (DataReference, DataPath)):
-        return item.local_path()
-    if isinstance(item, (str, os.PathLike)):
-        if is_url(item):
-            return fetch(item, caller)
-        if str(item).startswith(("wasbs://", "abfss://", "azureml://")):
-            raise UsageError(
-                f'{caller}: "{item}" is Azure storage, not on this machine: download it and pass its local '
-                "path (or upload it to a datastore)"
-            )
-        return os.path.abspath(item)
-    raise UsageError(f"{caller}: {item!r} is neither a path nor a (datastore, path) pair")
-
-
 class Dataset:
     """Entry point for dataset factories, as in the Azure ML SDK: ``Dataset.File.from_files(...)``."""
 
@@ -229,6 +175,6 @@ class Dataset:
         VALIDATION = "validation"
         INFERENCING = "inferencing"
 
-    get_by_name = staticmethod(AbstractDataset.get_by_name)
-    get_by_id = staticmethod(AbstractDataset.get_by_id)
-    get_all = staticmethod(AbstractDataset.get_all)
+    get_by_name = staticmethod(FileDataset.get_by_name)
+    get_by_id = staticmethod(FileDataset.get_by_id)
+    get_all = staticmethod(FileDataset.get_all)

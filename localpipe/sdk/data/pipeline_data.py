@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.sdk.data.datasets import _not_yet
 from localpipe.sdk.data.datastore import Datastore
-from localpipe.sdk.data.factories import _format
+from localpipe.sdk.data.locate import checked_format
 from localpipe.sdk.data.tables import column_types
 
 OUTPUT_MODES = ("mount", "upload")
@@ -128,7 +128,7 @@ class PipelineOutputFileDataset(PipelineData):
             "header": bool(getattr(header, "value", header)),
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
-            "partition_format": _format(caller, partition_format),
+            "partition_format": checked_format(caller, partition_format),
             "file_extension": file_extension,
         }
         return PipelineDataInput(self, self.name, "mount", options)
@@ -147,7 +147,7 @@ class PipelineOutputFileDataset(PipelineData):
             "format": "parquet",
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
-            "partition_format": _format(caller, partition_format),
+            "partition_format": checked_format(caller, partition_format),
             "file_extension": file_extension,
         }
         return PipelineDataInput(self, self.name, "mount", options)
@@ -220,7 +220,7 @@ class OutputFileDatasetConfig(PipelineData):
             "header": bool(getattr(header, "value", header)),
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
-            "partition_format": _format(caller, partition_format),
+            "partition_format": checked_format(caller, partition_format),
             "path_glob": path_glob,
         }
         return TabularOutput(self, options)
@@ -239,7 +239,7 @@ class OutputFileDatasetConfig(PipelineData):
             "format": "parquet",
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
-            "partition_format": _format(caller, partition_format),
+            "partition_format": checked_format(caller, partition_format),
             "path_glob": path_glob,
         }
         return TabularOutput(self, options)

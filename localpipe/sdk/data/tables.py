@@ -10,8 +10,8 @@ import datetime
 import os
 import random
 
+import localpipe.sdk.data.partitions as partitions
 from localpipe.errors import UsageError, UserErrorException
-from localpipe.sdk.data import partitions
 from localpipe.sdk.data.expressions import rows_matching
 
 # The SDK's encodings (FileEncoding) and the codec each is read with.

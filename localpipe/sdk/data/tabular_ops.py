@@ -1,6 +1,6 @@
 """TabularDataset's filters and time series, as the SDK has them: ``filter(expression)``, the
-timestamp columns (``with_timestamp_columns``) and the time filters over them (``time_after`` ...),
-and ``partition_by``, which writes the table as Parquet files in one folder per key value.
+timestamp columns (``with_timestamp_columns``) and the time filters over them (``time_after`` ...).
+(``partition_by``, which makes new datasets, is TabularDataset's own, in datasets.py.)
 
 Each filter is recorded as a row operation (``("filter", expression tree)``, ``tables.py``), applied
 when the table is read; ``time_recent`` fixes its start when it is called, as the SDK does.
@@ -9,8 +9,6 @@ when the table is read; ``time_recent`` fixes its start when it is called, as th
 from __future__ import annotations
 
 import datetime
-import os
-import uuid
 
 from localpipe.errors import UserErrorException
 from localpipe.sdk.data.expressions import column, expression_tree
@@ -117,64 +115,3 @@ class TabularOperations:
                     f"column {name!r} does not hold dates: read it as one with set_column_types={{{name!r}: "
                     "DataType.to_datetime()}, or pass validate=False"
                 )
-
-    # -- partition_by ------------------------------------------------------------------------------------
-    def partition_by(self, partition_keys, target, name=None, show_progress: bool = True,
-                     partition_as_file_dataset: bool = False):  # fmt: skip
-        """Write the table to ``target`` (``(datastore, "path")`` or a DataPath) in a new folder (a
-        GUID), one folder per value of each key in turn (``{Store}/{Brand}/part-00000.parquet``,
-        needs pyarrow), and return it as a dataset with ``partition_format`` naming those keys
-        (registered as ``name`` when given; a FileDataset with ``partition_as_file_dataset``)."""
-        from localpipe.sdk.data.datasets import write_parquet
-        from localpipe.sdk.data.factories import FileDatasetFactory, TabularDatasetFactory, _target
-
-        partition_keys = list(partition_keys or [])
-        if not partition_keys:
-            raise UserErrorException("partition_keys cannot be empty")
-        table = self.to_pandas_dataframe().reset_index(drop=True)
-        invalid = [key for key in partition_keys if key not in table.columns]
-        if invalid:
-            raise UserErrorException(f"{invalid} are invalid partition keys")
-        if len(partition_keys) != len(set(partition_keys)):
-            raise UserErrorException("partition_keys cannot have duplicates")
-        store, relative = _target(target, "TabularDataset.partition_by")
-        base = f"{relative.strip('/')}/{uuid.uuid4()}".lstrip("/")
-        dates = {key for key in partition_keys if str(table[key].dtype).startswith("datetime")}
-        if show_progress:
-            print(f"Uploading file to /{base}/")
-        for values, rows in table.groupby(partition_keys, sort=False, dropna=False):
-            values = values if isinstance(values, tuple) else (values,)
-            folders = [_folder_name(value, key in dates) for key, value in zip(partition_keys, values, strict=True)]
-            folder = os.path.join(str(store.folder), base, *folders)
-            os.makedirs(folder, exist_ok=True)
-            write_parquet(rows.drop(columns=partition_keys), os.path.join(folder, "part-00000.parquet"))
-        keys = "/".join(f"{{{key}:yyyyMMddHHmmss}}" if key in dates else f"{{{key}}}" for key in partition_keys)
-        layout, glob = f"/{base}/{keys}/*.parquet", f"{base}/{'/'.join('*' for _ in partition_keys)}/*.parquet"
-        if partition_as_file_dataset:
-            dataset = FileDatasetFactory.from_files((store, glob), partition_format=layout)
-        else:
-            types = {k: _kind(table[k]) for k in partition_keys if k not in dates and _kind(table[k])}
-            dataset = TabularDatasetFactory.from_parquet_files((store, glob), set_column_types=types or None,
-                                                               partition_format=layout)  # fmt: skip
-            dataset = dataset.with_timestamp_columns(*self.timestamp_columns) if self.timestamp else dataset
-        if name is None:
-            return dataset
-        return dataset.register(store.workspace, name, create_new_version=True)
-
-
-def _folder_name(value, is_date: bool) -> str:
-    if is_date:
-        return value.strftime("%Y%m%d%H%M%S")
-    return str(value)
-
-
-def _kind(values) -> str | None:
-    """The column type a key's values are read back as from its folders' names (text by default)."""
-    kind = str(values.dtype)
-    if kind.startswith(("int", "Int")):
-        return "int"
-    if kind.startswith(("float", "Float")):
-        return "float"
-    if kind in ("bool", "boolean"):
-        return "bool"
-    return None
