@@ -12,6 +12,7 @@ import os
 from localpipe.errors import UserErrorException
 from localpipe.sdk.conda import AML_CONFIG_DIR, AZUREML_DIR, CondaDependencies, read_yaml, run_config_dir_name
 from localpipe.sdk.environment import Environment, camel_case, snake_case
+from localpipe.sdk.history_config import HistoryConfiguration
 
 RUNCONFIG_EXTENSION = ".runconfig"
 _DOCKER_KEYS = ("use_docker", "shared_volumes", "arguments", "shm_size")
@@ -76,6 +77,7 @@ class RunConfiguration:
         self.output_data: dict = {}
         self.docker = DockerConfiguration()
         self.node_count = 1
+        self.history = HistoryConfiguration()
         self.timeout_seconds = timeout_seconds
         self.max_retries = max_retries
 

@@ -20,6 +20,9 @@ class WorkspaceService(Protocol):
         """Create the workspace's folders and history.db (nothing happens to an existing one)."""
 
     # -- datastores ------------------------------------------------------------------------------
+    def delete(self) -> None:
+        """Remove the workspace's state; refused while a run is active."""
+
     def datastore_names(self) -> list[str]:
         """Every datastore: the built-in ones, then the registered ones."""
 
@@ -114,7 +117,9 @@ class WorkspaceService(Protocol):
     def environments(self) -> dict[str, tuple[int, dict]]:
         """The latest version of each registered environment: name -> (version, spec)."""
 
-    def environment(self, name: str, version: int | None) -> tuple[int, dict]: ...
+    def environment(self, name: str, version: int | None, label: str | None = None) -> tuple[int, dict]: ...
+
+    def label_environment(self, name: str, version: int, labels: list[str]) -> None: ...
 
     def register_environment(self, name: str, spec: dict) -> int:
         """Keep ``spec`` under ``name``; returns its version (a new one only when it changed)."""
@@ -133,6 +138,12 @@ class WorkspaceService(Protocol):
 
     def get_run(self, run_id: Any) -> Any:
         """The run ``run_id`` (a PipelineRun, or a Run for a script run)."""
+
+    def active_runs(self, target: str) -> list[Any]:
+        """Handles of the active runs with a step on compute target ``target``, newest first."""
+
+    def plan(self, pipeline: Any) -> Any:
+        """The planned graph of ``pipeline`` here (``plan.graph.Graph``); raises with every problem."""
 
     def validate(self, pipeline: Any, parameters: dict | None) -> list[str]:
         """Every problem that keeps ``pipeline`` from running here, as readable lines."""
