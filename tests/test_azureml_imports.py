@@ -251,6 +251,7 @@ print(json.dumps(sorted(set(sys.modules) - before)))
         "azureml.core",
         "localpipe",
         "localpipe.client",
+        "localpipe.client.child_runs",  # run.child_run(), create_children(): the standard library
         "localpipe.client.models",  # run.register_model: the standard library and sdk.model only
         "localpipe.client.run_base",
         "localpipe.client.run_files",
@@ -258,6 +259,7 @@ print(json.dumps(sorted(set(sys.modules) - before)))
         "localpipe.compat",
         "localpipe.compat.names",
         "localpipe.errors",
+        "localpipe.status",
         "localpipe.sdk",
         "localpipe.sdk.model",
         "localpipe.sdk.service",

@@ -335,3 +335,24 @@ def test_router_hands_each_launch_to_the_executor_it_names_and_collects_from_all
     assert made["local"].terminated == ["a"] and made["docker"].terminated == []
     router.terminate_all()
     assert made["local"].terminated[-1] == made["docker"].terminated[-1] == "*"
+
+
+def test_a_build_that_stops_on_an_unexpected_error_is_reported_not_waited_for(tmp_path):
+    """Whatever ends a build's thread (here a bug in the cache's build), the scheduler hears of it as
+    a failed build; a thread that died silently left its steps Preparing for good."""
+    import threading
+
+    from localpipe.engine.environments import Environments
+    from localpipe.envs.cache import EnvironmentCache
+
+    class BrokenCache(EnvironmentCache):
+        def build(self, definition):
+            raise ValueError("a bug in the build")
+
+    woken = threading.Event()
+    environments = Environments(BrokenCache(tmp_path / "envs"))
+    environments.wake = woken.set
+    assert environments.get({"digest": "d" * 32}) is None
+    assert woken.wait(10)
+    (ended,) = environments.finished()
+    assert ended.environment is None and str(ended.failure) == "the build stopped: ValueError: a bug in the build"

@@ -91,14 +91,11 @@ def test_a_misspelled_keyword_is_a_type_error_as_in_the_sdk(ws, tmp_path):
     assert Experiment(ws, "typo").get_runs() == []  # nothing was submitted
 
 
-def test_options_localpipe_does_not_honour_yet_are_refused_by_name(tmp_path):
-    from localpipe import Dataset, OutputFileDatasetConfig
+def test_options_localpipe_does_not_honour_yet_are_refused_by_name():
+    from localpipe import OutputFileDatasetConfig
     from localpipe.errors import UsageError
 
-    data = tmp_path / "t.csv"
-    data.write_text("a\n1\n")
     for call, name in [
-        (lambda: Dataset.Tabular.from_delimited_files(str(data), partition_format="{x}/"), "partition_format"),
         (lambda: OutputFileDatasetConfig("out").as_upload(source_globs=["*.csv"]), "source_globs"),
         (lambda: OutputFileDatasetConfig("out", partition_format="{x}/"), "partition_format"),
     ]:

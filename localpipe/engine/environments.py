@@ -97,5 +97,7 @@ class Environments:
             self._done.put(Built(digest, failure=exc))
         except OSError as exc:
             self._done.put(Built(digest, failure=BuildFailed(f"the cache cannot be written: {exc}", None)))
+        except Exception as exc:  # whatever else ends the build, its steps must hear of it, not wait for good
+            self._done.put(Built(digest, failure=BuildFailed(f"the build stopped: {type(exc).__name__}: {exc}", None)))
         finally:
             self.wake()

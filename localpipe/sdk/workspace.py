@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import ClassVar
 
 from localpipe.errors import UsageError, UserErrorException, WorkspaceNotFoundError
-from localpipe.sdk.compute import AmlCompute
 from localpipe.sdk.service import WorkspaceService
 
 STATE_DIR = ".localpipe"
@@ -36,6 +35,21 @@ class FileLoading:
 file_loading = FileLoading()
 
 
+class _DefaultCluster:
+    """A default cluster's provisioning configuration, made when first read: it needs the VM size
+    table, which ``from azureml.core import Run`` in a step must not import."""
+
+    def __init__(self, vm_size: str):
+        self.vm_size = vm_size
+
+    def __get__(self, instance, owner):
+        from localpipe.sdk.compute import AmlCompute
+
+        return AmlCompute.provisioning_configuration(
+            min_nodes=0, max_nodes=2, vm_size=self.vm_size, vm_priority="dedicated"
+        )
+
+
 class Workspace:
     """A local workspace rooted at ``root``; its state lives in ``root/.localpipe``."""
 
@@ -46,13 +60,9 @@ class Workspace:
     # Azure's names and configurations of a workspace's default clusters, as the samples create them:
     # ComputeTarget.create(ws, Workspace.DEFAULT_CPU_CLUSTER_NAME, Workspace.DEFAULT_CPU_CLUSTER_CONFIGURATION)
     # makes a local target of that VM size's CPUs, memory and GPUs (docs/resources.md).
-    DEFAULT_CPU_CLUSTER_CONFIGURATION = AmlCompute.provisioning_configuration(
-        min_nodes=0, max_nodes=2, vm_size="STANDARD_DS2_V2", vm_priority="dedicated"
-    )
+    DEFAULT_CPU_CLUSTER_CONFIGURATION = _DefaultCluster("STANDARD_DS2_V2")
     DEFAULT_CPU_CLUSTER_NAME = "cpu-cluster"
-    DEFAULT_GPU_CLUSTER_CONFIGURATION = AmlCompute.provisioning_configuration(
-        min_nodes=0, max_nodes=2, vm_size="STANDARD_NC6", vm_priority="dedicated"
-    )
+    DEFAULT_GPU_CLUSTER_CONFIGURATION = _DefaultCluster("STANDARD_NC6")
     DEFAULT_GPU_CLUSTER_NAME = "gpu-cluster"
 
     def __init__(

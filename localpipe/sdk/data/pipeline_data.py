@@ -57,9 +57,10 @@ class PipelineData:
         # The steps that declared this as an output; validation wants exactly one.
         self.producers: list = []
 
-    def as_input(self, input_name: str | None = None, name: str | None = None) -> PipelineDataInput:
-        """Consume this data in another step (read-only, no copy)."""
-        return PipelineDataInput(self, input_name or name or self.name, "mount")
+    def as_input(self, input_name: str | None = None) -> PipelineDataInput:
+        """Consume this data in another step (read-only, no copy), as input ``input_name`` (the SDK
+        requires it; left out, it is the data's own name)."""
+        return PipelineDataInput(self, input_name or self.name, "mount")
 
     def as_mount(self, input_name: str | None = None) -> PipelineDataInput:
         """Consume this data in another step (read-only, no copy)."""
@@ -244,9 +245,9 @@ class OutputFileDatasetConfig(PipelineData):
         }
         return TabularOutput(self, options)
 
-    def as_input(self, name: str | None = None, input_name: str | None = None) -> PipelineDataInput:
+    def as_input(self, name: str | None = None) -> PipelineDataInput:
         """Consume this output in another step (read-only, no copy)."""
-        return PipelineDataInput(self, name or input_name or self.name, "mount")
+        return PipelineDataInput(self, name or self.name, "mount")
 
 
 @dataclass(frozen=True)
