@@ -4,7 +4,6 @@ makes it). Skipped, with the reason, only where no Docker daemon answers."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import wait_for, write
+from tests.conftest import wait_for
 from tests.defect_helpers import popen_localpipe, query, step_rows
 
 pytestmark = pytest.mark.docker
@@ -88,8 +87,8 @@ greeting = PipelineParameter("greeting", default_value="hello")
 write = PythonScriptStep("write.py", source_directory="src", arguments=["--out", data], outputs=[data],
                          params={"greeting": greeting}, runconfig=rc, name="write")
 count = PipelineData("count")
-read = CommandStep(command=["sh", "-c", "cat $0/result.txt > $1/copy.txt; id -u >> $1/copy.txt", data.as_input(), count],
-                   outputs=[count], runconfig=rc, name="read")
+script = "cat $0/result.txt > $1/copy.txt; id -u >> $1/copy.txt"
+read = CommandStep(command=["sh", "-c", script, data.as_input(), count], outputs=[count], runconfig=rc, name="read")
 pipeline = Pipeline(ws, [read])
 """,
     )
@@ -107,3 +106,192 @@ pipeline = Pipeline(ws, [read])
     assert _docker("ps", "-aq", "--filter", "label=localpipe.run=1").stdout.strip() == ""  # removed at the end
     second = localpipe("submit", "pipeline.py", check=True)
     assert second.stdout.count("reused from run 1") == 2, second.stdout
+
+
+READS = """
+import os, sys
+from azureml.core import Run
+data = sys.argv[sys.argv.index("--data") + 1]
+print("param", os.environ["AML_PARAMETER_size"])
+print("token", os.environ["API_TOKEN"])
+try:
+    open(os.path.join(data, "new.txt"), "w").write("x")
+    print("input writable")
+except OSError as exc:
+    print("input read-only", exc.strerror)
+print("sees history.db", os.path.exists(os.path.join(os.environ["LOCALPIPE_WORKSPACE"], ".localpipe", "history.db")))
+print("sees pipeline.py", os.path.exists(os.path.join(os.environ["LOCALPIPE_WORKSPACE"], "pipeline.py")))
+"""
+
+
+def test_inputs_are_read_only_nothing_else_of_the_workspace_is_seen_and_secrets_are_masked(
+    ws, project, localpipe, docker_image
+):
+    project(
+        "make/make.py",
+        "import sys, os\nos.makedirs(sys.argv[1], exist_ok=True)\nopen(sys.argv[1] + '/a', 'w').write('a')\n",
+    )
+    project("src/reads.py", READS)
+    pipeline(
+        project,
+        "",
+        steps="""
+data = PipelineData("data")
+make = PythonScriptStep("make.py", source_directory="make", arguments=[data], outputs=[data], name="make")
+reads = PythonScriptStep("reads.py", source_directory="src", arguments=["--data", data.as_input()], inputs=[data],
+                         params={"size": PipelineParameter("size", default_value=3)}, runconfig=rc, name="reads",
+                         secret_env=["API_TOKEN"])
+pipeline = Pipeline(ws, [reads])
+""",
+    )
+    result = localpipe("submit", "pipeline.py", env={"API_TOKEN": "s3cr3t-value-42"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (ws.root / ".localpipe" / "runs" / "1" / "reads" / "stdout.log").read_text()
+    assert "param 3" in log and "token ***" in log and "s3cr3t" not in log
+    assert "input read-only" in log
+    assert "sees history.db False" in log and "sees pipeline.py False" in log
+
+
+def test_the_memory_limit_kills_a_step_that_exceeds_it_with_a_reason_that_says_so(ws, project, localpipe, docker_image):
+    project("src/big.py", "import time\nblocks = [bytearray(16 * 2**20) for _ in range(40)]\ntime.sleep(1)\n")
+    pipeline(
+        project,
+        "",
+        steps="""
+from azureml.core.compute import ComputeTarget
+from localpipe import LocalCompute
+small = ComputeTarget.create(ws, "small", LocalCompute.provisioning_configuration(memory_per_step=96 * 2**20))
+big = PythonScriptStep("big.py", source_directory="src", compute_target=small, runconfig=rc, name="big")
+pipeline = Pipeline(ws, [big])
+""",
+    )
+    result = localpipe("submit", "pipeline.py")
+    assert result.returncode == 1
+    ((status, reason),) = step_rows(ws.root, 1).values()
+    assert status == "Failed" and "killed by signal 9 (SIGKILL): it ran out of its memory limit (96 MiB" in reason
+
+
+SLOW = "pipeline = Pipeline(ws, [PythonScriptStep('slow.py', source_directory='src', runconfig=rc, name='slow')])\n"
+
+
+def _containers(run_id: int) -> list[str]:
+    return _docker("ps", "-aq", "--filter", f"label=localpipe.run={run_id}").stdout.split()
+
+
+def test_a_timeout_and_a_cancel_stop_and_remove_the_container(ws, project, localpipe, docker_image):
+    project("src/slow.py", "import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    pipeline(
+        project,
+        "rc.max_run_duration_seconds = 2",
+        steps="""
+slow = PythonScriptStep("slow.py", source_directory="src", runconfig=rc, name="slow")
+pipeline = Pipeline(ws, [slow])
+""",
+    )
+    started = time.monotonic()
+    result = localpipe("submit", "pipeline.py")
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    assert step_rows(ws.root, 1)["slow"] == ("Failed", "timed out after 2s")
+    assert _containers(1) == []
+
+    pipeline(project, "", steps=SLOW)  # no time limit
+    proc = popen_localpipe(ws.root, "submit", "pipeline.py", "--regenerate-outputs")
+    wait_for(
+        lambda: "started" in _read(ws.root / ".localpipe" / "runs" / "2" / "slow" / "stdout.log"), 60, what="the step"
+    )
+    assert len(_containers(2)) == 1
+    localpipe("cancel", "2", check=True)
+    assert proc.wait(30) == 130
+    assert step_rows(ws.root, 2)["slow"][0] == "Canceled"
+    assert _containers(2) == []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def test_a_killed_schedulers_container_is_removed_by_recovery(ws, project, localpipe, docker_image):
+    project("src/slow.py", "import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    pipeline(
+        project,
+        "",
+        steps=SLOW,
+    )
+    proc = popen_localpipe(ws.root, "submit", "pipeline.py")
+    wait_for(
+        lambda: "started" in _read(ws.root / ".localpipe" / "runs" / "1" / "slow" / "stdout.log"), 60, what="the step"
+    )
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(_containers(1)) == 1  # a container does not die with its scheduler
+    localpipe("runs", check=True)  # the first command that looks recovers the run
+    assert _containers(1) == []
+    assert query(ws.root, "SELECT status FROM pipeline_run WHERE id = 1") == [("Failed",)]
+
+
+DOCKERFILE = "FROM localpipe-test/python:3.11\nRUN echo {marker} > /marker\n"
+
+
+def test_a_dockerfile_is_built_once_and_changing_the_base_reruns_the_step(ws, project, localpipe, docker_image):
+    project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
+    steps = """
+rc.environment = Environment.from_dockerfile("built", {dockerfile!r})
+step = PythonScriptStep("marker.py", source_directory="src", runconfig=rc, name="marker")
+pipeline = Pipeline(ws, [step])
+"""
+    pipeline(project, "", steps=steps.format(dockerfile=DOCKERFILE.format(marker="one")))
+    localpipe("submit", "pipeline.py", check=True)
+    assert "marker one" in _read(ws.root / ".localpipe" / "runs" / "1" / "marker" / "stdout.log")
+    again = localpipe("submit", "pipeline.py", check=True)
+    assert "reused from run 1" in again.stdout
+    pipeline(project, "", steps=steps.format(dockerfile=DOCKERFILE.format(marker="two")))
+    changed = localpipe("submit", "pipeline.py", check=True)
+    assert "environment changed" in changed.stdout
+    assert "marker two" in _read(ws.root / ".localpipe" / "runs" / "3" / "marker" / "stdout.log")
+
+    pipeline(project, "", steps=steps.format(dockerfile="FROM localpipe-test/python:3.11\nRUN exit 3\n"))
+    failed = localpipe("submit", "pipeline.py")
+    assert failed.returncode == 1
+    reason = step_rows(ws.root, 4)["marker"][1]
+    assert reason.startswith("its Dockerfile could not be built: ") and "image-build.log" in reason
+    assert (
+        _docker("images", "-q", "--filter", "reference=localpipe-dockerfile").stdout.count("\n") == 2
+    )  # none half-built
+
+
+def test_a_missing_image_a_missing_daemon_and_azures_base_images(ws, project, localpipe, docker_image):
+    project("src/hello.py", "print('hello')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    pipeline(project, "", image="nosuch/image:1", steps=steps)
+    missing = localpipe("submit", "pipeline.py")
+    assert missing.returncode == 2
+    assert "Docker image nosuch/image:1 is not on this machine" in missing.stderr
+    assert "docker pull nosuch/image:1, or docker load -i FILE.tar" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    pipeline(project, "", steps=steps)
+    no_daemon = localpipe("submit", "pipeline.py", env={"DOCKER_HOST": f"unix://{ws.root}/no-docker.sock"})
+    assert no_daemon.returncode == 2 and 'step "hello" runs in Docker: no Docker daemon answers' in no_daemon.stderr
+
+    azure = """
+from azureml.core.runconfig import DEFAULT_CPU_IMAGE
+rc = RunConfiguration()
+rc.environment.docker.enabled = True
+rc.environment.docker.base_image = DEFAULT_CPU_IMAGE
+"""
+    pipeline(project, azure, steps=steps)
+    refused = localpipe("submit", "pipeline.py", env={"LOCALPIPE_AZUREML_IMAGES": "require"})
+    assert (
+        refused.returncode == 2 and "docker pull mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04" in refused.stderr
+    )
+    ran = localpipe("submit", "pipeline.py")
+    assert ran.returncode == 0, ran.stderr
+    assert (
+        "Azure ML's base image mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04 is not on this machine" in ran.stderr
+    )
+    assert "hello" in _read(ws.root / ".localpipe" / "runs" / "1" / "hello" / "stdout.log")
