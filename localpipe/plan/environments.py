@@ -164,7 +164,7 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
         if image.startswith(AZUREML_IMAGES) and capacity.azureml_image_fallback:
             warnings.warn(
                 f"Azure ML's base image {image} is not on this machine"
-                + (f" ({problem.split(':')[0]})" if problem else "")
+                + (" (and no Docker daemon answers)" if problem else "")
                 + ": steps that ask for it run outside Docker, in an environment built from their packages; "
                 f"to run them in the image: docker pull {image} (or docker load -i FILE.tar); "
                 "LOCALPIPE_AZUREML_IMAGES=require makes this an error (docs/docker.md)",
