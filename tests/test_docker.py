@@ -4,6 +4,7 @@ makes it). Skipped, with the reason, only where no Docker daemon answers."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -302,3 +303,73 @@ rc.environment.docker.base_image = DEFAULT_CPU_IMAGE
         "Azure ML's base image mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04 is not on this machine" in ran.stderr
     )
     assert "hello" in _read(ws.root / ".localpipe" / "runs" / "1" / "hello" / "stdout.log")
+
+
+def test_planning_refuses_what_docker_cannot_do(ws, project, localpipe, docker_image):
+    project("src/hello.py", "print('hello')\n")
+    gpu = """
+from azureml.core.compute import ComputeTarget
+from localpipe import LocalCompute
+gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+"""
+    steps = "step = PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='train'{})\n"
+    steps += "pipeline = Pipeline(ws, [step])\n"
+    pipeline(project, gpu, steps=steps.format(", compute_target=gpu"))
+    no_nvidia = "nvidia" not in _docker("info", "--format", "{{json .Runtimes}}").stdout
+    result = localpipe("submit", "pipeline.py", env={"LOCALPIPE_FAKE_GPUS": "2"})
+    if no_nvidia:  # the test machines' daemons have no nvidia runtime
+        assert result.returncode == 2
+        assert 'step "train" runs in Docker and needs GPUs, but this Docker daemon cannot give containers GPUs' in (
+            result.stderr
+        )
+
+    packages = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["six"])
+"""
+    pipeline(project, packages, steps=steps.format(""))
+    refused = localpipe("submit", "pipeline.py")
+    assert refused.returncode == 2 and "lists packages to install, which localpipe does not add" in refused.stderr
+
+    pipeline(project, "", steps=steps.format(""))
+    bad = localpipe("submit", "pipeline.py", env={"LOCALPIPE_AZUREML_IMAGES": "sometimes"})
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        'error: LOCALPIPE_AZUREML_IMAGES="sometimes" is neither "local" nor "require": set one of them, or unset it'
+    )
+
+
+def test_a_container_gets_the_claimed_gpus_by_uuid_its_paths_and_only_the_steps_variables(tmp_path):
+    """What the executor is handed (a GPU device request cannot run here: no GPU, no nvidia runtime)."""
+    from localpipe.engine.executors import Launch
+    from localpipe.engine.resources import Placement
+    from localpipe.engine.workdir import StepFolder, containerize
+    from localpipe.hw.gpus import GpuInfo
+    from localpipe.plan.graph import StepSpec
+
+    folder = StepFolder(tmp_path / "runs" / "1" / "s")
+    (folder.inputs / "several").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "data", folder.inputs / "several" / "data")
+    spec = StepSpec(
+        name="s", kind="python", script="s.py", source_dir=None, argv=[], inputs={}, outputs={}, params={},
+        pipeline_params={}, environment={"kind": "docker", "image": IMAGE, "shm_size": "1g"}, compute_target="gpu",
+        allow_reuse=True, version=None, secret_env=["TOKEN"],
+    )  # fmt: skip
+    gpus = tuple(GpuInfo(i, f"GPU-{i}", "Fake", 1, 1, None) for i in (1, 3))
+    base = {"PATH": "/usr/bin", "TOKEN": "secret", "UNRELATED": "x"}
+    env = {**base, "AML_PARAMETER_a": "1", "LOCALPIPE_INPUTS": json.dumps({"d": str(tmp_path / "store" / "o")})}
+    launch = Launch("s", ["python3", "s.py"], str(folder.root), env, "out", "err", memory_limit=2**30)
+    containerize(launch, spec, folder, Placement(7, 2, 2**30, gpus), None, base, {"localpipe.run": "1"})
+    container = launch.container
+    assert launch.executor == "docker" and container["gpus"] == ["GPU-1", "GPU-3"]
+    assert container["image"] == IMAGE and container["shm_size"] == "1g" and container["cpus"] == 2
+    assert container["user"] == f"{os.getuid()}:{os.getgid()}"
+    assert dict(container["mounts"]) == {
+        str(folder.root): False,
+        str(tmp_path / "store" / "o"): True,
+        str(tmp_path / "data"): True,
+    }
+    assert container["env"]["TOKEN"] == "secret" and container["env"]["AML_PARAMETER_a"] == "1"
+    assert "PATH" not in container["env"] and "UNRELATED" not in container["env"]
