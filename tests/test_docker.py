@@ -214,6 +214,13 @@ pipeline = Pipeline(ws, [slow])
     assert _containers(2) == []
 
 
+def _remove_images(reference: str) -> None:
+    """Remove the images localpipe built that match ``reference``, so that a test builds its own."""
+    found = _docker("images", "-q", "--filter", f"reference={reference}").stdout.split()
+    if found:
+        _docker("rmi", "-f", *found)
+
+
 def _read(path: Path) -> str:
     try:
         return path.read_text()
@@ -244,6 +251,7 @@ DOCKERFILE = "FROM localpipe-test/python:3.11\nRUN echo {marker} > /marker\n"
 
 
 def test_a_dockerfile_is_built_once_and_changing_the_base_reruns_the_step(ws, project, localpipe, docker_image):
+    _remove_images("localpipe-dockerfile")
     project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
     steps = """
 rc.environment = Environment.from_dockerfile("built", {dockerfile!r})
@@ -323,15 +331,6 @@ gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gp
             result.stderr
         )
 
-    packages = """
-from azureml.core.conda_dependencies import CondaDependencies
-rc.environment.python.user_managed_dependencies = False
-rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["six"])
-"""
-    pipeline(project, packages, steps=steps.format(""))
-    refused = localpipe("submit", "pipeline.py")
-    assert refused.returncode == 2 and "lists packages to install, which localpipe does not add" in refused.stderr
-
     pipeline(project, "", steps=steps.format(""))
     bad = localpipe("submit", "pipeline.py", env={"LOCALPIPE_AZUREML_IMAGES": "sometimes"})
     assert bad.returncode == 2
@@ -373,3 +372,39 @@ def test_a_container_gets_the_claimed_gpus_by_uuid_its_paths_and_only_the_steps_
     }
     assert container["env"]["TOKEN"] == "secret" and container["env"]["AML_PARAMETER_a"] == "1"
     assert "PATH" not in container["env"] and "UNRELATED" not in container["env"]
+
+
+def test_an_environments_packages_are_a_layer_over_the_image_built_once(ws, project, localpipe, docker_image, tmp_path):
+    from tests.wheels import make_wheel, offline_index
+
+    _remove_images("localpipe-env")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    make_wheel(wheels, "lp-tiny", "1.0", "VERSION = 1\n")
+    project("src/uses.py", "import lp_tiny, sys\nprint('lp_tiny', lp_tiny.VERSION, 'python', sys.executable)\n")
+    extra = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-tiny==1.0"])
+"""
+    steps = "step = PythonScriptStep('uses.py', source_directory='src', runconfig=rc, name='s', allow_reuse=False)\n"
+    pipeline(project, extra, steps=steps + "pipeline = Pipeline(ws, [step])\n")
+    env = offline_index(wheels)
+    first = localpipe("submit", "pipeline.py", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "lp_tiny 1 python /usr/bin/python3" in _read(ws.root / ".localpipe" / "runs" / "1" / "s" / "stdout.log")
+    assert "COPY packages /opt/localpipe/packages" in _read(
+        ws.root / ".localpipe" / "runs" / "1" / "s" / "image-build.log"
+    )
+    localpipe("submit", "pipeline.py", env=env, check=True)
+    assert not (ws.root / ".localpipe" / "runs" / "2" / "s" / "image-build.log").exists()  # built once
+    assert "lp_tiny 1" in _read(ws.root / ".localpipe" / "runs" / "2" / "s" / "stdout.log")
+
+    pipeline(project, extra.replace("lp-tiny==1.0", "lp-missing"), steps=steps + "pipeline = Pipeline(ws, [step])\n")
+    failed = localpipe("submit", "pipeline.py", env=env)
+    assert failed.returncode == 1
+    reason = step_rows(ws.root, 3)["s"][1]
+    assert (
+        reason.startswith(f"its packages could not be added to image {IMAGE}: uv pip exited with")
+        and "image-build.log" in reason
+    )

@@ -311,6 +311,7 @@ def store_mounts(step: StepSpec, input_paths: dict[str, str], store: ObjectStore
     }
 
 
+PACKAGES_IN_IMAGE = "/opt/localpipe/packages"  # where an image's layer of packages puts them
 # What of the scheduler's environment a container does not get: it has its own programs and home.
 _HOST_ONLY = ("PATH", "HOME", "VIRTUAL_ENV", "PYTHONHOME", "LD_LIBRARY_PATH", "TMPDIR")
 
@@ -348,11 +349,15 @@ def containerize(
     if folder.inputs.is_dir():  # several paths mounted together, a pick of files: folders of links
         for target in _link_targets(str(folder.inputs)):
             mounts.setdefault(target, True)
+    if environment.get("packages"):  # the image's layer of the environment's packages (docker.py)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), PACKAGES_IN_IMAGE]))
     launch.executor = "docker"
     launch.container = {
         "image": environment.get("image"),
         "dockerfile": environment.get("dockerfile"),
         "dockerfile_digest": environment.get("dockerfile_digest"),
+        "packages": environment.get("packages"),
+        "packages_digest": environment.get("packages_digest"),
         "env": env,
         "mounts": sorted(mounts.items()),
         "user": f"{os.getuid()}:{os.getgid()}",  # what the step writes belongs to the submitting user

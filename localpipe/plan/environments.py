@@ -180,12 +180,14 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     elif dockerfile and problem:
         found.append(f"{label} runs in Docker: {problem}")
     python = environment.python
+    packages = {}
     if not python.user_managed_dependencies and _installs_anything(python.conda_dependencies):
-        found.append(
-            f"{where} runs in a Docker image and lists packages to install, which localpipe does not add to "
-            "an image yet: install them in the image (Environment.from_dockerfile) and set "
-            "python.user_managed_dependencies = True"
-        )
+        requirements, options, dropped, local = _requirements(where, python.conda_dependencies, found)
+        layer = {"requirements": sorted(set(requirements), key=lambda r: (r.lower(), r)), "options": options,
+                 "local": local}  # fmt: skip
+        base = image_id or image or hash_bytes((dockerfile or "").encode())[:32]
+        digest = hash_bytes(json.dumps({"base": base, **layer}, sort_keys=True).encode())[:32]
+        packages = {"packages": layer, "packages_digest": digest, "dropped": dropped}
     configuration = docker if getattr(docker, "use_docker", False) else section
     arguments = list(getattr(configuration, "arguments", None) or [])
     if arguments:
@@ -200,6 +202,7 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
         "image": None if dockerfile else image,
         "image_id": image_id,
         **built,
+        **packages,
         "interpreter": python.interpreter_path or "python3",
         "shm_size": getattr(configuration, "shm_size", None) or "2g",
     }

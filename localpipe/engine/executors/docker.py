@@ -16,11 +16,11 @@ after the grace period). Containers carry labels naming the workspace, run and s
 
 from __future__ import annotations
 
-import io
 import os
 import queue
 import selectors
 import signal
+import tempfile
 import threading
 from pathlib import Path
 
@@ -31,11 +31,14 @@ from docker.types import DeviceRequest, LogConfig, Mount
 from localpipe.engine.executors import RUN_LABEL, TERMINATE_GRACE_SECONDS, WORKSPACE_LABEL, Exit, Launch
 from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.supervisor import Log
+from localpipe.engine.workdir import PACKAGES_IN_IMAGE
+from localpipe.envs.build import BuildFailed, Installer, find_uv, last_error_line
 
 DAEMON_SECONDS = 3  # how long a question to the daemon waits before it is called unanswered
 API_SECONDS = 120  # an ordinary call (creating a container, removing one) on a busy daemon
 LOG_DRAIN_SECONDS = 5.0  # how long an ended container's streams are read for what they still hold
 DOCKERFILE_TAG = "localpipe-dockerfile"  # images built from a Dockerfile: DOCKERFILE_TAG:<its digest>
+PACKAGES_TAG = "localpipe-env"  # an image with an environment's packages: PACKAGES_TAG:<their digest>
 
 _build_lock = threading.Lock()  # one build per image at a time in a process: a second waits, then finds it
 
@@ -257,38 +260,82 @@ class DockerExecutor:
             _remove(container)
 
     def _image(self, spec: dict, launch: Launch) -> str | Exit:
-        """The image to run: the named one, or the one built from the step's Dockerfile (built once,
-        tagged by the Dockerfile's digest only once the build succeeded: nothing half-built is kept)."""
-        if not spec.get("dockerfile"):
-            return spec["image"]
-        tag = f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
+        """The image to run: the named one or the one built from the step's Dockerfile, with a layer
+        of the environment's packages when it lists any. Each build is tagged only once it
+        succeeded (nothing half-built is kept) and reused while its digest is the same; its output
+        is in the step's ``image-build.log``."""
+        log = Path(launch.stderr).with_name("image-build.log")
+        image = spec["image"]
+        if spec.get("dockerfile"):
+            image = f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
+            failure = self._build(image, log, lambda folder: spec["dockerfile"])
+            if failure:
+                error = f"its Dockerfile could not be built: {failure} (log: {log})"
+                return Exit(launch.key, None, None, None, error=error)
+        if spec.get("packages"):
+            base, image = image, f"{PACKAGES_TAG}:{spec['packages_digest']}"
+            failure = self._build(image, log, lambda folder: self._install(base, spec["packages"], folder, log))
+            if failure:
+                error = f"its packages could not be added to image {base}: {failure} (log: {log})"
+                return Exit(launch.key, None, None, None, error=error)
+        return image
+
+    def _build(self, tag: str, log: Path, prepare) -> str | None:
+        """Build ``tag`` unless it exists, from the Dockerfile ``prepare(folder)`` returns (it may
+        put files in ``folder``, the build's context); None when it succeeded, else why not."""
         with _build_lock:
             try:
                 self._client.images.get(tag)
-                return tag
+                return None
             except docker.errors.ImageNotFound:
                 pass
-            log = Path(launch.stderr).with_name("image-build.log")
-            with open(log, "w") as out:
+            with open(log, "a") as out, tempfile.TemporaryDirectory(prefix="localpipe-image-") as folder:
                 try:
+                    dockerfile = prepare(folder)
+                    Path(folder, "Dockerfile").write_text(dockerfile)
+                    out.write(f"# {tag}\n{dockerfile}\n")
+                    out.flush()
                     # No pull: FROM names an image of this machine (docker pull / docker load it first).
                     chunks = self._client.api.build(
-                        fileobj=io.BytesIO(spec["dockerfile"].encode()), tag=tag, rm=True, forcerm=True,
-                        decode=True, pull=False,
-                    )  # fmt: skip
+                        path=folder, tag=tag, rm=True, forcerm=True, decode=True, pull=False
+                    )
                     for chunk in chunks:
                         out.write(chunk.get("stream") or "")
                         if "error" in chunk:
                             out.write(chunk["error"] + "\n")
-                            failure = chunk["error"].strip()
-                            break
-                    else:
-                        return tag
-                except docker.errors.APIError as exc:
-                    failure = _said(exc)
-                    out.write(failure + "\n")
-            error = f"its Dockerfile could not be built: {failure} (log: {log})"
-            return Exit(launch.key, None, None, None, error=error)
+                            return chunk["error"].strip()
+                except BuildFailed as exc:
+                    out.flush()
+                    return f"{exc.reason}: {last_error_line(log)}" if last_error_line(log) else exc.reason
+                except docker.errors.DockerException as exc:  # the daemon refused, or the base has no python3
+                    out.write(_said(exc) + "\n")
+                    return _said(exc)
+        return None
+
+    def _install(self, base: str, packages: dict, folder: str, log: Path) -> str:
+        """Install ``packages`` here, for the Python of image ``base``, into ``folder/packages``
+        (uv, for Linux and that Python's version: the image needs no installer and no network),
+        and return the Dockerfile that copies them into a layer over ``base``."""
+        uv = find_uv()
+        if uv is None:
+            raise BuildFailed("installing packages for an image needs uv (pip install uv)", log)
+        version = (
+            self._client.containers.run(
+                base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True
+            )
+            .decode()
+            .strip()
+        )
+        requirements = Path(folder, "requirements.txt")
+        requirements.write_text("\n".join([*packages["options"], *packages["requirements"]]) + "\n")
+        with open(log, "ab") as out:
+            installer = Installer(out)
+            installer.uv = uv
+            installer._run([
+                uv, "pip", "install", "--no-progress", "--target", str(Path(folder, "packages")),
+                "--python-version", version, "--python-platform", "linux", "-r", str(requirements),
+            ])  # fmt: skip
+        return f"FROM {base}\nCOPY packages {PACKAGES_IN_IMAGE}\n"
 
 
 def _copy(stream, logs: list[Log]) -> None:
