@@ -182,6 +182,19 @@ pipeline = Pipeline(ws, [big])
 SLOW = "pipeline = Pipeline(ws, [PythonScriptStep('slow.py', source_directory='src', runconfig=rc, name='slow')])\n"
 
 
+def test_a_containers_exit_code_is_the_steps(ws, project, localpipe, docker_image):
+    steps = """
+fails = CommandStep(command=["sh", "-c", "echo broken >&2; exit 3"], runconfig=rc, name="fails")
+pipeline = Pipeline(ws, [fails])
+"""
+    pipeline(project, "", steps=steps)
+    result = localpipe("submit", "pipeline.py")
+    assert result.returncode == 1
+    assert step_rows(ws.root, 1)["fails"] == ("Failed", "exit code 3")
+    assert query(ws.root, "SELECT exit_code FROM step_run WHERE run_id = 1") == [(3,)]
+    assert _read(ws.root / ".localpipe" / "runs" / "1" / "fails" / "stderr.log") == "broken\n"
+
+
 def _containers(run_id: int) -> list[str]:
     return _docker("ps", "-aq", "--filter", f"label=localpipe.run={run_id}").stdout.split()
 
