@@ -44,6 +44,18 @@ def test_submit_prints_each_step_change_with_its_reason_and_a_summary(invoke, pr
     assert result.output.splitlines()[-1].endswith(": 2 reused")
 
 
+def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, project):
+    """Issue 17, item 3: a run whose steps were reused shows the producing run's logs, saying so."""
+    pipeline = make_project(project)
+    localpipe("submit", pipeline, check=True)
+    assert "2 reused" in localpipe("submit", pipeline, check=True).stdout
+    run = localpipe("logs", "2", check=True).stdout
+    assert "==> use stdout (reused from run 1) <==\nvalue 42\n" in run
+    assert localpipe("logs", "2", "use", check=True).stdout == "==> use stdout (reused from run 1) <==\nvalue 42\n"
+    followed = localpipe("logs", "2", "use", "-f", check=True).stdout
+    assert followed == "[use (reused from run 1)] value 42\n"
+
+
 def test_status_says_what_would_run_without_running(invoke, project, ws):
     pipeline = make_project(project)
     result = invoke("status", pipeline)

@@ -21,6 +21,7 @@ from localpipe import (
     PipelineData,
     PipelineParameter,
     PythonScriptStep,
+    TabularDataset,
 )
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.plan.graph import Graph
@@ -519,3 +520,214 @@ def test_a_dataset_from_a_url_is_fetched_once_revalidated_and_keys_the_step_by_c
 def test_a_url_that_answers_an_error_is_one_line(web):
     with pytest.raises(UsageError, match=r'Dataset.File.from_files: ".*/missing.csv" answered HTTP 404'):
         Dataset.File.from_files(web.url + "/missing.csv")
+
+
+# -- registered datasets' metadata, filters, partitions and time series (issue 14, item 6) -----------
+
+
+def test_a_registered_versions_id_description_and_tags_change_its_record(ws, project):
+    """The samples' registration (register with description and tags), then the SDK's metadata members;
+    the changes are in history.db: a new handle (get_by_id, get_by_name, get_all) sees them."""
+    project("data/a.csv", "x,y\n1,2\n")
+    default_ds = ws.get_default_datastore()
+    default_ds.upload(src_dir=str(ws.root / "data"), target_path="diabetes-data")
+    tab_data_set = Dataset.Tabular.from_delimited_files(path=(default_ds, "diabetes-data/*.csv"))
+    assert tab_data_set.id is None and tab_data_set.tags is None and tab_data_set.description is None
+    with pytest.raises(UserErrorException, match="must be registered"):
+        tab_data_set.add_tags({"a": "b"})
+    tab_data_set = tab_data_set.register(
+        workspace=ws, name="diabetes dataset", description="diabetes data", tags={"format": "CSV"}
+    )
+    assert len(tab_data_set.id) == 36 and tab_data_set.description == "diabetes data"
+    assert Dataset.get_by_id(ws, id=tab_data_set.id).to_pandas_dataframe().values.tolist() == [[1, 2]]
+    tab_data_set.add_tags({"stage": "raw"})
+    assert tab_data_set.tags == {"format": "CSV", "stage": "raw"}
+    with pytest.raises(UserErrorException, match=r"different values for tags with the following keys \['stage'\]"):
+        tab_data_set.add_tags({"stage": "clean"})
+    updated = tab_data_set.remove_tags(["format"]).update(description="")
+    assert (updated.description, updated.tags) == ("", {"stage": "raw"})
+    again = TabularDataset.get_by_name(ws, "diabetes dataset")
+    assert (again.id, again.description, again.tags) == (tab_data_set.id, "", {"stage": "raw"})
+    assert again.update(tags={}).tags == {} and Dataset.get_by_name(ws, "diabetes dataset").tags == {}
+    changed = again.data_changed_time
+    assert changed.tzinfo is not None and abs(changed.timestamp() - tab_data_set.registration.created_at) < 1
+
+    project("files/f.txt", "f")
+    files = Dataset.File.from_files(str(ws.root / "files")).register(ws, "files")
+    assert sorted(Dataset.get_all(ws)) == ["diabetes dataset", "files"] == sorted(ws.datasets)
+    assert type(Dataset.get_all(ws)["files"]).__name__ == "FileDataset"
+    first_id = files.id
+    files.unregister_all_versions()
+    assert files.name is None and files.id is None and sorted(Dataset.get_all(ws)) == ["diabetes dataset"]
+    assert (ws.root / "files/f.txt").exists()
+    with pytest.raises(NotFoundError, match='"files" is not registered'):
+        Dataset.get_by_name(ws, "files")
+    with pytest.raises(UserErrorException, match='Cannot find dataset with id "nope"'):
+        Dataset.get_by_id(ws, "nope")
+    assert Dataset.File.from_files(str(ws.root / "files")).register(ws, "files").id != first_id
+
+
+def test_partition_format_keys_values_and_file_filters_as_the_partition_per_folder_sample(ws, project):
+    """file-dataset-partition-per-folder: from_files with partition_format, partition_keys, then the
+    values and a filter on them and on file metadata."""
+    for user, season, genre, text in [("u1", "spring", "piano", "aa"), ("u1", "fall", "rock", "b"),
+                                      ("u2", "spring", "piano", "cccc")]:  # fmt: skip
+        project(f"ws_data/dataset_partition_test/{user}/{season}/{genre}.wav", text)
+    datastore = Datastore.register_local(ws, "audio", ws.root / "ws_data")
+    partitioned_file_dataset = Dataset.File.from_files(
+        path=(datastore, "dataset_partition_test/*/*/*.wav"),
+        partition_format="dataset_partition_test/{user}/{season}/{genres}.wav",
+        validate=False,
+    )
+    assert partitioned_file_dataset.partition_keys == ["user", "season", "genres"]
+    assert partitioned_file_dataset.get_partition_key_values(["user", "genres"]) == [
+        {"user": "u1", "genres": "rock"},
+        {"user": "u1", "genres": "piano"},
+        {"user": "u2", "genres": "piano"},
+    ]
+    pianos = partitioned_file_dataset.filter(partitioned_file_dataset["genres"] == "piano")
+    assert pianos.to_path() == ["/u1/spring/piano.wav", "/u2/spring/piano.wav"]
+    small = partitioned_file_dataset.filter(partitioned_file_dataset.file_metadata("Size") < 3)
+    assert small.to_path() == ["/u1/fall/rock.wav", "/u1/spring/piano.wav"]
+    registered = pianos.register(ws, "pianos")
+    assert Dataset.get_by_name(ws, "pianos").get_partition_key_values(["user"]) == [{"user": "u1"}, {"user": "u2"}]
+    assert registered.partition_keys == ["user", "season", "genres"]
+    with pytest.raises(UserErrorException, match=r"\['nope'\] are invalid partition keys"):
+        partitioned_file_dataset.get_partition_key_values(["nope"])
+    with pytest.raises(UserErrorException, match="no partition keys"):
+        Dataset.File.from_files((datastore, "dataset_partition_test")).get_partition_key_values()
+    with pytest.raises(UserErrorException, match="not a dataset expression"):
+        partitioned_file_dataset.filter("genres == 'piano'")
+
+
+def test_tabular_partition_format_timestamps_and_time_filters(ws, project):
+    """continuous-retraining's partition_format with a date, then the energy-demand sample's
+    with_timestamp_columns and time_before / time_between."""
+    import datetime
+
+    for day in (1, 2, 3):
+        project(f"weather/2017/08/0{day}/00/00/00/data.csv", f"temp,when\n{day * 10},2017-08-0{day} 06:00:00\n")
+    dstor = ws.get_default_datastore()
+    dstor.upload(str(ws.root / "weather"), target_path="weather")
+    ds = Dataset.Tabular.from_delimited_files(
+        dstor.path("weather/**/*.csv"),
+        partition_format="/{partition_date:yyyy/MM/dd/HH/mm/ss}/data.csv",
+        set_column_types={"when": datetime.datetime},
+    )
+    frame = ds.to_pandas_dataframe()
+    assert list(frame.columns) == ["partition_date", "temp", "when"]
+    assert frame["partition_date"].tolist() == [datetime.datetime(2017, 8, d) for d in (1, 2, 3)]
+    with pytest.raises(UserErrorException, match="without timestamp columns defined"):
+        ds.time_before(datetime.datetime(2017, 8, 2))
+    with pytest.raises(UserErrorException, match="only if timestamp is assigned"):
+        ds.with_timestamp_columns(partition_timestamp="partition_date")
+    dataset = ds.with_timestamp_columns(timestamp="when", partition_timestamp="partition_date", validate=True)
+    assert dataset.timestamp_columns == ("when", "partition_date")
+    assert dataset.time_before(datetime.datetime(2017, 8, 2, 6)).to_pandas_dataframe()["temp"].tolist() == [10, 20]
+    before = dataset.time_before(datetime.datetime(2017, 8, 2, 6), include_boundary=False)
+    assert before.to_pandas_dataframe()["temp"].tolist() == [10]
+    between = dataset.time_between(datetime.datetime(2017, 8, 1, 7), datetime.datetime(2017, 8, 3, 5))
+    assert between.to_pandas_dataframe()["temp"].tolist() == [20]
+    after = dataset.time_after(datetime.datetime(2017, 8, 2))
+    assert after.to_pandas_dataframe().index.tolist() == [datetime.datetime(2017, 8, d, 6) for d in (2, 3)]
+    assert dataset.time_recent(datetime.timedelta(days=1)).to_pandas_dataframe().empty
+    assert dataset.drop_columns("partition_date").timestamp_columns == ("when", None)
+    assert dataset.keep_columns(["temp"]).timestamp_columns == (None, None)
+    warm = dataset.filter((dataset["temp"] > 10) & ~(dataset["temp"] == 30))
+    assert warm.to_pandas_dataframe()["temp"].tolist() == [20]
+    kept = after.register(ws, "weather")
+    assert Dataset.get_by_name(ws, "weather").to_pandas_dataframe()["temp"].tolist() == [20, 30]
+    assert kept.timestamp_columns == ("when", "partition_date")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'timestamps'"):
+        ds.with_timestamp_columns(timestamps="when")
+
+
+def test_partition_by_writes_a_folder_per_key_as_the_partition_per_column_sample(ws, project):
+    pytest.importorskip("pyarrow")
+    project("oj/oj_sales_data/a.csv", "Store,Brand,Quantity\n1,tropicana,5\n1,dominicks,6\n2,tropicana,7\n")
+    datastore = ws.get_default_datastore()
+    datastore.upload(str(ws.root / "oj"), target_path="")
+    dataset = Dataset.Tabular.from_delimited_files(path=(datastore, "oj_sales_data/*.csv"))
+    partitioned_dataset = dataset.partition_by(
+        partition_keys=["Store", "Brand"], target=(datastore, "partition_by_key_res"), name="partitioned_oj_data"
+    )
+    assert partitioned_dataset.partition_keys == ["Store", "Brand"]
+    assert partitioned_dataset.name == "partitioned_oj_data" and partitioned_dataset.version == 1
+    rows = partitioned_dataset.to_pandas_dataframe().sort_values("Quantity")
+    assert rows.values.tolist() == [[1, "tropicana", 5], [1, "dominicks", 6], [2, "tropicana", 7]]
+    assert partitioned_dataset.get_partition_key_values(["Store"]) == [{"Store": "1"}, {"Store": "2"}]
+    files = dataset.partition_by(["Brand"], (datastore, "by_brand"), partition_as_file_dataset=True)
+    assert sorted(p.split("/", 2)[1] for p in files.to_path()) == ["dominicks", "tropicana"]
+    with pytest.raises(UserErrorException, match=r"\['Shop'\] are invalid partition keys"):
+        dataset.partition_by(["Shop"], (datastore, "x"))
+
+
+def test_datastore_set_as_default_and_unregister(ws, project):
+    project("elsewhere/keep.txt", "kept")
+    store = Datastore.register_local(ws, "mine", ws.root / "elsewhere")
+    store.set_as_default()
+    assert ws.get_default_datastore().name == "mine" == Datastore(ws).name == Datastore.get_default(ws).name
+    with pytest.raises(UserErrorException, match='"workspaceblobstore" is built into the workspace'):
+        Datastore.get(ws, "workspaceblobstore").unregister()
+    Datastore.get(ws, "mine").unregister()
+    assert (ws.root / "elsewhere/keep.txt").read_text() == "kept"
+    assert "mine" not in ws.datastores and ws.get_default_datastore().name == "workspaceblobstore"
+    with pytest.raises(NotFoundError, match='datastore "mine" is not registered'):
+        Datastore.get(ws, "mine")
+
+
+def test_the_sdks_placeholders_of_data_in_a_command_line(ws, project):
+    project("d/x.csv", "1")
+    output = OutputFileDatasetConfig(name="prediction_result")
+    assert output.arg_val == "DatasetOutputConfig:prediction_result" and output.mode == "mount"
+    assert output.as_upload(overwrite=True).mode == "upload"
+    named = Dataset.File.from_files(str(ws.root / "d")).as_named_input("raw")
+    assert named.arg_val == "DatasetConsumptionConfig:raw"
+    processed = PipelineData("processed_data1", datastore=ws.get_default_datastore())
+    assert processed.get_env_variable_name() == "$AZUREML_DATAREFERENCE_processed_data1" == str(processed)
+
+
+def test_a_script_runs_run_configuration_data_is_its_inputs_and_outputs(ws, project):
+    """train-tensorflow-resume-training: a DataReference in run_config.data_references, passed as
+    str(data_ref) in the arguments; with a dataset in run_config.data and an output in output_data,
+    each passed by its arg_val."""
+    from localpipe import Experiment, ScriptRunConfig
+
+    project("checkpoints/model.ckpt", "step 100")
+    project("raw/a.txt", "a")
+    store = ws.get_default_datastore()
+    store.upload(str(ws.root / "checkpoints"), target_path="run-1/outputs")
+    project(
+        "tf-resume-training/train.py",
+        """
+import argparse, os
+parser = argparse.ArgumentParser()
+parser.add_argument("--resume-from")
+parser.add_argument("--raw")
+parser.add_argument("--out")
+args = parser.parse_args()
+ckpt = open(os.path.join(args.resume_from, "model.ckpt")).read()
+files = sorted(os.listdir(args.raw))
+open(os.path.join(args.out, "resumed.txt"), "w").write(f"{ckpt} {files}")
+""",
+    )
+    checkpoint_path = DataPath(store, "run-1/outputs")
+    checkpoint_data_ref = checkpoint_path.create_data_reference(
+        datapath_compute_binding=DataPathComputeBinding(mode="mount")
+    )
+    raw = Dataset.File.from_files(str(ws.root / "raw")).as_named_input("raw").as_mount()
+    result = OutputFileDatasetConfig(name="result").register_on_complete("resumed")
+    args = ["--resume-from", str(checkpoint_data_ref), "--raw", raw.arg_val, "--out", result.arg_val]
+    src = ScriptRunConfig(source_directory=str(ws.root / "tf-resume-training"), script="train.py", arguments=args)
+    src.run_config.data_references = {checkpoint_data_ref.data_reference_name: checkpoint_data_ref.to_config()}
+    src.run_config.data = {"raw": raw}
+    src.run_config.output_data = {"result": result}
+    resumed_run = Experiment(ws, "tf-resume-training").submit(src)
+    assert resumed_run.wait_for_completion(show_output=False)["status"] == "Completed"
+    written = Dataset.get_by_name(ws, "resumed").files()
+    assert open(written[0]).read() == "step 100 ['a.txt']"
+    with pytest.raises(UserErrorException, match="RunConfiguration.data holds data objects"):
+        src.run_config.save(str(ws.root / "tf-resume-training"), name="resume")
+    src.run_config.data = {"raw": Dataset.File.from_files(str(ws.root / "raw"))}
+    with pytest.raises(UsageError, match=r"RunConfiguration.data\['raw'\] .*as_named_input\('raw'\)"):
+        src.step()

@@ -3,6 +3,8 @@ Experiment.list and get_runs filters, run files, with the SDK's own usage from t
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from localpipe import Experiment, Pipeline, PipelineRun, PythonScriptStep, Run, ScriptRunConfig
@@ -216,3 +218,201 @@ def test_offline_run_and_get_context_outside_a_step(capsys):
 
     with pytest.raises(RunEnvironmentException, match="not inside a localpipe step"):
         Run.get_context(allow_offline=False)
+
+
+# hello_with_children.py (track-and-monitor-experiments/manage-runs), as written, then a named and
+# a nested child, and one left open (it ends with its step).
+HELLO_WITH_CHILDREN = """
+from azureml.core import Run
+
+run = Run.get_context()
+
+child_runs = run.create_children(count=5)
+for c, child in enumerate(child_runs):
+    child.log(name="Hello from child run ", value=c)
+    child.complete()
+
+with run.child_run(name="part") as part:
+    part.tag("stage", "fit")
+    grandchild = part.child_run()
+    grandchild.log("depth", 2)
+    grandchild.complete()
+left_open = run.child_run()
+left_open.log("open", 1)
+print("child ids", child_runs[0].id, part.id, grandchild.id)
+"""
+
+
+def test_child_runs_made_in_a_step_are_recorded_with_their_metrics(ws, project, invoke):
+    run = script_run(ws, project, "explore-runs", HELLO_WITH_CHILDREN, arguments=())
+    run.wait_for_completion(show_output=True)
+    children = run.get_children()
+    assert [c.get_status() for c in children] == ["Completed"] * 7  # the open one ended with its step
+    step_id = run._step()["id"]
+    assert [c.id for c in children] == [f"{step_id}#{n}" for n in range(7)]
+    assert children[3].get_metrics() == {"Hello from child run ": 3}
+    assert children[3].get_tags() == {"azureml.batch_child_number": "3"}
+    part = children[5]
+    assert part.display_name == "part" and part.get_tags() == {"stage": "fit"}
+    (grandchild,) = part.get_children()
+    assert grandchild.id == f"{step_id}#5#0" and grandchild.get_metrics() == {"depth": 2}
+    assert len(run.get_children(recursive=True)) == 8
+    assert Run.get(ws, grandchild.id).get_metrics() == {"depth": 2}
+    assert children[6].get_details()["status"] == "Completed"
+    shown = invoke("show", str(run.id)).output
+    assert 'child train.py#5 "part": Completed' in shown and "child train.py#5#0: Completed" in shown
+    assert [s.name for s in PipelineRun(run.experiment, run.id).get_steps()] == ["train.py"]  # not its children
+
+
+def test_an_interactive_run_as_the_manage_runs_sample_logs_it(ws, monkeypatch, invoke):
+    monkeypatch.chdir(ws.root)
+    (ws.root / ".amlignore").write_text("/outputs\n")  # as the sample writes it
+    exp = Experiment(workspace=ws, name="explore-runs")
+    notebook_run = exp.start_logging()
+    notebook_run.log(name="message", value="Hello from run!")
+    assert notebook_run.get_status() == "Running"
+    assert notebook_run.get_details()["status"] == "Running"
+    (ws.root / "outputs").mkdir()
+    (ws.root / "outputs" / "note.txt").write_text("kept")
+    notebook_run.complete()
+    assert notebook_run.get_status() == "Completed"
+    assert notebook_run.get_metrics() == {"message": "Hello from run!"}
+    assert "outputs/note.txt" in notebook_run.get_file_names()
+    assert notebook_run.get_snapshot_id()  # of ".", outputs/ left out by .amlignore
+    restored = notebook_run.restore_snapshot(path=str(ws.root.parent / "restored"))
+    assert (ws.root.parent / "restored" / ".amlignore").exists() and not (ws.root.parent / "restored/outputs").exists()
+    assert restored
+
+    with exp.start_logging() as notebook_run:
+        notebook_run.log(name="message", value="Hello from run!")
+        assert notebook_run.get_status() == "Running"
+    assert notebook_run.get_status() == "Completed"
+
+    with exp.start_logging(snapshot_directory=None) as parent_run:
+        for c, count in enumerate(range(5)):  # noqa: B007 (the sample's loop, as written)
+            with parent_run.child_run() as child:
+                child.log(name="Hello from child run", value=c)
+    children = list(parent_run.get_children())
+    assert [c.get_metrics() for c in children] == [{"Hello from child run": c} for c in range(5)]
+    assert Run.get(ws, children[2].id).get_metrics() == {"Hello from child run": 2}
+    assert parent_run.get_snapshot_id() is None
+    assert type(Run.get(ws, parent_run.id)).__name__ == "InteractiveRun"
+    assert "child interactive#4: Completed" in invoke("show", str(parent_run.id)).output
+    failing = exp.start_logging(snapshot_directory=None)
+    with pytest.raises(ZeroDivisionError):
+        with failing:
+            raise ZeroDivisionError("division by zero")
+    assert failing.get_status() == "Failed" and "division by zero" in failing.get_details()["error"]["error"]["message"]
+    with pytest.raises(UsageError, match="numbers runs itself"):
+        exp.start_logging(run_id="mine")
+    with pytest.raises(TypeError):
+        exp.start_logging(snapshot_dir=None)
+
+
+def test_run_members_on_a_finished_script_run(ws, project, tmp_path):
+    from localpipe import Environment
+
+    run = script_run(ws, project)
+    run.wait_for_completion()
+    env = run.get_environment()  # using-environments.ipynb: run.get_environment()
+    assert isinstance(env, Environment) and env.python.user_managed_dependencies
+    model = run.register_model(model_name="x-test", model_path="outputs/x_test.pkl")
+    assert model.version == 1 and model.run.id == run.id
+    assert run.clean() == [] or all("Removed" in line for line in run.clean())
+    with pytest.raises(UserErrorException, match="Either count or tag_key"):
+        run.create_children()
+    with pytest.raises(UserErrorException, match="more than 100"):
+        run.create_children(count=101)
+    made = run.create_children(tag_key="fold", tag_values=["a", "b"])
+    assert [c.get_tags() for c in made] == [{"fold": "a"}, {"fold": "b"}]
+    made[0].fail(error_details="bad fold")
+    assert made[0].get_status() == "Failed" and made[1].get_status() == "Running"
+    assert run.get_children(status="Running") and len(run.get_children()) == 2
+    project("other/hello.py", "print('hello')\n")
+    child = run.submit_child(ScriptRunConfig(source_directory=str(ws.root / "other"), script="hello.py"))
+    child.wait_for_completion()
+    assert child.get_properties()["azureml.parentRunId"] == str(run.id)
+    assert run.take_snapshot(str(ws.root / "other")) if run.get_snapshot_id() is None else True
+    with pytest.raises(UserErrorException, match="already has one"):
+        run.take_snapshot(str(ws.root / "other"))
+    pipeline_run = Experiment(ws, "p").submit(
+        Pipeline(ws, [PythonScriptStep("hello.py", source_directory=str(ws.root / "other"))])
+    )
+    pipeline_run.wait_for_completion(show_output=False)
+    with pytest.raises(UsageError, match="its children are its steps"):
+        pipeline_run.child_run()
+
+
+def test_experiment_archive_reactivate_delete_and_from_directory(ws, project, monkeypatch):
+    run = script_run(ws, project, "old")
+    run.wait_for_completion()
+    exp = Experiment(ws, "old")
+    exp.archive()
+    assert exp.archived_time and [e.name for e in Experiment.list(ws)] == []
+    assert [e.name for e in Experiment.list(ws, view_type="ArchivedOnly")] == ["old"]
+    with pytest.raises(UserErrorException, match="Cannot rename"):
+        exp.reactivate(new_name="new")
+    exp.reactivate()
+    assert exp.archived_time is None and [e.name for e in Experiment.list(ws)] == ["old"]
+    folder = run._step_folder()
+    Experiment.delete(ws, exp.id)
+    assert Experiment.list(ws, view_type="All") == [] and not folder.exists()
+    (ws.root / ".azureml").mkdir()
+    scope = "/subscriptions/s/resourceGroups/r/providers/Microsoft.MachineLearningServices/workspaces/w/projects/proj"
+    (ws.root / ".azureml" / "project.json").write_text(json.dumps({"Id": "1", "Scope": scope}))
+    assert Experiment.from_directory(str(ws.root)).name == "proj"
+    with pytest.raises(UserErrorException, match="no project found"):
+        Experiment.from_directory(str(ws.root.parent))
+
+
+def test_workspace_default_clusters_setup_and_delete(ws, monkeypatch, tmp_path):
+    from localpipe import ComputeTarget, Workspace
+
+    assert ws.get_default_compute_target("CPU") is None
+    ComputeTarget.create(ws, Workspace.DEFAULT_CPU_CLUSTER_NAME, Workspace.DEFAULT_CPU_CLUSTER_CONFIGURATION)
+    assert ws.get_default_compute_target("cpu").name == "cpu-cluster"
+    assert Workspace.DEFAULT_GPU_CLUSTER_CONFIGURATION.vm_size == "STANDARD_NC6"
+    with pytest.raises(ValueError, match="CPU and GPU"):
+        ws.get_default_compute_target("TPU")
+    monkeypatch.chdir(ws.root)
+    assert Workspace.setup() == ws
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    monkeypatch.chdir(fresh)
+    assert Workspace.setup().root == fresh.resolve() and (fresh / ".localpipe").is_dir()
+    ws.delete()
+    assert not ws.state_dir.exists() and ws.root.exists()
+
+
+def test_steps_graph_labels_and_active_runs(ws, project):
+    from localpipe import AmlCompute, CommandStep, ComputeTarget, Environment, RunConfiguration
+
+    project("a/a.py", "import time; time.sleep(30)\n")
+    first = PythonScriptStep("a.py", source_directory=str(ws.root / "a"), compute_target="local")
+    second = CommandStep(command="python -c pass", name="second")
+    second.run_after(first)
+    assert second.run_after_steps == [first] and first.step_type == "PythonScriptStep"
+    assert second.step_type == "CommandStep"
+    graph = Pipeline(ws, [second]).graph
+    assert [n.name for n in graph.nodes] == ["a.py", "second"] and graph.edges == [("a.py", "second", None)]
+    assert RunConfiguration().history.output_collection is True
+    env = Environment("labelled")
+    env.register(ws)
+    env.environment_variables = {"A": "1"}
+    env.register(ws)
+    Environment.label(ws, "labelled", "1", ["prod"])
+    assert Environment.get(ws, "labelled", label="prod").version == "1"
+    Environment.label(ws, "labelled", "2", ["prod"])
+    assert Environment.get(ws, "labelled", label="prod").version == "2"
+    with pytest.raises(Exception, match="no version labelled"):
+        Environment.get(ws, "labelled", label="none")
+    cluster = ComputeTarget.create(ws, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2"))
+    project("b/b.py", "import time; time.sleep(60)\n")
+    run = Experiment(ws, "busy").submit(
+        Pipeline(ws, [PythonScriptStep("b.py", source_directory=str(ws.root / "b"), compute_target="cpu-cluster")])
+    )
+    try:
+        assert [r.id for r in cluster.get_active_runs()] == [run.id]
+        assert list(cluster.get_active_runs(tags="absent")) == []
+    finally:
+        run.cancel()

@@ -56,6 +56,9 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0007_workspace_settings",
         "0008_model_registry",
         "0009_run_properties",
+        "0010_child_runs",
+        "0011_experiment_archive",
+        "0012_environment_labels",
     ]
 
 
@@ -243,7 +246,7 @@ def test_a_history_db_of_the_release_before_run_properties_is_migrated(ws, proje
                               ("pipeline_run", "description"), ("step_run", "properties"),
                               ("experiment", "tags")]:  # fmt: skip
             conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
-        conn.execute("DELETE FROM migration WHERE name = '0009_run_properties'")
+        conn.execute("DELETE FROM migration WHERE name >= '0009'")  # and the later ones: a file of 0008
         conn.execute("PRAGMA user_version = 8")
     conn.close()
     assert history_of(ws).runs.get(1)["properties"] == {}
@@ -251,4 +254,27 @@ def test_a_history_db_of_the_release_before_run_properties_is_migrated(ws, proje
     conn = sqlite3.connect(ws.state_dir / "history.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "display_name" in {row[1] for row in conn.execute("PRAGMA table_info(pipeline_run)")}
+    conn.close()
+
+
+def test_a_history_db_of_the_release_before_child_runs_is_migrated(ws, project, run_pipeline):
+    """A file of 0009 gains a step run's display name, an experiment's archive time and environment
+    labels (0010-0012), keeping its rows."""
+    from localpipe import Pipeline, PythonScriptStep
+
+    project("src/a.py", "print('a')\n")
+    run_pipeline(Pipeline(ws, [PythonScriptStep("a.py", name="a", source_directory=str(ws.root / "src"))]))
+    close_all()
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    with conn:
+        for table, column in [("step_run", "display_name"), ("experiment", "archived_at"), ("environment", "labels")]:
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+        conn.execute("DELETE FROM migration WHERE name >= '0010'")
+        conn.execute("PRAGMA user_version = 9")
+    conn.close()
+    step = history_of(ws).runs.steps(1)[0]
+    assert step["display_name"] is None and history_of(ws).runs.children(step["id"]) == []
+    assert history_of(ws).registry.experiments()[0]["archived_at"] is None
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert "labels" in {row[1] for row in conn.execute("PRAGMA table_info(environment)")}
     conn.close()

@@ -134,7 +134,9 @@ def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, pro
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: (gate / "a.1").exists() and (gate / "b.1").exists(), what="both steps to run")
+        # A gate file exists from its open() on; its pid is there once the write is done.
+        written = (gate / "a.1", gate / "b.1")
+        wait_for(lambda: all(p.exists() and p.read_text() for p in written), what="both steps to run")
         b_pid = int((gate / "b.1").read_text())
         project("proj/a/a.py", wait_script + "\n# edited\n")
         wait_for(

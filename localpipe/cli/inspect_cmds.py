@@ -108,6 +108,17 @@ def show(run_id, as_json) -> None:
             click.echo("  log tail:")
             for line in step["log_tail"].splitlines():
                 click.echo(f"    {line}")
+        _echo_children(step["children"], "  ")
+
+
+def _echo_children(children: list[dict], indent: str) -> None:
+    """A step's child runs (Run.child_run, create_children), each under its parent."""
+    for child in children:
+        named = f' "{child["display_name"]}"' if child["display_name"] else ""
+        took = f"  took {duration(child['started_at'], child['ended_at'])}" if child["started_at"] else ""
+        reason = f"  {child['reason']}" if child["reason"] else ""
+        click.echo(f"{indent}child {child['name']}{named}: {child['status']}{took}{reason}")
+        _echo_children(child["children"], indent + "  ")
 
 
 @click.command()

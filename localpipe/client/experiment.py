@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from localpipe.errors import SubmittedWhileLoading
+from localpipe.errors import SubmittedWhileLoading, UserErrorException
 
 PIPELINE_SUBMIT_KEYWORDS = frozenset(
     {"pipeline_parameters", "regenerate_outputs", "continue_on_step_failure", "credential_passthrough"}
 )
-ACTIVE_ONLY = "ActiveOnly"  # Azure's ViewType.ActiveOnly: every experiment is active here
+# Azure's ViewType: which experiments Experiment.list shows, by whether they are archived.
+ACTIVE_ONLY, ARCHIVED_ONLY, ALL = "ActiveOnly", "ArchivedOnly", "All"
 
 
 class Experiment:
@@ -25,11 +26,16 @@ class Experiment:
         from localpipe.client.run_base import _has
         from localpipe.client.workspace import history_of
 
+        if view_type not in (ACTIVE_ONLY, ARCHIVED_ONLY, ALL):
+            raise UserErrorException(f"view_type {view_type!r} is not one of {ACTIVE_ONLY}, {ARCHIVED_ONLY}, {ALL}")
         found = history_of(workspace).registry.experiments()
+        wanted = {ACTIVE_ONLY: (False,), ARCHIVED_ONLY: (True,), ALL: (False, True)}[view_type]
         return [
             Experiment(workspace, row["name"])
             for row in found
-            if (experiment_name is None or row["name"] == experiment_name) and _has(row["tags"], tags)
+            if (experiment_name is None or row["name"] == experiment_name)
+            and _has(row["tags"], tags)
+            and (row["archived_at"] is not None) in wanted
         ]
 
     @property
@@ -38,9 +44,64 @@ class Experiment:
         return self._history.registry.experiment_id(self.name)
 
     @property
-    def archived_time(self) -> None:
-        """None: an experiment here is never archived (``Experiment.list`` shows every one)."""
-        return None
+    def archived_time(self) -> str | None:
+        """When the experiment was archived (ISO 8601, UTC), or None while it is active."""
+        from localpipe.client.run_base import _utc
+
+        row = self._row()
+        return _utc(row["archived_at"]) if row and row["archived_at"] is not None else None
+
+    def archive(self) -> None:
+        """Archive the experiment: ``Experiment.list`` leaves it out (unless asked for archived ones);
+        its runs are kept, and a new run in it is recorded as before. ``reactivate()`` undoes it."""
+        import time
+
+        self._history.registry.archive_experiment(self.name, time.time())
+
+    def reactivate(self, new_name=None) -> None:
+        """Make an archived experiment active again (``new_name`` is refused, as the SDK refuses it)."""
+        if new_name is not None:
+            raise UserErrorException(
+                "Cannot rename an experiment. If the archived experiment name conflicts with an active "
+                "experiment name, you can delete the active experiment before unarchiving this experiment."
+            )
+        self._history.registry.archive_experiment(self.name, None)
+
+    @staticmethod
+    def delete(workspace, experiment_id) -> None:
+        """Delete the experiment ``experiment_id`` (its ``id``) and its runs, as `localpipe gc` forgets
+        runs: their records, and the objects and run folders nothing else uses. An experiment with
+        an active run is refused (UsageError naming them)."""
+        from localpipe.client.workspace import history_of
+        from localpipe.state.gc import collect, plan_gc
+
+        history = history_of(workspace)
+        try:
+            number = int(experiment_id)
+        except (TypeError, ValueError):
+            raise UserErrorException(f"{experiment_id!r} is not an experiment id: use experiment.id") from None
+        collect(history, plan_gc(history, experiment=number))
+        history.registry.delete_experiment(number)
+
+    @staticmethod
+    def from_directory(path, auth=None) -> Experiment:
+        """(Deprecated in the SDK.) The experiment a project folder was attached to: the ``Scope``
+        (``.../workspaces/W/projects/EXPERIMENT``) of its ``.azureml/`` or ``aml_config/``
+        ``project.json`` or ``config.json``, in ``path`` or a folder above; in the nearest workspace."""
+        from localpipe.sdk.workspace import Workspace
+
+        name = _project_experiment(path)
+        return Experiment(Workspace.from_config(path), name)
+
+    def start_logging(self, *args, **kwargs):
+        """An interactive run of this experiment, Running, logged from this process: ``run.log(...)``,
+        files, tags, child runs; ``run.complete()`` (or ``with``) ends it. The SDK's keywords: ``name``,
+        ``run_id`` (refused: runs are numbered), ``outputs`` (a folder kept among its files at
+        completion, ``./outputs`` by default), ``snapshot_directory`` (``"."`` by default; None: no
+        snapshot), ``tags``, ``properties``, ``display_name``, ``description`` (client/interactive.py)."""
+        from localpipe.client.interactive import start_logging
+
+        return start_logging(self, *args, **kwargs)
 
     @classmethod
     def get_docs_url(cls) -> str:
@@ -52,7 +113,11 @@ class Experiment:
 
     @property
     def tags(self) -> dict:
-        return next((r["tags"] for r in self._history.registry.experiments() if r["name"] == self.name), {})
+        row = self._row()
+        return row["tags"] if row else {}
+
+    def _row(self) -> dict | None:
+        return next((r for r in self._history.registry.experiments() if r["name"] == self.name), None)
 
     def tag(self, key, value=None) -> None:
         self.set_tags({key: value})
@@ -144,3 +209,29 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"Experiment({self.name!r})"
+
+
+PROJECT_FILES = ("project.json", "config.json")  # what the SDK reads a project's Scope from
+PROJECT_FOLDERS = ("aml_config", ".azureml")
+
+
+def _project_experiment(path) -> str:
+    """The experiment name (``projects/NAME``) of the nearest project ``Scope`` at or above ``path``."""
+    import json
+    from pathlib import Path
+
+    start = Path(path).resolve()
+    for folder in (start, *start.parents):
+        for candidate in (folder / sub / name for sub in PROJECT_FOLDERS for name in PROJECT_FILES):
+            try:
+                scope = json.loads(candidate.read_text(encoding="utf-8")).get("Scope")
+            except (OSError, ValueError, AttributeError):
+                continue
+            parts = str(scope or "").strip("/").split("/")
+            named = dict(zip(parts[::2], parts[1::2], strict=False))
+            if named.get("projects"):
+                return named["projects"]
+    raise UserErrorException(
+        f"no project found at or above {start}: Experiment.from_directory reads the Scope "
+        '(".../workspaces/W/projects/EXPERIMENT") of .azureml/project.json; use Experiment(ws, name)'
+    )

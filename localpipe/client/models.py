@@ -2,7 +2,7 @@
 model out of the store, and the run that registered a version (docs/models.md).
 
 ``register_model`` is one function that the run classes take as their method (``StepRunContext``
-in a step, the ``StepRun`` and ``PipelineRun`` handles): ``run.register_model("m", "outputs/m.pkl")``
+in a step, the ``Run``, ``StepRun`` and ``PipelineRun`` handles): ``run.register_model("m", "outputs/m.pkl")``
 registers a file of the run's, as the SDK registers one of the files the run uploaded. A step's
 files are those of its working directory (where it writes ``./outputs``), which stay in
 ``.localpipe/runs/RUN/STEP/`` until ``localpipe gc`` forgets the run. Steps record a registration
@@ -86,7 +86,7 @@ def _workspace_of(run):
         from localpipe.sdk.workspace import Workspace
 
         return Workspace(run._workspace_root)
-    return run.experiment.workspace if hasattr(run, "get_steps") else run.parent.experiment.workspace
+    return run.experiment.workspace
 
 
 def _run_file(run, relative: str) -> tuple[str, dict]:
@@ -107,7 +107,11 @@ def _run_file(run, relative: str) -> tuple[str, dict]:
         step, path = holders[0]
         lineage = _lineage("pipeline", run.id, run.experiment.name, run.id, step.name, step.id)
         return str(path), lineage
-    lineage = _lineage("step", run.id, run.parent.experiment.name, run.parent.id, run.name, run.id)
+    step = run._step()
+    if run.parent is None:  # a script or interactive run: its files are its step's
+        lineage = _lineage("pipeline", run.id, run.experiment.name, run.id, step["name"], step["id"])
+    else:  # a step run, or a child run (whose id is not a number: its step run's is kept)
+        lineage = _lineage("step", step["id"], run.experiment.name, run._run_number(), step["name"], step["id"])
     return _existing(_among_files(run, relative), relative, run, None), lineage
 
 

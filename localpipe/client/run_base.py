@@ -157,7 +157,7 @@ class RunBase(RunFiles):
 
     def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
                      _rehydrate_runs=True) -> list:  # fmt: skip
-        """The run's step runs (a script run has none), filtered as ``Run.list``."""
+        """None here; the run classes take theirs from ``client.child_runs.ChildMembers``."""
         return []
 
     def get_portal_url(self) -> str:
@@ -185,6 +185,61 @@ class RunBase(RunFiles):
         target = Path(path) if path else Path.cwd() / snapshot_id
         shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_RUN_FILE_FOLDERS))
         return str(target)
+
+    def take_snapshot(self, file_or_folder_path) -> str:
+        """Keep a copy of a file or folder (its non-ignored files, as a step's source) as the run's
+        snapshot; returns its digest (``get_snapshot_id``). A run has one snapshot, as in the SDK."""
+        from localpipe.client.snapshots import take_snapshot
+
+        holder = self._holder("take_snapshot")
+        if holder.get("snapshot"):
+            raise UserErrorException(f"Cannot take snapshot as run {self.id} already has one: {holder['snapshot']}")
+        return take_snapshot(self._history, holder, self._step_folder(), file_or_folder_path)
+
+    def get_environment(self):
+        """The environment the run's step ran in, as an ``Environment`` (a registered or curated one by
+        its name and version; else its definition as the step recorded it)."""
+        from localpipe.sdk.environment import environment_of_step
+
+        spec = self._spec()
+        if not spec:
+            raise UserErrorException(f"There is no run definition or environment specified for run {self.id}.")
+        return environment_of_step(spec.get("environment") or {})
+
+    def clean(self) -> list[str]:
+        """Remove the run's temporary folders (its inputs placed for it and its working copies),
+        keeping its records, logs, files and snapshot; returns what was removed, in words. Nothing
+        of an active run is removed."""
+        from localpipe.status import RunStatus
+
+        holder = self._step()
+        if holder is None or not RunStatus(self.get_status()).is_final:
+            return []
+        removed = []
+        for name in _TEMPORARY_FOLDERS:
+            folder = self._step_folder() / name
+            if folder.is_dir():
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(f"Removed temporary run directory {folder}")
+        return removed
+
+    def submit_child(self, config, tags=None, **kwargs):
+        """Submit ``config`` (a ScriptRunConfig or a Pipeline) as ``Experiment.submit`` does, in this
+        run's experiment. localpipe's runs have no parent run of another run: the new run is a run
+        of its own, tagged with this one's id (``azureml.parentRunId``)."""
+        run = self.experiment.submit(config, tags=tags, **kwargs)
+        run.add_properties({"azureml.parentRunId": str(self.id)})
+        return run
+
+    def _holder(self, member: str) -> dict:
+        """The step run that holds this run's records; a pipeline run has none (its steps do)."""
+        step = self._step()
+        if step is None:
+            raise UsageError(
+                f"run {self.id} is a pipeline run: its children are its steps; call {member} in a step "
+                "(Run.get_context()) or on a step run (run.find_step_run(name)[0])"
+            )
+        return step
 
     # -- waiting, ending ---------------------------------------------------------------------------
     def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True) -> dict:
@@ -341,18 +396,19 @@ class RunBase(RunFiles):
     def _step_folder(self) -> Path:
         return self._history.layout.step_dir(self._run_number(), self._step_name())
 
+    def _spec(self) -> dict:
+        """The planned step (``plan.graph.StepSpec`` as data) this run's step ran; {} for none."""
+        step = self._step()
+        if step is None:
+            return {}
+        steps = self._history.runs.for_scheduler(self._run_number()).graph["steps"]
+        return next((s for s in steps if s["name"] == step["name"]), {})
+
     def _definition(self) -> dict:
         step = self._step()
         if step is None:
             return {}
-        spec = next(
-            (
-                s
-                for s in self._history.runs.for_scheduler(self._run_number()).graph["steps"]
-                if s["name"] == step["name"]
-            ),
-            {},
-        )
+        spec = self._spec()
         argv = list(step.get("arguments") or [])
         python = spec.get("kind") == "python"
         return {
@@ -389,6 +445,7 @@ class RunBase(RunFiles):
 
 
 _RUN_FILE_FOLDERS = ("outputs", "logs")  # left out of a restored snapshot: they are the run's files
+_TEMPORARY_FOLDERS = ("inputs", "outputs")  # what Run.clean removes of a step's folder
 
 
 def watch_run(

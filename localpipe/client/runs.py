@@ -16,12 +16,18 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 import uuid
 from pathlib import Path
 from typing import Any
 
 from localpipe.client import models
+from localpipe.client.child_runs import (
+    ChildMembers,
+    ChildRun,
+    child_run_in_step,
+    create_children_in_step,
+    emit_line,
+)
 from localpipe.client.run_base import (
     PIPELINE_RUN,
     SCRIPT_RUN,
@@ -34,11 +40,13 @@ from localpipe.client.run_base import (
 )
 from localpipe.client.run_files import _inside
 from localpipe.errors import NotFoundError, RunEnvironmentException, UsageError
+from localpipe.status import RunStatus
 
 STEP_RUN = "azureml.StepRun"
+INTERACTIVE_RUN = "interactive"  # localpipe.runsource of an Experiment.start_logging run
 
 
-class Run(RunBase):
+class Run(ChildMembers, RunBase):
     """A run of an experiment: ``Run(experiment, run_id)``, ``Run.get(ws, run_id)``,
     ``Run.get_context()`` in a step; ``Experiment.submit(ScriptRunConfig(...))`` returns one."""
 
@@ -57,8 +65,15 @@ class Run(RunBase):
 
     @staticmethod
     def get(workspace, run_id):
-        """The run ``run_id`` of ``workspace``, of its own kind (a PipelineRun or a script run)."""
-        record = _history_of(workspace).runs.get(run_id)
+        """The run ``run_id`` of ``workspace``, of its own kind (a PipelineRun, a script or an
+        interactive run, or a child run: ``"12#0"``)."""
+        history = _history_of(workspace)
+        if "#" in str(run_id):  # a child run: its step run's id, then #N (client/child_runs.py)
+            base, mark, rest = str(run_id).partition("#")
+            step = history.runs.step_run(base)
+            experiment = workspace.experiments[history.runs.get(step["run"])["experiment"]]
+            return ChildRun.descendant(StepRun(experiment, step["id"], step["run"], step["name"]), mark + rest)
+        record = history.runs.get(run_id)
         return _rehydrate(workspace.experiments[record["experiment"]], record)
 
     @staticmethod
@@ -74,6 +89,8 @@ class Run(RunBase):
             if include_children:
                 runs.extend(run.get_children(recursive=True))
         return [r for r in runs if _matches(r, type, tags, properties, status)]
+
+    register_model = models.register_model
 
 
 class PipelineRun(Run):
@@ -228,7 +245,7 @@ class StepRun(Run):
 
     def get_outputs(self) -> dict[str, OutputData]:
         """Every committed output of the step: name -> ``OutputData``."""
-        return {name: self.get_output_data(name) for name in self._history.runs.step_outputs(self.id)}
+        return {name: self.get_output_data(name) for name in self._history.runs.step_outputs(self._number)}
 
     def get_output(self, name: str) -> OutputData:
         return self.get_output_data(name)
@@ -237,7 +254,7 @@ class StepRun(Run):
         """The committed output ``name`` of this step (also for a reused step)."""
         from localpipe.state.store import ObjectStore
 
-        outputs = self._history.runs.step_outputs(self.id)
+        outputs = self._history.runs.step_outputs(self._number)
         if name not in outputs:
             raise NotFoundError(
                 f'step "{self.name}" of run {self._pipeline_run_id} has no output "{name}" '
@@ -279,10 +296,6 @@ class StepRun(Run):
     def get_portal_url(self) -> str:
         return f"localpipe show {self._pipeline_run_id}"
 
-    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
-                     _rehydrate_runs=True) -> list:  # fmt: skip
-        return []
-
     # -- the record --------------------------------------------------------------------------------
     def _run_number(self) -> int:
         return self._pipeline_run_id
@@ -297,10 +310,10 @@ class StepRun(Run):
         return self._node_id
 
     def _write_tags(self, tags: dict, removed: list[str]) -> None:
-        self._history.runs.set_step_tags(self.id, tags, removed)
+        self._history.runs.set_step_tags(self._number, tags, removed)
 
     def _write_properties(self, properties: dict) -> None:
-        self._history.runs.add_step_properties(self.id, properties)
+        self._history.runs.add_step_properties(self._number, properties)
 
     def _log(self, name: str) -> str:
         path = self._history.layout.step_dir(self._pipeline_run_id, self._node_id) / name
@@ -310,6 +323,44 @@ class StepRun(Run):
 
     def __repr__(self) -> str:
         return f"StepRun(run={self._pipeline_run_id}, name={self._node_id!r})"
+
+
+class InteractiveRun(Run):
+    """A run logged from a session (``Experiment.start_logging``, client/interactive.py):
+    ``complete()``, ``fail()`` or ``cancel()`` ends it. Its records are held by one step run."""
+
+    @property
+    def type(self) -> None:
+        """None, as the SDK records no type for an interactive run."""
+        return None
+
+    def _step(self) -> dict | None:
+        steps = self._history.runs.steps(self._number)
+        return steps[0] if steps else None
+
+    def complete(self, _set_status=True) -> None:
+        """Completed; its ``outputs`` folder (``./outputs`` by default) is kept among its files first."""
+        if self._outputs and os.path.isdir(self._outputs):
+            self.upload_folder(os.path.basename(os.path.normpath(self._outputs)), self._outputs)
+        self._history.runs.finish_unscheduled(self._number, RunStatus.COMPLETED, None)
+
+    def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
+        text = str(error_details) if error_details is not None else "failed"
+        error = f"{error_code}: {text}" if error_code else text
+        self._history.runs.finish_unscheduled(self._number, RunStatus.FAILED, error)
+
+    def cancel(self) -> None:
+        self._history.runs.finish_unscheduled(self._number, RunStatus.CANCELED, "canceled")
+
+    def __exit__(self, exit_type, value, traceback) -> None:
+        """Completed, or Failed when the block raised."""
+        if exit_type is None:
+            self.complete()
+        else:
+            self.fail(error_details=value)
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id}, experiment={self.experiment.name!r}, type=None)"
 
 
 class OutputData:
@@ -384,6 +435,8 @@ class StepRunContext(StepRun):
             for name in direct:
                 self.input_datasets[name] = FileDataset(paths=(self.input_datasets[name],))
         self.output_datasets: dict[str, str] = json.loads(environ.get("LOCALPIPE_OUTPUTS", "{}"))
+        # Child runs made here (client/child_runs.py) are numbered from this process's count.
+        self._suffix, self._root_id, self._root_name, self._children_made = "", self.id, self._node_id, 0
 
     @property
     def experiment(self):
@@ -395,10 +448,18 @@ class StepRunContext(StepRun):
         return self._experiment
 
     def _emit(self, kind: str, name: str, value: Any) -> None:
-        line = json.dumps({"kind": kind, "name": str(name), "value": value, "time": time.time()})
-        # One write of one line in append mode: lines from one process never interleave.
-        with open(self._metrics_file, "a", encoding="utf-8") as handle:
-            handle.write(line + "\n")
+        self._emit_for("", kind, name, value)
+
+    def _emit_for(self, suffix: str, kind: str, name: str, value: Any, **extra) -> None:
+        """One line of the step's metrics file, for the step (``suffix`` "") or one of its child runs."""
+        emit_line(self._metrics_file, suffix, kind, name, value, **extra)
+
+    def child_run(self, name=None, run_id=None, outputs=None):
+        """A child run of this step (client/child_runs.py): recorded by the scheduler with the step's metrics."""
+        return child_run_in_step(self, name, run_id, outputs)
+
+    def create_children(self, count=None, tag_key=None, tag_values=None) -> list:
+        return create_children_in_step(self, count, tag_key, tag_values)
 
     def _write_tags(self, tags: dict, removed: list[str]) -> None:
         for key in removed:
@@ -521,7 +582,10 @@ class OfflineRun:
 
 
 def _rehydrate(experiment, record: dict) -> Run:
-    """A handle of the record's kind: a PipelineRun, or a Run for a script run."""
-    if (record.get("properties") or {}).get("azureml.runsource") == SCRIPT_RUN:
+    """A handle of the record's kind: a PipelineRun, or a Run for a script or an interactive run."""
+    properties = record.get("properties") or {}
+    if properties.get("azureml.runsource") == SCRIPT_RUN:
         return Run(experiment, record["id"])
+    if properties.get("localpipe.runsource") == INTERACTIVE_RUN:
+        return InteractiveRun(experiment, record["id"])
     return PipelineRun(experiment, record["id"])

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from localpipe.sdk.data import BUILTIN_DATASTORES
+from localpipe.sdk.data.datastore import DEFAULT_DATASTORE
 from localpipe.state.history import History
 from localpipe.state.layout import Layout
 
@@ -33,6 +34,13 @@ class LocalService:
         self.layout.create()
         History.open(self.layout)  # creates and migrates history.db
 
+    def delete(self) -> None:
+        from localpipe.engine.recovery import recover_abandoned_runs
+        from localpipe.state.history import delete_workspace
+
+        recover_abandoned_runs(self.history)
+        delete_workspace(self.layout)
+
     # -- datastores ------------------------------------------------------------------------------
     def datastore_names(self) -> list[str]:
         return [*BUILTIN_DATASTORES, *self.history.registry.datastore_names()]
@@ -45,6 +53,9 @@ class LocalService:
 
     def register_datastore(self, name: str, path: Path) -> None:
         self.history.registry.register_datastore(name, str(path))
+
+    def unregister_datastore(self, name: str) -> None:
+        self.history.registry.unregister_datastore(name, DEFAULT_DATASTORE)
 
     def upload(
         self, name: str, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
@@ -72,6 +83,18 @@ class LocalService:
 
     def dataset_names(self) -> list[str]:
         return sorted({version["name"] for version in self.history.datasets.list()})
+
+    def latest_datasets(self) -> list[dict]:
+        return self.history.datasets.latest()
+
+    def get_dataset_by_id(self, dataset_id: str) -> dict:
+        return self.history.datasets.by_id(dataset_id)
+
+    def update_dataset(self, name: str, version: int, description: str | None, tags: dict | None) -> dict:
+        return self.history.datasets.update(name, version, description, tags)
+
+    def unregister_dataset(self, name: str) -> None:
+        self.history.datasets.unregister(name)
 
     # -- the workspace's own settings ----------------------------------------------------------------
     def settings(self) -> dict:
@@ -108,17 +131,18 @@ class LocalService:
 
     def model_run(self, record: dict) -> Any:
         from localpipe.client.experiment import Experiment
-        from localpipe.client.runs import PipelineRun, StepRun
+        from localpipe.client.runs import Run, StepRun
         from localpipe.errors import NotFoundError
 
         try:
             experiment = self.history.runs.get(record["pipeline_run"])["experiment"]
         except NotFoundError:
             return None  # forgotten by gc: the version keeps its run and step as numbers and names
-        run = PipelineRun(Experiment(self.workspace, experiment), record["pipeline_run"])
-        if record["run_kind"] == "step":
-            return StepRun(run.experiment, record["step_run"], record["pipeline_run"], record["step"])
-        return run
+        if record["run_kind"] != "step":
+            return Run.get(self.workspace, record["pipeline_run"])  # a pipeline, script or interactive run
+        return StepRun(
+            Experiment(self.workspace, experiment), record["step_run"], record["pipeline_run"], record["step"]
+        )
 
     def latest_models(self) -> dict[str, Any]:
         from localpipe.sdk.model import Model
@@ -138,8 +162,11 @@ class LocalService:
     def environments(self) -> dict[str, tuple[int, dict]]:
         return self.history.registry.environments()
 
-    def environment(self, name: str, version: int | None) -> tuple[int, dict]:
-        return self.history.registry.environment(name, version)
+    def environment(self, name: str, version: int | None, label: str | None = None) -> tuple[int, dict]:
+        return self.history.registry.environment(name, version, label)
+
+    def label_environment(self, name: str, version: int, labels: list[str]) -> None:
+        self.history.registry.label_environment(name, version, labels)
 
     def register_environment(self, name: str, spec: dict) -> int:
         return self.history.registry.register_environment(name, spec)
@@ -202,6 +229,24 @@ class LocalService:
         from localpipe.client.runs import Run
 
         return Run.get(self.workspace, run_id)
+
+    def active_runs(self, target: str) -> list:
+        from localpipe.client.runs import Run
+        from localpipe.engine.recovery import recover_abandoned_runs
+
+        recover_abandoned_runs(self.history)
+        found = []
+        for record in sorted(self.history.runs.active(), key=lambda r: -r["id"]):
+            steps = self.history.runs.for_scheduler(record["id"]).graph["steps"]
+            if any(step.get("compute_target", "local") == target for step in steps):
+                found.append(Run.get(self.workspace, record["id"]))
+        return found
+
+    def plan(self, pipeline):
+        from localpipe.plan.graph import plan_pipeline
+        from localpipe.sdk.compute import compute_targets
+
+        return plan_pipeline(pipeline, None, compute_targets(self.workspace))
 
     def validate(self, pipeline, parameters: dict | None) -> list[str]:
         from localpipe.plan.graph import problems

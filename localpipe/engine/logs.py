@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from localpipe.state.history import History
 
@@ -11,20 +12,33 @@ FOLLOW_POLL_SECONDS = 0.2
 
 
 def print_logs(history: History, run_id, step: str | None, echo: Callable) -> None:
-    """Print each step's stdout then stderr, with a header when there is more than one."""
+    """Print each step's stdout then stderr, with a header when there is more than one; a reused
+    step's are those of the step run that produced what it reused, under a header that says so."""
     number = history.runs.get(run_id)["id"]
     rows = [history.runs.find_step(number, step)] if step else history.runs.steps(number)
     for row in rows:
+        folder, reused = log_folder(history, number, row)
         for stream in ("stdout", "stderr"):
-            path = history.layout.step_dir(number, row["name"]) / f"{stream}.log"
+            path = folder / f"{stream}.log"
             if path.exists() and path.stat().st_size:
-                if len(rows) > 1 or stream == "stderr":
-                    echo(f"==> {row['name']} {stream} <==")
+                if len(rows) > 1 or stream == "stderr" or reused:
+                    echo(f"==> {row['name']} {stream}{reused} <==")
                 echo(path.read_text(errors="replace"), nl=False)
 
 
+def log_folder(history: History, run_number: int, row: dict) -> tuple[Path, str]:
+    """Where a step's logs are, and what the header adds: ``" (reused from run 12)"`` when the step
+    was reused, its logs being those of the step run that produced its outputs."""
+    origin = row["reused_from_step_run"]
+    if origin is None:
+        return history.layout.step_dir(run_number, row["name"]), ""
+    producer = history.runs.step_run(origin)
+    return history.layout.step_dir(producer["run"], producer["name"]), f" (reused from run {producer['run']})"
+
+
 def follow_logs(history: History, run_id, step: str | None, echo: Callable, poll: float = FOLLOW_POLL_SECONDS) -> None:
-    """Print new lines of every step's logs (prefixed by the step's name) until the run ends."""
+    """Print new lines of every step's logs (prefixed by the step's name, and by the run it was
+    reused from) until the run ends."""
     from localpipe.engine.recovery import recover_abandoned_runs
 
     number = history.runs.get(run_id)["id"]
@@ -37,9 +51,10 @@ def follow_logs(history: History, run_id, step: str | None, echo: Callable, poll
         for row in history.runs.steps(number):
             if step and row["name"] != step:
                 continue
+            folder, reused = log_folder(history, number, row)
             for stream in ("stdout", "stderr"):
-                path = history.layout.step_dir(number, row["name"]) / f"{stream}.log"
-                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{row['name']}] ", echo, final)
+                path = folder / f"{stream}.log"
+                offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{row['name']}{reused}] ", echo, final)
         if final:
             return
         time.sleep(poll)

@@ -5,6 +5,11 @@ number of steps log without sharing a lock. The scheduler reads each file from w
 stopped, about once a second while the step runs and once when it ends. A line a killed step
 left half-written is skipped, and so is a line the step wrote into the file itself that does not
 say what ``Run.get_context()`` says: readers of history.db rely on the kind and the time.
+
+A line with ``"run"`` belongs to a child run of the step (``run.child_run()``, ``create_children``):
+``"#0"`` is its first child, ``"#0#1"`` that child's second. A ``child`` line records the child
+(its number, name and tags), a ``status`` line its ``complete()`` or ``fail()``; the others are
+logged on it as on the step.
 """
 
 from __future__ import annotations
@@ -12,8 +17,10 @@ from __future__ import annotations
 import json
 import math
 
+from localpipe.errors import NotFoundError
 from localpipe.state.history import History
 from localpipe.state.reader import KINDS
+from localpipe.status import RunStatus
 
 
 class MetricsIngester:
@@ -40,34 +47,88 @@ class MetricsIngester:
         if not complete:
             return 0
         self._offsets[path] = offset + complete
-        rows, tags, removed, properties = [], {}, [], {}
+        batches: dict[str, _Batch] = {}
+        statuses: list[tuple[str, str, str | None]] = []
         for line in data[:complete].splitlines():
             try:
                 record = json.loads(line)
                 kind, name, value = record["kind"], str(record["name"]), record["value"]
-            except (ValueError, TypeError, KeyError):
+                child = str(record.get("run") or "")
+            except (ValueError, TypeError, KeyError, AttributeError):
                 continue  # a line cut short by a killed step, or not one of ours
-            if kind == "untag":
-                tags.pop(name, None)
-                removed.append(name)
-                continue
-            if value is None and kind != "tag":
-                continue  # log("n", None), log_image without an image: nothing to keep
             if secrets:
                 name, value = mask(name, secrets), mask(value, secrets)
-            if kind == "tag":
-                if name in removed:
-                    removed.remove(name)
-                tags[name] = value  # a tag without a value is kept, as None (Run.tag("candidate"))
-            elif kind == "property":
-                properties.setdefault(name, value)
-            elif kind in KINDS:
-                logged_at = record.get("time")
-                if not isinstance(logged_at, (int, float)) or not math.isfinite(logged_at):
-                    logged_at = self.now()
-                rows.append({"name": name, "kind": kind, "value": value, "logged_at": logged_at})
-        self.history.steps.add_metrics(step_run_id, rows, tags, removed, properties)
-        return len(rows) + len(tags) + len(removed) + len(properties)
+            if kind == "child" and isinstance(value, dict):
+                batches.setdefault(child + name, _Batch()).child = value
+            elif kind == "status" and value in _CHILD_STATUSES and child:
+                statuses.append((child, value, record.get("error")))
+            else:
+                batches.setdefault(child, _Batch()).add(kind, name, value, record.get("time"), self.now)
+        ids = {"": step_run_id}
+        for child, batch in batches.items():  # a child's line comes before anything logged on it
+            if child and batch.child is not None:
+                ids[child] = self._record_child(step_run_id, child, batch.child)
+        count = 0
+        for child, batch in batches.items():
+            target = ids.get(child) or self._child_id(step_run_id, child)
+            if target is not None:
+                self.history.steps.add_metrics(target, batch.rows, batch.tags, batch.removed, batch.properties)
+                count += len(batch.rows) + len(batch.tags) + len(batch.removed) + len(batch.properties)
+        for child, status, error in statuses:
+            target = ids.get(child) or self._child_id(step_run_id, child)
+            if target is not None:
+                self.history.runs.set_child_status(target, RunStatus(status), str(error) if error else None)
+        return count
+
+    def _record_child(self, step_run_id: int, suffix: str, value: dict) -> int:
+        parent = step_run_id if suffix.count("#") == 1 else self._child_id(step_run_id, suffix.rsplit("#", 1)[0])
+        number = suffix.rsplit("#", 1)[1]
+        if parent is None or not number.isdigit():
+            return 0
+        tags = value.get("tags") if isinstance(value.get("tags"), dict) else None
+        name = value.get("display_name")
+        child = self.history.runs.add_child(parent, int(number), str(name) if name is not None else None, tags)
+        return child["id"]
+
+    def _child_id(self, step_run_id: int, suffix: str) -> int | None:
+        """The id of the step's child run ``suffix`` ("#0#1"), once recorded."""
+        step = self.history.runs.step_run(step_run_id)
+        try:
+            return self.history.runs.find_step(step["run"], step["name"] + suffix)["id"]
+        except NotFoundError:
+            return None
+
+
+_CHILD_STATUSES = {s.value for s in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)}
+
+
+class _Batch:
+    """What lines added for one run (the step, or one of its children): metric rows, tags, properties."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+        self.tags: dict = {}
+        self.removed: list[str] = []
+        self.properties: dict = {}
+        self.child: dict | None = None  # the child's own line: {"display_name", "tags"}
+
+    def add(self, kind: str, name: str, value, logged_at, now) -> None:
+        if kind == "untag":
+            self.tags.pop(name, None)
+            self.removed.append(name)
+            return
+        if value is None and kind != "tag":
+            return  # log("n", None), log_image without an image: nothing to keep
+        if kind == "tag":
+            if name in self.removed:
+                self.removed.remove(name)
+            self.tags[name] = value  # a tag without a value is kept, as None (Run.tag("candidate"))
+        elif kind == "property":
+            self.properties.setdefault(name, value)
+        elif kind in KINDS:
+            if not isinstance(logged_at, (int, float)) or not math.isfinite(logged_at):
+                logged_at = now()
+            self.rows.append({"name": name, "kind": kind, "value": value, "logged_at": logged_at})
 
 
 def mask(value, secrets: list[str]):

@@ -598,6 +598,7 @@ class Scheduler:
                 reason = describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder))
                 self._fail(name, reason + full, exit_event=event)
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
+        self.history.runs.end_children(self.step_ids[name])  # child runs the step left open end as it did
 
     def _collect_files(self, running: _Running) -> None:
         try:

@@ -124,8 +124,6 @@ def prepare_run(
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges;
     ``properties`` say what it is (``azureml.runsource``: a pipeline run unless told otherwise)."""
     graph, sources = plan(history, pipeline, parameters, trees)
-    edges = [(up.step, spec.name, up.output) for spec in graph.steps.values() for up in spec.inputs.values() if up.step]
-    edges += [(before, spec.name, None) for spec in graph.steps.values() for before in spec.after]
     run_id = history.runs.record(
         NewRun(
             experiment=experiment_name,
@@ -133,7 +131,7 @@ def prepare_run(
             description=graph.description,
             parameters=graph.parameters,
             steps=list(graph.steps),
-            edges=edges,
+            edges=graph.edges,
             tags=tags,
             regenerate_outputs=regenerate_outputs,
             continue_on_step_failure=continue_on_step_failure,

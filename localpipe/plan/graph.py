@@ -140,6 +140,19 @@ class Graph:
     parameters: dict[str, Any]
     description: str | None = None
 
+    @property
+    def nodes(self) -> list[StepSpec]:
+        """The steps, in a topological order (the SDK's ``Graph.nodes``)."""
+        return list(self.steps.values())
+
+    @property
+    def edges(self) -> list[tuple[str, str, str | None]]:
+        """``(source step, target step, output carried)``: one per input from another step, then one
+        per ``run_after`` (output None)."""
+        steps = self.steps.values()
+        carried = [(i.step, s.name, i.output) for s in steps for i in s.inputs.values() if i.step]
+        return carried + [(before, s.name, None) for s in steps for before in s.after]
+
     def to_dict(self) -> dict:
         """Plain data for JSON (a shallow copy: the values are already JSON-ready)."""
         steps = [{**vars(s), "inputs": {k: vars(v) for k, v in s.inputs.items()}} for s in self.steps.values()]

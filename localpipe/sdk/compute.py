@@ -284,6 +284,13 @@ class AmlCompute(ComputeTarget):
         self.config = replace(self.config, **{key: value for key, value in changes.items() if value is not None})
         self.workspace.service.save_compute_target(self.name, self.config.kind, asdict(self.config))
 
+    def get_active_runs(self, type=None, tags=None, properties=None, status=None):
+        """A generator of the workspace's active runs (Queued, Running, ...) with a step on this
+        target, newest first, that match every filter given (as ``Run.list``); the run handles,
+        where the SDK gives its run records."""
+        runs = self._workspace("get_active_runs").service.active_runs(self.name)
+        yield from (r for r in runs if _run_matches(r, type, tags, properties, status))
+
     @staticmethod
     def supported_vmsizes(workspace, location: str | None = None) -> list[dict]:
         """The VM sizes this machine knows, as Azure lists them (name, vCPUs, gpus, memoryGB)."""
@@ -325,6 +332,22 @@ def target_from(name: str, config: ProvisioningConfiguration, workspace=None) ->
 
 
 LOCAL_CONFIG = ProvisioningConfiguration(kind="local")
+
+
+def _run_matches(run, type, tags, properties, status) -> bool:
+    def has(values: dict, wanted) -> bool:
+        if wanted is None:
+            return True
+        if isinstance(wanted, str):
+            return wanted in values
+        return all(k in values and values[k] == v for k, v in dict(wanted).items())
+
+    return (
+        (type is None or run.type == type)
+        and (status is None or run.get_status() == status)
+        and has(run.get_tags(), tags)
+        and has(run.get_properties(), properties)
+    )
 
 
 def compute_targets(ws) -> dict[str, ComputeTarget]:

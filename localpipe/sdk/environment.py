@@ -287,8 +287,17 @@ class Environment:
             raise UserErrorException("Only one of version or label can be specified")
         if curated.is_curated(name):
             return _curated(name)
-        number, spec = workspace.service.environment(name, int(version) if version is not None else None)
+        number, spec = workspace.service.environment(name, int(version) if version is not None else None, label)
         return _from_spec(name, number, spec)
+
+    @staticmethod
+    def label(workspace, name, version, labels) -> None:
+        """Label version ``version`` of the registered environment ``name`` with ``labels`` (its
+        labels become these); ``Environment.get(ws, name, label=...)`` finds it. A label names one
+        version: giving it to another takes it from this one."""
+        if isinstance(labels, str) or not all(isinstance(label, str) and label for label in labels):
+            raise UserErrorException(f"labels must be a list of non-empty strings, not {labels!r}")
+        workspace.service.label_environment(name, int(version), list(labels))
 
     @staticmethod
     def list(workspace) -> dict[str, Environment]:
@@ -338,12 +347,36 @@ class Environment:
         }
 
 
+# The name of what a step with no environment of its own ran in: localpipe's interpreter.
+DEFAULT_ENVIRONMENT_NAME = "localpipe-default"
+
+
 def registered_environments(workspace) -> dict[str, Environment]:
     """The curated environments and the latest version of each one registered in ``workspace``."""
     found = {name: _curated(name) for name in curated.names()}
     for name, (version, spec) in workspace.service.environments().items():
         found[name] = _from_spec(name, version, spec)
     return found
+
+
+def environment_of_step(planned: dict) -> Environment:
+    """What a step ran in (its planned environment, ``plan.environments``), as an Environment: a
+    built one with its Python and the requirements installed, a Docker image, or an interpreter
+    (user-managed dependencies, ``interpreter_path``)."""
+    env = Environment(planned.get("name") or DEFAULT_ENVIRONMENT_NAME)
+    kind = planned.get("kind")
+    if kind == "venv":
+        env.python.user_managed_dependencies = False
+        env.python.conda_dependencies = CondaDependencies.create(
+            python_version=planned.get("python"), pip_packages=list(planned.get("requirements") or [])
+        )
+    elif kind == "docker":
+        env.docker.enabled, env.docker.base_image = True, planned.get("image")
+    else:
+        env.python.user_managed_dependencies = True
+        env.python.interpreter_path = planned.get("interpreter")
+    env.environment_variables = dict(planned.get("variables") or {})
+    return env
 
 
 def _curated(name: str) -> Environment:

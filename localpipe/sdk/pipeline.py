@@ -68,6 +68,15 @@ class Pipeline:
         self.default_source_directory = os.path.abspath(default_source_directory) if default_source_directory else None
         self.steps: list[PipelineStep] = _collect(steps) if resolve_closure else list(_flatten(steps))
 
+    @property
+    def graph(self):
+        """The graph this pipeline runs as (``plan.graph.Graph``), planned with the parameters'
+        defaults: ``graph.nodes`` (the steps, producers pulled in, in the order they can run) and
+        ``graph.edges`` (``(source step, target step, output carried or None for run_after)``), as
+        ``PipelineRun.get_graph()`` gives them for a run. An invalid pipeline raises
+        PipelineValidationError with every problem."""
+        return self.workspace.service.plan(self)
+
     def validate(self, pipeline_parameters: dict | None = None) -> list[str]:
         """Every problem that keeps this pipeline from running, as readable lines; empty when valid."""
         return self.workspace.service.validate(self, pipeline_parameters)

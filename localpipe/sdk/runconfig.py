@@ -12,6 +12,7 @@ import os
 from localpipe.errors import UserErrorException
 from localpipe.sdk.conda import AML_CONFIG_DIR, AZUREML_DIR, CondaDependencies, read_yaml, run_config_dir_name
 from localpipe.sdk.environment import Environment, camel_case, snake_case
+from localpipe.sdk.history_config import HistoryConfiguration
 
 RUNCONFIG_EXTENSION = ".runconfig"
 _DOCKER_KEYS = ("use_docker", "shared_volumes", "arguments", "shm_size")
@@ -34,6 +35,12 @@ class RunConfiguration:
 
     ``node_count`` above 1 has no meaning on one machine (a step is one process): planning warns.
     ``_history_enabled`` (Azure's output collection) changes nothing here.
+
+    ``data`` (name: ``dataset.as_named_input(name)``), ``data_references`` (name: a DataReference or
+    its ``to_config()``) and ``output_data`` (name: an OutputFileDatasetConfig) are what a script run
+    (``ScriptRunConfig``) consumes and produces besides its arguments: its step's inputs and outputs;
+    an argument ``str(data_reference)`` (``$AZUREML_DATAREFERENCE_name``) is the reference's path.
+    A pipeline step takes its data in ``inputs``, ``outputs`` and ``arguments`` instead.
     """
 
     def __init__(
@@ -65,8 +72,12 @@ class RunConfiguration:
         if conda_dependencies is not None:
             self.environment.python.conda_dependencies = conda_dependencies
         self.environment_variables: dict[str, str] = {}
+        self.data: dict = {}
+        self.data_references: dict = {}
+        self.output_data: dict = {}
         self.docker = DockerConfiguration()
         self.node_count = 1
+        self.history = HistoryConfiguration()
         self.timeout_seconds = timeout_seconds
         self.max_retries = max_retries
 
@@ -152,6 +163,12 @@ class RunConfiguration:
 
     def _to_azure(self) -> dict:
         target = self.target if isinstance(self.target, str) or self.target is None else self.target.name
+        for section in ("data", "data_references", "output_data"):
+            if getattr(self, section):
+                raise UserErrorException(
+                    f"RunConfiguration.{section} holds data objects, which a saved run configuration cannot "
+                    f"keep: save it without them and set {section} on the configuration you load"
+                )
         for argument in self.arguments:
             if not isinstance(argument, (str, int, float, bool)):
                 raise UserErrorException(

@@ -11,6 +11,8 @@ import os
 import warnings
 
 from localpipe.errors import UsageError
+from localpipe.sdk.data import DataReference, DatasetConsumptionConfig
+from localpipe.sdk.data.datastore import DataReferenceConfiguration
 from localpipe.sdk.runconfig import RunConfiguration
 from localpipe.sdk.steps import CommandStep, PythonScriptStep
 
@@ -76,18 +78,63 @@ class ScriptRunConfig:
             raise UsageError("ScriptRunConfig takes a script or a command, not both: drop one of them")
 
     def step(self):
-        """The one step this configuration runs as: a PythonScriptStep, or a CommandStep for ``command``."""
+        """The one step this configuration runs as: a PythonScriptStep, or a CommandStep for ``command``;
+        the run configuration's ``data``, ``data_references`` and ``output_data`` are its inputs and outputs."""
         source = os.path.abspath(self.source_directory) if self.source_directory is not None else None
+        references = _data_references(self.run_config.data_references)
+        consumed = _consumptions(self.run_config.data)
+        outputs = list(self.run_config.output_data.values())
+        inputs = [*consumed, *references.values()]
+        placeholders = {
+            **{str(r): r for r in references.values()},
+            **{c.arg_val: c for c in consumed},
+            **{o.arg_val: o for o in outputs if hasattr(o, "arg_val")},
+        }
         if self.command:
-            return CommandStep(command=self.command, source_directory=source, runconfig=self.run_config)
+            return CommandStep(
+                command=self.command, source_directory=source, runconfig=self.run_config, inputs=inputs, outputs=outputs
+            )
         return PythonScriptStep(
             self.script,
-            arguments=self.arguments,
+            arguments=[_placed(argument, placeholders) for argument in self.arguments or []],
             compute_target=self.run_config.target,
             runconfig=self.run_config,
+            inputs=inputs,
+            outputs=outputs,
             source_directory=source,
             allow_reuse=False,  # a script run always runs, as in Azure ML
         )
 
     def __repr__(self) -> str:
         return f"ScriptRunConfig(source_directory={self.source_directory!r}, script={self.script!r})"
+
+
+def _data_references(given: dict) -> dict[str, DataReference]:
+    """``RunConfiguration.data_references`` as DataReferences, each under its key."""
+    references = {}
+    for name, value in given.items():
+        reference = value.reference if isinstance(value, DataReferenceConfiguration) else value
+        if not isinstance(reference, DataReference):
+            raise UsageError(
+                f"RunConfiguration.data_references[{name!r}] is {value!r}: give a DataReference or its to_config()"
+            )
+        references[name] = reference._with(data_reference_name=name)
+    return references
+
+
+def _consumptions(given: dict) -> list[DatasetConsumptionConfig]:
+    """``RunConfiguration.data``: each dataset consumed under its key."""
+    for name, value in given.items():
+        if not isinstance(value, DatasetConsumptionConfig):
+            raise UsageError(
+                f"RunConfiguration.data[{name!r}] is {value!r}: give dataset.as_named_input({name!r}) "
+                "(or .as_mount() / .as_download() of it)"
+            )
+    return [DatasetConsumptionConfig(name, v.dataset, v.mode, v.path_on_compute) for name, v in given.items()]
+
+
+def _placed(argument, placeholders: dict):
+    """An argument that is the SDK's placeholder of a run configuration's data (``str(data_reference)``,
+    ``arg_val`` of a dataset input or output) is that data: the step gets its path there, as Azure ML
+    substitutes it."""
+    return placeholders.get(argument, argument) if isinstance(argument, str) else argument

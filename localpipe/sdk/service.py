@@ -20,6 +20,9 @@ class WorkspaceService(Protocol):
         """Create the workspace's folders and history.db (nothing happens to an existing one)."""
 
     # -- datastores ------------------------------------------------------------------------------
+    def delete(self) -> None:
+        """Remove the workspace's state; refused while a run is active."""
+
     def datastore_names(self) -> list[str]:
         """Every datastore: the built-in ones, then the registered ones."""
 
@@ -27,6 +30,10 @@ class WorkspaceService(Protocol):
         """The folder of datastore ``name``, or None when there is no such datastore."""
 
     def register_datastore(self, name: str, path: Path) -> None: ...
+
+    def unregister_datastore(self, name: str) -> None:
+        """Forget a registered datastore (not its folder); the default goes back to the built-in one
+        when it was this one."""
 
     def upload(
         self, name: str, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
@@ -54,6 +61,18 @@ class WorkspaceService(Protocol):
 
     def dataset_names(self) -> list[str]:
         """Every registered dataset's name, sorted."""
+
+    def latest_datasets(self) -> list[dict]:
+        """The latest version of each registered dataset, as ``register_dataset`` returns it, by name."""
+
+    def get_dataset_by_id(self, dataset_id: str) -> dict:
+        """The registered version whose ``id`` is ``dataset_id``; UserErrorException when none is."""
+
+    def update_dataset(self, name: str, version: int, description: str | None, tags: dict | None) -> dict:
+        """Set a version's description and tags (None leaves one as it is); the version's record."""
+
+    def unregister_dataset(self, name: str) -> None:
+        """Forget every version of dataset ``name`` (its copies stay until ``localpipe gc``)."""
 
     # -- the workspace's own settings (default datastore, description, tags) ---------------------------
     def settings(self) -> dict: ...
@@ -98,7 +117,9 @@ class WorkspaceService(Protocol):
     def environments(self) -> dict[str, tuple[int, dict]]:
         """The latest version of each registered environment: name -> (version, spec)."""
 
-    def environment(self, name: str, version: int | None) -> tuple[int, dict]: ...
+    def environment(self, name: str, version: int | None, label: str | None = None) -> tuple[int, dict]: ...
+
+    def label_environment(self, name: str, version: int, labels: list[str]) -> None: ...
 
     def register_environment(self, name: str, spec: dict) -> int:
         """Keep ``spec`` under ``name``; returns its version (a new one only when it changed)."""
@@ -117,6 +138,12 @@ class WorkspaceService(Protocol):
 
     def get_run(self, run_id: Any) -> Any:
         """The run ``run_id`` (a PipelineRun, or a Run for a script run)."""
+
+    def active_runs(self, target: str) -> list[Any]:
+        """Handles of the active runs with a step on compute target ``target``, newest first."""
+
+    def plan(self, pipeline: Any) -> Any:
+        """The planned graph of ``pipeline`` here (``plan.graph.Graph``); raises with every problem."""
 
     def validate(self, pipeline: Any, parameters: dict | None) -> list[str]:
         """Every problem that keeps ``pipeline`` from running here, as readable lines."""

@@ -74,6 +74,12 @@ class PipelineStep:
             if self not in output.producers:
                 output.producers.append(self)
         self.predecessors: list[PipelineStep] = []
+        self.step_type = type(self).__name__  # the SDK's name of the step's kind
+
+    @property
+    def run_after_steps(self) -> list[PipelineStep]:
+        """The steps ``run_after`` named (the SDK's attribute), in the order given."""
+        return self.predecessors
 
     def _add_argument_input(self, item) -> None:
         """An input named in ``arguments`` replaces the same input listed in ``inputs``.

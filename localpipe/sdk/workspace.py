@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from localpipe.errors import UsageError, UserErrorException, WorkspaceNotFoundError
+from localpipe.sdk.compute import AmlCompute
 from localpipe.sdk.service import WorkspaceService
 
 STATE_DIR = ".localpipe"
@@ -42,8 +43,16 @@ class Workspace:
     # plugs in the one implementation, so that the SDK need not import it.
     service_factory: ClassVar[Callable[[Workspace], WorkspaceService]]
 
-    # Azure's names for a workspace's default clusters, as the samples create them.
+    # Azure's names and configurations of a workspace's default clusters, as the samples create them:
+    # ComputeTarget.create(ws, Workspace.DEFAULT_CPU_CLUSTER_NAME, Workspace.DEFAULT_CPU_CLUSTER_CONFIGURATION)
+    # makes a local target of that VM size's CPUs, memory and GPUs (docs/resources.md).
+    DEFAULT_CPU_CLUSTER_CONFIGURATION = AmlCompute.provisioning_configuration(
+        min_nodes=0, max_nodes=2, vm_size="STANDARD_DS2_V2", vm_priority="dedicated"
+    )
     DEFAULT_CPU_CLUSTER_NAME = "cpu-cluster"
+    DEFAULT_GPU_CLUSTER_CONFIGURATION = AmlCompute.provisioning_configuration(
+        min_nodes=0, max_nodes=2, vm_size="STANDARD_NC6", vm_priority="dedicated"
+    )
     DEFAULT_GPU_CLUSTER_NAME = "gpu-cluster"
 
     def __init__(
@@ -280,6 +289,40 @@ class Workspace:
         from localpipe.sdk.data import Datastore
 
         return {name: Datastore(self, name) for name in self.service.datastore_names()}
+
+    def get_default_compute_target(self, type):
+        """(Deprecated in the SDK.) The target named ``DEFAULT_CPU_CLUSTER_NAME`` (``type`` "CPU") or
+        ``DEFAULT_GPU_CLUSTER_NAME`` ("GPU"), or None when the workspace has none of that name."""
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "'get_default_compute_target' is deprecated and will be removed in a future release. "
+            "Use compute_targets['name'] to retrieve an existing compute target instead."
+        )
+        names = {"cpu": self.DEFAULT_CPU_CLUSTER_NAME, "gpu": self.DEFAULT_GPU_CLUSTER_NAME}
+        if str(type).lower() not in names:
+            raise ValueError("Invalid compute type. Accepted values are CPU and GPU")
+        return self.compute_targets.get(names[str(type).lower()])
+
+    def delete(self, delete_dependent_resources: bool = False, no_wait: bool = False) -> None:
+        """Delete the workspace: its ``.localpipe/`` folder (history.db, the object store with every
+        output, dataset and model it holds, run folders). Refused while a run is active. The project's
+        own files, the folders of ``register_local`` datastores and the machine's cache of built
+        environments are never removed (``delete_dependent_resources`` changes nothing: a local
+        workspace has no resources of its own elsewhere); ``no_wait`` changes nothing either."""
+        self.service.delete()
+        self._service = None
+
+    @staticmethod
+    def setup() -> Workspace:
+        """(Deprecated in the SDK.) The nearest workspace (``from_config()``), or, when there is none,
+        a new one in the current folder (as ``localpipe init``), said on stdout."""
+        try:
+            return Workspace.from_config()
+        except WorkspaceNotFoundError:
+            ws = Workspace.create(os.getcwd(), exist_ok=True)
+            print(f"Created a localpipe workspace in {ws.root} (localpipe init)")
+            return ws
 
     def get_run(self, run_id):
         """The run ``run_id`` of this workspace (the number ``localpipe runs`` shows), of its own kind."""

@@ -3,16 +3,22 @@
 Registering copies the files into the object store (once per distinct content) so that a
 version always means the same bytes, whatever happens later at the original path; mounting a
 registered dataset is then a read-only path with no copy. A version is returned as a plain
-record: ``{"name", "version", "digest", "kind", "options", "paths"}``, its paths absolute paths
-in the store (the SDK makes a FileDataset or TabularDataset of it).
+record: ``{"id", "name", "version", "digest", "kind", "options", "paths", "description", "tags",
+"created_at"}``, its paths absolute paths in the store (the SDK makes a FileDataset or
+TabularDataset of it).
+
+A version's ``id`` is a GUID, as the SDK's dataset ids are: derived from its name, version, content
+digest and registration time, so that it never changes and a name registered again after
+``unregister_all_versions`` gets new ids.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import uuid
 
-from localpipe.errors import NotFoundError, UsageError
+from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.state.db import Database
 from localpipe.state.store import ObjectStore
 
@@ -94,6 +100,49 @@ class DatasetRecords:
             raise NotFoundError(f'dataset "{name}" {what}: register it with dataset.register(ws, "{name}")')
         return self._record(row)
 
+    def by_id(self, dataset_id: str) -> dict:
+        """The registered version whose ``id`` is ``dataset_id``."""
+        for row in self.t.DatasetVersion.select():
+            if version_id(row) == dataset_id:
+                return self._record(row)
+        raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
+
+    def latest(self) -> list[dict]:
+        """The latest version of every registered name, by name."""
+        t = self.t
+        rows = t.DatasetVersion.select().order_by(t.DatasetVersion.name, t.DatasetVersion.version.desc())
+        newest: dict[str, dict] = {}
+        for row in rows:
+            if row.name not in newest:
+                newest[row.name] = self._record(row)
+        return list(newest.values())
+
+    def update(self, name: str, version: int, description: str | None, tags: dict | None) -> dict:
+        """Set a version's ``description`` and ``tags`` (each left as it is when None); its record."""
+        t = self.t
+        with self.database.write():
+            row = self._versions(name).where(t.DatasetVersion.version == version).first()
+            if row is None:
+                raise NotFoundError(f'dataset "{name}" has no version {version}: see `localpipe datasets {name}`')
+            if description is not None:
+                row.description = description
+            if tags is not None:
+                row.tags = dict(tags)
+            row.save()
+        return self._record(row)
+
+    def unregister(self, name: str) -> int:
+        """Forget every version of ``name``; returns how many. Their copies in the object store stay until
+        ``localpipe gc``; a model that named one keeps its paths instead of the link."""
+        t = self.t
+        with self.database.write():
+            rows = list(self._versions(name))
+            for row in rows:
+                paths = self._record(row)["paths"]
+                t.ModelDataset.update(paths=paths).where(t.ModelDataset.dataset_version == row.id).execute()
+            t.DatasetVersion.delete().where(t.DatasetVersion.name == name).execute()
+        return len(rows)
+
     def list(self, name: str | None = None) -> list[dict]:
         """Every version (of ``name``, or of all), newest first, with the step runs that made and used it."""
         t = self.t
@@ -152,12 +201,16 @@ class DatasetRecords:
         root = self.store.path(row.digest)
         paths = [str(root) if entry == "." else str(root / entry) for entry in row.paths]
         return {
+            "id": version_id(row),
             "name": row.name,
             "version": row.version,
             "digest": row.digest,
             "kind": row.kind,
             "options": row.options,
             "paths": paths,
+            "description": row.description,
+            "tags": dict(row.tags or {}),
+            "created_at": row.created_at,
         }
 
     def _commit_copy(self, paths: list[str], root: str | None = None) -> tuple[str, list[str]]:
@@ -191,3 +244,12 @@ class DatasetRecords:
             if folder.exists():
                 shutil.rmtree(folder)
         return tree.digest, entries
+
+
+# Ids are GUIDs in a namespace of localpipe's own, so that none equals an Azure dataset's id by chance.
+ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://localpipe/datasets")
+
+
+def version_id(row) -> str:
+    """The GUID of a registered version (see the module's docstring)."""
+    return str(uuid.uuid5(ID_NAMESPACE, f"{row.name}:{row.version}:{row.digest}:{row.created_at!r}"))

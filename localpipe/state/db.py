@@ -95,6 +95,28 @@ def _run_properties(db: SqliteDatabase, t: Tables) -> None:
         migrate(*(migrator.add_column(table, n, getattr(models[table], n)) for n in names if n not in present))
 
 
+def _add_columns(db: SqliteDatabase, table: str, model, names: tuple[str, ...]) -> None:
+    from playhouse.migrate import SqliteMigrator, migrate
+
+    present = {column.name for column in db.get_columns(table)}
+    fields = [getattr(model, name) for name in names]
+    migrator = SqliteMigrator(db)
+    # By column name: given another, the migrator renames the model's own field (a foreign key's is NAME_id).
+    migrate(*(migrator.add_column(table, f.column_name, f) for f in fields if f.column_name not in present))
+
+
+def _child_runs(db: SqliteDatabase, t: Tables) -> None:
+    _add_columns(db, "step_run", t.StepRun, ("parent", "display_name"))
+
+
+def _experiment_archive(db: SqliteDatabase, t: Tables) -> None:
+    _add_columns(db, "experiment", t.Experiment, ("archived_at",))
+
+
+def _environment_labels(db: SqliteDatabase, t: Tables) -> None:
+    _add_columns(db, "environment", t.EnvironmentRecord, ("labels",))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -111,6 +133,9 @@ MIGRATIONS = list(
             _workspace_settings,
             _model_registry,
             _run_properties,
+            _child_runs,
+            _experiment_archive,
+            _environment_labels,
         ),
         strict=True,
     )

@@ -91,11 +91,13 @@ def plan_gc(
     keep_last: int | None = None,
     older_than: float | None = None,
     now: Callable[[], float] = time.time,
+    experiment: int | None = None,
 ) -> GcPlan:
     """Decide what to forget and remove; reads history.db and the folders, writes nothing.
 
     ``keep_last`` keeps the newest N runs of each experiment, ``older_than`` (seconds) keeps the
-    runs submitted since ``now() - older_than``; active runs are always kept.
+    runs submitted since ``now() - older_than``; with ``experiment`` (an id), every run of that
+    experiment is forgotten and every other kept (``Experiment.delete``); active runs are always kept.
     """
     t, layout = history.tables, history.layout
     clock = now()
@@ -108,14 +110,15 @@ def plan_gc(
     )
     kept, active, forget = [], [], []
     seen: Counter[int] = Counter()
-    for run_id, experiment, status, submitted in runs:
-        seen[experiment] += 1
+    for run_id, run_experiment, status, submitted in runs:
+        seen[run_experiment] += 1
         if status in _ACTIVE:
             active.append(run_id)
         if (
             status in _ACTIVE
-            or (keep_last is None and older_than is None)
-            or (keep_last is not None and seen[experiment] <= keep_last)
+            or (experiment is not None and run_experiment != experiment)
+            or (experiment is None and keep_last is None and older_than is None)
+            or (keep_last is not None and seen[run_experiment] <= keep_last)
             or (older_than is not None and submitted > clock - older_than)
         ):
             kept.append(run_id)

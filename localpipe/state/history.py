@@ -147,3 +147,23 @@ def close_all() -> None:
             history.close()
         _open.clear()
     reader.close_all()
+
+
+def delete_workspace(layout: Layout) -> None:
+    """Remove the workspace's state (``.localpipe/``: history.db, the object store, run folders),
+    refused while a run is active. The workspace's own files and the machine's cache are kept."""
+    from localpipe.errors import UsageError
+    from localpipe.state.store import remove_tree
+
+    history = History.open(layout)
+    active = [run["id"] for run in history.runs.active()]
+    if active:
+        raise UsageError(
+            f"workspace {layout.root} has active runs ({', '.join(map(str, active))}): cancel them "
+            "(localpipe cancel RUN) and delete it again"
+        )
+    with _lock:
+        _open.pop(str(layout.history), None)
+        history.close()
+    reader.close_all()
+    remove_tree(layout.state_dir)

@@ -56,6 +56,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         name = TextField(unique=True)
         created_at = FloatField(default=now)
         tags = JSONField(default=dict, null=True)  # null: added by migration 0009 without a table rebuild
+        archived_at = FloatField(null=True)  # Experiment.archive(); None while active (migration 0011)
 
     class PipelineGraph(BaseModel):
         """A planned pipeline graph, stored once per distinct content."""
@@ -107,6 +108,10 @@ def define_tables(db: SqliteDatabase) -> Tables:
         tags = JSONField(default=dict)
         environment = IntegerField(null=True)  # the environment_build it ran in
         properties = JSONField(default=dict, null=True)  # added once, never changed (Run.add_properties)
+        # A child run (Run.child_run, create_children) is a step run of the same pipeline run under
+        # its parent, named "<parent's name>#<its number among the parent's children>" (migration 0010).
+        parent = ForeignKeyField("self", null=True, backref="children", on_delete="CASCADE")
+        display_name = TextField(null=True)  # a child run's own name (child_run(name=...))
 
         class Meta:
             indexes = ((("run", "name"), True), (("name", "id"), False))
@@ -208,6 +213,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         version = IntegerField()
         spec = JSONField()
         created_at = FloatField(default=now)
+        labels = JSONField(default=list, null=True)  # Environment.label(); a label names one version (0012)
 
         class Meta:
             table_name = "environment"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from localpipe.errors import NotFoundError
+from localpipe.errors import NotFoundError, UsageError
 from localpipe.state.db import Database
 
 
@@ -27,6 +27,17 @@ class Registry:
 
     def register_datastore(self, name: str, path: str) -> None:
         self.t.DatastoreRecord.replace(name=name, path=path).execute()
+
+    def unregister_datastore(self, name: str, default: str) -> None:
+        """Forget datastore ``name`` (its folder stays as it is); when it was the workspace's default,
+        ``default`` becomes the default again."""
+        t = self.t
+        with self.database.write():
+            removed = t.DatastoreRecord.delete().where(t.DatastoreRecord.name == name).execute()
+            if not removed:
+                raise NotFoundError(f'datastore "{name}" is not registered: see `localpipe datastores`')
+            setting = t.WorkspaceSetting.key == "default_datastore"
+            t.WorkspaceSetting.update(value=default).where(setting, t.WorkspaceSetting.value == name).execute()
 
     # -- the workspace's own settings --------------------------------------------------------------
     def settings(self) -> dict:
@@ -69,20 +80,49 @@ class Registry:
             latest[name] = (version, spec)
         return latest
 
-    def environment(self, name: str, version: int | None = None) -> tuple[int, dict]:
-        """A registered environment's (version, spec): the latest, or ``version``."""
+    def environment(self, name: str, version: int | None = None, label: str | None = None) -> tuple[int, dict]:
+        """A registered environment's (version, spec): the latest, ``version``, or the one labelled ``label``."""
         t = self.t
-        query = t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec).where(
-            t.EnvironmentRecord.name == name
-        )
+        query = t.EnvironmentRecord.select(
+            t.EnvironmentRecord.version, t.EnvironmentRecord.spec, t.EnvironmentRecord.labels
+        ).where(t.EnvironmentRecord.name == name)
         if version is not None:
             query = query.where(t.EnvironmentRecord.version == version)
-        found = query.order_by(t.EnvironmentRecord.version.desc()).tuples().first()
-        if found is None:
+        rows = list(query.order_by(t.EnvironmentRecord.version.desc()).tuples())
+        if label is not None:
+            rows = [row for row in rows if label in (row[2] or [])]
+        if not rows:
+            if label is not None:
+                raise NotFoundError(
+                    f'environment "{name}" has no version labelled "{label}": label one with '
+                    f'Environment.label(ws, "{name}", version, ["{label}"])'
+                )
             raise NotFoundError(
                 f'environment "{name}" is not registered: build one with Environment(name) and call env.register(ws)'
             )
-        return found
+        return rows[0][0], rows[0][1]
+
+    def label_environment(self, name: str, version: int, labels: list[str]) -> None:
+        """Give version ``version`` of ``name`` exactly ``labels``; a label names one version, so the
+        others of ``name`` lose these."""
+        t = self.t
+        with self.database.write():
+            rows = dict(
+                t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.labels)
+                .where(t.EnvironmentRecord.name == name)
+                .tuples()
+            )
+            if version not in rows:
+                raise NotFoundError(
+                    f'environment "{name}" has no version {version} (its versions: '
+                    f"{', '.join(map(str, sorted(rows))) or 'none'}): register it with env.register(ws)"
+                )
+            for other, current in rows.items():
+                kept = list(labels) if other == version else [x for x in (current or []) if x not in labels]
+                if kept != (current or []):
+                    t.EnvironmentRecord.update(labels=kept).where(
+                        t.EnvironmentRecord.name == name, t.EnvironmentRecord.version == other
+                    ).execute()
 
     def register_environment(self, name: str, spec: dict) -> int:
         """Keep ``spec`` as the latest version of ``name`` (a new version only when it changed); returns it."""
@@ -111,13 +151,38 @@ class Registry:
         return t.Experiment.select(t.Experiment.id).where(t.Experiment.name == name).scalar()
 
     def experiments(self) -> list[dict]:
-        """Every experiment: name, tags, when it was first used."""
+        """Every experiment: name, tags, when it was first used, when it was archived (or None)."""
         t = self.t
-        query = t.Experiment.select(t.Experiment.name, t.Experiment.tags, t.Experiment.created_at)
+        query = t.Experiment.select(
+            t.Experiment.name, t.Experiment.tags, t.Experiment.created_at, t.Experiment.archived_at
+        )
         return [
-            {"name": name, "tags": tags or {}, "created_at": created}
-            for name, tags, created in query.order_by(t.Experiment.name).tuples()
+            {"name": name, "tags": tags or {}, "created_at": created, "archived_at": archived}
+            for name, tags, created, archived in query.order_by(t.Experiment.name).tuples()
         ]
+
+    def archive_experiment(self, name: str, archived_at: float | None) -> None:
+        """Archive the experiment ``name`` (recording it if it has no run yet), or with None reactivate it."""
+        t = self.t
+        with self.database.write():
+            row, _ = t.Experiment.get_or_create(name=name)
+            t.Experiment.update(archived_at=archived_at).where(t.Experiment.id == row.id).execute()
+
+    def delete_experiment(self, experiment_id: int) -> str:
+        """Forget the experiment ``experiment_id``, which must have no run left; returns its name."""
+        t = self.t
+        with self.database.write():
+            name = t.Experiment.select(t.Experiment.name).where(t.Experiment.id == experiment_id).scalar()
+            if name is None:
+                raise NotFoundError(f"experiment {experiment_id} does not exist: see Experiment.list(ws) for their ids")
+            left = t.PipelineRun.select().where(t.PipelineRun.experiment == experiment_id).count()
+            if left:
+                raise UsageError(
+                    f'experiment "{name}" still has {left} active run(s): cancel them (localpipe cancel RUN) '
+                    "and delete it again"
+                )
+            t.Experiment.delete().where(t.Experiment.id == experiment_id).execute()
+        return name
 
     def set_experiment_tags(self, name: str, tags: dict, removed: list[str] = ()) -> dict:
         """Merge ``tags`` into the experiment's (recording it if it has no run yet), drop ``removed``."""

@@ -40,6 +40,20 @@ class NewRun:
 
 
 @dataclass(frozen=True)
+class InteractiveRun:
+    """What ``Experiment.start_logging`` records: a run no scheduler runs, logged from ``pid``."""
+
+    experiment: str
+    holder: str  # the name of the step run that holds what it logs
+    pid: int
+    process_started: float
+    tags: dict | None = None
+    properties: dict | None = None
+    display_name: str | None = None
+    description: str | None = None
+
+
+@dataclass(frozen=True)
 class ScheduledRun:
     """What a scheduler needs of its run."""
 
@@ -310,9 +324,11 @@ class RunRecords:
         return _step_dict(found[0]) | {"run": found[0]["run"]}
 
     def steps(self, run_id) -> list[dict]:
-        """The steps of a run, in the order recorded, each as ``details`` shows it (outputs left empty)."""
+        """The steps of a run, in the order recorded, each as ``details`` shows it (outputs left
+        empty); not their child runs (``children``)."""
         number = self.get(run_id)["id"]
-        return [_step_dict(row) for row in self._step_rows(self.t.StepRun.run == number)]
+        t = self.t
+        return [_step_dict(row) for row in self._step_rows((t.StepRun.run == number) & t.StepRun.parent.is_null())]
 
     def find_step(self, run_id, name: str) -> dict:
         """One step of a run; NotFoundError lists the run's steps otherwise."""
@@ -340,6 +356,7 @@ class RunRecords:
         for step in steps:
             step["outputs"] = outputs.get(step["id"], {})
             step["environment_build"] = builds.get(step["environment"])
+            step["children"] = self.children(step["id"], recursive=True)
         return {key: value for key, value in run.items() if not key.startswith("scheduler_")} | {"steps": steps}
 
     def step_outputs(self, step_run_id: int) -> dict[str, str]:
@@ -376,6 +393,115 @@ class RunRecords:
             for o in rows
         ]
 
+    # -- runs that are not scheduled: interactive runs and child runs ------------------------------
+    def record_interactive(self, new: InteractiveRun) -> tuple[int, int]:
+        """Record a Running interactive run (``Experiment.start_logging``) and the step run that
+        holds what it logs; returns both ids. Its process is noted as its scheduler: a run whose
+        process is gone is ended by recovery, as a scheduled one is."""
+        t = self.t
+        graph = EncodedJSON(json.dumps({"steps": [], "parameters": {}, "description": None}, sort_keys=True))
+        at = now()
+        with self.database.write():
+            experiment, _ = t.Experiment.get_or_create(name=new.experiment)
+            digest = hash_bytes(graph.encode())
+            stored = t.PipelineGraph.get_or_none(t.PipelineGraph.digest == digest) or t.PipelineGraph.create(
+                digest=digest, graph=graph
+            )
+            row = t.PipelineRun.create(
+                experiment=experiment,
+                pipeline=stored,
+                status=RunStatus.RUNNING.value,
+                tags=new.tags or {},
+                properties=new.properties or {},
+                display_name=new.display_name,
+                description=new.description,
+                started_at=at,
+                scheduler_pid=new.pid,
+                scheduler_started=new.process_started,
+            )
+            holder = t.StepRun.create(run=row, name=new.holder, status=RunStatus.RUNNING.value, started_at=at)
+        return row.id, holder.id
+
+    def finish_unscheduled(self, run_id: int, status: RunStatus, error: str | None) -> bool:
+        """End an interactive run and every step run of it still active; False when it had ended."""
+        t = self.t
+        at = now()
+        with self.database.write():
+            changed = (
+                t.PipelineRun.update(status=status.value, ended_at=at, error=error)
+                .where(t.PipelineRun.id == run_id, t.PipelineRun.status.in_(_ACTIVE))
+                .execute()
+            )
+            t.StepRun.update(status=status.value, ended_at=at, reason=error).where(
+                t.StepRun.run == run_id, t.StepRun.status.in_(_ACTIVE)
+            ).execute()
+        return bool(changed)
+
+    def add_child(
+        self, parent_id: int, number: int | None = None, display_name: str | None = None, tags: dict | None = None
+    ) -> dict:
+        """Record a Running child run of the step run ``parent_id``, named "<parent's name>#<number>"
+        (``number``: the next among the parent's children when None); returns it as ``step_run``
+        does. A child recorded already under that number is returned as it is."""
+        t = self.t
+        with self.database.write():
+            parent = t.StepRun.select(t.StepRun.run, t.StepRun.name).where(t.StepRun.id == parent_id).get()
+            if number is None:
+                number = t.StepRun.select().where(t.StepRun.parent == parent_id).count()
+            name = f"{parent.name}#{number}"
+            existing = t.StepRun.get_or_none((t.StepRun.run == parent.run_id) & (t.StepRun.name == name))
+            if existing is None:
+                existing = t.StepRun.create(
+                    run=parent.run_id,
+                    name=name,
+                    parent=parent_id,
+                    display_name=display_name,
+                    tags=tags or {},
+                    status=RunStatus.RUNNING.value,
+                    started_at=now(),
+                )
+        return self.step_run(existing.id)
+
+    def set_child_status(self, step_run_id: int, status: RunStatus, reason: str | None = None) -> None:
+        """A child run's ``complete()``, ``fail()`` or ``cancel()``: its status, once it is active."""
+        t = self.t
+        ended = now() if status.is_final else None
+        t.StepRun.update(status=status.value, reason=reason, ended_at=ended).where(
+            t.StepRun.id == step_run_id, t.StepRun.status.in_(_ACTIVE), t.StepRun.parent.is_null(False)
+        ).execute()
+
+    def set_snapshot(self, step_run_id: int, digest: str, files: dict[str, str], size: int) -> None:
+        """Record the snapshot ``Run.take_snapshot`` kept for a step run (an interactive run's, a child's)."""
+        t = self.t
+        with self.database.write():
+            t.Snapshot.insert(digest=digest, files=files, size=size).on_conflict_ignore().execute()
+            t.StepRun.update(snapshot=digest).where(t.StepRun.id == step_run_id).execute()
+
+    def children(self, step_run_id: int, recursive: bool = False) -> list[dict]:
+        """The child runs of a step run, in the order made; with ``recursive``, each with its own
+        ``children``."""
+        found = [_step_dict(row) for row in self._step_rows(self.t.StepRun.parent == step_run_id)]
+        if recursive:
+            for child in found:
+                child["children"] = self.children(child["id"], recursive=True)
+        return found
+
+    def end_children(self, step_run_id: int) -> None:
+        """Its parent has ended: its children still active end as it did (Completed, Failed or
+        Canceled), and theirs. Nothing when the parent is still active (a step about to retry)."""
+        t = self.t
+        status = t.StepRun.select(t.StepRun.status).where(t.StepRun.id == step_run_id).scalar()
+        if status in _ACTIVE or status is None:
+            return
+        final = RunStatus.COMPLETED.value if status == RunStatus.REUSED.value else status
+        at, parents = now(), [step_run_id]
+        with self.database.write():
+            while parents:
+                t.StepRun.update(status=final, ended_at=at, reason="ended with its parent run").where(
+                    t.StepRun.parent.in_(parents), t.StepRun.status.in_(_ACTIVE)
+                ).execute()
+                parents = [i for (i,) in t.StepRun.select(t.StepRun.id).where(t.StepRun.parent.in_(parents)).tuples()]
+
     def _step_rows(self, where) -> list[dict]:
         t = self.t
         reused = t.StepRun.alias("reused")
@@ -410,6 +536,9 @@ def _step_dict(row: dict) -> dict:
         "tags": row["tags"],
         "environment": row["environment"],  # the id of the environment build it ran in
         "properties": row["properties"] or {},
+        "snapshot": row["snapshot"],  # the digest of the source snapshot it ran from
+        "parent": row["parent"],  # the step run a child run belongs to; None for a step
+        "display_name": row["display_name"],
     }
 
 

@@ -11,5 +11,8 @@ MIGRATION_NAMES = (
     "0007_workspace_settings",
     "0008_model_registry",
     "0009_run_properties",
+    "0010_child_runs",
+    "0011_experiment_archive",
+    "0012_environment_labels",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

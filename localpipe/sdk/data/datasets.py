@@ -1,5 +1,5 @@
-"""Datasets: FileDataset and TabularDataset, the ``Dataset.File`` / ``Dataset.Tabular`` factories, and
-how a step consumes one (DatasetConsumptionConfig).
+"""Datasets: FileDataset and TabularDataset (made by the factories of ``factories.py``), and how a
+step consumes one (DatasetConsumptionConfig).
 
 A dataset is files on this machine: paths (folders, files or glob patterns) below a root that
 ``to_path()`` names them from. Subsets (``take``, ``skip``, ``random_split`` ...) of a FileDataset are
@@ -14,33 +14,61 @@ import os
 import random
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+import uuid
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import localpipe.sdk.data.partitions as partitions
 from localpipe.errors import UsageError, UserErrorException
-from localpipe.sdk.data.datastore import DataPath, DataReference, Datastore, datastore_file
-from localpipe.sdk.data.remote import fetch, is_url
-from localpipe.sdk.data.tables import ENCODINGS, column_types, read_table
+from localpipe.sdk.data.abstract import AbstractDataset, Registration
+from localpipe.sdk.data.expressions import expression_tree, file_metadata, record_matches
+from localpipe.sdk.data.locate import checked, resolve_paths, target_of
+from localpipe.sdk.data.tables import column_types, read_table
+from localpipe.sdk.data.tabular_ops import TabularOperations
 
 GLOB_CHARS = "*?["
 DIRECT, MOUNT, DOWNLOAD = "direct", "mount", "download"
 
 
 @dataclass(frozen=True)
-class FileDataset:
+class FileDataset(AbstractDataset):
     """Files at one or more absolute local paths (glob patterns allowed), consumed by steps as a
     folder, a file, or (``as_named_input``) as this dataset.
 
-    A registered dataset (``register``, ``Dataset.get_by_name``) also has a ``name`` and a
-    ``version``, and its files are a read-only copy in the object store.
+    A registered dataset (``register``, ``Dataset.get_by_name``) also has a ``name``, a ``version``
+    and its ``registration`` (id, description, tags: ``abstract.py``), and its files are a read-only
+    copy in the object store. ``partition_format`` names values in the files' paths (``partitions.py``).
     """
 
     paths: tuple[str, ...]
     name: str | None = None
     version: int | None = None
     root: str | None = None  # what to_path() names files from; by default found from the paths
+    partition_format: str | None = None
+    registration: Registration | None = field(default=None, compare=False, repr=False)
 
     # -- what the dataset holds ----------------------------------------------------------------
+    # -- registered datasets of a workspace ----------------------------------------------------------
+    @staticmethod
+    def get_by_name(workspace, name: str, version="latest"):
+        """A registered dataset version (``"latest"`` by default)."""
+        return dataset_from_record(workspace.service.get_dataset(name, version), workspace)
+
+    @staticmethod
+    def get_by_id(workspace, id: str):
+        """The registered version whose ``id`` is ``id`` (``dataset.id``)."""
+        return dataset_from_record(workspace.service.get_dataset_by_id(str(id)), workspace)
+
+    @staticmethod
+    def get_all(workspace) -> dict:
+        """Every registered dataset's latest version, by name."""
+        return {r["name"]: dataset_from_record(r, workspace) for r in workspace.service.latest_datasets()}
+
+    def _apply(self, registration: Registration, description, tags):
+        record = registration.workspace.service.update_dataset(self.name, self.version, description, tags)
+        registration.refresh(record)
+        return dataset_from_record(record, registration.workspace)
+
     def files(self) -> list[str]:
         """Every file, in order: folders are walked, patterns expanded."""
         found: list[str] = []
@@ -100,8 +128,27 @@ class FileDataset:
         chosen = {f: draws.random() < percentage for f in self.files()}
         return self._pick([f for f, c in chosen.items() if c]), self._pick([f for f, c in chosen.items() if not c])
 
+    def file_metadata(self, col: str):
+        """A file's metadata (Size, LastModifiedTime, CreationTime, Extension, CanSeek), for
+        ``filter``: ``dataset.filter(dataset.file_metadata("Size") > 1000)``."""
+        return file_metadata(col)
+
+    def filter(self, expression) -> FileDataset:
+        """The files the expression holds for, decided now: their metadata (``file_metadata``),
+        ``dataset["Path"]`` (the path below the dataset's root) and the partition keys."""
+        tree = expression_tree(expression, "FileDataset.filter")
+        root = self.base()
+        kept = []
+        for path in self.files():
+            record = {"Path": "/" + os.path.relpath(path, root).replace(os.sep, "/")}
+            if self.partition_format:
+                record.update(partitions.values(self.partition_format, path))
+            if record_matches(tree, record, path):
+                kept.append(path)
+        return self._pick(kept)
+
     def _pick(self, files: list[str]) -> FileDataset:
-        return FileDataset(paths=tuple(files), root=self.base())
+        return replace(self, paths=tuple(files), root=self.base(), name=None, version=None, registration=None)
 
     # -- use on this machine ------------------------------------------------------------------
     def download(self, target_path=None, overwrite: bool = False, ignore_not_found: bool = False) -> list[str]:
@@ -162,11 +209,15 @@ class FileDataset:
         The version is fixed by the content: registering unchanged content returns the same
         version; changed content under a name that exists needs ``create_new_version=True``.
         """
-        kind, options = ("tabular", self.table_options()) if isinstance(self, TabularDataset) else ("file", {})
+        if isinstance(self, TabularDataset):
+            kind, options = "tabular", self.table_options()
+        else:
+            kind, options = "file", {"partition_format": self.partition_format} if self.partition_format else {}
         paths, root = self.local_paths()
-        return dataset_from_record(
-            workspace.service.register_dataset(name, paths, kind, options, description, tags, create_new_version, root)
+        record = workspace.service.register_dataset(
+            name, paths, kind, options, description, tags, create_new_version, root
         )
+        return dataset_from_record(record, workspace)
 
 
 MOUNT_OPTIONS = {"mount_options", "skip_validate", "client_id", "identity_endpoint_type", "enable_rslex_mount"}
@@ -213,9 +264,10 @@ class MountContext:
 
 
 @dataclass(frozen=True)
-class TabularDataset(FileDataset):
+class TabularDataset(TabularOperations, FileDataset):
     """Files read as one table (``to_pandas_dataframe()``, with pandas): delimited text, Parquet or
-    JSON lines; column and row operations are recorded and applied when it is read."""
+    JSON lines; column and row operations are recorded and applied when it is read. Its filters,
+    timestamp columns and ``partition_by`` are in ``tabular_ops.py``."""
 
     format: str = "delimited"
     separator: str = ","
@@ -225,6 +277,55 @@ class TabularDataset(FileDataset):
     include_path: bool = False
     set_column_types: dict | None = None
     transforms: tuple = ()
+    timestamp: str | None = None
+    partition_timestamp: str | None = None
+
+    # -- partition_by ------------------------------------------------------------------------------------
+    def partition_by(self, partition_keys, target, name=None, show_progress: bool = True,
+                     partition_as_file_dataset: bool = False):  # fmt: skip
+        """Write the table to ``target`` (``(datastore, "path")`` or a DataPath) in a new folder (a
+        GUID), one folder per value of each key in turn (``{Store}/{Brand}/part-00000.parquet``,
+        needs pyarrow), and return it as a dataset with ``partition_format`` naming those keys
+        (registered as ``name`` when given; a FileDataset with ``partition_as_file_dataset``)."""
+        partition_keys = list(partition_keys or [])
+        if not partition_keys:
+            raise UserErrorException("partition_keys cannot be empty")
+        table = self.to_pandas_dataframe().reset_index(drop=True)
+        invalid = [key for key in partition_keys if key not in table.columns]
+        if invalid:
+            raise UserErrorException(f"{invalid} are invalid partition keys")
+        if len(partition_keys) != len(set(partition_keys)):
+            raise UserErrorException("partition_keys cannot have duplicates")
+        caller = "TabularDataset.partition_by"
+        store, relative = target_of(target, caller)
+        base = f"{relative.strip('/')}/{uuid.uuid4()}".lstrip("/")
+        dates = {key for key in partition_keys if str(table[key].dtype).startswith("datetime")}
+        if show_progress:
+            print(f"Uploading file to /{base}/")
+        for values, rows in table.groupby(partition_keys, sort=False, dropna=False):
+            values = values if isinstance(values, tuple) else (values,)
+            folders = [_folder_name(value, key in dates) for key, value in zip(partition_keys, values, strict=True)]
+            folder = os.path.join(str(store.folder), base, *folders)
+            os.makedirs(folder, exist_ok=True)
+            write_parquet(rows.drop(columns=partition_keys), os.path.join(folder, "part-00000.parquet"))
+        keys = "/".join(f"{{{key}:yyyyMMddHHmmss}}" if key in dates else f"{{{key}}}" for key in partition_keys)
+        layout, glob = f"/{base}/{keys}/*.parquet", f"{base}/{'/'.join('*' for _ in partition_keys)}/*.parquet"
+        paths = resolve_paths((store, glob), caller)
+        if partition_as_file_dataset:
+            dataset = checked(FileDataset(paths=paths, partition_format=layout), validate=True)
+        else:
+            types = {k: _kind(table[k]) for k in partition_keys if k not in dates and _kind(table[k])}
+            dataset = TabularDataset(
+                paths=paths,
+                format="parquet",
+                set_column_types=column_types(caller, types or None),
+                partition_format=layout,
+            )
+            dataset = checked(dataset, validate=True)
+            dataset = dataset.with_timestamp_columns(*self.timestamp_columns) if self.timestamp else dataset
+        if name is None:
+            return dataset
+        return dataset.register(store.workspace, name, create_new_version=True)
 
     def table_options(self) -> dict:
         """How the files are read, as plain data (a registered version and a step get these)."""
@@ -238,12 +339,19 @@ class TabularDataset(FileDataset):
             "set_column_types": self.set_column_types,
             "transforms": [list(t) for t in self.transforms],
             "root": self.root,
+            "partition_format": self.partition_format,
+            "timestamp": self.timestamp,
+            "partition_timestamp": self.partition_timestamp,
         }
 
     def to_pandas_dataframe(self, on_error: str = "null", out_of_range_datetime: str = "null"):
         """The rows of every file, in order, as one pandas DataFrame; a value that does not convert to
-        its ``set_column_types`` type is missing (``on_error="null"``) or an error (``"fail"``)."""
-        return read_table(self.files(), self.base(), self.table_options(), on_error, out_of_range_datetime)
+        its ``set_column_types`` type is missing (``on_error="null"``) or an error (``"fail"``). With a
+        timestamp column, it is also the index (as in the SDK)."""
+        table = read_table(self.files(), self.base(), self.table_options(), on_error, out_of_range_datetime)
+        if self.timestamp and self.timestamp in table.columns and not table.empty:
+            table = table.set_index(self.timestamp, drop=False).rename_axis(None)
+        return table
 
     def keep_columns(self, columns, validate: bool = False) -> TabularDataset:
         """Only ``columns`` (a name or a list)."""
@@ -252,11 +360,20 @@ class TabularDataset(FileDataset):
             missing = [c for c in columns if c not in self.take(1).to_pandas_dataframe().columns]
             if missing:
                 raise UserErrorException(f"keep_columns: column {missing[0]!r} is not in the dataset")
-        return self._then("keep_columns", columns)
+        return self._then("keep_columns", columns)._timestamps_among(lambda c: c in columns)
 
     def drop_columns(self, columns) -> TabularDataset:
         """Every column but ``columns`` (a name or a list)."""
-        return self._then("drop_columns", [columns] if isinstance(columns, str) else list(columns))
+        columns = [columns] if isinstance(columns, str) else list(columns)
+        return self._then("drop_columns", columns)._timestamps_among(lambda c: c not in columns)
+
+    def _timestamps_among(self, kept) -> TabularDataset:
+        """A timestamp column that is dropped is no longer one (the partition one with it), as in the SDK."""
+        if self.timestamp and not kept(self.timestamp):
+            return replace(self, timestamp=None, partition_timestamp=None)
+        if self.partition_timestamp and not kept(self.partition_timestamp):
+            return replace(self, partition_timestamp=None)
+        return self
 
     def take(self, count: int) -> TabularDataset:
         """The first ``count`` rows."""
@@ -300,7 +417,9 @@ class TabularDataset(FileDataset):
 
     def _then(self, *operation) -> TabularDataset:
         # A subset is a new, unregistered dataset.
-        return replace(self, name=None, version=None, transforms=(*self.transforms, tuple(operation)))
+        return replace(
+            self, name=None, version=None, registration=None, transforms=(*self.transforms, tuple(operation))
+        )
 
 
 def write_parquet(frame, path: str) -> None:
@@ -339,170 +458,6 @@ def default_input_name(dataset: FileDataset) -> str:
     return os.path.basename(_pattern_head(first) if any(c in first for c in GLOB_CHARS) else first) or "dataset"
 
 
-# -- the factories ------------------------------------------------------------------------------
-
-
-class FileDatasetFactory:
-    """``Dataset.File``: builds FileDatasets."""
-
-    @staticmethod
-    def from_files(path, validate: bool = True, partition_format: str | None = None, is_file: bool = False):
-        """Files at ``path``: a local path or glob pattern, ``(datastore, "relative/path/*.csv")``, a
-        DataReference or DataPath (``datastore.path("imgs")``), or a list of these. ``validate``: some
-        file must match. ``is_file`` (a hint to the SDK's service about the paths) changes nothing here."""
-        _not_yet("Dataset.File.from_files", partition_format=(partition_format, None))
-        return _checked(FileDataset(paths=resolve_paths(path, "Dataset.File.from_files")), validate)
-
-    @staticmethod
-    def upload_directory(src_dir, target, pattern: str | None = None, overwrite: bool = False, show_progress=True):
-        """Copy the files of ``src_dir`` (those whose name matches ``pattern``, when given) to
-        ``target`` (``(datastore, "path")`` or a DataPath), and return them as a FileDataset."""
-        import fnmatch
-
-        store, relative = _target(target, "Dataset.File.upload_directory")
-        if not os.path.isdir(src_dir):
-            raise UserErrorException(f"Dataset.File.upload_directory: {src_dir} is not a folder: pass a folder")
-        files = [
-            os.path.join(folder, name)
-            for folder, _, names in os.walk(src_dir)
-            for name in names
-            if pattern is None or fnmatch.fnmatch(name, pattern)
-        ]
-        store.workspace.service.upload(
-            store.name, [Path(f) for f in files], Path(os.path.abspath(src_dir)), relative, overwrite, show_progress
-        )
-        return FileDataset(paths=(datastore_file(store, relative, "Dataset.File.upload_directory"),))
-
-
-class TabularDatasetFactory:
-    """``Dataset.Tabular``: builds TabularDatasets."""
-
-    @staticmethod
-    def from_delimited_files(
-        path,
-        validate: bool = True,
-        include_path: bool = False,
-        infer_column_types: bool = True,
-        set_column_types: dict | None = None,
-        separator: str = ",",
-        header=True,
-        partition_format: str | None = None,
-        support_multi_line: bool = False,
-        empty_as_string: bool = False,
-        encoding: str = "utf8",
-    ) -> TabularDataset:
-        """Delimited files at ``path`` (as for ``Dataset.File.from_files``), read as one table.
-        pandas infers the column types (``infer_column_types``) and reads quoted line breaks
-        (``support_multi_line``) in any case."""
-        caller = "Dataset.Tabular.from_delimited_files"
-        _not_yet(caller, partition_format=(partition_format, None))
-        if encoding not in ENCODINGS:
-            raise UserErrorException(f"{caller}: encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
-        dataset = TabularDataset(
-            paths=resolve_paths(path, caller),
-            separator=separator,
-            header=bool(getattr(header, "value", header)),
-            encoding=encoding,
-            empty_as_string=empty_as_string,
-            include_path=include_path,
-            set_column_types=column_types(caller, set_column_types),
-        )
-        return _checked(dataset, validate)
-
-    @staticmethod
-    def from_parquet_files(
-        path,
-        validate: bool = True,
-        include_path: bool = False,
-        set_column_types: dict | None = None,
-        partition_format: str | None = None,
-    ) -> TabularDataset:
-        """Parquet files at ``path`` (as for ``Dataset.File.from_files``), read as one table (needs pyarrow)."""
-        caller = "Dataset.Tabular.from_parquet_files"
-        _not_yet(caller, partition_format=(partition_format, None))
-        dataset = TabularDataset(
-            paths=resolve_paths(path, caller),
-            format="parquet",
-            include_path=include_path,
-            set_column_types=column_types(caller, set_column_types),
-        )
-        return _checked(dataset, validate)
-
-    @staticmethod
-    def from_json_lines_files(
-        path,
-        validate: bool = True,
-        include_path: bool = False,
-        set_column_types: dict | None = None,
-        partition_format: str | None = None,
-        invalid_lines: str = "error",
-        encoding: str = "utf8",
-    ) -> TabularDataset:
-        """JSON lines files at ``path`` (one object per line), read as one table; a line that is not
-        JSON is an error (``invalid_lines="error"``, the only choice here)."""
-        caller = "Dataset.Tabular.from_json_lines_files"
-        _not_yet(caller, partition_format=(partition_format, None), invalid_lines=(invalid_lines, "error"))
-        if encoding not in ENCODINGS:
-            raise UserErrorException(f"{caller}: encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
-        dataset = TabularDataset(
-            paths=resolve_paths(path, caller),
-            format="json_lines",
-            encoding=encoding,
-            include_path=include_path,
-            set_column_types=column_types(caller, set_column_types),
-        )
-        return _checked(dataset, validate)
-
-    @staticmethod
-    def register_pandas_dataframe(
-        dataframe,
-        target,
-        name: str,
-        description: str | None = None,
-        tags: dict | None = None,
-        show_progress: bool = True,
-        row_group_size: int | None = None,
-        make_target_path_unique: bool = True,
-    ) -> TabularDataset:
-        """Write ``dataframe`` as a Parquet file to ``target`` (a datastore, ``(datastore, "path")`` or a
-        DataPath; in a new folder below it unless ``make_target_path_unique=False``) and register it as a
-        new version of dataset ``name``."""
-        import uuid
-
-        caller = "Dataset.Tabular.register_pandas_dataframe"
-        store, relative = (target, "") if isinstance(target, Datastore) else _target(target, caller)
-        if make_target_path_unique:
-            relative = f"{relative.rstrip('/')}/{uuid.uuid4()}".lstrip("/")
-        folder = datastore_file(store, relative, caller)
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, "part-00000.parquet")
-        try:
-            dataframe.to_parquet(path, index=False, row_group_size=row_group_size)
-        except ImportError:
-            raise UsageError("writing Parquet files needs pyarrow: pip install 'localpipe[parquet]'") from None
-        if show_progress:
-            print(f"Wrote the DataFrame to {store.name}:{relative}")
-        dataset = TabularDataset(paths=(folder,), format="parquet")
-        return dataset.register(store.workspace, name, description, tags, create_new_version=True)
-
-
-def _target(target, caller: str) -> tuple[Datastore, str]:
-    if isinstance(target, DataPath):
-        return target._datastore, target.path_on_datastore or ""
-    if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], Datastore):
-        return target[0], str(target[1] or "")
-    raise UserErrorException(f'{caller}: target {target!r} is not (datastore, "path") or a DataPath')
-
-
-def _checked(dataset: FileDataset, validate: bool) -> FileDataset:
-    if validate and not dataset.files():
-        raise UserErrorException(
-            f"Cannot load any data from the specified path {list(dataset.paths)}: check the path, "
-            "or pass validate=False when the files come later"
-        )
-    return dataset
-
-
 def _not_yet(caller: str, **given) -> None:
     """Refuse the options ``caller`` accepts (the SDK's) but localpipe does not honour yet, when
     given other than their default: ``name=(value, default)``."""
@@ -513,63 +468,29 @@ def _not_yet(caller: str, **given) -> None:
             )
 
 
-def resolve_paths(path, caller: str) -> tuple[str, ...]:
-    items = path if isinstance(path, list) else [path]
-    if not items:
-        raise UsageError(f"{caller}: no path given: pass a path or (datastore, path)")
-    return tuple(_resolve_data_path(item, caller) for item in items)
-
-
-def _resolve_data_path(item, caller: str) -> str:
-    if isinstance(item, tuple):
-        if len(item) != 2 or not isinstance(item[0], Datastore):
-            raise UsageError(f"{caller}: {item!r} is not a (datastore, path) pair")
-        return datastore_file(item[0], item[1], caller)
-    if isinstance(item, (DataReference, DataPath)):
-        return item.local_path()
-    if isinstance(item, (str, os.PathLike)):
-        if is_url(item):
-            return fetch(item, caller)
-        if str(item).startswith(("wasbs://", "abfss://", "azureml://")):
-            raise UsageError(
-                f'{caller}: "{item}" is Azure storage, not on this machine: download it and pass its local '
-                "path (or upload it to a datastore)"
-            )
-        return os.path.abspath(item)
-    raise UsageError(f"{caller}: {item!r} is neither a path nor a (datastore, path) pair")
-
-
-class Dataset:
-    """Entry point for dataset factories, as in the Azure ML SDK: ``Dataset.File.from_files(...)``."""
-
-    File = FileDatasetFactory
-    Tabular = TabularDatasetFactory
-
-    class Scenario:
-        """What a dataset was for, as ``Model.register(..., datasets=[(Dataset.Scenario.TRAINING, ds)])`` names it."""
-
-        TRAINING = "training"
-        VALIDATION = "validation"
-        INFERENCING = "inferencing"
-
-    @staticmethod
-    def get_by_name(workspace, name: str, version: int | str = "latest") -> FileDataset:
-        """A registered dataset version (``"latest"`` by default)."""
-        return dataset_from_record(workspace.service.get_dataset(name, version))
-
-
-def dataset_from_record(record: dict) -> FileDataset:
-    """The dataset of a registered version, as the workspace service describes it."""
+def dataset_from_record(record: dict, workspace=None) -> FileDataset:
+    """The dataset of a registered version, as the workspace service describes it (with its
+    registration when the workspace is given)."""
+    registration = Registration(workspace, record) if workspace is not None and "id" in record else None
+    options = record.get("options") or {}
     if record["kind"] == "tabular":
-        return tabular_dataset(record["paths"], record["options"], record["name"], record["version"])
-    return FileDataset(paths=tuple(record["paths"]), name=record["name"], version=record["version"])
+        return tabular_dataset(record["paths"], options, record["name"], record["version"], registration)
+    return FileDataset(
+        paths=tuple(record["paths"]),
+        name=record["name"],
+        version=record["version"],
+        partition_format=options.get("partition_format"),
+        registration=registration,
+    )
 
 
-def tabular_dataset(paths, options: dict, name=None, version=None) -> TabularDataset:
+def tabular_dataset(paths, options: dict, name=None, version=None, registration=None) -> TabularDataset:
     """A TabularDataset from its ``table_options()`` (or those an older version recorded)."""
     options = {k: v for k, v in options.items() if k not in ("root", "path_glob", "file_extension")}
     transforms = tuple(tuple(t) for t in options.pop("transforms", ()))
-    return TabularDataset(paths=tuple(paths), name=name, version=version, transforms=transforms, **options)
+    return TabularDataset(
+        paths=tuple(paths), name=name, version=version, transforms=transforms, registration=registration, **options
+    )
 
 
 def input_table(path: str, options: dict) -> TabularDataset:
@@ -604,6 +525,11 @@ class DatasetConsumptionConfig:
         self.mode = mode
         self.path_on_compute = path_on_compute
 
+    @property
+    def arg_val(self) -> str:
+        """``DatasetConsumptionConfig:<name>``: the SDK's placeholder for this input in a command line."""
+        return f"DatasetConsumptionConfig:{self.name}"
+
     def as_download(self, path_on_compute: str | None = None) -> DatasetConsumptionConfig:
         """Copy the data into the step's folder before it starts."""
         return DatasetConsumptionConfig(self.name, self.dataset, DOWNLOAD, path_on_compute)
@@ -625,3 +551,21 @@ class DatasetConsumptionConfig:
 
     def __repr__(self) -> str:
         return f"DatasetConsumptionConfig({self.name!r}, mode={self.mode!r})"
+
+
+def _folder_name(value, is_date: bool) -> str:
+    if is_date:
+        return value.strftime("%Y%m%d%H%M%S")
+    return str(value)
+
+
+def _kind(values) -> str | None:
+    """The column type a key's values are read back as from its folders' names (text by default)."""
+    kind = str(values.dtype)
+    if kind.startswith(("int", "Int")):
+        return "int"
+    if kind.startswith(("float", "Float")):
+        return "float"
+    if kind in ("bool", "boolean"):
+        return "bool"
+    return None

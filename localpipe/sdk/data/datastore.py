@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
@@ -24,7 +25,7 @@ class Datastore:
 
     def __init__(self, workspace, name: str | None = None):
         self.workspace = workspace
-        self.name = name or DEFAULT_DATASTORE
+        self.name = name or workspace.service.settings().get("default_datastore", DEFAULT_DATASTORE)
         folder = workspace.service.datastore_path(self.name)
         if folder is None:
             raise NotFoundError(
@@ -40,8 +41,24 @@ class Datastore:
 
     @staticmethod
     def get_default(workspace) -> Datastore:
-        """The workspace's default datastore, ``workspaceblobstore``."""
+        """The workspace's default datastore: ``workspaceblobstore`` unless ``set_as_default`` (or
+        ``ws.set_default_datastore``) chose another."""
         return Datastore(workspace)
+
+    def set_as_default(self) -> None:
+        """Make this datastore the workspace's default (``ws.get_default_datastore()``, ``Datastore(ws)``)."""
+        self.workspace.set_default_datastore(self.name)
+
+    def unregister(self) -> None:
+        """Forget this registered datastore: its folder and the files in it stay as they are. The
+        built-in ones cannot be unregistered; when this one was the default, ``workspaceblobstore``
+        is the default again."""
+        if self.name in BUILTIN_DATASTORES:
+            raise UserErrorException(
+                f'datastore "{self.name}" is built into the workspace and cannot be unregistered: '
+                "unregister only datastores registered with Datastore.register_local"
+            )
+        self.workspace.service.unregister_datastore(self.name)
 
     @classmethod
     def register_local(cls, workspace, name: str, path: str | os.PathLike) -> Datastore:
@@ -379,15 +396,16 @@ class DataReference:
         """Refused: a step writes outputs through OutputFileDatasetConfig here."""
         raise UserErrorException(_UPLOAD_REFUSED.format(what=f'DataReference "{self.data_reference_name}"'))
 
-    def to_config(self) -> dict:
-        """The SDK's DataReferenceConfiguration, as a plain dict."""
-        return {
-            "datastore_name": self.datastore.name,
-            "mode": self.mode,
-            "path_on_datastore": None if _is_current(self.path_on_datastore) else self.path_on_datastore,
-            "path_on_compute": self.path_on_compute,
-            "overwrite": self.overwrite,
-        }
+    def to_config(self) -> DataReferenceConfiguration:
+        """The SDK's DataReferenceConfiguration of this reference (``RunConfiguration.data_references``)."""
+        return DataReferenceConfiguration(
+            datastore_name=self.datastore.name,
+            mode=self.mode,
+            path_on_datastore=None if _is_current(self.path_on_datastore) else self.path_on_datastore,
+            path_on_compute=self.path_on_compute,
+            overwrite=self.overwrite,
+            reference=self,
+        )
 
     @staticmethod
     def create(data_reference_name=None, datapath=None, datapath_compute_binding=None) -> DataReference:
@@ -431,6 +449,19 @@ class DataReference:
         return f"$AZUREML_DATAREFERENCE_{self.data_reference_name}"
 
     __repr__ = __str__
+
+
+@dataclass(frozen=True)
+class DataReferenceConfiguration:
+    """``DataReference.to_config()``: the SDK's fields, and the reference it describes (which a script
+    run's ``RunConfiguration.data_references`` gives its step)."""
+
+    datastore_name: str
+    mode: str
+    path_on_datastore: str | None
+    path_on_compute: str | None
+    overwrite: bool
+    reference: DataReference | None = field(default=None, compare=False, repr=False)
 
 
 def _is_current(path: str | None) -> bool:

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.sdk.data.datasets import _not_yet
 from localpipe.sdk.data.datastore import Datastore
+from localpipe.sdk.data.locate import checked_format
 from localpipe.sdk.data.tables import column_types
 
 OUTPUT_MODES = ("mount", "upload")
+DATASET_OUTPUT_ARGUMENT = "DatasetOutputConfig:"  # the SDK's _DATASET_OUTPUT_ARGUMENT_TEMPLATE
 
 
 class PipelineData:
@@ -84,10 +86,17 @@ class PipelineData:
             raise UserErrorException(f'PipelineData "{self.name}": input mode {mode!r} is not mount or download')
         return self.as_mount(input_name)
 
+    def get_env_variable_name(self) -> str:
+        """``$AZUREML_DATAREFERENCE_<name>``, as the SDK names this data (its ``str()``)."""
+        return str(self)
+
     def as_dataset(self) -> PipelineOutputFileDataset:
         """This output as a file dataset: its consumers may read it as a table (``parse_parquet_files()``,
         ``parse_delimited_files()``)."""
         return PipelineOutputFileDataset(self)
+
+    def __str__(self) -> str:
+        return f"$AZUREML_DATAREFERENCE_{self.name}"
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"
@@ -113,13 +122,13 @@ class PipelineOutputFileDataset(PipelineData):
         """Consumed as a table of the delimited files its producer wrote (those ending in
         ``file_extension``, when given); ``input_datasets[name]`` is a TabularDataset."""
         caller = f'PipelineData "{self.name}".parse_delimited_files'
-        _not_yet(caller, partition_format=(partition_format, None))
         options = {
             "format": "delimited",
             "separator": separator,
             "header": bool(getattr(header, "value", header)),
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
+            "partition_format": checked_format(caller, partition_format),
             "file_extension": file_extension,
         }
         return PipelineDataInput(self, self.name, "mount", options)
@@ -134,11 +143,11 @@ class PipelineOutputFileDataset(PipelineData):
         """Consumed as a table of the Parquet files its producer wrote (those ending in
         ``file_extension``); ``input_datasets[name]`` is a TabularDataset (needs pyarrow)."""
         caller = f'PipelineData "{self.name}".parse_parquet_files'
-        _not_yet(caller, partition_format=(partition_format, None))
         options = {
             "format": "parquet",
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
+            "partition_format": checked_format(caller, partition_format),
             "file_extension": file_extension,
         }
         return PipelineDataInput(self, self.name, "mount", options)
@@ -163,6 +172,16 @@ class OutputFileDatasetConfig(PipelineData):
         self.register_as: str | None = None
         self.register_description: str | None = None
         self.register_tags: dict | None = None
+
+    @property
+    def mode(self) -> str:
+        """How the output reaches its destination: ``mount`` (the default) or ``upload`` (``as_upload()``)."""
+        return self.output_mode
+
+    @property
+    def arg_val(self) -> str:
+        """``DatasetOutputConfig:<name>``: the SDK's placeholder for this output in a command line."""
+        return f"{DATASET_OUTPUT_ARGUMENT}{self.name}"
 
     def register_on_complete(self, name: str, description: str | None = None, tags: dict | None = None):
         """Register what the step wrote as a new version of dataset ``name`` when it succeeds."""
@@ -195,13 +214,13 @@ class OutputFileDatasetConfig(PipelineData):
         given): its consumers get a TabularDataset. ``header`` is True or False here, or one of the
         SDK's PromoteHeadersBehavior values (0, no header; any other, a header row)."""
         caller = "read_delimited_files"
-        _not_yet(caller, partition_format=(partition_format, None))
         options = {
             "format": "delimited",
             "separator": separator,
             "header": bool(getattr(header, "value", header)),
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
+            "partition_format": checked_format(caller, partition_format),
             "path_glob": path_glob,
         }
         return TabularOutput(self, options)
@@ -216,11 +235,11 @@ class OutputFileDatasetConfig(PipelineData):
         """This output as a table of Parquet files (those matching ``path_glob``, when given): its
         consumers get a TabularDataset (needs pyarrow)."""
         caller = "read_parquet_files"
-        _not_yet(caller, partition_format=(partition_format, None))
         options = {
             "format": "parquet",
             "include_path": include_path,
             "set_column_types": column_types(caller, set_column_types),
+            "partition_format": checked_format(caller, partition_format),
             "path_glob": path_glob,
         }
         return TabularOutput(self, options)

@@ -6,9 +6,13 @@ pandas (and pyarrow for Parquet) are optional: imported here, when a table is re
 
 from __future__ import annotations
 
+import datetime
+import os
 import random
 
+import localpipe.sdk.data.partitions as partitions
 from localpipe.errors import UsageError, UserErrorException
+from localpipe.sdk.data.expressions import rows_matching
 
 # The SDK's encodings (FileEncoding) and the codec each is read with.
 ENCODINGS = {
@@ -64,9 +68,11 @@ def read_table(files: list[str], root: str, options: dict, on_error: str = "null
     frames = []
     for path in files:
         frame = _read_one(pd, path, options)
+        if options.get("partition_format"):  # the values its path holds, first (as the SDK adds them)
+            found = partitions.values(options["partition_format"], path)
+            for position, (key, value) in enumerate(found.items()):
+                frame.insert(position, key, pd.Series([value] * len(frame), index=frame.index, dtype=_dtype(value)))
         if options.get("include_path"):
-            import os
-
             frame.insert(0, "Path", "/" + os.path.relpath(path, root))
         frames.append(frame)
     if not frames:
@@ -96,6 +102,10 @@ def _read_one(pd, path: str, options: dict):
         encoding=encoding,
         keep_default_na=not options.get("empty_as_string", False),
     )
+
+
+def _dtype(value) -> str:
+    return "datetime64[ns]" if isinstance(value, datetime.datetime) else "object"
 
 
 def _set_types(pd, table, types: dict, on_error: str, out_of_range: str):
@@ -135,4 +145,6 @@ def _apply(table, operation):
         draws = random.Random(seed)
         chosen = [(draws.random() < probability) == keep for _ in range(len(table))]
         return table[chosen].reset_index(drop=True)
+    if kind == "filter":  # ("filter", expression tree): the rows it holds for (expressions.py)
+        return table[rows_matching(table, args[0])].reset_index(drop=True)
     raise UsageError(f"tabular dataset: unknown operation {kind!r}")
