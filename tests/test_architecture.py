@@ -38,7 +38,7 @@ OWNERS = {
     "click": "localpipe.cli",
     "watchdog": "localpipe.watch",
     "pynvml": "localpipe.hw",
-    "docker": "localpipe.engine.inventory",
+    "docker": "localpipe.engine.executors.docker",
     "peewee": "localpipe.state",
     "playhouse": "localpipe.state",
     "rich": "localpipe.cli",

@@ -22,15 +22,9 @@ def inventory() -> dict:
 
 
 def docker_status() -> str:
-    """'answers (version X)' or why not, in a few words."""
+    """'daemon answers (version X)' or why not, in a few words."""
     try:
-        import docker
+        from localpipe.engine.executors.docker import daemon_status
     except ImportError:
         return "the docker Python package is not installed"
-    try:
-        client = docker.from_env(timeout=3)
-        version = client.version().get("Version", "?")
-        client.close()
-        return f"daemon answers (version {version})"
-    except Exception as exc:  # docker raises several unrelated types for "no daemon"
-        return f"no daemon answers ({type(exc).__name__})"
+    return daemon_status()

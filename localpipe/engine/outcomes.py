@@ -23,7 +23,8 @@ def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None
     else:
         reason = f"exit code {event.exit_code}"
     if memory_limit and (
-        "MemoryError" in (tail or "")
+        event.oom_killed
+        or "MemoryError" in (tail or "")
         or "Cannot allocate memory" in (tail or "")
         or (event.peak_memory or 0) >= 0.9 * memory_limit
     ):

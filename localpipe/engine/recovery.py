@@ -33,6 +33,7 @@ def recover_abandoned_runs(history: History) -> list[int]:
         for step in history.runs.active_steps(run_id):
             if step["status"] == RunStatus.RUNNING.value:
                 kill_step_processes(step["pid"], step["started_at"])
+        remove_step_containers(str(history.layout.root), run_id)
         try:
             history.runs.mark_abandoned(run_id, SCHEDULER_EXITED)
         except WriteFailed:
@@ -70,6 +71,16 @@ def kill_step_processes(pid: int | None, started_at: float | None) -> None:
             process.kill()
         except psutil.Error:
             pass
+
+
+def remove_step_containers(workspace: str, run_id: int) -> None:
+    """Remove the containers of the run's Docker steps (found by their labels: a container does not
+    die with its scheduler)."""
+    try:
+        from localpipe.engine.executors.docker import remove_containers
+    except ImportError:
+        return  # no docker package: no step of this machine ran in a container
+    remove_containers(workspace, run_id)
 
 
 def cancel_run(history: History, run_id) -> str:

@@ -26,7 +26,7 @@ from localpipe.content.statcache import StatCache
 from localpipe.engine.decide import Decision, decide, intact
 from localpipe.engine.deliver import deliver
 from localpipe.engine.environments import Environments
-from localpipe.engine.executors import Executor, Exit
+from localpipe.engine.executors import RUN_LABEL, STEP_LABEL, STEP_RUN_LABEL, WORKSPACE_LABEL, Executor, Exit
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail
 from localpipe.engine.progress import Progress
@@ -36,6 +36,7 @@ from localpipe.engine.workdir import (
     StepFolder,
     collect_run_files,
     commit_outputs,
+    containerize,
     fingerprint,
     prepare_step,
     step_environment,
@@ -510,6 +511,10 @@ class Scheduler:
                 env,
                 built.interpreter if built else None,
             )
+            if spec.environment["kind"] == "docker":
+                labels = {WORKSPACE_LABEL: str(self.history.layout.root), RUN_LABEL: str(self.run.id),
+                          STEP_RUN_LABEL: str(self.step_ids[name]), STEP_LABEL: name}  # fmt: skip
+                containerize(launch, spec, folder, placement, self.runtime_path, self._base_env, labels)
         except (OSError, ValueError) as exc:
             self._release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")

@@ -74,7 +74,30 @@ def machine_capacity() -> Capacity:
         detect_gpus,
         pythons=lambda: find_pythons(cache_root() / "pythons.json"),
         python_fallback=python_fallback(),
+        docker=machine_docker,
+        azureml_image_fallback=azureml_image_fallback(),
     )
+
+
+def machine_docker() -> dict:
+    """What planning asks of the Docker daemon (asked only when a step runs in Docker)."""
+    try:
+        from localpipe.engine.executors.docker import machine_docker as ask
+    except ImportError:
+        return {"problem": "the docker Python package is not installed: pip install docker", "gpus": False,
+                "image": lambda name: None}  # fmt: skip
+    return ask()
+
+
+def azureml_image_fallback() -> bool:
+    """``LOCALPIPE_AZUREML_IMAGES``: ``local`` (the default) runs a step asking for one of Azure ML's
+    base images that this machine lacks outside Docker, with a warning; ``require`` refuses it."""
+    value = os.environ.get("LOCALPIPE_AZUREML_IMAGES", "")
+    if value not in ("", "local", "require"):
+        raise UsageError(
+            f'LOCALPIPE_AZUREML_IMAGES="{value}" is neither "local" nor "require": set one of them, or unset it'
+        )
+    return value != "require"
 
 
 def source_trees(graph: Graph, trees: TreeCache) -> dict[str, TreeDigest | None]:

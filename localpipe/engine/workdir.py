@@ -309,3 +309,71 @@ def store_mounts(step: StepSpec, input_paths: dict[str, str], store: ObjectStore
         for name, path in input_paths.items()
         if step.inputs[name].mode in ("mount", "direct") and path.startswith(root)
     }
+
+
+PACKAGES_IN_IMAGE = "/opt/localpipe/packages"  # where an image's layer of packages puts them
+# What of the scheduler's environment a container does not get: it has its own programs and home.
+_HOST_ONLY = ("PATH", "HOME", "VIRTUAL_ENV", "PYTHONHOME", "LD_LIBRARY_PATH", "TMPDIR")
+
+
+def containerize(
+    launch: Launch,
+    step: StepSpec,
+    folder: StepFolder,
+    placement: Placement,
+    runtime_path: str | None,
+    base_env: dict[str, str],
+    labels: dict[str, str],
+) -> None:
+    """Make ``launch`` one for the Docker executor (docs/docker.md). Every path keeps its place: the
+    step's folder is bound read-write at its own path (its snapshot is the working folder, its
+    outputs are there), each input outside it read-only (and what a folder of links there leads
+    to), localpipe's runtime folder read-only; nothing else of the workspace. The container gets
+    the variables localpipe sets for the step (parameters, inputs, outputs, the environment's
+    variables, ``secret_env``), not the scheduler's own."""
+    environment = step.environment
+    env = {k: v for k, v in launch.env.items() if base_env.get(k) != v or k in step.secret_env}
+    for name in _HOST_ONLY:
+        env.pop(name, None)
+    env.update(HOME="/tmp", PYTHONUNBUFFERED="1")  # the submitting user has no home in the image
+    mounts = {str(folder.root): False}
+    if runtime_path is not None:
+        env["LOCALPIPE_DEPENDENCIES"] = os.path.join(runtime_path, DEPENDENCIES_FOLDER)
+        mounts[runtime_path] = True
+        for target in _link_targets(runtime_path):
+            mounts.setdefault(target, True)
+    inside = str(folder.root) + os.sep
+    for path in json.loads(launch.env.get("LOCALPIPE_INPUTS", "{}")).values():
+        if not path.startswith(inside):
+            mounts.setdefault(path, True)
+    if folder.inputs.is_dir():  # several paths mounted together, a pick of files: folders of links
+        for target in _link_targets(str(folder.inputs)):
+            mounts.setdefault(target, True)
+    if environment.get("packages"):  # the image's layer of the environment's packages (docker.py)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), PACKAGES_IN_IMAGE]))
+    launch.executor = "docker"
+    launch.container = {
+        "image": environment.get("image"),
+        "dockerfile": environment.get("dockerfile"),
+        "dockerfile_digest": environment.get("dockerfile_digest"),
+        "packages": environment.get("packages"),
+        "packages_digest": environment.get("packages_digest"),
+        "env": env,
+        "mounts": sorted(mounts.items()),
+        "user": f"{os.getuid()}:{os.getgid()}",  # what the step writes belongs to the submitting user
+        "labels": labels,
+        "cpus": placement.cpus,
+        "shm_size": environment.get("shm_size"),
+        "gpus": [g.uuid for g in placement.gpus],
+    }
+
+
+def _link_targets(root: str) -> list[str]:
+    """The real paths the symbolic links below ``root`` lead to (links are not followed further)."""
+    found = []
+    for folder, names, files in os.walk(root):
+        for name in names + files:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                found.append(os.path.realpath(path))
+    return found

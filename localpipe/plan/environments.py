@@ -15,11 +15,13 @@ import json
 import os
 import re
 import sys
+import warnings
 from typing import Any
 
 from localpipe.content.hashing import dataset_digest, hash_bytes
 from localpipe.plan import checks
 
+AZUREML_IMAGES = "mcr.microsoft.com/azureml/"  # Azure ML's own base images (DEFAULT_CPU_IMAGE, ...)
 # Conda packages whose PyPI distribution has another name.
 CONDA_TO_PYPI = {
     "pytorch": "torch",
@@ -103,13 +105,19 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 _CONDA_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
 
 
-def resolve(label: str, environment, capacity, found: list[str], variables: dict[str, str]) -> dict[str, Any]:
+def resolve(
+    label: str, environment, capacity, found: list[str], variables: dict[str, str], docker=None
+) -> dict[str, Any]:
     """The environment ``label`` runs in, as plain data (kept in the graph and, but for the
-    interpreter's spelling, in the step's cache key); problems go to ``found``."""
+    interpreter's spelling, in the step's cache key); problems go to ``found``. ``docker`` is the
+    run configuration's ``DockerConfiguration``: it, or ``environment.docker.enabled``, asks for a
+    container (docs/docker.md)."""
     variables = _variables(label, {**environment.environment_variables, **variables}, found)
     extra = {"variables": variables} if variables else {}
-    if environment.docker.enabled:
-        return {"kind": "docker", "image": environment.docker.base_image, **extra}
+    if environment.docker.enabled or getattr(docker, "use_docker", False):
+        container = _container(label, environment, docker, capacity, found)
+        if container is not None:
+            return {**container, **extra}
     python = environment.python
     deps = python.conda_dependencies
     if python.user_managed_dependencies or not _installs_anything(deps):
@@ -136,6 +144,67 @@ def resolve(label: str, environment, capacity, found: list[str], variables: dict
         "interpreter": interpreter["interpreter"],
         "dropped": dropped,
         **extra,
+    }
+
+
+def _container(label: str, environment, docker, capacity, found: list[str]) -> dict[str, Any] | None:
+    """The image a Docker step runs in, with the id that keys it (a new image under the same name
+    reruns the step); None for one of Azure ML's own base images that this machine lacks, when
+    ``capacity.azureml_image_fallback`` lets such a step run outside Docker (with a warning)."""
+    section = environment.docker
+    where = f'{label}: environment "{environment.name or "unnamed"}"'
+    image, dockerfile = section.base_image, section.base_dockerfile
+    machine = capacity.docker() if capacity is not None and getattr(capacity, "docker", None) else None
+    problem = machine["problem"] if machine else None
+    if not dockerfile and not (isinstance(image, str) and image.strip()):
+        found.append(f"{where} runs in Docker but names no image: set docker.base_image or docker.base_dockerfile")
+        return {"kind": "docker", "image": None}
+    image_id = machine["image"](image) if machine and not problem and not dockerfile else None
+    if not dockerfile and machine and image_id is None:
+        if image.startswith(AZUREML_IMAGES) and capacity.azureml_image_fallback:
+            warnings.warn(
+                f"Azure ML's base image {image} is not on this machine"
+                + (" (and no Docker daemon answers)" if problem else "")
+                + ": steps that ask for it run outside Docker, in an environment built from their packages; "
+                f"to run them in the image: docker pull {image} (or docker load -i FILE.tar); "
+                "LOCALPIPE_AZUREML_IMAGES=require makes this an error (docs/docker.md)",
+                stacklevel=5,
+            )
+            return None
+        found.append(
+            f"{label} runs in Docker: {problem}"
+            if problem
+            else f"{where}: Docker image {image} is not on this machine (localpipe pulls nothing): "
+            f"docker pull {image}, or docker load -i FILE.tar"
+        )
+    elif dockerfile and problem:
+        found.append(f"{label} runs in Docker: {problem}")
+    python = environment.python
+    packages = {}
+    if not python.user_managed_dependencies and _installs_anything(python.conda_dependencies):
+        requirements, options, dropped, local = _requirements(where, python.conda_dependencies, found)
+        layer = {"requirements": sorted(set(requirements), key=lambda r: (r.lower(), r)), "options": options,
+                 "local": local}  # fmt: skip
+        base = image_id or image or hash_bytes((dockerfile or "").encode())[:32]
+        digest = hash_bytes(json.dumps({"base": base, **layer}, sort_keys=True).encode())[:32]
+        packages = {"packages": layer, "packages_digest": digest, "dropped": dropped}
+    configuration = docker if getattr(docker, "use_docker", False) else section
+    arguments = list(getattr(configuration, "arguments", None) or [])
+    if arguments:
+        warnings.warn(
+            f"{label}: Docker arguments {arguments} are not passed on (localpipe starts containers through "
+            "the Docker API, not the docker command): the step runs without them",
+            stacklevel=5,
+        )
+    built = {"dockerfile": dockerfile, "dockerfile_digest": hash_bytes(dockerfile.encode())[:32]} if dockerfile else {}
+    return {
+        "kind": "docker",
+        "image": None if dockerfile else image,
+        "image_id": image_id,
+        **built,
+        **packages,
+        "interpreter": python.interpreter_path or "python3",
+        "shm_size": getattr(configuration, "shm_size", None) or "2g",
     }
 
 

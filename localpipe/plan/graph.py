@@ -43,7 +43,16 @@ class Capacity:
     """What this machine can give one step; GPUs and Python interpreters are only looked for when
     a step asks for them."""
 
-    def __init__(self, cpus: int, memory: int, gpus=None, pythons=None, python_fallback: bool = False):
+    def __init__(
+        self,
+        cpus: int,
+        memory: int,
+        gpus=None,
+        pythons=None,
+        python_fallback: bool = False,
+        docker=None,
+        azureml_image_fallback: bool = True,
+    ):
         self.cpus = cpus
         self.memory = memory
         self._gpus = gpus  # a GpuReport, or a callable that returns one
@@ -51,6 +60,15 @@ class Capacity:
         self._pythons = pythons  # a callable that returns the interpreters found: [(version, path)]
         self._found_pythons = None
         self.python_fallback = python_fallback  # a Python version not found takes the closest one
+        self._docker = docker  # a callable: the daemon's answers (executors/docker.py's machine_docker)
+        self._found_docker = None
+        self.azureml_image_fallback = azureml_image_fallback  # Azure ML's base images missing: run outside Docker
+
+    def docker(self) -> dict | None:
+        """``{"problem", "gpus", "image"}`` of this machine's Docker daemon, asked once; None when unknown."""
+        if self._found_docker is None and self._docker is not None:
+            self._found_docker = self._docker()
+        return self._found_docker
 
     def pythons(self) -> list[tuple[str, str]]:
         if self._found_pythons is None:
@@ -406,7 +424,12 @@ def _step_spec(
         params=params,
         pipeline_params=used_params,
         environment=environments.resolve(
-            label, step.runconfig.environment, capacity, found, step.runconfig.environment_variables
+            label,
+            step.runconfig.environment,
+            capacity,
+            found,
+            step.runconfig.environment_variables,
+            docker=getattr(step.runconfig, "docker", None),
         ),
         compute_target=target_name,
         allow_reuse=checks.flag(label, "allow_reuse", step.allow_reuse, found),
@@ -466,6 +489,12 @@ def _check_capacity(spec: StepSpec, capacity: Capacity, found: list[str]) -> Non
             found.append(
                 f"{label} needs {need['gpus']} GPU{'s' if need['gpus'] > 1 else ''} but this machine "
                 f"cannot give them ({why}): {fix}"
+            )
+        machine = capacity.docker() if spec.environment.get("kind") == "docker" else None
+        if machine and not machine["problem"] and not machine["gpus"]:
+            found.append(
+                f"{label} runs in Docker and needs GPUs, but this Docker daemon cannot give containers GPUs "
+                "(no nvidia runtime): install the NVIDIA Container Toolkit, or run the step without Docker"
             )
 
 

@@ -148,17 +148,26 @@ class Environment:
         conda_specification: str | None = None,
         pip_requirements: str | None = None,
     ) -> Environment:
-        """An environment running in ``image`` (with the packages of a spec file, if one is given)."""
-        if conda_specification and pip_requirements:
-            raise UserErrorException("pass either conda_specification or pip_requirements, not both")
-        if conda_specification:
-            env = Environment.from_conda_specification(name, conda_specification)
-        elif pip_requirements:
-            env = Environment.from_pip_requirements(name, pip_requirements)
-        else:
-            env = Environment(name)
-            env.python.user_managed_dependencies = True
+        """An environment whose steps run in a container of ``image`` (with the packages of a spec
+        file, if one is given); the image must be on this machine (docs/docker.md)."""
+        env = _with_packages(name, conda_specification, pip_requirements)
+        env.docker.enabled = True  # on Azure every environment runs in its image; here, these ones
         env.docker.base_image = image
+        return env
+
+    @staticmethod
+    def from_dockerfile(
+        name: str, dockerfile: str, conda_specification: str | None = None, pip_requirements: str | None = None
+    ) -> Environment:
+        """An environment whose steps run in the image built from ``dockerfile`` (its text, or the
+        path of a file holding it), built on first use and reused while it is unchanged (docs/docker.md)."""
+        if os.path.isfile(dockerfile):
+            with open(dockerfile, encoding="utf-8") as f:
+                dockerfile = f.read()
+        env = _with_packages(name, conda_specification, pip_requirements)
+        env.docker.enabled = True
+        env.docker.base_image = None
+        env.docker.base_dockerfile = dockerfile
         return env
 
     def clone(self, new_name: str) -> Environment:
@@ -420,3 +429,16 @@ def camel_case(key: str) -> str:
 def snake_case(key: str) -> str:
     """``userManagedDependencies`` as localpipe spells it (a snake_case key is left as it is)."""
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", key).lower()
+
+
+def _with_packages(name: str, conda_specification, pip_requirements) -> Environment:
+    """An environment with the packages of one spec file, or user-managed (an image's own Python)."""
+    if conda_specification and pip_requirements:
+        raise UserErrorException("pass either conda_specification or pip_requirements, not both")
+    if conda_specification:
+        return Environment.from_conda_specification(name, conda_specification)
+    if pip_requirements:
+        return Environment.from_pip_requirements(name, pip_requirements)
+    env = Environment(name)
+    env.python.user_managed_dependencies = True
+    return env

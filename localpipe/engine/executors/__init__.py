@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 TERMINATE_GRACE_SECONDS = 5.0  # from the polite signal to the forced end of a step's process tree
+# The labels of a step's container (docker.py), by which recovery finds those a killed scheduler left.
+WORKSPACE_LABEL = "localpipe.workspace"
+RUN_LABEL = "localpipe.run"
+STEP_RUN_LABEL = "localpipe.step_run"
+STEP_LABEL = "localpipe.step"
 
 
 @dataclass
@@ -28,6 +33,7 @@ class Launch:
     memory_limit: int | None = None  # bytes of address space, enforced with RLIMIT_AS
     masked: list[str] = field(default_factory=list)  # secret values replaced by *** in the logs
     executor: str = "local"  # the module of this package that runs it
+    container: dict | None = None  # for the "docker" executor: image, mounts, user, limits (workdir.containerize)
 
 
 @dataclass
@@ -41,6 +47,7 @@ class Exit:
     error: str | None = None  # the process could not be started at all
     pid: int | None = None  # the process's id, when it was started
     log_error: str | None = None  # what kept its output from its log (a full disk), when something did
+    oom_killed: bool = False  # the kernel ended it at its memory limit (a container's, as Docker says)
 
 
 class Executor(Protocol):

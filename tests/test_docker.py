@@ -1,0 +1,423 @@
+"""Steps in Docker containers (issue 15), on a real daemon, in an image made here from Debian's
+packages without any registry (mmdebstrap + docker import: ``docker_image`` below, as .ci/run
+makes it). Skipped, with the reason, only where no Docker daemon answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import wait_for
+from tests.defect_helpers import popen_localpipe, query, step_rows
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "localpipe-test/python:3.11"
+ROOTFS = Path(os.environ.get("LOCALPIPE_TEST_ROOTFS", Path.home() / ".cache" / "localpipe-test" / "rootfs.tar"))
+
+
+def _docker(*args: str, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    return subprocess.run(["docker", *args], check=check, capture_output=True, text=True, **kwargs)
+
+
+def _cannot(reason: str):
+    """Skip, with the reason; in CI (.ci/run sets LOCALPIPE_REQUIRE_DOCKER) these tests never skip."""
+    if os.environ.get("LOCALPIPE_REQUIRE_DOCKER"):
+        pytest.fail(f"{reason}, and LOCALPIPE_REQUIRE_DOCKER is set (.ci/docker should have made it)")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def docker_image() -> str:
+    """The test image: a Debian rootfs with python3 (3.11), imported once (the tar is kept in ROOTFS)."""
+    if shutil.which("docker") is None or _docker("info", check=False).returncode != 0:
+        _cannot("no Docker daemon answers here (.ci/docker starts one)")
+    if _docker("image", "inspect", IMAGE, check=False).returncode != 0:
+        if not ROOTFS.exists():
+            if shutil.which("mmdebstrap") is None:
+                _cannot("the test image is missing and mmdebstrap is not installed to make it (.ci/docker does)")
+            ROOTFS.parent.mkdir(parents=True, exist_ok=True)
+            partial = ROOTFS.with_suffix(".partial.tar")
+            subprocess.run(
+                ["mmdebstrap", "--variant=apt", "--include=python3", "bookworm", str(partial)],
+                check=True,
+                capture_output=True,
+            )
+            partial.rename(ROOTFS)
+        _docker("import", str(ROOTFS), IMAGE)
+    return IMAGE
+
+
+PIPELINE = """
+from azureml.core import Environment, Workspace
+from azureml.core.runconfig import RunConfiguration, DockerConfiguration
+from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
+from azureml.pipeline.steps import CommandStep, PythonScriptStep
+
+ws = Workspace.from_config()
+rc = RunConfiguration()
+rc.environment = Environment.from_docker_image("in-docker", "{image}")
+{extra}
+"""
+
+WRITES = """
+import os, sys
+from azureml.core import Run
+out = sys.argv[sys.argv.index("--out") + 1]
+os.makedirs(out, exist_ok=True)
+in_container = os.path.exists("/.dockerenv")
+with open(os.path.join(out, "result.txt"), "w") as f:
+    f.write(f"container={in_container} python={sys.version_info[0]}.{sys.version_info[1]} cwd={os.getcwd()}\\n")
+Run.get_context().log("in_container", int(in_container))
+print("greeting", os.environ.get("AML_PARAMETER_greeting"))
+"""
+
+
+def pipeline(project, extra: str, image: str = IMAGE, steps: str = "") -> Path:
+    return project("pipeline.py", PIPELINE.format(image=image, extra=extra) + steps)
+
+
+def test_a_python_step_and_a_command_step_run_in_containers_and_are_reused(ws, project, localpipe, docker_image):
+    project("src/write.py", WRITES)
+    pipeline(
+        project,
+        "",
+        steps="""
+data = PipelineData("data")
+greeting = PipelineParameter("greeting", default_value="hello")
+write = PythonScriptStep("write.py", source_directory="src", arguments=["--out", data], outputs=[data],
+                         params={"greeting": greeting}, runconfig=rc, name="write")
+count = PipelineData("count")
+script = "cat $0/result.txt > $1/copy.txt; id -u >> $1/copy.txt"
+read = CommandStep(command=["sh", "-c", script, data.as_input(), count], outputs=[count], runconfig=rc, name="read")
+pipeline = Pipeline(ws, [read])
+""",
+    )
+    first = localpipe("submit", "pipeline.py")
+    assert first.returncode == 0, first.stdout + first.stderr
+    download = localpipe("download", "1", "read", "count", ws.root / "got", check=True)
+    copy = (ws.root / "got" / "count" / "copy.txt").read_text().splitlines()
+    assert copy[0].startswith("container=True python=3.11 cwd=") and copy[0].endswith("/snapshot")
+    assert copy[1] == str(os.getuid())  # the submitting user's uid:gid, not the image's root
+    outputs = list((ws.root / ".localpipe" / "objects").rglob("copy.txt"))
+    assert outputs and all(p.stat().st_uid == os.getuid() for p in outputs)
+    metrics = localpipe("metrics", "1", "--json", check=True)
+    assert '"in_container"' in metrics.stdout and "1" in metrics.stdout
+    assert "greeting hello" in (ws.root / ".localpipe" / "runs" / "1" / "write" / "stdout.log").read_text()
+    assert _docker("ps", "-aq", "--filter", "label=localpipe.run=1").stdout.strip() == ""  # removed at the end
+    second = localpipe("submit", "pipeline.py", check=True)
+    assert second.stdout.count("reused from run 1") == 2, second.stdout
+
+
+READS = """
+import os, sys
+from azureml.core import Run
+data = sys.argv[sys.argv.index("--data") + 1]
+print("param", os.environ["AML_PARAMETER_size"])
+print("token", os.environ["API_TOKEN"])
+try:
+    open(os.path.join(data, "new.txt"), "w").write("x")
+    print("input writable")
+except OSError as exc:
+    print("input read-only", exc.strerror)
+print("sees history.db", os.path.exists(os.path.join(os.environ["LOCALPIPE_WORKSPACE"], ".localpipe", "history.db")))
+print("sees pipeline.py", os.path.exists(os.path.join(os.environ["LOCALPIPE_WORKSPACE"], "pipeline.py")))
+"""
+
+
+def test_inputs_are_read_only_nothing_else_of_the_workspace_is_seen_and_secrets_are_masked(
+    ws, project, localpipe, docker_image
+):
+    project(
+        "make/make.py",
+        "import sys, os\nos.makedirs(sys.argv[1], exist_ok=True)\nopen(sys.argv[1] + '/a', 'w').write('a')\n",
+    )
+    project("src/reads.py", READS)
+    pipeline(
+        project,
+        "",
+        steps="""
+data = PipelineData("data")
+make = PythonScriptStep("make.py", source_directory="make", arguments=[data], outputs=[data], name="make")
+reads = PythonScriptStep("reads.py", source_directory="src", arguments=["--data", data.as_input()], inputs=[data],
+                         params={"size": PipelineParameter("size", default_value=3)}, runconfig=rc, name="reads",
+                         secret_env=["API_TOKEN"])
+pipeline = Pipeline(ws, [reads])
+""",
+    )
+    result = localpipe("submit", "pipeline.py", env={"API_TOKEN": "s3cr3t-value-42"})
+    assert result.returncode == 0, result.stdout + result.stderr
+    log = (ws.root / ".localpipe" / "runs" / "1" / "reads" / "stdout.log").read_text()
+    assert "param 3" in log and "token ***" in log and "s3cr3t" not in log
+    assert "input read-only" in log
+    assert "sees history.db False" in log and "sees pipeline.py False" in log
+
+
+def test_the_memory_limit_kills_a_step_that_exceeds_it_with_a_reason_that_says_so(ws, project, localpipe, docker_image):
+    project("src/big.py", "import time\nblocks = [bytearray(16 * 2**20) for _ in range(40)]\ntime.sleep(1)\n")
+    pipeline(
+        project,
+        "",
+        steps="""
+from azureml.core.compute import ComputeTarget
+from localpipe import LocalCompute
+small = ComputeTarget.create(ws, "small", LocalCompute.provisioning_configuration(memory_per_step=96 * 2**20))
+big = PythonScriptStep("big.py", source_directory="src", compute_target=small, runconfig=rc, name="big")
+pipeline = Pipeline(ws, [big])
+""",
+    )
+    result = localpipe("submit", "pipeline.py")
+    assert result.returncode == 1
+    ((status, reason),) = step_rows(ws.root, 1).values()
+    assert status == "Failed" and "killed by signal 9 (SIGKILL): it ran out of its memory limit (96 MiB" in reason
+
+
+SLOW = "pipeline = Pipeline(ws, [PythonScriptStep('slow.py', source_directory='src', runconfig=rc, name='slow')])\n"
+
+
+def test_a_containers_exit_code_is_the_steps(ws, project, localpipe, docker_image):
+    steps = """
+fails = CommandStep(command=["sh", "-c", "echo broken >&2; exit 3"], runconfig=rc, name="fails")
+pipeline = Pipeline(ws, [fails])
+"""
+    pipeline(project, "", steps=steps)
+    result = localpipe("submit", "pipeline.py")
+    assert result.returncode == 1
+    assert step_rows(ws.root, 1)["fails"] == ("Failed", "exit code 3")
+    assert query(ws.root, "SELECT exit_code FROM step_run WHERE run_id = 1") == [(3,)]
+    assert _read(ws.root / ".localpipe" / "runs" / "1" / "fails" / "stderr.log") == "broken\n"
+
+
+def _containers(run_id: int) -> list[str]:
+    return _docker("ps", "-aq", "--filter", f"label=localpipe.run={run_id}").stdout.split()
+
+
+def test_a_timeout_and_a_cancel_stop_and_remove_the_container(ws, project, localpipe, docker_image):
+    project("src/slow.py", "import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    pipeline(
+        project,
+        "rc.max_run_duration_seconds = 2",
+        steps="""
+slow = PythonScriptStep("slow.py", source_directory="src", runconfig=rc, name="slow")
+pipeline = Pipeline(ws, [slow])
+""",
+    )
+    started = time.monotonic()
+    result = localpipe("submit", "pipeline.py")
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    assert step_rows(ws.root, 1)["slow"] == ("Failed", "timed out after 2s")
+    assert _containers(1) == []
+
+    pipeline(project, "", steps=SLOW)  # no time limit
+    proc = popen_localpipe(ws.root, "submit", "pipeline.py", "--regenerate-outputs")
+    wait_for(
+        lambda: "started" in _read(ws.root / ".localpipe" / "runs" / "2" / "slow" / "stdout.log"), 60, what="the step"
+    )
+    assert len(_containers(2)) == 1
+    localpipe("cancel", "2", check=True)
+    assert proc.wait(30) == 130
+    assert step_rows(ws.root, 2)["slow"][0] == "Canceled"
+    assert _containers(2) == []
+
+
+def _remove_images(reference: str) -> None:
+    """Remove the images localpipe built that match ``reference``, so that a test builds its own."""
+    found = _docker("images", "-q", "--filter", f"reference={reference}").stdout.split()
+    if found:
+        _docker("rmi", "-f", *found)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except OSError:
+        return ""
+
+
+def test_a_killed_schedulers_container_is_removed_by_recovery(ws, project, localpipe, docker_image):
+    project("src/slow.py", "import time\nprint('started', flush=True)\ntime.sleep(120)\n")
+    pipeline(
+        project,
+        "",
+        steps=SLOW,
+    )
+    proc = popen_localpipe(ws.root, "submit", "pipeline.py")
+    wait_for(
+        lambda: "started" in _read(ws.root / ".localpipe" / "runs" / "1" / "slow" / "stdout.log"), 60, what="the step"
+    )
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert len(_containers(1)) == 1  # a container does not die with its scheduler
+    localpipe("runs", check=True)  # the first command that looks recovers the run
+    assert _containers(1) == []
+    assert query(ws.root, "SELECT status FROM pipeline_run WHERE id = 1") == [("Failed",)]
+
+
+DOCKERFILE = "FROM localpipe-test/python:3.11\nRUN echo {marker} > /marker\n"
+
+
+def test_a_dockerfile_is_built_once_and_changing_the_base_reruns_the_step(ws, project, localpipe, docker_image):
+    _remove_images("localpipe-dockerfile")
+    project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
+    steps = """
+rc.environment = Environment.from_dockerfile("built", {dockerfile!r})
+step = PythonScriptStep("marker.py", source_directory="src", runconfig=rc, name="marker")
+pipeline = Pipeline(ws, [step])
+"""
+    pipeline(project, "", steps=steps.format(dockerfile=DOCKERFILE.format(marker="one")))
+    localpipe("submit", "pipeline.py", check=True)
+    assert "marker one" in _read(ws.root / ".localpipe" / "runs" / "1" / "marker" / "stdout.log")
+    again = localpipe("submit", "pipeline.py", check=True)
+    assert "reused from run 1" in again.stdout
+    pipeline(project, "", steps=steps.format(dockerfile=DOCKERFILE.format(marker="two")))
+    changed = localpipe("submit", "pipeline.py", check=True)
+    assert "environment changed" in changed.stdout
+    assert "marker two" in _read(ws.root / ".localpipe" / "runs" / "3" / "marker" / "stdout.log")
+
+    pipeline(project, "", steps=steps.format(dockerfile="FROM localpipe-test/python:3.11\nRUN exit 3\n"))
+    failed = localpipe("submit", "pipeline.py")
+    assert failed.returncode == 1
+    reason = step_rows(ws.root, 4)["marker"][1]
+    assert reason.startswith("its Dockerfile could not be built: ") and "image-build.log" in reason
+    assert (
+        _docker("images", "-q", "--filter", "reference=localpipe-dockerfile").stdout.count("\n") == 2
+    )  # none half-built
+
+
+def test_a_missing_image_a_missing_daemon_and_azures_base_images(ws, project, localpipe, docker_image):
+    project("src/hello.py", "print('hello')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    pipeline(project, "", image="nosuch/image:1", steps=steps)
+    missing = localpipe("submit", "pipeline.py")
+    assert missing.returncode == 2
+    assert "Docker image nosuch/image:1 is not on this machine" in missing.stderr
+    assert "docker pull nosuch/image:1, or docker load -i FILE.tar" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    pipeline(project, "", steps=steps)
+    no_daemon = localpipe("submit", "pipeline.py", env={"DOCKER_HOST": f"unix://{ws.root}/no-docker.sock"})
+    assert no_daemon.returncode == 2 and 'step "hello" runs in Docker: no Docker daemon answers' in no_daemon.stderr
+
+    azure = """
+from azureml.core.runconfig import DEFAULT_CPU_IMAGE
+rc = RunConfiguration()
+rc.environment.docker.enabled = True
+rc.environment.docker.base_image = DEFAULT_CPU_IMAGE
+"""
+    pipeline(project, azure, steps=steps)
+    refused = localpipe("submit", "pipeline.py", env={"LOCALPIPE_AZUREML_IMAGES": "require"})
+    assert (
+        refused.returncode == 2 and "docker pull mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04" in refused.stderr
+    )
+    ran = localpipe("submit", "pipeline.py")
+    assert ran.returncode == 0, ran.stderr
+    assert (
+        "Azure ML's base image mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04 is not on this machine" in ran.stderr
+    )
+    assert "hello" in _read(ws.root / ".localpipe" / "runs" / "1" / "hello" / "stdout.log")
+
+
+def test_planning_refuses_what_docker_cannot_do(ws, project, localpipe, docker_image):
+    project("src/hello.py", "print('hello')\n")
+    gpu = """
+from azureml.core.compute import ComputeTarget
+from localpipe import LocalCompute
+gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+"""
+    steps = "step = PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='train'{})\n"
+    steps += "pipeline = Pipeline(ws, [step])\n"
+    pipeline(project, gpu, steps=steps.format(", compute_target=gpu"))
+    no_nvidia = "nvidia" not in _docker("info", "--format", "{{json .Runtimes}}").stdout
+    result = localpipe("submit", "pipeline.py", env={"LOCALPIPE_FAKE_GPUS": "2"})
+    if no_nvidia:  # the test machines' daemons have no nvidia runtime
+        assert result.returncode == 2
+        assert 'step "train" runs in Docker and needs GPUs, but this Docker daemon cannot give containers GPUs' in (
+            result.stderr
+        )
+
+    pipeline(project, "", steps=steps.format(""))
+    bad = localpipe("submit", "pipeline.py", env={"LOCALPIPE_AZUREML_IMAGES": "sometimes"})
+    assert bad.returncode == 2
+    assert bad.stderr.strip() == (
+        'error: LOCALPIPE_AZUREML_IMAGES="sometimes" is neither "local" nor "require": set one of them, or unset it'
+    )
+
+
+def test_a_container_gets_the_claimed_gpus_by_uuid_its_paths_and_only_the_steps_variables(tmp_path):
+    """What the executor is handed (a GPU device request cannot run here: no GPU, no nvidia runtime)."""
+    from localpipe.engine.executors import Launch
+    from localpipe.engine.resources import Placement
+    from localpipe.engine.workdir import StepFolder, containerize
+    from localpipe.hw.gpus import GpuInfo
+    from localpipe.plan.graph import StepSpec
+
+    folder = StepFolder(tmp_path / "runs" / "1" / "s")
+    (folder.inputs / "several").mkdir(parents=True)
+    (tmp_path / "data").mkdir()
+    os.symlink(tmp_path / "data", folder.inputs / "several" / "data")
+    spec = StepSpec(
+        name="s", kind="python", script="s.py", source_dir=None, argv=[], inputs={}, outputs={}, params={},
+        pipeline_params={}, environment={"kind": "docker", "image": IMAGE, "shm_size": "1g"}, compute_target="gpu",
+        allow_reuse=True, version=None, secret_env=["TOKEN"],
+    )  # fmt: skip
+    gpus = tuple(GpuInfo(i, f"GPU-{i}", "Fake", 1, 1, None) for i in (1, 3))
+    base = {"PATH": "/usr/bin", "TOKEN": "secret", "UNRELATED": "x"}
+    env = {**base, "AML_PARAMETER_a": "1", "LOCALPIPE_INPUTS": json.dumps({"d": str(tmp_path / "store" / "o")})}
+    launch = Launch("s", ["python3", "s.py"], str(folder.root), env, "out", "err", memory_limit=2**30)
+    containerize(launch, spec, folder, Placement(7, 2, 2**30, gpus), None, base, {"localpipe.run": "1"})
+    container = launch.container
+    assert launch.executor == "docker" and container["gpus"] == ["GPU-1", "GPU-3"]
+    assert container["image"] == IMAGE and container["shm_size"] == "1g" and container["cpus"] == 2
+    assert container["user"] == f"{os.getuid()}:{os.getgid()}"
+    assert dict(container["mounts"]) == {
+        str(folder.root): False,
+        str(tmp_path / "store" / "o"): True,
+        str(tmp_path / "data"): True,
+    }
+    assert container["env"]["TOKEN"] == "secret" and container["env"]["AML_PARAMETER_a"] == "1"
+    assert "PATH" not in container["env"] and "UNRELATED" not in container["env"]
+
+
+def test_an_environments_packages_are_a_layer_over_the_image_built_once(ws, project, localpipe, docker_image, tmp_path):
+    from tests.wheels import make_wheel, offline_index
+
+    _remove_images("localpipe-env")
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    make_wheel(wheels, "lp-tiny", "1.0", "VERSION = 1\n")
+    project("src/uses.py", "import lp_tiny, sys\nprint('lp_tiny', lp_tiny.VERSION, 'python', sys.executable)\n")
+    extra = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-tiny==1.0"])
+"""
+    steps = "step = PythonScriptStep('uses.py', source_directory='src', runconfig=rc, name='s', allow_reuse=False)\n"
+    pipeline(project, extra, steps=steps + "pipeline = Pipeline(ws, [step])\n")
+    env = offline_index(wheels)
+    first = localpipe("submit", "pipeline.py", env=env)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert "lp_tiny 1 python /usr/bin/python3" in _read(ws.root / ".localpipe" / "runs" / "1" / "s" / "stdout.log")
+    assert "COPY packages /opt/localpipe/packages" in _read(
+        ws.root / ".localpipe" / "runs" / "1" / "s" / "image-build.log"
+    )
+    localpipe("submit", "pipeline.py", env=env, check=True)
+    assert not (ws.root / ".localpipe" / "runs" / "2" / "s" / "image-build.log").exists()  # built once
+    assert "lp_tiny 1" in _read(ws.root / ".localpipe" / "runs" / "2" / "s" / "stdout.log")
+
+    pipeline(project, extra.replace("lp-tiny==1.0", "lp-missing"), steps=steps + "pipeline = Pipeline(ws, [step])\n")
+    failed = localpipe("submit", "pipeline.py", env=env)
+    assert failed.returncode == 1
+    reason = step_rows(ws.root, 3)["s"][1]
+    assert (
+        reason.startswith(f"its packages could not be added to image {IMAGE}: uv pip exited with")
+        and "image-build.log" in reason
+    )
