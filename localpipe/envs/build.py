@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
 from pathlib import Path
 
 from localpipe.errors import LocalpipeError
@@ -27,17 +28,23 @@ class BuildFailed(LocalpipeError):
         self.signal = signal
 
 
+# uv.find_uv_bin() reads sysconfig, whose variables CPython fills on first use without a lock: two
+# builds starting at once in their threads saw sysconfig's EXE as None (a TypeError in uv).
+_FINDING_UV = threading.Lock()
+
+
 def find_uv() -> str | None:
     """The uv binary: ``LOCALPIPE_UV`` ("none" for venv and pip), the ``uv`` package's, or PATH's."""
     configured = os.environ.get("LOCALPIPE_UV")
     if configured:
         return None if configured == "none" else configured
-    try:
-        import uv
+    with _FINDING_UV:
+        try:
+            import uv
 
-        return uv.find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        return shutil.which("uv")
+            return uv.find_uv_bin()
+        except (ImportError, FileNotFoundError):
+            return shutil.which("uv")
 
 
 class Installer:
