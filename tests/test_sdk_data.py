@@ -190,7 +190,7 @@ def test_datastore_upload_files_download_and_the_default_datastore(ws, project, 
 def test_cloud_registrations_refuse_in_one_line_and_write_nothing(ws):
     with pytest.raises(UserErrorException, match=r"Datastore.register_local\(workspace, name, path\)"):
         Datastore.register_azure_blob_container(
-            workspace=ws, datastore_name="oj", container_name="c", account_name="a", create_if_not_exists=False
+            workspace=ws, datastore_name="oj", container_name="c", account_name="a", account_key="k"
         )
     with pytest.raises(UserErrorException, match="register_local"):
         Datastore.register_azure_data_lake_gen2(ws, "lake", filesystem="fs", account_name="a")
@@ -447,17 +447,38 @@ def test_a_data_path_missing_from_its_datastore_mounts_empty_and_cannot_be_downl
 @pytest.fixture
 def web(tmp_path):
     """A real HTTP server on 127.0.0.1 serving ``files`` (path -> bytes) with ETags, answering 304 to
-    a matching If-None-Match; ``requests`` lists (path, status) of what it answered."""
+    a matching If-None-Match; ``requests`` lists (path, status) of what it answered. As an HTTP proxy
+    (asked for absolute URLs) it serves the same files, and answers the Blob service's List Blobs
+    (``/container?restype=container&comp=list&prefix=...``) from them, two names a page."""
     import hashlib
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from urllib.parse import parse_qs, unquote, urlsplit
 
     files: dict[str, bytes] = {}
     requests: list[tuple[str, int]] = []
 
+    def listing(container: str, query: dict) -> bytes:
+        prefix, marker = query.get("prefix", [""])[0], int(query.get("marker", ["0"])[0])
+        names = sorted(p[len(container) + 1 :] for p in files if p.startswith(container + "/"))
+        names = [name for name in names if name.startswith(prefix)]
+        page, rest = names[marker : marker + 2], names[marker + 2 :]
+        blobs = "".join(f"<Blob><Name>{name}</Name><Properties/></Blob>" for name in page)
+        next_marker = str(marker + 2) if rest else ""
+        return (
+            f'<?xml version="1.0" encoding="utf-8"?><EnumerationResults ContainerName="{container}">'
+            f"<Prefix>{prefix}</Prefix><Blobs>{blobs}</Blobs><NextMarker>{next_marker}</NextMarker>"
+            "</EnumerationResults>"
+        ).encode()
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            body = files.get(self.path)
+            address = urlsplit(self.path)
+            query = parse_qs(address.query)
+            if query.get("comp") == ["list"]:
+                body = listing(address.path, query)
+            else:
+                body = files.get(unquote(address.path) if address.scheme else self.path)
             if body is None:
                 status, body, etag = 404, b"", None
             else:
@@ -520,6 +541,107 @@ def test_a_dataset_from_a_url_is_fetched_once_revalidated_and_keys_the_step_by_c
 def test_a_url_that_answers_an_error_is_one_line(web):
     with pytest.raises(UsageError, match=r'Dataset.File.from_files: ".*/missing.csv" answered HTTP 404'):
         Dataset.File.from_files(web.url + "/missing.csv")
+
+
+@pytest.fixture
+def blob_proxy(web):
+    """``web`` as the HTTP proxy of this process, so that http://{account}.blob.core.windows.net/...
+    reaches it (the tests register containers with ``protocol="http"``; https would need a tunnel)."""
+    import urllib.request
+
+    urllib.request.install_opener(urllib.request.build_opener(urllib.request.ProxyHandler({"http": web.url})))
+    yield web
+    urllib.request.install_opener(None)
+
+
+IRIS_URL = "http://pipelinedata.blob.core.windows.net/sampledata"
+
+
+def test_a_public_blob_container_is_a_read_only_datastore_whose_files_are_fetched_on_use(ws, blob_proxy, invoke):
+    """The parallel-run iris sample's registration of a public container (no credentials), then its
+    files: one named (fetched, revalidated with its ETag), a folder and a glob (listed with List Blobs,
+    page by page), the whole container downloaded; writing to it is refused; offline, the copies."""
+    web = blob_proxy
+    web.files["/sampledata/iris/iris.csv"] = b"sepal_length,species\n5.1,setosa\n"
+    web.files["/sampledata/iris/more.csv"] = b"sepal_length,species\n7.0,versicolor\n"
+    web.files["/sampledata/iris/old.csv"] = b"sepal_length,species\n1.0,gone\n"
+    web.files["/sampledata/readme.txt"] = b"not iris"
+    iris_data = Datastore.register_azure_blob_container(
+        ws, datastore_name="iris_datastore_data", container_name="sampledata", account_name="pipelinedata",
+        protocol="http", overwrite=True,
+    )  # fmt: skip
+    assert iris_data.url == IRIS_URL == Datastore.get(ws, "iris_datastore_data").url
+    assert "iris_datastore_data" in ws.datastores
+
+    one = Dataset.Tabular.from_delimited_files(path=iris_data.path("iris/iris.csv")).to_pandas_dataframe()
+    assert list(one["species"]) == ["setosa"]
+    Dataset.Tabular.from_delimited_files(path=(iris_data, "iris/iris.csv"))
+    assert web.requests[-2:] == [("http://pipelinedata.blob.core.windows.net/sampledata/iris/iris.csv", 200)] + [
+        ("http://pipelinedata.blob.core.windows.net/sampledata/iris/iris.csv", 304)
+    ]
+
+    del web.files["/sampledata/iris/old.csv"]  # deleted from the container: gone from the folder too
+    folder = Dataset.Tabular.from_delimited_files(path=iris_data.path("iris/"), validate=False)
+    assert sorted(folder.to_pandas_dataframe()["species"]) == ["setosa", "versicolor"]
+    lists = [path for path, _ in web.requests if "comp=list" in path]
+    assert lists == [f"{IRIS_URL}?restype=container&comp=list&prefix=iris%2F"]
+    globbed = Dataset.File.from_files(path=(iris_data, "iris/m*.csv"))
+    assert [os.path.basename(p) for p in globbed.to_path()] == ["more.csv"]
+    assert Dataset.File.from_files(path=(iris_data, "iris")).to_path() == ["/iris.csv", "/more.csv"]
+
+    target = ws.root / "copy"
+    assert iris_data.download(str(target)) == 3  # three blobs: a second page of the listing
+    assert (target / "readme.txt").read_bytes() == b"not iris"
+
+    with pytest.raises(
+        UserErrorException, match=r'upload: datastore "iris_datastore_data" is a public blob .*read-only'
+    ):
+        iris_data.upload(src_dir=str(target))
+    with pytest.raises(UserErrorException, match="Dataset.File.upload_directory: .* read-only"):
+        Dataset.File.upload_directory(str(target), (iris_data, "up"))
+    with pytest.raises(UserErrorException, match=r"Cannot load any data from the specified path \[.*/iris/none.csv'\]"):
+        Dataset.File.from_files(path=(iris_data, "iris/none.csv"))
+
+    listed = {row["name"]: row for row in json.loads(invoke("datastores", "--json").output)}
+    assert listed["iris_datastore_data"]["url"] == IRIS_URL and listed["iris_datastore_data"]["files"] == 3
+
+    web.shutdown()
+    web.server_close()
+    with pytest.warns(UserWarning, match="cannot be reached.*using the files fetched before"):
+        offline = Dataset.Tabular.from_delimited_files(path=iris_data.path("iris/"))
+    assert len(offline.to_pandas_dataframe()) == 2
+    with pytest.raises(UsageError, match=r'cannot list "http://pipelinedata.*/sampledata" \(prefix "other/"'):
+        Dataset.File.from_files(path=(iris_data, "other/"))
+
+
+def test_a_blob_container_registered_with_credentials_or_over_another_is_refused(ws, tmp_path):
+    with pytest.raises(UserErrorException, match="localpipe does not talk to Azure storage with keys or SAS tokens"):
+        Datastore.register_azure_blob_container(ws, "private", "data", "acct", account_key="secret")
+    with pytest.raises(UserErrorException, match="with keys or SAS tokens"):
+        Datastore.register_azure_blob_container(ws, "private", "data", "acct", sas_token="?sv=1")
+    assert "private" not in ws.datastores
+    first = Datastore.register_azure_blob_container(ws, "public", "data", "acct", endpoint="core.chinacloudapi.cn")
+    assert first.url == "https://acct.blob.core.chinacloudapi.cn/data"
+    assert (
+        Datastore.register_azure_blob_container(ws, "public", "data", "acct", endpoint="core.chinacloudapi.cn") == first
+    )
+    with pytest.raises(UserErrorException, match=r'datastore "public" is already registered .*overwrite=True'):
+        Datastore.register_azure_blob_container(ws, "public", "other", "acct")
+    moved = Datastore.register_azure_blob_container(ws, "public", "other", "acct", overwrite=True)
+    assert Datastore.get(ws, "public").url == moved.url == "https://acct.blob.core.windows.net/other"
+    moved.unregister()
+    assert "public" not in ws.datastores
+
+
+def test_an_output_written_to_a_public_blob_container_is_refused_when_the_pipeline_is_checked(
+    ws, project, run_pipeline
+):
+    from localpipe import OutputFileDatasetConfig
+
+    public = Datastore.register_azure_blob_container(ws, "public", "data", "acct")
+    out = OutputFileDatasetConfig(name="scored", destination=(public, "scores"))
+    with pytest.raises(UsageError, match='output "scored" goes to datastore "public", a public blob container'):
+        run_pipeline(Pipeline(ws, [see_step(ws, project, arguments=["--scored", out])]))
 
 
 # -- registered datasets' metadata, filters, partitions and time series (issue 14, item 6) -----------

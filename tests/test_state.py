@@ -59,6 +59,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0010_child_runs",
         "0011_experiment_archive",
         "0012_environment_labels",
+        "0013_datastore_url",
     ]
 
 
@@ -278,3 +279,22 @@ def test_a_history_db_of_the_release_before_child_runs_is_migrated(ws, project, 
     conn = sqlite3.connect(ws.state_dir / "history.db")
     assert "labels" in {row[1] for row in conn.execute("PRAGMA table_info(environment)")}
     conn.close()
+
+
+def test_a_history_db_before_public_blob_containers_is_migrated(ws, tmp_path):
+    """A file of 0012 gains the datastore's url (0013, a public blob container's address), keeping
+    its local datastores."""
+    from localpipe import Datastore
+
+    (tmp_path / "data").mkdir()
+    Datastore.register_local(ws, "local", tmp_path / "data")
+    close_all()
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    with conn:
+        conn.execute("ALTER TABLE datastore DROP COLUMN url")
+        conn.execute("DELETE FROM migration WHERE name >= '0013'")
+        conn.execute("PRAGMA user_version = 12")
+    conn.close()
+    assert Datastore.get(ws, "local").folder == tmp_path / "data" and Datastore.get(ws, "local").url is None
+    public = Datastore.register_azure_blob_container(ws, "public", "sampledata", "pipelinedata")
+    assert Datastore.get(ws, "public").url == public.url == "https://pipelinedata.blob.core.windows.net/sampledata"

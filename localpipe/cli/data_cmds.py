@@ -10,7 +10,8 @@ from localpipe.cli.common import clock, history, json_option, print_json, size, 
 @click.command()
 @json_option
 def datastores(as_json) -> None:
-    """List the datastores: the two built in and those registered, with what they hold.
+    """List the datastores: the two built in and those registered, with what they hold (for a public
+    blob container: its address, and the files fetched from it so far).
 
     \b
     Example:
@@ -26,6 +27,7 @@ def datastores(as_json) -> None:
             {
                 "name": name,
                 "path": str(store.folder),
+                "url": store.url,
                 "files": files,
                 "bytes": nbytes,
                 "builtin": name in ("workspaceblobstore", "workspacefilestore"),
@@ -34,7 +36,10 @@ def datastores(as_json) -> None:
     if as_json:
         print_json(rows)
         return
-    table([[r["name"], r["path"], r["files"], size(r["bytes"])] for r in rows], ["NAME", "PATH", "FILES", "SIZE"])
+    table(
+        [[r["name"], r["url"] or r["path"], r["files"], size(r["bytes"])] for r in rows],
+        ["NAME", "PATH", "FILES", "SIZE"],
+    )
 
 
 @click.command()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from localpipe.sdk.data import BUILTIN_DATASTORES
+from localpipe.sdk.data.blob import mirror_folder
 from localpipe.sdk.data.datastore import DEFAULT_DATASTORE
 from localpipe.state.history import History
 from localpipe.state.layout import Layout
@@ -45,14 +46,17 @@ class LocalService:
     def datastore_names(self) -> list[str]:
         return [*BUILTIN_DATASTORES, *self.history.registry.datastore_names()]
 
-    def datastore_path(self, name: str) -> Path | None:
+    def datastore_location(self, name: str) -> tuple[Path, str | None] | None:
         if name in BUILTIN_DATASTORES:
-            return self.layout.datastore(name)
-        path = self.history.registry.datastore_path(name)
-        return Path(path) if path is not None else None
+            return self.layout.datastore(name), None
+        row = self.history.registry.datastore(name)
+        if row is None:
+            return None
+        path, url = row
+        return (mirror_folder(url), url) if url else (Path(path), None)
 
-    def register_datastore(self, name: str, path: Path) -> None:
-        self.history.registry.register_datastore(name, str(path))
+    def register_datastore(self, name: str, path: Path | None, url: str | None = None) -> None:
+        self.history.registry.register_datastore(name, str(path or ""), url)
 
     def unregister_datastore(self, name: str) -> None:
         self.history.registry.unregister_datastore(name, DEFAULT_DATASTORE)
@@ -62,7 +66,7 @@ class LocalService:
     ) -> Path:
         from localpipe.state.datastores import upload
 
-        return upload(name, self.datastore_path(name), files, root, target_path, overwrite, show_progress)
+        return upload(name, self.datastore_location(name)[0], files, root, target_path, overwrite, show_progress)
 
     # -- datasets --------------------------------------------------------------------------------
     def register_dataset(

@@ -549,6 +549,12 @@ def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) 
     if output.destination is None:
         return {"path": None, **_registration(output)}
     store, template = output.destination
+    if store.url:
+        found.append(
+            f'{label}: output "{output.name}" goes to datastore "{store.name}", a public blob container, '
+            "read-only here: write it to a local datastore (ws.get_default_datastore())"
+        )
+        return {"path": None, **_registration(output)}
     root = os.path.realpath(store.folder)
     path = os.path.normpath(os.path.join(root, str(template)))
     sample = path.replace("{run-id}", "1").replace("{output-name}", output.name)

@@ -26,10 +26,12 @@ class WorkspaceService(Protocol):
     def datastore_names(self) -> list[str]:
         """Every datastore: the built-in ones, then the registered ones."""
 
-    def datastore_path(self, name: str) -> Path | None:
-        """The folder of datastore ``name``, or None when there is no such datastore."""
+    def datastore_location(self, name: str) -> tuple[Path, str | None] | None:
+        """Datastore ``name``'s (folder, url), or None when there is no such datastore: a public blob
+        container has its container's url and, as folder, its mirror in the machine's cache."""
 
-    def register_datastore(self, name: str, path: Path) -> None: ...
+    def register_datastore(self, name: str, path: Path | None, url: str | None = None) -> None:
+        """Record a local datastore's folder, or a public blob container's url (``path`` None)."""
 
     def unregister_datastore(self, name: str) -> None:
         """Forget a registered datastore (not its folder); the default goes back to the built-in one

@@ -117,6 +117,10 @@ def _environment_labels(db: SqliteDatabase, t: Tables) -> None:
     _add_columns(db, "environment", t.EnvironmentRecord, ("labels",))
 
 
+def _datastore_url(db: SqliteDatabase, t: Tables) -> None:
+    _add_columns(db, "datastore", t.DatastoreRecord, ("url",))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -136,6 +140,7 @@ MIGRATIONS = list(
             _child_runs,
             _experiment_archive,
             _environment_labels,
+            _datastore_url,
         ),
         strict=True,
     )

@@ -161,7 +161,8 @@ def define_tables(db: SqliteDatabase) -> Tables:
 
     class DatastoreRecord(BaseModel):
         name = TextField(primary_key=True)
-        path = TextField()
+        path = TextField()  # the folder; empty for a public blob container, which has a url
+        url = TextField(null=True)  # a public blob container's https://{account}.blob.{endpoint}/{container}
         created_at = FloatField(default=now)
 
         class Meta:

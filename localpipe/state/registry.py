@@ -21,12 +21,14 @@ class Registry:
             for (name,) in t.DatastoreRecord.select(t.DatastoreRecord.name).order_by(t.DatastoreRecord.name).tuples()
         ]
 
-    def datastore_path(self, name: str) -> str | None:
+    def datastore(self, name: str) -> tuple[str, str | None] | None:
+        """Registered datastore ``name``'s (folder, url): a public blob container has a url and no folder."""
         t = self.t
-        return t.DatastoreRecord.select(t.DatastoreRecord.path).where(t.DatastoreRecord.name == name).scalar()
+        query = t.DatastoreRecord.select(t.DatastoreRecord.path, t.DatastoreRecord.url)
+        return query.where(t.DatastoreRecord.name == name).tuples().first()
 
-    def register_datastore(self, name: str, path: str) -> None:
-        self.t.DatastoreRecord.replace(name=name, path=path).execute()
+    def register_datastore(self, name: str, path: str, url: str | None = None) -> None:
+        self.t.DatastoreRecord.replace(name=name, path=path, url=url).execute()
 
     def unregister_datastore(self, name: str, default: str) -> None:
         """Forget datastore ``name`` (its folder stays as it is); when it was the workspace's default,

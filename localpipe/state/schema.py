@@ -14,5 +14,6 @@ MIGRATION_NAMES = (
     "0010_child_runs",
     "0011_experiment_archive",
     "0012_environment_labels",
+    "0013_datastore_url",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

@@ -1,8 +1,10 @@
 """Datastores (named folders) and the SDK's older ways of pointing into them: DataReference, DataPath.
 
 A datastore is a folder on this machine: ``workspaceblobstore`` and ``workspacefilestore`` inside the
-workspace, or any folder given to ``Datastore.register_local``. The cloud registrations of the SDK
-(``register_azure_blob_container`` ...) take the SDK's parameters and refuse, writing nothing.
+workspace, or any folder given to ``Datastore.register_local``; or a public Azure blob container
+(``register_azure_blob_container`` with no credentials), read-only, its files fetched on use into a
+mirror folder (``blob.py``). The other cloud registrations of the SDK take its parameters and
+refuse, writing nothing.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
+from localpipe.sdk.data.blob import bring, container_url
 
 BUILTIN_DATASTORES = ("workspaceblobstore", "workspacefilestore")
 DEFAULT_DATASTORE = "workspaceblobstore"
@@ -26,12 +29,13 @@ class Datastore:
     def __init__(self, workspace, name: str | None = None):
         self.workspace = workspace
         self.name = name or workspace.service.settings().get("default_datastore", DEFAULT_DATASTORE)
-        folder = workspace.service.datastore_path(self.name)
-        if folder is None:
+        location = workspace.service.datastore_location(self.name)
+        if location is None:
             raise NotFoundError(
                 f'datastore "{self.name}" is not registered in {workspace.root}: '
                 "use Datastore.register_local(ws, name, path)"
             )
+        folder, self.url = location  # a public blob container: its url, and its mirror as folder
         self.folder = Path(folder)
 
     @staticmethod
@@ -90,8 +94,29 @@ class Datastore:
         subscription_id=None,
         resource_group=None,
     ):
-        """Refused: an Azure blob container is not on this machine (``Datastore.register_local``)."""
-        _cloud_refused("register_azure_blob_container", datastore_name, "an Azure blob container")
+        """A public container (no ``sas_token``, no ``account_key``): a read-only datastore whose files
+        are fetched over HTTPS on use, from ``{protocol}://{account_name}.blob.{endpoint}/{container_name}``
+        (https and core.windows.net by default). One with credentials is refused: localpipe does not
+        talk to Azure storage with keys. The validation and access parameters have no local meaning."""
+        if sas_token or account_key:
+            raise UserErrorException(
+                f'Datastore.register_azure_blob_container("{datastore_name}"): localpipe does not talk to '
+                "Azure storage with keys or SAS tokens: register the container without them when it is "
+                "public, or download its files and use Datastore.register_local(workspace, name, path)"
+            )
+        if datastore_name in BUILTIN_DATASTORES:
+            raise UsageError(f'datastore "{datastore_name}" is built in: choose another name')
+        url = container_url(account_name, container_name, protocol, endpoint)
+        if not overwrite and datastore_name in workspace.service.datastore_names():
+            existing = Datastore(workspace, datastore_name)
+            if existing.url != url:
+                raise UserErrorException(
+                    f'datastore "{datastore_name}" is already registered (to {existing.url or existing.folder}): '
+                    "pass overwrite=True to point it at this container"
+                )
+            return existing
+        workspace.service.register_datastore(datastore_name, None, url)
+        return Datastore(workspace, datastore_name)
 
     @staticmethod
     def register_azure_file_share(
@@ -239,6 +264,7 @@ class Datastore:
 
         Files already there are kept unless ``overwrite``; ``target_path`` must stay inside the datastore.
         """
+        self.check_writable("upload")
         if not Path(src_dir).is_dir():
             raise UserErrorException(f'upload to datastore "{self.name}": {src_dir} is not a folder: pass a folder')
         files = [Path(folder, name) for folder, _, names in os.walk(src_dir) for name in names]
@@ -255,6 +281,7 @@ class Datastore:
     ) -> DataReference:
         """Copy ``files`` into ``target_path``, each at its path below ``relative_root`` (by default the
         folder they all lie in); a DataReference to ``target_path``."""
+        self.check_writable("upload_files")
         paths = [Path(os.path.abspath(f)) for f in files]
         if not paths:
             raise UserErrorException(f'upload_files to datastore "{self.name}": no files given: pass a list of files')
@@ -278,6 +305,8 @@ class Datastore:
         ``overwrite``. Returns how many were copied."""
         root = self.folder.resolve()
         wanted = (prefix or "").lstrip("./")
+        if self.url:
+            bring(self.url, root, wanted if wanted.endswith("/") or not wanted else wanted + "*", "Datastore.download")
         os.makedirs(target_path, exist_ok=True)
         copied = 0
         for folder, _, names in os.walk(root):
@@ -312,6 +341,14 @@ class Datastore:
         """Refused: a step writes outputs through OutputFileDatasetConfig here."""
         raise UserErrorException(_UPLOAD_REFUSED.format(what=f'datastore "{self.name}"'))
 
+    def check_writable(self, caller: str) -> None:
+        """An error naming ``caller`` when this is a public blob container, which is read-only."""
+        if self.url:
+            raise UserErrorException(
+                f'{caller}: datastore "{self.name}" is a public blob container ({self.url}), read-only here: '
+                "write to a local datastore (ws.get_default_datastore())"
+            )
+
     def __eq__(self, other) -> bool:
         return isinstance(other, Datastore) and (self.name, self.folder) == (other.name, other.folder)
 
@@ -319,6 +356,8 @@ class Datastore:
         return hash((self.name, self.folder))
 
     def __repr__(self) -> str:
+        if self.url:
+            return f"Datastore({self.name!r}, url={self.url!r})"
         return f"Datastore({self.name!r}, folder={str(self.folder)!r})"
 
 
@@ -336,11 +375,16 @@ def _cloud_refused(method: str, name, what: str) -> None:
 
 
 def datastore_file(store: Datastore, relative, caller: str) -> str:
-    """The absolute path of ``relative`` inside ``store``; an error when it leaves the datastore."""
+    """The absolute path of ``relative`` inside ``store``; an error when it leaves the datastore.
+    A public blob container's files are fetched into its mirror first."""
     root = store.folder.resolve()
     target = os.path.normpath(os.path.join(root, str(relative or "").lstrip("/")))
     if target != str(root) and not target.startswith(str(root) + os.sep):
         raise UserErrorException(f'{caller}: path "{relative}" leaves datastore "{store.name}": use a path inside it')
+    if store.url:
+        wanted = os.path.relpath(target, root).replace(os.sep, "/")
+        folder_like = wanted == "." or str(relative).endswith("/")
+        bring(store.url, root, "" if wanted == "." else wanted + ("/" if folder_like else ""), caller)
     return target
 
 

@@ -146,7 +146,7 @@ class TabularDatasetFactory:
         import uuid
 
         caller = "Dataset.Tabular.register_pandas_dataframe"
-        store, relative = (target, "") if isinstance(target, Datastore) else target_of(target, caller)
+        store, relative = target_of((target, "") if isinstance(target, Datastore) else target, caller)
         if make_target_path_unique:
             relative = f"{relative.rstrip('/')}/{uuid.uuid4()}".lstrip("/")
         folder = datastore_file(store, relative, caller)

@@ -12,9 +12,11 @@ from localpipe.sdk.data.remote import fetch, is_url
 
 
 def target_of(target, caller: str) -> tuple[Datastore, str]:
+    """Where to write: ``(datastore, "path")`` or a DataPath, in a datastore that can be written."""
     if isinstance(target, DataPath):
-        return target._datastore, target.path_on_datastore or ""
+        target = (target._datastore, target.path_on_datastore)
     if isinstance(target, tuple) and len(target) == 2 and isinstance(target[0], Datastore):
+        target[0].check_writable(caller)
         return target[0], str(target[1] or "")
     raise UserErrorException(f'{caller}: target {target!r} is not (datastore, "path") or a DataPath')
 
