@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from localpipe.client import models
-from localpipe.client.run_base import RunBase, _matches, watch_run
+from localpipe.client.run_base import RunBase, StepRecordMembers, _matches, watch_run
 from localpipe.client.run_files import _inside
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.status import RunStatus
@@ -69,7 +69,7 @@ class ChildMembers:
         return [c for c in found if _matches(c, type, tags, properties, status)]
 
 
-class ChildRun(ChildMembers, RunBase):
+class ChildRun(StepRecordMembers, ChildMembers, RunBase):
     """A child run, read and written through history.db (from a notebook, or a step run's handle)."""
 
     def __init__(self, parent, key: str, record: dict, outputs=None):
@@ -145,28 +145,6 @@ class ChildRun(ChildMembers, RunBase):
     def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True) -> dict:
         watch_run(self._history, self._pipeline_run_id, show_output, None, raise_on_error, self._node_id)
         return self.get_details()
-
-    def get_portal_url(self) -> str:
-        return f"localpipe show {self._pipeline_run_id}"
-
-    # -- the record --------------------------------------------------------------------------------
-    def _run_number(self) -> int:
-        return self._pipeline_run_id
-
-    def _record(self) -> dict:
-        return self._history.runs.find_step(self._pipeline_run_id, self._node_id)
-
-    def _step(self) -> dict:
-        return self._record()
-
-    def _step_name(self) -> str:
-        return self._node_id
-
-    def _write_tags(self, tags: dict, removed: list[str]) -> None:
-        self._history.runs.set_step_tags(self._number, tags, removed)
-
-    def _write_properties(self, properties: dict) -> None:
-        self._history.runs.add_step_properties(self._number, properties)
 
     register_model = models.register_model
 

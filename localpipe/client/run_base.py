@@ -33,7 +33,84 @@ DOCS_URL = "https://learn.microsoft.com/python/api/azureml-core/azureml.core.run
 CHART_KINDS = ("confusion_matrix", "accuracy_table", "residuals", "predictions")
 
 
-class RunBase(RunFiles):
+class LoggingMembers:
+    """The SDK's ``log*`` members, written once over ``_emit`` (a run's records, or an offline run's
+    prints) and ``upload_file`` (where ``log_image`` keeps a figure)."""
+
+    def log(self, name, value, description="", step=None) -> None:
+        """Log a scalar; logged again under the same name it makes a series (a list in get_metrics)."""
+        if isinstance(value, list | range | tuple) or hasattr(value, "__next__"):
+            raise UserErrorException(f'run.log("{name}", ...) got a list: use run.log_list for lists')
+        self._emit("scalar", name, value)
+
+    def log_list(self, name, value, description="") -> None:
+        self._emit("list", name, list(value))
+
+    def log_row(self, name, description=None, **kwargs) -> None:
+        """Log one row of the table ``name``: get_metrics gives the table as ``{column: [values]}``."""
+        self._emit("row", name, kwargs)
+
+    def log_table(self, name, value, description="") -> None:
+        """Log a table, ``{column: [values]}``; logged again, its rows are added."""
+        if not isinstance(value, dict):
+            raise UserErrorException(
+                f'run.log_table("{name}", ...) needs a dict of columns, not {type(value).__name__}'
+            )
+        self._emit("table", name, {str(k): list(v) if isinstance(v, list | tuple) else [v] for k, v in value.items()})
+
+    def log_confusion_matrix(self, name, value, description="") -> None:
+        self._emit("confusion_matrix", name, _chart(name, value))
+
+    def log_accuracy_table(self, name, value, description="") -> None:
+        self._emit("accuracy_table", name, _chart(name, value))
+
+    def log_residuals(self, name, value, description="") -> None:
+        self._emit("residuals", name, _chart(name, value))
+
+    def log_predictions(self, name, value, description="") -> None:
+        self._emit("predictions", name, _chart(name, value))
+
+    def log_image(self, name, path=None, plot=None, description="") -> None:
+        """Log an image file (``path``) or a matplotlib figure (``plot``), kept among the run's files."""
+        if (path is None) == (plot is None):
+            raise UserErrorException(f'run.log_image("{name}"): give exactly one of path and plot')
+        if plot is not None:
+            stream = io.BytesIO()
+            plot.savefig(stream, format="png")
+            stream.seek(0)
+            self.upload_file(f"{name}.png", stream)
+            self._emit("image", name, f"{name}.png")
+        else:
+            self._emit("image", name, os.path.abspath(path))
+
+
+class StepRecordMembers:
+    """The record of a run that is a step run of a pipeline run (a StepRun, a step's child run):
+    ``_pipeline_run_id``, ``_node_id`` (its name there) and ``_number`` (its step run id)."""
+
+    def get_portal_url(self) -> str:
+        return f"localpipe show {self._pipeline_run_id}"
+
+    def _run_number(self) -> int:
+        return self._pipeline_run_id
+
+    def _record(self) -> dict:
+        return self._history.runs.find_step(self._pipeline_run_id, self._node_id)
+
+    def _step(self) -> dict:
+        return self._record()
+
+    def _step_name(self) -> str:
+        return self._node_id
+
+    def _write_tags(self, tags: dict, removed: list[str]) -> None:
+        self._history.runs.set_step_tags(self._number, tags, removed)
+
+    def _write_properties(self, properties: dict) -> None:
+        self._history.runs.add_step_properties(self._number, properties)
+
+
+class RunBase(LoggingMembers, RunFiles):
     """What every run has (``Run``'s members but the ways to find runs, which are in ``client.runs``)."""
 
     def __init__(self, experiment, run_id, outputs=None):
@@ -297,53 +374,6 @@ class RunBase(RunFiles):
     def get_properties(self) -> dict:
         step = self._step()
         return {**((step or {}).get("properties") or {}), **(self._record().get("properties") or {})}
-
-    # -- metrics -----------------------------------------------------------------------------------
-    def log(self, name, value, description="", step=None) -> None:
-        """Log a scalar; logged again under the same name it makes a series (a list in get_metrics)."""
-        if isinstance(value, list | range | tuple) or hasattr(value, "__next__"):
-            raise UserErrorException(f'run.log("{name}", ...) got a list: use run.log_list for lists')
-        self._emit("scalar", name, value)
-
-    def log_list(self, name, value, description="") -> None:
-        self._emit("list", name, list(value))
-
-    def log_row(self, name, description=None, **kwargs) -> None:
-        """Log one row of the table ``name``: get_metrics gives the table as ``{column: [values]}``."""
-        self._emit("row", name, kwargs)
-
-    def log_table(self, name, value, description="") -> None:
-        """Log a table, ``{column: [values]}``; logged again, its rows are added."""
-        if not isinstance(value, dict):
-            raise UserErrorException(
-                f'run.log_table("{name}", ...) needs a dict of columns, not {type(value).__name__}'
-            )
-        self._emit("table", name, {str(k): list(v) if isinstance(v, list | tuple) else [v] for k, v in value.items()})
-
-    def log_confusion_matrix(self, name, value, description="") -> None:
-        self._emit("confusion_matrix", name, _chart(name, value))
-
-    def log_accuracy_table(self, name, value, description="") -> None:
-        self._emit("accuracy_table", name, _chart(name, value))
-
-    def log_residuals(self, name, value, description="") -> None:
-        self._emit("residuals", name, _chart(name, value))
-
-    def log_predictions(self, name, value, description="") -> None:
-        self._emit("predictions", name, _chart(name, value))
-
-    def log_image(self, name, path=None, plot=None, description="") -> None:
-        """Log an image file (``path``) or a matplotlib figure (``plot``), kept among the run's files."""
-        if (path is None) == (plot is None):
-            raise UserErrorException(f'run.log_image("{name}"): give exactly one of path and plot')
-        if plot is not None:
-            stream = io.BytesIO()
-            plot.savefig(stream, format="png")
-            stream.seek(0)
-            self.upload_file(f"{name}.png", stream)
-            self._emit("image", name, f"{name}.png")
-        else:
-            self._emit("image", name, os.path.abspath(path))
 
     def get_metrics(self, name=None, recursive=False, run_type=None, populate=False) -> dict:
         """What the run logged, as Azure ML gives it: a value logged once is that value, more than once

@@ -31,9 +31,10 @@ from localpipe.client.child_runs import (
 from localpipe.client.run_base import (
     PIPELINE_RUN,
     SCRIPT_RUN,
+    LoggingMembers,
     RunBase,
+    StepRecordMembers,
     _as_tags,
-    _chart,
     _history_of,
     _matches,
     watch_run,
@@ -189,7 +190,7 @@ class PipelineRun(Run):
         return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
 
 
-class StepRun(Run):
+class StepRun(StepRecordMembers, Run):
     """One step of a pipeline run: ``run.find_step_run(name)[0]``, ``run.get_steps()``."""
 
     def __init__(self, experiment, step_run_id, pipeline_run_id, node_id, _service_endpoint=None,
@@ -292,28 +293,6 @@ class StepRun(Run):
             f'step "{self._node_id}": localpipe cancels whole runs: run.parent.cancel() (localpipe cancel '
             f"{self._pipeline_run_id})"
         )
-
-    def get_portal_url(self) -> str:
-        return f"localpipe show {self._pipeline_run_id}"
-
-    # -- the record --------------------------------------------------------------------------------
-    def _run_number(self) -> int:
-        return self._pipeline_run_id
-
-    def _record(self) -> dict:
-        return self._history.runs.find_step(self._pipeline_run_id, self._node_id)
-
-    def _step(self) -> dict:
-        return self._record()
-
-    def _step_name(self) -> str:
-        return self._node_id
-
-    def _write_tags(self, tags: dict, removed: list[str]) -> None:
-        self._history.runs.set_step_tags(self._number, tags, removed)
-
-    def _write_properties(self, properties: dict) -> None:
-        self._history.runs.add_step_properties(self._number, properties)
 
     def _log(self, name: str) -> str:
         path = self._history.layout.step_dir(self._pipeline_run_id, self._node_id) / name
@@ -499,7 +478,7 @@ class StepRunContext(StepRun):
         return f"StepRunContext(id={self.id}, name={self.name!r})"
 
 
-class OfflineRun:
+class OfflineRun(LoggingMembers):
     """Outside localpipe: prints what it would log, so the same script runs by hand (as Azure's)."""
 
     parent = None
@@ -512,33 +491,6 @@ class OfflineRun:
 
     def _emit(self, kind: str, name: str, value: Any) -> None:
         print(f"[offline run] {kind} {name}: {value!r}")
-
-    def log(self, name, value, description="", step=None) -> None:
-        self._emit("scalar", name, value)
-
-    def log_list(self, name, value, description="") -> None:
-        self._emit("list", name, list(value))
-
-    def log_row(self, name, description=None, **kwargs) -> None:
-        self._emit("row", name, kwargs)
-
-    def log_table(self, name, value, description="") -> None:
-        self._emit("table", name, value)
-
-    def log_image(self, name, path=None, plot=None, description="") -> None:
-        self._emit("image", name, path if plot is None else plot)
-
-    def log_confusion_matrix(self, name, value, description="") -> None:
-        self._emit("confusion_matrix", name, _chart(name, value))
-
-    def log_accuracy_table(self, name, value, description="") -> None:
-        self._emit("accuracy_table", name, _chart(name, value))
-
-    def log_residuals(self, name, value, description="") -> None:
-        self._emit("residuals", name, _chart(name, value))
-
-    def log_predictions(self, name, value, description="") -> None:
-        self._emit("predictions", name, _chart(name, value))
 
     def tag(self, key, value=None) -> None:
         self._emit("tag", key, value)
