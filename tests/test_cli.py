@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 PIPELINE = """
 from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep, Workspace
@@ -54,6 +57,64 @@ def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, 
     assert localpipe("logs", "2", "use", check=True).stdout == "==> use stdout (reused from run 1) <==\nvalue 42\n"
     followed = localpipe("logs", "2", "use", "-f", check=True).stdout
     assert followed == "[use (reused from run 1)] value 42\n"
+
+
+def test_a_failed_step_shows_the_end_of_its_stderr_and_how_to_see_all_of_it(localpipe, project):
+    """Issue 17, item 2: under the Failed line, the last lines of the step's stderr (a long line cut)
+    and the command that prints all of it."""
+    project(
+        "proj/fail/fail.py",
+        """
+        import sys
+        for n in range(12):
+            print(f"line {n}", file=sys.stderr)
+        print("x" * 500, file=sys.stderr)
+        raise SystemExit("the data has no column 'price'")
+    """,
+    )
+    pipeline = project(
+        "proj/pipeline.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        step = PythonScriptStep("fail.py", name="fail", source_directory="fail")
+        pipeline = Pipeline(Workspace.from_config(), [step])
+    """,
+    )
+    proc = localpipe("submit", pipeline)
+    assert proc.returncode == 1
+    lines = proc.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "Failed" in line and "fail" in line)
+    assert lines[at + 1 : at + 6] == [
+        "  | line 9",
+        "  | line 10",
+        "  | line 11",
+        "  | " + "x" * 199 + "…",
+        "  | the data has no column 'price'",
+    ]
+    assert lines[at + 6] == "  all of its stderr: localpipe logs 1 fail"
+
+    # On a terminal (the live view), the same lines, under "fail failed: exit code 1".
+    import pty
+
+    main, child = pty.openpty()
+    done = subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", str(pipeline)],
+        stdin=child, stdout=child, stderr=child, cwd=pipeline.parent, timeout=120, env={**os.environ, "COLUMNS": "300"},
+    )  # fmt: skip
+    os.close(child)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the terminal's other end is closed: all is read
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    text = seen.decode(errors="replace")
+    assert done.returncode == 1
+    assert "| the data has no column 'price'" in text and "all of its stderr: localpipe logs 2 fail" in text
 
 
 def test_status_says_what_would_run_without_running(invoke, project, ws):

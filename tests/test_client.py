@@ -45,8 +45,13 @@ def test_submit_returns_at_once_and_the_run_completes_in_the_background(ws, proj
     assert run.get_status() in ("NotStarted", "Running")  # submit returned while the run goes on
     gate.write_text("")
     assert run.wait_for_completion(show_output=True, timeout_seconds=60) == "Completed"
-    out = capsys.readouterr().out
-    assert "write: Completed" in out and "[read] read 42" in out
+    out = capsys.readouterr().out.splitlines()
+    for name in ("write", "read"):  # each step's lines in the order they happened (issue 17, item 6)
+        said = [line for line in out if line.startswith((f"{name}: ", f"[{name}] "))]
+        statuses = [line.split(": ")[1].split(" (")[0] for line in said if line.startswith(f"{name}: ")]
+        assert statuses[-3:] == ["Queued", "Running", "Completed"] and said[-1].startswith(f"{name}: Completed"), out
+    completed = next(i for i, line in enumerate(out) if line.startswith("read: Completed"))
+    assert out.index("[read] read 42") < completed and out[-1] == f"run {run.id}: Completed"
 
     steps = {s.name: s for s in run.get_steps()}
     assert set(steps) == {"write", "read"}
@@ -69,6 +74,17 @@ def test_a_reused_step_knows_the_step_run_it_reused(ws, project):
     assert reused.get_status() == "Reused"
     assert reused.reused_from == first.find_step_run("write")[0].id
     assert (reused.get_output_data("data").path / "v.txt").read_text() == "42"
+
+
+def test_wait_for_completion_shows_the_end_of_a_failed_steps_stderr(ws, project, capsys):
+    """Issue 17, item 2, in the SDK's view: under the Failed line, its stderr's last lines and the
+    command that prints all of it."""
+    project("src/w/w.py", "import sys\nprint('no data to write', file=sys.stderr)\nsys.exit(3)\n")
+    run = Experiment(ws, "fails").submit(two_steps(ws, project, writer=False))
+    assert run.wait_for_completion(show_output=True, raise_on_error=False) == "Failed"
+    out = capsys.readouterr().out.splitlines()
+    at = out.index("write: Failed (exit code 3)")
+    assert out[at + 1 : at + 3] == ["  | no data to write", f"  all of its stderr: localpipe logs {run.id} write"]
 
 
 def test_wait_for_completion_raises_on_a_failed_run_unless_told_not_to(ws, project):

@@ -21,7 +21,7 @@ SHOWN_FINISHED = 8  # finished steps kept on screen; the rest are counted
 class LiveProgress:
     """A Reporter that redraws a table: running steps with elapsed time, queued ones, recent ends."""
 
-    def __init__(self, steps: list[str]):
+    def __init__(self, steps: list[str], failure=None):
         from rich.console import Console
         from rich.live import Live
 
@@ -31,6 +31,7 @@ class LiveProgress:
         self.placement: dict[str, str] = {}
         self.ended: list[str] = []
         self.counts: dict[str, int] = {}
+        self.failure = failure  # step -> the lines to print under its failure
         self.console = Console()
         self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render, transient=False)
 
@@ -42,6 +43,8 @@ class LiveProgress:
         self.live.__exit__(*exc)
 
     def step_changed(self, step: str, status: RunStatus, reason: str | None, placement: dict | None = None) -> None:
+        from rich.markup import escape
+
         self.status[step] = status
         if reason:
             self.reason[step] = reason
@@ -53,7 +56,9 @@ class LiveProgress:
             self.counts[status.value] = self.counts.get(status.value, 0) + 1
             self.ended.append(step)
             if status is RunStatus.FAILED:
-                self.console.print(f"[bold red]{step} failed:[/] {reason}")
+                self.console.print(f"[bold red]{step} failed:[/] {escape(reason or '')}")
+                for line in self.failure(step) if self.failure else []:
+                    self.console.print(line, markup=False, highlight=False)
 
     def run_finished(self, status: RunStatus) -> None:
         self.live.refresh()

@@ -9,6 +9,7 @@ import click
 
 from localpipe.cli.common import json_option, print_json, workspace
 from localpipe.cli.progress import LiveProgress, describe_placement
+from localpipe.status import RunStatus
 
 
 def parse_params(values: tuple[str, ...]) -> dict[str, str]:
@@ -47,10 +48,11 @@ def init(path: str) -> None:
 class StepPrinter:
     """Prints one line per step status change, with its reason (when output is not a terminal)."""
 
-    def __init__(self, steps: list[str], prefix: str = ""):
+    def __init__(self, steps: list[str], prefix: str = "", failure=None):
         self.counts: dict[str, int] = {}
         self.width = max(map(len, steps), default=0)
         self.prefix = prefix
+        self.failure = failure  # step -> the lines to print under its Failed line
 
     def step_changed(self, step, status, reason, placement=None) -> None:
         if status.is_final:
@@ -59,6 +61,9 @@ class StepPrinter:
         detail = reason or (describe_placement(placement) if placement else "")
         # color=True: plain text, so click need not scan each of thousands of lines for escape codes.
         click.echo(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip(), color=True)
+        if status is RunStatus.FAILED and self.failure:
+            for line in self.failure(step):
+                click.echo(line, color=True)
 
     def run_finished(self, status) -> None:
         pass
@@ -130,7 +135,8 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         return
     click.echo(f"run {prepared.run_id} of experiment {name}: {len(prepared.graph.steps)} steps")
     steps = list(prepared.graph.steps)
-    printer = LiveProgress(steps) if sys.stdout.isatty() else StepPrinter(steps)
+    failure = failure_lines(history, prepared.run_id)
+    printer = LiveProgress(steps, failure) if sys.stdout.isatty() else StepPrinter(steps, failure=failure)
     with printer:
         status = run_prepared(history, prepared, reporter=printer)
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
@@ -197,19 +203,28 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     """
     from pathlib import Path
 
+    from localpipe.client.workspace import history_of
     from localpipe.watch import Watcher
 
     ws = workspace(create=True)
     name = experiment or Path(pipeline_file).resolve().parent.name
 
     def printer(prepared):
-        return StepPrinter(list(prepared.graph.steps), prefix=f"run {prepared.run_id}  ")
+        failure = failure_lines(history_of(ws), prepared.run_id)
+        return StepPrinter(list(prepared.graph.steps), prefix=f"run {prepared.run_id}  ", failure=failure)
 
     watcher = Watcher(
         ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo, reporter_factory=printer
     )
     click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
     watcher.run()
+
+
+def failure_lines(history, run_id: int):
+    """What to print under a step's Failed line: the end of its log and how to see all of it."""
+    from localpipe.engine.logs import failure_tail
+
+    return lambda step: failure_tail(history, run_id, step)
 
 
 COMMANDS = [init, submit, status, watch]

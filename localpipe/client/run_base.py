@@ -493,7 +493,7 @@ def watch_run(
 
     limit = None if timeout_seconds is None or timeout_seconds >= sys.maxsize else timeout_seconds
     deadline = time.monotonic() + limit if limit else None
-    seen: dict[str, str] = {}
+    seen: dict[str, list[str]] = {}
     offsets: dict[Path, int] = {}
     while True:
         recover_abandoned_runs(history)
@@ -524,19 +524,42 @@ def watch_run(
 
 
 def _print_progress(history, run_id: int, step: str | None, seen: dict, offsets: dict, final: bool) -> None:
-    from localpipe.engine.logs import print_new_lines
+    """New status lines and log lines of each step, in the order they happened: a step's log before
+    the line that it ended, and the Queued and Running lines a poll missed (its record says it
+    started); under a Failed line, the end of its stderr and how to see all of it."""
+    from localpipe.engine.logs import failure_tail, print_new_lines
+    from localpipe.status import RunStatus
 
     for row in history.runs.steps(run_id):
-        name = row["name"]
+        name, status = row["name"], RunStatus(row["status"])
         if step and name != step:
             continue
-        if seen.get(name) != row["status"]:
-            seen[name] = row["status"]
-            reason = f" ({row['reason']})" if row["reason"] else ""
-            print(f"{name}: {row['status']}{reason}", flush=True)
+        if not status.is_final:
+            _announce(row, status, seen)
         for log in ("stdout.log", "stderr.log"):
             path = history.layout.step_dir(run_id, name) / log
-            offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo, final)
+            offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo, final or status.is_final)
+        if status.is_final and _announce(row, status, seen) and status is RunStatus.FAILED:
+            for line in failure_tail(history, run_id, name):
+                _echo(line)
+
+
+def _announce(row: dict, status, seen: dict) -> bool:
+    """Print ``row``'s status if it is new (after the states it passed through unseen); whether it was."""
+    from localpipe.status import RunStatus
+
+    name, printed = row["name"], seen.setdefault(row["name"], [])
+    if printed and printed[-1] == status.value:
+        return False
+    passed = [RunStatus.QUEUED, RunStatus.RUNNING] if row["started_at"] is not None else []
+    for state in passed:
+        if state is not status and state.value not in printed:
+            print(f"{name}: {state.value}", flush=True)
+            printed.append(state.value)
+    reason = f" ({row['reason']})" if row["reason"] else ""
+    print(f"{name}: {status.value}{reason}", flush=True)
+    printed.append(status.value)
+    return True
 
 
 def _history_of(workspace):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -9,6 +10,8 @@ from pathlib import Path
 from localpipe.state.history import History
 
 FOLLOW_POLL_SECONDS = 0.2
+FAILURE_TAIL_LINES = 5  # of a failed step's stderr, printed under its Failed line
+FAILURE_TAIL_WIDTH = 200  # characters of each: a line of progress bars or JSON is cut there
 
 
 def print_logs(history: History, run_id, step: str | None, echo: Callable) -> None:
@@ -34,6 +37,26 @@ def log_folder(history: History, run_number: int, row: dict) -> tuple[Path, str]
         return history.layout.step_dir(run_number, row["name"]), ""
     producer = history.runs.step_run(origin)
     return history.layout.step_dir(producer["run"], producer["name"]), f" (reused from run {producer['run']})"
+
+
+def failure_tail(history: History, run_id: int, step: str) -> list[str]:
+    """The last lines a failed step wrote to stderr (else to stdout), each cut to a screen's width,
+    and the command that prints all of it: what the submitting terminal shows of a failure."""
+    folder = history.layout.step_dir(run_id, step)
+    for stream in ("stderr", "stdout"):
+        try:
+            with open(folder / f"{stream}.log", "rb") as handle:
+                handle.seek(0, 2)
+                handle.seek(max(0, handle.tell() - 16 * 1024))
+                lines = handle.read().decode("utf-8", errors="replace").rstrip().splitlines()
+        except OSError:
+            continue
+        if lines:
+            cut = [line if len(line) <= FAILURE_TAIL_WIDTH else line[: FAILURE_TAIL_WIDTH - 1] + "…" for line in lines]
+            return [f"  | {line}" for line in cut[-FAILURE_TAIL_LINES:]] + [
+                f"  all of its {stream}: localpipe logs {run_id} {shlex.quote(step)}"
+            ]
+    return []
 
 
 def follow_logs(history: History, run_id, step: str | None, echo: Callable, poll: float = FOLLOW_POLL_SECONDS) -> None:
