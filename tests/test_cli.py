@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 PIPELINE = """
 from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep, Workspace
 
@@ -270,3 +272,21 @@ def test_a_file_that_submits_itself_is_run_once_under_its_experiment(localpipe, 
     (latest, _) = json.loads(localpipe("runs", "--json", check=True).stdout)
     assert latest["experiment"] == "Other"
     assert json.loads(localpipe("show", latest["id"], "--json", check=True).stdout)["parameters"] == {"scale": 6}
+
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_as_the_readme_sets_it_up(shell, tmp_path):
+    """Issue 17, item 9: the README's line makes a completion script; asked as the shell asks, it
+    completes commands and options."""
+
+    def ask(**env):
+        return subprocess.run(
+            [sys.executable, "-m", "localpipe"], env={**os.environ, **env}, capture_output=True, text=True,
+            cwd=tmp_path, timeout=60, check=True,
+        ).stdout  # fmt: skip
+
+    assert "_localpipe_completion" in ask(_LOCALPIPE_COMPLETE=f"{shell}_source")
+    if shell == "bash":
+        assert "plain,submit" in ask(_LOCALPIPE_COMPLETE="bash_complete", COMP_WORDS="localpipe su", COMP_CWORD="1")
+        options = ask(_LOCALPIPE_COMPLETE="bash_complete", COMP_WORDS="localpipe logs 1 --", COMP_CWORD="3")
+        assert "plain,--follow" in options.splitlines()
