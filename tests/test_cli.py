@@ -290,3 +290,21 @@ def test_shell_completion_as_the_readme_sets_it_up(shell, tmp_path):
         assert "plain,submit" in ask(_LOCALPIPE_COMPLETE="bash_complete", COMP_WORDS="localpipe su", COMP_CWORD="1")
         options = ask(_LOCALPIPE_COMPLETE="bash_complete", COMP_WORDS="localpipe logs 1 --", COMP_CWORD="3")
         assert "plain,--follow" in options.splitlines()
+
+
+def test_show_says_why_a_run_did_not_complete_without_an_error_line(invoke, project):
+    """Issue 17, item 7: the reason a run failed or was canceled is not an error of `show` itself."""
+    project("proj/fail/fail.py", "raise SystemExit(3)\n")
+    pipeline = project(
+        "proj/pipeline.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        step = PythonScriptStep("fail.py", name="fail", source_directory="fail")
+        pipeline = Pipeline(Workspace.from_config(), [step])
+    """,
+    )
+    assert invoke("submit", pipeline).exit_code == 1
+    shown = invoke("show", "1")
+    assert shown.exit_code == 0
+    assert not any(line.startswith("error:") for line in shown.output.splitlines())
+    assert any(line.startswith("why it failed: ") for line in shown.output.splitlines()), shown.output

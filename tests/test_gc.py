@@ -108,7 +108,7 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
 
     assert result.exit_code == 0, result.output
     assert result.output.splitlines()[-1].startswith("freed ")
-    assert "1 objects, 2 run folders, 0 runs forgotten" in result.output
+    assert "1 object, 2 run folders, 0 runs forgotten" in result.output
     assert stored(ws) == referenced
     assert sorted(os.listdir(ws.state_dir / "runs")) == [str(run1)]
     assert run_ids(ws) == [run1]
@@ -131,7 +131,7 @@ def test_keep_last_forgets_older_runs_and_keeps_the_objects_a_kept_run_reused(ws
     result = invoke("gc", "--keep-last", "1")
 
     assert result.exit_code == 0, result.output
-    assert "1 objects, 1 run folders, 1 runs forgotten" in result.output
+    assert "1 object, 1 run folder, 1 run forgotten" in result.output
     assert run_ids(ws) == [run2]
     assert stored(ws) == shared | digests(second, "b")  # a's output: only run 2's reused row holds it now
     assert sorted(os.listdir(ws.state_dir / "runs")) == [str(run2)]
@@ -337,7 +337,7 @@ def test_links_are_removed_never_followed_and_old_tmp_leftovers_go(ws, tmp_path,
     assert (outside / "keep.txt").read_text() == "mine"
     assert not os.path.lexists((ws.state_dir / "runs") / "link")
     assert not old.exists() and fresh.exists()
-    assert "1 tmp entries" in result.output
+    assert "1 tmp entry" in result.output
     assert sorted(os.listdir(ws.state_dir / "tmp")) == ["fresh-download"]  # gc's own trash is gone too
 
 

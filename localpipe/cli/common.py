@@ -55,6 +55,11 @@ def duration(start: float | None, end: float | None) -> str:
     return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def count(number: int, word: str, plural: str | None = None) -> str:
+    """``1 step``, ``2 steps``, ``0 entries`` (``plural`` where adding an s is wrong)."""
+    return f"{number} {word if number == 1 else plural or word + 's'}"
+
+
 def size(nbytes: int | None) -> str:
     if nbytes is None:
         return "-"

@@ -79,8 +79,8 @@ def show(run_id, as_json) -> None:
     for root, repo in details["git"].items():
         dirty = " (dirty: uncommitted changes)" if repo["dirty"] else ""
         click.echo(f"git: {root} {repo['branch']}@{repo['commit'][:12]}{dirty}")
-    if details["error"]:
-        click.echo(f"error: {details['error']}")
+    if details["error"]:  # why it did not complete: a reason, not an error of this command
+        click.echo(f"why it {details['status'].lower()}: {details['error']}")
     for step in details["steps"]:
         click.echo(f"\n{step['name']}: {step['status']}  {step['reason'] or ''}".rstrip())
         facts = [

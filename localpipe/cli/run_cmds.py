@@ -7,7 +7,7 @@ import time
 
 import click
 
-from localpipe.cli.common import json_option, print_json, workspace
+from localpipe.cli.common import count, json_option, print_json, workspace
 from localpipe.cli.progress import LiveProgress, describe_placement
 from localpipe.status import RunStatus
 
@@ -133,7 +133,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         run_in_background(history, prepared.run_id)
         click.echo(prepared.run_id)
         return
-    click.echo(f"run {prepared.run_id} of experiment {name}: {len(prepared.graph.steps)} steps")
+    click.echo(f"run {prepared.run_id} of experiment {name}: {count(len(prepared.graph.steps), 'step')}")
     steps = list(prepared.graph.steps)
     failure = failure_lines(history, prepared.run_id)
     printer = LiveProgress(steps, failure) if sys.stdout.isatty() else StepPrinter(steps, failure=failure)

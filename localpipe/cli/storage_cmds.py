@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localpipe.cli.common import history, json_option, print_json, size, table
+from localpipe.cli.common import count, history, json_option, print_json, size, table
 
 
 @click.command()
@@ -66,17 +66,21 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
             click.echo(f"would remove tmp/{name}  {size(nbytes)}")
     verb = "would free" if dry_run else "freed"
     counts = [
-        f"{result.objects_removed} objects",
-        f"{result.run_folders_removed} run folders",
-        f"{result.runs_forgotten} runs forgotten",
+        count(result.objects_removed, "object"),
+        count(result.run_folders_removed, "run folder"),
+        count(result.runs_forgotten, "run") + " forgotten",
     ]
     if result.tmp_removed:
-        counts.append(f"{result.tmp_removed} tmp entries")
+        counts.append(count(result.tmp_removed, "tmp entry", "tmp entries"))
     click.echo(f"{verb} {size(result.bytes_freed)}: {', '.join(counts)}")
     if plan.active_runs:
         click.echo(
             f"kept active runs {', '.join(map(str, plan.active_runs))} and everything they use"
-            + (f" ({len(plan.protected_objects)} objects that may be theirs)" if plan.protected_objects else "")
+            + (
+                f" ({count(len(plan.protected_objects), 'object')} that may be theirs)"
+                if plan.protected_objects
+                else ""
+            )
         )
     for problem in result.problems:
         click.echo(f"warning: could not remove {problem}", err=True)
@@ -133,9 +137,9 @@ def du(limit, as_json) -> None:
         return
     parts = usage["parts"]
     notes = {
-        "objects": f"{usage['objects']} objects",
-        "runs": f"{len(usage['runs'])} run folders",
-        "tmp": f"{usage['tmp_entries']} entries",
+        "objects": count(usage["objects"], "object"),
+        "runs": count(len(usage["runs"]), "run folder"),
+        "tmp": count(usage["tmp_entries"], "entry", "entries"),
     }
     labels = {
         "objects": "objects/",
@@ -212,12 +216,13 @@ def fsck(ctx, repair, as_json) -> None:
                     f'  model "{version["name"]}" version {version["version"]} is in it: register its files again '
                     "(it stays where it is)"
                 )
-        click.echo(f"checked {report.checked} objects: {len(report.damaged)} damaged")
+        click.echo(f"checked {count(report.checked, 'object')}: {len(report.damaged)} damaged")
         repaired = [d for d in report.damaged if d.repairable]
         if repair and repaired:
             click.echo(
-                f"quarantined {len(repaired)} objects in {found.layout.state_dir / 'quarantine'}; "
-                f"forgot {dropped} cache entries: the next submission computes those steps again"
+                f"quarantined {count(len(repaired), 'object')} in {found.layout.state_dir / 'quarantine'}; "
+                f"forgot {count(dropped, 'cache entry', 'cache entries')}: "
+                "the next submission computes those steps again"
             )
         elif report.damaged:
             click.echo("run `localpipe fsck --repair` to quarantine them and recompute what they held")
