@@ -175,7 +175,10 @@ def test_a_failed_step_exits_1_and_show_prints_its_log_tail(invoke, project):
 def test_detach_returns_the_run_id_and_the_run_goes_on(localpipe, project, ws):
     pipeline = make_project(project)
     proc = localpipe("submit", pipeline, "--detach", check=True)
-    run_id = int(proc.stdout.strip())
+    run_id = int(proc.stdout.strip())  # alone on stdout, for scripts; how to follow it on stderr
+    assert proc.stderr == f"run {run_id} goes on in the background: `localpipe logs {run_id} -f` follows it, " + (
+        f"`localpipe cancel {run_id}` stops it\n"
+    )
     from localpipe.client.experiment import Experiment
     from localpipe.client.runs import PipelineRun
 

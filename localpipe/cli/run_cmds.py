@@ -88,7 +88,7 @@ class StepPrinter:
     default=None,
     help="Experiment name (default: the one the file submits to, else the file's folder name).",
 )
-@click.option("--detach", is_flag=True, help="Return at once with the run id; the run goes on in the background.")
+@click.option("--detach", is_flag=True, help="Return at once, printing the run id; the run goes on in the background.")
 @click.option("--regenerate-outputs", is_flag=True, help="Run every step; what they produce replaces the cache.")
 @click.option("--continue-on-step-failure", is_flag=True, help="Run every step not downstream of a failed one.")
 @click.pass_context
@@ -131,7 +131,12 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     )
     if detach:
         run_in_background(history, prepared.run_id)
-        click.echo(prepared.run_id)
+        click.echo(prepared.run_id)  # alone on stdout, for scripts: RUN=$(localpipe submit p.py --detach)
+        click.echo(
+            f"run {prepared.run_id} goes on in the background: `localpipe logs {prepared.run_id} -f` follows it, "
+            f"`localpipe cancel {prepared.run_id}` stops it",
+            err=True,
+        )
         return
     click.echo(f"run {prepared.run_id} of experiment {name}: {count(len(prepared.graph.steps), 'step')}")
     steps = list(prepared.graph.steps)
