@@ -25,3 +25,13 @@ def test_readme_test_command_is_what_ci_runs():
     readme = (REPO / "README.md").read_text()
     ci = (REPO / ".ci" / "run").read_text().strip().splitlines()[-1]
     assert ci in readme
+
+
+def test_the_docs_index_lists_every_page_and_only_pages_that_exist():
+    """Issue 17, item 8: docs/README.md, the index a newcomer looks for, stays true."""
+    import re
+    from pathlib import Path
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    listed = re.findall(r"^\| \[([\w.-]+\.md)\]\(\1\) \|", (docs / "README.md").read_text(), flags=re.M)
+    assert sorted(listed) == sorted(p.name for p in docs.glob("*.md") if p.name != "README.md")
