@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -185,16 +186,6 @@ def test_detach_returns_the_run_id_and_the_run_goes_on(localpipe, project, ws):
     assert PipelineRun(Experiment(ws, "proj"), run_id).wait_for_completion(timeout_seconds=60) == "Completed"
 
 
-def test_submit_creates_a_workspace_when_there_is_none(tmp_path, localpipe, project):
-    folder = tmp_path / "fresh"
-    folder.mkdir()
-    pipeline = make_project(project)
-    proc = localpipe("submit", pipeline, cwd=folder)
-    assert proc.returncode == 0, proc.stderr
-    assert "created workspace" in proc.stderr
-    assert (folder / ".localpipe" / "history.db").exists()
-
-
 def test_show_records_the_git_commit_branch_and_dirtiness_of_the_sources(invoke, project, ws):
     import subprocess
 
@@ -311,3 +302,48 @@ def test_show_says_why_a_run_did_not_complete_without_an_error_line(invoke, proj
     assert shown.exit_code == 0
     assert not any(line.startswith("error:") for line in shown.output.splitlines())
     assert any(line.startswith("why it failed: ") for line in shown.output.splitlines()), shown.output
+
+
+def test_a_pipeline_finds_its_own_workspace_from_any_folder(tmp_path, project, ws):
+    """Issue 17, item 1: `localpipe submit ../play/pipeline.py` from another folder, and `python
+    play/pipeline.py` from the parent, use play's workspace (and reuse its steps), as git finds .git."""
+    pipeline = make_project(project)  # ws.root/proj/pipeline.py, in the workspace ws
+    scratch = tmp_path / "scratch2"
+    scratch.mkdir()
+
+    def submit(cwd):
+        return subprocess.run(
+            [sys.executable, "-m", "localpipe", "submit", os.path.relpath(pipeline, cwd)],
+            cwd=cwd, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+
+    first = submit(scratch)
+    assert first.returncode == 0 and "created workspace" not in first.stderr, first.stderr
+    assert not (scratch / ".localpipe").exists()
+    again = submit(tmp_path)
+    assert again.returncode == 0 and again.stdout.splitlines()[-1].endswith(": 2 reused"), again.stdout
+    script = project(
+        "proj/by_hand.py",
+        """
+        from localpipe import Experiment, Workspace
+        ws = Workspace.from_config()
+        print("workspace", ws.root)
+        """,
+    )
+    by_hand = subprocess.run(
+        [sys.executable, str(script.relative_to(tmp_path))], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert by_hand.stdout == f"workspace {ws.root}\n", by_hand.stderr
+
+
+def test_a_command_that_creates_a_workspace_says_where_and_why(tmp_path, localpipe, project):
+    folder = tmp_path / "fresh"
+    folder.mkdir()
+    pipeline = make_project(project)
+    elsewhere = tmp_path / "elsewhere"
+    shutil.copytree(pipeline.parent, elsewhere)
+    proc = localpipe("submit", elsewhere / "pipeline.py", cwd=folder)
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"created workspace {folder} (no .localpipe/ in {elsewhere} or the current folder or above it)" in proc.stderr
+    )

@@ -84,7 +84,7 @@ def _disk_full(exc: BaseException) -> str | None:
     "--workspace",
     "workspace_dir",
     type=click.Path(file_okay=False),
-    help="The workspace folder (default: the nearest one above the current directory).",
+    help="The workspace folder (default: the nearest one above the pipeline file, else above the current directory).",
 )
 @click.version_option(package_name="localpipe")
 @click.pass_context

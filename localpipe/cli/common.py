@@ -11,8 +11,13 @@ import click
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
 
-def workspace(create: bool = False):
-    """The workspace of this command; with ``create``, one is made in the current directory if none is found."""
+def workspace(create: bool = False, near: str | None = None):
+    """The workspace of this command: ``-w``'s, else the nearest one above the folder of ``near``
+    (a pipeline file: the same file finds the same workspace from any folder), else the nearest
+    one above the current directory; with ``create``, one is made in the current directory when
+    there is none, saying where and why."""
+    from pathlib import Path
+
     from localpipe.errors import WorkspaceNotFoundError
     from localpipe.sdk.workspace import Workspace
 
@@ -20,13 +25,16 @@ def workspace(create: bool = False):
     folder = ctx.meta.get("localpipe.workspace_dir")
     if folder:
         return Workspace.create(folder, exist_ok=True) if create else Workspace.from_config(folder)
-    try:
-        return Workspace.from_config()
-    except WorkspaceNotFoundError:
-        if not create:
-            raise
+    starts = [Path(near).resolve().parent] if near else []
+    for start in [*starts, Path.cwd()]:
+        try:
+            return Workspace.from_config(start)
+        except WorkspaceNotFoundError:
+            if start == Path.cwd() and not create:
+                raise
     ws = Workspace.create(".", exist_ok=True)
-    click.echo(f"created workspace {ws.root} (state in {ws.state_dir})", err=True)
+    where = f"{starts[0]} or the current folder" if starts else "the current folder"
+    click.echo(f"created workspace {ws.root} (no .localpipe/ in {where} or above it)", err=True)
     return ws
 
 

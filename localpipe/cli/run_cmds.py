@@ -108,7 +108,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     from localpipe.engine.submit import prepare_run, run_in_background, run_prepared
     from localpipe.status import RunStatus
 
-    ws = workspace(create=True)
+    ws = workspace(create=True, near=pipeline_file)
     history = history_of(ws)
     overrides = parse_params(params)
     loaded = load_file(pipeline_file, ws)
@@ -172,7 +172,7 @@ def status(pipeline_file, params, experiment, as_json) -> None:
     from localpipe.engine.loader import load_file
     from localpipe.engine.preview import preview
 
-    ws = workspace(create=True)
+    ws = workspace(create=True, near=pipeline_file)
     loaded = load_file(pipeline_file, ws)
     name = experiment or loaded.experiment or Path(pipeline_file).resolve().parent.name
     rows = preview(history_of(ws), loaded.pipeline, name, {**loaded.parameters, **parse_params(params)})
@@ -211,7 +211,7 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     from localpipe.client.workspace import history_of
     from localpipe.watch import Watcher
 
-    ws = workspace(create=True)
+    ws = workspace(create=True, near=pipeline_file)
     name = experiment or Path(pipeline_file).resolve().parent.name
 
     def printer(prepared):

@@ -108,14 +108,15 @@ class Workspace:
         cls, path: str | os.PathLike | None = None, auth=None, _logger=None, _file_name: str | None = None
     ) -> Workspace:
         """The nearest workspace (a folder holding ``.localpipe/``) walking up from ``path``: a folder,
-        or a file in one (default: the current directory).
+        or a file in one (default: the folder of the script this process runs, ``python
+        pipeline.py``, when a workspace is above it, else the current directory).
 
         An Azure ML ``config.json`` (or ``_file_name``) found on the way, in a folder or its
         ``.azureml/`` subfolder, up to the workspace's own folder, or ``path`` itself when it is
         that file, names it: its ``workspace_name`` becomes ``name``, and ``subscription_id``,
         ``resource_group`` (and ``location``, if given) are kept. ``auth`` is accepted and unused.
         """
-        start = Path(path or os.getcwd()).resolve()
+        start = Path(path or _script_folder() or os.getcwd()).resolve()
         folder = start.parent if start.is_file() else start
         if path is None and (ws := current_workspace.get()) is not None:
             found = ws
@@ -370,6 +371,18 @@ class Workspace:
 
     def __hash__(self) -> int:
         return hash(self.root)
+
+
+def _script_folder() -> Path | None:
+    """The folder of the script this process runs (``python pipeline.py``), when a workspace is
+    above it: a pipeline file finds its own workspace from whatever folder it is run."""
+    import sys
+
+    script = Path(sys.argv[0]) if sys.argv and sys.argv[0] else None
+    if script is None or not script.is_file() or {"site-packages", "dist-packages"} & set(script.parts):
+        return None  # no script (python -c, a REPL), or an installed tool's (pytest, a Jupyter kernel)
+    folder = script.resolve().parent
+    return folder if any((f / STATE_DIR).is_dir() for f in (folder, *folder.parents)) else None
 
 
 def _nearest(folder: Path) -> Path:
