@@ -116,12 +116,10 @@ class Workspace:
         that file, names it: its ``workspace_name`` becomes ``name``, and ``subscription_id``,
         ``resource_group`` (and ``location``, if given) are kept. ``auth`` is accepted and unused.
         """
-        start = Path(path or _script_folder() or os.getcwd()).resolve()
+        loading = current_workspace.get() if path is None else None  # a command loading this file chose it
+        start = Path(path or (None if loading else _script_folder()) or os.getcwd()).resolve()
         folder = start.parent if start.is_file() else start
-        if path is None and (ws := current_workspace.get()) is not None:
-            found = ws
-        else:
-            found = cls(_nearest(folder))
+        found = loading or cls(_nearest(folder))
         config = start if start.is_file() else _find_azure_config(folder, _file_name or AZURE_CONFIG)
         if config is None:
             return found
