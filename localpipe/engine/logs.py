@@ -7,9 +7,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from localpipe.errors import NotFoundError
 from localpipe.state.history import History
 
 FOLLOW_POLL_SECONDS = 0.2
+FORGOTTEN = " (reused from a run localpipe gc forgot)"
 FAILURE_TAIL_LINES = 5  # of a failed step's stderr, printed under its Failed line
 FAILURE_TAIL_WIDTH = 200  # characters of each: a line of progress bars or JSON is cut there
 
@@ -21,6 +23,8 @@ def print_logs(history: History, run_id, step: str | None, echo: Callable) -> No
     rows = [history.runs.find_step(number, step)] if step else history.runs.steps(number)
     for row in rows:
         folder, reused = log_folder(history, number, row)
+        if reused == FORGOTTEN:
+            echo(f"==> {row['name']}{reused}: its logs went with it <==")
         for stream in ("stdout", "stderr"):
             path = folder / f"{stream}.log"
             if path.exists() and path.stat().st_size:
@@ -31,11 +35,16 @@ def print_logs(history: History, run_id, step: str | None, echo: Callable) -> No
 
 def log_folder(history: History, run_number: int, row: dict) -> tuple[Path, str]:
     """Where a step's logs are, and what the header adds: ``" (reused from run 12)"`` when the step
-    was reused, its logs being those of the step run that produced its outputs."""
+    was reused, its logs being those of the step run that produced its outputs (``FORGOTTEN`` when
+    ``localpipe gc`` forgot that run)."""
+    own = history.layout.step_dir(run_number, row["name"])
     origin = row["reused_from_step_run"]
     if origin is None:
-        return history.layout.step_dir(run_number, row["name"]), ""
-    producer = history.runs.step_run(origin)
+        return own, FORGOTTEN if row["status"] == "Reused" else ""
+    try:
+        producer = history.runs.step_run(origin)
+    except NotFoundError:
+        return own, FORGOTTEN
     return history.layout.step_dir(producer["run"], producer["name"]), f" (reused from run {producer['run']})"
 
 
