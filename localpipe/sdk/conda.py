@@ -201,7 +201,7 @@ class CondaDependencies:
 
     def add_conda_package(self, conda_package: str) -> None:
         """Add a conda package (once; ``python...`` replaces the Python version). Here it is installed from
-        PyPI under its name: a conda-only package is refused when the environment is built."""
+        PyPI under its PyPI name: a conda-only package is refused when the pipeline is validated."""
         if package_name(conda_package) == "python":  # replaces the python entry (python=3.10, python>=3.9)
             deps = self._structure["dependencies"]
             deps[:] = [d for d in deps if not (isinstance(d, str) and package_name(d) == "python")]
