@@ -114,3 +114,24 @@ def test_what_the_guide_says_is_not_there_is_not_there():
         checked += 1
         assert not present, f"docs/coming-from-azureml.md says `{name}` is not there, but it is: say what it maps to"
     assert checked >= 15, names
+
+
+def test_a_public_class_the_groups_do_not_know_still_gets_a_section():
+    """Other branches add public classes: the page takes them without a change to the tool."""
+
+    class Unforeseen:
+        """A class no group lists."""
+
+        def go(self, fast: bool = False) -> None:
+            """Go."""
+
+    Unforeseen.__module__ = "localpipe.sdk.unforeseen"
+    public = reference.Public("Unforeseen", Unforeseen, Unforeseen.__module__, ["azureml.core.Unforeseen"])
+    assert reference.group_of(public) == reference.OTHER
+    assert (
+        reference.group_of(reference.Public("ParallelRunStep", Unforeseen, "localpipe.sdk.x")) == "Steps and pipelines"
+    )
+    undocumented: list[str] = []
+    text = "\n".join(reference.object_section(public, {Unforeseen}, undocumented))
+    assert "- `go(fast: bool = False) -> None`: Go." in text and "`azureml.core.Unforeseen`" in text
+    assert undocumented == []

@@ -33,8 +33,9 @@ SDK_PAGE = REPO / "docs" / "reference" / "sdk.md"
 CLI_PAGE = REPO / "docs" / "reference" / "cli.md"
 WRITE_COMMAND = "python tools/reference.py --write"
 
-# The groups of the SDK page, as a user thinks of them: a name goes to the group of the longest module
-# prefix that holds it; the names listed come first in that order, the others after them by name.
+# The groups of the SDK page, as a user thinks of them: a name goes to the group that lists it (first in
+# that order), else to the group of the longest module prefix that holds it (after the listed ones, by
+# name), else under OTHER. Names not built yet are listed too, so that they land well when they are.
 GROUPS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
         "Workspace and compute targets",
@@ -60,7 +61,20 @@ GROUPS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
         "Steps and pipelines",
         ("localpipe.sdk.steps", "localpipe.sdk.pipeline", "localpipe.sdk.parameters"),
-        ("Pipeline", "StepSequence", "PipelineParameter", "PythonScriptStep", "CommandStep"),
+        (
+            "Pipeline",
+            "StepSequence",
+            "PipelineParameter",
+            "PythonScriptStep",
+            "CommandStep",
+            "ParallelRunStep",
+            "ParallelRunConfig",
+        ),
+    ),
+    (
+        "Published pipelines, endpoints and schedules",
+        ("localpipe.sdk.published", "localpipe.client.published"),
+        ("PublishedPipeline", "PipelineEndpoint", "Schedule", "ScheduleRecurrence", "TimeZone"),
     ),
     (
         "Experiments and runs",
@@ -74,7 +88,7 @@ GROUPS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     ),
     ("Models", ("localpipe.sdk.model", "localpipe.client.models"), ("Model",)),
     ("Exceptions", ("localpipe.errors",), ("LocalpipeError",)),
-    ("The package", ("localpipe",), ()),
+    ("The package", (), ("__version__",)),
 ]
 OTHER = "Other names"
 # Signatures go in plain ``` blocks: ruff formats ```python blocks of Markdown, and would rewrap the
@@ -120,6 +134,9 @@ def public_names() -> list[Public]:
 
 
 def group_of(public: Public) -> str:
+    for title, _, names in GROUPS:
+        if public.name in names:
+            return title
     best, best_length = OTHER, -1
     for title, prefixes, _ in GROUPS:
         for prefix in prefixes:
