@@ -255,12 +255,14 @@ def member_line(cls: type, name: str, kind: str, value) -> tuple[str, str | None
 
 
 def imports_text(public: Public) -> str:
-    localpipe_names = [n for n in public.imports if n.startswith("localpipe.")]
-    azure = [n for n in public.imports if not n.startswith("localpipe.")]
-    parts = [f"`from localpipe import {n.removeprefix('localpipe.')}`" for n in localpipe_names]
+    """``from localpipe import X`` (else from the module that defines it), then the ``azureml`` names."""
+    exported = [n.removeprefix("localpipe.") for n in public.imports if n.startswith("localpipe.")]
+    azure = sorted((n for n in public.imports if not n.startswith("localpipe.")), key=lambda n: (n.count("."), n))
+    module = "localpipe" if exported else public.module
+    text = f"`from {module} import {exported[0] if exported else public.name}`"
     if azure:
-        parts.append("as " + ", ".join(f"`{n}`" for n in sorted(azure, key=lambda n: (n.count("."), n))))
-    return "Import: " + "; ".join(parts) + "." if parts else ""
+        text += "; Azure ML's names: " + ", ".join(f"`{n}`" for n in azure)
+    return text + "."
 
 
 def class_section(title: str, cls: type, documented: set[type], level: int, undocumented: list[str]) -> list[str]:
