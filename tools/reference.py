@@ -196,10 +196,6 @@ def first_paragraph(value) -> str | None:
     return " ".join(inspect.cleandoc(doc).split("\n\n")[0].split())
 
 
-def kind_label(kind: str) -> str:
-    return {"staticmethod": "static method", "classmethod": "class method", "class": "class"}.get(kind, kind)
-
-
 def constant_text(value) -> str:
     """A class attribute or constant's value when it is a plain literal, else what type it is."""
     if value is None or isinstance(value, bool | int | float | str):
@@ -237,15 +233,18 @@ def members(cls: type, documented: set[type]) -> list[tuple[str, str, object]]:
     return found
 
 
-def member_line(cls: type, name: str, kind: str, value) -> tuple[str, str | None]:
-    """The member's entry (its signature for a callable) and its one line, or None without a docstring."""
-    if kind in ("method", "staticmethod", "classmethod"):
-        text = f"`{name}{signature_text(local_signature(value, kind))}`"
-        return f"{text} ({kind_label(kind)})" if kind != "method" else text, first_paragraph(value)
+KIND_LABELS = {"method": "", "staticmethod": " (static method)", "classmethod": " (class method)"}
+
+
+def member_line(name: str, kind: str, value) -> tuple[str, str | None]:
+    """The member's entry (its signature for a callable) and its one line: "" where a value says it all,
+    None where a docstring is missing."""
+    if kind in KIND_LABELS:
+        return f"`{name}{signature_text(local_signature(value, kind))}`{KIND_LABELS[kind]}", first_paragraph(value)
     if kind == "property":
         return f"`{name}` (property)", first_paragraph(value)
     if isinstance(value, enum.Enum):
-        return f"`{name}` = {value.value!r}", first_paragraph(value) or ""
+        return f"`{name}` = {value.value!r}", ""
     if kind == "attribute":
         return f"`{name}` {constant_text(value)}", ""  # a constant says what it is by its value
     return f"`{name}`", ""
@@ -287,7 +286,7 @@ def class_section(title: str, cls: type, documented: set[type], level: int, undo
         if kind == "instance attribute":
             attributes.append(f"`{name}`")
             continue
-        entry, line = member_line(cls, name, kind, value)
+        entry, line = member_line(name, kind, value)
         if line is None:
             undocumented.append(f"{title}.{name}")
         entries.append(f"- {entry}: {line or '*(no docstring yet)*'}" if line != "" else f"- {entry}")
