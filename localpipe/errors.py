@@ -33,6 +33,7 @@ class LocalpipeError(Exception):
 
     @property
     def message(self) -> str:
+        """The error's message (as ``str(error)``)."""
         return str(self)
 
     @property
@@ -43,6 +44,7 @@ class LocalpipeError(Exception):
         return self._inner_exception or self.__cause__ or context
 
     def print_stacktrace(self) -> None:
+        """Print the error's traceback on stderr."""
         import traceback
 
         traceback.print_exception(self)

@@ -105,14 +105,17 @@ class Experiment:
 
     @classmethod
     def get_docs_url(cls) -> str:
+        """The Azure ML SDK's documentation page of ``Experiment``."""
         return "https://learn.microsoft.com/python/api/azureml-core/azureml.core.experiment.experiment"
 
     @property
     def workspace_object(self):
+        """The workspace (deprecated in the SDK: use ``workspace``)."""
         return self.workspace
 
     @property
     def tags(self) -> dict:
+        """The experiment's tags, kept in history.db."""
         row = self._row()
         return row["tags"] if row else {}
 
@@ -120,14 +123,17 @@ class Experiment:
         return next((r for r in self._history.registry.experiments() if r["name"] == self.name), None)
 
     def tag(self, key, value=None) -> None:
+        """Set the tag ``key`` (to ``value``, None for a tag without a value)."""
         self.set_tags({key: value})
 
     def set_tags(self, tags) -> None:
+        """Add or replace the tags of the dict ``tags`` (a list or set: tags without values)."""
         from localpipe.client.run_base import _as_tags
 
         self._history.registry.set_experiment_tags(self.name, _as_tags(tags))
 
     def remove_tags(self, tags) -> None:
+        """Remove the tags named (one name or a list of names)."""
         self._history.registry.set_experiment_tags(self.name, {}, [tags] if isinstance(tags, str) else list(tags))
 
     def refresh(self) -> None:
