@@ -365,13 +365,24 @@ def end_processes_of(ws) -> None:
 
 HOPPER = """
 import os, time
+beat = os.path.join(os.environ["LOCALPIPE_WORKSPACE"], "alive")
 if os.fork() == 0:  # a child that keeps forking, each new one in a session of its own
+    open(beat, "w").close()
     while True:
         if os.fork():
             os._exit(0)
         os.setsid()
+        os.utime(beat)  # its pid changes faster than a scan of /proc can see it: it says it lives here
 time.sleep(0.2)
 """
+
+
+def beating(path) -> bool:
+    """Whether a process still touches ``path`` (its mtime moves within 0.3 s)."""
+    before = path.stat().st_mtime_ns
+    time.sleep(0.3)
+    return path.stat().st_mtime_ns != before
+
 
 KILLS_ITS_SUPERVISOR = """
 import os, subprocess, time
@@ -393,20 +404,19 @@ def test_nothing_a_step_started_escapes(ws, project, localpipe, script):
     try:
         localpipe("submit", "p.py", timeout=60)
         wait_for(lambda: not processes_of(ws), timeout=3, what=lambda: f"processes left: {processes_of(ws)}")
+        if script == HOPPER:
+            assert (ws.root / "alive").exists() and not beating(ws.root / "alive"), "the hopper still runs"
     finally:
         end_processes_of(ws)
 
 
-LEAVES_A_HOPPER = """
+LEAVES_A_DAEMON = """
 import os, pathlib, time
-if os.fork() == 0:  # a grandchild in a session of its own that keeps forking: below init once all else dies
+if os.fork() == 0:  # a daemon in a session of its own (a detached server): below init once all else dies
     os.setsid()
-    pathlib.Path(os.environ["LOCALPIPE_WORKSPACE"], "hopper.started").write_text("")
-    while True:
-        if os.fork():
-            os._exit(0)
-        time.sleep(0.01)
-time.sleep(60)
+    pathlib.Path(os.environ["LOCALPIPE_WORKSPACE"], "daemon.started").write_text("")
+    time.sleep(300)
+time.sleep(300)
 """
 
 
@@ -417,19 +427,21 @@ def test_what_outlived_a_scheduler_killed_with_its_supervisor_is_ended_by_the_ne
     """SIGKILL of the scheduler and the step supervisor at once (the OOM killer, `kill -9` of both)
     leaves nothing to end a step's grandchild that left its session. The next command that finds
     the run abandoned ends it, by the launch tag of a supervisor that no longer exists."""
-    project("src/step.py", LEAVES_A_HOPPER)
+    project("src/step.py", LEAVES_A_DAEMON)
     project("p.py", ONE_STEP.format(pids="unused"))
     submit = popen_localpipe(ws.root, "submit", "p.py")
-    started = ws.root / "hopper.started"
+    started = ws.root / "daemon.started"
     try:
         wait_for(started.exists, timeout=30, what=lambda: f"the step to start its grandchild: {step_rows(ws.root, 1)}")
-        supervisor = psutil.Process(submit.pid).children()  # the step supervisor, in a session of its own
-        for process in [psutil.Process(submit.pid), *supervisor]:
+        scheduler = psutil.Process(submit.pid)
+        supervisor = [p for p in scheduler.children() if "supervisor.py" in " ".join(p.cmdline())]
+        assert len(supervisor) == 1, scheduler.children()
+        for process in [scheduler, *supervisor]:
             process.suspend()  # neither may see the other die before both are killed
-        for process in [psutil.Process(submit.pid), *supervisor]:
+        for process in [scheduler, *supervisor]:
             process.kill()
         submit.communicate()
-        assert processes_of(ws), "the hopper should have outlived its scheduler and supervisor"
+        assert processes_of(ws), "the daemon should have outlived its scheduler and supervisor"
         runs = subprocess.run([sys.executable, "-m", "localpipe", "runs"], cwd=ws.root, capture_output=True, text=True,
                               timeout=30)  # fmt: skip
         assert runs.returncode == 0, runs.stderr
