@@ -57,14 +57,16 @@ class UsageError(LocalpipeError):
 class PipelineValidationError(UsageError):
     """A pipeline definition has one or more problems; all of them are listed."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], note: str | None = None):
         self.problems = list(problems)
+        after = f"\n{note}" if note else ""
         if len(self.problems) == 1:
-            super().__init__(f"the pipeline is invalid: {self.problems[0]}")
+            super().__init__(f"the pipeline is invalid: {self.problems[0]}{after}")
         else:
             super().__init__(
                 f"the pipeline is invalid ({len(self.problems)} problems):\n"
                 + "\n".join(f"  - {p}" for p in self.problems)
+                + after
             )
 
 
