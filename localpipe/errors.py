@@ -57,16 +57,15 @@ class UsageError(LocalpipeError):
 class PipelineValidationError(UsageError):
     """A pipeline definition has one or more problems; all of them are listed."""
 
-    def __init__(self, problems: list[str], note: str | None = None):
+    def __init__(self, problems: list[str], notes: list[str] = ()):
+        """``notes`` say what the refusal undid: after the one problem on its line, or one a line."""
         self.problems = list(problems)
-        after = f"\n{note}" if note else ""
         if len(self.problems) == 1:
-            super().__init__(f"the pipeline is invalid: {self.problems[0]}{after}")
+            super().__init__(f"the pipeline is invalid: {'; '.join([self.problems[0], *notes])}")
         else:
             super().__init__(
                 f"the pipeline is invalid ({len(self.problems)} problems):\n"
-                + "\n".join(f"  - {p}" for p in self.problems)
-                + after
+                + "\n".join([*(f"  - {p}" for p in self.problems), *notes])
             )
 
 

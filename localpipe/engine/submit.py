@@ -150,15 +150,15 @@ def prepare_run(
     return PreparedRun(run_id, graph, sources)
 
 
-def _targets_taken_back(taken: dict[str, bool]) -> str:
-    """The lines a refusal ends with: the compute targets its code saved, which it did not keep."""
-    return "\n".join(
+def _targets_taken_back(taken: dict[str, bool]) -> list[str]:
+    """What a refusal says it undid: the compute targets its code saved, which it did not keep."""
+    return [
         f'compute target "{name}" is back as it was: this refused submission\'s change to it was not kept'
         if existed
         else f'compute target "{name}" was not kept (this refused submission created it): '
         "fix the pipeline and run it again to create it anew"
         for name, existed in taken.items()
-    )
+    ]
 
 
 def load_prepared(history: History, run_id: int) -> PreparedRun:
