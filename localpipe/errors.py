@@ -59,14 +59,15 @@ class UsageError(LocalpipeError):
 class PipelineValidationError(UsageError):
     """A pipeline definition has one or more problems; all of them are listed."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], notes: list[str] = ()):
+        """``notes`` say what the refusal undid: after the one problem on its line, or one a line."""
         self.problems = list(problems)
         if len(self.problems) == 1:
-            super().__init__(f"the pipeline is invalid: {self.problems[0]}")
+            super().__init__(f"the pipeline is invalid: {'; '.join([self.problems[0], *notes])}")
         else:
             super().__init__(
                 f"the pipeline is invalid ({len(self.problems)} problems):\n"
-                + "\n".join(f"  - {p}" for p in self.problems)
+                + "\n".join([*(f"  - {p}" for p in self.problems), *notes])
             )
 
 

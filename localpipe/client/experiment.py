@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from localpipe.errors import SubmittedWhileLoading, UserErrorException
 
 PIPELINE_SUBMIT_KEYWORDS = frozenset(
@@ -186,6 +188,7 @@ class Experiment:
 
     def _start(self, pipeline, pipeline_parameters, options: dict, tags) -> int:
         from localpipe.engine.submit import prepare_run, run_in_background
+        from localpipe.hw.host import detect_host, oversubscription
 
         history = self._history
         prepared = prepare_run(
@@ -199,6 +202,9 @@ class Experiment:
             properties=options["properties"],
         )
         run_in_background(history, prepared.run_id)
+        note = oversubscription(detect_host())
+        if note:
+            warnings.warn(note, stacklevel=3)  # at the line that called submit()
         return prepared.run_id
 
     def get_runs(self, type=None, tags=None, properties=None, include_children=False) -> list:
