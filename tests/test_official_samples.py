@@ -1,7 +1,7 @@
 """Official Azure ML pipeline samples (tests/samples/, copied unchanged from
 Azure/MachineLearningNotebooks) run cell by cell in a real Jupyter kernel, in one workspace, as a
-user runs them: each to its end, or to its first publish cell, which must say publishing is not
-built yet. The network is the one stand-in (tests/samples/README.md)."""
+user runs them: each to its end, or to its first REST call of a published pipeline, which finds no
+`localpipe serve` to answer it. The network is the one stand-in (tests/samples/README.md)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,6 @@ import pytest
 from nbclient import NotebookClient
 
 from localpipe.sdk.environment import DEFAULT_CPU_IMAGE
-from localpipe.sdk.pipeline import NOT_PUBLISHED_YET
 
 SAMPLES = Path(__file__).parent / "samples"
 
@@ -168,13 +167,15 @@ def printed(notebook) -> str:
     )
 
 
-def stops_at_publish(notebook, runs) -> None:
-    """Every cell ran until the first one that publishes, which says publishing is not built yet."""
+def stops_at_rest_call(notebook, runs) -> None:
+    """Every cell ran, publishing included, until the first that posts to the published pipeline's
+    endpoint: no `localpipe serve` runs in the test, so the connection is refused."""
     found = errors(notebook)
-    assert found, "the notebook has a publish cell: it must stop there"
+    assert found, "the notebook posts to a REST endpoint: it must stop there"
     index, first = found[0]
-    assert first == f"AttributeError: {NOT_PUBLISHED_YET}", found
-    assert ".publish(" in "".join(notebook.cells[index].source)
+    assert first.startswith("ConnectionError:") and "127.0.0.1" in first, found
+    assert "requests.post(" in "".join(notebook.cells[index].source)
+    assert "You can perform HTTP POST on URL http://127.0.0.1:" in printed(notebook)
     assert all(status == "Completed" for statuses in runs.values() for status in statuses), runs
 
 
@@ -202,14 +203,17 @@ def test_data_dependency_steps_run_to_the_end_reading_what_getting_started_uploa
     assert runs["Data_dependency_sample"] == ["Completed"]
 
 
-def test_the_datapath_and_pipelineparameter_sample_runs_to_its_publish_cell(samples):
-    stops_at_publish(*samples("aml-pipelines-showcasing-datapath-and-pipelineparameter.ipynb"))
+def test_the_datapath_and_pipelineparameter_sample_runs_to_its_rest_call(samples):
+    stops_at_rest_call(*samples("aml-pipelines-showcasing-datapath-and-pipelineparameter.ipynb"))
 
 
-def test_the_dataset_and_pipelineparameter_sample_runs_to_its_publish_cell(samples):
+def test_the_dataset_and_pipelineparameter_sample_runs_to_its_rest_call(samples):
     """Its datasets come from public URLs (fetched and cached) and are swapped through pipeline_parameters."""
-    stops_at_publish(*samples("aml-pipelines-showcasing-dataset-and-pipelineparameter.ipynb"))
+    notebook, runs = samples("aml-pipelines-showcasing-dataset-and-pipelineparameter.ipynb")
+    stops_at_rest_call(notebook, runs)
+    assert runs["publishedexperiment"] == ["Completed"]  # the published pipeline, given other datasets
 
 
-def test_the_publish_and_run_sample_runs_to_its_publish_cell(samples):
-    stops_at_publish(*samples("aml-pipelines-publish-and-run-using-rest-endpoint.ipynb"))
+def test_the_publish_and_run_sample_runs_to_its_rest_call(samples):
+    """It publishes a pipeline, and the pipeline of a run just submitted, before its REST call."""
+    stops_at_rest_call(*samples("aml-pipelines-publish-and-run-using-rest-endpoint.ipynb"))

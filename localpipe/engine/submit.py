@@ -124,6 +124,24 @@ def prepare_run(
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges;
     ``properties`` say what it is (``azureml.runsource``: a pipeline run unless told otherwise)."""
     graph, sources = plan(history, pipeline, parameters, trees)
+    return record_planned(
+        history, graph, sources, experiment_name, regenerate_outputs, continue_on_step_failure, tags, pipeline_file,
+        properties,
+    )  # fmt: skip
+
+
+def record_planned(
+    history: History,
+    graph: Graph,
+    sources: dict[str, TreeDigest | None],
+    experiment_name: str,
+    regenerate_outputs: bool = False,
+    continue_on_step_failure: bool = False,
+    tags: dict | None = None,
+    pipeline_file: str | None = None,
+    properties: dict | None = None,
+) -> PreparedRun:
+    """Record a NotStarted run of a planned ``graph`` (a published pipeline's, say)."""
     run_id = history.runs.record(
         NewRun(
             experiment=experiment_name,
