@@ -49,8 +49,11 @@ _EXPORTS = {
     "Run": "localpipe.client.runs",
     "RunConfiguration": "localpipe.sdk.runconfig",
     "RunStatus": "localpipe.status",
+    "Schedule": "localpipe.client.schedules",
+    "ScheduleRecurrence": "localpipe.client.schedules",
     "ScriptRunConfig": "localpipe.sdk.script_run",
     "StepRun": "localpipe.client.runs",
+    "TimeZone": "localpipe.client.schedules",
     "Workspace": "localpipe.sdk.workspace",
 }
 

@@ -34,6 +34,17 @@ class _Pickler(pickle.Pickler):
 
         return "workspace" if isinstance(obj, Workspace) else None
 
+    def reducer_override(self, obj):
+        from localpipe.sdk.compute import ComputeTarget
+
+        if isinstance(obj, ComputeTarget):  # its __new__ looks the target up by name: made empty, then filled
+            return _empty_target, (type(obj),), obj.__dict__
+        return NotImplemented
+
+
+def _empty_target(cls):
+    return cls.__new__(cls, None, None)
+
 
 class _Unpickler(pickle.Unpickler):
     def __init__(self, data: bytes, workspace):

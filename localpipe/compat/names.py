@@ -109,7 +109,10 @@ MODULES: dict[str, dict[str, str]] = {
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
         "PipelineRun": "localpipe.client.runs:PipelineRun",
         "PublishedPipeline": "localpipe.client.publishing:PublishedPipeline",
+        "Schedule": "localpipe.client.schedules:Schedule",
+        "ScheduleRecurrence": "localpipe.client.schedules:ScheduleRecurrence",
         "StepRun": "localpipe.client.runs:StepRun",
+        "TimeZone": "localpipe.client.schedules:TimeZone",
         "StepSequence": "localpipe.sdk.pipeline:StepSequence",
     },
     "azureml.pipeline.core.graph": {
@@ -120,6 +123,11 @@ MODULES: dict[str, dict[str, str]] = {
         "PipelineEndpoint": "localpipe.client.publishing:PipelineEndpoint",
         "PipelineIdVersion": "localpipe.client.publishing:PipelineIdVersion",
         "PipelineVersion": "localpipe.client.publishing:PipelineVersion",
+    },
+    "azureml.pipeline.core.schedule": {
+        "Schedule": "localpipe.client.schedules:Schedule",
+        "ScheduleRecurrence": "localpipe.client.schedules:ScheduleRecurrence",
+        "TimeZone": "localpipe.client.schedules:TimeZone",
     },
     "azureml.pipeline.core.run": {
         "PipelineRun": "localpipe.client.runs:PipelineRun",

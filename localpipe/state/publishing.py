@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from peewee import JOIN
+
 from localpipe.content.hashing import hash_bytes
 from localpipe.errors import NotFoundError, UsageError
 from localpipe.state.db import Database
@@ -196,9 +198,9 @@ class PublishingRecords:
                 t.PublishedPipeline.published_id.alias("pipeline_id"),
                 t.PipelineEndpoint.endpoint_id.alias("pipeline_endpoint_id"),
             )
-            .join(t.PublishedPipeline, join_type="LEFT OUTER", on=(t.Schedule.published == t.PublishedPipeline.id))
+            .join(t.PublishedPipeline, join_type=JOIN.LEFT_OUTER, on=(t.Schedule.published == t.PublishedPipeline.id))
             .switch(t.Schedule)
-            .join(t.PipelineEndpoint, join_type="LEFT OUTER", on=(t.Schedule.endpoint == t.PipelineEndpoint.id))
+            .join(t.PipelineEndpoint, join_type=JOIN.LEFT_OUTER, on=(t.Schedule.endpoint == t.PipelineEndpoint.id))
         )
 
     def update_schedule(self, schedule_id: str, changes: dict) -> None:
