@@ -229,3 +229,63 @@ def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, projec
     assert run.wait_for_completion(show_output=False) == "Completed"
     assert "read fresh data" in (history.layout.step_dir(run.id, "read") / "stdout.log").read_text()
     assert [f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)] == ["new.txt"]
+
+
+PIPELINE_FILE = """
+from azureml.core import Workspace
+from azureml.pipeline.core import Pipeline, PipelineParameter
+from azureml.pipeline.steps import PythonScriptStep
+
+ws = Workspace.from_config()
+n = PipelineParameter("n", default_value=1)
+pipeline = Pipeline(ws, [PythonScriptStep("job.py", name="job", source_directory="src", arguments=["--n", n])])
+"""
+
+
+def test_the_commands_publish_submit_and_schedule(ws, project, history, localpipe):
+    import json
+
+    project("src/job.py", "import sys\nprint('job', sys.argv[1:])\n")
+    project("pipeline.py", PIPELINE_FILE)
+    made = localpipe(
+        "publish", "pipeline.py", "--name", "nightly", "--version", "1", "--endpoint", "nightly", check=True
+    )
+    assert 'endpoint "nightly" runs it as its default version 0' in made.stdout
+    project("src/job.py", "print('edited')\n")
+    listed = json.loads(localpipe("published", "--json", check=True).stdout)
+    assert [(p["name"], p["version"], p["parameters"]) for p in listed] == [("nightly", "1", {"n": 1})]
+    assert json.loads(localpipe("endpoints", "--json", check=True).stdout)[0]["versions"] == {"0": listed[0]["id"]}
+    started = localpipe("submit-published", "nightly", "--param", "n=4", check=True)
+    run_id = int(started.stdout.strip())
+    wait_for(lambda: history.runs.get(run_id)["status"] == "Completed", what="the published run")
+    assert "job ['--n', '4']" in (history.layout.step_dir(run_id, "job") / "stdout.log").read_text()
+    bad = localpipe("submit-published", "nightly", "--param", "epochs=4")
+    assert (bad.returncode, bad.stderr.strip()) == (
+        2, 'error: parameter "epochs" is not a parameter of published pipeline "nightly" (its parameters: n)'
+    )  # fmt: skip
+    refused = localpipe(
+        "schedule", "create", "nightly", "--name", "s", "-e", "x", "--frequency", "Hour", "--hours", "3"
+    )
+    assert (refused.returncode, refused.stderr.strip()) == (
+        2,
+        "error: Can only specify hours if frequency is Week or Day.",
+    )
+    assert json.loads(localpipe("schedule", "list", "--all", "--json", check=True).stdout) == []
+    localpipe("schedule", "create", "nightly", "--name", "daily", "-e", "timed", "--frequency", "Day", check=True)
+    schedule_id = json.loads(localpipe("schedule", "list", "--json", check=True).stdout)[0]["id"]
+
+    runner = subprocess.Popen([sys.executable, "-m", "localpipe", "schedules", "run"], cwd=ws.root,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        fired = wait_for(
+            lambda: [f for f in history.publishing.fires(schedule_id) if f["run_id"]], what="the schedule's first run"
+        )
+    finally:
+        runner.terminate()
+        out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 0, err
+    assert f"started run {fired[0]['run_id']}" in out
+    shown = json.loads(localpipe("schedule", "show", schedule_id, "--json", check=True).stdout)
+    assert [f["run_id"] for f in shown["fires"]] == [fired[0]["run_id"]]
+    localpipe("schedule", "disable", schedule_id, check=True)
+    assert json.loads(localpipe("schedule", "list", "--json", check=True).stdout) == []
