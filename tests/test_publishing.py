@@ -110,8 +110,9 @@ def test_endpoint_versions_and_default(ws, project, history):
     assert run.wait_for_completion(show_output=False) == "Completed" and "v1" in _log(history, run)
     endpoint.set_default_version("1")
     assert PipelineEndpoint.get(ws, name="training").get_pipeline().id == second.id
-    run = Experiment(ws, "via-endpoint").submit(endpoint, pipeline_parameters={"n": 1})
+    run = Experiment(ws, "via-endpoint").submit(endpoint, tags={"endpoint_tag": "1"}, pipeline_parameters={"n": 1})
     assert run.wait_for_completion(show_output=False) == "Completed" and "v2 ['--n', '1']" in _log(history, run)
+    assert run.get_tags()["endpoint_tag"] == "1"
     third = _pipeline(ws, project, tag="v3").publish("trainer", version="3")
     endpoint.add_default(third)
     assert (endpoint.default_version, endpoint.get_pipeline("0").id) == ("2", first.id)
@@ -187,7 +188,15 @@ def test_rest_submission_needs_the_token_and_answers_as_azure(ws, project, histo
     status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, header["Authorization"])
     assert status == 200
     assert PipelineRun(Experiment(ws, "rest"), answer["Id"]).wait_for_completion(show_output=False) == "Completed"
+    endpoint.add(_pipeline(ws, project, tag="v2").publish("trainer", version="2"))
+    status, answer = rest_submit(ws, "endpoint-name", "training", {"ExperimentName": "rest"}, header["Authorization"],
+                                 version="1")  # fmt: skip
+    assert status == 200
+    by_name = PipelineRun(Experiment(ws, "rest"), answer["Id"])
+    assert by_name.wait_for_completion(show_output=False) == "Completed" and "v2" in _log(history, by_name)
+    status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, header["Authorization"], "7")
+    assert status == 400 and 'has no version "7"' in answer["error"]["message"]
     endpoint.disable()
     status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, header["Authorization"])
     assert status == 400 and "is disabled" in answer["error"]["message"]
-    assert len(history.runs.list()) == 2
+    assert len(history.runs.list()) == 3

@@ -144,7 +144,7 @@ def test_a_schedule_without_a_start_time_fires_at_once(ws, project, history):
     assert len(runner.started_runs) == 1 and len(history.publishing.fires(schedule.id)) == 1
 
 
-def test_a_week_schedule_keeps_its_wall_times_across_a_daylight_saving_change():
+def test_a_week_schedule_keeps_its_wall_times_across_a_daylight_saving_change(ws, project, history):
     """New York springs forward on Sunday 8 March 2026 (02:00 -> 03:00) and falls back on Sunday
     1 November (02:00 -> 01:00)."""
     recurrence = ScheduleRecurrence("Week", 1, start_time="2026-03-01T00:00:00", time_zone=TimeZone.EasternStandardTime,
@@ -167,6 +167,20 @@ def test_a_week_schedule_keeps_its_wall_times_across_a_daylight_saving_change():
     assert local(_utc(2026, 10, 31), 3) == ["Sun 01 01:30 EDT", "Sun 01 02:30 EST", "Sun 01 09:30 EST"]
     # 01:30 happens twice that night and fires once, the first time; 09:30 is now 14:30 UTC, not 13:30.
     assert next(fires(recurrence.to_dict(), 0.0, _utc(2026, 11, 1, 8))) == _utc(2026, 11, 1, 14, 30)
+
+    # A runner fires the schedule at those instants, not a second early, across the change.
+    schedule = Schedule.create(ws, "weekly", _published(ws, project).id, "weekly", recurrence=recurrence)
+    history.publishing.update_schedule(schedule.id, {"created_at": _utc(2026, 3, 7, 11)})  # made before the change
+    expected = [_utc(2026, 3, 8, 6, 30), _utc(2026, 3, 8, 7, 30), _utc(2026, 3, 8, 13, 30)]
+    clock = Clock(_utc(2026, 3, 7, 12))
+    runner = ScheduleRunner(ws, clock)
+    runner.start()
+    for at in expected:
+        clock.now = at - 1
+        runner.tick()
+        clock.now = at
+        runner.tick()
+    assert [f["due"] for f in history.publishing.fires(schedule.id)] == expected
 
 
 def test_a_kill_between_claim_and_run_fires_once_after_restart(ws, project, history):
@@ -289,3 +303,29 @@ def test_the_commands_publish_submit_and_schedule(ws, project, history, localpip
     assert [f["run_id"] for f in shown["fires"]] == [fired[0]["run_id"]]
     localpipe("schedule", "disable", schedule_id, check=True)
     assert json.loads(localpipe("schedule", "list", "--json", check=True).stdout) == []
+
+
+def test_a_datastore_schedule_is_scanned_every_polling_interval_without_events(ws, project, history):
+    """Where watchdog's events are lost (a network file system), the folder is scanned anyway."""
+    published = _published(ws, project)
+    schedule = Schedule.create(ws, "polled", published.id, "uploads", datastore=ws.get_default_datastore(),
+                               path_on_datastore="drop", polling_interval=5)  # fmt: skip
+    clock = Clock(_utc(2030, 1, 1))
+    runner = ScheduleRunner(ws, clock)
+    runner.start()  # the first scan: nothing there
+    drop = ws.state_dir / "datastores" / "workspaceblobstore" / "drop"
+    drop.mkdir(parents=True, exist_ok=True)
+    (drop / "a.csv").write_text("1,2\n")
+    clock.now += 4 * 60
+    runner.tick()
+    assert runner.started_runs == []  # not due for a scan yet
+    clock.now += 60
+    runner.tick()
+    assert len(runner.started_runs) == 1
+    clock.now += 5 * 60
+    runner.tick()  # the same file unchanged: no second fire
+    (drop / "a.csv").write_text("1,2\n3,4\n")
+    clock.now += 5 * 60
+    runner.tick()  # changed: a fire of its own
+    assert len(runner.started_runs) == 2
+    assert [f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)] == ["a.csv", "a.csv"]

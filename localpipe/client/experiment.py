@@ -151,7 +151,7 @@ class Experiment:
         from localpipe.sdk.workspace import current_workspace, file_loading
 
         if hasattr(config, "_submit_in"):  # a PublishedPipeline or a PipelineEndpoint
-            return config._submit_in(self, **kwargs)
+            return config._submit_in(self, tags, **kwargs)
         if isinstance(config, ScriptRunConfig):
             if kwargs:
                 raise TypeError(

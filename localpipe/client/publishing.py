@@ -111,10 +111,10 @@ def publish_run(run, name, description, version, continue_on_step_failure=None):
     graph = run.get_graph()
     sources = {}
     for step, spec in graph.steps.items():
-        snapshot = history.layout.step_dir(run.id, step) / "snapshot"
-        folder = snapshot if snapshot.is_dir() else spec.source_dir
         if spec.source_dir is None:
             continue
+        snapshot = history.layout.step_dir(run.id, step) / "snapshot"
+        folder = snapshot if snapshot.is_dir() else spec.source_dir
         if not os.path.isdir(folder):
             raise UserErrorException(
                 f'run {run.id} cannot be published: the source of step "{step}" is gone ({folder}): publish '
@@ -155,21 +155,29 @@ def _record(workspace, history, name, description, version, continue_on_step_fai
 
 
 def _store_bytes(history, data: bytes) -> str:
-    from localpipe.state.store import ObjectStore
-
-    history.layout.tmp.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="publish-", dir=history.layout.tmp))
+    """The digest of an object holding ``data`` as its one file."""
+    folder = _aside(history)
     (folder / DECLARATION_FILE).write_bytes(data)
-    return ObjectStore(history.layout.objects).commit(folder).digest
+    return _commit(history, folder)
 
 
 def _store_tree(history, source: str | os.PathLike, files: list[str]) -> str:
+    """The digest of an object holding a copy of ``files`` of ``source``."""
     from localpipe.content.hashing import copy_tree
+
+    folder = _aside(history)
+    copy_tree(source, files, folder)
+    return _commit(history, folder)
+
+
+def _aside(history) -> Path:
+    history.layout.tmp.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="publish-", dir=history.layout.tmp))
+
+
+def _commit(history, folder: Path) -> str:
     from localpipe.state.store import ObjectStore
 
-    history.layout.tmp.mkdir(parents=True, exist_ok=True)
-    folder = Path(tempfile.mkdtemp(prefix="publish-", dir=history.layout.tmp))
-    copy_tree(source, files, folder)
     return ObjectStore(history.layout.objects).commit(folder).digest
 
 
@@ -185,18 +193,17 @@ def submit_published(
     properties: dict | None = None,
     fire_id: int | None = None,
     start: bool = True,
+    tags: dict | None = None,
 ) -> int:
-    """Record a run of the published pipeline ``record`` and start it in the background; its id.
-
-    A disabled pipeline or a parameter it does not have is refused with one line, nothing recorded.
-    ``fire_id`` is a schedule's claimed fire, noted in the transaction that records the run.
-    """
+    """Record a run of the published pipeline ``record`` and start it in the background (unless not
+    to ``start``); its id. A disabled pipeline or a parameter it does not have is refused with one
+    line, nothing recorded. ``fire_id`` is a schedule's claimed fire, noted in the transaction that
+    records the run."""
     from localpipe.client.workspace import history_of
     from localpipe.content.statcache import StatCache
     from localpipe.content.trees import TreeCache
-    from localpipe.engine.submit import machine_capacity, record_planned, run_in_background, source_trees
-    from localpipe.plan.graph import Graph, plan_pipeline
-    from localpipe.sdk.compute import compute_targets
+    from localpipe.engine.submit import plan, record_planned, run_in_background, source_trees
+    from localpipe.plan.graph import Graph
     from localpipe.state.store import ObjectStore
 
     if record["status"] != ACTIVE:
@@ -221,7 +228,7 @@ def submit_published(
         for step in pipeline.steps:
             if step.name in sources:
                 step.source_directory = sources[step.name]
-        graph = plan_pipeline(pipeline, parameters, compute_targets(workspace), machine_capacity())
+        graph, hashed = plan(history, pipeline, parameters)
     else:
         changed = sorted(n for n, v in parameters.items() if v != known[n])
         if changed:
@@ -232,12 +239,12 @@ def submit_published(
         graph = Graph.from_dict(record["graph"])
         for step, spec in graph.steps.items():
             spec.source_dir = sources.get(step, spec.source_dir)
-    trees = TreeCache(StatCache(history.layout.statcache))
-    hashed = source_trees(graph, trees)
-    trees.stat_cache.save()
+        trees = TreeCache(StatCache(history.layout.statcache))
+        hashed = source_trees(graph, trees)
+        trees.stat_cache.save()
     if continue_on_step_failure is None:
         continue_on_step_failure = record["continue_on_step_failure"]
-    tags = {"azureml.pipelineid": record["published_id"]}
+    tags = {**(tags or {}), "azureml.pipelineid": record["published_id"]}
     with history.write():
         prepared = record_planned(
             history,
@@ -369,17 +376,14 @@ class PublishedPipeline:
         run_id = submit_published(workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure)
         return _run_handle(workspace, run_id)
 
-    def _submit_in(self, experiment, pipeline_parameters=None, parent_run_id=None, continue_on_step_failure=None):
-        """``Experiment.submit(published_pipeline, ...)``."""
-        return self.submit(
-            experiment.workspace,
-            experiment.name,
-            pipeline_parameters,
-            None,
-            None,
-            parent_run_id,
-            continue_on_step_failure,
-        )
+    def _submit_in(self, experiment, tags, pipeline_parameters=None, parent_run_id=None,
+                   continue_on_step_failure=None):  # fmt: skip
+        """``Experiment.submit(published_pipeline, tags, ...)``."""
+        workspace = experiment.workspace
+        record = _history(workspace).publishing.published(self._id)
+        run_id = submit_published(workspace, record, experiment.name, pipeline_parameters, continue_on_step_failure,
+                                  tags=tags)  # fmt: skip
+        return _run_handle(workspace, run_id)
 
     def enable(self) -> None:
         self._set_status(ACTIVE)
@@ -512,9 +516,11 @@ class PipelineEndpoint:
         run_id = submit_endpoint(self._workspace, self._id, experiment_name, pipeline_parameters, pipeline_version)
         return _run_handle(self._workspace, run_id)
 
-    def _submit_in(self, experiment, pipeline_parameters=None, parent_run_id=None, pipeline_version=None):
-        """``Experiment.submit(pipeline_endpoint, ...)``."""
-        return self.submit(experiment.name, pipeline_parameters, parent_run_id, pipeline_version)
+    def _submit_in(self, experiment, tags, pipeline_parameters=None, parent_run_id=None, pipeline_version=None):
+        """``Experiment.submit(pipeline_endpoint, tags, ...)``."""
+        run_id = submit_endpoint(self._workspace, self._id, experiment.name, pipeline_parameters, pipeline_version,
+                                 tags=tags)  # fmt: skip
+        return _run_handle(self._workspace, run_id)
 
     def add(self, pipeline) -> None:
         """Add ``pipeline`` (a PublishedPipeline) as the next version."""
@@ -622,6 +628,7 @@ def submit_endpoint(
     properties: dict | None = None,
     fire_id: int | None = None,
     start: bool = True,
+    tags: dict | None = None,
 ) -> int:
     """Record and start a run of the endpoint's ``pipeline_version`` (its default when None); its id.
     A disabled endpoint is refused with one line, nothing recorded."""
@@ -634,4 +641,6 @@ def submit_endpoint(
         )
     record = publishing.published(_version_of(endpoint, pipeline_version))
     properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
-    return submit_published(workspace, record, experiment_name, pipeline_parameters, None, properties, fire_id, start)
+    return submit_published(
+        workspace, record, experiment_name, pipeline_parameters, None, properties, fire_id, start, tags
+    )

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from localpipe.errors import LocalpipeError, NotFoundError, UserErrorException
 
-PUBLISHED, ENDPOINT = "published", "endpoint"
+PUBLISHED, ENDPOINT, ENDPOINT_NAME = "published", "endpoint", "endpoint-name"
 
 
 class InteractiveLoginAuthentication:
@@ -34,9 +34,14 @@ class InteractiveLoginAuthentication:
         return {"Authorization": f"Bearer {api_token(Layout.of(self._workspace.state_dir))}"}
 
 
-def rest_submit(workspace, kind: str, id: str, body, authorization: str | None) -> tuple[int, dict]:
-    """Answer a REST submission of the published pipeline or endpoint ``id`` (``kind``); never raises
-    for a bad request."""
+def rest_submit(
+    workspace, kind: str, id: str, body, authorization: str | None, version: str | None = None
+) -> tuple[int, dict]:
+    """Answer a REST submission; never raises for a bad request. Azure's addresses map to ``kind``,
+    ``id`` and ``version`` as docs/publishing.md says: ``published`` (``PipelineSubmit/<id>``),
+    ``endpoint`` (``PipelineEndpointSubmit/Id/<id>[/<version>]``), ``endpoint-name``
+    (``PipelineEndpointSubmit/Name?name=<name>[&pipelineVersion=<version>]``, ``id`` the name).
+    ``version`` (from the address) wins over the body's ``PipelineVersion``."""
     from localpipe.state.layout import Layout
     from localpipe.state.token import authorized
 
@@ -44,18 +49,18 @@ def rest_submit(workspace, kind: str, id: str, body, authorization: str | None) 
         return 401, _error("Unauthorized", "missing or wrong bearer token: send the header that "
                            "InteractiveLoginAuthentication().get_authentication_header() gives")  # fmt: skip
     try:
-        return 200, {"Id": _submit(workspace, kind, id, body), "Status": "NotStarted"}
+        return 200, {"Id": _submit(workspace, kind, id, body, version), "Status": "NotStarted"}
     except NotFoundError as exc:
         return 404, _error("NotFound", str(exc))
     except (LocalpipeError, ValueError) as exc:
         return 400, _error("UserError", str(exc))
 
 
-def _submit(workspace, kind: str, id: str, body) -> int:
+def _submit(workspace, kind: str, id: str, body, version: str | None) -> int:
     from localpipe.client.publishing import submit_endpoint, submit_published
     from localpipe.engine.submit import run_in_background
 
-    if kind not in (PUBLISHED, ENDPOINT):
+    if kind not in (PUBLISHED, ENDPOINT, ENDPOINT_NAME):
         raise NotFoundError(f"no REST route for {kind!r}: submit a published pipeline or a pipeline endpoint")
     if not isinstance(body, dict):
         raise UserErrorException(
@@ -68,8 +73,10 @@ def _submit(workspace, kind: str, id: str, body) -> int:
     description = body.get("Description")
     publishing = workspace.service.history.publishing
     # Started once its description is set, so that a scheduler never sees the run without it.
-    if kind == ENDPOINT:
-        run_id = submit_endpoint(workspace, id, experiment, parameters, body.get("PipelineVersion"), start=False)
+    if kind in (ENDPOINT, ENDPOINT_NAME):
+        endpoint = publishing.endpoint(name=id) if kind == ENDPOINT_NAME else publishing.endpoint(endpoint_id=id)
+        version = version if version is not None else body.get("PipelineVersion")
+        run_id = submit_endpoint(workspace, endpoint["endpoint_id"], experiment, parameters, version, start=False)
     else:
         run_id = submit_published(
             workspace,
