@@ -329,3 +329,52 @@ def test_a_datastore_schedule_is_scanned_every_polling_interval_without_events(w
     runner.tick()  # changed: a fire of its own
     assert len(runner.started_runs) == 2
     assert [f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)] == ["a.csv", "a.csv"]
+
+
+RUNNER = """
+import json, os, sys, time
+from localpipe import Workspace
+from localpipe.client.schedules import ScheduleRunner
+
+root, clock_file, stop_file = sys.argv[1:4]
+runner = ScheduleRunner(Workspace(root), lambda: float(open(clock_file).read()))
+runner.start()
+while not os.path.exists(stop_file):
+    runner.tick()
+    time.sleep(0.01)
+print(json.dumps(runner.started_runs))
+"""
+
+
+def test_two_runner_processes_start_each_fire_once(ws, project, history, tmp_path):
+    """Two processes firing the same workspace's schedules, as two servers would, on one moving clock."""
+    import json
+
+    every_minute = ScheduleRecurrence("Minute", 1, start_time="2030-01-01T00:00:00")
+    schedule = Schedule.create(ws, "every-minute", _published(ws, project).id, "timed", recurrence=every_minute)
+    clock_file, stop_file = tmp_path / "clock", tmp_path / "stop"
+    start = _utc(2030, 1, 1)
+
+    def set_clock(now: float) -> None:  # replaced whole: a runner never reads it half written
+        (tmp_path / "clock.new").write_text(str(now))
+        os.replace(tmp_path / "clock.new", clock_file)
+
+    set_clock(start - 30)
+    command = [sys.executable, "-c", RUNNER, str(ws.root), str(clock_file), str(stop_file)]
+    runners = [subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    try:
+        for minute in range(5):
+            set_clock(start + 60 * minute)
+            fired = minute + 1
+            wait_for(
+                lambda n=fired: [bool(f["run_id"]) for f in history.publishing.fires(schedule.id)] == [True] * n,
+                what=f"fire {minute}",
+            )
+    finally:
+        stop_file.write_text("")
+        outputs = [runner.communicate(timeout=60) for runner in runners]
+    started = [run_id for out, err in outputs for run_id in json.loads(out or "[]")]
+    assert all(runner.returncode == 0 for runner in runners), [err for _, err in outputs]
+    assert sorted(started) == sorted(f["run_id"] for f in history.publishing.fires(schedule.id))
+    assert len(started) == len(set(started)) == 5 == len(history.runs.list())
+    assert [f["due"] for f in history.publishing.fires(schedule.id)] == [start + 60 * m for m in range(5)]
