@@ -325,3 +325,68 @@ class Watcher:
             return
         self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
         self.watched.add(folder)
+
+
+class ScheduleLoop:
+    """Runs a ScheduleRunner (client/schedules.py) until ``stop()``: `localpipe schedules run`, and
+    `localpipe serve` in a thread. A datastore schedule's folder is watched with watchdog (not its
+    sub-folders); a change scans that schedule at once, and its ``polling_interval`` scans it anyway
+    (a folder whose events are lost, on a network file system say). Schedules created or enabled
+    while it runs are picked up within a second."""
+
+    def __init__(self, runner, echo: Callable[[str], None] = print, wait: float = 1.0):
+        self.runner = runner
+        self.echo = echo
+        self.wait = wait
+        self.changes: queue.Queue[str] = queue.Queue()
+        self.observer = Observer()
+        self.watched: set[str] = set()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        self.observer.start()
+        try:
+            self._report(self.runner.start)
+            while not self._stop.is_set():
+                changed = self._changed_folders()
+                for record in self._datastore_schedules():
+                    folder = os.path.normpath(self.runner.watched_folder(record))
+                    self._watch(folder)
+                    if folder in changed:
+                        self._report(lambda r=record: self.runner.scan(r["schedule_id"]))
+                self._report(self.runner.tick)
+        finally:
+            self.observer.stop()
+            self.observer.join()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _changed_folders(self) -> set[str]:
+        """The folders with a change, waiting up to ``wait`` seconds for the first."""
+        found = set()
+        try:
+            found.add(os.path.dirname(self.changes.get(timeout=self.wait)))
+            while True:
+                found.add(os.path.dirname(self.changes.get_nowait()))
+        except queue.Empty:
+            return {os.path.normpath(f) for f in found}
+
+    def _datastore_schedules(self) -> list[dict]:
+        return [r for r in self.runner.history.publishing.schedules() if r["datastore"]]
+
+    def _watch(self, folder: str) -> None:
+        if folder in self.watched:
+            return
+        os.makedirs(folder, exist_ok=True)
+        self.observer.schedule(_Events(self.changes), folder, recursive=False)
+        self.watched.add(folder)
+
+    def _report(self, action: Callable[[], None]) -> None:
+        """Run ``action``; echo the runs it started and the fires that could not start."""
+        before, errors = len(self.runner.started_runs), len(self.runner.errors)
+        action()
+        for run_id in self.runner.started_runs[before:]:
+            self.echo(f"started run {run_id}")
+        for line in self.runner.errors[errors:]:
+            self.echo(line)

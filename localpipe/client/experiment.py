@@ -144,7 +144,8 @@ class Experiment:
     def submit(self, config, tags: dict | None = None, **kwargs):
         """Record a run of ``config`` and start it in a detached scheduler; returns its handle at once.
 
-        ``config`` is a Pipeline (a PipelineRun is returned) or a ScriptRunConfig (a Run of one step).
+        ``config`` is a Pipeline (a PipelineRun is returned) or a ScriptRunConfig (a Run of one step),
+        or a PublishedPipeline or PipelineEndpoint (their own ``submit`` keywords, docs/publishing.md).
         The keywords are the SDK's for a pipeline: ``pipeline_parameters``, ``regenerate_outputs``,
         ``continue_on_step_failure`` (and ``credential_passthrough``, which has no meaning here);
         any other, or any for a ScriptRunConfig, is a TypeError, as in the SDK. The run goes on if
@@ -157,6 +158,8 @@ class Experiment:
         from localpipe.sdk.script_run import ScriptRunConfig
         from localpipe.sdk.workspace import current_workspace, file_loading
 
+        if hasattr(config, "_submit_in"):  # a PublishedPipeline or a PipelineEndpoint
+            return config._submit_in(self, tags, **kwargs)
         if isinstance(config, ScriptRunConfig):
             if kwargs:
                 raise TypeError(

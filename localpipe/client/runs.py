@@ -106,6 +106,15 @@ class PipelineRun(Run):
         record = _history_of(workspace).runs.get(run_id)
         return PipelineRun(workspace.experiments[record["experiment"]], record["id"])
 
+    @staticmethod
+    def get_pipeline_runs(workspace, pipeline_id, _service_endpoint=None) -> list[PipelineRun]:
+        """The runs of the published pipeline ``pipeline_id``, newest first."""
+        history = _history_of(workspace)
+        return [
+            PipelineRun.get(workspace, run_id)
+            for run_id in history.publishing.runs_with_property("azureml.pipelineid", str(pipeline_id))
+        ]
+
     @property
     def workspace(self):
         """The workspace the run belongs to."""
@@ -145,12 +154,12 @@ class PipelineRun(Run):
 
         return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
 
-    def __getattr__(self, name: str):
-        if name == "publish_pipeline":  # the SDK's, until publishing is built: say so
-            from localpipe.sdk.pipeline import NOT_PUBLISHED_YET
+    def publish_pipeline(self, name, description, version, continue_on_step_failure=None, **kwargs):
+        """Publish what this run ran: its graph, with this run's parameter values, and its steps'
+        source snapshots (a ``PublishedPipeline``; docs/publishing.md)."""
+        from localpipe.client.publishing import publish_run
 
-            raise AttributeError(NOT_PUBLISHED_YET)
-        raise AttributeError(f"'PipelineRun' object has no attribute {name!r}")
+        return publish_run(self, name, description, version, continue_on_step_failure)
 
     def get_pipeline_output(self, pipeline_output_name: str) -> OutputData:
         """The output a step declared as ``PipelineData(..., pipeline_output_name=...)``, as the SDK's

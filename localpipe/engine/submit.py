@@ -131,6 +131,24 @@ def prepare_run(
             raise PipelineValidationError(exc.problems, _targets_taken_back(taken)) from None
         raise
     history.registry.unsubmitted_targets.clear()  # submitted: what the code created is the run's
+    return record_planned(
+        history, graph, sources, experiment_name, regenerate_outputs, continue_on_step_failure, tags, pipeline_file,
+        properties,
+    )  # fmt: skip
+
+
+def record_planned(
+    history: History,
+    graph: Graph,
+    sources: dict[str, TreeDigest | None],
+    experiment_name: str,
+    regenerate_outputs: bool = False,
+    continue_on_step_failure: bool = False,
+    tags: dict | None = None,
+    pipeline_file: str | None = None,
+    properties: dict | None = None,
+) -> PreparedRun:
+    """Record a NotStarted run of a planned ``graph`` (a published pipeline's, say)."""
     run_id = history.runs.record(
         NewRun(
             experiment=experiment_name,

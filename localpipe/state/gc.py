@@ -194,7 +194,8 @@ def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
 
 
 def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
-    """Digests of the step outputs of every run not in ``forget``, and of every dataset and model version."""
+    """Digests of the step outputs of every run not in ``forget``, of every dataset and model version,
+    and of every published pipeline's declaration and sources."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -203,6 +204,11 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     found.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
+    for declaration, sources in t.PublishedPipeline.select(
+        t.PublishedPipeline.declaration, t.PublishedPipeline.sources
+    ).tuples():
+        found.add(declaration)
+        found.update(sources.values())
     return found
 
 
