@@ -130,6 +130,21 @@ def test_endpoint_versions_and_default(ws, project, history):
     assert len(history.runs.list()) == before
 
 
+def test_an_endpoint_name_is_unique_at_publishing_and_renaming(ws, project, history):
+    published = _pipeline(ws, project).publish("trainer")
+    training = PipelineEndpoint.publish(ws, "training", None, published)
+    scoring = PipelineEndpoint.publish(ws, "scoring", None, published)
+    with pytest.raises(UsageError, match='already named "training"'):
+        scoring.set_name("training")
+    scoring.archive()
+    with pytest.raises(UsageError, match='already named "training"'):
+        scoring.reactivate("training")
+    assert (PipelineEndpoint.get(ws, id=scoring.id).name, scoring.status) == ("scoring", "Disabled")
+    training.set_name("training")  # its own name is not taken
+    scoring.reactivate("inference")
+    assert sorted(e.name for e in PipelineEndpoint.list(ws)) == ["inference", "training"]
+
+
 def test_a_run_is_published_with_its_snapshots_and_parameter_values(ws, project, history):
     run = Experiment(ws, "plain").submit(_pipeline(ws, project), pipeline_parameters={"n": 4})
     assert run.wait_for_completion(show_output=False) == "Completed"

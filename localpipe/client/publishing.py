@@ -331,13 +331,20 @@ class PublishedPipeline:
 
     name = property(lambda self: self._name, doc="The name it was published under.")
     graph_id = property(lambda self: self._graph_id, doc="The digest of its planned graph.")
-    description = property(lambda self: self._description)
-    version = property(lambda self: self._version)
+    description = property(lambda self: self._description, doc="The description given at publishing, or None.")
+    version = property(
+        lambda self: self._version,
+        doc="The version text given at publishing, or None: a label only (an endpoint numbers its own versions).",
+    )
     id = property(lambda self: self._id, doc="Its id (a GUID).")
     status = property(lambda self: self._status, doc="Active or Disabled.")
-    workspace = property(lambda self: self._workspace)
+    workspace = property(lambda self: self._workspace, doc="The workspace it was got from.")
     total_run_steps = property(lambda self: self._total_run_steps, doc="How many steps a run of it has.")
-    continue_on_step_failure = property(lambda self: self._continue_on_step_failure)
+    continue_on_step_failure = property(
+        lambda self: self._continue_on_step_failure,
+        doc="Whether its runs go on past a failed step: False unless given at publishing; "
+        "``submit(continue_on_step_failure=...)`` overrides it for one run.",
+    )
 
     @property
     def endpoint(self) -> str:
@@ -386,6 +393,7 @@ class PublishedPipeline:
         return _run_handle(workspace, run_id)
 
     def enable(self) -> None:
+        """Make it Active again: it can be submitted, scheduled and fired by its schedules."""
         self._set_status(ACTIVE)
 
     def disable(self) -> None:
@@ -403,6 +411,7 @@ class PublishedPipeline:
         return Graph.from_dict(_history(self._workspace).publishing.published(self._id)["graph"])
 
     def get_step_names(self, _workflow_provider=None) -> list[str]:
+        """The names of its steps, from the graph planned at publishing."""
         return list(self.get_graph().steps)
 
     def __repr__(self) -> str:
@@ -472,11 +481,15 @@ class PipelineEndpoint:
             versions,
         )
 
-    id = property(lambda self: self._id)
-    name = property(lambda self: self._name)
-    description = property(lambda self: self._description)
+    id = property(lambda self: self._id, doc="Its id (a GUID), the last part of its ``endpoint`` address.")
+    name = property(lambda self: self._name, doc="Its name, unique in the workspace.")
+    description = property(lambda self: self._description, doc="The description given to ``publish``, or None.")
     status = property(lambda self: self._status, doc="Active or Disabled.")
-    default_version = property(lambda self: self._default_version)
+    default_version = property(
+        lambda self: self._default_version,
+        doc='The version (a string, "0" at first) that ``submit``, its schedules and the REST call run when '
+        "given none.",
+    )
     endpoint = property(lambda self: self._endpoint, doc="The REST address, served by `localpipe serve`.")
     pipeline_version_list = property(lambda self: list(self._versions), doc="Its versions (PipelineIdVersion).")
     swaggerurl = property(lambda self: None, doc="None: localpipe serves no swagger document.")
@@ -492,6 +505,8 @@ class PipelineEndpoint:
 
     @staticmethod
     def get(workspace, id=None, name=None, _workflow_provider=None, _service_endpoint=None) -> PipelineEndpoint:
+        """The endpoint with ``id`` or ``name`` (UserErrorException when neither is given, NotFoundError when
+        the workspace has none)."""
         if id is None and name is None:
             raise UserErrorException("PipelineEndpoint.get needs id= or name=")
         return PipelineEndpoint._from_record(workspace, _history(workspace).publishing.endpoint(id, name))
@@ -537,10 +552,12 @@ class PipelineEndpoint:
         self.add_default(pipeline)
 
     def set_default_version(self, version) -> None:
+        """Make ``version`` (one it has: "0", "1", ...) the default; another is refused with one line."""
         _history(self._workspace).publishing.set_default_version(self._id, str(version))
         self._refresh()
 
     def get_default_version(self) -> str:
+        """``default_version``."""
         return self._default_version
 
     def get_pipeline(self, version=None) -> PublishedPipeline:
@@ -568,10 +585,12 @@ class PipelineEndpoint:
         return self.list_pipelines(active_only)
 
     def set_name(self, name) -> None:
+        """Rename it; a name another endpoint has is refused with one line."""
         _history(self._workspace).publishing.update_endpoint(self._id, name=name)
         self._refresh()
 
     def enable(self) -> None:
+        """Make it Active again: it accepts submissions, its schedules' included."""
         _history(self._workspace).publishing.update_endpoint(self._id, status=ACTIVE)
         self._refresh()
 

@@ -158,18 +158,40 @@ class Schedule:
                    record["data_path_parameter_name"], record["continue_on_step_failure"],
                    record["path_on_datastore"], pipeline_endpoint_id=record["pipeline_endpoint_id"])  # fmt: skip
 
-    id = property(lambda self: self._id)
-    name = property(lambda self: self._name)
-    description = property(lambda self: self._description)
-    pipeline_id = property(lambda self: self._pipeline_id)
-    pipeline_endpoint_id = property(lambda self: self._pipeline_endpoint_id)
+    id = property(lambda self: self._id, doc="Its id (a GUID).")
+    name = property(lambda self: self._name, doc="Its name (names need not be unique).")
+    description = property(lambda self: self._description, doc="The description given, or None.")
+    pipeline_id = property(
+        lambda self: self._pipeline_id, doc="The published pipeline it runs; None for an endpoint's schedule."
+    )
+    pipeline_endpoint_id = property(
+        lambda self: self._pipeline_endpoint_id,
+        doc="The endpoint whose default version it runs; None for a published pipeline's schedule.",
+    )
     status = property(lambda self: self._status, doc="Active or Disabled.")
-    recurrence = property(lambda self: self._recurrence)
-    datastore_name = property(lambda self: self._datastore_name)
+    recurrence = property(
+        lambda self: self._recurrence, doc="When it fires (a ScheduleRecurrence); None for a datastore schedule."
+    )
+    datastore_name = property(
+        lambda self: self._datastore_name,
+        doc="The datastore it watches, a folder of this machine (Azure's is a blob container); None for a "
+        "recurring schedule.",
+    )
     polling_interval = property(lambda self: self._polling_interval, doc="Minutes between scans of the folder.")
-    data_path_parameter_name = property(lambda self: self._data_path_parameter_name)
-    continue_on_step_failure = property(lambda self: self._continue_on_step_failure)
-    path_on_datastore = property(lambda self: self._path_on_datastore)
+    data_path_parameter_name = property(
+        lambda self: self._data_path_parameter_name,
+        doc="The DataPath parameter each run gets as the file that fired it, or None.",
+    )
+    continue_on_step_failure = property(
+        lambda self: self._continue_on_step_failure,
+        doc="Overrides the published pipeline's setting for the runs it starts (None keeps it). Unlike Azure's, "
+        "an endpoint's schedule ignores it: its runs keep their pipeline's setting.",
+    )
+    path_on_datastore = property(
+        lambda self: self._path_on_datastore,
+        doc="The folder of the datastore it watches (None: the datastore's root); files in its sub-folders "
+        "do not fire it.",
+    )
 
     @staticmethod
     def create(workspace, name, pipeline_id, experiment_name, recurrence=None, description=None,
@@ -206,11 +228,15 @@ class Schedule:
 
     @staticmethod
     def get(workspace, id, _workflow_provider=None, _service_endpoint=None) -> Schedule:
+        """The schedule ``id``; NotFoundError when the workspace has none."""
         return Schedule._from_record(workspace, _history(workspace).publishing.schedule(id))
 
     @staticmethod
     def list(workspace, active_only=True, pipeline_id=None, pipeline_endpoint_id=None, _workflow_provider=None,
              _service_endpoint=None) -> list[Schedule]:  # fmt: skip
+        """The workspace's schedules, oldest first: only the Active ones unless ``active_only`` is False, only
+        those of ``pipeline_id`` or ``pipeline_endpoint_id`` when given. Unlike Azure's, ``active_only`` applies
+        with those too (Azure's then lists disabled schedules as well)."""
         records = _history(workspace).publishing.schedules(active_only, pipeline_id, pipeline_endpoint_id)
         return [Schedule._from_record(workspace, r) for r in records]
 
@@ -222,18 +248,23 @@ class Schedule:
 
     @staticmethod
     def get_schedules_for_pipeline_id(workspace, pipeline_id, _workflow_provider=None, _service_endpoint=None):
+        """The schedules of the published pipeline ``pipeline_id``, disabled ones included."""
         return Schedule.list(workspace, active_only=False, pipeline_id=pipeline_id)
 
     @staticmethod
     def get_schedules_for_pipeline_endpoint_id(workspace, pipeline_endpoint_id, _workflow_provider=None,
                                                _service_endpoint=None):  # fmt: skip
+        """The schedules of the endpoint ``pipeline_endpoint_id``, disabled ones included."""
         return Schedule.list(workspace, active_only=False, pipeline_endpoint_id=pipeline_endpoint_id)
 
     def enable(self, wait_for_provisioning=False, wait_timeout=3600) -> None:
+        """Make it Active again. At a runner's next tick a recurring schedule runs only the latest of the fires
+        due while it was disabled; a datastore schedule fires for each file added or changed meanwhile. Nothing
+        is provisioned here: ``wait_for_provisioning`` and ``wait_timeout`` change nothing."""
         self.update(status=ACTIVE)
 
     def disable(self, wait_for_provisioning=False, wait_timeout=3600) -> None:
-        """Disable it: no runner fires it until it is enabled (fires due meanwhile are not caught up)."""
+        """Disable it: no runner fires it until it is enabled (``enable`` says what it catches up then)."""
         self.update(status=DISABLED)
 
     def update(self, name=None, description=None, recurrence=None, pipeline_parameters=None, status=None,

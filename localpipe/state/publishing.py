@@ -84,11 +84,9 @@ class PublishingRecords:
         t = self.t
         with self.database.write():
             published = self._published_row(published_id)
-            if t.PipelineEndpoint.get_or_none(t.PipelineEndpoint.name == name) is not None:
-                raise UsageError(
-                    f'a pipeline endpoint is already named "{name}": add the pipeline to it with '
-                    f'PipelineEndpoint.get(ws, name="{name}").add_default(pipeline), or choose another name'
-                )
+            self._refuse_taken_name(
+                name, None, f'add the pipeline to it with PipelineEndpoint.get(ws, name="{name}").add_default(pipeline)'
+            )
             endpoint = t.PipelineEndpoint.create(endpoint_id=endpoint_id, name=name, description=description)
             t.EndpointVersion.create(endpoint=endpoint, version="0", published=published)
 
@@ -152,9 +150,20 @@ class PublishingRecords:
         t.PipelineEndpoint.update(default_version=version).where(t.PipelineEndpoint.id == row_id).execute()
 
     def update_endpoint(self, endpoint_id: str, **changes) -> None:
+        """Change the endpoint's ``name`` or ``status``; a name another endpoint has is refused."""
         t = self.t
-        self.endpoint(endpoint_id)
-        t.PipelineEndpoint.update(**changes).where(t.PipelineEndpoint.endpoint_id == endpoint_id).execute()
+        with self.database.write():
+            self.endpoint(endpoint_id)
+            if "name" in changes:
+                self._refuse_taken_name(changes["name"], endpoint_id, "rename that one first")
+            t.PipelineEndpoint.update(**changes).where(t.PipelineEndpoint.endpoint_id == endpoint_id).execute()
+
+    def _refuse_taken_name(self, name: str, endpoint_id: str | None, hint: str) -> None:
+        """UsageError when an endpoint other than ``endpoint_id`` is named ``name`` (names are unique)."""
+        t = self.t
+        holder = t.PipelineEndpoint.get_or_none(t.PipelineEndpoint.name == name)
+        if holder is not None and holder.endpoint_id != endpoint_id:
+            raise UsageError(f'a pipeline endpoint is already named "{name}": {hint}, or choose another name')
 
     def _published_row(self, published_id: str):
         t = self.t
