@@ -31,7 +31,9 @@ MAY_IMPORT = {
     "engine": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state"},
     "client": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine"},
     "watch": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
-    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch"},
+    # the web studio (localpipe serve): pages over state/'s read-only views, actions through engine/
+    "studio": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
+    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch", "studio"},
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).
 OWNERS = {
@@ -43,6 +45,9 @@ OWNERS = {
     "playhouse": "localpipe.state",
     "rich": "localpipe.cli",
     "uv": "localpipe.envs.build",
+    "starlette": "localpipe.studio",
+    "uvicorn": "localpipe.studio.server",
+    "jinja2": "localpipe.studio.render",
 }
 SQL = re.compile(
     r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

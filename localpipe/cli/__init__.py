@@ -108,10 +108,11 @@ from localpipe.cli import (  # noqa: E402  (registers the commands)
     inspect_cmds,
     model_cmds,
     run_cmds,
+    serve_cmds,
     storage_cmds,
 )
 
-for module in (run_cmds, inspect_cmds, data_cmds, model_cmds, storage_cmds, env_cmds, compat_cmds):
+for module in (run_cmds, inspect_cmds, data_cmds, model_cmds, storage_cmds, env_cmds, compat_cmds, serve_cmds):
     for command in module.COMMANDS:
         cli.add_command(command)
 
