@@ -21,6 +21,7 @@ from localpipe.errors import NotFoundError
 from localpipe.state.views import Views
 from localpipe.studio import graphics
 from localpipe.studio.render import page, wants_json
+from localpipe.studio.security import form_fields
 
 PAGE_SIZE = 50
 LOG_PAGE_BYTES = 256 * 1024  # of a log shown at once: the page shows its end, the download all of it
@@ -367,7 +368,7 @@ async def rerun_action(request: Request):
     run = _views(request).run(request.path_params["run"])
     if not run["pipeline_file"]:
         raise HTTPException(400, f"run {run['id']} was not submitted from a pipeline file: it cannot be rerun here")
-    form = await request.form()
+    form = await form_fields(request)
     parameters = {k: v for k, v in (run["parameters"] or {}).items() if not isinstance(v, dict | list)}
     parameters |= {k[len("param.") :]: v for k, v in form.items() if k.startswith("param.")}
     layout = request.app.state.layout
@@ -397,6 +398,7 @@ def _twins(path: str, endpoint) -> list[Route]:
 
 ROUTES = [
     Route("/", runs_list),
+    Route("/favicon.ico", lambda request: Response(status_code=204)),
     *_twins("/runs", runs_list),
     *_twins("/experiments", experiments_list),
     Route("/experiments/{name:path}", experiment_page),
@@ -407,7 +409,7 @@ ROUTES = [
     Route("/runs/{run:int}/events", run_events),
     *_twins("/runs/{run:int}/metrics", run_metrics),
     Route("/runs/{run:int}/log", step_log),
-    Route("/runs/{run:int}/output", step_output),
+    *_twins("/runs/{run:int}/output", step_output),
     Route("/runs/{run:int}/image", metric_image),
     Route("/runs/{run:int}/cancel", cancel_action, methods=["POST"]),
     Route("/runs/{run:int}/rerun", rerun_action, methods=["POST"]),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from urllib.parse import parse_qs
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -20,6 +21,14 @@ COOKIE = "localpipe_token"
 HEADER = "X-Localpipe-Token"
 FIELD = "token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of a posted HTML form (urlencoded: the studio's forms send no files)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    text = (await request.body()).decode("utf-8", errors="replace")
+    return {key: values[-1] for key, values in parse_qs(text, keep_blank_values=True).items()}
 
 
 def new_token() -> str:
@@ -69,7 +78,7 @@ class Guard:
             raise HTTPException(403, f"a request from {origin} cannot change anything here")
         given = request.headers.get(HEADER)
         if given is None and request.method == "POST":
-            given = (await request.form()).get(FIELD)
+            given = (await form_fields(request)).get(FIELD)
         if not self.matches(given):
             raise HTTPException(
                 403, "this action needs the server's token: open the link `localpipe serve` printed (with ?token=)"
