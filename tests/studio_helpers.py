@@ -76,7 +76,9 @@ from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
 ws = Workspace.from_config()
 token = PipelineData("token")
 first = PythonScriptStep(name="first", script_name="first.py", source_directory="waiting", arguments=[token])
-second = PythonScriptStep(name="second", script_name="second.py", source_directory="waiting", arguments=[token.as_input()])
+second = PythonScriptStep(
+    name="second", script_name="second.py", source_directory="waiting", arguments=[token.as_input()]
+)
 pipeline = Pipeline(workspace=ws, steps=[second])
 """
 FIRST = """
