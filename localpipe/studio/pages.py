@@ -93,6 +93,12 @@ async def run_page(request: Request):
     )
 
 
+async def run_timeline(request: Request):
+    """The run page's timeline alone (an SVG fragment): the live page fetches it again as steps change."""
+    run = _views(request).run(request.path_params["run"])
+    return page(request, "timeline.html", run, timeline=graphics.timeline(run["steps"], run["edges"], time.time()))
+
+
 async def run_status(request: Request):
     """The run's status and its steps' (the live page's data), with an ETag: a poller that sends
     ``If-None-Match`` gets 304 until something changes."""
@@ -407,6 +413,7 @@ ROUTES = [
     Route("/datasets/{name:path}", dataset_page),
     Route("/runs/{run:int}/status.json", run_status),
     Route("/runs/{run:int}/events", run_events),
+    Route("/runs/{run:int}/timeline", run_timeline),
     *_twins("/runs/{run:int}/metrics", run_metrics),
     Route("/runs/{run:int}/log", step_log),
     *_twins("/runs/{run:int}/output", step_output),

@@ -31,9 +31,23 @@ function liveRun(root) {
     if (!byStep.has(el.dataset.step)) byStep.set(el.dataset.step, []);
     byStep.get(el.dataset.step).push(el);
   }
+  let timeline = null;  // the timeline is fetched again (at most once a second) after a change
+  const redrawTimeline = () => {
+    if (timeline) return;
+    timeline = setTimeout(async () => {
+      const response = await fetch("/runs/" + run + "/timeline");
+      if (response.ok) document.getElementById("timeline").innerHTML = await response.text();
+      timeline = null;
+    }, 1000);
+  };
+  let last = null;  // running steps' durations go on between changes
+  const ticker = setInterval(() => { if (last) show(last, false); }, 1000);
   const events = new EventSource("/runs/" + run + "/events");
   events.onmessage = (message) => {
-    const data = JSON.parse(message.data);
+    last = JSON.parse(message.data);
+    show(last, true);
+  };
+  function show(data, changed) {
     document.getElementById("run-status").replaceChildren(badge(data.status));
     document.getElementById("run-duration").textContent = seconds(data.started_at, data.ended_at);
     for (const [name, step] of Object.entries(data.steps)) {
@@ -49,12 +63,14 @@ function liveRun(root) {
         if (reason && step.reason && !reason.querySelector("a")) reason.textContent = step.reason;
       }
     }
+    if (changed) redrawTimeline();
     if (!ACTIVE.has(data.status)) {
       events.close();
+      clearInterval(ticker);
       const cancel = document.getElementById("cancel");
       if (cancel) cancel.closest("form").remove();
     }
-  };
+  }
 }
 
 function liveStep(root) {
@@ -80,20 +96,29 @@ function liveStep(root) {
   poll();
 }
 
-// Pan (drag) and zoom (wheel) by changing the viewBox alone: one attribute per frame, smooth
-// however many nodes the graph has.
+// Pan (drag) and zoom (wheel) with a CSS transform of the whole drawing: the browser moves one
+// composited layer per frame, however many nodes the graph has (it is drawn again, sharp, once
+// the gesture pauses).
 function panZoom(svg) {
-  let [x, y, w, h] = svg.getAttribute("viewBox").split(/\s+/).map(Number);
-  let drag = null, moved = false;
-  const apply = () => svg.setAttribute("viewBox", `${x} ${y} ${w} ${h}`);
-  const scale = () => w / svg.clientWidth;
+  const box = svg.parentElement;
+  const width = svg.width.baseVal.value, height = svg.height.baseVal.value;
+  let k = Math.min(1, box.clientWidth / width), x = 0, y = 0, drag = null, moved = false, idle = null;
+  box.classList.add("zoomable");
+  box.style.height = Math.min(560, Math.max(height * k, 120)) + "px";
+  const apply = () => {
+    // Labels smaller than 5 pixels are not drawn: at 1,000 steps they are most of a frame's work.
+    box.classList.toggle("far", k < 0.45);
+    svg.style.willChange = "transform";
+    svg.style.transform = `translate(${x}px, ${y}px) scale(${k})`;
+    clearTimeout(idle);
+    idle = setTimeout(() => { svg.style.willChange = "auto"; }, 250);
+  };
+  apply();
   svg.addEventListener("wheel", (e) => {
     e.preventDefault();
-    const box = svg.getBoundingClientRect();
-    const factor = Math.exp(e.deltaY * 0.0015);
-    const px = x + (e.clientX - box.left) * scale(), py = y + (e.clientY - box.top) * scale();
-    w *= factor; h *= factor;
-    x = px - (px - x) * factor; y = py - (py - y) * factor;
+    const r = box.getBoundingClientRect();
+    const f = Math.exp(-e.deltaY * 0.0015), px = e.clientX - r.left, py = e.clientY - r.top;
+    x = px - (px - x) * f; y = py - (py - y) * f; k *= f;
     apply();
   }, { passive: false });
   svg.addEventListener("pointerdown", (e) => { drag = [e.clientX, e.clientY]; moved = false; });
@@ -102,7 +127,7 @@ function panZoom(svg) {
     const dx = e.clientX - drag[0], dy = e.clientY - drag[1];
     if (Math.abs(dx) + Math.abs(dy) > 3) moved = true;
     if (!moved) return;
-    x -= dx * scale(); y -= dy * scale(); drag = [e.clientX, e.clientY];
+    x += dx; y += dy; drag = [e.clientX, e.clientY];
     apply();
   });
   svg.addEventListener("pointerup", () => { drag = null; });
