@@ -268,3 +268,22 @@ def test_the_runs_list_of_10000_runs_and_a_1000_step_run_page_are_fast(root, tmp
     print("studio timings (s):", {url: round(t, 4) for url, t in timings.items()})
     assert max(timings[url] for url in timings if not url.startswith("/runs/")) < 0.2, timings
     assert timings[f"/runs/{wide}"] < 1.0, timings
+
+
+def test_serve_on_a_port_in_use_is_one_line(root):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "localpipe", "serve", "--port", str(port), "-w", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr == (
+        f"error: localpipe serve cannot listen on 127.0.0.1:{port} (Address already in use): choose --port\n"
+    )
