@@ -174,6 +174,21 @@ class Views:
             [step["id"]],
         )
         step["children"] = self._steps("s.parent_id = ?", [step["id"]])
+        step["inputs"] = self._all(
+            "SELECT e.source AS step, e.data AS output, o.size, o.digest FROM edge e "
+            "JOIN step_run p ON p.run_id = e.run_id AND p.name = e.source "
+            "LEFT JOIN step_output o ON o.step_run_id = p.id AND o.name = e.data "
+            "WHERE e.run_id = ? AND e.target = ? AND e.data IS NOT NULL ORDER BY e.id",
+            [run["id"], name],
+        )
+        graph = self._one(
+            "SELECT g.graph FROM pipeline_graph g JOIN pipeline_run r ON r.pipeline_id = g.id WHERE r.id = ?",
+            [run["id"]],
+        )
+        declared = next((s for s in json.loads(graph["graph"]).get("steps", []) if s.get("name") == name), {})
+        step["declared"] = {
+            key: declared.get(key) for key in ("script", "source_dir", "compute_target", "params", "pipeline_params")
+        }
         return step
 
     def step_run_location(self, step_run_id: int) -> tuple[int, str] | None:
