@@ -15,12 +15,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "localpipe"
 # What each layer may import besides itself, bottom to top (docs/architecture.md). A layer is a
 # subpackage of localpipe or one of its top-level modules; "" is localpipe/__init__.py and
 # __main__.py, the composition root, which may import anything.
-BASE = {"errors", "status", "faults", "cache_dir"}
+BASE = {"errors", "status", "faults", "cache_dir", "formats"}
 MAY_IMPORT = {
     "errors": set(),
     "status": set(),
     "faults": set(),
     "cache_dir": set(),
+    "formats": set(),
     "hw": BASE,
     "content": BASE,
     "compat": BASE,  # the azureml table and shim: the names they lead to are imported by name, on use
