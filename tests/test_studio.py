@@ -289,3 +289,52 @@ def test_serve_on_a_port_in_use_is_one_line(root):
     assert proc.stderr == (
         f"error: localpipe serve cannot listen on 127.0.0.1:{port} (Address already in use): choose --port\n"
     )
+
+
+def _step(name, queued, started, ended, gpus=()):
+    placement = {"cpus": 1, "memory": None, "gpus": list(gpus), "gpu_uuids": [f"GPU-{g}" for g in gpus]}
+    return {
+        "name": name,
+        "status": "Completed",
+        "queued_at": queued,
+        "started_at": started,
+        "ended_at": ended,
+        "placement": placement,
+    }
+
+
+def test_the_timeline_puts_gpu_steps_on_their_gpus_and_waits_apart_and_marks_the_critical_path():
+    from localpipe.studio import graphics
+
+    steps = [
+        _step("load", 0, 0.5, 2),
+        _step("train0", 2, 3, 10, gpus=[0]),
+        _step("train1", 2, 2.5, 6, gpus=[1, 2]),
+        _step("report", 10, 10, 11),
+        _step("side", 0, 0.2, 1),
+    ]
+    edges = [{"source": "load", "target": t} for t in ("train0", "train1")]
+    edges += [{"source": t, "target": "report"} for t in ("train0", "train1")]
+    drawn = graphics.timeline(steps, edges, now=11)
+    lanes = [lane["label"] for lane in drawn["lanes"]]
+    assert sorted(lanes) == ["CPU 1", "CPU 2", "GPU 0", "GPU 1", "GPU 2"]
+    on = {}
+    for bar in drawn["bars"]:
+        on.setdefault(bar["step"]["name"], []).append(lanes[bar["y"] // graphics.LANE_HEIGHT])
+    assert on["train0"] == ["GPU 0"] and on["train1"] == ["GPU 1", "GPU 2"]
+    bars = {b["step"]["name"]: b for b in drawn["bars"]}
+    assert bars["load"]["y"] == bars["report"]["y"]  # the CPU lane is free again when report is queued
+    assert bars["train0"]["waited"] == 1 and bars["train0"]["ran"] == 7
+    assert bars["train0"]["wait_width"] > 0 and bars["train0"]["run_x"] > bars["train0"]["wait_x"]
+    assert {name for name, b in bars.items() if b["critical"]} == {"load", "train0", "report"}
+
+
+def test_the_graph_of_a_1000_step_chain_is_laid_out_in_1000_levels():
+    from localpipe.studio import graphics
+
+    names = [f"s{i}" for i in range(1000)]
+    steps = [{"name": n} for n in reversed(names)]  # consumers before producers: no recursion either way
+    edges = [{"source": a, "target": b} for a, b in zip(names, names[1:], strict=False)]
+    drawn = graphics.dag(steps, edges)
+    x = {node["step"]["name"]: node["x"] for node in drawn["nodes"]}
+    assert x["s999"] == 999 * (graphics.NODE_WIDTH + graphics.LEVEL_GAP) and len(drawn["edges"]) == 999

@@ -95,11 +95,12 @@ def critical_path(steps: list[dict], edges: list[dict]) -> set[str]:
 def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
     """The steps that ran, as bars on lanes: one lane per GPU for steps holding GPUs, CPU slot
     lanes for the others (a step takes the first lane free when it was queued). Each bar has its
-    wait (queued to started) apart from its run (started to ended, or to ``now``)."""
-    ran = [s for s in steps if s["started_at"] or s["queued_at"]]
+    wait (queued to started) apart from its run (started to ended, or to ``now``). CPU slot lanes
+    are drawn, not recorded: placements say how many slots a step held, not which."""
+    ran = [s for s in steps if _begin(s) is not None]
     if not ran:
         return {"lanes": [], "bars": [], "width": 0, "height": 0, "ticks": []}
-    start = min(s["queued_at"] or s["started_at"] for s in ran)
+    start = min(_begin(s) for s in ran)
     end = max((s["ended_at"] or now) for s in ran)
     span = max(end - start, 1e-3)
     scale = 900 / span
@@ -107,38 +108,39 @@ def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
     lanes: list[str] = []
     free_at: dict[int, float] = {}
     bars = []
-    for s in sorted(ran, key=lambda s: s["queued_at"] or s["started_at"]):
-        begin = s["queued_at"] or s["started_at"]
+    for s in sorted(ran, key=_begin):
+        begin = _begin(s)
         finish = s["ended_at"] or now
         gpus = (s["placement"] or {}).get("gpus") or []
-        if gpus:
-            label = f"GPU {gpus[0]}"
-            lane = lanes.index(label) if label in lanes else len(lanes)
-            if lane == len(lanes):
+        held = []  # a step holding GPUs is drawn on each of their lanes
+        for gpu in gpus:
+            label = f"GPU {gpu}"
+            if label not in lanes:
                 lanes.append(label)
-        else:
-            lane = next(
-                (i for i, t in free_at.items() if t <= begin and lanes[i].startswith("CPU")),
-                None,
-            )
+            held.append(lanes.index(label))
+        if not held:
+            lane = next((i for i, t in free_at.items() if t <= begin and lanes[i].startswith("CPU")), None)
             if lane is None:
                 lane = len(lanes)
                 lanes.append(f"CPU {sum(1 for name in lanes if name.startswith('CPU')) + 1}")
-        free_at[lane] = finish
-        running = s["started_at"] or finish
-        bars.append(
-            {
-                "step": s,
-                "y": lane * LANE_HEIGHT,
-                "wait_x": LANE_LABEL + (begin - start) * scale,
-                "wait_width": max((running - begin) * scale, 0),
-                "run_x": LANE_LABEL + (running - start) * scale,
-                "run_width": max((finish - running) * scale, 1) if s["started_at"] else 0,
-                "critical": s["name"] in critical,
-                "waited": running - begin,
-                "ran": finish - running if s["started_at"] else 0,
-            }
-        )
+            held.append(lane)
+            free_at[lane] = finish
+        started = s["started_at"] is not None
+        running = s["started_at"] if started else finish
+        for lane in held:
+            bars.append(
+                {
+                    "step": s,
+                    "y": lane * LANE_HEIGHT,
+                    "wait_x": LANE_LABEL + (begin - start) * scale,
+                    "wait_width": max((running - begin) * scale, 0),
+                    "run_x": LANE_LABEL + (running - start) * scale,
+                    "run_width": max((finish - running) * scale, 1) if started else 0,
+                    "critical": s["name"] in critical,
+                    "waited": running - begin,
+                    "ran": finish - running,
+                }
+            )
     step = _nice_step(span / 6)
     ticks = [
         {"x": LANE_LABEL + t * scale, "label": _seconds(t)} for t in (i * step for i in range(int(span / step) + 1))
@@ -150,6 +152,11 @@ def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
         "height": len(lanes) * LANE_HEIGHT,
         "ticks": ticks,
     }
+
+
+def _begin(step: dict) -> float | None:
+    """When a step began to wait for its turn: queued, else (a step started without queueing) started."""
+    return step["queued_at"] if step["queued_at"] is not None else step["started_at"]
 
 
 def line_chart(points: list[tuple[float, float]], x_label: str = "") -> dict:
