@@ -94,7 +94,8 @@ def test_step_page_shows_the_step_its_logs_outputs_and_metrics(client, root):
     tail = client.get("/runs/1/log?step=prep&stream=stdout&offset=5").json()
     assert tail["text"] == "says <b>hello</b> & <script>alert(2)</script>\n" and tail["status"] == "Completed"
     full = client.get("/runs/1/log?step=prep&stream=stdout&download=1")
-    assert full.text.startswith("prep says")
+    assert full.text == "prep says <b>hello</b> & <script>alert(2)</script>\n"
+    assert full.headers["content-disposition"] == "attachment; filename*=UTF-8''prep.stdout.log"
     # a reused step's logs are those of the run it reused
     reused = client.get(STEP_URL + ".json").json()
     assert reused["reused_from_run"] == 1

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -202,9 +203,22 @@ async def step_log(request: Request):
         path = _log_path(request, step, stream)
         if path is None:
             raise HTTPException(404, f'step "{step["name"]}" has no {stream} log here')
-        return FileResponse(path, media_type="text/plain; charset=utf-8", filename=f"{step['name']}.{stream}.log")
+        # What the log holds now: a running step's log grows while it is sent.
+        return StreamingResponse(
+            _file_until(path, path.stat().st_size),
+            media_type="text/plain; charset=utf-8",
+            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(step['name'])}.{stream}.log"},
+        )
     text, offset = _read_log(request, step, stream, _int(request, "offset", 0))
     return JSONResponse({"text": text, "offset": offset, "status": step["status"]})
+
+
+def _file_until(path: Path, end: int):
+    """The first ``end`` bytes of ``path``, in chunks."""
+    with open(path, "rb") as handle:
+        while end > 0 and (chunk := handle.read(min(end, 1 << 16))):
+            end -= len(chunk)
+            yield chunk
 
 
 async def step_output(request: Request):
