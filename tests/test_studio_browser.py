@@ -202,3 +202,26 @@ def test_a_1000_step_run_page_renders_quickly_and_pans(studio, no_alerts):
     assert page.locator("#dag").evaluate("svg => svg.style.transform") != before
     print(f"1,000-step run page loaded in Chromium in {took:.3f}s; a zoom step takes {frames:.1f} ms a frame")
     assert took < 3.0 and frames < 60
+
+
+def test_the_lists_and_the_run_page_work_with_javascript_off(studio, browser):
+    root, link = studio
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto(link)
+        page.locator('select[name="status"]').select_option("Completed")
+        page.locator("button", has_text="Filter").click()
+        page.wait_for_url("**/runs?experiment=&status=Completed")
+        assert page.locator("a.run-link").count() >= 2
+        page.locator('input.pick[value="1"]').check()
+        page.locator('input.pick[value="2"]').check()
+        page.locator("#compare-button").click()
+        assert page.locator("h1").text_content() == "Compare run 1 and run 2"
+        page.goto(_base(link) + "/runs/2")
+        assert page.locator("svg.dag g.node").count() == 2
+        assert _fill(page, 'g.node[data-step="prep"] rect') == COLOURS["Completed"]
+        page.locator("#only-failed").click()
+        assert page.locator(".dag-box.only-failed").count() == 1
+    finally:
+        context.close()
