@@ -339,3 +339,35 @@ def test_the_graph_of_a_1000_step_chain_is_laid_out_in_1000_levels():
     drawn = graphics.dag(steps, edges)
     x = {node["step"]["name"]: node["x"] for node in drawn["nodes"]}
     assert x["s999"] == 999 * (graphics.NODE_WIDTH + graphics.LEVEL_GAP) and len(drawn["edges"]) == 999
+
+
+def test_another_module_adds_routes_and_a_background_task_that_share_the_token(root):
+    import asyncio
+
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    ticks = []
+
+    async def tick(app):
+        while True:
+            ticks.append(app.state.layout.root)
+            await asyncio.sleep(0.01)
+
+    async def submit(request):
+        await request.app.state.guard.check_write(request)
+        return JSONResponse({"submitted": True})
+
+    app = create_app(
+        root / ".localpipe", TOKEN, extra_routes=[Route("/api/submit", submit, methods=["POST"])], background=[tick]
+    )
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        assert client.post("/api/submit").status_code == 403
+        assert client.post("/api/submit", headers={"X-Localpipe-Token": TOKEN}).json() == {"submitted": True}
+        deadline = time.monotonic() + 5
+        while not ticks:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+    count = len(ticks)
+    time.sleep(0.05)
+    assert ticks[0] == root and len(ticks) == count  # stopped with the server
