@@ -2,7 +2,8 @@
 
 ``make_workspace`` submits (as processes, as a user would) a two-step pipeline twice: its first
 step logs a series, a row, a list and an image, writes HTML to its stdout and an output; its
-second step is named ``<script>alert(1)</script>`` and consumes a registered dataset. The
+second step is named ``<script>alert(1)</script>`` and consumes a registered dataset and the first
+step's output, which is registered as dataset ``prepared_rows`` when it completes. The
 second run changes a parameter of the first step only, so the second step is Reused.
 """
 
@@ -21,11 +22,11 @@ SCRIPT_STEP = "<script>alert(1)</script>"
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 PIPELINE = f"""
-from localpipe import Dataset, Pipeline, PipelineData, PipelineParameter, PythonScriptStep, Workspace
+from localpipe import Dataset, OutputFileDatasetConfig, Pipeline, PipelineParameter, PythonScriptStep, Workspace
 
 ws = Workspace.from_config()
 raw = Dataset.File.from_files("data").register(ws, "raw", create_new_version=True)
-prepared = PipelineData("prepared")
+prepared = OutputFileDatasetConfig("prepared").register_on_complete("prepared_rows")
 lr = PipelineParameter("lr", default_value=0.1)
 prep = PythonScriptStep(
     name="prep", script_name="prep.py", source_directory="prep", arguments=["--out", prepared, "--lr", lr]

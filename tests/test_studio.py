@@ -120,7 +120,11 @@ def test_metrics_page_compare_and_datasets(client):
     dataset = client.get("/datasets/raw.json").json()
     consumers = dataset["versions"][0]["consumed_by"]
     assert {(c["run"], c["step"]) for c in consumers} == {(1, SCRIPT_STEP), (2, SCRIPT_STEP)}  # 2 reused it
-    assert dataset["versions"][0]["digest"] and client.get("/datasets.json").json()["datasets"][0]["name"] == "raw"
+    assert dataset["versions"][0]["digest"]
+    assert [d["name"] for d in client.get("/datasets.json").json()["datasets"]] == ["prepared_rows", "raw"]
+    produced = client.get("/datasets/prepared_rows.json").json()["versions"][-1]
+    assert (produced["produced_by_run"], produced["produced_by_step"]) == (1, "prep")
+    assert 'href="/runs/1/steps/prep">run 1 · prep</a>' in client.get("/datasets/prepared_rows").text
 
 
 def test_a_script_named_step_is_escaped_on_every_page(client):
