@@ -67,8 +67,8 @@ def dag(steps: list[dict], edges: list[dict]) -> dict:
     lines = []
     for source, target in pairs:
         (x1, y1), (x2, y2) = place[source], place[target]
-        x1, y1, y2 = x1 + NODE_WIDTH, y1 + NODE_HEIGHT / 2, y2 + NODE_HEIGHT / 2
-        middle = (x1 + x2) / 2
+        x1, y1, y2 = x1 + NODE_WIDTH, y1 + NODE_HEIGHT // 2, y2 + NODE_HEIGHT // 2
+        middle = (x1 + x2) // 2
         lines.append({"source": source, "target": target, "d": f"M{x1},{y1} C{middle},{y1} {middle},{y2} {x2},{y2}"})
     width = (max(columns, default=0) + 1) * (NODE_WIDTH + LEVEL_GAP) - LEVEL_GAP
     height = max((len(c) for c in columns.values()), default=1) * (NODE_HEIGHT + ROW_GAP) - ROW_GAP
@@ -132,10 +132,10 @@ def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
                 {
                     "step": s,
                     "y": lane * LANE_HEIGHT,
-                    "wait_x": LANE_LABEL + (begin - start) * scale,
-                    "wait_width": max((running - begin) * scale, 0),
-                    "run_x": LANE_LABEL + (running - start) * scale,
-                    "run_width": max((finish - running) * scale, 1) if started else 0,
+                    "wait_x": round(LANE_LABEL + (begin - start) * scale, 1),
+                    "wait_width": round(max((running - begin) * scale, 0), 1),
+                    "run_x": round(LANE_LABEL + (running - start) * scale, 1),
+                    "run_width": round(max((finish - running) * scale, 1), 1) if started else 0,
                     "critical": s["name"] in critical,
                     "waited": running - begin,
                     "ran": finish - running,
@@ -143,7 +143,8 @@ def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
             )
     step = _nice_step(span / 6)
     ticks = [
-        {"x": LANE_LABEL + t * scale, "label": _seconds(t)} for t in (i * step for i in range(int(span / step) + 1))
+        {"x": round(LANE_LABEL + t * scale, 1), "label": _seconds(t)}
+        for t in (i * step for i in range(int(span / step) + 1))
     ]
     return {
         "lanes": [{"label": label, "y": i * LANE_HEIGHT} for i, label in enumerate(lanes)],
