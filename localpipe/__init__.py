@@ -55,6 +55,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def _local_service(workspace):
+    """localpipe's wiring, not an SDK member: the service through which a workspace keeps its records."""
     from localpipe.client.service import LocalService
 
     return LocalService(workspace)

@@ -119,6 +119,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
             "submission here; the file's code after it does not run"
         )
     started = time.monotonic()
+    warn_if_oversubscribed()
     prepared = prepare_run(
         history,
         loaded.pipeline,
@@ -222,7 +223,17 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
         ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo, reporter_factory=printer
     )
     click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
+    warn_if_oversubscribed()
     watcher.run()
+
+
+def warn_if_oversubscribed() -> None:
+    """One line on stderr when LOCALPIPE_CPUS gives steps more CPU slots than there are CPUs."""
+    from localpipe.hw.host import detect_host, oversubscription
+
+    note = oversubscription(detect_host())
+    if note:
+        click.echo(f"warning: {note}", err=True)
 
 
 def failure_lines(history, run_id: int):

@@ -108,10 +108,12 @@ class PipelineRun(Run):
 
     @property
     def workspace(self):
+        """The workspace the run belongs to."""
         return self.experiment.workspace
 
     @property
     def type(self) -> str:
+        """``azureml.PipelineRun``, as in Azure ML."""
         return PIPELINE_RUN
 
     def get_details(self) -> dict:
@@ -166,6 +168,7 @@ class PipelineRun(Run):
         return self.find_step_run(step)[0].get_output_data(output)
 
     def get_tags(self) -> dict:
+        """The pipeline run's tags."""
         return dict(self._record().get("tags") or {})
 
     def wait_for_completion(self, show_output=True, timeout_seconds=sys.maxsize, raise_on_error=True) -> str:
@@ -203,14 +206,17 @@ class StepRun(StepRecordMembers, Run):
 
     @property
     def pipeline_run_id(self) -> int:
+        """The id of the pipeline run the step belongs to."""
         return self._pipeline_run_id
 
     @property
     def parent(self) -> PipelineRun:
+        """The PipelineRun the step belongs to."""
         return PipelineRun(self.experiment, self._pipeline_run_id)
 
     @property
     def type(self) -> str:
+        """``azureml.StepRun``, as in Azure ML."""
         return STEP_RUN
 
     @property
@@ -223,6 +229,7 @@ class StepRun(StepRecordMembers, Run):
 
     @property
     def display_name(self) -> str:
+        """The step's name in its pipeline; setting it is refused (name the step instead)."""
         return self._node_id
 
     @display_name.setter
@@ -231,6 +238,7 @@ class StepRun(StepRecordMembers, Run):
 
     @property
     def description(self) -> str | None:
+        """None: a step run has no description of its own (setting one is refused: describe its pipeline run)."""
         return None
 
     @description.setter
@@ -249,6 +257,7 @@ class StepRun(StepRecordMembers, Run):
         return {name: self.get_output_data(name) for name in self._history.runs.step_outputs(self._number)}
 
     def get_output(self, name: str) -> OutputData:
+        """The same as ``get_output_data(name)``."""
         return self.get_output_data(name)
 
     def get_output_data(self, name: str) -> OutputData:
@@ -264,9 +273,11 @@ class StepRun(StepRecordMembers, Run):
         return OutputData(name, ObjectStore(self._history.layout.objects).path(outputs[name]))
 
     def get_stdout_log(self) -> str:
+        """The step's stdout as it ran ("" when it wrote nothing)."""
         return self._log("stdout.log")
 
     def get_stderr_log(self) -> str:
+        """The step's stderr as it ran ("" when it wrote nothing)."""
         return self._log("stderr.log")
 
     def get_job_log(self) -> str:
@@ -283,12 +294,14 @@ class StepRun(StepRecordMembers, Run):
         """Nothing to do: a step run completes when its script exits 0."""
 
     def fail(self) -> None:
+        """Refused: a step run fails when its script exits non-zero; cancel its pipeline run instead."""
         raise UsageError(
             f'step "{self._node_id}": a step run fails when its script exits non-zero; '
             f"to stop it, cancel its pipeline run (run.parent.cancel())"
         )
 
     def cancel(self) -> None:
+        """Refused: localpipe cancels whole runs (``run.parent.cancel()``), where Azure can cancel one step."""
         raise UsageError(
             f'step "{self._node_id}": localpipe cancels whole runs: run.parent.cancel() (localpipe cancel '
             f"{self._pipeline_run_id})"
