@@ -171,37 +171,47 @@ def test_a_running_run_changes_colour_without_a_reload_and_cancel_ends_it(studio
     assert {s["name"]: s["status"] for s in run["steps"]} == {"first": "Completed", "second": "Canceled"}
 
 
+def _load_seconds(page, url: str) -> float:
+    page.goto(url)  # once to warm the server's templates and the browser's cache
+    took = []
+    for _ in range(2):
+        started = time.perf_counter()
+        page.goto(url, wait_until="load")
+        took.append(time.perf_counter() - started)
+    return min(took)
+
+
 def test_a_1000_step_run_page_renders_quickly_and_pans(studio, no_alerts):
+    """Under 1 s on a quiet machine (docs/studio.md has the figures); on a loaded one the same
+    promise as a law measured under the same load: a 1,000-step page costs about ten 100-step
+    pages, a zoom frame a few empty frames."""
     from localpipe.client.workspace import history_of
     from localpipe.sdk.workspace import Workspace
 
     root, link = studio
     page = no_alerts
     history = history_of(Workspace.from_config(root))
-    run_id = add_wide_run(history.tables, history.database, 1000)
-    url = link.replace("/?", f"/runs/{run_id}?")
-    page.goto(url)  # once to warm the server's templates
-    started = time.perf_counter()
-    page.goto(url, wait_until="load")
-    took = time.perf_counter() - started
+    runs = {steps: add_wide_run(history.tables, history.database, steps) for steps in (100, 1000)}
+    took = {steps: _load_seconds(page, link.replace("/?", f"/runs/{run}?")) for steps, run in runs.items()}
     assert page.locator("svg.dag g.node").count() == 1000
-    box = page.locator("#dag").bounding_box()
-    page.mouse.move(box["x"] + 200, box["y"] + 100)
-    before = page.locator("#dag").evaluate("svg => svg.style.transform")
     frames = page.evaluate(
         """async () => {
             const svg = document.getElementById('dag');
-            const t0 = performance.now();
-            for (let i = 0; i < 20; i++) {
-                svg.dispatchEvent(new WheelEvent('wheel', {deltaY: -40, clientX: 300, clientY: 300, cancelable: true}));
-                await new Promise(requestAnimationFrame);
-            }
-            return (performance.now() - t0) / 20;
+            const frame = async (work) => {
+                const t0 = performance.now();
+                for (let i = 0; i < 20; i++) { work(); await new Promise(requestAnimationFrame); }
+                return (performance.now() - t0) / 20;
+            };
+            const empty = await frame(() => {});
+            const zoom = await frame(() => svg.dispatchEvent(
+                new WheelEvent('wheel', {deltaY: -40, clientX: 300, clientY: 300, cancelable: true})));
+            return {empty, zoom, transform: svg.style.transform};
         }"""
     )
-    assert page.locator("#dag").evaluate("svg => svg.style.transform") != before
-    print(f"1,000-step run page loaded in Chromium in {took:.3f}s; a zoom step takes {frames:.1f} ms a frame")
-    assert took < 3.0 and frames < 60
+    assert frames["transform"].startswith("translate(") and "scale(" in frames["transform"]
+    print(f"run pages loaded in Chromium by steps: {took}; frames (ms): {frames}")
+    assert took[1000] < max(1.0, 15 * took[100]), took
+    assert frames["zoom"] < max(100, 5 * frames["empty"]), frames  # drawing every label: 125 ms here
 
 
 def test_the_lists_and_the_run_page_work_with_javascript_off(studio, browser):

@@ -57,24 +57,29 @@ class Views:
 
     # -- runs ------------------------------------------------------------------------------------
     def runs(self, experiment: str | None = None, status: str | None = None, limit: int = 50, offset: int = 0) -> dict:
-        """A page of runs, newest first, each with its steps counted by status; ``total`` matching."""
+        """A page of runs, newest first, each with its steps counted by status; ``total`` matching.
+
+        Read from pipeline_run alone (by its experiment and status indexes, or along its ids),
+        experiment names added to the page's rows after: a page of 10,000 runs costs what a page
+        of ten does."""
+        names = {row["id"]: row["name"] for row in self._all("SELECT id, name FROM experiment")}
         where, params = [], []
         if experiment:
-            where.append("e.name = ?")
-            params.append(experiment)
+            where.append("experiment_id = ?")
+            params.append(next((i for i, name in names.items() if name == experiment), -1))
         if status:
-            where.append("r.status = ?")
+            where.append("status = ?")
             params.append(status)
         clause = f"WHERE {' AND '.join(where)}" if where else ""
-        source = f"FROM pipeline_run r JOIN experiment e ON e.id = r.experiment_id {clause}"
-        total = self._one(f"SELECT COUNT(*) AS n {source}", params)["n"]
+        total = self._one(f"SELECT COUNT(*) AS n FROM pipeline_run {clause}", params)["n"]
         runs = self._all(
-            "SELECT r.id, e.name AS experiment, r.status, r.submitted_at, r.started_at, r.ended_at, r.parameters, "
-            f"r.display_name, r.error, r.tags {source} ORDER BY r.id DESC LIMIT ? OFFSET ?",
+            "SELECT id, experiment_id AS experiment, status, submitted_at, started_at, ended_at, parameters, "
+            f"display_name, error, tags FROM pipeline_run {clause} ORDER BY id DESC LIMIT ? OFFSET ?",
             [*params, limit, offset],
         )
         counts = self._step_counts([run["id"] for run in runs])
         for run in runs:
+            run["experiment"] = names[run["experiment"]]
             run["steps"] = counts.get(run["id"], {})
             run["reused"] = run["steps"].get("Reused", 0)
         return {"runs": runs, "total": total, "limit": limit, "offset": offset}
@@ -90,6 +95,9 @@ class Views:
             ):
                 counts.setdefault(row["run_id"], {})[row["status"]] = row["n"]
         return counts
+
+    def experiment_names(self) -> list[str]:
+        return [row["name"] for row in self._all("SELECT name FROM experiment ORDER BY name")]
 
     def experiments(self) -> list[dict]:
         """Every experiment with its number of runs, the last one and its runs counted by status."""

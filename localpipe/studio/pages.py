@@ -49,7 +49,7 @@ async def runs_list(request: Request):
     offset = _int(request, "offset", 0)
     data = _views(request).runs(experiment, status, limit, offset)
     data["experiment"], data["status"] = experiment, status
-    experiments = [e["name"] for e in _views(request).experiments()] if not wants_json(request) else []
+    experiments = _views(request).experiment_names() if not wants_json(request) else []
     return page(request, "runs.html", data, experiments=experiments)
 
 
