@@ -287,7 +287,7 @@ def test_the_runs_list_of_10000_runs_and_a_1000_step_run_page_are_fast(root):
         }
         pages = {steps: _seconds_per_request(client, f"/runs/{run}", 3) for steps, run in ((100, small), (1000, wide))}
     print(f"studio: runs list of 60 runs {few:.4f}s; of 10,000 {lists}; run pages by steps {pages}")
-    assert max(lists.values()) < max(0.2, 3 * few), (few, lists)
+    assert max(lists.values()) < max(0.2, 5 * few), (few, lists)
     assert pages[1000] < max(1.0, 15 * pages[100]), pages
 
 
