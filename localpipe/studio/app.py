@@ -21,10 +21,10 @@ from starlette.responses import JSONResponse, PlainTextResponse
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
+import localpipe.studio.pages as pages
 from localpipe.errors import LocalpipeError, NotFoundError
 from localpipe.state.layout import Layout
 from localpipe.state.views import Views
-from localpipe.studio import pages
 from localpipe.studio.render import render_error, wants_json
 from localpipe.studio.security import COOKIE, LOOPBACK, Guard
 

@@ -18,16 +18,17 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+import localpipe.status
+import localpipe.studio.graphics as graphics
 from localpipe.errors import NotFoundError
 from localpipe.state.views import Views
-from localpipe.studio import graphics
 from localpipe.studio.render import page, wants_json
 from localpipe.studio.security import form_fields
 
 PAGE_SIZE = 50
 LOG_PAGE_BYTES = 256 * 1024  # of a log shown at once: the page shows its end, the download all of it
 LIVE_POLL_SECONDS = 0.1  # how often an open run page's event stream looks for status changes
-ACTIVE = {"NotStarted", "Queued", "Preparing", "Running", "Finalizing"}
+ACTIVE = {status.value for status in localpipe.status.ACTIVE}
 
 
 def _views(request: Request) -> Views:
