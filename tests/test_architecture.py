@@ -15,12 +15,13 @@ PACKAGE = Path(__file__).resolve().parent.parent / "localpipe"
 # What each layer may import besides itself, bottom to top (docs/architecture.md). A layer is a
 # subpackage of localpipe or one of its top-level modules; "" is localpipe/__init__.py and
 # __main__.py, the composition root, which may import anything.
-BASE = {"errors", "status", "faults", "cache_dir"}
+BASE = {"errors", "status", "faults", "cache_dir", "formats"}
 MAY_IMPORT = {
     "errors": set(),
     "status": set(),
     "faults": set(),
     "cache_dir": set(),
+    "formats": set(),
     "hw": BASE,
     "content": BASE,
     "compat": BASE,  # the azureml table and shim: the names they lead to are imported by name, on use
@@ -31,7 +32,9 @@ MAY_IMPORT = {
     "engine": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state"},
     "client": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine"},
     "watch": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
-    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch"},
+    # the web studio (localpipe serve): pages over state/'s read-only views, actions through engine/
+    "studio": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
+    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch", "studio"},
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).
 OWNERS = {
@@ -43,6 +46,9 @@ OWNERS = {
     "playhouse": "localpipe.state",
     "rich": "localpipe.cli",
     "uv": "localpipe.envs.build",
+    "starlette": "localpipe.studio",
+    "uvicorn": "localpipe.studio.server",
+    "jinja2": "localpipe.studio.render",
 }
 SQL = re.compile(
     r"\b(SELECT\b[\s\S]*\bFROM|INSERT\s+(OR\s+\w+\s+)?INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

@@ -215,3 +215,61 @@ def test_rest_submission_needs_the_token_and_answers_as_azure(ws, project, histo
     status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, header["Authorization"])
     assert status == 400 and "is disabled" in answer["error"]["message"]
     assert len(history.runs.list()) == 3
+
+
+def test_serve_answers_rest_submissions_and_fires_schedules(ws, project, history, monkeypatch):
+    """`localpipe serve` as a real process: a script written for Azure's endpoint (`requests.post`
+    with the authentication header) starts a run; no or a wrong token is 401, an unknown pipeline 404;
+    and a datastore schedule fires on a new file while the server runs."""
+    import re
+    import subprocess
+    import sys
+
+    import requests
+
+    from localpipe import DataPath, InteractiveLoginAuthentication
+    from localpipe.client.schedules import Schedule
+    from localpipe.sdk.data import DataPathComputeBinding
+
+    from .conftest import wait_for
+
+    published = _pipeline(ws, project).publish("trainer")
+    project("src/read.py", "import sys\nprint('read', open(sys.argv[1]).read())\n")
+    incoming = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming"
+    incoming.mkdir(parents=True)
+    (incoming / "seed.txt").write_text("seed")
+    param = PipelineParameter("input_datapath", default_value=DataPath(ws.get_default_datastore(), "incoming/seed.txt"))
+    bound = (param, DataPathComputeBinding(mode="mount"))
+    reader = Pipeline(ws, [PythonScriptStep("read.py", name="read", source_directory=str(ws.root / "src"),
+                                            inputs=[bound], arguments=[bound])]).publish("reader")  # fmt: skip
+    Schedule.create(ws, "on-upload", reader.id, "uploads", datastore=ws.get_default_datastore(),
+                    path_on_datastore="incoming", data_path_parameter_name="input_datapath")  # fmt: skip
+
+    server = subprocess.Popen([sys.executable, "-m", "localpipe", "serve", "--port", "0", "-w", str(ws.root)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", server.stdout.readline()).group(1)
+        url = published.endpoint.replace("127.0.0.1:8765", f"127.0.0.1:{port}")
+        assert url.endswith(f"/pipelines/v1.0/PipelineRuns/PipelineSubmit/{published.id}")
+        monkeypatch.chdir(ws.root)
+        auth_header = InteractiveLoginAuthentication().get_authentication_header()
+        body = {"ExperimentName": "rest", "ParameterAssignments": {"n": 7}}
+        assert requests.post(url, json=body, timeout=30).status_code == 401
+        assert requests.post(url, headers={"Authorization": "Bearer nope"}, json=body, timeout=30).status_code == 401
+        unknown = requests.post(url.replace(published.id, "no-such-id"), headers=auth_header, json=body, timeout=30)
+        assert (unknown.status_code, unknown.json()["error"]["code"]) == (404, "NotFound")
+        answer = requests.post(url, headers=auth_header, json=body, timeout=30)
+        assert answer.status_code == 200, answer.text
+        run = PipelineRun(Experiment(ws, "rest"), answer.json()["Id"])
+        assert run.wait_for_completion(show_output=False) == "Completed"
+        assert "v1 ['--n', '7']" in _log(history, run)
+
+        (incoming / "new.txt").write_text("fresh data")
+        wait_for(lambda: Schedule.get(ws, Schedule.list(ws)[0].id).get_last_pipeline_run() is not None, timeout=30,
+                 what="the schedule to fire on the new file")  # fmt: skip
+        fired = Schedule.list(ws)[0].get_last_pipeline_run()
+        assert fired.wait_for_completion(show_output=False) == "Completed"
+        assert "read fresh data" in (history.layout.step_dir(fired.id, "read") / "stdout.log").read_text()
+    finally:
+        server.terminate()
+        assert server.wait(timeout=15) in (0, -15), server.stdout.read()

@@ -110,6 +110,7 @@ from localpipe.cli import (  # noqa: E402  (registers the commands)
     model_cmds,
     publish_cmds,
     run_cmds,
+    serve_cmds,
     storage_cmds,
 )
 
@@ -123,6 +124,7 @@ for module in (
     compute_cmds,
     compat_cmds,
     publish_cmds,
+    serve_cmds,
 ):
     for command in module.COMMANDS:
         cli.add_command(command)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
-from datetime import datetime
 
 import click
+
+from localpipe.formats import clock as clock  # re-exported: the commands import them from here
+from localpipe.formats import duration as duration
+from localpipe.formats import size as size
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 
@@ -49,33 +51,9 @@ def print_json(value) -> None:
     click.echo(json.dumps(value, indent=2, sort_keys=True, default=str))
 
 
-def clock(timestamp: float | None) -> str:
-    return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S") if timestamp else "-"
-
-
-def duration(start: float | None, end: float | None) -> str:
-    if not start:
-        return "-"
-    seconds = (end or time.time()) - start
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    minutes, seconds = divmod(int(seconds), 60)
-    return f"{minutes}m{seconds:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
-
-
 def count(number: int, word: str, plural: str | None = None) -> str:
     """``1 step``, ``2 steps``, ``0 entries`` (``plural`` where adding an s is wrong)."""
     return f"{number} {word if number == 1 else plural or word + 's'}"
-
-
-def size(nbytes: int | None) -> str:
-    if nbytes is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if nbytes < 1024 or unit == "GiB":
-            return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
-        nbytes /= 1024
-    return f"{nbytes:.1f} TiB"
 
 
 def table(rows: list[list], headers: list[str]) -> None:

@@ -1,0 +1,115 @@
+"""The studio's web application: ``create_app`` makes it for one workspace.
+
+Other modules add their own routes and background tasks to it (``extra_routes``,
+``background``): a published pipeline's REST submission checks the same token with
+``app.state.guard.check_write(request)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import BaseRoute, Mount
+from starlette.staticfiles import StaticFiles
+
+import localpipe.studio.pages as pages
+from localpipe.errors import LocalpipeError, NotFoundError
+from localpipe.state.layout import Layout
+from localpipe.state.views import Views
+from localpipe.studio.render import render_error, wants_json
+from localpipe.studio.security import COOKIE, LOOPBACK, Guard
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+
+def create_app(
+    state_dir: str | Path,
+    token: str,
+    public: bool = False,
+    extra_routes: Sequence[BaseRoute] = (),
+    background: Sequence[Callable[[Starlette], Awaitable[None]]] = (),
+    hosts: tuple[str, ...] | None = LOOPBACK,
+) -> Starlette:
+    """The studio of the workspace whose ``.localpipe/`` is ``state_dir``.
+
+    ``public``: bound to an address other machines reach, so every request needs ``token``.
+    ``extra_routes`` are served before the studio's own; each of ``background`` is started with
+    the app when it starts serving and cancelled when it stops."""
+    layout = Layout.of(state_dir)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        tasks = [asyncio.create_task(task(app)) for task in background]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            app.state.views.close()
+
+    app = Starlette(
+        routes=[*extra_routes, *pages.ROUTES, Mount("/static", StaticFiles(directory=STATIC), name="static")],
+        middleware=[Middleware(_GuardMiddleware)],
+        exception_handlers={HTTPException: _http_error, LocalpipeError: _library_error},
+        lifespan=lifespan,
+    )
+    app.state.layout = layout
+    app.state.views = Views(layout)
+    app.state.guard = Guard(token, public=public, hosts=hosts)
+    return app
+
+
+class _GuardMiddleware:
+    """Every request passes the guard's read check; the link's ``?token=`` is kept in a cookie
+    (HttpOnly, SameSite=Strict), so that the pages it leads to show their write actions. Plain
+    ASGI, so that a page's event stream passes through untouched."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        request = Request(scope)
+        guard: Guard = scope["app"].state.guard
+        try:
+            guard.check_read(request)
+        except HTTPException as exc:
+            response = await _http_error(request, exc)
+            return await response(scope, receive, send)
+        given = request.query_params.get("token")
+        if not (given and guard.matches(given) and request.cookies.get(COOKIE) != given):
+            return await self.app(scope, receive, send)
+
+        async def send_with_cookie(message):
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message).append(
+                    "set-cookie", f"{COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+                )
+            await send(message)
+
+        await self.app(scope, receive, send_with_cookie)
+
+
+async def _http_error(request: Request, exc: HTTPException):
+    if wants_json(request):
+        return JSONResponse({"error": exc.detail}, status_code=exc.status_code)
+    if request.url.path.startswith("/static/"):
+        return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
+    return render_error(request, exc.status_code, str(exc.detail))
+
+
+async def _library_error(request: Request, exc: LocalpipeError):
+    code = 404 if isinstance(exc, NotFoundError) else 400
+    if wants_json(request):
+        return JSONResponse({"error": str(exc)}, status_code=code)
+    return render_error(request, code, str(exc))

@@ -1,0 +1,85 @@
+"""The studio's one secret: a token per server, and what a request must carry to read or to write.
+
+Reading is open on 127.0.0.1 (only this machine reaches it), except to pages that another site's
+script could reach through DNS rebinding: a request whose ``Host`` is not one the server was
+started for is refused. Bound to any other address, every request needs the token. Writing
+(cancel, rerun, and the REST routes other modules add) always needs the token carried in the
+request itself (a header or a form field: a cookie alone is what a cross-site form would send),
+and a request another site's page made (``Origin`` or ``Sec-Fetch-Site`` say so) is refused.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from urllib.parse import parse_qs
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+
+COOKIE = "localpipe_token"
+HEADER = "X-Localpipe-Token"
+FIELD = "token"
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+async def form_fields(request: Request) -> dict[str, str]:
+    """The fields of a posted HTML form (urlencoded: the studio's forms send no files)."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    text = (await request.body()).decode("utf-8", errors="replace")
+    return {key: values[-1] for key, values in parse_qs(text, keep_blank_values=True).items()}
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Guard:
+    """The checks of one server: its ``token``, whether reads need it (``public``), and the host
+    names requests may name (None: any, for a server bound to another address)."""
+
+    def __init__(self, token: str, public: bool = False, hosts: tuple[str, ...] | None = LOOPBACK):
+        self.token = token
+        self.public = public
+        self.hosts = None if public else hosts
+
+    def matches(self, given: str | None) -> bool:
+        return bool(given) and hmac.compare_digest(given.encode(), self.token.encode())
+
+    def carried(self, request: Request) -> bool:
+        """The request carries the token: a header, the link's ``?token=`` or the cookie it set."""
+        return any(
+            self.matches(given)
+            for given in (
+                request.headers.get(HEADER),
+                request.query_params.get(FIELD),
+                request.cookies.get(COOKIE),
+            )
+        )
+
+    def check_read(self, request: Request) -> None:
+        host = (request.url.hostname or "").strip("[]")
+        if self.hosts is not None and host not in self.hosts:
+            raise HTTPException(403, f'host "{host}" is not this server\'s: open http://127.0.0.1:<port>/')
+        if self.public and not self.carried(request):
+            raise HTTPException(
+                401, "this studio listens on a public address: open the link with ?token= it printed at start"
+            )
+
+    async def check_write(self, request: Request) -> None:
+        """A write action: the token in a header or form field, and a request of this site's own."""
+        self.check_read(request)
+        site = request.headers.get("sec-fetch-site")
+        if site not in (None, "same-origin", "none"):
+            raise HTTPException(403, f"a cross-site request ({site}) cannot change anything here")
+        origin = request.headers.get("origin")
+        if origin and origin != f"{request.url.scheme}://{request.url.netloc}":
+            raise HTTPException(403, f"a request from {origin} cannot change anything here")
+        given = request.headers.get(HEADER)
+        if given is None and request.method == "POST":
+            given = (await form_fields(request)).get(FIELD)
+        if not self.matches(given):
+            raise HTTPException(
+                403, "this action needs the server's token: open the link `localpipe serve` printed (with ?token=)"
+            )
