@@ -378,3 +378,25 @@ def test_two_runner_processes_start_each_fire_once(ws, project, history, tmp_pat
     assert sorted(started) == sorted(f["run_id"] for f in history.publishing.fires(schedule.id))
     assert len(started) == len(set(started)) == 5 == len(history.runs.list())
     assert [f["due"] for f in history.publishing.fires(schedule.id)] == [start + 60 * m for m in range(5)]
+
+
+def test_an_endpoint_schedule_and_a_rest_body_pass_on_continue_on_step_failure(ws, project, history, monkeypatch):
+    """Azure applies a schedule's ``continue_on_step_failure``, and a REST body's
+    ``ContinueRunOnStepFailure``, to a pipeline endpoint's runs as to a published pipeline's."""
+    from localpipe import InteractiveLoginAuthentication
+    from localpipe.client.publishing import PipelineEndpoint
+    from localpipe.client.rest import rest_submit
+
+    endpoint = PipelineEndpoint.publish(ws, "nightly-endpoint", None, _published(ws, project))
+    Schedule.create_for_pipeline_endpoint(ws, "go-on", endpoint.id, "timed", recurrence=ScheduleRecurrence("Day", 1),
+                                          continue_on_step_failure=True)  # fmt: skip
+    runner = ScheduleRunner(ws)
+    runner.start()
+    assert len(runner.started_runs) == 1
+    monkeypatch.chdir(ws.root)
+    header = InteractiveLoginAuthentication().get_authentication_header()["Authorization"]
+    status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest", "ContinueRunOnStepFailure":
+                                                                True}, header)  # fmt: skip
+    assert status == 200, answer
+    for run_id in (*runner.started_runs, answer["Id"]):
+        assert history.runs.for_scheduler(run_id).continue_on_step_failure, run_id

@@ -648,9 +648,11 @@ def submit_endpoint(
     fire_id: int | None = None,
     start: bool = True,
     tags: dict | None = None,
+    continue_on_step_failure: bool | None = None,
 ) -> int:
     """Record and start a run of the endpoint's ``pipeline_version`` (its default when None); its id.
-    A disabled endpoint is refused with one line, nothing recorded."""
+    ``continue_on_step_failure`` None keeps that version's own. A disabled endpoint is refused with
+    one line, nothing recorded."""
     publishing = _history(workspace).publishing
     endpoint = publishing.endpoint(endpoint_id)
     if endpoint["status"] != ACTIVE:
@@ -661,5 +663,6 @@ def submit_endpoint(
     record = publishing.published(_version_of(endpoint, pipeline_version))
     properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
     return submit_published(
-        workspace, record, experiment_name, pipeline_parameters, None, properties, fire_id, start, tags
-    )
+        workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure, properties, fire_id, start,
+        tags,
+    )  # fmt: skip

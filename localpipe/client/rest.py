@@ -76,7 +76,8 @@ def _submit(workspace, kind: str, id: str, body, version: str | None) -> int:
     if kind in (ENDPOINT, ENDPOINT_NAME):
         endpoint = publishing.endpoint(name=id) if kind == ENDPOINT_NAME else publishing.endpoint(endpoint_id=id)
         version = version if version is not None else body.get("PipelineVersion")
-        run_id = submit_endpoint(workspace, endpoint["endpoint_id"], experiment, parameters, version, start=False)
+        run_id = submit_endpoint(workspace, endpoint["endpoint_id"], experiment, parameters, version, start=False,
+                                 continue_on_step_failure=body.get("ContinueRunOnStepFailure"))  # fmt: skip
     else:
         run_id = submit_published(
             workspace,

@@ -184,8 +184,8 @@ class Schedule:
     )
     continue_on_step_failure = property(
         lambda self: self._continue_on_step_failure,
-        doc="Overrides the published pipeline's setting for the runs it starts (None keeps it). Unlike Azure's, "
-        "an endpoint's schedule ignores it: its runs keep their pipeline's setting.",
+        doc="Overrides the published pipeline's (or the endpoint's version's) setting for the runs it starts "
+        "(None keeps it).",
     )
     path_on_datastore = property(
         lambda self: self._path_on_datastore,
@@ -453,7 +453,8 @@ class ScheduleRunner:
         try:
             if record["pipeline_endpoint_id"]:
                 run_id = submit_endpoint(self.workspace, record["pipeline_endpoint_id"], record["experiment_name"],
-                                         parameters, None, properties, fire_id)  # fmt: skip
+                                         parameters, None, properties, fire_id,
+                                         continue_on_step_failure=record["continue_on_step_failure"])  # fmt: skip
             else:
                 run_id = submit_published(self.workspace, publishing.published(record["pipeline_id"]),
                                           record["experiment_name"], parameters, record["continue_on_step_failure"],
