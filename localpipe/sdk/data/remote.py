@@ -14,8 +14,6 @@ import hashlib
 import json
 import os
 import tempfile
-import urllib.error
-import urllib.request
 import warnings
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -38,6 +36,9 @@ def fetch(url: str, caller: str) -> str:
     target = folder / _file_name(url)
     meta_path = folder / "meta.json"
     meta = _read_meta(meta_path) if target.is_file() else {}
+    import urllib.error  # here, not at the top: http.client is tens of ms of every command's start
+    import urllib.request
+
     request = urllib.request.Request(url, headers={"User-Agent": "localpipe"})
     if meta.get("etag"):
         request.add_header("If-None-Match", meta["etag"])
