@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
+# A scheduler's, each reached by a submission of tests/faults/test_kill_points.py's pipeline.
 POINTS = (
     "run-started",  # the run is marked Running, nothing decided yet
     "in-reuse-wave",  # inside the transaction recording a wave of decisions
@@ -23,8 +24,9 @@ POINTS = (
     "in-cache-entry",  # inside the transaction writing outputs, cache entry and Completed
     "after-completed",  # a step's completion is committed
     "during-delivery",  # an output's write-back to its datastore is half copied
-    "schedule-claimed",  # a schedule's fire is claimed, its run not recorded yet
 )
+# A schedule runner (`localpipe schedules run`, `localpipe serve`) reaches one more, "schedule-claimed":
+# a fire is claimed, its run not recorded yet (tests/test_schedules.py kills it there).
 
 _spec = os.environ.get("LOCALPIPE_FAULT", "")
 _point, _, _nth = _spec.partition(":")

@@ -519,25 +519,26 @@ class Scheduler:
             self._release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
-        if snapshot:  # recorded now, so that a later run can name the files changed since this one
-            self.history.cache.add_snapshot(snapshot.digest, snapshot.files, snapshot.size)
         started = self.now()
         deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts, launch.masked)
         fault_point("before-step-start")
         self.executor.start(launch)
         fault_point("step-started")
-        self._transition(
-            name,
-            RunStatus.RUNNING,
-            None,
-            started_at=started,
-            attempt=self.steps[name].attempt,
-            arguments=launch.argv,
-            placement=placement.describe(),
-            snapshot=snapshot.digest if snapshot else None,
-            environment=self._build_ids[built.digest] if built else None,
-        )
+        with self.history.write():  # one transaction: the snapshot a later run names changes against, and Running
+            if snapshot:
+                self.history.cache.add_snapshot(snapshot.digest, snapshot.files, snapshot.size)
+            self._transition(
+                name,
+                RunStatus.RUNNING,
+                None,
+                started_at=started,
+                attempt=self.steps[name].attempt,
+                arguments=launch.argv,
+                placement=placement.describe(),
+                snapshot=snapshot.digest if snapshot else None,
+                environment=self._build_ids[built.digest] if built else None,
+            )
         fault_point("step-running")
 
     def _upstream_outputs(self, spec: StepSpec) -> dict[str, dict[str, str]]:
