@@ -1,12 +1,15 @@
 """Official Azure ML pipeline samples (tests/samples/, copied unchanged from
 Azure/MachineLearningNotebooks) run cell by cell in a real Jupyter kernel, in one workspace, as a
-user runs them: each to its end, or to its first REST call of a published pipeline, which finds no
-`localpipe serve` to answer it. The network is the one stand-in (tests/samples/README.md)."""
+user runs them: each to its end, or to the named cell where it stops and why. A notebook that posts
+to a published pipeline's REST endpoint runs with `localpipe serve` running for the workspace, as
+its user would have it. The network is the one stand-in (tests/samples/README.md)."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -118,14 +121,43 @@ def samples(tmp_path_factory, data_server):
             executed, timeout=300, allow_errors=True, kernel_name="python3", resources={"metadata": {"path": str(root)}}
         )
         env = {"PYTHONPATH": f"{shim}:{offline}", "SAMPLES_DATA_SERVER": data_server}
+        posts = any("requests.post(" in cell.source for cell in executed.cells)
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
                 patch.setenv(key, value)
-            client.execute()
-        done[notebook] = executed, _finished_runs(root)
+            with serving(root) if posts else contextlib.nullcontext() as url:
+                if url:  # the endpoints the notebook prints name this server, as they would for its user
+                    patch.setenv("LOCALPIPE_SERVER_URL", url)
+                client.execute()
+        done[notebook] = executed, _finished_runs(root), _rest_run(root, executed)
         return done[notebook]
 
     return run
+
+
+@contextlib.contextmanager
+def serving(root: Path):
+    """`localpipe serve` for the workspace, as a real process on a free port, stopped however the
+    notebook ends; its address. It gets the environment the kernel gets (the offline network)."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "serve", "--port", "0", "-w", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        link = server.stdout.readline()
+        port = re.search(r"http://127\.0\.0\.1:(\d+)/", link)
+        assert port, f"localpipe serve printed no link: {link!r}"
+        threading.Thread(target=server.stdout.read, daemon=True).start()  # what it prints next never blocks it
+        yield f"http://127.0.0.1:{port.group(1)}"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
 
 
 def _finished_runs(root: Path) -> dict[str, list[str]]:
@@ -138,6 +170,20 @@ def _finished_runs(root: Path) -> dict[str, list[str]]:
         for run in experiment.get_runs():
             statuses.setdefault(name, []).append(run.wait_for_completion(show_output=False, raise_on_error=False))
     return statuses
+
+
+def _rest_run(root: Path, notebook) -> dict | None:
+    """The run the notebook's REST call started (the id it prints), once ended: its status, its
+    parameters and what its steps printed; None when it printed no id."""
+    from localpipe import PipelineRun, Workspace
+
+    submitted = re.search(r"Submitted pipeline run:\s+(\S+)", printed(notebook))
+    if not submitted:
+        return None
+    run = PipelineRun.get(Workspace(root), submitted.group(1))
+    status = run.wait_for_completion(show_output=False, raise_on_error=False)
+    logs = [log for step in run.get_steps() for log in step.get_details_with_logs()["logFiles"].values()]
+    return {"status": status, "parameters": run.get_details()["parameters"], "printed": "".join(logs)}
 
 
 def _image_present(image: str) -> bool:
@@ -167,23 +213,18 @@ def printed(notebook) -> str:
     )
 
 
-def stops_at_rest_call(notebook, runs, failing: tuple[str, ...] = ()) -> None:
-    """Every cell ran, publishing included, until the first that posts to the published pipeline's
-    endpoint: no `localpipe serve` runs in the test, so the connection is refused. The runs of the
-    experiments ``failing`` fail, as they would on Azure; every other run completes."""
-    found = errors(notebook)
-    assert found, "the notebook posts to a REST endpoint: it must stop there"
-    index, first = found[0]
-    assert first.startswith("ConnectionError:") and "127.0.0.1" in first, found
-    assert "requests.post(" in "".join(notebook.cells[index].source)
+def ran_through_rest(notebook, runs, rest) -> None:
+    """Every cell ran, publishing and the POST to the endpoint (with the header the notebook's
+    InteractiveLoginAuthentication gives) included: `localpipe serve` answered it with the id of a
+    run that completed, as did every other run of the workspace."""
+    assert errors(notebook) == []
     assert "You can perform HTTP POST on URL http://127.0.0.1:" in printed(notebook)
-    assert all(status == "Failed" for name in failing for status in runs[name]), runs
-    expected = [status for name, statuses in runs.items() if name not in failing for status in statuses]
-    assert all(status == "Completed" for status in expected), runs
+    assert rest is not None and rest["status"] == "Completed", rest
+    assert all(status == "Completed" for statuses in runs.values() for status in statuses), runs
 
 
 def test_getting_started_runs_to_its_end(samples):
-    notebook, runs = samples("aml-pipelines-getting-started.ipynb")
+    notebook, runs, _ = samples("aml-pipelines-getting-started.ipynb")
     assert errors(notebook) == []
     output = printed(notebook)
     assert "Upload call completed" in output and "Pipeline validation complete" in output
@@ -199,34 +240,55 @@ def test_getting_started_runs_to_its_end(samples):
 def test_data_dependency_steps_run_to_the_end_reading_what_getting_started_uploaded(samples):
     """It mounts the Titanic file the first sample uploaded into the shared workspace's blob store."""
     samples("aml-pipelines-getting-started.ipynb")
-    notebook, runs = samples("aml-pipelines-with-data-dependency-steps.ipynb")
+    notebook, runs, _ = samples("aml-pipelines-with-data-dependency-steps.ipynb")
     assert errors(notebook) == []
     output = printed(notebook)
     assert "path on datastore: " in output  # its loop over get_outputs() and get_port_data_reference()
     assert runs["Data_dependency_sample"] == ["Completed"]
 
 
-def test_the_datapath_and_pipelineparameter_sample_runs_to_its_rest_call(samples):
-    stops_at_rest_call(*samples("aml-pipelines-showcasing-datapath-and-pipelineparameter.ipynb"))
+def test_the_datapath_and_pipelineparameter_sample_runs_to_its_end_through_rest(samples):
+    """Its REST call gives the published pipeline another DataPath and string; then it creates and
+    disables a datastore schedule."""
+    notebook, runs, rest = samples("aml-pipelines-showcasing-datapath-and-pipelineparameter.ipynb")
+    ran_through_rest(notebook, runs, rest)
+    datapath = {"datapath": {"datastore": "workspaceblobstore", "path_on_datastore": "sample_datapath3"}}
+    assert rest["parameters"] == {"input_datapath": datapath, "input_string": "sample_string3"}, rest
+    assert "Sample string argument  : sample_string3" in rest["printed"], rest
+    assert "Created schedule with id: " in printed(notebook)
 
 
-def test_the_dataset_and_pipelineparameter_sample_runs_to_its_rest_call(samples):
-    """Its datasets come from public URLs (fetched and cached) and are swapped through pipeline_parameters."""
-    notebook, runs = samples("aml-pipelines-showcasing-dataset-and-pipelineparameter.ipynb")
-    stops_at_rest_call(notebook, runs)
-    assert runs["publishedexperiment"] == ["Completed"]  # the published pipeline, given other datasets
+def test_the_dataset_and_pipelineparameter_sample_is_refused_at_its_rest_call(samples):
+    """Its datasets come from public URLs (fetched and cached) and are swapped through
+    pipeline_parameters by the SDK: those runs complete. Its REST call names the iris datasets by
+    `iris_file_ds.id`: Azure saves a dataset a submission uses and gives it an id, localpipe does
+    not (a dataset not registered has id None), so `localpipe serve` answers 400 saying so; the
+    cell that reads the answer raises, and the two after it, which use the run id, fail with it."""
+    notebook, runs, rest = samples("aml-pipelines-showcasing-dataset-and-pipelineparameter.ipynb")
+    found = errors(notebook)
+    index, first = found[0]
+    assert "response.raise_for_status()" in notebook.cells[index].source
+    assert first.startswith("Exception: Received bad response from the endpoint: http://127.0.0.1:"), first
+    assert "Response Code: 400" in first and "file_ds_param" in first and "has no dataset id" in first, first
+    assert [cell for cell, _ in found] == [index, index + 1, index + 2], found
+    assert rest is None and runs["publishedexperiment"] == ["Completed"], runs  # the published pipeline, iris
+    assert runs["showcasing-dataset"] == ["Completed", "Completed"], runs
 
 
-def test_the_publish_and_run_sample_runs_to_its_rest_call(samples):
-    """It publishes a pipeline, and the pipeline of a run just submitted, before its REST call."""
-    stops_at_rest_call(*samples("aml-pipelines-publish-and-run-using-rest-endpoint.ipynb"))
+def test_the_publish_and_run_sample_runs_to_its_end_through_rest(samples):
+    """It publishes a pipeline, and the pipeline of a run just submitted; its REST call sets
+    pipeline_arg."""
+    notebook, runs, rest = samples("aml-pipelines-publish-and-run-using-rest-endpoint.ipynb")
+    ran_through_rest(notebook, runs, rest)
+    assert rest["parameters"] == {"pipeline_arg": 45}, rest
+    assert "Argument 4: 45" in rest["printed"], rest
 
 
 def test_the_schedule_sample_runs_to_its_end(samples):
     """It publishes, makes an endpoint, creates, lists, disables, enables and updates recurring
     schedules, a datastore schedule on workspaceblobstore and one of the endpoint. No runner runs
     in the test, so none fires."""
-    notebook, runs = samples("aml-pipelines-setup-schedule-for-a-published-pipeline.ipynb")
+    notebook, runs, _ = samples("aml-pipelines-setup-schedule-for-a-published-pipeline.ipynb")
     assert errors(notebook) == []
     output = printed(notebook)
     assert "New frequency: Hour" in output and "New status is: Disabled" in output
@@ -234,11 +296,20 @@ def test_the_schedule_sample_runs_to_its_end(samples):
     assert "Schedule-run-sample" not in runs  # its experiment: nothing fired
 
 
-def test_the_versioned_endpoints_sample_runs_to_its_rest_call(samples):
-    """Versions, the default, get_pipeline, list_versions, set_name; then a POST to the endpoint by name.
-    Its later cells submit the endpoint: its train.py opens --input_data, which the sample's step
-    never passes, so those runs fail as they do on Azure."""
-    notebook, runs = samples("aml-pipelines-setup-versioned-pipeline-endpoints.ipynb")
-    stops_at_rest_call(notebook, runs, failing=("NewName", "submit_endpoint_sample"))
-    assert len(runs["NewName"]) == 2 and len(runs["submit_endpoint_sample"]) == 1
+def test_the_versioned_endpoints_sample_is_refused_at_its_rest_call_and_runs_on(samples):
+    """Versions, the default, get_pipeline, list_versions, set_name; then a POST to the endpoint by
+    name with ParameterAssignments {"1": "united", "2": "city"}, which its pipeline does not have:
+    `localpipe serve` answers 400 and records nothing, and the next cell, reporting the bad
+    response, raises NameError (it names `rest_endpoint`, which the sample never defines). Its later
+    cells submit the endpoint: its train.py opens --input_data, which the sample's step never
+    passes, so those runs fail as they do on Azure."""
+    notebook, runs, rest = samples("aml-pipelines-setup-versioned-pipeline-endpoints.ipynb")
+    [(index, error)] = errors(notebook)
+    assert error == "NameError: name 'rest_endpoint' is not defined"
+    assert "response.raise_for_status()" in notebook.cells[index].source
+    [traceback] = [out["traceback"] for out in notebook.cells[index].outputs if out.output_type == "error"]
+    assert "400 Client Error" in "".join(traceback)
+    assert "You can perform HTTP POST on URL http://127.0.0.1:" in printed(notebook)
     assert "PipelineEndpointSubmit/Name?name=NewName&pipelineVersion=0" in printed(notebook)
+    assert rest is None and "default_pipeline" not in runs  # the refused POST recorded no run
+    assert runs["NewName"] == ["Failed", "Failed"] and runs["submit_endpoint_sample"] == ["Failed"], runs

@@ -200,6 +200,10 @@ def test_rest_submission_needs_the_token_and_answers_as_azure(ws, project, histo
                                  header["Authorization"])  # fmt: skip
     assert status == 400 and answer["error"]["message"].startswith('parameter "epochs" is not a parameter of')
     assert rest_submit(ws, "published", published.id, {"ParameterAssignments": {}}, header["Authorization"])[0] == 400
+    unsaved = {"file": {"SavedDataSetReference": {"Id": None}}}  # the id of a dataset not registered
+    status, answer = rest_submit(ws, "published", published.id, {**body, "DataSetDefinitionValueAssignments": unsaved},
+                                 header["Authorization"])  # fmt: skip
+    assert status == 400 and answer["error"]["message"].startswith('DataSetDefinitionValueAssignments "file" has no')
     status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, header["Authorization"])
     assert status == 200
     assert PipelineRun(Experiment(ws, "rest"), answer["Id"]).wait_for_completion(show_output=False) == "Completed"

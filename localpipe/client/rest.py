@@ -106,10 +106,16 @@ def _parameters(workspace, body: dict) -> dict:
             )
         parameters[name] = DataPath(Datastore(workspace, value["DataStoreName"]), value.get("RelativePath", ""))
     for name, value in _mapping(body, "DataSetDefinitionValueAssignments").items():
-        dataset_id = ((value or {}).get("SavedDataSetReference") or {}).get("Id") if isinstance(value, dict) else None
-        if not dataset_id:
+        reference = value.get("SavedDataSetReference") if isinstance(value, dict) else None
+        if not isinstance(reference, dict):
             raise UserErrorException(
                 f'DataSetDefinitionValueAssignments "{name}" needs {{"SavedDataSetReference": {{"Id": dataset.id}}}}'
+            )
+        dataset_id = reference.get("Id")
+        if not dataset_id:  # Azure saves a dataset a run uses and gives it an id; localpipe only registers
+            raise UserErrorException(
+                f'DataSetDefinitionValueAssignments "{name}" has no dataset id: a dataset that is not registered '
+                "has none (its id is None); register it (dataset.register(ws, name)) and send its id"
             )
         parameters[name] = Dataset.get_by_id(workspace, dataset_id)
     return parameters
