@@ -41,6 +41,8 @@ _EXPORTS = {
     "Pipeline": "localpipe.sdk.pipeline",
     "PipelineData": "localpipe.sdk.data",
     "PipelineParameter": "localpipe.sdk.parameters",
+    "ParallelRunConfig": "localpipe.sdk.parallel_run",
+    "ParallelRunStep": "localpipe.sdk.parallel_run",
     "PipelineRun": "localpipe.client.runs",
     "PythonScriptStep": "localpipe.sdk.steps",
     "Run": "localpipe.client.runs",

@@ -1,0 +1,88 @@
+"""The per-mini-batch cache: each batch's result, kept under the digest of its content, in a folder
+of the workspace named after everything else the result depends on (the ``family``): the source
+directory's files (the entry script and what it imports), the environment, the output action,
+the partition keys, the user's arguments and the side inputs' content.
+
+Each result is written (aside, then renamed) as soon as its batch ends, so that a driver killed
+half-way loses only the batches in flight; ``partition.json`` keeps the last run's batches and its
+files' digests, so that a rerun cuts unchanged files into the same batches and hashes only the
+files that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from localpipe.parallel.batches import CHUNK
+
+
+def tree_digest(root: str) -> str:
+    """The digest of every file below ``root`` (names and contents), in order."""
+    hasher = hashlib.blake2b(digest_size=16)
+    for folder, names, files in os.walk(root):
+        names.sort()
+        for name in sorted(files):
+            path = os.path.join(folder, name)
+            hasher.update(os.path.relpath(path, root).encode() + b"\0")
+            with open(path, "rb") as handle:
+                while chunk := handle.read(CHUNK):
+                    hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+def family_key(source: str, settings: dict) -> str:
+    """The digest of what every batch's result depends on besides its own content."""
+    identity = {
+        "source": tree_digest(source),
+        "python": [os.path.realpath(sys.executable), sys.version],
+        "environment": os.environ.get("LOCALPIPE_ENVIRONMENT", ""),
+        **settings,
+    }
+    return hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
+
+
+class BatchCache:
+    """Results by batch key, below ``folder`` (one family's)."""
+
+    def __init__(self, folder: str):
+        self.folder = Path(folder)
+        self.results = self.folder / "results"
+
+    def _path(self, key: str) -> Path:
+        return self.results / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        try:
+            return json.loads(self._path(key).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def put(self, key: str, result: dict) -> None:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _write_aside(path, json.dumps(result))
+
+    def partition(self) -> tuple[list[list[str]], dict]:
+        """The last run's batches (their item keys) and files' digests."""
+        try:
+            data = json.loads((self.folder / "partition.json").read_text())
+            return data["batches"], data["digests"]
+        except (OSError, ValueError, KeyError):
+            return [], {}
+
+    def save_partition(self, batches: list[dict], digests: dict) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        kept = [b["items"] for b in batches if "items" in b]
+        _write_aside(self.folder / "partition.json", json.dumps({"batches": kept, "digests": digests}))
+
+
+def _write_aside(path: Path, text: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    os.replace(temporary, path)

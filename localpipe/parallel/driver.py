@@ -1,0 +1,461 @@
+"""The process of a ParallelRunStep: ``python -m localpipe.parallel.driver`` with Azure's driver
+arguments (sdk/parallel_run.py), in the step's environment and folder.
+
+It cuts the input into mini-batches (``batches.py``), takes the results of batches already done
+from the cache (``cache.py``), starts the workers (``worker.py``; each with its own GPU where the
+step has GPUs), hands them batches, replaces a worker that dies or overruns
+``run_invocation_timeout`` and tries its batch again, up to ``run_max_try`` times, stops when a
+threshold is crossed, and writes the output: ``append_row``'s rows batch by batch in input order.
+
+Files it writes in the step's folder (docs/parallel-run.md): ``parallel_run/progress.json`` (batches
+done, failed and left, items per second, time left; rewritten as it goes), ``parallel_run/batches.jsonl``
+(one line per batch: its first item, items, worker, tries, seconds, outcome), and ``reason.txt``
+when the step fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from multiprocessing.connection import Connection, wait
+from pathlib import Path
+
+from localpipe.parallel import batches as cutting
+from localpipe.parallel.cache import BatchCache, family_key
+from localpipe.parallel.worker import CONFIG_VARIABLE
+
+INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
+PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
+REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
+
+
+def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
+    """The driver's options and the inputs' ``(kind, name)``; the user's own arguments are left to
+    the entry script (it reads ``sys.argv``, as on Azure)."""
+    parser = argparse.ArgumentParser(prog="localpipe.parallel.driver", allow_abbrev=False)
+    parser.add_argument("--scoring_module_name", required=True)
+    parser.add_argument("--error_threshold", type=int, default=-1)
+    parser.add_argument("--allowed_failed_count", type=int)
+    parser.add_argument("--allowed_failed_percent", type=float)
+    parser.add_argument("--output_action", default="append_row")
+    parser.add_argument("--append_row_file_name", default="parallel_run_step.txt")
+    parser.add_argument("--logging_level", default="INFO")
+    parser.add_argument("--run_invocation_timeout", type=float, default=60)
+    parser.add_argument("--run_max_try", type=int, default=3)
+    parser.add_argument("--node_count", type=int, default=1)
+    parser.add_argument(
+        "--mini_batch_size", type=int
+    )  # files, or bytes of a table (ParallelRunConfig made it a number)
+    parser.add_argument("--process_count_per_node", type=int)
+    parser.add_argument("--partition_keys")
+    parser.add_argument("--partition_format")  # a FileDataset's, which names its partition keys
+    parser.add_argument("--output")
+    options, _ = parser.parse_known_args(argv)
+    inputs = []
+    for index, token in enumerate(argv[:-1]):
+        found = INPUT_OPTION.match(token)
+        if found:
+            inputs.append((int(found.group(2)), "file" if found.group(1) == "fds" else "tabular", argv[index + 1]))
+    return options, [(kind, name) for _, kind, name in sorted(inputs)]
+
+
+class Batches:
+    """The step's batches, what became of each, and the counts the thresholds are checked on."""
+
+    def __init__(self, batches: list[dict], options):
+        self.all = batches
+        self.options = options
+        self.tries = [0] * len(batches)
+        self.results: dict[int, dict] = {}  # index -> {"returned", "rows"}
+        self.failed: dict[int, str] = {}  # index -> the last try's error
+        self.first_error: str | None = None
+        self.failed_items = 0
+        self.items_done = 0
+
+    def items(self, index: int) -> int:
+        return self.all[index]["count"] or 0
+
+    def succeeded(self, index: int, returned: int, rows) -> None:
+        self.results[index] = {"returned": returned, "rows": rows}
+        count = self.items(index)
+        self.items_done += count
+        self.failed_items += max(0, count - returned)  # items run() returned nothing for count as failed
+
+    def failed_for_good(self, index: int, error: str) -> None:
+        self.failed[index] = error
+        self.failed_items += self.items(index)
+        self.items_done += self.items(index)
+        if self.first_error is None:
+            self.first_error = f"mini-batch {index} (first item {self.all[index]['first']}): {error}"
+
+    def crossed(self) -> list[str]:
+        """The thresholds the failures so far cross, each named with its value."""
+        options, crossed = self.options, []
+        if options.error_threshold != -1 and self.failed_items > options.error_threshold:
+            crossed.append(f"error_threshold {options.error_threshold} ({self.failed_items} items failed)")
+        failed = len(self.failed)
+        count = options.allowed_failed_count
+        if count is not None and count != -1 and failed > count:
+            crossed.append(f"allowed_failed_count {count} ({failed} mini-batches failed)")
+        percent = options.allowed_failed_percent
+        if percent is not None and self.all and failed * 100 / len(self.all) > percent:
+            crossed.append(
+                f"allowed_failed_percent {percent:g} ({failed * 100 / len(self.all):.1f}% of mini-batches failed)"
+            )
+        return crossed
+
+
+class Worker:
+    """One worker process and its end of their socket pair."""
+
+    def __init__(self, number: int, argv: list[str], config: dict, env: dict):
+        mine, theirs = socket.socketpair()
+        self.number = number
+        self.batch: int | None = None
+        self.started = 0.0
+        self.ready = False
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "localpipe.parallel.worker", str(theirs.fileno())],
+            pass_fds=[theirs.fileno()],
+            env={**env, CONFIG_VARIABLE: json.dumps({**config, "agent_name": f"worker{number}"})},
+        )
+        theirs.close()
+        self.connection = Connection(mine.detach())
+
+    def send(self, index: int, mini_batch) -> None:
+        self.batch, self.started = index, time.monotonic()
+        self.connection.send((index, mini_batch))
+
+    def kill(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.connection.close()
+
+    def ended(self) -> str:
+        """How the process ended, once its end of the pair closed."""
+        code = self.process.wait()
+        return (
+            f"worker{self.number} died (killed by signal {-code})"
+            if code < 0
+            else f"worker{self.number} exited with code {code}"
+        )
+
+
+class Driver:
+    def __init__(self, argv: list[str]):
+        self.argv = argv
+        self.options, self.inputs = parse(argv)
+        self.step_dir = Path(os.environ.get("LOCALPIPE_STEP_DIR", os.getcwd()))
+        self.folder = self.step_dir / "parallel_run"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.timings = open(self.folder / "batches.jsonl", "a")
+        self.started = time.monotonic()
+        self.last_progress = 0.0
+        self.reused = 0
+        self.items_reused = 0
+
+    # -- the batches ---------------------------------------------------------------------------
+    def cut(self, cache: BatchCache) -> list[dict]:
+        paths = json.loads(os.environ.get("LOCALPIPE_INPUTS", "{}"))
+        tables = json.loads(os.environ.get("LOCALPIPE_INPUT_TABLES", "{}"))
+        previous, known = cache.partition()
+        digests = cutting.Digests(known)
+        files, names = [], {}
+        for _, name in self.inputs:
+            root = paths[name]
+            for path in cutting.list_files(root):
+                files.append(path)
+                names[path] = f"{name}/{os.path.relpath(path, root) if path != root else os.path.basename(path)}"
+        keys = self.options.partition_keys.split(",") if self.options.partition_keys else None
+        kind = self.inputs[0][0]
+        if kind == "tabular":
+            name = self.inputs[0][1]
+            options, root = tables.get(name) or {}, paths[name]
+            root = root if os.path.isdir(root) else os.path.dirname(root)
+            self.reader = cutting.TableReader(root, options)
+            if keys:
+                found = cutting.table_partitions(files, root, keys, options, digests)
+            else:
+                found = cutting.table_batches(files, self.options.mini_batch_size, options, digests)
+        elif keys:
+            found = cutting.file_partitions(files, names, keys, self.options.partition_format, digests)
+        else:
+            found = cutting.file_batches(files, names, self.options.mini_batch_size, digests, previous)
+        cache.save_partition(found, digests.seen)
+        return found
+
+    def payload(self, batch: dict):
+        if self.inputs[0][0] == "tabular":
+            return self.reader.rows_of(batch)
+        return batch["files"]
+
+    # -- running -------------------------------------------------------------------------------
+    def settings(self) -> dict:
+        """What results depend on besides each batch's content and the source (``family_key``)."""
+        paths = json.loads(os.environ.get("LOCALPIPE_INPUTS", "{}"))
+        by_path = {path: name for name, path in paths.items()}
+        main_inputs = {name for _, name in self.inputs}
+        sides = {
+            name: cutting.Digests().of(p) if os.path.isfile(p) else _fingerprint(p)
+            for name, p in paths.items()
+            if name not in main_inputs
+        }
+        driver_options = {"--output", "--run_invocation_timeout", "--run_max_try", "--process_count_per_node",
+                          "--logging_level", "--error_threshold", "--allowed_failed_count", "--allowed_failed_percent",
+                          "--node_count"}  # fmt: skip
+        kept, skip = [], False
+        for token in self.argv:
+            if skip:
+                skip = False
+                continue
+            if token in driver_options:
+                skip = True
+                continue
+            kept.append(by_path.get(token, token))
+        return {
+            "arguments": kept,
+            "side_inputs": sides,
+            "tables": json.loads(os.environ.get("LOCALPIPE_INPUT_TABLES", "{}")),
+        }
+
+    def worker_count(self) -> int:
+        per_node = self.options.process_count_per_node
+        if per_node is None:
+            gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+            per_node = len(gpus) or int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
+        return per_node * max(1, self.options.node_count)
+
+    def run(self) -> int:
+        options = self.options
+        cache_root = os.environ.get("LOCALPIPE_PARALLEL_CACHE") or str(self.folder / "cache")
+        cache = BatchCache(os.path.join(cache_root, family_key(os.getcwd(), self.settings())))
+        found = self.cut(cache)
+        state = Batches(found, options)
+        pending = deque()
+        for index, batch in enumerate(found):
+            cached = cache.get(batch["key"])
+            if cached is None:
+                pending.append(index)
+                continue
+            if batch["count"] is None:
+                batch["count"] = cached["items"]
+            state.succeeded(index, cached["returned"], cached["rows"])
+            self.reused += 1
+            self.items_reused += batch["count"] or 0
+        print(f"parallel run: {len(found)} mini-batches, {self.reused} reused from earlier runs, {len(pending)} to run")
+        self.progress(state, len(pending), force=True)
+        failure = self.work(state, pending, cache) if pending else None
+        self.progress(state, 0, force=True)
+        if failure is None:
+            failure = self.write_output(state)
+        if failure is not None:
+            (self.step_dir / REASON_FILE).write_text(failure + "\n")
+            print(f"parallel run failed: {failure}", file=sys.stderr)
+            return 1
+        print(
+            f"parallel run: {len(state.results)} mini-batches succeeded, {len(state.failed)} failed, "
+            f"{state.failed_items} items failed"
+        )
+        return 0
+
+    def work(self, state: Batches, pending: deque, cache: BatchCache) -> str | None:
+        options = self.options
+        gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+        indices = [g for g in os.environ.get("LOCALPIPE_GPU_INDICES", "").split(",") if g]
+        count = min(self.worker_count(), len(pending))
+        cpus = int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
+        logs = os.path.join(os.getcwd(), "logs", "user", "entry_script_log")
+        config = {
+            "script": os.path.join(os.getcwd(), options.scoring_module_name),
+            "argv": self.argv,
+            "log_dir": logs,
+            "output_dir": options.output or os.getcwd(),
+            "logging_level": options.logging_level,
+            "output_action": options.output_action,
+        }
+
+        def start(number: int) -> Worker:
+            env = dict(os.environ)
+            if gpus:  # one GPU each, in turn
+                env["CUDA_VISIBLE_DEVICES"] = gpus[number % len(gpus)]
+                env["NVIDIA_VISIBLE_DEVICES"] = gpus[number % len(gpus)]
+                if indices:
+                    env["LOCALPIPE_GPU_INDICES"] = indices[number % len(indices)]
+            env.setdefault("OMP_NUM_THREADS", str(max(1, cpus // count)))
+            env["OMP_NUM_THREADS"] = str(max(1, cpus // count))
+            return Worker(number, self.argv, config, env)
+
+        workers = [start(number) for number in range(count)]
+        left = len(pending)
+        try:
+            while pending or any(w.batch is not None for w in workers):
+                for worker in workers:
+                    if worker.ready and worker.batch is None and pending:
+                        index = pending.popleft()
+                        state.tries[index] += 1
+                        worker.send(index, self.payload(state.all[index]))
+                now = time.monotonic()
+                deadlines = [w.started + options.run_invocation_timeout - now for w in workers if w.batch is not None]
+                timeout = max(0.0, min(deadlines)) if deadlines else None
+                ready = wait([w.connection for w in workers], timeout=min(timeout or PROGRESS_EVERY, PROGRESS_EVERY))
+                by_connection = {w.connection: w for w in workers}
+                for connection in ready:
+                    worker = by_connection[connection]
+                    try:
+                        message = connection.recv()
+                    except (EOFError, OSError):
+                        message = ("died", worker.ended())
+                    outcome = self.handle(worker, message, state, pending, cache)
+                    if outcome == "init_failed":
+                        return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
+                    if outcome == "replace":
+                        worker.kill()
+                        workers[workers.index(worker)] = start(worker.number)
+                now = time.monotonic()
+                for position, worker in enumerate(workers):
+                    if worker.batch is not None and now - worker.started > options.run_invocation_timeout:
+                        index = worker.batch
+                        worker.kill()
+                        self.try_failed(
+                            worker, index, f"run() timed out after {options.run_invocation_timeout:g} seconds "
+                            "(run_invocation_timeout)", state, pending, now - worker.started
+                        )  # fmt: skip
+                        workers[position] = start(worker.number)
+                crossed = state.crossed()
+                if crossed:
+                    return f"crossed {', '.join(crossed)}; first failure: {state.first_error}"
+                left = len(pending) + sum(w.batch is not None for w in workers)
+                self.progress(state, left)
+        finally:
+            for worker in workers:
+                worker.kill()
+        return None
+
+    def handle(self, worker: Worker, message: tuple, state: Batches, pending: deque, cache: BatchCache) -> str | None:
+        kind = message[0]
+        if kind == "ready":
+            worker.ready = True
+            return None
+        if kind == "init_failed":
+            return "init_failed"
+        if kind == "died":
+            if worker.batch is not None:
+                self.try_failed(worker, worker.batch, message[1], state, pending, time.monotonic() - worker.started)
+            elif not worker.ready:
+                return "init_failed"
+            return "replace"
+        index, seconds = message[1], message[-1]
+        batch = state.all[index]
+        worker.batch = None
+        if kind == "done":
+            _, _, returned, rows, _ = message
+            if batch["count"] is None:  # a table's rows are counted when they are sent
+                batch["count"] = returned
+            state.succeeded(index, returned, rows)
+            cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
+            self.record(batch, index, worker, state, seconds, "succeeded")
+        else:
+            self.try_failed(worker, index, message[2], state, pending, seconds)
+        return None
+
+    def try_failed(
+        self, worker: Worker, index: int, error: str, state: Batches, pending: deque, seconds: float
+    ) -> None:
+        worker.batch = None
+        print(
+            f"mini-batch {index} failed on try {state.tries[index]} in worker{worker.number}: {error.rstrip()}",
+            file=sys.stderr,
+        )
+        if state.tries[index] < self.options.run_max_try:
+            pending.append(index)
+            outcome = "retried"
+        else:
+            if state.all[index]["count"] is None:
+                state.all[index]["count"] = len(self.payload(state.all[index]))
+            state.failed_for_good(index, _last_line(error))
+            outcome = "failed"
+        self.record(state.all[index], index, worker, state, seconds, outcome)
+
+    def record(self, batch: dict, index: int, worker: Worker, state: Batches, seconds: float, outcome: str) -> None:
+        line = {
+            "batch": index,
+            "first": batch["first"],
+            "items": batch["count"],
+            "worker": f"worker{worker.number}",
+            "try": state.tries[index],
+            "seconds": round(seconds, 6),
+            "outcome": outcome,
+        }
+        self.timings.write(json.dumps(line) + "\n")
+
+    def progress(self, state: Batches, left: int, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < PROGRESS_EVERY:
+            return
+        self.last_progress = now
+        self.timings.flush()
+        elapsed = now - self.started
+        rate = (state.items_done - self.items_reused) / elapsed if elapsed > 0 else 0.0
+        done_batches = len(state.results) - self.reused
+        per_batch = elapsed / done_batches if done_batches else None
+        data = {
+            "total": len(state.all),
+            "done": len(state.results),
+            "failed": len(state.failed),
+            "left": left,
+            "reused": self.reused,
+            "items_per_second": round(rate, 2),
+            "eta_seconds": round(per_batch * left, 1) if per_batch is not None else None,
+            "elapsed_seconds": round(elapsed, 3),
+        }
+        temporary = self.folder / ".progress.json"
+        temporary.write_text(json.dumps(data))
+        os.replace(temporary, self.folder / "progress.json")
+
+    def write_output(self, state: Batches) -> str | None:
+        options = self.options
+        if options.output is None:
+            return None
+        os.makedirs(options.output, exist_ok=True)
+        if options.output_action != "append_row":
+            return None
+        path = os.path.join(options.output, options.append_row_file_name)
+        with open(path, "w") as out:
+            for index in sorted(state.results):  # input order: by each batch's first item
+                rows = state.results[index]["rows"] or []
+                if rows:
+                    out.write("\n".join(rows) + "\n")
+        return None
+
+
+def _last_line(error: str) -> str:
+    """A traceback's last line: the exception and its message."""
+    lines = error.strip().splitlines()
+    return lines[-1] if lines else error
+
+
+def _fingerprint(path: str) -> list:
+    files = size = newest = 0
+    for folder, _, names in os.walk(path, followlinks=True):
+        for name in names:
+            st = os.stat(os.path.join(folder, name))
+            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
+    return [files, size, newest]
+
+
+def main() -> None:
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # the workers are ended on the way out
+    sys.exit(Driver(sys.argv[1:]).run())
+
+
+if __name__ == "__main__":
+    main()
