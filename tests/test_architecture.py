@@ -31,7 +31,7 @@ MAY_IMPORT = {
     "engine": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state"},
     "client": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine"},
     "watch": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
-    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch"},
+    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch", "parallel"},
     "parallel": BASE | {"hw", "sdk"},  # ParallelRunStep's process: tables are read with sdk.data.tables
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).

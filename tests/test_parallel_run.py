@@ -381,3 +381,157 @@ def test_init_that_raises_fails_the_step_and_a_wrong_return_fails_the_batch(ws, 
     run_id, status, steps = run_pipeline(_pipeline(ws, source, data, run_max_try=1, allowed_failed_count=0))
     assert status == "Failed"
     assert "run() returned a dict: return a list or a pandas DataFrame" in steps["score"]["reason"]
+
+
+def test_submit_and_show_print_the_batches_done_failed_and_left(ws, project, localpipe):
+    project("src/score.py", FAILING)
+    _files(ws.root / "data", 30)
+    (ws.root / "data" / "f00010.txt").write_text("bad\n")
+    project(
+        "pipeline.py",
+        """
+        from azureml.core import Dataset, Environment, Workspace
+        from azureml.pipeline.core import Pipeline, PipelineData
+        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+        ws = Workspace.from_config()
+        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                                   error_threshold=-1, output_action="append_row", compute_target="local",
+                                   node_count=1, process_count_per_node=2, run_max_try=1)
+        out = PipelineData("scores", datastore=ws.get_default_datastore())
+        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
+                               output=out)
+        pipeline = Pipeline(ws, [step])
+        """,
+    )
+    submitted = localpipe("submit", "pipeline.py", check=True)
+    line = "parallel run: 2/3 mini-batches done, 1 failed, 0 left"
+    assert line in submitted.stdout, submitted.stdout
+    shown = localpipe("show", "1", check=True)
+    assert line in shown.stdout and "items/s" in shown.stdout
+
+
+def test_a_scheduler_killed_half_way_loses_only_the_batches_in_flight(ws, project, localpipe, history, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import wait_for
+
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    project(
+        "src/score.py",
+        COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.05)"),
+    )
+    _files(ws.root / "data", 1000)
+    project(
+        "pipeline.py",
+        """
+        from azureml.core import Dataset, Environment, Workspace
+        from azureml.pipeline.core import Pipeline, PipelineData
+        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+        ws = Workspace.from_config()
+        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                                   error_threshold=-1, output_action="append_row", compute_target="local",
+                                   node_count=1, process_count_per_node=2)
+        out = PipelineData("scores", datastore=ws.get_default_datastore())
+        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
+                               output=out)
+        pipeline = Pipeline(ws, [step])
+        """,
+    )
+    scheduler = subprocess.Popen([sys.executable, "-m", "localpipe", "submit", "pipeline.py"], cwd=ws.root,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    progress = history.layout.step_dir(1, "score") / "parallel_run" / "progress.json"
+    wait_for(lambda: progress.exists() and json.loads(progress.read_text())["done"] >= 30, timeout=60)
+    scheduler.send_signal(signal.SIGKILL)
+    scheduler.wait()
+    time.sleep(0.5)  # the step's supervisor ends the driver and its workers
+    first = (ws.root / "calls.txt").read_text().splitlines()
+    assert 30 <= len(first) < 100
+    (ws.root / "calls.txt").unlink()
+    localpipe("submit", "pipeline.py", check=True)
+    second = (ws.root / "calls.txt").read_text().splitlines()
+    # Every batch whose run() ended before the kill is reused; at most the 2 in flight run twice.
+    assert set(first) | set(second) == {f"f{n:05d}.txt" for n in range(0, 1000, 10)}
+    assert len(set(first) & set(second)) <= 2, sorted(set(first) & set(second))
+    assert _output(history, 2).splitlines() == [f"f{n:05d}.txt" for n in range(1000)]
+
+
+SIDE = """
+import argparse, os
+
+def init():
+    global label
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--labels")
+    args, _ = parser.parse_known_args()
+    label = open(os.path.join(args.labels, "label.txt")).read().strip()
+
+def run(mini_batch):
+    return [f"{os.path.basename(path)} {label}" for path in mini_batch]
+"""
+
+
+def test_side_inputs_reach_every_worker_and_their_content_is_part_of_the_cache(ws, project, run_pipeline, history):
+    source = project("src/score.py", SIDE).parent
+    labels = ws.root / "labels"
+    project("labels/label.txt", "cat\n")
+    data = _files(ws.root / "data", 40)
+
+    def pipeline():
+        side = Dataset.File.from_files(str(labels)).as_named_input("labels").as_mount()
+        output = PipelineData("scores", datastore=ws.get_default_datastore())
+        step = ParallelRunStep(
+            "score",
+            _config(ws, source),
+            inputs=[Dataset.File.from_files(str(data)).as_named_input("files")],
+            output=output,
+            side_inputs=[side],
+            arguments=["--labels", side],
+        )
+        return Pipeline(ws, [step])
+
+    run_id, status, steps = run_pipeline(pipeline())
+    assert status == "Completed", steps["score"]
+    assert set(line.split()[1] for line in _output(history, run_id).splitlines()) == {"cat"}
+    project("labels/label.txt", "dog\n")
+    run_id, status, steps = run_pipeline(pipeline())
+    assert status == "Completed", steps["score"]
+    assert set(line.split()[1] for line in _output(history, run_id).splitlines()) == {"dog"}
+
+
+PARTS = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch):
+    if hasattr(mini_batch, "columns"):
+        return [f"{mini_batch['region'].iloc[0]} {len(mini_batch)}"]
+    return [" ".join(sorted(os.path.basename(os.path.dirname(p)) for p in mini_batch))]
+"""
+
+
+def test_partition_keys_make_one_batch_per_key_value(ws, project, run_pipeline, history):
+    source = project("src/score.py", PARTS).parent
+    for region, count in (("east", 3), ("west", 5)):
+        for number in range(count):
+            project(f"parts/{region}/{number}.csv", f"region,value\n{region},{number}\n")
+    config = _config(ws, source, partition_keys=["region"])
+    files = Dataset.File.from_files(str(ws.root / "parts/**/*.csv"), partition_format="{region}/{name}.csv")
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep("score", config, inputs=[files.as_named_input("files")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == ["east east east", "west west west west west"]
+
+    pytest.importorskip("pandas")
+    table = Dataset.Tabular.from_delimited_files(str(ws.root / "parts/**/*.csv"))
+    step = ParallelRunStep("score", config, inputs=[table.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == ["east 3", "west 5"]

@@ -28,8 +28,9 @@ from collections import deque
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
-from localpipe.parallel import batches as cutting
+import localpipe.parallel.batches as cutting
 from localpipe.parallel.cache import BatchCache, family_key
+from localpipe.parallel.progress import FOLDER, PROGRESS, TIMINGS
 from localpipe.parallel.worker import CONFIG_VARIABLE
 
 INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
@@ -155,9 +156,9 @@ class Driver:
         self.argv = argv
         self.options, self.inputs = parse(argv)
         self.step_dir = Path(os.environ.get("LOCALPIPE_STEP_DIR", os.getcwd()))
-        self.folder = self.step_dir / "parallel_run"
+        self.folder = self.step_dir / FOLDER
         self.folder.mkdir(parents=True, exist_ok=True)
-        self.timings = open(self.folder / "batches.jsonl", "a")
+        self.timings = open(self.folder / TIMINGS, "a")
         self.started = time.monotonic()
         self.last_progress = 0.0
         self.reused = 0
@@ -419,7 +420,7 @@ class Driver:
         }
         temporary = self.folder / ".progress.json"
         temporary.write_text(json.dumps(data))
-        os.replace(temporary, self.folder / "progress.json")
+        os.replace(temporary, self.folder / PROGRESS)
 
     def write_output(self, state: Batches) -> str | None:
         options = self.options
