@@ -35,6 +35,8 @@ class Digests:
         self.seen: dict[str, list] = {}
 
     def of(self, path: str) -> str:
+        if path in self.seen:
+            return self.seen[path][2]
         st = os.stat(path)
         old = self.known.get(path)
         if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
@@ -53,7 +55,16 @@ def _key(*parts) -> str:
     return hashlib.blake2b(json.dumps(parts, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
-def file_batches(files: list[str], names: dict, size: int, digests: Digests, previous: list[list[str]]) -> list[dict]:
+def item_keys(files: list[str], names: dict, digests: Digests) -> dict[str, str]:
+    """Each file's key: its content and its name below its input (a copy's path differs run to run)."""
+    found = {}
+    for path in files:
+        text = f"{names[path]}\0{digests.of(path)}"
+        found[path] = hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+    return found
+
+
+def file_batches(files: list[str], items: dict, size: int, previous: list[list[str]]) -> list[dict]:
     """Batches of at most ``size`` files: first each batch of ``previous`` (lists of item keys)
     whose files are all still there unchanged, so that adding or changing files reruns only the
     batches they fall in; the files left over are cut in order. Returned in input order (by each
@@ -61,7 +72,7 @@ def file_batches(files: list[str], names: dict, size: int, digests: Digests, pre
     position = {path: index for index, path in enumerate(files)}
     by_digest: dict[str, list[str]] = {}
     for path in files:
-        by_digest.setdefault(_item(path, names, digests), []).append(path)
+        by_digest.setdefault(items[path], []).append(path)
     used: set[str] = set()
     batches = []
     for old in previous:
@@ -72,20 +83,15 @@ def file_batches(files: list[str], names: dict, size: int, digests: Digests, pre
     left = [path for path in files if path not in used]
     batches += [left[i : i + size] for i in range(0, len(left), size)]
     batches.sort(key=lambda paths: position[paths[0]])
-    return [_file_batch(paths, names, digests) for paths in batches]
+    return [_file_batch(paths, items) for paths in batches]
 
 
-def _item(path: str, names: dict, digests: Digests) -> str:
-    """A file's key: its content and its name below its input (a copy's path differs run to run)."""
-    return _key(names[path], digests.of(path))
+def _file_batch(paths: list[str], items: dict) -> dict:
+    keys = [items[path] for path in paths]
+    return {"key": _key("files", keys), "first": paths[0], "count": len(paths), "files": paths, "items": keys}
 
 
-def _file_batch(paths: list[str], names: dict, digests: Digests) -> dict:
-    items = [_item(path, names, digests) for path in paths]
-    return {"key": _key("files", items), "first": paths[0], "count": len(paths), "files": paths, "items": items}
-
-
-def file_partitions(files: list[str], names: dict, keys: list[str], partition_format: str | None, digests: Digests):
+def file_partitions(files: list[str], names: dict, items: dict, keys: list[str], partition_format: str | None):
     """One batch per combination of the partition keys' values, read from each file's path."""
     if not partition_format:
         raise ValueError(
@@ -103,7 +109,7 @@ def file_partitions(files: list[str], names: dict, keys: list[str], partition_fo
         groups.setdefault(tuple(str(found.get(key)) for key in keys), []).append(path)
     batches = []
     for values, paths in groups.items():
-        batch = _file_batch(paths, names, digests)
+        batch = _file_batch(paths, items)
         batch["partition"] = dict(zip(keys, values, strict=True))
         batches.append(batch)
     return sorted(batches, key=lambda b: b["first"])

@@ -3,7 +3,7 @@ of the workspace named after everything else the result depends on (the ``family
 directory's files (the entry script and what it imports), the environment, the output action,
 the partition keys, the user's arguments and the side inputs' content.
 
-Each result is written (aside, then renamed) as soon as its batch ends, so that a driver killed
+Each result is appended to the family's journal as soon as its batch ends, so that a driver killed
 half-way loses only the batches in flight; ``partition.json`` keeps the last run's batches and its
 files' digests, so that a rerun cuts unchanged files into the same batches and hashes only the
 files that changed.
@@ -47,25 +47,43 @@ def family_key(source: str, settings: dict) -> str:
 
 
 class BatchCache:
-    """Results by batch key, below ``folder`` (one family's)."""
+    """Results by batch key, in ``results.jsonl`` of ``folder`` (one family's): one line per batch,
+    appended as it ends. A line cut short by a kill is skipped when read, and ended before the
+    next is appended; a batch run again (two runs at once) has two lines, the same result."""
 
     def __init__(self, folder: str):
         self.folder = Path(folder)
-        self.results = self.folder / "results"
-
-    def _path(self, key: str) -> Path:
-        return self.results / key[:2] / f"{key}.json"
+        self.journal = self.folder / "results.jsonl"
+        self.found: dict[str, dict] = {}
+        self._handle: int | None = None
+        try:
+            text = self.journal.read_text()
+        except OSError:
+            return
+        for line in text.splitlines():
+            try:
+                entry = json.loads(line)
+                self.found[entry.pop("key")] = entry
+            except (ValueError, KeyError, AttributeError):
+                continue  # the end of a line a killed driver was writing
 
     def get(self, key: str) -> dict | None:
-        try:
-            return json.loads(self._path(key).read_text())
-        except (OSError, ValueError):
-            return None
+        return self.found.get(key)
 
     def put(self, key: str, result: dict) -> None:
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_aside(path, json.dumps(result))
+        if self._handle is None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self._handle = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            if os.fstat(self._handle).st_size and _last_byte(self.journal) != b"\n":
+                os.write(self._handle, b"\n")  # end a line cut short, so that the next one is whole
+        # One write per line: a kill loses at most the line being written, never one written before.
+        os.write(self._handle, (json.dumps({"key": key, **result}) + "\n").encode())
+        self.found[key] = result
+
+    def close(self) -> None:
+        if self._handle is not None:
+            os.close(self._handle)
+            self._handle = None
 
     def partition(self) -> tuple[list[list[str]], dict]:
         """The last run's batches (their item keys) and files' digests."""
@@ -79,6 +97,12 @@ class BatchCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         kept = [b["items"] for b in batches if "items" in b]
         _write_aside(self.folder / "partition.json", json.dumps({"batches": kept, "digests": digests}))
+
+
+def _last_byte(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        handle.seek(-1, os.SEEK_END)
+        return handle.read(1)
 
 
 def _write_aside(path: Path, text: str) -> None:

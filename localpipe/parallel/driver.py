@@ -35,6 +35,7 @@ from localpipe.parallel.worker import CONFIG_VARIABLE
 
 INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
+QUEUED_PER_WORKER = 2  # batches sent to a worker at once: the one running, and the next
 REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
 
 
@@ -115,12 +116,14 @@ class Batches:
 
 
 class Worker:
-    """One worker process and its end of their socket pair."""
+    """One worker process, its end of their socket pair, and the batches sent to it: the first is
+    running (since ``started``), the others wait in the socket so that the worker never idles
+    while the driver handles a result."""
 
-    def __init__(self, number: int, argv: list[str], config: dict, env: dict):
+    def __init__(self, number: int, config: dict, env: dict):
         mine, theirs = socket.socketpair()
         self.number = number
-        self.batch: int | None = None
+        self.queue: deque[int] = deque()
         self.started = 0.0
         self.ready = False
         self.process = subprocess.Popen(
@@ -131,9 +134,21 @@ class Worker:
         theirs.close()
         self.connection = Connection(mine.detach())
 
+    @property
+    def running(self) -> int | None:
+        """The batch ``run()`` is working on, if any."""
+        return self.queue[0] if self.queue else None
+
     def send(self, index: int, mini_batch) -> None:
-        self.batch, self.started = index, time.monotonic()
+        if not self.queue:
+            self.started = time.monotonic()
+        self.queue.append(index)
         self.connection.send((index, mini_batch))
+
+    def finished(self) -> int:
+        """The running batch ended: the next one sent starts now."""
+        self.started = time.monotonic()
+        return self.queue.popleft()
 
     def kill(self) -> None:
         if self.process.poll() is None:
@@ -172,10 +187,11 @@ class Driver:
         digests = cutting.Digests(known)
         files, names = [], {}
         for _, name in self.inputs:
-            root = paths[name]
+            root = os.path.normpath(paths[name])
             for path in cutting.list_files(root):
                 files.append(path)
-                names[path] = f"{name}/{os.path.relpath(path, root) if path != root else os.path.basename(path)}"
+                # The file's name below its input (list_files's paths start with root and a separator).
+                names[path] = f"{name}/{path[len(root) + 1 :] if path != root else os.path.basename(path)}"
         keys = self.options.partition_keys.split(",") if self.options.partition_keys else None
         kind = self.inputs[0][0]
         if kind == "tabular":
@@ -188,16 +204,21 @@ class Driver:
             else:
                 found = cutting.table_batches(files, self.options.mini_batch_size, options, digests)
         elif keys:
-            found = cutting.file_partitions(files, names, keys, self.options.partition_format, digests)
+            items = cutting.item_keys(files, names, digests)
+            found = cutting.file_partitions(files, names, items, keys, self.options.partition_format)
         else:
-            found = cutting.file_batches(files, names, self.options.mini_batch_size, digests, previous)
+            items = cutting.item_keys(files, names, digests)
+            found = cutting.file_batches(files, items, self.options.mini_batch_size, previous)
         cache.save_partition(found, digests.seen)
         return found
 
     def payload(self, batch: dict):
-        if self.inputs[0][0] == "tabular":
-            return self.reader.rows_of(batch)
-        return batch["files"]
+        """What ``run()`` is given: the batch's file paths, or its rows (then counted)."""
+        if self.inputs[0][0] != "tabular":
+            return batch["files"]
+        rows = self.reader.rows_of(batch)
+        batch["count"] = len(rows)
+        return rows
 
     # -- running -------------------------------------------------------------------------------
     def settings(self) -> dict:
@@ -236,142 +257,144 @@ class Driver:
         return per_node * max(1, self.options.node_count)
 
     def run(self) -> int:
-        options = self.options
         cache_root = os.environ.get("LOCALPIPE_PARALLEL_CACHE") or str(self.folder / "cache")
         cache = BatchCache(os.path.join(cache_root, family_key(os.getcwd(), self.settings())))
-        found = self.cut(cache)
-        state = Batches(found, options)
+        workers = []
+        if not cache.found:  # a family never run before runs every batch: start while they are cut
+            count = self.worker_count()
+            workers = [self.start(number, count) for number in range(count)]
+        try:
+            found = self.cut(cache)
+        except ValueError as exc:  # partition keys the data does not have
+            for worker in workers:
+                worker.kill()
+            return self.fail(str(exc))
+        state = Batches(found, self.options)
         pending = deque()
         for index, batch in enumerate(found):
             cached = cache.get(batch["key"])
             if cached is None:
                 pending.append(index)
                 continue
-            if batch["count"] is None:
-                batch["count"] = cached["items"]
+            batch["count"] = cached["items"]
             state.succeeded(index, cached["returned"], cached["rows"])
             self.reused += 1
-            self.items_reused += batch["count"] or 0
+            self.items_reused += batch["count"]
         print(f"parallel run: {len(found)} mini-batches, {self.reused} reused from earlier runs, {len(pending)} to run")
         self.progress(state, len(pending), force=True)
-        failure = self.work(state, pending, cache) if pending else None
-        self.progress(state, 0, force=True)
-        if failure is None:
-            failure = self.write_output(state)
+        try:
+            failure = self.work(state, pending, cache, workers) if pending else None
+        finally:
+            for worker in workers:
+                worker.kill()
+            cache.close()
+            self.progress(state, 0, force=True)
         if failure is not None:
-            (self.step_dir / REASON_FILE).write_text(failure + "\n")
-            print(f"parallel run failed: {failure}", file=sys.stderr)
-            return 1
+            return self.fail(failure)
+        self.write_output(state)
         print(
             f"parallel run: {len(state.results)} mini-batches succeeded, {len(state.failed)} failed, "
             f"{state.failed_items} items failed"
         )
         return 0
 
-    def work(self, state: Batches, pending: deque, cache: BatchCache) -> str | None:
+    def fail(self, reason: str) -> int:
+        """Say why the step fails, to the scheduler (reason.txt) and in the log; the exit code."""
+        (self.step_dir / REASON_FILE).write_text(reason + "\n")
+        print(f"parallel run failed: {reason}", file=sys.stderr)
+        return 1
+
+    def start(self, number: int, count: int) -> Worker:
+        """Worker ``number`` of ``count``: its share of the step's CPUs and, where the step has GPUs, one of them."""
         options = self.options
-        gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
-        indices = [g for g in os.environ.get("LOCALPIPE_GPU_INDICES", "").split(",") if g]
-        count = min(self.worker_count(), len(pending))
-        cpus = int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
-        logs = os.path.join(os.getcwd(), "logs", "user", "entry_script_log")
         config = {
             "script": os.path.join(os.getcwd(), options.scoring_module_name),
             "argv": self.argv,
-            "log_dir": logs,
+            "log_dir": os.path.join(os.getcwd(), "logs", "user", "entry_script_log"),
             "output_dir": options.output or os.getcwd(),
             "logging_level": options.logging_level,
             "output_action": options.output_action,
         }
+        cpus = int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
+        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cpus // count))}
+        gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+        indices = [g for g in os.environ.get("LOCALPIPE_GPU_INDICES", "").split(",") if g]
+        if gpus:  # one GPU each, in turn
+            env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = gpus[number % len(gpus)]
+            if indices:
+                env["LOCALPIPE_GPU_INDICES"] = indices[number % len(indices)]
+        return Worker(number, config, env)
 
-        def start(number: int) -> Worker:
-            env = dict(os.environ)
-            if gpus:  # one GPU each, in turn
-                env["CUDA_VISIBLE_DEVICES"] = gpus[number % len(gpus)]
-                env["NVIDIA_VISIBLE_DEVICES"] = gpus[number % len(gpus)]
-                if indices:
-                    env["LOCALPIPE_GPU_INDICES"] = indices[number % len(indices)]
-            env.setdefault("OMP_NUM_THREADS", str(max(1, cpus // count)))
-            env["OMP_NUM_THREADS"] = str(max(1, cpus // count))
-            return Worker(number, self.argv, config, env)
+    def work(self, state: Batches, pending: deque, cache: BatchCache, workers: list[Worker]) -> str | None:
+        """Run the ``pending`` batches on ``workers`` (started already, or now); the reason the step
+        fails, or None."""
+        options = self.options
+        count = min(self.worker_count(), len(pending))
+        for extra in workers[count:]:
+            extra.kill()
+        workers[count:] = []
+        workers += [self.start(number, count) for number in range(len(workers), count)]
 
-        workers = [start(number) for number in range(count)]
-        left = len(pending)
-        try:
-            while pending or any(w.batch is not None for w in workers):
-                for worker in workers:
-                    if worker.ready and worker.batch is None and pending:
-                        index = pending.popleft()
-                        state.tries[index] += 1
-                        worker.send(index, self.payload(state.all[index]))
-                now = time.monotonic()
-                deadlines = [w.started + options.run_invocation_timeout - now for w in workers if w.batch is not None]
-                timeout = max(0.0, min(deadlines)) if deadlines else None
-                ready = wait([w.connection for w in workers], timeout=min(timeout or PROGRESS_EVERY, PROGRESS_EVERY))
-                by_connection = {w.connection: w for w in workers}
-                for connection in ready:
-                    worker = by_connection[connection]
-                    try:
-                        message = connection.recv()
-                    except (EOFError, OSError):
-                        message = ("died", worker.ended())
-                    outcome = self.handle(worker, message, state, pending, cache)
-                    if outcome == "init_failed":
-                        return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
-                    if outcome == "replace":
-                        worker.kill()
-                        workers[workers.index(worker)] = start(worker.number)
-                now = time.monotonic()
-                for position, worker in enumerate(workers):
-                    if worker.batch is not None and now - worker.started > options.run_invocation_timeout:
-                        index = worker.batch
-                        worker.kill()
-                        self.try_failed(
-                            worker, index, f"run() timed out after {options.run_invocation_timeout:g} seconds "
-                            "(run_invocation_timeout)", state, pending, now - worker.started
-                        )  # fmt: skip
-                        workers[position] = start(worker.number)
-                crossed = state.crossed()
-                if crossed:
-                    return f"crossed {', '.join(crossed)}; first failure: {state.first_error}"
-                left = len(pending) + sum(w.batch is not None for w in workers)
-                self.progress(state, left)
-        finally:
+        def replace(worker: Worker, error: str) -> None:
+            """End ``worker`` (its running batch's try failed with ``error``); start another in its place."""
+            worker.kill()
+            if worker.running is not None:
+                index = worker.queue.popleft()
+                self.try_failed(worker, index, error, state, pending, time.monotonic() - worker.started)
+            pending.extendleft(reversed(worker.queue))  # sent but not started: no try spent
+            workers[workers.index(worker)] = self.start(worker.number, count)
+
+        timeout = options.run_invocation_timeout
+        while pending or any(w.queue for w in workers):
             for worker in workers:
-                worker.kill()
+                while worker.ready and len(worker.queue) < QUEUED_PER_WORKER and pending:
+                    index = pending.popleft()
+                    state.tries[index] += 1
+                    worker.send(index, self.payload(state.all[index]))
+            now = time.monotonic()
+            deadlines = [w.started + timeout - now for w in workers if w.queue]
+            wait_for = min([PROGRESS_EVERY, *deadlines])
+            for connection in wait([w.connection for w in workers], timeout=max(0.0, wait_for)):
+                worker = next((w for w in workers if w.connection is connection), None)
+                if worker is None:  # replaced a moment ago (it timed out)
+                    continue
+                try:
+                    message = connection.recv()
+                except (EOFError, OSError):
+                    if not worker.ready:
+                        return f"init() of the entry script failed: {worker.ended()} before it was ready"
+                    replace(worker, worker.ended())
+                    continue
+                if message[0] == "init_failed":
+                    return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
+                self.handle(worker, message, state, pending, cache)
+            now = time.monotonic()
+            for worker in list(workers):
+                if worker.queue and now - worker.started > timeout:
+                    replace(worker, f"run() timed out after {timeout:g} seconds (run_invocation_timeout)")
+            crossed = state.crossed()
+            if crossed:
+                return f"crossed {', '.join(crossed)}; first failure: {state.first_error}"
+            self.progress(state, len(pending) + sum(len(w.queue) for w in workers))
         return None
 
-    def handle(self, worker: Worker, message: tuple, state: Batches, pending: deque, cache: BatchCache) -> str | None:
-        kind = message[0]
-        if kind == "ready":
+    def handle(self, worker: Worker, message: tuple, state: Batches, pending: deque, cache: BatchCache) -> None:
+        if message[0] == "ready":
             worker.ready = True
-            return None
-        if kind == "init_failed":
-            return "init_failed"
-        if kind == "died":
-            if worker.batch is not None:
-                self.try_failed(worker, worker.batch, message[1], state, pending, time.monotonic() - worker.started)
-            elif not worker.ready:
-                return "init_failed"
-            return "replace"
-        index, seconds = message[1], message[-1]
-        batch = state.all[index]
-        worker.batch = None
-        if kind == "done":
+            return
+        index = worker.finished()
+        batch, seconds = state.all[index], message[-1]
+        if message[0] == "done":
             _, _, returned, rows, _ = message
-            if batch["count"] is None:  # a table's rows are counted when they are sent
-                batch["count"] = returned
             state.succeeded(index, returned, rows)
             cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
             self.record(batch, index, worker, state, seconds, "succeeded")
         else:
             self.try_failed(worker, index, message[2], state, pending, seconds)
-        return None
 
     def try_failed(
         self, worker: Worker, index: int, error: str, state: Batches, pending: deque, seconds: float
     ) -> None:
-        worker.batch = None
         print(
             f"mini-batch {index} failed on try {state.tries[index]} in worker{worker.number}: {error.rstrip()}",
             file=sys.stderr,
@@ -380,8 +403,6 @@ class Driver:
             pending.append(index)
             outcome = "retried"
         else:
-            if state.all[index]["count"] is None:
-                state.all[index]["count"] = len(self.payload(state.all[index]))
             state.failed_for_good(index, _last_line(error))
             outcome = "failed"
         self.record(state.all[index], index, worker, state, seconds, outcome)
@@ -422,20 +443,18 @@ class Driver:
         temporary.write_text(json.dumps(data))
         os.replace(temporary, self.folder / PROGRESS)
 
-    def write_output(self, state: Batches) -> str | None:
-        options = self.options
-        if options.output is None:
-            return None
-        os.makedirs(options.output, exist_ok=True)
-        if options.output_action != "append_row":
-            return None
-        path = os.path.join(options.output, options.append_row_file_name)
-        with open(path, "w") as out:
-            for index in sorted(state.results):  # input order: by each batch's first item
-                rows = state.results[index]["rows"] or []
+    def write_output(self, state: Batches) -> None:
+        """``append_row``'s file: each batch's lines, batches in input order (by their first item)."""
+        if self.options.output is None:
+            return
+        os.makedirs(self.options.output, exist_ok=True)
+        if self.options.output_action != "append_row":
+            return
+        with open(os.path.join(self.options.output, self.options.append_row_file_name), "w") as out:
+            for index in sorted(state.results):
+                rows = state.results[index]["rows"]
                 if rows:
                     out.write("\n".join(rows) + "\n")
-        return None
 
 
 def _last_line(error: str) -> str:
