@@ -509,10 +509,12 @@ import os
 def init():
     pass
 
-def run(mini_batch):
+def run(mini_batch, mini_batch_context):
+    region = mini_batch_context.partition_key_value["region"]
     if hasattr(mini_batch, "columns"):
-        return [f"{mini_batch['region'].iloc[0]} {len(mini_batch)}"]
-    return [" ".join(sorted(os.path.basename(os.path.dirname(p)) for p in mini_batch))]
+        return [f"{mini_batch['region'].iloc[0]} {len(mini_batch)} {region}"]
+    files = len(mini_batch_context.dataset.to_path())
+    return [" ".join(sorted(os.path.basename(os.path.dirname(p)) for p in mini_batch)) + f" {region} {files}"]
 """
 
 
@@ -527,11 +529,11 @@ def test_partition_keys_make_one_batch_per_key_value(ws, project, run_pipeline, 
     step = ParallelRunStep("score", config, inputs=[files.as_named_input("files")], output=output)
     run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status == "Completed", steps["score"]
-    assert _output(history, run_id).splitlines() == ["east east east", "west west west west west"]
+    assert _output(history, run_id).splitlines() == ["east east east east 3", "west west west west west west 5"]
 
     pytest.importorskip("pandas")
     table = Dataset.Tabular.from_delimited_files(str(ws.root / "parts/**/*.csv"))
     step = ParallelRunStep("score", config, inputs=[table.as_named_input("rows")], output=output)
     run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status == "Completed", steps["score"]
-    assert _output(history, run_id).splitlines() == ["east 3", "west 5"]
+    assert _output(history, run_id).splitlines() == ["east 3 east", "west 5 west"]

@@ -139,11 +139,11 @@ class Worker:
         """The batch ``run()`` is working on, if any."""
         return self.queue[0] if self.queue else None
 
-    def send(self, index: int, mini_batch) -> None:
+    def send(self, index: int, mini_batch, partition: dict | None) -> None:
         if not self.queue:
             self.started = time.monotonic()
         self.queue.append(index)
-        self.connection.send((index, mini_batch))
+        self.connection.send((index, mini_batch, partition))
 
     def finished(self) -> int:
         """The running batch ended: the next one sent starts now."""
@@ -250,11 +250,12 @@ class Driver:
         }
 
     def worker_count(self) -> int:
+        """``process_count_per_node`` x ``node_count``; by default, one per GPU or CPU the step claimed."""
         per_node = self.options.process_count_per_node
-        if per_node is None:
-            gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
-            per_node = len(gpus) or int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
-        return per_node * max(1, self.options.node_count)
+        if per_node is not None:
+            return per_node * max(1, self.options.node_count)
+        gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
+        return len(gpus) or int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
 
     def run(self) -> int:
         cache_root = os.environ.get("LOCALPIPE_PARALLEL_CACHE") or str(self.folder / "cache")
@@ -350,7 +351,8 @@ class Driver:
                 while worker.ready and len(worker.queue) < QUEUED_PER_WORKER and pending:
                     index = pending.popleft()
                     state.tries[index] += 1
-                    worker.send(index, self.payload(state.all[index]))
+                    batch = state.all[index]
+                    worker.send(index, self.payload(batch), batch.get("partition"))
             now = time.monotonic()
             deadlines = [w.started + timeout - now for w in workers if w.queue]
             wait_for = min([PROGRESS_EVERY, *deadlines])
@@ -366,6 +368,7 @@ class Driver:
                     replace(worker, worker.ended())
                     continue
                 if message[0] == "init_failed":
+                    print(message[1], file=sys.stderr)  # the whole traceback, for the step's log
                     return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
                 self.handle(worker, message, state, pending, cache)
             now = time.monotonic()

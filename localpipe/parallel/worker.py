@@ -6,7 +6,8 @@ pair carrying pickled messages (the script's own prints go to the step's log, no
 
 - to the driver: ``("ready",)`` after ``init()``, ``("init_failed", error)``, and for each batch
   ``("done", index, returned, rows, seconds)`` or ``("failed", index, error, seconds)``;
-- from the driver: ``(index, mini_batch)``; the end of the stream ends the worker.
+- from the driver: ``(index, mini_batch, partition)``, ``partition`` the partition keys' values of
+  the batch (``partition_keys``) or None; the end of the stream ends the worker.
 
 ``EntryScript`` (``from azureml_user.parallel_run import EntryScript``, as Azure's scripts import
 it) gives the script its logger and folders.
@@ -55,6 +56,32 @@ class EntryScript:
     def logger(self) -> logging.Logger:
         """A logger writing to ``log_dir``/``agent_name``.log and to the step's log."""
         return logging.getLogger(f"parallel_run.{self.agent_name}")
+
+
+class MiniBatchContext:
+    """The second argument of ``run(mini_batch, mini_batch_context)`` where the entry script takes
+    one (Azure gives it with ``partition_keys``): the batch's ``partition_key_value`` and, for a
+    FileDataset, the ``dataset`` of its files (None for a table: the rows are the mini-batch)."""
+
+    def __init__(self, partition: dict | None, mini_batch):
+        self.partition_key_value = dict(partition or {})
+        self._files = mini_batch if isinstance(mini_batch, list) else None
+
+    @property
+    def dataset(self):
+        if self._files is None:
+            return None
+        from localpipe.sdk.data import Dataset
+
+        return Dataset.File.from_files(self._files)
+
+
+def _positional(function) -> int:
+    """How many positional parameters ``function`` takes (2 for ``run(mini_batch, mini_batch_context)``)."""
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds for p in inspect.signature(function).parameters.values())
 
 
 def _install_azureml_user() -> None:
@@ -115,15 +142,20 @@ def main(fd: int) -> None:
         connection.send(("init_failed", _short(traceback.format_exc())))
         return
     connection.send(("ready",))
+    takes_context = _positional(module.run) >= 2
     append = config["output_action"] == "append_row"
     while True:
         try:
-            index, mini_batch = connection.recv()
+            index, mini_batch, partition = connection.recv()
         except EOFError:
             return
         started = time.perf_counter()
         try:
-            returned, lines, error = rows_of(module.run(mini_batch), append)
+            if takes_context:
+                result = module.run(mini_batch, MiniBatchContext(partition, mini_batch))
+            else:
+                result = module.run(mini_batch)
+            returned, lines, error = rows_of(result, append)
         except Exception:
             returned, lines, error = None, None, _short(traceback.format_exc())
         seconds = time.perf_counter() - started

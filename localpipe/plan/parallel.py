@@ -31,9 +31,10 @@ def check(label: str, step, source_dir: str | None, resources: dict, capacity, f
         )
     gpu_target = bool(resources.get("gpus"))
     per_node = config.process_count_per_node
-    if per_node is None:  # Azure's default: one per GPU, else one per CPU of the node
+    if per_node is None:  # Azure's default, one per GPU or CPU of the node: this machine's, shared by the nodes
         machine_gpus = len(capacity.gpu_report().gpus) if capacity is not None and gpu_target else resources["gpus"]
-        per_node = machine_gpus if gpu_target else (capacity.cpus if capacity is not None else os.cpu_count() or 1)
+        machine = machine_gpus if gpu_target else (capacity.cpus if capacity is not None else os.cpu_count() or 1)
+        per_node = max(1, machine // config.node_count)
     workers = per_node * config.node_count
     if capacity is not None:
         have = len(capacity.gpu_report().gpus) if gpu_target else capacity.cpus
