@@ -346,7 +346,7 @@ def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, ru
         (data / f"part{number}.csv").write_text("a,b\n" + rows)
     dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
     output = PipelineData("scores", datastore=ws.get_default_datastore())
-    config = _config(ws, source, mini_batch_size="8KB")
+    config = _config(ws, source, mini_batch_size="8KB", process_count_per_node=1)  # one pandas import less
     step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
     run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status == "Completed", steps["score"]
@@ -523,7 +523,7 @@ def test_partition_keys_make_one_batch_per_key_value(ws, project, run_pipeline, 
     for region, count in (("east", 3), ("west", 5)):
         for number in range(count):
             project(f"parts/{region}/{number}.csv", f"region,value\n{region},{number}\n")
-    config = _config(ws, source, partition_keys=["region"])
+    config = _config(ws, source, partition_keys=["region"], process_count_per_node=1)
     files = Dataset.File.from_files(str(ws.root / "parts/**/*.csv"), partition_format="{region}/{name}.csv")
     output = PipelineData("scores", datastore=ws.get_default_datastore())
     step = ParallelRunStep("score", config, inputs=[files.as_named_input("files")], output=output)

@@ -91,6 +91,20 @@ def _file_batch(paths: list[str], items: dict) -> dict:
     return {"key": _key("files", keys), "first": paths[0], "count": len(paths), "files": paths, "items": keys}
 
 
+def file_chunks(files: list[str], size: int) -> list[dict]:
+    """Batches of ``size`` files in order, their keys left to ``keyed``: a family never run has no
+    result to look up, so its files are hashed while the workers run, as their batches end."""
+    chunks = [files[i : i + size] for i in range(0, len(files), size)]
+    return [{"key": None, "first": chunk[0], "count": len(chunk), "files": chunk} for chunk in chunks]
+
+
+def keyed(batch: dict, names: dict, digests: Digests) -> dict:
+    """``batch`` with its key and items' keys, hashing its files if ``file_chunks`` left them out."""
+    if batch["key"] is None:
+        batch.update(_file_batch(batch["files"], item_keys(batch["files"], names, digests)))
+    return batch
+
+
 def file_partitions(files: list[str], names: dict, items: dict, keys: list[str], partition_format: str | None):
     """One batch per combination of the partition keys' values, read from each file's path."""
     if not partition_format:

@@ -184,8 +184,9 @@ class Driver:
         paths = json.loads(os.environ.get("LOCALPIPE_INPUTS", "{}"))
         tables = json.loads(os.environ.get("LOCALPIPE_INPUT_TABLES", "{}"))
         previous, known = cache.partition()
-        digests = cutting.Digests(known)
+        self.digests = digests = cutting.Digests(known)
         files, names = [], {}
+        self.names = names
         for _, name in self.inputs:
             root = os.path.normpath(paths[name])
             for path in cutting.list_files(root):
@@ -206,10 +207,11 @@ class Driver:
         elif keys:
             items = cutting.item_keys(files, names, digests)
             found = cutting.file_partitions(files, names, items, keys, self.options.partition_format)
+        elif not cache.found and not previous:
+            found = cutting.file_chunks(files, self.options.mini_batch_size)
         else:
             items = cutting.item_keys(files, names, digests)
             found = cutting.file_batches(files, items, self.options.mini_batch_size, previous)
-        cache.save_partition(found, digests.seen)
         return found
 
     def payload(self, batch: dict):
@@ -273,7 +275,7 @@ class Driver:
         state = Batches(found, self.options)
         pending = deque()
         for index, batch in enumerate(found):
-            cached = cache.get(batch["key"])
+            cached = cache.get(batch["key"]) if batch["key"] else None
             if cached is None:
                 pending.append(index)
                 continue
@@ -290,6 +292,8 @@ class Driver:
                 worker.kill()
             cache.close()
             self.progress(state, 0, force=True)
+        # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
+        cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found], self.digests.seen)
         if failure is not None:
             return self.fail(failure)
         self.write_output(state)
@@ -390,6 +394,8 @@ class Driver:
         if message[0] == "done":
             _, _, returned, rows, _ = message
             state.succeeded(index, returned, rows)
+            if batch["key"] is None:
+                cutting.keyed(batch, self.names, self.digests)
             cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
             self.record(batch, index, worker, state, seconds, "succeeded")
         else:
