@@ -481,8 +481,8 @@ def test_side_inputs_reach_every_worker_and_their_content_is_part_of_the_cache(w
     project("labels/label.txt", "cat\n")
     data = _files(ws.root / "data", 40)
 
-    def pipeline():
-        side = Dataset.File.from_files(str(labels)).as_named_input("labels").as_mount()
+    def pipeline(allow_reuse=True):
+        side = Dataset.File.from_files(str(labels)).as_named_input("labels").as_download()
         output = PipelineData("scores", datastore=ws.get_default_datastore())
         step = ParallelRunStep(
             "score",
@@ -491,6 +491,7 @@ def test_side_inputs_reach_every_worker_and_their_content_is_part_of_the_cache(w
             output=output,
             side_inputs=[side],
             arguments=["--labels", side],
+            allow_reuse=allow_reuse,
         )
         return Pipeline(ws, [step])
 
@@ -501,6 +502,11 @@ def test_side_inputs_reach_every_worker_and_their_content_is_part_of_the_cache(w
     run_id, status, steps = run_pipeline(pipeline())
     assert status == "Completed", steps["score"]
     assert set(line.split()[1] for line in _output(history, run_id).splitlines()) == {"dog"}
+    # The same label again, in a new copy (as_download): every batch is reused from the run before.
+    run_id, status, steps = run_pipeline(pipeline(allow_reuse=False))
+    assert status == "Completed", steps["score"]
+    progress = json.loads((history.layout.step_dir(run_id, "score") / "parallel_run" / "progress.json").read_text())
+    assert progress["reused"] == progress["total"] == 4
 
 
 PARTS = """

@@ -27,6 +27,12 @@ def list_files(path: str) -> list[str]:
     return sorted(found)
 
 
+def tree_items(path: str, digests: Digests) -> list[list[str]]:
+    """``[name below path, content digest]`` of every file below ``path``: its content, wherever it lies."""
+    root = os.path.normpath(path)
+    return [[found[len(root) :], digests.of(found)] for found in list_files(root)]
+
+
 class Digests:
     """Content digests of files, read again only when a file's size or time changed since ``known``."""
 

@@ -4,9 +4,9 @@ directory's files (the entry script and what it imports), the environment, the o
 the partition keys, the user's arguments and the side inputs' content.
 
 Each result is appended to the family's journal as soon as its batch ends, so that a driver killed
-half-way loses only the batches in flight; ``partition.json`` keeps the last run's batches and its
-files' digests, so that a rerun cuts unchanged files into the same batches and hashes only the
-files that changed.
+half-way loses only the batches in flight; ``partition.json`` keeps the last run's batches, so
+that a rerun cuts unchanged files into the same batches; ``digests/`` keeps each step's files'
+digests, so that a rerun hashes only the files that changed.
 """
 
 from __future__ import annotations
@@ -85,18 +85,36 @@ class BatchCache:
             os.close(self._handle)
             self._handle = None
 
-    def partition(self) -> tuple[list[list[str]], dict]:
-        """The last run's batches (their item keys) and files' digests."""
+    def partition(self) -> list[list[str]]:
+        """The last run's batches (their item keys)."""
         try:
-            data = json.loads((self.folder / "partition.json").read_text())
-            return data["batches"], data["digests"]
-        except (OSError, ValueError, KeyError):
-            return [], {}
+            return json.loads((self.folder / "partition.json").read_text())["batches"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return []
 
-    def save_partition(self, batches: list[dict], digests: dict) -> None:
+    def save_partition(self, batches: list[dict]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         kept = [b["items"] for b in batches if "items" in b]
-        _write_aside(self.folder / "partition.json", json.dumps({"batches": kept, "digests": digests}))
+        _write_aside(self.folder / "partition.json", json.dumps({"batches": kept}))
+
+
+def digests_file(root: str, step: str) -> Path:
+    """Where the files' digests a step's driver read last are kept (by path: size, time, digest),
+    so that its next run hashes only the files that changed: one file per step name, for every
+    family of the step (the side inputs are hashed before the family is known)."""
+    return Path(root) / "digests" / f"{hashlib.blake2b(step.encode(), digest_size=8).hexdigest()}.json"
+
+
+def load_digests(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def save_digests(path: Path, digests: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_aside(path, json.dumps(digests))
 
 
 def _last_byte(path: Path) -> bytes:

@@ -29,7 +29,7 @@ from multiprocessing.connection import Connection, wait
 from pathlib import Path
 
 import localpipe.parallel.batches as cutting
-from localpipe.parallel.cache import BatchCache, family_key
+from localpipe.parallel.cache import BatchCache, digests_file, family_key, load_digests, save_digests
 from localpipe.parallel.progress import FOLDER, PROGRESS, TIMINGS
 from localpipe.parallel.worker import CONFIG_VARIABLE
 
@@ -178,13 +178,16 @@ class Driver:
         self.last_progress = 0.0
         self.reused = 0
         self.items_reused = 0
+        self.cache_root = os.environ.get("LOCALPIPE_PARALLEL_CACHE") or str(self.folder / "cache")
+        self.digests_path = digests_file(self.cache_root, os.environ.get("LOCALPIPE_STEP_NAME", ""))
+        self.digests = cutting.Digests(load_digests(self.digests_path))
 
     # -- the batches ---------------------------------------------------------------------------
     def cut(self, cache: BatchCache) -> list[dict]:
         paths = json.loads(os.environ.get("LOCALPIPE_INPUTS", "{}"))
         tables = json.loads(os.environ.get("LOCALPIPE_INPUT_TABLES", "{}"))
-        previous, known = cache.partition()
-        self.digests = digests = cutting.Digests(known)
+        previous = cache.partition()
+        digests = self.digests
         files, names = [], {}
         self.names = names
         for _, name in self.inputs:
@@ -228,11 +231,7 @@ class Driver:
         paths = json.loads(os.environ.get("LOCALPIPE_INPUTS", "{}"))
         by_path = {path: name for name, path in paths.items()}
         main_inputs = {name for _, name in self.inputs}
-        sides = {
-            name: cutting.Digests().of(p) if os.path.isfile(p) else _fingerprint(p)
-            for name, p in paths.items()
-            if name not in main_inputs
-        }
+        sides = {name: cutting.tree_items(p, self.digests) for name, p in paths.items() if name not in main_inputs}
         driver_options = {"--output", "--run_invocation_timeout", "--run_max_try", "--process_count_per_node",
                           "--logging_level", "--error_threshold", "--allowed_failed_count", "--allowed_failed_percent",
                           "--node_count"}  # fmt: skip
@@ -260,8 +259,7 @@ class Driver:
         return len(gpus) or int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
 
     def run(self) -> int:
-        cache_root = os.environ.get("LOCALPIPE_PARALLEL_CACHE") or str(self.folder / "cache")
-        cache = BatchCache(os.path.join(cache_root, family_key(os.getcwd(), self.settings())))
+        cache = BatchCache(os.path.join(self.cache_root, family_key(os.getcwd(), self.settings())))
         workers = []
         if not cache.found:  # a family never run before runs every batch: start while they are cut
             count = self.worker_count()
@@ -293,7 +291,8 @@ class Driver:
             cache.close()
             self.progress(state, 0, force=True)
         # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
-        cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found], self.digests.seen)
+        cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found])
+        save_digests(self.digests_path, self.digests.seen)
         if failure is not None:
             return self.fail(failure)
         self.write_output(state)
@@ -470,15 +469,6 @@ def _last_line(error: str) -> str:
     """A traceback's last line: the exception and its message."""
     lines = error.strip().splitlines()
     return lines[-1] if lines else error
-
-
-def _fingerprint(path: str) -> list:
-    files = size = newest = 0
-    for folder, _, names in os.walk(path, followlinks=True):
-        for name in names:
-            st = os.stat(os.path.join(folder, name))
-            files, size, newest = files + 1, size + st.st_size, max(newest, st.st_mtime_ns)
-    return [files, size, newest]
 
 
 def main() -> None:
