@@ -4,6 +4,8 @@ per-batch cache, progress, GPUs per worker (docs/parallel-run.md). Real pipeline
 from __future__ import annotations
 
 import json
+import os
+import re
 
 import pytest
 
@@ -543,3 +545,70 @@ def test_partition_keys_make_one_batch_per_key_value(ws, project, run_pipeline, 
     run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status == "Completed", steps["score"]
     assert _output(history, run_id).splitlines() == ["east 3 east", "west 5 west"]
+
+
+def test_the_live_view_shows_a_running_steps_batches(ws, project):
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    project(
+        "src/score.py",
+        COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.1)"),
+    )
+    _files(ws.root / "data", 300)
+    project(
+        "pipeline.py",
+        """
+        from azureml.core import Dataset, Environment, Workspace
+        from azureml.pipeline.core import Pipeline, PipelineData
+        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+        ws = Workspace.from_config()
+        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                                   error_threshold=-1, output_action="append_row", compute_target="local",
+                                   node_count=1, process_count_per_node=2)
+        out = PipelineData("scores", datastore=ws.get_default_datastore())
+        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
+                               output=out)
+        pipeline = Pipeline(ws, [step])
+        """,
+    )
+    main, child = pty.openpty()
+    seen = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end is closed: all is read
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    done = subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", "pipeline.py"],
+        stdin=child, stdout=child, stderr=child, cwd=ws.root, timeout=120,
+        env={**os.environ, "COLUMNS": "300", "MARKERS": str(ws.root)},
+    )  # fmt: skip
+    os.close(child)
+    reader.join(timeout=10)
+    os.close(main)
+    text = b"".join(seen).decode(errors="replace")
+    assert done.returncode == 0
+    assert re.search(r"\d+/30 mini-batches done, 0 failed, \d+ left, [\d.]+ items/s", text), text[-2000:]
+
+
+def test_a_config_saved_to_yaml_loads_back(ws, tmp_path):
+    environment = Environment("scoring")
+    environment.register(ws)
+    config = _config(ws, tmp_path, environment=environment, mini_batch_size="20", allowed_failed_percent=12.5)
+    config.save_to_yaml(tmp_path / "prc.yml")
+    loaded = ParallelRunConfig.load_yaml(ws, tmp_path / "prc.yml")
+    assert loaded.mini_batch_size == 20 and loaded.allowed_failed_percent == 12.5
+    assert loaded.environment.name == "scoring" and loaded.compute_target == "local"
+    assert loaded.run_invocation_timeout == 30 and loaded.process_count_per_node == 2

@@ -136,22 +136,22 @@ class ParallelRunConfig:
             _refuse(f"logging_level {self.logging_level!r} is not DEBUG, INFO, WARNING, ERROR or CRITICAL")
 
     def save_to_yaml(self, path):
-        """Write the configuration to a YAML file, as Azure does (``load_yaml`` reads it back)."""
+        """Write the configuration to a YAML file, as Azure does (``load_yaml`` reads it back): JSON,
+        which YAML reads, with the environment and compute target by name."""
+        import inspect
         import json
 
-        config = {
-            key: value
-            for key, value in vars(self).items()
-            if key not in ("environment", "compute_target") and not isinstance(value, PipelineParameter)
-        }
-        config["compute_target_name"] = getattr(self.compute_target, "name", self.compute_target)
+        names = [name for name in inspect.signature(ParallelRunConfig).parameters if name != "compute_target"]
+        config = {name: getattr(self, name) for name in names}
+        config["mini_batch_size"] = self.mini_batch_size_given
         config["environment"] = self.environment.name
-        with open(path, "w") as handle:  # JSON is YAML: no YAML library needed to write it
+        config["compute_target_name"] = getattr(self.compute_target, "name", self.compute_target)
+        with open(path, "w") as handle:
             json.dump({"parallel_run_config": config}, handle, indent=2)
 
     @staticmethod
     def load_yaml(workspace, path):
-        """A ParallelRunConfig from a file ``save_to_yaml`` wrote."""
+        """A ParallelRunConfig from a file ``save_to_yaml`` wrote; the environment is the workspace's of that name."""
         import json
 
         with open(path) as handle:
