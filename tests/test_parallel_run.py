@@ -612,3 +612,24 @@ def test_a_config_saved_to_yaml_loads_back(ws, tmp_path):
     assert loaded.mini_batch_size == 20 and loaded.allowed_failed_percent == 12.5
     assert loaded.environment.name == "scoring" and loaded.compute_target == "local"
     assert loaded.run_invocation_timeout == 30 and loaded.process_count_per_node == 2
+
+
+HALF = """
+def init():
+    pass
+
+def run(mini_batch):
+    return mini_batch[: len(mini_batch) // 2]  # the other half counts as failed items
+"""
+
+
+@pytest.mark.parametrize(("threshold", "ends"), [(20, "Completed"), (19, "Failed")])
+def test_items_run_returns_nothing_for_count_as_failed(ws, project, run_pipeline, history, threshold, ends):
+    source = project("src/score.py", HALF).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 40), error_threshold=threshold))
+    assert status == ends, steps["score"]
+    if ends == "Failed":
+        assert "error_threshold 19 (" in steps["score"]["reason"]
+        assert "run() returned 5 items for the 10 of its mini-batch" in steps["score"]["reason"]
+    else:
+        assert len(_output(history, run_id).splitlines()) == 20

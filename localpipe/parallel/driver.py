@@ -89,12 +89,18 @@ class Batches:
         self.results[index] = {"returned": returned, "rows": rows}
         count = self.items(index)
         self.items_done += count
-        self.failed_items += max(0, count - returned)  # items run() returned nothing for count as failed
+        if returned < count:  # items run() returned nothing for count as failed
+            self.failed_items += count - returned
+            self.note(index, f"run() returned {returned} items for the {count} of its mini-batch")
 
     def failed_for_good(self, index: int, error: str) -> None:
         self.failed[index] = error
         self.failed_items += self.items(index)
         self.items_done += self.items(index)
+        self.note(index, error)
+
+    def note(self, index: int, error: str) -> None:
+        """Keep the first failure, for the step's reason."""
         if self.first_error is None:
             self.first_error = f"mini-batch {index} (first item {self.all[index]['first']}): {error}"
 
