@@ -633,3 +633,23 @@ def test_items_run_returns_nothing_for_count_as_failed(ws, project, run_pipeline
         assert "run() returned 5 items for the 10 of its mini-batch" in steps["score"]["reason"]
     else:
         assert len(_output(history, run_id).splitlines()) == 20
+
+
+def test_pipeline_parameters_set_the_workers_and_the_batch_size(ws, project, run_pipeline, history):
+    from localpipe import PipelineParameter
+
+    source = project("src/score.py", ECHO).parent
+    config = _config(
+        ws,
+        source,
+        process_count_per_node=PipelineParameter("workers", default_value=1),
+        mini_batch_size=PipelineParameter("batch", default_value=5),
+    )
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 30), config=config))
+    assert status == "Completed", steps["score"]
+    assert len(_timings(history, run_id)) == 6
+    run_id, status, steps = run_pipeline(
+        _pipeline(ws, source, ws.root / "data", config=config), parameters={"batch": 3}
+    )
+    assert status == "Completed", steps["score"]
+    assert len(_timings(history, run_id)) == 10

@@ -30,18 +30,20 @@ def check(label: str, step, source_dir: str | None, resources: dict, capacity, f
             "Dataset.File.from_files(path, partition_format=...)"
         )
     gpu_target = bool(resources.get("gpus"))
-    per_node = config.process_count_per_node
+    # A PipelineParameter counts with its default (a value given at submission may differ: the driver uses that).
+    per_node = getattr(config.process_count_per_node, "default_value", config.process_count_per_node)
+    nodes = getattr(config.node_count, "default_value", config.node_count)
     if per_node is None:  # Azure's default, one per GPU or CPU of the node: this machine's, shared by the nodes
         machine_gpus = len(capacity.gpu_report().gpus) if capacity is not None and gpu_target else resources["gpus"]
         machine = machine_gpus if gpu_target else (capacity.cpus if capacity is not None else os.cpu_count() or 1)
-        per_node = max(1, machine // config.node_count)
-    workers = per_node * config.node_count
+        per_node = max(1, machine // nodes)
+    workers = per_node * nodes
     if capacity is not None:
         have = len(capacity.gpu_report().gpus) if gpu_target else capacity.cpus
         what = "GPUs" if gpu_target else "CPUs"
         if workers > have:
             found.append(
-                f"{label} needs {workers} workers (node_count {config.node_count} x process_count_per_node "
+                f"{label} needs {workers} workers (node_count {nodes} x process_count_per_node "
                 f"{per_node}), one per {what[:-1]}, but this machine has {have} {what}: lower node_count or "
                 "process_count_per_node"
             )
