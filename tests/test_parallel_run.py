@@ -653,3 +653,26 @@ def test_pipeline_parameters_set_the_workers_and_the_batch_size(ws, project, run
     )
     assert status == "Completed", steps["score"]
     assert len(_timings(history, run_id)) == 10
+
+
+def test_the_files_of_another_steps_output_are_an_input(ws, project, run_pipeline, history):
+    from localpipe import PythonScriptStep
+
+    source = project("src/score.py", ECHO).parent
+    project(
+        "make/make.py",
+        """
+        import os, sys
+        os.makedirs(sys.argv[1], exist_ok=True)
+        for number in range(25):
+            with open(os.path.join(sys.argv[1], f"f{number:05d}.txt"), "w") as out:
+                out.write(f"{number}\\n")
+        """,
+    )
+    made = PipelineData("made", datastore=ws.get_default_datastore(), is_directory=True)
+    make = PythonScriptStep("make.py", name="make", arguments=[made], outputs=[made], source_directory=ws.root / "make")
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    score = ParallelRunStep("score", _config(ws, source), inputs=[made.as_input()], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [make, score]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt {n}" for n in range(25)]
