@@ -288,14 +288,14 @@ class Driver:
             self.reused += 1
             self.items_reused += batch["count"]
         print(f"parallel run: {len(found)} mini-batches, {self.reused} reused from earlier runs, {len(pending)} to run")
-        self.progress(state, len(pending), force=True)
+        self.progress(state, force=True)
         try:
             failure = self.work(state, pending, cache, workers) if pending else None
         finally:
             for worker in workers:
                 worker.kill()
             cache.close()
-            self.progress(state, 0, force=True)
+            self.progress(state, force=True)
         # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
         cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found])
         save_digests(self.digests_path, self.digests.seen)
@@ -351,7 +351,9 @@ class Driver:
             if worker.running is not None:
                 index = worker.queue.popleft()
                 self.try_failed(worker, index, error, state, pending, time.monotonic() - worker.started)
-            pending.extendleft(reversed(worker.queue))  # sent but not started: no try spent
+            for index in worker.queue:  # sent but not started: no try spent
+                state.tries[index] -= 1
+            pending.extendleft(reversed(worker.queue))
             workers[workers.index(worker)] = self.start(worker.number, count)
 
         timeout = options.run_invocation_timeout
@@ -387,7 +389,7 @@ class Driver:
             crossed = state.crossed()
             if crossed:
                 return f"crossed {', '.join(crossed)}; first failure: {state.first_error}"
-            self.progress(state, len(pending) + sum(len(w.queue) for w in workers))
+            self.progress(state)
         return None
 
     def handle(self, worker: Worker, message: tuple, state: Batches, pending: deque, cache: BatchCache) -> None:
@@ -433,7 +435,8 @@ class Driver:
         }
         self.timings.write(json.dumps(line) + "\n")
 
-    def progress(self, state: Batches, left: int, force: bool = False) -> None:
+    def progress(self, state: Batches, force: bool = False) -> None:
+        """Rewrite progress.json (at most every PROGRESS_EVERY seconds unless ``force``)."""
         now = time.monotonic()
         if not force and now - self.last_progress < PROGRESS_EVERY:
             return
@@ -443,6 +446,7 @@ class Driver:
         rate = (state.items_done - self.items_reused) / elapsed if elapsed > 0 else 0.0
         done_batches = len(state.results) - self.reused
         per_batch = elapsed / done_batches if done_batches else None
+        left = len(state.all) - len(state.results) - len(state.failed)
         data = {
             "total": len(state.all),
             "done": len(state.results),
