@@ -36,20 +36,26 @@ _EXPORTS = {
     "OutputFileDatasetConfig": "localpipe.sdk.data",
     "TabularDataset": "localpipe.sdk.data",
     "FileDataset": "localpipe.sdk.data",
+    "InteractiveLoginAuthentication": "localpipe.client.rest",
     "LocalCompute": "localpipe.sdk.compute",
     "Model": "localpipe.sdk.model",
     "Pipeline": "localpipe.sdk.pipeline",
     "PipelineData": "localpipe.sdk.data",
+    "PipelineEndpoint": "localpipe.client.publishing",
     "PipelineParameter": "localpipe.sdk.parameters",
     "ParallelRunConfig": "localpipe.sdk.parallel_run",
     "ParallelRunStep": "localpipe.sdk.parallel_run",
     "PipelineRun": "localpipe.client.runs",
+    "PublishedPipeline": "localpipe.client.publishing",
     "PythonScriptStep": "localpipe.sdk.steps",
     "Run": "localpipe.client.runs",
     "RunConfiguration": "localpipe.sdk.runconfig",
     "RunStatus": "localpipe.status",
+    "Schedule": "localpipe.client.schedules",
+    "ScheduleRecurrence": "localpipe.client.schedules",
     "ScriptRunConfig": "localpipe.sdk.script_run",
     "StepRun": "localpipe.client.runs",
+    "TimeZone": "localpipe.client.schedules",
     "Workspace": "localpipe.sdk.workspace",
 }
 
@@ -57,6 +63,7 @@ __all__ = sorted(_EXPORTS)
 
 
 def _local_service(workspace):
+    """localpipe's wiring, not an SDK member: the service through which a workspace keeps its records."""
     from localpipe.client.service import LocalService
 
     return LocalService(workspace)

@@ -33,6 +33,7 @@ class LocalpipeError(Exception):
 
     @property
     def message(self) -> str:
+        """The error's message (as ``str(error)``)."""
         return str(self)
 
     @property
@@ -43,6 +44,7 @@ class LocalpipeError(Exception):
         return self._inner_exception or self.__cause__ or context
 
     def print_stacktrace(self) -> None:
+        """Print the error's traceback on stderr."""
         import traceback
 
         traceback.print_exception(self)
@@ -57,14 +59,15 @@ class UsageError(LocalpipeError):
 class PipelineValidationError(UsageError):
     """A pipeline definition has one or more problems; all of them are listed."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], notes: list[str] = ()):
+        """``notes`` say what the refusal undid: after the one problem on its line, or one a line."""
         self.problems = list(problems)
         if len(self.problems) == 1:
-            super().__init__(f"the pipeline is invalid: {self.problems[0]}")
+            super().__init__(f"the pipeline is invalid: {'; '.join([self.problems[0], *notes])}")
         else:
             super().__init__(
                 f"the pipeline is invalid ({len(self.problems)} problems):\n"
-                + "\n".join(f"  - {p}" for p in self.problems)
+                + "\n".join([*(f"  - {p}" for p in self.problems), *notes])
             )
 
 

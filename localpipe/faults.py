@@ -23,6 +23,7 @@ POINTS = (
     "in-cache-entry",  # inside the transaction writing outputs, cache entry and Completed
     "after-completed",  # a step's completion is committed
     "during-delivery",  # an output's write-back to its datastore is half copied
+    "schedule-claimed",  # a schedule's fire is claimed, its run not recorded yet
 )
 
 _spec = os.environ.get("LOCALPIPE_FAULT", "")

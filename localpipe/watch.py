@@ -22,6 +22,7 @@ import queue
 import signal
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -55,6 +56,15 @@ EDITOR_FILES = (
     "*.crswap",
 )
 EVENT_TYPES = ("created", "modified", "deleted", "moved")
+# A run's summary line counts its steps by status: the first three always, the others when any.
+SUMMED_UP = {
+    "Completed": "completed",
+    "Reused": "reused",
+    "Failed": "failed",
+    "Canceled": "canceled",
+    "NotStarted": "not started",
+}
+ALWAYS = ("completed", "reused", "failed")
 
 
 def load_timeout() -> float:
@@ -131,6 +141,7 @@ class Watcher:
         self.load_timeout = load_timeout()
         self._stop = threading.Event()
         self._loading = False  # the pipeline file is being run: it may never hand control back
+        self.cause = "first run"  # what triggered the next run, for its summary line
 
     # -- the loop ---------------------------------------------------------------------------
     def run(self) -> None:
@@ -200,8 +211,14 @@ class Watcher:
         return any(path == p or path.startswith(p + os.sep) for p in self._dataset_paths())
 
     def _handle(self, paths: list[str]) -> None:
+        # A path gone by now that no step ever read is an editor's temporary file (whatever its
+        # name): not a change. A deleted source file was hashed, and so is still listed.
+        paths = [p for p in paths if os.path.lexists(p) or self._was_input(p)]
+        if not paths:
+            return
         shown = ", ".join(os.path.relpath(p, self.ws.root) for p in paths[:5])
-        self.echo(f"changed: {shown}{' and more' if len(paths) > 5 else ''}")
+        self.cause = f"changed: {shown}{' and more' if len(paths) > 5 else ''}"
+        self.echo(self.cause)
         for path in paths:
             self.trees.changed(path)
         affected = self._affected_steps(paths)
@@ -210,6 +227,15 @@ class Watcher:
             if running and active.thread.is_alive():
                 active.scheduler.cancel_steps(running, "canceled: what it depends on changed while it ran")
         self._load_and_submit(paths)
+
+    def _was_input(self, path: str) -> bool:
+        """Whether ``path`` was the pipeline file, a file of a step's source as last hashed, or
+        in a dataset the steps read (whose files are not known here one by one)."""
+        return (
+            path == self.pipeline_file
+            or self.trees.knows(path)
+            or any(path == p or path.startswith(p + os.sep) for p in self._dataset_paths())
+        )
 
     def _affected_steps(self, paths: list[str]) -> set[str]:
         if self.graph is None:
@@ -256,10 +282,24 @@ class Watcher:
         self._watch_inputs()
         reporter = self.reporter_factory(prepared) if self.reporter_factory else None
         scheduler = scheduler_for(self.history, prepared.run_id, prepared.graph, prepared.sources, reporter)
-        thread = threading.Thread(target=scheduler.execute, name=f"run-{prepared.run_id}", daemon=True)
+        thread = threading.Thread(
+            target=self._execute,
+            args=(scheduler, prepared.run_id, self.cause),
+            name=f"run-{prepared.run_id}",
+            daemon=True,
+        )
         self.active.append(_Active(prepared.run_id, scheduler, thread, scheduler.graph.steps))
         self.echo(f"run {prepared.run_id}: {len(prepared.graph.steps)} steps")
         thread.start()
+
+    def _execute(self, scheduler, run_id: int, cause: str) -> None:
+        """Run the run, then sum it up in one line: what it ended as, how long it took, what
+        triggered it, and how many steps ran, were reused and failed."""
+        started = time.monotonic()
+        status = scheduler.execute()
+        counts = Counter(row["status"] for row in self.history.runs.steps(run_id))
+        ended = [f"{counts[status]} {word}" for status, word in SUMMED_UP.items() if counts[status] or word in ALWAYS]
+        self.echo(f"run {run_id} {status.value} in {time.monotonic() - started:.1f}s ({cause}): {', '.join(ended)}")
 
     def _forget_finished(self) -> None:
         self.active = [a for a in self.active if a.thread.is_alive()]
@@ -285,3 +325,68 @@ class Watcher:
             return
         self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
         self.watched.add(folder)
+
+
+class ScheduleLoop:
+    """Runs a ScheduleRunner (client/schedules.py) until ``stop()``: `localpipe schedules run`, and
+    `localpipe serve` in a thread. A datastore schedule's folder is watched with watchdog (not its
+    sub-folders); a change scans that schedule at once, and its ``polling_interval`` scans it anyway
+    (a folder whose events are lost, on a network file system say). Schedules created or enabled
+    while it runs are picked up within a second."""
+
+    def __init__(self, runner, echo: Callable[[str], None] = print, wait: float = 1.0):
+        self.runner = runner
+        self.echo = echo
+        self.wait = wait
+        self.changes: queue.Queue[str] = queue.Queue()
+        self.observer = Observer()
+        self.watched: set[str] = set()
+        self._stop = threading.Event()
+
+    def run(self) -> None:
+        self.observer.start()
+        try:
+            self._report(self.runner.start)
+            while not self._stop.is_set():
+                changed = self._changed_folders()
+                for record in self._datastore_schedules():
+                    folder = os.path.normpath(self.runner.watched_folder(record))
+                    self._watch(folder)
+                    if folder in changed:
+                        self._report(lambda r=record: self.runner.scan(r["schedule_id"]))
+                self._report(self.runner.tick)
+        finally:
+            self.observer.stop()
+            self.observer.join()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _changed_folders(self) -> set[str]:
+        """The folders with a change, waiting up to ``wait`` seconds for the first."""
+        found = set()
+        try:
+            found.add(os.path.dirname(self.changes.get(timeout=self.wait)))
+            while True:
+                found.add(os.path.dirname(self.changes.get_nowait()))
+        except queue.Empty:
+            return {os.path.normpath(f) for f in found}
+
+    def _datastore_schedules(self) -> list[dict]:
+        return [r for r in self.runner.history.publishing.schedules() if r["datastore"]]
+
+    def _watch(self, folder: str) -> None:
+        if folder in self.watched:
+            return
+        os.makedirs(folder, exist_ok=True)
+        self.observer.schedule(_Events(self.changes), folder, recursive=False)
+        self.watched.add(folder)
+
+    def _report(self, action: Callable[[], None]) -> None:
+        """Run ``action``; echo the runs it started and the fires that could not start."""
+        before, errors = len(self.runner.started_runs), len(self.runner.errors)
+        action()
+        for run_id in self.runner.started_runs[before:]:
+            self.echo(f"started run {run_id}")
+        for line in self.runner.errors[errors:]:
+            self.echo(line)

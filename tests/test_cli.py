@@ -60,10 +60,15 @@ def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, 
     assert localpipe("logs", "2", "use", check=True).stdout == "==> use stdout (reused from run 1) <==\nvalue 42\n"
     followed = localpipe("logs", "2", "use", "-f", check=True).stdout
     assert followed == "[use (reused from run 1)] value 42\n"
-    localpipe("gc", "--keep-last", "1", check=True)  # forgets run 1, whose logs these were
-    after = localpipe("logs", "2", "use")
+    localpipe("gc", "--keep-last", "1", check=True)  # keeps run 1: run 2 reused its steps
+    assert localpipe("logs", "2", "use", check=True).stdout == "==> use stdout (reused from run 1) <==\nvalue 42\n"
+    localpipe("submit", "-e", "other", pipeline, check=True)  # run 3, reused from run 1 too
+    forget = "from localpipe import Experiment, Workspace; ws = Workspace.from_config(); "
+    forget += "Experiment.delete(ws, Experiment(ws, 'proj').id)"  # forgets runs 1 and 2, whose logs these were
+    subprocess.run([sys.executable, "-c", forget], cwd=pipeline.parent, check=True)
+    after = localpipe("logs", "3", "use")
     assert after.returncode == 0 and after.stderr == "", after.stderr
-    assert after.stdout == "==> use (reused from a run localpipe gc forgot): its logs went with it <==\n"
+    assert after.stdout == "==> use (reused from a run since forgotten): its logs went with it <==\n"
 
 
 def test_a_failed_step_shows_the_end_of_its_stderr_and_how_to_see_all_of_it(localpipe, project):

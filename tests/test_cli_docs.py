@@ -33,5 +33,6 @@ def test_the_docs_index_lists_every_page_and_only_pages_that_exist():
     from pathlib import Path
 
     docs = Path(__file__).resolve().parent.parent / "docs"
-    listed = re.findall(r"^\| \[([\w.-]+\.md)\]\(\1\) \|", (docs / "README.md").read_text(), flags=re.M)
-    assert sorted(listed) == sorted(p.name for p in docs.glob("*.md") if p.name != "README.md")
+    listed = re.findall(r"^\| \[([\w./-]+\.md)\]\(\1\) \|", (docs / "README.md").read_text(), flags=re.M)
+    pages = [p.relative_to(docs).as_posix() for p in docs.rglob("*.md") if p != docs / "README.md"]
+    assert sorted(listed) == sorted(pages)

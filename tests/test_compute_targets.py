@@ -6,6 +6,7 @@ name)`` gets an existing one, ``ComputeTarget.create`` makes one, and the member
 from __future__ import annotations
 
 import inspect
+import json
 
 import pytest
 
@@ -103,3 +104,153 @@ def test_reserved_names_are_refused_as_in_the_sdk(ws):
     for name in ("local", "amlcompute", "containerinstance"):
         with pytest.raises(UserErrorException, match=f"{name} is a reserved name"):
             ComputeTarget.create(ws, name, LocalCompute.provisioning_configuration())
+
+
+SEED_TARGET = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+from localpipe.sdk.compute import AmlCompute, ComputeTarget
+
+ws = Workspace.from_config()
+compute_name = "aml-compute"
+vm_size = "{vm_size}"
+if compute_name in ws.compute_targets:
+    compute_target = ws.compute_targets[compute_name]
+    if compute_target and type(compute_target) is AmlCompute:
+        print("Found compute target: " + compute_name)
+else:
+    print("Creating a new compute target...")
+    provisioning_config = AmlCompute.provisioning_configuration(vm_size=vm_size, min_nodes=0, max_nodes=4)
+    compute_target = ComputeTarget.create(ws, compute_name, provisioning_config)
+    compute_target.wait_for_completion(show_output=True, min_node_count=None, timeout_in_minutes=20)
+step = PythonScriptStep("s.py", name="s", source_directory="src", compute_target=compute_target)
+pipeline = Pipeline(ws, [step])
+"""
+
+
+def test_a_refused_submission_keeps_no_compute_target_its_code_created(ws, localpipe, project):
+    """Issue 17, item 5: the seed page's idiom with a GPU size on a machine without one is refused,
+    and the target it created is not kept, so the fixed size is the one the next submit creates."""
+    project("src/s.py", "print('ran')\n")
+    pipeline = project("pipeline.py", SEED_TARGET.format(vm_size="STANDARD_NC6"))
+    env = {"LOCALPIPE_FAKE_GPUS": "none"}
+
+    refused = localpipe("submit", pipeline, env=env)
+
+    assert refused.returncode == 2, refused.stderr
+    assert "GPU" in refused.stderr
+    assert refused.stderr.rstrip().endswith(
+        'compute target "aml-compute" was not kept (this refused submission created it): '
+        "fix the pipeline and run it again to create it anew"
+    ), refused.stderr
+    assert "aml-compute" not in localpipe("compute", check=True).stdout
+    assert localpipe("runs", check=True).stdout.count("\n") <= 1  # no run either
+
+    project("pipeline.py", SEED_TARGET.format(vm_size="STANDARD_D2_V2"))
+    submitted = localpipe("submit", pipeline, env=env)
+    assert submitted.returncode == 0, submitted.stderr
+    assert "Creating a new compute target..." in submitted.stdout
+    listed = json.loads(localpipe("compute", "--json", check=True).stdout)
+    assert [(t["name"], t["vm_size"]) for t in listed] == [("local", None), ("aml-compute", "STANDARD_D2_V2")]
+
+
+def test_a_refused_submission_puts_back_a_target_its_code_changed(ws, localpipe, project):
+    ComputeTarget.create(ws, "big", LocalCompute.provisioning_configuration(cpus_per_step=1))
+    project("src/s.py", "print('ran')\n")
+    pipeline = project(
+        "pipeline.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        from localpipe.sdk.compute import ComputeTarget, LocalCompute
+
+        ws = Workspace.from_config()
+        big = ComputeTarget.create(ws, "big", LocalCompute.provisioning_configuration(cpus_per_step=4096))
+        pipeline = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory="src", compute_target=big)])
+        """,
+    )
+
+    refused = localpipe("submit", pipeline)
+
+    assert refused.returncode == 2
+    assert refused.stderr.rstrip().endswith(
+        'compute target "big" is back as it was: this refused submission\'s change to it was not kept'
+    ), refused.stderr
+    assert ComputeTarget(ws, "big").cpus_per_step == 1
+
+
+def test_compute_lists_what_each_target_gives_a_step_and_deletes_one_no_run_uses(ws, localpipe, project):
+    ComputeTarget.create(ws, "gpu", AmlCompute.provisioning_configuration(vm_size="STANDARD_NC6", max_nodes=2))
+    ComputeTarget.create(ws, "busy", LocalCompute.provisioning_configuration(cpus_per_step=1))
+    listed = localpipe("compute", check=True).stdout.splitlines()
+    assert listed[0].split() == [
+        "name",
+        "kind",
+        "cpus",
+        "gpus",
+        "memory",
+        "at",
+        "once",
+        "vm",
+        "size",
+        "scale",
+        "settings",
+    ]
+    assert listed[1].split() == ["local", "LocalCompute", "1", "0", "-", "-", "-", "-"]
+    assert listed[2].split() == [
+        "gpu",
+        "AmlCompute",
+        "6",
+        "1",
+        "56.0",
+        "GiB",
+        "2",
+        "STANDARD_NC6",
+        "min",
+        "0,",
+        "idle",
+        "1800s",
+    ]
+    gpu = json.loads(localpipe("compute", "--json", check=True).stdout)[1]
+    assert gpu == {
+        "name": "gpu",
+        "kind": "AmlCompute",
+        "cpus_per_step": 6,
+        "gpus_per_step": 1,
+        "memory_per_step": 56 * 2**30,
+        "max_concurrent_steps": 2,
+        "vm_size": "STANDARD_NC6",
+        "min_nodes": 0,
+        "idle_seconds_before_scaledown": 1800,
+    }
+
+    unknown = localpipe("compute", "delete", "gpu-cluster")
+    assert unknown.returncode == 2
+    assert unknown.stderr == (
+        f'error: compute target "gpu-cluster" does not exist in workspace {ws.root} '
+        "(its targets: local, gpu, busy): see `localpipe compute`\n"
+    )
+    assert (
+        localpipe("compute", "delete", "local").stderr
+        == 'error: compute target "local" is built in and cannot be deleted\n'
+    )
+
+    project("src/s.py", "import time\ntime.sleep(60)\n")
+    pipeline = project(
+        "pipeline.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        ws = Workspace.from_config()
+        pipeline = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory="src", compute_target="busy")])
+        """,
+    )
+    run = localpipe("submit", "--detach", pipeline, check=True).stdout.strip()
+    try:
+        refused = localpipe("compute", "delete", "busy")
+        assert refused.returncode == 2
+        assert refused.stderr == (
+            f'error: compute target "busy" is used by active run {run}: wait for it to end or cancel it '
+            "(localpipe cancel RUN), then delete the target\n"
+        )
+    finally:
+        localpipe("cancel", run, check=True)
+    assert localpipe("compute", "delete", "gpu", check=True).stdout == 'deleted compute target "gpu"\n'
+    assert [t.name for t in ComputeTarget.list(ws)] == ["local", "busy"]

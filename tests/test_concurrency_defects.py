@@ -6,10 +6,12 @@ Only public interfaces: the CLI as a process, files on disk, plain sqlite3 reads
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import time
 from collections import Counter
 
 import pytest
@@ -329,30 +331,58 @@ def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_p
 # -- found by the hostile review of the supervisor -------------------------------------------------
 
 
-def processes_of(ws) -> list[int]:
-    """Processes started for ``ws``'s steps (their environment names the workspace)."""
+def processes_of(ws, scans: int = 10) -> set[int]:
+    """Processes started for ``ws``'s steps (their environment names the workspace), over ``scans``
+    passes 20 ms apart: one pass over /proc can miss a process that keeps forking and exiting."""
     import psutil
 
     marker = str(ws.root)
-    found = []
-    for process in psutil.process_iter():
-        try:
-            if process.environ().get("LOCALPIPE_WORKSPACE") == marker and process.status() != psutil.STATUS_ZOMBIE:
-                found.append(process.pid)
-        except psutil.Error:
-            continue
+    found = set()
+    for _ in range(scans):
+        for process in psutil.process_iter():
+            try:
+                if process.environ().get("LOCALPIPE_WORKSPACE") == marker and process.status() != psutil.STATUS_ZOMBIE:
+                    found.add(process.pid)
+            except psutil.Error:
+                continue
+        time.sleep(0.02)
     return found
+
+
+def end_processes_of(ws) -> None:
+    """Stop, then kill, what a failed test left: a stopped process cannot fork away."""
+    for _ in range(100):
+        found = processes_of(ws, scans=1)
+        if not found:
+            return
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGSTOP)
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 HOPPER = """
 import os, time
+beat = os.path.join(os.environ["LOCALPIPE_WORKSPACE"], "alive")
 if os.fork() == 0:  # a child that keeps forking, each new one in a session of its own
+    open(beat, "w").close()
     while True:
         if os.fork():
             os._exit(0)
         os.setsid()
+        os.utime(beat)  # its pid changes faster than a scan of /proc can see it: it says it lives here
 time.sleep(0.2)
 """
+
+
+def beating(path) -> bool:
+    """Whether a process still touches ``path`` (its mtime moves within 0.3 s)."""
+    before = path.stat().st_mtime_ns
+    time.sleep(0.3)
+    return path.stat().st_mtime_ns != before
+
 
 KILLS_ITS_SUPERVISOR = """
 import os, subprocess, time
@@ -374,9 +404,51 @@ def test_nothing_a_step_started_escapes(ws, project, localpipe, script):
     try:
         localpipe("submit", "p.py", timeout=60)
         wait_for(lambda: not processes_of(ws), timeout=3, what=lambda: f"processes left: {processes_of(ws)}")
+        if script == HOPPER:
+            assert (ws.root / "alive").exists() and not beating(ws.root / "alive"), "the hopper still runs"
     finally:
-        for pid in processes_of(ws):
-            os.kill(pid, signal.SIGKILL)
+        end_processes_of(ws)
+
+
+LEAVES_A_DAEMON = """
+import os, pathlib, time
+if os.fork() == 0:  # a daemon in a session of its own (a detached server): below init once all else dies
+    os.setsid()
+    pathlib.Path(os.environ["LOCALPIPE_WORKSPACE"], "daemon.started").write_text("")
+    time.sleep(300)
+time.sleep(300)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_what_outlived_a_scheduler_killed_with_its_supervisor_is_ended_by_the_next_command(ws, project):
+    import psutil
+
+    """SIGKILL of the scheduler and the step supervisor at once (the OOM killer, `kill -9` of both)
+    leaves nothing to end a step's grandchild that left its session. The next command that finds
+    the run abandoned ends it, by the launch tag of a supervisor that no longer exists."""
+    project("src/step.py", LEAVES_A_DAEMON)
+    project("p.py", ONE_STEP.format(pids="unused"))
+    submit = popen_localpipe(ws.root, "submit", "p.py")
+    started = ws.root / "daemon.started"
+    try:
+        wait_for(started.exists, timeout=30, what=lambda: f"the step to start its grandchild: {step_rows(ws.root, 1)}")
+        scheduler = psutil.Process(submit.pid)
+        supervisor = [p for p in scheduler.children() if "supervisor.py" in " ".join(p.cmdline())]
+        assert len(supervisor) == 1, scheduler.children()
+        for process in [scheduler, *supervisor]:
+            process.suspend()  # neither may see the other die before both are killed
+        for process in [scheduler, *supervisor]:
+            process.kill()
+        submit.communicate()
+        assert processes_of(ws), "the daemon should have outlived its scheduler and supervisor"
+        runs = subprocess.run([sys.executable, "-m", "localpipe", "runs"], cwd=ws.root, capture_output=True, text=True,
+                              timeout=30)  # fmt: skip
+        assert runs.returncode == 0, runs.stderr
+        assert run_status(ws.root, 1) == "Failed"
+        assert not processes_of(ws), f"processes left: {processes_of(ws)}"
+    finally:
+        end_processes_of(ws)
 
 
 @pytest.mark.timeout(60)

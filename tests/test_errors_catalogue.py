@@ -263,9 +263,12 @@ def test_gpu_requested_on_a_machine_without_one(ws, project, localpipe, fake, wh
     assert line.startswith(
         f'error: the pipeline is invalid: step "train" needs 1 GPU but this machine cannot give them ({why}'
     )
-    assert line.endswith('lower it on compute target "gpu" or use another target')
-    # The compute target row is the pipeline file's own ComputeTarget.create; no run was recorded.
+    assert line.endswith(
+        'lower it on compute target "gpu" or use another target; compute target "gpu" was not kept '
+        "(this refused submission created it): fix the pipeline and run it again to create it anew"
+    )
     assert_nothing_written(ws.root)
+    assert target_names(ws.root) == []  # the pipeline file's own ComputeTarget.create was taken back
 
 
 def test_more_memory_than_the_machine_has(ws, project, localpipe):
@@ -273,8 +276,18 @@ def test_more_memory_than_the_machine_has(ws, project, localpipe):
     project("mem.py", GPU_PIPELINE.replace('"gpu"', '"bigmem"').replace("gpus_per_step=1", "memory_per_step=2**50"))
     line = refused(localpipe("submit", "mem.py"))
     assert 'step "train" needs 1048576.0 GiB of memory but this machine has' in line
-    assert 'lower it on compute target "bigmem" or use another target' in line
+    assert 'lower it on compute target "bigmem" or use another target; compute target "bigmem" was not kept' in line
     assert_nothing_written(ws.root)
+    assert target_names(ws.root) == []
+
+
+def target_names(root: Path) -> list[str]:
+    """The compute targets recorded in the workspace at ``root`` (read-only)."""
+    conn = sqlite3.connect(f"file:{root / '.localpipe' / 'history.db'}?mode=ro", uri=True)
+    try:
+        return [name for (name,) in conn.execute('SELECT "name" FROM "compute_target"')]
+    finally:
+        conn.close()
 
 
 def test_localpipe_cpus_that_is_not_a_number(ws, hello, localpipe):

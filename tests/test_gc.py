@@ -121,29 +121,30 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
 
 
 # -- --keep-last ---------------------------------------------------------------------------------
-def test_keep_last_forgets_older_runs_and_keeps_the_objects_a_kept_run_reused(ws, project, run_pipeline, invoke):
+def test_keep_last_forgets_older_runs_and_keeps_the_run_a_kept_run_reused(ws, project, run_pipeline, invoke):
     run1, _, first = run_pipeline(chain(ws, project, "1"))
     run2, _, second = run_pipeline(chain(ws, project, "2"))
-    assert second["a"]["status"] == "Reused" and second["b"]["status"] == "Completed"
-    shared, old_b = digests(first, "a"), digests(first, "b")
-    assert digests(second, "a") == shared and digests(second, "b") != old_b
+    run3, _, third = run_pipeline(chain(ws, project, "3"))
+    assert second["a"]["status"] == third["a"]["status"] == "Reused" and third["b"]["status"] == "Completed"
+    assert digests(third, "a") == digests(first, "a")
 
     result = invoke("gc", "--keep-last", "1")
 
     assert result.exit_code == 0, result.output
-    assert "1 object, 1 run folder, 1 run forgotten" in result.output
-    assert run_ids(ws) == [run2]
-    assert stored(ws) == shared | digests(second, "b")  # a's output: only run 2's reused row holds it now
-    assert sorted(os.listdir(ws.state_dir / "runs")) == [str(run2)]
+    assert f"kept run {run1}: runs {run2}, {run3} reused its steps" not in result.output  # run 2 goes
+    assert f"kept run {run1}: run {run3} reused its steps" in result.output
+    assert "1 object, 1 run folder, 1 run forgotten" in result.output  # run 2's b, and its folder
+    assert run_ids(ws) == [run1, run3]
+    assert stored(ws) == digests(first, "a") | digests(first, "b") | digests(third, "b")
+    assert sorted(os.listdir(ws.state_dir / "runs")) == [str(run1), str(run3)]
     assert_consistent(ws)
     m = tables(ws)
-    assert m.StepRun.select().where(m.StepRun.run == run1).count() == 0
-    assert m.StepOutput.select().join(m.StepRun).where(m.StepRun.run == run1).count() == 0
+    assert m.StepRun.select().where(m.StepRun.run == run2).count() == 0
+    assert m.StepRun.get(m.StepRun.run == run3, m.StepRun.name == "a").reused_from.run_id == run1
 
-    # Forgetting the run that computed "a" does not make "a" run again: its outputs were kept.
-    _, _, third = run_pipeline(chain(ws, project, "2"))
-    assert {n: s["status"] for n, s in third.items()} == {"a": "Reused", "b": "Reused"}
-    assert third["a"]["reason"] == f'reused from run {run2} (step "a")'
+    _, _, fourth = run_pipeline(chain(ws, project, "3"))
+    assert {n: s["status"] for n, s in fourth.items()} == {"a": "Reused", "b": "Reused"}
+    assert fourth["a"]["reason"] == f'reused from run {run1} (step "a")'
 
 
 def test_a_step_whose_output_was_collected_runs_again_on_the_next_submit(ws, project, run_pipeline, invoke):
@@ -175,8 +176,8 @@ def test_keep_last_counts_runs_per_experiment(ws, project, run_pipeline):
 
 # -- --dry-run -----------------------------------------------------------------------------------
 def test_dry_run_removes_nothing_and_reports_the_bytes_a_real_run_frees(ws, project, run_pipeline, invoke):
-    run_pipeline(chain(ws, project, "1"))
-    run_pipeline(chain(ws, project, "2"))
+    run_pipeline(writer(ws, project, "a", "1"))
+    run_pipeline(writer(ws, project, "a", "2"))
     orphan_object(ws, "orphan")
 
     def listing():
@@ -364,3 +365,110 @@ def test_du_reports_sizes_that_add_up(ws, project, run_pipeline, invoke):
     assert result.exit_code == 0, result.output
     assert "total" in result.output and "objects/" in result.output and "no run" in result.output
     assert json.loads(invoke("du", "--json").output)["parts"]["objects"] == parts["objects"]
+
+
+# -- what a kept run reused ----------------------------------------------------------------------
+REUSE_PIPELINE = """
+from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
+
+ws = Workspace.from_config()
+prepared, model = PipelineData("prepared"), PipelineData("model")
+prep = PythonScriptStep("prep.py", name="prep", source_directory="prep", arguments=[prepared])
+train = PythonScriptStep("train.py", name="train", source_directory="train", arguments=[prepared.as_input(), model])
+pipeline = Pipeline(ws, [train])
+"""
+
+PREP = """
+import sys
+from localpipe import Run
+open(sys.argv[1] + "/rows.txt", "w").write("{rows}")
+print("prepared {rows} rows")  # {comment}
+Run.get_context().log("rows", {rows})
+"""
+
+TRAIN = """
+import sys
+from localpipe import Run
+rows = int(open(sys.argv[1] + "/rows.txt").read())
+open(sys.argv[2] + "/model.txt", "w").write(str(rows * {rate}))
+print("trained at rate {rate}")
+Run.get_context().log("rate", {rate})
+"""
+
+
+def submit_version(localpipe, project, rows: int, rate: int, comment: str = "") -> int:
+    """Write prep (``rows``) and train (``rate``), submit, and return the run id."""
+    project("proj/prep/prep.py", PREP.format(rows=rows, comment=comment))
+    project("proj/train/train.py", TRAIN.format(rate=rate))
+    pipeline = project("proj/pipeline.py", REUSE_PIPELINE)
+    out = localpipe("submit", pipeline, check=True).stdout
+    return int(out.splitlines()[0].split()[1])
+
+
+def views(localpipe, run_id: int) -> dict[str, str]:
+    """Everything the CLI prints about a run: show, logs (the run and each step), metrics."""
+    return {
+        what: localpipe(*args, check=True).stdout
+        for what, args in {
+            "show": ("show", run_id),
+            "logs": ("logs", run_id),
+            "logs prep": ("logs", run_id, "prep"),
+            "logs train": ("logs", run_id, "train"),
+            "metrics": ("metrics", run_id),
+            "metrics json": ("metrics", run_id, "--json"),
+        }.items()
+    }
+
+
+def test_gc_keeps_the_runs_whose_steps_kept_runs_reused_and_what_they_print(ws, localpipe, project):
+    """Issue 17, item 4: after gc --keep-last, show, logs and metrics of a kept run print what they
+    printed before, and a chain of reuses (4 reused train from 3, which reused prep from 1) is kept."""
+    run1 = submit_version(localpipe, project, rows=10, rate=1)  # prep and train run
+    run2 = submit_version(localpipe, project, rows=10, rate=2)  # train runs, prep reused from 1
+    run3 = submit_version(localpipe, project, rows=10, rate=3)  # the same
+    # prep edited in a comment only: it runs again with the same output, so train is reused from 3
+    run4 = submit_version(localpipe, project, rows=10, rate=3, comment="tidied")
+    shown = localpipe("show", run4, check=True).stdout
+    assert f'reused from run {run3} (step "train")' in shown and "reused from run 1" not in shown
+    assert 'reused from run 1 (step "prep")' in localpipe("show", run3, check=True).stdout
+    before = {run: views(localpipe, run) for run in (run3, run4)}
+    assert "rate" in before[run4]["metrics"] and "rows" in before[run3]["metrics"]
+    assert "prepared 10 rows" in before[run3]["logs prep"] and "trained at rate 3" in before[run4]["logs train"]
+    folder2 = tree_size(ws.state_dir / "runs" / str(run2))
+
+    dry = localpipe("gc", "--keep-last", "1", "--dry-run", check=True).stdout
+    real = localpipe("gc", "--keep-last", "1", check=True).stdout
+
+    # 4 is kept, 3 because 4 reused its train, 1 because 3 reused its prep; 2 goes
+    assert f"kept run {run1}: run {run3} reused its steps\nkept run {run3}: run {run4} reused its steps\n" in real
+    assert f"would forget run {run2}\n" in dry and f"would forget run {run1}" not in dry
+    assert real.splitlines()[-1] == dry.splitlines()[-1].replace("would free", "freed")
+    assert real.splitlines()[-1].endswith(": 1 object, 1 run folder, 1 run forgotten")  # run 2's model
+    assert folder2 > 0 and not (ws.state_dir / "runs" / str(run2)).exists()
+    assert run_ids(ws) == [run1, run3, run4]
+    assert_consistent(ws)
+    assert {run: views(localpipe, run) for run in (run3, run4)} == before
+    assert localpipe("fsck", check=True).stdout == "checked 3 objects: 0 damaged\n"
+
+    # keep-last 2 now frees nothing more: 3 and 4 are the newest, 1 is still needed
+    assert localpipe("gc", "--keep-last", "2", check=True).stdout.endswith(
+        "freed 0 B: 0 objects, 0 run folders, 0 runs forgotten\n"
+    )
+    assert {run: views(localpipe, run) for run in (run3, run4)} == before
+
+    # what the kept runs reused is reused again, from the runs that produced it
+    run5 = submit_version(localpipe, project, rows=10, rate=3, comment="tidied")
+    show5 = localpipe("show", run5, check=True).stdout
+    assert f'reused from run {run4} (step "prep")' in show5 and f'reused from run {run3} (step "train")' in show5
+
+
+def test_older_than_keeps_a_run_an_unexpired_run_reused(ws, project, run_pipeline):
+    run1, _, _ = run_pipeline(chain(ws, project, "1"))
+    run2, _, _ = run_pipeline(chain(ws, project, "2"))  # reuses a from run 1
+    later = lambda: time.time() + 3600  # noqa: E731
+    m = tables(ws)
+    m.PipelineRun.update(submitted_at=time.time() - 86400).where(m.PipelineRun.id == run1).execute()
+
+    plan = plan_gc(history_of(ws), older_than=7200, now=later)
+
+    assert plan.forget_runs == [] and plan.kept_runs == [run1, run2] and plan.producers == {run1: [run2]}

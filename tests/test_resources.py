@@ -243,3 +243,53 @@ def test_show_prints_the_placement(invoke, ws, project, monkeypatch):
     assert invoke("submit", ws.root / "proj/pipeline.py").exit_code == 0
     assert "placed on 1 CPU, GPU 0,1" in invoke("show", "1").output
     assert invoke("logs", "1", "g").output.strip().count("GPU-") == 2
+
+
+def test_localpipe_cpus_above_the_machines_oversubscribes_with_a_warning(ws, project, localpipe):
+    """Issue 17, item 7: LOCALPIPE_CPUS above the CPUs this process may run on is allowed (steps
+    that mostly wait), runs that many one-CPU steps at once, and says so in one line at submit."""
+    import os
+
+    usable = len(os.sched_getaffinity(0))
+    slots = usable + 2
+    log = ws.root / "spans.jsonl"
+    project("src/s/s.py", RECORD)
+    steps = ", ".join(
+        f'PythonScriptStep("s.py", name="s{i}", source_directory="src/s", arguments=[{str(log)!r}, 1.0])'
+        for i in range(slots)
+    )
+    pipeline = project(
+        "pipeline.py",
+        f"""
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        pipeline = Pipeline(Workspace.from_config(), [{steps}])
+        """,
+    )
+
+    over = localpipe("submit", pipeline, env={"LOCALPIPE_CPUS": str(slots)})
+
+    assert over.returncode == 0, over.stderr
+    assert over.stderr.splitlines() == [
+        f"warning: LOCALPIPE_CPUS={slots} is more than the {usable} CPUs this process may run on: "
+        f"up to {slots} CPU slots are given to steps at once, sharing those CPUs"
+    ]
+    assert overlaps([json.loads(line) for line in log.read_text().splitlines()]) == slots
+
+    within = localpipe("submit", pipeline, env={"LOCALPIPE_CPUS": str(usable)})
+    assert within.returncode == 0 and within.stderr == ""
+
+
+def test_experiment_submit_warns_when_localpipe_cpus_oversubscribes(ws, project, monkeypatch):
+    import os
+
+    from localpipe import Experiment
+
+    usable = len(os.sched_getaffinity(0))
+    monkeypatch.setenv("LOCALPIPE_CPUS", str(usable + 1))
+    project("src/g/g.py", "print(1)\n")
+    pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g")])
+    with pytest.warns(UserWarning, match=rf"^LOCALPIPE_CPUS={usable + 1} is more than the {usable} CPUs") as caught:
+        run = Experiment(ws, "over").submit(pipeline)
+    ours = [w for w in caught if str(w.message).startswith("LOCALPIPE_CPUS=")]
+    assert len(ours) == 1 and ours[0].filename == __file__  # pointed at the submit() call
+    run.wait_for_completion()

@@ -36,7 +36,10 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "compute_target",
         "environment",
         "published_pipeline",
+        "pipeline_endpoint",
+        "endpoint_version",
         "schedule",
+        "schedule_fire",
         "migration",
         "resource_claim",
         "dataset_use",
@@ -60,6 +63,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0011_experiment_archive",
         "0012_environment_labels",
         "0013_datastore_url",
+        "0014_publishing",
     ]
 
 
@@ -298,3 +302,37 @@ def test_a_history_db_before_public_blob_containers_is_migrated(ws, tmp_path):
     assert Datastore.get(ws, "local").folder == tmp_path / "data" and Datastore.get(ws, "local").url is None
     public = Datastore.register_azure_blob_container(ws, "public", "sampledata", "pipelinedata")
     assert Datastore.get(ws, "public").url == public.url == "https://pipelinedata.blob.core.windows.net/sampledata"
+
+
+def test_a_history_db_of_the_release_before_publishing_is_migrated(ws, project, run_pipeline):
+    """A file of 0013 holds the placeholder published_pipeline and schedule tables 0001 made then
+    (never written): 0014 makes them anew with the endpoint and fire tables, keeping every run."""
+    from localpipe import Pipeline, PythonScriptStep
+
+    project("src/a.py", "print('a')\n")
+    run_pipeline(Pipeline(ws, [PythonScriptStep("a.py", name="a", source_directory=str(ws.root / "src"))]))
+    close_all()
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    with conn:
+        for table in ("schedule_fire", "schedule", "endpoint_version", "pipeline_endpoint", "published_pipeline"):
+            conn.execute(f"DROP TABLE {table}")
+        conn.execute(
+            'CREATE TABLE "published_pipeline" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, '
+            '"description" TEXT, "version" TEXT, "pipeline_id" INTEGER NOT NULL, "created_at" REAL NOT NULL)'
+        )
+        conn.execute(
+            'CREATE TABLE "schedule" ("id" INTEGER NOT NULL PRIMARY KEY, "name" TEXT NOT NULL, "published_id" '
+            'INTEGER NOT NULL, "experiment_name" TEXT NOT NULL, "recurrence" TEXT, "status" TEXT NOT NULL, '
+            '"created_at" REAL NOT NULL)'
+        )
+        conn.execute("DELETE FROM migration WHERE name >= '0014'")
+        conn.execute("PRAGMA user_version = 13")
+    conn.close()
+    assert history_of(ws).publishing.published_list(active_only=False) == []
+    conn = sqlite3.connect(ws.state_dir / "history.db")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert "declaration" in {row[1] for row in conn.execute("PRAGMA table_info(published_pipeline)")}
+    assert "path_on_datastore" in {row[1] for row in conn.execute("PRAGMA table_info(schedule)")}
+    assert conn.execute("SELECT COUNT(*) FROM schedule_fire").fetchone() == (0,)
+    assert conn.execute("SELECT COUNT(*) FROM step_run").fetchone() == (1,)
+    conn.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import textwrap
 import threading
 
@@ -65,6 +66,52 @@ def test_an_edit_reruns_only_the_affected_steps(ws, project, watched):
         "use": ("Reused", 'reused from run 1 (step "use")'),
         "other": ("Completed", "runs: source changed (other.py)"),
     }
+
+
+def summaries(lines: list[str]) -> list[str]:
+    """The summary lines, their durations (which vary) replaced by "T"."""
+    return [re.sub(r" in \d+\.\ds ", " in Ts ", line) for line in lines if re.match(r"run \d+ \w+ in ", line)]
+
+
+def test_each_run_is_summed_up_in_one_line(ws, project, watched):
+    """Issue 17, item 7: one line per run triggered: id, status, duration, what changed, step counts."""
+    _, lines = watched
+    wait_for(lambda: summaries(lines), what=lambda: f"the first summary: {lines}")
+    project("proj/other/other.py", "print('other, edited')\n")
+    wait_for(lambda: len(summaries(lines)) == 2, what=lambda: f"the second summary: {lines}")
+    assert summaries(lines) == [
+        "run 1 Completed in Ts (first run): 3 completed, 0 reused, 0 failed",
+        "run 2 Completed in Ts (changed: proj/other/other.py): 1 completed, 2 reused, 0 failed",
+    ]
+    project("proj/other/other.py", "raise SystemExit(3)\n")
+    wait_for(lambda: len(summaries(lines)) == 3, what=lambda: f"the third summary: {lines}")
+    assert summaries(lines)[2] == "run 3 Failed in Ts (changed: proj/other/other.py): 0 completed, 2 reused, 1 failed"
+
+
+def test_an_editors_temporary_file_gone_by_then_is_no_change(ws, project, watched):
+    """Issue 17, item 7: whatever its name, a file made and removed within a save is not listed
+    (vim's 4913 and .swp, emacs's #file# and .#file, JetBrains' ___jb_tmp___, a backup~, and
+    names no list knows); a deleted source file still is."""
+    _, lines = watched
+    folder = ws.root / "proj/other"
+    names = ["4913", ".other.py.swp", "other.py~", "#other.py#", ".#other.py", "other.py___jb_tmp___"]
+    names += [".other.py.3f9a2c", "other.py.part", "sedAb12Cd"]
+    for name in names:
+        (folder / name).write_text("temporary\n")
+    for name in names:
+        (folder / name).unlink()
+    project("proj/other/helper.py", "HELP = 1\n")  # a real change: a new source file
+    wait_for(lambda: run_done(ws, 2), what="the rerun")
+    assert [line for line in lines if line.startswith("changed:")] == ["changed: proj/other/helper.py"]
+
+    for name in names[-3:]:  # only temporaries: no run at all
+        (folder / name).write_text("temporary\n")
+        (folder / name).unlink()
+    (folder / "helper.py").unlink()  # a file the steps read, deleted: a change
+    wait_for(lambda: run_done(ws, 3), what="the rerun after the deletion")
+    assert [line for line in lines if line.startswith("changed:")][1:] == ["changed: proj/other/helper.py"]
+    assert steps_of(ws, 3)["other"] == ("Reused", 'reused from run 1 (step "other")')  # as it was then
+    assert run_count(ws) == 3
 
 
 def test_an_ignored_file_triggers_nothing(ws, project, watched):

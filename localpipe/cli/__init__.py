@@ -103,15 +103,27 @@ def cli(ctx: click.Context, debug: bool, workspace_dir: str | None) -> None:
 
 from localpipe.cli import (  # noqa: E402  (registers the commands)
     compat_cmds,
+    compute_cmds,
     data_cmds,
     env_cmds,
     inspect_cmds,
     model_cmds,
+    publish_cmds,
     run_cmds,
     storage_cmds,
 )
 
-for module in (run_cmds, inspect_cmds, data_cmds, model_cmds, storage_cmds, env_cmds, compat_cmds):
+for module in (
+    run_cmds,
+    inspect_cmds,
+    data_cmds,
+    model_cmds,
+    storage_cmds,
+    env_cmds,
+    compute_cmds,
+    compat_cmds,
+    publish_cmds,
+):
     for command in module.COMMANDS:
         cli.add_command(command)
 

@@ -123,6 +123,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
             "submission here; the file's code after it does not run"
         )
     started = time.monotonic()
+    warn_if_oversubscribed()
     prepared = prepare_run(
         history,
         loaded.pipeline,
@@ -230,6 +231,7 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
         ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo, reporter_factory=printer
     )
     click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
+    warn_if_oversubscribed()
     watcher.run()
 
 
@@ -238,6 +240,15 @@ def batches_of(history, run_id: int):
     from localpipe.parallel.progress import describe, read
 
     return lambda step: describe(read(history.layout.step_dir(run_id, step)))
+
+
+def warn_if_oversubscribed() -> None:
+    """One line on stderr when LOCALPIPE_CPUS gives steps more CPU slots than there are CPUs."""
+    from localpipe.hw.host import detect_host, oversubscription
+
+    note = oversubscription(detect_host())
+    if note:
+        click.echo(f"warning: {note}", err=True)
 
 
 def failure_lines(history, run_id: int):

@@ -33,7 +33,8 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
 
     Removes the step outputs in the object store that no kept run and no registered dataset
     version references, the folders (snapshots, inputs, logs) of forgotten runs and of no run,
-    and old leftovers in .localpipe/tmp/. A run still going on is always kept, with all it uses.
+    and old leftovers in .localpipe/tmp/. A run still going on is always kept, with all it uses,
+    and so is a run whose steps a kept run reused (its logs and metrics are theirs).
     With neither --keep-last nor --older-than every run is kept; with both, a run either keeps
     is kept. A step whose outputs were removed runs again the next time it is submitted.
     With --envs it removes the machine's built environments instead (shared by every workspace).
@@ -64,6 +65,8 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
             click.echo(f"would remove run folder {name}  {size(nbytes)}")
         for name, nbytes in sorted(plan.tmp.items()):
             click.echo(f"would remove tmp/{name}  {size(nbytes)}")
+    for run_id, reusers in plan.producers.items():
+        click.echo(f"kept run {run_id}: {_runs(reusers)} reused its steps")
     verb = "would free" if dry_run else "freed"
     counts = [
         count(result.objects_removed, "object"),
@@ -84,6 +87,10 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
         )
     for problem in result.problems:
         click.echo(f"warning: could not remove {problem}", err=True)
+
+
+def _runs(ids: list[int]) -> str:
+    return f"run {ids[0]}" if len(ids) == 1 else f"runs {', '.join(map(str, ids))}"
 
 
 def _gc_environments(seconds: float, keep_last, dry_run: bool) -> None:

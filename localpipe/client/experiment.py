@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 from localpipe.errors import SubmittedWhileLoading, UserErrorException
 
 PIPELINE_SUBMIT_KEYWORDS = frozenset(
@@ -105,14 +107,17 @@ class Experiment:
 
     @classmethod
     def get_docs_url(cls) -> str:
+        """The Azure ML SDK's documentation page of ``Experiment``."""
         return "https://learn.microsoft.com/python/api/azureml-core/azureml.core.experiment.experiment"
 
     @property
     def workspace_object(self):
+        """The workspace (deprecated in the SDK: use ``workspace``)."""
         return self.workspace
 
     @property
     def tags(self) -> dict:
+        """The experiment's tags, kept in history.db."""
         row = self._row()
         return row["tags"] if row else {}
 
@@ -120,14 +125,17 @@ class Experiment:
         return next((r for r in self._history.registry.experiments() if r["name"] == self.name), None)
 
     def tag(self, key, value=None) -> None:
+        """Set the tag ``key`` (to ``value``, None for a tag without a value)."""
         self.set_tags({key: value})
 
     def set_tags(self, tags) -> None:
+        """Add or replace the tags of the dict ``tags`` (a list or set: tags without values)."""
         from localpipe.client.run_base import _as_tags
 
         self._history.registry.set_experiment_tags(self.name, _as_tags(tags))
 
     def remove_tags(self, tags) -> None:
+        """Remove the tags named (one name or a list of names)."""
         self._history.registry.set_experiment_tags(self.name, {}, [tags] if isinstance(tags, str) else list(tags))
 
     def refresh(self) -> None:
@@ -136,7 +144,8 @@ class Experiment:
     def submit(self, config, tags: dict | None = None, **kwargs):
         """Record a run of ``config`` and start it in a detached scheduler; returns its handle at once.
 
-        ``config`` is a Pipeline (a PipelineRun is returned) or a ScriptRunConfig (a Run of one step).
+        ``config`` is a Pipeline (a PipelineRun is returned) or a ScriptRunConfig (a Run of one step),
+        or a PublishedPipeline or PipelineEndpoint (their own ``submit`` keywords, docs/publishing.md).
         The keywords are the SDK's for a pipeline: ``pipeline_parameters``, ``regenerate_outputs``,
         ``continue_on_step_failure`` (and ``credential_passthrough``, which has no meaning here);
         any other, or any for a ScriptRunConfig, is a TypeError, as in the SDK. The run goes on if
@@ -149,6 +158,8 @@ class Experiment:
         from localpipe.sdk.script_run import ScriptRunConfig
         from localpipe.sdk.workspace import current_workspace, file_loading
 
+        if hasattr(config, "_submit_in"):  # a PublishedPipeline or a PipelineEndpoint
+            return config._submit_in(self, tags, **kwargs)
         if isinstance(config, ScriptRunConfig):
             if kwargs:
                 raise TypeError(
@@ -180,6 +191,7 @@ class Experiment:
 
     def _start(self, pipeline, pipeline_parameters, options: dict, tags) -> int:
         from localpipe.engine.submit import prepare_run, run_in_background
+        from localpipe.hw.host import detect_host, oversubscription
 
         history = self._history
         prepared = prepare_run(
@@ -193,6 +205,9 @@ class Experiment:
             properties=options["properties"],
         )
         run_in_background(history, prepared.run_id)
+        note = oversubscription(detect_host())
+        if note:
+            warnings.warn(note, stacklevel=3)  # at the line that called submit()
         return prepared.run_id
 
     def get_runs(self, type=None, tags=None, properties=None, include_children=False) -> list:

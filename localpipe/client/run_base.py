@@ -44,6 +44,7 @@ class LoggingMembers:
         self._emit("scalar", name, value)
 
     def log_list(self, name, value, description="") -> None:
+        """Log a list of values under ``name`` (``get_metrics`` gives the list)."""
         self._emit("list", name, list(value))
 
     def log_row(self, name, description=None, **kwargs) -> None:
@@ -59,15 +60,19 @@ class LoggingMembers:
         self._emit("table", name, {str(k): list(v) if isinstance(v, list | tuple) else [v] for k, v in value.items()})
 
     def log_confusion_matrix(self, name, value, description="") -> None:
+        """Log a confusion matrix (Azure's chart dict or its JSON); ``get_metrics(populate=True)`` gives it back."""
         self._emit("confusion_matrix", name, _chart(name, value))
 
     def log_accuracy_table(self, name, value, description="") -> None:
+        """Log an accuracy table (Azure's chart dict or its JSON), kept as ``log_confusion_matrix`` keeps its chart."""
         self._emit("accuracy_table", name, _chart(name, value))
 
     def log_residuals(self, name, value, description="") -> None:
+        """Log residuals (Azure's chart dict or its JSON), kept as ``log_confusion_matrix`` keeps its chart."""
         self._emit("residuals", name, _chart(name, value))
 
     def log_predictions(self, name, value, description="") -> None:
+        """Log predictions (Azure's chart dict or its JSON), kept as ``log_confusion_matrix`` keeps its chart."""
         self._emit("predictions", name, _chart(name, value))
 
     def log_image(self, name, path=None, plot=None, description="") -> None:
@@ -89,6 +94,7 @@ class StepRecordMembers:
     ``_pipeline_run_id``, ``_node_id`` (its name there) and ``_number`` (its step run id)."""
 
     def get_portal_url(self) -> str:
+        """Where to look at the step on this machine: the command that shows its pipeline run (no studio yet)."""
         return f"localpipe show {self._pipeline_run_id}"
 
     def _run_number(self) -> int:
@@ -135,6 +141,7 @@ class RunBase(LoggingMembers, RunFiles):
 
     @property
     def display_name(self) -> str:
+        """The run's name (its experiment's name and number unless set); settable, kept in history.db."""
         return self._record().get("display_name") or self._default_name()
 
     @display_name.setter
@@ -143,6 +150,7 @@ class RunBase(LoggingMembers, RunFiles):
 
     @property
     def description(self) -> str | None:
+        """The run's description (None unless set); settable, kept in history.db."""
         return self._record().get("description")
 
     @description.setter
@@ -156,10 +164,12 @@ class RunBase(LoggingMembers, RunFiles):
 
     @property
     def number(self) -> int:
+        """The run's number in its workspace: the same as ``id`` (what ``localpipe runs`` shows)."""
         return self.id
 
     @property
     def experiment(self):
+        """The Experiment the run belongs to."""
         return self._experiment
 
     @property
@@ -169,14 +179,17 @@ class RunBase(LoggingMembers, RunFiles):
 
     @property
     def status(self) -> str:
+        """The same as ``get_status()``."""
         return self.get_status()
 
     @property
     def tags(self) -> dict:
+        """The same as ``get_tags()``."""
         return self.get_tags()
 
     @property
     def properties(self) -> dict:
+        """The same as ``get_properties()``."""
         return self.get_properties()
 
     def get_status(self) -> str:
@@ -184,6 +197,7 @@ class RunBase(LoggingMembers, RunFiles):
         return self._record()["status"]
 
     def get_detailed_status(self) -> dict:
+        """``{"status": ..., "details": ...}``: the status, and localpipe's reason for it (or the error)."""
         record = self._record()
         return {"status": record["status"], "details": record.get("reason") or record.get("error")}
 
@@ -243,10 +257,12 @@ class RunBase(LoggingMembers, RunFiles):
 
     @property
     def portal_url(self) -> str:
+        """The same as ``get_portal_url()``: a command, not a web page."""
         return self.get_portal_url()
 
     @classmethod
     def get_docs_url(cls) -> str:
+        """The Azure ML SDK's documentation page of ``Run``."""
         return DOCS_URL
 
     def get_snapshot_id(self) -> str | None:
@@ -353,6 +369,7 @@ class RunBase(LoggingMembers, RunFiles):
 
     # -- tags and properties -----------------------------------------------------------------------
     def tag(self, key, value=None) -> None:
+        """Set the tag ``key`` (to ``value``; None: a tag without a value)."""
         self.set_tags({key: value})
 
     def set_tags(self, tags) -> None:
@@ -360,9 +377,11 @@ class RunBase(LoggingMembers, RunFiles):
         self._write_tags(_as_tags(tags), [])
 
     def remove_tags(self, tags) -> None:
+        """Remove the tags named (one name or a list of names)."""
         self._write_tags({}, [tags] if isinstance(tags, str) else list(tags))
 
     def get_tags(self) -> dict:
+        """The run's tags (a script run's include those its step set)."""
         step = self._step()  # a script run's tags are its step's, and its own
         return {**((step or {}).get("tags") or {}), **(self._record().get("tags") or {})}
 
@@ -372,6 +391,7 @@ class RunBase(LoggingMembers, RunFiles):
             self._write_properties(dict(properties))
 
     def get_properties(self) -> dict:
+        """The run's properties (a script run's include those its step added)."""
         step = self._step()
         return {**((step or {}).get("properties") or {}), **(self._record().get("properties") or {})}
 

@@ -35,6 +35,7 @@ class RunFiles:
         return str(target)
 
     def upload_files(self, names, paths, return_artifacts=False, timeout_seconds=None, datastore_name=None):
+        """Keep each file of ``paths`` among the run's files under the name at the same place in ``names``."""
         if len(names) != len(paths):
             raise TypeError(f"names and paths must be lists of equal lengths ({len(names)} and {len(paths)})")
         return [self.upload_file(n, p) for n, p in zip(names, paths, strict=True)]

@@ -106,12 +106,23 @@ class PipelineRun(Run):
         record = _history_of(workspace).runs.get(run_id)
         return PipelineRun(workspace.experiments[record["experiment"]], record["id"])
 
+    @staticmethod
+    def get_pipeline_runs(workspace, pipeline_id, _service_endpoint=None) -> list[PipelineRun]:
+        """The runs of the published pipeline ``pipeline_id``, newest first."""
+        history = _history_of(workspace)
+        return [
+            PipelineRun.get(workspace, run_id)
+            for run_id in history.publishing.runs_with_property("azureml.pipelineid", str(pipeline_id))
+        ]
+
     @property
     def workspace(self):
+        """The workspace the run belongs to."""
         return self.experiment.workspace
 
     @property
     def type(self) -> str:
+        """``azureml.PipelineRun``, as in Azure ML."""
         return PIPELINE_RUN
 
     def get_details(self) -> dict:
@@ -143,12 +154,12 @@ class PipelineRun(Run):
 
         return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
 
-    def __getattr__(self, name: str):
-        if name == "publish_pipeline":  # the SDK's, until publishing is built: say so
-            from localpipe.sdk.pipeline import NOT_PUBLISHED_YET
+    def publish_pipeline(self, name, description, version, continue_on_step_failure=None, **kwargs):
+        """Publish what this run ran: its graph, with this run's parameter values, and its steps'
+        source snapshots (a ``PublishedPipeline``; docs/publishing.md)."""
+        from localpipe.client.publishing import publish_run
 
-            raise AttributeError(NOT_PUBLISHED_YET)
-        raise AttributeError(f"'PipelineRun' object has no attribute {name!r}")
+        return publish_run(self, name, description, version, continue_on_step_failure)
 
     def get_pipeline_output(self, pipeline_output_name: str) -> OutputData:
         """The output a step declared as ``PipelineData(..., pipeline_output_name=...)``, as the SDK's
@@ -166,6 +177,7 @@ class PipelineRun(Run):
         return self.find_step_run(step)[0].get_output_data(output)
 
     def get_tags(self) -> dict:
+        """The pipeline run's tags."""
         return dict(self._record().get("tags") or {})
 
     def wait_for_completion(self, show_output=True, timeout_seconds=sys.maxsize, raise_on_error=True) -> str:
@@ -203,14 +215,17 @@ class StepRun(StepRecordMembers, Run):
 
     @property
     def pipeline_run_id(self) -> int:
+        """The id of the pipeline run the step belongs to."""
         return self._pipeline_run_id
 
     @property
     def parent(self) -> PipelineRun:
+        """The PipelineRun the step belongs to."""
         return PipelineRun(self.experiment, self._pipeline_run_id)
 
     @property
     def type(self) -> str:
+        """``azureml.StepRun``, as in Azure ML."""
         return STEP_RUN
 
     @property
@@ -223,6 +238,7 @@ class StepRun(StepRecordMembers, Run):
 
     @property
     def display_name(self) -> str:
+        """The step's name in its pipeline; setting it is refused (name the step instead)."""
         return self._node_id
 
     @display_name.setter
@@ -231,6 +247,7 @@ class StepRun(StepRecordMembers, Run):
 
     @property
     def description(self) -> str | None:
+        """None: a step run has no description of its own (setting one is refused: describe its pipeline run)."""
         return None
 
     @description.setter
@@ -249,6 +266,7 @@ class StepRun(StepRecordMembers, Run):
         return {name: self.get_output_data(name) for name in self._history.runs.step_outputs(self._number)}
 
     def get_output(self, name: str) -> OutputData:
+        """The same as ``get_output_data(name)``."""
         return self.get_output_data(name)
 
     def get_output_data(self, name: str) -> OutputData:
@@ -264,9 +282,11 @@ class StepRun(StepRecordMembers, Run):
         return OutputData(name, ObjectStore(self._history.layout.objects).path(outputs[name]))
 
     def get_stdout_log(self) -> str:
+        """The step's stdout as it ran ("" when it wrote nothing)."""
         return self._log("stdout.log")
 
     def get_stderr_log(self) -> str:
+        """The step's stderr as it ran ("" when it wrote nothing)."""
         return self._log("stderr.log")
 
     def get_job_log(self) -> str:
@@ -283,12 +303,14 @@ class StepRun(StepRecordMembers, Run):
         """Nothing to do: a step run completes when its script exits 0."""
 
     def fail(self) -> None:
+        """Refused: a step run fails when its script exits non-zero; cancel its pipeline run instead."""
         raise UsageError(
             f'step "{self._node_id}": a step run fails when its script exits non-zero; '
             f"to stop it, cancel its pipeline run (run.parent.cancel())"
         )
 
     def cancel(self) -> None:
+        """Refused: localpipe cancels whole runs (``run.parent.cancel()``), where Azure can cancel one step."""
         raise UsageError(
             f'step "{self._node_id}": localpipe cancels whole runs: run.parent.cancel() (localpipe cancel '
             f"{self._pipeline_run_id})"

@@ -258,6 +258,11 @@ class LocalService:
 
         return problems(pipeline, parameters, compute_targets(self.workspace))
 
+    def publish(self, pipeline, name, description, version, continue_on_step_failure):
+        from localpipe.client.publishing import publish
+
+        return publish(self.workspace, pipeline, name, description, version, continue_on_step_failure)
+
     def submit(self, pipeline, experiment_name: str, options: dict):
         from localpipe.client.experiment import Experiment
 

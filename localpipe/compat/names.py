@@ -24,6 +24,9 @@ MODULES: dict[str, dict[str, str]] = {
         "VERSION": "localpipe:__version__",
         "Workspace": "localpipe.sdk.workspace:Workspace",
     },
+    "azureml.core.authentication": {
+        "InteractiveLoginAuthentication": "localpipe.client.rest:InteractiveLoginAuthentication",
+    },
     "azureml.core.compute": {
         "AmlCompute": "localpipe.sdk.compute:AmlCompute",
         "ComputeTarget": "localpipe.sdk.compute:ComputeTarget",
@@ -102,13 +105,29 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.pipeline.core": {
         "Pipeline": "localpipe.sdk.pipeline:Pipeline",
         "PipelineData": "localpipe.sdk.data:PipelineData",
+        "PipelineEndpoint": "localpipe.client.publishing:PipelineEndpoint",
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
         "PipelineRun": "localpipe.client.runs:PipelineRun",
+        "PublishedPipeline": "localpipe.client.publishing:PublishedPipeline",
+        "Schedule": "localpipe.client.schedules:Schedule",
+        "ScheduleRecurrence": "localpipe.client.schedules:ScheduleRecurrence",
         "StepRun": "localpipe.client.runs:StepRun",
+        "TimeZone": "localpipe.client.schedules:TimeZone",
         "StepSequence": "localpipe.sdk.pipeline:StepSequence",
     },
     "azureml.pipeline.core.graph": {
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
+        "PublishedPipeline": "localpipe.client.publishing:PublishedPipeline",
+    },
+    "azureml.pipeline.core.pipeline_endpoint": {
+        "PipelineEndpoint": "localpipe.client.publishing:PipelineEndpoint",
+        "PipelineIdVersion": "localpipe.client.publishing:PipelineIdVersion",
+        "PipelineVersion": "localpipe.client.publishing:PipelineVersion",
+    },
+    "azureml.pipeline.core.schedule": {
+        "Schedule": "localpipe.client.schedules:Schedule",
+        "ScheduleRecurrence": "localpipe.client.schedules:ScheduleRecurrence",
+        "TimeZone": "localpipe.client.schedules:TimeZone",
     },
     "azureml.pipeline.core.run": {
         "PipelineRun": "localpipe.client.runs:PipelineRun",

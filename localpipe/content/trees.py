@@ -59,6 +59,19 @@ class TreeCache:
             self.stat_cache.forget(path)
         return roots
 
+    def knows(self, path: str) -> bool:
+        """Whether ``path`` is, or holds, a file of a tree hashed so far (an editor's temporary
+        file, made and removed between two hashings, never is)."""
+        path = os.path.abspath(path)
+        for root, files in self._files.items():
+            if path == root:
+                return True
+            if path.startswith(root + os.sep):
+                rel = os.path.relpath(path, root).replace(os.sep, "/")
+                if rel in files or any(known.startswith(rel + "/") for known in files):
+                    return True
+        return False
+
     def _needs_full_walk(self, root: str, path: str) -> bool:
         return os.path.basename(path) in IGNORE_FILES or os.path.islink(path) or path == root
 

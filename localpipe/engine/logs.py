@@ -11,7 +11,7 @@ from localpipe.errors import NotFoundError
 from localpipe.state.history import History
 
 FOLLOW_POLL_SECONDS = 0.2
-FORGOTTEN = " (reused from a run localpipe gc forgot)"
+FORGOTTEN = " (reused from a run since forgotten)"
 FAILURE_TAIL_LINES = 5  # of a failed step's stderr, printed under its Failed line
 FAILURE_TAIL_WIDTH = 200  # characters of each: a line of progress bars or JSON is cut there
 
@@ -36,7 +36,7 @@ def print_logs(history: History, run_id, step: str | None, echo: Callable) -> No
 def log_folder(history: History, run_number: int, row: dict) -> tuple[Path, str]:
     """Where a step's logs are, and what the header adds: ``" (reused from run 12)"`` when the step
     was reused, its logs being those of the step run that produced its outputs (``FORGOTTEN`` when
-    ``localpipe gc`` forgot that run)."""
+    ``Experiment.delete`` forgot that run, or a gc that did not yet keep what kept runs reused)."""
     own = history.layout.step_dir(run_number, row["name"])
     origin = row["reused_from_step_run"]
     if origin is None:

@@ -34,6 +34,8 @@ def recover_abandoned_runs(history: History) -> list[int]:
             if step["status"] == RunStatus.RUNNING.value:
                 kill_step_processes(step["pid"], step["started_at"])
         remove_step_containers(str(history.layout.root), run_id)
+    if abandoned:
+        end_orphaned_launches(str(history.layout.root))
         try:
             history.runs.mark_abandoned(run_id, SCHEDULER_EXITED)
         except WriteFailed:
@@ -71,6 +73,24 @@ def kill_step_processes(pid: int | None, started_at: float | None) -> None:
             process.kill()
         except psutil.Error:
             pass
+
+
+def end_orphaned_launches(workspace: str) -> None:
+    """End what steps of this workspace started that outlived their step supervisor: a scheduler
+    and its supervisor killed together (``kill -9`` of their process group) leave, say, a step's
+    ``setsid`` grandchild running under init, with nothing left to end it but this."""
+    from localpipe.engine.executors.local import end_launched
+    from localpipe.engine.resources import process_alive
+
+    def orphaned(env: dict) -> bool:
+        supervisor = env.get("LOCALPIPE_LAUNCH", "").partition(".")[0]
+        return (
+            env.get("LOCALPIPE_WORKSPACE") == workspace
+            and supervisor.isdigit()
+            and not process_alive(int(supervisor), None)
+        )
+
+    end_launched(orphaned)
 
 
 def remove_step_containers(workspace: str, run_id: int) -> None:

@@ -27,7 +27,7 @@ from localpipe.engine.resources import ResourcePool
 from localpipe.engine.scheduler import Reporter, Scheduler
 from localpipe.envs import cache_root
 from localpipe.envs.pythons import find_pythons
-from localpipe.errors import UsageError
+from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.host import detect_host
 from localpipe.plan.graph import Capacity, Graph, plan_pipeline
@@ -123,7 +123,32 @@ def prepare_run(
 ) -> PreparedRun:
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges;
     ``properties`` say what it is (``azureml.runsource``: a pipeline run unless told otherwise)."""
-    graph, sources = plan(history, pipeline, parameters, trees)
+    try:
+        graph, sources = plan(history, pipeline, parameters, trees)
+    except PipelineValidationError as exc:
+        taken = history.registry.take_back_unsubmitted_targets()
+        if taken:
+            raise PipelineValidationError(exc.problems, _targets_taken_back(taken)) from None
+        raise
+    history.registry.unsubmitted_targets.clear()  # submitted: what the code created is the run's
+    return record_planned(
+        history, graph, sources, experiment_name, regenerate_outputs, continue_on_step_failure, tags, pipeline_file,
+        properties,
+    )  # fmt: skip
+
+
+def record_planned(
+    history: History,
+    graph: Graph,
+    sources: dict[str, TreeDigest | None],
+    experiment_name: str,
+    regenerate_outputs: bool = False,
+    continue_on_step_failure: bool = False,
+    tags: dict | None = None,
+    pipeline_file: str | None = None,
+    properties: dict | None = None,
+) -> PreparedRun:
+    """Record a NotStarted run of a planned ``graph`` (a published pipeline's, say)."""
     run_id = history.runs.record(
         NewRun(
             experiment=experiment_name,
@@ -141,6 +166,17 @@ def prepare_run(
         )
     )
     return PreparedRun(run_id, graph, sources)
+
+
+def _targets_taken_back(taken: dict[str, bool]) -> list[str]:
+    """What a refusal says it undid: the compute targets its code saved, which it did not keep."""
+    return [
+        f'compute target "{name}" is back as it was: this refused submission\'s change to it was not kept'
+        if existed
+        else f'compute target "{name}" was not kept (this refused submission created it): '
+        "fix the pipeline and run it again to create it anew"
+        for name, existed in taken.items()
+    ]
 
 
 def load_prepared(history: History, run_id: int) -> PreparedRun:

@@ -15,6 +15,7 @@ class HostResources:
     cpus: int
     memory_total: int
     memory_available: int
+    usable_cpus: int  # those this process may run on: ``cpus`` unless LOCALPIPE_CPUS says otherwise
 
 
 CPUS_ENV = "LOCALPIPE_CPUS"
@@ -23,21 +24,33 @@ CPUS_ENV = "LOCALPIPE_CPUS"
 def detect_host() -> HostResources:
     """Read the logical CPUs this process may run on and the machine's memory.
 
-    ``LOCALPIPE_CPUS`` (a positive integer) replaces the CPU count: to keep cores for other work.
+    ``LOCALPIPE_CPUS`` (a positive integer) replaces the CPU count: below it, to keep cores for
+    other work; above it, to run more one-CPU steps at once than there are CPUs (steps that mostly
+    wait), which ``oversubscription`` warns about.
     """
     from localpipe.errors import UsageError
 
+    # The affinity mask is what a scheduler may actually use (taskset, cgroups
+    # cpusets, batch systems); the machine-wide count would overcommit.
+    if hasattr(os, "sched_getaffinity"):
+        usable = len(os.sched_getaffinity(0))
+    else:
+        usable = psutil.cpu_count(logical=True) or 1
+    cpus = usable
     override = os.environ.get(CPUS_ENV, "").strip()
     if override:
         if not override.isdigit() or int(override) < 1:
             raise UsageError(f'{CPUS_ENV}="{override}" is not a positive integer: set it to a CPU count or unset it')
-        memory = psutil.virtual_memory()
-        return HostResources(cpus=int(override), memory_total=memory.total, memory_available=memory.available)
-    # The affinity mask is what a scheduler may actually use (taskset, cgroups
-    # cpusets, batch systems); the machine-wide count would overcommit.
-    if hasattr(os, "sched_getaffinity"):
-        cpus = len(os.sched_getaffinity(0))
-    else:
-        cpus = psutil.cpu_count(logical=True) or 1
+        cpus = int(override)
     memory = psutil.virtual_memory()
-    return HostResources(cpus=cpus, memory_total=memory.total, memory_available=memory.available)
+    return HostResources(cpus, memory.total, memory.available, usable)
+
+
+def oversubscription(host: HostResources) -> str | None:
+    """The one-line warning a submission gives when LOCALPIPE_CPUS is above the CPUs it may run on."""
+    if host.cpus <= host.usable_cpus:
+        return None
+    return (
+        f"{CPUS_ENV}={host.cpus} is more than the {host.usable_cpus} CPUs this process may run on: "
+        f"up to {host.cpus} CPU slots are given to steps at once, sharing those CPUs"
+    )

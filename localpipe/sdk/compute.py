@@ -151,25 +151,31 @@ class ComputeTarget:
 
     @property
     def cpus_per_step(self) -> int:
+        """localpipe's: the CPU slots each step of this target claims (an AmlCompute's: its VM size's vCPUs)."""
         return self.config.cpus_per_step
 
     @property
     def gpus_per_step(self) -> int:
+        """localpipe's: the whole GPUs each step of this target claims (an AmlCompute's: its VM size's)."""
         return self.config.gpus_per_step
 
     @property
     def memory_per_step(self) -> int | None:
+        """localpipe's: the bytes of memory each step claims and may use (``RLIMIT_AS``); None: no limit."""
         return self.config.memory_per_step
 
     @property
     def max_concurrent_steps(self) -> int | None:
+        """localpipe's: how many of this target's steps run at once (an AmlCompute's ``max_nodes``); None: no cap."""
         return self.config.max_concurrent_steps
 
     @property
     def status(self) -> ComputeTargetStatus:
+        """The target's status: always provisioned (``Succeeded``); ``serialize()`` gives what it claims per step."""
         return ComputeTargetStatus(self)
 
     def get_status(self) -> ComputeTargetStatus:
+        """The same as ``status``."""
         return self.status
 
     @property
@@ -179,6 +185,7 @@ class ComputeTarget:
 
     @property
     def provisioning_state(self) -> str:
+        """Always ``"Succeeded"``: a local pool has nothing to provision."""
         return "Succeeded"
 
     def wait_for_completion(
@@ -220,6 +227,8 @@ class LocalCompute(ComputeTarget):
         memory_per_step: int | None = None,
         max_concurrent_steps: int | None = None,
     ) -> ProvisioningConfiguration:
+        """localpipe's own configuration (Azure has no LocalCompute): what each step of the target claims
+        (CPU slots, whole GPUs, bytes of memory) and how many of its steps run at once."""
         if cpus_per_step < 1 or gpus_per_step < 0:
             raise UsageError("LocalCompute: cpus_per_step must be at least 1 and gpus_per_step at least 0")
         return ProvisioningConfiguration("local", cpus_per_step, gpus_per_step, memory_per_step, max_concurrent_steps)

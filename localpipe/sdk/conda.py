@@ -100,37 +100,46 @@ class CondaDependencies:
 
     @staticmethod
     def sdk_origin_url() -> str:
+        """The package index Azure's SDK names as its origin (for code that reads it; nothing installs from
+        it here)."""
         return "https://pypi.python.org/simple"
 
     # -- reading ------------------------------------------------------------------------------------
     @property
     def conda_channels(self):
+        """An iterator over the conda channels."""
         return iter(list(self._structure.get("channels") or []))
 
     @property
     def conda_packages(self):
+        """An iterator over the conda packages (``python=3.x`` among them)."""
         return iter(self._conda_list())
 
     @property
     def pip_packages(self):
+        """An iterator over the pip packages (without the pip options)."""
         return iter([p for p in self._pip_list() if not p.startswith("-")])
 
     @property
     def pip_options(self):
+        """An iterator over the pip options (``--index-url ...``, ``--extra-index-url ...``)."""
         return iter([p for p in self._pip_list() if p.startswith("-")])
 
     def get_python_version(self) -> str | None:
+        """The version of the ``python`` conda package (``3.10``), or None when none is given."""
         for item in self._conda_list():
             if package_name(item) == "python":
                 return item[len("python") :].lstrip("=<>!~ ") or None
         return None
 
     def serialize_to_string(self) -> str:
+        """The definition as conda environment YAML."""
         import yaml
 
         return yaml.safe_dump(self._structure, sort_keys=False)
 
     def as_dict(self) -> dict:
+        """The definition as a dict (a copy): ``name``, ``channels``, ``dependencies`` with its ``pip`` list."""
         return json.loads(json.dumps(self._structure))
 
     def get_default_number_of_packages(self) -> tuple[int, int]:
@@ -170,6 +179,7 @@ class CondaDependencies:
 
     # -- changing -----------------------------------------------------------------------------------
     def set_python_version(self, version: str) -> None:
+        """Replace the ``python`` conda package with ``python=version``."""
         deps = self._structure["dependencies"]
         for i, item in enumerate(deps):
             if isinstance(item, str) and package_name(item) == "python":
@@ -178,16 +188,20 @@ class CondaDependencies:
         deps.insert(0, f"python={version}")
 
     def add_channel(self, channel: str) -> None:
+        """Add a conda channel (once). The channels are recorded; packages come from PyPI here (no conda is run)."""
         channels = self._structure.setdefault("channels", [])
         if channel not in channels:
             channels.append(channel)
 
     def remove_channel(self, channel: str) -> None:
+        """Remove a conda channel, if it is there."""
         channels = self._structure.get("channels") or []
         if channel in channels:
             channels.remove(channel)
 
     def add_conda_package(self, conda_package: str) -> None:
+        """Add a conda package (once; ``python...`` replaces the Python version). Here it is installed from
+        PyPI under its PyPI name: a conda-only package is refused when the pipeline is validated."""
         if package_name(conda_package) == "python":  # replaces the python entry (python=3.10, python>=3.9)
             deps = self._structure["dependencies"]
             deps[:] = [d for d in deps if not (isinstance(d, str) and package_name(d) == "python")]
@@ -196,6 +210,7 @@ class CondaDependencies:
             self._structure["dependencies"].append(conda_package)
 
     def remove_conda_package(self, conda_package: str) -> None:
+        """Remove a conda package, if it is there (``python`` cannot be removed)."""
         if package_name(conda_package) == "python":
             raise UserErrorException("python must not be removed from conda dependencies")
         deps = self._structure["dependencies"]
@@ -203,28 +218,34 @@ class CondaDependencies:
             deps.remove(conda_package)
 
     def add_pip_package(self, pip_package: str) -> None:
+        """Add a pip requirement (``pandas==2.2``), replacing one of the same name; a relative local path
+        (``./dist/x.whl``) is made absolute from the current folder."""
         if not isinstance(pip_package, str) or not pip_package.strip() or pip_package.startswith("-"):
             raise UserErrorException(f"Invalid package name {pip_package!r}: pass a name such as 'pandas==2.2'")
         self.remove_pip_package(pip_package)
         self._pip_list(create=True).append(local_path(pip_package, os.getcwd()))
 
     def remove_pip_package(self, pip_package: str) -> None:
+        """Remove the pip requirement of that package name (any version)."""
         name = package_name(pip_package).lower()
         pips = self._pip_list()
         pips[:] = [p for p in pips if p.startswith("-") or package_name(p).lower() != name]
 
     def set_pip_option(self, pip_option: str) -> None:
+        """Set a pip option (``--extra-index-url URL``), replacing one with the same flag."""
         if not pip_option.startswith("-"):
             raise UserErrorException(f"Invalid pip option {pip_option!r}: an option starts with '-'")
         self.remove_pip_option(pip_option)
         self._pip_list(create=True).insert(0, pip_option)
 
     def remove_pip_option(self, pip_option: str) -> None:
+        """Remove the pip option with that flag."""
         key = pip_option.split()[0].split("=")[0]
         pips = self._pip_list()
         pips[:] = [p for p in pips if not (p.startswith("-") and p.split()[0].split("=")[0] == key)]
 
     def set_pip_index_url(self, index_url: str) -> None:
+        """Set the pip option ``index_url`` (the whole option: ``--index-url URL``), as in the SDK."""
         self.set_pip_option(index_url)
 
     def set_pip_requirements(self, pip_requirements: list[str]) -> None:

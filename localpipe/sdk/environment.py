@@ -171,6 +171,7 @@ class Environment:
         return env
 
     def clone(self, new_name: str) -> Environment:
+        """A copy of the environment under ``new_name``, not registered (version None)."""
         if not new_name:
             raise UserErrorException("Name is required to instantiate an Environment object")
         clone = _from_spec(new_name, None, self._to_spec())

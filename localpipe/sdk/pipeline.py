@@ -9,11 +9,6 @@ from localpipe.errors import UsageError
 from localpipe.sdk.data import PipelineData, PipelineDataInput
 from localpipe.sdk.steps import PipelineStep
 
-NOT_PUBLISHED_YET = (
-    "localpipe does not publish pipelines yet (issue 19: published pipelines, endpoints and schedules): "
-    "run this one with Experiment(ws, name).submit(pipeline) or `localpipe submit`"
-)
-
 
 class StepSequence:
     """Steps in the order they run, with no data passed between them (Azure ML's
@@ -105,11 +100,12 @@ class Pipeline:
         }
         return self.workspace.service.submit(self, experiment_name, options)
 
-    def __getattr__(self, name: str):
-        # The SDK's publishing members, until they are built: say so rather than a bare AttributeError.
-        if name == "publish":
-            raise AttributeError(NOT_PUBLISHED_YET)
-        raise AttributeError(f"'Pipeline' object has no attribute {name!r}")
+    def publish(self, name=None, description=None, version=None, continue_on_step_failure=None):
+        """Freeze this pipeline in the workspace and return its ``PublishedPipeline``: its declaration
+        and a snapshot of every step's source folder are kept, so later edits of the files change
+        nothing it runs (docs/publishing.md). An invalid pipeline raises PipelineValidationError,
+        having recorded nothing."""
+        return self.workspace.service.publish(self, name, description, version, continue_on_step_failure)
 
     def __repr__(self) -> str:
         return f"Pipeline({len(self.steps)} steps)"

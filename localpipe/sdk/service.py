@@ -150,5 +150,8 @@ class WorkspaceService(Protocol):
     def validate(self, pipeline: Any, parameters: dict | None) -> list[str]:
         """Every problem that keeps ``pipeline`` from running here, as readable lines."""
 
+    def publish(self, pipeline: Any, name: Any, description: Any, version: Any, continue_on_step_failure: Any) -> Any:
+        """Freeze ``pipeline`` in the workspace; its PublishedPipeline."""
+
     def submit(self, pipeline: Any, experiment_name: str, options: dict) -> Any:
         """``Experiment(workspace, experiment_name).submit(pipeline, **options)``: the run's handle."""

@@ -121,6 +121,13 @@ def _datastore_url(db: SqliteDatabase, t: Tables) -> None:
     _add_columns(db, "datastore", t.DatastoreRecord, ("url",))
 
 
+def _publishing(db: SqliteDatabase, t: Tables) -> None:
+    # 0001 made published_pipeline and schedule as placeholders nothing ever wrote: made anew.
+    if "published_id" not in {column.name for column in db.get_columns("published_pipeline")}:
+        db.drop_tables([t.Schedule, t.PublishedPipeline])
+    db.create_tables([t.PublishedPipeline, t.PipelineEndpoint, t.EndpointVersion, t.Schedule, t.ScheduleFire])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -141,6 +148,7 @@ MIGRATIONS = list(
             _experiment_archive,
             _environment_labels,
             _datastore_url,
+            _publishing,
         ),
         strict=True,
     )

@@ -7,6 +7,9 @@ docs/storage.md:
 - a run in an active status is always kept, with everything it references and its folder;
 - ``keep_last=N`` keeps the newest N runs of each experiment, ``older_than=S`` keeps the runs
   submitted in the last S seconds; a run either rule keeps is kept; with neither, every run is;
+- a run whose step runs a kept run reused (directly or through a chain of reuses) is kept too,
+  whole: the kept run's logs, metrics and reasons are that step run's (``Experiment.delete``
+  alone forgets such a run, and the reusing step runs lose the link);
 - an object is referenced by a ``step_output`` row of a kept run (a reused step has such rows
   too) or by a ``dataset_version`` or ``model_version`` row; every other object is removed, except one that may be
   a running step's output being committed (newer than the oldest active run);
@@ -58,6 +61,9 @@ class GcPlan:
     tmp: dict[str, int]  # name in .localpipe/tmp/ -> bytes
     protected_objects: list[str] = field(default_factory=list)  # unreferenced, but maybe a running step's
     protect_since: float | None = None  # the submission of the oldest active run
+    # run kept only because kept runs reused its step runs -> those kept runs
+    producers: dict[int, list[int]] = field(default_factory=dict)
+    experiment: int | None = None  # Experiment.delete's: its runs go even when others reused them
 
     @property
     def bytes(self) -> int:
@@ -124,6 +130,9 @@ def plan_gc(
             kept.append(run_id)
         else:
             forget.append(run_id)
+    producers = {} if experiment is not None else _kept_producers(t, set(forget))
+    forget = [run_id for run_id in forget if run_id not in producers]
+    kept.extend(producers)
     since = min((submitted for _, _, status, submitted in runs if status in _ACTIVE), default=None)
     referenced = _referenced_digests(t, set(forget))
     objects, protected = {}, []
@@ -146,11 +155,47 @@ def plan_gc(
         changed = _modified_at(entry.path)
         if changed < clock - TMP_GRACE_SECONDS and (since is None or changed < since - TIMESTAMP_SLACK_SECONDS):
             tmp[entry.name] = tree_size(entry.path)
-    return GcPlan(sorted(kept), sorted(active), sorted(forget), objects, run_folders, tmp, sorted(protected), since)
+    return GcPlan(
+        sorted(kept),
+        sorted(active),
+        sorted(forget),
+        objects,
+        run_folders,
+        tmp,
+        sorted(protected),
+        since,
+        producers,
+        experiment,
+    )
+
+
+def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
+    """Run of ``forget`` whose step runs a kept run reused, directly or through a chain of reuses
+    (run 3 reused from run 2, which reused from run 1) -> the kept runs that reused them."""
+    producer = t.StepRun.alias("producer")
+    reuses: dict[int, set[int]] = {}  # reusing run -> the runs it reused from
+    for reuser, origin in (
+        t.StepRun.select(t.StepRun.run, producer.run)
+        .join(producer, on=(t.StepRun.reused_from == producer.id))
+        .where(t.StepRun.run != producer.run)
+        .tuples()
+    ):
+        reuses.setdefault(reuser, set()).add(origin)
+    found: dict[int, set[int]] = {}
+    frontier = [r for r in reuses if r not in forget]
+    while frontier:
+        reuser = frontier.pop()
+        for origin in reuses.get(reuser, ()):
+            if origin in forget:
+                if origin not in found:
+                    frontier.append(origin)
+                found.setdefault(origin, set()).add(reuser)
+    return {origin: sorted(by) for origin, by in sorted(found.items())}
 
 
 def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
-    """Digests of the step outputs of every run not in ``forget``, and of every dataset and model version."""
+    """Digests of the step outputs of every run not in ``forget``, of every dataset and model version,
+    and of every published pipeline's declaration and sources."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -159,6 +204,11 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     found.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
+    for declaration, sources in t.PublishedPipeline.select(
+        t.PublishedPipeline.declaration, t.PublishedPipeline.sources
+    ).tuples():
+        found.add(declaration)
+        found.update(sources.values())
     return found
 
 
@@ -203,6 +253,9 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
                 .where(t.PipelineRun.id.in_(chunk), t.PipelineRun.status.not_in(list(_ACTIVE)))
                 .tuples()
             ]
+            if plan.forget_runs and not plan.experiment:
+                # A run submitted since the plan may have reused a step run of one planned to go.
+                forget = [r for r in forget if r not in _kept_producers(t, set(forget))]
             _forget_runs(t, forget)
             result.runs_forgotten = len(forget)
             referenced = _referenced_digests(t, set())
@@ -263,8 +316,8 @@ def _forget_runs(t: Tables, run_ids: list[int]) -> None:
         )
         for key, successor in _successors(t, list(entries), forgotten).items():
             t.CacheEntry.update(step_run=successor).where(t.CacheEntry.key == key).execute()
-        # The self-reference has no ON DELETE action: a kept run that reused a forgotten step
-        # keeps its outputs and its reason's text, not the link.
+        # The self-reference has no ON DELETE action. Only Experiment.delete forgets a step run
+        # that a kept one reused: that one keeps its outputs and its reason's text, not the link.
         t.StepRun.update(reused_from=None).where(t.StepRun.reused_from.in_(chunk)).execute()
     for chunk in _chunks(run_ids):
         t.PipelineRun.delete().where(t.PipelineRun.id.in_(chunk)).execute()

@@ -13,7 +13,8 @@ two workspaces open in one process never cross. Its operations are grouped by wh
 - ``registry``: datastores, compute targets, environments and experiments a user registers;
 - ``datasets``: registered dataset versions and their lineage;
 - ``models``: registered model versions, their lineage and datasets;
-- ``environments``: the built environments the workspace's steps ran in.
+- ``environments``: the built environments the workspace's steps ran in;
+- ``publishing``: published pipelines, pipeline endpoints, schedules and the claims on their fires.
 
 Every operation returns plain values (numbers, strings, dicts, small dataclasses), never a
 model instance. ``write()`` groups several operations into one write transaction, the one lock
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
     from localpipe.state.datasets import DatasetRecords
     from localpipe.state.environments import EnvironmentRecords
     from localpipe.state.model_registry import ModelRecords
+    from localpipe.state.publishing import PublishingRecords
     from localpipe.state.registry import Registry
     from localpipe.state.runs import RunRecords
     from localpipe.state.steps import StepRecords
@@ -103,6 +105,12 @@ class History:
         from localpipe.state.environments import EnvironmentRecords
 
         return EnvironmentRecords(self.database)
+
+    @cached_property
+    def publishing(self) -> PublishingRecords:
+        from localpipe.state.publishing import PublishingRecords
+
+        return PublishingRecords(self.database)
 
     @classmethod
     def open(cls, layout: Layout) -> History:

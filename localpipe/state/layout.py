@@ -56,6 +56,11 @@ class Layout:
     def statcache(self) -> Path:
         return self.state_dir / "statcache.bin"
 
+    @property
+    def api_token(self) -> Path:
+        """The bearer token of the workspace's REST endpoints (``state.token.api_token``)."""
+        return self.state_dir / "api-token"
+
     def datastore(self, name: str) -> Path:
         """The folder of a built-in datastore."""
         return self.state_dir / "datastores" / name

@@ -239,19 +239,71 @@ def define_tables(db: SqliteDatabase) -> Tables:
             indexes = ((("digest", "built_at"), True),)
 
     class PublishedPipeline(BaseModel):
+        """A pipeline frozen by ``Pipeline.publish``: its graph planned with the parameters' defaults,
+        its declaration and each step's sources as objects of the store (migration 0014)."""
+
         name = TextField()
         description = TextField(null=True)
         version = TextField(null=True)
         pipeline = ForeignKeyField(PipelineGraph)
         created_at = FloatField(default=now)
+        published_id = TextField(unique=True)  # the SDK's id: a GUID
+        status = TextField(default="Active")  # Active, Disabled
+        continue_on_step_failure = BooleanField(default=False)
+        declaration = TextField()  # digest of the object holding pipeline.pickle
+        sources = JSONField(default=dict)  # step name -> digest of the object holding its source snapshot
+
+    class PipelineEndpoint(BaseModel):
+        endpoint_id = TextField(unique=True)  # a GUID
+        name = TextField(unique=True)
+        description = TextField(null=True)
+        status = TextField(default="Active")
+        default_version = TextField(default="0")
+        created_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "pipeline_endpoint"
+
+    class EndpointVersion(BaseModel):
+        endpoint = ForeignKeyField(PipelineEndpoint, backref="versions", on_delete="CASCADE")
+        version = TextField()  # "0", "1", ... in the order pipelines were added
+        published = ForeignKeyField(PublishedPipeline)
+
+        class Meta:
+            table_name = "endpoint_version"
+            indexes = ((("endpoint", "version"), True),)
 
     class Schedule(BaseModel):
+        schedule_id = TextField(unique=True)  # a GUID
         name = TextField()
-        published = ForeignKeyField(PublishedPipeline)
+        description = TextField(null=True)
+        published = ForeignKeyField(PublishedPipeline, null=True)
+        endpoint = ForeignKeyField(PipelineEndpoint, null=True)  # submits its default version at each fire
         experiment_name = TextField()
-        recurrence = JSONField(null=True)
+        recurrence = JSONField(null=True)  # None for a datastore schedule
+        pipeline_parameters = JSONField(default=dict)
+        continue_on_step_failure = BooleanField(null=True)
+        datastore = TextField(null=True)
+        path_on_datastore = TextField(null=True)
+        polling_interval = IntegerField(default=5)  # minutes
+        data_path_parameter_name = TextField(null=True)
         status = TextField(default="Active")
         created_at = FloatField(default=now)
+
+    class ScheduleFire(BaseModel):
+        """One fire of a schedule, claimed once across every process firing schedules."""
+
+        schedule = ForeignKeyField(Schedule, on_delete="CASCADE")
+        key = TextField()  # "at:<due epoch seconds>", or "file:<path>:<mtime_ns>:<size>"
+        due = FloatField()
+        holder_pid = IntegerField()
+        holder_started = FloatField()
+        run_id = IntegerField(null=True)  # set in the transaction recording the run
+        created_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "schedule_fire"
+            indexes = ((("schedule", "key"), True),)
 
     class ResourceClaim(BaseModel):
         """Resources held by one running step, across every scheduler using this workspace."""
@@ -327,7 +379,10 @@ MODELS = (
     "ComputeTargetRecord",
     "EnvironmentRecord",
     "PublishedPipeline",
+    "PipelineEndpoint",
+    "EndpointVersion",
     "Schedule",
+    "ScheduleFire",
     "ResourceClaim",
     "DatasetUse",
     "ModelVersion",

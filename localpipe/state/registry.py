@@ -12,6 +12,9 @@ class Registry:
     def __init__(self, database: Database):
         self.database = database
         self.t = database.tables
+        # Compute targets this process saved since its last submission -> their (kind, config)
+        # before it (None: there was none), so that a refused submission can take them back.
+        self.unsubmitted_targets: dict[str, tuple[str, dict] | None] = {}
 
     # -- datastores (the built-in ones are folders of the workspace, not rows) ---------------------
     def datastore_names(self) -> list[str]:
@@ -63,7 +66,30 @@ class Registry:
         }
 
     def save_compute_target(self, name: str, kind: str, config: dict) -> None:
-        self.t.ComputeTargetRecord.replace(name=name, kind=kind, config=config).execute()
+        t = self.t
+        with self.database.write():
+            if name not in self.unsubmitted_targets:
+                self.unsubmitted_targets[name] = (
+                    t.ComputeTargetRecord.select(t.ComputeTargetRecord.kind, t.ComputeTargetRecord.config)
+                    .where(t.ComputeTargetRecord.name == name)
+                    .tuples()
+                    .first()
+                )
+            t.ComputeTargetRecord.replace(name=name, kind=kind, config=config).execute()
+
+    def take_back_unsubmitted_targets(self) -> dict[str, bool]:
+        """Undo what this process saved of compute targets since its last submission (which was
+        refused): name -> whether the target existed before (and is now as it was then)."""
+        t = self.t
+        with self.database.write():
+            for name, before in self.unsubmitted_targets.items():
+                if before is None:
+                    t.ComputeTargetRecord.delete().where(t.ComputeTargetRecord.name == name).execute()
+                else:
+                    t.ComputeTargetRecord.replace(name=name, kind=before[0], config=before[1]).execute()
+        taken = {name: before is not None for name, before in self.unsubmitted_targets.items()}
+        self.unsubmitted_targets.clear()
+        return taken
 
     def delete_compute_target(self, name: str) -> None:
         t = self.t

@@ -490,9 +490,10 @@ class RunRecords:
         """Its parent has ended: its children still active end as it did (Completed, Failed or
         Canceled), and theirs. Nothing when the parent is still active (a step about to retry)."""
         t = self.t
-        status = t.StepRun.select(t.StepRun.status).where(t.StepRun.id == step_run_id).scalar()
-        if status in _ACTIVE or status is None:
+        row = self.database.db.execute_sql(_STATUS_IF_PARENT, (step_run_id, step_run_id)).fetchone()
+        if row is None or row[0] in _ACTIVE:  # no child runs (the common case, once per step), or not ended
             return
+        status = row[0]
         final = RunStatus.COMPLETED.value if status == RunStatus.REUSED.value else status
         at, parents = now(), [step_run_id]
         with self.database.write():
@@ -551,3 +552,9 @@ def _added_properties(what: str, current: dict, added: dict) -> dict:
                 f'{what}: property "{key}" is already {current[key]!r}: properties cannot change; use a tag'
             )
     return {**current, **added}
+
+
+# Plain SQL: it runs once per step as the step ends (building it with the ORM cost more than running it).
+_STATUS_IF_PARENT = (
+    'SELECT "status" FROM "step_run" WHERE "id" = ? AND EXISTS (SELECT 1 FROM "step_run" WHERE "parent_id" = ?)'
+)

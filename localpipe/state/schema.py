@@ -15,5 +15,6 @@ MIGRATION_NAMES = (
     "0011_experiment_archive",
     "0012_environment_labels",
     "0013_datastore_url",
+    "0014_publishing",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

@@ -186,7 +186,8 @@ class LocalExecutor:
             self._socket, self._base_env, self._incoming = None, None, b""
             self._supervisor.wait()
             if self._running:
-                _end_launched_by(self._supervisor.pid)
+                tag = f"{self._supervisor.pid}."
+                end_launched(lambda env: env.get("LOCALPIPE_LAUNCH", "").startswith(tag))
         for key in sorted(self._running):
             self._exits.append(Exit(key, None, None, None, error="the step supervisor process exited"))
         self._running.clear()
@@ -209,23 +210,26 @@ class LocalExecutor:
         return self._found[key]
 
 
-def _end_launched_by(supervisor_pid: int) -> None:
-    """Stop, then kill, every process carrying a launch tag of the supervisor ``supervisor_pid``
-    (in its environment, from the step it descends from), again until none is new."""
+def end_launched(launched_by) -> None:
+    """Stop, then kill, every process whose environment ``launched_by`` accepts (its launch tag comes
+    from the step it descends from), again until none is new twice in a row: as the supervisor's
+    ``_stop_and_kill``, a stopped process cannot fork, and one that exits as it is found may have
+    left a child."""
     import psutil
 
-    tag = f"{supervisor_pid}."
     stopped: set[int] = set()
+    quiet = 0
     for _ in range(STOP_ROUNDS):
         found = set()
         for process in psutil.process_iter():
             try:
-                if process.pid not in stopped and process.environ().get("LOCALPIPE_LAUNCH", "").startswith(tag):
-                    process.suspend()
+                if process.pid not in stopped and launched_by(process.environ()):
                     found.add(process.pid)
+                    process.suspend()
             except psutil.Error:
                 continue
-        if not found:
+        quiet = 0 if found else quiet + 1
+        if quiet == 2:
             break
         stopped |= found
     for pid in stopped:

@@ -344,16 +344,28 @@ class Supervisor:
     def _left_by(self, step: Step) -> set[int]:
         """The processes an ended step left: what is below its leader, and the processes that are
         now the supervisor's (their parent ended) carrying its launch tag, with what is below them."""
-        marker = f"LOCALPIPE_LAUNCH={step.tag}".encode()
-        found = set(_descendants(step.proc.pid))
+        return set(_descendants(step.proc.pid)) | self._strays_tagged(lambda tag: tag == step.tag)
+
+    def _strays_tagged(self, wanted) -> set[int]:
+        """The supervisor's children that are not steps whose launch tag ``wanted`` accepts, with what is below them."""
+        found = set()
         for pid in _children(os.getpid()):
-            if pid not in self.by_pid and marker in _environ(pid).split(b"\0"):
+            if pid not in self.by_pid and wanted(_launch_tag(pid)):
                 found.add(pid)
                 found.update(_descendants(pid))
         return found
 
     def _reap_strays(self) -> None:
-        """Reap the processes left behind by steps that have ended since (they are not steps)."""
+        """End what ended steps left that still runs, and reap it. ``_reap`` ends it when its step
+        ends, but a process that forks and exits in a loop can slip past that one sweep (/proc's list
+        of children is not exact while they change), never past all of these."""
+        running = {step.tag for step in self.steps.values()}
+
+        def ended(tag: str | None) -> bool:
+            return tag is not None and tag not in running
+
+        if self._strays_tagged(ended):
+            _stop_and_kill(lambda: self._strays_tagged(ended))
         for pid in _children(os.getpid()):
             if pid not in self.by_pid:
                 try:
@@ -437,6 +449,13 @@ def _environ(pid: int) -> bytes:
         return b""
 
 
+def _launch_tag(pid: int) -> str | None:
+    for entry in _environ(pid).split(b"\0"):
+        if entry.startswith(b"LOCALPIPE_LAUNCH="):
+            return entry[len(b"LOCALPIPE_LAUNCH=") :].decode()
+    return None
+
+
 def _signal(pid: int, sig: int) -> None:
     try:
         os.kill(pid, sig)
@@ -445,12 +464,15 @@ def _signal(pid: int, sig: int) -> None:
 
 
 def _stop_and_kill(find) -> None:
-    """SIGSTOP the processes ``find()`` returns, again until it returns no new one (a stopped
-    process cannot fork, so a process that keeps forking is caught), then SIGKILL them all."""
+    """SIGSTOP the processes ``find()`` returns, again until it returns no new one twice in a row (a
+    stopped process cannot fork, so a process that keeps forking is caught; the second pass sees a
+    child whose parent exited between the listing and its SIGSTOP), then SIGKILL them all."""
     stopped: set[int] = set()
+    quiet = 0
     for _ in range(STOP_ROUNDS):
         found = find() - stopped
-        if not found:
+        quiet = 0 if found else quiet + 1
+        if quiet == 2:
             break
         for pid in found:
             _signal(pid, signal.SIGSTOP)

@@ -42,10 +42,12 @@ class AbstractDataset:
 
     @property
     def description(self) -> str | None:
+        """The registered version's description (None for a dataset not registered)."""
         return self.registration.description if self.registration else None
 
     @property
     def tags(self) -> dict | None:
+        """The registered version's tags (None for a dataset not registered)."""
         return self.registration.tags if self.registration else None
 
     @property

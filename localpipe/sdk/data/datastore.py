@@ -526,10 +526,12 @@ class DataPath:
 
     @property
     def datastore_name(self) -> str:
+        """The name of the datastore the path is on."""
         return self._datastore.name
 
     @property
     def path_on_datastore(self) -> str | None:
+        """The path inside the datastore (None: the whole datastore)."""
         return self._path_on_datastore
 
     def create_data_reference(self, data_reference_name=None, datapath_compute_binding=None) -> DataReference:
@@ -538,6 +540,7 @@ class DataPath:
 
     @staticmethod
     def create_from_data_reference(data_reference: DataReference) -> DataPath:
+        """The DataPath of ``data_reference``: its datastore, path and name."""
         return DataPath(data_reference.datastore, data_reference.path_on_datastore, data_reference.data_reference_name)
 
     def local_path(self) -> str:
@@ -572,10 +575,12 @@ class DataPathComputeBinding:
         self._overwrite = overwrite
 
     def create_data_reference(self, data_reference_name=None, datapath=None) -> DataReference:
+        """A DataReference to ``datapath`` with this binding's mode and path on compute."""
         return DataReference.create(data_reference_name, datapath, self)
 
     @staticmethod
     def create_from_data_reference(data_reference: DataReference) -> DataPathComputeBinding:
+        """The binding of ``data_reference``: its mode (mount, download), path on compute and overwrite."""
         return DataPathComputeBinding(data_reference.mode, data_reference.path_on_compute, data_reference.overwrite)
 
     def __repr__(self) -> str:

@@ -1,0 +1,449 @@
+"""Schedules of published pipelines (Azure ML's ``Schedule``, ``ScheduleRecurrence``, ``TimeZone``)
+and the engine that fires them (docs/publishing.md).
+
+A schedule is a row of history.db; nothing fires it until a process runs a ``ScheduleRunner``
+(`localpipe schedules run`, or `localpipe serve`). Every fire is decided once across processes:
+its key (``at:<due time>`` for a recurrence, ``file:<path>:<mtime>:<size>`` for a datastore
+schedule) is claimed in history.db, and the run it starts is recorded in the transaction that
+notes the run on the claim. A process killed between the claim and that transaction leaves a
+claim without a run, which the next runner (its holder being dead) takes over: the fire happens
+once. Fires missed while no runner ran collapse to one run per schedule, the latest, when a
+runner starts (and likewise when a runner's clock jumps past several fires at once).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from enum import Enum
+
+from localpipe.errors import UserErrorException
+from localpipe.faults import fault_point
+from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, fires, latest_due
+
+ACTIVE, DISABLED = "Active", "Disabled"
+SCHEDULE_PROPERTY = "azureml.pipelinescheduleid"  # on each run a schedule starts
+NO_RUN = 0  # the run id noted on a fire that could not start its run (no run has id 0)
+
+TimeZone = Enum("TimeZone", {re.sub(r"[^A-Za-z0-9]", "", name.replace("UTC-", "UTC").replace("+", "")):
+                             name for name in WINDOWS_ZONES})  # fmt: skip
+TimeZone.__doc__ = (
+    "Azure's time zones of a recurrence's ``start_time`` (Windows names: ``TimeZone.PacificStandardTime``)."
+)
+
+
+class ScheduleRecurrence:
+    """How often a schedule fires (``azureml.pipeline.core.ScheduleRecurrence``)."""
+
+    def __init__(self, frequency, interval, start_time=None, time_zone=None, hours=None, minutes=None,
+                 week_days=None, time_of_day=None):  # fmt: skip
+        self.frequency = frequency
+        self.interval = interval
+        self.start_time = None
+        if start_time is not None:
+            if isinstance(start_time, datetime):
+                if start_time.tzinfo is not None:
+                    raise ValueError("Can not specify tzinfo for start_time, use time_zone instead.")
+                self.start_time = start_time.strftime(START_TIME_FORMAT)
+            else:
+                self.start_time = start_time
+        # Azure's default zone for a start time is "GMT Standard Time" (London, with summer time);
+        # its documentation says UTC, which is what a start time without a zone means here.
+        self.time_zone = time_zone if time_zone is not None or self.start_time is None else TimeZone.UTC
+        self.hours = hours
+        self.minutes = minutes
+        if time_of_day is not None and (hours is not None or minutes is not None):
+            raise ValueError("Can not specify time_of_day and hours or minutes.")
+        if time_of_day is not None:
+            if not isinstance(time_of_day, str) or re.match(r"[0-9]{1,2}:[0-9]{2}$", time_of_day) is None:
+                raise ValueError("time_of_day should be in the format hh:mm.")
+            hour, minute = (int(part) for part in time_of_day.split(":"))
+            if not 0 <= hour <= 23:
+                raise ValueError("Time of day hour value must be between 0 and 23.")
+            if not 0 <= minute <= 59:
+                raise ValueError("Time of day minute value must be between 0 and 59.")
+            self.hours, self.minutes = [hour], [minute]
+        self.week_days = week_days
+
+    def validate(self) -> None:
+        """Azure's rules, each a one-line ValueError (its own words), and the start time's format."""
+        if self.frequency not in FREQUENCIES:
+            raise ValueError("Invalid value for frequency, only one of Minute, Hour, Day, Week, or Month accepted")
+        if not isinstance(self.interval, int) or isinstance(self.interval, bool) or self.interval < 1:
+            raise ValueError("Interval must be an integer greater than 0.")
+        if self.frequency not in ("Day", "Week") and self.hours is not None:
+            raise ValueError("Can only specify hours if frequency is Week or Day.")
+        if self.frequency not in ("Day", "Week") and self.minutes is not None:
+            raise ValueError("Can only specify minutes if frequency is Week or Day.")
+        if self.frequency != "Week" and self.week_days is not None:
+            raise ValueError("Can only specify week days if frequency is Week.")
+        if any(not isinstance(h, int) or not 0 <= h <= 23 for h in self.hours or []):
+            raise ValueError("Hours must be between 0 and 23.")
+        if any(not isinstance(m, int) or not 0 <= m <= 59 for m in self.minutes or []):
+            raise ValueError("Minutes must be between 0 and 59.")
+        if any(day not in WEEK_DAYS for day in self.week_days or []):
+            raise ValueError(
+                "Week days must be a list of str, accepted values: Monday, Tuesday, Wednesday, "
+                "Thursday, Friday, Saturday, Sunday."
+            )
+        if self.time_zone is not None and not isinstance(self.time_zone, TimeZone):
+            raise ValueError("Time zone is not a valid TimeZone enum.")
+        if self.start_time is not None:
+            try:
+                datetime.strptime(self.start_time, START_TIME_FORMAT)
+            except (TypeError, ValueError):
+                raise ValueError(
+                    f"start_time {self.start_time!r} is not a datetime nor a string YYYY-MM-DDThh:mm:ss"
+                ) from None
+
+    def to_dict(self) -> dict:
+        """Plain data, as stored (``plan.recurrence`` reads it)."""
+        return {
+            "frequency": self.frequency,
+            "interval": self.interval,
+            "start_time": self.start_time,
+            "time_zone": self.time_zone.value if self.time_zone is not None else None,
+            "hours": self.hours,
+            "minutes": self.minutes,
+            "week_days": self.week_days,
+        }
+
+    @classmethod
+    def _from_dict(cls, data: dict) -> ScheduleRecurrence:
+        zone = TimeZone(data["time_zone"]) if data.get("time_zone") else None
+        return cls(data["frequency"], data["interval"], data.get("start_time"), zone, data.get("hours"),
+                   data.get("minutes"), data.get("week_days"))  # fmt: skip
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items() if v is not None)
+        return f"ScheduleRecurrence({shown})"
+
+
+def _history(workspace):
+    from localpipe.client.workspace import history_of
+
+    return history_of(workspace)
+
+
+class Schedule:
+    """When a published pipeline (or an endpoint's default version) runs: a recurrence, or files
+    added to or changed in a local datastore's folder (``azureml.pipeline.core.Schedule``)."""
+
+    def __init__(self, workspace, id, name, description, pipeline_id, status, recurrence, datastore_name,
+                 polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
+                 _schedule_provider=None, pipeline_endpoint_id=None):  # fmt: skip
+        self._workspace = workspace
+        self._id = id
+        self._name = name
+        self._description = description
+        self._pipeline_id = pipeline_id
+        self._status = status
+        self._recurrence = recurrence
+        self._datastore_name = datastore_name
+        self._polling_interval = polling_interval
+        self._data_path_parameter_name = data_path_parameter_name
+        self._continue_on_step_failure = continue_on_step_failure
+        self._path_on_datastore = path_on_datastore
+        self._pipeline_endpoint_id = pipeline_endpoint_id
+
+    @classmethod
+    def _from_record(cls, workspace, record: dict) -> Schedule:
+        recurrence = ScheduleRecurrence._from_dict(record["recurrence"]) if record["recurrence"] else None
+        return cls(workspace, record["schedule_id"], record["name"], record["description"], record["pipeline_id"],
+                   record["status"], recurrence, record["datastore"], record["polling_interval"],
+                   record["data_path_parameter_name"], record["continue_on_step_failure"],
+                   record["path_on_datastore"], pipeline_endpoint_id=record["pipeline_endpoint_id"])  # fmt: skip
+
+    id = property(lambda self: self._id)
+    name = property(lambda self: self._name)
+    description = property(lambda self: self._description)
+    pipeline_id = property(lambda self: self._pipeline_id)
+    pipeline_endpoint_id = property(lambda self: self._pipeline_endpoint_id)
+    status = property(lambda self: self._status, doc="Active or Disabled.")
+    recurrence = property(lambda self: self._recurrence)
+    datastore_name = property(lambda self: self._datastore_name)
+    polling_interval = property(lambda self: self._polling_interval, doc="Minutes between scans of the folder.")
+    data_path_parameter_name = property(lambda self: self._data_path_parameter_name)
+    continue_on_step_failure = property(lambda self: self._continue_on_step_failure)
+    path_on_datastore = property(lambda self: self._path_on_datastore)
+
+    @staticmethod
+    def create(workspace, name, pipeline_id, experiment_name, recurrence=None, description=None,
+               pipeline_parameters=None, wait_for_provisioning=False, wait_timeout=3600, datastore=None,
+               polling_interval=5, data_path_parameter_name=None, continue_on_step_failure=None,
+               path_on_datastore=None, _workflow_provider=None, _service_endpoint=None) -> Schedule:  # fmt: skip
+        """A schedule of the published pipeline ``pipeline_id``: ``recurrence`` or ``datastore``.
+        Nothing is recorded when a rule is broken (Azure's ValueError) or the pipeline is disabled."""
+        record = _history(workspace).publishing.published(pipeline_id)
+        if record["status"] != ACTIVE:
+            raise UserErrorException(
+                f'published pipeline "{record["name"]}" ({pipeline_id}) is disabled: enable it before scheduling it'
+            )
+        return _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
+                       polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
+                       published_id=pipeline_id)  # fmt: skip
+
+    @staticmethod
+    def create_for_pipeline_endpoint(workspace, name, pipeline_endpoint_id, experiment_name, recurrence=None,
+                                     description=None, pipeline_parameters=None, wait_for_provisioning=False,
+                                     wait_timeout=3600, datastore=None, polling_interval=5,
+                                     data_path_parameter_name=None, continue_on_step_failure=None,
+                                     path_on_datastore=None, _workflow_provider=None,
+                                     _service_endpoint=None) -> Schedule:  # fmt: skip
+        """A schedule of the endpoint ``pipeline_endpoint_id``: each fire runs its default version then."""
+        endpoint = _history(workspace).publishing.endpoint(pipeline_endpoint_id)
+        if endpoint["status"] != ACTIVE:
+            raise UserErrorException(
+                f'pipeline endpoint "{endpoint["name"]}" is disabled: enable it before scheduling it'
+            )
+        return _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
+                       polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
+                       endpoint_id=pipeline_endpoint_id)  # fmt: skip
+
+    @staticmethod
+    def get(workspace, id, _workflow_provider=None, _service_endpoint=None) -> Schedule:
+        return Schedule._from_record(workspace, _history(workspace).publishing.schedule(id))
+
+    @staticmethod
+    def list(workspace, active_only=True, pipeline_id=None, pipeline_endpoint_id=None, _workflow_provider=None,
+             _service_endpoint=None) -> list[Schedule]:  # fmt: skip
+        records = _history(workspace).publishing.schedules(active_only, pipeline_id, pipeline_endpoint_id)
+        return [Schedule._from_record(workspace, r) for r in records]
+
+    @staticmethod
+    def get_all(workspace, active_only=True, pipeline_id=None, pipeline_endpoint_id=None, _workflow_provider=None,
+                _service_endpoint=None) -> list[Schedule]:  # fmt: skip
+        """(Deprecated in the SDK.) ``Schedule.list``."""
+        return Schedule.list(workspace, active_only, pipeline_id, pipeline_endpoint_id)
+
+    @staticmethod
+    def get_schedules_for_pipeline_id(workspace, pipeline_id, _workflow_provider=None, _service_endpoint=None):
+        return Schedule.list(workspace, active_only=False, pipeline_id=pipeline_id)
+
+    @staticmethod
+    def get_schedules_for_pipeline_endpoint_id(workspace, pipeline_endpoint_id, _workflow_provider=None,
+                                               _service_endpoint=None):  # fmt: skip
+        return Schedule.list(workspace, active_only=False, pipeline_endpoint_id=pipeline_endpoint_id)
+
+    def enable(self, wait_for_provisioning=False, wait_timeout=3600) -> None:
+        self.update(status=ACTIVE)
+
+    def disable(self, wait_for_provisioning=False, wait_timeout=3600) -> None:
+        """Disable it: no runner fires it until it is enabled (fires due meanwhile are not caught up)."""
+        self.update(status=DISABLED)
+
+    def update(self, name=None, description=None, recurrence=None, pipeline_parameters=None, status=None,
+               wait_for_provisioning=False, wait_timeout=3600, datastore=None, polling_interval=None,
+               data_path_parameter_name=None, continue_on_step_failure=None, path_on_datastore=None):  # fmt: skip
+        """Change what is given (None leaves a field as it is), with Azure's rules."""
+        changes = {}
+        if recurrence is not None:
+            if self._recurrence is None:
+                raise ValueError("Can not specify a recurrence for a Datastore schedule.")
+            recurrence.validate()
+            changes["recurrence"] = recurrence.to_dict()
+        if datastore is not None:
+            if self._recurrence is not None:
+                raise ValueError("Can not specify a Datastore for a Recurrence schedule.")
+            changes["datastore"] = _local_datastore(self._workspace, datastore)
+        if polling_interval is not None and polling_interval < 0:
+            raise ValueError("The polling interval must be greater")
+        if status is not None and status not in (ACTIVE, DISABLED):
+            raise ValueError("Status must be either Active or Disabled")
+        given = {"name": name, "description": description, "pipeline_parameters": pipeline_parameters,
+                 "status": status, "polling_interval": polling_interval,
+                 "data_path_parameter_name": data_path_parameter_name,
+                 "continue_on_step_failure": continue_on_step_failure,
+                 "path_on_datastore": path_on_datastore}  # fmt: skip
+        changes.update({key: value for key, value in given.items() if value is not None})
+        _history(self._workspace).publishing.update_schedule(self._id, changes)
+        self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
+
+    def get_pipeline_runs(self) -> list:
+        """The runs it started, newest first."""
+        history = _history(self._workspace)
+        return [self._workspace.service.get_run(r) for r in history.publishing.runs_with_property(
+            SCHEDULE_PROPERTY, self._id)]  # fmt: skip
+
+    def get_last_pipeline_run(self):
+        """The run it started last, or None."""
+        runs = self.get_pipeline_runs()
+        return runs[0] if runs else None
+
+    def __repr__(self) -> str:
+        what = f"Recurrence: {self._recurrence!r}" if self._recurrence else f"Datastore: {self._datastore_name}"
+        return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, {what})"
+
+
+def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
+            polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
+            published_id=None, endpoint_id=None) -> Schedule:  # fmt: skip
+    if recurrence is not None:
+        if datastore is not None:
+            raise ValueError("Can not specify both a Recurrence and a Datastore")
+        if data_path_parameter_name is not None:
+            raise ValueError("Data Path parameter name can only be specified for Datastore schedules.")
+        if path_on_datastore is not None:
+            raise ValueError("Path on datastore parameter can only be specified for Datastore schedules.")
+        recurrence.validate()
+    elif datastore is None:
+        raise ValueError("A schedule needs a recurrence= (a ScheduleRecurrence) or a datastore= to watch")
+    if not isinstance(experiment_name, str) or not experiment_name.strip():
+        raise UserErrorException(f"experiment_name {experiment_name!r} is not a name: pass the experiment to run in")
+    if not isinstance(polling_interval, int) or polling_interval < 1:
+        raise ValueError(f"polling_interval {polling_interval!r} is not a number of minutes: pass 1 or more")
+    row = {
+        "schedule_id": str(uuid.uuid4()),
+        "name": name,
+        "description": description,
+        "experiment_name": experiment_name,
+        "recurrence": recurrence.to_dict() if recurrence is not None else None,
+        "pipeline_parameters": dict(pipeline_parameters or {}),
+        "continue_on_step_failure": continue_on_step_failure,
+        "datastore": _local_datastore(workspace, datastore) if datastore is not None else None,
+        "path_on_datastore": path_on_datastore,
+        "polling_interval": polling_interval,
+        "data_path_parameter_name": data_path_parameter_name,
+    }
+    _history(workspace).publishing.create_schedule(row, published_id, endpoint_id)
+    return Schedule.get(workspace, row["schedule_id"])
+
+
+def _local_datastore(workspace, datastore) -> str:
+    """The datastore's name, when it is a folder of this machine (a datastore schedule watches it)."""
+    name = getattr(datastore, "name", datastore)
+    location = workspace.service.datastore_location(name)
+    if location is None:
+        raise UserErrorException(f'datastore "{name}" is not registered: see `localpipe datastores`')
+    if location[1] is not None:
+        raise UserErrorException(
+            f'datastore "{name}" is not local (it mirrors {location[1]}): a datastore schedule watches a folder of '
+            "this machine: use a local one (workspaceblobstore, or Datastore.register_local)"
+        )
+    return name
+
+
+# -- the firing engine ----------------------------------------------------------------------------
+
+
+class ScheduleRunner:
+    """Fires a workspace's active schedules: ``start()`` once (the one catch-up per schedule, and
+    fires whose claimer died), then ``tick()`` whenever the clock may have passed a fire or a
+    watched folder changed. ``clock`` gives epoch seconds (tests give a fake one); ``pid`` and
+    ``started`` identify this process on its claims."""
+
+    def __init__(self, workspace, clock: Callable[[], float] = time.time, pid: int | None = None,
+                 started: float | None = None):  # fmt: skip
+        import psutil
+
+        self.workspace = workspace
+        self.clock = clock
+        self.pid = pid or os.getpid()
+        self.started = started if started is not None else psutil.Process(self.pid).create_time()
+        self.history = _history(workspace)
+        self._scanned: dict[str, float] = {}  # datastore schedule -> when its folder was last scanned
+        self.started_runs: list[int] = []
+        self.errors: list[str] = []  # one line per fire that could not start (a disabled pipeline, say)
+
+    def start(self) -> None:
+        """Finish fires claimed by a process that died before recording their run, then catch up:
+        for each recurring schedule, the latest fire missed since its last one (at most one run)."""
+        for record in self.history.publishing.schedules():
+            for fire in self.history.publishing.unstarted_fires(record["schedule_id"]):
+                self._fire(record, fire["key"], fire["due"], self._data_path(record, fire["key"]))
+        self.tick()
+
+    def tick(self) -> None:
+        """Fire what is due now: each recurring schedule's latest fire not yet claimed, and each
+        datastore schedule's added or changed files (scanned when due or told of a change)."""
+        now = self.clock()
+        for record in self.history.publishing.schedules():
+            if record["recurrence"]:
+                self._tick_recurrence(record, now)
+            elif self._scanned.get(record["schedule_id"], -1.0) + record["polling_interval"] * 60 <= now:
+                self.scan(record["schedule_id"])
+
+    def _tick_recurrence(self, record: dict, now: float) -> None:
+        last = self.history.publishing.last_due(record["schedule_id"])
+        after = last if last is not None else _first_reference(record)
+        due = latest_due(record["recurrence"], record["created_at"], after, now)
+        if due is not None:
+            self._fire(record, f"at:{due:.0f}", due, None)
+
+    def next_due(self, schedule_id: str) -> float | None:
+        """When the recurring schedule fires next (epoch seconds), for a runner deciding how long to wait."""
+        record = self.history.publishing.schedule(schedule_id)
+        if not record["recurrence"]:
+            return None
+        last = self.history.publishing.last_due(schedule_id)
+        return next(fires(record["recurrence"], record["created_at"], max(last or 0.0, self.clock())))
+
+    def scan(self, schedule_id: str) -> None:
+        """Fire the datastore schedule for each file of its folder (not its sub-folders) added or
+        changed since the schedule was created and not fired for yet."""
+        record = self.history.publishing.schedule(schedule_id)
+        self._scanned[schedule_id] = self.clock()
+        if record["status"] != ACTIVE:
+            return
+        for relative, stat in _files(self.watched_folder(record)):
+            if stat.st_mtime < record["created_at"]:
+                continue  # there before the schedule: not an addition
+            key = f"file:{relative}:{stat.st_mtime_ns}:{stat.st_size}"
+            self._fire(record, key, stat.st_mtime, self._data_path(record, key))
+
+    def watched_folder(self, record: dict) -> str:
+        folder, _ = self.workspace.service.datastore_location(record["datastore"])
+        return os.path.join(folder, record["path_on_datastore"] or "")
+
+    def _data_path(self, record: dict, key: str):
+        if not key.startswith("file:") or not record["data_path_parameter_name"]:
+            return None
+        from localpipe.sdk.data import DataPath, Datastore
+
+        relative = key[len("file:") :].rsplit(":", 2)[0]
+        path = "/".join(p for p in (record["path_on_datastore"] or "", relative) if p)
+        return {record["data_path_parameter_name"]: DataPath(Datastore(self.workspace, record["datastore"]), path)}
+
+    def _fire(self, record: dict, key: str, due: float, data_path: dict | None) -> None:
+        from localpipe.client.publishing import submit_endpoint, submit_published
+        from localpipe.engine.resources import process_alive
+
+        publishing = self.history.publishing
+        fire_id = publishing.claim_fire(record["schedule_id"], key, due, self.pid, self.started, process_alive)
+        if fire_id is None:
+            return  # another runner holds it, or it has its run
+        fault_point("schedule-claimed")
+        parameters = {**record["pipeline_parameters"], **(data_path or {})}
+        properties = {SCHEDULE_PROPERTY: record["schedule_id"]}
+        try:
+            if record["pipeline_endpoint_id"]:
+                run_id = submit_endpoint(self.workspace, record["pipeline_endpoint_id"], record["experiment_name"],
+                                         parameters, None, properties, fire_id)  # fmt: skip
+            else:
+                run_id = submit_published(self.workspace, publishing.published(record["pipeline_id"]),
+                                          record["experiment_name"], parameters, record["continue_on_step_failure"],
+                                          properties, fire_id)  # fmt: skip
+        except Exception as exc:  # a fire that cannot start is reported, and the runner goes on
+            self.errors.append(f'schedule "{record["name"]}" could not start its run ({key}): {exc}')
+            publishing.fire_started(fire_id, NO_RUN)  # decided: not retried at every tick
+            return
+        self.started_runs.append(run_id)
+
+
+def _first_reference(record: dict) -> float:
+    """Fires are counted after this: just before the schedule's creation, so that a schedule without a
+    start time fires at once, as Azure's does."""
+    return record["created_at"] - 1e-3
+
+
+def _files(folder: str) -> list[tuple[str, os.stat_result]]:
+    """The files directly in ``folder`` (sub-folders are not watched, as on Azure), by name."""
+    try:
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except FileNotFoundError:
+        return []
+    return [(e.name, e.stat()) for e in entries if e.is_file(follow_symlinks=False)]
