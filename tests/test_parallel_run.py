@@ -93,8 +93,8 @@ def test_a_thousand_files_on_two_workers_give_what_a_serial_loop_gives(ws, proje
     assert _output(history, run_id) == serial
     timings = _timings(history, run_id)
     assert len(timings) == 100 and {t["worker"] for t in timings} <= {"worker0", "worker1"}
-    logs = history.layout.step_dir(run_id, "score") / "files" / "logs" / "user" / "entry_script_log"
-    assert sorted(p.name for p in logs.iterdir()) == ["worker0.log", "worker1.log"]  # both were started
+    log = (history.layout.step_dir(run_id, "score") / "stdout.log").read_text()
+    assert "100 mini-batches, 0 reused from earlier runs, 100 to run on 2 workers" in log
     progress = json.loads((history.layout.step_dir(run_id, "score") / "parallel_run" / "progress.json").read_text())
     assert progress["done"] == 100 and progress["left"] == 0 and progress["failed"] == 0
 
@@ -238,29 +238,36 @@ def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run
 
 
 GPU = """
-import os
+import os, time
+from azureml_user.parallel_run import EntryScript
 
-def init():
-    pass
+def init():  # every worker says which GPU it sees, whether or not it gets a batch before the others end
+    with open(os.path.join(os.environ["MARKERS"], EntryScript().agent_name), "w") as out:
+        out.write(os.environ["CUDA_VISIBLE_DEVICES"])
 
 def run(mini_batch):
+    for _ in range(600):  # until both workers are up: one alone could otherwise take every batch
+        if len(os.listdir(os.environ["MARKERS"])) == 2:
+            break
+        time.sleep(0.05)
     return [f"{os.environ['CUDA_VISIBLE_DEVICES']} {os.getpid()}" for _ in mini_batch]
 """
 
 
 def test_on_a_gpu_target_each_worker_has_its_own_gpu(ws, project, run_pipeline, history, monkeypatch):
     monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    monkeypatch.setenv("MARKERS", str(ws.root / "markers"))
+    (ws.root / "markers").mkdir()
     source = project("src/score.py", GPU).parent
     gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
-    config = _config(ws, source, compute_target=gpu, process_count_per_node=None)
+    config = _config(ws, source, compute_target=gpu, process_count_per_node=None)  # default: one per GPU
     run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 200), config=config))
     assert status == "Completed", steps["score"]
-    pairs = {tuple(line.split()) for line in _output(history, run_id).splitlines()}
-    by_worker = {}
-    for device, pid in pairs:
-        by_worker.setdefault(pid, set()).add(device)
-    assert len(by_worker) == 2 and all(len(devices) == 1 for devices in by_worker.values())
-    assert len(set().union(*by_worker.values())) == 2
+    seen = {path.name: path.read_text() for path in (ws.root / "markers").iterdir()}
+    assert sorted(seen) == ["worker0", "worker1"] and len(set(seen.values())) == 2
+    assert all("," not in device and device for device in seen.values())  # one GPU each, by UUID
+    devices = {line.split()[0] for line in _output(history, run_id).splitlines()}
+    assert devices <= set(seen.values())
 
 
 def test_too_many_workers_for_the_machine_fail_validation_naming_the_fix(ws, project, history):

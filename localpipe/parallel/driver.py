@@ -287,7 +287,11 @@ class Driver:
             state.succeeded(index, cached["returned"], cached["rows"])
             self.reused += 1
             self.items_reused += batch["count"]
-        print(f"parallel run: {len(found)} mini-batches, {self.reused} reused from earlier runs, {len(pending)} to run")
+        workers_text = f" on {min(self.worker_count(), len(pending))} workers" if pending else ""
+        print(
+            f"parallel run: {len(found)} mini-batches, {self.reused} reused from earlier runs, "
+            f"{len(pending)} to run{workers_text}"
+        )
         self.progress(state, force=True)
         try:
             failure = self.work(state, pending, cache, workers) if pending else None
@@ -363,7 +367,11 @@ class Driver:
                     index = pending.popleft()
                     state.tries[index] += 1
                     batch = state.all[index]
-                    worker.send(index, self.payload(batch), batch.get("partition"))
+                    try:
+                        worker.send(index, self.payload(batch), batch.get("partition"))
+                    except OSError:  # it died since its last message (BrokenPipeError)
+                        replace(worker, worker.ended())
+                        break
             now = time.monotonic()
             deadlines = [w.started + timeout - now for w in workers if w.queue]
             wait_for = min([PROGRESS_EVERY, *deadlines])
