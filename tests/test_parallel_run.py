@@ -431,7 +431,7 @@ def test_a_scheduler_killed_half_way_loses_only_the_batches_in_flight(ws, projec
     monkeypatch.setenv("MARKERS", str(ws.root))
     project(
         "src/score.py",
-        COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.05)"),
+        COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.1)"),
     )
     _files(ws.root / "data", 1000)
     project(
