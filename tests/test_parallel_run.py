@@ -83,6 +83,26 @@ def _timings(history, run_id: int, step: str = "score") -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+PIPELINE_FILE = """
+from azureml.core import Dataset, Environment, Workspace
+from azureml.pipeline.core import Pipeline, PipelineData
+from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+ws = Workspace.from_config()
+config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                           error_threshold=-1, output_action="append_row", compute_target="local",
+                           node_count=1, process_count_per_node=2, run_max_try={run_max_try})
+out = PipelineData("scores", datastore=ws.get_default_datastore())
+step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")], output=out)
+pipeline = Pipeline(ws, [step])
+"""
+
+
+def _pipeline_file(project, run_max_try: int = 3) -> None:
+    """pipeline.py in the workspace: a ParallelRunStep over data/ with src/score.py on 2 workers."""
+    project("pipeline.py", PIPELINE_FILE.format(run_max_try=run_max_try))
+
+
 def test_a_thousand_files_on_two_workers_give_what_a_serial_loop_gives(ws, project, run_pipeline, history):
     source = project("src/score.py", ECHO).parent
     data = _files(ws.root / "data", 1000)
@@ -396,23 +416,7 @@ def test_submit_and_show_print_the_batches_done_failed_and_left(ws, project, loc
     project("src/score.py", FAILING)
     _files(ws.root / "data", 30)
     (ws.root / "data" / "f00010.txt").write_text("bad\n")
-    project(
-        "pipeline.py",
-        """
-        from azureml.core import Dataset, Environment, Workspace
-        from azureml.pipeline.core import Pipeline, PipelineData
-        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
-
-        ws = Workspace.from_config()
-        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
-                                   error_threshold=-1, output_action="append_row", compute_target="local",
-                                   node_count=1, process_count_per_node=2, run_max_try=1)
-        out = PipelineData("scores", datastore=ws.get_default_datastore())
-        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
-                               output=out)
-        pipeline = Pipeline(ws, [step])
-        """,
-    )
+    _pipeline_file(project, run_max_try=1)
     submitted = localpipe("submit", "pipeline.py", check=True)
     line = "parallel run: 2/3 mini-batches done, 1 failed, 0 left"
     assert line in submitted.stdout, submitted.stdout
@@ -434,23 +438,7 @@ def test_a_scheduler_killed_half_way_loses_only_the_batches_in_flight(ws, projec
         COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.1)"),
     )
     _files(ws.root / "data", 1000)
-    project(
-        "pipeline.py",
-        """
-        from azureml.core import Dataset, Environment, Workspace
-        from azureml.pipeline.core import Pipeline, PipelineData
-        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
-
-        ws = Workspace.from_config()
-        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
-                                   error_threshold=-1, output_action="append_row", compute_target="local",
-                                   node_count=1, process_count_per_node=2)
-        out = PipelineData("scores", datastore=ws.get_default_datastore())
-        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
-                               output=out)
-        pipeline = Pipeline(ws, [step])
-        """,
-    )
+    _pipeline_file(project, run_max_try=3)
     scheduler = subprocess.Popen([sys.executable, "-m", "localpipe", "submit", "pipeline.py"], cwd=ws.root,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     progress = history.layout.step_dir(1, "score") / "parallel_run" / "progress.json"
@@ -565,23 +553,7 @@ def test_the_live_view_shows_a_running_steps_batches(ws, project):
         COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.1)"),
     )
     _files(ws.root / "data", 300)
-    project(
-        "pipeline.py",
-        """
-        from azureml.core import Dataset, Environment, Workspace
-        from azureml.pipeline.core import Pipeline, PipelineData
-        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
-
-        ws = Workspace.from_config()
-        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
-                                   error_threshold=-1, output_action="append_row", compute_target="local",
-                                   node_count=1, process_count_per_node=2)
-        out = PipelineData("scores", datastore=ws.get_default_datastore())
-        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
-                               output=out)
-        pipeline = Pipeline(ws, [step])
-        """,
-    )
+    _pipeline_file(project, run_max_try=3)
     main, child = pty.openpty()
     seen = []
 
