@@ -43,6 +43,8 @@ _EXPORTS = {
     "PipelineData": "localpipe.sdk.data",
     "PipelineEndpoint": "localpipe.client.publishing",
     "PipelineParameter": "localpipe.sdk.parameters",
+    "ParallelRunConfig": "localpipe.sdk.parallel_run",
+    "ParallelRunStep": "localpipe.sdk.parallel_run",
     "PipelineRun": "localpipe.client.runs",
     "PublishedPipeline": "localpipe.client.publishing",
     "PythonScriptStep": "localpipe.sdk.steps",

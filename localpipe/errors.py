@@ -78,6 +78,10 @@ class UserErrorException(UsageError):
         super().__init__(exception_message, **kwargs)
 
 
+class ParallelRunConfigError(UsageError, ValueError):
+    """A ParallelRunConfig or ParallelRunStep value that can never work (a ValueError, as Azure ML raises)."""
+
+
 class RunEnvironmentException(LocalpipeError):
     """``Run.get_context(allow_offline=False)`` outside a step (the SDK's exception of that name)."""
 

@@ -34,7 +34,9 @@ MAY_IMPORT = {
     "watch": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
     # the web studio (localpipe serve): pages over state/'s read-only views, actions through engine/
     "studio": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
-    "cli": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch", "studio"},
+    "cli": BASE
+    | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch", "studio", "parallel"},
+    "parallel": BASE | {"hw", "sdk"},  # ParallelRunStep's process: tables are read with sdk.data.tables
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).
 OWNERS = {

@@ -8,6 +8,8 @@ import click
 
 from localpipe.cli.common import clock, duration, history, json_option, print_json, size, table, workspace
 from localpipe.cli.progress import describe_placement
+from localpipe.parallel.progress import describe as describe_batches
+from localpipe.parallel.progress import read as read_batches
 
 
 @click.command()
@@ -102,6 +104,9 @@ def show(run_id, as_json) -> None:
                 f'  environment "{build["name"]}" {build["digest"][:12]} (Python {build["python"]}, '
                 f"{len(build['packages'])} packages), build log {os.path.join(build['path'], BUILD_LOG)}"
             )
+        batches = describe_batches(read_batches(found_history.layout.step_dir(run_id, step["name"])))
+        if batches:
+            click.echo(f"  parallel run: {batches}")
         for name, digest in step["outputs"].items():
             click.echo(f"  output {name}: {digest[:12]}")
         if step["log_tail"] and step["status"] == "Failed":

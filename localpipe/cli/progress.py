@@ -21,7 +21,7 @@ SHOWN_FINISHED = 8  # finished steps kept on screen; the rest are counted
 class LiveProgress:
     """A Reporter that redraws a table: running steps with elapsed time, queued ones, recent ends."""
 
-    def __init__(self, steps: list[str], failure=None):
+    def __init__(self, steps: list[str], failure=None, progress=None):
         from rich.console import Console
         from rich.live import Live
 
@@ -32,6 +32,7 @@ class LiveProgress:
         self.ended: list[str] = []
         self.counts: dict[str, int] = {}
         self.failure = failure  # step -> the lines to print under its failure
+        self.progress = progress  # step -> a line on how far it is (a ParallelRunStep's batches), or None
         self.console = Console()
         self.live = Live(console=self.console, refresh_per_second=4, get_renderable=self._render, transient=False)
 
@@ -94,7 +95,8 @@ class LiveProgress:
             f"[{STYLES.get(status, '')}]{status.value}[/]",
             elapsed,
             self.placement.get(step, ""),
-            self.reason.get(step, ""),
+            (self.progress(step) if self.progress and status is RunStatus.RUNNING else None)
+            or self.reason.get(step, ""),
         )
 
 

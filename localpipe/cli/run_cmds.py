@@ -48,11 +48,12 @@ def init(path: str) -> None:
 class StepPrinter:
     """Prints one line per step status change, with its reason (when output is not a terminal)."""
 
-    def __init__(self, steps: list[str], prefix: str = "", failure=None):
+    def __init__(self, steps: list[str], prefix: str = "", failure=None, progress=None):
         self.counts: dict[str, int] = {}
         self.width = max(map(len, steps), default=0)
         self.prefix = prefix
         self.failure = failure  # step -> the lines to print under its Failed line
+        self.progress = progress  # step -> its batches done, failed and left (a ParallelRunStep), or None
 
     def step_changed(self, step, status, reason, placement=None) -> None:
         if status.is_final:
@@ -61,6 +62,9 @@ class StepPrinter:
         detail = reason or (describe_placement(placement) if placement else "")
         # color=True: plain text, so click need not scan each of thousands of lines for escape codes.
         click.echo(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip(), color=True)
+        batches = self.progress(step) if self.progress and status.is_final else None
+        if batches:
+            click.echo(f"          {self.prefix}{'':<10}  {step:<{self.width}}  parallel run: {batches}", color=True)
         if status is RunStatus.FAILED and self.failure:
             for line in self.failure(step):
                 click.echo(line, color=True)
@@ -142,7 +146,11 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     click.echo(f"run {prepared.run_id} of experiment {name}: {count(len(prepared.graph.steps), 'step')}")
     steps = list(prepared.graph.steps)
     failure = failure_lines(history, prepared.run_id)
-    printer = LiveProgress(steps, failure) if sys.stdout.isatty() else StepPrinter(steps, failure=failure)
+    progress = batches_of(history, prepared.run_id)
+    if sys.stdout.isatty():
+        printer = LiveProgress(steps, failure, progress)
+    else:
+        printer = StepPrinter(steps, failure=failure, progress=progress)
     with printer:
         status = run_prepared(history, prepared, reporter=printer)
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
@@ -225,6 +233,13 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
     warn_if_oversubscribed()
     watcher.run()
+
+
+def batches_of(history, run_id: int):
+    """A step's mini-batches done, failed and left, as a line (for a ParallelRunStep; else None)."""
+    from localpipe.parallel.progress import describe, read
+
+    return lambda step: describe(read(history.layout.step_dir(run_id, step)))
 
 
 def warn_if_oversubscribed() -> None:

@@ -657,7 +657,7 @@ def _metrics_dict(rows: list[dict], name: str | None, populate: bool) -> dict:
 def _utc(timestamp: float | None) -> str | None:
     if timestamp is None:
         return None
-    moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    moment = datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc)  # noqa: UP017  (steps may run on Python 3.8-3.10, which lack datetime.UTC)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

@@ -135,6 +135,8 @@ MODULES: dict[str, dict[str, str]] = {
     },
     "azureml.pipeline.steps": {
         "CommandStep": "localpipe.sdk.steps:CommandStep",
+        "ParallelRunConfig": "localpipe.sdk.parallel_run:ParallelRunConfig",
+        "ParallelRunStep": "localpipe.sdk.parallel_run:ParallelRunStep",
         "PythonScriptStep": "localpipe.sdk.steps:PythonScriptStep",
     },
     "azureml.widgets": {

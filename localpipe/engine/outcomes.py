@@ -32,6 +32,18 @@ def describe_exit(event: Exit, memory_limit: int | None = None, tail: str | None
     return reason
 
 
+REASON_FILE = "reason.txt"  # a step's own reason for failing, in its folder (a ParallelRunStep's driver)
+
+
+def own_reason(folder) -> str:
+    """``: REASON`` when the step wrote why it failed to its folder's reason.txt, else nothing."""
+    try:
+        text = (folder.root / REASON_FILE).read_text().strip()
+    except OSError:
+        return ""
+    return f": {text}" if text else ""
+
+
 def disk_full_note(folder, event: Exit) -> str:
     """``: the disk holding FOLDER is full ...`` when it is (almost no space left, the step's own
     error says so, or its log could not be written for want of space), so that a step that failed

@@ -28,7 +28,7 @@ from localpipe.engine.deliver import deliver
 from localpipe.engine.environments import Environments
 from localpipe.engine.executors import RUN_LABEL, STEP_LABEL, STEP_RUN_LABEL, WORKSPACE_LABEL, Executor, Exit
 from localpipe.engine.metrics import MetricsIngester
-from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail
+from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail, own_reason
 from localpipe.engine.progress import Progress
 from localpipe.engine.recovery import recover_abandoned_runs
 from localpipe.engine.resources import ALIVE_CHECK_SECONDS, ClaimRequest, Placement, ResourcePool, process_alive
@@ -500,6 +500,8 @@ class Scheduler:
             self.runtime_path,
             built.path if built else None,
         )
+        if spec.kind == "parallel":
+            env["LOCALPIPE_PARALLEL_CACHE"] = str(self.history.layout.parallel_cache)
         try:
             launch, snapshot, mounts = prepare_step(
                 spec,
@@ -597,7 +599,7 @@ class Scheduler:
                 )
             else:
                 reason = describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder))
-                self._fail(name, reason + full, exit_event=event)
+                self._fail(name, reason + own_reason(running.folder) + full, exit_event=event)
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
         self.history.runs.end_children(self.step_ids[name])  # child runs the step left open end as it did
 

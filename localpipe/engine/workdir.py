@@ -112,6 +112,7 @@ def step_environment(
             "NVIDIA_VISIBLE_DEVICES": ",".join(g.uuid for g in gpus) or "void",
             "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
             "LOCALPIPE_GPU_INDICES": ",".join(str(g.index) for g in gpus),
+            "LOCALPIPE_STEP_CPUS": str(placement.cpus),  # what a ParallelRunStep divides among its workers
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(placement.cpus)),
         }
     )
@@ -249,11 +250,15 @@ def build_launch(
         (path if is_dir else path.parent).mkdir(parents=True, exist_ok=True)
         output_paths[name] = str(path)
     args = [_resolve(token, input_paths, output_paths) for token in step.argv]
+    python = interpreter or step.environment.get("interpreter") or sys.executable
+    env = dict(env)
     if step.kind == "python":
-        argv = [interpreter or step.environment.get("interpreter") or sys.executable, step.script, *args]
+        argv = [python, step.script, *args]
+    elif step.kind == "parallel":  # the driver, which runs step.script's run() in its workers
+        argv = [python, "-m", "localpipe.parallel.driver", *args]
+        env["LOCALPIPE_ENVIRONMENT"] = json.dumps(step.environment, sort_keys=True)
     else:
         argv = args
-    env = dict(env)
     env.update({f"AML_PARAMETER_{k}": v for k, v in step.params.items()})
     env["LOCALPIPE_INPUTS"] = json.dumps(input_paths)
     env["LOCALPIPE_INPUT_TABLES"] = json.dumps({n: i.tabular for n, i in step.inputs.items() if i.tabular})
@@ -337,6 +342,9 @@ def containerize(
         env.pop(name, None)
     env.update(HOME="/tmp", PYTHONUNBUFFERED="1")  # the submitting user has no home in the image
     mounts = {str(folder.root): False}
+    if "LOCALPIPE_PARALLEL_CACHE" in env:  # a ParallelRunStep writes each batch's result there
+        os.makedirs(env["LOCALPIPE_PARALLEL_CACHE"], exist_ok=True)
+        mounts[env["LOCALPIPE_PARALLEL_CACHE"]] = False
     if runtime_path is not None:
         env["LOCALPIPE_DEPENDENCIES"] = os.path.join(runtime_path, DEPENDENCIES_FOLDER)
         mounts[runtime_path] = True

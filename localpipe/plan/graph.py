@@ -17,6 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
+import localpipe.plan.parallel as parallel_run
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.plan import checks, environments
 from localpipe.sdk.data import (
@@ -404,6 +405,8 @@ def _step_spec(
             "max_concurrent": config.max_concurrent_steps,
         }
 
+    if step.kind == "parallel":
+        resources = parallel_run.check(label, step, source_dir, resources, capacity, found)
     after = [names.get(id(p), p.name) for p in step.predecessors]
     for predecessor in step.predecessors:
         if id(predecessor) not in names:
@@ -475,6 +478,8 @@ def _check_pipeline_outputs(specs: list[StepSpec], found: list[str]) -> None:
 def _check_capacity(spec: StepSpec, capacity: Capacity, found: list[str]) -> None:
     label, need = f'step "{spec.name}"', spec.resources
     fix = f'lower it on compute target "{spec.compute_target}" or use another target'
+    if spec.kind == "parallel":  # its workers are counted by plan/parallel.py, with the fix that fits
+        need = {**need, "cpus": 0, "gpus": 0}
     if need["cpus"] > capacity.cpus:
         found.append(f"{label} needs {need['cpus']} CPUs per step but this machine has {capacity.cpus}: {fix}")
     if need["memory"] and need["memory"] > capacity.memory:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from localpipe.errors import ModelNotFoundException, ModelPathNotFoundException, UserErrorException, WebserviceException
 
@@ -90,7 +90,7 @@ class Model:
         self.version = record.get("version")
         self.id = f"{self.name}:{self.version}" if self.name else None
         created = record.get("created_at")
-        self.created_time = datetime.fromtimestamp(created, UTC) if created else None
+        self.created_time = datetime.fromtimestamp(created, timezone.utc) if created else None  # noqa: UP017  (steps may run on Python 3.8-3.10, which lack datetime.UTC)
         self.created_by = None  # Azure's user; one machine has one
         self.description = record.get("description")
         self.tags = dict(record.get("tags") or {})

@@ -48,6 +48,11 @@ class Layout:
         return self.state_dir / "private-packages"
 
     @property
+    def parallel_cache(self) -> Path:
+        """ParallelRunStep's results per mini-batch (localpipe/parallel/cache.py)."""
+        return self.state_dir / "parallel-cache"
+
+    @property
     def statcache(self) -> Path:
         return self.state_dir / "statcache.bin"
 

@@ -61,7 +61,7 @@ class AbstractDataset:
             if not times:
                 return None
             changed = max(times)
-        return datetime.datetime.fromtimestamp(changed, datetime.UTC)
+        return datetime.datetime.fromtimestamp(changed, datetime.timezone.utc)  # noqa: UP017  (steps may run on Python 3.8-3.10, which lack datetime.UTC)
 
     def update(self, description: str | None = None, tags: dict | None = None):
         """Replace the registered version's description and tags (None keeps one; "" and {} clear);

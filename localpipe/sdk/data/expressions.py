@@ -213,7 +213,7 @@ def _on_record(tree, record: dict, path: str):
 
 def _file_metadata(path: str, name: str):
     stat = os.stat(path)
-    utc = datetime.UTC
+    utc = datetime.timezone.utc  # noqa: UP017  (steps may run on Python 3.8-3.10, which lack datetime.UTC)
     if name == "Size":
         return stat.st_size
     if name == "LastModifiedTime":

@@ -1,0 +1,174 @@
+"""One worker process of a ParallelRunStep: imports the entry script, calls ``init()`` once, then
+``run(mini_batch)`` for each batch the driver sends, and sends back what it returned.
+
+The driver starts it as ``python -m localpipe.parallel.worker FD`` with FD one end of a socket
+pair carrying pickled messages (the script's own prints go to the step's log, not through it):
+
+- to the driver: ``("ready",)`` after ``init()``, ``("init_failed", error)``, and for each batch
+  ``("done", index, returned, rows, seconds)`` or ``("failed", index, error, seconds)``;
+- from the driver: ``(index, mini_batch, partition)``, ``partition`` the partition keys' values of
+  the batch (``partition_keys``) or None; the end of the stream ends the worker.
+
+``EntryScript`` (``from azureml_user.parallel_run import EntryScript``, as Azure's scripts import
+it) gives the script its logger and folders.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+import types
+from multiprocessing.connection import Connection
+
+CONFIG_VARIABLE = "LOCALPIPE_PARALLEL_WORKER"
+
+
+class EntryScript:
+    """What an entry script may ask of its worker: ``logger``, ``log_dir``, ``output_dir``, ``agent_name``."""
+
+    _context: dict = {}
+
+    @property
+    def agent_name(self) -> str:
+        """This worker's name (``worker0``, ``worker1``...)."""
+        return self._context.get("agent_name", "worker0")
+
+    @property
+    def log_dir(self) -> str:
+        """A folder of this worker's own below the step's ``logs/user/`` (kept in the run's files)."""
+        return self._context.get("log_dir", os.getcwd())
+
+    @property
+    def output_dir(self) -> str:
+        """The step's output folder, where the script may write files of its own."""
+        return self._context.get("output_dir", os.getcwd())
+
+    @property
+    def working_dir(self) -> str:
+        return os.getcwd()
+
+    @property
+    def logger(self) -> logging.Logger:
+        """A logger writing to ``log_dir``/``agent_name``.log and to the step's log."""
+        return logging.getLogger(f"parallel_run.{self.agent_name}")
+
+
+class MiniBatchContext:
+    """The second argument of ``run(mini_batch, mini_batch_context)`` where the entry script takes
+    one (Azure gives it with ``partition_keys``): the batch's ``partition_key_value`` and, for a
+    FileDataset, the ``dataset`` of its files (None for a table: the rows are the mini-batch)."""
+
+    def __init__(self, partition: dict | None, mini_batch):
+        self.partition_key_value = dict(partition or {})
+        self._files = mini_batch if isinstance(mini_batch, list) else None
+
+    @property
+    def dataset(self):
+        if self._files is None:
+            return None
+        from localpipe.sdk.data import Dataset
+
+        return Dataset.File.from_files(self._files)
+
+
+def _positional(function) -> int:
+    """How many positional parameters ``function`` takes (2 for ``run(mini_batch, mini_batch_context)``)."""
+    import inspect
+
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return sum(p.kind in kinds for p in inspect.signature(function).parameters.values())
+
+
+def _install_azureml_user() -> None:
+    """Make ``azureml_user.parallel_run`` importable, with ``EntryScript`` in it, as on Azure."""
+    package = types.ModuleType("azureml_user")
+    package.__path__ = []
+    module = types.ModuleType("azureml_user.parallel_run")
+    module.EntryScript = EntryScript
+    package.parallel_run = module
+    sys.modules.setdefault("azureml_user", package)
+    sys.modules.setdefault("azureml_user.parallel_run", module)
+
+
+def _set_up_logging(config: dict) -> None:
+    os.makedirs(config["log_dir"], exist_ok=True)
+    logger = logging.getLogger(f"parallel_run.{config['agent_name']}")
+    logger.setLevel(config["logging_level"].upper())
+    handler = logging.FileHandler(os.path.join(config["log_dir"], f"{config['agent_name']}.log"))
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    logger.addHandler(logging.StreamHandler(sys.stderr))
+
+
+def _load(path: str):
+    name = os.path.splitext(os.path.basename(path))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    for function in ("init", "run"):
+        if not callable(getattr(module, function, None)):
+            raise AttributeError(f"entry script {os.path.basename(path)} has no {function}() function: define it")
+    return module
+
+
+def rows_of(result, append: bool) -> tuple[int | None, list[str] | None, str | None]:
+    """(items returned, the lines to append, the error) of what ``run()`` returned."""
+    if isinstance(result, (list, tuple)):
+        return len(result), [str(item) for item in result] if append else None, None
+    if type(result).__name__ == "DataFrame" and hasattr(result, "to_csv"):
+        lines = result.to_csv(sep=" ", header=False, index=False).splitlines() if append else None
+        return len(result), lines, None
+    return None, None, f"run() returned a {type(result).__name__}: return a list or a pandas DataFrame"
+
+
+def main(fd: int) -> None:
+    config = json.loads(os.environ.pop(CONFIG_VARIABLE))
+    connection = Connection(fd)
+    EntryScript._context = config
+    _install_azureml_user()
+    _set_up_logging(config)
+    sys.argv = [config["script"], *config["argv"]]
+    sys.path.insert(0, os.getcwd())
+    try:
+        module = _load(config["script"])
+        module.init()
+    except BaseException:
+        connection.send(("init_failed", _short(traceback.format_exc())))
+        return
+    connection.send(("ready",))
+    takes_context = _positional(module.run) >= 2
+    append = config["output_action"] == "append_row"
+    while True:
+        try:
+            index, mini_batch, partition = connection.recv()
+        except EOFError:
+            return
+        started = time.perf_counter()
+        try:
+            if takes_context:
+                result = module.run(mini_batch, MiniBatchContext(partition, mini_batch))
+            else:
+                result = module.run(mini_batch)
+            returned, lines, error = rows_of(result, append)
+        except Exception:
+            returned, lines, error = None, None, _short(traceback.format_exc())
+        seconds = time.perf_counter() - started
+        if error is None:
+            connection.send(("done", index, returned, lines, seconds))
+        else:
+            connection.send(("failed", index, error, seconds))
+
+
+def _short(text: str, limit: int = 4000) -> str:
+    """A traceback's end, where its error is."""
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]))

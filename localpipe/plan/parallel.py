@@ -1,0 +1,66 @@
+"""What a ParallelRunStep is checked for when planned, and what it claims: one CPU per worker and,
+on a target with GPUs, one GPU per worker (docs/parallel-run.md)."""
+
+from __future__ import annotations
+
+import ast
+import os
+
+from localpipe.sdk.parallel_run import MINI_BATCH_SIZE, UNITS
+
+
+def check(label: str, step, source_dir: str | None, resources: dict, capacity, found: list[str]) -> dict:
+    """The step's resources, with every problem its configuration has on this machine added to ``found``."""
+    config = step.parallel_run_config
+    _entry_script(label, source_dir, config.entry_script, found)
+    size = config.mini_batch_size_given
+    if (
+        step.input_kind == "file"
+        and isinstance(size, str)
+        and size[-2:].lower() in UNITS
+        and MINI_BATCH_SIZE.match(size)
+    ):
+        found.append(
+            f'{label}: mini_batch_size "{size}" is a size, which cuts a TabularDataset: for a FileDataset pass '
+            "a number of files (10)"
+        )
+    if config.partition_keys and step.input_kind == "file" and "--partition_format" not in step.arguments:
+        found.append(
+            f"{label}: partition_keys {config.partition_keys} need a dataset with partition_format: create it with "
+            "Dataset.File.from_files(path, partition_format=...)"
+        )
+    gpu_target = bool(resources.get("gpus"))
+    # A PipelineParameter counts with its default (a value given at submission may differ: the driver uses that).
+    per_node = getattr(config.process_count_per_node, "default_value", config.process_count_per_node)
+    nodes = getattr(config.node_count, "default_value", config.node_count)
+    if per_node is None:  # Azure's default, one per GPU or CPU of the node: this machine's, shared by the nodes
+        machine_gpus = len(capacity.gpu_report().gpus) if capacity is not None and gpu_target else resources["gpus"]
+        machine = machine_gpus if gpu_target else (capacity.cpus if capacity is not None else os.cpu_count() or 1)
+        per_node = max(1, machine // nodes)
+    workers = per_node * nodes
+    if capacity is not None:
+        have = len(capacity.gpu_report().gpus) if gpu_target else capacity.cpus
+        what = "GPUs" if gpu_target else "CPUs"
+        if workers > have:
+            found.append(
+                f"{label} needs {workers} workers (node_count {nodes} x process_count_per_node "
+                f"{per_node}), one per {what[:-1]}, but this machine has {have} {what}: lower node_count or "
+                "process_count_per_node"
+            )
+    return {**resources, "cpus": workers, "gpus": workers if gpu_target else 0}
+
+
+def _entry_script(label: str, source_dir: str | None, script: str, found: list[str]) -> None:
+    path = os.path.join(source_dir or os.getcwd(), script)
+    try:
+        with open(path, "rb") as handle:
+            tree = ast.parse(handle.read(), path)
+    except (OSError, SyntaxError, ValueError):
+        return  # a missing file is reported with the source directory's checks; a syntax error when run
+    defined = {node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    missing = [name for name in ("init", "run") if name not in defined]
+    if missing:
+        found.append(
+            f"{label}: entry script {script} has no {' and no '.join(f'{m}()' for m in missing)} function: "
+            "define init() and run(mini_batch)"
+        )

@@ -1,0 +1,657 @@
+"""ParallelRunStep (issue 20): mini-batches run by worker processes, thresholds, retries, the
+per-batch cache, progress, GPUs per worker (docs/parallel-run.md). Real pipelines, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+
+import pytest
+
+from localpipe import (
+    ComputeTarget,
+    Dataset,
+    Environment,
+    LocalCompute,
+    ParallelRunConfig,
+    ParallelRunStep,
+    Pipeline,
+    PipelineData,
+)
+from localpipe.errors import ParallelRunConfigError, PipelineValidationError
+
+ECHO = """
+import os
+from azureml_user.parallel_run import EntryScript
+
+def init():
+    global prefix
+    prefix = EntryScript().agent_name[:6]
+
+def run(mini_batch):
+    return [f"{os.path.basename(path)} {open(path).read().strip()}" for path in mini_batch]
+"""
+
+
+def _files(root, count: int, start: int = 0):
+    root.mkdir(parents=True, exist_ok=True)
+    for number in range(start, start + count):
+        (root / f"f{number:05d}.txt").write_text(f"{number * 7}\n")
+    return root
+
+
+def _config(ws, source, **changes):
+    values = dict(
+        environment=Environment("local"),
+        entry_script="score.py",
+        source_directory=str(source),
+        error_threshold=-1,
+        output_action="append_row",
+        compute_target="local",
+        node_count=1,
+        process_count_per_node=2,
+        run_invocation_timeout=30,
+    )
+    values.update(changes)
+    return ParallelRunConfig(**values)
+
+
+def _pipeline(ws, source, data, config=None, name="score", **config_changes):
+    dataset = Dataset.File.from_files(str(data))
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep(
+        name=name,
+        parallel_run_config=config or _config(ws, source, **config_changes),
+        inputs=[dataset.as_named_input("files")],
+        output=output,
+    )
+    return Pipeline(ws, [step])
+
+
+def _output(history, run_id: int, step: str = "score", file: str = "parallel_run_step.txt") -> str:
+    from localpipe.state.store import ObjectStore
+
+    steps = {s["name"]: s for s in history.runs.details(run_id)["steps"]}
+    digest = steps[step]["outputs"]["scores"]
+    store = ObjectStore(history.layout.objects)
+    return (store.path(digest) / file).read_text()
+
+
+def _timings(history, run_id: int, step: str = "score") -> list[dict]:
+    path = history.layout.step_dir(run_id, step) / "parallel_run" / "batches.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+PIPELINE_FILE = """
+from azureml.core import Dataset, Environment, Workspace
+from azureml.pipeline.core import Pipeline, PipelineData
+from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+ws = Workspace.from_config()
+config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                           error_threshold=-1, output_action="append_row", compute_target="local",
+                           node_count=1, process_count_per_node=2, run_max_try={run_max_try})
+out = PipelineData("scores", datastore=ws.get_default_datastore())
+step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")], output=out)
+pipeline = Pipeline(ws, [step])
+"""
+
+
+def _pipeline_file(project, run_max_try: int = 3) -> None:
+    """pipeline.py in the workspace: a ParallelRunStep over data/ with src/score.py on 2 workers."""
+    project("pipeline.py", PIPELINE_FILE.format(run_max_try=run_max_try))
+
+
+def test_a_thousand_files_on_two_workers_give_what_a_serial_loop_gives(ws, project, run_pipeline, history):
+    source = project("src/score.py", ECHO).parent
+    data = _files(ws.root / "data", 1000)
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed", steps["score"]
+    files = sorted(data.iterdir())
+    serial = "".join(f"{p.name} {p.read_text().strip()}\n" for p in files)
+    assert _output(history, run_id) == serial
+    timings = _timings(history, run_id)
+    assert len(timings) == 100 and {t["worker"] for t in timings} <= {"worker0", "worker1"}
+    log = (history.layout.step_dir(run_id, "score") / "stdout.log").read_text()
+    assert "100 mini-batches, 0 reused from earlier runs, 100 to run on 2 workers" in log
+    progress = json.loads((history.layout.step_dir(run_id, "score") / "parallel_run" / "progress.json").read_text())
+    assert progress["done"] == 100 and progress["left"] == 0 and progress["failed"] == 0
+
+
+FAILING = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch):
+    names = [os.path.basename(path) for path in mini_batch]
+    if any(open(path).read().strip() == "bad" for path in mini_batch):
+        raise ValueError(f"bad file in {names[0]}")
+    return names
+"""
+
+
+def _with_bad(ws, bad: int):
+    data = _files(ws.root / "data", 40)
+    for number in range(bad):
+        (data / f"f{number * 10:05d}.txt").write_text("bad\n")  # one bad file in each of the first batches
+    return data
+
+
+@pytest.mark.parametrize(
+    ("threshold", "bad", "ends", "crossed"),
+    [
+        ({"error_threshold": 20}, 2, "Completed", None),
+        ({"error_threshold": 19}, 2, "Failed", "error_threshold 19 (20 items failed)"),
+        ({"allowed_failed_count": 1}, 1, "Completed", None),
+        ({"allowed_failed_count": 1}, 2, "Failed", "allowed_failed_count 1 (2 mini-batches failed)"),
+        ({"allowed_failed_percent": 50}, 2, "Completed", None),
+        ({"allowed_failed_percent": 25}, 2, "Failed", "allowed_failed_percent 25 (50.0% of mini-batches failed)"),
+        ({"error_threshold": -1, "allowed_failed_count": -1}, 4, "Completed", None),
+    ],
+)
+def test_failures_under_a_threshold_pass_and_over_it_fail_naming_it(
+    ws, project, run_pipeline, history, threshold, bad, ends, crossed
+):
+    source = project("src/score.py", FAILING).parent
+    config = {"error_threshold": -1, "run_max_try": 1, **threshold}
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, bad), **config))
+    assert status == ends, steps["score"]
+    if crossed:
+        reason = steps["score"]["reason"]
+        assert crossed in reason and "ValueError: bad file in f00000.txt" in reason, reason
+        assert "mini-batch 0 (first item" in reason
+    else:
+        assert _output(history, run_id).count("\n") == 40 - 10 * bad
+
+
+def test_a_failing_batch_is_tried_run_max_try_times(ws, project, run_pipeline, history):
+    source = project("src/score.py", FAILING).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, 1), run_max_try=3))
+    assert status == "Completed"
+    tries = [t["try"] for t in _timings(history, run_id) if t["batch"] == 0]
+    assert tries == [1, 2, 3] and [t["outcome"] for t in _timings(history, run_id) if t["batch"] == 0][-1] == "failed"
+
+
+KILLED = """
+import os, signal
+
+def init():
+    pass
+
+def run(mini_batch):
+    marker = os.path.join(os.environ["MARKERS"], os.path.basename(mini_batch[0]))
+    if mini_batch[0].endswith("f00020.txt") and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)  # the worker dies mid-batch, once
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_a_worker_killed_mid_batch_is_replaced_and_its_batch_retried(ws, project, run_pipeline, history, monkeypatch):
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", KILLED).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 50)))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt" for n in range(50)]
+    batch = [t for t in _timings(history, run_id) if t["batch"] == 2]
+    assert [t["outcome"] for t in batch] == ["retried", "succeeded"]
+    log = (history.layout.step_dir(run_id, "score") / "stderr.log").read_text()
+    assert "died (killed by signal 9)" in log
+
+
+SLOW = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    if any(path.endswith("f00010.txt") for path in mini_batch):
+        time.sleep(60)
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_a_run_over_run_invocation_timeout_is_ended_and_counted(ws, project, run_pipeline, history):
+    source = project("src/score.py", SLOW).parent
+    config = {"run_invocation_timeout": 1, "run_max_try": 2, "allowed_failed_count": 0}
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 30), **config))
+    assert status == "Failed"
+    reason = steps["score"]["reason"]
+    assert "allowed_failed_count 0 (1 mini-batches failed)" in reason
+    assert "run() timed out after 1 seconds (run_invocation_timeout)" in reason, reason
+    assert [t["outcome"] for t in _timings(history, run_id) if t["batch"] == 1] == ["retried", "failed"]
+
+
+COUNTING = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch):
+    with open(os.path.join(os.environ["MARKERS"], "calls.txt"), "a") as log:
+        log.write(os.path.basename(mini_batch[0]) + "\\n")
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run_pipeline, history, monkeypatch):
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", COUNTING).parent
+    data = _files(ws.root / "data", 100)
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed" and len((ws.root / "calls.txt").read_text().splitlines()) == 10
+    (ws.root / "calls.txt").unlink()
+    _files(data, 10, start=100)
+    second, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    assert (ws.root / "calls.txt").read_text().splitlines() == ["f00100.txt"]
+    assert _output(history, second).splitlines() == [f"f{n:05d}.txt" for n in range(110)]
+    (data / "f00055.txt").write_text("changed\n")  # a changed file reruns its batch only
+    (ws.root / "calls.txt").unlink()
+    third, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed" and (ws.root / "calls.txt").read_text().splitlines() == ["f00050.txt"]
+
+
+GPU = """
+import os, time
+from azureml_user.parallel_run import EntryScript
+
+def init():  # every worker says which GPU it sees, whether or not it gets a batch before the others end
+    with open(os.path.join(os.environ["MARKERS"], EntryScript().agent_name), "w") as out:
+        out.write(os.environ["CUDA_VISIBLE_DEVICES"])
+
+def run(mini_batch):
+    for _ in range(600):  # until both workers are up: one alone could otherwise take every batch
+        if len(os.listdir(os.environ["MARKERS"])) == 2:
+            break
+        time.sleep(0.05)
+    return [f"{os.environ['CUDA_VISIBLE_DEVICES']} {os.getpid()}" for _ in mini_batch]
+"""
+
+
+def test_on_a_gpu_target_each_worker_has_its_own_gpu(ws, project, run_pipeline, history, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    monkeypatch.setenv("MARKERS", str(ws.root / "markers"))
+    (ws.root / "markers").mkdir()
+    source = project("src/score.py", GPU).parent
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    config = _config(ws, source, compute_target=gpu, process_count_per_node=None)  # default: one per GPU
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 200), config=config))
+    assert status == "Completed", steps["score"]
+    seen = {path.name: path.read_text() for path in (ws.root / "markers").iterdir()}
+    assert sorted(seen) == ["worker0", "worker1"] and len(set(seen.values())) == 2
+    assert all("," not in device and device for device in seen.values())  # one GPU each, by UUID
+    devices = {line.split()[0] for line in _output(history, run_id).splitlines()}
+    assert devices <= set(seen.values())
+
+
+def test_too_many_workers_for_the_machine_fail_validation_naming_the_fix(ws, project, history):
+    from localpipe.engine.submit import plan
+
+    source = project("src/score.py", ECHO).parent
+    pipeline = _pipeline(ws, source, _files(ws.root / "data", 3), node_count=4, process_count_per_node=1000)
+    with pytest.raises(
+        PipelineValidationError, match=r"needs 4000 workers \(node_count 4 x process_count_per_node 1000\)"
+    ):
+        plan(history, pipeline)
+
+
+def test_an_entry_script_without_run_fails_validation(ws, project, history):
+    from localpipe.engine.submit import plan
+
+    source = project("src/score.py", "def init():\n    pass\n").parent
+    with pytest.raises(PipelineValidationError, match=r"entry script score.py has no run\(\) function"):
+        plan(history, _pipeline(ws, source, _files(ws.root / "data", 3)))
+
+
+def test_a_size_for_a_file_dataset_fails_validation(ws, project, history):
+    from localpipe.engine.submit import plan
+
+    source = project("src/score.py", ECHO).parent
+    with pytest.raises(PipelineValidationError, match=r'mini_batch_size "1MB" is a size'):
+        plan(history, _pipeline(ws, source, _files(ws.root / "data", 3), mini_batch_size="1MB"))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"error_threshold": -2}, "error_threshold -2 is not an integer of -1 or more"),
+        ({"allowed_failed_percent": 101}, "allowed_failed_percent 101 is not a number from 0 to 100"),
+        ({"allowed_failed_count": "3"}, "allowed_failed_count '3' is not an integer"),
+        ({"mini_batch_size": "1TB"}, 'mini_batch_size "1TB" is not a number of files'),
+        ({"output_action": "append"}, 'output_action \'append\' is not "append_row" or "summary_only"'),
+        ({"run_max_try": 0}, "run_max_try 0 is not an integer greater than 0"),
+        ({"run_invocation_timeout": -5}, "run_invocation_timeout -5 is not a number greater than 0"),
+        ({"append_row_file_name": "a/b.txt"}, "append_row_file_name 'a/b.txt' is not a plain file name"),
+        ({"partition_keys": ["a"], "mini_batch_size": 3}, "mini_batch_size and partition_keys both given"),
+        ({"environment": "env"}, "environment 'env' is not an Environment"),
+    ],
+)
+def test_a_wrong_config_value_is_one_line_and_a_value_error(ws, tmp_path, change, message):
+    with pytest.raises(ParallelRunConfigError) as raised:
+        _config(ws, tmp_path, **change)
+    assert message in str(raised.value) and isinstance(raised.value, ValueError)
+    assert "\n" not in str(raised.value) and raised.value.exit_code == 2
+
+
+def test_a_pipeline_file_with_a_wrong_config_exits_2_with_one_line(ws, project, localpipe):
+    project(
+        "p/pipeline.py",
+        """
+        from azureml.core import Environment, Workspace
+        from azureml.pipeline.steps import ParallelRunConfig
+
+        ParallelRunConfig(environment=Environment("e"), entry_script="s.py", error_threshold=-7,
+                          output_action="append_row", compute_target="local", node_count=1)
+        """,
+    )
+    proc = localpipe("submit", "p/pipeline.py")
+    assert proc.returncode == 2
+    assert "ParallelRunConfig: error_threshold -7 is not an integer of -1 or more" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+TABLE = """
+def init():
+    pass
+
+def run(mini_batch):
+    return [f"{row.a} {row.b}" for row in mini_batch.itertuples()]
+"""
+
+
+def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, run_pipeline, history):
+    pytest.importorskip("pandas")
+    source = project("src/score.py", TABLE).parent
+    data = ws.root / "table"
+    data.mkdir()
+    for number in range(3):
+        rows = "".join(f"{number * 1000 + i},{'x' * 40}\n" for i in range(500))
+        (data / f"part{number}.csv").write_text("a,b\n" + rows)
+    dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    config = _config(ws, source, mini_batch_size="8KB", process_count_per_node=1)  # one pandas import less
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    lines = _output(history, run_id).splitlines()
+    assert [int(line.split()[0]) for line in lines] == [n * 1000 + i for n in range(3) for i in range(500)]
+    timings = [t for t in _timings(history, run_id) if t["outcome"] == "succeeded"]
+    size = (data / "part0.csv").stat().st_size
+    assert len(timings) == 3 * -(-size // 8192)  # ceil(bytes / 8 KiB) batches of each file
+    assert all(len({t["first"]}) == 1 for t in timings) and sum(t["items"] for t in timings) == 1500
+
+
+def test_summary_only_counts_the_items_and_writes_no_file(ws, project, run_pipeline, history):
+    source = project("src/score.py", ECHO).parent
+    dataset = Dataset.File.from_files(str(_files(ws.root / "data", 25)))
+    config = _config(ws, source, output_action="summary_only")
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("files")])
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    assert "3 mini-batches succeeded, 0 failed" in (history.layout.step_dir(run_id, "score") / "stdout.log").read_text()
+
+
+def test_init_that_raises_fails_the_step_and_a_wrong_return_fails_the_batch(ws, project, run_pipeline, history):
+    data = _files(ws.root / "data", 20)
+    source = project(
+        "a/score.py", "def init():\n    raise RuntimeError('no model')\n\ndef run(b):\n    return b\n"
+    ).parent
+    _, status, steps = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Failed"
+    assert "init() of the entry script failed in worker" in steps["score"]["reason"]
+    assert "RuntimeError: no model" in steps["score"]["reason"]
+    source = project("b/score.py", "def init():\n    pass\n\ndef run(b):\n    return {'n': len(b)}\n").parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, data, run_max_try=1, allowed_failed_count=0))
+    assert status == "Failed"
+    assert "run() returned a dict: return a list or a pandas DataFrame" in steps["score"]["reason"]
+
+
+def test_submit_and_show_print_the_batches_done_failed_and_left(ws, project, localpipe):
+    project("src/score.py", FAILING)
+    _files(ws.root / "data", 30)
+    (ws.root / "data" / "f00010.txt").write_text("bad\n")
+    _pipeline_file(project, run_max_try=1)
+    submitted = localpipe("submit", "pipeline.py", check=True)
+    line = "parallel run: 2/3 mini-batches done, 1 failed, 0 left"
+    assert line in submitted.stdout, submitted.stdout
+    shown = localpipe("show", "1", check=True)
+    assert line in shown.stdout and "items/s" in shown.stdout
+
+
+def test_a_scheduler_killed_half_way_loses_only_the_batches_in_flight(ws, project, localpipe, history, monkeypatch):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import wait_for
+
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    project(
+        "src/score.py",
+        COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.1)"),
+    )
+    _files(ws.root / "data", 1000)
+    _pipeline_file(project, run_max_try=3)
+    scheduler = subprocess.Popen([sys.executable, "-m", "localpipe", "submit", "pipeline.py"], cwd=ws.root,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    progress = history.layout.step_dir(1, "score") / "parallel_run" / "progress.json"
+    wait_for(lambda: progress.exists() and json.loads(progress.read_text())["done"] >= 30, timeout=60)
+    scheduler.send_signal(signal.SIGKILL)
+    scheduler.wait()
+    time.sleep(0.5)  # the step's supervisor ends the driver and its workers
+    first = (ws.root / "calls.txt").read_text().splitlines()
+    assert 30 <= len(first) < 100
+    (ws.root / "calls.txt").unlink()
+    localpipe("submit", "pipeline.py", check=True)
+    second = (ws.root / "calls.txt").read_text().splitlines()
+    # Every batch whose run() ended before the kill is reused; at most the 2 in flight run twice.
+    assert set(first) | set(second) == {f"f{n:05d}.txt" for n in range(0, 1000, 10)}
+    assert len(set(first) & set(second)) <= 2, sorted(set(first) & set(second))
+    assert _output(history, 2).splitlines() == [f"f{n:05d}.txt" for n in range(1000)]
+
+
+SIDE = """
+import argparse, os
+
+def init():
+    global label
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--labels")
+    args, _ = parser.parse_known_args()
+    label = open(os.path.join(args.labels, "label.txt")).read().strip()
+
+def run(mini_batch):
+    return [f"{os.path.basename(path)} {label}" for path in mini_batch]
+"""
+
+
+def test_side_inputs_reach_every_worker_and_their_content_is_part_of_the_cache(ws, project, run_pipeline, history):
+    source = project("src/score.py", SIDE).parent
+    labels = ws.root / "labels"
+    project("labels/label.txt", "cat\n")
+    data = _files(ws.root / "data", 40)
+
+    def pipeline(allow_reuse=True):
+        side = Dataset.File.from_files(str(labels)).as_named_input("labels").as_download()
+        output = PipelineData("scores", datastore=ws.get_default_datastore())
+        step = ParallelRunStep(
+            "score",
+            _config(ws, source),
+            inputs=[Dataset.File.from_files(str(data)).as_named_input("files")],
+            output=output,
+            side_inputs=[side],
+            arguments=["--labels", side],
+            allow_reuse=allow_reuse,
+        )
+        return Pipeline(ws, [step])
+
+    run_id, status, steps = run_pipeline(pipeline())
+    assert status == "Completed", steps["score"]
+    assert set(line.split()[1] for line in _output(history, run_id).splitlines()) == {"cat"}
+    project("labels/label.txt", "dog\n")
+    run_id, status, steps = run_pipeline(pipeline())
+    assert status == "Completed", steps["score"]
+    assert set(line.split()[1] for line in _output(history, run_id).splitlines()) == {"dog"}
+    # The same label again, in a new copy (as_download): every batch is reused from the run before.
+    run_id, status, steps = run_pipeline(pipeline(allow_reuse=False))
+    assert status == "Completed", steps["score"]
+    progress = json.loads((history.layout.step_dir(run_id, "score") / "parallel_run" / "progress.json").read_text())
+    assert progress["reused"] == progress["total"] == 4
+
+
+PARTS = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch, mini_batch_context):
+    region = mini_batch_context.partition_key_value["region"]
+    if hasattr(mini_batch, "columns"):
+        return [f"{mini_batch['region'].iloc[0]} {len(mini_batch)} {region}"]
+    files = len(mini_batch_context.dataset.to_path())
+    return [" ".join(sorted(os.path.basename(os.path.dirname(p)) for p in mini_batch)) + f" {region} {files}"]
+"""
+
+
+def test_partition_keys_make_one_batch_per_key_value(ws, project, run_pipeline, history):
+    source = project("src/score.py", PARTS).parent
+    for region, count in (("east", 3), ("west", 5)):
+        for number in range(count):
+            project(f"parts/{region}/{number}.csv", f"region,value\n{region},{number}\n")
+    config = _config(ws, source, partition_keys=["region"], process_count_per_node=1)
+    files = Dataset.File.from_files(str(ws.root / "parts/**/*.csv"), partition_format="{region}/{name}.csv")
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep("score", config, inputs=[files.as_named_input("files")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == ["east east east east 3", "west west west west west west 5"]
+
+    pytest.importorskip("pandas")
+    table = Dataset.Tabular.from_delimited_files(str(ws.root / "parts/**/*.csv"))
+    step = ParallelRunStep("score", config, inputs=[table.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == ["east 3 east", "west 5 west"]
+
+
+def test_the_live_view_shows_a_running_steps_batches(ws, project):
+    import pty
+    import subprocess
+    import sys
+    import threading
+
+    project(
+        "src/score.py",
+        COUNTING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.1)"),
+    )
+    _files(ws.root / "data", 300)
+    _pipeline_file(project, run_max_try=3)
+    main, child = pty.openpty()
+    seen = []
+
+    def read() -> None:
+        while True:
+            try:
+                chunk = os.read(main, 65536)
+            except OSError:  # the terminal's other end is closed: all is read
+                return
+            if not chunk:
+                return
+            seen.append(chunk)
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    done = subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", "pipeline.py"],
+        stdin=child, stdout=child, stderr=child, cwd=ws.root, timeout=120,
+        env={**os.environ, "COLUMNS": "300", "MARKERS": str(ws.root)},
+    )  # fmt: skip
+    os.close(child)
+    reader.join(timeout=10)
+    os.close(main)
+    text = b"".join(seen).decode(errors="replace")
+    assert done.returncode == 0
+    assert re.search(r"\d+/30 mini-batches done, 0 failed, \d+ left, [\d.]+ items/s", text), text[-2000:]
+
+
+def test_a_config_saved_to_yaml_loads_back(ws, tmp_path):
+    environment = Environment("scoring")
+    environment.register(ws)
+    config = _config(ws, tmp_path, environment=environment, mini_batch_size="20", allowed_failed_percent=12.5)
+    config.save_to_yaml(tmp_path / "prc.yml")
+    loaded = ParallelRunConfig.load_yaml(ws, tmp_path / "prc.yml")
+    assert loaded.mini_batch_size == 20 and loaded.allowed_failed_percent == 12.5
+    assert loaded.environment.name == "scoring" and loaded.compute_target == "local"
+    assert loaded.run_invocation_timeout == 30 and loaded.process_count_per_node == 2
+
+
+HALF = """
+def init():
+    pass
+
+def run(mini_batch):
+    return mini_batch[: len(mini_batch) // 2]  # the other half counts as failed items
+"""
+
+
+@pytest.mark.parametrize(("threshold", "ends"), [(20, "Completed"), (19, "Failed")])
+def test_items_run_returns_nothing_for_count_as_failed(ws, project, run_pipeline, history, threshold, ends):
+    source = project("src/score.py", HALF).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 40), error_threshold=threshold))
+    assert status == ends, steps["score"]
+    if ends == "Failed":
+        assert "error_threshold 19 (" in steps["score"]["reason"]
+        assert "run() returned 5 items for the 10 of its mini-batch" in steps["score"]["reason"]
+    else:
+        assert len(_output(history, run_id).splitlines()) == 20
+
+
+def test_pipeline_parameters_set_the_workers_and_the_batch_size(ws, project, run_pipeline, history):
+    from localpipe import PipelineParameter
+
+    source = project("src/score.py", ECHO).parent
+    config = _config(
+        ws,
+        source,
+        process_count_per_node=PipelineParameter("workers", default_value=1),
+        mini_batch_size=PipelineParameter("batch", default_value=5),
+    )
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 30), config=config))
+    assert status == "Completed", steps["score"]
+    assert len(_timings(history, run_id)) == 6
+    run_id, status, steps = run_pipeline(
+        _pipeline(ws, source, ws.root / "data", config=config), parameters={"batch": 3}
+    )
+    assert status == "Completed", steps["score"]
+    assert len(_timings(history, run_id)) == 10
+
+
+def test_the_files_of_another_steps_output_are_an_input(ws, project, run_pipeline, history):
+    from localpipe import PythonScriptStep
+
+    source = project("src/score.py", ECHO).parent
+    project(
+        "make/make.py",
+        """
+        import os, sys
+        os.makedirs(sys.argv[1], exist_ok=True)
+        for number in range(25):
+            with open(os.path.join(sys.argv[1], f"f{number:05d}.txt"), "w") as out:
+                out.write(f"{number}\\n")
+        """,
+    )
+    made = PipelineData("made", datastore=ws.get_default_datastore(), is_directory=True)
+    make = PythonScriptStep("make.py", name="make", arguments=[made], outputs=[made], source_directory=ws.root / "make")
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    score = ParallelRunStep("score", _config(ws, source), inputs=[made.as_input()], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [make, score]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt {n}" for n in range(25)]
