@@ -346,6 +346,8 @@ class ScheduleLoop:
     def run(self) -> None:
         self.observer.start()
         try:
+            for record in self._datastore_schedules():  # watched before the first scan: no file falls between
+                self._watch(os.path.normpath(self.runner.watched_folder(record)))
             self._report(self.runner.start)
             while not self._stop.is_set():
                 changed = self._changed_folders()

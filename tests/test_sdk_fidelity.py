@@ -146,18 +146,18 @@ def test_the_workspace_constructors_of_the_samples(ws, monkeypatch, tmp_path):
 
 
 def test_pipeline_submit_and_publish_as_the_samples_call_them(ws, project):
-    """``pipeline.submit(experiment_name)`` is Experiment.submit; ``pipeline.publish(...)`` (the
-    publishing samples' next cell) says it is not built yet, naming the way that works."""
+    """``pipeline.submit(experiment_name)`` is Experiment.submit; ``pipeline.publish(...)`` and
+    ``run.publish_pipeline(...)`` (the publishing samples' next cells) give published pipelines."""
     project("src/s.py", "print('ran')\n")
     pipeline = Pipeline(ws, [PythonScriptStep(script_name="s.py", source_directory=str(ws.root / "src"))])
     run = pipeline.submit("by-pipeline", regenerate_outputs=True)
     assert (run.experiment.name, run.wait_for_completion(show_output=False)) == ("by-pipeline", "Completed")
     with pytest.raises(TypeError, match="pipeline_paramters"):
         pipeline.submit("by-pipeline", pipeline_paramters={})
-    with pytest.raises(AttributeError, match=r"does not publish pipelines yet \(issue 19.*Experiment\(ws, name\)"):
-        pipeline.publish(name="p", description="d")
-    with pytest.raises(AttributeError, match=r"does not publish pipelines yet \(issue 19"):
-        run.publish_pipeline(name="p", description="d", version="1.0")
+    published = pipeline.publish(name="p", description="d")
+    from_run = run.publish_pipeline(name="p", description="d", version="1.0")
+    assert (published.name, from_run.version, from_run.status) == ("p", "1.0", "Active")
+    assert published.id != from_run.id and published.total_run_steps == from_run.total_run_steps == 1
     with pytest.raises(AttributeError, match="has no attribute 'pubish'"):
         getattr(pipeline, "pubish")  # noqa: B009 (the attribute must be looked up at run time)
 

@@ -383,7 +383,10 @@ def command_section(command, context, level: int) -> list[str]:
     import click
 
     path = context.command_path
-    usage = " ".join(command.collect_usage_pieces(context))
+    pieces = command.collect_usage_pieces(context)
+    if isinstance(command, click.Group):  # click 8.5 marks an optional command ([COMMAND]), 8.4 does not
+        pieces[-1] = "[COMMAND] [ARGS]..." if command.invoke_without_command else "COMMAND [ARGS]..."
+    usage = " ".join(pieces)
     lines = [f"{'#' * level} {path}", "", "```console", f"{path} {usage}".rstrip(), "```", ""]
     lines += help_markdown(command.help or "")
     help_option = command.get_help_option(context)
