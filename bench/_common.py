@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import select
 import shutil
 import statistics
 import subprocess
@@ -21,6 +22,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 # The console script installed next to this interpreter. Resolving it here skips a version
 # manager's shim (pyenv's adds ~100 ms a call here), which is not localpipe's time to account for.
@@ -159,6 +162,78 @@ def time_once(
     start = time.perf_counter()
     proc = run(argv, cwd, check=check, stdin=stdin)
     return time.perf_counter() - start, proc
+
+
+POLL_SECONDS = 0.1  # how often run_submit reads the CPU times of a running submission
+
+
+@dataclass
+class Sample:
+    wall: float  # seconds, from before the fork to the exit
+    cpu: float  # user+system seconds of the submit process and its step supervisor (steps excluded)
+    readings: list[tuple[float, float, float]]  # (seconds since the fork, CPU seconds so far, the supervisor's)
+    completed: int
+    proc: subprocess.CompletedProcess
+    forked_at: float  # time.time() just before the fork, on history.db's clock
+    exited_at: float  # time.time() once it has exited
+
+
+def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
+    """Run `localpipe submit`, polling its own CPU times until it exits; the last reading is its zombie's."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        forked_at = time.time()
+        start = time.perf_counter()
+        proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=err, stdin=subprocess.DEVNULL)
+        me = psutil.Process(proc.pid)
+        exit_fd = os.pidfd_open(proc.pid)  # readable the moment it exits: the wall time is not rounded to a poll
+        readings: list[tuple[float, float, float]] = []  # (seconds since start, cpu seconds, supervisor's)
+        supervisor: list[float] = [0.0]  # its CPU at the last reading (it has exited before the submit process)
+        while True:
+            exited = bool(select.select([exit_fd], [], [], 0)[0])
+            if exited:
+                wall = time.perf_counter() - start
+            try:
+                times = me.cpu_times()  # of the zombie once it has exited: nothing has reaped it yet
+                supervisor.append(supervisor_cpu(me) or supervisor[-1])
+                readings.append(
+                    (time.perf_counter() - start, times.user + times.system + supervisor[-1], supervisor[-1])
+                )
+            except psutil.Error:
+                pass
+            if exited:
+                break
+            select.select([exit_fd], [], [], POLL_SECONDS)
+        os.close(exit_fd)
+        proc.wait()
+        exited_at = forked_at + wall
+        out.seek(0)
+        err.seek(0)
+        completed = subprocess.CompletedProcess(argv, proc.returncode, out.read(), err.read())
+    if completed.returncode != 0:
+        sys.stderr.write(completed.stdout.decode(errors="replace")[-4000:])
+        sys.stderr.write(completed.stderr.decode(errors="replace")[-4000:])
+        sys.exit(f"bench: {' '.join(argv)} exited with {completed.returncode}")
+    return Sample(
+        wall,
+        readings[-1][1],
+        readings,
+        summary_counts(completed.stdout).get("completed", 0),
+        completed,
+        forked_at,
+        exited_at,
+    )
+
+
+def supervisor_cpu(submit: psutil.Process) -> float | None:
+    """User+system seconds of the submit process's step supervisor so far (None when it has none now)."""
+    for child in submit.children():
+        try:
+            if any(part.endswith("supervisor.py") for part in child.cmdline()):
+                times = child.cpu_times()
+                return times.user + times.system
+        except psutil.Error:
+            continue
+    return None
 
 
 def time_command(
