@@ -55,6 +55,7 @@ from localpipe.status import RunStatus
 RESOURCE_POLL_SECONDS = 0.05  # how soon a step waiting for resources held by another run looks again
 METRICS_SECONDS = 1.0
 LONGEST_WAIT_SECONDS = 1.0  # the loop looks around at least this often, whatever it waits for
+SLOW_COMMIT_BYTES = 64 << 20  # file outputs above this take a while to hash: Finalizing is recorded
 
 
 class Reporter:
@@ -611,8 +612,7 @@ class Scheduler:
 
     def _complete(self, name: str, running: _Running, event: Exit) -> None:
         spec = running.spec
-        # Finalizing is worth a write only when there is something to commit that takes time.
-        self._transition(name, RunStatus.FINALIZING, None, record=bool(spec.outputs or spec.destinations))
+        self._transition(name, RunStatus.FINALIZING, None, record=_slow_to_commit(spec, running.folder))
         fault_point("before-commit")
         committed, problem = commit_outputs(spec, running.folder, self.store)
         if problem is not None:
@@ -740,6 +740,23 @@ class Scheduler:
         else:
             self.history.steps.change([(self.step_ids[name], values)])
         self.reporter.step_changed(name, status, reason, fields.get("placement"))
+
+
+def _slow_to_commit(spec: StepSpec, folder: StepFolder) -> bool:
+    """Whether Finalizing is worth a write of its own: outputs to deliver, a folder output (its size
+    unknown without a walk), or file outputs big enough to take a while to hash. A small file
+    output goes from Running to Completed in one step, a write saved on every step of a DAG."""
+    if spec.destinations:
+        return True
+    size = 0
+    for output, is_dir in spec.outputs.items():
+        if is_dir:
+            return True
+        try:
+            size += os.stat(folder.output_path(output, is_dir)).st_size
+        except OSError:
+            return False  # not written: the step fails, and Finalizing is not worth recording
+    return size > SLOW_COMMIT_BYTES
 
 
 def _install_signal_handlers(handler) -> dict:
