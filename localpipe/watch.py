@@ -380,14 +380,23 @@ class ScheduleLoop:
     def _watch(self, folder: str) -> None:
         if folder in self.watched:
             return
-        os.makedirs(folder, exist_ok=True)
-        self.observer.schedule(_Events(self.changes), folder, recursive=False)
+        try:
+            os.makedirs(folder, exist_ok=True)
+            self.observer.schedule(_Events(self.changes), folder, recursive=False)
+        except OSError as exc:  # a file where the folder should be, say: the other schedules go on
+            line = f"cannot watch {folder} ({exc.strerror or exc}): its schedule is not fired"
+            if self.runner.report_once(line):
+                self.echo(line)
+            return
         self.watched.add(folder)
 
     def _report(self, action: Callable[[], None]) -> None:
         """Run ``action``; echo the runs it started and the fires that could not start."""
         before, errors = len(self.runner.started_runs), len(self.runner.errors)
-        action()
+        try:
+            action()
+        except Exception as exc:  # noqa: BLE001  (a bug or a broken schedule: the loop goes on, saying so)
+            self.runner.report_once(f"schedules: {exc!r}")
         for run_id in self.runner.started_runs[before:]:
             self.echo(f"started run {run_id}")
         for line in self.runner.errors[errors:]:

@@ -277,6 +277,10 @@ def test_the_commands_publish_submit_and_schedule(ws, project, history, localpip
     assert (bad.returncode, bad.stderr.strip()) == (
         2, 'error: parameter "epochs" is not a parameter of published pipeline "nightly" (its parameters: n)'
     )  # fmt: skip
+    unknown = localpipe("submit-published", "nightly", "--version", "99")
+    assert (unknown.returncode, unknown.stderr.strip()) == (
+        2, 'error: pipeline endpoint "nightly" has no version "99" (it has 0): pass one of them'
+    )  # fmt: skip
     refused = localpipe(
         "schedule", "create", "nightly", "--name", "s", "-e", "x", "--frequency", "Hour", "--hours", "3"
     )
@@ -400,3 +404,43 @@ def test_an_endpoint_schedule_and_a_rest_body_pass_on_continue_on_step_failure(w
     assert status == 200, answer
     for run_id in (*runner.started_runs, answer["Id"]):
         assert history.runs.for_scheduler(run_id).continue_on_step_failure, run_id
+
+
+def test_a_broken_datastore_schedule_does_not_stop_the_others_and_paths_stay_inside(ws, project, history):
+    """A schedule whose folder cannot be watched (a file stands where it should be) is named in one
+    line, once, and the loop goes on firing the others; a path_on_datastore leaving the datastore
+    is refused at create and update."""
+    import threading
+
+    from localpipe.watch import ScheduleLoop
+
+    published = _published(ws, project)
+    blob = ws.get_default_datastore()
+    store = ws.state_dir / "datastores" / "workspaceblobstore"
+    store.mkdir(parents=True, exist_ok=True)
+    (store / "blocked").write_text("a file where the folder should be")
+    for path in ("/tmp/elsewhere", "../../etc", "in/../../out"):
+        with pytest.raises(UserErrorException, match="leaves its datastore"):
+            Schedule.create(ws, "bad", published.id, "x", datastore=blob, path_on_datastore=path)
+    Schedule.create(ws, "blocked", published.id, "x", datastore=blob, path_on_datastore="blocked")
+    good = Schedule.create(ws, "good", published.id, "x", datastore=blob, path_on_datastore="incoming")
+    with pytest.raises(UserErrorException, match="leaves its datastore"):
+        good.update(path_on_datastore="../outside")
+    said: list[str] = []
+    runner = ScheduleRunner(ws)
+    loop = ScheduleLoop(runner, echo=said.append, wait=0.05)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: os.path.normpath(store / "incoming") in loop.watched, what="the good folder watched")
+        (store / "incoming" / "new.txt").write_text("data")
+        wait_for(lambda: runner.started_runs, what="the good schedule to fire")
+    finally:
+        loop.stop()
+        thread.join(10)
+    assert thread.is_alive() is False
+    blocked = [line for line in said if "blocked" in line]  # each said once, not at every tick
+    assert blocked == [
+        f"cannot watch {store / 'blocked'} (File exists): its schedule is not fired",
+        f"schedule \"blocked\" cannot be fired: [Errno 20] Not a directory: '{store / 'blocked'}'",
+    ], said

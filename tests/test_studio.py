@@ -177,6 +177,23 @@ def test_file_routes_never_read_outside_the_workspace(client, root, tmp_path):
         os.chmod(folder, 0o555)
 
 
+def test_an_image_logged_as_a_path_beside_history_db_is_not_served(client, root):
+    """``log_image(path=...)`` records any path a step gives: the studio serves one only inside a
+    run's folder or an output's tree, never the REST token or history.db in .localpipe/."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.layout import Layout
+    from localpipe.state.token import api_token
+
+    history = history_of(Workspace.from_config(root))
+    token = api_token(Layout.of(root / ".localpipe"))
+    step_run = client.get("/runs/1/steps/prep.json").json()["id"]
+    for name, path in (("token", root / ".localpipe" / "api-token"), ("db", root / ".localpipe" / "history.db")):
+        history.steps.add_metrics(step_run, [{"name": name, "kind": "image", "value": str(path), "logged_at": 0.0}], {})
+        answer = client.get(f"/runs/1/image?step=prep&name={name}&index=0")
+        assert answer.status_code == 404 and token not in answer.text, name
+
+
 def test_writes_need_the_token_in_the_request_and_refuse_cross_site_requests(client):
     assert client.post("/runs/1/cancel").status_code == 403
     client.cookies.set("localpipe_token", TOKEN)  # a cookie is what a cross-site form would send too

@@ -150,7 +150,10 @@ def submit_published(target, params, version, experiment) -> None:
         run_id = submit_published(ws, record, experiment or record["name"], parameters)
     else:
         endpoint = _endpoint(publishing, target)
-        run_id = submit_endpoint(ws, endpoint["endpoint_id"], experiment or endpoint["name"], parameters, version)
+        try:
+            run_id = submit_endpoint(ws, endpoint["endpoint_id"], experiment or endpoint["name"], parameters, version)
+        except ValueError as exc:  # the SDK's error for a version the endpoint does not have
+            raise UsageError(str(exc)) from None
     click.echo(run_id)
     click.echo(f"run {run_id} goes on in the background: `localpipe logs {run_id} -f` follows it", err=True)
 

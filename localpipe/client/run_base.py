@@ -94,7 +94,8 @@ class StepRecordMembers:
     ``_pipeline_run_id``, ``_node_id`` (its name there) and ``_number`` (its step run id)."""
 
     def get_portal_url(self) -> str:
-        """Where to look at the step on this machine: the command that shows its pipeline run (no studio yet)."""
+        """Where to look at the step on this machine: the command that shows its pipeline run
+        (`localpipe serve` shows it at /runs/N)."""
         return f"localpipe show {self._pipeline_run_id}"
 
     def _run_number(self) -> int:
@@ -252,7 +253,8 @@ class RunBase(LoggingMembers, RunFiles):
         return []
 
     def get_portal_url(self) -> str:
-        """Where to look at the run on this machine: the command that shows it (no studio yet)."""
+        """Where to look at the run on this machine: the command that shows it (`localpipe serve`
+        shows it at /runs/N)."""
         return f"localpipe show {self._number}"
 
     @property

@@ -23,7 +23,7 @@ from enum import Enum
 
 from localpipe.errors import UserErrorException
 from localpipe.faults import fault_point
-from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, fires, latest_due
+from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
 
 ACTIVE, DISABLED = "Active", "Disabled"
 SCHEDULE_PROPERTY = "azureml.pipelinescheduleid"  # on each run a schedule starts
@@ -290,6 +290,7 @@ class Schedule:
                  "data_path_parameter_name": data_path_parameter_name,
                  "continue_on_step_failure": continue_on_step_failure,
                  "path_on_datastore": path_on_datastore}  # fmt: skip
+        _check_path_on_datastore(path_on_datastore)
         changes.update({key: value for key, value in given.items() if value is not None})
         _history(self._workspace).publishing.update_schedule(self._id, changes)
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
@@ -310,6 +311,14 @@ class Schedule:
         return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, {what})"
 
 
+def _check_path_on_datastore(path: str | None) -> None:
+    """A folder below the datastore's: never an absolute path or one that climbs out with ``..``."""
+    if path is not None and (os.path.isabs(path) or ".." in path.replace("\\", "/").split("/")):
+        raise UserErrorException(
+            f'path_on_datastore "{path}" leaves its datastore: give a folder inside it, like "incoming"'
+        )
+
+
 def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
             polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
             published_id=None, endpoint_id=None) -> Schedule:  # fmt: skip
@@ -327,6 +336,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
         raise UserErrorException(f"experiment_name {experiment_name!r} is not a name: pass the experiment to run in")
     if not isinstance(polling_interval, int) or polling_interval < 1:
         raise ValueError(f"polling_interval {polling_interval!r} is not a number of minutes: pass 1 or more")
+    _check_path_on_datastore(path_on_datastore)
     row = {
         "schedule_id": str(uuid.uuid4()),
         "name": name,
@@ -379,6 +389,7 @@ class ScheduleRunner:
         self._scanned: dict[str, float] = {}  # datastore schedule -> when its folder was last scanned
         self.started_runs: list[int] = []
         self.errors: list[str] = []  # one line per fire that could not start (a disabled pipeline, say)
+        self._said: set[str] = set()
 
     def start(self) -> None:
         """Finish fires claimed by a process that died before recording their run, then catch up:
@@ -393,10 +404,22 @@ class ScheduleRunner:
         datastore schedule's added or changed files (scanned when due or told of a change)."""
         now = self.clock()
         for record in self.history.publishing.schedules():
-            if record["recurrence"]:
-                self._tick_recurrence(record, now)
-            elif self._scanned.get(record["schedule_id"], -1.0) + record["polling_interval"] * 60 <= now:
-                self.scan(record["schedule_id"])
+            try:
+                if record["recurrence"]:
+                    self._tick_recurrence(record, now)
+                elif self._scanned.get(record["schedule_id"], -1.0) + record["polling_interval"] * 60 <= now:
+                    self.scan(record["schedule_id"])
+            except Exception as exc:  # noqa: BLE001  (one broken schedule must not stop the others)
+                self.report_once(f'schedule "{record["name"]}" cannot be fired: {exc}')
+
+    def report_once(self, line: str) -> bool:
+        """Add ``line`` to ``errors`` unless it was said already (a broken schedule fails every tick);
+        whether it was new."""
+        if line in self._said:
+            return False
+        self._said.add(line)
+        self.errors.append(line)
+        return True
 
     def _tick_recurrence(self, record: dict, now: float) -> None:
         last = self.history.publishing.last_due(record["schedule_id"])
@@ -404,14 +427,6 @@ class ScheduleRunner:
         due = latest_due(record["recurrence"], record["created_at"], after, now)
         if due is not None:
             self._fire(record, f"at:{due:.0f}", due, None)
-
-    def next_due(self, schedule_id: str) -> float | None:
-        """When the recurring schedule fires next (epoch seconds), for a runner deciding how long to wait."""
-        record = self.history.publishing.schedule(schedule_id)
-        if not record["recurrence"]:
-            return None
-        last = self.history.publishing.last_due(schedule_id)
-        return next(fires(record["recurrence"], record["created_at"], max(last or 0.0, self.clock())))
 
     def scan(self, schedule_id: str) -> None:
         """Fire the datastore schedule for each file of its folder (not its sub-folders) added or

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hmac
 import os
 import secrets
+import tempfile
 
 from localpipe.state.layout import Layout
 
@@ -21,8 +22,7 @@ def api_token(layout: Layout) -> str:
         return layout.api_token.read_text(encoding="ascii").strip()
     except FileNotFoundError:
         pass
-    aside = layout.state_dir / f"api-token.{os.getpid()}.tmp"
-    fd = os.open(aside, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd, aside = tempfile.mkstemp(prefix="api-token.", suffix=".tmp", dir=layout.state_dir)  # 0600, one per caller
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(secrets.token_urlsafe(32) + "\n")
     try:
@@ -37,4 +37,5 @@ def api_token(layout: Layout) -> str:
 def authorized(layout: Layout, header: str | None) -> bool:
     """Whether an ``Authorization`` header carries the workspace's token (``Bearer TOKEN``)."""
     scheme, _, given = (header or "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), api_token(layout).encode())
+    token = api_token(layout)
+    return bool(token) and scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), token.encode())

@@ -249,7 +249,7 @@ async def step_output(request: Request):
 
 
 async def metric_image(request: Request):
-    """The image a step logged with ``log_image``: its own run file, or a file inside the workspace."""
+    """The image a step logged with ``log_image``: its own run file, or a file in a run's folder or an output."""
     views = _views(request)
     step = views.step(request.path_params["run"], request.query_params.get("step", ""))
     name = request.query_params.get("name", "")
@@ -263,11 +263,10 @@ async def metric_image(request: Request):
         run, step_name = views.step_run_location(step["reused_from_id"]) or (run, step_name)
     value = str(images[index]["value"])
     folder = layout.step_dir(run, step_name)
-    path = (
-        _inside(layout.root, Path(value))
-        if os.path.isabs(value)
-        else _inside(folder / "files", folder / "files" / value)
-    )
+    if os.path.isabs(value):  # in a run's folder or an output's tree: never history.db or the REST token beside them
+        path = _inside(layout.runs, Path(value)) or _inside(layout.objects, Path(value))
+    else:
+        path = _inside(folder / "files", folder / "files" / value)
     if path is None:
         raise HTTPException(404, f'the image "{name}" is not inside the workspace any more')
     return FileResponse(path)
