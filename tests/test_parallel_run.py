@@ -18,6 +18,7 @@ from localpipe import (
     ParallelRunStep,
     Pipeline,
     PipelineData,
+    PipelineParameter,
 )
 from localpipe.errors import ParallelRunConfigError, PipelineValidationError
 
@@ -330,6 +331,7 @@ def test_a_size_for_a_file_dataset_fails_validation(ws, project, history):
         ({"append_row_file_name": "a/b.txt"}, "append_row_file_name 'a/b.txt' is not a plain file name"),
         ({"partition_keys": ["a"], "mini_batch_size": 3}, "mini_batch_size and partition_keys both given"),
         ({"environment": "env"}, "environment 'env' is not an Environment"),
+        ({"node_count": PipelineParameter("nodes", default_value=0)}, "the default of node_count 0 is not an integer"),
     ],
 )
 def test_a_wrong_config_value_is_one_line_and_a_value_error(ws, tmp_path, change, message):
@@ -615,7 +617,6 @@ def test_items_run_returns_nothing_for_count_as_failed(ws, project, run_pipeline
 
 
 def test_pipeline_parameters_set_the_workers_and_the_batch_size(ws, project, run_pipeline, history):
-    from localpipe import PipelineParameter
 
     source = project("src/score.py", ECHO).parent
     config = _config(

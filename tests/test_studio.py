@@ -177,6 +177,13 @@ def test_file_routes_never_read_outside_the_workspace(client, root, tmp_path):
         os.chmod(folder, 0o555)
 
 
+def test_numbers_past_sqlites_integers_are_a_clear_refusal_not_a_500(client):
+    big = "9" * 25
+    assert client.get(f"/runs/{big}.json").status_code == 404
+    answer = client.get(f"/runs.json?offset={big}")
+    assert answer.status_code == 400 and "whole number" in answer.json()["error"]
+
+
 def test_an_image_logged_as_a_path_beside_history_db_is_not_served(client, root):
     """``log_image(path=...)`` records any path a step gives: the studio serves one only inside a
     run's folder or an output's tree, never the REST token or history.db in .localpipe/."""

@@ -188,7 +188,9 @@ def _count(name: str, value, meaning: str) -> None:
 
 
 def _positive(name: str, value, optional: bool = False, number: bool = False) -> None:
-    if (value is None and optional) or isinstance(value, PipelineParameter):
+    if isinstance(value, PipelineParameter):  # its default is what planning counts workers with
+        name, value = f"the default of {name}", value.default_value
+    if value is None and optional:
         return
     kinds = (int, float) if number else (int,)
     if isinstance(value, bool) or not isinstance(value, kinds) or value <= 0:

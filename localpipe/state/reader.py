@@ -55,9 +55,12 @@ def close_all() -> None:
 def run_number(run_id) -> int:
     """``run_id`` (an int or its text) as a number; NotFoundError says what run ids look like."""
     try:
-        return int(run_id)
+        number = int(run_id)
     except (TypeError, ValueError):
+        number = None
+    if number is None or not 0 <= number < 1 << 63:  # SQLite's integers end there: a bigger one is no run's
         raise NotFoundError(f'"{run_id}" is not a run id: run ids are numbers; see `localpipe runs`') from None
+    return number
 
 
 def missing_run(root, number: int) -> NotFoundError:

@@ -23,7 +23,7 @@ import localpipe.studio.graphics as graphics
 from localpipe.errors import NotFoundError
 from localpipe.state.views import Views
 from localpipe.studio.render import page, wants_json
-from localpipe.studio.security import form_fields
+from localpipe.studio.security import HEADER, form_fields
 
 PAGE_SIZE = 50
 LOG_PAGE_BYTES = 256 * 1024  # of a log shown at once: the page shows its end, the download all of it
@@ -37,9 +37,12 @@ def _views(request: Request) -> Views:
 
 def _int(request: Request, name: str, default: int) -> int:
     try:
-        return max(int(request.query_params.get(name, default)), 0)
+        number = max(int(request.query_params.get(name, default)), 0)
     except ValueError:
-        raise HTTPException(400, f'"{name}" must be a whole number') from None
+        number = None
+    if number is None or number >= 1 << 63:  # past SQLite's integers
+        raise HTTPException(400, f'"{name}" must be a whole number')
+    return number
 
 
 # -- runs and experiments -------------------------------------------------------------------------
@@ -401,12 +404,15 @@ async def rerun_action(request: Request):
     )
     if proc.returncode != 0:
         raise HTTPException(400, f"the rerun was refused: {proc.stderr.strip() or proc.stdout.strip()}")
-    new_id = int(proc.stdout.strip().splitlines()[-1])
+    try:
+        new_id = int(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):  # `submit --detach` prints the id alone: anything else is its own story
+        raise HTTPException(400, f"the rerun said no run id: {proc.stdout.strip() or proc.stderr.strip()}") from None
     return _acted(request, f"/runs/{new_id}", f"run {new_id} submitted", run=new_id)
 
 
 def _acted(request: Request, where: str, message: str, **extra):
-    if wants_json(request) or request.headers.get("x-localpipe-token"):
+    if wants_json(request) or request.headers.get(HEADER):
         return JSONResponse({"message": message, **extra})
     return RedirectResponse(where, status_code=303)
 
