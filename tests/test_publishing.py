@@ -277,3 +277,27 @@ def test_serve_answers_rest_submissions_and_fires_schedules(ws, project, history
     finally:
         server.terminate()
         assert server.wait(timeout=15) in (0, -15), server.stdout.read()
+
+
+def test_on_a_public_address_rest_needs_the_bearer_token_alone(ws, project, monkeypatch):
+    """A studio bound to another address than 127.0.0.1 wants its own token for every page; a REST
+    submission from another machine carries the workspace's bearer token only, as on Azure."""
+    from starlette.testclient import TestClient
+
+    from localpipe import InteractiveLoginAuthentication
+    from localpipe.studio.app import create_app
+    from localpipe.studio.rest import BASE, rest_routes
+
+    published = _pipeline(ws, project).publish("trainer")
+    monkeypatch.chdir(ws.root)
+    header = InteractiveLoginAuthentication().get_authentication_header()
+    app = create_app(ws.state_dir, "studio-token", public=True, hosts=None, extra_routes=rest_routes(ws),
+                     self_authenticating=(BASE + "/",))  # fmt: skip
+    with TestClient(app, base_url="http://10.1.2.3:8765") as client:
+        assert client.get("/runs.json").status_code == 401  # the studio's pages want its token
+        url = f"{BASE}/PipelineSubmit/{published.id}"
+        assert client.post(url, json={"ExperimentName": "remote"}).status_code == 401  # no bearer token
+        answer = client.post(url, headers=header, json={"ExperimentName": "remote"})
+        assert answer.status_code == 200, answer.text
+    run = PipelineRun(Experiment(ws, "remote"), answer.json()["Id"])
+    assert run.wait_for_completion(show_output=False) == "Completed"

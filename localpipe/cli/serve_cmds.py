@@ -23,13 +23,14 @@ def serve(ctx, host, port, workspace_dir) -> None:
     Example:
       localpipe serve --port 8765
     """
-    from localpipe.studio.rest import rest_routes
+    from localpipe.studio.rest import BASE, rest_routes
     from localpipe.studio.server import serve as serve_studio
 
     if workspace_dir:
         ctx.meta["localpipe.workspace_dir"] = workspace_dir
     ws = workspace()
-    serve_studio(ws.state_dir, host, port, click.echo, extra_routes=rest_routes(ws), background=[_schedules(ws)])
+    serve_studio(ws.state_dir, host, port, click.echo, extra_routes=rest_routes(ws), background=[_schedules(ws)],
+                 self_authenticating=(BASE + "/",))  # fmt: skip
 
 
 def _schedules(ws):

@@ -38,12 +38,15 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[Callable[[Starlette], Awaitable[None]]] = (),
     hosts: tuple[str, ...] | None = LOOPBACK,
+    self_authenticating: tuple[str, ...] = (),
 ) -> Starlette:
     """The studio of the workspace whose ``.localpipe/`` is ``state_dir``.
 
     ``public``: bound to an address other machines reach, so every request needs ``token``.
     ``extra_routes`` are served before the studio's own; each of ``background`` is started with
-    the app when it starts serving and cancelled when it stops."""
+    the app when it starts serving and cancelled when it stops. Paths starting with one of
+    ``self_authenticating`` are routes that check their own credentials (the REST routes, the
+    workspace's bearer token): only the host check applies to them, never the studio's token."""
     layout = Layout.of(state_dir)
 
     @contextlib.asynccontextmanager
@@ -65,6 +68,7 @@ def create_app(
     app.state.layout = layout
     app.state.views = Views(layout)
     app.state.guard = Guard(token, public=public, hosts=hosts)
+    app.state.self_authenticating = self_authenticating
     return app
 
 
@@ -82,7 +86,11 @@ class _GuardMiddleware:
         request = Request(scope)
         guard: Guard = scope["app"].state.guard
         try:
-            guard.check_read(request)
+            prefixes = scope["app"].state.self_authenticating
+            if prefixes and request.url.path.startswith(prefixes):
+                guard.check_host(request)
+            else:
+                guard.check_read(request)
         except HTTPException as exc:
             response = await _http_error(request, exc)
             return await response(scope, receive, send)

@@ -58,10 +58,15 @@ class Guard:
             )
         )
 
-    def check_read(self, request: Request) -> None:
+    def check_host(self, request: Request) -> None:
+        """On loopback, the request names this server (a page of another site that made its own name
+        resolve to 127.0.0.1 does not: DNS rebinding)."""
         host = (request.url.hostname or "").strip("[]")
         if self.hosts is not None and host not in self.hosts:
             raise HTTPException(403, f'host "{host}" is not this server\'s: open http://127.0.0.1:<port>/')
+
+    def check_read(self, request: Request) -> None:
+        self.check_host(request)
         if self.public and not self.carried(request):
             raise HTTPException(
                 401, "this studio listens on a public address: open the link with ?token= it printed at start"
