@@ -203,7 +203,7 @@ def test_an_image_logged_as_a_path_beside_history_db_is_not_served(client, root)
 
 def test_writes_need_the_token_in_the_request_and_refuse_cross_site_requests(client):
     assert client.post("/runs/1/cancel").status_code == 403
-    client.cookies.set("localpipe_token", TOKEN)  # a cookie is what a cross-site form would send too
+    client.cookies.set("localpipe_token_8765", TOKEN)  # a cookie is what a cross-site form would send too
     assert client.post("/runs/1/cancel").status_code == 403
     client.cookies.clear()
     evil = client.post("/runs/1/cancel", data={"token": TOKEN}, headers={"Origin": "http://evil.example"})
@@ -218,7 +218,9 @@ def test_writes_need_the_token_in_the_request_and_refuse_cross_site_requests(cli
     assert client.get("/runs", headers={"Host": "evil.example"}).status_code == 403
     # the link's token is kept in a cookie, and the page then shows the actions
     linked = client.get(f"/runs/1?token={TOKEN}")
-    assert "localpipe_token" in linked.headers["set-cookie"] and "HttpOnly" in linked.headers["set-cookie"]
+    assert (
+        linked.headers["set-cookie"].startswith("localpipe_token_8765=") and "HttpOnly" in linked.headers["set-cookie"]
+    )
     assert 'name="token"' in client.get("/runs/1").text
     client.cookies.clear()
     assert 'name="token"' not in client.get("/runs/1").text

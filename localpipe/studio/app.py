@@ -26,7 +26,7 @@ from localpipe.errors import LocalpipeError, NotFoundError
 from localpipe.state.layout import Layout
 from localpipe.state.views import Views
 from localpipe.studio.render import render_error, wants_json
-from localpipe.studio.security import COOKIE, LOOPBACK, Guard
+from localpipe.studio.security import LOOPBACK, Guard, cookie_name
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -95,13 +95,14 @@ class _GuardMiddleware:
             response = await _http_error(request, exc)
             return await response(scope, receive, send)
         given = request.query_params.get("token")
-        if not (given and guard.matches(given) and request.cookies.get(COOKIE) != given):
+        cookie = cookie_name(request)
+        if not (given and guard.matches(given) and request.cookies.get(cookie) != given):
             return await self.app(scope, receive, send)
 
         async def send_with_cookie(message):
             if message["type"] == "http.response.start":
                 MutableHeaders(scope=message).append(
-                    "set-cookie", f"{COOKIE}={given}; HttpOnly; SameSite=Strict; Path=/"
+                    "set-cookie", f"{cookie}={given}; HttpOnly; SameSite=Strict; Path=/"
                 )
             await send(message)
 

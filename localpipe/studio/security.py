@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
-COOKIE = "localpipe_token"
+COOKIE = "localpipe_token"  # and the port: browsers share a host's cookies across its ports
 HEADER = "X-Localpipe-Token"
 FIELD = "token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -29,6 +29,12 @@ async def form_fields(request: Request) -> dict[str, str]:
         return {}
     text = (await request.body()).decode("utf-8", errors="replace")
     return {key: values[-1] for key, values in parse_qs(text, keep_blank_values=True).items()}
+
+
+def cookie_name(request: Request) -> str:
+    """The cookie that keeps this server's token: named after its port, so that two servers on one
+    host (or another local service) never get or overwrite each other's."""
+    return f"{COOKIE}_{request.url.port or 80}"
 
 
 def new_token() -> str:
@@ -54,7 +60,7 @@ class Guard:
             for given in (
                 request.headers.get(HEADER),
                 request.query_params.get(FIELD),
-                request.cookies.get(COOKIE),
+                request.cookies.get(cookie_name(request)),
             )
         )
 
