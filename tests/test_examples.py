@@ -1,7 +1,9 @@
 """The examples run end to end through a real `localpipe` process, and the seed also as a plain script.
 
-Each test uses a fresh workspace under tmp_path; the example folders live in the repository and
-must come out of a run exactly as they went in (nothing written next to the sources). The seed's
+Each test copies the example's folder into a fresh workspace under tmp_path and runs the copy: a
+pipeline's workspace is found from its file's folder upwards, so the repository's own examples
+would use the `.localpipe/` that the README's first command makes in the clone. The copy must come
+out of a run exactly as it went in (nothing written next to the sources). The seed's
 two files are the page's code as written (its `azureml` imports, its curated environment, or its
 `CondaDependencies`): their environments are built from the package index, so the first run of
 the suite downloads pandas and scikit-learn once (uv's cache keeps them).
@@ -30,9 +32,14 @@ CASES = {
 }
 
 
-def example_files() -> set[str]:
-    """Every path under the examples this module runs, ignored files (``__pycache__``) included."""
-    return {str(p.relative_to(EXAMPLES)) for name in ("iris", "seed") for p in (EXAMPLES / name).rglob("*")}
+def copied_example(root: Path, name: str) -> Path:
+    """The example folder ``name`` copied into the workspace at ``root``."""
+    return Path(shutil.copytree(EXAMPLES / name, root / name))
+
+
+def files_under(folder: Path) -> set[str]:
+    """Every path under ``folder``, ignored files (``__pycache__``) included."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*")}
 
 
 def as_json(proc: subprocess.CompletedProcess):
@@ -48,11 +55,11 @@ def submit(localpipe, pipeline_file: Path) -> int:
 
 
 def upload_seed_data(root: Path) -> None:
-    """What the page assumes: the images on the workspace's blob datastore (examples/seed/upload_data.py,
-    run as a user runs it: with `localpipe azureml-path` on PYTHONPATH)."""
+    """What the page assumes: the images on the workspace's blob datastore (the copied seed's
+    upload_data.py, run as a user runs it: with `localpipe azureml-path` on PYTHONPATH)."""
     shim = subprocess.run([sys.executable, "-m", "localpipe", "azureml-path"], capture_output=True, text=True)
     proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / "seed" / "upload_data.py")],
+        [sys.executable, str(root / "seed" / "upload_data.py")],
         cwd=root,
         env={**os.environ, "PYTHONPATH": shim.stdout.strip()},
         capture_output=True,
@@ -69,8 +76,9 @@ def step_statuses(localpipe, run_id: int) -> dict[str, str]:
 @pytest.mark.parametrize("example", sorted(CASES))
 def test_example_completes_then_is_reused(ws, localpipe, example):
     steps, metric_step = CASES[example]
-    pipeline_file = EXAMPLES / example
-    before = example_files()
+    folder = copied_example(ws.root, example.split("/")[0])
+    pipeline_file = ws.root / example
+    before = files_under(folder)
     if example.startswith("seed/"):
         upload_seed_data(ws.root)
 
@@ -88,7 +96,7 @@ def test_example_completes_then_is_reused(ws, localpipe, example):
     assert {s["name"]: s["status"] for s in details["steps"]} == dict.fromkeys(steps, "Reused")
     assert {s["reused_from_run"] for s in details["steps"]} == {first}
 
-    assert example_files() == before
+    assert files_under(folder) == before
 
 
 @pytest.mark.timeout(900)
@@ -96,9 +104,8 @@ def test_seed_runs_as_a_plain_script_with_the_azureml_imports(ws, localpipe):
     """`python pipeline.py` from the example's folder, as the page's user runs it, after the
     one-line opt-in: its own `Experiment(ws, 'Compare_Models_Exp').submit(...)` and
     `wait_for_completion()`, which prints each step's status."""
-    before = example_files()
-    seed = ws.root / "seed"
-    shutil.copytree(EXAMPLES / "seed", seed)
+    seed = copied_example(ws.root, "seed")
+    before = files_under(seed)
     upload_seed_data(ws.root)
     shim = localpipe("azureml-path", check=True).stdout.strip()
     proc = subprocess.run(
@@ -121,4 +128,4 @@ def test_seed_runs_as_a_plain_script_with_the_azureml_imports(ws, localpipe):
     assert run["experiment"] == "Compare_Models_Exp"
     built = as_json(localpipe("show", run["id"], "--json"))["steps"][0]["environment_build"]
     assert built["name"] == "AzureML-Tutorial" and any(p.startswith("scikit-learn==") for p in built["packages"])
-    assert example_files() == before
+    assert files_under(seed) == before
