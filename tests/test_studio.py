@@ -415,3 +415,11 @@ def test_another_module_adds_routes_and_a_background_task_that_share_the_token(r
     count = len(ticks)
     time.sleep(0.05)
     assert ticks[0] == root and len(ticks) == count  # stopped with the server
+
+
+def test_an_error_page_says_what_kind_of_error_and_links_no_twin(client):
+    missing = client.get("/runs/999999999")
+    assert missing.status_code == 404 and "<h1>Not here</h1>" in missing.text and 'class="twin"' not in missing.text
+    refused = client.post("/runs/1/cancel")
+    assert refused.status_code == 403 and "<h1>Not allowed</h1>" in refused.text
+    assert 'class="twin"' in client.get("/runs").text

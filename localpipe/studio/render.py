@@ -53,6 +53,11 @@ def page(request: Request, template: str, data: dict, status_code: int = 200, **
 
 def render_error(request: Request, status_code: int, message: str) -> HTMLResponse:
     html = _environment.get_template("error.html").render(
-        request=request, data={}, token=None, workspace=str(request.app.state.layout.root), message=message
+        request=request,
+        data={},
+        token=None,
+        workspace=str(request.app.state.layout.root),
+        message=message,
+        status_code=status_code,  # its heading; and no JSON twin link, which an error page has not
     )
     return HTMLResponse(html, status_code=status_code)
