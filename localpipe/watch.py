@@ -347,14 +347,12 @@ class ScheduleLoop:
         self.observer.start()
         try:
             for record in self._datastore_schedules():  # watched before the first scan: no file falls between
-                self._watch(os.path.normpath(self.runner.watched_folder(record)))
+                self._watch(record)
             self._report(self.runner.start)
             while not self._stop.is_set():
                 changed = self._changed_folders()
                 for record in self._datastore_schedules():
-                    folder = os.path.normpath(self.runner.watched_folder(record))
-                    self._watch(folder)
-                    if folder in changed:
+                    if self._watch(record) in changed:
                         self._report(lambda r=record: self.runner.scan(r["schedule_id"]))
                 self._report(self.runner.tick)
         finally:
@@ -377,9 +375,11 @@ class ScheduleLoop:
     def _datastore_schedules(self) -> list[dict]:
         return [r for r in self.runner.history.publishing.schedules() if r["datastore"]]
 
-    def _watch(self, folder: str) -> None:
+    def _watch(self, record: dict) -> str:
+        """Watch the folder of the datastore schedule ``record`` (once); the folder."""
+        folder = os.path.normpath(self.runner.watched_folder(record))
         if folder in self.watched:
-            return
+            return folder
         try:
             os.makedirs(folder, exist_ok=True)
             self.observer.schedule(_Events(self.changes), folder, recursive=False)
@@ -387,8 +387,9 @@ class ScheduleLoop:
             line = f"cannot watch {folder} ({exc.strerror or exc}): its schedule is not fired"
             if self.runner.report_once(line):
                 self.echo(line)
-            return
+            return folder
         self.watched.add(folder)
+        return folder
 
     def _report(self, action: Callable[[], None]) -> None:
         """Run ``action``; echo the runs it started and the fires that could not start."""
