@@ -465,3 +465,37 @@ def test_a_step_gets_sigint_as_its_default_and_a_submitter_ignoring_sigchld_stil
                           capture_output=True, text=True, timeout=60)  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     assert (ws.state_dir / "runs" / "1" / "tree" / "stdout.log").read_text() == "True\n"
+
+
+LISTS_ITS_DESCRIPTORS = """
+import os, pathlib, sys, time
+time.sleep(0.3)  # the other step is running too: its pipes are open in the supervisor now
+fds = {}
+for fd in os.listdir("/proc/self/fd"):
+    try:
+        fds[int(fd)] = os.readlink(f"/proc/self/fd/{fd}")
+    except FileNotFoundError:  # the listing's own descriptor, closed once listed
+        pass
+pathlib.Path(os.environ["LOCALPIPE_WORKSPACE"], os.environ["LOCALPIPE_STEP_NAME"] + ".fds").write_text(repr(fds))
+"""
+
+TWO_STEPS = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+pipeline = Pipeline(Workspace.from_config(), [
+    PythonScriptStep("step.py", name=name, source_directory="src") for name in ("left", "right")])
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_step_inherits_no_descriptor_but_its_standard_streams(ws, project, localpipe):
+    """The supervisor spawns steps without closing descriptors (posix_spawn): everything it holds,
+    its socket to the scheduler and the pipes of a step running beside, must be close-on-exec.
+    Each of two steps running at once lists its descriptors: 0, 1 and 2 only."""
+    project("src/step.py", LISTS_ITS_DESCRIPTORS)
+    project("p.py", TWO_STEPS)
+    localpipe("submit", "p.py", check=True)
+    for name in ("left", "right"):
+        fds = eval((ws.root / f"{name}.fds").read_text())  # noqa: S307  (our own step's repr of a dict)
+        extra = {fd: target for fd, target in fds.items() if fd > 2}
+        assert set(fds) >= {0, 1, 2} and not extra, f"{name} inherited {extra}"
+        assert fds[0] == os.devnull and fds[1].startswith("pipe:") and fds[2].startswith("pipe:"), fds

@@ -31,7 +31,6 @@ import selectors
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import time
 import traceback
@@ -60,10 +59,29 @@ def _spawn_argv(argv: list[str]) -> list[str]:
 
 def _cannot_start(argv0: str, executable: str | None, cwd: str) -> str | None:
     """Why the step's program cannot be run, checked before spawning: exec'd through setpriv, it
-    would only exit 127, and a file that is neither a program nor a script would go to /bin/sh."""
+    would only exit 127, and a file that is neither a program nor a script would go to /bin/sh.
+    A program found runnable is not read again while its inode, mode and mtime stay the same
+    (every step of a run is usually the same interpreter)."""
     path = executable if os.sep not in argv0 else os.path.join(cwd, argv0)
-    if not path or not os.path.exists(path):
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    if st is None:
         return "No such file or directory"
+    identity = (path, st.st_ino, st.st_mode, st.st_mtime_ns)
+    if identity in _RUNNABLE:
+        return None
+    problem = _unrunnable(path)
+    if problem is None:
+        _RUNNABLE.add(identity)
+    return problem
+
+
+_RUNNABLE: set[tuple] = set()
+
+
+def _unrunnable(path: str) -> str | None:
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
         return "Permission denied"
     try:
@@ -181,9 +199,9 @@ class Log:
 
 
 class Step:
-    def __init__(self, key: str, proc: subprocess.Popen, tag: str, logs: list[Log]):
-        self.key, self.proc, self.tag, self.logs = key, proc, tag, logs
-        self.pidfd = os.pidfd_open(proc.pid)
+    def __init__(self, key: str, pid: int, tag: str, logs: list[Log]):
+        self.key, self.pid, self.tag, self.logs = key, pid, tag, logs
+        self.pidfd = os.pidfd_open(pid)
         self.kill_at: float | None = None  # when a terminate's grace period ends
 
 
@@ -199,6 +217,7 @@ class Supervisor:
         self.launches = 0
         self.all_ended_wanted = False
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every step's stdin
+        self.home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # back here after each spawn
 
     def run(self) -> None:
         next_reap = 0.0
@@ -220,7 +239,7 @@ class Supervisor:
             for step in list(self.steps.values()):
                 if step.kill_at is not None and now >= step.kill_at:
                     step.kill_at = None
-                    _kill_tree(step.proc.pid, signal.SIGKILL)
+                    _kill_tree(step.pid, signal.SIGKILL)
             if self.all_ended_wanted and not self.steps:
                 self.all_ended_wanted = False
                 self._send({"op": "all_ended"})
@@ -264,16 +283,7 @@ class Supervisor:
             return
         pipes = [os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)]
         try:
-            proc = subprocess.Popen(
-                _spawn_argv(request["argv"]),
-                cwd=request["cwd"],
-                env=env,
-                stdin=self.devnull,
-                stdout=pipes[0][1],
-                stderr=pipes[1][1],
-                start_new_session=True,
-                close_fds=True,
-            )
+            pid = self._spawn(request, env, pipes[0][1], pipes[1][1])
         except OSError as exc:
             for read, write in pipes:
                 os.close(read)
@@ -282,21 +292,47 @@ class Supervisor:
             return
         for _, write in pipes:
             os.close(write)
-        if request["memory_limit"]:  # set from here, after the fork: the child runs no Python before its exec
+        if request["memory_limit"]:  # set from here, after the spawn: the child runs no Python before its exec
             try:
                 limit = request["memory_limit"]
-                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+                resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
             except (OSError, ValueError):
                 pass  # the process may already be gone; its exit is reported as usual
         logs = [
             Log(read, path, request["log_limit"], request["masked"])
             for (read, _), path in zip(pipes, (request["stdout"], request["stderr"]), strict=True)
         ]
-        step = self.steps[key] = self.by_pid[proc.pid] = Step(key, proc, tag, logs)
+        step = self.steps[key] = self.by_pid[pid] = Step(key, pid, tag, logs)
         for log in logs:
             os.set_blocking(log.fd, False)
             self.selector.register(log.fd, selectors.EVENT_READ, log)
         self.selector.register(step.pidfd, selectors.EVENT_READ, step)
+
+    def _spawn(self, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
+        """Start the step's program in a session of its own, in its working directory; its pid.
+
+        ``posix_spawn`` (a vfork, the environment converted in C) costs half of ``subprocess.Popen``
+        here. It has no working-directory action before Python 3.13, so the supervisor, which has
+        no threads, changes its own around the spawn. Every descriptor it holds is close-on-exec,
+        so the step inherits only the three given here.
+        """
+        argv = _spawn_argv(request["argv"])
+        program = argv[0] if SETPRIV or os.sep in argv[0] else request["executable"]
+        os.chdir(request["cwd"])
+        try:
+            return os.posix_spawn(
+                program,
+                argv,
+                env,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, self.devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, stdout, 1),
+                    (os.POSIX_SPAWN_DUP2, stderr, 2),
+                ],
+                setsid=True,
+            )
+        finally:
+            os.fchdir(self.home)
 
     def _guarded(self, key: str, handle, argument) -> None:
         """Run ``handle(argument)``; what it raises fails the one step ``key``, never the supervisor
@@ -307,13 +343,13 @@ class Supervisor:
             traceback.print_exc()
             step = self.steps.pop(key, None)
             if step is not None:
-                self.by_pid.pop(step.proc.pid, None)
+                self.by_pid.pop(step.pid, None)
             self._send({"op": "exit", "key": key, "error": f"the step supervisor could not handle it: {exc!r}"})
 
     def _terminate(self, key: str, grace: float) -> None:
         step = self.steps.get(key)
         if step is not None and step.kill_at is None:
-            _kill_tree(step.proc.pid, signal.SIGTERM)
+            _kill_tree(step.pid, signal.SIGTERM)
             step.kill_at = time.monotonic() + grace
 
     # -- steps ending -------------------------------------------------------------------------
@@ -321,19 +357,18 @@ class Supervisor:
         self.selector.unregister(step.pidfd)
         os.close(step.pidfd)
         # Killed before the leader is reaped: until then its pid, the group's id, cannot be reused.
-        _signal_group(step.proc.pid, signal.SIGSTOP)
+        _signal_group(step.pid, signal.SIGSTOP)
         _stop_and_kill(lambda: self._left_by(step))
-        _signal_group(step.proc.pid, signal.SIGKILL)
-        _, status, usage = os.wait4(step.proc.pid, 0)
-        step.proc.returncode = os.waitstatus_to_exitcode(status)
+        _signal_group(step.pid, signal.SIGKILL)
+        _, status, usage = os.wait4(step.pid, 0)
+        code = os.waitstatus_to_exitcode(status)
         self._drain(step.logs)
-        del self.steps[step.key], self.by_pid[step.proc.pid]
-        code = step.proc.returncode
+        del self.steps[step.key], self.by_pid[step.pid]
         self._send(
             {
                 "op": "exit",
                 "key": step.key,
-                "pid": step.proc.pid,
+                "pid": step.pid,
                 "code": None if code < 0 else code,
                 "signal": -code if code < 0 else None,
                 "peak_memory": usage.ru_maxrss * 1024,
@@ -342,14 +377,15 @@ class Supervisor:
         )
 
     def _left_by(self, step: Step) -> set[int]:
-        """The processes an ended step left: what is below its leader, and the processes that are
-        now the supervisor's (their parent ended) carrying its launch tag, with what is below them."""
-        return set(_descendants(step.proc.pid)) | self._strays_tagged(lambda tag: tag == step.tag)
+        """The processes an ended step left: the supervisor's children carrying its launch tag, with
+        what is below them. Its leader has none: its pidfd reads as ended only after the kernel gave
+        its children to the supervisor, the subreaper."""
+        return self._strays_tagged(lambda tag: tag == step.tag)
 
     def _strays_tagged(self, wanted) -> set[int]:
         """The supervisor's children that are not steps whose launch tag ``wanted`` accepts, with what is below them."""
         found = set()
-        for pid in _children(os.getpid()):
+        for pid in _own_children():
             if pid not in self.by_pid and wanted(_launch_tag(pid)):
                 found.add(pid)
                 found.update(_descendants(pid))
@@ -366,7 +402,7 @@ class Supervisor:
 
         if self._strays_tagged(ended):
             _stop_and_kill(lambda: self._strays_tagged(ended))
-        for pid in _children(os.getpid()):
+        for pid in _own_children():
             if pid not in self.by_pid:
                 try:
                     os.waitpid(pid, os.WNOHANG)
@@ -430,6 +466,16 @@ def _children(pid: int) -> list[int]:
     except OSError:
         pass
     return found
+
+
+def _own_children() -> list[int]:
+    """The supervisor's children: it runs no threads, so its one task's list is all of them."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as handle:
+            return [int(p) for p in handle.read().split()]
+    except OSError:
+        return []
 
 
 def _descendants(pid: int) -> list[int]:
@@ -502,6 +548,7 @@ def main(fd: int) -> None:
     # the terminal reaches only the scheduler: the supervisor has a session of its own.)
     for number in (signal.SIGCHLD, signal.SIGINT, signal.SIGPIPE, signal.SIGHUP):
         signal.signal(number, signal.SIG_DFL)
+    os.set_inheritable(fd, False)  # the steps are spawned without closing descriptors: none may leak to them
     supervisor = Supervisor(socket.socket(fileno=fd))
 
     def on_sigterm(signum, frame):
