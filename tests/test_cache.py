@@ -199,6 +199,37 @@ def test_the_step_runs_from_a_snapshot_of_exactly_the_hashed_files(ws, project, 
     assert files == ".amlignore,keep.txt,x.py"
 
 
+def test_the_default_ignore_rules_answer_as_pathspec_does():
+    """A folder without ignore files is matched without pathspec (DefaultIgnoreRules): on every
+    path of up to three names drawn from the default patterns' names and their near misses, as a
+    file and as a folder, the answer is pathspec's."""
+    import itertools
+
+    import pathspec
+
+    from localpipe.content.hashing import DEFAULT_IGNORES, DefaultIgnoreRules, ignore_spec
+
+    spec, rules = pathspec.GitIgnoreSpec.from_lines(DEFAULT_IGNORES), DefaultIgnoreRules()
+    names = [
+        "a",
+        "__pycache__",
+        "x.pyc",
+        ".pyc",
+        ".git",
+        ".localpipe",
+        ".ipynb_checkpoints",
+        "pyc",
+        "a.pyc.txt",
+        "b.py",
+    ]
+    paths = ["/".join(parts) + end for depth in (1, 2, 3) for parts in itertools.product(names, repeat=depth)
+             for end in ("", "/")]  # fmt: skip
+    differing = [p for p in paths if spec.match_file(p) != rules.match_file(p)]
+    assert not differing, differing[:10]
+    assert sum(map(rules.match_file, paths)) > len(paths) / 3  # the default patterns match many of them
+    assert isinstance(ignore_spec("/nonexistent-folder"), DefaultIgnoreRules)
+
+
 def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ran(ws, history, project, run_pipeline):
     from localpipe.engine.submit import prepare_run, run_prepared
 

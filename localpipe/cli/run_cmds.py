@@ -146,7 +146,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     click.echo(f"run {prepared.run_id} of experiment {name}: {count(len(prepared.graph.steps), 'step')}")
     steps = list(prepared.graph.steps)
     failure = failure_lines(history, prepared.run_id)
-    progress = batches_of(history, prepared.run_id)
+    progress = batches_of(history, prepared)
     if sys.stdout.isatty():
         printer = LiveProgress(steps, failure, progress)
     else:
@@ -235,11 +235,13 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     watcher.run()
 
 
-def batches_of(history, run_id: int):
+def batches_of(history, prepared):
     """A step's mini-batches done, failed and left, as a line (for a ParallelRunStep; else None)."""
     from localpipe.parallel.progress import describe, read
 
-    return lambda step: describe(read(history.layout.step_dir(run_id, step)))
+    parallel = {name for name, spec in prepared.graph.steps.items() if spec.kind == "parallel"}
+    step_dir = history.layout.step_dir
+    return lambda step: describe(read(step_dir(prepared.run_id, step))) if step in parallel else None
 
 
 def warn_if_oversubscribed() -> None:

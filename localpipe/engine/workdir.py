@@ -166,8 +166,10 @@ def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolde
     """Copy exactly the hashed source files into the step's folder; the copy's digest is returned."""
     if step.source_dir is None:
         return None
-    folder.snapshot.mkdir(parents=True, exist_ok=True)
-    return copy_tree(step.source_dir, list(source.files), folder.snapshot) if source else None
+    if source is None:
+        folder.snapshot.mkdir(parents=True, exist_ok=True)
+        return None
+    return copy_tree(step.source_dir, list(source.files), folder.snapshot)
 
 
 def working_dir(step: StepSpec, folder: StepFolder) -> Path:
@@ -245,9 +247,11 @@ def build_launch(
 ) -> Launch:
     """The argv and environment of one attempt, with data references replaced by paths."""
     output_paths = {}
+    if step.outputs:
+        folder.outputs.mkdir(exist_ok=True)
     for name, is_dir in step.outputs.items():
         path = folder.output_path(name, is_dir)
-        (path if is_dir else path.parent).mkdir(parents=True, exist_ok=True)
+        (path if is_dir else path.parent).mkdir(exist_ok=True)
         output_paths[name] = str(path)
     args = [_resolve(token, input_paths, output_paths) for token in step.argv]
     python = interpreter or step.environment.get("interpreter") or sys.executable

@@ -18,9 +18,10 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from localpipe.content.hashing import TreeDigest, hash_tree, walk
+from localpipe.content.hashing import TreeDigest, file_entry, hash_tree, tree_digest, walk
 from localpipe.errors import LocalpipeError, OutputError
 from localpipe.faults import fault_point
 
@@ -71,30 +72,33 @@ class ObjectStore:
         ``folder`` is consumed. When the store already holds the same content, ``folder`` is
         deleted instead. OutputError says what in ``folder`` cannot be stored.
         """
-        prepare_tree(folder)
-        tree = hash_tree(folder, ignore=False)
-        target = self.path(tree.digest)
-        if target.is_dir():
+        folder = os.fspath(folder)
+        found = prepare_tree(folder)
+        if found.links:  # hashed as what they point to: the general walk follows them
+            tree = hash_tree(folder, ignore=False)
+        else:
+            files = {rel: file_entry(path, st) for rel, path, st in found.files}
+            tree = TreeDigest(tree_digest(files), files, sum(st.st_size for _, _, st in found.files))
+        target = os.path.join(self._root, tree.digest[:2], tree.digest)
+        if os.path.isdir(target):
             if self.verify(tree.digest) is None:
                 os.utime(target)  # fresh again: gc keeps objects changed since the oldest active run began
                 remove_tree(folder)
                 return tree
             remove_tree(target)  # damaged: this commit's copy, which hashes to its name, replaces it
-        for rel in tree.files:
-            path = Path(folder, rel)
-            os.chmod(path, stat.S_IMODE(path.stat().st_mode) & ~0o222)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        for _, path, st in found.files:
+            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
         fault_point("store-rename")
         try:
             os.rename(folder, target)
         except OSError:
-            if not target.is_dir():  # a concurrent commit of the same content won the race otherwise
+            if not os.path.isdir(target):  # a concurrent commit of the same content won the race otherwise
                 raise
             remove_tree(folder)
             return tree
-        for dirpath, dirnames, _ in os.walk(target):
-            for name in dirnames:
-                os.chmod(os.path.join(dirpath, name), READ_ONLY_DIR)
+        for rel in found.folders:
+            os.chmod(os.path.join(target, rel), READ_ONLY_DIR)
         os.chmod(target, READ_ONLY_DIR)
         return tree
 
@@ -102,8 +106,19 @@ class ObjectStore:
         remove_tree(self.path(digest))
 
 
-def prepare_tree(folder: str | os.PathLike) -> None:
-    """Make ``folder`` fit to be stored as it is, or raise OutputError naming what is not.
+@dataclass
+class _Found:
+    """What a tree about to be stored holds: its regular files (relative path, path, stat), its
+    folders (relative paths, below its root) and whether it holds links."""
+
+    files: list[tuple[str, str, os.stat_result]] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+    links: bool = False
+
+
+def prepare_tree(folder: str) -> _Found:
+    """Make ``folder`` fit to be stored as it is, or raise OutputError naming what is not; what
+    it holds, from the same one pass.
 
     A link pointing inside ``folder`` stays (an absolute one is made relative); one pointing
     outside it, to nothing, or in a loop is refused. A file with other hard links becomes a copy
@@ -114,26 +129,38 @@ def prepare_tree(folder: str | os.PathLike) -> None:
             f"{os.path.basename(folder)} is not a folder the step wrote into (it is a link or a file): "
             "write the output's files into the folder given to the step"
         )
-    root = os.path.realpath(folder)
-    for dirpath, dirnames, filenames in os.walk(folder):
-        for name in (*dirnames, *filenames):
-            path = os.path.join(dirpath, name)
-            rel = os.path.relpath(path, folder)
-            try:
-                name.encode("utf-8")
-            except UnicodeEncodeError:
-                raise OutputError(
-                    f"file name {os.fsencode(name)!r} in {os.path.dirname(rel) or '.'} is not UTF-8: rename it"
-                ) from None
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                _keep_link_inside(path, rel, root)
-            elif stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
-                copy = f"{path}.localpipe-copy"
-                shutil.copy2(path, copy)
-                os.replace(copy, path)
-            elif not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+    found = _Found()
+    pending = [("", folder)]
+    while pending:
+        rel_dir, path_dir = pending.pop()
+        for entry in os.scandir(path_dir):
+            name, path = entry.name, entry.path
+            rel = rel_dir + name
+            if not name.isascii():
+                try:
+                    name.encode("utf-8")
+                except UnicodeEncodeError:
+                    raise OutputError(
+                        f"file name {os.fsencode(name)!r} in {rel_dir.rstrip('/') or '.'} is not UTF-8: rename it"
+                    ) from None
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                found.folders.append(rel)
+                pending.append((rel + "/", path))
+            elif stat.S_ISREG(st.st_mode):
+                if st.st_nlink > 1:
+                    copy = f"{path}.localpipe-copy"
+                    shutil.copy2(path, copy)
+                    os.replace(copy, path)
+                    st = os.lstat(path)
+                found.files.append((rel, path, st))
+            elif stat.S_ISLNK(st.st_mode):
+                _keep_link_inside(path, rel, os.path.realpath(folder))
+                found.links = True
+            else:
                 raise OutputError(f"{rel} is a {_kind(st.st_mode)}, which cannot be stored: write a regular file")
+    found.files.sort(key=lambda item: item[0])
+    return found
 
 
 def _keep_link_inside(path: str, rel: str, root: str) -> None:
