@@ -273,31 +273,38 @@ class Scheduler:
         if self.halt_reason or not self.progress.has_decidable:
             return
         with self.history.write():
-            self._wave = _Wave()
-            try:
-                while not self.halt_reason:
-                    self._cancel_blocked()
-                    wave = [self.graph.steps[name] for name in self.progress.take_decidable()]
-                    if not wave:
-                        break
-                    inputs = {spec.name: self._input_digests(spec) for spec in wave}
-                    for decision in decide(
-                        wave,
-                        self.sources,
-                        inputs,
-                        self.history.cache,
-                        self.store,
-                        self.run.experiment_id,
-                        regenerate=self.run.regenerate_outputs,
-                    ):
-                        self._apply(decision)
-                self.history.steps.change(self._wave.changes)
-                self.history.steps.add_outputs(self._wave.outputs)
-                self.history.cache.add_keys(self._wave.keys)
-                fault_point("in-reuse-wave")
-            finally:
-                self._wave = None
+            self._decide_in_transaction()
         fault_point("after-reuse-wave")
+
+    def _decide_in_transaction(self) -> None:
+        """``_decide_ready``'s work, in the caller's write transaction (a completion's, which
+        decides what it made decidable in the same commit)."""
+        if self.halt_reason or not self.progress.has_decidable:
+            return
+        self._wave = _Wave()
+        try:
+            while not self.halt_reason:
+                self._cancel_blocked()
+                wave = [self.graph.steps[name] for name in self.progress.take_decidable()]
+                if not wave:
+                    break
+                inputs = {spec.name: self._input_digests(spec) for spec in wave}
+                for decision in decide(
+                    wave,
+                    self.sources,
+                    inputs,
+                    self.history.cache,
+                    self.store,
+                    self.run.experiment_id,
+                    regenerate=self.run.regenerate_outputs,
+                ):
+                    self._apply(decision)
+            self.history.steps.change(self._wave.changes)
+            self.history.steps.add_outputs(self._wave.outputs)
+            self.history.cache.add_keys(self._wave.keys)
+            fault_point("in-reuse-wave")
+        finally:
+            self._wave = None
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step
@@ -634,8 +641,9 @@ class Scheduler:
             self._fail(name, f"could not write an output to its destination: {exc}", exit_event=event)
             return
         # The cache entry and the Completed status are one transaction: an entry exists only for
-        # a step that completed, and only once all its outputs are in the store. The claim it
-        # frees goes to the next ready steps in the same transaction (they start after it).
+        # a step that completed, and only once all its outputs are in the store. The steps it made
+        # decidable are decided, and the claim it frees goes to the next ready steps, in the same
+        # transaction (they start after it): one commit a step, where there were three.
         fault_point("before-cache-entry")
         with self.history.write():
             self.history.steps.add_outputs(
@@ -655,6 +663,7 @@ class Scheduler:
                 **rekeyed,
             )
             self._release(running.placement)
+            self._decide_in_transaction()
             self._claimed.update(self._claim_ready())
             fault_point("in-cache-entry")
         fault_point("after-completed")
