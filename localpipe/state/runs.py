@@ -81,7 +81,8 @@ class RunRecords:
         digest = hash_bytes(graph_json.encode())
         with self.database.write():
             experiment, _ = t.Experiment.get_or_create(name=run.experiment)
-            stored = t.PipelineGraph.get_or_none(t.PipelineGraph.digest == digest)
+            # Only the id: reading the stored graph back would decode its JSON, as large as the pipeline.
+            stored = t.PipelineGraph.select(t.PipelineGraph.id).where(t.PipelineGraph.digest == digest).first()
             if stored is None:
                 stored = t.PipelineGraph.create(digest=digest, description=run.description, graph=graph_json)
             row = t.PipelineRun.create(
