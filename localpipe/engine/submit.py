@@ -210,7 +210,7 @@ def scheduler_for(
     gpus = detect_gpus().gpus if any(spec.resources["gpus"] for spec in graph.steps.values()) else ()
     pool = ResourcePool(history, run_id, slots or host.cpus, host.memory_total, gpus)
     return Scheduler(
-        history.runs.for_scheduler(run_id),
+        history.runs.for_scheduler(run_id, with_graph=False),
         graph,
         sources,
         history,

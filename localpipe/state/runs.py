@@ -60,7 +60,7 @@ class ScheduledRun:
     id: int
     experiment: str
     experiment_id: int
-    graph: dict
+    graph: dict | None  # None when not asked for
     regenerate_outputs: bool
     continue_on_step_failure: bool
     step_ids: dict[str, int]
@@ -116,12 +116,13 @@ class RunRecords:
             t.PipelineRun.id == run_id, t.PipelineRun.scheduler_pid.is_null()
         ).execute()
 
-    def for_scheduler(self, run_id: int) -> ScheduledRun:
+    def for_scheduler(self, run_id: int, with_graph: bool = True) -> ScheduledRun:
+        """What a scheduler needs of run ``run_id``; its graph only ``with_graph`` (a scheduler given
+        the planned graph need not decode the stored one, as large as the pipeline)."""
         t = self.t
+        graph = [t.PipelineGraph.graph.alias("graph_json")] if with_graph else []
         row = (
-            t.PipelineRun.select(
-                t.PipelineRun, t.Experiment.name.alias("experiment_name"), t.PipelineGraph.graph.alias("graph_json")
-            )
+            t.PipelineRun.select(t.PipelineRun, t.Experiment.name.alias("experiment_name"), *graph)
             .join(t.Experiment)
             .switch(t.PipelineRun)
             .join(t.PipelineGraph)
@@ -134,7 +135,7 @@ class RunRecords:
             run_id,
             row["experiment_name"],
             row["experiment"],
-            row["graph_json"],
+            row.get("graph_json"),
             row["regenerate_outputs"],
             row["continue_on_step_failure"],
             step_ids,
