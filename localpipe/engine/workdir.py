@@ -145,10 +145,10 @@ def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
     run files (``files/outputs``, ``files/logs``), beside what it uploaded (Run.upload_file)."""
     cwd = working_dir(step, folder)
     for name in RUN_FILE_FOLDERS:
-        source = cwd / name
         if cwd == folder.root and name == "outputs":
             continue  # a step without a source directory: ./outputs is where its named outputs are
-        if not source.is_dir() or source.is_symlink():
+        source = os.path.join(cwd, name)  # a plain string: asked twice for every step, most have neither
+        if not os.path.isdir(source) or os.path.islink(source):
             continue
         target = folder.files / name
         target.mkdir(parents=True, exist_ok=True)
@@ -159,7 +159,7 @@ def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
             elif destination.exists() or destination.is_symlink():
                 destination.unlink()
             shutil.move(entry.path, destination)
-        source.rmdir()
+        os.rmdir(source)
 
 
 def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:
