@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 import pytest
@@ -81,6 +82,18 @@ def test_command_step_runs_an_argv_list_without_a_shell(ws, project, run_pipelin
     folder = ws.state_dir / "runs" / str(run_id) / "cmd"
     assert output_file(ws, steps["cmd"], "out", "o.txt").read_text() == f"$HOME {folder}"
     assert not (folder / "snapshot").exists()
+
+
+def test_a_step_gets_the_signals_python_ignores_at_their_defaults(ws, run_pipeline):
+    """Python ignores SIGPIPE and SIGXFSZ, and an ignored signal stays ignored across exec: a step
+    (here `grep` under `sh`) must get them at their defaults, as from subprocess.Popen, so that
+    `producer | head` ends its producer and a file over the size limit stops its writer."""
+    out = PipelineData("out")
+    step = CommandStep(["sh", "-c", 'grep "^SigIgn" /proc/self/status > "$0/ignored"', out], name="signals")
+    _, _, steps = run_pipeline(Pipeline(ws, [step]))
+    ignored = int(output_file(ws, steps["signals"], "out", "ignored").read_text().split()[1], 16)
+    for number in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (number - 1)), f"{number.name} is ignored in the step: {ignored:#x}"
 
 
 def test_a_command_name_is_found_on_the_path_and_a_missing_one_named(ws, run_pipeline, monkeypatch):

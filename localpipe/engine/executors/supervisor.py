@@ -51,6 +51,9 @@ _libc = ctypes.CDLL(None, use_errno=True)
 # VM against a plain spawn of /bin/true: 1.8 ms against 0.6), the larger part of the supervisor's
 # cost per step (docs/performance.md).
 SETPRIV = shutil.which("setpriv")
+# Python ignores these; an ignored signal stays ignored across exec: the step gets them back at
+# their defaults, as subprocess.Popen's restore_signals gives them.
+RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def _spawn_argv(argv: list[str]) -> list[str]:
@@ -330,6 +333,7 @@ class Supervisor:
                     (os.POSIX_SPAWN_DUP2, stderr, 2),
                 ],
                 setsid=True,
+                setsigdef=RESTORED_SIGNALS,
             )
         finally:
             os.fchdir(self.home)
