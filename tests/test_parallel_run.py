@@ -656,3 +656,28 @@ def test_the_files_of_another_steps_output_are_an_input(ws, project, run_pipelin
     run_id, status, steps = run_pipeline(Pipeline(ws, [make, score]))
     assert status == "Completed", steps["score"]
     assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt {n}" for n in range(25)]
+
+
+def test_the_files_the_workspace_hashed_are_not_read_again_by_the_step(ws, project, run_pipeline, history):
+    from localpipe.content.hashing import hash_file
+    from localpipe.parallel.batches import Digests
+
+    source = project("src/score.py", ECHO).parent
+    data = _files(ws.root / "data", 300)
+    for path in data.iterdir():  # older than the stat cache's racy window, so that it keeps them
+        os.utime(path, (path.stat().st_atime - 3600, path.stat().st_mtime - 3600))
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    # The scheduler keeps the digests it made for the step's cache key when the run ends: the
+    # first run's driver hashed the files itself.
+    (kept,) = (history.layout.parallel_cache / "digests").iterdir()
+    assert len(json.loads(kept.read_text())["files"]) == 300
+    (data / "f00123.txt").write_text("changed\n")  # just written: the stat cache does not keep it
+    second, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"  # every other file's digest came from the workspace's stat cache
+    hashed = json.loads(kept.read_text())
+    assert hashed["algorithm"] == "blake3" and list(hashed["files"]) == [str(data / "f00123.txt")]
+    assert _output(history, second).splitlines()[123] == "f00123.txt changed"
+    assert len(_timings(history, second)) == 1  # the one batch whose file changed
+    # The step's own digests are the workspace's: a file hashed by either gives a batch the same key.
+    assert Digests().of(str(data / "f00007.txt")) == hash_file(data / "f00007.txt")
