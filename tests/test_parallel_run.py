@@ -681,3 +681,56 @@ def test_the_files_the_workspace_hashed_are_not_read_again_by_the_step(ws, proje
     assert len(_timings(history, second)) == 1  # the one batch whose file changed
     # The step's own digests are the workspace's: a file hashed by either gives a batch the same key.
     assert Digests().of(str(data / "f00007.txt")) == hash_file(data / "f00007.txt")
+
+
+def test_gc_removes_the_batch_results_no_kept_run_has(ws, project, run_pipeline, history, monkeypatch):
+    from localpipe.state.gc import collect, plan_gc
+
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", COUNTING).parent
+    data = _files(ws.root / "data", 100)
+
+    def family(run_id: int) -> str:
+        record = history.layout.step_dir(run_id, "score") / "parallel_run" / "cache.json"
+        return json.loads(record.read_text())["family"]
+
+    def journal(name: str) -> list[str]:
+        return (history.layout.parallel_cache / name / "results.jsonl").read_text().splitlines()
+
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    project("src/score.py", COUNTING + "\n# changed: another family\n")
+    second, _, _ = run_pipeline(_pipeline(ws, source, data))
+    (data / "f00055.txt").write_text("changed\n")
+    third, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed" and family(second) == family(third) != family(first)
+    assert len(journal(family(third))) == 11  # batch 5 twice: before and after its file changed
+
+    plan = plan_gc(history, keep_last=1)  # keeps the third run only
+    assert plan.forget_runs == [first, second]
+    assert set(plan.parallel) == {family(first), f"{family(third)}/results.jsonl"}
+    kept = family(third)
+    stale = family(first)
+    result = collect(history, plan)
+    assert result.parallel_removed == 2 and not result.problems
+    assert not (history.layout.parallel_cache / stale).exists()
+    assert len(journal(kept)) == 10 and len(list((history.layout.parallel_cache / "digests").iterdir())) == 1
+    # What the kept run had is all still there: run again, no batch runs.
+    (ws.root / "calls.txt").unlink()
+    fourth, status, _ = run_pipeline(
+        Pipeline(
+            ws,
+            [
+                ParallelRunStep(
+                    name="score",
+                    parallel_run_config=_config(ws, source),
+                    inputs=[Dataset.File.from_files(str(data)).as_named_input("files")],
+                    output=PipelineData("scores", datastore=ws.get_default_datastore()),
+                    allow_reuse=False,
+                )
+            ],
+        )
+    )
+    assert status == "Completed" and not (ws.root / "calls.txt").exists()
+    assert _output(history, fourth).splitlines() == [f"f{n:05d}.txt" for n in range(100)]
+    assert plan_gc(history).parallel == {}  # nothing more to remove while every run is kept

@@ -47,6 +47,11 @@ def family_key(source: str, settings: dict) -> str:
     return hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
+JOURNAL = "results.jsonl"
+DIGESTS = "digests"
+RECORD = "cache.json"  # in a step's parallel_run/ folder: what of the cache its run used (for gc)
+
+
 class BatchCache:
     """Results by batch key, in ``results.jsonl`` of ``folder`` (one family's): one line per batch,
     appended (``flush``) as soon as the driver has handled the results that came in together. A
@@ -55,7 +60,7 @@ class BatchCache:
 
     def __init__(self, folder: str):
         self.folder = Path(folder)
-        self.journal = self.folder / "results.jsonl"
+        self.journal = self.folder / JOURNAL
         self.found: dict[str, dict] = {}
         self._handle: int | None = None
         self._lines: list[str] = []  # put, not written yet
@@ -114,7 +119,7 @@ def digests_file(root: str, step: str) -> Path:
     time, digest; the files the workspace's stat cache knows are not), so that its next run hashes
     only the files that changed: one file per step name, for every family of the step (the side
     inputs are hashed before the family is known)."""
-    return Path(root) / "digests" / f"{hashlib.blake2b(step.encode(), digest_size=8).hexdigest()}.json"
+    return Path(root) / DIGESTS / f"{hashlib.blake2b(step.encode(), digest_size=8).hexdigest()}.json"
 
 
 def stat_cache_file(root: str) -> Path:
@@ -134,6 +139,45 @@ def load_digests(path: Path) -> dict:
 def save_digests(path: Path, digests: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     _write_aside(path, json.dumps({"algorithm": ALGORITHM, "files": digests}))
+
+
+def write_record(folder: Path, family: str, digests: Path, keys: list[str] | None) -> None:
+    """Say in the step's ``folder`` which family and digests file its run uses and the keys of the
+    results it has (None while it runs: until it ends, ``localpipe gc`` keeps the whole family)."""
+    _write_aside(folder / RECORD, json.dumps({"family": family, "digests": digests.name, "keys": keys}))
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("family"), str) else None
+
+
+def needed_lines(folder: Path, keys: set[str]) -> tuple[list[str], int]:
+    """The lines of a family's journal that hold the result of one of ``keys`` (one line each),
+    and the bytes of the others (results no kept run has, lines cut short, repeats)."""
+    try:
+        text = (folder / JOURNAL).read_text()
+    except OSError:
+        return [], 0
+    kept, seen, dropped = [], set(), 0
+    for line in text.splitlines(keepends=True):
+        try:
+            key = json.loads(line)["key"]
+        except (ValueError, KeyError, TypeError):
+            key = None
+        if key in keys and key not in seen and line.endswith("\n"):
+            seen.add(key)
+            kept.append(line)
+        else:
+            dropped += len(line.encode())
+    return kept, dropped
+
+
+def rewrite_journal(folder: Path, lines: list[str]) -> None:
+    _write_aside(folder / JOURNAL, "".join(lines))
 
 
 def _last_byte(path: Path) -> bytes:

@@ -42,6 +42,7 @@ from localpipe.parallel.cache import (
     load_digests,
     save_digests,
     stat_cache_file,
+    write_record,
 )
 from localpipe.parallel.progress import FOLDER, PROGRESS, TIMINGS
 from localpipe.parallel.worker import serve
@@ -314,7 +315,9 @@ class Driver:
         return len(gpus) or int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
 
     def run(self) -> int:
-        cache = BatchCache(os.path.join(self.cache_root, family_key(os.getcwd(), self.settings())))
+        family = family_key(os.getcwd(), self.settings())
+        write_record(self.folder, family, self.digests_path, None)
+        cache = BatchCache(os.path.join(self.cache_root, family))
         try:
             found = self.cut(cache)
         except ValueError as exc:  # partition keys the data does not have
@@ -347,6 +350,7 @@ class Driver:
         # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
         cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found])
         save_digests(self.digests_path, self.digests.own)
+        write_record(self.folder, family, self.digests_path, [b["key"] for b in found if b["key"] in cache.found])
         if failure is not None:
             return self.fail(failure)
         self.write_output(state)
