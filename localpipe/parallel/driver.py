@@ -29,7 +29,6 @@ import time
 import traceback
 from collections import deque
 from collections.abc import Callable
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import NoReturn
 
@@ -45,7 +44,7 @@ from localpipe.parallel.cache import (
     write_record,
 )
 from localpipe.parallel.progress import FOLDER, PROGRESS, TIMINGS
-from localpipe.parallel.worker import serve
+from localpipe.parallel.worker import Channel, serve
 
 INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
@@ -154,9 +153,9 @@ class Worker:
             mine.close()
             for other in others:  # so that each worker sees the end of its stream when the driver goes
                 other.connection.close()
-            _child(Connection(theirs.detach()), {**config, "agent_name": f"worker{number}"}, env, prepare)
+            _child(Channel(theirs), {**config, "agent_name": f"worker{number}"}, env, prepare)
         theirs.close()
-        self.connection = Connection(mine.detach())
+        self.connection = Channel(mine)
 
     @property
     def running(self) -> int | None:
@@ -198,7 +197,7 @@ class Worker:
         )
 
 
-def _child(connection: Connection, config: dict, env: dict, prepare: Callable[[int], object]) -> NoReturn:
+def _child(connection: Channel, config: dict, env: dict, prepare: Callable[[int], object]) -> NoReturn:
     """The forked worker: it serves, then exits with the code ``sys.exit`` in the script gave, if
     any, never returning into the driver's code (nor flushing the driver's files it holds copies of)."""
     code = 1
@@ -446,16 +445,17 @@ class Driver:
                 if worker not in workers:  # replaced a moment ago (it died)
                     continue
                 try:
-                    message = worker.connection.recv()
+                    messages = worker.connection.received()
                 except (EOFError, OSError):
                     if not worker.ready:
                         return f"init() of the entry script failed: {worker.ended()} before it was ready"
                     replace(worker, worker.ended())
                     continue
-                if message[0] == "init_failed":
-                    print(message[1], file=sys.stderr)  # the whole traceback, for the step's log
-                    return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
-                self.handle(worker, message, state, pending, cache)
+                for message in messages:
+                    if message[0] == "init_failed":
+                        print(message[1], file=sys.stderr)  # the whole traceback, for the step's log
+                        return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
+                    self.handle(worker, message, state, pending, cache)
             cache.flush()
             now = time.monotonic()
             for worker in list(workers):

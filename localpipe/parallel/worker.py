@@ -21,12 +21,54 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import pickle
+import socket
 import sys
 import time
 import traceback
 import types
 from collections.abc import Callable
-from multiprocessing.connection import Connection
+
+
+class Channel:
+    """Pickled messages over one end of a socket pair, each after its length (4 bytes). What one
+    read brings is kept: the messages that came in together cost one system call, not two each."""
+
+    def __init__(self, end: socket.socket):
+        self.end = end
+        self._buffer = bytearray()
+
+    def fileno(self) -> int:
+        return self.end.fileno()
+
+    def send(self, message) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        self.end.sendall(len(data).to_bytes(4, "little") + data)
+
+    def received(self) -> list:
+        """Every whole message there is, waiting for one if there is none; EOFError at the end."""
+        while True:
+            found = self._whole()
+            if found:
+                return found
+            chunk = self.end.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self._buffer += chunk
+
+    def _whole(self) -> list:
+        found, start, buffer = [], 0, self._buffer
+        while len(buffer) - start >= 4:
+            end = start + 4 + int.from_bytes(buffer[start : start + 4], "little")
+            if end > len(buffer):
+                break
+            found.append(pickle.loads(buffer[start + 4 : end]))
+            start = end
+        del buffer[:start]
+        return found
+
+    def close(self) -> None:
+        self.end.close()
 
 
 class EntryScript:
@@ -128,7 +170,7 @@ def rows_of(result, append: bool) -> tuple[int | None, list[str] | None, str | N
     return None, None, f"run() returned a {type(result).__name__}: return a list or a pandas DataFrame"
 
 
-def serve(connection: Connection, config: dict, prepare: Callable[[int], object]) -> None:
+def serve(connection: Channel, config: dict, prepare: Callable[[int], object]) -> None:
     """The worker's life: ``init()``, then ``prepare(index)`` and ``run()`` on each batch received,
     until the driver ends the stream."""
     EntryScript._context = config
@@ -145,11 +187,14 @@ def serve(connection: Connection, config: dict, prepare: Callable[[int], object]
     connection.send(("ready",))
     takes_context = _positional(module.run) >= 2
     append = config["output_action"] == "append_row"
+    waiting: list = []
     while True:
-        try:
-            index, mini_batch, partition = connection.recv()
-        except EOFError:
-            return
+        if not waiting:
+            try:
+                waiting = connection.received()
+            except EOFError:
+                return
+        index, mini_batch, partition = waiting.pop(0)
         started = time.perf_counter()
         try:
             keys = prepare(index)
