@@ -734,3 +734,25 @@ def test_gc_removes_the_batch_results_no_kept_run_has(ws, project, run_pipeline,
     assert status == "Completed" and not (ws.root / "calls.txt").exists()
     assert _output(history, fourth).splitlines() == [f"f{n:05d}.txt" for n in range(100)]
     assert plan_gc(history).parallel == {}  # nothing more to remove while every run is kept
+
+
+def test_the_channel_between_driver_and_workers_keeps_messages_whole_and_in_order():
+    """Messages sent together arrive in one read; a large one (a table's rows) arrives whole."""
+    import socket
+    import threading
+
+    from localpipe.parallel.worker import Channel
+
+    left, right = (Channel(end) for end in socket.socketpair())
+    large = ["x" * 100] * 20_000  # about 2 MB pickled: more than the socket holds at once
+    sent = [("done", 1, [1, 2]), ("done", 2, None), (3, large, {"user": "u1"}), ("failed", 4, "boom", 0.5)]
+    sender = threading.Thread(target=lambda: [left.send(message) for message in sent])
+    sender.start()
+    received = []
+    while len(received) < len(sent):
+        received += right.received()
+    sender.join()
+    assert received == sent
+    left.close()
+    with pytest.raises(EOFError):
+        right.received()

@@ -31,7 +31,7 @@ from collections.abc import Callable
 
 
 class Channel:
-    """Pickled messages over one end of a socket pair, each after its length (4 bytes). What one
+    """Pickled messages over one end of a socket pair, each after its length (8 bytes). What one
     read brings is kept: the messages that came in together cost one system call, not two each."""
 
     def __init__(self, end: socket.socket):
@@ -43,7 +43,11 @@ class Channel:
 
     def send(self, message) -> None:
         data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
-        self.end.sendall(len(data).to_bytes(4, "little") + data)
+        if len(data) < 1 << 16:  # one write; a large table's rows are not copied for it
+            self.end.sendall(len(data).to_bytes(8, "little") + data)
+        else:
+            self.end.sendall(len(data).to_bytes(8, "little"))
+            self.end.sendall(data)
 
     def received(self) -> list:
         """Every whole message there is, waiting for one if there is none; EOFError at the end."""
@@ -58,11 +62,11 @@ class Channel:
 
     def _whole(self) -> list:
         found, start, buffer = [], 0, self._buffer
-        while len(buffer) - start >= 4:
-            end = start + 4 + int.from_bytes(buffer[start : start + 4], "little")
+        while len(buffer) - start >= 8:
+            end = start + 8 + int.from_bytes(buffer[start : start + 8], "little")
             if end > len(buffer):
                 break
-            found.append(pickle.loads(buffer[start + 4 : end]))
+            found.append(pickle.loads(buffer[start + 8 : end]))
             start = end
         del buffer[:start]
         return found
