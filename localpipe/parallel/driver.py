@@ -148,12 +148,16 @@ class Worker:
         self.code: int | None = None
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # else the child would print again what the driver has not written yet
-        self.pid = os.fork()
-        if self.pid == 0:
-            mine.close()
-            for other in others:  # so that each worker sees the end of its stream when the driver goes
-                other.connection.close()
-            _child(Channel(theirs), {**config, "agent_name": f"worker{number}"}, env, prepare)
+        # SIGTERM waits until the child has its own handler: the driver's would end the child
+        # through the driver's code (its clean-up kills the workers).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                # Each worker holds only its own end: it sees the end of its stream when the driver goes.
+                _child(theirs, [mine, *(other.connection for other in others)], number, config, env, prepare)
+        finally:  # the driver's (the child never returns)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         theirs.close()
         self.connection = Channel(mine)
 
@@ -197,14 +201,20 @@ class Worker:
         )
 
 
-def _child(connection: Channel, config: dict, env: dict, prepare: Callable[[int], object]) -> NoReturn:
-    """The forked worker: it serves, then exits with the code ``sys.exit`` in the script gave, if
-    any, never returning into the driver's code (nor flushing the driver's files it holds copies of)."""
+def _child(
+    end: socket.socket, others: list, number: int, config: dict, env: dict, prepare: Callable[[int], object]
+) -> NoReturn:
+    """The forked worker: it closes the driver's ends (``others``), serves, then exits with the code
+    ``sys.exit`` in the script gave, if any, never returning into the driver's code (nor flushing
+    the driver's files it holds copies of)."""
     code = 1
     try:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        for other in others:
+            other.close()
         os.environ.update(env)
-        serve(connection, config, prepare)
+        serve(Channel(end), {**config, "agent_name": f"worker{number}"}, prepare)
         code = 0
     except SystemExit as exc:  # as Python itself: an int is the exit code, anything else is printed
         code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
