@@ -10,9 +10,13 @@ Three ways, each a whole process, each writing the same lines in the same order:
 - a plain loop in one process: ``init()``, then ``run()`` on each batch of 10 files;
 - a ``multiprocessing.Pool(2)`` whose workers call ``init()`` once and ``run()`` per batch.
 
+- and, for what localpipe costs around any step over this dataset, ``localpipe submit`` of a
+  PythonScriptStep that takes the same dataset and does nothing (the "floor": start-up,
+  planning, hashing the dataset for the step's cache key, placing it, recording the run).
+
 Printed: the medians, the ratio to the pool (target <= 1.2), the step's own time (its process,
-from the step's start to its end, without planning and submission), and the overhead per
-mini-batch: (the step's time - the loop's) / batches.
+from the step's start to its end, without planning and submission), the submission less the
+floor against the pool, and the overhead per mini-batch: (the step's time - the loop's) / batches.
 
     python bench/parallel_run.py [--items 10000] [--batch 10] [--repeats 3]
 """
@@ -51,6 +55,18 @@ config = ParallelRunConfig(environment=Environment("bench"), entry_script="score
 out = PipelineData("scores", datastore=ws.get_default_datastore())
 step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
                        output=out, allow_reuse=False)
+pipeline = Pipeline(ws, [step])
+"""
+
+# The floor: the same dataset into a step that does nothing.
+FLOOR = """
+from azureml.core import Dataset, Workspace
+from azureml.pipeline.core import Pipeline
+from azureml.pipeline.steps import PythonScriptStep
+
+ws = Workspace.from_config()
+step = PythonScriptStep(script_name="nothing.py", source_directory="floor", allow_reuse=False,
+                        arguments=[Dataset.File.from_files("data").as_named_input("files")])
 pipeline = Pipeline(ws, [step])
 """
 
@@ -96,20 +112,24 @@ def main() -> int:
         for number in range(args.items):
             (ws / "data" / f"item{number:06d}.txt").write_text(f"{number}\n")
         (ws / "pipeline.py").write_text(PIPELINE.format(batch=args.batch))
+        (ws / "floor.py").write_text(FLOOR)
+        (ws / "floor").mkdir()
+        (ws / "floor" / "nothing.py").write_text("")
         (ws / "baseline.py").write_text(BASELINE)
         submit = [*localpipe_argv(), "submit", "pipeline.py"]
         python = script_interpreter(submit[0])
-        times: dict[str, list[float]] = {"localpipe": [], "step": [], "loop": [], "pool": []}
+        times: dict[str, list[float]] = {"localpipe": [], "step": [], "floor": [], "loop": [], "pool": []}
         for repeat in range(args.repeats):  # interleaved, so that drift in the machine hits all alike
             shutil.rmtree(ws / ".localpipe" / "parallel-cache", ignore_errors=True)
             seconds, _ = time_once(submit, ws)
             times["localpipe"].append(seconds)
-            times["step"].append(_step_seconds(ws, repeat + 1))
+            times["step"].append(_step_seconds(ws, 2 * repeat + 1))
+            times["floor"].append(time_once([*localpipe_argv(), "submit", "floor.py"], ws)[0])
             for mode in ("loop", "pool"):
                 seconds, _ = time_once([python, "baseline.py", mode, str(args.batch)], ws)
                 times[mode].append(seconds)
         expected = (ws / "loop.txt").read_text()
-        if (ws / "pool.txt").read_text() != expected or _output(ws, args.repeats) != expected:
+        if (ws / "pool.txt").read_text() != expected or _output(ws, 2 * args.repeats - 1) != expected:
             sys.exit("bench: the three ways did not write the same lines")
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, value in medians.items():
@@ -119,6 +139,7 @@ def main() -> int:
     verdict = "met" if ratio <= TARGET_RATIO else "MISSED"
     print(f"  localpipe submit / pool: {ratio:.2f} (target <= {TARGET_RATIO}: {verdict})")
     print(f"  the step alone / pool:   {step_ratio:.2f}")
+    print(f"  (localpipe submit - floor) / pool: {(medians['localpipe'] - medians['floor']) / medians['pool']:.2f}")
     overhead = (medians["step"] - medians["loop"]) / batches
     print(f"  overhead per mini-batch (step - loop) / {batches}: {overhead * 1e3:.3f} ms")
     print(f"  items per second: step {args.items / medians['step']:.0f}, pool {args.items / medians['pool']:.0f}")

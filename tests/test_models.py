@@ -290,3 +290,50 @@ def test_a_history_db_before_the_model_registry_is_migrated(ws):
     conn = sqlite3.connect(ws.state_dir / "history.db")
     assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert conn.execute("SELECT COUNT(*) FROM model_version").fetchone() == (0,)
+
+
+READ_REGISTRY = """
+import os, sys
+from azureml.core import Workspace
+from azureml.core.model import Model
+print(Model.get_model_path("iris", _workspace=Workspace.from_config(sys.argv[1])))
+"""
+
+
+def _python38() -> str | None:
+    """A Python 3.8 on this machine, as a step's environment would find it (the official
+    parallel-run samples' environments ask for 3.8), if any."""
+    from localpipe.cache_dir import cache_root
+    from localpipe.envs.pythons import find_pythons
+
+    return next((path for version, path in find_pythons(cache_root()) if version.startswith("3.8.")), None)
+
+
+def test_a_step_on_an_older_python_reads_the_model_registry(ws, project, tmp_path):
+    """Azure's tabular iris sample calls Model.get_model_path in init() of an environment on Python
+    3.8: the registry's modules import there (BLAKE3, built for localpipe's Python, is imported
+    only when something is hashed), and hashing there says how to give that environment BLAKE3."""
+    import subprocess
+    import sys
+
+    from localpipe.cache_dir import cache_root
+    from localpipe.compat.runtime import DEPENDENCIES_FOLDER, step_pythonpath
+
+    project("iris.pkl", "model")
+    Model.register(ws, str(ws.root / "iris.pkl"), "iris")
+    script = tmp_path / "read.py"
+    script.write_text(READ_REGISTRY)
+    path = step_pythonpath(cache_root())
+    env = {**os.environ, "PYTHONPATH": path, "LOCALPIPE_DEPENDENCIES": os.path.join(path, DEPENDENCIES_FOLDER)}
+    block = "import sys; sys.modules['blake3'] = None; "  # this Python cannot load it, as 3.8 cannot load a 3.11 build
+    hashing = subprocess.run(
+        [sys.executable, "-c", block + "from localpipe.content.hashing import hash_bytes; hash_bytes(b'x')"],
+        env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert 'add the package "blake3" to the environment' in hashing.stderr
+    older = _python38()
+    if older is None:
+        pytest.skip("no Python 3.8 on this machine: the import above stands for it")
+    found = subprocess.run([older, str(script), str(ws.root)], env=env, capture_output=True, text=True)
+    assert found.returncode == 0, found.stderr
+    assert open(found.stdout.strip()).read() == "model"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import hashlib
+import itertools
+import math
 import re
 import shutil
 import subprocess
@@ -25,6 +27,10 @@ from nbclient import NotebookClient
 from localpipe.sdk.environment import DEFAULT_CPU_IMAGE
 
 SAMPLES = Path(__file__).parent / "samples"
+# The columns of dominicks_OJ.csv, which the partition-per-column sample reads (its output names them).
+OJ_COLUMNS = ["WeekStarting", "Store", "Brand", "Quantity", "logQuantity", "Advert", "Price", "Age60", "COLLEGE",
+              "INCOME", "Hincome150", "Large HH", "Minorities", "WorkingWoman", "SSTRDIST", "SSTRVOL", "CPDIST5",
+              "CPWVOL5"]  # fmt: skip
 
 # Sent to the kernel's interpreter: the samples' public files are asked of the local server, through
 # the real urllib and requests (ETags and all), since CI has no internet.
@@ -57,7 +63,7 @@ except ImportError:
 
 @pytest.fixture(scope="module")
 def data_server(tmp_path_factory):
-    """The samples' two public files, stand-ins of their shape, served on 127.0.0.1 with ETags."""
+    """The samples' three public files, stand-ins of their shape, served on 127.0.0.1 with ETags."""
     from sklearn.datasets import load_iris
 
     folder = tmp_path_factory.mktemp("public-data")
@@ -71,6 +77,15 @@ def data_server(tmp_path_factory):
     iris = load_iris(as_frame=True).frame
     iris.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width", "species"]
     iris.to_csv(folder / "iris.csv", index=False)
+    with open(
+        folder / "dominicks_OJ.csv", "w", newline=""
+    ) as handle:  # orange juice sales: 3 stores x 3 brands x 4 weeks
+        writer = csv.writer(handle)
+        writer.writerow(OJ_COLUMNS)
+        for week, store, brand in itertools.product(range(4), (2, 5, 8), ("dominicks", "minute.maid", "tropicana")):
+            quantity = 1000 + 37 * week + 11 * store + len(brand)
+            writer.writerow([f"1990-06-{14 + 7 * week}", store, brand, quantity, round(math.log(quantity), 4), 1, 2.5]
+                            + [round(0.1 * store + 0.01 * n, 3) for n in range(11)])  # fmt: skip
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -107,6 +122,10 @@ def samples(tmp_path_factory, data_server):
     shim = subprocess.run(
         [sys.executable, "-m", "localpipe", "azureml-path"], check=True, capture_output=True, text=True
     ).stdout.strip()
+    for genre, size in (("disco", 3000), ("orchestra", 2000), ("piano", 1000), ("spirituality", 500)):
+        # The partition sample's test_files/: stand-ins of its four songs (it sums their sizes).
+        (root / "test_files" / genre).mkdir(parents=True)
+        (root / "test_files" / genre / f"{genre}.wav").write_bytes(b"RIFF" + bytes(size))
     offline = root / ".offline"
     offline.mkdir()
     (offline / "sitecustomize.py").write_text(OFFLINE)
@@ -313,3 +332,22 @@ def test_the_versioned_endpoints_sample_is_refused_at_its_rest_call_and_runs_on(
     assert "PipelineEndpointSubmit/Name?name=NewName&pipelineVersion=0" in printed(notebook)
     assert rest is None and "default_pipeline" not in runs  # the refused POST recorded no run
     assert runs["NewName"] == ["Failed", "Failed"] and runs["submit_endpoint_sample"] == ["Failed"], runs
+
+
+def test_the_file_dataset_partition_sample_runs_to_its_end(samples):
+    """Azure's parallel-run sample over a FileDataset partitioned by folder (partition_keys): one
+    mini-batch per user and genre, run(mini_batch, mini_batch_context), the output read where
+    PortDataReference.download puts it (local_path/path_on_datastore)."""
+    notebook, runs, _ = samples("file-dataset-partition-per-folder.ipynb")
+    assert errors(notebook) == []
+    assert "Prediction has 6 rows" in printed(notebook)
+    assert runs["file-dataset-partition"] == ["Completed"]
+
+
+def test_the_tabular_dataset_partition_sample_runs_to_its_end(samples):
+    """Azure's parallel-run sample over a TabularDataset partitioned by column
+    (TabularDataset.partition_by, then partition_keys): each store and brand's rows summed."""
+    notebook, runs, _ = samples("tabular-dataset-partition-per-column.ipynb")
+    assert errors(notebook) == []
+    assert "Prediction has  36  rows" in printed(notebook)
+    assert runs["tabular-dataset-partition"] == ["Completed"]

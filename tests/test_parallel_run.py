@@ -656,3 +656,103 @@ def test_the_files_of_another_steps_output_are_an_input(ws, project, run_pipelin
     run_id, status, steps = run_pipeline(Pipeline(ws, [make, score]))
     assert status == "Completed", steps["score"]
     assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt {n}" for n in range(25)]
+
+
+def test_the_files_the_workspace_hashed_are_not_read_again_by_the_step(ws, project, run_pipeline, history):
+    from localpipe.content.hashing import hash_file
+    from localpipe.parallel.batches import Digests
+
+    source = project("src/score.py", ECHO).parent
+    data = _files(ws.root / "data", 300)
+    for path in data.iterdir():  # older than the stat cache's racy window, so that it keeps them
+        os.utime(path, (path.stat().st_atime - 3600, path.stat().st_mtime - 3600))
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    # The scheduler keeps the digests it made for the step's cache key when the run ends: the
+    # first run's driver hashed the files itself.
+    (kept,) = (history.layout.parallel_cache / "digests").iterdir()
+    assert len(json.loads(kept.read_text())["files"]) == 300
+    (data / "f00123.txt").write_text("changed\n")  # just written: the stat cache does not keep it
+    second, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"  # every other file's digest came from the workspace's stat cache
+    hashed = json.loads(kept.read_text())
+    assert hashed["algorithm"] == "blake3" and list(hashed["files"]) == [str(data / "f00123.txt")]
+    assert _output(history, second).splitlines()[123] == "f00123.txt changed"
+    assert len(_timings(history, second)) == 1  # the one batch whose file changed
+    # The step's own digests are the workspace's: a file hashed by either gives a batch the same key.
+    assert Digests().of(str(data / "f00007.txt")) == hash_file(data / "f00007.txt")
+
+
+def test_gc_removes_the_batch_results_no_kept_run_has(ws, project, run_pipeline, history, monkeypatch):
+    from localpipe.state.gc import collect, plan_gc
+
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", COUNTING).parent
+    data = _files(ws.root / "data", 100)
+
+    def family(run_id: int) -> str:
+        record = history.layout.step_dir(run_id, "score") / "parallel_run" / "cache.json"
+        return json.loads(record.read_text())["family"]
+
+    def journal(name: str) -> list[str]:
+        return (history.layout.parallel_cache / name / "results.jsonl").read_text().splitlines()
+
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    project("src/score.py", COUNTING + "\n# changed: another family\n")
+    second, _, _ = run_pipeline(_pipeline(ws, source, data))
+    (data / "f00055.txt").write_text("changed\n")
+    third, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed" and family(second) == family(third) != family(first)
+    assert len(journal(family(third))) == 11  # batch 5 twice: before and after its file changed
+
+    plan = plan_gc(history, keep_last=1)  # keeps the third run only
+    assert plan.forget_runs == [first, second]
+    assert set(plan.parallel) == {family(first), f"{family(third)}/results.jsonl"}
+    kept = family(third)
+    stale = family(first)
+    result = collect(history, plan)
+    assert result.parallel_removed == 2 and not result.problems
+    assert not (history.layout.parallel_cache / stale).exists()
+    assert len(journal(kept)) == 10 and len(list((history.layout.parallel_cache / "digests").iterdir())) == 1
+    # What the kept run had is all still there: run again, no batch runs.
+    (ws.root / "calls.txt").unlink()
+    fourth, status, _ = run_pipeline(
+        Pipeline(
+            ws,
+            [
+                ParallelRunStep(
+                    name="score",
+                    parallel_run_config=_config(ws, source),
+                    inputs=[Dataset.File.from_files(str(data)).as_named_input("files")],
+                    output=PipelineData("scores", datastore=ws.get_default_datastore()),
+                    allow_reuse=False,
+                )
+            ],
+        )
+    )
+    assert status == "Completed" and not (ws.root / "calls.txt").exists()
+    assert _output(history, fourth).splitlines() == [f"f{n:05d}.txt" for n in range(100)]
+    assert plan_gc(history).parallel == {}  # nothing more to remove while every run is kept
+
+
+def test_the_channel_between_driver_and_workers_keeps_messages_whole_and_in_order():
+    """Messages sent together arrive in one read; a large one (a table's rows) arrives whole."""
+    import socket
+    import threading
+
+    from localpipe.parallel.worker import Channel
+
+    left, right = (Channel(end) for end in socket.socketpair())
+    large = ["x" * 100] * 20_000  # about 2 MB pickled: more than the socket holds at once
+    sent = [("done", 1, [1, 2]), ("done", 2, None), (3, large, {"user": "u1"}), ("failed", 4, "boom", 0.5)]
+    sender = threading.Thread(target=lambda: [left.send(message) for message in sent])
+    sender.start()
+    received = []
+    while len(received) < len(sent):
+        received += right.received()
+    sender.join()
+    assert received == sent
+    left.close()
+    with pytest.raises(EOFError):
+        right.received()

@@ -396,8 +396,8 @@ def test_pipeline_data_as_dataset_parsed_by_its_consumers_as_the_nyc_taxi_sample
     run = PipelineRun(Experiment(ws, "test"), run_id)
     reference = run.get_pipeline_output("cleansed")  # the SDK's PortDataReference
     assert reference.path_on_datastore == "/".join(reference.path.parts[-2:])
-    copied = reference.download(str(ws.root / "copy"))
-    assert (copied / "processed.parquet").is_file()
+    assert reference.download(str(ws.root / "copy")) == 1  # the number of files, as the SDK answers
+    assert (ws.root / "copy" / reference.path_on_datastore / "processed.parquet").is_file()
     with pytest.raises(NotFoundError, match='no pipeline output "final" \\(its pipeline outputs: cleansed\\)'):
         run.get_pipeline_output("final")
     step = run.find_step_run("Cleanse Green Taxi Data")[0]

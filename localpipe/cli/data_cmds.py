@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
 from localpipe.cli.common import clock, history, json_option, print_json, size, table, workspace
@@ -129,7 +131,7 @@ def download(run_id, step, output, dest, overwrite) -> None:
     run = history.runs.get(run_id)
     row = history.runs.find_step(run["id"], step)  # NotFoundError lists the run's steps
     data = StepRun(Experiment(ws, run["experiment"]), row["id"], run["id"], step).get_output_data(output)
-    click.echo(data.download(dest, overwrite=overwrite))
+    click.echo(data.copy_to(os.path.join(dest, output), overwrite=overwrite))
 
 
 COMMANDS = [datastores, datasets, outputs, download]

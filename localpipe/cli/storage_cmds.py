@@ -65,6 +65,9 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
             click.echo(f"would remove run folder {name}  {size(nbytes)}")
         for name, nbytes in sorted(plan.tmp.items()):
             click.echo(f"would remove tmp/{name}  {size(nbytes)}")
+        for name, nbytes in sorted(plan.parallel.items()):
+            what = "trim" if name.endswith(".jsonl") else "remove"
+            click.echo(f"would {what} parallel-cache/{name}  {size(nbytes)}")
     for run_id, reusers in plan.producers.items():
         click.echo(f"kept run {run_id}: {_runs(reusers)} reused its steps")
     verb = "would free" if dry_run else "freed"
@@ -75,6 +78,8 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
     ]
     if result.tmp_removed:
         counts.append(count(result.tmp_removed, "tmp entry", "tmp entries"))
+    if result.parallel_removed:
+        counts.append(count(result.parallel_removed, "parallel-cache entry", "parallel-cache entries"))
     click.echo(f"{verb} {size(result.bytes_freed)}: {', '.join(counts)}")
     if plan.active_runs:
         click.echo(

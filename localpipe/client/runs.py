@@ -365,7 +365,8 @@ class InteractiveRun(Run):
 
 
 class OutputData:
-    """A committed step output: ``path`` (read-only, in the object store) and ``download(dest)``.
+    """A committed step output: ``path`` (read-only, in the object store), ``download(local_path)``
+    and ``copy_to(dest)``.
 
     It is also what the SDK's ``StepRunOutput.get_port_data_reference()`` returns (a
     ``PortDataReference``): its datastore is the workspace's object store, named ``objects``, and
@@ -388,11 +389,17 @@ class OutputData:
     def get_port_data_reference(self) -> OutputData:
         return self
 
-    def download(self, local_path: str | Path, overwrite: bool = False, show_progress=None) -> Path:
-        """Copy the output into ``local_path/<name>``; returns that path."""
+    def download(self, local_path: str | Path, overwrite: bool = False, show_progress=None) -> int:
+        """Copy the output into ``local_path/<path_on_datastore>``, where the SDK's download from a
+        datastore puts an output's files (Azure's samples read them there); the number of files."""
+        copy = self.copy_to(Path(local_path) / self.path_on_datastore, overwrite)
+        return sum(1 for path in copy.rglob("*") if path.is_file())
+
+    def copy_to(self, dest: str | Path, overwrite: bool = False) -> Path:
+        """Copy the output's files into the folder ``dest`` (``localpipe download``); returns it."""
         import shutil
 
-        dest = Path(local_path) / self.name
+        dest = Path(dest)
         if dest.exists() and not overwrite:
             raise UsageError(f"{dest} already exists: pass overwrite=True (--overwrite) or choose another folder")
         shutil.copytree(self.path, dest, dirs_exist_ok=True if overwrite else False)

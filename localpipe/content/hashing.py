@@ -15,11 +15,10 @@ import functools
 import os
 import re
 import stat as statmod
+import sys
 import time
 from dataclasses import dataclass
 from typing import Protocol
-
-import blake3
 
 from localpipe.errors import UsageError
 
@@ -37,14 +36,29 @@ COPY_CHUNK = 1 << 20
 RACY_SECONDS = 2.0
 
 
+@functools.lru_cache(maxsize=None)  # noqa: UP033 (functools.cache is Python 3.9's; steps on 3.8 import this)
+def _blake3() -> type:
+    """BLAKE3's hasher, imported on first use: a step whose environment cannot load localpipe's
+    build of it (another Python version) still imports the workspace's modules (reading the model
+    registry hashes nothing), and one that does hash there is told how to give it one."""
+    try:
+        from blake3 import blake3
+    except ImportError as exc:
+        raise UsageError(
+            f"BLAKE3, localpipe's hash, cannot be loaded in Python {sys.version.split()[0]} ({exc}): add the "
+            'package "blake3" to the environment (CondaDependencies.create(pip_packages=["blake3"]))'
+        ) from None
+    return blake3
+
+
 def hash_bytes(data: bytes) -> str:
     """Hex BLAKE3 digest of ``data``."""
-    return blake3.blake3(data).hexdigest()
+    return _blake3()(data).hexdigest()
 
 
 def hash_file(path: str | os.PathLike) -> str:
     """Hex BLAKE3 digest of a file's content."""
-    hasher = blake3.blake3()
+    hasher = _blake3()()
     if os.path.getsize(path) >= MMAP_THRESHOLD:
         hasher.update_mmap(path)
     else:
@@ -277,7 +291,7 @@ def _entry_digest(content_digest: str, st: os.stat_result) -> str:
 
 def tree_digest(files: dict[str, str]) -> str:
     """Digest of a whole tree from its per-file digests."""
-    hasher = blake3.blake3()
+    hasher = _blake3()()
     for rel in sorted(files):
         hasher.update(f"{rel}\0{files[rel]}\n".encode())
     return hasher.hexdigest()
@@ -300,7 +314,7 @@ def copy_tree(root: str | os.PathLike, rels: list[str], dest: str | os.PathLike)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
-        hasher = blake3.blake3()
+        hasher = _blake3()()
         with open(src, "rb") as fin, open(dst, "wb") as fout:
             st = os.fstat(fin.fileno())
             while chunk := fin.read(COPY_CHUNK):

@@ -8,6 +8,7 @@ that batch's result whatever run or order it came from.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -20,11 +21,20 @@ def list_files(path: str) -> list[str]:
     """Every file below ``path`` (links followed: a mounted pick is a folder of links), sorted."""
     if os.path.isfile(path):
         return [path]
-    found = []
-    for folder, names, files in os.walk(path, followlinks=True):
-        names.sort()
-        found.extend(os.path.join(folder, name) for name in files)
+    found: list[str] = []
+    _scan(path, found)
     return sorted(found)
+
+
+def _scan(folder: str, found: list[str]) -> None:
+    # scandir tells a folder from a file without a stat: a file's stat is left to its digest, which
+    # a new family's batches work out in the workers.
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir():
+                _scan(entry.path, found)
+            else:
+                found.append(entry.path)
 
 
 def tree_items(path: str, digests: Digests) -> list[list[str]]:
@@ -33,28 +43,56 @@ def tree_items(path: str, digests: Digests) -> list[list[str]]:
     return [[found[len(root) :], digests.of(found)] for found in list_files(root)]
 
 
-class Digests:
-    """Content digests of files, read again only when a file's size or time changed since ``known``."""
+def _hasher() -> tuple[str, type]:
+    """BLAKE3, the workspace's hash (so that the stat cache's digests are this step's), or, in an
+    environment that cannot load it (an older Python), BLAKE2b: the family key names the
+    interpreter, so that one family's digests are all of one kind."""
+    try:
+        import blake3
+    except ImportError:
+        return "blake2b", functools.partial(hashlib.blake2b, digest_size=32)
+    return "blake3", blake3.blake3
 
-    def __init__(self, known: dict | None = None):
+
+ALGORITHM, _new_hasher = _hasher()
+
+
+class Digests:
+    """Content digests of files, read only when neither the workspace's stat cache (the files
+    ``localpipe submit`` hashed for the step's cache key) nor ``known`` (what this step hashed
+    itself last time) has the file at its size and time."""
+
+    def __init__(self, known: dict | None = None, stat_cache=None):
         self.known = dict(known or {})  # path -> [size, mtime_ns, digest]
-        self.seen: dict[str, list] = {}
+        self.stat_cache = stat_cache if ALGORITHM == "blake3" else None
+        self.seen: dict[str, str] = {}  # path -> digest, of every file asked for this run
+        self.own: dict[str, list] = {}  # those the stat cache did not know: ``known`` of the next run
 
     def of(self, path: str) -> str:
-        if path in self.seen:
-            return self.seen[path][2]
-        st = os.stat(path)
+        digest = self.seen.get(path)
+        if digest is None:
+            st = os.stat(path)
+            digest = self._known(path, st)
+            if digest is None:
+                hasher = _new_hasher()
+                with open(path, "rb") as handle:
+                    while chunk := handle.read(CHUNK):
+                        hasher.update(chunk)
+                digest = hasher.hexdigest()
+                self.own[path] = [st.st_size, st.st_mtime_ns, digest]
+            self.seen[path] = digest
+        return digest
+
+    def _known(self, path: str, st: os.stat_result) -> str | None:
+        if self.stat_cache is not None and (digest := self.stat_cache.lookup(path, st)):
+            return digest
         old = self.known.get(path)
         if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
-            digest = old[2]
-        else:
-            hasher = hashlib.blake2b(digest_size=16)
-            with open(path, "rb") as handle:
-                while chunk := handle.read(CHUNK):
-                    hasher.update(chunk)
-            digest = hasher.hexdigest()
-        self.seen[path] = [st.st_size, st.st_mtime_ns, digest]
-        return digest
+            self.own[path] = old
+            return old[2]
+        if self.stat_cache is not None and (real := os.path.realpath(path)) != path:
+            return self.stat_cache.lookup(real, st)  # a mounted folder of links: the workspace hashed the target
+        return None
 
 
 def _key(*parts) -> str:
@@ -99,7 +137,7 @@ def _file_batch(paths: list[str], items: dict) -> dict:
 
 def file_chunks(files: list[str], size: int) -> list[dict]:
     """Batches of ``size`` files in order, their keys left to ``keyed``: a family never run has no
-    result to look up, so its files are hashed while the workers run, as their batches end."""
+    result to look up, so each batch's files are hashed by the worker given it, before ``run()``."""
     chunks = [files[i : i + size] for i in range(0, len(files), size)]
     return [{"key": None, "first": chunk[0], "count": len(chunk), "files": chunk} for chunk in chunks]
 

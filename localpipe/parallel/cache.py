@@ -5,8 +5,9 @@ the partition keys, the user's arguments and the side inputs' content.
 
 Each result is appended to the family's journal as soon as its batch ends, so that a driver killed
 half-way loses only the batches in flight; ``partition.json`` keeps the last run's batches, so
-that a rerun cuts unchanged files into the same batches; ``digests/`` keeps each step's files'
-digests, so that a rerun hashes only the files that changed.
+that a rerun cuts unchanged files into the same batches; ``digests/`` keeps the digests of the
+files each step hashed itself (those the workspace's stat cache did not know), so that a rerun
+hashes only the files that changed.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from localpipe.parallel.batches import CHUNK
+from localpipe.parallel.batches import ALGORITHM, CHUNK
 
 
 def tree_digest(root: str) -> str:
@@ -46,16 +47,23 @@ def family_key(source: str, settings: dict) -> str:
     return hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
 
 
+JOURNAL = "results.jsonl"
+DIGESTS = "digests"
+RECORD = "cache.json"  # in a step's parallel_run/ folder: what of the cache its run used (for gc)
+
+
 class BatchCache:
     """Results by batch key, in ``results.jsonl`` of ``folder`` (one family's): one line per batch,
-    appended as it ends. A line cut short by a kill is skipped when read, and ended before the
-    next is appended; a batch run again (two runs at once) has two lines, the same result."""
+    appended (``flush``) as soon as the driver has handled the results that came in together. A
+    line cut short by a kill is skipped when read, and ended before the next is appended; a batch
+    run again (two runs at once) has two lines, the same result."""
 
     def __init__(self, folder: str):
         self.folder = Path(folder)
-        self.journal = self.folder / "results.jsonl"
+        self.journal = self.folder / JOURNAL
         self.found: dict[str, dict] = {}
         self._handle: int | None = None
+        self._lines: list[str] = []  # put, not written yet
         try:
             text = self.journal.read_text()
         except OSError:
@@ -71,16 +79,24 @@ class BatchCache:
         return self.found.get(key)
 
     def put(self, key: str, result: dict) -> None:
+        self._lines.append(json.dumps({"key": key, **result}) + "\n")
+        self.found[key] = result
+
+    def flush(self) -> None:
+        """Append the results put since the last flush."""
+        if not self._lines:
+            return
         if self._handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._handle = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             if os.fstat(self._handle).st_size and _last_byte(self.journal) != b"\n":
                 os.write(self._handle, b"\n")  # end a line cut short, so that the next one is whole
-        # One write per line: a kill loses at most the line being written, never one written before.
-        os.write(self._handle, (json.dumps({"key": key, **result}) + "\n").encode())
-        self.found[key] = result
+        # One write of whole lines: a kill loses at most the lines being written, never one written before.
+        os.write(self._handle, "".join(self._lines).encode())
+        self._lines.clear()
 
     def close(self) -> None:
+        self.flush()
         if self._handle is not None:
             os.close(self._handle)
             self._handle = None
@@ -99,22 +115,69 @@ class BatchCache:
 
 
 def digests_file(root: str, step: str) -> Path:
-    """Where the files' digests a step's driver read last are kept (by path: size, time, digest),
-    so that its next run hashes only the files that changed: one file per step name, for every
-    family of the step (the side inputs are hashed before the family is known)."""
-    return Path(root) / "digests" / f"{hashlib.blake2b(step.encode(), digest_size=8).hexdigest()}.json"
+    """Where the digests of the files a step's driver hashed itself last are kept (by path: size,
+    time, digest; the files the workspace's stat cache knows are not), so that its next run hashes
+    only the files that changed: one file per step name, for every family of the step (the side
+    inputs are hashed before the family is known)."""
+    return Path(root) / DIGESTS / f"{hashlib.blake2b(step.encode(), digest_size=8).hexdigest()}.json"
+
+
+def stat_cache_file(root: str) -> Path:
+    """The workspace's stat cache (state/layout.py: ``statcache.bin`` next to ``parallel-cache/``)."""
+    return Path(root).parent / "statcache.bin"
 
 
 def load_digests(path: Path) -> dict:
+    """The digests kept at ``path``, if they are of the hash this environment uses."""
     try:
-        return json.loads(path.read_text())
+        kept = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
+    return kept.get("files", {}) if isinstance(kept, dict) and kept.get("algorithm") == ALGORITHM else {}
 
 
 def save_digests(path: Path, digests: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_aside(path, json.dumps(digests))
+    _write_aside(path, json.dumps({"algorithm": ALGORITHM, "files": digests}))
+
+
+def write_record(folder: Path, family: str, digests: Path, keys: list[str] | None) -> None:
+    """Say in the step's ``folder`` which family and digests file its run uses and the keys of the
+    results it has (None while it runs: until it ends, ``localpipe gc`` keeps the whole family)."""
+    _write_aside(folder / RECORD, json.dumps({"family": family, "digests": digests.name, "keys": keys}))
+
+
+def read_record(path: Path) -> dict | None:
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("family"), str) else None
+
+
+def needed_lines(folder: Path, keys: set[str]) -> tuple[list[str], int]:
+    """The lines of a family's journal that hold the result of one of ``keys`` (one line each),
+    and the bytes of the others (results no kept run has, lines cut short, repeats)."""
+    try:
+        text = (folder / JOURNAL).read_text()
+    except OSError:
+        return [], 0
+    kept, seen, dropped = [], set(), 0
+    for line in text.splitlines(keepends=True):
+        try:
+            key = json.loads(line)["key"]
+        except (ValueError, KeyError, TypeError):
+            key = None
+        if key in keys and key not in seen and line.endswith("\n"):
+            seen.add(key)
+            kept.append(line)
+        else:
+            dropped += len(line.encode())
+    return kept, dropped
+
+
+def rewrite_journal(folder: Path, lines: list[str]) -> None:
+    _write_aside(folder / JOURNAL, "".join(lines))
 
 
 def _last_byte(path: Path) -> bytes:

@@ -2,10 +2,11 @@
 arguments (sdk/parallel_run.py), in the step's environment and folder.
 
 It cuts the input into mini-batches (``batches.py``), takes the results of batches already done
-from the cache (``cache.py``), starts the workers (``worker.py``; each with its own GPU where the
-step has GPUs), hands them batches, replaces a worker that dies or overruns
-``run_invocation_timeout`` and tries its batch again, up to ``run_max_try`` times, stops when a
-threshold is crossed, and writes the output: ``append_row``'s rows batch by batch in input order.
+from the cache (``cache.py``), forks the workers (``worker.py``; each with its own GPU where the
+step has GPUs; they hash the files of the batches not keyed yet), hands them batches, replaces a
+worker that dies or overruns ``run_invocation_timeout`` and tries its batch again, up to
+``run_max_try`` times, stops when a threshold is crossed, and writes the output: ``append_row``'s
+rows batch by batch in input order.
 
 Files it writes in the step's folder (docs/parallel-run.md): ``parallel_run/progress.json`` (batches
 done, failed and left, items per second, time left; rewritten as it goes), ``parallel_run/batches.jsonl``
@@ -16,22 +17,34 @@ when the step fails.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import selectors
 import signal
 import socket
-import subprocess
 import sys
 import time
+import traceback
 from collections import deque
-from multiprocessing.connection import Connection, wait
+from collections.abc import Callable
 from pathlib import Path
+from typing import NoReturn
 
 import localpipe.parallel.batches as cutting
-from localpipe.parallel.cache import BatchCache, digests_file, family_key, load_digests, save_digests
+from localpipe.content.statcache import StatCache
+from localpipe.parallel.cache import (
+    BatchCache,
+    digests_file,
+    family_key,
+    load_digests,
+    save_digests,
+    stat_cache_file,
+    write_record,
+)
 from localpipe.parallel.progress import FOLDER, PROGRESS, TIMINGS
-from localpipe.parallel.worker import CONFIG_VARIABLE
+from localpipe.parallel.worker import Channel, serve
 
 INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
@@ -122,23 +135,31 @@ class Batches:
 
 
 class Worker:
-    """One worker process, its end of their socket pair, and the batches sent to it: the first is
-    running (since ``started``), the others wait in the socket so that the worker never idles
-    while the driver handles a result."""
+    """One worker process, forked from the driver, its end of their socket pair, and the batches
+    sent to it: the first is running (since ``started``), the others wait in the socket so that the
+    worker never idles while the driver handles a result."""
 
-    def __init__(self, number: int, config: dict, env: dict):
+    def __init__(self, number: int, config: dict, env: dict, others: list[Worker], prepare: Callable[[int], object]):
         mine, theirs = socket.socketpair()
         self.number = number
         self.queue: deque[int] = deque()
         self.started = 0.0
         self.ready = False
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "localpipe.parallel.worker", str(theirs.fileno())],
-            pass_fds=[theirs.fileno()],
-            env={**env, CONFIG_VARIABLE: json.dumps({**config, "agent_name": f"worker{number}"})},
-        )
+        self.code: int | None = None
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()  # else the child would print again what the driver has not written yet
+        # SIGTERM waits until the child has its own handler: the driver's would end the child
+        # through the driver's code (its clean-up kills the workers).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        try:
+            self.pid = os.fork()
+            if self.pid == 0:
+                # Each worker holds only its own end: it sees the end of its stream when the driver goes.
+                _child(theirs, [mine, *(other.connection for other in others)], number, config, env, prepare)
+        finally:  # the driver's (the child never returns)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
         theirs.close()
-        self.connection = Connection(mine.detach())
+        self.connection = Channel(mine)
 
     @property
     def running(self) -> int | None:
@@ -157,19 +178,55 @@ class Worker:
         return self.queue.popleft()
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-        self.process.wait()
+        if self.code is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            self.wait()
         self.connection.close()
+
+    def wait(self) -> int:
+        """The process's exit code (minus the signal that killed it), once it ended."""
+        if self.code is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+        return self.code
 
     def ended(self) -> str:
         """How the process ended, once its end of the pair closed."""
-        code = self.process.wait()
+        code = self.wait()
         return (
             f"worker{self.number} died (killed by signal {-code})"
             if code < 0
             else f"worker{self.number} exited with code {code}"
         )
+
+
+def _child(
+    end: socket.socket, others: list, number: int, config: dict, env: dict, prepare: Callable[[int], object]
+) -> NoReturn:
+    """The forked worker: it closes the driver's ends (``others``), serves, then exits with the code
+    ``sys.exit`` in the script gave, if any, never returning into the driver's code (nor flushing
+    the driver's files it holds copies of)."""
+    code = 1
+    try:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        for other in others:
+            other.close()
+        os.environ.update(env)
+        serve(Channel(end), {**config, "agent_name": f"worker{number}"}, prepare)
+        code = 0
+    except SystemExit as exc:  # as Python itself: an int is the exit code, anything else is printed
+        code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        if exc.code is not None and not isinstance(exc.code, int):
+            print(exc.code, file=sys.stderr)
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                stream.flush()
+        os._exit(code)
 
 
 class Driver:
@@ -184,9 +241,11 @@ class Driver:
         self.last_progress = 0.0
         self.reused = 0
         self.items_reused = 0
-        self.cache_root = os.environ.get("LOCALPIPE_PARALLEL_CACHE") or str(self.folder / "cache")
+        workspace_cache = os.environ.get("LOCALPIPE_PARALLEL_CACHE")
+        self.cache_root = workspace_cache or str(self.folder / "cache")
         self.digests_path = digests_file(self.cache_root, os.environ.get("LOCALPIPE_STEP_NAME", ""))
-        self.digests = cutting.Digests(load_digests(self.digests_path))
+        stat_cache = StatCache(stat_cache_file(workspace_cache)) if workspace_cache else None
+        self.digests = cutting.Digests(load_digests(self.digests_path), stat_cache)
 
     # -- the batches ---------------------------------------------------------------------------
     def cut(self, cache: BatchCache) -> list[dict]:
@@ -265,16 +324,12 @@ class Driver:
         return len(gpus) or int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
 
     def run(self) -> int:
-        cache = BatchCache(os.path.join(self.cache_root, family_key(os.getcwd(), self.settings())))
-        workers = []
-        if not cache.found:  # a family never run before runs every batch: start while they are cut
-            count = self.worker_count()
-            workers = [self.start(number, count) for number in range(count)]
+        family = family_key(os.getcwd(), self.settings())
+        write_record(self.folder, family, self.digests_path, None)
+        cache = BatchCache(os.path.join(self.cache_root, family))
         try:
             found = self.cut(cache)
         except ValueError as exc:  # partition keys the data does not have
-            for worker in workers:
-                worker.kill()
             return self.fail(str(exc))
         state = Batches(found, self.options)
         pending = deque()
@@ -293,6 +348,7 @@ class Driver:
             f"{len(pending)} to run{workers_text}"
         )
         self.progress(state, force=True)
+        workers: list[Worker] = []
         try:
             failure = self.work(state, pending, cache, workers) if pending else None
         finally:
@@ -302,7 +358,8 @@ class Driver:
             self.progress(state, force=True)
         # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
         cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found])
-        save_digests(self.digests_path, self.digests.seen)
+        save_digests(self.digests_path, self.digests.own)
+        write_record(self.folder, family, self.digests_path, [b["key"] for b in found if b["key"] in cache.found])
         if failure is not None:
             return self.fail(failure)
         self.write_output(state)
@@ -318,8 +375,10 @@ class Driver:
         print(f"parallel run failed: {reason}", file=sys.stderr)
         return 1
 
-    def start(self, number: int, count: int) -> Worker:
-        """Worker ``number`` of ``count``: its share of the step's CPUs and, where the step has GPUs, one of them."""
+    def start(self, number: int, count: int, workers: list[Worker], state: Batches) -> Worker:
+        """Worker ``number`` of ``count`` (``workers`` the others running): its share of the step's
+        CPUs and, where the step has GPUs, one of them; it hashes the files of the batches of
+        ``state`` that have no key yet."""
         options = self.options
         config = {
             "script": os.path.join(os.getcwd(), options.scoring_module_name),
@@ -330,27 +389,42 @@ class Driver:
             "output_action": options.output_action,
         }
         cpus = int(os.environ.get("LOCALPIPE_STEP_CPUS", "0") or 0) or os.cpu_count() or 1
-        env = {**os.environ, "OMP_NUM_THREADS": str(max(1, cpus // count))}
+        env = {"OMP_NUM_THREADS": str(max(1, cpus // count))}
         gpus = [g for g in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if g]
         indices = [g for g in os.environ.get("LOCALPIPE_GPU_INDICES", "").split(",") if g]
         if gpus:  # one GPU each, in turn
             env["CUDA_VISIBLE_DEVICES"] = env["NVIDIA_VISIBLE_DEVICES"] = gpus[number % len(gpus)]
             if indices:
                 env["LOCALPIPE_GPU_INDICES"] = indices[number % len(indices)]
-        return Worker(number, config, env)
+        return Worker(number, config, env, workers, lambda index: self.keys_of(state.all[index]))
+
+    def keys_of(self, batch: dict) -> tuple[str, list[str], dict] | None:
+        """In a worker: the key and items' keys of a batch that has none yet, with the digests
+        hashed for them (the driver keeps them for the next run)."""
+        if batch["key"] is not None:
+            return None
+        cutting.keyed(batch, self.names, self.digests)
+        return (
+            batch["key"],
+            batch["items"],
+            {path: self.digests.own[path] for path in batch["files"] if path in self.digests.own},
+        )
 
     def work(self, state: Batches, pending: deque, cache: BatchCache, workers: list[Worker]) -> str | None:
-        """Run the ``pending`` batches on ``workers`` (started already, or now); the reason the step
-        fails, or None."""
+        """Run the ``pending`` batches on workers it starts (into ``workers``, which the caller
+        ends); the reason the step fails, or None."""
         options = self.options
         count = min(self.worker_count(), len(pending))
-        for extra in workers[count:]:
-            extra.kill()
-        workers[count:] = []
-        workers += [self.start(number, count) for number in range(len(workers), count)]
+        for number in range(count):
+            workers.append(self.start(number, count, workers, state))
+
+        ready = selectors.DefaultSelector()  # kept across passes: wait() would build one per pass
+        for worker in workers:
+            ready.register(worker.connection, selectors.EVENT_READ, worker)
 
         def replace(worker: Worker, error: str) -> None:
             """End ``worker`` (its running batch's try failed with ``error``); start another in its place."""
+            ready.unregister(worker.connection)
             worker.kill()
             if worker.running is not None:
                 index = worker.queue.popleft()
@@ -358,7 +432,8 @@ class Driver:
             for index in worker.queue:  # sent but not started: no try spent
                 state.tries[index] -= 1
             pending.extendleft(reversed(worker.queue))
-            workers[workers.index(worker)] = self.start(worker.number, count)
+            workers[workers.index(worker)] = new = self.start(worker.number, count, workers, state)
+            ready.register(new.connection, selectors.EVENT_READ, new)
 
         timeout = options.run_invocation_timeout
         while pending or any(w.queue for w in workers):
@@ -375,21 +450,23 @@ class Driver:
             now = time.monotonic()
             deadlines = [w.started + timeout - now for w in workers if w.queue]
             wait_for = min([PROGRESS_EVERY, *deadlines])
-            for connection in wait([w.connection for w in workers], timeout=max(0.0, wait_for)):
-                worker = next((w for w in workers if w.connection is connection), None)
-                if worker is None:  # replaced a moment ago (it timed out)
+            for found, _ in ready.select(timeout=max(0.0, wait_for)):
+                worker = found.data
+                if worker not in workers:  # replaced a moment ago (it died)
                     continue
                 try:
-                    message = connection.recv()
+                    messages = worker.connection.received()
                 except (EOFError, OSError):
                     if not worker.ready:
                         return f"init() of the entry script failed: {worker.ended()} before it was ready"
                     replace(worker, worker.ended())
                     continue
-                if message[0] == "init_failed":
-                    print(message[1], file=sys.stderr)  # the whole traceback, for the step's log
-                    return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
-                self.handle(worker, message, state, pending, cache)
+                for message in messages:
+                    if message[0] == "init_failed":
+                        print(message[1], file=sys.stderr)  # the whole traceback, for the step's log
+                        return f"init() of the entry script failed in worker{worker.number}: {_last_line(message[1])}"
+                    self.handle(worker, message, state, pending, cache)
+            cache.flush()
             now = time.monotonic()
             for worker in list(workers):
                 if worker.queue and now - worker.started > timeout:
@@ -407,10 +484,11 @@ class Driver:
         index = worker.finished()
         batch, seconds = state.all[index], message[-1]
         if message[0] == "done":
-            _, _, returned, rows, _ = message
+            _, _, returned, rows, keys, _ = message
             state.succeeded(index, returned, rows)
-            if batch["key"] is None:
-                cutting.keyed(batch, self.names, self.digests)
+            if keys is not None:
+                batch["key"], batch["items"], hashed = keys
+                self.digests.own.update(hashed)
             cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
             self.record(batch, index, worker, state, seconds, "succeeded")
         else:

@@ -1,11 +1,14 @@
 """One worker process of a ParallelRunStep: imports the entry script, calls ``init()`` once, then
 ``run(mini_batch)`` for each batch the driver sends, and sends back what it returned.
 
-The driver starts it as ``python -m localpipe.parallel.worker FD`` with FD one end of a socket
-pair carrying pickled messages (the script's own prints go to the step's log, not through it):
+The driver forks it (the driver already runs in the step's environment, so a fork is that
+interpreter without starting it again) and calls ``serve`` with one end of a socket pair carrying
+pickled messages (the script's own prints go to the step's log, not through it):
 
 - to the driver: ``("ready",)`` after ``init()``, ``("init_failed", error)``, and for each batch
-  ``("done", index, returned, rows, seconds)`` or ``("failed", index, error, seconds)``;
+  ``("done", index, returned, rows, keys, seconds)`` or ``("failed", index, error, seconds)``,
+  ``keys`` what ``prepare(index)`` gave before ``run()`` (the driver has its new batches' files
+  hashed there: in a worker, hashing runs beside the other workers instead of holding up the driver);
 - from the driver: ``(index, mini_batch, partition)``, ``partition`` the partition keys' values of
   the batch (``partition_keys``) or None; the end of the stream ends the worker.
 
@@ -16,16 +19,60 @@ it) gives the script its logger and folders.
 from __future__ import annotations
 
 import importlib.util
-import json
 import logging
 import os
+import pickle
+import socket
 import sys
 import time
 import traceback
 import types
-from multiprocessing.connection import Connection
+from collections.abc import Callable
 
-CONFIG_VARIABLE = "LOCALPIPE_PARALLEL_WORKER"
+
+class Channel:
+    """Pickled messages over one end of a socket pair, each after its length (8 bytes). What one
+    read brings is kept: the messages that came in together cost one system call, not two each."""
+
+    def __init__(self, end: socket.socket):
+        self.end = end
+        self._buffer = bytearray()
+
+    def fileno(self) -> int:
+        return self.end.fileno()
+
+    def send(self, message) -> None:
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        if len(data) < 1 << 16:  # one write; a large table's rows are not copied for it
+            self.end.sendall(len(data).to_bytes(8, "little") + data)
+        else:
+            self.end.sendall(len(data).to_bytes(8, "little"))
+            self.end.sendall(data)
+
+    def received(self) -> list:
+        """Every whole message there is, waiting for one if there is none; EOFError at the end."""
+        while True:
+            found = self._whole()
+            if found:
+                return found
+            chunk = self.end.recv(1 << 16)
+            if not chunk:
+                raise EOFError
+            self._buffer += chunk
+
+    def _whole(self) -> list:
+        found, start, buffer = [], 0, self._buffer
+        while len(buffer) - start >= 8:
+            end = start + 8 + int.from_bytes(buffer[start : start + 8], "little")
+            if end > len(buffer):
+                break
+            found.append(pickle.loads(buffer[start + 8 : end]))
+            start = end
+        del buffer[:start]
+        return found
+
+    def close(self) -> None:
+        self.end.close()
 
 
 class EntryScript:
@@ -127,9 +174,9 @@ def rows_of(result, append: bool) -> tuple[int | None, list[str] | None, str | N
     return None, None, f"run() returned a {type(result).__name__}: return a list or a pandas DataFrame"
 
 
-def main(fd: int) -> None:
-    config = json.loads(os.environ.pop(CONFIG_VARIABLE))
-    connection = Connection(fd)
+def serve(connection: Channel, config: dict, prepare: Callable[[int], object]) -> None:
+    """The worker's life: ``init()``, then ``prepare(index)`` and ``run()`` on each batch received,
+    until the driver ends the stream."""
     EntryScript._context = config
     _install_azureml_user()
     _set_up_logging(config)
@@ -144,13 +191,18 @@ def main(fd: int) -> None:
     connection.send(("ready",))
     takes_context = _positional(module.run) >= 2
     append = config["output_action"] == "append_row"
+    waiting: list = []
     while True:
-        try:
-            index, mini_batch, partition = connection.recv()
-        except EOFError:
-            return
+        if not waiting:
+            try:
+                waiting = connection.received()
+            except EOFError:
+                return
+        index, mini_batch, partition = waiting.pop(0)
         started = time.perf_counter()
         try:
+            keys = prepare(index)
+            started = time.perf_counter()
             if takes_context:
                 result = module.run(mini_batch, MiniBatchContext(partition, mini_batch))
             else:
@@ -160,7 +212,7 @@ def main(fd: int) -> None:
             returned, lines, error = None, None, _short(traceback.format_exc())
         seconds = time.perf_counter() - started
         if error is None:
-            connection.send(("done", index, returned, lines, seconds))
+            connection.send(("done", index, returned, lines, keys, seconds))
         else:
             connection.send(("failed", index, error, seconds))
 
@@ -168,7 +220,3 @@ def main(fd: int) -> None:
 def _short(text: str, limit: int = 4000) -> str:
     """A traceback's end, where its error is."""
     return text if len(text) <= limit else "..." + text[-limit:]
-
-
-if __name__ == "__main__":
-    main(int(sys.argv[1]))

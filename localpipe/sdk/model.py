@@ -72,10 +72,10 @@ class Model:
             record = workspace.service.model(name, _version(version))
         else:
             filters = {"name": name, "tags": _filter_list(tags, "tags"), "run_id": run_id, "framework": model_framework}
-            found = workspace.service.models(filters | {"properties": _filter_list(properties, "properties")}, True)
+            found = workspace.service.models({**filters, "properties": _filter_list(properties, "properties")}, True)
             if not found:
                 given = {"name": name, "tags": tags, "properties": properties, "run_id": run_id}
-                what = ", ".join(f"{k} {v}" for k, v in (given | {"model_framework": model_framework}).items() if v)
+                what = ", ".join(f"{k} {v}" for k, v in {**given, "model_framework": model_framework}.items() if v)
                 raise WebserviceException(
                     f"ModelNotFound: Model with {what} not found in provided workspace: "
                     "see Model.list(ws) or `localpipe models` for what is registered"

@@ -132,7 +132,7 @@ def _publishing(db: SqliteDatabase, t: Tables) -> None:
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
 MIGRATIONS = list(
-    zip(
+    zip(  # noqa: B905 (strict=True is Python 3.10's: checked below)
         MIGRATION_NAMES,
         (
             _initial,
@@ -150,9 +150,13 @@ MIGRATIONS = list(
             _datastore_url,
             _publishing,
         ),
-        strict=True,
     )
 )
+# A step in an older Python imports this module too (Model.get_model_path reads the registry).
+if len(MIGRATIONS) != len(MIGRATION_NAMES):
+    raise RuntimeError(
+        "state/db.py's MIGRATIONS and state/schema.py's MIGRATION_NAMES differ: name each migration once"
+    )
 
 
 @dataclass(frozen=True)

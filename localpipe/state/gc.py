@@ -15,7 +15,11 @@ docs/storage.md:
   a running step's output being committed (newer than the oldest active run);
 - a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
 - an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
-  before every active run was submitted.
+  before every active run was submitted;
+- in ``.localpipe/parallel-cache/`` (ParallelRunStep's results per mini-batch), a family no kept
+  run's step used is removed, and a used family's journal keeps only the results the kept runs
+  have (all of them for a run whose driver did not end); a step's digests file goes with the
+  last kept run that used it; nothing changed since the oldest active run was submitted is touched.
 
 Rows go first, in one IMMEDIATE transaction, and files after: once the transaction commits, no
 row and no cache entry points at anything about to be removed, so a scheduler deciding
@@ -33,7 +37,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import localpipe.parallel.cache as parallel_cache
 from localpipe.errors import UsageError
+from localpipe.parallel.progress import FOLDER as PARALLEL_FOLDER
 from localpipe.state.history import History
 from localpipe.state.models import Tables
 from localpipe.state.store import ObjectStore, remove_tree
@@ -59,6 +65,9 @@ class GcPlan:
     objects: dict[str, int]  # digest -> bytes
     run_folders: dict[str, int]  # name in .localpipe/runs/ -> bytes
     tmp: dict[str, int]  # name in .localpipe/tmp/ -> bytes
+    # in .localpipe/parallel-cache/: a family's folder or a digests file -> bytes; a family's journal -> the
+    # bytes of its results no kept run has
+    parallel: dict[str, int] = field(default_factory=dict)
     protected_objects: list[str] = field(default_factory=list)  # unreferenced, but maybe a running step's
     protect_since: float | None = None  # the submission of the oldest active run
     # run kept only because kept runs reused its step runs -> those kept runs
@@ -68,7 +77,12 @@ class GcPlan:
     @property
     def bytes(self) -> int:
         """Bytes the plan frees."""
-        return sum(self.objects.values()) + sum(self.run_folders.values()) + sum(self.tmp.values())
+        return (
+            sum(self.objects.values())
+            + sum(self.run_folders.values())
+            + sum(self.tmp.values())
+            + sum(self.parallel.values())
+        )
 
 
 @dataclass
@@ -80,6 +94,7 @@ class GcResult:
     run_folders_removed: int
     runs_forgotten: int
     tmp_removed: int = 0
+    parallel_removed: int = 0  # entries of the parallel cache removed or trimmed
     problems: list[str] = field(default_factory=list)  # paths that could not be removed, and why
 
 
@@ -162,6 +177,7 @@ def plan_gc(
         objects,
         run_folders,
         tmp,
+        _parallel_unneeded(layout, kept, since),
         sorted(protected),
         since,
         producers,
@@ -237,7 +253,14 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
     run; the paths are moved aside inside it and deleted once it has committed.
     """
     if dry_run:
-        return GcResult(plan.bytes, len(plan.objects), len(plan.run_folders), len(plan.forget_runs), len(plan.tmp))
+        return GcResult(
+            plan.bytes,
+            len(plan.objects),
+            len(plan.run_folders),
+            len(plan.forget_runs),
+            len(plan.tmp),
+            len(plan.parallel),
+        )
     t, layout = history.tables, history.layout
     store = ObjectStore(layout.objects)
     trash = layout.tmp / f"gc-{os.getpid()}-{time.time_ns()}"
@@ -277,6 +300,7 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
         raise
     for name, size in plan.tmp.items():
         doomed.append((layout.tmp / name, size, "tmp"))
+    doomed += _trim_parallel_cache(history, plan, result)
     for path, size, kind in doomed:
         try:
             _remove(path)
@@ -288,6 +312,8 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
             result.objects_removed += 1
         elif kind == "run folder":
             result.run_folders_removed += 1
+        elif kind == "parallel":
+            result.parallel_removed += 1
         else:
             result.tmp_removed += 1
     try:
@@ -295,6 +321,78 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
     except OSError as exc:
         result.problems.append(f"{trash}: {exc.strerror or exc}")
     return result
+
+
+def _parallel_needed(layout, runs) -> tuple[dict[str, set[str] | None], set[str]]:
+    """family -> the result keys the step runs of ``runs`` have (None: all, a driver that did not
+    end), and the digests files they use, from the record each driver left in its step's folder."""
+    families: dict[str, set[str] | None] = {}
+    digests: set[str] = set()
+    for run_id in runs:
+        for step in _entries(layout.run_dir(run_id)):
+            record = parallel_cache.read_record(Path(step.path, PARALLEL_FOLDER, parallel_cache.RECORD))
+            if record is None:
+                continue
+            digests.add(str(record.get("digests")))
+            keys, family = record.get("keys"), record["family"]
+            if keys is None or families.get(family, set()) is None:
+                families[family] = None
+            else:
+                families.setdefault(family, set()).update(keys)
+    return families, digests
+
+
+def _parallel_unneeded(layout, runs, since: float | None) -> dict[str, int]:
+    """What of the parallel cache the step runs of ``runs`` do not need (``GcPlan.parallel``)."""
+    root = layout.parallel_cache
+    entries = _entries(root)
+    if not entries:
+        return {}
+    families, digests = _parallel_needed(layout, runs)
+    found = {}
+    for entry in entries:
+        if _maybe_being_committed(entry.path, since):
+            continue
+        if entry.name == parallel_cache.DIGESTS:
+            for kept in _entries(entry.path):
+                if kept.name not in digests and not _maybe_being_committed(kept.path, since):
+                    found[f"{entry.name}/{kept.name}"] = tree_size(kept.path)
+        elif entry.name not in families:
+            found[entry.name] = tree_size(entry.path)
+        elif families[entry.name] is not None:
+            journal = Path(entry.path, parallel_cache.JOURNAL)
+            if not _maybe_being_committed(journal, since):
+                _, dropped = parallel_cache.needed_lines(Path(entry.path), families[entry.name])
+                if dropped:
+                    found[f"{entry.name}/{parallel_cache.JOURNAL}"] = dropped
+    return found
+
+
+def _trim_parallel_cache(history: History, plan: GcPlan, result: GcResult) -> list[tuple[Path, int, str]]:
+    """Carry out ``plan.parallel``, checking again what the runs left now need (a run may have
+    started since the plan): journals are trimmed here; the families and digests files to remove
+    are returned, as ``collect``'s doomed paths."""
+    if not plan.parallel:
+        return []
+    t, root = history.tables, history.layout.parallel_cache
+    runs = [r for (r,) in history.tables.PipelineRun.select(t.PipelineRun.id).tuples()]
+    now_unneeded = _parallel_unneeded(history.layout, runs, _oldest_active_submission(t))
+    families, _ = _parallel_needed(history.layout, runs)
+    doomed = []
+    for name in plan.parallel.keys() & now_unneeded.keys():
+        path = root / name
+        if not name.endswith("/" + parallel_cache.JOURNAL):
+            doomed.append((path, now_unneeded[name], "parallel"))
+            continue
+        lines, size = parallel_cache.needed_lines(path.parent, families[path.parent.name])
+        try:
+            parallel_cache.rewrite_journal(path.parent, lines)
+        except OSError as exc:
+            result.problems.append(f"{path}: {exc.strerror or exc}")
+            continue
+        result.bytes_freed += size
+        result.parallel_removed += 1
+    return doomed
 
 
 def _forget_runs(t: Tables, run_ids: list[int]) -> None:
