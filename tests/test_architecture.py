@@ -15,13 +15,14 @@ PACKAGE = Path(__file__).resolve().parent.parent / "localpipe"
 # What each layer may import besides itself, bottom to top (docs/architecture.md). A layer is a
 # subpackage of localpipe or one of its top-level modules; "" is localpipe/__init__.py and
 # __main__.py, the composition root, which may import anything.
-BASE = {"errors", "status", "faults", "cache_dir", "formats"}
+BASE = {"errors", "status", "faults", "cache_dir", "formats", "parallel_files"}
 MAY_IMPORT = {
     "errors": set(),
     "status": set(),
     "faults": set(),
     "cache_dir": set(),
     "formats": set(),
+    "parallel_files": set(),
     "hw": BASE,
     "content": BASE,
     "compat": BASE,  # the azureml table and shim: the names they lead to are imported by name, on use
@@ -36,7 +37,8 @@ MAY_IMPORT = {
     "studio": BASE | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client"},
     "cli": BASE
     | {"hw", "content", "compat", "envs", "sdk", "plan", "state", "engine", "client", "watch", "studio", "parallel"},
-    "parallel": BASE | {"hw", "sdk"},  # ParallelRunStep's process: tables are read with sdk.data.tables
+    # ParallelRunStep's process: tables are read with sdk.data.tables, file digests found in the stat cache
+    "parallel": BASE | {"hw", "content", "sdk"},
 }
 # Third-party libraries that only one place may import (optional, slow or hardware-bound ones).
 OWNERS = {

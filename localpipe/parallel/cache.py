@@ -16,10 +16,10 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from localpipe.parallel.batches import ALGORITHM, CHUNK
+from localpipe.parallel_files import DIGESTS, JOURNAL, RECORD, write_aside
 
 
 def tree_digest(root: str) -> str:
@@ -45,11 +45,6 @@ def family_key(source: str, settings: dict) -> str:
         **settings,
     }
     return hashlib.blake2b(json.dumps(identity, sort_keys=True).encode(), digest_size=16).hexdigest()
-
-
-JOURNAL = "results.jsonl"
-DIGESTS = "digests"
-RECORD = "cache.json"  # in a step's parallel_run/ folder: what of the cache its run used (for gc)
 
 
 class BatchCache:
@@ -111,7 +106,7 @@ class BatchCache:
     def save_partition(self, batches: list[dict]) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         kept = [b["items"] for b in batches if "items" in b]
-        _write_aside(self.folder / "partition.json", json.dumps({"batches": kept}))
+        write_aside(self.folder / "partition.json", json.dumps({"batches": kept}))
 
 
 def digests_file(root: str, step: str) -> Path:
@@ -138,56 +133,16 @@ def load_digests(path: Path) -> dict:
 
 def save_digests(path: Path, digests: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_aside(path, json.dumps({"algorithm": ALGORITHM, "files": digests}))
+    write_aside(path, json.dumps({"algorithm": ALGORITHM, "files": digests}))
 
 
 def write_record(folder: Path, family: str, digests: Path, keys: list[str] | None) -> None:
     """Say in the step's ``folder`` which family and digests file its run uses and the keys of the
     results it has (None while it runs: until it ends, ``localpipe gc`` keeps the whole family)."""
-    _write_aside(folder / RECORD, json.dumps({"family": family, "digests": digests.name, "keys": keys}))
-
-
-def read_record(path: Path) -> dict | None:
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return record if isinstance(record, dict) and isinstance(record.get("family"), str) else None
-
-
-def needed_lines(folder: Path, keys: set[str]) -> tuple[list[str], int]:
-    """The lines of a family's journal that hold the result of one of ``keys`` (one line each),
-    and the bytes of the others (results no kept run has, lines cut short, repeats)."""
-    try:
-        text = (folder / JOURNAL).read_text()
-    except OSError:
-        return [], 0
-    kept, seen, dropped = [], set(), 0
-    for line in text.splitlines(keepends=True):
-        try:
-            key = json.loads(line)["key"]
-        except (ValueError, KeyError, TypeError):
-            key = None
-        if key in keys and key not in seen and line.endswith("\n"):
-            seen.add(key)
-            kept.append(line)
-        else:
-            dropped += len(line.encode())
-    return kept, dropped
-
-
-def rewrite_journal(folder: Path, lines: list[str]) -> None:
-    _write_aside(folder / JOURNAL, "".join(lines))
+    write_aside(folder / RECORD, json.dumps({"family": family, "digests": digests.name, "keys": keys}))
 
 
 def _last_byte(path: Path) -> bytes:
     with open(path, "rb") as handle:
         handle.seek(-1, os.SEEK_END)
         return handle.read(1)
-
-
-def _write_aside(path: Path, text: str) -> None:
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".")
-    with os.fdopen(handle, "w") as out:
-        out.write(text)
-    os.replace(temporary, path)

@@ -43,8 +43,8 @@ from localpipe.parallel.cache import (
     stat_cache_file,
     write_record,
 )
-from localpipe.parallel.progress import FOLDER, PROGRESS, TIMINGS
 from localpipe.parallel.worker import Channel, serve
+from localpipe.parallel_files import FOLDER, PROGRESS, TIMINGS
 
 INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json

@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-FOLDER = "parallel_run"
-PROGRESS = "progress.json"  # rewritten as batches end: done, failed, left, items per second, time left
-TIMINGS = "batches.jsonl"  # one line per try of a batch
+from localpipe.parallel_files import FOLDER, PROGRESS
 
 
 def read(step_dir: Path) -> dict | None:

@@ -37,9 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import localpipe.parallel.cache as parallel_cache
+import localpipe.parallel_files as parallel_files
 from localpipe.errors import UsageError
-from localpipe.parallel.progress import FOLDER as PARALLEL_FOLDER
 from localpipe.state.history import History
 from localpipe.state.models import Tables
 from localpipe.state.store import ObjectStore, remove_tree
@@ -330,7 +329,7 @@ def _parallel_needed(layout, runs) -> tuple[dict[str, set[str] | None], set[str]
     digests: set[str] = set()
     for run_id in runs:
         for step in _entries(layout.run_dir(run_id)):
-            record = parallel_cache.read_record(Path(step.path, PARALLEL_FOLDER, parallel_cache.RECORD))
+            record = parallel_files.read_record(Path(step.path, parallel_files.FOLDER, parallel_files.RECORD))
             if record is None:
                 continue
             digests.add(str(record.get("digests")))
@@ -353,18 +352,18 @@ def _parallel_unneeded(layout, runs, since: float | None) -> dict[str, int]:
     for entry in entries:
         if _maybe_being_committed(entry.path, since):
             continue
-        if entry.name == parallel_cache.DIGESTS:
+        if entry.name == parallel_files.DIGESTS:
             for kept in _entries(entry.path):
                 if kept.name not in digests and not _maybe_being_committed(kept.path, since):
                     found[f"{entry.name}/{kept.name}"] = tree_size(kept.path)
         elif entry.name not in families:
             found[entry.name] = tree_size(entry.path)
         elif families[entry.name] is not None:
-            journal = Path(entry.path, parallel_cache.JOURNAL)
+            journal = Path(entry.path, parallel_files.JOURNAL)
             if not _maybe_being_committed(journal, since):
-                _, dropped = parallel_cache.needed_lines(Path(entry.path), families[entry.name])
+                _, dropped = parallel_files.needed_lines(Path(entry.path), families[entry.name])
                 if dropped:
-                    found[f"{entry.name}/{parallel_cache.JOURNAL}"] = dropped
+                    found[f"{entry.name}/{parallel_files.JOURNAL}"] = dropped
     return found
 
 
@@ -381,12 +380,12 @@ def _trim_parallel_cache(history: History, plan: GcPlan, result: GcResult) -> li
     doomed = []
     for name in plan.parallel.keys() & now_unneeded.keys():
         path = root / name
-        if not name.endswith("/" + parallel_cache.JOURNAL):
+        if not name.endswith("/" + parallel_files.JOURNAL):
             doomed.append((path, now_unneeded[name], "parallel"))
             continue
-        lines, size = parallel_cache.needed_lines(path.parent, families[path.parent.name])
+        lines, size = parallel_files.needed_lines(path.parent, families[path.parent.name])
         try:
-            parallel_cache.rewrite_journal(path.parent, lines)
+            parallel_files.rewrite_journal(path.parent, lines)
         except OSError as exc:
             result.problems.append(f"{path}: {exc.strerror or exc}")
             continue
