@@ -380,6 +380,15 @@ def containerize(
     }
 
 
+def to_ray(launch: Launch, step: StepSpec) -> None:
+    """Make ``launch`` one for the Ray executor (docs/scale-out.md): the same argv, folder and
+    environment (with the target's ``runtime_env`` variables), and what its task asks Ray for."""
+    asked = step.resources["ray"]
+    launch.env.update((asked.get("runtime_env") or {}).get("env_vars") or {})
+    launch.executor = "ray"
+    launch.ray = {**asked, "cpus": step.resources["cpus"], "gpus": step.resources["gpus"]}
+
+
 def _link_targets(root: str) -> list[str]:
     """The real paths the symbolic links below ``root`` lead to (links are not followed further)."""
     found = []

@@ -34,6 +34,7 @@ class Launch:
     masked: list[str] = field(default_factory=list)  # secret values replaced by *** in the logs
     executor: str = "local"  # the module of this package that runs it
     container: dict | None = None  # for the "docker" executor: image, mounts, user, limits (workdir.containerize)
+    ray: dict | None = None  # for the "ray" executor: the cluster's address, what the task asks Ray for
 
 
 @dataclass

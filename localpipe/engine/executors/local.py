@@ -52,7 +52,7 @@ class LocalExecutor:
     and ``terminate`` may be called from any thread.
     """
 
-    def __init__(self):
+    def __init__(self, limit: int | None = None):
         self._selector = selectors.EpollSelector()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
@@ -64,7 +64,7 @@ class LocalExecutor:
         self._all_ended = False  # the supervisor's answer to terminate_all came
         self._running: set[str] = set()
         self._base_env: dict[str, str] | None = None
-        self._log_limit = log_limit()
+        self._log_limit = limit or log_limit()  # given: a Ray task's, as its scheduler read it
         self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
 

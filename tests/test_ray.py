@@ -1,0 +1,343 @@
+"""The Ray executor (docs/scale-out.md): steps on a RayCompute target run as Ray tasks of a real
+local Ray, started once for the session (``ray`` marker: ``python -m pytest -m ray`` runs only
+these). Without Ray installed they skip, saying so; in CI (.ci/run sets LOCALPIPE_REQUIRE_RAY)
+they fail instead."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+
+import psutil
+import pytest
+
+from localpipe import ComputeTarget, Pipeline, PipelineData, PythonScriptStep, RayCompute, RunConfiguration
+from localpipe.errors import UsageError
+from localpipe.status import RunStatus
+from tests.conftest import wait_for, write
+
+CLUSTER_CPUS = 4  # logical: Ray reserves them, it does not pin; more than localpipe's slot in these tests
+WORKER = "ray::localpipe:"  # the process title of a Ray worker running a step's task
+
+
+@pytest.fixture(scope="session")
+def ray_address():
+    """A local Ray for the whole session (its cold start is paid once): the dashboard off, a small
+    object store, 4 CPUs, no GPU, one custom resource "special". Returns its address."""
+    try:
+        import ray
+    except ImportError:
+        if os.environ.get("LOCALPIPE_REQUIRE_RAY"):
+            pytest.fail("ray is not installed, and LOCALPIPE_REQUIRE_RAY is set: pip install -e '.[test]'")
+        pytest.skip("ray is not installed: pip install 'localpipe[ray]'")
+    context = ray.init(
+        address="local",
+        num_cpus=CLUSTER_CPUS,
+        num_gpus=0,
+        resources={"special": 1},
+        include_dashboard=False,
+        object_store_memory=80 * 2**20,
+        log_to_driver=False,
+    )
+    yield context.address_info["gcs_address"]
+    ray.shutdown()
+
+
+def _target(ws, address, name="ray", **config):
+    return ComputeTarget.create(ws, name, RayCompute.provisioning_configuration(address=address, **config))
+
+
+def _chain_step(ws, project, name, arguments, target, body=""):
+    """A step that says which process runs it (its supervisor's parent: a Ray worker, or not)."""
+    project(
+        f"src/{name}/{name}.py",
+        f"""
+        import os, sys
+        import psutil
+        print("runner:", psutil.Process().parent().parent().name())
+        args = sys.argv[1:]
+        {body}
+        """,
+    )
+    return PythonScriptStep(
+        f"{name}.py", name=name, source_directory=ws.root / "src" / name, arguments=arguments, compute_target=target
+    )
+
+
+@pytest.mark.ray
+def test_a_mixed_pipeline_runs_its_ray_steps_as_ray_tasks_and_is_reused_and_rerun_by_the_same_rules(
+    ws, project, run_pipeline, ray_address
+):
+    cluster = _target(ws, ray_address)
+    raw, features = PipelineData("raw"), PipelineData("features")
+    write_out = "os.makedirs(args[-1], exist_ok=True); open(os.path.join(args[-1], 'f'), 'w').write({})"
+    prep = _chain_step(ws, project, "prep", [raw], None, write_out.format("'1,2,3'"))  # local
+    read = "open(os.path.join(args[0], 'f')).read()"
+    feat = _chain_step(ws, project, "feat", [raw.as_input(), features], cluster, write_out.format(read + " + '!'"))
+    train = _chain_step(ws, project, "train", [features.as_input()], cluster, "print(open(args[0] + '/f').read())")
+
+    run_id, status, steps = run_pipeline(Pipeline(ws, [train]), slots=1)
+    assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in steps.items()}
+    logs = {n: (ws.state_dir / "runs" / str(run_id) / n / "stdout.log").read_text() for n in steps}
+    assert WORKER not in logs["prep"]  # the local step ran here, under the step supervisor
+    assert f"runner: {WORKER}feat" in logs["feat"] and f"runner: {WORKER}train" in logs["train"]
+    assert "1,2,3!" in logs["train"]  # the output a Ray step wrote reached the next one through the workspace
+    assert steps["feat"]["placement"]["executor"] == "ray" and "executor" not in steps["prep"]["placement"]
+
+    _, status, again = run_pipeline(Pipeline(ws, [train]))
+    assert status is RunStatus.COMPLETED and {s["status"] for s in again.values()} == {"Reused"}
+
+    project("src/train/train.py", (ws.root / "src/train/train.py").read_text() + "print('edited')\n")
+    _, status, edited = run_pipeline(Pipeline(ws, [train]))
+    assert {n: s["status"] for n, s in edited.items()} == {"prep": "Reused", "feat": "Reused", "train": "Completed"}
+    assert edited["train"]["reason"] == "runs: source changed (train.py)"
+
+
+@pytest.mark.ray
+def test_ray_places_steps_by_the_cpus_and_custom_resources_they_ask_for(
+    ws, project, tmp_path, run_pipeline, ray_address
+):
+    # localpipe's own pool has one slot (slots=1): any overlap below is Ray's doing, within Ray's limits.
+    wide = _target(ws, ray_address, "wide", cpus_per_step=2)
+    special = _target(ws, ray_address, "special", resources={"special": 1})
+    times = tmp_path / "times"
+    record = (
+        f"import time; t = time.time(); time.sleep(1.0); "
+        f"open({str(times)!r}, 'a').write(f'{{args[0]}} {{t}} {{time.time()}}\\n')"
+    )
+    steps = [_chain_step(ws, project, f"w{i}", [f"wide{i}"], wide, record) for i in range(3)]
+    steps += [_chain_step(ws, project, f"s{i}", [f"special{i}"], special, record) for i in range(2)]
+
+    _, status, rows = run_pipeline(Pipeline(ws, steps), slots=1)
+    assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in rows.items()}
+    spans = {name: (float(a), float(b)) for name, a, b in (line.split() for line in times.read_text().splitlines())}
+
+    def most_at_once(names):
+        return max(sum(1 for n in names if spans[n][0] <= spans[m][0] < spans[n][1]) for m in names)
+
+    # 4 CPUs of 2 each: two at once, never three; one "special": never two at once.
+    assert most_at_once([f"wide{i}" for i in range(3)]) == 2
+    assert most_at_once(["special0", "special1"]) == 1
+
+
+@pytest.mark.ray
+def test_cancel_ends_the_ray_tasks_and_frees_their_resources(ws, project, tmp_path, localpipe, ray_address):
+    import ray
+
+    pid_file = tmp_path / "pid"
+    project(
+        "pipeline.py",
+        f"""
+        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
+        ws = Workspace.from_config()
+        config = RayCompute.provisioning_configuration(address={ray_address!r}, cpus_per_step=3)
+        target = ComputeTarget.create(ws, "ray", config)
+        pipeline = Pipeline(ws, [PythonScriptStep("sleep.py", source_directory="src", compute_target=target)])
+        """,
+    )
+    project(
+        "src/sleep.py",
+        f"""
+        import os, signal, sys, time
+        def ended(*_):
+            print("SIGTERM came", flush=True)
+            sys.exit(3)
+        signal.signal(signal.SIGTERM, ended)
+        open({str(pid_file)!r}, "w").write(str(os.getpid()))
+        time.sleep(120)
+        """,
+    )
+    run_id = localpipe("submit", "pipeline.py", "--detach", check=True).stdout.strip()
+    pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, what="the step to start"))
+    assert ray.available_resources().get("CPU", 0) == CLUSTER_CPUS - 3  # Ray holds the step's CPUs
+
+    localpipe("cancel", run_id, check=True)
+    wait_for(lambda: not psutil.pid_exists(pid), 20, what="the step's process to end")
+    shown = json.loads(localpipe("show", run_id, "--json", check=True).stdout)
+    wait_for(
+        lambda: json.loads(localpipe("show", run_id, "--json").stdout)["status"] == "Canceled", 20, what="Canceled"
+    )
+    assert ray.available_resources().get("CPU", 0) == CLUSTER_CPUS  # the task ended: its CPUs are free again
+    logs = localpipe("logs", run_id, check=True).stdout
+    assert "SIGTERM came" in logs  # politely first: the step had its grace period
+    assert shown["steps"][0]["name"] == "sleep.py"
+
+
+@pytest.mark.ray
+def test_a_ray_worker_killed_mid_run_fails_the_step_with_a_reason_and_the_step_is_retried(
+    ws, project, tmp_path, run_pipeline, ray_address
+):
+    cluster = _target(ws, ray_address)
+    marker = tmp_path / "worker"
+    project(
+        "src/victim/victim.py",
+        f"""
+        import os, time
+        import psutil
+        if not os.path.exists({str(marker)!r}):  # the first attempt: killed with its worker
+            open({str(marker)!r}, "w").write(str(psutil.Process().parent().parent().pid))
+            time.sleep(120)
+        """,
+    )
+    config = RunConfiguration()
+    config.max_retries = 1
+    step = PythonScriptStep(
+        "victim.py", name="victim", source_directory=ws.root / "src/victim", compute_target=cluster, runconfig=config
+    )
+
+    def kill_the_worker():
+        pid = int(wait_for(lambda: marker.exists() and marker.read_text(), 60, what="the first attempt"))
+        assert psutil.Process(pid).name().startswith(WORKER)
+        os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_worker)
+    killer.start()
+    _, status, steps = run_pipeline(Pipeline(ws, [step]))
+    killer.join()
+    assert status is RunStatus.COMPLETED and steps["victim"]["attempt"] == 2
+    assert steps["victim"]["reason"].startswith(
+        "retry 1 of 1 after: the Ray worker running it died (WorkerCrashedError"
+    )
+
+
+@pytest.mark.ray
+def test_a_ray_step_asking_for_what_no_node_has_is_refused_at_validation(ws, project, invoke, ray_address):
+    project(
+        "pipeline.py",
+        f"""
+        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, RunConfiguration, Workspace
+        ws = Workspace.from_config()
+        def target(name, **asked):
+            config = RayCompute.provisioning_configuration(address={ray_address!r}, **asked)
+            return ComputeTarget.create(ws, name, config)
+        def step(name, target, **more):
+            return PythonScriptStep("s.py", name=name, source_directory="src", compute_target=target, **more)
+        docker = RunConfiguration()
+        docker.environment.docker.enabled = True
+        docker.environment.docker.base_image = "python:3.11-slim"
+        steps = [
+            step("gpu", target("gpu", gpus_per_step=1)),
+            step("tpu", target("tpu", resources={{"tpu": 2}})),
+            step("big", target("big", cpus_per_step=64)),
+            step("boxed", "gpu", runconfig=docker),
+        ]
+        pipeline = Pipeline(ws, steps)
+        """,
+    )
+    project("src/s.py", "print('never runs')\n")
+    result = invoke("submit", "pipeline.py")
+    assert result.exit_code == 2
+    problems = [line.strip() for line in result.output.splitlines() if line.strip().startswith("- ")]
+    where = f"in the Ray cluster at {ray_address}"
+    expected = [
+        f'- step "gpu" asks Ray for 1 GPU per step, but {where}, no node has any: lower it on compute target "gpu" '
+        "or use another target",
+        f'- step "tpu" asks Ray for 2 of resource "tpu" per step, but {where}, no node has any: lower it on compute '
+        'target "tpu" or use another target',
+        f'- step "big" asks Ray for 64 CPUs per step, but {where}, the most a node has is {CLUSTER_CPUS}: lower it on '
+        'compute target "big" or use another target',
+    ]
+    assert [p for p in problems if p in expected] == expected
+    assert any('step "boxed" runs in Docker and on Ray target "gpu"' in p for p in problems)
+    assert not (ws.state_dir / "runs").exists() or not any((ws.state_dir / "runs").iterdir())  # nothing recorded
+
+
+@pytest.mark.ray
+def test_a_node_that_cannot_see_a_path_says_which(tmp_path, ray_address):
+    import ray
+
+    from localpipe.engine.executors.ray import cluster, sees
+
+    elsewhere = tmp_path / "not-shared"
+    elsewhere.mkdir()
+    # The node-side half: a check file it cannot read back, an interpreter it lacks.
+    assert ray.get(sees.remote({str(elsewhere): "never-written"}, "/no/such/python")) == [
+        str(elsewhere),
+        "/no/such/python",
+    ]
+    # The whole check, on a path and interpreter every node of this one-machine cluster does see.
+    found = cluster(ray_address, [str(elsewhere)], sys.executable)
+    assert found["problem"] is None and found["unseen"] == [] and list(elsewhere.iterdir()) == []
+    assert [node["resources"]["special"] for node in found["nodes"]] == [1.0]
+
+
+# -- without Ray, and the target's own checks: no cluster needed -------------------------------------
+
+
+def test_without_ray_installed_a_ray_step_fails_validation_with_one_line_naming_the_extra(ws, project, tmp_path):
+    hidden = write(tmp_path / "no-ray/ray/__init__.py", "raise ImportError(\"No module named 'ray'\")\n")
+    project(
+        "pipeline.py",
+        """
+        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
+        ws = Workspace.from_config()
+        target = ComputeTarget.create(ws, "ray", RayCompute.provisioning_configuration(address="auto"))
+        pipeline = Pipeline(ws, [PythonScriptStep("s.py", source_directory="src", compute_target=target)])
+        """,
+    )
+    project("src/s.py", "print('never runs')\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", "pipeline.py"],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(hidden.parent.parent)},
+        timeout=60,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines()[0] == (
+        'error: the pipeline is invalid: steps on Ray target "ray" cannot run: Ray is not installed here: '
+        "pip install 'localpipe[ray]'; compute target \"ray\" was not kept (this refused submission created it): "
+        "fix the pipeline and run it again to create it anew"
+    )
+
+
+def test_a_ray_compute_target_is_kept_and_read_back_as_one(ws):
+    made = ComputeTarget.create(
+        ws,
+        "cluster",
+        RayCompute.provisioning_configuration(
+            address="ray://head:10001", cpus_per_step=0.5, gpus_per_step=1, resources={"special": 2},
+            runtime_env={"env_vars": {"MODE": "fast"}},
+        ),
+    )  # fmt: skip
+    found = ComputeTarget(ws, "cluster")
+    assert isinstance(made, RayCompute) and isinstance(found, RayCompute) and found.type == "RayCompute"
+    assert (found.config.address, found.cpus_per_step, found.config.resources) == (
+        "ray://head:10001",
+        0.5,
+        {"special": 2},
+    )
+    assert RayCompute(ws, "cluster").config.runtime_env == {"env_vars": {"MODE": "fast"}}
+
+
+@pytest.mark.parametrize(
+    "config, named",
+    [
+        ({"cpus_per_step": 0}, "cpus_per_step must be a number above 0, not 0"),
+        ({"gpus_per_step": -1}, "gpus_per_step must be a number of at least 0, not -1"),
+        ({"resources": {"special": "one"}}, "resources must map resource names to amounts above 0"),
+        ({"runtime_env": {"pip": ["torch"]}}, "runtime_env may only hold env_vars"),
+        ({"address": ""}, 'address must be "auto", "HOST:PORT", "ray://HOST:10001" or None'),
+    ],
+)
+def test_a_ray_target_with_a_bad_value_is_refused_naming_it(config, named):
+    with pytest.raises(UsageError, match="^RayCompute: ") as caught:
+        RayCompute.provisioning_configuration(**config)
+    assert named in str(caught.value)
+
+
+def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):
+    from localpipe.errors import PipelineValidationError
+
+    project("src/s.py", "print('never runs')\n")
+    steps = [
+        PythonScriptStep("s.py", name=name, source_directory=ws.root / "src", compute_target=_target(ws, address, name))
+        for name, address in (("one", "10.0.0.1:6379"), ("two", "10.0.0.2:6379"))
+    ]
+    with pytest.raises(PipelineValidationError, match="a run connects to one Ray cluster"):
+        run_pipeline(Pipeline(ws, steps))
