@@ -341,3 +341,24 @@ def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipel
     ]
     with pytest.raises(PipelineValidationError, match="a run connects to one Ray cluster"):
         run_pipeline(Pipeline(ws, steps))
+
+
+@pytest.mark.ray
+def test_a_ray_target_where_no_cluster_answers_is_refused_at_validation(ws, project, localpipe, ray_address):
+    project(
+        "pipeline.py",
+        """
+        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
+        ws = Workspace.from_config()
+        target = ComputeTarget.create(ws, "far", RayCompute.provisioning_configuration(address="127.0.0.1:1"))
+        pipeline = Pipeline(ws, [PythonScriptStep("s.py", source_directory="src", compute_target=target)])
+        """,
+    )
+    project("src/s.py", "print('never runs')\n")
+    proc = localpipe("submit", "pipeline.py", timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith(
+        'error: the pipeline is invalid: steps on Ray target "far" cannot run: no Ray cluster answers at 127.0.0.1:1 '
+        "(ConnectionError: nothing answers at 127.0.0.1:1: Connection refused): start it (ray start --head) or fix "
+        "the target's address"
+    )

@@ -62,7 +62,7 @@ class ComputeTarget:
     """A named local resource pool kept in history.db.
 
     ``ComputeTarget(ws, name)`` (``workspace=``, ``name=``), as in Azure ML, is the existing target
-    ``name`` of ``ws``, as a LocalCompute or AmlCompute, and ``AmlCompute(ws, name)`` one of that
+    ``name`` of ``ws``, as a LocalCompute, AmlCompute or RayCompute, and ``AmlCompute(ws, name)`` one of that
     kind; ComputeTargetException when there is none. Targets are made with
     ``ComputeTarget.create(ws, name, provisioning_configuration)``. As in the SDK,
     ``ComputeTarget(None, None)`` is an empty object that ``deserialize`` fills in.
@@ -94,7 +94,7 @@ class ComputeTarget:
 
     @staticmethod
     def create(workspace, name: str, provisioning_configuration: ProvisioningConfiguration) -> ComputeTarget:
-        """Create (or replace) the target ``name``; returns it as LocalCompute or AmlCompute.
+        """Create (or replace) the target ``name``; returns it as LocalCompute, AmlCompute or RayCompute.
 
         A target may ask for more than this machine has (an Azure size, say): a pipeline using it
         then fails validation, naming what is missing.

@@ -48,14 +48,22 @@ CHECK_SECONDS = 120.0  # how long a node has to answer the visibility check (a c
 FORCE_MARGIN_SECONDS = 2.0  # after the grace period, how long a politely canceled task has before it is killed
 POLL_SECONDS = 0.1  # how often a task looks up from its step for a cancel (Ray raises it between bytecodes)
 _connect_lock = threading.Lock()
+_NOBODY = object()
+_connected_to = _NOBODY  # the address this process connected with (not the caller's own ray.init)
 _CLOSE = object()
 
 
 def connect(address: str | None) -> None:
     """Make this process a driver of the Ray cluster at ``address`` (None: start a local Ray, which
     lives as long as the process), unless it already is one. Ray's own logs stay in its folder."""
+    global _connected_to
     with _connect_lock:
         if ray.is_initialized():
+            if _connected_to not in (_NOBODY, address):  # _NOBODY: the caller's own ray.init is taken
+                raise ConnectionError(
+                    f"this process drives the Ray cluster at {_connected_to or 'a local Ray'} already, and a "
+                    "process drives one cluster: give every Ray target of the run the same address"
+                )
             return
         # Ray's messages on connecting (its token, where it started) would interleave with the run's lines.
         logging.getLogger("ray").setLevel(logging.ERROR)
@@ -65,6 +73,7 @@ def connect(address: str | None) -> None:
         else:
             _answers(address)
             ray.init(address=address, **quiet)
+        _connected_to = address
 
 
 def _answers(address: str) -> None:
