@@ -1,5 +1,5 @@
 """The Ray executor (docs/scale-out.md): steps on a RayCompute target run as Ray tasks of a real
-local Ray, started once for the session (``ray`` marker: ``python -m pytest -m ray`` runs only
+local Ray, started once for this file (``ray`` marker: ``python -m pytest -m ray`` runs only
 these). Without Ray installed they skip, saying so; in CI (.ci/run sets LOCALPIPE_REQUIRE_RAY)
 they fail instead."""
 
@@ -24,10 +24,11 @@ CLUSTER_CPUS = 4  # logical: Ray reserves them, it does not pin; more than local
 WORKER = "ray::localpipe:"  # the process title of a Ray worker running a step's task
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def ray_address():
-    """A local Ray for the whole session (its cold start is paid once): the dashboard off, a small
-    object store, 4 CPUs, no GPU, one custom resource "special". Returns its address."""
+    """A local Ray for these tests (its cold start is paid once, and it is gone before the next test
+    file, whose timings its idle processes would disturb): the dashboard off, a small object store,
+    4 CPUs, no GPU, one custom resource "special". Returns its address."""
     try:
         import ray
     except ImportError:
@@ -296,7 +297,7 @@ def test_without_ray_installed_a_ray_step_fails_validation_with_one_line_naming_
     )
 
 
-def test_a_ray_compute_target_is_kept_and_read_back_as_one(ws):
+def test_a_ray_compute_target_is_kept_and_read_back_as_one(ws, invoke):
     made = ComputeTarget.create(
         ws,
         "cluster",
@@ -313,6 +314,9 @@ def test_a_ray_compute_target_is_kept_and_read_back_as_one(ws):
         {"special": 2},
     )
     assert RayCompute(ws, "cluster").config.runtime_env == {"env_vars": {"MODE": "fast"}}
+    listed = {t["name"]: t for t in json.loads(invoke("compute", "--json").output)}
+    assert listed["cluster"]["kind"] == "RayCompute" and listed["cluster"]["address"] == "ray://head:10001"
+    assert "Ray at ray://head:10001" in invoke("compute").output
 
 
 @pytest.mark.parametrize(
@@ -362,3 +366,39 @@ def test_a_ray_target_where_no_cluster_answers_is_refused_at_validation(ws, proj
         "(ConnectionError: nothing answers at 127.0.0.1:1: Connection refused): start it (ray start --head) or fix "
         "the target's address"
     )
+
+
+@pytest.mark.ray
+def test_a_ray_step_over_its_timeout_is_ended_and_fails_saying_so(ws, project, tmp_path, run_pipeline, ray_address):
+    pid_file = tmp_path / "pid"
+    project(
+        "src/slow/slow.py", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(60)\n"
+    )
+    config = RunConfiguration()
+    config.timeout_seconds = 2
+    step = PythonScriptStep(
+        "slow.py", name="slow", source_directory=ws.root / "src/slow", compute_target=_target(ws, ray_address),
+        runconfig=config,
+    )  # fmt: skip
+    _, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status is RunStatus.FAILED and steps["slow"]["reason"] == "timed out after 2s"
+    assert not psutil.pid_exists(int(pid_file.read_text()))
+
+
+def test_a_pipeline_without_ray_steps_never_imports_ray(ws, project):
+    project("src/s.py", "print('local')\n")
+    project(
+        "run.py",
+        """
+        import sys
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        from localpipe.engine.submit import prepare_run, run_prepared
+        from localpipe.client.workspace import history_of
+        ws = Workspace.from_config()
+        history = history_of(ws)
+        prepared = prepare_run(history, Pipeline(ws, [PythonScriptStep("s.py", source_directory="src")]), "local")
+        print(run_prepared(history, prepared), "ray" in sys.modules)
+        """,
+    )
+    proc = subprocess.run([sys.executable, "run.py"], cwd=ws.root, capture_output=True, text=True, timeout=60)
+    assert proc.stdout.split() == ["Completed", "False"], proc.stderr

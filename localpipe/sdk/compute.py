@@ -204,7 +204,8 @@ class ComputeTarget:
     ) -> None:
         """Nothing to wait for locally; with ``show_output``, says so as the seed expects."""
         if show_output:
-            print(f"{self.name}: Succeeded (local pool: {self.cpus_per_step} CPU, {self.gpus_per_step} GPU per step)")
+            where = "local pool" if self.config.kind != "ray" else f"Ray at {self.config.address or 'a local Ray'}"
+            print(f"{self.name}: Succeeded ({where}: {self.cpus_per_step:g} CPU, {self.gpus_per_step:g} GPU per step)")
 
     def delete(self) -> None:
         """Remove the target from its workspace; steps that name it then fail validation."""
