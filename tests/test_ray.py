@@ -402,3 +402,31 @@ def test_a_pipeline_without_ray_steps_never_imports_ray(ws, project):
     )
     proc = subprocess.run([sys.executable, "run.py"], cwd=ws.root, capture_output=True, text=True, timeout=60)
     assert proc.stdout.split() == ["Completed", "False"], proc.stderr
+
+
+@pytest.mark.ray
+def test_a_killed_scheduler_leaves_no_ray_step_running(ws, project, tmp_path, ray_address):
+    pid_file = tmp_path / "pid"
+    project("src/s.py", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)\n")
+    project(
+        "pipeline.py",
+        f"""
+        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
+        ws = Workspace.from_config()
+        target = ComputeTarget.create(ws, "ray", RayCompute.provisioning_configuration(address={ray_address!r}))
+        pipeline = Pipeline(ws, [PythonScriptStep("s.py", source_directory="src", compute_target=target)])
+        """,
+    )
+    scheduler = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "submit", "pipeline.py"],
+        cwd=ws.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        pid = int(wait_for(lambda: pid_file.exists() and pid_file.read_text(), 60, what="the step to start"))
+    finally:
+        scheduler.kill()  # SIGKILL: nothing of localpipe's runs after it
+        scheduler.wait()
+    # Ray sees its driver gone and kills the tasks it owned; the step supervisor on the node ends the step.
+    wait_for(lambda: not psutil.pid_exists(pid), 30, what="the step of the killed scheduler to end")

@@ -9,6 +9,10 @@ own, so adding one (Docker, Ray) is one module here.
 
 from __future__ import annotations
 
+import os
+import queue
+import selectors
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -81,3 +85,54 @@ class Executor(Protocol):
     def fileno(self) -> int:
         """A descriptor that is readable while ``wait`` has something to return (an exit, a wake),
         so that a router can wait on several executors at once."""
+
+
+class Inbox:
+    """The exits that an executor's threads hand to the scheduler's, with the descriptor that is
+    readable while one waits or a wake came (``Executor.fileno``): what the Docker and Ray
+    executors, whose launches end in threads of their own, share."""
+
+    def __init__(self):
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._exits: queue.SimpleQueue[Exit] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def put(self, found: Exit) -> None:
+        """Hand ``found`` to the scheduler (from any thread) and wake its wait."""
+        self._exits.put(found)
+        self.wake()
+
+    def take(self, timeout: float | None) -> list[Exit]:
+        """The exits handed so far, waiting up to ``timeout`` seconds for one (or a wake)."""
+        if self._exits.empty():
+            self._selector.select(timeout)
+        try:
+            while os.read(self._wake_read, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        exits = []
+        while not self._exits.empty():
+            exits.append(self._exits.get())
+        return exits
+
+    def wake(self) -> None:
+        with self._lock:
+            if not self._closed:
+                try:
+                    os.write(self._wake_write, b"x")
+                except BlockingIOError:
+                    pass  # a wake is pending already
+
+    def fileno(self) -> int:
+        return self._selector.fileno()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)

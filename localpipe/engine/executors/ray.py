@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import selectors
 import signal
 import socket
 import threading
@@ -39,7 +38,7 @@ import ray
 import ray.exceptions
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch
+from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Inbox, Launch
 from localpipe.engine.executors.local import LocalExecutor
 
 LOCAL_OBJECT_STORE_BYTES = 100 * 2**20  # a local Ray's object store: only exits travel through it, never data
@@ -201,16 +200,12 @@ class RayExecutor:
     def __init__(self):
         from localpipe.engine.executors.local import log_limit
 
-        self._selector = selectors.DefaultSelector()
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_read, selectors.EVENT_READ)
-        self._exits: queue.SimpleQueue[Exit] = queue.SimpleQueue()
+        self._inbox = Inbox()
         self._orders: queue.SimpleQueue = queue.SimpleQueue()  # for the driver's thread
         self._lock = threading.Condition()
         self._pending: set[str] = set()  # started, their exit not come yet
         self._canceled: set[str] = set()  # terminated by the scheduler: a canceled task is its doing
         self._log_limit = log_limit()
-        self._closed = False
         self._driver = threading.Thread(target=self._drive, name="ray-driver", daemon=True)
         self._driver.start()
 
@@ -220,21 +215,10 @@ class RayExecutor:
         self._orders.put(("start", launch))
 
     def wait(self, timeout: float | None) -> list[Exit]:
-        if self._exits.empty():
-            self._selector.select(timeout)
-        _drain(self._wake_read)
-        exits = []
-        while not self._exits.empty():
-            exits.append(self._exits.get())
-        return exits
+        return self._inbox.take(timeout)
 
     def wake(self) -> None:
-        with self._lock:
-            if not self._closed:
-                try:
-                    os.write(self._wake_write, b"x")
-                except BlockingIOError:
-                    pass  # a wake is pending already
+        self._inbox.wake()
 
     def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
         """Cancel ``key``'s task: politely, by force after ``grace`` seconds. Returns at once."""
@@ -256,16 +240,12 @@ class RayExecutor:
     def close(self) -> None:
         """Kill the tasks still running (none outlives its scheduler); the connection stays for the
         process (a local Ray with it), which a watcher's next run reuses."""
-        with self._lock:
-            self._closed = True
         self._orders.put((_CLOSE,))
         self._driver.join(30)
-        self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self._inbox.close()
 
     def fileno(self) -> int:
-        return self._selector.fileno()
+        return self._inbox.fileno()
 
     # -- the driver's thread: every call into Ray but the callbacks ------------------------------
     def _drive(self) -> None:
@@ -332,8 +312,7 @@ class RayExecutor:
             self._pending.discard(key)
             self._canceled.discard(key)
             self._lock.notify_all()
-        self._exits.put(found)
-        self.wake()
+        self._inbox.put(found)
 
 
 _CANCELED_ELSEWHERE = "its Ray task was canceled outside localpipe (ray.cancel, or its job was stopped)"
@@ -365,14 +344,6 @@ def _said(exc: BaseException) -> str:
     """``Type: first line`` of what Ray said."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 EXECUTOR = RayExecutor
