@@ -430,3 +430,18 @@ def test_a_killed_scheduler_leaves_no_ray_step_running(ws, project, tmp_path, ra
         scheduler.wait()
     # Ray sees its driver gone and kills the tasks it owned; the step supervisor on the node ends the step.
     wait_for(lambda: not psutil.pid_exists(pid), 30, what="the step of the killed scheduler to end")
+
+
+def test_the_studio_timeline_draws_ray_steps_on_lanes_of_their_own():
+    from localpipe.studio.graphics import timeline
+
+    def step(name, begin, end, placement):
+        return {"name": name, "queued_at": begin, "started_at": begin, "ended_at": end, "placement": placement}
+
+    local, ray = {"cpus": 1, "gpus": []}, {"cpus": 1, "gpus": [], "executor": "ray"}
+    drawn = timeline([step("a", 0, 2, local), step("b", 0, 2, ray), step("c", 0, 2, ray), step("d", 2, 3, ray)], [], 3)
+    lanes = [lane["label"] for lane in drawn["lanes"]]
+    assert lanes == ["CPU 1", "Ray 1", "Ray 2"]
+    assert {bar["step"]["name"]: lanes[bar["y"] // (drawn["lanes"][1]["y"])] for bar in drawn["bars"]} == {
+        "a": "CPU 1", "b": "Ray 1", "c": "Ray 2", "d": "Ray 1",
+    }  # fmt: skip
