@@ -31,6 +31,7 @@ import socket
 import threading
 import time
 import uuid
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -137,7 +138,10 @@ def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
                 lines.append(f"Ray node {name} cannot run localpipe's task ({_said(exc)}): install localpipe there")
                 continue
             lines += [
-                f"Ray node {name} does not see {path} as this machine does: mount it at the same path on "
+                f"Ray node {name} has no {path}, the Python steps run on: install the same Python, with "
+                "localpipe, at that path on every node (docs/scale-out.md)"
+                if path == python
+                else f"Ray node {name} does not see {path} as this machine does: mount it at the same path on "
                 "every node (docs/scale-out.md)"
                 for path in missing
             ]
@@ -300,7 +304,8 @@ class RayExecutor:
         """A Ray callback (another thread): how the task ended, as an Exit."""
         refs.pop(key, None)
         try:
-            found = future.result()
+            # Without its pid: a process of another machine, which this one's recovery must not look for.
+            found = replace(future.result(), pid=None)
         except ray.exceptions.TaskCancelledError:
             found = Exit(key, None, signal.SIGKILL, None, error=None if key in self._canceled else _CANCELED_ELSEWHERE)
         except Exception as exc:  # noqa: BLE001  (every way a task can fail is this step's reason)
