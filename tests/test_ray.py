@@ -20,32 +20,42 @@ from localpipe.errors import UsageError
 from localpipe.status import RunStatus
 from tests.conftest import wait_for, write
 
-CLUSTER_CPUS = 4  # logical: Ray reserves them, it does not pin; more than localpipe's slot in these tests
+HEAD_CPUS, SECOND_CPUS = 4, 2  # logical: Ray reserves them, it does not pin; more than localpipe's slot here
+CLUSTER_CPUS = HEAD_CPUS + SECOND_CPUS
 WORKER = "ray::localpipe:"  # the process title of a Ray worker running a step's task
 
 
 @pytest.fixture(scope="module")
-def ray_address():
-    """A local Ray for these tests (its cold start is paid once, and it is gone before the next test
-    file, whose timings its idle processes would disturb): the dashboard off, a small object store,
-    4 CPUs, no GPU, one custom resource "special". Returns its address."""
+def ray_cluster():
+    """A local Ray of two nodes (two raylets on this machine) for these tests, its cold start paid
+    once and gone before the next test file, whose timings its idle processes would disturb: the
+    dashboard off, small object stores, no GPU; the head has 4 CPUs and the custom resource
+    "special", the second node 2 CPUs and "second". Gives its address and the second raylet's pid."""
     try:
         import ray
+        from ray.cluster_utils import Cluster
     except ImportError:
         if os.environ.get("LOCALPIPE_REQUIRE_RAY"):
             pytest.fail("ray is not installed, and LOCALPIPE_REQUIRE_RAY is set: pip install -e '.[test]'")
         pytest.skip("ray is not installed: pip install 'localpipe[ray]'")
-    context = ray.init(
-        address="local",
-        num_cpus=CLUSTER_CPUS,
-        num_gpus=0,
-        resources={"special": 1},
-        include_dashboard=False,
-        object_store_memory=80 * 2**20,
-        log_to_driver=False,
-    )
-    yield context.address_info["gcs_address"]
+    store = 80 * 2**20
+    cluster = Cluster(
+        initialize_head=True,
+        head_node_args={
+            "num_cpus": HEAD_CPUS, "num_gpus": 0, "resources": {"special": 1}, "include_dashboard": False,
+            "object_store_memory": store,
+        },
+    )  # fmt: skip
+    second = cluster.add_node(num_cpus=SECOND_CPUS, num_gpus=0, resources={"second": 1}, object_store_memory=store)
+    ray.init(address=cluster.address, log_to_driver=False)
+    yield {"address": cluster.address, "second_raylet": second.all_processes["raylet"][0].process.pid}
     ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture
+def ray_address(ray_cluster):
+    return ray_cluster["address"]
 
 
 def _target(ws, address, name="ray", **config):
@@ -100,29 +110,36 @@ def test_a_mixed_pipeline_runs_its_ray_steps_as_ray_tasks_and_is_reused_and_reru
 
 @pytest.mark.ray
 def test_ray_places_steps_by_the_cpus_and_custom_resources_they_ask_for(
-    ws, project, tmp_path, run_pipeline, ray_address
+    ws, project, tmp_path, run_pipeline, ray_cluster
 ):
     # localpipe's own pool has one slot (slots=1): any overlap below is Ray's doing, within Ray's limits.
-    wide = _target(ws, ray_address, "wide", cpus_per_step=2)
-    special = _target(ws, ray_address, "special", resources={"special": 1})
+    address = ray_cluster["address"]
+    wide = _target(ws, address, "wide", cpus_per_step=2)
+    special = _target(ws, address, "special", resources={"special": 1})
+    second = _target(ws, address, "second", resources={"second": 1})
     times = tmp_path / "times"
     record = (
-        f"import time; t = time.time(); time.sleep(1.0); "
-        f"open({str(times)!r}, 'a').write(f'{{args[0]}} {{t}} {{time.time()}}\\n')"
+        "import time; t = time.time(); time.sleep(1.0); "
+        f"open({str(times)!r}, 'a').write(f'{{args[0]}} {{t}} {{time.time()}}\\n'); "
+        "print('raylet:', psutil.Process().parent().parent().parent().pid)"
     )
-    steps = [_chain_step(ws, project, f"w{i}", [f"wide{i}"], wide, record) for i in range(3)]
-    steps += [_chain_step(ws, project, f"s{i}", [f"special{i}"], special, record) for i in range(2)]
-
-    _, status, rows = run_pipeline(Pipeline(ws, steps), slots=1)
-    assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in rows.items()}
+    for steps in (
+        [_chain_step(ws, project, f"w{i}", [f"wide{i}"], wide, record) for i in range(3)],
+        [_chain_step(ws, project, f"s{i}", [f"special{i}"], special, record) for i in range(2)]
+        + [_chain_step(ws, project, "n2", ["second"], second, record)],
+    ):
+        run_id, status, rows = run_pipeline(Pipeline(ws, steps), slots=1)
+        assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in rows.items()}
     spans = {name: (float(a), float(b)) for name, a, b in (line.split() for line in times.read_text().splitlines())}
 
     def most_at_once(names):
         return max(sum(1 for n in names if spans[n][0] <= spans[m][0] < spans[n][1]) for m in names)
 
-    # 4 CPUs of 2 each: two at once, never three; one "special": never two at once.
-    assert most_at_once([f"wide{i}" for i in range(3)]) == 2
-    assert most_at_once(["special0", "special1"]) == 1
+    # 2 CPUs each: two on the head (4 CPUs) and one on the second node (2 CPUs), all at once.
+    assert most_at_once([f"wide{i}" for i in range(3)]) == 3
+    assert most_at_once(["special0", "special1"]) == 1  # one "special" in the cluster: one at a time
+    log = (ws.state_dir / "runs" / str(run_id) / "n2" / "stdout.log").read_text()
+    assert f"raylet: {ray_cluster['second_raylet']}" in log  # "second" is only on the second node: it ran there
 
 
 @pytest.mark.ray
@@ -239,7 +256,7 @@ def test_a_ray_step_asking_for_what_no_node_has_is_refused_at_validation(ws, pro
         "or use another target",
         f'- step "tpu" asks Ray for 2 of resource "tpu" per step, but {where}, no node has any: lower it on compute '
         'target "tpu" or use another target',
-        f'- step "big" asks Ray for 64 CPUs per step, but {where}, the most a node has is {CLUSTER_CPUS}: lower it on '
+        f'- step "big" asks Ray for 64 CPUs per step, but {where}, the most a node has is {HEAD_CPUS}: lower it on '
         'compute target "big" or use another target',
     ]
     assert [p for p in problems if p in expected] == expected
@@ -263,7 +280,10 @@ def test_a_node_that_cannot_see_a_path_says_which(tmp_path, ray_address):
     # The whole check, on a path and interpreter every node of this one-machine cluster does see.
     found = cluster(ray_address, [str(elsewhere)], sys.executable)
     assert found["problem"] is None and found["unseen"] == [] and list(elsewhere.iterdir()) == []
-    assert [node["resources"]["special"] for node in found["nodes"]] == [1.0]
+    assert sorted(sorted(set(node["resources"]) & {"special", "second"}) for node in found["nodes"]) == [
+        ["second"],
+        ["special"],
+    ]  # both nodes were asked, each by a task of its own
 
 
 # -- without Ray, and the target's own checks: no cluster needed -------------------------------------

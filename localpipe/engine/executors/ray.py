@@ -120,15 +120,18 @@ def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
             token = uuid.uuid4().hex
             Path(path, f".ray-check-{token}").write_text(token)
             tokens[path] = token
-        checks = {
-            node["NodeManagerAddress"]: sees.options(
-                num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-            ).remote(tokens, python)
+        checks = [  # by node id: nodes may share an address (several on one machine)
+            (
+                node["NodeManagerAddress"],
+                sees.options(
+                    num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+                ).remote(tokens, python),
+            )
             for node in nodes
-        }
-        ready, _ = ray.wait(list(checks.values()), num_returns=len(checks), timeout=CHECK_SECONDS)
+        ]
+        ready, _ = ray.wait([ref for _, ref in checks], num_returns=len(checks), timeout=CHECK_SECONDS)
         lines = []
-        for name, ref in checks.items():
+        for name, ref in checks:
             if ref not in ready:
                 lines.append(f"Ray node {name} did not answer within {CHECK_SECONDS:g}s whether it sees the workspace")
                 continue
