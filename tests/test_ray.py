@@ -236,7 +236,8 @@ def test_a_ray_step_asking_for_what_no_node_has_is_refused_at_validation(ws, pro
     project(
         "pipeline.py",
         f"""
-        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, RunConfiguration, Workspace
+        from localpipe import ComputeTarget, Dataset, Environment, ParallelRunConfig, ParallelRunStep, Pipeline
+        from localpipe import PipelineData, PythonScriptStep, RayCompute, RunConfiguration, Workspace
         ws = Workspace.from_config()
         def target(name, **asked):
             config = RayCompute.provisioning_configuration(address={ray_address!r}, **asked)
@@ -252,10 +253,19 @@ def test_a_ray_step_asking_for_what_no_node_has_is_refused_at_validation(ws, pro
             step("big", target("big", cpus_per_step=64)),
             step("boxed", "gpu", runconfig=docker),
         ]
+        target("plain")
+        parallel = ParallelRunConfig(
+            environment=Environment("e"), entry_script="s.py", source_directory="src", error_threshold=-1,
+            output_action="append_row", compute_target="plain", node_count=1, process_count_per_node=1,
+        )
+        scores = PipelineData("scores", datastore=ws.get_default_datastore())
+        files = Dataset.File.from_files("data").as_named_input("files")
+        steps.append(ParallelRunStep("par", parallel, inputs=[files], output=scores))
         pipeline = Pipeline(ws, steps)
         """,
     )
     project("src/s.py", "print('never runs')\n")
+    project("data/a.txt", "a\n")
     result = invoke("submit", "pipeline.py")
     assert result.exit_code == 2
     problems = [line.strip() for line in result.output.splitlines() if line.strip().startswith("- ")]
@@ -270,6 +280,10 @@ def test_a_ray_step_asking_for_what_no_node_has_is_refused_at_validation(ws, pro
     ]
     assert [p for p in problems if p in expected] == expected
     assert any('step "boxed" runs in Docker and on Ray target "gpu"' in p for p in problems)
+    assert (
+        '- step "par" is a ParallelRunStep on Ray target "plain": its workers are placed on this machine only; '
+        "use a local target (or one step per partition on Ray)"
+    ) in problems
     assert not (ws.state_dir / "runs").exists() or not any((ws.state_dir / "runs").iterdir())  # nothing recorded
 
 
