@@ -70,6 +70,7 @@ def _chain_step(ws, project, name, arguments, target, body=""):
         import os, sys
         import psutil
         print("runner:", psutil.Process().parent().parent().name())
+        print("gpus:", repr(os.environ["CUDA_VISIBLE_DEVICES"]), os.environ.get("CUDA_DEVICE_ORDER"))
         args = sys.argv[1:]
         {body}
         """,
@@ -96,6 +97,8 @@ def test_a_mixed_pipeline_runs_its_ray_steps_as_ray_tasks_and_is_reused_and_reru
     logs = {n: (ws.state_dir / "runs" / str(run_id) / n / "stdout.log").read_text() for n in steps}
     assert WORKER not in logs["prep"]  # the local step ran here, under the step supervisor
     assert f"runner: {WORKER}feat" in logs["feat"] and f"runner: {WORKER}train" in logs["train"]
+    # No GPU asked: none visible; a Ray step keeps the node's device order, a local one gets PCI order.
+    assert "gpus: '' None" in logs["feat"] and "gpus: '' PCI_BUS_ID" in logs["prep"]
     assert "1,2,3!" in logs["train"]  # the output a Ray step wrote reached the next one through the workspace
     assert steps["feat"]["placement"]["executor"] == "ray" and "executor" not in steps["prep"]["placement"]
 

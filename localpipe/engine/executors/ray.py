@@ -179,8 +179,13 @@ def _run_step(launch: Launch, log_limit: int, grace: float) -> Exit:
     global _steps
     if _steps is None:
         _steps = LocalExecutor(log_limit)
+    # The GPUs Ray gave the task, numbered as Ray numbers them on this node: in the device order of
+    # the node's own environment (a Ray task's), not the PCI order localpipe sets for its own GPUs.
     gpus = ",".join(str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", []))
     launch.env.update(CUDA_VISIBLE_DEVICES=gpus, NVIDIA_VISIBLE_DEVICES=gpus or "void", LOCALPIPE_GPU_INDICES=gpus)
+    launch.env.pop("CUDA_DEVICE_ORDER", None)
+    if os.environ.get("CUDA_DEVICE_ORDER"):
+        launch.env["CUDA_DEVICE_ORDER"] = os.environ["CUDA_DEVICE_ORDER"]
     _steps.start(launch)
     try:
         return _exit_of(launch.key)
