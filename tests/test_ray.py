@@ -431,6 +431,32 @@ def test_a_ray_step_over_its_timeout_is_ended_and_fails_saying_so(ws, project, t
     assert not psutil.pid_exists(int(pid_file.read_text()))
 
 
+@pytest.mark.ray
+def test_a_ray_steps_timeout_counts_from_its_start_on_a_node_not_from_its_wait_in_rays_queue(
+    ws, project, run_pipeline, ray_address
+):
+    # Two steps of the one "special": the second waits in Ray's queue for the first (1.5 s), then
+    # runs 1.5 s of its own: within its 2.5 s timeout, though 3 s after it was handed to Ray.
+    project("src/nap/nap.py", "import time; time.sleep(1.5)\n")
+    config = RunConfiguration()
+    config.timeout_seconds = 2.5
+    special = _target(ws, ray_address, "special", resources={"special": 1})
+    steps = [
+        PythonScriptStep(
+            "nap.py",
+            name=f"nap{i}",
+            source_directory=ws.root / "src/nap",
+            arguments=[str(i)],
+            compute_target=special,
+            runconfig=config,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+    _, status, rows = run_pipeline(Pipeline(ws, steps))
+    assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in rows.items()}
+    assert max(s["ended_at"] - s["started_at"] for s in rows.values()) > 2.5  # one did wait in Ray's queue
+
+
 def test_a_pipeline_without_ray_steps_never_imports_ray(ws, project):
     project("src/s.py", "print('local')\n")
     project(

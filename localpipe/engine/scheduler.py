@@ -548,7 +548,8 @@ class Scheduler:
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
         started = self.now()
-        deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
+        # A Ray step's task counts its timeout from its start on a node, not from its wait in Ray's queue.
+        deadline = started + spec.timeout_seconds if spec.timeout_seconds and not placement.ray else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts, launch.masked)
         fault_point("before-step-start")
         self.executor.start(launch)
@@ -592,6 +593,7 @@ class Scheduler:
             return  # told twice (a supervisor that failed while handling it): the first was recorded
         name = event.key
         self._collect_files(running)
+        running.timed_out = running.timed_out or event.timed_out
         exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
         written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]
         if exited_well and not written:

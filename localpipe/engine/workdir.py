@@ -382,11 +382,13 @@ def containerize(
 
 def to_ray(launch: Launch, step: StepSpec) -> None:
     """Make ``launch`` one for the Ray executor (docs/scale-out.md): the same argv, folder and
-    environment (with the target's ``runtime_env`` variables), and what its task asks Ray for."""
+    environment (with the target's ``runtime_env`` variables), what its task asks Ray for, and the
+    step's timeout."""
     asked = step.resources["ray"]
     launch.env.update((asked.get("runtime_env") or {}).get("env_vars") or {})
     launch.executor = "ray"
     launch.ray = {**asked, "cpus": step.resources["cpus"], "gpus": step.resources["gpus"]}
+    launch.ray["timeout"] = step.timeout_seconds  # counted by the task, from its start on a node
 
 
 def _link_targets(root: str) -> list[str]:

@@ -53,6 +53,7 @@ class Exit:
     pid: int | None = None  # the process's id, when it was started
     log_error: str | None = None  # what kept its output from its log (a full disk), when something did
     oom_killed: bool = False  # the kernel ended it at its memory limit (a container's, as Docker says)
+    timed_out: bool = False  # its executor ended it at its timeout (a Ray task: counted from its start on the node)
 
 
 class Executor(Protocol):

@@ -179,6 +179,8 @@ def _run_step(launch: Launch, log_limit: int, grace: float) -> Exit:
     global _steps
     if _steps is None:
         _steps = LocalExecutor(log_limit)
+    timeout = launch.ray.get("timeout")
+    deadline = time.monotonic() + timeout if timeout else None
     # The GPUs Ray gave the task, numbered as Ray numbers them on this node: in the device order of
     # the node's own environment (a Ray task's), not the PCI order localpipe sets for its own GPUs.
     gpus = ",".join(str(i) for i in ray.get_runtime_context().get_accelerator_ids().get("GPU", []))
@@ -188,17 +190,23 @@ def _run_step(launch: Launch, log_limit: int, grace: float) -> Exit:
         launch.env["CUDA_DEVICE_ORDER"] = os.environ["CUDA_DEVICE_ORDER"]
     _steps.start(launch)
     try:
-        return _exit_of(launch.key)
+        found = _exit_of(launch.key, deadline)
+        if found is not None:
+            return found
+        _steps.terminate(launch.key, grace)  # its timeout: the scheduler's rule, counted from here
+        return replace(_exit_of(launch.key, None), timed_out=True)
     except KeyboardInterrupt:  # ray.cancel: end the step's process tree, politely first
         _steps.terminate(launch.key, grace)
-        return _exit_of(launch.key)
+        return _exit_of(launch.key, None)
 
 
-def _exit_of(key: str) -> Exit:
-    while True:
+def _exit_of(key: str, deadline: float | None) -> Exit | None:
+    """The step's exit, or None once ``deadline`` (monotonic) has passed without one."""
+    while deadline is None or time.monotonic() < deadline:
         for found in _steps.wait(POLL_SECONDS):
             if found.key == key:
                 return found
+    return None
 
 
 run_step = ray.remote(max_retries=0, retry_exceptions=False)(_run_step)
