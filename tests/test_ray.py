@@ -90,7 +90,11 @@ def test_a_mixed_pipeline_runs_its_ray_steps_as_ray_tasks_and_is_reused_and_reru
     prep = _chain_step(ws, project, "prep", [raw], None, write_out.format("'1,2,3'"))  # local
     read = "open(os.path.join(args[0], 'f')).read()"
     feat = _chain_step(ws, project, "feat", [raw.as_input(), features], cluster, write_out.format(read + " + '!'"))
-    train = _chain_step(ws, project, "train", [features.as_input()], cluster, "print(open(args[0] + '/f').read())")
+    # On the submitting machine (a local Ray's node is), a Ray step may open the workspace's records.
+    records = "from localpipe import Run; print('workspace:', Run.get_context().experiment.workspace.root)"
+    train = _chain_step(
+        ws, project, "train", [features.as_input()], cluster, "print(open(args[0] + '/f').read()); " + records
+    )
 
     run_id, status, steps = run_pipeline(Pipeline(ws, [train]), slots=1)
     assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in steps.items()}
@@ -99,7 +103,9 @@ def test_a_mixed_pipeline_runs_its_ray_steps_as_ray_tasks_and_is_reused_and_reru
     assert f"runner: {WORKER}feat" in logs["feat"] and f"runner: {WORKER}train" in logs["train"]
     # No GPU asked: none visible; a Ray step keeps the node's device order, a local one gets PCI order.
     assert "gpus: '' None" in logs["feat"] and "gpus: '' PCI_BUS_ID" in logs["prep"]
-    assert "1,2,3!" in logs["train"]  # the output a Ray step wrote reached the next one through the workspace
+    assert (
+        "1,2,3!" in logs["train"] and f"workspace: {ws.root}" in logs["train"]
+    )  # the output a Ray step wrote reached the next one through the workspace
     assert steps["feat"]["placement"]["executor"] == "ray" and "executor" not in steps["prep"]["placement"]
 
     _, status, again = run_pipeline(Pipeline(ws, [train]))
@@ -455,6 +461,20 @@ def test_a_ray_steps_timeout_counts_from_its_start_on_a_node_not_from_its_wait_i
     _, status, rows = run_pipeline(Pipeline(ws, steps))
     assert status is RunStatus.COMPLETED, {n: s["reason"] for n, s in rows.items()}
     assert max(s["ended_at"] - s["started_at"] for s in rows.values()) > 2.5  # one did wait in Ray's queue
+
+
+def test_a_step_on_another_machine_than_its_scheduler_is_refused_history_db(tmp_path, monkeypatch):
+    from localpipe import Workspace
+    from localpipe.client.workspace import history_of
+    from localpipe.errors import StateError
+    from localpipe.state.history import MACHINE_ENV, History, machine_id
+
+    layout = history_of(Workspace.create(tmp_path / "other")).layout
+    monkeypatch.setenv(MACHINE_ENV, machine_id())
+    History(layout).close()  # the same machine: opened as ever
+    monkeypatch.setenv(MACHINE_ENV, "the-submitting-machine")
+    with pytest.raises(StateError, match="is the history of a scheduler on another machine: a step on a Ray node"):
+        History(layout)
 
 
 def test_a_pipeline_without_ray_steps_never_imports_ray(ws, project):

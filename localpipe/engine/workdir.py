@@ -18,6 +18,7 @@ from localpipe.engine.resources import Placement
 from localpipe.errors import OutputError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import StepSpec
+from localpipe.state.history import MACHINE_ENV, machine_id
 from localpipe.state.store import ObjectStore, remove_tree
 
 
@@ -386,6 +387,7 @@ def to_ray(launch: Launch, step: StepSpec) -> None:
     step's timeout."""
     asked = step.resources["ray"]
     launch.env.update((asked.get("runtime_env") or {}).get("env_vars") or {})
+    launch.env[MACHINE_ENV] = machine_id()  # on another machine, history.db is refused, not shared
     launch.executor = "ray"
     launch.ray = {**asked, "cpus": step.resources["cpus"], "gpus": step.resources["gpus"]}
     launch.ray["timeout"] = step.timeout_seconds  # counted by the task, from its start on a node
