@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -25,6 +24,7 @@ import textwrap
 from pathlib import Path
 
 from _common import _child_env, base_parser, localpipe_argv, machine, run_submit, set_child_env, temp_workspace
+from docker_steps import step_seconds
 
 OBJECT_STORE = 100 * 2**20
 
@@ -61,15 +61,6 @@ def cold_start(cpus: int) -> dict[str, float]:
     return json.loads(proc.stdout.splitlines()[-1])
 
 
-def spans(root: Path) -> list[float]:
-    """The Running span of each step of the newest run."""
-    with sqlite3.connect(root / ".localpipe" / "history.db") as db:
-        rows = db.execute(
-            "SELECT ended_at - started_at FROM step_run WHERE run_id = (SELECT max(id) FROM pipeline_run)"
-        ).fetchall()
-    return [row[0] for row in rows]
-
-
 def submit(root: Path, address: str, count: int, label: str) -> None:
     (root / "pipeline.py").write_text(textwrap.dedent(PIPELINE.format(address=address, count=count)))
     sample = run_submit([*localpipe_argv(), "submit", "pipeline.py"], root, _child_env)
@@ -78,7 +69,7 @@ def submit(root: Path, address: str, count: int, label: str) -> None:
     print(
         f"{label}: {sample.wall:.2f} s ({sample.wall / count * 1000:.1f} ms a step), scheduler CPU "
         f"{sample.cpu:.2f} s ({sample.cpu / count * 1000:.1f} ms a step), median Running span "
-        f"{statistics.median(spans(root)) * 1000:.0f} ms"
+        f"{statistics.median(step_seconds(root)) * 1000:.0f} ms"
     )
 
 

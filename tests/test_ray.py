@@ -62,6 +62,20 @@ def _target(ws, address, name="ray", **config):
     return ComputeTarget.create(ws, name, RayCompute.provisioning_configuration(address=address, **config))
 
 
+def _one_step_pipeline(project, address, target="ray", script="s.py", **asked):
+    """pipeline.py in the workspace: one step, src/SCRIPT, on a Ray target of ``address``."""
+    project(
+        "pipeline.py",
+        f"""
+        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
+        ws = Workspace.from_config()
+        config = RayCompute.provisioning_configuration(address={address!r}, **{asked!r})
+        target = ComputeTarget.create(ws, {target!r}, config)
+        pipeline = Pipeline(ws, [PythonScriptStep({script!r}, source_directory="src", compute_target=target)])
+        """,
+    )
+
+
 def _chain_step(ws, project, name, arguments, target, body=""):
     """A step that says which process runs it (its supervisor's parent: a Ray worker, or not)."""
     project(
@@ -165,16 +179,7 @@ def test_cancel_ends_the_ray_tasks_and_frees_their_resources(ws, project, tmp_pa
     import ray
 
     pid_file = tmp_path / "pid"
-    project(
-        "pipeline.py",
-        f"""
-        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
-        ws = Workspace.from_config()
-        config = RayCompute.provisioning_configuration(address={ray_address!r}, cpus_per_step=3)
-        target = ComputeTarget.create(ws, "ray", config)
-        pipeline = Pipeline(ws, [PythonScriptStep("sleep.py", source_directory="src", compute_target=target)])
-        """,
-    )
+    _one_step_pipeline(project, ray_address, script="sleep.py", cpus_per_step=3)
     project(
         "src/sleep.py",
         f"""
@@ -323,15 +328,7 @@ def test_a_node_that_cannot_see_a_path_says_which(tmp_path, ray_address):
 
 def test_without_ray_installed_a_ray_step_fails_validation_with_one_line_naming_the_extra(ws, project, tmp_path):
     hidden = write(tmp_path / "no-ray/ray/__init__.py", "raise ImportError(\"No module named 'ray'\")\n")
-    project(
-        "pipeline.py",
-        """
-        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
-        ws = Workspace.from_config()
-        target = ComputeTarget.create(ws, "ray", RayCompute.provisioning_configuration(address="auto"))
-        pipeline = Pipeline(ws, [PythonScriptStep("s.py", source_directory="src", compute_target=target)])
-        """,
-    )
+    _one_step_pipeline(project, "auto")
     project("src/s.py", "print('never runs')\n")
     proc = subprocess.run(
         [sys.executable, "-m", "localpipe", "submit", "pipeline.py"],
@@ -401,15 +398,7 @@ def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipel
 
 @pytest.mark.ray
 def test_a_ray_target_where_no_cluster_answers_is_refused_at_validation(ws, project, localpipe, ray_address):
-    project(
-        "pipeline.py",
-        """
-        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
-        ws = Workspace.from_config()
-        target = ComputeTarget.create(ws, "far", RayCompute.provisioning_configuration(address="127.0.0.1:1"))
-        pipeline = Pipeline(ws, [PythonScriptStep("s.py", source_directory="src", compute_target=target)])
-        """,
-    )
+    _one_step_pipeline(project, "127.0.0.1:1", "far")
     project("src/s.py", "print('never runs')\n")
     proc = localpipe("submit", "pipeline.py", timeout=60)
     assert proc.returncode == 2
@@ -500,15 +489,7 @@ def test_a_pipeline_without_ray_steps_never_imports_ray(ws, project):
 def test_a_killed_scheduler_leaves_no_ray_step_running(ws, project, tmp_path, ray_address):
     pid_file = tmp_path / "pid"
     project("src/s.py", f"import os, time; open({str(pid_file)!r}, 'w').write(str(os.getpid())); time.sleep(120)\n")
-    project(
-        "pipeline.py",
-        f"""
-        from localpipe import ComputeTarget, Pipeline, PythonScriptStep, RayCompute, Workspace
-        ws = Workspace.from_config()
-        target = ComputeTarget.create(ws, "ray", RayCompute.provisioning_configuration(address={ray_address!r}))
-        pipeline = Pipeline(ws, [PythonScriptStep("s.py", source_directory="src", compute_target=target)])
-        """,
-    )
+    _one_step_pipeline(project, ray_address)
     scheduler = subprocess.Popen(
         [sys.executable, "-m", "localpipe", "submit", "pipeline.py"],
         cwd=ws.root,

@@ -110,11 +110,7 @@ class Inbox:
         """The exits handed so far, waiting up to ``timeout`` seconds for one (or a wake)."""
         if self._exits.empty():
             self._selector.select(timeout)
-        try:
-            while os.read(self._wake_read, 4096):
-                pass
-        except BlockingIOError:
-            pass
+        drain(self._wake_read)
         exits = []
         while not self._exits.empty():
             exits.append(self._exits.get())
@@ -123,10 +119,7 @@ class Inbox:
     def wake(self) -> None:
         with self._lock:
             if not self._closed:
-                try:
-                    os.write(self._wake_write, b"x")
-                except BlockingIOError:
-                    pass  # a wake is pending already
+                poke(self._wake_write)
 
     def fileno(self) -> int:
         return self._selector.fileno()
@@ -137,3 +130,20 @@ class Inbox:
         self._selector.close()
         os.close(self._wake_read)
         os.close(self._wake_write)
+
+
+def poke(fd: int) -> None:
+    """Make a non-blocking wake pipe readable (a full one is readable already)."""
+    try:
+        os.write(fd, b"x")
+    except BlockingIOError:
+        pass
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking wake pipe empty."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch
+from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch, drain, poke
 from localpipe.errors import UsageError
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
@@ -88,7 +88,7 @@ class LocalExecutor:
         if not self._exits:
             for key, _ in self._selector.select(timeout):
                 if key.data is None:
-                    _drain(self._wake_read)
+                    drain(self._wake_read)
                 else:
                     self._receive()
         exits, self._exits = self._exits, []
@@ -98,10 +98,7 @@ class LocalExecutor:
         """Make the current or next ``wait`` return at once."""
         with self._lock:
             if not self._closed:
-                try:
-                    os.write(self._wake_write, b"x")
-                except BlockingIOError:
-                    pass  # the pipe is full: a wake is pending already
+                poke(self._wake_write)
 
     def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
         """End the whole process tree of ``key``: SIGTERM, then SIGKILL after ``grace`` seconds.
@@ -237,14 +234,6 @@ def end_launched(launched_by) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 EXECUTOR = LocalExecutor
