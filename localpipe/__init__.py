@@ -48,6 +48,7 @@ _EXPORTS = {
     "PipelineRun": "localpipe.client.runs",
     "PublishedPipeline": "localpipe.client.publishing",
     "PythonScriptStep": "localpipe.sdk.steps",
+    "RayCompute": "localpipe.sdk.compute",
     "Run": "localpipe.client.runs",
     "RunConfiguration": "localpipe.sdk.runconfig",
     "RunStatus": "localpipe.status",

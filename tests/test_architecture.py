@@ -46,6 +46,7 @@ OWNERS = {
     "watchdog": "localpipe.watch",
     "pynvml": "localpipe.hw",
     "docker": "localpipe.engine.executors.docker",
+    "ray": "localpipe.engine.executors.ray",
     "peewee": "localpipe.state",
     "playhouse": "localpipe.state",
     "rich": "localpipe.cli",

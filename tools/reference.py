@@ -40,7 +40,7 @@ GROUPS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
     (
         "Workspace and compute targets",
         ("localpipe.sdk.workspace", "localpipe.sdk.compute"),
-        ("Workspace", "ComputeTarget", "LocalCompute", "AmlCompute"),
+        ("Workspace", "ComputeTarget", "LocalCompute", "AmlCompute", "RayCompute"),
     ),
     (
         "Data: datastores, datasets, data between steps",

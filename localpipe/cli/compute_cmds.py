@@ -14,8 +14,9 @@ def compute(ctx, as_json) -> None:
     """List the workspace's compute targets and what each gives a step: its kind, CPU slots,
     GPUs and memory per step, how many of its steps run at once, the Azure VM size it was made
     from (which gives those figures), and Azure's scale settings it keeps (min nodes, idle
-    seconds before scale-down). Whether a step runs in Docker is its environment's choice, not
-    its target's. A submission refused at validation keeps no target its code created.
+    seconds before scale-down); for a RayCompute target, the Ray cluster it runs on
+    (docs/scale-out.md). Whether a step runs in Docker is its environment's choice, not its
+    target's. A submission refused at validation keeps no target its code created.
 
     \b
     Example:
@@ -59,10 +60,13 @@ def _described(target) -> dict:
         "vm_size": config.vm_size,
         "min_nodes": config.min_nodes,
         "idle_seconds_before_scaledown": config.idle_seconds_before_scaledown,
+        **({"address": config.address, "resources": config.resources} if config.kind == "ray" else {}),
     }
 
 
 def _scale(target: dict) -> str:
+    if target["kind"] == "RayCompute":  # Ray scales its cluster itself: where it is stands here
+        return f"Ray at {target['address']}" if target["address"] else "a local Ray per run"
     if target["kind"] != "AmlCompute":
         return "-"
     idle = target["idle_seconds_before_scaledown"]

@@ -107,4 +107,6 @@ def describe_placement(placement: dict) -> str:
         text += f", GPU {','.join(map(str, placement['gpus']))}"
     if placement.get("memory"):
         text += f", {placement['memory'] / 2**30:.1f} GiB"
+    if placement.get("executor") == "ray":
+        text += " on Ray"
     return text

@@ -27,6 +27,7 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.core.authentication": {
         "InteractiveLoginAuthentication": "localpipe.client.rest:InteractiveLoginAuthentication",
     },
+    # localpipe's own targets, LocalCompute and RayCompute, have no azureml name: Azure ML has neither.
     "azureml.core.compute": {
         "AmlCompute": "localpipe.sdk.compute:AmlCompute",
         "ComputeTarget": "localpipe.sdk.compute:ComputeTarget",

@@ -3,11 +3,13 @@
 ``fit`` decides what fits (a pure function); ``ResourcePool`` takes claims in one ``BEGIN
 IMMEDIATE`` transaction of history.db, which serialises all claimers: it reads what is held,
 drops the claims of schedulers that are gone (pid plus process start time), and records the
-claims that ``fit`` grants. Release deletes a claim.
+claims that ``fit`` grants. Release deletes a claim. A step on a Ray target claims nothing here:
+Ray reserves what it asks for on the cluster (``engine/executors/ray.py``).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -24,12 +26,14 @@ ALIVE_CHECK_SECONDS = 1.0
 
 @dataclass(frozen=True)
 class Placement:
-    """Where a step runs: its CPU slots, reserved memory and GPUs."""
+    """Where a step runs: its CPU slots, reserved memory and GPUs; or, with ``ray``, a Ray task
+    (no claim here: Ray reserves what it asks for and picks its GPUs)."""
 
-    claim_id: int
+    claim_id: int | None
     cpus: int
     memory: int | None
     gpus: tuple[GpuInfo, ...] = field(default_factory=tuple)
+    ray: bool = False
 
     def describe(self) -> dict:
         return {
@@ -37,6 +41,7 @@ class Placement:
             "memory": self.memory,
             "gpus": [g.index for g in self.gpus],
             "gpu_uuids": [g.uuid for g in self.gpus],
+            **({"executor": "ray"} if self.ray else {}),
         }
 
 
@@ -98,6 +103,12 @@ def fit(
         yield request, chosen
 
 
+def ray_placement(need: dict) -> Placement:
+    """A step on a Ray target: queued by Ray on the cluster, nothing claimed here (its CPUs, rounded
+    up, are only the thread count it is told)."""
+    return Placement(None, math.ceil(need["cpus"]), None, ray=True)
+
+
 def process_alive(pid: int | None, started: float | None) -> bool:
     """Whether process ``pid`` still runs and is the one that started at ``started``. A zombie has
     ended: a detached scheduler that died is its submitter's unreaped child until that one exits."""
@@ -152,7 +163,8 @@ class ResourcePool:
         return placements, others
 
     def release(self, placement: Placement) -> None:
-        self.history.claims.delete([placement.claim_id])
+        if placement.claim_id is not None:
+            self.history.claims.delete([placement.claim_id])
 
     def _holder_alive(self, pid: int, started: float) -> bool:
         # A holder seen alive is believed for a moment: claims are taken many times a second.

@@ -31,7 +31,14 @@ from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail, own_reason
 from localpipe.engine.progress import Progress
 from localpipe.engine.recovery import recover_abandoned_runs
-from localpipe.engine.resources import ALIVE_CHECK_SECONDS, ClaimRequest, Placement, ResourcePool, process_alive
+from localpipe.engine.resources import (
+    ALIVE_CHECK_SECONDS,
+    ClaimRequest,
+    Placement,
+    ResourcePool,
+    process_alive,
+    ray_placement,
+)
 from localpipe.engine.workdir import (
     StepFolder,
     collect_run_files,
@@ -40,6 +47,7 @@ from localpipe.engine.workdir import (
     fingerprint,
     prepare_step,
     step_environment,
+    to_ray,
 )
 from localpipe.envs.cache import BuiltEnvironment
 from localpipe.errors import StateError
@@ -443,6 +451,15 @@ class Scheduler:
                 self._prepare(name, environment)
                 return
             self._use(name, built)
+        self._queue(name)
+
+    def _queue(self, name: str) -> None:
+        """Queue ``name`` for resources: this machine's, or a Ray cluster's (which queues it there:
+        it is launched at once, with nothing claimed here)."""
+        need = self.graph.steps[name].resources
+        if need.get("ray"):
+            self._claimed[name] = ray_placement(need)
+            return
         self.ready[name] = None
         self._claim_again = True
 
@@ -472,8 +489,7 @@ class Scheduler:
                 self.reporter.environment_changed(environment["name"], build.digest, "built", seconds)
             for name in names:
                 self._use(name, build.environment)
-                self.ready[name] = None
-                self._claim_again = True
+                self._queue(name)
             return
         failure = build.failure
         where = f" (log: {failure.log})" if failure.log else ""
@@ -525,12 +541,15 @@ class Scheduler:
                 labels = {WORKSPACE_LABEL: str(self.history.layout.root), RUN_LABEL: str(self.run.id),
                           STEP_RUN_LABEL: str(self.step_ids[name]), STEP_LABEL: name}  # fmt: skip
                 containerize(launch, spec, folder, placement, self.runtime_path, self._base_env, labels)
+            if placement.ray:
+                to_ray(launch, spec)
         except (OSError, ValueError) as exc:
             self._release(placement)
             self._fail(name, f"could not prepare the step folder: {exc}")
             return
         started = self.now()
-        deadline = started + spec.timeout_seconds if spec.timeout_seconds else None
+        # A Ray step's task counts its timeout from its start on a node, not from its wait in Ray's queue.
+        deadline = started + spec.timeout_seconds if spec.timeout_seconds and not placement.ray else None
         self.running[name] = _Running(spec, folder, snapshot, started, deadline, placement, mounts, launch.masked)
         fault_point("before-step-start")
         self.executor.start(launch)
@@ -574,6 +593,7 @@ class Scheduler:
             return  # told twice (a supervisor that failed while handling it): the first was recorded
         name = event.key
         self._collect_files(running)
+        running.timed_out = running.timed_out or event.timed_out
         exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
         written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]
         if exited_well and not written:

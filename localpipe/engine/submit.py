@@ -12,6 +12,8 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
 
 import psutil
 
@@ -57,16 +59,18 @@ def plan(
 
     log_limit()  # a bad LOCALPIPE_MAX_LOG_BYTES is refused before anything is recorded
     targets = targets_from_configs(history.registry.compute_targets())
-    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=machine_capacity())
+    capacity = machine_capacity(history.layout.state_dir)
+    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
     trees = trees or TreeCache(StatCache(history.layout.statcache))
     sources = source_trees(graph, trees)
     trees.stat_cache.save()
     return graph, sources
 
 
-def machine_capacity() -> Capacity:
+def machine_capacity(state_dir: Path | None = None) -> Capacity:
     """What this machine can give a step: CPUs, memory, GPUs and Python interpreters (looked for
-    only when a step asks)."""
+    only when a step asks); with the workspace's ``state_dir``, what a Ray cluster gives one (asked
+    only when a step runs on Ray)."""
     host = detect_host()
     return Capacity(
         host.cpus,
@@ -76,7 +80,21 @@ def machine_capacity() -> Capacity:
         python_fallback=python_fallback(),
         docker=machine_docker,
         azureml_image_fallback=azureml_image_fallback(),
+        ray=partial(machine_ray, state_dir) if state_dir is not None else None,
     )
+
+
+def machine_ray(state_dir: Path, address: str | None, cache: bool) -> dict:
+    """What planning asks of the Ray cluster at ``address``: its nodes must see the workspace (and,
+    for ``cache``, the machine's cache, where built environments are) at the same paths."""
+    try:
+        from localpipe.engine.executors.ray import cluster
+    except ImportError:
+        return {"problem": "Ray is not installed here: pip install 'localpipe[ray]'", "nodes": [], "unseen": []}
+    if cache:
+        cache_root().mkdir(parents=True, exist_ok=True)
+    paths = [str(state_dir), *([str(cache_root())] if cache else [])]
+    return cluster(address, paths, sys.executable)
 
 
 def machine_docker() -> dict:

@@ -18,6 +18,7 @@ from localpipe.engine.resources import Placement
 from localpipe.errors import OutputError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import StepSpec
+from localpipe.state.history import MACHINE_ENV, machine_id
 from localpipe.state.store import ObjectStore, remove_tree
 
 
@@ -378,6 +379,18 @@ def containerize(
         "shm_size": environment.get("shm_size"),
         "gpus": [g.uuid for g in placement.gpus],
     }
+
+
+def to_ray(launch: Launch, step: StepSpec) -> None:
+    """Make ``launch`` one for the Ray executor (docs/scale-out.md): the same argv, folder and
+    environment (with the target's ``runtime_env`` variables), what its task asks Ray for, and the
+    step's timeout."""
+    asked = step.resources["ray"]
+    launch.env.update((asked.get("runtime_env") or {}).get("env_vars") or {})
+    launch.env[MACHINE_ENV] = machine_id()  # on another machine, history.db is refused, not shared
+    launch.executor = "ray"
+    launch.ray = {**asked, "cpus": step.resources["cpus"], "gpus": step.resources["gpus"]}
+    launch.ray["timeout"] = step.timeout_seconds  # counted by the task, from its start on a node
 
 
 def _link_targets(root: str) -> list[str]:

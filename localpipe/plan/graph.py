@@ -20,6 +20,7 @@ from typing import Any
 import localpipe.plan.parallel as parallel_run
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.plan import checks, environments
+from localpipe.plan.ray_steps import check_ray_steps, ray_resources
 from localpipe.sdk.data import (
     DataPath,
     DataPathComputeBinding,
@@ -53,6 +54,7 @@ class Capacity:
         python_fallback: bool = False,
         docker=None,
         azureml_image_fallback: bool = True,
+        ray=None,
     ):
         self.cpus = cpus
         self.memory = memory
@@ -64,6 +66,17 @@ class Capacity:
         self._docker = docker  # a callable: the daemon's answers (executors/docker.py's machine_docker)
         self._found_docker = None
         self.azureml_image_fallback = azureml_image_fallback  # Azure ML's base images missing: run outside Docker
+        self._ray = ray  # a callable: (address, cache) -> what a Ray cluster has (engine/submit.py's machine_ray)
+        self._found_ray: dict = {}
+
+    def ray_cluster(self, address: str | None, cache: bool) -> dict:
+        """``{"problem", "nodes", "unseen"}`` of the Ray cluster at ``address`` (None: a local Ray for
+        the run), asked once; ``cache``: whether its nodes must also see the machine's cache."""
+        if self._ray is None:
+            return {"problem": None, "nodes": [], "unseen": []}
+        if (address, cache) not in self._found_ray:
+            self._found_ray[address, cache] = self._ray(address, cache)
+        return self._found_ray[address, cache]
 
     def docker(self) -> dict | None:
         """``{"problem", "gpus", "image"}`` of this machine's Docker daemon, asked once; None when unknown."""
@@ -205,7 +218,9 @@ def _plan(
     _check_pipeline_outputs(specs, found)
     if capacity is not None:
         for spec in specs:
-            _check_capacity(spec, capacity, found)
+            if not spec.resources.get("ray"):  # Ray reserves what a step on it asks for: checked apart
+                _check_capacity(spec, capacity, found)
+    check_ray_steps(specs, capacity, found)
     order = _order(specs, found)
     by_name = {spec.name: spec for spec in specs}
     steps = {name: by_name[name] for name in order}
@@ -396,7 +411,9 @@ def _step_spec(
         )
     known = (compute_targets or {}).get(target_name, target if not isinstance(target, str) else None)
     resources = dict(DEFAULT_RESOURCES)
-    if getattr(known, "config", None) is not None:
+    if getattr(getattr(known, "config", None), "kind", None) == "ray":
+        resources = ray_resources(known.config)
+    elif getattr(known, "config", None) is not None:
         config = known.config
         resources = {
             "cpus": config.cpus_per_step,
@@ -405,7 +422,7 @@ def _step_spec(
             "max_concurrent": config.max_concurrent_steps,
         }
 
-    if step.kind == "parallel":
+    if step.kind == "parallel" and not resources.get("ray"):  # refused on Ray (ray_steps.py)
         resources = parallel_run.check(label, step, source_dir, resources, capacity, found)
     after = [names.get(id(p), p.name) for p in step.predecessors]
     for predecessor in step.predecessors:

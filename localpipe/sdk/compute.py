@@ -4,6 +4,8 @@
 ``ComputeTarget.create(ws, name, LocalCompute.provisioning_configuration(...))`` or, as in the
 seed, ``AmlCompute.provisioning_configuration(vm_size=..., max_nodes=...)``: the VM size gives
 the CPUs, GPUs and memory each step claims, ``max_nodes`` how many steps run at once.
+``RayCompute.provisioning_configuration(address=...)`` is not a pool of this machine: its steps
+run as Ray tasks on a Ray cluster, which reserves what they ask for (docs/scale-out.md).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class ProvisioningConfiguration:
     vm_size: str | None = None
     min_nodes: int = 0  # AmlCompute's scale settings, kept to be shown as Azure shows them
     idle_seconds_before_scaledown: int | None = None
+    # RayCompute's: the cluster (None: a local Ray started for the run), custom resources per step, runtime_env.
+    address: str | None = None
+    resources: dict | None = None
+    runtime_env: dict | None = None
 
 
 class ComputeTargetStatus:
@@ -56,7 +62,7 @@ class ComputeTarget:
     """A named local resource pool kept in history.db.
 
     ``ComputeTarget(ws, name)`` (``workspace=``, ``name=``), as in Azure ML, is the existing target
-    ``name`` of ``ws``, as a LocalCompute or AmlCompute, and ``AmlCompute(ws, name)`` one of that
+    ``name`` of ``ws``, as a LocalCompute, AmlCompute or RayCompute, and ``AmlCompute(ws, name)`` one of that
     kind; ComputeTargetException when there is none. Targets are made with
     ``ComputeTarget.create(ws, name, provisioning_configuration)``. As in the SDK,
     ``ComputeTarget(None, None)`` is an empty object that ``deserialize`` fills in.
@@ -88,7 +94,7 @@ class ComputeTarget:
 
     @staticmethod
     def create(workspace, name: str, provisioning_configuration: ProvisioningConfiguration) -> ComputeTarget:
-        """Create (or replace) the target ``name``; returns it as LocalCompute or AmlCompute.
+        """Create (or replace) the target ``name``; returns it as LocalCompute, AmlCompute or RayCompute.
 
         A target may ask for more than this machine has (an Azure size, say): a pipeline using it
         then fails validation, naming what is missing.
@@ -180,8 +186,9 @@ class ComputeTarget:
 
     @property
     def type(self) -> str:
-        """Azure's compute type name: ``AmlCompute``, or ``LocalCompute`` for a local pool."""
-        return "AmlCompute" if self.config.kind == "aml" else "LocalCompute"
+        """Azure's compute type name: ``AmlCompute``, or localpipe's ``LocalCompute`` (a local pool)
+        or ``RayCompute`` (a Ray cluster)."""
+        return _CLASSES.get(self.config.kind, LocalCompute).__name__
 
     @property
     def provisioning_state(self) -> str:
@@ -197,7 +204,8 @@ class ComputeTarget:
     ) -> None:
         """Nothing to wait for locally; with ``show_output``, says so as the seed expects."""
         if show_output:
-            print(f"{self.name}: Succeeded (local pool: {self.cpus_per_step} CPU, {self.gpus_per_step} GPU per step)")
+            where = "local pool" if self.config.kind != "ray" else f"Ray at {self.config.address or 'a local Ray'}"
+            print(f"{self.name}: Succeeded ({where}: {self.cpus_per_step:g} CPU, {self.gpus_per_step:g} GPU per step)")
 
     def delete(self) -> None:
         """Remove the target from its workspace; steps that name it then fail validation."""
@@ -311,6 +319,58 @@ class AmlCompute(ComputeTarget):
         ]
 
 
+class RayCompute(ComputeTarget):
+    """localpipe's own target (Azure has none like it): each step runs as one Ray task on a Ray
+    cluster, with the CPUs, GPUs and custom resources it asks for reserved by Ray, not by this
+    machine's pool; the scheduler, history.db and the workspace stay on the submitting machine,
+    and every node must see the workspace at the same path (docs/scale-out.md)."""
+
+    @staticmethod
+    def provisioning_configuration(
+        address: str | None = None,
+        cpus_per_step: float = 1,
+        gpus_per_step: float = 0,
+        resources: dict | None = None,
+        runtime_env: dict | None = None,
+    ) -> ProvisioningConfiguration:
+        """``address``: ``"auto"`` (the cluster ``ray start`` runs on this machine), ``"HOST:PORT"``
+        or ``"ray://HOST:10001"``; None starts a local Ray for each run (it takes seconds to start).
+        What each step's Ray task asks for: ``cpus_per_step`` and ``gpus_per_step`` (fractions
+        allowed, as Ray allows them), ``resources`` (custom resources by name, as
+        ``@ray.remote(resources=...)``) and ``runtime_env`` (its ``env_vars`` only: a step's
+        packages come from its environment). Needs Ray: ``pip install 'localpipe[ray]'``."""
+        problems = []
+        if address is not None and (not isinstance(address, str) or not address.strip()):
+            problems.append(f'address must be "auto", "HOST:PORT", "ray://HOST:10001" or None, not {address!r}')
+        if not _number(cpus_per_step) or cpus_per_step <= 0:
+            problems.append(f"cpus_per_step must be a number above 0, not {cpus_per_step!r}")
+        if not _number(gpus_per_step) or gpus_per_step < 0:
+            problems.append(f"gpus_per_step must be a number of at least 0, not {gpus_per_step!r}")
+        if resources is not None and not (
+            isinstance(resources, dict)
+            and all(isinstance(k, str) and k and _number(v) and v > 0 for k, v in resources.items())
+        ):
+            problems.append(f"resources must map resource names to amounts above 0, not {resources!r}")
+        if runtime_env is not None and not (isinstance(runtime_env, dict) and set(runtime_env) <= {"env_vars"}):
+            problems.append(
+                f"runtime_env may only hold env_vars (a step's packages come from its Environment), not {runtime_env!r}"
+            )
+        elif runtime_env and not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in (runtime_env.get("env_vars") or {}).items()
+        ):
+            problems.append("runtime_env's env_vars must map names to text values")
+        if problems:
+            raise UsageError("RayCompute: " + "; ".join(problems))
+        return ProvisioningConfiguration(
+            "ray", cpus_per_step, gpus_per_step, address=address, resources=dict(resources or {}) or None,
+            runtime_env=runtime_env or None,
+        )  # fmt: skip
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 RESERVED_NAMES = ("amlcompute", "local", "containerinstance")  # Azure's reserved target names
 
 
@@ -335,12 +395,13 @@ def _scale_settings(config: ProvisioningConfiguration) -> dict:
 
 def target_from(name: str, config: ProvisioningConfiguration, workspace=None) -> ComputeTarget:
     """The target ``name`` with ``config``, of the class its kind names, bound to ``workspace``."""
-    target = object.__new__(AmlCompute if config.kind == "aml" else LocalCompute)
+    target = object.__new__(_CLASSES.get(config.kind, LocalCompute))
     target._initialize(name, config, workspace)
     return target
 
 
 LOCAL_CONFIG = ProvisioningConfiguration(kind="local")
+_CLASSES = {"aml": AmlCompute, "local": LocalCompute, "ray": RayCompute}
 
 
 def _run_matches(run, type, tags, properties, status) -> bool:

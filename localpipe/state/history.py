@@ -24,11 +24,13 @@ every scheduler of the workspace serialises on.
 from __future__ import annotations
 
 import os
+import socket
 import threading
 from contextlib import AbstractContextManager
-from functools import cached_property
+from functools import cache, cached_property
 from typing import TYPE_CHECKING
 
+from localpipe.errors import StateError
 from localpipe.state import reader
 from localpipe.state.db import open_database
 from localpipe.state.layout import Layout
@@ -46,6 +48,8 @@ if TYPE_CHECKING:
 
 _open: dict[str, History] = {}
 _lock = threading.Lock()
+# Set in the environment of a step run on a Ray node: the machine whose history.db the workspace's is.
+MACHINE_ENV = "LOCALPIPE_HISTORY_MACHINE"
 
 
 class History:
@@ -53,6 +57,14 @@ class History:
 
     def __init__(self, layout: Layout):
         self.layout = layout
+        owner = os.environ.get(MACHINE_ENV)
+        if owner and owner != machine_id():
+            raise StateError(
+                f"{layout.history} is the history of a scheduler on another machine: a step on a Ray node "
+                "cannot open it (SQLite cannot share a database between machines); make this call "
+                "(register_model, Dataset.register, run.experiment.workspace) from the submitting machine "
+                "after the run (docs/scale-out.md)"
+            )
         self.database = open_database(layout)
         self.db, self.tables = self.database.db, self.database.tables
         self.identity = _identity(layout)
@@ -137,6 +149,17 @@ class History:
 
     def __repr__(self) -> str:
         return f"History({str(self.layout.history)!r})"
+
+
+@cache
+def machine_id() -> str:
+    """This machine, as long as it runs: its kernel's boot id (processes in containers on one kernel
+    share it, and may share a database file), else its host name."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as found:
+            return found.read().strip()
+    except OSError:
+        return socket.gethostname()
 
 
 def _identity(layout: Layout) -> tuple[int, int] | None:

@@ -94,7 +94,8 @@ def critical_path(steps: list[dict], edges: list[dict]) -> set[str]:
 
 def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
     """The steps that ran, as bars on lanes: one lane per GPU for steps holding GPUs, CPU slot
-    lanes for the others (a step takes the first lane free when it was queued). Each bar has its
+    lanes for the others, Ray lanes for steps run on a Ray cluster (a step takes the first lane of
+    its kind free when it was queued). Each bar has its
     wait (queued to started) apart from its run (started to ended, or to ``now``). CPU slot lanes
     are drawn, not recorded: placements say how many slots a step held, not which."""
     ran = [s for s in steps if _begin(s) is not None]
@@ -118,11 +119,12 @@ def timeline(steps: list[dict], edges: list[dict], now: float) -> dict:
             if label not in lanes:
                 lanes.append(label)
             held.append(lanes.index(label))
-        if not held:
-            lane = next((i for i, t in free_at.items() if t <= begin and lanes[i].startswith("CPU")), None)
+        if not held:  # a step on a Ray target held none of this machine's slots: lanes of its own
+            kind = "Ray" if (s["placement"] or {}).get("executor") == "ray" else "CPU"
+            lane = next((i for i, t in free_at.items() if t <= begin and lanes[i].startswith(kind)), None)
             if lane is None:
                 lane = len(lanes)
-                lanes.append(f"CPU {sum(1 for name in lanes if name.startswith('CPU')) + 1}")
+                lanes.append(f"{kind} {sum(1 for name in lanes if name.startswith(kind)) + 1}")
             held.append(lane)
             free_at[lane] = finish
         started = s["started_at"] is not None

@@ -9,6 +9,10 @@ own, so adding one (Docker, Ray) is one module here.
 
 from __future__ import annotations
 
+import os
+import queue
+import selectors
+import threading
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +38,7 @@ class Launch:
     masked: list[str] = field(default_factory=list)  # secret values replaced by *** in the logs
     executor: str = "local"  # the module of this package that runs it
     container: dict | None = None  # for the "docker" executor: image, mounts, user, limits (workdir.containerize)
+    ray: dict | None = None  # for the "ray" executor: the cluster's address, what the task asks Ray for
 
 
 @dataclass
@@ -48,6 +53,7 @@ class Exit:
     pid: int | None = None  # the process's id, when it was started
     log_error: str | None = None  # what kept its output from its log (a full disk), when something did
     oom_killed: bool = False  # the kernel ended it at its memory limit (a container's, as Docker says)
+    timed_out: bool = False  # its executor ended it at its timeout (a Ray task: counted from its start on the node)
 
 
 class Executor(Protocol):
@@ -80,3 +86,64 @@ class Executor(Protocol):
     def fileno(self) -> int:
         """A descriptor that is readable while ``wait`` has something to return (an exit, a wake),
         so that a router can wait on several executors at once."""
+
+
+class Inbox:
+    """The exits that an executor's threads hand to the scheduler's, with the descriptor that is
+    readable while one waits or a wake came (``Executor.fileno``): what the Docker and Ray
+    executors, whose launches end in threads of their own, share."""
+
+    def __init__(self):
+        self._selector = selectors.DefaultSelector()
+        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._selector.register(self._wake_read, selectors.EVENT_READ)
+        self._exits: queue.SimpleQueue[Exit] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def put(self, found: Exit) -> None:
+        """Hand ``found`` to the scheduler (from any thread) and wake its wait."""
+        self._exits.put(found)
+        self.wake()
+
+    def take(self, timeout: float | None) -> list[Exit]:
+        """The exits handed so far, waiting up to ``timeout`` seconds for one (or a wake)."""
+        if self._exits.empty():
+            self._selector.select(timeout)
+        drain(self._wake_read)
+        exits = []
+        while not self._exits.empty():
+            exits.append(self._exits.get())
+        return exits
+
+    def wake(self) -> None:
+        with self._lock:
+            if not self._closed:
+                poke(self._wake_write)
+
+    def fileno(self) -> int:
+        return self._selector.fileno()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+        self._selector.close()
+        os.close(self._wake_read)
+        os.close(self._wake_write)
+
+
+def poke(fd: int) -> None:
+    """Make a non-blocking wake pipe readable (a full one is readable already)."""
+    try:
+        os.write(fd, b"x")
+    except BlockingIOError:
+        pass
+
+
+def drain(fd: int) -> None:
+    """Read a non-blocking wake pipe empty."""
+    try:
+        while os.read(fd, 4096):
+            pass
+    except BlockingIOError:
+        pass

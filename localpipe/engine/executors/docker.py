@@ -16,9 +16,6 @@ after the grace period). Containers carry labels naming the workspace, run and s
 
 from __future__ import annotations
 
-import os
-import queue
-import selectors
 import signal
 import tempfile
 import threading
@@ -28,7 +25,7 @@ import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
-from localpipe.engine.executors import RUN_LABEL, TERMINATE_GRACE_SECONDS, WORKSPACE_LABEL, Exit, Launch
+from localpipe.engine.executors import RUN_LABEL, TERMINATE_GRACE_SECONDS, WORKSPACE_LABEL, Exit, Inbox, Launch
 from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.supervisor import Log
 from localpipe.engine.workdir import PACKAGES_IN_IMAGE
@@ -114,15 +111,11 @@ class DockerExecutor:
     from any thread; a thread per launch talks to the daemon."""
 
     def __init__(self):
-        self._selector = selectors.DefaultSelector()
-        self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._selector.register(self._wake_read, selectors.EVENT_READ)
-        self._exits: queue.SimpleQueue[Exit] = queue.SimpleQueue()
+        self._inbox = Inbox()
         self._steps: dict[str, _Step] = {}
         self._lock = threading.RLock()
         self._client = None
         self._log_limit = log_limit()
-        self._closed = False
 
     def start(self, launch: Launch) -> None:
         step = self._steps[launch.key] = _Step(launch)
@@ -130,23 +123,13 @@ class DockerExecutor:
         step.thread.start()
 
     def wait(self, timeout: float | None) -> list[Exit]:
-        if self._exits.empty():
-            self._selector.select(timeout)
-        _drain(self._wake_read)
-        exits = []
-        while not self._exits.empty():
-            exits.append(self._exits.get())
+        exits = self._inbox.take(timeout)
         for found in exits:
             self._steps.pop(found.key, None)
         return exits
 
     def wake(self) -> None:
-        with self._lock:
-            if not self._closed:
-                try:
-                    os.write(self._wake_write, b"x")
-                except BlockingIOError:
-                    pass  # a wake is pending already
+        self._inbox.wake()
 
     def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
         """Stop ``key``'s container: SIGTERM, SIGKILL after ``grace`` seconds. Returns at once."""
@@ -172,19 +155,16 @@ class DockerExecutor:
     def close(self) -> None:
         """Remove the containers still running (none outlives its scheduler), then the descriptors."""
         with self._lock:
-            self._closed = True
             running = [s.container for s in self._steps.values() if s.container is not None]
         threads = [threading.Thread(target=_remove, args=(c,), daemon=True) for c in running]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join(API_SECONDS)
-        self._selector.close()
-        os.close(self._wake_read)
-        os.close(self._wake_write)
+        self._inbox.close()
 
     def fileno(self) -> int:
-        return self._selector.fileno()
+        return self._inbox.fileno()
 
     # -- one launch, in its thread -------------------------------------------------------------
     def _run(self, step: _Step) -> None:
@@ -195,8 +175,7 @@ class DockerExecutor:
             result = Exit(launch.key, None, None, None, error=f"Docker: {_said(exc)}")
         except Exception as exc:  # noqa: BLE001  (a bug or an odd value: this step's reason says which)
             result = Exit(launch.key, None, None, None, error=f"the Docker executor could not handle it: {exc!r}")
-        self._exits.put(result)
-        self.wake()
+        self._inbox.put(result)
 
     def _contain(self, step: _Step) -> Exit:
         launch, spec = step.launch, step.launch.container
@@ -368,14 +347,6 @@ def _said(exc: Exception) -> str:
     """The first line of what the daemon said."""
     text = str(getattr(exc, "explanation", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 EXECUTOR = DockerExecutor

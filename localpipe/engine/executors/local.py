@@ -22,7 +22,7 @@ import sys
 import threading
 from pathlib import Path
 
-from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch
+from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch, drain, poke
 from localpipe.errors import UsageError
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
@@ -52,7 +52,7 @@ class LocalExecutor:
     and ``terminate`` may be called from any thread.
     """
 
-    def __init__(self):
+    def __init__(self, limit: int | None = None):
         self._selector = selectors.EpollSelector()
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ, None)
@@ -64,7 +64,7 @@ class LocalExecutor:
         self._all_ended = False  # the supervisor's answer to terminate_all came
         self._running: set[str] = set()
         self._base_env: dict[str, str] | None = None
-        self._log_limit = log_limit()
+        self._log_limit = limit or log_limit()  # given: a Ray task's, as its scheduler read it
         self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
 
@@ -88,7 +88,7 @@ class LocalExecutor:
         if not self._exits:
             for key, _ in self._selector.select(timeout):
                 if key.data is None:
-                    _drain(self._wake_read)
+                    drain(self._wake_read)
                 else:
                     self._receive()
         exits, self._exits = self._exits, []
@@ -98,10 +98,7 @@ class LocalExecutor:
         """Make the current or next ``wait`` return at once."""
         with self._lock:
             if not self._closed:
-                try:
-                    os.write(self._wake_write, b"x")
-                except BlockingIOError:
-                    pass  # the pipe is full: a wake is pending already
+                poke(self._wake_write)
 
     def terminate(self, key: str, grace: float = TERMINATE_GRACE_SECONDS) -> None:
         """End the whole process tree of ``key``: SIGTERM, then SIGKILL after ``grace`` seconds.
@@ -237,14 +234,6 @@ def end_launched(launched_by) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-
-
-def _drain(fd: int) -> None:
-    try:
-        while os.read(fd, 4096):
-            pass
-    except BlockingIOError:
-        pass
 
 
 EXECUTOR = LocalExecutor
