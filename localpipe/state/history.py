@@ -27,7 +27,7 @@ import os
 import socket
 import threading
 from contextlib import AbstractContextManager
-from functools import cache, cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING
 
 from localpipe.errors import StateError
@@ -151,7 +151,7 @@ class History:
         return f"History({str(self.layout.history)!r})"
 
 
-@cache
+@lru_cache(maxsize=None)  # noqa: UP033  (functools.cache is 3.9+: a step on Python 3.8 imports this)
 def machine_id() -> str:
     """This machine, as long as it runs: its kernel's boot id (processes in containers on one kernel
     share it, and may share a database file), else its host name."""
