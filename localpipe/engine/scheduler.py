@@ -663,7 +663,7 @@ class Scheduler:
         # The cache entry and the Completed status are one transaction: an entry exists only for
         # a step that completed, and only once all its outputs are in the store. The steps it made
         # decidable are decided, and the claim it frees goes to the next ready steps, in the same
-        # transaction (they start after it): one commit a step, where there were three.
+        # transaction (they start after it): one commit, where there were three.
         fault_point("before-cache-entry")
         with self.history.write():
             self.history.steps.add_outputs(
