@@ -39,6 +39,10 @@ PR_SET_CHILD_SUBREAPER = 36
 CHUNK = 1 << 16
 REAP_SECONDS = 1.0  # how often processes a step left behind, ended since, are reaped
 STOP_ROUNDS = 100  # passes over what a step left, stopping each process found, until none is new
+# A listing of /proc can miss a process that forks and exits in a loop, and two passes in quick
+# succession can both miss it: once anything was found (or at shutdown, the last chance), a sweep
+# ends only after this many passes finding nothing new, this far apart.
+CAREFUL_QUIET_PASSES, CAREFUL_PAUSE_SECONDS = 5, 0.001
 SHUTDOWN_SECONDS = 2.0  # how long the supervisor reaps what it killed before it exits
 DRAIN_SECONDS = 1.0  # how long an ended step's pipes are read for what a survivor may still hold open
 MAX_PENDING_LINE = 1 << 20  # a longer line without its end is masked and written as it is
@@ -410,7 +414,7 @@ class Supervisor:
             return tag is not None and tag not in running
 
         if self._strays_tagged(ended):
-            _stop_and_kill(lambda: self._strays_tagged(ended))
+            _stop_and_kill(lambda: self._strays_tagged(ended), careful=True)
         for pid in self._own_children():
             if pid not in self.by_pid:
                 try:
@@ -454,7 +458,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """The scheduler is gone: end every process below the supervisor, and reap them."""
-        _stop_and_kill(lambda: set(_descendants(os.getpid())))
+        _stop_and_kill(lambda: set(_descendants(os.getpid())), careful=True)
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         while time.monotonic() < deadline:
             try:
@@ -514,20 +518,25 @@ def _signal(pid: int, sig: int) -> None:
         pass
 
 
-def _stop_and_kill(find) -> None:
+def _stop_and_kill(find, careful: bool = False) -> None:
     """SIGSTOP the processes ``find()`` returns, again until it returns no new one twice in a row (a
     stopped process cannot fork, so a process that keeps forking is caught; the second pass sees a
-    child whose parent exited between the listing and its SIGSTOP), then SIGKILL them all."""
+    child whose parent exited between the listing and its SIGSTOP), then SIGKILL them all. Once
+    something was found, or when ``careful``, the passes are spaced and more quiet ones are needed
+    (``CAREFUL_QUIET_PASSES``): a step that left nothing costs two quick listings."""
     stopped: set[int] = set()
     quiet = 0
     for _ in range(STOP_ROUNDS):
         found = find() - stopped
         quiet = 0 if found else quiet + 1
-        if quiet == 2:
+        wary = careful or stopped or found
+        if quiet == (CAREFUL_QUIET_PASSES if wary else 2):
             break
         for pid in found:
             _signal(pid, signal.SIGSTOP)
         stopped |= found
+        if wary:
+            time.sleep(CAREFUL_PAUSE_SECONDS)
     for pid in stopped:
         _signal(pid, signal.SIGKILL)
 
