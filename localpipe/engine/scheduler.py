@@ -526,6 +526,7 @@ class Scheduler:
         )
         if spec.kind == "parallel":
             env["LOCALPIPE_PARALLEL_CACHE"] = str(self.history.layout.parallel_cache)
+            self._stat_cache.save()  # the digests made for its key, which its driver looks up there
         try:
             launch, snapshot, mounts = prepare_step(
                 spec,
