@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 
 import psutil
@@ -518,3 +519,23 @@ def test_the_studio_timeline_draws_ray_steps_on_lanes_of_their_own():
     assert {bar["step"]["name"]: lanes[bar["y"] // (drawn["lanes"][1]["y"])] for bar in drawn["bars"]} == {
         "a": "CPU 1", "b": "Ray 1", "c": "Ray 2", "d": "Ray 1",
     }  # fmt: skip
+
+
+@pytest.mark.ray
+def test_a_local_ray_has_the_cpus_validation_counted_for_it(tmp_path):
+    # address=None is checked against this machine's CPU slots (LOCALPIPE_CPUS here): a local Ray
+    # with fewer would keep a step that passed validation in its queue for ever, past its timeout.
+    pytest.importorskip("ray")
+    slots = os.cpu_count() + 3
+    script = """
+        import ray
+        from localpipe.engine.executors.ray import cluster, connect
+        connect(None)
+        print(cluster(None, [], "")["nodes"][0]["resources"]["CPU"], int(ray.cluster_resources()["CPU"]))
+    """
+    env = {**os.environ, "LOCALPIPE_CPUS": str(slots)}
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.stdout.split() == [str(slots), str(slots)], proc.stderr[-2000:]

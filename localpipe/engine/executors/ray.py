@@ -68,8 +68,11 @@ def connect(address: str | None) -> None:
         # Ray's messages on connecting (its token, where it started) would interleave with the run's lines.
         logging.getLogger("ray").setLevel(logging.ERROR)
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if address is None:
-            ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+        if address is None:  # with the CPUs validation counted for it (LOCALPIPE_CPUS, a cpuset), not Ray's own count
+            ray.init(
+                address="local", num_cpus=_local_cpus(), include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet,
+            )  # fmt: skip
         else:
             _answers(address)
             ray.init(address=address, **quiet)
@@ -99,9 +102,8 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
     """
     if address is None:
         from localpipe.hw.gpus import detect_gpus
-        from localpipe.hw.host import detect_host
 
-        here = {"CPU": detect_host().cpus, "GPU": len(detect_gpus().gpus)}
+        here = {"CPU": _local_cpus(), "GPU": len(detect_gpus().gpus)}
         return {"problem": None, "nodes": [{"name": "this machine", "resources": here}], "unseen": []}
     try:
         connect(address)
@@ -111,6 +113,13 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
                            "or fix the target's address", "nodes": [], "unseen": []}  # fmt: skip
     found = [{"name": n["NodeManagerAddress"], "resources": n.get("Resources", {})} for n in nodes]
     return {"problem": None, "nodes": found, "unseen": _unseen(nodes, paths, python)}
+
+
+def _local_cpus() -> int:
+    """The CPUs of a local Ray: this machine's CPU slots, as validation counts them."""
+    from localpipe.hw.host import detect_host
+
+    return detect_host().cpus
 
 
 def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
