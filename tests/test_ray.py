@@ -375,6 +375,7 @@ def test_a_ray_compute_target_is_kept_and_read_back_as_one(ws, invoke):
         ({"cpus_per_step": 0}, "cpus_per_step must be a number above 0, not 0"),
         ({"gpus_per_step": -1}, "gpus_per_step must be a number of at least 0, not -1"),
         ({"resources": {"special": "one"}}, "resources must map resource names to amounts above 0"),
+        ({"resources": {"CPU": 2}}, "resources may not name CPU or GPU: ask for them with cpus_per_step"),
         ({"runtime_env": {"pip": ["torch"]}}, "runtime_env may only hold env_vars"),
         ({"address": ""}, 'address must be "auto", "HOST:PORT", "ray://HOST:10001" or None'),
     ],
@@ -539,3 +540,15 @@ def test_a_local_ray_has_the_cpus_validation_counted_for_it(tmp_path):
         timeout=120,
     )  # fmt: skip
     assert proc.stdout.split() == [str(slots), str(slots)], proc.stderr[-2000:]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)  # without the fix, the driver's thread died and the step waited for ever
+def test_a_ray_step_whose_task_ray_refuses_fails_saying_so(ws, project, run_pipeline, ray_address):
+    # Ray checks a task's options only when it is submitted: here, an amount finer than it counts.
+    project("src/s/s.py", "print('ran')\n")
+    fine = _target(ws, ray_address, "fine", resources={"special": 0.00001})
+    step = PythonScriptStep("s.py", name="refused", source_directory=ws.root / "src/s", compute_target=fine)
+    _, status, rows = run_pipeline(Pipeline(ws, [step]))
+    assert status is RunStatus.FAILED
+    assert rows["refused"]["reason"].startswith("Ray refused its task (ValueError: The precision of the fractional")

@@ -288,7 +288,7 @@ class RayExecutor:
             except queue.Empty:
                 order = None
             if order is not None and order[0] is _CLOSE:
-                for ref in refs.values():
+                for ref in list(refs.values()):  # a copy: callbacks take ended tasks out
                     _cancel(ref, force=True)
                 return
             if order is not None and order[0] == "start":
@@ -301,19 +301,26 @@ class RayExecutor:
                 if failure is not None:
                     self._ended(launch.key, Exit(launch.key, None, None, None, error=failure))
                     continue
-                refs[launch.key] = ref = self._submit(launch)
+                try:
+                    refs[launch.key] = ref = self._submit(launch)
+                except Exception as exc:  # noqa: BLE001  (its options, refused: this thread must live on)
+                    self._ended(
+                        launch.key, Exit(launch.key, None, None, None, error=f"Ray refused its task ({_said(exc)})")
+                    )
+                    continue
                 ref.future().add_done_callback(partial(self._task_ended, launch.key, refs))
             elif order is not None and order[0] == "cancel":
                 _, key, grace = order
-                if key in refs:
-                    _cancel(refs[key], force=False)
+                if (ref := refs.get(key)) is not None:  # get: a callback may take it out meanwhile
+                    _cancel(ref, force=False)
                     forced[key] = time.monotonic() + grace + FORCE_MARGIN_SECONDS
             now = time.monotonic()
             for key, at in list(forced.items()):
-                if key not in refs:
+                ref = refs.get(key)
+                if ref is None:
                     del forced[key]
                 elif at <= now:
-                    _cancel(refs[key], force=True)
+                    _cancel(ref, force=True)
                     del forced[key]
 
     def _submit(self, launch: Launch) -> ray.ObjectRef:
