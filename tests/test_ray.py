@@ -523,23 +523,26 @@ def test_the_studio_timeline_draws_ray_steps_on_lanes_of_their_own():
 
 
 @pytest.mark.ray
-def test_a_local_ray_has_the_cpus_validation_counted_for_it(tmp_path):
-    # address=None is checked against this machine's CPU slots (LOCALPIPE_CPUS here): a local Ray
-    # with fewer would keep a step that passed validation in its queue for ever, past its timeout.
+def test_a_local_ray_has_the_cpus_and_gpus_validation_counted_for_it(tmp_path):
+    # address=None is checked against this machine's CPU slots (LOCALPIPE_CPUS here) and GPUs (two
+    # fakes here): a local Ray with fewer would keep a step that passed validation in its queue for
+    # ever, past its timeout.
     pytest.importorskip("ray")
     slots = os.cpu_count() + 3
     script = """
         import ray
         from localpipe.engine.executors.ray import cluster, connect
         connect(None)
-        print(cluster(None, [], "")["nodes"][0]["resources"]["CPU"], int(ray.cluster_resources()["CPU"]))
+        counted, has = cluster(None, [], "")["nodes"][0]["resources"], ray.cluster_resources()
+        print(counted["CPU"], int(has["CPU"]), counted["GPU"], int(has.get("GPU", 0)))
     """
-    env = {**os.environ, "LOCALPIPE_CPUS": str(slots)}
+    env = {**os.environ, "LOCALPIPE_CPUS": str(slots), "LOCALPIPE_FAKE_GPUS": "2"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
     proc = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
         timeout=120,
     )  # fmt: skip
-    assert proc.stdout.split() == [str(slots), str(slots)], proc.stderr[-2000:]
+    assert proc.stdout.split() == [str(slots), str(slots), "2", "2"], proc.stderr[-2000:]
 
 
 @pytest.mark.ray

@@ -68,9 +68,10 @@ def connect(address: str | None) -> None:
         # Ray's messages on connecting (its token, where it started) would interleave with the run's lines.
         logging.getLogger("ray").setLevel(logging.ERROR)
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if address is None:  # with the CPUs validation counted for it (LOCALPIPE_CPUS, a cpuset), not Ray's own count
+        if address is None:  # with what validation counted for it, not Ray's own count
+            here = local_resources()
             ray.init(
-                address="local", num_cpus=_local_cpus(), include_dashboard=False,
+                address="local", num_cpus=here["CPU"], num_gpus=here["GPU"], include_dashboard=False,
                 object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet,
             )  # fmt: skip
         else:
@@ -101,10 +102,7 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
     caught. None (a local Ray for the run) is this machine: nothing is started to ask it.
     """
     if address is None:
-        from localpipe.hw.gpus import detect_gpus
-
-        here = {"CPU": _local_cpus(), "GPU": len(detect_gpus().gpus)}
-        return {"problem": None, "nodes": [{"name": "this machine", "resources": here}], "unseen": []}
+        return {"problem": None, "nodes": [{"name": "this machine", "resources": local_resources()}], "unseen": []}
     try:
         connect(address)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -115,11 +113,18 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
     return {"problem": None, "nodes": found, "unseen": _unseen(nodes, paths, python)}
 
 
-def _local_cpus() -> int:
-    """The CPUs of a local Ray: this machine's CPU slots, as validation counts them."""
+def local_resources() -> dict:
+    """What a local Ray has: this machine's CPU slots (LOCALPIPE_CPUS, a cpuset) and GPUs, no more
+    than CUDA_VISIBLE_DEVICES names (Ray gives it no others). Validation counts them, and a local
+    Ray is started with them: with fewer, a step that passed would wait in Ray's queue for ever."""
+    from localpipe.hw.gpus import detect_gpus
     from localpipe.hw.host import detect_host
 
-    return detect_host().cpus
+    gpus = len(detect_gpus().gpus)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = min(gpus, len([device for device in visible.split(",") if device.strip()]))
+    return {"CPU": detect_host().cpus, "GPU": gpus}
 
 
 def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
