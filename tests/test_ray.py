@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import textwrap
 import threading
 
 import psutil
@@ -374,6 +375,7 @@ def test_a_ray_compute_target_is_kept_and_read_back_as_one(ws, invoke):
         ({"cpus_per_step": 0}, "cpus_per_step must be a number above 0, not 0"),
         ({"gpus_per_step": -1}, "gpus_per_step must be a number of at least 0, not -1"),
         ({"resources": {"special": "one"}}, "resources must map resource names to amounts above 0"),
+        ({"resources": {"CPU": 2}}, "resources may not name CPU or GPU: ask for them with cpus_per_step"),
         ({"runtime_env": {"pip": ["torch"]}}, "runtime_env may only hold env_vars"),
         ({"address": ""}, 'address must be "auto", "HOST:PORT", "ray://HOST:10001" or None'),
     ],
@@ -518,3 +520,38 @@ def test_the_studio_timeline_draws_ray_steps_on_lanes_of_their_own():
     assert {bar["step"]["name"]: lanes[bar["y"] // (drawn["lanes"][1]["y"])] for bar in drawn["bars"]} == {
         "a": "CPU 1", "b": "Ray 1", "c": "Ray 2", "d": "Ray 1",
     }  # fmt: skip
+
+
+@pytest.mark.ray
+def test_a_local_ray_has_the_cpus_and_gpus_validation_counted_for_it(tmp_path):
+    # address=None is checked against this machine's CPU slots (LOCALPIPE_CPUS here) and GPUs (two
+    # fakes here): a local Ray with fewer would keep a step that passed validation in its queue for
+    # ever, past its timeout.
+    pytest.importorskip("ray")
+    slots = os.cpu_count() + 3
+    script = """
+        import ray
+        from localpipe.engine.executors.ray import cluster, connect
+        connect(None)
+        counted, has = cluster(None, [], "")["nodes"][0]["resources"], ray.cluster_resources()
+        print(counted["CPU"], int(has["CPU"]), counted["GPU"], int(has.get("GPU", 0)))
+    """
+    env = {**os.environ, "LOCALPIPE_CPUS": str(slots), "LOCALPIPE_FAKE_GPUS": "2"}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert proc.stdout.split() == [str(slots), str(slots), "2", "2"], proc.stderr[-2000:]
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(120)  # without the fix, the driver's thread died and the step waited for ever
+def test_a_ray_step_whose_task_ray_refuses_fails_saying_so(ws, project, run_pipeline, ray_address):
+    # Ray checks a task's options only when it is submitted: here, an amount finer than it counts.
+    project("src/s/s.py", "print('ran')\n")
+    fine = _target(ws, ray_address, "fine", resources={"special": 0.00001})
+    step = PythonScriptStep("s.py", name="refused", source_directory=ws.root / "src/s", compute_target=fine)
+    _, status, rows = run_pipeline(Pipeline(ws, [step]))
+    assert status is RunStatus.FAILED
+    assert rows["refused"]["reason"].startswith("Ray refused its task (ValueError: The precision of the fractional")

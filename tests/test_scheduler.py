@@ -376,3 +376,26 @@ def test_a_missing_secret_fails_validation(ws, project):
     step = PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s", secret_env=["NOT_SET_ANYWHERE"])
     with pytest.raises(PipelineValidationError, match='secret_env "NOT_SET_ANYWHERE" is not set'):
         plan_pipeline(Pipeline(ws, [step]))
+
+
+def test_a_step_that_completed_stays_completed_when_deciding_the_next_one_raises(ws, project, run_pipeline, history):
+    # The next step's decision runs in the completion's transaction; its dataset, gone meanwhile,
+    # makes it raise: the step that completed keeps its status and its cache entry all the same.
+    data = ws.root / "data"
+    data.mkdir()
+    (data / "f.txt").write_text("x")
+    project("src/a/a.py", f"import shutil; shutil.rmtree({str(data)!r})\n")
+    project("src/b/b.py", "print('b')\n")
+    first = PythonScriptStep("a.py", name="a", source_directory=ws.root / "src/a")
+    then = PythonScriptStep(
+        "b.py",
+        name="b",
+        source_directory=ws.root / "src/b",
+        inputs=[Dataset.File.from_files(str(data)).as_named_input("d")],
+    )
+    then.run_after(first)
+    with pytest.raises(Exception, match="cannot read folder"):
+        run_pipeline(Pipeline(ws, [first, then]))
+    steps = {s["name"]: s for s in history.runs.details(history.runs.list(1)[0]["id"])["steps"]}
+    assert steps["a"]["status"] == "Completed" and steps["b"]["status"] == "NotStarted"
+    assert history.cache.entry(steps["a"]["cache_key"]) is not None

@@ -684,10 +684,17 @@ class Scheduler:
                 **rekeyed,
             )
             self._release(running.placement)
-            self._decide_in_transaction()
-            self._claimed.update(self._claim_ready())
+            undecided = None
+            try:
+                with self.history.savepoint():  # what a later step's decision raises must not undo this completion
+                    self._decide_in_transaction()
+                    self._claimed.update(self._claim_ready())
+            except Exception as exc:  # noqa: BLE001  (raised again once the completion is committed)
+                undecided = exc
             fault_point("in-cache-entry")
         fault_point("after-completed")
+        if undecided is not None:
+            raise undecided
 
     def _fail(
         self, name: str, reason: str, exit_event: Exit | None = None, peak_memory: int | None = None, retry: bool = True

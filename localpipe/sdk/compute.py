@@ -351,6 +351,8 @@ class RayCompute(ComputeTarget):
             and all(isinstance(k, str) and k and _number(v) and v > 0 for k, v in resources.items())
         ):
             problems.append(f"resources must map resource names to amounts above 0, not {resources!r}")
+        elif resources and {"CPU", "GPU"} & set(resources):  # Ray refuses them there, when the task is submitted
+            problems.append("resources may not name CPU or GPU: ask for them with cpus_per_step and gpus_per_step")
         if runtime_env is not None and not (isinstance(runtime_env, dict) and set(runtime_env) <= {"env_vars"}):
             problems.append(
                 f"runtime_env may only hold env_vars (a step's packages come from its Environment), not {runtime_env!r}"

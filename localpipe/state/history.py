@@ -144,6 +144,10 @@ class History:
         the one this thread is already in, which the operations then join."""
         return self.database.write()
 
+    def savepoint(self) -> AbstractContextManager:
+        """A part of the write transaction in progress that is undone alone when it raises."""
+        return self.db.atomic()
+
     def close(self) -> None:
         self.db.close()
 

@@ -68,8 +68,12 @@ def connect(address: str | None) -> None:
         # Ray's messages on connecting (its token, where it started) would interleave with the run's lines.
         logging.getLogger("ray").setLevel(logging.ERROR)
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
-        if address is None:
-            ray.init(address="local", include_dashboard=False, object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet)
+        if address is None:  # with what validation counted for it, not Ray's own count
+            here = local_resources()
+            ray.init(
+                address="local", num_cpus=here["CPU"], num_gpus=here["GPU"], include_dashboard=False,
+                object_store_memory=LOCAL_OBJECT_STORE_BYTES, **quiet,
+            )  # fmt: skip
         else:
             _answers(address)
             ray.init(address=address, **quiet)
@@ -98,11 +102,7 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
     caught. None (a local Ray for the run) is this machine: nothing is started to ask it.
     """
     if address is None:
-        from localpipe.hw.gpus import detect_gpus
-        from localpipe.hw.host import detect_host
-
-        here = {"CPU": detect_host().cpus, "GPU": len(detect_gpus().gpus)}
-        return {"problem": None, "nodes": [{"name": "this machine", "resources": here}], "unseen": []}
+        return {"problem": None, "nodes": [{"name": "this machine", "resources": local_resources()}], "unseen": []}
     try:
         connect(address)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
@@ -111,6 +111,20 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
                            "or fix the target's address", "nodes": [], "unseen": []}  # fmt: skip
     found = [{"name": n["NodeManagerAddress"], "resources": n.get("Resources", {})} for n in nodes]
     return {"problem": None, "nodes": found, "unseen": _unseen(nodes, paths, python)}
+
+
+def local_resources() -> dict:
+    """What a local Ray has: this machine's CPU slots (LOCALPIPE_CPUS, a cpuset) and GPUs, no more
+    than CUDA_VISIBLE_DEVICES names (Ray gives it no others). Validation counts them, and a local
+    Ray is started with them: with fewer, a step that passed would wait in Ray's queue for ever."""
+    from localpipe.hw.gpus import detect_gpus
+    from localpipe.hw.host import detect_host
+
+    gpus = len(detect_gpus().gpus)
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        gpus = min(gpus, len([device for device in visible.split(",") if device.strip()]))
+    return {"CPU": detect_host().cpus, "GPU": gpus}
 
 
 def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
@@ -279,7 +293,7 @@ class RayExecutor:
             except queue.Empty:
                 order = None
             if order is not None and order[0] is _CLOSE:
-                for ref in refs.values():
+                for ref in list(refs.values()):  # a copy: callbacks take ended tasks out
                     _cancel(ref, force=True)
                 return
             if order is not None and order[0] == "start":
@@ -292,19 +306,26 @@ class RayExecutor:
                 if failure is not None:
                     self._ended(launch.key, Exit(launch.key, None, None, None, error=failure))
                     continue
-                refs[launch.key] = ref = self._submit(launch)
+                try:
+                    refs[launch.key] = ref = self._submit(launch)
+                except Exception as exc:  # noqa: BLE001  (its options, refused: this thread must live on)
+                    self._ended(
+                        launch.key, Exit(launch.key, None, None, None, error=f"Ray refused its task ({_said(exc)})")
+                    )
+                    continue
                 ref.future().add_done_callback(partial(self._task_ended, launch.key, refs))
             elif order is not None and order[0] == "cancel":
                 _, key, grace = order
-                if key in refs:
-                    _cancel(refs[key], force=False)
+                if (ref := refs.get(key)) is not None:  # get: a callback may take it out meanwhile
+                    _cancel(ref, force=False)
                     forced[key] = time.monotonic() + grace + FORCE_MARGIN_SECONDS
             now = time.monotonic()
             for key, at in list(forced.items()):
-                if key not in refs:
+                ref = refs.get(key)
+                if ref is None:
                     del forced[key]
                 elif at <= now:
-                    _cancel(refs[key], force=True)
+                    _cancel(ref, force=True)
                     del forced[key]
 
     def _submit(self, launch: Launch) -> ray.ObjectRef:
