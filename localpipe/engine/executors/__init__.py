@@ -98,7 +98,7 @@ class Inbox:
         self._wake_read, self._wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self._selector.register(self._wake_read, selectors.EVENT_READ)
         self._exits: queue.SimpleQueue[Exit] = queue.SimpleQueue()
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: wake() is also called from a signal handler
         self._closed = False
 
     def put(self, found: Exit) -> None:

@@ -227,9 +227,13 @@ class Supervisor:
         self.home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # back here after each spawn
         # Its children, read again from the start of a file kept open: twice at every step's end,
         # and opening a /proc file costs ten times reading it. The supervisor runs no threads, so
-        # its one task's list is all of them.
+        # its one task's list is all of them. A kernel without the file (CONFIG_PROC_CHILDREN)
+        # gives no list: what steps leave is then ended only through their process groups.
         pid = os.getpid()
-        self.children = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.children: int | None = os.open(f"/proc/{pid}/task/{pid}/children", os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            self.children = None
 
     def run(self) -> None:
         next_reap = 0.0
@@ -423,6 +427,8 @@ class Supervisor:
                     pass
 
     def _own_children(self) -> list[int]:
+        if self.children is None:
+            return []
         listing, offset = b"", 0
         while chunk := os.pread(self.children, CHUNK, offset):
             listing, offset = listing + chunk, offset + len(chunk)
