@@ -402,11 +402,18 @@ class Supervisor:
     def _strays_tagged(self, wanted) -> set[int]:
         """The supervisor's children that are not steps whose launch tag ``wanted`` accepts, with what is below them."""
         found = set()
-        for pid in self._own_children():
+        for pid in self._live_children():
             if pid not in self.by_pid and wanted(_launch_tag(pid)):
                 found.add(pid)
                 found.update(_descendants(pid))
         return found
+
+    def _live_children(self) -> list[int]:
+        """The supervisor's children, less those that ended, which are reaped here (a step's leader
+        aside: ``_reap`` waits for it). A process that forks and exits in a loop leaves hundreds of
+        them a second; kept, they made each listing long enough that the live one had moved on
+        before it was reached, and a sweep never caught it."""
+        return [pid for pid in self._own_children() if pid in self.by_pid or not _reaped(pid)]
 
     def _reap_strays(self) -> None:
         """End what ended steps left that still runs, and reap it. ``_reap`` ends it when its step
@@ -417,14 +424,12 @@ class Supervisor:
         def ended(tag: str | None) -> bool:
             return tag is not None and tag not in running
 
-        if self._strays_tagged(ended):
+        if self._strays_tagged(ended):  # which also reaps what ended
             _stop_and_kill(lambda: self._strays_tagged(ended), careful=True)
-        for pid in self._own_children():
-            if pid not in self.by_pid:
-                try:
-                    os.waitpid(pid, os.WNOHANG)
-                except ChildProcessError:
-                    pass
+
+    def _everything_below(self) -> set[int]:
+        """Every process below the supervisor that still runs (its children that ended reaped first)."""
+        return {pid for child in self._own_children() if not _reaped(child) for pid in (child, *_descendants(child))}
 
     def _own_children(self) -> list[int]:
         if self.children is None:
@@ -464,7 +469,7 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """The scheduler is gone: end every process below the supervisor, and reap them."""
-        _stop_and_kill(lambda: set(_descendants(os.getpid())), careful=True)
+        _stop_and_kill(self._everything_below, careful=True)
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         while time.monotonic() < deadline:
             try:
@@ -491,6 +496,14 @@ def _children(pid: int) -> list[int]:
     except OSError:
         pass
     return found
+
+
+def _reaped(pid: int) -> bool:
+    """Whether the child ``pid`` had ended: it is reaped now, and gone from every listing."""
+    try:
+        return os.waitpid(pid, os.WNOHANG)[0] == pid
+    except ChildProcessError:
+        return True  # not a child any more
 
 
 def _descendants(pid: int) -> list[int]:
