@@ -378,9 +378,10 @@ def test_a_missing_secret_fails_validation(ws, project):
         plan_pipeline(Pipeline(ws, [step]))
 
 
-def test_a_step_that_completed_stays_completed_when_deciding_the_next_one_raises(ws, project, run_pipeline, history):
-    # The next step's decision runs in the completion's transaction; its dataset, gone meanwhile,
-    # makes it raise: the step that completed keeps its status and its cache entry all the same.
+def test_a_step_whose_dataset_went_away_during_the_run_fails_saying_so(ws, project, run_pipeline, history):
+    # The next step's decision runs in the completion's transaction: its dataset, deleted by the
+    # step before it, fails that step with the reason (the scheduler goes on and ends the run), and
+    # the step that completed keeps its status and its cache entry.
     data = ws.root / "data"
     data.mkdir()
     (data / "f.txt").write_text("x")
@@ -394,8 +395,9 @@ def test_a_step_that_completed_stays_completed_when_deciding_the_next_one_raises
         inputs=[Dataset.File.from_files(str(data)).as_named_input("d")],
     )
     then.run_after(first)
-    with pytest.raises(Exception, match="cannot read folder"):
-        run_pipeline(Pipeline(ws, [first, then]))
-    steps = {s["name"]: s for s in history.runs.details(history.runs.list(1)[0]["id"])["steps"]}
-    assert steps["a"]["status"] == "Completed" and steps["b"]["status"] == "NotStarted"
+    _, status, steps = run_pipeline(Pipeline(ws, [first, then]))
+    assert status == "Failed"
+    assert steps["a"]["status"] == "Completed"
+    assert steps["b"]["status"] == "Failed" and "an input could not be read" in steps["b"]["reason"], steps["b"]
+    assert str(data) in steps["b"]["reason"]
     assert history.cache.entry(steps["a"]["cache_key"]) is not None

@@ -50,7 +50,7 @@ from localpipe.engine.workdir import (
     to_ray,
 )
 from localpipe.envs.cache import BuiltEnvironment
-from localpipe.errors import StateError
+from localpipe.errors import StateError, UsageError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.keys import cache_key, canonical_json
@@ -296,7 +296,8 @@ class Scheduler:
                 wave = [self.graph.steps[name] for name in self.progress.take_decidable()]
                 if not wave:
                     break
-                inputs = {spec.name: self._input_digests(spec) for spec in wave}
+                inputs = self._readable_inputs(wave)
+                wave = [spec for spec in wave if spec.name in inputs]
                 for decision in decide(
                     wave,
                     self.sources,
@@ -392,6 +393,18 @@ class Scheduler:
             return False
         self._alive_until[run_id] = time.monotonic() + ALIVE_CHECK_SECONDS
         return True
+
+    def _readable_inputs(self, wave: list[StepSpec]) -> dict[str, dict[str, str]]:
+        """The input digests of each step of ``wave`` whose inputs can be read now; a step whose
+        dataset went away since the run was planned (an earlier step deleted it) fails, saying so."""
+        inputs = {}
+        for spec in wave:
+            try:
+                inputs[spec.name] = self._input_digests(spec)
+            except (UsageError, OSError) as exc:
+                self._transition(spec.name, RunStatus.QUEUED, None)
+                self._fail(spec.name, f"an input could not be read: {exc}", retry=False)
+        return inputs
 
     def _input_digests(self, spec: StepSpec) -> dict[str, str]:
         digests = {}
