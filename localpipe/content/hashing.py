@@ -251,9 +251,14 @@ def _resolve_link(path: str, real_root: str) -> str:
 
 def hash_tree(root: str | os.PathLike, *, ignore: bool = True, stat_cache: StatCacheLike | None = None) -> TreeDigest:
     """Digest of every non-ignored file under ``root`` (or of ``root`` itself if it is a file)."""
+    return digest_of(walk(root, ignore), stat_cache)
+
+
+def digest_of(found: list[tuple[str, str, os.stat_result]], stat_cache: StatCacheLike | None = None) -> TreeDigest:
+    """The digest of the files ``found`` ((relative path, path, stat) each, as ``walk`` gives them)."""
     files: dict[str, str] = {}
     size = 0
-    for rel, path, st in walk(root, ignore):
+    for rel, path, st in found:
         files[rel] = file_entry(path, st, stat_cache)
         size += st.st_size
     return TreeDigest(tree_digest(files), files, size)

@@ -21,7 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from localpipe.content.hashing import TreeDigest, file_entry, hash_tree, tree_digest, walk
+from localpipe.content.hashing import TreeDigest, digest_of, hash_tree, walk
 from localpipe.errors import LocalpipeError, OutputError
 from localpipe.faults import fault_point
 
@@ -77,11 +77,8 @@ class ObjectStore:
         """
         folder = os.fspath(folder)
         found = prepare_tree(folder)
-        if found.links:  # hashed as what they point to: the general walk follows them
-            tree = hash_tree(folder, ignore=False)
-        else:
-            files = {rel: file_entry(path, st) for rel, path, st in found.files}
-            tree = TreeDigest(tree_digest(files), files, sum(st.st_size for _, _, st in found.files))
+        # Links are hashed as what they point to: the general walk follows them.
+        tree = hash_tree(folder, ignore=False) if found.links else digest_of(found.files)
         target = os.path.join(self._root, tree.digest[:2], tree.digest)
         if os.path.isdir(target):
             if self.verify(tree.digest) is None:
