@@ -271,7 +271,11 @@ class FakeExecutor:
         import os
 
         self.name, self.started, self.ended, self.terminated = name, [], [], []
+        self.prepared = 0
         self._read, self._write = os.pipe()
+
+    def prepare(self) -> None:
+        self.prepared += 1
 
     def start(self, launch: Launch) -> int:
         self.started.append(launch.key)
@@ -335,6 +339,51 @@ def test_router_hands_each_launch_to_the_executor_it_names_and_collects_from_all
     assert made["local"].terminated == ["a"] and made["docker"].terminated == []
     router.terminate_all()
     assert made["local"].terminated[-1] == made["docker"].terminated[-1] == "*"
+
+
+def test_router_prepares_the_executor_of_a_kind_making_it_once():
+    made: dict[str, FakeExecutor] = {}
+
+    def make(kind):
+        made[kind] = FakeExecutor(kind)
+        return made[kind]
+
+    router = Router(make)
+    router.prepare("ray")
+    first = made["ray"]
+    router.prepare("ray")
+    router.start(launch("a", "ray"))
+    assert made["ray"] is first and first.prepared == 2 and first.started == ["a"]
+    assert made["local"].prepared == 0
+
+
+def test_a_supervisor_started_ahead_gives_each_step_exactly_its_environment(tmp_path, monkeypatch):
+    """``prepare`` starts the supervisor with this process's environment; a launch then sends what
+    differs from it, removals included, and that one supervisor runs every launch."""
+    import os
+
+    from localpipe.engine.executors.local import LocalExecutor
+
+    monkeypatch.setenv("LOCALPIPE_TEST_DROPPED", "1")
+    executor = LocalExecutor()
+    try:
+        executor.prepare()
+        supervisor = executor._supervisor
+        assert supervisor is not None and supervisor.poll() is None
+        executor.prepare()
+        env = {k: v for k, v in os.environ.items() if k != "LOCALPIPE_TEST_DROPPED"} | {"LOCALPIPE_TEST_ADDED": "2"}
+        out = tmp_path / "env.txt"
+        executor.start(Launch("a", ["/usr/bin/env", "-0"], str(tmp_path), env, str(out), os.devnull))
+        exits = []
+        while not exits:
+            exits = executor.wait(10)
+        assert exits[0].key == "a" and exits[0].exit_code == 0, exits
+        seen = dict(item.split("=", 1) for item in out.read_text().split("\0") if item)
+        assert seen.pop("LOCALPIPE_LAUNCH").startswith(f"{supervisor.pid}.")  # its tag on what the step starts
+        assert seen == env
+        assert executor._supervisor is supervisor
+    finally:
+        executor.close()
 
 
 def test_a_build_that_stops_on_an_unexpected_error_is_reported_not_waited_for(tmp_path):

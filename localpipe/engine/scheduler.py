@@ -3,8 +3,9 @@
 It owns every state transition of the run and of its step runs (checked by ``Progress``) and
 records them through the workspace's ``History``. Steps whose inputs are known are decided in
 waves (reuse or run); steps to run wait for a claim on the ``ResourcePool``, run through an
-``Executor``, and are committed to the ``ObjectStore`` only when they succeed. Those four parts
-are given to it (``scheduler_for`` makes the usual ones), so each can be replaced or faked.
+``Executor`` (a ``Router`` hands each launch to the one it names), and are committed to the
+``ObjectStore`` only when they succeed. Those four parts are given to it (``scheduler_for`` makes
+the usual ones), so each can be replaced or faked.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from localpipe.content.statcache import StatCache
 from localpipe.engine.decide import Decision, decide, intact
 from localpipe.engine.deliver import deliver
 from localpipe.engine.environments import Environments
-from localpipe.engine.executors import RUN_LABEL, STEP_LABEL, STEP_RUN_LABEL, WORKSPACE_LABEL, Executor, Exit
+from localpipe.engine.executors import RUN_LABEL, STEP_LABEL, STEP_RUN_LABEL, WORKSPACE_LABEL, Exit
+from localpipe.engine.executors.router import Router
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail, own_reason
 from localpipe.engine.progress import Progress
@@ -130,7 +132,7 @@ class Scheduler:
         history: History,
         store: ObjectStore,
         pool: ResourcePool,
-        executor: Executor,
+        executor: Router,
         reporter: Reporter | None = None,
         now: Callable[[], float] = time.time,
         environments: Environments | None = None,
@@ -473,6 +475,8 @@ class Scheduler:
         if need.get("ray"):
             self._claimed[name] = ray_placement(need)
             return
+        if self.graph.steps[name].environment["kind"] != "docker":
+            self.executor.prepare("local")  # its supervisor starts while this thread goes on
         self.ready[name] = None
         self._claim_again = True
 

@@ -63,6 +63,10 @@ class Executor(Protocol):
     ``terminate`` may be called from any thread (a signal handler, a watcher).
     """
 
+    def prepare(self) -> None:
+        """Get ready for a launch to come, without waiting for anything (the local executor starts
+        its step supervisor, which takes tens of milliseconds); may do nothing."""
+
     def start(self, launch: Launch) -> None:
         """Start ``launch`` (without waiting for it to be started); its ``Exit`` comes from ``wait``
         once it ends, or with an ``error`` when it could not start."""

@@ -117,6 +117,9 @@ class DockerExecutor:
         self._client = None
         self._log_limit = log_limit()
 
+    def prepare(self) -> None:
+        """Nothing to start ahead: each launch's thread talks to the daemon."""
+
     def start(self, launch: Launch) -> None:
         step = self._steps[launch.key] = _Step(launch)
         step.thread = threading.Thread(target=self._run, args=(step,), name=f"docker-{launch.key}", daemon=True)

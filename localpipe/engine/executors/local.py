@@ -26,6 +26,12 @@ from localpipe.engine.executors import TERMINATE_GRACE_SECONDS, Exit, Launch, dr
 from localpipe.errors import UsageError
 
 SUPERVISOR = Path(__file__).with_name("supervisor.py")
+# Imported, not run as a script, so that its compiled bytecode is used (a script is compiled at
+# every start); its own folder on sys.path (with -S, nothing else is there); its path stays on the
+# command line, where `ps` shows it.
+_RUN_SUPERVISOR = (
+    "import sys; sys.path[0] = sys.argv[1].rpartition('/')[0]; import supervisor; supervisor.main(int(sys.argv[2]))"
+)
 LOG_LIMIT_ENV = "LOCALPIPE_MAX_LOG_BYTES"
 DEFAULT_LOG_LIMIT = 64 * 2**20  # bytes of each stream of a step kept: its first and last 32 MiB
 SUPERVISOR_EXIT_SECONDS = 5.0
@@ -67,6 +73,13 @@ class LocalExecutor:
         self._log_limit = limit or log_limit()  # given: a Ray task's, as its scheduler read it
         self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
+
+    def prepare(self) -> None:
+        """Start the supervisor now, so that its start (Python's, some 40 ms) overlaps the
+        scheduler's work until the first launch; what each launch changes in the environment is
+        sent against this process's."""
+        if self._socket is None:
+            self._connect(dict(os.environ))
 
     def start(self, launch: Launch) -> None:
         """Start ``launch``: sent to the supervisor, not waited for; its ``Exit`` (with its pid, or
@@ -140,8 +153,8 @@ class LocalExecutor:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self._supervisor = subprocess.Popen(
-            [sys.executable, "-S", str(SUPERVISOR), str(theirs.fileno())], pass_fds=[theirs.fileno()],
-            stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+            [sys.executable, "-S", "-c", _RUN_SUPERVISOR, str(SUPERVISOR), str(theirs.fileno())],
+            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
         )  # fmt: skip
         theirs.close()
         self._socket = ours

@@ -243,6 +243,9 @@ class RayExecutor:
         self._driver = threading.Thread(target=self._drive, name="ray-driver", daemon=True)
         self._driver.start()
 
+    def prepare(self) -> None:
+        """Nothing to start ahead: the driver's thread joins the cluster that the first launch names."""
+
     def start(self, launch: Launch) -> None:
         with self._lock:
             self._pending.add(launch.key)

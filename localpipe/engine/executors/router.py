@@ -30,12 +30,19 @@ class Router:
         self._executors: dict[str, Executor] = {first: make(first)}
         self._owners: dict[str, Executor] = {}  # launch key -> the executor running it
 
+    def prepare(self, kind: str) -> None:
+        """Get the executor of ``kind`` ready for a launch to come."""
+        self._executor(kind).prepare()
+
     def start(self, launch: Launch) -> None:
-        executor = self._executors.get(launch.executor)
-        if executor is None:
-            executor = self._executors[launch.executor] = self._make(launch.executor)
-        self._owners[launch.key] = executor
+        executor = self._owners[launch.key] = self._executor(launch.executor)
         executor.start(launch)
+
+    def _executor(self, kind: str) -> Executor:
+        executor = self._executors.get(kind)
+        if executor is None:
+            executor = self._executors[kind] = self._make(kind)
+        return executor
 
     def wait(self, timeout: float | None) -> list[Exit]:
         executors = list(self._executors.values())

@@ -33,7 +33,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 
 PR_SET_CHILD_SUBREAPER = 36
 CHUNK = 1 << 16
@@ -357,6 +356,8 @@ class Supervisor:
         try:
             handle(argument)
         except Exception as exc:  # noqa: BLE001  (a bug or an odd value: that step's reason says which)
+            import traceback  # here: its import is a tenth of the supervisor's start
+
             traceback.print_exc()
             step = self.steps.pop(key, None)
             if step is not None:
