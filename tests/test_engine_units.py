@@ -386,6 +386,40 @@ def test_a_supervisor_started_ahead_gives_each_step_exactly_its_environment(tmp_
         executor.close()
 
 
+def test_a_supervisor_that_cannot_be_started_ahead_is_started_by_the_launch(tmp_path, monkeypatch):
+    """``prepare`` runs while decisions are recorded: out of processes, it leaves the start (and
+    its error, if it lasts) to the first launch, and keeps no descriptor."""
+    import errno
+    import os
+    import subprocess
+
+    import localpipe.engine.executors.local as local
+
+    real = subprocess.Popen
+    refused = []
+
+    def popen_once_refused(*args, **kwargs):
+        if not refused:
+            refused.append(args)
+            raise OSError(errno.EAGAIN, "Resource temporarily unavailable")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(local.subprocess, "Popen", popen_once_refused)
+    executor = local.LocalExecutor()
+    try:
+        descriptors = len(os.listdir("/proc/self/fd"))
+        executor.prepare()
+        assert refused and executor._supervisor is None
+        assert len(os.listdir("/proc/self/fd")) == descriptors
+        executor.start(Launch("a", ["/bin/true"], str(tmp_path), dict(os.environ), os.devnull, os.devnull))
+        exits = []
+        while not exits:
+            exits = executor.wait(10)
+        assert exits[0].exit_code == 0, exits
+    finally:
+        executor.close()
+
+
 def test_a_build_that_stops_on_an_unexpected_error_is_reported_not_waited_for(tmp_path):
     """Whatever ends a build's thread (here a bug in the cache's build), the scheduler hears of it as
     a failed build; a thread that died silently left its steps Preparing for good."""

@@ -77,9 +77,12 @@ class LocalExecutor:
     def prepare(self) -> None:
         """Start the supervisor now, so that its start (Python's, some 40 ms) overlaps the
         scheduler's work until the first launch; what each launch changes in the environment is
-        sent against this process's."""
+        sent against this process's. Called while decisions are being recorded, it never raises."""
         if self._socket is None:
-            self._connect(dict(os.environ))
+            try:
+                self._connect(dict(os.environ))
+            except OSError:
+                pass  # out of processes or memory: the first launch tries again
 
     def start(self, launch: Launch) -> None:
         """Start ``launch``: sent to the supervisor, not waited for; its ``Exit`` (with its pid, or
@@ -152,11 +155,16 @@ class LocalExecutor:
         if self._socket is not None:
             return
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._supervisor = subprocess.Popen(
-            [sys.executable, "-S", "-c", _RUN_SUPERVISOR, str(SUPERVISOR), str(theirs.fileno())],
-            pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
-        )  # fmt: skip
-        theirs.close()
+        try:
+            self._supervisor = subprocess.Popen(
+                [sys.executable, "-S", "-c", _RUN_SUPERVISOR, str(SUPERVISOR), str(theirs.fileno())],
+                pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=True, close_fds=True,
+            )  # fmt: skip
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
         self._socket = ours
         self._selector.register(ours, selectors.EVENT_READ, "supervisor")
         self._base_env = dict(env)
