@@ -8,10 +8,12 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
 import threading
+import time
 
 import psutil
 import pytest
@@ -409,6 +411,41 @@ def test_a_ray_target_where_no_cluster_answers_is_refused_at_validation(ws, proj
         "(ConnectionError: nothing answers at 127.0.0.1:1: Connection refused): start it (ray start --head) or fix "
         "the target's address"
     )
+
+
+@pytest.mark.ray
+def test_a_ray_target_where_another_service_answers_is_refused_at_once_naming_it(ws, project, localpipe, ray_address):
+    """Ray retries for minutes at an address where a web server (or Ray's dashboard) answers, or
+    where something listens without answering: validation refuses it in moments; a cluster's GCS
+    passes the same check."""
+    from http.server import HTTPServer, SimpleHTTPRequestHandler
+
+    from localpipe.engine.executors.ray import CONNECT_SECONDS, _answers
+
+    _answers(ray_address)
+    server = HTTPServer(("127.0.0.1", 0), SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    silent = socket.create_server(("127.0.0.1", 0))  # listens, never accepts: connections wait in its backlog
+    try:
+        address = f"127.0.0.1:{server.server_port}"
+        _one_step_pipeline(project, address, "web")
+        project("src/s.py", "print('never runs')\n")
+        started = time.monotonic()
+        proc = localpipe("submit", "pipeline.py", timeout=60)
+        assert proc.returncode == 2 and time.monotonic() - started < 20
+        assert proc.stderr.startswith(  # Python's web server answers an HTTP/2 preface with an HTML page
+            f'error: the pipeline is invalid: steps on Ray target "web" cannot run: no Ray cluster answers at '
+            f"{address} (ConnectionError: the service at {address} is not a Ray cluster's GCS (it does not speak "
+            "gRPC: it answered '<!DOCTYPE')): start it (ray start --head) or fix the target's address"
+        ), proc.stderr
+        quiet = f"127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        with pytest.raises(ConnectionError, match=r"is not a Ray cluster's GCS \(it did not answer gRPC within"):
+            _answers(quiet)
+        assert time.monotonic() - started < CONNECT_SECONDS + 2
+    finally:
+        server.shutdown()
+        silent.close()
 
 
 @pytest.mark.ray

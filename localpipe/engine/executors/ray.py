@@ -81,15 +81,49 @@ def connect(address: str | None) -> None:
 
 
 def _answers(address: str) -> None:
-    """Raise ConnectionError unless something listens at ``address``'s host and port: Ray itself
-    retries an address where nothing listens for minutes."""
+    """Raise ConnectionError unless a cluster's gRPC server (its GCS) answers at ``address``'s host
+    and port: Ray itself retries for minutes an address where nothing listens, or where another
+    service does (the dashboard's port, a web server)."""
     host, _, port = address.removeprefix("ray://").rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", or a form Ray resolves itself
     try:
-        socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS).close()
+        with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as probe:
+            if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
+                return  # Ray's client server, or TLS first: only that something listens is checked
+            answer = _http2_settings(probe)
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {host}:{port}: {exc.strerror or exc}") from None
+    if answer is not None:
+        raise ConnectionError(f"the service at {host}:{port} is not a Ray cluster's GCS ({answer})")
+
+
+# An HTTP/2 client's first bytes (RFC 9113, 3.4), with an empty SETTINGS frame: gRPC, which Ray's
+# GCS speaks, answers with a SETTINGS frame of its own.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
+def _http2_settings(connection: socket.socket) -> str | None:
+    """None when the server at ``connection`` answers an HTTP/2 preface with a SETTINGS frame, as
+    a gRPC server does; else what it did instead."""
+    connection.sendall(_HTTP2_PREFACE)
+    header = b""
+    deadline = time.monotonic() + CONNECT_SECONDS
+    try:
+        while len(header) < 9:  # a frame header: length (3 bytes), type, flags, stream (4)
+            connection.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = connection.recv(9 - len(header))
+            if not chunk:
+                return "it closed the connection without answering gRPC"
+            header += chunk
+    except TimeoutError:
+        return f"it did not answer gRPC within {CONNECT_SECONDS:g} s"
+    except OSError as exc:
+        return f"it dropped the connection without answering gRPC ({exc.strerror or exc})"
+    if header[3] != 4 or header[5:9] != bytes(4) or int.from_bytes(header[:3], "big") % 6:
+        start = header.split(b"\r\n")[0].decode("ascii", "replace")
+        return f"it does not speak gRPC: it answered {start!r}"
+    return None
 
 
 def cluster(address: str | None, paths: list[str], python: str) -> dict:
