@@ -313,12 +313,19 @@ def test_a_node_that_cannot_see_a_path_says_which(tmp_path, ray_address):
     elsewhere = tmp_path / "not-shared"
     elsewhere.mkdir()
     # The node-side half: a check file it cannot read back, an interpreter it lacks.
-    assert ray.get(sees.remote({str(elsewhere): "never-written"}, "/no/such/python")) == [
+    assert ray.get(sees.remote({str(elsewhere): "never-written"}, [sys.executable, "/no/such/python"])) == [
         str(elsewhere),
         "/no/such/python",
     ]
-    # The whole check, on a path and interpreter every node of this one-machine cluster does see.
-    found = cluster(ray_address, [str(elsewhere)], sys.executable)
+    # The whole check, on a path and interpreter every node of this one-machine cluster does see,
+    # and on an interpreter that none has: each node names it.
+    found = cluster(ray_address, [str(elsewhere)], [sys.executable, "/no/such/python"])
+    assert sorted(found["unseen"]) == [
+        f"Ray node {node['name']} has no /no/such/python, the Python steps run on: install the same Python, "
+        "with localpipe, at that path on every node (docs/scale-out.md)"
+        for node in found["nodes"]
+    ]
+    found = cluster(ray_address, [str(elsewhere)], [sys.executable])
     assert found["problem"] is None and found["unseen"] == [] and list(elsewhere.iterdir()) == []
     assert sorted(sorted(set(node["resources"]) & {"special", "second"}) for node in found["nodes"]) == [
         ["second"],
@@ -386,6 +393,44 @@ def test_a_ray_target_with_a_bad_value_is_refused_naming_it(config, named):
     with pytest.raises(UsageError, match="^RayCompute: ") as caught:
         RayCompute.provisioning_configuration(**config)
     assert named in str(caught.value)
+
+
+def test_validation_asks_the_ray_nodes_for_each_interpreter_the_ray_steps_run_on(ws, project, tmp_path):
+    """A step on this process's interpreter and one on an ``interpreter_path`` of its own: the
+    cluster is asked for both (and for no local step's), and what a node lacks is a problem."""
+    from localpipe import Environment
+    from localpipe.errors import PipelineValidationError
+    from localpipe.plan.graph import Capacity, plan_pipeline
+    from localpipe.sdk.compute import compute_targets
+
+    other = tmp_path / "python3"
+    other.symlink_to(sys.executable)
+    asked = []
+
+    def cluster(address, cache, pythons):
+        asked.append((address, cache, pythons))
+        return {
+            "problem": None,
+            "nodes": [{"name": "n1", "resources": {"CPU": 4}}],
+            "unseen": [f"n1 lacks {pythons[0]}"],
+        }
+
+    project("src/a.py", "")
+    target = _target(ws, "10.0.0.1:6379")
+    own = RunConfiguration()
+    own.environment = Environment("own")
+    own.environment.python.user_managed_dependencies = True
+    own.environment.python.interpreter_path = str(other)
+    steps = [
+        PythonScriptStep("a.py", name="default", source_directory="src", compute_target=target),
+        PythonScriptStep("a.py", name="own", source_directory="src", compute_target=target, runconfig=own),
+        PythonScriptStep("a.py", name="here", source_directory="src"),
+    ]
+    capacity = Capacity(cpus=2, memory=2**30, ray=cluster)
+    with pytest.raises(PipelineValidationError) as caught:
+        plan_pipeline(Pipeline(ws, steps), compute_targets=compute_targets(ws), capacity=capacity)
+    assert asked == [("10.0.0.1:6379", False, tuple(sorted([sys.executable, str(other)])))]
+    assert f"n1 lacks {min(sys.executable, str(other))}" in str(caught.value)
 
 
 def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):
@@ -570,7 +615,7 @@ def test_a_local_ray_has_the_cpus_and_gpus_validation_counted_for_it(tmp_path):
         import ray
         from localpipe.engine.executors.ray import cluster, connect
         connect(None)
-        counted, has = cluster(None, [], "")["nodes"][0]["resources"], ray.cluster_resources()
+        counted, has = cluster(None, [], [])["nodes"][0]["resources"], ray.cluster_resources()
         print(counted["CPU"], int(has["CPU"]), counted["GPU"], int(has.get("GPU", 0)))
     """
     env = {**os.environ, "LOCALPIPE_CPUS": str(slots), "LOCALPIPE_FAKE_GPUS": "2"}

@@ -84,9 +84,10 @@ def machine_capacity(state_dir: Path | None = None) -> Capacity:
     )
 
 
-def machine_ray(state_dir: Path, address: str | None, cache: bool) -> dict:
+def machine_ray(state_dir: Path, address: str | None, cache: bool, pythons: tuple[str, ...]) -> dict:
     """What planning asks of the Ray cluster at ``address``: its nodes must see the workspace (and,
-    for ``cache``, the machine's cache, where built environments are) at the same paths."""
+    for ``cache``, the machine's cache, where built environments are) at the same paths, and have
+    the interpreters ``pythons``."""
     try:
         from localpipe.engine.executors.ray import cluster
     except ImportError:
@@ -94,7 +95,7 @@ def machine_ray(state_dir: Path, address: str | None, cache: bool) -> dict:
     if cache:
         cache_root().mkdir(parents=True, exist_ok=True)
     paths = [str(state_dir), *([str(cache_root())] if cache else [])]
-    return cluster(address, paths, sys.executable)
+    return cluster(address, paths, list(pythons))
 
 
 def machine_docker() -> dict:

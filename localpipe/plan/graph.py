@@ -66,17 +66,18 @@ class Capacity:
         self._docker = docker  # a callable: the daemon's answers (executors/docker.py's machine_docker)
         self._found_docker = None
         self.azureml_image_fallback = azureml_image_fallback  # Azure ML's base images missing: run outside Docker
-        self._ray = ray  # a callable: (address, cache) -> what a Ray cluster has (engine/submit.py's machine_ray)
+        self._ray = ray  # a callable: (address, cache, pythons) -> what a Ray cluster has (submit.py's machine_ray)
         self._found_ray: dict = {}
 
-    def ray_cluster(self, address: str | None, cache: bool) -> dict:
+    def ray_cluster(self, address: str | None, cache: bool, pythons: tuple[str, ...]) -> dict:
         """``{"problem", "nodes", "unseen"}`` of the Ray cluster at ``address`` (None: a local Ray for
-        the run), asked once; ``cache``: whether its nodes must also see the machine's cache."""
+        the run), asked once; ``cache``: whether its nodes must also see the machine's cache;
+        ``pythons``: the interpreters its nodes must have."""
         if self._ray is None:
             return {"problem": None, "nodes": [], "unseen": []}
-        if (address, cache) not in self._found_ray:
-            self._found_ray[address, cache] = self._ray(address, cache)
-        return self._found_ray[address, cache]
+        if (address, cache, pythons) not in self._found_ray:
+            self._found_ray[address, cache, pythons] = self._ray(address, cache, pythons)
+        return self._found_ray[address, cache, pythons]
 
     def docker(self) -> dict | None:
         """``{"problem", "gpus", "image"}`` of this machine's Docker daemon, asked once; None when unknown."""

@@ -1,8 +1,8 @@
 """What a step on a Ray target (``RayCompute``) is checked for when planned: Ray is installed,
-the cluster answers, one of its nodes has what the step asks for, every node sees the workspace,
-and the step is one the Ray executor runs (docs/scale-out.md).
+the cluster answers, one of its nodes has what the step asks for, every node sees the workspace
+and has the steps' interpreters, and the step is one the Ray executor runs (docs/scale-out.md).
 
-Pure: what the cluster has comes from ``capacity.ray_cluster(address, cache)``, which the engine
+Pure: what the cluster has comes from ``capacity.ray_cluster(address, cache, pythons)``, which the engine
 answers (``engine/submit.py``, asking ``engine/executors/ray.py``), once per address.
 """
 
@@ -41,7 +41,9 @@ def check_ray_steps(specs: list, capacity, found: list[str]) -> None:
     if capacity is None:
         return
     address = addresses.pop()
-    cluster = capacity.ray_cluster(address, any(s.environment.get("kind") == "venv" for s in on_ray))
+    cluster = capacity.ray_cluster(
+        address, any(s.environment.get("kind") == "venv" for s in on_ray), _interpreters(on_ray)
+    )
     if cluster["problem"]:
         targets = ", ".join(sorted({f'"{s.compute_target}"' for s in on_ray}))
         found.append(f"steps on Ray target {targets} cannot run: {cluster['problem']}")
@@ -49,6 +51,17 @@ def check_ray_steps(specs: list, capacity, found: list[str]) -> None:
     found.extend(cluster["unseen"])
     for spec in on_ray:
         _fits(spec, address, cluster["nodes"], found)
+
+
+def _interpreters(on_ray) -> tuple[str, ...]:
+    """The interpreters the Ray steps run on, which every node must have at the same path: a step's
+    own (this process's, or the ``interpreter_path`` it names), or the base of the environment
+    built for it (its virtual environment, in the machine's cache, links to that base)."""
+    found = set()
+    for spec in on_ray:
+        environment = spec.environment
+        found.add(environment["interpreter"] if environment.get("kind") == "python" else environment.get("base"))
+    return tuple(sorted(path for path in found if path))
 
 
 def _unsupported(spec, found: list[str]) -> None:

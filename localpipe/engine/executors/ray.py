@@ -126,10 +126,11 @@ def _http2_settings(connection: socket.socket) -> str | None:
     return None
 
 
-def cluster(address: str | None, paths: list[str], python: str) -> dict:
+def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
     """What planning asks of the Ray cluster at ``address``: ``problem`` (why it cannot run steps,
     or None), ``nodes`` (each alive node's ``name`` and ``resources``) and ``unseen`` (a line for
-    each node that cannot see one of ``paths`` or ``python``, the interpreter steps run on).
+    each node that cannot see one of ``paths`` or lacks one of ``pythons``, the interpreters steps
+    run on).
 
     ``paths`` are checked by content, not by name: a file of random content is written in each and
     a task on every node must read it back, so that a node with a same-named local folder is
@@ -144,7 +145,7 @@ def cluster(address: str | None, paths: list[str], python: str) -> dict:
         return {"problem": f"no Ray cluster answers at {address} ({_said(exc)}): start it (ray start --head) "
                            "or fix the target's address", "nodes": [], "unseen": []}  # fmt: skip
     found = [{"name": n["NodeManagerAddress"], "resources": n.get("Resources", {})} for n in nodes]
-    return {"problem": None, "nodes": found, "unseen": _unseen(nodes, paths, python)}
+    return {"problem": None, "nodes": found, "unseen": _unseen(nodes, paths, pythons)}
 
 
 def local_resources() -> dict:
@@ -161,7 +162,7 @@ def local_resources() -> dict:
     return {"CPU": detect_host().cpus, "GPU": gpus}
 
 
-def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
+def _unseen(nodes: list[dict], paths: list[str], pythons: list[str]) -> list[str]:
     tokens = {}
     try:
         for path in paths:
@@ -173,7 +174,7 @@ def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
                 node["NodeManagerAddress"],
                 sees.options(
                     num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                ).remote(tokens, python),
+                ).remote(tokens, pythons),
             )
             for node in nodes
         ]
@@ -191,7 +192,7 @@ def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
             lines += [
                 f"Ray node {name} has no {path}, the Python steps run on: install the same Python, with "
                 "localpipe, at that path on every node (docs/scale-out.md)"
-                if path == python
+                if path in pythons
                 else f"Ray node {name} does not see {path} as this machine does: mount it at the same path on "
                 "every node (docs/scale-out.md)"
                 for path in missing
@@ -202,8 +203,9 @@ def _unseen(nodes: list[dict], paths: list[str], python: str) -> list[str]:
             Path(path, f".ray-check-{token}").unlink(missing_ok=True)
 
 
-def _sees(tokens: dict[str, str], python: str) -> list[str]:
-    """On a node: the paths of ``tokens`` whose check file it cannot read back, and ``python`` if absent."""
+def _sees(tokens: dict[str, str], pythons: list[str]) -> list[str]:
+    """On a node: the paths of ``tokens`` whose check file it cannot read back, and the ``pythons``
+    it cannot run."""
     missing = []
     for path, token in tokens.items():
         try:
@@ -211,7 +213,7 @@ def _sees(tokens: dict[str, str], python: str) -> list[str]:
                 missing.append(path)
         except OSError:
             missing.append(path)
-    return missing + ([] if os.access(python, os.X_OK) else [python])
+    return missing + [python for python in pythons if not os.access(python, os.X_OK)]
 
 
 # Remote functions under names of their own: each function is then found by its module and name,
