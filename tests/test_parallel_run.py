@@ -203,6 +203,23 @@ def test_a_worker_killed_mid_batch_is_replaced_and_its_batch_retried(ws, project
     assert "died (killed by signal 9)" in log
 
 
+def test_a_worker_killed_with_quick_batches_queued_loses_none_and_spends_no_try_on_them(
+    ws, project, run_pipeline, history, monkeypatch
+):
+    """Quick batches are queued several to a worker (driver.QUEUED_WHILE_FAST): when it dies, the
+    ones it had not started go to the next worker without a try spent, and each runs once."""
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", KILLED.replace("f00020.txt", "f00200.txt")).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 400)))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt" for n in range(400)]
+    tries = {}
+    for line in _timings(history, run_id):
+        tries.setdefault(line["batch"], []).append((line["try"], line["outcome"]))
+    assert tries.pop(20) == [(1, "retried"), (2, "succeeded")]
+    assert tries == {batch: [(1, "succeeded")] for batch in range(40) if batch != 20}
+
+
 SLOW = """
 import os, time
 

@@ -48,7 +48,10 @@ from localpipe.parallel_files import FOLDER, PROGRESS, TIMINGS
 
 INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
-QUEUED_PER_WORKER = 2  # batches sent to a worker at once: the one running, and the next
+# Batches sent to a worker at once: the one running and the next, so that it never waits for the
+# driver; more while its batches take under FAST_BATCH_SECONDS, which it would finish before the
+# driver had handled the last result (at most that many quick batches left to one worker at the end).
+QUEUED_PER_WORKER, QUEUED_WHILE_FAST, FAST_BATCH_SECONDS = 2, 8, 0.005
 REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
 
 
@@ -144,6 +147,7 @@ class Worker:
         self.number = number
         self.queue: deque[int] = deque()
         self.started = 0.0
+        self.last_seconds: float | None = None  # how long its last batch kept it, hashing its files included
         self.ready = False
         self.code: int | None = None
         for stream in (sys.stdout, sys.stderr):
@@ -166,6 +170,12 @@ class Worker:
         """The batch ``run()`` is working on, if any."""
         return self.queue[0] if self.queue else None
 
+    @property
+    def wants(self) -> bool:
+        """Whether it should be sent another batch now."""
+        fast = self.last_seconds is not None and self.last_seconds < FAST_BATCH_SECONDS
+        return self.ready and len(self.queue) < (QUEUED_WHILE_FAST if fast else QUEUED_PER_WORKER)
+
     def send(self, index: int, mini_batch, partition: dict | None) -> None:
         if not self.queue:
             self.started = time.monotonic()
@@ -174,7 +184,8 @@ class Worker:
 
     def finished(self) -> int:
         """The running batch ended: the next one sent starts now."""
-        self.started = time.monotonic()
+        now = time.monotonic()
+        self.last_seconds, self.started = now - self.started, now
         return self.queue.popleft()
 
     def kill(self) -> None:
@@ -438,7 +449,7 @@ class Driver:
         timeout = options.run_invocation_timeout
         while pending or any(w.queue for w in workers):
             for worker in workers:
-                while worker.ready and len(worker.queue) < QUEUED_PER_WORKER and pending:
+                while worker.wants and pending:
                     index = pending.popleft()
                     state.tries[index] += 1
                     batch = state.all[index]
