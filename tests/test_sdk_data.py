@@ -248,6 +248,21 @@ def test_register_refuses_new_content_under_an_existing_name_unless_asked(ws, pr
     assert picked.to_path() == ["/x.csv"]
 
 
+def test_a_folders_files_are_every_file_below_it_in_order_links_to_files_included(ws, project, monkeypatch):
+    """A link to a file is a file of the dataset; a linked folder is not entered (it could hold
+    the folder itself), a dangling link is no file; hidden files and deep folders count."""
+    for name in ("data/b.csv", "data/.hidden", "data/deep/er/a.csv", "elsewhere/x.csv", "elsewhere/y.csv"):
+        project(name, name)
+    (ws.root / "data/link.csv").symlink_to(ws.root / "elsewhere/x.csv")
+    (ws.root / "data/folder-link").symlink_to(ws.root / "elsewhere", target_is_directory=True)
+    (ws.root / "data/dangling").symlink_to(ws.root / "nowhere")
+    (ws.root / "data/empty").mkdir()
+    monkeypatch.chdir(ws.root)
+    dataset = Dataset.File.from_files("./data/")
+    assert dataset.to_path() == ["/.hidden", "/b.csv", "/deep/er/a.csv", "/link.csv"]
+    assert dataset.files() == [str(ws.root / "data" / n) for n in (".hidden", "b.csv", "deep/er/a.csv", "link.csv")]
+
+
 def test_input_datasets_give_a_file_dataset_in_direct_mode_and_paths_otherwise(ws, project, run_pipeline):
     project("data/raw/one.csv", "1")
     project("data/raw/deep/two.csv", "2")
