@@ -4,6 +4,7 @@ run) and are noted on it; it publishes, is found from another process, and bad i
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
@@ -167,3 +168,23 @@ def test_bad_input_is_one_line_and_records_nothing(ws, project):
     assert PipelineDraft.get(ws, draft.id).name == "d"
     with pytest.raises(ErrorResponseException, match='^no pipeline draft has id "nope"'):
         PipelineDraft.get(ws, "nope")
+
+
+def test_a_history_db_of_the_release_before_gains_the_drafts_table(ws, project):
+    """A file written before migration 0015 (no pipeline_draft table) is brought up when opened."""
+    from localpipe.state.history import History
+    from localpipe.state.layout import Layout
+    from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
+
+    path = ws.root / ".localpipe" / "history.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute("DROP TABLE pipeline_draft")
+        conn.execute("DELETE FROM migration WHERE name = '0015_pipeline_drafts'")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    conn.close()
+    history = History(Layout.of(ws.root / ".localpipe"))  # opened anew, not the process's shared one
+    assert history.drafts.drafts() == []
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert [r[0] for r in conn.execute("SELECT name FROM migration")] == list(MIGRATION_NAMES)
+    conn.close()
