@@ -12,7 +12,7 @@ import pytest
 
 from localpipe import Experiment, Pipeline, PipelineDraft, PipelineParameter, PythonScriptStep
 from localpipe.client.publishing import PublishedPipeline
-from localpipe.errors import ErrorResponseException, NotFoundError, UserErrorException
+from localpipe.errors import ErrorResponseException, NotFoundError, PipelineValidationError, UserErrorException
 from tests.conftest import tables
 
 SCRIPT = "import sys\nprint('{tag}', sys.argv[1:])\n"
@@ -159,8 +159,12 @@ def test_bad_input_is_one_line_and_records_nothing(ws, project):
     unknown = r'^parameter "epochs" is not a parameter of pipeline draft "d" \(its parameters: n\)$'
     with pytest.raises(UserErrorException, match=unknown):
         PipelineDraft.create(ws, pipeline, name="d", experiment_name="e", pipeline_parameters={"epochs": 2})
+    with pytest.raises(PipelineValidationError, match='parameter "n"'):
+        PipelineDraft.create(ws, pipeline, name="d", experiment_name="e", pipeline_parameters={"n": "many"})
     assert PipelineDraft.list(ws) == []
     draft = PipelineDraft.create(ws, pipeline, name="d", experiment_name="e")
+    with pytest.raises(PipelineValidationError, match='parameter "n"'):
+        draft.update(pipeline=pipeline, pipeline_parameters={"n": "many"})
     with pytest.raises(ValueError, match="^pipeline should be of type Pipeline, not PublishedPipeline"):
         draft.update(pipeline=pipeline.publish("p"))
     with pytest.raises(UserErrorException, match=unknown):

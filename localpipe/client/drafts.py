@@ -162,6 +162,8 @@ class PipelineDraft:
         row["pipeline_parameters"] = known_parameters(
             row.get("pipeline_parameters"), frozen.graph, f'pipeline draft "{row["name"]}"'
         )
+        if isinstance(pipeline, Pipeline):
+            _check_values(history, pipeline, row["pipeline_parameters"])
         draft_id = str(uuid.uuid4())
         row |= {"draft_id": draft_id, "declaration": frozen.declaration, "sources": frozen.sources}
         history.drafts.create(row, frozen.graph)
@@ -187,7 +189,8 @@ class PipelineDraft:
         and replaces the draft's; the parameters are checked against the draft's pipeline."""
         from localpipe.sdk.pipeline import Pipeline
 
-        drafts = _history(self._workspace).drafts
+        history = _history(self._workspace)
+        drafts = history.drafts
         record = drafts.draft(self._id)
         changes = {
             "name": name,
@@ -209,6 +212,8 @@ class PipelineDraft:
         parameters = record["pipeline_parameters"] if pipeline_parameters is None else pipeline_parameters
         label = f'pipeline draft "{changes.get("name", self._name)}"'
         changes["pipeline_parameters"] = known_parameters(parameters, graph or record["graph"], label)
+        if pipeline is not None:
+            _check_values(history, pipeline, changes["pipeline_parameters"])
         drafts.update(self._id, changes, graph)
         self.__dict__.update(PipelineDraft.get(self._workspace, self._id).__dict__)
 
@@ -268,3 +273,12 @@ class PipelineDraft:
         return "Pipeline({})".format(",\n".join(f"{key}: {value}" for key, value in info.items()))
 
     __repr__ = __str__
+
+
+def _check_values(history, pipeline, parameters: dict) -> None:
+    """Refuse, with the pipeline's own validation message, a parameter value of the wrong type (a
+    Pipeline's; the values of a draft whose pipeline is kept are checked when it runs)."""
+    from localpipe.engine.submit import plan
+
+    if parameters:
+        plan(history, pipeline, parameters)
