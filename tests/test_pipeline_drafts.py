@@ -149,8 +149,13 @@ def test_a_new_process_finds_the_draft_and_gc_keeps_its_sources(ws, project, his
     assert draft.id in listing and "trainer" in listing and "drafts" in listing and str(run_id) in listing
 
 
+def _objects(ws) -> list:
+    return sorted((ws.root / ".localpipe" / "objects").rglob("*"))
+
+
 def test_bad_input_is_one_line_and_records_nothing(ws, project):
     pipeline = _pipeline(ws, project)
+    kept = _objects(ws)
     kinds = "Pipeline, PublishedPipeline, PipelineDraft, or PipelineRun"
     with pytest.raises(ValueError, match=f"^pipeline should be of type {kinds}, not str: pass the Pipeline to draft$"):
         PipelineDraft.create(ws, "train.py", name="d", experiment_name="e")
@@ -161,8 +166,9 @@ def test_bad_input_is_one_line_and_records_nothing(ws, project):
         PipelineDraft.create(ws, pipeline, name="d", experiment_name="e", pipeline_parameters={"epochs": 2})
     with pytest.raises(PipelineValidationError, match='parameter "n"'):
         PipelineDraft.create(ws, pipeline, name="d", experiment_name="e", pipeline_parameters={"n": "many"})
-    assert PipelineDraft.list(ws) == []
+    assert PipelineDraft.list(ws) == [] and _objects(ws) == kept  # nothing kept for a refusal
     draft = PipelineDraft.create(ws, pipeline, name="d", experiment_name="e")
+    assert _objects(ws) != kept  # what a draft keeps is in the store
     with pytest.raises(PipelineValidationError, match='parameter "n"'):
         draft.update(pipeline=pipeline, pipeline_parameters={"n": "many"})
     with pytest.raises(ValueError, match="^pipeline should be of type Pipeline, not PublishedPipeline"):

@@ -139,7 +139,8 @@ class PipelineDraft:
             for needed in ("name", "experiment_name"):
                 if given[needed] is None:
                     raise ValueError(f"{needed} can not be None: pass {needed}='...' to draft a Pipeline")
-            frozen = freeze(workspace, pipeline, f"pipeline draft {name!r} cannot be created")
+            label = f'pipeline draft "{name}"'
+            frozen = freeze(workspace, pipeline, f"{label} cannot be created", pipeline_parameters, label)
             row = {}
         elif isinstance(pipeline, PipelineDraft):
             source = history.drafts.draft(pipeline.id)
@@ -162,8 +163,6 @@ class PipelineDraft:
         row["pipeline_parameters"] = known_parameters(
             row.get("pipeline_parameters"), frozen.graph, f'pipeline draft "{row["name"]}"'
         )
-        if isinstance(pipeline, Pipeline):
-            _check_values(history, pipeline, row["pipeline_parameters"])
         draft_id = str(uuid.uuid4())
         row |= {"draft_id": draft_id, "declaration": frozen.declaration, "sources": frozen.sources}
         history.drafts.create(row, frozen.graph)
@@ -189,8 +188,7 @@ class PipelineDraft:
         and replaces the draft's; the parameters are checked against the draft's pipeline."""
         from localpipe.sdk.pipeline import Pipeline
 
-        history = _history(self._workspace)
-        drafts = history.drafts
+        drafts = _history(self._workspace).drafts
         record = drafts.draft(self._id)
         changes = {
             "name": name,
@@ -200,20 +198,18 @@ class PipelineDraft:
             "continue_on_step_failure": continue_on_step_failure,
         }
         changes = {key: value for key, value in changes.items() if value is not None}
+        parameters = record["pipeline_parameters"] if pipeline_parameters is None else pipeline_parameters
+        label = f'pipeline draft "{changes.get("name", self._name)}"'
         graph = None
         if pipeline is not None:
             if not isinstance(pipeline, Pipeline):
                 raise ValueError(
                     f"pipeline should be of type Pipeline, not {type(pipeline).__name__}: pass the Pipeline to draft"
                 )
-            frozen = freeze(self._workspace, pipeline, f"pipeline draft {self._name!r} cannot be updated")
+            frozen = freeze(self._workspace, pipeline, f"{label} cannot be updated", parameters, label)
             changes |= {"declaration": frozen.declaration, "sources": frozen.sources}
             graph = frozen.graph
-        parameters = record["pipeline_parameters"] if pipeline_parameters is None else pipeline_parameters
-        label = f'pipeline draft "{changes.get("name", self._name)}"'
         changes["pipeline_parameters"] = known_parameters(parameters, graph or record["graph"], label)
-        if pipeline is not None:
-            _check_values(history, pipeline, changes["pipeline_parameters"])
         drafts.update(self._id, changes, graph)
         self.__dict__.update(PipelineDraft.get(self._workspace, self._id).__dict__)
 
@@ -273,12 +269,3 @@ class PipelineDraft:
         return "Pipeline({})".format(",\n".join(f"{key}: {value}" for key, value in info.items()))
 
     __repr__ = __str__
-
-
-def _check_values(history, pipeline, parameters: dict) -> None:
-    """Refuse, with the pipeline's own validation message, a parameter value of the wrong type (a
-    Pipeline's; the values of a draft whose pipeline is kept are checked when it runs)."""
-    from localpipe.engine.submit import plan
-
-    if parameters:
-        plan(history, pipeline, parameters)

@@ -101,15 +101,19 @@ class Frozen:
     graph: dict
 
 
-def freeze(workspace, pipeline, refusal: str) -> Frozen:
+def freeze(workspace, pipeline, refusal: str, parameters: dict | None = None, label: str = "") -> Frozen:
     """Keep ``pipeline``'s declaration and a snapshot of its steps' sources in the store. An invalid
     pipeline raises PipelineValidationError, a declaration that cannot be kept UserErrorException
-    (its message begins with ``refusal``)."""
+    (its message begins with ``refusal``); ``parameters`` that its runs will be given are checked
+    first, names (``label`` names the pipeline) and values, so that nothing is kept for a refusal."""
     from localpipe.client.workspace import history_of
     from localpipe.engine.submit import plan
 
     history = history_of(workspace)
     graph, trees = plan(history, pipeline)
+    if parameters:
+        known_parameters(parameters, graph.to_dict(), label)
+        plan(history, pipeline, parameters)  # their values, with the pipeline's own messages
     buffer = io.BytesIO()
     try:
         _Pickler(buffer).dump(pipeline)
