@@ -111,6 +111,7 @@ def test_drafts_made_from_a_published_pipeline_a_run_and_a_draft(ws, project, hi
     assert run.wait_for_completion(show_output=False) == "Completed"
     from_run = PipelineDraft.create(ws, run)
     assert (from_run.name, from_run.parent_pipeline_run_id) == ("plain", str(run.id))
+    assert from_run.parent_step_run_ids == [str(step.id) for step in run.get_steps()] != []
 
     project("src/train.py", SCRIPT.format(tag="edited"))
     assert _run(history, from_draft.submit_run())[1] == "v1 ['--n', '3']\n"

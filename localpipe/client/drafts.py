@@ -73,7 +73,7 @@ class PipelineDraft:
             record["graph_id"],
             record["parent_pipeline_id"],
             record["parent_pipeline_run_id"],
-            None,
+            record["parent_step_run_ids"],
             record["parent_pipeline_draft_id"],
             record["last_submitted_run"],
         )
@@ -90,7 +90,7 @@ class PipelineDraft:
         lambda self: self._parent_pipeline_run_id, doc="The id of the pipeline run it was made from, or None."
     )
     parent_step_run_ids = property(
-        lambda self: self._parent_step_run_ids, doc="None: localpipe does not list the parent run's step runs."
+        lambda self: self._parent_step_run_ids, doc="The ids of the step runs of the run it was made from, or None."
     )
     parent_pipeline_draft_id = property(
         lambda self: self._parent_pipeline_draft_id, doc="The draft it was made from, or None."
@@ -155,6 +155,7 @@ class PipelineDraft:
             frozen = freeze_run(pipeline, f"run {pipeline.id} cannot be drafted")
             row = {"name": pipeline.experiment.name, "experiment_name": pipeline.experiment.name}
             row["parent_pipeline_run_id"] = str(pipeline.id)
+            row["parent_step_run_ids"] = [str(step.id) for step in pipeline.get_steps()]
         else:
             raise ValueError(
                 f"pipeline should be of type {KINDS}, not {type(pipeline).__name__}: pass the Pipeline to draft"

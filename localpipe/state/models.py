@@ -324,6 +324,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         parent_pipeline_id = TextField(null=True)  # the published pipeline, run or draft it was made from
         parent_pipeline_run_id = TextField(null=True)
         parent_pipeline_draft_id = TextField(null=True)
+        parent_step_run_ids = JSONField(null=True)  # the step runs of the run it was made from
         last_submitted_run = IntegerField(null=True)  # a run id (no foreign key: gc may forget the run)
         created_at = FloatField(default=now)
         updated_at = FloatField(default=now)
