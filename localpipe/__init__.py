@@ -41,6 +41,7 @@ _EXPORTS = {
     "Model": "localpipe.sdk.model",
     "Pipeline": "localpipe.sdk.pipeline",
     "PipelineData": "localpipe.sdk.data",
+    "PipelineDraft": "localpipe.client.drafts",
     "PipelineEndpoint": "localpipe.client.publishing",
     "PipelineParameter": "localpipe.sdk.parameters",
     "ParallelRunConfig": "localpipe.sdk.parallel_run",

@@ -145,6 +145,11 @@ class NotFoundError(LocalpipeError):
     exit_code = 2
 
 
+class ErrorResponseException(NotFoundError):
+    """What the SDK's REST client raises when the service answers 404 (a pipeline draft that does
+    not exist): ``azureml.pipeline.core._restclients.aeva.models.ErrorResponseException``."""
+
+
 class StateError(LocalpipeError):
     """history.db or the object store cannot be used as it is (newer schema, not a database, ...)."""
 

@@ -151,6 +151,7 @@ def samples(tmp_path_factory, data_server):
         done[notebook] = executed, _finished_runs(root), _rest_run(root, executed)
         return done[notebook]
 
+    run.root = root  # the module's workspace, for what a test asks of it after a notebook
     return run
 
 
@@ -219,6 +220,17 @@ def errors(notebook) -> list[tuple[int, str]]:
         if cell.cell_type == "code"
         for output in cell.outputs
         if output.output_type == "error"
+    ]
+
+
+def shown(notebook) -> list[str]:
+    """The text of what each cell's last expression showed (its ``execute_result``)."""
+    return [
+        output["data"]["text/plain"]
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.outputs
+        if output.output_type == "execute_result"
     ]
 
 
@@ -351,3 +363,35 @@ def test_the_tabular_dataset_partition_sample_runs_to_its_end(samples):
     assert errors(notebook) == []
     assert "Prediction has  36  rows" in printed(notebook)
     assert runs["tabular-dataset-partition"] == ["Completed"]
+
+
+def test_the_pipeline_drafts_sample_runs_to_its_end(samples):
+    """It drafts a pipeline, lists the drafts tagged dev, gets one by id, updates it (a name, a
+    description, a pipeline with a new step), submits a run of it and publishes it. Its train.py
+    opens --input_data, which its step never passes, so its run fails as it does on Azure."""
+    from localpipe import PipelineDraft, PipelineRun, PublishedPipeline, Workspace
+
+    notebook, runs, _ = samples("aml-pipelines-how-to-use-pipeline-drafts.ipynb")
+    assert errors(notebook) == []
+    assert "Pipeline(Name: TestPipelineDraft,\nId: " in printed(notebook)
+    assert "Tags: {'dev': 'true'},\nProperties: {'train': 'value'},\nLast Submitted Pipeline Run Id: None)" in printed(
+        notebook
+    )
+    ws = Workspace(samples.root)
+    [draft] = PipelineDraft.list(ws, tags={"dev": "true"})
+    assert (draft.name, draft.description, draft.properties) == (
+        "UpdatedPipelineDraft",
+        "has updated train step",
+        {"train": "value"},
+    )
+    assert list(draft.get_graph().steps) == ["New_Training_Step"]
+    run_shown, published_shown = shown(notebook)
+    run = PipelineRun.get(ws, draft.last_submitted_pipeline_run_id)
+    assert run_shown == f"PipelineRun(id={run.id}, experiment='pipeline_draft_sample')"
+    assert runs["pipeline_draft_sample"] == ["Failed"], runs
+    [step] = run.get_steps()
+    assert step.name == "New_Training_Step" and "TypeError" in "".join(
+        step.get_details_with_logs()["logFiles"].values()
+    )
+    [published] = [p for p in PublishedPipeline.list(ws) if p.name == "UpdatedPipelineDraft"]
+    assert published_shown == repr(published) and published.get_step_names() == ["New_Training_Step"]

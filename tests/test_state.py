@@ -48,6 +48,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "workspace_setting",
         "model_version",
         "model_dataset",
+        "pipeline_draft",
     } <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
         "0001_initial",
@@ -64,6 +65,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0012_environment_labels",
         "0013_datastore_url",
         "0014_publishing",
+        "0015_pipeline_drafts",
     ]
 
 

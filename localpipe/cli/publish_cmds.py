@@ -1,4 +1,4 @@
-"""Commands for published pipelines, endpoints and schedules (docs/publishing.md)."""
+"""Commands for published pipelines, endpoints, drafts and schedules (docs/publishing.md)."""
 
 from __future__ import annotations
 
@@ -107,6 +107,36 @@ def endpoints(show_all, as_json) -> None:
         as_json,
         "no pipeline endpoints: make one with `localpipe publish PIPELINE.py --name N --endpoint E`",
         {"ID": "id", "NAME": "name", "STATUS": "status", "DEFAULT": "default_version", "VERSIONS": "versions"},
+    )
+
+
+@click.command()
+@json_option
+def drafts(as_json) -> None:
+    """List the pipeline drafts (PipelineDraft.create): name, id, experiment, last update and the
+    run last submitted from each.
+
+    \b
+    Example:
+      localpipe drafts --json
+    """
+    rows = [
+        {
+            "id": r["draft_id"],
+            "name": r["name"],
+            "experiment": r["experiment_name"],
+            "tags": r["tags"],
+            "parameters": r["pipeline_parameters"],
+            "updated": clock(r["updated_at"]),
+            "last_run": r["last_submitted_run"],
+        }
+        for r in workspace().service.history.drafts.drafts()
+    ]
+    _listing(
+        rows,
+        as_json,
+        "no pipeline drafts: make one with PipelineDraft.create(ws, pipeline, name=..., experiment_name=...)",
+        {"NAME": "name", "ID": "id", "EXPERIMENT": "experiment", "UPDATED": "updated", "LAST RUN": "last_run"},
     )
 
 
@@ -412,4 +442,4 @@ def schedules_run() -> None:
         loop.stop()
 
 
-COMMANDS = [publish, published, endpoints, submit_published, schedule, schedules]
+COMMANDS = [publish, published, endpoints, drafts, submit_published, schedule, schedules]

@@ -145,7 +145,8 @@ class Experiment:
         """Record a run of ``config`` and start it in a detached scheduler; returns its handle at once.
 
         ``config`` is a Pipeline (a PipelineRun is returned) or a ScriptRunConfig (a Run of one step),
-        or a PublishedPipeline or PipelineEndpoint (their own ``submit`` keywords, docs/publishing.md).
+        or a PublishedPipeline or PipelineEndpoint (their own ``submit`` keywords, docs/publishing.md), or a
+        PipelineDraft (as its ``submit_run``, in this experiment).
         The keywords are the SDK's for a pipeline: ``pipeline_parameters``, ``regenerate_outputs``,
         ``continue_on_step_failure`` (and ``credential_passthrough``, which has no meaning here);
         any other, or any for a ScriptRunConfig, is a TypeError, as in the SDK. The run goes on if
@@ -158,7 +159,7 @@ class Experiment:
         from localpipe.sdk.script_run import ScriptRunConfig
         from localpipe.sdk.workspace import current_workspace, file_loading
 
-        if hasattr(config, "_submit_in"):  # a PublishedPipeline or a PipelineEndpoint
+        if hasattr(config, "_submit_in"):  # a PublishedPipeline, a PipelineEndpoint or a PipelineDraft
             return config._submit_in(self, tags, **kwargs)
         if isinstance(config, ScriptRunConfig):
             if kwargs:

@@ -17,6 +17,8 @@ import os
 import pickle
 import tempfile
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from localpipe.errors import UserErrorException
@@ -76,18 +78,48 @@ def publish(workspace, pipeline, name, description=None, version=None, continue_
     """Freeze ``pipeline`` into ``workspace`` and return its PublishedPipeline. An invalid pipeline
     raises PipelineValidationError, a declaration that cannot be kept UserErrorException; either
     way nothing is recorded."""
+    _check_name(name)
+    frozen = freeze(workspace, pipeline, f"pipeline {name!r} cannot be published")
+    return _record(workspace, name, description, version, continue_on_step_failure, frozen)
+
+
+def publish_run(run, name, description, version, continue_on_step_failure=None):
+    """``PipelineRun.publish_pipeline``: the run's graph, frozen with its steps' source snapshots."""
+    _check_name(name)
+    frozen = freeze_run(run, f"run {run.id} cannot be published")
+    return _record(run.experiment.workspace, name, description, version, continue_on_step_failure, frozen)
+
+
+@dataclass(frozen=True)
+class Frozen:
+    """A pipeline kept in the store: ``declaration`` (the digest of its pickled SDK objects; "" for a
+    run's graph, which runs as it is), ``sources`` (step -> digest of its source snapshot) and
+    ``graph`` (planned with the parameters' defaults, as a dict)."""
+
+    declaration: str
+    sources: dict[str, str]
+    graph: dict
+
+
+def freeze(workspace, pipeline, refusal: str, parameters: dict | None = None, label: str = "") -> Frozen:
+    """Keep ``pipeline``'s declaration and a snapshot of its steps' sources in the store. An invalid
+    pipeline raises PipelineValidationError, a declaration that cannot be kept UserErrorException
+    (its message begins with ``refusal``); ``parameters`` that its runs will be given are checked
+    first, names (``label`` names the pipeline) and values, so that nothing is kept for a refusal."""
     from localpipe.client.workspace import history_of
     from localpipe.engine.submit import plan
 
-    _check_name(name)
     history = history_of(workspace)
     graph, trees = plan(history, pipeline)
+    if parameters:
+        known_parameters(parameters, graph.to_dict(), label)
+        plan(history, pipeline, parameters)  # their values, with the pipeline's own messages
     buffer = io.BytesIO()
     try:
         _Pickler(buffer).dump(pipeline)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UserErrorException(
-            f"pipeline {name!r} cannot be published: part of its declaration cannot be kept ({exc}); "
+            f"{refusal}: part of its declaration cannot be kept ({exc}); "
             "define the steps' classes and values in a module rather than in a notebook cell"
         ) from None
     declaration = _store_bytes(history, buffer.getvalue())
@@ -96,17 +128,15 @@ def publish(workspace, pipeline, name, description=None, version=None, continue_
         if spec.source_dir and trees[step] is not None and spec.source_dir not in by_folder:
             by_folder[spec.source_dir] = _store_tree(history, spec.source_dir, list(trees[step].files))
     sources = {step: by_folder[spec.source_dir] for step, spec in graph.steps.items() if spec.source_dir in by_folder}
-    return _record(
-        workspace, history, name, description, version, continue_on_step_failure, declaration, sources, graph.to_dict()
-    )
+    return Frozen(declaration, sources, graph.to_dict())
 
 
-def publish_run(run, name, description, version, continue_on_step_failure=None):
-    """``PipelineRun.publish_pipeline``: the run's graph, frozen with its steps' source snapshots (a
-    step that has not started yet, the run being young, is snapshotted from its source folder now)."""
+def freeze_run(run, refusal: str) -> Frozen:
+    """A run's graph, frozen with its steps' source snapshots (a step that has not started yet, the
+    run being young, is snapshotted from its source folder now); ``refusal`` begins the message
+    when a source is gone."""
     from localpipe.content.hashing import walk
 
-    _check_name(name)
     history = run._history
     graph = run.get_graph()
     sources = {}
@@ -117,21 +147,11 @@ def publish_run(run, name, description, version, continue_on_step_failure=None):
         folder = snapshot if snapshot.is_dir() else spec.source_dir
         if not os.path.isdir(folder):
             raise UserErrorException(
-                f'run {run.id} cannot be published: the source of step "{step}" is gone ({folder}): publish '
-                "the Pipeline itself with pipeline.publish(name)"
+                f'{refusal}: the source of step "{step}" is gone ({folder}): use the Pipeline itself '
+                "(pipeline.publish(name), PipelineDraft.create(ws, pipeline, ...))"
             )
         sources[step] = _store_tree(history, folder, [rel for rel, _, _ in walk(folder)])
-    return _record(
-        run.experiment.workspace,
-        history,
-        name,
-        description,
-        version,
-        continue_on_step_failure,
-        None,
-        sources,
-        graph.to_dict(),
-    )
+    return Frozen("", sources, graph.to_dict())
 
 
 def _check_name(name) -> None:
@@ -139,7 +159,7 @@ def _check_name(name) -> None:
         raise UserErrorException(f"a published pipeline needs a name (got {name!r}): pass name='...'")
 
 
-def _record(workspace, history, name, description, version, continue_on_step_failure, declaration, sources, graph):
+def _record(workspace, name, description, version, continue_on_step_failure, frozen: Frozen):
     published_id = str(uuid.uuid4())
     row = {
         "published_id": published_id,
@@ -147,10 +167,10 @@ def _record(workspace, history, name, description, version, continue_on_step_fai
         "description": description,
         "version": None if version is None else str(version),
         "continue_on_step_failure": bool(continue_on_step_failure),
-        "declaration": declaration or "",
-        "sources": sources,
+        "declaration": frozen.declaration,
+        "sources": frozen.sources,
     }
-    history.publishing.publish(row, graph)
+    _history(workspace).publishing.publish(row, frozen.graph)
     return PublishedPipeline.get(workspace, published_id)
 
 
@@ -199,28 +219,54 @@ def submit_published(
     to ``start``); its id. A disabled pipeline or a parameter it does not have is refused with one
     line, nothing recorded. ``fire_id`` is a schedule's claimed fire, noted in the transaction that
     records the run."""
-    from localpipe.client.workspace import history_of
+    if record["status"] != ACTIVE:
+        raise UserErrorException(
+            f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
+            "(PublishedPipeline.get(ws, id).enable()) to submit it"
+        )
+    history = _history(workspace)
+    return submit_frozen(
+        workspace,
+        record,
+        f'published pipeline "{record["name"]}"',
+        experiment_name,
+        pipeline_parameters,
+        continue_on_step_failure,
+        tags={**(tags or {}), "azureml.pipelineid": record["published_id"]},
+        properties={"azureml.pipelineid": record["published_id"], **(properties or {})},
+        recorded=None if fire_id is None else lambda run_id: history.publishing.fire_started(fire_id, run_id),
+        start=start,
+    )
+
+
+def submit_frozen(
+    workspace,
+    record: dict,
+    label: str,
+    experiment_name: str,
+    pipeline_parameters=None,
+    continue_on_step_failure=None,
+    tags: dict | None = None,
+    properties: dict | None = None,
+    recorded: Callable[[int], None] | None = None,
+    start: bool = True,
+) -> int:
+    """Record a run of the frozen pipeline ``record`` (a published pipeline's or a draft's row:
+    ``declaration``, ``sources``, ``graph``, ``continue_on_step_failure``) and start it in the
+    background (unless not to ``start``); its id. Its declaration is planned with the parameters
+    given, each step pointed at its snapshot, so cache, reuse and history are any run's. A parameter
+    it does not have is refused with one line naming ``label``, nothing recorded. ``recorded(run_id)``
+    is called in the transaction that records the run."""
     from localpipe.content.statcache import StatCache
     from localpipe.content.trees import TreeCache
     from localpipe.engine.submit import plan, record_planned, run_in_background, source_trees
     from localpipe.plan.graph import Graph
     from localpipe.state.store import ObjectStore
 
-    if record["status"] != ACTIVE:
-        raise UserErrorException(
-            f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
-            "(PublishedPipeline.get(ws, id).enable()) to submit it"
-        )
     _check_experiment_name(experiment_name)
-    parameters = dict(pipeline_parameters or {})
+    parameters = known_parameters(pipeline_parameters, record["graph"], label)
     known = record["graph"]["parameters"]
-    unknown = sorted(set(parameters) - set(known))
-    if unknown:
-        raise UserErrorException(
-            f'parameter "{unknown[0]}" is not a parameter of published pipeline "{record["name"]}" '
-            f"(its parameters: {', '.join(sorted(known)) or 'none'})"
-        )
-    history = history_of(workspace)
+    history = _history(workspace)
     store = ObjectStore(history.layout.objects)
     sources = {step: str(store.path(digest)) for step, digest in record["sources"].items()}
     if record["declaration"]:
@@ -233,8 +279,8 @@ def submit_published(
         changed = sorted(n for n, v in parameters.items() if v != known[n])
         if changed:
             raise UserErrorException(
-                f'published pipeline "{record["name"]}" was published from a run and runs with its parameter values: '
-                f'"{changed[0]}" cannot be changed; publish the Pipeline itself (pipeline.publish) to pass parameters'
+                f'{label} was made from a run and runs with its parameter values: "{changed[0]}" cannot be '
+                "changed; publish the Pipeline itself (pipeline.publish) to pass parameters"
             )
         graph = Graph.from_dict(record["graph"])
         for step, spec in graph.steps.items():
@@ -244,7 +290,6 @@ def submit_published(
         trees.stat_cache.save()
     if continue_on_step_failure is None:
         continue_on_step_failure = record["continue_on_step_failure"]
-    tags = {**(tags or {}), "azureml.pipelineid": record["published_id"]}
     with history.write():
         prepared = record_planned(
             history,
@@ -253,17 +298,27 @@ def submit_published(
             experiment_name,
             continue_on_step_failure=bool(continue_on_step_failure),
             tags=tags,
-            properties={
-                "azureml.runsource": "azureml.PipelineRun",
-                "azureml.pipelineid": record["published_id"],
-                **(properties or {}),
-            },
+            properties={"azureml.runsource": "azureml.PipelineRun", **(properties or {})},
         )
-        if fire_id is not None:
-            history.publishing.fire_started(fire_id, prepared.run_id)
+        if recorded is not None:
+            recorded(prepared.run_id)
     if start:
         run_in_background(history, prepared.run_id)
     return prepared.run_id
+
+
+def known_parameters(parameters, graph: dict, label: str) -> dict:
+    """``parameters`` (a dict, or None for none) as a dict; UserErrorException naming ``label`` when
+    one is not a parameter of ``graph``."""
+    parameters = dict(parameters or {})
+    known = graph["parameters"]
+    unknown = sorted(set(parameters) - set(known))
+    if unknown:
+        raise UserErrorException(
+            f'parameter "{unknown[0]}" is not a parameter of {label} '
+            f"(its parameters: {', '.join(sorted(known)) or 'none'})"
+        )
+    return parameters
 
 
 def _check_experiment_name(name) -> None:

@@ -106,6 +106,7 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.pipeline.core": {
         "Pipeline": "localpipe.sdk.pipeline:Pipeline",
         "PipelineData": "localpipe.sdk.data:PipelineData",
+        "PipelineDraft": "localpipe.client.drafts:PipelineDraft",
         "PipelineEndpoint": "localpipe.client.publishing:PipelineEndpoint",
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
         "PipelineRun": "localpipe.client.runs:PipelineRun",
@@ -119,6 +120,9 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.pipeline.core.graph": {
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
         "PublishedPipeline": "localpipe.client.publishing:PublishedPipeline",
+    },
+    "azureml.pipeline.core.pipeline_draft": {
+        "PipelineDraft": "localpipe.client.drafts:PipelineDraft",
     },
     "azureml.pipeline.core.pipeline_endpoint": {
         "PipelineEndpoint": "localpipe.client.publishing:PipelineEndpoint",

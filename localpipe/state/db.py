@@ -129,6 +129,10 @@ def _publishing(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.PublishedPipeline, t.PipelineEndpoint, t.EndpointVersion, t.Schedule, t.ScheduleFire])
 
 
+def _pipeline_drafts(db: SqliteDatabase, t: Tables) -> None:
+    db.create_tables([t.PipelineDraft])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -150,6 +154,7 @@ MIGRATIONS = list(
             _environment_labels,
             _datastore_url,
             _publishing,
+            _pipeline_drafts,
         ),
     )
 )

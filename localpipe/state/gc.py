@@ -11,7 +11,8 @@ docs/storage.md:
   whole: the kept run's logs, metrics and reasons are that step run's (``Experiment.delete``
   alone forgets such a run, and the reusing step runs lose the link);
 - an object is referenced by a ``step_output`` row of a kept run (a reused step has such rows
-  too) or by a ``dataset_version`` or ``model_version`` row; every other object is removed, except one that may be
+  too), by a ``dataset_version`` or ``model_version`` row, or by a published pipeline's or a pipeline draft's
+  row (its declaration and sources); every other object is removed, except one that may be
   a running step's output being committed (newer than the oldest active run);
 - a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
 - an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
@@ -210,7 +211,7 @@ def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
 
 def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     """Digests of the step outputs of every run not in ``forget``, of every dataset and model version,
-    and of every published pipeline's declaration and sources."""
+    and of every published pipeline's and pipeline draft's declaration and sources."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -219,11 +220,11 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     found.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
-    for declaration, sources in t.PublishedPipeline.select(
-        t.PublishedPipeline.declaration, t.PublishedPipeline.sources
-    ).tuples():
-        found.add(declaration)
-        found.update(sources.values())
+    for frozen in (t.PublishedPipeline, t.PipelineDraft):
+        for declaration, sources in frozen.select(frozen.declaration, frozen.sources).tuples():
+            found.add(declaration)
+            found.update(sources.values())
+    found.discard("")  # a pipeline frozen from a run has no declaration
     return found
 
 
@@ -457,7 +458,8 @@ def _prune_unreferenced_rows(t: Tables) -> None:
     )
     db.execute_sql(
         'DELETE FROM "pipeline_graph" WHERE "id" NOT IN (SELECT "pipeline_id" FROM "pipeline_run") '
-        'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline")'
+        'AND "id" NOT IN (SELECT "pipeline_id" FROM "published_pipeline") '
+        'AND "id" NOT IN (SELECT "pipeline_id" FROM "pipeline_draft")'
     )
 
 

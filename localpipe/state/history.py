@@ -14,7 +14,8 @@ two workspaces open in one process never cross. Its operations are grouped by wh
 - ``datasets``: registered dataset versions and their lineage;
 - ``models``: registered model versions, their lineage and datasets;
 - ``environments``: the built environments the workspace's steps ran in;
-- ``publishing``: published pipelines, pipeline endpoints, schedules and the claims on their fires.
+- ``publishing``: published pipelines, pipeline endpoints, schedules and the claims on their fires;
+- ``drafts``: pipeline drafts.
 
 Every operation returns plain values (numbers, strings, dicts, small dataclasses), never a
 model instance. ``write()`` groups several operations into one write transaction, the one lock
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     from localpipe.state.cache import CacheRecords
     from localpipe.state.claims import ClaimRecords
     from localpipe.state.datasets import DatasetRecords
+    from localpipe.state.drafts import DraftRecords
     from localpipe.state.environments import EnvironmentRecords
     from localpipe.state.model_registry import ModelRecords
     from localpipe.state.publishing import PublishingRecords
@@ -123,6 +125,12 @@ class History:
         from localpipe.state.publishing import PublishingRecords
 
         return PublishingRecords(self.database)
+
+    @cached_property
+    def drafts(self) -> DraftRecords:
+        from localpipe.state.drafts import DraftRecords
+
+        return DraftRecords(self.database)
 
     @classmethod
     def open(cls, layout: Layout) -> History:

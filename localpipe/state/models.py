@@ -305,6 +305,33 @@ def define_tables(db: SqliteDatabase) -> Tables:
             table_name = "schedule_fire"
             indexes = ((("schedule", "key"), True),)
 
+    class PipelineDraft(BaseModel):
+        """A mutable pipeline (``PipelineDraft``): what it holds is frozen as a published pipeline's is
+        (its declaration and sources as objects of the store, its graph planned with the parameters'
+        defaults), replaced whole by ``update(pipeline=...)`` (migration 0015)."""
+
+        draft_id = TextField(unique=True)  # the SDK's id: a GUID
+        name = TextField()
+        description = TextField(null=True)
+        experiment_name = TextField(null=True)  # None until given (a draft made from a published pipeline)
+        tags = JSONField(default=dict)
+        properties = JSONField(default=dict)
+        pipeline_parameters = JSONField(default=dict)
+        continue_on_step_failure = BooleanField(null=True)
+        pipeline = ForeignKeyField(PipelineGraph)
+        declaration = TextField()  # digest of the object holding pipeline.pickle; "" for a run's graph
+        sources = JSONField(default=dict)  # step name -> digest of the object holding its source snapshot
+        parent_pipeline_id = TextField(null=True)  # the published pipeline, run or draft it was made from
+        parent_pipeline_run_id = TextField(null=True)
+        parent_pipeline_draft_id = TextField(null=True)
+        parent_step_run_ids = JSONField(null=True)  # the step runs of the run it was made from
+        last_submitted_run = IntegerField(null=True)  # a run id (no foreign key: gc may forget the run)
+        created_at = FloatField(default=now)
+        updated_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "pipeline_draft"
+
     class ResourceClaim(BaseModel):
         """Resources held by one running step, across every scheduler using this workspace."""
 
@@ -383,6 +410,7 @@ MODELS = (
     "EndpointVersion",
     "Schedule",
     "ScheduleFire",
+    "PipelineDraft",
     "ResourceClaim",
     "DatasetUse",
     "ModelVersion",

@@ -22,6 +22,15 @@ from localpipe.state.models import EncodedJSON
 ACTIVE, DISABLED = "Active", "Disabled"
 
 
+def stored_graph(t, graph: dict):
+    """The ``pipeline_graph`` row of ``graph``, made when no row has it yet (call it in a write)."""
+    graph_json = EncodedJSON(json.dumps(graph, sort_keys=True))
+    digest = hash_bytes(graph_json.encode())
+    return t.PipelineGraph.get_or_none(t.PipelineGraph.digest == digest) or t.PipelineGraph.create(
+        digest=digest, description=graph.get("description"), graph=graph_json
+    )
+
+
 class PublishingRecords:
     """The ``published_pipeline``, ``pipeline_endpoint``, ``endpoint_version``, ``schedule`` and
     ``schedule_fire`` tables."""
@@ -33,14 +42,8 @@ class PublishingRecords:
     # -- published pipelines -----------------------------------------------------------------
     def publish(self, row: dict, graph: dict) -> None:
         """Record a published pipeline: ``row`` holds its columns, ``graph`` its planned graph."""
-        t = self.t
-        graph_json = EncodedJSON(json.dumps(graph, sort_keys=True))
-        digest = hash_bytes(graph_json.encode())
         with self.database.write():
-            stored = t.PipelineGraph.get_or_none(t.PipelineGraph.digest == digest) or t.PipelineGraph.create(
-                digest=digest, description=graph.get("description"), graph=graph_json
-            )
-            t.PublishedPipeline.create(pipeline=stored, **row)
+            self.t.PublishedPipeline.create(pipeline=stored_graph(self.t, graph), **row)
 
     def published(self, published_id: str) -> dict:
         """The published pipeline ``published_id``; NotFoundError when there is none."""

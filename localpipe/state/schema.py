@@ -16,5 +16,6 @@ MIGRATION_NAMES = (
     "0012_environment_labels",
     "0013_datastore_url",
     "0014_publishing",
+    "0015_pipeline_drafts",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)
