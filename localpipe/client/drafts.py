@@ -14,12 +14,12 @@ import uuid
 from localpipe.client.publishing import (
     Frozen,
     PublishedPipeline,
-    _history,
-    _record,
-    _run_handle,
     freeze,
     freeze_run,
+    history_of_workspace,
     known_parameters,
+    record_published,
+    run_handle,
     submit_frozen,
 )
 
@@ -102,7 +102,7 @@ class PipelineDraft:
     @staticmethod
     def get(workspace, id, _workflow_provider=None, _service_endpoint=None) -> PipelineDraft:
         """The draft ``id``; ErrorResponseException (a NotFoundError), as the SDK's, when the workspace has none."""
-        return PipelineDraft._from_record(workspace, _history(workspace).drafts.draft(id))
+        return PipelineDraft._from_record(workspace, history_of_workspace(workspace).drafts.draft(id))
 
     @staticmethod
     def create(
@@ -134,7 +134,7 @@ class PipelineDraft:
             "pipeline_parameters": pipeline_parameters,
             "continue_on_step_failure": continue_on_step_failure,
         }
-        history = _history(workspace)
+        history = history_of_workspace(workspace)
         if isinstance(pipeline, Pipeline):
             for needed in ("name", "experiment_name"):
                 if given[needed] is None:
@@ -172,7 +172,7 @@ class PipelineDraft:
     @staticmethod
     def list(workspace, tags=None, _workflow_provider=None) -> list[PipelineDraft]:
         """The workspace's drafts, oldest first; with ``tags``, those having each tag with its value."""
-        return [PipelineDraft._from_record(workspace, r) for r in _history(workspace).drafts.drafts(tags)]
+        return [PipelineDraft._from_record(workspace, r) for r in history_of_workspace(workspace).drafts.drafts(tags)]
 
     def update(
         self,
@@ -189,7 +189,7 @@ class PipelineDraft:
         and replaces the draft's; the parameters are checked against the draft's pipeline."""
         from localpipe.sdk.pipeline import Pipeline
 
-        drafts = _history(self._workspace).drafts
+        drafts = history_of_workspace(self._workspace).drafts
         record = drafts.draft(self._id)
         changes = {
             "name": name,
@@ -221,7 +221,7 @@ class PipelineDraft:
         return self._submit(self._experiment_name)
 
     def _submit(self, experiment_name, tags=None):
-        drafts = _history(self._workspace).drafts
+        drafts = history_of_workspace(self._workspace).drafts
         record = drafts.draft(self._id)
         run_id = submit_frozen(
             self._workspace,
@@ -234,7 +234,7 @@ class PipelineDraft:
             recorded=lambda run_id: drafts.submitted(self._id, run_id),
         )
         self._last_submitted_pipeline_run_id = run_id
-        return _run_handle(self._workspace, run_id)
+        return run_handle(self._workspace, run_id)
 
     def _submit_in(self, experiment, tags, **kwargs):
         """``Experiment.submit(draft)``: as ``submit_run``, in that experiment (the SDK's other
@@ -244,20 +244,20 @@ class PipelineDraft:
     def publish(self, _workflow_provider=None) -> PublishedPipeline:
         """A PublishedPipeline of the draft's pipeline, under its name and description, with its
         continue_on_step_failure; the draft stays as it is."""
-        record = _history(self._workspace).drafts.draft(self._id)
+        record = history_of_workspace(self._workspace).drafts.draft(self._id)
         frozen = Frozen(record["declaration"], record["sources"], record["graph"])
         cosf = record["continue_on_step_failure"]
-        return _record(self._workspace, record["name"], record["description"], None, cosf, frozen)
+        return record_published(self._workspace, record["name"], record["description"], None, cosf, frozen)
 
     def delete(self, _workflow_provider=None) -> None:
         """Delete the draft: ``get`` of its id fails after (the runs and pipelines it made stay)."""
-        _history(self._workspace).drafts.delete(self._id)
+        history_of_workspace(self._workspace).drafts.delete(self._id)
 
     def get_graph(self, _workflow_provider=None):
         """Its graph planned with the parameters' defaults (``plan.graph.Graph``)."""
         from localpipe.plan.graph import Graph
 
-        return Graph.from_dict(_history(self._workspace).drafts.draft(self._id)["graph"])
+        return Graph.from_dict(history_of_workspace(self._workspace).drafts.draft(self._id)["graph"])
 
     def __str__(self) -> str:
         info = {

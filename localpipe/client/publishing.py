@@ -80,14 +80,14 @@ def publish(workspace, pipeline, name, description=None, version=None, continue_
     way nothing is recorded."""
     _check_name(name)
     frozen = freeze(workspace, pipeline, f"pipeline {name!r} cannot be published")
-    return _record(workspace, name, description, version, continue_on_step_failure, frozen)
+    return record_published(workspace, name, description, version, continue_on_step_failure, frozen)
 
 
 def publish_run(run, name, description, version, continue_on_step_failure=None):
     """``PipelineRun.publish_pipeline``: the run's graph, frozen with its steps' source snapshots."""
     _check_name(name)
     frozen = freeze_run(run, f"run {run.id} cannot be published")
-    return _record(run.experiment.workspace, name, description, version, continue_on_step_failure, frozen)
+    return record_published(run.experiment.workspace, name, description, version, continue_on_step_failure, frozen)
 
 
 @dataclass(frozen=True)
@@ -159,7 +159,7 @@ def _check_name(name) -> None:
         raise UserErrorException(f"a published pipeline needs a name (got {name!r}): pass name='...'")
 
 
-def _record(workspace, name, description, version, continue_on_step_failure, frozen: Frozen):
+def record_published(workspace, name, description, version, continue_on_step_failure, frozen: Frozen):
     published_id = str(uuid.uuid4())
     row = {
         "published_id": published_id,
@@ -170,7 +170,7 @@ def _record(workspace, name, description, version, continue_on_step_failure, fro
         "declaration": frozen.declaration,
         "sources": frozen.sources,
     }
-    _history(workspace).publishing.publish(row, frozen.graph)
+    history_of_workspace(workspace).publishing.publish(row, frozen.graph)
     return PublishedPipeline.get(workspace, published_id)
 
 
@@ -224,7 +224,7 @@ def submit_published(
             f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
             "(PublishedPipeline.get(ws, id).enable()) to submit it"
         )
-    history = _history(workspace)
+    history = history_of_workspace(workspace)
     return submit_frozen(
         workspace,
         record,
@@ -266,7 +266,7 @@ def submit_frozen(
     _check_experiment_name(experiment_name)
     parameters = known_parameters(pipeline_parameters, record["graph"], label)
     known = record["graph"]["parameters"]
-    history = _history(workspace)
+    history = history_of_workspace(workspace)
     store = ObjectStore(history.layout.objects)
     sources = {step: str(store.path(digest)) for step, digest in record["sources"].items()}
     if record["declaration"]:
@@ -326,12 +326,14 @@ def _check_experiment_name(name) -> None:
         raise UserErrorException(f"experiment_name {name!r} is not a name: pass the experiment to run in")
 
 
-def _run_handle(workspace, run_id: int):
+def run_handle(workspace, run_id: int):
     """The PipelineRun of ``run_id`` (through the workspace's service, which knows the run classes)."""
     return workspace.service.get_run(run_id)
 
 
-def _history(workspace):
+def history_of_workspace(workspace):
+    """``client.workspace.history_of``, imported on use, so that importing the SDK's classes does not
+    open the state layer."""
     from localpipe.client.workspace import history_of
 
     return history_of(workspace)
@@ -409,12 +411,12 @@ class PublishedPipeline:
     @staticmethod
     def get(workspace, id, _workflow_provider=None, _service_endpoint=None) -> PublishedPipeline:
         """The published pipeline ``id``; NotFoundError when the workspace has none."""
-        return PublishedPipeline._from_record(workspace, _history(workspace).publishing.published(id))
+        return PublishedPipeline._from_record(workspace, history_of_workspace(workspace).publishing.published(id))
 
     @staticmethod
     def list(workspace, active_only=True, _service_endpoint=None) -> list[PublishedPipeline]:
         """The workspace's published pipelines (only the Active ones unless ``active_only`` is False)."""
-        records = _history(workspace).publishing.published_list(active_only)
+        records = history_of_workspace(workspace).publishing.published_list(active_only)
         return [PublishedPipeline._from_record(workspace, r) for r in records]
 
     @staticmethod
@@ -434,18 +436,18 @@ class PublishedPipeline:
     ):
         """Run it in ``experiment_name`` (in the background); returns its PipelineRun. ``parent_run_id``
         (a run of Azure's run history) has no meaning here."""
-        record = _history(workspace).publishing.published(self._id)
+        record = history_of_workspace(workspace).publishing.published(self._id)
         run_id = submit_published(workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure)
-        return _run_handle(workspace, run_id)
+        return run_handle(workspace, run_id)
 
     def _submit_in(self, experiment, tags, pipeline_parameters=None, parent_run_id=None,
                    continue_on_step_failure=None):  # fmt: skip
         """``Experiment.submit(published_pipeline, tags, ...)``."""
         workspace = experiment.workspace
-        record = _history(workspace).publishing.published(self._id)
+        record = history_of_workspace(workspace).publishing.published(self._id)
         run_id = submit_published(workspace, record, experiment.name, pipeline_parameters, continue_on_step_failure,
                                   tags=tags)  # fmt: skip
-        return _run_handle(workspace, run_id)
+        return run_handle(workspace, run_id)
 
     def enable(self) -> None:
         """Make it Active again: it can be submitted, scheduled and fired by its schedules."""
@@ -456,14 +458,14 @@ class PublishedPipeline:
         self._set_status(DISABLED)
 
     def _set_status(self, status: str) -> None:
-        _history(self._workspace).publishing.set_published_status(self._id, status)
+        history_of_workspace(self._workspace).publishing.set_published_status(self._id, status)
         self._status = status
 
     def get_graph(self, _workflow_provider=None):
         """Its graph planned with the parameters' defaults (``plan.graph.Graph``)."""
         from localpipe.plan.graph import Graph
 
-        return Graph.from_dict(_history(self._workspace).publishing.published(self._id)["graph"])
+        return Graph.from_dict(history_of_workspace(self._workspace).publishing.published(self._id)["graph"])
 
     def get_step_names(self, _workflow_provider=None) -> list[str]:
         """The names of its steps, from the graph planned at publishing."""
@@ -555,7 +557,7 @@ class PipelineEndpoint:
         Pipeline, published here under ``name``)."""
         published = _as_published(workspace, pipeline, name)
         endpoint_id = str(uuid.uuid4())
-        _history(workspace).publishing.create_endpoint(endpoint_id, name, description, published.id)
+        history_of_workspace(workspace).publishing.create_endpoint(endpoint_id, name, description, published.id)
         return PipelineEndpoint.get(workspace, id=endpoint_id)
 
     @staticmethod
@@ -564,12 +566,12 @@ class PipelineEndpoint:
         the workspace has none)."""
         if id is None and name is None:
             raise UserErrorException("PipelineEndpoint.get needs id= or name=")
-        return PipelineEndpoint._from_record(workspace, _history(workspace).publishing.endpoint(id, name))
+        return PipelineEndpoint._from_record(workspace, history_of_workspace(workspace).publishing.endpoint(id, name))
 
     @staticmethod
     def list(workspace, active_only=True, max_results=100, _workflow_provider=None, _service_endpoint=None):
         """The workspace's endpoints (only the Active ones unless ``active_only`` is False), at most ``max_results``."""
-        records = _history(workspace).publishing.endpoints(active_only)[:max_results]
+        records = history_of_workspace(workspace).publishing.endpoints(active_only)[:max_results]
         return [PipelineEndpoint._from_record(workspace, r) for r in records]
 
     @staticmethod
@@ -584,22 +586,26 @@ class PipelineEndpoint:
     def submit(self, experiment_name, pipeline_parameters=None, parent_run_id=None, pipeline_version=None):
         """Run its version ``pipeline_version`` (its default when None) in ``experiment_name``."""
         run_id = submit_endpoint(self._workspace, self._id, experiment_name, pipeline_parameters, pipeline_version)
-        return _run_handle(self._workspace, run_id)
+        return run_handle(self._workspace, run_id)
 
     def _submit_in(self, experiment, tags, pipeline_parameters=None, parent_run_id=None, pipeline_version=None):
         """``Experiment.submit(pipeline_endpoint, tags, ...)``."""
         run_id = submit_endpoint(self._workspace, self._id, experiment.name, pipeline_parameters, pipeline_version,
                                  tags=tags)  # fmt: skip
-        return _run_handle(self._workspace, run_id)
+        return run_handle(self._workspace, run_id)
 
     def add(self, pipeline) -> None:
         """Add ``pipeline`` (a PublishedPipeline) as the next version."""
-        _history(self._workspace).publishing.add_version(self._id, _as_published(self._workspace, pipeline).id, False)
+        history_of_workspace(self._workspace).publishing.add_version(
+            self._id, _as_published(self._workspace, pipeline).id, False
+        )
         self._refresh()
 
     def add_default(self, pipeline) -> None:
         """Add ``pipeline`` as the next version and make it the default."""
-        _history(self._workspace).publishing.add_version(self._id, _as_published(self._workspace, pipeline).id, True)
+        history_of_workspace(self._workspace).publishing.add_version(
+            self._id, _as_published(self._workspace, pipeline).id, True
+        )
         self._refresh()
 
     def set_default(self, pipeline) -> None:
@@ -608,7 +614,7 @@ class PipelineEndpoint:
 
     def set_default_version(self, version) -> None:
         """Make ``version`` (one it has: "0", "1", ...) the default; another is refused with one line."""
-        _history(self._workspace).publishing.set_default_version(self._id, str(version))
+        history_of_workspace(self._workspace).publishing.set_default_version(self._id, str(version))
         self._refresh()
 
     def get_default_version(self) -> str:
@@ -641,17 +647,17 @@ class PipelineEndpoint:
 
     def set_name(self, name) -> None:
         """Rename it; a name another endpoint has is refused with one line."""
-        _history(self._workspace).publishing.update_endpoint(self._id, name=name)
+        history_of_workspace(self._workspace).publishing.update_endpoint(self._id, name=name)
         self._refresh()
 
     def enable(self) -> None:
         """Make it Active again: it accepts submissions, its schedules' included."""
-        _history(self._workspace).publishing.update_endpoint(self._id, status=ACTIVE)
+        history_of_workspace(self._workspace).publishing.update_endpoint(self._id, status=ACTIVE)
         self._refresh()
 
     def disable(self) -> None:
         """Disable it: submissions are refused until it is enabled."""
-        _history(self._workspace).publishing.update_endpoint(self._id, status=DISABLED)
+        history_of_workspace(self._workspace).publishing.update_endpoint(self._id, status=DISABLED)
         self._refresh()
 
     def archive(self) -> None:
@@ -660,12 +666,12 @@ class PipelineEndpoint:
 
     def reactivate(self, name) -> PipelineEndpoint:
         """Make an archived (disabled) endpoint Active again, under ``name``."""
-        _history(self._workspace).publishing.update_endpoint(self._id, name=name, status=ACTIVE)
+        history_of_workspace(self._workspace).publishing.update_endpoint(self._id, name=name, status=ACTIVE)
         self._refresh()
         return self
 
     def _record(self) -> dict:
-        return _history(self._workspace).publishing.endpoint(self._id)
+        return history_of_workspace(self._workspace).publishing.endpoint(self._id)
 
     def __repr__(self) -> str:
         return f"PipelineEndpoint(Name: {self._name}, Id: {self._id}, Default version: {self._default_version})"
@@ -708,7 +714,7 @@ def submit_endpoint(
     """Record and start a run of the endpoint's ``pipeline_version`` (its default when None); its id.
     ``continue_on_step_failure`` None keeps that version's own. A disabled endpoint is refused with
     one line, nothing recorded."""
-    publishing = _history(workspace).publishing
+    publishing = history_of_workspace(workspace).publishing
     endpoint = publishing.endpoint(endpoint_id)
     if endpoint["status"] != ACTIVE:
         raise UserErrorException(
