@@ -220,6 +220,31 @@ def test_a_worker_killed_with_quick_batches_queued_loses_none_and_spends_no_try_
     assert tries == {batch: [(1, "succeeded")] for batch in range(40) if batch != 20}
 
 
+QUICK_THEN_SLOW = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    if int(os.path.basename(mini_batch[0])[1:6]) >= 40:  # the last eight batches
+        time.sleep(0.25)
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_batches_that_turn_slow_are_not_left_queued_on_one_worker(ws, project, run_pipeline, history):
+    """A worker whose batches were quick is sent several at once; when the batches left turn slow
+    (a script skipping what it did before, then working), they are still shared by the workers:
+    eight slow batches queued on the first worker to finish a quick one ran one after another
+    while the other worker idled (found by a review, 2 Dec 2026)."""
+    source = project("src/score.py", QUICK_THEN_SLOW).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 120)))
+    assert status == "Completed", steps["score"]
+    slow = [t["worker"] for t in _timings(history, run_id) if t["batch"] >= 4]
+    assert len(slow) == 8 and max(slow.count(w) for w in set(slow)) <= 5, slow
+
+
 SLOW = """
 import os, time
 

@@ -50,7 +50,9 @@ INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
 # Batches sent to a worker at once: the one running and the next, so that it never waits for the
 # driver; more while its batches take under FAST_BATCH_SECONDS, which it would finish before the
-# driver had handled the last result (at most that many quick batches left to one worker at the end).
+# driver had handled the last result, as long as QUEUED_WHILE_FAST a worker are left to send: the
+# batches left may turn slow (a script skipping what it did before, then working), and those queued
+# to one worker cannot be taken back to keep the others busy.
 QUEUED_PER_WORKER, QUEUED_WHILE_FAST, FAST_BATCH_SECONDS = 2, 8, 0.005
 REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
 
@@ -170,10 +172,9 @@ class Worker:
         """The batch ``run()`` is working on, if any."""
         return self.queue[0] if self.queue else None
 
-    @property
-    def wants(self) -> bool:
-        """Whether it should be sent another batch now."""
-        fast = self.last_seconds is not None and self.last_seconds < FAST_BATCH_SECONDS
+    def wants(self, plenty: bool) -> bool:
+        """Whether it should be sent another batch now; ``plenty``: whether many are left to send."""
+        fast = plenty and self.last_seconds is not None and self.last_seconds < FAST_BATCH_SECONDS
         return self.ready and len(self.queue) < (QUEUED_WHILE_FAST if fast else QUEUED_PER_WORKER)
 
     def send(self, index: int, mini_batch, partition: dict | None) -> None:
@@ -449,7 +450,7 @@ class Driver:
         timeout = options.run_invocation_timeout
         while pending or any(w.queue for w in workers):
             for worker in workers:
-                while worker.wants and pending:
+                while pending and worker.wants(len(pending) >= QUEUED_WHILE_FAST * len(workers)):
                     index = pending.popleft()
                     state.tries[index] += 1
                     batch = state.all[index]
