@@ -142,7 +142,12 @@ class Batches:
 class Worker:
     """One worker process, forked from the driver, its end of their socket pair, and the batches
     sent to it: the first is running (since ``started``), the others wait in the socket so that the
-    worker never idles while the driver handles a result."""
+    worker never idles while the driver handles a result.
+
+    The driver never blocks writing to a worker: what the socket does not take stays in
+    ``outgoing`` until it is writable. A worker reads its next batch only once it has sent the last
+    result, so a driver blocked on a full socket (batches of tens of kilobytes, a few queued) while
+    the worker was blocked sending it a result waited for ever, past run_invocation_timeout."""
 
     def __init__(self, number: int, config: dict, env: dict, others: list[Worker], prepare: Callable[[int], object]):
         mine, theirs = socket.socketpair()
@@ -152,6 +157,7 @@ class Worker:
         self.last_seconds: float | None = None  # how long its last batch kept it, hashing its files included
         self.ready = False
         self.code: int | None = None
+        self.outgoing = bytearray()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # else the child would print again what the driver has not written yet
         # SIGTERM waits until the child has its own handler: the driver's would end the child
@@ -181,7 +187,17 @@ class Worker:
         if not self.queue:
             self.started = time.monotonic()
         self.queue.append(index)
-        self.connection.send((index, mini_batch, partition))
+        self.outgoing += Channel.frame((index, mini_batch, partition))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the socket takes now of ``outgoing``; OSError once the worker is gone."""
+        while self.outgoing:
+            try:
+                sent = self.connection.end.send(self.outgoing, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            del self.outgoing[:sent]
 
     def finished(self) -> int:
         """The running batch ended: the next one sent starts now."""
@@ -462,12 +478,18 @@ class Driver:
             now = time.monotonic()
             deadlines = [w.started + timeout - now for w in workers if w.queue]
             wait_for = min([PROGRESS_EVERY, *deadlines])
-            for found, _ in ready.select(timeout=max(0.0, wait_for)):
+            for worker in workers:  # written to when its socket takes more
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if worker.outgoing else 0)
+                if ready.get_key(worker.connection).events != events:
+                    ready.modify(worker.connection, events, worker)
+            for found, events in ready.select(timeout=max(0.0, wait_for)):
                 worker = found.data
                 if worker not in workers:  # replaced a moment ago (it died)
                     continue
                 try:
-                    messages = worker.connection.received()
+                    if events & selectors.EVENT_WRITE:
+                        worker.flush()
+                    messages = worker.connection.received() if events & selectors.EVENT_READ else []
                 except (EOFError, OSError):
                     if not worker.ready:
                         return f"init() of the entry script failed: {worker.ended()} before it was ready"
