@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
 import signal
 import socket
 import threading
@@ -174,7 +175,7 @@ def _unseen(nodes: list[dict], paths: list[str], pythons: list[str]) -> list[str
                 node["NodeManagerAddress"],
                 sees.options(
                     num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                ).remote(tokens, pythons),
+                ).remote(tokens, pythons, os.environ.get("PATH", os.defpath)),
             )
             for node in nodes
         ]
@@ -203,9 +204,10 @@ def _unseen(nodes: list[dict], paths: list[str], pythons: list[str]) -> list[str
             Path(path, f".ray-check-{token}").unlink(missing_ok=True)
 
 
-def _sees(tokens: dict[str, str], pythons: list[str]) -> list[str]:
+def _sees(tokens: dict[str, str], pythons: list[str], search: str | None = None) -> list[str]:
     """On a node: the paths of ``tokens`` whose check file it cannot read back, and the ``pythons``
-    it cannot run."""
+    it cannot run; one named without a folder (an ``interpreter_path`` of "python3") is looked for
+    on ``search``, the submitting process's PATH, which its steps get (None: the node's own)."""
     missing = []
     for path, token in tokens.items():
         try:
@@ -213,7 +215,7 @@ def _sees(tokens: dict[str, str], pythons: list[str]) -> list[str]:
                 missing.append(path)
         except OSError:
             missing.append(path)
-    return missing + [python for python in pythons if not os.access(python, os.X_OK)]
+    return missing + [python for python in pythons if shutil.which(python, path=search) is None]
 
 
 # Remote functions under names of their own: each function is then found by its module and name,
