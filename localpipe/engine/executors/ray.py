@@ -85,18 +85,21 @@ def _answers(address: str) -> None:
     """Raise ConnectionError unless a cluster's gRPC server (its GCS) answers at ``address``'s host
     and port: Ray itself retries for minutes an address where nothing listens, or where another
     service does (the dashboard's port, a web server)."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", or a form Ray resolves itself
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # an IPv6 address, as Ray writes one: [::1]:6379
     try:
         with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as probe:
             if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
                 return  # Ray's client server, or TLS first: only that something listens is checked
             answer = _http2_settings(probe)
     except OSError as exc:
-        raise ConnectionError(f"nothing answers at {host}:{port}: {exc.strerror or exc}") from None
+        raise ConnectionError(f"nothing answers at {where}: {exc.strerror or exc}") from None
     if answer is not None:
-        raise ConnectionError(f"the service at {host}:{port} is not a Ray cluster's GCS ({answer})")
+        raise ConnectionError(f"the service at {where} is not a Ray cluster's GCS ({answer})")
 
 
 # An HTTP/2 client's first bytes (RFC 9113, 3.4), with an empty SETTINGS frame: gRPC, which Ray's
