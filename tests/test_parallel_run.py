@@ -442,22 +442,25 @@ def run(mini_batch):
 
 
 @pytest.mark.timeout(60)
-def test_quick_batches_of_a_table_queued_to_a_worker_never_block_the_driver(ws, project, run_pipeline, history):
-    """Quick batches are queued several to a worker: 64 KB ones filled its socket while it was
-    sending its result back, and the driver, blocked writing the next batch, never read it; the
-    step hung for ever, past run_invocation_timeout (found by a review, 2 Dec 2026)."""
+@pytest.mark.parametrize("size, rows", [("64KB", 16000), ("1MB", 20000)])
+def test_batches_of_a_table_queued_to_a_worker_never_block_the_driver(ws, project, run_pipeline, history, size, rows):
+    """A worker reads its next batch once it has sent its last result: the driver, blocked writing
+    a batch its socket had no room for while the worker was blocked sending it a result, never
+    read that result, and the step hung for ever, past run_invocation_timeout (found by a review,
+    2 Dec 2026): quick 64 KB batches, queued several to a worker, and 1 MB ones (the SDK's default
+    size for a table), two to a worker."""
     pytest.importorskip("pandas")
     source = project("src/score.py", WIDE_ROWS).parent
     data = ws.root / "table"
     data.mkdir()
-    (data / "part0.csv").write_text("a,b\n" + "".join(f"{i},{'x' * 200}\n" for i in range(16000)))
+    (data / "part0.csv").write_text("a,b\n" + "".join(f"{i},{'x' * 200}\n" for i in range(rows)))
     dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
-    config = _config(ws, source, mini_batch_size="64KB", process_count_per_node=2, run_invocation_timeout=20)
+    config = _config(ws, source, mini_batch_size=size, process_count_per_node=2, run_invocation_timeout=20)
     output = PipelineData("scores", datastore=ws.get_default_datastore())
     step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
     run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
     assert status == "Completed", steps["score"]
-    assert _output(history, run_id).splitlines() == [f"{i:0200d}" for i in range(16000)]
+    assert _output(history, run_id).splitlines() == [f"{i:0200d}" for i in range(rows)]
 
 
 def test_summary_only_counts_the_items_and_writes_no_file(ws, project, run_pipeline, history):
