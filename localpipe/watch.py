@@ -296,8 +296,11 @@ class Watcher:
         """Run the run, then sum it up in one line: what it ended as, how long it took, what
         triggered it, and how many steps ran, were reused and failed."""
         started = time.monotonic()
-        status = scheduler.execute()
-        counts = Counter(row["status"] for row in self.history.runs.steps(run_id))
+        try:
+            status = scheduler.execute()
+            counts = Counter(row["status"] for row in self.history.runs.steps(run_id))
+        finally:
+            self.history.close()  # this thread's connection: each run has a thread of its own
         ended = [f"{counts[status]} {word}" for status, word in SUMMED_UP.items() if counts[status] or word in ALWAYS]
         self.echo(f"run {run_id} {status.value} in {time.monotonic() - started:.1f}s ({cause}): {', '.join(ended)}")
 

@@ -210,14 +210,40 @@ def test_a_worker_killed_with_quick_batches_queued_loses_none_and_spends_no_try_
     ones it had not started go to the next worker without a try spent, and each runs once."""
     monkeypatch.setenv("MARKERS", str(ws.root))
     source = project("src/score.py", KILLED.replace("f00020.txt", "f00200.txt")).parent
-    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 400)))
+    # Many batches after the 20th: the last ones left are handed out two at a time.
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 800)))
     assert status == "Completed", steps["score"]
-    assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt" for n in range(400)]
+    assert _output(history, run_id).splitlines() == [f"f{n:05d}.txt" for n in range(800)]
     tries = {}
     for line in _timings(history, run_id):
         tries.setdefault(line["batch"], []).append((line["try"], line["outcome"]))
     assert tries.pop(20) == [(1, "retried"), (2, "succeeded")]
-    assert tries == {batch: [(1, "succeeded")] for batch in range(40) if batch != 20}
+    assert tries == {batch: [(1, "succeeded")] for batch in range(80) if batch != 20}
+
+
+QUICK_THEN_SLOW = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    if int(os.path.basename(mini_batch[0])[1:6]) >= 40:  # the last eight batches
+        time.sleep(0.25)
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_batches_that_turn_slow_are_not_left_queued_on_one_worker(ws, project, run_pipeline, history):
+    """A worker whose batches were quick is sent several at once; when the batches left turn slow
+    (a script skipping what it did before, then working), they are still shared by the workers:
+    eight slow batches queued on the first worker to finish a quick one ran one after another
+    while the other worker idled (found by a review, 2 Dec 2026)."""
+    source = project("src/score.py", QUICK_THEN_SLOW).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 120)))
+    assert status == "Completed", steps["score"]
+    slow = [t["worker"] for t in _timings(history, run_id) if t["batch"] >= 4]
+    assert len(slow) == 8 and max(slow.count(w) for w in set(slow)) <= 5, slow
 
 
 SLOW = """
@@ -404,6 +430,37 @@ def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, ru
     size = (data / "part0.csv").stat().st_size
     assert len(timings) == 3 * -(-size // 8192)  # ceil(bytes / 8 KiB) batches of each file
     assert all(len({t["first"]}) == 1 for t in timings) and sum(t["items"] for t in timings) == 1500
+
+
+WIDE_ROWS = """
+def init():
+    pass
+
+def run(mini_batch):
+    return [f"{row.a:0200d}" for row in mini_batch.itertuples()]
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("size, rows", [("64KB", 16000), ("1MB", 20000)])
+def test_batches_of_a_table_queued_to_a_worker_never_block_the_driver(ws, project, run_pipeline, history, size, rows):
+    """A worker reads its next batch once it has sent its last result: the driver, blocked writing
+    a batch its socket had no room for while the worker was blocked sending it a result, never
+    read that result, and the step hung for ever, past run_invocation_timeout (found by a review,
+    2 Dec 2026): quick 64 KB batches, queued several to a worker, and 1 MB ones (the SDK's default
+    size for a table), two to a worker."""
+    pytest.importorskip("pandas")
+    source = project("src/score.py", WIDE_ROWS).parent
+    data = ws.root / "table"
+    data.mkdir()
+    (data / "part0.csv").write_text("a,b\n" + "".join(f"{i},{'x' * 200}\n" for i in range(rows)))
+    dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
+    config = _config(ws, source, mini_batch_size=size, process_count_per_node=2, run_invocation_timeout=20)
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == [f"{i:0200d}" for i in range(rows)]
 
 
 def test_summary_only_counts_the_items_and_writes_no_file(ws, project, run_pipeline, history):

@@ -433,6 +433,42 @@ def test_validation_asks_the_ray_nodes_for_each_interpreter_the_ray_steps_run_on
     assert f"n1 lacks {min(sys.executable, str(other))}" in str(caught.value)
 
 
+def test_a_node_looks_for_an_interpreter_named_without_a_folder_on_the_steps_path(tmp_path):
+    """An ``interpreter_path`` of "python3" runs whatever the step's PATH finds, here as on a node:
+    checked as a path, it was missing on every node, and the pipeline refused (found by a review,
+    2 Dec 2026)."""
+    from localpipe.engine.executors.ray import _sees
+
+    folder = tmp_path / "bin"
+    folder.mkdir()
+    (folder / "python-of-steps").symlink_to(sys.executable)
+    wanted = [sys.executable, "python-of-steps", "no-such-python", "/no/such/python"]
+    assert _sees({}, wanted, str(folder)) == ["no-such-python", "/no/such/python"]
+
+
+def test_an_ipv6_address_is_probed_as_ray_writes_it(tmp_path):
+    """Ray writes an IPv6 address in brackets ([::1]:6379, as `ray start` prints it): with them
+    kept in the host name, validation found nothing there (found by a review, 2 Dec 2026)."""
+    from localpipe.engine.executors.ray import _answers
+
+    try:
+        server = socket.create_server(("::1", 0), family=socket.AF_INET6)
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+
+    def answer_as_grpc():  # a gRPC server's first frame: SETTINGS, empty, on stream 0
+        connection, _ = server.accept()
+        with connection:
+            connection.sendall(bytes([0, 0, 0, 4, 0, 0, 0, 0, 0]))
+            connection.recv(1024)
+
+    threading.Thread(target=answer_as_grpc, daemon=True).start()
+    with server:
+        _answers(f"[::1]:{server.getsockname()[1]}")
+        with pytest.raises(ConnectionError, match=r"nothing answers at \[::1\]:1: "):
+            _answers("[::1]:1")
+
+
 def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):
     from localpipe.errors import PipelineValidationError
 

@@ -68,6 +68,29 @@ def test_an_edit_reruns_only_the_affected_steps(ws, project, watched):
     }
 
 
+def test_reruns_keep_no_database_connection_open(ws, project, watched):
+    """Each run has a thread of its own, and a thread its own history.db connection: a watcher
+    kept two descriptors (history.db and its WAL) per rerun until it ran out of them (found by a
+    review, 2 Dec 2026)."""
+
+    def open_database_files() -> int:
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                found += os.readlink(f"/proc/self/fd/{fd}").startswith(str(ws.state_dir / "history.db"))
+            except OSError:
+                continue  # closed since the listing
+        return found
+
+    before = open_database_files()
+    for rerun in range(2, 6):
+        project("proj/other/other.py", f"print('other, edit {rerun}')\n")
+        wait_for(lambda rerun=rerun: run_done(ws, rerun), what=f"rerun {rerun}")
+    watcher, lines = watched
+    wait_for(lambda: not any(a.thread.is_alive() for a in watcher.active), what="the last run's thread to end")
+    assert open_database_files() <= before
+
+
 def summaries(lines: list[str]) -> list[str]:
     """The summary lines, their durations (which vary) replaced by "T"."""
     return [re.sub(r" in \d+\.\ds ", " in Ts ", line) for line in lines if re.match(r"run \d+ \w+ in ", line)]

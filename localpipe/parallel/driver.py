@@ -50,7 +50,9 @@ INPUT_OPTION = re.compile(r"^--input_(fds|ds)_(\d+)$")
 PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
 # Batches sent to a worker at once: the one running and the next, so that it never waits for the
 # driver; more while its batches take under FAST_BATCH_SECONDS, which it would finish before the
-# driver had handled the last result (at most that many quick batches left to one worker at the end).
+# driver had handled the last result, as long as QUEUED_WHILE_FAST a worker are left to send: the
+# batches left may turn slow (a script skipping what it did before, then working), and those queued
+# to one worker cannot be taken back to keep the others busy.
 QUEUED_PER_WORKER, QUEUED_WHILE_FAST, FAST_BATCH_SECONDS = 2, 8, 0.005
 REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
 
@@ -140,7 +142,12 @@ class Batches:
 class Worker:
     """One worker process, forked from the driver, its end of their socket pair, and the batches
     sent to it: the first is running (since ``started``), the others wait in the socket so that the
-    worker never idles while the driver handles a result."""
+    worker never idles while the driver handles a result.
+
+    The driver never blocks writing to a worker: what the socket does not take stays in
+    ``outgoing`` until it is writable. A worker reads its next batch only once it has sent the last
+    result, so a driver blocked on a full socket (batches of tens of kilobytes, a few queued) while
+    the worker was blocked sending it a result waited for ever, past run_invocation_timeout."""
 
     def __init__(self, number: int, config: dict, env: dict, others: list[Worker], prepare: Callable[[int], object]):
         mine, theirs = socket.socketpair()
@@ -150,6 +157,7 @@ class Worker:
         self.last_seconds: float | None = None  # how long its last batch kept it, hashing its files included
         self.ready = False
         self.code: int | None = None
+        self.outgoing = bytearray()
         for stream in (sys.stdout, sys.stderr):
             stream.flush()  # else the child would print again what the driver has not written yet
         # SIGTERM waits until the child has its own handler: the driver's would end the child
@@ -170,17 +178,26 @@ class Worker:
         """The batch ``run()`` is working on, if any."""
         return self.queue[0] if self.queue else None
 
-    @property
-    def wants(self) -> bool:
-        """Whether it should be sent another batch now."""
-        fast = self.last_seconds is not None and self.last_seconds < FAST_BATCH_SECONDS
+    def wants(self, plenty: bool) -> bool:
+        """Whether it should be sent another batch now; ``plenty``: whether many are left to send."""
+        fast = plenty and self.last_seconds is not None and self.last_seconds < FAST_BATCH_SECONDS
         return self.ready and len(self.queue) < (QUEUED_WHILE_FAST if fast else QUEUED_PER_WORKER)
 
     def send(self, index: int, mini_batch, partition: dict | None) -> None:
         if not self.queue:
             self.started = time.monotonic()
         self.queue.append(index)
-        self.connection.send((index, mini_batch, partition))
+        self.outgoing += Channel.frame((index, mini_batch, partition))
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the socket takes now of ``outgoing``; OSError once the worker is gone."""
+        while self.outgoing:
+            try:
+                sent = self.connection.end.send(self.outgoing, socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                return
+            del self.outgoing[:sent]
 
     def finished(self) -> int:
         """The running batch ended: the next one sent starts now."""
@@ -449,7 +466,7 @@ class Driver:
         timeout = options.run_invocation_timeout
         while pending or any(w.queue for w in workers):
             for worker in workers:
-                while worker.wants and pending:
+                while pending and worker.wants(len(pending) >= QUEUED_WHILE_FAST * len(workers)):
                     index = pending.popleft()
                     state.tries[index] += 1
                     batch = state.all[index]
@@ -461,12 +478,18 @@ class Driver:
             now = time.monotonic()
             deadlines = [w.started + timeout - now for w in workers if w.queue]
             wait_for = min([PROGRESS_EVERY, *deadlines])
-            for found, _ in ready.select(timeout=max(0.0, wait_for)):
+            for worker in workers:  # written to when its socket takes more
+                events = selectors.EVENT_READ | (selectors.EVENT_WRITE if worker.outgoing else 0)
+                if ready.get_key(worker.connection).events != events:
+                    ready.modify(worker.connection, events, worker)
+            for found, events in ready.select(timeout=max(0.0, wait_for)):
                 worker = found.data
                 if worker not in workers:  # replaced a moment ago (it died)
                     continue
                 try:
-                    messages = worker.connection.received()
+                    if events & selectors.EVENT_WRITE:
+                        worker.flush()
+                    messages = worker.connection.received() if events & selectors.EVENT_READ else []
                 except (EOFError, OSError):
                     if not worker.ready:
                         return f"init() of the entry script failed: {worker.ended()} before it was ready"

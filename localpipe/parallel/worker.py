@@ -41,6 +41,12 @@ class Channel:
     def fileno(self) -> int:
         return self.end.fileno()
 
+    @staticmethod
+    def frame(message) -> bytes:
+        """``message`` as ``send`` writes it."""
+        data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
+        return len(data).to_bytes(8, "little") + data
+
     def send(self, message) -> None:
         data = pickle.dumps(message, pickle.HIGHEST_PROTOCOL)
         if len(data) < 1 << 16:  # one write; a large table's rows are not copied for it

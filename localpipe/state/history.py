@@ -157,6 +157,7 @@ class History:
         return self.db.atomic()
 
     def close(self) -> None:
+        """Close the calling thread's connection (each thread opens its own); others stay open."""
         self.db.close()
 
     def __repr__(self) -> str:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import os
 import queue
+import shutil
 import signal
 import socket
 import threading
@@ -84,18 +85,21 @@ def _answers(address: str) -> None:
     """Raise ConnectionError unless a cluster's gRPC server (its GCS) answers at ``address``'s host
     and port: Ray itself retries for minutes an address where nothing listens, or where another
     service does (the dashboard's port, a web server)."""
-    host, _, port = address.removeprefix("ray://").rpartition(":")
+    where = address.removeprefix("ray://")
+    host, _, port = where.rpartition(":")
     if not host or not port.isdigit():
         return  # "auto", or a form Ray resolves itself
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]  # an IPv6 address, as Ray writes one: [::1]:6379
     try:
         with socket.create_connection((host, int(port)), timeout=CONNECT_SECONDS) as probe:
             if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
                 return  # Ray's client server, or TLS first: only that something listens is checked
             answer = _http2_settings(probe)
     except OSError as exc:
-        raise ConnectionError(f"nothing answers at {host}:{port}: {exc.strerror or exc}") from None
+        raise ConnectionError(f"nothing answers at {where}: {exc.strerror or exc}") from None
     if answer is not None:
-        raise ConnectionError(f"the service at {host}:{port} is not a Ray cluster's GCS ({answer})")
+        raise ConnectionError(f"the service at {where} is not a Ray cluster's GCS ({answer})")
 
 
 # An HTTP/2 client's first bytes (RFC 9113, 3.4), with an empty SETTINGS frame: gRPC, which Ray's
@@ -174,7 +178,7 @@ def _unseen(nodes: list[dict], paths: list[str], pythons: list[str]) -> list[str
                 node["NodeManagerAddress"],
                 sees.options(
                     num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
-                ).remote(tokens, pythons),
+                ).remote(tokens, pythons, os.environ.get("PATH", os.defpath)),
             )
             for node in nodes
         ]
@@ -203,9 +207,10 @@ def _unseen(nodes: list[dict], paths: list[str], pythons: list[str]) -> list[str
             Path(path, f".ray-check-{token}").unlink(missing_ok=True)
 
 
-def _sees(tokens: dict[str, str], pythons: list[str]) -> list[str]:
+def _sees(tokens: dict[str, str], pythons: list[str], search: str | None = None) -> list[str]:
     """On a node: the paths of ``tokens`` whose check file it cannot read back, and the ``pythons``
-    it cannot run."""
+    it cannot run; one named without a folder (an ``interpreter_path`` of "python3") is looked for
+    on ``search``, the submitting process's PATH, which its steps get (None: the node's own)."""
     missing = []
     for path, token in tokens.items():
         try:
@@ -213,7 +218,7 @@ def _sees(tokens: dict[str, str], pythons: list[str]) -> list[str]:
                 missing.append(path)
         except OSError:
             missing.append(path)
-    return missing + [python for python in pythons if not os.access(python, os.X_OK)]
+    return missing + [python for python in pythons if shutil.which(python, path=search) is None]
 
 
 # Remote functions under names of their own: each function is then found by its module and name,
