@@ -23,7 +23,7 @@ PRAGMAS = {
     "synchronous": "normal",  # durable at each checkpoint; WAL keeps the file consistent at a crash
     "foreign_keys": 1,
     "busy_timeout": 10_000,
-    "temp_store": "memory",
+    "temp_store": "memory",  # statement journals: on a file, one submission wrote thousands of pages to /var/tmp
 }
 
 
