@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -138,6 +139,7 @@ class Watcher:
         self.pipeline = None
         self.graph = None
         self.active: list[_Active] = []
+        self.started: list[int] = []  # every run it started, for `localpipe cancel` (_on_sigterm)
         self.load_timeout = load_timeout()
         self._stop = threading.Event()
         self._loading = False  # the pipeline file is being run: it may never hand control back
@@ -148,7 +150,8 @@ class Watcher:
         """Run, then rerun on changes until stopped; every run is canceled on the way out.
 
         In the main thread, SIGTERM stops it like ``stop()`` (SIGINT raises KeyboardInterrupt), and
-        ends the loading of a pipeline file that is under way by raising KeyboardInterrupt in it.
+        ends the loading of a pipeline file that is under way by raising KeyboardInterrupt in it;
+        a SIGTERM from `localpipe cancel RUN` cancels that run alone.
         """
         previous = None
         if threading.current_thread() is threading.main_thread():
@@ -177,6 +180,12 @@ class Watcher:
         self.changes.put("")  # wake the loop
 
     def _on_sigterm(self, signum, frame) -> None:
+        asked = [run_id for run_id in self.started if _taken(self.history.layout.cancel_request(run_id))]
+        if asked:  # `localpipe cancel RUN` of a run it started: that run alone ends, the watcher goes on
+            for active in list(self.active):
+                if active.run_id in asked:
+                    active.scheduler.request_stop("canceled")
+            return
         self.stop()
         if self._loading:
             raise KeyboardInterrupt
@@ -289,6 +298,7 @@ class Watcher:
             daemon=True,
         )
         self.active.append(_Active(prepared.run_id, scheduler, thread, scheduler.graph.steps))
+        self.started.append(prepared.run_id)
         self.echo(f"run {prepared.run_id}: {len(prepared.graph.steps)} steps")
         thread.start()
 
@@ -405,3 +415,12 @@ class ScheduleLoop:
             self.echo(f"started run {run_id}")
         for line in self.runner.errors[errors:]:
             self.echo(line)
+
+
+def _taken(request: Path) -> bool:
+    """Whether ``request`` was there (it is gone now)."""
+    try:
+        request.unlink()
+    except FileNotFoundError:
+        return False
+    return True

@@ -328,6 +328,40 @@ def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_p
         out.close()
 
 
+@pytest.mark.timeout(90)
+def test_localpipe_cancel_of_a_watched_run_cancels_that_run_and_the_watcher_goes_on(ws, project, tmp_path, localpipe):
+    """`localpipe cancel RUN` signals the run's scheduler; under `localpipe watch` that is the
+    watcher's process, which ended, every run with it. It cancels that run alone now: a save then
+    reruns, and a SIGTERM of its own still ends the watcher."""
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    script = GATED.format(gate=str(gate))
+    project("proj/a/a.py", script)
+    project("proj/b/b.py", script)
+    project("proj/pipeline.py", TWO_GATED)
+    out = (tmp_path / "watch.out").open("w")
+    watch = popen_localpipe(
+        ws.root, "watch", "proj/pipeline.py", "--debounce", "200", stdout=out, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for(lambda: step_status(ws.root, 1, "a") == "Running", timeout=30, what="run 1 to run")
+        done = localpipe("cancel", "1")
+        assert done.returncode == 0 and "cancel requested" in done.stdout, done.stderr
+        wait_for(lambda: run_status(ws.root, 1) == "Canceled", timeout=30, what=lambda: step_rows(ws.root, 1))
+        assert watch.poll() is None, "the watcher ended with the run it was asked to cancel"
+        (gate / "open").write_text("")
+        project("proj/b/b.py", script + "\n# edited\n")
+        wait_for(lambda: run_status(ws.root, 2) == "Completed", timeout=30, what=lambda: step_rows(ws.root, 2))
+        watch.send_signal(signal.SIGTERM)
+        assert watch.wait(timeout=20) == 0
+    finally:
+        (gate / "open").write_text("")
+        if watch.poll() is None:
+            watch.kill()
+            watch.wait()
+        out.close()
+
+
 # -- found by the hostile review of the supervisor -------------------------------------------------
 
 

@@ -116,5 +116,8 @@ def cancel_run(history: History, run_id) -> str:
     if not process_alive(run["scheduler_pid"], run["scheduler_started"]):
         recover_abandoned_runs(history)
         return f"run {run['id']}: its scheduler had exited; marked Failed"
+    request = history.layout.cancel_request(run["id"])
+    request.parent.mkdir(parents=True, exist_ok=True)
+    request.touch()
     os.kill(run["scheduler_pid"], signal.SIGTERM)
     return f"run {run['id']}: cancel requested"

@@ -68,6 +68,11 @@ class Layout:
     def run_dir(self, run_id: int) -> Path:
         return self.runs / str(run_id)
 
+    def cancel_request(self, run_id: int) -> Path:
+        """The file `localpipe cancel` leaves before it signals a run's scheduler: a watcher, which
+        runs one scheduler after another in its process, then cancels that run alone."""
+        return self.run_dir(run_id) / "cancel-requested"
+
     def step_dir(self, run_id: int, step_name: str) -> Path:
         """The folder of one step run: logs, snapshot, outputs being written."""
         return self.run_dir(run_id) / _safe(step_name)
