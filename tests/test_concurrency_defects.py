@@ -281,11 +281,11 @@ pipeline = Pipeline(Workspace.from_config(), [
 """
 
 
-@pytest.mark.timeout(90)
-def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_path):
-    """Defect 4: `localpipe watch` cancels a running step whose source was saved; its run then
-    ended Completed although that step is Canceled and wrote no output. A run's final status
-    follows from its steps': a run with a Canceled step is not Completed."""
+@contextlib.contextmanager
+def watching_two_gated_steps(ws, project, tmp_path):
+    """A `localpipe watch` process over steps "a" and "b", each of which waits until the file
+    ``gate/open`` exists; yields (the process, the gate folder, the steps' script). On the way out
+    the gate opens and a watcher still running is sent SIGTERM (killed if it outlives 20 s)."""
     gate = tmp_path / "gate"
     gate.mkdir()
     script = GATED.format(gate=str(gate))
@@ -297,6 +297,25 @@ def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_p
         ws.root, "watch", "proj/pipeline.py", "--debounce", "200", stdout=out, stderr=subprocess.STDOUT
     )
     try:
+        yield watch, gate, script
+    finally:
+        (gate / "open").write_text("")
+        if watch.poll() is None:
+            watch.send_signal(signal.SIGTERM)
+            try:
+                watch.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                watch.kill()
+                watch.wait()
+        out.close()
+
+
+@pytest.mark.timeout(90)
+def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_path):
+    """Defect 4: `localpipe watch` cancels a running step whose source was saved; its run then
+    ended Completed although that step is Canceled and wrote no output. A run's final status
+    follows from its steps': a run with a Canceled step is not Completed."""
+    with watching_two_gated_steps(ws, project, tmp_path) as (_, gate, script):
         wait_for(
             lambda: step_status(ws.root, 1, "a") == "Running" and (gate / "a.1").exists(),
             timeout=30,
@@ -317,15 +336,6 @@ def test_a_run_with_a_step_canceled_by_watch_is_not_completed(ws, project, tmp_p
         steps = step_rows(ws.root, 1)
         assert steps["a"][0] == "Canceled" and steps["b"][0] == "Completed", steps
         assert run_status(ws.root, 1) != "Completed", f'run 1 is Completed although its step "a" is Canceled: {steps}'
-    finally:
-        (gate / "open").write_text("")
-        watch.send_signal(signal.SIGTERM)
-        try:
-            watch.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            watch.kill()
-            watch.wait()
-        out.close()
 
 
 @pytest.mark.timeout(90)
@@ -333,17 +343,7 @@ def test_localpipe_cancel_of_a_watched_run_cancels_that_run_and_the_watcher_goes
     """`localpipe cancel RUN` signals the run's scheduler; under `localpipe watch` that is the
     watcher's process, which ended, every run with it. It cancels that run alone now: a save then
     reruns, and a SIGTERM of its own still ends the watcher."""
-    gate = tmp_path / "gate"
-    gate.mkdir()
-    script = GATED.format(gate=str(gate))
-    project("proj/a/a.py", script)
-    project("proj/b/b.py", script)
-    project("proj/pipeline.py", TWO_GATED)
-    out = (tmp_path / "watch.out").open("w")
-    watch = popen_localpipe(
-        ws.root, "watch", "proj/pipeline.py", "--debounce", "200", stdout=out, stderr=subprocess.STDOUT
-    )
-    try:
+    with watching_two_gated_steps(ws, project, tmp_path) as (watch, gate, script):
         wait_for(lambda: step_status(ws.root, 1, "a") == "Running", timeout=30, what="run 1 to run")
         done = localpipe("cancel", "1")
         assert done.returncode == 0 and "cancel requested" in done.stdout, done.stderr
@@ -354,12 +354,6 @@ def test_localpipe_cancel_of_a_watched_run_cancels_that_run_and_the_watcher_goes
         wait_for(lambda: run_status(ws.root, 2) == "Completed", timeout=30, what=lambda: step_rows(ws.root, 2))
         watch.send_signal(signal.SIGTERM)
         assert watch.wait(timeout=20) == 0
-    finally:
-        (gate / "open").write_text("")
-        if watch.poll() is None:
-            watch.kill()
-            watch.wait()
-        out.close()
 
 
 # -- found by the hostile review of the supervisor -------------------------------------------------
