@@ -106,10 +106,9 @@ def freeze(workspace, pipeline, refusal: str, parameters: dict | None = None, la
     pipeline raises PipelineValidationError, a declaration that cannot be kept UserErrorException
     (its message begins with ``refusal``); ``parameters`` that its runs will be given are checked
     first, names (``label`` names the pipeline) and values, so that nothing is kept for a refusal."""
-    from localpipe.client.workspace import history_of
     from localpipe.engine.submit import plan
 
-    history = history_of(workspace)
+    history = history_of_workspace(workspace)
     graph, trees = plan(history, pipeline)
     if parameters:
         known_parameters(parameters, graph.to_dict(), label)
