@@ -289,21 +289,17 @@ def test_the_datapath_and_pipelineparameter_sample_runs_to_its_end_through_rest(
     assert "Created schedule with id: " in printed(notebook)
 
 
-def test_the_dataset_and_pipelineparameter_sample_is_refused_at_its_rest_call(samples):
+def test_the_dataset_and_pipelineparameter_sample_runs_to_its_end_through_rest(samples):
     """Its datasets come from public URLs (fetched and cached) and are swapped through
-    pipeline_parameters by the SDK: those runs complete. Its REST call names the iris datasets by
-    `iris_file_ds.id`: Azure saves a dataset a submission uses and gives it an id, localpipe does
-    not (a dataset not registered has id None), so `localpipe serve` answers 400 saying so; the
-    cell that reads the answer raises, and the two after it, which use the run id, fail with it."""
+    pipeline_parameters by the SDK. Its REST call names the iris datasets by `iris_file_ds.id`: the
+    submissions that used them saved them and gave them ids, as Azure does, and the run the call
+    starts reads them."""
     notebook, runs, rest = samples("aml-pipelines-showcasing-dataset-and-pipelineparameter.ipynb")
-    found = errors(notebook)
-    index, first = found[0]
-    assert "response.raise_for_status()" in notebook.cells[index].source
-    assert first.startswith("Exception: Received bad response from the endpoint: http://127.0.0.1:"), first
-    assert "Response Code: 400" in first and "file_ds_param" in first and "has no dataset id" in first, first
-    assert [cell for cell, _ in found] == [index, index + 1, index + 2], found
-    assert rest is None and runs["publishedexperiment"] == ["Completed"], runs  # the published pipeline, iris
+    ran_through_rest(notebook, runs, rest)
+    for name in ("file_ds_param", "tabular_ds_param"):  # the iris datasets, not the Titanic defaults
+        assert [Path(path).name for path in rest["parameters"][name]["dataset"]["paths"]] == ["iris.csv"], rest
     assert runs["showcasing-dataset"] == ["Completed", "Completed"], runs
+    assert runs["publishedexperiment"] == ["Completed"], runs
 
 
 def test_the_publish_and_run_sample_runs_to_its_end_through_rest(samples):

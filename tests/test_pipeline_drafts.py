@@ -188,10 +188,11 @@ def test_a_history_db_of_the_release_before_gains_the_drafts_table(ws, project):
     from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
 
     path = ws.root / ".localpipe" / "history.db"
+    drafts = MIGRATION_NAMES.index("0015_pipeline_drafts")
     with sqlite3.connect(path) as conn:
         conn.execute("DROP TABLE pipeline_draft")
-        conn.execute("DELETE FROM migration WHERE name = '0015_pipeline_drafts'")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        conn.execute("DELETE FROM migration WHERE name >= ?", (MIGRATION_NAMES[drafts],))
+        conn.execute(f"PRAGMA user_version = {drafts}")
     conn.close()
     history = History(Layout.of(ws.root / ".localpipe"))  # opened anew, not the process's shared one
     assert history.drafts.drafts() == []

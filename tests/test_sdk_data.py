@@ -141,6 +141,59 @@ def test_a_dataset_pipeline_parameter_is_consumed_as_the_sample_does(ws, project
         DatasetConsumptionConfig("t", tabular_dataset).as_mount()
 
 
+def test_a_submission_saves_the_datasets_it_uses_and_gives_them_ids_as_azure(ws, project, run_pipeline):
+    """The sample's REST call names its datasets by `dataset.id`: a dataset a submission uses (a
+    parameter's default or value, an input) is saved, its definition under an id that
+    Dataset.get_by_id finds from any handle of the workspace; the same definition has the same id."""
+    from localpipe import Workspace
+
+    project("data/titanic.csv", "name,age\nA,1\nB,2\n")
+    project("data/iris.csv", "x,y,z\n1,2,3\n")
+    titanic_file = Dataset.File.from_files(str(ws.root / "data/titanic.csv"))
+    titanic_table = Dataset.Tabular.from_delimited_files(str(ws.root / "data/titanic.csv"), separator=",")
+    file_param = PipelineParameter(name="file_ds_param", default_value=titanic_file)
+    table_param = PipelineParameter(name="tabular_ds_param", default_value=titanic_table)
+    step = see_step(ws, project, inputs=[DatasetConsumptionConfig("file_dataset", file_param).as_mount(),
+                                         DatasetConsumptionConfig("tabular_dataset", table_param)])  # fmt: skip
+    pipeline = Pipeline(workspace=ws, steps=[step])
+    iris_file = Dataset.File.from_files(str(ws.root / "data/iris.csv"))
+    iris_table = Dataset.Tabular.from_delimited_files(str(ws.root / "data/iris.csv"))
+    assert [titanic_file.id, titanic_table.id, iris_file.id, iris_table.id] == [None] * 4
+
+    run_pipeline(pipeline)
+    assert len(titanic_file.id) == len(titanic_table.id) == 36 and titanic_file.id != titanic_table.id
+    assert iris_file.id is None and iris_table.id is None  # not used yet
+    run_pipeline(pipeline, parameters={"file_ds_param": iris_file, "tabular_ds_param": iris_table})
+    ids = {titanic_file.id, titanic_table.id, iris_file.id, iris_table.id}
+    assert len(ids) == 4 and None not in ids
+
+    other = Workspace(ws.root)  # another handle: the ids are in history.db
+    table = Dataset.get_by_id(other, iris_table.id)
+    assert isinstance(table, TabularDataset) and table.id == iris_table.id
+    assert table.to_pandas_dataframe().values.tolist() == [[1, 2, 3]]
+    found = Dataset.get_by_id(other, titanic_file.id)
+    assert not isinstance(found, TabularDataset) and found.paths == titanic_file.paths and found.id == titanic_file.id
+    with pytest.raises(UserErrorException, match="must be registered"):
+        found.update(description="saved, not registered")
+
+    again = Dataset.File.from_files(str(ws.root / "data/iris.csv"))  # the same definition: the same id
+    run_pipeline(pipeline, parameters={"file_ds_param": again, "tabular_ds_param": iris_table.take(1)})
+    assert again.id == iris_file.id and iris_table.take(1).id is None  # a derived dataset is another definition
+    registered = Dataset.File.from_files(str(ws.root / "data/titanic.csv")).register(ws, "titanic")
+    run_pipeline(pipeline, parameters={"file_ds_param": registered})
+    assert registered.id == Dataset.get_by_name(ws, "titanic").id != titanic_file.id  # its registered id stays
+
+    project("data/other.csv", "x\n4\n")
+    default = Dataset.File.from_files(str(ws.root / "data/other.csv"))
+    consumed = DatasetConsumptionConfig("file_dataset", PipelineParameter("f", default_value=default))
+    published = Pipeline(ws, [see_step(ws, project, inputs=[consumed], name="see2")]).publish("saved")
+    assert default.id is not None  # publishing saves the datasets of its declaration
+    chosen = Dataset.File.from_files(str(ws.root / "data/other.csv"), validate=False)
+    run = published.submit(ws, "published", pipeline_parameters={"f": chosen})
+    assert chosen.id == default.id  # a submission of a published pipeline saves the values it is given
+    assert run.wait_for_completion(show_output=False) == "Completed"
+
+
 def test_data_references_of_the_data_dependency_sample_mount_and_download(ws, project, run_pipeline):
     project("local/Titanic.csv", "a\n1\n")
     def_blob_store = Datastore(ws, "workspaceblobstore")

@@ -49,6 +49,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "model_version",
         "model_dataset",
         "pipeline_draft",
+        "saved_dataset",
     } <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
         "0001_initial",
@@ -66,6 +67,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0013_datastore_url",
         "0014_publishing",
         "0015_pipeline_drafts",
+        "0016_saved_datasets",
     ]
 
 
@@ -337,4 +339,30 @@ def test_a_history_db_of_the_release_before_publishing_is_migrated(ws, project, 
     assert "path_on_datastore" in {row[1] for row in conn.execute("PRAGMA table_info(schedule)")}
     assert conn.execute("SELECT COUNT(*) FROM schedule_fire").fetchone() == (0,)
     assert conn.execute("SELECT COUNT(*) FROM step_run").fetchone() == (1,)
+    conn.close()
+
+
+def test_a_history_db_before_saved_datasets_gains_the_table_and_saves(tmp_path):
+    """A file written before migration 0016 (no saved_dataset table) is brought up when opened."""
+    from localpipe.state.history import History
+    from localpipe.state.layout import Layout
+    from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
+
+    layout = Layout.of(tmp_path / ".localpipe")
+    layout.state_dir.mkdir()
+    History(layout).close()
+    saved = MIGRATION_NAMES.index("0016_saved_datasets")
+    with sqlite3.connect(layout.history) as conn:
+        conn.execute("DROP TABLE saved_dataset")
+        conn.execute("DELETE FROM migration WHERE name >= ?", (MIGRATION_NAMES[saved],))
+        conn.execute(f"PRAGMA user_version = {saved}")
+    conn.close()
+    history = History(layout)
+    definition = {"kind": "file", "paths": ["/data/a.csv"], "root": None, "partition_format": None}
+    saved_id = history.datasets.save(definition)
+    assert history.datasets.save(dict(reversed(definition.items()))) == saved_id  # the same definition
+    assert history.datasets.by_id(saved_id) == {"id": saved_id, "definition": definition}
+    history.close()
+    with sqlite3.connect(layout.history) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     conn.close()

@@ -106,13 +106,15 @@ def freeze(workspace, pipeline, refusal: str, parameters: dict | None = None, la
     pipeline raises PipelineValidationError, a declaration that cannot be kept UserErrorException
     (its message begins with ``refusal``); ``parameters`` that its runs will be given are checked
     first, names (``label`` names the pipeline) and values, so that nothing is kept for a refusal."""
-    from localpipe.engine.submit import plan
+    from localpipe.engine.submit import plan, save_datasets
+    from localpipe.plan.graph import datasets_used
 
     history = history_of_workspace(workspace)
     graph, trees = plan(history, pipeline)
     if parameters:
         known_parameters(parameters, graph.to_dict(), label)
         plan(history, pipeline, parameters)  # their values, with the pipeline's own messages
+    save_datasets(history, datasets_used(pipeline))  # before pickling: the declaration keeps their ids
     buffer = io.BytesIO()
     try:
         _Pickler(buffer).dump(pipeline)
@@ -258,8 +260,8 @@ def submit_frozen(
     is called in the transaction that records the run."""
     from localpipe.content.statcache import StatCache
     from localpipe.content.trees import TreeCache
-    from localpipe.engine.submit import plan, record_planned, run_in_background, source_trees
-    from localpipe.plan.graph import Graph
+    from localpipe.engine.submit import plan, record_planned, run_in_background, save_datasets, source_trees
+    from localpipe.plan.graph import Graph, datasets_used
     from localpipe.state.store import ObjectStore
 
     _check_experiment_name(experiment_name)
@@ -274,6 +276,7 @@ def submit_frozen(
             if step.name in sources:
                 step.source_directory = sources[step.name]
         graph, hashed = plan(history, pipeline, parameters)
+        save_datasets(history, datasets_used(pipeline, parameters))
     else:
         changed = sorted(n for n, v in parameters.items() if v != known[n])
         if changed:

@@ -112,10 +112,11 @@ def _parameters(workspace, body: dict) -> dict:
                 f'DataSetDefinitionValueAssignments "{name}" needs {{"SavedDataSetReference": {{"Id": dataset.id}}}}'
             )
         dataset_id = reference.get("Id")
-        if not dataset_id:  # Azure saves a dataset a run uses and gives it an id; localpipe only registers
+        if not dataset_id:
             raise UserErrorException(
-                f'DataSetDefinitionValueAssignments "{name}" has no dataset id: a dataset that is not registered '
-                "has none (its id is None); register it (dataset.register(ws, name)) and send its id"
+                f'DataSetDefinitionValueAssignments "{name}" has no dataset id: a dataset neither registered nor '
+                "used by a submission has none (its id is None); register it (dataset.register(ws, name)) and "
+                "send its id"
             )
         parameters[name] = Dataset.get_by_id(workspace, dataset_id)
     return parameters

@@ -32,7 +32,7 @@ from localpipe.envs.pythons import find_pythons
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.hw.gpus import detect_gpus
 from localpipe.hw.host import detect_host
-from localpipe.plan.graph import Capacity, Graph, plan_pipeline
+from localpipe.plan.graph import Capacity, Graph, datasets_used, plan_pipeline
 from localpipe.state.history import History
 from localpipe.state.runs import NewRun
 from localpipe.state.store import ObjectStore
@@ -150,10 +150,21 @@ def prepare_run(
             raise PipelineValidationError(exc.problems, _targets_taken_back(taken)) from None
         raise
     history.registry.unsubmitted_targets.clear()  # submitted: what the code created is the run's
+    save_datasets(history, datasets_used(pipeline, parameters))
     return record_planned(
         history, graph, sources, experiment_name, regenerate_outputs, continue_on_step_failure, tags, pipeline_file,
         properties,
     )  # fmt: skip
+
+
+def save_datasets(history: History, datasets: list) -> None:
+    """Give each of ``datasets`` that has no id (one not registered) the id its definition is saved
+    under, as Azure saves the datasets a run uses (``Dataset.get_by_id`` and a REST call find it)."""
+    unsaved = [dataset for dataset in datasets if dataset.id is None]
+    if unsaved:
+        with history.write():
+            for dataset in unsaved:
+                dataset._saved_as(history.datasets.save(dataset.definition()))
 
 
 def record_planned(

@@ -199,6 +199,22 @@ def problems(
     return _plan(pipeline, overrides or {}, compute_targets, capacity)[1]
 
 
+def datasets_used(pipeline, overrides: dict | None = None) -> list[FileDataset]:
+    """The datasets a valid ``pipeline`` run with ``overrides`` consumes, each once: its steps' dataset
+    inputs and arguments, a dataset parameter's value given or else its default."""
+    overrides = overrides or {}
+    found: dict[int, FileDataset] = {}
+    for step in pipeline.steps:
+        for value in [*step.arguments, *step.inputs]:
+            if isinstance(value, DatasetConsumptionConfig):
+                value = value.dataset
+            if isinstance(value, PipelineParameter):
+                value = overrides.get(value.name, value.default_value)
+            if isinstance(value, FileDataset):
+                found[id(value)] = value
+    return list(found.values())
+
+
 # -- implementation ------------------------------------------------------------------------
 
 

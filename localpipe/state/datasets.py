@@ -10,10 +10,15 @@ TabularDataset of it).
 A version's ``id`` is a GUID, as the SDK's dataset ids are: derived from its name, version, content
 digest and registration time, so that it never changes and a name registered again after
 ``unregister_all_versions`` gets new ids.
+
+A dataset a submission uses without being registered is saved, as Azure saves it: its definition
+(kind, paths, how they are read; no copy of the files) under a GUID derived from that definition,
+so that ``Dataset.get_by_id`` and a REST call's ``SavedDataSetReference`` find it by ``dataset.id``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -101,11 +106,23 @@ class DatasetRecords:
         return self._record(row)
 
     def by_id(self, dataset_id: str) -> dict:
-        """The registered version whose ``id`` is ``dataset_id``."""
+        """The registered version whose ``id`` is ``dataset_id``, or else the dataset saved under it
+        (``{"id", "definition"}``)."""
         for row in self.t.DatasetVersion.select():
             if version_id(row) == dataset_id:
                 return self._record(row)
+        saved = self.t.SavedDataset.get_or_none(self.t.SavedDataset.saved_id == dataset_id)
+        if saved is not None:
+            return {"id": saved.saved_id, "definition": saved.definition}
         raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
+
+    def save(self, definition: dict) -> str:
+        """The id of the dataset ``definition`` (plain data), recorded once: the same definition
+        always has the same id."""
+        saved_id = str(uuid.uuid5(ID_NAMESPACE, json.dumps(definition, sort_keys=True)))
+        with self.database.write():
+            self.t.SavedDataset.insert(saved_id=saved_id, definition=definition).on_conflict_ignore().execute()
+        return saved_id
 
     def latest(self) -> list[dict]:
         """The latest version of every registered name, by name."""

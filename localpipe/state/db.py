@@ -133,6 +133,10 @@ def _pipeline_drafts(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.PipelineDraft])
 
 
+def _saved_datasets(db: SqliteDatabase, t: Tables) -> None:
+    db.create_tables([t.SavedDataset])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -155,6 +159,7 @@ MIGRATIONS = list(
             _datastore_url,
             _publishing,
             _pipeline_drafts,
+            _saved_datasets,
         ),
     )
 )

@@ -332,6 +332,17 @@ def define_tables(db: SqliteDatabase) -> Tables:
         class Meta:
             table_name = "pipeline_draft"
 
+    class SavedDataset(BaseModel):
+        """A dataset a submission used, not registered: its definition (kind, paths, how they are read)
+        under the id the dataset got, as Azure saves such a dataset (migration 0016)."""
+
+        saved_id = TextField(unique=True)  # a GUID fixed by the definition
+        definition = JSONField()
+        created_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "saved_dataset"
+
     class ResourceClaim(BaseModel):
         """Resources held by one running step, across every scheduler using this workspace."""
 
@@ -411,6 +422,7 @@ MODELS = (
     "Schedule",
     "ScheduleFire",
     "PipelineDraft",
+    "SavedDataset",
     "ResourceClaim",
     "DatasetUse",
     "ModelVersion",

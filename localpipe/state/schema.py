@@ -17,5 +17,6 @@ MIGRATION_NAMES = (
     "0013_datastore_url",
     "0014_publishing",
     "0015_pipeline_drafts",
+    "0016_saved_datasets",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

@@ -3,7 +3,8 @@ version's metadata (``id``, ``description``, ``tags``, ``update``, ``add_tags`` 
 that find registered datasets, and the partition keys a ``partition_format`` names.
 
 A registered version's ``id`` is a GUID fixed at registration (``state/datasets.py``); a dataset
-that is not registered has none (None), as in the SDK.
+that is not registered has none (None) until a submission uses it, which saves it and gives it one,
+as in the SDK.
 """
 
 from __future__ import annotations
@@ -34,11 +35,18 @@ class Registration:
 class AbstractDataset:
     """The SDK's AbstractDataset members of FileDataset and TabularDataset (a mixin of those dataclasses)."""
 
+    # Set on the dataset a submission saved (not a field: a dataset derived from it is another definition).
+    _saved_id: str | None = None
+
     # -- a registered version's metadata ---------------------------------------------------------------
     @property
     def id(self) -> str | None:
-        """The registered version's GUID; None for a dataset that is not registered."""
-        return self.registration.id if self.registration else None
+        """The registered version's GUID, or the one a submission that used this dataset saved it under;
+        None for a dataset neither registered nor used."""
+        return self.registration.id if self.registration else self._saved_id
+
+    def _saved_as(self, saved_id: str) -> None:
+        object.__setattr__(self, "_saved_id", saved_id)  # the dataclass is frozen
 
     @property
     def description(self) -> str | None:

@@ -57,8 +57,17 @@ class FileDataset(AbstractDataset):
 
     @staticmethod
     def get_by_id(workspace, id: str):
-        """The registered version whose ``id`` is ``id`` (``dataset.id``)."""
-        return dataset_from_record(workspace.service.get_dataset_by_id(str(id)), workspace)
+        """The dataset whose ``id`` is ``id`` (``dataset.id``): a registered version, or a dataset a
+        submission used and saved."""
+        record = workspace.service.get_dataset_by_id(str(id))
+        if "definition" in record:
+            return dataset_from_definition(record["definition"], record["id"])
+        return dataset_from_record(record, workspace)
+
+    def definition(self) -> dict:
+        """What this dataset reads, as plain data: its kind, paths, root and partition format (a
+        TabularDataset adds how its files are read). A submission saves it under the dataset's id."""
+        return {"kind": "file", "paths": list(self.paths), "root": self.root, "partition_format": self.partition_format}
 
     @staticmethod
     def get_all(workspace) -> dict:
@@ -328,6 +337,10 @@ class TabularDataset(TabularOperations, FileDataset):
             return dataset
         return dataset.register(store.workspace, name, create_new_version=True)
 
+    def definition(self) -> dict:
+        """The FileDataset's definition with ``kind`` "tabular" and ``options``: ``table_options()``."""
+        return {**super().definition(), "kind": "tabular", "options": self.table_options()}
+
     def table_options(self) -> dict:
         """How the files are read, as plain data (a registered version and a step get these)."""
         return {
@@ -497,6 +510,18 @@ def dataset_from_record(record: dict, workspace=None) -> FileDataset:
         partition_format=options.get("partition_format"),
         registration=registration,
     )
+
+
+def dataset_from_definition(definition: dict, saved_id: str) -> FileDataset:
+    """The dataset a submission saved (``definition()``), with its id."""
+    if definition["kind"] == "tabular":
+        dataset = replace(tabular_dataset(definition["paths"], definition["options"]), root=definition["root"])
+    else:
+        dataset = FileDataset(
+            paths=tuple(definition["paths"]), root=definition["root"], partition_format=definition["partition_format"]
+        )
+    dataset._saved_as(saved_id)
+    return dataset
 
 
 def tabular_dataset(paths, options: dict, name=None, version=None, registration=None) -> TabularDataset:
