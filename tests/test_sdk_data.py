@@ -145,7 +145,7 @@ def test_a_submission_saves_the_datasets_it_uses_and_gives_them_ids_as_azure(ws,
     """The sample's REST call names its datasets by `dataset.id`: a dataset a submission uses (a
     parameter's default or value, an input) is saved, its definition under an id that
     Dataset.get_by_id finds from any handle of the workspace; the same definition has the same id."""
-    from localpipe import Workspace
+    from localpipe import Experiment, PipelineRun, Workspace
 
     project("data/titanic.csv", "name,age\nA,1\nB,2\n")
     project("data/iris.csv", "x,y,z\n1,2,3\n")
@@ -163,9 +163,15 @@ def test_a_submission_saves_the_datasets_it_uses_and_gives_them_ids_as_azure(ws,
     run_pipeline(pipeline)
     assert len(titanic_file.id) == len(titanic_table.id) == 36 and titanic_file.id != titanic_table.id
     assert iris_file.id is None and iris_table.id is None  # not used yet
-    run_pipeline(pipeline, parameters={"file_ds_param": iris_file, "tabular_ds_param": iris_table})
+    run_id, _, _ = run_pipeline(pipeline, parameters={"file_ds_param": iris_file, "tabular_ds_param": iris_table})
     ids = {titanic_file.id, titanic_table.id, iris_file.id, iris_table.id}
     assert len(ids) == 4 and None not in ids
+    consumed = PipelineRun(Experiment(ws, "test"), run_id).find_step_run("see")[0].get_details()["inputDatasets"]
+    assert [(d["dataset"].id, d["consumptionDetails"]) for d in consumed] == [
+        (iris_file.id, {"type": "RunInput", "inputName": "file_dataset", "mechanism": "Mount"}),
+        (iris_table.id, {"type": "RunInput", "inputName": "tabular_dataset", "mechanism": "Direct"}),
+    ]
+    assert consumed[0]["dataset"].to_path() == ["/iris.csv"]
 
     other = Workspace(ws.root)  # another handle: the ids are in history.db
     table = Dataset.get_by_id(other, iris_table.id)
@@ -180,8 +186,10 @@ def test_a_submission_saves_the_datasets_it_uses_and_gives_them_ids_as_azure(ws,
     run_pipeline(pipeline, parameters={"file_ds_param": again, "tabular_ds_param": iris_table.take(1)})
     assert again.id == iris_file.id and iris_table.take(1).id is None  # a derived dataset is another definition
     registered = Dataset.File.from_files(str(ws.root / "data/titanic.csv")).register(ws, "titanic")
-    run_pipeline(pipeline, parameters={"file_ds_param": registered})
+    run_id, _, _ = run_pipeline(pipeline, parameters={"file_ds_param": registered})
     assert registered.id == Dataset.get_by_name(ws, "titanic").id != titanic_file.id  # its registered id stays
+    consumed = PipelineRun(Experiment(ws, "test"), run_id).find_step_run("see")[0].get_details()["inputDatasets"]
+    assert consumed[0]["dataset"].name == "titanic" and consumed[0]["dataset"].id == registered.id
 
     project("data/other.csv", "x\n4\n")
     default = Dataset.File.from_files(str(ws.root / "data/other.csv"))

@@ -208,15 +208,17 @@ class RunBase(LoggingMembers, RunFiles):
         error when it failed."""
         record = self._record()
         step = self._step()
+        spec = self._spec()
+        definition = self._definition(spec)
         details = {
             "runId": self.id,
-            "target": self._definition().get("target", "local"),
+            "target": definition.get("target", "local"),
             "status": record["status"],
             "startTimeUtc": _utc(record.get("started_at")),
             "properties": self.get_properties(),
-            "inputDatasets": [],
+            "inputDatasets": self._input_datasets(spec),
             "outputDatasets": [],
-            "runDefinition": self._definition(),
+            "runDefinition": definition,
             "logFiles": {name: str(path) for name, path in self._log_paths().items()},
             "submittedBy": _user(),
         }
@@ -456,11 +458,10 @@ class RunBase(LoggingMembers, RunFiles):
         steps = self._history.runs.for_scheduler(self._run_number()).graph["steps"]
         return next((s for s in steps if s["name"] == step["name"]), {})
 
-    def _definition(self) -> dict:
+    def _definition(self, spec: dict) -> dict:
         step = self._step()
         if step is None:
             return {}
-        spec = self._spec()
         argv = list(step.get("arguments") or [])
         python = spec.get("kind") == "python"
         return {
@@ -470,6 +471,29 @@ class RunBase(LoggingMembers, RunFiles):
             "target": spec.get("compute_target", "local"),
             "environment": {"name": (spec.get("environment") or {}).get("name")},
         }
+
+    def _input_datasets(self, spec: dict) -> list[dict]:
+        """Azure's ``inputDatasets``: each dataset the step consumed (its id is in the planned step)
+        and how; one unregistered since is left out."""
+        from localpipe.sdk.data import Dataset
+
+        found = []
+        for name, given in (spec.get("inputs") or {}).items():
+            dataset_id = (given.get("dataset") or {}).get("id")
+            if dataset_id is None:
+                continue
+            try:
+                dataset = Dataset.get_by_id(self.experiment.workspace, dataset_id)
+            except UserErrorException:
+                continue
+            mechanism = given["mode"].capitalize()
+            found.append(
+                {
+                    "dataset": dataset,
+                    "consumptionDetails": {"type": "RunInput", "inputName": name, "mechanism": mechanism},
+                }
+            )
+        return found
 
     def _write_tags(self, tags: dict, removed: list[str]) -> None:
         step = self._step()

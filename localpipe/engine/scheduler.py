@@ -322,7 +322,7 @@ class Scheduler:
         step = self.steps[name]
         step.key, step.components = decision.key, decision.components
         self._wave.keys[decision.key] = decision.components_json
-        datasets = [i.dataset for i in self.graph.steps[name].inputs.values() if i.dataset]
+        datasets = [i.dataset for i in self.graph.steps[name].inputs.values() if i.dataset and i.dataset["name"]]
         if datasets:
             self.history.datasets.add_uses(self.step_ids[name], datasets)
         if decision.reuse:

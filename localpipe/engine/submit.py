@@ -164,7 +164,8 @@ def save_datasets(history: History, datasets: list) -> None:
     if unsaved:
         with history.write():
             for dataset in unsaved:
-                dataset._saved_as(history.datasets.save(dataset.definition()))
+                history.datasets.save(dataset.definition_id(), dataset.definition())
+                dataset._saved_as(dataset.definition_id())
 
 
 def record_planned(

@@ -106,7 +106,7 @@ class InputSpec:
     paths: list[str] | None = None
     path_on_compute: str | None = None
     tabular: dict | None = None  # read as a table: TabularDataset.table_options()
-    dataset: dict | None = None  # a registered dataset: {"name", "version"}
+    dataset: dict | None = None  # {"name", "version" (None for one not registered), "id"}
     root: str | None = None  # ``paths`` are a pick of files, placed at their paths below ``root``
 
 
@@ -708,7 +708,7 @@ def _dataset_input(label: str, item: DatasetConsumptionConfig, found: list[str])
         root=root,
         path_on_compute=item.path_on_compute,
         tabular=dataset.table_options() if isinstance(dataset, TabularDataset) else None,
-        dataset={"name": dataset.name, "version": dataset.version} if dataset.name else None,
+        dataset={"name": dataset.name, "version": dataset.version, "id": dataset.id or dataset.definition_id()},
     )
 
 

@@ -12,13 +12,13 @@ digest and registration time, so that it never changes and a name registered aga
 ``unregister_all_versions`` gets new ids.
 
 A dataset a submission uses without being registered is saved, as Azure saves it: its definition
-(kind, paths, how they are read; no copy of the files) under a GUID derived from that definition,
-so that ``Dataset.get_by_id`` and a REST call's ``SavedDataSetReference`` find it by ``dataset.id``.
+(kind, paths, how they are read; no copy of the files) under a GUID derived from that definition
+(``sdk/data/datasets.py``), so that ``Dataset.get_by_id`` and a REST call's
+``SavedDataSetReference`` find it by ``dataset.id``.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -116,13 +116,11 @@ class DatasetRecords:
             return {"id": saved.saved_id, "definition": saved.definition}
         raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
 
-    def save(self, definition: dict) -> str:
-        """The id of the dataset ``definition`` (plain data), recorded once: the same definition
-        always has the same id."""
-        saved_id = str(uuid.uuid5(ID_NAMESPACE, json.dumps(definition, sort_keys=True)))
+    def save(self, saved_id: str, definition: dict) -> None:
+        """Record the dataset ``definition`` (plain data) under ``saved_id`` (the SDK derives it from
+        the definition: recorded once)."""
         with self.database.write():
             self.t.SavedDataset.insert(saved_id=saved_id, definition=definition).on_conflict_ignore().execute()
-        return saved_id
 
     def latest(self) -> list[dict]:
         """The latest version of every registered name, by name."""

@@ -10,6 +10,7 @@ applied each time the table is read.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import random
 import shutil
@@ -28,6 +29,7 @@ from localpipe.sdk.data.tables import column_types, read_table
 from localpipe.sdk.data.tabular_ops import TabularOperations
 
 GLOB_CHARS = "*?["
+SAVED_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://localpipe/datasets/saved")
 DIRECT, MOUNT, DOWNLOAD = "direct", "mount", "download"
 
 
@@ -66,8 +68,13 @@ class FileDataset(AbstractDataset):
 
     def definition(self) -> dict:
         """What this dataset reads, as plain data: its kind, paths, root and partition format (a
-        TabularDataset adds how its files are read). A submission saves it under the dataset's id."""
+        TabularDataset adds how its files are read). A submission saves it under ``definition_id()``."""
         return {"kind": "file", "paths": list(self.paths), "root": self.root, "partition_format": self.partition_format}
+
+    def definition_id(self) -> str:
+        """The id a submission gives this dataset when it is not registered: a GUID fixed by its
+        definition, so that the same definition always has the same id."""
+        return str(uuid.uuid5(SAVED_NAMESPACE, json.dumps(self.definition(), sort_keys=True)))
 
     @staticmethod
     def get_all(workspace) -> dict:
