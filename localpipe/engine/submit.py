@@ -164,8 +164,9 @@ def save_datasets(history: History, datasets: list) -> None:
     if unsaved:
         with history.write():
             for dataset in unsaved:
-                history.datasets.save(dataset.definition_id(), dataset.definition())
-                dataset._saved_as(dataset.definition_id())
+                saved_id = dataset.definition_id()
+                history.datasets.save(saved_id, dataset.definition())
+                dataset._saved_as(saved_id)
 
 
 def record_planned(
