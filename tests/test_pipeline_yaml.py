@@ -168,7 +168,8 @@ def test_the_sdk_docstring_example_runs_end_to_end_from_the_command_line(ws, pro
 
 def _three_steps(ws: Workspace, project) -> Pipeline:
     """prepare -> train -> evaluate, with PipelineData between them, a datapath parameter, a
-    registered dataset consumed by mount, and a float parameter in arguments and params."""
+    registered dataset consumed by mount and as itself, a float parameter in arguments and params,
+    an int parameter in arguments only."""
     store = ws.get_default_datastore()
     write(store.folder / "raw" / "a.csv", "x\n1\n")
     project("iris/iris.csv", "a\n2\n")
@@ -193,14 +194,48 @@ def _three_steps(ws: Workspace, project) -> Pipeline:
         arguments=["--rate", rate, splits.as_input(), model],
         params={"RATE": rate},
     )
+    threshold = PipelineParameter("threshold", default_value=3)  # in arguments only: saved as parameter:threshold
     evaluate = PythonScriptStep(
-        "evaluate.py", name="evaluate", source_directory=source, arguments=[model.as_download()]
+        "evaluate.py",
+        name="evaluate",
+        source_directory=source,
+        arguments=[model.as_download(), "--min", threshold, "--reference", iris.as_named_input("reference")],
     )
     return Pipeline(ws, [evaluate])
 
 
 def _statuses(run) -> dict[str, str]:
     return {step["name"]: step["reason"] for step in run._history.runs.details(run.id)["steps"]}
+
+
+LEGACY = """
+    pipeline:
+        name: Legacy
+        steps:
+            Only:
+                python_script_step:
+                    name: only
+                    script_name: a.py
+                    source_directory: src
+                    allow_reuse: false
+                    version: "3"
+                compute: local
+                inputs:
+                    data: {source: Sample, type: download}
+        data_references:
+            Sample: {datastore: workspaceblobstore, path_on_datastore: sample.txt}
+"""
+
+
+def test_the_sdks_deprecated_spellings_are_read_with_its_warnings(ws, project, monkeypatch):
+    project("src/a.py", "print('a')\n")
+    write(ws.get_default_datastore().folder / "sample.txt", "s")
+    monkeypatch.chdir(ws.root)
+    with pytest.warns(UserWarning, match="deprecated"):
+        pipeline = Pipeline.load_yaml(ws, str(project("legacy.yml", LEGACY)))
+    step = pipeline.graph.steps["only"]
+    assert pipeline.description == "Legacy" and (step.allow_reuse, step.version) == (False, "3")
+    assert step.source_dir == str(ws.root / "src") and step.inputs["data"].mode == "download"
 
 
 def test_a_saved_run_loads_back_to_the_same_graph_and_its_submission_reuses_every_step(ws, project, tmp_path):
@@ -284,7 +319,20 @@ def test_what_the_format_cannot_say_is_refused_before_anything_is_written(ws, pr
     second = PythonScriptStep("a.py", name="second", source_directory=str(ws.root / "src"))
     second.run_after(first)
     command = CommandStep(["python", "-c", "print(1)"], name="shell", source_directory=str(ws.root / "src"))
-    cases = {"ordered": (Pipeline(ws, [second]), "run_after"), "command": (Pipeline(ws, [command]), "CommandStep")}
+    write(ws.get_default_datastore().folder / "raw" / "a.csv", "x")
+    project("outside/b.csv", "y")
+    in_store = Dataset.File.from_files((ws.get_default_datastore(), "raw"))
+    outside = Dataset.File.from_files(str(ws.root / "outside"))
+
+    def reading(dataset):
+        return Pipeline(ws, [PythonScriptStep("a.py", source_directory=str(ws.root / "src"), arguments=[dataset])])
+
+    cases = {
+        "ordered": (Pipeline(ws, [second]), "run_after"),
+        "command": (Pipeline(ws, [command]), "CommandStep"),
+        "direct": (reading(in_store.as_named_input("raw")), "is a dataset that is not registered"),
+        "outside": (reading(outside.as_named_input("out").as_mount()), "is data outside every datastore"),
+    }
     for name, (pipeline, said) in cases.items():
         published = pipeline.publish(name)
         with pytest.raises(UserErrorException, match=said):
@@ -433,3 +481,59 @@ def test_a_bad_pipeline_yaml_is_one_line_naming_file_and_fix_and_records_nothing
     with pytest.raises(ValueError, match=said.split(" (")[0]) as caught:
         Pipeline.load_yaml(ws, str(file))
     assert isinstance(caught.value, PipelineYamlError)
+
+
+SCORE = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch):
+    return [f"{os.path.basename(path)} {open(path).read().strip()}" for path in mini_batch]
+"""
+
+PARALLEL = """
+    pipeline:
+        data_references:
+            numbers: {dataset_name: numbers}
+        steps:
+            score:
+                type: ParallelRunStep
+                parallel_run_config: config/score.yml
+                inputs:
+                    files: {source: numbers}
+                outputs:
+                    scores: {destination: scores}
+"""
+
+
+def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_current_folder(ws, project, monkeypatch):
+    from localpipe import Environment, ParallelRunConfig
+
+    project("score/score.py", SCORE)
+    for number in range(5):
+        project(f"numbers/n{number}.txt", f"{number * 7}\n")
+    Dataset.File.from_files(str(ws.root / "numbers")).register(ws, "numbers")
+    Environment("local").register(ws)
+    config = ParallelRunConfig(
+        environment=Environment.get(ws, "local"),
+        entry_script="score.py",
+        source_directory="score",
+        mini_batch_size=2,
+        error_threshold=-1,
+        output_action="append_row",
+        compute_target="local",
+        node_count=1,
+        process_count_per_node=2,
+    )
+    monkeypatch.chdir(ws.root)  # the SDK's rule: relative paths are the current folder's
+    (ws.root / "config").mkdir()
+    config.save_to_yaml("config/score.yml")
+    file = project("pipelines/parallel.yml", PARALLEL)
+
+    run = Experiment(ws, "yaml").submit(Pipeline.load_yaml(ws, str(file)))
+
+    assert run.wait_for_completion() == "Completed"
+    scores = _output_text(run._history, run.id, "score", "scores", "parallel_run_step.txt")
+    assert sorted(scores.split("\n")[:-1]) == [f"n{n}.txt {n * 7}" for n in range(5)]

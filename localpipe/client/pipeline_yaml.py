@@ -147,8 +147,13 @@ class _Writer:
 
     def input(self, spec, name: str, item) -> dict:
         label = f'step "{spec.name}": input "{name}"'
-        if item.tabular is not None and item.dataset is None:
+        if item.tabular is not None and item.step is not None:
             self.refuse(f"{label} reads an output as a table (parse_*_files), which the pipeline YAML has no form for")
+        if item.dataset is None and item.step is None and (item.tabular is not None or item.mode == "direct"):
+            self.refuse(
+                f"{label} is a dataset that is not registered, given to the step as itself: register it "
+                "(dataset.register(ws, name)) and save again"
+            )
         if item.step is not None:
             source = self.destinations[item.step, item.output]
         elif isinstance(self.graph.parameters.get(name), dict) and "datapath" in self.graph.parameters[name]:
