@@ -484,31 +484,40 @@ def test_a_bad_pipeline_yaml_is_one_line_naming_file_and_fix_and_records_nothing
 
 
 SCORE = """
-import os
+import argparse, os
 
 def init():
-    pass
+    global label
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--labels")
+    label = open(parser.parse_known_args()[0].labels).read().strip()
 
 def run(mini_batch):
-    return [f"{os.path.basename(path)} {open(path).read().strip()}" for path in mini_batch]
+    return [f"{label} {os.path.basename(path)} {open(path).read().strip()}" for path in mini_batch]
 """
 
 PARALLEL = """
     pipeline:
         data_references:
             numbers: {dataset_name: numbers}
+            labels: {datastore: workspaceblobstore, path_on_datastore: labels.txt}
         steps:
             score:
                 type: ParallelRunStep
                 parallel_run_config: config/score.yml
+                arguments: ['--labels', 'side_input:labels']
                 inputs:
                     files: {source: numbers}
+                side_inputs:
+                    labels: {source: labels, bind_mode: download}
                 outputs:
                     scores: {destination: scores}
 """
 
 
-def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_current_folder(ws, project, monkeypatch):
+def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_current_folder_and_a_side_input(
+    ws, project, monkeypatch
+):
     from localpipe import Environment, ParallelRunConfig
 
     project("score/score.py", SCORE)
@@ -516,6 +525,7 @@ def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_curren
         project(f"numbers/n{number}.txt", f"{number * 7}\n")
     Dataset.File.from_files(str(ws.root / "numbers")).register(ws, "numbers")
     Environment("local").register(ws)
+    write(ws.get_default_datastore().folder / "labels.txt", "seven")
     config = ParallelRunConfig(
         environment=Environment.get(ws, "local"),
         entry_script="score.py",
@@ -536,4 +546,4 @@ def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_curren
 
     assert run.wait_for_completion() == "Completed"
     scores = _output_text(run._history, run.id, "score", "scores", "parallel_run_step.txt")
-    assert sorted(scores.split("\n")[:-1]) == [f"n{n}.txt {n * 7}" for n in range(5)]
+    assert sorted(scores.split("\n")[:-1]) == [f"seven n{n}.txt {n * 7}" for n in range(5)]

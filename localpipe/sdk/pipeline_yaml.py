@@ -329,8 +329,7 @@ class _Reader:
                     f'step {name}: argument "{argument}" names no {prefix[:-1]} of the step '
                     f"(its {section}: {', '.join(table) or 'none'}): add it under {section}: or fix the name"
                 )
-            value = table[key]
-            resolved.append(str(value) if prefix == "side_input:" else value)
+            resolved.append(table[key])  # a side input too: its path (the SDK passes its text)
         return resolved
 
     def _parallel(self, name, display, body, arguments, inputs, side_inputs, outputs, allow_reuse):
