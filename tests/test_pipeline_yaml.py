@@ -175,11 +175,11 @@ def _three_steps(ws: Workspace, project) -> Pipeline:
     project("iris/iris.csv", "a\n2\n")
     iris = Dataset.File.from_files(str(ws.root / "iris")).register(ws, "iris")
     project("src/prepare.py", "import sys, pathlib\npathlib.Path(sys.argv[-1], 'splits.txt').write_text('s')\n")
-    project("src/train.py", "import sys, pathlib\npathlib.Path(sys.argv[-1], 'model.txt').write_text(sys.argv[2])\n")
-    project("src/evaluate.py", "import sys\nprint(open(sys.argv[1] + '/model.txt').read())\n")
+    project("src/train.py", "import sys, pathlib\npathlib.Path(sys.argv[-1]).write_text(sys.argv[2])\n")
+    project("src/evaluate.py", "import sys\nprint(open(sys.argv[1]).read())\n")
     raw = PipelineParameter("raw", default_value=DataPath(store, "raw"))
     rate = PipelineParameter("rate", default_value=0.5)
-    splits, model = PipelineData("splits"), PipelineData("model")
+    splits, model = PipelineData("splits"), PipelineData("model", is_directory=False)  # a file: is_directory: false
     source = str(ws.root / "src")
     prepare = PythonScriptStep(
         "prepare.py",

@@ -127,8 +127,12 @@ class _Writer:
         if inputs:
             body["inputs"] = inputs
         if spec.outputs:
-            body["outputs"] = {name: {"destination": self.destinations[spec.name, name]} for name in spec.outputs}
+            body["outputs"] = {name: self.output(spec, name, is_dir) for name, is_dir in spec.outputs.items()}
         return body
+
+    def output(self, spec, name: str, is_directory: bool) -> dict:
+        body = {"destination": self.destinations[spec.name, name]}
+        return body if is_directory else {**body, "is_directory": False}  # localpipe's key: a file
 
     def argument(self, spec, index: int, value, params: dict):
         if isinstance(value, dict):

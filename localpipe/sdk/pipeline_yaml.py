@@ -296,6 +296,7 @@ class _Reader:
                 "output_name": key,
                 "output_mode": mode,
                 "output_overwrite": body.get("overwrite"),
+                "is_directory": body.get("is_directory", True) is not False,  # localpipe's: false, a file
             }
             if data is None:  # else a step read it first: the same data, its settings given now
                 data = self.data[destination] = PipelineData(
