@@ -82,6 +82,10 @@ class ParallelRunConfigError(UsageError, ValueError):
     """A ParallelRunConfig or ParallelRunStep value that can never work (a ValueError, as Azure ML raises)."""
 
 
+class PipelineYamlError(UsageError, ValueError):
+    """A pipeline or schedule YAML file that is not one (a ValueError, as Azure ML's parser raises)."""
+
+
 class RunEnvironmentException(LocalpipeError):
     """``Run.get_context(allow_offline=False)`` outside a step (the SDK's exception of that name)."""
 

@@ -113,7 +113,7 @@ def test_what_the_guide_says_is_not_there_is_not_there():
             continue
         checked += 1
         assert not present, f"docs/coming-from-azureml.md says `{name}` is not there, but it is: say what it maps to"
-    assert checked >= 15, names
+    assert checked >= 10, names  # the table was read (it shrinks as things get built)
 
 
 def test_a_public_class_the_groups_do_not_know_still_gets_a_section():

@@ -97,7 +97,8 @@ class StepPrinter:
 @click.option("--continue-on-step-failure", is_flag=True, help="Run every step not downstream of a failed one.")
 @click.pass_context
 def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, continue_on_step_failure) -> None:
-    """Run the pipeline built by PIPELINE_FILE, reusing every step whose inputs did not change.
+    """Run the pipeline built by PIPELINE_FILE (a .py file, or a pipeline YAML: .yml, .yaml), reusing
+    every step whose inputs did not change.
 
     \b
     Exit codes: 0 completed, 1 a step failed, 2 invalid pipeline or command line, 130 interrupted.

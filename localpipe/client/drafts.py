@@ -253,6 +253,15 @@ class PipelineDraft:
         """Delete the draft: ``get`` of its id fails after (the runs and pipelines it made stay)."""
         history_of_workspace(self._workspace).drafts.delete(self._id)
 
+    def save(self, path=None, _workflow_provider=None) -> str:
+        """Write it as a pipeline YAML that ``Pipeline.load_yaml`` reads (``path``: a file, or a folder
+        to write ``NAME.yml`` in; the current folder by default), each step's source directory its
+        snapshot; returns the file's path (docs/pipeline-yaml.md)."""
+        from localpipe.client.pipeline_yaml import save_frozen
+
+        record = history_of_workspace(self._workspace).drafts.draft(self._id)
+        return save_frozen(self._workspace, record, path, f"{self._name}.yml", f'pipeline draft "{self._name}"')
+
     def get_graph(self, _workflow_provider=None):
         """Its graph planned with the parameters' defaults (``plan.graph.Graph``)."""
         from localpipe.plan.graph import Graph

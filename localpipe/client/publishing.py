@@ -473,6 +473,15 @@ class PublishedPipeline:
         """The names of its steps, from the graph planned at publishing."""
         return list(self.get_graph().steps)
 
+    def save(self, path=None, _workflow_provider=None) -> str:
+        """Write it as a pipeline YAML that ``Pipeline.load_yaml`` reads (``path``: a file, or a folder
+        to write ``NAME.yml`` in; the current folder by default), each step's source directory its
+        snapshot taken at publishing; returns the file's path (docs/pipeline-yaml.md)."""
+        from localpipe.client.pipeline_yaml import save_frozen
+
+        record = history_of_workspace(self._workspace).publishing.published(self._id)
+        return save_frozen(self._workspace, record, path, f"{self._name}.yml", f'published pipeline "{self._name}"')
+
     def __repr__(self) -> str:
         return f"PublishedPipeline(Name: {self._name}, Id: {self._id}, Status: {self._status})"
 

@@ -154,6 +154,15 @@ class PipelineRun(Run):
 
         return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
 
+    def save(self, path=None) -> str:
+        """Write the pipeline this run ran as a pipeline YAML that ``Pipeline.load_yaml`` reads
+        (``path``: a file, or a folder to write ``pipeline.yml`` in; the current folder by default),
+        its parameters' defaults this run's values; returns the file's path. A submission of the
+        loaded pipeline reuses this run's steps while their sources are unchanged (docs/pipeline-yaml.md)."""
+        from localpipe.client.pipeline_yaml import save
+
+        return save(self.experiment.workspace, self.get_graph(), path, "pipeline.yml", f"run {self.id}")
+
     def publish_pipeline(self, name, description, version, continue_on_step_failure=None, **kwargs):
         """Publish what this run ran: its graph, with this run's parameter values, and its steps'
         source snapshots (a ``PublishedPipeline``; docs/publishing.md)."""

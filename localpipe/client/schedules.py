@@ -21,11 +21,16 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
-from localpipe.errors import UserErrorException
+from localpipe.errors import PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
 from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
 
 ACTIVE, DISABLED = "Active", "Disabled"
+# The keys Schedule.load_yaml reads, the SDK's (_yaml_keys.py)
+SCHEDULE_KEYS = ("description", "pipeline_parameters", "wait_for_provisioning", "wait_timeout", "datastore_name",
+                 "polling_interval", "data_path_parameter_name", "continue_on_step_failure", "path_on_datastore",
+                 "recurrence")  # fmt: skip
+RECURRENCE_KEYS = ("frequency", "interval", "start_time", "time_zone", "hours", "minutes", "time_of_day", "week_days")
 SCHEDULE_PROPERTY = "azureml.pipelinescheduleid"  # on each run a schedule starts
 NO_RUN = 0  # the run id noted on a fire that could not start its run (no run has id 0)
 
@@ -294,6 +299,47 @@ class Schedule:
         changes.update({key: value for key, value in given.items() if value is not None})
         _history(self._workspace).publishing.update_schedule(self._id, changes)
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
+
+    @staticmethod
+    def load_yaml(workspace, filename, _workflow_provider=None, _service_endpoint=None) -> dict:
+        """The schedule settings of the YAML file ``filename`` (a ``Schedule:`` section, the SDK's two
+        forms: a ``recurrence`` or a ``datastore_name`` to watch), as the dict ``Schedule.create`` takes
+        them from: ``recurrence`` a ScheduleRecurrence, ``datastore_name`` a Datastore, the rest as
+        written (docs/pipeline-yaml.md). A file that is not one raises PipelineYamlError (a ValueError)."""
+        from localpipe.sdk.data import Datastore
+        from localpipe.sdk.pipeline_yaml import read
+
+        where = os.fspath(filename)
+        document = read(where)
+        if not isinstance(document, dict) or not isinstance(document.get("Schedule"), dict):
+            raise PipelineYamlError(
+                f'{where}: Schedule Yaml file must have a "Schedule:" section: put description, recurrence or '
+                "datastore_name, ... under a top-level Schedule:"
+            )
+        section = document["Schedule"]
+        found = {key: section[key] for key in SCHEDULE_KEYS if key in section}
+        for key, value in found.items():
+            if value == "None":  # the SDK's own sample writes it for "none"
+                found[key] = None
+        if found.get("datastore_name") is not None:
+            found["datastore_name"] = Datastore(workspace, found["datastore_name"])
+        if found.get("recurrence") is not None:
+            recurrence = found["recurrence"]
+            if not isinstance(recurrence, dict) or "frequency" not in recurrence or "interval" not in recurrence:
+                raise PipelineYamlError(
+                    f"{where}: recurrence needs frequency and interval: add them (frequency: Day, interval: 1)"
+                )
+            fields = {key: recurrence.get(key) for key in RECURRENCE_KEYS}
+            if fields["time_zone"] is not None:
+                try:
+                    fields["time_zone"] = TimeZone(fields["time_zone"])
+                except ValueError:
+                    raise PipelineYamlError(
+                        f'{where}: time_zone "{fields["time_zone"]}" is not one of Azure\'s time zones: use a '
+                        'Windows name such as "UTC" or "Pacific Standard Time"'
+                    ) from None
+            found["recurrence"] = ScheduleRecurrence(**fields)
+        return found
 
     def get_pipeline_runs(self) -> list:
         """The runs it started, newest first."""

@@ -1,4 +1,5 @@
-"""Loading a pipeline file: run it as a module and find the Pipeline it builds.
+"""Loading a pipeline file: run it as a module and find the Pipeline it builds (a ``.yml`` or
+``.yaml`` file is a pipeline YAML, read by ``Pipeline.load_yaml`` in its own folder).
 
 The file runs with ``__name__ == "__localpipe__"`` (so an ``if __name__ == "__main__":`` block
 that submits is skipped); a file that submits at its top level, as Azure's samples do
@@ -25,9 +26,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localpipe.compat import SHIM_DIR
-from localpipe.errors import LoadTimedOut, PipelineFileError, SubmittedWhileLoading, UsageError
+from localpipe.errors import LoadTimedOut, LocalpipeError, PipelineFileError, SubmittedWhileLoading, UsageError
 from localpipe.sdk.pipeline import Pipeline
 from localpipe.sdk.workspace import current_workspace, file_loading
+
+YAML_SUFFIXES = (".yml", ".yaml")  # a pipeline YAML (Pipeline.load_yaml), not a Python file
 
 
 @dataclass
@@ -54,7 +57,9 @@ def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> L
     """
     file = Path(path).resolve()
     if not file.is_file():
-        raise PipelineFileError(f"pipeline file {path} does not exist: pass the path of a .py file")
+        raise PipelineFileError(f"pipeline file {path} does not exist: pass the path of a .py or .yml file")
+    if file.suffix in YAML_SUFFIXES:
+        return LoadedFile(_load_yaml(file, ws))
     if SHIM_DIR not in sys.path:  # for the process's life: the file's objects may import azureml later
         sys.path.insert(0, SHIM_DIR)
     token = current_workspace.set(ws)
@@ -104,6 +109,21 @@ def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> L
         first = file_loading.submitted[0]
         return LoadedFile(first.pipeline, first.experiment, first.parameters, first.options)
     return LoadedFile(_pick(namespace, path))
+
+
+def _load_yaml(file: Path, ws) -> Pipeline:
+    """The Pipeline of a pipeline YAML (``Pipeline.load_yaml``), its relative paths taken from its
+    own folder, as a .py file's are."""
+    old_cwd = os.getcwd()
+    os.chdir(file.parent)
+    try:
+        return Pipeline.load_yaml(ws, str(file))
+    except LocalpipeError:
+        raise
+    except Exception as exc:  # a value the SDK's classes refuse (a ValueError, a missing runconfig file)
+        raise PipelineFileError(f"pipeline file {file}: {type(exc).__name__}: {exc}: fix the file") from exc
+    finally:
+        os.chdir(old_cwd)
 
 
 def _refuse_exit(loader: int, real_exit, code: int) -> None:

@@ -140,6 +140,9 @@ class StepSpec:
     secret_env: list[str] = field(default_factory=list)  # names only: values are never recorded
     # PipelineData(pipeline_output_name=...): the pipeline-level name -> the step's output name
     pipeline_outputs: dict[str, str] = field(default_factory=dict)
+    # "arguments.3" or "params.lr" -> the PipelineParameter whose value is there (not in the cache key:
+    # the values are), so that a saved pipeline YAML names the parameter again (client/pipeline_yaml.py)
+    parameter_uses: dict[str, str] = field(default_factory=dict)
 
     @property
     def upstream(self) -> set[str]:
@@ -411,6 +414,8 @@ def _step_spec(
         for key, value in step.params.items()
         if checks.variable_name(label, "params name", key, found)
     }
+    uses = {f"arguments.{i}": v.name for i, v in enumerate(step.arguments) if isinstance(v, PipelineParameter)}
+    uses |= {f"params.{k}": v.name for k, v in step.params.items() if isinstance(v, PipelineParameter)}
     if step.kind == "command" and not step.arguments:
         found.append(f"{label}: the command is empty: pass the program to run and its arguments")
 
@@ -478,6 +483,7 @@ def _step_spec(
         destinations=destinations,
         secret_env=_secret_env(label, step.secret_env, found),
         pipeline_outputs=pipeline_outputs,
+        parameter_uses=uses,
     )
 
 

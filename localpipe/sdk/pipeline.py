@@ -107,6 +107,17 @@ class Pipeline:
         having recorded nothing."""
         return self.workspace.service.publish(self, name, description, version, continue_on_step_failure)
 
+    @staticmethod
+    def load_yaml(workspace, filename, _workflow_provider=None, _service_endpoint=None) -> Pipeline:
+        """The Pipeline the YAML file ``filename`` describes, in the SDK's format (``pipeline:`` with
+        ``parameters``, ``data_references``, ``default_compute`` and ``steps``; docs/pipeline-yaml.md).
+        Relative paths in it are taken from the current directory, as the SDK takes them. A file that
+        is not one raises PipelineYamlError (a ValueError) naming the file, what is wrong and the fix."""
+        from localpipe.sdk.pipeline_yaml import load_steps
+
+        steps, description = load_steps(workspace, filename)
+        return Pipeline(workspace, steps, description=description)
+
     def __repr__(self) -> str:
         return f"Pipeline({len(self.steps)} steps)"
 

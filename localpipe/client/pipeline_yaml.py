@@ -1,0 +1,243 @@
+"""Writing a planned graph as a pipeline YAML that ``Pipeline.load_yaml`` reads back (the SDK's
+``PipelineRun.save``, ``PublishedPipeline.save``, ``PipelineDraft.save``).
+
+The SDK writes the graph of a pipeline of ModuleSteps; localpipe's steps are scripts, so each is
+written as a ``type: PythonScriptStep`` step of the same format, with what makes its cache key:
+script, source directory, arguments (``input:``, ``output:``, ``parameter:``), parameters
+(``source:`` the pipeline parameter a value came from), inputs, outputs, version, compute target
+and, in a run configuration file beside the YAML, its environment. Loading the file gives the same
+graph and cache keys, so a submission of it reuses the steps of the run it was saved from. What
+the format cannot say (a CommandStep, ``run_after``, a dataset parameter, ...) is refused in one
+line before anything is written. docs/pipeline-yaml.md is the user's page.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from localpipe.errors import UserErrorException
+
+RUNCONFIG_SUFFIX = ".runconfig"
+
+
+def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, str] | None = None) -> str:
+    """Write ``graph`` as pipeline YAML to ``path`` (a file, or a folder to write ``file_name`` in;
+    the current folder when None) and return the file's path. ``sources`` (step -> folder) replace
+    the steps' source folders (a published pipeline's snapshots); ``what`` names the pipeline in a
+    refusal."""
+    import yaml
+
+    path = os.fspath(path or os.getcwd())
+    if os.path.isdir(path):
+        path = os.path.join(path, file_name)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise UserErrorException(f"cannot save {what} to {path}: folder {folder} does not exist: create it")
+    writer = _Writer(workspace, graph, what, os.path.splitext(os.path.abspath(path))[0], sources or {})
+    document = writer.document()  # every refusal comes before anything is written
+    for file, config in writer.runconfigs.items():
+        config.save(file)
+    with open(path, "w", encoding="utf-8") as handle:
+        yaml.safe_dump(document, handle, sort_keys=False)
+    return path
+
+
+class _Writer:
+    def __init__(self, workspace, graph, what: str, stem: str, sources: dict[str, str]):
+        self.workspace = workspace
+        self.graph = graph
+        self.what = what
+        self.stem = stem
+        self.sources = sources
+        self.references: dict[str, dict] = {}
+        self.runconfigs: dict = {}
+        outputs = [(spec.name, name) for spec in graph.nodes for name in spec.outputs]
+        names = [name for _, name in outputs]
+        # An output is named by its destination: its own name, unless two steps have outputs so named.
+        self.destinations = {
+            (step, name): name if names.count(name) == 1 else f"{step}_{name}" for step, name in outputs
+        }
+
+    def refuse(self, message: str):
+        raise UserErrorException(f"cannot save {self.what} as YAML: {message}")
+
+    def document(self) -> dict:
+        parameters = {name: self.parameter(name, value) for name, value in self.graph.parameters.items()}
+        steps = {spec.name: self.step(spec) for spec in self.graph.nodes}
+        pipeline = {"description": self.graph.description} if self.graph.description else {}
+        if parameters:
+            pipeline["parameters"] = parameters
+        if self.references:
+            pipeline["data_references"] = self.references
+        pipeline["steps"] = steps
+        return {"pipeline": pipeline}
+
+    def parameter(self, name: str, value) -> dict:
+        if isinstance(value, dict) and "datapath" in value:
+            return {"type": "datapath", "default": dict(value["datapath"])}
+        if isinstance(value, dict):
+            self.refuse(
+                f'parameter "{name}" has a dataset as its value, which the pipeline YAML has no type for '
+                "(string, int, float, bool, datapath): consume the dataset through data_references instead"
+            )
+        kinds = {bool: "bool", int: "int", float: "float", str: "string"}
+        if type(value) not in kinds and value is not None:
+            self.refuse(f'parameter "{name}" holds {value!r}, which the pipeline YAML has no type for')
+        kind = kinds.get(type(value), "string")
+        return {"type": kind} if value is None else {"type": kind, "default": value}
+
+    def step(self, spec) -> dict:
+        label = f'step "{spec.name}"'
+        if spec.kind != "python":
+            kind = {"command": "a CommandStep", "parallel": "a ParallelRunStep"}.get(spec.kind, f"a {spec.kind} step")
+            self.refuse(
+                f"{label} is {kind}, which saving as YAML does not write yet: save pipelines of PythonScriptSteps"
+            )
+        if spec.after:
+            self.refuse(
+                f"{label} runs after {', '.join(spec.after)} with no data between them (run_after), which the "
+                "pipeline YAML has no form for: pass data between them (a PipelineData) instead"
+            )
+        if spec.destinations:
+            self.refuse(
+                f"{label} writes an OutputFileDatasetConfig to a datastore, which the pipeline YAML has no form for"
+            )
+        if spec.secret_env:
+            self.refuse(f"{label} has secret_env, which the pipeline YAML has no form for")
+        body: dict = {"type": "PythonScriptStep", "name": spec.name, "script_name": spec.script}
+        body["source_directory"] = self.sources.get(spec.name, spec.source_dir)
+        if spec.compute_target != "local":
+            body["compute"] = spec.compute_target
+        if not spec.allow_reuse:
+            body["allow_reuse"] = False
+        if spec.version is not None:
+            body["version"] = spec.version
+        runconfig = self.runconfig(spec)
+        if runconfig is not None:
+            body["runconfig"] = runconfig
+        uses = spec.parameter_uses
+        params = {k: ({"source": uses[f"params.{k}"]} if f"params.{k}" in uses else v) for k, v in spec.params.items()}
+        arguments = [self.argument(spec, i, value, params) for i, value in enumerate(spec.argv)]
+        if arguments:
+            body["arguments"] = arguments
+        if params:
+            body["parameters"] = params
+        inputs = {name: self.input(spec, name, item) for name, item in spec.inputs.items()}
+        if inputs:
+            body["inputs"] = inputs
+        if spec.outputs:
+            body["outputs"] = {name: self.output(spec, name, is_dir) for name, is_dir in spec.outputs.items()}
+        return body
+
+    def output(self, spec, name: str, is_directory: bool) -> dict:
+        body = {"destination": self.destinations[spec.name, name]}
+        return body if is_directory else {**body, "is_directory": False}  # localpipe's key: a file
+
+    def argument(self, spec, index: int, value, params: dict):
+        if isinstance(value, dict):
+            return f"input:{value['input']}" if "input" in value else f"output:{value['output']}"
+        parameter = spec.parameter_uses.get(f"arguments.{index}")
+        if parameter is None:
+            return value
+        # A step parameter holding it, else the pipeline parameter by its own name (localpipe's form).
+        key = next((k for k, v in params.items() if v == {"source": parameter}), None)
+        if key is None and parameter in params:
+            self.refuse(
+                f'step "{spec.name}": argument {index} is pipeline parameter "{parameter}", and the step has a '
+                "parameter of that name holding something else: rename the step's parameter"
+            )
+        return f"parameter:{key or parameter}"
+
+    def input(self, spec, name: str, item) -> dict:
+        label = f'step "{spec.name}": input "{name}"'
+        if item.tabular is not None and item.step is not None:
+            self.refuse(f"{label} reads an output as a table (parse_*_files), which the pipeline YAML has no form for")
+        if item.dataset is None and item.step is None and (item.tabular is not None or item.mode == "direct"):
+            self.refuse(
+                f"{label} is a dataset that is not registered, given to the step as itself: register it "
+                "(dataset.register(ws, name)) and save again"
+            )
+        if item.step is not None:
+            source = self.destinations[item.step, item.output]
+        elif isinstance(self.graph.parameters.get(name), dict) and "datapath" in self.graph.parameters[name]:
+            source = name
+        elif item.dataset is not None:
+            from localpipe.sdk.data import Dataset
+
+            found = Dataset.get_by_name(self.workspace, item.dataset["name"], item.dataset["version"])
+            source = self.reference(name, {"dataset_id": found.id})
+        else:
+            source = self.reference(name, self.datastore_path(label, item))
+        body = {"source": source, "bind_mode": item.mode}
+        if item.path_on_compute is not None:
+            body["path_on_compute"] = item.path_on_compute
+        return body
+
+    def reference(self, name: str, body: dict) -> str:
+        """The data reference named ``name`` (or, taken by other data, ``name_2``, ...) holding ``body``."""
+        key, number = name, 1
+        while key in self.references and self.references[key] != body:
+            number += 1
+            key = f"{name}_{number}"
+        self.references[key] = body
+        return key
+
+    def datastore_path(self, label: str, item) -> dict:
+        """``{datastore, path_on_datastore}`` of a data reference (or an unregistered dataset's one path)."""
+        paths = item.paths or []
+        if len(paths) == 1 and item.root is None:
+            for store in self.workspace.datastores.values():
+                root = os.path.realpath(store.folder)
+                if store.url is None and (paths[0] + os.sep).startswith(root + os.sep):
+                    relative = os.path.relpath(paths[0], root).replace(os.sep, "/")
+                    return {"datastore": store.name, "path_on_datastore": relative}
+        self.refuse(
+            f"{label} is data outside every datastore ({', '.join(paths) or 'an absent path'}): register it as a "
+            "dataset (dataset.register(ws, name)) or put it in a datastore, then save again"
+        )
+
+    def runconfig(self, spec) -> str | None:
+        """The run configuration file of a step whose environment, time limit or retries are not the
+        default, written beside the YAML; None for a step on localpipe's own interpreter."""
+        from localpipe.sdk.conda import CondaDependencies
+        from localpipe.sdk.environment import Environment
+        from localpipe.sdk.runconfig import RunConfiguration
+
+        environment = spec.environment
+        own = environment.get("kind") == "python" and environment.get("interpreter") == sys.executable
+        variables = environment.get("variables") or {}
+        if own and not variables and spec.timeout_seconds is None and not spec.max_retries:
+            return None
+        config = RunConfiguration(timeout_seconds=spec.timeout_seconds, max_retries=spec.max_retries)
+        config.environment_variables = dict(variables)
+        kind = environment.get("kind")
+        if kind == "venv":
+            config.environment = Environment(environment["name"])
+            config.environment.python.conda_dependencies = CondaDependencies.create(
+                pip_packages=[*environment["options"], *environment["requirements"]],
+                python_version=environment["python"],
+            )
+        elif kind == "python" and not own:
+            config.environment.python.user_managed_dependencies = True
+            config.environment.python.interpreter_path = environment["interpreter"]
+        elif kind != "python":
+            self.refuse(
+                f'step "{spec.name}" runs in a {kind} environment, which saving as YAML does not write yet: '
+                "save pipelines whose steps run in Python environments"
+            )
+        file = f"{self.stem}.{spec.name}{RUNCONFIG_SUFFIX}"
+        self.runconfigs[file] = config
+        return file
+
+
+def save_frozen(workspace, record: dict, path, file_name: str, what: str) -> str:
+    """``save`` of a frozen pipeline's row (a published pipeline's or a draft's): its graph, each step
+    pointed at its source snapshot in the object store, so that the file runs what was frozen."""
+    from localpipe.client.workspace import history_of
+    from localpipe.plan.graph import Graph
+    from localpipe.state.store import ObjectStore
+
+    store = ObjectStore(history_of(workspace).layout.objects)
+    sources = {step: str(store.path(digest)) for step, digest in record["sources"].items()}
+    return save(workspace, Graph.from_dict(record["graph"]), path, file_name, what, sources)
