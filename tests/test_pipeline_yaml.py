@@ -330,14 +330,24 @@ def test_what_the_format_cannot_say_is_refused_before_anything_is_written(ws, pr
     cases = {
         "ordered": (Pipeline(ws, [second]), "run_after"),
         "command": (Pipeline(ws, [command]), "CommandStep"),
-        "direct": (reading(in_store.as_named_input("raw")), "is a dataset that is not registered"),
-        "outside": (reading(outside.as_named_input("out").as_mount()), "is data outside every datastore"),
     }
     for name, (pipeline, said) in cases.items():
         published = pipeline.publish(name)
         with pytest.raises(UserErrorException, match=said):
             published.save(str(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == ["ws"]
+
+    # Datasets that are not registered have ids (publishing saved them): a data reference by id.
+    for name, dataset in {
+        "direct": in_store.as_named_input("raw"),
+        "outside": outside.as_named_input("out").as_mount(),
+    }.items():
+        published = reading(dataset).publish(name)
+        saved = published.save(str(tmp_path / f"{name}.yml"))
+        assert f"dataset_id: {dataset.dataset.id}" in open(saved).read()
+        loaded = next(iter(Pipeline.load_yaml(ws, saved).graph.steps.values())).inputs
+        original = next(iter(published.get_graph().steps.values())).inputs
+        assert loaded == original, (loaded, original)
 
 
 RECURRENCE = """

@@ -153,16 +153,19 @@ class _Writer:
         label = f'step "{spec.name}": input "{name}"'
         if item.tabular is not None and item.step is not None:
             self.refuse(f"{label} reads an output as a table (parse_*_files), which the pipeline YAML has no form for")
+        dataset_id = (item.dataset or {}).get("id")  # recorded since datasets are saved at submission
         if item.dataset is None and item.step is None and (item.tabular is not None or item.mode == "direct"):
             self.refuse(
-                f"{label} is a dataset that is not registered, given to the step as itself: register it "
-                "(dataset.register(ws, name)) and save again"
+                f"{label} is a dataset that is not registered, given to the step as itself by a run older "
+                "than dataset ids: submit the pipeline again and save that run"
             )
         if item.step is not None:
             source = self.destinations[item.step, item.output]
         elif isinstance(self.graph.parameters.get(name), dict) and "datapath" in self.graph.parameters[name]:
             source = name
-        elif item.dataset is not None:
+        elif dataset_id is not None:
+            source = self.reference(name, {"dataset_id": dataset_id})
+        elif item.dataset is not None:  # a registered version, in a run older than dataset ids
             from localpipe.sdk.data import Dataset
 
             found = Dataset.get_by_name(self.workspace, item.dataset["name"], item.dataset["version"])
