@@ -99,13 +99,20 @@ class _Reader:
     def __init__(self, workspace, where: str, section: dict):
         self.workspace = workspace
         self.where = where
-        self.default_compute = section.get("default_compute")
+        compute = section.get("default_compute")
+        self.default_compute = compute if compute is None else self.name("default_compute", compute)
         self.parameters = self._parameters(section.get("parameters") or {})
         self.references = self._references(section.get("data_references") or {})
         self.data: dict[str, PipelineData] = {}
 
     def fail(self, message: str):
         raise PipelineYamlError(f"{self.where}: {message}")
+
+    def name(self, what: str, value) -> str:
+        """``value``, a name (of a parameter, data, step type, file): text, else one line naming ``what``."""
+        if not isinstance(value, str) or not value:
+            self.fail(f"{what} is {type(value).__name__} {value!r}, not a name: write it as text")
+        return value
 
     # -- the pipeline's sections ------------------------------------------------------------------
     def _parameters(self, section) -> dict[str, PipelineParameter]:
@@ -115,7 +122,7 @@ class _Reader:
                 self.fail(
                     f"Parameter {name} must specify a type of string, int, float, bool, or datapath: add type: under it"
                 )
-            kind = body["type"]
+            kind = self.name(f"the type of parameter {name}", body["type"])
             if kind == "datapath":
                 default = body.get("default")
                 if default is not None:
@@ -123,8 +130,9 @@ class _Reader:
                         self.fail(
                             f"Default value for datapath parameter {name} must specify datastore and path_on_datastore"
                         )
-                    store = self._datastore(default["datastore"])
-                    default = DataPath(store, default["path_on_datastore"], default.get("name"))
+                    store = self._datastore(self.name(f"parameter {name}: datastore", default["datastore"]))
+                    path = self.name(f"parameter {name}: path_on_datastore", default["path_on_datastore"])
+                    default = DataPath(store, path, default.get("name"))
             elif kind in PARAMETER_TYPES:
                 default = self._default(name, kind, body)
             else:
@@ -153,13 +161,19 @@ class _Reader:
         for name, body in _mapping(self.where, "data_references", section).items():
             body = _mapping(self.where, f"data reference {name}", body)
             if "datastore" in body and "path_on_datastore" in body:
-                found[name] = DataReference(self._datastore(body["datastore"]), name, body["path_on_datastore"])
+                store = self._datastore(self.name(f"data reference {name}: datastore", body["datastore"]))
+                path = self.name(f"data reference {name}: path_on_datastore", body["path_on_datastore"])
+                found[name] = DataReference(store, name, path)
             elif "datastore" in body and any(key.startswith("sql_") for key in body):
                 self.fail(f"data reference {name} reads an Azure SQL database, which needs Azure: use a folder")
             elif "dataset_name" in body:
-                found[name] = Dataset.get_by_name(self.workspace, body["dataset_name"])
+                found[name] = Dataset.get_by_name(
+                    self.workspace, self.name(f"data reference {name}: dataset_name", body["dataset_name"])
+                )
             elif "dataset_id" in body:
-                found[name] = Dataset.get_by_id(self.workspace, body["dataset_id"])
+                found[name] = Dataset.get_by_id(
+                    self.workspace, self.name(f"data reference {name}: dataset_id", body["dataset_id"])
+                )
             else:
                 self.fail(
                     f"Unrecognized data reference type for data reference {name}: give datastore and "
@@ -191,13 +205,14 @@ class _Reader:
         script = self._text(name, section, "script_name")
         if not script:
             self.fail(f"Step {name} does not contain a script name: add script_name: under it")
-        runconfig = RunConfiguration.load(body["runconfig"]) if body.get("runconfig") else None
+        runconfig = body.get("runconfig")
+        runconfig = RunConfiguration.load(self.name(f"step {name}: runconfig", runconfig)) if runconfig else None
         hash_paths = section.get("hash_paths")
         return PythonScriptStep(
             script_name=script,
             name=display,
             arguments=arguments,
-            compute_target=body.get("compute", self.default_compute),
+            compute_target=self._compute(name, body),
             runconfig=runconfig,
             runconfig_pipeline_params=self._assignments(name, "runconfig_parameters", body.get("runconfig_parameters")),
             inputs=list(inputs.values()),
@@ -206,12 +221,25 @@ class _Reader:
             source_directory=self._text(name, section, "source_directory"),
             allow_reuse=allow_reuse,
             version=self._text(name, section, "version"),
-            hash_paths=list(hash_paths) if hash_paths is not None else None,
+            hash_paths=self._hash_paths(name, hash_paths),
         )
+
+    def _compute(self, name: str, body: dict) -> str | None:
+        compute = body.get("compute", self.default_compute)
+        return compute if compute is None else self.name(f"step {name}: compute", compute)
+
+    def _hash_paths(self, name: str, hash_paths) -> list[str] | None:
+        if hash_paths is None:
+            return None
+        if not isinstance(hash_paths, list):
+            self.fail(f"hash_paths for step {name} is not a list: write one - item per path")
+        return [self.name(f"step {name}: a hash_paths item", path) for path in hash_paths]
 
     def _kind(self, name: str, body: dict) -> str:
         kind = body.get("type")
-        if kind is None:
+        if kind is not None:
+            kind = self.name(f"the type of step {name}", kind)
+        else:
             legacy = [LEGACY_KEYS[key] for key in LEGACY_KEYS if key in body]
             cloud = [step for step, (key, _) in CLOUD_STEPS.items() if key in body]
             kind = (legacy or cloud or [None])[0]
@@ -238,6 +266,7 @@ class _Reader:
         found = {}
         for key, value in _mapping(self.where, f"{what} of step {name}", section or {}).items():
             if isinstance(value, dict) and "source" in value:
+                self.name(f"{what} of step {name}: the source of {key}", value["source"])
                 if value["source"] not in self.parameters:
                     known = ", ".join(self.parameters) or "none"
                     self.fail(
@@ -254,7 +283,7 @@ class _Reader:
             key = str(key)
             if not isinstance(body, dict) or "source" not in body:
                 self.fail(f"Input {key} for step {name} must have a source assignment: add source: under it")
-            source = body["source"]
+            source = self.name(f"step {name}: the source of input {key}", body["source"])
             mode = body.get("bind_mode", body.get("type", "mount"))
             path_on_compute = body.get("path_on_compute")
             reference = self.references.get(source)
@@ -289,10 +318,12 @@ class _Reader:
                     f"Output bind_mode/type {mode} for output {key} in step {name} must be mount or upload: "
                     "fix bind_mode"
                 )
-            destination = body["destination"]
+            destination = self.name(f"step {name}: the destination of output {key}", body["destination"])
             data = self.data.get(destination)
             settings = {
-                "datastore": self._datastore(body["datastore"]) if body.get("datastore") else None,
+                "datastore": self._datastore(self.name(f"step {name}: output {key}: datastore", body["datastore"]))
+                if body.get("datastore")
+                else None,
                 "output_name": key,
                 "output_mode": mode,
                 "output_overwrite": body.get("overwrite"),
@@ -340,7 +371,9 @@ class _Reader:
             self.fail(f"step {name} is a ParallelRunStep without parallel_run_config: name its YAML file")
         if body.get("models_id"):
             self.fail(f"step {name}: models_id is not built yet: load the models in the entry script's init()")
-        config = ParallelRunConfig.load_yaml(self.workspace, body["parallel_run_config"])
+        config = ParallelRunConfig.load_yaml(
+            self.workspace, self.name(f"step {name}: parallel_run_config", body["parallel_run_config"])
+        )
         consumed = [_named(key, value) for key, value in inputs.items()]
         return ParallelRunStep(
             name=display,

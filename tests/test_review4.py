@@ -1,0 +1,92 @@
+"""Hostile review of pipeline YAML, saved dataset ids and inputDatasets: each case a defect found
+by trying to break them (tests/test_pipeline_yaml.py and tests/test_sdk_data.py hold the rest)."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from localpipe import Pipeline
+from localpipe.errors import PipelineYamlError
+
+STEP = """
+    s:
+      type: PythonScriptStep
+      script_name: a.py
+      source_directory: src
+"""
+
+
+def _yaml(steps: str = STEP, top: str = "") -> str:
+    return "pipeline:\n" + top + "  steps:\n" + steps
+
+
+def _refused_by_the_cli(ws, project, localpipe, text: str, said: str) -> None:
+    """`localpipe submit bad.yml`: exit 2, one line naming the file and ``said``, nothing recorded."""
+    project("src/a.py", "print('a')\n")
+    file = project("bad.yml", text)
+    result = localpipe("submit", "bad.yml")
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
+    assert str(file) in lines[0] and said in lines[0], lines[0]
+    with sqlite3.connect(ws.root / ".localpipe" / "history.db") as db:
+        assert db.execute("select count(*) from pipeline_run").fetchone() == (0,)
+    assert not any((ws.root / ".localpipe" / "runs").glob("*"))
+
+
+# A value where a name belongs: a TypeError (unhashable), a traceback at planning, or None taken as
+# the PipelineData "None".
+NOT_NAMES = {
+    "output destination null": (
+        _yaml(STEP + "      outputs:\n        o: {destination: null}\n"),
+        "step s: the destination of output o is NoneType None, not a name",
+    ),
+    "output destination int": (
+        _yaml(STEP + "      outputs:\n        o: {destination: 5}\n"),
+        "step s: the destination of output o is int 5, not a name",
+    ),
+    "input source list": (
+        _yaml(STEP + "      inputs:\n        i: {source: [1]}\n"),
+        "step s: the source of input i is list [1], not a name",
+    ),
+    "input source null": (
+        _yaml(STEP + "      inputs:\n        i: {source: null}\n"),
+        "step s: the source of input i is NoneType None, not a name",
+    ),
+    "parameter type list": (
+        _yaml(top="  parameters:\n    P: {type: [int]}\n"),
+        "the type of parameter P is list ['int'], not a name",
+    ),
+    "step type mapping": (
+        "pipeline:\n  steps:\n    s:\n      type: {a: 1}\n",
+        "the type of step s is dict {'a': 1}, not a name",
+    ),
+    "parameter source list": (
+        _yaml(STEP + "      parameters:\n        X: {source: [1]}\n"),
+        "parameters of step s: the source of X is list [1], not a name",
+    ),
+    "datastore int": (
+        _yaml(top="  parameters:\n    P: {type: datapath, default: {datastore: 5, path_on_datastore: x}}\n"),
+        "parameter P: datastore is int 5, not a name",
+    ),
+    "compute list": (_yaml(STEP + "      compute: [a]\n"), "step s: compute is list ['a'], not a name"),
+    "runconfig list": (_yaml(STEP + "      runconfig: [a]\n"), "step s: runconfig is list ['a'], not a name"),
+    "hash_paths text": (_yaml(STEP + "      hash_paths: abc\n"), "hash_paths for step s is not a list"),
+}
+
+
+@pytest.mark.parametrize("case", ["output destination null", "input source list"])
+def test_a_value_where_a_name_belongs_is_one_line_from_the_cli(case, ws, project, localpipe):
+    _refused_by_the_cli(ws, project, localpipe, *NOT_NAMES[case])
+
+
+@pytest.mark.parametrize("case", NOT_NAMES)
+def test_a_value_where_a_name_belongs_is_a_pipeline_yaml_error_naming_it(case, ws, project):
+    text, said = NOT_NAMES[case]
+    project("src/a.py", "print('a')\n")
+    file = project("bad.yml", text)
+    with pytest.raises(PipelineYamlError) as caught:
+        Pipeline.load_yaml(ws, str(file))
+    assert str(caught.value).startswith(f"{file}: ") and said in str(caught.value), caught.value
