@@ -90,3 +90,29 @@ def test_a_value_where_a_name_belongs_is_a_pipeline_yaml_error_naming_it(case, w
     with pytest.raises(PipelineYamlError) as caught:
         Pipeline.load_yaml(ws, str(file))
     assert str(caught.value).startswith(f"{file}: ") and said in str(caught.value), caught.value
+
+
+def test_a_step_written_twice_under_one_key_is_refused_not_dropped(ws, project, localpipe):
+    """A copied step whose key was not renamed: YAML keeps the last one, so one step vanished and the
+    pipeline ran without it."""
+    twice = _yaml(STEP + STEP.replace("a.py", "b.py"))
+    _refused_by_the_cli(ws, project, localpipe, twice, "line 9: key 's' is given twice (first at line 4)")
+
+
+def test_yaml_aliases_that_expand_to_billions_of_values_are_refused_at_once(ws, project):
+    """Nine levels of ten aliases are a billion arguments: the load hung (killed after minutes)."""
+    import time
+
+    levels = "  x0: &l0 [a, a, a, a, a, a, a, a, a, a]\n" + "".join(
+        f"  x{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 10)}]\n" for i in range(1, 10)
+    )
+    project("src/a.py", "print('a')\n")
+    file = project("bomb.yml", _yaml(STEP + "      arguments: *l9\n", top=levels))
+    started = time.monotonic()
+    with pytest.raises(PipelineYamlError, match="more than 1000000 values"):
+        Pipeline.load_yaml(ws, str(file))
+    assert time.monotonic() - started < 10
+    merged = "  base: &base {type: PythonScriptStep, source_directory: src}\n"  # anchors as meant still work
+    steps = "    s:\n      <<: *base\n      script_name: a.py\n    t:\n      <<: *base\n      script_name: a.py\n"
+    pipeline = Pipeline.load_yaml(ws, str(project("merged.yml", _yaml(steps, top=merged))))
+    assert sorted(step.name for step in pipeline.steps) == ["s", "t"]

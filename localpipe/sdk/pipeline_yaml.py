@@ -12,6 +12,7 @@ docs/pipeline-yaml.md is the user's page; ``client/pipeline_yaml.py`` writes the
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -71,18 +72,68 @@ def load_steps(workspace, filename) -> tuple[list, str | None]:
 
 
 def read(where: str):
-    """The YAML document in the file ``where``; a syntax error is one line with its line number."""
+    """The YAML document in the file ``where`` (plain data only: no tag builds an object); a syntax
+    error, or a key given twice in one mapping, is one line with its line number."""
     import yaml
 
     with open(where, encoding="utf-8") as handle:
         text = handle.read()
     try:
-        return yaml.safe_load(text)
+        document = yaml.load(text, Loader=_unique_keys_loader())  # a SafeLoader: no tag runs code
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         line = f"line {mark.line + 1}" if mark is not None else "somewhere"
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise PipelineYamlError(f"{where}: YAML syntax error at {line}: {problem}: fix the file there") from None
+    if _count_values(document, MAX_VALUES) > MAX_VALUES:
+        raise PipelineYamlError(
+            f"{where}: the file expands to more than {MAX_VALUES} values (its aliases, *name, repeat "
+            "anchors that repeat others): write the repeated parts out, or alias them less deeply"
+        )
+    return document
+
+
+MAX_VALUES = 1_000_000  # a pipeline of thousands of steps has far fewer; nested aliases can make billions
+
+
+def _count_values(value, limit: int) -> int:
+    """How many values ``value`` holds, each alias counted every time it is used; stops past ``limit``
+    (a document is a tree of values, where one object may be reached many times)."""
+    count, pending = 0, [value]
+    while pending and count <= limit:
+        value = pending.pop()
+        count += 1
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return count
+
+
+@functools.cache
+def _unique_keys_loader():
+    """yaml.SafeLoader refusing a key given twice in one mapping, which it keeps the last of: a
+    step copied under the same name would vanish. Keys a merge (``<<: *anchor``) brings are not
+    counted: overriding them is what a merge is for."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+                        continue
+                    key = self.construct_object(key_node)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"key {key!r} is given twice (first at line {seen[key]})", key_node.start_mark
+                        )
+                    seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _mapping(where: str, what: str, value) -> dict:
