@@ -116,3 +116,34 @@ def test_yaml_aliases_that_expand_to_billions_of_values_are_refused_at_once(ws, 
     steps = "    s:\n      <<: *base\n      script_name: a.py\n    t:\n      <<: *base\n      script_name: a.py\n"
     pipeline = Pipeline.load_yaml(ws, str(project("merged.yml", _yaml(steps, top=merged))))
     assert sorted(step.name for step in pipeline.steps) == ["s", "t"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "default"),
+    [("bool", "'maybe'"), ("bool", "0"), ("int", "3.7"), ("int", "true"), ("float", "[1]"), ("string", "[1, 2]")],
+)
+def test_a_parameter_default_of_the_wrong_type_is_refused_not_converted(kind, default, ws, project):
+    """bool("false") is True and int(3.7) is 3: the default the pipeline ran with was not the one written."""
+    project("src/a.py", "print('a')\n")
+    file = project("bad.yml", _yaml(top=f"  parameters:\n    P: {{type: {kind}, default: {default}}}\n"))
+    with pytest.raises(PipelineYamlError, match=f"parameter P: default .* is not a {kind}: "):
+        Pipeline.load_yaml(ws, str(file))
+
+
+def test_parameter_defaults_written_as_yaml_or_as_text_keep_their_values(ws, project):
+    project("src/a.py", "print('a')\n")
+    written = {
+        "B": "{type: bool, default: 'False'}",
+        "I": "{type: int, default: '40'}",
+        "J": "{type: int, default: 4.0}",
+        "F": "{type: float, default: 2}",
+        "S": "{type: string, default: 7}",
+        "T": "{type: bool, default: true}",
+    }
+    top = "  parameters:\n" + "".join(f"    {name}: {body}\n" for name, body in written.items())
+    step = STEP + "      arguments: [" + ", ".join(f"'parameter:{name}'" for name in written) + "]\n"
+    pipeline = Pipeline.load_yaml(ws, str(project("ok.yml", _yaml(step, top=top))))
+    (only,) = pipeline.steps
+    defaults = {argument.name: argument.default_value for argument in only.arguments}
+    assert defaults == {"B": False, "I": 40, "J": 4, "F": 2.0, "S": "7", "T": True}
+    assert [type(defaults[name]) for name in ("B", "I", "F", "S")] == [bool, int, float, str]

@@ -195,14 +195,27 @@ class _Reader:
         return found
 
     def _default(self, name, kind: str, body: dict):
-        """The SDK's defaults: 0, 0.0 and False when none is given (a string's is None)."""
+        """The SDK's defaults: 0, 0.0 and False when none is given (a string's is None). A value is
+        taken as written or from its text ("40", "false"), never cut or guessed: int(3.7) would be 3
+        and bool("false") True."""
         convert = PARAMETER_TYPES[kind]
         if "default" not in body:
             return None if kind == "string" else convert()
+        value, wrong = body["default"], f"parameter {name}: default {body['default']!r} is not a {kind}: fix it"
+        if kind == "bool":
+            text = str(value).lower() if isinstance(value, (bool, str)) else None
+            if text not in ("true", "false"):
+                self.fail(wrong)
+            return text == "true"
+        if not isinstance(value, (str, int, float)) or (isinstance(value, bool) and kind != "string"):
+            self.fail(wrong)
         try:
-            return convert(body["default"])
-        except (TypeError, ValueError):
-            self.fail(f"parameter {name}: default {body['default']!r} is not a {kind}: fix it")
+            taken = convert(value)
+        except ValueError:
+            self.fail(wrong)
+        if kind == "int" and taken != float(value):
+            self.fail(wrong)
+        return taken
 
     def _datastore(self, name) -> Datastore:
         return Datastore(self.workspace, name)
