@@ -147,3 +147,26 @@ def test_parameter_defaults_written_as_yaml_or_as_text_keep_their_values(ws, pro
     defaults = {argument.name: argument.default_value for argument in only.arguments}
     assert defaults == {"B": False, "I": 40, "J": 4, "F": 2.0, "S": "7", "T": True}
     assert [type(defaults[name]) for name in ("B", "I", "F", "S")] == [bool, int, float, str]
+
+
+LOAD_ERRORS = {
+    "datastore not registered": (
+        _yaml(top="  data_references:\n    R: {datastore: nope, path_on_datastore: x}\n"),
+        'datastore "nope" is not registered',
+    ),
+    "dataset not registered": (_yaml(top="  data_references:\n    R: {dataset_name: nope}\n"), 'dataset "nope"'),
+    "dataset id unknown": (_yaml(top="  data_references:\n    R: {dataset_id: zzz}\n"), 'dataset with id "zzz"'),
+    "runconfig missing": (_yaml(STEP + "      runconfig: nope.runconfig\n"), "step s: runconfig nope.runconfig"),
+    "runconfig not one": (_yaml(STEP + "      runconfig: src/a.py\n"), "step s: run configuration src/a.py"),
+    "parallel_run_config missing": (
+        "pipeline:\n  steps:\n    s:\n      type: ParallelRunStep\n      parallel_run_config: nope.yml\n",
+        "step s: parallel_run_config nope.yml",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", LOAD_ERRORS)
+def test_what_a_yaml_names_that_is_not_there_is_one_line_naming_the_file(case, ws, project, localpipe):
+    """A datastore, dataset or file the YAML names that does not exist: the line named neither the
+    YAML file nor the step (`error: datastore "nope" is not registered in <ws>: ...`)."""
+    _refused_by_the_cli(ws, project, localpipe, *LOAD_ERRORS[case])

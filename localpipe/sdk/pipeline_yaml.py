@@ -12,11 +12,13 @@ docs/pipeline-yaml.md is the user's page; ``client/pipeline_yaml.py`` writes the
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import warnings
+from collections.abc import Iterator
 
-from localpipe.errors import PipelineYamlError
+from localpipe.errors import LocalpipeError, PipelineYamlError
 from localpipe.sdk.data import (
     DataPath,
     DataPathComputeBinding,
@@ -55,10 +57,14 @@ def load_steps(workspace, filename) -> tuple[list, str | None]:
             f'{where}: Pipeline Yaml file must have a "pipeline:" section: put the pipeline\'s keys '
             "(parameters, data_references, steps) under a top-level pipeline:"
         )
-    section = _mapping(where, "pipeline", document["pipeline"])
+    with _naming(where, where):
+        return _load_section(workspace, where, _mapping(where, "pipeline", document["pipeline"]))
+
+
+def _load_section(workspace, where: str, section: dict) -> tuple[list, str | None]:
     description = section.get("name")
     if "name" in section:
-        warnings.warn("Pipeline yaml parameter name is being deprecated. Use description instead.", stacklevel=3)
+        warnings.warn("Pipeline yaml parameter name is being deprecated. Use description instead.", stacklevel=4)
     description = section.get("description", description)
     reader = _Reader(workspace, where, section)
     steps = section.get("steps")
@@ -67,8 +73,25 @@ def load_steps(workspace, filename) -> tuple[list, str | None]:
             f"{where}: Pipeline Yaml file must have at least one step defined: add steps: with one entry "
             "per step (type: PythonScriptStep, script_name: ...)"
         )
-    steps = _mapping(where, "steps", steps)
-    return [reader.step(str(name), _mapping(where, f"step {name}", body)) for name, body in steps.items()], description
+    found = []
+    for name, body in _mapping(where, "steps", steps).items():
+        with _naming(where, f"{where}: step {name}"):
+            found.append(reader.step(str(name), _mapping(where, f"step {name}", body)))
+    return found, description
+
+
+@contextlib.contextmanager
+def _naming(where: str, prefix: str) -> Iterator[None]:
+    """An error of localpipe's while reading (a datastore or dataset the file names that is not
+    there) says where in the file, its class kept (``Dataset.get_by_name``'s UserErrorException)."""
+    try:
+        yield
+    except PipelineYamlError:
+        raise  # it names the file and the place already
+    except LocalpipeError as exc:
+        if not str(exc).startswith(where):
+            exc.args = (f"{prefix}: {exc}", *exc.args[1:])
+        raise
 
 
 def read(where: str):
@@ -250,7 +273,7 @@ class _Reader:
         kind = self._kind(name, body)
         section = body if "type" in body else body[next(k for k, v in LEGACY_KEYS.items() if v == kind)]
         if "type" not in body:
-            warnings.warn(f"{kind} section is being deprecated. Use type instead.", stacklevel=4)
+            warnings.warn(f"{kind} section is being deprecated. Use type instead.", stacklevel=5)
         section = _mapping(self.where, f"step {name}", section)
         params = self._assignments(name, "parameters", body.get("parameters") or {})
         inputs = self._inputs(name, "inputs", body.get("inputs") or {})
@@ -270,7 +293,7 @@ class _Reader:
         if not script:
             self.fail(f"Step {name} does not contain a script name: add script_name: under it")
         runconfig = body.get("runconfig")
-        runconfig = RunConfiguration.load(self.name(f"step {name}: runconfig", runconfig)) if runconfig else None
+        runconfig = RunConfiguration.load(self._file(name, "runconfig", runconfig)) if runconfig else None
         hash_paths = section.get("hash_paths")
         return PythonScriptStep(
             script_name=script,
@@ -287,6 +310,15 @@ class _Reader:
             version=self._text(name, section, "version"),
             hash_paths=self._hash_paths(name, hash_paths),
         )
+
+    def _file(self, name: str, key: str, path) -> str:
+        """``path``, a file the step's ``key`` names; relative to the current folder, as in the SDK."""
+        if not os.path.exists(self.name(f"step {name}: {key}", path)):
+            self.fail(
+                f"step {name}: {key} {path} does not exist (in {os.getcwd()}; `localpipe submit` reads a YAML in "
+                "its own folder): fix the path"
+            )
+        return path
 
     def _compute(self, name: str, body: dict) -> str | None:
         compute = body.get("compute", self.default_compute)
@@ -435,9 +467,14 @@ class _Reader:
             self.fail(f"step {name} is a ParallelRunStep without parallel_run_config: name its YAML file")
         if body.get("models_id"):
             self.fail(f"step {name}: models_id is not built yet: load the models in the entry script's init()")
-        config = ParallelRunConfig.load_yaml(
-            self.workspace, self.name(f"step {name}: parallel_run_config", body["parallel_run_config"])
-        )
+        path = self._file(name, "parallel_run_config", body["parallel_run_config"])
+        try:
+            config = ParallelRunConfig.load_yaml(self.workspace, path)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            self.fail(
+                f"step {name}: parallel_run_config {path} is not a file ParallelRunConfig.save_to_yaml wrote "
+                f"({type(exc).__name__}: {exc}): save the configuration with it"
+            )
         consumed = [_named(key, value) for key, value in inputs.items()]
         return ParallelRunStep(
             name=display,
