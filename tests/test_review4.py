@@ -170,3 +170,51 @@ def test_what_a_yaml_names_that_is_not_there_is_one_line_naming_the_file(case, w
     """A datastore, dataset or file the YAML names that does not exist: the line named neither the
     YAML file nor the step (`error: datastore "nope" is not registered in <ws>: ...`)."""
     _refused_by_the_cli(ws, project, localpipe, *LOAD_ERRORS[case])
+
+
+TWO_STEPS = """
+    a:
+      type: PythonScriptStep
+      script_name: a.py
+      source_directory: src
+      inputs:
+        i: {source: X}
+      outputs:
+        o: {destination: Y}
+    b:
+      type: PythonScriptStep
+      script_name: a.py
+      source_directory: src
+      inputs:
+        i: {source: Y}
+      outputs:
+        o: {destination: X}
+"""
+
+INVALID_GRAPHS = {
+    "cycle through PipelineData": (_yaml(TWO_STEPS), 'the steps form a cycle: "a" -> "b" -> "a"'),
+    "output read by its own step": (
+        _yaml(STEP + "      inputs:\n        i: {source: X}\n      outputs:\n        o: {destination: X}\n"),
+        'step "s" consumes its own output "X"',
+    ),
+    "two names alike": (
+        _yaml(STEP + "      name: X\n" + STEP.replace("  s:", "  t:") + "      name: X\n"),
+        'two steps are named "X"',
+    ),
+    "missing script": (_yaml(STEP.replace("a.py", "nope.py")), 'script "nope.py" not found'),
+}
+
+
+@pytest.mark.parametrize("case", INVALID_GRAPHS)
+def test_a_yaml_whose_graph_is_invalid_names_the_file(case, ws, project, localpipe):
+    """The planner's refusals (a cycle, a step reading its own output) named the steps, not the YAML."""
+    _refused_by_the_cli(ws, project, localpipe, *INVALID_GRAPHS[case])
+
+
+def test_status_and_publish_of_an_invalid_yaml_name_the_file(ws, project, localpipe):
+    project("src/a.py", "print('a')\n")
+    file = project("bad.yml", INVALID_GRAPHS["cycle through PipelineData"][0])
+    for command in (["status", "bad.yml"], ["publish", "bad.yml", "--name", "p"]):
+        result = localpipe(*command)
+        assert result.returncode == 2 and result.stderr.startswith(f"error: pipeline file {file}: "), result.stderr
+        assert len(result.stderr.splitlines()) == 1, result.stderr

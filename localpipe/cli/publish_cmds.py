@@ -25,11 +25,13 @@ def publish(pipeline_file, name, version, description, endpoint, continue_on_ste
       localpipe submit-published iris --param max_iter=200
     """
     from localpipe.client.publishing import PipelineEndpoint
-    from localpipe.engine.loader import load_file
+    from localpipe.engine.loader import load_file, naming_yaml
     from localpipe.errors import NotFoundError
 
     ws = workspace(create=True, near=pipeline_file)
-    published = load_file(pipeline_file, ws).pipeline.publish(name, description, version, continue_on_step_failure)
+    pipeline = load_file(pipeline_file, ws).pipeline
+    with naming_yaml(pipeline_file):
+        published = pipeline.publish(name, description, version, continue_on_step_failure)
     click.echo(f'published "{name}" as {published.id}')
     if endpoint:
         try:

@@ -109,7 +109,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     from pathlib import Path
 
     from localpipe.client.workspace import history_of
-    from localpipe.engine.loader import load_file
+    from localpipe.engine.loader import load_file, naming_yaml
     from localpipe.engine.submit import prepare_run, run_in_background, run_prepared
     from localpipe.status import RunStatus
 
@@ -125,16 +125,17 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         )
     started = time.monotonic()
     warn_if_oversubscribed()
-    prepared = prepare_run(
-        history,
-        loaded.pipeline,
-        name,
-        {**loaded.parameters, **overrides},
-        regenerate_outputs or loaded.options.get("regenerate_outputs", False),
-        continue_on_step_failure or loaded.options.get("continue_on_step_failure", False),
-        pipeline_file=str(Path(pipeline_file).resolve()),
-        properties=loaded.options.get("properties"),
-    )
+    with naming_yaml(pipeline_file):
+        prepared = prepare_run(
+            history,
+            loaded.pipeline,
+            name,
+            {**loaded.parameters, **overrides},
+            regenerate_outputs or loaded.options.get("regenerate_outputs", False),
+            continue_on_step_failure or loaded.options.get("continue_on_step_failure", False),
+            pipeline_file=str(Path(pipeline_file).resolve()),
+            properties=loaded.options.get("properties"),
+        )
     if detach:
         run_in_background(history, prepared.run_id)
         click.echo(prepared.run_id)  # alone on stdout, for scripts: RUN=$(localpipe submit p.py --detach)
@@ -179,13 +180,14 @@ def status(pipeline_file, params, experiment, as_json) -> None:
     from pathlib import Path
 
     from localpipe.client.workspace import history_of
-    from localpipe.engine.loader import load_file
+    from localpipe.engine.loader import load_file, naming_yaml
     from localpipe.engine.preview import preview
 
     ws = workspace(create=True, near=pipeline_file)
     loaded = load_file(pipeline_file, ws)
     name = experiment or loaded.experiment or Path(pipeline_file).resolve().parent.name
-    rows = preview(history_of(ws), loaded.pipeline, name, {**loaded.parameters, **parse_params(params)})
+    with naming_yaml(pipeline_file):
+        rows = preview(history_of(ws), loaded.pipeline, name, {**loaded.parameters, **parse_params(params)})
     if as_json:
         print_json(rows)
         return

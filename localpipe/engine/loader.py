@@ -126,6 +126,19 @@ def _load_yaml(file: Path, ws) -> Pipeline:
         os.chdir(old_cwd)
 
 
+@contextlib.contextmanager
+def naming_yaml(path: str | os.PathLike) -> Iterator[None]:
+    """A pipeline YAML's graph refused by the planner (a cycle, a missing script) names the file, as
+    its reading errors do; a .py file's errors name the steps its code made."""
+    file = Path(path).resolve()
+    try:
+        yield
+    except UsageError as exc:
+        if file.suffix in YAML_SUFFIXES and str(file) not in str(exc):
+            exc.args = (f"pipeline file {file}: {exc}", *exc.args[1:])
+        raise
+
+
 def _refuse_exit(loader: int, real_exit, code: int) -> None:
     if os.getpid() != loader:
         real_exit(code)
