@@ -218,3 +218,28 @@ def test_status_and_publish_of_an_invalid_yaml_name_the_file(ws, project, localp
         result = localpipe(*command)
         assert result.returncode == 2 and result.stderr.startswith(f"error: pipeline file {file}: "), result.stderr
         assert len(result.stderr.splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("name", ["prep/a", "../../../../outside", "étape ✓"])
+def test_a_run_whose_step_name_is_no_file_name_saves_its_runconfig_beside_the_yaml(name, ws, project, tmp_path):
+    """A step named with "/" or ".." that needs a runconfig file: saving wrote NAME.prep/a.runconfig
+    (FileNotFoundError, or "its folder ... does not exist"), and "../" must never leave the folder."""
+    from localpipe import Experiment, PythonScriptStep, RunConfiguration
+
+    project("src/a.py", "import os\nprint(os.environ['MODE'])\n")
+    config = RunConfiguration()
+    config.environment_variables = {"MODE": "fast"}
+    step = PythonScriptStep("a.py", name=name, source_directory=str(ws.root / "src"), runconfig=config)
+    run = Experiment(ws, "names").submit(Pipeline(ws, [step]))
+    assert run.wait_for_completion() == "Completed"
+    folder = tmp_path / "deep" / "saved"
+    folder.mkdir(parents=True)
+
+    path = run.save(str(folder))
+
+    written = sorted(p.name for p in folder.iterdir())
+    assert len(written) == 3 and "pipeline.yml" in written, written  # the YAML, a runconfig, its conda file
+    outside_the_workspace = [p for p in tmp_path.rglob("*") if p.is_file() and ws.root not in p.parents]
+    assert sorted(p.name for p in outside_the_workspace) == written
+    loaded = Pipeline.load_yaml(ws, path)
+    assert loaded.graph.to_dict() == run.get_graph().to_dict()

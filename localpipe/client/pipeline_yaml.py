@@ -206,6 +206,7 @@ class _Writer:
         from localpipe.sdk.conda import CondaDependencies
         from localpipe.sdk.environment import Environment
         from localpipe.sdk.runconfig import RunConfiguration
+        from localpipe.state.layout import safe_name
 
         environment = spec.environment
         own = environment.get("kind") == "python" and environment.get("interpreter") == sys.executable
@@ -229,7 +230,7 @@ class _Writer:
                 f'step "{spec.name}" runs in a {kind} environment, which saving as YAML does not write yet: '
                 "save pipelines whose steps run in Python environments"
             )
-        file = f"{self.stem}.{spec.name}{RUNCONFIG_SUFFIX}"
+        file = f"{self.stem}.{safe_name(spec.name)}{RUNCONFIG_SUFFIX}"  # a step "prep/a" is no file name
         self.runconfigs[file] = config
         return file
 

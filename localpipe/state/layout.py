@@ -75,7 +75,7 @@ class Layout:
 
     def step_dir(self, run_id: int, step_name: str) -> Path:
         """The folder of one step run: logs, snapshot, outputs being written."""
-        return self.run_dir(run_id) / _safe(step_name)
+        return self.run_dir(run_id) / safe_name(step_name)
 
     def create(self) -> None:
         """Create the folders; `.localpipe/` is readable by its owner only."""
@@ -85,8 +85,8 @@ class Layout:
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _safe(name: str) -> str:
-    """A folder name for step ``name``: the name itself when it is a plain one (letters, digits,
+def safe_name(name: str) -> str:
+    """A folder (or file) name for step ``name``: the name itself when it is a plain one (letters, digits,
     ".", "_" and "-", at most MAX_PLAIN_BYTES bytes), else the name with its other characters
     replaced, cut to fit, and "+" and a digest of the name added. Plain names have no "+", so no
     two steps ever share a folder; no name climbs out of the run folder or is too long for the
