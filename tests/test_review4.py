@@ -243,3 +243,99 @@ def test_a_run_whose_step_name_is_no_file_name_saves_its_runconfig_beside_the_ya
     assert sorted(p.name for p in outside_the_workspace) == written
     loaded = Pipeline.load_yaml(ws, path)
     assert loaded.graph.to_dict() == run.get_graph().to_dict()
+
+
+WATCHED_YAML = """
+pipeline:
+  steps:
+    make:
+      type: PythonScriptStep
+      script_name: make.py
+      source_directory: make
+      arguments: [--greeting, hello, 'output:data']
+      outputs:
+        data: {destination: data}
+    use:
+      type: PythonScriptStep
+      script_name: use.py
+      source_directory: use
+      arguments: ['input:data']
+      inputs:
+        data: {source: data}
+"""
+
+
+def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_the_yaml_and_of_a_script(ws, project):
+    """Real watchdog events: a script's edit reruns its step; an argument changed in the YAML reruns
+    the step it is in (and after); a broken YAML is one line, runs nothing, and its fix runs."""
+    import threading
+
+    from localpipe.watch import Watcher
+    from tests.conftest import tables, wait_for
+    from tests.test_watch import run_done, steps_of
+
+    project("proj/make/make.py", "import sys\nopen(sys.argv[-1] + '/v.txt', 'w').write(sys.argv[2])\n")
+    project("proj/use/use.py", "import sys\nprint(open(sys.argv[1] + '/v.txt').read())\n")
+    file = project("proj/pipeline.yml", WATCHED_YAML)
+    lines: list[str] = []
+    watcher = Watcher(ws, str(file), "proj", debounce=0.2, echo=lines.append)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: run_done(ws, 1), what="the first run")
+        project("proj/use/use.py", "import sys\nprint('edited', open(sys.argv[1] + '/v.txt').read())\n")
+        wait_for(lambda: run_done(ws, 2), what="the rerun after a script's edit")
+        assert {name: status for name, (status, _) in steps_of(ws, 2).items()} == {"make": "Reused", "use": "Completed"}
+        project("proj/pipeline.yml", WATCHED_YAML.replace("hello", "bonjour"))
+        wait_for(lambda: run_done(ws, 3), what="the rerun after the YAML's edit")
+        assert {name: status for name, (status, _) in steps_of(ws, 3).items()} == {
+            "make": "Completed",
+            "use": "Completed",
+        }
+        project("proj/pipeline.yml", WATCHED_YAML.replace("  steps:", "  steps:\n  steps:"))
+        wait_for(lambda: any("is given twice" in line and str(file) in line for line in lines), what="the error")
+        assert tables(ws).PipelineRun.select().count() == 3
+        project("proj/pipeline.yml", WATCHED_YAML.replace("hello", "bonjour"))
+        wait_for(lambda: run_done(ws, 4), what="the run of the fixed YAML")
+        assert {status for status, _ in steps_of(ws, 4).values()} == {"Reused"}
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
+def test_a_dataset_unregistered_after_a_run_stays_in_its_input_datasets_and_found_by_id(ws, project, tmp_path):
+    """Azure keeps a dataset a run consumed: unregistering removes its name, not the dataset. Here the
+    step's inputDatasets lost it and Dataset.get_by_id (and a saved YAML naming its id) failed."""
+    from localpipe import Dataset, Experiment, PythonScriptStep
+    from localpipe.sdk.data import TabularDataset
+
+    project("src/see.py", "import sys\nprint(sys.argv)\n")
+    project("data/rows.csv", "x\n1\n2\n")
+    files = Dataset.File.from_files(str(ws.root / "data")).register(ws, "files")
+    table = Dataset.Tabular.from_delimited_files(str(ws.root / "data/rows.csv")).register(ws, "table")
+    step = PythonScriptStep(
+        "see.py",
+        name="see",
+        source_directory=str(ws.root / "src"),
+        arguments=[files.as_named_input("files").as_mount(), table.as_named_input("table")],
+    )
+    run = Experiment(ws, "gone").submit(Pipeline(ws, [step]))
+    assert run.wait_for_completion() == "Completed"
+    ids = (files.id, table.id)
+    saved = run.save(str(tmp_path))
+
+    files.unregister_all_versions()
+    Dataset.get_by_name(ws, "table").unregister_all_versions()
+
+    consumed = run.find_step_run("see")[0].get_details()["inputDatasets"]
+    assert [(d["dataset"].id, d["consumptionDetails"]["inputName"]) for d in consumed] == [
+        (ids[0], "files"),
+        (ids[1], "table"),
+    ]
+    found = Dataset.get_by_id(ws, ids[1])
+    assert isinstance(found, TabularDataset) and found.name is None and found.id == ids[1]
+    assert found.to_pandas_dataframe()["x"].tolist() == [1, 2]
+    assert Dataset.get_by_id(ws, ids[0]).to_path() == ["/rows.csv"]
+    again = Experiment(ws, "gone").submit(Pipeline.load_yaml(ws, saved))
+    assert again.wait_for_completion() == "Completed"

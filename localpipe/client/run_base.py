@@ -474,7 +474,7 @@ class RunBase(LoggingMembers, RunFiles):
 
     def _input_datasets(self, spec: dict) -> list[dict]:
         """Azure's ``inputDatasets``: each dataset the step consumed (its id is in the planned step)
-        and how; one unregistered since is left out."""
+        and how (one unregistered since is found by its id, as a saved dataset)."""
         from localpipe.sdk.data import Dataset
 
         found = []

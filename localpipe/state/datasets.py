@@ -148,13 +148,16 @@ class DatasetRecords:
 
     def unregister(self, name: str) -> int:
         """Forget every version of ``name``; returns how many. Their copies in the object store stay until
-        ``localpipe gc``; a model that named one keeps its paths instead of the link."""
+        ``localpipe gc``; a model that named one keeps its paths instead of the link. Each version stays
+        a saved dataset under its id, as on Azure (unregistering removes the name, not the dataset): the
+        runs that consumed it still list it, and ``Dataset.get_by_id`` finds it."""
         t = self.t
         with self.database.write():
             rows = list(self._versions(name))
             for row in rows:
-                paths = self._record(row)["paths"]
-                t.ModelDataset.update(paths=paths).where(t.ModelDataset.dataset_version == row.id).execute()
+                record = self._record(row)
+                t.ModelDataset.update(paths=record["paths"]).where(t.ModelDataset.dataset_version == row.id).execute()
+                self.save(record["id"], _definition(record))
             t.DatasetVersion.delete().where(t.DatasetVersion.name == name).execute()
         return len(rows)
 
@@ -259,6 +262,14 @@ class DatasetRecords:
             if folder.exists():
                 shutil.rmtree(folder)
         return tree.digest, entries
+
+
+def _definition(record: dict) -> dict:
+    """A registered version's record as a saved dataset's definition (``FileDataset.definition()``)."""
+    options = record["options"] or {}
+    definition = {"kind": record["kind"], "paths": record["paths"], "root": None}
+    definition["partition_format"] = options.get("partition_format")
+    return {**definition, "options": options} if record["kind"] == "tabular" else definition
 
 
 # Ids are GUIDs in a namespace of localpipe's own, so that none equals an Azure dataset's id by chance.
