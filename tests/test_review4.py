@@ -339,3 +339,19 @@ def test_a_dataset_unregistered_after_a_run_stays_in_its_input_datasets_and_foun
     assert Dataset.get_by_id(ws, ids[0]).to_path() == ["/rows.csv"]
     again = Experiment(ws, "gone").submit(Pipeline.load_yaml(ws, saved))
     assert again.wait_for_completion() == "Completed"
+
+
+def test_a_yaml_saved_as_utf16_or_with_a_bom_loads_and_latin1_is_one_line(ws, project, localpipe):
+    """Windows editors save UTF-16 with a byte order mark: it was UnicodeDecodeError (from Python, and
+    `pipeline file ...: UnicodeDecodeError: 'utf-8' codec can't decode` from the command line)."""
+    project("src/a.py", "print('a')\n")
+    text = _yaml().replace("pipeline:\n", "pipeline:\n  description: café\n")
+    for encoding in ("utf-16", "utf-8-sig"):
+        file = ws.root / f"{encoding}.yml"
+        file.write_text(text, encoding=encoding)
+        pipeline = Pipeline.load_yaml(ws, str(file))
+        assert [step.name for step in pipeline.steps] == ["s"] and pipeline.description == "café"
+    (ws.root / "bad.yml").write_bytes(text.encode("latin-1"))
+    result = localpipe("submit", "bad.yml")
+    assert result.returncode == 2 and result.stderr.startswith(f"error: {ws.root / 'bad.yml'}: byte 29 is not text")
+    assert result.stderr.endswith("UTF-8 octet): save the file as UTF-8\n") and result.stderr.count("\n") == 1
