@@ -355,3 +355,42 @@ def test_a_yaml_saved_as_utf16_or_with_a_bom_loads_and_latin1_is_one_line(ws, pr
     result = localpipe("submit", "bad.yml")
     assert result.returncode == 2 and result.stderr.startswith(f"error: {ws.root / 'bad.yml'}: byte 29 is not text")
     assert result.stderr.endswith("UTF-8 octet): save the file as UTF-8\n") and result.stderr.count("\n") == 1
+
+
+SAME_DATASET = """
+from localpipe import Dataset, Pipeline, PythonScriptStep, Workspace
+
+ws = Workspace.from_config()
+files = Dataset.File.from_files([(ws.get_default_datastore(), "shared")])
+pipeline = Pipeline(ws, [PythonScriptStep("see.py", name="see", source_directory="src", allow_reuse=False,
+                                          arguments=[files.as_named_input("files").as_mount()])])
+"""
+
+
+def test_eight_submitters_at_once_save_one_dataset_under_one_id(ws, project):
+    """Eight processes submit a pipeline over the same unregistered dataset at the same moment: each
+    saves it (INSERT ... ON CONFLICT IGNORE): no UNIQUE error, one row, one id in every run."""
+    import os
+    import subprocess
+    import sys
+
+    from localpipe import Experiment, PipelineRun
+    from tests.conftest import write
+
+    write(ws.get_default_datastore().folder / "shared" / "a.txt", "a")
+    project("src/see.py", "import os, sys\nprint(sorted(os.listdir(sys.argv[1])))\n")
+    project("p.py", SAME_DATASET)
+    submitters = [
+        subprocess.Popen([sys.executable, "-m", "localpipe", "submit", "p.py", "-e", "same"], cwd=ws.root,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=dict(os.environ))
+        for _ in range(8)
+    ]  # fmt: skip
+    outputs = [process.communicate(timeout=120)[0] for process in submitters]
+    assert [process.returncode for process in submitters] == [0] * 8, outputs
+    with sqlite3.connect(ws.root / ".localpipe" / "history.db") as db:
+        (saved_id,) = [row[0] for row in db.execute("select saved_id from saved_dataset")]
+    ids = set()
+    for run_id in range(1, 9):
+        step = PipelineRun(Experiment(ws, "same"), run_id).find_step_run("see")[0]
+        ids.update(d["dataset"].id for d in step.get_details()["inputDatasets"])
+    assert ids == {saved_id}
