@@ -4,6 +4,7 @@ by trying to break them (tests/test_pipeline_yaml.py and tests/test_sdk_data.py 
 from __future__ import annotations
 
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -394,3 +395,45 @@ def test_eight_submitters_at_once_save_one_dataset_under_one_id(ws, project):
         step = PipelineRun(Experiment(ws, "same"), run_id).find_step_run("see")[0]
         ids.update(d["dataset"].id for d in step.get_details()["inputDatasets"])
     assert ids == {saved_id}
+
+
+def test_save_load_save_gives_the_same_file_from_another_working_directory(ws, project, tmp_path, monkeypatch):
+    """Text that YAML would read as something else ('yes', 'null', '007', 'a: b', '# x'), unicode,
+    parameters of each type, datasets registered and not, a runconfig: the second save is the first."""
+    from localpipe import Dataset, Experiment, PipelineData, PipelineParameter, PythonScriptStep, RunConfiguration
+
+    project("src/p.py", "import sys, pathlib\npathlib.Path(sys.argv[-1]).mkdir(exist_ok=True)\n")
+    project("src/q.py", "import sys\nprint(sys.argv)\n")
+    project("iris/i.csv", "i\n1\n")
+    unregistered = Dataset.File.from_files(str(ws.root / "iris"))
+    registered = Dataset.File.from_files(str(ws.root / "iris")).register(ws, "iris")
+    table = Dataset.Tabular.from_delimited_files(str(ws.root / "iris/i.csv"))
+    text = PipelineParameter("text", default_value="héllo: wörld # not a comment")
+    config = RunConfiguration()
+    config.environment_variables = {"X": "y: z"}
+    data = PipelineData("data")
+    odd = ["yes", "null", "007", "a: b", "- x", "~", "", "1e3", "é"]
+    prepare = PythonScriptStep("p.py", name="prépare", source_directory=str(ws.root / "src"), runconfig=config,
+        arguments=[*odd, unregistered.as_named_input("u").as_mount(), registered.as_named_input("r").as_download(),
+                   table.as_named_input("t"), text, PipelineParameter("flag", default_value=False),
+                   PipelineParameter("rate", default_value=1e-5), data],
+        params={"P": text, "Q": "lit"})  # fmt: skip
+    use = PythonScriptStep("q.py", name="q", source_directory=str(ws.root / "src"), arguments=[data.as_input()])
+    run = Experiment(ws, "trip").submit(Pipeline(ws, [use]))
+    assert run.wait_for_completion() == "Completed"
+    folder = tmp_path / "saved"
+    folder.mkdir()
+    first = Path(run.save(str(folder))).read_text(encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+
+    loaded = Pipeline.load_yaml(ws, str(folder / "pipeline.yml"))
+    again = Experiment(ws, "trip").submit(loaded)
+    assert again.wait_for_completion() == "Completed"
+    second = Path(again.save(str(folder))).read_text(encoding="utf-8")
+
+    assert second == first
+    assert "  prépare:" in first and "héllo: wörld" in first  # unicode as written, not "pr\\xE9pare"
+    assert loaded.graph.to_dict() == run.get_graph().to_dict()
+    arguments = loaded.graph.steps["prépare"].argv
+    assert arguments[: len(odd)] == odd, arguments

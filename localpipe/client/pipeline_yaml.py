@@ -39,7 +39,7 @@ def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, s
     for file, config in writer.runconfigs.items():
         config.save(file)
     with open(path, "w", encoding="utf-8") as handle:
-        yaml.safe_dump(document, handle, sort_keys=False)
+        yaml.safe_dump(document, handle, sort_keys=False, allow_unicode=True)  # "é" as written
     return path
 
 
