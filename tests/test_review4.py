@@ -437,3 +437,51 @@ def test_save_load_save_gives_the_same_file_from_another_working_directory(ws, p
     assert loaded.graph.to_dict() == run.get_graph().to_dict()
     arguments = loaded.graph.steps["prépare"].argv
     assert arguments[: len(odd)] == odd, arguments
+
+
+def test_an_output_named_as_a_data_reference_or_parameter_is_refused(ws, project, localpipe):
+    """An output whose destination is a data reference's name: the step reading that name got the data
+    reference, not the output, and ran before the step writing it."""
+    top = "  data_references:\n    R: {datastore: workspaceblobstore, path_on_datastore: raw}\n"
+    steps = (
+        STEP
+        + "      outputs:\n        o: {destination: R}\n"
+        + STEP.replace("  s:", "  t:")
+        + "      inputs:\n        i: {source: R}\n"
+    )
+    _refused_by_the_cli(ws, project, localpipe, _yaml(steps, top=top), "step s: the destination of output o is R")
+
+
+def test_names_a_saved_yaml_cannot_tell_apart_are_renamed_or_refused(ws, project, tmp_path):
+    """Step a writes PipelineData "x", b reads it, c reads a dataset as its input "x": the file named
+    both "x", so b read the dataset (or, now, loading refused the file). Two steps' outputs of one name,
+    or one named as a pipeline parameter, were renamed "STEP_x": the loaded graph differed and its
+    submission reused nothing."""
+    from localpipe import Dataset, Experiment, PipelineData, PipelineParameter, PythonScriptStep
+    from localpipe.errors import UserErrorException
+
+    project("src/w.py", "import sys, pathlib\npathlib.Path(sys.argv[1]).mkdir(exist_ok=True)\n")
+    project("src/r.py", "import sys\nprint(sys.argv)\n")
+    project("d/f.txt", "f")
+    x, source = PipelineData("x"), str(ws.root / "src")
+    steps = [
+        PythonScriptStep("w.py", name="a", source_directory=source, arguments=[x]),
+        PythonScriptStep("r.py", name="b", source_directory=source, arguments=[x.as_input()]),
+        PythonScriptStep("r.py", name="c", source_directory=source,
+                         arguments=[Dataset.File.from_files(str(ws.root / "d")).as_named_input("x").as_mount()]),
+    ]  # fmt: skip
+    run = Experiment(ws, "names").submit(Pipeline(ws, steps))
+    assert run.wait_for_completion() == "Completed"
+    loaded = Pipeline.load_yaml(ws, run.save(str(tmp_path)))
+    assert loaded.graph.to_dict() == run.get_graph().to_dict()
+
+    for clash, said in (
+        (PythonScriptStep("w.py", name="e", source_directory=source, arguments=[PipelineData("x")]), "another step's"),
+        (PythonScriptStep("r.py", name="e", source_directory=source, arguments=[PipelineParameter("x", 1)]),
+         "a pipeline parameter"),
+    ):  # fmt: skip
+        run = Experiment(ws, "names").submit(Pipeline(ws, [*steps, clash]))
+        assert run.wait_for_completion() == "Completed"
+        with pytest.raises(UserErrorException, match=f'writes PipelineData "x", the name of {said}'):
+            run.save(str(tmp_path / "clash.yml"))
+        assert not (tmp_path / "clash.yml").exists()

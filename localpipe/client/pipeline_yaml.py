@@ -53,16 +53,22 @@ class _Writer:
         self.references: dict[str, dict] = {}
         self.runconfigs: dict = {}
         outputs = [(spec.name, name) for spec in graph.nodes for name in spec.outputs]
-        names = [name for _, name in outputs]
-        # An output is named by its destination: its own name, unless two steps have outputs so named.
-        self.destinations = {
-            (step, name): name if names.count(name) == 1 else f"{step}_{name}" for step, name in outputs
-        }
+        # An output is its destination (the PipelineData's name): two steps' outputs of one name, or
+        # one named as a pipeline parameter, cannot be told apart in the file.
+        self.outputs = outputs
 
     def refuse(self, message: str):
         raise UserErrorException(f"cannot save {self.what} as YAML: {message}")
 
     def document(self) -> dict:
+        names = [name for _, name in self.outputs]
+        for step, name in self.outputs:
+            if names.count(name) > 1 or name in self.graph.parameters:
+                other = "a pipeline parameter" if name in self.graph.parameters else "another step's output"
+                self.refuse(
+                    f'step "{step}" writes PipelineData "{name}", the name of {other}, which a step\'s input '
+                    "could not be told from in the file: give each PipelineData its own name"
+                )
         parameters = {name: self.parameter(name, value) for name, value in self.graph.parameters.items()}
         steps = {spec.name: self.step(spec) for spec in self.graph.nodes}
         pipeline = {"description": self.graph.description} if self.graph.description else {}
@@ -131,7 +137,7 @@ class _Writer:
         return body
 
     def output(self, spec, name: str, is_directory: bool) -> dict:
-        body = {"destination": self.destinations[spec.name, name]}
+        body = {"destination": name}
         return body if is_directory else {**body, "is_directory": False}  # localpipe's key: a file
 
     def argument(self, spec, index: int, value, params: dict):
@@ -160,7 +166,7 @@ class _Writer:
                 "than dataset ids: submit the pipeline again and save that run"
             )
         if item.step is not None:
-            source = self.destinations[item.step, item.output]
+            source = item.output
         elif isinstance(self.graph.parameters.get(name), dict) and "datapath" in self.graph.parameters[name]:
             source = name
         elif dataset_id is not None:
@@ -178,9 +184,11 @@ class _Writer:
         return body
 
     def reference(self, name: str, body: dict) -> str:
-        """The data reference named ``name`` (or, taken by other data, ``name_2``, ...) holding ``body``."""
+        """The data reference named ``name`` (or, taken by other data, a parameter or an output's
+        destination, ``name_2``, ...) holding ``body``."""
         key, number = name, 1
-        while key in self.references and self.references[key] != body:
+        taken = {*(output for _, output in self.outputs), *self.graph.parameters}
+        while key in taken or (key in self.references and self.references[key] != body):
             number += 1
             key = f"{name}_{number}"
         self.references[key] = body

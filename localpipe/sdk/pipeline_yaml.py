@@ -419,6 +419,12 @@ class _Reader:
                     "fix bind_mode"
                 )
             destination = self.name(f"step {name}: the destination of output {key}", body["destination"])
+            if destination in self.references or destination in self.parameters:
+                what = "data reference" if destination in self.references else "pipeline parameter"
+                self.fail(
+                    f"step {name}: the destination of output {key} is {destination}, the name of a {what}, which "
+                    f"the steps reading {destination} would get instead: give the output another destination"
+                )
             data = self.data.get(destination)
             settings = {
                 "datastore": self._datastore(self.name(f"step {name}: output {key}: datastore", body["datastore"]))
