@@ -485,3 +485,17 @@ def test_names_a_saved_yaml_cannot_tell_apart_are_renamed_or_refused(ws, project
         with pytest.raises(UserErrorException, match=f'writes PipelineData "x", the name of {said}'):
             run.save(str(tmp_path / "clash.yml"))
         assert not (tmp_path / "clash.yml").exists()
+
+
+@pytest.mark.parametrize(("key", "value"), [("hours", "25"), ("minutes", "7"), ("week_days", "Friday")])
+def test_a_schedule_yaml_giving_one_value_where_a_list_belongs_is_one_value_error(key, value, ws, project):
+    """`hours: 25` in a Schedule YAML reached Schedule.create as TypeError: 'int' object is not iterable."""
+    from localpipe import PythonScriptStep
+    from localpipe.client.schedules import Schedule
+
+    project("src/a.py", "print('a')\n")
+    published = Pipeline(ws, [PythonScriptStep("a.py", source_directory=str(ws.root / "src"))]).publish("p")
+    file = project("s.yml", f"Schedule:\n  recurrence: {{frequency: Week, interval: 1, {key}: {value}}}\n")
+    info = Schedule.load_yaml(ws, str(file))
+    with pytest.raises(ValueError, match=r"must be a list: write \["):
+        Schedule.create(ws, "s", published.id, "e", recurrence=info["recurrence"])

@@ -86,6 +86,9 @@ class ScheduleRecurrence:
             raise ValueError("Can only specify minutes if frequency is Week or Day.")
         if self.frequency != "Week" and self.week_days is not None:
             raise ValueError("Can only specify week days if frequency is Week.")
+        for values, what in ((self.hours, "Hours"), (self.minutes, "Minutes"), (self.week_days, "Week days")):
+            if values is not None and not isinstance(values, (list, tuple)):  # 25 or "Friday" (a YAML's)
+                raise ValueError(f"{what} must be a list: write [{values!r}]")
         if any(not isinstance(h, int) or not 0 <= h <= 23 for h in self.hours or []):
             raise ValueError("Hours must be between 0 and 23.")
         if any(not isinstance(m, int) or not 0 <= m <= 59 for m in self.minutes or []):
