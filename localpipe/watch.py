@@ -137,6 +137,7 @@ class Watcher:
         self.observer = Observer()
         self.watched: set[str] = set()
         self.pipeline = None
+        self.declared_in = {self.pipeline_file}  # with a pipeline YAML's runconfig files, once loaded
         self.graph = None
         self.active: list[_Active] = []
         self.started: list[int] = []  # every run it started, for `localpipe cancel` (_on_sigterm)
@@ -209,7 +210,7 @@ class Watcher:
 
     # -- what a change means ----------------------------------------------------------------
     def _relevant(self, path: str) -> bool:
-        if path == self.pipeline_file:
+        if path in self.declared_in:
             return True
         if is_editor_file(path) or path.startswith(str(self.ws.state_dir) + os.sep):
             return False
@@ -241,7 +242,7 @@ class Watcher:
         """Whether ``path`` was the pipeline file, a file of a step's source as last hashed, or
         in a dataset the steps read (whose files are not known here one by one)."""
         return (
-            path == self.pipeline_file
+            path in self.declared_in
             or self.trees.knows(path)
             or any(path == p or path.startswith(p + os.sep) for p in self._dataset_paths())
         )
@@ -268,12 +269,15 @@ class Watcher:
         from localpipe.engine.submit import prepare_run, scheduler_for
 
         try:
-            if self.pipeline is None or self.pipeline_file in paths:
+            if self.pipeline is None or self.declared_in.intersection(paths):
                 self._loading = True
                 try:
                     self.pipeline = load_pipeline(self.pipeline_file, self.ws, time_limit=self.load_timeout)
                 finally:
                     self._loading = False
+                self.declared_in = {self.pipeline_file, *getattr(self.pipeline, "_yaml_files", ())}
+                for file in self.declared_in:
+                    self._watch(os.path.dirname(file), recursive=False)
             prepared = prepare_run(
                 self.history,
                 self.pipeline,

@@ -499,3 +499,34 @@ def test_a_schedule_yaml_giving_one_value_where_a_list_belongs_is_one_value_erro
     info = Schedule.load_yaml(ws, str(file))
     with pytest.raises(ValueError, match=r"must be a list: write \["):
         Schedule.create(ws, "s", published.id, "e", recurrence=info["recurrence"])
+
+
+def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_its_runconfig_file(ws, project):
+    """A runconfig file the YAML names (its environment variables, packages): editing it did nothing
+    under `localpipe watch`, the YAML being the only file of the pipeline watched."""
+    import threading
+
+    from localpipe import RunConfiguration
+    from localpipe.watch import Watcher
+    from tests.conftest import wait_for
+    from tests.test_watch import run_done, steps_of
+
+    project("proj/src/a.py", "import os\nprint('mode', os.environ['MODE'])\n")
+    config = RunConfiguration()
+    config.environment_variables = {"MODE": "slow"}
+    (ws.root / "proj" / "conf").mkdir()
+    config.save(str(ws.root / "proj" / "conf" / "a.runconfig"))
+    file = project("proj/pipeline.yml", _yaml(STEP + "      runconfig: conf/a.runconfig\n"))
+    lines: list[str] = []
+    watcher = Watcher(ws, str(file), "proj", debounce=0.2, echo=lines.append)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: run_done(ws, 1), what="the first run")
+        config.environment_variables = {"MODE": "fast"}
+        config.save(str(ws.root / "proj" / "conf" / "a.runconfig"))
+        wait_for(lambda: run_done(ws, 2), timeout=15, what=lambda: f"a rerun after the runconfig's edit: {lines}")
+        assert steps_of(ws, 2)["s"][0] == "Completed", steps_of(ws, 2)
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)

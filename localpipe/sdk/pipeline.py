@@ -115,8 +115,10 @@ class Pipeline:
         is not one raises PipelineYamlError (a ValueError) naming the file, what is wrong and the fix."""
         from localpipe.sdk.pipeline_yaml import load_steps
 
-        steps, description = load_steps(workspace, filename)
-        return Pipeline(workspace, steps, description=description)
+        steps, description, files = load_steps(workspace, filename)
+        pipeline = Pipeline(workspace, steps, description=description)
+        pipeline._yaml_files = files  # its runconfig files: `localpipe watch` reloads on their edits
+        return pipeline
 
     def __repr__(self) -> str:
         return f"Pipeline({len(self.steps)} steps)"

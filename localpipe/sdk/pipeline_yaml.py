@@ -47,9 +47,10 @@ CLOUD_STEPS = {
 REFERENCE_ARGUMENTS = ("input:", "output:", "side_input:", "parameter:")
 
 
-def load_steps(workspace, filename) -> tuple[list, str | None]:
-    """The steps of the pipeline YAML ``filename`` and its description; PipelineYamlError (a
-    ValueError) naming the file, the thing at fault and the fix, for a file that is not one."""
+def load_steps(workspace, filename) -> tuple[list, str | None, list[str]]:
+    """The steps of the pipeline YAML ``filename``, its description and the other files it read (its
+    runconfig and parallel_run_config files, absolute); PipelineYamlError (a ValueError) naming the
+    file, the thing at fault and the fix, for a file that is not one."""
     where = os.fspath(filename)
     document = read(where)
     if not isinstance(document, dict) or "pipeline" not in document:
@@ -61,7 +62,7 @@ def load_steps(workspace, filename) -> tuple[list, str | None]:
         return _load_section(workspace, where, _mapping(where, "pipeline", document["pipeline"]))
 
 
-def _load_section(workspace, where: str, section: dict) -> tuple[list, str | None]:
+def _load_section(workspace, where: str, section: dict) -> tuple[list, str | None, list[str]]:
     description = section.get("name")
     if "name" in section:
         warnings.warn("Pipeline yaml parameter name is being deprecated. Use description instead.", stacklevel=4)
@@ -77,7 +78,7 @@ def _load_section(workspace, where: str, section: dict) -> tuple[list, str | Non
     for name, body in _mapping(where, "steps", steps).items():
         with _naming(where, f"{where}: step {name}"):
             found.append(reader.step(str(name), _mapping(where, f"step {name}", body)))
-    return found, description
+    return found, description, sorted(reader.files)
 
 
 @contextlib.contextmanager
@@ -182,6 +183,7 @@ class _Reader:
         self.parameters = self._parameters(section.get("parameters") or {})
         self.references = self._references(section.get("data_references") or {})
         self.data: dict[str, PipelineData] = {}
+        self.files: set[str] = set()  # the runconfig and parallel_run_config files read
 
     def fail(self, message: str):
         raise PipelineYamlError(f"{self.where}: {message}")
@@ -322,6 +324,7 @@ class _Reader:
                 f"step {name}: {key} {path} does not exist (in {os.getcwd()}; `localpipe submit` reads a YAML in "
                 "its own folder): fix the path"
             )
+        self.files.add(os.path.abspath(path))
         return path
 
     def _compute(self, name: str, body: dict) -> str | None:
