@@ -530,3 +530,48 @@ def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_its_runconfig_file(ws, pr
     finally:
         watcher.stop()
         thread.join(timeout=30)
+
+
+DATAPATH_TOP = (
+    "  parameters:\n    RawData: {type: datapath, default: {datastore: workspaceblobstore, path_on_datastore: raw}}\n"
+)
+
+
+@pytest.mark.parametrize(
+    "usage",
+    ["      arguments: ['parameter:RawData']\n", "      parameters:\n        P: {source: RawData}\n"],
+)
+def test_a_datapath_parameter_as_an_argument_or_step_parameter_is_refused_in_the_yaml(usage, ws, project, localpipe):
+    """The step got the text "{'datapath': {'datastore': 'workspaceblobstore', ...}}", not a path."""
+    said = "RawData is a datapath parameter, which the step would get as text: name it as an input"
+    _refused_by_the_cli(ws, project, localpipe, _yaml(STEP + usage, top=DATAPATH_TOP), said)
+
+
+def test_a_data_parameter_given_to_a_step_without_a_binding_is_refused(ws, project):
+    from localpipe import Dataset, PipelineParameter, PythonScriptStep
+    from localpipe.errors import PipelineValidationError
+    from localpipe.sdk.data import DataPath, DataPathComputeBinding
+    from tests.conftest import write
+
+    project("src/a.py", "print('a')\n")
+    project("data/f.txt", "f")
+    raw = PipelineParameter("raw", default_value=DataPath(ws.get_default_datastore(), "raw"))
+    files = PipelineParameter("files", default_value=Dataset.File.from_files(str(ws.root / "data")))
+    step = PythonScriptStep(
+        "a.py", name="s", source_directory=str(ws.root / "src"), arguments=[raw], params={"F": files}
+    )
+    with pytest.raises(PipelineValidationError) as caught:
+        Pipeline(ws, [step]).submit("data")
+    message = str(caught.value)
+    assert 'step "s": PipelineParameter "raw" holds a DataPath' in message, message
+    assert 'PipelineParameter "files" holds a FileDataset' in message, message
+    # Bound as an input of the step (as Azure's datapath sample binds it), it is that input's path.
+    write(ws.get_default_datastore().folder / "raw" / "r.txt", "r")
+    project("src/b.py", "import os, sys\nprint(os.listdir(sys.argv[2]))\n")
+    bound = PythonScriptStep("b.py", name="b", source_directory=str(ws.root / "src"), arguments=["--raw", raw],
+                             inputs=[(raw, DataPathComputeBinding())])  # fmt: skip
+    run = Pipeline(ws, [bound]).submit("data")
+    assert run.wait_for_completion() == "Completed"
+    assert "['r.txt']" in (ws.root / ".localpipe" / "runs" / str(run.id) / "b" / "stdout.log").read_text()
+    saved = Pipeline.load_yaml(ws, run.save(str(ws.root / "saved.yml")))  # saved as input:raw
+    assert saved.graph.to_dict() == run.get_graph().to_dict()

@@ -404,9 +404,20 @@ def _step_spec(
     for item in step.inputs:
         _add_input(label, step, _bound(item, data_values), names, inputs, found)
 
+    # A data parameter in arguments is the step's input of its name (bound in inputs=), else text
+    # such as "{'datapath': ...}" the step could not use: refused, as in params.
+    unbound = [v for v in step.arguments if _is_data_parameter(v) and v.name not in inputs]
+    for value in [*unbound, *filter(_is_data_parameter, step.params.values())]:
+        found.append(
+            f'{label}: PipelineParameter "{value.name}" holds a {type(value.default_value).__name__}, which '
+            f"the step would get as text: give it as data, ({value.name}, DataPathComputeBinding()) for a "
+            "DataPath, DatasetConsumptionConfig(name, parameter) for a dataset"
+        )
     used_params: dict[str, Any] = {}
     argv = [
-        _argument(label, _bound(value, data_values), parameters, used_params, outputs, found)
+        {"input": value.name}
+        if _is_data_parameter(value)
+        else _argument(label, _bound(value, data_values), parameters, used_params, outputs, found)
         for value in step.arguments
     ]
     params = {
@@ -414,7 +425,11 @@ def _step_spec(
         for key, value in step.params.items()
         if checks.variable_name(label, "params name", key, found)
     }
-    uses = {f"arguments.{i}": v.name for i, v in enumerate(step.arguments) if isinstance(v, PipelineParameter)}
+    uses = {
+        f"arguments.{i}": v.name
+        for i, v in enumerate(step.arguments)
+        if isinstance(v, PipelineParameter) and not _is_data_parameter(v)
+    }
     uses |= {f"params.{k}": v.name for k, v in step.params.items() if isinstance(v, PipelineParameter)}
     if step.kind == "command" and not step.arguments:
         found.append(f"{label}: the command is empty: pass the program to run and its arguments")
@@ -485,6 +500,10 @@ def _step_spec(
         pipeline_outputs=pipeline_outputs,
         parameter_uses=uses,
     )
+
+
+def _is_data_parameter(value) -> bool:
+    return isinstance(value, PipelineParameter) and isinstance(value.default_value, (DataPath, FileDataset))
 
 
 def _bound(item, data_values: dict):

@@ -376,7 +376,7 @@ class _Reader:
                         f"Parameter {key} for step {name} is assigned to source {value['source']}, which doesn't "
                         f"exist: declare it under pipeline: parameters: (declared: {known})"
                     )
-                value = self.parameters[value["source"]]
+                value = self._not_datapath(name, self.parameters[value["source"]])
             found[str(key)] = value
         return found
 
@@ -470,8 +470,17 @@ class _Reader:
                     f'step {name}: argument "{argument}" names no {prefix[:-1]} of the step '
                     f"(its {section}: {', '.join(table) or 'none'}): add it under {section}: or fix the name"
                 )
-            resolved.append(table[key])  # a side input too: its path (the SDK passes its text)
+            value = table[key]  # a side input too: its path (the SDK passes its text)
+            resolved.append(self._not_datapath(name, value) if prefix == "parameter:" else value)
         return resolved
+
+    def _not_datapath(self, name: str, value):
+        if isinstance(value, PipelineParameter) and isinstance(value.default_value, DataPath):
+            self.fail(
+                f"step {name}: {value.name} is a datapath parameter, which the step would get as text: name it "
+                f"as an input (inputs: {{data: {{source: {value.name}}}}}) and pass input:data"
+            )
+        return value
 
     def _parallel(self, name, display, body, arguments, inputs, side_inputs, outputs, allow_reuse):
         from localpipe.sdk.parallel_run import ParallelRunConfig, ParallelRunStep
