@@ -75,6 +75,14 @@ NOT_NAMES = {
     "compute list": (_yaml(STEP + "      compute: [a]\n"), "step s: compute is list ['a'], not a name"),
     "runconfig list": (_yaml(STEP + "      runconfig: [a]\n"), "step s: runconfig is list ['a'], not a name"),
     "hash_paths text": (_yaml(STEP + "      hash_paths: abc\n"), "hash_paths for step s is not a list"),
+    "step parameter mapping": (  # the step got the text "{'src': 'P'}"
+        _yaml(STEP + "      parameters:\n        X: {src: P}\n"),
+        "parameters of step s: X is dict {'src': 'P'}: give a value, or source: NAME",
+    ),
+    "step parameter null": (
+        _yaml(STEP + "      parameters:\n        X:\n"),
+        "parameters of step s: X is NoneType None: give a value",
+    ),
 }
 
 

@@ -377,6 +377,11 @@ class _Reader:
                         f"exist: declare it under pipeline: parameters: (declared: {known})"
                     )
                 value = self._not_datapath(name, self.parameters[value["source"]])
+            elif isinstance(value, (dict, list)) or value is None:  # {src: P}: a source: misspelt, say
+                self.fail(
+                    f"{what} of step {name}: {key} is {type(value).__name__} {value!r}: give a value, or "
+                    "source: NAME for a pipeline parameter"
+                )
             found[str(key)] = value
         return found
 
