@@ -583,3 +583,20 @@ def test_a_data_parameter_given_to_a_step_without_a_binding_is_refused(ws, proje
     assert "['r.txt']" in (ws.root / ".localpipe" / "runs" / str(run.id) / "b" / "stdout.log").read_text()
     saved = Pipeline.load_yaml(ws, run.save(str(ws.root / "saved.yml")))  # saved as input:raw
     assert saved.graph.to_dict() == run.get_graph().to_dict()
+
+
+def test_a_misspelt_key_is_warned_of_with_the_key_meant(ws, project, localpipe):
+    """allow_resue: false was ignored without a word: the step was reused."""
+    project("src/a.py", "print('a')\n")
+    file = project("p.yml", _yaml(STEP + "      allow_resue: false\n      inputs:\n        i: {source: X, bind_mod: download}\n"
+                                  + STEP.replace("  s:", "  t:") + "      outputs:\n        o: {destination: X, datstore: b}\n"))  # fmt: skip
+    with pytest.warns(UserWarning) as caught:
+        Pipeline.load_yaml(ws, str(file))
+    said = [str(warning.message) for warning in caught]
+    assert said == [
+        f"{file}: step s: key allow_resue is not read: did you mean allow_reuse?",
+        f"{file}: step s: input i: key bind_mod is not read: did you mean bind_mode?",
+        f"{file}: step t: output o: key datstore is not read: did you mean datastore?",
+    ], said
+    result = localpipe("status", "p.yml")
+    assert result.returncode == 0 and "key allow_resue is not read: did you mean allow_reuse?" in result.stderr

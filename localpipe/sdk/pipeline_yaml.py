@@ -45,6 +45,15 @@ CLOUD_STEPS = {
     "AzureBatchStep": ("azurebatch_step", "Azure Batch"),
 }
 REFERENCE_ARGUMENTS = ("input:", "output:", "side_input:", "parameter:")
+# The keys read, to warn of one misspelt (allow_resue: false would be ignored, the step reused).
+STEP_KEYS = {
+    "type", "name", "script_name", "source_directory", "arguments", "parameters", "inputs", "outputs",
+    "side_inputs", "compute", "runconfig", "runconfig_parameters", "allow_reuse", "version", "hash_paths",
+    "parallel_run_config", "models_id", *LEGACY_KEYS,
+}  # fmt: skip
+INPUT_KEYS = {"source", "bind_mode", "type", "path_on_compute", "overwrite"}
+OUTPUT_KEYS = {"destination", "datastore", "bind_mode", "type", "path_on_compute", "overwrite", "as_dataset",
+               "is_directory"}  # fmt: skip
 
 
 def load_steps(workspace, filename) -> tuple[list, str | None, list[str]]:
@@ -281,6 +290,7 @@ class _Reader:
         if "type" not in body:
             warnings.warn(f"{kind} section is being deprecated. Use type instead.", stacklevel=5)
         section = _mapping(self.where, f"step {name}", section)
+        self._unread(f"step {name}", {**body, **section}, STEP_KEYS)
         params = self._assignments(name, "parameters", body.get("parameters") or {})
         inputs = self._inputs(name, "inputs", body.get("inputs") or {})
         side_inputs = self._inputs(name, "side_inputs", body.get("side_inputs") or {})
@@ -392,6 +402,7 @@ class _Reader:
             if not isinstance(body, dict) or "source" not in body:
                 self.fail(f"Input {key} for step {name} must have a source assignment: add source: under it")
             source = self.name(f"step {name}: the source of input {key}", body["source"])
+            self._unread(f"step {name}: input {key}", body, INPUT_KEYS)
             mode = body.get("bind_mode", body.get("type", "mount"))
             path_on_compute = body.get("path_on_compute")
             reference = self.references.get(source)
@@ -427,6 +438,7 @@ class _Reader:
                     "fix bind_mode"
                 )
             destination = self.name(f"step {name}: the destination of output {key}", body["destination"])
+            self._unread(f"step {name}: output {key}", body, OUTPUT_KEYS)
             if destination in self.references or destination in self.parameters:
                 what = "data reference" if destination in self.references else "pipeline parameter"
                 self.fail(
@@ -478,6 +490,16 @@ class _Reader:
             value = table[key]  # a side input too: its path (the SDK passes its text)
             resolved.append(self._not_datapath(name, value) if prefix == "parameter:" else value)
         return resolved
+
+    def _unread(self, what: str, body: dict, known: set[str]) -> None:
+        """A warning for each key of ``body`` not read (the SDK ignores them too), with the likely one."""
+        import difflib
+
+        for key in body:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1)
+                hint = f": did you mean {close[0]}?" if close else f" (it reads {', '.join(sorted(known))})"
+                warnings.warn(f"{self.where}: {what}: key {key} is not read{hint}", stacklevel=6)
 
     def _not_datapath(self, name: str, value):
         if isinstance(value, PipelineParameter) and isinstance(value.default_value, DataPath):
