@@ -588,8 +588,9 @@ def test_a_data_parameter_given_to_a_step_without_a_binding_is_refused(ws, proje
 def test_a_misspelt_key_is_warned_of_with_the_key_meant(ws, project, localpipe):
     """allow_resue: false was ignored without a word: the step was reused."""
     project("src/a.py", "print('a')\n")
-    file = project("p.yml", _yaml(STEP + "      allow_resue: false\n      inputs:\n        i: {source: X, bind_mod: download}\n"
-                                  + STEP.replace("  s:", "  t:") + "      outputs:\n        o: {destination: X, datstore: b}\n"))  # fmt: skip
+    s = STEP + "      allow_resue: false\n      inputs:\n        i: {source: X, bind_mod: download}\n"
+    t = STEP.replace("  s:", "  t:") + "      outputs:\n        o: {destination: X, datstore: b}\n"
+    file = project("p.yml", _yaml(s + t))
     with pytest.warns(UserWarning) as caught:
         Pipeline.load_yaml(ws, str(file))
     said = [str(warning.message) for warning in caught]
