@@ -472,14 +472,12 @@ BAD_FILES = {
 }
 
 
-@pytest.mark.parametrize("case", BAD_FILES)
-def test_a_bad_pipeline_yaml_is_one_line_naming_file_and_fix_and_records_nothing(case, ws, project, localpipe):
-    text, said = BAD_FILES[case]
+def refused_by_the_cli(ws, project, localpipe, text: str, said: str) -> Path:
+    """`localpipe submit bad.yml` of ``text``: exit 2, one line naming the file and ``said``, nothing
+    recorded; the file's path."""
     project("src/a.py", "print('a')\n")
     file = project("bad.yml", text)
-
     result = localpipe("submit", "bad.yml")
-
     assert result.returncode == 2, result.stdout + result.stderr
     lines = result.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
@@ -487,6 +485,13 @@ def test_a_bad_pipeline_yaml_is_one_line_naming_file_and_fix_and_records_nothing
     with sqlite3.connect(ws.root / ".localpipe" / "history.db") as db:
         assert db.execute("select count(*) from pipeline_run").fetchone() == (0,)
     assert not any((ws.root / ".localpipe" / "runs").glob("*"))
+    return file
+
+
+@pytest.mark.parametrize("case", BAD_FILES)
+def test_a_bad_pipeline_yaml_is_one_line_naming_file_and_fix_and_records_nothing(case, ws, project, localpipe):
+    text, said = BAD_FILES[case]
+    file = refused_by_the_cli(ws, project, localpipe, text, said)
     # From Python it is the SDK's exception class: a ValueError.
     with pytest.raises(ValueError, match=said.split(" (")[0]) as caught:
         Pipeline.load_yaml(ws, str(file))

@@ -3,13 +3,17 @@ by trying to break them (tests/test_pipeline_yaml.py and tests/test_sdk_data.py 
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from localpipe import Pipeline
 from localpipe.errors import PipelineYamlError
+from tests.test_pipeline_yaml import refused_by_the_cli
 
 STEP = """
     s:
@@ -21,20 +25,6 @@ STEP = """
 
 def _yaml(steps: str = STEP, top: str = "") -> str:
     return "pipeline:\n" + top + "  steps:\n" + steps
-
-
-def _refused_by_the_cli(ws, project, localpipe, text: str, said: str) -> None:
-    """`localpipe submit bad.yml`: exit 2, one line naming the file and ``said``, nothing recorded."""
-    project("src/a.py", "print('a')\n")
-    file = project("bad.yml", text)
-    result = localpipe("submit", "bad.yml")
-    assert result.returncode == 2, result.stdout + result.stderr
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.stderr, result.stderr
-    assert str(file) in lines[0] and said in lines[0], lines[0]
-    with sqlite3.connect(ws.root / ".localpipe" / "history.db") as db:
-        assert db.execute("select count(*) from pipeline_run").fetchone() == (0,)
-    assert not any((ws.root / ".localpipe" / "runs").glob("*"))
 
 
 # A value where a name belongs: a TypeError (unhashable), a traceback at planning, or None taken as
@@ -88,7 +78,7 @@ NOT_NAMES = {
 
 @pytest.mark.parametrize("case", ["output destination null", "input source list"])
 def test_a_value_where_a_name_belongs_is_one_line_from_the_cli(case, ws, project, localpipe):
-    _refused_by_the_cli(ws, project, localpipe, *NOT_NAMES[case])
+    refused_by_the_cli(ws, project, localpipe, *NOT_NAMES[case])
 
 
 @pytest.mark.parametrize("case", NOT_NAMES)
@@ -105,7 +95,7 @@ def test_a_step_written_twice_under_one_key_is_refused_not_dropped(ws, project, 
     """A copied step whose key was not renamed: YAML keeps the last one, so one step vanished and the
     pipeline ran without it."""
     twice = _yaml(STEP + STEP.replace("a.py", "b.py"))
-    _refused_by_the_cli(ws, project, localpipe, twice, "line 9: key 's' is given twice (first at line 4)")
+    refused_by_the_cli(ws, project, localpipe, twice, "line 9: key 's' is given twice (first at line 4)")
 
 
 def test_yaml_aliases_that_expand_to_billions_of_values_are_refused_at_once(ws, project):
@@ -178,7 +168,7 @@ LOAD_ERRORS = {
 def test_what_a_yaml_names_that_is_not_there_is_one_line_naming_the_file(case, ws, project, localpipe):
     """A datastore, dataset or file the YAML names that does not exist: the line named neither the
     YAML file nor the step (`error: datastore "nope" is not registered in <ws>: ...`)."""
-    _refused_by_the_cli(ws, project, localpipe, *LOAD_ERRORS[case])
+    refused_by_the_cli(ws, project, localpipe, *LOAD_ERRORS[case])
 
 
 TWO_STEPS = """
@@ -217,7 +207,7 @@ INVALID_GRAPHS = {
 @pytest.mark.parametrize("case", INVALID_GRAPHS)
 def test_a_yaml_whose_graph_is_invalid_names_the_file(case, ws, project, localpipe):
     """The planner's refusals (a cycle, a step reading its own output) named the steps, not the YAML."""
-    _refused_by_the_cli(ws, project, localpipe, *INVALID_GRAPHS[case])
+    refused_by_the_cli(ws, project, localpipe, *INVALID_GRAPHS[case])
 
 
 def test_status_and_publish_of_an_invalid_yaml_name_the_file(ws, project, localpipe):
@@ -274,23 +264,33 @@ pipeline:
 """
 
 
+@contextlib.contextmanager
+def _watching(ws, file: Path) -> Iterator[list[str]]:
+    """A Watcher of ``file`` in a thread, over its folder; yields the lines it prints."""
+    from localpipe.watch import Watcher
+
+    lines: list[str] = []
+    watcher = Watcher(ws, str(file), "proj", debounce=0.2, echo=lines.append)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        yield lines
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+    assert not thread.is_alive()
+
+
 def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_the_yaml_and_of_a_script(ws, project):
     """Real watchdog events: a script's edit reruns its step; an argument changed in the YAML reruns
     the step it is in (and after); a broken YAML is one line, runs nothing, and its fix runs."""
-    import threading
-
-    from localpipe.watch import Watcher
     from tests.conftest import tables, wait_for
     from tests.test_watch import run_done, steps_of
 
     project("proj/make/make.py", "import sys\nopen(sys.argv[-1] + '/v.txt', 'w').write(sys.argv[2])\n")
     project("proj/use/use.py", "import sys\nprint(open(sys.argv[1] + '/v.txt').read())\n")
     file = project("proj/pipeline.yml", WATCHED_YAML)
-    lines: list[str] = []
-    watcher = Watcher(ws, str(file), "proj", debounce=0.2, echo=lines.append)
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
+    with _watching(ws, file) as lines:
         wait_for(lambda: run_done(ws, 1), what="the first run")
         project("proj/use/use.py", "import sys\nprint('edited', open(sys.argv[1] + '/v.txt').read())\n")
         wait_for(lambda: run_done(ws, 2), what="the rerun after a script's edit")
@@ -307,10 +307,6 @@ def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_the_yaml_and_of_a_script(
         project("proj/pipeline.yml", WATCHED_YAML.replace("hello", "bonjour"))
         wait_for(lambda: run_done(ws, 4), what="the run of the fixed YAML")
         assert {status for status, _ in steps_of(ws, 4).values()} == {"Reused"}
-    finally:
-        watcher.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
 
 
 def test_a_dataset_unregistered_after_a_run_stays_in_its_input_datasets_and_found_by_id(ws, project, tmp_path):
@@ -457,7 +453,7 @@ def test_an_output_named_as_a_data_reference_or_parameter_is_refused(ws, project
         + STEP.replace("  s:", "  t:")
         + "      inputs:\n        i: {source: R}\n"
     )
-    _refused_by_the_cli(ws, project, localpipe, _yaml(steps, top=top), "step s: the destination of output o is R")
+    refused_by_the_cli(ws, project, localpipe, _yaml(steps, top=top), "step s: the destination of output o is R")
 
 
 def test_names_a_saved_yaml_cannot_tell_apart_are_renamed_or_refused(ws, project, tmp_path):
@@ -512,10 +508,7 @@ def test_a_schedule_yaml_giving_one_value_where_a_list_belongs_is_one_value_erro
 def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_its_runconfig_file(ws, project):
     """A runconfig file the YAML names (its environment variables, packages): editing it did nothing
     under `localpipe watch`, the YAML being the only file of the pipeline watched."""
-    import threading
-
     from localpipe import RunConfiguration
-    from localpipe.watch import Watcher
     from tests.conftest import wait_for
     from tests.test_watch import run_done, steps_of
 
@@ -525,19 +518,12 @@ def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_its_runconfig_file(ws, pr
     (ws.root / "proj" / "conf").mkdir()
     config.save(str(ws.root / "proj" / "conf" / "a.runconfig"))
     file = project("proj/pipeline.yml", _yaml(STEP + "      runconfig: conf/a.runconfig\n"))
-    lines: list[str] = []
-    watcher = Watcher(ws, str(file), "proj", debounce=0.2, echo=lines.append)
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
+    with _watching(ws, file) as lines:
         wait_for(lambda: run_done(ws, 1), what="the first run")
         config.environment_variables = {"MODE": "fast"}
         config.save(str(ws.root / "proj" / "conf" / "a.runconfig"))
         wait_for(lambda: run_done(ws, 2), timeout=15, what=lambda: f"a rerun after the runconfig's edit: {lines}")
         assert steps_of(ws, 2)["s"][0] == "Completed", steps_of(ws, 2)
-    finally:
-        watcher.stop()
-        thread.join(timeout=30)
 
 
 DATAPATH_TOP = (
@@ -552,7 +538,7 @@ DATAPATH_TOP = (
 def test_a_datapath_parameter_as_an_argument_or_step_parameter_is_refused_in_the_yaml(usage, ws, project, localpipe):
     """The step got the text "{'datapath': {'datastore': 'workspaceblobstore', ...}}", not a path."""
     said = "RawData is a datapath parameter, which the step would get as text: name it as an input"
-    _refused_by_the_cli(ws, project, localpipe, _yaml(STEP + usage, top=DATAPATH_TOP), said)
+    refused_by_the_cli(ws, project, localpipe, _yaml(STEP + usage, top=DATAPATH_TOP), said)
 
 
 def test_a_data_parameter_given_to_a_step_without_a_binding_is_refused(ws, project):
