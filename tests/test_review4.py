@@ -587,3 +587,57 @@ def test_a_misspelt_key_is_warned_of_with_the_key_meant(ws, project, localpipe):
     ], said
     result = localpipe("status", "p.yml")
     assert result.returncode == 0 and "key allow_resue is not read: did you mean allow_reuse?" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("nosrc.yml", "pipeline:\n  steps:\n    s: {type: PythonScriptStep, script_name: a.py}\n"),
+        ("nosrc.py", "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+                     "pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep('a.py', name='s')])\n"),
+    ],
+)  # fmt: skip
+def test_a_step_without_source_directory_runs_from_the_files_folder_wherever_the_command_runs(
+    name, text, ws, project, localpipe
+):
+    """The file runs in its own folder, but a step without source_directory took the command's current
+    folder when planned: `localpipe submit sub/p.yml` said script "a.py" not found in <ws>."""
+    project("sub/a.py", "print('in sub')\n")
+    project(f"sub/{name}", text)
+    result = localpipe("submit", f"sub/{name}")
+    assert result.returncode == 0, result.stderr
+    assert (ws.root / ".localpipe" / "runs" / "1" / "s" / "stdout.log").read_text() == "in sub\n"
+
+
+def test_a_parallel_run_steps_datasets_get_ids_that_its_reuse_and_a_pickle_keep(ws, project):
+    """Inputs and side inputs of a ParallelRunStep are saved and listed in inputDatasets, also for
+    the run that reuses it; a pickled dataset keeps its id."""
+    import pickle
+
+    from localpipe import Dataset, Environment, Experiment, PipelineData
+    from localpipe.sdk.parallel_run import ParallelRunConfig, ParallelRunStep
+
+    for number in range(3):
+        project(f"data/{number}.txt", str(number))
+    project("side/s.txt", "side")
+    project("src/score.py", "def init():\n    pass\n\ndef run(batch):\n    return [str(x) for x in batch]\n")
+    config = ParallelRunConfig(environment=Environment("local"), entry_script="score.py",
+                               source_directory=str(ws.root / "src"), error_threshold=-1,
+                               output_action="append_row", compute_target="local", node_count=1,
+                               process_count_per_node=1)  # fmt: skip
+
+    def submitted():
+        data = Dataset.File.from_files(str(ws.root / "data"))
+        side = Dataset.File.from_files(str(ws.root / "side"))
+        step = ParallelRunStep("score", config, inputs=[data.as_named_input("files")], output=PipelineData("out"),
+                               side_inputs=[side.as_named_input("side").as_mount()])  # fmt: skip
+        run = Experiment(ws, "prs").submit(Pipeline(ws, [step]))
+        assert run.wait_for_completion() == "Completed"
+        consumed = run.find_step_run("score")[0].get_details()["inputDatasets"]
+        return (data.id, side.id), [(d["dataset"].id, d["consumptionDetails"]["inputName"]) for d in consumed], data
+
+    ids, consumed, data = submitted()
+    assert None not in ids and consumed == [(ids[0], "files"), (ids[1], "side")]
+    again, reused, _ = submitted()
+    assert again == ids and reused == consumed
+    assert pickle.loads(pickle.dumps(data)).id == ids[0]

@@ -59,7 +59,7 @@ def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> L
     if not file.is_file():
         raise PipelineFileError(f"pipeline file {path} does not exist: pass the path of a .py or .yml file")
     if file.suffix in YAML_SUFFIXES:
-        return LoadedFile(_load_yaml(file, ws))
+        return LoadedFile(_in_folder(_load_yaml(file, ws), file.parent))
     if SHIM_DIR not in sys.path:  # for the process's life: the file's objects may import azureml later
         sys.path.insert(0, SHIM_DIR)
     token = current_workspace.set(ws)
@@ -107,8 +107,16 @@ def load_file(path: str | os.PathLike, ws, time_limit: float | None = None) -> L
         current_workspace.reset(token)
     if file_loading.submitted:  # from the file itself, or from a thread it started
         first = file_loading.submitted[0]
-        return LoadedFile(first.pipeline, first.experiment, first.parameters, first.options)
-    return LoadedFile(_pick(namespace, path))
+        return LoadedFile(_in_folder(first.pipeline, file.parent), first.experiment, first.parameters, first.options)
+    return LoadedFile(_in_folder(_pick(namespace, path), file.parent))
+
+
+def _in_folder(pipeline: Pipeline, folder: Path) -> Pipeline:
+    """``pipeline``, its steps without a source_directory taking the file's folder (the current
+    directory while it loaded), not the command's current directory when it is planned."""
+    if pipeline.default_source_directory is None:
+        pipeline.default_source_directory = str(folder)
+    return pipeline
 
 
 def _load_yaml(file: Path, ws) -> Pipeline:
