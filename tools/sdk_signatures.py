@@ -85,6 +85,9 @@ SURFACE: dict[str, list[str]] = {
     "azureml.data.dataset_consumption_config": ["DatasetConsumptionConfig"],
     "azureml.exceptions": ["AzureMLException", "ComputeTargetException", "UserErrorException"],
     "azureml.pipeline.core": [
+        "Module",
+        "ModuleVersion",
+        "ModuleVersionDescriptor",
         "Pipeline",
         "PipelineData",
         "PipelineParameter",
@@ -92,7 +95,8 @@ SURFACE: dict[str, list[str]] = {
         "StepRun",
         "StepSequence",
     ],
-    "azureml.pipeline.steps": ["CommandStep", "PythonScriptStep"],
+    "azureml.pipeline.core.graph": ["InputPortDef", "OutputPortDef", "ParamDef"],
+    "azureml.pipeline.steps": ["CommandStep", "ModuleStep", "PythonScriptStep"],
     "azureml.widgets": ["RunDetails"],
 }
 

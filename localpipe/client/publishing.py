@@ -127,7 +127,7 @@ def freeze(workspace, pipeline, refusal: str, parameters: dict | None = None, la
     by_folder: dict[str, str] = {}
     for step, spec in graph.steps.items():
         if spec.source_dir and trees[step] is not None and spec.source_dir not in by_folder:
-            by_folder[spec.source_dir] = _store_tree(history, spec.source_dir, list(trees[step].files))
+            by_folder[spec.source_dir] = store_tree(history, spec.source_dir, list(trees[step].files))
     sources = {step: by_folder[spec.source_dir] for step, spec in graph.steps.items() if spec.source_dir in by_folder}
     return Frozen(declaration, sources, graph.to_dict())
 
@@ -151,7 +151,7 @@ def freeze_run(run, refusal: str) -> Frozen:
                 f'{refusal}: the source of step "{step}" is gone ({folder}): use the Pipeline itself '
                 "(pipeline.publish(name), PipelineDraft.create(ws, pipeline, ...))"
             )
-        sources[step] = _store_tree(history, folder, [rel for rel, _, _ in walk(folder)])
+        sources[step] = store_tree(history, folder, [rel for rel, _, _ in walk(folder)])
     return Frozen("", sources, graph.to_dict())
 
 
@@ -182,7 +182,7 @@ def _store_bytes(history, data: bytes) -> str:
     return _commit(history, folder)
 
 
-def _store_tree(history, source: str | os.PathLike, files: list[str]) -> str:
+def store_tree(history, source: str | os.PathLike, files: list[str]) -> str:
     """The digest of an object holding a copy of ``files`` of ``source``."""
     from localpipe.content.hashing import copy_tree
 

@@ -104,6 +104,9 @@ MODULES: dict[str, dict[str, str]] = {
     },
     "azureml.pipeline": {},
     "azureml.pipeline.core": {
+        "Module": "localpipe.client.modules:Module",
+        "ModuleVersion": "localpipe.client.modules:ModuleVersion",
+        "ModuleVersionDescriptor": "localpipe.client.modules:ModuleVersionDescriptor",
         "Pipeline": "localpipe.sdk.pipeline:Pipeline",
         "PipelineData": "localpipe.sdk.data:PipelineData",
         "PipelineDraft": "localpipe.client.drafts:PipelineDraft",
@@ -118,8 +121,16 @@ MODULES: dict[str, dict[str, str]] = {
         "StepSequence": "localpipe.sdk.pipeline:StepSequence",
     },
     "azureml.pipeline.core.graph": {
+        "InputPortDef": "localpipe.sdk.modules:InputPortDef",
+        "OutputPortDef": "localpipe.sdk.modules:OutputPortDef",
+        "ParamDef": "localpipe.sdk.modules:ParamDef",
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
         "PublishedPipeline": "localpipe.client.publishing:PublishedPipeline",
+    },
+    "azureml.pipeline.core.module": {
+        "Module": "localpipe.client.modules:Module",
+        "ModuleVersion": "localpipe.client.modules:ModuleVersion",
+        "ModuleVersionDescriptor": "localpipe.client.modules:ModuleVersionDescriptor",
     },
     "azureml.pipeline.core.pipeline_draft": {
         "PipelineDraft": "localpipe.client.drafts:PipelineDraft",
@@ -140,6 +151,7 @@ MODULES: dict[str, dict[str, str]] = {
     },
     "azureml.pipeline.steps": {
         "CommandStep": "localpipe.sdk.steps:CommandStep",
+        "ModuleStep": "localpipe.sdk.modules:ModuleStep",
         "ParallelRunConfig": "localpipe.sdk.parallel_run:ParallelRunConfig",
         "ParallelRunStep": "localpipe.sdk.parallel_run:ParallelRunStep",
         "PythonScriptStep": "localpipe.sdk.steps:PythonScriptStep",

@@ -33,6 +33,7 @@ from localpipe.sdk.data import (
     TabularDataset,
 )
 from localpipe.sdk.data.datasets import default_input_name
+from localpipe.sdk.modules import ModuleStep
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
@@ -416,6 +417,8 @@ def _step_spec(
     }
     uses = {f"arguments.{i}": v.name for i, v in enumerate(step.arguments) if isinstance(v, PipelineParameter)}
     uses |= {f"params.{k}": v.name for k, v in step.params.items() if isinstance(v, PipelineParameter)}
+    if isinstance(step, ModuleStep):
+        _check_wiring(label, step, found)
     if step.kind == "command" and not step.arguments:
         found.append(f"{label}: the command is empty: pass the program to run and its arguments")
 
@@ -485,6 +488,24 @@ def _step_spec(
         pipeline_outputs=pipeline_outputs,
         parameter_uses=uses,
     )
+
+
+def _check_wiring(label: str, step: ModuleStep, found: list[str]) -> None:
+    """Every key of a ModuleStep's ``inputs_map`` and ``outputs_map`` is a port of its module version,
+    and every input port that is not optional is mapped."""
+    ports, wiring = step.ports, step.mapped
+    for what, known in (("input", list(ports["inputs"])), ("output", ports["outputs"])):
+        for key in wiring[f"{what}s"]:
+            if key not in known:
+                found.append(
+                    f'{label}: {what}s_map key "{key}" is not an {what} port of {step.module_label} (its {what} '
+                    f"ports: {', '.join(known) or 'none'}): map the data to one of those names"
+                )
+    for port, optional in ports["inputs"].items():
+        if not optional and port not in wiring["inputs"]:
+            found.append(
+                f'{label}: input port "{port}" of {step.module_label} is not mapped: add "{port}" to inputs_map'
+            )
 
 
 def _bound(item, data_values: dict):
@@ -690,7 +711,7 @@ def _pipeline_data_input(label: str, step, item: PipelineDataInput, names: dict,
     return InputSpec(
         mode=item.mode,
         step=names.get(id(producer), producer.name),
-        output=item.data.name,
+        output=producer.output_name_of(item.data),
         tabular=item.tabular,
         path_on_compute=item.path_on_compute,
     )
