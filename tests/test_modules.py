@@ -182,6 +182,10 @@ def test_a_version_runs_its_snapshot_and_reruns_are_reused(ws, project, history,
 
     again, status, steps = run_pipeline(_chain(ws, first, module))  # two submissions in a row
     assert status == "Completed" and {s["status"] for s in steps.values()} == {"Reused"}, steps
+    published = _chain(ws, first, module).publish("chain")  # a published pipeline keeps its ModuleSteps
+    run = published.submit(ws, "published")
+    assert run.wait_for_completion(show_output=False) == "Completed"
+    assert [s.get_status() for s in run.get_steps()] == ["Reused"] * 3
 
     module.publish_python_script(  # the edit, published: a new version, which the next runs resolve to
         "calc.py", "edited", [InputPortDef("x_in")], [OutputPortDef("result")], params={"step": 1}, version="3",
