@@ -402,7 +402,8 @@ def test_the_modulestep_sample_runs_to_its_end(samples):
 
     notebook, runs, _ = samples("aml-pipelines-how-to-use-modulestep.ipynb")
     assert errors(notebook) == []
-    assert "Creating new compute target: cpu-cluster" in printed(notebook)
+    # AmlCompute(ws, "cpu-cluster") raises until a notebook of the workspace creates it in its bare except.
+    assert re.search(r"(Found existing|Creating new) compute target: cpu-cluster\n", printed(notebook))
     assert runs["testmodulestesp"] == ["Completed"], runs
     [run] = Workspace(samples.root).experiments["testmodulestesp"].get_runs()
     assert shown(notebook)[-1] == repr(run)  # its last cell shows the run it submitted
