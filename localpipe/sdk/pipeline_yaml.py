@@ -182,23 +182,23 @@ class _Reader:
         allow_reuse = section.get("allow_reuse", True)
         if not isinstance(allow_reuse, bool):
             self.fail(f"allow_reuse for step {name} must be a bool: write true or false")
+        if kind == MODULE:  # its name: is the module's; the step is named by its key
+            return self._module_step(name, section, body, arguments, inputs, outputs, params)
         display = self._text(name, section, "name") or name  # the YAML key when no name: is given
         if kind == PARALLEL:
             return self._parallel(name, display, body, arguments, inputs, side_inputs, outputs, allow_reuse)
-        from localpipe.sdk.runconfig import RunConfiguration
         from localpipe.sdk.steps import PythonScriptStep
 
         script = self._text(name, section, "script_name")
         if not script:
             self.fail(f"Step {name} does not contain a script name: add script_name: under it")
-        runconfig = RunConfiguration.load(body["runconfig"]) if body.get("runconfig") else None
         hash_paths = section.get("hash_paths")
         return PythonScriptStep(
             script_name=script,
             name=display,
             arguments=arguments,
             compute_target=body.get("compute", self.default_compute),
-            runconfig=runconfig,
+            runconfig=self._runconfig(body),
             runconfig_pipeline_params=self._assignments(name, "runconfig_parameters", body.get("runconfig_parameters")),
             inputs=list(inputs.values()),
             outputs=list(outputs.values()),
@@ -220,12 +220,42 @@ class _Reader:
                 f"step {name} is a {kind}, which needs Azure ({CLOUD_STEPS[kind][1]}): run it as a PythonScriptStep "
                 "on this machine, or submit this pipeline to Azure ML"
             )
-        if kind == MODULE:
-            self.fail(f"step {name}: ModuleStep in a pipeline YAML is not built yet: write it as a PythonScriptStep")
-        if kind not in (PYTHON, PARALLEL):
+        if kind not in (PYTHON, PARALLEL, MODULE):
             what = f"type {kind!r} is not a step type" if kind is not None else "has no type"
-            self.fail(f"step {name} {what}: give it type: PythonScriptStep (or ParallelRunStep)")
+            self.fail(f"step {name} {what}: give it type: PythonScriptStep (or ParallelRunStep, ModuleStep)")
         return kind
+
+    def _runconfig(self, body: dict):
+        from localpipe.sdk.runconfig import RunConfiguration
+
+        return RunConfiguration.load(body["runconfig"]) if body.get("runconfig") else None
+
+    def _module_step(self, name: str, section: dict, body: dict, arguments, inputs, outputs, params):
+        """A ModuleStep of the module named by ``id`` or ``name`` (its ``version``, or the one it
+        resolves), its ports mapped to the step's inputs and outputs by their names, as the SDK's
+        parser makes it."""
+        from localpipe.errors import NotFoundError
+        from localpipe.sdk.modules import ModuleStep
+
+        if "id" not in section and "name" not in section:
+            self.fail(f"Step {name} does not contain a module ID or name (one must be specified): add id: or name:")
+        module_id, module_name, version = (self._text(name, section, key) for key in ("id", "name", "version"))
+        try:
+            module = self.workspace.service.module(module_id, module_name)
+        except NotFoundError as exc:
+            self.fail(f"step {name}: {exc}")
+        return ModuleStep(
+            module=module,
+            version=version,
+            inputs_map=inputs,
+            outputs_map=outputs,
+            compute_target=body.get("compute", self.default_compute),
+            runconfig=self._runconfig(body),
+            runconfig_pipeline_params=self._assignments(name, "runconfig_parameters", body.get("runconfig_parameters")),
+            arguments=arguments,
+            params=params,
+            name=name,
+        )
 
     def _text(self, name: str, section: dict, key: str) -> str | None:
         value = section.get(key)
