@@ -145,7 +145,7 @@ def _number_default_names(steps: list[PipelineStep]) -> None:
     """ModuleSteps given no name are named after their module, and several steps of one module may
     meet (the SDK's notebook has three): in pipeline order, the first keeps the name, the second is
     NAME_2, the third NAME_3, and so on past the names other steps have."""
-    taken = {step.name for step in steps if step.default_name is None}
+    taken = {step.name for step in steps if step.default_name is None and isinstance(step.name, str)}  # else refused
     for step in steps:
         if step.default_name is not None:
             name, number = step.default_name, 1
