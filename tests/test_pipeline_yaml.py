@@ -587,16 +587,13 @@ def test_module_steps_are_read_by_module_name_and_version_and_pass_data(ws, proj
     """The SDK's parser makes a ModuleStep of a step of type ModuleStep (or a module: section): the
     module by id or name, its version given or resolved, its ports mapped by the inputs' and
     outputs' names; the step is named by its key."""
-    from localpipe import InputPortDef, Module, OutputPortDef
+    from localpipe import Module
     from localpipe.state.store import ObjectStore
+    from tests.test_modules import _publish
 
-    project("calc/calc.py", MODULE_SCRIPT)
     module = Module.create(ws, "calc", "adds one")
-    for version, inputs in (("1", []), ("2", [InputPortDef(name="x_in", default_datastore_mode="mount")])):
-        module.publish_python_script(
-            "calc.py", "calc", inputs=inputs, outputs=[OutputPortDef(name="result")], version=version,
-            source_directory=str(ws.root / "calc"), is_default=version == "2",
-        )  # fmt: skip
+    _publish(ws, project, module, "1", first=True)
+    _publish(ws, project, module, "2", is_default=True)  # the one with input port x_in
     file = project("modules.yml", MODULES)
     with pytest.warns(UserWarning, match="section is being deprecated"):  # the module: section
         pipeline = Pipeline.load_yaml(ws, str(file))
@@ -606,16 +603,4 @@ def test_module_steps_are_read_by_module_name_and_version_and_pass_data(ws, proj
     assert status.value == "Completed", steps
     store = ObjectStore(history.layout.objects)
     read = {name: (store.path(step["outputs"]["result"]) / "result").read_text() for name, step in steps.items()}
-    assert read == {"first": "11", "second": "12"}  # the second step's port x_in is version 2's: resolved
-
-
-MODULE_SCRIPT = """
-import argparse
-parser = argparse.ArgumentParser()
-parser.add_argument("--x")
-parser.add_argument("--x_file")
-parser.add_argument("--out")
-args = parser.parse_args()
-x = int(args.x) if args.x is not None else int(open(args.x_file).read())
-open(args.out, "w").write(str(x + 1))
-"""
+    assert read == {"first": "11", "second": "12"}  # version 2 resolved: its port x_in is mapped

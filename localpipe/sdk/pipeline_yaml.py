@@ -197,9 +197,7 @@ class _Reader:
             script_name=script,
             name=display,
             arguments=arguments,
-            compute_target=body.get("compute", self.default_compute),
-            runconfig=self._runconfig(body),
-            runconfig_pipeline_params=self._assignments(name, "runconfig_parameters", body.get("runconfig_parameters")),
+            **self._placement(name, body),
             inputs=list(inputs.values()),
             outputs=list(outputs.values()),
             params=params,
@@ -225,10 +223,18 @@ class _Reader:
             self.fail(f"step {name} {what}: give it type: PythonScriptStep (or ParallelRunStep, ModuleStep)")
         return kind
 
-    def _runconfig(self, body: dict):
+    def _placement(self, name: str, body: dict) -> dict:
+        """Where and how a PythonScriptStep or a ModuleStep runs: its compute, runconfig file and the
+        pipeline parameters assigned to runconfig values."""
         from localpipe.sdk.runconfig import RunConfiguration
 
-        return RunConfiguration.load(body["runconfig"]) if body.get("runconfig") else None
+        return {
+            "compute_target": body.get("compute", self.default_compute),
+            "runconfig": RunConfiguration.load(body["runconfig"]) if body.get("runconfig") else None,
+            "runconfig_pipeline_params": self._assignments(
+                name, "runconfig_parameters", body.get("runconfig_parameters")
+            ),
+        }
 
     def _module_step(self, name: str, section: dict, body: dict, arguments, inputs, outputs, params):
         """A ModuleStep of the module named by ``id`` or ``name`` (its ``version``, or the one it
@@ -249,9 +255,7 @@ class _Reader:
             version=version,
             inputs_map=inputs,
             outputs_map=outputs,
-            compute_target=body.get("compute", self.default_compute),
-            runconfig=self._runconfig(body),
-            runconfig_pipeline_params=self._assignments(name, "runconfig_parameters", body.get("runconfig_parameters")),
+            **self._placement(name, body),
             arguments=arguments,
             params=params,
             name=name,
