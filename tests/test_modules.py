@@ -325,3 +325,33 @@ def test_a_history_db_of_the_release_before_gains_the_module_tables(ws):
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert [r[0] for r in conn.execute("SELECT name FROM migration")] == list(MIGRATION_NAMES)
     conn.close()
+
+
+def test_localpipe_modules_lists_modules_and_a_modules_versions(ws, project, localpipe):
+    import json
+
+    assert localpipe("modules").stdout.startswith("no modules: make one with Module.create")
+    module = Module.create(ws, "calc", "adds one")
+    first = _publish(ws, project, module, "1", first=True)
+    _publish(ws, project, module, "2", tag="v2", is_default=True)
+    first.disable()
+    Module.create(ws, "another", None)
+
+    listed = json.loads(localpipe("modules", "--json", check=True).stdout)
+    assert [(m["name"], m["default"], m["versions"], m["status"]) for m in listed] == [
+        ("another", None, 0, "Active"),
+        ("calc", "2", 2, "Active"),
+    ]
+    versions = json.loads(localpipe("modules", "calc", "--json", check=True).stdout)
+    assert [(v["version"], v["status"], v["script"], v["description"]) for v in versions] == [
+        ("1", "Disabled", "calc.py", "calc v1"),
+        ("2", "Active", "calc.py", "calc v2"),
+    ]
+    assert versions[0]["id"] == first.module_version_id
+    table = localpipe("modules", "calc", check=True).stdout
+    assert table.splitlines()[0].split() == ["VERSION", "ID", "STATUS", "SCRIPT", "DESCRIPTION"]
+    missing = localpipe("modules", "nope")
+    assert (
+        missing.returncode == 2
+        and missing.stderr.strip() == 'error: no module is named "nope": see `localpipe modules`'
+    )

@@ -48,6 +48,19 @@ class ModuleRecords:
         )
         return {**row, "versions": list(versions)}
 
+    def modules(self) -> list[dict]:
+        """Every module by name, each with its ``versions`` (oldest first: every column but the
+        interface, arguments and runconfig)."""
+        t = self.t
+        versions: dict[int, list[dict]] = {}
+        columns = [t.ModuleVersionRecord.module, t.ModuleVersionRecord.module_version_id, t.ModuleVersionRecord.version,
+                   t.ModuleVersionRecord.description, t.ModuleVersionRecord.status, t.ModuleVersionRecord.script_name,
+                   t.ModuleVersionRecord.created_at]  # fmt: skip
+        for row in t.ModuleVersionRecord.select(*columns).order_by(t.ModuleVersionRecord.id).dicts():
+            versions.setdefault(row.pop("module"), []).append(row)
+        modules = t.ModuleRecord.select().order_by(t.ModuleRecord.name).dicts()
+        return [{**row, "versions": versions.get(row["id"], [])} for row in modules]
+
     def update(self, module_id: str, **changes) -> None:
         """Change the module's ``name``, ``description``, ``status`` or ``default_version``; a name
         another module has, or a default version it does not have, is refused with one line."""
