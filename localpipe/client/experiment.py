@@ -40,6 +40,19 @@ class Experiment:
             and (row["archived_at"] is not None) in wanted
         ]
 
+    def get_portal_url(self) -> str:
+        """The experiment's page in the studio (`localpipe serve`): its runs and their metrics."""
+        from urllib.parse import quote
+
+        from localpipe.client.publishing import studio_url
+
+        return studio_url(f"experiments/{quote(self.name, safe='')}")
+
+    @property
+    def portal_url(self) -> str:
+        """The same as ``get_portal_url()``."""
+        return self.get_portal_url()
+
     @property
     def id(self) -> int | None:
         """The experiment's number in the workspace (None before its first run or tag)."""

@@ -63,6 +63,11 @@ def server_url() -> str:
     return os.environ.get("LOCALPIPE_SERVER_URL", f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
 
 
+def studio_url(path: str) -> str:
+    """The address of a page of the studio that `localpipe serve` serves (``path`` below its root)."""
+    return f"{server_url()}/{path}"
+
+
 def published_endpoint(published_id: str) -> str:
     return f"{server_url()}/pipelines/v1.0/PipelineRuns/PipelineSubmit/{published_id}"
 
@@ -409,6 +414,15 @@ class PublishedPipeline:
     def endpoint(self) -> str:
         """The REST address that submits it, served by `localpipe serve` (docs/publishing.md)."""
         return self._endpoint
+
+    def get_portal_url(self) -> str:
+        """Its page in the studio (`localpipe serve`): parameters, steps, the runs submitted from it."""
+        return studio_url(f"published/{self._id}")
+
+    @property
+    def portal_url(self) -> str:
+        """The same as ``get_portal_url()``."""
+        return self.get_portal_url()
 
     @staticmethod
     def get(workspace, id, _workflow_provider=None, _service_endpoint=None) -> PublishedPipeline:
