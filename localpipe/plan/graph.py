@@ -158,6 +158,9 @@ class Graph:
     steps: dict[str, StepSpec]
     parameters: dict[str, Any]
     description: str | None = None
+    # Hyperparameter sweeps among the steps (plan/sweep.py): each names its trial steps with their
+    # values, its primary metric, policy and how many trials run at once.
+    sweeps: list[dict] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[StepSpec]:
@@ -175,7 +178,7 @@ class Graph:
     def to_dict(self) -> dict:
         """Plain data for JSON (a shallow copy: the values are already JSON-ready)."""
         steps = [{**vars(s), "inputs": {k: vars(v) for k, v in s.inputs.items()}} for s in self.steps.values()]
-        return {"steps": steps, "parameters": self.parameters, "description": self.description}
+        return {"steps": steps, "parameters": self.parameters, "description": self.description, "sweeps": self.sweeps}
 
     @classmethod
     def from_dict(cls, data: dict) -> Graph:
@@ -183,7 +186,7 @@ class Graph:
         for raw in data["steps"]:
             raw = dict(raw, inputs={k: InputSpec(**v) for k, v in raw["inputs"].items()})
             steps[raw["name"]] = StepSpec(**raw)
-        return cls(steps, data["parameters"], data.get("description"))
+        return cls(steps, data["parameters"], data.get("description"), data.get("sweeps") or [])
 
 
 def plan_pipeline(
@@ -245,7 +248,7 @@ def _plan(
     order = _order(specs, found)
     by_name = {spec.name: spec for spec in specs}
     steps = {name: by_name[name] for name in order}
-    return Graph(steps, parameters, pipeline.description), found
+    return Graph(steps, parameters, pipeline.description, list(getattr(pipeline, "sweeps", []))), found
 
 
 def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:

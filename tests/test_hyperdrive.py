@@ -1,0 +1,182 @@
+"""Hyperparameter sweeps (docs/hyperdrive.md): ``azureml.train.hyperdrive``'s expressions, samplings,
+policies and ``HyperDriveConfig``, submitted as real runs whose trials are a tiny script logging a
+metric that is a known function of its arguments."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from localpipe import (
+    BanditPolicy,
+    Experiment,
+    GridParameterSampling,
+    HyperDriveConfig,
+    HyperDriveRun,
+    MedianStoppingPolicy,
+    NoTerminationPolicy,
+    PrimaryMetricGoal,
+    RandomParameterSampling,
+    Run,
+    ScriptRunConfig,
+    TruncationSelectionPolicy,
+    choice,
+    lognormal,
+    loguniform,
+    normal,
+    qlognormal,
+    qloguniform,
+    qnormal,
+    quniform,
+    randint,
+    uniform,
+)
+from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
+from localpipe.plan.sweep import sample, to_stop
+
+TRAIN = """
+import argparse, json, os, time
+from azureml.core import Run
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--y", type=float, default=1.0)
+parser.add_argument("--copy", type=int, default=0)
+parser.add_argument("--iterations", type=int, default=1)
+parser.add_argument("--pause", type=float, default=0.0)
+args = parser.parse_args()
+run = Run.get_context()
+for _ in range(args.iterations):
+    run.log("score", args.x * args.y)
+    time.sleep(args.pause)
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/args.json", "w") as f:
+    json.dump(vars(args), f)
+"""
+
+
+def _config(ws, project, space, *, sampling=GridParameterSampling, policy=None, concurrent=2, total=8,
+            goal=PrimaryMetricGoal.MAXIMIZE, arguments=(), **extra):  # fmt: skip
+    project("src/train.py", TRAIN)
+    src = ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py", arguments=list(arguments))
+    return HyperDriveConfig(
+        run_config=src,
+        hyperparameter_sampling=sampling(space),
+        primary_metric_name="score",
+        primary_metric_goal=goal,
+        max_total_runs=total,
+        max_concurrent_runs=concurrent,
+        policy=policy,
+        **extra,
+    )
+
+
+def _statuses(run) -> dict[str, tuple[str, str | None]]:
+    return {s["name"]: (s["status"], s["reason"]) for s in run.get_details()["steps"]}
+
+
+def _most_at_once(steps: list[dict]) -> int:
+    """The most steps running at one moment, from their recorded start and end times."""
+    events = sorted([(s["started_at"], 1) for s in steps] + [(s["ended_at"], -1) for s in steps])
+    most = current = 0
+    for _, change in events:
+        current += change
+        most = max(most, current)
+    return most
+
+
+# -- sampling ----------------------------------------------------------------------------------
+def test_random_sampling_gives_each_expression_its_kind_and_range_and_a_seed_repeats_the_draw():
+    space = {
+        "c": choice("a", "b", "c"), "r": randint(5), "u": uniform(-1, 2), "qu": quniform(0, 10, 2),
+        "lu": loguniform(-3, 1), "qlu": qloguniform(0, 3, 1), "n": normal(10, 2), "qn": qnormal(0, 5, 3),
+        "ln": lognormal(0, 1), "qln": qlognormal(1, 0.5, 1),
+    }  # fmt: skip
+    config = RandomParameterSampling(space, properties={"rndseed": 7}).to_json()
+    trials = sample(config, 300, seed=7)
+    assert len(trials) == 300
+    column = {name: [t[name] for t in trials] for name in space}
+    assert set(column["c"]) == {"a", "b", "c"}
+    assert all(isinstance(v, int) for v in column["r"]) and set(column["r"]) == set(range(5))
+    assert all(isinstance(v, float) and -1 <= v <= 2 for v in column["u"])
+    assert set(column["qu"]) <= {0, 2, 4, 6, 8, 10} and len(set(column["qu"])) >= 5
+    assert all(math.exp(-3) <= v <= math.exp(1) for v in column["lu"])
+    assert all(v == round(v) and 0 <= v <= round(math.exp(3)) for v in column["qlu"])
+    assert 9 < statistics.fmean(column["n"]) < 11 and 1.5 < statistics.stdev(column["n"]) < 2.5
+    assert all(v % 3 == 0 for v in column["qn"]) and min(column["qn"]) < 0 < max(column["qn"])
+    assert all(v > 0 for v in column["ln"]) and 0.7 < statistics.median(column["ln"]) < 1.4  # median e^0
+    assert all(v == round(v) and v >= 0 for v in column["qln"])
+    assert sample(config, 300, seed=7) == trials
+    assert sample(config, 300, seed=8) != trials
+
+
+def test_random_sampling_of_choices_only_stops_when_every_point_is_drawn():
+    config = RandomParameterSampling({"a": choice(1, 2), "b": choice("x", "y")}).to_json()
+    trials = sample(config, 10, seed=1)
+    assert sorted((t["a"], t["b"]) for t in trials) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
+
+
+# -- early termination rules (pure) ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "goal", "series", "stopped"),
+    [
+        # best 10 at interval 2; slack_factor 0.1 keeps 9.5 (9.5 * 1.1 >= 10), ends 8
+        (BanditPolicy(slack_factor=0.1), "maximize", {"a": [9, 10], "b": [9.5, 9.5], "c": [8, 8]}, {"c"}),
+        # minimize: best 1.0; slack_amount 0.5 keeps 1.4, ends 1.6
+        (BanditPolicy(slack_amount=0.5), "minimize", {"a": [1.0], "b": [1.4], "c": [1.6]}, {"c"}),
+        # judged only at multiples of evaluation_interval from delay_evaluation: interval 1 is skipped
+        (
+            BanditPolicy(slack_factor=0.1, evaluation_interval=2, delay_evaluation=2),
+            "maximize",
+            {"a": [10], "c": [1]},
+            set(),
+        ),  # fmt: skip
+        # running averages 5, 2, 1: median 2; best 1.5 < 2 ends c, b's best 3 stays
+        (MedianStoppingPolicy(), "maximize", {"a": [5, 5], "b": [1, 3], "c": [1, 1.5]}, {"c"}),
+        # 4 trials, 50 %: the two lowest end
+        (TruncationSelectionPolicy(50), "maximize", {"a": [4], "b": [3], "c": [2], "d": [1]}, {"c", "d"}),
+        # a tie across the cut is not a ranking: nobody ends
+        (TruncationSelectionPolicy(50), "maximize", {"a": [4], "b": [4]}, set()),
+        (NoTerminationPolicy(), "maximize", {"a": [4], "b": [0]}, set()),
+    ],
+)
+def test_each_policy_ends_the_trials_its_rule_says_and_no_other(policy, goal, series, stopped):
+    evaluated: dict[str, int] = {}
+    stops = to_stop(policy.to_json(), goal, series, list(series), evaluated)
+    assert set(stops) == stopped
+    assert all(type(policy).__name__ in reason for reason in stops.values())
+    assert to_stop(policy.to_json(), goal, series, list(series), evaluated) == {}  # each interval judged once
+
+
+# -- real sweeps -------------------------------------------------------------------------------
+def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws, project, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")  # room for more than the sweep's two at once
+    config = _config(ws, project, {"x": choice(1, 2, 3), "--y": choice(10, 20)}, arguments=["--pause", 0.3])
+    run = Experiment(ws, "sweep").submit(config)
+    assert isinstance(run, HyperDriveRun) and run.type == "hyperdrive"
+    run.wait_for_completion(show_output=False)
+    assert run.get_status() == "Completed"
+
+    values = {rid: json.loads(v) for rid, v in run.get_hyperparameters().items()}
+    assert sorted((v["x"], v["--y"]) for v in values.values()) == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
+    steps = run.get_details()["steps"]
+    assert len(steps) == 6 and _most_at_once(steps) == 2
+    arguments = {s["id"]: s["arguments"] for s in steps}
+    for child in run.get_children():  # the values reached the script as Azure passes them: --name value
+        given = values[child.id]
+        assert arguments[child.id][-6:] == ["--pause", "0.3", "--x", str(given["x"]), "--y", str(given["--y"])]
+        assert child.get_metrics()["score"] == given["x"] * given["--y"]
+
+    ranked = run.get_children_sorted_by_primary_metric()
+    assert [r["best_primary_metric"] for r in ranked] == [60, 40, 30, 20, 20, 10]
+    assert ranked[0]["hyperparameters"] == json.dumps({"x": 3, "--y": 20})
+    assert [r["best_primary_metric"] for r in run.get_children_sorted_by_primary_metric(top=2, reverse=True)] == [
+        10, 20,
+    ]  # fmt: skip
+    best = run.get_best_run_by_primary_metric()
+    assert best.get_metrics()["score"] == 60 and json.loads(run.get_hyperparameters()[best.id]) == {"x": 3, "--y": 20}
+    assert isinstance(Run.get(ws, run.id), HyperDriveRun)
+    assert set(run.get_metrics()) == {c.id for c in run.get_children()}
