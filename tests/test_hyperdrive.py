@@ -12,6 +12,7 @@ import pytest
 
 from localpipe import (
     BanditPolicy,
+    BayesianParameterSampling,
     Experiment,
     GridParameterSampling,
     HyperDriveConfig,
@@ -36,6 +37,7 @@ from localpipe import (
 )
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
 from localpipe.plan.sweep import sample, to_stop
+from tests.conftest import wait_for
 
 TRAIN = """
 import argparse, json, os, time
@@ -180,3 +182,150 @@ def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws
     assert best.get_metrics()["score"] == 60 and json.loads(run.get_hyperparameters()[best.id]) == {"x": 3, "--y": 20}
     assert isinstance(Run.get(ws, run.id), HyperDriveRun)
     assert set(run.get_metrics()) == {c.id for c in run.get_children()}
+
+
+SLOW = ["--iterations", 8, "--pause", 0.15]  # long enough for the scheduler (once a second) to judge it
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [BanditPolicy(slack_factor=0.1), MedianStoppingPolicy(), TruncationSelectionPolicy(truncation_percentage=50)],
+    ids=["bandit", "median", "truncation"],
+)
+def test_a_policy_ends_the_trials_behind_with_their_process_and_a_reason_and_no_other(ws, project, policy):
+    # HD_0 and HD_1 score 4 (a tie: none of the rules ends either, whatever they see), then HD_2 and HD_3
+    # score 1 at every interval: behind the finished 4s by each rule, whenever they are judged.
+    space = {"x": choice(4, 1), "copy": choice(0, 1)}
+    run = Experiment(ws, "sweep").submit(_config(ws, project, space, policy=policy, arguments=SLOW))
+    run.wait_for_completion(show_output=False)
+    statuses = _statuses(run)
+    assert {name: status for name, (status, _) in statuses.items()} == {
+        "HD_0": "Completed", "HD_1": "Completed", "HD_2": "Canceled", "HD_3": "Canceled",
+    }  # fmt: skip
+    for name in ("HD_2", "HD_3"):
+        assert statuses[name][1].startswith(f"terminated early by {type(policy).__name__} at interval ")
+    assert run.get_status() == "Completed"  # trials a policy ended are not failures
+    ended = [s for s in run.get_details()["steps"] if s["status"] == "Canceled"]
+    assert all(s["signal"] == 15 and s["ended_at"] - s["started_at"] < 1.0 * 8 * 0.15 + 1.5 for s in ended)
+    assert all(len(c.get_metrics()["score"]) < 8 for c in run.get_children() if c.get_status() == "Canceled")
+
+
+def test_a_resubmitted_sweep_reuses_unchanged_trials_and_reruns_changed_ones(ws, project):
+    space = {"x": uniform(0, 1), "--y": choice(1, 2)}
+    config = _config(ws, project, space, sampling=lambda s: RandomParameterSampling(s, {"rndseed": 3}), total=4)
+    first = Experiment(ws, "sweep").submit(config)
+    first.wait_for_completion(show_output=False)
+    second = Experiment(ws, "sweep").submit(config)
+    second.wait_for_completion(show_output=False)
+    assert {s for s, _ in _statuses(second).values()} == {"Reused"}
+    assert set(second.get_hyperparameters().values()) == set(first.get_hyperparameters().values())
+    assert second.get_best_run_by_primary_metric().get_metrics() == first.get_best_run_by_primary_metric().get_metrics()
+
+    project("src/train.py", TRAIN + "\n# changed\n")
+    third = Experiment(ws, "sweep").submit(config)
+    third.wait_for_completion(show_output=False)
+    assert {s for s, _ in _statuses(third).values()} == {"Completed"}
+
+
+def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
+    run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30]))
+    wait_for(lambda: run.get_children(status="Running"), what="a trial to run")
+    run.cancel()
+    run.wait_for_completion(show_output=False, raise_on_error=False)
+    assert run.get_status() == "Canceled"
+    assert {s for s, _ in _statuses(run).values()} == {"Canceled"}
+
+    late = _config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30], max_duration_minutes=0.02)
+    run = Experiment(ws, "sweep").submit(late)
+    run.wait_for_completion(show_output=False, raise_on_error=False)
+    statuses = _statuses(run)
+    assert {s for s, _ in statuses.values()} == {"Canceled"}
+    assert all("max_duration_minutes (0.02)" in reason for _, reason in statuses.values())
+
+
+def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
+    project(
+        "sweep.py",
+        """
+        from azureml.core import Experiment, ScriptRunConfig, Workspace
+        from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
+
+        ws = Workspace.from_config()
+        hd = HyperDriveConfig(
+            run_config=ScriptRunConfig(source_directory="src", script="train.py"),
+            hyperparameter_sampling=GridParameterSampling({"--x": choice(2, 5), "y": choice(3)}),
+            primary_metric_name="score", primary_metric_goal=PrimaryMetricGoal.MINIMIZE, max_total_runs=4,
+        )
+        Experiment(ws, "sweep").submit(hd)
+        """,
+    )
+    project("src/train.py", TRAIN)
+    localpipe("submit", "sweep.py", check=True)
+    shown = localpipe("show", "1", check=True).stdout.splitlines()
+    assert shown[1] == "trials by score (minimize), best first:"
+    assert shown[2].split() == ["HD_0", "Completed", "score", "6", "--x=2", "y=3"]
+    assert shown[3].split() == ["HD_1", "Completed", "score", "15", "--x=5", "y=3"]
+
+
+_SRC = ScriptRunConfig(source_directory=".", script="train.py")
+_GRID = GridParameterSampling({"x": choice(1, 2)})
+
+
+def _hd(**changes):
+    given = dict(run_config=_SRC, hyperparameter_sampling=_GRID, primary_metric_name="score",
+                 primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=4)  # fmt: skip
+    return HyperDriveConfig(**{**given, **changes})
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (lambda: choice(), HyperDriveConfigException, "choice() needs at least one option"),
+        (lambda: randint(0), HyperDriveConfigException, "randint(upper=0): upper must be an int above 0"),
+        (lambda: uniform(2, 1), HyperDriveConfigException, "min_value must be below max_value"),
+        (lambda: quniform(0, 1, 0.5), HyperDriveConfigException, "q must be a whole number"),
+        (lambda: normal(0, -1), HyperDriveConfigException, "sigma must not be negative"),
+        (lambda: GridParameterSampling({"x": uniform(0, 1)}), HyperDriveConfigException, "uses uniform"),
+        (lambda: RandomParameterSampling({"x": choice(1, "a")}), HyperDriveConfigException, "all or none"),
+        (lambda: BayesianParameterSampling({"x": choice(1)}), HyperDriveScenarioNotSupportedException, "not built"),
+        (lambda: BanditPolicy(slack_factor=0.1, slack_amount=1), HyperDriveConfigException, "exactly one of"),
+        (lambda: TruncationSelectionPolicy(100), HyperDriveConfigException, "between 1 and 99"),
+        (lambda: MedianStoppingPolicy(evaluation_interval=1.5), HyperDriveConfigException, "must be an int"),
+        (lambda: _hd(run_config=None), HyperDriveConfigException, "exactly one of estimator, run_config, pipeline"),
+        (lambda: _hd(run_config="train.py"), HyperDriveConfigException, "must be a ScriptRunConfig"),
+        (lambda: _hd(primary_metric_goal="max"), HyperDriveConfigException, "PrimaryMetricGoal.MAXIMIZE"),
+        (lambda: _hd(max_total_runs=0), HyperDriveConfigException, "max_total_runs must be an int above 0"),
+        (lambda: _hd(max_concurrent_runs=-1), HyperDriveConfigException, "max_concurrent_runs must be an int"),
+        (lambda: _hd(policy="bandit"), HyperDriveConfigException, "give a BanditPolicy"),
+        (lambda: _hd(resume_from=["run"]), HyperDriveScenarioNotSupportedException, "warm starts"),
+    ],
+)
+def test_a_bad_configuration_is_one_line_naming_the_value(make, error, words):
+    with pytest.raises(error) as raised:
+        make()
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+    assert raised.value.exit_code == 2
+
+
+def test_localpipe_submit_refuses_a_bad_configuration_in_one_line_with_exit_2(ws, project, localpipe):
+    project(
+        "sweep.py",
+        """
+        from azureml.core import Experiment, ScriptRunConfig, Workspace
+        from azureml.train.hyperdrive import BanditPolicy, GridParameterSampling, HyperDriveConfig
+        from azureml.train.hyperdrive import PrimaryMetricGoal, choice
+
+        hd = HyperDriveConfig(
+            run_config=ScriptRunConfig(source_directory=".", script="train.py"),
+            hyperparameter_sampling=GridParameterSampling({"x": choice(1, 2)}),
+            policy=BanditPolicy(evaluation_interval=1),
+            primary_metric_name="score", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=4,
+        )
+        Experiment(Workspace.from_config(), "sweep").submit(hd)
+        """,
+    )
+    proc = localpipe("submit", "sweep.py")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "BanditPolicy needs exactly one of slack_factor and slack_amount" in proc.stderr
+    assert localpipe("runs", "--json", check=True).stdout.strip() == "[]"
