@@ -219,6 +219,8 @@ class HyperDriveRun(PipelineRun):
         super().__init__(experiment, run_id)
         self._hyperdrive_config = hyperdrive_config
 
+    RUN_TYPE = HYPERDRIVE_RUN
+
     @property
     def hyperdrive_config(self):
         """The HyperDriveConfig submitted (None for a run found by id: its sweep is read from its record)."""
@@ -228,6 +230,13 @@ class HyperDriveRun(PipelineRun):
     def type(self) -> str:
         """``hyperdrive``, as in Azure ML."""
         return HYPERDRIVE_RUN
+
+    def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True) -> dict:
+        """Block until every trial has ended (``show_output``: print their status changes and logs);
+        returns ``get_details()``; a failed run raises ActivityFailedException unless ``raise_on_error``
+        is False. ``wait_post_processing`` changes nothing: nothing is processed after the trials."""
+        super().wait_for_completion(show_output, raise_on_error=raise_on_error)
+        return self.get_details()
 
     def _sweep(self) -> dict:
         return self.get_graph().sweeps[0]

@@ -239,19 +239,37 @@ class EarlyTerminationPolicy:
         return f"{type(self).__name__}({self._properties or ''})"
 
 
-def _intervals(policy: str, evaluation_interval, delay_evaluation) -> dict:
-    for name, value in (("evaluation_interval", evaluation_interval), ("delay_evaluation", delay_evaluation)):
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise HyperDriveConfigException(f"{policy}({name}={value!r}): {name} must be an int")
-    if evaluation_interval < 1 or delay_evaluation < 0:
-        raise HyperDriveConfigException(
-            f"{policy}(evaluation_interval={evaluation_interval}, delay_evaluation={delay_evaluation}): "
-            "evaluation_interval must be 1 or more, delay_evaluation 0 or more"
+class _IntervalPolicy(EarlyTerminationPolicy):
+    """A policy applied at every ``evaluation_interval``-th logging from ``delay_evaluation`` on."""
+
+    def __init__(self, name, evaluation_interval, delay_evaluation, config: dict):
+        policy = type(self).__name__
+        for key, value in (("evaluation_interval", evaluation_interval), ("delay_evaluation", delay_evaluation)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise HyperDriveConfigException(f"{policy}({key}={value!r}): {key} must be an int")
+        if evaluation_interval < 1 or delay_evaluation < 0:
+            raise HyperDriveConfigException(
+                f"{policy}(evaluation_interval={evaluation_interval}, delay_evaluation={delay_evaluation}): "
+                "evaluation_interval must be 1 or more, delay_evaluation 0 or more"
+            )
+        super().__init__(
+            name, {"evaluation_interval": evaluation_interval, "delay_evaluation": delay_evaluation, **config}
         )
-    return {"evaluation_interval": evaluation_interval, "delay_evaluation": delay_evaluation}
+        self._evaluation_interval = evaluation_interval
+        self._delay_evaluation = delay_evaluation
+
+    @property
+    def evaluation_interval(self) -> int:
+        """How often (in loggings of the primary metric) the policy is applied."""
+        return self._evaluation_interval
+
+    @property
+    def delay_evaluation(self) -> int:
+        """The interval before which the policy is not applied."""
+        return self._delay_evaluation
 
 
-class BanditPolicy(EarlyTerminationPolicy):
+class BanditPolicy(_IntervalPolicy):
     """End a trial whose best primary metric is not within ``slack_factor`` (a ratio) or
     ``slack_amount`` (an absolute distance) of the best trial's at the same interval."""
 
@@ -266,54 +284,26 @@ class BanditPolicy(EarlyTerminationPolicy):
         value = slack_factor if slack_factor else slack_amount
         if not isinstance(value, numbers.Real) or isinstance(value, bool) or value < 0:
             raise HyperDriveConfigException(f"BanditPolicy({slack}={value!r}): {slack} must be a number, 0 or more")
-        config = _intervals("BanditPolicy", evaluation_interval, delay_evaluation)
-        config[slack] = value
-        super().__init__(BanditPolicy.POLICY_NAME, config)
+        super().__init__(BanditPolicy.POLICY_NAME, evaluation_interval, delay_evaluation, {slack: value})
         self._slack_factor = slack_factor
-        self._evaluation_interval = evaluation_interval
-        self._delay_evaluation = delay_evaluation
 
     @property
     def slack_factor(self):
         """The slack allowed as a ratio of the best trial's metric (None when ``slack_amount`` is given)."""
         return self._slack_factor
 
-    @property
-    def evaluation_interval(self) -> int:
-        """How often (in loggings of the primary metric) the policy is applied."""
-        return self._evaluation_interval
 
-    @property
-    def delay_evaluation(self) -> int:
-        """The interval before which the policy is not applied."""
-        return self._delay_evaluation
-
-
-class MedianStoppingPolicy(EarlyTerminationPolicy):
+class MedianStoppingPolicy(_IntervalPolicy):
     """End a trial whose best primary metric up to interval N is worse than the median of the
     running averages (intervals 1 to N) of every trial that reached N."""
 
     POLICY_NAME = "MedianStopping"
 
     def __init__(self, evaluation_interval=1, delay_evaluation=0):
-        super().__init__(
-            MedianStoppingPolicy.POLICY_NAME, _intervals("MedianStoppingPolicy", evaluation_interval, delay_evaluation)
-        )
-        self._evaluation_interval = evaluation_interval
-        self._delay_evaluation = delay_evaluation
-
-    @property
-    def evaluation_interval(self) -> int:
-        """How often (in loggings of the primary metric) the policy is applied."""
-        return self._evaluation_interval
-
-    @property
-    def delay_evaluation(self) -> int:
-        """The interval before which the policy is not applied."""
-        return self._delay_evaluation
+        super().__init__(MedianStoppingPolicy.POLICY_NAME, evaluation_interval, delay_evaluation, {})
 
 
-class TruncationSelectionPolicy(EarlyTerminationPolicy):
+class TruncationSelectionPolicy(_IntervalPolicy):
     """At each evaluation interval N, end the trials among the lowest ``truncation_percentage`` percent
     (by their best primary metric up to N, among the trials that reached N)."""
 
@@ -328,27 +318,14 @@ class TruncationSelectionPolicy(EarlyTerminationPolicy):
             raise HyperDriveConfigException(
                 f"TruncationSelectionPolicy(truncation_percentage={truncation_percentage}): it must be between 1 and 99"
             )
-        config = _intervals("TruncationSelectionPolicy", evaluation_interval, delay_evaluation)
-        config.update(truncation_percentage=truncation_percentage, exclude_finished_jobs=False)
-        super().__init__(TruncationSelectionPolicy.POLICY_NAME, config)
+        config = {"truncation_percentage": truncation_percentage, "exclude_finished_jobs": False}
+        super().__init__(TruncationSelectionPolicy.POLICY_NAME, evaluation_interval, delay_evaluation, config)
         self._truncation_percentage = truncation_percentage
-        self._evaluation_interval = evaluation_interval
-        self._delay_evaluation = delay_evaluation
 
     @property
     def truncation_percentage(self) -> int:
         """The percentage of the lowest trials ended at each evaluation."""
         return self._truncation_percentage
-
-    @property
-    def evaluation_interval(self) -> int:
-        """How often (in loggings of the primary metric) the policy is applied."""
-        return self._evaluation_interval
-
-    @property
-    def delay_evaluation(self) -> int:
-        """The interval before which the policy is not applied."""
-        return self._delay_evaluation
 
 
 class NoTerminationPolicy(EarlyTerminationPolicy):
