@@ -358,3 +358,97 @@ def test_a_sweep_whose_run_config_writes_output_data_is_refused_before_anything_
     with pytest.raises(HyperDriveConfigException, match=r"output_data \(model\) would be written by every trial"):
         Experiment(ws, "sweep").submit(config)
     assert history.runs.list(10) == []
+
+
+# -- HyperDriveStep ----------------------------------------------------------------------------
+TRIAL_WITH_MODEL = """
+import argparse, os
+from azureml.core import Run
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", required=True)
+parser.add_argument("--x", type=float, required=True)
+args = parser.parse_args()
+base = float(open(os.path.join(args.data, "base.txt")).read())
+Run.get_context().log("score", base - (args.x - 3) ** 2)
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/model.txt", "w") as f:
+    f.write(f"model x={args.x}")
+"""
+
+
+def _sweep_pipeline(ws, project, space):
+    from localpipe import Pipeline, PipelineData, PythonScriptStep
+    from localpipe.sdk.hyperdrive import HyperDriveStep, TrainingOutput
+
+    project("prep/prep.py", "import os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+            "open(os.path.join(sys.argv[1], 'base.txt'), 'w').write('10')\n")  # fmt: skip
+    project("src/train.py", TRIAL_WITH_MODEL)
+    project(
+        "use/use.py",
+        """
+        import json, os, sys
+        metrics, model, out = sys.argv[1:]
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "seen.json"), "w") as f:
+            json.dump({"metrics": json.load(open(metrics)), "model": open(model).read()}, f)
+        """,
+    )
+    data, seen = PipelineData("data"), PipelineData("seen")
+    prep = PythonScriptStep("prep.py", source_directory=str(ws.root / "prep"), arguments=[data])
+    config = HyperDriveConfig(
+        run_config=ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py"),
+        hyperparameter_sampling=GridParameterSampling(space), primary_metric_name="score",
+        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=8, max_concurrent_runs=2,
+    )  # fmt: skip
+    metrics = PipelineData("metrics", training_output=TrainingOutput("Metrics"))
+    model = PipelineData("model", training_output=TrainingOutput("Model", model_file="outputs/model.txt"))
+    tune = HyperDriveStep("tune", config, estimator_entry_script_arguments=["--data", data.as_input()],
+                          inputs=[data], outputs=[metrics, model])  # fmt: skip
+    use = PythonScriptStep("use.py", source_directory=str(ws.root / "use"),
+                           arguments=[metrics.as_input(), model.as_input(), seen])  # fmt: skip
+    assert prep  # pulled in as the producer of the trials' input
+    return Pipeline(ws, [use])
+
+
+def test_hyperdrive_step_runs_its_trials_in_the_pipeline_and_feeds_the_next_step_its_metrics_and_best_model(
+    ws, project, run_pipeline
+):
+    from localpipe import PipelineRun
+    from localpipe.client.runs import HyperDriveStepRun
+
+    pipeline = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    trials = [f"tune_HD_{i}" for i in range(5)]
+    assert set(steps) == {"prep.py", "tune", "use.py", *trials}
+    assert max(steps[t]["ended_at"] for t in trials) <= steps["tune"]["started_at"]
+    assert overlaps([{"start": steps[t]["started_at"], "end": steps[t]["ended_at"]} for t in trials]) <= 2
+
+    run = PipelineRun(Experiment(ws, "tune"), run_id)
+    seen_dir = ws.root / "seen"
+    run.find_step_run("use.py")[0].get_output_data("seen").download(seen_dir)
+    seen = json.loads(next(seen_dir.rglob("seen.json")).read_text())
+    assert seen["metrics"] == {f"tune_HD_{i}": {"score": [10 - (x - 3) ** 2]} for i, x in enumerate([1, 2, 3, 4, 5])}
+    assert seen["model"] == "model x=3.0"  # the best trial's file
+
+    sweep = HyperDriveStepRun(run.find_step_run("tune")[0])
+    assert sorted(c.name for c in sweep.get_children()) == trials
+    assert sweep.get_best_run_by_primary_metric().name == "tune_HD_2"
+    assert json.loads(sweep.get_hyperparameters()[sweep.get_best_run_by_primary_metric().id]) == {"x": 3}
+
+    again = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
+    _, status, steps = run_pipeline(again, "tune")
+    assert status.value == "Completed"
+    assert {n: s["status"] for n, s in steps.items() if n != "tune"} == dict.fromkeys(
+        ["prep.py", "use.py", *trials], "Reused"
+    )  # the trials, and the step reading the unchanged outputs
+
+
+def test_hyperdrive_step_refuses_an_output_without_a_training_output_in_one_line(ws):
+    from localpipe import PipelineData
+    from localpipe.sdk.hyperdrive import HyperDriveStep
+
+    with pytest.raises(ValueError, match="output 'plain' has no TrainingOutput: give PipelineData") as raised:
+        HyperDriveStep("tune", _hd(), outputs=[PipelineData("plain")])
+    assert "\n" not in str(raised.value)

@@ -118,18 +118,16 @@ def show(run_id, as_json) -> None:
 
 
 def _echo_trials(found_history, details: dict) -> None:
-    """A HyperDrive run's trials, best primary metric first: status, values, best value."""
+    """Each sweep's trials (a HyperDrive run's, a HyperDriveStep's), best primary metric first."""
     from localpipe.client.hyperdrive import trial_rows
 
-    found = trial_rows(found_history, details["id"], {s["name"]: s["status"] for s in details["steps"]})
-    if found is None:
-        return
-    metric, rows = found
-    click.echo(f"trials by {metric['name']} ({metric['goal']}), best first:")
-    for row in rows:
-        values = " ".join(f"{name}={value!r}" for name, value in row["values"].items())
-        best = f"{metric['name']} {row['best']:g}" if row["best"] is not None else f"no {metric['name']} logged"
-        click.echo(f"  {row['name']:<6} {row['status']:<10} {best:<24} {values}")
+    for metric, rows in trial_rows(found_history, details["id"], {s["name"]: s["status"] for s in details["steps"]}):
+        click.echo(f"trials by {metric['name']} ({metric['goal']}), best first:")
+        width = max(len(row["name"]) for row in rows)
+        for row in rows:
+            values = " ".join(f"{name}={value!r}" for name, value in row["values"].items())
+            best = f"{metric['name']} {row['best']:g}" if row["best"] is not None else f"no {metric['name']} logged"
+            click.echo(f"  {row['name']:<{width}} {row['status']:<10} {best:<24} {values}")
 
 
 def _echo_children(children: list[dict], indent: str) -> None:

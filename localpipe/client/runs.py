@@ -286,6 +286,32 @@ class HyperDriveRun(PipelineRun):
         return f"HyperDriveRun(experiment={self.experiment.name!r}, id={self.id})"
 
 
+class HyperDriveStepRun(HyperDriveRun):
+    """The sweep of a HyperDriveStep in a pipeline run: ``HyperDriveStepRun(step_run)``, with
+    HyperDriveRun's members over that step's trials (children of the pipeline run, ``NAME_HD_0``, ...)."""
+
+    def __init__(self, step_run):
+        super().__init__(step_run.experiment, step_run.pipeline_run_id)
+        self._step_run = step_run
+
+    @property
+    def step_run(self) -> StepRun:
+        """The HyperDriveStep's own step run (which wrote its outputs)."""
+        return self._step_run
+
+    def _sweep(self) -> dict:
+        return next(sweep for sweep in self.get_graph().sweeps if sweep.get("step") == self._step_run.name)
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True) -> list[StepRun]:  # fmt: skip
+        """The step's trials that match every filter given (see ``Run.list``)."""
+        trials = self._sweep()["trials"]
+        return [s for s in super().get_children(False, tags, properties, type, status) if s.name in trials]
+
+    def __repr__(self) -> str:
+        return f"HyperDriveStepRun(step={self._step_run.name!r}, pipeline_run={self.id})"
+
+
 class StepRun(StepRecordMembers, Run):
     """One step of a pipeline run: ``run.find_step_run(name)[0]``, ``run.get_steps()``."""
 

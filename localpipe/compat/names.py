@@ -117,8 +117,9 @@ MODULES: dict[str, dict[str, str]] = {
         "Schedule": "localpipe.client.schedules:Schedule",
         "ScheduleRecurrence": "localpipe.client.schedules:ScheduleRecurrence",
         "StepRun": "localpipe.client.runs:StepRun",
-        "TimeZone": "localpipe.client.schedules:TimeZone",
         "StepSequence": "localpipe.sdk.pipeline:StepSequence",
+        "TimeZone": "localpipe.client.schedules:TimeZone",
+        "TrainingOutput": "localpipe.sdk.hyperdrive:TrainingOutput",
     },
     "azureml.pipeline.core.graph": {
         "InputPortDef": "localpipe.sdk.modules:InputPortDef",
@@ -126,6 +127,7 @@ MODULES: dict[str, dict[str, str]] = {
         "ParamDef": "localpipe.sdk.modules:ParamDef",
         "PipelineParameter": "localpipe.sdk.parameters:PipelineParameter",
         "PublishedPipeline": "localpipe.client.publishing:PublishedPipeline",
+        "TrainingOutput": "localpipe.sdk.hyperdrive:TrainingOutput",
     },
     "azureml.pipeline.core.module": {
         "Module": "localpipe.client.modules:Module",
@@ -151,6 +153,8 @@ MODULES: dict[str, dict[str, str]] = {
     },
     "azureml.pipeline.steps": {
         "CommandStep": "localpipe.sdk.steps:CommandStep",
+        "HyperDriveStep": "localpipe.sdk.hyperdrive:HyperDriveStep",
+        "HyperDriveStepRun": "localpipe.client.runs:HyperDriveStepRun",
         "ModuleStep": "localpipe.sdk.modules:ModuleStep",
         "ParallelRunConfig": "localpipe.sdk.parallel_run:ParallelRunConfig",
         "ParallelRunStep": "localpipe.sdk.parallel_run:ParallelRunStep",
@@ -219,6 +223,10 @@ MODULES: dict[str, dict[str, str]] = {
         "GridParameterSampling": "localpipe.sdk.hyperdrive:GridParameterSampling",
         "HyperParameterSampling": "localpipe.sdk.hyperdrive:HyperParameterSampling",
         "RandomParameterSampling": "localpipe.sdk.hyperdrive:RandomParameterSampling",
+    },
+    "azureml.pipeline.steps.hyper_drive_step": {
+        "HyperDriveStep": "localpipe.sdk.hyperdrive:HyperDriveStep",
+        "HyperDriveStepRun": "localpipe.client.runs:HyperDriveStepRun",
     },
     "azureml.widgets": {
         "RunDetails": "localpipe.client.run_details:RunDetails",

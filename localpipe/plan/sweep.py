@@ -9,9 +9,12 @@ combination, in the order of its parameters and values.
 from __future__ import annotations
 
 import itertools
+import json
 import math
 import random
 import statistics
+
+from localpipe.sdk.hyperdrive import HyperDriveStep
 
 RANDOM_ATTEMPTS = 100  # draws per trial before a discrete space is taken as exhausted
 
@@ -135,3 +138,55 @@ def policy_title(name: str) -> str:
     return {"Default": "NoTerminationPolicy", "TruncationSelection": "TruncationSelectionPolicy"}.get(
         name, f"{name}Policy"
     )
+
+
+# -- sweeps as steps of a pipeline -------------------------------------------------------------
+def expand(steps: list) -> tuple[list, list[dict]]:
+    """``steps`` with each HyperDriveStep's trials before it (steps ``NAME_HD_0``, ... it runs after),
+    and the sweeps they make. A HyperDriveStep is expanded once, when first planned: planning the
+    pipeline again (status, then submit) gives the same trials."""
+    expanded, sweeps = [], []
+    for step in steps:
+        if isinstance(step, HyperDriveStep):
+            if step.sweep is None:
+                _expand_step(step)
+            expanded += step.trial_steps
+            sweeps.append(step.sweep)
+        expanded.append(step)
+    return expanded, sweeps
+
+
+def _expand_step(step) -> None:
+    trials, step.sweep = plan_trials(step.hyperdrive_config, f"{step.name}_HD_", step.name)
+    for name, values in trials.items():
+        trial = step.hyperdrive_config.run_config.step(
+            name=name,
+            extra_arguments=[*step.trial_arguments, *trial_arguments(values)],
+            allow_reuse=step.trial_allow_reuse,
+        )
+        trial.inputs = [*trial.inputs, *step.trial_inputs]
+        trial.version = step.trial_version
+        step.trial_steps.append(trial)
+        step.run_after(trial)
+    step.arguments[step.arguments.index("--trials") + 1] = json.dumps(list(trials))
+
+
+def plan_trials(config, prefix: str, step: str | None = None) -> tuple[dict[str, dict], dict]:
+    """A HyperDriveConfig's trials, named ``PREFIX0``, ``PREFIX1``, ..., with their values; and the
+    sweep as the graph records it (``step``: the HyperDriveStep it belongs to, if any). Without an
+    ``rndseed``, a seed is drawn and recorded, so that the draw can be repeated."""
+    sweep = config.sweep()
+    generator = sweep["generator_config"]
+    seed = (generator.get("properties") or {}).get("rndseed")
+    if seed is None:
+        seed = random.SystemRandom().randrange(2**31)
+    drawn = sample(generator, sweep["max_total_runs"], seed)
+    trials = {f"{prefix}{index}": values for index, values in enumerate(drawn)}
+    # Each trial's values as pairs: history.db keeps JSON with sorted keys, and the order is the space's.
+    record = {**sweep, "seed": seed, "trials": {name: list(values.items()) for name, values in trials.items()}}
+    return trials, ({**record, "step": step} if step else record)
+
+
+def trial_arguments(values: dict) -> list[str]:
+    """A trial's values as the options its script is given: ``--lr 0.01``."""
+    return [part for name, value in values.items() for part in (argument_name(name), str(value))]

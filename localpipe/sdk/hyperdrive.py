@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import enum
 import numbers
+from pathlib import Path
 
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
 from localpipe.sdk.script_run import ScriptRunConfig
+from localpipe.sdk.steps import PythonScriptStep
 
 MAX_DURATION_MINUTES = 10080  # the SDK's default and its service's limit: a week
 
@@ -469,3 +471,88 @@ class HyperDriveConfig:
 def _positive(name: str, value) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise HyperDriveConfigException(f"HyperDriveConfig({name}={value!r}): {name} must be an int above 0")
+
+
+# -- a sweep as a pipeline's step --------------------------------------------------------------
+OUTPUTS_SCRIPT = Path(__file__).parent / "sweep_outputs" / "hyperdrive_outputs.py"
+
+
+class TrainingOutput:
+    """What a HyperDriveStep's output holds: ``"Metrics"`` (every trial's metrics as JSON) or ``"Model"``
+    (``model_file``, a path among the best trial's files, such as ``outputs/model.pkl``)."""
+
+    def __init__(self, type, iteration=None, metric=None, model_file=None):
+        if str(type).lower() == "metrics":
+            if iteration or metric:
+                raise ValueError("Iteration and metric shouldn't be provided for output type: Metrics")
+        elif str(type).lower() == "model":
+            if iteration and metric:
+                raise ValueError("Both iteration and metric cannot be provided for output type: Model")
+        else:
+            raise ValueError(f"TrainingOutput type {type!r} is unknown: use 'Metrics' or 'Model'")
+        self._type, self._iteration, self._metric, self._model_file = type, iteration, metric, model_file
+
+    type = property(lambda self: self._type, doc="'Metrics' or 'Model'.")
+    iteration = property(lambda self: self._iteration, doc="An AutoML iteration (no meaning for HyperDrive).")
+    metric = property(lambda self: self._metric, doc="An AutoML metric (no meaning for HyperDrive).")
+    model_file = property(lambda self: self._model_file, doc="The best trial's file the Model output holds.")
+
+
+class HyperDriveStep(PythonScriptStep):
+    """A sweep as a step of a pipeline: its trials run in the pipeline's run (steps ``NAME_HD_0``, ...),
+    then this step writes its outputs, each a PipelineData with a ``TrainingOutput``: ``"Metrics"``
+    (also ``metrics_output``) and ``"Model"`` (the best trial's ``model_file``), which later steps read."""
+
+    def __init__(self, name, hyperdrive_config, estimator_entry_script_arguments=None, inputs=None, outputs=None,
+                 metrics_output=None, allow_reuse=True, version=None):  # fmt: skip
+        """``inputs`` and ``estimator_entry_script_arguments`` (or the ScriptRunConfig's arguments, not
+        both, as in the SDK) are every trial's; ``allow_reuse`` and ``version`` are the trials'."""
+        if not isinstance(name, str):
+            raise ValueError("name must be a string")
+        if not isinstance(hyperdrive_config, HyperDriveConfig):
+            raise ValueError(f"Unexpected hyperdrive_config type: {type(hyperdrive_config)}: give a HyperDriveConfig")
+        arguments = hyperdrive_config.run_config.arguments
+        if estimator_entry_script_arguments is not None and arguments:
+            raise ValueError(
+                "Only one of estimator_entry_script_arguments and ScriptRunConfig.arguments should be set."
+            )
+        if estimator_entry_script_arguments is not None and not isinstance(estimator_entry_script_arguments, list):
+            raise ValueError("estimator_entry_script_arguments expects arguments as a list.")
+        outputs = list(outputs or [])
+        if metrics_output is not None:
+            metrics_output._training_output = TrainingOutput("Metrics")
+            outputs.append(metrics_output)
+        collected = ["--trials", "", "--metric", hyperdrive_config._primary_metric_config["name"],
+                     "--goal", hyperdrive_config._primary_metric_config["goal"]]  # fmt: skip
+        for output in outputs:
+            training = getattr(output, "training_output", None)
+            if not isinstance(training, TrainingOutput):
+                raise ValueError(
+                    f'HyperDriveStep "{name}": output {getattr(output, "name", output)!r} has no TrainingOutput: give '
+                    'PipelineData(..., training_output=TrainingOutput("Metrics")) or '
+                    'TrainingOutput("Model", model_file=...)'
+                )
+            output.is_directory = False  # the metrics' JSON, or the model file itself, as in Azure ML
+            if training.type.lower() == "metrics":
+                collected += ["--metrics-output", output]
+            elif not training.model_file:
+                raise ValueError(f'HyperDriveStep "{name}": TrainingOutput("Model") needs model_file="outputs/..."')
+            else:
+                collected += ["--model-output", output, "--model-file", training.model_file]
+        super().__init__(
+            OUTPUTS_SCRIPT.name, name=name, arguments=collected, source_directory=str(OUTPUTS_SCRIPT.parent),
+            inputs=inputs,  # its trials': listed here too, so that the pipeline pulls in their producers
+            allow_reuse=False,  # it reads its trials, which are no input of it: it looks at them each run
+        )  # fmt: skip
+        self._hyperdrive_config = hyperdrive_config
+        self.trial_arguments = list(estimator_entry_script_arguments or [])
+        self.trial_inputs = list(inputs or [])
+        self.trial_allow_reuse = allow_reuse
+        self.trial_version = version
+        self.trial_steps: list = []  # made when the pipeline is planned (plan/sweep.py), once
+        self.sweep: dict | None = None
+
+    @property
+    def hyperdrive_config(self) -> HyperDriveConfig:
+        """The sweep's configuration."""
+        return self._hyperdrive_config
