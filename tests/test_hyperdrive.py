@@ -175,7 +175,7 @@ def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws
     assert set(run.get_metrics()) == {c.id for c in run.get_children()}
 
 
-SLOW = ["--iterations", 8, "--pause", 0.15]  # long enough for the scheduler (once a second) to judge it
+SLOW = ["--iterations", 10, "--pause", 0.2]  # 2 s: the scheduler (once a second) judges it while it runs
 
 
 @pytest.mark.parametrize(
@@ -197,10 +197,10 @@ def test_a_policy_ends_the_trials_behind_with_their_process_and_a_reason_and_no_
         assert statuses[name][1].startswith(f"terminated early by {type(policy).__name__} at interval ")
     assert run.get_status() == "Completed"  # trials a policy ended are not failures
     ended = [s for s in run.get_details()["steps"] if s["status"] == "Canceled"]
-    assert all(s["signal"] == 15 and s["ended_at"] - s["started_at"] < 1.0 * 8 * 0.15 + 1.5 for s in ended)
-    for child in run.get_children(status="Canceled"):  # ended before its 8 loggings
+    assert all(s["signal"] == 15 for s in ended)  # its process ended by the scheduler
+    for child in run.get_children(status="Canceled"):  # ended before its 10 loggings
         logged = child.get_metrics().get("score", [])
-        assert len(logged if isinstance(logged, list) else [logged]) < 8
+        assert len(logged if isinstance(logged, list) else [logged]) < 10
 
 
 def test_a_resubmitted_sweep_reuses_unchanged_trials_and_reruns_changed_ones(ws, project):
@@ -362,9 +362,10 @@ def test_a_sweep_whose_run_config_writes_output_data_is_refused_before_anything_
 
 # -- HyperDriveStep ----------------------------------------------------------------------------
 TRIAL_WITH_MODEL = """
-import argparse, os
+import argparse, os, time
 from azureml.core import Run
 
+time.sleep(0.3)  # long enough to overlap another trial when the cap lets it
 parser = argparse.ArgumentParser()
 parser.add_argument("--data", required=True)
 parser.add_argument("--x", type=float, required=True)
@@ -412,18 +413,19 @@ def _sweep_pipeline(ws, project, space):
 
 
 def test_hyperdrive_step_runs_its_trials_in_the_pipeline_and_feeds_the_next_step_its_metrics_and_best_model(
-    ws, project, run_pipeline
+    ws, project, run_pipeline, monkeypatch
 ):
     from localpipe import PipelineRun
     from localpipe.client.runs import HyperDriveStepRun
 
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")  # room for more than the sweep's two at once
     pipeline = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
     run_id, status, steps = run_pipeline(pipeline, "tune")
     assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
     trials = [f"tune_HD_{i}" for i in range(5)]
     assert set(steps) == {"prep.py", "tune", "use.py", *trials}
     assert max(steps[t]["ended_at"] for t in trials) <= steps["tune"]["started_at"]
-    assert overlaps([{"start": steps[t]["started_at"], "end": steps[t]["ended_at"]} for t in trials]) <= 2
+    assert overlaps([{"start": steps[t]["started_at"], "end": steps[t]["ended_at"]} for t in trials]) == 2
 
     run = PipelineRun(Experiment(ws, "tune"), run_id)
     seen_dir = ws.root / "seen"
