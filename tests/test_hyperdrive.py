@@ -454,3 +454,9 @@ def test_hyperdrive_step_refuses_an_output_without_a_training_output_in_one_line
     with pytest.raises(ValueError, match="output 'plain' has no TrainingOutput: give PipelineData") as raised:
         HyperDriveStep("tune", _hd(), outputs=[PipelineData("plain")])
     assert "\n" not in str(raised.value)
+
+
+def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():
+    with pytest.warns(UserWarning, match="exceeds the service limit of 10080 minutes"):
+        config = _hd(max_duration_minutes=20000)
+    assert config.sweep()["max_duration_minutes"] == 10080

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import enum
 import numbers
+import warnings
 from pathlib import Path
 
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
@@ -428,6 +429,13 @@ class HyperDriveConfig:
         self._primary_metric_config = {"name": primary_metric_name, "goal": primary_metric_goal.name.lower()}
         self._max_total_runs = max_total_runs
         self._max_concurrent_runs = max_concurrent_runs or max_total_runs
+        if max_duration_minutes > MAX_DURATION_MINUTES:  # the SDK's warning and limit
+            warnings.warn(
+                f"The experiment maximum duration provided exceeds the service limit of {MAX_DURATION_MINUTES} "
+                f"minutes. The maximum duration will be overridden with {MAX_DURATION_MINUTES} minutes.",
+                UserWarning,
+                stacklevel=2,
+            )
         self._max_duration_minutes = min(max_duration_minutes, MAX_DURATION_MINUTES)
 
     @property
