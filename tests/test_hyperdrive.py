@@ -369,16 +369,20 @@ time.sleep(0.3)  # long enough to overlap another trial when the cap lets it
 parser = argparse.ArgumentParser()
 parser.add_argument("--data", required=True)
 parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--copy", type=int, default=0)
+parser.add_argument("--iterations", type=int, default=1)
 args = parser.parse_args()
 base = float(open(os.path.join(args.data, "base.txt")).read())
-Run.get_context().log("score", base - (args.x - 3) ** 2)
+for _ in range(args.iterations):
+    Run.get_context().log("score", base - (args.x - 3) ** 2)
+    time.sleep(0.2 if args.iterations > 1 else 0)
 os.makedirs("outputs", exist_ok=True)
 with open("outputs/model.txt", "w") as f:
     f.write(f"model x={args.x}")
 """
 
 
-def _sweep_pipeline(ws, project, space):
+def _sweep_pipeline(ws, project, space, policy=None, arguments=()):
     from localpipe import Pipeline, PipelineData, PythonScriptStep
     from localpipe.sdk.hyperdrive import HyperDriveStep, TrainingOutput
 
@@ -400,11 +404,11 @@ def _sweep_pipeline(ws, project, space):
     config = HyperDriveConfig(
         run_config=ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py"),
         hyperparameter_sampling=GridParameterSampling(space), primary_metric_name="score",
-        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=8, max_concurrent_runs=2,
+        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=8, max_concurrent_runs=2, policy=policy,
     )  # fmt: skip
     metrics = PipelineData("metrics", training_output=TrainingOutput("Metrics"))
     model = PipelineData("model", training_output=TrainingOutput("Model", model_file="outputs/model.txt"))
-    tune = HyperDriveStep("tune", config, estimator_entry_script_arguments=["--data", data.as_input()],
+    tune = HyperDriveStep("tune", config, estimator_entry_script_arguments=["--data", data.as_input(), *arguments],
                           inputs=[data], outputs=[metrics, model])  # fmt: skip
     use = PythonScriptStep("use.py", source_directory=str(ws.root / "use"),
                            arguments=[metrics.as_input(), model.as_input(), seen])  # fmt: skip
@@ -460,3 +464,22 @@ def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():
     with pytest.warns(UserWarning, match="exceeds the service limit of 10080 minutes"):
         config = _hd(max_duration_minutes=20000)
     assert config.sweep()["max_duration_minutes"] == 10080
+
+
+def test_trials_a_policy_ends_do_not_keep_the_hyperdrive_step_from_writing_its_outputs(ws, project, run_pipeline):
+    from localpipe import PipelineRun
+
+    # x=3 scores 10 (HD_0, HD_1, tied), x=0 scores 1 at every interval: BanditPolicy ends HD_2 and HD_3
+    space = {"x": choice(3, 0), "copy": choice(0, 1)}
+    pipeline = _sweep_pipeline(ws, project, space, BanditPolicy(slack_factor=0.1), ["--iterations", 10])
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    assert {n: s["status"] for n, s in steps.items() if "_HD_" in n} == {
+        "tune_HD_0": "Completed", "tune_HD_1": "Completed", "tune_HD_2": "Canceled", "tune_HD_3": "Canceled",
+    }  # fmt: skip
+    assert steps["tune"]["status"] == steps["use.py"]["status"] == "Completed"
+    seen_dir = ws.root / "seen"
+    PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("use.py")[0].get_output_data("seen").download(seen_dir)
+    seen = json.loads(next(seen_dir.rglob("seen.json")).read_text())
+    assert seen["model"] == "model x=3.0" and set(seen["metrics"]) == {f"tune_HD_{i}" for i in range(4)}
+    assert all(len(seen["metrics"][f"tune_HD_{i}"]["score"]) < 10 for i in (2, 3))

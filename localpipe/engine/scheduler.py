@@ -152,7 +152,8 @@ class Scheduler:
         self.reporter = reporter or Reporter()
         self.now = now
         self.step_ids = run.step_ids
-        self.progress = Progress({name: spec.upstream for name, spec in graph.steps.items()})
+        settle = {sweep["step"]: set(sweep["trials"]) for sweep in graph.sweeps if sweep.get("step")}
+        self.progress = Progress({name: spec.upstream for name, spec in graph.steps.items()}, settle)
         self.steps = {name: _Step() for name in graph.steps}
         self.running: dict[str, _Running] = {}
         self.ready: dict[str, None] = {}  # steps waiting for resources, in order (a dict: removed from anywhere)
