@@ -35,7 +35,7 @@ from localpipe import (
     randint,
     uniform,
 )
-from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException
+from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException, UserErrorException
 from localpipe.plan.sweep import sample, to_stop
 from tests.conftest import wait_for
 from tests.test_resources import overlaps
@@ -172,6 +172,8 @@ def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws
     best = run.get_best_run_by_primary_metric()
     assert best.get_metrics()["score"] == 60 and json.loads(run.get_hyperparameters()[best.id]) == {"x": 3, "--y": 20}
     assert isinstance(Run.get(ws, run.id), HyperDriveRun)
+    with pytest.raises(UserErrorException, match="it is a hyperparameter sweep .* which the pipeline YAML has no form"):
+        run.save(str(ws.root))  # the YAML would run its trials without their sweep
     assert set(run.get_metrics()) == {c.id for c in run.get_children()}
 
 
