@@ -51,6 +51,7 @@ WHEELS: dict[str, str] = {
     "azureml-core": ">=1.61,<2",
     "azureml-pipeline-core": ">=1.62,<2",
     "azureml-pipeline-steps": ">=1.62,<2",
+    "azureml-train-core": ">=1.62,<2",  # azureml.train.hyperdrive
     "azureml-widgets": ">=1.62,<2",
 }
 

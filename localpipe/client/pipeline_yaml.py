@@ -63,6 +63,11 @@ class _Writer:
         raise UserErrorException(f"cannot save {self.what} as YAML: {message}")
 
     def document(self) -> dict:
+        if self.graph.sweeps:
+            self.refuse(
+                "it is a hyperparameter sweep (HyperDriveConfig, HyperDriveStep), which the pipeline YAML has no "
+                "form for: keep the Python code that submits it"
+            )
         parameters = {name: self.parameter(name, value) for name, value in self.graph.parameters.items()}
         steps = {spec.name: self.step(spec) for spec in self.graph.nodes}
         pipeline = {"description": self.graph.description} if self.graph.description else {}

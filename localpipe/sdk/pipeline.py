@@ -63,6 +63,7 @@ class Pipeline:
         self.default_source_directory = os.path.abspath(default_source_directory) if default_source_directory else None
         self.steps: list[PipelineStep] = _collect(steps) if resolve_closure else list(_flatten(steps))
         _number_default_names(self.steps)
+        self.sweeps: list[dict] = []  # set by a HyperDriveConfig's submission: its trials among the steps
 
     @property
     def graph(self):
