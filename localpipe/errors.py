@@ -78,6 +78,18 @@ class UserErrorException(UsageError):
         super().__init__(exception_message, **kwargs)
 
 
+class HyperDriveException(LocalpipeError):
+    """Azure ML's base class of HyperDrive's errors (``azureml.train.hyperdrive.exceptions``)."""
+
+
+class HyperDriveConfigException(HyperDriveException, UsageError):
+    """A HyperDrive configuration (a parameter expression, a sampling, a policy, HyperDriveConfig) is wrong."""
+
+
+class HyperDriveScenarioNotSupportedException(HyperDriveConfigException):
+    """A HyperDrive scenario that is not supported (here: Bayesian sampling, estimators, pipelines)."""
+
+
 class ParallelRunConfigError(UsageError, ValueError):
     """A ParallelRunConfig or ParallelRunStep value that can never work (a ValueError, as Azure ML raises)."""
 

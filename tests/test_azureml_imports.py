@@ -273,7 +273,7 @@ def test_a_name_localpipe_lacks_says_so(tmp_path):
     cases = {
         "from azureml.core import Webservice": "ImportError: localpipe does not provide azureml.core.Webservice "
         + NOT_YET,
-        "import azureml.train.hyperdrive": "ImportError: localpipe does not provide azureml.train " + NOT_YET,
+        "import azureml.train.automl": "ImportError: localpipe does not provide azureml.train.automl " + NOT_YET,
         "import azureml.core\nazureml.core.Webservice": "AttributeError: localpipe does not provide "
         "azureml.core.Webservice " + NOT_YET,
     }

@@ -234,6 +234,25 @@ def test_progress_makes_a_step_decidable_once_every_upstream_step_succeeded():
     assert progress.take_decidable() == ["d"]
 
 
+def test_progress_runs_a_step_that_settles_for_its_trials_ending_however_they_ended():
+    # "tune" needs "prep"'s data, and only needs its trials t1 and t2 to have ended (a policy cancels some)
+    progress = Progress({"prep": set(), "t1": {"prep"}, "t2": {"prep"}, "tune": {"prep", "t1", "t2"}},
+                        {"tune": {"t1", "t2"}})  # fmt: skip
+    progress.take_decidable()
+    progress.move("prep", RunStatus.REUSED)
+    assert sorted(progress.take_decidable()) == ["t1", "t2"]
+    progress.move("t1", RunStatus.CANCELED)
+    assert progress.blocked() == [] and progress.take_decidable() == []
+    progress.move("t2", RunStatus.REUSED)
+    assert progress.take_decidable() == ["tune"]
+
+    failed_data = Progress({"prep": set(), "t1": {"prep"}, "tune": {"prep", "t1"}}, {"tune": {"t1"}})
+    failed_data.take_decidable()
+    failed_data.move("prep", RunStatus.QUEUED)
+    failed_data.move("prep", RunStatus.FAILED)
+    assert [name for name, _ in failed_data.blocked()] == ["t1", "tune"]  # its data's producer still counts
+
+
 def test_progress_refuses_a_transition_the_life_cycle_does_not_allow():
     progress = diamond()
     with pytest.raises(RuntimeError, match=r'step "a": NotStarted -> Completed is not a valid transition'):

@@ -391,3 +391,27 @@ def test_the_pipeline_drafts_sample_runs_to_its_end(samples):
     )
     [published] = [p for p in PublishedPipeline.list(ws) if p.name == "UpdatedPipelineDraft"]
     assert published_shown == repr(published) and published.get_step_names() == ["New_Training_Step"]
+
+
+def test_the_modulestep_sample_runs_to_its_end(samples):
+    """It creates a module, publishes two versions of calc/calculate.py (the second its default), and
+    runs three ModuleSteps of it: by version object, by module (its default) and by module and
+    version, each summing and multiplying the two numbers the step before wrote. The three steps,
+    named after the module, are told apart as AddAndMultiply, AddAndMultiply_2, AddAndMultiply_3."""
+    from localpipe import Workspace
+
+    notebook, runs, _ = samples("aml-pipelines-how-to-use-modulestep.ipynb")
+    assert errors(notebook) == []
+    # AmlCompute(ws, "cpu-cluster") raises until a notebook of the workspace creates it in its bare except.
+    assert re.search(r"(Found existing|Creating new) compute target: cpu-cluster\n", printed(notebook))
+    assert runs["testmodulestesp"] == ["Completed"], runs
+    [run] = Workspace(samples.root).experiments["testmodulestesp"].get_runs()
+    assert shown(notebook)[-1] == repr(run)  # its last cell shows the run it submitted
+    assert run.get_details()["parameters"] == {"initialNum": 17}
+    written = {}
+    for step in run.get_steps():
+        assert step.get_status() == "Completed", step.name
+        outputs = {name: step.get_output_data(name).path / name for name in ("out_sum", "out_prod")}
+        written[step.name] = tuple(int(outputs[name].read_text()) for name in ("out_sum", "out_prod"))
+    # calculate.py: 17 (initialNum's default) and 2, then the sum and product of the step before's, twice.
+    assert written == {"AddAndMultiply": (19, 34), "AddAndMultiply_2": (53, 646), "AddAndMultiply_3": (699, 34238)}

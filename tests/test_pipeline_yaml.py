@@ -461,9 +461,13 @@ BAD_FILES = {
         "pipeline:\n  parameters:\n    P: {type: list}\n  steps:\n" + GOOD_STEP,
         "Parameter type list currently unsupported (parameter P)",
     ),
-    "module step": (
+    "unknown module": (
         "pipeline:\n  steps:\n    s:\n      type: ModuleStep\n      name: TestModule\n",
-        "ModuleStep in a pipeline YAML is not built yet",
+        'step s: no module has the name "TestModule": create it with Module.create',
+    ),
+    "module step without its module": (
+        "pipeline:\n  steps:\n    s:\n      type: ModuleStep\n      version: '1'\n",
+        "Step s does not contain a module ID or name (one must be specified)",
     ),
     "cloud step": (
         "pipeline:\n  steps:\n    s:\n      type: DatabricksStep\n      notebook_path: /x\n",
@@ -562,3 +566,46 @@ def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_curren
     assert run.wait_for_completion() == "Completed"
     scores = _output_text(run._history, run.id, "score", "scores", "parallel_run_step.txt")
     assert sorted(scores.split("\n")[:-1]) == [f"seven n{n}.txt {n * 7}" for n in range(5)]
+
+
+MODULES = """
+    pipeline:
+        steps:
+            first:
+                type: ModuleStep
+                name: calc
+                version: '1'
+                arguments: ['--x', '10', '--out', 'output:result']
+                outputs:
+                    result: {destination: d0, is_directory: false}
+            second:
+                module: {name: calc}
+                arguments: ['--x_file', 'input:x_in', '--out', 'output:result']
+                inputs:
+                    x_in: {source: d0}
+                outputs:
+                    result: {destination: d1, is_directory: false}
+"""
+
+
+def test_module_steps_are_read_by_module_name_and_version_and_pass_data(ws, project, run_pipeline, history):
+    """The SDK's parser makes a ModuleStep of a step of type ModuleStep (or a module: section): the
+    module by id or name, its version given or resolved, its ports mapped by the inputs' and
+    outputs' names; the step is named by its key."""
+    from localpipe import Module
+    from localpipe.state.store import ObjectStore
+    from tests.test_modules import _publish
+
+    module = Module.create(ws, "calc", "adds one")
+    _publish(ws, project, module, "1", first=True)
+    _publish(ws, project, module, "2", is_default=True)  # the one with input port x_in
+    file = project("modules.yml", MODULES)
+    with pytest.warns(UserWarning, match="section is being deprecated"):  # the module: section
+        pipeline = Pipeline.load_yaml(ws, str(file))
+
+    run_id, status, steps = run_pipeline(pipeline)
+
+    assert status.value == "Completed", steps
+    store = ObjectStore(history.layout.objects)
+    read = {name: (store.path(step["outputs"]["result"]) / "result").read_text() for name, step in steps.items()}
+    assert read == {"first": "11", "second": "12"}  # version 2 resolved: its port x_in is mapped

@@ -50,6 +50,8 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "model_dataset",
         "pipeline_draft",
         "saved_dataset",
+        "module",
+        "module_version",
     } <= tables
     assert [r[0] for r in conn.execute("SELECT name FROM migration")] == [
         "0001_initial",
@@ -68,6 +70,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0014_publishing",
         "0015_pipeline_drafts",
         "0016_saved_datasets",
+        "0017_modules",
     ]
 
 

@@ -423,3 +423,42 @@ def test_an_error_page_says_what_kind_of_error_and_links_no_twin(client):
     refused = client.post("/runs/1/cancel")
     assert refused.status_code == 403 and "<h1>Not allowed</h1>" in refused.text
     assert 'class="twin"' in client.get("/runs").text
+
+
+def test_published_pipelines_pages_and_the_portal_urls_of_runs_experiments_and_published_pipelines(
+    ws, project, monkeypatch
+):
+    """A published pipeline has a page (parameters, steps, the runs submitted from it); every
+    handle's portal_url is its page in the studio, at LOCALPIPE_SERVER_URL."""
+    from localpipe import Experiment, Pipeline, PipelineData, PipelineParameter, PythonScriptStep
+
+    monkeypatch.setenv("LOCALPIPE_SERVER_URL", "http://127.0.0.1:8765")
+    project("src/a.py", "import sys; open(sys.argv[2], 'w').write(sys.argv[4])\n")
+    project("src/b.py", "print(open(__import__('sys').argv[1]).read())\n")
+    data = PipelineData("data", is_directory=False)
+    n = PipelineParameter("n", default_value=3)
+    first = PythonScriptStep(
+        "a.py", name="first", source_directory=str(ws.root / "src"), arguments=["--out", data, "--n", n]
+    )
+    second = PythonScriptStep(
+        "b.py", name="second <b>", source_directory=str(ws.root / "src"), arguments=[data.as_input()]
+    )
+    published = Pipeline(ws, [second]).publish("scoring", description="nightly", version="1.0")
+    run = published.submit(ws, "nightly", pipeline_parameters={"n": 5})
+    assert run.wait_for_completion(show_output=False) == "Completed"
+
+    with TestClient(create_app(ws.root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as client:
+        listed = client.get("/published.json").json()["published"]
+        assert [(p["name"], p["version"], p["status"], p["runs"]) for p in listed] == [("scoring", "1.0", "Active", 1)]
+        page = client.get(published.portal_url.removeprefix("http://127.0.0.1:8765"))
+        assert page.status_code == 200 and "nightly" in page.text and published.endpoint in page.text
+        assert "second &lt;b&gt;" in page.text and "second <b>" not in page.text  # escaped
+        twin = client.get(f"/published/{published.id}.json").json()
+        assert twin["parameters"] == {"n": 3} and [r["id"] for r in twin["runs"]] == [run._number]
+        assert [(s["name"], s["reads_from"]) for s in twin["steps"]] == [("first", []), ("second <b>", ["first"])]
+        assert client.get("/published/nope").status_code == 404
+        step = run.find_step_run("second <b>")[0]
+        for handle in (run, step, Experiment(ws, "nightly"), published):
+            url = handle.get_portal_url()
+            assert url == handle.portal_url and url.startswith("http://127.0.0.1:8765/"), url
+            assert client.get(url.removeprefix("http://127.0.0.1:8765")).status_code == 200, url

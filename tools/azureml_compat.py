@@ -205,7 +205,7 @@ def local_member(table: dict, key: str, mapped: dict[str, str]) -> Local | None:
         value = import_target(target)
     except (ImportError, AttributeError):
         return None
-    kind = "class" if isinstance(value, type) else "constant"
+    kind = "class" if isinstance(value, type) else "function" if inspect.isfunction(value) else "constant"
     path = target
     for depth, part in enumerate(entry["qualname"].split(".")[1:]):
         kind, value = member_kind(value, part)
@@ -220,7 +220,8 @@ def local_member(table: dict, key: str, mapped: dict[str, str]) -> Local | None:
         if kind == "attribute" and isinstance(value, type):
             kind = "class"
         path += "." + part
-    signature = local_signature(value, kind) if kind in ("class", "method", "staticmethod", "classmethod") else None
+    callables = ("class", "function", "method", "staticmethod", "classmethod")
+    signature = local_signature(value, kind) if kind in callables else None
     return Local(path, kind, value, signature)
 
 

@@ -86,6 +86,11 @@ GROUPS: list[tuple[str, tuple[str, ...], tuple[str, ...]]] = [
         ("localpipe.sdk.environment", "localpipe.sdk.conda", "localpipe.sdk.runconfig"),
         ("Environment", "CondaDependencies", "RunConfiguration", "DockerConfiguration"),
     ),
+    (
+        "Hyperparameter tuning",
+        ("localpipe.sdk.hyperdrive",),
+        ("HyperDriveConfig", "HyperDriveRun", "RandomParameterSampling", "GridParameterSampling", "BanditPolicy"),
+    ),
     ("Models", ("localpipe.sdk.model", "localpipe.client.models"), ("Model",)),
     ("Exceptions", ("localpipe.errors",), ("LocalpipeError",)),
     ("The package", (), ("__version__",)),

@@ -51,6 +51,7 @@ WHEELS: dict[str, str] = {
     "azureml-core": ">=1.61,<2",
     "azureml-pipeline-core": ">=1.62,<2",
     "azureml-pipeline-steps": ">=1.62,<2",
+    "azureml-train-core": ">=1.62,<2",  # azureml.train.hyperdrive
     "azureml-widgets": ">=1.62,<2",
 }
 
@@ -85,6 +86,9 @@ SURFACE: dict[str, list[str]] = {
     "azureml.data.dataset_consumption_config": ["DatasetConsumptionConfig"],
     "azureml.exceptions": ["AzureMLException", "ComputeTargetException", "UserErrorException"],
     "azureml.pipeline.core": [
+        "Module",
+        "ModuleVersion",
+        "ModuleVersionDescriptor",
         "Pipeline",
         "PipelineData",
         "PipelineParameter",
@@ -92,7 +96,8 @@ SURFACE: dict[str, list[str]] = {
         "StepRun",
         "StepSequence",
     ],
-    "azureml.pipeline.steps": ["CommandStep", "PythonScriptStep"],
+    "azureml.pipeline.core.graph": ["InputPortDef", "OutputPortDef", "ParamDef"],
+    "azureml.pipeline.steps": ["CommandStep", "ModuleStep", "PythonScriptStep"],
     "azureml.widgets": ["RunDetails"],
 }
 

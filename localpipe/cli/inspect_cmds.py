@@ -83,6 +83,7 @@ def show(run_id, as_json) -> None:
         click.echo(f"git: {root} {repo['branch']}@{repo['commit'][:12]}{dirty}")
     if details["error"]:  # why it did not complete: a reason, not an error of this command
         click.echo(f"why it {details['status'].lower()}: {details['error']}")
+    _echo_trials(found_history, details)
     for step in details["steps"]:
         click.echo(f"\n{step['name']}: {step['status']}  {step['reason'] or ''}".rstrip())
         facts = [
@@ -114,6 +115,19 @@ def show(run_id, as_json) -> None:
             for line in step["log_tail"].splitlines():
                 click.echo(f"    {line}")
         _echo_children(step["children"], "  ")
+
+
+def _echo_trials(found_history, details: dict) -> None:
+    """Each sweep's trials (a HyperDrive run's, a HyperDriveStep's), best primary metric first."""
+    from localpipe.client.hyperdrive import trial_rows
+
+    for metric, rows in trial_rows(found_history, details["id"], {s["name"]: s["status"] for s in details["steps"]}):
+        click.echo(f"trials by {metric['name']} ({metric['goal']}), best first:")
+        width = max(len(row["name"]) for row in rows)
+        for row in rows:
+            values = " ".join(f"{name}={value!r}" for name, value in row["values"].items())
+            best = f"{metric['name']} {row['best']:g}" if row["best"] is not None else f"no {metric['name']} logged"
+            click.echo(f"  {row['name']:<{width}} {row['status']:<10} {best:<24} {values}")
 
 
 def _echo_children(children: list[dict], indent: str) -> None:

@@ -142,6 +142,44 @@ def drafts(as_json) -> None:
     )
 
 
+@click.command()
+@click.argument("name", required=False)
+@json_option
+def modules(name, as_json) -> None:
+    """List the modules (Module.create): name, id, status, default version and how many versions;
+    with NAME, that module's versions: version, id, status, script and description.
+
+    \b
+    Example:
+      localpipe modules
+      localpipe modules AddAndMultiply --json
+    """
+    from localpipe.errors import NotFoundError
+
+    found = workspace().service.history.modules.modules()
+    if name is None:
+        rows = [
+            {"name": m["name"], "id": m["module_id"], "status": m["status"], "default": m["default_version"],
+             "versions": len(m["versions"]), "description": m["description"], "updated": clock(m["updated_at"])}
+            for m in found
+        ]  # fmt: skip
+        empty = "no modules: make one with Module.create(ws, name, description)"
+        columns = {"NAME": "name", "ID": "id", "STATUS": "status", "DEFAULT": "default", "VERSIONS": "versions"}
+        _listing(rows, as_json, empty, columns)
+        return
+    module = next((m for m in found if m["name"] == name), None)
+    if module is None:
+        raise NotFoundError(f'no module is named "{name}": see `localpipe modules`')
+    rows = [
+        {"version": v["version"], "id": v["module_version_id"], "status": v["status"], "script": v["script_name"],
+         "description": v["description"], "created": clock(v["created_at"])}
+        for v in module["versions"]
+    ]  # fmt: skip
+    empty = f'module "{name}" has no versions: publish one with module.publish_python_script(...)'
+    columns = {"VERSION": "version", "ID": "id", "STATUS": "status", "SCRIPT": "script", "DESCRIPTION": "description"}
+    _listing(rows, as_json, empty, columns)
+
+
 def _listing(rows: list[dict], as_json: bool, empty: str, columns: dict[str, str]) -> None:
     """``rows`` as JSON, or as a table of ``columns`` (header -> key; a dict cell shows its size)."""
     if as_json:
@@ -444,4 +482,4 @@ def schedules_run() -> None:
         loop.stop()
 
 
-COMMANDS = [publish, published, endpoints, drafts, submit_published, schedule, schedules]
+COMMANDS = [publish, published, endpoints, drafts, modules, submit_published, schedule, schedules]

@@ -40,6 +40,19 @@ class Experiment:
             and (row["archived_at"] is not None) in wanted
         ]
 
+    def get_portal_url(self) -> str:
+        """The experiment's page in the studio (`localpipe serve`): its runs and their metrics."""
+        from urllib.parse import quote
+
+        from localpipe.client.publishing import studio_url
+
+        return studio_url(f"experiments/{quote(self.name, safe='')}")
+
+    @property
+    def portal_url(self) -> str:
+        """The same as ``get_portal_url()``."""
+        return self.get_portal_url()
+
     @property
     def id(self) -> int | None:
         """The experiment's number in the workspace (None before its first run or tag)."""
@@ -153,22 +166,27 @@ class Experiment:
         the calling process ends. Raises PipelineValidationError with every problem of an invalid
         pipeline, having recorded nothing.
         """
+        from localpipe.client.hyperdrive import sweep_pipeline
         from localpipe.client.run_base import PIPELINE_RUN, SCRIPT_RUN
-        from localpipe.client.runs import PipelineRun, Run
+        from localpipe.client.runs import HYPERDRIVE_RUN, HyperDriveRun, PipelineRun, Run
+        from localpipe.sdk.hyperdrive import HyperDriveConfig
         from localpipe.sdk.pipeline import Pipeline
         from localpipe.sdk.script_run import ScriptRunConfig
         from localpipe.sdk.workspace import current_workspace, file_loading
 
         if hasattr(config, "_submit_in"):  # a PublishedPipeline, a PipelineEndpoint or a PipelineDraft
             return config._submit_in(self, tags, **kwargs)
-        if isinstance(config, ScriptRunConfig):
+        if isinstance(config, ScriptRunConfig | HyperDriveConfig):
             if kwargs:
                 raise TypeError(
-                    f"Experiment.submit() got an unexpected keyword argument {sorted(kwargs)[0]!r}: a ScriptRunConfig "
-                    "takes only tags"
+                    f"Experiment.submit() got an unexpected keyword argument {sorted(kwargs)[0]!r}: a "
+                    f"{type(config).__name__} takes only tags"
                 )
-            pipeline = Pipeline(self.workspace, [config.step()])
-            kind = SCRIPT_RUN
+            if isinstance(config, HyperDriveConfig):
+                pipeline, kind = sweep_pipeline(self.workspace, config), HYPERDRIVE_RUN
+                kwargs["continue_on_step_failure"] = True  # one trial failing does not end the others
+            else:
+                pipeline, kind = Pipeline(self.workspace, [config.step()]), SCRIPT_RUN
         else:
             unknown = sorted(set(kwargs) - PIPELINE_SUBMIT_KEYWORDS)
             if unknown:
@@ -188,6 +206,8 @@ class Experiment:
             file_loading.submitted.append(submitted)
             raise submitted
         run_id = self._start(pipeline, pipeline_parameters, options, tags)
+        if kind == HYPERDRIVE_RUN:
+            return HyperDriveRun(self, run_id, config)
         return Run(self, run_id) if kind == SCRIPT_RUN else PipelineRun(self, run_id)
 
     def _start(self, pipeline, pipeline_parameters, options: dict, tags) -> int:

@@ -61,6 +61,11 @@ class _Writer:
         raise UserErrorException(f"cannot save {self.what} as YAML: {message}")
 
     def document(self) -> dict:
+        if self.graph.sweeps:
+            self.refuse(
+                "it is a hyperparameter sweep (HyperDriveConfig, HyperDriveStep), which the pipeline YAML has no "
+                "form for: keep the Python code that submits it"
+            )
         names = [name for _, name in self.outputs]
         for step, name in self.outputs:
             if names.count(name) > 1 or name in self.graph.parameters:

@@ -63,6 +63,11 @@ def server_url() -> str:
     return os.environ.get("LOCALPIPE_SERVER_URL", f"http://127.0.0.1:{DEFAULT_PORT}").rstrip("/")
 
 
+def studio_url(path: str) -> str:
+    """The address of a page of the studio that `localpipe serve` serves (``path`` below its root)."""
+    return f"{server_url()}/{path}"
+
+
 def published_endpoint(published_id: str) -> str:
     return f"{server_url()}/pipelines/v1.0/PipelineRuns/PipelineSubmit/{published_id}"
 
@@ -127,7 +132,7 @@ def freeze(workspace, pipeline, refusal: str, parameters: dict | None = None, la
     by_folder: dict[str, str] = {}
     for step, spec in graph.steps.items():
         if spec.source_dir and trees[step] is not None and spec.source_dir not in by_folder:
-            by_folder[spec.source_dir] = _store_tree(history, spec.source_dir, list(trees[step].files))
+            by_folder[spec.source_dir] = store_tree(history, spec.source_dir, list(trees[step].files))
     sources = {step: by_folder[spec.source_dir] for step, spec in graph.steps.items() if spec.source_dir in by_folder}
     return Frozen(declaration, sources, graph.to_dict())
 
@@ -151,7 +156,7 @@ def freeze_run(run, refusal: str) -> Frozen:
                 f'{refusal}: the source of step "{step}" is gone ({folder}): use the Pipeline itself '
                 "(pipeline.publish(name), PipelineDraft.create(ws, pipeline, ...))"
             )
-        sources[step] = _store_tree(history, folder, [rel for rel, _, _ in walk(folder)])
+        sources[step] = store_tree(history, folder, [rel for rel, _, _ in walk(folder)])
     return Frozen("", sources, graph.to_dict())
 
 
@@ -182,7 +187,7 @@ def _store_bytes(history, data: bytes) -> str:
     return _commit(history, folder)
 
 
-def _store_tree(history, source: str | os.PathLike, files: list[str]) -> str:
+def store_tree(history, source: str | os.PathLike, files: list[str]) -> str:
     """The digest of an object holding a copy of ``files`` of ``source``."""
     from localpipe.content.hashing import copy_tree
 
@@ -409,6 +414,15 @@ class PublishedPipeline:
     def endpoint(self) -> str:
         """The REST address that submits it, served by `localpipe serve` (docs/publishing.md)."""
         return self._endpoint
+
+    def get_portal_url(self) -> str:
+        """Its page in the studio (`localpipe serve`): parameters, steps, the runs submitted from it."""
+        return studio_url(f"published/{self._id}")
+
+    @property
+    def portal_url(self) -> str:
+        """The same as ``get_portal_url()``."""
+        return self.get_portal_url()
 
     @staticmethod
     def get(workspace, id, _workflow_provider=None, _service_endpoint=None) -> PublishedPipeline:

@@ -94,9 +94,12 @@ class StepRecordMembers:
     ``_pipeline_run_id``, ``_node_id`` (its name there) and ``_number`` (its step run id)."""
 
     def get_portal_url(self) -> str:
-        """Where to look at the step on this machine: the command that shows its pipeline run
-        (`localpipe serve` shows it at /runs/N)."""
-        return f"localpipe show {self._pipeline_run_id}"
+        """The step's page in the studio (`localpipe serve`, at ``LOCALPIPE_SERVER_URL``)."""
+        from urllib.parse import quote
+
+        from localpipe.client.publishing import studio_url
+
+        return studio_url(f"runs/{self._pipeline_run_id}/steps/{quote(self._node_id, safe='')}")
 
     def _run_number(self) -> int:
         return self._pipeline_run_id
@@ -255,13 +258,15 @@ class RunBase(LoggingMembers, RunFiles):
         return []
 
     def get_portal_url(self) -> str:
-        """Where to look at the run on this machine: the command that shows it (`localpipe serve`
-        shows it at /runs/N)."""
-        return f"localpipe show {self._number}"
+        """The run's page in the studio (`localpipe serve`, at ``LOCALPIPE_SERVER_URL``);
+        `localpipe show N` prints the same in a terminal."""
+        from localpipe.client.publishing import studio_url
+
+        return studio_url(f"runs/{self._number}")
 
     @property
     def portal_url(self) -> str:
-        """The same as ``get_portal_url()``: a command, not a web page."""
+        """The same as ``get_portal_url()``."""
         return self.get_portal_url()
 
     @classmethod

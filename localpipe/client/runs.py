@@ -40,11 +40,12 @@ from localpipe.client.run_base import (
     watch_run,
 )
 from localpipe.client.run_files import _inside
-from localpipe.errors import NotFoundError, RunEnvironmentException, UsageError
+from localpipe.errors import HyperDriveConfigException, NotFoundError, RunEnvironmentException, UsageError
 from localpipe.status import RunStatus
 
 STEP_RUN = "azureml.StepRun"
 INTERACTIVE_RUN = "interactive"  # localpipe.runsource of an Experiment.start_logging run
+HYPERDRIVE_RUN = "hyperdrive"  # azureml.runsource and type of a HyperDrive run, as in Azure ML
 
 
 class Run(ChildMembers, RunBase):
@@ -209,6 +210,106 @@ class PipelineRun(Run):
 
     def __repr__(self) -> str:
         return f"PipelineRun(id={self.id}, experiment={self.experiment.name!r})"
+
+
+class HyperDriveRun(PipelineRun):
+    """A HyperDrive run: its trials are its children (step runs ``HD_0``, ``HD_1``, ...)."""
+
+    def __init__(self, experiment, run_id, hyperdrive_config=None, **kwargs):
+        super().__init__(experiment, run_id)
+        self._hyperdrive_config = hyperdrive_config
+
+    RUN_TYPE = HYPERDRIVE_RUN
+
+    @property
+    def hyperdrive_config(self):
+        """The HyperDriveConfig submitted (None for a run found by id: its sweep is read from its record)."""
+        return self._hyperdrive_config
+
+    @property
+    def type(self) -> str:
+        """``hyperdrive``, as in Azure ML."""
+        return HYPERDRIVE_RUN
+
+    def wait_for_completion(self, show_output=False, wait_post_processing=False, raise_on_error=True) -> dict:
+        """Block until every trial has ended (``show_output``: print their status changes and logs);
+        returns ``get_details()``; a failed run raises ActivityFailedException unless ``raise_on_error``
+        is False. ``wait_post_processing`` changes nothing: nothing is processed after the trials."""
+        super().wait_for_completion(show_output, raise_on_error=raise_on_error)
+        return self.get_details()
+
+    def _sweep(self) -> dict:
+        return self.get_graph().sweeps[0]
+
+    def get_hyperparameters(self) -> dict:
+        """Each trial's values: ``{child run id: JSON of {parameter: value}}``, as the SDK gives them."""
+        trials = self._sweep()["trials"]
+        return {child.id: json.dumps(dict(trials[child.name])) for child in self.get_children() if child.name in trials}
+
+    def get_metrics(self) -> dict:
+        """Every trial's metrics: ``{child run id: its get_metrics()}``."""
+        return {child.id: child.get_metrics() for child in self.get_children()}
+
+    def get_children_sorted_by_primary_metric(self, top=0, reverse=False, discard_no_metric=False) -> list[dict]:
+        """The trials, best primary metric first (the best of each trial's values; ``reverse`` turns
+        the order round), each ``{"run_id", "hyperparameters", "best_primary_metric", "status"}``;
+        those without the metric follow (or are left out with ``discard_no_metric``); ``top`` > 0
+        keeps the first ``top``."""
+        if not isinstance(top, int) or isinstance(top, bool) or top < 0:
+            raise HyperDriveConfigException(f"top={top!r}: give 0 (every trial) or a positive int")
+        sweep = self._sweep()
+        metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
+        hyperparameters = self.get_hyperparameters()
+        ranked, unranked = [], []
+        for child in self.get_children():
+            values = child.get_metrics(metric).get(metric)
+            values = [v for v in (values if isinstance(values, list) else [values]) if _is_number(v)]
+            best = (max if maximize else min)(values) if values else None
+            row = {"run_id": child.id, "hyperparameters": hyperparameters.get(child.id),
+                   "best_primary_metric": best, "status": child.get_status()}  # fmt: skip
+            (ranked if best is not None else unranked).append(row)
+        ranked.sort(key=lambda row: row["best_primary_metric"], reverse=maximize != reverse)
+        rows = ranked + ([] if discard_no_metric else unranked)
+        return rows[:top] if top else rows
+
+    def get_best_run_by_primary_metric(self, include_failed=True, include_canceled=True, include_resume_from_runs=True):
+        """The trial with the best primary metric (a StepRun), or None when none logged it; failed or
+        canceled trials count unless excluded (``include_resume_from_runs``: warm starts are not built)."""
+        excluded = {"Failed"} if not include_failed else set()
+        excluded |= {"Canceled"} if not include_canceled else set()
+        for row in self.get_children_sorted_by_primary_metric(discard_no_metric=True):
+            if row["status"] not in excluded:
+                return next(child for child in self.get_children() if child.id == row["run_id"])
+        return None
+
+    def __repr__(self) -> str:
+        return f"HyperDriveRun(experiment={self.experiment.name!r}, id={self.id})"
+
+
+class HyperDriveStepRun(HyperDriveRun):
+    """The sweep of a HyperDriveStep in a pipeline run: ``HyperDriveStepRun(step_run)``, with
+    HyperDriveRun's members over that step's trials (children of the pipeline run, ``NAME_HD_0``, ...)."""
+
+    def __init__(self, step_run):
+        super().__init__(step_run.experiment, step_run.pipeline_run_id)
+        self._step_run = step_run
+
+    @property
+    def step_run(self) -> StepRun:
+        """The HyperDriveStep's own step run (which wrote its outputs)."""
+        return self._step_run
+
+    def _sweep(self) -> dict:
+        return next(sweep for sweep in self.get_graph().sweeps if sweep.get("step") == self._step_run.name)
+
+    def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
+                     _rehydrate_runs=True) -> list[StepRun]:  # fmt: skip
+        """The step's trials that match every filter given (see ``Run.list``)."""
+        trials = self._sweep()["trials"]
+        return [s for s in super().get_children(False, tags, properties, type, status) if s.name in trials]
+
+    def __repr__(self) -> str:
+        return f"HyperDriveStepRun(step={self._step_run.name!r}, pipeline_run={self.id})"
 
 
 class StepRun(StepRecordMembers, Run):
@@ -578,4 +679,11 @@ def _rehydrate(experiment, record: dict) -> Run:
         return Run(experiment, record["id"])
     if properties.get("localpipe.runsource") == INTERACTIVE_RUN:
         return InteractiveRun(experiment, record["id"])
+    if properties.get("azureml.runsource") == HYPERDRIVE_RUN:
+        return HyperDriveRun(experiment, record["id"])
     return PipelineRun(experiment, record["id"])
+
+
+def _is_number(value) -> bool:
+    """Whether a logged value is a number a primary metric can be (not a bool)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)

@@ -229,6 +229,11 @@ class LocalService:
 
         return {name: Experiment(self.workspace, name) for name in self.history.registry.experiment_names()}
 
+    def module(self, module_id, name) -> Any:
+        from localpipe.client.modules import Module
+
+        return Module.get(self.workspace, module_id=module_id, name=name)
+
     def get_run(self, run_id) -> Any:
         from localpipe.client.runs import Run
 

@@ -26,9 +26,12 @@ from localpipe.status import RunStatus
 class MetricsIngester:
     """Reads every step's metrics file incrementally; one per scheduler."""
 
-    def __init__(self, history: History, now):
+    def __init__(self, history: History, now, observe=None):
+        """``observe(step_run_id, rows)`` is told the metric rows each step logs on itself (a sweep's
+        early-termination policy reads its trials' primary metric there)."""
         self.history = history
         self.now = now
+        self.observe = observe
         self._offsets: dict[str, int] = {}
 
     def ingest(self, path: str, step_run_id: int, secrets: list[str] = ()) -> int:
@@ -64,6 +67,8 @@ class MetricsIngester:
                 statuses.append((child, value, record.get("error")))
             else:
                 batches.setdefault(child, _Batch()).add(kind, name, value, record.get("time"), self.now)
+        if self.observe is not None and "" in batches:
+            self.observe(step_run_id, batches[""].rows)
         ids = {"": step_run_id}
         for child, batch in batches.items():  # a child's line comes before anything logged on it
             if child and batch.child is not None:

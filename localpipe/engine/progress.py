@@ -14,10 +14,13 @@ _ENDED_BADLY = (RunStatus.FAILED, RunStatus.CANCELED)
 
 
 class Progress:
-    """The statuses of one run's steps; ``upstream`` maps each step to the steps it waits for."""
+    """The statuses of one run's steps; ``upstream`` maps each step to the steps it waits for, and
+    ``settle`` a step to those of them it needs only to have ended, however they ended (a
+    HyperDriveStep's own step and its trials, some of which a policy cancels)."""
 
-    def __init__(self, upstream: dict[str, set[str]]):
+    def __init__(self, upstream: dict[str, set[str]], settle: dict[str, set[str]] | None = None):
         self.upstream = upstream
+        self.settle = settle or {}
         self.status = dict.fromkeys(upstream, RunStatus.NOT_STARTED)
         self.consumers: dict[str, list[str]] = {name: [] for name in upstream}
         for name, before in upstream.items():
@@ -33,12 +36,13 @@ class Progress:
         if status not in STEP_TRANSITIONS.get(current, ()):
             raise RuntimeError(f'step "{name}": {current} -> {status} is not a valid transition')
         self.status[name] = status
-        if status.succeeded:
+        if status.is_final:
             for consumer in self.consumers[name]:
-                self._awaiting[consumer] -= 1
-                if self._awaiting[consumer] == 0:
-                    self._decidable.append(consumer)
-        elif status in _ENDED_BADLY:
+                if status.succeeded or name in self.settle.get(consumer, ()):
+                    self._awaiting[consumer] -= 1
+                    if self._awaiting[consumer] == 0:
+                        self._decidable.append(consumer)
+        if status in _ENDED_BADLY:
             self._ended_badly = True
 
     def take_decidable(self) -> list[str]:
@@ -65,7 +69,7 @@ class Progress:
             for name, status in self.status.items():
                 if status is not RunStatus.NOT_STARTED or name in ended:
                     continue
-                bad = sorted(u for u in self.upstream[name] if u in ended)
+                bad = sorted(u for u in self.upstream[name] if u in ended and u not in self.settle.get(name, ()))
                 if bad:
                     failed = self.status[bad[0]] is RunStatus.FAILED
                     found.append((name, f'not run: upstream step "{bad[0]}" {"failed" if failed else "did not run"}'))

@@ -31,7 +31,7 @@ from localpipe.engine.executors import RUN_LABEL, STEP_LABEL, STEP_RUN_LABEL, WO
 from localpipe.engine.executors.router import Router
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail, own_reason
-from localpipe.engine.progress import Progress
+from localpipe.engine.progress import Progress, run_outcome
 from localpipe.engine.recovery import recover_abandoned_runs
 from localpipe.engine.resources import (
     ALIVE_CHECK_SECONDS,
@@ -41,6 +41,7 @@ from localpipe.engine.resources import (
     process_alive,
     ray_placement,
 )
+from localpipe.engine.sweep import SweepWatch
 from localpipe.engine.workdir import (
     StepFolder,
     collect_run_files,
@@ -151,7 +152,8 @@ class Scheduler:
         self.reporter = reporter or Reporter()
         self.now = now
         self.step_ids = run.step_ids
-        self.progress = Progress({name: spec.upstream for name, spec in graph.steps.items()})
+        settle = {sweep["step"]: set(sweep["trials"]) for sweep in graph.sweeps if sweep.get("step")}
+        self.progress = Progress({name: spec.upstream for name, spec in graph.steps.items()}, settle)
         self.steps = {name: _Step() for name in graph.steps}
         self.running: dict[str, _Running] = {}
         self.ready: dict[str, None] = {}  # steps waiting for resources, in order (a dict: removed from anywhere)
@@ -173,7 +175,10 @@ class Scheduler:
         self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
         self._stat_cache = StatCache(history.layout.statcache)
         self._dataset_digests: dict[tuple[str, ...], str] = {}
-        self.metrics = MetricsIngester(history, now)
+        self.sweeps = SweepWatch(graph.sweeps, now())
+        names = {step_run_id: name for name, step_run_id in self.step_ids.items()}
+        observe = (lambda step_run_id, rows: self.sweeps.observe(names[step_run_id], rows)) if graph.sweeps else None
+        self.metrics = MetricsIngester(history, now, observe)
         self._next_metrics = 0.0
 
     # -- the loop ---------------------------------------------------------------------------
@@ -227,6 +232,7 @@ class Scheduler:
             if not self.running and not self.ready and not self.waiting and not self.preparing:
                 return
             self._ingest_running_metrics()
+            self._end_sweep_trials()
             exits = self.executor.wait(self._wait_timeout())
             while not self.cancels.empty():
                 cancel = self.cancels.get()
@@ -260,6 +266,14 @@ class Scheduler:
         self._next_metrics = time.monotonic() + METRICS_SECONDS
         for name, running in self.running.items():
             self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
+
+    def _end_sweep_trials(self) -> None:
+        """End the trials a sweep's policy (or its duration) ends: recorded Canceled with the reason,
+        and not counted against the run's outcome."""
+        if not self.graph.sweeps:
+            return
+        for name, reason in self.sweeps.to_stop(list(self.running), self.progress.unfinished(), self.now()).items():
+            self._cancel_step(name, reason)
 
     def _wait_timeout(self) -> float:
         """How long to wait for a step to end: until the next step timeout or metrics pick-up, and
@@ -445,7 +459,10 @@ class Scheduler:
             return {}  # nothing was freed here, and nobody else holds anything that could be
         self._claim_again = False
         self._next_claim_poll = time.monotonic() + RESOURCE_POLL_SECONDS
-        placements, self.others_hold = self.pool.claim(map(self._claim_request, self.ready))
+        candidates = (
+            self.sweeps.within_cap(self.ready, {*self.running, *self._claimed}) if self.graph.sweeps else self.ready
+        )
+        placements, self.others_hold = self.pool.claim(map(self._claim_request, candidates))
         for name in placements:
             del self.ready[name]
         return placements
@@ -773,7 +790,7 @@ class Scheduler:
         for name in self.progress.unfinished():
             self._transition(name, RunStatus.CANCELED, f"not run: {self.halt_reason or 'run ended'}")
         if status is None:
-            status = self.progress.outcome()
+            status = run_outcome(s for n, s in self.progress.status.items() if n not in self.sweeps.stopped)
             if status is not RunStatus.COMPLETED:
                 error = self.halt_reason or f"a step {'failed' if status is RunStatus.FAILED else 'was canceled'}"
         self.history.runs.finish(self.run.id, status, error, self.now())

@@ -21,6 +21,7 @@ import localpipe.plan.parallel as parallel_run
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.plan import checks, environments
 from localpipe.plan.ray_steps import check_ray_steps, ray_resources
+from localpipe.plan.sweep import expand as expand_sweeps
 from localpipe.sdk.data import (
     DataPath,
     DataPathComputeBinding,
@@ -33,6 +34,7 @@ from localpipe.sdk.data import (
     TabularDataset,
 )
 from localpipe.sdk.data.datasets import default_input_name
+from localpipe.sdk.modules import ModuleStep
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
@@ -157,6 +159,9 @@ class Graph:
     steps: dict[str, StepSpec]
     parameters: dict[str, Any]
     description: str | None = None
+    # Hyperparameter sweeps among the steps (plan/sweep.py): each names its trial steps with their
+    # values, its primary metric, policy and how many trials run at once.
+    sweeps: list[dict] = field(default_factory=list)
 
     @property
     def nodes(self) -> list[StepSpec]:
@@ -174,7 +179,7 @@ class Graph:
     def to_dict(self) -> dict:
         """Plain data for JSON (a shallow copy: the values are already JSON-ready)."""
         steps = [{**vars(s), "inputs": {k: vars(v) for k, v in s.inputs.items()}} for s in self.steps.values()]
-        return {"steps": steps, "parameters": self.parameters, "description": self.description}
+        return {"steps": steps, "parameters": self.parameters, "description": self.description, "sweeps": self.sweeps}
 
     @classmethod
     def from_dict(cls, data: dict) -> Graph:
@@ -182,7 +187,7 @@ class Graph:
         for raw in data["steps"]:
             raw = dict(raw, inputs={k: InputSpec(**v) for k, v in raw["inputs"].items()})
             steps[raw["name"]] = StepSpec(**raw)
-        return cls(steps, data["parameters"], data.get("description"))
+        return cls(steps, data["parameters"], data.get("description"), data.get("sweeps") or [])
 
 
 def plan_pipeline(
@@ -207,7 +212,7 @@ def datasets_used(pipeline, overrides: dict | None = None) -> list[FileDataset]:
     inputs and arguments, a dataset parameter's value given or else its default."""
     overrides = overrides or {}
     found: dict[int, FileDataset] = {}
-    for step in pipeline.steps:
+    for step in expand_sweeps(pipeline.steps)[0]:
         for value in [*step.arguments, *step.inputs]:
             if isinstance(value, DatasetConsumptionConfig):
                 value = value.dataset
@@ -227,13 +232,14 @@ def _plan(
     found: list[str] = []
     if not pipeline.steps:
         found.append("the pipeline has no steps: pass steps=[...] to Pipeline")
-    names = _step_names(pipeline.steps, found)
+    all_steps, step_sweeps = expand_sweeps(pipeline.steps)  # a HyperDriveStep's trials are steps too
+    names = _step_names(all_steps, found)
     if not all(isinstance(name, str) for name in names.values()):  # every other problem is named after its step
         return Graph({}, {}, pipeline.description), found
-    parameters, data_values = _resolve_parameters(pipeline.steps, overrides, found)
+    parameters, data_values = _resolve_parameters(all_steps, overrides, found)
     specs = [
         _step_spec(step, names, parameters, data_values, pipeline, compute_targets, capacity, found)
-        for step in pipeline.steps
+        for step in all_steps
     ]
     _check_pipeline_outputs(specs, found)
     if capacity is not None:
@@ -244,7 +250,7 @@ def _plan(
     order = _order(specs, found)
     by_name = {spec.name: spec for spec in specs}
     steps = {name: by_name[name] for name in order}
-    return Graph(steps, parameters, pipeline.description), found
+    return Graph(steps, parameters, pipeline.description, [*getattr(pipeline, "sweeps", []), *step_sweeps]), found
 
 
 def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
@@ -431,6 +437,8 @@ def _step_spec(
         if isinstance(v, PipelineParameter) and not _is_data_parameter(v)
     }
     uses |= {f"params.{k}": v.name for k, v in step.params.items() if isinstance(v, PipelineParameter)}
+    if isinstance(step, ModuleStep):
+        _check_wiring(label, step, found)
     if step.kind == "command" and not step.arguments:
         found.append(f"{label}: the command is empty: pass the program to run and its arguments")
 
@@ -504,6 +512,24 @@ def _step_spec(
 
 def _is_data_parameter(value) -> bool:
     return isinstance(value, PipelineParameter) and isinstance(value.default_value, (DataPath, FileDataset))
+
+
+def _check_wiring(label: str, step: ModuleStep, found: list[str]) -> None:
+    """Every key of a ModuleStep's ``inputs_map`` and ``outputs_map`` is a port of its module version,
+    and every input port that is not optional is mapped."""
+    ports, wiring = step.ports, step.mapped
+    for what, known in (("input", list(ports["inputs"])), ("output", ports["outputs"])):
+        for key in wiring[f"{what}s"]:
+            if key not in known:
+                found.append(
+                    f'{label}: {what}s_map key "{key}" is not an {what} port of {step.module_label} (its {what} '
+                    f"ports: {', '.join(known) or 'none'}): map the data to one of those names"
+                )
+    for port, optional in ports["inputs"].items():
+        if not optional and port not in wiring["inputs"]:
+            found.append(
+                f'{label}: input port "{port}" of {step.module_label} is not mapped: add "{port}" to inputs_map'
+            )
 
 
 def _bound(item, data_values: dict):
@@ -709,7 +735,7 @@ def _pipeline_data_input(label: str, step, item: PipelineDataInput, names: dict,
     return InputSpec(
         mode=item.mode,
         step=names.get(id(producer), producer.name),
-        output=item.data.name,
+        output=producer.output_name_of(item.data),
         tabular=item.tabular,
         path_on_compute=item.path_on_compute,
     )

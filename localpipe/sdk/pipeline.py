@@ -62,6 +62,8 @@ class Pipeline:
         self.default_datastore = default_datastore
         self.default_source_directory = os.path.abspath(default_source_directory) if default_source_directory else None
         self.steps: list[PipelineStep] = _collect(steps) if resolve_closure else list(_flatten(steps))
+        _number_default_names(self.steps)
+        self.sweeps: list[dict] = []  # set by a HyperDriveConfig's submission: its trials among the steps
 
     @property
     def graph(self):
@@ -140,6 +142,21 @@ def _collect(steps) -> list[PipelineStep]:
                 pending.extend(item.data.producers if isinstance(item, PipelineDataInput) else item.producers)
         pending.extend(step.predecessors)
     return ordered
+
+
+def _number_default_names(steps: list[PipelineStep]) -> None:
+    """ModuleSteps given no name are named after their module, and several steps of one module may
+    meet (the SDK's notebook has three): in pipeline order, the first keeps the name, the second is
+    NAME_2, the third NAME_3, and so on past the names other steps have."""
+    taken = {step.name for step in steps if step.default_name is None and isinstance(step.name, str)}  # else refused
+    for step in steps:
+        if step.default_name is not None:
+            name, number = step.default_name, 1
+            while name in taken:
+                number += 1
+                name = f"{step.default_name}_{number}"
+            step.name = name
+            taken.add(name)
 
 
 def _flatten(items):

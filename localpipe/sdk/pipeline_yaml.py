@@ -45,11 +45,11 @@ CLOUD_STEPS = {
     "AzureBatchStep": ("azurebatch_step", "Azure Batch"),
 }
 REFERENCE_ARGUMENTS = ("input:", "output:", "side_input:", "parameter:")
-# The keys read, to warn of one misspelt (allow_resue: false would be ignored, the step reused).
+# The keys read (a ModuleStep's id too), to warn of one misspelt (allow_resue: false would be ignored).
 STEP_KEYS = {
     "type", "name", "script_name", "source_directory", "arguments", "parameters", "inputs", "outputs",
     "side_inputs", "compute", "runconfig", "runconfig_parameters", "allow_reuse", "version", "hash_paths",
-    "parallel_run_config", "models_id", *LEGACY_KEYS,
+    "parallel_run_config", "models_id", "id", *LEGACY_KEYS,
 }  # fmt: skip
 INPUT_KEYS = {"source", "bind_mode", "type", "path_on_compute", "overwrite"}
 OUTPUT_KEYS = {"destination", "datastore", "bind_mode", "type", "path_on_compute", "overwrite", "as_dataset",
@@ -299,25 +299,22 @@ class _Reader:
         allow_reuse = section.get("allow_reuse", True)
         if not isinstance(allow_reuse, bool):
             self.fail(f"allow_reuse for step {name} must be a bool: write true or false")
+        if kind == MODULE:  # its name: is the module's; the step is named by its key
+            return self._module_step(name, section, body, arguments, inputs, outputs, params)
         display = self._text(name, section, "name") or name  # the YAML key when no name: is given
         if kind == PARALLEL:
             return self._parallel(name, display, body, arguments, inputs, side_inputs, outputs, allow_reuse)
-        from localpipe.sdk.runconfig import RunConfiguration
         from localpipe.sdk.steps import PythonScriptStep
 
         script = self._text(name, section, "script_name")
         if not script:
             self.fail(f"Step {name} does not contain a script name: add script_name: under it")
-        runconfig = body.get("runconfig")
-        runconfig = RunConfiguration.load(self._file(name, "runconfig", runconfig)) if runconfig else None
         hash_paths = section.get("hash_paths")
         return PythonScriptStep(
             script_name=script,
             name=display,
             arguments=arguments,
-            compute_target=self._compute(name, body),
-            runconfig=runconfig,
-            runconfig_pipeline_params=self._assignments(name, "runconfig_parameters", body.get("runconfig_parameters")),
+            **self._placement(name, body),
             inputs=list(inputs.values()),
             outputs=list(outputs.values()),
             params=params,
@@ -361,12 +358,49 @@ class _Reader:
                 f"step {name} is a {kind}, which needs Azure ({CLOUD_STEPS[kind][1]}): run it as a PythonScriptStep "
                 "on this machine, or submit this pipeline to Azure ML"
             )
-        if kind == MODULE:
-            self.fail(f"step {name}: ModuleStep in a pipeline YAML is not built yet: write it as a PythonScriptStep")
-        if kind not in (PYTHON, PARALLEL):
+        if kind not in (PYTHON, PARALLEL, MODULE):
             what = f"type {kind!r} is not a step type" if kind is not None else "has no type"
-            self.fail(f"step {name} {what}: give it type: PythonScriptStep (or ParallelRunStep)")
+            self.fail(f"step {name} {what}: give it type: PythonScriptStep (or ParallelRunStep, ModuleStep)")
         return kind
+
+    def _placement(self, name: str, body: dict) -> dict:
+        """Where and how a PythonScriptStep or a ModuleStep runs: its compute, runconfig file and the
+        pipeline parameters assigned to runconfig values."""
+        from localpipe.sdk.runconfig import RunConfiguration
+
+        runconfig = body.get("runconfig")
+        return {
+            "compute_target": self._compute(name, body),
+            "runconfig": RunConfiguration.load(self._file(name, "runconfig", runconfig)) if runconfig else None,
+            "runconfig_pipeline_params": self._assignments(
+                name, "runconfig_parameters", body.get("runconfig_parameters")
+            ),
+        }
+
+    def _module_step(self, name: str, section: dict, body: dict, arguments, inputs, outputs, params):
+        """A ModuleStep of the module named by ``id`` or ``name`` (its ``version``, or the one it
+        resolves), its ports mapped to the step's inputs and outputs by their names, as the SDK's
+        parser makes it."""
+        from localpipe.errors import NotFoundError
+        from localpipe.sdk.modules import ModuleStep
+
+        if "id" not in section and "name" not in section:
+            self.fail(f"Step {name} does not contain a module ID or name (one must be specified): add id: or name:")
+        module_id, module_name, version = (self._text(name, section, key) for key in ("id", "name", "version"))
+        try:
+            module = self.workspace.service.module(module_id, module_name)
+        except NotFoundError as exc:
+            self.fail(f"step {name}: {exc}")
+        return ModuleStep(
+            module=module,
+            version=version,
+            inputs_map=inputs,
+            outputs_map=outputs,
+            **self._placement(name, body),
+            arguments=arguments,
+            params=params,
+            name=name,
+        )
 
     def _text(self, name: str, section: dict, key: str) -> str | None:
         value = section.get(key)

@@ -146,7 +146,7 @@ class RunConfiguration:
         project = path if project_case else os.path.dirname(os.path.abspath(found))
         if os.path.basename(project) in (AZUREML_DIR, AML_CONFIG_DIR):  # a project's file, given by its path
             project = os.path.dirname(project)
-        return _from_azure(document, project, path, os.path.basename(found) if project_case else None)
+        return from_azure(document, project, path, os.path.basename(found) if project_case else None)
 
     @staticmethod
     def delete(path: str | os.PathLike, name: str) -> None:
@@ -193,7 +193,7 @@ class RunConfiguration:
         return document
 
 
-def _from_azure(document: dict, project: str, path: str, name: str | None) -> RunConfiguration:
+def from_azure(document: dict, project: str, path: str | None, name: str | None) -> RunConfiguration:
     """A RunConfiguration from a saved document (camelCase keys as Azure writes them, or snake_case).
     Sections with no meaning on one machine (history, spark, hdi, mpi, ...) are read past."""
     fields = {snake_case(key): value for key, value in document.items()}

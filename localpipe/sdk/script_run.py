@@ -77,9 +77,10 @@ class ScriptRunConfig:
         if self.script and self.command:
             raise UsageError("ScriptRunConfig takes a script or a command, not both: drop one of them")
 
-    def step(self):
+    def step(self, name=None, extra_arguments=(), allow_reuse=False):
         """The one step this configuration runs as: a PythonScriptStep, or a CommandStep for ``command``;
-        the run configuration's ``data``, ``data_references`` and ``output_data`` are its inputs and outputs."""
+        the run configuration's ``data``, ``data_references`` and ``output_data`` are its inputs and outputs.
+        A sweep's trial is one named ``name`` with ``extra_arguments`` (its values) and reuse allowed."""
         source = os.path.abspath(self.source_directory) if self.source_directory is not None else None
         references = _data_references(self.run_config.data_references)
         consumed = _consumptions(self.run_config.data)
@@ -96,13 +97,14 @@ class ScriptRunConfig:
             )
         return PythonScriptStep(
             self.script,
-            arguments=[_placed(argument, placeholders) for argument in self.arguments or []],
+            name=name,
+            arguments=[*(_placed(argument, placeholders) for argument in self.arguments or []), *extra_arguments],
             compute_target=self.run_config.target,
             runconfig=self.run_config,
             inputs=inputs,
             outputs=outputs,
             source_directory=source,
-            allow_reuse=False,  # a script run always runs, as in Azure ML
+            allow_reuse=allow_reuse,  # a script run always runs, as in Azure ML
         )
 
     def __repr__(self) -> str:

@@ -138,6 +138,9 @@ class WorkspaceService(Protocol):
     def experiments(self) -> dict[str, Any]:
         """Every experiment that has runs, by name, as ``Experiment`` handles."""
 
+    def module(self, module_id: str | None, name: str | None) -> Any:
+        """The Module with ``module_id`` or ``name`` (``Module.get``); NotFoundError when there is none."""
+
     def get_run(self, run_id: Any) -> Any:
         """The run ``run_id`` (a PipelineRun, or a Run for a script run)."""
 

@@ -32,6 +32,9 @@ class PipelineStep:
     """What every step has: a name, a source directory, inputs, outputs, arguments and ordering."""
 
     kind = "step"
+    # The name a ModuleStep given none takes (its module's): a Pipeline numbers those that meet.
+    # A class attribute, so that steps pickled before it existed (published pipelines) have it.
+    default_name: str | None = None
 
     def __init__(
         self,
@@ -92,6 +95,10 @@ class PipelineStep:
                 self.inputs[index] = item
                 return
         self.inputs.append(item)
+
+    def output_name_of(self, data: PipelineData) -> str:
+        """The name this step gives ``data``, one of its outputs (a ModuleStep names it after its port)."""
+        return data.name
 
     def run_after(self, step: PipelineStep) -> None:
         """Run this step only after ``step`` has finished, with no data passed between them."""

@@ -137,6 +137,10 @@ def _saved_datasets(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.SavedDataset])
 
 
+def _modules(db: SqliteDatabase, t: Tables) -> None:
+    db.create_tables([t.ModuleRecord, t.ModuleVersionRecord])
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -160,6 +164,7 @@ MIGRATIONS = list(
             _publishing,
             _pipeline_drafts,
             _saved_datasets,
+            _modules,
         ),
     )
 )

@@ -11,9 +11,10 @@ docs/storage.md:
   whole: the kept run's logs, metrics and reasons are that step run's (``Experiment.delete``
   alone forgets such a run, and the reusing step runs lose the link);
 - an object is referenced by a ``step_output`` row of a kept run (a reused step has such rows
-  too), by a ``dataset_version`` or ``model_version`` row, or by a published pipeline's or a pipeline draft's
-  row (its declaration and sources); every other object is removed, except one that may be
-  a running step's output being committed (newer than the oldest active run);
+  too), by a ``dataset_version`` or ``model_version`` row, by a published pipeline's or a pipeline
+  draft's row (its declaration and sources), or by a ``module_version`` row (its source); every
+  other object is removed, except one that may be a running step's output being committed (newer
+  than the oldest active run);
 - a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
 - an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
   before every active run was submitted;
@@ -211,7 +212,8 @@ def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
 
 def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     """Digests of the step outputs of every run not in ``forget``, of every dataset and model version,
-    and of every published pipeline's and pipeline draft's declaration and sources."""
+    of every published pipeline's and pipeline draft's declaration and sources, and of every module
+    version's source."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -220,6 +222,7 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     found.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
+    found.update(d for (d,) in t.ModuleVersionRecord.select(t.ModuleVersionRecord.source).tuples())
     for frozen in (t.PublishedPipeline, t.PipelineDraft):
         for declaration, sources in frozen.select(frozen.declaration, frozen.sources).tuples():
             found.add(declaration)

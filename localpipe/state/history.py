@@ -15,7 +15,8 @@ two workspaces open in one process never cross. Its operations are grouped by wh
 - ``models``: registered model versions, their lineage and datasets;
 - ``environments``: the built environments the workspace's steps ran in;
 - ``publishing``: published pipelines, pipeline endpoints, schedules and the claims on their fires;
-- ``drafts``: pipeline drafts.
+- ``drafts``: pipeline drafts;
+- ``modules``: modules and their versions.
 
 Every operation returns plain values (numbers, strings, dicts, small dataclasses), never a
 model instance. ``write()`` groups several operations into one write transaction, the one lock
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from localpipe.state.drafts import DraftRecords
     from localpipe.state.environments import EnvironmentRecords
     from localpipe.state.model_registry import ModelRecords
+    from localpipe.state.modules import ModuleRecords
     from localpipe.state.publishing import PublishingRecords
     from localpipe.state.registry import Registry
     from localpipe.state.runs import RunRecords
@@ -131,6 +133,12 @@ class History:
         from localpipe.state.drafts import DraftRecords
 
         return DraftRecords(self.database)
+
+    @cached_property
+    def modules(self) -> ModuleRecords:
+        from localpipe.state.modules import ModuleRecords
+
+        return ModuleRecords(self.database)
 
     @classmethod
     def open(cls, layout: Layout) -> History:

@@ -343,6 +343,43 @@ def define_tables(db: SqliteDatabase) -> Tables:
         class Meta:
             table_name = "saved_dataset"
 
+    class ModuleRecord(BaseModel):
+        """A module (``Module.create``): a named container of versions, one of them its default
+        (migration 0017)."""
+
+        module_id = TextField(unique=True)  # the SDK's id: a GUID
+        name = TextField(unique=True)
+        description = TextField(null=True)
+        status = TextField(default="Active")  # Active, Deprecated, Disabled
+        default_version = TextField(null=True)
+        created_at = FloatField(default=now)
+        updated_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "module"
+
+    class ModuleVersionRecord(BaseModel):
+        """A version of a module (``Module.publish_python_script``): its script, its interface and a
+        snapshot of its source folder, an object of the store (migration 0017)."""
+
+        module = ForeignKeyField(ModuleRecord, backref="versions", on_delete="CASCADE")
+        module_version_id = TextField(unique=True)  # a GUID
+        version = TextField(null=True)  # as given; None when none was
+        description = TextField(null=True)
+        status = TextField(default="Active")  # Active, Deprecated, Disabled
+        category = TextField(null=True)
+        script_name = TextField()
+        source = TextField()  # digest of the object holding its source snapshot
+        interface = JSONField()  # {"inputs": [...], "outputs": [...], "parameters": [...]}: the ports' fields
+        arguments = JSONField(null=True)  # [{"kind": "input"|"output"|"parameter"|"string", "value": ...}]
+        runconfig = JSONField(null=True)  # a RunConfiguration as Azure saves it, or None
+        created_at = FloatField(default=now)
+        updated_at = FloatField(default=now)
+
+        class Meta:
+            table_name = "module_version"
+            indexes = ((("module", "version"), True),)
+
     class ResourceClaim(BaseModel):
         """Resources held by one running step, across every scheduler using this workspace."""
 
@@ -423,6 +460,8 @@ MODELS = (
     "ScheduleFire",
     "PipelineDraft",
     "SavedDataset",
+    "ModuleRecord",
+    "ModuleVersionRecord",
     "ResourceClaim",
     "DatasetUse",
     "ModelVersion",

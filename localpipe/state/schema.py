@@ -18,5 +18,6 @@ MIGRATION_NAMES = (
     "0014_publishing",
     "0015_pipeline_drafts",
     "0016_saved_datasets",
+    "0017_modules",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

@@ -26,6 +26,7 @@ _STEP_COLUMNS = (
     "s.cache_key, s.display_name, s.parent_id, s.reused_from_id, o.run_id AS reused_from_run, "
     "o.name AS reused_from_step"
 )
+_PUBLISHED_ID = "json_extract(properties, '$.\"azureml.pipelineid\"')"  # the pipeline a run was submitted from
 _JSON_COLUMNS = ("placement", "arguments", "tags", "properties", "parameters", "git", "value", "packages", "paths")
 
 
@@ -269,6 +270,52 @@ class Views:
                 for run in owners[row["step_run_id"]]:
                     last.setdefault(row["name"], {})[run] = row["value"]
         return {name: sorted(values.items()) for name, values in sorted(last.items())}
+
+    # -- published pipelines ---------------------------------------------------------------------
+    def published(self) -> list[dict]:
+        """Every published pipeline, newest first, with how many runs were submitted from it."""
+        runs = {
+            row["published_id"]: row["n"]
+            for row in self._all(
+                f"SELECT {_PUBLISHED_ID} AS published_id, COUNT(*) AS n FROM pipeline_run "
+                f"WHERE {_PUBLISHED_ID} IS NOT NULL GROUP BY 1"
+            )
+        }
+        found = self._all(
+            "SELECT published_id, name, version, status, description, created_at FROM published_pipeline "
+            "ORDER BY id DESC"
+        )
+        for pipeline in found:
+            pipeline["runs"] = runs.get(pipeline["published_id"], 0)
+        return found
+
+    def published_pipeline(self, published_id: str, limit: int = 50) -> dict:
+        """A published pipeline: its record, the parameters and steps of its graph (each step's kind,
+        script and the steps it reads from), and the runs submitted from it, newest first."""
+        found = self._one(
+            "SELECT p.published_id, p.name, p.version, p.status, p.description, p.created_at, "
+            "p.continue_on_step_failure, g.graph FROM published_pipeline p JOIN pipeline_graph g "
+            "ON g.id = p.pipeline_id WHERE p.published_id = ?",
+            [published_id],
+        )
+        if found is None:
+            raise NotFoundError(f'no published pipeline has id "{published_id}": see the published pipelines page')
+        graph = json.loads(found.pop("graph"))
+        found["parameters"] = graph.get("parameters", {})
+        found["steps"] = [
+            {"name": spec["name"], "kind": spec.get("kind"), "script": spec.get("script"),
+             "reads_from": sorted({i["step"] for i in spec.get("inputs", {}).values() if i.get("step")})}
+            for spec in graph["steps"]
+        ]  # fmt: skip
+        names = {row["id"]: row["name"] for row in self._all("SELECT id, name FROM experiment")}
+        found["runs"] = self._all(
+            "SELECT id, experiment_id AS experiment, status, submitted_at, ended_at, parameters FROM pipeline_run "
+            f"WHERE {_PUBLISHED_ID} = ? ORDER BY id DESC LIMIT ?",
+            [published_id, limit],
+        )
+        for run in found["runs"]:
+            run["experiment"] = names[run["experiment"]]
+        return found
 
     # -- datasets --------------------------------------------------------------------------------
     def datasets(self) -> list[dict]:

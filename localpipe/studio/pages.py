@@ -366,6 +366,17 @@ def _brief(step: dict | None) -> dict | None:
     }
 
 
+async def published_list(request: Request):
+    return page(request, "published.html", {"published": _views(request).published()})
+
+
+async def published_page(request: Request):
+    from localpipe.client.publishing import published_endpoint
+
+    found = _views(request).published_pipeline(_name(request, "id"))
+    return page(request, "published_pipeline.html", {**found, "endpoint": published_endpoint(found["published_id"])})
+
+
 async def datasets_list(request: Request):
     return page(request, "datasets.html", {"datasets": _views(request).datasets()})
 
@@ -429,6 +440,8 @@ ROUTES = [
     *_twins("/experiments", experiments_list),
     Route("/experiments/{name:path}", experiment_page),
     *_twins("/compare", compare_page),
+    *_twins("/published", published_list),
+    Route("/published/{id:path}", published_page),
     *_twins("/datasets", datasets_list),
     Route("/datasets/{name:path}", dataset_page),
     Route("/runs/{run:int}/status.json", run_status),

@@ -45,7 +45,7 @@ class PipelineData:
         caller = f'PipelineData "{name}"'
         if output_mode not in OUTPUT_MODES:
             raise UserErrorException(f"{caller}: output_mode {output_mode!r} is not mount or upload")
-        _not_yet(caller, output_path_on_compute=(output_path_on_compute, None), training_output=(training_output, None))
+        _not_yet(caller, output_path_on_compute=(output_path_on_compute, None))
         self.name = name
         self.datastore = datastore
         self.output_name = output_name or name
@@ -54,8 +54,14 @@ class PipelineData:
         self.data_type = data_type or "AnyDirectory"
         self.is_directory = True if is_directory is None else bool(is_directory)
         self.pipeline_output_name = pipeline_output_name
+        self._training_output = training_output  # what a HyperDriveStep writes there (sdk/hyperdrive.py)
         # The steps that declared this as an output; validation wants exactly one.
         self.producers: list = []
+
+    @property
+    def training_output(self):
+        """The ``TrainingOutput`` given: what a HyperDriveStep writes into this data."""
+        return self._training_output
 
     def as_input(self, input_name: str | None = None) -> PipelineDataInput:
         """Consume this data in another step (read-only, no copy), as input ``input_name`` (the SDK

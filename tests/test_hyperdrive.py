@@ -1,0 +1,487 @@
+"""Hyperparameter sweeps (docs/hyperdrive.md): ``azureml.train.hyperdrive``'s expressions, samplings,
+policies and ``HyperDriveConfig``, submitted as real runs whose trials are a tiny script logging a
+metric that is a known function of its arguments."""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+
+import pytest
+
+from localpipe import (
+    BanditPolicy,
+    BayesianParameterSampling,
+    Experiment,
+    GridParameterSampling,
+    HyperDriveConfig,
+    HyperDriveRun,
+    MedianStoppingPolicy,
+    NoTerminationPolicy,
+    PrimaryMetricGoal,
+    RandomParameterSampling,
+    Run,
+    ScriptRunConfig,
+    TruncationSelectionPolicy,
+    choice,
+    lognormal,
+    loguniform,
+    normal,
+    qlognormal,
+    qloguniform,
+    qnormal,
+    quniform,
+    randint,
+    uniform,
+)
+from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException, UserErrorException
+from localpipe.plan.sweep import sample, to_stop
+from tests.conftest import wait_for
+from tests.test_resources import overlaps
+
+TRAIN = """
+import argparse, json, os, time
+from azureml.core import Run
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--y", type=float, default=1.0)
+parser.add_argument("--copy", type=int, default=0)
+parser.add_argument("--iterations", type=int, default=1)
+parser.add_argument("--pause", type=float, default=0.0)
+args = parser.parse_args()
+run = Run.get_context()
+for _ in range(args.iterations):
+    run.log("score", args.x * args.y)
+    time.sleep(args.pause)
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/args.json", "w") as f:
+    json.dump(vars(args), f)
+"""
+
+
+def _config(ws, project, space, *, sampling=GridParameterSampling, policy=None, concurrent=2, total=8,
+            goal=PrimaryMetricGoal.MAXIMIZE, arguments=(), **extra):  # fmt: skip
+    project("src/train.py", TRAIN)
+    src = ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py", arguments=list(arguments))
+    return HyperDriveConfig(
+        run_config=src,
+        hyperparameter_sampling=sampling(space),
+        primary_metric_name="score",
+        primary_metric_goal=goal,
+        max_total_runs=total,
+        max_concurrent_runs=concurrent,
+        policy=policy,
+        **extra,
+    )
+
+
+def _statuses(run) -> dict[str, tuple[str, str | None]]:
+    return {s["name"]: (s["status"], s["reason"]) for s in run.get_details()["steps"]}
+
+
+# -- sampling ----------------------------------------------------------------------------------
+def test_random_sampling_gives_each_expression_its_kind_and_range_and_a_seed_repeats_the_draw():
+    space = {
+        "c": choice("a", "b", "c"), "r": randint(5), "u": uniform(-1, 2), "qu": quniform(0, 10, 2),
+        "lu": loguniform(-3, 1), "qlu": qloguniform(0, 3, 1), "n": normal(10, 2), "qn": qnormal(0, 5, 3),
+        "ln": lognormal(0, 1), "qln": qlognormal(1, 0.5, 1),
+    }  # fmt: skip
+    config = RandomParameterSampling(space, properties={"rndseed": 7}).to_json()
+    trials = sample(config, 300, seed=7)
+    assert len(trials) == 300
+    column = {name: [t[name] for t in trials] for name in space}
+    assert set(column["c"]) == {"a", "b", "c"}
+    assert all(isinstance(v, int) for v in column["r"]) and set(column["r"]) == set(range(5))
+    assert all(isinstance(v, float) and -1 <= v <= 2 for v in column["u"])
+    assert set(column["qu"]) <= {0, 2, 4, 6, 8, 10} and len(set(column["qu"])) >= 5
+    assert all(math.exp(-3) <= v <= math.exp(1) for v in column["lu"])
+    assert all(v == round(v) and 0 <= v <= round(math.exp(3)) for v in column["qlu"])
+    assert 9 < statistics.fmean(column["n"]) < 11 and 1.5 < statistics.stdev(column["n"]) < 2.5
+    assert all(v % 3 == 0 for v in column["qn"]) and min(column["qn"]) < 0 < max(column["qn"])
+    assert all(v > 0 for v in column["ln"]) and 0.7 < statistics.median(column["ln"]) < 1.4  # median e^0
+    assert all(v == round(v) and v >= 0 for v in column["qln"])
+    assert sample(config, 300, seed=7) == trials
+    assert sample(config, 300, seed=8) != trials
+
+
+def test_random_sampling_of_choices_only_stops_when_every_point_is_drawn():
+    config = RandomParameterSampling({"a": choice(1, 2), "b": choice("x", "y")}).to_json()
+    trials = sample(config, 10, seed=1)
+    assert sorted((t["a"], t["b"]) for t in trials) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
+
+
+# -- early termination rules (pure) ------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("policy", "goal", "series", "stopped"),
+    [
+        # best 10 at interval 2; slack_factor 0.1 keeps 9.5 (9.5 * 1.1 >= 10), ends 8
+        (BanditPolicy(slack_factor=0.1), "maximize", {"a": [9, 10], "b": [9.5, 9.5], "c": [8, 8]}, {"c"}),
+        # minimize: best 1.0; slack_amount 0.5 keeps 1.4, ends 1.6
+        (BanditPolicy(slack_amount=0.5), "minimize", {"a": [1.0], "b": [1.4], "c": [1.6]}, {"c"}),
+        # judged only at multiples of evaluation_interval from delay_evaluation: interval 1 is skipped
+        (
+            BanditPolicy(slack_factor=0.1, evaluation_interval=2, delay_evaluation=2),
+            "maximize",
+            {"a": [10], "c": [1]},
+            set(),
+        ),  # fmt: skip
+        # running averages 5, 2, 1: median 2; best 1.5 < 2 ends c, b's best 3 stays
+        (MedianStoppingPolicy(), "maximize", {"a": [5, 5], "b": [1, 3], "c": [1, 1.5]}, {"c"}),
+        # 4 trials, 50 %: the two lowest end
+        (TruncationSelectionPolicy(50), "maximize", {"a": [4], "b": [3], "c": [2], "d": [1]}, {"c", "d"}),
+        # a tie across the cut is not a ranking: nobody ends
+        (TruncationSelectionPolicy(50), "maximize", {"a": [4], "b": [4]}, set()),
+        (NoTerminationPolicy(), "maximize", {"a": [4], "b": [0]}, set()),
+    ],
+)
+def test_each_policy_ends_the_trials_its_rule_says_and_no_other(policy, goal, series, stopped):
+    evaluated: dict[str, int] = {}
+    stops = to_stop(policy.to_json(), goal, series, list(series), evaluated)
+    assert set(stops) == stopped
+    assert all(type(policy).__name__ in reason for reason in stops.values())
+    assert to_stop(policy.to_json(), goal, series, list(series), evaluated) == {}  # each interval judged once
+
+
+# -- real sweeps -------------------------------------------------------------------------------
+def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws, project, monkeypatch):
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")  # room for more than the sweep's two at once
+    config = _config(ws, project, {"x": choice(1, 2, 3), "--y": choice(10, 20)}, arguments=["--pause", 0.3])
+    run = Experiment(ws, "sweep").submit(config)
+    assert isinstance(run, HyperDriveRun) and run.type == "hyperdrive"
+    run.wait_for_completion(show_output=False)
+    assert run.get_status() == "Completed"
+
+    values = {rid: json.loads(v) for rid, v in run.get_hyperparameters().items()}
+    assert sorted((v["x"], v["--y"]) for v in values.values()) == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
+    steps = run.get_details()["steps"]
+    assert len(steps) == 6 and overlaps([{"start": s["started_at"], "end": s["ended_at"]} for s in steps]) == 2
+    arguments = {s["id"]: s["arguments"] for s in steps}
+    for child in run.get_children():  # the values reached the script as Azure passes them: --name value
+        given = values[child.id]
+        assert arguments[child.id][-6:] == ["--pause", "0.3", "--x", str(given["x"]), "--y", str(given["--y"])]
+        assert child.get_metrics()["score"] == given["x"] * given["--y"]
+
+    ranked = run.get_children_sorted_by_primary_metric()
+    assert [r["best_primary_metric"] for r in ranked] == [60, 40, 30, 20, 20, 10]
+    assert ranked[0]["hyperparameters"] == json.dumps({"x": 3, "--y": 20})
+    assert [r["best_primary_metric"] for r in run.get_children_sorted_by_primary_metric(top=2, reverse=True)] == [
+        10, 20,
+    ]  # fmt: skip
+    best = run.get_best_run_by_primary_metric()
+    assert best.get_metrics()["score"] == 60 and json.loads(run.get_hyperparameters()[best.id]) == {"x": 3, "--y": 20}
+    assert isinstance(Run.get(ws, run.id), HyperDriveRun)
+    with pytest.raises(UserErrorException, match="it is a hyperparameter sweep .* which the pipeline YAML has no form"):
+        run.save(str(ws.root))  # the YAML would run its trials without their sweep
+    assert set(run.get_metrics()) == {c.id for c in run.get_children()}
+
+
+SLOW = ["--iterations", 10, "--pause", 0.2]  # 2 s: the scheduler (once a second) judges it while it runs
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [BanditPolicy(slack_factor=0.1), MedianStoppingPolicy(), TruncationSelectionPolicy(truncation_percentage=50)],
+    ids=["bandit", "median", "truncation"],
+)
+def test_a_policy_ends_the_trials_behind_with_their_process_and_a_reason_and_no_other(ws, project, policy):
+    # HD_0 and HD_1 score 4 (a tie: none of the rules ends either, whatever they see), then HD_2 and HD_3
+    # score 1 at every interval: behind the finished 4s by each rule, whenever they are judged.
+    space = {"x": choice(4, 1), "copy": choice(0, 1)}
+    run = Experiment(ws, "sweep").submit(_config(ws, project, space, policy=policy, arguments=SLOW))
+    run.wait_for_completion(show_output=False)
+    statuses = _statuses(run)
+    assert {name: status for name, (status, _) in statuses.items()} == {
+        "HD_0": "Completed", "HD_1": "Completed", "HD_2": "Canceled", "HD_3": "Canceled",
+    }  # fmt: skip
+    for name in ("HD_2", "HD_3"):
+        assert statuses[name][1].startswith(f"terminated early by {type(policy).__name__} at interval ")
+    assert run.get_status() == "Completed"  # trials a policy ended are not failures
+    ended = [s for s in run.get_details()["steps"] if s["status"] == "Canceled"]
+    assert all(s["signal"] == 15 for s in ended)  # its process ended by the scheduler
+    for child in run.get_children(status="Canceled"):  # ended before its 10 loggings
+        logged = child.get_metrics().get("score", [])
+        assert len(logged if isinstance(logged, list) else [logged]) < 10
+
+
+def test_a_resubmitted_sweep_reuses_unchanged_trials_and_reruns_changed_ones(ws, project):
+    space = {"x": uniform(0, 1), "--y": choice(1, 2)}
+    config = _config(ws, project, space, sampling=lambda s: RandomParameterSampling(s, {"rndseed": 3}), total=4)
+    first = Experiment(ws, "sweep").submit(config)
+    first.wait_for_completion(show_output=False)
+    second = Experiment(ws, "sweep").submit(config)
+    second.wait_for_completion(show_output=False)
+    assert {s for s, _ in _statuses(second).values()} == {"Reused"}
+    assert set(second.get_hyperparameters().values()) == set(first.get_hyperparameters().values())
+    assert second.get_best_run_by_primary_metric().get_metrics() == first.get_best_run_by_primary_metric().get_metrics()
+
+    project("src/train.py", TRAIN + "\n# changed\n")
+    third = Experiment(ws, "sweep").submit(config)
+    third.wait_for_completion(show_output=False)
+    assert {s for s, _ in _statuses(third).values()} == {"Completed"}
+
+
+def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
+    run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30]))
+    wait_for(lambda: run.get_children(status="Running"), what="a trial to run")
+    run.cancel()
+    run.wait_for_completion(show_output=False, raise_on_error=False)
+    assert run.get_status() == "Canceled"
+    assert {s for s, _ in _statuses(run).values()} == {"Canceled"}
+
+    late = _config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30], max_duration_minutes=0.02)
+    run = Experiment(ws, "sweep").submit(late)
+    run.wait_for_completion(show_output=False, raise_on_error=False)
+    statuses = _statuses(run)
+    assert {s for s, _ in statuses.values()} == {"Canceled"}
+    assert all("max_duration_minutes (0.02)" in reason for _, reason in statuses.values())
+
+
+def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
+    project(
+        "sweep.py",
+        """
+        from azureml.core import Experiment, ScriptRunConfig, Workspace
+        from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
+
+        ws = Workspace.from_config()
+        hd = HyperDriveConfig(
+            run_config=ScriptRunConfig(source_directory="src", script="train.py"),
+            hyperparameter_sampling=GridParameterSampling({"--x": choice(2, 5), "y": choice(3)}),
+            primary_metric_name="score", primary_metric_goal=PrimaryMetricGoal.MINIMIZE, max_total_runs=4,
+        )
+        Experiment(ws, "sweep").submit(hd)
+        """,
+    )
+    project("src/train.py", TRAIN)
+    localpipe("submit", "sweep.py", check=True)
+    shown = localpipe("show", "1", check=True).stdout.splitlines()
+    assert shown[1] == "trials by score (minimize), best first:"
+    assert shown[2].split() == ["HD_0", "Completed", "score", "6", "--x=2", "y=3"]
+    assert shown[3].split() == ["HD_1", "Completed", "score", "15", "--x=5", "y=3"]
+
+
+_SRC = ScriptRunConfig(source_directory=".", script="train.py")
+_GRID = GridParameterSampling({"x": choice(1, 2)})
+
+
+def _hd(**changes):
+    given = dict(run_config=_SRC, hyperparameter_sampling=_GRID, primary_metric_name="score",
+                 primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=4)  # fmt: skip
+    return HyperDriveConfig(**{**given, **changes})
+
+
+@pytest.mark.parametrize(
+    ("make", "error", "words"),
+    [
+        (lambda: choice(), HyperDriveConfigException, "choice() needs at least one option"),
+        (lambda: randint(0), HyperDriveConfigException, "randint(upper=0): upper must be an int above 0"),
+        (lambda: uniform(2, 1), HyperDriveConfigException, "min_value must be below max_value"),
+        (lambda: quniform(0, 1, 0.5), HyperDriveConfigException, "q must be a whole number"),
+        (lambda: normal(0, -1), HyperDriveConfigException, "sigma must not be negative"),
+        (lambda: GridParameterSampling({"x": uniform(0, 1)}), HyperDriveConfigException, "uses uniform"),
+        (lambda: RandomParameterSampling({"x": choice(1, "a")}), HyperDriveConfigException, "all or none"),
+        (lambda: BayesianParameterSampling({"x": choice(1)}), HyperDriveScenarioNotSupportedException, "not built"),
+        (lambda: BanditPolicy(slack_factor=0.1, slack_amount=1), HyperDriveConfigException, "exactly one of"),
+        (lambda: TruncationSelectionPolicy(100), HyperDriveConfigException, "between 1 and 99"),
+        (lambda: MedianStoppingPolicy(evaluation_interval=1.5), HyperDriveConfigException, "must be an int"),
+        (lambda: _hd(run_config=None), HyperDriveConfigException, "exactly one of estimator, run_config, pipeline"),
+        (lambda: _hd(run_config="train.py"), HyperDriveConfigException, "must be a ScriptRunConfig"),
+        (lambda: _hd(primary_metric_goal="max"), HyperDriveConfigException, "PrimaryMetricGoal.MAXIMIZE"),
+        (lambda: _hd(max_total_runs=0), HyperDriveConfigException, "max_total_runs must be an int above 0"),
+        (lambda: _hd(max_concurrent_runs=-1), HyperDriveConfigException, "max_concurrent_runs must be an int"),
+        (lambda: _hd(policy="bandit"), HyperDriveConfigException, "give a BanditPolicy"),
+        (lambda: _hd(resume_from=["run"]), HyperDriveScenarioNotSupportedException, "warm starts"),
+    ],
+    ids=[
+        "empty choice",
+        "randint 0",
+        "uniform order",
+        "q not whole",
+        "negative sigma",
+        "grid of uniform",
+        "mixed choice",
+        "bayesian",
+        "two slacks",
+        "truncation 100",
+        "interval not int",
+        "no run_config",
+        "run_config not ScriptRunConfig",
+        "goal not PrimaryMetricGoal",
+        "max_total_runs 0",
+        "max_concurrent -1",
+        "policy not a policy",
+        "resume_from",
+    ],  # fmt: skip
+)
+def test_a_bad_configuration_is_one_line_naming_the_value(make, error, words):
+    with pytest.raises(error) as raised:
+        make()
+    assert words in str(raised.value) and "\n" not in str(raised.value)
+    assert raised.value.exit_code == 2
+
+
+def test_localpipe_submit_refuses_a_bad_configuration_in_one_line_with_exit_2(ws, project, localpipe):
+    project(
+        "sweep.py",
+        """
+        from azureml.core import Experiment, ScriptRunConfig, Workspace
+        from azureml.train.hyperdrive import BanditPolicy, GridParameterSampling, HyperDriveConfig
+        from azureml.train.hyperdrive import PrimaryMetricGoal, choice
+
+        hd = HyperDriveConfig(
+            run_config=ScriptRunConfig(source_directory=".", script="train.py"),
+            hyperparameter_sampling=GridParameterSampling({"x": choice(1, 2)}),
+            policy=BanditPolicy(evaluation_interval=1),
+            primary_metric_name="score", primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=4,
+        )
+        Experiment(Workspace.from_config(), "sweep").submit(hd)
+        """,
+    )
+    proc = localpipe("submit", "sweep.py")
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
+    assert "BanditPolicy needs exactly one of slack_factor and slack_amount" in proc.stderr
+    assert localpipe("runs", "--json", check=True).stdout.strip() == "[]"
+
+
+def test_a_sweep_whose_run_config_writes_output_data_is_refused_before_anything_is_recorded(ws, project, history):
+    from localpipe import OutputFileDatasetConfig, RunConfiguration
+
+    project("src/train.py", TRAIN)
+    run_config = RunConfiguration()
+    run_config.output_data = {"model": OutputFileDatasetConfig(name="model")}
+    src = ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py", run_config=run_config)
+    config = HyperDriveConfig(
+        run_config=src, hyperparameter_sampling=GridParameterSampling({"x": choice(1, 2)}), primary_metric_name="score",
+        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=2,
+    )  # fmt: skip
+    with pytest.raises(HyperDriveConfigException, match=r"output_data \(model\) would be written by every trial"):
+        Experiment(ws, "sweep").submit(config)
+    assert history.runs.list(10) == []
+
+
+# -- HyperDriveStep ----------------------------------------------------------------------------
+TRIAL_WITH_MODEL = """
+import argparse, os, time
+from azureml.core import Run
+
+time.sleep(0.3)  # long enough to overlap another trial when the cap lets it
+parser = argparse.ArgumentParser()
+parser.add_argument("--data", required=True)
+parser.add_argument("--x", type=float, required=True)
+parser.add_argument("--copy", type=int, default=0)
+parser.add_argument("--iterations", type=int, default=1)
+args = parser.parse_args()
+base = float(open(os.path.join(args.data, "base.txt")).read())
+for _ in range(args.iterations):
+    Run.get_context().log("score", base - (args.x - 3) ** 2)
+    time.sleep(0.2 if args.iterations > 1 else 0)
+os.makedirs("outputs", exist_ok=True)
+with open("outputs/model.txt", "w") as f:
+    f.write(f"model x={args.x}")
+"""
+
+
+def _sweep_pipeline(ws, project, space, policy=None, arguments=()):
+    from localpipe import Pipeline, PipelineData, PythonScriptStep
+    from localpipe.sdk.hyperdrive import HyperDriveStep, TrainingOutput
+
+    project("prep/prep.py", "import os, sys\nos.makedirs(sys.argv[1], exist_ok=True)\n"
+            "open(os.path.join(sys.argv[1], 'base.txt'), 'w').write('10')\n")  # fmt: skip
+    project("src/train.py", TRIAL_WITH_MODEL)
+    project(
+        "use/use.py",
+        """
+        import json, os, sys
+        metrics, model, out = sys.argv[1:]
+        os.makedirs(out, exist_ok=True)
+        with open(os.path.join(out, "seen.json"), "w") as f:
+            json.dump({"metrics": json.load(open(metrics)), "model": open(model).read()}, f)
+        """,
+    )
+    data, seen = PipelineData("data"), PipelineData("seen")
+    prep = PythonScriptStep("prep.py", source_directory=str(ws.root / "prep"), arguments=[data])
+    config = HyperDriveConfig(
+        run_config=ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py"),
+        hyperparameter_sampling=GridParameterSampling(space), primary_metric_name="score",
+        primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=8, max_concurrent_runs=2, policy=policy,
+    )  # fmt: skip
+    metrics = PipelineData("metrics", training_output=TrainingOutput("Metrics"))
+    model = PipelineData("model", training_output=TrainingOutput("Model", model_file="outputs/model.txt"))
+    tune = HyperDriveStep("tune", config, estimator_entry_script_arguments=["--data", data.as_input(), *arguments],
+                          inputs=[data], outputs=[metrics, model])  # fmt: skip
+    use = PythonScriptStep("use.py", source_directory=str(ws.root / "use"),
+                           arguments=[metrics.as_input(), model.as_input(), seen])  # fmt: skip
+    assert prep  # pulled in as the producer of the trials' input
+    return Pipeline(ws, [use])
+
+
+def test_hyperdrive_step_runs_its_trials_in_the_pipeline_and_feeds_the_next_step_its_metrics_and_best_model(
+    ws, project, run_pipeline, monkeypatch
+):
+    from localpipe import PipelineRun
+    from localpipe.client.runs import HyperDriveStepRun
+
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")  # room for more than the sweep's two at once
+    pipeline = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    trials = [f"tune_HD_{i}" for i in range(5)]
+    assert set(steps) == {"prep.py", "tune", "use.py", *trials}
+    assert max(steps[t]["ended_at"] for t in trials) <= steps["tune"]["started_at"]
+    assert overlaps([{"start": steps[t]["started_at"], "end": steps[t]["ended_at"]} for t in trials]) == 2
+
+    run = PipelineRun(Experiment(ws, "tune"), run_id)
+    seen_dir = ws.root / "seen"
+    run.find_step_run("use.py")[0].get_output_data("seen").download(seen_dir)
+    seen = json.loads(next(seen_dir.rglob("seen.json")).read_text())
+    assert seen["metrics"] == {f"tune_HD_{i}": {"score": [10 - (x - 3) ** 2]} for i, x in enumerate([1, 2, 3, 4, 5])}
+    assert seen["model"] == "model x=3.0"  # the best trial's file
+
+    sweep = HyperDriveStepRun(run.find_step_run("tune")[0])
+    assert sorted(c.name for c in sweep.get_children()) == trials
+    assert sweep.get_best_run_by_primary_metric().name == "tune_HD_2"
+    assert json.loads(sweep.get_hyperparameters()[sweep.get_best_run_by_primary_metric().id]) == {"x": 3}
+
+    again = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
+    _, status, steps = run_pipeline(again, "tune")
+    assert status.value == "Completed"
+    assert {n: s["status"] for n, s in steps.items() if n != "tune"} == dict.fromkeys(
+        ["prep.py", "use.py", *trials], "Reused"
+    )  # the trials, and the step reading the unchanged outputs
+
+
+def test_hyperdrive_step_refuses_an_output_without_a_training_output_in_one_line(ws):
+    from localpipe import PipelineData
+    from localpipe.sdk.hyperdrive import HyperDriveStep
+
+    with pytest.raises(ValueError, match="output 'plain' has no TrainingOutput: give PipelineData") as raised:
+        HyperDriveStep("tune", _hd(), outputs=[PipelineData("plain")])
+    assert "\n" not in str(raised.value)
+
+
+def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():
+    with pytest.warns(UserWarning, match="exceeds the service limit of 10080 minutes"):
+        config = _hd(max_duration_minutes=20000)
+    assert config.sweep()["max_duration_minutes"] == 10080
+
+
+def test_trials_a_policy_ends_do_not_keep_the_hyperdrive_step_from_writing_its_outputs(ws, project, run_pipeline):
+    from localpipe import PipelineRun
+
+    # x=3 scores 10 (HD_0, HD_1, tied), x=0 scores 1 at every interval: BanditPolicy ends HD_2 and HD_3
+    space = {"x": choice(3, 0), "copy": choice(0, 1)}
+    pipeline = _sweep_pipeline(ws, project, space, BanditPolicy(slack_factor=0.1), ["--iterations", 10])
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    assert {n: s["status"] for n, s in steps.items() if "_HD_" in n} == {
+        "tune_HD_0": "Completed", "tune_HD_1": "Completed", "tune_HD_2": "Canceled", "tune_HD_3": "Canceled",
+    }  # fmt: skip
+    assert steps["tune"]["status"] == steps["use.py"]["status"] == "Completed"
+    seen_dir = ws.root / "seen"
+    PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("use.py")[0].get_output_data("seen").download(seen_dir)
+    seen = json.loads(next(seen_dir.rglob("seen.json")).read_text())
+    assert seen["model"] == "model x=3.0" and set(seen["metrics"]) == {f"tune_HD_{i}" for i in range(4)}
+    assert all(len(seen["metrics"][f"tune_HD_{i}"]["score"]) < 10 for i in (2, 3))
