@@ -356,3 +356,26 @@ def test_a_command_that_creates_a_workspace_says_where_and_why(tmp_path, localpi
     assert (
         f"created workspace {folder} (no .localpipe/ in {elsewhere} or the current folder or above it)" in proc.stderr
     )
+
+
+def test_a_warning_of_localpipes_is_one_line_and_one_of_the_users_code_keeps_its_place(localpipe, project, ws):
+    project("src/a.py", "print(1)\n")
+    project(
+        "p.yml",
+        "pipeline:\n  steps:\n    first:\n      type: PythonScriptStep\n      script_name: a.py\n"
+        "      source_directory: src\n      allow_resue: false\n",
+    )
+    project(
+        "p.py",
+        "import warnings\nfrom localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        'warnings.warn("the user\'s own warning")\n'
+        'pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("a.py", source_directory="src")])\n',
+    )
+
+    ours = localpipe("submit", "p.yml", check=True).stderr.splitlines()
+    theirs = localpipe("submit", "p.py", check=True).stderr.splitlines()
+
+    assert [line for line in ours if "allow_resue" in line] == [
+        f"warning: {ws.root / 'p.yml'}: step first: key allow_resue is not read: did you mean allow_reuse?"
+    ], ours
+    assert f"{ws.root / 'p.py'}:3: UserWarning: the user's own warning" in theirs, theirs

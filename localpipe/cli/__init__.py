@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import errno
 import gc
+import os
 import sys
+import warnings
 
 import click
 
@@ -130,8 +132,21 @@ for module in (
         cli.add_command(command)
 
 
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def show_warning(message, category, filename, lineno, file=None, line=None, _python=warnings.showwarning) -> None:
+    """A warning localpipe raises is one ``warning:`` line, as its errors are one ``error:`` line;
+    one raised in the user's own code keeps Python's form, which says where it was raised."""
+    if filename.startswith(PACKAGE + os.sep):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        _python(message, category, filename, lineno, file, line)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point."""
+    warnings.showwarning = show_warning
     try:
         cli.main(args=argv, prog_name="localpipe")
     finally:
