@@ -833,6 +833,10 @@ def test_tabular_partition_format_timestamps_and_time_filters(ws, project):
     assert dataset.keep_columns(["temp"]).timestamp_columns == (None, None)
     warm = dataset.filter((dataset["temp"] > 10) & ~(dataset["temp"] == 30))
     assert warm.to_pandas_dataframe()["temp"].tolist() == [20]
+    frame = dataset.to_pandas_dataframe()  # values read from a DataFrame are NumPy's scalars
+    second = (frame["temp"].iloc[1], frame["when"].to_numpy()[1])  # np.int64, np.datetime64 in nanoseconds
+    at_least = dataset.filter((dataset["temp"] >= second[0]) & (dataset["when"] <= second[1]))
+    assert at_least.to_pandas_dataframe()["temp"].tolist() == [20]
     kept = after.register(ws, "weather")
     assert Dataset.get_by_name(ws, "weather").to_pandas_dataframe()["temp"].tolist() == [20, 30]
     assert kept.timestamp_columns == ("when", "partition_date")

@@ -106,6 +106,9 @@ def expression_tree(expression, caller: str) -> list:
 def _operand(value) -> list:
     if isinstance(value, Expression):
         return value.tree
+    if type(value).__module__ == "numpy" and hasattr(value, "item"):  # a value read from a DataFrame: np.int64(3)
+        # a datetime64 in nanoseconds would be an int: in microseconds it is a datetime
+        value = (value.astype("datetime64[us]") if type(value).__name__ == "datetime64" else value).item()
     if isinstance(value, datetime.datetime):
         return ["lit", {"datetime": value.isoformat()}]
     if isinstance(value, datetime.date):
