@@ -9,6 +9,23 @@ localpipe has; docs/azureml-imports.md lists them, and what is not provided yet.
 
 from __future__ import annotations
 
+# azureml.train.hyperdrive's parameter expressions, exported by it and by its parameter_expressions module.
+PARAMETER_EXPRESSIONS = {
+    e: f"localpipe.sdk.hyperdrive:{e}"
+    for e in (
+        "choice",
+        "lognormal",
+        "loguniform",
+        "normal",
+        "qlognormal",
+        "qloguniform",
+        "qnormal",
+        "quniform",
+        "randint",
+        "uniform",
+    )
+}
+
 MODULES: dict[str, dict[str, str]] = {
     "azureml": {},
     "azureml.core": {
@@ -175,16 +192,7 @@ MODULES: dict[str, dict[str, str]] = {
         "PrimaryMetricGoal": "localpipe.sdk.hyperdrive:PrimaryMetricGoal",
         "RandomParameterSampling": "localpipe.sdk.hyperdrive:RandomParameterSampling",
         "TruncationSelectionPolicy": "localpipe.sdk.hyperdrive:TruncationSelectionPolicy",
-        "choice": "localpipe.sdk.hyperdrive:choice",
-        "lognormal": "localpipe.sdk.hyperdrive:lognormal",
-        "loguniform": "localpipe.sdk.hyperdrive:loguniform",
-        "normal": "localpipe.sdk.hyperdrive:normal",
-        "qlognormal": "localpipe.sdk.hyperdrive:qlognormal",
-        "qloguniform": "localpipe.sdk.hyperdrive:qloguniform",
-        "qnormal": "localpipe.sdk.hyperdrive:qnormal",
-        "quniform": "localpipe.sdk.hyperdrive:quniform",
-        "randint": "localpipe.sdk.hyperdrive:randint",
-        "uniform": "localpipe.sdk.hyperdrive:uniform",
+        **PARAMETER_EXPRESSIONS,
     },
     "azureml.train.hyperdrive.exceptions": {
         "HyperDriveConfigException": "localpipe.errors:HyperDriveConfigException",
@@ -192,16 +200,7 @@ MODULES: dict[str, dict[str, str]] = {
         "HyperDriveScenarioNotSupportedException": "localpipe.errors:HyperDriveScenarioNotSupportedException",
     },
     "azureml.train.hyperdrive.parameter_expressions": {
-        "choice": "localpipe.sdk.hyperdrive:choice",
-        "lognormal": "localpipe.sdk.hyperdrive:lognormal",
-        "loguniform": "localpipe.sdk.hyperdrive:loguniform",
-        "normal": "localpipe.sdk.hyperdrive:normal",
-        "qlognormal": "localpipe.sdk.hyperdrive:qlognormal",
-        "qloguniform": "localpipe.sdk.hyperdrive:qloguniform",
-        "qnormal": "localpipe.sdk.hyperdrive:qnormal",
-        "quniform": "localpipe.sdk.hyperdrive:quniform",
-        "randint": "localpipe.sdk.hyperdrive:randint",
-        "uniform": "localpipe.sdk.hyperdrive:uniform",
+        **PARAMETER_EXPRESSIONS,
     },
     "azureml.train.hyperdrive.policy": {
         "BanditPolicy": "localpipe.sdk.hyperdrive:BanditPolicy",
