@@ -12,7 +12,6 @@ import itertools
 import json
 import math
 import random
-import statistics
 
 from localpipe.sdk.hyperdrive import HyperDriveStep
 
@@ -116,6 +115,8 @@ def _judge(name: str, config: dict, trial: str, interval: int, scores: dict, bet
             return f"best {better * own:g} is outside {slack} of the best trial's {better * leader:g}"
         return None
     if name == "MedianStopping":
+        import statistics  # here, not at the top: every plan imports this module, few sweeps need it
+
         median = statistics.median(statistics.fmean(values) for values in peers.values())
         if own < median:
             return f"best {better * own:g} is worse than the median {better * median:g} of the running averages"
