@@ -470,6 +470,10 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """The scheduler is gone: end every process below the supervisor, and reap them."""
+        if self.children is not None and not self._own_children():
+            # Nothing at all below: a process anywhere below would have a child of the supervisor
+            # above it, alive or ended, listed until the supervisor reaps it.
+            return
         _stop_and_kill(self._everything_below, careful=True)
         deadline = time.monotonic() + SHUTDOWN_SECONDS
         while time.monotonic() < deadline:
@@ -591,6 +595,7 @@ def main(fd: int) -> None:
 
     signal.signal(signal.SIGTERM, on_sigterm)
     supervisor.run()
+    os._exit(0)  # nothing is buffered (logs go straight to their files): the scheduler waits for this exit
 
 
 if __name__ == "__main__":
