@@ -14,7 +14,6 @@ import fnmatch
 import hashlib
 import os
 import warnings
-import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from urllib.parse import quote
 
@@ -69,6 +68,7 @@ def _listed(url: str, folder: Path, prefix: str, caller: str) -> list[str] | Non
     """The names of the container's blobs that start with ``prefix`` (List Blobs, page by page);
     offline, None with a warning when the mirror holds some (an error when not)."""
     import urllib.request
+    import xml.etree.ElementTree as ElementTree  # here: every pipeline file imports this module, few list blobs
 
     names: list[str] = []
     marker = ""
