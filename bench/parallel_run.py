@@ -17,6 +17,7 @@ Three ways, each a whole process, each writing the same lines in the same order:
 Printed: the medians, the ratio to the pool (target <= 1.2), the step's own time (its process,
 from the step's start to its end, without planning and submission), the submission less the
 floor against the pool, and the overhead per mini-batch: (the step's time - the loop's) / batches.
+A first, untimed round compiles what each way imports (a user's install has its byte-code).
 
     python bench/parallel_run.py [--items 10000] [--batch 10] [--repeats 3]
 """
@@ -119,17 +120,21 @@ def main() -> int:
         submit = [*localpipe_argv(), "submit", "pipeline.py"]
         python = script_interpreter(submit[0])
         times: dict[str, list[float]] = {"localpipe": [], "step": [], "floor": [], "loop": [], "pool": []}
-        for repeat in range(args.repeats):  # interleaved, so that drift in the machine hits all alike
+        for repeat in range(-1, args.repeats):  # interleaved, so that drift in the machine hits all alike
             shutil.rmtree(ws / ".localpipe" / "parallel-cache", ignore_errors=True)
             seconds, _ = time_once(submit, ws)
-            times["localpipe"].append(seconds)
-            times["step"].append(_step_seconds(ws, 2 * repeat + 1))
-            times["floor"].append(time_once([*localpipe_argv(), "submit", "floor.py"], ws)[0])
-            for mode in ("loop", "pool"):
-                seconds, _ = time_once([python, "baseline.py", mode, str(args.batch)], ws)
+            step = _step_seconds(ws, 2 * repeat + 3)  # runs 1 and 2 are the warm-up's
+            floor = time_once([*localpipe_argv(), "submit", "floor.py"], ws)[0]
+            baseline = {
+                mode: time_once([python, "baseline.py", mode, str(args.batch)], ws)[0] for mode in ("loop", "pool")
+            }
+            if repeat < 0:
+                continue  # the warm-up: each way's modules compiled, as a user's install has them after its first use
+            times["localpipe"].append(seconds), times["step"].append(step), times["floor"].append(floor)
+            for mode, seconds in baseline.items():
                 times[mode].append(seconds)
         expected = (ws / "loop.txt").read_text()
-        if (ws / "pool.txt").read_text() != expected or _output(ws, 2 * args.repeats - 1) != expected:
+        if (ws / "pool.txt").read_text() != expected or _output(ws, 2 * args.repeats + 1) != expected:
             sys.exit("bench: the three ways did not write the same lines")
     medians = {name: statistics.median(values) for name, values in times.items()}
     for name, value in medians.items():
