@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from pathlib import Path
 
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.state.db import Database
@@ -112,15 +113,25 @@ class DatasetRecords:
             if version_id(row) == dataset_id:
                 return self._record(row)
         saved = self.t.SavedDataset.get_or_none(self.t.SavedDataset.saved_id == dataset_id)
-        if saved is not None:
-            return {"id": saved.saved_id, "definition": saved.definition}
-        raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
+        if saved is None:
+            raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
+        definition = located(saved.definition, self.database.layout.root)
+        for path in definition["paths"]:
+            if Path(path).is_relative_to(self.store.root) and not os.path.lexists(path):
+                # Written before gc kept what a saved definition names (or removed by hand).
+                raise UserErrorException(
+                    f'dataset "{dataset_id}" is an unregistered version whose copy in the object store is gone '
+                    f"({path}): register its files again to use them"
+                )
+        return {"id": saved.saved_id, "definition": definition}
 
     def save(self, saved_id: str, definition: dict) -> None:
         """Record the dataset ``definition`` (plain data) under ``saved_id`` (the SDK derives it from
-        the definition: recorded once)."""
+        the definition: recorded once), its paths inside the workspace relative to it, so that the
+        workspace moved or cloned still finds them."""
+        stored = relocatable(definition, self.database.layout.root)
         with self.database.write():
-            self.t.SavedDataset.insert(saved_id=saved_id, definition=definition).on_conflict_ignore().execute()
+            self.t.SavedDataset.insert(saved_id=saved_id, definition=stored).on_conflict_ignore().execute()
 
     def latest(self) -> list[dict]:
         """The latest version of every registered name, by name."""
@@ -270,6 +281,26 @@ def _definition(record: dict) -> dict:
     definition = {"kind": record["kind"], "paths": record["paths"], "root": None}
     definition["partition_format"] = options.get("partition_format")
     return {**definition, "options": options} if record["kind"] == "tabular" else definition
+
+
+def relocatable(definition: dict, root: Path) -> dict:
+    """``definition`` with its paths and root inside the workspace folder ``root`` written relative to
+    it (``located`` reads them back); a path elsewhere stays absolute."""
+    return _each_path(definition, lambda path: os.path.relpath(path, root) if Path(path).is_relative_to(root) else path)
+
+
+def located(definition: dict, root: Path) -> dict:
+    """A saved ``definition`` with its relative paths made absolute under the workspace folder ``root``."""
+    return _each_path(definition, lambda path: path if os.path.isabs(path) else os.path.join(root, path))
+
+
+def _each_path(definition: dict, change) -> dict:
+    root = definition.get("root")
+    return {
+        **definition,
+        "paths": [change(path) for path in definition["paths"]],
+        "root": change(root) if root is not None else None,
+    }
 
 
 # Ids are GUIDs in a namespace of localpipe's own, so that none equals an Azure dataset's id by chance.
