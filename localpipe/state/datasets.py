@@ -26,6 +26,7 @@ from pathlib import Path
 
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.state.db import Database
+from localpipe.state.layout import located, relocatable
 from localpipe.state.store import ObjectStore
 
 
@@ -281,26 +282,6 @@ def _definition(record: dict) -> dict:
     definition = {"kind": record["kind"], "paths": record["paths"], "root": None}
     definition["partition_format"] = options.get("partition_format")
     return {**definition, "options": options} if record["kind"] == "tabular" else definition
-
-
-def relocatable(definition: dict, root: Path) -> dict:
-    """``definition`` with its paths and root inside the workspace folder ``root`` written relative to
-    it (``located`` reads them back); a path elsewhere stays absolute."""
-    return _each_path(definition, lambda path: os.path.relpath(path, root) if Path(path).is_relative_to(root) else path)
-
-
-def located(definition: dict, root: Path) -> dict:
-    """A saved ``definition`` with its relative paths made absolute under the workspace folder ``root``."""
-    return _each_path(definition, lambda path: path if os.path.isabs(path) else os.path.join(root, path))
-
-
-def _each_path(definition: dict, change) -> dict:
-    root = definition.get("root")
-    return {
-        **definition,
-        "paths": [change(path) for path in definition["paths"]],
-        "root": change(root) if root is not None else None,
-    }
 
 
 # Ids are GUIDs in a namespace of localpipe's own, so that none equals an Azure dataset's id by chance.
