@@ -63,6 +63,20 @@ def test_gc_forgets_the_saved_datasets_nothing_kept_names(ws, project, run_pipel
     assert [Dataset.get_by_id(ws, i).to_path() for i in ids[1:]] == [["/b.txt"], ["/c.txt"], ["/d.txt"]]
 
 
+def test_a_submission_naming_a_saved_dataset_by_id_saves_it_again(ws, project, run_pipeline):
+    """A dataset found by its id and submitted again is saved again (its time is now): gc, which leaves
+    a row saved within the hour, cannot forget it before the run naming it is recorded."""
+    project("src/see.py", SEE)
+    dataset = _files(ws, project, "a")
+    assert run_pipeline(_pipeline(ws, dataset))[1] == "Completed"
+    _age_saved(ws)
+    found = Dataset.get_by_id(ws, dataset.id)
+    started = time.time()
+    assert run_pipeline(_pipeline(ws, found))[1] == "Completed"
+    t = tables(ws).SavedDataset
+    assert [(i, c >= started) for i, c in t.select(t.saved_id, t.created_at).tuples()] == [(dataset.id, True)]
+
+
 def test_a_moved_workspace_finds_the_files_its_saved_datasets_name_inside_it(ws, project, run_pipeline, tmp_path):
     project("src/see.py", SEE)
     inside = _files(ws, project, "data")

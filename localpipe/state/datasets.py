@@ -27,6 +27,7 @@ from pathlib import Path
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.state.db import Database
 from localpipe.state.layout import located, relocatable
+from localpipe.state.models import now
 from localpipe.state.store import ObjectStore
 
 
@@ -129,10 +130,14 @@ class DatasetRecords:
     def save(self, saved_id: str, definition: dict) -> None:
         """Record the dataset ``definition`` (plain data) under ``saved_id`` (the SDK derives it from
         the definition: recorded once), its paths inside the workspace relative to it, so that the
-        workspace moved or cloned still finds them."""
+        workspace moved or cloned still finds them. Saved again, its ``created_at`` is now: gc leaves
+        a row saved within the hour to the run about to name it."""
+        t = self.t
         stored = relocatable(definition, self.database.layout.root)
         with self.database.write():
-            self.t.SavedDataset.insert(saved_id=saved_id, definition=stored).on_conflict_ignore().execute()
+            t.SavedDataset.insert(saved_id=saved_id, definition=stored).on_conflict(
+                conflict_target=[t.SavedDataset.saved_id], update={t.SavedDataset.created_at: now()}
+            ).execute()
 
     def latest(self) -> list[dict]:
         """The latest version of every registered name, by name."""

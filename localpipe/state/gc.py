@@ -221,6 +221,10 @@ def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
 def _unnamed_saved_datasets(t: Tables, forget: set[int], clock: float) -> set[str]:
     """Ids of the saved datasets that no graph of a run not in ``forget``, of a published pipeline or of
     a draft names as a step input's dataset, saved before ``clock`` less the grace of tmp/."""
+    saved = t.SavedDataset.select(t.SavedDataset.saved_id).where(t.SavedDataset.created_at < clock - TMP_GRACE_SECONDS)
+    candidates = {saved_id for (saved_id,) in saved.tuples()}
+    if not candidates:
+        return set()  # no graph read
     runs = t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.pipeline).tuples()
     graphs = {graph for run_id, graph in runs if run_id not in forget}
     for frozen in (t.PublishedPipeline, t.PipelineDraft):
@@ -230,8 +234,7 @@ def _unnamed_saved_datasets(t: Tables, forget: set[int], clock: float) -> set[st
         for (graph,) in t.PipelineGraph.select(t.PipelineGraph.graph).where(t.PipelineGraph.id.in_(chunk)).tuples():
             for step in graph.get("steps") or ():  # a test's or an older file's graph may have none
                 named.update((given.get("dataset") or {}).get("id") for given in (step.get("inputs") or {}).values())
-    saved = t.SavedDataset.select(t.SavedDataset.saved_id).where(t.SavedDataset.created_at < clock - TMP_GRACE_SECONDS)
-    return {saved_id for (saved_id,) in saved.tuples() if saved_id not in named}
+    return candidates - named
 
 
 def _referenced_digests(t: Tables, forget: set[int], layout, unnamed: set[str]) -> set[str]:
