@@ -670,15 +670,19 @@ def test_a_tabular_parallel_run_step_and_one_reading_an_output_save_to_the_same_
         [table.as_named_input("rows")], arguments=["--mode", "strict"], allow_reuse=False,
     )  # fmt: skip
     files = ParallelRunStep("files", config(mini_batch_size="3"), [made], side_inputs=[table.as_named_input("side")])
-    published = Pipeline(ws, [make, by_key, files]).publish("tables")
+    project("parts/north/a.csv", "x\n")
+    parts = Dataset.File.from_files(str(ws.root / "parts/**/*.csv"), partition_format="{region}/{name}.csv")
+    regions = ParallelRunStep("regions", config(partition_keys=["region"]), [parts.as_named_input("parts")])
+    published = Pipeline(ws, [make, by_key, files, regions]).publish("tables")
 
     saved = published.save(str(tmp_path / "tables.yml"))
 
     loaded = Pipeline.load_yaml(ws, saved).graph.steps
     original = published.get_graph().steps
-    assert loaded.keys() == original.keys()
+    assert loaded.keys() == original.keys() == {"make", "by_key", "files", "regions"}
     for name, spec in loaded.items():
         assert {**vars(spec), "source_dir": None} == {**vars(original[name]), "source_dir": None}, name
+    assert "--partition_format" in loaded["regions"].argv
     assert '"partition_keys": [\n      "k"\n    ]' in (tmp_path / "tables.by_key.parallel_run_config.yml").read_text()
 
 
