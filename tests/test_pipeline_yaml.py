@@ -329,7 +329,7 @@ def test_what_the_format_cannot_say_is_refused_before_anything_is_written(ws, pr
 
     cases = {
         "ordered": (Pipeline(ws, [second]), "run_after"),
-        "command": (Pipeline(ws, [command]), "CommandStep"),
+        "command": (Pipeline(ws, [command]), "is a CommandStep, which the SDK's pipeline YAML has no type for"),
     }
     for name, (pipeline, said) in cases.items():
         published = pipeline.publish(name)
@@ -566,6 +566,139 @@ def test_a_parallel_run_step_is_read_with_its_config_file_relative_to_the_curren
     assert run.wait_for_completion() == "Completed"
     scores = _output_text(run._history, run.id, "score", "scores", "parallel_run_step.txt")
     assert sorted(scores.split("\n")[:-1]) == [f"seven n{n}.txt {n * 7}" for n in range(5)]
+
+
+def _parallel_pipeline(ws, project, environment=None, **given):
+    from localpipe import Environment, ParallelRunConfig, ParallelRunStep
+    from localpipe.sdk.data import DataReference
+
+    project("score/score.py", SCORE)
+    for number in range(5):
+        project(f"numbers/n{number}.txt", f"{number * 7}\n")
+    numbers = Dataset.File.from_files(str(ws.root / "numbers"))  # saved at submission, not registered
+    write(ws.get_default_datastore().folder / "labels.txt", "seven")
+    labels = DataReference(ws.get_default_datastore(), "labels", "labels.txt", mode="download")
+    settings = {"mini_batch_size": 2, "process_count_per_node": 2, "run_invocation_timeout": 30} | given
+    config = ParallelRunConfig(
+        environment=environment or Environment("local"),
+        entry_script="score.py",
+        source_directory=str(ws.root / "score"),
+        error_threshold=-1,
+        output_action="append_row",
+        append_row_file_name="scores.txt",
+        compute_target="local",
+        node_count=1,
+        environment_variables={"SCORING": "yes"},
+        **settings,
+    )
+    scores = PipelineData("scores")
+    step = ParallelRunStep(
+        "score", config, [numbers.as_named_input("files")], scores, side_inputs=[labels],
+        arguments=["--labels", labels],
+    )  # fmt: skip
+    return Pipeline(ws, [step])
+
+
+def test_a_saved_parallel_run_step_loads_back_to_the_same_graph_and_is_reused(ws, project, tmp_path):
+    from localpipe import Environment, PipelineDraft
+
+    Environment("local").register(ws)
+    pipeline = _parallel_pipeline(ws, project)
+    run = Experiment(ws, "yaml").submit(pipeline)
+    assert run.wait_for_completion() == "Completed"
+
+    path = run.save(str(tmp_path / "parallel.yml"))
+
+    config = tmp_path / "parallel.score.parallel_run_config.yml"
+    assert config.is_file() and '"environment": "local"' in config.read_text()
+    assert "type: ParallelRunStep" in open(path).read() and "side_input:labels" in open(path).read()
+    loaded = Pipeline.load_yaml(ws, path)
+    assert loaded.graph.to_dict() == run.get_graph().to_dict()
+    again = Experiment(ws, "yaml").submit(loaded)
+    assert again.wait_for_completion() == "Completed"
+    assert _statuses(again) == {"score": f'reused from run {run.id} (step "score")'}
+    scores = _output_text(again._history, again.id, "score", "scores", "scores.txt")
+    assert sorted(scores.split("\n")[:-1]) == [f"seven n{n}.txt {n * 7}" for n in range(5)]
+    # A published pipeline's and a draft's files name their snapshots; they plan to the same steps.
+    for frozen in (pipeline.publish("scoring"), PipelineDraft.create(ws, pipeline, name="d", experiment_name="y")):
+        step = Pipeline.load_yaml(ws, frozen.save(str(tmp_path / "frozen.yml"))).graph.steps["score"]
+        assert {**vars(step), "source_dir": None} == {**vars(frozen.get_graph().steps["score"]), "source_dir": None}
+
+
+def test_a_parallel_run_step_in_an_unregistered_environment_is_refused_before_anything_is_written(
+    ws, project, tmp_path
+):
+    from localpipe import CondaDependencies, Environment
+
+    environment = Environment("unregistered")
+    environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["six==1.16.0"])
+    published = _parallel_pipeline(ws, project, environment).publish("unregistered")
+    with pytest.raises(UserErrorException) as raised:
+        published.save(str(tmp_path / "p.yml"))
+    assert str(raised.value) == (
+        'cannot save published pipeline "unregistered" as YAML: step "score" is a ParallelRunStep whose environment '
+        "is no registered one, which its parallel_run_config file must name: register it "
+        "(Environment(name).register(ws)), submit again and save that run"
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
+
+
+def test_a_tabular_parallel_run_step_and_one_reading_an_output_save_to_the_same_graph(ws, project, tmp_path):
+    """Every option the driver is given, a table cut by partition keys, an output of another step as
+    the input, the defaults written out: the loaded steps are the published ones."""
+    from localpipe import Environment, ParallelRunConfig, ParallelRunStep
+
+    Environment("local").register(ws)
+    project("score/score.py", "def init():\n    pass\n\ndef run(batch):\n    return []\n")
+    project("src/make.py", "import pathlib, sys\npathlib.Path(sys.argv[1]).mkdir()\n")
+    project("rows/a.csv", "k,v\na,1\nb,2\n")
+    table = Dataset.Tabular.from_delimited_files(str(ws.root / "rows/a.csv")).register(ws, "rows")
+
+    def config(**given):
+        return ParallelRunConfig(
+            environment=Environment.get(ws, "local"), entry_script="score.py", source_directory=str(ws.root / "score"),
+            compute_target="local", node_count=1, error_threshold=5, output_action="summary_only", **given,
+        )  # fmt: skip
+
+    made = PipelineData("made")
+    make = PythonScriptStep("make.py", name="make", source_directory=str(ws.root / "src"), arguments=[made],
+                            outputs=[made])  # fmt: skip
+    by_key = ParallelRunStep(
+        "by_key",
+        config(partition_keys=["k"], allowed_failed_count=2, allowed_failed_percent=12.5, logging_level="DEBUG",
+               run_max_try=1, run_invocation_timeout=2.5),
+        [table.as_named_input("rows")], arguments=["--mode", "strict"], allow_reuse=False,
+    )  # fmt: skip
+    files = ParallelRunStep("files", config(mini_batch_size="3"), [made], side_inputs=[table.as_named_input("side")])
+    project("parts/north/a.csv", "x\n")
+    parts = Dataset.File.from_files(str(ws.root / "parts/**/*.csv"), partition_format="{region}/{name}.csv")
+    regions = ParallelRunStep("regions", config(partition_keys=["region"]), [parts.as_named_input("parts")])
+    published = Pipeline(ws, [make, by_key, files, regions]).publish("tables")
+
+    saved = published.save(str(tmp_path / "tables.yml"))
+
+    loaded = Pipeline.load_yaml(ws, saved).graph.steps
+    original = published.get_graph().steps
+    assert loaded.keys() == original.keys() == {"make", "by_key", "files", "regions"}
+    for name, spec in loaded.items():
+        assert {**vars(spec), "source_dir": None} == {**vars(original[name]), "source_dir": None}, name
+    assert "--partition_format" in loaded["regions"].argv
+    assert '"partition_keys": [\n      "k"\n    ]' in (tmp_path / "tables.by_key.parallel_run_config.yml").read_text()
+
+
+def test_a_parallel_run_config_holding_a_pipeline_parameter_is_refused_in_one_line(ws, project, tmp_path):
+    from localpipe import Environment
+
+    Environment("local").register(ws)
+    batch = PipelineParameter("batch", default_value=2)
+    published = _parallel_pipeline(ws, project, mini_batch_size=batch).publish("parameter")
+    with pytest.raises(UserErrorException) as raised:
+        published.save(str(tmp_path / "p.yml"))
+    assert str(raised.value) == (
+        'cannot save published pipeline "parameter" as YAML: step "score": its ParallelRunConfig\'s mini_batch_size '
+        'is pipeline parameter "batch", which the configuration file has no form for: give the value itself'
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
 
 
 MODULES = """

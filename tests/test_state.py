@@ -71,6 +71,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0015_pipeline_drafts",
         "0016_saved_datasets",
         "0017_modules",
+        "0018_saved_dataset_relative_paths",
     ]
 
 
@@ -343,6 +344,53 @@ def test_a_history_db_of_the_release_before_publishing_is_migrated(ws, project, 
     assert conn.execute("SELECT COUNT(*) FROM schedule_fire").fetchone() == (0,)
     assert conn.execute("SELECT COUNT(*) FROM step_run").fetchone() == (1,)
     conn.close()
+
+
+def test_a_history_db_before_relative_saved_paths_has_them_rewritten_and_the_workspace_moves(tmp_path):
+    """A file of schema 0017 holds its saved datasets' paths absolute: opened, those inside the workspace
+    become relative to it (those outside stay), so that the workspace moved still finds them."""
+    import json
+    import shutil
+
+    from localpipe.state.history import History
+    from localpipe.state.layout import Layout
+    from localpipe.state.schema import MIGRATION_NAMES
+
+    workspace = tmp_path / "ws"
+    layout = Layout.of(workspace / ".localpipe")
+    layout.state_dir.mkdir(parents=True)
+    History(layout).close()
+    before = MIGRATION_NAMES.index("0018_saved_dataset_relative_paths")
+    inside = {
+        "kind": "file",
+        "paths": [f"{workspace}/data/*.csv"],
+        "root": f"{workspace}/data",
+        "partition_format": None,
+    }
+    outside = {"kind": "file", "paths": ["/elsewhere/b.csv"], "root": None, "partition_format": None}
+    with sqlite3.connect(layout.history) as conn:
+        conn.execute("DELETE FROM migration WHERE name >= ?", (MIGRATION_NAMES[before],))
+        conn.execute(f"PRAGMA user_version = {before}")
+        for saved_id, definition in (("in", inside), ("out", outside)):
+            conn.execute(
+                "INSERT INTO saved_dataset (saved_id, definition, created_at) VALUES (?, ?, 0)",
+                (saved_id, json.dumps(definition)),
+            )
+    conn.close()
+
+    History(layout).close()
+
+    with sqlite3.connect(layout.history) as conn:
+        stored = dict(conn.execute("SELECT saved_id, definition FROM saved_dataset"))
+    conn.close()
+    assert json.loads(stored["in"]) == {**inside, "paths": ["data/*.csv"], "root": "data"}
+    assert json.loads(stored["out"]) == outside
+    shutil.move(workspace, tmp_path / "moved")
+    history = History(Layout.of(tmp_path / "moved" / ".localpipe"))
+    found = history.datasets.by_id("in")["definition"]
+    assert (found["paths"], found["root"]) == ([f"{tmp_path}/moved/data/*.csv"], f"{tmp_path}/moved/data")
+    assert history.datasets.by_id("out")["definition"] == outside
+    history.close()
 
 
 def test_a_history_db_before_saved_datasets_gains_the_table_and_saves(tmp_path):

@@ -68,6 +68,8 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
         for name, nbytes in sorted(plan.parallel.items()):
             what = "trim" if name.endswith(".jsonl") else "remove"
             click.echo(f"would {what} parallel-cache/{name}  {size(nbytes)}")
+        for saved_id in plan.saved_datasets:
+            click.echo(f"would forget saved dataset {saved_id}")
     for run_id, reusers in plan.producers.items():
         click.echo(f"kept run {run_id}: {_runs(reusers)} reused its steps")
     verb = "would free" if dry_run else "freed"
@@ -80,6 +82,8 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
         counts.append(count(result.tmp_removed, "tmp entry", "tmp entries"))
     if result.parallel_removed:
         counts.append(count(result.parallel_removed, "parallel-cache entry", "parallel-cache entries"))
+    if result.saved_datasets_removed:
+        counts.append(count(result.saved_datasets_removed, "saved dataset") + " forgotten")
     click.echo(f"{verb} {size(result.bytes_freed)}: {', '.join(counts)}")
     if plan.active_runs:
         click.echo(

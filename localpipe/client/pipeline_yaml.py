@@ -5,10 +5,13 @@ The SDK writes the graph of a pipeline of ModuleSteps; localpipe's steps are scr
 written as a ``type: PythonScriptStep`` step of the same format, with what makes its cache key:
 script, source directory, arguments (``input:``, ``output:``, ``parameter:``), parameters
 (``source:`` the pipeline parameter a value came from), inputs, outputs, version, compute target
-and, in a run configuration file beside the YAML, its environment. Loading the file gives the same
-graph and cache keys, so a submission of it reuses the steps of the run it was saved from. What
-the format cannot say (a CommandStep, ``run_after``, a dataset parameter, ...) is refused in one
-line before anything is written. docs/pipeline-yaml.md is the user's page.
+and, in a run configuration file beside the YAML, its environment. A ParallelRunStep is a
+``type: ParallelRunStep`` step: its configuration, read back from its driver's arguments, in a
+``ParallelRunConfig.save_to_yaml`` file beside the YAML naming a registered environment, its inputs,
+side inputs, output and own arguments in the step. Loading the file gives the same graph and cache
+keys, so a submission of it reuses the steps of the run it was saved from. What the format cannot
+say (a CommandStep, ``run_after``, a dataset parameter, ...) is refused in one line before anything
+is written. docs/pipeline-yaml.md is the user's page.
 """
 
 from __future__ import annotations
@@ -19,6 +22,31 @@ import sys
 from localpipe.errors import UserErrorException
 
 RUNCONFIG_SUFFIX = ".runconfig"
+PARALLEL_CONFIG_SUFFIX = ".parallel_run_config.yml"
+# The driver's options a ParallelRunStep's arguments begin with (sdk/parallel_run.py), by the
+# ParallelRunConfig parameter each comes from; its inputs' names come last (--input_fds_0 NAME).
+DRIVER_OPTIONS = {
+    "--scoring_module_name": "entry_script",
+    "--error_threshold": "error_threshold",
+    "--output_action": "output_action",
+    "--logging_level": "logging_level",
+    "--run_invocation_timeout": "run_invocation_timeout",
+    "--run_max_try": "run_max_try",
+    "--node_count": "node_count",
+    "--mini_batch_size": "mini_batch_size",
+    "--allowed_failed_count": "allowed_failed_count",
+    "--allowed_failed_percent": "allowed_failed_percent",
+    "--append_row_file_name": "append_row_file_name",
+    "--process_count_per_node": "process_count_per_node",
+    "--partition_keys": "partition_keys",
+    "--output": None,  # the step's output
+    "--partition_format": None,  # the input dataset's own
+}
+INPUT_OPTIONS = ("--input_fds_", "--input_ds_")
+NUMBERS = {
+    "error_threshold", "run_invocation_timeout", "run_max_try", "node_count", "mini_batch_size",
+    "allowed_failed_count", "allowed_failed_percent", "process_count_per_node",
+}  # fmt: skip
 
 
 def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, str] | None = None) -> str:
@@ -38,6 +66,8 @@ def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, s
     document = writer.document()  # every refusal comes before anything is written
     for file, config in writer.runconfigs.items():
         config.save(file)
+    for file, config in writer.parallel_configs.items():
+        config.save_to_yaml(file)
     with open(path, "w", encoding="utf-8") as handle:
         yaml.safe_dump(document, handle, sort_keys=False, allow_unicode=True)  # "é" as written
     return path
@@ -52,6 +82,7 @@ class _Writer:
         self.sources = sources
         self.references: dict[str, dict] = {}
         self.runconfigs: dict = {}
+        self.parallel_configs: dict = {}
         outputs = [(spec.name, name) for spec in graph.nodes for name in spec.outputs]
         # An output is its destination (the PipelineData's name): two steps' outputs of one name, or
         # one named as a pipeline parameter, cannot be told apart in the file.
@@ -100,11 +131,14 @@ class _Writer:
 
     def step(self, spec) -> dict:
         label = f'step "{spec.name}"'
-        if spec.kind != "python":
-            kind = {"command": "a CommandStep", "parallel": "a ParallelRunStep"}.get(spec.kind, f"a {spec.kind} step")
+        if spec.kind == "command":
             self.refuse(
-                f"{label} is {kind}, which saving as YAML does not write yet: save pipelines of PythonScriptSteps"
+                f"{label} is a CommandStep, which the SDK's pipeline YAML has no type for (it has PythonScriptStep, "
+                "ParallelRunStep, ModuleStep and the cloud steps): run the command from a PythonScriptStep's script, "
+                "or keep the Python code that submits the pipeline"
             )
+        if spec.kind not in ("python", "parallel"):
+            self.refuse(f"{label} is a {spec.kind} step, which the pipeline YAML has no type for")
         if spec.after:
             self.refuse(
                 f"{label} runs after {', '.join(spec.after)} with no data between them (run_after), which the "
@@ -116,6 +150,8 @@ class _Writer:
             )
         if spec.secret_env:
             self.refuse(f"{label} has secret_env, which the pipeline YAML has no form for")
+        if spec.kind == "parallel":
+            return self.parallel_step(spec)
         body: dict = {"type": "PythonScriptStep", "name": spec.name, "script_name": spec.script}
         body["source_directory"] = self.sources.get(spec.name, spec.source_dir)
         if spec.compute_target != "local":
@@ -140,6 +176,77 @@ class _Writer:
         if spec.outputs:
             body["outputs"] = {name: self.output(spec, name, is_dir) for name, is_dir in spec.outputs.items()}
         return body
+
+    def parallel_step(self, spec) -> dict:
+        """A ParallelRunStep: its configuration in a file beside the YAML, read back from the driver's
+        options its arguments begin with; the inputs those options name, then its side inputs."""
+        from localpipe.sdk.parallel_run import ParallelRunConfig
+        from localpipe.state.layout import safe_name
+
+        label = f'step "{spec.name}"'
+        options, inputs, index = _driver_options(spec.argv)
+        for position in range(1, index, 2):
+            parameter = spec.parameter_uses.get(f"arguments.{position}")
+            if parameter is not None:
+                self.refuse(
+                    f"{label}: its ParallelRunConfig's {spec.argv[position - 1].lstrip('-')} is pipeline parameter "
+                    f'"{parameter}", which the configuration file has no form for: give the value itself'
+                )
+        if "partition_keys" in options:
+            options["partition_keys"] = options["partition_keys"].split(",")
+        for key in options.keys() & NUMBERS:  # the arguments are text: the numbers they were
+            options[key] = _number(options[key])
+        environment, variables = self.parallel_environment(spec)
+        config = ParallelRunConfig(
+            environment=environment,
+            source_directory=self.sources.get(spec.name, spec.source_dir),
+            compute_target=spec.compute_target,
+            environment_variables=variables,
+            **options,
+        )
+        file = f"{self.stem}.{safe_name(spec.name)}{PARALLEL_CONFIG_SUFFIX}"
+        self.parallel_configs[file] = config
+        body: dict = {"type": "ParallelRunStep", "name": spec.name, "parallel_run_config": file}
+        if not spec.allow_reuse:
+            body["allow_reuse"] = False
+        side = [name for name in spec.inputs if name not in inputs]
+        arguments = [
+            f"side_input:{value['input']}" if isinstance(value, dict) and value.get("input") in side
+            else self.argument(spec, position, value, {})
+            for position, value in enumerate(spec.argv) if position >= index
+        ]  # fmt: skip
+        if arguments:
+            body["arguments"] = arguments
+        body["inputs"] = {name: self.input(spec, name, spec.inputs[name]) for name in inputs}
+        if side:
+            body["side_inputs"] = {name: self.input(spec, name, spec.inputs[name]) for name in side}
+        if spec.outputs:
+            body["outputs"] = {name: self.output(spec, name, is_dir) for name, is_dir in spec.outputs.items()}
+        return body
+
+    def parallel_environment(self, spec) -> tuple:
+        """The registered environment a ParallelRunStep's configuration file names (the format names it,
+        as Azure's does), one that plans to the step's environment, and the variables the step adds."""
+        from localpipe.plan.environments import resolve
+        from localpipe.sdk.curated import is_curated
+        from localpipe.sdk.environment import Environment
+
+        wanted = {k: v for k, v in spec.environment.items() if k != "variables"}
+        variables = spec.environment.get("variables") or {}
+        found = Environment.list(self.workspace)
+        # Its own name first, then the workspace's own environments before the curated ones.
+        preferred = sorted(found, key=lambda name: (name != spec.environment.get("name"), is_curated(name), name))
+        for name in preferred:
+            environment = found[name]
+            planned = resolve(f'step "{spec.name}"', environment, None, [], {})
+            own = planned.pop("variables", {})
+            if planned == wanted and all(variables.get(k) == v for k, v in own.items()):
+                return environment, variables
+        self.refuse(
+            f'step "{spec.name}" is a ParallelRunStep whose environment is no registered one, which its '
+            "parallel_run_config file must name: register it (Environment(name).register(ws)), submit again "
+            "and save that run"
+        )
 
     def output(self, spec, name: str, is_directory: bool) -> dict:
         body = {"destination": name}
@@ -258,3 +365,32 @@ def save_frozen(workspace, record: dict, path, file_name: str, what: str) -> str
     store = ObjectStore(history_of(workspace).layout.objects)
     sources = {step: str(store.path(digest)) for step, digest in record["sources"].items()}
     return save(workspace, Graph.from_dict(record["graph"]), path, file_name, what, sources)
+
+
+def _number(text: str) -> int | float:
+    """A number a step's argument holds as text ("-1", "2.5"), as the number it was written from."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def _driver_options(argv: list) -> tuple[dict, list[str], int]:
+    """A ParallelRunStep's ParallelRunConfig values and input names read from the driver's options its
+    arguments begin with, and where its own arguments begin: the options end with the inputs' names."""
+    options, inputs, index = {}, [], 0
+    while index + 1 < len(argv) and isinstance(argv[index], str):
+        flag, value = argv[index], argv[index + 1]
+        if flag.startswith(INPUT_OPTIONS):
+            inputs.append(value)
+        elif flag in DRIVER_OPTIONS:
+            if DRIVER_OPTIONS[flag] is not None:
+                options[DRIVER_OPTIONS[flag]] = value
+        else:
+            break
+        index += 2
+        if inputs and not (
+            index < len(argv) and isinstance(argv[index], str) and argv[index].startswith(INPUT_OPTIONS)
+        ):
+            break
+    return options, inputs, index

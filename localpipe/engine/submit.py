@@ -159,12 +159,14 @@ def prepare_run(
 
 def save_datasets(history: History, datasets: list) -> None:
     """Give each of ``datasets`` that has no id (one not registered) the id its definition is saved
-    under, as Azure saves the datasets a run uses (``Dataset.get_by_id`` and a REST call find it)."""
-    unsaved = [dataset for dataset in datasets if dataset.id is None]
-    if unsaved:
+    under, as Azure saves the datasets a run uses (``Dataset.get_by_id`` and a REST call find it).
+    One saved before (found by its id) is saved again, so that gc does not forget it before the run
+    that names it is recorded."""
+    unregistered = [dataset for dataset in datasets if dataset.registration is None]
+    if unregistered:
         with history.write():
-            for dataset in unsaved:
-                saved_id = dataset.definition_id()
+            for dataset in unregistered:
+                saved_id = dataset.id or dataset.definition_id()
                 history.datasets.save(saved_id, dataset.definition())
                 dataset._saved_as(saved_id)
 

@@ -22,9 +22,12 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+from pathlib import Path
 
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.state.db import Database
+from localpipe.state.layout import located, relocatable
+from localpipe.state.models import now
 from localpipe.state.store import ObjectStore
 
 
@@ -112,15 +115,29 @@ class DatasetRecords:
             if version_id(row) == dataset_id:
                 return self._record(row)
         saved = self.t.SavedDataset.get_or_none(self.t.SavedDataset.saved_id == dataset_id)
-        if saved is not None:
-            return {"id": saved.saved_id, "definition": saved.definition}
-        raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
+        if saved is None:
+            raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
+        definition = located(saved.definition, self.database.layout.root)
+        for path in definition["paths"]:
+            if Path(path).is_relative_to(self.store.root) and not os.path.lexists(path):
+                # Written before gc kept what a saved definition names (or removed by hand).
+                raise UserErrorException(
+                    f'dataset "{dataset_id}" is an unregistered version whose copy in the object store is gone '
+                    f"({path}): register its files again to use them"
+                )
+        return {"id": saved.saved_id, "definition": definition}
 
     def save(self, saved_id: str, definition: dict) -> None:
         """Record the dataset ``definition`` (plain data) under ``saved_id`` (the SDK derives it from
-        the definition: recorded once)."""
+        the definition: recorded once), its paths inside the workspace relative to it, so that the
+        workspace moved or cloned still finds them. Saved again, its ``created_at`` is now: gc leaves
+        a row saved within the hour to the run about to name it."""
+        t = self.t
+        stored = relocatable(definition, self.database.layout.root)
         with self.database.write():
-            self.t.SavedDataset.insert(saved_id=saved_id, definition=definition).on_conflict_ignore().execute()
+            t.SavedDataset.insert(saved_id=saved_id, definition=stored).on_conflict(
+                conflict_target=[t.SavedDataset.saved_id], update={t.SavedDataset.created_at: now()}
+            ).execute()
 
     def latest(self) -> list[dict]:
         """The latest version of every registered name, by name."""

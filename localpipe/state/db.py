@@ -6,11 +6,12 @@ import os
 import sqlite3
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 from localpipe.errors import StateError
-from localpipe.state.layout import Layout
+from localpipe.state.layout import Layout, relocatable
 from localpipe.state.models import Tables, all_models, define_tables
 from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
 
@@ -141,6 +142,15 @@ def _modules(db: SqliteDatabase, t: Tables) -> None:
     db.create_tables([t.ModuleRecord, t.ModuleVersionRecord])
 
 
+def _saved_dataset_relative_paths(db: SqliteDatabase, t: Tables) -> None:
+    """Saved datasets' paths inside the workspace, written absolute before, made relative to it."""
+    root = Path(db.database).resolve().parent.parent  # the folder holding .localpipe/history.db
+    for row in t.SavedDataset.select():
+        stored = relocatable(row.definition, root)
+        if stored != row.definition:
+            t.SavedDataset.update(definition=stored).where(t.SavedDataset.id == row.id).execute()
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -165,6 +175,7 @@ MIGRATIONS = list(
             _pipeline_drafts,
             _saved_datasets,
             _modules,
+            _saved_dataset_relative_paths,
         ),
     )
 )

@@ -12,9 +12,13 @@ docs/storage.md:
   alone forgets such a run, and the reusing step runs lose the link);
 - an object is referenced by a ``step_output`` row of a kept run (a reused step has such rows
   too), by a ``dataset_version`` or ``model_version`` row, by a published pipeline's or a pipeline
-  draft's row (its declaration and sources), or by a ``module_version`` row (its source); every
-  other object is removed, except one that may be a running step's output being committed (newer
-  than the oldest active run);
+  draft's row (its declaration and sources), by a ``module_version`` row (its source), or by a kept
+  saved dataset's definition (an unregistered version's copy); every other object is removed, except
+  one that may be a running step's output being committed (newer than the oldest active run);
+- a saved dataset (``saved_dataset``: one a submission or publishing used without its being
+  registered) is removed when no kept run's, published pipeline's or draft's graph names its id as
+  a step input's dataset (where ``inputDatasets`` finds it) and it was saved over an hour ago (a
+  submission saves its datasets just before it records its run);
 - a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
 - an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
   before every active run was submitted;
@@ -74,6 +78,7 @@ class GcPlan:
     # run kept only because kept runs reused its step runs -> those kept runs
     producers: dict[int, list[int]] = field(default_factory=dict)
     experiment: int | None = None  # Experiment.delete's: its runs go even when others reused them
+    saved_datasets: list[str] = field(default_factory=list)  # ids of saved datasets no kept graph names
 
     @property
     def bytes(self) -> int:
@@ -96,6 +101,7 @@ class GcResult:
     runs_forgotten: int
     tmp_removed: int = 0
     parallel_removed: int = 0  # entries of the parallel cache removed or trimmed
+    saved_datasets_removed: int = 0
     problems: list[str] = field(default_factory=list)  # paths that could not be removed, and why
 
 
@@ -150,7 +156,8 @@ def plan_gc(
     forget = [run_id for run_id in forget if run_id not in producers]
     kept.extend(producers)
     since = min((submitted for _, _, status, submitted in runs if status in _ACTIVE), default=None)
-    referenced = _referenced_digests(t, set(forget))
+    unnamed = _unnamed_saved_datasets(t, set(forget), clock)
+    referenced = _referenced_digests(t, set(forget), layout, unnamed)
     objects, protected = {}, []
     for digest, path in stored_objects(layout.objects).items():
         if digest in referenced:
@@ -183,6 +190,7 @@ def plan_gc(
         since,
         producers,
         experiment,
+        sorted(unnamed),
     )
 
 
@@ -210,10 +218,29 @@ def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
     return {origin: sorted(by) for origin, by in sorted(found.items())}
 
 
-def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
+def _unnamed_saved_datasets(t: Tables, forget: set[int], clock: float) -> set[str]:
+    """Ids of the saved datasets that no graph of a run not in ``forget``, of a published pipeline or of
+    a draft names as a step input's dataset, saved before ``clock`` less the grace of tmp/."""
+    saved = t.SavedDataset.select(t.SavedDataset.saved_id).where(t.SavedDataset.created_at < clock - TMP_GRACE_SECONDS)
+    candidates = {saved_id for (saved_id,) in saved.tuples()}
+    if not candidates:
+        return set()  # no graph read
+    runs = t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.pipeline).tuples()
+    graphs = {graph for run_id, graph in runs if run_id not in forget}
+    for frozen in (t.PublishedPipeline, t.PipelineDraft):
+        graphs.update(graph for (graph,) in frozen.select(frozen.pipeline).tuples())
+    named = set()
+    for chunk in _chunks(sorted(graphs)):
+        for (graph,) in t.PipelineGraph.select(t.PipelineGraph.graph).where(t.PipelineGraph.id.in_(chunk)).tuples():
+            for step in graph.get("steps") or ():  # a test's or an older file's graph may have none
+                named.update((given.get("dataset") or {}).get("id") for given in (step.get("inputs") or {}).values())
+    return candidates - named
+
+
+def _referenced_digests(t: Tables, forget: set[int], layout, unnamed: set[str]) -> set[str]:
     """Digests of the step outputs of every run not in ``forget``, of every dataset and model version,
-    of every published pipeline's and pipeline draft's declaration and sources, and of every module
-    version's source."""
+    of every published pipeline's and pipeline draft's declaration and sources, of every module
+    version's source, and of the copies the saved datasets not in ``unnamed`` read."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -227,7 +254,22 @@ def _referenced_digests(t: Tables, forget: set[int]) -> set[str]:
         for declaration, sources in frozen.select(frozen.declaration, frozen.sources).tuples():
             found.add(declaration)
             found.update(sources.values())
+    for saved_id, definition in t.SavedDataset.select(t.SavedDataset.saved_id, t.SavedDataset.definition).tuples():
+        if saved_id not in unnamed:
+            found.update(_stored_digests(definition["paths"], layout))
     found.discard("")  # a pipeline frozen from a run has no declaration
+    return found
+
+
+def _stored_digests(paths: list[str], layout) -> set[str]:
+    """The objects of the store that ``paths`` (absolute, or relative to the workspace) lie in."""
+    found = set()
+    for path in paths:
+        inside = Path(layout.root, path)  # an absolute path stays itself
+        if inside.is_relative_to(layout.objects):
+            parts = inside.relative_to(layout.objects).parts
+            if len(parts) > 1:
+                found.add(parts[1])
     return found
 
 
@@ -263,6 +305,7 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
             len(plan.forget_runs),
             len(plan.tmp),
             len(plan.parallel),
+            saved_datasets_removed=len(plan.saved_datasets),
         )
     t, layout = history.tables, history.layout
     store = ObjectStore(layout.objects)
@@ -284,7 +327,12 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
                 forget = [r for r in forget if r not in _kept_producers(t, set(forget))]
             _forget_runs(t, forget)
             result.runs_forgotten = len(forget)
-            referenced = _referenced_digests(t, set())
+            # Checked again: a run submitted since the plan may name one.
+            unnamed = _unnamed_saved_datasets(t, set(), time.time()) & set(plan.saved_datasets)
+            for chunk in _chunks(sorted(unnamed)):
+                t.SavedDataset.delete().where(t.SavedDataset.saved_id.in_(chunk)).execute()
+            result.saved_datasets_removed = len(unnamed)
+            referenced = _referenced_digests(t, set(), layout, set())
             existing = {r for (r,) in t.PipelineRun.select(t.PipelineRun.id).tuples()}
             # Moved aside last, under the write lock: no run can be created with a folder's id
             # meanwhile, and nothing can be decided from an entry whose rows are going.

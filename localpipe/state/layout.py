@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,3 +98,24 @@ def safe_name(name: str) -> str:
         return name
     short = cleaned.encode("utf-8", "surrogatepass")[:MAX_PLAIN_BYTES].decode("utf-8", "ignore")
     return f"{short or 'step'}+{hash_bytes(encoded)[:12]}"
+
+
+# -- a saved dataset's paths (state/datasets.py; migration 0018 rewrote older rows) ---------------
+def relocatable(definition: dict, root: Path) -> dict:
+    """``definition`` with its paths and root inside the workspace folder ``root`` written relative to
+    it (``located`` reads them back); a path elsewhere stays absolute."""
+    return _each_path(definition, lambda path: os.path.relpath(path, root) if Path(path).is_relative_to(root) else path)
+
+
+def located(definition: dict, root: Path) -> dict:
+    """A saved ``definition`` with its relative paths made absolute under the workspace folder ``root``."""
+    return _each_path(definition, lambda path: path if os.path.isabs(path) else os.path.join(root, path))
+
+
+def _each_path(definition: dict, change) -> dict:
+    root = definition.get("root")
+    return {
+        **definition,
+        "paths": [change(path) for path in definition["paths"]],
+        "root": change(root) if root is not None else None,
+    }

@@ -19,5 +19,6 @@ MIGRATION_NAMES = (
     "0015_pipeline_drafts",
     "0016_saved_datasets",
     "0017_modules",
+    "0018_saved_dataset_relative_paths",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

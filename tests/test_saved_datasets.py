@@ -1,0 +1,133 @@
+"""Saved datasets' lifecycle: `localpipe gc` forgets the definitions no kept run, published pipeline
+or draft names, a moved workspace still finds the files a definition names inside it, and an
+unregistered version's copy stays while a definition that reads it is kept (docs/history-db.md)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+
+import pytest
+
+from localpipe import Dataset, Pipeline, PipelineDraft, PythonScriptStep, Workspace
+from localpipe.errors import UserErrorException
+from localpipe.state.gc import collect, plan_gc
+from localpipe.state.history import close_all
+from tests.conftest import tables
+
+SEE = "import os, sys\nfor path in sys.argv[1:]:\n    print(sorted(os.listdir(path)))\n"
+
+
+def _pipeline(ws, *datasets) -> Pipeline:
+    arguments = [dataset.as_named_input(f"in{i}").as_mount() for i, dataset in enumerate(datasets)]
+    step = PythonScriptStep("see.py", name="see", source_directory=str(ws.root / "src"), arguments=arguments)
+    return Pipeline(ws, [step])
+
+
+def _files(ws, project, name: str):
+    project(f"{name}/{name}.txt", name)
+    return Dataset.File.from_files(str(ws.root / name))
+
+
+def _saved(ws) -> dict[str, dict]:
+    t = tables(ws).SavedDataset
+    return dict(t.select(t.saved_id, t.definition).tuples())
+
+
+def _age_saved(ws) -> None:
+    """Saved over an hour ago: gc leaves younger ones to the submission that may be saving them."""
+    tables(ws).SavedDataset.update(created_at=time.time() - 7200).execute()
+
+
+def test_gc_forgets_the_saved_datasets_nothing_kept_names(ws, project, run_pipeline, invoke):
+    project("src/see.py", SEE)
+    forgotten, ran, published, drafted, young = (_files(ws, project, n) for n in ("a", "b", "c", "d", "e"))
+    assert run_pipeline(_pipeline(ws, forgotten))[1] == "Completed"
+    assert run_pipeline(_pipeline(ws, ran))[1] == "Completed"
+    _pipeline(ws, published).publish("published")
+    PipelineDraft.create(ws, _pipeline(ws, drafted), name="draft", experiment_name="drafts")
+    ids = [dataset.definition_id() for dataset in (forgotten, ran, published, drafted)]
+    assert set(_saved(ws)) == set(ids)
+    _age_saved(ws)
+    _pipeline(ws, young).publish("young")  # saved now: kept although what names it goes below
+    tables(ws).PublishedPipeline.delete().where(tables(ws).PublishedPipeline.name == "young").execute()
+
+    dry = invoke("gc", "--keep-last", "1", "--dry-run")
+    assert f"would forget saved dataset {ids[0]}\n" in dry.output and dry.output.count("saved dataset") == 2
+    assert set(_saved(ws)) == {*ids, young.definition_id()}
+    result = invoke("gc", "--keep-last", "1")
+    assert result.exit_code == 0 and "1 run forgotten, 1 saved dataset forgotten" in result.output
+    assert set(_saved(ws)) == {*ids[1:], young.definition_id()}
+    with pytest.raises(UserErrorException, match=f'Cannot find dataset with id "{ids[0]}"'):
+        Dataset.get_by_id(ws, ids[0])
+    assert [Dataset.get_by_id(ws, i).to_path() for i in ids[1:]] == [["/b.txt"], ["/c.txt"], ["/d.txt"]]
+
+
+def test_a_submission_naming_a_saved_dataset_by_id_saves_it_again(ws, project, run_pipeline):
+    """A dataset found by its id and submitted again is saved again (its time is now): gc, which leaves
+    a row saved within the hour, cannot forget it before the run naming it is recorded."""
+    project("src/see.py", SEE)
+    dataset = _files(ws, project, "a")
+    assert run_pipeline(_pipeline(ws, dataset))[1] == "Completed"
+    _age_saved(ws)
+    found = Dataset.get_by_id(ws, dataset.id)
+    started = time.time()
+    assert run_pipeline(_pipeline(ws, found))[1] == "Completed"
+    t = tables(ws).SavedDataset
+    assert [(i, c >= started) for i, c in t.select(t.saved_id, t.created_at).tuples()] == [(dataset.id, True)]
+
+
+def test_a_moved_workspace_finds_the_files_its_saved_datasets_name_inside_it(ws, project, run_pipeline, tmp_path):
+    project("src/see.py", SEE)
+    inside = _files(ws, project, "data")
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "o.txt").write_text("o")
+    outside = Dataset.File.from_files(str(tmp_path / "outside"))
+    run_id, status, _ = run_pipeline(_pipeline(ws, inside, outside), experiment="moving")
+    assert status == "Completed"
+    ids = inside.definition_id(), outside.definition_id()
+    assert _saved(ws)[ids[0]]["paths"] == ["data"]  # relative to the workspace, as stored
+    assert _saved(ws)[ids[1]]["paths"] == [str(tmp_path / "outside")]
+
+    close_all()
+    moved = tmp_path / "moved"
+    shutil.move(ws.root, moved)
+    there = Workspace.from_config(str(moved))
+    found = Dataset.get_by_id(there, ids[0])
+    assert found.paths == (str(moved / "data"),) and found.id == ids[0]
+    assert open(found.files()[0]).read() == "data"
+    assert Dataset.get_by_id(there, ids[1]).paths == (str(tmp_path / "outside"),)
+    from localpipe import Experiment, PipelineRun
+
+    step = PipelineRun(Experiment(there, "moving"), run_id).find_step_run("see")[0]
+    consumed = [d["dataset"] for d in step.get_details()["inputDatasets"]]
+    assert [(d.id, d.paths) for d in consumed] == [(ids[0], (str(moved / "data"),)), (ids[1], outside.paths)]
+
+
+def test_an_unregistered_versions_copy_stays_while_a_kept_run_names_it(ws, project, run_pipeline, history):
+    project("src/see.py", SEE)
+    registered = _files(ws, project, "data").register(ws, "data")
+    assert run_pipeline(_pipeline(ws, registered))[1] == "Completed"
+    version_id = registered.id
+    registered.unregister_all_versions()
+    _age_saved(ws)
+
+    collect(history, plan_gc(history))  # every run kept: the run names the version's id
+    found = Dataset.get_by_id(ws, version_id)
+    assert found.to_path() == ["/data.txt"] and open(found.files()[0]).read() == "data"
+
+    result = collect(history, plan_gc(history, older_than=0))
+    assert (result.runs_forgotten, result.saved_datasets_removed, result.objects_removed) == (1, 1, 1)
+    with pytest.raises(UserErrorException, match="Cannot find dataset with id"):
+        Dataset.get_by_id(ws, version_id)
+
+
+def test_a_saved_definition_whose_copy_is_gone_fails_in_one_line_naming_its_id(ws, history):
+    """A workspace collected before gc kept these copies: one line, not a later FileNotFoundError."""
+    gone = history.layout.objects / "ab" / ("ab" + "0" * 62) / "data"
+    history.datasets.save("5a7ed-1d", {"kind": "file", "paths": [str(gone)], "root": None, "partition_format": None})
+    with pytest.raises(UserErrorException) as raised:
+        Dataset.get_by_id(ws, "5a7ed-1d")
+    message = str(raised.value)
+    assert message.startswith('dataset "5a7ed-1d" is an unregistered version whose copy in the object store is gone')
+    assert "register its files again" in message and "\n" not in message
