@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from localpipe.errors import PipelineValidationError, UserErrorException
@@ -84,6 +86,12 @@ def test_build_builds_the_image_once_a_step_reuses_it_and_get_image_details_says
     assert after.image_exist and after.repository == before.repository
     image_id = _docker("image", "inspect", "-f", "{{.Id}}", before.repository).stdout.strip()
 
+    listed = json.loads(localpipe("envs", "--images", "--json", check=True).stdout)
+    assert {"tag": before.repository, "kind": "build context"}.items() <= next(
+        entry for entry in listed if entry["tag"] == before.repository
+    ).items()
+    assert before.repository in localpipe("envs", "--images", check=True).stdout
+
     second = env.build(ws)
     assert second.built == [] and second.get_log() is None and env.version == "1"
     registered = Environment.get(ws, "ctx")  # the context is kept with the registration
@@ -145,9 +153,14 @@ def test_build_local_with_docker_and_what_cannot_be_built(ws, project, capsys):
         remote.get_image_details(ws)
 
 
-def test_no_daemon_is_one_line(ws, project, monkeypatch):
+def test_no_daemon_is_one_line(ws, project, localpipe, monkeypatch):
     _context(project, "x")
     env = Environment.from_docker_build_context("ctx", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{ws.root}/no-docker.sock")
     with pytest.raises(PipelineValidationError, match="no Docker daemon answers .*: start it"):
         env.build(ws)
+    listed = localpipe("envs", "--images", env={"DOCKER_HOST": f"unix://{ws.root}/no-docker.sock"})
+    assert listed.returncode == 2
+    assert (
+        listed.stderr.strip() == "error: no Docker daemon answers: start it (sudo dockerd, or systemctl start docker)"
+    )

@@ -451,6 +451,7 @@ class ImageBuildDetails:
 
     @property
     def status(self) -> str:
+        """``Succeeded``: a build that fails raises instead."""
         return "Succeeded"
 
     def get_log(self) -> str | None:
@@ -482,30 +483,37 @@ class DockerImageDetails(dict):
 
     @property
     def image_exist(self) -> bool:
+        """Whether the image is built in this machine's daemon."""
         return bool(self.get("imageExistsInRegistry"))
 
     @property
     def repository(self) -> str:
+        """The image's name (``localpipe-context:<digest>``, or the image named)."""
         return self["dockerImage"]["name"]
 
     @property
     def registry(self) -> str | None:
+        """The registry's address: None, there is none here."""
         return self["dockerImage"]["registry"]["address"]
 
     @property
     def image(self) -> str:
+        """The image's full name: its registry's address, if any, then its name."""
         return self.repository if self.registry is None else f"{self.registry}/{self.repository}"
 
     @property
     def interpreter_path(self) -> str | None:
+        """The Python a step runs in the image: ``python3``, or ``python.interpreter_path``."""
         return self["pythonEnvironment"]["interpreterPath"]
 
     @property
     def environment_path(self) -> str | None:
+        """Azure's conda environment in the image: None (an environment's packages are a layer)."""
         return self["pythonEnvironment"]["condaEnvironmentPath"]
 
     @property
     def dockerfile(self) -> str | None:
+        """The Dockerfile the image is built from (None for an image named)."""
         return (self.get("ingredients") or {}).get("dockerfile")
 
 

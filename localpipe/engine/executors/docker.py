@@ -81,6 +81,24 @@ def machine_docker() -> dict:
     return {"problem": None, "gpus": "nvidia" in (info.get("Runtimes") or {}), "image": image}
 
 
+def built_images() -> list[dict] | None:
+    """The images localpipe built in this machine's daemon, newest first: ``tag``, ``kind`` (what
+    it was built from), ``id``, ``size`` in bytes, ``created`` (the daemon's UTC time, to the
+    second); None when no daemon answers."""
+    kinds = {DOCKERFILE_TAG: "Dockerfile", CONTEXT_TAG: "build context", PACKAGES_TAG: "packages"}
+    try:
+        found = client(DAEMON_SECONDS)
+        images = found.images.list(filters={"reference": [f"{repository}:*" for repository in kinds]})
+    except Exception:  # noqa: BLE001  (no daemon: several unrelated types)
+        return None
+    listed = [
+        {"tag": tag, "kind": kinds[tag.split(":")[0]], "id": image.short_id, "size": image.attrs.get("Size"),
+         "created": (image.attrs.get("Created") or "")[:19].replace("T", " ")}
+        for image in images for tag in image.tags if tag.split(":")[0] in kinds
+    ]  # fmt: skip
+    return sorted(listed, key=lambda entry: entry["created"], reverse=True)
+
+
 def remove_containers(workspace: str, run_id: int) -> int:
     """Remove (killing them first) the containers of run ``run_id`` of ``workspace``: those a
     scheduler killed without a chance to clean up left running. Returns how many; 0 when no daemon
