@@ -9,6 +9,7 @@ import json
 
 import pytest
 
+from localpipe import PipelineRun
 from localpipe.errors import PipelineValidationError, UserErrorException
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.test_docker import IMAGE, _docker, _read, docker_image  # noqa: F401  (a fixture)
@@ -45,6 +46,8 @@ def test_a_step_runs_in_its_build_contexts_image_and_an_edit_of_the_context_rebu
     localpipe("submit", "pipeline.py", check=True)
     assert "marker one True" in _read(ws.root / ".localpipe" / "runs" / "1" / "marker" / "stdout.log")
     assert (ws.root / ".localpipe" / "runs" / "1" / "marker" / "image-build.log").is_file()
+    ran_in = PipelineRun.get(ws, "1").find_step_run("marker")[0].get_environment().docker.build_context
+    assert (ran_in.location, ran_in.dockerfile_path) == (str(ws.root / "ctx"), "Dockerfile")
     again = localpipe("submit", "pipeline.py", check=True)
     assert "reused from run 1" in again.stdout
 
@@ -113,7 +116,7 @@ def test_build_local_with_docker_and_what_cannot_be_built(ws, project, capsys):
     env.build_local(ws, useDocker=True)
     assert capsys.readouterr().out.startswith('environment "df": image localpipe-dockerfile:')
     env.build_local(ws)  # docker.enabled: Azure's build_local builds the image too
-    assert "was built already: reused" in capsys.readouterr().out
+    assert "is on this machine already: nothing to build" in capsys.readouterr().out
     assert env.version is None  # build_local registers nothing
 
     with pytest.raises(UserErrorException, match="pushImageToWorkspaceAcr"):

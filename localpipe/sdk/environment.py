@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
 from enum import Enum
 
 from localpipe.errors import UserErrorException
@@ -31,6 +32,7 @@ _BASE_DOCKERFILE_FILE_NAME = "BaseDockerfile"
 _DEFINITION_FILE_NAME = "azureml_environment.json"
 _PLATFORMS = {"linux": "Linux", "darwin": "OSX", "win32": "Windows"}
 _BUILD_LOCAL_OPTIONS = ("useDocker", "pushImageToWorkspaceAcr")
+_CONTEXT_MAX_FILES, _CONTEXT_MAX_BYTES = 100, 1024 * 1024  # above them, Azure's SDK warns of a large context
 
 
 class PythonSection:
@@ -88,6 +90,15 @@ class DockerBuildContext:
             raise UserErrorException(
                 f"Docker build context {folder} has no {dockerfile_path}: add it, or pass "
                 "dockerfile_path= (relative to the folder)"
+            )
+        files = [os.path.join(top, name) for top, _, names in os.walk(folder) for name in names]
+        size = sum(os.path.getsize(f) for f in files)
+        if len(files) > _CONTEXT_MAX_FILES or size > _CONTEXT_MAX_BYTES:
+            warnings.warn(
+                f"Docker build context {folder} holds {len(files)} files ({size / 2**20:.1f} MiB): it is hashed "
+                f"each time a step in it is planned, and Azure's SDK warns above {_CONTEXT_MAX_FILES} files or 1 MiB: "
+                "keep only what the image needs there",
+                stacklevel=2,
             )
         return DockerBuildContext(DockerBuildContext.LocationType.StorageAccount, folder, dockerfile_path)
 
@@ -472,7 +483,7 @@ class ImageBuildDetails:
         name = self._details["environment"]
         if self.built:
             return f'environment "{name}": image {self.image} built (log: {self._details["log"]})'
-        return f'environment "{name}": image {self.image} was built already: reused'
+        return f'environment "{name}": image {self.image} is on this machine already: nothing to build'
 
 
 class DockerImageDetails(dict):
@@ -547,6 +558,10 @@ def environment_of_step(planned: dict) -> Environment:
         )
     elif kind == "docker":
         env.docker.enabled, env.docker.base_image = True, planned.get("image")
+        env.docker.base_dockerfile = planned.get("dockerfile")
+        if planned.get("context"):
+            location = DockerBuildContext.LocationType.StorageAccount
+            env.docker.build_context = DockerBuildContext(location, planned["context"], planned["context_dockerfile"])
     else:
         env.python.user_managed_dependencies = True
         env.python.interpreter_path = planned.get("interpreter")
