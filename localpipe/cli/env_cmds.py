@@ -5,20 +5,28 @@ from __future__ import annotations
 import click
 
 from localpipe.cli.common import clock, json_option, print_json, size, table
+from localpipe.errors import UsageError
 
 
 @click.command()
+@click.option("--images", is_flag=True, help="List the Docker images localpipe built instead (docs/docker.md).")
 @json_option
-def envs(as_json) -> None:
+def envs(images, as_json) -> None:
     """List the environments built on this machine, shared by every workspace: digest, name,
     Python, size, packages installed, when a step last used it. The cache is
-    ~/.cache/localpipe/envs (LOCALPIPE_CACHE_DIR moves it).
+    ~/.cache/localpipe/envs (LOCALPIPE_CACHE_DIR moves it). With --images, the Docker images
+    localpipe built in this machine's daemon (from a Dockerfile, a build context, or with an
+    environment's packages): tag, what from, id, size, when.
 
     \b
     Example:
       localpipe envs
       localpipe envs --json
+      localpipe envs --images
     """
+    if images:
+        _images(as_json)
+        return
     from dataclasses import asdict
 
     from localpipe.envs import cache_root
@@ -37,6 +45,21 @@ def envs(as_json) -> None:
         for b in built
     ]
     table(rows, ["digest", "name", "python", "size", "packages", "last used"])
+
+
+def _images(as_json: bool) -> None:
+    from localpipe.engine.executors.docker import built_images
+
+    built = built_images()
+    if built is None:
+        raise UsageError("no Docker daemon answers: start it (sudo dockerd, or systemctl start docker)")
+    if as_json:
+        print_json(built)
+    elif not built:
+        click.echo("no Docker image built by localpipe in this machine's daemon")
+    else:
+        rows = [[b["tag"], b["kind"], b["id"].removeprefix("sha256:"), size(b["size"]), b["created"]] for b in built]
+        table(rows, ["tag", "from", "id", "size", "created (UTC)"])
 
 
 COMMANDS = [envs]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,61 @@ class LocalService:
             "packages": built.packages,
             "log": built.log,
         }
+
+    def build_image(self, environment, caller: str) -> dict:
+        from localpipe.engine.executors.docker import ImageFailed, build_image, client, image_tag
+        from localpipe.envs import cache_root
+        from localpipe.errors import UserErrorException
+
+        planned = self._docker_environment(environment, caller)
+        log = cache_root() / "image-builds" / f"{image_tag(planned).replace('/', '_').replace(':', '-')}.log"
+        try:
+            image, built = build_image(client(), planned, log)
+        except ImageFailed as exc:
+            raise UserErrorException(f'environment "{environment.name}": {exc}') from None
+        return {"image": image, "built": built, "log": str(log) if built else None}
+
+    def image_details(self, environment) -> dict:
+        from localpipe.engine.executors.docker import image_tag, machine_docker
+
+        planned = self._docker_environment(environment, "Environment.get_image_details")
+        name = image_tag(planned)
+        dockerfile = planned.get("dockerfile")
+        if planned.get("context"):
+            dockerfile = Path(planned["context"], planned["context_dockerfile"]).read_text(errors="replace")
+        return {
+            "dockerImage": {"name": name, "registry": {"address": None, "username": None, "password": None}},
+            "pythonEnvironment": {
+                "interpreterPath": planned["interpreter"],
+                "condaEnvironmentName": None,
+                "condaEnvironmentPath": None,
+            },
+            "imageExistsInRegistry": machine_docker()["image"](name) is not None,
+            "ingredients": {"dockerfile": dockerfile},
+        }
+
+    def _docker_environment(self, environment, caller: str) -> dict:
+        """``environment`` planned as a Docker one (docs/docker.md); refused when it has no image here."""
+        from localpipe.engine.submit import machine_capacity
+        from localpipe.errors import PipelineValidationError, UserErrorException
+        from localpipe.plan.environments import resolve
+        from localpipe.sdk.runconfig import DockerConfiguration
+
+        found: list[str] = []
+        where = f'environment "{environment.name}"'
+        in_docker = DockerConfiguration(use_docker=True, shm_size=environment.docker.shm_size)
+        with warnings.catch_warnings():  # Azure's base image missing: the refusal below says so
+            warnings.simplefilter("ignore")
+            definition = resolve(where, environment, machine_capacity(), found, {}, docker=in_docker)
+        if found:
+            raise PipelineValidationError(found)
+        if definition["kind"] != "docker":
+            raise UserErrorException(
+                f'{caller}: environment "{environment.name}" has no Docker image on this machine (Azure ML\'s base '
+                f"image {environment.docker.base_image} is not here): set docker.base_image to an image of this "
+                "machine, or build its packages outside Docker with build_local(ws)"
+            )
+        return definition
 
     def add_private_wheel(self, path: str, exist_ok: bool) -> Path:
         from localpipe.errors import UserErrorException

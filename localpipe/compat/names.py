@@ -63,7 +63,10 @@ MODULES: dict[str, dict[str, str]] = {
     },
     "azureml.core.environment": {
         "CondaDependencies": "localpipe.sdk.conda:CondaDependencies",
+        "DockerBuildContext": "localpipe.sdk.environment:DockerBuildContext",
+        "DockerImageDetails": "localpipe.sdk.environment:DockerImageDetails",
         "Environment": "localpipe.sdk.environment:Environment",
+        "ImageBuildDetails": "localpipe.sdk.environment:ImageBuildDetails",
     },
     "azureml.core.experiment": {
         "Experiment": "localpipe.client.experiment:Experiment",

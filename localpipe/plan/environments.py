@@ -154,13 +154,17 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     section = environment.docker
     where = f'{label}: environment "{environment.name or "unnamed"}"'
     image, dockerfile = section.base_image, section.base_dockerfile
+    context = _build_context(where, getattr(section, "build_context", None), found)
+    if context:
+        image = dockerfile = None  # Azure's build_context replaces the other two
     machine = capacity.docker() if capacity is not None and getattr(capacity, "docker", None) else None
     problem = machine["problem"] if machine else None
-    if not dockerfile and not (isinstance(image, str) and image.strip()):
+    if context is None and not dockerfile and not (isinstance(image, str) and image.strip()):
         found.append(f"{where} runs in Docker but names no image: set docker.base_image or docker.base_dockerfile")
         return {"kind": "docker", "image": None}
-    image_id = machine["image"](image) if machine and not problem and not dockerfile else None
-    if not dockerfile and machine and image_id is None:
+    built_here = bool(dockerfile or context)
+    image_id = machine["image"](image) if machine and not problem and not built_here else None
+    if not built_here and machine and image_id is None:
         if image.startswith(AZUREML_IMAGES) and capacity.azureml_image_fallback:
             warnings.warn(
                 f"Azure ML's base image {image} is not on this machine"
@@ -177,7 +181,7 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
             else f"{where}: Docker image {image} is not on this machine (localpipe pulls nothing): "
             f"docker pull {image}, or docker load -i FILE.tar"
         )
-    elif dockerfile and problem:
+    elif built_here and problem:
         found.append(f"{label} runs in Docker: {problem}")
     python = environment.python
     packages = {}
@@ -185,7 +189,9 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
         requirements, options, dropped, local = _requirements(where, python.conda_dependencies, found)
         layer = {"requirements": sorted(set(requirements), key=lambda r: (r.lower(), r)), "options": options,
                  "local": local}  # fmt: skip
-        base = image_id or image or hash_bytes((dockerfile or "").encode())[:32]
+        base = (
+            image_id or image or (context or {}).get("context_digest") or hash_bytes((dockerfile or "").encode())[:32]
+        )
         digest = hash_bytes(json.dumps({"base": base, **layer}, sort_keys=True).encode())[:32]
         packages = {"packages": layer, "packages_digest": digest, "dropped": dropped}
     configuration = docker if getattr(docker, "use_docker", False) else section
@@ -199,13 +205,38 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     built = {"dockerfile": dockerfile, "dockerfile_digest": hash_bytes(dockerfile.encode())[:32]} if dockerfile else {}
     return {
         "kind": "docker",
-        "image": None if dockerfile else image,
+        "image": None if built_here else image,
         "image_id": image_id,
         **built,
+        **(context or {}),
         **packages,
         "interpreter": python.interpreter_path or "python3",
         "shm_size": getattr(configuration, "shm_size", None) or "2g",
     }
+
+
+def _build_context(where: str, context, found: list[str]) -> dict[str, Any] | None:
+    """A Docker build context as plain data: its folder, its Dockerfile's path in it and the
+    digest of the folder's content (an edit of a file rebuilds the image and reruns the step)."""
+    if context is None:
+        return None
+    folder, dockerfile = context.location, context.dockerfile_path or "Dockerfile"
+    local = getattr(context.location_type, "value", context.location_type) in (None, "storageAccount")
+    if not local or not isinstance(folder, str) or not os.path.isabs(folder):
+        found.append(
+            f"{where}: Docker build context {folder!r} is not a folder of this machine (localpipe fetches "
+            "nothing): clone or copy it here and use DockerBuildContext.from_local_directory(ws, path)"
+        )
+        return None
+    if not os.path.isfile(os.path.join(folder, dockerfile)):
+        found.append(
+            f"{where}: Docker build context {folder} has no {dockerfile}"
+            + ("" if os.path.isdir(folder) else " (the folder does not exist)")
+            + ": add it, or pass dockerfile_path= to DockerBuildContext.from_local_directory"
+        )
+        return None
+    digest = hash_bytes(json.dumps([dataset_digest([folder]), dockerfile]).encode())[:32]
+    return {"context": folder, "context_dockerfile": dockerfile, "context_digest": digest}
 
 
 @functools.lru_cache(maxsize=16)

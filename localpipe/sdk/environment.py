@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import warnings
+from enum import Enum
 
 from localpipe.errors import UserErrorException
 from localpipe.sdk import curated
@@ -30,6 +32,7 @@ _BASE_DOCKERFILE_FILE_NAME = "BaseDockerfile"
 _DEFINITION_FILE_NAME = "azureml_environment.json"
 _PLATFORMS = {"linux": "Linux", "darwin": "OSX", "win32": "Windows"}
 _BUILD_LOCAL_OPTIONS = ("useDocker", "pushImageToWorkspaceAcr")
+_CONTEXT_MAX_FILES, _CONTEXT_MAX_BYTES = 100, 1024 * 1024  # above them, Azure's SDK warns of a large context
 
 
 class PythonSection:
@@ -60,19 +63,80 @@ class PythonSection:
         }
 
 
+class DockerBuildContext:
+    """A Docker build context: a folder with a Dockerfile (``dockerfile_path``, relative to it) and
+    the files it copies. ``from_local_directory`` makes one of a folder of this machine, which is
+    read when a step needs the image (docs/docker.md): unlike Azure, which uploads the folder then,
+    an edit of its files afterwards rebuilds the image. ``location`` is the folder's absolute path."""
+
+    class LocationType(Enum):
+        """Where the context is: Azure's Git repository or storage account (a local folder here)."""
+
+        Git = "git"
+        StorageAccount = "storageAccount"
+
+    def __init__(self, location_type=None, location: str | None = None, dockerfile_path: str = "Dockerfile"):
+        self.location_type = location_type
+        self.location = location
+        self.dockerfile_path = dockerfile_path or "Dockerfile"
+
+    @staticmethod
+    def from_local_directory(workspace, path: str | os.PathLike, dockerfile_path: str = "Dockerfile"):
+        """The build context of the folder ``path``, with its Dockerfile at ``dockerfile_path``."""
+        folder = os.path.abspath(path)
+        if not os.path.isdir(folder):
+            raise UserErrorException(f"{path} is not a valid directory: give the folder of the Docker build context")
+        if not os.path.isfile(os.path.join(folder, dockerfile_path)):
+            raise UserErrorException(
+                f"Docker build context {folder} has no {dockerfile_path}: add it, or pass "
+                "dockerfile_path= (relative to the folder)"
+            )
+        files = [os.path.join(top, name) for top, _, names in os.walk(folder) for name in names]
+        size = sum(os.path.getsize(f) for f in files)
+        if len(files) > _CONTEXT_MAX_FILES or size > _CONTEXT_MAX_BYTES:
+            warnings.warn(
+                f"Docker build context {folder} holds {len(files)} files ({size / 2**20:.1f} MiB): it is hashed "
+                f"each time a step in it is planned, and Azure's SDK warns above {_CONTEXT_MAX_FILES} files or 1 MiB: "
+                "keep only what the image needs there",
+                stacklevel=2,
+            )
+        return DockerBuildContext(DockerBuildContext.LocationType.StorageAccount, folder, dockerfile_path)
+
+    def _to_spec(self) -> dict:
+        kind = self.location_type.value if isinstance(self.location_type, Enum) else self.location_type
+        return {"location_type": kind, "location": self.location, "dockerfile_path": self.dockerfile_path}
+
+    @staticmethod
+    def _from_spec(spec) -> DockerBuildContext | None:
+        """The context a definition holds (``_to_spec``'s dict, in either spelling), or None."""
+        if spec is None or isinstance(spec, DockerBuildContext):
+            return spec
+        fields = {snake_case(key): value for key, value in spec.items()}
+        kinds = {kind.value: kind for kind in DockerBuildContext.LocationType}
+        kind = fields.get("location_type")
+        return DockerBuildContext(kinds.get(kind, kind), fields.get("location"), fields.get("dockerfile_path"))
+
+    def __repr__(self) -> str:
+        return f"DockerBuildContext({self._to_spec()})"
+
+
 class DockerSection:
-    """``environment.docker``: the image a step runs in when Docker is used (the Docker issue)."""
+    """``environment.docker``: the image a step runs in when Docker is used: ``base_image``,
+    ``base_dockerfile`` or ``build_context`` (docs/docker.md)."""
 
     def __init__(self, enabled: bool = False, base_image: str | None = DEFAULT_CPU_IMAGE, **options):
         self.enabled = enabled
         self.base_image = base_image
         self.base_dockerfile = options.get("base_dockerfile")
+        self.build_context = DockerBuildContext._from_spec(options.get("build_context"))
         self.shm_size = options.get("shm_size", _DEFAULT_SHM_SIZE)
         self.arguments = list(options.get("arguments") or [])
         self.shared_volumes = options.get("shared_volumes", True)
 
     def _to_spec(self) -> dict:
-        return dict(vars(self))
+        spec = dict(vars(self))
+        spec["build_context"] = self.build_context._to_spec() if self.build_context else None
+        return spec
 
 
 class SparkSection:
@@ -170,6 +234,23 @@ class Environment:
         env.docker.base_dockerfile = dockerfile
         return env
 
+    @staticmethod
+    def from_docker_build_context(name: str, docker_build_context: DockerBuildContext) -> Environment:
+        """An environment whose steps run in the image built from ``docker_build_context`` (a
+        folder with a Dockerfile: ``DockerBuildContext.from_local_directory``), built on first use
+        or by ``build`` and rebuilt when a file of the folder changes (docs/docker.md)."""
+        if not isinstance(docker_build_context, DockerBuildContext):
+            raise UserErrorException(
+                f"docker_build_context must be a DockerBuildContext, not {type(docker_build_context).__name__}: "
+                "make one with DockerBuildContext.from_local_directory(ws, path)"
+            )
+        env = Environment(name)
+        env.python.user_managed_dependencies = True  # the image's own Python, as Azure runs it
+        env.docker.enabled = True
+        env.docker.base_image = None
+        env.docker.build_context = docker_build_context
+        return env
+
     def clone(self, new_name: str) -> Environment:
         """A copy of the environment under ``new_name``, not registered (version None)."""
         if not new_name:
@@ -256,20 +337,25 @@ class Environment:
         return env
 
     def build_local(self, workspace, platform: str | None = None, **kwargs) -> None:
-        """Build this environment now in the machine's environment cache, where its steps will
-        find it (docs/environments.md), printing what was built. Registering it is not needed.
-        ``useDocker=True`` and ``pushImageToWorkspaceAcr=True`` (an image) are the Docker issue's."""
+        """Build this environment now on this machine, where its steps will find it, printing
+        what was built: its Docker image with ``useDocker=True`` (or when ``docker.enabled``, as
+        Azure's default), else its virtual environment in the environment cache
+        (docs/environments.md). Registering it is not needed."""
         unknown = [key for key in kwargs if key not in _BUILD_LOCAL_OPTIONS]
         if unknown:
             raise TypeError(f"build_local() got an unexpected keyword argument {unknown[0]!r}")
         here = _PLATFORMS.get(sys.platform, sys.platform)
         if platform is not None and platform != here:
             raise UserErrorException(f"build_local(platform={platform!r}) builds on this machine, which is {here}")
-        if any(kwargs.values()) or self.docker.enabled:
+        if kwargs.get("pushImageToWorkspaceAcr"):
             raise UserErrorException(
-                "build_local(useDocker=True) builds a Docker image: not built yet (the Docker issue); "
-                "build_local(ws) builds the environment localpipe's steps run in"
+                "build_local(pushImageToWorkspaceAcr=True): there is no workspace container registry here; "
+                "the image stays in this machine's Docker daemon: leave pushImageToWorkspaceAcr out"
             )
+        if kwargs.get("useDocker", self.docker.enabled):
+            details = _build_image(self, workspace, "build_local(useDocker=True)")
+            print(details._summary())
+            return
         built = workspace.service.build_environment(self)
         if built["kind"] == "venv":
             print(
@@ -278,6 +364,22 @@ class Environment:
             )
         else:
             print(f'environment "{self.name}": nothing to install, its steps run on {built["interpreter"]}')
+
+    def build(self, workspace, image_build_compute: str | None = None) -> ImageBuildDetails:
+        """Build this environment's Docker image now in this machine's daemon (Azure builds it in
+        the cloud), and register the environment as Azure does (once it is built: a failed build
+        registers nothing); a second build of the same definition reuses the image, and so do its
+        steps. ``image_build_compute`` (a cluster for Azure's build) changes nothing here. A build
+        that fails raises, with the log's path, where Azure's reports ``status`` "Failed"."""
+        details = _build_image(self, workspace, "Environment.build")
+        self.register(workspace)
+        return details
+
+    def get_image_details(self, workspace) -> DockerImageDetails:
+        """The image this environment's steps run in, in Azure's shape: ``dockerImage`` (``name``,
+        ``registry``: none here), ``pythonEnvironment`` (``interpreterPath``), ``imageExistsInRegistry``
+        (whether it is built in this machine's daemon) and ``ingredients`` (``dockerfile``)."""
+        return DockerImageDetails(workspace.service.image_details(self))
 
     # -- the workspace ------------------------------------------------------------------------------
     @staticmethod
@@ -348,6 +450,89 @@ class Environment:
         }
 
 
+class ImageBuildDetails:
+    """What ``Environment.build`` did: the build is over when it returns (it runs here, not in the
+    cloud), so ``status`` is ``Succeeded`` and ``wait_for_completion`` returns at once."""
+
+    def __init__(self, details: dict):
+        self._details = details
+        self.image = details["image"]
+        self.built = details["built"]  # the tags built now; none when the image was there already
+        self.log_url = details["log"] and f"file://{details['log']}"
+
+    @property
+    def status(self) -> str:
+        """``Succeeded``: a build that fails raises instead."""
+        return "Succeeded"
+
+    def get_log(self) -> str | None:
+        """The build's output (its log file), or None when nothing was built."""
+        if not self._details["log"] or not os.path.isfile(self._details["log"]):
+            return None
+        with open(self._details["log"], encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def wait_for_completion(self, show_output: bool = True) -> ImageBuildDetails:
+        """Returns this object; with ``show_output``, prints the status and the build's log."""
+        if show_output:
+            print(f"Image Build Status: {self.status}\n")
+            print(self.get_log() or self._summary())
+        return self
+
+    def _summary(self) -> str:
+        name = self._details["environment"]
+        if self.built:
+            return f'environment "{name}": image {self.image} built (log: {self._details["log"]})'
+        return f'environment "{name}": image {self.image} is on this machine already: nothing to build'
+
+
+class DockerImageDetails(dict):
+    """An environment's image, as ``Environment.get_image_details`` returns it (Azure's dict)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+
+    @property
+    def image_exist(self) -> bool:
+        """Whether the image is built in this machine's daemon."""
+        return bool(self.get("imageExistsInRegistry"))
+
+    @property
+    def repository(self) -> str:
+        """The image's name (``localpipe-context:<digest>``, or the image named)."""
+        return self["dockerImage"]["name"]
+
+    @property
+    def registry(self) -> str | None:
+        """The registry's address: None, there is none here."""
+        return self["dockerImage"]["registry"]["address"]
+
+    @property
+    def image(self) -> str:
+        """The image's full name: its registry's address, if any, then its name."""
+        return self.repository if self.registry is None else f"{self.registry}/{self.repository}"
+
+    @property
+    def interpreter_path(self) -> str | None:
+        """The Python a step runs in the image: ``python3``, or ``python.interpreter_path``."""
+        return self["pythonEnvironment"]["interpreterPath"]
+
+    @property
+    def environment_path(self) -> str | None:
+        """Azure's conda environment in the image: None (an environment's packages are a layer)."""
+        return self["pythonEnvironment"]["condaEnvironmentPath"]
+
+    @property
+    def dockerfile(self) -> str | None:
+        """The Dockerfile the image is built from (None for an image named)."""
+        return (self.get("ingredients") or {}).get("dockerfile")
+
+
+def _build_image(environment: Environment, workspace, caller: str) -> ImageBuildDetails:
+    details = workspace.service.build_image(environment, caller)
+    return ImageBuildDetails({**details, "environment": environment.name})
+
+
 # The name of what a step with no environment of its own ran in: localpipe's interpreter.
 DEFAULT_ENVIRONMENT_NAME = "localpipe-default"
 
@@ -373,6 +558,10 @@ def environment_of_step(planned: dict) -> Environment:
         )
     elif kind == "docker":
         env.docker.enabled, env.docker.base_image = True, planned.get("image")
+        env.docker.base_dockerfile = planned.get("dockerfile")
+        if planned.get("context"):
+            location = DockerBuildContext.LocationType.StorageAccount
+            env.docker.build_context = DockerBuildContext(location, planned["context"], planned["context_dockerfile"])
     else:
         env.python.user_managed_dependencies = True
         env.python.interpreter_path = planned.get("interpreter")

@@ -131,6 +131,13 @@ class WorkspaceService(Protocol):
         "python", "interpreter"}`` when it installs nothing, else ``{"kind": "venv", "digest", "path",
         "python", "packages", "log"}``."""
 
+    def build_image(self, environment: Any, caller: str) -> dict:
+        """Build ``environment``'s Docker image now in this machine's daemon (``caller`` names the
+        SDK call in a refusal): ``{"image", "built": the tags built now, "log": their build's log}``."""
+
+    def image_details(self, environment: Any) -> dict:
+        """``environment``'s image in the shape of Azure's ``DockerImageDetails``."""
+
     def add_private_wheel(self, path: str, exist_ok: bool) -> Path:
         """Copy the wheel ``path`` into the workspace; returns the copy."""
 

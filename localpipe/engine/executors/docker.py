@@ -16,6 +16,7 @@ after the grace period). Containers carry labels naming the workspace, run and s
 
 from __future__ import annotations
 
+import re
 import signal
 import tempfile
 import threading
@@ -36,6 +37,7 @@ API_SECONDS = 120  # an ordinary call (creating a container, removing one) on a 
 LOG_DRAIN_SECONDS = 5.0  # how long an ended container's streams are read for what they still hold
 DOCKERFILE_TAG = "localpipe-dockerfile"  # images built from a Dockerfile: DOCKERFILE_TAG:<its digest>
 PACKAGES_TAG = "localpipe-env"  # an image with an environment's packages: PACKAGES_TAG:<their digest>
+CONTEXT_TAG = "localpipe-context"  # images built from a build context: CONTEXT_TAG:<digest of its files>
 
 _build_lock = threading.Lock()  # one build per image at a time in a process: a second waits, then finds it
 
@@ -77,6 +79,24 @@ def machine_docker() -> dict:
         return ids[name]
 
     return {"problem": None, "gpus": "nvidia" in (info.get("Runtimes") or {}), "image": image}
+
+
+def built_images() -> list[dict] | None:
+    """The images localpipe built in this machine's daemon, newest first: ``tag``, ``kind`` (what
+    it was built from), ``id``, ``size`` in bytes, ``created`` (the daemon's UTC time, to the
+    second); None when no daemon answers."""
+    kinds = {DOCKERFILE_TAG: "Dockerfile", CONTEXT_TAG: "build context", PACKAGES_TAG: "packages"}
+    try:
+        found = client(DAEMON_SECONDS)
+        images = found.images.list(filters={"reference": [f"{repository}:*" for repository in kinds]})
+    except Exception:  # noqa: BLE001  (no daemon: several unrelated types)
+        return None
+    listed = [
+        {"tag": tag, "kind": kinds[tag.split(":")[0]], "id": image.short_id, "size": image.attrs.get("Size"),
+         "created": (image.attrs.get("Created") or "")[:19].replace("T", " ")}
+        for image in images for tag in image.tags if tag.split(":")[0] in kinds
+    ]  # fmt: skip
+    return sorted(listed, key=lambda entry: entry["created"], reverse=True)
 
 
 def remove_containers(workspace: str, run_id: int) -> int:
@@ -242,82 +262,148 @@ class DockerExecutor:
             _remove(container)
 
     def _image(self, spec: dict, launch: Launch) -> str | Exit:
-        """The image to run: the named one or the one built from the step's Dockerfile, with a layer
-        of the environment's packages when it lists any. Each build is tagged only once it
-        succeeded (nothing half-built is kept) and reused while its digest is the same; its output
-        is in the step's ``image-build.log``."""
-        log = Path(launch.stderr).with_name("image-build.log")
-        image = spec["image"]
-        if spec.get("dockerfile"):
-            image = f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
-            failure = self._build(image, log, lambda folder: spec["dockerfile"])
-            if failure:
-                error = f"its Dockerfile could not be built: {failure} (log: {log})"
-                return Exit(launch.key, None, None, None, error=error)
-        if spec.get("packages"):
-            base, image = image, f"{PACKAGES_TAG}:{spec['packages_digest']}"
-            failure = self._build(image, log, lambda folder: self._install(base, spec["packages"], folder, log))
-            if failure:
-                error = f"its packages could not be added to image {base}: {failure} (log: {log})"
-                return Exit(launch.key, None, None, None, error=error)
-        return image
+        """The image to run (``build_image``); its build's output is in the step's ``image-build.log``."""
+        try:
+            return build_image(self._client, spec, Path(launch.stderr).with_name("image-build.log"))[0]
+        except ImageFailed as exc:
+            return Exit(launch.key, None, None, None, error=str(exc))
 
-    def _build(self, tag: str, log: Path, prepare) -> str | None:
-        """Build ``tag`` unless it exists, from the Dockerfile ``prepare(folder)`` returns (it may
-        put files in ``folder``, the build's context); None when it succeeded, else why not."""
-        with _build_lock:
+
+class ImageFailed(Exception):
+    """An image could not be built: the daemon's (or uv's) line and the log's path."""
+
+
+def image_tag(spec: dict) -> str:
+    """The tag of the image a planned Docker environment (or a launch's ``container``) runs in."""
+    if spec.get("packages"):
+        return f"{PACKAGES_TAG}:{spec['packages_digest']}"
+    if spec.get("context"):
+        return f"{CONTEXT_TAG}:{spec['context_digest']}"
+    if spec.get("dockerfile"):
+        return f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
+    return spec["image"]
+
+
+def build_image(found: docker.DockerClient, spec: dict, log: Path) -> tuple[str, list[str]]:
+    """The image to run, with the tags built now: the named one, or the one built from the
+    Dockerfile or the build context, with a layer of the environment's packages when it lists any.
+    Each build is tagged only once it succeeded (nothing half-built is kept) and reused while its
+    digest is the same; its output goes to ``log``. Raises ``ImageFailed``."""
+    built: list[str] = []
+    image = spec["image"]
+    if spec.get("context"):
+        image = f"{CONTEXT_TAG}:{spec['context_digest']}"
+        folder, dockerfile = spec["context"], spec["context_dockerfile"]
+        failure = _build(found, image, log, built, context=(folder, dockerfile))
+        if failure:
+            raise ImageFailed(f"its Docker build context {folder} could not be built: {failure} (log: {log})")
+    elif spec.get("dockerfile"):
+        image = f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
+        failure = _build(found, image, log, built, prepare=lambda folder: spec["dockerfile"])
+        if failure:
+            raise ImageFailed(f"its Dockerfile could not be built: {failure} (log: {log})")
+    if spec.get("packages"):
+        base, image = image, f"{PACKAGES_TAG}:{spec['packages_digest']}"
+        prepare = lambda folder: _install(found, base, spec["packages"], folder, log)  # noqa: E731
+        failure = _build(found, image, log, built, prepare=prepare)
+        if failure:
+            raise ImageFailed(f"its packages could not be added to image {base}: {failure} (log: {log})")
+    return image, built
+
+
+def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], prepare=None, context=None) -> str | None:
+    """Build ``tag`` unless it exists, from the Dockerfile ``prepare(folder)`` returns (it may put
+    files in ``folder``, the build's context) or from ``context`` (a folder and its Dockerfile's
+    path in it); None when it succeeded (``tag`` is added to ``built``), else why not."""
+    with _build_lock:
+        try:
+            found.images.get(tag)
+            return None
+        except docker.errors.ImageNotFound:
+            pass
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a") as out, tempfile.TemporaryDirectory(prefix="localpipe-image-") as scratch:
             try:
-                self._client.images.get(tag)
-                return None
-            except docker.errors.ImageNotFound:
-                pass
-            with open(log, "a") as out, tempfile.TemporaryDirectory(prefix="localpipe-image-") as folder:
-                try:
-                    dockerfile = prepare(folder)
-                    Path(folder, "Dockerfile").write_text(dockerfile)
-                    out.write(f"# {tag}\n{dockerfile}\n")
-                    out.flush()
-                    # No pull: FROM names an image of this machine (docker pull / docker load it first).
-                    chunks = self._client.api.build(
-                        path=folder, tag=tag, rm=True, forcerm=True, decode=True, pull=False
-                    )
-                    for chunk in chunks:
-                        out.write(chunk.get("stream") or "")
-                        if "error" in chunk:
-                            out.write(chunk["error"] + "\n")
-                            return chunk["error"].strip()
-                except BuildFailed as exc:
-                    out.flush()
-                    return f"{exc.reason}: {last_error_line(log)}" if last_error_line(log) else exc.reason
-                except docker.errors.DockerException as exc:  # the daemon refused, or the base has no python3
-                    out.write(_said(exc) + "\n")
-                    return _said(exc)
-        return None
+                if context:
+                    folder, dockerfile = context
+                    try:
+                        text = Path(folder, dockerfile).read_text(errors="replace")
+                    except OSError as exc:  # it went away since planning
+                        return f"{dockerfile} cannot be read ({exc.strerror}): put it back"
+                    out.write(f"# {tag}: {dockerfile} of {folder}\n")
+                else:
+                    folder, dockerfile = scratch, "Dockerfile"
+                    text = prepare(folder)
+                    Path(folder, dockerfile).write_text(text)
+                    out.write(f"# {tag}\n{text}\n")
+                out.flush()
+                missing = _missing_base(found, text)
+                if missing:
+                    out.write(missing + "\n")
+                    return missing
+                # No pull: FROM names an image of this machine (docker pull / docker load it first).
+                chunks = found.api.build(
+                    path=folder, dockerfile=dockerfile, tag=tag, rm=True, forcerm=True, decode=True, pull=False
+                )
+                for chunk in chunks:
+                    out.write(chunk.get("stream") or "")
+                    if "error" in chunk:
+                        out.write(chunk["error"] + "\n")
+                        return chunk["error"].strip()
+            except BuildFailed as exc:
+                out.flush()
+                return f"{exc.reason}: {last_error_line(log)}" if last_error_line(log) else exc.reason
+            except docker.errors.DockerException as exc:  # the daemon refused, or the base has no python3
+                out.write(_said(exc) + "\n")
+                return _said(exc)
+    built.append(tag)
+    return None
 
-    def _install(self, base: str, packages: dict, folder: str, log: Path) -> str:
-        """Install ``packages`` here, for the Python of image ``base``, into ``folder/packages``
-        (uv, for Linux and that Python's version: the image needs no installer and no network),
-        and return the Dockerfile that copies them into a layer over ``base``."""
-        uv = find_uv()
-        if uv is None:
-            raise BuildFailed("installing packages for an image needs uv (pip install uv)", log)
-        version = (
-            self._client.containers.run(
-                base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True
-            )
-            .decode()
-            .strip()
-        )
-        requirements = Path(folder, "requirements.txt")
-        requirements.write_text("\n".join([*packages["options"], *packages["requirements"]]) + "\n")
-        with open(log, "ab") as out:
-            installer = Installer(out)
-            installer.uv = uv
-            installer._run([
-                uv, "pip", "install", "--no-progress", "--target", str(Path(folder, "packages")),
-                "--python-version", version, "--python-platform", "linux", "-r", str(requirements),
-            ])  # fmt: skip
-        return f"FROM {base}\nCOPY packages {PACKAGES_IN_IMAGE}\n"
+
+def _missing_base(found: docker.DockerClient, dockerfile: str) -> str | None:
+    """What to do when an image a ``FROM`` line names is not on this machine (the daemon would try
+    to pull it, and localpipe pulls nothing); None when every one is here."""
+    stages = set()
+    for match in _FROM.finditer(dockerfile):
+        name, stage = match.group(1), match.group(2)
+        if name.lower() != "scratch" and name not in stages and "$" not in name:
+            try:
+                found.images.get(name)
+            except docker.errors.ImageNotFound:
+                return (
+                    f"its FROM image {name} is not on this machine (localpipe pulls nothing): "
+                    f"docker pull {name}, or docker load -i FILE.tar"
+                )
+        if stage:
+            stages.add(stage)
+    return None
+
+
+_FROM = re.compile(r"^\s*FROM\s+(?:--platform=\S+\s+)?(\S+)(?:\s+AS\s+(\S+))?", re.IGNORECASE | re.MULTILINE)
+
+
+def _install(found: docker.DockerClient, base: str, packages: dict, folder: str, log: Path) -> str:
+    """Install ``packages`` here, for the Python of image ``base``, into ``folder/packages``
+    (uv, for Linux and that Python's version: the image needs no installer and no network),
+    and return the Dockerfile that copies them into a layer over ``base``."""
+    uv = find_uv()
+    if uv is None:
+        raise BuildFailed("installing packages for an image needs uv (pip install uv)", log)
+    version = (
+        found.containers.run(base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True)
+        .decode()
+        .strip()
+    )
+    requirements = Path(folder, "requirements.txt")
+    requirements.write_text("\n".join([*packages["options"], *packages["requirements"]]) + "\n")
+    with open(log, "ab") as out:
+        installer = Installer(out)
+        installer.uv = uv
+        installer._run([
+            uv, "pip", "install", "--no-progress", "--target", str(Path(folder, "packages")),
+            "--python-version", version, "--python-platform", "linux", "-r", str(requirements),
+        ])  # fmt: skip
+    return f"FROM {base}\nCOPY packages {PACKAGES_IN_IMAGE}\n"
 
 
 def _copy(stream, logs: list[Log]) -> None:
