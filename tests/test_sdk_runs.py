@@ -278,6 +278,11 @@ def test_an_interactive_run_as_the_manage_runs_sample_logs_it(ws, monkeypatch, i
     assert notebook_run.get_status() == "Completed"
     assert notebook_run.get_metrics() == {"message": "Hello from run!"}
     assert "outputs/note.txt" in notebook_run.get_file_names()
+    fetched_run = Run(exp, notebook_run.id)  # logging-api.ipynb: a plain Run of the interactive run
+    assert fetched_run.type is None and fetched_run.get_metrics() == {"message": "Hello from run!"}
+    assert fetched_run.get_file_names() == notebook_run.get_file_names()
+    fetched_run.tag("Competition Rank", 1)
+    assert notebook_run.get_tags() == {"Competition Rank": 1}
     assert notebook_run.get_snapshot_id()  # of ".", outputs/ left out by .amlignore
     restored = notebook_run.restore_snapshot(path=str(ws.root.parent / "restored"))
     assert (ws.root.parent / "restored" / ".amlignore").exists() and not (ws.root.parent / "restored/outputs").exists()

@@ -28,6 +28,7 @@ from localpipe.errors import NotFoundError, RunFailedError, RunTimeoutError, Usa
 
 POLL_SECONDS = 0.2
 SCRIPT_RUN = "experiment"  # azureml.runsource of a script run, as in Azure ML
+INTERACTIVE_RUN = "interactive"  # localpipe.runsource of an Experiment.start_logging run
 PIPELINE_RUN = "azureml.PipelineRun"
 DOCS_URL = "https://learn.microsoft.com/python/api/azureml-core/azureml.core.run.run"
 CHART_KINDS = ("confusion_matrix", "accuracy_table", "residuals", "predictions")
@@ -162,8 +163,11 @@ class RunBase(LoggingMembers, RunFiles):
         self._history.runs.set_names(self._number, description=description)
 
     @property
-    def type(self) -> str:
-        """``azureml.PipelineRun``, ``azureml.scriptrun`` or ``azureml.StepRun``, as in Azure ML."""
+    def type(self) -> str | None:
+        """``azureml.PipelineRun``, ``azureml.scriptrun`` or ``azureml.StepRun``, as in Azure ML; None
+        for an interactive run (``Experiment.start_logging``), for which the SDK records no type."""
+        if self._is_interactive_run():
+            return None
         return "azureml.scriptrun" if self._is_script_run() else PIPELINE_RUN
 
     @property
@@ -438,12 +442,21 @@ class RunBase(LoggingMembers, RunFiles):
     def _is_script_run(self) -> bool:
         return (self._record().get("properties") or {}).get("azureml.runsource") == SCRIPT_RUN
 
+    def _is_interactive_run(self) -> bool:
+        return (self._record().get("properties") or {}).get("localpipe.runsource") == INTERACTIVE_RUN
+
     def _default_name(self) -> str:
         return f"{self.experiment.name} {self._number}"
 
     def _step(self) -> dict | None:
-        """The step run that holds this run's metrics and files: a script run's one step."""
-        if not self._is_script_run():
+        """The step run that holds this run's metrics and files: a script run's one step, or the
+        one that holds an interactive run's (``Run(experiment, run_id)`` finds either)."""
+        properties = self._record().get("properties") or {}
+        holds = (
+            properties.get("azureml.runsource") == SCRIPT_RUN
+            or properties.get("localpipe.runsource") == INTERACTIVE_RUN
+        )
+        if not holds:
             return None
         steps = self._history.runs.steps(self._number)
         return steps[0] if steps else None

@@ -29,6 +29,7 @@ from localpipe.client.child_runs import (
     emit_line,
 )
 from localpipe.client.run_base import (
+    INTERACTIVE_RUN,
     PIPELINE_RUN,
     SCRIPT_RUN,
     LoggingMembers,
@@ -44,7 +45,6 @@ from localpipe.errors import HyperDriveConfigException, NotFoundError, RunEnviro
 from localpipe.status import RunStatus
 
 STEP_RUN = "azureml.StepRun"
-INTERACTIVE_RUN = "interactive"  # localpipe.runsource of an Experiment.start_logging run
 HYPERDRIVE_RUN = "hyperdrive"  # azureml.runsource and type of a HyperDrive run, as in Azure ML
 
 
