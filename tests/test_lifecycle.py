@@ -107,6 +107,49 @@ def test_python_cancel_ends_a_submitted_run(ws, project):
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
 
 
+def test_cancel_and_fail_return_once_the_run_has_ended_as_asked(ws, project):
+    """manage-runs.ipynb prints get_status() right after cancel() and fail(): Canceled, then Failed
+    with fail()'s details, the step trees ended."""
+    from localpipe import Experiment, Run
+    from localpipe.engine.loader import load_pipeline
+
+    pipeline, pids = setup(project, ws)
+    experiment = Experiment(ws, "py")
+    canceled = experiment.submit(load_pipeline(pipeline, ws))
+    tree = wait_for(lambda: tree_pids(pids), what="the slow step to start")
+    canceled.cancel()
+    assert canceled.get_status() == "Canceled"
+    wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
+
+    (pids / "slow.pids").unlink()
+    failed = experiment.submit(load_pipeline(pipeline, ws))
+    tree = wait_for(lambda: tree_pids(pids), what="the slow step to start again")
+    Run(experiment, failed.id).fail(error_details="bad input", error_code="UserError")
+    assert failed.get_status() == "Failed" and run_row(ws, failed.id).error == "UserError: bad input"
+    assert step_status(ws, "slow", failed.id) == "Canceled"
+    wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
+
+
+def test_a_scheduler_killed_before_it_handles_a_cancel_leaves_the_run_canceled(ws, project, history):
+    """A run canceled as its scheduler starts: the SIGTERM may kill it before its handler is in
+    place. The next reader ends the run as asked (Canceled), not Failed "scheduler exited"."""
+    from localpipe.engine.recovery import cancel_run
+
+    pipeline, pids = setup(project, ws)
+    proc = popen_submit(pipeline, ws)
+    tree = wait_for(lambda: tree_pids(pids), what="the slow step to start")
+    proc.send_signal(signal.SIGSTOP)  # the SIGTERM stays pending: the scheduler never handles it
+    assert cancel_run(history, 1) == "run 1: cancel requested"
+    proc.kill()
+    proc.wait()
+    runs = json.loads(subprocess.run(
+        [sys.executable, "-m", "localpipe", "runs", "--json"], cwd=ws.root, capture_output=True, text=True, check=True
+    ).stdout)  # fmt: skip
+    assert (runs[0]["status"], runs[0]["error"]) == ("Canceled", "canceled")
+    assert step_status(ws, "slow") == "Canceled"
+    wait_for(lambda: gone(tree), timeout=10, what="the orphaned step tree to end")
+
+
 def test_a_killed_scheduler_leaves_the_run_failed_and_the_resubmission_reuses_completed_steps(ws, project, localpipe):
     pipeline, pids = setup(project, ws)
     proc = popen_submit(pipeline, ws)

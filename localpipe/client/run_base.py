@@ -284,9 +284,16 @@ class RunBase(LoggingMembers, RunFiles):
 
     def restore_snapshot(self, snapshot_id=None, path=None) -> str:
         """Copy the run's source snapshot into ``path`` (default ``./<snapshot id>``); returns it."""
-        snapshot_id = snapshot_id or self.get_snapshot_id()
-        source = self._step_folder() / "snapshot" if self._step() else None
-        if not snapshot_id or source is None or not source.is_dir() or snapshot_id != self.get_snapshot_id():
+        step = self._step()
+        own = (step or {}).get("snapshot")
+        if step and not own and step["started_at"] is None:
+            raise NotFoundError(
+                f"run {self.id} has no snapshot: its step never started (localpipe copies a run's source "
+                "when its step starts, not at submission); submit it again to have one"
+            )
+        snapshot_id = snapshot_id or own
+        source = self._step_folder() / "snapshot" if step else None
+        if not snapshot_id or source is None or not source.is_dir() or snapshot_id != own:
             raise NotFoundError(f"run {self.id} has no snapshot {snapshot_id or ''}: see localpipe show {self._number}")
         target = Path(path) if path else Path.cwd() / snapshot_id
         shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_RUN_FILE_FOLDERS))
@@ -362,14 +369,22 @@ class RunBase(LoggingMembers, RunFiles):
         """Nothing to do: a run completes when its steps end (in a step, when the script exits 0)."""
 
     def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
-        """Cancel the run, noting ``error_details``: localpipe's runs end when their steps do."""
-        self.cancel()
+        """End the run now as Failed, with ``error_details``: as ``cancel``, but marked Failed."""
+        self._end(_failure(error_details, error_code))
 
     def cancel(self) -> None:
-        """Cancel the run: its scheduler ends every step's process tree and marks it Canceled."""
+        """Cancel the run: its scheduler ends every step's process tree and marks it Canceled.
+        Returns once the run has ended (``get_status()`` says Canceled), or after 30 s."""
+        self._end(None)
+
+    def _end(self, failure: str | None) -> None:
         from localpipe.engine.recovery import cancel_run
 
-        cancel_run(self._history, self._number)
+        cancel_run(self._history, self._number, failure)
+        try:
+            watch_run(self._history, self._number, False, END_WAIT_SECONDS, False)
+        except RunTimeoutError:
+            pass  # its scheduler is still ending step processes: it marks the run when done
 
     def flush(self, timeout_seconds=300) -> None:
         """Nothing to wait for: what a run logs is written at once."""
@@ -538,6 +553,7 @@ class RunBase(LoggingMembers, RunFiles):
         return f"Run(id={self.id}, experiment={self.experiment.name!r}, type={self.type!r})"
 
 
+END_WAIT_SECONDS = 30  # how long cancel() and fail() wait for the scheduler to end the run
 _RUN_FILE_FOLDERS = ("outputs", "logs")  # left out of a restored snapshot: they are the run's files
 _TEMPORARY_FOLDERS = ("inputs", "outputs")  # what Run.clean removes of a step's folder
 
@@ -624,6 +640,12 @@ def _announce(row: dict, status, seen: dict) -> bool:
     print(f"{name}: {status.value}{reason}", flush=True)
     printed.append(status.value)
     return True
+
+
+def _failure(error_details, error_code) -> str:
+    """The error ``Run.fail`` records: its details, after the code when one is given."""
+    text = str(error_details) if error_details is not None else "failed"
+    return f"{error_code}: {text}" if error_code else text
 
 
 def _history_of(workspace):

@@ -36,6 +36,7 @@ from localpipe.client.run_base import (
     RunBase,
     StepRecordMembers,
     _as_tags,
+    _failure,
     _history_of,
     _matches,
     watch_run,
@@ -456,9 +457,7 @@ class InteractiveRun(Run):
         self._history.runs.finish_unscheduled(self._number, RunStatus.COMPLETED, None)
 
     def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
-        text = str(error_details) if error_details is not None else "failed"
-        error = f"{error_code}: {text}" if error_code else text
-        self._history.runs.finish_unscheduled(self._number, RunStatus.FAILED, error)
+        self._history.runs.finish_unscheduled(self._number, RunStatus.FAILED, _failure(error_details, error_code))
 
     def cancel(self) -> None:
         self._history.runs.finish_unscheduled(self._number, RunStatus.CANCELED, "canceled")

@@ -19,12 +19,15 @@ from localpipe.state.history import History
 from localpipe.status import RunStatus
 
 SCHEDULER_EXITED = "scheduler exited"
+CANCELED = "canceled"  # the reason a canceled run gives, as its scheduler records it
+FAILED_MARK = "failed: "  # a request to end a run as Failed (Run.fail) starts so, then the details
 # A run recorded but not yet picked up by its scheduler is left alone for this long.
 START_GRACE_SECONDS = 30.0
 
 
 def recover_abandoned_runs(history: History) -> list[int]:
-    """Mark Failed every active run whose scheduler is gone; returns their ids."""
+    """Mark Failed every active run whose scheduler is gone (Canceled when it was asked to cancel);
+    returns their ids."""
     candidates = history.runs.active()
     if not candidates:  # the common case: nothing to look at, not even a process
         return []
@@ -36,8 +39,12 @@ def recover_abandoned_runs(history: History) -> list[int]:
         remove_step_containers(str(history.layout.root), run_id)
     if abandoned:
         end_orphaned_launches(str(history.layout.root))
+    for run_id in abandoned:
+        # A scheduler asked to end may die of that SIGTERM before it handles it (a run canceled as
+        # it starts, as manage-runs.ipynb does): the run ends as asked (Canceled, or Run.fail's Failed).
+        ended, reason = requested_end(history.layout, run_id) or (RunStatus.FAILED, SCHEDULER_EXITED)
         try:
-            history.runs.mark_abandoned(run_id, SCHEDULER_EXITED)
+            history.runs.mark_abandoned(run_id, reason, ended)
         except WriteFailed:
             pass  # a full disk: readers still read; the next command that can write records it
     return abandoned
@@ -103,8 +110,21 @@ def remove_step_containers(workspace: str, run_id: int) -> None:
     remove_containers(workspace, run_id)
 
 
-def cancel_run(history: History, run_id) -> str:
-    """Ask the scheduler of ``run_id`` to cancel it (SIGTERM); returns what was done, in words."""
+def requested_end(layout, run_id: int) -> tuple[RunStatus, str] | None:
+    """How ``cancel_run`` asked ``run_id`` to end: (Canceled, "canceled"), or (Failed, the details
+    ``Run.fail`` gave); None when nothing was asked."""
+    try:
+        asked = layout.cancel_request(run_id).read_text()
+    except FileNotFoundError:
+        return None
+    if asked.startswith(FAILED_MARK):
+        return RunStatus.FAILED, asked.removeprefix(FAILED_MARK)
+    return RunStatus.CANCELED, CANCELED
+
+
+def cancel_run(history: History, run_id, failure: str | None = None) -> str:
+    """Ask the scheduler of ``run_id`` to cancel it (SIGTERM); returns what was done, in words.
+    With ``failure`` (``Run.fail``'s details), the run ends Failed with them rather than Canceled."""
     from localpipe.engine.resources import process_alive
 
     recover_abandoned_runs(history)
@@ -118,6 +138,6 @@ def cancel_run(history: History, run_id) -> str:
         return f"run {run['id']}: its scheduler had exited; marked Failed"
     request = history.layout.cancel_request(run["id"])
     request.parent.mkdir(parents=True, exist_ok=True)
-    request.touch()
+    request.write_text("" if failure is None else FAILED_MARK + failure)
     os.kill(run["scheduler_pid"], signal.SIGTERM)
     return f"run {run['id']}: cancel requested"

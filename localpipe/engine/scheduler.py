@@ -32,7 +32,7 @@ from localpipe.engine.executors.router import Router
 from localpipe.engine.metrics import MetricsIngester
 from localpipe.engine.outcomes import describe_exit, disk_full_note, log_tail, own_reason
 from localpipe.engine.progress import Progress, run_outcome
-from localpipe.engine.recovery import recover_abandoned_runs
+from localpipe.engine.recovery import recover_abandoned_runs, requested_end
 from localpipe.engine.resources import (
     ALIVE_CHECK_SECONDS,
     ClaimRequest,
@@ -215,10 +215,12 @@ class Scheduler:
                 gc.unfreeze()
             if self.cancel_reason is not None:
                 self._cancel_everything(self.cancel_reason)
-                self._finish_run(RunStatus.CANCELED, self.cancel_reason)
+                asked = requested_end(self.history.layout, self.run.id)  # Run.fail asks for Failed
+                status, reason = asked or (RunStatus.CANCELED, self.cancel_reason)
+                self._finish_run(status, reason)
                 if self.interrupted:
                     raise KeyboardInterrupt
-                return RunStatus.CANCELED
+                return status
             return self._finish_run(None, None)
         finally:
             self.environments.close()

@@ -175,9 +175,10 @@ class RunRecords:
             .dicts()
         )
 
-    def mark_abandoned(self, run_id: int, reason: str) -> bool:
-        """Fail a run whose scheduler is gone: its running steps Failed, the others Canceled, its
-        claims released. False when it had ended meanwhile (someone else recovered it)."""
+    def mark_abandoned(self, run_id: int, reason: str, ended: RunStatus = RunStatus.FAILED) -> bool:
+        """End a run whose scheduler is gone: Failed (or ``ended``, as a cancel asked), its running
+        steps too, the others Canceled, its claims released. False when it had ended meanwhile
+        (someone else recovered it)."""
         t = self.t
         with self.database.write():
             status = t.PipelineRun.select(t.PipelineRun.status).where(t.PipelineRun.id == run_id).scalar()
@@ -186,14 +187,14 @@ class RunRecords:
             at = now()
             running = [RunStatus.RUNNING.value, RunStatus.FINALIZING.value]
             active_steps = (t.StepRun.run == run_id) & t.StepRun.status.in_(_ACTIVE)
-            t.StepRun.update(status=RunStatus.FAILED.value, reason=reason, ended_at=at).where(
+            t.StepRun.update(status=ended.value, reason=reason, ended_at=at).where(
                 active_steps & t.StepRun.status.in_(running)
             ).execute()
             t.StepRun.update(status=RunStatus.CANCELED.value, reason=f"not run: {reason}", ended_at=at).where(
                 active_steps
             ).execute()
             t.ResourceClaim.delete().where(t.ResourceClaim.run == run_id).execute()
-            t.PipelineRun.update(status=RunStatus.FAILED.value, error=reason, ended_at=at).where(
+            t.PipelineRun.update(status=ended.value, error=reason, ended_at=at).where(
                 t.PipelineRun.id == run_id
             ).execute()
         return True
