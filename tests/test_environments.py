@@ -694,3 +694,17 @@ steps = [PythonScriptStep("uses.py", source_directory="src", name="s", runconfig
     assert proc.returncode == 0 and "building" not in proc.stdout, proc.stdout + proc.stderr
     assert "lp_tiny 2" in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
     assert len(built(cache)) == 1
+
+
+def test_the_build_error_is_read_from_a_log_uv_wrote_in_colour(tmp_path):
+    """In a Jupyter kernel (FORCE_COLOR) uv colours its log: the reason is still its error and causes."""
+    from localpipe.envs.build import last_error_line
+
+    log = tmp_path / "build.log"
+    log.write_text(
+        "\x1b[1m\x1b[31merror\x1b[39m\x1b[0m\x1b[1m:\x1b[0m Failed to build `scikit-learn==0.22.1`\n"
+        "  \x1b[1m\x1b[31mcause\x1b[39m\x1b[0m\x1b[1m:\x1b[0m The build backend returned an error\n"
+        "\x1b[36m\x1b[1mhint\x1b[39m\x1b[1m:\x1b[0m add pkg_resources\n"
+        "or `\x1b[32muv pip install pkg_resources\x1b[39m` into the environment\n"
+    )
+    assert last_error_line(log) == "Failed to build `scikit-learn==0.22.1`: The build backend returned an error"

@@ -4,6 +4,7 @@ standard library's ``venv`` and pip. Each command's output goes to the build's l
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -31,6 +32,8 @@ class BuildFailed(LocalpipeError):
 # uv.find_uv_bin() reads sysconfig, whose variables CPython fills on first use without a lock: two
 # builds starting at once in their threads saw sysconfig's EXE as None (a TypeError in uv).
 _FINDING_UV = threading.Lock()
+# Terminal colours: uv writes them to the log when FORCE_COLOR is set (a Jupyter kernel sets it).
+_COLOURS = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def find_uv() -> str | None:
@@ -104,7 +107,7 @@ def last_error_line(log: Path) -> str | None:
     """The installer's error in ``log``, on one line: uv's last ``error:`` with its causes (drawn
     as a tree on a terminal), pip's last ``ERROR:``, or else the last line."""
     try:
-        lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
+        lines = [line.strip() for line in _COLOURS.sub("", log.read_text(errors="replace")).splitlines()]
     except OSError:
         return None
     lines = [line.lstrip("×╰─▶│├ ").strip() for line in lines if line and not line.startswith("$ ")]
