@@ -139,7 +139,9 @@ def samples(tmp_path_factory, data_server):
         client = NotebookClient(
             executed, timeout=300, allow_errors=True, kernel_name="python3", resources={"metadata": {"path": str(root)}}
         )
-        env = {"PYTHONPATH": f"{shim}:{offline}", "SAMPLES_DATA_SERVER": data_server}
+        # MORE: manage-runs runs `!more hello.py` in the kernel's terminal, where util-linux's more
+        # waits for a key at the end of the file (as a terminal on Azure's compute instance would not).
+        env = {"PYTHONPATH": f"{shim}:{offline}", "SAMPLES_DATA_SERVER": data_server, "MORE": "-e"}
         posts = any("requests.post(" in cell.source for cell in executed.cells)
         with pytest.MonkeyPatch.context() as patch:
             for key, value in env.items():
@@ -188,7 +190,8 @@ def _finished_runs(root: Path) -> dict[str, list[str]]:
     statuses: dict[str, list[str]] = {}
     for name, experiment in Workspace(root).experiments.items():
         for run in experiment.get_runs():
-            statuses.setdefault(name, []).append(run.wait_for_completion(show_output=False, raise_on_error=False))
+            run.wait_for_completion(show_output=False, raise_on_error=False)  # a script run's gives its details
+            statuses.setdefault(name, []).append(run.get_status())
     return statuses
 
 
@@ -415,3 +418,94 @@ def test_the_modulestep_sample_runs_to_its_end(samples):
         written[step.name] = tuple(int(outputs[name].read_text()) for name in ("out_sum", "out_prod"))
     # calculate.py: 17 (initialNum's default) and 2, then the sum and product of the step before's, twice.
     assert written == {"AddAndMultiply": (19, 34), "AddAndMultiply_2": (53, 646), "AddAndMultiply_3": (699, 34238)}
+
+
+def test_the_logging_api_sample_runs_to_its_end(samples):
+    """An interactive run (start_logging) logs scalars, lists, rows, tables, a matplotlib figure and a
+    file; the notebook fetches it again as Run(experiment, run_id), reads its metrics and files,
+    downloads them and tags it."""
+    from localpipe import Workspace
+
+    notebook, runs, _ = samples("logging-api.ipynb")
+    assert errors(notebook) == []
+    assert runs["logging-api-test"] == ["Completed"], runs
+    [run] = Workspace(samples.root).experiments["logging-api-test"].get_runs()
+    assert repr(run) in shown(notebook)  # `fetched_run`, the same run found again by its id
+    metrics = run.get_metrics()
+    assert (metrics["Category"], metrics["scale factor"], metrics["Magic Number"]) == ("Red", 2, 84)
+    assert metrics["Fibonacci"] == [2 * n for n in (0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89)]
+    assert len(metrics["Sigmoid"]) == 20 and metrics["Sigmoid"][10] == 0.5
+    assert metrics["Cosine Wave"]["angle"] == metrics["Sine Wave"]["angle"] == [float(i) for i in range(-10, 10)]
+    for name in ("Accuracy", "Precision", "Recall"):  # 1000 rows of 15 columns each, logged row by row
+        assert len(metrics[name]) == 15 and all(len(column) == 1000 for column in metrics[name].values())
+    assert "{'scale factor': 2}" in shown(notebook)
+    assert run.get_file_names() == ["Hyperbolic Tangent.png", "logging-api/myfile.txt"]
+    assert (samples.root / "files" / "Hyperbolic Tangent.png").read_bytes().startswith(b"\x89PNG")
+    assert (samples.root / "files" / "myfile.txt").read_text() == "This is an output file that will be uploaded.\n"
+    assert run.get_tags() == {"My Favorite Run": None, "Competition Rank": 1}
+
+
+def test_the_manage_runs_sample_stops_at_restore_snapshot_of_a_run_that_never_started(samples):
+    """Interactive runs (with a `with` block and child runs), a script run of the notebook's own
+    folder with properties and tags it filters by, one whose step makes five child runs, one it
+    cancels and one it fails at once. Its last cell restores the snapshot of that failed run, which
+    Azure took at submission; localpipe copies a run's source when its step starts, and this one
+    never started: one line says so."""
+    from localpipe import Workspace
+
+    notebook, runs, _ = samples("manage-runs.ipynb")
+    [(index, error)] = errors(notebook)
+    assert notebook.cells[index].source == 'local_script_run.restore_snapshot(path="snapshots")'
+    assert error.startswith("NotFoundError: run ") and error.endswith(
+        " has no snapshot: its step never started (localpipe copies a run's source when its step starts, "
+        "not at submission); submit it again to have one"
+    )
+    output = printed(notebook)
+    assert "Is it still running? Running\nHas it completed? Completed" in output
+    assert "{'author': 'azureml-user', 'azureml.runsource': 'experiment'}" in output
+    assert "property \"author\" is already 'azureml-user': properties cannot change" in output
+    assert "{'quality': 'fantastic run', 'worth another look': None}" in output
+    assert "Did the run start? NotStarted\nDid the run cancel? Canceled\n" in output
+    assert output.endswith("Failed\n")  # fail() of the run it submitted just before
+    assert runs["explore-runs"] == ["Failed", "Canceled"] + ["Completed"] * 5, runs
+    newest = Workspace(samples.root).experiments["explore-runs"].get_runs()
+    parent, with_children, tagged = newest[2], newest[3], newest[4]
+    assert [c.get_metrics() for c in parent.get_children()] == [{"Hello from child run": c} for c in range(5)]
+    assert [c.get_metrics() for c in with_children.get_children()] == [{"Hello from child run ": c} for c in range(5)]
+    assert (
+        tagged.get_metrics() == {"message": "Hello from run!"} and tagged.get_properties()["author"] == "azureml-user"
+    )
+    assert shown(notebook).count(f"[{tagged!r}]") == 2  # get_runs by properties and tags, twice
+
+
+def test_the_train_on_local_sample_runs_to_its_end(samples):
+    """train.py runs three ways: in the kernel's own environment (user-managed), in one built from
+    its conda dependencies, and with Docker enabled where Docker runs (outside it when Azure's image
+    is absent). The notebook picks the best alpha from the last run's metrics and registers its model."""
+    from localpipe import Model, Workspace
+
+    notebook, runs, _ = samples("train-on-local.ipynb")
+    assert errors(notebook) == []
+    assert runs["train-on-local"] in (["Completed"] * 2, ["Completed"] * 3), runs
+    ws = Workspace(samples.root)
+    last = ws.experiments["train-on-local"].get_runs()[0]
+    metrics = last.get_metrics()
+    assert len(metrics["alpha"]) == len(metrics["mse"]) == 20
+    best = metrics["alpha"][metrics["mse"].index(min(metrics["mse"]))]
+    assert f"When alpha is {best:0.2f}, we have min MSE {min(metrics['mse']):0.2f}." in printed(notebook)
+    assert sum(name.startswith("outputs/ridge_") for name in last.get_file_names()) == 20
+    model = Model(ws, "best_ridge_model")
+    assert model.version == 1 and model.run_id == last.id
+    assert "Registered model:\n --> Name: best_ridge_model\n --> Version: 1\n" in printed(notebook)
+
+
+def test_the_scriptrun_with_data_sample_runs_to_its_end(samples):
+    """A script run on cpu-cluster given a mounted FileDataset and an OutputFileDatasetConfig as its
+    arguments: dummy_train.py copies the uploaded iris.csv to the output, which lands on the
+    datastore at the destination the notebook named."""
+    notebook, runs, _ = samples("how-to-use-scriptrun.ipynb")
+    assert errors(notebook) == []
+    assert runs["ScriptRun_sample"] == ["Completed"], runs
+    assert re.search(r"Argument 1: \S+/workspaceblobstore/script-run/iris\.csv\n", printed(notebook))
+    written = samples.root / ".localpipe" / "datastores" / "workspaceblobstore" / "sample" / "outputdataset"
+    assert (written / "output.csv").read_bytes() == (SAMPLES / "iris.csv").read_bytes()
