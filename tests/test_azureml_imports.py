@@ -492,3 +492,26 @@ def test_a_malformed_config_json_fails_a_command_with_one_line(ws, localpipe):
     assert done.returncode == 2
     assert len(done.stderr.splitlines()) == 1
     assert done.stderr.startswith(f"error: Azure ML config {ws.root / 'config.json'} cannot be read: not JSON")
+
+
+def test_a_step_on_python_older_than_3_8_is_told_in_one_line(tmp_path):
+    """train-with-datasets.ipynb asks for Python 3.6.2: where one is installed its steps run there,
+    and `from azureml.core import Run` says what to change rather than failing on localpipe's syntax."""
+    from localpipe.cache_dir import cache_root
+    from localpipe.envs.pythons import find_pythons
+
+    older = [path for version, path in find_pythons(cache_root()) if version.startswith(("3.6.", "3.7."))]
+    if not older:
+        pytest.skip("no Python 3.6 or 3.7 on this machine")
+    for interpreter in older:
+        done = subprocess.run(
+            [interpreter, "-c", "from azureml.core.run import Run"],
+            env={**os.environ, "PYTHONPATH": step_pythonpath(cache_root())},
+            capture_output=True,
+            text=True,
+        )
+        last = done.stderr.strip().splitlines()[-1]
+        assert last.startswith(
+            "ImportError: localpipe's azureml needs Python 3.8 or later in a step, and this one runs Python 3."
+        )
+        assert last.endswith("name python=3.8 or later in its environment (docs/environments.md)")

@@ -11,7 +11,13 @@ import importlib
 import sys
 from importlib.machinery import ModuleSpec
 
-from localpipe.compat.names import MODULES
+if sys.version_info < (3, 8):  # noqa: UP036 (a step's Python may be older than localpipe's; say so, not a SyntaxError)
+    raise ImportError(
+        "localpipe's azureml needs Python 3.8 or later in a step, and this one runs Python {}.{}: name "
+        "python=3.8 or later in its environment (docs/environments.md)".format(*sys.version_info[:2])
+    )
+
+from localpipe.compat.names import MODULES  # noqa: E402 (after the version check)
 
 
 def _missing(what: str) -> str:
