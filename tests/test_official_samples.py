@@ -445,21 +445,15 @@ def test_the_logging_api_sample_runs_to_its_end(samples):
     assert run.get_tags() == {"My Favorite Run": None, "Competition Rank": 1}
 
 
-def test_the_manage_runs_sample_stops_at_restore_snapshot_of_a_run_that_never_started(samples):
+def test_the_manage_runs_sample_runs_to_its_end(samples):
     """Interactive runs (with a `with` block and child runs), a script run of the notebook's own
     folder with properties and tags it filters by, one whose step makes five child runs, one it
-    cancels and one it fails at once. Its last cell restores the snapshot of that failed run, which
-    Azure took at submission; localpipe copies a run's source when its step starts, and this one
-    never started: one line says so."""
+    cancels and one it fails at once, whose snapshot (named at submission, as on Azure) it restores."""
     from localpipe import Workspace
 
     notebook, runs, _ = samples("manage-runs.ipynb")
-    [(index, error)] = errors(notebook)
-    assert notebook.cells[index].source == 'local_script_run.restore_snapshot(path="snapshots")'
-    assert error.startswith("NotFoundError: run ") and error.endswith(
-        " has no snapshot: its step never started (localpipe copies a run's source when its step starts, "
-        "not at submission); submit it again to have one"
-    )
+    assert errors(notebook) == []
+    assert shown(notebook)[-1] == "'snapshots'" and (samples.root / "snapshots" / "hello_with_delay.py").is_file()
     output = printed(notebook)
     assert "Is it still running? Running\nHas it completed? Completed" in output
     assert "{'author': 'azureml-user', 'azureml.runsource': 'experiment'}" in output

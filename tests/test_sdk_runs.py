@@ -4,6 +4,7 @@ Experiment.list and get_runs filters, run files, with the SDK's own usage from t
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -312,6 +313,25 @@ def test_an_interactive_run_as_the_manage_runs_sample_logs_it(ws, monkeypatch, i
         exp.start_logging(run_id="mine")
     with pytest.raises(TypeError):
         exp.start_logging(snapshot_dir=None)
+
+
+def test_a_script_run_canceled_before_its_step_started_has_the_snapshot_of_its_submission(ws, project, tmp_path):
+    """manage-runs.ipynb restores the snapshot of a run it failed as soon as it submitted it: Azure
+    took it at submission. localpipe names it then and copies it from the source folder while that
+    is unchanged; once the folder has changed, one line says why there is none."""
+    from localpipe.errors import NotFoundError
+
+    run = script_run(ws, project, "explore-runs", "import time\ntime.sleep(30)\n", arguments=())
+    (ws.root / "train" / ".amlignore").write_text("/outputs\n")
+    assert run.get_snapshot_id()  # named at submission, before the step starts
+    run.fail()
+    assert run.get_status() == "Failed"
+    with pytest.raises(NotFoundError, match="has changed since it was submitted"):
+        run.restore_snapshot(path=str(tmp_path / "changed"))  # .amlignore was added after submission
+    (ws.root / "train" / ".amlignore").unlink()
+    restored = run.restore_snapshot(path=str(tmp_path / "snapshots"))
+    assert sorted(os.listdir(restored)) == ["train.py"]
+    assert (tmp_path / "snapshots" / "train.py").read_text() == "import time\ntime.sleep(30)\n"
 
 
 def test_run_members_on_a_finished_script_run(ws, project, tmp_path):

@@ -211,6 +211,7 @@ class Experiment:
         return Run(self, run_id) if kind == SCRIPT_RUN else PipelineRun(self, run_id)
 
     def _start(self, pipeline, pipeline_parameters, options: dict, tags) -> int:
+        from localpipe.client.run_base import SCRIPT_RUN
         from localpipe.engine.submit import prepare_run, run_in_background
         from localpipe.hw.host import detect_host, oversubscription
 
@@ -225,6 +226,13 @@ class Experiment:
             tags,
             properties=options["properties"],
         )
+        if options["properties"]["azureml.runsource"] == SCRIPT_RUN:
+            # Azure snapshots a script run's source at submission: its id is known from then on, and
+            # restore_snapshot works for a run canceled before its step started (manage-runs.ipynb).
+            [(name, tree)] = prepared.sources.items()
+            if tree is not None:
+                [step] = history.runs.steps(prepared.run_id)
+                history.runs.set_snapshot(step["id"], tree.digest, tree.files, tree.size)
         run_in_background(history, prepared.run_id)
         note = oversubscription(detect_host())
         if note:

@@ -283,20 +283,29 @@ class RunBase(LoggingMembers, RunFiles):
         return (self._step() or {}).get("snapshot")
 
     def restore_snapshot(self, snapshot_id=None, path=None) -> str:
-        """Copy the run's source snapshot into ``path`` (default ``./<snapshot id>``); returns it."""
+        """Copy the run's source snapshot into ``path`` (default ``./<snapshot id>``); returns it. A
+        script run's snapshot is named at submission; until its step starts (never, for one canceled
+        at once) it is copied from its source folder, which must not have changed since."""
         step = self._step()
         own = (step or {}).get("snapshot")
-        if step and not own and step["started_at"] is None:
-            raise NotFoundError(
-                f"run {self.id} has no snapshot: its step never started (localpipe copies a run's source "
-                "when its step starts, not at submission); submit it again to have one"
-            )
         snapshot_id = snapshot_id or own
-        source = self._step_folder() / "snapshot" if step else None
-        if not snapshot_id or source is None or not source.is_dir() or snapshot_id != own:
+        copied = self._step_folder() / "snapshot" if step else None
+        if not snapshot_id or snapshot_id != own or not (copied.is_dir() or step["started_at"] is None):
             raise NotFoundError(f"run {self.id} has no snapshot {snapshot_id or ''}: see localpipe show {self._number}")
         target = Path(path) if path else Path.cwd() / snapshot_id
-        shutil.copytree(source, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_RUN_FILE_FOLDERS))
+        if copied.is_dir():
+            shutil.copytree(copied, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_RUN_FILE_FOLDERS))
+            return str(target)
+        from localpipe.content.hashing import copy_tree, hash_tree
+
+        source = self._spec().get("source_dir")
+        now = hash_tree(source) if source and os.path.isdir(source) else None
+        if now is None or now.digest != own:
+            raise NotFoundError(
+                f"run {self.id} has no snapshot: its step never started, and its source folder {source} has "
+                "changed since it was submitted (localpipe keeps a copy when the step starts)"
+            )
+        copy_tree(source, sorted(now.files), target)
         return str(target)
 
     def take_snapshot(self, file_or_folder_path) -> str:
