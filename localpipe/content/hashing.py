@@ -278,6 +278,33 @@ def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | N
     )
 
 
+def context_digest(folder: str | os.PathLike) -> str:
+    """The digest of a Docker build context as the daemon is sent it: each file's content and
+    executable bit, each symlink's target as written (Docker sends the link, never what it points
+    to, so a link out of the folder or to nothing is no problem), each empty folder."""
+    entries: dict[str, str] = {}
+    for top, folders, names in os.walk(folder, onerror=_unreadable):
+        rel = os.path.relpath(top, folder)
+        for name in folders + names:
+            path = os.path.join(top, name)
+            entry = os.path.normpath(os.path.join(rel, name))
+            st = os.lstat(path)
+            if statmod.S_ISLNK(st.st_mode):
+                entries[entry] = "->" + os.readlink(path)
+            elif statmod.S_ISREG(st.st_mode):
+                try:
+                    entries[entry] = _entry_digest(hash_file(path), st)
+                except OSError as exc:
+                    raise UsageError(f"cannot read {path}: {exc.strerror}: fix its permissions") from None
+            elif statmod.S_ISDIR(st.st_mode):
+                entries[entry] = "/"
+    return tree_digest(entries)
+
+
+def _unreadable(exc: OSError) -> None:
+    raise UsageError(f"cannot read folder {exc.filename}: {exc.strerror}: fix its permissions")
+
+
 def file_entry(path: str, st: os.stat_result, stat_cache: StatCacheLike | None = None) -> str:
     """A file's entry in a tree digest: its content digest (from the stat cache when it is unchanged)
     and its executable bit."""

@@ -18,7 +18,8 @@ import sys
 import warnings
 from typing import Any
 
-from localpipe.content.hashing import dataset_digest, hash_bytes
+from localpipe.content.hashing import context_digest, dataset_digest, hash_bytes, hash_file
+from localpipe.errors import UsageError
 from localpipe.plan import checks
 
 AZUREML_IMAGES = "mcr.microsoft.com/azureml/"  # Azure ML's own base images (DEFAULT_CPU_IMAGE, ...)
@@ -235,7 +236,17 @@ def _build_context(where: str, context, found: list[str]) -> dict[str, Any] | No
             + ": add it, or pass dockerfile_path= to DockerBuildContext.from_local_directory"
         )
         return None
-    digest = hash_bytes(json.dumps([dataset_digest([folder]), dockerfile]).encode())[:32]
+    try:  # the Dockerfile's text too: dockerfile_path may name one out of the folder
+        contents = [context_digest(folder), dockerfile, hash_file(os.path.join(folder, dockerfile))]
+    except UsageError as exc:
+        found.append(f"{where}: Docker build context {folder}: {exc}")
+        return None
+    except OSError as exc:
+        found.append(
+            f"{where}: Docker build context {folder}: cannot read {dockerfile} ({exc.strerror}): fix its permissions"
+        )
+        return None
+    digest = hash_bytes(json.dumps(contents).encode())[:32]
     return {"context": folder, "context_dockerfile": dockerfile, "context_digest": digest}
 
 

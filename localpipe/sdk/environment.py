@@ -92,7 +92,7 @@ class DockerBuildContext:
                 "dockerfile_path= (relative to the folder)"
             )
         files = [os.path.join(top, name) for top, _, names in os.walk(folder) for name in names]
-        size = sum(os.path.getsize(f) for f in files)
+        size = sum(os.lstat(f).st_size for f in files)  # a link counts as itself: Docker sends the link
         if len(files) > _CONTEXT_MAX_FILES or size > _CONTEXT_MAX_BYTES:
             warnings.warn(
                 f"Docker build context {folder} holds {len(files)} files ({size / 2**20:.1f} MiB): it is hashed "

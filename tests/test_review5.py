@@ -1,0 +1,47 @@
+"""Hostile review of environment images, saved datasets' lifecycle, ParallelRunStep YAML saving
+and the step supervisor's exit: each test here failed before the fix beside it."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from localpipe.sdk.environment import DockerBuildContext, Environment
+from tests.test_docker import IMAGE, _docker, docker_image  # noqa: F401  (a fixture)
+
+docker = [pytest.mark.docker, pytest.mark.usefixtures("docker_image")]  # skipped where no daemon answers
+
+
+@pytest.mark.parametrize("target", ["/nonexistent/anywhere", "OUTSIDE"])
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_build_context_with_a_symlink_out_of_it_or_to_nothing_builds_as_docker_sends_the_link(
+    ws, project, tmp_path, target
+):
+    # Docker sends a symlink as a link, never what it points to: a dangling one or one out of the
+    # folder (node_modules/.bin, a link to a shared file) builds; its target text is what counts.
+    outside = tmp_path / "outside.txt"
+    outside.write_text("one")
+    project("ctx/Dockerfile", f"FROM {IMAGE}\nRUN echo {ws.root} > /where\n")  # the link just lies there
+    os.symlink(str(outside) if target == "OUTSIDE" else target, ws.root / "ctx" / "link")
+    env = Environment.from_docker_build_context("linked", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
+    tag = env.get_image_details(ws).repository
+    assert env.build(ws).built == [tag]
+    outside.write_text("two")  # not in the context: nothing to rebuild
+    assert env.get_image_details(ws).repository == tag
+    os.unlink(ws.root / "ctx" / "link")
+    os.symlink("/elsewhere", ws.root / "ctx" / "link")  # the link itself changed: a new image
+    assert env.get_image_details(ws).repository != tag
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_an_edit_of_a_dockerfile_outside_its_context_rebuilds(ws, project):
+    project("ctx/data.txt", "x\n")
+    project("Dockerfile.outside", f"FROM {IMAGE}\nRUN echo {ws.root} one > /o\n")
+    context = DockerBuildContext.from_local_directory(ws, ws.root / "ctx", dockerfile_path="../Dockerfile.outside")
+    env = Environment.from_docker_build_context("outside", context)
+    first = env.get_image_details(ws).repository
+    project("Dockerfile.outside", f"FROM {IMAGE}\nRUN echo {ws.root} two > /o\n")
+    assert env.get_image_details(ws).repository != first  # else the old image would run the new Dockerfile
