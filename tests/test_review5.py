@@ -3,7 +3,10 @@ and the step supervisor's exit: each test here failed before the fix beside it."
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -45,3 +48,27 @@ def test_an_edit_of_a_dockerfile_outside_its_context_rebuilds(ws, project):
     first = env.get_image_details(ws).repository
     project("Dockerfile.outside", f"FROM {IMAGE}\nRUN echo {ws.root} two > /o\n")
     assert env.get_image_details(ws).repository != first  # else the old image would run the new Dockerfile
+
+
+BUILD = """
+import json, sys
+from localpipe import Workspace
+from localpipe.sdk.environment import DockerBuildContext, Environment
+
+ws = Workspace.from_config(path=sys.argv[1])
+env = Environment.from_docker_build_context("both", DockerBuildContext.from_local_directory(ws, sys.argv[1] + "/ctx"))
+print(json.dumps(env.build(ws).built))
+"""
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_two_processes_building_one_context_at_once_build_it_once(ws, project):
+    project("ctx/Dockerfile", f"FROM {IMAGE}\nRUN sleep 1 && echo {ws.root} > /where\n")
+    project("build.py", BUILD)
+    builders = [
+        subprocess.Popen([sys.executable, "build.py", str(ws.root)], cwd=ws.root, stdout=subprocess.PIPE, text=True)
+        for _ in range(3)
+    ]
+    built = sorted(json.loads(builder.communicate(timeout=120)[0]) for builder in builders)
+    assert [len(tags) for tags in built] == [0, 0, 1]  # the others waited, then found the image

@@ -16,16 +16,19 @@ after the grace period). Containers carry labels naming the workspace, run and s
 
 from __future__ import annotations
 
+import fcntl
 import re
 import signal
 import tempfile
 import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import docker
 import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
+from localpipe.cache_dir import cache_root
 from localpipe.engine.executors import RUN_LABEL, TERMINATE_GRACE_SECONDS, WORKSPACE_LABEL, Exit, Inbox, Launch
 from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.supervisor import Log
@@ -39,7 +42,7 @@ DOCKERFILE_TAG = "localpipe-dockerfile"  # images built from a Dockerfile: DOCKE
 PACKAGES_TAG = "localpipe-env"  # an image with an environment's packages: PACKAGES_TAG:<their digest>
 CONTEXT_TAG = "localpipe-context"  # images built from a build context: CONTEXT_TAG:<digest of its files>
 
-_build_lock = threading.Lock()  # one build per image at a time in a process: a second waits, then finds it
+_build_lock = threading.Lock()  # one build at a time in a process (and one per image on the machine: _machine_lock)
 
 
 def client(timeout: float = API_SECONDS) -> docker.DockerClient:
@@ -315,7 +318,7 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
     """Build ``tag`` unless it exists, from the Dockerfile ``prepare(folder)`` returns (it may put
     files in ``folder``, the build's context) or from ``context`` (a folder and its Dockerfile's
     path in it); None when it succeeded (``tag`` is added to ``built``), else why not."""
-    with _build_lock:
+    with _build_lock, _machine_lock(tag):
         try:
             found.images.get(tag)
             return None
@@ -358,6 +361,17 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
                 return _said(exc)
     built.append(tag)
     return None
+
+
+@contextmanager
+def _machine_lock(tag: str):
+    """The build lock of ``tag`` for every process of the machine (its daemon is theirs too): a
+    second submitter building the same image waits, then finds it built."""
+    folder = cache_root() / "image-builds" / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{tag.replace('/', '_').replace(':', '-')}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock, also when the process dies
 
 
 def _missing_base(found: docker.DockerClient, dockerfile: str) -> str | None:
