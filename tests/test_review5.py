@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from localpipe.sdk.environment import DockerBuildContext, Environment
-from tests.test_docker import IMAGE, _docker, docker_image  # noqa: F401  (a fixture)
+from tests.conftest import wait_for
+from tests.test_docker import IMAGE, _read, docker_image  # noqa: F401  (a fixture)
 
 docker = [pytest.mark.docker, pytest.mark.usefixtures("docker_image")]  # skipped where no daemon answers
 
@@ -72,3 +73,51 @@ def test_two_processes_building_one_context_at_once_build_it_once(ws, project):
     ]
     built = sorted(json.loads(builder.communicate(timeout=120)[0]) for builder in builders)
     assert [len(tags) for tags in built] == [0, 0, 1]  # the others waited, then found the image
+
+
+EDITED_PIPELINE = """
+from azureml.core import Environment, Workspace
+from azureml.core.environment import DockerBuildContext
+from azureml.core.runconfig import RunConfiguration
+from azureml.pipeline.core import Pipeline, PipelineData
+from azureml.pipeline.steps import PythonScriptStep
+
+ws = Workspace.from_config()
+rc = RunConfiguration()
+rc.environment = Environment.from_docker_build_context("ctx", DockerBuildContext.from_local_directory(ws, "ctx"))
+ready = PipelineData("ready", datastore=ws.get_default_datastore())
+first = PythonScriptStep("wait.py", source_directory="src", arguments=[ready], outputs=[ready], name="first")
+second = PythonScriptStep("marker.py", source_directory="src", inputs=[ready], runconfig=rc, name="second")
+pipeline = Pipeline(ws, [first, second])
+"""
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_build_context_edited_after_planning_never_leaves_its_image_under_the_planned_digest(ws, project, localpipe):
+    # The image is built when its step starts, maybe long after planning: built from the edited
+    # folder but tagged with the planned digest, it came back, stale, once the edit was undone.
+    project("ctx/Dockerfile", f"FROM {IMAGE}\nCOPY marker.txt /marker\nRUN echo {ws.root} > /where\n")
+    project("ctx/marker.txt", "one\n")
+    project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
+    project(
+        "src/wait.py",
+        "import os, sys, time\nos.makedirs(sys.argv[1], exist_ok=True)\nopen('started', 'w').close()\n"
+        "while not os.path.exists('go'):\n    time.sleep(0.05)\n",
+    )
+    project("pipeline.py", EDITED_PIPELINE)
+    submitter = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "submit", "pipeline.py"], cwd=ws.root, stdout=subprocess.PIPE, text=True
+    )
+    first = ws.root / ".localpipe" / "runs" / "1" / "first"
+    wait_for(lambda: (first / "started").exists() or list(first.rglob("started")), what="the first step to start")
+    project("ctx/marker.txt", "two\n")  # while the run goes on: the second step's image is not built yet
+    for started in first.rglob("started"):
+        (started.parent / "go").touch()
+    out, _ = submitter.communicate(timeout=120)
+    second = ws.root / ".localpipe" / "runs" / "1" / "second"
+    assert "changed since the run was planned" in (_read(second / "stderr.log") + out + _read(second / "reason.txt"))
+
+    project("ctx/marker.txt", "one\n")  # undone: the planned digest again, and its image is the right one
+    localpipe("submit", "pipeline.py", check=True)
+    assert "marker one" in _read(ws.root / ".localpipe" / "runs" / "2" / "second" / "stdout.log")

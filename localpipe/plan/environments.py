@@ -236,18 +236,23 @@ def _build_context(where: str, context, found: list[str]) -> dict[str, Any] | No
             + ": add it, or pass dockerfile_path= to DockerBuildContext.from_local_directory"
         )
         return None
-    try:  # the Dockerfile's text too: dockerfile_path may name one out of the folder
-        contents = [context_digest(folder), dockerfile, hash_file(os.path.join(folder, dockerfile))]
+    try:
+        digest = build_context_digest(folder, dockerfile)
     except UsageError as exc:
         found.append(f"{where}: Docker build context {folder}: {exc}")
         return None
-    except OSError as exc:
-        found.append(
-            f"{where}: Docker build context {folder}: cannot read {dockerfile} ({exc.strerror}): fix its permissions"
-        )
-        return None
-    digest = hash_bytes(json.dumps(contents).encode())[:32]
     return {"context": folder, "context_dockerfile": dockerfile, "context_digest": digest}
+
+
+def build_context_digest(folder: str, dockerfile: str) -> str:
+    """The digest naming the image of a build context: the folder as the daemon is sent it, and the
+    Dockerfile's path and text (``dockerfile_path`` may name one out of the folder). Raises
+    ``UsageError`` for a file that cannot be read."""
+    try:
+        contents = [context_digest(folder), dockerfile, hash_file(os.path.join(folder, dockerfile))]
+    except OSError as exc:
+        raise UsageError(f"cannot read {dockerfile} ({exc.strerror}): fix its permissions") from None
+    return hash_bytes(json.dumps(contents).encode())[:32]
 
 
 @functools.lru_cache(maxsize=16)

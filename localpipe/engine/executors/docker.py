@@ -34,6 +34,8 @@ from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.supervisor import Log
 from localpipe.engine.workdir import PACKAGES_IN_IMAGE
 from localpipe.envs.build import BuildFailed, Installer, find_uv, last_error_line
+from localpipe.errors import UsageError
+from localpipe.plan.environments import build_context_digest
 
 DAEMON_SECONDS = 3  # how long a question to the daemon waits before it is called unanswered
 API_SECONDS = 120  # an ordinary call (creating a container, removing one) on a busy daemon
@@ -300,6 +302,14 @@ def build_image(found: docker.DockerClient, spec: dict, log: Path) -> tuple[str,
         failure = _build(found, image, log, built, context=(folder, dockerfile))
         if failure:
             raise ImageFailed(f"its Docker build context {folder} could not be built: {failure} (log: {log})")
+        if image in built and _digest_now(folder, dockerfile) != spec["context_digest"]:
+            # Built from the folder as it is now, but tagged with the digest planned (maybe long
+            # before): kept, that tag would later run this content for the planned one.
+            _untag(found, image)
+            raise ImageFailed(
+                f"its Docker build context {folder} changed since the run was planned, before its image was "
+                "built: submit again"
+            )
     elif spec.get("dockerfile"):
         image = f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
         failure = _build(found, image, log, built, prepare=lambda folder: spec["dockerfile"])
@@ -361,6 +371,20 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
                 return _said(exc)
     built.append(tag)
     return None
+
+
+def _digest_now(folder: str, dockerfile: str) -> str | None:
+    try:
+        return build_context_digest(folder, dockerfile)
+    except UsageError:
+        return None
+
+
+def _untag(found: docker.DockerClient, tag: str) -> None:
+    try:
+        found.images.remove(tag, noprune=False)
+    except docker.errors.DockerException:
+        pass  # removed meanwhile by someone else
 
 
 @contextmanager
