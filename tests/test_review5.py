@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import subprocess
 import sys
+import time
 
 import pytest
 
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.conftest import wait_for
+from tests.defect_helpers import popen_localpipe
 from tests.test_docker import IMAGE, _read, docker_image  # noqa: F401  (a fixture)
 
 docker = [pytest.mark.docker, pytest.mark.usefixtures("docker_image")]  # skipped where no daemon answers
@@ -121,3 +124,71 @@ def test_a_build_context_edited_after_planning_never_leaves_its_image_under_the_
     project("ctx/marker.txt", "one\n")  # undone: the planned digest again, and its image is the right one
     localpipe("submit", "pipeline.py", check=True)
     assert "marker one" in _read(ws.root / ".localpipe" / "runs" / "2" / "second" / "stdout.log")
+
+
+FORKS_AND_LEAVES = """
+import os, sys, time
+kind = sys.argv[1]
+if kind == "leave":  # a grandchild in a session of its own, then the step exits at once
+    if os.fork() == 0:
+        os.setsid()
+        time.sleep(60)
+        os._exit(0)
+elif kind == "hop":  # a child that keeps forking, each new one in a session of its own
+    if os.fork() == 0:
+        while True:
+            if os.fork():
+                os._exit(0)
+            os.setsid()
+    time.sleep(60)
+else:  # forks short-lived children in a loop, itself staying
+    while True:
+        if os.fork() == 0:
+            os._exit(0)
+        os.wait()
+"""
+
+RANDOM_KILL_PIPELINE = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+pipeline = Pipeline(Workspace.from_config(), [
+    PythonScriptStep("step.py", name=kind, source_directory="src", arguments=[kind], allow_reuse=False)
+    for kind in ("leave", "hop", "loop")
+])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_scheduler_killed_at_random_moments_leaves_nothing_of_its_steps_running(ws, project):
+    """SIGKILL of `localpipe submit` while its steps fork in loops, hop sessions and leave setsid
+    grandchildren (being reparented to the supervisor as it learns its scheduler is gone): nothing
+    of the workspace's steps runs afterwards, whatever the moment."""
+    from tests.test_concurrency_defects import end_processes_of, processes_of
+
+    project("src/step.py", FORKS_AND_LEAVES)
+    project("p.py", RANDOM_KILL_PIPELINE)
+    delays = random.Random(5).sample([i / 20 for i in range(4, 40)], 6)
+    try:
+        for delay in delays:
+            submit = popen_localpipe(ws.root, "submit", "p.py")
+            time.sleep(delay)
+            submit.kill()
+            submit.communicate()
+            wait_for(lambda: not processes_of(ws), timeout=5, what=lambda d=delay: f"{d} s: left {processes_of(ws)}")
+    finally:
+        end_processes_of(ws)
+
+
+@pytest.mark.timeout(120)
+def test_runs_ending_as_their_steps_grandchildren_are_reparented_leave_nothing_running(ws, project, localpipe):
+    """The supervisor exits at once when nothing is below it: a step that exits as its setsid
+    grandchild is reparented must still take the grandchild with it, run after run."""
+    from tests.test_concurrency_defects import end_processes_of, processes_of
+
+    project("src/step.py", FORKS_AND_LEAVES)
+    project("p.py", RANDOM_KILL_PIPELINE.replace('("leave", "hop", "loop")', '("leave",)'))
+    try:
+        for _ in range(6):
+            localpipe("submit", "p.py", check=True)
+            assert not processes_of(ws, scans=3)
+    finally:
+        end_processes_of(ws)
