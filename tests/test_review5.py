@@ -192,3 +192,25 @@ def test_runs_ending_as_their_steps_grandchildren_are_reparented_leave_nothing_r
             assert not processes_of(ws, scans=3)
     finally:
         end_processes_of(ws)
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_parallel_run_step_in_a_registered_docker_image_environment_saves_and_its_file_is_reused(
+    ws, project, tmp_path
+):
+    # Its environment was matched without the machine's Docker: the image's id (planned from the
+    # daemon) never equalled None, and every Docker-image environment read as "no registered one".
+    from localpipe import Environment, Experiment, Pipeline
+    from tests.test_pipeline_yaml import _parallel_pipeline, _statuses
+
+    Environment.from_docker_image("indocker", IMAGE).register(ws)
+    run = Experiment(ws, "yaml").submit(_parallel_pipeline(ws, project, Environment.get(ws, "indocker")))
+    assert run.wait_for_completion() == "Completed"
+
+    path = run.save(str(tmp_path / "docker.yml"))
+
+    assert '"environment": "indocker"' in (tmp_path / "docker.score.parallel_run_config.yml").read_text()
+    again = Experiment(ws, "yaml").submit(Pipeline.load_yaml(ws, path))
+    assert again.wait_for_completion() == "Completed"
+    assert _statuses(again) == {"score": f'reused from run {run.id} (step "score")'}

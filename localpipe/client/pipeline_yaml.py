@@ -231,7 +231,9 @@ class _Writer:
         from localpipe.sdk.curated import is_curated
         from localpipe.sdk.environment import Environment
 
-        wanted = {k: v for k, v in spec.environment.items() if k != "variables"}
+        # Planned here without the machine's Docker: an image's id on this machine is no part of its
+        # environment (the file names the environment; the image is looked up when it is loaded).
+        wanted = {k: v for k, v in spec.environment.items() if k not in ("variables", "image_id")}
         variables = spec.environment.get("variables") or {}
         found = Environment.list(self.workspace)
         # Its own name first, then the workspace's own environments before the curated ones.
@@ -240,6 +242,7 @@ class _Writer:
             environment = found[name]
             planned = resolve(f'step "{spec.name}"', environment, None, [], {})
             own = planned.pop("variables", {})
+            planned.pop("image_id", None)
             if planned == wanted and all(variables.get(k) == v for k, v in own.items()):
                 return environment, variables
         self.refuse(
