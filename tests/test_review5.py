@@ -214,3 +214,15 @@ def test_a_parallel_run_step_in_a_registered_docker_image_environment_saves_and_
     again = Experiment(ws, "yaml").submit(Pipeline.load_yaml(ws, path))
     assert again.wait_for_completion() == "Completed"
     assert _statuses(again) == {"score": f'reused from run {run.id} (step "score")'}
+
+
+def test_a_build_context_that_cannot_be_used_is_one_problem_not_also_no_image(ws):
+    from localpipe.plan.environments import resolve
+
+    gone = DockerBuildContext(DockerBuildContext.LocationType.StorageAccount, str(ws.root / "gone"), "Dockerfile")
+    found: list[str] = []
+    resolve('step "s"', Environment.from_docker_build_context("gone", gone), None, found, {})
+    assert found == [
+        f'step "s": environment "gone": Docker build context {ws.root / "gone"} has no Dockerfile (the folder does '
+        "not exist): add it, or pass dockerfile_path= to DockerBuildContext.from_local_directory"
+    ]  # not also "runs in Docker but names no image: set docker.base_image", which it was never to have

@@ -155,9 +155,12 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     section = environment.docker
     where = f'{label}: environment "{environment.name or "unnamed"}"'
     image, dockerfile = section.base_image, section.base_dockerfile
-    context = _build_context(where, getattr(section, "build_context", None), found)
-    if context:
+    given = getattr(section, "build_context", None)
+    context = _build_context(where, given, found)
+    if given is not None:
         image = dockerfile = None  # Azure's build_context replaces the other two
+        if context is None:  # its problem is said: no other about the image it replaced
+            return {"kind": "docker", "image": None}
     machine = capacity.docker() if capacity is not None and getattr(capacity, "docker", None) else None
     problem = machine["problem"] if machine else None
     if context is None and not dockerfile and not (isinstance(image, str) and image.strip()):
