@@ -116,6 +116,7 @@ def test_an_unregistered_versions_copy_stays_while_a_kept_run_names_it(ws, proje
     found = Dataset.get_by_id(ws, version_id)
     assert found.to_path() == ["/data.txt"] and open(found.files()[0]).read() == "data"
 
+    _age_saved(ws)  # found by its id, it was saved again: an hour on
     result = collect(history, plan_gc(history, older_than=0))
     assert (result.runs_forgotten, result.saved_datasets_removed, result.objects_removed) == (1, 1, 1)
     with pytest.raises(UserErrorException, match="Cannot find dataset with id"):

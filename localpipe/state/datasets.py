@@ -110,11 +110,15 @@ class DatasetRecords:
 
     def by_id(self, dataset_id: str) -> dict:
         """The registered version whose ``id`` is ``dataset_id``, or else the dataset saved under it
-        (``{"id", "definition"}``)."""
-        for row in self.t.DatasetVersion.select():
+        (``{"id", "definition"}``). A saved one found is saved again (its ``created_at`` is now): gc
+        leaves it, and the copy it reads, to the submission that found it (within the hour)."""
+        t = self.t
+        for row in t.DatasetVersion.select():
             if version_id(row) == dataset_id:
                 return self._record(row)
-        saved = self.t.SavedDataset.get_or_none(self.t.SavedDataset.saved_id == dataset_id)
+        with self.database.write():  # gc deletes under the same lock: found here, it is kept
+            t.SavedDataset.update(created_at=now()).where(t.SavedDataset.saved_id == dataset_id).execute()
+            saved = t.SavedDataset.get_or_none(t.SavedDataset.saved_id == dataset_id)
         if saved is None:
             raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
         definition = located(saved.definition, self.database.layout.root)
