@@ -10,7 +10,7 @@ import json
 import pytest
 
 from localpipe import PipelineRun
-from localpipe.errors import PipelineValidationError, UserErrorException
+from localpipe.errors import UserErrorException
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.test_docker import IMAGE, _docker, _read, docker_image  # noqa: F401  (a fixture)
 
@@ -142,7 +142,8 @@ def test_build_local_with_docker_and_what_cannot_be_built(ws, project, capsys):
     kept = Environment.from_docker_build_context("kept", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
     (ws.root / "ctx" / "Dockerfile").unlink()  # after the context was made: refused when it is used
     with pytest.raises(
-        PipelineValidationError, match=r'environment "kept": Docker build context .*ctx has no Dockerfile'
+        UserErrorException,
+        match=r'^Environment.build: environment "kept": Docker build context .*ctx has no Dockerfile',
     ):
         kept.build(ws)
 
@@ -152,7 +153,7 @@ def test_build_local_with_docker_and_what_cannot_be_built(ws, project, capsys):
     remote = Environment.from_docker_build_context(
         "git", DockerBuildContext(DockerBuildContext.LocationType.Git, "https://example.com/r.git")
     )
-    with pytest.raises(PipelineValidationError, match="is not a folder of this machine"):
+    with pytest.raises(UserErrorException, match="is not a folder of this machine"):
         remote.get_image_details(ws)
 
 
@@ -160,7 +161,9 @@ def test_no_daemon_is_one_line(ws, project, localpipe, monkeypatch):
     _context(project, "x")
     env = Environment.from_docker_build_context("ctx", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{ws.root}/no-docker.sock")
-    with pytest.raises(PipelineValidationError, match="no Docker daemon answers .*: start it"):
+    with pytest.raises(
+        UserErrorException, match="^Environment.build runs in Docker: no Docker daemon answers .*: start it"
+    ):
         env.build(ws)
     listed = localpipe("envs", "--images", env={"DOCKER_HOST": f"unix://{ws.root}/no-docker.sock"})
     assert listed.returncode == 2

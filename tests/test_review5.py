@@ -248,3 +248,22 @@ def test_gc_between_get_by_id_and_the_submission_keeps_the_unregistered_versions
     result = collect(history, plan_gc(history, older_than=0))  # ...while gc forgets the run naming it
     assert (result.runs_forgotten, result.saved_datasets_removed) == (1, 0)
     assert run_pipeline(_pipeline(ws, found))[1] == "Completed"
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_get_image_details_and_build_refuse_in_one_line_naming_the_environment_once(ws):
+    # It read: "the pipeline is invalid: environment "dig": environment "dig": Docker image ...",
+    # of a call that has no pipeline.
+    from localpipe.errors import UserErrorException
+
+    absent = f"{IMAGE}@sha256:{'0' * 64}"
+    env = Environment.from_docker_image("dig", absent)
+    for call in (env.get_image_details, env.build):
+        with pytest.raises(UserErrorException) as refused:
+            call(ws)
+        name = call.__name__
+        assert str(refused.value) == (
+            f'Environment.{name}: environment "dig": Docker image {absent} is not on this machine (localpipe pulls '
+            f"nothing): docker pull {absent}, or docker load -i FILE.tar"
+        )

@@ -241,18 +241,17 @@ class LocalService:
     def _docker_environment(self, environment, caller: str) -> dict:
         """``environment`` planned as a Docker one (docs/docker.md); refused when it has no image here."""
         from localpipe.engine.submit import machine_capacity
-        from localpipe.errors import PipelineValidationError, UserErrorException
+        from localpipe.errors import UserErrorException
         from localpipe.plan.environments import resolve
         from localpipe.sdk.runconfig import DockerConfiguration
 
         found: list[str] = []
-        where = f'environment "{environment.name}"'
         in_docker = DockerConfiguration(use_docker=True, shm_size=environment.docker.shm_size)
         with warnings.catch_warnings():  # Azure's base image missing: the refusal below says so
             warnings.simplefilter("ignore")
-            definition = resolve(where, environment, machine_capacity(), found, {}, docker=in_docker)
-        if found:
-            raise PipelineValidationError(found)
+            definition = resolve(caller, environment, machine_capacity(), found, {}, docker=in_docker)
+        if found:  # the problems of this environment, each naming it: no pipeline here
+            raise UserErrorException("; ".join(found))
         if definition["kind"] != "docker":
             raise UserErrorException(
                 f'{caller}: environment "{environment.name}" has no Docker image on this machine (Azure ML\'s base '
