@@ -228,28 +228,6 @@ def test_a_build_context_that_cannot_be_used_is_one_problem_not_also_no_image(ws
     ]  # not also "runs in Docker but names no image: set docker.base_image", which it was never to have
 
 
-def test_gc_between_get_by_id_and_the_submission_keeps_the_unregistered_versions_copy(
-    ws, project, run_pipeline, history
-):
-    # 8 submitters racing `localpipe gc`: one that found the dataset by its id just before gc
-    # forgot it (its only run forgotten, saved over an hour ago) was refused: "path ... does not exist".
-    from localpipe import Dataset
-    from localpipe.state.gc import collect, plan_gc
-    from tests.test_saved_datasets import SEE, _age_saved, _files, _pipeline
-
-    project("src/see.py", SEE)
-    registered = _files(ws, project, "data").register(ws, "data")
-    assert run_pipeline(_pipeline(ws, registered))[1] == "Completed"
-    version_id = registered.id
-    registered.unregister_all_versions()
-    _age_saved(ws)
-
-    found = Dataset.get_by_id(ws, version_id)  # held by the submitter...
-    result = collect(history, plan_gc(history, older_than=0))  # ...while gc forgets the run naming it
-    assert (result.runs_forgotten, result.saved_datasets_removed) == (1, 0)
-    assert run_pipeline(_pipeline(ws, found))[1] == "Completed"
-
-
 @pytest.mark.usefixtures("docker_image")
 @pytest.mark.docker
 def test_get_image_details_and_build_refuse_in_one_line_naming_the_environment_once(ws):

@@ -104,13 +104,19 @@ def test_a_moved_workspace_finds_the_files_its_saved_datasets_name_inside_it(ws,
     assert [(d.id, d.paths) for d in consumed] == [(ids[0], (str(moved / "data"),)), (ids[1], outside.paths)]
 
 
-def test_an_unregistered_versions_copy_stays_while_a_kept_run_names_it(ws, project, run_pipeline, history):
+def _unregistered_version(ws, project, run_pipeline) -> str:
+    """The id of a dataset version a run used, unregistered since, saved over an hour ago."""
     project("src/see.py", SEE)
     registered = _files(ws, project, "data").register(ws, "data")
     assert run_pipeline(_pipeline(ws, registered))[1] == "Completed"
     version_id = registered.id
     registered.unregister_all_versions()
     _age_saved(ws)
+    return version_id
+
+
+def test_an_unregistered_versions_copy_stays_while_a_kept_run_names_it(ws, project, run_pipeline, history):
+    version_id = _unregistered_version(ws, project, run_pipeline)
 
     collect(history, plan_gc(history))  # every run kept: the run names the version's id
     found = Dataset.get_by_id(ws, version_id)
@@ -121,6 +127,18 @@ def test_an_unregistered_versions_copy_stays_while_a_kept_run_names_it(ws, proje
     assert (result.runs_forgotten, result.saved_datasets_removed, result.objects_removed) == (1, 1, 1)
     with pytest.raises(UserErrorException, match="Cannot find dataset with id"):
         Dataset.get_by_id(ws, version_id)
+
+
+def test_gc_between_get_by_id_and_the_submission_keeps_the_unregistered_versions_copy(
+    ws, project, run_pipeline, history
+):
+    """Found by its id, a saved dataset is saved again: 8 submitters racing `localpipe gc`, one that
+    found it just before gc forgot its only run was refused ("path ... does not exist")."""
+    version_id = _unregistered_version(ws, project, run_pipeline)
+    found = Dataset.get_by_id(ws, version_id)  # held by the submitter...
+    result = collect(history, plan_gc(history, older_than=0))  # ...while gc forgets the run naming it
+    assert (result.runs_forgotten, result.saved_datasets_removed) == (1, 0)
+    assert run_pipeline(_pipeline(ws, found))[1] == "Completed"
 
 
 def test_a_saved_definition_whose_copy_is_gone_fails_in_one_line_naming_its_id(ws, history):
