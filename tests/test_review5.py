@@ -16,6 +16,7 @@ from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.conftest import wait_for
 from tests.defect_helpers import popen_localpipe
 from tests.test_docker import IMAGE, _read, docker_image  # noqa: F401  (a fixture)
+from tests.test_docker_images import CONTEXT_PIPELINE
 
 docker = [pytest.mark.docker, pytest.mark.usefixtures("docker_image")]  # skipped where no daemon answers
 
@@ -245,3 +246,19 @@ def test_get_image_details_and_build_refuse_in_one_line_naming_the_environment_o
             f'Environment.{name}: environment "dig": Docker image {absent} is not on this machine (localpipe pulls '
             f"nothing): docker pull {absent}, or docker load -i FILE.tar"
         )
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_build_context_holding_the_workspace_is_reused_and_never_sends_its_state(ws, project, localpipe):
+    # DockerBuildContext.from_local_directory(ws, ".") beside a Dockerfile at the project's top: its
+    # digest covered .localpipe/, which each submission changes (history.db, the run's folder), so
+    # every run rebuilt the image and reran the step; the daemon was sent the object store too.
+    project("src/marker.py", "import os\nprint('state in image:', os.path.exists('/app/.localpipe'))\n")
+    project("Dockerfile", f"FROM {IMAGE}\nCOPY . /app\nRUN echo {ws.root} > /where\n")
+    project("pipeline.py", CONTEXT_PIPELINE.replace('from_local_directory(ws, "ctx")', 'from_local_directory(ws, ".")'))
+    first = localpipe("submit", "pipeline.py", check=True)
+    assert "Completed" in first.stdout
+    assert "state in image: False" in _read(ws.root / ".localpipe" / "runs" / "1" / "marker" / "stdout.log")
+    again = localpipe("submit", "pipeline.py", check=True)
+    assert "reused from run 1" in again.stdout

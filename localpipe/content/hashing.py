@@ -26,8 +26,9 @@ from localpipe.errors import UsageError
 # and `.localpipeignore` adds to whichever applies.
 PRIMARY_IGNORE_FILES = (".amlignore", ".gitignore")
 EXTRA_IGNORE_FILE = ".localpipeignore"
+STATE_FOLDER = ".localpipe"  # a workspace's own state, in its folder (state/layout.py)
 # Never part of a step's identity: byte-code caches change whenever Python runs the code.
-DEFAULT_IGNORES = ("__pycache__/", "*.pyc", ".git/", ".localpipe/", ".ipynb_checkpoints/")
+DEFAULT_IGNORES = ("__pycache__/", "*.pyc", ".git/", f"{STATE_FOLDER}/", ".ipynb_checkpoints/")
 
 MMAP_THRESHOLD = 1 << 20
 COPY_CHUNK = 1 << 20
@@ -281,9 +282,12 @@ def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | N
 def context_digest(folder: str | os.PathLike) -> str:
     """The digest of a Docker build context as the daemon is sent it: each file's content and
     executable bit, each symlink's target as written (Docker sends the link, never what it points
-    to, so a link out of the folder or to nothing is no problem), each empty folder."""
+    to, so a link out of the folder or to nothing is no problem), each empty folder; a workspace's
+    own ``STATE_FOLDER`` (history.db, runs, the object store), which each submission changes, is
+    neither hashed nor sent."""
     entries: dict[str, str] = {}
     for top, folders, names in os.walk(folder, onerror=_unreadable):
+        folders[:] = [name for name in folders if name != STATE_FOLDER]
         rel = os.path.relpath(top, folder)
         for name in folders + names:
             path = os.path.join(top, name)

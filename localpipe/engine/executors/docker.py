@@ -26,9 +26,11 @@ from pathlib import Path
 
 import docker
 import docker.errors
+import docker.utils
 from docker.types import DeviceRequest, LogConfig, Mount
 
 from localpipe.cache_dir import cache_root
+from localpipe.content.hashing import STATE_FOLDER
 from localpipe.engine.executors import RUN_LABEL, TERMINATE_GRACE_SECONDS, WORKSPACE_LABEL, Exit, Inbox, Launch
 from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.supervisor import Log
@@ -355,9 +357,11 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
                     out.write(missing + "\n")
                     return missing
                 # No pull: FROM names an image of this machine (docker pull / docker load it first).
+                sent, dockerfile = _context_tar(folder, dockerfile)
                 chunks = found.api.build(
-                    path=folder, dockerfile=dockerfile, tag=tag, rm=True, forcerm=True, decode=True, pull=False
-                )
+                    fileobj=sent, custom_context=True, dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
+                    decode=True, pull=False,
+                )  # fmt: skip
                 for chunk in chunks:
                     out.write(chunk.get("stream") or "")
                     if "error" in chunk:
@@ -371,6 +375,22 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
                 return _said(exc)
     built.append(tag)
     return None
+
+
+def _context_tar(folder: str, dockerfile: str):
+    """The build context the daemon is sent, as docker-py makes it (its ``.dockerignore`` applies, a
+    Dockerfile out of the folder is added), less a workspace's ``STATE_FOLDER`` anywhere in it:
+    which each submission changes, which the context's digest leaves out, and which may hold the
+    whole object store. Returns the tar and the Dockerfile's name in it."""
+    from docker.api.build import process_dockerfile
+
+    exclude = [STATE_FOLDER, f"**/{STATE_FOLDER}"]
+    ignore = Path(folder, ".dockerignore")
+    if ignore.is_file():
+        lines = (line.strip() for line in ignore.read_text(errors="replace").splitlines())
+        exclude += [line for line in lines if line and not line.startswith("#")]
+    name, text = process_dockerfile(dockerfile, folder)
+    return docker.utils.tar(folder, exclude=exclude, dockerfile=(name, text)), name
 
 
 def _digest_now(folder: str, dockerfile: str) -> str | None:
