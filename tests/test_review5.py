@@ -15,7 +15,7 @@ import pytest
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.conftest import wait_for
 from tests.defect_helpers import popen_localpipe
-from tests.test_docker import IMAGE, _read, docker_image  # noqa: F401  (a fixture)
+from tests.test_docker import IMAGE, _docker, _read, docker_image  # noqa: F401  (a fixture)
 from tests.test_docker_images import CONTEXT_PIPELINE
 
 docker = [pytest.mark.docker, pytest.mark.usefixtures("docker_image")]  # skipped where no daemon answers
@@ -262,3 +262,28 @@ def test_a_build_context_holding_the_workspace_is_reused_and_never_sends_its_sta
     assert "state in image: False" in _read(ws.root / ".localpipe" / "runs" / "1" / "marker" / "stdout.log")
     again = localpipe("submit", "pipeline.py", check=True)
     assert "reused from run 1" in again.stdout
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_file_its_dockerignore_leaves_out_is_no_part_of_a_build_contexts_image(ws, project):
+    # The daemon is never sent it: its edits (a log written as the runs go on, .git at each commit)
+    # rebuilt the image and reran every step in it.
+    project("ctx/Dockerfile", f"FROM {IMAGE}\nCOPY . /app\nRUN echo {ws.root} > /where\n")
+    project("ctx/.dockerignore", "# not in the image\nlogs\n**/*.tmp\n!keep.tmp\n")
+    project("ctx/logs/run.log", "one\n")
+    project("ctx/deep/x.tmp", "one\n")
+    project("ctx/keep.tmp", "one\n")
+    env = Environment.from_docker_build_context(
+        "ignoring", DockerBuildContext.from_local_directory(ws, ws.root / "ctx")
+    )
+    tag = env.get_image_details(ws).repository
+    project("ctx/logs/run.log", "two\n")
+    project("ctx/logs/new.log", "two\n")
+    project("ctx/deep/x.tmp", "two\n")
+    assert env.get_image_details(ws).repository == tag
+    project("ctx/keep.tmp", "two\n")  # excepted from the pattern: sent, so it counts
+    assert env.get_image_details(ws).repository != tag
+    built = env.build(ws).image  # what the daemon was sent is what was hashed
+    listed = _docker("run", "--rm", built, "sh", "-c", "cd /app && find . | sort").stdout.split()
+    assert listed == [".", "./.dockerignore", "./Dockerfile", "./deep", "./keep.tmp"]

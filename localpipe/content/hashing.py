@@ -282,16 +282,22 @@ def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | N
 def context_digest(folder: str | os.PathLike) -> str:
     """The digest of a Docker build context as the daemon is sent it: each file's content and
     executable bit, each symlink's target as written (Docker sends the link, never what it points
-    to, so a link out of the folder or to nothing is no problem), each empty folder; a workspace's
-    own ``STATE_FOLDER`` (history.db, runs, the object store), which each submission changes, is
-    neither hashed nor sent."""
+    to, so a link out of the folder or to nothing is no problem), each empty folder; not what its
+    ``.dockerignore`` leaves out, nor a workspace's own ``STATE_FOLDER`` (history.db, runs, the
+    object store), which each submission changes, which is never sent either."""
     entries: dict[str, str] = {}
+    ignored, negated = _dockerignore(folder)
     for top, folders, names in os.walk(folder, onerror=_unreadable):
-        folders[:] = [name for name in folders if name != STATE_FOLDER]
         rel = os.path.relpath(top, folder)
+        skipped = {STATE_FOLDER}
+        if ignored is not None and not negated:  # nothing below an ignored folder can be sent
+            skipped |= {name for name in folders if ignored.match_file(_below(rel, name) + "/")}
+        folders[:] = [name for name in folders if name not in skipped]
         for name in folders + names:
             path = os.path.join(top, name)
-            entry = os.path.normpath(os.path.join(rel, name))
+            entry = _below(rel, name)
+            if ignored is not None and ignored.match_file(entry):
+                continue
             st = os.lstat(path)
             if statmod.S_ISLNK(st.st_mode):
                 entries[entry] = "->" + os.readlink(path)
@@ -303,6 +309,26 @@ def context_digest(folder: str | os.PathLike) -> str:
             elif statmod.S_ISDIR(st.st_mode):
                 entries[entry] = "/"
     return tree_digest(entries)
+
+
+def _below(rel: str, name: str) -> str:
+    return name if rel == "." else f"{rel}/{name}"
+
+
+def _dockerignore(folder: str | os.PathLike) -> tuple[IgnoreRules | None, bool]:
+    """The rules of a build context's ``.dockerignore`` (its patterns are anchored at the folder's
+    top, the last match decides, ``!`` excepts), and whether any excepts."""
+    patterns = []
+    for line in _read_lines(os.path.join(folder, ".dockerignore")):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negate, body = line.startswith("!"), os.path.normpath(line.lstrip("!").strip()).lstrip("/")
+        if body != ".":
+            patterns.append(("!" if negate else "") + "/" + body)
+    if not patterns:
+        return None, False
+    return _compiled_spec(tuple(patterns)), any(p.startswith("!") for p in patterns)
 
 
 def _unreadable(exc: OSError) -> None:
