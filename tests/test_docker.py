@@ -111,7 +111,7 @@ pipeline = Pipeline(ws, [read])
     metrics = localpipe("metrics", "1", "--json", check=True)
     assert '"in_container"' in metrics.stdout and "1" in metrics.stdout
     assert "greeting hello" in (ws.root / ".localpipe" / "runs" / "1" / "write" / "stdout.log").read_text()
-    assert _docker("ps", "-aq", "--filter", "label=localpipe.run=1").stdout.strip() == ""  # removed at the end
+    assert _containers(ws, 1) == []  # removed at the end
     second = localpipe("submit", "pipeline.py", check=True)
     assert second.stdout.count("reused from run 1") == 2, second.stdout
 
@@ -195,8 +195,10 @@ pipeline = Pipeline(ws, [fails])
     assert _read(ws.root / ".localpipe" / "runs" / "1" / "fails" / "stderr.log") == "broken\n"
 
 
-def _containers(run_id: int) -> list[str]:
-    return _docker("ps", "-aq", "--filter", f"label=localpipe.run={run_id}").stdout.split()
+def _containers(ws, run_id: int) -> list[str]:
+    """The containers of run ``run_id`` of ``ws``: the daemon is the machine's, with other workspaces' runs."""
+    labels = [f"label=localpipe.workspace={ws.root}", f"label=localpipe.run={run_id}"]
+    return _docker("ps", "-aq", "--filter", labels[0], "--filter", labels[1]).stdout.split()
 
 
 def test_a_timeout_and_a_cancel_stop_and_remove_the_container(ws, project, localpipe, docker_image):
@@ -213,18 +215,18 @@ pipeline = Pipeline(ws, [slow])
     result = localpipe("submit", "pipeline.py")
     assert result.returncode == 1 and time.monotonic() - started < 30
     assert step_rows(ws.root, 1)["slow"] == ("Failed", "timed out after 2s")
-    assert _containers(1) == []
+    assert _containers(ws, 1) == []
 
     pipeline(project, "", steps=SLOW)  # no time limit
     proc = popen_localpipe(ws.root, "submit", "pipeline.py", "--regenerate-outputs")
     wait_for(
         lambda: "started" in _read(ws.root / ".localpipe" / "runs" / "2" / "slow" / "stdout.log"), 60, what="the step"
     )
-    assert len(_containers(2)) == 1
+    assert len(_containers(ws, 2)) == 1
     localpipe("cancel", "2", check=True)
     assert proc.wait(30) == 130
     assert step_rows(ws.root, 2)["slow"][0] == "Canceled"
-    assert _containers(2) == []
+    assert _containers(ws, 2) == []
 
 
 def _remove_images(reference: str) -> None:
@@ -254,9 +256,9 @@ def test_a_killed_schedulers_container_is_removed_by_recovery(ws, project, local
     )
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert len(_containers(1)) == 1  # a container does not die with its scheduler
+    assert len(_containers(ws, 1)) == 1  # a container does not die with its scheduler
     localpipe("runs", check=True)  # the first command that looks recovers the run
-    assert _containers(1) == []
+    assert _containers(ws, 1) == []
     assert query(ws.root, "SELECT status FROM pipeline_run WHERE id = 1") == [("Failed",)]
 
 
