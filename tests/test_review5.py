@@ -287,3 +287,32 @@ def test_a_file_its_dockerignore_leaves_out_is_no_part_of_a_build_contexts_image
     built = env.build(ws).image  # what the daemon was sent is what was hashed
     listed = _docker("run", "--rm", built, "sh", "-c", "cd /app && find . | sort").stdout.split()
     assert listed == [".", "./.dockerignore", "./Dockerfile", "./deep", "./keep.tmp"]
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_build_context_edited_once_the_daemon_has_it_builds_the_planned_image(ws, project):
+    # The daemon was sent the folder as planned: an edit while it builds changes nothing of the
+    # image, which was refused (and untagged) all the same.
+    import threading
+
+    project("ctx/Dockerfile", f"FROM {IMAGE}\nCOPY marker.txt /marker\nRUN sleep 2 && echo {ws.root} > /where\n")
+    project("ctx/marker.txt", "one\n")
+    env = Environment.from_docker_build_context("during", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
+    tag = env.get_image_details(ws).repository
+    outcome: list = []
+    builder = threading.Thread(target=lambda: outcome.append(_outcome(env.build, ws)))
+    builder.start()
+    running = ["ps", "--no-trunc", "--format", "{{.Command}}"]  # the RUN step's container
+    wait_for(lambda: str(ws.root) in _docker(*running).stdout, what="the daemon to run the Dockerfile's RUN")
+    project("ctx/marker.txt", "two\n")
+    builder.join(60)
+    assert outcome and outcome[0].built == [tag]
+    assert _docker("run", "--rm", tag, "cat", "/marker").stdout == "one\n"
+
+
+def _outcome(call, *args):
+    try:
+        return call(*args)
+    except Exception as exc:  # noqa: BLE001  (the test says what it was)
+        return exc

@@ -301,17 +301,9 @@ def build_image(found: docker.DockerClient, spec: dict, log: Path) -> tuple[str,
     if spec.get("context"):
         image = f"{CONTEXT_TAG}:{spec['context_digest']}"
         folder, dockerfile = spec["context"], spec["context_dockerfile"]
-        failure = _build(found, image, log, built, context=(folder, dockerfile))
+        failure = _build(found, image, log, built, context=(folder, dockerfile, spec["context_digest"]))
         if failure:
             raise ImageFailed(f"its Docker build context {folder} could not be built: {failure} (log: {log})")
-        if image in built and _digest_now(folder, dockerfile) != spec["context_digest"]:
-            # Built from the folder as it is now, but tagged with the digest planned (maybe long
-            # before): kept, that tag would later run this content for the planned one.
-            _untag(found, image)
-            raise ImageFailed(
-                f"its Docker build context {folder} changed since the run was planned, before its image was "
-                "built: submit again"
-            )
     elif spec.get("dockerfile"):
         image = f"{DOCKERFILE_TAG}:{spec['dockerfile_digest']}"
         failure = _build(found, image, log, built, prepare=lambda folder: spec["dockerfile"])
@@ -328,8 +320,9 @@ def build_image(found: docker.DockerClient, spec: dict, log: Path) -> tuple[str,
 
 def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], prepare=None, context=None) -> str | None:
     """Build ``tag`` unless it exists, from the Dockerfile ``prepare(folder)`` returns (it may put
-    files in ``folder``, the build's context) or from ``context`` (a folder and its Dockerfile's
-    path in it); None when it succeeded (``tag`` is added to ``built``), else why not."""
+    files in ``folder``, the build's context) or from ``context`` (a folder, its Dockerfile's path
+    in it, and the digest planned of them, checked once the daemon's copy is made); None when it
+    succeeded (``tag`` is added to ``built``), else why not."""
     with _build_lock, _machine_lock(tag):
         try:
             found.images.get(tag)
@@ -340,7 +333,7 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
         with open(log, "a") as out, tempfile.TemporaryDirectory(prefix="localpipe-image-") as scratch:
             try:
                 if context:
-                    folder, dockerfile = context
+                    folder, dockerfile, planned = context
                     try:
                         text = Path(folder, dockerfile).read_text(errors="replace")
                     except OSError as exc:  # it went away since planning
@@ -357,9 +350,14 @@ def _build(found: docker.DockerClient, tag: str, log: Path, built: list[str], pr
                     out.write(missing + "\n")
                     return missing
                 # No pull: FROM names an image of this machine (docker pull / docker load it first).
-                sent, dockerfile = _context_tar(folder, dockerfile)
+                sent, name = _context_tar(folder, dockerfile)
+                if context and _digest_now(folder, dockerfile) != planned:
+                    # The image is built when its step starts, maybe long after planning: tagged with
+                    # the digest planned, what the folder holds now would later run for that content.
+                    out.write("the build context changed since the run was planned\n")
+                    return "it changed since the run was planned, before its image was built: submit again"
                 chunks = found.api.build(
-                    fileobj=sent, custom_context=True, dockerfile=dockerfile, tag=tag, rm=True, forcerm=True,
+                    fileobj=sent, custom_context=True, dockerfile=name, tag=tag, rm=True, forcerm=True,
                     decode=True, pull=False,
                 )  # fmt: skip
                 for chunk in chunks:
@@ -398,13 +396,6 @@ def _digest_now(folder: str, dockerfile: str) -> str | None:
         return build_context_digest(folder, dockerfile)
     except UsageError:
         return None
-
-
-def _untag(found: docker.DockerClient, tag: str) -> None:
-    try:
-        found.images.remove(tag, noprune=False)
-    except docker.errors.DockerException:
-        pass  # removed meanwhile by someone else
 
 
 @contextmanager
