@@ -316,3 +316,26 @@ def _outcome(call, *args):
         return call(*args)
     except Exception as exc:  # noqa: BLE001  (the test says what it was)
         return exc
+
+
+def test_a_build_context_with_a_file_name_that_is_not_utf8_is_hashed_as_docker_sends_it(ws, project):
+    # Its digest raised UnicodeEncodeError (a traceback when planning); Docker sends such a name.
+    from localpipe.plan.environments import resolve
+
+    project("ctx/Dockerfile", f"FROM {IMAGE}\n")
+    odd = os.path.join(os.fsencode(ws.root / "ctx"), b"caf\xe9.txt")
+    with open(odd, "w") as handle:
+        handle.write("one")
+    os.symlink(b"caf\xe9.txt", os.path.join(os.fsencode(ws.root / "ctx"), b"link\xff"))
+    env = Environment.from_docker_build_context("odd", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
+
+    def digest() -> str:
+        found: list[str] = []
+        planned = resolve('step "s"', env, None, found, {})
+        assert found == []
+        return planned["context_digest"]
+
+    first = digest()
+    with open(odd, "w") as handle:
+        handle.write("two")
+    assert digest() != first

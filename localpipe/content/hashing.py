@@ -299,8 +299,9 @@ def context_digest(folder: str | os.PathLike) -> str:
             if ignored is not None and ignored.match_file(entry):
                 continue
             st = os.lstat(path)
+            entry = _any_bytes(entry)  # Docker sends a name that is not UTF-8 as it is
             if statmod.S_ISLNK(st.st_mode):
-                entries[entry] = "->" + os.readlink(path)
+                entries[entry] = "->" + _any_bytes(os.readlink(path))
             elif statmod.S_ISREG(st.st_mode):
                 try:
                     entries[entry] = _entry_digest(hash_file(path), st)
@@ -309,6 +310,11 @@ def context_digest(folder: str | os.PathLike) -> str:
             elif statmod.S_ISDIR(st.st_mode):
                 entries[entry] = "/"
     return tree_digest(entries)
+
+
+def _any_bytes(name: str) -> str:
+    """``name`` as text that encodes: itself when it is UTF-8, else its bytes escaped (``\\xe9``)."""
+    return os.fsencode(name).decode("utf-8", "backslashreplace")
 
 
 def _below(rel: str, name: str) -> str:
