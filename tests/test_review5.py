@@ -339,3 +339,28 @@ def test_a_build_context_with_a_file_name_that_is_not_utf8_is_hashed_as_docker_s
     with open(odd, "w") as handle:
         handle.write("two")
     assert digest() != first
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_published_parallel_run_step_in_a_docker_image_environment_with_packages_saves(ws, project, tmp_path):
+    # Its packages layer's digest is of the image's id on this machine, which the writer's
+    # planning (without the machine) has not: it was refused as "no registered one".
+    from localpipe import CondaDependencies, Environment, Pipeline
+    from tests.test_pipeline_yaml import _parallel_pipeline
+
+    environment = Environment.from_docker_image("packaged", IMAGE)
+    environment.python.user_managed_dependencies = False
+    environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["six==1.16.0"])
+    environment.register(ws)
+    published = _parallel_pipeline(ws, project, Environment.get(ws, "packaged")).publish("packaged")
+
+    loaded = Pipeline.load_yaml(ws, published.save(str(tmp_path / "packaged.yml")))
+
+    assert '"environment": "packaged"' in (tmp_path / "packaged.score.parallel_run_config.yml").read_text()
+    machine = ("image_id", "packages_digest")  # what a plan without the daemon (load_yaml's) leaves out
+    planned = [
+        {k: v for k, v in graph.steps["score"].environment.items() if k not in machine}
+        for graph in (loaded.graph, published.get_graph())
+    ]
+    assert planned[0] == planned[1] and planned[0]["packages"]["requirements"] == ["six==1.16.0"]

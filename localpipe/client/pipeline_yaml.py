@@ -231,9 +231,11 @@ class _Writer:
         from localpipe.sdk.curated import is_curated
         from localpipe.sdk.environment import Environment
 
-        # Planned here without the machine's Docker: an image's id on this machine is no part of its
-        # environment (the file names the environment; the image is looked up when it is loaded).
-        wanted = {k: v for k, v in spec.environment.items() if k not in ("variables", "image_id")}
+        # Planned here without the machine's Docker: an image's id on this machine (and the digest of
+        # a packages layer over it) is no part of its environment (the file names the environment;
+        # the image is looked up when it is loaded).
+        machine = ("image_id", "packages_digest")
+        wanted = {k: v for k, v in spec.environment.items() if k not in ("variables", *machine)}
         variables = spec.environment.get("variables") or {}
         found = Environment.list(self.workspace)
         # Its own name first, then the workspace's own environments before the curated ones.
@@ -242,7 +244,7 @@ class _Writer:
             environment = found[name]
             planned = resolve(f'step "{spec.name}"', environment, None, [], {})
             own = planned.pop("variables", {})
-            planned.pop("image_id", None)
+            planned = {k: v for k, v in planned.items() if k not in machine}
             if planned == wanted and all(variables.get(k) == v for k, v in own.items()):
                 return environment, variables
         self.refuse(
