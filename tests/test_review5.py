@@ -364,3 +364,30 @@ def test_a_published_parallel_run_step_in_a_docker_image_environment_with_packag
         for graph in (loaded.graph, published.get_graph())
     ]
     assert planned[0] == planned[1] and planned[0]["packages"]["requirements"] == ["six==1.16.0"]
+
+
+@pytest.mark.parametrize("when", ["create", "update"])
+def test_a_schedule_given_a_dataset_as_a_pipeline_parameter_refuses_in_one_line(ws, project, when):
+    # It raised "TypeError: Object of type FileDataset is not JSON serializable" from the database.
+    from localpipe import Dataset, Pipeline, PipelineParameter, PythonScriptStep, Schedule, ScheduleRecurrence
+    from localpipe.errors import UserErrorException
+    from localpipe.sdk.data import DatasetConsumptionConfig
+
+    project("src/see.py", "print('see')\n")
+    project("a/a.txt", "a")
+    project("b/b.txt", "b")
+    default = Dataset.File.from_files(str(ws.root / "a"))
+    consumed = DatasetConsumptionConfig("data", PipelineParameter("data", default_value=default)).as_mount()
+    step = PythonScriptStep("see.py", name="see", source_directory=str(ws.root / "src"), arguments=[consumed])
+    published = Pipeline(ws, [step]).publish("scheduled")
+    every = ScheduleRecurrence(frequency="Hour", interval=1)
+    other = {"data": Dataset.File.from_files(str(ws.root / "b"))}
+    with pytest.raises(UserErrorException) as refused:
+        if when == "create":
+            Schedule.create(ws, "s", published.id, "exp", recurrence=every, pipeline_parameters=other)
+        else:
+            Schedule.create(ws, "s", published.id, "exp", recurrence=every).update(pipeline_parameters=other)
+    assert str(refused.value) == (
+        'pipeline_parameters "data" is a FileDataset, which a schedule keeps no form of (its parameters are '
+        "strings, numbers and booleans): publish the pipeline with it as the parameter's default"
+    )

@@ -299,6 +299,7 @@ class Schedule:
                  "continue_on_step_failure": continue_on_step_failure,
                  "path_on_datastore": path_on_datastore}  # fmt: skip
         _check_path_on_datastore(path_on_datastore)
+        _check_parameters(pipeline_parameters)
         changes.update({key: value for key, value in given.items() if value is not None})
         _history(self._workspace).publishing.update_schedule(self._id, changes)
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
@@ -368,6 +369,16 @@ def _check_path_on_datastore(path: str | None) -> None:
         )
 
 
+def _check_parameters(parameters: dict | None) -> None:
+    """A schedule keeps its parameters' values as they are given: text, numbers and booleans."""
+    for name, value in (parameters or {}).items():
+        if value is not None and not isinstance(value, (str, int, float, bool)):
+            raise UserErrorException(
+                f'pipeline_parameters "{name}" is a {type(value).__name__}, which a schedule keeps no form of (its '
+                "parameters are strings, numbers and booleans): publish the pipeline with it as the parameter's default"
+            )
+
+
 def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
             polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
             published_id=None, endpoint_id=None) -> Schedule:  # fmt: skip
@@ -386,6 +397,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
     if not isinstance(polling_interval, int) or polling_interval < 1:
         raise ValueError(f"polling_interval {polling_interval!r} is not a number of minutes: pass 1 or more")
     _check_path_on_datastore(path_on_datastore)
+    _check_parameters(pipeline_parameters)
     row = {
         "schedule_id": str(uuid.uuid4()),
         "name": name,
