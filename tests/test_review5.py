@@ -391,3 +391,29 @@ def test_a_schedule_given_a_dataset_as_a_pipeline_parameter_refuses_in_one_line(
         'pipeline_parameters "data" is a FileDataset, which a schedule keeps no form of (its parameters are '
         "strings, numbers and booleans): publish the pipeline with it as the parameter's default"
     )
+
+
+def test_a_registered_environments_build_context_inside_the_workspace_moves_with_it(ws, project, tmp_path):
+    # Saved datasets' paths inside the workspace are kept relative to it; a registered build
+    # context's folder was kept absolute: the workspace moved, its environment named a folder gone.
+    import shutil
+
+    from localpipe import Workspace
+    from localpipe.plan.environments import resolve
+    from localpipe.state.history import close_all
+
+    project("docker/ctx/Dockerfile", f"FROM {IMAGE}\n")
+    context = DockerBuildContext.from_local_directory(ws, ws.root / "docker" / "ctx")
+    Environment.from_docker_build_context("inside", context).register(ws)
+    close_all()
+    moved = tmp_path / "moved"
+    shutil.move(ws.root, moved)
+
+    there = Workspace.from_config(str(moved))
+    found = Environment.get(there, "inside")
+    assert found.docker.build_context.location == str(moved / "docker" / "ctx")
+    problems: list[str] = []
+    resolve('step "s"', found, None, problems, {})
+    assert problems == []
+    assert Environment.list(there)["inside"].docker.build_context.location == str(moved / "docker" / "ctx")
+    assert found.register(there).version == "1"  # the same definition: no new version

@@ -119,3 +119,26 @@ def _each_path(definition: dict, change) -> dict:
         "paths": [change(path) for path in definition["paths"]],
         "root": change(root) if root is not None else None,
     }
+
+
+# -- a registered environment's Docker build context (state/registry.py) --------------------------
+def relocatable_context(spec: dict, root: Path) -> dict:
+    """An environment's ``spec`` with its build context's folder, when inside the workspace folder
+    ``root``, written relative to it, as a saved dataset's paths are (``located_context`` reads it)."""
+    return _each_context(spec, lambda path: os.path.relpath(path, root) if Path(path).is_relative_to(root) else path)
+
+
+def located_context(spec: dict, root: Path) -> dict:
+    """A registered ``spec`` with a relative build context folder made absolute under ``root``."""
+    return _each_context(spec, lambda path: path if os.path.isabs(path) else os.path.join(root, path))
+
+
+def _each_context(spec: dict, change) -> dict:
+    docker = spec.get("docker") if isinstance(spec, dict) else None
+    context = docker.get("build_context") if isinstance(docker, dict) else None
+    if not isinstance(context, dict) or context.get("location_type") not in (None, "storageAccount"):
+        return spec  # none, or a Git repository's URL
+    location = context.get("location")
+    if not isinstance(location, str):
+        return spec
+    return {**spec, "docker": {**docker, "build_context": {**context, "location": change(location)}}}

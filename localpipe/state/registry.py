@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from localpipe.errors import NotFoundError, UsageError
 from localpipe.state.db import Database
+from localpipe.state.layout import located_context, relocatable_context
 
 
 class Registry:
@@ -106,7 +107,8 @@ class Registry:
             .tuples()
         ):
             latest[name] = (version, spec)
-        return latest
+        root = self.database.layout.root
+        return {name: (version, located_context(spec, root)) for name, (version, spec) in latest.items()}
 
     def environment(self, name: str, version: int | None = None, label: str | None = None) -> tuple[int, dict]:
         """A registered environment's (version, spec): the latest, ``version``, or the one labelled ``label``."""
@@ -128,7 +130,7 @@ class Registry:
             raise NotFoundError(
                 f'environment "{name}" is not registered: build one with Environment(name) and call env.register(ws)'
             )
-        return rows[0][0], rows[0][1]
+        return rows[0][0], located_context(rows[0][1], self.database.layout.root)
 
     def label_environment(self, name: str, version: int, labels: list[str]) -> None:
         """Give version ``version`` of ``name`` exactly ``labels``; a label names one version, so the
@@ -153,8 +155,10 @@ class Registry:
                     ).execute()
 
     def register_environment(self, name: str, spec: dict) -> int:
-        """Keep ``spec`` as the latest version of ``name`` (a new version only when it changed); returns it."""
+        """Keep ``spec`` as the latest version of ``name`` (a new version only when it changed); returns it.
+        A build context's folder inside the workspace is kept relative to it: moved, it is found."""
         t = self.t
+        spec = relocatable_context(spec, self.database.layout.root)
         with self.database.write():
             latest = (
                 t.EnvironmentRecord.select(t.EnvironmentRecord.version, t.EnvironmentRecord.spec)
