@@ -417,3 +417,24 @@ def test_a_registered_environments_build_context_inside_the_workspace_moves_with
     assert problems == []
     assert Environment.list(there)["inside"].docker.build_context.location == str(moved / "docker" / "ctx")
     assert found.register(there).version == "1"  # the same definition: no new version
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_a_step_in_a_build_contexts_image_is_reused_after_the_workspace_moved(ws, project, localpipe, tmp_path):
+    # Its cache key held the context's folder, not only its content's digest: moved, every such
+    # step ran again ("environment changed"), while the steps beside it were reused.
+    import shutil
+
+    from localpipe.state.history import close_all
+
+    project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
+    project("ctx/Dockerfile", f"FROM {IMAGE}\nCOPY marker.txt /marker\nRUN echo {ws.root} > /where\n")
+    project("ctx/marker.txt", "moved\n")
+    project("pipeline.py", CONTEXT_PIPELINE)
+    localpipe("submit", "pipeline.py", check=True)
+    close_all()
+    moved = tmp_path / "moved"
+    shutil.move(ws.root, moved)
+    again = localpipe("submit", "pipeline.py", check=True, cwd=moved)
+    assert "reused from run 1" in again.stdout, again.stdout

@@ -14,7 +14,9 @@ from localpipe.content.hashing import hash_bytes
 from localpipe.plan.graph import StepSpec
 
 KEY_VERSION = 2  # 2: a dataset input's digest names its files as the step sees them, not by where they are
-_NOT_KEYED = ("interpreter", "name", "dropped")
+# A build context's folder neither: its digest covers what the daemon is sent (a moved workspace's
+# context is the same image).
+_NOT_KEYED = ("interpreter", "name", "dropped", "context")
 
 
 def key_components(step: StepSpec, source_digest: str | None, input_digests: dict[str, str]) -> dict[str, Any]:
