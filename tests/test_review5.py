@@ -1,5 +1,7 @@
 """Hostile review of environment images, saved datasets' lifecycle, ParallelRunStep YAML saving
-and the step supervisor's exit: each test here failed before the fix beside it."""
+and the step supervisor's exit: each test here failed before its fix, but the supervisor's two
+stress tests, which found no defect and keep its promise tested. The Docker ones are skipped where
+no daemon answers (tests/test_docker.py makes the test image)."""
 
 from __future__ import annotations
 
@@ -17,8 +19,6 @@ from tests.conftest import wait_for
 from tests.defect_helpers import popen_localpipe
 from tests.test_docker import IMAGE, _docker, _read, docker_image  # noqa: F401  (a fixture)
 from tests.test_docker_images import CONTEXT_PIPELINE
-
-docker = [pytest.mark.docker, pytest.mark.usefixtures("docker_image")]  # skipped where no daemon answers
 
 
 @pytest.mark.parametrize("target", ["/nonexistent/anywhere", "OUTSIDE"])
