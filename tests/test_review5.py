@@ -438,3 +438,46 @@ def test_a_step_in_a_build_contexts_image_is_reused_after_the_workspace_moved(ws
     shutil.move(ws.root, moved)
     again = localpipe("submit", "pipeline.py", check=True, cwd=moved)
     assert "reused from run 1" in again.stdout, again.stdout
+
+
+def test_a_build_context_file_that_cannot_be_read_is_one_line_naming_it(tmp_path):
+    # Row 260. Root reads every file, so the digest is made by a child that has given up root
+    # (nobody's uid) where the tests run as root; the folder sits where that user can reach it.
+    import tempfile
+
+    from localpipe.errors import UsageError
+    from localpipe.plan.environments import build_context_digest
+
+    folder = tempfile.mkdtemp(prefix="localpipe-unreadable-")
+    secret = os.path.join(folder, "secret.key")
+    try:
+        os.chmod(folder, 0o755)
+        with open(os.path.join(folder, "Dockerfile"), "w") as handle:
+            handle.write(f"FROM {IMAGE}\n")
+        with open(secret, "w") as handle:
+            handle.write("key")
+        os.chmod(os.path.join(folder, "Dockerfile"), 0o644)
+        build_context_digest(folder, "Dockerfile")  # readable: hashed (and the hash's module loaded before the fork)
+        os.chmod(secret, 0o000)
+        read, write = os.pipe()
+        child = os.fork()
+        if child == 0:  # pragma: no cover (the child reports through the pipe)
+            os.close(read)
+            message = "no error"
+            try:
+                if os.geteuid() == 0:
+                    os.setgid(65534), os.setuid(65534)
+                build_context_digest(folder, "Dockerfile")
+            except UsageError as exc:
+                message = str(exc)
+            except BaseException as exc:
+                message = f"{type(exc).__name__}: {exc}"
+            os.write(write, message.encode())
+            os._exit(0)
+        os.close(write)
+        with os.fdopen(read) as pipe:
+            message = pipe.read()
+        os.waitpid(child, 0)
+        assert message == f"cannot read {secret}: Permission denied: fix its permissions"
+    finally:
+        subprocess.run(["rm", "-rf", folder], check=True)  # root: the unreadable file goes too
