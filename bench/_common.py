@@ -1,8 +1,8 @@
 """What the bench scripts share: the `localpipe` command, temp workspaces, timing, generated pipelines.
 
 The bench scripts print figures; they are never timed tests. Everything they write lies under
-one temporary folder (``localpipe-bench-*`` in the system temp dir), removed at the end unless
-``--keep`` is given.
+temporary folders (``localpipe-bench-*`` in the system temp dir: a workspace's, and the byte-code
+shared by a bench run), removed at the end unless ``--keep`` is given (the byte-code always is).
 """
 
 from __future__ import annotations
