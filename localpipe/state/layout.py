@@ -104,12 +104,22 @@ def safe_name(name: str) -> str:
 def relocatable(definition: dict, root: Path) -> dict:
     """``definition`` with its paths and root inside the workspace folder ``root`` written relative to
     it (``located`` reads them back); a path elsewhere stays absolute."""
-    return _each_path(definition, lambda path: os.path.relpath(path, root) if Path(path).is_relative_to(root) else path)
+    return _each_path(definition, lambda path: _relative(path, root))
 
 
 def located(definition: dict, root: Path) -> dict:
     """A saved ``definition`` with its relative paths made absolute under the workspace folder ``root``."""
-    return _each_path(definition, lambda path: path if os.path.isabs(path) else os.path.join(root, path))
+    return _each_path(definition, lambda path: _absolute(path, root))
+
+
+def _relative(path: str, root: Path) -> str:
+    """``path`` relative to the workspace folder ``root`` when inside it; else as it is."""
+    return os.path.relpath(path, root) if Path(path).is_relative_to(root) else path
+
+
+def _absolute(path: str, root: Path) -> str:
+    """A path stored by ``_relative`` made absolute again."""
+    return path if os.path.isabs(path) else os.path.join(root, path)
 
 
 def _each_path(definition: dict, change) -> dict:
@@ -125,12 +135,12 @@ def _each_path(definition: dict, change) -> dict:
 def relocatable_context(spec: dict, root: Path) -> dict:
     """An environment's ``spec`` with its build context's folder, when inside the workspace folder
     ``root``, written relative to it, as a saved dataset's paths are (``located_context`` reads it)."""
-    return _each_context(spec, lambda path: os.path.relpath(path, root) if Path(path).is_relative_to(root) else path)
+    return _each_context(spec, lambda path: _relative(path, root))
 
 
 def located_context(spec: dict, root: Path) -> dict:
     """A registered ``spec`` with a relative build context folder made absolute under ``root``."""
-    return _each_context(spec, lambda path: path if os.path.isabs(path) else os.path.join(root, path))
+    return _each_context(spec, lambda path: _absolute(path, root))
 
 
 def _each_context(spec: dict, change) -> dict:
