@@ -398,13 +398,18 @@ def _digest_now(folder: str, dockerfile: str) -> str | None:
         return None
 
 
+def tag_file_name(tag: str) -> str:
+    """An image's tag as a file name (its build log's, its lock's)."""
+    return tag.replace("/", "_").replace(":", "-")
+
+
 @contextmanager
 def _machine_lock(tag: str):
     """The build lock of ``tag`` for every process of the machine (its daemon is theirs too): a
     second submitter building the same image waits, then finds it built."""
     folder = cache_root() / "image-builds" / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{tag.replace('/', '_').replace(':', '-')}.lock", "a") as handle:
+    with open(folder / f"{tag_file_name(tag)}.lock", "a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         yield  # closing the file releases the lock, also when the process dies
 
