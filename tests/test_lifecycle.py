@@ -107,10 +107,11 @@ def test_python_cancel_ends_a_submitted_run(ws, project):
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
 
 
-def test_cancel_and_fail_return_once_the_run_has_ended_as_asked(ws, project):
+def test_cancel_and_fail_return_once_the_run_has_ended_as_asked(ws, project, invoke):
     """manage-runs.ipynb prints get_status() right after cancel() and fail(): Canceled, then Failed
-    with fail()'s details, the step trees ended."""
-    from localpipe import Experiment, Run
+    with fail()'s details, the step trees ended. A PipelineRun's fail is Run.fail (Azure's refuses it):
+    its details are the run's error in get_details() and `localpipe show`."""
+    from localpipe import Experiment
     from localpipe.engine.loader import load_pipeline
 
     pipeline, pids = setup(project, ws)
@@ -124,8 +125,10 @@ def test_cancel_and_fail_return_once_the_run_has_ended_as_asked(ws, project):
     (pids / "slow.pids").unlink()
     failed = experiment.submit(load_pipeline(pipeline, ws))
     tree = wait_for(lambda: tree_pids(pids), what="the slow step to start again")
-    Run(experiment, failed.id).fail(error_details="bad input", error_code="UserError")
+    failed.fail(error_details="bad input", error_code="UserError")
     assert failed.get_status() == "Failed" and run_row(ws, failed.id).error == "UserError: bad input"
+    assert failed.get_details()["error"] == {"error": {"code": "UserError", "message": "UserError: bad input"}}
+    assert "why it failed: UserError: bad input\n" in invoke("show", str(failed.id)).output
     assert step_status(ws, "slow", failed.id) == "Canceled"
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
 

@@ -112,6 +112,38 @@ def test_a_failing_script_run_raises_unless_told_not_to(ws, project):
     assert details["status"] == "Failed" and "exit" in details["error"]["error"]["message"]
 
 
+IN_STEP_ENDS = """
+import sys
+from azureml.core import Run
+run = Run.get_context()
+run.complete()
+run.cancel()
+run.fail(error_details="bad fold", error_code="DataError")
+print("went on")
+sys.exit(int(sys.argv[1]))
+"""
+
+
+def test_complete_fail_and_cancel_in_a_step_leave_its_status_to_the_script_as_on_azure(ws, project):
+    """Azure's submitted run (Run.get_context()) sets no status on complete() or fail(), and cancel()
+    only warns: the script's exit decides. fail()'s details are on the step's stderr (its log, and
+    the log tail `localpipe show` prints of a failed step). A StepRun handle's fail() is refused."""
+    completed = script_run(ws, project, script=IN_STEP_ENDS, arguments=(0,))
+    details = completed.wait_for_completion()
+    assert details["status"] == "Completed" and "error" not in details
+    log = completed.get_details_with_logs()["logFiles"]["user_logs/std_err.txt"]
+    assert "run.fail: DataError: bad fold\n" in log and "run.cancel() in a step changes nothing" in log
+    assert "went on" in completed.get_details_with_logs()["logFiles"]["user_logs/std_out.txt"]
+
+    failed = script_run(ws, project, script=IN_STEP_ENDS, arguments=(2,))
+    details = failed.wait_for_completion(raise_on_error=False)
+    assert details["status"] == "Failed" and details["error"]["error"]["message"] == "exit code 2"
+    step = PipelineRun.get(ws, failed.id).get_steps()[0]
+    assert "run.fail: DataError: bad fold" in step.get_stderr_log()
+    with pytest.raises(UsageError, match=r"run.parent.fail\(error_details\)"):
+        step.fail()
+
+
 def test_script_run_config_takes_exactly_the_sdk_parameters(ws):
     with pytest.raises(TypeError, match="scirpt"):
         ScriptRunConfig(source_directory=".", scirpt="train.py")

@@ -378,7 +378,9 @@ class RunBase(LoggingMembers, RunFiles):
         """Nothing to do: a run completes when its steps end (in a step, when the script exits 0)."""
 
     def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
-        """End the run now as Failed, with ``error_details``: as ``cancel``, but marked Failed."""
+        """End the run now as Failed, with ``"error_code: error_details"`` as its error (``get_details()``,
+        `localpipe show`): as ``cancel`` (its steps' processes ended, returning once it has ended), but
+        marked Failed. A pipeline run's too, which Azure's PipelineRun refuses (NotImplementedError)."""
         self._end(_failure(error_details, error_code))
 
     def cancel(self) -> None:

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -199,10 +200,6 @@ class PipelineRun(Run):
 
     def complete(self) -> None:
         """Nothing to do: a pipeline run completes when its last step does."""
-
-    def fail(self) -> None:
-        """End the run now: it is canceled (its steps' processes ended), as `localpipe cancel` does."""
-        self.cancel()
 
     def _step(self) -> dict | None:
         return None
@@ -414,10 +411,11 @@ class StepRun(StepRecordMembers, Run):
         """Nothing to do: a step run completes when its script exits 0."""
 
     def fail(self) -> None:
-        """Refused: a step run fails when its script exits non-zero; cancel its pipeline run instead."""
+        """Refused, as Azure refuses it: a step run fails when its script exits non-zero; end its
+        pipeline run instead (``run.parent.fail(error_details)``, or ``cancel()``)."""
         raise UsageError(
             f'step "{self._node_id}": a step run fails when its script exits non-zero; '
-            f"to stop it, cancel its pipeline run (run.parent.cancel())"
+            f"to end it, fail or cancel its pipeline run (run.parent.fail(error_details), run.parent.cancel())"
         )
 
     def cancel(self) -> None:
@@ -603,14 +601,23 @@ class StepRunContext(StepRun):
         return found
 
     def complete(self) -> None:
-        """Nothing to do: the step completes when its script exits 0 (as for Azure's submitted runs)."""
+        """Nothing to do: the step completes when its script exits 0 (as Azure's submitted runs do)."""
 
     def fail(self, error_details=None, error_code=None) -> None:
-        """Noted on stderr; the step fails when its script exits non-zero (as for Azure's submitted runs)."""
-        print(f"run.fail: {error_code or ''} {error_details or ''}".strip(), file=sys.stderr, flush=True)
+        """The details on the step's stderr (its log, and a failed step's log tail); the status stays
+        the script's, as for Azure's submitted runs ("fail is not setting status for submitted runs"):
+        exit non-zero to fail the step."""
+        print(f"run.fail: {_failure(error_details, error_code)}", file=sys.stderr, flush=True)
 
     def cancel(self) -> None:
-        raise UsageError("a step cannot cancel itself: exit the script, or cancel its run with localpipe cancel")
+        """Nothing, with a warning, as Azure's submitted runs do: exit the script to end the step, or
+        cancel its run (``localpipe cancel``, ``run.parent.cancel()``)."""
+        warnings.warn(
+            "run.cancel() in a step changes nothing (as on Azure): exit the script to end the step, or "
+            "cancel its pipeline run (run.parent.cancel())",
+            UserWarning,
+            stacklevel=2,
+        )
 
     def __repr__(self) -> str:
         return f"StepRunContext(id={self.id}, name={self.name!r})"
