@@ -150,3 +150,23 @@ def test_a_saved_definition_whose_copy_is_gone_fails_in_one_line_naming_its_id(w
     message = str(raised.value)
     assert message.startswith('dataset "5a7ed-1d" is an unregistered version whose copy in the object store is gone')
     assert "register its files again" in message and "\n" not in message
+
+
+def test_a_submission_gives_a_dataset_its_id_once_however_many_steps_consume_it(ws, project, run_pipeline, monkeypatch):
+    """Planning names an unregistered dataset's id in each input that consumes it, and the submission
+    saves it under that id: its definition is hashed once for all of them."""
+    from localpipe.sdk.data.datasets import FileDataset
+
+    project("src/see.py", SEE)
+    dataset = _files(ws, project, "a")
+    made = []
+    definition = FileDataset.definition
+    monkeypatch.setattr(FileDataset, "definition", lambda self: made.append(1) or definition(self))
+    steps = [
+        PythonScriptStep("see.py", name=name, source_directory=str(ws.root / "src"),
+                         arguments=[dataset.as_named_input(name).as_mount()])
+        for name in ("one", "two", "three")
+    ]  # fmt: skip
+    assert run_pipeline(Pipeline(ws, steps))[1] == "Completed"
+    assert dataset.id == dataset.definition_id() and set(_saved(ws)) == {dataset.id}
+    assert len(made) == 2  # hashed for its id once, and saved once

@@ -37,6 +37,8 @@ class AbstractDataset:
 
     # Set on the dataset a submission saved (not a field: a dataset derived from it is another definition).
     _saved_id: str | None = None
+    # definition_id(), once computed: planning names it and the submission saves under it.
+    _definition_id: str | None = None
 
     # -- a registered version's metadata ---------------------------------------------------------------
     @property

@@ -73,8 +73,12 @@ class FileDataset(AbstractDataset):
 
     def definition_id(self) -> str:
         """The id a submission gives this dataset when it is not registered: a GUID fixed by its
-        definition, so that the same definition always has the same id."""
-        return str(uuid.uuid5(SAVED_NAMESPACE, json.dumps(self.definition(), sort_keys=True)))
+        definition, so that the same definition always has the same id. Computed once per dataset
+        (the dataclass is frozen: its definition never changes)."""
+        if self._definition_id is None:
+            found = str(uuid.uuid5(SAVED_NAMESPACE, json.dumps(self.definition(), sort_keys=True)))
+            object.__setattr__(self, "_definition_id", found)
+        return self._definition_id
 
     @staticmethod
     def get_all(workspace) -> dict:
