@@ -110,15 +110,14 @@ class DatasetRecords:
 
     def by_id(self, dataset_id: str) -> dict:
         """The registered version whose ``id`` is ``dataset_id``, or else the dataset saved under it
-        (``{"id", "definition"}``). A saved one found is saved again (its ``created_at`` is now): gc
-        leaves it, and the copy it reads, to the submission that found it (within the hour)."""
+        (``{"id", "definition"}``). A lookup writes nothing: gc keeps a saved dataset, and the copy it
+        reads, for an hour after it forgot the last run naming it (``state/gc.py``), which leaves that
+        hour to a submission of what was found."""
         t = self.t
         for row in t.DatasetVersion.select():
             if version_id(row) == dataset_id:
                 return self._record(row)
-        with self.database.write():  # gc deletes under the same lock: found here, it is kept
-            t.SavedDataset.update(created_at=now()).where(t.SavedDataset.saved_id == dataset_id).execute()
-            saved = t.SavedDataset.get_or_none(t.SavedDataset.saved_id == dataset_id)
+        saved = t.SavedDataset.get_or_none(t.SavedDataset.saved_id == dataset_id)
         if saved is None:
             raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
         definition = located(saved.definition, self.database.layout.root)

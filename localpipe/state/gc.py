@@ -18,7 +18,9 @@ docs/storage.md:
 - a saved dataset (``saved_dataset``: one a submission or publishing used without its being
   registered) is removed when no kept run's, published pipeline's or draft's graph names its id as
   a step input's dataset (where ``inputDatasets`` finds it) and it was saved over an hour ago (a
-  submission saves its datasets just before it records its run);
+  submission saves its datasets just before it records its run); the pass that forgets the last run
+  naming one keeps it and dates it now, so that ``Dataset.get_by_id`` (which writes nothing) leaves
+  the hour after to a submission of what it found;
 - a folder of ``.localpipe/runs/`` is removed when its run is forgotten or does not exist;
 - an entry of ``.localpipe/tmp/`` is removed when it was last modified over an hour ago and
   before every active run was submitted;
@@ -46,7 +48,7 @@ from pathlib import Path
 import localpipe.parallel_files as parallel_files
 from localpipe.errors import UsageError
 from localpipe.state.history import History
-from localpipe.state.models import Tables
+from localpipe.state.models import Tables, now
 from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import ACTIVE, RunStatus
 
@@ -156,7 +158,7 @@ def plan_gc(
     forget = [run_id for run_id in forget if run_id not in producers]
     kept.extend(producers)
     since = min((submitted for _, _, status, submitted in runs if status in _ACTIVE), default=None)
-    unnamed = _unnamed_saved_datasets(t, set(forget), clock)
+    unnamed = _unnamed_saved_datasets(t, clock)  # one named by a run forgotten now is kept (collect)
     referenced = _referenced_digests(t, set(forget), layout, unnamed)
     objects, protected = {}, []
     for digest, path in stored_objects(layout.objects).items():
@@ -218,23 +220,37 @@ def _kept_producers(t: Tables, forget: set[int]) -> dict[int, list[int]]:
     return {origin: sorted(by) for origin, by in sorted(found.items())}
 
 
-def _unnamed_saved_datasets(t: Tables, forget: set[int], clock: float) -> set[str]:
-    """Ids of the saved datasets that no graph of a run not in ``forget``, of a published pipeline or of
-    a draft names as a step input's dataset, saved before ``clock`` less the grace of tmp/."""
+def _unnamed_saved_datasets(t: Tables, clock: float) -> set[str]:
+    """Ids of the saved datasets that no graph of a run, of a published pipeline or of a draft names as
+    a step input's dataset, saved before ``clock`` less the grace of tmp/."""
     saved = t.SavedDataset.select(t.SavedDataset.saved_id).where(t.SavedDataset.created_at < clock - TMP_GRACE_SECONDS)
     candidates = {saved_id for (saved_id,) in saved.tuples()}
     if not candidates:
         return set()  # no graph read
-    runs = t.PipelineRun.select(t.PipelineRun.id, t.PipelineRun.pipeline).tuples()
-    graphs = {graph for run_id, graph in runs if run_id not in forget}
+    graphs = {graph for (graph,) in t.PipelineRun.select(t.PipelineRun.pipeline).tuples()}
     for frozen in (t.PublishedPipeline, t.PipelineDraft):
         graphs.update(graph for (graph,) in frozen.select(frozen.pipeline).tuples())
+    return candidates - _named_datasets(t, graphs)
+
+
+def _named_by_runs(t: Tables, run_ids: list[int]) -> set[str]:
+    """Ids of the datasets the graphs of the runs ``run_ids`` name as a step input's dataset."""
+    graphs = {
+        graph
+        for chunk in _chunks(run_ids)
+        for (graph,) in t.PipelineRun.select(t.PipelineRun.pipeline).where(t.PipelineRun.id.in_(chunk)).tuples()
+    }
+    return _named_datasets(t, graphs)
+
+
+def _named_datasets(t: Tables, graphs: set[int]) -> set[str]:
+    """Ids of the datasets the pipeline graphs ``graphs`` name as a step input's dataset."""
     named = set()
     for chunk in _chunks(sorted(graphs)):
         for (graph,) in t.PipelineGraph.select(t.PipelineGraph.graph).where(t.PipelineGraph.id.in_(chunk)).tuples():
             for step in graph.get("steps") or ():  # a test's or an older file's graph may have none
                 named.update((given.get("dataset") or {}).get("id") for given in (step.get("inputs") or {}).values())
-    return candidates - named
+    return named
 
 
 def _referenced_digests(t: Tables, forget: set[int], layout, unnamed: set[str]) -> set[str]:
@@ -325,10 +341,14 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
             if plan.forget_runs and not plan.experiment:
                 # A run submitted since the plan may have reused a step run of one planned to go.
                 forget = [r for r in forget if r not in _kept_producers(t, set(forget))]
+            named_by_forgotten = _named_by_runs(t, forget)
             _forget_runs(t, forget)
             result.runs_forgotten = len(forget)
+            # Their hour starts now: one found by its id before this pass is still there to submit.
+            for chunk in _chunks(sorted(named_by_forgotten)):
+                t.SavedDataset.update(created_at=now()).where(t.SavedDataset.saved_id.in_(chunk)).execute()
             # Checked again: a run submitted since the plan may name one.
-            unnamed = _unnamed_saved_datasets(t, set(), time.time()) & set(plan.saved_datasets)
+            unnamed = _unnamed_saved_datasets(t, time.time()) & set(plan.saved_datasets)
             for chunk in _chunks(sorted(unnamed)):
                 t.SavedDataset.delete().where(t.SavedDataset.saved_id.in_(chunk)).execute()
             result.saved_datasets_removed = len(unnamed)
