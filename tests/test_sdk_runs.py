@@ -382,8 +382,9 @@ def test_run_members_on_a_finished_script_run(ws, project, tmp_path):
         run.create_children(count=101)
     made = run.create_children(tag_key="fold", tag_values=["a", "b"])
     assert [c.get_tags() for c in made] == [{"fold": "a"}, {"fold": "b"}]
-    made[0].fail(error_details="bad fold")
+    made[0].fail(error_code="DataError")  # no details: "failed", as every run's fail() words it
     assert made[0].get_status() == "Failed" and made[1].get_status() == "Running"
+    assert made[0].get_details()["error"]["error"]["message"] == "DataError: failed"
     assert run.get_children(status="Running") and len(run.get_children()) == 2
     project("other/hello.py", "print('hello')\n")
     child = run.submit_child(ScriptRunConfig(source_directory=str(ws.root / "other"), script="hello.py"))

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from localpipe.client import models
-from localpipe.client.run_base import RunBase, StepRecordMembers, _matches, watch_run
+from localpipe.client.run_base import RunBase, StepRecordMembers, _failure, _matches, watch_run
 from localpipe.client.run_files import _inside
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.status import RunStatus
@@ -130,7 +130,7 @@ class ChildRun(StepRecordMembers, ChildMembers, RunBase):
         self._history.runs.set_child_status(self._number, RunStatus.COMPLETED)
 
     def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
-        self._history.runs.set_child_status(self._number, RunStatus.FAILED, _error(error_details, error_code))
+        self._history.runs.set_child_status(self._number, RunStatus.FAILED, _failure(error_details, error_code))
 
     def cancel(self) -> None:
         self._history.runs.set_child_status(self._number, RunStatus.CANCELED)
@@ -250,7 +250,7 @@ class ChildRunContext(RunBase):
         self._emit_for(self._suffix, "status", "", RunStatus.COMPLETED.value)
 
     def fail(self, error_details=None, error_code=None, _set_status=True) -> None:
-        self._emit_for(self._suffix, "status", "", RunStatus.FAILED.value, error=_error(error_details, error_code))
+        self._emit_for(self._suffix, "status", "", RunStatus.FAILED.value, error=_failure(error_details, error_code))
 
     def cancel(self) -> None:
         self._emit_for(self._suffix, "status", "", RunStatus.CANCELED.value)
@@ -296,11 +296,6 @@ def emit_line(metrics_file: str, suffix: str, kind: str, name: str, value: Any, 
 def _keep_outputs(run) -> None:
     if run._outputs and os.path.isdir(run._outputs):
         run.upload_folder(os.path.basename(os.path.normpath(run._outputs)), run._outputs)
-
-
-def _error(error_details, error_code) -> str:
-    text = str(error_details) if error_details is not None else ""
-    return f"{error_code}: {text}" if error_code else text or "failed"
 
 
 def _warn_run_id(run_id) -> None:
