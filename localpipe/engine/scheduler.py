@@ -356,12 +356,8 @@ class Scheduler:
                 (self.step_ids[name], out, digest, *decision.stats[out]) for out, digest in decision.outputs.items()
             ]
             return
+        # No entry committed since the wave looked them up: both are in this write transaction.
         if self.graph.steps[name].allow_reuse and not self.run.regenerate_outputs:
-            late = self.history.cache.entry(decision.key)  # committed by another run since the wave's look-up
-            if late is not None and intact(late, self.store):
-                decision.reuse_hit(late)
-                self._apply(decision)
-                return
             twin = self.history.cache.computing_twin(decision.key, self.run.id)
             if twin is not None:
                 self.waiting[name] = twin.step_run_id

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from localpipe.state.db import Database
-from localpipe.state.models import EncodedJSON, insert_rows, now
+from localpipe.state.models import now
 from localpipe.status import RunStatus
 
 _CHUNK = 500  # SQLite caps the number of bound variables of one statement
@@ -109,19 +109,8 @@ class CacheRecords:
 
     def add_keys(self, keys: dict[str, str]) -> None:
         """Record what each new key was computed from (``key -> canonical JSON``); known keys are left."""
-        known: set[str] = set()
-        listed = list(keys)
-        for start in range(0, len(listed), _CHUNK):
-            chunk = listed[start : start + _CHUNK]
-            known.update(
-                k
-                for (k,) in self.db.execute_sql(
-                    f'SELECT "key" FROM "cache_key" WHERE "key" IN ({", ".join("?" * len(chunk))})', chunk
-                )
-            )
-        insert_rows(
-            self.t.CacheKey,
-            [{"key": key, "components": EncodedJSON(text)} for key, text in keys.items() if key not in known],
+        self.db.cursor().executemany(
+            'INSERT OR IGNORE INTO "cache_key" ("key", "components") VALUES (?, ?)', list(keys.items())
         )
 
     def add_entry(self, key: str, step_run_id: int, at: float) -> None:
