@@ -48,7 +48,7 @@ def envs(images, as_json) -> None:
 
 
 def _images(as_json: bool) -> None:
-    from localpipe.engine.executors.docker import built_images
+    from localpipe.engine.executors.docker.images import built_images
 
     built = built_images()
     if built is None:
