@@ -1,6 +1,6 @@
 """The Docker executor: each launch in a container of its own, through the Docker SDK (this
-package holds the only ``docker`` imports of localpipe, docs/docker.md; ``images.py`` builds
-and lists the images steps run in).
+package holds the only ``docker`` imports of localpipe, docs/docker.md; ``images.py`` builds,
+lists and removes the images steps run in).
 
 A launch for it carries ``Launch.container`` (made by ``engine/workdir.py``'s ``containerize``):
 the image (or a Dockerfile to build it from), the host paths to bind at the same paths (so that
@@ -26,7 +26,17 @@ import docker.errors
 from docker.types import DeviceRequest, LogConfig, Mount
 
 from localpipe.engine.executors import RUN_LABEL, TERMINATE_GRACE_SECONDS, WORKSPACE_LABEL, Exit, Inbox, Launch
-from localpipe.engine.executors.docker.images import API_SECONDS, DAEMON_SECONDS, ImageFailed, build_image, client, said
+from localpipe.engine.executors.docker.images import (
+    API_SECONDS,
+    DAEMON_SECONDS,
+    START_DAEMON,
+    ImageFailed,
+    build_image,
+    built_tags,
+    client,
+    in_use,
+    said,
+)
 from localpipe.engine.executors.local import log_limit
 from localpipe.engine.executors.supervisor import Log
 
@@ -53,8 +63,8 @@ def machine_docker() -> dict:
         found = client(DAEMON_SECONDS)
         info = found.info()
     except Exception as exc:  # noqa: BLE001  (no daemon: several unrelated types)
-        return {"problem": f"no Docker daemon answers ({type(exc).__name__}): start it (sudo dockerd, or "
-                           "systemctl start docker)", "gpus": False, "image": lambda name: None}  # fmt: skip
+        return {"problem": f"no Docker daemon answers ({type(exc).__name__}): {START_DAEMON}", "gpus": False,
+                "image": lambda name: None}  # fmt: skip
     ids: dict[str, str | None] = {}
 
     def image(name: str) -> str | None:
@@ -162,7 +172,8 @@ class DockerExecutor:
     def _run(self, step: _Step) -> None:
         launch = step.launch
         try:
-            result = self._contain(step)
+            with in_use(built_tags(launch.container)):  # gc leaves its images until its container is gone
+                result = self._contain(step)
         except docker.errors.DockerException as exc:
             result = Exit(launch.key, None, None, None, error=f"Docker: {said(exc)}")
         except Exception as exc:  # noqa: BLE001  (a bug or an odd value: this step's reason says which)
