@@ -113,9 +113,13 @@ def test_an_image_a_run_holds_or_a_container_uses_is_kept_one_removed_by_hand_is
         assert not _stamp(cache, gone).exists()  # its mark went with it
     finally:
         _docker("rm", container, check=False)
-    swept = localpipe("gc", "--envs", "--older-than", "0s", check=True).stdout
-    assert f"removed image {held}" in swept and f"removed image {used}" in swept
-    assert not _exists(held) and not _exists(used)
+    _docker("tag", held, "mine/held:1")  # adopted: the user's tag stays, with the image
+    try:
+        swept = localpipe("gc", "--envs", "--older-than", "0s", check=True).stdout
+        assert f"removed image {held}  0 B" in swept and f"removed image {used}" in swept
+        assert not _exists(held) and not _exists(used) and _exists("mine/held:1")
+    finally:
+        _docker("rmi", "mine/held:1", check=False)
 
 
 def test_no_daemon_or_no_docker_package_during_gc_envs_is_one_warning_and_the_environments_are_swept(
@@ -136,6 +140,10 @@ def test_no_daemon_or_no_docker_package_during_gc_envs_is_one_warning_and_the_en
     missing = localpipe("gc", "--envs", "--older-than", "0s", env={"PYTHONPATH": str(shadow.parent)}, check=True)
     assert missing.stderr.splitlines() == [
         "warning: Docker images not looked at: the docker Python package is not installed (pip install docker)"
+    ]
+    listed = localpipe("envs", "--images", env={"PYTHONPATH": str(shadow.parent)})
+    assert listed.returncode == 2 and listed.stderr.splitlines() == [
+        "error: --images asks the Docker daemon, through the docker Python package: pip install docker"
     ]
     assert _exists(kept)
     fresh = subprocess.run(  # a cache that never built an image: no word of Docker at all

@@ -49,7 +49,12 @@ def envs(images, as_json) -> None:
 
 
 def _images(as_json: bool) -> None:
-    from localpipe.engine.executors.docker.images import START_DAEMON, built_images
+    try:
+        from localpipe.engine.executors.docker.images import START_DAEMON, built_images
+    except ImportError:
+        raise UsageError(
+            "--images asks the Docker daemon, through the docker Python package: pip install docker"
+        ) from None
 
     built = built_images()
     if built is None:
