@@ -6,10 +6,13 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 
 from localpipe import PipelineRun
+from localpipe.content.statcache import StatCache
 from localpipe.errors import UserErrorException
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.test_docker import IMAGE, _docker, _read, docker_image  # noqa: F401  (a fixture)
@@ -170,3 +173,23 @@ def test_no_daemon_is_one_line(ws, project, localpipe, monkeypatch):
     assert (
         listed.stderr.strip() == "error: no Docker daemon answers: start it (sudo dockerd, or systemctl start docker)"
     )
+
+
+def test_planning_hashes_a_build_context_through_the_workspaces_stat_cache(ws, project, localpipe):
+    project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
+    project("pipeline.py", CONTEXT_PIPELINE)
+    _context(project, "cached")
+    data = project("ctx/data.bin", "x" * 100_000)
+    hour_ago = time.time() - 3600
+    for path in (ws.root / "ctx").iterdir():  # out of the racy window: what planning hashes is remembered
+        os.utime(path, (hour_ago, hour_ago))
+    localpipe("submit", "pipeline.py", check=True)
+    remembered = StatCache(ws.root / ".localpipe" / "statcache.bin")
+    assert remembered.lookup(str(data), data.stat()) is not None
+
+    data.write_text("y" * 100_000)  # the same size, its time put back: only a read would tell
+    os.utime(data, (hour_ago, hour_ago))
+    assert "reuse" in localpipe("status", "pipeline.py", check=True).stdout  # not read: stats only
+
+    os.utime(data)  # an edit as an editor makes it: a new modification time
+    assert "environment changed" in localpipe("status", "pipeline.py", check=True).stdout

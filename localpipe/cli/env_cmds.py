@@ -16,7 +16,8 @@ def envs(images, as_json) -> None:
     Python, size, packages installed, when a step last used it. The cache is
     ~/.cache/localpipe/envs (LOCALPIPE_CACHE_DIR moves it). With --images, the Docker images
     localpipe built in this machine's daemon (from a Dockerfile, a build context, or with an
-    environment's packages): tag, what from, id, size, when.
+    environment's packages): tag, what from, id, size, when built, when a step last ran in it
+    (`localpipe gc --envs` removes those no step used for a while).
 
     \b
     Example:
@@ -48,18 +49,26 @@ def envs(images, as_json) -> None:
 
 
 def _images(as_json: bool) -> None:
-    from localpipe.engine.executors.docker import built_images
+    try:
+        from localpipe.engine.executors.docker.images import START_DAEMON, built_images
+    except ImportError:
+        raise UsageError(
+            "--images asks the Docker daemon, through the docker Python package: pip install docker"
+        ) from None
 
     built = built_images()
     if built is None:
-        raise UsageError("no Docker daemon answers: start it (sudo dockerd, or systemctl start docker)")
+        raise UsageError(f"no Docker daemon answers: {START_DAEMON}")
     if as_json:
         print_json(built)
     elif not built:
         click.echo("no Docker image built by localpipe in this machine's daemon")
     else:
-        rows = [[b["tag"], b["kind"], b["id"].removeprefix("sha256:"), size(b["size"]), b["created"]] for b in built]
-        table(rows, ["tag", "from", "id", "size", "created (UTC)"])
+        rows = [
+            [b["tag"], b["kind"], b["id"].removeprefix("sha256:"), size(b["size"]), b["created"], clock(b["last_used"])]
+            for b in built
+        ]
+        table(rows, ["tag", "from", "id", "size", "created (UTC)", "last used"])
 
 
 COMMANDS = [envs]

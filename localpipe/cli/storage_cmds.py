@@ -26,7 +26,8 @@ from localpipe.cli.common import count, history, json_option, print_json, size, 
     "--envs",
     "built_environments",
     is_flag=True,
-    help="Instead: remove the machine's built environments no step used for --older-than (default 30d).",
+    help="Instead: remove the machine's built environments and the Docker images localpipe built that no step "
+    "used for --older-than (default 30d).",
 )
 def gc(keep_last, older_than, dry_run, built_environments) -> None:
     """Free disk space: forget old runs, then remove what nothing kept references.
@@ -37,7 +38,8 @@ def gc(keep_last, older_than, dry_run, built_environments) -> None:
     and so is a run whose steps a kept run reused (its logs and metrics are theirs).
     With neither --keep-last nor --older-than every run is kept; with both, a run either keeps
     is kept. A step whose outputs were removed runs again the next time it is submitted.
-    With --envs it removes the machine's built environments instead (shared by every workspace).
+    With --envs it removes the machine's built environments instead (shared by every workspace),
+    and the Docker images localpipe built (`localpipe envs --images`), but none a step uses.
 
     \b
     Example:
@@ -103,7 +105,8 @@ def _runs(ids: list[int]) -> str:
 
 
 def _gc_environments(seconds: float, keep_last, dry_run: bool) -> None:
-    """Remove the built environments (machine-wide) no step used for ``seconds``; one being built stays."""
+    """Remove the built environments (machine-wide) and the Docker images localpipe built that no
+    step used for ``seconds``; one being built, or that a run uses, stays."""
     import time
 
     from localpipe.envs import cache_root
@@ -130,8 +133,36 @@ def _gc_environments(seconds: float, keep_last, dry_run: bool) -> None:
     for path in leftovers:
         if not dry_run:
             path.unlink(missing_ok=True)
-    left = f", {len(leftovers)} old build logs" if leftovers else ""
-    click.echo(f"{'would free' if dry_run else 'freed'} {size(freed)}: {removed} environments{left}")
+    parts = [f"{removed} environments"]
+    if (cache_root() / "image-builds").is_dir():  # localpipe built Docker images on this machine
+        images = _gc_images(seconds, now, dry_run)
+        freed += sum(images.values())
+        parts.append(count(len(images), "image"))
+    if leftovers:
+        parts.append(f"{len(leftovers)} old build logs")
+    click.echo(f"{'would free' if dry_run else 'freed'} {size(freed)}: {', '.join(parts)}")
+
+
+def _gc_images(seconds: float, now: float, dry_run: bool) -> dict[str, int]:
+    """Remove the Docker images localpipe built that no step used for ``seconds``, saying each;
+    returns the tags removed with the bytes each freed. A daemon that does not answer, or the
+    docker package missing, is one warning: the images are then left as they are."""
+    try:
+        from localpipe.engine.executors.docker.images import remove_unused_images
+    except ImportError:
+        click.echo(
+            "warning: Docker images not looked at: the docker Python package is not installed (pip install docker)",
+            err=True,
+        )
+        return {}
+    sweep = remove_unused_images(seconds, now, dry_run)
+    for tag, nbytes in sweep.removed:
+        click.echo(f"{'would remove' if dry_run else 'removed'} image {tag}  {size(nbytes)}")
+    for tag, why in sweep.kept:
+        click.echo(f"kept image {tag}: {why}")
+    if sweep.problem:
+        click.echo(f"warning: Docker images: {sweep.problem}", err=True)
+    return dict(sweep.removed)
 
 
 @click.command()

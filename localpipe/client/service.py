@@ -207,12 +207,11 @@ class LocalService:
         }
 
     def build_image(self, environment, caller: str) -> dict:
-        from localpipe.engine.executors.docker import ImageFailed, build_image, client, image_tag, tag_file_name
-        from localpipe.envs import cache_root
+        from localpipe.engine.executors.docker.images import ImageFailed, build_image, build_log, client, image_tag
         from localpipe.errors import UserErrorException
 
         planned = self._docker_environment(environment, caller)
-        log = cache_root() / "image-builds" / f"{tag_file_name(image_tag(planned))}.log"
+        log = build_log(image_tag(planned))
         try:
             image, built = build_image(client(), planned, log)
         except ImageFailed as exc:
@@ -220,7 +219,8 @@ class LocalService:
         return {"image": image, "built": built, "log": str(log) if built else None}
 
     def image_details(self, environment) -> dict:
-        from localpipe.engine.executors.docker import image_tag, machine_docker
+        from localpipe.engine.executors.docker import machine_docker
+        from localpipe.engine.executors.docker.images import image_tag
 
         planned = self._docker_environment(environment, "Environment.get_image_details")
         name = image_tag(planned)

@@ -18,7 +18,7 @@ import stat as statmod
 import sys
 import time
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 from localpipe.errors import UsageError
 
@@ -279,12 +279,13 @@ def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | N
     )
 
 
-def context_digest(folder: str | os.PathLike) -> str:
+def context_digest(folder: str | os.PathLike, stat_cache: StatCacheLike | None = None) -> str:
     """The digest of a Docker build context as the daemon is sent it: each file's content and
     executable bit, each symlink's target as written (Docker sends the link, never what it points
     to, so a link out of the folder or to nothing is no problem), each empty folder; not what its
     ``.dockerignore`` leaves out, nor a workspace's own ``STATE_FOLDER`` (history.db, runs, the
-    object store), which each submission changes, which is never sent either."""
+    object store), which each submission changes, which is never sent either. A file unchanged
+    since ``stat_cache`` saw it (size, modification time, inode) is not read again."""
     entries: dict[str, str] = {}
     ignored, negated = _dockerignore(folder)
     for top, folders, names in os.walk(folder, onerror=_unreadable):
@@ -298,18 +299,24 @@ def context_digest(folder: str | os.PathLike) -> str:
             entry = _below(rel, name)
             if ignored is not None and ignored.match_file(entry):
                 continue
-            st = os.lstat(path)
-            entry = _any_bytes(entry)  # Docker sends a name that is not UTF-8 as it is
-            if statmod.S_ISLNK(st.st_mode):
-                entries[entry] = "->" + _any_bytes(os.readlink(path))
-            elif statmod.S_ISREG(st.st_mode):
-                try:
-                    entries[entry] = _entry_digest(hash_file(path), st)
-                except OSError as exc:
-                    raise UsageError(f"cannot read {path}: {exc.strerror}: fix its permissions") from None
-            elif statmod.S_ISDIR(st.st_mode):
-                entries[entry] = "/"
+            try:
+                found = _context_entry(path, stat_cache)
+            except OSError as exc:
+                _unreadable(exc)
+            if found is not None:
+                entries[_any_bytes(entry)] = found  # Docker sends a name that is not UTF-8 as it is
     return tree_digest(entries)
+
+
+def _context_entry(path: str, stat_cache: StatCacheLike | None) -> str | None:
+    """A build context's entry for ``path``: a link's target, a file's content, a folder's mark;
+    None for anything else (a socket, a pipe: Docker sends none)."""
+    st = os.lstat(path)
+    if statmod.S_ISLNK(st.st_mode):
+        return "->" + _any_bytes(os.readlink(path))
+    if statmod.S_ISREG(st.st_mode):
+        return file_entry(path, st, stat_cache)
+    return "/" if statmod.S_ISDIR(st.st_mode) else None
 
 
 def _any_bytes(name: str) -> str:
@@ -337,8 +344,11 @@ def _dockerignore(folder: str | os.PathLike) -> tuple[IgnoreRules | None, bool]:
     return _compiled_spec(tuple(patterns)), any(p.startswith("!") for p in patterns)
 
 
-def _unreadable(exc: OSError) -> None:
-    raise UsageError(f"cannot read folder {exc.filename}: {exc.strerror}: fix its permissions")
+def _unreadable(exc: OSError) -> NoReturn:
+    if isinstance(exc, FileNotFoundError):  # removed while it was read
+        raise UsageError(f"{exc.filename} went away while it was read: put it back, or submit again") from None
+    what = "folder " if isinstance(exc, NotADirectoryError) or os.path.isdir(exc.filename or "") else ""
+    raise UsageError(f"cannot read {what}{exc.filename}: {exc.strerror}: fix its permissions") from None
 
 
 def file_entry(path: str, st: os.stat_result, stat_cache: StatCacheLike | None = None) -> str:

@@ -59,18 +59,19 @@ def plan(
 
     log_limit()  # a bad LOCALPIPE_MAX_LOG_BYTES is refused before anything is recorded
     targets = targets_from_configs(history.registry.compute_targets())
-    capacity = machine_capacity(history.layout.state_dir)
-    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
     trees = trees or TreeCache(StatCache(history.layout.statcache))
+    capacity = machine_capacity(history.layout.state_dir, trees.stat_cache)
+    graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
     sources = source_trees(graph, trees)
     trees.stat_cache.save()
     return graph, sources
 
 
-def machine_capacity(state_dir: Path | None = None) -> Capacity:
+def machine_capacity(state_dir: Path | None = None, stat_cache=None) -> Capacity:
     """What this machine can give a step: CPUs, memory, GPUs and Python interpreters (looked for
     only when a step asks); with the workspace's ``state_dir``, what a Ray cluster gives one (asked
-    only when a step runs on Ray)."""
+    only when a step runs on Ray); with its ``stat_cache``, Docker build contexts are hashed
+    through it."""
     host = detect_host()
     return Capacity(
         host.cpus,
@@ -81,6 +82,7 @@ def machine_capacity(state_dir: Path | None = None) -> Capacity:
         docker=machine_docker,
         azureml_image_fallback=azureml_image_fallback(),
         ray=partial(machine_ray, state_dir) if state_dir is not None else None,
+        stat_cache=stat_cache,
     )
 
 

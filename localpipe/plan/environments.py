@@ -18,7 +18,7 @@ import sys
 import warnings
 from typing import Any
 
-from localpipe.content.hashing import context_digest, dataset_digest, hash_bytes, hash_file
+from localpipe.content.hashing import StatCacheLike, context_digest, dataset_digest, hash_bytes, hash_file
 from localpipe.errors import UsageError
 from localpipe.plan import checks
 
@@ -156,7 +156,7 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     where = f'{label}: environment "{environment.name or "unnamed"}"'
     image, dockerfile = section.base_image, section.base_dockerfile
     given = getattr(section, "build_context", None)
-    context = _build_context(where, given, found)
+    context = _build_context(where, given, found, getattr(capacity, "stat_cache", None))
     if given is not None:
         image = dockerfile = None  # Azure's build_context replaces the other two
         if context is None:  # its problem is said: no other about the image it replaced
@@ -219,9 +219,12 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     }
 
 
-def _build_context(where: str, context, found: list[str]) -> dict[str, Any] | None:
+def _build_context(
+    where: str, context, found: list[str], stat_cache: StatCacheLike | None = None
+) -> dict[str, Any] | None:
     """A Docker build context as plain data: its folder, its Dockerfile's path in it and the
-    digest of the folder's content (an edit of a file rebuilds the image and reruns the step)."""
+    digest of the folder's content (an edit of a file rebuilds the image and reruns the step),
+    through the workspace's ``stat_cache`` when planning has it (an unchanged file costs a stat)."""
     if context is None:
         return None
     folder, dockerfile = context.location, context.dockerfile_path or "Dockerfile"
@@ -240,19 +243,20 @@ def _build_context(where: str, context, found: list[str]) -> dict[str, Any] | No
         )
         return None
     try:
-        digest = build_context_digest(folder, dockerfile)
+        digest = build_context_digest(folder, dockerfile, stat_cache)
     except UsageError as exc:
         found.append(f"{where}: Docker build context {folder}: {exc}")
         return None
     return {"context": folder, "context_dockerfile": dockerfile, "context_digest": digest}
 
 
-def build_context_digest(folder: str, dockerfile: str) -> str:
+def build_context_digest(folder: str, dockerfile: str, stat_cache: StatCacheLike | None = None) -> str:
     """The digest naming the image of a build context: the folder as the daemon is sent it, and the
-    Dockerfile's path and text (``dockerfile_path`` may name one out of the folder). Raises
+    Dockerfile's path and text (``dockerfile_path`` may name one out of the folder); a file that
+    ``stat_cache`` (``content.statcache.StatCache``) knows unchanged is not read. Raises
     ``UsageError`` for a file that cannot be read."""
     try:
-        contents = [context_digest(folder), dockerfile, hash_file(os.path.join(folder, dockerfile))]
+        contents = [context_digest(folder, stat_cache), dockerfile, hash_file(os.path.join(folder, dockerfile))]
     except OSError as exc:
         raise UsageError(f"cannot read {dockerfile} ({exc.strerror}): fix its permissions") from None
     return hash_bytes(json.dumps(contents).encode())[:32]

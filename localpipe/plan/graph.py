@@ -57,6 +57,7 @@ class Capacity:
         docker=None,
         azureml_image_fallback: bool = True,
         ray=None,
+        stat_cache=None,
     ):
         self.cpus = cpus
         self.memory = memory
@@ -69,6 +70,7 @@ class Capacity:
         self._found_docker = None
         self.azureml_image_fallback = azureml_image_fallback  # Azure ML's base images missing: run outside Docker
         self._ray = ray  # a callable: (address, cache, pythons) -> what a Ray cluster has (submit.py's machine_ray)
+        self.stat_cache = stat_cache  # the workspace's (content/statcache.py), for Docker build contexts
         self._found_ray: dict = {}
 
     def ray_cluster(self, address: str | None, cache: bool, pythons: tuple[str, ...]) -> dict:
