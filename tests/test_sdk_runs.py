@@ -10,6 +10,7 @@ import pytest
 
 from localpipe import Experiment, Pipeline, PipelineRun, PythonScriptStep, Run, ScriptRunConfig
 from localpipe.errors import RunFailedError, UsageError, UserErrorException
+from tests.conftest import wait_for
 
 # train_explain.py (explain-model/azure-integration/remote-explanation), its run calls kept as written.
 TRAIN = """
@@ -472,5 +473,9 @@ def test_steps_graph_labels_and_active_runs(ws, project):
     try:
         assert [r.id for r in cluster.get_active_runs()] == [run.id]
         assert list(cluster.get_active_runs(tags="absent")) == []
+        # list_nodes: the step running on the cluster holds one node's worth (its claim), in Azure's form.
+        [node] = wait_for(cluster.list_nodes, what="b.py's claim on cpu-cluster")
+        assert node["nodeState"] == "running" and node["runId"] == run.id and node["nodeId"].startswith("cpu-cluster-")
     finally:
         run.cancel()
+    assert wait_for(lambda: cluster.list_nodes() == [], what="the canceled step's claim released")

@@ -306,6 +306,15 @@ class LocalService:
                 found.append(Run.get(self.workspace, record["id"]))
         return found
 
+    def held_claims(self, target: str) -> list[dict]:
+        from localpipe.engine.resources import process_alive
+
+        return [
+            {"id": claim.id, "run_id": claim.run_id}
+            for claim in self.history.claims.held()
+            if claim.target == target and process_alive(claim.holder_pid, claim.holder_started)
+        ]
+
     def plan(self, pipeline):
         from localpipe.plan.graph import plan_pipeline
         from localpipe.sdk.compute import compute_targets

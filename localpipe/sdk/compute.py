@@ -308,6 +308,24 @@ class AmlCompute(ComputeTarget):
         runs = self._workspace("get_active_runs").service.active_runs(self.name)
         yield from (r for r in runs if _run_matches(r, type, tags, properties, status))
 
+    def list_nodes(self) -> list[dict]:
+        """The nodes in use now, as Azure lists a cluster's: one per step of this target holding its
+        claim (a step here claims one VM's worth), ``nodeState`` ``running``, ``runId`` the run it
+        belongs to, on this machine's address; ``[]`` while none runs, as an idle Azure cluster
+        scaled to ``min_nodes=0`` lists none."""
+        held = self._workspace("list_nodes").service.held_claims(self.name)
+        return [
+            {
+                "nodeId": f"{self.name}-{claim['id']}",
+                "port": None,
+                "privateIpAddress": "127.0.0.1",
+                "publicIpAddress": None,
+                "nodeState": "running",
+                "runId": claim["run_id"],
+            }
+            for claim in held
+        ]
+
     @staticmethod
     def supported_vmsizes(workspace, location: str | None = None) -> list[dict]:
         """The VM sizes this machine knows, as Azure lists them (name, vCPUs, gpus, memoryGB)."""

@@ -154,6 +154,9 @@ class WorkspaceService(Protocol):
     def active_runs(self, target: str) -> list[Any]:
         """Handles of the active runs with a step on compute target ``target``, newest first."""
 
+    def held_claims(self, target: str) -> list[dict]:
+        """The claims running steps of compute target ``target`` hold now: ``{"id", "run_id"}`` each."""
+
     def plan(self, pipeline: Any) -> Any:
         """The planned graph of ``pipeline`` here (``plan.graph.Graph``); raises with every problem."""
 
