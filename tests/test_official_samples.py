@@ -6,6 +6,7 @@ its user would have it. The network is the one stand-in (tests/samples/README.md
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import csv
 import hashlib
@@ -27,6 +28,9 @@ from nbclient import NotebookClient
 from localpipe.sdk.environment import DEFAULT_CPU_IMAGE
 
 SAMPLES = Path(__file__).parent / "samples"
+# setup-environment's notebook, which the others ask their user to run first: it names the workspace in
+# its .azureml/config.json, which their Workspace.from_config() then reads. Run first in the workspace.
+SETUP = "configuration.ipynb"
 # The columns of dominicks_OJ.csv, which the partition-per-column sample reads (its output names them).
 OJ_COLUMNS = ["WeekStarting", "Store", "Brand", "Quantity", "logQuantity", "Advert", "Price", "Age60", "COLLEGE",
               "INCOME", "Hincome150", "Large HH", "Minorities", "WorkingWoman", "SSTRDIST", "SSTRVOL", "CPDIST5",
@@ -135,6 +139,8 @@ def samples(tmp_path_factory, data_server):
     def run(notebook: str):
         if notebook in done:  # each notebook runs once in the module's workspace, whoever asks first
             return done[notebook]
+        if SETUP not in done and notebook != SETUP:  # first, as the samples ask: it writes config.json
+            run(SETUP)
         executed = nbformat.read(root / notebook, as_version=4)
         client = NotebookClient(
             executed, timeout=300, allow_errors=True, kernel_name="python3", resources={"metadata": {"path": str(root)}}
@@ -504,3 +510,59 @@ def test_the_scriptrun_with_data_sample_runs_to_its_end(samples):
     assert re.search(r"Argument 1: \S+/workspaceblobstore/script-run/iris\.csv\n", printed(notebook))
     written = samples.root / ".localpipe" / "datastores" / "workspaceblobstore" / "sample" / "outputdataset"
     assert (written / "output.csv").read_bytes() == (SAMPLES / "iris.csv").read_bytes()
+
+
+def test_the_configuration_sample_runs_to_its_end_and_names_the_workspace(samples):
+    """Its Workspace(subscription_id, resource_group, workspace_name) is the workspace the notebook
+    runs in, known by its placeholder names, which write_config() keeps in .azureml/config.json (the
+    other samples' Workspace.from_config() reads them); its Workspace.create(..., exist_ok=True) makes
+    a workspace in the folder of that name."""
+    import json
+
+    from localpipe import Workspace
+
+    notebook, runs, _ = samples(SETUP)
+    assert errors(notebook) == [] and runs == {}, runs  # run first: no run in the workspace yet
+    assert "Workspace configuration succeeded. Skip the workspace creation steps below" in printed(notebook)
+    names = {
+        "subscription_id": "<my-subscription-id>",
+        "resource_group": "<my-resource-group>",
+        "workspace_name": "<my-workspace-name>",
+    }
+    assert json.loads((samples.root / ".azureml" / "config.json").read_text()) == names
+    ws = Workspace.from_config(samples.root)
+    assert (ws.root, ws.name, ws.subscription_id) == (
+        samples.root.resolve(),
+        "<my-workspace-name>",
+        "<my-subscription-id>",
+    )
+    created = samples.root / "<my-workspace-name>"
+    assert (created / ".localpipe").is_dir()
+    assert json.loads((created / ".azureml" / "config.json").read_text()) == names
+
+
+def test_the_train_on_amlcompute_sample_runs_to_its_end(samples):
+    """train.py runs twice on cpu-cluster (created here, or found where another sample made it), in an
+    environment built from its conda packages (Docker asked for: outside it when Azure's image is
+    absent); the cluster's status, its nodes (none: nothing runs on it by then) and a scale change."""
+    from localpipe import ComputeTarget, Workspace
+
+    notebook, runs, _ = samples("train-on-amlcompute.ipynb")
+    assert errors(notebook) == []
+    assert runs["train-on-amlcompute"] == ["Completed", "Completed"], runs
+    ws = Workspace(samples.root)
+    for run in ws.experiments["train-on-amlcompute"].get_runs():
+        assert run.get_details()["target"] == "cpu-cluster"
+        metrics = run.get_metrics()
+        assert len(metrics["alpha"]) == len(metrics["mse"]) == 20
+        assert (
+            round(min(metrics["mse"]), 2) == 3295.71
+            and metrics["alpha"][metrics["mse"].index(min(metrics["mse"]))] == 0.4
+        )
+        assert sum(name.startswith("outputs/ridge_") for name in run.get_file_names()) == 20
+    assert printed(notebook).count("[train.py] alpha is 0.40, and mse is 3295.71\n") == 2  # both runs' logs
+    cluster = ComputeTarget(ws, "cpu-cluster")
+    [status] = [ast.literal_eval(text) for text in shown(notebook) if text.startswith("{'provisioningState'")]
+    assert status == cluster.get_status().serialize() and status["vmSize"] == cluster.config.vm_size, status
+    assert shown(notebook)[-1] == "[]"  # list_nodes(), after both runs: no step holds the cluster
+    assert cluster.config.idle_seconds_before_scaledown == 300  # its update()
