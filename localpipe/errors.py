@@ -78,6 +78,14 @@ class UserErrorException(UsageError):
         super().__init__(exception_message, **kwargs)
 
 
+class DatasetTimestampMissingError(UserErrorException):
+    """Azure ML's error for a time-series filter (``time_before``, ...) on a TabularDataset without
+    timestamp columns: never set, or dropped with their column (``azureml.exceptions``)."""
+
+    def __init__(self, error_details: str, **kwargs):
+        super().__init__(error_details, **kwargs)
+
+
 class HyperDriveException(LocalpipeError):
     """Azure ML's base class of HyperDrive's errors (``azureml.train.hyperdrive.exceptions``)."""
 

@@ -23,7 +23,7 @@ from localpipe import (
     PythonScriptStep,
     TabularDataset,
 )
-from localpipe.errors import NotFoundError, UsageError, UserErrorException
+from localpipe.errors import DatasetTimestampMissingError, NotFoundError, UsageError, UserErrorException
 from localpipe.plan.graph import Graph
 from localpipe.state.store import ObjectStore
 
@@ -815,7 +815,7 @@ def test_tabular_partition_format_timestamps_and_time_filters(ws, project):
     frame = ds.to_pandas_dataframe()
     assert list(frame.columns) == ["partition_date", "temp", "when"]
     assert frame["partition_date"].tolist() == [datetime.datetime(2017, 8, d) for d in (1, 2, 3)]
-    with pytest.raises(UserErrorException, match="without timestamp columns defined"):
+    with pytest.raises(DatasetTimestampMissingError, match="without timestamp columns defined"):
         ds.time_before(datetime.datetime(2017, 8, 2))
     with pytest.raises(UserErrorException, match="only if timestamp is assigned"):
         ds.with_timestamp_columns(partition_timestamp="partition_date")
@@ -831,6 +831,8 @@ def test_tabular_partition_format_timestamps_and_time_filters(ws, project):
     assert dataset.time_recent(datetime.timedelta(days=1)).to_pandas_dataframe().empty
     assert dataset.drop_columns("partition_date").timestamp_columns == ("when", None)
     assert dataset.keep_columns(["temp"]).timestamp_columns == (None, None)
+    with pytest.raises(DatasetTimestampMissingError, match="`time_after` on dataset without timestamp columns"):
+        dataset.drop_columns("when").time_after(datetime.datetime(2017, 8, 2))  # dropped with its column
     warm = dataset.filter((dataset["temp"] > 10) & ~(dataset["temp"] == 30))
     assert warm.to_pandas_dataframe()["temp"].tolist() == [20]
     frame = dataset.to_pandas_dataframe()  # values read from a DataFrame are NumPy's scalars

@@ -40,6 +40,7 @@ MODULES: dict[str, dict[str, str]] = {
         "ScriptRunConfig": "localpipe.sdk.script_run:ScriptRunConfig",
         "VERSION": "localpipe:__version__",
         "Workspace": "localpipe.sdk.workspace:Workspace",
+        "__version__": "localpipe:__version__",
     },
     "azureml.core.authentication": {
         "InteractiveLoginAuthentication": "localpipe.client.rest:InteractiveLoginAuthentication",
@@ -94,6 +95,8 @@ MODULES: dict[str, dict[str, str]] = {
         "FileDataset": "localpipe.sdk.data:FileDataset",
         "OutputFileDatasetConfig": "localpipe.sdk.data:OutputFileDatasetConfig",
         "TabularDataset": "localpipe.sdk.data:TabularDataset",
+        "VERSION": "localpipe:__version__",
+        "__version__": "localpipe:__version__",
     },
     "azureml.data.data_reference": {
         "DataReference": "localpipe.sdk.data:DataReference",
@@ -117,6 +120,7 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.exceptions": {
         "AzureMLException": "localpipe.errors:LocalpipeError",
         "ComputeTargetException": "localpipe.errors:ComputeTargetException",
+        "DatasetTimestampMissingError": "localpipe.errors:DatasetTimestampMissingError",
         "ModelNotFoundException": "localpipe.errors:ModelNotFoundException",
         "ModelPathNotFoundException": "localpipe.errors:ModelPathNotFoundException",
         "UserErrorException": "localpipe.errors:UserErrorException",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 
-from localpipe.errors import UserErrorException
+from localpipe.errors import DatasetTimestampMissingError, UserErrorException
 from localpipe.sdk.data.expressions import column, expression_tree
 
 HALF_SECOND = 500_000  # microseconds: an upper bound is rounded to the nearest second, as in the SDK
@@ -77,7 +77,7 @@ class TabularOperations:
 
     def _time_filter(self, method: str, lower, upper, include_boundary: bool, validate: bool):
         if not self.timestamp:
-            raise UserErrorException(
+            raise DatasetTimestampMissingError(
                 f"Cannot perform time-series filter `{method}` on dataset without timestamp columns defined. "
                 "Please use `with_timestamp_columns` to enable time-series capabilities"
             )
