@@ -566,3 +566,48 @@ def test_the_train_on_amlcompute_sample_runs_to_its_end(samples):
     assert status == cluster.get_status().serialize() and status["vmSize"] == cluster.config.vm_size, status
     assert shown(notebook)[-1] == "[]"  # list_nodes(), after both runs: no step holds the cluster
     assert cluster.config.idle_seconds_before_scaledown == 300  # its update()
+
+
+def test_the_timeseries_filtering_sample_runs_to_its_end(samples):
+    """It uploads its ten months of weather (weather-data/2019/MM/data.parquet), reads them with
+    the month from the path (partition_format), registers them with timestamp columns, and filters
+    them by time: Azure's semantics, the partition column first (time_after(May 30) keeps none of
+    May's partition), boundaries included, the rows indexed by their timestamp. The datasets whose
+    timestamp column was dropped refuse a time filter with DatasetTimestampMissingError."""
+    import datetime
+
+    import pandas as pd
+
+    from localpipe import Dataset, Workspace
+
+    notebook, _, _ = samples("tabular-timeseries-dataset-filtering.ipynb")
+    assert errors(notebook) == []
+    output = printed(notebook)
+    assert "Uploaded 10 files to workspaceblobstore:weather-data-florida" in output
+    refused = (
+        "Expected exception : Cannot perform time-series filter `time_before` on dataset without timestamp columns"
+    )
+    assert output.count(refused) == 2  # after drop_columns and keep_columns took `datetime` away
+    assert "Cleaning not allowed because partition_timestamp can be assigned only if timestamp is assigned." in output
+    assert "after clean both with None/None, timestamp columns are: (None, None)" in output
+    assert "after clean partition timestamp column, timestamp columns are: ('datetime', None)" in output
+    dataset = Dataset.get_by_name(Workspace(samples.root), "weather-data-florida")
+    assert (dataset.version, dataset.timestamp_columns) == (1, ("datetime", "partition_time"))
+    frames = [pd.read_parquet(path) for path in sorted((SAMPLES / "weather-data").glob("2019/*/data.parquet"))]
+    every = dataset.to_pandas_dataframe()
+    assert len(every) == sum(map(len, frames)) and (every.index == every["datetime"]).all()
+
+    def utc(*when):
+        return pd.Timestamp(datetime.datetime(*when), tz="UTC")
+
+    before = dataset.time_before(datetime.datetime(2019, 6, 12)).to_pandas_dataframe()
+    assert before["datetime"].max() == utc(2019, 6, 12) and len(before) == sum(
+        (frame["datetime"] <= utc(2019, 6, 12)).sum() for frame in frames
+    )
+    after = dataset.time_after(datetime.datetime(2019, 5, 30)).to_pandas_dataframe()
+    assert after["partition_time"].min() == datetime.datetime(2019, 6, 1) and after.index[0] == utc(2019, 6, 1, 0, 53)
+    between = dataset.time_between(datetime.datetime(2019, 1, 31, 23, 59, 59), datetime.datetime(2019, 2, 7))
+    assert between.to_pandas_dataframe()["datetime"].agg(["min", "max"]).tolist() == [utc(2019, 2, 1), utc(2019, 2, 7)]
+    assert dataset.time_recent(datetime.timedelta(days=2)).to_pandas_dataframe().empty
+    [recent] = [text for text in shown(notebook) if text.startswith("Empty DataFrame")]
+    assert "[0 rows x 23 columns]" in recent  # the 22 columns of the files and partition_time
