@@ -113,7 +113,8 @@ steps = [
 ]
 """
     project("pipe.py", PIPELINE.format(steps=steps))
-    proc = submit("pipe.py", "--continue-on-step-failure")
+    # FORCE_COLOR, as a Jupyter kernel has it: uv's freeze must still give plain package names.
+    proc = submit("pipe.py", "--continue-on-step-failure", env={"FORCE_COLOR": "1"})
     assert proc.returncode == 1, proc.stdout + proc.stderr
     rows = step_rows(ws.root, 1)
     assert rows["inside"][0] == "Completed", rows

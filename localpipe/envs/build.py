@@ -79,6 +79,8 @@ class Installer:
         return sorted(line for line in out.splitlines() if line.strip())
 
     def _run(self, argv: list[str], capture: bool = False) -> str:
+        if argv[0] == self.uv:  # plain text whatever the caller's FORCE_COLOR (a Jupyter kernel sets it):
+            argv = [self.uv, "--color", "never", *argv[1:]]  # freeze's lines are kept as package names
         self.log.write(f"$ {' '.join(argv)}\n".encode())
         self.log.flush()
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PIP_NO_INPUT": "1", "UV_NO_PROGRESS": "1"}
