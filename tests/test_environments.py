@@ -374,6 +374,7 @@ from azureml.core import Environment
 rc = RunConfiguration()
 rc.environment = Environment.get(ws, "AzureML-Minimal")
 assert "AzureML-Tutorial" in Environment.list(ws)
+assert Environment.get(ws, "azureml-sklearn-1.5").name == "AzureML-sklearn-1.5"  # any case, as on Azure
 steps = [PythonScriptStep("plain.py", source_directory="src", name="s", runconfig=rc)]
 """
     project("pipe.py", PIPELINE.format(steps=steps))

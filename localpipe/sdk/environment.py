@@ -571,7 +571,7 @@ def environment_of_step(planned: dict) -> Environment:
 
 def _curated(name: str) -> Environment:
     packages, image = curated.definition(name)
-    env = Environment(name)
+    env = Environment(curated.canonical(name))
     env.version = "1"
     env.python.conda_dependencies = CondaDependencies.create(pip_packages=packages)
     env.python.user_managed_dependencies = False
