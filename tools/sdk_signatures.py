@@ -53,6 +53,7 @@ WHEELS: dict[str, str] = {
     "azureml-pipeline-steps": ">=1.62,<2",
     "azureml-train-core": ">=1.62,<2",  # azureml.train.hyperdrive
     "azureml-widgets": ">=1.62,<2",
+    "azureml-telemetry": ">=1.61,<2",  # set_diagnostics_collection, which the framework samples call
 }
 
 # The public names a pipeline user meets: those of localpipe/compat/names.py (added when the table is

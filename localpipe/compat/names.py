@@ -184,6 +184,10 @@ MODULES: dict[str, dict[str, str]] = {
         "ParallelRunStep": "localpipe.sdk.parallel_run:ParallelRunStep",
         "PythonScriptStep": "localpipe.sdk.steps:PythonScriptStep",
     },
+    # Azure's diagnostics switch, which the framework samples turn on: localpipe sends nothing.
+    "azureml.telemetry": {
+        "set_diagnostics_collection": "localpipe.sdk.telemetry:set_diagnostics_collection",
+    },
     # Hyperparameter tuning (docs/hyperdrive.md): azureml-train-core's hyperdrive package.
     "azureml.train": {},
     "azureml.train.hyperdrive": {
