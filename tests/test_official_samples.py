@@ -611,3 +611,44 @@ def test_the_timeseries_filtering_sample_runs_to_its_end(samples):
     assert dataset.time_recent(datetime.timedelta(days=2)).to_pandas_dataframe().empty
     [recent] = [text for text in shown(notebook) if text.startswith("Empty DataFrame")]
     assert "[0 rows x 23 columns]" in recent  # the 22 columns of the files and partition_time
+
+
+def test_the_sklearn_hyperdrive_sample_runs_to_its_end(samples):
+    """train_iris.py runs once in the curated azureml-sklearn-1.5 (found whatever the case of its
+    name, as on Azure; numpy below 1.24, as Azure's, for its np.str and np.float), then as twelve
+    HyperDrive trials over kernel and penalty; the notebook picks the trial of best Accuracy and
+    registers its model. Each trial's Accuracy is what SVC gives for its values here."""
+    import json
+
+    from sklearn import datasets
+    from sklearn.model_selection import train_test_split
+    from sklearn.svm import SVC
+
+    from localpipe import Model, Workspace
+
+    notebook, runs, _ = samples("train-hyperparameter-tune-deploy-with-sklearn.ipynb")
+    assert errors(notebook) == []
+    assert runs["train_iris"] == ["Completed", "Completed"], runs
+    output = printed(notebook)
+    assert "[train_iris.py] Accuracy of SVM classifier on test set: 0.97\n" in output  # linear, penalty 1.0
+    ws = Workspace(samples.root)
+    sweep, single = ws.experiments["train_iris"].get_runs()
+    assert (sweep.type, single.get_details()["runDefinition"]["environment"]) == (
+        "hyperdrive",
+        {"name": "AzureML-sklearn-1.5"},
+    )
+    x_train, x_test, y_train, y_test = train_test_split(*datasets.load_iris(return_X_y=True), random_state=0)
+    trials = sweep.get_children()
+    assert len(trials) == 12 and all(trial.get_status() == "Completed" for trial in trials)
+    hyperparameters = {key: json.loads(value) for key, value in sweep.get_hyperparameters().items()}
+    for trial in trials:
+        values = hyperparameters[trial.id]
+        model = SVC(kernel=values["--kernel"], C=values["--penalty"]).fit(x_train, y_train)
+        assert trial.get_metrics()["Accuracy"] == model.score(x_test, y_test), values
+    best = sweep.get_best_run_by_primary_metric()
+    assert best.get_metrics()["Accuracy"] == max(trial.get_metrics()["Accuracy"] for trial in trials)
+    arguments = best.get_details()["runDefinition"]["arguments"]
+    assert f"{arguments}\n" in output and arguments[:4] == ["--kernel", "linear", "--penalty", "1.0"]
+    assert "['outputs/model.joblib', 'user_logs/std_err.txt', 'user_logs/std_out.txt']" in output
+    registered = Model(ws, "sklearn-iris")
+    assert (registered.version, registered.run_id) == (1, best.id)
