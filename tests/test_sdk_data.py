@@ -690,6 +690,29 @@ def test_a_public_blob_container_is_a_read_only_datastore_whose_files_are_fetche
         Dataset.File.from_files(path=(iris_data, "other/"))
 
 
+def test_a_url_of_a_public_blob_folder_is_its_files(blob_proxy):
+    """The image-classification sample's ``Dataset.File.from_files(["https://azuremldownloads.blob.core.windows.net/demo/mnist-fashion"])``:
+    no blob has that name, so the folder is listed (List Blobs) and its files fetched, as on Azure; a
+    URL naming neither a blob nor a folder keeps its one-line error; offline, the files fetched before."""
+    web = blob_proxy
+    url = "http://azuremldownloads.blob.core.windows.net/demo/mnist-fashion"
+    for name in ("t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        web.files[f"/demo/mnist-fashion/{name}"] = name.encode()
+    web.files["/demo/mnist-fashion-other/x"] = b"not under the folder"
+    folder = Dataset.File.from_files([url])
+    assert folder.to_path() == ["/t10k-labels-idx1-ubyte", "/train-images-idx3-ubyte", "/train-labels-idx1-ubyte"]
+    [local] = folder.paths
+    assert open(os.path.join(local, "train-images-idx3-ubyte"), "rb").read() == b"train-images-idx3-ubyte"
+    listing = "http://azuremldownloads.blob.core.windows.net/demo?restype=container&comp=list&prefix=mnist-fashion%2F"
+    assert [path for path, _ in web.requests if "comp=list" in path] == [listing, listing + "&marker=2"]  # 2 a page
+    with pytest.raises(UsageError, match=r'".*/demo/nothing" answered HTTP 404'):
+        Dataset.File.from_files("http://azuremldownloads.blob.core.windows.net/demo/nothing")
+    web.shutdown()
+    web.server_close()
+    with pytest.warns(UserWarning, match="cannot be reached.*using the files fetched before"):
+        assert Dataset.File.from_files([url]).to_path() == folder.to_path()
+
+
 def test_a_blob_container_registered_with_credentials_or_over_another_is_refused(ws, tmp_path):
     with pytest.raises(UserErrorException, match="localpipe does not talk to Azure storage with keys or SAS tokens"):
         Datastore.register_azure_blob_container(ws, "private", "data", "acct", account_key="secret")

@@ -6,6 +6,9 @@ machine's download cache, revalidated with their ETag, the copy used offline wit
 linked into its mirror, ``<cache>/datastores/<sha256 of the container's url>/``, at their paths in
 the container: the mirror is the datastore's folder for everything that reads one. A folder or a
 glob is listed first with the Blob service's List Blobs call.
+
+A URL of a folder of such a container, ``Dataset.File.from_files("https://{account}.blob.core.windows.net/{container}/{folder}")``,
+is that folder of the container's mirror, listed and fetched the same way (``url_folder``), as Azure lists it.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import hashlib
 import os
 import warnings
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit
 
 from localpipe.cache_dir import cache_root
 from localpipe.errors import UsageError
@@ -57,6 +60,26 @@ def bring(url: str, folder: Path, relative: str, caller: str) -> None:
     for gone in set(_mirrored(folder, prefix)) - set(names):  # deleted from the container since
         if pattern is None or fnmatch.fnmatchcase(gone, pattern):
             os.unlink(folder / gone)
+
+
+def url_folder(url: str, caller: str) -> str | None:
+    """The local folder of the public container's folder that ``url`` names
+    (``https://{account}.blob.{endpoint}/{container}/{folder}``), its blobs listed and fetched into the
+    container's mirror (offline: the files fetched before); None when ``url`` names no such folder (not
+    a blob address, nothing under it, or a container that cannot be listed)."""
+    parts = urlsplit(url)
+    container, _, relative = parts.path.lstrip("/").partition("/")
+    relative = unquote(relative).strip("/")
+    if ".blob." not in (parts.hostname or "") or not container or not relative or parts.query:
+        return None
+    base = f"{parts.scheme}://{parts.netloc}/{container}"
+    folder = mirror_folder(base)
+    try:
+        bring(base, folder, relative + "/", caller)
+    except UsageError:
+        return None
+    found = folder / relative
+    return str(found) if found.is_dir() and any(found.iterdir()) else None
 
 
 def _literal_prefix(pattern: str) -> str:

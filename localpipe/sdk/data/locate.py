@@ -7,6 +7,7 @@ import os
 
 import localpipe.sdk.data.partitions as partitions
 from localpipe.errors import UsageError, UserErrorException
+from localpipe.sdk.data.blob import url_folder
 from localpipe.sdk.data.datastore import DataPath, DataReference, Datastore, datastore_file
 from localpipe.sdk.data.remote import fetch, is_url
 
@@ -58,7 +59,13 @@ def _resolve_data_path(item, caller: str) -> str:
         return item.local_path()
     if isinstance(item, (str, os.PathLike)):
         if is_url(item):
-            return fetch(item, caller)
+            try:
+                return fetch(item, caller)
+            except UsageError:  # no file there: a public blob container's folder is its files, as on Azure
+                folder = url_folder(item, caller)
+                if folder is None:
+                    raise
+                return folder
         if str(item).startswith(("wasbs://", "abfss://", "azureml://")):
             raise UsageError(
                 f'{caller}: "{item}" is Azure storage, not on this machine: download it and pass its local '
