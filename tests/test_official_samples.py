@@ -14,6 +14,7 @@ import itertools
 import math
 import re
 import shutil
+import struct
 import subprocess
 import sys
 import threading
@@ -42,9 +43,12 @@ OFFLINE = """
 import os, urllib.parse, urllib.request
 _server = os.environ["SAMPLES_DATA_SERVER"]
 _hosts = {"dprepdata.blob.core.windows.net", "raw.githubusercontent.com"}
+_containers = {"azuremldownloads.blob.core.windows.net"}  # listed too: their paths and queries are kept
 
 def _local(url):
     parts = urllib.parse.urlsplit(url)
+    if parts.hostname in _containers:
+        return _server + parts.path + ("?" + parts.query if parts.query else "")
     return _server + "/" + parts.path.rsplit("/", 1)[-1] if parts.hostname in _hosts else url
 
 _urlopen = urllib.request.urlopen
@@ -91,13 +95,28 @@ def data_server(tmp_path_factory):
             writer.writerow([f"1990-06-{14 + 7 * week}", store, brand, quantity, round(math.log(quantity), 4), 1, 2.5]
                             + [round(0.1 * store + 0.01 * n, 3) for n in range(11)])  # fmt: skip
 
+    # The image-classification sample's folder of Fashion-MNIST, azuremldownloads' demo/mnist-fashion:
+    # the four files in their format (idx), of three images each (the sample stops before reading them).
+    fashion = folder / "demo" / "mnist-fashion"
+    fashion.mkdir(parents=True)
+    for part in ("train", "t10k"):
+        (fashion / f"{part}-images-idx3-ubyte").write_bytes(struct.pack(">4I", 2051, 3, 28, 28) + bytes(3 * 784))
+        (fashion / f"{part}-labels-idx1-ubyte").write_bytes(struct.pack(">2I", 2049, 3) + bytes([0, 1, 2]))
+
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self):
-            path = folder / urllib.parse.unquote(self.path.lstrip("/"))
+            address = urllib.parse.urlsplit(self.path)
+            path = folder / urllib.parse.unquote(address.path.lstrip("/"))
+            query = urllib.parse.parse_qs(address.query)
+            if query.get("comp") == ["list"]:  # the Blob service's List Blobs, in one page
+                self.answer(list_blobs(path, query["prefix"][0]))
+                return
             if not path.is_file():
                 self.send_error(404)
                 return
-            body = path.read_bytes()
+            self.answer(path.read_bytes())
+
+        def answer(self, body: bytes):
             etag = '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
             fresh = self.headers.get("If-None-Match") == etag
             self.send_response(304 if fresh else 200)
@@ -109,6 +128,11 @@ def data_server(tmp_path_factory):
 
         def log_message(self, *args):
             pass
+
+    def list_blobs(container: Path, prefix: str) -> bytes:
+        names = sorted(p.relative_to(container).as_posix() for p in container.rglob("*") if p.is_file())
+        blobs = "".join(f"<Blob><Name>{name}</Name></Blob>" for name in names if name.startswith(prefix))
+        return f"<EnumerationResults><Blobs>{blobs}</Blobs><NextMarker/></EnumerationResults>".encode()
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -652,3 +676,26 @@ def test_the_sklearn_hyperdrive_sample_runs_to_its_end(samples):
     assert "['outputs/model.joblib', 'user_logs/std_err.txt', 'user_logs/std_out.txt']" in output
     registered = Model(ws, "sklearn-iris")
     assert (registered.version, registered.run_id) == (1, best.id)
+
+
+def test_the_image_classification_sample_stops_at_its_submission_for_want_of_a_gpu(samples):
+    """Its Fashion-MNIST folder on Azure's public blob storage is listed and fetched (a URL naming a
+    container's folder is its files, as on Azure); its two steps are declared, the second in an
+    environment of Python 3.8 and tensorflow-gpu 2.6. Both run on gpu-cluster, a Standard_NC6s_v3:
+    6 CPUs, 112 GiB and a GPU a step, which this machine cannot give, so its submission is refused with
+    every problem at once, the cluster its refused code created is taken back, and its later cells,
+    which read the run, raise NameError."""
+    from localpipe import Workspace
+
+    notebook, runs, _ = samples("pipeline-for-image-classification.ipynb")
+    [(index, refusal), *later] = errors(notebook)
+    assert notebook.cells[index].source.endswith("run = exp.submit(pipeline)")
+    assert refusal.startswith("PipelineValidationError: the pipeline is invalid (") and re.search(
+        r'step "prepare step" needs .* on compute target "gpu-cluster"', refusal
+    ), refusal
+    assert {error for _, error in later} == {
+        f"NameError: name '{name}' is not defined" for name in ("run", "input_dataset")
+    }
+    fashion = ["t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte", "train-images-idx3-ubyte", "train-labels-idx1-ubyte"]
+    assert repr([f"/{name}" for name in fashion]).replace(", ", ",\n ") in shown(notebook)
+    assert "keras-mnist-fashion" not in runs and "gpu-cluster" not in Workspace(samples.root).compute_targets
