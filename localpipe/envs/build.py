@@ -34,6 +34,9 @@ class BuildFailed(LocalpipeError):
 _FINDING_UV = threading.Lock()
 # Terminal colours: uv writes them to the log when FORCE_COLOR is set (a Jupyter kernel sets it).
 _COLOURS = re.compile(r"\x1b\[[0-9;]*m")
+# Plain text from uv whatever the caller's FORCE_COLOR: freeze's lines are kept as package names.
+# After the subcommand, as uv takes global options: a wrapper set as LOCALPIPE_UV sees it first.
+PLAIN = ("--color", "never")
 
 
 def find_uv() -> str | None:
@@ -59,28 +62,28 @@ class Installer:
 
     def create(self, base: str, target: Path) -> None:
         if self.uv:
-            self._run([self.uv, "venv", "--relocatable", "--no-python-downloads", "--python", base, str(target)])
+            self._run(
+                [self.uv, "venv", *PLAIN, "--relocatable", "--no-python-downloads", "--python", base, str(target)]
+            )
         else:
             self._run([base, "-m", "venv", str(target)])
 
     def install(self, target: Path, requirements: Path) -> None:
         python = str(target / "bin" / "python")
         if self.uv:
-            self._run([self.uv, "pip", "install", "--no-progress", "--python", python, "-r", str(requirements)])
+            self._run([self.uv, "pip", "install", *PLAIN, "--no-progress", "--python", python, "-r", str(requirements)])
         else:
             self._run([python, "-m", "pip", "install", "--disable-pip-version-check", "-r", str(requirements)])
 
     def freeze(self, target: Path) -> list[str]:
         python = str(target / "bin" / "python")
         if self.uv:
-            out = self._run([self.uv, "pip", "freeze", "--python", python], capture=True)
+            out = self._run([self.uv, "pip", "freeze", *PLAIN, "--python", python], capture=True)
         else:
             out = self._run([python, "-m", "pip", "freeze", "--disable-pip-version-check"], capture=True)
         return sorted(line for line in out.splitlines() if line.strip())
 
     def _run(self, argv: list[str], capture: bool = False) -> str:
-        if argv[0] == self.uv:  # plain text whatever the caller's FORCE_COLOR (a Jupyter kernel sets it):
-            argv = [self.uv, "--color", "never", *argv[1:]]  # freeze's lines are kept as package names
         self.log.write(f"$ {' '.join(argv)}\n".encode())
         self.log.flush()
         env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "PIP_NO_INPUT": "1", "UV_NO_PROGRESS": "1"}
