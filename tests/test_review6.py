@@ -1,0 +1,73 @@
+"""Hostile review of PipelineRun.fail, `gc --envs` with its image locks, and build contexts hashed
+through the stat cache: each test here failed before its fix. The Docker ones are skipped where no
+daemon answers (tests/test_docker.py makes the test image)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+
+from localpipe.content.statcache import StatCache
+from localpipe.plan.environments import build_context_digest, resolve
+from localpipe.plan.graph import Capacity
+from localpipe.sdk.environment import DockerBuildContext, Environment
+from tests.test_docker import _read, docker_image  # noqa: F401  (a fixture)
+from tests.test_docker_gc import cache  # noqa: F401  (a fixture)
+from tests.test_docker_images import CONTEXT_PIPELINE, _context
+
+
+def test_a_build_context_file_edited_keeping_its_size_and_time_is_planned_by_what_it_holds(ws, project):
+    # The build reads the context whole and refuses a digest other than the one planned ("it changed
+    # since the run was planned: submit again"): a stat cache that answered the old digest for a file
+    # edited in place with its size and mtime kept (`touch -r`, a tool restoring times) made every
+    # submission plan the old digest again, and the step fail the same way for ever.
+    project("ctx/Dockerfile", "FROM localpipe-test/python:3.11\nCOPY . /ctx\n")
+    data = project("ctx/data.txt", "alpha\n")
+    hour_ago = time.time() - 3600
+    os.utime(data, (hour_ago, hour_ago))
+    env = Environment.from_docker_build_context("ctx", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
+
+    def planned() -> str:
+        stat_cache, found = StatCache(ws.root / ".localpipe" / "statcache.bin"), []
+        digest = resolve('step "s"', env, Capacity(1, 1 << 30, stat_cache=stat_cache), found, {})["context_digest"]
+        assert found == []
+        stat_cache.save()
+        return digest
+
+    before = planned()
+    inode = os.stat(data).st_ino
+    with open(data, "r+") as handle:  # in place: the same inode
+        handle.write("omega\n")
+    os.utime(data, (hour_ago, hour_ago))
+    assert os.stat(data).st_ino == inode and os.stat(data).st_size == 6
+    now = build_context_digest(str(ws.root / "ctx"), "Dockerfile")  # what the build checks
+    assert now != before
+    assert planned() == now
+    assert planned() == now  # and again
+
+
+@pytest.mark.usefixtures("docker_image", "cache")  # gc --envs removes only this test's images
+@pytest.mark.docker
+def test_a_context_edited_keeping_size_and_time_builds_and_runs_what_it_holds(ws, project, localpipe):
+    # The same, end to end: with the image of the old content gone (`gc --envs`, docker rmi), every
+    # submission failed ("it changed since the run was planned ...: submit again"); with it there,
+    # the step ran in the old content's image.
+    project("src/marker.py", "print('marker', open('/marker').read().strip())\n")
+    project("pipeline.py", CONTEXT_PIPELINE.replace('name="marker"', 'name="marker", allow_reuse=False'))
+    _context(project, "old")
+    hour_ago = time.time() - 3600
+    for path in (ws.root / "ctx").iterdir():  # out of the racy window: what planning hashes is remembered
+        os.utime(path, (hour_ago, hour_ago))
+    localpipe("submit", "pipeline.py", check=True)
+    assert "marker old" in _read(ws.root / ".localpipe/runs/1/marker/stdout.log")
+    marker = ws.root / "ctx" / "marker.txt"
+    with open(marker, "r+") as handle:  # in place, the same size, its time put back
+        handle.write("new")
+    os.utime(marker, (hour_ago, hour_ago))
+    localpipe("submit", "pipeline.py", check=True)
+    assert "marker new" in _read(ws.root / ".localpipe/runs/2/marker/stdout.log")
+    localpipe("gc", "--envs", "--older-than", "0s", check=True)
+    localpipe("submit", "pipeline.py", check=True)
+    assert "marker new" in _read(ws.root / ".localpipe/runs/3/marker/stdout.log")
