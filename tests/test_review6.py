@@ -4,6 +4,7 @@ daemon answers (tests/test_docker.py makes the test image)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -14,7 +15,7 @@ from localpipe.plan.environments import build_context_digest, resolve
 from localpipe.plan.graph import Capacity
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.test_docker import _read, docker_image  # noqa: F401  (a fixture)
-from tests.test_docker_gc import cache  # noqa: F401  (a fixture)
+from tests.test_docker_gc import DAY, _built_ahead, _exists, _stamp, cache  # noqa: F401  (a fixture)
 from tests.test_docker_images import CONTEXT_PIPELINE, _context
 
 
@@ -71,3 +72,27 @@ def test_a_context_edited_keeping_size_and_time_builds_and_runs_what_it_holds(ws
     localpipe("gc", "--envs", "--older-than", "0s", check=True)
     localpipe("submit", "pipeline.py", check=True)
     assert "marker new" in _read(ws.root / ".localpipe/runs/3/marker/stdout.log")
+
+
+@pytest.mark.usefixtures("docker_image")
+@pytest.mark.docker
+def test_gc_envs_keeps_an_image_a_step_used_after_it_was_listed(ws, cache, monkeypatch):  # noqa: F811
+    # gc read each image's last use when it listed them, then took each one's lock in turn: a step
+    # that began and ended in an image meanwhile (its hold gone by then) did not save it.
+    from localpipe.engine.executors.docker import images
+
+    tag = _built_ahead(ws, "late")
+    month_ago = time.time() - 40 * DAY
+    os.utime(_stamp(cache, tag), (month_ago, month_ago))
+    unused = images._unused
+
+    @contextlib.contextmanager
+    def used_meanwhile(name):
+        with images.in_use([name]):  # a step ran in it since the listing
+            pass
+        with unused(name) as free:
+            yield free
+
+    monkeypatch.setattr(images, "_unused", used_meanwhile)
+    sweep = images.remove_unused_images(30 * DAY, time.time())
+    assert sweep.removed == [] and _exists(tag)
