@@ -14,9 +14,11 @@ from localpipe.content.statcache import StatCache
 from localpipe.plan.environments import build_context_digest, resolve
 from localpipe.plan.graph import Capacity
 from localpipe.sdk.environment import DockerBuildContext, Environment
+from tests.conftest import wait_for
 from tests.test_docker import _read, docker_image  # noqa: F401  (a fixture)
 from tests.test_docker_gc import DAY, _built_ahead, _exists, _stamp, cache  # noqa: F401  (a fixture)
 from tests.test_docker_images import CONTEXT_PIPELINE, _context
+from tests.test_lifecycle import gone, run_row, setup, tree_pids
 
 
 def test_a_build_context_file_edited_keeping_its_size_and_time_is_planned_by_what_it_holds(ws, project):
@@ -96,3 +98,19 @@ def test_gc_envs_keeps_an_image_a_step_used_after_it_was_listed(ws, cache, monke
     monkeypatch.setattr(images, "_unused", used_meanwhile)
     sweep = images.remove_unused_images(30 * DAY, time.time())
     assert sweep.removed == [] and _exists(tag)
+
+
+def test_fail_with_details_any_text_holds_ends_the_run_failed_with_them(ws, project):
+    # The details reached the scheduler through a file written in the locale's encoding, strictly: a
+    # name read from a folder that is not UTF-8 ("caf\udce9", as os.listdir gives it) raised
+    # UnicodeEncodeError out of fail(), and the run went on.
+    from localpipe import Experiment
+    from localpipe.engine.loader import load_pipeline
+
+    pipeline, pids = setup(project, ws)
+    run = Experiment(ws, "py").submit(load_pipeline(pipeline, ws))
+    tree = wait_for(lambda: tree_pids(pids), what="the slow step to start")
+    run.fail(error_details="bad file caf\udce9 \u2603", error_code="DataError")
+    assert run.get_status() == "Failed"
+    assert run_row(ws, run.id).error == "DataError: bad file caf\\udce9 \u2603"
+    wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")

@@ -114,7 +114,7 @@ def requested_end(layout, run_id: int) -> tuple[RunStatus, str] | None:
     """How ``cancel_run`` asked ``run_id`` to end: (Canceled, "canceled"), or (Failed, the details
     ``Run.fail`` gave); None when nothing was asked."""
     try:
-        asked = layout.cancel_request(run_id).read_text()
+        asked = layout.cancel_request(run_id).read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     if asked.startswith(FAILED_MARK):
@@ -138,6 +138,6 @@ def cancel_run(history: History, run_id, failure: str | None = None) -> str:
         return f"run {run['id']}: its scheduler had exited; marked Failed"
     request = history.layout.cancel_request(run["id"])
     request.parent.mkdir(parents=True, exist_ok=True)
-    request.write_text("" if failure is None else FAILED_MARK + failure)
+    request.write_text("" if failure is None else FAILED_MARK + failure, encoding="utf-8")
     os.kill(run["scheduler_pid"], signal.SIGTERM)
     return f"run {run['id']}: cancel requested"
