@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import threading
 import time
 
 import pytest
@@ -18,7 +20,7 @@ from tests.conftest import wait_for
 from tests.test_docker import _read, docker_image  # noqa: F401  (a fixture)
 from tests.test_docker_gc import DAY, _built_ahead, _exists, _stamp, cache  # noqa: F401  (a fixture)
 from tests.test_docker_images import CONTEXT_PIPELINE, _context
-from tests.test_lifecycle import gone, run_row, setup, tree_pids
+from tests.test_lifecycle import gone, popen_submit, run_row, setup, tree_pids
 
 
 def test_a_build_context_file_edited_keeping_its_size_and_time_is_planned_by_what_it_holds(ws, project):
@@ -113,4 +115,39 @@ def test_fail_with_details_any_text_holds_ends_the_run_failed_with_them(ws, proj
     run.fail(error_details="bad file caf\udce9 \u2603", error_code="DataError")
     assert run.get_status() == "Failed"
     assert run_row(ws, run.id).error == "DataError: bad file caf\\udce9 \u2603"
+    wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
+
+
+def test_fail_asked_by_several_at_once_is_never_read_half_written(ws, project, history):
+    # The request was written in place: a scheduler (or recovery) reading it while a second fail()
+    # rewrote it read it empty, and ended the run Canceled (8 processes calling fail() at once:
+    # Canceled in 1 try of 4), or read details cut short.
+    from localpipe.engine.recovery import cancel_run, requested_end
+    from localpipe.status import RunStatus
+
+    pipeline, pids = setup(project, ws)
+    proc = popen_submit(pipeline, ws)
+    tree = wait_for(lambda: tree_pids(pids), what="the slow step to start")
+    proc.send_signal(signal.SIGSTOP)  # its SIGTERMs stay pending: the requests are read here meanwhile
+    asked = {f"E: {letter * 2_000_000}" for letter in "ab"}
+    odd, stop = [], threading.Event()
+
+    def read() -> None:
+        while not stop.is_set():
+            found = requested_end(history.layout, 1)
+            if found is not None and (found[0] != RunStatus.FAILED or found[1] not in asked):
+                odd.append((found[0], len(found[1])))
+
+    reader = threading.Thread(target=read)
+    reader.start()
+    try:
+        for details in sorted(asked) * 10:
+            assert cancel_run(history, 1, details) == "run 1: cancel requested"
+    finally:
+        stop.set()
+        reader.join()
+        proc.send_signal(signal.SIGCONT)
+    proc.communicate(timeout=60)
+    assert odd == []
+    assert run_row(ws, 1).status == "Failed" and run_row(ws, 1).error in asked
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")

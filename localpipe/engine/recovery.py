@@ -14,6 +14,7 @@ import signal
 import time
 
 from localpipe.errors import UsageError
+from localpipe.parallel_files import write_aside
 from localpipe.state.db import WriteFailed
 from localpipe.state.history import History
 from localpipe.status import RunStatus
@@ -138,6 +139,7 @@ def cancel_run(history: History, run_id, failure: str | None = None) -> str:
         return f"run {run['id']}: its scheduler had exited; marked Failed"
     request = history.layout.cancel_request(run["id"])
     request.parent.mkdir(parents=True, exist_ok=True)
-    request.write_text("" if failure is None else FAILED_MARK + failure, encoding="utf-8")
+    # Aside, then renamed: a scheduler reading it as a second fail() rewrites it never finds it empty.
+    write_aside(request, "" if failure is None else FAILED_MARK + failure, encoding="utf-8")
     os.kill(run["scheduler_pid"], signal.SIGTERM)
     return f"run {run['id']}: cancel requested"
