@@ -17,6 +17,7 @@ from localpipe.plan.environments import build_context_digest, resolve
 from localpipe.plan.graph import Capacity
 from localpipe.sdk.environment import DockerBuildContext, Environment
 from tests.conftest import wait_for
+from tests.test_concurrency_defects import run_status, step_rows, step_status, watching_two_gated_steps
 from tests.test_docker import _read, docker_image  # noqa: F401  (a fixture)
 from tests.test_docker_gc import DAY, _built_ahead, _exists, _stamp, cache  # noqa: F401  (a fixture)
 from tests.test_docker_images import CONTEXT_PIPELINE, _context
@@ -151,3 +152,18 @@ def test_fail_asked_by_several_at_once_is_never_read_half_written(ws, project, h
     assert odd == []
     assert run_row(ws, 1).status == "Failed" and run_row(ws, 1).error in asked
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
+
+
+@pytest.mark.timeout(90)
+def test_fail_of_a_run_localpipe_watch_started_ends_it_failed_with_its_details(ws, project, tmp_path):
+    # The watcher, whose process a run's fail() signals, took the request (removed it) to learn
+    # which of its runs was asked to end, and stopped that run as canceled: it ended Canceled,
+    # the details lost.
+    from localpipe import PipelineRun
+
+    with watching_two_gated_steps(ws, project, tmp_path) as (watch, _, _):
+        wait_for(lambda: step_status(ws.root, 1, "a") == "Running", timeout=30, what="run 1 to run")
+        PipelineRun.get(ws, "1").fail(error_details="bad input", error_code="UserError")
+        wait_for(lambda: run_status(ws.root, 1) != "Running", timeout=30, what=lambda: step_rows(ws.root, 1))
+        assert (run_status(ws.root, 1), run_row(ws, 1).error) == ("Failed", "UserError: bad input")
+        assert watch.poll() is None  # the watcher goes on

@@ -114,9 +114,13 @@ def remove_step_containers(workspace: str, run_id: int) -> None:
 def requested_end(layout, run_id: int) -> tuple[RunStatus, str] | None:
     """How ``cancel_run`` asked ``run_id`` to end: (Canceled, "canceled"), or (Failed, the details
     ``Run.fail`` gave); None when nothing was asked."""
-    try:
-        asked = layout.cancel_request(run_id).read_text(encoding="utf-8")
-    except FileNotFoundError:
+    for request in (layout.cancel_request(run_id), layout.cancel_taken(run_id)):  # the newer first
+        try:
+            asked = request.read_text(encoding="utf-8")
+            break
+        except FileNotFoundError:
+            continue
+    else:
         return None
     if asked.startswith(FAILED_MARK):
         return RunStatus.FAILED, asked.removeprefix(FAILED_MARK)
