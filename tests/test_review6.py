@@ -167,3 +167,28 @@ def test_fail_of_a_run_localpipe_watch_started_ends_it_failed_with_its_details(w
         wait_for(lambda: run_status(ws.root, 1) != "Running", timeout=30, what=lambda: step_rows(ws.root, 1))
         assert (run_status(ws.root, 1), run_row(ws, 1).error) == ("Failed", "UserError: bad input")
         assert watch.poll() is None  # the watcher goes on
+
+
+def test_gc_forgets_a_run_whose_steps_read_a_dataset_and_another_steps_output(ws, project, run_pipeline, invoke):
+    # The pass that forgets the last run naming a saved dataset sorted the ids the forgotten runs'
+    # inputs name, None for each input that is not a dataset: TypeError, gc ended in a traceback
+    # (8 submissions with gc racing them: every gc that forgot such a run).
+    from localpipe import Dataset, Pipeline, PipelineData, PythonScriptStep
+
+    project("src/copy.py", "import os, shutil, sys\nshutil.copytree(sys.argv[2], sys.argv[1], dirs_exist_ok=True)\n")
+    project("data/d.txt", "data")
+    dataset = Dataset.File.from_files(str(ws.root / "data"))
+    made, copied = PipelineData("made"), PipelineData("copied")
+    first = PythonScriptStep(
+        "copy.py", name="first", source_directory=str(ws.root / "src"),
+        arguments=[made, dataset.as_named_input("d").as_mount()], outputs=[made], allow_reuse=False,
+    )  # fmt: skip
+    second = PythonScriptStep(
+        "copy.py", name="second", source_directory=str(ws.root / "src"),
+        arguments=[copied, made], inputs=[made], outputs=[copied], allow_reuse=False,
+    )  # fmt: skip
+    for _ in range(2):
+        assert run_pipeline(Pipeline(ws, [first, second]))[1] == "Completed"
+    result = invoke("gc", "--keep-last", "1")
+    assert result.exit_code == 0, result.output
+    assert "1 run forgotten" in result.output
