@@ -192,3 +192,21 @@ def test_gc_forgets_a_run_whose_steps_read_a_dataset_and_another_steps_output(ws
     result = invoke("gc", "--keep-last", "1")
     assert result.exit_code == 0, result.output
     assert "1 run forgotten" in result.output
+
+
+def test_a_build_context_folder_replaced_by_a_file_between_two_plannings_is_said_so(ws, project):
+    # The second planning said "(the folder does not exist)" of a path that exists, as a file.
+    import shutil
+
+    project("ctx/Dockerfile", "FROM localpipe-test/python:3.11\n")
+    env = Environment.from_docker_build_context("ctx", DockerBuildContext.from_local_directory(ws, ws.root / "ctx"))
+    stat_cache = StatCache(ws.root / ".localpipe" / "statcache.bin")
+    found: list[str] = []
+    assert resolve('step "s"', env, Capacity(1, 1 << 30, stat_cache=stat_cache), found, {})["context_digest"]
+    shutil.rmtree(ws.root / "ctx")
+    (ws.root / "ctx").write_text("a file now")
+    assert resolve('step "s"', env, Capacity(1, 1 << 30, stat_cache=stat_cache), found, {})["image"] is None
+    assert found == [
+        f'step "s": environment "ctx": Docker build context {ws.root / "ctx"} has no Dockerfile (it is a file, '
+        "not a folder): add it, or pass dockerfile_path= to DockerBuildContext.from_local_directory"
+    ]
