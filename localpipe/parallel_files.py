@@ -55,9 +55,10 @@ def rewrite_journal(folder: Path, lines: list[str]) -> None:
     write_aside(folder / JOURNAL, "".join(lines))
 
 
-def write_aside(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` at once: written beside it, then renamed over it."""
+def write_aside(path: Path, text: str, encoding: str | None = None) -> None:
+    """Replace ``path`` with ``text`` at once: written beside it, then renamed over it (a reader
+    finds the old text or the new, never part of one)."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".")
-    with os.fdopen(handle, "w") as out:
+    with os.fdopen(handle, "w", encoding=encoding) as out:
         out.write(text)
     os.replace(temporary, path)

@@ -25,7 +25,6 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
@@ -181,7 +180,7 @@ class Watcher:
         self.changes.put("")  # wake the loop
 
     def _on_sigterm(self, signum, frame) -> None:
-        asked = [run_id for run_id in self.started if _taken(self.history.layout.cancel_request(run_id))]
+        asked = [run_id for run_id in self.started if _taken(self.history.layout, run_id)]
         if asked:  # `localpipe cancel RUN` of a run it started: that run alone ends, the watcher goes on
             for active in list(self.active):
                 if active.run_id in asked:
@@ -421,10 +420,11 @@ class ScheduleLoop:
             self.echo(line)
 
 
-def _taken(request: Path) -> bool:
-    """Whether ``request`` was there (it is gone now)."""
+def _taken(layout, run_id: int) -> bool:
+    """Whether ``run_id``'s cancel request was there: it is taken (renamed, where its scheduler still
+    reads how to end the run, and a later SIGTERM is not this request again)."""
     try:
-        request.unlink()
+        os.replace(layout.cancel_request(run_id), layout.cancel_taken(run_id))
     except FileNotFoundError:
         return False
     return True

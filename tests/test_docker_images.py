@@ -187,9 +187,10 @@ def test_planning_hashes_a_build_context_through_the_workspaces_stat_cache(ws, p
     remembered = StatCache(ws.root / ".localpipe" / "statcache.bin")
     assert remembered.lookup(str(data), data.stat()) is not None
 
-    data.write_text("y" * 100_000)  # the same size, its time put back: only a read would tell
-    os.utime(data, (hour_ago, hour_ago))
-    assert "reuse" in localpipe("status", "pipeline.py", check=True).stdout  # not read: stats only
+    assert "reuse" in localpipe("status", "pipeline.py", check=True).stdout  # stats only (test_build_context_hashing)
 
+    data.write_text("y" * 100_000)  # the same size, its time put back: its change time (ctime) tells
+    os.utime(data, (hour_ago, hour_ago))
+    assert "environment changed" in localpipe("status", "pipeline.py", check=True).stdout
     os.utime(data)  # an edit as an editor makes it: a new modification time
     assert "environment changed" in localpipe("status", "pipeline.py", check=True).stdout

@@ -654,9 +654,11 @@ def _announce(row: dict, status, seen: dict) -> bool:
 
 
 def _failure(error_details, error_code) -> str:
-    """The error ``Run.fail`` records: its details, after the code when one is given."""
+    """The error ``Run.fail`` records: its details, after the code when one is given; what cannot be
+    written as UTF-8 (a name ``os.listdir`` gave with its bytes as surrogates) escaped, ``\\udce9``."""
     text = str(error_details) if error_details is not None else "failed"
-    return f"{error_code}: {text}" if error_code else text
+    text = f"{error_code}: {text}" if error_code else text
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def _history_of(workspace):

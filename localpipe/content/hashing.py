@@ -69,7 +69,7 @@ def hash_file(path: str | os.PathLike) -> str:
 
 
 class StatCacheLike(Protocol):
-    """Remembers file digests by (path, size, mtime_ns, inode)."""
+    """Remembers file digests by (path, size, mtime_ns, ctime_ns, inode)."""
 
     def lookup(self, path: str, st: os.stat_result) -> str | None: ...
 
@@ -285,7 +285,7 @@ def context_digest(folder: str | os.PathLike, stat_cache: StatCacheLike | None =
     to, so a link out of the folder or to nothing is no problem), each empty folder; not what its
     ``.dockerignore`` leaves out, nor a workspace's own ``STATE_FOLDER`` (history.db, runs, the
     object store), which each submission changes, which is never sent either. A file unchanged
-    since ``stat_cache`` saw it (size, modification time, inode) is not read again."""
+    since ``stat_cache`` saw it (size, modification and change times, inode) is not read again."""
     entries: dict[str, str] = {}
     ignored, negated = _dockerignore(folder)
     for top, folders, names in os.walk(folder, onerror=_unreadable):

@@ -1,4 +1,7 @@
-"""A per-file stat cache: (path, size, mtime_ns, inode) -> digest, so unchanged files are never re-read.
+"""A per-file stat cache: (path, size, mtime_ns, ctime_ns, inode) -> digest, so unchanged files are never
+re-read. The ctime is what a program cannot set: a file edited in place with its size and mtime put
+back (``touch -r``, a tool restoring times) has a new one, so it is read again, as git does
+(``core.trustctime``).
 
 Kept in its own file (`.localpipe/statcache.bin`, a marshal-encoded dict) rather than history.db:
 it is a cache that may be deleted at any time, read whole by every command that hashes (so it
@@ -13,7 +16,7 @@ import marshal
 import os
 from pathlib import Path
 
-FORMAT = 1
+FORMAT = 2  # 1 had no ctime: its entries are not read (a slower run, nothing worse)
 
 
 class StatCache:
@@ -21,7 +24,7 @@ class StatCache:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
-        # path -> (size, mtime_ns, inode, digest)
+        # path -> (size, mtime_ns, ctime_ns, inode, digest)
         self._entries: dict[str, tuple] = self._load()
         self._new: dict[str, tuple] = {}
 
@@ -34,12 +37,18 @@ class StatCache:
 
     def lookup(self, path: str, st: os.stat_result) -> str | None:
         entry = self._new.get(path) or self._entries.get(path)
-        if entry and entry[0] == st.st_size and entry[1] == st.st_mtime_ns and entry[2] == st.st_ino:
-            return entry[3]
+        if (
+            entry
+            and entry[0] == st.st_size
+            and entry[1] == st.st_mtime_ns
+            and entry[2] == st.st_ctime_ns
+            and entry[3] == st.st_ino
+        ):
+            return entry[4]
         return None
 
     def remember(self, path: str, st: os.stat_result, digest: str) -> None:
-        self._new[path] = (st.st_size, st.st_mtime_ns, st.st_ino, digest)
+        self._new[path] = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, digest)
 
     def forget(self, path: str) -> None:
         """Drop what is known of ``path`` (the watcher calls this on a change)."""

@@ -14,6 +14,7 @@ import signal
 import time
 
 from localpipe.errors import UsageError
+from localpipe.parallel_files import write_aside
 from localpipe.state.db import WriteFailed
 from localpipe.state.history import History
 from localpipe.status import RunStatus
@@ -113,9 +114,13 @@ def remove_step_containers(workspace: str, run_id: int) -> None:
 def requested_end(layout, run_id: int) -> tuple[RunStatus, str] | None:
     """How ``cancel_run`` asked ``run_id`` to end: (Canceled, "canceled"), or (Failed, the details
     ``Run.fail`` gave); None when nothing was asked."""
-    try:
-        asked = layout.cancel_request(run_id).read_text()
-    except FileNotFoundError:
+    for request in (layout.cancel_request(run_id), layout.cancel_taken(run_id)):  # the newer first
+        try:
+            asked = request.read_text(encoding="utf-8")
+            break
+        except FileNotFoundError:
+            continue
+    else:
         return None
     if asked.startswith(FAILED_MARK):
         return RunStatus.FAILED, asked.removeprefix(FAILED_MARK)
@@ -138,6 +143,7 @@ def cancel_run(history: History, run_id, failure: str | None = None) -> str:
         return f"run {run['id']}: its scheduler had exited; marked Failed"
     request = history.layout.cancel_request(run["id"])
     request.parent.mkdir(parents=True, exist_ok=True)
-    request.write_text("" if failure is None else FAILED_MARK + failure)
+    # Aside, then renamed: a scheduler reading it as a second fail() rewrites it never finds it empty.
+    write_aside(request, "" if failure is None else FAILED_MARK + failure, encoding="utf-8")
     os.kill(run["scheduler_pid"], signal.SIGTERM)
     return f"run {run['id']}: cancel requested"

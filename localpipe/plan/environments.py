@@ -238,7 +238,7 @@ def _build_context(
     if not os.path.isfile(os.path.join(folder, dockerfile)):
         found.append(
             f"{where}: Docker build context {folder} has no {dockerfile}"
-            + ("" if os.path.isdir(folder) else " (the folder does not exist)")
+            + _not_a_folder(folder)
             + ": add it, or pass dockerfile_path= to DockerBuildContext.from_local_directory"
         )
         return None
@@ -248,6 +248,12 @@ def _build_context(
         found.append(f"{where}: Docker build context {folder}: {exc}")
         return None
     return {"context": folder, "context_dockerfile": dockerfile, "context_digest": digest}
+
+
+def _not_a_folder(folder: str) -> str:
+    if os.path.isdir(folder):
+        return ""
+    return " (it is a file, not a folder)" if os.path.exists(folder) else " (the folder does not exist)"
 
 
 def build_context_digest(folder: str, dockerfile: str, stat_cache: StatCacheLike | None = None) -> str:

@@ -250,6 +250,7 @@ def _named_datasets(t: Tables, graphs: set[int]) -> set[str]:
         for (graph,) in t.PipelineGraph.select(t.PipelineGraph.graph).where(t.PipelineGraph.id.in_(chunk)).tuples():
             for step in graph.get("steps") or ():  # a test's or an older file's graph may have none
                 named.update((given.get("dataset") or {}).get("id") for given in (step.get("inputs") or {}).values())
+    named.discard(None)  # an input that is not a dataset (another step's output)
     return named
 
 

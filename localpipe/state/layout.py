@@ -74,6 +74,11 @@ class Layout:
         runs one scheduler after another in its process, then cancels that run alone."""
         return self.run_dir(run_id) / "cancel-requested"
 
+    def cancel_taken(self, run_id: int) -> Path:
+        """A request that watcher took: ``cancel_request`` renamed, where its scheduler still reads how
+        to end the run (``Run.fail``'s details)."""
+        return self.run_dir(run_id) / "cancel-taken"
+
     def step_dir(self, run_id: int, step_name: str) -> Path:
         """The folder of one step run: logs, snapshot, outputs being written."""
         return self.run_dir(run_id) / safe_name(step_name)

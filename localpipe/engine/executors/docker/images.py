@@ -106,6 +106,8 @@ def remove_unused_images(seconds: float, now: float, dry_run: bool = False) -> I
             if not free:
                 sweep.kept.append((tag, "a run uses it"))
                 continue
+            if (_last_used(tag) or 0.0) >= now - seconds:  # a step ran in it since the listing
+                continue
             try:
                 freed = layers.remove(tag) if dry_run else layers.freed(found.api.remove_image(tag))
             except docker.errors.ImageNotFound:  # removed by hand meanwhile
