@@ -288,3 +288,28 @@ def test_debug_in_process(ws, invoke):
     assert result.exit_code == 2
     assert "Traceback (most recent call last)" in result.stderr
     assert result.stderr.splitlines()[-1].startswith("error: pipeline file nowhere.py does not exist")
+
+
+@pytest.mark.parametrize("platform, named", [("darwin", "macOS"), ("win32", "Windows")])
+def test_a_submission_off_linux_is_refused_before_anything_is_recorded(ws, project, platform, named):
+    # The step supervisor needs Linux (pidfds, /proc, a child subreaper): elsewhere, one line and
+    # nothing recorded, instead of a run whose every step fails as its supervisor dies.
+    import subprocess
+    import sys
+
+    from tests.defect_helpers import assert_nothing_recorded, refused
+
+    project("src/a.py", SCRIPT)
+    project("pipeline.py", PIPELINE)
+    # The platform is named once what reads it at import (psutil picks its backend) is loaded.
+    elsewhere = (
+        "import sys; import localpipe.engine.submit; from localpipe.cli import main; "
+        f"sys.platform = {platform!r}; main(['submit', 'pipeline.py'])"
+    )
+    proc = subprocess.run([sys.executable, "-c", elsewhere], cwd=ws.root, capture_output=True, text=True)
+    line = refused(proc)
+    assert line == (
+        f"error: localpipe runs pipelines on Linux only, and this is {named}: run it on a Linux machine or "
+        "virtual machine (WSL 2 on Windows)"
+    )
+    assert_nothing_recorded(ws.root)

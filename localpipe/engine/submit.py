@@ -31,7 +31,7 @@ from localpipe.envs import cache_root
 from localpipe.envs.pythons import find_pythons
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.hw.gpus import detect_gpus
-from localpipe.hw.host import detect_host
+from localpipe.hw.host import detect_host, require_linux
 from localpipe.plan.graph import Capacity, Graph, datasets_used, plan_pipeline
 from localpipe.state.history import History
 from localpipe.state.runs import NewRun
@@ -144,6 +144,7 @@ def prepare_run(
 ) -> PreparedRun:
     """Plan ``pipeline`` and record a NotStarted run of it with all its steps and edges;
     ``properties`` say what it is (``azureml.runsource``: a pipeline run unless told otherwise)."""
+    require_linux()
     try:
         graph, sources = plan(history, pipeline, parameters, trees)
     except PipelineValidationError as exc:
@@ -185,6 +186,7 @@ def record_planned(
     properties: dict | None = None,
 ) -> PreparedRun:
     """Record a NotStarted run of a planned ``graph`` (a published pipeline's, say)."""
+    require_linux()
     run_id = history.runs.record(
         NewRun(
             experiment=experiment_name,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import psutil
@@ -44,6 +45,23 @@ def detect_host() -> HostResources:
         cpus = int(override)
     memory = psutil.virtual_memory()
     return HostResources(cpus, memory.total, memory.available, usable)
+
+
+_SYSTEMS = {"darwin": "macOS", "win32": "Windows", "cygwin": "Windows (Cygwin)"}
+
+
+def require_linux() -> None:
+    """Refuse, before anything is recorded, to run a pipeline anywhere but on Linux: the step
+    supervisor ends a step and what it started through Linux's own process controls (pidfds,
+    /proc, a child subreaper, the parent-death signal)."""
+    from localpipe.errors import UsageError
+
+    if not sys.platform.startswith("linux"):
+        system = _SYSTEMS.get(sys.platform, sys.platform)
+        raise UsageError(
+            f"localpipe runs pipelines on Linux only, and this is {system}: run it on a Linux machine or "
+            "virtual machine (WSL 2 on Windows)"
+        )
 
 
 def oversubscription(host: HostResources) -> str | None:
