@@ -627,6 +627,18 @@ def test_cancel_of_a_finished_run(ws, completed_run, localpipe):
     conn.close()
 
 
+def test_fail_of_a_finished_run(ws, completed_run):
+    from localpipe import Experiment
+    from localpipe.client.runs import PipelineRun
+    from localpipe.errors import UsageError
+
+    run = PipelineRun(Experiment(ws, "ws"), completed_run)
+    with pytest.raises(UsageError) as refusal:
+        run.fail("too late")
+    assert str(refusal.value) == f"run {completed_run} is already Completed: there is nothing to fail"
+    assert run.get_status() == "Completed"
+
+
 @pytest.mark.parametrize("output", ["weights", "../model", "model/../../x"])
 def test_download_of_an_unknown_output_writes_nothing(ws, completed_run, localpipe, tmp_path, output):
     # DEST/OUTPUT cannot leave DEST: OUTPUT must be the name of a committed output, and output

@@ -135,7 +135,8 @@ def cancel_run(history: History, run_id, failure: str | None = None) -> str:
     recover_abandoned_runs(history)
     run = history.runs.get(run_id)
     if RunStatus(run["status"]).is_final:
-        raise UsageError(f"run {run['id']} is already {run['status']}: there is nothing to cancel")
+        what = "cancel" if failure is None else "fail"
+        raise UsageError(f"run {run['id']} is already {run['status']}: there is nothing to {what}")
     if run["scheduler_pid"] is None:
         raise UsageError(f"run {run['id']} has no scheduler yet: try again in a moment")
     if not process_alive(run["scheduler_pid"], run["scheduler_started"]):
