@@ -301,6 +301,23 @@ def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run
     assert status == "Completed" and (ws.root / "calls.txt").read_text().splitlines() == ["f00050.txt"]
 
 
+def test_a_file_edited_with_its_size_and_times_put_back_reruns_its_batch(ws, project, run_pipeline, history):
+    # Files written just before a submission are not kept in the workspace's stat cache (racily
+    # clean): the step hashes them itself and keeps their digests for its next run, which must see
+    # an edit even when the editor put the size and the modification time back (touch -r).
+    source = project("src/score.py", ECHO).parent
+    data = _files(ws.root / "data", 20)
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed" and "f00013.txt 91" in _output(history, first).splitlines()
+    edited = data / "f00013.txt"
+    before = edited.stat()
+    edited.write_text("19\n")  # as many bytes as "91\n"
+    os.utime(edited, ns=(before.st_atime_ns, before.st_mtime_ns))
+    second, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    assert "f00013.txt 19" in _output(history, second).splitlines()
+
+
 GPU = """
 import os, time
 from azureml_user.parallel_run import EntryScript

@@ -60,10 +60,11 @@ ALGORITHM, _new_hasher = _hasher()
 class Digests:
     """Content digests of files, read only when neither the workspace's stat cache (the files
     ``localpipe submit`` hashed for the step's cache key) nor ``known`` (what this step hashed
-    itself last time) has the file at its size and time."""
+    itself last time) has the file at its size and times (the ctime too, as the stat cache: a file
+    edited with its size and mtime put back is read again)."""
 
     def __init__(self, known: dict | None = None, stat_cache=None):
-        self.known = dict(known or {})  # path -> [size, mtime_ns, digest]
+        self.known = dict(known or {})  # path -> [size, mtime_ns, ctime_ns, digest]
         self.stat_cache = stat_cache if ALGORITHM == "blake3" else None
         self.seen: dict[str, str] = {}  # path -> digest, of every file asked for this run
         self.own: dict[str, list] = {}  # those the stat cache did not know: ``known`` of the next run
@@ -79,7 +80,7 @@ class Digests:
                     while chunk := handle.read(CHUNK):
                         hasher.update(chunk)
                 digest = hasher.hexdigest()
-                self.own[path] = [st.st_size, st.st_mtime_ns, digest]
+                self.own[path] = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, digest]
             self.seen[path] = digest
         return digest
 
@@ -87,9 +88,9 @@ class Digests:
         if self.stat_cache is not None and (digest := self.stat_cache.lookup(path, st)):
             return digest
         old = self.known.get(path)
-        if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+        if old and old[:3] == [st.st_size, st.st_mtime_ns, st.st_ctime_ns]:  # a 3-item entry of before: read again
             self.own[path] = old
-            return old[2]
+            return old[3]
         if self.stat_cache is not None and (real := os.path.realpath(path)) != path:
             return self.stat_cache.lookup(real, st)  # a mounted folder of links: the workspace hashed the target
         return None
