@@ -119,6 +119,22 @@ def test_fail_with_details_any_text_holds_ends_the_run_failed_with_them(ws, proj
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
 
 
+def test_fail_keeps_the_first_64k_characters_of_its_details_and_says_how_many_more(ws, project):
+    # 20 MB of details went whole into history.db, and `localpipe show` printed them whole.
+    from localpipe import Experiment
+    from localpipe.client.run_base import FAILURE_LIMIT
+    from localpipe.engine.loader import load_pipeline
+
+    pipeline, pids = setup(project, ws)
+    run = Experiment(ws, "py").submit(load_pipeline(pipeline, ws))
+    tree = wait_for(lambda: tree_pids(pids), what="the slow step to start")
+    run.fail(error_details="x" * 5_000_000, error_code="Big")
+    assert run.get_status() == "Failed"
+    kept = "Big: " + "x" * (FAILURE_LIMIT - len("Big: "))
+    assert run_row(ws, run.id).error == f"{kept} ... ({5_000_005 - FAILURE_LIMIT} characters more, not kept)"
+    wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
+
+
 def test_fail_asked_by_several_at_once_is_never_read_half_written(ws, project, history):
     # The request was written in place: a scheduler (or recovery) reading it while a second fail()
     # rewrote it read it empty, and ended the run Canceled (8 processes calling fail() at once:

@@ -653,11 +653,17 @@ def _announce(row: dict, status, seen: dict) -> bool:
     return True
 
 
+FAILURE_LIMIT = 65_536  # characters of Run.fail's details kept: `localpipe show` prints them whole
+
+
 def _failure(error_details, error_code) -> str:
-    """The error ``Run.fail`` records: its details, after the code when one is given; what cannot be
-    written as UTF-8 (a name ``os.listdir`` gave with its bytes as surrogates) escaped, ``\\udce9``."""
+    """The error ``Run.fail`` records: its details, after the code when one is given, cut to
+    ``FAILURE_LIMIT`` characters (saying how many more there were); what cannot be written as UTF-8
+    (a name ``os.listdir`` gave with its bytes as surrogates) escaped, ``\\udce9``."""
     text = str(error_details) if error_details is not None else "failed"
     text = f"{error_code}: {text}" if error_code else text
+    if len(text) > FAILURE_LIMIT:
+        text = f"{text[:FAILURE_LIMIT]} ... ({len(text) - FAILURE_LIMIT} characters more, not kept)"
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
