@@ -10,73 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.studio_helpers import SCRIPT_STEP, add_wide_run, make_workspace, start_waiting_run
+from tests.studio_helpers import SCRIPT_STEP, add_wide_run, start_waiting_run
 
 pytestmark = pytest.mark.browser
 SHOTS = os.environ.get("LOCALPIPE_STUDIO_SCREENSHOTS")
 COLOURS = {"Completed": "rgb(140, 233, 154)", "Reused": "rgb(208, 191, 255)", "Running": "rgb(116, 192, 252)"}
-
-
-def _unavailable(reason: str):
-    """Skip, with the reason; in CI (LOCALPIPE_REQUIRE_BROWSER) fail instead."""
-    if os.environ.get("LOCALPIPE_REQUIRE_BROWSER"):
-        pytest.fail(f"{reason}, and LOCALPIPE_REQUIRE_BROWSER is set (.ci/run installs chromium)")
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """This machine's chromium (Playwright's own download is not used), one for these tests.
-
-    Playwright is started and stopped here rather than by pytest-playwright's session-wide
-    fixtures: its synchronous API leaves an asyncio loop marked running in the main thread while
-    it is started, and later tests calling ``asyncio.run`` would fail."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[test]')")
-    executable = shutil.which("chromium") or shutil.which("chromium-browser")
-    if executable is None:
-        _unavailable("no chromium on this machine (apt-get install chromium)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-        yield launched
-        launched.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1100, "height": 720})
-    yield context.new_page()
-    context.close()
-
-
-@pytest.fixture(scope="module")
-def studio(tmp_path_factory, machine_cache):
-    """A workspace with two runs, and `localpipe serve` on it: (workspace root, link with token)."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
-        root = make_workspace(tmp_path_factory.mktemp("studio-browser") / "ws")
-        server = subprocess.Popen(
-            [sys.executable, "-m", "localpipe", "serve", "--port", "0", "-w", str(root)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-    try:
-        link = server.stdout.readline().split(": ", 1)[1].strip()
-        yield root, link
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def _base(link: str) -> str:
@@ -91,15 +35,6 @@ def _shot(page, name: str) -> None:
     if SHOTS:
         Path(SHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SHOTS) / f"studio-{name}.png"))
-
-
-@pytest.fixture
-def no_alerts(page):
-    """Fail on any dialog: an escaped step name must never run as script."""
-    seen = []
-    page.on("dialog", lambda dialog: (seen.append(dialog.message), dialog.dismiss()))
-    yield page
-    assert seen == []
 
 
 def test_click_through_runs_a_run_its_dag_a_step_its_log_a_chart_and_a_comparison(studio, no_alerts):

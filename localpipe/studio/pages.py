@@ -23,7 +23,7 @@ import localpipe.studio.graphics as graphics
 from localpipe.errors import NotFoundError
 from localpipe.state.views import Views
 from localpipe.studio.render import page, wants_json
-from localpipe.studio.security import HEADER, form_fields
+from localpipe.studio.security import FILE_HEADERS, HEADER, form_fields
 
 PAGE_SIZE = 50
 LOG_PAGE_BYTES = 256 * 1024  # of a log shown at once: the page shows its end, the download all of it
@@ -211,7 +211,10 @@ async def step_log(request: Request):
         return StreamingResponse(
             _file_until(path, path.stat().st_size),
             media_type="text/plain; charset=utf-8",
-            headers={"Content-Disposition": f"attachment; filename*=UTF-8''{quote(step['name'])}.{stream}.log"},
+            headers={
+                **FILE_HEADERS,
+                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(step['name'])}.{stream}.log",
+            },
         )
     text, offset = _read_log(request, step, stream, _int(request, "offset", 0))
     return JSONResponse({"text": text, "offset": offset, "status": step["status"]})
@@ -248,7 +251,7 @@ async def step_output(request: Request):
     path = _inside(root, root / wanted)
     if path is None:
         raise HTTPException(404, f'output "{name}" has no file "{wanted}"')
-    return FileResponse(path, filename=path.name)
+    return FileResponse(path, filename=path.name, headers=FILE_HEADERS)
 
 
 async def metric_image(request: Request):
@@ -272,7 +275,7 @@ async def metric_image(request: Request):
         path = _inside(folder / "files", folder / "files" / value)
     if path is None:
         raise HTTPException(404, f'the image "{name}" is not inside the workspace any more')
-    return FileResponse(path)
+    return FileResponse(path, headers=FILE_HEADERS)
 
 
 async def run_metrics(request: Request):

@@ -21,6 +21,13 @@ COOKIE = "localpipe_token"  # and the port: browsers share a host's cookies acro
 HEADER = "X-Localpipe-Token"
 FIELD = "token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# What a file a step wrote is served with (logs, outputs, logged images): opened on its own, an
+# HTML page or an SVG with a script would otherwise run as the studio itself (its pages' forms
+# hold the token); sandboxed, it has an origin of its own and no script, and is never sniffed.
+FILE_HEADERS = {
+    "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:",
+    "X-Content-Type-Options": "nosniff",
+}
 
 
 async def form_fields(request: Request) -> dict[str, str]:

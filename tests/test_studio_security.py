@@ -1,0 +1,84 @@
+"""The studio attacked as a hostile web page and a hostile local user would: files a step wrote
+served as pages of the studio's own origin, framing, cross-site requests, paths leading out,
+and requests meant to tire the server. In-process (Starlette's test client) where the answer's
+headers tell; in Debian's chromium (``browser`` marks) where only the browser can say what runs.
+"""
+
+from __future__ import annotations
+
+import pytest
+from starlette.testclient import TestClient
+
+from localpipe.studio.app import create_app
+from tests.studio_helpers import make_workspace
+
+TOKEN = "test-token"
+HOSTILE_HTML = "<script>alert('studio origin: ' + document.domain)</script>"
+HOSTILE_SVG = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert("svg")</script></svg>'
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, machine_cache):
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
+        return make_workspace(tmp_path_factory.mktemp("studio-security") / "ws")
+
+
+@pytest.fixture
+def client(root):
+    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as test_client:
+        yield test_client
+
+
+def _log_hostile_images(root) -> None:
+    """Step prep of run 1 "logs" as images an HTML page and an SVG with a script, files of its
+    own run folder (``log_image(path=...)`` records whatever path a step gives)."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.layout import Layout
+    from localpipe.state.views import Views
+
+    files = Layout.of(root / ".localpipe").step_dir(1, "prep") / "files"
+    files.mkdir(exist_ok=True)
+    (files / "page.html").write_text(HOSTILE_HTML)
+    (files / "drawing.svg").write_text(HOSTILE_SVG)
+    views = Views(Layout.of(root / ".localpipe"))
+    try:
+        step_run = views.step(1, "prep")["id"]
+        if any(m["name"] == "hostile" for m in views.metrics(1, "prep")):
+            return
+    finally:
+        views.close()
+    history_of(Workspace.from_config(root)).steps.add_metrics(
+        step_run,
+        [
+            {"name": "hostile", "kind": "image", "value": value, "logged_at": 0.0}
+            for value in ("page.html", "drawing.svg")
+        ],
+        {},
+    )
+
+
+def test_a_file_a_step_wrote_is_never_a_page_of_the_studio(client, root):
+    """An "image" a step logged that is HTML or SVG would run its script as the studio (reading the
+    token from a page's form, then cancelling and rerunning): file routes answer sandboxed, unsniffed."""
+    _log_hostile_images(root)
+    for index in (0, 1):
+        answer = client.get(f"/runs/1/image?step=prep&name=hostile&index={index}")
+        assert answer.status_code == 200
+        assert "sandbox" in answer.headers.get("content-security-policy", ""), answer.headers
+        assert answer.headers.get("x-content-type-options") == "nosniff"
+    for url in ("/runs/1/output?step=prep&output=prepared&file=rows.csv", "/runs/1/log?step=prep&download=1"):
+        assert "sandbox" in client.get(url).headers.get("content-security-policy", ""), url
+
+
+@pytest.mark.browser
+def test_a_hostile_image_opened_in_the_browser_runs_no_script(studio, no_alerts):
+    root, link = studio
+    _log_hostile_images(root)
+    page = no_alerts
+    page.goto(link)  # the token's cookie: what a script of the studio's origin could use
+    base = link.split("/?", 1)[0]
+    for index in (0, 1):
+        page.goto(f"{base}/runs/1/image?step=prep&name=hostile&index={index}")
+        page.wait_for_load_state("load")
