@@ -6,6 +6,10 @@ headers tell; in Debian's chromium (``browser`` marks) where only the browser ca
 
 from __future__ import annotations
 
+import re
+import subprocess
+import sys
+
 import pytest
 from starlette.testclient import TestClient
 
@@ -82,3 +86,49 @@ def test_a_hostile_image_opened_in_the_browser_runs_no_script(studio, no_alerts)
     for index in (0, 1):
         page.goto(f"{base}/runs/1/image?step=prep&name=hostile&index={index}")
         page.wait_for_load_state("load")
+
+
+def test_no_page_of_the_studio_can_be_framed_and_none_sends_its_address_on(client):
+    """A page of another site, or of another port of this host (the same site: the token's
+    SameSite cookie goes with it), would show the studio's actions in a frame and have the user
+    click them (clickjacking); a link leading out would carry the page's address (``?token=``)."""
+    for url in ("/runs", f"/runs/1?token={TOKEN}", "/runs/1.json", "/runs/99", "/static/studio.css"):
+        headers = client.get(url).headers
+        assert headers.get("x-frame-options") == "DENY", url
+        assert "frame-ancestors 'none'" in headers.get("content-security-policy", ""), url
+        assert headers.get("referrer-policy") == "same-origin", url
+        assert headers.get("x-content-type-options") == "nosniff", url
+
+
+@pytest.fixture
+def hostile_site(tmp_path):
+    """A web server on another port of 127.0.0.1, serving the files of a folder: (folder, its address)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-u", "-m", "http.server", "0", "--bind", "127.0.0.1", "--directory", str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        port = int(re.search(r"port (\d+)", proc.stdout.readline()).group(1))
+        yield tmp_path, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.browser
+def test_a_page_on_another_port_of_this_host_cannot_frame_the_studio_s_actions(studio, page, hostile_site):
+    """A page of this host on another port is the same site as the studio: the browser sends the
+    studio's SameSite=Strict cookie to a frame of it, whose page then shows cancel and rerun."""
+    root, link = studio
+    base = link.split("/?", 1)[0]
+    folder, address = hostile_site
+    (folder / "hostile.html").write_text(f'<iframe id="studio" src="{base}/runs/1" width="800" height="600"></iframe>')
+    page.goto(link)
+    page.goto(f"{address}/hostile.html")
+    page.wait_for_load_state("load")
+    studio_frame = page.frames[1]
+    studio_frame.wait_for_load_state("load")
+    assert studio_frame.locator('form[action="/runs/1/rerun"]').count() == 0
+    assert not studio_frame.url.startswith(base), studio_frame.url  # chromium's error page instead

@@ -26,7 +26,7 @@ from localpipe.errors import LocalpipeError, NotFoundError
 from localpipe.state.layout import Layout
 from localpipe.state.views import Views
 from localpipe.studio.render import render_error, wants_json
-from localpipe.studio.security import LOOPBACK, Guard, cookie_name
+from localpipe.studio.security import HEADERS, LOOPBACK, Guard, cookie_name
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -74,7 +74,8 @@ def create_app(
 
 class _GuardMiddleware:
     """Every request passes the guard's read check; the link's ``?token=`` is kept in a cookie
-    (HttpOnly, SameSite=Strict), so that the pages it leads to show their write actions. Plain
+    (HttpOnly, SameSite=Strict), so that the pages it leads to show their write actions; every
+    answer gets ``HEADERS`` (a file route's own ``Content-Security-Policy`` kept). Plain
     ASGI, so that a page's event stream passes through untouched."""
 
     def __init__(self, app):
@@ -85,6 +86,7 @@ class _GuardMiddleware:
             return await self.app(scope, receive, send)
         request = Request(scope)
         guard: Guard = scope["app"].state.guard
+        refused = None
         try:
             prefixes = scope["app"].state.self_authenticating
             if prefixes and request.url.path.startswith(prefixes):
@@ -92,21 +94,21 @@ class _GuardMiddleware:
             else:
                 guard.check_read(request)
         except HTTPException as exc:
-            response = await _http_error(request, exc)
-            return await response(scope, receive, send)
+            refused = await _http_error(request, exc)
         given = request.query_params.get("token")
         cookie = cookie_name(request)
-        if not (given and guard.matches(given) and request.cookies.get(cookie) != given):
-            return await self.app(scope, receive, send)
+        keep = refused is None and given and guard.matches(given) and request.cookies.get(cookie) != given
 
-        async def send_with_cookie(message):
+        async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                MutableHeaders(scope=message).append(
-                    "set-cookie", f"{cookie}={given}; HttpOnly; SameSite=Strict; Path=/"
-                )
+                headers = MutableHeaders(scope=message)
+                for name, value in HEADERS.items():
+                    headers.setdefault(name, value)
+                if keep:
+                    headers.append("set-cookie", f"{cookie}={given}; HttpOnly; SameSite=Strict; Path=/")
             await send(message)
 
-        await self.app(scope, receive, send_with_cookie)
+        await (refused or self.app)(scope, receive, send_with_headers)
 
 
 async def _http_error(request: Request, exc: HTTPException):

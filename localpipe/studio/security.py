@@ -21,12 +21,22 @@ COOKIE = "localpipe_token"  # and the port: browsers share a host's cookies acro
 HEADER = "X-Localpipe-Token"
 FIELD = "token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+# Every answer: never drawn in another page's frame (a page of another port of this host is the
+# same site, so the token's cookie goes with the frame, and its actions could be clicked unseen),
+# never sniffed, and no address (the link's ``?token=``) sent on to another site a link leads to
+# (``same-origin``, not ``no-referrer``: with that, a form's own POST says ``Origin: null``).
+HEADERS = {
+    "Content-Security-Policy": "frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
 # What a file a step wrote is served with (logs, outputs, logged images): opened on its own, an
 # HTML page or an SVG with a script would otherwise run as the studio itself (its pages' forms
-# hold the token); sandboxed, it has an origin of its own and no script, and is never sniffed.
+# hold the token); sandboxed, it has an origin of its own and no script.
 FILE_HEADERS = {
-    "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:",
-    "X-Content-Type-Options": "nosniff",
+    "Content-Security-Policy": "sandbox; default-src 'none'; style-src 'unsafe-inline'; img-src data:; "
+    "frame-ancestors 'none'"
 }
 
 
