@@ -14,7 +14,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from localpipe.studio.app import create_app
-from tests.studio_helpers import make_workspace
+from tests.studio_helpers import add_runs, make_workspace
 
 TOKEN = "test-token"
 HOSTILE_HTML = "<script>alert('studio origin: ' + document.domain)</script>"
@@ -132,3 +132,15 @@ def test_a_page_on_another_port_of_this_host_cannot_frame_the_studio_s_actions(s
     studio_frame.wait_for_load_state("load")
     assert studio_frame.locator('form[action="/runs/1/rerun"]').count() == 0
     assert not studio_frame.url.startswith(base), studio_frame.url  # chromium's error page instead
+
+
+def test_no_page_lists_more_than_a_page_of_runs_whatever_it_is_asked(client, root):
+    """``?limit=100000`` on an experiment of many runs would draw every one of them."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+
+    history = history_of(Workspace.from_config(root))
+    add_runs(history.tables, history.database, 600)
+    for url in ("/runs.json?limit=100000", "/experiments/many.json?limit=100000"):
+        answer = client.get(url).json()
+        assert answer["total"] >= 600 and len(answer["runs"]) == answer["limit"] == 500, url

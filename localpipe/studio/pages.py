@@ -26,6 +26,7 @@ from localpipe.studio.render import page, wants_json
 from localpipe.studio.security import FILE_HEADERS, HEADER, form_fields
 
 PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500  # what ``?limit=`` may ask of a list of runs
 LOG_PAGE_BYTES = 256 * 1024  # of a log shown at once: the page shows its end, the download all of it
 LIVE_POLL_SECONDS = 0.1  # how often an open run page's event stream looks for status changes
 ACTIVE = {status.value for status in localpipe.status.ACTIVE}
@@ -45,13 +46,16 @@ def _int(request: Request, name: str, default: int) -> int:
     return number
 
 
+def _limit(request: Request) -> int:
+    """A list's ``?limit=``: PAGE_SIZE when absent or 0, never more than MAX_PAGE_SIZE."""
+    return min(_int(request, "limit", PAGE_SIZE), MAX_PAGE_SIZE) or PAGE_SIZE
+
+
 # -- runs and experiments -------------------------------------------------------------------------
 async def runs_list(request: Request):
     experiment = request.query_params.get("experiment") or None
     status = request.query_params.get("status") or None
-    limit = min(_int(request, "limit", PAGE_SIZE), 500) or PAGE_SIZE
-    offset = _int(request, "offset", 0)
-    data = _views(request).runs(experiment, status, limit, offset)
+    data = _views(request).runs(experiment, status, _limit(request), _int(request, "offset", 0))
     data["experiment"], data["status"] = experiment, status
     experiments = _views(request).experiment_names() if not wants_json(request) else []
     return page(request, "runs.html", data, experiments=experiments)
@@ -64,7 +68,7 @@ async def experiments_list(request: Request):
 async def experiment_page(request: Request):
     name = _name(request, "name")
     views = _views(request)
-    runs = views.runs(name, None, _int(request, "limit", PAGE_SIZE) or PAGE_SIZE, _int(request, "offset", 0))
+    runs = views.runs(name, None, _limit(request), _int(request, "offset", 0))
     if not runs["total"]:
         raise NotFoundError(f'experiment "{name}" has no runs here: see the experiments page')
     metrics = views.experiment_metrics(name)
