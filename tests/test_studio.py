@@ -30,7 +30,9 @@ def root(tmp_path_factory, machine_cache):
 
 @pytest.fixture
 def client(root):
+    """The user's browser, which opened the link: its token in the cookie the link set."""
     with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as test_client:
+        test_client.cookies.set("localpipe_token_8765", TOKEN)
         yield test_client
 
 
@@ -202,10 +204,8 @@ def test_an_image_logged_as_a_path_beside_history_db_is_not_served(client, root)
 
 
 def test_writes_need_the_token_in_the_request_and_refuse_cross_site_requests(client):
+    # the fixture's cookie, alone: what a cross-site form would send too
     assert client.post("/runs/1/cancel").status_code == 403
-    client.cookies.set("localpipe_token_8765", TOKEN)  # a cookie is what a cross-site form would send too
-    assert client.post("/runs/1/cancel").status_code == 403
-    client.cookies.clear()
     evil = client.post("/runs/1/cancel", data={"token": TOKEN}, headers={"Origin": "http://evil.example"})
     assert evil.status_code == 403 and "evil.example" in evil.text
     assert (
@@ -217,13 +217,15 @@ def test_writes_need_the_token_in_the_request_and_refuse_cross_site_requests(cli
     # another site's page reaching 127.0.0.1 through DNS rebinding names its own host
     assert client.get("/runs", headers={"Host": "evil.example"}).status_code == 403
     # the link's token is kept in a cookie, and the page then shows the actions
+    client.cookies.clear()
     linked = client.get(f"/runs/1?token={TOKEN}")
     assert (
         linked.headers["set-cookie"].startswith("localpipe_token_8765=") and "HttpOnly" in linked.headers["set-cookie"]
     )
     assert 'name="token"' in client.get("/runs/1").text
     client.cookies.clear()
-    assert 'name="token"' not in client.get("/runs/1").text
+    assert client.get("/runs/1").status_code == 401
+    assert client.post("/runs/1/cancel", data={"token": TOKEN}).status_code == 401  # a form's token alone: no page
 
 
 def test_a_public_address_needs_the_token_for_every_request(root):
@@ -268,7 +270,7 @@ def test_cancel_and_rerun_from_the_studio(client, root, tmp_path):
 
 
 def test_serve_prints_its_link_and_says_when_every_request_needs_the_token(root):
-    for host, said in (("127.0.0.1", "allows cancel and rerun"), ("0.0.0.0", "every request needs the token")):
+    for host, said in (("127.0.0.1", "every page needs its token"), ("0.0.0.0", "every request needs the token")):
         proc = subprocess.Popen(
             [sys.executable, "-m", "localpipe", "serve", "--host", host, "--port", "0", "-w", str(root)],
             stdout=subprocess.PIPE,
@@ -301,12 +303,14 @@ def test_the_runs_list_of_10000_runs_and_a_1000_step_run_page_are_fast(root):
     history = history_of(Workspace.from_config(root))
     add_runs(history.tables, history.database, 60)  # a full page of 50 runs
     app = create_app(root / ".localpipe", TOKEN)
-    with TestClient(app, base_url="http://127.0.0.1") as client:
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
         few = _seconds_per_request(client, "/runs")
     add_runs(history.tables, history.database, 10_000)
     small = add_wide_run(history.tables, history.database, 100)
     wide = add_wide_run(history.tables, history.database, 1000)
-    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1") as client:
+    with TestClient(
+        create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}
+    ) as client:
         lists = {
             url: _seconds_per_request(client, url)
             for url in ("/runs", "/runs?status=Failed&offset=500", "/runs?experiment=many&offset=9000")
@@ -406,7 +410,9 @@ def test_another_module_adds_routes_and_a_background_task_that_share_the_token(r
         root / ".localpipe", TOKEN, extra_routes=[Route("/api/submit", submit, methods=["POST"])], background=[tick]
     )
     with TestClient(app, base_url="http://127.0.0.1") as client:
-        assert client.post("/api/submit").status_code == 403
+        assert client.post("/api/submit").status_code == 401
+        client.get(f"/runs.json?token={TOKEN}")
+        assert client.post("/api/submit").status_code == 403  # the link's cookie alone
         assert client.post("/api/submit", headers={"X-Localpipe-Token": TOKEN}).json() == {"submitted": True}
         deadline = time.monotonic() + 5
         while not ticks:
@@ -448,6 +454,7 @@ def test_published_pipelines_pages_and_the_portal_urls_of_runs_experiments_and_p
     assert run.wait_for_completion(show_output=False) == "Completed"
 
     with TestClient(create_app(ws.root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as client:
+        client.cookies.set("localpipe_token_8765", TOKEN)
         listed = client.get("/published.json").json()["published"]
         assert [(p["name"], p["version"], p["status"], p["runs"]) for p in listed] == [("scoring", "1.0", "Active", 1)]
         page = client.get(published.portal_url.removeprefix("http://127.0.0.1:8765"))

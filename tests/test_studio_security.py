@@ -30,8 +30,34 @@ def root(tmp_path_factory, machine_cache):
 
 @pytest.fixture
 def client(root):
+    """The user's browser: the link's token kept in its cookie."""
     with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as test_client:
+        test_client.cookies.set("localpipe_token_8765", TOKEN)
         yield test_client
+
+
+def test_another_user_of_this_machine_reads_nothing_without_the_token(root):
+    """127.0.0.1 is reached by every account of the machine: without the token, no page, twin,
+    log, output or image of the workspace (the studio's token is the user's alone: it was printed
+    to their terminal)."""
+    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as stranger:
+        for url in (
+            "/",
+            "/runs.json",
+            "/runs/1",
+            "/runs/1/steps/prep.json",
+            "/runs/1/log?step=prep&download=1",
+            "/runs/1/output?step=prep&output=prepared&file=rows.csv",
+            "/runs/1/events",
+            "/experiments/scores.json",
+            "/datasets.json",
+            "/static/studio.js",
+        ):
+            answer = stranger.get(url)
+            assert answer.status_code == 401, url
+            assert "rows" not in answer.text and "open the link" in answer.text, url
+        assert stranger.get(f"/runs.json?token={TOKEN}").status_code == 200
+        assert stranger.get("/runs.json").status_code == 200  # the cookie the link set
 
 
 def _log_hostile_images(root) -> None:

@@ -42,7 +42,8 @@ def create_app(
 ) -> Starlette:
     """The studio of the workspace whose ``.localpipe/`` is ``state_dir``.
 
-    ``public``: bound to an address other machines reach, so every request needs ``token``.
+    Every request needs ``token`` (security.py); ``public``: bound to an address other machines
+    reach, so that a request may name any host.
     ``extra_routes`` are served before the studio's own; each of ``background`` is started with
     the app when it starts serving and cancelled when it stops. Paths starting with one of
     ``self_authenticating`` are routes that check their own credentials (the REST routes, the

@@ -1,12 +1,13 @@
 """The studio's one secret: a token per server, and what a request must carry to read or to write.
 
-Reading is open on 127.0.0.1 (only this machine reaches it), except to pages that another site's
-script could reach through DNS rebinding: a request whose ``Host`` is not one the server was
-started for is refused. Bound to any other address, every request needs the token. Writing
-(cancel, rerun, and the REST routes other modules add) always needs the token carried in the
-request itself (a header or a form field: a cookie alone is what a cross-site form would send),
-and a request another site's page made (``Origin`` or ``Sec-Fetch-Site`` say so) is refused.
-"""
+Every request needs the token (the link's ``?token=``, the cookie it sets, or the header): on
+127.0.0.1 too, which every account of this machine reaches, and which must not show one user's
+runs, logs and outputs to another. On loopback, a request whose ``Host`` is not one the server
+was started for is refused as well (a page of another site that made its own name resolve to
+127.0.0.1: DNS rebinding). Writing (cancel, rerun, and the REST routes other modules add) needs
+the token carried in the request itself (a header or a form field: a cookie alone is what a
+cross-site form would send), and a request another site's page made (``Origin`` or
+``Sec-Fetch-Site`` say so) is refused."""
 
 from __future__ import annotations
 
@@ -59,12 +60,11 @@ def new_token() -> str:
 
 
 class Guard:
-    """The checks of one server: its ``token``, whether reads need it (``public``), and the host
-    names requests may name (None: any, for a server bound to another address)."""
+    """The checks of one server: its ``token``, and the host names requests may name (None: any,
+    for a server bound to another address, ``public``)."""
 
     def __init__(self, token: str, public: bool = False, hosts: tuple[str, ...] | None = LOOPBACK):
         self.token = token
-        self.public = public
         self.hosts = None if public else hosts
 
     def matches(self, given: str | None) -> bool:
@@ -90,9 +90,9 @@ class Guard:
 
     def check_read(self, request: Request) -> None:
         self.check_host(request)
-        if self.public and not self.carried(request):
+        if not self.carried(request):
             raise HTTPException(
-                401, "this studio listens on a public address: open the link with ?token= it printed at start"
+                401, "this studio needs its token: open the link `localpipe serve` printed at start (with ?token=)"
             )
 
     async def check_write(self, request: Request) -> None:

@@ -48,6 +48,6 @@ def serve(state_dir: str | Path, host: str, port: int, echo: Callable[[str], Non
             "(the link above sets it in a cookie); Ctrl-C stops the server"
         )
     else:
-        echo("open the link (its token allows cancel and rerun); Ctrl-C stops the server")
+        echo("open the link: every page needs its token (the link keeps it in a cookie); Ctrl-C stops the server")
     config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1, lifespan="on")
     uvicorn.Server(config).run(sockets=[sock])
