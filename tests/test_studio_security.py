@@ -6,9 +6,15 @@ headers tell; in Debian's chromium (``browser`` marks) where only the browser ca
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import socket
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 
 import pytest
 from starlette.testclient import TestClient
@@ -170,3 +176,204 @@ def test_no_page_lists_more_than_a_page_of_runs_whatever_it_is_asked(client, roo
     for url in ("/runs.json?limit=100000", "/experiments/many.json?limit=100000"):
         answer = client.get(url).json()
         assert answer["total"] >= 600 and len(answer["runs"]) == answer["limit"] == 500, url
+
+
+X = "\"'><img src=x onerror=alert(1)></script><script>alert(2)</script>]]><svg onload=alert(3)>"
+
+
+def _add_hostile_run(root) -> int:
+    """A run whose every user string is markup meant to run: experiment, display name, tags,
+    parameters, error, step names and reasons, an edge's data, metrics of each kind (names,
+    values, a table's columns) and a log line; its id."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.layout import Layout
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.from_config(root))
+    t = history.tables
+    with history.database.write():
+        experiment, _ = t.Experiment.get_or_create(name=f"exp {X}", defaults={"tags": {X: X}})
+        graph = t.PipelineGraph.create(digest=f"hostile-{time.time()}", graph={"steps": []}, description=X)
+        run = t.PipelineRun.create(
+            experiment=experiment, pipeline=graph, status="Failed", parameters={X: X}, tags={X: X},
+            display_name=X, error=X, submitted_at=time.time() - 10, started_at=time.time() - 9, ended_at=time.time(),
+        )  # fmt: skip
+        names = [f"a {X}", f"b {X}"]
+        insert_rows(
+            t.StepRun,
+            [
+                {"run": run.id, "name": name, "status": "Failed", "reason": X, "tags": {X: X}, "arguments": [X],
+                 "queued_at": time.time() - 9, "started_at": time.time() - 8, "ended_at": time.time() - 1}
+                for name in names
+            ],
+        )  # fmt: skip
+        insert_rows(t.Edge, [{"run": run.id, "source": names[0], "target": names[1], "data": X}])
+    step = t.StepRun.get(t.StepRun.run == run.id, t.StepRun.name == names[0])
+    rows = [{"name": X, "kind": "scalar", "value": v, "logged_at": float(v)} for v in (1, 2, 3)]
+    rows += [
+        {"name": f"list {X}", "kind": "list", "value": [1, 2], "logged_at": 4.0},
+        {"name": f"row {X}", "kind": "row", "value": {X: X}, "logged_at": 5.0},
+        {"name": f"table {X}", "kind": "table", "value": {X: [X, X]}, "logged_at": 6.0},
+        {"name": f"text {X}", "kind": "scalar", "value": X, "logged_at": 7.0},
+    ]
+    history.steps.add_metrics(step.id, rows, {X: X})
+    folder = Layout.of(root / ".localpipe").step_dir(run.id, names[0])
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "stdout.log").write_text(f"line {X}\n")
+    return run.id
+
+
+def _hostile_urls(run: int) -> list[str]:
+    from urllib.parse import quote
+
+    step = quote(f"a {X}", safe="")
+    return [
+        "/runs",
+        f"/runs?experiment={quote(f'exp {X}', safe='')}",
+        "/experiments",
+        f"/experiments/{quote(f'exp {X}', safe='')}",
+        f"/runs/{run}",
+        f"/runs/{run}?failed=1",
+        f"/runs/{run}/timeline",
+        f"/runs/{run}/metrics",
+        f"/runs/{run}/steps/{step}",
+        f"/compare?a=1&b={run}",
+        f"/experiments/{quote(X, safe='')}",  # an error page naming it
+    ]
+
+
+def test_markup_in_every_user_string_is_escaped_in_html_and_svg(client, root):
+    run = _add_hostile_run(root)
+    for url in _hostile_urls(run):
+        html = client.get(url).text
+        assert "<img src=x" not in html and "<svg onload" not in html and "<script>alert" not in html, url
+        assert len(re.findall(r"<script\b", html)) <= 1, url  # the studio's own script tag alone
+
+
+@pytest.mark.browser
+def test_markup_in_every_user_string_runs_nothing_in_the_browser(studio, no_alerts):
+    root, link = studio
+    run = _add_hostile_run(root)
+    page = no_alerts
+    page.goto(link)
+    base = link.split("/?", 1)[0]
+    for url in _hostile_urls(run):
+        page.goto(base + url)
+        page.wait_for_load_state("load")
+        assert page.locator("img[src=x], svg[onload]").count() == 0, url
+
+
+def test_what_held_cors_paths_encoded_names_and_the_token_in_twins(client, root):
+    """Checks that found no defect, kept so that none comes: no CORS grant to another origin, no
+    way out of the workspace through encoded paths, an output file's name that cannot break its
+    Content-Disposition, and no twin that carries the token."""
+    preflight = client.options(
+        "/runs/1/cancel", headers={"Origin": "http://evil.example", "Access-Control-Request-Method": "POST"}
+    )
+    assert not any(name.lower().startswith("access-control-") for name in preflight.headers), preflight.headers
+    assert (
+        "access-control-allow-origin" not in client.get("/runs.json", headers={"Origin": "http://evil.example"}).headers
+    )
+    for url in (
+        "/runs/1/output?step=prep&output=prepared&file=%2e%2e%2f%2e%2e%2f%2e%2e%2fhistory.db",
+        "/runs/1/output?step=prep&output=prepared&file=..%2F..%2F..%2F..%2Fapi-token",
+        "/runs/1/log?step=%2e%2e%2f%2e%2e&stream=stdout&download=1",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+    ):
+        answer = client.get(url)
+        assert answer.status_code in (400, 404), (url, answer.status_code)
+        assert b"SQLite format" not in answer.content and "create_app" not in answer.text, url
+    digest = client.get("/runs/1/steps/prep.json").json()["outputs"][0]["digest"]
+    folder = root / ".localpipe/objects" / digest[:2] / digest
+    name = 'a"; filename=evil.html\r\nSet-Cookie: x=1;.csv'
+    os.chmod(folder, 0o755)
+    (folder / name).write_text("a")
+    try:
+        answer = client.get("/runs/1/output", params={"step": "prep", "output": "prepared", "file": name})
+        assert answer.status_code == 200 and "x" not in answer.cookies
+        disposition = answer.headers["content-disposition"]
+        assert disposition.startswith("attachment; filename*=utf-8''") and '"' not in disposition, disposition
+        assert "\r" not in disposition and "\n" not in disposition
+    finally:
+        (folder / name).unlink()
+        os.chmod(folder, 0o555)
+    for url in ("/runs.json", "/runs/1.json", "/runs/1/steps/prep.json", "/runs/1/status.json", "/published.json"):
+        assert TOKEN not in client.get(url).text, url
+
+
+def test_the_token_is_printed_once_and_never_logged(root):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "serve", "--port", "0", "-w", str(root)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        link = proc.stdout.readline().split(": ", 1)[1].strip()
+        token = link.split("?token=", 1)[1]
+        for path in ("/runs/1", "/runs/1.json", "/nope", "/runs/1/cancel"):
+            try:
+                urllib.request.urlopen(link.replace("/?", f"{path}?"), timeout=10).read()
+            except urllib.error.HTTPError:
+                pass
+    finally:
+        proc.terminate()
+        rest = proc.communicate(timeout=10)[0]
+    assert token not in rest, rest
+
+
+def test_stalled_clients_and_a_huge_log_do_not_stall_the_server(studio):
+    """Twenty clients that never finish their request, and one that never reads a 64 MiB
+    download: another request is still answered at once, and a step page shows the log's end."""
+    root, link = studio
+    from localpipe.state.layout import Layout
+
+    log = Layout.of(root / ".localpipe").step_dir(1, "prep") / "stderr.log"
+    with open(log, "wb") as handle:
+        handle.truncate(64 << 20)
+        handle.seek(0, os.SEEK_END)
+        handle.write(b"the last line\n")
+    host, port = re.match(r"http://([\d.]+):(\d+)/", link).groups()
+    stalled = []
+    try:
+        for _ in range(20):
+            sock = socket.create_connection((host, int(port)))
+            sock.sendall(b"GET /runs HTTP/1.1\r\nHost: 127.0.0.1\r\n")  # and never the blank line
+            stalled.append(sock)
+        reader = socket.create_connection((host, int(port)))
+        query = link.split("?", 1)[1]
+        reader.sendall(
+            f"GET /runs/1/log?step=prep&stream=stderr&download=1&{query} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+        )
+        stalled.append(reader)  # reads nothing: the server's send buffer fills
+        started = time.monotonic()
+        with urllib.request.urlopen(link.replace("/?", "/runs/1/steps/prep.json?"), timeout=10) as answer:
+            assert json.load(answer)["logs"]["stderr"]["size"] == (64 << 20) + 14
+        with urllib.request.urlopen(link.replace("/?", "/runs/1/steps/prep?"), timeout=10) as answer:
+            page = answer.read()
+        assert time.monotonic() - started < 5
+        assert b"the last line" in page and len(page) < 2 << 20
+    finally:
+        for sock in stalled:
+            sock.close()
+        log.unlink()
+
+
+def test_rest_submission_from_another_site_or_a_rebound_name_is_refused(root):
+    """The REST routes take the workspace's bearer token alone: a cross-site form (no
+    ``Authorization`` header, which only a CORS preflight this server never grants could add)
+    and a rebound host name are both refused, whatever cookie goes with them."""
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.studio.rest import BASE, rest_routes
+
+    ws = Workspace.from_config(root)
+    app = create_app(root / ".localpipe", TOKEN, extra_routes=rest_routes(ws), self_authenticating=(BASE + "/",))
+    with TestClient(app, base_url="http://127.0.0.1:8765") as client:
+        client.cookies.set("localpipe_token_8765", TOKEN)
+        url = f"{BASE}/PipelineSubmit/any"
+        form = client.post(url, content='{"ExperimentName": "x"}', headers={"Origin": "http://evil.example",
+                           "Content-Type": "text/plain", "Sec-Fetch-Site": "cross-site"})  # fmt: skip
+        assert form.status_code == 401, form.text
+        assert client.post(url, json={}, headers={"Host": "evil.example"}).status_code == 403
