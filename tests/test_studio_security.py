@@ -395,3 +395,20 @@ def test_pages_run_only_the_studio_s_own_script(studio, no_alerts):
     page.evaluate("document.body.insertAdjacentHTML('beforeend', '<img src=x onerror=alert(1)>')")
     page.wait_for_timeout(200)  # the handler would have run by now
     assert len(violations) == 1 and "inline event handler" in violations[0], violations
+
+
+def test_a_rest_submission_without_the_bearer_token_is_refused_before_its_body_is_read(studio):
+    """Anyone who reaches the port (another user, a page's ``fetch`` with a text/plain body) could
+    otherwise make the server hold a body as large as it liked in memory before the 401."""
+    root, link = studio
+    host, port = re.match(r"http://([\d.]+):(\d+)/", link).groups()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(
+            f"POST /pipelines/v1.0/PipelineRuns/PipelineSubmit/any HTTP/1.1\r\nHost: {host}:{port}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 10000000000\r\n\r\n{".encode()
+        )
+        try:
+            head = sock.recv(4096).decode()
+        except TimeoutError:
+            head = "no answer in 10 s: the server waits for the 10 GB body"
+    assert head.startswith("HTTP/1.1 401"), head

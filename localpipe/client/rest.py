@@ -34,6 +34,18 @@ class InteractiveLoginAuthentication:
         return {"Authorization": f"Bearer {api_token(Layout.of(self._workspace.state_dir))}"}
 
 
+def unauthorized(workspace, authorization: str | None) -> tuple[int, dict] | None:
+    """Azure's 401 answer when ``authorization`` is not the workspace's bearer token, else None: a
+    route asks before it reads a body, which anyone reaching the port can make as large as they like."""
+    from localpipe.state.layout import Layout
+    from localpipe.state.token import authorized
+
+    if authorized(Layout.of(workspace.state_dir), authorization):
+        return None
+    return 401, _error("Unauthorized", "missing or wrong bearer token: send the header that "
+                       "InteractiveLoginAuthentication().get_authentication_header() gives")  # fmt: skip
+
+
 def rest_submit(
     workspace, kind: str, id: str, body, authorization: str | None, version: str | None = None
 ) -> tuple[int, dict]:
@@ -42,12 +54,9 @@ def rest_submit(
     ``endpoint`` (``PipelineEndpointSubmit/Id/<id>[/<version>]``), ``endpoint-name``
     (``PipelineEndpointSubmit/Name?name=<name>[&pipelineVersion=<version>]``, ``id`` the name).
     ``version`` (from the address) wins over the body's ``PipelineVersion``."""
-    from localpipe.state.layout import Layout
-    from localpipe.state.token import authorized
-
-    if not authorized(Layout.of(workspace.state_dir), authorization):
-        return 401, _error("Unauthorized", "missing or wrong bearer token: send the header that "
-                           "InteractiveLoginAuthentication().get_authentication_header() gives")  # fmt: skip
+    refused = unauthorized(workspace, authorization)
+    if refused is not None:
+        return refused
     try:
         return 200, {"Id": _submit(workspace, kind, id, body, version), "Status": "NotStarted"}
     except NotFoundError as exc:

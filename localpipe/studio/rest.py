@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from localpipe.client.rest import ENDPOINT, ENDPOINT_NAME, PUBLISHED, rest_submit
+from localpipe.client.rest import ENDPOINT, ENDPOINT_NAME, PUBLISHED, rest_submit, unauthorized
 
 BASE = "/pipelines/v1.0/PipelineRuns"
 
@@ -23,11 +23,14 @@ def rest_routes(workspace) -> list[Route]:
     """The POST routes of Azure's submission addresses, for ``create_app(extra_routes=...)``."""
 
     async def answer(request: Request, kind: str, id: str, version: str | None) -> JSONResponse:
+        authorization = request.headers.get("authorization")
+        refused = await run_in_threadpool(unauthorized, workspace, authorization)  # before the body is read
+        if refused is not None:
+            return JSONResponse(refused[1], status_code=refused[0])
         try:
             body = await request.json()
         except ValueError:
             body = None  # rest_submit answers 400, naming the body it wants
-        authorization = request.headers.get("authorization")
         status, content = await run_in_threadpool(rest_submit, workspace, kind, id, body, authorization, version)
         return JSONResponse(content, status_code=status)
 
