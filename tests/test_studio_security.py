@@ -178,7 +178,7 @@ def test_no_page_lists_more_than_a_page_of_runs_whatever_it_is_asked(client, roo
         assert answer["total"] >= 600 and len(answer["runs"]) == answer["limit"] == 500, url
 
 
-X = "\"'><img src=x onerror=alert(1)></script><script>alert(2)</script>]]><svg onload=alert(3)>"
+MARKUP = "\"'><img src=x onerror=alert(1)></script><script>alert(2)</script>]]><svg onload=alert(3)>"
 
 
 def _add_hostile_run(root) -> int:
@@ -193,53 +193,55 @@ def _add_hostile_run(root) -> int:
     history = history_of(Workspace.from_config(root))
     t = history.tables
     with history.database.write():
-        experiment, _ = t.Experiment.get_or_create(name=f"exp {X}", defaults={"tags": {X: X}})
-        graph = t.PipelineGraph.create(digest=f"hostile-{time.time()}", graph={"steps": []}, description=X)
+        experiment, _ = t.Experiment.get_or_create(name=f"exp {MARKUP}", defaults={"tags": {MARKUP: MARKUP}})
+        graph = t.PipelineGraph.create(digest=f"hostile-{time.time()}", graph={"steps": []}, description=MARKUP)
         run = t.PipelineRun.create(
-            experiment=experiment, pipeline=graph, status="Failed", parameters={X: X}, tags={X: X},
-            display_name=X, error=X, submitted_at=time.time() - 10, started_at=time.time() - 9, ended_at=time.time(),
+            experiment=experiment, pipeline=graph, status="Failed", parameters={MARKUP: MARKUP}, tags={MARKUP: MARKUP},
+            display_name=MARKUP, error=MARKUP, submitted_at=time.time() - 10, started_at=time.time() - 9,
+            ended_at=time.time(),
         )  # fmt: skip
-        names = [f"a {X}", f"b {X}"]
+        names = [f"a {MARKUP}", f"b {MARKUP}"]
         insert_rows(
             t.StepRun,
             [
-                {"run": run.id, "name": name, "status": "Failed", "reason": X, "tags": {X: X}, "arguments": [X],
-                 "queued_at": time.time() - 9, "started_at": time.time() - 8, "ended_at": time.time() - 1}
+                {"run": run.id, "name": name, "status": "Failed", "reason": MARKUP, "tags": {MARKUP: MARKUP},
+                 "arguments": [MARKUP], "queued_at": time.time() - 9, "started_at": time.time() - 8,
+                 "ended_at": time.time() - 1}
                 for name in names
             ],
         )  # fmt: skip
-        insert_rows(t.Edge, [{"run": run.id, "source": names[0], "target": names[1], "data": X}])
+        insert_rows(t.Edge, [{"run": run.id, "source": names[0], "target": names[1], "data": MARKUP}])
     step = t.StepRun.get(t.StepRun.run == run.id, t.StepRun.name == names[0])
-    rows = [{"name": X, "kind": "scalar", "value": v, "logged_at": float(v)} for v in (1, 2, 3)]
+    rows = [{"name": MARKUP, "kind": "scalar", "value": v, "logged_at": float(v)} for v in (1, 2, 3)]
     rows += [
-        {"name": f"list {X}", "kind": "list", "value": [1, 2], "logged_at": 4.0},
-        {"name": f"row {X}", "kind": "row", "value": {X: X}, "logged_at": 5.0},
-        {"name": f"table {X}", "kind": "table", "value": {X: [X, X]}, "logged_at": 6.0},
-        {"name": f"text {X}", "kind": "scalar", "value": X, "logged_at": 7.0},
+        {"name": f"list {MARKUP}", "kind": "list", "value": [1, 2], "logged_at": 4.0},
+        {"name": f"row {MARKUP}", "kind": "row", "value": {MARKUP: MARKUP}, "logged_at": 5.0},
+        {"name": f"table {MARKUP}", "kind": "table", "value": {MARKUP: [MARKUP, MARKUP]}, "logged_at": 6.0},
+        {"name": f"text {MARKUP}", "kind": "scalar", "value": MARKUP, "logged_at": 7.0},
     ]
-    history.steps.add_metrics(step.id, rows, {X: X})
+    history.steps.add_metrics(step.id, rows, {MARKUP: MARKUP})
     folder = Layout.of(root / ".localpipe").step_dir(run.id, names[0])
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "stdout.log").write_text(f"line {X}\n")
+    (folder / "stdout.log").write_text(f"line {MARKUP}\n")
     return run.id
 
 
 def _hostile_urls(run: int) -> list[str]:
     from urllib.parse import quote
 
-    step = quote(f"a {X}", safe="")
+    step = quote(f"a {MARKUP}", safe="")
     return [
         "/runs",
-        f"/runs?experiment={quote(f'exp {X}', safe='')}",
+        f"/runs?experiment={quote(f'exp {MARKUP}', safe='')}",
         "/experiments",
-        f"/experiments/{quote(f'exp {X}', safe='')}",
+        f"/experiments/{quote(f'exp {MARKUP}', safe='')}",
         f"/runs/{run}",
         f"/runs/{run}?failed=1",
         f"/runs/{run}/timeline",
         f"/runs/{run}/metrics",
         f"/runs/{run}/steps/{step}",
         f"/compare?a=1&b={run}",
-        f"/experiments/{quote(X, safe='')}",  # an error page naming it
+        f"/experiments/{quote(MARKUP, safe='')}",  # an error page naming it
     ]
 
 
