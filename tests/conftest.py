@@ -161,7 +161,9 @@ def browser():
     if executable is None:
         _unavailable("no chromium on this machine (apt-get install chromium)")
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+        # rebound.test resolves to 127.0.0.1, as another site's name does after DNS rebinding
+        args = ["--no-sandbox", "--host-resolver-rules=MAP rebound.test 127.0.0.1"]
+        launched = playwright.chromium.launch(executable_path=executable, args=args)
         yield launched
         launched.close()
 

@@ -20,7 +20,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from localpipe.studio.app import create_app
-from tests.studio_helpers import add_runs, make_workspace
+from tests.studio_helpers import add_runs, make_workspace, start_waiting_run
 
 TOKEN = "test-token"
 HOSTILE_HTML = "<script>alert('studio origin: ' + document.domain)</script>"
@@ -414,3 +414,33 @@ def test_a_rest_submission_without_the_bearer_token_is_refused_before_its_body_i
         except TimeoutError:
             head = "no answer in 10 s: the server waits for the 10 GB body"
     assert head.startswith("HTTP/1.1 401"), head
+
+
+@pytest.mark.browser
+def test_another_site_s_form_cannot_cancel_even_with_the_token_and_a_rebound_name_reads_nothing(
+    studio, page, hostile_site, tmp_path
+):
+    """In chromium: a page on another port of this host (the same site: the token's cookie goes
+    with its requests) posts cancel forms, one with the token itself; the run goes on. A page of
+    a name that resolves to 127.0.0.1 (DNS rebinding) gets no page of the studio's."""
+    root, link = studio
+    base, query = link.split("/?", 1)
+    run = start_waiting_run(root, tmp_path / "flags")
+    page.goto(link)
+    folder, address = hostile_site
+    for name, field in (("with.html", f'<input name="token" value="{query.split("=", 1)[1]}">'), ("without.html", "")):
+        (folder / name).write_text(
+            f'<form method="post" action="{base}/runs/{run}/cancel">{field}</form>'
+            "<script>document.forms[0].submit()</script>"
+        )
+        page.goto(f"{address}/{name}")
+        page.wait_for_url(f"{base}/runs/{run}/cancel")
+        assert "cannot change anything here" in page.locator("body").inner_text(), name
+    with urllib.request.urlopen(f"{base}/runs/{run}/status.json?{query}", timeout=10) as answer:
+        assert json.load(answer)["status"] == "Running"
+    cancel = urllib.request.Request(
+        f"{base}/runs/{run}/cancel", method="POST", headers={"X-Localpipe-Token": query[6:]}
+    )
+    urllib.request.urlopen(cancel, timeout=30).read()
+    rebound = page.goto(base.replace("127.0.0.1", "rebound.test") + "/runs")
+    assert rebound.status == 403 and "is not this server" in page.locator("body").inner_text()
