@@ -15,9 +15,14 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+from starlette.testclient import TestClient
+
+from localpipe.studio.app import create_app
 from tests.conftest import write
 
 SCRIPT_STEP = "<script>alert(1)</script>"
+TOKEN = "test-token"  # the studio's, in the tests' apps
 # A 1x1 PNG: what log_image shows.
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
@@ -223,3 +228,19 @@ def add_wide_run(tables, database, steps: int) -> int:
             ],
         )
     return run.id
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, machine_cache):
+    """A studio workspace (``make_workspace``), made once for a test module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
+        return make_workspace(tmp_path_factory.mktemp("studio") / "ws")
+
+
+@pytest.fixture
+def client(root):
+    """The user's browser, which opened the link: its token in the cookie the link set."""
+    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as test_client:
+        test_client.cookies.set("localpipe_token_8765", TOKEN)
+        yield test_client

@@ -15,25 +15,12 @@ import pytest
 from starlette.testclient import TestClient
 
 from localpipe.studio.app import create_app
-from tests.studio_helpers import SCRIPT_STEP, add_runs, add_wide_run, make_workspace, start_waiting_run
+from tests import studio_helpers
+from tests.studio_helpers import SCRIPT_STEP, TOKEN, add_runs, add_wide_run, start_waiting_run
 
-TOKEN = "test-token"
+root, client = studio_helpers.root, studio_helpers.client  # the fixtures the studio's tests share
+
 STEP_URL = f"/runs/2/steps/{quote(SCRIPT_STEP, safe='')}"
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory, machine_cache):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
-        return make_workspace(tmp_path_factory.mktemp("studio") / "ws")
-
-
-@pytest.fixture
-def client(root):
-    """The user's browser, which opened the link: its token in the cookie the link set."""
-    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as test_client:
-        test_client.cookies.set("localpipe_token_8765", TOKEN)
-        yield test_client
 
 
 def test_runs_list_filters_pages_and_has_a_json_twin(client):

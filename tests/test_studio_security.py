@@ -20,26 +20,13 @@ import pytest
 from starlette.testclient import TestClient
 
 from localpipe.studio.app import create_app
-from tests.studio_helpers import add_runs, make_workspace, start_waiting_run
+from tests import studio_helpers
+from tests.studio_helpers import TOKEN, add_runs, start_waiting_run
 
-TOKEN = "test-token"
+root, client = studio_helpers.root, studio_helpers.client  # the fixtures the studio's tests share
+
 HOSTILE_HTML = "<script>alert('studio origin: ' + document.domain)</script>"
 HOSTILE_SVG = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert("svg")</script></svg>'
-
-
-@pytest.fixture(scope="module")
-def root(tmp_path_factory, machine_cache):
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
-        return make_workspace(tmp_path_factory.mktemp("studio-security") / "ws")
-
-
-@pytest.fixture
-def client(root):
-    """The user's browser: the link's token kept in its cookie."""
-    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as test_client:
-        test_client.cookies.set("localpipe_token_8765", TOKEN)
-        yield test_client
 
 
 def test_another_user_of_this_machine_reads_nothing_without_the_token(root):
