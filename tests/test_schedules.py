@@ -7,13 +7,14 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
 
 from localpipe import DataPath, Pipeline, PipelineParameter, PythonScriptStep
-from localpipe.client.schedules import Schedule, ScheduleRecurrence, ScheduleRunner, TimeZone
+from localpipe.client.schedules import SETTLING_SECONDS, Schedule, ScheduleRecurrence, ScheduleRunner, TimeZone
 from localpipe.errors import UserErrorException
 from localpipe.plan.recurrence import fires
 from localpipe.sdk.data import DataPathComputeBinding
@@ -206,9 +207,10 @@ def test_a_kill_between_claim_and_run_fires_once_after_restart(ws, project, hist
     assert len(history.runs.list()) == 1
 
 
-def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, project, history):
-    from localpipe.watch import ScheduleLoop
-
+def _reader_on_upload(ws, project):
+    """A published pipeline printing the file its DataPath parameter names, and a datastore schedule
+    of the default datastore's ``incoming/`` giving it each file added there (``seed.txt`` is there
+    before it); the schedule."""
     project("src/read.py", "import sys\nprint('read', open(sys.argv[1]).read())\n")
     blob = ws.get_default_datastore()
     param = PipelineParameter("input_datapath", default_value=DataPath(blob, "incoming/seed.txt"))
@@ -218,9 +220,14 @@ def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, projec
     step = PythonScriptStep("read.py", name="read", source_directory=str(ws.root / "src"), inputs=[bound],
                             arguments=[bound])  # fmt: skip
     published = Pipeline(ws, [step]).publish("reader")
-    schedule = Schedule.create(ws, "on-upload", published.id, "uploads", datastore=blob,
-                               path_on_datastore="incoming", data_path_parameter_name="input_datapath",
-                               polling_interval=60)  # fmt: skip
+    return Schedule.create(ws, "on-upload", published.id, "uploads", datastore=blob, path_on_datastore="incoming",
+                           data_path_parameter_name="input_datapath", polling_interval=60)  # fmt: skip
+
+
+def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, project, history):
+    from localpipe.watch import ScheduleLoop
+
+    schedule = _reader_on_upload(ws, project)
     runner = ScheduleRunner(ws)
     loop = ScheduleLoop(runner, echo=lambda line: None, wait=0.05)
     import threading
@@ -243,6 +250,26 @@ def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, projec
     assert run.wait_for_completion(show_output=False) == "Completed"
     assert "read fresh data" in (history.layout.step_dir(run.id, "read") / "stdout.log").read_text()
     assert [f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)] == ["new.txt"]
+
+
+def test_a_file_still_being_written_is_fired_for_once_whole(ws, project, history):
+    # Its name appears before its bytes: a scan between two writes fired for the first part (the
+    # key names the size), and again for the whole (seen one run in six in the test above).
+    schedule = _reader_on_upload(ws, project)
+    runner = ScheduleRunner(ws)
+    with open(ws.state_dir / "datastores" / "workspaceblobstore" / "incoming" / "new.txt", "w") as upload:
+        upload.write("fresh ")
+        upload.flush()
+        runner.scan(schedule.id)
+        time.sleep(0.2)
+        upload.write("data")
+    runner.tick()
+    assert runner.started_runs == []  # still settling
+    wait_for(lambda: runner.tick() or runner.started_runs, what="the fire once the file is still")
+    assert len(runner.started_runs) == 1
+    run = schedule.get_last_pipeline_run()
+    assert run.wait_for_completion(show_output=False) == "Completed"
+    assert "read fresh data" in (history.layout.step_dir(run.id, "read") / "stdout.log").read_text()
 
 
 PIPELINE_FILE = """
@@ -320,6 +347,7 @@ def test_a_datastore_schedule_is_scanned_every_polling_interval_without_events(w
     drop = ws.state_dir / "datastores" / "workspaceblobstore" / "drop"
     drop.mkdir(parents=True, exist_ok=True)
     (drop / "a.csv").write_text("1,2\n")
+    time.sleep(SETTLING_SECONDS)  # an upload that has ended (a file still changing is not fired for yet)
     clock.now += 4 * 60
     runner.tick()
     assert runner.started_runs == []  # not due for a scan yet
@@ -329,6 +357,7 @@ def test_a_datastore_schedule_is_scanned_every_polling_interval_without_events(w
     clock.now += 5 * 60
     runner.tick()  # the same file unchanged: no second fire
     (drop / "a.csv").write_text("1,2\n3,4\n")
+    time.sleep(SETTLING_SECONDS)
     clock.now += 5 * 60
     runner.tick()  # changed: a fire of its own
     assert len(runner.started_runs) == 2

@@ -33,6 +33,9 @@ SCHEDULE_KEYS = ("description", "pipeline_parameters", "wait_for_provisioning", 
 RECURRENCE_KEYS = ("frequency", "interval", "start_time", "time_zone", "hours", "minutes", "time_of_day", "week_days")
 SCHEDULE_PROPERTY = "azureml.pipelinescheduleid"  # on each run a schedule starts
 NO_RUN = 0  # the run id noted on a fire that could not start its run (no run has id 0)
+# A file changed this recently may still be being written (its name appears before its bytes):
+# a datastore schedule fires for it once it has been still that long, not for each part.
+SETTLING_SECONDS = 0.5
 
 TimeZone = Enum("TimeZone", {re.sub(r"[^A-Za-z0-9]", "", name.replace("UTC-", "UTC").replace("+", "")):
                              name for name in WINDOWS_ZONES})  # fmt: skip
@@ -448,6 +451,7 @@ class ScheduleRunner:
         self.started = started if started is not None else psutil.Process(self.pid).create_time()
         self.history = _history(workspace)
         self._scanned: dict[str, float] = {}  # datastore schedule -> when its folder was last scanned
+        self._unsettled: set[str] = set()  # datastore schedules with a file still changing: scanned at each tick
         self.started_runs: list[int] = []
         self.errors: list[str] = []  # one line per fire that could not start (a disabled pipeline, say)
         self._said: set[str] = set()
@@ -468,7 +472,10 @@ class ScheduleRunner:
             try:
                 if record["recurrence"]:
                     self._tick_recurrence(record, now)
-                elif self._scanned.get(record["schedule_id"], -1.0) + record["polling_interval"] * 60 <= now:
+                elif (
+                    record["schedule_id"] in self._unsettled
+                    or self._scanned.get(record["schedule_id"], -1.0) + record["polling_interval"] * 60 <= now
+                ):
                     self.scan(record["schedule_id"])
             except Exception as exc:  # noqa: BLE001  (one broken schedule must not stop the others)
                 self.report_once(f'schedule "{record["name"]}" cannot be fired: {exc}')
@@ -491,14 +498,20 @@ class ScheduleRunner:
 
     def scan(self, schedule_id: str) -> None:
         """Fire the datastore schedule for each file of its folder (not its sub-folders) added or
-        changed since the schedule was created and not fired for yet."""
+        changed since the schedule was created and not fired for yet, once it has stopped changing
+        (``SETTLING_SECONDS``; until then the schedule is scanned again at each tick)."""
         record = self.history.publishing.schedule(schedule_id)
         self._scanned[schedule_id] = self.clock()
+        self._unsettled.discard(schedule_id)
         if record["status"] != ACTIVE:
             return
+        now = time.time()  # a file's own clock: the schedule's may be a test's
         for relative, stat in _files(self.watched_folder(record)):
             if stat.st_mtime < record["created_at"]:
                 continue  # there before the schedule: not an addition
+            if now - stat.st_mtime < SETTLING_SECONDS:
+                self._unsettled.add(schedule_id)
+                continue
             key = f"file:{relative}:{stat.st_mtime_ns}:{stat.st_size}"
             self._fire(record, key, stat.st_mtime, self._data_path(record, key))
 
