@@ -272,6 +272,18 @@ def test_a_file_still_being_written_is_fired_for_once_whole(ws, project, history
     assert "read fresh data" in (history.layout.step_dir(run.id, "read") / "stdout.log").read_text()
 
 
+def test_a_file_dated_ahead_of_the_clock_is_fired_for_at_once(ws, project):
+    # Copied with its times from a machine whose clock runs ahead: its stillness cannot be told from
+    # its time, which would keep it "changing" for an hour.
+    schedule = _reader_on_upload(ws, project)
+    runner = ScheduleRunner(ws)
+    ahead = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming" / "ahead.txt"
+    ahead.write_text("from a fast clock")
+    os.utime(ahead, (time.time() + 3600, time.time() + 3600))
+    runner.scan(schedule.id)
+    assert len(runner.started_runs) == 1
+
+
 PIPELINE_FILE = """
 from azureml.core import Workspace
 from azureml.pipeline.core import Pipeline, PipelineParameter

@@ -509,7 +509,7 @@ class ScheduleRunner:
         for relative, stat in _files(self.watched_folder(record)):
             if stat.st_mtime < record["created_at"]:
                 continue  # there before the schedule: not an addition
-            if now - stat.st_mtime < SETTLING_SECONDS:
+            if 0 <= now - stat.st_mtime < SETTLING_SECONDS:  # one dated ahead (a skewed clock's) can tell nothing
                 self._unsettled.add(schedule_id)
                 continue
             key = f"file:{relative}:{stat.st_mtime_ns}:{stat.st_size}"
