@@ -41,6 +41,7 @@ def test_click_through_runs_a_run_its_dag_a_step_its_log_a_chart_and_a_compariso
     root, link = studio
     page = no_alerts
     page.goto(link)
+    assert "token=" not in page.url  # sent on without it: the cookie keeps it, the history does not
     _shot(page, "runs")
     page.locator("a.run-link", has_text="2").click()
     page.wait_for_url("**/runs/2")

@@ -53,6 +53,24 @@ def test_another_user_of_this_machine_reads_nothing_without_the_token(root):
         assert stranger.get("/runs.json").status_code == 200  # the cookie the link set
 
 
+def test_a_browser_that_opened_the_link_goes_on_without_the_token_in_its_address(root):
+    # The link's ?token= stayed in the address bar and the browser's history (and whatever syncs
+    # it) once the cookie held it: a navigation is sent on to the same address without it.
+    with TestClient(create_app(root / ".localpipe", TOKEN), base_url="http://127.0.0.1:8765") as browser:
+        opened = browser.get(f"/runs/1?step=prep&token={TOKEN}", headers={"Sec-Fetch-Mode": "navigate"},
+                             follow_redirects=False)  # fmt: skip
+        assert opened.status_code == 303
+        assert opened.headers["location"] == "http://127.0.0.1:8765/runs/1?step=prep"
+        assert f"localpipe_token_8765={TOKEN}" in opened.headers["set-cookie"]
+        assert browser.get(opened.headers["location"]).status_code == 200  # with the cookie it set
+        again = browser.get(f"/?token={TOKEN}", headers={"Sec-Fetch-Mode": "navigate"}, follow_redirects=False)
+        assert again.status_code == 303 and "set-cookie" not in again.headers  # the cookie had it already
+        script = browser.get(f"/runs.json?token={TOKEN}", follow_redirects=False)  # curl, requests: no Sec-Fetch
+        assert script.status_code == 200
+        wrong = browser.get("/?token=not-it", headers={"Sec-Fetch-Mode": "navigate"}, follow_redirects=False)
+        assert wrong.status_code == 200  # the cookie answers; a wrong ?token= is not taken, nor stripped
+
+
 def _log_hostile_images(root) -> None:
     """Step prep of run 1 "logs" as images an HTML page and an SVG with a script, files of its
     own run folder (``log_image(path=...)`` records whatever path a step gives)."""

@@ -17,7 +17,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
@@ -26,7 +26,7 @@ from localpipe.errors import LocalpipeError, NotFoundError
 from localpipe.state.layout import Layout
 from localpipe.state.views import Views
 from localpipe.studio.render import render_error, wants_json
-from localpipe.studio.security import HEADERS, LOOPBACK, Guard, cookie_name
+from localpipe.studio.security import FIELD, HEADERS, LOOPBACK, Guard, cookie_name
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -75,8 +75,10 @@ def create_app(
 
 class _GuardMiddleware:
     """Every request passes the guard's read check; the link's ``?token=`` is kept in a cookie
-    (HttpOnly, SameSite=Strict), so that the pages it leads to show their write actions; every
-    answer gets ``HEADERS`` (a file route's own ``Content-Security-Policy`` kept). Plain
+    (HttpOnly, SameSite=Strict), so that the pages it leads to show their write actions, and a
+    browser that opened the link is sent on to the same address without it (kept out of its
+    history and address bar; a script, which names no ``Sec-Fetch-Mode``, is answered at once);
+    every answer gets ``HEADERS`` (a file route's own ``Content-Security-Policy`` kept). Plain
     ASGI, so that a page's event stream passes through untouched."""
 
     def __init__(self, app):
@@ -87,7 +89,7 @@ class _GuardMiddleware:
             return await self.app(scope, receive, send)
         request = Request(scope)
         guard: Guard = scope["app"].state.guard
-        refused = None
+        answer = None  # the guard's own: a refusal, or where a browser that opened the link goes next
         try:
             prefixes = scope["app"].state.self_authenticating
             if prefixes and request.url.path.startswith(prefixes):
@@ -95,10 +97,13 @@ class _GuardMiddleware:
             else:
                 guard.check_read(request)
         except HTTPException as exc:
-            refused = await _http_error(request, exc)
-        given = request.query_params.get("token")
+            answer = await _http_error(request, exc)
+        given = request.query_params.get(FIELD)
         cookie = cookie_name(request)
-        keep = refused is None and given and guard.matches(given) and request.cookies.get(cookie) != given
+        linked = answer is None and given and guard.matches(given)
+        keep = linked and request.cookies.get(cookie) != given
+        if linked and request.method == "GET" and request.headers.get("sec-fetch-mode") == "navigate":
+            answer = RedirectResponse(str(request.url.remove_query_params(FIELD)), status_code=303)
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
@@ -109,7 +114,7 @@ class _GuardMiddleware:
                     headers.append("set-cookie", f"{cookie}={given}; HttpOnly; SameSite=Strict; Path=/")
             await send(message)
 
-        await (refused or self.app)(scope, receive, send_with_headers)
+        await (answer or self.app)(scope, receive, send_with_headers)
 
 
 async def _http_error(request: Request, exc: HTTPException):
