@@ -242,7 +242,15 @@ class HyperDriveRun(PipelineRun):
     def get_hyperparameters(self) -> dict:
         """Each trial's values: ``{child run id: JSON of {parameter: value}}``, as the SDK gives them."""
         trials = self._sweep()["trials"]
-        return {child.id: json.dumps(dict(trials[child.name])) for child in self.get_children() if child.name in trials}
+        found = {}
+        for child in self.get_children():
+            if child.name not in trials:
+                continue
+            if trials[child.name] is not None:
+                found[child.id] = json.dumps(dict(trials[child.name]))
+            elif proposed := child.get_properties().get("hyperparameters"):  # Bayesian sampling's, once proposed
+                found[child.id] = proposed
+        return found
 
     def get_metrics(self) -> dict:
         """Every trial's metrics: ``{child run id: its get_metrics()}``."""

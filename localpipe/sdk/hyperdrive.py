@@ -195,9 +195,7 @@ class RandomParameterSampling(HyperParameterSampling):
 
     def __init__(self, parameter_space, properties=None):
         super().__init__(RandomParameterSampling.SAMPLING_NAME, parameter_space, properties)
-        seed = (properties or {}).get("rndseed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise HyperDriveConfigException(f"RandomParameterSampling: properties['rndseed'] is {seed!r}: give an int")
+        _check_seed("RandomParameterSampling", properties)
 
 
 class GridParameterSampling(HyperParameterSampling):
@@ -210,15 +208,42 @@ class GridParameterSampling(HyperParameterSampling):
 
 
 class BayesianParameterSampling(HyperParameterSampling):
-    """Not built: refused when made."""
+    """Each trial after the first few proposed from the results of those that ended (Tree-structured
+    Parzen Estimator, ``plan/bayes.py``); ``choice``, ``uniform`` and ``quniform`` only, and no early
+    termination policy, as in the SDK. ``properties={"rndseed": N}`` fixes the random draws."""
 
     SAMPLING_NAME = "BayesianOptimization"
 
     def __init__(self, parameter_space, properties=None):
-        raise HyperDriveScenarioNotSupportedException(
-            "BayesianParameterSampling is not built in localpipe yet: use RandomParameterSampling "
-            "(properties={'rndseed': N} for a fixed draw) or GridParameterSampling"
+        super().__init__(
+            BayesianParameterSampling.SAMPLING_NAME,
+            parameter_space,
+            properties,
+            frozenset({"choice", "uniform", "quniform"}),
         )
+        _check_seed("BayesianParameterSampling", properties)
+        for name, (kind, args) in parameter_space.items():
+            if kind != "quniform":
+                continue
+            if any(type(value) is not int for value in args):
+                raise HyperDriveConfigException(
+                    f"BayesianParameterSampling: quniform{tuple(args)} of {name!r}: expected quniform arguments "
+                    "to be int"
+                )
+            if (args[1] - args[0]) / args[2] > QUNIFORM_POINTS:
+                raise HyperDriveConfigException(
+                    f"BayesianParameterSampling: quniform{tuple(args)} of {name!r}: too many discrete points for "
+                    "quniform distribution: use a larger q, or uniform"
+                )
+
+
+QUNIFORM_POINTS = 100_000  # the SDK's limit on a Bayesian quniform's points
+
+
+def _check_seed(sampling: str, properties) -> None:
+    seed = (properties or {}).get("rndseed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise HyperDriveConfigException(f"{sampling}: properties['rndseed'] is {seed!r}: give an int")
 
 
 # -- early termination policies ----------------------------------------------------------------
@@ -395,7 +420,7 @@ class HyperDriveConfig:
         if not isinstance(hyperparameter_sampling, HyperParameterSampling):
             raise HyperDriveConfigException(
                 f"HyperDriveConfig(hyperparameter_sampling={hyperparameter_sampling!r}): give a "
-                "RandomParameterSampling or GridParameterSampling"
+                "RandomParameterSampling, GridParameterSampling or BayesianParameterSampling"
             )
         if not isinstance(primary_metric_name, str) or not primary_metric_name:
             raise HyperDriveConfigException(
@@ -412,6 +437,13 @@ class HyperDriveConfig:
         if not isinstance(max_duration_minutes, numbers.Real) or max_duration_minutes <= 0:
             raise HyperDriveConfigException(
                 f"HyperDriveConfig(max_duration_minutes={max_duration_minutes!r}): give a number of minutes above 0"
+            )
+        if isinstance(hyperparameter_sampling, BayesianParameterSampling) and not isinstance(
+            policy, NoTerminationPolicy | None
+        ):
+            raise HyperDriveConfigException(
+                "No early termination policy is currently supported with Bayesian sampling. "
+                f"'{type(policy).__name__}' was provided: drop policy (or give NoTerminationPolicy())"
             )
         policy = NoTerminationPolicy() if policy is None else policy
         if not isinstance(policy, EarlyTerminationPolicy):
