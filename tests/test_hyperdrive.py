@@ -9,6 +9,7 @@ import math
 import statistics
 
 import pytest
+from starlette.testclient import TestClient
 
 from localpipe import (
     BanditPolicy,
@@ -37,6 +38,7 @@ from localpipe import (
 )
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException, UserErrorException
 from localpipe.plan.sweep import proposal, proposal_waits, sample, to_stop
+from localpipe.studio.app import create_app
 from tests.conftest import wait_for
 from tests.test_resources import overlaps
 
@@ -147,7 +149,7 @@ def test_bayesian_sampling_finds_better_points_than_random_sampling_with_as_many
     space = {"x1": uniform(-5, 10), "x2": uniform(0, 15)}  # Branin's: its least value is 0.398
     bayesian = [min(_optimize(_branin, space, "minimize", seed)[1].values()) for seed in range(10)]
     drawn = [min(map(_branin, sample(RandomParameterSampling(space).to_json(), 40, seed))) for seed in range(10)]
-    assert statistics.median(bayesian) < 0.8 * statistics.median(drawn)  # 1.10 against 1.72 when written
+    assert statistics.median(bayesian) < 0.6 * statistics.median(drawn)  # 0.46 against 1.72 when written
 
     def objective(values):  # best at c == "b", n == 13, x == 0.7
         return -((values["x"] - 0.7) ** 2) - ((values["n"] - 13) / 20) ** 2 + (0.1 if values["c"] == "b" else 0)
@@ -310,6 +312,15 @@ def test_a_bayesian_sweep_proposes_each_later_trial_from_the_ones_that_ended_and
     assert overlaps([{"start": s["started_at"], "end": s["ended_at"]} for s in steps.values()]) <= 2
     shown = localpipe("show", str(run.id), check=True).stdout
     assert all(f"x={v['x']!r} --y={v['--y']!r}" in shown for v in values.values())
+    with TestClient(create_app(ws.root / ".localpipe", "token"), base_url="http://127.0.0.1:8765") as studio:
+        studio.cookies.set("localpipe_token_8765", "token")
+        (sweep,) = studio.get(f"/runs/{run.id}.json").json()["sweeps"]
+        page = studio.get(f"/runs/{run.id}").text
+    assert sweep["sampling"] == "BayesianOptimization" and sweep["metric"] == {"name": "score", "goal": "maximize"}
+    best = [t["best"] for t in sweep["trials"]]
+    assert best == sorted(best, reverse=True) and {t["name"]: t["values"] for t in sweep["trials"]} == values
+    assert len(sweep["chart"]["dots"]) == 8  # each trial's best, in the order made
+    assert all(f"<code>x={v['x']}</code>" in page for v in values.values())
 
     again = Experiment(ws, "sweep").submit(config)
     again.wait_for_completion(show_output=False)

@@ -9,11 +9,8 @@ ends early by the sweep's policy (``engine/sweep.py``).
 
 from __future__ import annotations
 
-import json
-
-from localpipe.client.runs import _is_number
 from localpipe.errors import HyperDriveConfigException
-from localpipe.plan.sweep import plan_trials, trial_arguments, wait_for_proposals
+from localpipe.plan.sweep import plan_trials, ranked_trials, trial_arguments, wait_for_proposals
 
 TRIAL_PREFIX = "HD_"
 
@@ -39,26 +36,9 @@ def sweep_pipeline(workspace, config):
 
 def trial_rows(history, run_id: int, steps: dict[str, dict]) -> list[tuple[dict, list[dict]]]:
     """What `localpipe show` prints of each sweep of a run (none for most runs): its primary metric
-    config and, per trial, ``{"name", "status", "values", "best"}``, best first; ``steps`` the run's
-    steps by name (their status, and the values Bayesian sampling proposed in their properties)."""
+    config and its trials, best first (``ranked_trials``); ``steps`` the run's steps by name."""
     from localpipe.state import reader
 
     sweeps = history.runs.for_scheduler(run_id).graph.get("sweeps") or []
-    logged: dict[str, list] = {}
-    if sweeps:
-        for row in reader.metrics(history.layout, run_id):
-            logged.setdefault(row["step"], []).append(row)
-    found = []
-    for sweep in sweeps:
-        metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
-        rows = []
-        for name, values in sweep["trials"].items():
-            mine = [r["value"] for r in logged.get(name, []) if r["name"] == metric and _is_number(r["value"])]
-            best = (max if maximize else min)(mine) if mine else None
-            step = steps.get(name, {})
-            if values is None:  # proposed while the run went on (none yet: not decided)
-                values = json.loads((step.get("properties") or {}).get("hyperparameters", "{}")).items()
-            rows.append({"name": name, "status": step.get("status"), "values": dict(values), "best": best})
-        rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
-        found.append((sweep["primary_metric_config"], rows))
-    return found
+    metrics = reader.metrics(history.layout, run_id) if sweeps else []
+    return [(sweep["primary_metric_config"], ranked_trials(sweep, metrics, steps)) for sweep in sweeps]

@@ -2,11 +2,14 @@
 of the trials that ended, their values and their best primary metric, to the next trial's values.
 
 The method is the Tree-structured Parzen Estimator (Bergstra et al., "Algorithms for Hyper-Parameter
-Optimization", NeurIPS 2011): the trials seen are split into the best quarter and the rest; each
-parameter gets a density over its range from each group (a kernel on each value seen, mixed with the
-range's own uniform density, so that no region is ruled out); candidates are drawn from the best
-trials' density and the one most likely among the best rather than the rest is proposed. Azure ML
-does not say which Bayesian method its service runs; this one needs no library beyond Python's.
+Optimization", NeurIPS 2011): the trials seen are split into the best tenth (at least one) and the
+rest; each parameter gets a density over its range from each group (a kernel on each value seen, or
+each choice's count, mixed with the range's own uniform density, so that no region is ruled out);
+candidates are drawn from the best trials' density and the one most likely among the best rather
+than the rest is proposed. Azure ML does not say which Bayesian method its service runs; this one
+needs no library beyond Python's. Its constants were chosen on four test functions (Branin's, two
+mixed spaces of choice, quniform and uniform, a 4-dimensional bowl), against random sampling with
+as many trials, on seeds other than those the tests use.
 
 Every proposal draws from a generator seeded with the sweep's seed and the trial's index, so the same
 results give the same proposals (and a resubmitted sweep reuses its trials).
@@ -20,10 +23,11 @@ import random
 
 from localpipe.plan.space import draw, point, points, quantized
 
-GOOD_FRACTION = 0.25  # of the trials seen, the share taken as the best
+GOOD_FRACTION = 0.1  # of the trials seen, the share taken as the best (at least one)
 CANDIDATES = 24  # values drawn from the best trials' density for each proposal
-PRIOR_WEIGHT = 1.0  # the range's own density, as one more kernel among those of the values seen
+PRIOR_WEIGHT = 2.0  # the range's own density, weighed as two more kernels among those of the values seen
 RANDOM_ATTEMPTS = 100  # random draws before a discrete space's free points are listed
+MIN_BANDWIDTH = 0.1  # of the range: the narrowest kernel
 
 
 def propose(space: dict, observed: list[tuple[dict, float]], taken: set[tuple], seed: int, index: int) -> dict:
@@ -76,11 +80,16 @@ def _draw(expression: list, seen: list, rng: random.Random):
         weights = [PRIOR_WEIGHT / len(options) + sum(1 for s in seen if s == option) for option in options]
         return rng.choices(options, weights)[0]
     low, high = args[0], args[1]
-    pick = rng.randrange(len(seen) + 1)
-    if pick == len(seen):  # the range's own share
+    value = None
+    if rng.random() >= PRIOR_WEIGHT / (PRIOR_WEIGHT + len(seen)):  # a kernel's share, not the range's own
+        center, width = rng.choice(seen), _bandwidth(low, high, seen)
+        for _ in range(RANDOM_ATTEMPTS):  # drawn again until within the range: clipped, draws would pile on its ends
+            if low <= (value := rng.gauss(center, width)) <= high:
+                break
+        else:
+            value = None
+    if value is None:
         value = rng.uniform(low, high)
-    else:
-        value = min(high, max(low, rng.gauss(seen[pick], _bandwidth(low, high, seen))))
     return value if kind == "uniform" else quantized(value, args[2])
 
 
@@ -99,7 +108,7 @@ def _density(expression: list, seen: list, value) -> float:
 
 def _bandwidth(low: float, high: float, seen: list) -> float:
     """Scott's rule on the values seen, never under a tenth of the range (one value, or equal ones)."""
-    spread = (high - low) / 10
+    spread = (high - low) * MIN_BANDWIDTH
     if len(seen) > 1:
         mean = sum(seen) / len(seen)
         deviation = math.sqrt(sum((s - mean) ** 2 for s in seen) / (len(seen) - 1))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 import random
 
 from localpipe.plan.bayes import propose
@@ -86,6 +87,34 @@ def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
     order = next(values for values in sweep["trials"].values() if values is not None)
     space = {name: sweep["generator_config"]["parameter_space"][name] for name, _ in order}
     return propose(space, observed, taken, sweep["seed"], list(sweep["trials"]).index(trial))
+
+
+def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> list[dict]:
+    """A sweep's trials, best first, each ``{"name", "index", "status", "values", "best"}`` (the
+    best value of the primary metric among ``metrics``, the run's metric rows; None when it logged
+    none); ``steps`` the run's steps by name: their status, and the values Bayesian sampling
+    proposed, in their properties (a trial not yet proposed has none)."""
+    metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
+    logged: dict[str, list[float]] = {}
+    for row in metrics:
+        value = row["value"]
+        if (
+            row["name"] == metric
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            logged.setdefault(row["step"], []).append(value)
+    rows = []
+    for index, (name, values) in enumerate(sweep["trials"].items()):
+        step = steps.get(name, {})
+        if values is None:
+            values = json.loads((step.get("properties") or {}).get("hyperparameters", "{}")).items()
+        mine = logged.get(name)
+        best = (max if maximize else min)(mine) if mine else None
+        rows.append({"name": name, "index": index, "status": step.get("status"), "values": dict(values), "best": best})
+    rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
+    return rows
 
 
 def argument_name(name: str) -> str:
