@@ -396,7 +396,7 @@ def _hd(**changes):
                 hyperparameter_sampling=BayesianParameterSampling({"x": choice(1, 2)}),
                 policy=BanditPolicy(slack_factor=0.1),
             ),
-            HyperDriveConfigException,
+            HyperDriveScenarioNotSupportedException,
             "No early termination policy is currently supported with Bayesian sampling",
         ),  # fmt: skip
         (lambda: BanditPolicy(slack_factor=0.1, slack_amount=1), HyperDriveConfigException, "exactly one of"),
@@ -596,6 +596,14 @@ def test_hyperdrive_step_refuses_an_output_without_a_training_output_in_one_line
     with pytest.raises(ValueError, match="output 'plain' has no TrainingOutput: give PipelineData") as raised:
         HyperDriveStep("tune", _hd(), outputs=[PipelineData("plain")])
     assert "\n" not in str(raised.value)
+
+
+def test_a_bayesian_sweep_with_few_runs_or_many_at_once_gets_the_sdks_warnings():
+    bayesian = BayesianParameterSampling({"x": uniform(0, 1), "y": choice(1, 2)})
+    with pytest.warns(UserWarning, match="Recommendend value:40"):
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=39)
+    with pytest.warns(UserWarning, match="We recommend using 20 max concurrent runs or fewer"):
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=40, max_concurrent_runs=21)
 
 
 def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():

@@ -19,6 +19,7 @@ from localpipe.sdk.script_run import ScriptRunConfig
 from localpipe.sdk.steps import PythonScriptStep
 
 MAX_DURATION_MINUTES = 10080  # the SDK's default and its service's limit: a week
+BAYESIAN_RUNS_PER_PARAMETER, BAYESIAN_MAX_CONCURRENT_RUNS = 20, 20  # below, above: the SDK warns
 
 
 # -- parameter expressions ---------------------------------------------------------------------
@@ -441,7 +442,7 @@ class HyperDriveConfig:
         if isinstance(hyperparameter_sampling, BayesianParameterSampling) and not isinstance(
             policy, NoTerminationPolicy | None
         ):
-            raise HyperDriveConfigException(
+            raise HyperDriveScenarioNotSupportedException(
                 "No early termination policy is currently supported with Bayesian sampling. "
                 f"'{type(policy).__name__}' was provided: drop policy (or give NoTerminationPolicy())"
             )
@@ -469,6 +470,23 @@ class HyperDriveConfig:
                 stacklevel=2,
             )
         self._max_duration_minutes = min(max_duration_minutes, MAX_DURATION_MINUTES)
+        if isinstance(hyperparameter_sampling, BayesianParameterSampling):  # the SDK's advice, in its words
+            recommended = BAYESIAN_RUNS_PER_PARAMETER * len(hyperparameter_sampling._parameter_space)
+            if max_total_runs < recommended:
+                warnings.warn(
+                    "For best results with Bayesian Sampling we recommend using a maximum number of runs greater "
+                    f"than or equal to {BAYESIAN_RUNS_PER_PARAMETER} times the number of hyperparameters being "
+                    f"tuned. Recommendend value:{recommended}.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            if self._max_concurrent_runs > BAYESIAN_MAX_CONCURRENT_RUNS:
+                warnings.warn(
+                    f"We recommend using {BAYESIAN_MAX_CONCURRENT_RUNS} max concurrent runs or fewer when using "
+                    "Bayesian sampling since a higher number might not provide the best result.",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     @property
     def estimator(self):
