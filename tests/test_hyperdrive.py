@@ -328,6 +328,61 @@ def test_a_bayesian_sweep_proposes_each_later_trial_from_the_ones_that_ended_and
     assert sorted(again.get_hyperparameters().values()) == sorted(run.get_hyperparameters().values())
 
 
+def test_resume_from_warm_starts_a_sweep_with_the_trials_of_earlier_ones(ws, project):
+    # Bayesian sampling proposes from the parent's trials as from its own; checked as the SDK checks them.
+    space = {"x": uniform(0, 10), "--y": choice(1, 2)}
+    bayesian = lambda s: BayesianParameterSampling(s, {"rndseed": 5})  # noqa: E731
+    parent = Experiment(ws, "sweep").submit(_config(ws, project, space, sampling=bayesian, total=8))
+    parent.wait_for_completion(show_output=False)
+    warm = _config(ws, project, space, sampling=bayesian, total=6, resume_from=parent)
+    assert warm.sweep()["warm_start"]["runs"] == [parent.id]
+    kept = warm.sweep()["warm_start"]["trials"]
+    assert sorted(json.dumps(dict(pairs)) for pairs, _ in kept) == sorted(parent.get_hyperparameters().values())
+    assert all(series == [dict(pairs)["x"] * dict(pairs)["--y"]] for pairs, series in kept)  # what each logged
+    run = Experiment(ws, "sweep").submit(warm)
+    run.wait_for_completion(show_output=False)
+    cold = Experiment(ws, "sweep").submit(_config(ws, project, space, sampling=bayesian, total=6))
+    cold.wait_for_completion(show_output=False)
+    proposed = {json.loads(v)["x"] for v in run.get_hyperparameters().values()}
+    alone = {json.loads(v)["x"] for v in cold.get_hyperparameters().values()}
+    assert len(proposed & alone) == 3  # the same random trials; the proposed ones saw the parent's 8 too
+    assert json.loads(parent.get_tags()["primary_metric_config"]) == {"name": "score", "goal": "maximize"}
+    assert parent.get_tags()["max_total_jobs"] == "8"  # the tags Azure ML gives a HyperDrive run
+
+    minimize = dict(goal=PrimaryMetricGoal.MINIMIZE, resume_from=parent)
+    with pytest.raises(HyperDriveConfigException, match="primary metric goal is 'maximize', this sweep's 'minimize'"):
+        _config(ws, project, space, sampling=bayesian, **minimize)
+    with pytest.raises(HyperDriveConfigException, match="parameter space is not this Bayesian sampling's"):
+        _config(ws, project, {"x": uniform(0, 5), "--y": choice(1, 2)}, sampling=bayesian, resume_from=[parent])
+    with pytest.raises(HyperDriveConfigException, match="names a run twice"):
+        _config(ws, project, space, sampling=bayesian, resume_from=[parent, parent])
+    with pytest.raises(HyperDriveConfigException, match="at most 5 runs"):
+        _config(ws, project, space, sampling=bayesian, resume_from=[parent] * 6)
+    with pytest.raises(HyperDriveConfigException, match="each must be a HyperDriveRun"):
+        _config(ws, project, space, sampling=bayesian, resume_from=[Run.get(ws, str(parent.id)).get_children()[0]])
+
+
+def test_resume_from_lets_a_policy_compare_with_the_earlier_sweeps_trials(ws, project):
+    # Alone, a trial scoring 1 is its sweep's best and runs to its end; beside the parent's 4s it is behind.
+    policy = BanditPolicy(slack_factor=0.1)
+    parent = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(4)}, total=1))
+    parent.wait_for_completion(show_output=False)
+    space = {"x": choice(1)}
+    alone = Experiment(ws, "sweep").submit(_config(ws, project, space, policy=policy, arguments=SLOW, total=1))
+    alone.wait_for_completion(show_output=False)
+    assert _statuses(alone)["HD_0"][0] == "Completed"
+    # (another argument: the same trial would be reused from the run above, its result known)
+    warm = _config(ws, project, space, policy=policy, arguments=[*SLOW, "--copy", 1], total=1, resume_from=parent)
+    run = Experiment(ws, "sweep").submit(warm)
+    run.wait_for_completion(show_output=False)
+    status, reason = _statuses(run)["HD_0"]
+    assert status == "Canceled" and reason.startswith("terminated early by BanditPolicy at interval ")
+    assert "best 1 is outside slack_factor 0.1 of the best trial's 4" in reason
+    best = run.get_best_run_by_primary_metric()  # among the trials of the run it resumed from too
+    assert (best.pipeline_run_id, best.get_metrics()["score"]) == (parent.id, 4)
+    assert run.get_best_run_by_primary_metric(include_resume_from_runs=False).pipeline_run_id == run.id
+
+
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
     run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30]))
     wait_for(lambda: run.get_children(status="Running"), what="a trial to run")
@@ -408,7 +463,8 @@ def _hd(**changes):
         (lambda: _hd(max_total_runs=0), HyperDriveConfigException, "max_total_runs must be an int above 0"),
         (lambda: _hd(max_concurrent_runs=-1), HyperDriveConfigException, "max_concurrent_runs must be an int"),
         (lambda: _hd(policy="bandit"), HyperDriveConfigException, "give a BanditPolicy"),
-        (lambda: _hd(resume_from=["run"]), HyperDriveScenarioNotSupportedException, "warm starts"),
+        (lambda: _hd(resume_child_runs=["run"]), HyperDriveScenarioNotSupportedException, "resuming trials"),
+        (lambda: _hd(resume_from=["run"]), HyperDriveConfigException, "each must be a HyperDriveRun"),
     ],
     ids=[
         "empty choice",
@@ -431,7 +487,8 @@ def _hd(**changes):
         "max_total_runs 0",
         "max_concurrent -1",
         "policy not a policy",
-        "resume_from",
+        "resume_child_runs",
+        "resume_from not a run",
     ],  # fmt: skip
 )
 def test_a_bad_configuration_is_one_line_naming_the_value(make, error, words):

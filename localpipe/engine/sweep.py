@@ -89,6 +89,9 @@ class SweepWatch:
                 stops.update((trial, reason) for trial in unfinished if trial in trials)
                 continue
             series = {trial: self.series[trial] for trial in trials}
+            # The trials of the sweeps it resumes from are compared with as its own (they run no more).
+            resumed = sweep.get("warm_start", {}).get("trials", [])
+            series.update((f"resumed {index}", logged) for index, (_, logged) in enumerate(resumed))
             mine = [trial for trial in running if trial in trials]
             goal = sweep["primary_metric_config"]["goal"]
             stops.update(to_stop(sweep["policy_config"], goal, series, mine, self.evaluated))

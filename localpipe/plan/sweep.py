@@ -75,13 +75,17 @@ def proposal_waits(sweep: dict) -> dict[str, list[str]]:
 
 def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
     """The values Bayesian sampling gives ``trial`` of ``sweep``, from ``best`` (each earlier trial's
-    best primary metric, those that logged it) of the trials it waited for (``proposal_waits``)."""
+    best primary metric, those that logged it) of the trials it waited for (``proposal_waits``) and
+    the trials of the runs it resumes from."""
     maximize = sweep["primary_metric_config"]["goal"] == "maximize"
     observed = [
         (dict(sweep["trials"][name]), value if maximize else -value)
         for name in list(sweep["trials"])[: list(sweep["trials"]).index(trial) - sweep["max_concurrent_runs"] + 1]
         if (value := best.get(name)) is not None
     ]
+    # The trials of the sweeps it resumes from (HyperDriveConfig(resume_from=...)), as its own.
+    resumed = sweep.get("warm_start", {}).get("trials", [])
+    observed += [(dict(pairs), max(s) if maximize else -min(s)) for pairs, s in resumed if s]
     taken = {point(dict(values)) for values in sweep["trials"].values() if values is not None}
     # In the space's order, as the random trials have their values (history.db sorts the space's keys).
     order = next(values for values in sweep["trials"].values() if values is not None)
