@@ -399,6 +399,16 @@ def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
     assert all("max_duration_minutes (0.02)" in reason for _, reason in statuses.values())
 
 
+def test_a_trial_that_logs_nan_is_never_the_best(ws, project, localpipe):
+    run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(float("nan"), 2.0)}, total=2))
+    run.wait_for_completion(show_output=False)
+    rows = run.get_children_sorted_by_primary_metric()
+    assert [row["best_primary_metric"] for row in rows] == [2.0, None]
+    assert run.get_best_run_by_primary_metric().name == "HD_1"
+    shown = localpipe("show", str(run.id), check=True).stdout.splitlines()
+    assert shown[2].split()[:4] == ["HD_1", "Completed", "score", "2"] and "no score logged" in shown[3]
+
+
 def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
     project(
         "sweep.py",

@@ -14,6 +14,7 @@ stays cheap.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import uuid
@@ -733,5 +734,5 @@ def _rehydrate(experiment, record: dict) -> Run:
 
 
 def _is_number(value) -> bool:
-    """Whether a logged value is a number a primary metric can be (not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """Whether a logged value is a number a primary metric can be (not a bool, not NaN nor infinite)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
