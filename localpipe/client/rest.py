@@ -82,6 +82,10 @@ def _submit(workspace, kind: str, id: str, body, version: str | None) -> int:
     description = body.get("Description")
     publishing = workspace.service.history.publishing
     # Started once its description is set, so that a scheduler never sees the run without it.
+    if kind == ENDPOINT_NAME and not id:
+        raise UserErrorException(
+            "the address names no pipeline endpoint: add ?name=<its name> (or post to PipelineEndpointSubmit/Id/<id>)"
+        )
     if kind in (ENDPOINT, ENDPOINT_NAME):
         endpoint = publishing.endpoint(name=id) if kind == ENDPOINT_NAME else publishing.endpoint(endpoint_id=id)
         version = version if version is not None else body.get("PipelineVersion")

@@ -96,12 +96,12 @@ class PublishingRecords:
     def endpoint(self, endpoint_id: str | None = None, name: str | None = None) -> dict:
         """The endpoint with ``endpoint_id`` or ``name``, with its ``versions`` ({version: published id})."""
         t = self.t
-        query = t.PipelineEndpoint.select()
-        query = query.where(t.PipelineEndpoint.endpoint_id == endpoint_id) if endpoint_id else query
-        query = query.where(t.PipelineEndpoint.name == name) if name else query
-        row = query.dicts().first()
+        by_id = endpoint_id is not None or name is None  # the id when given, as Azure's
+        # an empty id or name matches no endpoint (it matched any: the workspace's first)
+        found = t.PipelineEndpoint.endpoint_id == endpoint_id if by_id else t.PipelineEndpoint.name == name
+        row = t.PipelineEndpoint.select().where(found).dicts().first()
         if row is None:
-            which = f'id "{endpoint_id}"' if endpoint_id else f'name "{name}"'
+            which = f'id "{endpoint_id}"' if by_id else f'name "{name}"'
             raise NotFoundError(f"no pipeline endpoint has {which}: see `localpipe endpoints`")
         return self._with_versions(row)
 

@@ -1,0 +1,44 @@
+"""A hostile review of published pipelines, endpoints, schedules and their REST calls: each test
+is a defect found by using them as a hostile user or local process would (tests written first,
+each failing before its fix)."""
+
+from __future__ import annotations
+
+import pytest
+
+from localpipe import Pipeline, PipelineParameter, PythonScriptStep
+from localpipe.client.publishing import PipelineEndpoint
+from localpipe.client.rest import rest_submit
+from localpipe.errors import NotFoundError
+
+
+def _published(ws, project, name="trainer"):
+    project("src/train.py", "import sys\nprint('ran', sys.argv[1:])\n")
+    n = PipelineParameter("n", default_value=3)
+    step = PythonScriptStep("train.py", name="train", source_directory=str(ws.root / "src"), arguments=["--n", n])
+    return Pipeline(ws, [step]).publish(name)
+
+
+@pytest.fixture
+def bearer(ws) -> str:
+    """The Authorization header a REST client sends."""
+    from localpipe.state.layout import Layout
+    from localpipe.state.token import api_token
+
+    return f"Bearer {api_token(Layout.of(ws.state_dir))}"
+
+
+def test_an_empty_endpoint_name_or_id_names_no_endpoint(ws, project, history, bearer):
+    """A POST to ``PipelineEndpointSubmit/Name`` without ``?name=`` ran the workspace's first
+    endpoint, and ``PipelineEndpoint.get(ws, name="")`` returned it: an empty name matched any."""
+    first = PipelineEndpoint.publish(ws, "first", None, _published(ws, project))
+    for kwargs in ({"name": ""}, {"id": ""}):
+        with pytest.raises(NotFoundError, match="no pipeline endpoint has"):
+            PipelineEndpoint.get(ws, **kwargs)
+    status, answer = rest_submit(ws, "endpoint-name", "", {"ExperimentName": "rest"}, bearer)
+    assert (status, answer["error"]["message"]) == (
+        400, "the address names no pipeline endpoint: add ?name=<its name> (or post to PipelineEndpointSubmit/Id/<id>)"
+    )  # fmt: skip
+    assert rest_submit(ws, "endpoint", "", {"ExperimentName": "rest"}, bearer)[0] == 404
+    assert history.runs.list() == []
+    assert PipelineEndpoint.get(ws, name="first").id == first.id
