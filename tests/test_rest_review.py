@@ -42,3 +42,16 @@ def test_an_empty_endpoint_name_or_id_names_no_endpoint(ws, project, history, be
     assert rest_submit(ws, "endpoint", "", {"ExperimentName": "rest"}, bearer)[0] == 404
     assert history.runs.list() == []
     assert PipelineEndpoint.get(ws, name="first").id == first.id
+
+
+def test_a_refused_rest_submission_leaves_no_run(ws, project, history, bearer):
+    """A body whose ``Description`` UTF-8 cannot hold (JSON's ``"\\ud800"``) was answered 400 after its
+    run was recorded: the run stayed NotStarted, never started, until recovery marked it Failed."""
+    published = _published(ws, project)
+    body = {"ExperimentName": "rest", "Description": "\ud800"}
+    status, answer = rest_submit(ws, "published", published.id, body, bearer)
+    assert status == 400 and "Description" in answer["error"]["message"], answer
+    assert history.runs.list() == []
+    status, answer = rest_submit(ws, "published", published.id, {**body, "Description": "été"}, bearer)
+    assert status == 200, answer
+    assert history.runs.get(answer["Id"])["description"] == "été"

@@ -218,19 +218,26 @@ def submit_published(
     continue_on_step_failure=None,
     properties: dict | None = None,
     fire_id: int | None = None,
-    start: bool = True,
     tags: dict | None = None,
+    description: str | None = None,
 ) -> int:
-    """Record a run of the published pipeline ``record`` and start it in the background (unless not
-    to ``start``); its id. A disabled pipeline or a parameter it does not have is refused with one
-    line, nothing recorded. ``fire_id`` is a schedule's claimed fire, noted in the transaction that
-    records the run."""
+    """Record a run of the published pipeline ``record`` and start it in the background; its id. A
+    disabled pipeline or a parameter it does not have is refused with one line, nothing recorded.
+    ``fire_id`` is a schedule's claimed fire, noted, and ``description`` the run's, set in the
+    transaction that records the run (so that its scheduler never sees the run without them)."""
     if record["status"] != ACTIVE:
         raise UserErrorException(
             f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
             "(PublishedPipeline.get(ws, id).enable()) to submit it"
         )
     history = history_of_workspace(workspace)
+
+    def recorded(run_id: int) -> None:
+        if fire_id is not None:
+            history.publishing.fire_started(fire_id, run_id)
+        if description is not None:
+            history.runs.set_names(run_id, description=description)
+
     return submit_frozen(
         workspace,
         record,
@@ -240,8 +247,7 @@ def submit_published(
         continue_on_step_failure,
         tags={**(tags or {}), "azureml.pipelineid": record["published_id"]},
         properties={"azureml.pipelineid": record["published_id"], **(properties or {})},
-        recorded=None if fire_id is None else lambda run_id: history.publishing.fire_started(fire_id, run_id),
-        start=start,
+        recorded=recorded,
     )
 
 
@@ -255,11 +261,10 @@ def submit_frozen(
     tags: dict | None = None,
     properties: dict | None = None,
     recorded: Callable[[int], None] | None = None,
-    start: bool = True,
 ) -> int:
     """Record a run of the frozen pipeline ``record`` (a published pipeline's or a draft's row:
     ``declaration``, ``sources``, ``graph``, ``continue_on_step_failure``) and start it in the
-    background (unless not to ``start``); its id. Its declaration is planned with the parameters
+    background; its id. Its declaration is planned with the parameters
     given, each step pointed at its snapshot, so cache, reuse and history are any run's. A parameter
     it does not have is refused with one line naming ``label``, nothing recorded. ``recorded(run_id)``
     is called in the transaction that records the run."""
@@ -309,8 +314,7 @@ def submit_frozen(
         )
         if recorded is not None:
             recorded(prepared.run_id)
-    if start:
-        run_in_background(history, prepared.run_id)
+    run_in_background(history, prepared.run_id)
     return prepared.run_id
 
 
@@ -732,13 +736,13 @@ def submit_endpoint(
     pipeline_version=None,
     properties: dict | None = None,
     fire_id: int | None = None,
-    start: bool = True,
     tags: dict | None = None,
     continue_on_step_failure: bool | None = None,
+    description: str | None = None,
 ) -> int:
     """Record and start a run of the endpoint's ``pipeline_version`` (its default when None); its id.
     ``continue_on_step_failure`` None keeps that version's own. A disabled endpoint is refused with
-    one line, nothing recorded."""
+    one line, nothing recorded. ``fire_id`` and ``description`` as ``submit_published``'s."""
     publishing = history_of_workspace(workspace).publishing
     endpoint = publishing.endpoint(endpoint_id)
     if endpoint["status"] != ACTIVE:
@@ -749,6 +753,6 @@ def submit_endpoint(
     record = publishing.published(_version_of(endpoint, pipeline_version))
     properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
     return submit_published(
-        workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure, properties, fire_id, start,
-        tags,
+        workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure, properties, fire_id, tags,
+        description,
     )  # fmt: skip
