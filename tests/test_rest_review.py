@@ -9,7 +9,7 @@ import pytest
 from localpipe import Pipeline, PipelineParameter, PythonScriptStep
 from localpipe.client.publishing import PipelineEndpoint
 from localpipe.client.rest import rest_submit
-from localpipe.errors import NotFoundError
+from localpipe.errors import NotFoundError, UserErrorException
 
 
 def _published(ws, project, name="trainer"):
@@ -55,3 +55,26 @@ def test_a_refused_rest_submission_leaves_no_run(ws, project, history, bearer):
     status, answer = rest_submit(ws, "published", published.id, {**body, "Description": "été"}, bearer)
     assert status == 200, answer
     assert history.runs.get(answer["Id"])["description"] == "été"
+
+
+def test_continue_on_step_failure_must_be_a_boolean(ws, project, history, bearer):
+    """``"ContinueRunOnStepFailure": "false"`` (a string) ran with continue on step failure on: it
+    was read as ``bool("false")``; as was a schedule's ``continue_on_step_failure="no"``."""
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence
+
+    published = _published(ws, project)
+    message = (
+        "continue_on_step_failure 'false' is not True or False (ContinueRunOnStepFailure in a REST body): "
+        "pass a boolean, or None to keep the pipeline's"
+    )
+    body = {"ExperimentName": "rest", "ContinueRunOnStepFailure": "false"}
+    status, answer = rest_submit(ws, "published", published.id, body, bearer)
+    assert (status, answer["error"]["message"]) == (400, message)
+    with pytest.raises(UserErrorException, match="^continue_on_step_failure 'no' is not True or False"):
+        Schedule.create(ws, "s", published.id, "e", recurrence=ScheduleRecurrence("Day", 1),
+                        continue_on_step_failure="no")  # fmt: skip
+    with pytest.raises(UserErrorException, match="^continue_on_step_failure 1 is not True or False"):
+        published.submit(ws, "sdk", continue_on_step_failure=1)
+    assert history.runs.list() == [] and Schedule.list(ws, active_only=False) == []
+    status, answer = rest_submit(ws, "published", published.id, {**body, "ContinueRunOnStepFailure": False}, bearer)
+    assert status == 200 and not history.runs.for_scheduler(answer["Id"]).continue_on_step_failure

@@ -166,6 +166,7 @@ def _check_name(name) -> None:
 
 
 def record_published(workspace, name, description, version, continue_on_step_failure, frozen: Frozen):
+    check_continue_on_step_failure(continue_on_step_failure)
     published_id = str(uuid.uuid4())
     row = {
         "published_id": published_id,
@@ -275,6 +276,7 @@ def submit_frozen(
     from localpipe.state.store import ObjectStore
 
     _check_experiment_name(experiment_name)
+    check_continue_on_step_failure(continue_on_step_failure)
     parameters = known_parameters(pipeline_parameters, record["graph"], label)
     known = record["graph"]["parameters"]
     history = history_of_workspace(workspace)
@@ -330,6 +332,15 @@ def known_parameters(parameters, graph: dict, label: str) -> dict:
             f"(its parameters: {', '.join(sorted(known)) or 'none'})"
         )
     return parameters
+
+
+def check_continue_on_step_failure(value) -> None:
+    """None (keep the pipeline's), True or False: ``bool("false")`` would be True."""
+    if value is not None and not isinstance(value, bool):
+        raise UserErrorException(
+            f"continue_on_step_failure {value!r} is not True or False (ContinueRunOnStepFailure in a REST body): "
+            "pass a boolean, or None to keep the pipeline's"
+        )
 
 
 def _check_experiment_name(name) -> None:

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
+from localpipe.client.publishing import check_continue_on_step_failure
 from localpipe.errors import PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
 from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
@@ -303,6 +304,7 @@ class Schedule:
                  "path_on_datastore": path_on_datastore}  # fmt: skip
         _check_path_on_datastore(path_on_datastore)
         _check_parameters(pipeline_parameters)
+        check_continue_on_step_failure(continue_on_step_failure)
         changes.update({key: value for key, value in given.items() if value is not None})
         _history(self._workspace).publishing.update_schedule(self._id, changes)
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
@@ -401,6 +403,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
         raise ValueError(f"polling_interval {polling_interval!r} is not a number of minutes: pass 1 or more")
     _check_path_on_datastore(path_on_datastore)
     _check_parameters(pipeline_parameters)
+    check_continue_on_step_failure(continue_on_step_failure)
     row = {
         "schedule_id": str(uuid.uuid4()),
         "name": name,
