@@ -78,3 +78,28 @@ def test_continue_on_step_failure_must_be_a_boolean(ws, project, history, bearer
     assert history.runs.list() == [] and Schedule.list(ws, active_only=False) == []
     status, answer = rest_submit(ws, "published", published.id, {**body, "ContinueRunOnStepFailure": False}, bearer)
     assert status == 200 and not history.runs.for_scheduler(answer["Id"]).continue_on_step_failure
+
+
+@pytest.mark.parametrize("what", ["pipeline", "endpoint"])
+def test_a_pipeline_disabled_while_a_submission_plans_gets_no_run(ws, project, history, bearer, monkeypatch, what):
+    """The disabled check came before planning (unpickling, hashing the snapshots: seconds for a big
+    pipeline) and not again: a ``disable()`` that returned in that time was followed by a run of the
+    disabled pipeline or endpoint."""
+    import localpipe.engine.submit as submit
+    from localpipe.client.publishing import PublishedPipeline
+
+    published = _published(ws, project)
+    endpoint = PipelineEndpoint.publish(ws, "training", None, published)
+    planned = submit.plan
+
+    def disabled_meanwhile(*args, **kwargs):
+        if what == "pipeline":
+            PublishedPipeline.get(ws, published.id).disable()  # another process's handle, say
+        else:
+            PipelineEndpoint.get(ws, id=endpoint.id).disable()
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(submit, "plan", disabled_meanwhile)
+    status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, bearer)
+    assert status == 400 and "is disabled: enable it" in answer["error"]["message"], answer
+    assert history.runs.list() == []

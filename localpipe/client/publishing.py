@@ -221,19 +221,23 @@ def submit_published(
     fire_id: int | None = None,
     tags: dict | None = None,
     description: str | None = None,
+    endpoint_id: str | None = None,
 ) -> int:
-    """Record a run of the published pipeline ``record`` and start it in the background; its id. A
-    disabled pipeline or a parameter it does not have is refused with one line, nothing recorded.
-    ``fire_id`` is a schedule's claimed fire, noted, and ``description`` the run's, set in the
-    transaction that records the run (so that its scheduler never sees the run without them)."""
-    if record["status"] != ACTIVE:
-        raise UserErrorException(
-            f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
-            "(PublishedPipeline.get(ws, id).enable()) to submit it"
-        )
+    """Record a run of the published pipeline ``record`` (a version of the endpoint ``endpoint_id``,
+    when given) and start it in the background; its id. A disabled pipeline or endpoint, or a
+    parameter the pipeline does not have, is refused with one line, nothing recorded. ``fire_id`` is
+    a schedule's claimed fire, noted, and ``description`` the run's, set in the transaction that
+    records the run (so that its scheduler never sees the run without them)."""
+    _refuse_disabled(record)
     history = history_of_workspace(workspace)
+    if endpoint_id is not None:
+        properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
 
     def recorded(run_id: int) -> None:
+        # Again as the run is recorded: a disable() that returned while it was planned wins.
+        _refuse_disabled(history.publishing.published(record["published_id"]))
+        if endpoint_id is not None:
+            _refuse_disabled_endpoint(history.publishing.endpoint(endpoint_id))
         if fire_id is not None:
             history.publishing.fire_started(fire_id, run_id)
         if description is not None:
@@ -250,6 +254,22 @@ def submit_published(
         properties={"azureml.pipelineid": record["published_id"], **(properties or {})},
         recorded=recorded,
     )
+
+
+def _refuse_disabled(record: dict) -> None:
+    if record["status"] != ACTIVE:
+        raise UserErrorException(
+            f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
+            "(PublishedPipeline.get(ws, id).enable()) to submit it"
+        )
+
+
+def _refuse_disabled_endpoint(endpoint: dict) -> None:
+    if endpoint["status"] != ACTIVE:
+        raise UserErrorException(
+            f'pipeline endpoint "{endpoint["name"]}" is disabled: enable it '
+            f'(PipelineEndpoint.get(ws, name="{endpoint["name"]}").enable()) to submit it'
+        )
 
 
 def submit_frozen(
@@ -756,14 +776,9 @@ def submit_endpoint(
     one line, nothing recorded. ``fire_id`` and ``description`` as ``submit_published``'s."""
     publishing = history_of_workspace(workspace).publishing
     endpoint = publishing.endpoint(endpoint_id)
-    if endpoint["status"] != ACTIVE:
-        raise UserErrorException(
-            f'pipeline endpoint "{endpoint["name"]}" is disabled: enable it '
-            f'(PipelineEndpoint.get(ws, name="{endpoint["name"]}").enable()) to submit it'
-        )
+    _refuse_disabled_endpoint(endpoint)
     record = publishing.published(_version_of(endpoint, pipeline_version))
-    properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
     return submit_published(
         workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure, properties, fire_id, tags,
-        description,
+        description, endpoint_id,
     )  # fmt: skip
