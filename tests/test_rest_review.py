@@ -103,3 +103,44 @@ def test_a_pipeline_disabled_while_a_submission_plans_gets_no_run(ws, project, h
     status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest"}, bearer)
     assert status == 400 and "is disabled: enable it" in answer["error"]["message"], answer
     assert history.runs.list() == []
+
+
+def _at(zone: str, *args) -> float:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime(*args, tzinfo=ZoneInfo(zone)).timestamp()
+
+
+def test_a_start_time_long_past_costs_a_runner_nothing_more():
+    """A runner ticks every second, and each tick walked a Day, Week or Month recurrence day by day
+    from its start time: a Day schedule started in 2000 cost 12 ms of CPU a tick, one started in
+    year 1 0.8 s (a runner at 80% of a core for ever). The walk now starts next to the time asked."""
+    import time
+    from datetime import date, timedelta
+
+    from localpipe.plan.recurrence import latest_due
+
+    now = _at("UTC", 2026, 12, 2, 15)
+    cases = [  # (recurrence, the latest fire at or before now, worked out by hand)
+        ({"frequency": "Day", "interval": 1, "start_time": "0001-01-02T00:00:00"}, _at("UTC", 2026, 12, 2)),
+        ({"frequency": "Month", "interval": 5, "start_time": "2000-01-15T10:00:00"}, _at("UTC", 2026, 9, 15, 10)),
+    ]
+    # Day, every 3rd day from 1 January 2000 at 09:30 New York time (14:30 UTC in December)
+    day = date(2026, 12, 2) - timedelta(days=(date(2026, 12, 2) - date(2000, 1, 1)).days % 3)
+    cases.append(({"frequency": "Day", "interval": 3, "start_time": "2000-01-01T09:30:00",
+                   "time_zone": "Eastern Standard Time"},
+                  _at("America/New_York", day.year, day.month, day.day, 9, 30)))  # fmt: skip
+    # Week, every 2nd week from Monday 1 January 2001, on Mondays and Fridays at 06:00
+    week = (date(2026, 11, 30) - date(2001, 1, 1)).days // 7
+    latest = date(2026, 11, 30) if week % 2 == 0 else date(2026, 11, 27)
+    cases.append(({"frequency": "Week", "interval": 2, "start_time": "2001-01-01T00:00:00", "hours": [6],
+                   "minutes": [0], "week_days": ["Monday", "Friday"]},
+                  _at("UTC", latest.year, latest.month, latest.day, 6)))  # fmt: skip
+    for recurrence, expected in cases:
+        recurrence = {"time_zone": "UTC", "hours": None, "minutes": None, "week_days": None, **recurrence}
+        spent = time.process_time()
+        due = latest_due(recurrence, now - 86400 * 400, now - 86400 * 400, now)
+        spent = time.process_time() - spent
+        assert due == expected, (recurrence, due, expected)
+        assert spent < 0.05, (recurrence, spent)
