@@ -144,3 +144,28 @@ def test_a_start_time_long_past_costs_a_runner_nothing_more():
         spent = time.process_time() - spent
         assert due == expected, (recurrence, due, expected)
         assert spent < 0.05, (recurrence, spent)
+
+
+def _datastore_schedule(ws, project):
+    from localpipe.client.schedules import Schedule
+
+    return Schedule.create(ws, "uploads", _published(ws, project).id, "e", datastore=ws.get_default_datastore())
+
+
+def test_update_checks_polling_interval_as_create_does(ws, project):
+    """``update(polling_interval="5")`` raised TypeError ('<' not supported between 'str' and 'int');
+    0 and 2.5, which ``create`` refuses, were kept (0: the folder scanned at every tick); a number
+    SQLite cannot hold raised OverflowError from the database."""
+    from localpipe.client.schedules import Schedule
+
+    schedule = _datastore_schedule(ws, project)
+    for bad in ("5", 0, 2.5, True, -1, 2**63):
+        with pytest.raises(ValueError, match=rf"^polling_interval {bad!r} is not a number of minutes: pass a whole "
+                           r"number from 1 to 2147483647$"):  # fmt: skip
+            schedule.update(polling_interval=bad)
+        with pytest.raises(ValueError, match=rf"^polling_interval {bad!r} is not a number of minutes"):
+            Schedule.create(ws, "x", schedule.pipeline_id, "e", datastore="workspaceblobstore", polling_interval=bad)
+    assert Schedule.get(ws, schedule.id).polling_interval == 5
+    schedule.update(polling_interval=60)
+    assert Schedule.get(ws, schedule.id).polling_interval == 60
+    assert [s.id for s in Schedule.list(ws)] == [schedule.id]

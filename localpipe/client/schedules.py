@@ -293,8 +293,8 @@ class Schedule:
             if self._recurrence is not None:
                 raise ValueError("Can not specify a Datastore for a Recurrence schedule.")
             changes["datastore"] = _local_datastore(self._workspace, datastore)
-        if polling_interval is not None and polling_interval < 0:
-            raise ValueError("The polling interval must be greater")
+        if polling_interval is not None:
+            _check_polling_interval(polling_interval)
         if status is not None and status not in (ACTIVE, DISABLED):
             raise ValueError("Status must be either Active or Disabled")
         given = {"name": name, "description": description, "pipeline_parameters": pipeline_parameters,
@@ -366,6 +366,14 @@ class Schedule:
         return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, {what})"
 
 
+def _check_polling_interval(minutes) -> None:
+    """A whole number of minutes that the database keeps (Azure's service: a 32-bit int)."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 2**31 - 1:
+        raise ValueError(
+            f"polling_interval {minutes!r} is not a number of minutes: pass a whole number from 1 to 2147483647"
+        )
+
+
 def _check_path_on_datastore(path: str | None) -> None:
     """A folder below the datastore's: never an absolute path or one that climbs out with ``..``."""
     if path is not None and (os.path.isabs(path) or ".." in path.replace("\\", "/").split("/")):
@@ -399,8 +407,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
         raise ValueError("A schedule needs a recurrence= (a ScheduleRecurrence) or a datastore= to watch")
     if not isinstance(experiment_name, str) or not experiment_name.strip():
         raise UserErrorException(f"experiment_name {experiment_name!r} is not a name: pass the experiment to run in")
-    if not isinstance(polling_interval, int) or polling_interval < 1:
-        raise ValueError(f"polling_interval {polling_interval!r} is not a number of minutes: pass 1 or more")
+    _check_polling_interval(polling_interval)
     _check_path_on_datastore(path_on_datastore)
     _check_parameters(pipeline_parameters)
     check_continue_on_step_failure(continue_on_step_failure)
