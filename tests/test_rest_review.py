@@ -169,3 +169,18 @@ def test_update_checks_polling_interval_as_create_does(ws, project):
     schedule.update(polling_interval=60)
     assert Schedule.get(ws, schedule.id).polling_interval == 60
     assert [s.id for s in Schedule.list(ws)] == [schedule.id]
+
+
+def test_a_schedule_needs_a_name(ws, project):
+    """``Schedule.create(ws, None, ...)`` raised IntegrityError ('NOT NULL constraint failed:
+    schedule.name') from the database; a dict was kept as its text, and ``update(name="")`` blanked it."""
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence
+
+    published = _published(ws, project)
+    for bad in (None, "", "  ", {"a": 1}):
+        with pytest.raises(UserErrorException, match=rf"^a schedule needs a name \(got {bad!r}\): pass name='\.\.\.'$"):
+            Schedule.create(ws, bad, published.id, "e", recurrence=ScheduleRecurrence("Day", 1))
+    schedule = Schedule.create(ws, "nightly", published.id, "e", recurrence=ScheduleRecurrence("Day", 1))
+    with pytest.raises(UserErrorException, match="^a schedule needs a name"):
+        schedule.update(name=" ")
+    assert [s.name for s in Schedule.list(ws, active_only=False)] == ["nightly"]

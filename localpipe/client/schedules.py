@@ -295,6 +295,8 @@ class Schedule:
             changes["datastore"] = _local_datastore(self._workspace, datastore)
         if polling_interval is not None:
             _check_polling_interval(polling_interval)
+        if name is not None:
+            _check_name(name)
         if status is not None and status not in (ACTIVE, DISABLED):
             raise ValueError("Status must be either Active or Disabled")
         given = {"name": name, "description": description, "pipeline_parameters": pipeline_parameters,
@@ -366,6 +368,11 @@ class Schedule:
         return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, {what})"
 
 
+def _check_name(name) -> None:
+    if not isinstance(name, str) or not name.strip():
+        raise UserErrorException(f"a schedule needs a name (got {name!r}): pass name='...'")
+
+
 def _check_polling_interval(minutes) -> None:
     """A whole number of minutes that the database keeps (Azure's service: a 32-bit int)."""
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 2**31 - 1:
@@ -405,6 +412,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
         recurrence.validate()
     elif datastore is None:
         raise ValueError("A schedule needs a recurrence= (a ScheduleRecurrence) or a datastore= to watch")
+    _check_name(name)
     if not isinstance(experiment_name, str) or not experiment_name.strip():
         raise UserErrorException(f"experiment_name {experiment_name!r} is not a name: pass the experiment to run in")
     _check_polling_interval(polling_interval)
