@@ -184,3 +184,28 @@ def test_a_schedule_needs_a_name(ws, project):
     with pytest.raises(UserErrorException, match="^a schedule needs a name"):
         schedule.update(name=" ")
     assert [s.name for s in Schedule.list(ws, active_only=False)] == ["nightly"]
+
+
+def test_a_scan_claims_no_file_it_has_fired_for(ws, project, history, monkeypatch):
+    """Each scan of a datastore schedule's folder claimed every file in it again, one write
+    transaction each, to find the fired ones: with 10,000 files fired, one more upload cost a scan of
+    4 s of CPU and 10,000 BEGIN IMMEDIATE (every tick while it settles, and at each polling interval)."""
+    from localpipe.client.schedules import ScheduleRunner
+
+    from .conftest import wait_for
+
+    schedule = _datastore_schedule(ws, project)
+    folder = ws.state_dir / "datastores" / "workspaceblobstore"
+    for name in ("a.csv", "b.csv", "c.csv"):
+        (folder / name).write_text(name)
+    runner = ScheduleRunner(ws)
+    wait_for(lambda: runner.scan(schedule.id) or len(runner.started_runs) == 3, what="a fire for each file")
+    claimed = []
+    claim = history.publishing.claim_fire
+    monkeypatch.setattr(history.publishing, "claim_fire", lambda schedule_id, key, *a: claimed.append(key) or
+                        claim(schedule_id, key, *a))  # fmt: skip
+    runner.scan(schedule.id)
+    assert claimed == [] and len(runner.started_runs) == 3
+    (folder / "d.csv").write_text("d")
+    wait_for(lambda: runner.scan(schedule.id) or len(runner.started_runs) == 4, what="a fire for the new file")
+    assert {key.split(":")[1] for key in claimed} == {"d.csv"}

@@ -524,6 +524,8 @@ class ScheduleRunner:
         if record["status"] != ACTIVE:
             return
         now = time.time()  # a file's own clock: the schedule's may be a test's
+        # One read, not a claim (a write transaction) per file fired for already: a folder keeps them
+        fired = {f["key"] for f in self.history.publishing.fires(schedule_id) if f["run_id"] is not None}
         for relative, stat in _files(self.watched_folder(record)):
             if stat.st_mtime < record["created_at"]:
                 continue  # there before the schedule: not an addition
@@ -531,7 +533,8 @@ class ScheduleRunner:
                 self._unsettled.add(schedule_id)
                 continue
             key = f"file:{relative}:{stat.st_mtime_ns}:{stat.st_size}"
-            self._fire(record, key, stat.st_mtime, self._data_path(record, key))
+            if key not in fired:
+                self._fire(record, key, stat.st_mtime, self._data_path(record, key))
 
     def watched_folder(self, record: dict) -> str:
         folder, _ = self.workspace.service.datastore_location(record["datastore"])
