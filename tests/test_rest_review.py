@@ -209,3 +209,23 @@ def test_a_scan_claims_no_file_it_has_fired_for(ws, project, history, monkeypatc
     (folder / "d.csv").write_text("d")
     wait_for(lambda: runner.scan(schedule.id) or len(runner.started_runs) == 4, what="a fire for the new file")
     assert {key.split(":")[1] for key in claimed} == {"d.csv"}
+
+
+def test_a_deeply_nested_body_is_a_bad_body(ws, project, history, bearer):
+    """A body nested 100,000 deep (``[[[...]]]``, 200 kB) made ``request.json()`` raise RecursionError:
+    500 Internal Server Error and a traceback in the server's output, where any other unreadable body
+    is 400."""
+    from starlette.testclient import TestClient
+
+    from localpipe.studio.app import create_app
+    from localpipe.studio.rest import BASE, rest_routes
+
+    published = _published(ws, project)
+    app = create_app(ws.state_dir, "studio-token", extra_routes=rest_routes(ws), self_authenticating=(BASE + "/",))
+    url = f"{BASE}/PipelineSubmit/{published.id}"
+    with TestClient(app, base_url="http://127.0.0.1:8765", raise_server_exceptions=False) as client:
+        for body in (b"[" * 100_000 + b"]" * 100_000, b'{"ExperimentName": "x", "Description": ' + b"[" * 5000):
+            answer = client.post(url, headers={"Authorization": bearer}, content=body)
+            assert answer.status_code == 400, answer.text
+            assert answer.json()["error"]["message"].startswith("the body is not a JSON object")
+    assert history.runs.list() == []
