@@ -229,3 +229,19 @@ def test_a_deeply_nested_body_is_a_bad_body(ws, project, history, bearer):
             assert answer.status_code == 400, answer.text
             assert answer.json()["error"]["message"].startswith("the body is not a JSON object")
     assert history.runs.list() == []
+
+
+def test_an_unknown_datastore_in_the_body_is_a_bad_body_not_a_missing_pipeline(ws, project, history, bearer):
+    """docs/publishing.md: 404 for an unknown pipeline or endpoint, 400 for a bad body. A
+    ``DataPathAssignments`` naming a datastore the workspace has not (or ``"DataStoreName": 5``) was
+    answered 404, as if the pipeline were missing; and a body was read before the address was found."""
+    published = _published(ws, project)
+    body = {"ExperimentName": "rest", "DataPathAssignments": {"n": {"DataStoreName": "nope", "RelativePath": "a"}}}
+    status, answer = rest_submit(ws, "published", published.id, body, bearer)
+    assert (status, answer["error"]["code"]) == (400, "UserError"), answer
+    assert answer["error"]["message"].startswith('datastore "nope" is not registered')
+    status, answer = rest_submit(ws, "published", "no-such-id", body, bearer)
+    assert (status, answer["error"]["code"]) == (404, "NotFound") and "no published pipeline" in answer["error"][
+        "message"
+    ]
+    assert history.runs.list() == []

@@ -74,24 +74,30 @@ def _submit(workspace, kind: str, id: str, body, version: str | None) -> int:
         raise UserErrorException(
             'the body is not a JSON object: send {"ExperimentName": ..., "ParameterAssignments": {...}}'
         )
-    experiment = _text(body, "ExperimentName")
-    if not isinstance(experiment, str) or not experiment.strip():
-        raise UserErrorException('the body has no "ExperimentName": name the experiment to run in')
-    parameters = _parameters(workspace, body)
-    description = _text(body, "Description")
-    description = None if description is None else str(description)
-    publishing = workspace.service.history.publishing
     if kind == ENDPOINT_NAME and not id:
         raise UserErrorException(
             "the address names no pipeline endpoint: add ?name=<its name> (or post to PipelineEndpointSubmit/Id/<id>)"
         )
-    if kind in (ENDPOINT, ENDPOINT_NAME):
+    publishing = workspace.service.history.publishing
+    if kind == PUBLISHED:  # the address first: NotFoundError here is the 404 of a missing pipeline or endpoint
+        published = publishing.published(id)
+    else:
         endpoint = publishing.endpoint(name=id) if kind == ENDPOINT_NAME else publishing.endpoint(endpoint_id=id)
+    experiment = _text(body, "ExperimentName")
+    if not isinstance(experiment, str) or not experiment.strip():
+        raise UserErrorException('the body has no "ExperimentName": name the experiment to run in')
+    try:
+        parameters = _parameters(workspace, body)
+    except NotFoundError as exc:  # a datastore or dataset the body names: a bad body (400)
+        raise UserErrorException(str(exc)) from None
+    description = _text(body, "Description")
+    description = None if description is None else str(description)
+    if kind != PUBLISHED:
         version = version if version is not None else body.get("PipelineVersion")
         return submit_endpoint(workspace, endpoint["endpoint_id"], experiment, parameters, version,
                                continue_on_step_failure=body.get("ContinueRunOnStepFailure"),
                                description=description)  # fmt: skip
-    return submit_published(workspace, publishing.published(id), experiment, parameters,
+    return submit_published(workspace, published, experiment, parameters,
                             body.get("ContinueRunOnStepFailure"), description=description)  # fmt: skip
 
 
