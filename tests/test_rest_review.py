@@ -245,3 +245,12 @@ def test_an_unknown_datastore_in_the_body_is_a_bad_body_not_a_missing_pipeline(w
         "message"
     ]
     assert history.runs.list() == []
+
+
+def test_set_default_version_of_a_missing_version_is_a_value_error_as_in_the_sdk(ws, project):
+    """The SDK's ``set_default_version`` raises ValueError for a version the endpoint has not (as
+    ``get_pipeline`` does here); localpipe raised UsageError, which ``except ValueError`` misses."""
+    endpoint = PipelineEndpoint.publish(ws, "training", None, _published(ws, project))
+    with pytest.raises(ValueError, match=r'^pipeline endpoint "training" has no version "9" \(it has 0\)'):
+        endpoint.set_default_version("9")
+    assert PipelineEndpoint.get(ws, id=endpoint.id).default_version == "0"

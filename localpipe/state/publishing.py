@@ -142,7 +142,7 @@ class PublishingRecords:
         with self.database.write():
             endpoint = self.endpoint(endpoint_id)
             if str(version) not in endpoint["versions"]:
-                raise UsageError(
+                raise ValueError(  # the SDK's error for it
                     f'pipeline endpoint "{endpoint["name"]}" has no version "{version}" (it has '
                     f"{', '.join(endpoint['versions'])}): pick one of them, or add a pipeline"
                 )
