@@ -254,3 +254,39 @@ def test_set_default_version_of_a_missing_version_is_a_value_error_as_in_the_sdk
     with pytest.raises(ValueError, match=r'^pipeline endpoint "training" has no version "9" \(it has 0\)'):
         endpoint.set_default_version("9")
     assert PipelineEndpoint.get(ws, id=endpoint.id).default_version == "0"
+
+
+def test_a_runner_killed_between_recording_a_fires_run_and_starting_it_is_taken_over(ws, project, history):
+    """A runner SIGKILLed after the transaction that records a fire's run, before it starts the run's
+    scheduler (a few ms of each fire: 'serve' killed at a random moment, then restarted): the fire had
+    its run, so no later runner touched it, and the run stayed NotStarted until recovery marked it
+    Failed ('scheduler exited'), never run. The next runner to start now starts that run, once."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+    from datetime import UTC, datetime
+
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence, ScheduleRunner
+
+    schedule = Schedule.create(ws, "once", _published(ws, project).id, "timed",
+                               recurrence=ScheduleRecurrence("Hour", 1, start_time="2030-01-01T00:00:00"))  # fmt: skip
+    now = datetime(2030, 1, 1, 0, 10, tzinfo=UTC).timestamp()
+    script = textwrap.dedent(f"""
+        from localpipe import Workspace
+        from localpipe.client.schedules import ScheduleRunner
+        ScheduleRunner(Workspace({str(ws.root)!r}), lambda: {now}).start()
+    """)
+    env = {**os.environ, "LOCALPIPE_FAULT": "run-recorded"}
+    killed = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60)
+    assert killed.returncode == -9, killed.stderr
+    [fire] = history.publishing.fires(schedule.id)
+    assert history.runs.get(fire["run_id"])["status"] == "NotStarted"
+    restarted = ScheduleRunner(ws, lambda: now)
+    restarted.start()
+    again = ScheduleRunner(ws, lambda: now)
+    again.start()
+    assert restarted.started_runs == [fire["run_id"]] and again.started_runs == []
+    run = schedule.get_last_pipeline_run()
+    assert run.id == fire["run_id"] and run.wait_for_completion(show_output=False) == "Completed"
+    assert len(history.runs.list()) == 1

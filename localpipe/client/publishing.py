@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localpipe.errors import UserErrorException
+from localpipe.faults import fault_point
 
 ACTIVE, DISABLED = "Active", "Disabled"
 DECLARATION_FILE = "pipeline.pickle"
@@ -336,6 +337,7 @@ def submit_frozen(
         )
         if recorded is not None:
             recorded(prepared.run_id)
+    fault_point("run-recorded")
     run_in_background(history, prepared.run_id)
     return prepared.run_id
 

@@ -475,11 +475,19 @@ class ScheduleRunner:
         self._said: set[str] = set()
 
     def start(self) -> None:
-        """Finish fires claimed by a process that died before recording their run, then catch up:
-        for each recurring schedule, the latest fire missed since its last one (at most one run)."""
-        for record in self.history.publishing.schedules():
-            for fire in self.history.publishing.unstarted_fires(record["schedule_id"]):
+        """Finish fires claimed by a process that died before recording their run, start the runs a
+        process recorded and died before starting, then catch up: for each recurring schedule, the
+        latest fire missed since its last one (at most one run)."""
+        from localpipe.engine.resources import process_alive
+        from localpipe.engine.submit import run_in_background
+
+        publishing = self.history.publishing
+        for record in publishing.schedules():
+            for fire in publishing.unstarted_fires(record["schedule_id"]):
                 self._fire(record, fire["key"], fire["due"], self._data_path(record, fire["key"]))
+            for run_id in publishing.adopt_unstarted_runs(record["schedule_id"], self.pid, self.started, process_alive):
+                run_in_background(self.history, run_id)
+                self.started_runs.append(run_id)
         self.tick()
 
     def tick(self) -> None:

@@ -18,6 +18,7 @@ from localpipe.content.hashing import hash_bytes
 from localpipe.errors import NotFoundError, UsageError
 from localpipe.state.db import Database
 from localpipe.state.models import EncodedJSON
+from localpipe.status import RunStatus
 
 ACTIVE, DISABLED = "Active", "Disabled"
 
@@ -256,6 +257,32 @@ class PublishingRecords:
                 return None
             t.ScheduleFire.update(holder_pid=pid, holder_started=started).where(t.ScheduleFire.id == row.id).execute()
             return row.id
+
+    def adopt_unstarted_runs(
+        self, schedule_id: str, pid: int, started: float, alive: Callable[[int, float], bool]
+    ) -> list[int]:
+        """The runs of the schedule's fires that were recorded but never started (no scheduler noted:
+        their holder died between the two), each taken over by ``pid`` to start; a live holder is
+        about to start its own."""
+        t = self.t
+        with self.database.write():
+            rows = (
+                t.ScheduleFire.select(
+                    t.ScheduleFire.id, t.ScheduleFire.run_id, t.ScheduleFire.holder_pid, t.ScheduleFire.holder_started
+                )  # fmt: skip
+                .join(t.PipelineRun, on=(t.ScheduleFire.run_id == t.PipelineRun.id))
+                .where(
+                    (t.ScheduleFire.schedule == self._schedule_row_id(schedule_id))
+                    & (t.PipelineRun.status == RunStatus.NOT_STARTED.value)
+                    & t.PipelineRun.scheduler_pid.is_null()
+                )
+            )
+            taken = [row for row in rows if not alive(row.holder_pid, row.holder_started)]
+            for row in taken:
+                t.ScheduleFire.update(holder_pid=pid, holder_started=started).where(
+                    t.ScheduleFire.id == row.id
+                ).execute()
+        return [row.run_id for row in taken]
 
     def unstarted_fires(self, schedule_id: str) -> list[dict]:
         """The fires of a schedule claimed but with no run recorded (their holder may have died)."""
