@@ -60,8 +60,7 @@ class ScheduleRecurrence:
                 self.start_time = start_time.strftime(START_TIME_FORMAT)
             else:
                 self.start_time = start_time
-        # Azure's default zone for a start time is "GMT Standard Time" (London, with summer time);
-        # its documentation says UTC, which is what a start time without a zone means here.
+        # A start time without a zone is UTC, as the SDK's ScheduleRecurrence sets it (1.62)
         self.time_zone = time_zone if time_zone is not None or self.start_time is None else TimeZone.UTC
         self.hours = hours
         self.minutes = minutes
