@@ -290,3 +290,18 @@ def test_a_runner_killed_between_recording_a_fires_run_and_starting_it_is_taken_
     run = schedule.get_last_pipeline_run()
     assert run.id == fire["run_id"] and run.wait_for_completion(show_output=False) == "Completed"
     assert len(history.runs.list()) == 1
+
+
+def test_a_pipeline_endpoint_needs_a_name(ws, project):
+    """``PipelineEndpoint.publish(ws, None, ...)``, ``set_name(None)`` and ``reactivate(None)`` raised
+    IntegrityError ('NOT NULL constraint failed: pipeline_endpoint.name') from the database; "" and a
+    dict were kept, "" an endpoint the REST address by name cannot reach."""
+    published = _published(ws, project)
+    for bad in (None, "", " ", {"a": 1}):
+        with pytest.raises(UserErrorException, match=rf"^a pipeline endpoint needs a name \(got {bad!r}\): "):
+            PipelineEndpoint.publish(ws, bad, None, published)
+    endpoint = PipelineEndpoint.publish(ws, "training", None, published)
+    for rename in (endpoint.set_name, endpoint.reactivate):
+        with pytest.raises(UserErrorException, match=r"^a pipeline endpoint needs a name \(got None\): "):
+            rename(None)
+    assert [e.name for e in PipelineEndpoint.list(ws, active_only=False)] == ["training"]

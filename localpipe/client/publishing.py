@@ -84,14 +84,14 @@ def publish(workspace, pipeline, name, description=None, version=None, continue_
     """Freeze ``pipeline`` into ``workspace`` and return its PublishedPipeline. An invalid pipeline
     raises PipelineValidationError, a declaration that cannot be kept UserErrorException; either
     way nothing is recorded."""
-    _check_name(name)
+    check_name(name)
     frozen = freeze(workspace, pipeline, f"pipeline {name!r} cannot be published")
     return record_published(workspace, name, description, version, continue_on_step_failure, frozen)
 
 
 def publish_run(run, name, description, version, continue_on_step_failure=None):
     """``PipelineRun.publish_pipeline``: the run's graph, frozen with its steps' source snapshots."""
-    _check_name(name)
+    check_name(name)
     frozen = freeze_run(run, f"run {run.id} cannot be published")
     return record_published(run.experiment.workspace, name, description, version, continue_on_step_failure, frozen)
 
@@ -161,9 +161,10 @@ def freeze_run(run, refusal: str) -> Frozen:
     return Frozen("", sources, graph.to_dict())
 
 
-def _check_name(name) -> None:
+def check_name(name, what: str = "published pipeline") -> None:
+    """A name is text that is not blank (a ``what``'s: a published pipeline, endpoint or schedule)."""
     if not isinstance(name, str) or not name.strip():
-        raise UserErrorException(f"a published pipeline needs a name (got {name!r}): pass name='...'")
+        raise UserErrorException(f"a {what} needs a name (got {name!r}): pass name='...'")
 
 
 def record_published(workspace, name, description, version, continue_on_step_failure, frozen: Frozen):
@@ -617,6 +618,7 @@ class PipelineEndpoint:
     def publish(workspace, name, description, pipeline, _workflow_provider=None, _service_endpoint=None):
         """A new endpoint ``name`` whose version "0" is ``pipeline`` (a PublishedPipeline, or a
         Pipeline, published here under ``name``)."""
+        check_name(name, "pipeline endpoint")
         published = _as_published(workspace, pipeline, name)
         endpoint_id = str(uuid.uuid4())
         history_of_workspace(workspace).publishing.create_endpoint(endpoint_id, name, description, published.id)
@@ -709,6 +711,7 @@ class PipelineEndpoint:
 
     def set_name(self, name) -> None:
         """Rename it; a name another endpoint has is refused with one line."""
+        check_name(name, "pipeline endpoint")
         history_of_workspace(self._workspace).publishing.update_endpoint(self._id, name=name)
         self._refresh()
 
@@ -728,6 +731,7 @@ class PipelineEndpoint:
 
     def reactivate(self, name) -> PipelineEndpoint:
         """Make an archived (disabled) endpoint Active again, under ``name``."""
+        check_name(name, "pipeline endpoint")
         history_of_workspace(self._workspace).publishing.update_endpoint(self._id, name=name, status=ACTIVE)
         self._refresh()
         return self

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
-from localpipe.client.publishing import check_continue_on_step_failure
+from localpipe.client.publishing import check_continue_on_step_failure, check_name
 from localpipe.errors import PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
 from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
@@ -295,7 +295,7 @@ class Schedule:
         if polling_interval is not None:
             _check_polling_interval(polling_interval)
         if name is not None:
-            _check_name(name)
+            check_name(name, "schedule")
         if status is not None and status not in (ACTIVE, DISABLED):
             raise ValueError("Status must be either Active or Disabled")
         given = {"name": name, "description": description, "pipeline_parameters": pipeline_parameters,
@@ -367,11 +367,6 @@ class Schedule:
         return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, {what})"
 
 
-def _check_name(name) -> None:
-    if not isinstance(name, str) or not name.strip():
-        raise UserErrorException(f"a schedule needs a name (got {name!r}): pass name='...'")
-
-
 def _check_polling_interval(minutes) -> None:
     """A whole number of minutes that the database keeps (Azure's service: a 32-bit int)."""
     if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 2**31 - 1:
@@ -411,7 +406,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
         recurrence.validate()
     elif datastore is None:
         raise ValueError("A schedule needs a recurrence= (a ScheduleRecurrence) or a datastore= to watch")
-    _check_name(name)
+    check_name(name, "schedule")
     if not isinstance(experiment_name, str) or not experiment_name.strip():
         raise UserErrorException(f"experiment_name {experiment_name!r} is not a name: pass the experiment to run in")
     _check_polling_interval(polling_interval)
