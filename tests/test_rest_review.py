@@ -305,3 +305,28 @@ def test_a_pipeline_endpoint_needs_a_name(ws, project):
         with pytest.raises(UserErrorException, match=r"^a pipeline endpoint needs a name \(got None\): "):
             rename(None)
     assert [e.name for e in PipelineEndpoint.list(ws, active_only=False)] == ["training"]
+
+
+def test_a_schedule_with_a_parameter_its_pipeline_has_not_is_refused_at_create(ws, project, history):
+    """``Schedule.create(..., pipeline_parameters={"epochs": 1})`` of a pipeline without "epochs" (or a
+    ``data_path_parameter_name`` it has not) was kept, and each of its fires failed ('could not start
+    its run'), at 2 a.m. say, where a submission is refused at once."""
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence
+
+    published = _published(ws, project)
+    endpoint = PipelineEndpoint.publish(ws, "training", None, published)
+    unknown = r'^parameter "epochs" is not a parameter of published pipeline "trainer" \(its parameters: n\)$'
+    with pytest.raises(UserErrorException, match=unknown):
+        Schedule.create(ws, "s", published.id, "e", recurrence=ScheduleRecurrence("Day", 1),
+                        pipeline_parameters={"epochs": 1})  # fmt: skip
+    with pytest.raises(UserErrorException, match=unknown):
+        Schedule.create_for_pipeline_endpoint(ws, "s", endpoint.id, "e", recurrence=ScheduleRecurrence("Day", 1),
+                                              pipeline_parameters={"n": 2, "epochs": 1})  # fmt: skip
+    with pytest.raises(UserErrorException, match=r'^parameter "input" is not a parameter of published pipeline'):
+        Schedule.create(ws, "s", published.id, "e", datastore="workspaceblobstore", data_path_parameter_name="input")
+    schedule = Schedule.create(ws, "s", published.id, "e", recurrence=ScheduleRecurrence("Day", 1),
+                               pipeline_parameters={"n": 2})  # fmt: skip
+    with pytest.raises(UserErrorException, match=unknown):
+        schedule.update(pipeline_parameters={"epochs": 1})
+    assert [s.id for s in Schedule.list(ws)] == [schedule.id]
+    assert history.publishing.schedule(schedule.id)["pipeline_parameters"] == {"n": 2}

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
-from localpipe.client.publishing import check_continue_on_step_failure, check_name
+from localpipe.client.publishing import check_continue_on_step_failure, check_name, known_parameters
 from localpipe.errors import PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
 from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
@@ -305,6 +305,8 @@ class Schedule:
                  "path_on_datastore": path_on_datastore}  # fmt: skip
         _check_path_on_datastore(path_on_datastore)
         _check_parameters(pipeline_parameters)
+        _check_known(self._workspace, pipeline_parameters, data_path_parameter_name, self._pipeline_id,
+                     self._pipeline_endpoint_id)  # fmt: skip
         check_continue_on_step_failure(continue_on_step_failure)
         changes.update({key: value for key, value in given.items() if value is not None})
         _history(self._workspace).publishing.update_schedule(self._id, changes)
@@ -393,6 +395,19 @@ def _check_parameters(parameters: dict | None) -> None:
             )
 
 
+def _check_known(workspace, parameters: dict | None, data_path_name: str | None, published_id: str | None,
+                 endpoint_id: str | None) -> None:  # fmt: skip
+    """Each parameter given, and the data path parameter, is one of the pipeline's (an endpoint's default
+    version's): else every fire would fail, hours later, where a submission is refused at once."""
+    publishing = _history(workspace).publishing
+    if published_id is None:
+        endpoint = publishing.endpoint(endpoint_id)
+        published_id = endpoint["versions"][endpoint["default_version"]]
+    record = publishing.published(published_id)
+    names = {**(parameters or {}), **({data_path_name: None} if data_path_name else {})}
+    known_parameters(names, record["graph"], f'published pipeline "{record["name"]}"')
+
+
 def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
             polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
             published_id=None, endpoint_id=None) -> Schedule:  # fmt: skip
@@ -412,6 +427,7 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
     _check_polling_interval(polling_interval)
     _check_path_on_datastore(path_on_datastore)
     _check_parameters(pipeline_parameters)
+    _check_known(workspace, pipeline_parameters, data_path_parameter_name, published_id, endpoint_id)
     check_continue_on_step_failure(continue_on_step_failure)
     row = {
         "schedule_id": str(uuid.uuid4()),
