@@ -4,6 +4,8 @@ each failing before its fix)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from localpipe import Pipeline, PipelineParameter, PythonScriptStep
@@ -330,3 +332,27 @@ def test_a_schedule_with_a_parameter_its_pipeline_has_not_is_refused_at_create(w
         schedule.update(pipeline_parameters={"epochs": 1})
     assert [s.id for s in Schedule.list(ws)] == [schedule.id]
     assert history.publishing.schedule(schedule.id)["pipeline_parameters"] == {"n": 2}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "shown"),
+    [
+        ({"frequency": "Minute", "interval": 1, "start_time": "0001-01-01T00:00:00", "time_zone": "Tonga"},
+         "start_time '0001-01-01T00:00:00'"),
+        ({"frequency": "Day", "interval": 1, "start_time": "9999-12-31T23:00:00", "time_zone": "Hawaiian"},
+         "start_time '9999-12-31T23:00:00'"),
+        ({"frequency": "Day", "interval": 10**18}, "interval 1000000000000000000"),
+    ],
+)  # fmt: skip
+def test_a_recurrence_that_cannot_fire_is_refused_at_create(ws, project, kwargs, shown):
+    """A start time whose instant lies outside the years Python counts (year 1 in Tonga, 9999 in Hawaii),
+    or an interval of 10**18 days, was kept, and every runner then said 'cannot be fired: date value out
+    of range' (or 'Python int too large to convert to C int') instead of firing it."""
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence, TimeZone
+
+    zones = {"Tonga": TimeZone.TongaStandardTime, "Hawaiian": TimeZone.HawaiianStandardTime}
+    if "time_zone" in kwargs:
+        kwargs = {**kwargs, "time_zone": zones[kwargs["time_zone"]]}
+    with pytest.raises(ValueError, match=rf"^{re.escape(shown)} gives no time to fire at within the years 1 to 9999 "):
+        Schedule.create(ws, "s", _published(ws, project).id, "e", recurrence=ScheduleRecurrence(**kwargs))
+    assert Schedule.list(ws, active_only=False) == []

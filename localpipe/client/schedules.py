@@ -24,7 +24,15 @@ from enum import Enum
 from localpipe.client.publishing import check_continue_on_step_failure, check_name, known_parameters
 from localpipe.errors import PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
-from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
+from localpipe.plan.recurrence import (
+    FREQUENCIES,
+    START_TIME_FORMAT,
+    WEEK_DAYS,
+    WINDOWS_ZONES,
+    anchor,
+    fires,
+    latest_due,
+)
 
 ACTIVE, DISABLED = "Active", "Disabled"
 # The keys Schedule.load_yaml reads, the SDK's (_yaml_keys.py)
@@ -110,6 +118,23 @@ class ScheduleRecurrence:
                 raise ValueError(
                     f"start_time {self.start_time!r} is not a datetime nor a string YYYY-MM-DDThh:mm:ss"
                 ) from None
+        self._check_fires()
+
+    def _check_fires(self) -> None:
+        """Its next two fires are times Python counts (years 1 to 9999): else every runner would say,
+        at every start, that it cannot be fired (year 1 in Tonga is in year 0 in UTC)."""
+        data, now = self.to_dict(), time.time()
+        shown = f"start_time {self.start_time!r}"
+        try:
+            anchor(data, now)
+            shown = f"interval {self.interval!r}"
+            ahead = fires(data, now, now)
+            next(ahead), next(ahead)
+        except (OverflowError, ValueError):
+            raise ValueError(
+                f"{shown} gives no time to fire at within the years 1 to 9999 (time zone "
+                f"{data['time_zone'] or 'UTC'}): pass a nearer one"
+            ) from None
 
     def to_dict(self) -> dict:
         """Plain data, as stored (``plan.recurrence`` reads it)."""
