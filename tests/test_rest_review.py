@@ -356,3 +356,17 @@ def test_a_recurrence_that_cannot_fire_is_refused_at_create(ws, project, kwargs,
     with pytest.raises(ValueError, match=rf"^{re.escape(shown)} gives no time to fire at within the years 1 to 9999 "):
         Schedule.create(ws, "s", _published(ws, project).id, "e", recurrence=ScheduleRecurrence(**kwargs))
     assert Schedule.list(ws, active_only=False) == []
+
+
+def test_a_time_zone_the_cli_does_not_know_says_which_names_it_takes(ws, project, invoke):
+    """`localpipe schedule create ... --time-zone Nowhere` said only "'Nowhere' is not a valid
+    TimeZone" (the Enum's words), with no hint that Azure's are Windows names; a Schedule YAML's
+    time_zone said so already, in its own words (one function makes both now)."""
+    published = _published(ws, project)
+    result = invoke("schedule", "create", published.id, "--name", "s", "-e", "e", "--frequency", "Day",
+                    "--time-zone", "Europe/Paris")  # fmt: skip
+    assert result.exit_code == 2
+    assert result.output.strip() == (
+        'error: time_zone "Europe/Paris" is not one of Azure\'s time zones: use a Windows name such as "UTC" or '
+        '"Pacific Standard Time"'
+    )

@@ -53,6 +53,17 @@ TimeZone.__doc__ = (
 )
 
 
+def time_zone_named(name: str) -> TimeZone:
+    """Azure's time zone ``name`` ("Pacific Standard Time"); a ValueError saying which names are."""
+    try:
+        return TimeZone(name)
+    except ValueError:
+        raise ValueError(
+            f'time_zone "{name}" is not one of Azure\'s time zones: use a Windows name such as "UTC" or '
+            '"Pacific Standard Time"'
+        ) from None
+
+
 class ScheduleRecurrence:
     """How often a schedule fires (``azureml.pipeline.core.ScheduleRecurrence``)."""
 
@@ -369,12 +380,9 @@ class Schedule:
             fields = {key: recurrence.get(key) for key in RECURRENCE_KEYS}
             if fields["time_zone"] is not None:
                 try:
-                    fields["time_zone"] = TimeZone(fields["time_zone"])
-                except ValueError:
-                    raise PipelineYamlError(
-                        f'{where}: time_zone "{fields["time_zone"]}" is not one of Azure\'s time zones: use a '
-                        'Windows name such as "UTC" or "Pacific Standard Time"'
-                    ) from None
+                    fields["time_zone"] = time_zone_named(fields["time_zone"])
+                except ValueError as exc:
+                    raise PipelineYamlError(f"{where}: {exc}") from None
             found["recurrence"] = ScheduleRecurrence(**fields)
         return found
 
