@@ -370,3 +370,26 @@ def test_a_time_zone_the_cli_does_not_know_says_which_names_it_takes(ws, project
         'error: time_zone "Europe/Paris" is not one of Azure\'s time zones: use a Windows name such as "UTC" or '
         '"Pacific Standard Time"'
     )
+
+
+@pytest.mark.parametrize("name", ["../../escaped", "é" * 200, "team/trainer"])
+def test_save_of_a_published_pipeline_keeps_its_file_in_the_folder_given(ws, project, tmp_path, name):
+    """``published.save(folder)`` wrote ``folder/NAME.yml``: a pipeline published as "../../escaped"
+    wrote two folders above the one given, a name of 200 "é" raised OSError (File name too long), and
+    "team/trainer" was refused for a folder "team" the caller never named. A name that is no plain file
+    name is made one (as a step's folder is)."""
+    from localpipe.state.layout import safe_name
+
+    published = _pipeline_named(ws, project, name)
+    folder = tmp_path / "out" / "here"
+    folder.mkdir(parents=True)
+    written = published.save(str(folder))
+    assert written == str(folder / f"{safe_name(name)}.yml") and (folder / f"{safe_name(name)}.yml").is_file()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["here"]
+
+
+def _pipeline_named(ws, project, name):
+    project("src/train.py", "print('ran')\n")
+    return Pipeline(ws, [PythonScriptStep("train.py", name="train", source_directory=str(ws.root / "src"))]).publish(
+        name
+    )
