@@ -393,3 +393,35 @@ def _pipeline_named(ws, project, name):
     return Pipeline(ws, [PythonScriptStep("train.py", name="train", source_directory=str(ws.root / "src"))]).publish(
         name
     )
+
+
+def test_a_file_added_with_an_older_modification_time_fires_its_datastore_schedule(ws, project, history):
+    """A file is "added after the schedule was made" when it came into the folder after, not when its
+    bytes were written: a copy keeping its times (cp -p, rsync -a, shutil.copy2) of yesterday's file, or
+    a file written aside before the schedule and moved in after (docs/publishing.md's way to upload),
+    was taken for one there before, by its modification time, and never fired. Its ctime says when it
+    came (a copy's, a rename's); a file there before the schedule still does not fire."""
+    import os
+    import shutil
+    import time
+
+    from localpipe.client.schedules import Schedule, ScheduleRunner
+
+    folder = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming"
+    folder.mkdir(parents=True)
+    (folder / "there-before.csv").write_text("old")
+    yesterday = ws.root / "yesterday.csv"
+    yesterday.write_text("a,b\n")
+    os.utime(yesterday, (time.time() - 86400, time.time() - 86400))
+    aside = ws.root / "aside.csv"
+    aside.write_text("written before the schedule\n")
+    os.utime(aside, (time.time() - 60, time.time() - 60))  # and still since
+    schedule = Schedule.create(ws, "uploads", _published(ws, project).id, "e", datastore=ws.get_default_datastore(),
+                               path_on_datastore="incoming")  # fmt: skip
+    assert os.stat(aside).st_ctime < history.publishing.schedule(schedule.id)["created_at"]
+    shutil.copy2(yesterday, folder / "copied.csv")
+    os.replace(aside, folder / "moved.csv")
+    runner = ScheduleRunner(ws)
+    runner.scan(schedule.id)
+    assert sorted(f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)) == ["copied.csv", "moved.csv"]
+    assert len(runner.started_runs) == 2

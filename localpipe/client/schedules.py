@@ -578,8 +578,10 @@ class ScheduleRunner:
         # One read, not a claim (a write transaction) per file fired for already: a folder keeps them
         fired = {f["key"] for f in self.history.publishing.fires(schedule_id) if f["run_id"] is not None}
         for relative, stat in _files(self.watched_folder(record)):
-            if stat.st_mtime < record["created_at"]:
-                continue  # there before the schedule: not an addition
+            # There before the schedule: not an addition. Its ctime says when it came (a copy keeping
+            # its times, cp -p or rsync -a, or a file moved in has an older mtime), or was last changed.
+            if max(stat.st_mtime, stat.st_ctime) < record["created_at"]:
+                continue
             if 0 <= now - stat.st_mtime < SETTLING_SECONDS:  # one dated ahead (a skewed clock's) can tell nothing
                 self._unsettled.add(schedule_id)
                 continue
