@@ -425,3 +425,28 @@ def test_a_file_added_with_an_older_modification_time_fires_its_datastore_schedu
     runner.scan(schedule.id)
     assert sorted(f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)) == ["copied.csv", "moved.csv"]
     assert len(runner.started_runs) == 2
+
+
+def test_a_schedule_disabled_while_its_fire_plans_starts_no_run(ws, project, history, monkeypatch):
+    """As a pipeline disabled during a submission: ``schedule.disable()`` returning while a runner
+    planned the schedule's fire was followed by the fire's run. The fire is decided without a run."""
+    import localpipe.engine.submit as submit
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence, ScheduleRunner
+
+    schedule = Schedule.create(ws, "now", _published(ws, project).id, "e", recurrence=ScheduleRecurrence("Day", 1))
+    planned = submit.plan
+
+    def disabled_meanwhile(*args, **kwargs):
+        Schedule.get(ws, schedule.id).disable()  # another process's handle, say
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(submit, "plan", disabled_meanwhile)
+    runner = ScheduleRunner(ws)
+    runner.start()
+    assert runner.started_runs == [] and history.runs.list() == []
+    [fire] = history.publishing.fires(schedule.id)
+    assert fire["run_id"] == 0  # decided: no run
+    assert runner.errors == [
+        f'schedule "now" could not start its run ({fire["key"]}): schedule "now" ({schedule.id}) was disabled as '
+        "it fired: enable it to fire again"
+    ]

@@ -293,8 +293,22 @@ class PublishingRecords:
         return list(query.dicts())
 
     def fire_started(self, fire_id: int, run_id: int) -> None:
-        """Note the run a fire started; call it in the transaction that records the run."""
+        """Note the run a fire started (0: none); call it in the transaction that records the run. A
+        schedule disabled since its fire was claimed refuses a run (UsageError): the transaction then
+        records nothing, as a disable() that returned meanwhile asks."""
         t = self.t
+        if run_id:
+            schedule = (
+                t.Schedule.select(t.Schedule.name, t.Schedule.schedule_id, t.Schedule.status)
+                .join(t.ScheduleFire, on=(t.ScheduleFire.schedule == t.Schedule.id))
+                .where(t.ScheduleFire.id == fire_id)
+                .get()
+            )
+            if schedule.status != ACTIVE:
+                raise UsageError(
+                    f'schedule "{schedule.name}" ({schedule.schedule_id}) was disabled as it fired: enable it to fire '
+                    "again"
+                )
         t.ScheduleFire.update(run_id=run_id).where(t.ScheduleFire.id == fire_id).execute()
 
     def last_due(self, schedule_id: str) -> float | None:
