@@ -450,3 +450,19 @@ def test_a_schedule_disabled_while_its_fire_plans_starts_no_run(ws, project, his
         f'schedule "now" could not start its run ({fire["key"]}): schedule "now" ({schedule.id}) was disabled as '
         "it fired: enable it to fire again"
     ]
+
+
+def test_a_draft_refuses_a_continue_on_step_failure_that_is_no_boolean(ws, project, history):
+    """A draft kept ``continue_on_step_failure="no"`` (create and update), which its submit_run and
+    publish then refused (or, before, read as true): refused where it is given, nothing recorded."""
+    from localpipe.client.drafts import PipelineDraft
+
+    project("src/train.py", "print('ran')\n")
+    pipeline = Pipeline(ws, [PythonScriptStep("train.py", name="train", source_directory=str(ws.root / "src"))])
+    with pytest.raises(UserErrorException, match="^continue_on_step_failure 'no' is not True or False"):
+        PipelineDraft.create(ws, pipeline, name="d", experiment_name="e", continue_on_step_failure="no")
+    assert PipelineDraft.list(ws) == []
+    draft = PipelineDraft.create(ws, pipeline, name="d", experiment_name="e")
+    with pytest.raises(UserErrorException, match="^continue_on_step_failure 'no' is not True or False"):
+        draft.update(continue_on_step_failure="no")
+    assert history.drafts.draft(draft.id)["continue_on_step_failure"] is None
