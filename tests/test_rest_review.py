@@ -466,3 +466,22 @@ def test_a_draft_refuses_a_continue_on_step_failure_that_is_no_boolean(ws, proje
     with pytest.raises(UserErrorException, match="^continue_on_step_failure 'no' is not True or False"):
         draft.update(continue_on_step_failure="no")
     assert history.drafts.draft(draft.id)["continue_on_step_failure"] is None
+
+
+def test_a_monthly_fire_missed_long_ago_is_still_caught_up():
+    """latest_due looked back two periods, taking every period to hold a fire: a Month recurrence on
+    the 31st every 2nd month from August fires in August, October and December, then not until the
+    next August (February, April and June have no 31st). A runner started in July, after the December
+    fire was missed, ran no catch-up (docs/publishing.md: one run, for the latest fire missed)."""
+    from localpipe.plan.recurrence import latest_due
+
+    recurrence = {"frequency": "Month", "interval": 2, "start_time": "2025-08-31T09:00:00", "time_zone": "UTC",
+                  "hours": None, "minutes": None, "week_days": None}  # fmt: skip
+    october = _at("UTC", 2025, 10, 31, 9)
+    assert latest_due(recurrence, _at("UTC", 2025, 8, 1), october, _at("UTC", 2026, 7, 15)) == _at(
+        "UTC", 2025, 12, 31, 9
+    )
+    leap_day = {**recurrence, "interval": 12, "start_time": "2028-02-29T09:00:00"}  # every 4 years, 2100 none
+    assert latest_due(leap_day, _at("UTC", 2028, 1, 1), _at("UTC", 2028, 1, 1), _at("UTC", 2031, 5, 1)) == _at(
+        "UTC", 2028, 2, 29, 9
+    )

@@ -212,9 +212,11 @@ def fires(recurrence: dict, created_at: float, after: float) -> Iterator[float]:
 def latest_due(recurrence: dict, created_at: float, after: float, now: float) -> float | None:
     """The last fire time in ``(after, now]``, or None: the one run a missed stretch collapses to."""
     last = None
-    period = {"Minute": 60, "Hour": 3600, "Day": 86400, "Week": 7 * 86400, "Month": 31 * 86400}
-    # Every period of the recurrence holds a fire, so the latest one is within two periods of now.
-    since = max(after, now - 2 * period[recurrence["frequency"]] * int(recurrence["interval"]) - 86400)
+    period = {"Minute": 60, "Hour": 3600, "Day": 86400, "Week": 7 * 86400}
+    if recurrence["frequency"] == "Month":  # months without its day have none: on 29 February, years apart
+        since = after
+    else:  # every period holds a fire, so the latest one is within two periods of now
+        since = max(after, now - 2 * period[recurrence["frequency"]] * int(recurrence["interval"]) - 86400)
     for at in fires(recurrence, created_at, since):
         if at > now:
             return last
