@@ -485,3 +485,41 @@ def test_a_monthly_fire_missed_long_ago_is_still_caught_up():
     assert latest_due(leap_day, _at("UTC", 2028, 1, 1), _at("UTC", 2028, 1, 1), _at("UTC", 2031, 5, 1)) == _at(
         "UTC", 2028, 2, 29, 9
     )
+
+
+def test_a_schedule_whose_datastore_was_unregistered_does_not_stop_the_others(ws, project, history, tmp_path):
+    """A datastore schedule whose datastore was unregistered since (``Datastore.unregister()``) raised
+    TypeError ('cannot unpack non-iterable NoneType object') out of the schedule loop's thread: `localpipe
+    schedules run` ended with a traceback, and `localpipe serve` went on serving with no schedule firing
+    again. It is named in one line, once, and the others fire."""
+    import threading
+
+    from localpipe import Datastore
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence, ScheduleRunner
+    from localpipe.watch import ScheduleLoop
+
+    from .conftest import wait_for
+
+    published = _published(ws, project)
+    (tmp_path / "drop").mkdir()
+    drop = Datastore.register_local(ws, "drop", str(tmp_path / "drop"))
+    Schedule.create(ws, "gone", published.id, "e", datastore="drop")
+    drop.unregister()
+    good = Schedule.create(ws, "good", published.id, "e", recurrence=ScheduleRecurrence("Minute", 1))
+    said: list[str] = []
+    runner = ScheduleRunner(ws)
+    loop = ScheduleLoop(runner, echo=said.append, wait=0.05)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: runner.started_runs, what="the good schedule to fire")
+        wait_for(lambda: len(said) >= 2, what="the broken one named")
+    finally:
+        loop.stop()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert [f["run_id"] for f in history.publishing.fires(good.id)] == runner.started_runs
+    line = (
+        'schedule "gone" cannot be fired: datastore "drop" is not registered (unregistered since the schedule was made)'
+    )
+    assert [said for said in said if "gone" in said] == [line + ": register it again, or disable the schedule"]

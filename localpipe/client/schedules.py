@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import Enum
 
 from localpipe.client.publishing import check_continue_on_step_failure, check_name, known_parameters
-from localpipe.errors import PipelineYamlError, UserErrorException
+from localpipe.errors import NotFoundError, PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
 from localpipe.plan.recurrence import (
     FREQUENCIES,
@@ -590,8 +590,15 @@ class ScheduleRunner:
                 self._fire(record, key, stat.st_mtime, self._data_path(record, key))
 
     def watched_folder(self, record: dict) -> str:
-        folder, _ = self.workspace.service.datastore_location(record["datastore"])
-        return os.path.join(folder, record["path_on_datastore"] or "")
+        """The folder the datastore schedule ``record`` watches; NotFoundError when its datastore was
+        unregistered since."""
+        location = self.workspace.service.datastore_location(record["datastore"])
+        if location is None:
+            raise NotFoundError(
+                f'datastore "{record["datastore"]}" is not registered (unregistered since the schedule was made): '
+                "register it again, or disable the schedule"
+            )
+        return os.path.join(location[0], record["path_on_datastore"] or "")
 
     def _data_path(self, record: dict, key: str):
         if not key.startswith("file:") or not record["data_path_parameter_name"]:
