@@ -492,13 +492,10 @@ def test_a_schedule_whose_datastore_was_unregistered_does_not_stop_the_others(ws
     TypeError ('cannot unpack non-iterable NoneType object') out of the schedule loop's thread: `localpipe
     schedules run` ended with a traceback, and `localpipe serve` went on serving with no schedule firing
     again. It is named in one line, once, and the others fire."""
-    import threading
-
     from localpipe import Datastore
     from localpipe.client.schedules import Schedule, ScheduleRecurrence, ScheduleRunner
-    from localpipe.watch import ScheduleLoop
 
-    from .conftest import wait_for
+    from .conftest import schedule_loop, wait_for
 
     published = _published(ws, project)
     (tmp_path / "drop").mkdir()
@@ -508,16 +505,9 @@ def test_a_schedule_whose_datastore_was_unregistered_does_not_stop_the_others(ws
     good = Schedule.create(ws, "good", published.id, "e", recurrence=ScheduleRecurrence("Minute", 1))
     said: list[str] = []
     runner = ScheduleRunner(ws)
-    loop = ScheduleLoop(runner, echo=said.append, wait=0.05)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
+    with schedule_loop(runner, said):
         wait_for(lambda: runner.started_runs, what="the good schedule to fire")
         wait_for(lambda: len(said) >= 2, what="the broken one named")
-    finally:
-        loop.stop()
-        thread.join(10)
-    assert not thread.is_alive()
     assert [f["run_id"] for f in history.publishing.fires(good.id)] == runner.started_runs
     line = (
         'schedule "gone" cannot be fired: datastore "drop" is not registered (unregistered since the schedule was made)'
