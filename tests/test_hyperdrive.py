@@ -226,7 +226,7 @@ def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws
     assert sorted((v["x"], v["--y"]) for v in values.values()) == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
     steps = run.get_details()["steps"]
     assert len(steps) == 6 and overlaps([{"start": s["started_at"], "end": s["ended_at"]} for s in steps]) == 2
-    arguments = {s["id"]: s["arguments"] for s in steps}
+    arguments = {str(s["id"]): s["arguments"] for s in steps}
     for child in run.get_children():  # the values reached the script as Azure passes them: --name value
         given = values[child.id]
         assert arguments[child.id][-6:] == ["--pause", "0.3", "--x", str(given["x"]), "--y", str(given["--y"])]
@@ -335,7 +335,7 @@ def test_resume_from_warm_starts_a_sweep_with_the_trials_of_earlier_ones(ws, pro
     parent = Experiment(ws, "sweep").submit(_config(ws, project, space, sampling=bayesian, total=8))
     parent.wait_for_completion(show_output=False)
     warm = _config(ws, project, space, sampling=bayesian, total=6, resume_from=parent)
-    assert warm.sweep()["warm_start"]["runs"] == [parent.id]
+    assert warm.sweep()["warm_start"]["runs"] == [parent.number]
     kept = warm.sweep()["warm_start"]["trials"]
     assert sorted(json.dumps(dict(pairs)) for pairs, _ in kept) == sorted(parent.get_hyperparameters().values())
     assert all(series == [dict(pairs)["x"] * dict(pairs)["--y"]] for pairs, series in kept)  # what each logged

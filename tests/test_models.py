@@ -147,11 +147,11 @@ def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipel
     assert status.value == "Completed", steps
     folder = ws.state_dir / "runs" / str(run_id)
     said = json.loads((folder / "train" / "stdout.log").read_text())
-    assert said == {"version": 1, "id": "sklearn_mnist:1", "run_id": steps["train"]["id"]}
+    assert said == {"version": 1, "id": "sklearn_mnist:1", "run_id": str(steps["train"]["id"])}
     assert (folder / "score" / "stdout.log").read_text() == "weights of a\n"  # Model.get_model_path in a step
     assert (folder / "register" / "stdout.log").read_text() == "Registering model tf-dnn-mnist\n1\n"
     model = Model(ws, "sklearn_mnist")
-    assert model.experiment_name == "test" and model.run.name == "train" and model.run.parent.id == run_id
+    assert model.experiment_name == "test" and model.run.name == "train" and model.run.parent.id == str(run_id)
     assert model.datasets == {"training": [raw_dataset]}
     assert [m.name for m in Model.list(ws, run_id=steps["train"]["id"])] == ["sklearn_mnist"]
     assert [m.name for m in Model.list(ws, dataset_id="raw:1")] == ["sklearn_mnist"]
@@ -166,7 +166,7 @@ def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipel
         datasets=[("train test data", raw_dataset)],
     )
     assert (again.version, again.datasets) == (1, {"train test data": [raw_dataset]})
-    assert run.register_model("from-pipeline", "outputs/sklearn_mnist_model.pkl").run.id == run_id
+    assert run.register_model("from-pipeline", "outputs/sklearn_mnist_model.pkl").run.id == str(run_id)
     shown = invoke("models", "sklearn_mnist").output
     assert "sklearn_mnist version 1" in shown and f'registered by run {run_id} (step "train")' in shown
     assert "tags: area=mnist" in shown and "dataset (training): raw version 1" in shown
@@ -190,7 +190,7 @@ def test_eight_concurrent_registrations_get_eight_distinct_versions(
     assert sorted(said.values()) == list(range(1, 9))
     for step, version in said.items():  # the version each step was told is the one holding its files
         model = Model(ws, "sklearn_mnist", version=version)
-        assert model.run_id == rows[step]["id"]
+        assert model.run_id == str(rows[step]["id"])
         assert open(Model.get_model_path("sklearn_mnist", version, ws)).read() == f"weights of w{step[1:]}"
 
 

@@ -524,6 +524,24 @@ def test_the_train_on_local_sample_runs_to_its_end(samples):
     assert "Registered model:\n --> Name: best_ridge_model\n --> Version: 1\n" in printed(notebook)
 
 
+def test_the_first_experiment_tutorial_runs_to_its_end(samples):
+    """Ten interactive runs of Ridge on the Diabetes open dataset (scikit-learn's copy of Azure's:
+    the same 442 rows), each logging its alpha and RMSE and uploading its model; the tutorial finds
+    the run of least RMSE and downloads its model."""
+    from localpipe import Workspace
+
+    notebook, _, _ = samples("tutorial-1st-experiment-sdk-train.ipynb")
+    assert errors(notebook) == []
+    runs = Workspace(samples.root).experiments["diabetes-experiment"].get_runs()
+    metrics = {run.id: run.get_metrics() for run in runs}
+    assert sorted(m["alpha_value"] for m in metrics.values()) == [a / 10 for a in range(1, 11)]
+    assert all(run.get_status() == "Completed" for run in runs)
+    best = min(metrics, key=lambda run_id: metrics[run_id]["rmse"])
+    assert f"Best run_id: {best}\nBest run_id rmse: {metrics[best]['rmse']}" in printed(notebook)
+    assert metrics[best]["alpha_value"] == 0.1  # as the tutorial's own output says, and its last cell assumes
+    assert (samples.root / "model_alpha_0.1.pkl").stat().st_size > 0  # downloaded by its last cell
+
+
 def test_the_scriptrun_with_data_sample_runs_to_its_end(samples):
     """A script run on cpu-cluster given a mounted FileDataset and an OutputFileDatasetConfig as its
     arguments: dummy_train.py copies the uploaded iris.csv to the output, which lands on the

@@ -290,7 +290,7 @@ def test_a_runner_killed_between_recording_a_fires_run_and_starting_it_is_taken_
     again.start()
     assert restarted.started_runs == [fire["run_id"]] and again.started_runs == []
     run = schedule.get_last_pipeline_run()
-    assert run.id == fire["run_id"] and run.wait_for_completion(show_output=False) == "Completed"
+    assert run.number == fire["run_id"] and run.wait_for_completion(show_output=False) == "Completed"
     assert len(history.runs.list()) == 1
 
 

@@ -238,7 +238,7 @@ def test_metrics_and_tags_logged_by_a_step_are_recorded(ws, project, run_pipelin
         run.log_list("sizes", [1, 2, 3])
         run.log_row("table", epoch=1, acc=0.5)
         run.tag("model", "tiny")
-        assert run.parent.id == int(__import__("os").environ["LOCALPIPE_RUN_ID"])
+        assert run.parent.id == __import__("os").environ["LOCALPIPE_RUN_ID"]
         assert run.experiment.workspace.root.joinpath(".localpipe").is_dir()
     """,
     )

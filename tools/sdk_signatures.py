@@ -54,6 +54,7 @@ WHEELS: dict[str, str] = {
     "azureml-train-core": ">=1.62,<2",  # azureml.train.hyperdrive
     "azureml-widgets": ">=1.62,<2",
     "azureml-telemetry": ">=1.61,<2",  # set_diagnostics_collection, which the framework samples call
+    "azureml-opendatasets": ">=1.55,<2",  # Diabetes, which the first-experiment tutorial reads
 }
 
 # The public names a pipeline user meets: those of localpipe/compat/names.py (added when the table is

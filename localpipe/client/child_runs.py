@@ -83,7 +83,7 @@ class ChildRun(StepRecordMembers, ChildMembers, RunBase):
     def of(cls, parent, record: dict, outputs=None) -> ChildRun:
         """The handle of ``record``, a child of ``parent``'s step run."""
         holder = parent._step()
-        base = parent.id if isinstance(parent.id, str) else holder["id"]  # a step run's id, or a child's key
+        base = parent.id if isinstance(parent, ChildRun) else holder["id"]  # a child's key, or a step run's id
         return cls(parent, f"{base}{record['name'][len(holder['name']) :]}", record, outputs)
 
     @classmethod
@@ -178,8 +178,8 @@ class ChildRunContext(RunBase):
         return self._key
 
     @property
-    def pipeline_run_id(self) -> int:
-        return self._pipeline_run_id
+    def pipeline_run_id(self) -> str:
+        return str(self._pipeline_run_id)
 
     @property
     def experiment(self):

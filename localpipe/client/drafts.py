@@ -97,7 +97,10 @@ class PipelineDraft:
         lambda self: self._parent_pipeline_draft_id, doc="The draft it was made from, or None."
     )
     last_submitted_pipeline_run_id = property(
-        lambda self: self._last_submitted_pipeline_run_id, doc="The id of the run ``submit_run`` last started, or None."
+        lambda self: (
+            None if self._last_submitted_pipeline_run_id is None else str(self._last_submitted_pipeline_run_id)
+        ),
+        doc="The id (a string, as Azure ML's) of the run ``submit_run`` last started, or None.",
     )
 
     @staticmethod

@@ -54,6 +54,8 @@ def start_logging(
         description=description,
     )
     run_id, _ = _history_of(experiment.workspace).runs.record_interactive(new)
+    if outputs and not os.path.lexists(outputs):  # made, as the SDK makes it: its tutorials save there without
+        os.makedirs(outputs, exist_ok=True)  # making it (a file of that name is left alone: nothing is kept then)
     run = InteractiveRun(experiment, run_id, outputs=os.path.abspath(outputs) if outputs else None)
     if snapshot_directory:
         run.take_snapshot(snapshot_directory)

@@ -93,7 +93,7 @@ def _run_file(run, relative: str) -> tuple[str, dict]:
     """The path of ``relative`` among ``run``'s files, and the lineage to record for it."""
     if _in_step(run):  # the step is still running: its files are in its working directory
         root = _working_dir(Path(os.environ["LOCALPIPE_STEP_DIR"]))
-        lineage = _lineage("step", run.id, run._experiment_name, run.pipeline_run_id, run.name, run.id)
+        lineage = _lineage("step", run.number, run._experiment_name, run._pipeline_run_id, run.name, run.number)
         found = root / relative
         return _existing(found if found.exists() else None, relative, run, root), lineage
     if hasattr(run, "get_steps"):
@@ -105,11 +105,11 @@ def _run_file(run, relative: str) -> tuple[str, dict]:
                 f'one step, run.find_step_run("STEP")[0].register_model(...)'
             )
         step, path = holders[0]
-        lineage = _lineage("pipeline", run.id, run.experiment.name, run.id, step.name, step.id)
+        lineage = _lineage("pipeline", run.number, run.experiment.name, run.number, step.name, step.number)
         return str(path), lineage
     step = run._step()
     if run.parent is None:  # a script or interactive run: its files are its step's
-        lineage = _lineage("pipeline", run.id, run.experiment.name, run.id, step["name"], step["id"])
+        lineage = _lineage("pipeline", run.number, run.experiment.name, run.number, step["name"], step["id"])
     else:  # a step run, or a child run (whose id is not a number: its step run's is kept)
         lineage = _lineage("step", step["id"], run.experiment.name, run._run_number(), step["name"], step["id"])
     return _existing(_among_files(run, relative), relative, run, None), lineage

@@ -135,9 +135,10 @@ class RunBase(LoggingMembers, RunFiles):
 
     # -- what a run is -----------------------------------------------------------------------------
     @property
-    def id(self):
-        """The run's number (``localpipe runs``); a step run's is its own number, of step runs."""
-        return self._number
+    def id(self) -> str:
+        """The run's id, a string as Azure ML's are: its number (``localpipe runs``); a step run's is
+        its own number, of step runs (``"12"``)."""
+        return str(self._number)
 
     @property
     def name(self) -> str:
@@ -172,8 +173,8 @@ class RunBase(LoggingMembers, RunFiles):
 
     @property
     def number(self) -> int:
-        """The run's number in its workspace: the same as ``id`` (what ``localpipe runs`` shows)."""
-        return self.id
+        """The run's number in its workspace (what ``localpipe runs`` shows; ``id`` is it as a string)."""
+        return self._number
 
     @property
     def experiment(self):

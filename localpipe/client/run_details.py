@@ -32,12 +32,12 @@ class RunDetails:
     def get_widget_data(self, widget_settings: dict | None = None) -> dict:
         """What the view shows, as data: the run's id and status, each step's status, reason and times."""
         recover_abandoned_runs(self._history)
-        run = self._history.runs.get(self._run.id)
-        steps = self._history.runs.steps(self._run.id)
+        run = self._history.runs.get(self._run.number)
+        steps = self._history.runs.steps(self._run.number)
         children = [
             {
                 "name": step["name"],
-                "run_id": step["id"],
+                "run_id": str(step["id"]),
                 "status": step["status"],
                 "reason": step["reason"],
                 "reused_from_run": step["reused_from_run"],
@@ -48,7 +48,12 @@ class RunDetails:
             for step in steps
             if self._only in (None, step["name"])
         ]
-        return {"run_id": run["id"], "experiment": run["experiment"], "status": run["status"], "child_runs": children}
+        return {
+            "run_id": str(run["id"]),
+            "experiment": run["experiment"],
+            "status": run["status"],
+            "child_runs": children,
+        }
 
     def show(self, render_lib=None, widget_settings: dict | None = None) -> None:
         """In Jupyter, a table kept current in the background; elsewhere, status lines until the run ends."""

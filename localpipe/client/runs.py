@@ -135,12 +135,15 @@ class PipelineRun(Run):
         from localpipe.engine.recovery import recover_abandoned_runs
 
         recover_abandoned_runs(self._history)
-        record = self._history.runs.details(self.id)
+        record = self._history.runs.details(self._number)
         return record | super().get_details()
 
     def get_steps(self) -> list[StepRun]:
         """The run's step runs, in the order recorded."""
-        return [StepRun(self.experiment, row["id"], self.id, row["name"]) for row in self._history.runs.steps(self.id)]
+        return [
+            StepRun(self.experiment, row["id"], self._number, row["name"])
+            for row in self._history.runs.steps(self._number)
+        ]
 
     def get_children(self, recursive=False, tags=None, properties=None, type=None, status=None,
                      _rehydrate_runs=True) -> list[StepRun]:  # fmt: skip
@@ -156,7 +159,7 @@ class PipelineRun(Run):
         outputs, arguments and environment)."""
         from localpipe.plan.graph import Graph
 
-        return Graph.from_dict(self._history.runs.for_scheduler(self.id).graph)
+        return Graph.from_dict(self._history.runs.for_scheduler(self._number).graph)
 
     def save(self, path=None) -> str:
         """Write the pipeline this run ran as a pipeline YAML that ``Pipeline.load_yaml`` reads
@@ -197,7 +200,7 @@ class PipelineRun(Run):
         """Block until the run ends; with ``show_output``, print each step's status changes and log.
         Returns the final status; RunFailedError when it did not complete (unless ``raise_on_error``
         is False), RunTimeoutError after ``timeout_seconds``."""
-        return watch_run(self._history, self.id, show_output, timeout_seconds, raise_on_error)
+        return watch_run(self._history, self._number, show_output, timeout_seconds, raise_on_error)
 
     def complete(self) -> None:
         """Nothing to do: a pipeline run completes when its last step does."""
@@ -365,9 +368,9 @@ class StepRun(StepRecordMembers, Run):
         self._node_id = node_id
 
     @property
-    def pipeline_run_id(self) -> int:
+    def pipeline_run_id(self) -> str:
         """The id of the pipeline run the step belongs to."""
-        return self._pipeline_run_id
+        return str(self._pipeline_run_id)
 
     @property
     def parent(self) -> PipelineRun:
@@ -380,9 +383,10 @@ class StepRun(StepRecordMembers, Run):
         return STEP_RUN
 
     @property
-    def reused_from(self) -> int | None:
+    def reused_from(self) -> str | None:
         """The id of the step run whose outputs this one reused, if it was reused."""
-        return self._record()["reused_from_step_run"]
+        reused = self._record()["reused_from_step_run"]
+        return None if reused is None else str(reused)
 
     def _default_name(self) -> str:
         return self._node_id

@@ -63,6 +63,9 @@ MODULES: dict[str, dict[str, str]] = {
         "ContainerRegistry": "localpipe.sdk.environment:ContainerRegistry",
         "RegistryIdentity": "localpipe.sdk.environment:RegistryIdentity",
     },
+    "azureml.opendatasets": {
+        "Diabetes": "localpipe.sdk.opendatasets:Diabetes",
+    },
     "azureml.core.datastore": {
         "Datastore": "localpipe.sdk.data:Datastore",
     },

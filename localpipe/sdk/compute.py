@@ -321,7 +321,7 @@ class AmlCompute(ComputeTarget):
                 "privateIpAddress": "127.0.0.1",
                 "publicIpAddress": None,
                 "nodeState": "running",
-                "runId": claim["run_id"],
+                "runId": str(claim["run_id"]),
             }
             for claim in held
         ]

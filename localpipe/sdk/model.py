@@ -101,7 +101,7 @@ class Model:
         self.unpack = False
         self.url = _file_uri(record["path"]) if record.get("path") else None
         self.experiment_name = record.get("experiment")
-        self.run_id = record.get("run_id")
+        self.run_id = None if record.get("run_id") is None else str(record["run_id"])  # a string, as Azure's
         self.parent_id = None
         self.derived_model_ids = None
         self.resource_configuration = record.get("resource_configuration")

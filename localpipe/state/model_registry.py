@@ -134,7 +134,8 @@ class ModelRecords:
         if filters.get("name") is not None:
             query = query.where(t.ModelVersion.name == filters["name"])
         if filters.get("run_id") is not None:
-            query = query.where(t.ModelVersion.run_id == filters["run_id"])
+            run_id = filters["run_id"]  # a run's id, "12" as Azure ML's are strings, or its number
+            query = query.where(t.ModelVersion.run_id == (int(run_id) if str(run_id).isdigit() else -1))
         if filters.get("framework") is not None:
             query = query.where(t.ModelVersion.framework == filters["framework"])
         if filters.get("dataset") is not None:
