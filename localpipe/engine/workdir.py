@@ -14,6 +14,7 @@ from pathlib import Path
 from localpipe.compat.runtime import DEPENDENCIES_FOLDER
 from localpipe.content.hashing import TreeDigest, copy_tree
 from localpipe.engine.executors import Launch
+from localpipe.engine.outcomes import REASON_FILE
 from localpipe.engine.resources import Placement
 from localpipe.errors import OutputError
 from localpipe.faults import fault_point
@@ -118,6 +119,45 @@ def step_environment(
         }
     )
     return env
+
+
+# What the scheduler reads and writes in a step's folder once the step has ended, parents first.
+_AFTER_EXIT = (
+    "outputs",
+    "snapshot",
+    "files",
+    "files/outputs",
+    "files/logs",
+    "stdout.log",
+    "stderr.log",
+    "metrics.jsonl",
+    REASON_FILE,
+)
+
+
+def unlink_replaced(folder: StepFolder) -> str | None:
+    """Remove the links a step that has ended left in place of its folder, or of what the scheduler
+    reads and writes in it (``_AFTER_EXIT``): why the step fails for it, or None.
+
+    The scheduler follows none of them: a container's step sees only its folder, yet a link it
+    makes there names any path of this machine (the commit would move what it points to into the
+    store, the run files' collection would write there, a retry would empty it, its log tail would
+    be read into history.db). The link goes, never what it points to.
+    """
+    if os.path.islink(folder.root) or not folder.root.is_dir():
+        remove_tree(folder.root)
+        folder.root.mkdir(parents=True)
+        return _replaced("its folder")
+    replaced = []
+    for rel in _AFTER_EXIT:  # one at a time: a link removed, what was below it is no longer looked at
+        if os.path.islink(folder.root / rel):
+            os.unlink(folder.root / rel)
+            replaced.append(rel)
+    return _replaced(", ".join(replaced)) if replaced else None
+
+
+def _replaced(what: str) -> str:
+    return f"the step replaced {what} by a link, which localpipe does not follow: write files there, not links"
 
 
 def commit_outputs(step: StepSpec, folder: StepFolder, store: ObjectStore) -> tuple[dict[str, TreeDigest], str | None]:

@@ -1,0 +1,114 @@
+"""A hostile review of where steps, datasets and datastores may write (what it found, each fixed).
+
+The standard: every path a step writes stays inside the workspace, and what localpipe writes or
+reads for a step after it ends never follows a link the step made out of its folder. A step in a
+Docker container sees only its own folder (docs/docker.md), yet a link it makes there names any
+path of this machine, where the scheduler, outside the container, would follow it. The steps
+below run in the local executor, through the same code.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from tests.defect_helpers import query
+
+PIPELINE = """
+from localpipe import Pipeline, PipelineData, PythonScriptStep, RunConfiguration, Workspace
+config = RunConfiguration()
+config.max_retries = {retries}
+pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep(
+    "s.py", name="s", source_directory="src", runconfig=config, arguments=[PipelineData("data"), {outside!r}])])
+"""
+
+
+def outside_folder(tmp_path: Path) -> Path:
+    """A folder out of the workspace holding what the scheduler would find through each link."""
+    outside = tmp_path / "outside"
+    for rel, text in {
+        "data/victim.txt": "victim\n",
+        "outputs/victim.txt": "victim\n",
+        "keep.txt": "keep\n",
+        "stderr.log": "a secret of the machine's\n",
+        "reason.txt": "a secret of the machine's\n",
+    }.items():
+        (outside / rel).parent.mkdir(parents=True, exist_ok=True)
+        (outside / rel).write_text(text)
+    return outside
+
+
+def snapshot(folder: Path) -> dict[str, tuple[int, bytes | None]]:
+    """Every entry under ``folder`` (itself included): its mode and, for files, its bytes."""
+    found = {".": (stat.S_IMODE(folder.lstat().st_mode), None)}
+    for path in sorted(folder.rglob("*")):
+        found[str(path.relative_to(folder))] = (
+            stat.S_IMODE(path.lstat().st_mode),
+            path.read_bytes() if path.is_file() else None,
+        )
+    return found
+
+
+# Each replaces something of its step folder by a link to the outside folder, then exits as said.
+REPLACE = """
+import os, shutil, sys
+out, outside = sys.argv[1], sys.argv[2]
+root = os.environ["LOCALPIPE_STEP_DIR"]
+what = {what!r}
+open(os.path.join(out, "mine.txt"), "w").write("mine")
+if what == "step folder":  # then fails: its retry empties the folder again
+    if os.path.islink(root):
+        sys.exit(0)
+    os.rename(root, f"{{root}}.moved{{os.getpid()}}")
+    os.symlink(outside, root)
+    sys.exit(1)
+if what == "outputs":  # its output folder's parent: the commit would move outside/data into the store
+    os.rename(os.path.dirname(out), os.path.join(root, "moved"))
+elif what == "snapshot":  # its working folder: the run files' collection would move outside/outputs
+    os.rename(os.getcwd(), os.path.join(root, "moved"))
+elif what in ("files", "files/outputs"):  # its run files: ./outputs/victim.txt would overwrite outside's
+    os.makedirs("outputs", exist_ok=True)
+    open("outputs/victim.txt", "w").write("overwritten")
+    shutil.rmtree(os.path.join(root, "files"), ignore_errors=True)
+    if what == "files/outputs":
+        os.makedirs(os.path.join(root, "files"))
+        outside = os.path.join(outside, "outputs")
+elif what in ("stderr.log", "reason.txt"):  # read into history.db as the failed step's log tail or reason
+    if os.path.exists(os.path.join(root, what)):
+        os.unlink(os.path.join(root, what))
+os.symlink(outside, os.path.join(root, what))
+sys.exit(1 if what in ("stderr.log", "reason.txt") else 0)
+"""
+
+REPLACED = ["step folder", "outputs", "snapshot", "files", "files/outputs", "stderr.log", "reason.txt"]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("what", REPLACED)
+def test_a_step_folder_path_the_step_replaced_by_a_link_is_not_followed(ws, project, localpipe, tmp_path, what):
+    """Found by this review: the scheduler followed links a step left in place of what it reads and
+    writes in the step's folder once the step ends. Through its output folder's parent the commit
+    moved a folder outside into the store (read-only); through its working folder or its run files
+    the run files' collection moved or overwrote files outside; through the step folder itself a
+    retry emptied the outside folder; through its stderr.log or reason.txt a file outside was read
+    into history.db. Now the link is removed, not followed, and the step fails naming it; the
+    folder outside is exactly as it was, and nothing of it is in history.db."""
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    target = outside if what != "stderr.log" else outside / "stderr.log"
+    target = outside / "reason.txt" if what == "reason.txt" else target
+    project("src/s.py", REPLACE.format(what=what))
+    project("p.py", PIPELINE.format(retries=1 if what == "step folder" else 0, outside=str(target)))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert snapshot(outside) == before, (proc.stdout, proc.stderr)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    (status, reason, tail), *_ = query(ws.root, "SELECT status, reason, log_tail FROM step_run ORDER BY id DESC")
+    assert status == "Failed", (status, reason)
+    assert "secret" not in f"{reason} {tail}", (reason, tail)
+    name = "its folder" if what == "step folder" else what
+    assert (
+        reason == f"the step replaced {name} by a link, which localpipe does not follow: write files there, not links"
+    )
+    assert not any(path.name == "victim.txt" for path in (ws.state_dir / "objects").rglob("*"))
