@@ -112,3 +112,34 @@ def test_a_step_folder_path_the_step_replaced_by_a_link_is_not_followed(ws, proj
         reason == f"the step replaced {name} by a link, which localpipe does not follow: write files there, not links"
     )
     assert not any(path.name == "victim.txt" for path in (ws.state_dir / "objects").rglob("*"))
+
+
+# Links its log (or the file holding its log's tail) to the outside file before printing anything.
+LOG_LINK = """
+import os, sys
+root = os.environ["LOCALPIPE_STEP_DIR"]
+os.symlink(sys.argv[2], os.path.join(root, {name!r}))
+os.write(1, b"x" * 3000 + b"\\\\n")
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", ["stdout.log", "stdout.log.tail"])
+def test_a_log_the_step_replaced_by_a_link_is_not_written_through(ws, project, localpipe, tmp_path, name):
+    """Found by this review: the step's log (created when the step first prints), or the file that
+    holds its tail when it is long, was opened through a link the step made in its place: the
+    step's output was appended to a file outside (a container's step to any file of the machine),
+    or that file was truncated and overwritten. Now neither is opened through a link; the step
+    fails naming it, and the file outside is as it was."""
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    project("src/s.py", LOG_LINK.format(name=name))
+    project("p.py", PIPELINE.format(retries=0, outside=str(outside / "keep.txt")))
+    proc = localpipe("submit", "p.py", timeout=45, env={"LOCALPIPE_MAX_LOG_BYTES": "1024"})
+    assert snapshot(outside) == before, (proc.stdout, proc.stderr)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
+    assert (status, reason) == (
+        "Failed",
+        f"the step replaced {name} by a link, which localpipe does not follow: write files there, not links",
+    )

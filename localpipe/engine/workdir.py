@@ -130,6 +130,8 @@ _AFTER_EXIT = (
     "files/logs",
     "stdout.log",
     "stderr.log",
+    "stdout.log.tail",  # where a long log's tail is kept while the step runs (executors/supervisor.py)
+    "stderr.log.tail",
     "metrics.jsonl",
     REASON_FILE,
 )
