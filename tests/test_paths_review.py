@@ -143,3 +143,39 @@ def test_a_log_the_step_replaced_by_a_link_is_not_written_through(ws, project, l
         "Failed",
         f"the step replaced {name} by a link, which localpipe does not follow: write files there, not links",
     )
+
+
+# Links its metrics file to the outside one, waits for the scheduler to read it (about once a
+# second while the step runs), then puts its folder back as it was.
+METRICS_LINK = """
+import os, sys, time
+root = os.environ["LOCALPIPE_STEP_DIR"]
+metrics = os.path.join(root, "metrics.jsonl")
+if {folder!r}:
+    os.rename(root, root + ".moved")
+    os.symlink(os.path.dirname(sys.argv[2]), root)
+else:
+    os.symlink(sys.argv[2], metrics)
+time.sleep(2.5)
+if {folder!r}:
+    os.unlink(root)
+    os.rename(root + ".moved", root)
+else:
+    os.unlink(metrics)
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("folder", [False, True], ids=["metrics file", "step folder"])
+def test_a_metrics_file_the_step_replaced_by_a_link_is_not_read(ws, project, localpipe, tmp_path, folder):
+    """Found by this review: while a step runs, its metrics file was read through a link the step
+    put in its place (or in place of its folder): what a file outside held (another workspace's
+    metrics, say) was recorded in history.db as the step's metrics. Now nothing is read through one."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "metrics.jsonl").write_text('{"kind": "scalar", "name": "stolen", "value": 1}\n')
+    project("src/s.py", METRICS_LINK.format(folder=folder))
+    project("p.py", PIPELINE.format(retries=0, outside=str(outside / "metrics.jsonl")))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert query(ws.root, "SELECT name FROM metric") == [], (proc.stdout, proc.stderr)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
