@@ -179,3 +179,48 @@ def test_a_metrics_file_the_step_replaced_by_a_link_is_not_read(ws, project, loc
     proc = localpipe("submit", "p.py", timeout=45)
     assert query(ws.root, "SELECT name FROM metric") == [], (proc.stdout, proc.stderr)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
+
+
+UPLOAD = """
+from localpipe import Datastore, Pipeline, PythonScriptStep, Workspace
+ws = Workspace.from_config()
+store = Datastore.register_local(ws, "mine", "store")
+store.{call}
+pipeline = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory="src")])
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "call, into",
+    [
+        ('upload("up", overwrite=True)', "link/new.txt"),
+        ('upload("up", overwrite=True)', "flink.txt"),
+        ('upload_files(["up/a.txt", "up/link/new.txt"], relative_root="up")', "link/new.txt"),
+    ],
+)
+def test_an_upload_through_a_link_out_of_its_datastore_is_refused(ws, project, localpipe, tmp_path, call, into):
+    """Found by this review: Datastore.upload refused a target_path leaving the datastore, but not
+    a file reaching out of it through a link inside the datastore (a folder ``link`` to a folder
+    outside, or ``flink.txt`` to a file outside, with overwrite=True): it wrote there. Now the
+    upload is refused before it copies anything: one `error:` line naming the file and where the
+    link leads, exit 2, the folder outside as it was, nothing of the upload in the datastore."""
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    store = ws.root / "store"
+    store.mkdir()
+    (store / "link").symlink_to(outside)
+    (store / "flink.txt").symlink_to(outside / "keep.txt")
+    project("up/a.txt", "a\n")
+    project(f"up/{into}", "overwritten\n")
+    project("src/s.py", "print('hi')\n")
+    project("p.py", UPLOAD.format(call=call))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert snapshot(outside) == before, (proc.stdout, proc.stderr)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
+    real = outside / "new.txt" if into == "link/new.txt" else outside / "keep.txt"
+    assert proc.stderr == (
+        f'error: upload to datastore "mine": {into} would be written to {real}, out of the datastore, '
+        "through a link: remove the link, or upload to another target_path\n"
+    )
+    assert sorted(path.name for path in store.iterdir()) == ["flink.txt", "link"]

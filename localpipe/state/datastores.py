@@ -21,9 +21,16 @@ def upload(
             f'upload to datastore "{name}": target_path "{target_path}" leaves the '
             "datastore: use a relative path inside it"
         )
+    places = sorted((target / source.relative_to(root), source) for source in files)
+    for dest, _ in places:  # all checked before anything is copied
+        real = os.path.realpath(dest)
+        if not real.startswith(str(store) + os.sep):
+            raise UsageError(
+                f'upload to datastore "{name}": {dest.relative_to(store).as_posix()} would be written to {real}, '
+                "out of the datastore, through a link: remove the link, or upload to another target_path"
+            )
     copied = skipped = 0
-    for source in files:
-        dest = target / source.relative_to(root)
+    for dest, source in places:
         if dest.exists() and not overwrite:
             skipped += 1
             continue
