@@ -224,3 +224,37 @@ def test_an_upload_through_a_link_out_of_its_datastore_is_refused(ws, project, l
         "through a link: remove the link, or upload to another target_path\n"
     )
     assert sorted(path.name for path in store.iterdir()) == ["flink.txt", "link"]
+
+
+NAMED_OUTPUT = """
+from localpipe import OutputFileDatasetConfig, Pipeline, PipelineData, PythonScriptStep, Workspace
+pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep(
+    "s.py", name="s", source_directory="src", arguments=[{kind}({name})])])
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("kind", ["PipelineData", "OutputFileDatasetConfig"])
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        ('"x" * 256', f'output name "{"x" * 59}…" is 256 characters long: use at most 255'),
+        ('"a\\n"', 'output name "a\\n" is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."'),
+        (
+            '"a\\x00b"',
+            'output name "a\\u0000b" is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."',
+        ),
+    ],
+    ids=["256 characters", "a newline", "a NUL"],
+)
+def test_an_output_name_no_folder_can_have_is_refused_at_submit(ws, project, localpipe, kind, name, said):
+    """Found by this review: an output name of 256 characters passed the checks and failed its
+    step at run time (`File name too long`, exit 1, a run recorded); a name ending in a newline
+    passed (the pattern's `$` matches before a last newline) and was made a folder; a NUL was
+    printed as it is in the one `error:` line. Each is refused at submit, on one line that shows
+    the name's control characters escaped: exit 2, nothing recorded."""
+    project("src/s.py", "print('hi')\n")
+    project("p.py", NAMED_OUTPUT.format(kind=kind, name=name))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert (proc.returncode, proc.stderr) == (2, f'error: the pipeline is invalid: step "s": {said}\n'), proc.stdout
+    assert query(ws.root, "SELECT COUNT(*) FROM pipeline_run") in ([], [(0,)])

@@ -9,6 +9,7 @@ stored in history.db and is all the scheduler needs: it never sees the user's ob
 from __future__ import annotations
 
 import graphlib
+import json
 import math
 import numbers
 import os
@@ -38,7 +39,8 @@ from localpipe.sdk.modules import ModuleStep
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
-VALID_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+VALID_OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a last newline by
+MAX_OUTPUT_NAME = 255  # an output is a folder (and a file) of its name: the longest a file name can be
 # What one step claims on the default target: one CPU slot, no GPU, no memory reservation.
 DEFAULT_RESOURCES = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
 
@@ -614,10 +616,13 @@ def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[
         found.append(f"{label}: output {output!r} is not a PipelineData")
         return
     name = output.name
-    if not VALID_OUTPUT_NAME.match(name) or ".." in name:
+    shown = json.dumps(name if len(name) <= 60 else name[:59] + "…", ensure_ascii=False)  # control characters escaped
+    if not VALID_OUTPUT_NAME.fullmatch(name) or ".." in name:
         found.append(
-            f'{label}: output name "{name}" is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."'
+            f'{label}: output name {shown} is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."'
         )
+    elif len(name) > MAX_OUTPUT_NAME:
+        found.append(f"{label}: output name {shown} is {len(name)} characters long: use at most {MAX_OUTPUT_NAME}")
     elif name in outputs:
         found.append(f'{label}: two outputs are named "{name}": rename one')
     if len(output.producers) > 1 and output.producers[0] is step:
