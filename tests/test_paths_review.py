@@ -258,3 +258,38 @@ def test_an_output_name_no_folder_can_have_is_refused_at_submit(ws, project, loc
     proc = localpipe("submit", "p.py", timeout=45)
     assert (proc.returncode, proc.stderr) == (2, f'error: the pipeline is invalid: step "s": {said}\n'), proc.stdout
     assert query(ws.root, "SELECT COUNT(*) FROM pipeline_run") in ([], [(0,)])
+
+
+REGISTER = """
+from localpipe import Model, Pipeline, PythonScriptStep, Workspace
+ws = Workspace.from_config()
+Model.register(ws, model_path="models/m", model_name="m", child_paths=["a.pkl", {child!r}])
+pipeline = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory="src")])
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("child", ["../up.txt", "../../../up.txt", "ABSOLUTE"])
+def test_a_model_child_path_leaving_the_model_folder_is_refused(ws, project, localpipe, tmp_path, child):
+    """Found by this review: Model.register's child_paths were joined to the model folder, and to
+    the folder it is copied into, as they came: "../up.txt" stored a file from beside the model
+    (and its version could not be downloaded: commonpath() of no files), a path climbing as far
+    from the copy as from the model wrote a file into .localpipe/ outside the copy, and an
+    absolute one failed with a bare SameFileError. Each is refused on one line naming the path,
+    exit 2, no model registered, nothing left in .localpipe/tmp."""
+    child = str(tmp_path / "up.txt") if child == "ABSOLUTE" else child
+    (tmp_path / "up.txt").write_text("beside\n")
+    project("up.txt", "beside\n")
+    project("models/up.txt", "beside\n")
+    project("models/m/a.pkl", "model\n")
+    project("src/s.py", "print('hi')\n")
+    project("p.py", REGISTER.format(child=child))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f'error: pipeline file p.py raised WebserviceException: Error, provided child path "{child}" leaves '
+        '"models/m": give a path relative to it, inside it (line 3): fix the file, or use --debug for the traceback\n',
+    ), proc.stdout
+    assert query(ws.root, "SELECT COUNT(*) FROM model_version") in ([], [(0,)])
+    assert list((ws.state_dir / "tmp").iterdir()) == []
+    assert not (ws.state_dir / "up.txt").exists()
