@@ -293,3 +293,64 @@ def test_a_model_child_path_leaving_the_model_folder_is_refused(ws, project, loc
     assert query(ws.root, "SELECT COUNT(*) FROM model_version") in ([], [(0,)])
     assert list((ws.state_dir / "tmp").iterdir()) == []
     assert not (ws.state_dir / "up.txt").exists()
+
+
+STATE_DESTINATION = """
+from localpipe import Datastore, OutputFileDatasetConfig, Pipeline, PythonScriptStep, Workspace
+ws = Workspace.from_config()
+ds = Datastore.register_local(ws, "around", {folder!r})
+out = OutputFileDatasetConfig("o", destination=(ds, {dest!r}))
+pipeline = Pipeline(ws, [PythonScriptStep("w.py", name="w", source_directory="src", arguments=[out])])
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "folder, dest",
+    [(".", ".localpipe"), (".", ".localpipe/objects"), (".", ".localpipe/datastores"), ("..", "ws")],
+    ids=["state folder", "object store", "datastores folder", "workspace"],
+)
+def test_a_destination_replacing_the_workspaces_own_state_is_refused(ws, project, localpipe, folder, dest):
+    """Found by this review: with a datastore registered on the workspace's folder (or a folder
+    above it), an output's destination ".localpipe" (or one of its folders, or the workspace
+    itself) was inside the datastore, so it was allowed, and the write-back replaced the
+    workspace's history.db, object store and run folders by the output. It is refused at submit:
+    one `error:` line naming the destination, exit 2, nothing recorded, history.db intact."""
+    from tests.defect_helpers import assert_nothing_recorded, refused
+
+    project("src/w.py", "import os, sys\nopen(os.path.join(sys.argv[1], 'history.db'), 'w').write('garbage')\n")
+    project("p.py", STATE_DESTINATION.format(folder=folder, dest=dest))
+    line = refused(localpipe("submit", "p.py", timeout=45))
+    assert line == (
+        f'error: the pipeline is invalid: step "w": destination "{dest}" of output "o" would replace the '
+        "workspace's own state (its .localpipe folder, or a part of it): choose a path outside .localpipe"
+    )
+    assert_nothing_recorded(ws.root)
+    assert localpipe("runs").returncode == 0
+
+
+# Makes the link its destination then goes through, after planning: to the workspace's object store.
+LINKS_DESTINATION = """
+import os, sys
+open(os.path.join(sys.argv[1], "o.txt"), "w").write("o")
+os.symlink(os.path.join(os.environ["LOCALPIPE_WORKSPACE"], ".localpipe", "objects"), "../../../../../link")
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_destination_made_a_link_to_the_workspaces_state_after_planning_fails_its_step(ws, project, localpipe):
+    """The same, through a link made after planning (by the step itself, here): the write-back
+    would have replaced the object store. The step fails naming the link; the store is intact."""
+    project("src/w.py", LINKS_DESTINATION)
+    project("p.py", STATE_DESTINATION.format(folder=".", dest="link"))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
+    assert (status, reason) == (
+        "Failed",
+        f"could not write an output to its destination: {ws.root}/link leads to {ws.state_dir}/objects, which would "
+        "replace the workspace's own state (its .localpipe folder, or a part of it): remove the link, or choose "
+        "another path",
+    )
+    assert (ws.state_dir / "objects").is_dir() and not (ws.state_dir / "objects").is_symlink()
+    assert localpipe("runs").returncode == 0

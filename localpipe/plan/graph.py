@@ -661,7 +661,24 @@ def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) 
             f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
             f'"{store.name}": use a relative path inside it'
         )
+    elif replaces_state(os.path.realpath(sample), os.path.realpath(store.workspace.state_dir)):
+        where = f'{label}: destination "{template}" of output "{output.name}"'
+        found.append(f"{where} {REPLACES_STATE}: choose a path outside .localpipe")
     return {"path": path, "root": root, **_registration(output)}
+
+
+REPLACES_STATE = "would replace the workspace's own state (its .localpipe folder, or a part of it)"
+
+
+def replaces_state(path: str, state_dir: str) -> bool:
+    """Whether writing a folder at ``path`` (real, absolute) would replace the workspace's state,
+    ``state_dir`` (real): it, what is in it, or a folder holding it; its datastores' own folders
+    (``datastores/NAME/...``) excepted."""
+    if inside(path, os.path.join(state_dir, "datastores")) and os.path.dirname(path) != os.path.join(
+        state_dir, "datastores"
+    ):
+        return False
+    return path == state_dir or inside(path, state_dir) or inside(state_dir, path)
 
 
 def _registration(output: OutputFileDatasetConfig) -> dict:
