@@ -354,3 +354,33 @@ def test_a_destination_made_a_link_to_the_workspaces_state_after_planning_fails_
     )
     assert (ws.state_dir / "objects").is_dir() and not (ws.state_dir / "objects").is_symlink()
     assert localpipe("runs").returncode == 0
+
+
+UPLOAD_STATE = """
+from localpipe import Datastore, Pipeline, PythonScriptStep, Workspace
+ws = Workspace.from_config()
+Datastore.register_local(ws, "proj", ".").upload("up", target_path={target!r}, overwrite=True)
+pipeline = Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory="src")])
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("target", [".localpipe", "link"])
+def test_an_upload_into_the_workspaces_own_state_is_refused(ws, project, localpipe, target):
+    """Found by this review: a datastore registered on the workspace's folder took an upload to
+    target_path ".localpipe" (or to a link in it leading there) with overwrite=True, and the
+    uploaded history.db replaced the workspace's. It is refused before anything is copied: one
+    `error:` line, exit 2, history.db intact."""
+    (ws.root / "link").symlink_to(ws.state_dir)
+    project("up/history.db", "garbage\n")
+    project("up/notes.txt", "notes\n")
+    project("src/s.py", "print('hi')\n")
+    project("p.py", UPLOAD_STATE.format(target=target))
+    proc = localpipe("submit", "p.py", timeout=45)
+    assert (proc.returncode, proc.stderr) == (
+        2,
+        f'error: upload to datastore "proj": .localpipe/history.db would be written to {ws.state_dir}/history.db, '
+        "into the workspace's own state (its .localpipe folder): upload to another target_path\n",
+    ), proc.stdout
+    assert not (ws.state_dir / "notes.txt").exists()
+    assert localpipe("runs").returncode == 0
