@@ -384,3 +384,22 @@ def test_an_upload_into_the_workspaces_own_state_is_refused(ws, project, localpi
     ), proc.stdout
     assert not (ws.state_dir / "notes.txt").exists()
     assert localpipe("runs").returncode == 0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("entry", ["digests", "family"])
+def test_gc_never_follows_a_link_in_the_parallel_cache(ws, localpipe, tmp_path, entry):
+    """Found by this review: .localpipe/parallel-cache/ is bound read-write into a ParallelRunStep's
+    container, where its step can put a link naming any folder of the machine. `localpipe gc` read
+    through `digests` (a link) and removed every file of the folder it led to (a family's folder
+    that is a link was already removed as a link). Now a link there is removed itself, never
+    followed: the folder outside is as it was."""
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    cache = ws.state_dir / "parallel-cache"
+    cache.mkdir()
+    (cache / ("digests" if entry == "digests" else "0123abcd")).symlink_to(outside)
+    proc = localpipe("gc", timeout=45)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert snapshot(outside) == before, proc.stdout
+    assert list(cache.iterdir()) == [], proc.stdout
