@@ -403,3 +403,58 @@ def test_gc_never_follows_a_link_in_the_parallel_cache(ws, localpipe, tmp_path, 
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert snapshot(outside) == before, proc.stdout
     assert list(cache.iterdir()) == [], proc.stdout
+
+
+INPUT_NAMED = """
+from localpipe import Dataset, Pipeline, PythonScriptStep, Workspace
+data = Dataset.File.from_files("data").as_named_input({name}).as_download({where})
+step = PythonScriptStep("s.py", name="s", source_directory="src", arguments=[data])
+pipeline = Pipeline(Workspace.from_config(), [step])
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "name, where, said",
+    [
+        (
+            '"../../../evil"',
+            "",
+            "input name '../../../evil' cannot name its folder in the step's inputs folder: use a plain name "
+            '(letters, digits, "_", "-", "."), or give path_on_compute',
+        ),
+        (
+            '"/abs"',
+            "",
+            "input name '/abs' cannot name its folder in the step's inputs folder: use a plain name "
+            '(letters, digits, "_", "-", "."), or give path_on_compute',
+        ),
+        (
+            '"x" * 256',
+            "",
+            f"input name '{'x' * 56}... cannot name its folder in the step's inputs folder: use a plain name "
+            '(letters, digits, "_", "-", "."), or give path_on_compute',
+        ),
+        (
+            '"raw"',
+            'path_on_compute="a/" + "x" * 256',
+            'input "raw": path_on_compute \'a/' + "x" * 54 + "... has a part longer than a file name can be "
+            "(255 bytes): shorten it",
+        ),
+    ],
+    ids=["climbing", "absolute", "too long", "path_on_compute too long"],
+)
+def test_an_input_name_that_cannot_be_its_folder_is_refused_at_submit(ws, project, localpipe, name, where, said):
+    """Found by this review: a downloaded input is put in a folder of its name, and its name was not
+    checked when planning: "../../../evil" and "/abs" failed the step at run time, with a reason
+    blaming a path_on_compute the pipeline did not give (exit 1, a run recorded), as did a name, or
+    a path_on_compute, too long for a file name (`File name too long`). Each is refused at submit:
+    one `error:` line naming the input, exit 2, nothing recorded."""
+    from tests.defect_helpers import assert_nothing_recorded, refused
+
+    project("data/a.csv", "a\n1\n")
+    project("src/s.py", "print('hi')\n")
+    project("p.py", INPUT_NAMED.format(name=name, where=where))
+    line = refused(localpipe("submit", "p.py", timeout=45))
+    assert line == f'error: the pipeline is invalid: step "s": {said}'
+    assert_nothing_recorded(ws.root)
