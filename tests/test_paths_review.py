@@ -458,3 +458,46 @@ def test_an_input_name_that_cannot_be_its_folder_is_refused_at_submit(ws, projec
     line = refused(localpipe("submit", "p.py", timeout=45))
     assert line == f'error: the pipeline is invalid: step "s": {said}'
     assert_nothing_recorded(ws.root)
+
+
+# Leaves a link among its run files (./outputs is moved into them when it ends) to the outside folder.
+RUN_FILE_LINK = """
+import os, sys
+os.makedirs("outputs", exist_ok=True)
+open("outputs/model.txt", "w").write("model")
+os.symlink(sys.argv[2], "outputs/elsewhere")
+"""
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("call", ["upload_file", "upload_folder"])
+def test_a_run_file_upload_through_a_link_the_step_left_is_refused(ws, project, run_pipeline, tmp_path, call):
+    """Found by this review: a step's run files may hold a link it left in ./outputs (to any path
+    of the machine, from a container), and Run.upload_file("outputs/elsewhere/new.txt") on its
+    step run, from the user's notebook, wrote through it into the folder it led to. The upload is
+    refused, naming the file; the folder outside is as it was."""
+    from localpipe import Pipeline, PipelineData, PythonScriptStep
+    from localpipe.errors import UserErrorException
+
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    project("src/s.py", RUN_FILE_LINK)
+    mine = project("mine/new.txt", "mine\n")
+    source = str(ws.root / "src")
+    step = PythonScriptStep("s.py", name="s", source_directory=source, arguments=[PipelineData("data"), str(outside)])
+    run_id, status, _ = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed"
+    from localpipe import PipelineRun
+
+    step_run = PipelineRun.get(ws, run_id).find_step_run("s")[0]
+    assert "outputs/model.txt" in step_run.get_file_names()
+    with pytest.raises(UserErrorException) as refused:
+        if call == "upload_file":
+            step_run.upload_file("outputs/elsewhere/new.txt", str(mine))
+        else:
+            step_run.upload_folder("outputs/elsewhere", str(mine.parent))
+    assert str(refused.value) == (
+        '"outputs/elsewhere/new.txt" would be written through the link outputs/elsewhere, out of the run\'s files: '
+        "upload under another name"
+    )
+    assert snapshot(outside) == before

@@ -125,4 +125,14 @@ def _inside(root: Path, name: str) -> Path:
     text = str(name).replace("\\", "/")
     if not text or text.startswith("/") or ".." in text.split("/"):
         raise UserErrorException(f'"{name}" is not a run file name: use a relative path such as "outputs/model.pkl"')
-    return root / text
+    target = root / text
+    real_root = os.path.realpath(root)
+    if not os.path.realpath(target).startswith(real_root + os.sep):  # a link the step left among its files
+        link = next(
+            (p for p in (*reversed(target.parents), target) if p.is_relative_to(root) and p.is_symlink()), target
+        )
+        raise UserErrorException(
+            f'"{name}" would be written through the link {link.relative_to(root).as_posix()}, out of the run\'s '
+            "files: upload under another name"
+        )
+    return target
