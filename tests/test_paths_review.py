@@ -82,6 +82,9 @@ os.symlink(outside, os.path.join(root, what))
 sys.exit(1 if what in ("stderr.log", "reason.txt") else 0)
 """
 
+# The end of the reason of a step that replaced something of its folder (engine/workdir.py).
+REPLACED_FIX = ": localpipe follows no link and opens no FIFO, socket or device of a step's folder: write files there"
+
 REPLACED = ["step folder", "outputs", "snapshot", "files", "files/outputs", "stderr.log", "reason.txt"]
 
 
@@ -108,9 +111,7 @@ def test_a_step_folder_path_the_step_replaced_by_a_link_is_not_followed(ws, proj
     assert status == "Failed", (status, reason)
     assert "secret" not in f"{reason} {tail}", (reason, tail)
     name = "its folder" if what == "step folder" else what
-    assert (
-        reason == f"the step replaced {name} by a link, which localpipe does not follow: write files there, not links"
-    )
+    assert reason == f"the step replaced {name} by a link{REPLACED_FIX}"
     assert not any(path.name == "victim.txt" for path in (ws.state_dir / "objects").rglob("*"))
 
 
@@ -139,10 +140,7 @@ def test_a_log_the_step_replaced_by_a_link_is_not_written_through(ws, project, l
     assert snapshot(outside) == before, (proc.stdout, proc.stderr)
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
-    assert (status, reason) == (
-        "Failed",
-        f"the step replaced {name} by a link, which localpipe does not follow: write files there, not links",
-    )
+    assert (status, reason) == ("Failed", f"the step replaced {name} by a link{REPLACED_FIX}")
 
 
 # Links its metrics file to the outside one, waits for the scheduler to read it (about once a
@@ -501,3 +499,31 @@ def test_a_run_file_upload_through_a_link_the_step_left_is_refused(ws, project, 
         "upload under another name"
     )
     assert snapshot(outside) == before
+
+
+# Leaves a FIFO where the scheduler, or the step supervisor, opens a file of its folder.
+FIFO = """
+import os, sys, time
+root = os.environ["LOCALPIPE_STEP_DIR"]
+os.mkfifo(os.path.join(root, {name!r}))
+if {name!r} == "stdout.log":
+    print("the supervisor opens its log now")
+time.sleep(1.5)  # the scheduler reads the metrics file of a running step about once a second
+sys.exit(1 if {name!r} in ("stderr.log", "reason.txt") else 0)
+"""
+
+
+@pytest.mark.timeout(90)
+@pytest.mark.parametrize("name", ["stderr.log", "reason.txt", "stdout.log", "metrics.jsonl"])
+def test_a_fifo_in_place_of_a_file_of_the_step_folder_does_not_hang_the_run(ws, project, localpipe, name):
+    """Found by this review: a step that left a FIFO where its stderr.log, reason.txt or metrics
+    file is hung its scheduler for ever (opening a FIFO waits for a writer; SIGTERM and Ctrl-C did
+    not end it, Python retries the open), and one in place of the stdout.log it had not written
+    yet hung the step supervisor. A container's step can make one in its folder. The FIFO is
+    removed, never opened for reading or waited on, and the step fails naming it."""
+    project("src/s.py", FIFO.format(name=name))
+    project("p.py", PIPELINE.format(retries=0, outside="unused"))
+    proc = localpipe("submit", "p.py", timeout=60)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
+    assert (status, reason) == ("Failed", f"the step replaced {name} by a FIFO{REPLACED_FIX}")

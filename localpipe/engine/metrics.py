@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import stat
 
 from localpipe.errors import NotFoundError
 from localpipe.state.history import History
@@ -106,10 +107,13 @@ class MetricsIngester:
 def _read_own(path: str, offset: int) -> bytes:
     """What the file at ``path`` (a resolved path) holds from ``offset``, never read through a link:
     the step can put one in place of its metrics file or its folder (a container's step too), and
-    what the file it points to holds would be recorded as the step's metrics."""
-    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    what the file it points to holds would be recorded as the step's metrics; nor from a FIFO,
+    whose open would wait for a writer."""
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
     try:
         opened = os.fstat(handle)
+        if not stat.S_ISREG(opened.st_mode):
+            raise OSError(f"{path} is not a file")
         # Its folder a link now, or when it was opened (then put back: the file there is another).
         if os.path.realpath(path) != path or not os.path.samestat(opened, os.stat(path)):
             raise OSError(f"{path} lies under a link")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from localpipe.errors import OutputError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import StepSpec
 from localpipe.state.history import MACHINE_ENV, machine_id
-from localpipe.state.store import ObjectStore, remove_tree
+from localpipe.state.store import ObjectStore, kind_of, remove_tree
 
 
 class StepFolder:
@@ -138,28 +139,37 @@ _AFTER_EXIT = (
 
 
 def unlink_replaced(folder: StepFolder) -> str | None:
-    """Remove the links a step that has ended left in place of its folder, or of what the scheduler
-    reads and writes in it (``_AFTER_EXIT``): why the step fails for it, or None.
+    """Remove what a step that has ended left in place of its folder, or of what the scheduler reads
+    and writes in it (``_AFTER_EXIT``), that is neither a file nor a folder: why the step fails for
+    it, or None.
 
-    The scheduler follows none of them: a container's step sees only its folder, yet a link it
+    The scheduler follows no link there: a container's step sees only its folder, yet a link it
     makes there names any path of this machine (the commit would move what it points to into the
     store, the run files' collection would write there, a retry would empty it, its log tail would
-    be read into history.db). The link goes, never what it points to.
+    be read into history.db). It opens no FIFO there either, which would wait for ever for a writer.
+    The link goes, never what it points to.
     """
     if os.path.islink(folder.root) or not folder.root.is_dir():
         remove_tree(folder.root)
         folder.root.mkdir(parents=True)
-        return _replaced("its folder")
+        return _replaced(["its folder by a link"])
     replaced = []
     for rel in _AFTER_EXIT:  # one at a time: a link removed, what was below it is no longer looked at
-        if os.path.islink(folder.root / rel):
+        try:
+            mode = os.lstat(folder.root / rel).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             os.unlink(folder.root / rel)
-            replaced.append(rel)
-    return _replaced(", ".join(replaced)) if replaced else None
+            replaced.append(f"{rel} by a {kind_of(mode)}")
+    return _replaced(replaced) if replaced else None
 
 
-def _replaced(what: str) -> str:
-    return f"the step replaced {what} by a link, which localpipe does not follow: write files there, not links"
+def _replaced(what: list[str]) -> str:
+    return (
+        f"the step replaced {', '.join(what)}: localpipe follows no link and opens no FIFO, socket or device "
+        "of a step's folder: write files there"
+    )
 
 
 def commit_outputs(step: StepSpec, folder: StepFolder, store: ObjectStore) -> tuple[dict[str, TreeDigest], str | None]:

@@ -45,9 +45,10 @@ CAREFUL_QUIET_PASSES, CAREFUL_PAUSE_SECONDS = 5, 0.001
 SHUTDOWN_SECONDS = 2.0  # how long the supervisor reaps what it killed before it exits
 DRAIN_SECONDS = 1.0  # how long an ended step's pipes are read for what a survivor may still hold open
 MAX_PENDING_LINE = 1 << 20  # a longer line without its end is masked and written as it is
-# Never through a link: the step (in a container too) can put one where its log is made.
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW
-_RING_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+# Never through a link, nor waiting on a FIFO (no effect on a file): the step (in a container too)
+# can put one where its log is made.
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_RING_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
