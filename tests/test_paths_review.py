@@ -527,3 +527,26 @@ def test_a_fifo_in_place_of_a_file_of_the_step_folder_does_not_hang_the_run(ws, 
     assert proc.returncode == 1, (proc.stdout, proc.stderr)
     status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
     assert (status, reason) == ("Failed", f"the step replaced {name} by a FIFO{REPLACED_FIX}")
+
+
+PARALLEL_FIFOS = """
+import os
+folder = os.path.join(os.environ["LOCALPIPE_STEP_DIR"], "parallel_run")
+os.makedirs(folder)
+for name in ("progress.json", "cache.json"):
+    os.mkfifo(os.path.join(folder, name))
+"""
+
+
+@pytest.mark.timeout(90)
+def test_a_fifo_in_a_steps_parallel_run_folder_hangs_neither_show_nor_gc(ws, project, localpipe):
+    """Found by this review: `localpipe show` reads every step's parallel_run/progress.json, and
+    `localpipe gc` every kept step's parallel_run/cache.json; a step (any step, in a container too)
+    that left a FIFO there made each wait for ever. A FIFO is not read: show and gc end."""
+    project("src/s.py", PARALLEL_FIFOS)
+    project("p.py", PIPELINE.format(retries=0, outside="unused"))
+    assert localpipe("submit", "p.py", timeout=45).returncode == 0
+    shown = localpipe("show", "1", timeout=30)
+    assert shown.returncode == 0 and "parallel run" not in shown.stdout, (shown.stdout, shown.stderr)
+    collected = localpipe("gc", timeout=30)
+    assert collected.returncode == 0, (collected.stdout, collected.stderr)
