@@ -550,3 +550,27 @@ def test_a_fifo_in_a_steps_parallel_run_folder_hangs_neither_show_nor_gc(ws, pro
     assert shown.returncode == 0 and "parallel run" not in shown.stdout, (shown.stdout, shown.stderr)
     collected = localpipe("gc", timeout=30)
     assert collected.returncode == 0, (collected.stdout, collected.stderr)
+
+
+FOLLOWED = """
+import os, time
+root = os.environ["LOCALPIPE_STEP_DIR"]
+os.mkfifo(os.path.join(root, "stdout.log"))
+time.sleep(2)
+"""
+
+
+@pytest.mark.timeout(90)
+def test_following_the_logs_of_a_step_that_made_its_log_a_fifo_ends(ws, project, localpipe):
+    """Found by this review: `localpipe logs -f` (and `wait_for_completion(show_output=True)`)
+    opened a running step's stdout.log, which the step (in a container too) had made a FIFO: the
+    open waited for a writer, for ever, even once the run had ended. The FIFO is not read: the
+    follower ends with the run."""
+    from tests.defect_helpers import popen_localpipe
+
+    project("src/s.py", FOLLOWED)
+    project("p.py", PIPELINE.format(retries=0, outside="unused"))
+    submitted = popen_localpipe(ws.root, "submit", "p.py", "--detach")
+    assert submitted.wait(timeout=30) == 0, submitted.communicate()
+    followed = localpipe("logs", "1", "-f", timeout=40)
+    assert followed.returncode == 0, (followed.stdout, followed.stderr)

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import stat
 
+from localpipe.engine.outcomes import read_own
 from localpipe.errors import NotFoundError
 from localpipe.state.history import History
 from localpipe.state.reader import KINDS
@@ -43,8 +42,8 @@ class MetricsIngester:
         """
         offset = self._offsets.get(path, 0)
         try:
-            data = _read_own(path, offset)
-        except OSError:  # not written yet, or a link, which is not followed (_read_own)
+            data = read_own(path, offset)
+        except OSError:  # not written yet, or a link or a FIFO, which are not read (read_own)
             return 0
         complete = data.rfind(b"\n") + 1
         if not complete:
@@ -102,24 +101,6 @@ class MetricsIngester:
             return self.history.runs.find_step(step["run"], step["name"] + suffix)["id"]
         except NotFoundError:
             return None
-
-
-def _read_own(path: str, offset: int) -> bytes:
-    """What the file at ``path`` (a resolved path) holds from ``offset``, never read through a link:
-    the step can put one in place of its metrics file or its folder (a container's step too), and
-    what the file it points to holds would be recorded as the step's metrics; nor from a FIFO,
-    whose open would wait for a writer."""
-    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
-    try:
-        opened = os.fstat(handle)
-        if not stat.S_ISREG(opened.st_mode):
-            raise OSError(f"{path} is not a file")
-        # Its folder a link now, or when it was opened (then put back: the file there is another).
-        if os.path.realpath(path) != path or not os.path.samestat(opened, os.stat(path)):
-            raise OSError(f"{path} lies under a link")
-        return os.pread(handle, max(0, opened.st_size - offset), offset)
-    finally:
-        os.close(handle)
 
 
 _CHILD_STATUSES = {s.value for s in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELED)}
