@@ -574,3 +574,30 @@ def test_following_the_logs_of_a_step_that_made_its_log_a_fifo_ends(ws, project,
     assert submitted.wait(timeout=30) == 0, submitted.communicate()
     followed = localpipe("logs", "1", "-f", timeout=40)
     assert followed.returncode == 0, (followed.stdout, followed.stderr)
+
+
+@pytest.mark.parametrize("unique", [True, False])
+def test_register_pandas_dataframe_through_a_link_out_of_its_datastore_is_refused(ws, tmp_path, unique):
+    """Found by this review: Dataset.Tabular.register_pandas_dataframe checked its target's path as
+    text only, so with (datastore, "link") where `link` leads out of the datastore it made a folder
+    and wrote the Parquet file there (with make_target_path_unique=False, over a file there). It is
+    refused, as Datastore.upload is, before anything is written."""
+    pandas = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from localpipe import Dataset, Datastore
+    from localpipe.errors import UsageError
+
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    (ws.root / "store").mkdir()
+    (ws.root / "store" / "link").symlink_to(outside)
+    store = Datastore.register_local(ws, "mine", str(ws.root / "store"))
+    frame = pandas.DataFrame({"a": [1, 2]})
+    with pytest.raises(UsageError) as refused:
+        Dataset.Tabular.register_pandas_dataframe(frame, (store, "link"), "df", make_target_path_unique=unique)
+    said = str(refused.value)
+    assert said.startswith('Dataset.Tabular.register_pandas_dataframe: path "link') and said.endswith(
+        'out of datastore "mine", through a link: remove the link, or choose another path'
+    ), said
+    assert f" leads to {outside}" in said, said
+    assert snapshot(outside) == before

@@ -388,6 +388,19 @@ def datastore_file(store: Datastore, relative, caller: str) -> str:
     return target
 
 
+def datastore_target(store: Datastore, relative, caller: str) -> str:
+    """``datastore_file`` for a write: a path that does not lead out of the datastore through a link
+    (a link inside it to a folder outside, say)."""
+    target = datastore_file(store, relative, caller)
+    real = os.path.realpath(target)
+    if not real.startswith(os.path.realpath(store.folder) + os.sep):
+        raise UsageError(
+            f'{caller}: path "{relative}" leads to {real}, out of datastore "{store.name}", through a link: '
+            "remove the link, or choose another path"
+        )
+    return target
+
+
 class DataReference:
     """A path in a datastore consumed by a step: mounted (read-only, no copy) or downloaded (a copy).
 
