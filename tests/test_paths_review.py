@@ -601,3 +601,40 @@ def test_register_pandas_dataframe_through_a_link_out_of_its_datastore_is_refuse
     ), said
     assert f" leads to {outside}" in said, said
     assert snapshot(outside) == before
+
+
+@pytest.mark.parametrize(
+    "name, said",
+    [
+        (
+            "outputs/a/b",
+            '"outputs/a/b": run file outputs/a is a file, which holds no others: upload under another name',
+        ),
+        ("outputs", '"outputs" is a folder of run files: upload under a file name such as "outputs/model.pkl"'),
+        (
+            "user_logs/std_out.txt",
+            '"user_logs/std_out.txt" is the step\'s stdout among its files: upload under another name',
+        ),
+    ],
+    ids=["below a file", "a folder", "a log"],
+)
+def test_a_run_file_name_that_collides_is_refused_in_one_line(ws, project, run_pipeline, name, said):
+    """Found by this review: Run.upload_file under a name below an uploaded file, or the name of a
+    folder of run files, failed with a bare FileExistsError or IsADirectoryError; under the name of
+    the step's stdout among its files it was kept but never listed or downloaded (the log was). Each
+    is refused on one line naming the file; the run files are as they were."""
+    import io
+
+    from localpipe import Pipeline, PipelineRun, PythonScriptStep
+    from localpipe.errors import UserErrorException
+
+    project("src/s.py", "print('the log')\n")
+    step = PythonScriptStep("s.py", name="s", source_directory=str(ws.root / "src"))
+    run_id, status, _ = run_pipeline(Pipeline(ws, [step]))
+    step_run = PipelineRun.get(ws, run_id).find_step_run("s")[0]
+    step_run.upload_file("outputs/a", io.BytesIO(b"a"))
+    before = step_run.get_file_names()
+    with pytest.raises(UserErrorException) as refused:
+        step_run.upload_file(name, io.BytesIO(b"x"))
+    assert str(refused.value) == said
+    assert step_run.get_file_names() == before
