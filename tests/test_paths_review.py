@@ -638,3 +638,24 @@ def test_a_run_file_name_that_collides_is_refused_in_one_line(ws, project, run_p
         step_run.upload_file(name, io.BytesIO(b"x"))
     assert str(refused.value) == said
     assert step_run.get_file_names() == before
+
+
+def test_datastore_download_of_a_dotted_prefix_copies_its_files(ws, tmp_path):
+    """Found by this review: Datastore.download took its prefix with every leading "." and "/"
+    stripped (str.lstrip("./")), so prefix ".config" looked for "config": nothing was copied, and
+    it said so as if there were nothing there."""
+    from localpipe import Datastore
+
+    store = ws.root / "store"
+    (store / ".config").mkdir(parents=True)
+    (store / ".config" / "a.txt").write_text("a\n")
+    (store / "config.txt").write_text("not wanted\n")
+    mine = Datastore.register_local(ws, "mine", str(store))
+    assert mine.download(tmp_path / "got", prefix=".config", show_progress=False) == 1
+    assert mine.download(tmp_path / "again", prefix="./.config/", show_progress=False) == 1
+    assert sorted(p.relative_to(tmp_path).as_posix() for f in ("got", "again") for p in (tmp_path / f).rglob("*")) == [
+        "again/.config",
+        "again/.config/a.txt",
+        "got/.config",
+        "got/.config/a.txt",
+    ]

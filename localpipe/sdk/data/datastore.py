@@ -304,7 +304,9 @@ class Datastore:
         ``target_path``, at their paths in the datastore; files already there are kept unless
         ``overwrite``. Returns how many were copied."""
         root = self.folder.resolve()
-        wanted = (prefix or "").lstrip("./")
+        wanted = prefix or ""
+        while wanted.startswith(("./", "/")):  # "./a" and "/a" are "a"; ".a" stays ".a"
+            wanted = wanted[1 if wanted.startswith("/") else 2 :]
         if self.url:
             bring(self.url, root, wanted if wanted.endswith("/") or not wanted else wanted + "*", "Datastore.download")
         os.makedirs(target_path, exist_ok=True)
