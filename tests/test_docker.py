@@ -470,3 +470,38 @@ def test_a_containers_links_and_fifos_in_its_folder_reach_nothing_outside(
     status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
     replaced = "outputs by a link, stdout.log by a link, stderr.log by a FIFO"
     assert (status, reason) == ("Failed", f"the step replaced {replaced}{REPLACED_FIX}")
+
+
+# Leaves among its run files a link to a host file it cannot see (a secret of the machine's, say).
+RUN_FILE_LINK = """
+import os, sys
+os.makedirs("outputs", exist_ok=True)
+open("outputs/kept.txt", "w").write("kept")
+os.symlink(sys.argv[2], "outputs/model.pkl")
+os.symlink(os.path.dirname(sys.argv[2]), "outputs/folder")
+os.symlink("kept.txt", "outputs/inside.txt")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_containers_run_file_links_out_of_its_folder_are_not_kept(ws, project, localpipe, tmp_path, docker_image):
+    """Found by the paths review: a step in a container could leave among its run files (./outputs)
+    a link to a host file it cannot see; on the host, download_file, register_model and a
+    HyperDriveStep's best model read that file (into the object store, for a model). Such a link is
+    not kept among its run files; one inside its folder is."""
+    from localpipe import PipelineRun
+
+    secret = tmp_path / "host" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("a secret of the machine's\n")
+    project("src/s.py", RUN_FILE_LINK)
+    project("p.py", DOCKER_PIPELINE.format(image=docker_image, outside=str(secret)))
+    proc = localpipe("submit", "p.py", timeout=100)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    step_run = PipelineRun.get(ws, 1).find_step_run("s")[0]
+    names = [n for n in step_run.get_file_names() if n.startswith("outputs/")]
+    assert names == ["outputs/inside.txt", "outputs/kept.txt"], names
+    assert sorted(os.listdir(ws.root / ".localpipe" / "runs" / "1" / "s" / "files" / "outputs")) == [
+        "inside.txt",
+        "kept.txt",
+    ]

@@ -195,7 +195,12 @@ RUN_FILE_FOLDERS = ("outputs", "logs")
 
 def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
     """Move what the step wrote to ``./outputs`` and ``./logs`` of its working directory into its
-    run files (``files/outputs``, ``files/logs``), beside what it uploaded (Run.upload_file)."""
+    run files (``files/outputs``, ``files/logs``), beside what it uploaded (Run.upload_file).
+
+    A container's links there that lead out of its folder are not kept: on this machine they lead
+    to what the container never saw (a secret of the machine's, which ``download_file`` or
+    ``register_model`` would then read)."""
+    contained = step.environment.get("kind") == "docker"
     cwd = working_dir(step, folder)
     for name in RUN_FILE_FOLDERS:
         if cwd == folder.root and name == "outputs":
@@ -213,6 +218,17 @@ def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
                 destination.unlink()
             shutil.move(entry.path, destination)
         os.rmdir(source)
+        if contained:
+            _unlink_leading_out(target, str(folder.root))
+
+
+def _unlink_leading_out(tree: Path, root: str) -> None:
+    """Remove the links below ``tree`` whose target (resolved) is not in the folder ``root``."""
+    for path, folders, files in os.walk(tree):  # links to folders are among folders, not followed
+        for name in (*folders, *files):
+            link = os.path.join(path, name)
+            if os.path.islink(link) and not os.path.realpath(link).startswith(root + os.sep):
+                os.unlink(link)
 
 
 def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:
