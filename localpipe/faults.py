@@ -25,8 +25,10 @@ POINTS = (
     "after-completed",  # a step's completion is committed
     "during-delivery",  # an output's write-back to its datastore is half copied
 )
-# A schedule runner (`localpipe schedules run`, `localpipe serve`) reaches one more, "schedule-claimed":
-# a fire is claimed, its run not recorded yet (tests/test_schedules.py kills it there).
+# A schedule runner (`localpipe schedules run`, `localpipe serve`) reaches two more, "schedule-claimed":
+# a fire is claimed, its run not recorded yet (tests/test_schedules.py kills it there), and
+# "run-recorded": a published pipeline's run is recorded, its scheduler not started yet (REST and
+# SDK submissions pass it too; tests/test_rest_review.py kills a runner there).
 
 _spec = os.environ.get("LOCALPIPE_FAULT", "")
 _point, _, _nth = _spec.partition(":")

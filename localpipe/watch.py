@@ -391,9 +391,16 @@ class ScheduleLoop:
     def _datastore_schedules(self) -> list[dict]:
         return [r for r in self.runner.history.publishing.schedules() if r["datastore"]]
 
-    def _watch(self, record: dict) -> str:
-        """Watch the folder of the datastore schedule ``record`` (once); the folder."""
-        folder = os.path.normpath(self.runner.watched_folder(record))
+    def _watch(self, record: dict) -> str | None:
+        """Watch the folder of the datastore schedule ``record`` (once); the folder (None: it has none,
+        its datastore unregistered, which is said once, the others going on)."""
+        try:
+            folder = os.path.normpath(self.runner.watched_folder(record))
+        except LocalpipeError as exc:
+            line = f'schedule "{record["name"]}" cannot be fired: {exc}'  # as the runner's tick says it
+            if self.runner.report_once(line):
+                self.echo(line)
+            return None
         if folder in self.watched:
             return folder
         try:

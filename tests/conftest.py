@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -136,6 +137,25 @@ def wait_for(predicate, timeout: float = 30.0, interval: float = 0.05, what="con
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what() if callable(what) else what}")
+
+
+@contextlib.contextmanager
+def schedule_loop(runner, said: list[str]):
+    """A ``ScheduleLoop`` of ``runner`` in a thread, its lines added to ``said``; stopped on leaving,
+    and its thread must have ended."""
+    import threading
+
+    from localpipe.watch import ScheduleLoop
+
+    loop = ScheduleLoop(runner, echo=said.append, wait=0.05)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    try:
+        yield loop
+    finally:
+        loop.stop()
+        thread.join(10)
+    assert not thread.is_alive()
 
 
 # -- the studio in a real browser (tests/test_studio_browser.py, tests/test_studio_security.py) --

@@ -328,6 +328,38 @@ rc.environment.docker.base_image = DEFAULT_CPU_IMAGE
     assert "hello" in _read(ws.root / ".localpipe" / "runs" / "1" / "hello" / "stdout.log")
 
 
+def test_a_base_image_in_a_registry_runs_under_the_registrys_name_and_its_password_is_kept_nowhere(
+    ws, project, localpipe, docker_image
+):
+    project("src/hello.py", "print('hello from the registry image')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    registry = """
+from azureml.core.container_registry import ContainerRegistry
+registry = ContainerRegistry()
+registry.address, registry.username, registry.password = "{address}", "robot", "s3cret-password"
+rc.environment = Environment.from_docker_image("in-registry", "{image}", container_registry=registry)
+"""
+    _docker("tag", docker_image, f"registry.localpipe.test:5000/{docker_image}")
+    try:
+        pipeline(project, registry.format(address="registry.localpipe.test:5000", image=docker_image), steps=steps)
+        ran = localpipe("submit", "pipeline.py")
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert "hello from the registry image" in _read(ws.root / ".localpipe" / "runs" / "1" / "hello" / "stdout.log")
+    finally:
+        _docker("rmi", f"registry.localpipe.test:5000/{docker_image}")
+    assert b"s3cret-password" not in (ws.root / ".localpipe" / "history.db").read_bytes()
+
+    pipeline(project, registry.format(address="elsewhere.localpipe.test", image=docker_image), steps=steps)
+    missing = localpipe("submit", "pipeline.py")
+    assert missing.returncode == 2
+    assert (
+        f"Docker image elsewhere.localpipe.test/{docker_image} is not on this machine (localpipe pulls nothing): "
+        f"docker login elsewhere.localpipe.test, then docker pull elsewhere.localpipe.test/{docker_image}"
+    ) in missing.stderr
+
+
 def test_planning_refuses_what_docker_cannot_do(ws, project, localpipe, docker_image):
     project("src/hello.py", "print('hello')\n")
     gpu = """

@@ -159,6 +159,23 @@ def test_registered_environments_keep_their_definition(ws):
     assert {"kept", "AzureML-Tutorial", "AzureML-Minimal"} <= set(Environment.list(ws))
 
 
+def test_a_base_image_registry_is_kept_with_its_address_and_user_never_its_password(ws):
+    from localpipe.sdk.environment import ContainerRegistry
+
+    env = Environment("plain")
+    registry = env.docker.base_image_registry  # what the using-environments sample reads
+    assert (registry.address, registry.username, registry.password, registry.registry_identity) == (None,) * 4
+    assert "base_image_registry" not in env.docker._to_spec()  # no address: the definition as before
+    registry.address, registry.username, registry.password = "myregistry.azurecr.io", "robot", "s3cret"
+    assert env.docker.image_reference == f"myregistry.azurecr.io/{env.docker.base_image}"
+    assert "s3cret" not in repr(registry) and "s3cret" not in json.dumps(env.docker._to_spec())
+    env.register(ws)
+    got = Environment.get(ws, "plain").docker.base_image_registry
+    assert isinstance(got, ContainerRegistry)
+    assert (got.address, got.username, got.password) == ("myregistry.azurecr.io", "robot", None)
+    assert b"s3cret" not in (ws.root / ".localpipe" / "history.db").read_bytes()
+
+
 def test_requirements_have_one_spelling_and_one_order():
     """Cosmetic differences build nothing new, and the order never depends on the hash seed."""
     a, _ = resolve(with_packages("a", pip_packages=["TinyB == 1.0", "tinyb_extra>=2", "Zeta"]))

@@ -9,6 +9,7 @@ import math
 import statistics
 
 import pytest
+from starlette.testclient import TestClient
 
 from localpipe import (
     BanditPolicy,
@@ -36,7 +37,8 @@ from localpipe import (
     uniform,
 )
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException, UserErrorException
-from localpipe.plan.sweep import sample, to_stop
+from localpipe.plan.sweep import proposal, proposal_waits, sample, to_stop
+from localpipe.studio.app import create_app
 from tests.conftest import wait_for
 from tests.test_resources import overlaps
 
@@ -110,6 +112,73 @@ def test_random_sampling_of_choices_only_stops_when_every_point_is_drawn():
     config = RandomParameterSampling({"a": choice(1, 2), "b": choice("x", "y")}).to_json()
     trials = sample(config, 10, seed=1)
     assert sorted((t["a"], t["b"]) for t in trials) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
+
+
+# -- Bayesian sampling (pure) ------------------------------------------------------------------
+def _bayesian(space, total, concurrent, seed, goal="maximize") -> dict:
+    """A Bayesian sweep as planning records it."""
+    generator = BayesianParameterSampling(space).to_json()
+    drawn = sample(generator, total, seed, concurrent)
+    trials = {f"HD_{i}": None if values is None else list(values.items()) for i, values in enumerate(drawn)}
+    return {"generator_config": generator, "primary_metric_config": {"name": "score", "goal": goal},
+            "max_concurrent_runs": concurrent, "seed": seed, "trials": trials}  # fmt: skip
+
+
+def _optimize(objective, space, goal, seed, total=40, concurrent=1) -> tuple[dict, dict]:
+    """Run a Bayesian sweep on ``objective`` as the scheduler does: each trial proposed in turn
+    from the results of those before it; the trials' values and results."""
+    sweep = _bayesian(space, total, concurrent, seed, goal)
+    results = {}
+    for name, values in sweep["trials"].items():
+        if values is None:
+            sweep["trials"][name] = list(proposal(sweep, name, results).items())
+        results[name] = objective(dict(sweep["trials"][name]))
+    return sweep["trials"], results
+
+
+def _branin(values: dict) -> float:
+    x1, x2 = values["x1"], values["x2"]
+    return (
+        (x2 - 5.1 / (4 * math.pi**2) * x1**2 + 5 / math.pi * x1 - 6) ** 2
+        + 10 * (1 - 1 / (8 * math.pi)) * math.cos(x1)
+        + 10
+    )
+
+
+def test_bayesian_sampling_finds_better_points_than_random_sampling_with_as_many_trials():
+    space = {"x1": uniform(-5, 10), "x2": uniform(0, 15)}  # Branin's: its least value is 0.398
+    bayesian = [min(_optimize(_branin, space, "minimize", seed)[1].values()) for seed in range(10)]
+    drawn = [min(map(_branin, sample(RandomParameterSampling(space).to_json(), 40, seed))) for seed in range(10)]
+    assert statistics.median(bayesian) < 0.6 * statistics.median(drawn)  # 0.46 against 1.72 when written
+
+    def objective(values):  # best at c == "b", n == 13, x == 0.7
+        return -((values["x"] - 0.7) ** 2) - ((values["n"] - 13) / 20) ** 2 + (0.1 if values["c"] == "b" else 0)
+
+    space = {"x": uniform(0, 1), "c": choice("a", "b", "c"), "n": quniform(0, 20, 1)}
+    for seed in range(4):
+        trials, _ = _optimize(objective, space, "maximize", seed, total=30)
+        late = [dict(trials[f"HD_{i}"]) for i in range(20, 30)]
+        assert sum(values["c"] == "b" for values in late) >= 8
+        assert all(isinstance(values["n"], int) and 0 <= values["n"] <= 20 for values in late)
+        assert _optimize(objective, space, "maximize", seed, total=30)[0] == trials  # the same results, the same trials
+
+
+def test_bayesian_trials_wait_for_the_trials_before_them_and_never_repeat_a_point_of_a_discrete_space():
+    sweep = _bayesian({"a": choice(1, 2, 3), "b": quniform(0, 4, 2)}, total=20, concurrent=2, seed=1)
+    names = list(sweep["trials"])
+    assert len(names) == 9  # the space's points: 3 x 3
+    assert [values is None for values in sweep["trials"].values()] == [False] * 4 + [True] * 5  # half are random
+    waits = proposal_waits(sweep)
+    # The first two proposed wait for every trial but the one beside them; the later ones for the two
+    # trials the proposed one two before did not wait for (its start says the rest ended).
+    assert waits == {names[4]: names[:3], names[5]: names[:4], **{names[i]: names[i - 3 : i - 1] for i in (6, 7, 8)}}
+    trials, _ = _optimize(
+        lambda v: v["a"] * v["b"], {"a": choice(1, 2, 3), "b": quniform(0, 4, 2)}, "maximize", 1, 20, 2
+    )
+    assert sorted(tuple(dict(values).values()) for values in trials.values()) == [
+        (a, b) for a in (1, 2, 3) for b in (0, 2, 4)
+    ]
+    assert len(_bayesian({"x": uniform(0, 1)}, total=30, concurrent=4, seed=1)["trials"]) == 30
 
 
 # -- early termination rules (pure) ------------------------------------------------------------
@@ -222,6 +291,98 @@ def test_a_resubmitted_sweep_reuses_unchanged_trials_and_reruns_changed_ones(ws,
     assert {s for s, _ in _statuses(third).values()} == {"Completed"}
 
 
+def test_a_bayesian_sweep_proposes_each_later_trial_from_the_ones_that_ended_and_a_resubmission_reuses_them(
+    ws, project, localpipe
+):
+    space = {"x": uniform(0, 10), "--y": choice(1, 2)}
+    sampling = lambda s: BayesianParameterSampling(s, {"rndseed": 5})  # noqa: E731
+    config = _config(ws, project, space, sampling=sampling, total=8, concurrent=2)
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False)
+    steps = {s["name"]: s for s in run.get_details()["steps"]}
+    assert {s["status"] for s in steps.values()} == {"Completed"}
+    values = {child.name: json.loads(v) for child in run.get_children() for cid, v in run.get_hyperparameters().items()
+              if cid == child.id}  # fmt: skip
+    assert sorted(values) == [f"HD_{i}" for i in range(8)]
+    for i in range(4, 8):  # proposed: after every trial but the one beside it ended, with what they logged
+        trial = steps[f"HD_{i}"]
+        assert trial["started_at"] >= max(steps[f"HD_{j}"]["ended_at"] for j in range(i - 1))
+        assert json.loads(trial["properties"]["hyperparameters"]) == values[f"HD_{i}"]
+        assert trial["arguments"][-4:] == ["--x", str(values[f"HD_{i}"]["x"]), "--y", str(values[f"HD_{i}"]["--y"])]
+    assert overlaps([{"start": s["started_at"], "end": s["ended_at"]} for s in steps.values()]) <= 2
+    shown = localpipe("show", str(run.id), check=True).stdout
+    assert all(f"x={v['x']!r} --y={v['--y']!r}" in shown for v in values.values())
+    with TestClient(create_app(ws.root / ".localpipe", "token"), base_url="http://127.0.0.1:8765") as studio:
+        studio.cookies.set("localpipe_token_8765", "token")
+        (sweep,) = studio.get(f"/runs/{run.id}.json").json()["sweeps"]
+        page = studio.get(f"/runs/{run.id}").text
+    assert sweep["sampling"] == "BayesianOptimization" and sweep["metric"] == {"name": "score", "goal": "maximize"}
+    best = [t["best"] for t in sweep["trials"]]
+    assert best == sorted(best, reverse=True) and {t["name"]: t["values"] for t in sweep["trials"]} == values
+    assert len(sweep["chart"]["dots"]) == 8  # each trial's best, in the order made
+    assert all(f"<code>x={v['x']}</code>" in page for v in values.values())
+
+    again = Experiment(ws, "sweep").submit(config)
+    again.wait_for_completion(show_output=False)
+    assert {s for s, _ in _statuses(again).values()} == {"Reused"}  # the same results: the same proposals
+    assert sorted(again.get_hyperparameters().values()) == sorted(run.get_hyperparameters().values())
+
+
+def test_resume_from_warm_starts_a_sweep_with_the_trials_of_earlier_ones(ws, project):
+    # Bayesian sampling proposes from the parent's trials as from its own; checked as the SDK checks them.
+    space = {"x": uniform(0, 10), "--y": choice(1, 2)}
+    bayesian = lambda s: BayesianParameterSampling(s, {"rndseed": 5})  # noqa: E731
+    parent = Experiment(ws, "sweep").submit(_config(ws, project, space, sampling=bayesian, total=8))
+    parent.wait_for_completion(show_output=False)
+    warm = _config(ws, project, space, sampling=bayesian, total=6, resume_from=parent)
+    assert warm.sweep()["warm_start"]["runs"] == [parent.id]
+    kept = warm.sweep()["warm_start"]["trials"]
+    assert sorted(json.dumps(dict(pairs)) for pairs, _ in kept) == sorted(parent.get_hyperparameters().values())
+    assert all(series == [dict(pairs)["x"] * dict(pairs)["--y"]] for pairs, series in kept)  # what each logged
+    run = Experiment(ws, "sweep").submit(warm)
+    run.wait_for_completion(show_output=False)
+    cold = Experiment(ws, "sweep").submit(_config(ws, project, space, sampling=bayesian, total=6))
+    cold.wait_for_completion(show_output=False)
+    proposed = {json.loads(v)["x"] for v in run.get_hyperparameters().values()}
+    alone = {json.loads(v)["x"] for v in cold.get_hyperparameters().values()}
+    assert len(proposed & alone) == 3  # the same random trials; the proposed ones saw the parent's 8 too
+    assert json.loads(parent.get_tags()["primary_metric_config"]) == {"name": "score", "goal": "maximize"}
+    assert parent.get_tags()["max_total_jobs"] == "8"  # the tags Azure ML gives a HyperDrive run
+
+    minimize = dict(goal=PrimaryMetricGoal.MINIMIZE, resume_from=parent)
+    with pytest.raises(HyperDriveConfigException, match="primary metric goal is 'maximize', this sweep's 'minimize'"):
+        _config(ws, project, space, sampling=bayesian, **minimize)
+    with pytest.raises(HyperDriveConfigException, match="parameter space is not this Bayesian sampling's"):
+        _config(ws, project, {"x": uniform(0, 5), "--y": choice(1, 2)}, sampling=bayesian, resume_from=[parent])
+    with pytest.raises(HyperDriveConfigException, match="names a run twice"):
+        _config(ws, project, space, sampling=bayesian, resume_from=[parent, parent])
+    with pytest.raises(HyperDriveConfigException, match="at most 5 runs"):
+        _config(ws, project, space, sampling=bayesian, resume_from=[parent] * 6)
+    with pytest.raises(HyperDriveConfigException, match="each must be a HyperDriveRun"):
+        _config(ws, project, space, sampling=bayesian, resume_from=[Run.get(ws, str(parent.id)).get_children()[0]])
+
+
+def test_resume_from_lets_a_policy_compare_with_the_earlier_sweeps_trials(ws, project):
+    # Alone, a trial scoring 1 is its sweep's best and runs to its end; beside the parent's 4s it is behind.
+    policy = BanditPolicy(slack_factor=0.1)
+    parent = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(4)}, total=1))
+    parent.wait_for_completion(show_output=False)
+    space = {"x": choice(1)}
+    alone = Experiment(ws, "sweep").submit(_config(ws, project, space, policy=policy, arguments=SLOW, total=1))
+    alone.wait_for_completion(show_output=False)
+    assert _statuses(alone)["HD_0"][0] == "Completed"
+    # (another argument: the same trial would be reused from the run above, its result known)
+    warm = _config(ws, project, space, policy=policy, arguments=[*SLOW, "--copy", 1], total=1, resume_from=parent)
+    run = Experiment(ws, "sweep").submit(warm)
+    run.wait_for_completion(show_output=False)
+    status, reason = _statuses(run)["HD_0"]
+    assert status == "Canceled" and reason.startswith("terminated early by BanditPolicy at interval ")
+    assert "best 1 is outside slack_factor 0.1 of the best trial's 4" in reason
+    best = run.get_best_run_by_primary_metric()  # among the trials of the run it resumed from too
+    assert (best.pipeline_run_id, best.get_metrics()["score"]) == (parent.id, 4)
+    assert run.get_best_run_by_primary_metric(include_resume_from_runs=False).pipeline_run_id == run.id
+
+
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
     run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30]))
     wait_for(lambda: run.get_children(status="Running"), what="a trial to run")
@@ -236,6 +397,16 @@ def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
     statuses = _statuses(run)
     assert {s for s, _ in statuses.values()} == {"Canceled"}
     assert all("max_duration_minutes (0.02)" in reason for _, reason in statuses.values())
+
+
+def test_a_trial_that_logs_nan_is_never_the_best(ws, project, localpipe):
+    run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(float("nan"), 2.0)}, total=2))
+    run.wait_for_completion(show_output=False)
+    rows = run.get_children_sorted_by_primary_metric()
+    assert [row["best_primary_metric"] for row in rows] == [2.0, None]
+    assert run.get_best_run_by_primary_metric().name == "HD_1"
+    shown = localpipe("show", str(run.id), check=True).stdout.splitlines()
+    assert shown[2].split()[:4] == ["HD_1", "Completed", "score", "2"] and "no score logged" in shown[3]
 
 
 def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
@@ -282,7 +453,17 @@ def _hd(**changes):
         (lambda: normal(0, -1), HyperDriveConfigException, "sigma must not be negative"),
         (lambda: GridParameterSampling({"x": uniform(0, 1)}), HyperDriveConfigException, "uses uniform"),
         (lambda: RandomParameterSampling({"x": choice(1, "a")}), HyperDriveConfigException, "all or none"),
-        (lambda: BayesianParameterSampling({"x": choice(1)}), HyperDriveScenarioNotSupportedException, "not built"),
+        (lambda: BayesianParameterSampling({"x": loguniform(0, 1)}), HyperDriveConfigException, "uses loguniform"),
+        (lambda: BayesianParameterSampling({"x": quniform(0, 1.0, 1)}), HyperDriveConfigException, "to be int"),
+        (lambda: BayesianParameterSampling({"x": quniform(0, 10**6, 1)}), HyperDriveConfigException, "too many"),
+        (
+            lambda: _hd(
+                hyperparameter_sampling=BayesianParameterSampling({"x": choice(1, 2)}),
+                policy=BanditPolicy(slack_factor=0.1),
+            ),
+            HyperDriveScenarioNotSupportedException,
+            "No early termination policy is currently supported with Bayesian sampling",
+        ),  # fmt: skip
         (lambda: BanditPolicy(slack_factor=0.1, slack_amount=1), HyperDriveConfigException, "exactly one of"),
         (lambda: TruncationSelectionPolicy(100), HyperDriveConfigException, "between 1 and 99"),
         (lambda: MedianStoppingPolicy(evaluation_interval=1.5), HyperDriveConfigException, "must be an int"),
@@ -292,7 +473,8 @@ def _hd(**changes):
         (lambda: _hd(max_total_runs=0), HyperDriveConfigException, "max_total_runs must be an int above 0"),
         (lambda: _hd(max_concurrent_runs=-1), HyperDriveConfigException, "max_concurrent_runs must be an int"),
         (lambda: _hd(policy="bandit"), HyperDriveConfigException, "give a BanditPolicy"),
-        (lambda: _hd(resume_from=["run"]), HyperDriveScenarioNotSupportedException, "warm starts"),
+        (lambda: _hd(resume_child_runs=["run"]), HyperDriveScenarioNotSupportedException, "resuming trials"),
+        (lambda: _hd(resume_from=["run"]), HyperDriveConfigException, "each must be a HyperDriveRun"),
     ],
     ids=[
         "empty choice",
@@ -302,7 +484,10 @@ def _hd(**changes):
         "negative sigma",
         "grid of uniform",
         "mixed choice",
-        "bayesian",
+        "bayesian loguniform",
+        "bayesian quniform of floats",
+        "bayesian quniform too fine",
+        "bayesian with a policy",
         "two slacks",
         "truncation 100",
         "interval not int",
@@ -312,7 +497,8 @@ def _hd(**changes):
         "max_total_runs 0",
         "max_concurrent -1",
         "policy not a policy",
-        "resume_from",
+        "resume_child_runs",
+        "resume_from not a run",
     ],  # fmt: skip
 )
 def test_a_bad_configuration_is_one_line_naming_the_value(make, error, words):
@@ -384,7 +570,7 @@ with open("outputs/model.txt", "w") as f:
 """
 
 
-def _sweep_pipeline(ws, project, space, policy=None, arguments=()):
+def _sweep_pipeline(ws, project, space, policy=None, arguments=(), sampling=GridParameterSampling):
     from localpipe import Pipeline, PipelineData, PythonScriptStep
     from localpipe.sdk.hyperdrive import HyperDriveStep, TrainingOutput
 
@@ -405,7 +591,7 @@ def _sweep_pipeline(ws, project, space, policy=None, arguments=()):
     prep = PythonScriptStep("prep.py", source_directory=str(ws.root / "prep"), arguments=[data])
     config = HyperDriveConfig(
         run_config=ScriptRunConfig(source_directory=str(ws.root / "src"), script="train.py"),
-        hyperparameter_sampling=GridParameterSampling(space), primary_metric_name="score",
+        hyperparameter_sampling=sampling(space), primary_metric_name="score",
         primary_metric_goal=PrimaryMetricGoal.MAXIMIZE, max_total_runs=8, max_concurrent_runs=2, policy=policy,
     )  # fmt: skip
     metrics = PipelineData("metrics", training_output=TrainingOutput("Metrics"))
@@ -453,6 +639,23 @@ def test_hyperdrive_step_runs_its_trials_in_the_pipeline_and_feeds_the_next_step
     )  # the trials, and the step reading the unchanged outputs
 
 
+def test_a_hyperdrive_step_with_bayesian_sampling_proposes_its_trials_in_the_pipeline_run(ws, project, run_pipeline):
+    from localpipe import PipelineRun
+    from localpipe.client.runs import HyperDriveStepRun
+
+    pipeline = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)}, sampling=BayesianParameterSampling)
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    trials = [f"tune_HD_{i}" for i in range(5)]  # max_total_runs 8, but the space has 5 points
+    assert set(steps) == {"prep.py", "tune", "use.py", *trials}
+    for i in range(2, 5):  # two random trials, then each proposed once the trials before the one beside it ended
+        assert steps[trials[i]]["started_at"] >= max(steps[t]["ended_at"] for t in trials[: i - 1])
+    sweep = HyperDriveStepRun(PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("tune")[0])
+    values = sorted(json.loads(v)["x"] for v in sweep.get_hyperparameters().values())
+    assert values == [1, 2, 3, 4, 5]
+    assert json.loads(sweep.get_hyperparameters()[sweep.get_best_run_by_primary_metric().id]) == {"x": 3}
+
+
 def test_hyperdrive_step_refuses_an_output_without_a_training_output_in_one_line(ws):
     from localpipe import PipelineData
     from localpipe.sdk.hyperdrive import HyperDriveStep
@@ -460,6 +663,14 @@ def test_hyperdrive_step_refuses_an_output_without_a_training_output_in_one_line
     with pytest.raises(ValueError, match="output 'plain' has no TrainingOutput: give PipelineData") as raised:
         HyperDriveStep("tune", _hd(), outputs=[PipelineData("plain")])
     assert "\n" not in str(raised.value)
+
+
+def test_a_bayesian_sweep_with_few_runs_or_many_at_once_gets_the_sdks_warnings():
+    bayesian = BayesianParameterSampling({"x": uniform(0, 1), "y": choice(1, 2)})
+    with pytest.warns(UserWarning, match="Recommendend value:40"):
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=39)
+    with pytest.warns(UserWarning, match="We recommend using 20 max concurrent runs or fewer"):
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=40, max_concurrent_runs=21)
 
 
 def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():

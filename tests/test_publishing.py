@@ -118,7 +118,7 @@ def test_endpoint_versions_and_default(ws, project, history):
     assert (endpoint.default_version, endpoint.get_pipeline("0").id) == ("2", first.id)
     with pytest.raises(ValueError, match='has no version "7"'):
         endpoint.get_pipeline("7")
-    with pytest.raises(UsageError, match='has no version "9"'):
+    with pytest.raises(ValueError, match='has no version "9"'):
         endpoint.set_default_version(9)
     with pytest.raises(UsageError, match='already named "training"'):
         PipelineEndpoint.publish(ws, "training", None, first)

@@ -19,7 +19,7 @@ from localpipe.errors import UserErrorException
 from localpipe.plan.recurrence import fires
 from localpipe.sdk.data import DataPathComputeBinding
 
-from .conftest import wait_for
+from .conftest import schedule_loop, wait_for
 
 
 class Clock:
@@ -225,16 +225,9 @@ def _reader_on_upload(ws, project):
 
 
 def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, project, history):
-    from localpipe.watch import ScheduleLoop
-
     schedule = _reader_on_upload(ws, project)
     runner = ScheduleRunner(ws)
-    loop = ScheduleLoop(runner, echo=lambda line: None, wait=0.05)
-    import threading
-
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
+    with schedule_loop(runner, []) as loop:
         wait_for(lambda: loop.watched, what="the folder watched")
         assert runner.started_runs == []  # seed.txt was there before the schedule
         incoming = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming"
@@ -242,9 +235,6 @@ def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, projec
         (incoming / "nested" / "deep.txt").write_text("not watched")
         (incoming / "new.txt").write_text("fresh data")
         wait_for(lambda: runner.started_runs, what="a run started by the new file")
-    finally:
-        loop.stop()
-        thread.join(10)
     assert len(runner.started_runs) == 1
     run = schedule.get_last_pipeline_run()
     assert run.wait_for_completion(show_output=False) == "Completed"
@@ -451,10 +441,6 @@ def test_a_broken_datastore_schedule_does_not_stop_the_others_and_paths_stay_ins
     """A schedule whose folder cannot be watched (a file stands where it should be) is named in one
     line, once, and the loop goes on firing the others; a path_on_datastore leaving the datastore
     is refused at create and update."""
-    import threading
-
-    from localpipe.watch import ScheduleLoop
-
     published = _published(ws, project)
     blob = ws.get_default_datastore()
     store = ws.state_dir / "datastores" / "workspaceblobstore"
@@ -469,17 +455,10 @@ def test_a_broken_datastore_schedule_does_not_stop_the_others_and_paths_stay_ins
         good.update(path_on_datastore="../outside")
     said: list[str] = []
     runner = ScheduleRunner(ws)
-    loop = ScheduleLoop(runner, echo=said.append, wait=0.05)
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
+    with schedule_loop(runner, said) as loop:
         wait_for(lambda: os.path.normpath(store / "incoming") in loop.watched, what="the good folder watched")
         (store / "incoming" / "new.txt").write_text("data")
         wait_for(lambda: runner.started_runs, what="the good schedule to fire")
-    finally:
-        loop.stop()
-        thread.join(10)
-    assert thread.is_alive() is False
     blocked = [line for line in said if "blocked" in line]  # each said once, not at every tick
     assert blocked == [
         f"cannot watch {store / 'blocked'} (File exists): its schedule is not fired",

@@ -121,7 +121,7 @@ def _echo_trials(found_history, details: dict) -> None:
     """Each sweep's trials (a HyperDrive run's, a HyperDriveStep's), best primary metric first."""
     from localpipe.client.hyperdrive import trial_rows
 
-    for metric, rows in trial_rows(found_history, details["id"], {s["name"]: s["status"] for s in details["steps"]}):
+    for metric, rows in trial_rows(found_history, details["id"], {s["name"]: s for s in details["steps"]}):
         click.echo(f"trials by {metric['name']} ({metric['goal']}), best first:")
         width = max(len(row["name"]) for row in rows)
         for row in rows:

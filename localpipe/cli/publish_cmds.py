@@ -300,7 +300,7 @@ def schedule_create(
       localpipe schedule create iris --name weekly -e iris --frequency Week --week-days Monday --hours 9 --minutes 0
       localpipe schedule create iris --name on-upload -e iris --datastore workspaceblobstore --path-on-datastore in
     """
-    from localpipe.client.schedules import Schedule, ScheduleRecurrence, TimeZone
+    from localpipe.client.schedules import Schedule, ScheduleRecurrence, time_zone_named
     from localpipe.errors import NotFoundError, UsageError
 
     ws = workspace()
@@ -308,7 +308,7 @@ def schedule_create(
     try:
         recurrence = None
         if frequency:
-            zone = TimeZone(time_zone) if time_zone else None
+            zone = time_zone_named(time_zone) if time_zone else None
             recurrence = ScheduleRecurrence(
                 frequency,
                 interval,

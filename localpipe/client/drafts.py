@@ -14,6 +14,7 @@ import uuid
 from localpipe.client.publishing import (
     Frozen,
     PublishedPipeline,
+    check_continue_on_step_failure,
     freeze,
     freeze_run,
     history_of_workspace,
@@ -125,6 +126,7 @@ class PipelineDraft:
         from localpipe.client.runs import PipelineRun
         from localpipe.sdk.pipeline import Pipeline
 
+        check_continue_on_step_failure(continue_on_step_failure)
         given = {
             "name": name,
             "description": description,
@@ -189,6 +191,7 @@ class PipelineDraft:
         and replaces the draft's; the parameters are checked against the draft's pipeline."""
         from localpipe.sdk.pipeline import Pipeline
 
+        check_continue_on_step_failure(continue_on_step_failure)
         drafts = history_of_workspace(self._workspace).drafts
         record = drafts.draft(self._id)
         changes = {

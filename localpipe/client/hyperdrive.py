@@ -9,9 +9,8 @@ ends early by the sweep's policy (``engine/sweep.py``).
 
 from __future__ import annotations
 
-from localpipe.client.runs import _is_number
 from localpipe.errors import HyperDriveConfigException
-from localpipe.plan.sweep import plan_trials, trial_arguments
+from localpipe.plan.sweep import plan_trials, ranked_trials, trial_arguments, wait_for_proposals
 
 TRIAL_PREFIX = "HD_"
 
@@ -23,6 +22,7 @@ def sweep_pipeline(workspace, config):
     trials, sweep = plan_trials(config, TRIAL_PREFIX)
     steps = [config.run_config.step(name=name, extra_arguments=trial_arguments(values), allow_reuse=True)
              for name, values in trials.items()]  # fmt: skip
+    wait_for_proposals(steps, sweep)
     names = {o.name for step in steps[:1] for o in step.outputs}
     if names and len(steps) > 1:
         raise HyperDriveConfigException(
@@ -34,24 +34,11 @@ def sweep_pipeline(workspace, config):
     return pipeline
 
 
-def trial_rows(history, run_id: int, statuses: dict[str, str]) -> list[tuple[dict, list[dict]]]:
+def trial_rows(history, run_id: int, steps: dict[str, dict]) -> list[tuple[dict, list[dict]]]:
     """What `localpipe show` prints of each sweep of a run (none for most runs): its primary metric
-    config and, per trial, ``{"name", "status", "values", "best"}``, best first."""
+    config and its trials, best first (``ranked_trials``); ``steps`` the run's steps by name."""
     from localpipe.state import reader
 
     sweeps = history.runs.for_scheduler(run_id).graph.get("sweeps") or []
-    logged: dict[str, list] = {}
-    if sweeps:
-        for row in reader.metrics(history.layout, run_id):
-            logged.setdefault(row["step"], []).append(row)
-    found = []
-    for sweep in sweeps:
-        metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
-        rows = []
-        for name, values in sweep["trials"].items():
-            mine = [r["value"] for r in logged.get(name, []) if r["name"] == metric and _is_number(r["value"])]
-            best = (max if maximize else min)(mine) if mine else None
-            rows.append({"name": name, "status": statuses.get(name), "values": dict(values), "best": best})
-        rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
-        found.append((sweep["primary_metric_config"], rows))
-    return found
+    metrics = reader.metrics(history.layout, run_id) if sweeps else []
+    return [(sweep["primary_metric_config"], ranked_trials(sweep, metrics, steps)) for sweep in sweeps]

@@ -20,6 +20,7 @@ import os
 import sys
 
 from localpipe.errors import UserErrorException
+from localpipe.state.layout import safe_name
 
 RUNCONFIG_SUFFIX = ".runconfig"
 PARALLEL_CONFIG_SUFFIX = ".parallel_run_config.yml"
@@ -57,8 +58,9 @@ def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, s
     import yaml
 
     path = os.fspath(path or os.getcwd())
-    if os.path.isdir(path):
-        path = os.path.join(path, file_name)
+    if os.path.isdir(path):  # a pipeline's name made a file name of this folder ("../x", "a/b", a long one)
+        stem, suffix = os.path.splitext(file_name)
+        path = os.path.join(path, safe_name(stem) + suffix)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserErrorException(f"cannot save {what} to {path}: folder {folder} does not exist: create it")

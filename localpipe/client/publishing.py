@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localpipe.errors import UserErrorException
+from localpipe.faults import fault_point
 
 ACTIVE, DISABLED = "Active", "Disabled"
 DECLARATION_FILE = "pipeline.pickle"
@@ -83,14 +84,14 @@ def publish(workspace, pipeline, name, description=None, version=None, continue_
     """Freeze ``pipeline`` into ``workspace`` and return its PublishedPipeline. An invalid pipeline
     raises PipelineValidationError, a declaration that cannot be kept UserErrorException; either
     way nothing is recorded."""
-    _check_name(name)
+    check_name(name)
     frozen = freeze(workspace, pipeline, f"pipeline {name!r} cannot be published")
     return record_published(workspace, name, description, version, continue_on_step_failure, frozen)
 
 
 def publish_run(run, name, description, version, continue_on_step_failure=None):
     """``PipelineRun.publish_pipeline``: the run's graph, frozen with its steps' source snapshots."""
-    _check_name(name)
+    check_name(name)
     frozen = freeze_run(run, f"run {run.id} cannot be published")
     return record_published(run.experiment.workspace, name, description, version, continue_on_step_failure, frozen)
 
@@ -160,12 +161,14 @@ def freeze_run(run, refusal: str) -> Frozen:
     return Frozen("", sources, graph.to_dict())
 
 
-def _check_name(name) -> None:
+def check_name(name, what: str = "published pipeline") -> None:
+    """A name is text that is not blank (a ``what``'s: a published pipeline, endpoint or schedule)."""
     if not isinstance(name, str) or not name.strip():
-        raise UserErrorException(f"a published pipeline needs a name (got {name!r}): pass name='...'")
+        raise UserErrorException(f"a {what} needs a name (got {name!r}): pass name='...'")
 
 
 def record_published(workspace, name, description, version, continue_on_step_failure, frozen: Frozen):
+    check_continue_on_step_failure(continue_on_step_failure)
     published_id = str(uuid.uuid4())
     row = {
         "published_id": published_id,
@@ -218,19 +221,30 @@ def submit_published(
     continue_on_step_failure=None,
     properties: dict | None = None,
     fire_id: int | None = None,
-    start: bool = True,
     tags: dict | None = None,
+    description: str | None = None,
+    endpoint_id: str | None = None,
 ) -> int:
-    """Record a run of the published pipeline ``record`` and start it in the background (unless not
-    to ``start``); its id. A disabled pipeline or a parameter it does not have is refused with one
-    line, nothing recorded. ``fire_id`` is a schedule's claimed fire, noted in the transaction that
-    records the run."""
-    if record["status"] != ACTIVE:
-        raise UserErrorException(
-            f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
-            "(PublishedPipeline.get(ws, id).enable()) to submit it"
-        )
+    """Record a run of the published pipeline ``record`` (a version of the endpoint ``endpoint_id``,
+    when given) and start it in the background; its id. A disabled pipeline or endpoint, or a
+    parameter the pipeline does not have, is refused with one line, nothing recorded. ``fire_id`` is
+    a schedule's claimed fire, noted, and ``description`` the run's, set in the transaction that
+    records the run (so that its scheduler never sees the run without them)."""
+    _refuse_disabled(record)
     history = history_of_workspace(workspace)
+    if endpoint_id is not None:
+        properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
+
+    def recorded(run_id: int) -> None:
+        # Again as the run is recorded: a disable() that returned while it was planned wins.
+        _refuse_disabled(history.publishing.published(record["published_id"]))
+        if endpoint_id is not None:
+            _refuse_disabled_endpoint(history.publishing.endpoint(endpoint_id))
+        if fire_id is not None:
+            history.publishing.fire_started(fire_id, run_id)
+        if description is not None:
+            history.runs.set_names(run_id, description=description)
+
     return submit_frozen(
         workspace,
         record,
@@ -240,9 +254,24 @@ def submit_published(
         continue_on_step_failure,
         tags={**(tags or {}), "azureml.pipelineid": record["published_id"]},
         properties={"azureml.pipelineid": record["published_id"], **(properties or {})},
-        recorded=None if fire_id is None else lambda run_id: history.publishing.fire_started(fire_id, run_id),
-        start=start,
+        recorded=recorded,
     )
+
+
+def _refuse_disabled(record: dict) -> None:
+    if record["status"] != ACTIVE:
+        raise UserErrorException(
+            f'published pipeline "{record["name"]}" ({record["published_id"]}) is disabled: enable it '
+            "(PublishedPipeline.get(ws, id).enable()) to submit it"
+        )
+
+
+def _refuse_disabled_endpoint(endpoint: dict) -> None:
+    if endpoint["status"] != ACTIVE:
+        raise UserErrorException(
+            f'pipeline endpoint "{endpoint["name"]}" is disabled: enable it '
+            f'(PipelineEndpoint.get(ws, name="{endpoint["name"]}").enable()) to submit it'
+        )
 
 
 def submit_frozen(
@@ -255,11 +284,10 @@ def submit_frozen(
     tags: dict | None = None,
     properties: dict | None = None,
     recorded: Callable[[int], None] | None = None,
-    start: bool = True,
 ) -> int:
     """Record a run of the frozen pipeline ``record`` (a published pipeline's or a draft's row:
     ``declaration``, ``sources``, ``graph``, ``continue_on_step_failure``) and start it in the
-    background (unless not to ``start``); its id. Its declaration is planned with the parameters
+    background; its id. Its declaration is planned with the parameters
     given, each step pointed at its snapshot, so cache, reuse and history are any run's. A parameter
     it does not have is refused with one line naming ``label``, nothing recorded. ``recorded(run_id)``
     is called in the transaction that records the run."""
@@ -270,6 +298,7 @@ def submit_frozen(
     from localpipe.state.store import ObjectStore
 
     _check_experiment_name(experiment_name)
+    check_continue_on_step_failure(continue_on_step_failure)
     parameters = known_parameters(pipeline_parameters, record["graph"], label)
     known = record["graph"]["parameters"]
     history = history_of_workspace(workspace)
@@ -309,8 +338,8 @@ def submit_frozen(
         )
         if recorded is not None:
             recorded(prepared.run_id)
-    if start:
-        run_in_background(history, prepared.run_id)
+    fault_point("run-recorded")
+    run_in_background(history, prepared.run_id)
     return prepared.run_id
 
 
@@ -326,6 +355,15 @@ def known_parameters(parameters, graph: dict, label: str) -> dict:
             f"(its parameters: {', '.join(sorted(known)) or 'none'})"
         )
     return parameters
+
+
+def check_continue_on_step_failure(value) -> None:
+    """None (keep the pipeline's), True or False: ``bool("false")`` would be True."""
+    if value is not None and not isinstance(value, bool):
+        raise UserErrorException(
+            f"continue_on_step_failure {value!r} is not True or False (ContinueRunOnStepFailure in a REST body): "
+            "pass a boolean, or None to keep the pipeline's"
+        )
 
 
 def _check_experiment_name(name) -> None:
@@ -580,6 +618,7 @@ class PipelineEndpoint:
     def publish(workspace, name, description, pipeline, _workflow_provider=None, _service_endpoint=None):
         """A new endpoint ``name`` whose version "0" is ``pipeline`` (a PublishedPipeline, or a
         Pipeline, published here under ``name``)."""
+        check_name(name, "pipeline endpoint")
         published = _as_published(workspace, pipeline, name)
         endpoint_id = str(uuid.uuid4())
         history_of_workspace(workspace).publishing.create_endpoint(endpoint_id, name, description, published.id)
@@ -672,6 +711,7 @@ class PipelineEndpoint:
 
     def set_name(self, name) -> None:
         """Rename it; a name another endpoint has is refused with one line."""
+        check_name(name, "pipeline endpoint")
         history_of_workspace(self._workspace).publishing.update_endpoint(self._id, name=name)
         self._refresh()
 
@@ -691,6 +731,7 @@ class PipelineEndpoint:
 
     def reactivate(self, name) -> PipelineEndpoint:
         """Make an archived (disabled) endpoint Active again, under ``name``."""
+        check_name(name, "pipeline endpoint")
         history_of_workspace(self._workspace).publishing.update_endpoint(self._id, name=name, status=ACTIVE)
         self._refresh()
         return self
@@ -732,23 +773,18 @@ def submit_endpoint(
     pipeline_version=None,
     properties: dict | None = None,
     fire_id: int | None = None,
-    start: bool = True,
     tags: dict | None = None,
     continue_on_step_failure: bool | None = None,
+    description: str | None = None,
 ) -> int:
     """Record and start a run of the endpoint's ``pipeline_version`` (its default when None); its id.
     ``continue_on_step_failure`` None keeps that version's own. A disabled endpoint is refused with
-    one line, nothing recorded."""
+    one line, nothing recorded. ``fire_id`` and ``description`` as ``submit_published``'s."""
     publishing = history_of_workspace(workspace).publishing
     endpoint = publishing.endpoint(endpoint_id)
-    if endpoint["status"] != ACTIVE:
-        raise UserErrorException(
-            f'pipeline endpoint "{endpoint["name"]}" is disabled: enable it '
-            f'(PipelineEndpoint.get(ws, name="{endpoint["name"]}").enable()) to submit it'
-        )
+    _refuse_disabled_endpoint(endpoint)
     record = publishing.published(_version_of(endpoint, pipeline_version))
-    properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}
     return submit_published(
-        workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure, properties, fire_id, start,
-        tags,
+        workspace, record, experiment_name, pipeline_parameters, continue_on_step_failure, properties, fire_id, tags,
+        description, endpoint_id,
     )  # fmt: skip

@@ -67,7 +67,6 @@ def rest_submit(
 
 def _submit(workspace, kind: str, id: str, body, version: str | None) -> int:
     from localpipe.client.publishing import submit_endpoint, submit_published
-    from localpipe.engine.submit import run_in_background
 
     if kind not in (PUBLISHED, ENDPOINT, ENDPOINT_NAME):
         raise NotFoundError(f"no REST route for {kind!r}: submit a published pipeline or a pipeline endpoint")
@@ -75,31 +74,45 @@ def _submit(workspace, kind: str, id: str, body, version: str | None) -> int:
         raise UserErrorException(
             'the body is not a JSON object: send {"ExperimentName": ..., "ParameterAssignments": {...}}'
         )
-    experiment = body.get("ExperimentName")
+    if kind == ENDPOINT_NAME and not id:
+        raise UserErrorException(
+            "the address names no pipeline endpoint: add ?name=<its name> (or post to PipelineEndpointSubmit/Id/<id>)"
+        )
+    publishing = workspace.service.history.publishing
+    if kind == PUBLISHED:  # the address first: NotFoundError here is the 404 of a missing pipeline or endpoint
+        published = publishing.published(id)
+    else:
+        endpoint = publishing.endpoint(name=id) if kind == ENDPOINT_NAME else publishing.endpoint(endpoint_id=id)
+    experiment = _text(body, "ExperimentName")
     if not isinstance(experiment, str) or not experiment.strip():
         raise UserErrorException('the body has no "ExperimentName": name the experiment to run in')
-    parameters = _parameters(workspace, body)
-    description = body.get("Description")
-    publishing = workspace.service.history.publishing
-    # Started once its description is set, so that a scheduler never sees the run without it.
-    if kind in (ENDPOINT, ENDPOINT_NAME):
-        endpoint = publishing.endpoint(name=id) if kind == ENDPOINT_NAME else publishing.endpoint(endpoint_id=id)
+    try:
+        parameters = _parameters(workspace, body)
+    except NotFoundError as exc:  # a datastore or dataset the body names: a bad body (400)
+        raise UserErrorException(str(exc)) from None
+    description = _text(body, "Description")
+    description = None if description is None else str(description)
+    if kind != PUBLISHED:
         version = version if version is not None else body.get("PipelineVersion")
-        run_id = submit_endpoint(workspace, endpoint["endpoint_id"], experiment, parameters, version, start=False,
-                                 continue_on_step_failure=body.get("ContinueRunOnStepFailure"))  # fmt: skip
-    else:
-        run_id = submit_published(
-            workspace,
-            publishing.published(id),
-            experiment,
-            parameters,
-            body.get("ContinueRunOnStepFailure"),
-            start=False,
-        )
-    if description is not None:
-        workspace.service.history.runs.set_names(run_id, description=str(description))
-    run_in_background(workspace.service.history, run_id)
-    return run_id
+        return submit_endpoint(workspace, endpoint["endpoint_id"], experiment, parameters, version,
+                               continue_on_step_failure=body.get("ContinueRunOnStepFailure"),
+                               description=description)  # fmt: skip
+    return submit_published(workspace, published, experiment, parameters,
+                            body.get("ContinueRunOnStepFailure"), description=description)  # fmt: skip
+
+
+def _text(body: dict, key: str):
+    """The body's ``key`` as given; text UTF-8 cannot hold (JSON's lone surrogate escapes,
+    ``"\\ud800"``) is refused, naming ``key``."""
+    value = body.get(key)
+    try:
+        str(value).encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UserErrorException(
+            f'"{key}" holds {str(value)[exc.start : exc.end]!r}, which is no character (a lone surrogate '
+            "escape): send text UTF-8 can hold"
+        ) from None
+    return value
 
 
 def _parameters(workspace, body: dict) -> dict:

@@ -14,6 +14,7 @@ stays cheap.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import uuid
@@ -239,10 +240,33 @@ class HyperDriveRun(PipelineRun):
     def _sweep(self) -> dict:
         return self.get_graph().sweeps[0]
 
+    def get_tags(self) -> dict:
+        """The run's tags, with those Azure ML gives a HyperDrive run: ``generator_config``,
+        ``primary_metric_config`` and ``policy_config`` (JSON), ``max_total_jobs``,
+        ``max_concurrent_jobs``, ``max_duration_minutes``."""
+        sweep = self._sweep()
+        system = {
+            "generator_config": json.dumps(sweep["generator_config"]),
+            "primary_metric_config": json.dumps(sweep["primary_metric_config"]),
+            "policy_config": json.dumps(sweep["policy_config"]),
+            "max_total_jobs": str(sweep["max_total_runs"]),
+            "max_concurrent_jobs": str(sweep["max_concurrent_runs"]),
+            "max_duration_minutes": f"{sweep['max_duration_minutes']:g}",
+        }
+        return {**system, **super().get_tags()}
+
     def get_hyperparameters(self) -> dict:
         """Each trial's values: ``{child run id: JSON of {parameter: value}}``, as the SDK gives them."""
         trials = self._sweep()["trials"]
-        return {child.id: json.dumps(dict(trials[child.name])) for child in self.get_children() if child.name in trials}
+        found = {}
+        for child in self.get_children():
+            if child.name not in trials:
+                continue
+            if trials[child.name] is not None:
+                found[child.id] = json.dumps(dict(trials[child.name]))
+            elif proposed := child.get_properties().get("hyperparameters"):  # Bayesian sampling's, once proposed
+                found[child.id] = proposed
+        return found
 
     def get_metrics(self) -> dict:
         """Every trial's metrics: ``{child run id: its get_metrics()}``."""
@@ -272,13 +296,32 @@ class HyperDriveRun(PipelineRun):
 
     def get_best_run_by_primary_metric(self, include_failed=True, include_canceled=True, include_resume_from_runs=True):
         """The trial with the best primary metric (a StepRun), or None when none logged it; failed or
-        canceled trials count unless excluded (``include_resume_from_runs``: warm starts are not built)."""
+        canceled trials count unless excluded; with ``include_resume_from_runs``, the trials of the
+        runs it resumed from (``HyperDriveConfig(resume_from=...)``) too (this run's, on a tie)."""
         excluded = {"Failed"} if not include_failed else set()
         excluded |= {"Canceled"} if not include_canceled else set()
-        for row in self.get_children_sorted_by_primary_metric(discard_no_metric=True):
-            if row["status"] not in excluded:
-                return next(child for child in self.get_children() if child.id == row["run_id"])
-        return None
+        sweeps = [self]
+        if include_resume_from_runs:
+            resumed = self._sweep().get("warm_start", {}).get("runs", [])
+            sweeps += [Run.get(self.experiment.workspace, str(run_id)) for run_id in resumed]
+        better = (
+            (lambda a, b: a > b)
+            if self._sweep()["primary_metric_config"]["goal"] == "maximize"
+            else (lambda a, b: a < b)
+        )
+        best = None
+        for sweep in sweeps:
+            row = next(
+                (r for r in sweep.get_children_sorted_by_primary_metric(discard_no_metric=True)
+                 if r["status"] not in excluded),
+                None,
+            )  # fmt: skip
+            if row is not None and (best is None or better(row["best_primary_metric"], best[0]["best_primary_metric"])):
+                best = (row, sweep)
+        if best is None:
+            return None
+        row, sweep = best
+        return next(child for child in sweep.get_children() if child.id == row["run_id"])
 
     def __repr__(self) -> str:
         return f"HyperDriveRun(experiment={self.experiment.name!r}, id={self.id})"
@@ -691,5 +734,5 @@ def _rehydrate(experiment, record: dict) -> Run:
 
 
 def _is_number(value) -> bool:
-    """Whether a logged value is a number a primary metric can be (not a bool)."""
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    """Whether a logged value is a number a primary metric can be (not a bool, not NaN nor infinite)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

@@ -21,9 +21,18 @@ from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
 
-from localpipe.errors import PipelineYamlError, UserErrorException
+from localpipe.client.publishing import check_continue_on_step_failure, check_name, known_parameters
+from localpipe.errors import NotFoundError, PipelineYamlError, UserErrorException
 from localpipe.faults import fault_point
-from localpipe.plan.recurrence import FREQUENCIES, START_TIME_FORMAT, WEEK_DAYS, WINDOWS_ZONES, latest_due
+from localpipe.plan.recurrence import (
+    FREQUENCIES,
+    START_TIME_FORMAT,
+    WEEK_DAYS,
+    WINDOWS_ZONES,
+    anchor,
+    fires,
+    latest_due,
+)
 
 ACTIVE, DISABLED = "Active", "Disabled"
 # The keys Schedule.load_yaml reads, the SDK's (_yaml_keys.py)
@@ -44,6 +53,17 @@ TimeZone.__doc__ = (
 )
 
 
+def time_zone_named(name: str) -> TimeZone:
+    """Azure's time zone ``name`` ("Pacific Standard Time"); a ValueError saying which names are."""
+    try:
+        return TimeZone(name)
+    except ValueError:
+        raise ValueError(
+            f'time_zone "{name}" is not one of Azure\'s time zones: use a Windows name such as "UTC" or '
+            '"Pacific Standard Time"'
+        ) from None
+
+
 class ScheduleRecurrence:
     """How often a schedule fires (``azureml.pipeline.core.ScheduleRecurrence``)."""
 
@@ -59,8 +79,7 @@ class ScheduleRecurrence:
                 self.start_time = start_time.strftime(START_TIME_FORMAT)
             else:
                 self.start_time = start_time
-        # Azure's default zone for a start time is "GMT Standard Time" (London, with summer time);
-        # its documentation says UTC, which is what a start time without a zone means here.
+        # A start time without a zone is UTC, as the SDK's ScheduleRecurrence sets it (1.62)
         self.time_zone = time_zone if time_zone is not None or self.start_time is None else TimeZone.UTC
         self.hours = hours
         self.minutes = minutes
@@ -110,6 +129,23 @@ class ScheduleRecurrence:
                 raise ValueError(
                     f"start_time {self.start_time!r} is not a datetime nor a string YYYY-MM-DDThh:mm:ss"
                 ) from None
+        self._check_fires()
+
+    def _check_fires(self) -> None:
+        """Its next two fires are times Python counts (years 1 to 9999): else every runner would say,
+        at every start, that it cannot be fired (year 1 in Tonga is in year 0 in UTC)."""
+        data, now = self.to_dict(), time.time()
+        shown = f"start_time {self.start_time!r}"
+        try:
+            anchor(data, now)
+            shown = f"interval {self.interval!r}"
+            ahead = fires(data, now, now)
+            next(ahead), next(ahead)
+        except (OverflowError, ValueError):
+            raise ValueError(
+                f"{shown} gives no time to fire at within the years 1 to 9999 (time zone "
+                f"{data['time_zone'] or 'UTC'}): pass a nearer one"
+            ) from None
 
     def to_dict(self) -> dict:
         """Plain data, as stored (``plan.recurrence`` reads it)."""
@@ -292,8 +328,10 @@ class Schedule:
             if self._recurrence is not None:
                 raise ValueError("Can not specify a Datastore for a Recurrence schedule.")
             changes["datastore"] = _local_datastore(self._workspace, datastore)
-        if polling_interval is not None and polling_interval < 0:
-            raise ValueError("The polling interval must be greater")
+        if polling_interval is not None:
+            _check_polling_interval(polling_interval)
+        if name is not None:
+            check_name(name, "schedule")
         if status is not None and status not in (ACTIVE, DISABLED):
             raise ValueError("Status must be either Active or Disabled")
         given = {"name": name, "description": description, "pipeline_parameters": pipeline_parameters,
@@ -303,6 +341,9 @@ class Schedule:
                  "path_on_datastore": path_on_datastore}  # fmt: skip
         _check_path_on_datastore(path_on_datastore)
         _check_parameters(pipeline_parameters)
+        _check_known(self._workspace, pipeline_parameters, data_path_parameter_name, self._pipeline_id,
+                     self._pipeline_endpoint_id)  # fmt: skip
+        check_continue_on_step_failure(continue_on_step_failure)
         changes.update({key: value for key, value in given.items() if value is not None})
         _history(self._workspace).publishing.update_schedule(self._id, changes)
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
@@ -339,12 +380,9 @@ class Schedule:
             fields = {key: recurrence.get(key) for key in RECURRENCE_KEYS}
             if fields["time_zone"] is not None:
                 try:
-                    fields["time_zone"] = TimeZone(fields["time_zone"])
-                except ValueError:
-                    raise PipelineYamlError(
-                        f'{where}: time_zone "{fields["time_zone"]}" is not one of Azure\'s time zones: use a '
-                        'Windows name such as "UTC" or "Pacific Standard Time"'
-                    ) from None
+                    fields["time_zone"] = time_zone_named(fields["time_zone"])
+                except ValueError as exc:
+                    raise PipelineYamlError(f"{where}: {exc}") from None
             found["recurrence"] = ScheduleRecurrence(**fields)
         return found
 
@@ -362,6 +400,14 @@ class Schedule:
     def __repr__(self) -> str:
         what = f"Recurrence: {self._recurrence!r}" if self._recurrence else f"Datastore: {self._datastore_name}"
         return f"Schedule(Name: {self._name}, Id: {self._id}, Status: {self._status}, {what})"
+
+
+def _check_polling_interval(minutes) -> None:
+    """A whole number of minutes that the database keeps (Azure's service: a 32-bit int)."""
+    if isinstance(minutes, bool) or not isinstance(minutes, int) or not 1 <= minutes <= 2**31 - 1:
+        raise ValueError(
+            f"polling_interval {minutes!r} is not a number of minutes: pass a whole number from 1 to 2147483647"
+        )
 
 
 def _check_path_on_datastore(path: str | None) -> None:
@@ -382,6 +428,19 @@ def _check_parameters(parameters: dict | None) -> None:
             )
 
 
+def _check_known(workspace, parameters: dict | None, data_path_name: str | None, published_id: str | None,
+                 endpoint_id: str | None) -> None:  # fmt: skip
+    """Each parameter given, and the data path parameter, is one of the pipeline's (an endpoint's default
+    version's): else every fire would fail, hours later, where a submission is refused at once."""
+    publishing = _history(workspace).publishing
+    if published_id is None:
+        endpoint = publishing.endpoint(endpoint_id)
+        published_id = endpoint["versions"][endpoint["default_version"]]
+    record = publishing.published(published_id)
+    names = {**(parameters or {}), **({data_path_name: None} if data_path_name else {})}
+    known_parameters(names, record["graph"], f'published pipeline "{record["name"]}"')
+
+
 def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
             polling_interval, data_path_parameter_name, continue_on_step_failure, path_on_datastore,
             published_id=None, endpoint_id=None) -> Schedule:  # fmt: skip
@@ -395,12 +454,14 @@ def _create(workspace, name, experiment_name, recurrence, description, pipeline_
         recurrence.validate()
     elif datastore is None:
         raise ValueError("A schedule needs a recurrence= (a ScheduleRecurrence) or a datastore= to watch")
+    check_name(name, "schedule")
     if not isinstance(experiment_name, str) or not experiment_name.strip():
         raise UserErrorException(f"experiment_name {experiment_name!r} is not a name: pass the experiment to run in")
-    if not isinstance(polling_interval, int) or polling_interval < 1:
-        raise ValueError(f"polling_interval {polling_interval!r} is not a number of minutes: pass 1 or more")
+    _check_polling_interval(polling_interval)
     _check_path_on_datastore(path_on_datastore)
     _check_parameters(pipeline_parameters)
+    _check_known(workspace, pipeline_parameters, data_path_parameter_name, published_id, endpoint_id)
+    check_continue_on_step_failure(continue_on_step_failure)
     row = {
         "schedule_id": str(uuid.uuid4()),
         "name": name,
@@ -457,11 +518,19 @@ class ScheduleRunner:
         self._said: set[str] = set()
 
     def start(self) -> None:
-        """Finish fires claimed by a process that died before recording their run, then catch up:
-        for each recurring schedule, the latest fire missed since its last one (at most one run)."""
-        for record in self.history.publishing.schedules():
-            for fire in self.history.publishing.unstarted_fires(record["schedule_id"]):
+        """Finish fires claimed by a process that died before recording their run, start the runs a
+        process recorded and died before starting, then catch up: for each recurring schedule, the
+        latest fire missed since its last one (at most one run)."""
+        from localpipe.engine.resources import process_alive
+        from localpipe.engine.submit import run_in_background
+
+        publishing = self.history.publishing
+        for record in publishing.schedules():
+            for fire in publishing.unstarted_fires(record["schedule_id"]):
                 self._fire(record, fire["key"], fire["due"], self._data_path(record, fire["key"]))
+            for run_id in publishing.adopt_unstarted_runs(record["schedule_id"], self.pid, self.started, process_alive):
+                run_in_background(self.history, run_id)
+                self.started_runs.append(run_id)
         self.tick()
 
     def tick(self) -> None:
@@ -506,18 +575,30 @@ class ScheduleRunner:
         if record["status"] != ACTIVE:
             return
         now = time.time()  # a file's own clock: the schedule's may be a test's
+        # One read, not a claim (a write transaction) per file fired for already: a folder keeps them
+        fired = {f["key"] for f in self.history.publishing.fires(schedule_id) if f["run_id"] is not None}
         for relative, stat in _files(self.watched_folder(record)):
-            if stat.st_mtime < record["created_at"]:
-                continue  # there before the schedule: not an addition
+            # There before the schedule: not an addition. Its ctime says when it came (a copy keeping
+            # its times, cp -p or rsync -a, or a file moved in has an older mtime), or was last changed.
+            if max(stat.st_mtime, stat.st_ctime) < record["created_at"]:
+                continue
             if 0 <= now - stat.st_mtime < SETTLING_SECONDS:  # one dated ahead (a skewed clock's) can tell nothing
                 self._unsettled.add(schedule_id)
                 continue
             key = f"file:{relative}:{stat.st_mtime_ns}:{stat.st_size}"
-            self._fire(record, key, stat.st_mtime, self._data_path(record, key))
+            if key not in fired:
+                self._fire(record, key, stat.st_mtime, self._data_path(record, key))
 
     def watched_folder(self, record: dict) -> str:
-        folder, _ = self.workspace.service.datastore_location(record["datastore"])
-        return os.path.join(folder, record["path_on_datastore"] or "")
+        """The folder the datastore schedule ``record`` watches; NotFoundError when its datastore was
+        unregistered since."""
+        location = self.workspace.service.datastore_location(record["datastore"])
+        if location is None:
+            raise NotFoundError(
+                f'datastore "{record["datastore"]}" is not registered (unregistered since the schedule was made): '
+                "register it again, or disable the schedule"
+            )
+        return os.path.join(location[0], record["path_on_datastore"] or "")
 
     def _data_path(self, record: dict, key: str):
         if not key.startswith("file:") or not record["data_path_parameter_name"]:

@@ -59,6 +59,10 @@ MODULES: dict[str, dict[str, str]] = {
     "azureml.core.dataset": {
         "Dataset": "localpipe.sdk.data:Dataset",
     },
+    "azureml.core.container_registry": {
+        "ContainerRegistry": "localpipe.sdk.environment:ContainerRegistry",
+        "RegistryIdentity": "localpipe.sdk.environment:RegistryIdentity",
+    },
     "azureml.core.datastore": {
         "Datastore": "localpipe.sdk.data:Datastore",
     },

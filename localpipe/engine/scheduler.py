@@ -10,14 +10,16 @@ the usual ones), so each can be replaced or faked.
 
 from __future__ import annotations
 
+import copy
 import gc
+import json
 import os
 import queue
 import signal as signals
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -58,6 +60,8 @@ from localpipe.errors import StateError, UsageError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.keys import cache_key, canonical_json
+from localpipe.plan.sweep import proposal_waits, trial_arguments
+from localpipe.state import reader
 from localpipe.state.db import WriteFailed
 from localpipe.state.history import History
 from localpipe.state.runs import ScheduledRun
@@ -141,7 +145,8 @@ class Scheduler:
         runtime_path: str | None = None,
     ):
         self.run = run
-        self.graph = graph
+        # Bayesian sampling's proposals change the sweep and its trials' arguments: in this run's copy alone.
+        self.graph = replace(graph, steps=dict(graph.steps), sweeps=copy.deepcopy(graph.sweeps))
         self.sources = sources
         self.history = history
         self.store = store
@@ -154,6 +159,8 @@ class Scheduler:
         self.now = now
         self.step_ids = run.step_ids
         settle = {sweep["step"]: set(sweep["trials"]) for sweep in graph.sweeps if sweep.get("step")}
+        for sweep in graph.sweeps:  # a proposed trial waits for earlier ones to end, however they end
+            settle.update((trial, set(earlier)) for trial, earlier in proposal_waits(sweep).items())
         self.progress = Progress({name: spec.upstream for name, spec in graph.steps.items()}, settle)
         self.steps = {name: _Step() for name in graph.steps}
         self.running: dict[str, _Running] = {}
@@ -176,7 +183,7 @@ class Scheduler:
         self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
         self._stat_cache = StatCache(history.layout.statcache)
         self._dataset_digests: dict[tuple[str, ...], str] = {}
-        self.sweeps = SweepWatch(graph.sweeps, now())
+        self.sweeps = SweepWatch(self.graph.sweeps, now())
         names = {step_run_id: name for name, step_run_id in self.step_ids.items()}
         observe = (lambda step_run_id, rows: self.sweeps.observe(names[step_run_id], rows)) if graph.sweeps else None
         self.metrics = MetricsIngester(history, now, observe)
@@ -312,7 +319,7 @@ class Scheduler:
         try:
             while not self.halt_reason:
                 self._cancel_blocked()
-                wave = [self.graph.steps[name] for name in self.progress.take_decidable()]
+                wave = [self._with_values(name) for name in self.progress.take_decidable()]
                 if not wave:
                     break
                 inputs = self._readable_inputs(wave)
@@ -334,6 +341,22 @@ class Scheduler:
         finally:
             self._wave = None
 
+    def _with_values(self, name: str) -> StepSpec:
+        """``name``'s spec; a trial Bayesian sampling proposes gets its values now (its arguments and
+        its step run's ``hyperparameters`` property), from the trials it waited for."""
+        if not self.sweeps.needs_proposal(name):
+            return self.graph.steps[name]
+        values = self.sweeps.propose(name, self._metrics_of)
+        spec = self.graph.steps[name]
+        spec = self.graph.steps[name] = replace(spec, argv=[*spec.argv, *trial_arguments(values)])
+        self._wave.changes.append((self.step_ids[name], {"properties": {"hyperparameters": json.dumps(values)}}))
+        return spec
+
+    def _metrics_of(self, step_run_id: int) -> list[dict]:
+        """The metric rows of a step run (of the run it reused, if it was reused)."""
+        state = self.history.steps.state(step_run_id)
+        return reader.metrics(self.history.layout, state.run_id, state.name)
+
     def _apply(self, decision: Decision) -> None:
         name = decision.step
         step = self.steps[name]
@@ -343,6 +366,7 @@ class Scheduler:
         if datasets:
             self.history.datasets.add_uses(self.step_ids[name], datasets)
         if decision.reuse:
+            self.sweeps.reused(name, decision.reused_from)
             step.outputs = decision.outputs
             self._deliver(name)
             self._transition(
@@ -386,6 +410,7 @@ class Scheduler:
                 origin = self.history.steps.state(twin.reused_from)
             hit = self.history.cache.outputs_of(origin.id)
             if RunStatus(twin.status).succeeded and intact(hit, self.store):
+                self.sweeps.reused(name, origin.id)
                 self.steps[name].outputs = hit.outputs
                 with self.history.write():
                     reason = f'reused from run {origin.run_id} (step "{origin.name}")'
@@ -628,6 +653,8 @@ class Scheduler:
         name = event.key
         replaced = unlink_replaced(running.folder)  # first: nothing below may follow a link the step made
         self._collect_files(running)
+        # First: the steps this one makes decidable may need what it logged (a Bayesian sweep's proposals).
+        self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
         running.timed_out = running.timed_out or event.timed_out
         exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
         written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]
@@ -665,7 +692,6 @@ class Scheduler:
             else:
                 reason = describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder))
                 self._fail(name, reason + own_reason(running.folder) + full, exit_event=event)
-        self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
         self.history.runs.end_children(self.step_ids[name])  # child runs the step left open end as it did
 
     def _collect_files(self, running: _Running) -> None:

@@ -1,6 +1,7 @@
 """The scheduler's hook for hyperparameter sweeps (docs/hyperdrive.md): at most
-``max_concurrent_runs`` trials of a sweep at once, and its early-termination policy applied to the
-primary metric as the scheduler ingests what trials log (``engine/metrics.py``).
+``max_concurrent_runs`` trials of a sweep at once, its early-termination policy applied to the
+primary metric as the scheduler ingests what trials log (``engine/metrics.py``), and a Bayesian
+sweep's trials proposed from the primary metric of the trials that ended before them.
 
 The rules themselves are pure (``plan/sweep.py``); this keeps what they are applied to: each
 trial's series of the primary metric, the intervals already judged, the trials ended early.
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import numbers
 
-from localpipe.plan.sweep import to_stop
+from localpipe.plan.sweep import proposal, to_stop
 
 
 class SweepWatch:
@@ -23,6 +24,29 @@ class SweepWatch:
         self.series: dict[str, list[float]] = {trial: [] for trial in self.sweep_of}
         self.evaluated: dict[str, int] = {}
         self.stopped: set[str] = set()  # trials ended by a policy or the sweep's duration: not failures
+        self.origins: dict[str, int] = {}  # trials reused: the step run whose metrics they show
+
+    def reused(self, trial: str, step_run_id: int) -> None:
+        """``trial`` was reused from ``step_run_id``: a proposal reads that run's metrics for it."""
+        if trial in self.sweep_of:
+            self.origins[trial] = step_run_id
+
+    def needs_proposal(self, trial: str) -> bool:
+        """Whether ``trial`` is a Bayesian sweep's whose values are still to be proposed."""
+        index = self.sweep_of.get(trial)
+        return index is not None and self.sweeps[index]["trials"][trial] is None
+
+    def propose(self, trial: str, metrics_of) -> dict:
+        """The values of ``trial`` (``needs_proposal``), kept with its sweep; ``metrics_of(step_run_id)``
+        gives the metric rows of the step run a trial was reused from."""
+        sweep = self.sweeps[self.sweep_of[trial]]
+        for name in [name for name in self.origins if self.sweep_of[name] == self.sweep_of[trial]]:
+            self.observe(name, metrics_of(self.origins.pop(name)))
+        choose = max if sweep["primary_metric_config"]["goal"] == "maximize" else min
+        best = {name: choose(values) for name, values in self.series.items() if values}
+        values = proposal(sweep, trial, best)
+        sweep["trials"][trial] = list(values.items())
+        return values
 
     def observe(self, trial: str, rows: list[dict]) -> None:
         """Take the metric rows a trial logged since the last call."""
@@ -65,6 +89,9 @@ class SweepWatch:
                 stops.update((trial, reason) for trial in unfinished if trial in trials)
                 continue
             series = {trial: self.series[trial] for trial in trials}
+            # The trials of the sweeps it resumes from are compared with as its own (they run no more).
+            resumed = sweep.get("warm_start", {}).get("trials", [])
+            series.update((f"resumed {index}", logged) for index, (_, logged) in enumerate(resumed))
             mine = [trial for trial in running if trial in trials]
             goal = sweep["primary_metric_config"]["goal"]
             stops.update(to_stop(sweep["policy_config"], goal, series, mine, self.evaluated))

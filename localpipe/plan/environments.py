@@ -154,7 +154,8 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
     ``capacity.azureml_image_fallback`` lets such a step run outside Docker (with a warning)."""
     section = environment.docker
     where = f'{label}: environment "{environment.name or "unnamed"}"'
-    image, dockerfile = section.base_image, section.base_dockerfile
+    image, dockerfile = getattr(section, "image_reference", section.base_image), section.base_dockerfile
+    registry = getattr(getattr(section, "base_image_registry", None), "address", None)
     given = getattr(section, "build_context", None)
     context = _build_context(where, given, found, getattr(capacity, "stat_cache", None))
     if given is not None:
@@ -183,7 +184,8 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
             f"{label} runs in Docker: {problem}"
             if problem
             else f"{where}: Docker image {image} is not on this machine (localpipe pulls nothing): "
-            f"docker pull {image}, or docker load -i FILE.tar"
+            + (f"docker login {registry}, then docker pull {image}" if registry else f"docker pull {image}")
+            + ", or docker load -i FILE.tar"
         )
     elif built_here and problem:
         found.append(f"{label} runs in Docker: {problem}")

@@ -194,10 +194,10 @@ def fires(recurrence: dict, created_at: float, after: float) -> Iterator[float]:
     patterned = any(recurrence.get(key) is not None for key in ("hours", "minutes", "week_days"))
     hours = sorted(recurrence.get("hours") or [local_start.hour])
     minutes = sorted(recurrence.get("minutes") or [local_start.minute])
-    days = _days(frequency, interval, recurrence.get("week_days"), local_start.date())
     floor = max(after, start.timestamp() - 1)  # nothing before the anchor
-    for day in days:
-        if day < datetime.fromtimestamp(floor, tz).date() - timedelta(days=1):
+    since = datetime.fromtimestamp(floor, tz).date() - timedelta(days=1)
+    for day in _days(frequency, interval, recurrence.get("week_days"), local_start.date(), since):
+        if day < since:
             continue
         seen: set[float] = set()
         for hour in hours:
@@ -212,9 +212,11 @@ def fires(recurrence: dict, created_at: float, after: float) -> Iterator[float]:
 def latest_due(recurrence: dict, created_at: float, after: float, now: float) -> float | None:
     """The last fire time in ``(after, now]``, or None: the one run a missed stretch collapses to."""
     last = None
-    period = {"Minute": 60, "Hour": 3600, "Day": 86400, "Week": 7 * 86400, "Month": 31 * 86400}
-    # Every period of the recurrence holds a fire, so the latest one is within two periods of now.
-    since = max(after, now - 2 * period[recurrence["frequency"]] * int(recurrence["interval"]) - 86400)
+    period = {"Minute": 60, "Hour": 3600, "Day": 86400, "Week": 7 * 86400}
+    if recurrence["frequency"] == "Month":  # months without its day have none: on 29 February, years apart
+        since = after
+    else:  # every period holds a fire, so the latest one is within two periods of now
+        since = max(after, now - 2 * period[recurrence["frequency"]] * int(recurrence["interval"]) - 86400)
     for at in fires(recurrence, created_at, since):
         if at > now:
             return last
@@ -222,23 +224,27 @@ def latest_due(recurrence: dict, created_at: float, after: float, now: float) ->
     return last
 
 
-def _days(frequency: str, interval: int, week_days: list[str] | None, first: date) -> Iterator[date]:
-    """The local dates a Day, Week or Month recurrence fires on, from the anchor's date on."""
+def _days(frequency: str, interval: int, week_days: list[str] | None, first: date, since: date) -> Iterator[date]:
+    """The local dates a Day, Week or Month recurrence fires on, from the anchor's date ``first`` on,
+    beginning with the period that holds ``since`` (the periods before it skipped in one step: a
+    start time years back must not cost a runner's every tick a walk over those years)."""
     if frequency == "Day":
-        day = first
+        day = first + timedelta(days=max(0, (since - first).days // interval * interval))
         while True:
             yield day
             day += timedelta(days=interval)
     if frequency == "Week":
         wanted = {WEEK_DAYS.index(d) for d in week_days} if week_days else {first.weekday()}
         monday = first - timedelta(days=first.weekday())
+        monday += timedelta(weeks=max(0, (since - monday).days // 7 // interval * interval))
         while True:
             for offset in sorted(wanted):
                 day = monday + timedelta(days=offset)
                 if day >= first:
                     yield day
             monday += timedelta(weeks=interval)
-    year, month = first.year, first.month
+    skipped = max(0, ((since.year - first.year) * 12 + since.month - first.month) // interval * interval)
+    year, month = first.year + (first.month - 1 + skipped) // 12, (first.month - 1 + skipped) % 12 + 1
     while True:  # Month
         if first.day <= calendar.monthrange(year, month)[1]:
             yield date(year, month, first.day)

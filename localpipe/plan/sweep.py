@@ -3,7 +3,9 @@ running trials its early-termination policy ends.
 
 The trials of a random sampling are drawn from a seeded generator (the sampling's ``rndseed``), so
 the same configuration gives the same trials, and so the same cache keys; a grid's are every
-combination, in the order of its parameters and values.
+combination, in the order of its parameters and values. A Bayesian sampling's first trials are
+random too; each later one waits for the trials before it (all but the ``max_concurrent_runs - 1``
+last) to end and is proposed from their results (``plan/bayes.py``) when it is about to be decided.
 """
 
 from __future__ import annotations
@@ -13,53 +15,110 @@ import json
 import math
 import random
 
-from localpipe.sdk.hyperdrive import HyperDriveStep
+from localpipe.plan.bayes import propose
+from localpipe.plan.space import draw, point, space_size
+from localpipe.sdk.hyperdrive import BayesianParameterSampling, HyperDriveStep
 
 RANDOM_ATTEMPTS = 100  # draws per trial before a discrete space is taken as exhausted
+BAYESIAN_RANDOM_TRIALS = 10  # a Bayesian sweep's random trials (at most half of them, at least max_concurrent_runs)
 
 
-def sample(generator_config: dict, max_total_runs: int, seed: int) -> list[dict]:
+def sample(generator_config: dict, max_total_runs: int, seed: int, max_concurrent_runs: int = 1) -> list[dict | None]:
     """The trials' hyperparameter values (name -> value), at most ``max_total_runs`` of them; fewer
-    when the space has fewer distinct points (a grid, or a random sampling of choices only)."""
+    when the space has fewer distinct points (a grid, or a sampling of discrete values only). A
+    Bayesian sampling's trials after its random ones are None: ``proposal`` gives them later."""
     space = generator_config["parameter_space"]
     if generator_config["name"] == "GRID":
         names = list(space)
         combos = itertools.product(*(space[name][1][0] for name in names))
         return [dict(zip(names, combo, strict=True)) for combo in itertools.islice(combos, max_total_runs)]
+    if generator_config["name"] == BayesianParameterSampling.SAMPLING_NAME:
+        size = space_size(space)
+        total = max_total_runs if size is None else min(max_total_runs, size)
+        start = min(total, max(max_concurrent_runs, min(BAYESIAN_RANDOM_TRIALS, total // 2)))
+        return [*_random_trials(space, start, seed), *[None] * (total - start)]
+    return _random_trials(space, max_total_runs, seed)
+
+
+def _random_trials(space: dict, count: int, seed: int) -> list[dict]:
     rng = random.Random(seed)
     trials: list[dict] = []
     seen: set[tuple] = set()
-    for _ in range(max_total_runs):
+    for _ in range(count):
         for _ in range(RANDOM_ATTEMPTS):
             values = {name: draw(expression, rng) for name, expression in space.items()}
-            point = tuple(repr(v) for v in values.values())
-            if point not in seen:
+            if point(values) not in seen:
                 break
         else:
             break  # every point of a discrete space is taken
-        seen.add(point)
+        seen.add(point(values))
         trials.append(values)
     return trials
 
 
-def draw(expression: list, rng: random.Random):
-    """One value of a parameter expression, with Azure ML's meaning of each."""
-    kind, args = expression
-    if kind == "choice":
-        return rng.choice(args[0])
-    if kind == "randint":
-        return rng.randrange(args[0])
-    if kind == "uniform":
-        return rng.uniform(args[0], args[1])
-    if kind == "loguniform":
-        return math.exp(rng.uniform(args[0], args[1]))
-    if kind == "normal":
-        return rng.gauss(args[0], args[1])
-    if kind == "lognormal":
-        return math.exp(rng.gauss(args[0], args[1]))
-    base = {"quniform": "uniform", "qloguniform": "loguniform", "qnormal": "normal", "qlognormal": "lognormal"}[kind]
-    q = args[2]
-    return round(draw([base, args[:2]], rng) / q) * q
+def proposal_waits(sweep: dict) -> dict[str, list[str]]:
+    """For each trial a Bayesian sweep proposes, the trials that must end before it starts, so that
+    every trial before it but the ``max_concurrent_runs - 1`` last has ended when it is proposed (it
+    sees the same results whatever their timing, and no more than ``max_concurrent_runs`` trials
+    run at once): all of them for the first ``max_concurrent_runs`` proposed, then only the window
+    that the proposed trial ``max_concurrent_runs`` before it did not wait for itself (its own start
+    says the rest ended): ``max_concurrent_runs`` edges a trial, not one per earlier trial."""
+    names = list(sweep["trials"])
+    concurrent = sweep["max_concurrent_runs"]
+    waits = {}
+    for index, (name, values) in enumerate(sweep["trials"].items()):
+        if values is None:
+            chained = sweep["trials"][names[index - concurrent]] is None
+            waits[name] = names[index - 2 * concurrent + 1 if chained else 0 : index - concurrent + 1]
+    return waits
+
+
+def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
+    """The values Bayesian sampling gives ``trial`` of ``sweep``, from ``best`` (each earlier trial's
+    best primary metric, those that logged it) of the trials it waited for (``proposal_waits``) and
+    the trials of the runs it resumes from."""
+    maximize = sweep["primary_metric_config"]["goal"] == "maximize"
+    observed = [
+        (dict(sweep["trials"][name]), value if maximize else -value)
+        for name in list(sweep["trials"])[: list(sweep["trials"]).index(trial) - sweep["max_concurrent_runs"] + 1]
+        if (value := best.get(name)) is not None
+    ]
+    # The trials of the sweeps it resumes from (HyperDriveConfig(resume_from=...)), as its own.
+    resumed = sweep.get("warm_start", {}).get("trials", [])
+    observed += [(dict(pairs), max(s) if maximize else -min(s)) for pairs, s in resumed if s]
+    taken = {point(dict(values)) for values in sweep["trials"].values() if values is not None}
+    # In the space's order, as the random trials have their values (history.db sorts the space's keys).
+    order = next(values for values in sweep["trials"].values() if values is not None)
+    space = {name: sweep["generator_config"]["parameter_space"][name] for name, _ in order}
+    return propose(space, observed, taken, sweep["seed"], list(sweep["trials"]).index(trial))
+
+
+def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> list[dict]:
+    """A sweep's trials, best first, each ``{"name", "index", "status", "values", "best"}`` (the
+    best value of the primary metric among ``metrics``, the run's metric rows; None when it logged
+    none); ``steps`` the run's steps by name: their status, and the values Bayesian sampling
+    proposed, in their properties (a trial not yet proposed has none)."""
+    metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
+    logged: dict[str, list[float]] = {}
+    for row in metrics:
+        value = row["value"]
+        if (
+            row["name"] == metric
+            and isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+        ):
+            logged.setdefault(row["step"], []).append(value)
+    rows = []
+    for index, (name, values) in enumerate(sweep["trials"].items()):
+        step = steps.get(name, {})
+        if values is None:
+            values = json.loads((step.get("properties") or {}).get("hyperparameters", "{}")).items()
+        mine = logged.get(name)
+        best = (max if maximize else min)(mine) if mine else None
+        rows.append({"name": name, "index": index, "status": step.get("status"), "values": dict(values), "best": best})
+    rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
+    return rows
 
 
 def argument_name(name: str) -> str:
@@ -169,7 +228,16 @@ def _expand_step(step) -> None:
         trial.version = step.trial_version
         step.trial_steps.append(trial)
         step.run_after(trial)
+    wait_for_proposals(step.trial_steps, step.sweep)
     step.arguments[step.arguments.index("--trials") + 1] = json.dumps(list(trials))
+
+
+def wait_for_proposals(trial_steps: list, sweep: dict) -> None:
+    """Each trial a Bayesian sweep proposes runs after the trials it waits for (``proposal_waits``)."""
+    by_name = {trial.name: trial for trial in trial_steps}
+    for name, earlier in proposal_waits(sweep).items():
+        for other in earlier:
+            by_name[name].run_after(by_name[other])
 
 
 def plan_trials(config, prefix: str, step: str | None = None) -> tuple[dict[str, dict], dict]:
@@ -181,13 +249,15 @@ def plan_trials(config, prefix: str, step: str | None = None) -> tuple[dict[str,
     seed = (generator.get("properties") or {}).get("rndseed")
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
-    drawn = sample(generator, sweep["max_total_runs"], seed)
+    drawn = sample(generator, sweep["max_total_runs"], seed, sweep["max_concurrent_runs"])
     trials = {f"{prefix}{index}": values for index, values in enumerate(drawn)}
     # Each trial's values as pairs: history.db keeps JSON with sorted keys, and the order is the space's.
-    record = {**sweep, "seed": seed, "trials": {name: list(values.items()) for name, values in trials.items()}}
+    pairs = {name: None if values is None else list(values.items()) for name, values in trials.items()}
+    record = {**sweep, "seed": seed, "trials": pairs}
     return trials, ({**record, "step": step} if step else record)
 
 
-def trial_arguments(values: dict) -> list[str]:
-    """A trial's values as the options its script is given: ``--lr 0.01``."""
-    return [part for name, value in values.items() for part in (argument_name(name), str(value))]
+def trial_arguments(values: dict | None) -> list[str]:
+    """A trial's values as the options its script is given: ``--lr 0.01`` (none yet for a trial that
+    Bayesian sampling proposes when it is about to run)."""
+    return [part for name, value in (values or {}).items() for part in (argument_name(name), str(value))]

@@ -120,13 +120,49 @@ class DockerBuildContext:
         return f"DockerBuildContext({self._to_spec()})"
 
 
+class RegistryIdentity:
+    """A managed identity a registry is reached with (``resource_id``, ``client_id``): Azure's; kept, unused here."""
+
+    def __init__(self):
+        self.resource_id = None
+        self.client_id = None
+
+
+class ContainerRegistry:
+    """The registry ``base_image`` is in (``environment.docker.base_image_registry``): its ``address``
+    (``myregistry.azurecr.io``), ``username``, ``password``, ``registry_identity``. localpipe pulls
+    nothing: the image must be on this machine under the registry's name (``docker login ADDRESS``,
+    then ``docker pull ADDRESS/IMAGE``); the password is never written to history.db (docs/docker.md)."""
+
+    def __init__(self):
+        self.address = None
+        self.username = None
+        self.password = None
+        self.registry_identity = None
+
+    def _to_spec(self) -> dict | None:
+        """What a definition keeps of it: the address and user, never the password; None without an address."""
+        return {"address": self.address, "username": self.username} if self.address else None
+
+    @staticmethod
+    def _from_spec(spec) -> ContainerRegistry:
+        registry = spec if isinstance(spec, ContainerRegistry) else ContainerRegistry()
+        if isinstance(spec, dict):
+            registry.address, registry.username = spec.get("address"), spec.get("username")
+        return registry
+
+    def __repr__(self) -> str:
+        return f"ContainerRegistry(address={self.address!r}, username={self.username!r})"
+
+
 class DockerSection:
-    """``environment.docker``: the image a step runs in when Docker is used: ``base_image``,
-    ``base_dockerfile`` or ``build_context`` (docs/docker.md)."""
+    """``environment.docker``: the image a step runs in when Docker is used: ``base_image`` (in
+    ``base_image_registry``), ``base_dockerfile`` or ``build_context`` (docs/docker.md)."""
 
     def __init__(self, enabled: bool = False, base_image: str | None = DEFAULT_CPU_IMAGE, **options):
         self.enabled = enabled
         self.base_image = base_image
+        self.base_image_registry = ContainerRegistry._from_spec(options.get("base_image_registry"))
         self.base_dockerfile = options.get("base_dockerfile")
         self.build_context = DockerBuildContext._from_spec(options.get("build_context"))
         self.shm_size = options.get("shm_size", _DEFAULT_SHM_SIZE)
@@ -136,7 +172,21 @@ class DockerSection:
     def _to_spec(self) -> dict:
         spec = dict(vars(self))
         spec["build_context"] = self.build_context._to_spec() if self.build_context else None
+        registry = self.base_image_registry._to_spec() if self.base_image_registry else None
+        if registry:  # absent without an address: the definitions (and digests) of other images unchanged
+            spec["base_image_registry"] = registry
+        else:
+            del spec["base_image_registry"]
         return spec
+
+    @property
+    def image_reference(self) -> str | None:
+        """``base_image`` as Docker names it here: under ``base_image_registry``'s address, if it has one."""
+        address = self.base_image_registry.address if self.base_image_registry else None
+        image = self.base_image
+        if address and isinstance(image, str) and not image.startswith(f"{address.rstrip('/')}/"):
+            return f"{address.rstrip('/')}/{image}"
+        return image
 
 
 class SparkSection:
@@ -217,6 +267,8 @@ class Environment:
         env = _with_packages(name, conda_specification, pip_requirements)
         env.docker.enabled = True  # on Azure every environment runs in its image; here, these ones
         env.docker.base_image = image
+        if container_registry is not None:
+            env.docker.base_image_registry = container_registry
         return env
 
     @staticmethod

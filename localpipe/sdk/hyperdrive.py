@@ -10,6 +10,8 @@ functions of ``plan/sweep.py``; a submission runs them (``client/hyperdrive.py``
 from __future__ import annotations
 
 import enum
+import json
+import math
 import numbers
 import warnings
 from pathlib import Path
@@ -19,6 +21,7 @@ from localpipe.sdk.script_run import ScriptRunConfig
 from localpipe.sdk.steps import PythonScriptStep
 
 MAX_DURATION_MINUTES = 10080  # the SDK's default and its service's limit: a week
+BAYESIAN_RUNS_PER_PARAMETER, BAYESIAN_MAX_CONCURRENT_RUNS = 20, 20  # below, above: the SDK warns
 
 
 # -- parameter expressions ---------------------------------------------------------------------
@@ -195,9 +198,7 @@ class RandomParameterSampling(HyperParameterSampling):
 
     def __init__(self, parameter_space, properties=None):
         super().__init__(RandomParameterSampling.SAMPLING_NAME, parameter_space, properties)
-        seed = (properties or {}).get("rndseed")
-        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
-            raise HyperDriveConfigException(f"RandomParameterSampling: properties['rndseed'] is {seed!r}: give an int")
+        _check_seed("RandomParameterSampling", properties)
 
 
 class GridParameterSampling(HyperParameterSampling):
@@ -210,15 +211,42 @@ class GridParameterSampling(HyperParameterSampling):
 
 
 class BayesianParameterSampling(HyperParameterSampling):
-    """Not built: refused when made."""
+    """Each trial after the first few proposed from the results of those that ended (Tree-structured
+    Parzen Estimator, ``plan/bayes.py``); ``choice``, ``uniform`` and ``quniform`` only, and no early
+    termination policy, as in the SDK. ``properties={"rndseed": N}`` fixes the random draws."""
 
     SAMPLING_NAME = "BayesianOptimization"
 
     def __init__(self, parameter_space, properties=None):
-        raise HyperDriveScenarioNotSupportedException(
-            "BayesianParameterSampling is not built in localpipe yet: use RandomParameterSampling "
-            "(properties={'rndseed': N} for a fixed draw) or GridParameterSampling"
+        super().__init__(
+            BayesianParameterSampling.SAMPLING_NAME,
+            parameter_space,
+            properties,
+            frozenset({"choice", "uniform", "quniform"}),
         )
+        _check_seed("BayesianParameterSampling", properties)
+        for name, (kind, args) in parameter_space.items():
+            if kind != "quniform":
+                continue
+            if any(type(value) is not int for value in args):
+                raise HyperDriveConfigException(
+                    f"BayesianParameterSampling: quniform{tuple(args)} of {name!r}: expected quniform arguments "
+                    "to be int"
+                )
+            if (args[1] - args[0]) / args[2] > QUNIFORM_POINTS:
+                raise HyperDriveConfigException(
+                    f"BayesianParameterSampling: quniform{tuple(args)} of {name!r}: too many discrete points for "
+                    "quniform distribution: use a larger q, or uniform"
+                )
+
+
+QUNIFORM_POINTS = 100_000  # the SDK's limit on a Bayesian quniform's points
+
+
+def _check_seed(sampling: str, properties) -> None:
+    seed = (properties or {}).get("rndseed")
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+        raise HyperDriveConfigException(f"{sampling}: properties['rndseed'] is {seed!r}: give an int")
 
 
 # -- early termination policies ----------------------------------------------------------------
@@ -367,7 +395,8 @@ class HyperDriveConfig:
                  custom_run_id=None):  # fmt: skip
         """As in the SDK, exactly one of ``estimator``, ``run_config`` and ``pipeline`` is given; only
         ``run_config`` is built here (estimators are deprecated in the SDK; a pipeline sweep, and
-        warm starts with ``resume_from`` / ``resume_child_runs``, are refused in one line)."""
+        resuming trials with ``resume_child_runs``, are refused in one line). ``resume_from``, one
+        HyperDriveRun or up to five, warm-starts the sweep with their trials (``_warm_start``)."""
         given = [n for n, v in (("estimator", estimator), ("run_config", run_config), ("pipeline", pipeline)) if v]
         if len(given) != 1:
             raise HyperDriveConfigException(
@@ -387,15 +416,15 @@ class HyperDriveConfig:
                 "HyperDriveConfig: run_config runs a command; a sweep appends its values to a script's "
                 "arguments: give ScriptRunConfig(script=...)"
             )
-        for name, value in (("resume_from", resume_from), ("resume_child_runs", resume_child_runs)):
-            if value:
-                raise HyperDriveScenarioNotSupportedException(
-                    f"HyperDriveConfig({name}=...): warm starts are not built in localpipe yet: drop {name}"
-                )
+        if resume_child_runs:
+            raise HyperDriveScenarioNotSupportedException(
+                "HyperDriveConfig(resume_child_runs=...): resuming trials is not built in localpipe yet: drop "
+                "resume_child_runs (resume_from warm-starts a sweep with earlier sweeps' results)"
+            )
         if not isinstance(hyperparameter_sampling, HyperParameterSampling):
             raise HyperDriveConfigException(
                 f"HyperDriveConfig(hyperparameter_sampling={hyperparameter_sampling!r}): give a "
-                "RandomParameterSampling or GridParameterSampling"
+                "RandomParameterSampling, GridParameterSampling or BayesianParameterSampling"
             )
         if not isinstance(primary_metric_name, str) or not primary_metric_name:
             raise HyperDriveConfigException(
@@ -412,6 +441,13 @@ class HyperDriveConfig:
         if not isinstance(max_duration_minutes, numbers.Real) or max_duration_minutes <= 0:
             raise HyperDriveConfigException(
                 f"HyperDriveConfig(max_duration_minutes={max_duration_minutes!r}): give a number of minutes above 0"
+            )
+        if isinstance(hyperparameter_sampling, BayesianParameterSampling) and not isinstance(
+            policy, NoTerminationPolicy | None
+        ):
+            raise HyperDriveScenarioNotSupportedException(
+                "No early termination policy is currently supported with Bayesian sampling. "
+                f"'{type(policy).__name__}' was provided: drop policy (or give NoTerminationPolicy())"
             )
         policy = NoTerminationPolicy() if policy is None else policy
         if not isinstance(policy, EarlyTerminationPolicy):
@@ -437,6 +473,24 @@ class HyperDriveConfig:
                 stacklevel=2,
             )
         self._max_duration_minutes = min(max_duration_minutes, MAX_DURATION_MINUTES)
+        self._warm_start = _warm_start(resume_from, self) if resume_from else None
+        if isinstance(hyperparameter_sampling, BayesianParameterSampling):  # the SDK's advice, in its words
+            recommended = BAYESIAN_RUNS_PER_PARAMETER * len(hyperparameter_sampling._parameter_space)
+            if max_total_runs < recommended:
+                warnings.warn(
+                    "For best results with Bayesian Sampling we recommend using a maximum number of runs greater "
+                    f"than or equal to {BAYESIAN_RUNS_PER_PARAMETER} times the number of hyperparameters being "
+                    f"tuned. Recommendend value:{recommended}.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            if self._max_concurrent_runs > BAYESIAN_MAX_CONCURRENT_RUNS:
+                warnings.warn(
+                    f"We recommend using {BAYESIAN_MAX_CONCURRENT_RUNS} max concurrent runs or fewer when using "
+                    "Bayesian sampling since a higher number might not provide the best result.",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     @property
     def estimator(self):
@@ -459,8 +513,9 @@ class HyperDriveConfig:
         return self._run_config.source_directory
 
     def sweep(self) -> dict:
-        """What planning and the scheduler need of the sweep, as plain data."""
-        return {
+        """What planning and the scheduler need of the sweep, as plain data (``warm_start``: the runs
+        it resumes from and their trials, each ``[values as pairs, the primary metric logged]``)."""
+        sweep = {
             "generator_config": self._generator_config,
             "policy_config": self._policy_config,
             "primary_metric_config": self._primary_metric_config,
@@ -468,12 +523,74 @@ class HyperDriveConfig:
             "max_concurrent_runs": self._max_concurrent_runs,
             "max_duration_minutes": self._max_duration_minutes,
         }
+        return {**sweep, "warm_start": self._warm_start} if self._warm_start else sweep
 
     def __repr__(self) -> str:
         return (
             f"HyperDriveConfig({self._generator_config['name']}, primary_metric={self._primary_metric_config}, "
             f"max_total_runs={self._max_total_runs})"
         )
+
+
+MAX_PARENT_RUNS, RESUME_FROM_TOTAL_RUNS = 5, 1000  # the SDK's limits on resume_from
+
+
+def _warm_start(resume_from, config: HyperDriveConfig) -> dict:
+    """The HyperDrive runs ``resume_from`` names (one, or a list), checked as the SDK checks them,
+    and their trials: ``{"runs": [ids], "trials": [[values as pairs, the primary metric logged]]}``.
+    Bayesian sampling proposes from those trials as from its own; an early-termination policy
+    compares with them too; the best run may be one of them (``get_best_run_by_primary_metric``)."""
+    parents = list(resume_from) if isinstance(resume_from, list | tuple) else [resume_from]
+    problem = None
+    if len(parents) > MAX_PARENT_RUNS:
+        problem = f"at most {MAX_PARENT_RUNS} runs (got {len(parents)})"
+    elif any(getattr(run, "type", None) != "hyperdrive" for run in parents):
+        problem = "each must be a HyperDriveRun (Experiment.submit(HyperDriveConfig(...)), or Run.get(ws, id) of one)"
+    elif len({run.id for run in parents}) < len(parents):
+        problem = "it names a run twice"
+    if problem:
+        raise HyperDriveConfigException(f"HyperDriveConfig(resume_from=...): {problem}")
+    metric = config._primary_metric_config
+    total, trials = config._max_total_runs, []
+    for run in parents:
+        tags = run.get_tags()
+        theirs = json.loads(tags["primary_metric_config"])
+        for key in ("name", "goal"):
+            if theirs[key] != metric[key]:
+                raise HyperDriveConfigException(
+                    f"HyperDriveConfig(resume_from=...): run {run.id}'s primary metric {key} is {theirs[key]!r}, "
+                    f"this sweep's {metric[key]!r}: warm-start from sweeps of the same metric and goal"
+                )
+        space = json.loads(tags["generator_config"])["parameter_space"]
+        if config._generator_config["name"] == BayesianParameterSampling.SAMPLING_NAME and json.dumps(
+            space, sort_keys=True
+        ) != json.dumps(config._generator_config["parameter_space"], sort_keys=True):
+            raise HyperDriveConfigException(
+                f"HyperDriveConfig(resume_from=...): run {run.id}'s parameter space is not this Bayesian "
+                "sampling's: warm-start Bayesian sampling from sweeps of the same space"
+            )
+        if run.get_status() not in ("Completed", "Canceled"):
+            raise HyperDriveConfigException(
+                f"HyperDriveConfig(resume_from=...): run {run.id} is {run.get_status()}: all resume_from runs "
+                "should be completed or canceled"
+            )
+        total += int(tags["max_total_jobs"])
+        values = run.get_hyperparameters()
+        for child in run.get_children():
+            if child.id in values:
+                logged = child.get_metrics(metric["name"]).get(metric["name"], [])
+                series = [v for v in (logged if isinstance(logged, list) else [logged]) if _finite(v)]
+                trials.append([list(json.loads(values[child.id]).items()), series])
+    if total > RESUME_FROM_TOTAL_RUNS:
+        raise HyperDriveConfigException(
+            f"HyperDriveConfig(resume_from=...): the number of total runs should not be greater than "
+            f"{RESUME_FROM_TOTAL_RUNS} (max_total_runs of this sweep and of the runs it resumes from: {total})"
+        )
+    return {"runs": [int(run.id) for run in parents], "trials": trials}
+
+
+def _finite(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _positive(name: str, value) -> None:

@@ -18,6 +18,7 @@ from localpipe.content.hashing import hash_bytes
 from localpipe.errors import NotFoundError, UsageError
 from localpipe.state.db import Database
 from localpipe.state.models import EncodedJSON
+from localpipe.status import RunStatus
 
 ACTIVE, DISABLED = "Active", "Disabled"
 
@@ -96,12 +97,12 @@ class PublishingRecords:
     def endpoint(self, endpoint_id: str | None = None, name: str | None = None) -> dict:
         """The endpoint with ``endpoint_id`` or ``name``, with its ``versions`` ({version: published id})."""
         t = self.t
-        query = t.PipelineEndpoint.select()
-        query = query.where(t.PipelineEndpoint.endpoint_id == endpoint_id) if endpoint_id else query
-        query = query.where(t.PipelineEndpoint.name == name) if name else query
-        row = query.dicts().first()
+        by_id = endpoint_id is not None or name is None  # the id when given, as Azure's
+        # an empty id or name matches no endpoint (it matched any: the workspace's first)
+        found = t.PipelineEndpoint.endpoint_id == endpoint_id if by_id else t.PipelineEndpoint.name == name
+        row = t.PipelineEndpoint.select().where(found).dicts().first()
         if row is None:
-            which = f'id "{endpoint_id}"' if endpoint_id else f'name "{name}"'
+            which = f'id "{endpoint_id}"' if by_id else f'name "{name}"'
             raise NotFoundError(f"no pipeline endpoint has {which}: see `localpipe endpoints`")
         return self._with_versions(row)
 
@@ -142,7 +143,7 @@ class PublishingRecords:
         with self.database.write():
             endpoint = self.endpoint(endpoint_id)
             if str(version) not in endpoint["versions"]:
-                raise UsageError(
+                raise ValueError(  # the SDK's error for it
                     f'pipeline endpoint "{endpoint["name"]}" has no version "{version}" (it has '
                     f"{', '.join(endpoint['versions'])}): pick one of them, or add a pipeline"
                 )
@@ -257,6 +258,32 @@ class PublishingRecords:
             t.ScheduleFire.update(holder_pid=pid, holder_started=started).where(t.ScheduleFire.id == row.id).execute()
             return row.id
 
+    def adopt_unstarted_runs(
+        self, schedule_id: str, pid: int, started: float, alive: Callable[[int, float], bool]
+    ) -> list[int]:
+        """The runs of the schedule's fires that were recorded but never started (no scheduler noted:
+        their holder died between the two), each taken over by ``pid`` to start; a live holder is
+        about to start its own."""
+        t = self.t
+        with self.database.write():
+            rows = (
+                t.ScheduleFire.select(
+                    t.ScheduleFire.id, t.ScheduleFire.run_id, t.ScheduleFire.holder_pid, t.ScheduleFire.holder_started
+                )  # fmt: skip
+                .join(t.PipelineRun, on=(t.ScheduleFire.run_id == t.PipelineRun.id))
+                .where(
+                    (t.ScheduleFire.schedule == self._schedule_row_id(schedule_id))
+                    & (t.PipelineRun.status == RunStatus.NOT_STARTED.value)
+                    & t.PipelineRun.scheduler_pid.is_null()
+                )
+            )
+            taken = [row for row in rows if not alive(row.holder_pid, row.holder_started)]
+            for row in taken:
+                t.ScheduleFire.update(holder_pid=pid, holder_started=started).where(
+                    t.ScheduleFire.id == row.id
+                ).execute()
+        return [row.run_id for row in taken]
+
     def unstarted_fires(self, schedule_id: str) -> list[dict]:
         """The fires of a schedule claimed but with no run recorded (their holder may have died)."""
         t = self.t
@@ -266,8 +293,22 @@ class PublishingRecords:
         return list(query.dicts())
 
     def fire_started(self, fire_id: int, run_id: int) -> None:
-        """Note the run a fire started; call it in the transaction that records the run."""
+        """Note the run a fire started (0: none); call it in the transaction that records the run. A
+        schedule disabled since its fire was claimed refuses a run (UsageError): the transaction then
+        records nothing, as a disable() that returned meanwhile asks."""
         t = self.t
+        if run_id:
+            schedule = (
+                t.Schedule.select(t.Schedule.name, t.Schedule.schedule_id, t.Schedule.status)
+                .join(t.ScheduleFire, on=(t.ScheduleFire.schedule == t.Schedule.id))
+                .where(t.ScheduleFire.id == fire_id)
+                .get()
+            )
+            if schedule.status != ACTIVE:
+                raise UsageError(
+                    f'schedule "{schedule.name}" ({schedule.schedule_id}) was disabled as it fired: enable it to fire '
+                    "again"
+                )
         t.ScheduleFire.update(run_id=run_id).where(t.ScheduleFire.id == fire_id).execute()
 
     def last_due(self, schedule_id: str) -> float | None:

@@ -219,6 +219,13 @@ class Views:
         }
         return step
 
+    def sweeps(self, run_id: int) -> list[dict]:
+        """The hyperparameter sweeps of a run's graph (``docs/hyperdrive.md``): none for most runs."""
+        graph = self._one(
+            "SELECT g.graph FROM pipeline_graph g JOIN pipeline_run r ON r.pipeline_id = g.id WHERE r.id = ?", [run_id]
+        )
+        return json.loads(graph["graph"]).get("sweeps") or [] if graph else []
+
     def step_run_location(self, step_run_id: int) -> tuple[int, str] | None:
         """(run id, step name) of a step run; None when gc forgot it."""
         row = self._one("SELECT run_id, name FROM step_run WHERE id = ?", [step_run_id])

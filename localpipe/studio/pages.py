@@ -21,6 +21,7 @@ from starlette.routing import Route
 import localpipe.status
 import localpipe.studio.graphics as graphics
 from localpipe.errors import NotFoundError
+from localpipe.plan.sweep import ranked_trials
 from localpipe.state.views import Views
 from localpipe.studio.render import page, wants_json
 from localpipe.studio.security import FILE_HEADERS, HEADER, form_fields
@@ -85,8 +86,10 @@ def _name(request: Request, key: str) -> str:
 
 # -- one run ----------------------------------------------------------------------------------------
 async def run_page(request: Request):
-    run = _views(request).run(_name(request, "run"))
+    views = _views(request)
+    run = views.run(_name(request, "run"))
     run["critical_path"] = sorted(graphics.critical_path(run["steps"], run["edges"]))
+    run["sweeps"] = _sweeps(views, run)
     if wants_json(request):
         return JSONResponse(run)
     failed_only = request.query_params.get("failed") == "1"
@@ -100,6 +103,26 @@ async def run_page(request: Request):
         active=run["status"] in ACTIVE,
         rerunnable=bool(run["pipeline_file"]),
     )
+
+
+def _sweeps(views: Views, run: dict) -> list[dict]:
+    """A run's hyperparameter sweeps: each one's primary metric, its trials best first, and a chart
+    of each trial's best value in the order the trials were made (a Bayesian sweep's should improve)."""
+    sweeps = views.sweeps(run["id"])
+    if not sweeps:
+        return []
+    metrics, steps = views.metrics(run["id"]), {step["name"]: step for step in run["steps"]}
+    found = []
+    for sweep in sweeps:
+        trials = ranked_trials(sweep, metrics, steps)
+        by_order = sorted((t["index"], t["best"]) for t in trials if t["best"] is not None)
+        found.append({
+            "metric": sweep["primary_metric_config"],
+            "sampling": sweep["generator_config"]["name"],
+            "trials": trials,
+            "chart": graphics.line_chart(by_order, "trial") if by_order else None,
+        })  # fmt: skip
+    return found
 
 
 async def run_timeline(request: Request):

@@ -29,7 +29,7 @@ def rest_routes(workspace) -> list[Route]:
             return JSONResponse(refused[1], status_code=refused[0])
         try:
             body = await request.json()
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
             body = None  # rest_submit answers 400, naming the body it wants
         status, content = await run_in_threadpool(rest_submit, workspace, kind, id, body, authorization, version)
         return JSONResponse(content, status_code=status)
