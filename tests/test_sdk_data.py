@@ -958,3 +958,26 @@ open(os.path.join(args.out, "resumed.txt"), "w").write(f"{ckpt} {files}")
     src.run_config.data = {"raw": Dataset.File.from_files(str(ws.root / "raw"))}
     with pytest.raises(UsageError, match=r"RunConfiguration.data\['raw'\] .*as_named_input\('raw'\)"):
         src.step()
+
+
+@pytest.mark.parametrize("name", ["data/../../../../pwned.txt", "data/sub/../../../../../pwned.txt"])
+def test_a_blob_listed_with_a_name_leading_out_of_the_mirror_is_refused(ws, blob_proxy, name):
+    """Found by the paths review (tests/test_paths_review.py): the names a container's List Blobs
+    answer gives were joined to its mirror's folder as they came, so a container (a third party's:
+    the samples read public ones) listing "data/../../../../pwned.txt" had that file written outside
+    the mirror, anywhere the user may write. The listing is refused, naming the blob; nothing is
+    written."""
+    web = blob_proxy
+    web.files["/sampledata/data/fine.csv"] = b"a\n1\n"
+    web.files[f"/sampledata/{name}"] = b"written outside\n"
+    escaped = os.path.join(os.path.dirname(os.environ["LOCALPIPE_CACHE_DIR"]), "pwned.txt")
+    store = Datastore.register_azure_blob_container(
+        ws, datastore_name="hostile", container_name="sampledata", account_name="hostile", protocol="http"
+    )
+    with pytest.raises(UsageError) as refused:
+        Dataset.File.from_files(path=(store, "data/"))
+    assert str(refused.value) == (
+        f'Dataset.File.from_files: "http://hostile.blob.core.windows.net/sampledata" lists a blob named '
+        f"{name!r}, which leads out of the container's folder: the container cannot be read here"
+    )
+    assert not os.path.exists(escaped)
