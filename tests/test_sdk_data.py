@@ -981,3 +981,22 @@ def test_a_blob_listed_with_a_name_leading_out_of_the_mirror_is_refused(ws, blob
         f"{name!r}, which leads out of the container's folder: the container cannot be read here"
     )
     assert not os.path.exists(escaped)
+
+
+def test_a_url_whose_name_is_meta_json_or_climbs_keeps_its_bytes_in_its_own_folder(web):
+    """Found by the paths review (tests/test_paths_review.py): a URL's file was kept under the last
+    segment of its path, unquoted, next to meta.json (its ETag): a file named meta.json was
+    overwritten by that record, so the dataset read the record instead of the data; a name with an
+    encoded "/" ("..%2F..%2Fx.csv") was written out of its folder of the download cache."""
+    web.files["/data/meta.json"] = b'{"the": "data"}\n'
+    web.files["/data/..%2F..%2Fx.csv"] = b"a\n1\n"
+    [meta] = Dataset.File.from_files(web.url + "/data/meta.json").paths
+    assert open(meta, "rb").read() == b'{"the": "data"}\n'
+    downloads = os.path.join(os.environ["LOCALPIPE_CACHE_DIR"], "downloads")
+    before = set(os.listdir(downloads))
+    [climbing] = Dataset.File.from_files(web.url + "/data/..%2F..%2Fx.csv").paths
+    assert open(climbing, "rb").read() == b"a\n1\n"
+    assert os.path.dirname(os.path.dirname(climbing)) == downloads
+    folder = os.path.basename(os.path.dirname(climbing))
+    assert set(os.listdir(downloads)) - before == {folder, folder + ".json"}  # its ETag beside it
+    assert not os.path.exists(os.path.join(os.environ["LOCALPIPE_CACHE_DIR"], "x.csv"))
