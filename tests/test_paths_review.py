@@ -659,3 +659,19 @@ def test_datastore_download_of_a_dotted_prefix_copies_its_files(ws, tmp_path):
         "got/.config",
         "got/.config/a.txt",
     ]
+
+
+def test_a_step_folder_that_is_a_link_is_unlinked_not_emptied_for_a_new_attempt(tmp_path):
+    """Found by this review: a step folder made ready for a new attempt (a retry, a run resumed after
+    its scheduler died with the step running) was emptied through a link the step had put in its
+    place: every file of the folder it led to went. The link goes, and a fresh folder is made."""
+    from localpipe.engine.workdir import StepFolder
+
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    (tmp_path / "run").mkdir()
+    folder = StepFolder(tmp_path / "run" / "step")
+    folder.root.symlink_to(outside)
+    folder.reset()
+    assert snapshot(outside) == before
+    assert folder.root.is_dir() and not folder.root.is_symlink() and list(folder.root.iterdir()) == []

@@ -39,6 +39,8 @@ class StepFolder:
 
     def reset(self) -> None:
         """Empty the folder for a new attempt, keeping nothing from the last one but logs."""
+        if os.path.islink(self.root):  # the last attempt's step put it there: it goes, not what it leads to
+            os.unlink(self.root)
         try:
             self.root.mkdir(parents=True)
         except FileExistsError:  # a retry, or a run resumed: only then is there anything to remove
