@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -22,9 +23,20 @@ JOURNAL = "results.jsonl"  # in a family's folder of parallel-cache/
 DIGESTS = "digests"  # parallel-cache/'s folder of digests files
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """The text of the regular file at ``path``; OSError for anything else. These files lie in a
+    step's folder, where the step (a container's too) may leave a FIFO, whose read would wait for
+    ever for a writer: ``show`` and ``gc`` read them for every step."""
+    handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(handle, "rb") as opened:
+        if not stat.S_ISREG(os.fstat(handle).st_mode):
+            raise OSError(f"{path} is not a file")
+        return opened.read().decode()
+
+
 def read_record(path: Path) -> dict | None:
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(read_text(path))
     except (OSError, ValueError):
         return None
     return record if isinstance(record, dict) and isinstance(record.get("family"), str) else None
@@ -34,7 +46,7 @@ def needed_lines(folder: Path, keys: set[str]) -> tuple[list[str], int]:
     """The lines of a family's journal that hold the result of one of ``keys`` (one line each),
     and the bytes of the others (results no kept run has, lines cut short, repeats)."""
     try:
-        text = (folder / JOURNAL).read_text()
+        text = read_text(folder / JOURNAL)
     except OSError:
         return [], 0
     kept, seen, dropped = [], set(), 0

@@ -455,3 +455,85 @@ rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages
         reason.startswith(f"its packages could not be added to image {IMAGE}: uv pip exited with")
         and "image-build.log" in reason
     )
+
+
+# -- links and FIFOs a container leaves in its folder (tests/test_paths_review.py) --
+
+# In a container: the host folder it is given is not there, yet links to it lead there outside.
+IN_CONTAINER = """
+import os, sys
+out, host = sys.argv[1], sys.argv[2]
+root = os.environ["LOCALPIPE_STEP_DIR"]
+assert not os.path.exists(host), "the container sees the host folder"
+os.rename(os.path.dirname(out), os.path.join(root, "moved"))
+os.symlink(host, os.path.join(root, "outputs"))  # the commit would move host/data into the store
+os.symlink(os.path.join(host, "keep.txt"), os.path.join(root, "stdout.log"))  # made on the first print
+os.mkfifo(os.path.join(root, "stderr.log"))  # read for the log tail of a failed step
+print("appended to the host's keep.txt")
+"""
+
+DOCKER_PIPELINE = """
+from localpipe import Environment, Pipeline, PipelineData, PythonScriptStep, RunConfiguration, Workspace
+config = RunConfiguration()
+config.environment = Environment.from_docker_image("in-docker", {image!r})
+pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep(
+    "s.py", name="s", source_directory="src", runconfig=config, arguments=[PipelineData("data"), {outside!r}])])
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_containers_links_and_fifos_in_its_folder_reach_nothing_outside(
+    ws, project, localpipe, tmp_path, docker_image
+):
+    """Found by the paths review (tests/test_paths_review.py shows each on a local step): a step in
+    a container sees only its folder, yet a link it makes there names a path of the machine, where
+    localpipe, outside the container, followed it (the commit moved the host folder into the store,
+    its log was appended to a host file), and a FIFO there hung the run. Now the host folder is
+    exactly as it was, and the step fails naming them."""
+    from tests.test_paths_review import REPLACED_FIX, outside_folder, snapshot
+
+    outside = outside_folder(tmp_path)
+    before = snapshot(outside)
+    project("src/s.py", IN_CONTAINER)
+    project("p.py", DOCKER_PIPELINE.format(image=docker_image, outside=str(outside)))
+    proc = localpipe("submit", "p.py", timeout=100)
+    assert snapshot(outside) == before, (proc.stdout, proc.stderr)
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    status, reason = query(ws.root, "SELECT status, reason FROM step_run")[0]
+    replaced = "outputs by a link, stdout.log by a link, stderr.log by a FIFO"
+    assert (status, reason) == ("Failed", f"the step replaced {replaced}{REPLACED_FIX}")
+
+
+# Leaves among its run files a link to a host file it cannot see (a secret of the machine's, say).
+RUN_FILE_LINK = """
+import os, sys
+os.makedirs("outputs", exist_ok=True)
+open("outputs/kept.txt", "w").write("kept")
+os.symlink(sys.argv[2], "outputs/model.pkl")
+os.symlink(os.path.dirname(sys.argv[2]), "outputs/folder")
+os.symlink("kept.txt", "outputs/inside.txt")
+"""
+
+
+@pytest.mark.timeout(120)
+def test_a_containers_run_file_links_out_of_its_folder_are_not_kept(ws, project, localpipe, tmp_path, docker_image):
+    """Found by the paths review: a step in a container could leave among its run files (./outputs)
+    a link to a host file it cannot see; on the host, download_file, register_model and a
+    HyperDriveStep's best model read that file (into the object store, for a model). Such a link is
+    not kept among its run files; one inside its folder is."""
+    from localpipe import PipelineRun
+
+    secret = tmp_path / "host" / "secret.txt"
+    secret.parent.mkdir()
+    secret.write_text("a secret of the machine's\n")
+    project("src/s.py", RUN_FILE_LINK)
+    project("p.py", DOCKER_PIPELINE.format(image=docker_image, outside=str(secret)))
+    proc = localpipe("submit", "p.py", timeout=100)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    step_run = PipelineRun.get(ws, 1).find_step_run("s")[0]
+    names = [n for n in step_run.get_file_names() if n.startswith("outputs/")]
+    assert names == ["outputs/inside.txt", "outputs/kept.txt"], names
+    assert sorted(os.listdir(ws.root / ".localpipe" / "runs" / "1" / "s" / "files" / "outputs")) == [
+        "inside.txt",
+        "kept.txt",
+    ]

@@ -958,3 +958,45 @@ open(os.path.join(args.out, "resumed.txt"), "w").write(f"{ckpt} {files}")
     src.run_config.data = {"raw": Dataset.File.from_files(str(ws.root / "raw"))}
     with pytest.raises(UsageError, match=r"RunConfiguration.data\['raw'\] .*as_named_input\('raw'\)"):
         src.step()
+
+
+@pytest.mark.parametrize("name", ["data/../../../../pwned.txt", "data/sub/../../../../../pwned.txt"])
+def test_a_blob_listed_with_a_name_leading_out_of_the_mirror_is_refused(ws, blob_proxy, name):
+    """Found by the paths review (tests/test_paths_review.py): the names a container's List Blobs
+    answer gives were joined to its mirror's folder as they came, so a container (a third party's:
+    the samples read public ones) listing "data/../../../../pwned.txt" had that file written outside
+    the mirror, anywhere the user may write. The listing is refused, naming the blob; nothing is
+    written."""
+    web = blob_proxy
+    web.files["/sampledata/data/fine.csv"] = b"a\n1\n"
+    web.files[f"/sampledata/{name}"] = b"written outside\n"
+    escaped = os.path.join(os.path.dirname(os.environ["LOCALPIPE_CACHE_DIR"]), "pwned.txt")
+    store = Datastore.register_azure_blob_container(
+        ws, datastore_name="hostile", container_name="sampledata", account_name="hostile", protocol="http"
+    )
+    with pytest.raises(UsageError) as refused:
+        Dataset.File.from_files(path=(store, "data/"))
+    assert str(refused.value) == (
+        f'Dataset.File.from_files: "http://hostile.blob.core.windows.net/sampledata" lists a blob named '
+        f"{name!r}, which leads out of the container's folder: the container cannot be read here"
+    )
+    assert not os.path.exists(escaped)
+
+
+def test_a_url_whose_name_is_meta_json_or_climbs_keeps_its_bytes_in_its_own_folder(web):
+    """Found by the paths review (tests/test_paths_review.py): a URL's file was kept under the last
+    segment of its path, unquoted, next to meta.json (its ETag): a file named meta.json was
+    overwritten by that record, so the dataset read the record instead of the data; a name with an
+    encoded "/" ("..%2F..%2Fx.csv") was written out of its folder of the download cache."""
+    web.files["/data/meta.json"] = b'{"the": "data"}\n'
+    web.files["/data/..%2F..%2Fx.csv"] = b"a\n1\n"
+    [meta] = Dataset.File.from_files(web.url + "/data/meta.json").paths
+    assert open(meta, "rb").read() == b'{"the": "data"}\n'
+    downloads = os.path.join(os.environ["LOCALPIPE_CACHE_DIR"], "downloads")
+    before = set(os.listdir(downloads))
+    [climbing] = Dataset.File.from_files(web.url + "/data/..%2F..%2Fx.csv").paths
+    assert open(climbing, "rb").read() == b"a\n1\n"
+    assert os.path.dirname(os.path.dirname(climbing)) == downloads
+    folder = os.path.basename(os.path.dirname(climbing))
+    assert set(os.listdir(downloads)) - before == {folder, folder + ".json"}  # its ETag beside it
+    assert not os.path.exists(os.path.join(os.environ["LOCALPIPE_CACHE_DIR"], "x.csv"))

@@ -125,4 +125,26 @@ def _inside(root: Path, name: str) -> Path:
     text = str(name).replace("\\", "/")
     if not text or text.startswith("/") or ".." in text.split("/"):
         raise UserErrorException(f'"{name}" is not a run file name: use a relative path such as "outputs/model.pkl"')
-    return root / text
+    target = root / text
+    within = [p for p in (*reversed(target.parents), target) if p.is_relative_to(root) and p != root]
+    if not os.path.realpath(target).startswith(os.path.realpath(root) + os.sep):  # a link the step left there
+        link = next((p for p in within if p.is_symlink()), target)
+        raise UserErrorException(
+            f'"{name}" would be written through the link {link.relative_to(root).as_posix()}, out of the run\'s '
+            "files: upload under another name"
+        )
+    held = next((p for p in within[:-1] if p.exists() and not p.is_dir()), None)
+    if held is not None:
+        raise UserErrorException(
+            f'"{name}": run file {held.relative_to(root).as_posix()} is a file, which holds no others: '
+            "upload under another name"
+        )
+    if target.is_dir():
+        raise UserErrorException(
+            f'"{name}" is a folder of run files: upload under a file name such as "outputs/model.pkl"'
+        )
+    log = LOG_FILES.get(target.relative_to(root).as_posix())
+    if log is not None:
+        stream = log.removesuffix(".log")
+        raise UserErrorException(f'"{name}" is the step\'s {stream} among its files: upload under another name')
+    return target

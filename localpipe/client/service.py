@@ -67,7 +67,8 @@ class LocalService:
     ) -> Path:
         from localpipe.state.datastores import upload
 
-        return upload(name, self.datastore_location(name)[0], files, root, target_path, overwrite, show_progress)
+        folder = self.datastore_location(name)[0]
+        return upload(self.history.layout, name, folder, files, root, target_path, overwrite, show_progress)
 
     # -- datasets --------------------------------------------------------------------------------
     def register_dataset(

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from localpipe.faults import fault_point
+from localpipe.plan.graph import REPLACES_STATE, replaces_state
 from localpipe.state.history import History
 from localpipe.state.store import ObjectStore, remove_tree
 
@@ -30,7 +31,7 @@ def deliver(
         digest = outputs[name]
         if target["path"]:
             path = Path(target["path"].replace("{run-id}", str(run_id)).replace("{output-name}", name))
-            _copy_into_place(store.path(digest), _inside_datastore(path, target.get("root")))
+            _copy_into_place(store.path(digest), _inside_datastore(path, target.get("root"), history.layout.state_dir))
         if target["register"]:
             history.datasets.record_version(
                 target["register"],
@@ -42,12 +43,15 @@ def deliver(
             )
 
 
-def _inside_datastore(path: Path, root: str | None) -> Path:
-    """``path`` with its links resolved, which must still lie in the datastore folder ``root``
-    (checked when planning; checked again now, as a link may have been made since)."""
+def _inside_datastore(path: Path, root: str | None, state_dir: Path) -> Path:
+    """``path`` with its links resolved, which must still lie in the datastore folder ``root``, and
+    not replace the workspace's own state (checked when planning; checked again now, as a link may
+    have been made since)."""
     real = Path(os.path.realpath(path))
     if root is not None and not str(real).startswith(root + os.sep):
         raise OSError(f"{path} leads to {real}, outside its datastore {root}: remove the link, or choose another path")
+    if replaces_state(str(real), os.path.realpath(state_dir)):
+        raise OSError(f"{path} leads to {real}, which {REPLACES_STATE}: remove the link, or choose another path")
     return real
 
 

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from localpipe.engine.outcomes import read_own
 from localpipe.errors import NotFoundError
 from localpipe.state.history import History
 
@@ -96,10 +97,8 @@ def print_new_lines(path, offset: int, prefix: str, echo: Callable, final: bool 
     """Print the complete lines of ``path`` after ``offset`` (and, when ``final``, a last line that
     has no line end); returns the new offset."""
     try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = handle.read()
-    except OSError:
+        data = read_own(path, offset)
+    except OSError:  # not written yet; or a link or a FIFO the step made, which are not read
         return offset
     complete = len(data) if final else data.rfind(b"\n") + 1
     for line in data[:complete].decode("utf-8", errors="replace").splitlines():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 
+from localpipe.engine.outcomes import read_own
 from localpipe.errors import NotFoundError
 from localpipe.state.history import History
 from localpipe.state.reader import KINDS
@@ -41,10 +42,8 @@ class MetricsIngester:
         """
         offset = self._offsets.get(path, 0)
         try:
-            with open(path, "rb") as handle:
-                handle.seek(offset)
-                data = handle.read()
-        except FileNotFoundError:
+            data = read_own(path, offset)
+        except OSError:  # not written yet, or a link or a FIFO, which are not read (read_own)
             return 0
         complete = data.rfind(b"\n") + 1
         if not complete:

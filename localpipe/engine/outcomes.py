@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal as signals
+import stat
 
 from localpipe.engine.executors import Exit
 
@@ -71,3 +72,23 @@ def log_tail(folder, lines: int = LOG_TAIL_LINES) -> str | None:
         if text.strip():
             return "\n".join(text.rstrip().splitlines()[-lines:])
     return None
+
+
+def read_own(path: str | os.PathLike, offset: int = 0) -> bytes:
+    """What the file at ``path``, a resolved path in a step's folder, holds from ``offset``; OSError
+    for a link, a path under one, or anything but a regular file. The step (a container's too) can
+    put a link in place of its metrics file, its logs or its folder, and what the file it points to
+    holds would be recorded as its metrics or shown as its output; or a FIFO, whose open would wait
+    for ever for a writer."""
+    path = os.fspath(path)
+    handle = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO: no wait
+    try:
+        opened = os.fstat(handle)
+        if not stat.S_ISREG(opened.st_mode):
+            raise OSError(f"{path} is not a file")
+        # Its folder a link now, or when it was opened (then put back: the file there is another).
+        if os.path.realpath(path) != path or not os.path.samestat(opened, os.stat(path)):
+            raise OSError(f"{path} lies under a link")
+        return os.pread(handle, max(0, opened.st_size - offset), offset)
+    finally:
+        os.close(handle)

@@ -53,6 +53,7 @@ from localpipe.engine.workdir import (
     prepare_step,
     step_environment,
     to_ray,
+    unlink_replaced,
 )
 from localpipe.envs.cache import BuiltEnvironment
 from localpipe.errors import StateError, UsageError
@@ -650,13 +651,14 @@ class Scheduler:
         if running is None:
             return  # told twice (a supervisor that failed while handling it): the first was recorded
         name = event.key
+        replaced = unlink_replaced(running.folder)  # first: nothing below may follow a link the step made
         self._collect_files(running)
         # First: the steps this one makes decidable may need what it logged (a Bayesian sweep's proposals).
         self.metrics.ingest(str(running.folder.metrics), self.step_ids[name], running.secrets)
         running.timed_out = running.timed_out or event.timed_out
         exited_well = event.exit_code == 0 and not (running.canceled or running.timed_out or event.error)
         written = [i for i, (path, before) in running.mounts.items() if fingerprint(path) != before]
-        if exited_well and not written:
+        if exited_well and not written and not replaced:
             self._complete(name, running, event)  # releases the claim in its closing transaction
         else:
             full = disk_full_note(running.folder, event)  # looked at before what follows frees space
@@ -685,6 +687,8 @@ class Scheduler:
                     f'the step wrote into its read-only input "{written[0]}": use as_download() for a writable copy',
                     exit_event=event,
                 )
+            elif replaced:
+                self._fail(name, replaced, exit_event=event)
             else:
                 reason = describe_exit(event, running.spec.resources.get("memory"), log_tail(running.folder))
                 self._fail(name, reason + own_reason(running.folder) + full, exit_event=event)

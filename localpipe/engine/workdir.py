@@ -8,18 +8,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import sys
 from pathlib import Path
 
 from localpipe.compat.runtime import DEPENDENCIES_FOLDER
 from localpipe.content.hashing import TreeDigest, copy_tree
 from localpipe.engine.executors import Launch
+from localpipe.engine.outcomes import REASON_FILE
 from localpipe.engine.resources import Placement
 from localpipe.errors import OutputError
 from localpipe.faults import fault_point
 from localpipe.plan.graph import StepSpec
 from localpipe.state.history import MACHINE_ENV, machine_id
-from localpipe.state.store import ObjectStore, remove_tree
+from localpipe.state.store import ObjectStore, kind_of, remove_tree
 
 
 class StepFolder:
@@ -37,6 +39,8 @@ class StepFolder:
 
     def reset(self) -> None:
         """Empty the folder for a new attempt, keeping nothing from the last one but logs."""
+        if os.path.islink(self.root):  # the last attempt's step put it there: it goes, not what it leads to
+            os.unlink(self.root)
         try:
             self.root.mkdir(parents=True)
         except FileExistsError:  # a retry, or a run resumed: only then is there anything to remove
@@ -120,6 +124,56 @@ def step_environment(
     return env
 
 
+# What the scheduler reads and writes in a step's folder once the step has ended, parents first.
+_AFTER_EXIT = (
+    "outputs",
+    "snapshot",
+    "files",
+    "files/outputs",
+    "files/logs",
+    "stdout.log",
+    "stderr.log",
+    "stdout.log.tail",  # where a long log's tail is kept while the step runs (executors/supervisor.py)
+    "stderr.log.tail",
+    "metrics.jsonl",
+    REASON_FILE,
+)
+
+
+def unlink_replaced(folder: StepFolder) -> str | None:
+    """Remove what a step that has ended left in place of its folder, or of what the scheduler reads
+    and writes in it (``_AFTER_EXIT``), that is neither a file nor a folder: why the step fails for
+    it, or None.
+
+    The scheduler follows no link there: a container's step sees only its folder, yet a link it
+    makes there names any path of this machine (the commit would move what it points to into the
+    store, the run files' collection would write there, a retry would empty it, its log tail would
+    be read into history.db). It opens no FIFO there either, which would wait for ever for a writer.
+    The link goes, never what it points to.
+    """
+    if os.path.islink(folder.root) or not folder.root.is_dir():
+        remove_tree(folder.root)
+        folder.root.mkdir(parents=True)
+        return _replaced(["its folder by a link"])
+    replaced = []
+    for rel in _AFTER_EXIT:  # one at a time: a link removed, what was below it is no longer looked at
+        try:
+            mode = os.lstat(folder.root / rel).st_mode
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            os.unlink(folder.root / rel)
+            replaced.append(f"{rel} by a {kind_of(mode)}")
+    return _replaced(replaced) if replaced else None
+
+
+def _replaced(what: list[str]) -> str:
+    return (
+        f"the step replaced {', '.join(what)}: localpipe follows no link and opens no FIFO, socket or device "
+        "of a step's folder: write files there"
+    )
+
+
 def commit_outputs(step: StepSpec, folder: StepFolder, store: ObjectStore) -> tuple[dict[str, TreeDigest], str | None]:
     """Move a succeeded step's outputs into the object store: what was committed, and why the
     step must fail instead when one cannot be (None when all were)."""
@@ -143,7 +197,12 @@ RUN_FILE_FOLDERS = ("outputs", "logs")
 
 def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
     """Move what the step wrote to ``./outputs`` and ``./logs`` of its working directory into its
-    run files (``files/outputs``, ``files/logs``), beside what it uploaded (Run.upload_file)."""
+    run files (``files/outputs``, ``files/logs``), beside what it uploaded (Run.upload_file).
+
+    A container's links there that lead out of its folder are not kept: on this machine they lead
+    to what the container never saw (a secret of the machine's, which ``download_file`` or
+    ``register_model`` would then read)."""
+    contained = step.environment.get("kind") == "docker"
     cwd = working_dir(step, folder)
     for name in RUN_FILE_FOLDERS:
         if cwd == folder.root and name == "outputs":
@@ -161,6 +220,17 @@ def collect_run_files(step: StepSpec, folder: StepFolder) -> None:
                 destination.unlink()
             shutil.move(entry.path, destination)
         os.rmdir(source)
+        if contained:
+            _unlink_leading_out(target, str(folder.root))
+
+
+def _unlink_leading_out(tree: Path, root: str) -> None:
+    """Remove the links below ``tree`` whose target (resolved) is not in the folder ``root``."""
+    for path, folders, files in os.walk(tree):  # links to folders are among folders, not followed
+        for name in (*folders, *files):
+            link = os.path.join(path, name)
+            if os.path.islink(link) and not os.path.realpath(link).startswith(root + os.sep):
+                os.unlink(link)
 
 
 def snapshot_source(step: StepSpec, source: TreeDigest | None, folder: StepFolder) -> TreeDigest | None:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from localpipe.parallel_files import FOLDER, PROGRESS
+from localpipe.parallel_files import FOLDER, PROGRESS, read_text
 
 
 def read(step_dir: Path) -> dict | None:
     """The last progress the driver wrote in ``step_dir``, or None (not a ParallelRunStep, not started)."""
     try:
-        return json.loads((Path(step_dir) / FOLDER / PROGRESS).read_text())
+        return json.loads(read_text(Path(step_dir) / FOLDER / PROGRESS))
     except (OSError, ValueError):
         return None
 

@@ -8,6 +8,7 @@ the value to plan with, so that a bad value never reaches the scheduler, a file 
 from __future__ import annotations
 
 import math
+import os
 import posixpath
 from typing import Any
 
@@ -126,12 +127,38 @@ def path_on_compute(label: str, name: str, value: Any, found: list[str]) -> None
     if not isinstance(value, str) or not value or "\0" in value:
         found.append(f'{label}: input "{name}": path_on_compute {_short(value)} is not a path: pass a relative one')
         return
-    normal = posixpath.normpath(value)
-    if posixpath.isabs(value) or normal == ".." or normal.startswith("../"):
+    if _leaves(value):
         found.append(
             f'{label}: input "{name}": path_on_compute "{value}" leaves the step\'s folder: '
             'use a relative path such as "data/raw"'
         )
+    elif _too_long(value):
+        found.append(
+            f'{label}: input "{name}": path_on_compute {_short(value)} has a part longer than a file name can be '
+            f"({NAME_MAX} bytes): shorten it"
+        )
+
+
+def input_folder(label: str, name: str, found: list[str]) -> None:
+    """An input put in a folder of its name (downloaded without path_on_compute, or several files
+    together): a name that makes one inside the step's inputs folder."""
+    if "\0" in name or _leaves(name) or _too_long(name):
+        found.append(
+            f"{label}: input name {_short(name)} cannot name its folder in the step's inputs folder: use a plain "
+            'name (letters, digits, "_", "-", "."), or give path_on_compute'
+        )
+
+
+NAME_MAX = 255  # bytes of one file name
+
+
+def _leaves(path: str) -> bool:
+    normal = posixpath.normpath(path)
+    return posixpath.isabs(path) or normal == ".." or normal.startswith("../")
+
+
+def _too_long(path: str) -> bool:
+    return any(len(os.fsencode(part)) > NAME_MAX for part in path.split("/"))
 
 
 def _short(value: Any) -> str:

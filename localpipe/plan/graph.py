@@ -9,6 +9,7 @@ stored in history.db and is all the scheduler needs: it never sees the user's ob
 from __future__ import annotations
 
 import graphlib
+import json
 import math
 import numbers
 import os
@@ -38,7 +39,8 @@ from localpipe.sdk.modules import ModuleStep
 from localpipe.sdk.parameters import PipelineParameter
 from localpipe.sdk.steps import PipelineStep, PythonScriptStep
 
-VALID_OUTPUT_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+VALID_OUTPUT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # fullmatch: `$` would let a last newline by
+MAX_OUTPUT_NAME = 255  # an output is a folder (and a file) of its name: the longest a file name can be
 # What one step claims on the default target: one CPU slot, no GPU, no memory reservation.
 DEFAULT_RESOURCES = {"cpus": 1, "gpus": 0, "memory": None, "max_concurrent": None}
 
@@ -614,10 +616,13 @@ def _add_output(label: str, step, output, outputs: dict[str, bool], found: list[
         found.append(f"{label}: output {output!r} is not a PipelineData")
         return
     name = output.name
-    if not VALID_OUTPUT_NAME.match(name) or ".." in name:
+    shown = json.dumps(name if len(name) <= 60 else name[:59] + "…", ensure_ascii=False)  # control characters escaped
+    if not VALID_OUTPUT_NAME.fullmatch(name) or ".." in name:
         found.append(
-            f'{label}: output name "{name}" is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."'
+            f'{label}: output name {shown} is not allowed: use letters, digits, "_", "-" and "." with no "/" or ".."'
         )
+    elif len(name) > MAX_OUTPUT_NAME:
+        found.append(f"{label}: output name {shown} is {len(name)} characters long: use at most {MAX_OUTPUT_NAME}")
     elif name in outputs:
         found.append(f'{label}: two outputs are named "{name}": rename one')
     if len(output.producers) > 1 and output.producers[0] is step:
@@ -656,7 +661,24 @@ def _destination(label: str, output: OutputFileDatasetConfig, found: list[str]) 
             f'{label}: destination "{template}" of output "{output.name}" leaves datastore '
             f'"{store.name}": use a relative path inside it'
         )
+    elif replaces_state(os.path.realpath(sample), os.path.realpath(store.workspace.state_dir)):
+        where = f'{label}: destination "{template}" of output "{output.name}"'
+        found.append(f"{where} {REPLACES_STATE}: choose a path outside .localpipe")
     return {"path": path, "root": root, **_registration(output)}
+
+
+REPLACES_STATE = "would replace the workspace's own state (its .localpipe folder, or a part of it)"
+
+
+def replaces_state(path: str, state_dir: str) -> bool:
+    """Whether writing a folder at ``path`` (real, absolute) would replace the workspace's state,
+    ``state_dir`` (real): it, what is in it, or a folder holding it; its datastores' own folders
+    (``datastores/NAME/...``) excepted."""
+    if inside(path, os.path.join(state_dir, "datastores")) and os.path.dirname(path) != os.path.join(
+        state_dir, "datastores"
+    ):
+        return False
+    return path == state_dir or inside(path, state_dir) or inside(state_dir, path)
 
 
 def _registration(output: OutputFileDatasetConfig) -> dict:
@@ -702,6 +724,8 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
         found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
         return
     checks.path_on_compute(label, name, spec.path_on_compute, found)
+    if spec.path_on_compute is None and (spec.mode == "download" or spec.step is None):
+        checks.input_folder(label, name, found)
     if name in inputs and inputs[name] != spec:
         found.append(f'{label}: two different inputs are named "{name}": pass input_name= to tell them apart')
     inputs[name] = spec

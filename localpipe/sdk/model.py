@@ -171,6 +171,12 @@ class Model:
                 f'model path "{model_path}" does not exist (in {os.getcwd()}): write the model there, or fix the path'
             )
         for child in child_paths or ():
+            if (
+                os.path.isabs(child) or os.path.normpath(child).split(os.sep)[0] == ".."
+            ):  # copied at that path below the copy
+                raise WebserviceException(
+                    f'Error, provided child path "{child}" leaves "{model_path}": give a path relative to it, inside it'
+                )
             if not os.path.exists(os.path.join(path, child)):
                 raise WebserviceException(
                     f'Error, provided child path "{child}" cannot be found in "{model_path}": fix child_paths'

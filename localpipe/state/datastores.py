@@ -7,13 +7,22 @@ import shutil
 from pathlib import Path
 
 from localpipe.errors import UsageError
+from localpipe.state.layout import Layout
 
 
 def upload(
-    name: str, folder: Path, files: list[Path], root: Path, target_path: str, overwrite: bool, show_progress: bool
+    layout: Layout,
+    name: str,
+    folder: Path,
+    files: list[Path],
+    root: Path,
+    target_path: str,
+    overwrite: bool,
+    show_progress: bool,
 ) -> Path:
     """Copy ``files`` into ``folder / target_path`` (datastore ``name``'s folder), each at its path below
-    ``root``; existing files are kept unless ``overwrite``."""
+    ``root``; existing files are kept unless ``overwrite``. Nothing is copied when one would be
+    written out of the datastore, or into the workspace's own state (``layout``)."""
     store = folder.resolve()
     target = (store / target_path.lstrip("/")).resolve()
     if target != store and not target.is_relative_to(store):
@@ -21,9 +30,21 @@ def upload(
             f'upload to datastore "{name}": target_path "{target_path}" leaves the '
             "datastore: use a relative path inside it"
         )
+    places = sorted((target / source.relative_to(root), source) for source in files)
+    for dest, _ in places:  # all checked before anything is copied
+        real = os.path.realpath(dest)
+        if not real.startswith(str(store) + os.sep):
+            raise UsageError(
+                f'upload to datastore "{name}": {dest.relative_to(store).as_posix()} would be written to {real}, '
+                "out of the datastore, through a link: remove the link, or upload to another target_path"
+            )
+        if layout.holds(real):
+            raise UsageError(
+                f'upload to datastore "{name}": {dest.relative_to(store).as_posix()} would be written to {real}, '
+                "into the workspace's own state (its .localpipe folder): upload to another target_path"
+            )
     copied = skipped = 0
-    for source in files:
-        dest = target / source.relative_to(root)
+    for dest, source in places:
         if dest.exists() and not overwrite:
             skipped += 1
             continue

@@ -425,7 +425,9 @@ def _parallel_unneeded(layout, runs, since: float | None) -> dict[str, int]:
     for entry in entries:
         if _maybe_being_committed(entry.path, since):
             continue
-        if entry.name == parallel_files.DIGESTS:
+        if entry.is_symlink():  # removed, never followed: a ParallelRunStep's container writes here
+            found[entry.name] = 0
+        elif entry.name == parallel_files.DIGESTS:
             for kept in _entries(entry.path):
                 if kept.name not in digests and not _maybe_being_committed(kept.path, since):
                     found[f"{entry.name}/{kept.name}"] = tree_size(kept.path)

@@ -66,6 +66,15 @@ class Layout:
         """The folder of a built-in datastore."""
         return self.state_dir / "datastores" / name
 
+    def holds(self, path: str) -> bool:
+        """Whether ``path`` (real, absolute) is the workspace's own state: ``.localpipe/`` or what is
+        in it, but for what a built-in datastore's folder holds."""
+        state = str(self.state_dir)
+        if not (path == state or path.startswith(state + os.sep)):
+            return False
+        datastores = os.path.join(state, "datastores") + os.sep
+        return not (path.startswith(datastores) and os.sep in path[len(datastores) :])
+
     def run_dir(self, run_id: int) -> Path:
         return self.runs / str(run_id)
 

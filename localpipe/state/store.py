@@ -174,7 +174,7 @@ def prepare_tree(folder: str) -> _Found:
                 _keep_link_inside(path, rel, os.path.realpath(folder))
                 found.links = True
             else:
-                raise OutputError(f"{rel} is a {_kind(st.st_mode)}, which cannot be stored: write a regular file")
+                raise OutputError(f"{rel} is a {kind_of(st.st_mode)}, which cannot be stored: write a regular file")
     found.files.sort(key=lambda item: item[0])
     return found
 
@@ -195,7 +195,10 @@ def _keep_link_inside(path: str, rel: str, root: str) -> None:
         os.symlink(os.path.relpath(target, os.path.realpath(os.path.dirname(path))), path)
 
 
-def _kind(mode: int) -> str:
+def kind_of(mode: int) -> str:
+    """What a file that is neither a regular file nor a folder is, in a word: "link", "FIFO", ..."""
+    if stat.S_ISLNK(mode):
+        return "link"
     if stat.S_ISFIFO(mode):
         return "FIFO"
     if stat.S_ISSOCK(mode):

@@ -45,7 +45,10 @@ CAREFUL_QUIET_PASSES, CAREFUL_PAUSE_SECONDS = 5, 0.001
 SHUTDOWN_SECONDS = 2.0  # how long the supervisor reaps what it killed before it exits
 DRAIN_SECONDS = 1.0  # how long an ended step's pipes are read for what a survivor may still hold open
 MAX_PENDING_LINE = 1 << 20  # a longer line without its end is masked and written as it is
-_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+# Never through a link, nor waiting on a FIFO (no effect on a file): the step (in a container too)
+# can put one where its log is made.
+_LOG_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+_RING_FLAGS = os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -179,9 +182,11 @@ class Log:
             self.written += len(part)
             self._safely(self._append, part)
             data = data[len(part) :]
-        if data and self.ring_size:
+        if data and self.ring_size and self.error is None:
             if self.ring is None:
-                self.ring = os.open(self.path + ".tail", os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                self._safely(self._open_ring)
+                if self.ring is None:
+                    return
             self.overflow += len(data)
             if len(data) >= self.ring_size:
                 data, self.ring_at = data[-self.ring_size :], 0
@@ -190,6 +195,9 @@ class Log:
             if len(data) > len(first):
                 self._safely(os.pwrite, self.ring, data[len(first) :], 0)
             self.ring_at = (self.ring_at + len(data)) % self.ring_size
+
+    def _open_ring(self) -> None:
+        self.ring = os.open(self.path + ".tail", _RING_FLAGS, 0o600)
 
     def _append(self, data: bytes) -> None:
         if self.file is None:

@@ -55,6 +55,12 @@ def bring(url: str, folder: Path, relative: str, caller: str) -> None:
         return
     if pattern:
         names = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
+    for name in names:  # the container's own words: checked before anything is written
+        if not _stays_inside(name):
+            raise UsageError(
+                f'{caller}: "{url}" lists a blob named {name!r}, which leads out of the container\'s folder: '
+                "the container cannot be read here"
+            )
     for name in names:
         _link(fetch(f"{url}/{quote(name)}", caller), folder / name)
     for gone in set(_mirrored(folder, prefix)) - set(names):  # deleted from the container since
@@ -80,6 +86,11 @@ def url_folder(url: str, caller: str) -> str | None:
         return None
     found = folder / relative
     return str(found) if found.is_dir() and any(found.iterdir()) else None
+
+
+def _stays_inside(name: str) -> bool:
+    """Whether the blob name ``name`` is a path below the mirror's folder (no "..", not absolute)."""
+    return bool(name) and not name.startswith("/") and "\0" not in name and ".." not in name.split("/")
 
 
 def _literal_prefix(pattern: str) -> str:

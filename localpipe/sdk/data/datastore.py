@@ -304,7 +304,9 @@ class Datastore:
         ``target_path``, at their paths in the datastore; files already there are kept unless
         ``overwrite``. Returns how many were copied."""
         root = self.folder.resolve()
-        wanted = (prefix or "").lstrip("./")
+        wanted = prefix or ""
+        while wanted.startswith(("./", "/")):  # "./a" and "/a" are "a"; ".a" stays ".a"
+            wanted = wanted[1 if wanted.startswith("/") else 2 :]
         if self.url:
             bring(self.url, root, wanted if wanted.endswith("/") or not wanted else wanted + "*", "Datastore.download")
         os.makedirs(target_path, exist_ok=True)
@@ -385,6 +387,19 @@ def datastore_file(store: Datastore, relative, caller: str) -> str:
         wanted = os.path.relpath(target, root).replace(os.sep, "/")
         folder_like = wanted == "." or str(relative).endswith("/")
         bring(store.url, root, "" if wanted == "." else wanted + ("/" if folder_like else ""), caller)
+    return target
+
+
+def datastore_target(store: Datastore, relative, caller: str) -> str:
+    """``datastore_file`` for a write: a path that does not lead out of the datastore through a link
+    (a link inside it to a folder outside, say)."""
+    target = datastore_file(store, relative, caller)
+    real = os.path.realpath(target)
+    if not real.startswith(os.path.realpath(store.folder) + os.sep):
+        raise UsageError(
+            f'{caller}: path "{relative}" leads to {real}, out of datastore "{store.name}", through a link: '
+            "remove the link, or choose another path"
+        )
     return target
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.sdk.data.datasets import FileDataset, TabularDataset, _not_yet
-from localpipe.sdk.data.datastore import Datastore, datastore_file
+from localpipe.sdk.data.datastore import Datastore, datastore_file, datastore_target
 from localpipe.sdk.data.locate import checked, checked_format, resolve_paths, target_of
 from localpipe.sdk.data.tables import ENCODINGS, column_types
 
@@ -149,9 +149,9 @@ class TabularDatasetFactory:
         store, relative = target_of((target, "") if isinstance(target, Datastore) else target, caller)
         if make_target_path_unique:
             relative = f"{relative.rstrip('/')}/{uuid.uuid4()}".lstrip("/")
-        folder = datastore_file(store, relative, caller)
+        folder = datastore_target(store, relative, caller)
+        path = datastore_target(store, f"{relative}/part-00000.parquet", caller)  # a link there too
         os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, "part-00000.parquet")
         try:
             dataframe.to_parquet(path, index=False, row_group_size=row_group_size)
         except ImportError:

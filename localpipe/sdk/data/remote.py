@@ -34,7 +34,7 @@ def fetch(url: str, caller: str) -> str:
     """The local path of ``url``'s file, fetched or revalidated now."""
     folder = cache_root() / "downloads" / hashlib.sha256(url.encode()).hexdigest()[:32]
     target = folder / _file_name(url)
-    meta_path = folder / "meta.json"
+    meta_path = folder.with_name(folder.name + ".json")  # beside the folder: a file may be named meta.json
     meta = _read_meta(meta_path) if target.is_file() else {}
     import urllib.error  # here, not at the top: http.client is tens of ms of every command's start
     import urllib.request
@@ -66,7 +66,7 @@ def fetch(url: str, caller: str) -> str:
 
 def _file_name(url: str) -> str:
     name = unquote(urlsplit(url).path.rsplit("/", 1)[-1])
-    return name if name not in ("", ".", "..") else "download"
+    return name if name not in ("", ".", "..") and "/" not in name and "\0" not in name else "download"
 
 
 def _read_meta(path: Path) -> dict:
