@@ -37,7 +37,7 @@ from localpipe import (
     uniform,
 )
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException, UserErrorException
-from localpipe.plan.sweep import proposal, proposal_waits, sample, to_stop
+from localpipe.plan.sweep import proposal, proposal_waits, ranked_trials, sample, to_stop
 from localpipe.studio.app import create_app
 from tests.conftest import wait_for
 from tests.test_resources import overlaps
@@ -381,6 +381,33 @@ def test_resume_from_lets_a_policy_compare_with_the_earlier_sweeps_trials(ws, pr
     best = run.get_best_run_by_primary_metric()  # among the trials of the run it resumed from too
     assert (best.pipeline_run_id, best.get_metrics()["score"]) == (parent.id, 4)
     assert run.get_best_run_by_primary_metric(include_resume_from_runs=False).pipeline_run_id == run.id
+
+
+def test_a_bayesian_sweep_of_more_than_ten_trials_waits_in_their_order_and_a_failed_trial_blocks_none(ws, project):
+    # Defect: history.db keeps the sweep's trials as JSON with sorted keys (HD_0, HD_1, HD_10, HD_11, HD_2,
+    # ...), and the detached scheduler read their order from it: its waits were not the planned edges,
+    # so a failed trial canceled later ones as "not run: upstream step failed", and proposals saw the
+    # wrong trials.
+    sweep = _bayesian({"x": uniform(0, 10)}, total=12, concurrent=2, seed=3)
+    stored = json.loads(json.dumps(sweep, sort_keys=True))
+    assert proposal_waits(stored) == proposal_waits(sweep)
+    best = {f"HD_{i}": float(i) for i in range(10)}
+    for i in range(6, 11):  # as if proposed
+        stored["trials"][f"HD_{i}"] = sweep["trials"][f"HD_{i}"] = [["x", i / 2]]
+    assert proposal(stored, "HD_11", best) == proposal(sweep, "HD_11", best)
+    assert {row["name"]: row["index"] for row in ranked_trials(stored, [], {})}["HD_10"] == 10  # the studio's order
+
+    sampling = lambda s: BayesianParameterSampling(s, {"rndseed": 3})  # noqa: E731
+    config = _config(ws, project, {"x": uniform(0, 10)}, sampling=sampling, total=12, concurrent=2)
+    project(
+        "src/train.py", "import sys\nfrom azureml.core import Run\nRun.get_context().log('score', 1)\nsys.exit(1)\n"
+    )
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False, raise_on_error=False)
+    steps = {s["name"]: s for s in run.get_details()["steps"]}
+    assert {name: s["status"] for name, s in steps.items()} == {f"HD_{i}": "Failed" for i in range(12)}
+    for i in range(6, 12):  # proposed: each after every trial but the one beside it ended
+        assert steps[f"HD_{i}"]["started_at"] >= max(steps[f"HD_{j}"]["ended_at"] for j in range(i - 1))
 
 
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):

@@ -63,14 +63,20 @@ def proposal_waits(sweep: dict) -> dict[str, list[str]]:
     run at once): all of them for the first ``max_concurrent_runs`` proposed, then only the window
     that the proposed trial ``max_concurrent_runs`` before it did not wait for itself (its own start
     says the rest ended): ``max_concurrent_runs`` edges a trial, not one per earlier trial."""
-    names = list(sweep["trials"])
+    names = trial_order(sweep)
     concurrent = sweep["max_concurrent_runs"]
     waits = {}
-    for index, (name, values) in enumerate(sweep["trials"].items()):
-        if values is None:
+    for index, name in enumerate(names):
+        if sweep["trials"][name] is None:
             chained = sweep["trials"][names[index - concurrent]] is None
             waits[name] = names[index - 2 * concurrent + 1 if chained else 0 : index - concurrent + 1]
     return waits
+
+
+def trial_order(sweep: dict) -> list[str]:
+    """The names of ``sweep``'s trials in the order they were planned (``PREFIX0``, ``PREFIX1``, ...):
+    history.db keeps the sweep as JSON with sorted keys, where ``HD_10`` comes before ``HD_2``."""
+    return sorted(sweep["trials"], key=lambda name: int(name.rsplit("_", 1)[1]))
 
 
 def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
@@ -78,9 +84,11 @@ def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
     best primary metric, those that logged it) of the trials it waited for (``proposal_waits``) and
     the trials of the runs it resumes from."""
     maximize = sweep["primary_metric_config"]["goal"] == "maximize"
+    names = trial_order(sweep)
+    index = names.index(trial)
     observed = [
         (dict(sweep["trials"][name]), value if maximize else -value)
-        for name in list(sweep["trials"])[: list(sweep["trials"]).index(trial) - sweep["max_concurrent_runs"] + 1]
+        for name in names[: index - sweep["max_concurrent_runs"] + 1]
         if (value := best.get(name)) is not None
     ]
     # The trials of the sweeps it resumes from (HyperDriveConfig(resume_from=...)), as its own.
@@ -90,7 +98,7 @@ def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
     # In the space's order, as the random trials have their values (history.db sorts the space's keys).
     order = next(values for values in sweep["trials"].values() if values is not None)
     space = {name: sweep["generator_config"]["parameter_space"][name] for name, _ in order}
-    return propose(space, observed, taken, sweep["seed"], list(sweep["trials"]).index(trial))
+    return propose(space, observed, taken, sweep["seed"], index)
 
 
 def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> list[dict]:
@@ -110,8 +118,8 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
         ):
             logged.setdefault(row["step"], []).append(value)
     rows = []
-    for index, (name, values) in enumerate(sweep["trials"].items()):
-        step = steps.get(name, {})
+    for index, name in enumerate(trial_order(sweep)):
+        values, step = sweep["trials"][name], steps.get(name, {})
         if values is None:
             values = json.loads((step.get("properties") or {}).get("hyperparameters", "{}")).items()
         mine = logged.get(name)
