@@ -4,6 +4,7 @@ metric that is a known function of its arguments."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import statistics
@@ -408,6 +409,32 @@ def test_a_bayesian_sweep_of_more_than_ten_trials_waits_in_their_order_and_a_fai
     assert {name: s["status"] for name, s in steps.items()} == {f"HD_{i}": "Failed" for i in range(12)}
     for i in range(6, 12):  # proposed: each after every trial but the one beside it ended
         assert steps[f"HD_{i}"]["started_at"] >= max(steps[f"HD_{j}"]["ended_at"] for j in range(i - 1))
+
+
+def test_a_trial_logging_nan_as_its_primary_metric_counts_as_one_that_logged_none(ws, project, localpipe):
+    # Defect: NaN passed as a number: Bayesian sampling ranked the trials that logged it (sorting by
+    # NaN is no order) and proposed around them, and the run ranked them first (localpipe show, and
+    # get_best_run_by_primary_metric could answer one).
+    from localpipe.engine.sweep import SweepWatch
+
+    sweep = {**_bayesian({"x": uniform(0, 1)}, total=8, concurrent=1, seed=2), "max_duration_minutes": 60}
+    with_nan, without = SweepWatch(copy.deepcopy([sweep]), 0), SweepWatch(copy.deepcopy([sweep]), 0)
+    for i in range(4):
+        with_nan.observe(f"HD_{i}", [{"name": "score", "value": math.nan if i < 2 else float(i)}])
+        without.observe(f"HD_{i}", [] if i < 2 else [{"name": "score", "value": float(i)}])
+    assert with_nan.propose("HD_4", None) == without.propose("HD_4", None)
+
+    config = _config(ws, project, {"x": choice(1, 2, 3, 4)}, sampling=BayesianParameterSampling, total=4, concurrent=1)
+    project("src/train.py", "import sys\nfrom azureml.core import Run\nx = float(sys.argv[-1])\n"
+            "Run.get_context().log('score', float('nan') if x == 4 else x)\n")  # fmt: skip
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False)
+    values = {cid: json.loads(v)["x"] for cid, v in run.get_hyperparameters().items()}
+    assert values[run.get_best_run_by_primary_metric().id] == 3
+    rows = run.get_children_sorted_by_primary_metric()
+    assert [(values[r["run_id"]], r["best_primary_metric"]) for r in rows] == [(3, 3), (2, 2), (1, 1), (4, None)]
+    shown = localpipe("show", str(run.id), check=True).stdout.split("\n\n")[0].splitlines()
+    assert "x=4" in shown[-1] and "no score logged" in shown[-1], shown  # the trials, best first
 
 
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):

@@ -9,6 +9,7 @@ trial's series of the primary metric, the intervals already judged, the trials e
 
 from __future__ import annotations
 
+import math
 import numbers
 
 from localpipe.plan.sweep import proposal, to_stop
@@ -56,7 +57,10 @@ class SweepWatch:
         self.series[trial] += [
             float(row["value"])
             for row in rows
-            if row["name"] == metric and isinstance(row["value"], numbers.Real) and not isinstance(row["value"], bool)
+            if row["name"] == metric
+            and isinstance(row["value"], numbers.Real)
+            and not isinstance(row["value"], bool)
+            and math.isfinite(row["value"])  # NaN has no rank, inf no distance: as the run's ranking
         ]
 
     def within_cap(self, ready, busy: set[str]) -> list[str]:
