@@ -463,28 +463,47 @@ def test_a_trial_that_logs_nan_is_never_the_best(ws, project, localpipe):
     assert shown[2].split()[:4] == ["HD_1", "Completed", "score", "2"] and "no score logged" in shown[3]
 
 
-def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
+def _sweep_file(project, sampling: str, goal: str, settings: str) -> None:
+    """sweep.py, submitting a sweep of src/train.py (TRAIN) to the experiment "sweep"."""
     project(
         "sweep.py",
-        """
+        f"""
         from azureml.core import Experiment, ScriptRunConfig, Workspace
-        from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
+        from azureml.train.hyperdrive import *
 
         ws = Workspace.from_config()
         hd = HyperDriveConfig(
             run_config=ScriptRunConfig(source_directory="src", script="train.py"),
-            hyperparameter_sampling=GridParameterSampling({"--x": choice(2, 5), "y": choice(3)}),
-            primary_metric_name="score", primary_metric_goal=PrimaryMetricGoal.MINIMIZE, max_total_runs=4,
+            hyperparameter_sampling={sampling}, primary_metric_name="score",
+            primary_metric_goal=PrimaryMetricGoal.{goal}, {settings}
         )
         Experiment(ws, "sweep").submit(hd)
         """,
     )
     project("src/train.py", TRAIN)
+
+
+def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
+    _sweep_file(project, 'GridParameterSampling({"--x": choice(2, 5), "y": choice(3)})', "MINIMIZE", "max_total_runs=4")
     localpipe("submit", "sweep.py", check=True)
     shown = localpipe("show", "1", check=True).stdout.splitlines()
     assert shown[1] == "trials by score (minimize), best first:"
     assert shown[2].split() == ["HD_0", "Completed", "score", "6", "--x=2", "y=3"]
     assert shown[3].split() == ["HD_1", "Completed", "score", "15", "--x=5", "y=3"]
+
+
+def test_localpipe_status_of_a_bayesian_sweep_proposes_its_trials_as_a_submission_would(ws, project, localpipe):
+    # Defect: status decided the proposed trials without their values, so after a run it said
+    # "run: arguments changed" of each, where a submission reused every one.
+    sampling = 'BayesianParameterSampling({"x": uniform(0, 10)}, {"rndseed": 4})'
+    _sweep_file(project, sampling, "MAXIMIZE", "max_total_runs=6, max_concurrent_runs=1")
+    localpipe("submit", "sweep.py", check=True)
+    rows = json.loads(localpipe("status", "sweep.py", "--json", check=True).stdout)
+    assert [(row["step"], row["action"]) for row in rows] == [(f"HD_{i}", "reuse") for i in range(6)], rows
+    project("src/train.py", TRAIN.replace('run.log("score", args.x * args.y)', 'run.log("score", -args.x)'))
+    rows = json.loads(localpipe("status", "sweep.py", "--json", check=True).stdout)
+    assert [row["action"] for row in rows] == ["run"] * 3 + ["maybe"] * 3  # proposed from what the three log
+    assert rows[3]["reason"] == 'depends on step "HD_0", which runs: reused if its output is unchanged'
 
 
 _SRC = ScriptRunConfig(source_directory=".", script="train.py")

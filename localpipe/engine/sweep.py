@@ -13,6 +13,7 @@ import math
 import numbers
 
 from localpipe.plan.sweep import proposal, to_stop
+from localpipe.state import reader
 
 
 class SweepWatch:
@@ -101,3 +102,10 @@ class SweepWatch:
             stops.update(to_stop(sweep["policy_config"], goal, series, mine, self.evaluated))
         self.stopped.update(stops)
         return stops
+
+
+def step_metrics(history, step_run_id: int) -> list[dict]:
+    """The metric rows a step run logged (the run a reused trial was reused from, whose results its
+    sweep's proposals read)."""
+    state = history.steps.state(step_run_id)
+    return reader.metrics(history.layout, state.run_id, state.name)
