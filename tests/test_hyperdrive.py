@@ -437,6 +437,18 @@ def test_a_trial_logging_nan_as_its_primary_metric_counts_as_one_that_logged_non
     assert "x=4" in shown[-1] and "no score logged" in shown[-1], shown  # the trials, best first
 
 
+def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_scheduler(ws, project):
+    # Defect: the sweep's observer made each value a float, and 10**400 raised OverflowError in the
+    # scheduler's loop: "scheduler exited", every other trial canceled.
+    config = _config(ws, project, {"x": choice(1, 2, 3)}, sampling=BayesianParameterSampling, total=3, concurrent=1)
+    project("src/train.py", "import sys\nfrom azureml.core import Run\nx = float(sys.argv[-1])\n"
+            "Run.get_context().log('score', 10**400 if x == 2 else x)\n")  # fmt: skip
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False)
+    values = {cid: json.loads(v)["x"] for cid, v in run.get_hyperparameters().items()}
+    assert [values[r["run_id"]] for r in run.get_children_sorted_by_primary_metric()] == [2, 3, 1]
+
+
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
     run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30]))
     wait_for(lambda: run.get_children(status="Running"), what="a trial to run")

@@ -56,12 +56,12 @@ class SweepWatch:
             return
         metric = self.sweeps[self.sweep_of[trial]]["primary_metric_config"]["name"]
         self.series[trial] += [
-            float(row["value"])
+            _as_float(row["value"])
             for row in rows
             if row["name"] == metric
             and isinstance(row["value"], numbers.Real)
             and not isinstance(row["value"], bool)
-            and math.isfinite(row["value"])  # NaN has no rank, inf no distance: as the run's ranking
+            and (isinstance(row["value"], int) or math.isfinite(row["value"]))  # as the run's ranking
         ]
 
     def within_cap(self, ready, busy: set[str]) -> list[str]:
@@ -102,6 +102,14 @@ class SweepWatch:
             stops.update(to_stop(sweep["policy_config"], goal, series, mine, self.evaluated))
         self.stopped.update(stops)
         return stops
+
+
+def _as_float(value: numbers.Real) -> float:
+    """``value`` as a float; an int beyond a float's range (``10**400``) as an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def step_metrics(history, step_run_id: int) -> list[dict]:

@@ -114,7 +114,7 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
             row["name"] == metric
             and isinstance(value, int | float)
             and not isinstance(value, bool)
-            and math.isfinite(value)
+            and (isinstance(value, int) or math.isfinite(value))  # an int beyond a float is finite too
         ):
             logged.setdefault(row["step"], []).append(value)
     rows = []

@@ -33,7 +33,9 @@ if args.metrics_output:
 def best_of(name):
     logged = metrics[name].get(args.metric)
     logged = [
-        v for v in (logged if isinstance(logged, list) else [logged]) if isinstance(v, int | float) and math.isfinite(v)
+        v
+        for v in (logged if isinstance(logged, list) else [logged])
+        if isinstance(v, int | float) and (isinstance(v, int) or math.isfinite(v))  # not NaN nor inf
     ]
     return (max if args.goal == "maximize" else min)(logged) if logged else None
 
