@@ -109,6 +109,8 @@ def _numbers(expression: str, **values) -> None:
     for name, value in values.items():
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise HyperDriveConfigException(f"{expression}({name}={value!r}): {name} must be an int or a float")
+        if not math.isfinite(value):  # its draws would be nan or inf, which no proposal can weigh
+            raise HyperDriveConfigException(f"{expression}({name}={value!r}): {name} must be a finite number")
 
 
 def _step(expression: str, q) -> None:
@@ -123,6 +125,10 @@ def _ordered(expression: str, low, high, strict: bool) -> None:
         relation = "below" if strict else "at most"
         raise HyperDriveConfigException(
             f"{expression}(min_value={low!r}, max_value={high!r}): min_value must be {relation} max_value"
+        )
+    if not math.isfinite(high - low):
+        raise HyperDriveConfigException(
+            f"{expression}(min_value={low!r}, max_value={high!r}): too wide a range for a float: narrow it"
         )
 
 
