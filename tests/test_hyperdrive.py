@@ -764,6 +764,20 @@ def test_a_bayesian_sweep_with_few_runs_or_many_at_once_gets_the_sdks_warnings()
         _hd(hyperparameter_sampling=bayesian, max_total_runs=40, max_concurrent_runs=21)
 
 
+def test_a_bayesian_sweep_whose_trials_may_all_run_at_once_warns_that_every_trial_is_random():
+    # Defect: without max_concurrent_runs (so max_total_runs at once, the SDK's default) every trial was
+    # random, silently: the random trials are at least max_concurrent_runs, so none was proposed.
+    import warnings
+
+    bayesian = BayesianParameterSampling({"x": uniform(0, 1), "y": choice(1, 2)})
+    with pytest.warns(UserWarning, match="all 40 at once.*every trial is random: give max_concurrent_runs"):
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=40, max_concurrent_runs=20)
+        _hd(max_total_runs=4, max_concurrent_runs=30)  # a grid: no proposals to lose
+
+
 def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():
     with pytest.warns(UserWarning, match="exceeds the service limit of 10080 minutes"):
         config = _hd(max_duration_minutes=20000)

@@ -497,6 +497,14 @@ class HyperDriveConfig:
                     UserWarning,
                     stacklevel=2,
                 )
+            if 1 < max_total_runs <= self._max_concurrent_runs:  # localpipe's own: a proposal would wait for
+                warnings.warn(  # all but the max_concurrent_runs - 1 trials before it, so there is none to make
+                    f"HyperDriveConfig: with Bayesian sampling and max_concurrent_runs of {self._max_concurrent_runs} "
+                    f"(all {max_total_runs} at once) no trial can learn from another, so every trial is random: give "
+                    "max_concurrent_runs below max_total_runs (fewer lets each proposal see more results)",
+                    UserWarning,
+                    stacklevel=2,
+                )
 
     @property
     def estimator(self):
