@@ -437,6 +437,29 @@ def test_a_trial_logging_nan_as_its_primary_metric_counts_as_one_that_logged_non
     assert "x=4" in shown[-1] and "no score logged" in shown[-1], shown  # the trials, best first
 
 
+def test_a_primary_metric_logged_with_log_list_feeds_bayesian_proposals_as_it_feeds_the_ranking():
+    # Defect: the sweep's observer took only scalar rows, so a trial that logged its primary metric
+    # with run.log_list was ranked by it (get_children_sorted_by_primary_metric flattens lists) but
+    # no proposal saw it: the sweep ran as random sampling.
+    from localpipe.engine.sweep import SweepWatch
+
+    sweep = {**_bayesian({"x": uniform(0, 1)}, total=8, concurrent=1, seed=2), "max_duration_minutes": 60}
+    listed, scalar = SweepWatch(copy.deepcopy([sweep]), 0), SweepWatch(copy.deepcopy([sweep]), 0)
+    for i in range(4):
+        listed.observe(f"HD_{i}", [{"name": "score", "kind": "list", "value": [float(i), 1.0, "n/a"]}])
+        scalar.observe(f"HD_{i}", [{"name": "score", "kind": "scalar", "value": v} for v in (float(i), 1.0)])
+    assert listed.series == scalar.series
+    assert listed.propose("HD_4", None) == scalar.propose("HD_4", None)
+    rows = [{"step": "HD_0", "name": "score", "kind": "list", "value": [2.0, 7.0, math.nan]}]
+    assert ranked_trials(sweep, rows, {})[0] == {
+        "name": "HD_0",
+        "index": 0,
+        "status": None,
+        "values": dict(sweep["trials"]["HD_0"]),
+        "best": 7.0,
+    }  # localpipe show's
+
+
 def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_scheduler(ws, project):
     # Defect: the sweep's observer made each value a float, and 10**400 raised OverflowError in the
     # scheduler's loop: "scheduler exited", every other trial canceled.

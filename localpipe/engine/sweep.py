@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import numbers
 
-from localpipe.plan.sweep import proposal, to_stop
+from localpipe.plan.sweep import is_metric_value, proposal, to_stop
 from localpipe.state import reader
 
 
@@ -55,14 +55,13 @@ class SweepWatch:
         if trial not in self.sweep_of:
             return
         metric = self.sweeps[self.sweep_of[trial]]["primary_metric_config"]["name"]
-        self.series[trial] += [
-            _as_float(row["value"])
-            for row in rows
-            if row["name"] == metric
-            and isinstance(row["value"], numbers.Real)
-            and not isinstance(row["value"], bool)
-            and (isinstance(row["value"], int) or math.isfinite(row["value"]))  # as the run's ranking
-        ]
+        for row in rows:
+            if row["name"] != metric:
+                continue
+            # A list (run.log_list) is its values in order, as get_metrics() and the run's ranking read it.
+            for value in row["value"] if isinstance(row["value"], list) else [row["value"]]:
+                if is_metric_value(value):
+                    self.series[trial].append(_as_float(value))
 
     def within_cap(self, ready, busy: set[str]) -> list[str]:
         """The ready steps that may claim resources now: a sweep's trials only while fewer than its

@@ -109,14 +109,9 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
     metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
     logged: dict[str, list[float]] = {}
     for row in metrics:
-        value = row["value"]
-        if (
-            row["name"] == metric
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and (isinstance(value, int) or math.isfinite(value))  # an int beyond a float is finite too
-        ):
-            logged.setdefault(row["step"], []).append(value)
+        if row["name"] == metric:  # a list (run.log_list) is its values, as get_metrics() gives them
+            values = row["value"] if isinstance(row["value"], list) else [row["value"]]
+            logged.setdefault(row["step"], []).extend(value for value in values if is_metric_value(value))
     rows = []
     for index, name in enumerate(trial_order(sweep)):
         values, step = sweep["trials"][name], steps.get(name, {})
@@ -127,6 +122,16 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
         rows.append({"name": name, "index": index, "status": step.get("status"), "values": dict(values), "best": best})
     rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
     return rows
+
+
+def is_metric_value(value) -> bool:
+    """Whether a logged value counts as a primary metric's: a number, not a bool, not NaN (no rank)
+    nor an infinity; an int of any size is finite (``math.isfinite`` cannot take one beyond a float)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or math.isfinite(value))
+    )
 
 
 def argument_name(name: str) -> str:
