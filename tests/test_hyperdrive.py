@@ -115,6 +115,27 @@ def test_random_sampling_of_choices_only_stops_when_every_point_is_drawn():
     assert sorted((t["a"], t["b"]) for t in trials) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
 
 
+def test_a_discrete_space_drawn_at_random_gets_every_point_once_even_as_it_fills_up():
+    # Defect: each trial took at most 100 random draws to find a point not drawn yet, then the
+    # sampling stopped: 100 points of a 100-point space, drawn at random, gave 98 or 99 trials (the
+    # last free point is drawn with chance 1/100), for random sampling and for a Bayesian sweep whose
+    # max_concurrent_runs made every trial random.
+    space = {"x": choice(*range(100))}
+    for seed in range(10):
+        drawn = sample(RandomParameterSampling(space).to_json(), 150, seed)
+        assert sorted(t["x"] for t in drawn) == list(range(100))
+        bayesian = sample(BayesianParameterSampling(space).to_json(), 150, seed, max_concurrent_runs=100)
+        assert sorted(t["x"] for t in bayesian) == list(range(100))
+    space = {"n": quniform(0, 30, 1), "r": randint(3)}  # 93 points
+    assert len({tuple(t.values()) for t in sample(RandomParameterSampling(space).to_json(), 200, 0)}) == 93
+    # The draws of a sampling that never ran short are the same as before (its trials' cache keys too).
+    assert sample(RandomParameterSampling(space).to_json(), 20, 4)[:3] == [
+        {"n": 7, "r": 0},
+        {"n": 22, "r": 1},
+        {"n": 5, "r": 0},
+    ]
+
+
 # -- Bayesian sampling (pure) ------------------------------------------------------------------
 def _bayesian(space, total, concurrent, seed, goal="maximize") -> dict:
     """A Bayesian sweep as planning records it."""

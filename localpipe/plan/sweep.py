@@ -16,10 +16,9 @@ import math
 import random
 
 from localpipe.plan.bayes import propose
-from localpipe.plan.space import draw, point, space_size
+from localpipe.plan.space import point, random_point, space_size
 from localpipe.sdk.hyperdrive import BayesianParameterSampling, HyperDriveStep
 
-RANDOM_ATTEMPTS = 100  # draws per trial before a discrete space is taken as exhausted
 BAYESIAN_RANDOM_TRIALS = 10  # a Bayesian sweep's random trials (at most half of them, at least max_concurrent_runs)
 
 
@@ -45,11 +44,9 @@ def _random_trials(space: dict, count: int, seed: int) -> list[dict]:
     trials: list[dict] = []
     seen: set[tuple] = set()
     for _ in range(count):
-        for _ in range(RANDOM_ATTEMPTS):
-            values = {name: draw(expression, rng) for name, expression in space.items()}
-            if point(values) not in seen:
-                break
-        else:
+        try:
+            values = random_point(space, seen, rng)
+        except ValueError:
             break  # every point of a discrete space is taken
         seen.add(point(values))
         trials.append(values)
