@@ -739,6 +739,21 @@ def _sweep_pipeline(ws, project, space, policy=None, arguments=(), sampling=Grid
     return Pipeline(ws, [use])
 
 
+def test_a_hyperdrive_steps_model_output_is_the_best_trial_that_logged_a_number_not_nan(ws, project, run_pipeline):
+    from localpipe import PipelineRun
+
+    # The trial that logged NaN comes first: with NaN taken as a number, max() kept it as the best.
+    pipeline = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
+    project(
+        "src/train.py", TRIAL_WITH_MODEL.replace("base - (args.x - 3) ** 2", "float('nan') if args.x == 1 else args.x")
+    )
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    seen_dir = ws.root / "seen"
+    PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("use.py")[0].get_output_data("seen").download(seen_dir)
+    assert json.loads(next(seen_dir.rglob("seen.json")).read_text())["model"] == "model x=5.0"
+
+
 def test_hyperdrive_step_runs_its_trials_in_the_pipeline_and_feeds_the_next_step_its_metrics_and_best_model(
     ws, project, run_pipeline, monkeypatch
 ):
