@@ -481,9 +481,10 @@ def test_a_primary_metric_logged_with_log_list_feeds_bayesian_proposals_as_it_fe
     }  # localpipe show's
 
 
-def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_scheduler(ws, project):
+def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_scheduler(ws, project, localpipe):
     # Defect: the sweep's observer made each value a float, and 10**400 raised OverflowError in the
-    # scheduler's loop: "scheduler exited", every other trial canceled.
+    # scheduler's loop: "scheduler exited", every other trial canceled; localpipe show then raised
+    # it too, formatting the value (a traceback, no trials).
     config = _config(ws, project, {"x": choice(1, 2, 3)}, sampling=BayesianParameterSampling, total=3, concurrent=1)
     project("src/train.py", "import sys\nfrom azureml.core import Run\nx = float(sys.argv[-1])\n"
             "Run.get_context().log('score', 10**400 if x == 2 else x)\n")  # fmt: skip
@@ -491,6 +492,8 @@ def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_schedule
     run.wait_for_completion(show_output=False)
     values = {cid: json.loads(v)["x"] for cid, v in run.get_hyperparameters().items()}
     assert [values[r["run_id"]] for r in run.get_children_sorted_by_primary_metric()] == [2, 3, 1]
+    shown = localpipe("show", str(run.id), check=True).stdout.splitlines()
+    assert shown[2].split()[1:] == ["Completed", "score", "1.00000e+400", "x=2"], shown  # the best first
 
 
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
