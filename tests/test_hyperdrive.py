@@ -4,6 +4,7 @@ metric that is a known function of its arguments."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import statistics
@@ -37,7 +38,7 @@ from localpipe import (
     uniform,
 )
 from localpipe.errors import HyperDriveConfigException, HyperDriveScenarioNotSupportedException, UserErrorException
-from localpipe.plan.sweep import proposal, proposal_waits, sample, to_stop
+from localpipe.plan.sweep import proposal, proposal_waits, ranked_trials, sample, to_stop
 from localpipe.studio.app import create_app
 from tests.conftest import wait_for
 from tests.test_resources import overlaps
@@ -112,6 +113,27 @@ def test_random_sampling_of_choices_only_stops_when_every_point_is_drawn():
     config = RandomParameterSampling({"a": choice(1, 2), "b": choice("x", "y")}).to_json()
     trials = sample(config, 10, seed=1)
     assert sorted((t["a"], t["b"]) for t in trials) == [(1, "x"), (1, "y"), (2, "x"), (2, "y")]
+
+
+def test_a_discrete_space_drawn_at_random_gets_every_point_once_even_as_it_fills_up():
+    # Defect: each trial took at most 100 random draws to find a point not drawn yet, then the
+    # sampling stopped: 100 points of a 100-point space, drawn at random, gave 98 or 99 trials (the
+    # last free point is drawn with chance 1/100), for random sampling and for a Bayesian sweep whose
+    # max_concurrent_runs made every trial random.
+    space = {"x": choice(*range(100))}
+    for seed in range(10):
+        drawn = sample(RandomParameterSampling(space).to_json(), 150, seed)
+        assert sorted(t["x"] for t in drawn) == list(range(100))
+        bayesian = sample(BayesianParameterSampling(space).to_json(), 150, seed, max_concurrent_runs=100)
+        assert sorted(t["x"] for t in bayesian) == list(range(100))
+    space = {"n": quniform(0, 30, 1), "r": randint(3)}  # 93 points
+    assert len({tuple(t.values()) for t in sample(RandomParameterSampling(space).to_json(), 200, 0)}) == 93
+    # The draws of a sampling that never ran short are the same as before (its trials' cache keys too).
+    assert sample(RandomParameterSampling(space).to_json(), 20, 4)[:3] == [
+        {"n": 7, "r": 0},
+        {"n": 22, "r": 1},
+        {"n": 5, "r": 0},
+    ]
 
 
 # -- Bayesian sampling (pure) ------------------------------------------------------------------
@@ -383,6 +405,97 @@ def test_resume_from_lets_a_policy_compare_with_the_earlier_sweeps_trials(ws, pr
     assert run.get_best_run_by_primary_metric(include_resume_from_runs=False).pipeline_run_id == run.id
 
 
+def test_a_bayesian_sweep_of_more_than_ten_trials_waits_in_their_order_and_a_failed_trial_blocks_none(ws, project):
+    # Defect: history.db keeps the sweep's trials as JSON with sorted keys (HD_0, HD_1, HD_10, HD_11, HD_2,
+    # ...), and the detached scheduler read their order from it: its waits were not the planned edges,
+    # so a failed trial canceled later ones as "not run: upstream step failed", and proposals saw the
+    # wrong trials.
+    sweep = _bayesian({"x": uniform(0, 10)}, total=12, concurrent=2, seed=3)
+    stored = json.loads(json.dumps(sweep, sort_keys=True))
+    assert proposal_waits(stored) == proposal_waits(sweep)
+    best = {f"HD_{i}": float(i) for i in range(10)}
+    for i in range(6, 11):  # as if proposed
+        stored["trials"][f"HD_{i}"] = sweep["trials"][f"HD_{i}"] = [["x", i / 2]]
+    assert proposal(stored, "HD_11", best) == proposal(sweep, "HD_11", best)
+    assert {row["name"]: row["index"] for row in ranked_trials(stored, [], {})}["HD_10"] == 10  # the studio's order
+
+    sampling = lambda s: BayesianParameterSampling(s, {"rndseed": 3})  # noqa: E731
+    config = _config(ws, project, {"x": uniform(0, 10)}, sampling=sampling, total=12, concurrent=2)
+    project(
+        "src/train.py", "import sys\nfrom azureml.core import Run\nRun.get_context().log('score', 1)\nsys.exit(1)\n"
+    )
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False, raise_on_error=False)
+    steps = {s["name"]: s for s in run.get_details()["steps"]}
+    assert {name: s["status"] for name, s in steps.items()} == {f"HD_{i}": "Failed" for i in range(12)}
+    for i in range(6, 12):  # proposed: each after every trial but the one beside it ended
+        assert steps[f"HD_{i}"]["started_at"] >= max(steps[f"HD_{j}"]["ended_at"] for j in range(i - 1))
+
+
+def test_a_trial_logging_nan_as_its_primary_metric_counts_as_one_that_logged_none(ws, project, localpipe):
+    # Defect: NaN passed as a number: Bayesian sampling ranked the trials that logged it (sorting by
+    # NaN is no order) and proposed around them, and the run ranked them first (localpipe show, and
+    # get_best_run_by_primary_metric could answer one).
+    from localpipe.engine.sweep import SweepWatch
+
+    sweep = {**_bayesian({"x": uniform(0, 1)}, total=8, concurrent=1, seed=2), "max_duration_minutes": 60}
+    with_nan, without = SweepWatch(copy.deepcopy([sweep]), 0), SweepWatch(copy.deepcopy([sweep]), 0)
+    for i in range(4):
+        with_nan.observe(f"HD_{i}", [{"name": "score", "value": math.nan if i < 2 else float(i)}])
+        without.observe(f"HD_{i}", [] if i < 2 else [{"name": "score", "value": float(i)}])
+    assert with_nan.propose("HD_4", None) == without.propose("HD_4", None)
+
+    config = _config(ws, project, {"x": choice(1, 2, 3, 4)}, sampling=BayesianParameterSampling, total=4, concurrent=1)
+    project("src/train.py", "import sys\nfrom azureml.core import Run\nx = float(sys.argv[-1])\n"
+            "Run.get_context().log('score', float('nan') if x == 4 else x)\n")  # fmt: skip
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False)
+    values = {cid: json.loads(v)["x"] for cid, v in run.get_hyperparameters().items()}
+    assert values[run.get_best_run_by_primary_metric().id] == 3
+    rows = run.get_children_sorted_by_primary_metric()
+    assert [(values[r["run_id"]], r["best_primary_metric"]) for r in rows] == [(3, 3), (2, 2), (1, 1), (4, None)]
+    shown = localpipe("show", str(run.id), check=True).stdout.split("\n\n")[0].splitlines()
+    assert "x=4" in shown[-1] and "no score logged" in shown[-1], shown  # the trials, best first
+
+
+def test_a_primary_metric_logged_with_log_list_feeds_bayesian_proposals_as_it_feeds_the_ranking():
+    # Defect: the sweep's observer took only scalar rows, so a trial that logged its primary metric
+    # with run.log_list was ranked by it (get_children_sorted_by_primary_metric flattens lists) but
+    # no proposal saw it: the sweep ran as random sampling.
+    from localpipe.engine.sweep import SweepWatch
+
+    sweep = {**_bayesian({"x": uniform(0, 1)}, total=8, concurrent=1, seed=2), "max_duration_minutes": 60}
+    listed, scalar = SweepWatch(copy.deepcopy([sweep]), 0), SweepWatch(copy.deepcopy([sweep]), 0)
+    for i in range(4):
+        listed.observe(f"HD_{i}", [{"name": "score", "kind": "list", "value": [float(i), 1.0, "n/a"]}])
+        scalar.observe(f"HD_{i}", [{"name": "score", "kind": "scalar", "value": v} for v in (float(i), 1.0)])
+    assert listed.series == scalar.series
+    assert listed.propose("HD_4", None) == scalar.propose("HD_4", None)
+    rows = [{"step": "HD_0", "name": "score", "kind": "list", "value": [2.0, 7.0, math.nan]}]
+    assert ranked_trials(sweep, rows, {})[0] == {
+        "name": "HD_0",
+        "index": 0,
+        "status": None,
+        "values": dict(sweep["trials"]["HD_0"]),
+        "best": 7.0,
+    }  # localpipe show's
+
+
+def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_scheduler(ws, project, localpipe):
+    # Defect: the sweep's observer made each value a float, and 10**400 raised OverflowError in the
+    # scheduler's loop: "scheduler exited", every other trial canceled; localpipe show then raised
+    # it too, formatting the value (a traceback, no trials).
+    config = _config(ws, project, {"x": choice(1, 2, 3)}, sampling=BayesianParameterSampling, total=3, concurrent=1)
+    project("src/train.py", "import sys\nfrom azureml.core import Run\nx = float(sys.argv[-1])\n"
+            "Run.get_context().log('score', 10**400 if x == 2 else x)\n")  # fmt: skip
+    run = Experiment(ws, "sweep").submit(config)
+    run.wait_for_completion(show_output=False)
+    values = {cid: json.loads(v)["x"] for cid, v in run.get_hyperparameters().items()}
+    assert [values[r["run_id"]] for r in run.get_children_sorted_by_primary_metric()] == [2, 3, 1]
+    shown = localpipe("show", str(run.id), check=True).stdout.splitlines()
+    assert shown[2].split()[1:] == ["Completed", "score", "1.00000e+400", "x=2"], shown  # the best first
+
+
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):
     run = Experiment(ws, "sweep").submit(_config(ws, project, {"x": choice(1, 2, 3)}, arguments=["--pause", 30]))
     wait_for(lambda: run.get_children(status="Running"), what="a trial to run")
@@ -409,28 +522,47 @@ def test_a_trial_that_logs_nan_is_never_the_best(ws, project, localpipe):
     assert shown[2].split()[:4] == ["HD_1", "Completed", "score", "2"] and "no score logged" in shown[3]
 
 
-def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
+def _sweep_file(project, sampling: str, goal: str, settings: str) -> None:
+    """sweep.py, submitting a sweep of src/train.py (TRAIN) to the experiment "sweep"."""
     project(
         "sweep.py",
-        """
+        f"""
         from azureml.core import Experiment, ScriptRunConfig, Workspace
-        from azureml.train.hyperdrive import GridParameterSampling, HyperDriveConfig, PrimaryMetricGoal, choice
+        from azureml.train.hyperdrive import *
 
         ws = Workspace.from_config()
         hd = HyperDriveConfig(
             run_config=ScriptRunConfig(source_directory="src", script="train.py"),
-            hyperparameter_sampling=GridParameterSampling({"--x": choice(2, 5), "y": choice(3)}),
-            primary_metric_name="score", primary_metric_goal=PrimaryMetricGoal.MINIMIZE, max_total_runs=4,
+            hyperparameter_sampling={sampling}, primary_metric_name="score",
+            primary_metric_goal=PrimaryMetricGoal.{goal}, {settings}
         )
         Experiment(ws, "sweep").submit(hd)
         """,
     )
     project("src/train.py", TRAIN)
+
+
+def test_localpipe_show_lists_the_trials_with_their_values_and_metric(ws, project, localpipe):
+    _sweep_file(project, 'GridParameterSampling({"--x": choice(2, 5), "y": choice(3)})', "MINIMIZE", "max_total_runs=4")
     localpipe("submit", "sweep.py", check=True)
     shown = localpipe("show", "1", check=True).stdout.splitlines()
     assert shown[1] == "trials by score (minimize), best first:"
     assert shown[2].split() == ["HD_0", "Completed", "score", "6", "--x=2", "y=3"]
     assert shown[3].split() == ["HD_1", "Completed", "score", "15", "--x=5", "y=3"]
+
+
+def test_localpipe_status_of_a_bayesian_sweep_proposes_its_trials_as_a_submission_would(ws, project, localpipe):
+    # Defect: status decided the proposed trials without their values, so after a run it said
+    # "run: arguments changed" of each, where a submission reused every one.
+    sampling = 'BayesianParameterSampling({"x": uniform(0, 10)}, {"rndseed": 4})'
+    _sweep_file(project, sampling, "MAXIMIZE", "max_total_runs=6, max_concurrent_runs=1")
+    localpipe("submit", "sweep.py", check=True)
+    rows = json.loads(localpipe("status", "sweep.py", "--json", check=True).stdout)
+    assert [(row["step"], row["action"]) for row in rows] == [(f"HD_{i}", "reuse") for i in range(6)], rows
+    project("src/train.py", TRAIN.replace('run.log("score", args.x * args.y)', 'run.log("score", -args.x)'))
+    rows = json.loads(localpipe("status", "sweep.py", "--json", check=True).stdout)
+    assert [row["action"] for row in rows] == ["run"] * 3 + ["maybe"] * 3  # proposed from what the three log
+    assert rows[3]["reason"] == 'depends on step "HD_0", which runs: reused if its output is unchanged'
 
 
 _SRC = ScriptRunConfig(source_directory=".", script="train.py")
@@ -449,6 +581,9 @@ def _hd(**changes):
         (lambda: choice(), HyperDriveConfigException, "choice() needs at least one option"),
         (lambda: randint(0), HyperDriveConfigException, "randint(upper=0): upper must be an int above 0"),
         (lambda: uniform(2, 1), HyperDriveConfigException, "min_value must be below max_value"),
+        (lambda: uniform(0, math.nan), HyperDriveConfigException, "max_value must be a finite number"),
+        (lambda: loguniform(-math.inf, 0), HyperDriveConfigException, "min_value must be a finite number"),
+        (lambda: uniform(-1e308, 1e308), HyperDriveConfigException, "too wide a range for a float"),
         (lambda: quniform(0, 1, 0.5), HyperDriveConfigException, "q must be a whole number"),
         (lambda: normal(0, -1), HyperDriveConfigException, "sigma must not be negative"),
         (lambda: GridParameterSampling({"x": uniform(0, 1)}), HyperDriveConfigException, "uses uniform"),
@@ -480,6 +615,9 @@ def _hd(**changes):
         "empty choice",
         "randint 0",
         "uniform order",
+        "uniform of nan",  # accepted, they drew nan or inf, and a Bayesian proposal ended its scheduler
+        "loguniform of inf",
+        "uniform beyond a float",
         "q not whole",
         "negative sigma",
         "grid of uniform",
@@ -604,6 +742,21 @@ def _sweep_pipeline(ws, project, space, policy=None, arguments=(), sampling=Grid
     return Pipeline(ws, [use])
 
 
+def test_a_hyperdrive_steps_model_output_is_the_best_trial_that_logged_a_number_not_nan(ws, project, run_pipeline):
+    from localpipe import PipelineRun
+
+    # The trial that logged NaN comes first: with NaN taken as a number, max() kept it as the best.
+    pipeline = _sweep_pipeline(ws, project, {"x": choice(1, 2, 3, 4, 5)})
+    project(
+        "src/train.py", TRIAL_WITH_MODEL.replace("base - (args.x - 3) ** 2", "float('nan') if args.x == 1 else args.x")
+    )
+    run_id, status, steps = run_pipeline(pipeline, "tune")
+    assert status.value == "Completed", {n: s["reason"] for n, s in steps.items()}
+    seen_dir = ws.root / "seen"
+    PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("use.py")[0].get_output_data("seen").download(seen_dir)
+    assert json.loads(next(seen_dir.rglob("seen.json")).read_text())["model"] == "model x=5.0"
+
+
 def test_hyperdrive_step_runs_its_trials_in_the_pipeline_and_feeds_the_next_step_its_metrics_and_best_model(
     ws, project, run_pipeline, monkeypatch
 ):
@@ -671,6 +824,20 @@ def test_a_bayesian_sweep_with_few_runs_or_many_at_once_gets_the_sdks_warnings()
         _hd(hyperparameter_sampling=bayesian, max_total_runs=39)
     with pytest.warns(UserWarning, match="We recommend using 20 max concurrent runs or fewer"):
         _hd(hyperparameter_sampling=bayesian, max_total_runs=40, max_concurrent_runs=21)
+
+
+def test_a_bayesian_sweep_whose_trials_may_all_run_at_once_warns_that_every_trial_is_random():
+    # Defect: without max_concurrent_runs (so max_total_runs at once, the SDK's default) every trial was
+    # random, silently: the random trials are at least max_concurrent_runs, so none was proposed.
+    import warnings
+
+    bayesian = BayesianParameterSampling({"x": uniform(0, 1), "y": choice(1, 2)})
+    with pytest.warns(UserWarning, match="all 40 at once.*every trial is random: give max_concurrent_runs"):
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _hd(hyperparameter_sampling=bayesian, max_total_runs=40, max_concurrent_runs=20)
+        _hd(max_total_runs=4, max_concurrent_runs=30)  # a grid: no proposals to lose
 
 
 def test_a_duration_above_the_sdks_limit_is_cut_to_a_week_with_its_warning():

@@ -126,8 +126,20 @@ def _echo_trials(found_history, details: dict) -> None:
         width = max(len(row["name"]) for row in rows)
         for row in rows:
             values = " ".join(f"{name}={value!r}" for name, value in row["values"].items())
-            best = f"{metric['name']} {row['best']:g}" if row["best"] is not None else f"no {metric['name']} logged"
+            best = (
+                f"{metric['name']} {_number(row['best'])}" if row["best"] is not None else f"no {metric['name']} logged"
+            )
             click.echo(f"  {row['name']:<{width}} {row['status']:<10} {best:<24} {values}")
+
+
+def _number(value) -> str:
+    """A metric's value for people (``:g``); an int beyond a float's range in the same notation."""
+    try:
+        return f"{value:g}"
+    except OverflowError:
+        from decimal import Decimal  # here, not above: only such a value needs it
+
+        return format(Decimal(value), ".6g")
 
 
 def _echo_children(children: list[dict], indent: str) -> None:

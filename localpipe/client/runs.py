@@ -738,5 +738,10 @@ def _rehydrate(experiment, record: dict) -> Run:
 
 
 def _is_number(value) -> bool:
-    """Whether a logged value is a number a primary metric can be (not a bool, not NaN nor infinite)."""
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether a logged value is a number a primary metric can be (not a bool, not NaN nor infinite;
+    an int of any size is finite, and ``math.isfinite`` cannot take one beyond a float's range)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or math.isfinite(value))
+    )

@@ -43,7 +43,7 @@ from localpipe.engine.resources import (
     process_alive,
     ray_placement,
 )
-from localpipe.engine.sweep import SweepWatch
+from localpipe.engine.sweep import SweepWatch, step_metrics
 from localpipe.engine.workdir import (
     StepFolder,
     collect_run_files,
@@ -61,7 +61,6 @@ from localpipe.faults import fault_point
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.keys import cache_key, canonical_json
 from localpipe.plan.sweep import proposal_waits, trial_arguments
-from localpipe.state import reader
 from localpipe.state.db import WriteFailed
 from localpipe.state.history import History
 from localpipe.state.runs import ScheduledRun
@@ -354,8 +353,7 @@ class Scheduler:
 
     def _metrics_of(self, step_run_id: int) -> list[dict]:
         """The metric rows of a step run (of the run it reused, if it was reused)."""
-        state = self.history.steps.state(step_run_id)
-        return reader.metrics(self.history.layout, state.run_id, state.name)
+        return step_metrics(self.history, step_run_id)
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step

@@ -9,9 +9,11 @@ trial's series of the primary metric, the intervals already judged, the trials e
 
 from __future__ import annotations
 
+import math
 import numbers
 
-from localpipe.plan.sweep import proposal, to_stop
+from localpipe.plan.sweep import is_metric_value, proposal, to_stop
+from localpipe.state import reader
 
 
 class SweepWatch:
@@ -53,11 +55,13 @@ class SweepWatch:
         if trial not in self.sweep_of:
             return
         metric = self.sweeps[self.sweep_of[trial]]["primary_metric_config"]["name"]
-        self.series[trial] += [
-            float(row["value"])
-            for row in rows
-            if row["name"] == metric and isinstance(row["value"], numbers.Real) and not isinstance(row["value"], bool)
-        ]
+        for row in rows:
+            if row["name"] != metric:
+                continue
+            # A list (run.log_list) is its values in order, as get_metrics() and the run's ranking read it.
+            for value in row["value"] if isinstance(row["value"], list) else [row["value"]]:
+                if is_metric_value(value):
+                    self.series[trial].append(_as_float(value))
 
     def within_cap(self, ready, busy: set[str]) -> list[str]:
         """The ready steps that may claim resources now: a sweep's trials only while fewer than its
@@ -97,3 +101,18 @@ class SweepWatch:
             stops.update(to_stop(sweep["policy_config"], goal, series, mine, self.evaluated))
         self.stopped.update(stops)
         return stops
+
+
+def _as_float(value: numbers.Real) -> float:
+    """``value`` as a float; an int beyond a float's range (``10**400``) as an infinity of its sign."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def step_metrics(history, step_run_id: int) -> list[dict]:
+    """The metric rows a step run logged (the run a reused trial was reused from, whose results its
+    sweep's proposals read)."""
+    state = history.steps.state(step_run_id)
+    return reader.metrics(history.layout, state.run_id, state.name)

@@ -17,16 +17,14 @@ results give the same proposals (and a resubmitted sweep reuses its trials).
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 
-from localpipe.plan.space import draw, point, points, quantized
+from localpipe.plan.space import RANDOM_ATTEMPTS, point, quantized, random_point
 
 GOOD_FRACTION = 0.1  # of the trials seen, the share taken as the best (at least one)
 CANDIDATES = 24  # values drawn from the best trials' density for each proposal
 PRIOR_WEIGHT = 2.0  # the range's own density, weighed as two more kernels among those of the values seen
-RANDOM_ATTEMPTS = 100  # random draws before a discrete space's free points are listed
 MIN_BANDWIDTH = 0.1  # of the range: the narrowest kernel
 
 
@@ -55,21 +53,6 @@ def propose(space: dict, observed: list[tuple[dict, float]], taken: set[tuple], 
         if point(candidate) not in taken:
             return candidate
     return random_point(space, taken, rng)
-
-
-def random_point(space: dict, taken: set[tuple], rng: random.Random) -> dict:
-    """A point of ``space`` not in ``taken``, drawn at random (or, when random draws keep hitting taken
-    points of a discrete space, its first free point)."""
-    for _ in range(RANDOM_ATTEMPTS):
-        values = {name: draw(expression, rng) for name, expression in space.items()}
-        if point(values) not in taken:
-            return values
-    names = list(space)
-    for combo in itertools.product(*(points(space[name]) for name in names)):
-        values = dict(zip(names, combo, strict=True))
-        if point(values) not in taken:
-            return values
-    raise ValueError("every point of the space is taken")  # the planner caps the trials at the space's size
 
 
 def _draw(expression: list, seen: list, rng: random.Random):

@@ -16,10 +16,9 @@ import math
 import random
 
 from localpipe.plan.bayes import propose
-from localpipe.plan.space import draw, point, space_size
+from localpipe.plan.space import point, random_point, space_size
 from localpipe.sdk.hyperdrive import BayesianParameterSampling, HyperDriveStep
 
-RANDOM_ATTEMPTS = 100  # draws per trial before a discrete space is taken as exhausted
 BAYESIAN_RANDOM_TRIALS = 10  # a Bayesian sweep's random trials (at most half of them, at least max_concurrent_runs)
 
 
@@ -45,11 +44,9 @@ def _random_trials(space: dict, count: int, seed: int) -> list[dict]:
     trials: list[dict] = []
     seen: set[tuple] = set()
     for _ in range(count):
-        for _ in range(RANDOM_ATTEMPTS):
-            values = {name: draw(expression, rng) for name, expression in space.items()}
-            if point(values) not in seen:
-                break
-        else:
+        try:
+            values = random_point(space, seen, rng)
+        except ValueError:
             break  # every point of a discrete space is taken
         seen.add(point(values))
         trials.append(values)
@@ -63,14 +60,20 @@ def proposal_waits(sweep: dict) -> dict[str, list[str]]:
     run at once): all of them for the first ``max_concurrent_runs`` proposed, then only the window
     that the proposed trial ``max_concurrent_runs`` before it did not wait for itself (its own start
     says the rest ended): ``max_concurrent_runs`` edges a trial, not one per earlier trial."""
-    names = list(sweep["trials"])
+    names = trial_order(sweep)
     concurrent = sweep["max_concurrent_runs"]
     waits = {}
-    for index, (name, values) in enumerate(sweep["trials"].items()):
-        if values is None:
+    for index, name in enumerate(names):
+        if sweep["trials"][name] is None:
             chained = sweep["trials"][names[index - concurrent]] is None
             waits[name] = names[index - 2 * concurrent + 1 if chained else 0 : index - concurrent + 1]
     return waits
+
+
+def trial_order(sweep: dict) -> list[str]:
+    """The names of ``sweep``'s trials in the order they were planned (``PREFIX0``, ``PREFIX1``, ...):
+    history.db keeps the sweep as JSON with sorted keys, where ``HD_10`` comes before ``HD_2``."""
+    return sorted(sweep["trials"], key=lambda name: int(name.rsplit("_", 1)[1]))
 
 
 def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
@@ -78,9 +81,11 @@ def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
     best primary metric, those that logged it) of the trials it waited for (``proposal_waits``) and
     the trials of the runs it resumes from."""
     maximize = sweep["primary_metric_config"]["goal"] == "maximize"
+    names = trial_order(sweep)
+    index = names.index(trial)
     observed = [
         (dict(sweep["trials"][name]), value if maximize else -value)
-        for name in list(sweep["trials"])[: list(sweep["trials"]).index(trial) - sweep["max_concurrent_runs"] + 1]
+        for name in names[: index - sweep["max_concurrent_runs"] + 1]
         if (value := best.get(name)) is not None
     ]
     # The trials of the sweeps it resumes from (HyperDriveConfig(resume_from=...)), as its own.
@@ -90,7 +95,7 @@ def proposal(sweep: dict, trial: str, best: dict[str, float]) -> dict:
     # In the space's order, as the random trials have their values (history.db sorts the space's keys).
     order = next(values for values in sweep["trials"].values() if values is not None)
     space = {name: sweep["generator_config"]["parameter_space"][name] for name, _ in order}
-    return propose(space, observed, taken, sweep["seed"], list(sweep["trials"]).index(trial))
+    return propose(space, observed, taken, sweep["seed"], index)
 
 
 def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> list[dict]:
@@ -101,17 +106,12 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
     metric, maximize = sweep["primary_metric_config"]["name"], sweep["primary_metric_config"]["goal"] == "maximize"
     logged: dict[str, list[float]] = {}
     for row in metrics:
-        value = row["value"]
-        if (
-            row["name"] == metric
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-        ):
-            logged.setdefault(row["step"], []).append(value)
+        if row["name"] == metric:  # a list (run.log_list) is its values, as get_metrics() gives them
+            values = row["value"] if isinstance(row["value"], list) else [row["value"]]
+            logged.setdefault(row["step"], []).extend(value for value in values if is_metric_value(value))
     rows = []
-    for index, (name, values) in enumerate(sweep["trials"].items()):
-        step = steps.get(name, {})
+    for index, name in enumerate(trial_order(sweep)):
+        values, step = sweep["trials"][name], steps.get(name, {})
         if values is None:
             values = json.loads((step.get("properties") or {}).get("hyperparameters", "{}")).items()
         mine = logged.get(name)
@@ -119,6 +119,16 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
         rows.append({"name": name, "index": index, "status": step.get("status"), "values": dict(values), "best": best})
     rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
     return rows
+
+
+def is_metric_value(value) -> bool:
+    """Whether a logged value counts as a primary metric's: a number, not a bool, not NaN (no rank)
+    nor an infinity; an int of any size is finite (``math.isfinite`` cannot take one beyond a float)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or math.isfinite(value))
+    )
 
 
 def argument_name(name: str) -> str:

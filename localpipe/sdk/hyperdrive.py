@@ -109,6 +109,8 @@ def _numbers(expression: str, **values) -> None:
     for name, value in values.items():
         if not isinstance(value, numbers.Real) or isinstance(value, bool):
             raise HyperDriveConfigException(f"{expression}({name}={value!r}): {name} must be an int or a float")
+        if not math.isfinite(value):  # its draws would be nan or inf, which no proposal can weigh
+            raise HyperDriveConfigException(f"{expression}({name}={value!r}): {name} must be a finite number")
 
 
 def _step(expression: str, q) -> None:
@@ -123,6 +125,10 @@ def _ordered(expression: str, low, high, strict: bool) -> None:
         relation = "below" if strict else "at most"
         raise HyperDriveConfigException(
             f"{expression}(min_value={low!r}, max_value={high!r}): min_value must be {relation} max_value"
+        )
+    if not math.isfinite(high - low):
+        raise HyperDriveConfigException(
+            f"{expression}(min_value={low!r}, max_value={high!r}): too wide a range for a float: narrow it"
         )
 
 
@@ -488,6 +494,14 @@ class HyperDriveConfig:
                 warnings.warn(
                     f"We recommend using {BAYESIAN_MAX_CONCURRENT_RUNS} max concurrent runs or fewer when using "
                     "Bayesian sampling since a higher number might not provide the best result.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+            if 1 < max_total_runs <= self._max_concurrent_runs:  # localpipe's own: a proposal would wait for
+                warnings.warn(  # all but the max_concurrent_runs - 1 trials before it, so there is none to make
+                    f"HyperDriveConfig: with Bayesian sampling and max_concurrent_runs of {self._max_concurrent_runs} "
+                    f"(all {max_total_runs} at once) no trial can learn from another, so every trial is random: give "
+                    "max_concurrent_runs below max_total_runs (fewer lets each proposal see more results)",
                     UserWarning,
                     stacklevel=2,
                 )

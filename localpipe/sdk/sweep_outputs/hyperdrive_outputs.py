@@ -7,6 +7,7 @@ It runs as any step's script does, and reads the trials through the run handles 
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -31,7 +32,11 @@ if args.metrics_output:
 
 def best_of(name):
     logged = metrics[name].get(args.metric)
-    logged = [v for v in (logged if isinstance(logged, list) else [logged]) if isinstance(v, int | float)]
+    logged = [
+        v
+        for v in (logged if isinstance(logged, list) else [logged])
+        if isinstance(v, int | float) and (isinstance(v, int) or math.isfinite(v))  # not NaN nor inf
+    ]
     return (max if args.goal == "maximize" else min)(logged) if logged else None
 
 
