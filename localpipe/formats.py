@@ -29,3 +29,13 @@ def size(nbytes: int | None) -> str:
             return f"{nbytes:.0f} {unit}" if unit == "B" else f"{nbytes:.1f} {unit}"
         nbytes /= 1024
     return f"{nbytes:.1f} TiB"
+
+
+def number(value) -> str:
+    """A metric's value for people (``:g``); an int beyond a float's range in the same notation."""
+    try:
+        return f"{value:g}"
+    except OverflowError:
+        from decimal import Decimal  # here, not above: only such a value needs it
+
+        return format(Decimal(value), ".6g")

@@ -494,6 +494,10 @@ def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_schedule
     assert [values[r["run_id"]] for r in run.get_children_sorted_by_primary_metric()] == [2, 3, 1]
     shown = localpipe("show", str(run.id), check=True).stdout.splitlines()
     assert shown[2].split()[1:] == ["Completed", "score", "1.00000e+400", "x=2"], shown  # the best first
+    with TestClient(create_app(ws.root / ".localpipe", "token"), base_url="http://127.0.0.1:8765") as studio:
+        studio.cookies.set("localpipe_token_8765", "token")  # the run page answered 500, placing it on its chart
+        page = studio.get(f"/runs/{run.id}")
+    assert page.status_code == 200 and len(page.text.split('class="dot"')) == 3  # 1 and 3 placed; 10**400 cannot be
 
 
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):

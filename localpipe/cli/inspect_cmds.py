@@ -8,6 +8,7 @@ import click
 
 from localpipe.cli.common import clock, duration, history, json_option, print_json, size, table, workspace
 from localpipe.cli.progress import describe_placement
+from localpipe.formats import number
 from localpipe.parallel.progress import describe as describe_batches
 from localpipe.parallel.progress import read as read_batches
 
@@ -127,19 +128,9 @@ def _echo_trials(found_history, details: dict) -> None:
         for row in rows:
             values = " ".join(f"{name}={value!r}" for name, value in row["values"].items())
             best = (
-                f"{metric['name']} {_number(row['best'])}" if row["best"] is not None else f"no {metric['name']} logged"
+                f"{metric['name']} {number(row['best'])}" if row["best"] is not None else f"no {metric['name']} logged"
             )
             click.echo(f"  {row['name']:<{width}} {row['status']:<10} {best:<24} {values}")
-
-
-def _number(value) -> str:
-    """A metric's value for people (``:g``); an int beyond a float's range in the same notation."""
-    try:
-        return f"{value:g}"
-    except OverflowError:
-        from decimal import Decimal  # here, not above: only such a value needs it
-
-        return format(Decimal(value), ".6g")
 
 
 def _echo_children(children: list[dict], indent: str) -> None:

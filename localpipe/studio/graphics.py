@@ -196,7 +196,13 @@ def line_chart(points: list[tuple[float, float]], x_label: str = "") -> dict:
 
 
 def _finite(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    """Whether ``value`` is a number a chart can place (an int past a float's range cannot be)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        return False
+    try:
+        return math.isfinite(float(value))
+    except OverflowError:
+        return False
 
 
 def _ticks(low: float, high: float) -> list[float]:

@@ -9,7 +9,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
-from localpipe.formats import clock, duration, size
+from localpipe.formats import clock, duration, number, size
 from localpipe.studio.security import FIELD
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -31,7 +31,7 @@ def pretty(value) -> str:
 _environment = Environment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(default=True), trim_blocks=True, lstrip_blocks=True
 )
-_environment.filters.update(clock=clock, duration=duration, size=size, pretty=pretty)
+_environment.filters.update(clock=clock, duration=duration, number=number, size=size, pretty=pretty)
 _environment.globals.update(STATUSES=STATUSES, TOKEN_FIELD=FIELD)
 
 
