@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
 from localpipe.client.workspace import history_of
 from localpipe.content.hashing import ignore_spec
@@ -134,7 +135,7 @@ class Watcher:
         self.trees = TreeCache(StatCache(self.history.layout.statcache))
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
-        self.watched: set[str] = set()
+        self.watched: dict[str, tuple[ObservedWatch, bool]] = {}  # folder -> its watch, recursive
         self.pipeline = None
         self.declared_in = {self.pipeline_file}  # with a pipeline YAML's runconfig files, once loaded
         self.graph = None
@@ -337,10 +338,13 @@ class Watcher:
             self._watch(path if os.path.isdir(path) else os.path.dirname(path), recursive=True)
 
     def _watch(self, folder: str, recursive: bool) -> None:
-        if folder in self.watched or not os.path.isdir(folder):
+        known = self.watched.get(folder)
+        if (known and (known[1] or not recursive)) or not os.path.isdir(folder):
             return
-        self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
-        self.watched.add(folder)
+        watch = self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
+        if known:  # the pipeline file's folder, watched alone until now, is a source directory too
+            self.observer.unschedule(known[0])  # after the new watch is made: no event falls between
+        self.watched[folder] = (watch, recursive)
 
 
 class ScheduleLoop:
