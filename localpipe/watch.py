@@ -206,13 +206,17 @@ class Watcher:
                 deadline = time.monotonic() + self.debounce
             except queue.Empty:
                 break
-        return sorted({path for path in batch if path and self._relevant(path)})
+        state = str(self.ws.state_dir) + os.sep
+        paths = {path for path in batch if path and not path.startswith(state)}
+        for path in paths:  # every change is noted, even one that runs nothing: the trees stay true
+            self.trees.changed(path)
+        return sorted(path for path in paths if self._relevant(path))
 
     # -- what a change means ----------------------------------------------------------------
     def _relevant(self, path: str) -> bool:
         if path in self.declared_in:
             return True
-        if is_editor_file(path) or path.startswith(str(self.ws.state_dir) + os.sep):
+        if is_editor_file(path):
             return False
         for root in self._source_roots():
             if path == root or path.startswith(root + os.sep):
@@ -229,8 +233,6 @@ class Watcher:
         shown = ", ".join(os.path.relpath(p, self.ws.root) for p in paths[:5])
         self.cause = f"changed: {shown}{' and more' if len(paths) > 5 else ''}"
         self.echo(self.cause)
-        for path in paths:
-            self.trees.changed(path)
         affected = self._affected_steps(paths)
         for active in self.active:
             running = [s for s in affected if s in active.steps]

@@ -45,3 +45,46 @@ def test_a_source_directory_that_is_the_pipeline_files_folder_is_watched_in_its_
         wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
     assert steps_of(ws, 2)["train"] == ("Completed", "runs: source changed (utils/helpers.py)")
     assert run_count(ws) == 2
+
+
+TWO_STEPS = """
+from localpipe import Pipeline, PythonScriptStep, Workspace
+a = PythonScriptStep("a.py", name="a", source_directory="a")
+b = PythonScriptStep("b.py", name="b", source_directory="b")
+pipeline = Pipeline(Workspace.from_config(), STEPS)
+"""
+
+
+def two_steps(project, steps: str = "[a, b]") -> None:
+    project("proj/pipeline.py", TWO_STEPS.replace("STEPS", steps))
+
+
+def test_an_editors_swap_file_removed_after_the_first_run_fails_nothing(ws, project):
+    """Defect: a file open in vim when the watcher started (its .a.py.swp hashed with the tree) and
+    then closed was dropped as an editor file, so the watcher's tree kept listing it: every later
+    run of the step failed ("could not prepare the step folder: No such file ... .a.py.swp")."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/a/.a.py.swp", "vim's swap file\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    with watching(ws) as lines:
+        (ws.root / "proj/a/.a.py.swp").unlink()  # vim quits
+        project("proj/a/a.py", "print('a, edited')\n")
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (.a.py.swp, a.py)")
+
+
+def test_a_source_edited_while_its_step_is_out_of_the_pipeline_is_not_reused_stale(ws, project):
+    """Defect: a save in the source of a step taken out of the pipeline file was not noted (no
+    step read it then), so when the step was put back its tree was the one of before the save
+    and its old outputs were reused for a source they were not made from."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    with watching(ws) as lines:
+        two_steps(project, "[a]")
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the run without b: {lines}")
+        project("proj/b/b.py", "print('b, edited')\n")
+        two_steps(project)
+        wait_for(lambda: run_done(ws, 3), what=lambda: f"the run with b again: {lines}")
+    assert steps_of(ws, 3)["b"] == ("Completed", "runs: source changed (b.py)")
