@@ -20,6 +20,7 @@ import fnmatch
 import os
 import queue
 import signal
+import stat
 import threading
 import time
 from collections import Counter
@@ -88,17 +89,41 @@ def is_editor_file(path: str) -> bool:
 
 
 class _Events(FileSystemEventHandler):
-    """Puts every relevant path of every event on a queue (the observer's thread)."""
+    """Puts every relevant path of every event on a queue (the observer's thread). A folder watched
+    through a symlink is watched where it really is (``real``); its paths are put as the link's
+    (``shown``), the path the steps name."""
 
-    def __init__(self, changes: queue.Queue):
+    def __init__(self, changes: queue.Queue, real: str = "", shown: str = ""):
         self.changes = changes
+        self.real, self.shown = real, shown
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in EVENT_TYPES or (event.is_directory and event.event_type == "modified"):
             return  # a folder's "modified" only says that something in it changed: that has its own event
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if path:
-                self.changes.put(os.fsdecode(path))
+                path = os.fsdecode(path)
+                if self.real != self.shown and (path == self.real or path.startswith(self.real + os.sep)):
+                    path = self.shown + path[len(self.real) :]
+                self.changes.put(path)
+
+
+@dataclass
+class _Watched:
+    """A folder's watch: whether it takes in the subfolders, and which folder it is (device, inode)."""
+
+    watch: ObservedWatch
+    recursive: bool
+    identity: tuple[int, int]
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    """The folder at ``folder`` now, through symlinks (device, inode); None if there is none."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 @dataclass
@@ -135,7 +160,7 @@ class Watcher:
         self.trees = TreeCache(StatCache(self.history.layout.statcache))
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
-        self.watched: dict[str, tuple[ObservedWatch, bool]] = {}  # folder -> its watch, recursive
+        self.watched: dict[str, _Watched] = {}
         self.pipeline = None
         self.declared_in = {self.pipeline_file}  # with a pipeline YAML's runconfig files, once loaded
         self.graph = None
@@ -193,6 +218,15 @@ class Watcher:
 
     def _next_batch(self) -> list[str]:
         """Relevant changed paths, once none has arrived for the debounce time."""
+        batch = self._gather() + self._rewatch()  # after the events: what a new folder holds is hashed after its watch
+        state = str(self.ws.state_dir) + os.sep
+        paths = {path for path in batch if path and not path.startswith(state)}
+        for path in paths:  # every change is noted, even one that runs nothing: the trees stay true
+            self.trees.changed(path)
+        return sorted(path for path in paths if self._relevant(path))
+
+    def _gather(self) -> list[str]:
+        """Changed paths, once none has arrived for the debounce time; none after half a second."""
         try:
             first = self.changes.get(timeout=0.5)
         except queue.Empty:
@@ -206,11 +240,7 @@ class Watcher:
                 deadline = time.monotonic() + self.debounce
             except queue.Empty:
                 break
-        state = str(self.ws.state_dir) + os.sep
-        paths = {path for path in batch if path and not path.startswith(state)}
-        for path in paths:  # every change is noted, even one that runs nothing: the trees stay true
-            self.trees.changed(path)
-        return sorted(path for path in paths if self._relevant(path))
+        return batch
 
     # -- what a change means ----------------------------------------------------------------
     def _relevant(self, path: str) -> bool:
@@ -341,12 +371,32 @@ class Watcher:
 
     def _watch(self, folder: str, recursive: bool) -> None:
         known = self.watched.get(folder)
-        if (known and (known[1] or not recursive)) or not os.path.isdir(folder):
+        identity = _identity(folder)
+        if (known and (known.recursive or not recursive)) or identity is None:
             return
-        watch = self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
+        real = os.path.realpath(folder)
+        watch = self.observer.schedule(_Events(self.changes, real, folder), real, recursive=recursive)
         if known:  # the pipeline file's folder, watched alone until now, is a source directory too
-            self.observer.unschedule(known[0])  # after the new watch is made: no event falls between
-        self.watched[folder] = (watch, recursive)
+            self.observer.unschedule(known.watch)  # after the new watch is made: no event falls between
+        self.watched[folder] = _Watched(watch, recursive, identity)
+
+    def _rewatch(self) -> list[str]:
+        """Watch anew each folder that is another one now: deleted and made again (its watch
+        ended with it; the new one may have its inode), replaced by a symlink, moved away and
+        replaced (a watch follows the folder it was made on). Returns those folders and what
+        the watcher reads directly in them, as changed."""
+        alive = {emitter.watch for emitter in list(self.observer.emitters) if emitter.is_alive()}
+        found = []
+        for folder, known in list(self.watched.items()):
+            identity = _identity(folder)
+            if identity is None or (identity == known.identity and known.watch in alive):
+                continue
+            self.observer.unschedule(known.watch)
+            del self.watched[folder]
+            self._watch(folder, known.recursive)
+            inputs = (*self.declared_in, *self._dataset_paths())
+            found += [folder, *(path for path in inputs if os.path.dirname(path) == folder)]
+        return found
 
 
 class ScheduleLoop:

@@ -4,6 +4,8 @@ events on real files, real step processes; each test names the defect it caught.
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import threading
 
 from localpipe.watch import Watcher
@@ -88,3 +90,50 @@ def test_a_source_edited_while_its_step_is_out_of_the_pipeline_is_not_reused_sta
         two_steps(project)
         wait_for(lambda: run_done(ws, 3), what=lambda: f"the run with b again: {lines}")
     assert steps_of(ws, 3)["b"] == ("Completed", "runs: source changed (b.py)")
+
+
+def test_a_source_directory_deleted_and_made_again_is_still_watched(ws, project):
+    """Defect: a watch follows the folder it was made on, and ends with it: once a step's source
+    directory was deleted and made again (a `git checkout` of a branch without it and back, a
+    `rm -rf` and a copy), no save in it was ever seen again."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    with watching(ws) as lines:
+        shutil.rmtree(ws.root / "proj/b")
+        wait_for(lambda: any("does not exist" in line for line in lines), what=lambda: f"the error: {lines}")
+        project("proj/b/b.py", "print('b, made again')\n")
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the run of the new folder: {lines}")
+        project("proj/b/b.py", "print('b, edited in the new folder')\n")
+        wait_for(lambda: run_done(ws, 3), what=lambda: f"the run after a save in it: {lines}")
+    assert steps_of(ws, 2)["b"] == ("Completed", "runs: source changed (b.py)")
+    assert steps_of(ws, 3)["b"] == ("Completed", "runs: source changed (b.py)")
+
+
+def test_a_source_directory_replaced_by_a_symlink_is_watched_through_it(ws, project):
+    """Defect: a source directory replaced by a symlink to another folder (a checkout made a
+    link) was no longer watched, nor was one that was a symlink from the start: watchdog watched
+    the link itself, and saves in the folder it points to ran nothing."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/b/b.py", "print('b')\n")
+    project("elsewhere/b/b.py", "print('b, elsewhere')\n")
+    project("linked/a/a.py", "print('a, linked')\n")
+    two_steps(project)
+    shutil.rmtree(ws.root / "proj/a")
+    (ws.root / "proj/a").symlink_to(ws.root / "linked/a")
+    with watching(ws) as lines:
+        project("linked/a/a.py", "print('a, linked, edited')\n")
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the run after a save behind the link: {lines}")
+        os.rename(ws.root / "proj/b", ws.root / "proj/b.old")
+        (ws.root / "proj/b").symlink_to(ws.root / "elsewhere/b")
+        wait_for(lambda: run_done(ws, 3), what=lambda: f"the run of the link: {lines}")
+        project("elsewhere/b/b.py", "print('b, elsewhere, edited')\n")
+        wait_for(lambda: run_done(ws, 4), what=lambda: f"the run after a save behind the new link: {lines}")
+        project("proj/b.old/b.py", "print('the old folder, edited')\n")  # no longer a step's source
+        project("proj/a/a.py", "print('a, linked, edited again')\n")  # a later, separate change
+        wait_for(lambda: run_done(ws, 5), what=lambda: f"the sentinel run: {lines}")
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (a.py)")
+    assert steps_of(ws, 3)["b"] == ("Completed", "runs: source changed (b.py)")
+    assert steps_of(ws, 4)["b"] == ("Completed", "runs: source changed (b.py)")
+    assert steps_of(ws, 5)["b"] == ("Reused", 'reused from run 4 (step "b")')
+    assert run_count(ws) == 5
