@@ -251,7 +251,10 @@ class Watcher:
         for root in self._source_roots():
             if path == root or path.startswith(root + os.sep):
                 rel = os.path.relpath(path, root)
-                return rel == "." or not ignore_spec(root).match_file(rel)
+                if rel == ".":
+                    return True
+                spec = ignore_spec(root)  # a rule for folders ("build/") matches a folder's path with its slash
+                return not (spec.match_file(rel) or (os.path.isdir(path) and spec.match_file(rel + "/")))
         return any(path == p or path.startswith(p + os.sep) for p in self._dataset_paths())
 
     def _handle(self, paths: list[str]) -> None:

@@ -137,3 +137,21 @@ def test_a_source_directory_replaced_by_a_symlink_is_watched_through_it(ws, proj
     assert steps_of(ws, 4)["b"] == ("Completed", "runs: source changed (b.py)")
     assert steps_of(ws, 5)["b"] == ("Reused", 'reused from run 4 (step "b")')
     assert run_count(ws) == 5
+
+
+def test_an_ignored_folder_made_in_a_source_directory_runs_nothing(ws, project):
+    """Defect: a folder the ignore rules leave out (`__pycache__/` by default, `build/` in an
+    .amlignore, `.git/` of a `git init`) was a change when it was made, since only its path
+    without the final slash was matched: a run with everything reused, listing it as changed."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/a/.amlignore", "build/\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    with watching(ws) as lines:
+        for name in ("__pycache__", "build", ".git"):
+            (ws.root / "proj/a" / name).mkdir()
+        project("proj/a/build/out.txt", "ignored\n")
+        project("proj/b/b.py", "print('b, edited')\n")  # a later, real change
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
+    assert [line for line in lines if line.startswith("changed:")] == ["changed: proj/b/b.py"]
+    assert run_count(ws) == 2
