@@ -379,7 +379,8 @@ def copy_tree(root: str | os.PathLike, rels: list[str], dest: str | os.PathLike)
     """Copy the files ``rels`` of ``root`` into ``dest``, hashing the bytes as they are copied.
 
     The digest returned is that of the copy, so a file edited after planning shows up as a
-    different digest rather than as a snapshot that disagrees with its key.
+    different digest rather than as a snapshot that disagrees with its key; a file deleted since
+    is left out, the same way.
     """
     root, dest = os.fspath(root), os.fspath(dest)
     os.makedirs(dest, exist_ok=True)
@@ -388,12 +389,16 @@ def copy_tree(root: str | os.PathLike, rels: list[str], dest: str | os.PathLike)
     size = 0
     for rel in rels:
         src, dst = os.path.join(root, rel), os.path.join(dest, rel)
+        try:
+            fin = open(src, "rb")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:
+            continue
         parent = os.path.dirname(dst)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
         hasher = _blake3()()
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
+        with fin, open(dst, "wb") as fout:
             st = os.fstat(fin.fileno())
             while chunk := fin.read(COPY_CHUNK):
                 hasher.update(chunk)
