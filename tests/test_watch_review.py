@@ -155,3 +155,22 @@ def test_an_ignored_folder_made_in_a_source_directory_runs_nothing(ws, project):
         wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
     assert [line for line in lines if line.startswith("changed:")] == ["changed: proj/b/b.py"]
     assert run_count(ws) == 2
+
+
+def test_a_file_behind_a_symlink_in_a_source_directory_is_seen_through_the_link(ws, project):
+    """Defect: a save in a file that a symlink of the source directory points to (config.py ->
+    configs/dev.py) changed the file's entry in the watcher's tree, not the link's: the link
+    kept its old digest, so every later run of the step computed a key no run had (the step
+    ran, keyed by what it copied), and the step was run again on each save anywhere."""
+    project("proj/a/a.py", "import config\nprint(config.X)\n")
+    project("proj/a/configs/dev.py", "X = 1\n")
+    (ws.root / "proj/a/config.py").symlink_to("configs/dev.py")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    with watching(ws) as lines:
+        project("proj/a/configs/dev.py", "X = 2\n")
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
+        project("proj/b/b.py", "print('b, edited')\n")  # a save elsewhere
+        wait_for(lambda: run_done(ws, 3), what=lambda: f"the run after a save elsewhere: {lines}")
+    assert steps_of(ws, 3)["a"] == ("Reused", 'reused from run 2 (step "a")')
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (config.py, configs/dev.py)")

@@ -164,9 +164,12 @@ class DefaultIgnoreRules:
         return any(f in self.FOLDERS for f in folders)
 
 
-def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, os.stat_result]]:
+def walk(
+    root: str | os.PathLike, ignore: bool = True, links: list[str] | None = None
+) -> list[tuple[str, str, os.stat_result]]:
     """Every file under ``root`` (not ignored by its ignore files, with ``ignore``):
-    (relative path, absolute path, stat), sorted. ``root`` may be a single file.
+    (relative path, absolute path, stat), sorted. ``root`` may be a single file. ``links``, when
+    given, gets the relative path of each symlink followed.
     """
     root = os.path.abspath(root)
     if os.path.isfile(root):
@@ -174,7 +177,7 @@ def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, o
     found: list[tuple[str, str, os.stat_result]] = []
     entries = _Walker.entries(root)
     spec = ignore_spec(root, {entry.name for entry in entries}) if ignore else None
-    _Walker(root, spec, found).folder(root, "", frozenset(), entries)
+    _Walker(root, spec, found, links).folder(root, "", frozenset(), entries)
     found.sort(key=lambda item: item[0])
     return found
 
@@ -182,8 +185,9 @@ def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, o
 class _Walker:
     """One walk of a tree; the real path of its root is only worked out if a symlink needs it."""
 
-    def __init__(self, root: str, spec, found: list):
+    def __init__(self, root: str, spec, found: list, links: list[str] | None = None):
         self.root, self.spec, self.found = root, spec, found
+        self.links = [] if links is None else links
         self._real_root: str | None = None
 
     @property
@@ -218,6 +222,7 @@ class _Walker:
 
     def link(self, entry: os.DirEntry, rel: str, is_dir: bool, active: frozenset[str]) -> None:
         target = _resolve_link(entry.path, self.real_root)
+        self.links.append(rel)
         if is_dir:
             if target in active or target == self.real_root:
                 raise UsageError(f"symlink {entry.path} makes a loop: remove it")

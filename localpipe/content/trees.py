@@ -2,7 +2,8 @@
 
 A tree is walked and hashed once; afterwards only the paths a watcher reports as changed are
 looked at again, so re-checking a 10,000-file project after a save touches one file, not ten
-thousand. A change to an ignore file, or to a symlink, rewalks that tree.
+thousand. A change to an ignore file, or to a symlink, rewalks that tree; so does any change in a
+tree that holds a symlink (a save reports the file the link points to, not the link).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class TreeCache:
         self._files: dict[str, dict[str, str]] = {}  # root -> relative path -> entry digest
         self._sizes: dict[str, dict[str, int]] = {}
         self._dirty: dict[str, set[str]] = {}  # root -> absolute paths reported changed
+        self._linked: set[str] = set()  # roots holding a symlink
 
     def tree(self, root: str) -> TreeDigest:
         """The current digest of ``root``; hashed in full the first time only."""
@@ -39,9 +41,14 @@ class TreeCache:
         if root not in self._files or any(self._needs_full_walk(root, path) for path in dirty):
             files: dict[str, str] = {}
             sizes: dict[str, int] = {}
-            for rel, path, st in walk(root):
+            links: list[str] = []
+            for rel, path, st in walk(root, links=links):
                 files[rel], sizes[rel] = file_entry(path, st, self.stat_cache), st.st_size
             self._files[root], self._sizes[root] = files, sizes
+            if links:
+                self._linked.add(root)
+            else:
+                self._linked.discard(root)
         elif dirty:
             spec = ignore_spec(root)
             for path in sorted(dirty):
@@ -73,7 +80,7 @@ class TreeCache:
         return False
 
     def _needs_full_walk(self, root: str, path: str) -> bool:
-        return os.path.basename(path) in IGNORE_FILES or os.path.islink(path) or path == root
+        return root in self._linked or os.path.basename(path) in IGNORE_FILES or os.path.islink(path) or path == root
 
     def _refresh(self, root: str, path: str, spec) -> None:
         files, sizes = self._files[root], self._sizes[root]
