@@ -174,3 +174,37 @@ def test_a_file_behind_a_symlink_in_a_source_directory_is_seen_through_the_link(
         wait_for(lambda: run_done(ws, 3), what=lambda: f"the run after a save elsewhere: {lines}")
     assert steps_of(ws, 3)["a"] == ("Reused", 'reused from run 2 (step "a")')
     assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (config.py, configs/dev.py)")
+
+
+def test_files_made_and_deleted_while_a_tree_is_hashed_do_not_end_the_watcher(ws, project):
+    """Defect: a file listed by the walk of a source directory and deleted before it was
+    stat'ed or read (a test run's or a build's temporary files, an editor's) raised
+    FileNotFoundError out of the watcher, which ended with a traceback before its first run.
+    Such a file is now left out, as a walk a moment later would leave it out."""
+    project("proj/a/a.py", "print('a')\n")
+    for i in range(300):
+        project(f"proj/a/data/f{i}.txt", "x\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    stop = threading.Event()
+
+    def churn():
+        i = 0
+        while not stop.is_set():
+            path = ws.root / f"proj/a/data/t{i % 20}.tmp"
+            path.write_text("y")
+            path.unlink()
+            i += 1
+
+    churning = threading.Thread(target=churn, daemon=True)
+    churning.start()
+    try:
+        with watching(ws) as lines:  # its first run hashes the tree while the files come and go
+            stop.set()
+            churning.join()
+            project("proj/a/a.py", "print('a, edited')\n")
+            wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
+    finally:
+        stop.set()
+        churning.join()
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (a.py)")

@@ -17,6 +17,7 @@ import re
 import stat as statmod
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
@@ -218,7 +219,10 @@ class _Walker:
             elif is_dir:
                 self.folder(entry.path, child_rel + "/", active)
             elif entry.is_file():
-                self.found.append((child_rel, entry.path, entry.stat()))
+                try:
+                    self.found.append((child_rel, entry.path, entry.stat()))
+                except FileNotFoundError:  # deleted since the folder was listed: as a later walk
+                    continue
 
     def link(self, entry: os.DirEntry, rel: str, is_dir: bool, active: frozenset[str]) -> None:
         target = _resolve_link(entry.path, self.real_root)
@@ -264,10 +268,23 @@ def digest_of(found: list[tuple[str, str, os.stat_result]], stat_cache: StatCach
     """The digest of the files ``found`` ((relative path, path, stat) each, as ``walk`` gives them)."""
     files: dict[str, str] = {}
     size = 0
-    for rel, path, st in found:
-        files[rel] = file_entry(path, st, stat_cache)
+    for rel, entry, st in file_entries(found, stat_cache):
+        files[rel] = entry
         size += st.st_size
     return TreeDigest(tree_digest(files), files, size)
+
+
+def file_entries(
+    found: list[tuple[str, str, os.stat_result]], stat_cache: StatCacheLike | None = None
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, entry digest, stat) of each file ``found`` that is still there: one deleted
+    since it was listed (a build's or an editor's temporary file) is left out, as a walk a moment
+    later would leave it out."""
+    for rel, path, st in found:
+        try:
+            yield rel, file_entry(path, st, stat_cache), st
+        except FileNotFoundError:
+            continue
 
 
 def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | None = None) -> str:

@@ -15,7 +15,7 @@ from localpipe.content.hashing import (
     PRIMARY_IGNORE_FILES,
     StatCacheLike,
     TreeDigest,
-    file_entry,
+    file_entries,
     ignore_spec,
     tree_digest,
     walk,
@@ -42,8 +42,8 @@ class TreeCache:
             files: dict[str, str] = {}
             sizes: dict[str, int] = {}
             links: list[str] = []
-            for rel, path, st in walk(root, links=links):
-                files[rel], sizes[rel] = file_entry(path, st, self.stat_cache), st.st_size
+            for rel, entry, st in file_entries(walk(root, links=links), self.stat_cache):
+                files[rel], sizes[rel] = entry, st.st_size
             self._files[root], self._sizes[root] = files, sizes
             if links:
                 self._linked.add(root)
@@ -91,13 +91,16 @@ class TreeCache:
         if os.path.isdir(path):
             if spec.match_file(rel + "/"):
                 return
-            for sub_rel, sub_path, st in walk(path, ignore=False):
-                full_rel = f"{rel}/{sub_rel}"
-                if not spec.match_file(full_rel):
-                    files[full_rel], sizes[full_rel] = file_entry(sub_path, st, self.stat_cache), st.st_size
+            found = [(f"{rel}/{sub_rel}", sub_path, st) for sub_rel, sub_path, st in walk(path, ignore=False)]
+            for full_rel, entry, st in file_entries([f for f in found if not spec.match_file(f[0])], self.stat_cache):
+                files[full_rel], sizes[full_rel] = entry, st.st_size
         elif os.path.isfile(path) and not spec.match_file(rel):
-            st = os.stat(path)
-            files[rel], sizes[rel] = file_entry(path, st, self.stat_cache), st.st_size
+            try:
+                found = [(rel, path, os.stat(path))]
+            except FileNotFoundError:  # deleted again since
+                return
+            for rel, entry, st in file_entries(found, self.stat_cache):
+                files[rel], sizes[rel] = entry, st.st_size
 
 
 def source_trees(graph, trees: TreeCache) -> dict[str, TreeDigest | None]:
