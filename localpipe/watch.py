@@ -226,20 +226,20 @@ class Watcher:
         return sorted(path for path in paths if self._relevant(path))
 
     def _gather(self) -> list[str]:
-        """Changed paths, once none has arrived for the debounce time; none after half a second."""
-        try:
-            first = self.changes.get(timeout=0.5)
-        except queue.Empty:
-            self._forget_finished()
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.debounce
-        while (left := deadline - time.monotonic()) > 0:
+        """Changed paths: those of half a second, or from the first relevant one on, until none
+        relevant has come for the debounce time (a log written all the time in an ignored file
+        holds no save back); at once when stopped."""
+        self._forget_finished()
+        batch: list[str] = []
+        deadline = time.monotonic() + 0.5
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
             try:
-                batch.append(self.changes.get(timeout=left))
-                deadline = time.monotonic() + self.debounce
+                path = self.changes.get(timeout=left)
             except queue.Empty:
                 break
+            batch.append(path)
+            if path and self._relevant(path):
+                deadline = time.monotonic() + self.debounce
         return batch
 
     # -- what a change means ----------------------------------------------------------------

@@ -208,3 +208,33 @@ def test_files_made_and_deleted_while_a_tree_is_hashed_do_not_end_the_watcher(ws
         stop.set()
         churning.join()
     assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (a.py)")
+
+
+def test_a_file_written_all_the_time_in_an_ignored_path_holds_no_save_back(ws, project):
+    """Defect: any event, ignored ones included, started the debounce time again, so a log
+    written every 50 ms in an ignored file of a source directory (a notebook's, a server's)
+    held every save back for as long as it was written: the rerun never came."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/a/.amlignore", "*.log\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    stop = threading.Event()
+
+    def log():
+        with open(ws.root / "proj/a/server.log", "a") as handle:
+            while not stop.wait(0.05):
+                handle.write("a line\n")
+                handle.flush()
+
+    logging = threading.Thread(target=log, daemon=True)
+    try:
+        with watching(ws) as lines:
+            logging.start()
+            project("proj/a/a.py", "print('a, edited')\n")
+            wait_for(lambda: run_done(ws, 2), timeout=10, what=lambda: f"the rerun, the log still written: {lines}")
+    finally:
+        stop.set()
+        if logging.is_alive():
+            logging.join()
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (a.py)")
+    assert [line for line in lines if line.startswith("changed:")] == ["changed: proj/a/a.py"]
