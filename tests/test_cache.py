@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep
 from localpipe.state.store import ObjectStore
@@ -336,3 +339,26 @@ def test_a_failed_step_leaves_no_cache_entry_and_no_output(ws, project, run_pipe
     assert m.CacheEntry.select().count() == 0
     assert m.StepOutput.select().count() == 0
     assert not any((ws.state_dir / "objects").iterdir())
+
+
+def test_a_file_truncated_while_it_is_hashed_does_not_kill_the_process(tmp_path):
+    """Defect (watchrev review): files of 1 MiB and more were hashed through mmap, and a file
+    truncated meanwhile (rewritten in place: an editor's save with backupcopy=yes, a program
+    rewriting a dataset's CSV, `> file`) killed the hashing process with SIGBUS: `localpipe
+    watch` or a submission died at once, exit status 135, with no word. Five tries in a child
+    process, each truncating a 256 MiB sparse file 10 ms into its hashing."""
+    script = textwrap.dedent(f"""
+        import os, threading, time
+        from localpipe.content.hashing import hash_file
+        path = {str(tmp_path / "big.bin")!r}
+        for _ in range(5):
+            with open(path, "wb") as handle:
+                handle.truncate(256 << 20)
+            cut = threading.Timer(0.01, lambda: open(path, "r+b").truncate(0))
+            cut.start()
+            hash_file(path)
+            cut.join()
+        print("survived")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "survived"), done.stderr[-2000:]
