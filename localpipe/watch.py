@@ -32,7 +32,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import ObservedWatch
 
 from localpipe.client.workspace import history_of
-from localpipe.content.hashing import ignore_spec
+from localpipe.content.hashing import TreeDigest, ignore_spec
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
 from localpipe.errors import LocalpipeError, UsageError
@@ -108,6 +108,19 @@ class _Events(FileSystemEventHandler):
                 self.changes.put(path)
 
 
+class _WatchedTrees(TreeCache):
+    """The watcher's trees: a folder is watched before it is walked, so that no save falls
+    between its hashing and its watch."""
+
+    def __init__(self, stat_cache: StatCache, watch: Callable[[str, bool], None]):
+        super().__init__(stat_cache)
+        self._watch = watch
+
+    def tree(self, root: str) -> TreeDigest:
+        self._watch(os.path.abspath(root), True)
+        return super().tree(root)
+
+
 @dataclass
 class _Watched:
     """A folder's watch: whether it takes in the subfolders, and which folder it is (device, inode)."""
@@ -157,7 +170,7 @@ class Watcher:
         self.debounce = debounce
         self.echo = echo
         self.reporter_factory = reporter_factory
-        self.trees = TreeCache(StatCache(self.history.layout.statcache))
+        self.trees = _WatchedTrees(StatCache(self.history.layout.statcache), self._watch)
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
         self.watched: dict[str, _Watched] = {}

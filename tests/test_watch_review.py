@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import threading
 
@@ -238,3 +239,61 @@ def test_a_file_written_all_the_time_in_an_ignored_path_holds_no_save_back(ws, p
             logging.join()
     assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (a.py)")
     assert [line for line in lines if line.startswith("changed:")] == ["changed: proj/a/a.py"]
+
+
+def test_a_save_while_the_watcher_hashes_its_first_trees_is_seen(ws, project):
+    """Defect: source directories were watched only once the first run had been planned, after
+    their trees were hashed: a save in that time (seconds, for large trees not hashed before)
+    was never noted, and the step's digest in the watcher's tree stayed that of before the save
+    for good (a save after the step started was never run at all). A folder is now watched before it is first
+    hashed. Here a's save comes while b's tree, with a 1 GiB sparse file, is hashed (b never
+    runs: the step it waits for fails, so the file is never copied)."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/c/c.py", "import sys\nsys.argv[1]\nraise SystemExit(1)\n")
+    project("proj/b/b.py", "print('b')\n")
+    big = ws.root / "proj/b/big.bin"
+    with open(big, "wb") as handle:
+        handle.truncate(1 << 30)
+    project(
+        "proj/pipeline.py",
+        """
+        from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
+        data = PipelineData("data")
+        a = PythonScriptStep("a.py", name="a", source_directory="a")
+        c = PythonScriptStep("c.py", name="c", source_directory="c", arguments=[data])
+        b = PythonScriptStep("b.py", name="b", source_directory="b", arguments=[data.as_input()])
+        pipeline = Pipeline(Workspace.from_config(), [a, b])
+        """,
+    )
+
+    def hashing_big() -> bool:
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                if os.readlink(f"/proc/self/fd/{fd}") == str(big):
+                    return True
+            except OSError:
+                continue  # closed since the listing
+        return False
+
+    lines: list[str] = []
+    watcher = Watcher(ws, str(ws.root / "proj/pipeline.py"), "proj", debounce=0.2, echo=lines.append)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(hashing_big, interval=0.005, what="b's tree to be hashed")
+        project("proj/a/a.py", "print('a, saved while b was hashed')\n")
+        wait_for(lambda: run_done(ws, 1), timeout=60, what=lambda: f"the first run: {lines}")
+        project("proj/c/c.py", "import sys\nsys.argv[1]\nraise SystemExit(2)\n")  # a later save elsewhere
+
+        def run_of_c_save():  # its summary line: "run N Failed in 0.1s (changed: ...proj/c/c.py): ..."
+            ended = [line.split()[1] for line in lines if re.match(r"run \d+ \w+ in .*proj/c/c\.py\)", line)]
+            return int(ended[0]) if ended else None
+
+        last = wait_for(run_of_c_save, what=lambda: f"the run of the later save: {lines}")
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+    # Run 1 ran a as it was saved (its snapshot is copied when it starts), so its key is that of
+    # the saved a.py: the watcher, knowing of the save, reuses it. Not knowing, it kept a's
+    # digest of before the save and ran a again on every later save anywhere.
+    assert steps_of(ws, last)["a"] == ("Reused", 'reused from run 1 (step "a")')
