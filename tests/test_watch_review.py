@@ -15,14 +15,16 @@ from tests.test_watch import run_count, run_done, steps_of
 
 
 @contextlib.contextmanager
-def watching(ws, pipeline: str = "proj/pipeline.py"):
-    """A watcher of ``pipeline`` running in a thread, its first run done; yields its printed lines."""
+def watching(ws, pipeline: str | os.PathLike = "proj/pipeline.py", first_run: bool = True):
+    """A watcher of ``pipeline`` (under the workspace) running in a thread, its first run done
+    unless ``first_run`` is False; yields the lines it prints."""
     lines: list[str] = []
     watcher = Watcher(ws, str(ws.root / pipeline), "proj", debounce=0.2, echo=lines.append)
     thread = threading.Thread(target=watcher.run, daemon=True)
     thread.start()
     try:
-        wait_for(lambda: run_done(ws, 1), what=lambda: f"the first run: {lines}")
+        if first_run:
+            wait_for(lambda: run_done(ws, 1), what=lambda: f"the first run: {lines}")
         yield lines
     finally:
         watcher.stop()
@@ -275,11 +277,7 @@ def test_a_save_while_the_watcher_hashes_its_first_trees_is_seen(ws, project):
                 continue  # closed since the listing
         return False
 
-    lines: list[str] = []
-    watcher = Watcher(ws, str(ws.root / "proj/pipeline.py"), "proj", debounce=0.2, echo=lines.append)
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
+    with watching(ws, first_run=False) as lines:
         wait_for(hashing_big, interval=0.005, what="b's tree to be hashed")
         project("proj/a/a.py", "print('a, saved while b was hashed')\n")
         wait_for(lambda: run_done(ws, 1), timeout=60, what=lambda: f"the first run: {lines}")
@@ -290,9 +288,6 @@ def test_a_save_while_the_watcher_hashes_its_first_trees_is_seen(ws, project):
             return int(ended[0]) if ended else None
 
         last = wait_for(run_of_c_save, what=lambda: f"the run of the later save: {lines}")
-    finally:
-        watcher.stop()
-        thread.join(timeout=30)
     # Run 1 ran a as it was saved (its snapshot is copied when it starts), so its key is that of
     # the saved a.py: the watcher, knowing of the save, reuses it. Not knowing, it kept a's
     # digest of before the save and ran a again on every later save anywhere.
