@@ -272,8 +272,10 @@ class Watcher:
 
     def _handle(self, paths: list[str]) -> None:
         # A path gone by now that no step ever read is an editor's temporary file (whatever its
-        # name): not a change. A deleted source file was hashed, and so is still listed.
-        paths = [p for p in paths if os.path.lexists(p) or self._was_input(p)]
+        # name): not a change. A deleted source file was hashed, and so is still listed. After a
+        # failure, any change may be the fix (a broken symlink removed).
+        if self.pipeline is not None:
+            paths = [p for p in paths if os.path.lexists(p) or self._was_input(p)]
         if not paths:
             return
         shown = ", ".join(os.path.relpath(p, self.ws.root) for p in paths[:5])

@@ -292,3 +292,20 @@ def test_a_save_while_the_watcher_hashes_its_first_trees_is_seen(ws, project):
     # the saved a.py: the watcher, knowing of the save, reuses it. Not knowing, it kept a's
     # digest of before the save and ran a again on every later save anywhere.
     assert steps_of(ws, last)["a"] == ("Reused", 'reused from run 1 (step "a")')
+
+
+def test_changes_noted_before_a_tree_failed_to_hash_are_not_lost(ws, project):
+    """Defect: the changes noted in a tree were taken before it was walked, and a walk that
+    failed (a symlink pointing to nothing, reported as it should be) dropped them: once the link
+    was fixed, only the link was looked at again, and a file saved with it was never seen (the
+    step was reused from before that save)."""
+    project("proj/a/a.py", "print('a')\n")
+    project("proj/b/b.py", "print('b')\n")
+    two_steps(project)
+    with watching(ws) as lines:
+        project("proj/a/helper.py", "H = 1\n")
+        (ws.root / "proj/a/link.py").symlink_to("missing.py")
+        wait_for(lambda: any("points to nothing" in line for line in lines), what=lambda: f"the error: {lines}")
+        (ws.root / "proj/a/link.py").unlink()
+        wait_for(lambda: run_done(ws, 2), what=lambda: f"the run once the link is gone: {lines}")
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (helper.py)")

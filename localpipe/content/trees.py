@@ -38,6 +38,13 @@ class TreeCache:
         """The current digest of ``root``; hashed in full the first time only."""
         root = os.path.abspath(root)
         dirty = self._dirty.pop(root, set())
+        try:
+            return self._tree(root, dirty)
+        except BaseException:  # a link to nothing, say: the changes noted are not lost, it is walked again
+            self._files.pop(root, None)
+            raise
+
+    def _tree(self, root: str, dirty: set[str]) -> TreeDigest:
         if root not in self._files or any(self._needs_full_walk(root, path) for path in dirty):
             files: dict[str, str] = {}
             sizes: dict[str, int] = {}
