@@ -6,8 +6,9 @@ once per run into a temp folder. The same 1,000 buffers are also kept in memory,
 (a) the raw single-thread throughput of each hash is measured on exactly those bytes, one
     digest per 1 MiB buffer as the tree has one per file: BLAKE3 (``blake3.blake3(data).digest()``,
     ``max_threads`` left at 1), xxh3-128 (``xxhash``, only if installed: it is not a localpipe
-    dependency) and SHA-256 (``hashlib``); BLAKE3 is also timed reading each file (``read``, and
-    ``update_mmap`` as ``hash_file`` does for files of 1 MiB and more);
+    dependency) and SHA-256 (``hashlib``); BLAKE3 is also timed reading each file (``read``, as
+    ``hash_file`` does, and ``update_mmap``, which it no longer does: a mapped file truncated
+    while it is hashed kills the process with SIGBUS);
 (b) a cold ``hash_tree(root, ignore=False)`` (no stat cache, so every file is read and hashed)
     is timed and compared with BLAKE3's raw in-memory figure.
 

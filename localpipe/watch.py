@@ -20,6 +20,7 @@ import fnmatch
 import os
 import queue
 import signal
+import stat
 import threading
 import time
 from collections import Counter
@@ -28,9 +29,10 @@ from dataclasses import dataclass, field
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import ObservedWatch
 
 from localpipe.client.workspace import history_of
-from localpipe.content.hashing import ignore_spec
+from localpipe.content.hashing import TreeDigest, ignore_spec
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
 from localpipe.errors import LocalpipeError, UsageError
@@ -87,17 +89,54 @@ def is_editor_file(path: str) -> bool:
 
 
 class _Events(FileSystemEventHandler):
-    """Puts every relevant path of every event on a queue (the observer's thread)."""
+    """Puts every relevant path of every event on a queue (the observer's thread). A folder watched
+    through a symlink is watched where it really is (``real``); its paths are put as the link's
+    (``shown``), the path the steps name."""
 
-    def __init__(self, changes: queue.Queue):
+    def __init__(self, changes: queue.Queue, real: str = "", shown: str = ""):
         self.changes = changes
+        self.real, self.shown = real, shown
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type not in EVENT_TYPES or (event.is_directory and event.event_type == "modified"):
             return  # a folder's "modified" only says that something in it changed: that has its own event
         for path in (event.src_path, getattr(event, "dest_path", "")):
             if path:
-                self.changes.put(os.fsdecode(path))
+                path = os.fsdecode(path)
+                if self.real != self.shown and (path == self.real or path.startswith(self.real + os.sep)):
+                    path = self.shown + path[len(self.real) :]
+                self.changes.put(path)
+
+
+class _WatchedTrees(TreeCache):
+    """The watcher's trees: a folder is watched before it is walked, so that no save falls
+    between its hashing and its watch."""
+
+    def __init__(self, stat_cache: StatCache, watch: Callable[[str, bool], None]):
+        super().__init__(stat_cache)
+        self._watch = watch
+
+    def tree(self, root: str) -> TreeDigest:
+        self._watch(os.path.abspath(root), True)
+        return super().tree(root)
+
+
+@dataclass
+class _Watched:
+    """A folder's watch: whether it takes in the subfolders, and which folder it is (device, inode)."""
+
+    watch: ObservedWatch
+    recursive: bool
+    identity: tuple[int, int]
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    """The folder at ``folder`` now, through symlinks (device, inode); None if there is none."""
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino) if stat.S_ISDIR(st.st_mode) else None
 
 
 @dataclass
@@ -131,10 +170,10 @@ class Watcher:
         self.debounce = debounce
         self.echo = echo
         self.reporter_factory = reporter_factory
-        self.trees = TreeCache(StatCache(self.history.layout.statcache))
+        self.trees = _WatchedTrees(StatCache(self.history.layout.statcache), self._watch)
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
-        self.watched: set[str] = set()
+        self.watched: dict[str, _Watched] = {}
         self.pipeline = None
         self.declared_in = {self.pipeline_file}  # with a pipeline YAML's runconfig files, once loaded
         self.graph = None
@@ -192,44 +231,56 @@ class Watcher:
 
     def _next_batch(self) -> list[str]:
         """Relevant changed paths, once none has arrived for the debounce time."""
-        try:
-            first = self.changes.get(timeout=0.5)
-        except queue.Empty:
-            self._forget_finished()
-            return []
-        batch = [first]
-        deadline = time.monotonic() + self.debounce
-        while (left := deadline - time.monotonic()) > 0:
+        batch = self._gather() + self._rewatch()  # after the events: what a new folder holds is hashed after its watch
+        state = str(self.ws.state_dir) + os.sep
+        paths = {path for path in batch if path and not path.startswith(state)}
+        for path in paths:  # every change is noted, even one that runs nothing: the trees stay true
+            self.trees.changed(path)
+        return sorted(path for path in paths if self._relevant(path))
+
+    def _gather(self) -> list[str]:
+        """Changed paths: those of half a second, or from the first relevant one on, until none
+        relevant has come for the debounce time (a log written all the time in an ignored file
+        holds no save back); at once when stopped."""
+        self._forget_finished()
+        batch: list[str] = []
+        deadline = time.monotonic() + 0.5
+        while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
             try:
-                batch.append(self.changes.get(timeout=left))
-                deadline = time.monotonic() + self.debounce
+                path = self.changes.get(timeout=left)
             except queue.Empty:
                 break
-        return sorted({path for path in batch if path and self._relevant(path)})
+            batch.append(path)
+            if path and self._relevant(path):
+                deadline = time.monotonic() + self.debounce
+        return batch
 
     # -- what a change means ----------------------------------------------------------------
     def _relevant(self, path: str) -> bool:
         if path in self.declared_in:
             return True
-        if is_editor_file(path) or path.startswith(str(self.ws.state_dir) + os.sep):
+        if is_editor_file(path):
             return False
         for root in self._source_roots():
             if path == root or path.startswith(root + os.sep):
                 rel = os.path.relpath(path, root)
-                return rel == "." or not ignore_spec(root).match_file(rel)
+                if rel == ".":
+                    return True
+                spec = ignore_spec(root)  # a rule for folders ("build/") matches a folder's path with its slash
+                return not (spec.match_file(rel) or (os.path.isdir(path) and spec.match_file(rel + "/")))
         return any(path == p or path.startswith(p + os.sep) for p in self._dataset_paths())
 
     def _handle(self, paths: list[str]) -> None:
         # A path gone by now that no step ever read is an editor's temporary file (whatever its
-        # name): not a change. A deleted source file was hashed, and so is still listed.
-        paths = [p for p in paths if os.path.lexists(p) or self._was_input(p)]
+        # name): not a change. A deleted source file was hashed, and so is still listed. After a
+        # failure, any change may be the fix (a broken symlink removed).
+        if self.pipeline is not None:
+            paths = [p for p in paths if os.path.lexists(p) or self._was_input(p)]
         if not paths:
             return
         shown = ", ".join(os.path.relpath(p, self.ws.root) for p in paths[:5])
         self.cause = f"changed: {shown}{' and more' if len(paths) > 5 else ''}"
         self.echo(self.cause)
-        for path in paths:
-            self.trees.changed(path)
         affected = self._affected_steps(paths)
         for active in self.active:
             running = [s for s in affected if s in active.steps]
@@ -337,10 +388,33 @@ class Watcher:
             self._watch(path if os.path.isdir(path) else os.path.dirname(path), recursive=True)
 
     def _watch(self, folder: str, recursive: bool) -> None:
-        if folder in self.watched or not os.path.isdir(folder):
+        known = self.watched.get(folder)
+        identity = _identity(folder)
+        if (known and (known.recursive or not recursive)) or identity is None:
             return
-        self.observer.schedule(_Events(self.changes), folder, recursive=recursive)
-        self.watched.add(folder)
+        real = os.path.realpath(folder)
+        watch = self.observer.schedule(_Events(self.changes, real, folder), real, recursive=recursive)
+        if known:  # the pipeline file's folder, watched alone until now, is a source directory too
+            self.observer.unschedule(known.watch)  # after the new watch is made: no event falls between
+        self.watched[folder] = _Watched(watch, recursive, identity)
+
+    def _rewatch(self) -> list[str]:
+        """Watch anew each folder that is another one now: deleted and made again (its watch
+        ended with it; the new one may have its inode), replaced by a symlink, moved away and
+        replaced (a watch follows the folder it was made on). Returns those folders and what
+        the watcher reads directly in them, as changed."""
+        alive = {emitter.watch for emitter in list(self.observer.emitters) if emitter.is_alive()}
+        found = []
+        for folder, known in list(self.watched.items()):
+            identity = _identity(folder)
+            if identity is None or (identity == known.identity and known.watch in alive):
+                continue
+            self.observer.unschedule(known.watch)
+            del self.watched[folder]
+            self._watch(folder, known.recursive)
+            inputs = (*self.declared_in, *self._dataset_paths())
+            found += [folder, *(path for path in inputs if os.path.dirname(path) == folder)]
+        return found
 
 
 class ScheduleLoop:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import textwrap
 
 from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep
 from localpipe.state.store import ObjectStore
@@ -255,6 +258,40 @@ def test_a_source_edited_between_hashing_and_copying_keys_the_step_by_what_it_ra
     assert steps["v"]["status"] == "Reused" and steps["v"]["reused_from_run"] == prepared.run_id
 
 
+def test_a_source_file_deleted_between_hashing_and_copying_is_not_copied(ws, history, project, run_pipeline):
+    """Defect (watchrev review): a file of the source deleted after the run was submitted (an
+    editor's temporary file, a helper removed while an upstream step ran) failed the step:
+    "could not prepare the step folder: [Errno 2] No such file or directory". An edited file
+    was copied as it was then; a deleted one is now left out the same way, and the step keyed by
+    what it ran."""
+    from localpipe.engine.submit import prepare_run, run_prepared
+
+    project(
+        "src/v/v.py",
+        "import sys, os\nopen(os.path.join(sys.argv[1], 'ls.txt'), 'w').write(str(sorted(os.listdir('.'))))\n",
+    )
+    project("src/v/4913", "vim's test file\n")
+
+    def pipeline():
+        return Pipeline(
+            ws,
+            [PythonScriptStep("v.py", name="v", source_directory=ws.root / "src/v", arguments=[PipelineData("out")])],
+        )
+
+    prepared = prepare_run(history, pipeline(), "test")  # hashes the source with 4913 in it
+    (ws.root / "src/v/4913").unlink()  # ... and it is gone when the step starts
+    assert run_prepared(history, prepared) is RunStatus.COMPLETED
+    m = tables(ws)
+    ran = m.StepRun.get(m.StepRun.run == prepared.run_id)
+    assert ran.snapshot != prepared.sources["v"].digest
+    assert m.CacheKey.get_by_id(ran.cache_key).components["source"] == ran.snapshot
+    listing = ObjectStore(ws.state_dir / "objects").path(m.StepOutput.get(m.StepOutput.step_run == ran.id).digest)
+    assert (listing / "ls.txt").read_text() == "['v.py']"
+
+    _, _, steps = run_pipeline(pipeline())  # the source as it ran: reused
+    assert steps["v"]["status"] == "Reused" and steps["v"]["reused_from_run"] == prepared.run_id
+
+
 def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws, project, run_pipeline):
     project("src/w/w.py", "import sys, os\nopen(os.path.join(sys.argv[1], 'f.txt'), 'w').write('x')\n")
     project(
@@ -302,3 +339,26 @@ def test_a_failed_step_leaves_no_cache_entry_and_no_output(ws, project, run_pipe
     assert m.CacheEntry.select().count() == 0
     assert m.StepOutput.select().count() == 0
     assert not any((ws.state_dir / "objects").iterdir())
+
+
+def test_a_file_truncated_while_it_is_hashed_does_not_kill_the_process(tmp_path):
+    """Defect (watchrev review): files of 1 MiB and more were hashed through mmap, and a file
+    truncated meanwhile (rewritten in place: an editor's save with backupcopy=yes, a program
+    rewriting a dataset's CSV, `> file`) killed the hashing process with SIGBUS: `localpipe
+    watch` or a submission died at once, exit status 135, with no word. Five tries in a child
+    process, each truncating a 256 MiB sparse file 10 ms into its hashing."""
+    script = textwrap.dedent(f"""
+        import os, threading, time
+        from localpipe.content.hashing import hash_file
+        path = {str(tmp_path / "big.bin")!r}
+        for _ in range(5):
+            with open(path, "wb") as handle:
+                handle.truncate(256 << 20)
+            cut = threading.Timer(0.01, lambda: open(path, "r+b").truncate(0))
+            cut.start()
+            hash_file(path)
+            cut.join()
+        print("survived")
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert (done.returncode, done.stdout.strip()) == (0, "survived"), done.stderr[-2000:]

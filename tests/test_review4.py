@@ -3,10 +3,7 @@ by trying to break them (tests/test_pipeline_yaml.py and tests/test_sdk_data.py 
 
 from __future__ import annotations
 
-import contextlib
 import sqlite3
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +11,7 @@ import pytest
 from localpipe import Pipeline
 from localpipe.errors import PipelineYamlError
 from tests.test_pipeline_yaml import refused_by_the_cli
+from tests.test_watch_review import watching
 
 STEP = """
     s:
@@ -264,23 +262,6 @@ pipeline:
 """
 
 
-@contextlib.contextmanager
-def _watching(ws, file: Path) -> Iterator[list[str]]:
-    """A Watcher of ``file`` in a thread, over its folder; yields the lines it prints."""
-    from localpipe.watch import Watcher
-
-    lines: list[str] = []
-    watcher = Watcher(ws, str(file), "proj", debounce=0.2, echo=lines.append)
-    thread = threading.Thread(target=watcher.run, daemon=True)
-    thread.start()
-    try:
-        yield lines
-    finally:
-        watcher.stop()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
-
-
 def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_the_yaml_and_of_a_script(ws, project):
     """Real watchdog events: a script's edit reruns its step; an argument changed in the YAML reruns
     the step it is in (and after); a broken YAML is one line, runs nothing, and its fix runs."""
@@ -290,7 +271,7 @@ def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_the_yaml_and_of_a_script(
     project("proj/make/make.py", "import sys\nopen(sys.argv[-1] + '/v.txt', 'w').write(sys.argv[2])\n")
     project("proj/use/use.py", "import sys\nprint(open(sys.argv[1] + '/v.txt').read())\n")
     file = project("proj/pipeline.yml", WATCHED_YAML)
-    with _watching(ws, file) as lines:
+    with watching(ws, file, first_run=False) as lines:
         wait_for(lambda: run_done(ws, 1), what="the first run")
         project("proj/use/use.py", "import sys\nprint('edited', open(sys.argv[1] + '/v.txt').read())\n")
         wait_for(lambda: run_done(ws, 2), what="the rerun after a script's edit")
@@ -518,7 +499,7 @@ def test_watch_of_a_pipeline_yaml_reruns_on_an_edit_of_its_runconfig_file(ws, pr
     (ws.root / "proj" / "conf").mkdir()
     config.save(str(ws.root / "proj" / "conf" / "a.runconfig"))
     file = project("proj/pipeline.yml", _yaml(STEP + "      runconfig: conf/a.runconfig\n"))
-    with _watching(ws, file) as lines:
+    with watching(ws, file, first_run=False) as lines:
         wait_for(lambda: run_done(ws, 1), what="the first run")
         config.environment_variables = {"MODE": "fast"}
         config.save(str(ws.root / "proj" / "conf" / "a.runconfig"))

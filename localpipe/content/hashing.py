@@ -16,7 +16,9 @@ import os
 import re
 import stat as statmod
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NoReturn, Protocol
 
@@ -30,7 +32,6 @@ STATE_FOLDER = ".localpipe"  # a workspace's own state, in its folder (state/lay
 # Never part of a step's identity: byte-code caches change whenever Python runs the code.
 DEFAULT_IGNORES = ("__pycache__/", "*.pyc", ".git/", f"{STATE_FOLDER}/", ".ipynb_checkpoints/")
 
-MMAP_THRESHOLD = 1 << 20
 COPY_CHUNK = 1 << 20
 # A file modified this recently may still change within the same mtime tick, so its digest
 # is not remembered (git's "racily clean" problem).
@@ -58,14 +59,31 @@ def hash_bytes(data: bytes) -> str:
 
 
 def hash_file(path: str | os.PathLike) -> str:
-    """Hex BLAKE3 digest of a file's content."""
+    """Hex BLAKE3 digest of a file's content.
+
+    Read in chunks, never through mmap: a mapped file truncated while it is hashed (rewritten in
+    place by an editor or a program) kills the process with SIGBUS.
+    """
     hasher = _blake3()()
-    if os.path.getsize(path) >= MMAP_THRESHOLD:
-        hasher.update_mmap(path)
-    else:
-        with open(path, "rb") as handle:
+    with open(path, "rb", buffering=0) as handle:
+        if os.fstat(handle.fileno()).st_size < COPY_CHUNK:
             hasher.update(handle.read())
+        else:
+            buffer = _read_buffer()
+            while read := handle.readinto(buffer):
+                hasher.update(buffer[:read])
     return hasher.hexdigest()
+
+
+_buffers = threading.local()
+
+
+def _read_buffer() -> memoryview:
+    """This thread's buffer for reading large files (made once: allocating it per file halved
+    the throughput of a tree of 1 MiB files)."""
+    if not hasattr(_buffers, "view"):
+        _buffers.view = memoryview(bytearray(COPY_CHUNK))
+    return _buffers.view
 
 
 class StatCacheLike(Protocol):
@@ -164,9 +182,12 @@ class DefaultIgnoreRules:
         return any(f in self.FOLDERS for f in folders)
 
 
-def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, os.stat_result]]:
+def walk(
+    root: str | os.PathLike, ignore: bool = True, links: list[str] | None = None
+) -> list[tuple[str, str, os.stat_result]]:
     """Every file under ``root`` (not ignored by its ignore files, with ``ignore``):
-    (relative path, absolute path, stat), sorted. ``root`` may be a single file.
+    (relative path, absolute path, stat), sorted. ``root`` may be a single file. ``links``, when
+    given, gets the relative path of each symlink followed.
     """
     root = os.path.abspath(root)
     if os.path.isfile(root):
@@ -174,7 +195,7 @@ def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, o
     found: list[tuple[str, str, os.stat_result]] = []
     entries = _Walker.entries(root)
     spec = ignore_spec(root, {entry.name for entry in entries}) if ignore else None
-    _Walker(root, spec, found).folder(root, "", frozenset(), entries)
+    _Walker(root, spec, found, links).folder(root, "", frozenset(), entries)
     found.sort(key=lambda item: item[0])
     return found
 
@@ -182,8 +203,9 @@ def walk(root: str | os.PathLike, ignore: bool = True) -> list[tuple[str, str, o
 class _Walker:
     """One walk of a tree; the real path of its root is only worked out if a symlink needs it."""
 
-    def __init__(self, root: str, spec, found: list):
+    def __init__(self, root: str, spec, found: list, links: list[str] | None = None):
         self.root, self.spec, self.found = root, spec, found
+        self.links = [] if links is None else links
         self._real_root: str | None = None
 
     @property
@@ -214,10 +236,14 @@ class _Walker:
             elif is_dir:
                 self.folder(entry.path, child_rel + "/", active)
             elif entry.is_file():
-                self.found.append((child_rel, entry.path, entry.stat()))
+                try:
+                    self.found.append((child_rel, entry.path, entry.stat()))
+                except FileNotFoundError:  # deleted since the folder was listed: as a later walk
+                    continue
 
     def link(self, entry: os.DirEntry, rel: str, is_dir: bool, active: frozenset[str]) -> None:
         target = _resolve_link(entry.path, self.real_root)
+        self.links.append(rel)
         if is_dir:
             if target in active or target == self.real_root:
                 raise UsageError(f"symlink {entry.path} makes a loop: remove it")
@@ -259,10 +285,23 @@ def digest_of(found: list[tuple[str, str, os.stat_result]], stat_cache: StatCach
     """The digest of the files ``found`` ((relative path, path, stat) each, as ``walk`` gives them)."""
     files: dict[str, str] = {}
     size = 0
-    for rel, path, st in found:
-        files[rel] = file_entry(path, st, stat_cache)
+    for rel, entry, st in file_entries(found, stat_cache):
+        files[rel] = entry
         size += st.st_size
     return TreeDigest(tree_digest(files), files, size)
+
+
+def file_entries(
+    found: list[tuple[str, str, os.stat_result]], stat_cache: StatCacheLike | None = None
+) -> Iterator[tuple[str, str, os.stat_result]]:
+    """(relative path, entry digest, stat) of each file ``found`` that is still there: one deleted
+    since it was listed (a build's or an editor's temporary file) is left out, as a walk a moment
+    later would leave it out."""
+    for rel, path, st in found:
+        try:
+            yield rel, file_entry(path, st, stat_cache), st
+        except FileNotFoundError:
+            continue
 
 
 def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | None = None) -> str:
@@ -379,7 +418,8 @@ def copy_tree(root: str | os.PathLike, rels: list[str], dest: str | os.PathLike)
     """Copy the files ``rels`` of ``root`` into ``dest``, hashing the bytes as they are copied.
 
     The digest returned is that of the copy, so a file edited after planning shows up as a
-    different digest rather than as a snapshot that disagrees with its key.
+    different digest rather than as a snapshot that disagrees with its key; a file deleted since
+    is left out, the same way.
     """
     root, dest = os.fspath(root), os.fspath(dest)
     os.makedirs(dest, exist_ok=True)
@@ -388,12 +428,16 @@ def copy_tree(root: str | os.PathLike, rels: list[str], dest: str | os.PathLike)
     size = 0
     for rel in rels:
         src, dst = os.path.join(root, rel), os.path.join(dest, rel)
+        try:
+            fin = open(src, "rb")  # noqa: SIM115 (closed by the with below)
+        except FileNotFoundError:
+            continue
         parent = os.path.dirname(dst)
         if parent not in made:
             os.makedirs(parent, exist_ok=True)
             made.add(parent)
         hasher = _blake3()()
-        with open(src, "rb") as fin, open(dst, "wb") as fout:
+        with fin, open(dst, "wb") as fout:
             st = os.fstat(fin.fileno())
             while chunk := fin.read(COPY_CHUNK):
                 hasher.update(chunk)

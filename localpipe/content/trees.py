@@ -2,7 +2,8 @@
 
 A tree is walked and hashed once; afterwards only the paths a watcher reports as changed are
 looked at again, so re-checking a 10,000-file project after a save touches one file, not ten
-thousand. A change to an ignore file, or to a symlink, rewalks that tree.
+thousand. A change to an ignore file, or to a symlink, rewalks that tree; so does any change in a
+tree that holds a symlink (a save reports the file the link points to, not the link).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from localpipe.content.hashing import (
     PRIMARY_IGNORE_FILES,
     StatCacheLike,
     TreeDigest,
-    file_entry,
+    file_entries,
     ignore_spec,
     tree_digest,
     walk,
@@ -31,17 +32,30 @@ class TreeCache:
         self._files: dict[str, dict[str, str]] = {}  # root -> relative path -> entry digest
         self._sizes: dict[str, dict[str, int]] = {}
         self._dirty: dict[str, set[str]] = {}  # root -> absolute paths reported changed
+        self._linked: set[str] = set()  # roots holding a symlink
 
     def tree(self, root: str) -> TreeDigest:
         """The current digest of ``root``; hashed in full the first time only."""
         root = os.path.abspath(root)
         dirty = self._dirty.pop(root, set())
+        try:
+            return self._tree(root, dirty)
+        except BaseException:  # a link to nothing, say: the changes noted are not lost, it is walked again
+            self._files.pop(root, None)
+            raise
+
+    def _tree(self, root: str, dirty: set[str]) -> TreeDigest:
         if root not in self._files or any(self._needs_full_walk(root, path) for path in dirty):
             files: dict[str, str] = {}
             sizes: dict[str, int] = {}
-            for rel, path, st in walk(root):
-                files[rel], sizes[rel] = file_entry(path, st, self.stat_cache), st.st_size
+            links: list[str] = []
+            for rel, entry, st in file_entries(walk(root, links=links), self.stat_cache):
+                files[rel], sizes[rel] = entry, st.st_size
             self._files[root], self._sizes[root] = files, sizes
+            if links:
+                self._linked.add(root)
+            else:
+                self._linked.discard(root)
         elif dirty:
             spec = ignore_spec(root)
             for path in sorted(dirty):
@@ -73,7 +87,7 @@ class TreeCache:
         return False
 
     def _needs_full_walk(self, root: str, path: str) -> bool:
-        return os.path.basename(path) in IGNORE_FILES or os.path.islink(path) or path == root
+        return root in self._linked or os.path.basename(path) in IGNORE_FILES or os.path.islink(path) or path == root
 
     def _refresh(self, root: str, path: str, spec) -> None:
         files, sizes = self._files[root], self._sizes[root]
@@ -84,13 +98,16 @@ class TreeCache:
         if os.path.isdir(path):
             if spec.match_file(rel + "/"):
                 return
-            for sub_rel, sub_path, st in walk(path, ignore=False):
-                full_rel = f"{rel}/{sub_rel}"
-                if not spec.match_file(full_rel):
-                    files[full_rel], sizes[full_rel] = file_entry(sub_path, st, self.stat_cache), st.st_size
+            found = [(f"{rel}/{sub_rel}", sub_path, st) for sub_rel, sub_path, st in walk(path, ignore=False)]
+            for full_rel, entry, st in file_entries([f for f in found if not spec.match_file(f[0])], self.stat_cache):
+                files[full_rel], sizes[full_rel] = entry, st.st_size
         elif os.path.isfile(path) and not spec.match_file(rel):
-            st = os.stat(path)
-            files[rel], sizes[rel] = file_entry(path, st, self.stat_cache), st.st_size
+            try:
+                found = [(rel, path, os.stat(path))]
+            except FileNotFoundError:  # deleted again since
+                return
+            for rel, entry, st in file_entries(found, self.stat_cache):
+                files[rel], sizes[rel] = entry, st.st_size
 
 
 def source_trees(graph, trees: TreeCache) -> dict[str, TreeDigest | None]:
