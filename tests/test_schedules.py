@@ -110,7 +110,7 @@ def test_a_minute_schedule_fires_exactly_at_its_times_once_across_two_runners(ws
     fired = [f["due"] for f in history.publishing.fires(schedule.id)]
     assert fired == [start, start + 900, start + 1800, start + 2700]
     assert len(one.started_runs) + len(two.started_runs) == 4
-    assert sorted(one.started_runs + two.started_runs) == sorted(r.id for r in schedule.get_pipeline_runs())
+    assert sorted(one.started_runs + two.started_runs) == sorted(r.number for r in schedule.get_pipeline_runs())
     runs = schedule.get_pipeline_runs()
     assert {run.wait_for_completion(show_output=False) for run in runs} == {"Completed"}
     assert schedule.get_last_pipeline_run().get_properties()["azureml.pipelinescheduleid"] == schedule.id
