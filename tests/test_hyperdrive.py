@@ -498,6 +498,8 @@ def test_a_primary_metric_too_large_for_a_float_ranks_first_and_ends_no_schedule
         studio.cookies.set("localpipe_token_8765", "token")  # the run page answered 500, placing it on its chart
         page = studio.get(f"/runs/{run.id}")
     assert page.status_code == 200 and len(page.text.split('class="dot"')) == 3  # 1 and 3 placed; 10**400 cannot be
+    warm = _config(ws, project, {"x": choice(1, 2, 3)}, sampling=BayesianParameterSampling, total=3, resume_from=run)
+    assert [10**400] in [series for _, series in warm.sweep()["warm_start"]["trials"]]  # it raised OverflowError
 
 
 def test_cancel_ends_every_trial_and_max_duration_ends_the_sweep(ws, project):

@@ -14,7 +14,6 @@ stays cheap.
 from __future__ import annotations
 
 import json
-import math
 import os
 import sys
 import uuid
@@ -280,6 +279,8 @@ class HyperDriveRun(PipelineRun):
         the order round), each ``{"run_id", "hyperparameters", "best_primary_metric", "status"}``;
         those without the metric follow (or are left out with ``discard_no_metric``); ``top`` > 0
         keeps the first ``top``."""
+        from localpipe.sdk.hyperdrive import is_metric_value
+
         if not isinstance(top, int) or isinstance(top, bool) or top < 0:
             raise HyperDriveConfigException(f"top={top!r}: give 0 (every trial) or a positive int")
         sweep = self._sweep()
@@ -288,7 +289,7 @@ class HyperDriveRun(PipelineRun):
         ranked, unranked = [], []
         for child in self.get_children():
             values = child.get_metrics(metric).get(metric)
-            values = [v for v in (values if isinstance(values, list) else [values]) if _is_number(v)]
+            values = [v for v in (values if isinstance(values, list) else [values]) if is_metric_value(v)]
             best = (max if maximize else min)(values) if values else None
             row = {"run_id": child.id, "hyperparameters": hyperparameters.get(child.id),
                    "best_primary_metric": best, "status": child.get_status()}  # fmt: skip
@@ -735,13 +736,3 @@ def _rehydrate(experiment, record: dict) -> Run:
     if properties.get("azureml.runsource") == HYPERDRIVE_RUN:
         return HyperDriveRun(experiment, record["id"])
     return PipelineRun(experiment, record["id"])
-
-
-def _is_number(value) -> bool:
-    """Whether a logged value is a number a primary metric can be (not a bool, not NaN nor infinite;
-    an int of any size is finite, and ``math.isfinite`` cannot take one beyond a float's range)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and (isinstance(value, int) or math.isfinite(value))
-    )

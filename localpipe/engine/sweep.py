@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 import numbers
 
-from localpipe.plan.sweep import is_metric_value, proposal, to_stop
+from localpipe.plan.sweep import proposal, to_stop
+from localpipe.sdk.hyperdrive import is_metric_value
 from localpipe.state import reader
 
 

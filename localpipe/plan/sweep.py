@@ -12,12 +12,11 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import random
 
 from localpipe.plan.bayes import propose
 from localpipe.plan.space import point, random_point, space_size
-from localpipe.sdk.hyperdrive import BayesianParameterSampling, HyperDriveStep
+from localpipe.sdk.hyperdrive import BayesianParameterSampling, HyperDriveStep, is_metric_value
 
 BAYESIAN_RANDOM_TRIALS = 10  # a Bayesian sweep's random trials (at most half of them, at least max_concurrent_runs)
 
@@ -119,16 +118,6 @@ def ranked_trials(sweep: dict, metrics: list[dict], steps: dict[str, dict]) -> l
         rows.append({"name": name, "index": index, "status": step.get("status"), "values": dict(values), "best": best})
     rows.sort(key=lambda r: (r["best"] is None, -(r["best"] or 0) if maximize else (r["best"] or 0)))
     return rows
-
-
-def is_metric_value(value) -> bool:
-    """Whether a logged value counts as a primary metric's: a number, not a bool, not NaN (no rank)
-    nor an infinity; an int of any size is finite (``math.isfinite`` cannot take one beyond a float)."""
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and (isinstance(value, int) or math.isfinite(value))
-    )
 
 
 def argument_name(name: str) -> str:

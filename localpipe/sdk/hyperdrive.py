@@ -593,7 +593,7 @@ def _warm_start(resume_from, config: HyperDriveConfig) -> dict:
         for child in run.get_children():
             if child.id in values:
                 logged = child.get_metrics(metric["name"]).get(metric["name"], [])
-                series = [v for v in (logged if isinstance(logged, list) else [logged]) if _finite(v)]
+                series = [v for v in (logged if isinstance(logged, list) else [logged]) if is_metric_value(v)]
                 trials.append([list(json.loads(values[child.id]).items()), series])
     if total > RESUME_FROM_TOTAL_RUNS:
         raise HyperDriveConfigException(
@@ -603,8 +603,14 @@ def _warm_start(resume_from, config: HyperDriveConfig) -> dict:
     return {"runs": [int(run.id) for run in parents], "trials": trials}
 
 
-def _finite(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+def is_metric_value(value) -> bool:
+    """Whether a logged value counts as a primary metric's: a number, not a bool, not NaN (no rank)
+    nor an infinity; an int of any size is finite (``math.isfinite`` cannot take one beyond a float)."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and (isinstance(value, int) or math.isfinite(value))
+    )
 
 
 def _positive(name: str, value) -> None:
