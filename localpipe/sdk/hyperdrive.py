@@ -600,7 +600,7 @@ def _warm_start(resume_from, config: HyperDriveConfig) -> dict:
             f"HyperDriveConfig(resume_from=...): the number of total runs should not be greater than "
             f"{RESUME_FROM_TOTAL_RUNS} (max_total_runs of this sweep and of the runs it resumes from: {total})"
         )
-    return {"runs": [int(run.id) for run in parents], "trials": trials}
+    return {"runs": [run.number for run in parents], "trials": trials}
 
 
 def is_metric_value(value) -> bool:
