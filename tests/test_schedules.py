@@ -20,6 +20,7 @@ from localpipe.plan.recurrence import fires
 from localpipe.sdk.data import DataPathComputeBinding
 
 from .conftest import schedule_loop, wait_for
+from .test_resources import overlaps
 
 
 class Clock:
@@ -207,11 +208,11 @@ def test_a_kill_between_claim_and_run_fires_once_after_restart(ws, project, hist
     assert len(history.runs.list()) == 1
 
 
-def _reader_on_upload(ws, project):
+def _reader_on_upload(ws, project, script="import sys\nprint('read', open(sys.argv[1]).read())\n"):
     """A published pipeline printing the file its DataPath parameter names, and a datastore schedule
     of the default datastore's ``incoming/`` giving it each file added there (``seed.txt`` is there
     before it); the schedule."""
-    project("src/read.py", "import sys\nprint('read', open(sys.argv[1]).read())\n")
+    project("src/read.py", script)
     blob = ws.get_default_datastore()
     param = PipelineParameter("input_datapath", default_value=DataPath(blob, "incoming/seed.txt"))
     (ws.state_dir / "datastores" / "workspaceblobstore" / "incoming").mkdir(parents=True)
@@ -240,6 +241,25 @@ def test_a_datastore_schedule_fires_on_a_new_file_and_passes_its_path(ws, projec
     assert run.wait_for_completion(show_output=False) == "Completed"
     assert "read fresh data" in (history.layout.step_dir(run.id, "read") / "stdout.log").read_text()
     assert [f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)] == ["new.txt"]
+
+
+def test_files_added_at_once_start_at_most_max_runs_runs_together_and_each_fires_once(ws, project, history):
+    # Defect (restrev's review): 10,000 files copied in at once started 10,000 schedulers together.
+    schedule = _reader_on_upload(ws, project, "import sys, time\ntime.sleep(0.5)\nprint(open(sys.argv[1]).read())\n")
+    incoming = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming"
+    for number in range(8):
+        (incoming / f"part{number}.txt").write_text(f"part {number}")
+    past = time.time() - 2 * SETTLING_SECONDS  # already still: fired at the first scan that has room
+    for number in range(8):
+        os.utime(incoming / f"part{number}.txt", (past, past))
+    runner = ScheduleRunner(ws, max_runs=2)
+    wait_for(lambda: runner.tick() or len(runner.started_runs) == 8, timeout=120, what="a run for each file")
+    runs = schedule.get_pipeline_runs()
+    assert all(run.wait_for_completion(show_output=False) == "Completed" for run in runs)
+    spans = [history.runs.get(run.number) for run in runs]
+    assert overlaps([{"start": r["started_at"], "end": r["ended_at"]} for r in spans]) <= 2
+    keys = [f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)]
+    assert sorted(keys) == [f"part{n}.txt" for n in range(8)]  # each once
 
 
 def test_a_file_still_being_written_is_fired_for_once_whole(ws, project, history):

@@ -503,7 +503,7 @@ class ScheduleRunner:
     ``started`` identify this process on its claims."""
 
     def __init__(self, workspace, clock: Callable[[], float] = time.time, pid: int | None = None,
-                 started: float | None = None):  # fmt: skip
+                 started: float | None = None, max_runs: int | None = None):  # fmt: skip
         import psutil
 
         self.workspace = workspace
@@ -514,6 +514,9 @@ class ScheduleRunner:
         self._scanned: dict[str, float] = {}  # datastore schedule -> when its folder was last scanned
         self._unsettled: set[str] = set()  # datastore schedules with a file still changing: scanned at each tick
         self.started_runs: list[int] = []
+        # A datastore schedule's runs not ended, at most (the files beyond wait for one to end): 10,000
+        # files copied in at once would start 10,000 schedulers (35 MB each) together.
+        self.max_runs = max_runs or int(os.environ.get("LOCALPIPE_SCHEDULE_MAX_RUNS") or 0) or os.cpu_count() or 1
         self.errors: list[str] = []  # one line per fire that could not start (a disabled pipeline, say)
         self._said: set[str] = set()
 
@@ -568,7 +571,8 @@ class ScheduleRunner:
     def scan(self, schedule_id: str) -> None:
         """Fire the datastore schedule for each file of its folder (not its sub-folders) added or
         changed since the schedule was created and not fired for yet, once it has stopped changing
-        (``SETTLING_SECONDS``; until then the schedule is scanned again at each tick)."""
+        (``SETTLING_SECONDS``; until then the schedule is scanned again at each tick), while fewer
+        than ``max_runs`` of its runs are unfinished (the rest at a later tick, in name order)."""
         record = self.history.publishing.schedule(schedule_id)
         self._scanned[schedule_id] = self.clock()
         self._unsettled.discard(schedule_id)
@@ -577,6 +581,7 @@ class ScheduleRunner:
         now = time.time()  # a file's own clock: the schedule's may be a test's
         # One read, not a claim (a write transaction) per file fired for already: a folder keeps them
         fired = {f["key"] for f in self.history.publishing.fires(schedule_id) if f["run_id"] is not None}
+        room = self.max_runs - self.history.publishing.unfinished_runs(schedule_id)
         for relative, stat in _files(self.watched_folder(record)):
             # There before the schedule: not an addition. Its ctime says when it came (a copy keeping
             # its times, cp -p or rsync -a, or a file moved in has an older mtime), or was last changed.
@@ -586,8 +591,12 @@ class ScheduleRunner:
                 self._unsettled.add(schedule_id)
                 continue
             key = f"file:{relative}:{stat.st_mtime_ns}:{stat.st_size}"
-            if key not in fired:
-                self._fire(record, key, stat.st_mtime, self._data_path(record, key))
+            if key in fired:
+                continue
+            if room <= 0:
+                self._unsettled.add(schedule_id)  # scanned again at each tick, until its runs make room
+                break
+            room -= self._fire(record, key, stat.st_mtime, self._data_path(record, key))
 
     def watched_folder(self, record: dict) -> str:
         """The folder the datastore schedule ``record`` watches; NotFoundError when its datastore was
@@ -609,14 +618,15 @@ class ScheduleRunner:
         path = "/".join(p for p in (record["path_on_datastore"] or "", relative) if p)
         return {record["data_path_parameter_name"]: DataPath(Datastore(self.workspace, record["datastore"]), path)}
 
-    def _fire(self, record: dict, key: str, due: float, data_path: dict | None) -> None:
+    def _fire(self, record: dict, key: str, due: float, data_path: dict | None) -> bool:
+        """Start the fire's run, unless another runner holds the fire or it has its run; whether this one did."""
         from localpipe.client.publishing import submit_endpoint, submit_published
         from localpipe.engine.resources import process_alive
 
         publishing = self.history.publishing
         fire_id = publishing.claim_fire(record["schedule_id"], key, due, self.pid, self.started, process_alive)
         if fire_id is None:
-            return  # another runner holds it, or it has its run
+            return False  # another runner holds it, or it has its run
         fault_point("schedule-claimed")
         parameters = {**record["pipeline_parameters"], **(data_path or {})}
         properties = {SCHEDULE_PROPERTY: record["schedule_id"]}
@@ -632,8 +642,9 @@ class ScheduleRunner:
         except Exception as exc:  # a fire that cannot start is reported, and the runner goes on
             self.errors.append(f'schedule "{record["name"]}" could not start its run ({key}): {exc}')
             publishing.fire_started(fire_id, NO_RUN)  # decided: not retried at every tick
-            return
+            return False
         self.started_runs.append(run_id)
+        return True
 
 
 def _first_reference(record: dict) -> float:

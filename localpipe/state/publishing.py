@@ -18,6 +18,7 @@ from localpipe.content.hashing import hash_bytes
 from localpipe.errors import NotFoundError, UsageError
 from localpipe.state.db import Database
 from localpipe.state.models import EncodedJSON
+from localpipe.status import ACTIVE as ACTIVE_RUN
 from localpipe.status import RunStatus
 
 ACTIVE, DISABLED = "Active", "Disabled"
@@ -330,6 +331,19 @@ class PublishingRecords:
         query = t.ScheduleFire.select(t.ScheduleFire.key, t.ScheduleFire.due, t.ScheduleFire.run_id)
         rows = query.where(t.ScheduleFire.schedule == self._schedule_row_id(schedule_id)).order_by(t.ScheduleFire.id)
         return list(rows.dicts())
+
+    def unfinished_runs(self, schedule_id: str) -> int:
+        """How many of the runs the schedule's fires started have not ended."""
+        t = self.t
+        query = (
+            t.ScheduleFire.select()
+            .join(t.PipelineRun, on=(t.ScheduleFire.run_id == t.PipelineRun.id))
+            .where(
+                (t.ScheduleFire.schedule == self._schedule_row_id(schedule_id))
+                & t.PipelineRun.status.in_([status.value for status in ACTIVE_RUN])
+            )
+        )
+        return query.count()
 
     def _schedule_row_id(self, schedule_id: str) -> int:
         t = self.t
