@@ -262,6 +262,15 @@ def test_files_added_at_once_start_at_most_max_runs_runs_together_and_each_fires
     assert sorted(keys) == [f"part{n}.txt" for n in range(8)]  # each once
 
 
+def test_a_bad_schedule_max_runs_is_one_line_and_exit_2(ws, localpipe):
+    ran = localpipe("schedules", "run", env={"LOCALPIPE_SCHEDULE_MAX_RUNS": "0"}, timeout=30)
+    assert ran.returncode == 2 and "Traceback" not in ran.stderr
+    assert ran.stderr.strip() == (
+        'error: LOCALPIPE_SCHEDULE_MAX_RUNS="0" is not a number of runs of at least 1: set one like 4, '
+        "or unset it for as many as the machine's CPUs"
+    )
+
+
 def test_a_file_still_being_written_is_fired_for_once_whole(ws, project, history):
     # Its name appears before its bytes: a scan between two writes fired for the first part (the
     # key names the size), and again for the whole (seen one run in six in the test above).

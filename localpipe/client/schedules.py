@@ -22,7 +22,7 @@ from datetime import datetime
 from enum import Enum
 
 from localpipe.client.publishing import check_continue_on_step_failure, check_name, known_parameters
-from localpipe.errors import NotFoundError, PipelineYamlError, UserErrorException
+from localpipe.errors import NotFoundError, PipelineYamlError, UsageError, UserErrorException
 from localpipe.faults import fault_point
 from localpipe.plan.recurrence import (
     FREQUENCIES,
@@ -516,7 +516,7 @@ class ScheduleRunner:
         self.started_runs: list[int] = []
         # A datastore schedule's runs not ended, at most (the files beyond wait for one to end): 10,000
         # files copied in at once would start 10,000 schedulers (35 MB each) together.
-        self.max_runs = max_runs or int(os.environ.get("LOCALPIPE_SCHEDULE_MAX_RUNS") or 0) or os.cpu_count() or 1
+        self.max_runs = max_runs or _max_runs()
         self.errors: list[str] = []  # one line per fire that could not start (a disabled pipeline, say)
         self._said: set[str] = set()
 
@@ -645,6 +645,19 @@ class ScheduleRunner:
             return False
         self.started_runs.append(run_id)
         return True
+
+
+def _max_runs() -> int:
+    """``LOCALPIPE_SCHEDULE_MAX_RUNS``, else the machine's CPUs."""
+    text = os.environ.get("LOCALPIPE_SCHEDULE_MAX_RUNS", "").strip()
+    if not text:
+        return os.cpu_count() or 1
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(
+            f'LOCALPIPE_SCHEDULE_MAX_RUNS="{text}" is not a number of runs of at least 1: set one like 4, '
+            "or unset it for as many as the machine's CPUs"
+        )
+    return int(text)
 
 
 def _first_reference(record: dict) -> float:
