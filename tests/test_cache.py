@@ -154,6 +154,25 @@ def test_ignored_files_do_not_change_the_key(ws, project, run_pipeline):
     assert steps["x"]["status"] == "Reused"
 
 
+def test_a_script_its_ignore_rules_leave_out_is_refused_before_anything_is_recorded(ws, project, localpipe):
+    # It failed at run time ("can't open file"): the snapshot the step runs in leaves it out.
+    project("src/x/x.py", "print('hi')\n")
+    project("src/x/.amlignore", "*.py\n")
+    project("pipeline.py", """
+        from azureml.core import Workspace
+        from azureml.pipeline.core import Pipeline
+        from azureml.pipeline.steps import PythonScriptStep
+        pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("x.py", name="x", source_directory="src/x")])
+    """)  # fmt: skip
+    refused = localpipe("submit", "pipeline.py")
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith(
+        'error: the pipeline is invalid: step "x": its script "x.py" is left out of its source directory by the '
+        "ignore rules"
+    )
+    assert localpipe("runs", "--json", check=True).stdout.strip() == "[]"  # nothing recorded
+
+
 def test_gitignore_applies_without_amlignore_and_localpipeignore_adds(ws, project, run_pipeline):
     project("src/x/x.py", "print('hi')\n")
     project("src/x/.gitignore", "*.tmp\n")

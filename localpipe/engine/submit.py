@@ -64,6 +64,17 @@ def plan(
     graph = plan_pipeline(pipeline, parameters, compute_targets=targets, capacity=capacity)
     sources = source_trees(graph, trees)
     trees.stat_cache.save()
+    ignored = [
+        f'step "{name}": its script "{spec.script}" is left out of its source directory by the ignore rules '
+        f'(.amlignore, else .gitignore, and .localpipeignore in "{spec.source_dir}"), so its snapshot would not '
+        "hold it: stop ignoring it there"
+        for name, spec in graph.steps.items()
+        if spec.script and sources.get(name) is not None
+        and os.path.normpath(spec.script).replace(os.sep, "/") not in sources[name].files
+        and os.path.isfile(os.path.join(spec.source_dir, spec.script))
+    ]  # fmt: skip
+    if ignored:
+        raise PipelineValidationError(ignored)
     return graph, sources
 
 
