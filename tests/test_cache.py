@@ -173,6 +173,17 @@ def test_a_script_its_ignore_rules_leave_out_is_refused_before_anything_is_recor
     assert localpipe("runs", "--json", check=True).stdout.strip() == "[]"  # nothing recorded
 
 
+def test_an_editors_swap_and_backup_files_do_not_change_the_key(ws, project, run_pipeline):
+    # vim's .x.py.swp exists while the file is open: a submission then, and one after, reran the step.
+    project("src/x/x.py", "print('hi')\n")
+    step = lambda: PythonScriptStep("x.py", name="x", source_directory=ws.root / "src/x")  # noqa: E731
+    run_pipeline(Pipeline(ws, [step()]))
+    for name in (".x.py.swp", ".x.py.swo", "x.py~"):
+        project(f"src/x/{name}", "editor state\n")
+    _, _, steps = run_pipeline(Pipeline(ws, [step()]))
+    assert steps["x"]["status"] == "Reused"
+
+
 def test_gitignore_applies_without_amlignore_and_localpipeignore_adds(ws, project, run_pipeline):
     project("src/x/x.py", "print('hi')\n")
     project("src/x/.gitignore", "*.tmp\n")

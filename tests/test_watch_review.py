@@ -65,18 +65,19 @@ def two_steps(project, steps: str = "[a, b]") -> None:
 
 
 def test_an_editors_swap_file_removed_after_the_first_run_fails_nothing(ws, project):
-    """Defect: a file open in vim when the watcher started (its .a.py.swp hashed with the tree) and
-    then closed was dropped as an editor file, so the watcher's tree kept listing it: every later
-    run of the step failed ("could not prepare the step folder: No such file ... .a.py.swp")."""
+    """Defect: a file open in an editor when the watcher started (its lock file hashed with the tree;
+    vim's .swp, since ignored by default, was the one seen) and then closed was dropped as an editor
+    file, so the watcher's tree kept listing it: every later run of the step failed ("could not
+    prepare the step folder: No such file ... .a.py.swp")."""
     project("proj/a/a.py", "print('a')\n")
-    project("proj/a/.a.py.swp", "vim's swap file\n")
+    project("proj/a/.#a.py", "emacs's lock file\n")
     project("proj/b/b.py", "print('b')\n")
     two_steps(project)
     with watching(ws) as lines:
-        (ws.root / "proj/a/.a.py.swp").unlink()  # vim quits
+        (ws.root / "proj/a/.#a.py").unlink()  # the editor quits
         project("proj/a/a.py", "print('a, edited')\n")
         wait_for(lambda: run_done(ws, 2), what=lambda: f"the rerun: {lines}")
-    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (.a.py.swp, a.py)")
+    assert steps_of(ws, 2)["a"] == ("Completed", "runs: source changed (.#a.py, a.py)")
 
 
 def test_a_source_edited_while_its_step_is_out_of_the_pipeline_is_not_reused_stale(ws, project):

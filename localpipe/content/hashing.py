@@ -29,8 +29,9 @@ from localpipe.errors import UsageError
 PRIMARY_IGNORE_FILES = (".amlignore", ".gitignore")
 EXTRA_IGNORE_FILE = ".localpipeignore"
 STATE_FOLDER = ".localpipe"  # a workspace's own state, in its folder (state/layout.py)
-# Never part of a step's identity: byte-code caches change whenever Python runs the code.
-DEFAULT_IGNORES = ("__pycache__/", "*.pyc", ".git/", f"{STATE_FOLDER}/", ".ipynb_checkpoints/")
+# Never part of a step's identity: byte-code caches change whenever Python runs the code, and an
+# editor's swap and backup files come and go as a file is edited (vim's while it is open).
+DEFAULT_IGNORES = ("__pycache__/", "*.pyc", ".git/", f"{STATE_FOLDER}/", ".ipynb_checkpoints/", "*.swp", "*.swo", "*~")
 
 COPY_CHUNK = 1 << 20
 # A file modified this recently may still change within the same mtime tick, so its digest
