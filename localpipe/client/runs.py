@@ -304,15 +304,11 @@ class HyperDriveRun(PipelineRun):
         runs it resumed from (``HyperDriveConfig(resume_from=...)``) too (this run's, on a tie)."""
         excluded = {"Failed"} if not include_failed else set()
         excluded |= {"Canceled"} if not include_canceled else set()
-        sweeps = [self]
+        mine, sweeps = self._sweep(), [self]
         if include_resume_from_runs:
-            resumed = self._sweep().get("warm_start", {}).get("runs", [])
+            resumed = mine.get("warm_start", {}).get("runs", [])
             sweeps += [Run.get(self.experiment.workspace, str(run_id)) for run_id in resumed]
-        better = (
-            (lambda a, b: a > b)
-            if self._sweep()["primary_metric_config"]["goal"] == "maximize"
-            else (lambda a, b: a < b)
-        )
+        better = (lambda a, b: a > b) if mine["primary_metric_config"]["goal"] == "maximize" else (lambda a, b: a < b)
         best = None
         for sweep in sweeps:
             row = next(

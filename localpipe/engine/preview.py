@@ -8,7 +8,7 @@ from dataclasses import replace
 from localpipe.content.hashing import dataset_digest
 from localpipe.engine.decide import decide
 from localpipe.engine.submit import plan
-from localpipe.engine.sweep import SweepWatch, step_metrics
+from localpipe.engine.sweep import SweepWatch
 from localpipe.plan.sweep import trial_arguments
 from localpipe.state.history import History
 from localpipe.state.store import ObjectStore
@@ -36,7 +36,7 @@ def preview(history: History, pipeline, experiment_name: str, parameters: dict |
             )
             continue
         if sweeps.needs_proposal(name):
-            values = sweeps.propose(name, lambda step_run_id: step_metrics(history, step_run_id))
+            values = sweeps.propose(name, history)
             spec = replace(spec, argv=[*spec.argv, *trial_arguments(values)])
         inputs = {}
         for input_name, source in spec.inputs.items():

@@ -43,7 +43,7 @@ from localpipe.engine.resources import (
     process_alive,
     ray_placement,
 )
-from localpipe.engine.sweep import SweepWatch, step_metrics
+from localpipe.engine.sweep import SweepWatch
 from localpipe.engine.workdir import (
     StepFolder,
     collect_run_files,
@@ -345,15 +345,11 @@ class Scheduler:
         its step run's ``hyperparameters`` property), from the trials it waited for."""
         if not self.sweeps.needs_proposal(name):
             return self.graph.steps[name]
-        values = self.sweeps.propose(name, self._metrics_of)
+        values = self.sweeps.propose(name, self.history)
         spec = self.graph.steps[name]
         spec = self.graph.steps[name] = replace(spec, argv=[*spec.argv, *trial_arguments(values)])
         self._wave.changes.append((self.step_ids[name], {"properties": {"hyperparameters": json.dumps(values)}}))
         return spec
-
-    def _metrics_of(self, step_run_id: int) -> list[dict]:
-        """The metric rows of a step run (of the run it reused, if it was reused)."""
-        return step_metrics(self.history, step_run_id)
 
     def _apply(self, decision: Decision) -> None:
         name = decision.step

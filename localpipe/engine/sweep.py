@@ -39,12 +39,12 @@ class SweepWatch:
         index = self.sweep_of.get(trial)
         return index is not None and self.sweeps[index]["trials"][trial] is None
 
-    def propose(self, trial: str, metrics_of) -> dict:
-        """The values of ``trial`` (``needs_proposal``), kept with its sweep; ``metrics_of(step_run_id)``
-        gives the metric rows of the step run a trial was reused from."""
+    def propose(self, trial: str, history) -> dict:
+        """The values of ``trial`` (``needs_proposal``), kept with its sweep; ``history`` holds the
+        metrics of the step runs its earlier trials were reused from."""
         sweep = self.sweeps[self.sweep_of[trial]]
         for name in [name for name in self.origins if self.sweep_of[name] == self.sweep_of[trial]]:
-            self.observe(name, metrics_of(self.origins.pop(name)))
+            self.observe(name, _step_metrics(history, self.origins.pop(name)))
         choose = max if sweep["primary_metric_config"]["goal"] == "maximize" else min
         best = {name: choose(values) for name, values in self.series.items() if values}
         values = proposal(sweep, trial, best)
@@ -112,7 +112,7 @@ def _as_float(value: numbers.Real) -> float:
         return math.inf if value > 0 else -math.inf
 
 
-def step_metrics(history, step_run_id: int) -> list[dict]:
+def _step_metrics(history, step_run_id: int) -> list[dict]:
     """The metric rows a step run logged (the run a reused trial was reused from, whose results its
     sweep's proposals read)."""
     state = history.steps.state(step_run_id)

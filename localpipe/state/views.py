@@ -235,8 +235,10 @@ class Views:
     def metrics(self, run_id, step: str | None = None) -> list[dict]:
         """Every metric of a run's steps (or of one), in the order logged: a reused step shows
         those of the step run whose outputs it reused."""
-        run = self.run(run_id)
-        steps = [s for s in run["steps"] if step is None or s["name"] == step]
+        return self.metrics_of_steps([s for s in self.run(run_id)["steps"] if step is None or s["name"] == step])
+
+    def metrics_of_steps(self, steps: list[dict]) -> list[dict]:
+        """``metrics`` of these rows of ``run()``'s steps."""
         sources = {s["reused_from_id"] or s["id"]: s["name"] for s in steps}
         if not sources:
             return []

@@ -111,7 +111,7 @@ def _sweeps(views: Views, run: dict) -> list[dict]:
     sweeps = views.sweeps(run["id"])
     if not sweeps:
         return []
-    metrics, steps = views.metrics(run["id"]), {step["name"]: step for step in run["steps"]}
+    metrics, steps = views.metrics_of_steps(run["steps"]), {step["name"]: step for step in run["steps"]}
     found = []
     for sweep in sweeps:
         trials = ranked_trials(sweep, metrics, steps)
