@@ -197,17 +197,15 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
         me = psutil.Process(proc.pid)
         exit_fd = os.pidfd_open(proc.pid)  # readable the moment it exits: the wall time is not rounded to a poll
         readings: list[tuple[float, float, float]] = []  # (seconds since start, cpu seconds, supervisor's)
-        supervisor: list[float] = [0.0]  # its CPU at the last reading (it has exited before the submit process)
+        seen: dict[int, float] = {}  # the supervisor's and its zygotes' CPU at their last readings, by pid
         while True:
             exited = bool(select.select([exit_fd], [], [], 0)[0])
             if exited:
                 wall = time.perf_counter() - start
             try:
                 times = me.cpu_times()  # of the zombie once it has exited: nothing has reaped it yet
-                supervisor.append(supervisor_cpu(me) or supervisor[-1])
-                readings.append(
-                    (time.perf_counter() - start, times.user + times.system + supervisor[-1], supervisor[-1])
-                )
+                helpers = supervisor_cpu(me, seen)
+                readings.append((time.perf_counter() - start, times.user + times.system + helpers, helpers))
             except psutil.Error:
                 pass
             if exited:
@@ -234,16 +232,20 @@ def run_submit(argv: list[str], cwd: Path, env: dict[str, str]) -> Sample:
     )
 
 
-def supervisor_cpu(submit: psutil.Process) -> float | None:
-    """User+system seconds of the submit process's step supervisor so far (None when it has none now)."""
+def supervisor_cpu(submit: psutil.Process, seen: dict[int, float]) -> float:
+    """User+system seconds so far of the submit process's step supervisor and of the zygotes below it
+    (the warm interpreters that fork Python steps: their own CPU, not their steps'); ``seen`` keeps
+    each one's last reading, by pid, once it has exited."""
     for child in submit.children():
         try:
             if any(part.endswith("supervisor.py") for part in child.cmdline()):
-                times = child.cpu_times()
-                return times.user + times.system
+                for process in [child, *child.children()]:
+                    if process is child or any(part.endswith("zygote.py") for part in process.cmdline()):
+                        times = process.cpu_times()
+                        seen[process.pid] = times.user + times.system
         except psutil.Error:
             continue
-    return None
+    return sum(seen.values())
 
 
 def time_command(

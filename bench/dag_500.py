@@ -13,9 +13,14 @@ Each case alternates localpipe and the floor (medians of ``--repeats``):
   does (early cutoff);
 - nothing changed: the whole `localpipe submit` process, every step reused.
 
-CPU: localpipe's own, the user+system time of the `localpipe submit` process and of its step
-supervisor, the steps excluded (read with psutil as bench/sleep_200.py does), over the cold run's
-steps: its start-up and planning included.
+CPU: localpipe's own, the user+system time of the `localpipe submit` process, of its step
+supervisor and of the supervisor's zygotes (the warm interpreters that fork Python steps), the
+steps excluded (read with psutil as bench/sleep_200.py does), over the cold run's steps: its
+start-up and planning included.
+
+Python steps are forked from warm interpreters (docs/resources.md), so a step skips the Python
+start that each script of the floor pays: `LOCALPIPE_STEP_START=exec python bench/dag_500.py`
+measures localpipe starting every step anew, as the floor does.
 
 Targets (issue 16): cold and one output changed at most 1.15x the floor; localpipe's own CPU under
 3 ms a step; nothing changed and comment only under 0.3 s.
@@ -205,7 +210,7 @@ def main() -> int:
     line(f"cold (all {total} run)", cold, cold_floor)
     own = statistics.median(own_cpu) / total * 1000
     print(
-        f"localpipe's own CPU in the cold run (submit process and step supervisor, steps excluded): "
+        f"localpipe's own CPU in the cold run (submit process, step supervisor, zygotes; steps excluded): "
         f"{statistics.median(own_cpu):.2f} s, {own:.1f} ms a step  "
         f"(target < {TARGET_CPU_MS:g} ms: {'met' if own < TARGET_CPU_MS else 'MISSED'}); "
         f"samples {', '.join(f'{s:.2f}' for s in own_cpu)}"

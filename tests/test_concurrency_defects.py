@@ -413,11 +413,12 @@ def beating(path) -> bool:
 
 
 KILLS_ITS_SUPERVISOR = """
-import os, subprocess, time
+import os, psutil, subprocess, time
 subprocess.Popen(["sleep", "1002"])
 subprocess.Popen(["setsid", "sleep", "1003"])
 time.sleep(0.2)
-os.kill(os.getppid(), 9)
+# Its parent is the zygote it was forked from, whose parent is the supervisor.
+os.kill(next(p.pid for p in psutil.Process().parents() if "supervisor.py" in " ".join(p.cmdline())), 9)
 time.sleep(30)
 """
 

@@ -22,7 +22,7 @@ from localpipe.content.hashing import TreeDigest
 from localpipe.content.statcache import StatCache
 from localpipe.content.trees import TreeCache
 from localpipe.engine.environments import Environments
-from localpipe.engine.executors.local import log_limit
+from localpipe.engine.executors.local import log_limit, warm_start
 from localpipe.engine.executors.router import Router
 from localpipe.engine.gitinfo import git_info
 from localpipe.engine.resources import ResourcePool
@@ -57,7 +57,10 @@ def plan(
     """
     from localpipe.sdk.compute import targets_from_configs
 
-    log_limit()  # a bad LOCALPIPE_MAX_LOG_BYTES is refused before anything is recorded
+    (
+        log_limit(),
+        warm_start(),
+    )  # a bad LOCALPIPE_MAX_LOG_BYTES or LOCALPIPE_STEP_START is refused before anything is recorded
     targets = targets_from_configs(history.registry.compute_targets())
     trees = trees or TreeCache(StatCache(history.layout.statcache))
     capacity = machine_capacity(history.layout.state_dir, trees.stat_cache)

@@ -355,6 +355,7 @@ def build_launch(
         stderr=str(folder.stderr),
         memory_limit=step.resources.get("memory"),
         masked=secrets,
+        python_script=step.kind == "python",
     )
 
 
@@ -462,6 +463,9 @@ def to_ray(launch: Launch, step: StepSpec) -> None:
     launch.env.update((asked.get("runtime_env") or {}).get("env_vars") or {})
     launch.env[MACHINE_ENV] = machine_id()  # on another machine, history.db is refused, not shared
     launch.executor = "ray"
+    # Started anew on the node, the child of its worker's step supervisor: zygotes kept there
+    # between tasks would be processes (and memory) that Ray does not know of.
+    launch.python_script = False
     launch.ray = {**asked, "cpus": step.resources["cpus"], "gpus": step.resources["gpus"]}
     launch.ray["timeout"] = step.timeout_seconds  # counted by the task, from its start on a node
 

@@ -32,6 +32,7 @@ SUPERVISOR = Path(__file__).with_name("supervisor.py")
 _RUN_SUPERVISOR = (
     "import sys; sys.path[0] = sys.argv[1].rpartition('/')[0]; import supervisor; supervisor.main(int(sys.argv[2]))"
 )
+STEP_START_ENV = "LOCALPIPE_STEP_START"
 LOG_LIMIT_ENV = "LOCALPIPE_MAX_LOG_BYTES"
 DEFAULT_LOG_LIMIT = 64 * 2**20  # bytes of each stream of a step kept: its first and last 32 MiB
 SUPERVISOR_EXIT_SECONDS = 5.0
@@ -49,6 +50,15 @@ def log_limit() -> int:
             f"{DEFAULT_LOG_LIMIT}, or unset it"
         )
     return int(text)
+
+
+def warm_start() -> bool:
+    """Whether Python steps are forked from a warm interpreter (``LOCALPIPE_STEP_START=fork``, the
+    default; see zygote.py) or each started anew (``exec``)."""
+    value = os.environ.get(STEP_START_ENV, "").strip()
+    if value not in ("", "fork", "exec"):
+        raise UsageError(f'{STEP_START_ENV}="{value}" is neither "fork" nor "exec": set one of them, or unset it')
+    return value != "exec"
 
 
 class LocalExecutor:
@@ -71,6 +81,7 @@ class LocalExecutor:
         self._running: set[str] = set()
         self._base_env: dict[str, str] | None = None
         self._log_limit = limit or log_limit()  # given: a Ray task's, as its scheduler read it
+        self._warm = warm_start()
         self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
 
@@ -94,7 +105,7 @@ class LocalExecutor:
             "unset": [k for k in self._base_env if k not in launch.env],
             "executable": self._executable(launch.argv[0], launch.env), "stdout": launch.stdout,
             "stderr": launch.stderr, "memory_limit": launch.memory_limit, "masked": launch.masked,
-            "log_limit": self._log_limit,
+            "log_limit": self._log_limit, "warm": self._warm and launch.python_script,
         })  # fmt: skip
         self._running.add(launch.key)
 

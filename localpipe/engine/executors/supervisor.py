@@ -15,6 +15,11 @@ that nothing a step starts outlives its place in the run:
 - when the scheduler is gone (end of file on the socket, whatever killed it), everything below
   the supervisor is killed at once and the supervisor exits.
 
+A Python step (a launch marked ``warm``) is forked by a zygote (``zygote.py``), a warm interpreter
+the supervisor starts for it and keeps for the next: one per interpreter, per set of variables
+Python reads at its start, and per step running at once. The zygote reaps it and says how it
+ended; what it forks without an exec carries the zygote's launch tag, one step's at a time.
+
 Steps write into pipes that the supervisor copies to their log files, masking secret values
 (line by line) and capping each stream at ``limit`` bytes: the first half is kept, then the last
 half (held in a ring file beside the log), with one line saying how many bytes were cut.
@@ -22,6 +27,7 @@ half (held in a ring file beside the log), with one line saying how many bytes w
 
 from __future__ import annotations
 
+import array
 import ctypes
 import json
 import os
@@ -60,6 +66,27 @@ SETPRIV = shutil.which("setpriv")
 # Python ignores these; an ignored signal stays ignored across exec: the step gets them back at
 # their defaults, as subprocess.Popen's restore_signals gives them.
 RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
+
+
+ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
+# Its modules and path noted first: a step it forks gets only what a new interpreter has.
+_RUN_ZYGOTE = (
+    "import sys; fresh = set(sys.modules); base = sys.path[1:]; sys.path[0] = sys.argv[1].rpartition('/')[0]; "
+    "import zygote; job = zygote.main(int(sys.argv[2]), int(sys.argv[3])); zygote.run(job, fresh, base)"
+)
+ZYGOTE_ANSWER_SECONDS = 30.0  # its start included: a slow disk, a loaded machine
+# What a zygote starts without: each step's own PYTHONPATH is applied by its child, and the launch
+# tag is the zygote's.
+_ZYGOTE_UNSET = ("PYTHONPATH", "LOCALPIPE_LAUNCH")
+
+
+_LOCALE_ETC = ("LANG", "LANGUAGE", "TZ", "HOME")
+
+
+def _starts_python(name: str) -> bool:
+    """Whether Python reads the environment variable as it starts (PYTHONPATH aside): steps that
+    differ in one are forked from zygotes of their own, started with their values."""
+    return (name.startswith("PYTHON") and name != "PYTHONPATH") or name.startswith("LC_") or name in _LOCALE_ETC
 
 
 def _spawn_argv(argv: list[str]) -> list[str]:
@@ -212,10 +239,46 @@ class Log:
                 self.error = f"{exc.strerror} writing {self.path}"
 
 
+class Zygote:
+    """A warm interpreter (``zygote.py``) that forks Python steps, one at a time, and says how each ended."""
+
+    def __init__(self, interpreter: str, starts_with: frozenset, env: dict[str, str], tag: str, devnull: int):
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self.pid = os.posix_spawn(
+                interpreter,
+                [interpreter, "-c", _RUN_ZYGOTE, ZYGOTE, "3", str(os.getpid())],
+                env,
+                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
+                setsigdef=RESTORED_SIGNALS,
+            )
+        except OSError:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        # The steps it can fork: their interpreter, and the variables that interpreter read at its start.
+        self.kind = (interpreter, starts_with)
+        self.tag, self.channel = tag, ours
+        self.step: Step | None = None  # the step it forked that still runs
+
+    def fork(self, job: dict, stdout: int, stderr: int) -> int:
+        """The pid of the step forked for ``job``; OSError when the zygote did not answer."""
+        fds = array.array("i", [stdout, stderr])
+        self.channel.sendmsg([json.dumps(job).encode()], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+        if not select.select([self.channel], [], [], ZYGOTE_ANSWER_SECONDS)[0]:
+            raise OSError(f"the warm interpreter {self.pid} did not answer")
+        answer = self.channel.recv(CHUNK)
+        if not answer:
+            raise OSError(f"the warm interpreter {self.pid} exited")
+        return json.loads(answer)["pid"]
+
+
 class Step:
-    def __init__(self, key: str, pid: int, tag: str, logs: list[Log]):
-        self.key, self.pid, self.tag, self.logs = key, pid, tag, logs
-        self.pidfd = os.pidfd_open(pid)
+    def __init__(self, key: str, pid: int, tag: str, logs: list[Log], zygote: Zygote | None = None):
+        self.key, self.pid, self.tag, self.logs, self.zygote = key, pid, tag, logs, zygote
+        # A forked step is the zygote's child: the zygote says when it ended.
+        self.pidfd = os.pidfd_open(pid) if zygote is None else None
         self.kill_at: float | None = None  # when a terminate's grace period ends
 
 
@@ -229,6 +292,8 @@ class Supervisor:
         self.base_env: dict[str, str] = {}
         self.incoming = b""
         self.launches = 0
+        self.zygotes: list[Zygote] = []
+        self.cold_only: set[str] = set()  # interpreters whose zygote did not answer: their steps are spawned
         self.all_ended_wanted = False
         self.devnull = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # every step's stdin
         self.home = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)  # back here after each spawn
@@ -253,8 +318,10 @@ class Supervisor:
                         return
                 elif isinstance(key.data, Log):
                     self._read_log(key.data)
+                elif isinstance(key.data, Zygote):
+                    self._zygote_answered(key.data)
                 else:
-                    self._guarded(key.data.key, self._reap, key.data)
+                    self._guarded(key.data.key, self._reap, (key.data, None))
             now = time.monotonic()
             if now >= next_reap:
                 self._reap_strays()
@@ -305,8 +372,12 @@ class Supervisor:
             self._send({"op": "exit", "key": key, "error": f"could not start {argv0!r}: {problem}"})
             return
         pipes = [os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)]
+        zygote = self._idle_zygote(request, env) if request.get("warm") else None
         try:
-            pid = self._spawn(request, env, pipes[0][1], pipes[1][1])
+            if zygote is not None:
+                pid = self._fork(zygote, request, env, pipes[0][1], pipes[1][1])
+            else:
+                pid = self._spawn(request, env, pipes[0][1], pipes[1][1])
         except OSError as exc:
             for read, write in pipes:
                 os.close(read)
@@ -315,7 +386,7 @@ class Supervisor:
             return
         for _, write in pipes:
             os.close(write)
-        if request["memory_limit"]:  # set from here, after the spawn: the child runs no Python before its exec
+        if request["memory_limit"] and zygote is None:  # set from here: the child runs no Python before its exec
             try:
                 limit = request["memory_limit"]
                 resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
@@ -325,11 +396,69 @@ class Supervisor:
             Log(read, path, request["log_limit"], request["masked"])
             for (read, _), path in zip(pipes, (request["stdout"], request["stderr"]), strict=True)
         ]
-        step = self.steps[key] = self.by_pid[pid] = Step(key, pid, tag, logs)
+        step = self.steps[key] = self.by_pid[pid] = Step(key, pid, tag, logs, zygote)
         for log in logs:
             os.set_blocking(log.fd, False)
             self.selector.register(log.fd, selectors.EVENT_READ, log)
-        self.selector.register(step.pidfd, selectors.EVENT_READ, step)
+        if zygote is None:
+            self.selector.register(step.pidfd, selectors.EVENT_READ, step)
+        else:
+            zygote.step = step
+
+    def _idle_zygote(self, request: dict, env: dict[str, str]) -> Zygote | None:
+        """A zygote of the step's interpreter with no step running, started now if none is; None
+        when one cannot be (the step is spawned as any other then)."""
+        interpreter = request["argv"][0]
+        if not os.path.isabs(interpreter) or interpreter in self.cold_only:
+            return None
+        starts_with = frozenset((k, v) for k, v in env.items() if _starts_python(k))
+        for zygote in self.zygotes:
+            if zygote.step is None and zygote.kind == (interpreter, starts_with):
+                return zygote
+        self.launches += 1
+        tag = f"{os.getpid()}.{self.launches}"
+        zygote_env = {k: v for k, v in self.base_env.items() if k not in _ZYGOTE_UNSET and not _starts_python(k)}
+        zygote_env.update(starts_with)
+        zygote_env["LOCALPIPE_LAUNCH"] = tag
+        if "LOCALPIPE_WORKSPACE" in env:  # recovery finds what its steps fork by it
+            zygote_env["LOCALPIPE_WORKSPACE"] = env["LOCALPIPE_WORKSPACE"]
+        try:
+            zygote = Zygote(interpreter, starts_with, zygote_env, tag, self.devnull)
+        except OSError:
+            return None
+        self.zygotes.append(zygote)
+        self.selector.register(zygote.channel, selectors.EVENT_READ, zygote)
+        return zygote
+
+    def _fork(self, zygote: Zygote, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
+        """The step forked by ``zygote``; a zygote that does not answer is ended and the step spawned."""
+        job = {"argv": request["argv"], "cwd": request["cwd"], "env": env, "memory_limit": request["memory_limit"]}
+        try:
+            return zygote.fork(job, stdout, stderr)
+        except OSError:
+            self.cold_only.add(zygote.kind[0])
+            self._drop_zygote(zygote)
+            return self._spawn(request, env, stdout, stderr)
+
+    def _zygote_answered(self, zygote: Zygote) -> None:
+        """The step ``zygote`` forked ended (its status comes with it), or the zygote itself did."""
+        answer = zygote.channel.recv(CHUNK)
+        step, zygote.step = zygote.step, None
+        if answer:
+            ended = json.loads(answer)
+            if step is not None:
+                self._guarded(step.key, self._reap, (step, (ended["status"], ended["maxrss"])))
+            return
+        self._drop_zygote(zygote)
+        if step is not None:  # dying with the zygote, and the supervisor's child now (the subreaper)
+            self._guarded(step.key, self._reap, (step, None))
+
+    def _drop_zygote(self, zygote: Zygote) -> None:
+        self.zygotes.remove(zygote)
+        self.selector.unregister(zygote.channel)
+        zygote.channel.close()
+        _signal(zygote.pid, signal.SIGKILL)
+        _reaped_within(zygote.pid, SHUTDOWN_SECONDS)
 
     def _spawn(self, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
         """Start the step's program in a session of its own, in its working directory; its pid.
@@ -379,14 +508,26 @@ class Supervisor:
             step.kill_at = time.monotonic() + grace
 
     # -- steps ending -------------------------------------------------------------------------
-    def _reap(self, step: Step) -> None:
-        self.selector.unregister(step.pidfd)
-        os.close(step.pidfd)
-        # Killed before the leader is reaped: until then its pid, the group's id, cannot be reused.
+    def _reap(self, ended: tuple[Step, tuple[int, int] | None]) -> None:
+        """End what the step left and report its exit: ``ended`` is the step with the wait status
+        and peak memory its zygote reported, or None for the supervisor's own child."""
+        step, reported = ended
+        if step.pidfd is not None:
+            self.selector.unregister(step.pidfd)
+            os.close(step.pidfd)
+        # Killed before the leader is reaped: until then its pid, the group's id, cannot be reused
+        # (a forked step is reaped by its zygote: the group's id stays taken while one of it lives).
         _signal_group(step.pid, signal.SIGSTOP)
         _stop_and_kill(lambda: self._left_by(step))
         _signal_group(step.pid, signal.SIGKILL)
-        _, status, usage = os.wait4(step.pid, 0)
+        if reported is not None:
+            status, peak = reported
+        else:
+            try:
+                _, status, usage = os.wait4(step.pid, 0)
+                peak = usage.ru_maxrss
+            except ChildProcessError:  # reaped by its zygote, which died before saying how it ended
+                status, peak = signal.SIGKILL, 0
         code = os.waitstatus_to_exitcode(status)
         self._drain(step.logs)
         del self.steps[step.key], self.by_pid[step.pid]
@@ -397,22 +538,26 @@ class Supervisor:
                 "pid": step.pid,
                 "code": None if code < 0 else code,
                 "signal": -code if code < 0 else None,
-                "peak_memory": usage.ru_maxrss * 1024,
+                "peak_memory": peak * 1024,
                 "log_error": next((log.error for log in step.logs if log.error), None),
             }
         )
 
     def _left_by(self, step: Step) -> set[int]:
         """The processes an ended step left: the supervisor's children carrying its launch tag, with
-        what is below them. Its leader has none: its pidfd reads as ended only after the kernel gave
-        its children to the supervisor, the subreaper."""
-        return self._strays_tagged(lambda tag: tag == step.tag)
+        what is below them (for a forked step, its zygote's tag too: what it forked without an exec
+        has the zygote's environment). Its leader has none: its end is seen only after the kernel
+        gave its children to the supervisor, the subreaper."""
+        tags = {step.tag, step.zygote.tag} if step.zygote is not None else {step.tag}
+        return self._strays_tagged(lambda tag: tag in tags)
 
     def _strays_tagged(self, wanted) -> set[int]:
-        """The supervisor's children that are not steps whose launch tag ``wanted`` accepts, with what is below them."""
+        """The supervisor's children that are neither steps nor zygotes whose launch tag ``wanted``
+        accepts, with what is below them."""
         found = set()
+        zygotes = {zygote.pid for zygote in self.zygotes}
         for pid in self._live_children():
-            if pid not in self.by_pid and wanted(_launch_tag(pid)):
+            if pid not in self.by_pid and pid not in zygotes and wanted(_launch_tag(pid)):
                 found.add(pid)
                 found.update(_descendants(pid))
         return found
@@ -428,7 +573,7 @@ class Supervisor:
         """End what ended steps left that still runs, and reap it. ``_reap`` ends it when its step
         ends, but a process that forks and exits in a loop can slip past that one sweep (/proc's list
         of children is not exact while they change), never past all of these."""
-        running = {step.tag for step in self.steps.values()}
+        running = {step.tag for step in self.steps.values()} | {z.tag for z in self.zygotes if z.step is not None}
 
         def ended(tag: str | None) -> bool:
             return tag is not None and tag not in running
@@ -449,6 +594,8 @@ class Supervisor:
         return [int(p) for p in listing.split()]
 
     def _read_log(self, log: Log) -> None:
+        if log.fd < 0:
+            return  # drained and closed by its step's end, handled first in the same batch of events
         try:
             data = os.read(log.fd, CHUNK)
         except BlockingIOError:
@@ -478,6 +625,11 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """The scheduler is gone: end every process below the supervisor, and reap them."""
+        idle = [zygote.pid for zygote in self.zygotes if zygote.step is None]  # nothing below them
+        for pid in idle:
+            _signal(pid, signal.SIGKILL)
+        for pid in idle:
+            _reaped_within(pid, SHUTDOWN_SECONDS)
         if self.children is not None and not self._own_children():
             # Nothing at all below: a process anywhere below would have a child of the supervisor
             # above it, alive or ended, listed until the supervisor reaps it.
@@ -517,6 +669,12 @@ def _reaped(pid: int) -> bool:
         return os.waitpid(pid, os.WNOHANG)[0] == pid
     except ChildProcessError:
         return True  # not a child any more
+
+
+def _reaped_within(pid: int, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while not _reaped(pid) and time.monotonic() < deadline:
+        time.sleep(0.001)
 
 
 def _descendants(pid: int) -> list[int]:
