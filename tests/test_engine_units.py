@@ -293,7 +293,7 @@ class FakeExecutor:
         self.prepared = 0
         self._read, self._write = os.pipe()
 
-    def prepare(self) -> None:
+    def prepare(self, python: tuple[str, dict[str, str]] | None = None) -> None:
         self.prepared += 1
 
     def start(self, launch: Launch) -> int:

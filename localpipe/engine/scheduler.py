@@ -52,6 +52,7 @@ from localpipe.engine.workdir import (
     fingerprint,
     prepare_step,
     step_environment,
+    step_interpreter,
     to_ray,
     unlink_replaced,
 )
@@ -181,6 +182,7 @@ class Scheduler:
         self._alive_until: dict[int, float] = {}  # other runs whose scheduler was seen alive, until when
         self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
         self._stat_cache = StatCache(history.layout.statcache)
+        self._python_hinted = False  # the executor was told of a Python step to come (its zygote)
         self._dataset_digests: dict[tuple[str, ...], str] = {}
         self.sweeps = SweepWatch(self.graph.sweeps, now())
         names = {step_run_id: name for name, step_run_id in self.step_ids.items()}
@@ -511,9 +513,37 @@ class Scheduler:
             self._claimed[name] = ray_placement(need)
             return
         if self.graph.steps[name].environment["kind"] != "docker":
-            self.executor.prepare("local")  # its supervisor starts while this thread goes on
+            # Its supervisor (and, for the run's first Python step, a zygote) starts while this thread goes on.
+            self.executor.prepare("local", self._python_to_come(name))
         self.ready[name] = None
         self._claim_again = True
+
+    def _python_to_come(self, name: str) -> tuple[str, dict[str, str]] | None:
+        """The interpreter and environment of ``name``, the run's first Python step queued here."""
+        spec = self.graph.steps[name]
+        if spec.kind != "python" or self._python_hinted:
+            return None
+        self._python_hinted = True
+        built = self.built.get(name)
+        stand_in = Placement(
+            None, spec.resources["cpus"], None
+        )  # what it is given changes nothing Python reads at its start
+        return step_interpreter(spec, built.interpreter if built else None), self._environment(name, stand_in)
+
+    def _environment(self, name: str, placement: Placement) -> dict[str, str]:
+        built = self.built.get(name)
+        return step_environment(
+            self._base_env,
+            self.history.layout.root,
+            self.run.id,
+            self.run.experiment,
+            self.step_ids[name],
+            name,
+            placement,
+            self.graph.steps[name].environment.get("variables", {}),
+            self.runtime_path,
+            built.path if built else None,
+        )
 
     def _use(self, name: str, built: BuiltEnvironment) -> None:
         """``name`` runs in ``built``, which history.db keeps (once) with what it installed."""
@@ -564,18 +594,7 @@ class Scheduler:
         spec = self.graph.steps[name]
         folder = StepFolder(self.history.layout.step_dir(self.run.id, name))
         built = self.built.get(name)
-        env = step_environment(
-            self._base_env,
-            self.history.layout.root,
-            self.run.id,
-            self.run.experiment,
-            self.step_ids[name],
-            name,
-            placement,
-            spec.environment.get("variables", {}),
-            self.runtime_path,
-            built.path if built else None,
-        )
+        env = self._environment(name, placement)
         if spec.kind == "parallel":
             env["LOCALPIPE_PARALLEL_CACHE"] = str(self.history.layout.parallel_cache)
             self._stat_cache.save()  # the digests made for its key, which its driver looks up there

@@ -121,7 +121,13 @@ def step_environment(
             "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", str(placement.cpus)),
         }
     )
+    env.setdefault("PYTHONUNBUFFERED", "1")
     return env
+
+
+def step_interpreter(step: StepSpec, built: str | None = None) -> str:
+    """The Python a step runs on: its built environment's, the one it names, or localpipe's own."""
+    return built or step.environment.get("interpreter") or sys.executable
 
 
 # What the scheduler reads and writes in a step's folder once the step has ended, parents first.
@@ -325,7 +331,7 @@ def build_launch(
         (path if is_dir else path.parent).mkdir(exist_ok=True)
         output_paths[name] = str(path)
     args = [_resolve(token, input_paths, output_paths) for token in step.argv]
-    python = interpreter or step.environment.get("interpreter") or sys.executable
+    python = step_interpreter(step, interpreter)
     env = dict(env)
     if step.kind == "python":
         argv = [python, step.script, *args]
@@ -344,7 +350,6 @@ def build_launch(
     env["LOCALPIPE_STEP_DIR"] = str(folder.root)
     env["LOCALPIPE_OUTPUTS"] = json.dumps(output_paths)
     env["LOCALPIPE_METRICS_FILE"] = str(folder.metrics)
-    env.setdefault("PYTHONUNBUFFERED", "1")
     secrets = [env[name] for name in step.secret_env if env.get(name)]
     return Launch(
         key=key,

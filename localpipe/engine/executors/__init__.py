@@ -66,9 +66,10 @@ class Executor(Protocol):
     ``terminate`` may be called from any thread (a signal handler, a watcher).
     """
 
-    def prepare(self) -> None:
+    def prepare(self, python: tuple[str, dict[str, str]] | None = None) -> None:
         """Get ready for a launch to come, without waiting for anything (the local executor starts
-        its step supervisor, which takes tens of milliseconds); may do nothing."""
+        its step supervisor, which takes tens of milliseconds, and, given the interpreter and
+        environment of a Python step to come, a zygote for it); may do nothing."""
 
     def start(self, launch: Launch) -> None:
         """Start ``launch`` (without waiting for it to be started); its ``Exit`` comes from ``wait``

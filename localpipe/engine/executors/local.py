@@ -85,24 +85,27 @@ class LocalExecutor:
         self._found: dict[tuple[str, str], str | None] = {}  # (command, PATH) -> its file
         self._closed = False
 
-    def prepare(self) -> None:
+    def prepare(self, python: tuple[str, dict[str, str]] | None = None) -> None:
         """Start the supervisor now, so that its start (Python's, some 40 ms) overlaps the
-        scheduler's work until the first launch; what each launch changes in the environment is
-        sent against this process's. Called while decisions are being recorded, it never raises."""
+        scheduler's work until the first launch, and, given ``python`` (the interpreter and
+        environment of a Python step to come), have it start a zygote for that step as well; what
+        each launch changes in the environment is sent against this process's. Called while
+        decisions are being recorded, it never raises."""
         if self._socket is None:
             try:
                 self._connect(dict(os.environ))
             except OSError:
-                pass  # out of processes or memory: the first launch tries again
+                return  # out of processes or memory: the first launch tries again
+        if python is not None and self._warm:
+            interpreter, env = python
+            self._send({"op": "warm", "interpreter": interpreter, **self._changes(env)})
 
     def start(self, launch: Launch) -> None:
         """Start ``launch``: sent to the supervisor, not waited for; its ``Exit`` (with its pid, or
         with why it could not start) comes from ``wait``."""
         self._connect(launch.env)
-        env = {k: v for k, v in launch.env.items() if self._base_env.get(k) != v}
         self._send({
-            "op": "start", "key": launch.key, "argv": launch.argv, "cwd": launch.cwd, "env": env,
-            "unset": [k for k in self._base_env if k not in launch.env],
+            "op": "start", "key": launch.key, "argv": launch.argv, "cwd": launch.cwd, **self._changes(launch.env),
             "executable": self._executable(launch.argv[0], launch.env), "stdout": launch.stdout,
             "stderr": launch.stderr, "memory_limit": launch.memory_limit, "masked": launch.masked,
             "log_limit": self._log_limit, "warm": self._warm and launch.python_script,
@@ -180,6 +183,13 @@ class LocalExecutor:
         self._selector.register(ours, selectors.EVENT_READ, "supervisor")
         self._base_env = dict(env)
         self._send({"op": "env", "env": self._base_env})
+
+    def _changes(self, env: dict[str, str]) -> dict:
+        """``env`` as what it sets and unsets in the supervisor's base environment."""
+        return {
+            "env": {k: v for k, v in env.items() if self._base_env.get(k) != v},
+            "unset": [k for k in self._base_env if k not in env],
+        }
 
     def _send(self, message: dict) -> None:
         with self._lock:

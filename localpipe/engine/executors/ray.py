@@ -284,7 +284,7 @@ class RayExecutor:
         self._driver = threading.Thread(target=self._drive, name="ray-driver", daemon=True)
         self._driver.start()
 
-    def prepare(self) -> None:
+    def prepare(self, python: tuple[str, dict[str, str]] | None = None) -> None:
         """Nothing to start ahead: the driver's thread joins the cluster that the first launch names."""
 
     def start(self, launch: Launch) -> None:

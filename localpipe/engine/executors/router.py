@@ -30,9 +30,9 @@ class Router:
         self._executors: dict[str, Executor] = {first: make(first)}
         self._owners: dict[str, Executor] = {}  # launch key -> the executor running it
 
-    def prepare(self, kind: str) -> None:
-        """Get the executor of ``kind`` ready for a launch to come."""
-        self._executor(kind).prepare()
+    def prepare(self, kind: str, python: tuple[str, dict[str, str]] | None = None) -> None:
+        """Get the executor of ``kind`` ready for a launch to come (``Executor.prepare``)."""
+        self._executor(kind).prepare(python)
 
     def start(self, launch: Launch) -> None:
         executor = self._owners[launch.key] = self._executor(launch.executor)

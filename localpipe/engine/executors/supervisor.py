@@ -347,6 +347,8 @@ class Supervisor:
             op = request["op"]
             if op == "env":
                 self.base_env = request["env"]
+            elif op == "warm":  # a Python step is to come: its zygote starts now, the step's wait shorter
+                self._zygote_of(request["interpreter"], self._environment(request), idle_only=False)
             elif op == "start":
                 self._guarded(request["key"], self._start, request)
             elif op == "terminate":
@@ -357,12 +359,16 @@ class Supervisor:
                 self.all_ended_wanted = True
         return True
 
-    def _start(self, request: dict) -> None:
-        key = request["key"]
+    def _environment(self, request: dict) -> dict[str, str]:
         env = dict(self.base_env)
         env.update(request["env"])
         for name in request["unset"]:
             env.pop(name, None)
+        return env
+
+    def _start(self, request: dict) -> None:
+        key = request["key"]
+        env = self._environment(request)
         self.launches += 1
         tag = f"{os.getpid()}.{self.launches}"
         env["LOCALPIPE_LAUNCH"] = tag
@@ -372,7 +378,7 @@ class Supervisor:
             self._send({"op": "exit", "key": key, "error": f"could not start {argv0!r}: {problem}"})
             return
         pipes = [os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)]
-        zygote = self._idle_zygote(request, env) if request.get("warm") else None
+        zygote = self._zygote_of(request["argv"][0], env) if request.get("warm") else None
         try:
             if zygote is not None:
                 pid = self._fork(zygote, request, env, pipes[0][1], pipes[1][1])
@@ -405,15 +411,15 @@ class Supervisor:
         else:
             zygote.step = step
 
-    def _idle_zygote(self, request: dict, env: dict[str, str]) -> Zygote | None:
-        """A zygote of the step's interpreter with no step running, started now if none is; None
-        when one cannot be (the step is spawned as any other then)."""
-        interpreter = request["argv"][0]
+    def _zygote_of(self, interpreter: str, env: dict[str, str], idle_only: bool = True) -> Zygote | None:
+        """A zygote for a step on ``interpreter`` with ``env``, with no step running (with
+        ``idle_only`` false, any), started now if there is none; None when one cannot be (the step
+        is spawned as any other then)."""
         if not os.path.isabs(interpreter) or interpreter in self.cold_only:
             return None
         starts_with = frozenset((k, v) for k, v in env.items() if _starts_python(k))
         for zygote in self.zygotes:
-            if zygote.step is None and zygote.kind == (interpreter, starts_with):
+            if zygote.kind == (interpreter, starts_with) and (zygote.step is None or not idle_only):
                 return zygote
         self.launches += 1
         tag = f"{os.getpid()}.{self.launches}"

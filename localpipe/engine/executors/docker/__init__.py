@@ -116,7 +116,7 @@ class DockerExecutor:
         self._client = None
         self._log_limit = log_limit()
 
-    def prepare(self) -> None:
+    def prepare(self, python: tuple[str, dict[str, str]] | None = None) -> None:
         """Nothing to start ahead: each launch's thread talks to the daemon."""
 
     def start(self, launch: Launch) -> None:
