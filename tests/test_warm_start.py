@@ -82,6 +82,13 @@ def _ran(ws, localpipe, start: str, names) -> dict:
     return seen
 
 
+def _output(history, run_id: int, step: str, output: str, file: str) -> list[str]:
+    from localpipe.state.store import ObjectStore
+
+    digest = {s["name"]: s for s in history.runs.details(run_id)["steps"]}[step]["outputs"][output]
+    return (ObjectStore(history.layout.objects).path(digest) / file).read_text().splitlines()
+
+
 def _project(project, scripts):
     for name, text in scripts.items():
         project(f"src/{name}.py", text)
@@ -195,3 +202,50 @@ def test_a_bad_step_start_setting_is_refused_before_anything_is_recorded(ws, pro
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert proc.stderr.strip().splitlines()[-1].startswith('error: LOCALPIPE_STEP_START="warm" is neither')
     assert not (ws.root / ".localpipe" / "runs" / "1").exists()
+
+
+def test_a_parallel_run_steps_driver_is_forked_as_python_m_would_start_it(ws, project, localpipe, history):
+    """The driver (`python -m localpipe.parallel.driver`) is forked too, and runs as `python -m`
+    does: its workers (forked from it) see it as their parent, the zygote above it; the result is
+    the one a driver started anew gives."""
+    project(
+        "src/score.py",
+        """
+        import os, psutil
+
+        def init():
+            pass
+
+        def run(mini_batch):
+            driver = psutil.Process(os.getppid())
+            above = " ".join(driver.parent().cmdline())
+            return [f"{os.path.basename(p)} {'zygote' if 'zygote.py' in above else above}" for p in mini_batch]
+        """,
+    )
+    for i in range(4):
+        project(f"data/f{i}.txt", f"{i}\n")
+    project(
+        "pipeline.py",
+        """
+        from azureml.core import Dataset, Environment, Workspace
+        from azureml.pipeline.core import Pipeline, PipelineData
+        from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+        ws = Workspace.from_config()
+        config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                                   error_threshold=-1, output_action="append_row", compute_target="local",
+                                   node_count=1, process_count_per_node=2, mini_batch_size=2)
+        out = PipelineData("scores", datastore=ws.get_default_datastore())
+        step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")],
+                               output=out, allow_reuse=False)
+        pipeline = Pipeline(ws, [step])
+        """,
+    )
+    localpipe("submit", "pipeline.py", check=True)
+    with open(ws.root / "src" / "score.py", "a") as script:
+        script.write("# changed: no mini-batch result of the first run is reused\n")
+    localpipe("submit", "pipeline.py", check=True, env={"LOCALPIPE_STEP_START": "exec"})
+    forked, started = (sorted(_output(history, run, "score", "scores", "parallel_run_step.txt")) for run in (1, 2))
+    assert forked == [f"f{i}.txt zygote" for i in range(4)]
+    assert [row.split()[0] for row in started] == [f"f{i}.txt" for i in range(4)] and "zygote" not in str(started)
+    assert "supervisor.py" in started[0]  # started anew: the supervisor's child

@@ -45,6 +45,7 @@ from localpipe.engine.resources import (
 )
 from localpipe.engine.sweep import SweepWatch
 from localpipe.engine.workdir import (
+    PYTHON_KINDS,
     StepFolder,
     collect_run_files,
     commit_outputs,
@@ -521,7 +522,7 @@ class Scheduler:
     def _python_to_come(self, name: str) -> tuple[str, dict[str, str]] | None:
         """The interpreter and environment of ``name``, the run's first Python step queued here."""
         spec = self.graph.steps[name]
-        if spec.kind != "python" or self._python_hinted:
+        if spec.kind not in PYTHON_KINDS or self._python_hinted:
             return None
         self._python_hinted = True
         built = self.built.get(name)

@@ -125,6 +125,9 @@ def step_environment(
     return env
 
 
+PYTHON_KINDS = ("python", "parallel")  # steps whose argv is [python, script or -m module, *args]
+
+
 def step_interpreter(step: StepSpec, built: str | None = None) -> str:
     """The Python a step runs on: its built environment's, the one it names, or localpipe's own."""
     return built or step.environment.get("interpreter") or sys.executable
@@ -360,7 +363,7 @@ def build_launch(
         stderr=str(folder.stderr),
         memory_limit=step.resources.get("memory"),
         masked=secrets,
-        python_script=step.kind == "python",
+        runs_python=step.kind in PYTHON_KINDS,
     )
 
 
@@ -470,7 +473,7 @@ def to_ray(launch: Launch, step: StepSpec) -> None:
     launch.executor = "ray"
     # Started anew on the node, the child of its worker's step supervisor: zygotes kept there
     # between tasks would be processes (and memory) that Ray does not know of.
-    launch.python_script = False
+    launch.runs_python = False
     launch.ray = {**asked, "cpus": step.resources["cpus"], "gpus": step.resources["gpus"]}
     launch.ray["timeout"] = step.timeout_seconds  # counted by the task, from its start on a node
 

@@ -36,9 +36,8 @@ class Launch:
     stderr: str
     memory_limit: int | None = None  # bytes of address space, enforced with RLIMIT_AS
     masked: list[str] = field(default_factory=list)  # secret values replaced by *** in the logs
-    python_script: bool = (
-        False  # argv is [python, script, *args]: the local executor may fork it from a warm interpreter
-    )
+    # argv is [python, script or -m module, *args]: the local executor may fork it from a warm interpreter.
+    runs_python: bool = False
     executor: str = "local"  # the module of this package that runs it
     container: dict | None = None  # for the "docker" executor: image, mounts, user, limits (workdir.containerize)
     ray: dict | None = None  # for the "ray" executor: the cluster's address, what the task asks Ray for

@@ -108,7 +108,7 @@ class LocalExecutor:
             "op": "start", "key": launch.key, "argv": launch.argv, "cwd": launch.cwd, **self._changes(launch.env),
             "executable": self._executable(launch.argv[0], launch.env), "stdout": launch.stdout,
             "stderr": launch.stderr, "memory_limit": launch.memory_limit, "masked": launch.masked,
-            "log_limit": self._log_limit, "warm": self._warm and launch.python_script,
+            "log_limit": self._log_limit, "warm": self._warm and launch.runs_python,
         })  # fmt: skip
         self._running.add(launch.key)
 

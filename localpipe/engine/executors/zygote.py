@@ -7,9 +7,9 @@ of their own), the workspace, and a launch tag of its own: what ``/proc/PID/envi
 the steps it forks and what they fork in turn (a fork keeps the environment its process was
 started with), so that is how the supervisor and recovery find them. It takes one job at a time on the SOCK_SEQPACKET
 socket FD: a JSON message (argv, working directory, environment, memory limit) with the step's
-stdout and stderr pipes attached. It forks; the child becomes ``python SCRIPT ARGS`` as a new
-interpreter would be, and the zygote answers with the child's pid, then, once it ended, with its
-wait status and peak memory.
+stdout and stderr pipes attached. It forks; the child becomes ``python SCRIPT ARGS`` (or
+``python -m MODULE ARGS``) as a new interpreter would be, and the zygote answers with the
+child's pid, then, once it ended, with its wait status and peak memory.
 
 What the child sets up before the script: its own session, death with the zygote, its descriptors
 (the pipes, /dev/null for stdin, nothing else), working directory, environment, memory limit,
@@ -94,13 +94,15 @@ def _become_step(job, pipes, libc, zygote):
         import resource
 
         resource.setrlimit(resource.RLIMIT_AS, (job["memory_limit"], job["memory_limit"]))
-    if not _plain_source(job):
+    if not _runs_here(job["argv"]):
         os.execv(job["argv"][0], job["argv"])  # a new interpreter after all, as Python runs such a script
 
 
-def _plain_source(job):
-    """Whether ``python SCRIPT`` runs SCRIPT's text as ``__main__`` (not a folder, zip or byte code)."""
-    argv = job["argv"]
+def _runs_here(argv):
+    """Whether ``run`` runs what ``python ARGV...`` would: a module (``-m NAME``), or a script whose
+    text is ``__main__`` (not a folder, zip or byte code)."""
+    if len(argv) >= 3 and argv[1] == "-m":
+        return True
     if len(argv) < 2 or argv[1].startswith("-") or argv[1].endswith((".pyc", ".pyo")):
         return False
     try:
@@ -111,18 +113,23 @@ def _plain_source(job):
 
 
 def run(job, fresh, base_path):
-    """Run the job's script as a new interpreter's ``__main__``; an uncaught exception is printed as
-    Python prints it (no frame of this module) and exits 1, and ``SystemExit`` is left to Python."""
+    """Run the job's script or module as a new interpreter's ``__main__``; an uncaught exception is
+    printed as Python prints it (no frame of this module) and exits 1, and ``SystemExit`` is left
+    to Python."""
     import builtins
     import io
     from _frozen_importlib_external import SourceFileLoader
 
     argv, env = job["argv"], job["env"]
-    script = os.path.abspath(argv[1])  # __main__.__file__ and its frames' file name, as Python's (3.9 on)
-    sys.argv = argv[1:]
+    module = argv[2] if argv[1] == "-m" else None
+    if module is not None:  # as `python -m`: the working directory first, and runpy sets argv[0]
+        script, first, sys.argv = None, os.getcwd(), ["-m", *argv[3:]]
+    else:
+        script = os.path.abspath(argv[1])  # __main__.__file__ and its frames' file name, as Python's (3.9 on)
+        first, sys.argv = os.path.dirname(os.path.realpath(script)), argv[1:]
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = list(argv)
-    entries = [os.path.dirname(os.path.realpath(script))]
+    entries = [first]
     entries += [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     entries += base_path
     sys.path[:] = list(dict.fromkeys(entries))
@@ -130,22 +137,31 @@ def run(job, fresh, base_path):
     for name in [name for name in sys.modules if name not in fresh]:
         del sys.modules[name]
     main = type(sys)("__main__")
-    main.__file__, main.__cached__, main.__builtins__ = script, None, builtins
-    main.__loader__ = SourceFileLoader("__main__", script)
+    main.__builtins__ = builtins
     sys.modules["__main__"] = main
+    if module is not None:
+        import runpy
+
+        code = None
+    else:
+        main.__file__, main.__cached__ = script, None
+        main.__loader__ = SourceFileLoader("__main__", script)
+        try:
+            with open(script, "rb") as handle:
+                code = compile(handle.read(), script, "exec", dont_inherit=True)
+        except (SyntaxError, ValueError) as exc:
+            exc.__traceback__ = None  # Python prints where in the file, with no traceback
+            sys.excepthook(type(exc), exc, None)
+            raise SystemExit(1) from None
     try:
-        with open(script, "rb") as handle:
-            code = compile(handle.read(), script, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:
-        exc.__traceback__ = None  # Python prints where in the file, with no traceback
-        sys.excepthook(type(exc), exc, None)
-        raise SystemExit(1) from None
-    try:
-        exec(code, main.__dict__)
+        if code is None:
+            runpy._run_module_as_main(module)  # what `python -m` calls: its frames are in tracebacks there too
+        else:
+            exec(code, main.__dict__)
     except SystemExit:
         raise
     except BaseException as exc:
-        tb = exc.__traceback__.tb_next  # from the script's frame down, as Python prints it
+        tb = exc.__traceback__.tb_next  # from the script's (or runpy's) frame down, as Python prints it
         exc.__traceback__ = tb
         sys.last_type, sys.last_value, sys.last_traceback = type(exc), exc, tb
         sys.excepthook(type(exc), exc, tb)
