@@ -5,11 +5,11 @@ as ``python -c RUN ZYGOTE_PY FD SUPERVISOR_PID``, on the supervisor's environmen
 variables Python reads as it starts taken from the step's (steps that differ in one get zygotes
 of their own), the workspace, and a launch tag of its own: what ``/proc/PID/environ`` shows for
 the steps it forks and what they fork in turn (a fork keeps the environment its process was
-started with), so that is how the supervisor and recovery find them. It takes one job at a time on the SOCK_SEQPACKET
-socket FD: a JSON message (argv, working directory, environment, memory limit) with the step's
-stdout and stderr pipes attached. It forks; the child becomes ``python SCRIPT ARGS`` (or
-``python -m MODULE ARGS``) as a new interpreter would be, and the zygote answers with the
-child's pid, then, once it ended, with its wait status and peak memory.
+started with), so that is how the supervisor and recovery find them. It takes one job at a time
+on the SOCK_SEQPACKET socket FD: a JSON message (argv, working directory, environment, memory
+limit) with the step's stdout and stderr pipes attached. It forks; the child becomes ``python
+SCRIPT ARGS`` (or ``python -m MODULE ARGS``) as a new interpreter would be, and the zygote
+answers with the child's pid, then, once it ended, with its wait status and peak memory.
 
 What the child sets up before the script: its own session, death with the zygote, its descriptors
 (the pipes, /dev/null for stdin, nothing else), working directory, environment, memory limit,
