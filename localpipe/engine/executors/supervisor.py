@@ -69,9 +69,11 @@ RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
-# Its modules and path noted first: a step it forks gets only what a new interpreter has.
+# Its modules and path noted first: a step it forks gets only what a new interpreter has. The path
+# without -c's '' (the working directory), which is not there when PYTHONSAFEPATH is set.
 _RUN_ZYGOTE = (
-    "import sys; fresh = set(sys.modules); base = sys.path[1:]; sys.path[0] = sys.argv[1].rpartition('/')[0]; "
+    "import sys; fresh = set(sys.modules); base = [p for p in sys.path if p]; "
+    "sys.path[:] = [sys.argv[1].rpartition('/')[0], *base]; "
     "import zygote; job = zygote.main(int(sys.argv[2]), int(sys.argv[3])); zygote.run(job, fresh, base)"
 )
 ZYGOTE_ANSWER_SECONDS = 30.0  # its start included: a slow disk, a loaded machine
@@ -80,13 +82,16 @@ ZYGOTE_ANSWER_SECONDS = 30.0  # its start included: a slow disk, a loaded machin
 _ZYGOTE_UNSET = ("PYTHONPATH", "LOCALPIPE_LAUNCH")
 
 
-_LOCALE_ETC = ("LANG", "LANGUAGE", "TZ", "HOME")
+_LOCALE_ETC = ("LANG", "LANGUAGE", "TZ", "HOME", "GLIBC_TUNABLES")
 
 
 def _starts_python(name: str) -> bool:
-    """Whether Python reads the environment variable as it starts (PYTHONPATH aside): steps that
-    differ in one are forked from zygotes of their own, started with their values."""
-    return (name.startswith("PYTHON") and name != "PYTHONPATH") or name.startswith("LC_") or name in _LOCALE_ETC
+    """Whether Python, or the dynamic loader and libc under it (LD_LIBRARY_PATH, LD_PRELOAD, the
+    tunables), reads the environment variable as it starts (PYTHONPATH aside): steps that differ in
+    one are forked from zygotes of their own, started with their values."""
+    return (
+        (name.startswith("PYTHON") and name != "PYTHONPATH") or name.startswith(("LC_", "LD_")) or name in _LOCALE_ETC
+    )
 
 
 def _spawn_argv(argv: list[str]) -> list[str]:

@@ -122,10 +122,13 @@ def run(job, fresh, base_path):
     sys.argv = argv[1:]
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = list(argv)
-    entries = [os.path.dirname(os.path.realpath(script))]
-    entries += [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    entries += base_path
-    sys.path[:] = list(dict.fromkeys(entries))
+    # PYTHONPATH's entries as Python's start takes them (an empty one is the working directory),
+    # duplicates then removed by site; the script's folder before them unless PYTHONSAFEPATH is set.
+    entries = [os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep)] if env.get("PYTHONPATH") else []
+    entries = list(dict.fromkeys(entries + base_path))
+    if not getattr(sys.flags, "safe_path", False):
+        entries.insert(0, os.path.dirname(os.path.realpath(script)))
+    sys.path[:] = entries
     _standard_streams(io, unbuffered=bool(env.get("PYTHONUNBUFFERED")))  # as the zygote started: the same value
     for name in [name for name in sys.modules if name not in fresh]:
         del sys.modules[name]
