@@ -5,6 +5,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 PIPELINE = """
 from localpipe import Pipeline, PythonScriptStep, RunConfiguration, Workspace
 envs = {envs!r}
@@ -24,6 +26,10 @@ def _compare(ws, project, localpipe, scripts: dict, envs: dict) -> dict:
     for name, text in scripts.items():
         project(f"src/{name}.py", text)
     project("p.py", PIPELINE.format(names=list(scripts), envs=envs))
+    return _submitted(ws, localpipe, scripts)
+
+
+def _submitted(ws, localpipe, scripts) -> dict:
     seen = {}
     for start in ("exec", "fork"):
         proc = localpipe("submit", "p.py", "--continue-on-step-failure", env={"LOCALPIPE_STEP_START": start})
@@ -60,3 +66,43 @@ def test_a_step_setting_ld_library_path_loads_its_libraries_from_there(ws, proje
     fresh, forked = _compare(ws, project, localpipe, scripts, envs)["loads"]
     assert fresh == (0, "loaded\n", "")
     assert forked == fresh
+
+
+def test_main_s_attributes_and_a_script_with_a_null_byte_are_as_a_new_interpreter_has_them(ws, project, localpipe):
+    """__main__ has __annotations__ (an empty dict) before the script's first line; a null byte in
+    the source is Python's reader's to report (3.11 on) or stop at (before)."""
+    scripts = {
+        "attributes": "import __main__\nprint(sorted(vars(__main__)))\n",
+        "null_byte": "print('before')\0\n",
+    }
+    for name, (fresh, forked) in _compare(ws, project, localpipe, scripts, {}).items():
+        assert forked == fresh, name
+
+
+PYENV = Path("/root/.pyenv/versions")
+
+
+@pytest.mark.skipif(not list(PYENV.glob("3.8*")) or not list(PYENV.glob("3.13*")), reason="needs pyenv's 3.8 and 3.13")
+def test_steps_on_python_3_8_and_3_13_see_what_their_new_interpreters_see(ws, project, localpipe):
+    """On 3.8 __file__ (and the traceback's file names) is the script as given, not absolute; on
+    3.13 ``python -c`` (the zygote) imports linecache, which a script's new interpreter does not."""
+    probe = "import sys\nprint(__file__, sorted(sys.modules))\nraise ValueError\n"
+    interpreters = {"py38": next(PYENV.glob("3.8*")), "py313": next(PYENV.glob("3.13*"))}
+    project("src/linecache.py", "")  # the step's own module, shadowed by the zygote's linecache
+    scripts = {name: probe for name in interpreters}
+    project(
+        "p.py",
+        PIPELINE.format(names=list(scripts), envs={})
+        + "from localpipe import Environment\n"
+        + "".join(
+            f"e = Environment({name!r}); e.python.user_managed_dependencies = True\n"
+            f"e.python.interpreter_path = {str(path / 'bin' / 'python')!r}\n"
+            f"steps[{i}].runconfig.environment = e\n"
+            for i, (name, path) in enumerate(interpreters.items())
+        ),
+    )
+    for name in scripts:
+        project(f"src/{name}.py", probe)
+    seen = _submitted(ws, localpipe, scripts)
+    for name, (fresh, forked) in seen.items():
+        assert fresh[0] == 1 and forked == fresh, name

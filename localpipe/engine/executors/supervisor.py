@@ -69,10 +69,11 @@ RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
-# Its modules and path noted first: a step it forks gets only what a new interpreter has. The path
-# without -c's '' (the working directory), which is not there when PYTHONSAFEPATH is set.
+# Its modules and path noted first: a step it forks gets only what a new interpreter has (less the
+# linecache -c imports from 3.13 on, where a script does not). The path without -c's '' (the working
+# directory), which is not there when PYTHONSAFEPATH is set.
 _RUN_ZYGOTE = (
-    "import sys; fresh = set(sys.modules); base = [p for p in sys.path if p]; "
+    "import sys; fresh = set(sys.modules) - {'linecache'}; base = [p for p in sys.path if p]; "
     "sys.path[:] = [sys.argv[1].rpartition('/')[0], *base]; "
     "import zygote; job = zygote.main(int(sys.argv[2]), int(sys.argv[3])); zygote.run(job, fresh, base)"
 )

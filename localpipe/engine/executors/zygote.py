@@ -15,7 +15,7 @@ What the child sets up before the script: its own session, death with the zygote
 (the pipes, /dev/null for stdin, nothing else), working directory, environment, memory limit,
 ``sys.path`` (the script's folder, ``PYTHONPATH``, then what the zygote's start found), ``sys.argv``,
 stdio made anew on the step's descriptors, and only the modules a new interpreter has. A script
-that is no plain source file (a folder, a zip, byte code) is exec'd as before, from the child.
+that is no plain source file (a folder, a zip, byte code, text with a null byte) is exec'd as before, from the child.
 What stays the zygote's: the seed of ``str`` hashes when ``PYTHONHASHSEED`` is not set (the same
 for the steps it forks) and ``/proc/PID/cmdline``.
 
@@ -99,15 +99,17 @@ def _become_step(job, pipes, libc, zygote):
 
 
 def _plain_source(job):
-    """Whether ``python SCRIPT`` runs SCRIPT's text as ``__main__`` (not a folder, zip or byte code)."""
+    """Whether ``python SCRIPT`` runs SCRIPT's text as ``__main__`` (not a folder, zip or byte code,
+    nor text with a null byte, where Python's reader stops before 3.11 and says where after)."""
     argv = job["argv"]
     if len(argv) < 2 or argv[1].startswith("-") or argv[1].endswith((".pyc", ".pyo")):
         return False
     try:
         with open(argv[1], "rb") as handle:
-            return handle.read(4) != b"PK\x03\x04"
+            text = handle.read()
     except OSError:
         return False  # a folder, or nothing: Python's own message says which
+    return not text.startswith(b"PK\x03\x04") and b"\0" not in text
 
 
 def run(job, fresh, base_path):
@@ -118,7 +120,8 @@ def run(job, fresh, base_path):
     from _frozen_importlib_external import SourceFileLoader
 
     argv, env = job["argv"], job["env"]
-    script = os.path.abspath(argv[1])  # __main__.__file__ and its frames' file name, as Python's (3.9 on)
+    # __main__.__file__ and its frames' file name, as Python's: absolute from 3.9 on
+    script = os.path.abspath(argv[1]) if sys.version_info >= (3, 9) else argv[1]
     sys.argv = argv[1:]
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = list(argv)
@@ -134,6 +137,8 @@ def run(job, fresh, base_path):
         del sys.modules[name]
     main = type(sys)("__main__")
     main.__file__, main.__cached__, main.__builtins__ = script, None, builtins
+    if hasattr(sys.modules["__main__"], "__annotations__"):  # Python's __main__ starts with it (to 3.13 at least)
+        main.__annotations__ = {}
     main.__loader__ = SourceFileLoader("__main__", script)
     sys.modules["__main__"] = main
     try:
