@@ -106,3 +106,27 @@ def test_steps_on_python_3_8_and_3_13_see_what_their_new_interpreters_see(ws, pr
     seen = _submitted(ws, localpipe, scripts)
     for name, (fresh, forked) in seen.items():
         assert fresh[0] == 1 and forked == fresh, name
+
+
+def test_a_script_python_cannot_read_and_a_step_reporting_python_s_start_are_as_with_a_new_interpreter(
+    ws, project, localpipe
+):
+    """Text that is not UTF-8 with no encoding declared is Python's reader's to report (in its
+    words, not compile()'s); PYTHONVERBOSE and PYTHONPROFILEIMPORTTIME report the step's own start
+    (not a zygote's end)."""
+    project("src/latin.py", "")
+    (ws.root / "src" / "latin.py").write_bytes(b"print('caf\xe9')\n")
+    scripts = {"verbose": "print('hi')\n", "importtime": "print('hi')\n"}
+    envs = {"verbose": {"PYTHONVERBOSE": "1"}, "importtime": {"PYTHONPROFILEIMPORTTIME": "1"}}
+    project("p.py", PIPELINE.format(names=["latin", *scripts], envs=envs))
+    for name, text in scripts.items():
+        project(f"src/{name}.py", text)
+    seen = _submitted(ws, localpipe, ["latin", *scripts])
+    fresh, forked = seen["latin"]
+    assert "Non-UTF-8 code starting with '\\xe9'" in fresh[2] and forked == fresh
+    for name in scripts:
+        imported = [  # the modules, without addresses and times
+            [line.rsplit("|", 1)[-1].split(" #")[0].strip() for line in err.splitlines() if line.startswith("import")]
+            for _, _, err in seen[name]
+        ]
+        assert "zipimport" in str(imported[0]) and imported[1] == imported[0], name

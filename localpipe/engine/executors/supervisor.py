@@ -83,6 +83,8 @@ ZYGOTE_ANSWER_SECONDS = 30.0  # its start included: a slow disk, a loaded machin
 _ZYGOTE_UNSET = ("PYTHONPATH", "LOCALPIPE_LAUNCH")
 
 
+# Python reports its own start (the modules it imports) with these: such a step is started anew.
+_REPORTS_START = ("PYTHONVERBOSE", "PYTHONPROFILEIMPORTTIME")
 _LOCALE_ETC = ("LANG", "LANGUAGE", "TZ", "HOME", "GLIBC_TUNABLES")
 
 
@@ -415,7 +417,7 @@ class Supervisor:
         """A zygote of the step's interpreter with no step running, started now if none is; None
         when one cannot be (the step is spawned as any other then)."""
         interpreter = request["argv"][0]
-        if not os.path.isabs(interpreter) or interpreter in self.cold_only:
+        if not os.path.isabs(interpreter) or interpreter in self.cold_only or any(map(env.get, _REPORTS_START)):
             return None
         starts_with = frozenset((k, v) for k, v in env.items() if _starts_python(k))
         for zygote in self.zygotes:

@@ -15,7 +15,8 @@ What the child sets up before the script: its own session, death with the zygote
 (the pipes, /dev/null for stdin, nothing else), working directory, environment, memory limit,
 ``sys.path`` (the script's folder, ``PYTHONPATH``, then what the zygote's start found), ``sys.argv``,
 stdio made anew on the step's descriptors, and only the modules a new interpreter has. A script
-that is no plain source file (a folder, a zip, byte code, text with a null byte) is exec'd as before, from the child.
+that is no plain source file (a folder, a zip, byte code) is exec'd as before, from the child, and so
+is one that does not compile.
 What stays the zygote's: the seed of ``str`` hashes when ``PYTHONHASHSEED`` is not set (the same
 for the steps it forks) and ``/proc/PID/cmdline``.
 
@@ -99,17 +100,15 @@ def _become_step(job, pipes, libc, zygote):
 
 
 def _plain_source(job):
-    """Whether ``python SCRIPT`` runs SCRIPT's text as ``__main__`` (not a folder, zip or byte code,
-    nor text with a null byte, where Python's reader stops before 3.11 and says where after)."""
+    """Whether ``python SCRIPT`` runs SCRIPT's text as ``__main__`` (not a folder, zip or byte code)."""
     argv = job["argv"]
     if len(argv) < 2 or argv[1].startswith("-") or argv[1].endswith((".pyc", ".pyo")):
         return False
     try:
         with open(argv[1], "rb") as handle:
-            text = handle.read()
+            return handle.read(4) != b"PK\x03\x04"
     except OSError:
         return False  # a folder, or nothing: Python's own message says which
-    return not text.startswith(b"PK\x03\x04") and b"\0" not in text
 
 
 def run(job, fresh, base_path):
@@ -144,10 +143,10 @@ def run(job, fresh, base_path):
     try:
         with open(script, "rb") as handle:
             code = compile(handle.read(), script, "exec", dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:
-        exc.__traceback__ = None  # Python prints where in the file, with no traceback
-        sys.excepthook(type(exc), exc, None)
-        raise SystemExit(1) from None
+    except (SyntaxError, ValueError):
+        # Python's reader tells it its own way (no encoding declared, a null byte: where, in its
+        # words; before 3.11 it stops at a null byte): a new interpreter after all.
+        os.execv(argv[0], argv)
     try:
         exec(code, main.__dict__)
     except SystemExit:
