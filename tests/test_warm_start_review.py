@@ -130,3 +130,22 @@ def test_a_script_python_cannot_read_and_a_step_reporting_python_s_start_are_as_
             for _, _, err in seen[name]
         ]
         assert "zipimport" in str(imported[0]) and imported[1] == imported[0], name
+
+
+def test_a_script_named_with_dot_segments_has_the_file_name_a_new_interpreter_gives_it(ws, project, localpipe):
+    """``script_name="./train.py"``: Python joins it to the working directory without normalizing it."""
+    project("src/train.py", "import sys\nprint(__file__, sys.argv[0])\nraise ValueError\n")
+    project("src/sub/other.py", "import sys\nprint(__file__, sys.argv[0])\n")
+    project(
+        "p.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        steps = [PythonScriptStep(script, name=name, source_directory="src", allow_reuse=False)
+                 for name, script in (("dot", "./train.py"), ("up", "sub/../sub/other.py"))]
+        pipeline = Pipeline(Workspace.from_config(), steps)
+        """,
+    )
+    seen = _submitted(ws, localpipe, ["dot", "up"])
+    assert seen["dot"][0][1].startswith("RUN/dot/snapshot/./train.py ./train.py")
+    for name, (fresh, forked) in seen.items():
+        assert forked == fresh, name

@@ -119,8 +119,9 @@ def run(job, fresh, base_path):
     from _frozen_importlib_external import SourceFileLoader
 
     argv, env = job["argv"], job["env"]
-    # __main__.__file__ and its frames' file name, as Python's: absolute from 3.9 on
-    script = os.path.abspath(argv[1]) if sys.version_info >= (3, 9) else argv[1]
+    # __main__.__file__ and its frames' file name, as Python's: from 3.9 on, joined to the working
+    # directory when relative but not normalized ("./x.py" stays "CWD/./x.py")
+    script = os.path.join(os.getcwd(), argv[1]) if sys.version_info >= (3, 9) else argv[1]
     sys.argv = argv[1:]
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = list(argv)
