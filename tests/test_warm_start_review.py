@@ -149,3 +149,31 @@ def test_a_script_named_with_dot_segments_has_the_file_name_a_new_interpreter_gi
     assert seen["dot"][0][1].startswith("RUN/dot/snapshot/./train.py ./train.py")
     for name, (fresh, forked) in seen.items():
         assert forked == fresh, name
+
+
+@pytest.mark.timeout(90)
+def test_a_step_whose_zygote_cannot_take_it_is_spawned_and_its_end_and_memory_limit_are_seen(ws, project, localpipe):
+    """A job too large for the zygote's socket (here an environment of 300 kB, which exec takes),
+    or a zygote that cannot run (an interpreter without what zygote.py needs): the step is spawned
+    instead. It was then still taken for the zygote's: its end never seen (the run hung) and its
+    memory limit never set."""
+    project("src/big.py", "import os\nprint(len(os.environ['BIG1']))\nblock = bytearray(600 * 2**20)\n")
+    project(
+        "p.py",
+        """
+        from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep, RunConfiguration, Workspace
+        ws = Workspace.from_config()
+        small = ComputeTarget.create(ws, "small", LocalCompute.provisioning_configuration(memory_per_step=256 * 2**20))
+        config = RunConfiguration()
+        config.environment_variables = {f"BIG{i}": "x" * 100_000 for i in range(3)}
+        step = PythonScriptStep("big.py", name="big", source_directory="src", allow_reuse=False,
+                                runconfig=config, compute_target=small)
+        pipeline = Pipeline(ws, [step])
+        """,
+    )
+    proc = localpipe("submit", "p.py", timeout=60)
+    db = sqlite3.connect(ws.root / ".localpipe" / "history.db")
+    row = db.execute("SELECT status, reason FROM step_run").fetchone()
+    assert row == ("Failed", "exit code 1: it ran out of its memory limit (256 MiB, memory_per_step)"), (
+        proc.stdout + proc.stderr
+    )

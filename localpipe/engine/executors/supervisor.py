@@ -382,9 +382,9 @@ class Supervisor:
         pipes = [os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)]
         zygote = self._idle_zygote(request, env) if request.get("warm") else None
         try:
-            if zygote is not None:
-                pid = self._fork(zygote, request, env, pipes[0][1], pipes[1][1])
-            else:
+            pid = self._fork(zygote, request, env, pipes[0][1], pipes[1][1]) if zygote is not None else None
+            if pid is None:  # spawned as any other step: its memory limit set and its end seen from here
+                zygote = None
                 pid = self._spawn(request, env, pipes[0][1], pipes[1][1])
         except OSError as exc:
             for read, write in pipes:
@@ -438,15 +438,16 @@ class Supervisor:
         self.selector.register(zygote.channel, selectors.EVENT_READ, zygote)
         return zygote
 
-    def _fork(self, zygote: Zygote, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
-        """The step forked by ``zygote``; a zygote that does not answer is ended and the step spawned."""
+    def _fork(self, zygote: Zygote, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int | None:
+        """The step forked by ``zygote``; None when it does not answer: it is ended, and its
+        interpreter's steps are spawned from then on."""
         job = {"argv": request["argv"], "cwd": request["cwd"], "env": env, "memory_limit": request["memory_limit"]}
         try:
             return zygote.fork(job, stdout, stderr)
         except OSError:
             self.cold_only.add(zygote.kind[0])
             self._drop_zygote(zygote)
-            return self._spawn(request, env, stdout, stderr)
+            return None
 
     def _zygote_answered(self, zygote: Zygote) -> None:
         """The step ``zygote`` forked ended (its status comes with it), or the zygote itself did."""
