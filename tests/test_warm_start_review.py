@@ -177,3 +177,13 @@ def test_a_step_whose_zygote_cannot_take_it_is_spawned_and_its_end_and_memory_li
     assert row == ("Failed", "exit code 1: it ran out of its memory limit (256 MiB, memory_per_step)"), (
         proc.stdout + proc.stderr
     )
+
+
+def test_what_python_prints_as_it_starts_is_in_the_step_s_log_not_on_the_submitter_s_terminal(ws, project, localpipe):
+    """An invalid PYTHONWARNINGS entry makes Python print a warning as it starts: a new interpreter
+    prints it to the step's log, where a zygote printed it on the terminal of ``localpipe submit``."""
+    scripts = {"typo": "print('hi')\n"}
+    (fresh, forked) = _compare(ws, project, localpipe, scripts, {"typo": {"PYTHONWARNINGS": "bogus"}})["typo"]
+    assert "Invalid -W option ignored" in fresh[2] and forked == fresh
+    proc = localpipe("submit", "p.py")
+    assert "Invalid -W option" not in proc.stdout + proc.stderr

@@ -251,13 +251,21 @@ class Zygote:
     """A warm interpreter (``zygote.py``) that forks Python steps, one at a time, and says how each ended."""
 
     def __init__(self, interpreter: str, starts_with: frozenset, env: dict[str, str], tag: str, devnull: int):
+        """Start it; OSError when it did not start, or printed as it did (its steps would not print
+        that to their logs): those steps are spawned. What it prints goes to a file read only then."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        output = os.memfd_create("zygote", os.MFD_CLOEXEC)
         try:
             self.pid = os.posix_spawn(
                 interpreter,
                 [interpreter, "-c", _RUN_ZYGOTE, ZYGOTE, "3", str(os.getpid())],
                 env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, output, 1),
+                    (os.POSIX_SPAWN_DUP2, output, 2),
+                    (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
+                ],
                 setsigdef=RESTORED_SIGNALS,
             )
         except OSError:
@@ -269,6 +277,18 @@ class Zygote:
         self.kind = (interpreter, starts_with)
         self.tag, self.channel = tag, ours
         self.step: Step | None = None  # the step it forked that still runs
+        try:
+            started = select.select([ours], [], [], ZYGOTE_ANSWER_SECONDS)[0] and ours.recv(CHUNK)
+            if not started or os.fstat(output).st_size:
+                self.end()
+                raise OSError(f"the warm interpreter {self.pid} did not start quietly")
+        finally:
+            os.close(output)
+
+    def end(self) -> None:
+        self.channel.close()
+        _signal(self.pid, signal.SIGKILL)
+        _reaped_within(self.pid, SHUTDOWN_SECONDS)
 
     def fork(self, job: dict, stdout: int, stderr: int) -> int:
         """The pid of the step forked for ``job``; OSError when the zygote did not answer."""
@@ -433,6 +453,7 @@ class Supervisor:
         try:
             zygote = Zygote(interpreter, starts_with, zygote_env, tag, self.devnull)
         except OSError:
+            self.cold_only.add(interpreter)
             return None
         self.zygotes.append(zygote)
         self.selector.register(zygote.channel, selectors.EVENT_READ, zygote)
@@ -465,9 +486,7 @@ class Supervisor:
     def _drop_zygote(self, zygote: Zygote) -> None:
         self.zygotes.remove(zygote)
         self.selector.unregister(zygote.channel)
-        zygote.channel.close()
-        _signal(zygote.pid, signal.SIGKILL)
-        _reaped_within(zygote.pid, SHUTDOWN_SECONDS)
+        zygote.end()
 
     def _spawn(self, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
         """Start the step's program in a session of its own, in its working directory; its pid.

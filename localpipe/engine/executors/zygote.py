@@ -9,7 +9,9 @@ started with), so that is how the supervisor and recovery find them. It takes on
 socket FD: a JSON message (argv, working directory, environment, memory limit) with the step's
 stdout and stderr pipes attached. It forks; the child becomes ``python SCRIPT ARGS`` as a new
 interpreter would be, and the zygote answers with the child's pid, then, once it ended, with its
-wait status and peak memory.
+wait status and peak memory. It says first that it started: its stdout and stderr are a file the
+supervisor reads then, for a zygote whose start printed something (a warning of ``site`` or of an
+invalid ``PYTHONWARNINGS``) cannot fork steps as new interpreters, which would print it to their logs.
 
 What the child sets up before the script: its own session, death with the zygote, its descriptors
 (the pipes, /dev/null for stdin, nothing else), working directory, environment, memory limit,
@@ -41,6 +43,9 @@ def main(fd, supervisor):
     if os.getppid() != supervisor:
         os._exit(1)  # the supervisor died before the signal was set
     channel = socket.socket(fileno=fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    channel.send(b"{}")  # started: what its start printed, if anything, is written
     me = os.getpid()
     while True:
         message, fds, _, _ = channel.recvmsg(1 << 20, socket.CMSG_SPACE(2 * 4))
