@@ -187,3 +187,35 @@ def test_what_python_prints_as_it_starts_is_in_the_step_s_log_not_on_the_submitt
     assert "Invalid -W option ignored" in fresh[2] and forked == fresh
     proc = localpipe("submit", "p.py")
     assert "Invalid -W option" not in proc.stdout + proc.stderr
+
+
+@pytest.mark.timeout(120)
+def test_zygotes_of_kinds_no_step_asks_for_again_do_not_pile_up(ws, project, localpipe):
+    """Twelve steps, each with a PYTHONHASHSEED of its own, each needing a zygote of its own: a
+    step after them finds at most IDLE_ZYGOTES idle zygotes (all twelve were kept, 13 MB each)."""
+    project("src/s.py", "")
+    project(
+        "src/count.py",
+        "import os, psutil\n"
+        "supervisor = psutil.Process(os.getppid()).parent()\n"
+        "print(sum('zygote.py' in ' '.join(p.cmdline()) for p in supervisor.children()))\n",
+    )
+    project(
+        "p.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, RunConfiguration, Workspace
+        steps = []
+        for i in range(12):
+            config = RunConfiguration()
+            config.environment_variables = {"PYTHONHASHSEED": str(i)}
+            steps.append(PythonScriptStep("s.py", name=f"s{i}", source_directory="src", allow_reuse=False,
+                                          runconfig=config))
+        count = PythonScriptStep("count.py", name="count", source_directory="src", allow_reuse=False)
+        for step in steps:
+            count.run_after(step)
+        pipeline = Pipeline(Workspace.from_config(), steps + [count])
+        """,
+    )
+    localpipe("submit", "p.py", check=True)
+    zygotes = int((ws.root / ".localpipe" / "runs" / "1" / "count" / "stdout.log").read_text())
+    assert zygotes <= 5  # the counting step's own, and at most 4 idle

@@ -77,6 +77,9 @@ _RUN_ZYGOTE = (
     "sys.path[:] = [sys.argv[1].rpartition('/')[0], *base]; "
     "import zygote; job = zygote.main(int(sys.argv[2]), int(sys.argv[3])); zygote.run(job, fresh, base)"
 )
+# Idle zygotes kept for the steps to come: those of kinds no step asks for again (each step with a
+# PYTHONHASHSEED of its own) piled up, some 13 MB each, until the run's end; the longest idle go first.
+IDLE_ZYGOTES = 4
 ZYGOTE_ANSWER_SECONDS = 30.0  # its start included: a slow disk, a loaded machine
 # What a zygote starts without: each step's own PYTHONPATH is applied by its child, and the launch
 # tag is the zygote's.
@@ -277,6 +280,7 @@ class Zygote:
         self.kind = (interpreter, starts_with)
         self.tag, self.channel = tag, ours
         self.step: Step | None = None  # the step it forked that still runs
+        self.idle_since = time.monotonic()
         try:
             started = select.select([ours], [], [], ZYGOTE_ANSWER_SECONDS)[0] and ours.recv(CHUNK)
             if not started or os.fstat(output).st_size:
@@ -443,6 +447,9 @@ class Supervisor:
         for zygote in self.zygotes:
             if zygote.step is None and zygote.kind == (interpreter, starts_with):
                 return zygote
+        idle = sorted((z for z in self.zygotes if z.step is None), key=lambda z: z.idle_since)
+        for zygote in idle[: max(0, len(idle) + 1 - IDLE_ZYGOTES)]:
+            self._drop_zygote(zygote)
         self.launches += 1
         tag = f"{os.getpid()}.{self.launches}"
         zygote_env = {k: v for k, v in self.base_env.items() if k not in _ZYGOTE_UNSET and not _starts_python(k)}
@@ -473,7 +480,7 @@ class Supervisor:
     def _zygote_answered(self, zygote: Zygote) -> None:
         """The step ``zygote`` forked ended (its status comes with it), or the zygote itself did."""
         answer = zygote.channel.recv(CHUNK)
-        step, zygote.step = zygote.step, None
+        step, zygote.step, zygote.idle_since = zygote.step, None, time.monotonic()
         if answer:
             ended = json.loads(answer)
             if step is not None:
