@@ -219,3 +219,13 @@ def test_zygotes_of_kinds_no_step_asks_for_again_do_not_pile_up(ws, project, loc
     localpipe("submit", "p.py", check=True)
     zygotes = int((ws.root / ".localpipe" / "runs" / "1" / "count" / "stdout.log").read_text())
     assert zygotes <= 5  # the counting step's own, and at most 4 idle
+
+
+def test_a_sitecustomize_on_the_step_s_pythonpath_runs_as_the_step_starts(ws, project, localpipe):
+    """``site`` imports a sitecustomize found on PYTHONPATH as Python starts (opentelemetry-instrument
+    and ddtrace-run work so); a zygote, started without the step's PYTHONPATH, never ran it."""
+    project("custom/sitecustomize.py", "import sys\nsys.CUSTOMIZED = True\nprint('customized', file=sys.stderr)\n")
+    scripts = {"instrumented": "import sys\nprint(getattr(sys, 'CUSTOMIZED', False))\n"}
+    envs = {"instrumented": {"PYTHONPATH": str(ws.root / "custom")}}
+    fresh, forked = _compare(ws, project, localpipe, scripts, envs)["instrumented"]
+    assert fresh == (0, "True\n", "customized\n") and forked == fresh

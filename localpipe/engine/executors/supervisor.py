@@ -100,6 +100,16 @@ def _starts_python(name: str) -> bool:
     )
 
 
+def _customizes_site(pythonpath: str | None, cwd: str) -> bool:
+    """Whether the step's PYTHONPATH holds a module that ``site`` imports as Python starts (which
+    OpenTelemetry's and Datadog's launchers put there): a zygote, started without it, did not."""
+    return bool(pythonpath) and any(
+        os.path.exists(os.path.join(cwd, folder, name))
+        for folder in pythonpath.split(os.pathsep)
+        for name in ("sitecustomize.py", "sitecustomize", "usercustomize.py", "usercustomize")
+    )
+
+
 def _spawn_argv(argv: list[str]) -> list[str]:
     return [SETPRIV, "--pdeathsig", "KILL", "--", *argv] if SETPRIV else argv
 
@@ -441,7 +451,12 @@ class Supervisor:
         """A zygote of the step's interpreter with no step running, started now if none is; None
         when one cannot be (the step is spawned as any other then)."""
         interpreter = request["argv"][0]
-        if not os.path.isabs(interpreter) or interpreter in self.cold_only or any(map(env.get, _REPORTS_START)):
+        if (
+            not os.path.isabs(interpreter)
+            or interpreter in self.cold_only
+            or any(map(env.get, _REPORTS_START))
+            or _customizes_site(env.get("PYTHONPATH"), request["cwd"])
+        ):
             return None
         starts_with = frozenset((k, v) for k, v in env.items() if _starts_python(k))
         for zygote in self.zygotes:
