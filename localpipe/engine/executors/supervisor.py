@@ -69,24 +69,45 @@ RESTORED_SIGNALS = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 ZYGOTE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "zygote.py")
-# Its modules and path noted first: a step it forks gets only what a new interpreter has.
+# Its modules and path noted first: a step it forks gets only what a new interpreter has (less the
+# linecache -c imports from 3.13 on, where a script does not). The path without -c's '' (the working
+# directory), which is not there when PYTHONSAFEPATH is set.
 _RUN_ZYGOTE = (
-    "import sys; fresh = set(sys.modules); base = sys.path[1:]; sys.path[0] = sys.argv[1].rpartition('/')[0]; "
+    "import sys; fresh = set(sys.modules) - {'linecache'}; base = [p for p in sys.path if p]; "
+    "sys.path[:] = [sys.argv[1].rpartition('/')[0], *base]; "
     "import zygote; job = zygote.main(int(sys.argv[2]), int(sys.argv[3])); zygote.run(job, fresh, base)"
 )
+# Idle zygotes kept for the steps to come: those of kinds no step asks for again (each step with a
+# PYTHONHASHSEED of its own) piled up, some 13 MB each, until the run's end; the longest idle go first.
+IDLE_ZYGOTES = 4
 ZYGOTE_ANSWER_SECONDS = 30.0  # its start included: a slow disk, a loaded machine
 # What a zygote starts without: each step's own PYTHONPATH is applied by its child, and the launch
 # tag is the zygote's.
 _ZYGOTE_UNSET = ("PYTHONPATH", "LOCALPIPE_LAUNCH")
 
 
-_LOCALE_ETC = ("LANG", "LANGUAGE", "TZ", "HOME")
+# Python reports its own start (the modules it imports) with these: such a step is started anew.
+_REPORTS_START = ("PYTHONVERBOSE", "PYTHONPROFILEIMPORTTIME")
+_LOCALE_ETC = ("LANG", "LANGUAGE", "TZ", "HOME", "GLIBC_TUNABLES")
 
 
 def _starts_python(name: str) -> bool:
-    """Whether Python reads the environment variable as it starts (PYTHONPATH aside): steps that
-    differ in one are forked from zygotes of their own, started with their values."""
-    return (name.startswith("PYTHON") and name != "PYTHONPATH") or name.startswith("LC_") or name in _LOCALE_ETC
+    """Whether Python, or the dynamic loader and libc under it (LD_LIBRARY_PATH, LD_PRELOAD, the
+    tunables), reads the environment variable as it starts (PYTHONPATH aside): steps that differ in
+    one are forked from zygotes of their own, started with their values."""
+    return (
+        (name.startswith("PYTHON") and name != "PYTHONPATH") or name.startswith(("LC_", "LD_")) or name in _LOCALE_ETC
+    )
+
+
+def _customizes_site(pythonpath: str | None, cwd: str) -> bool:
+    """Whether the step's PYTHONPATH holds a module that ``site`` imports as Python starts (which
+    OpenTelemetry's and Datadog's launchers put there): a zygote, started without it, did not."""
+    return bool(pythonpath) and any(
+        os.path.exists(os.path.join(cwd, folder, name))
+        for folder in pythonpath.split(os.pathsep)
+        for name in ("sitecustomize.py", "sitecustomize", "usercustomize.py", "usercustomize")
+    )
 
 
 def _spawn_argv(argv: list[str]) -> list[str]:
@@ -243,13 +264,21 @@ class Zygote:
     """A warm interpreter (``zygote.py``) that forks Python steps, one at a time, and says how each ended."""
 
     def __init__(self, interpreter: str, starts_with: frozenset, env: dict[str, str], tag: str, devnull: int):
+        """Start it; OSError when it did not start, or printed as it did (its steps would not print
+        that to their logs): those steps are spawned. What it prints goes to a file read only then."""
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        output = os.memfd_create("zygote", os.MFD_CLOEXEC)
         try:
             self.pid = os.posix_spawn(
                 interpreter,
                 [interpreter, "-c", _RUN_ZYGOTE, ZYGOTE, "3", str(os.getpid())],
                 env,
-                file_actions=[(os.POSIX_SPAWN_DUP2, devnull, 0), (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3)],
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, devnull, 0),
+                    (os.POSIX_SPAWN_DUP2, output, 1),
+                    (os.POSIX_SPAWN_DUP2, output, 2),
+                    (os.POSIX_SPAWN_DUP2, theirs.fileno(), 3),
+                ],
                 setsigdef=RESTORED_SIGNALS,
             )
         except OSError:
@@ -261,6 +290,19 @@ class Zygote:
         self.kind = (interpreter, starts_with)
         self.tag, self.channel = tag, ours
         self.step: Step | None = None  # the step it forked that still runs
+        self.idle_since = time.monotonic()
+        try:
+            started = select.select([ours], [], [], ZYGOTE_ANSWER_SECONDS)[0] and ours.recv(CHUNK)
+            if not started or os.fstat(output).st_size:
+                self.end()
+                raise OSError(f"the warm interpreter {self.pid} did not start quietly")
+        finally:
+            os.close(output)
+
+    def end(self) -> None:
+        self.channel.close()
+        _signal(self.pid, signal.SIGKILL)
+        _reaped_within(self.pid, SHUTDOWN_SECONDS)
 
     def fork(self, job: dict, stdout: int, stderr: int) -> int:
         """The pid of the step forked for ``job``; OSError when the zygote did not answer."""
@@ -348,7 +390,7 @@ class Supervisor:
             if op == "env":
                 self.base_env = request["env"]
             elif op == "warm":  # a Python step is to come: its zygote starts now, the step's wait shorter
-                self._zygote_of(request["interpreter"], self._environment(request), idle_only=False)
+                self._zygote_of(request["interpreter"], self._environment(request), ".", idle_only=False)
             elif op == "start":
                 self._guarded(request["key"], self._start, request)
             elif op == "terminate":
@@ -378,11 +420,11 @@ class Supervisor:
             self._send({"op": "exit", "key": key, "error": f"could not start {argv0!r}: {problem}"})
             return
         pipes = [os.pipe2(os.O_CLOEXEC), os.pipe2(os.O_CLOEXEC)]
-        zygote = self._zygote_of(request["argv"][0], env) if request.get("warm") else None
+        zygote = self._zygote_of(request["argv"][0], env, request["cwd"]) if request.get("warm") else None
         try:
-            if zygote is not None:
-                pid = self._fork(zygote, request, env, pipes[0][1], pipes[1][1])
-            else:
+            pid = self._fork(zygote, request, env, pipes[0][1], pipes[1][1]) if zygote is not None else None
+            if pid is None:  # spawned as any other step: its memory limit set and its end seen from here
+                zygote = None
                 pid = self._spawn(request, env, pipes[0][1], pipes[1][1])
         except OSError as exc:
             for read, write in pipes:
@@ -411,16 +453,24 @@ class Supervisor:
         else:
             zygote.step = step
 
-    def _zygote_of(self, interpreter: str, env: dict[str, str], idle_only: bool = True) -> Zygote | None:
-        """A zygote for a step on ``interpreter`` with ``env``, with no step running (with
+    def _zygote_of(self, interpreter: str, env: dict[str, str], cwd: str, idle_only: bool = True) -> Zygote | None:
+        """A zygote for a step on ``interpreter`` with ``env`` in ``cwd``, with no step running (with
         ``idle_only`` false, any), started now if there is none; None when one cannot be (the step
         is spawned as any other then)."""
-        if not os.path.isabs(interpreter) or interpreter in self.cold_only:
+        if (
+            not os.path.isabs(interpreter)
+            or interpreter in self.cold_only
+            or any(map(env.get, _REPORTS_START))
+            or _customizes_site(env.get("PYTHONPATH"), cwd)
+        ):
             return None
         starts_with = frozenset((k, v) for k, v in env.items() if _starts_python(k))
         for zygote in self.zygotes:
             if zygote.kind == (interpreter, starts_with) and (zygote.step is None or not idle_only):
                 return zygote
+        idle = sorted((z for z in self.zygotes if z.step is None), key=lambda z: z.idle_since)
+        for zygote in idle[: max(0, len(idle) + 1 - IDLE_ZYGOTES)]:
+            self._drop_zygote(zygote)
         self.launches += 1
         tag = f"{os.getpid()}.{self.launches}"
         zygote_env = {k: v for k, v in self.base_env.items() if k not in _ZYGOTE_UNSET and not _starts_python(k)}
@@ -431,25 +481,27 @@ class Supervisor:
         try:
             zygote = Zygote(interpreter, starts_with, zygote_env, tag, self.devnull)
         except OSError:
+            self.cold_only.add(interpreter)
             return None
         self.zygotes.append(zygote)
         self.selector.register(zygote.channel, selectors.EVENT_READ, zygote)
         return zygote
 
-    def _fork(self, zygote: Zygote, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
-        """The step forked by ``zygote``; a zygote that does not answer is ended and the step spawned."""
+    def _fork(self, zygote: Zygote, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int | None:
+        """The step forked by ``zygote``; None when it does not answer: it is ended, and its
+        interpreter's steps are spawned from then on."""
         job = {"argv": request["argv"], "cwd": request["cwd"], "env": env, "memory_limit": request["memory_limit"]}
         try:
             return zygote.fork(job, stdout, stderr)
         except OSError:
             self.cold_only.add(zygote.kind[0])
             self._drop_zygote(zygote)
-            return self._spawn(request, env, stdout, stderr)
+            return None
 
     def _zygote_answered(self, zygote: Zygote) -> None:
         """The step ``zygote`` forked ended (its status comes with it), or the zygote itself did."""
         answer = zygote.channel.recv(CHUNK)
-        step, zygote.step = zygote.step, None
+        step, zygote.step, zygote.idle_since = zygote.step, None, time.monotonic()
         if answer:
             ended = json.loads(answer)
             if step is not None:
@@ -462,9 +514,7 @@ class Supervisor:
     def _drop_zygote(self, zygote: Zygote) -> None:
         self.zygotes.remove(zygote)
         self.selector.unregister(zygote.channel)
-        zygote.channel.close()
-        _signal(zygote.pid, signal.SIGKILL)
-        _reaped_within(zygote.pid, SHUTDOWN_SECONDS)
+        zygote.end()
 
     def _spawn(self, request: dict, env: dict[str, str], stdout: int, stderr: int) -> int:
         """Start the step's program in a session of its own, in its working directory; its pid.

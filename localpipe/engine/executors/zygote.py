@@ -9,13 +9,17 @@ started with), so that is how the supervisor and recovery find them. It takes on
 on the SOCK_SEQPACKET socket FD: a JSON message (argv, working directory, environment, memory
 limit) with the step's stdout and stderr pipes attached. It forks; the child becomes ``python
 SCRIPT ARGS`` (or ``python -m MODULE ARGS``) as a new interpreter would be, and the zygote
-answers with the child's pid, then, once it ended, with its wait status and peak memory.
+answers with the child's pid, then, once it ended, with its wait status and peak memory. It says
+first that it started: its stdout and stderr are a file the supervisor reads then, for a zygote
+whose start printed something (a warning of ``site`` or of an invalid ``PYTHONWARNINGS``) cannot
+fork steps as new interpreters, which would print it to their logs.
 
 What the child sets up before the script: its own session, death with the zygote, its descriptors
 (the pipes, /dev/null for stdin, nothing else), working directory, environment, memory limit,
 ``sys.path`` (the script's folder, ``PYTHONPATH``, then what the zygote's start found), ``sys.argv``,
 stdio made anew on the step's descriptors, and only the modules a new interpreter has. A script
-that is no plain source file (a folder, a zip, byte code) is exec'd as before, from the child.
+that is no plain source file (a folder, a zip, byte code) is exec'd as before, from the child, and so
+is one that does not compile.
 What stays the zygote's: the seed of ``str`` hashes when ``PYTHONHASHSEED`` is not set (the same
 for the steps it forks) and ``/proc/PID/cmdline``.
 
@@ -40,6 +44,9 @@ def main(fd, supervisor):
     if os.getppid() != supervisor:
         os._exit(1)  # the supervisor died before the signal was set
     channel = socket.socket(fileno=fd)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    channel.send(b"{}")  # started: what its start printed, if anything, is written
     me = os.getpid()
     while True:
         message, fds, _, _ = channel.recvmsg(1 << 20, socket.CMSG_SPACE(2 * 4))
@@ -122,22 +129,30 @@ def run(job, fresh, base_path):
 
     argv, env = job["argv"], job["env"]
     module = argv[2] if argv[1] == "-m" else None
-    if module is not None:  # as `python -m`: the working directory first, and runpy sets argv[0]
+    if module is not None:  # as `python -m`: the working directory first on the path; runpy sets argv[0]
         script, first, sys.argv = None, os.getcwd(), ["-m", *argv[3:]]
     else:
-        script = os.path.abspath(argv[1])  # __main__.__file__ and its frames' file name, as Python's (3.9 on)
+        # __main__.__file__ and its frames' file name, as Python's: from 3.9 on, joined to the working
+        # directory when relative but not normalized ("./x.py" stays "CWD/./x.py")
+        script = os.path.join(os.getcwd(), argv[1]) if sys.version_info >= (3, 9) else argv[1]
         first, sys.argv = os.path.dirname(os.path.realpath(script)), argv[1:]
     if hasattr(sys, "orig_argv"):
         sys.orig_argv = list(argv)
-    entries = [first]
-    entries += [os.path.abspath(p) for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
-    entries += base_path
-    sys.path[:] = list(dict.fromkeys(entries))
+    # PYTHONPATH's entries as Python's start takes them (an empty one is the working directory),
+    # duplicates then removed by site; the script's folder (or the working directory) before them
+    # unless PYTHONSAFEPATH is set.
+    entries = [os.path.abspath(p) for p in env["PYTHONPATH"].split(os.pathsep)] if env.get("PYTHONPATH") else []
+    entries = list(dict.fromkeys(entries + base_path))
+    if not getattr(sys.flags, "safe_path", False):
+        entries.insert(0, first)
+    sys.path[:] = entries
     _standard_streams(io, unbuffered=bool(env.get("PYTHONUNBUFFERED")))  # as the zygote started: the same value
     for name in [name for name in sys.modules if name not in fresh]:
         del sys.modules[name]
     main = type(sys)("__main__")
     main.__builtins__ = builtins
+    if hasattr(sys.modules["__main__"], "__annotations__"):  # Python's __main__ starts with it (to 3.13 at least)
+        main.__annotations__ = {}
     sys.modules["__main__"] = main
     if module is not None:
         import runpy
@@ -149,10 +164,10 @@ def run(job, fresh, base_path):
         try:
             with open(script, "rb") as handle:
                 code = compile(handle.read(), script, "exec", dont_inherit=True)
-        except (SyntaxError, ValueError) as exc:
-            exc.__traceback__ = None  # Python prints where in the file, with no traceback
-            sys.excepthook(type(exc), exc, None)
-            raise SystemExit(1) from None
+        except (SyntaxError, ValueError):
+            # Python's reader tells it its own way (no encoding declared, a null byte: where, in its
+            # words; before 3.11 it stops at a null byte): a new interpreter after all.
+            os.execv(argv[0], argv)
     try:
         if code is None:
             runpy._run_module_as_main(module)  # what `python -m` calls: its frames are in tracebacks there too
