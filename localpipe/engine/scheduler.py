@@ -526,9 +526,8 @@ class Scheduler:
             return None
         self._python_hinted = True
         built = self.built.get(name)
-        stand_in = Placement(
-            None, spec.resources["cpus"], None
-        )  # what it is given changes nothing Python reads at its start
+        # Where it will run changes nothing Python reads at its start.
+        stand_in = Placement(None, spec.resources["cpus"], None)
         return step_interpreter(spec, built.interpreter if built else None), self._environment(name, stand_in)
 
     def _environment(self, name: str, placement: Placement) -> dict[str, str]:

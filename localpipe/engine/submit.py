@@ -57,10 +57,9 @@ def plan(
     """
     from localpipe.sdk.compute import targets_from_configs
 
-    (
-        log_limit(),
-        warm_start(),
-    )  # a bad LOCALPIPE_MAX_LOG_BYTES or LOCALPIPE_STEP_START is refused before anything is recorded
+    # A bad LOCALPIPE_MAX_LOG_BYTES or LOCALPIPE_STEP_START is refused before anything is recorded.
+    log_limit()
+    warm_start()
     targets = targets_from_configs(history.registry.compute_targets())
     trees = trees or TreeCache(StatCache(history.layout.statcache))
     capacity = machine_capacity(history.layout.state_dir, trees.stat_cache)

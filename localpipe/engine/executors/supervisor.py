@@ -681,11 +681,8 @@ class Supervisor:
 
     def shutdown(self) -> None:
         """The scheduler is gone: end every process below the supervisor, and reap them."""
-        idle = [zygote.pid for zygote in self.zygotes if zygote.step is None]  # nothing below them
-        for pid in idle:
-            _signal(pid, signal.SIGKILL)
-        for pid in idle:
-            _reaped_within(pid, SHUTDOWN_SECONDS)
+        for zygote in [z for z in self.zygotes if z.step is None]:  # nothing below them
+            self._drop_zygote(zygote)
         if self.children is not None and not self._own_children():
             # Nothing at all below: a process anywhere below would have a child of the supervisor
             # above it, alive or ended, listed until the supervisor reaps it.
