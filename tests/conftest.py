@@ -19,6 +19,16 @@ from localpipe.state.history import close_all
 REPO = Path(__file__).resolve().parent.parent
 
 
+def pytest_collection_modifyitems(items):
+    # Under pytest-xdist (--dist loadgroup) the tests of one shared service run on one worker: the
+    # Docker tests share the daemon's images (the gc tests remove images other tests could hold) and
+    # the Ray tests share the one local Ray a session starts.
+    for item in items:
+        for service in ("docker", "ray"):
+            if item.get_closest_marker(service):
+                item.add_marker(pytest.mark.xdist_group(service))
+
+
 @pytest.fixture(scope="session")
 def machine_cache(tmp_path_factory) -> Path:
     """The machine-wide cache (built environments) the tests share, never the developer's own."""
