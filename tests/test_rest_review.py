@@ -56,7 +56,7 @@ def test_a_refused_rest_submission_leaves_no_run(ws, project, history, bearer):
     assert history.runs.list() == []
     status, answer = rest_submit(ws, "published", published.id, {**body, "Description": "été"}, bearer)
     assert status == 200, answer
-    assert history.runs.get(answer["Id"])["description"] == "été"
+    assert answer["Id"] == "1" and history.runs.get(int(answer["Id"]))["description"] == "été"
 
 
 def test_continue_on_step_failure_must_be_a_boolean(ws, project, history, bearer):
@@ -79,7 +79,7 @@ def test_continue_on_step_failure_must_be_a_boolean(ws, project, history, bearer
         published.submit(ws, "sdk", continue_on_step_failure=1)
     assert history.runs.list() == [] and Schedule.list(ws, active_only=False) == []
     status, answer = rest_submit(ws, "published", published.id, {**body, "ContinueRunOnStepFailure": False}, bearer)
-    assert status == 200 and not history.runs.for_scheduler(answer["Id"]).continue_on_step_failure
+    assert status == 200 and not history.runs.for_scheduler(int(answer["Id"])).continue_on_step_failure
 
 
 @pytest.mark.parametrize("what", ["pipeline", "endpoint"])

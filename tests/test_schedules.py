@@ -462,7 +462,7 @@ def test_an_endpoint_schedule_and_a_rest_body_pass_on_continue_on_step_failure(w
     status, answer = rest_submit(ws, "endpoint", endpoint.id, {"ExperimentName": "rest", "ContinueRunOnStepFailure":
                                                                 True}, header)  # fmt: skip
     assert status == 200, answer
-    for run_id in (*runner.started_runs, answer["Id"]):
+    for run_id in (*runner.started_runs, int(answer["Id"])):
         assert history.runs.for_scheduler(run_id).continue_on_step_failure, run_id
 
 

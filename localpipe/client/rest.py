@@ -58,7 +58,8 @@ def rest_submit(
     if refused is not None:
         return refused
     try:
-        return 200, {"Id": _submit(workspace, kind, id, body, version), "Status": "NotStarted"}
+        # A string, as Azure's run ids and ``Run.id`` are: PipelineRun(experiment, answer["Id"]) takes it.
+        return 200, {"Id": str(_submit(workspace, kind, id, body, version)), "Status": "NotStarted"}
     except NotFoundError as exc:
         return 404, _error("NotFound", str(exc))
     except (LocalpipeError, ValueError) as exc:
