@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -365,6 +366,26 @@ def test_a_script_run_canceled_before_its_step_started_has_the_snapshot_of_its_s
     restored = run.restore_snapshot(path=str(tmp_path / "snapshots"))
     assert sorted(os.listdir(restored)) == ["train.py"]
     assert (tmp_path / "snapshots" / "train.py").read_text() == "import time\ntime.sleep(30)\n"
+
+
+def test_a_restored_snapshot_holds_the_files_snapshotted_never_what_a_link_the_step_left_points_at(
+    ws, project, tmp_path
+):
+    """The step's copy of its source is where it runs: a link or a fifo it leaves there (a container
+    step's link names a host path) is no part of the snapshot, and restoring neither reads through
+    the link nor blocks on the fifo."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not the run's")
+    run = script_run(ws, project)
+    run.wait_for_completion()
+    copied = run._step_folder() / "snapshot"
+    (copied / "leaked.txt").symlink_to(secret)
+    (copied / "sub").mkdir()
+    (copied / "sub" / "leaked_folder").symlink_to(tmp_path)
+    os.mkfifo(copied / "sub" / "pipe")
+    restored = Path(run.restore_snapshot(path=str(tmp_path / "restored")))
+    assert sorted(str(p.relative_to(restored)) for p in restored.rglob("*")) == ["sub", "train.py"]
+    assert (restored / "train.py").read_bytes() == (ws.root / "train" / "train.py").read_bytes()
 
 
 def test_run_members_on_a_finished_script_run(ws, project, tmp_path):

@@ -18,6 +18,7 @@ import io
 import json
 import os
 import shutil
+import stat
 import sys
 import time
 from pathlib import Path
@@ -295,7 +296,7 @@ class RunBase(LoggingMembers, RunFiles):
             raise NotFoundError(f"run {self.id} has no snapshot {snapshot_id or ''}: see localpipe show {self._number}")
         target = Path(path) if path else Path.cwd() / snapshot_id
         if copied.is_dir():
-            shutil.copytree(copied, target, dirs_exist_ok=True, ignore=shutil.ignore_patterns(*_RUN_FILE_FOLDERS))
+            shutil.copytree(copied, target, dirs_exist_ok=True, ignore=_not_of_the_snapshot)
             return str(target)
         from localpipe.content.hashing import copy_tree, hash_tree
 
@@ -567,6 +568,21 @@ class RunBase(LoggingMembers, RunFiles):
 
 END_WAIT_SECONDS = 30  # how long cancel() and fail() wait for the scheduler to end the run
 _RUN_FILE_FOLDERS = ("outputs", "logs")  # left out of a restored snapshot: they are the run's files
+
+
+def _not_of_the_snapshot(folder: str, names: list[str]) -> set[str]:
+    """What a restored snapshot leaves out of the copy the step started with: the run's own files,
+    and anything neither a file nor a folder. The copy holds only regular files (links were read
+    when it was made), so a link or a fifo there was put by the step: following it would copy what
+    it points at (a host file, for a container step) into the user's folder, and a fifo blocks."""
+    left_out = set(_RUN_FILE_FOLDERS).intersection(names)
+    for name in names:
+        mode = os.lstat(os.path.join(folder, name)).st_mode
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            left_out.add(name)
+    return left_out
+
+
 _TEMPORARY_FOLDERS = ("inputs", "outputs")  # what Run.clean removes of a step's folder
 
 
