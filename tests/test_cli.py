@@ -71,6 +71,46 @@ def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, 
     assert after.stdout == "==> use (reused from a run since forgotten): its logs went with it <==\n"
 
 
+def test_a_step_that_failed_or_was_retried_still_says_why_it_ran(localpipe, project, ws):
+    """A step's reason is that of its latest change: once it says how the step ended (failed, or
+    retried after a failure) the cache's decision to run it is kept beside it, in history.db, in
+    `show` and on the studio's step page."""
+    from starlette.testclient import TestClient
+
+    from localpipe.studio.app import create_app
+
+    pipeline = make_project(project)
+    localpipe("submit", pipeline, check=True)
+    project("proj/use/use.py", "import sys\nsys.exit('the model is missing')\n")
+    assert localpipe("submit", pipeline).returncode != 0
+    shown = localpipe("show", "2", check=True).stdout
+    use = shown[shown.index("\nuse: ") :]
+    assert use.startswith("\nuse: Failed  exit code 1"), shown
+    assert "\n  ran because: runs: source changed (use.py)\n" in use, shown
+    made = shown[shown.index("\nmake: ") : shown.index("\nuse: ")]
+    assert made.startswith('\nmake: Reused  reused from run 1 (step "make")') and "ran because" not in made, shown
+
+    marker = ws.root / "proj" / "use" / "failed-once"  # fails the first attempt, not the retry
+    project(
+        "proj/use/use.py",
+        f"import os, sys\nif not os.path.exists({str(marker)!r}):\n    open({str(marker)!r}, 'w').close()\n"
+        "    sys.exit('not yet')\nprint('value', open(sys.argv[1] + '/n.txt').read())\n",
+    )
+    retried = PIPELINE.replace(
+        'source_directory="use",', 'source_directory="use", runconfig=RunConfiguration(max_retries=1),'
+    )
+    project("proj/pipeline.py", "from localpipe import RunConfiguration\n" + retried)
+    localpipe("submit", pipeline, check=True)
+    shown = localpipe("show", "3", check=True).stdout
+    use = shown[shown.index("\nuse: ") :]
+    assert use.startswith("\nuse: Completed  retry 1 of 1 after: exit code 1"), shown
+    assert "\n  ran because: runs: source changed (use.py)\n" in use, shown
+    with TestClient(create_app(ws.root / ".localpipe", "token"), base_url="http://127.0.0.1:8765") as studio:
+        studio.cookies.set("localpipe_token_8765", "token")
+        page = studio.get("/runs/3/steps/use").text
+    assert "<th>ran because</th><td>runs: source changed (use.py)</td>" in page
+
+
 def test_a_failed_step_shows_the_end_of_its_stderr_and_how_to_see_all_of_it(localpipe, project):
     """Issue 17, item 2: under the Failed line, the last lines of the step's stderr (a long line cut)
     and the command that prints all of it."""

@@ -72,6 +72,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0016_saved_datasets",
         "0017_modules",
         "0018_saved_dataset_relative_paths",
+        "0019_step_ran_because",
     ]
 
 

@@ -87,6 +87,8 @@ def show(run_id, as_json) -> None:
     _echo_trials(found_history, details)
     for step in details["steps"]:
         click.echo(f"\n{step['name']}: {step['status']}  {step['reason'] or ''}".rstrip())
+        if step["ran_because"] and step["started_at"] and step["ran_because"] != step["reason"]:
+            click.echo(f"  ran because: {step['ran_because']}")  # the reason above says how it ended
         facts = [
             f"took {duration(step['started_at'], step['ended_at'])}" if step["started_at"] else None,
             f"exit code {step['exit_code']}" if step["exit_code"] is not None else None,

@@ -386,7 +386,14 @@ class Scheduler:
                 reason = f'waits for run {twin.run_id} (step "{twin.step}"), which computes the same outputs'
                 self._transition(name, RunStatus.QUEUED, reason, queued_at=self.now(), cache_key=decision.key)
                 return
-        self._transition(name, RunStatus.QUEUED, decision.reason, queued_at=self.now(), cache_key=decision.key)
+        self._transition(
+            name,
+            RunStatus.QUEUED,
+            decision.reason,
+            queued_at=self.now(),
+            cache_key=decision.key,
+            ran_because=decision.reason,
+        )
         self._make_ready(name)
 
     def _check_twins(self) -> None:
@@ -418,7 +425,7 @@ class Scheduler:
             else:
                 why = f" ({twin.reason})" if twin.reason else ""
                 reason = f"runs: run {twin.run_id}'s identical step {twin.status.lower()}{why}"
-                self._transition(name, RunStatus.QUEUED, reason)
+                self._transition(name, RunStatus.QUEUED, reason, ran_because=reason)
                 self._make_ready(name)
 
     def _run_alive(self, run_id: int) -> bool:

@@ -151,6 +151,10 @@ def _saved_dataset_relative_paths(db: SqliteDatabase, t: Tables) -> None:
             t.SavedDataset.update(definition=stored).where(t.SavedDataset.id == row.id).execute()
 
 
+def _step_ran_because(db: SqliteDatabase, t: Tables) -> None:
+    _add_columns(db, "step_run", t.StepRun, ("ran_because",))
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -176,6 +180,7 @@ MIGRATIONS = list(
             _saved_datasets,
             _modules,
             _saved_dataset_relative_paths,
+            _step_ran_because,
         ),
     )
 )

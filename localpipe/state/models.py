@@ -90,7 +90,8 @@ def define_tables(db: SqliteDatabase) -> Tables:
         run = ForeignKeyField(PipelineRun, backref="steps", on_delete="CASCADE")
         name = TextField()
         status = TextField()
-        reason = TextField(null=True)
+        reason = TextField(null=True)  # of its latest change: why it ran, was reused, failed, retried
+        ran_because = TextField(null=True)  # the cache's decision to run it, kept once reason says how it ended
         cache_key = TextField(null=True, index=True)
         reused_from = ForeignKeyField("self", null=True, backref="reused_by")
         snapshot = TextField(null=True)

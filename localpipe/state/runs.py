@@ -523,7 +523,8 @@ def _step_dict(row: dict) -> dict:
         "id": row["id"],
         "name": row["name"],
         "status": row["status"],
-        "reason": row["reason"],
+        "reason": row["reason"],  # of its latest change
+        "ran_because": row["ran_because"],  # the decision to run it, where reason says how it ended
         "cache_key": row["cache_key"],
         "reused_from_run": row["reused_from_run"],
         "reused_from_step_run": row["reused_from"],

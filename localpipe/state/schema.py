@@ -20,5 +20,6 @@ MIGRATION_NAMES = (
     "0016_saved_datasets",
     "0017_modules",
     "0018_saved_dataset_relative_paths",
+    "0019_step_ran_because",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)

@@ -21,7 +21,7 @@ from localpipe.state.layout import Layout
 from localpipe.state.schema import SCHEMA_VERSION
 
 _STEP_COLUMNS = (
-    "s.id, s.name, s.status, s.reason, s.queued_at, s.started_at, s.ended_at, s.exit_code, s.signal, "
+    "s.id, s.name, s.status, s.reason, s.ran_because, s.queued_at, s.started_at, s.ended_at, s.exit_code, s.signal, "
     "s.peak_memory, s.placement, s.attempt, s.arguments, s.tags, s.properties, s.environment, s.snapshot, "
     "s.cache_key, s.display_name, s.parent_id, s.reused_from_id, o.run_id AS reused_from_run, "
     "o.name AS reused_from_step"
