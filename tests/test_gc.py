@@ -6,11 +6,11 @@ import json
 import os
 import time
 
-import psutil
 import pytest
 
 from localpipe import Pipeline, PipelineData, PythonScriptStep
 from localpipe.client.workspace import history_of
+from localpipe.engine.resources import process_start
 from localpipe.errors import UsageError
 from localpipe.state.gc import collect, disk_usage, parse_duration, plan_gc, tree_size
 from localpipe.state.store import ObjectStore
@@ -214,14 +214,13 @@ def fake_active_run(ws, reuse_from: dict) -> int:
     """A run in status Running, its scheduler alive (this process): step "a" reused ``reuse_from``'s
     output, step "b" is running and writing into its folder."""
     m = tables(ws)
-    me = psutil.Process()
     graph = m.PipelineGraph.create(digest="active-graph", graph={})
     run = m.PipelineRun.create(
         experiment=m.Experiment.get(m.Experiment.name == "test"),
         pipeline=graph,
         status=RunStatus.RUNNING.value,
-        scheduler_pid=me.pid,
-        scheduler_started=me.create_time(),
+        scheduler_pid=os.getpid(),
+        scheduler_started=process_start(),
         started_at=time.time(),
     )
     a = m.StepRun.create(run=run, name="a", status=RunStatus.REUSED.value)

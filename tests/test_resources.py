@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 
 import psutil
 import pytest
 
 from localpipe import AmlCompute, ComputeTarget, LocalCompute, Pipeline, PythonScriptStep
 from localpipe.client.workspace import history_of
-from localpipe.engine.resources import ClaimRequest, ResourcePool
+from localpipe.engine.resources import ClaimRequest, ResourcePool, process_alive, process_start
 from localpipe.errors import PipelineValidationError, UsageError
 from localpipe.hw.fake_nvml import FakeNvml
 from localpipe.hw.gpus import detect_gpus
@@ -170,6 +173,39 @@ def test_claims_of_a_dead_scheduler_are_reclaimed(ws):
     )
     assert set(placements) == {"mine"} and not others
     assert [c.step_run_id for c in m.ResourceClaim.select()] == [mine.id]
+
+
+def test_a_process_is_told_by_its_start_since_boot_whatever_its_name(tmp_path):
+    """``process_start`` reads the start from /proc/PID/stat past the name, which may hold ") (":
+    the same instant psutil gives, less the boot time; a later start or an ended process is not it."""
+    named = tmp_path / "odd) name (x"
+    named.symlink_to(shutil.which("sleep"))
+    process = subprocess.Popen([str(named), "30"])
+    try:
+        assert psutil.Process(process.pid).name() == "odd) name (x"[:15]  # the kernel keeps 15 characters
+        started = process_start(process.pid)
+        assert abs(started - (psutil.Process(process.pid).create_time() - psutil.boot_time())) < 1.0
+        assert process_alive(process.pid, started) and process_alive(process.pid, None)
+        assert not process_alive(process.pid, started + 0.5)  # another process given the same pid
+    finally:
+        process.kill()
+        process.wait()
+    assert not process_alive(process.pid, started)
+
+
+def test_a_clock_step_that_moves_the_boot_time_leaves_a_live_scheduler_alive(monkeypatch):
+    """/proc/stat's btime is whole seconds derived from the wall clock: a step of milliseconds (NTP,
+    a laptop's resume) across a second moves every psutil create_time by one, which made each live
+    scheduler look gone (its run marked Failed, "scheduler exited"). Starts are read since boot."""
+    from psutil import _pslinux
+
+    started = process_start()
+    # What an earlier localpipe recorded (psutil's create_time, an epoch time) is still recognised.
+    assert process_alive(os.getpid(), psutil.Process().create_time())
+    booted = psutil.boot_time()
+    monkeypatch.setattr(_pslinux, "boot_time", lambda: booted - 1.0)
+    assert abs(psutil.Process().create_time() - (booted + started)) >= 0.99  # the step, as psutil sees it
+    assert process_alive(os.getpid(), started)
 
 
 def test_a_live_claim_blocks_and_release_frees(ws):

@@ -33,21 +33,19 @@ def start_logging(
     description=None,
 ) -> InteractiveRun:
     """The SDK's ``Run._start_logging`` keywords; ``run_id`` cannot be chosen (runs are numbered)."""
-    import psutil
-
     from localpipe.client.run_base import _history_of
+    from localpipe.engine.resources import process_start
     from localpipe.state.runs import InteractiveRun as NewInteractiveRun
 
     if run_id is not None:
         raise UsageError(f"start_logging(run_id={run_id!r}): localpipe numbers runs itself: leave run_id out")
     if outputs is True or outputs is None:
         outputs = OUTPUTS_DIR
-    me = psutil.Process()
     new = NewInteractiveRun(
         experiment.name,
         HOLDER,
-        me.pid,
-        me.create_time(),
+        os.getpid(),
+        process_start(),
         tags=dict(tags or {}),
         properties={**(properties or {}), **INTERACTIVE},
         display_name=display_name or name,

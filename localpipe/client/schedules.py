@@ -504,12 +504,12 @@ class ScheduleRunner:
 
     def __init__(self, workspace, clock: Callable[[], float] = time.time, pid: int | None = None,
                  started: float | None = None, max_runs: int | None = None):  # fmt: skip
-        import psutil
+        from localpipe.engine.resources import process_start
 
         self.workspace = workspace
         self.clock = clock
         self.pid = pid or os.getpid()
-        self.started = started if started is not None else psutil.Process(self.pid).create_time()
+        self.started = started if started is not None else process_start(self.pid)
         self.history = _history(workspace)
         self._scanned: dict[str, float] = {}  # datastore schedule -> when its folder was last scanned
         self._unsettled: set[str] = set()  # datastore schedules with a file still changing: scanned at each tick

@@ -10,6 +10,7 @@ Ray reserves what it asks for on the cluster (``engine/executors/ray.py``).
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -109,17 +110,36 @@ def ray_placement(need: dict) -> Placement:
     return Placement(None, math.ceil(need["cpus"]), None, ray=True)
 
 
+def process_start(pid: int | None = None) -> float:
+    """When process ``pid`` (this one by default) started, in seconds since boot: with its pid, what
+    tells it from a later process given the same pid. Not psutil's create_time: that adds the boot
+    time, which the kernel gives in whole seconds derived from the wall clock, so a clock step of a
+    few milliseconds (NTP, a laptop's resume) can move every process's by a second."""
+    with open(f"/proc/{pid or os.getpid()}/stat", "rb") as stat:
+        after_name = stat.read().rpartition(b")")[2].split()  # the name, in parentheses, may hold spaces
+    return int(after_name[19]) / _CLOCK_TICKS  # field 22, starttime: clock ticks since boot
+
+
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+_EPOCH_LIKE = 1e9  # seconds: a start above it is an epoch time (2001 on), never an uptime
+
+
 def process_alive(pid: int | None, started: float | None) -> bool:
-    """Whether process ``pid`` still runs and is the one that started at ``started``. A zombie has
-    ended: a detached scheduler that died is its submitter's unreaped child until that one exits."""
+    """Whether process ``pid`` still runs and is the one that started at ``started`` (``process_start``).
+    A zombie has ended: a detached scheduler that died is its submitter's unreaped child until that
+    one exits."""
     if not pid:
         return False
     try:
         process = psutil.Process(pid)
-        if started is not None and abs(process.create_time() - started) >= 1.0:
-            return False
+        if started is not None:
+            if started > _EPOCH_LIKE:  # psutil's create_time, as earlier localpipes recorded it (an upgrade mid-run)
+                if abs(process.create_time() - started) >= 1.0:
+                    return False
+            elif abs(process_start(pid) - started) > 0.001:
+                return False
         return process.status() != psutil.STATUS_ZOMBIE
-    except psutil.Error:
+    except (psutil.Error, OSError):
         return False
 
 
@@ -131,8 +151,7 @@ class ResourcePool:
         self.run_id = run_id
         self.gpus = {g.index: g for g in gpus}
         self.capacity = Capacity(cpus, memory, tuple(sorted(self.gpus)))
-        me = psutil.Process()
-        self.holder = (me.pid, me.create_time())
+        self.holder = (os.getpid(), process_start())
         self._dead: set[tuple[int, float]] = set()
         self._alive_until: dict[tuple[int, float], float] = {}
 

@@ -22,8 +22,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import psutil
-
 from localpipe.content.hashing import TreeDigest, dataset_digest
 from localpipe.content.statcache import StatCache
 from localpipe.engine.decide import Decision, decide, intact
@@ -41,6 +39,7 @@ from localpipe.engine.resources import (
     Placement,
     ResourcePool,
     process_alive,
+    process_start,
     ray_placement,
 )
 from localpipe.engine.sweep import SweepWatch
@@ -203,8 +202,7 @@ class Scheduler:
         # the collector, so that its full passes while steps run trace only what the run adds
         # (given back when the run ends: a watcher runs one scheduler after another).
         gc.freeze()
-        me = psutil.Process()
-        self.history.runs.mark_running(self.run.id, me.pid, me.create_time(), self.now())
+        self.history.runs.mark_running(self.run.id, os.getpid(), process_start(), self.now())
         recover_abandoned_runs(self.history)  # a run killed just before must not hold steps this one waits for
         fault_point("run-started")
         try:

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-import psutil
-
 from localpipe.compat.runtime import step_pythonpath
 from localpipe.content.hashing import TreeDigest
 from localpipe.content.statcache import StatCache
@@ -25,7 +23,7 @@ from localpipe.engine.environments import Environments
 from localpipe.engine.executors.local import log_limit, warm_start
 from localpipe.engine.executors.router import Router
 from localpipe.engine.gitinfo import git_info
-from localpipe.engine.resources import ResourcePool
+from localpipe.engine.resources import ResourcePool, process_start
 from localpipe.engine.scheduler import Reporter, Scheduler
 from localpipe.envs import cache_root
 from localpipe.envs.pythons import find_pythons
@@ -308,8 +306,8 @@ def run_in_background(history: History, run_id: int) -> int:
         )
     # Recorded at once, so that a scheduler dying before it starts is noticed (see recovery).
     try:
-        started = psutil.Process(proc.pid).create_time()
-    except psutil.Error:
+        started = process_start(proc.pid)
+    except OSError:
         started = None
     history.runs.set_scheduler(run_id, proc.pid, started)
     return proc.pid

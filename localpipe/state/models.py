@@ -79,7 +79,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         started_at = FloatField(null=True)
         ended_at = FloatField(null=True)
         scheduler_pid = IntegerField(null=True)
-        scheduler_started = FloatField(null=True)  # the process's create time: guards against pid reuse
+        scheduler_started = FloatField(null=True)  # its start, seconds since boot: a reused pid is not it
         error = TextField(null=True)
         git = JSONField(null=True)  # {repository root: {commit, branch, dirty, folders}} of the steps' sources
         properties = JSONField(default=dict, null=True)  # added once, never changed (Run.add_properties)
@@ -391,7 +391,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         memory = IntegerField(null=True)
         gpus = JSONField(default=list)  # NVML indices
         holder_pid = IntegerField()  # the scheduler process holding the claim
-        holder_started = FloatField()  # its create time, so that a reused pid is not mistaken for it
+        holder_started = FloatField()  # its start, seconds since boot, so that a reused pid is not mistaken for it
         created_at = FloatField(default=now)
 
     class ModelVersion(BaseModel):
