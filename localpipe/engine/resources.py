@@ -110,18 +110,24 @@ def ray_placement(need: dict) -> Placement:
     return Placement(None, math.ceil(need["cpus"]), None, ray=True)
 
 
+_EPOCH_LIKE = 1e9  # seconds: a start above it is an epoch time (2001 on), never an uptime
+
+
 def process_start(pid: int | None = None) -> float:
     """When process ``pid`` (this one by default) started, in seconds since boot: with its pid, what
     tells it from a later process given the same pid. Not psutil's create_time: that adds the boot
     time, which the kernel gives in whole seconds derived from the wall clock, so a clock step of a
-    few milliseconds (NTP, a laptop's resume) can move every process's by a second."""
-    with open(f"/proc/{pid or os.getpid()}/stat", "rb") as stat:
-        after_name = stat.read().rpartition(b")")[2].split()  # the name, in parentheses, may hold spaces
-    return int(after_name[19]) / _CLOCK_TICKS  # field 22, starttime: clock ticks since boot
-
-
-_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-_EPOCH_LIKE = 1e9  # seconds: a start above it is an epoch time (2001 on), never an uptime
+    few milliseconds (NTP, a laptop's resume) can move every process's by a second. Without /proc
+    (macOS, where interactive runs still work) it is that epoch time, compared as such."""
+    pid = pid or os.getpid()
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            after_name = stat.read().rpartition(b")")[2].split()  # the name, in parentheses, may hold spaces
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            raise  # the process has ended
+        return psutil.Process(pid).create_time()
+    return int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks since boot
 
 
 def process_alive(pid: int | None, started: float | None) -> bool:
