@@ -568,6 +568,7 @@ class RunBase(LoggingMembers, RunFiles):
 
 END_WAIT_SECONDS = 30  # how long cancel() and fail() wait for the scheduler to end the run
 _RUN_FILE_FOLDERS = ("outputs", "logs")  # left out of a restored snapshot: they are the run's files
+_TEMPORARY_FOLDERS = ("inputs", "outputs")  # what Run.clean removes of a step's folder
 
 
 def _not_of_the_snapshot(folder: str, names: list[str]) -> set[str]:
@@ -581,9 +582,6 @@ def _not_of_the_snapshot(folder: str, names: list[str]) -> set[str]:
         if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
             left_out.add(name)
     return left_out
-
-
-_TEMPORARY_FOLDERS = ("inputs", "outputs")  # what Run.clean removes of a step's folder
 
 
 def watch_run(
