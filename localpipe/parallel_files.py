@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-import tempfile
 from pathlib import Path
 
 FOLDER = "parallel_run"  # in a step's folder
@@ -70,6 +69,8 @@ def rewrite_journal(folder: Path, lines: list[str]) -> None:
 def write_aside(path: Path, text: str, encoding: str | None = None) -> None:
     """Replace ``path`` with ``text`` at once: written beside it, then renamed over it (a reader
     finds the old text or the new, never part of one)."""
+    import tempfile  # here: every localpipe command imports this module through `show`'s progress
+
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".")
     with os.fdopen(handle, "w", encoding=encoding) as out:
         out.write(text)

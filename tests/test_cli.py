@@ -50,6 +50,26 @@ def test_submit_prints_each_step_change_with_its_reason_and_a_summary(invoke, pr
     assert result.output.splitlines()[-1].endswith(": 2 reused")
 
 
+def test_submit_plans_without_the_cyclic_collector_and_runs_with_it(invoke, project, monkeypatch):
+    """What planning makes is kept or freed by reference counting: the collector is off until the
+    scheduler starts, on while steps run, and as it was once the command ends, whatever the end."""
+    import gc
+
+    from localpipe.engine import scheduler, submit
+
+    seen = {}
+    plan, loop = submit.plan, scheduler.Scheduler._loop
+    monkeypatch.setattr(submit, "plan", lambda *a, **k: (seen.setdefault("planning", gc.isenabled()), plan(*a, **k))[1])
+    monkeypatch.setattr(
+        scheduler.Scheduler, "_loop", lambda self: (seen.setdefault("running", gc.isenabled()), loop(self))[1]
+    )
+    pipeline = make_project(project)
+    assert invoke("submit", pipeline).exit_code == 0
+    assert seen == {"planning": False, "running": True} and gc.isenabled()
+    project("proj/bad.py", "raise ValueError('no pipeline here')\n")
+    assert invoke("submit", "proj/bad.py").exit_code == 2 and gc.isenabled()
+
+
 def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, project):
     """Issue 17, item 3: a run whose steps were reused shows the producing run's logs, saying so."""
     pipeline = make_project(project)

@@ -193,6 +193,13 @@ def test_a_process_is_told_by_its_start_since_boot_whatever_its_name(tmp_path):
     assert not process_alive(process.pid, started)
 
 
+def test_this_process_is_alive_only_as_the_process_that_started_when_it_did():
+    """A scheduler's recovery sees its own run: told from a dead scheduler whose pid it was given."""
+    started = process_start()
+    assert process_alive(os.getpid(), started) and process_alive(os.getpid(), None)
+    assert not process_alive(os.getpid(), started - 0.5)
+
+
 def test_a_clock_step_that_moves_the_boot_time_leaves_a_live_scheduler_alive(monkeypatch):
     """/proc/stat's btime is whole seconds derived from the wall clock: a step of milliseconds (NTP,
     a laptop's resume) across a second moves every psutil create_time by one, which made each live

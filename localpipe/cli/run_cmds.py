@@ -7,7 +7,7 @@ import time
 
 import click
 
-from localpipe.cli.common import count, json_option, print_json, workspace
+from localpipe.cli.common import collector_paused, count, json_option, print_json, workspace
 from localpipe.cli.progress import LiveProgress, describe_placement
 from localpipe.status import RunStatus
 
@@ -96,6 +96,7 @@ class StepPrinter:
 @click.option("--regenerate-outputs", is_flag=True, help="Run every step; what they produce replaces the cache.")
 @click.option("--continue-on-step-failure", is_flag=True, help="Run every step not downstream of a failed one.")
 @click.pass_context
+@collector_paused()
 def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, continue_on_step_failure) -> None:
     """Run the pipeline built by PIPELINE_FILE (a .py file, or a pipeline YAML: .yml, .yaml), reusing
     every step whose inputs did not change.
@@ -170,6 +171,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     help="Experiment to compare with (default: the one the file submits to, else the file's folder name).",
 )
 @json_option
+@collector_paused()
 def status(pipeline_file, params, experiment, as_json) -> None:
     """Say which steps of PIPELINE_FILE would run and why, without running anything.
 

@@ -16,8 +16,6 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-import psutil
-
 from localpipe.hw.gpus import GpuInfo
 from localpipe.state.claims import HeldClaim
 from localpipe.state.history import History
@@ -126,6 +124,8 @@ def process_start(pid: int | None = None) -> float:
     except FileNotFoundError:
         if os.path.isdir("/proc/self"):
             raise  # the process has ended
+        import psutil
+
         return psutil.Process(pid).create_time()
     return int(after_name[19]) / os.sysconf("SC_CLK_TCK")  # field 22, starttime: clock ticks since boot
 
@@ -136,6 +136,10 @@ def process_alive(pid: int | None, started: float | None) -> bool:
     one exits."""
     if not pid:
         return False
+    if pid == os.getpid() and (started is None or started < _EPOCH_LIKE):  # a scheduler's own run: no psutil
+        return started is None or abs(process_start() - started) <= 0.001
+    import psutil  # here, not at the top: a submission with no other run active never needs it
+
     try:
         process = psutil.Process(pid)
         if started is not None:

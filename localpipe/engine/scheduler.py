@@ -200,8 +200,11 @@ class Scheduler:
         previous = _install_signal_handlers(self._on_signal)
         # What exists now (modules, the plan, the models) lives as long as the run: set aside from
         # the collector, so that its full passes while steps run trace only what the run adds
-        # (given back when the run ends: a watcher runs one scheduler after another).
+        # (given back when the run ends: a watcher runs one scheduler after another). The collector
+        # runs while steps run even where the submission paused it to plan (`localpipe submit`).
         gc.freeze()
+        collecting = gc.isenabled()
+        gc.enable()
         self.history.runs.mark_running(self.run.id, os.getpid(), process_start(), self.now())
         recover_abandoned_runs(self.history)  # a run killed just before must not hold steps this one waits for
         fault_point("run-started")
@@ -221,6 +224,8 @@ class Scheduler:
                 self._stat_cache.save()
                 _restore_signal_handlers(previous)
                 gc.unfreeze()
+                if not collecting:
+                    gc.disable()
             if self.cancel_reason is not None:
                 self._cancel_everything(self.cancel_reason)
                 asked = requested_end(self.history.layout, self.run.id)  # Run.fail asks for Failed

@@ -25,8 +25,6 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import psutil
-
 from localpipe.envs.build import BuildFailed, Installer, last_error_line
 
 METADATA = "localpipe-env.json"
@@ -262,6 +260,8 @@ class EnvironmentCache:
     def _clear_abandoned(self, building: Path, digest: str) -> None:
         """Remove what builds of ``digest`` killed half-way left (their process is gone: this one
         holds the lock)."""
+        import psutil  # here: every submission imports this module, few build
+
         building.mkdir(parents=True, exist_ok=True)
         for entry in building.glob(f"{digest}-*"):
             parts = entry.name.split("-")

@@ -6,8 +6,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-import psutil
-
 
 @dataclass(frozen=True)
 class HostResources:
@@ -15,8 +13,14 @@ class HostResources:
 
     cpus: int
     memory_total: int
-    memory_available: int
     usable_cpus: int  # those this process may run on: ``cpus`` unless LOCALPIPE_CPUS says otherwise
+
+    @property
+    def memory_available(self) -> int:
+        """What could be given to new processes now without swapping (the kernel's estimate)."""
+        import psutil  # only here: a submission needs the total alone, and psutil takes 10-30 ms to import
+
+        return psutil.virtual_memory().available
 
 
 CPUS_ENV = "LOCALPIPE_CPUS"
@@ -36,15 +40,15 @@ def detect_host() -> HostResources:
     if hasattr(os, "sched_getaffinity"):
         usable = len(os.sched_getaffinity(0))
     else:
-        usable = psutil.cpu_count(logical=True) or 1
+        usable = os.cpu_count() or 1
     cpus = usable
     override = os.environ.get(CPUS_ENV, "").strip()
     if override:
         if not override.isdigit() or int(override) < 1:
             raise UsageError(f'{CPUS_ENV}="{override}" is not a positive integer: set it to a CPU count or unset it')
         cpus = int(override)
-    memory = psutil.virtual_memory()
-    return HostResources(cpus, memory.total, memory.available, usable)
+    memory_total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")  # psutil's total: /proc/meminfo's MemTotal
+    return HostResources(cpus, memory_total, usable)
 
 
 _SYSTEMS = {"darwin": "macOS", "win32": "Windows", "cygwin": "Windows (Cygwin)"}
