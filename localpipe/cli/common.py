@@ -46,7 +46,7 @@ def workspace(create: bool = False, near: str | None = None):
 def collector_paused():
     """Python's cyclic garbage collector off while a command loads and plans a pipeline: what that
     makes is kept (the plan, the modules) or freed by reference counting, and the collector's passes
-    over it cost 5-10 % of a submission that reuses every step. The scheduler turns it back on for
+    over it cost about 5 % of a submission that reuses every step. The scheduler turns it back on for
     the run (``Scheduler.execute``)."""
     collecting = gc.isenabled()
     gc.disable()
