@@ -294,6 +294,19 @@ def test_logs_follow_prints_a_last_line_without_its_line_end(ws, project, localp
     )
     localpipe("submit", "p.py", check=True)
     assert localpipe("logs", "1", "-f", check=True).stdout == "[p] first\n[p] partial-no-newline\n"
+    assert localpipe("logs", "1", check=True).stdout == "first\npartial-no-newline\n"
+
+
+def test_logs_put_each_header_on_a_line_of_its_own_and_keep_carriage_returns(ws, project, localpipe, invoke):
+    project("src/p.py", "import sys\nsys.stdout.write('10%\\r50%\\r100%')\nsys.stderr.write('warned')\n")
+    project(
+        "p.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        "pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep('p.py', name='p', source_directory='src')])\n",
+    )
+    localpipe("submit", "p.py", check=True)
+    # In-process: a process's text output would have its "\r" read as line ends.
+    assert invoke("logs", "1").output == "10%\r50%\r100%\n==> p stderr <==\nwarned\n"
 
 
 def test_a_file_that_submits_itself_is_run_once_under_its_experiment(localpipe, project, ws):

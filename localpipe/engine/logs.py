@@ -31,7 +31,9 @@ def print_logs(history: History, run_id, step: str | None, echo: Callable) -> No
             if path.exists() and path.stat().st_size:
                 if len(rows) > 1 or stream == "stderr" or reused:
                     echo(f"==> {row['name']} {stream}{reused} <==")
-                echo(path.read_text(errors="replace"), nl=False)
+                with open(path, errors="replace", newline="") as log:  # as written: a progress bar's "\r" too
+                    text = log.read()
+                echo(text, nl=not text.endswith("\n"))  # the next header on a line of its own
 
 
 def log_folder(history: History, run_number: int, row: dict) -> tuple[Path, str]:
