@@ -203,6 +203,35 @@ def test_non_numeric_run_id(ws, invoke, command):
     assert '"latest-one" is not a run id: run ids are numbers' in line
 
 
+@pytest.mark.parametrize("command", ["show", "logs", "metrics"])
+def test_a_run_id_beyond_sqlites_integers_is_no_run(ws, invoke, command):
+    result = invoke(command, "99999999999999999999999")
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
+        "error: run 99999999999999999999999 does not exist: run ids are below 2**63; see `localpipe runs`"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["runs", "-n", "-1"], "-1 is not in the range x>=1"),
+        (["runs", "-n", "0"], "0 is not in the range x>=1"),
+        (["du", "-n", "-1"], "-1 is not in the range x>=0"),
+    ],
+)
+def test_a_count_out_of_range_is_refused(ws, invoke, args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2 and message in one_error_line(result.stderr)
+
+
+def test_runs_lists_as_many_as_there_are_however_many_are_asked_for(completed_run, invoke):
+    result = invoke("runs", "-n", "99999999999999999999999")
+    assert result.exit_code == 0 and result.output.splitlines()[1].startswith(f"{completed_run} ")
+    result = invoke("runs", "-e", "nope")
+    assert result.output == 'experiment "nope" has no runs: see `localpipe runs` for those there are\n'
+
+
 def test_unknown_step_for_logs(completed_run, localpipe):
     proc = localpipe("logs", completed_run, "nostep")
     assert proc.returncode == 2

@@ -120,6 +120,25 @@ def test_lines_that_are_not_metrics_are_skipped_and_times_kept_finite(ws, two_ru
     assert json.loads(reader.metrics_text(at(ws), run_id, as_json=True)) == found
 
 
+def test_nan_and_infinities_are_null_in_json_and_kept_elsewhere(ws, two_runs):
+    """JSON has no NaN or infinity: `metrics --json` gives null for them (strict parsers refused the
+    whole document), the table and the SDK's reading keep them; other values are untouched."""
+    import math
+
+    (run_id, _), step_run_id = next(iter(two_runs.items()))
+    values = [float("nan"), float("inf"), [1.0, float("-inf")], {"NaN": float("nan"), "x": "Infinity"}, "Name", 2.5]
+    ingest(ws, step_run_id, [record("scalar", f"v{i}", value, 1.7e9) for i, value in enumerate(values)])
+
+    def refuse(constant):
+        raise ValueError(f"not JSON: {constant}")
+
+    strict = json.loads(reader.metrics_text(at(ws), run_id, as_json=True), parse_constant=refuse)
+    assert [row["value"] for row in strict] == [None, None, [1.0, None], {"NaN": None, "x": "Infinity"}, "Name", 2.5]
+    kept = [row["value"] for row in reader.metrics(at(ws), run_id)]
+    assert math.isnan(kept[0]) and kept[1] == math.inf and kept[2][1] == -math.inf and kept[4:] == ["Name", 2.5]
+    assert "nan" in reader.metrics_text(at(ws), run_id).lower()
+
+
 def test_no_metrics_and_unknown_runs_or_steps(ws, two_runs):
     run_id = next(iter(two_runs))[0]
     assert reader.metrics(at(ws), run_id) == [] and reader.metrics_text(at(ws), run_id) == ""

@@ -14,7 +14,7 @@ from localpipe.parallel.progress import read as read_batches
 
 
 @click.command()
-@click.option("-n", "--limit", default=20, show_default=True, help="How many runs to list.")
+@click.option("-n", "--limit", default=20, show_default=True, type=click.IntRange(min=1), help="How many runs to list.")
 @click.option("-e", "--experiment", default=None, help="Only the runs of this experiment.")
 @json_option
 def runs(limit, experiment, as_json) -> None:
@@ -28,12 +28,16 @@ def runs(limit, experiment, as_json) -> None:
 
     found_history = history()
     recover_abandoned_runs(found_history)
-    found = found_history.runs.list(limit, experiment)
+    found = found_history.runs.list(min(limit, 2**63 - 1), experiment)  # SQLite's integers end there
     if as_json:
         print_json(found)
         return
     if not found:
-        click.echo("no runs yet: start one with `localpipe submit PIPELINE.py`")
+        click.echo(
+            f'experiment "{experiment}" has no runs: see `localpipe runs` for those there are'
+            if experiment is not None
+            else "no runs yet: start one with `localpipe submit PIPELINE.py`"
+        )
         return
     table(
         [
@@ -167,6 +171,8 @@ def logs(run_id, step, follow) -> None:
 @json_option
 def metrics(run_id, step, as_json) -> None:
     """Print the metrics a run's steps logged through Run.get_context().
+
+    With --json, a NaN or an infinity (which JSON has no number for) is null; the table shows it.
 
     \b
     Example:

@@ -166,7 +166,9 @@ def _gc_images(seconds: float, now: float, dry_run: bool) -> dict[str, int]:
 
 
 @click.command()
-@click.option("-n", "--limit", default=10, show_default=True, help="How many run folders to list.")
+@click.option(
+    "-n", "--limit", default=10, show_default=True, type=click.IntRange(min=0), help="How many run folders to list."
+)
 @json_option
 def du(limit, as_json) -> None:
     """Show what takes the space in .localpipe/: objects, run folders (largest first), databases.

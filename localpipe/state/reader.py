@@ -10,6 +10,7 @@ Functions take the workspace's ``Layout``.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 
 from localpipe.errors import NotFoundError
@@ -58,8 +59,10 @@ def run_number(run_id) -> int:
         number = int(run_id)
     except (TypeError, ValueError):
         number = None
-    if number is None or not 0 <= number < 1 << 63:  # SQLite's integers end there: a bigger one is no run's
+    if number is None or number < 0:
         raise NotFoundError(f'"{run_id}" is not a run id: run ids are numbers; see `localpipe runs`') from None
+    if number >= 1 << 63:  # SQLite's integers end there: a bigger one is no run's
+        raise NotFoundError(f"run {run_id} does not exist: run ids are below 2**63; see `localpipe runs`")
     return number
 
 
@@ -113,10 +116,14 @@ def metrics_text(
         # Spliced in as they are: the value is stored as JSON, the kind is one of the ingester's
         # words, the time a finite REAL (written with the 17 digits that read back the same
         # float); only the metric's name needs SQLite's quoting.
+        # A value holding NaN or an infinity (stored as Python writes them) is rewritten, with null
+        # for those numbers, which JSON lacks: asked of the few values that hold an N or an I at all.
+        query.connection.create_function("strict_json", 1, _strict_json, deterministic=True)
         params = [value for step_run_id, name in query.sources.items() for value in (step_run_id, json.dumps(name))]
         line = (
             """printf('{"kind": "%s", "logged_at": %!.17g, "name": %s, "step": %s, "value": %s}',"""
-            " m.kind, m.logged_at, json_quote(m.name), n.step, m.value)"
+            " m.kind, m.logged_at, json_quote(m.name), n.step,"
+            " CASE WHEN m.value GLOB '*[NI]*' THEN strict_json(m.value) ELSE m.value END)"
         )
         text = query.joined(line, ",\n", params)
         return f"[\n{text}\n]" if text else "[]"
@@ -134,6 +141,19 @@ def metrics_text(
         if text
         else ""
     )
+
+
+def _strict_json(text: str) -> str:
+    def finite(value):
+        if isinstance(value, float):
+            return value if math.isfinite(value) else None
+        if isinstance(value, list):
+            return [finite(item) for item in value]
+        if isinstance(value, dict):
+            return {key: finite(item) for key, item in value.items()}
+        return value
+
+    return json.dumps(finite(json.loads(text)))
 
 
 class _MetricsQuery:
