@@ -120,6 +120,22 @@ def test_gc_without_options_removes_orphans_and_keeps_everything_referenced(ws, 
     assert {s["status"] for s in again.values()} == {"Reused"}
 
 
+def test_two_collections_at_once_count_what_each_removed(ws, project, run_pipeline):
+    """Two `localpipe gc` planned together: what the first removed, the second finds gone and does
+    not count (both said they freed the same bytes)."""
+    run_pipeline(chain(ws, project, "b"))
+    orphan = orphan_object(ws, "orphan")
+    ((ws.state_dir / "runs") / "99").mkdir()
+    ((ws.state_dir / "runs") / "99" / "stdout.log").write_text("left over\n")
+    expected = tree_size(ObjectStore(ws.state_dir / "objects").path(orphan)) + tree_size(ws.state_dir / "runs" / "99")
+    history = history_of(ws)
+    first_plan, second_plan = plan_gc(history), plan_gc(history)
+    first, second = collect(history, first_plan), collect(history, second_plan)
+    assert (first.bytes_freed, first.objects_removed, first.run_folders_removed) == (expected, 1, 1)
+    assert (second.bytes_freed, second.objects_removed, second.run_folders_removed) == (0, 0, 0)
+    assert second.problems == []
+
+
 # -- --keep-last ---------------------------------------------------------------------------------
 def test_keep_last_forgets_older_runs_and_keeps_the_run_a_kept_run_reused(ws, project, run_pipeline, invoke):
     run1, _, first = run_pipeline(chain(ws, project, "1"))

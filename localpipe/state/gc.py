@@ -375,7 +375,8 @@ def collect(history: History, plan: GcPlan, dry_run: bool = False) -> GcResult:
     doomed += _trim_parallel_cache(history, plan, result)
     for path, size, kind in doomed:
         try:
-            _remove(path)
+            if not _remove(path):
+                continue
         except OSError as exc:
             result.problems.append(f"{path}: {exc.strerror or exc}")
             continue
@@ -564,16 +565,18 @@ def _set_aside(path: Path, trash: Path, name: str) -> Path:
     return trash / name
 
 
-def _remove(path: Path) -> None:
-    """Delete a file, a link (never what it points at) or a folder, read-only or not."""
+def _remove(path: Path) -> bool:
+    """Delete a file, a link (never what it points at) or a folder, read-only or not; False when
+    there was nothing (another gc at the same time took it: its bytes are that one's to count)."""
     try:
         mode = os.lstat(path).st_mode
     except FileNotFoundError:
-        return
+        return False
     if stat.S_ISDIR(mode):
         remove_tree(path)
     else:
         os.unlink(path)
+    return True
 
 
 def _chunks(items: list) -> list[list]:
