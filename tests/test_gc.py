@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import time
 
 import pytest
@@ -134,6 +135,53 @@ def test_two_collections_at_once_count_what_each_removed(ws, project, run_pipeli
     assert (first.bytes_freed, first.objects_removed, first.run_folders_removed) == (expected, 1, 1)
     assert (second.bytes_freed, second.objects_removed, second.run_folders_removed) == (0, 0, 0)
     assert second.problems == []
+
+
+def test_a_run_after_the_newest_runs_were_forgotten_gets_an_id_none_had(ws, project, run_pipeline, localpipe):
+    """SQLite gives a new row the highest id there is plus one: once gc forgot the newest runs, the
+    next run was given their ids, and every saved id, hint or model registration naming them named it."""
+    project(
+        "reg/r.py",
+        "from localpipe import Run\nopen('m.pkl', 'w').write('m')\nRun.get_context().register_model('clf', 'm.pkl')\n",
+    )
+    project(
+        "reg/p.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        "step = PythonScriptStep('r.py', name='register', source_directory='.')\n"
+        "pipeline = Pipeline(Workspace.from_config(), [step])\n",
+    )
+    localpipe("submit", "reg/p.py", check=True)
+    run_pipeline(chain(ws, project, "b"))
+    steps_before = max(
+        step for (_, step) in tables(ws).StepRun.select(tables(ws).StepRun.run, tables(ws).StepRun.id).tuples()
+    )
+    collect(history_of(ws), plan_gc(history_of(ws), keep_last=0))
+    assert run_ids(ws) == []
+
+    run, _, steps = run_pipeline(chain(ws, project, "c"))
+    assert run == 3 and min(s["id"] for s in steps.values()) == steps_before + 1
+    models = json.loads(localpipe("models", "clf", "--json", check=True).stdout)
+    assert models[0]["run_id"] != min(s["id"] for s in steps.values())
+    shown = localpipe("show", "1")
+    assert shown.returncode == 2 and "run 1 does not exist" in shown.stderr
+
+
+def test_a_history_db_of_before_0020_keeps_its_ids_and_retires_them_from_then_on(ws, project, run_pipeline):
+    from localpipe.state.history import close_all
+    from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
+
+    run_pipeline(chain(ws, project, "b"))
+    close_all()
+    with sqlite3.connect(ws.state_dir / "history.db") as conn:  # as localpipe wrote it before 0020
+        conn.execute('DROP TRIGGER "pipeline_run_retires_its_ids"')
+        conn.execute('DROP TRIGGER "step_run_retires_its_ids"')
+        conn.execute('DROP TABLE "retired_id"')
+        conn.execute("DELETE FROM migration WHERE name = ?", (MIGRATION_NAMES[-1],))
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+    assert run_ids(ws) == [1]
+    collect(history_of(ws), plan_gc(history_of(ws), keep_last=0))
+    run, _, _ = run_pipeline(chain(ws, project, "c"))
+    assert run == 2
 
 
 # -- --keep-last ---------------------------------------------------------------------------------

@@ -73,6 +73,7 @@ def test_history_db_is_created_in_wal_mode_with_every_table(ws):
         "0017_modules",
         "0018_saved_dataset_relative_paths",
         "0019_step_ran_because",
+        "0020_retired_ids",
     ]
 
 

@@ -12,7 +12,7 @@ from peewee import DatabaseError, OperationalError, SqliteDatabase
 
 from localpipe.errors import StateError
 from localpipe.state.layout import Layout, relocatable
-from localpipe.state.models import Tables, all_models, define_tables
+from localpipe.state.models import RETIRED_IDS, Tables, all_models, define_tables
 from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
 
 # What an operation raises when history.db cannot be written (a full disk, a read-only file, a lock
@@ -155,6 +155,19 @@ def _step_ran_because(db: SqliteDatabase, t: Tables) -> None:
     _add_columns(db, "step_run", t.StepRun, ("ran_because",))
 
 
+def _retired_ids(db: SqliteDatabase, t: Tables) -> None:
+    """The highest id each run table ever held, kept as its rows are deleted (gc, Experiment.delete),
+    so that a new run is never given the id of a forgotten one (``models.next_id``)."""
+    db.execute_sql(f'CREATE TABLE IF NOT EXISTS "{RETIRED_IDS}" ("name" TEXT PRIMARY KEY, "max_id" INTEGER NOT NULL)')
+    for table in ("pipeline_run", "step_run"):
+        db.execute_sql(
+            f'CREATE TRIGGER IF NOT EXISTS "{table}_retires_its_ids" AFTER DELETE ON "{table}" '
+            f'WHEN OLD."id" > coalesce((SELECT "max_id" FROM "{RETIRED_IDS}" WHERE "name" = \'{table}\'), 0) '
+            f'BEGIN INSERT INTO "{RETIRED_IDS}" ("name", "max_id") VALUES (\'{table}\', OLD."id") '
+            'ON CONFLICT ("name") DO UPDATE SET "max_id" = excluded."max_id"; END'
+        )
+
+
 # Named, ordered, append-only: each runs once, in one transaction, and is recorded by name.
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
@@ -181,6 +194,7 @@ MIGRATIONS = list(
             _modules,
             _saved_dataset_relative_paths,
             _step_ran_because,
+            _retired_ids,
         ),
     )
 )

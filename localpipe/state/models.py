@@ -475,6 +475,22 @@ def all_models(tables: Tables) -> list[type[Model]]:
     return [getattr(tables, name) for name in MODELS]
 
 
+RETIRED_IDS = "retired_id"  # table name -> the highest id it held, kept by a trigger as rows are deleted
+
+
+def next_id(model: type[Model]) -> int:
+    """The id for a new row of ``model`` (a run table; the next ones follow it): above every id it
+    has or had, where SQLite's own choice (the highest id there is, plus one) would give a forgotten
+    run's id again, and with it what was said of that run (a model's registration, a log's path)."""
+    table = model._meta.table_name
+    highest = model._meta.database.execute_sql(
+        f'SELECT max(coalesce((SELECT max("id") FROM "{table}"), 0), '
+        f'coalesce((SELECT "max_id" FROM "{RETIRED_IDS}" WHERE "name" = ?), 0))',
+        (table,),
+    ).fetchone()[0]
+    return highest + 1
+
+
 def insert_rows(model: type[Model], rows: list[dict]) -> None:
     """Insert ``rows`` (dicts of the same fields) into ``model``'s table with one prepared statement.
 

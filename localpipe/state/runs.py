@@ -15,7 +15,7 @@ from localpipe.content.hashing import hash_bytes
 from localpipe.errors import NotFoundError, UsageError
 from localpipe.state import reader
 from localpipe.state.db import Database
-from localpipe.state.models import EncodedJSON, insert_rows, now
+from localpipe.state.models import EncodedJSON, insert_rows, next_id, now
 from localpipe.status import ACTIVE, RunStatus
 
 _ACTIVE = [s.value for s in ACTIVE]
@@ -86,6 +86,7 @@ class RunRecords:
             if stored is None:
                 stored = t.PipelineGraph.create(digest=digest, description=run.description, graph=graph_json)
             row = t.PipelineRun.create(
+                id=next_id(t.PipelineRun),
                 experiment=experiment,
                 pipeline=stored,
                 status=RunStatus.NOT_STARTED.value,
@@ -97,8 +98,13 @@ class RunRecords:
                 git=run.git or None,
                 properties=run.properties or {},
             )
+            first = next_id(t.StepRun)
             insert_rows(
-                t.StepRun, [{"run": row.id, "name": name, "status": RunStatus.NOT_STARTED.value} for name in run.steps]
+                t.StepRun,
+                [
+                    {"id": first + i, "run": row.id, "name": name, "status": RunStatus.NOT_STARTED.value}
+                    for i, name in enumerate(run.steps)
+                ],
             )
             insert_rows(
                 t.Edge,
@@ -411,6 +417,7 @@ class RunRecords:
                 digest=digest, graph=graph
             )
             row = t.PipelineRun.create(
+                id=next_id(t.PipelineRun),
                 experiment=experiment,
                 pipeline=stored,
                 status=RunStatus.RUNNING.value,
@@ -422,7 +429,9 @@ class RunRecords:
                 scheduler_pid=new.pid,
                 scheduler_started=new.process_started,
             )
-            holder = t.StepRun.create(run=row, name=new.holder, status=RunStatus.RUNNING.value, started_at=at)
+            holder = t.StepRun.create(
+                id=next_id(t.StepRun), run=row, name=new.holder, status=RunStatus.RUNNING.value, started_at=at
+            )
         return row.id, holder.id
 
     def finish_unscheduled(self, run_id: int, status: RunStatus, error: str | None) -> bool:
@@ -455,6 +464,7 @@ class RunRecords:
             existing = t.StepRun.get_or_none((t.StepRun.run == parent.run_id) & (t.StepRun.name == name))
             if existing is None:
                 existing = t.StepRun.create(
+                    id=next_id(t.StepRun),
                     run=parent.run_id,
                     name=name,
                     parent=parent_id,

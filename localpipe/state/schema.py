@@ -21,5 +21,6 @@ MIGRATION_NAMES = (
     "0017_modules",
     "0018_saved_dataset_relative_paths",
     "0019_step_ran_because",
+    "0020_retired_ids",
 )
 SCHEMA_VERSION = len(MIGRATION_NAMES)
