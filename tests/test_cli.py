@@ -70,6 +70,30 @@ def test_submit_plans_without_the_cyclic_collector_and_runs_with_it(invoke, proj
     assert invoke("submit", "proj/bad.py").exit_code == 2 and gc.isenabled()
 
 
+def test_a_submission_whose_output_is_closed_cancels_its_run_and_records_why(project, ws, history):
+    """`localpipe submit p.py | head -1`: at its next line the run ends Canceled, saying so (it was
+    left Running, its steps' work thrown away), with exit code 130 and nothing on stderr."""
+    project("p/s.py", "import time\ntime.sleep(60)\n")
+    project(
+        "p/pipeline.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("s.py", name="s", source_directory=".")])
+    """,
+    )
+    submit = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "submit", "p/pipeline.py"],
+        cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert submit.stdout.readline().startswith("run 1 of experiment p")
+    submit.stdout.close()  # as `head -1` exits
+    assert submit.wait(timeout=60) == 130
+    assert submit.stderr.read() == ""
+    run = history.runs.get(1)
+    assert (run["status"], run["error"]) == ("Canceled", "stdout was closed (its reader, `head` or a pager, exited)")
+    assert [(s["name"], s["status"]) for s in history.runs.steps(1)] == [("s", "Canceled")]
+
+
 def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, project):
     """Issue 17, item 3: a run whose steps were reused shows the producing run's logs, saying so."""
     pipeline = make_project(project)

@@ -18,6 +18,7 @@ import os
 import re
 import sqlite3
 import subprocess
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -570,6 +571,30 @@ def test_a_full_disk_is_one_error_line_and_readers_still_read(tmpfs, localpipe):
         f"error: {root}/other/.localpipe/history.db could not be written: the disk "
         "is full: free space (localpipe gc, localpipe du) and try again"
     )
+
+
+def test_a_write_lock_held_elsewhere_is_one_error_line_and_readers_still_read(ws, localpipe):
+    """Another process (a database tool with a transaction open) holds history.db's write lock past
+    its busy timeout (10 s): a command that must write says so in one line, not a traceback."""
+    (ws.root / "src").mkdir()
+    (ws.root / "src" / "a.py").write_text(SCRIPT)
+    (ws.root / "p.py").write_text(textwrap.dedent(PIPELINE))
+    assert localpipe("submit", "p.py").returncode == 0
+    holder = sqlite3.connect(ws.root / ".localpipe" / "history.db", isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        proc = localpipe("submit", "p.py")
+        assert proc.returncode == 1
+        assert one_error_line(proc.stderr) == (
+            "error: history.db could not be written (database is locked): another process held its write lock "
+            "for more than 10 s (an open transaction in a database tool?): end it and try again"
+        )
+        for reader in (["runs"], ["show", "1"]):
+            done = localpipe(*reader)
+            assert done.returncode == 0 and "Traceback" not in done.stderr, (reader, done.stdout, done.stderr)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
 
 
 def test_full_disk_while_a_step_writes_its_outputs(tmpfs, localpipe):

@@ -12,6 +12,7 @@ import pytest
 from localpipe import CommandStep, Dataset, Pipeline, PipelineData, PythonScriptStep, RunConfiguration
 from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
+from tests.conftest import wait_for
 
 
 def output_file(ws, step, output, name):
@@ -401,3 +402,28 @@ def test_a_step_whose_dataset_went_away_during_the_run_fails_saying_so(ws, proje
     assert steps["b"]["status"] == "Failed" and "an input could not be read" in steps["b"]["reason"], steps["b"]
     assert str(data) in steps["b"]["reason"]
     assert history.cache.entry(steps["a"]["cache_key"]) is not None
+
+
+def test_a_scheduler_that_fails_records_why_and_ends_its_steps(ws, project, history, run_pipeline, monkeypatch):
+    """A defect raised in the scheduler's loop: the run and its running step are recorded Failed
+    with the error (not left for the next command to call "scheduler exited"), the step's process
+    ended, and the error raised on."""
+    import psutil
+
+    from localpipe.engine.scheduler import Scheduler
+
+    pid_file = ws.root / "pid"
+    project("src/s/s.py", f"import os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\ntime.sleep(60)\n")
+
+    def fail_once_the_step_runs(self):
+        if pid_file.exists() and pid_file.read_text():
+            raise RuntimeError("boom")
+
+    monkeypatch.setattr(Scheduler, "_enforce_timeouts", fail_once_the_step_runs)
+    with pytest.raises(RuntimeError, match="boom"):
+        run_pipeline(Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=ws.root / "src/s")]))
+    run = history.runs.get(1)
+    assert (run["status"], run["error"]) == ("Failed", "the scheduler failed: RuntimeError: boom")
+    [row] = history.runs.steps(1)
+    assert (row["status"], row["reason"]) == ("Failed", "the scheduler failed: RuntimeError: boom")
+    wait_for(lambda: not psutil.pid_exists(int(pid_file.read_text())), timeout=10, what="the step's process to end")

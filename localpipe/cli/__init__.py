@@ -51,9 +51,13 @@ class LocalpipeGroup(click.Group):
             ctx.exit(EXIT_INTERRUPTED)
         except Exception as exc:
             full = _disk_full(exc)
-            if full is None:
-                raise
-            self._fail(ctx, f"the disk is full ({full}): free space (localpipe gc, localpipe du) and try again", 1)
+            if full is not None:
+                self._fail(ctx, f"the disk is full ({full}): free space (localpipe gc, localpipe du) and try again", 1)
+            if "database is locked" in str(exc):  # another process held history.db's write lock past busy_timeout
+                from localpipe.state.db import write_failure
+
+                self._fail(ctx, write_failure(exc), 1)
+            raise
 
     @staticmethod
     def _fail(ctx: click.Context, message: str, code: int) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import json
+import os
+import sys
 from contextlib import contextmanager
 
 import click
@@ -40,6 +42,26 @@ def workspace(create: bool = False, near: str | None = None):
     where = f"{starts[0]} or the current folder" if starts else "the current folder"
     click.echo(f"created workspace {ws.root} (no .localpipe/ in {where} or above it)", err=True)
     return ws
+
+
+_stdout_gone = False  # stdout's reader exited: what is written goes to /dev/null since
+
+
+def say(line: str) -> None:
+    """Print ``line`` on stdout. Once its reader has gone (``| head``, a pager quit), later lines,
+    and Python's flush at exit, go nowhere instead of failing (as Python's documentation advises)."""
+    global _stdout_gone
+    try:
+        click.echo(line, color=True)  # plain text: click need not scan each of thousands of lines for escape codes
+    except BrokenPipeError:
+        _stdout_gone = True
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+
+
+def stdout_gone() -> bool:
+    return _stdout_gone
 
 
 @contextmanager

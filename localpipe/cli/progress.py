@@ -21,6 +21,8 @@ SHOWN_FINISHED = 8  # finished steps kept on screen; the rest are counted
 class LiveProgress:
     """A Reporter that redraws a table: running steps with elapsed time, queued ones, recent ends."""
 
+    closed = None  # a terminal is not closed under a running program as a pipe is (its hang-up ends it)
+
     def __init__(self, steps: list[str], failure=None, progress=None):
         from rich.console import Console
         from rich.live import Live

@@ -7,7 +7,7 @@ import time
 
 import click
 
-from localpipe.cli.common import collector_paused, count, json_option, print_json, workspace
+from localpipe.cli.common import collector_paused, count, json_option, print_json, say, stdout_gone, workspace
 from localpipe.cli.progress import LiveProgress, describe_placement
 from localpipe.status import RunStatus
 
@@ -46,7 +46,13 @@ def init(path: str) -> None:
 
 
 class StepPrinter:
-    """Prints one line per step status change, with its reason (when output is not a terminal)."""
+    """Prints one line per step status change, with its reason (when output is not a terminal).
+    Once stdout's reader has gone (``| head``, a pager quit), it says so in ``closed``: the run is
+    canceled, as a program ends when its output is closed."""
+
+    @property
+    def closed(self) -> str | None:
+        return "stdout was closed (its reader, `head` or a pager, exited)" if stdout_gone() else None
 
     def __init__(self, steps: list[str], prefix: str = "", failure=None, progress=None):
         self.counts: dict[str, int] = {}
@@ -60,21 +66,20 @@ class StepPrinter:
             self.counts[status.value] = self.counts.get(status.value, 0) + 1
         stamp = time.strftime("%H:%M:%S")
         detail = reason or (describe_placement(placement) if placement else "")
-        # color=True: plain text, so click need not scan each of thousands of lines for escape codes.
-        click.echo(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip(), color=True)
+        say(f"{stamp}  {self.prefix}{status.value:<10}  {step:<{self.width}}  {detail}".rstrip())
         batches = self.progress(step) if self.progress and status.is_final else None
         if batches:
-            click.echo(f"          {self.prefix}{'':<10}  {step:<{self.width}}  parallel run: {batches}", color=True)
+            say(f"          {self.prefix}{'':<10}  {step:<{self.width}}  parallel run: {batches}")
         if status is RunStatus.FAILED and self.failure:
             for line in self.failure(step):
-                click.echo(line, color=True)
+                say(line)
 
     def run_finished(self, status) -> None:
         pass
 
     def environment_changed(self, name, digest, state, detail) -> None:
         stamp = time.strftime("%H:%M:%S")
-        click.echo(f'{stamp}  {self.prefix}environment "{name}" ({digest[:12]}) {state}: {detail}', color=True)
+        say(f'{stamp}  {self.prefix}environment "{name}" ({digest[:12]}) {state}: {detail}')
 
     def __enter__(self):
         return self
@@ -146,7 +151,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
             err=True,
         )
         return
-    click.echo(f"run {prepared.run_id} of experiment {name}: {count(len(prepared.graph.steps), 'step')}")
+    say(f"run {prepared.run_id} of experiment {name}: {count(len(prepared.graph.steps), 'step')}")
     steps = list(prepared.graph.steps)
     failure = failure_lines(history, prepared.run_id)
     progress = batches_of(history, prepared)
@@ -157,7 +162,7 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     with printer:
         status = run_prepared(history, prepared, reporter=printer)
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
-    click.echo(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
+    say(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
     ctx.exit({RunStatus.COMPLETED: 0, RunStatus.CANCELED: 130}.get(status, 1))
 
 

@@ -19,6 +19,7 @@ import signal as signals
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -62,7 +63,7 @@ from localpipe.faults import fault_point
 from localpipe.plan.graph import Graph, StepSpec
 from localpipe.plan.keys import cache_key, canonical_json
 from localpipe.plan.sweep import proposal_waits, trial_arguments
-from localpipe.state.db import WriteFailed
+from localpipe.state.db import WriteFailed, write_failure
 from localpipe.state.history import History
 from localpipe.state.runs import ScheduledRun
 from localpipe.state.store import ObjectStore, remove_tree
@@ -75,7 +76,10 @@ SLOW_COMMIT_BYTES = 64 << 20  # file outputs above this take a while to hash: Fi
 
 
 class Reporter:
-    """Receives the scheduler's events; the CLI and ``wait_for_completion`` print them."""
+    """Receives the scheduler's events; the CLI and ``wait_for_completion`` print them. Its methods
+    never raise: one whose output is gone sets ``closed`` and the run is canceled with that reason."""
+
+    closed: str | None = None
 
     def step_changed(self, step: str, status: RunStatus, reason: str | None, placement: dict | None = None) -> None:
         """A step changed status (``reason`` says why, when there is one; ``placement`` when it starts)."""
@@ -216,10 +220,12 @@ class Scheduler:
             except WriteFailed as exc:
                 self.cancel_reason = f"history.db could not be written ({exc})"
                 self._cancel_quietly()
-                raise StateError(
-                    f"{self.history.layout.state_dir}: history.db could not be written ({exc}): free "
-                    "disk space (localpipe gc, localpipe du) and submit again"
-                ) from None
+                raise StateError(f"{self.history.layout.state_dir}: {write_failure(exc)}") from None
+            except Exception as exc:  # a defect: the run is recorded Failed, saying why, not left to recovery's guess
+                self._cancel_quietly()
+                with suppress(Exception):
+                    self.history.runs.mark_abandoned(self.run.id, f"the scheduler failed: {type(exc).__name__}: {exc}")
+                raise
             finally:
                 self._stat_cache.save()
                 _restore_signal_handlers(previous)
@@ -241,6 +247,9 @@ class Scheduler:
 
     def _loop(self) -> None:
         while self.cancel_reason is None:
+            if self.reporter.closed:
+                self.cancel_reason = self.reporter.closed
+                return
             self._check_twins()
             self._decide_ready()
             self._launch_ready()

@@ -28,6 +28,16 @@ PRAGMAS = {
 }
 
 
+def write_failure(exc: Exception) -> str:
+    """One line on why history.db could not be written and what to do."""
+    if "locked" in str(exc):
+        return (
+            f"history.db could not be written ({exc}): another process held its write lock for more than "
+            f"{PRAGMAS['busy_timeout'] / 1000:g} s (an open transaction in a database tool?): end it and try again"
+        )
+    return f"history.db could not be written ({exc}): free disk space (localpipe gc, localpipe du) and try again"
+
+
 def _initial(db: SqliteDatabase, t: Tables) -> None:
     later = (t.ResourceClaim, t.DatasetUse, t.ModelVersion, t.ModelDataset)
     db.create_tables([model for model in all_models(t) if model not in later])
