@@ -188,11 +188,11 @@ class HardwareError(LocalpipeError):
 
 
 class RunFailedError(LocalpipeError):
-    """``wait_for_completion(raise_on_error=True)`` on a run that did not complete."""
+    """``wait_for_completion(raise_on_error=True)`` on a run that did not complete; Azure ML's
+    ``azureml.exceptions.ActivityFailedException``, made as that one is, from the error's details."""
 
-
-class RunTimeoutError(LocalpipeError, TimeoutError):
-    """``wait_for_completion(timeout_seconds=...)`` ran out of time; a TimeoutError too."""
+    def __init__(self, error_details, **kwargs):
+        super().__init__(str(error_details), **kwargs)
 
 
 class SubmittedWhileLoading(BaseException):

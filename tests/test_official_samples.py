@@ -472,7 +472,7 @@ def test_the_logging_api_sample_runs_to_its_end(samples):
     assert run.get_file_names() == ["Hyperbolic Tangent.png", "logging-api/myfile.txt"]
     assert (samples.root / "files" / "Hyperbolic Tangent.png").read_bytes().startswith(b"\x89PNG")
     assert (samples.root / "files" / "myfile.txt").read_text() == "This is an output file that will be uploaded.\n"
-    assert run.get_tags() == {"My Favorite Run": None, "Competition Rank": 1}
+    assert run.get_tags() == {"My Favorite Run": None, "Competition Rank": "1"}  # text, as Azure ML keeps tags
 
 
 def test_the_manage_runs_sample_runs_to_its_end(samples):
@@ -493,7 +493,7 @@ def test_the_manage_runs_sample_runs_to_its_end(samples):
     assert re.search(r"Did the run start\? (NotStarted|Queued|Running)\nDid the run cancel\? Canceled\n", output)
     assert output.endswith("Failed\n")  # fail() of the run it submitted just before
     assert runs["explore-runs"] == ["Failed", "Canceled"] + ["Completed"] * 5, runs
-    newest = Workspace(samples.root).experiments["explore-runs"].get_runs()
+    newest = list(Workspace(samples.root).experiments["explore-runs"].get_runs())
     parent, with_children, tagged = newest[2], newest[3], newest[4]
     assert [c.get_metrics() for c in parent.get_children()] == [{"Hello from child run": c} for c in range(5)]
     assert [c.get_metrics() for c in with_children.get_children()] == [{"Hello from child run ": c} for c in range(5)]
@@ -513,7 +513,7 @@ def test_the_train_on_local_sample_runs_to_its_end(samples):
     assert errors(notebook) == []
     assert runs["train-on-local"] in (["Completed"] * 2, ["Completed"] * 3), runs
     ws = Workspace(samples.root)
-    last = ws.experiments["train-on-local"].get_runs()[0]
+    last = next(ws.experiments["train-on-local"].get_runs())
     metrics = last.get_metrics()
     assert len(metrics["alpha"]) == len(metrics["mse"]) == 20
     best = metrics["alpha"][metrics["mse"].index(min(metrics["mse"]))]
@@ -532,7 +532,7 @@ def test_the_first_experiment_tutorial_runs_to_its_end(samples):
 
     notebook, _, _ = samples("tutorial-1st-experiment-sdk-train.ipynb")
     assert errors(notebook) == []
-    runs = Workspace(samples.root).experiments["diabetes-experiment"].get_runs()
+    runs = list(Workspace(samples.root).experiments["diabetes-experiment"].get_runs())
     metrics = {run.id: run.get_metrics() for run in runs}
     assert sorted(m["alpha_value"] for m in metrics.values()) == [a / 10 for a in range(1, 11)]
     assert all(run.get_status() == "Completed" for run in runs)

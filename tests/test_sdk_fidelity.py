@@ -88,7 +88,7 @@ def test_a_misspelled_keyword_is_a_type_error_as_in_the_sdk(ws, tmp_path):
             assert typo in str(exc), (typo, exc)
         else:
             raise AssertionError(f"{typo}= was accepted")
-    assert Experiment(ws, "typo").get_runs() == []  # nothing was submitted
+    assert list(Experiment(ws, "typo").get_runs()) == []  # nothing was submitted
 
 
 def test_options_localpipe_does_not_honour_yet_are_refused_by_name():

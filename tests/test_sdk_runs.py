@@ -206,8 +206,8 @@ def test_pipeline_run_children_and_step_runs_have_the_run_members(ws, project, t
         again.add_properties({"release": "2"})
     runs = Experiment(ws, "pipes").get_runs(tags="reviewed", properties={"release": "1"})
     assert [r.id for r in runs] == [pipeline_run.id]
-    assert Experiment(ws, "pipes").get_runs(tags="nope") == []
-    assert len(Experiment(ws, "pipes").get_runs(include_children=True)) == 3
+    assert list(Experiment(ws, "pipes").get_runs(tags="nope")) == []
+    assert len(list(Experiment(ws, "pipes").get_runs(include_children=True))) == 3
     with pytest.raises(UsageError, match="is a pipeline run: its metrics are its steps'"):
         pipeline_run.log("x", 1)
 
@@ -317,7 +317,7 @@ def test_an_interactive_run_as_the_manage_runs_sample_logs_it(ws, monkeypatch, i
     assert fetched_run.type is None and fetched_run.get_metrics() == {"message": "Hello from run!"}
     assert fetched_run.get_file_names() == notebook_run.get_file_names()
     fetched_run.tag("Competition Rank", 1)
-    assert notebook_run.get_tags() == {"Competition Rank": 1}
+    assert notebook_run.get_tags() == {"Competition Rank": "1"}  # text, as Azure ML keeps tags
     assert notebook_run.get_snapshot_id()  # of ".", outputs/ left out by .amlignore
     restored = notebook_run.restore_snapshot(path=str(ws.root.parent / "restored"))
     assert (ws.root.parent / "restored" / ".amlignore").exists() and not (ws.root.parent / "restored/outputs").exists()
@@ -500,3 +500,66 @@ def test_steps_graph_labels_and_active_runs(ws, project):
     finally:
         run.cancel()
     assert wait_for(lambda: cluster.list_nodes() == [], what="the canceled step's claim released")
+
+
+def test_handles_of_a_run_gc_forgot_say_it_does_not_exist(ws, project, invoke):
+    """Every member, not only some: the others leaked the ORM's exception with its SQL, or wrote
+    nothing and said nothing (a step run's tag)."""
+    from localpipe.errors import NotFoundError
+
+    run = Experiment(ws, "pipes").submit(two_step_pipeline(ws, project))
+    run.wait_for_completion(show_output=False)
+    step = run.find_step_run("a")[0]
+    assert invoke("gc", "--keep-last", "0").exit_code == 0
+    for member in (
+        run.get_graph,
+        lambda: run.publish_pipeline(name="p", description="d", version="1"),
+        lambda: step.tag("k", "v"),
+        lambda: step.add_properties({"k": "v"}),
+    ):
+        with pytest.raises(NotFoundError, match="does not exist"):
+            member()
+
+
+def test_tags_are_text_and_a_run_details_hold_no_error_unless_it_failed(ws, project):
+    run = Experiment(ws, "pipes").submit(two_step_pipeline(ws, project))
+    run.wait_for_completion(show_output=False)
+    run.tag("a", "b")
+    run.tag(7, 5)  # was a TypeError once a text key was there (keys sorted as JSON)
+    run.set_tags({"n": 2.5, "none": None})
+    assert run.get_tags() == {"a": "b", "7": "5", "n": "2.5", "none": None}
+    assert "error" not in run.get_details()
+
+
+def test_a_step_logs_numpy_numbers_and_cannot_change_a_property_it_added(ws, project):
+    project(
+        "np/s.py",
+        """
+        import numpy as np
+        from azureml.core import Run
+        run = Run.get_context()
+        run.log("f32", np.float32(0.5))
+        run.log("i64", np.int64(3))
+        run.log_list("arr", np.arange(3))
+        run.add_properties({"p": "first"})
+        run.add_properties({"p": "first"})  # the same value again: allowed
+        try:
+            Run.get_context().add_properties({"p": "second"})
+        except Exception as exc:
+            print("refused:", exc)
+        """,
+    )
+    run = Experiment(ws, "np").submit(
+        Pipeline(ws, [PythonScriptStep("s.py", name="s", source_directory=str(ws.root / "np"))])
+    )
+    assert run.wait_for_completion(show_output=False) == "Completed"
+    step = run.find_step_run("s")[0]
+    assert step.get_metrics() == {"f32": 0.5, "i64": 3, "arr": [0, 1, 2]}
+    assert step.get_properties() == {"p": "first"}
+    printed = (ws.state_dir / "runs" / run.id / "s" / "stdout.log").read_text()
+    assert f"refused: run {step.id}: property \"p\" is already 'first': properties cannot change; use a tag" in printed
+
+
+def test_pipeline_parameters_that_are_not_a_dict_are_one_clear_error(ws, project):
+    with pytest.raises(UserErrorException, match="pipeline_parameters is a list: pass a dict of parameter names"):
+        Experiment(ws, "pipes").submit(two_step_pipeline(ws, project), pipeline_parameters=[("n", 1)])

@@ -152,7 +152,35 @@ class ChildRun(StepRecordMembers, ChildMembers, RunBase):
         return f"ChildRun(id={self._key!r}, name={self.display_name!r})"
 
 
-class ChildRunContext(RunBase):
+# (metrics file, child suffix) -> the properties this process added: a step's run handles share them.
+_PROPERTIES_ADDED: dict[tuple[str, str], dict] = {}
+
+
+class StepSideWrites:
+    """Tags and properties a run inside its step writes: lines of the step's metrics file, which
+    the scheduler records. A property never changes, as outside a step: one added again with
+    another value is refused here, where the scheduler could only keep the first."""
+
+    def _write_tags(self, tags: dict, removed: list[str]) -> None:
+        for key in removed:
+            self._emit("untag", key, None)
+        for key, value in tags.items():
+            self._emit("tag", key, value)
+
+    def _write_properties(self, properties: dict) -> None:
+        added = _PROPERTIES_ADDED.setdefault((self._metrics_file, self._suffix), {})
+        for key, value in properties.items():
+            if key in added and added[key] != value:
+                raise UsageError(
+                    f'run {self.id}: property "{key}" is already {added[key]!r}: properties cannot change; use a tag'
+                )
+        for key, value in properties.items():
+            if key not in added:
+                added[key] = value
+                self._emit("property", key, value)
+
+
+class ChildRunContext(StepSideWrites, RunBase):
     """A child run made in a step (``Run.get_context().child_run()``): what it logs goes into the
     step's metrics file, marked as its own; its files into its own folder. ``parent`` is the step's
     context (``client.runs.StepRunContext``) or another child made in the step."""
@@ -208,16 +236,6 @@ class ChildRunContext(RunBase):
 
     def _emit_for(self, suffix: str, kind: str, name: str, value: Any, **extra) -> None:
         emit_line(self._metrics_file, suffix, kind, name, value, **extra)
-
-    def _write_tags(self, tags: dict, removed: list[str]) -> None:
-        for key in removed:
-            self._emit("untag", key, None)
-        for key, value in tags.items():
-            self._emit("tag", key, value)
-
-    def _write_properties(self, properties: dict) -> None:
-        for key, value in properties.items():
-            self._emit("property", key, value)
 
     def _folder(self) -> Path:
         from localpipe.state.layout import Layout
@@ -290,7 +308,17 @@ def emit_line(metrics_file: str, suffix: str, kind: str, name: str, value: Any, 
     if suffix:
         record["run"] = suffix
     with open(metrics_file, "a", encoding="utf-8") as handle:  # one write of one line: never interleaved
-        handle.write(json.dumps(record) + "\n")
+        handle.write(json.dumps(record, default=_plain) + "\n")
+
+
+def _plain(value: Any):
+    """A NumPy scalar or array (``np.float32(0.5)``, what a model's metrics often are) as the Python
+    number or list it holds; anything else JSON cannot write is refused, naming its type."""
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"a {type(value).__name__} cannot be logged: log a number, a string, or a list of them")
 
 
 def _keep_outputs(run) -> None:

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 
 from localpipe.errors import SubmittedWhileLoading, UserErrorException
+from localpipe.sdk.parameters import given_values
 
 PIPELINE_SUBMIT_KEYWORDS = frozenset(
     {"pipeline_parameters", "regenerate_outputs", "continue_on_step_failure", "credential_passthrough"}
@@ -195,7 +197,7 @@ class Experiment:
                     f"{', '.join(sorted(PIPELINE_SUBMIT_KEYWORDS))}"
                 )
             pipeline, kind = config, PIPELINE_RUN
-        pipeline_parameters = kwargs.get("pipeline_parameters")
+        pipeline_parameters = given_values(kwargs.get("pipeline_parameters"))
         options = {
             "regenerate_outputs": bool(kwargs.get("regenerate_outputs", False)),
             "continue_on_step_failure": bool(kwargs.get("continue_on_step_failure", False)),
@@ -239,11 +241,12 @@ class Experiment:
             warnings.warn(note, stacklevel=3)  # at the line that called submit()
         return prepared.run_id
 
-    def get_runs(self, type=None, tags=None, properties=None, include_children=False) -> list:
-        """The runs of this experiment, newest first, filtered as ``Run.list`` does."""
+    def get_runs(self, type=None, tags=None, properties=None, include_children=False) -> Iterator:
+        """A generator of the runs of this experiment, newest first (as Azure ML's: ``next(...)``
+        is the latest), filtered as ``Run.list`` does."""
         from localpipe.client.runs import Run
 
-        return Run.list(self, type, tags, properties, include_children=include_children)
+        return (run for run in Run.list(self, type, tags, properties, include_children=include_children))
 
     @property
     def _history(self):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from localpipe.errors import UserErrorException
 from localpipe.faults import fault_point
+from localpipe.sdk.parameters import given_values
 
 ACTIVE, DISABLED = "Active", "Disabled"
 DECLARATION_FILE = "pipeline.pickle"
@@ -231,6 +232,7 @@ def submit_published(
     a schedule's claimed fire, noted, and ``description`` the run's, set in the transaction that
     records the run (so that its scheduler never sees the run without them)."""
     _refuse_disabled(record)
+    pipeline_parameters = given_values(pipeline_parameters)
     history = history_of_workspace(workspace)
     if endpoint_id is not None:
         properties = {"azureml.pipelineendpointid": endpoint_id, **(properties or {})}

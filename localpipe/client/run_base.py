@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from localpipe.client.run_files import RunFiles
-from localpipe.errors import NotFoundError, RunFailedError, RunTimeoutError, UsageError, UserErrorException
+from localpipe.errors import NotFoundError, RunFailedError, UsageError, UserErrorException
 
 POLL_SECONDS = 0.2
 SCRIPT_RUN = "experiment"  # azureml.runsource of a script run, as in Azure ML
@@ -394,10 +394,8 @@ class RunBase(LoggingMembers, RunFiles):
         from localpipe.engine.recovery import cancel_run
 
         cancel_run(self._history, self._number, failure)
-        try:
-            watch_run(self._history, self._number, False, END_WAIT_SECONDS, False)
-        except RunTimeoutError:
-            pass  # its scheduler is still ending step processes: it marks the run when done
+        # Past the wait, its scheduler is still ending step processes: it marks the run when done.
+        watch_run(self._history, self._number, False, END_WAIT_SECONDS, False)
 
     def flush(self, timeout_seconds=300) -> None:
         """Nothing to wait for: what a run logs is written at once."""
@@ -593,7 +591,9 @@ def watch_run(
     step: str | None = None,
 ) -> str:
     """Wait for a run (or one of its steps) to end, printing status changes and new log lines
-    with ``show_output``; returns the final status, raises as ``wait_for_completion`` says."""
+    with ``show_output``; returns the final status, raises as ``wait_for_completion`` says. Past
+    ``timeout_seconds`` it returns the status the run has (saying so with ``show_output``), as
+    Azure's PipelineRun does."""
     from localpipe.engine.recovery import recover_abandoned_runs
     from localpipe.status import RunStatus
 
@@ -611,10 +611,9 @@ def watch_run(
         if final:
             break
         if deadline and time.monotonic() > deadline:
-            what = f'step "{step}" of run {run_id}' if step else f"run {run_id}"
-            raise RunTimeoutError(
-                f"{what} is still {status.value} after {timeout_seconds}s: wait longer, or cancel it with run.cancel()"
-            )
+            if show_output:  # as Azure's: the line, then the status the run has; only an ended run raises
+                print("Timed out of waiting. Elapsed time:", time.monotonic() - deadline + limit, flush=True)
+            return status.value
         time.sleep(POLL_SECONDS)
     if show_output:
         print(f"run {run_id}: {status.value}" if not step else f"{step}: {status.value}", flush=True)
@@ -707,11 +706,13 @@ def _has(values: dict, wanted) -> bool:
 
 
 def _as_tags(tags) -> dict:
+    """Tags as Azure ML keeps them: names and values are text (``tag(7, 5)`` is ``{"7": "5"}``); a
+    tag without a value stays None."""
     if isinstance(tags, str):
         return {tags: None}
     if isinstance(tags, dict):
-        return dict(tags)
-    return {name: None for name in tags}
+        return {str(key): None if value is None else str(value) for key, value in tags.items()}
+    return {str(name): None for name in tags}
 
 
 def _chart(name: str, value):

@@ -25,6 +25,7 @@ from localpipe.client import models
 from localpipe.client.child_runs import (
     ChildMembers,
     ChildRun,
+    StepSideWrites,
     child_run_in_step,
     create_children_in_step,
     emit_line,
@@ -135,6 +136,8 @@ class PipelineRun(Run):
 
         recover_abandoned_runs(self._history)
         record = self._history.runs.details(self._number)
+        if record.get("error") is None:  # Azure's details hold "error" only when the run failed
+            record.pop("error", None)
         return record | super().get_details()
 
     def get_steps(self) -> list[StepRun]:
@@ -197,8 +200,9 @@ class PipelineRun(Run):
 
     def wait_for_completion(self, show_output=True, timeout_seconds=sys.maxsize, raise_on_error=True) -> str:
         """Block until the run ends; with ``show_output``, print each step's status changes and log.
-        Returns the final status; RunFailedError when it did not complete (unless ``raise_on_error``
-        is False), RunTimeoutError after ``timeout_seconds``."""
+        Returns the final status; ActivityFailedException (RunFailedError) when it did not complete
+        (unless ``raise_on_error`` is False). After ``timeout_seconds`` it returns the status the run
+        has then (printing "Timed out of waiting" with ``show_output``), as Azure's does."""
         return watch_run(self._history, self._number, show_output, timeout_seconds, raise_on_error)
 
     def complete(self) -> None:
@@ -571,7 +575,7 @@ def current_run(allow_offline: bool = True):
     return OfflineRun()
 
 
-class StepRunContext(StepRun):
+class StepRunContext(StepSideWrites, StepRun):
     """The step run of this process, as localpipe started it: every member of ``Run``; what it
     writes goes through the step's own files, what it reads comes from history.db."""
 
@@ -619,16 +623,6 @@ class StepRunContext(StepRun):
 
     def create_children(self, count=None, tag_key=None, tag_values=None) -> list:
         return create_children_in_step(self, count, tag_key, tag_values)
-
-    def _write_tags(self, tags: dict, removed: list[str]) -> None:
-        for key in removed:
-            self._emit("untag", key, None)
-        for key, value in tags.items():
-            self._emit("tag", key, value)
-
-    def _write_properties(self, properties: dict) -> None:
-        for key, value in properties.items():
-            self._emit("property", key, value)
 
     def _file_target(self, name: str) -> Path:
         return _inside(self._step_dir / "files", name)

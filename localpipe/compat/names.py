@@ -125,6 +125,7 @@ MODULES: dict[str, dict[str, str]] = {
         "OutputFileDatasetConfig": "localpipe.sdk.data:OutputFileDatasetConfig",
     },
     "azureml.exceptions": {
+        "ActivityFailedException": "localpipe.errors:RunFailedError",
         "AzureMLException": "localpipe.errors:LocalpipeError",
         "ComputeTargetException": "localpipe.errors:ComputeTargetException",
         "DatasetTimestampMissingError": "localpipe.errors:DatasetTimestampMissingError",

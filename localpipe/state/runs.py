@@ -134,8 +134,10 @@ class RunRecords:
             .join(t.PipelineGraph)
             .where(t.PipelineRun.id == run_id)
             .dicts()
-            .get()
+            .first()
         )
+        if row is None:  # forgotten by gc since the handle was made
+            raise reader.missing_run(self.database.layout.root, run_id)
         step_ids = dict(t.StepRun.select(t.StepRun.name, t.StepRun.id).where(t.StepRun.run == run_id).tuples())
         return ScheduledRun(
             run_id,
@@ -307,7 +309,7 @@ class RunRecords:
     def set_step_tags(self, step_run_id: int, tags: dict, removed: list[str] = ()) -> dict:
         t = self.t
         with self.database.write():
-            current = dict(t.StepRun.select(t.StepRun.tags).where(t.StepRun.id == step_run_id).scalar() or {})
+            current = dict(self.step_run(step_run_id)["tags"] or {})  # NotFoundError once gc forgot it
             current = {k: v for k, v in {**current, **tags}.items() if k not in set(removed)}
             t.StepRun.update(tags=current).where(t.StepRun.id == step_run_id).execute()
         return current
@@ -315,7 +317,7 @@ class RunRecords:
     def add_step_properties(self, step_run_id: int, properties: dict) -> dict:
         t = self.t
         with self.database.write():
-            current = dict(t.StepRun.select(t.StepRun.properties).where(t.StepRun.id == step_run_id).scalar() or {})
+            current = dict(self.step_run(step_run_id)["properties"] or {})  # NotFoundError once gc forgot it
             merged = _added_properties(f"step run {step_run_id}", current, properties)
             t.StepRun.update(properties=merged).where(t.StepRun.id == step_run_id).execute()
         return merged
