@@ -50,6 +50,31 @@ def test_submit_prints_each_step_change_with_its_reason_and_a_summary(invoke, pr
     assert result.output.splitlines()[-1].endswith(": 2 reused")
 
 
+def test_a_watch_whose_output_is_closed_ends_and_cancels_its_run(project, ws, history):
+    """`localpipe watch p.py | head -1`: the watcher ends at its next line (it went on, and its own
+    next line was a traceback), canceling the run it had started; nothing on stderr."""
+    project("p/s.py", "import time\ntime.sleep(60)\n")
+    project(
+        "p/pipeline.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+        pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("s.py", name="s", source_directory=".")])
+    """,
+    )
+    watch = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", "watch", "p/pipeline.py"],
+        cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert watch.stdout.readline() == "watching p/pipeline.py (Ctrl-C to stop)\n"
+    watch.stdout.close()  # as `head -1` exits
+    try:
+        assert watch.wait(timeout=60) == 0
+    finally:
+        watch.kill()
+    assert watch.stderr.read() == ""
+    assert [(s["name"], s["status"]) for s in history.runs.steps(1)] == [("s", "Canceled")]
+
+
 def test_submit_plans_without_the_cyclic_collector_and_runs_with_it(invoke, project, monkeypatch):
     """What planning makes is kept or freed by reference counting: the collector is off until the
     scheduler starts, on while steps run, and as it was once the command ends, whatever the end."""

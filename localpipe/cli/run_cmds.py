@@ -237,10 +237,15 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
         failure = failure_lines(history_of(ws), prepared.run_id)
         return StepPrinter(list(prepared.graph.steps), prefix=f"run {prepared.run_id}  ", failure=failure)
 
+    def echo(line: str) -> None:
+        say(line)
+        if stdout_gone():  # its reader exited: the watcher ends, as a program does when its output is closed
+            watcher.stop()
+
     watcher = Watcher(
-        ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=click.echo, reporter_factory=printer
+        ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=echo, reporter_factory=printer
     )
-    click.echo(f"watching {pipeline_file} (Ctrl-C to stop)")
+    echo(f"watching {pipeline_file} (Ctrl-C to stop)")
     warn_if_oversubscribed()
     watcher.run()
 
