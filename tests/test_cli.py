@@ -50,9 +50,9 @@ def test_submit_prints_each_step_change_with_its_reason_and_a_summary(invoke, pr
     assert result.output.splitlines()[-1].endswith(": 2 reused")
 
 
-def test_a_watch_whose_output_is_closed_ends_and_cancels_its_run(project, ws, history):
-    """`localpipe watch p.py | head -1`: the watcher ends at its next line (it went on, and its own
-    next line was a traceback), canceling the run it had started; nothing on stderr."""
+def head_1(project, ws, command: str) -> tuple[str, int, str]:
+    """`localpipe COMMAND p/pipeline.py | head -1` on a one-step pipeline whose step sleeps a minute:
+    the first line, then stdout closed as `head` exits; the exit code and what went to stderr."""
     project("p/s.py", "import time\ntime.sleep(60)\n")
     project(
         "p/pipeline.py",
@@ -61,17 +61,23 @@ def test_a_watch_whose_output_is_closed_ends_and_cancels_its_run(project, ws, hi
         pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("s.py", name="s", source_directory=".")])
     """,
     )
-    watch = subprocess.Popen(
-        [sys.executable, "-m", "localpipe", "watch", "p/pipeline.py"],
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "localpipe", command, "p/pipeline.py"],
         cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
-    assert watch.stdout.readline() == "watching p/pipeline.py (Ctrl-C to stop)\n"
-    watch.stdout.close()  # as `head -1` exits
+    first = proc.stdout.readline()
+    proc.stdout.close()
     try:
-        assert watch.wait(timeout=60) == 0
+        code = proc.wait(timeout=60)
     finally:
-        watch.kill()
-    assert watch.stderr.read() == ""
+        proc.kill()
+    return first, code, proc.stderr.read()
+
+
+def test_a_watch_whose_output_is_closed_ends_and_cancels_its_run(project, ws, history):
+    """`localpipe watch p.py | head -1`: the watcher ends at its next line (it went on, and its own
+    next line was a traceback), canceling the run it had started; nothing on stderr."""
+    assert head_1(project, ws, "watch") == ("watching p/pipeline.py (Ctrl-C to stop)\n", 0, "")
     assert [(s["name"], s["status"]) for s in history.runs.steps(1)] == [("s", "Canceled")]
 
 
@@ -98,22 +104,8 @@ def test_submit_plans_without_the_cyclic_collector_and_runs_with_it(invoke, proj
 def test_a_submission_whose_output_is_closed_cancels_its_run_and_records_why(project, ws, history):
     """`localpipe submit p.py | head -1`: at its next line the run ends Canceled, saying so (it was
     left Running, its steps' work thrown away), with exit code 130 and nothing on stderr."""
-    project("p/s.py", "import time\ntime.sleep(60)\n")
-    project(
-        "p/pipeline.py",
-        """
-        from localpipe import Pipeline, PythonScriptStep, Workspace
-        pipeline = Pipeline(Workspace.from_config(), [PythonScriptStep("s.py", name="s", source_directory=".")])
-    """,
-    )
-    submit = subprocess.Popen(
-        [sys.executable, "-m", "localpipe", "submit", "p/pipeline.py"],
-        cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    assert submit.stdout.readline().startswith("run 1 of experiment p")
-    submit.stdout.close()  # as `head -1` exits
-    assert submit.wait(timeout=60) == 130
-    assert submit.stderr.read() == ""
+    first, code, stderr = head_1(project, ws, "submit")
+    assert first.startswith("run 1 of experiment p") and (code, stderr) == (130, "")
     run = history.runs.get(1)
     assert (run["status"], run["error"]) == ("Canceled", "stdout was closed (its reader, `head` or a pager, exited)")
     assert [(s["name"], s["status"]) for s in history.runs.steps(1)] == [("s", "Canceled")]
