@@ -204,6 +204,18 @@ def test_non_numeric_run_id(ws, invoke, command):
 
 
 @pytest.mark.parametrize("command", ["show", "logs", "metrics"])
+def test_a_step_run_id_where_a_run_id_is_asked_names_its_run(ws, invoke, command):
+    """A step run's id ("12_17", which Run.get_context().id prints in a step) names its run; int()
+    alone read it as run 1217."""
+    result = invoke(command, "12_17")
+    assert result.exit_code == 2
+    assert one_error_line(result.stderr) == (
+        'error: "12_17" is the id of a step run of run 12: give the run\'s, 12 (`localpipe show 12` lists its '
+        'steps), or find the step run with Run.get(ws, "12_17")'
+    )
+
+
+@pytest.mark.parametrize("command", ["show", "logs", "metrics"])
 def test_a_run_id_beyond_sqlites_integers_is_no_run(ws, invoke, command):
     result = invoke(command, "99999999999999999999999")
     assert result.exit_code == 2

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from localpipe import Dataset, Datastore, Experiment, Pipeline, PipelineData, PythonScriptStep
-from localpipe.errors import RunFailedError
+from localpipe import (
+    Dataset,
+    Datastore,
+    Experiment,
+    Pipeline,
+    PipelineData,
+    PipelineRun,
+    PythonScriptStep,
+    Run,
+    StepRun,
+)
+from localpipe.errors import NotFoundError, RunFailedError
 from tests.conftest import wait_for
 
 
@@ -80,6 +90,30 @@ def test_a_reused_step_knows_the_step_run_it_reused(ws, project):
     assert reused.get_status() == "Reused"
     assert reused.reused_from == first.find_step_run("write")[0].id
     assert (reused.get_output_data("data").path / "v.txt").read_text() == "42"
+
+
+def test_a_step_runs_id_is_never_a_pipeline_runs(ws, project):
+    """Step runs are numbered apart from pipeline runs: run 1's second step run is number 2, as
+    run 2 is. Its id says both numbers, and Run.get, ws.get_run and get_metrics tell them apart."""
+    first = Experiment(ws, "ids").submit(two_steps(ws, project))
+    first.wait_for_completion()
+    second = Experiment(ws, "ids").submit(two_steps(ws, project))
+    second.wait_for_completion()
+    read = first.find_step_run("read")[0]
+    assert read.number == second.number  # the numbers collide: the ids must not
+    assert read.id == f"{first.id}_{read.number}" and read.get_details()["runId"] == read.id
+    found = Run.get(ws, read.id)
+    assert (type(found), found.id, found.name, found.parent.id) == (StepRun, read.id, "read", first.id)
+    assert found.get_metrics() == {"value": 42} and ws.get_run(read.id).id == read.id
+    assert Run.get(ws, second.id).type == "azureml.PipelineRun"
+    assert set(first.get_metrics(recursive=True)) == {first.id, *(s.id for s in first.get_steps())}
+    assert StepRun(first.experiment, read.id, first.id, "read").get_metrics() == {"value": 42}
+    reused = second.find_step_run("write")[0].reused_from
+    assert Run.get(ws, reused).id == first.find_step_run("write")[0].id == reused
+    with pytest.raises(NotFoundError, match=f"step run {read.number} is one of run {first.id}'s"):
+        Run.get(ws, f"{second.id}_{read.number}")
+    with pytest.raises(NotFoundError, match=rf'"{read.id}" is the id of a step run of run {first.id}: give'):
+        PipelineRun(first.experiment, read.id)
 
 
 def test_wait_for_completion_shows_the_end_of_a_failed_steps_stderr(ws, project, capsys):

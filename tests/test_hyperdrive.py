@@ -248,7 +248,7 @@ def test_grid_sweep_runs_every_combination_two_at_a_time_and_ranks_the_trials(ws
     assert sorted((v["x"], v["--y"]) for v in values.values()) == [(x, y) for x in (1, 2, 3) for y in (10, 20)]
     steps = run.get_details()["steps"]
     assert len(steps) == 6 and overlaps([{"start": s["started_at"], "end": s["ended_at"]} for s in steps]) == 2
-    arguments = {str(s["id"]): s["arguments"] for s in steps}
+    arguments = {f"{run.id}_{s['id']}": s["arguments"] for s in steps}
     for child in run.get_children():  # the values reached the script as Azure passes them: --name value
         given = values[child.id]
         assert arguments[child.id][-6:] == ["--pause", "0.3", "--x", str(given["x"]), "--y", str(given["--y"])]

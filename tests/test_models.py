@@ -10,7 +10,7 @@ import sqlite3
 
 import pytest
 
-from localpipe import Dataset, Experiment, Model, Pipeline, PythonScriptStep
+from localpipe import Dataset, Experiment, Model, Pipeline, PythonScriptStep, Run
 from localpipe.client.runs import PipelineRun
 from localpipe.client.workspace import history_of
 from localpipe.errors import (
@@ -147,13 +147,15 @@ def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipel
     assert status.value == "Completed", steps
     folder = ws.state_dir / "runs" / str(run_id)
     said = json.loads((folder / "train" / "stdout.log").read_text())
-    assert said == {"version": 1, "id": "sklearn_mnist:1", "run_id": str(steps["train"]["id"])}
+    train_id = f"{run_id}_{steps['train']['id']}"  # the step run's id, as Run.get_context().id says it
+    assert said == {"version": 1, "id": "sklearn_mnist:1", "run_id": train_id}
     assert (folder / "score" / "stdout.log").read_text() == "weights of a\n"  # Model.get_model_path in a step
     assert (folder / "register" / "stdout.log").read_text() == "Registering model tf-dnn-mnist\n1\n"
     model = Model(ws, "sklearn_mnist")
     assert model.experiment_name == "test" and model.run.name == "train" and model.run.parent.id == str(run_id)
     assert model.datasets == {"training": [raw_dataset]}
-    assert [m.name for m in Model.list(ws, run_id=steps["train"]["id"])] == ["sklearn_mnist"]
+    assert [m.name for m in Model.list(ws, run_id=train_id)] == ["sklearn_mnist"]
+    assert Run.get(ws, model.run_id).id == train_id and Model.list(ws, run_id=run_id) == []
     assert [m.name for m in Model.list(ws, dataset_id="raw:1")] == ["sklearn_mnist"]
     by_hand = Model(ws, "tf-dnn-mnist")  # Model.register in a step: no run_id, as in the SDK, but its lineage
     assert by_hand.run_id is None
@@ -167,6 +169,7 @@ def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipel
     )
     assert (again.version, again.datasets) == (1, {"train test data": [raw_dataset]})
     assert run.register_model("from-pipeline", "outputs/sklearn_mnist_model.pkl").run.id == str(run_id)
+    assert [m.name for m in Model.list(ws, run_id=run_id)] == ["from-pipeline"]  # not its steps' models
     shown = invoke("models", "sklearn_mnist").output
     assert "sklearn_mnist version 1" in shown and f'registered by run {run_id} (step "train")' in shown
     assert "tags: area=mnist" in shown and "dataset (training): raw version 1" in shown
@@ -190,7 +193,7 @@ def test_eight_concurrent_registrations_get_eight_distinct_versions(
     assert sorted(said.values()) == list(range(1, 9))
     for step, version in said.items():  # the version each step was told is the one holding its files
         model = Model(ws, "sklearn_mnist", version=version)
-        assert model.run_id == str(rows[step]["id"])
+        assert model.run_id == f"{run_id}_{rows[step]['id']}"
         assert open(Model.get_model_path("sklearn_mnist", version, ws)).read() == f"weights of w{step[1:]}"
 
 
@@ -252,7 +255,7 @@ def test_the_sdks_errors(ws, project, monkeypatch, run_pipeline):
     step = PipelineRun(Experiment(ws, "test"), run_id).find_step_run("w")[0]
     with pytest.raises(
         ModelPathNotFoundException,
-        match=r'"outputs/model.pkl" in the files of step run \d+ \("w"\) \(its outputs: outputs/other.pkl\)',
+        match=r'"outputs/model.pkl" in the files of step run \d+_\d+ \("w"\) \(its outputs: outputs/other.pkl\)',
     ):
         step.register_model("m", "outputs/model.pkl")
     with pytest.raises(TypeError, match="unexpected keyword argument 'tag'"):

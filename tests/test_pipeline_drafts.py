@@ -4,6 +4,7 @@ run) and are noted on it; it publishes, is found from another process, and bad i
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -111,7 +112,14 @@ def test_drafts_made_from_a_published_pipeline_a_run_and_a_draft(ws, project, hi
     assert run.wait_for_completion(show_output=False) == "Completed"
     from_run = PipelineDraft.create(ws, run)
     assert (from_run.name, from_run.parent_pipeline_run_id) == ("plain", str(run.id))
-    assert from_run.parent_step_run_ids == [str(step.id) for step in run.get_steps()] != []
+    assert from_run.parent_step_run_ids == [step.id for step in run.get_steps()] != []
+    numbers = [str(step.number) for step in run.get_steps()]  # what a draft made before "12_17" ids kept
+    with sqlite3.connect(ws.root / ".localpipe" / "history.db") as conn:
+        conn.execute(
+            "UPDATE pipeline_draft SET parent_step_run_ids = ? WHERE draft_id = ?", (json.dumps(numbers), from_run.id)
+        )
+    conn.close()
+    assert PipelineDraft.get(ws, from_run.id).parent_step_run_ids == from_run.parent_step_run_ids
 
     project("src/train.py", SCRIPT.format(tag="edited"))
     assert _run(history, from_draft.submit_run())[1] == "v1 ['--n', '3']\n"

@@ -283,7 +283,7 @@ def test_child_runs_made_in_a_step_are_recorded_with_their_metrics(ws, project, 
     run.wait_for_completion(show_output=True)
     children = run.get_children()
     assert [c.get_status() for c in children] == ["Completed"] * 7  # the open one ended with its step
-    step_id = run._step()["id"]
+    step_id = f"{run.id}_{run._step()['id']}"  # the step run's id (client/child_runs.py)
     assert [c.id for c in children] == [f"{step_id}#{n}" for n in range(7)]
     assert children[3].get_metrics() == {"Hello from child run ": 3}
     assert children[3].get_tags() == {"azureml.batch_child_number": "3"}

@@ -82,8 +82,10 @@ class ChildRun(StepRecordMembers, ChildMembers, RunBase):
     @classmethod
     def of(cls, parent, record: dict, outputs=None) -> ChildRun:
         """The handle of ``record``, a child of ``parent``'s step run."""
+        from localpipe.state.reader import step_run_id
+
         holder = parent._step()
-        base = parent.id if isinstance(parent, ChildRun) else holder["id"]  # a child's key, or a step run's id
+        base = parent.id if isinstance(parent, ChildRun) else step_run_id(parent._run_number(), holder["id"])
         return cls(parent, f"{base}{record['name'][len(holder['name']) :]}", record, outputs)
 
     @classmethod

@@ -74,7 +74,7 @@ class PipelineDraft:
             record["graph_id"],
             record["parent_pipeline_id"],
             record["parent_pipeline_run_id"],
-            record["parent_step_run_ids"],
+            _step_run_ids(record["parent_pipeline_run_id"], record["parent_step_run_ids"]),
             record["parent_pipeline_draft_id"],
             record["last_submitted_run"],
         )
@@ -285,3 +285,13 @@ class PipelineDraft:
         return "Pipeline({})".format(",\n".join(f"{key}: {value}" for key, value in info.items()))
 
     __repr__ = __str__
+
+
+def _step_run_ids(pipeline_run_id: str | None, ids: list[str] | None) -> list[str] | None:
+    """The step run ids a draft keeps, as the SDK hands them out now: a draft made before they were
+    ``"12_17"`` kept the step runs' numbers alone (``"17"``)."""
+    from localpipe.state.reader import step_run_id
+
+    if ids is None:
+        return None
+    return [step_run_id(int(pipeline_run_id), int(i)) if i.isdigit() else i for i in ids]

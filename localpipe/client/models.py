@@ -91,9 +91,11 @@ def _workspace_of(run):
 
 def _run_file(run, relative: str) -> tuple[str, dict]:
     """The path of ``relative`` among ``run``'s files, and the lineage to record for it."""
+    from localpipe.state.reader import STEP_KIND
+
     if _in_step(run):  # the step is still running: its files are in its working directory
         root = _working_dir(Path(os.environ["LOCALPIPE_STEP_DIR"]))
-        lineage = _lineage("step", run.number, run._experiment_name, run._pipeline_run_id, run.name, run.number)
+        lineage = _lineage(STEP_KIND, run.number, run._experiment_name, run._pipeline_run_id, run.name, run.number)
         found = root / relative
         return _existing(found if found.exists() else None, relative, run, root), lineage
     if hasattr(run, "get_steps"):
@@ -111,7 +113,7 @@ def _run_file(run, relative: str) -> tuple[str, dict]:
     if run.parent is None:  # a script or interactive run: its files are its step's
         lineage = _lineage("pipeline", run.number, run.experiment.name, run.number, step["name"], step["id"])
     else:  # a step run, or a child run (whose id is not a number: its step run's is kept)
-        lineage = _lineage("step", step["id"], run.experiment.name, run._run_number(), step["name"], step["id"])
+        lineage = _lineage(STEP_KIND, step["id"], run.experiment.name, run._run_number(), step["name"], step["id"])
     return _existing(_among_files(run, relative), relative, run, None), lineage
 
 

@@ -95,6 +95,13 @@ class StepRecordMembers:
     """The record of a run that is a step run of a pipeline run (a StepRun, a step's child run):
     ``_pipeline_run_id``, ``_node_id`` (its name there) and ``_number`` (its step run id)."""
 
+    @property
+    def id(self) -> str:
+        """The step run's id, its pipeline run's number and its own: ``"12_17"`` (``Run.get`` finds it)."""
+        from localpipe.state.reader import step_run_id
+
+        return step_run_id(self._pipeline_run_id, self._number)
+
     def get_portal_url(self) -> str:
         """The step's page in the studio (`localpipe serve`, at ``LOCALPIPE_SERVER_URL``)."""
         from urllib.parse import quote
@@ -137,8 +144,7 @@ class RunBase(LoggingMembers, RunFiles):
     # -- what a run is -----------------------------------------------------------------------------
     @property
     def id(self) -> str:
-        """The run's id, a string as Azure ML's are: its number (``localpipe runs``); a step run's is
-        its own number, of step runs (``"12"``)."""
+        """The run's id, a string as Azure ML's are: its number (``localpipe runs``)."""
         return str(self._number)
 
     @property

@@ -14,6 +14,7 @@ import time
 
 from localpipe.client.workspace import history_of
 from localpipe.engine.recovery import recover_abandoned_runs
+from localpipe.state.reader import step_run_id
 from localpipe.status import RunStatus
 
 REFRESH_SECONDS = 1.0
@@ -37,7 +38,7 @@ class RunDetails:
         children = [
             {
                 "name": step["name"],
-                "run_id": str(step["id"]),
+                "run_id": step_run_id(run["id"], step["id"]),
                 "status": step["status"],
                 "reason": step["reason"],
                 "reused_from_run": step["reused_from_run"],

@@ -71,15 +71,25 @@ class Run(ChildMembers, RunBase):
     @staticmethod
     def get(workspace, run_id):
         """The run ``run_id`` of ``workspace``, of its own kind (a PipelineRun, a script or an
-        interactive run, or a child run: ``"12#0"``)."""
+        interactive run, a step run: ``"12_17"``, or a child run: ``"12_17#0"``)."""
+        from localpipe.state.reader import step_run_numbers
+
         history = _history_of(workspace)
-        if "#" in str(run_id):  # a child run: its step run's id, then #N (client/child_runs.py)
-            base, mark, rest = str(run_id).partition("#")
-            step = history.runs.step_run(base)
-            experiment = workspace.experiments[history.runs.get(step["run"])["experiment"]]
-            return ChildRun.descendant(StepRun(experiment, step["id"], step["run"], step["name"]), mark + rest)
-        record = history.runs.get(run_id)
-        return _rehydrate(workspace.experiments[record["experiment"]], record)
+        base, mark, rest = str(run_id).partition("#")  # a child run: its step run's id, then #N
+        numbers = step_run_numbers(base)
+        if numbers is None:
+            if mark:
+                raise NotFoundError(f"\"{run_id}\" is not a child run's id: a child's is its step run's, then #N")
+            record = history.runs.get(run_id)
+            return _rehydrate(workspace.experiments[record["experiment"]], record)
+        step = history.runs.step_run(numbers[1])
+        if step["run"] != numbers[0]:
+            raise NotFoundError(
+                f'step run "{base}" does not exist: step run {numbers[1]} is one of run {step["run"]}\'s'
+            )
+        experiment = workspace.experiments[history.runs.get(step["run"])["experiment"]]
+        step_run = StepRun(experiment, step["id"], step["run"], step["name"])
+        return ChildRun.descendant(step_run, mark + rest) if mark else step_run
 
     @staticmethod
     def list(experiment, type=None, tags=None, properties=None, status=None, include_children=False,
@@ -363,8 +373,12 @@ class StepRun(StepRecordMembers, Run):
     def __init__(self, experiment, step_run_id, pipeline_run_id, node_id, _service_endpoint=None,
                  _is_reused=False, _current_node_id=None, _reused_run_id=None, _reused_node_id=None,
                  _reused_pipeline_run_id=None):  # fmt: skip
-        """``node_id`` is the step's name in its pipeline; whether it was reused is read from the record."""
-        super().__init__(experiment, step_run_id)
+        """``node_id`` is the step's name in its pipeline; whether it was reused is read from the record.
+        ``step_run_id`` is the step run's id (``"12_17"``) or its number."""
+        from localpipe.state.reader import step_run_numbers
+
+        numbers = step_run_numbers(step_run_id)
+        super().__init__(experiment, step_run_id if numbers is None else numbers[1])
         self._pipeline_run_id = int(pipeline_run_id)
         self._node_id = node_id
 
@@ -386,8 +400,11 @@ class StepRun(StepRecordMembers, Run):
     @property
     def reused_from(self) -> str | None:
         """The id of the step run whose outputs this one reused, if it was reused."""
-        reused = self._record()["reused_from_step_run"]
-        return None if reused is None else str(reused)
+        from localpipe.state.reader import step_run_id
+
+        record = self._record()
+        reused = record["reused_from_step_run"]
+        return None if reused is None else step_run_id(record["reused_from_run"], reused)
 
     def _default_name(self) -> str:
         return self._node_id

@@ -139,12 +139,13 @@ class LocalService:
         from localpipe.client.experiment import Experiment
         from localpipe.client.runs import Run, StepRun
         from localpipe.errors import NotFoundError
+        from localpipe.state.reader import STEP_KIND
 
         try:
             experiment = self.history.runs.get(record["pipeline_run"])["experiment"]
         except NotFoundError:
             return None  # forgotten by gc: the version keeps its run and step as numbers and names
-        if record["run_kind"] != "step":
+        if record["run_kind"] != STEP_KIND:
             return Run.get(self.workspace, record["pipeline_run"])  # a pipeline, script or interactive run
         return StepRun(
             Experiment(self.workspace, experiment), record["step_run"], record["pipeline_run"], record["step"]

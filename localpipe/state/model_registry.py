@@ -24,6 +24,7 @@ from peewee import JOIN
 
 from localpipe.errors import ModelPathNotFoundException, StateError, WebserviceException
 from localpipe.state.db import Database
+from localpipe.state.reader import STEP_KIND, step_run_id, step_run_numbers
 from localpipe.state.store import ObjectStore
 
 # Where one transaction finds the object gone (a gc between commit and record): commit again.
@@ -133,9 +134,14 @@ class ModelRecords:
         query = t.ModelVersion.select().order_by(t.ModelVersion.created_at.desc(), t.ModelVersion.id.desc())
         if filters.get("name") is not None:
             query = query.where(t.ModelVersion.name == filters["name"])
-        if filters.get("run_id") is not None:
-            run_id = filters["run_id"]  # a run's id, "12" as Azure ML's are strings, or its number
-            query = query.where(t.ModelVersion.run_id == (int(run_id) if str(run_id).isdigit() else -1))
+        if filters.get("run_id") is not None:  # a run's id ("12", or a step run's "12_17"), or its number
+            run_id, step = filters["run_id"], step_run_numbers(filters["run_id"])
+            if step is not None:
+                by_run = (t.ModelVersion.run_kind == STEP_KIND) & (t.ModelVersion.pipeline_run == step[0])
+                query = query.where(by_run & (t.ModelVersion.run_id == step[1]))
+            else:
+                number = int(run_id) if str(run_id).isascii() and str(run_id).isdigit() else -1
+                query = query.where((t.ModelVersion.run_kind != STEP_KIND) & (t.ModelVersion.run_id == number))
         if filters.get("framework") is not None:
             query = query.where(t.ModelVersion.framework == filters["framework"])
         if filters.get("dataset") is not None:
@@ -235,7 +241,7 @@ class ModelRecords:
             "framework": row.framework,
             "framework_version": row.framework_version,
             "resource_configuration": row.resource_configuration,
-            "run_id": row.run_id,
+            "run_id": _run_id(row),
             "run_kind": row.run_kind,
             "experiment": row.experiment,
             "pipeline_run": row.pipeline_run,
@@ -244,6 +250,13 @@ class ModelRecords:
             "created_at": row.created_at,
             "datasets": datasets,
         }
+
+
+def _run_id(row) -> str | None:
+    """``Model.run_id``: the id of the run that registered the version, as the SDK hands it out."""
+    if row.run_id is None:
+        return None
+    return step_run_id(row.pipeline_run, row.run_id) if row.run_kind == STEP_KIND else str(row.run_id)
 
 
 def _copy(source: str, target: Path) -> None:

@@ -55,8 +55,13 @@ def close_all() -> None:
 
 def run_number(run_id) -> int:
     """``run_id`` (an int or its text) as a number; NotFoundError says what run ids look like."""
+    if step := step_run_numbers(run_id):  # before int(), which reads "12_17" as 1217
+        raise NotFoundError(
+            f'"{run_id}" is the id of a step run of run {step[0]}: give the run\'s, {step[0]} '
+            f'(`localpipe show {step[0]}` lists its steps), or find the step run with Run.get(ws, "{run_id}")'
+        )
     try:
-        number = int(run_id)
+        number = None if "_" in str(run_id) else int(run_id)
     except (TypeError, ValueError):
         number = None
     if number is None or number < 0:
@@ -64,6 +69,25 @@ def run_number(run_id) -> int:
     if number >= 1 << 63:  # SQLite's integers end there: a bigger one is no run's
         raise NotFoundError(f"run {run_id} does not exist: run ids are below 2**63; see `localpipe runs`")
     return number
+
+
+# The run_kind of a model version a step run registered (its run_id is then the step run's number).
+STEP_KIND = "step"
+
+
+def step_run_id(pipeline_run: int, step_run: int) -> str:
+    """A step run's id as the SDK hands it out, ``"12_17"``: its pipeline run's number, then its own.
+    Step runs are numbered apart from pipeline runs, so the number alone (17) is also a pipeline
+    run's id, and ``Run.get(ws, id)`` could not tell which was meant."""
+    return f"{pipeline_run}_{step_run}"
+
+
+def step_run_numbers(run_id) -> tuple[int, int] | None:
+    """(pipeline run, step run) of a step run's id (``step_run_id``); None for any other id."""
+    run, mark, step = str(run_id).partition("_")
+    if mark and run.isascii() and run.isdigit() and step.isascii() and step.isdigit():
+        return int(run), int(step)
+    return None
 
 
 def missing_run(root, number: int) -> NotFoundError:
