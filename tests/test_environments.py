@@ -710,3 +710,31 @@ def test_the_build_error_is_read_from_a_log_uv_wrote_in_colour(tmp_path):
         "or `\x1b[32muv pip install pkg_resources\x1b[39m` into the environment\n"
     )
     assert last_error_line(log) == "Failed to build `scikit-learn==0.22.1`: The build backend returned an error"
+
+
+def test_a_requirements_file_with_pip_compiles_hashes_builds(ws, project, submit, cache, wheels):
+    """pip-compile --generate-hashes writes each pin with its hashes on continuation lines: they
+    stay options of that requirement (they were glued onto its version: `lp-tiny==1.0--hash=...`)."""
+    import hashlib
+
+    tiny, other = (
+        hashlib.sha256((wheels / f"{n}-1.0-py3-none-any.whl").read_bytes()).hexdigest() for n in ("lp_tiny", "lp_other")
+    )
+    project("src/uses.py", USES_TINY)
+    project(
+        "requirements.txt",
+        f"lp-tiny==1.0 \\\n    --hash=sha256:{'0' * 64} \\\n    --hash=sha256:{tiny}\n    # via -r requirements.in\n"
+        f"lp-other==1.0 ; python_version >= '3' \\\n    --hash=sha256:{other}\n",
+    )
+    steps = """
+hashed = RunConfiguration()
+hashed.environment = Environment.from_pip_requirements("hashed", "requirements.txt")
+steps = [PythonScriptStep("uses.py", source_directory="src", name="s", runconfig=hashed)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lp_tiny 1" in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    project("requirements.txt", f"lp-tiny==1.0 --hash=sha256:{'0' * 64}\n")  # a hash that matches no file
+    proc = submit("pipe.py")
+    assert proc.returncode == 1 and "hash mismatch" in proc.stdout.lower(), proc.stdout + proc.stderr

@@ -346,7 +346,7 @@ def _pip_lines(where, lines, requirements, options, dropped, local, found, depth
                 local[path] = dataset_digest([path])
                 requirements.append(path)
         else:
-            requirements.append(_canonical(text))
+            requirements.append(_with_options(text))
 
 
 def _option(where, text, requirements, options, dropped, local, found, depth: int) -> None:
@@ -387,6 +387,13 @@ def _is_path(text: str) -> bool:
     return text.startswith(("/", "./", "../", "~", "file:")) or (
         os.sep in text and "://" not in text and "@" not in text
     )
+
+
+def _with_options(line: str) -> str:
+    """A requirement line in one spelling, the options of that requirement (pip-compile's
+    ``--hash=sha256:...``) kept apart from it, one blank before each."""
+    requirement, *flags = re.split(r"\s+(?=--)", line)
+    return " ".join([_canonical(requirement), *(re.sub(r"\s+", " ", flag) for flag in flags)])
 
 
 def _canonical(requirement: str) -> str:
