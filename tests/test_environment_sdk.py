@@ -135,6 +135,16 @@ def test_python_versions_are_matched_by_major_and_minor_or_refused():
     assert found == [] and chosen["interpreter"] == "/opt/py39"
 
 
+@pytest.mark.parametrize("spec", ["python=3.9.18=h955ad1f_0", "python==3.9.18=h955ad1f_0", "python 3.9.18 h955ad1f_0"])
+def test_the_build_string_of_a_python_that_conda_env_export_wrote_is_left_out(tmp_path, spec):
+    """`conda env export` (without --no-builds) writes each package with its build string, Python's too."""
+    (tmp_path / "env.yml").write_text(f"name: x\ndependencies:\n  - {spec}\n  - six=1.16.0=pyhd3eb1b0_1\n")
+    machine = Capacity(2, 2**30, pythons=lambda: [("3.11.7", "/opt/py311"), ("3.9.18", "/opt/py39")])
+    resolved, found = resolve(Environment.from_conda_specification("exported", tmp_path / "env.yml"), machine)
+    assert found == [] and (resolved["interpreter"], resolved["python"]) == ("/opt/py39", "3.9.18")
+    assert resolved["requirements"] == ["six==1.16.0.*"]
+
+
 def test_environment_variables_reach_the_definition_and_bad_names_are_refused():
     env = Environment("vars")
     env.environment_variables = {"A": "1"}

@@ -468,6 +468,9 @@ def _python_spec(deps) -> str | None:
     for spec in deps.conda_packages:
         name, version = _conda_spec(spec)
         if name is not None and name.lower() == "python":
+            exact = re.match(r"^(==|=)?(?=\d)", version)
+            if exact:  # conda env export's =3.10.4=h955ad1f_0: the version without its build string
+                return exact.group(0) + version[exact.end() :].split("=")[0]
             return version or None
     return None
 
