@@ -217,6 +217,22 @@ def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkey
     assert "six==1.17" in third["requirements"] and third["digest"] != second["digest"]
 
 
+def test_a_wheel_named_by_a_file_url_is_part_of_the_definition(tmp_path):
+    """`name @ file:///...` (what pip freeze writes for a package installed from a local wheel) names
+    a local file as `./dist/x.whl` does: a rebuilt wheel is another definition."""
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"one")
+    env = with_packages("url", pip_packages=[f"pkg @ {wheel.as_uri()}"])
+    first, found = resolve(env)
+    assert found == [] and first["requirements"] == [f"pkg@{wheel.as_uri()}"] and str(wheel) in first["local"]
+    wheel.write_bytes(b"two")
+    second, _ = resolve(env)
+    assert second["digest"] != first["digest"]
+    wheel.unlink()
+    _, found = resolve(env)
+    assert found == [f'step "s": environment "url": pip package "pkg @ {wheel.as_uri()}" does not exist: fix the path']
+
+
 @pytest.mark.parametrize(
     "pip, culprit",
     [

@@ -17,6 +17,7 @@ import re
 import sys
 import warnings
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 from localpipe.content.hashing import StatCacheLike, context_digest, dataset_digest, hash_bytes, hash_file
 from localpipe.errors import UsageError
@@ -103,6 +104,7 @@ CONDA_SYSTEM = frozenset(
 OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--pre", "--trusted-host", "--no-index")
 _INCLUDES = ("-r", "--requirement", "-c", "--constraint")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+_FILE_URL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\]\s*)?@\s*(file:[^\s;]+)")
 _CONDA_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
 
 
@@ -345,6 +347,13 @@ def _pip_lines(where, lines, requirements, options, dropped, local, found, depth
             else:
                 local[path] = dataset_digest([path])
                 requirements.append(path)
+        elif _FILE_URL.match(text):  # name @ file:///...: a local file too
+            path = unquote(urlparse(_FILE_URL.match(text).group(1)).path)
+            if not os.path.exists(path):
+                found.append(f'{where}: pip package "{text}" does not exist: fix the path')
+            else:
+                local[path] = dataset_digest([path])
+                requirements.append(_with_options(text))
         else:
             requirements.append(_with_options(text))
 
