@@ -738,3 +738,36 @@ steps = [PythonScriptStep("uses.py", source_directory="src", name="s", runconfig
     project("requirements.txt", f"lp-tiny==1.0 --hash=sha256:{'0' * 64}\n")  # a hash that matches no file
     proc = submit("pipe.py")
     assert proc.returncode == 1 and "hash mismatch" in proc.stdout.lower(), proc.stdout + proc.stderr
+
+
+def test_gc_envs_leaves_a_build_under_way_alone_and_removes_what_a_killed_one_left(
+    ws, project, wheels, cache, localpipe, tmp_path
+):
+    """gc --envs --older-than removed the log and requirement list of a build older than that, which
+    then failed ("the cache cannot be written"); the folder a killed build left stayed for good unless
+    the same definition was built again."""
+    from localpipe.envs.build import find_uv
+
+    gate = tmp_path / "gate"
+    slow = tmp_path / "slow-uv"  # installs once the gate is open
+    slow.write_text(f'#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\nexec {find_uv()} "$@"\n')
+    slow.chmod(0o755)
+    project("src/uses.py", USES_TINY)
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
+    building = cache / "envs" / ".building"
+    abandoned = building / "0123456789abcdef0123456789abcdef-999999999-1"  # no such process
+    (abandoned / "lib").mkdir(parents=True)
+    (abandoned / "lib" / "big.so").write_bytes(b"x" * 1000)
+    old = time.time() - 3600
+    os.utime(abandoned, (old, old))
+    run = popen_localpipe(ws.root, "submit", "pipe.py", env={**offline_index(wheels), "LOCALPIPE_UV": str(slow)})
+    try:
+        wait_for(lambda: len(list(building.glob("*.log"))) == 1, timeout=60, what="the build to start")
+        time.sleep(1.2)
+        swept = localpipe("gc", "--envs", "--older-than", "1s", check=True).stdout
+    finally:
+        gate.write_text("go")
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err + swept
+    assert not abandoned.exists(), swept
+    assert "1 old build leftover" in swept, swept

@@ -168,18 +168,28 @@ class EnvironmentCache:
         """The built environments no step has used in the last ``seconds``."""
         return [b for b in self.all() if (self.last_used(b.digest) or b.built_at) < now - seconds]
 
-    def leftovers(self, seconds: float, now: float) -> list[Path]:
-        """Files older than ``seconds`` that no build needs: logs of builds killed half-way and of
-        failed builds, their requirement lists. (Lock files stay: they are empty, and removing
-        one that a process holds would let a second builder in.)"""
+    def leftovers(self, seconds: float, now: float, remove: bool = False) -> list[Path]:
+        """What no build needs, older than ``seconds``: the logs and requirement lists of builds
+        killed half-way, the folders they left (a build of the same definition removes them, but
+        none may come), the logs of failed builds; removed with ``remove``, each under its
+        definition's build lock, so that what a build under way uses is never touched. (Lock files
+        stay: they are empty, and removing one that a process holds would let a second builder in.)"""
         found = []
         for folder, pattern in ((".building", "*"), (".failed", "*.log")):
             for path in (self.root / folder).glob(pattern):
                 try:
-                    if path.is_file() and path.stat().st_mtime < now - seconds:
-                        found.append(path)
+                    with self._locked(path.name[:32], wait=False):
+                        if os.lstat(path).st_mtime >= now - seconds:
+                            continue
+                        if remove and path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path, ignore_errors=True)
+                        elif remove:
+                            path.unlink(missing_ok=True)
+                except BuildFailed:  # its definition is being built: what is there is that build's
+                    continue
                 except OSError:
                     continue
+                found.append(path)
         return found
 
     def _remove_unused(self, digest: str) -> bool:
