@@ -57,6 +57,7 @@ def wheels(tmp_path_factory) -> Path:
     make_wheel(folder, "lp-tiny", "2.0", "VERSION = 2\n")
     make_wheel(folder, "lp-other", "1.0", "VERSION = 1\n")
     make_wheel(folder, "lp-needs-old", "1.0", "", requires=["lp-tiny==1.0"])
+    make_wheel(folder, "lp-single", "1.0", "VERSION = 1\n", single_file=True)
     return folder
 
 
@@ -476,6 +477,20 @@ def test_a_step_that_changes_its_environment_gets_it_rebuilt_before_the_next_use
     assert "building" in proc.stdout  # rebuilt
     assert "injected False" in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()
     assert len(built(cache)) == 1
+
+
+def test_a_step_importing_a_module_of_site_packages_itself_does_not_change_its_environment(ws, project, submit, cache):
+    """Importing a module that is a file of site-packages (six, threadpoolctl, which scikit-learn
+    imports) makes Python write site-packages/__pycache__: that was taken for a package installed
+    by the step, and the environment was rebuilt before every next use."""
+    project("src/single.py", "import lp_single\nprint('single', lp_single.VERSION)\n")
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-single"])', "single.py")))
+    writes = {"PYTHONDONTWRITEBYTECODE": ""}  # as Python runs by default
+    for attempt in range(3):
+        proc = submit("pipe.py", "--regenerate-outputs", env=writes)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert ("building" in proc.stdout) == (attempt == 0), (attempt, proc.stdout)
+    assert "single 1" in (ws.root / ".localpipe/runs/3/s/stdout.log").read_text()
 
 
 def test_gc_envs_keeps_an_environment_a_run_uses(ws, project, wheels, cache, localpipe):

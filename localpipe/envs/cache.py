@@ -59,7 +59,7 @@ class BuiltEnvironment:
 def installed_state(path: str | os.PathLike) -> str:
     """When the package folders of the environment at ``path`` last changed: installing or
     removing a package changes the entries of site-packages and bin (editing a file in place
-    does not)."""
+    does not, nor does Python writing bytecode into the ``__pycache__`` a build makes)."""
     folders = sorted(glob.glob(os.path.join(path, "lib", "python*", "site-packages"))) + [os.path.join(path, "bin")]
     stamps = []
     for folder in folders:
@@ -260,6 +260,10 @@ class EnvironmentCache:
             size=_size(target),
         )
         self._discard(self.root / digest)  # what is there has no readable metadata: damaged
+        for site_packages in glob.glob(os.path.join(target, "lib", "python*", "site-packages")):
+            # There before its first use: Python writing a module's bytecode there on import would
+            # otherwise make site-packages itself change, as an installed package does.
+            os.makedirs(os.path.join(site_packages, "__pycache__"), exist_ok=True)
         built.installed = installed_state(target)
         with open(target / METADATA, "w", encoding="utf-8") as f:
             json.dump(asdict(built), f, indent=1)
