@@ -68,6 +68,33 @@ def test_a_conda_specification_file_round_trips(tmp_path):
         CondaDependencies(tmp_path / "broken.yml")
 
 
+@pytest.mark.parametrize(
+    "dependencies, culprit",
+    [
+        ("dependencies: {numpy: 1}", "its dependencies are not a list"),
+        ("dependencies:\n  - pip: six", "its pip: section is not a list"),
+        ("dependencies:\n  - pip:\n    - 1.0", "1.0 is not a package specification"),
+        ("dependencies:\n  - 3.11", "3.11 is not a package specification"),
+        ("dependencies:\n  - {channels: [x]}", "{'channels': ['x']} is not a package specification"),
+        ("dependencies:\n  - pip: [six]\n  - numpy\n  - pip: [lp-tiny]", "it has 2 pip: sections: join them into one"),
+    ],
+)
+def test_a_conda_specification_of_another_shape_is_one_clear_error(tmp_path, dependencies, culprit):
+    """Shapes conda does not take were a TypeError or AttributeError while the pipeline file loaded,
+    or left out without a word."""
+    spec = tmp_path / "env.yml"
+    spec.write_text(f"name: x\n{dependencies}\n")
+    with pytest.raises(UserErrorException, match=f"^Environment error: conda specification {spec}: ") as raised:
+        Environment.from_conda_specification("odd", spec)
+    assert culprit in str(raised.value)
+
+
+def test_a_conda_specification_with_empty_dependencies_has_no_packages(tmp_path):
+    (tmp_path / "env.yml").write_text("name: x\ndependencies:\n")
+    env = Environment.from_conda_specification("empty", tmp_path / "env.yml")
+    assert list(env.python.conda_dependencies.pip_packages) == [] and resolve(env)[0]["kind"] == "python"
+
+
 def test_user_managed_defaults_to_false_and_nothing_to_install_runs_on_localpipes_interpreter():
     plain = Environment("plain")
     assert plain.python.user_managed_dependencies is False  # Azure's default

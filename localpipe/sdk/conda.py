@@ -56,7 +56,10 @@ class CondaDependencies:
         for key in structure:
             if key not in _SPEC_KEYS:
                 raise UserErrorException(f"Environment error: unknown {key} key in environment specification")
-        structure.setdefault("dependencies", [])
+        if structure.get("dependencies") is None:  # "dependencies:" with nothing under it yet
+            structure["dependencies"] = []
+        if conda_dependencies_file_path is not None and _underlying_structure is None:
+            _check_dependencies(structure["dependencies"], f"conda specification {conda_dependencies_file_path}")
         self._structure = structure
         if conda_dependencies_file_path is not None and _underlying_structure is None:
             folder = os.path.dirname(os.path.abspath(conda_dependencies_file_path))
@@ -294,6 +297,33 @@ class CondaDependencies:
         if create:
             self._structure["dependencies"].append({"pip": pips})
         return pips
+
+
+def _check_dependencies(dependencies, where: str) -> None:
+    """Refuse what conda would not take: dependencies that are not a list of package
+    specifications with at most one ``pip:`` list of them."""
+    if not isinstance(dependencies, list):
+        raise UserErrorException(
+            f"Environment error: {where}: its dependencies are not a list: write one package a line"
+        )
+    sections = sum(isinstance(item, dict) and set(item) == {"pip"} for item in dependencies)
+    if sections > 1:  # conda keeps the last, Azure's SDK read the first
+        raise UserErrorException(f"Environment error: {where}: it has {sections} pip: sections: join them into one")
+    for item in dependencies:
+        if isinstance(item, dict) and set(item) == {"pip"}:
+            if item["pip"] is not None and not isinstance(item["pip"], list):
+                raise UserErrorException(
+                    f"Environment error: {where}: its pip: section is not a list: write one package a line under it"
+                )
+            for line in item["pip"] or []:
+                if not isinstance(line, str):
+                    raise UserErrorException(
+                        f"Environment error: {where}: {line!r} is not a package specification: quote it"
+                    )
+        elif not isinstance(item, str):
+            raise UserErrorException(
+                f"Environment error: {where}: {item!r} is not a package specification: write one like numpy=1.26"
+            )
 
 
 def _check_core_type(core_type: str) -> None:
