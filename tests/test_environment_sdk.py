@@ -11,7 +11,7 @@ import pytest
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.plan import environments
 from localpipe.plan.graph import Capacity
-from localpipe.sdk.conda import CondaDependencies
+from localpipe.sdk.conda import CondaDependencies, local_path
 from localpipe.sdk.environment import Environment
 from localpipe.sdk.runconfig import RunConfiguration
 
@@ -260,6 +260,30 @@ def test_a_wheel_named_by_a_file_url_is_part_of_the_definition(tmp_path):
     assert found == [f'step "s": environment "url": pip package "pkg @ {wheel.as_uri()}" does not exist: fix the path']
 
 
+def test_a_find_links_folder_is_made_absolute_and_its_content_is_part_of_the_definition(tmp_path, monkeypatch):
+    """`--find-links ./wheels` in a requirements file failed to build ("relative URL without a base":
+    the installer runs elsewhere), and the folder's wheels were not in the definition."""
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "pkg-1.0-py3-none-any.whl").write_bytes(b"one")
+    (tmp_path / "requirements.txt").write_text("--find-links ./wheels\n-f=wheels\npkg\n")
+    monkeypatch.chdir("/")
+    env = Environment.from_pip_requirements("links", tmp_path / "requirements.txt")
+    first, found = resolve(env)
+    folder = str(tmp_path / "wheels")
+    assert found == [] and first["options"] == [f"--find-links {folder}", f"-f {folder}"], (found, first)
+    assert folder in first["local"]
+    (tmp_path / "wheels" / "pkg-2.0-py3-none-any.whl").write_bytes(b"two")  # a new version to find
+    assert resolve(env)[0]["digest"] != first["digest"]
+    url = with_packages("url", pip_packages=["six"])
+    url.python.conda_dependencies.set_pip_option("--find-links https://example.com/wheels")
+    assert resolve(url)[0]["options"] == ["--find-links https://example.com/wheels"]
+    monkeypatch.chdir(tmp_path)  # as a pipeline file loads, in its folder
+    url.python.conda_dependencies.set_pip_option("--find-links wheels")
+    assert resolve(url)[0]["options"] == [f"--find-links {folder}"]
+    (tmp_path / "a=b.txt").write_text("six\n")
+    assert local_path("-r a=b.txt", str(tmp_path)) == f"-r {tmp_path / 'a=b.txt'}"
+
+
 @pytest.mark.parametrize(
     "pip, culprit",
     [
@@ -268,6 +292,7 @@ def test_a_wheel_named_by_a_file_url_is_part_of_the_definition(tmp_path):
         (["--prefix /somewhere"], 'pip option "--prefix /somewhere" is not one localpipe passes on'),
         (["-r relative.txt"], "names no readable file by an absolute path"),
         (["/no/such/wheel-1.0-py3-none-any.whl"], "does not exist"),
+        (["--find-links /no/such/folder", "six"], '"--find-links /no/such/folder" names no folder by an absolute path'),
     ],
 )
 def test_requirements_that_would_reach_outside_the_build_are_refused(pip, culprit):

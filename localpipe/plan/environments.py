@@ -375,6 +375,13 @@ def _option(where, text, requirements, options, dropped, local, found, depth: in
             options.append(f"-c {value}")
         else:  # included in place, so that the definition holds its lines
             _pip_lines(where, _read_requirements(value), requirements, options, dropped, local, found, depth + 1)
+    elif flag in ("-f", "--find-links") and "://" not in value:  # a local folder: its wheels are the definition's
+        path = value[len("file:") :] if value.startswith("file:") else value
+        if not os.path.isabs(path) or not os.path.exists(path):
+            found.append(f'{where}: "{text}" names no folder by an absolute path: fix the path')
+            return
+        local[path] = dataset_digest([path])
+        options.append(f"{flag} {value}")
     elif flag in OPTIONS:
         options.append(text)
     else:

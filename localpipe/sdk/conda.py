@@ -239,7 +239,7 @@ class CondaDependencies:
         if not pip_option.startswith("-"):
             raise UserErrorException(f"Invalid pip option {pip_option!r}: an option starts with '-'")
         self.remove_pip_option(pip_option)
-        self._pip_list(create=True).insert(0, pip_option)
+        self._pip_list(create=True).insert(0, local_path(pip_option, os.getcwd()))
 
     def remove_pip_option(self, pip_option: str) -> None:
         """Remove the pip option with that flag."""
@@ -337,14 +337,17 @@ def run_config_dir_name(project: str | os.PathLike) -> str:
 
 
 def local_path(line, folder: str):
-    """``line`` with a relative local path in it (``./dist/x.whl``, ``-r base.txt``) made absolute
+    """``line`` with a relative local path in it (``./dist/x.whl``, ``-r base.txt``, ``-f wheels``) made absolute
     from ``folder``: the definition must mean the same files wherever it is built."""
     if not isinstance(line, str):
         return line
     text = line.strip()
-    flag, _, value = text.partition(" ")
-    if flag in ("-r", "--requirement", "-c", "--constraint") and value.strip():
-        return f"{flag} {os.path.join(folder, os.path.expanduser(value.strip()))}"
+    option = re.match(r"^(-[A-Za-z]|--[A-Za-z-]+)(?:=|\s+)(.+)$", text)
+    flag, value = (option.group(1), option.group(2).strip()) if option else (text, "")
+    if flag in ("-r", "--requirement", "-c", "--constraint") and value:
+        return f"{flag} {os.path.join(folder, os.path.expanduser(value))}"
+    if flag in ("-f", "--find-links") and value and "://" not in value:  # a folder of wheels
+        return f"{flag} {os.path.normpath(os.path.join(folder, os.path.expanduser(value)))}"
     if text.startswith(("./", "../", "~")) or (os.sep in text and not text.startswith(("-", "/")) and ":" not in text):
         return os.path.normpath(os.path.join(folder, os.path.expanduser(text)))
     return line
