@@ -196,6 +196,21 @@ def test_registered_environments_keep_their_definition(ws):
     assert {"kept", "AzureML-Tutorial", "AzureML-Minimal"} <= set(Environment.list(ws))
 
 
+def test_getting_a_version_that_is_not_there_says_which_versions_are(ws):
+    """Environment.get(ws, name, version=7) said the environment "is not registered" when it was (in
+    other versions), and a version that is not a number was a ValueError from int()."""
+    from localpipe.errors import NotFoundError
+
+    with_packages("kept", pip_packages=["six"]).register(ws)
+    assert Environment.get(ws, "kept", version=1).version == "1"
+    with pytest.raises(NotFoundError, match='^environment "kept" has no version 7 \\(its versions: 1\\)'):
+        Environment.get(ws, "kept", version="7")
+    with pytest.raises(UserErrorException, match="^version 'latest' of environment \"kept\" is not a version number"):
+        Environment.get(ws, "kept", version="latest")
+    with pytest.raises(NotFoundError, match='^environment "nope" is not registered'):
+        Environment.get(ws, "nope", version="1")
+
+
 def test_a_base_image_registry_is_kept_with_its_address_and_user_never_its_password(ws):
     from localpipe.sdk.environment import ContainerRegistry
 

@@ -442,6 +442,11 @@ class Environment:
             raise UserErrorException("Only one of version or label can be specified")
         if curated.is_curated(name):
             return _curated(name)
+        if version is not None and not str(version).strip().isdigit():
+            raise UserErrorException(
+                f'version {version!r} of environment "{name}" is not a version number: give one such as "1", '
+                "or none for the latest"
+            )
         number, spec = workspace.service.environment(name, int(version) if version is not None else None, label)
         return _from_spec(name, number, spec)
 
