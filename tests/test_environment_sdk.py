@@ -4,6 +4,7 @@ makes of them, without building anything."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -109,6 +110,25 @@ def test_user_managed_defaults_to_false_and_nothing_to_install_runs_on_localpipe
     explicit = with_packages("explicit", pip_packages=["six"])
     explicit.python.user_managed_dependencies = True
     assert resolve(explicit)[0]["kind"] == "python"  # Azure's meaning: you manage that interpreter
+
+
+def test_a_user_managed_interpreter_that_is_not_there_is_refused_before_anything_runs(tmp_path):
+    """It failed each step at run time ("could not start"), after the steps before it had run."""
+    env = Environment("mine")
+    env.python.user_managed_dependencies = True
+    for path, why in [
+        ("/nonexistent/python3", "no such file"),
+        (str(tmp_path), "not an executable file"),
+        ("no-such-python-here", "not found on PATH"),
+    ]:
+        env.python.interpreter_path = path
+        _, found = resolve(env)
+        assert found == [
+            f'step "s": environment "mine": python.interpreter_path {path!r} is {why}: fix it, or leave it out to '
+            "run on localpipe's interpreter"
+        ], found
+    env.python.interpreter_path = os.path.basename(sys.executable)  # a name, looked up on PATH
+    assert resolve(env, variables={"PATH": os.path.dirname(sys.executable)})[1] == []
 
 
 def test_the_digest_covers_packages_not_names_and_leaves_out_what_localpipe_provides():

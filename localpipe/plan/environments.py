@@ -14,6 +14,7 @@ import functools
 import json
 import os
 import re
+import shutil
 import sys
 import warnings
 from typing import Any
@@ -109,12 +110,13 @@ _CONDA_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
 
 
 def resolve(
-    label: str, environment, capacity, found: list[str], variables: dict[str, str], docker=None
+    label: str, environment, capacity, found: list[str], variables: dict[str, str], docker=None, local: bool = True
 ) -> dict[str, Any]:
     """The environment ``label`` runs in, as plain data (kept in the graph and, but for the
     interpreter's spelling, in the step's cache key); problems go to ``found``. ``docker`` is the
     run configuration's ``DockerConfiguration``: it, or ``environment.docker.enabled``, asks for a
-    container (docs/docker.md)."""
+    container (docs/docker.md). ``local`` is False for a step that runs elsewhere (a Ray node),
+    whose interpreter is not looked for here."""
     variables = _variables(label, {**environment.environment_variables, **variables}, found)
     extra = {"variables": variables} if variables else {}
     if environment.docker.enabled or getattr(docker, "use_docker", False):
@@ -124,6 +126,8 @@ def resolve(
     python = environment.python
     deps = python.conda_dependencies
     if python.user_managed_dependencies or not _installs_anything(deps):
+        if python.interpreter_path and local:
+            _check_interpreter(label, environment.name, python.interpreter_path, variables, found)
         return {**interpreter_fingerprint(python.interpreter_path or sys.executable), **extra}  # a copy: cached
     name = environment.name or "unnamed"
     if not isinstance(name, str) or any(ord(c) < 32 or ord(c) == 127 for c in name):
@@ -148,6 +152,25 @@ def resolve(
         "dropped": dropped,
         **extra,
     }
+
+
+def _check_interpreter(label: str, name, path, variables: dict[str, str], found: list[str]) -> None:
+    """Whether ``python.interpreter_path`` is there to start, as a path or a name on the step's
+    PATH (it would fail every step at its start, after the steps before it had run)."""
+    if not isinstance(path, str):
+        found.append(f'{label}: environment "{name}": python.interpreter_path {path!r} is not a path: give one')
+        return
+    located = path if os.sep in path else shutil.which(path, path=variables.get("PATH", os.environ.get("PATH")))
+    if located is not None and os.path.isfile(located) and os.access(located, os.X_OK):
+        return
+    if located is None:
+        why = "not found on PATH"
+    else:
+        why = "no such file" if not os.path.exists(located) else "not an executable file"
+    found.append(
+        f'{label}: environment "{name}": python.interpreter_path {path!r} is {why}: fix it, or leave it out to '
+        "run on localpipe's interpreter"
+    )
 
 
 def _container(label: str, environment, docker, capacity, found: list[str]) -> dict[str, Any] | None:
