@@ -526,16 +526,28 @@ def test_a_moved_cache_is_used_where_it_now_is(ws, project, submit, cache, monke
     assert f"python {moved}/envs/" in (ws.root / ".localpipe/runs/2/t/stdout.log").read_text()
 
 
-def test_a_damaged_environment_folder_is_built_again(ws, project, submit, cache):
+@pytest.mark.parametrize("metadata", ["{not json", "[]", "packages: null", "size: text"])
+def test_a_damaged_environment_folder_is_built_again(ws, project, submit, cache, localpipe, metadata):
+    """Metadata that is JSON of another shape (a list, a field null) was a traceback of submit (its
+    run Failed), `localpipe envs` and `gc --envs`, where unreadable metadata is a damaged folder."""
     project("src/uses.py", USES_TINY)
     project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
     assert submit("pipe.py").returncode == 0
     (folder,) = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
-    (folder / "localpipe-env.json").write_text("{not json")
+    if ": " in metadata:  # one field of the real metadata changed
+        field, value = metadata.split(": ")
+        fields = json.loads((folder / "localpipe-env.json").read_text())
+        metadata = json.dumps({**fields, field: json.loads(value) if value == "null" else value})
+    (folder / "localpipe-env.json").write_text(metadata)
+    listed = localpipe("envs")
+    assert listed.returncode == 0 and "no environment built yet" in listed.stdout, listed.stdout + listed.stderr
     project("src/uses.py", USES_TINY + "# changed\n")
     proc = submit("pipe.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "building" in proc.stdout and len(built(cache)) == 1
+    (folder / "localpipe-env.json").write_text(metadata)
+    swept = localpipe("gc", "--envs", "--older-than", "0s")
+    assert swept.returncode == 0 and "removed damaged environment folder" in swept.stdout, swept.stdout + swept.stderr
 
 
 def test_show_names_the_build_a_step_ran_in_after_a_rebuild(ws, project, localpipe, cache, tmp_path):

@@ -77,14 +77,16 @@ class EnvironmentCache:
         self.root = Path(root)
 
     def find(self, digest: str) -> BuiltEnvironment | None:
-        """The environment built for ``digest``, or None (also when its metadata is unreadable)."""
+        """The environment built for ``digest``, or None (also when its metadata is unreadable, or
+        JSON of another shape: a copy gone wrong, an edit by hand)."""
         try:
             with open(self.root / digest / METADATA, encoding="utf-8") as f:
                 fields = json.load(f)
             known = {name: value for name, value in fields.items() if name in BuiltEnvironment.__dataclass_fields__}
-            return BuiltEnvironment(**{**known, "path": str(self.root / digest)})
-        except (OSError, ValueError, TypeError):
+            built = BuiltEnvironment(**{**known, "path": str(self.root / digest)})
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
+        return built if _well_formed(built) else None
 
     def changed(self, built: BuiltEnvironment) -> bool:
         """Whether packages were installed into or removed from ``built`` since its build."""
@@ -301,6 +303,18 @@ class EnvironmentCache:
             except BlockingIOError:
                 raise BuildFailed("another process builds it", None) from None
             yield  # closing the file releases the lock, also when the process dies
+
+
+def _well_formed(built: BuiltEnvironment) -> bool:
+    """Whether each field of ``built`` has its type (the metadata may be JSON of another shape)."""
+    texts = (built.digest, built.name, built.python, built.installed)
+    numbers = (built.built_at, built.build_seconds, built.size)
+    lists = (built.packages, built.dropped)
+    return (
+        all(isinstance(value, str) for value in texts)
+        and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in numbers)
+        and all(isinstance(value, list) and all(isinstance(item, str) for item in value) for value in lists)
+    )
 
 
 def _size(path: Path) -> int:
