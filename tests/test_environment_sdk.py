@@ -657,3 +657,19 @@ def test_a_docker_build_context_is_kept_by_register_save_to_directory_and_clone(
         DockerBuildContext.from_local_directory(ws, tmp_path / "ctx", dockerfile_path="build.Dockerfile")
     with pytest.raises(UserErrorException, match="must be a DockerBuildContext, not str: make one with"):
         Environment.from_docker_build_context("bad", str(tmp_path / "ctx"))
+
+
+@pytest.mark.parametrize("kept", ["[]", '"text"', "{IDENTITY: 5}", "{IDENTITY: [3, 11]}"])
+def test_a_damaged_list_of_pythons_is_asked_again(tmp_path, kept):
+    """pythons.json (the versions found, by file identity) that is JSON of another shape was a
+    TypeError of every submission that asks for a Python version."""
+    from localpipe.envs.pythons import find_pythons
+
+    cache = tmp_path / "pythons.json"
+    real = os.path.realpath(sys.executable)
+    st = os.stat(real)
+    cache.write_text(kept.replace("IDENTITY", json.dumps(f"{real}:{st.st_size}:{st.st_mtime_ns}")))
+    found = find_pythons(cache)
+    assert found and all(isinstance(version, str) and isinstance(path, str) for version, path in found)
+    assert found[0] == (".".join(map(str, sys.version_info[:3])), sys.executable)
+    assert isinstance(json.loads(cache.read_text()), dict)
