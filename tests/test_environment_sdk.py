@@ -131,6 +131,26 @@ def test_a_user_managed_interpreter_that_is_not_there_is_refused_before_anything
     assert resolve(env, variables={"PATH": os.path.dirname(sys.executable)})[1] == []
 
 
+def test_an_azure_interpreter_path_without_user_managed_dependencies_runs_on_localpipes_interpreter(tmp_path):
+    """Azure writes interpreterPath "python" into every environment it saves: with nothing to install
+    and user_managed_dependencies False, the step ran on whatever "python" PATH found, not on
+    localpipe's interpreter as docs/environments.md says."""
+    (tmp_path / "azureml_environment.json").write_text(
+        json.dumps(
+            {
+                "name": "saved-by-azure",
+                "version": "3",
+                "python": {"interpreterPath": "python", "userManagedDependencies": False},
+                "docker": {"enabled": False, "baseImage": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"},
+                "environmentVariables": {},
+            }
+        )
+    )
+    (tmp_path / "conda_dependencies.yml").write_text("name: x\ndependencies:\n- pip:\n  - azureml-defaults\n")
+    resolved, found = resolve(Environment.load_from_directory(tmp_path))
+    assert found == [] and resolved["kind"] == "python" and resolved["interpreter"] == sys.executable, resolved
+
+
 def test_the_digest_covers_packages_not_names_and_leaves_out_what_localpipe_provides():
     one, found = resolve(with_packages("one", pip_packages=["six", "azureml-defaults", "azureml-dataprep[fuse]"]))
     two, _ = resolve(with_packages("two", pip_packages=["six"]))

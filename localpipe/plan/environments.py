@@ -126,9 +126,11 @@ def resolve(
     python = environment.python
     deps = python.conda_dependencies
     if python.user_managed_dependencies or not _installs_anything(deps):
-        if python.interpreter_path and local:
-            _check_interpreter(label, environment.name, python.interpreter_path, variables, found)
-        return {**interpreter_fingerprint(python.interpreter_path or sys.executable), **extra}  # a copy: cached
+        # Azure's interpreter_path (its files say "python") is the step's only where you manage it.
+        own = python.interpreter_path if python.user_managed_dependencies else None
+        if own and local:
+            _check_interpreter(label, environment.name, own, variables, found)
+        return {**interpreter_fingerprint(own or sys.executable), **extra}  # a copy: cached
     name = environment.name or "unnamed"
     if not isinstance(name, str) or any(ord(c) < 32 or ord(c) == 127 for c in name):
         found.append(f"{label}: environment name {name!r} holds a control character (a line break): remove it")
