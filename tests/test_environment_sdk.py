@@ -339,6 +339,15 @@ def test_a_find_links_folder_is_made_absolute_and_its_content_is_part_of_the_def
     assert local_path("-r a=b.txt", str(tmp_path)) == f"-r {tmp_path / 'a=b.txt'}"
 
 
+def test_a_comment_after_a_tab_is_a_comment_as_pip_reads_it(tmp_path):
+    """pip ends a requirement at a "#" after any blank: after a tab, the comment was glued onto the
+    version (lp-tiny==1.0#pinned), which no installer takes."""
+    (tmp_path / "base.txt").write_text("six==1.16\t# via base\n")
+    (tmp_path / "requirements.txt").write_text("lp-tiny==1.0\t# pinned\n-r base.txt\nlp-other # x\n#whole line\n")
+    resolved, found = resolve(Environment.from_pip_requirements("tabs", tmp_path / "requirements.txt"))
+    assert found == [] and resolved["requirements"] == ["lp-other", "lp-tiny==1.0", "six==1.16"]
+
+
 @pytest.mark.parametrize(
     "pip, culprit",
     [

@@ -420,7 +420,7 @@ def _read_requirements(path: str) -> list[str]:
     """The lines of a requirements file, continuation lines joined, comments and blank lines left out."""
     with open(path, encoding="utf-8") as f:
         text = f.read().replace("\\\r\n", " ").replace("\\\n", " ")
-    lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
+    lines = [re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines()]  # pip's comments
     return [line for line in lines if line and not line.startswith("#")]
 
 

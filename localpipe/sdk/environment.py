@@ -244,7 +244,7 @@ class Environment:
                 f"requirements file {file_path} cannot be read ({exc.strerror}): check the path"
             ) from None
         folder = os.path.dirname(os.path.abspath(file_path))
-        lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
+        lines = [re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines()]  # pip's comments
         env = Environment(name)
         deps = env.python.conda_dependencies
         deps._pip_list(create=True)[:] = [
