@@ -798,3 +798,25 @@ def test_gc_envs_leaves_a_build_under_way_alone_and_removes_what_a_killed_one_le
     assert run.returncode == 0, out + err + swept
     assert not abandoned.exists(), swept
     assert "1 old build leftover" in swept, swept
+
+
+def test_an_environment_in_a_read_only_cache_is_used(ws, project, submit, cache, wheels):
+    """A cache this user cannot write to (one shared read-only, prepared by another): holding an
+    environment in use opened its lock file for writing, a traceback of submit (its run Failed)."""
+    project("src/uses.py", USES_TINY)
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
+    assert submit("pipe.py").returncode == 0
+    project("src/uses.py", USES_TINY + "# changed\n")
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespace here (unshare -m) to make the cache read-only in")
+    command = f"mount --bind -o ro {cache} {cache} && exec {sys.executable} -m localpipe submit pipe.py"
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", command],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **offline_index(wheels)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "building" not in proc.stdout and str(cache) in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()

@@ -131,8 +131,15 @@ class EnvironmentCache:
     # -- using --------------------------------------------------------------------------------------
     def use(self, digest: str) -> int | None:
         """A shared hold on ``digest`` (a file descriptor to close when done), so that nothing
-        removes it meanwhile; None when it is being removed or rebuilt."""
-        fd = os.open(self._lock_path(digest, "use"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        removes it meanwhile; None when it is being removed or rebuilt. In a cache this user cannot
+        write to (one shared read-only), where nothing removes it, the lock file is read."""
+        try:
+            fd = os.open(self._lock_path(digest, "use"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            try:
+                fd = os.open(self.root / ".locks" / f"{digest}.use", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = os.open(self.root, os.O_RDONLY | os.O_CLOEXEC)  # no lock file: a hold of nothing
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
