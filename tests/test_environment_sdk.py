@@ -348,6 +348,23 @@ def test_a_comment_after_a_tab_is_a_comment_as_pip_reads_it(tmp_path):
     assert found == [] and resolved["requirements"] == ["lp-other", "lp-tiny==1.0", "six==1.16"]
 
 
+def test_paths_in_an_included_requirements_file_mean_its_own_folder(tmp_path, monkeypatch):
+    """pip reads the relative paths of a file included with -r from that file's folder: here a
+    nested -r, a -c and a wheel were refused as not absolute."""
+    sub = tmp_path / "reqs" / "sub"
+    sub.mkdir(parents=True)
+    (tmp_path / "requirements.txt").write_text("-r reqs/base.txt\n")
+    (tmp_path / "reqs" / "base.txt").write_text("-r sub/more.txt\n-c sub/cons.txt\n./sub/pkg-1.0-py3-none-any.whl\n")
+    (sub / "more.txt").write_text("six\n")
+    (sub / "cons.txt").write_text("six<2\n")
+    (sub / "pkg-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    monkeypatch.chdir("/")
+    resolved, found = resolve(Environment.from_pip_requirements("nested", tmp_path / "requirements.txt"))
+    assert found == [], found
+    assert resolved["requirements"] == [str(sub / "pkg-1.0-py3-none-any.whl"), "six"]
+    assert resolved["options"] == [f"-c {sub / 'cons.txt'}"]
+
+
 @pytest.mark.parametrize(
     "pip, culprit",
     [

@@ -23,6 +23,7 @@ from urllib.parse import unquote, urlparse
 from localpipe.content.hashing import StatCacheLike, context_digest, dataset_digest, hash_bytes, hash_file
 from localpipe.errors import UsageError
 from localpipe.plan import checks
+from localpipe.sdk.conda import local_path
 
 AZUREML_IMAGES = "mcr.microsoft.com/azureml/"  # Azure ML's own base images (DEFAULT_CPU_IMAGE, ...)
 # Conda packages whose PyPI distribution has another name.
@@ -417,11 +418,13 @@ def _option(where, text, requirements, options, dropped, local, found, depth: in
 
 
 def _read_requirements(path: str) -> list[str]:
-    """The lines of a requirements file, continuation lines joined, comments and blank lines left out."""
+    """The lines of a requirements file, continuation lines joined, comments and blank lines left
+    out, relative paths made absolute from its folder (as pip reads them)."""
     with open(path, encoding="utf-8") as f:
         text = f.read().replace("\\\r\n", " ").replace("\\\n", " ")
     lines = [re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines()]  # pip's comments
-    return [line for line in lines if line and not line.startswith("#")]
+    folder = os.path.dirname(path)
+    return [local_path(line, folder) for line in lines if line and not line.startswith("#")]
 
 
 def _is_path(text: str) -> bool:
