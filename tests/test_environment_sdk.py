@@ -275,6 +275,9 @@ def test_requirements_have_one_spelling_and_one_order():
     assert a["requirements"] == ["tinyb-extra>=2", "tinyb==1.0", "zeta"] and a["digest"] == b["digest"]
     marker, _ = resolve(with_packages("m", pip_packages=['pywin32 ; sys_platform == "win32"']))
     assert marker["requirements"] == ['pywin32; sys_platform == "win32"']
+    extras, _ = resolve(with_packages("e", pip_packages=["Pandas[Performance, Excel]>=2"]))
+    again, _ = resolve(with_packages("e", pip_packages=["pandas[excel,performance] >= 2"]))
+    assert extras["requirements"] == ["pandas[excel,performance]>=2"] and extras["digest"] == again["digest"]
 
 
 def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkeypatch):

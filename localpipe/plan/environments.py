@@ -441,14 +441,24 @@ def _with_options(line: str) -> str:
 
 
 def _canonical(requirement: str) -> str:
-    """One spelling per requirement: no blanks, the name as PEP 503 normalises it (``TinyB == 1.0``
-    is ``tinyb==1.0``); a marker after ``;`` keeps its own blanks."""
+    """One spelling per requirement: no blanks, the name and its extras as PEP 503 and 685
+    normalise them (``TinyB == 1.0`` is ``tinyb==1.0``, ``Pandas[Excel, Perf]`` is
+    ``pandas[excel,perf]``); a marker after ``;`` keeps its own blanks."""
     spec, semicolon, marker = requirement.partition(";")
     spec = re.sub(r"\s+", "", spec)
     name = _NAME.match(spec)
     if name:
-        spec = re.sub(r"[-_.]+", "-", name.group(0)).lower() + spec[name.end() :]
+        head, rest = _normalised(name.group(0)), spec[name.end() :]
+        extras = re.match(r"\[([^\]]*)\]", rest)
+        if extras:
+            names = sorted({_normalised(extra) for extra in extras.group(1).split(",") if extra})
+            head, rest = f"{head}[{','.join(names)}]", rest[extras.end() :]
+        spec = head + rest
     return spec + (f"; {marker.strip()}" if semicolon else "")
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _installs_anything(deps) -> bool:
