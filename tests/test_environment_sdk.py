@@ -368,6 +368,27 @@ def test_paths_in_an_included_requirements_file_mean_its_own_folder(tmp_path, mo
     assert resolved["options"] == [f"-c {sub / 'cons.txt'}"]
 
 
+def test_what_building_a_project_folder_writes_into_it_is_not_its_content(tmp_path):
+    """Installing a project folder writes build/ and *.egg-info into it (setuptools): the next
+    submission saw another definition, built it again and reran its steps, after each edit."""
+    project = tmp_path / "mypkg"
+    (project / "src" / "mine").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "mine"\nversion = "1.0"\n')
+    (project / "src" / "mine" / "__init__.py").write_text("VERSION = 1\n")
+    env = with_packages("folder", pip_packages=[str(project)])
+    first, found = resolve(env)
+    assert found == [] and str(project) in first["local"]
+    (project / "build" / "lib" / "mine").mkdir(parents=True)
+    (project / "build" / "lib" / "mine" / "__init__.py").write_text("VERSION = 1\n")
+    (project / "src" / "mine.egg-info").mkdir()
+    (project / "src" / "mine.egg-info" / "PKG-INFO").write_text("Name: mine\n")
+    (project / "src" / "mine" / "__pycache__").mkdir()
+    (project / "src" / "mine" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"pyc")
+    assert resolve(env)[0]["digest"] == first["digest"]
+    (project / "src" / "mine" / "__init__.py").write_text("VERSION = 2\n")
+    assert resolve(env)[0]["digest"] != first["digest"]
+
+
 @pytest.mark.parametrize(
     "pip, culprit",
     [

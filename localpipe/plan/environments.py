@@ -20,7 +20,15 @@ import warnings
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from localpipe.content.hashing import StatCacheLike, context_digest, dataset_digest, hash_bytes, hash_file
+from localpipe.content.hashing import (
+    StatCacheLike,
+    context_digest,
+    dataset_digest,
+    digest_of,
+    hash_bytes,
+    hash_file,
+    walk,
+)
 from localpipe.errors import UsageError
 from localpipe.plan import checks
 from localpipe.sdk.conda import local_path
@@ -371,17 +379,31 @@ def _pip_lines(where, lines, requirements, options, dropped, local, found, depth
             elif not os.path.exists(path):
                 found.append(f'{where}: pip package "{text}" does not exist: fix the path')
             else:
-                local[path] = dataset_digest([path])
+                local[path] = _local_digest(path)
                 requirements.append(path)
         elif _FILE_URL.match(text):  # name @ file:///...: a local file too
             path = unquote(urlparse(_FILE_URL.match(text).group(1)).path)
             if not os.path.exists(path):
                 found.append(f'{where}: pip package "{text}" does not exist: fix the path')
             else:
-                local[path] = dataset_digest([path])
+                local[path] = _local_digest(path)
                 requirements.append(_with_options(text))
         else:
             requirements.append(_with_options(text))
+
+
+def _local_digest(path: str) -> str:
+    """The content of a local wheel or project folder a requirement names: of a folder, what its
+    ignore files (.gitignore, .amlignore) keep, less what building it writes there (``build/``,
+    ``*.egg-info``), which would otherwise make the next submission another definition."""
+    if not os.path.isdir(path):
+        return dataset_digest([path])
+    kept = [
+        found
+        for found in walk(path, ignore=True)
+        if found[0].split("/", 1)[0] != "build" and not any(part.endswith(".egg-info") for part in found[0].split("/"))
+    ]
+    return digest_of(kept).digest
 
 
 def _option(where, text, requirements, options, dropped, local, found, depth: int) -> None:
