@@ -820,3 +820,27 @@ def test_an_environment_in_a_read_only_cache_is_used(ws, project, submit, cache,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "building" not in proc.stdout and str(cache) in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()
+
+
+def test_a_build_that_failed_is_not_tried_again_by_a_later_step_of_the_same_run(ws, project, submit, tmp_path):
+    """A step that needs a definition whose build failed earlier in the run (here after another
+    step, with --continue-on-step-failure) repeated the whole failing build."""
+    wrapper, counter = counting_uv(tmp_path)
+    project("src/uses.py", USES_TINY)
+    project("src/slow.py", "import time\ntime.sleep(1.5)\n")
+    steps = """
+bad = config("bad", pip=["lp-missing-package"])
+first = PythonScriptStep("uses.py", source_directory="src", name="first", runconfig=bad)
+slow = PythonScriptStep("slow.py", source_directory="src", name="slow")
+later = PythonScriptStep("uses.py", source_directory="src", name="later", runconfig=bad, arguments=["later"])
+later.run_after(slow)
+steps = [first, slow, later]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py", "--continue-on-step-failure", env={"LOCALPIPE_UV": str(wrapper)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = step_rows(ws.root, 1)
+    assert rows["first"][0] == rows["later"][0] == "Failed" and rows["slow"][0] == "Completed", rows
+    assert "lp-missing-package" in rows["later"][1], rows
+    assert len(counter.read_text().split()) == 1, proc.stdout
+    assert proc.stdout.count(") building: log") == 1 and proc.stdout.count('environment "bad" (') == 3, proc.stdout
