@@ -4,6 +4,7 @@ makes of them, without building anything."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from localpipe.errors import UsageError, UserErrorException
 from localpipe.plan import environments
 from localpipe.plan.graph import Capacity
-from localpipe.sdk.conda import CondaDependencies
+from localpipe.sdk.conda import CondaDependencies, local_path
 from localpipe.sdk.environment import Environment
 from localpipe.sdk.runconfig import RunConfiguration
 
@@ -68,6 +69,33 @@ def test_a_conda_specification_file_round_trips(tmp_path):
         CondaDependencies(tmp_path / "broken.yml")
 
 
+@pytest.mark.parametrize(
+    "dependencies, culprit",
+    [
+        ("dependencies: {numpy: 1}", "its dependencies are not a list"),
+        ("dependencies:\n  - pip: six", "its pip: section is not a list"),
+        ("dependencies:\n  - pip:\n    - 1.0", "1.0 is not a package specification"),
+        ("dependencies:\n  - 3.11", "3.11 is not a package specification"),
+        ("dependencies:\n  - {channels: [x]}", "{'channels': ['x']} is not a package specification"),
+        ("dependencies:\n  - pip: [six]\n  - numpy\n  - pip: [lp-tiny]", "it has 2 pip: sections: join them into one"),
+    ],
+)
+def test_a_conda_specification_of_another_shape_is_one_clear_error(tmp_path, dependencies, culprit):
+    """Shapes conda does not take were a TypeError or AttributeError while the pipeline file loaded,
+    or left out without a word."""
+    spec = tmp_path / "env.yml"
+    spec.write_text(f"name: x\n{dependencies}\n")
+    with pytest.raises(UserErrorException, match=f"^Environment error: conda specification {spec}: ") as raised:
+        Environment.from_conda_specification("odd", spec)
+    assert culprit in str(raised.value)
+
+
+def test_a_conda_specification_with_empty_dependencies_has_no_packages(tmp_path):
+    (tmp_path / "env.yml").write_text("name: x\ndependencies:\n")
+    env = Environment.from_conda_specification("empty", tmp_path / "env.yml")
+    assert list(env.python.conda_dependencies.pip_packages) == [] and resolve(env)[0]["kind"] == "python"
+
+
 def test_user_managed_defaults_to_false_and_nothing_to_install_runs_on_localpipes_interpreter():
     plain = Environment("plain")
     assert plain.python.user_managed_dependencies is False  # Azure's default
@@ -82,6 +110,45 @@ def test_user_managed_defaults_to_false_and_nothing_to_install_runs_on_localpipe
     explicit = with_packages("explicit", pip_packages=["six"])
     explicit.python.user_managed_dependencies = True
     assert resolve(explicit)[0]["kind"] == "python"  # Azure's meaning: you manage that interpreter
+
+
+def test_a_user_managed_interpreter_that_is_not_there_is_refused_before_anything_runs(tmp_path):
+    """It failed each step at run time ("could not start"), after the steps before it had run."""
+    env = Environment("mine")
+    env.python.user_managed_dependencies = True
+    for path, why in [
+        ("/nonexistent/python3", "no such file"),
+        (str(tmp_path), "not an executable file"),
+        ("no-such-python-here", "not found on PATH"),
+    ]:
+        env.python.interpreter_path = path
+        _, found = resolve(env)
+        assert found == [
+            f'step "s": environment "mine": python.interpreter_path {path!r} is {why}: fix it, or leave it out to '
+            "run on localpipe's interpreter"
+        ], found
+    env.python.interpreter_path = os.path.basename(sys.executable)  # a name, looked up on PATH
+    assert resolve(env, variables={"PATH": os.path.dirname(sys.executable)})[1] == []
+
+
+def test_an_azure_interpreter_path_without_user_managed_dependencies_runs_on_localpipes_interpreter(tmp_path):
+    """Azure writes interpreterPath "python" into every environment it saves: with nothing to install
+    and user_managed_dependencies False, the step ran on whatever "python" PATH found, not on
+    localpipe's interpreter as docs/environments.md says."""
+    (tmp_path / "azureml_environment.json").write_text(
+        json.dumps(
+            {
+                "name": "saved-by-azure",
+                "version": "3",
+                "python": {"interpreterPath": "python", "userManagedDependencies": False},
+                "docker": {"enabled": False, "baseImage": "mcr.microsoft.com/azureml/openmpi4.1.0-ubuntu20.04"},
+                "environmentVariables": {},
+            }
+        )
+    )
+    (tmp_path / "conda_dependencies.yml").write_text("name: x\ndependencies:\n- pip:\n  - azureml-defaults\n")
+    resolved, found = resolve(Environment.load_from_directory(tmp_path))
+    assert found == [] and resolved["kind"] == "python" and resolved["interpreter"] == sys.executable, resolved
 
 
 def test_the_digest_covers_packages_not_names_and_leaves_out_what_localpipe_provides():
@@ -135,6 +202,16 @@ def test_python_versions_are_matched_by_major_and_minor_or_refused():
     assert found == [] and chosen["interpreter"] == "/opt/py39"
 
 
+@pytest.mark.parametrize("spec", ["python=3.9.18=h955ad1f_0", "python==3.9.18=h955ad1f_0", "python 3.9.18 h955ad1f_0"])
+def test_the_build_string_of_a_python_that_conda_env_export_wrote_is_left_out(tmp_path, spec):
+    """`conda env export` (without --no-builds) writes each package with its build string, Python's too."""
+    (tmp_path / "env.yml").write_text(f"name: x\ndependencies:\n  - {spec}\n  - six=1.16.0=pyhd3eb1b0_1\n")
+    machine = Capacity(2, 2**30, pythons=lambda: [("3.11.7", "/opt/py311"), ("3.9.18", "/opt/py39")])
+    resolved, found = resolve(Environment.from_conda_specification("exported", tmp_path / "env.yml"), machine)
+    assert found == [] and (resolved["interpreter"], resolved["python"]) == ("/opt/py39", "3.9.18")
+    assert resolved["requirements"] == ["six==1.16.0.*"]
+
+
 def test_environment_variables_reach_the_definition_and_bad_names_are_refused():
     env = Environment("vars")
     env.environment_variables = {"A": "1"}
@@ -157,6 +234,21 @@ def test_registered_environments_keep_their_definition(ws):
     clone = got.clone("copy")
     assert (clone.name, clone.version) == ("copy", None)
     assert {"kept", "AzureML-Tutorial", "AzureML-Minimal"} <= set(Environment.list(ws))
+
+
+def test_getting_a_version_that_is_not_there_says_which_versions_are(ws):
+    """Environment.get(ws, name, version=7) said the environment "is not registered" when it was (in
+    other versions), and a version that is not a number was a ValueError from int()."""
+    from localpipe.errors import NotFoundError
+
+    with_packages("kept", pip_packages=["six"]).register(ws)
+    assert Environment.get(ws, "kept", version=1).version == "1"
+    with pytest.raises(NotFoundError, match='^environment "kept" has no version 7 \\(its versions: 1\\)'):
+        Environment.get(ws, "kept", version="7")
+    with pytest.raises(UserErrorException, match="^version 'latest' of environment \"kept\" is not a version number"):
+        Environment.get(ws, "kept", version="latest")
+    with pytest.raises(NotFoundError, match='^environment "nope" is not registered'):
+        Environment.get(ws, "nope", version="1")
 
 
 def test_a_base_image_registry_is_kept_with_its_address_and_user_never_its_password(ws):
@@ -183,6 +275,9 @@ def test_requirements_have_one_spelling_and_one_order():
     assert a["requirements"] == ["tinyb-extra>=2", "tinyb==1.0", "zeta"] and a["digest"] == b["digest"]
     marker, _ = resolve(with_packages("m", pip_packages=['pywin32 ; sys_platform == "win32"']))
     assert marker["requirements"] == ['pywin32; sys_platform == "win32"']
+    extras, _ = resolve(with_packages("e", pip_packages=["Pandas[Performance, Excel]>=2"]))
+    again, _ = resolve(with_packages("e", pip_packages=["pandas[excel,performance] >= 2"]))
+    assert extras["requirements"] == ["pandas[excel,performance]>=2"] and extras["digest"] == again["digest"]
 
 
 def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkeypatch):
@@ -197,7 +292,7 @@ def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkey
     env = Environment.from_pip_requirements("files", "requirements.txt")
     first, found = resolve(env)
     assert found == []
-    assert first["requirements"] == [str(wheel), "six==1.16--hash=sha256:abc"] or str(wheel) in first["requirements"]
+    assert first["requirements"] == [str(wheel), "six==1.16 --hash=sha256:abc"]
     assert str(wheel) in first["local"]
     wheel.write_bytes(b"two")  # same name, other content: another definition
     second, _ = resolve(env)
@@ -205,6 +300,93 @@ def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkey
     (tmp_path / "base.txt").write_text("six==1.17\n")
     third, _ = resolve(Environment.from_pip_requirements("files", "requirements.txt"))
     assert "six==1.17" in third["requirements"] and third["digest"] != second["digest"]
+
+
+def test_a_wheel_named_by_a_file_url_is_part_of_the_definition(tmp_path):
+    """`name @ file:///...` (what pip freeze writes for a package installed from a local wheel) names
+    a local file as `./dist/x.whl` does: a rebuilt wheel is another definition."""
+    wheel = tmp_path / "pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"one")
+    env = with_packages("url", pip_packages=[f"pkg @ {wheel.as_uri()}"])
+    first, found = resolve(env)
+    assert found == [] and first["requirements"] == [f"pkg@{wheel.as_uri()}"] and str(wheel) in first["local"]
+    wheel.write_bytes(b"two")
+    second, _ = resolve(env)
+    assert second["digest"] != first["digest"]
+    wheel.unlink()
+    _, found = resolve(env)
+    assert found == [f'step "s": environment "url": pip package "pkg @ {wheel.as_uri()}" does not exist: fix the path']
+
+
+def test_a_find_links_folder_is_made_absolute_and_its_content_is_part_of_the_definition(tmp_path, monkeypatch):
+    """`--find-links ./wheels` in a requirements file failed to build ("relative URL without a base":
+    the installer runs elsewhere), and the folder's wheels were not in the definition."""
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "wheels" / "pkg-1.0-py3-none-any.whl").write_bytes(b"one")
+    (tmp_path / "requirements.txt").write_text("--find-links ./wheels\n-f=wheels\npkg\n")
+    monkeypatch.chdir("/")
+    env = Environment.from_pip_requirements("links", tmp_path / "requirements.txt")
+    first, found = resolve(env)
+    folder = str(tmp_path / "wheels")
+    assert found == [] and first["options"] == [f"--find-links {folder}", f"-f {folder}"], (found, first)
+    assert folder in first["local"]
+    (tmp_path / "wheels" / "pkg-2.0-py3-none-any.whl").write_bytes(b"two")  # a new version to find
+    assert resolve(env)[0]["digest"] != first["digest"]
+    url = with_packages("url", pip_packages=["six"])
+    url.python.conda_dependencies.set_pip_option("--find-links https://example.com/wheels")
+    assert resolve(url)[0]["options"] == ["--find-links https://example.com/wheels"]
+    monkeypatch.chdir(tmp_path)  # as a pipeline file loads, in its folder
+    url.python.conda_dependencies.set_pip_option("--find-links wheels")
+    assert resolve(url)[0]["options"] == [f"--find-links {folder}"]
+    (tmp_path / "a=b.txt").write_text("six\n")
+    assert local_path("-r a=b.txt", str(tmp_path)) == f"-r {tmp_path / 'a=b.txt'}"
+
+
+def test_a_comment_after_a_tab_is_a_comment_as_pip_reads_it(tmp_path):
+    """pip ends a requirement at a "#" after any blank: after a tab, the comment was glued onto the
+    version (lp-tiny==1.0#pinned), which no installer takes."""
+    (tmp_path / "base.txt").write_text("six==1.16\t# via base\n")
+    (tmp_path / "requirements.txt").write_text("lp-tiny==1.0\t# pinned\n-r base.txt\nlp-other # x\n#whole line\n")
+    resolved, found = resolve(Environment.from_pip_requirements("tabs", tmp_path / "requirements.txt"))
+    assert found == [] and resolved["requirements"] == ["lp-other", "lp-tiny==1.0", "six==1.16"]
+
+
+def test_paths_in_an_included_requirements_file_mean_its_own_folder(tmp_path, monkeypatch):
+    """pip reads the relative paths of a file included with -r from that file's folder: here a
+    nested -r, a -c and a wheel were refused as not absolute."""
+    sub = tmp_path / "reqs" / "sub"
+    sub.mkdir(parents=True)
+    (tmp_path / "requirements.txt").write_text("-r reqs/base.txt\n")
+    (tmp_path / "reqs" / "base.txt").write_text("-r sub/more.txt\n-c sub/cons.txt\n./sub/pkg-1.0-py3-none-any.whl\n")
+    (sub / "more.txt").write_text("six\n")
+    (sub / "cons.txt").write_text("six<2\n")
+    (sub / "pkg-1.0-py3-none-any.whl").write_bytes(b"wheel")
+    monkeypatch.chdir("/")
+    resolved, found = resolve(Environment.from_pip_requirements("nested", tmp_path / "requirements.txt"))
+    assert found == [], found
+    assert resolved["requirements"] == [str(sub / "pkg-1.0-py3-none-any.whl"), "six"]
+    assert resolved["options"] == [f"-c {sub / 'cons.txt'}"]
+
+
+def test_what_building_a_project_folder_writes_into_it_is_not_its_content(tmp_path):
+    """Installing a project folder writes build/ and *.egg-info into it (setuptools): the next
+    submission saw another definition, built it again and reran its steps, after each edit."""
+    project = tmp_path / "mypkg"
+    (project / "src" / "mine").mkdir(parents=True)
+    (project / "pyproject.toml").write_text('[project]\nname = "mine"\nversion = "1.0"\n')
+    (project / "src" / "mine" / "__init__.py").write_text("VERSION = 1\n")
+    env = with_packages("folder", pip_packages=[str(project)])
+    first, found = resolve(env)
+    assert found == [] and str(project) in first["local"]
+    (project / "build" / "lib" / "mine").mkdir(parents=True)
+    (project / "build" / "lib" / "mine" / "__init__.py").write_text("VERSION = 1\n")
+    (project / "src" / "mine.egg-info").mkdir()
+    (project / "src" / "mine.egg-info" / "PKG-INFO").write_text("Name: mine\n")
+    (project / "src" / "mine" / "__pycache__").mkdir()
+    (project / "src" / "mine" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"pyc")
+    assert resolve(env)[0]["digest"] == first["digest"]
+    (project / "src" / "mine" / "__init__.py").write_text("VERSION = 2\n")
+    assert resolve(env)[0]["digest"] != first["digest"]
 
 
 @pytest.mark.parametrize(
@@ -215,6 +397,7 @@ def test_local_files_in_requirements_are_part_of_the_definition(tmp_path, monkey
         (["--prefix /somewhere"], 'pip option "--prefix /somewhere" is not one localpipe passes on'),
         (["-r relative.txt"], "names no readable file by an absolute path"),
         (["/no/such/wheel-1.0-py3-none-any.whl"], "does not exist"),
+        (["--find-links /no/such/folder", "six"], '"--find-links /no/such/folder" names no folder by an absolute path'),
     ],
 )
 def test_requirements_that_would_reach_outside_the_build_are_refused(pip, culprit):
@@ -544,3 +727,19 @@ def test_a_docker_build_context_is_kept_by_register_save_to_directory_and_clone(
         DockerBuildContext.from_local_directory(ws, tmp_path / "ctx", dockerfile_path="build.Dockerfile")
     with pytest.raises(UserErrorException, match="must be a DockerBuildContext, not str: make one with"):
         Environment.from_docker_build_context("bad", str(tmp_path / "ctx"))
+
+
+@pytest.mark.parametrize("kept", ["[]", '"text"', "{IDENTITY: 5}", "{IDENTITY: [3, 11]}"])
+def test_a_damaged_list_of_pythons_is_asked_again(tmp_path, kept):
+    """pythons.json (the versions found, by file identity) that is JSON of another shape was a
+    TypeError of every submission that asks for a Python version."""
+    from localpipe.envs.pythons import find_pythons
+
+    cache = tmp_path / "pythons.json"
+    real = os.path.realpath(sys.executable)
+    st = os.stat(real)
+    cache.write_text(kept.replace("IDENTITY", json.dumps(f"{real}:{st.st_size}:{st.st_mtime_ns}")))
+    found = find_pythons(cache)
+    assert found and all(isinstance(version, str) and isinstance(path, str) for version, path in found)
+    assert found[0] == (".".join(map(str, sys.version_info[:3])), sys.executable)
+    assert isinstance(json.loads(cache.read_text()), dict)

@@ -57,6 +57,7 @@ def wheels(tmp_path_factory) -> Path:
     make_wheel(folder, "lp-tiny", "2.0", "VERSION = 2\n")
     make_wheel(folder, "lp-other", "1.0", "VERSION = 1\n")
     make_wheel(folder, "lp-needs-old", "1.0", "", requires=["lp-tiny==1.0"])
+    make_wheel(folder, "lp-single", "1.0", "VERSION = 1\n", single_file=True)
     return folder
 
 
@@ -478,6 +479,20 @@ def test_a_step_that_changes_its_environment_gets_it_rebuilt_before_the_next_use
     assert len(built(cache)) == 1
 
 
+def test_a_step_importing_a_module_of_site_packages_itself_does_not_change_its_environment(ws, project, submit, cache):
+    """Importing a module that is a file of site-packages (six, threadpoolctl, which scikit-learn
+    imports) makes Python write site-packages/__pycache__: that was taken for a package installed
+    by the step, and the environment was rebuilt before every next use."""
+    project("src/single.py", "import lp_single\nprint('single', lp_single.VERSION)\n")
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-single"])', "single.py")))
+    writes = {"PYTHONDONTWRITEBYTECODE": ""}  # as Python runs by default
+    for attempt in range(3):
+        proc = submit("pipe.py", "--regenerate-outputs", env=writes)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert ("building" in proc.stdout) == (attempt == 0), (attempt, proc.stdout)
+    assert "single 1" in (ws.root / ".localpipe/runs/3/s/stdout.log").read_text()
+
+
 def test_gc_envs_keeps_an_environment_a_run_uses(ws, project, wheels, cache, localpipe):
     gate = ws.root / "gate"
     project("src/wait.py", f"import os, time\nwhile not os.path.exists({str(gate)!r}):\n    time.sleep(0.05)\n")
@@ -511,16 +526,28 @@ def test_a_moved_cache_is_used_where_it_now_is(ws, project, submit, cache, monke
     assert f"python {moved}/envs/" in (ws.root / ".localpipe/runs/2/t/stdout.log").read_text()
 
 
-def test_a_damaged_environment_folder_is_built_again(ws, project, submit, cache):
+@pytest.mark.parametrize("metadata", ["{not json", "[]", "packages: null", "size: text"])
+def test_a_damaged_environment_folder_is_built_again(ws, project, submit, cache, localpipe, metadata):
+    """Metadata that is JSON of another shape (a list, a field null) was a traceback of submit (its
+    run Failed), `localpipe envs` and `gc --envs`, where unreadable metadata is a damaged folder."""
     project("src/uses.py", USES_TINY)
     project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
     assert submit("pipe.py").returncode == 0
     (folder,) = [p for p in (cache / "envs").iterdir() if not p.name.startswith(".")]
-    (folder / "localpipe-env.json").write_text("{not json")
+    if ": " in metadata:  # one field of the real metadata changed
+        field, value = metadata.split(": ")
+        fields = json.loads((folder / "localpipe-env.json").read_text())
+        metadata = json.dumps({**fields, field: json.loads(value) if value == "null" else value})
+    (folder / "localpipe-env.json").write_text(metadata)
+    listed = localpipe("envs")
+    assert listed.returncode == 0 and "no environment built yet" in listed.stdout, listed.stdout + listed.stderr
     project("src/uses.py", USES_TINY + "# changed\n")
     proc = submit("pipe.py")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "building" in proc.stdout and len(built(cache)) == 1
+    (folder / "localpipe-env.json").write_text(metadata)
+    swept = localpipe("gc", "--envs", "--older-than", "0s")
+    assert swept.returncode == 0 and "removed damaged environment folder" in swept.stdout, swept.stdout + swept.stderr
 
 
 def test_show_names_the_build_a_step_ran_in_after_a_rebuild(ws, project, localpipe, cache, tmp_path):
@@ -710,3 +737,110 @@ def test_the_build_error_is_read_from_a_log_uv_wrote_in_colour(tmp_path):
         "or `\x1b[32muv pip install pkg_resources\x1b[39m` into the environment\n"
     )
     assert last_error_line(log) == "Failed to build `scikit-learn==0.22.1`: The build backend returned an error"
+
+
+def test_a_requirements_file_with_pip_compiles_hashes_builds(ws, project, submit, cache, wheels):
+    """pip-compile --generate-hashes writes each pin with its hashes on continuation lines: they
+    stay options of that requirement (they were glued onto its version: `lp-tiny==1.0--hash=...`)."""
+    import hashlib
+
+    tiny, other = (
+        hashlib.sha256((wheels / f"{n}-1.0-py3-none-any.whl").read_bytes()).hexdigest() for n in ("lp_tiny", "lp_other")
+    )
+    project("src/uses.py", USES_TINY)
+    project(
+        "requirements.txt",
+        f"lp-tiny==1.0 \\\n    --hash=sha256:{'0' * 64} \\\n    --hash=sha256:{tiny}\n    # via -r requirements.in\n"
+        f"lp-other==1.0 ; python_version >= '3' \\\n    --hash=sha256:{other}\n",
+    )
+    steps = """
+hashed = RunConfiguration()
+hashed.environment = Environment.from_pip_requirements("hashed", "requirements.txt")
+steps = [PythonScriptStep("uses.py", source_directory="src", name="s", runconfig=hashed)]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lp_tiny 1" in (ws.root / ".localpipe/runs/1/s/stdout.log").read_text()
+    project("requirements.txt", f"lp-tiny==1.0 --hash=sha256:{'0' * 64}\n")  # a hash that matches no file
+    proc = submit("pipe.py")
+    assert proc.returncode == 1 and "hash mismatch" in proc.stdout.lower(), proc.stdout + proc.stderr
+
+
+def test_gc_envs_leaves_a_build_under_way_alone_and_removes_what_a_killed_one_left(
+    ws, project, wheels, cache, localpipe, tmp_path
+):
+    """gc --envs --older-than removed the log and requirement list of a build older than that, which
+    then failed ("the cache cannot be written"); the folder a killed build left stayed for good unless
+    the same definition was built again."""
+    from localpipe.envs.build import find_uv
+
+    gate = tmp_path / "gate"
+    slow = tmp_path / "slow-uv"  # installs once the gate is open
+    slow.write_text(f'#!/bin/sh\nwhile [ ! -e {gate} ]; do sleep 0.05; done\nexec {find_uv()} "$@"\n')
+    slow.chmod(0o755)
+    project("src/uses.py", USES_TINY)
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
+    building = cache / "envs" / ".building"
+    abandoned = building / "0123456789abcdef0123456789abcdef-999999999-1"  # no such process
+    (abandoned / "lib").mkdir(parents=True)
+    (abandoned / "lib" / "big.so").write_bytes(b"x" * 1000)
+    old = time.time() - 3600
+    os.utime(abandoned, (old, old))
+    run = popen_localpipe(ws.root, "submit", "pipe.py", env={**offline_index(wheels), "LOCALPIPE_UV": str(slow)})
+    try:
+        wait_for(lambda: len(list(building.glob("*.log"))) == 1, timeout=60, what="the build to start")
+        time.sleep(1.2)
+        swept = localpipe("gc", "--envs", "--older-than", "1s", check=True).stdout
+    finally:
+        gate.write_text("go")
+        out, err = run.communicate(timeout=60)
+    assert run.returncode == 0, out + err + swept
+    assert not abandoned.exists(), swept
+    assert "1 old build leftover" in swept, swept
+
+
+def test_an_environment_in_a_read_only_cache_is_used(ws, project, submit, cache, wheels):
+    """A cache this user cannot write to (one shared read-only, prepared by another): holding an
+    environment in use opened its lock file for writing, a traceback of submit (its run Failed)."""
+    project("src/uses.py", USES_TINY)
+    project("pipe.py", PIPELINE.format(steps=one_step('config("t", pip=["lp-tiny"])')))
+    assert submit("pipe.py").returncode == 0
+    project("src/uses.py", USES_TINY + "# changed\n")
+    if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode != 0:
+        pytest.skip("no mount namespace here (unshare -m) to make the cache read-only in")
+    command = f"mount --bind -o ro {cache} {cache} && exec {sys.executable} -m localpipe submit pipe.py"
+    proc = subprocess.run(
+        ["unshare", "-m", "sh", "-c", command],
+        cwd=ws.root,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **offline_index(wheels)},
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "building" not in proc.stdout and str(cache) in (ws.root / ".localpipe/runs/2/s/stdout.log").read_text()
+
+
+def test_a_build_that_failed_is_not_tried_again_by_a_later_step_of_the_same_run(ws, project, submit, tmp_path):
+    """A step that needs a definition whose build failed earlier in the run (here after another
+    step, with --continue-on-step-failure) repeated the whole failing build."""
+    wrapper, counter = counting_uv(tmp_path)
+    project("src/uses.py", USES_TINY)
+    project("src/slow.py", "import time\ntime.sleep(1.5)\n")
+    steps = """
+bad = config("bad", pip=["lp-missing-package"])
+first = PythonScriptStep("uses.py", source_directory="src", name="first", runconfig=bad)
+slow = PythonScriptStep("slow.py", source_directory="src", name="slow")
+later = PythonScriptStep("uses.py", source_directory="src", name="later", runconfig=bad, arguments=["later"])
+later.run_after(slow)
+steps = [first, slow, later]
+"""
+    project("pipe.py", PIPELINE.format(steps=steps))
+    proc = submit("pipe.py", "--continue-on-step-failure", env={"LOCALPIPE_UV": str(wrapper)})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    rows = step_rows(ws.root, 1)
+    assert rows["first"][0] == rows["later"][0] == "Failed" and rows["slow"][0] == "Completed", rows
+    assert "lp-missing-package" in rows["later"][1], rows
+    assert len(counter.read_text().split()) == 1, proc.stdout
+    assert proc.stdout.count(") building: log") == 1 and proc.stdout.count('environment "bad" (') == 3, proc.stdout

@@ -13,13 +13,16 @@ import zipfile
 from pathlib import Path
 
 
-def make_wheel(folder: Path, name: str, version: str, code: str, requires: list[str] = ()) -> Path:
+def make_wheel(
+    folder: Path, name: str, version: str, code: str, requires: list[str] = (), single_file: bool = False
+) -> Path:
     """A pure-Python wheel of distribution ``name`` holding the module ``name`` (dashes as
-    underscores) with ``code`` as its ``__init__.py``."""
+    underscores) with ``code`` as its ``__init__.py`` (as its file ``name.py``, in site-packages
+    itself, with ``single_file``, as six or threadpoolctl are)."""
     module = name.replace("-", "_")
     dist_info = f"{module}-{version}.dist-info"
     files = {
-        f"{module}/__init__.py": code,
+        f"{module}.py" if single_file else f"{module}/__init__.py": code,
         f"{dist_info}/METADATA": "Metadata-Version: 2.1\n"
         f"Name: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n" for r in requires),
         f"{dist_info}/WHEEL": (

@@ -129,17 +129,14 @@ def _gc_environments(seconds: float, keep_last, dry_run: bool) -> None:
         click.echo(f"{'would remove' if dry_run else 'removed'} damaged environment folder {digest[:12]}")
         if not dry_run:
             cache.remove(digest)
-    leftovers = cache.leftovers(seconds, now)
-    for path in leftovers:
-        if not dry_run:
-            path.unlink(missing_ok=True)
+    leftovers = cache.leftovers(seconds, now, remove=not dry_run)
     parts = [f"{removed} environments"]
     if (cache_root() / "image-builds").is_dir():  # localpipe built Docker images on this machine
         images = _gc_images(seconds, now, dry_run)
         freed += sum(images.values())
         parts.append(count(len(images), "image"))
     if leftovers:
-        parts.append(f"{len(leftovers)} old build logs")
+        parts.append(count(len(leftovers), "old build leftover"))
     click.echo(f"{'would free' if dry_run else 'freed'} {size(freed)}: {', '.join(parts)}")
 
 

@@ -34,14 +34,20 @@ class Environments:
         self._built: dict[str, BuiltEnvironment] = {}
         self._held: dict[str, int] = {}  # digest -> the descriptor holding it in use
         self._building: dict[str, threading.Thread] = {}
+        self._failed: dict[str, BuildFailed] = {}  # digest -> how its build failed in this run
         self._done: queue.SimpleQueue[Built] = queue.SimpleQueue()
 
     def get(self, definition: dict) -> BuiltEnvironment | None:
         """The environment built for ``definition``; None while it is not, its build started (also
-        when a step changed its packages since: it is rebuilt, if no other run uses it)."""
+        when a step changed its packages since: it is rebuilt, if no other run uses it). A build
+        that failed in this run is not started again: ``finished()`` gives its failure again."""
         digest = definition["digest"]
         if digest in self._built:
             return self._built[digest]
+        if digest in self._failed:  # not tried again in this run: its failure, as a build that ended
+            self._done.put(Built(digest, failure=self._failed[digest]))
+            self.wake()
+            return None
         if digest not in self._building:
             built = self._hold(digest)
             if built is not None:
@@ -51,6 +57,10 @@ class Environments:
             thread.start()
         return None
 
+    def failed(self, digest: str) -> bool:
+        """Whether the build of ``digest`` failed in this run (it is not started again)."""
+        return digest in self._failed
+
     def finished(self) -> list[Built]:
         """The builds that ended since the last call."""
         ended = []
@@ -59,6 +69,8 @@ class Environments:
             self._building.pop(result.digest, None)
             if result.environment is not None:
                 self._built[result.digest] = result.environment
+            elif result.failure is not None:
+                self._failed[result.digest] = result.failure
             ended.append(result)
         return ended
 

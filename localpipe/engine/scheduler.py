@@ -573,7 +573,7 @@ class Scheduler:
 
     def _prepare(self, name: str, environment: dict) -> None:
         digest = environment["digest"]
-        if digest not in self.preparing.values():
+        if digest not in self.preparing.values() and not self.environments.failed(digest):
             log = self.environments.cache.building_log(digest)
             self.reporter.environment_changed(environment["name"], digest, "building", f"log: {log}")
         self.preparing[name] = digest

@@ -59,7 +59,7 @@ class BuiltEnvironment:
 def installed_state(path: str | os.PathLike) -> str:
     """When the package folders of the environment at ``path`` last changed: installing or
     removing a package changes the entries of site-packages and bin (editing a file in place
-    does not)."""
+    does not, nor does Python writing bytecode into the ``__pycache__`` a build makes)."""
     folders = sorted(glob.glob(os.path.join(path, "lib", "python*", "site-packages"))) + [os.path.join(path, "bin")]
     stamps = []
     for folder in folders:
@@ -77,14 +77,16 @@ class EnvironmentCache:
         self.root = Path(root)
 
     def find(self, digest: str) -> BuiltEnvironment | None:
-        """The environment built for ``digest``, or None (also when its metadata is unreadable)."""
+        """The environment built for ``digest``, or None (also when its metadata is unreadable, or
+        JSON of another shape: a copy gone wrong, an edit by hand)."""
         try:
             with open(self.root / digest / METADATA, encoding="utf-8") as f:
                 fields = json.load(f)
             known = {name: value for name, value in fields.items() if name in BuiltEnvironment.__dataclass_fields__}
-            return BuiltEnvironment(**{**known, "path": str(self.root / digest)})
-        except (OSError, ValueError, TypeError):
+            built = BuiltEnvironment(**{**known, "path": str(self.root / digest)})
+        except (OSError, ValueError, TypeError, AttributeError):
             return None
+        return built if _well_formed(built) else None
 
     def changed(self, built: BuiltEnvironment) -> bool:
         """Whether packages were installed into or removed from ``built`` since its build."""
@@ -129,8 +131,15 @@ class EnvironmentCache:
     # -- using --------------------------------------------------------------------------------------
     def use(self, digest: str) -> int | None:
         """A shared hold on ``digest`` (a file descriptor to close when done), so that nothing
-        removes it meanwhile; None when it is being removed or rebuilt."""
-        fd = os.open(self._lock_path(digest, "use"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        removes it meanwhile; None when it is being removed or rebuilt. In a cache this user cannot
+        write to (one shared read-only), where nothing removes it, the lock file is read."""
+        try:
+            fd = os.open(self._lock_path(digest, "use"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError:
+            try:
+                fd = os.open(self.root / ".locks" / f"{digest}.use", os.O_RDONLY | os.O_CLOEXEC)
+            except OSError:
+                fd = os.open(self.root, os.O_RDONLY | os.O_CLOEXEC)  # no lock file: a hold of nothing
         try:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -168,18 +177,28 @@ class EnvironmentCache:
         """The built environments no step has used in the last ``seconds``."""
         return [b for b in self.all() if (self.last_used(b.digest) or b.built_at) < now - seconds]
 
-    def leftovers(self, seconds: float, now: float) -> list[Path]:
-        """Files older than ``seconds`` that no build needs: logs of builds killed half-way and of
-        failed builds, their requirement lists. (Lock files stay: they are empty, and removing
-        one that a process holds would let a second builder in.)"""
+    def leftovers(self, seconds: float, now: float, remove: bool = False) -> list[Path]:
+        """What no build needs, older than ``seconds``: the logs and requirement lists of builds
+        killed half-way, the folders they left (a build of the same definition removes them, but
+        none may come), the logs of failed builds; removed with ``remove``, each under its
+        definition's build lock, so that what a build under way uses is never touched. (Lock files
+        stay: they are empty, and removing one that a process holds would let a second builder in.)"""
         found = []
         for folder, pattern in ((".building", "*"), (".failed", "*.log")):
             for path in (self.root / folder).glob(pattern):
                 try:
-                    if path.is_file() and path.stat().st_mtime < now - seconds:
-                        found.append(path)
+                    with self._locked(path.name[:32], wait=False):
+                        if os.lstat(path).st_mtime >= now - seconds:
+                            continue
+                        if remove and path.is_dir() and not path.is_symlink():
+                            shutil.rmtree(path, ignore_errors=True)
+                        elif remove:
+                            path.unlink(missing_ok=True)
+                except BuildFailed:  # its definition is being built: what is there is that build's
+                    continue
                 except OSError:
                     continue
+                found.append(path)
         return found
 
     def _remove_unused(self, digest: str) -> bool:
@@ -250,6 +269,10 @@ class EnvironmentCache:
             size=_size(target),
         )
         self._discard(self.root / digest)  # what is there has no readable metadata: damaged
+        for site_packages in glob.glob(os.path.join(target, "lib", "python*", "site-packages")):
+            # There before its first use: Python writing a module's bytecode there on import would
+            # otherwise make site-packages itself change, as an installed package does.
+            os.makedirs(os.path.join(site_packages, "__pycache__"), exist_ok=True)
         built.installed = installed_state(target)
         with open(target / METADATA, "w", encoding="utf-8") as f:
             json.dump(asdict(built), f, indent=1)
@@ -287,6 +310,18 @@ class EnvironmentCache:
             except BlockingIOError:
                 raise BuildFailed("another process builds it", None) from None
             yield  # closing the file releases the lock, also when the process dies
+
+
+def _well_formed(built: BuiltEnvironment) -> bool:
+    """Whether each field of ``built`` has its type (the metadata may be JSON of another shape)."""
+    texts = (built.digest, built.name, built.python, built.installed)
+    numbers = (built.built_at, built.build_seconds, built.size)
+    lists = (built.packages, built.dropped)
+    return (
+        all(isinstance(value, str) for value in texts)
+        and all(isinstance(value, (int, float)) and not isinstance(value, bool) for value in numbers)
+        and all(isinstance(value, list) and all(isinstance(item, str) for item in value) for value in lists)
+    )
 
 
 def _size(path: Path) -> int:

@@ -60,10 +60,15 @@ def _ask(path: str) -> str | None:
 
 
 def _read(cache: Path) -> dict[str, str | None]:
+    """The versions known, by identity; what is not a version (JSON of another shape: a copy gone
+    wrong, an edit by hand) is asked again."""
     try:
-        return json.loads(cache.read_text())
+        known = json.loads(cache.read_text())
     except (OSError, ValueError):
         return {}
+    if not isinstance(known, dict):
+        return {}
+    return {identity: version for identity, version in known.items() if version is None or isinstance(version, str)}
 
 
 def _write(cache: Path, known: dict) -> None:

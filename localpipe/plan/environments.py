@@ -14,13 +14,24 @@ import functools
 import json
 import os
 import re
+import shutil
 import sys
 import warnings
 from typing import Any
+from urllib.parse import unquote, urlparse
 
-from localpipe.content.hashing import StatCacheLike, context_digest, dataset_digest, hash_bytes, hash_file
+from localpipe.content.hashing import (
+    StatCacheLike,
+    context_digest,
+    dataset_digest,
+    digest_of,
+    hash_bytes,
+    hash_file,
+    walk,
+)
 from localpipe.errors import UsageError
 from localpipe.plan import checks
+from localpipe.sdk.conda import local_path
 
 AZUREML_IMAGES = "mcr.microsoft.com/azureml/"  # Azure ML's own base images (DEFAULT_CPU_IMAGE, ...)
 # Conda packages whose PyPI distribution has another name.
@@ -103,16 +114,18 @@ CONDA_SYSTEM = frozenset(
 OPTIONS = ("--index-url", "-i", "--extra-index-url", "--find-links", "-f", "--pre", "--trusted-host", "--no-index")
 _INCLUDES = ("-r", "--requirement", "-c", "--constraint")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
+_FILE_URL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\s*(?:\[[^\]]*\]\s*)?@\s*(file:[^\s;]+)")
 _CONDA_NAME = re.compile(r"^(?:[\w.-]+::)?([A-Za-z0-9_.-]+)")
 
 
 def resolve(
-    label: str, environment, capacity, found: list[str], variables: dict[str, str], docker=None
+    label: str, environment, capacity, found: list[str], variables: dict[str, str], docker=None, local: bool = True
 ) -> dict[str, Any]:
     """The environment ``label`` runs in, as plain data (kept in the graph and, but for the
     interpreter's spelling, in the step's cache key); problems go to ``found``. ``docker`` is the
     run configuration's ``DockerConfiguration``: it, or ``environment.docker.enabled``, asks for a
-    container (docs/docker.md)."""
+    container (docs/docker.md). ``local`` is False for a step that runs elsewhere (a Ray node),
+    whose interpreter is not looked for here."""
     variables = _variables(label, {**environment.environment_variables, **variables}, found)
     extra = {"variables": variables} if variables else {}
     if environment.docker.enabled or getattr(docker, "use_docker", False):
@@ -122,7 +135,11 @@ def resolve(
     python = environment.python
     deps = python.conda_dependencies
     if python.user_managed_dependencies or not _installs_anything(deps):
-        return {**interpreter_fingerprint(python.interpreter_path or sys.executable), **extra}  # a copy: cached
+        # Azure's interpreter_path (its files say "python") is the step's only where you manage it.
+        own = python.interpreter_path if python.user_managed_dependencies else None
+        if own and local:
+            _check_interpreter(label, environment.name, own, variables, found)
+        return {**interpreter_fingerprint(own or sys.executable), **extra}  # a copy: cached
     name = environment.name or "unnamed"
     if not isinstance(name, str) or any(ord(c) < 32 or ord(c) == 127 for c in name):
         found.append(f"{label}: environment name {name!r} holds a control character (a line break): remove it")
@@ -146,6 +163,25 @@ def resolve(
         "dropped": dropped,
         **extra,
     }
+
+
+def _check_interpreter(label: str, name, path, variables: dict[str, str], found: list[str]) -> None:
+    """Whether ``python.interpreter_path`` is there to start, as a path or a name on the step's
+    PATH (it would fail every step at its start, after the steps before it had run)."""
+    if not isinstance(path, str):
+        found.append(f'{label}: environment "{name}": python.interpreter_path {path!r} is not a path: give one')
+        return
+    located = path if os.sep in path else shutil.which(path, path=variables.get("PATH", os.environ.get("PATH")))
+    if located is not None and os.path.isfile(located) and os.access(located, os.X_OK):
+        return
+    if located is None:
+        why = "not found on PATH"
+    else:
+        why = "no such file" if not os.path.exists(located) else "not an executable file"
+    found.append(
+        f'{label}: environment "{name}": python.interpreter_path {path!r} is {why}: fix it, or leave it out to '
+        "run on localpipe's interpreter"
+    )
 
 
 def _container(label: str, environment, docker, capacity, found: list[str]) -> dict[str, Any] | None:
@@ -343,10 +379,31 @@ def _pip_lines(where, lines, requirements, options, dropped, local, found, depth
             elif not os.path.exists(path):
                 found.append(f'{where}: pip package "{text}" does not exist: fix the path')
             else:
-                local[path] = dataset_digest([path])
+                local[path] = _local_digest(path)
                 requirements.append(path)
+        elif _FILE_URL.match(text):  # name @ file:///...: a local file too
+            path = unquote(urlparse(_FILE_URL.match(text).group(1)).path)
+            if not os.path.exists(path):
+                found.append(f'{where}: pip package "{text}" does not exist: fix the path')
+            else:
+                local[path] = _local_digest(path)
+                requirements.append(_with_options(text))
         else:
-            requirements.append(_canonical(text))
+            requirements.append(_with_options(text))
+
+
+def _local_digest(path: str) -> str:
+    """The content of a local wheel or project folder a requirement names: of a folder, what its
+    ignore files (.gitignore, .amlignore) keep, less what building it writes there (``build/``,
+    ``*.egg-info``), which would otherwise make the next submission another definition."""
+    if not os.path.isdir(path):
+        return dataset_digest([path])
+    kept = [
+        found
+        for found in walk(path, ignore=True)
+        if found[0].split("/", 1)[0] != "build" and not any(part.endswith(".egg-info") for part in found[0].split("/"))
+    ]
+    return digest_of(kept).digest
 
 
 def _option(where, text, requirements, options, dropped, local, found, depth: int) -> None:
@@ -366,6 +423,13 @@ def _option(where, text, requirements, options, dropped, local, found, depth: in
             options.append(f"-c {value}")
         else:  # included in place, so that the definition holds its lines
             _pip_lines(where, _read_requirements(value), requirements, options, dropped, local, found, depth + 1)
+    elif flag in ("-f", "--find-links") and "://" not in value:  # a local folder: its wheels are the definition's
+        path = value[len("file:") :] if value.startswith("file:") else value
+        if not os.path.isabs(path) or not os.path.exists(path):
+            found.append(f'{where}: "{text}" names no folder by an absolute path: fix the path')
+            return
+        local[path] = dataset_digest([path])
+        options.append(f"{flag} {value}")
     elif flag in OPTIONS:
         options.append(text)
     else:
@@ -376,11 +440,13 @@ def _option(where, text, requirements, options, dropped, local, found, depth: in
 
 
 def _read_requirements(path: str) -> list[str]:
-    """The lines of a requirements file, continuation lines joined, comments and blank lines left out."""
+    """The lines of a requirements file, continuation lines joined, comments and blank lines left
+    out, relative paths made absolute from its folder (as pip reads them)."""
     with open(path, encoding="utf-8") as f:
         text = f.read().replace("\\\r\n", " ").replace("\\\n", " ")
-    lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
-    return [line for line in lines if line and not line.startswith("#")]
+    lines = [re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines()]  # pip's comments
+    folder = os.path.dirname(path)
+    return [local_path(line, folder) for line in lines if line and not line.startswith("#")]
 
 
 def _is_path(text: str) -> bool:
@@ -389,15 +455,32 @@ def _is_path(text: str) -> bool:
     )
 
 
+def _with_options(line: str) -> str:
+    """A requirement line in one spelling, the options of that requirement (pip-compile's
+    ``--hash=sha256:...``) kept apart from it, one blank before each."""
+    requirement, *flags = re.split(r"\s+(?=--)", line)
+    return " ".join([_canonical(requirement), *(re.sub(r"\s+", " ", flag) for flag in flags)])
+
+
 def _canonical(requirement: str) -> str:
-    """One spelling per requirement: no blanks, the name as PEP 503 normalises it (``TinyB == 1.0``
-    is ``tinyb==1.0``); a marker after ``;`` keeps its own blanks."""
+    """One spelling per requirement: no blanks, the name and its extras as PEP 503 and 685
+    normalise them (``TinyB == 1.0`` is ``tinyb==1.0``, ``Pandas[Excel, Perf]`` is
+    ``pandas[excel,perf]``); a marker after ``;`` keeps its own blanks."""
     spec, semicolon, marker = requirement.partition(";")
     spec = re.sub(r"\s+", "", spec)
     name = _NAME.match(spec)
     if name:
-        spec = re.sub(r"[-_.]+", "-", name.group(0)).lower() + spec[name.end() :]
+        head, rest = _normalised(name.group(0)), spec[name.end() :]
+        extras = re.match(r"\[([^\]]*)\]", rest)
+        if extras:
+            names = sorted({_normalised(extra) for extra in extras.group(1).split(",") if extra})
+            head, rest = f"{head}[{','.join(names)}]", rest[extras.end() :]
+        spec = head + rest
     return spec + (f"; {marker.strip()}" if semicolon else "")
+
+
+def _normalised(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
 
 
 def _installs_anything(deps) -> bool:
@@ -461,6 +544,9 @@ def _python_spec(deps) -> str | None:
     for spec in deps.conda_packages:
         name, version = _conda_spec(spec)
         if name is not None and name.lower() == "python":
+            exact = re.match(r"^(==|=)?(?=\d)", version)
+            if exact:  # conda env export's =3.10.4=h955ad1f_0: the version without its build string
+                return exact.group(0) + version[exact.end() :].split("=")[0]
             return version or None
     return None
 

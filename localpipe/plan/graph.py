@@ -499,6 +499,7 @@ def _step_spec(
             found,
             step.runconfig.environment_variables,
             docker=getattr(step.runconfig, "docker", None),
+            local=not resources.get("ray"),
         ),
         compute_target=target_name,
         allow_reuse=checks.flag(label, "allow_reuse", step.allow_reuse, found),

@@ -56,7 +56,10 @@ class CondaDependencies:
         for key in structure:
             if key not in _SPEC_KEYS:
                 raise UserErrorException(f"Environment error: unknown {key} key in environment specification")
-        structure.setdefault("dependencies", [])
+        if structure.get("dependencies") is None:  # "dependencies:" with nothing under it yet
+            structure["dependencies"] = []
+        if conda_dependencies_file_path is not None and _underlying_structure is None:
+            _check_dependencies(structure["dependencies"], f"conda specification {conda_dependencies_file_path}")
         self._structure = structure
         if conda_dependencies_file_path is not None and _underlying_structure is None:
             folder = os.path.dirname(os.path.abspath(conda_dependencies_file_path))
@@ -236,7 +239,7 @@ class CondaDependencies:
         if not pip_option.startswith("-"):
             raise UserErrorException(f"Invalid pip option {pip_option!r}: an option starts with '-'")
         self.remove_pip_option(pip_option)
-        self._pip_list(create=True).insert(0, pip_option)
+        self._pip_list(create=True).insert(0, local_path(pip_option, os.getcwd()))
 
     def remove_pip_option(self, pip_option: str) -> None:
         """Remove the pip option with that flag."""
@@ -296,6 +299,33 @@ class CondaDependencies:
         return pips
 
 
+def _check_dependencies(dependencies, where: str) -> None:
+    """Refuse what conda would not take: dependencies that are not a list of package
+    specifications with at most one ``pip:`` list of them."""
+    if not isinstance(dependencies, list):
+        raise UserErrorException(
+            f"Environment error: {where}: its dependencies are not a list: write one package a line"
+        )
+    sections = sum(isinstance(item, dict) and set(item) == {"pip"} for item in dependencies)
+    if sections > 1:  # conda keeps the last, Azure's SDK read the first
+        raise UserErrorException(f"Environment error: {where}: it has {sections} pip: sections: join them into one")
+    for item in dependencies:
+        if isinstance(item, dict) and set(item) == {"pip"}:
+            if item["pip"] is not None and not isinstance(item["pip"], list):
+                raise UserErrorException(
+                    f"Environment error: {where}: its pip: section is not a list: write one package a line under it"
+                )
+            for line in item["pip"] or []:
+                if not isinstance(line, str):
+                    raise UserErrorException(
+                        f"Environment error: {where}: {line!r} is not a package specification: quote it"
+                    )
+        elif not isinstance(item, str):
+            raise UserErrorException(
+                f"Environment error: {where}: {item!r} is not a package specification: write one like numpy=1.26"
+            )
+
+
 def _check_core_type(core_type: str) -> None:
     if core_type not in (CPU, GPU):
         raise UserErrorException(f"Invalid core type {core_type}. Only accept 'cpu' or 'gpu'")
@@ -307,14 +337,17 @@ def run_config_dir_name(project: str | os.PathLike) -> str:
 
 
 def local_path(line, folder: str):
-    """``line`` with a relative local path in it (``./dist/x.whl``, ``-r base.txt``) made absolute
+    """``line`` with a relative local path in it (``./dist/x.whl``, ``-r base.txt``, ``-f wheels``) made absolute
     from ``folder``: the definition must mean the same files wherever it is built."""
     if not isinstance(line, str):
         return line
     text = line.strip()
-    flag, _, value = text.partition(" ")
-    if flag in ("-r", "--requirement", "-c", "--constraint") and value.strip():
-        return f"{flag} {os.path.join(folder, os.path.expanduser(value.strip()))}"
+    option = re.match(r"^(-[A-Za-z]|--[A-Za-z-]+)(?:=|\s+)(.+)$", text)
+    flag, value = (option.group(1), option.group(2).strip()) if option else (text, "")
+    if flag in ("-r", "--requirement", "-c", "--constraint") and value:
+        return f"{flag} {os.path.join(folder, os.path.expanduser(value))}"
+    if flag in ("-f", "--find-links") and value and "://" not in value:  # a folder of wheels
+        return f"{flag} {os.path.normpath(os.path.join(folder, os.path.expanduser(value)))}"
     if text.startswith(("./", "../", "~")) or (os.sep in text and not text.startswith(("-", "/")) and ":" not in text):
         return os.path.normpath(os.path.join(folder, os.path.expanduser(text)))
     return line

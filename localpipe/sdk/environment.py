@@ -244,7 +244,7 @@ class Environment:
                 f"requirements file {file_path} cannot be read ({exc.strerror}): check the path"
             ) from None
         folder = os.path.dirname(os.path.abspath(file_path))
-        lines = [line.split(" #", 1)[0].strip() for line in text.splitlines()]
+        lines = [re.sub(r"(^|\s)#.*", "", line).strip() for line in text.splitlines()]  # pip's comments
         env = Environment(name)
         deps = env.python.conda_dependencies
         deps._pip_list(create=True)[:] = [
@@ -442,6 +442,11 @@ class Environment:
             raise UserErrorException("Only one of version or label can be specified")
         if curated.is_curated(name):
             return _curated(name)
+        if version is not None and not str(version).strip().isdigit():
+            raise UserErrorException(
+                f'version {version!r} of environment "{name}" is not a version number: give one such as "1", '
+                "or none for the latest"
+            )
         number, spec = workspace.service.environment(name, int(version) if version is not None else None, label)
         return _from_spec(name, number, spec)
 

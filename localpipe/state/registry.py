@@ -127,6 +127,18 @@ class Registry:
                     f'environment "{name}" has no version labelled "{label}": label one with '
                     f'Environment.label(ws, "{name}", version, ["{label}"])'
                 )
+            versions = [
+                number
+                for (number,) in t.EnvironmentRecord.select(t.EnvironmentRecord.version)
+                .where(t.EnvironmentRecord.name == name)
+                .order_by(t.EnvironmentRecord.version)
+                .tuples()
+            ]
+            if versions:
+                raise NotFoundError(
+                    f'environment "{name}" has no version {version} (its versions: {", ".join(map(str, versions))}): '
+                    f"give one of them, or none for the latest"
+                )
             raise NotFoundError(
                 f'environment "{name}" is not registered: build one with Environment(name) and call env.register(ws)'
             )
