@@ -150,7 +150,7 @@ class PipelineDraft:
         elif isinstance(pipeline, PipelineDraft):
             source = history.drafts.draft(pipeline.id)
             frozen = Frozen(source["declaration"], source["sources"], source["graph"])
-            row = {key: source[key] for key in given} | {"parent_pipeline_draft_id": source["draft_id"]}
+            row = {**{key: source[key] for key in given}, "parent_pipeline_draft_id": source["draft_id"]}
         elif isinstance(pipeline, PublishedPipeline):
             source = history.publishing.published(pipeline.id)
             frozen = Frozen(source["declaration"], source["sources"], source["graph"])
@@ -165,12 +165,12 @@ class PipelineDraft:
             raise ValueError(
                 f"pipeline should be of type {KINDS}, not {type(pipeline).__name__}: pass the Pipeline to draft"
             )
-        row |= {key: value for key, value in given.items() if value is not None}
+        row.update({key: value for key, value in given.items() if value is not None})
         row["pipeline_parameters"] = known_parameters(
             row.get("pipeline_parameters"), frozen.graph, f'pipeline draft "{row["name"]}"'
         )
         draft_id = str(uuid.uuid4())
-        row |= {"draft_id": draft_id, "declaration": frozen.declaration, "sources": frozen.sources}
+        row.update(draft_id=draft_id, declaration=frozen.declaration, sources=frozen.sources)
         history.drafts.create(row, frozen.graph)
         return PipelineDraft.get(workspace, draft_id)
 
@@ -214,7 +214,7 @@ class PipelineDraft:
                     f"pipeline should be of type Pipeline, not {type(pipeline).__name__}: pass the Pipeline to draft"
                 )
             frozen = freeze(self._workspace, pipeline, f"{label} cannot be updated", parameters, label)
-            changes |= {"declaration": frozen.declaration, "sources": frozen.sources}
+            changes.update(declaration=frozen.declaration, sources=frozen.sources)
             graph = frozen.graph
         changes["pipeline_parameters"] = known_parameters(parameters, graph or record["graph"], label)
         drafts.update(self._id, changes, graph)

@@ -178,7 +178,7 @@ class Experiment:
 
         if hasattr(config, "_submit_in"):  # a PublishedPipeline, a PipelineEndpoint or a PipelineDraft
             return config._submit_in(self, tags, **kwargs)
-        if isinstance(config, ScriptRunConfig | HyperDriveConfig):
+        if isinstance(config, (ScriptRunConfig, HyperDriveConfig)):
             if kwargs:
                 raise TypeError(
                     f"Experiment.submit() got an unexpected keyword argument {sorted(kwargs)[0]!r}: a "
@@ -275,7 +275,7 @@ def _project_experiment(path) -> str:
             except (OSError, ValueError, AttributeError):
                 continue
             parts = str(scope or "").strip("/").split("/")
-            named = dict(zip(parts[::2], parts[1::2], strict=False))
+            named = dict(zip(parts[::2], parts[1::2]))
             if named.get("projects"):
                 return named["projects"]
     raise UserErrorException(

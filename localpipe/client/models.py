@@ -186,7 +186,7 @@ def download(record: dict, target_dir: str, exist_ok: bool) -> str:
         for copy in copies:
             if copy.exists() or copy.is_symlink():
                 raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {copy}")
-    for original, copy in zip(files, copies, strict=True):
+    for original, copy in zip(files, copies):
         copy.parent.mkdir(parents=True, exist_ok=True)
         if copy.is_symlink() or copy.exists():
             copy.unlink()

@@ -41,7 +41,7 @@ class LoggingMembers:
 
     def log(self, name, value, description="", step=None) -> None:
         """Log a scalar; logged again under the same name it makes a series (a list in get_metrics)."""
-        if isinstance(value, list | range | tuple) or hasattr(value, "__next__"):
+        if isinstance(value, (list, range, tuple)) or hasattr(value, "__next__"):
             raise UserErrorException(f'run.log("{name}", ...) got a list: use run.log_list for lists')
         self._emit("scalar", name, value)
 
@@ -59,7 +59,7 @@ class LoggingMembers:
             raise UserErrorException(
                 f'run.log_table("{name}", ...) needs a dict of columns, not {type(value).__name__}'
             )
-        self._emit("table", name, {str(k): list(v) if isinstance(v, list | tuple) else [v] for k, v in value.items()})
+        self._emit("table", name, {str(k): list(v) if isinstance(v, (list, tuple)) else [v] for k, v in value.items()})
 
     def log_confusion_matrix(self, name, value, description="") -> None:
         """Log a confusion matrix (Azure's chart dict or its JSON); ``get_metrics(populate=True)`` gives it back."""

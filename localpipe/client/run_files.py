@@ -38,7 +38,9 @@ class RunFiles:
         """Keep each file of ``paths`` among the run's files under the name at the same place in ``names``."""
         if len(names) != len(paths):
             raise TypeError(f"names and paths must be lists of equal lengths ({len(names)} and {len(paths)})")
-        return [self.upload_file(n, p) for n, p in zip(names, paths, strict=True)]
+        return [
+            self.upload_file(n, p) for n, p in zip(names, paths)
+        ]  # lengths checked above (strict= needs 3.10: a step may run on 3.8)
 
     def upload_folder(self, name, path, datastore_name=None):
         """Keep every file of the folder ``path`` among the run's files, under ``name/``."""
@@ -109,7 +111,7 @@ class RunFiles:
                 for file in names:
                     path = Path(folder, file)
                     found[path.relative_to(root).as_posix()] = path
-        return found | self._log_paths()
+        return {**found, **self._log_paths()}  # dict | needs 3.9: a step may run on 3.8
 
     def _file_target(self, name: str) -> Path:
         if self._step() is None:
@@ -126,7 +128,7 @@ def _inside(root: Path, name: str) -> Path:
     if not text or text.startswith("/") or ".." in text.split("/"):
         raise UserErrorException(f'"{name}" is not a run file name: use a relative path such as "outputs/model.pkl"')
     target = root / text
-    within = [p for p in (*reversed(target.parents), target) if p.is_relative_to(root) and p != root]
+    within = [p for p in (*reversed(target.parents), target) if root in p.parents]  # is_relative_to needs 3.9
     if not os.path.realpath(target).startswith(os.path.realpath(root) + os.sep):  # a link the step left there
         link = next((p for p in within if p.is_symlink()), target)
         raise UserErrorException(
@@ -145,6 +147,6 @@ def _inside(root: Path, name: str) -> Path:
         )
     log = LOG_FILES.get(target.relative_to(root).as_posix())
     if log is not None:
-        stream = log.removesuffix(".log")
+        stream = log[: -len(".log")]
         raise UserErrorException(f'"{name}" is the step\'s {stream} among its files: upload under another name')
     return target

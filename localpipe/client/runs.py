@@ -148,7 +148,7 @@ class PipelineRun(Run):
         record = self._history.runs.details(self._number)
         if record.get("error") is None:  # Azure's details hold "error" only when the run failed
             record.pop("error", None)
-        return record | super().get_details()
+        return {**record, **super().get_details()}
 
     def get_steps(self) -> list[StepRun]:
         """The run's step runs, in the order recorded."""
@@ -432,7 +432,7 @@ class StepRun(StepRecordMembers, Run):
         exit code, placement, outputs (name -> digest), ..."""
         record = self._record()
         outputs = {"outputs": self._history.runs.step_outputs(record["id"])}
-        return record | outputs | super().get_details()
+        return {**record, **outputs, **super().get_details()}
 
     def get_outputs(self) -> dict[str, OutputData]:
         """Every committed output of the step: name -> ``OutputData``."""

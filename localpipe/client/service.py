@@ -116,7 +116,7 @@ class LocalService:
         from localpipe.client.models import step_lineage
 
         lineage = step_lineage(self.workspace) if lineage is None else lineage
-        return self.history.models.register(name, path, child_paths, fields | lineage, datasets)
+        return self.history.models.register(name, path, child_paths, {**fields, **lineage}, datasets)
 
     def models(self, filters: dict, latest: bool) -> list[dict]:
         return self.history.models.find(filters, latest)

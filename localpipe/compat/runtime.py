@@ -22,7 +22,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent  # the installed localpipe package folder
 LINKS = {"localpipe": PACKAGE, "azureml": PACKAGE / "compat" / "shim" / "azureml"}
 DEPENDENCIES_FOLDER = ".dependencies"
-DEPENDENCIES = ("peewee", "playhouse", "blake3")  # what `run.experiment.workspace` and its look-ups import
+# What `run.experiment.workspace` and its look-ups import (psutil: whether a run's scheduler is alive).
+DEPENDENCIES = ("peewee", "playhouse", "blake3", "psutil")
 
 
 def _dependency_links() -> dict[str, Path]:

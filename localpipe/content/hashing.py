@@ -39,7 +39,7 @@ COPY_CHUNK = 1 << 20
 RACY_SECONDS = 2.0
 
 
-@functools.lru_cache(maxsize=None)  # noqa: UP033 (functools.cache is Python 3.9's; steps on 3.8 import this)
+@functools.lru_cache(maxsize=None)  # functools.cache is Python 3.9's; steps on 3.8 import this
 def _blake3() -> type:
     """BLAKE3's hasher, imported on first use: a step whose environment cannot load localpipe's
     build of it (another Python version) still imports the workspace's modules (reading the model
@@ -266,10 +266,9 @@ def _utf8_name(entry: os.DirEntry, folder: str) -> str:
 
 
 def _resolve_link(path: str, real_root: str) -> str:
-    try:
-        target = os.path.realpath(path, strict=True)
-    except OSError:  # ELOOP for a loop, ENOENT for a dangling link
-        raise UsageError(f"symlink {path} is a loop or points to nothing: remove it or fix its target") from None
+    target = os.path.realpath(path)  # strict=True is Python 3.10's: a step on 3.8 hashes what it registers
+    if not os.path.exists(target):  # a loop, or a dangling link
+        raise UsageError(f"symlink {path} is a loop or points to nothing: remove it or fix its target")
     if target != real_root and not target.startswith(real_root + os.sep):
         raise UsageError(
             f"symlink {path} points outside its folder ({target}): copy the data in, or pass it as a dataset"
@@ -314,9 +313,7 @@ def dataset_digest(paths, stat_cache: StatCacheLike | None = None, root: str | N
         names = ["."]
     if len(set(names)) < len(names):  # two paths of one name: only their full paths tell them apart
         names = list(paths)
-    return tree_digest(
-        {n: hash_tree(p, ignore=False, stat_cache=stat_cache).digest for n, p in zip(names, paths, strict=True)}
-    )
+    return tree_digest({n: hash_tree(p, ignore=False, stat_cache=stat_cache).digest for n, p in zip(names, paths)})
 
 
 def context_digest(folder: str | os.PathLike, stat_cache: StatCacheLike | None = None) -> str:

@@ -101,8 +101,7 @@ def step_environment(
         env.pop("PYTHONHOME", None)
     if runtime_path is not None:
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [runtime_path, env.get("PYTHONPATH")]))
-        if venv is not None:
-            env["LOCALPIPE_DEPENDENCIES"] = os.path.join(runtime_path, DEPENDENCIES_FOLDER)
+        env["LOCALPIPE_DEPENDENCIES"] = os.path.join(runtime_path, DEPENDENCIES_FOLDER)
     gpus = placement.gpus
     env.update(
         {

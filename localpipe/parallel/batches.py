@@ -169,7 +169,7 @@ def file_partitions(files: list[str], names: dict, items: dict, keys: list[str],
     batches = []
     for values, paths in groups.items():
         batch = _file_batch(paths, items)
-        batch["partition"] = dict(zip(keys, values, strict=True))
+        batch["partition"] = dict(zip(keys, values))
         batches.append(batch)
     return sorted(batches, key=lambda b: b["first"])
 
@@ -199,7 +199,7 @@ def table_partitions(files: list[str], root: str, keys: list[str], options: dict
         values = values if isinstance(values, tuple) else (values,)
         group = [str(v) for v in values]
         batch = {"key": _key("group", content, options, keys, group), "first": files[0], "count": len(rows)}
-        batches.append({**batch, "files": files, "partition": dict(zip(keys, group, strict=True)), "frame": rows})
+        batches.append({**batch, "files": files, "partition": dict(zip(keys, group)), "frame": rows})
     return batches
 
 

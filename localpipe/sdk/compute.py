@@ -388,7 +388,7 @@ class RayCompute(ComputeTarget):
 
 
 def _number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 RESERVED_NAMES = ("amlcompute", "local", "containerinstance")  # Azure's reserved target names

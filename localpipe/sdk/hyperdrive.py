@@ -29,11 +29,11 @@ def choice(*options):
     """One of ``options`` (values, or one list or range of them)."""
     if not options:
         raise HyperDriveConfigException("choice() needs at least one option: choice(1, 2, 3) or choice([1, 2, 3])")
-    if len(options) == 1 and isinstance(options[0], list | range):
+    if len(options) == 1 and isinstance(options[0], (list, range)):
         if not options[0]:
             raise HyperDriveConfigException("choice() was given an empty list: give at least one option")
         return ["choice", [list(options[0])]]
-    if any(isinstance(option, list | range) for option in options):
+    if any(isinstance(option, (list, range)) for option in options):
         raise HyperDriveConfigException("choice() takes values, or one list of them, not several lists")
     return ["choice", [list(options)]]
 
@@ -449,7 +449,7 @@ class HyperDriveConfig:
                 f"HyperDriveConfig(max_duration_minutes={max_duration_minutes!r}): give a number of minutes above 0"
             )
         if isinstance(hyperparameter_sampling, BayesianParameterSampling) and not isinstance(
-            policy, NoTerminationPolicy | None
+            policy, (NoTerminationPolicy, type(None))
         ):
             raise HyperDriveScenarioNotSupportedException(
                 "No early termination policy is currently supported with Bayesian sampling. "
@@ -554,7 +554,7 @@ def _warm_start(resume_from, config: HyperDriveConfig) -> dict:
     and their trials: ``{"runs": [ids], "trials": [[values as pairs, the primary metric logged]]}``.
     Bayesian sampling proposes from those trials as from its own; an early-termination policy
     compares with them too; the best run may be one of them (``get_best_run_by_primary_metric``)."""
-    parents = list(resume_from) if isinstance(resume_from, list | tuple) else [resume_from]
+    parents = list(resume_from) if isinstance(resume_from, (list, tuple)) else [resume_from]
     problem = None
     if len(parents) > MAX_PARENT_RUNS:
         problem = f"at most {MAX_PARENT_RUNS} runs (got {len(parents)})"
@@ -607,7 +607,7 @@ def is_metric_value(value) -> bool:
     """Whether a logged value counts as a primary metric's: a number, not a bool, not NaN (no rank)
     nor an infinity; an int of any size is finite (``math.isfinite`` cannot take one beyond a float)."""
     return (
-        isinstance(value, int | float)
+        isinstance(value, (int, float))
         and not isinstance(value, bool)
         and (isinstance(value, int) or math.isfinite(value))
     )

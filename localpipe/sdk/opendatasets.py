@@ -52,11 +52,11 @@ def _diabetes_csv() -> str:
         ) from None
     data = load_diabetes(scaled=False)
     lines = [",".join(DIABETES_COLUMNS)]
-    for features, target in zip(data.data, data.target, strict=True):
+    for features, target in zip(data.data, data.target):
         values = [*features, target]
         lines.append(",".join(
             str(int(v)) if name in DIABETES_INTEGERS else repr(float(v))
-            for name, v in zip(DIABETES_COLUMNS, values, strict=True)
+            for name, v in zip(DIABETES_COLUMNS, values)
         ))  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".diabetes-")

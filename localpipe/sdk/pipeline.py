@@ -138,7 +138,7 @@ def _collect(steps) -> list[PipelineStep]:
         seen.add(id(step))
         ordered.append(step)
         for item in step.inputs:  # a PipelineData listed bare in inputs= is an input as well
-            if isinstance(item, PipelineDataInput | PipelineData):
+            if isinstance(item, (PipelineDataInput, PipelineData)):
                 pending.extend(item.data.producers if isinstance(item, PipelineDataInput) else item.producers)
         pending.extend(step.predecessors)
     return ordered

@@ -148,7 +148,7 @@ def _count_values(value, limit: int) -> int:
     return count
 
 
-@functools.cache
+@functools.lru_cache(maxsize=None)
 def _unique_keys_loader():
     """yaml.SafeLoader (libyaml's when installed) refusing a key given twice in one mapping, which
     it keeps the last of: a step copied under the same name would vanish. Keys a merge

@@ -420,7 +420,7 @@ def _read_azure_config(path: Path) -> dict[str, str]:
     scope = config.get("Scope") or config.get("scope")
     if isinstance(scope, str):  # the form azureml-core also reads: an ARM resource id
         parts = scope.strip("/").split("/")
-        named = dict(zip(parts[::2], parts[1::2], strict=False))
+        named = dict(zip(parts[::2], parts[1::2]))
         config = {
             "subscription_id": named.get("subscriptions"),
             "resource_group": named.get("resourceGroups"),

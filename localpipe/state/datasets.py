@@ -26,7 +26,7 @@ from pathlib import Path
 
 from localpipe.errors import NotFoundError, UsageError, UserErrorException
 from localpipe.state.db import Database
-from localpipe.state.layout import located, relocatable
+from localpipe.state.layout import located, relocatable, within
 from localpipe.state.models import now
 from localpipe.state.store import ObjectStore
 
@@ -122,7 +122,7 @@ class DatasetRecords:
             raise UserErrorException(f'Cannot find dataset with id "{dataset_id}" in the workspace.')
         definition = located(saved.definition, self.database.layout.root)
         for path in definition["paths"]:
-            if Path(path).is_relative_to(self.store.root) and not os.path.lexists(path):
+            if within(Path(path), self.store.root) and not os.path.lexists(path):
                 # Written before gc kept what a saved definition names (or removed by hand).
                 raise UserErrorException(
                     f'dataset "{dataset_id}" is an unregistered version whose copy in the object store is gone '

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 from localpipe.errors import UsageError
-from localpipe.state.layout import Layout
+from localpipe.state.layout import Layout, within
 
 
 def upload(
@@ -25,7 +25,7 @@ def upload(
     written out of the datastore, or into the workspace's own state (``layout``)."""
     store = folder.resolve()
     target = (store / target_path.lstrip("/")).resolve()
-    if target != store and not target.is_relative_to(store):
+    if not within(target, store):
         raise UsageError(
             f'upload to datastore "{name}": target_path "{target_path}" leaves the '
             "datastore: use a relative path inside it"

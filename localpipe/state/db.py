@@ -182,7 +182,7 @@ def _retired_ids(db: SqliteDatabase, t: Tables) -> None:
 # 0001 creates the tables as the models are now; later ones bring older files up and are no-ops
 # on a file 0001 made.
 MIGRATIONS = list(
-    zip(  # noqa: B905 (strict=True is Python 3.10's: checked below)
+    zip(  # (strict=True is Python 3.10's: checked below)
         MIGRATION_NAMES,
         (
             _initial,

@@ -48,6 +48,7 @@ from pathlib import Path
 import localpipe.parallel_files as parallel_files
 from localpipe.errors import UsageError
 from localpipe.state.history import History
+from localpipe.state.layout import within
 from localpipe.state.models import Tables, now
 from localpipe.state.store import ObjectStore, remove_tree
 from localpipe.status import ACTIVE, RunStatus
@@ -283,7 +284,7 @@ def _stored_digests(paths: list[str], layout) -> set[str]:
     found = set()
     for path in paths:
         inside = Path(layout.root, path)  # an absolute path stays itself
-        if inside.is_relative_to(layout.objects):
+        if within(inside, layout.objects):
             parts = inside.relative_to(layout.objects).parts
             if len(parts) > 1:
                 found.add(parts[1])

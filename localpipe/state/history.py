@@ -172,7 +172,7 @@ class History:
         return f"History({str(self.layout.history)!r})"
 
 
-@lru_cache(maxsize=None)  # noqa: UP033  (functools.cache is 3.9+: a step on Python 3.8 imports this)
+@lru_cache(maxsize=None)  # functools.cache is 3.9's: a step on Python 3.8 imports this
 def machine_id() -> str:
     """This machine, as long as it runs: its kernel's boot id (processes in containers on one kernel
     share it, and may share a database file), else its host name."""

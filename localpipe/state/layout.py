@@ -128,7 +128,12 @@ def located(definition: dict, root: Path) -> dict:
 
 def _relative(path: str, root: Path) -> str:
     """``path`` relative to the workspace folder ``root`` when inside it; else as it is."""
-    return os.path.relpath(path, root) if Path(path).is_relative_to(root) else path
+    return os.path.relpath(path, root) if within(Path(path), root) else path
+
+
+def within(path: Path, root: Path) -> bool:
+    """``path.is_relative_to(root)`` (by name), which is Python 3.9's: a step on 3.8 imports this."""
+    return path == root or root in path.parents
 
 
 def _absolute(path: str, root: Path) -> str:

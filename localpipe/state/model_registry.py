@@ -214,11 +214,12 @@ class ModelRecords:
     def _dataset(self, link) -> dict:
         found = {"role": link.role, "scenario": link.scenario}
         if link.dataset_version_id is None:
-            return found | {"name": None, "version": None, "kind": "file", "options": {}, "paths": link.paths or []}
+            return {**found, "name": None, "version": None, "kind": "file", "options": {}, "paths": link.paths or []}
         version = link.dataset_version
         root = self.store.path(version.digest)
         paths = [str(root) if entry == "." else str(root / entry) for entry in version.paths]
-        return found | {
+        return {
+            **found,
             "name": version.name,
             "version": version.version,
             "kind": version.kind,

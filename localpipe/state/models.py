@@ -508,7 +508,7 @@ def insert_rows(model: type[Model], rows: list[dict]) -> None:
     # The defaults once for all rows: a JSON default encoded per row was most of a large insert.
     filled = [c.db_value(c.default() if callable(c.default) else c.default) for c in defaults]
     converters = [fields[n].db_value for n in names]
-    params = [[convert(row[n]) for convert, n in zip(converters, names, strict=True)] + filled for row in rows]
+    params = [[convert(row[n]) for convert, n in zip(converters, names)] + filled for row in rows]
     model._meta.database.cursor().executemany(sql, params)
 
 

@@ -154,17 +154,13 @@ def metrics_text(
     widths = [
         max(len(h), longest)
         for h, longest in zip(  # the value column, the last, is not padded
-            headers, (max(map(len, query.sources.values())), query.longest_name(), KIND_WIDTH), strict=False
+            headers, (max(map(len, query.sources.values())), query.longest_name(), KIND_WIDTH)
         )
     ]
     value = "CASE WHEN length(m.value) > 60 THEN substr(m.value, 1, 57) || '...' ELSE m.value END"
     line = f"printf('%!-*s  %!-*s  %!-*s  %s', {widths[0]}, n.step, {widths[1]}, m.name, {widths[2]}, m.kind, {value})"
     text = query.joined(line, "\n", query.params)
-    return (
-        "  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=False)) + "  " + headers[3] + "\n" + text
-        if text
-        else ""
-    )
+    return "  ".join(h.ljust(w) for h, w in zip(headers, widths)) + "  " + headers[3] + "\n" + text if text else ""
 
 
 def _strict_json(text: str) -> str:

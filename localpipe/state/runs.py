@@ -332,7 +332,7 @@ class RunRecords:
         found = self._step_rows(t.StepRun.id == number)
         if not found:
             raise NotFoundError(f"step run {number} does not exist in {self.database.layout.root}")
-        return _step_dict(found[0]) | {"run": found[0]["run"]}
+        return {**_step_dict(found[0]), "run": found[0]["run"]}
 
     def steps(self, run_id) -> list[dict]:
         """The steps of a run, in the order recorded, each as ``details`` shows it (outputs left
@@ -368,7 +368,7 @@ class RunRecords:
             step["outputs"] = outputs.get(step["id"], {})
             step["environment_build"] = builds.get(step["environment"])
             step["children"] = self.children(step["id"], recursive=True)
-        return {key: value for key, value in run.items() if not key.startswith("scheduler_")} | {"steps": steps}
+        return {**{key: value for key, value in run.items() if not key.startswith("scheduler_")}, "steps": steps}
 
     def step_outputs(self, step_run_id: int) -> dict[str, str]:
         """Output name -> digest of a step run."""

@@ -68,7 +68,7 @@ class Views:
                             values[i] = json.loads(values[i])
                         except ValueError:
                             pass
-            rows.append(dict(zip(columns, values, strict=True)))
+            rows.append(dict(zip(columns, values)))
         return rows
 
     def _one(self, sql: str, params=()) -> dict | None:
@@ -275,7 +275,7 @@ class Views:
             "AND kind = 'scalar' ORDER BY id",
             list(owners),
         ):
-            if isinstance(row["value"], int | float) and not isinstance(row["value"], bool):
+            if isinstance(row["value"], (int, float)) and not isinstance(row["value"], bool):
                 for run in owners[row["step_run_id"]]:
                     last.setdefault(row["name"], {})[run] = row["value"]
         return {name: sorted(values.items()) for name, values in sorted(last.items())}

@@ -179,9 +179,7 @@ class FileDataset(AbstractDataset):
         missing = [p for p in self.paths if not any(c in p for c in GLOB_CHARS) and not os.path.exists(p)]
         if missing and not ignore_not_found:
             raise UserErrorException(f'dataset file "{missing[0]}" does not exist: pass ignore_not_found=True to skip')
-        pairs = [
-            (f, os.path.join(target, rel.lstrip("/"))) for f, rel in zip(self.files(), self.to_path(), strict=True)
-        ]
+        pairs = [(f, os.path.join(target, rel.lstrip("/"))) for f, rel in zip(self.files(), self.to_path())]
         if not overwrite:
             for _, dest in pairs:
                 if os.path.exists(dest):
@@ -259,7 +257,7 @@ class MountContext:
 
     def start(self) -> None:
         os.makedirs(self.mount_point, exist_ok=True)
-        for source, relative in zip(self.dataset.files(), self.dataset.to_path(), strict=True):
+        for source, relative in zip(self.dataset.files(), self.dataset.to_path()):
             link = os.path.join(self.mount_point, relative.lstrip("/"))
             os.makedirs(os.path.dirname(link), exist_ok=True)
             os.symlink(source, link)
@@ -325,7 +323,7 @@ class TabularDataset(TabularOperations, FileDataset):
             print(f"Uploading file to /{base}/")
         for values, rows in table.groupby(partition_keys, sort=False, dropna=False):
             values = values if isinstance(values, tuple) else (values,)
-            folders = [_folder_name(value, key in dates) for key, value in zip(partition_keys, values, strict=True)]
+            folders = [_folder_name(value, key in dates) for key, value in zip(partition_keys, values)]
             folder = os.path.join(str(store.folder), base, *folders)
             os.makedirs(folder, exist_ok=True)
             write_parquet(rows.drop(columns=partition_keys), os.path.join(folder, "part-00000.parquet"))

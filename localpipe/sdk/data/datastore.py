@@ -292,7 +292,7 @@ class Datastore:
         if root in paths:  # one file: its folder, as the SDK's common_path gives
             root = root.parent
         for path in paths:
-            if not path.is_relative_to(root):
+            if path != root and root not in path.parents:  # is_relative_to is 3.9's; steps run 3.8
                 raise UserErrorException(f"upload_files: relative_root '{root}' is not part of the file_path: '{path}'")
         self.workspace.service.upload(self.name, paths, root, target_path or "", overwrite, show_progress)
         return DataReference(self, path_on_datastore=target_path or None)

@@ -35,7 +35,7 @@ def best_of(name):
     logged = [
         v
         for v in (logged if isinstance(logged, list) else [logged])
-        if isinstance(v, int | float) and (isinstance(v, int) or math.isfinite(v))  # not NaN nor inf
+        if isinstance(v, (int, float)) and (isinstance(v, int) or math.isfinite(v))  # not NaN nor inf
     ]
     return (max if args.goal == "maximize" else min)(logged) if logged else None
 
