@@ -19,6 +19,7 @@ A dataset a submission uses without being registered is saved, as Azure saves it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -67,16 +68,22 @@ class DatasetRecords:
         create_new_version: bool = True,
         produced_by: int | None = None,
     ) -> dict:
-        """The version of ``name`` for the stored tree ``digest``: the latest if its content is the same,
-        else a new one."""
+        """The version of ``name`` for the stored tree ``digest``: the latest if its definition is the
+        same (its content, the paths inside it, its kind and how it is read), else a new one."""
         t = self.t
         with self.database.write():
             latest = self._versions(name).first()
-            if latest is not None and latest.digest == digest:
+            if latest is not None and (latest.digest, latest.paths, latest.kind, _set(latest.options)) == (
+                digest,
+                entries,
+                kind,
+                _set(options),
+            ):
                 return self._record(latest)
             if latest is not None and not create_new_version:
+                other = "other content" if latest.digest != digest else "another definition of the same files"
                 raise UsageError(
-                    f'dataset "{name}" exists with other content (version {latest.version}): '
+                    f'dataset "{name}" exists with {other} (version {latest.version}): '
                     "pass create_new_version=True to add a version"
                 )
             row = t.DatasetVersion.create(
@@ -282,6 +289,16 @@ class DatasetRecords:
             if folder.exists():
                 shutil.rmtree(folder)
         return tree.digest, entries
+
+
+def _set(options: dict | None) -> dict:
+    """The options given a value, as a row reads them back: a version an older localpipe recorded
+    lacks those added since, which were unset then (each one's default is None, False or empty)."""
+    return {
+        key: value
+        for key, value in json.loads(json.dumps(options or {})).items()
+        if value not in (None, False, [], {}, "")
+    }
 
 
 def _definition(record: dict) -> dict:
