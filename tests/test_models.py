@@ -135,6 +135,25 @@ def test_folders_child_paths_tags_properties_and_delete(ws, project, monkeypatch
     assert "ModelNotFound" in caught.value.message  # what code written for Azure looks for
 
 
+def test_a_deleted_version_is_never_given_again(ws, project, monkeypatch):
+    """As Azure's registry, which continues from the last version: deleting the latest version (or all
+    of them) and registering again gave the deleted number to other bytes, so "m:2" (a saved id, a
+    deployment's configuration) named another model than the one it was written for."""
+    monkeypatch.chdir(ws.root)
+    for content in ("one", "two"):
+        project("m.pkl", content)
+        Model.register(ws, "m.pkl", "m")
+    Model(ws, "m", version=2).delete()
+    project("m.pkl", "three")
+    assert Model.register(ws, "m.pkl", "m").version == 3
+    for model in Model.list(ws, name="m"):
+        model.delete()
+    assert Model.register(ws, "m.pkl", "m").version == 4
+    assert Model.register(ws, "m.pkl", "other").version == 1  # numbered per name
+    with pytest.raises(WebserviceException, match="ModelNotFound"):
+        Model(ws, "m", version=2)
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)
