@@ -369,6 +369,25 @@ def test_tabular_datasets_column_and_row_operations(ws, project):
     assert registered.version == 1
 
 
+def test_an_empty_file_among_delimited_files_has_no_rows_and_an_unreadable_one_is_named(ws, project):
+    # A folder of parts (a Spark job's, an OutputFileDatasetConfig's) often holds an empty one: it
+    # was pandas' EmptyDataError, and text in another encoding was a UnicodeDecodeError from pandas.
+    project("parts/part-00000.csv", "")
+    project("parts/part-00001.csv", "a,b\n1,2\n")
+    parts = Dataset.Tabular.from_delimited_files(str(ws.root / "parts"))
+    assert parts.to_pandas_dataframe().to_dict("records") == [{"a": 1, "b": 2}]
+    only_empty = Dataset.Tabular.from_delimited_files(str(ws.root / "parts/part-00000.csv"))
+    assert only_empty.to_pandas_dataframe().empty
+    (ws.root / "latin.csv").write_bytes("name,v\ncaf\u00e9,1\n".encode("latin-1"))
+    with pytest.raises(UserErrorException, match=r"latin\.csv.* is not utf8 text.*encoding="):
+        Dataset.Tabular.from_delimited_files(str(ws.root / "latin.csv")).to_pandas_dataframe()
+    latin = Dataset.Tabular.from_delimited_files(str(ws.root / "latin.csv"), encoding="latin1")
+    assert latin.to_pandas_dataframe().to_dict("records") == [{"name": "caf\u00e9", "v": 1}]
+    project("ragged.csv", "a,b\n1,2\n3,4,5\n")
+    with pytest.raises(UserErrorException, match=r"ragged\.csv.*could not be read.*Expected 2 fields in line 3"):
+        Dataset.Tabular.from_delimited_files(str(ws.root / "ragged.csv")).to_pandas_dataframe()
+
+
 def test_parquet_json_lines_and_register_pandas_dataframe(ws, project):
     pandas = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
