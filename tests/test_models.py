@@ -154,6 +154,26 @@ def test_a_deleted_version_is_never_given_again(ws, project, monkeypatch):
         Model(ws, "m", version=2)
 
 
+def test_a_model_folder_with_links_and_a_fifo_registers_its_files(ws, project, monkeypatch, tmp_path):
+    """As a dataset's files: a link to a file is that file; a linked folder, a dangling link and a fifo
+    are left out. A dangling link or a link to a folder above was a shutil.Error listing every path it met."""
+    monkeypatch.chdir(ws.root)
+    project("model/weights.bin", "w")
+    project("blobs/vocab.txt", "v")
+    (ws.root / "model/vocab.txt").symlink_to(ws.root / "blobs/vocab.txt")
+    (ws.root / "model/up").symlink_to(ws.root / "model", target_is_directory=True)
+    (ws.root / "model/dangling").symlink_to(ws.root / "nowhere")
+    os.mkfifo(ws.root / "model/fifo")
+    model = Model.register(ws, "model", "linked")
+    copied = model.download(str(tmp_path / "dl"))
+    assert sorted(os.listdir(copied)) == ["vocab.txt", "weights.bin"]
+    assert open(os.path.join(copied, "vocab.txt")).read() == "v"
+    (ws.root / "only").mkdir()
+    (ws.root / "only/dangling").symlink_to(ws.root / "nowhere")
+    with pytest.raises(ModelPathNotFoundException, match='/only" holds no files'):
+        Model.register(ws, "only", "nothing")
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)

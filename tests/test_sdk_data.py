@@ -324,6 +324,23 @@ def test_a_folders_files_are_every_file_below_it_in_order_links_to_files_include
     assert dataset.files() == [str(ws.root / "data" / n) for n in (".hidden", "b.csv", "deep/er/a.csv", "link.csv")]
 
 
+def test_a_registered_folder_holds_the_files_its_dataset_names_whatever_links_and_fifos_it_has(ws, project):
+    """Registering copied the folder following every link: a dangling link, a fifo or a link to a
+    folder above it was a shutil.Error listing every path, and a linked folder's files were copied
+    though files() leaves them out. The copy holds what files() names."""
+    for name in ("data/b.csv", "data/deep/a.csv", "elsewhere/x.csv"):
+        project(name, name)
+    (ws.root / "data/link.csv").symlink_to(ws.root / "elsewhere/x.csv")
+    (ws.root / "data/folder-link").symlink_to(ws.root / "elsewhere", target_is_directory=True)
+    (ws.root / "data/deep/up").symlink_to(ws.root / "data", target_is_directory=True)
+    (ws.root / "data/dangling").symlink_to(ws.root / "nowhere")
+    os.mkfifo(ws.root / "data/fifo")
+    dataset = Dataset.File.from_files(str(ws.root / "data"))
+    registered = dataset.register(ws, "links")
+    assert registered.to_path() == dataset.to_path() == ["/b.csv", "/deep/a.csv", "/link.csv"]
+    assert open(registered.files()[2]).read() == "elsewhere/x.csv"
+
+
 def test_input_datasets_give_a_file_dataset_in_direct_mode_and_paths_otherwise(ws, project, run_pipeline):
     project("data/raw/one.csv", "1")
     project("data/raw/deep/two.csv", "2")

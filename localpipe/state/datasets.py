@@ -266,13 +266,13 @@ class DatasetRecords:
         folder = self.database.layout.tmp / f"dataset-{os.getpid()}-{id(paths)}"
         try:
             if len(paths) == 1 and os.path.isdir(paths[0]):
-                shutil.copytree(paths[0], folder, symlinks=False)
+                copy_files(paths[0], folder)
                 entries = ["."]
             elif root is not None:  # a selection of files (a glob, take, skip ...) keeps its layout
                 for path in paths:
                     dest = folder / os.path.relpath(path, root)
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, dest)
+                    copy_files(path, dest)
                 folder.mkdir(parents=True, exist_ok=True)
                 entries = ["."]
             else:
@@ -282,13 +282,31 @@ class DatasetRecords:
                     entry = os.path.basename(os.path.normpath(path))
                     if entry in entries:
                         raise UsageError(f'dataset paths share the name "{entry}": register them separately')
-                    (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, folder / entry)
+                    copy_files(path, folder / entry)
                     entries.append(entry)
             tree = self.store.commit(folder)
         finally:
             if folder.exists():
                 shutil.rmtree(folder)
         return tree.digest, entries
+
+
+def copy_files(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Copy the file ``source``, or the files below the folder ``source``, to ``target``: the files a
+    dataset names (``FileDataset.files``). A link to a file is copied
+    as that file; a linked folder is not entered (it may hold the folder itself), and a dangling link,
+    a fifo or a socket is no file: they are left out."""
+    if not os.path.isdir(source):
+        shutil.copyfile(source, target)
+        return
+    os.makedirs(target, exist_ok=True)
+    with os.scandir(source) as found:
+        entries = list(found)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            copy_files(entry.path, os.path.join(target, entry.name))
+        elif entry.is_file():  # follows a link; False for a dangling one, a fifo, a socket
+            shutil.copyfile(entry.path, os.path.join(target, entry.name))
 
 
 def _set(options: dict | None) -> dict:

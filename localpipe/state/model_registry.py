@@ -24,6 +24,7 @@ from pathlib import Path
 from peewee import JOIN
 
 from localpipe.errors import ModelPathNotFoundException, StateError, WebserviceException
+from localpipe.state.datasets import copy_files
 from localpipe.state.db import Database
 from localpipe.state.models import RETIRED_IDS
 from localpipe.state.store import ObjectStore
@@ -272,10 +273,7 @@ def _copy(source: str, target: Path) -> None:
         raise ModelPathNotFoundException(
             f'model path "{source}" does not exist: write the model there, or fix the path'
         )
-    if os.path.isdir(source):
-        shutil.copytree(source, target, symlinks=False)
-    else:
-        shutil.copyfile(source, target)
+    copy_files(source, target)  # a dataset's files: links to folders, dangling ones and fifos left out
 
 
 def _matches(values: dict, wanted: list | None) -> bool:
