@@ -174,6 +174,18 @@ def test_a_model_folder_with_links_and_a_fifo_registers_its_files(ws, project, m
         Model.register(ws, "only", "nothing")
 
 
+def test_registering_the_folder_that_holds_the_workspace_leaves_its_state_out(ws, project, monkeypatch, tmp_path):
+    """Model.register(ws, ".", name) in the workspace's folder copied .localpipe/ too, and with it the
+    copy being made in .localpipe/tmp/, into itself until the path was too long (OSError)."""
+    monkeypatch.chdir(ws.root)
+    project("train.py", "t")
+    project("model.pkl", "m")
+    model = Model.register(ws, ".", "project")
+    assert sorted(os.listdir(model.download(str(tmp_path / "dl")))) == ["model.pkl", "train.py"]
+    dataset = Dataset.File.from_files(".").register(ws, "project")
+    assert dataset.to_path() == ["/model.pkl", "/train.py"]
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)

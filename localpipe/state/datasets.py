@@ -266,13 +266,13 @@ class DatasetRecords:
         folder = self.database.layout.tmp / f"dataset-{os.getpid()}-{id(paths)}"
         try:
             if len(paths) == 1 and os.path.isdir(paths[0]):
-                copy_files(paths[0], folder)
+                copy_files(paths[0], folder, self.database.layout.state_dir)
                 entries = ["."]
             elif root is not None:  # a selection of files (a glob, take, skip ...) keeps its layout
                 for path in paths:
                     dest = folder / os.path.relpath(path, root)
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    copy_files(path, dest)
+                    copy_files(path, dest, self.database.layout.state_dir)
                 folder.mkdir(parents=True, exist_ok=True)
                 entries = ["."]
             else:
@@ -282,7 +282,7 @@ class DatasetRecords:
                     entry = os.path.basename(os.path.normpath(path))
                     if entry in entries:
                         raise UsageError(f'dataset paths share the name "{entry}": register them separately')
-                    copy_files(path, folder / entry)
+                    copy_files(path, folder / entry, self.database.layout.state_dir)
                     entries.append(entry)
             tree = self.store.commit(folder)
         finally:
@@ -291,11 +291,12 @@ class DatasetRecords:
         return tree.digest, entries
 
 
-def copy_files(source: str | os.PathLike, target: str | os.PathLike) -> None:
+def copy_files(source: str | os.PathLike, target: str | os.PathLike, state_dir: Path | None = None) -> None:
     """Copy the file ``source``, or the files below the folder ``source``, to ``target``: the files a
-    dataset names (``FileDataset.files``). A link to a file is copied
-    as that file; a linked folder is not entered (it may hold the folder itself), and a dangling link,
-    a fifo or a socket is no file: they are left out."""
+    dataset names (``FileDataset.files``). A link to a file is copied as that file; a linked folder is
+    not entered (it may hold the folder itself), and a dangling link, a fifo or a socket is no file:
+    they are left out. So is the workspace's own ``state_dir`` (history.db, the object store, and the
+    copy being made, in its tmp/), when ``source`` holds it."""
     if not os.path.isdir(source):
         shutil.copyfile(source, target)
         return
@@ -304,7 +305,8 @@ def copy_files(source: str | os.PathLike, target: str | os.PathLike) -> None:
         entries = list(found)
     for entry in entries:
         if entry.is_dir(follow_symlinks=False):
-            copy_files(entry.path, os.path.join(target, entry.name))
+            if state_dir is None or not os.path.samefile(entry.path, state_dir):
+                copy_files(entry.path, os.path.join(target, entry.name), state_dir)
         elif entry.is_file():  # follows a link; False for a dangling one, a fifo, a socket
             shutil.copyfile(entry.path, os.path.join(target, entry.name))
 

@@ -104,9 +104,9 @@ class ModelRecords:
                 for child in child_paths:
                     target = folder / entry / os.path.normpath(child)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    _copy(os.path.join(source, child), target)
+                    _copy(os.path.join(source, child), target, self.database.layout.state_dir)
             else:
-                _copy(source, folder / entry)
+                _copy(source, folder / entry, self.database.layout.state_dir)
             tree = self.store.commit(folder)
         finally:
             if folder.exists():
@@ -268,12 +268,12 @@ def _retired_name(name: str) -> str:
     return f"model_version:{name}"
 
 
-def _copy(source: str, target: Path) -> None:
+def _copy(source: str, target: Path, state_dir: Path) -> None:
     if not os.path.exists(source):
         raise ModelPathNotFoundException(
             f'model path "{source}" does not exist: write the model there, or fix the path'
         )
-    copy_files(source, target)  # a dataset's files: links to folders, dangling ones and fifos left out
+    copy_files(source, target, state_dir)  # as a dataset's files, without the workspace's state
 
 
 def _matches(values: dict, wanted: list | None) -> bool:
