@@ -186,6 +186,21 @@ def test_registering_the_folder_that_holds_the_workspace_leaves_its_state_out(ws
     assert dataset.to_path() == ["/model.pkl", "/train.py"]
 
 
+def test_an_interactive_run_registers_its_outputs_once_it_completes_and_says_so_before(ws, monkeypatch):
+    """Its ./outputs is kept among its files when it completes, as the SDK uploads it then: before,
+    register_model said "it wrote nothing to ./outputs" of a run that had just written there."""
+    monkeypatch.chdir(ws.root)
+    run = Experiment(ws, "notebook").start_logging(snapshot_directory=None)
+    (ws.root / "outputs" / "m.pkl").write_text("m")
+    with pytest.raises(
+        ModelPathNotFoundException,
+        match=r"run 1 is Running: its \./outputs is kept .* \(run\.complete\(\) ends an interactive run",
+    ):
+        run.register_model("notebook-model", "outputs/m.pkl")
+    run.complete()
+    assert run.register_model("notebook-model", "outputs/m.pkl").version == 1
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)

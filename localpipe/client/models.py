@@ -18,6 +18,7 @@ from pathlib import Path
 
 from localpipe.errors import ModelPathNotFoundException, UserErrorException, WebserviceException
 from localpipe.sdk.model import Model, registration_fields
+from localpipe.status import ACTIVE
 
 LISTED_FILES = 10  # files of a run named when a model path is not among them
 
@@ -149,6 +150,14 @@ def _existing(path: Path | None, relative: str, run, working_dir: Path | None) -
         )
     else:
         found = [name for name in run.get_file_names() if name.startswith("outputs/")]
+        status = run.get_status()
+        if not found and run.parent is None and status in {s.value for s in ACTIVE}:  # an interactive run
+            raise ModelPathNotFoundException(
+                f'Could not locate the provided model_path "{relative}" in the files of run {run.id}: run {run.id} '
+                f"is {status}: its ./outputs is kept among its files when it completes (run.complete() ends an "
+                "interactive run, run.wait_for_completion() waits for a submitted one), or keep the file now with "
+                f'run.upload_file("{relative}", path)'
+            )
     listed = ", ".join(found[:LISTED_FILES]) + (
         f" and {len(found) - LISTED_FILES} more" if len(found) > LISTED_FILES else ""
     )
