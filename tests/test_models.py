@@ -201,6 +201,22 @@ def test_an_interactive_run_registers_its_outputs_once_it_completes_and_says_so_
     assert run.register_model("notebook-model", "outputs/m.pkl").version == 1
 
 
+def test_a_download_onto_a_folder_or_below_a_file_is_one_error_and_copies_nothing(ws, project, monkeypatch, tmp_path):
+    """exist_ok=True onto a folder of the model file's name was IsADirectoryError, and a target_dir that
+    is a file FileExistsError, from inside the copy."""
+    monkeypatch.chdir(ws.root)
+    project("model/a.bin", "a")
+    project("model/b.bin", "b")
+    model = Model.register(ws, "model", "two")
+    (tmp_path / "dl/model/b.bin").mkdir(parents=True)
+    with pytest.raises(WebserviceException, match=r"dl/model/b\.bin is a folder: remove it, or choose another"):
+        model.download(str(tmp_path / "dl"), exist_ok=True)
+    assert not (tmp_path / "dl/model/a.bin").exists()
+    (tmp_path / "file").write_text("f")
+    with pytest.raises(WebserviceException, match=r"/file is a file, not a folder: choose another target_dir"):
+        model.download(str(tmp_path / "file"))
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)

@@ -189,10 +189,14 @@ def download(record: dict, target_dir: str, exist_ok: bool) -> str:
     target = Path(target_dir) / record["entry"]
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     copies = [target / p.relative_to(source) for p in files] if source.is_dir() else [target]
-    if not exist_ok:
-        for copy in copies:
-            if copy.exists() or copy.is_symlink():
-                raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {copy}")
+    for copy in copies:  # checked before anything is copied
+        if copy.is_dir() and not copy.is_symlink():
+            raise WebserviceException(f"{copy} is a folder: remove it, or choose another target_dir")
+        for above in [Path(target_dir) / folder for folder in reversed(copy.relative_to(target_dir).parents)]:
+            if above.exists() and not above.is_dir():  # target_dir, then each folder down to the copy
+                raise WebserviceException(f"{above} is a file, not a folder: choose another target_dir")
+        if not exist_ok and (copy.exists() or copy.is_symlink()):
+            raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {copy}")
     for original, copy in zip(files, copies, strict=True):
         copy.parent.mkdir(parents=True, exist_ok=True)
         if copy.is_symlink() or copy.exists():
