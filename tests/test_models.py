@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -357,6 +359,27 @@ def test_localpipe_models_lists_names_and_versions(ws, project, monkeypatch, inv
     assert rows[0]["digest"] == rows[1]["digest"]  # the same bytes, stored once
     missing = invoke("models", "gamma")
     assert missing.exit_code == 2 and 'model "gamma" is not registered' in missing.output
+
+
+def test_the_listing_of_a_models_or_datasets_versions_read_in_part_exits_0(ws, history):
+    """`localpipe models NAME | head -1` (and `datasets NAME`): once the output passed a pipe's buffer,
+    the closed stdout was a BrokenPipeError and exit 1, where every other listing exits 0."""
+    models, datasets = history.models, history.datasets
+    for version in range(1, 3001):
+        datasets.record_version("many", f"{version:064x}", ["."], create_new_version=True)
+    (ws.root / "m.pkl").write_text("m")
+    models.register("long", str(ws.root / "m.pkl"), None, {"description": "d" * 200_000}, [])
+    for command in (["models", "long"], ["datasets", "many"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "localpipe", *command], cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        proc.stdout.read(10)
+        proc.stdout.close()
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        assert (code, proc.stderr.read()) == (0, b""), command
 
 
 def test_a_history_db_before_the_model_registry_is_migrated(ws):
