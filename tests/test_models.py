@@ -219,6 +219,21 @@ def test_a_download_onto_a_folder_or_below_a_file_is_one_error_and_copies_nothin
         model.download(str(tmp_path / "file"))
 
 
+def test_a_deleted_versions_handle_downloads_nothing_and_says_model_not_found(ws, project, monkeypatch, tmp_path):
+    """A Model kept from before delete() still copied the deleted version out of the store, and once gc
+    had removed its files it was a ValueError from zip(): it is the SDK's ModelNotFound either way."""
+    monkeypatch.chdir(ws.root)
+    project("m.pkl", "m")
+    model = Model.register(ws, "m.pkl", "m")
+    Model(ws, "m", version=1).delete()
+    with pytest.raises(WebserviceException, match="ModelNotFound: Model with name m, version 1 not found"):
+        model.download(str(tmp_path / "before-gc"))
+    collect(history_of(ws), plan_gc(history_of(ws)))
+    with pytest.raises(WebserviceException, match="ModelNotFound: Model with name m, version 1 not found"):
+        model.download(str(tmp_path / "after-gc"))
+    assert not (tmp_path / "before-gc").exists() and not (tmp_path / "after-gc").exists()
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)

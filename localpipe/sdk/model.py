@@ -260,8 +260,8 @@ class Model:
         if exists_ok is not None:
             warnings.warn("exists_ok is deprecated: use exist_ok", DeprecationWarning, stacklevel=2)
             exist_ok = exists_ok
-        copied = self.workspace.service.download_model(self._record, str(target_dir), bool(exist_ok))
-        return copied
+        record = self.workspace.service.model(self.name, self.version)  # ModelNotFound once deleted, as the SDK
+        return self.workspace.service.download_model(record, str(target_dir), bool(exist_ok))
 
     def update(
         self,
