@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -232,6 +233,19 @@ def test_a_deleted_versions_handle_downloads_nothing_and_says_model_not_found(ws
     with pytest.raises(WebserviceException, match="ModelNotFound: Model with name m, version 1 not found"):
         model.download(str(tmp_path / "after-gc"))
     assert not (tmp_path / "before-gc").exists() and not (tmp_path / "after-gc").exists()
+
+
+def test_a_version_whose_files_left_the_store_is_one_error_naming_it(ws, project, monkeypatch, tmp_path):
+    """Its object removed by hand (or by a program as root): download was a ValueError from zip()."""
+    monkeypatch.chdir(ws.root)
+    project("m.pkl", "m")
+    model = Model.register(ws, "m.pkl", "m")
+    stored = ObjectStore(ws.state_dir / "objects").path(history_of(ws).models.get("m", 1)["digest"])
+    for folder, _, _ in os.walk(stored):
+        os.chmod(folder, 0o700)
+    shutil.rmtree(stored)
+    with pytest.raises(WebserviceException, match=r"model m:1: its files are not in the store \(.*m\.pkl\).*fsck"):
+        model.download(str(tmp_path / "dl"))
 
 
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):

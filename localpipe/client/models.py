@@ -186,6 +186,11 @@ def download(record: dict, target_dir: str, exist_ok: bool) -> str:
     copied (the SDK's answer: the file, the folder, or the one file of a folder of one). The copies
     are the user's: writable, whatever the store's read-only bits."""
     source = Path(record["path"])
+    if not source.exists():
+        raise WebserviceException(
+            f"model {record['name']}:{record['version']}: its files are not in the store ({source}): register them "
+            "again (`localpipe fsck` names what else is damaged)"
+        )
     target = Path(target_dir) / record["entry"]
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     copies = [target / p.relative_to(source) for p in files] if source.is_dir() else [target]
