@@ -326,6 +326,21 @@ def test_gc_keeps_registered_models_and_their_lineage_as_text(ws, project, run_p
     assert not ObjectStore(ws.state_dir / "objects").has(digest)
 
 
+def test_gc_keeps_the_files_of_a_dataset_a_model_names_after_it_was_unregistered(ws, raw_dataset, monkeypatch):
+    """unregister_all_versions leaves a model's link as the paths of the copy in the store, but gc did
+    not count them: once the saved dataset was an hour old, gc removed the copy and the model's
+    training dataset had no files."""
+    monkeypatch.chdir(ws.root)
+    (ws.root / "m.pkl").write_text("m")
+    Model.register(ws, "m.pkl", "m", datasets=[(Dataset.Scenario.TRAINING, raw_dataset)])
+    raw_dataset.unregister_all_versions()
+    history = history_of(ws)
+    history.database.tables.SavedDataset.update(created_at=0).execute()  # saved long ago
+    collect(history, plan_gc(history))
+    (training,) = Model(ws, "m").datasets["training"]
+    assert [open(f).read() for f in training.files()] == ["a,b\n1,2\n"]
+
+
 def test_the_sdks_errors(ws, project, monkeypatch, run_pipeline):
     monkeypatch.chdir(ws.root)
     project("m.pkl", "m")
