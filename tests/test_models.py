@@ -341,6 +341,17 @@ def test_gc_keeps_the_files_of_a_dataset_a_model_names_after_it_was_unregistered
     assert [open(f).read() for f in training.files()] == ["a,b\n1,2\n"]
 
 
+def test_model_list_by_dataset_id_takes_the_datasets_id_as_azure(ws, raw_dataset, monkeypatch):
+    """Azure's dataset_id is the dataset's id (a GUID): Model.list(ws, dataset_id=ds.id) found nothing."""
+    monkeypatch.chdir(ws.root)
+    (ws.root / "m.pkl").write_text("m")
+    Model.register(ws, "m.pkl", "m", datasets=[(Dataset.Scenario.TRAINING, raw_dataset)])
+    Model.register(ws, "m.pkl", "other")
+    assert [m.id for m in Model.list(ws, dataset_id=raw_dataset.id)] == ["m:1"]
+    assert [m.id for m in Model.list(ws, dataset_id="raw:1")] == ["m:1"]  # localpipe's own forms stay
+    assert Model.list(ws, dataset_id="00000000-0000-0000-0000-000000000000") == []
+
+
 def test_the_sdks_errors(ws, project, monkeypatch, run_pipeline):
     monkeypatch.chdir(ws.root)
     project("m.pkl", "m")
