@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 
 import pytest
 
@@ -18,6 +19,7 @@ from localpipe import (
 )
 from localpipe.errors import UsageError
 from localpipe.state import reader
+from localpipe.state.history import close_all
 from localpipe.state.layout import Layout
 
 SEE = """
@@ -55,6 +57,43 @@ def test_a_registered_dataset_gets_a_new_version_exactly_when_its_content_change
         Dataset.File.from_files(str(folder)).register(ws, "raw")
     with pytest.raises(Exception, match='dataset "raw" has no version 9'):
         Dataset.get_by_name(ws, "raw", version=9)
+
+
+def test_the_same_files_registered_as_another_dataset_are_another_version(ws, project):
+    # Only the content used to decide: a table over the files of a FileDataset version, or the same
+    # table read with another separator, or the file where the folder was, came back as that version.
+    path = project("data/t/values.csv", "a;b\n1;2\n")
+    as_files = Dataset.File.from_files(str(path)).register(ws, "t")
+    as_table = Dataset.Tabular.from_delimited_files(str(path), separator=";")
+    with pytest.raises(UsageError, match="create_new_version=True"):
+        as_table.register(ws, "t")
+    table = as_table.register(ws, "t", create_new_version=True)
+    assert (as_files.version, table.version, type(table).__name__) == (1, 2, "TabularDataset")
+    assert table.to_pandas_dataframe().to_dict("records") == [{"a": 1, "b": 2}]
+    assert as_table.register(ws, "t").version == 2  # the same definition again: the same version
+    commas = Dataset.Tabular.from_delimited_files(str(path), separator=",").register(ws, "t", create_new_version=True)
+    assert (commas.version, commas.separator) == (3, ",")
+    folder = Dataset.File.from_files(str(path.parent)).register(ws, "t", create_new_version=True)
+    assert folder.version == 4 and os.path.isdir(folder.paths[0])
+    assert Dataset.get_by_name(ws, "t", version=1).paths[0].endswith("values.csv")
+
+
+def test_a_version_an_older_localpipe_recorded_without_todays_unset_options_is_the_same_definition(ws, project):
+    """A pipeline file registering its table at each submission must not be refused after an upgrade
+    because the version it registered lacks an option added since (unset in both)."""
+    path = project("data/t/values.csv", "a,b\n1,2\n")
+    table = Dataset.Tabular.from_delimited_files(str(path))
+    assert table.register(ws, "t").version == 1
+    close_all()
+    with sqlite3.connect(ws.state_dir / "history.db") as conn:  # as a localpipe before timestamps wrote it
+        (stored,) = conn.execute("SELECT options FROM dataset_version").fetchone()
+        options = {k: v for k, v in json.loads(stored).items() if k not in ("timestamp", "partition_timestamp")}
+        conn.execute("UPDATE dataset_version SET options = ?", (json.dumps(options),))
+    assert table.register(ws, "t").version == 1
+    assert (
+        Dataset.Tabular.from_delimited_files(str(path), header=False).register(ws, "t", create_new_version=True).version
+        == 2
+    )
 
 
 def test_mount_is_zero_copy_and_read_only_and_download_copies(ws, project, run_pipeline):

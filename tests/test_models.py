@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 
@@ -135,6 +138,116 @@ def test_folders_child_paths_tags_properties_and_delete(ws, project, monkeypatch
     assert "ModelNotFound" in caught.value.message  # what code written for Azure looks for
 
 
+def test_a_deleted_version_is_never_given_again(ws, project, monkeypatch):
+    """As Azure's registry, which continues from the last version: deleting the latest version (or all
+    of them) and registering again gave the deleted number to other bytes, so "m:2" (a saved id, a
+    deployment's configuration) named another model than the one it was written for."""
+    monkeypatch.chdir(ws.root)
+    for content in ("one", "two"):
+        project("m.pkl", content)
+        Model.register(ws, "m.pkl", "m")
+    Model(ws, "m", version=2).delete()
+    project("m.pkl", "three")
+    assert Model.register(ws, "m.pkl", "m").version == 3
+    for model in Model.list(ws, name="m"):
+        model.delete()
+    assert Model.register(ws, "m.pkl", "m").version == 4
+    assert Model.register(ws, "m.pkl", "other").version == 1  # numbered per name
+    with pytest.raises(WebserviceException, match="ModelNotFound"):
+        Model(ws, "m", version=2)
+
+
+def test_a_model_folder_with_links_and_a_fifo_registers_its_files(ws, project, monkeypatch, tmp_path):
+    """As a dataset's files: a link to a file is that file; a linked folder, a dangling link and a fifo
+    are left out. A dangling link or a link to a folder above was a shutil.Error listing every path it met."""
+    monkeypatch.chdir(ws.root)
+    project("model/weights.bin", "w")
+    project("blobs/vocab.txt", "v")
+    (ws.root / "model/vocab.txt").symlink_to(ws.root / "blobs/vocab.txt")
+    (ws.root / "model/up").symlink_to(ws.root / "model", target_is_directory=True)
+    (ws.root / "model/dangling").symlink_to(ws.root / "nowhere")
+    os.mkfifo(ws.root / "model/fifo")
+    model = Model.register(ws, "model", "linked")
+    copied = model.download(str(tmp_path / "dl"))
+    assert sorted(os.listdir(copied)) == ["vocab.txt", "weights.bin"]
+    assert open(os.path.join(copied, "vocab.txt")).read() == "v"
+    (ws.root / "only").mkdir()
+    (ws.root / "only/dangling").symlink_to(ws.root / "nowhere")
+    with pytest.raises(ModelPathNotFoundException, match='/only" holds no files'):
+        Model.register(ws, "only", "nothing")
+
+
+def test_registering_the_folder_that_holds_the_workspace_leaves_its_state_out(ws, project, monkeypatch, tmp_path):
+    """Model.register(ws, ".", name) in the workspace's folder copied .localpipe/ too, and with it the
+    copy being made in .localpipe/tmp/, into itself until the path was too long (OSError)."""
+    monkeypatch.chdir(ws.root)
+    project("train.py", "t")
+    project("model.pkl", "m")
+    model = Model.register(ws, ".", "project")
+    assert sorted(os.listdir(model.download(str(tmp_path / "dl")))) == ["model.pkl", "train.py"]
+    dataset = Dataset.File.from_files(".").register(ws, "project")
+    assert dataset.to_path() == ["/model.pkl", "/train.py"]
+
+
+def test_an_interactive_run_registers_its_outputs_once_it_completes_and_says_so_before(ws, monkeypatch):
+    """Its ./outputs is kept among its files when it completes, as the SDK uploads it then: before,
+    register_model said "it wrote nothing to ./outputs" of a run that had just written there."""
+    monkeypatch.chdir(ws.root)
+    run = Experiment(ws, "notebook").start_logging(snapshot_directory=None)
+    (ws.root / "outputs" / "m.pkl").write_text("m")
+    with pytest.raises(
+        ModelPathNotFoundException,
+        match=r"run 1 is Running: its \./outputs is kept .* \(run\.complete\(\) ends an interactive run",
+    ):
+        run.register_model("notebook-model", "outputs/m.pkl")
+    run.complete()
+    assert run.register_model("notebook-model", "outputs/m.pkl").version == 1
+
+
+def test_a_download_onto_a_folder_or_below_a_file_is_one_error_and_copies_nothing(ws, project, monkeypatch, tmp_path):
+    """exist_ok=True onto a folder of the model file's name was IsADirectoryError, and a target_dir that
+    is a file FileExistsError, from inside the copy."""
+    monkeypatch.chdir(ws.root)
+    project("model/a.bin", "a")
+    project("model/b.bin", "b")
+    model = Model.register(ws, "model", "two")
+    (tmp_path / "dl/model/b.bin").mkdir(parents=True)
+    with pytest.raises(WebserviceException, match=r"dl/model/b\.bin is a folder: remove it, or choose another"):
+        model.download(str(tmp_path / "dl"), exist_ok=True)
+    assert not (tmp_path / "dl/model/a.bin").exists()
+    (tmp_path / "file").write_text("f")
+    with pytest.raises(WebserviceException, match=r"/file is a file, not a folder: choose another target_dir"):
+        model.download(str(tmp_path / "file"))
+
+
+def test_a_deleted_versions_handle_downloads_nothing_and_says_model_not_found(ws, project, monkeypatch, tmp_path):
+    """A Model kept from before delete() still copied the deleted version out of the store, and once gc
+    had removed its files it was a ValueError from zip(): it is the SDK's ModelNotFound either way."""
+    monkeypatch.chdir(ws.root)
+    project("m.pkl", "m")
+    model = Model.register(ws, "m.pkl", "m")
+    Model(ws, "m", version=1).delete()
+    with pytest.raises(WebserviceException, match="ModelNotFound: Model with name m, version 1 not found"):
+        model.download(str(tmp_path / "before-gc"))
+    collect(history_of(ws), plan_gc(history_of(ws)))
+    with pytest.raises(WebserviceException, match="ModelNotFound: Model with name m, version 1 not found"):
+        model.download(str(tmp_path / "after-gc"))
+    assert not (tmp_path / "before-gc").exists() and not (tmp_path / "after-gc").exists()
+
+
+def test_a_version_whose_files_left_the_store_is_one_error_naming_it(ws, project, monkeypatch, tmp_path):
+    """Its object removed by hand (or by a program as root): download was a ValueError from zip()."""
+    monkeypatch.chdir(ws.root)
+    project("m.pkl", "m")
+    model = Model.register(ws, "m.pkl", "m")
+    stored = ObjectStore(ws.state_dir / "objects").path(history_of(ws).models.get("m", 1)["digest"])
+    for folder, _, _ in os.walk(stored):
+        os.chmod(folder, 0o700)
+    shutil.rmtree(stored)
+    with pytest.raises(WebserviceException, match=r"model m:1: its files are not in the store \(.*m\.pkl\).*fsck"):
+        model.download(str(tmp_path / "dl"))
+
+
 def test_register_from_a_step_and_read_it_in_the_next_one(ws, project, run_pipeline, raw_dataset, invoke):
     project("train/train.py", TRAIN)
     project("score/score.py", SCORE)
@@ -216,6 +329,32 @@ def test_gc_keeps_registered_models_and_their_lineage_as_text(ws, project, run_p
     assert not ObjectStore(ws.state_dir / "objects").has(digest)
 
 
+def test_gc_keeps_the_files_of_a_dataset_a_model_names_after_it_was_unregistered(ws, raw_dataset, monkeypatch):
+    """unregister_all_versions leaves a model's link as the paths of the copy in the store, but gc did
+    not count them: once the saved dataset was an hour old, gc removed the copy and the model's
+    training dataset had no files."""
+    monkeypatch.chdir(ws.root)
+    (ws.root / "m.pkl").write_text("m")
+    Model.register(ws, "m.pkl", "m", datasets=[(Dataset.Scenario.TRAINING, raw_dataset)])
+    raw_dataset.unregister_all_versions()
+    history = history_of(ws)
+    history.database.tables.SavedDataset.update(created_at=0).execute()  # saved long ago
+    collect(history, plan_gc(history))
+    (training,) = Model(ws, "m").datasets["training"]
+    assert [open(f).read() for f in training.files()] == ["a,b\n1,2\n"]
+
+
+def test_model_list_by_dataset_id_takes_the_datasets_id_as_azure(ws, raw_dataset, monkeypatch):
+    """Azure's dataset_id is the dataset's id (a GUID): Model.list(ws, dataset_id=ds.id) found nothing."""
+    monkeypatch.chdir(ws.root)
+    (ws.root / "m.pkl").write_text("m")
+    Model.register(ws, "m.pkl", "m", datasets=[(Dataset.Scenario.TRAINING, raw_dataset)])
+    Model.register(ws, "m.pkl", "other")
+    assert [m.id for m in Model.list(ws, dataset_id=raw_dataset.id)] == ["m:1"]
+    assert [m.id for m in Model.list(ws, dataset_id="raw:1")] == ["m:1"]  # localpipe's own forms stay
+    assert Model.list(ws, dataset_id="00000000-0000-0000-0000-000000000000") == []
+
+
 def test_the_sdks_errors(ws, project, monkeypatch, run_pipeline):
     monkeypatch.chdir(ws.root)
     project("m.pkl", "m")
@@ -278,6 +417,27 @@ def test_localpipe_models_lists_names_and_versions(ws, project, monkeypatch, inv
     assert rows[0]["digest"] == rows[1]["digest"]  # the same bytes, stored once
     missing = invoke("models", "gamma")
     assert missing.exit_code == 2 and 'model "gamma" is not registered' in missing.output
+
+
+def test_the_listing_of_a_models_or_datasets_versions_read_in_part_exits_0(ws, history):
+    """`localpipe models NAME | head -1` (and `datasets NAME`): once the output passed a pipe's buffer,
+    the closed stdout was a BrokenPipeError and exit 1, where every other listing exits 0."""
+    models, datasets = history.models, history.datasets
+    for version in range(1, 3001):
+        datasets.record_version("many", f"{version:064x}", ["."], create_new_version=True)
+    (ws.root / "m.pkl").write_text("m")
+    models.register("long", str(ws.root / "m.pkl"), None, {"description": "d" * 200_000}, [])
+    for command in (["models", "long"], ["datasets", "many"]):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "localpipe", *command], cwd=ws.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+        proc.stdout.read(10)
+        proc.stdout.close()
+        try:
+            code = proc.wait(timeout=60)
+        finally:
+            proc.kill()
+        assert (code, proc.stderr.read()) == (0, b""), command
 
 
 def test_a_history_db_before_the_model_registry_is_migrated(ws):

@@ -324,6 +324,23 @@ def test_a_folders_files_are_every_file_below_it_in_order_links_to_files_include
     assert dataset.files() == [str(ws.root / "data" / n) for n in (".hidden", "b.csv", "deep/er/a.csv", "link.csv")]
 
 
+def test_a_registered_folder_holds_the_files_its_dataset_names_whatever_links_and_fifos_it_has(ws, project):
+    """Registering copied the folder following every link: a dangling link, a fifo or a link to a
+    folder above it was a shutil.Error listing every path, and a linked folder's files were copied
+    though files() leaves them out. The copy holds what files() names."""
+    for name in ("data/b.csv", "data/deep/a.csv", "elsewhere/x.csv"):
+        project(name, name)
+    (ws.root / "data/link.csv").symlink_to(ws.root / "elsewhere/x.csv")
+    (ws.root / "data/folder-link").symlink_to(ws.root / "elsewhere", target_is_directory=True)
+    (ws.root / "data/deep/up").symlink_to(ws.root / "data", target_is_directory=True)
+    (ws.root / "data/dangling").symlink_to(ws.root / "nowhere")
+    os.mkfifo(ws.root / "data/fifo")
+    dataset = Dataset.File.from_files(str(ws.root / "data"))
+    registered = dataset.register(ws, "links")
+    assert registered.to_path() == dataset.to_path() == ["/b.csv", "/deep/a.csv", "/link.csv"]
+    assert open(registered.files()[2]).read() == "elsewhere/x.csv"
+
+
 def test_input_datasets_give_a_file_dataset_in_direct_mode_and_paths_otherwise(ws, project, run_pipeline):
     project("data/raw/one.csv", "1")
     project("data/raw/deep/two.csv", "2")
@@ -367,6 +384,25 @@ def test_tabular_datasets_column_and_row_operations(ws, project):
     registered = dataset.keep_columns(["a", "b"]).take(2).register(ws, "small")
     assert Dataset.get_by_name(ws, "small").to_pandas_dataframe().values.tolist() == [[0, 0], [1, 2]]
     assert registered.version == 1
+
+
+def test_an_empty_file_among_delimited_files_has_no_rows_and_an_unreadable_one_is_named(ws, project):
+    # A folder of parts (a Spark job's, an OutputFileDatasetConfig's) often holds an empty one: it
+    # was pandas' EmptyDataError, and text in another encoding was a UnicodeDecodeError from pandas.
+    project("parts/part-00000.csv", "")
+    project("parts/part-00001.csv", "a,b\n1,2\n")
+    parts = Dataset.Tabular.from_delimited_files(str(ws.root / "parts"))
+    assert parts.to_pandas_dataframe().to_dict("records") == [{"a": 1, "b": 2}]
+    only_empty = Dataset.Tabular.from_delimited_files(str(ws.root / "parts/part-00000.csv"))
+    assert only_empty.to_pandas_dataframe().empty
+    (ws.root / "latin.csv").write_bytes("name,v\ncaf\u00e9,1\n".encode("latin-1"))
+    with pytest.raises(UserErrorException, match=r"latin\.csv.* is not utf8 text.*encoding="):
+        Dataset.Tabular.from_delimited_files(str(ws.root / "latin.csv")).to_pandas_dataframe()
+    latin = Dataset.Tabular.from_delimited_files(str(ws.root / "latin.csv"), encoding="latin1")
+    assert latin.to_pandas_dataframe().to_dict("records") == [{"name": "caf\u00e9", "v": 1}]
+    project("ragged.csv", "a,b\n1,2\n3,4,5\n")
+    with pytest.raises(UserErrorException, match=r"ragged\.csv.*could not be read.*Expected 2 fields in line 3"):
+        Dataset.Tabular.from_delimited_files(str(ws.root / "ragged.csv")).to_pandas_dataframe()
 
 
 def test_parquet_json_lines_and_register_pandas_dataframe(ws, project):

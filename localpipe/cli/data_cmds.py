@@ -6,7 +6,7 @@ import os
 
 import click
 
-from localpipe.cli.common import clock, history, json_option, print_json, size, table, workspace
+from localpipe.cli.common import clock, history, json_option, print_json, say, size, table, workspace
 
 
 @click.command()
@@ -62,7 +62,7 @@ def datasets(name, as_json) -> None:
         print_json(found)
         return
     if not found:
-        click.echo("no datasets registered: dataset.register(ws, name) registers one")
+        say("no datasets registered: dataset.register(ws, name) registers one")
         return
     if name is None:
         latest: dict[str, dict] = {}
@@ -79,12 +79,12 @@ def datasets(name, as_json) -> None:
             if row["produced_by"]
             else "registered by hand"
         )
-        click.echo(
+        say(
             f"{row['name']} version {row['version']}  {row['kind']}  {clock(row['created_at'])}  "
             f"{row['digest'][:12]}  {made}"
         )
         for use in row["consumed_by"]:
-            click.echo(f'  consumed by run {use["run"]} (step "{use["step"]}")')
+            say(f'  consumed by run {use["run"]} (step "{use["step"]}")')
 
 
 @click.command()

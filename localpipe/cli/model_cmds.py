@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from localpipe.cli.common import clock, history, json_option, print_json, size, table
+from localpipe.cli.common import clock, history, json_option, print_json, say, size, table
 
 
 @click.command()
@@ -28,25 +28,23 @@ def models(name, as_json) -> None:
         print_json(found)
         return
     if not found:
-        click.echo(
-            "no models registered: Model.register(ws, model_path, model_name) or run.register_model registers one"
-        )
+        say("no models registered: Model.register(ws, model_path, model_name) or run.register_model registers one")
         return
     if name is None:
         _summary(found)
         return
     for row in found:
-        click.echo(
+        say(
             f"{row['name']} version {row['version']}  {clock(row['created_at'])}  {size(row['size'])}  "
             f"{row['files']} file{'s' if row['files'] != 1 else ''}  {row['digest'][:12]}  {_made_by(row)}"
         )
         for label, values in (("tags", row["tags"]), ("properties", row["properties"])):
             if values:
-                click.echo(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
+                say(f"  {label}: " + ", ".join(f"{k}={v}" for k, v in sorted(values.items())))
         for link in row["datasets"]:
-            click.echo(f"  {_dataset_line(link)}")
+            say(f"  {_dataset_line(link)}")
         if row["description"]:
-            click.echo(f"  description: {row['description']}")
+            say(f"  description: {row['description']}")
 
 
 def _summary(found: list[dict]) -> None:

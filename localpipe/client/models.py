@@ -18,6 +18,7 @@ from pathlib import Path
 
 from localpipe.errors import ModelPathNotFoundException, UserErrorException, WebserviceException
 from localpipe.sdk.model import Model, registration_fields
+from localpipe.status import ACTIVE
 
 LISTED_FILES = 10  # files of a run named when a model path is not among them
 
@@ -151,6 +152,14 @@ def _existing(path: Path | None, relative: str, run, working_dir: Path | None) -
         )
     else:
         found = [name for name in run.get_file_names() if name.startswith("outputs/")]
+        status = run.get_status()
+        if not found and run.parent is None and status in {s.value for s in ACTIVE}:  # an interactive run
+            raise ModelPathNotFoundException(
+                f'Could not locate the provided model_path "{relative}" in the files of run {run.id}: run {run.id} '
+                f"is {status}: its ./outputs is kept among its files when it completes (run.complete() ends an "
+                "interactive run, run.wait_for_completion() waits for a submitted one), or keep the file now with "
+                f'run.upload_file("{relative}", path)'
+            )
     listed = ", ".join(found[:LISTED_FILES]) + (
         f" and {len(found) - LISTED_FILES} more" if len(found) > LISTED_FILES else ""
     )
@@ -179,13 +188,22 @@ def download(record: dict, target_dir: str, exist_ok: bool) -> str:
     copied (the SDK's answer: the file, the folder, or the one file of a folder of one). The copies
     are the user's: writable, whatever the store's read-only bits."""
     source = Path(record["path"])
+    if not source.exists():
+        raise WebserviceException(
+            f"model {record['name']}:{record['version']}: its files are not in the store ({source}): register them "
+            "again (`localpipe fsck` names what else is damaged)"
+        )
     target = Path(target_dir) / record["entry"]
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     copies = [target / p.relative_to(source) for p in files] if source.is_dir() else [target]
-    if not exist_ok:
-        for copy in copies:
-            if copy.exists() or copy.is_symlink():
-                raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {copy}")
+    for copy in copies:  # checked before anything is copied
+        if copy.is_dir() and not copy.is_symlink():
+            raise WebserviceException(f"{copy} is a folder: remove it, or choose another target_dir")
+        for above in [Path(target_dir) / folder for folder in reversed(copy.relative_to(target_dir).parents)]:
+            if above.exists() and not above.is_dir():  # target_dir, then each folder down to the copy
+                raise WebserviceException(f"{above} is a file, not a folder: choose another target_dir")
+        if not exist_ok and (copy.exists() or copy.is_symlink()):
+            raise WebserviceException(f"File already exists. To overwrite, set exist_ok to True. {copy}")
     for original, copy in zip(files, copies):
         copy.parent.mkdir(parents=True, exist_ok=True)
         if copy.is_symlink() or copy.exists():

@@ -21,6 +21,9 @@ MODEL_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9\-._]{0,254}")
 # Where the SDK's Model.get_model_path looks, outside a run and without a workspace.
 MODELS_DIR = "azureml-models"
 MIME_TYPE = "application/octet-stream"
+# A dataset's id (Azure's, and a registered version's here), as Model.list(dataset_id=ds.id) passes it.
+GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+NO_DATASET = ("", None)  # an id of no registered version: models name such a dataset by its paths only
 
 
 class Model:
@@ -201,22 +204,26 @@ class Model:
     ) -> list[Model]:
         """The registered versions, newest first, filtered by ``name``, ``tags`` and ``properties``
         (lists of ``"key"`` or ``["key", "value"]``), ``run_id``, ``model_framework`` and
-        ``dataset_id`` (a registered dataset: ``"name"`` or ``"name:version"``); with ``latest``,
-        only the newest version of each name. ``expand`` and ``page_count`` (a page's size at
-        Azure's service) change nothing here; ``page_count`` is checked as the SDK checks it."""
+        ``dataset_id`` (a registered dataset: its ``id``, as Azure's, ``"name"`` or
+        ``"name:version"``); with ``latest``, only the newest version of each name. ``expand`` and
+        ``page_count`` (a page's size at Azure's service) change nothing here; ``page_count`` is
+        checked as the SDK checks it."""
         if page_count and (page_count < 20 or page_count > 255):
             raise UserErrorException(f"Expected page_count value is between 20 and 255. Provided: {page_count}")
         if tags is not None and not isinstance(tags, list):
             raise UserErrorException(
                 f'Expected tags must be list type. Ex. ["key", ["key2", "key2 value"]]: provided {type(tags)}'
             )
+        dataset = _dataset_filter(workspace, dataset_id)
+        if dataset == NO_DATASET:
+            return []
         filters = {
             "name": name,
             "tags": _filter_list(tags, "tags"),
             "properties": _filter_list(properties, "properties"),
             "run_id": run_id,
             "framework": model_framework,
-            "dataset": _dataset_filter(dataset_id),
+            "dataset": dataset,
         }
         return [Model._from_record(workspace, r) for r in workspace.service.models(filters, bool(latest))]
 
@@ -260,8 +267,8 @@ class Model:
         if exists_ok is not None:
             warnings.warn("exists_ok is deprecated: use exist_ok", DeprecationWarning, stacklevel=2)
             exist_ok = exists_ok
-        copied = self.workspace.service.download_model(self._record, str(target_dir), bool(exist_ok))
-        return copied
+        record = self.workspace.service.model(self.name, self.version)  # ModelNotFound once deleted, as the SDK
+        return self.workspace.service.download_model(record, str(target_dir), bool(exist_ok))
 
     def update(
         self,
@@ -481,9 +488,17 @@ def _dataset_id(dataset) -> str | None:
     return f"{dataset.name}:{dataset.version}" if dataset.name else None
 
 
-def _dataset_filter(dataset_id) -> tuple[str, int | None] | None:
+def _dataset_filter(workspace, dataset_id) -> tuple[str, int | None] | None:
+    """The registered dataset ``dataset_id`` names: its ``id`` (a GUID, as Azure's), ``"name"`` or
+    ``"name:version"``; ``NO_DATASET`` for an id no registered version has."""
     if dataset_id is None:
         return None
+    if GUID.fullmatch(str(dataset_id)):
+        try:
+            record = workspace.service.get_dataset_by_id(str(dataset_id))
+        except UserErrorException:
+            return NO_DATASET  # no dataset has it: no model names it
+        return (record["name"], record["version"]) if "definition" not in record else NO_DATASET
     name, _, version = str(dataset_id).partition(":")
     return name, _version(version) if version else None
 

@@ -19,6 +19,7 @@ A dataset a submission uses without being registered is saved, as Azure saves it
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import uuid
@@ -67,16 +68,22 @@ class DatasetRecords:
         create_new_version: bool = True,
         produced_by: int | None = None,
     ) -> dict:
-        """The version of ``name`` for the stored tree ``digest``: the latest if its content is the same,
-        else a new one."""
+        """The version of ``name`` for the stored tree ``digest``: the latest if its definition is the
+        same (its content, the paths inside it, its kind and how it is read), else a new one."""
         t = self.t
         with self.database.write():
             latest = self._versions(name).first()
-            if latest is not None and latest.digest == digest:
+            if latest is not None and (latest.digest, latest.paths, latest.kind, _set(latest.options)) == (
+                digest,
+                entries,
+                kind,
+                _set(options),
+            ):
                 return self._record(latest)
             if latest is not None and not create_new_version:
+                other = "other content" if latest.digest != digest else "another definition of the same files"
                 raise UsageError(
-                    f'dataset "{name}" exists with other content (version {latest.version}): '
+                    f'dataset "{name}" exists with {other} (version {latest.version}): '
                     "pass create_new_version=True to add a version"
                 )
             row = t.DatasetVersion.create(
@@ -259,13 +266,13 @@ class DatasetRecords:
         folder = self.database.layout.tmp / f"dataset-{os.getpid()}-{id(paths)}"
         try:
             if len(paths) == 1 and os.path.isdir(paths[0]):
-                shutil.copytree(paths[0], folder, symlinks=False)
+                copy_files(paths[0], folder, self.database.layout.state_dir)
                 entries = ["."]
             elif root is not None:  # a selection of files (a glob, take, skip ...) keeps its layout
                 for path in paths:
                     dest = folder / os.path.relpath(path, root)
                     dest.parent.mkdir(parents=True, exist_ok=True)
-                    (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, dest)
+                    copy_files(path, dest, self.database.layout.state_dir)
                 folder.mkdir(parents=True, exist_ok=True)
                 entries = ["."]
             else:
@@ -275,13 +282,43 @@ class DatasetRecords:
                     entry = os.path.basename(os.path.normpath(path))
                     if entry in entries:
                         raise UsageError(f'dataset paths share the name "{entry}": register them separately')
-                    (shutil.copytree if os.path.isdir(path) else shutil.copyfile)(path, folder / entry)
+                    copy_files(path, folder / entry, self.database.layout.state_dir)
                     entries.append(entry)
             tree = self.store.commit(folder)
         finally:
             if folder.exists():
                 shutil.rmtree(folder)
         return tree.digest, entries
+
+
+def copy_files(source: str | os.PathLike, target: str | os.PathLike, state_dir: Path | None = None) -> None:
+    """Copy the file ``source``, or the files below the folder ``source``, to ``target``: the files a
+    dataset names (``FileDataset.files``). A link to a file is copied as that file; a linked folder is
+    not entered (it may hold the folder itself), and a dangling link, a fifo or a socket is no file:
+    they are left out. So is the workspace's own ``state_dir`` (history.db, the object store, and the
+    copy being made, in its tmp/), when ``source`` holds it."""
+    if not os.path.isdir(source):
+        shutil.copyfile(source, target)
+        return
+    os.makedirs(target, exist_ok=True)
+    with os.scandir(source) as found:
+        entries = list(found)
+    for entry in entries:
+        if entry.is_dir(follow_symlinks=False):
+            if state_dir is None or not os.path.samefile(entry.path, state_dir):
+                copy_files(entry.path, os.path.join(target, entry.name), state_dir)
+        elif entry.is_file():  # follows a link; False for a dangling one, a fifo, a socket
+            shutil.copyfile(entry.path, os.path.join(target, entry.name))
+
+
+def _set(options: dict | None) -> dict:
+    """The options given a value, as a row reads them back: a version an older localpipe recorded
+    lacks those added since, which were unset then (each one's default is None, False or empty)."""
+    return {
+        key: value
+        for key, value in json.loads(json.dumps(options or {})).items()
+        if value not in (None, False, [], {}, "")
+    }
 
 
 def _definition(record: dict) -> dict:

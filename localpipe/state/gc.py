@@ -257,8 +257,9 @@ def _named_datasets(t: Tables, graphs: set[int]) -> set[str]:
 
 def _referenced_digests(t: Tables, forget: set[int], layout, unnamed: set[str]) -> set[str]:
     """Digests of the step outputs of every run not in ``forget``, of every dataset and model version,
-    of every published pipeline's and pipeline draft's declaration and sources, of every module
-    version's source, and of the copies the saved datasets not in ``unnamed`` read."""
+    of the datasets models name, of every published pipeline's and pipeline draft's declaration and
+    sources, of every module version's source, and of the copies the saved datasets not in ``unnamed``
+    read."""
     rows = (
         t.StepOutput.select(t.StepRun.run, t.StepOutput.digest)
         .join(t.StepRun, on=(t.StepOutput.step_run == t.StepRun.id))
@@ -267,6 +268,9 @@ def _referenced_digests(t: Tables, forget: set[int], layout, unnamed: set[str]) 
     found = {digest for run_id, digest in rows if run_id not in forget}
     found.update(d for (d,) in t.DatasetVersion.select(t.DatasetVersion.digest).tuples())
     found.update(d for (d,) in t.ModelVersion.select(t.ModelVersion.digest).tuples())
+    # A model's link to a dataset unregistered since: the paths of that version's copy (DatasetRecords.unregister).
+    for (paths,) in t.ModelDataset.select(t.ModelDataset.paths).where(t.ModelDataset.paths.is_null(False)).tuples():
+        found.update(_stored_digests(paths, layout))
     found.update(d for (d,) in t.ModuleVersionRecord.select(t.ModuleVersionRecord.source).tuples())
     for frozen in (t.PublishedPipeline, t.PipelineDraft):
         for declaration, sources in frozen.select(frozen.declaration, frozen.sources).tuples():

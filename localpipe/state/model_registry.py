@@ -6,7 +6,8 @@ dataset version's files are; identical files are stored once. Then one write tra
 ``BEGIN IMMEDIATE`` lock every scheduler of the workspace takes) gives the registration the next
 version of its name: registrations from any number of processes at once, steps included, get
 distinct versions, and the caller gets its version back at once, as the SDK's does. Unlike a
-dataset's, a model's version is not fixed by its content: each registration is a new version.
+dataset's, a model's version is not fixed by its content: each registration is a new version, and
+a deleted version's number is never given again (``retired_id``), as in Azure's registry.
 
 A version is returned as a plain record (``_record``): its name, version, digest and entry (the
 model's path in the store is ``store.path(digest) / entry``), what the SDK keeps (tags, properties,
@@ -23,7 +24,9 @@ from pathlib import Path
 from peewee import JOIN
 
 from localpipe.errors import ModelPathNotFoundException, StateError, WebserviceException
+from localpipe.state.datasets import copy_files
 from localpipe.state.db import Database
+from localpipe.state.models import RETIRED_IDS
 from localpipe.state.reader import STEP_KIND, step_run_id, step_run_numbers
 from localpipe.state.store import ObjectStore
 
@@ -56,7 +59,8 @@ class ModelRecords:
                 if not self.store.has(digest):
                     continue  # collected by a gc since it was committed: commit it again
                 latest = t.ModelVersion.select(t.ModelVersion.version).where(t.ModelVersion.name == name)
-                version = (latest.order_by(t.ModelVersion.version.desc()).scalar() or 0) + 1
+                latest = latest.order_by(t.ModelVersion.version.desc()).scalar() or 0
+                version = max(latest, self._deleted_version(name)) + 1  # never a deleted one's, as Azure
                 row = t.ModelVersion.create(
                     name=name, version=version, digest=digest, entry=entry, size=size, files=files, **fields
                 )
@@ -101,9 +105,9 @@ class ModelRecords:
                 for child in child_paths:
                     target = folder / entry / os.path.normpath(child)
                     target.parent.mkdir(parents=True, exist_ok=True)
-                    _copy(os.path.join(source, child), target)
+                    _copy(os.path.join(source, child), target, self.database.layout.state_dir)
             else:
-                _copy(source, folder / entry)
+                _copy(source, folder / entry, self.database.layout.state_dir)
             tree = self.store.commit(folder)
         finally:
             if folder.exists():
@@ -192,8 +196,21 @@ class ModelRecords:
             deleted = (
                 t.ModelVersion.delete().where(t.ModelVersion.name == name, t.ModelVersion.version == version).execute()
             )
+            if deleted:  # its number is never given again (register): "name:version" names these bytes only
+                self.database.db.execute_sql(
+                    f'INSERT INTO "{RETIRED_IDS}" ("name", "max_id") VALUES (?, ?) '
+                    'ON CONFLICT ("name") DO UPDATE SET "max_id" = max("max_id", excluded."max_id")',
+                    (_retired_name(name), version),
+                )
         if not deleted:
             raise WebserviceException(_not_found(f"name {name}, version {version}", self._names()))
+
+    def _deleted_version(self, name: str) -> int:
+        """The highest version of ``name`` ever deleted (0 when none was)."""
+        found = self.database.db.execute_sql(
+            f'SELECT "max_id" FROM "{RETIRED_IDS}" WHERE "name" = ?', (_retired_name(name),)
+        ).fetchone()
+        return found[0] if found else 0
 
     # -- records -------------------------------------------------------------------------------
     def _records(self, rows: list) -> list[dict]:
@@ -260,15 +277,17 @@ def _run_id(row) -> str | None:
     return step_run_id(row.pipeline_run, row.run_id) if row.run_kind == STEP_KIND else str(row.run_id)
 
 
-def _copy(source: str, target: Path) -> None:
+def _retired_name(name: str) -> str:
+    """The ``retired_id`` row of model ``name``'s deleted versions (the run tables' rows are named after them)."""
+    return f"model_version:{name}"
+
+
+def _copy(source: str, target: Path, state_dir: Path) -> None:
     if not os.path.exists(source):
         raise ModelPathNotFoundException(
             f'model path "{source}" does not exist: write the model there, or fix the path'
         )
-    if os.path.isdir(source):
-        shutil.copytree(source, target, symlinks=False)
-    else:
-        shutil.copyfile(source, target)
+    copy_files(source, target, state_dir)  # as a dataset's files, without the workspace's state
 
 
 def _matches(values: dict, wanted: list | None) -> bool:

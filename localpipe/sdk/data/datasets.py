@@ -225,8 +225,9 @@ class FileDataset(AbstractDataset):
     ) -> FileDataset:
         """Keep a read-only copy of the files as version N of dataset ``name``.
 
-        The version is fixed by the content: registering unchanged content returns the same
-        version; changed content under a name that exists needs ``create_new_version=True``.
+        The version is fixed by the definition: registering unchanged content, read the same way,
+        returns the same version; other content (or the same files as another kind, or read
+        otherwise) under a name that exists needs ``create_new_version=True``.
         """
         if isinstance(self, TabularDataset):
             kind, options = "tabular", self.table_options()

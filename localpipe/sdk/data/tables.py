@@ -77,7 +77,8 @@ def read_table(files: list[str], root: str, options: dict, on_error: str = "null
         frames.append(frame)
     if not frames:
         raise UserErrorException(f"tabular dataset at {root}: no files to read: check the path")
-    table = pd.concat(frames, ignore_index=True)
+    read = [frame for frame in frames if len(frame.columns)] or frames[:1]  # an empty file adds nothing
+    table = pd.concat(read, ignore_index=True)
     table = _set_types(pd, table, options.get("set_column_types") or {}, on_error, out_of_range_datetime)
     for operation in options.get("transforms") or ():
         table = _apply(table, operation)
@@ -95,13 +96,26 @@ def _read_one(pd, path: str, options: dict):
     if kind == "json_lines":
         return pd.read_json(path, lines=True, encoding=encoding)
     header = options.get("header", True)
-    return pd.read_csv(
-        path,
-        sep=options.get("separator", ","),
-        header=0 if header else None,
-        encoding=encoding,
-        keep_default_na=not options.get("empty_as_string", False),
-    )
+    try:
+        return pd.read_csv(
+            path,
+            sep=options.get("separator", ","),
+            header=0 if header else None,
+            encoding=encoding,
+            keep_default_na=not options.get("empty_as_string", False),
+        )
+    except pd.errors.EmptyDataError:  # an empty file (a part a job left empty): no rows
+        return pd.DataFrame()
+    except UnicodeDecodeError as exc:
+        raise UserErrorException(
+            f'tabular dataset file "{path}" is not {options.get("encoding", "utf8")} text ({exc.reason}): '
+            f"pass encoding= the one it is written in ({', '.join(ENCODINGS)})"
+        ) from None
+    except pd.errors.ParserError as exc:
+        raise UserErrorException(
+            f'tabular dataset file "{path}" could not be read as delimited text ({str(exc).strip()}): '
+            "fix the file, or pass the separator= it uses"
+        ) from None
 
 
 def _dtype(value) -> str:
