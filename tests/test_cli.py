@@ -111,6 +111,36 @@ def test_a_submission_whose_output_is_closed_cancels_its_run_and_records_why(pro
     assert [(s["name"], s["status"]) for s in history.runs.steps(1)] == [("s", "Canceled")]
 
 
+def test_every_command_whose_stdout_reader_is_gone_exits_0_silently(localpipe, project, ws):
+    """`localpipe show 1 | head -1` and the like: the reader had what it wanted (click exited 1, without
+    a word, for every command that printed past it). The pipe's reader is closed before the command
+    writes at all, so that every line it writes finds it gone."""
+    pipeline = make_project(project)
+    localpipe("submit", pipeline, check=True)
+    commands = [["show", "1"], ["runs"], ["logs", "1"], ["metrics", "1"], ["outputs", "1"], ["status", pipeline]]
+    commands += [["du"], ["resources"], ["gc", "--dry-run"], ["fsck"], ["envs"], ["models"], ["datasets"]]
+    commands += [
+        ["datastores"],
+        ["compute"],
+        ["modules"],
+        ["drafts"],
+        ["published"],
+        ["endpoints"],
+        ["schedule", "list"],
+    ]
+    for command in commands:
+        reader, writer = os.pipe()
+        os.close(reader)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "localpipe", *command], cwd=ws.root, stdout=writer, stderr=subprocess.PIPE,
+                text=True, timeout=60,
+            )  # fmt: skip
+        finally:
+            os.close(writer)
+        assert (command, proc.returncode, proc.stderr) == (command, 0, "")
+
+
 def test_logs_of_a_reused_step_are_those_of_the_run_that_produced_it(localpipe, project):
     """Issue 17, item 3: a run whose steps were reused shows the producing run's logs, saying so."""
     pipeline = make_project(project)

@@ -14,6 +14,7 @@ import warnings
 
 import click
 
+from localpipe.cli.common import drop_stdout
 from localpipe.errors import LocalpipeError
 
 EXIT_OK, EXIT_STEP_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -49,6 +50,9 @@ class LocalpipeGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except BrokenPipeError:  # stdout's reader left (`localpipe show 3 | head -1`, a pager quit): it had enough
+            drop_stdout()  # click would exit 1
+            ctx.exit(EXIT_OK)
         except Exception as exc:
             full = _disk_full(exc)
             if full is not None:

@@ -50,14 +50,19 @@ _stdout_gone = False  # stdout's reader exited: what is written goes to /dev/nul
 def say(line: str) -> None:
     """Print ``line`` on stdout. Once its reader has gone (``| head``, a pager quit), later lines,
     and Python's flush at exit, go nowhere instead of failing (as Python's documentation advises)."""
-    global _stdout_gone
     try:
         click.echo(line, color=True)  # plain text: click need not scan each of thousands of lines for escape codes
     except BrokenPipeError:
-        _stdout_gone = True
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+        drop_stdout()
+
+
+def drop_stdout() -> None:
+    """Send what is still to be written on stdout, its reader gone, to /dev/null."""
+    global _stdout_gone
+    _stdout_gone = True
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def stdout_gone() -> bool:
