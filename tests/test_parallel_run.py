@@ -707,6 +707,38 @@ def test_items_run_returns_nothing_for_count_as_failed(ws, project, run_pipeline
         assert len(_output(history, run_id).splitlines()) == 20
 
 
+SKIPPING = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch):  # Azure's pattern: an item that fails is left out of the result, and counts as failed
+    ok = os.path.exists(os.path.join(os.environ["MARKERS"], "ok"))
+    with open(os.path.join(os.environ["MARKERS"], "calls.txt"), "a") as log:
+        log.write(os.path.basename(mini_batch[0]) + "\\n")
+    return [os.path.basename(p) for p in mini_batch if ok or not p.endswith("f00013.txt")]
+"""
+
+
+def test_a_batch_whose_items_failed_is_run_again_by_the_next_run(ws, project, run_pipeline, history, monkeypatch):
+    """A batch whose run() left items out (failed items: a file it could not read) ran again on the
+    next run, not the failed items kept as its result, which failed every later run the same way
+    however the cause was fixed (found by a review, 3 Dec 2026)."""
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", SKIPPING).parent
+    data = _files(ws.root / "data", 30)
+    _, status, steps = run_pipeline(_pipeline(ws, source, data, error_threshold=0))
+    assert status == "Failed" and "error_threshold 0 (1 items failed)" in steps["score"]["reason"]
+    (ws.root / "calls.txt").unlink()
+    (ws.root / "ok").touch()  # the cause is gone
+    second, status, steps = run_pipeline(_pipeline(ws, source, data, error_threshold=0))
+    assert status == "Completed", steps["score"]
+    # The others are reused (f00020.txt's batch may not have ended when the first run stopped).
+    assert set((ws.root / "calls.txt").read_text().splitlines()) - {"f00020.txt"} == {"f00010.txt"}
+    assert _output(history, second).splitlines() == [f"f{n:05d}.txt" for n in range(30)]
+
+
 def test_pipeline_parameters_set_the_workers_and_the_batch_size(ws, project, run_pipeline, history):
 
     source = project("src/score.py", ECHO).parent

@@ -363,7 +363,7 @@ class Driver:
         pending = deque()
         for index, batch in enumerate(found):
             cached = cache.get(batch["key"]) if batch["key"] else None
-            if cached is None:
+            if cached is None or cached["returned"] < cached["items"]:  # failed items (an earlier version kept them)
                 pending.append(index)
                 continue
             batch["count"] = cached["items"]
@@ -523,7 +523,8 @@ class Driver:
             if keys is not None:
                 batch["key"], batch["items"], hashed = keys
                 self.digests.own.update(hashed)
-            cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
+            if returned >= batch["count"]:  # one with failed items runs again next time, as a failed batch does
+                cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
             self.record(batch, index, worker, state, seconds, "succeeded")
         else:
             self.try_failed(worker, index, message[2], state, pending, seconds)
