@@ -449,6 +449,37 @@ def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, ru
     assert all(len({t["first"]}) == 1 for t in timings) and sum(t["items"] for t in timings) == 1500
 
 
+@pytest.mark.parametrize(
+    "transform",
+    [lambda t: t.take(60), lambda t: t.skip(140), lambda t: t.random_split(0.5, seed=1)[1]],
+    ids=["take", "skip", "random_split"],
+)
+def test_a_tabular_datasets_take_skip_and_split_count_rows_of_the_whole_dataset(
+    ws, project, run_pipeline, history, transform
+):
+    """take, skip and a sample's draws are of the dataset's rows, as to_pandas_dataframe gives them,
+    not of each file's: take(60) of three files of 50 rows ran 150 (found by a review, 3 Dec 2026)."""
+    pytest.importorskip("pandas")
+    source = project("src/score.py", TABLE).parent
+    data = ws.root / "table"
+    data.mkdir()
+    for number in range(3):
+        rows = "".join(f"{number * 1000 + i},{'x' * 40}\n" for i in range(50))
+        (data / f"part{number}.csv").write_text("a,b\n" + rows)
+    dataset = transform(Dataset.Tabular.from_delimited_files(str(data / "*.csv")))
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    config = _config(ws, source, mini_batch_size="1KB", process_count_per_node=1)
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    lines = _output(history, run_id).splitlines()
+    assert [int(line.split()[0]) for line in lines] == list(dataset.to_pandas_dataframe()["a"])
+    timings = _timings(history, run_id)
+    assert all(t["items"] > 0 for t in timings)  # no file is left an empty batch
+    expected = {f"part{n}.csv" for n in {int(line.split()[0]) // 1000 for line in lines}}
+    assert {os.path.basename(t["first"]) for t in timings} == expected  # a batch per file with rows kept
+
+
 WIDE_ROWS = """
 def init():
     pass

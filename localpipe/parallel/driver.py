@@ -299,7 +299,7 @@ class Driver:
             if keys:
                 found = cutting.table_partitions(files, root, keys, options, digests)
             else:
-                found = cutting.table_batches(files, self.options.mini_batch_size, options, digests)
+                found = cutting.table_batches(files, self.options.mini_batch_size, options, digests, root)
         elif keys:
             items = cutting.item_keys(files, names, digests)
             found = cutting.file_partitions(files, names, items, keys, self.options.partition_format)
