@@ -168,6 +168,24 @@ def test_failures_under_a_threshold_pass_and_over_it_fail_naming_it(
         assert _output(history, run_id).count("\n") == 40 - 10 * bad
 
 
+def test_a_step_stopped_by_a_threshold_shows_no_time_left(ws, project, run_pipeline, history):
+    """A step the driver stopped (a threshold crossed) has nothing more to run: its progress said
+    "about 2s left" in `show` for ever (found by a review, 3 Dec 2026)."""
+    from localpipe.parallel.progress import describe, read
+
+    source = project(
+        "src/score.py",
+        FAILING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.05)"),
+    ).parent
+    data = _files(ws.root / "data", 200)
+    (data / "f00040.txt").write_text("bad\n")
+    run_id, status, _ = run_pipeline(_pipeline(ws, source, data, run_max_try=1, error_threshold=0, mini_batch_size=2))
+    assert status == "Failed"
+    progress = read(history.layout.step_dir(run_id, "score"))
+    assert progress["left"] > 0 and progress["eta_seconds"] is None, progress
+    assert "about" not in describe(progress) and describe(progress).endswith("items/s")
+
+
 def test_a_failing_batch_is_tried_run_max_try_times(ws, project, run_pipeline, history):
     source = project("src/score.py", FAILING).parent
     run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, 1), run_max_try=3))

@@ -383,7 +383,7 @@ class Driver:
             for worker in workers:
                 worker.kill()
             cache.close()
-            self.progress(state, force=True)
+            self.progress(state, force=True, final=True)
         # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
         cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found])
         save_digests(self.digests_path, self.digests.own)
@@ -556,8 +556,9 @@ class Driver:
         }
         self.timings.write(json.dumps(line) + "\n")
 
-    def progress(self, state: Batches, force: bool = False) -> None:
-        """Rewrite progress.json (at most every PROGRESS_EVERY seconds unless ``force``)."""
+    def progress(self, state: Batches, force: bool = False, final: bool = False) -> None:
+        """Rewrite progress.json (at most every PROGRESS_EVERY seconds unless ``force``); ``final``:
+        the driver runs nothing more (the batches left, if a threshold stopped it, have no time left)."""
         now = time.monotonic()
         if not force and now - self.last_progress < PROGRESS_EVERY:
             return
@@ -575,7 +576,7 @@ class Driver:
             "left": left,
             "reused": self.reused,
             "items_per_second": round(rate, 2),
-            "eta_seconds": round(per_batch * left, 1) if per_batch is not None else None,
+            "eta_seconds": round(per_batch * left, 1) if per_batch is not None and not final else None,
             "elapsed_seconds": round(elapsed, 3),
         }
         temporary = self.folder / ".progress.json"
