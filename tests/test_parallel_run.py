@@ -436,6 +436,25 @@ def test_a_pipeline_file_with_a_wrong_config_exits_2_with_one_line(ws, project, 
     assert "Traceback" not in proc.stderr
 
 
+def test_a_tables_mini_batch_size_may_be_a_parameter_of_a_size(ws, project, run_pipeline, history):
+    """Azure's mini_batch_size PipelineParameter of a TabularDataset is a size ("1MB"): the driver
+    refused it ("invalid int value: '1KB'", found by a review, 3 Dec 2026)."""
+    pytest.importorskip("pandas")
+    source = project("src/score.py", TABLE).parent
+    data = ws.root / "table"
+    data.mkdir()
+    (data / "part0.csv").write_text("a,b\n" + "".join(f"{i},{'x' * 40}\n" for i in range(500)))
+    size = PipelineParameter("size", default_value="8KB")
+    config = _config(ws, source, mini_batch_size=size, process_count_per_node=1)
+    dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]), parameters={"size": "16KB"})
+    assert status == "Completed", steps["score"]
+    assert len(_output(history, run_id).splitlines()) == 500
+    assert len(_timings(history, run_id)) == -(-(data / "part0.csv").stat().st_size // 16384)
+
+
 TABLE = """
 def init():
     pass

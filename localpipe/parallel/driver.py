@@ -71,9 +71,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
     parser.add_argument("--run_invocation_timeout", type=float, default=60)
     parser.add_argument("--run_max_try", type=int, default=3)
     parser.add_argument("--node_count", type=int, default=1)
-    parser.add_argument(
-        "--mini_batch_size", type=int
-    )  # files, or bytes of a table (ParallelRunConfig made it a number)
+    # files, or bytes of a table: ParallelRunConfig made it a number, a PipelineParameter's may be "1MB"
+    parser.add_argument("--mini_batch_size", type=_size)
     parser.add_argument("--process_count_per_node", type=int)
     parser.add_argument("--partition_keys")
     parser.add_argument("--partition_format")  # a FileDataset's, which names its partition keys
@@ -85,6 +84,12 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
         if found:
             inputs.append((int(found.group(2)), "file" if found.group(1) == "fds" else "tabular", argv[index + 1]))
     return options, [(kind, name) for _, kind, name in sorted(inputs)]
+
+
+def _size(text: str) -> int:
+    """``--mini_batch_size``: files ("10") or bytes ("1024", "512KB", "1MB", "1GB")."""
+    unit = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}.get(text[-2:].lower())
+    return int(text[:-2]) * unit if unit else int(text)
 
 
 class Batches:
