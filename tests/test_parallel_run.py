@@ -436,6 +436,47 @@ def test_a_pipeline_file_with_a_wrong_config_exits_2_with_one_line(ws, project, 
     assert "Traceback" not in proc.stderr
 
 
+PARAMETERS_FILE = """
+from azureml.core import Dataset, Environment, Workspace
+from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
+from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+ws = Workspace.from_config()
+config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                           error_threshold=-1, output_action="append_row", compute_target="local", node_count=1,
+                           process_count_per_node=PipelineParameter("workers", default_value=1),
+                           mini_batch_size=PipelineParameter("batch", default_value=5),
+                           run_max_try=PipelineParameter("tries", default_value=3),
+                           run_invocation_timeout=PipelineParameter("timeout", default_value=30.0))
+out = PipelineData("scores", datastore=ws.get_default_datastore())
+step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")], output=out)
+pipeline = Pipeline(ws, [step])
+"""
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("batch=0", 'mini_batch_size 0 (PipelineParameter "batch") is not a number of files (10) or a size'),
+        ("batch=-3", 'mini_batch_size -3 (PipelineParameter "batch") is not a number of files (10) or a size'),
+        ("workers=0", 'process_count_per_node 0 (PipelineParameter "workers") is not an integer greater than 0'),
+        ("tries=0", 'run_max_try 0 (PipelineParameter "tries") is not an integer greater than 0'),
+        ("timeout=-1", 'run_invocation_timeout -1.0 (PipelineParameter "timeout") is not a number greater than 0'),
+    ],
+)
+def test_a_parameter_value_out_of_range_exits_2_with_one_line(ws, project, localpipe, given, message):
+    """A mini_batch_size of 0 set at submission failed the step with "range() arg 3 must not be zero",
+    one below 0 ran no batch and completed, process_count_per_node 0 waited for ever (found by a
+    review, 3 Dec 2026): they are checked when planned, as ParallelRunConfig checks the others."""
+    project("src/score.py", ECHO)
+    _files(ws.root / "data", 12)
+    project("pipeline.py", PARAMETERS_FILE)
+    proc = localpipe("submit", "pipeline.py", "--param", given, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
 def test_a_tables_mini_batch_size_may_be_a_parameter_of_a_size(ws, project, run_pipeline, history):
     """Azure's mini_batch_size PipelineParameter of a TabularDataset is a size ("1MB"): the driver
     refused it ("invalid int value: '1KB'", found by a review, 3 Dec 2026)."""
