@@ -186,6 +186,33 @@ def test_a_step_stopped_by_a_threshold_shows_no_time_left(ws, project, run_pipel
     assert "about" not in describe(progress) and describe(progress).endswith("items/s")
 
 
+def test_a_step_whose_driver_was_killed_shows_no_time_left(ws, project, localpipe):
+    """A driver killed (SIGKILL, the OOM killer) never writes that it ended: `show` printed the time
+    left it had estimated, for ever, under a Failed step (found by a review, 3 Dec 2026)."""
+    project(
+        "src/score.py",
+        """
+import os, signal, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(0.1)
+    if mini_batch[0].endswith("f00100.txt"):
+        os.kill(os.getppid(), signal.SIGKILL)  # the driver
+        time.sleep(5)
+    return [os.path.basename(path) for path in mini_batch]
+""",
+    )
+    _files(ws.root / "data", 200)
+    _pipeline_file(project, run_max_try=1)
+    localpipe("submit", "pipeline.py")
+    shown = localpipe("show", "1", check=True).stdout
+    assert "score: Failed" in shown and "mini-batches done" in shown and " left, " in shown, shown
+    assert "s left" not in shown, shown
+
+
 def test_a_failing_batch_is_tried_run_max_try_times(ws, project, run_pipeline, history):
     source = project("src/score.py", FAILING).parent
     run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, 1), run_max_try=3))
