@@ -213,6 +213,17 @@ def run(mini_batch):
     assert "s left" not in shown, shown
 
 
+def test_the_mini_batch_context_has_the_batchs_index(ws, project, run_pipeline, history):
+    """Azure's scripts (azureml-assets' batch scoring) read ``mini_batch_context.minibatch_index``: it
+    was an AttributeError, every batch failed (found by a review, 3 Dec 2026)."""
+    script = "def init():\n    pass\n\ndef run(mini_batch, mini_batch_context):\n"
+    script += "    return [f'{mini_batch_context.minibatch_index} {len(mini_batch)}']\n"
+    source = project("src/score.py", script).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 25)))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == ["0 10", "1 10", "2 5"]
+
+
 def test_a_failing_batch_is_tried_run_max_try_times(ws, project, run_pipeline, history):
     source = project("src/score.py", FAILING).parent
     run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, 1), run_max_try=3))
