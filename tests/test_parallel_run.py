@@ -224,6 +224,28 @@ def test_the_mini_batch_context_has_the_batchs_index(ws, project, run_pipeline, 
     assert _output(history, run_id).splitlines() == ["0 10", "1 10", "2 5"]
 
 
+def test_entry_script_takes_a_logging_level_as_azures(ws, project, run_pipeline, history):
+    """Azure's EntryScript(logging_level=...) (its samples' stand-in takes it too) was a TypeError
+    that failed init() (found by a review, 3 Dec 2026)."""
+    script = """
+import logging
+from azureml_user.parallel_run import EntryScript
+
+def init():
+    global logger
+    logger = EntryScript(logging_level=logging.DEBUG).logger
+
+def run(mini_batch):
+    logger.debug("debugging %d", len(mini_batch))
+    return [str(len(mini_batch))]
+"""
+    source = project("src/score.py", script).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 5), process_count_per_node=1))
+    assert status == "Completed", steps["score"]
+    logs = list(history.layout.step_dir(run_id, "score").rglob("worker0.log"))
+    assert logs and "DEBUG debugging 5" in logs[0].read_text(), logs
+
+
 def test_a_failing_batch_is_tried_run_max_try_times(ws, project, run_pipeline, history):
     source = project("src/score.py", FAILING).parent
     run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, 1), run_max_try=3))

@@ -86,6 +86,11 @@ class EntryScript:
 
     _context: dict = {}
 
+    def __init__(self, logging_level=None):
+        """``logging_level`` (a ``logging`` level, as Azure's takes) sets the level of ``logger``."""
+        if logging_level is not None:
+            self.logger.setLevel(logging_level)
+
     @property
     def agent_name(self) -> str:
         """This worker's name (``worker0``, ``worker1``...)."""
