@@ -379,6 +379,41 @@ def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run
     assert status == "Completed" and (ws.root / "calls.txt").read_text().splitlines() == ["f00050.txt"]
 
 
+WRITING = """
+import os
+from azureml_user.parallel_run import EntryScript
+
+def init():
+    pass
+
+def run(mini_batch):  # Azure's EntryScript().output_dir: "store the output of your entry script" there
+    for path in mini_batch:
+        with open(os.path.join(EntryScript().output_dir, os.path.basename(path) + ".out"), "w") as out:
+            out.write(open(path).read())
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_a_rerun_of_a_script_writing_to_the_output_folder_keeps_every_file(ws, project, run_pipeline, history):
+    """A script that writes its own files to EntryScript().output_dir: a rerun after adding files
+    reused the other batches' results, and the step's output had only the new batch's files, 2 of
+    the 111 (found by a review, 3 Dec 2026). Its batches now all run again."""
+    from localpipe.state.store import ObjectStore
+
+    source = project("src/score.py", WRITING).parent
+    data = _files(ws.root / "data", 100)
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    _files(data, 10, start=100)
+    second, status, steps = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed", steps["score"]
+    digest = {s["name"]: s for s in history.runs.details(second)["steps"]}["score"]["outputs"]["scores"]
+    written = sorted(p.name for p in ObjectStore(history.layout.objects).path(digest).iterdir())
+    assert written == sorted([*(f"f{n:05d}.txt.out" for n in range(110)), "parallel_run_step.txt"])
+    log = (history.layout.step_dir(second, "score") / "stdout.log").read_text()
+    assert "11 mini-batches, 0 reused from earlier runs, 11 to run" in log, log
+
+
 def test_a_file_edited_with_its_size_and_times_put_back_reruns_its_batch(ws, project, run_pipeline, history):
     # Files written just before a submission are not kept in the workspace's stat cache (racily
     # clean): the step hashes them itself and keeps their digests for its next run, which must see

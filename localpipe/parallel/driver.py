@@ -524,6 +524,12 @@ class Driver:
         batch, seconds = state.all[index], message[-1]
         if message[0] == "done":
             _, _, returned, rows, keys, _ = message
+            if not cache.writes_output and self.output_has_files():
+                cache.mark_writes_output()
+                print(
+                    "parallel run: the entry script writes files to the output folder, which no mini-batch's "
+                    "result holds: every mini-batch runs again on each run of this script"
+                )
             state.succeeded(index, returned, rows)
             if keys is not None:
                 batch["key"], batch["items"], hashed = keys
@@ -587,6 +593,16 @@ class Driver:
         temporary = self.folder / ".progress.json"
         temporary.write_text(json.dumps(data))
         os.replace(temporary, self.folder / PROGRESS)
+
+    def output_has_files(self) -> bool:
+        """Whether the output folder holds anything but append_row's file (which the driver writes last)."""
+        if self.options.output is None:  # EntryScript().output_dir is then the step's folder
+            return False
+        try:
+            with os.scandir(self.options.output) as entries:
+                return any(entry.name != self.options.append_row_file_name for entry in entries)
+        except OSError:
+            return False
 
     def write_output(self, state: Batches) -> None:
         """``append_row``'s file: each batch's lines, batches in input order (by their first item)."""
