@@ -361,6 +361,35 @@ def run(mini_batch):
 """
 
 
+CLOSING = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    if mini_batch[0].endswith("f00010.txt"):
+        os.closerange(3, 4096)  # a library that closes every descriptor it did not open, then waits
+        time.sleep(600)
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_closes_its_connection_and_goes_on_is_ended(ws, project, run_pipeline, history):
+    """The driver waited for the end of a worker whose connection closed: one whose script closed
+    every descriptor and went on held the driver for as long as it ran, past run_invocation_timeout
+    (found by a review, 3 Dec 2026)."""
+    source = project("src/score.py", CLOSING).parent
+    config = {"run_max_try": 1, "run_invocation_timeout": 5}
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 40), **config))
+    assert status == "Completed", steps["score"]
+    failed = [t for t in _timings(history, run_id) if t["outcome"] != "succeeded"]
+    assert [t["batch"] for t in failed] == [1] and failed[0]["seconds"] < 5, failed
+    log = (history.layout.step_dir(run_id, "score") / "stderr.log").read_text()
+    assert "closed its connection to the driver" in log, log
+
+
 def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run_pipeline, history, monkeypatch):
     monkeypatch.setenv("MARKERS", str(ws.root))
     source = project("src/score.py", COUNTING).parent

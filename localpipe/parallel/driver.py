@@ -54,6 +54,7 @@ PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
 # batches left may turn slow (a script skipping what it did before, then working), and those queued
 # to one worker cannot be taken back to keep the others busy.
 QUEUED_PER_WORKER, QUEUED_WHILE_FAST, FAST_BATCH_SECONDS = 2, 8, 0.005
+ENDING_SECONDS = 1.0  # how long a worker whose connection closed is given to end before it is killed
 REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
 
 
@@ -225,8 +226,24 @@ class Worker:
         return self.code
 
     def ended(self) -> str:
-        """How the process ended, once its end of the pair closed."""
-        code = self.wait()
+        """How the process ended, once its end of the pair closed. One that goes on without it (its
+        script closed every descriptor) is killed after ENDING_SECONDS: waiting for its end held up
+        the driver, past run_invocation_timeout, for as long as it ran (for ever)."""
+        deadline = time.monotonic() + ENDING_SECONDS
+        while self.code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            elif time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.wait()
+                return (
+                    f"worker{self.number} closed its connection to the driver (its descriptors closed) and was killed"
+                )
+            else:
+                time.sleep(0.01)
+        code = self.code
         return (
             f"worker{self.number} died (killed by signal {-code})"
             if code < 0
