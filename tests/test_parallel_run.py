@@ -168,6 +168,84 @@ def test_failures_under_a_threshold_pass_and_over_it_fail_naming_it(
         assert _output(history, run_id).count("\n") == 40 - 10 * bad
 
 
+def test_a_step_stopped_by_a_threshold_shows_no_time_left(ws, project, run_pipeline, history):
+    """A step the driver stopped (a threshold crossed) has nothing more to run: its progress said
+    "about 2s left" in `show` for ever (found by a review, 3 Dec 2026)."""
+    from localpipe.parallel.progress import describe, read
+
+    source = project(
+        "src/score.py",
+        FAILING.replace("def run(mini_batch):", "def run(mini_batch):\n    import time; time.sleep(0.05)"),
+    ).parent
+    data = _files(ws.root / "data", 200)
+    (data / "f00040.txt").write_text("bad\n")
+    run_id, status, _ = run_pipeline(_pipeline(ws, source, data, run_max_try=1, error_threshold=0, mini_batch_size=2))
+    assert status == "Failed"
+    progress = read(history.layout.step_dir(run_id, "score"))
+    assert progress["left"] > 0 and progress["eta_seconds"] is None, progress
+    assert "about" not in describe(progress) and describe(progress).endswith("items/s")
+
+
+def test_a_step_whose_driver_was_killed_shows_no_time_left(ws, project, localpipe):
+    """A driver killed (SIGKILL, the OOM killer) never writes that it ended: `show` printed the time
+    left it had estimated, for ever, under a Failed step (found by a review, 3 Dec 2026)."""
+    project(
+        "src/score.py",
+        """
+import os, signal, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    time.sleep(0.1)
+    if mini_batch[0].endswith("f00100.txt"):
+        os.kill(os.getppid(), signal.SIGKILL)  # the driver
+        time.sleep(5)
+    return [os.path.basename(path) for path in mini_batch]
+""",
+    )
+    _files(ws.root / "data", 200)
+    _pipeline_file(project, run_max_try=1)
+    localpipe("submit", "pipeline.py")
+    shown = localpipe("show", "1", check=True).stdout
+    assert "score: Failed" in shown and "mini-batches done" in shown and " left, " in shown, shown
+    assert "s left" not in shown, shown
+
+
+def test_the_mini_batch_context_has_the_batchs_index(ws, project, run_pipeline, history):
+    """Azure's scripts (azureml-assets' batch scoring) read ``mini_batch_context.minibatch_index``: it
+    was an AttributeError, every batch failed (found by a review, 3 Dec 2026)."""
+    script = "def init():\n    pass\n\ndef run(mini_batch, mini_batch_context):\n"
+    script += "    return [f'{mini_batch_context.minibatch_index} {len(mini_batch)}']\n"
+    source = project("src/score.py", script).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 25)))
+    assert status == "Completed", steps["score"]
+    assert _output(history, run_id).splitlines() == ["0 10", "1 10", "2 5"]
+
+
+def test_entry_script_takes_a_logging_level_as_azures(ws, project, run_pipeline, history):
+    """Azure's EntryScript(logging_level=...) (its samples' stand-in takes it too) was a TypeError
+    that failed init() (found by a review, 3 Dec 2026)."""
+    script = """
+import logging
+from azureml_user.parallel_run import EntryScript
+
+def init():
+    global logger
+    logger = EntryScript(logging_level=logging.DEBUG).logger
+
+def run(mini_batch):
+    logger.debug("debugging %d", len(mini_batch))
+    return [str(len(mini_batch))]
+"""
+    source = project("src/score.py", script).parent
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 5), process_count_per_node=1))
+    assert status == "Completed", steps["score"]
+    logs = list(history.layout.step_dir(run_id, "score").rglob("worker0.log"))
+    assert logs and "DEBUG debugging 5" in logs[0].read_text(), logs
+
+
 def test_a_failing_batch_is_tried_run_max_try_times(ws, project, run_pipeline, history):
     source = project("src/score.py", FAILING).parent
     run_id, status, steps = run_pipeline(_pipeline(ws, source, _with_bad(ws, 1), run_max_try=3))
@@ -283,6 +361,35 @@ def run(mini_batch):
 """
 
 
+CLOSING = """
+import os, time
+
+def init():
+    pass
+
+def run(mini_batch):
+    if mini_batch[0].endswith("f00010.txt"):
+        os.closerange(3, 4096)  # a library that closes every descriptor it did not open, then waits
+        time.sleep(600)
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+@pytest.mark.timeout(60)
+def test_a_worker_that_closes_its_connection_and_goes_on_is_ended(ws, project, run_pipeline, history):
+    """The driver waited for the end of a worker whose connection closed: one whose script closed
+    every descriptor and went on held the driver for as long as it ran, past run_invocation_timeout
+    (found by a review, 3 Dec 2026)."""
+    source = project("src/score.py", CLOSING).parent
+    config = {"run_max_try": 1, "run_invocation_timeout": 5}
+    run_id, status, steps = run_pipeline(_pipeline(ws, source, _files(ws.root / "data", 40), **config))
+    assert status == "Completed", steps["score"]
+    failed = [t for t in _timings(history, run_id) if t["outcome"] != "succeeded"]
+    assert [t["batch"] for t in failed] == [1] and failed[0]["seconds"] < 5, failed
+    log = (history.layout.step_dir(run_id, "score") / "stderr.log").read_text()
+    assert "closed its connection to the driver" in log, log
+
+
 def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run_pipeline, history, monkeypatch):
     monkeypatch.setenv("MARKERS", str(ws.root))
     source = project("src/score.py", COUNTING).parent
@@ -299,6 +406,41 @@ def test_a_rerun_after_adding_ten_files_runs_only_the_new_batch(ws, project, run
     (ws.root / "calls.txt").unlink()
     third, status, _ = run_pipeline(_pipeline(ws, source, data))
     assert status == "Completed" and (ws.root / "calls.txt").read_text().splitlines() == ["f00050.txt"]
+
+
+WRITING = """
+import os
+from azureml_user.parallel_run import EntryScript
+
+def init():
+    pass
+
+def run(mini_batch):  # Azure's EntryScript().output_dir: "store the output of your entry script" there
+    for path in mini_batch:
+        with open(os.path.join(EntryScript().output_dir, os.path.basename(path) + ".out"), "w") as out:
+            out.write(open(path).read())
+    return [os.path.basename(path) for path in mini_batch]
+"""
+
+
+def test_a_rerun_of_a_script_writing_to_the_output_folder_keeps_every_file(ws, project, run_pipeline, history):
+    """A script that writes its own files to EntryScript().output_dir: a rerun after adding files
+    reused the other batches' results, and the step's output had only the new batch's files, 2 of
+    the 111 (found by a review, 3 Dec 2026). Its batches now all run again."""
+    from localpipe.state.store import ObjectStore
+
+    source = project("src/score.py", WRITING).parent
+    data = _files(ws.root / "data", 100)
+    first, status, _ = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed"
+    _files(data, 10, start=100)
+    second, status, steps = run_pipeline(_pipeline(ws, source, data))
+    assert status == "Completed", steps["score"]
+    digest = {s["name"]: s for s in history.runs.details(second)["steps"]}["score"]["outputs"]["scores"]
+    written = sorted(p.name for p in ObjectStore(history.layout.objects).path(digest).iterdir())
+    assert written == sorted([*(f"f{n:05d}.txt.out" for n in range(110)), "parallel_run_step.txt"])
+    log = (history.layout.step_dir(second, "score") / "stdout.log").read_text()
+    assert "11 mini-batches, 0 reused from earlier runs, 11 to run" in log, log
 
 
 def test_a_file_edited_with_its_size_and_times_put_back_reruns_its_batch(ws, project, run_pipeline, history):
@@ -418,6 +560,66 @@ def test_a_pipeline_file_with_a_wrong_config_exits_2_with_one_line(ws, project, 
     assert "Traceback" not in proc.stderr
 
 
+PARAMETERS_FILE = """
+from azureml.core import Dataset, Environment, Workspace
+from azureml.pipeline.core import Pipeline, PipelineData, PipelineParameter
+from azureml.pipeline.steps import ParallelRunConfig, ParallelRunStep
+
+ws = Workspace.from_config()
+config = ParallelRunConfig(environment=Environment("e"), entry_script="score.py", source_directory="src",
+                           error_threshold=-1, output_action="append_row", compute_target="local", node_count=1,
+                           process_count_per_node=PipelineParameter("workers", default_value=1),
+                           mini_batch_size=PipelineParameter("batch", default_value=5),
+                           run_max_try=PipelineParameter("tries", default_value=3),
+                           run_invocation_timeout=PipelineParameter("timeout", default_value=30.0))
+out = PipelineData("scores", datastore=ws.get_default_datastore())
+step = ParallelRunStep("score", config, inputs=[Dataset.File.from_files("data").as_named_input("files")], output=out)
+pipeline = Pipeline(ws, [step])
+"""
+
+
+@pytest.mark.parametrize(
+    ("given", "message"),
+    [
+        ("batch=0", 'mini_batch_size 0 (PipelineParameter "batch") is not a number of files (10) or a size'),
+        ("batch=-3", 'mini_batch_size -3 (PipelineParameter "batch") is not a number of files (10) or a size'),
+        ("workers=0", 'process_count_per_node 0 (PipelineParameter "workers") is not an integer greater than 0'),
+        ("tries=0", 'run_max_try 0 (PipelineParameter "tries") is not an integer greater than 0'),
+        ("timeout=-1", 'run_invocation_timeout -1.0 (PipelineParameter "timeout") is not a number greater than 0'),
+    ],
+)
+def test_a_parameter_value_out_of_range_exits_2_with_one_line(ws, project, localpipe, given, message):
+    """A mini_batch_size of 0 set at submission failed the step with "range() arg 3 must not be zero",
+    one below 0 ran no batch and completed, process_count_per_node 0 waited for ever (found by a
+    review, 3 Dec 2026): they are checked when planned, as ParallelRunConfig checks the others."""
+    project("src/score.py", ECHO)
+    _files(ws.root / "data", 12)
+    project("pipeline.py", PARAMETERS_FILE)
+    proc = localpipe("submit", "pipeline.py", "--param", given, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_a_tables_mini_batch_size_may_be_a_parameter_of_a_size(ws, project, run_pipeline, history):
+    """Azure's mini_batch_size PipelineParameter of a TabularDataset is a size ("1MB"): the driver
+    refused it ("invalid int value: '1KB'", found by a review, 3 Dec 2026)."""
+    pytest.importorskip("pandas")
+    source = project("src/score.py", TABLE).parent
+    data = ws.root / "table"
+    data.mkdir()
+    (data / "part0.csv").write_text("a,b\n" + "".join(f"{i},{'x' * 40}\n" for i in range(500)))
+    size = PipelineParameter("size", default_value="8KB")
+    config = _config(ws, source, mini_batch_size=size, process_count_per_node=1)
+    dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]), parameters={"size": "16KB"})
+    assert status == "Completed", steps["score"]
+    assert len(_output(history, run_id).splitlines()) == 500
+    assert len(_timings(history, run_id)) == -(-(data / "part0.csv").stat().st_size // 16384)
+
+
 TABLE = """
 def init():
     pass
@@ -447,6 +649,37 @@ def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, ru
     size = (data / "part0.csv").stat().st_size
     assert len(timings) == 3 * -(-size // 8192)  # ceil(bytes / 8 KiB) batches of each file
     assert all(len({t["first"]}) == 1 for t in timings) and sum(t["items"] for t in timings) == 1500
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [lambda t: t.take(60), lambda t: t.skip(140), lambda t: t.random_split(0.5, seed=1)[1]],
+    ids=["take", "skip", "random_split"],
+)
+def test_a_tabular_datasets_take_skip_and_split_count_rows_of_the_whole_dataset(
+    ws, project, run_pipeline, history, transform
+):
+    """take, skip and a sample's draws are of the dataset's rows, as to_pandas_dataframe gives them,
+    not of each file's: take(60) of three files of 50 rows ran 150 (found by a review, 3 Dec 2026)."""
+    pytest.importorskip("pandas")
+    source = project("src/score.py", TABLE).parent
+    data = ws.root / "table"
+    data.mkdir()
+    for number in range(3):
+        rows = "".join(f"{number * 1000 + i},{'x' * 40}\n" for i in range(50))
+        (data / f"part{number}.csv").write_text("a,b\n" + rows)
+    dataset = transform(Dataset.Tabular.from_delimited_files(str(data / "*.csv")))
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    config = _config(ws, source, mini_batch_size="1KB", process_count_per_node=1)
+    step = ParallelRunStep("score", config, inputs=[dataset.as_named_input("rows")], output=output)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Completed", steps["score"]
+    lines = _output(history, run_id).splitlines()
+    assert [int(line.split()[0]) for line in lines] == list(dataset.to_pandas_dataframe()["a"])
+    timings = _timings(history, run_id)
+    assert all(t["items"] > 0 for t in timings)  # no file is left an empty batch
+    expected = {f"part{n}.csv" for n in {int(line.split()[0]) // 1000 for line in lines}}
+    assert {os.path.basename(t["first"]) for t in timings} == expected  # a batch per file with rows kept
 
 
 WIDE_ROWS = """
@@ -705,6 +938,38 @@ def test_items_run_returns_nothing_for_count_as_failed(ws, project, run_pipeline
         assert "run() returned 5 items for the 10 of its mini-batch" in steps["score"]["reason"]
     else:
         assert len(_output(history, run_id).splitlines()) == 20
+
+
+SKIPPING = """
+import os
+
+def init():
+    pass
+
+def run(mini_batch):  # Azure's pattern: an item that fails is left out of the result, and counts as failed
+    ok = os.path.exists(os.path.join(os.environ["MARKERS"], "ok"))
+    with open(os.path.join(os.environ["MARKERS"], "calls.txt"), "a") as log:
+        log.write(os.path.basename(mini_batch[0]) + "\\n")
+    return [os.path.basename(p) for p in mini_batch if ok or not p.endswith("f00013.txt")]
+"""
+
+
+def test_a_batch_whose_items_failed_is_run_again_by_the_next_run(ws, project, run_pipeline, history, monkeypatch):
+    """A batch whose run() left items out (failed items: a file it could not read) ran again on the
+    next run, not the failed items kept as its result, which failed every later run the same way
+    however the cause was fixed (found by a review, 3 Dec 2026)."""
+    monkeypatch.setenv("MARKERS", str(ws.root))
+    source = project("src/score.py", SKIPPING).parent
+    data = _files(ws.root / "data", 30)
+    _, status, steps = run_pipeline(_pipeline(ws, source, data, error_threshold=0))
+    assert status == "Failed" and "error_threshold 0 (1 items failed)" in steps["score"]["reason"]
+    (ws.root / "calls.txt").unlink()
+    (ws.root / "ok").touch()  # the cause is gone
+    second, status, steps = run_pipeline(_pipeline(ws, source, data, error_threshold=0))
+    assert status == "Completed", steps["score"]
+    # The others are reused (f00020.txt's batch may not have ended when the first run stopped).
+    assert set((ws.root / "calls.txt").read_text().splitlines()) - {"f00020.txt"} == {"f00010.txt"}
+    assert _output(history, second).splitlines() == [f"f{n:05d}.txt" for n in range(30)]
 
 
 def test_pipeline_parameters_set_the_workers_and_the_batch_size(ws, project, run_pipeline, history):

@@ -112,7 +112,9 @@ def show(run_id, as_json) -> None:
                 f'  environment "{build["name"]}" {build["digest"][:12]} (Python {build["python"]}, '
                 f"{len(build['packages'])} packages), build log {os.path.join(build['path'], BUILD_LOG)}"
             )
-        batches = describe_batches(read_batches(found_history.layout.step_dir(run_id, step["name"])))
+        batches = describe_batches(
+            read_batches(found_history.layout.step_dir(run_id, step["name"])), running=step["status"] == "Running"
+        )
         if batches:
             click.echo(f"  parallel run: {batches}")
         for name, digest in step["outputs"].items():

@@ -174,9 +174,19 @@ def file_partitions(files: list[str], names: dict, items: dict, keys: list[str],
     return sorted(batches, key=lambda b: b["first"])
 
 
-def table_batches(files: list[str], size: int, options: dict, digests: Digests) -> list[dict]:
+# A table's transforms whose rows depend on the rows before them, in the whole dataset: read file by
+# file, take(60) of three files of 50 rows gave 150.
+WHOLE_TABLE_TRANSFORMS = ("take", "skip", "sample")
+_FILE_COLUMN = "__localpipe_file__"
+
+
+def table_batches(files: list[str], size: int, options: dict, digests: Digests, root: str) -> list[dict]:
     """Each file's rows cut into ``ceil(bytes / size)`` batches of about equal rows: a batch never
-    holds rows of two files. The rows are read by the driver when the batch is sent (``rows_of``)."""
+    holds rows of two files. The rows are read by the driver when the batch is sent (``rows_of``),
+    or, for a dataset with a transform of ``WHOLE_TABLE_TRANSFORMS``, here: the whole table, with
+    each file's share of its bytes for the rows of it that are kept."""
+    if any(operation[0] in WHOLE_TABLE_TRANSFORMS for operation in options.get("transforms") or ()):
+        return _whole_table_batches(files, size, options, digests, root)
     batches = []
     for path in files:
         digest = digests.of(path)
@@ -184,6 +194,44 @@ def table_batches(files: list[str], size: int, options: dict, digests: Digests) 
         for piece in range(pieces):
             key = _key("table", digest, options, piece, pieces)
             batches.append({"key": key, "first": path, "count": None, "files": [path], "piece": [piece, pieces]})
+    return batches
+
+
+def _whole_table_batches(files: list[str], size: int, options: dict, digests: Digests, root: str) -> list[dict]:
+    """``table_batches`` of a table whose transforms count rows of the whole dataset: every file read,
+    the transforms applied to their rows together, then each file's kept rows cut by the bytes they
+    stand for; a file with no row kept has no batch. A batch's key has every file's content."""
+    if not files:
+        return []
+    from localpipe.sdk.data.tables import _apply, pandas
+
+    pd = pandas()
+    plain = {**options, "transforms": []}
+    frames, read = [], []
+    for number, path in enumerate(files):
+        frame = read_table([path], root, plain)
+        frame[_FILE_COLUMN] = number
+        frames.append(frame)
+        read.append(len(frame))
+    table = pd.concat(frames, ignore_index=True)
+    for operation in options.get("transforms") or ():
+        if operation[0] == "keep_columns":
+            operation = ["keep_columns", [*operation[1], _FILE_COLUMN]]
+        table = _apply(table, operation)
+    content = [digests.of(path) for path in files]
+    kept = {number: rows.drop(columns=_FILE_COLUMN) for number, rows in table.groupby(_FILE_COLUMN, sort=True)}
+    batches = []
+    for number, path in enumerate(files):
+        rows = kept.get(number)
+        if rows is None or rows.empty:
+            continue
+        rows = rows.reset_index(drop=True)
+        share = os.path.getsize(path) * len(rows) / read[number]
+        pieces = min(len(rows), max(1, math.ceil(share / size)))
+        for piece in range(pieces):
+            frame = rows.iloc[len(rows) * piece // pieces : len(rows) * (piece + 1) // pieces]
+            key = _key("table", content, options, number, piece, pieces)
+            batches.append({"key": key, "first": path, "count": len(frame), "files": [path], "frame": frame})
     return batches
 
 

@@ -21,6 +21,8 @@ from pathlib import Path
 from localpipe.parallel.batches import ALGORITHM, CHUNK
 from localpipe.parallel_files import DIGESTS, JOURNAL, RECORD, write_aside
 
+WRITES_OUTPUT = "writes-output"  # in a family's folder: its script writes files to the output folder
+
 
 def tree_digest(root: str) -> str:
     """The digest of every file below ``root`` (names and contents), in order."""
@@ -59,6 +61,9 @@ class BatchCache:
         self.found: dict[str, dict] = {}
         self._handle: int | None = None
         self._lines: list[str] = []  # put, not written yet
+        # The family's script writes files of its own to the output folder, which no batch result
+        # holds: its results are never reused (a rerun's output would have only the new batches' files).
+        self.writes_output = (self.folder / WRITES_OUTPUT).exists()
         try:
             text = self.journal.read_text()
         except OSError:
@@ -71,7 +76,13 @@ class BatchCache:
                 continue  # the end of a line a killed driver was writing
 
     def get(self, key: str) -> dict | None:
-        return self.found.get(key)
+        return None if self.writes_output else self.found.get(key)
+
+    def mark_writes_output(self) -> None:
+        """Note, before the result that showed it is appended, that the script writes to the output folder."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / WRITES_OUTPUT).touch()
+        self.writes_output = True
 
     def put(self, key: str, result: dict) -> None:
         self._lines.append(json.dumps({"key": key, **result}) + "\n")

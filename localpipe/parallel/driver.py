@@ -54,6 +54,7 @@ PROGRESS_EVERY = 0.5  # seconds between rewrites of progress.json
 # batches left may turn slow (a script skipping what it did before, then working), and those queued
 # to one worker cannot be taken back to keep the others busy.
 QUEUED_PER_WORKER, QUEUED_WHILE_FAST, FAST_BATCH_SECONDS = 2, 8, 0.005
+ENDING_SECONDS = 1.0  # how long a worker whose connection closed is given to end before it is killed
 REASON_FILE = "reason.txt"  # read by the scheduler as the step's own reason (engine/outcomes.py)
 
 
@@ -71,9 +72,8 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
     parser.add_argument("--run_invocation_timeout", type=float, default=60)
     parser.add_argument("--run_max_try", type=int, default=3)
     parser.add_argument("--node_count", type=int, default=1)
-    parser.add_argument(
-        "--mini_batch_size", type=int
-    )  # files, or bytes of a table (ParallelRunConfig made it a number)
+    # files, or bytes of a table: ParallelRunConfig made it a number, a PipelineParameter's may be "1MB"
+    parser.add_argument("--mini_batch_size", type=_size)
     parser.add_argument("--process_count_per_node", type=int)
     parser.add_argument("--partition_keys")
     parser.add_argument("--partition_format")  # a FileDataset's, which names its partition keys
@@ -85,6 +85,12 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
         if found:
             inputs.append((int(found.group(2)), "file" if found.group(1) == "fds" else "tabular", argv[index + 1]))
     return options, [(kind, name) for _, kind, name in sorted(inputs)]
+
+
+def _size(text: str) -> int:
+    """``--mini_batch_size``: files ("10") or bytes ("1024", "512KB", "1MB", "1GB")."""
+    unit = {"kb": 1 << 10, "mb": 1 << 20, "gb": 1 << 30}.get(text[-2:].lower())
+    return int(text[:-2]) * unit if unit else int(text)
 
 
 class Batches:
@@ -220,8 +226,24 @@ class Worker:
         return self.code
 
     def ended(self) -> str:
-        """How the process ended, once its end of the pair closed."""
-        code = self.wait()
+        """How the process ended, once its end of the pair closed. One that goes on without it (its
+        script closed every descriptor) is killed after ENDING_SECONDS: waiting for its end held up
+        the driver, past run_invocation_timeout, for as long as it ran (for ever)."""
+        deadline = time.monotonic() + ENDING_SECONDS
+        while self.code is None:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid:
+                self.code = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+            elif time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(self.pid, signal.SIGKILL)
+                self.wait()
+                return (
+                    f"worker{self.number} closed its connection to the driver (its descriptors closed) and was killed"
+                )
+            else:
+                time.sleep(0.01)
+        code = self.code
         return (
             f"worker{self.number} died (killed by signal {-code})"
             if code < 0
@@ -299,7 +321,7 @@ class Driver:
             if keys:
                 found = cutting.table_partitions(files, root, keys, options, digests)
             else:
-                found = cutting.table_batches(files, self.options.mini_batch_size, options, digests)
+                found = cutting.table_batches(files, self.options.mini_batch_size, options, digests, root)
         elif keys:
             items = cutting.item_keys(files, names, digests)
             found = cutting.file_partitions(files, names, items, keys, self.options.partition_format)
@@ -363,7 +385,7 @@ class Driver:
         pending = deque()
         for index, batch in enumerate(found):
             cached = cache.get(batch["key"]) if batch["key"] else None
-            if cached is None:
+            if cached is None or cached["returned"] < cached["items"]:  # failed items (an earlier version kept them)
                 pending.append(index)
                 continue
             batch["count"] = cached["items"]
@@ -383,7 +405,7 @@ class Driver:
             for worker in workers:
                 worker.kill()
             cache.close()
-            self.progress(state, force=True)
+            self.progress(state, force=True, final=True)
         # The next run cuts unchanged files into the same batches, and hashes only the files that changed.
         cache.save_partition([cutting.keyed(b, self.names, self.digests) for b in found])
         save_digests(self.digests_path, self.digests.own)
@@ -519,11 +541,18 @@ class Driver:
         batch, seconds = state.all[index], message[-1]
         if message[0] == "done":
             _, _, returned, rows, keys, _ = message
+            if not cache.writes_output and self.output_has_files():
+                cache.mark_writes_output()
+                print(
+                    "parallel run: the entry script writes files to the output folder, which no mini-batch's "
+                    "result holds: every mini-batch runs again on each run of this script"
+                )
             state.succeeded(index, returned, rows)
             if keys is not None:
                 batch["key"], batch["items"], hashed = keys
                 self.digests.own.update(hashed)
-            cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
+            if returned >= batch["count"]:  # one with failed items runs again next time, as a failed batch does
+                cache.put(batch["key"], {"items": batch["count"], "returned": returned, "rows": rows})
             self.record(batch, index, worker, state, seconds, "succeeded")
         else:
             self.try_failed(worker, index, message[2], state, pending, seconds)
@@ -555,8 +584,9 @@ class Driver:
         }
         self.timings.write(json.dumps(line) + "\n")
 
-    def progress(self, state: Batches, force: bool = False) -> None:
-        """Rewrite progress.json (at most every PROGRESS_EVERY seconds unless ``force``)."""
+    def progress(self, state: Batches, force: bool = False, final: bool = False) -> None:
+        """Rewrite progress.json (at most every PROGRESS_EVERY seconds unless ``force``); ``final``:
+        the driver runs nothing more (the batches left, if a threshold stopped it, have no time left)."""
         now = time.monotonic()
         if not force and now - self.last_progress < PROGRESS_EVERY:
             return
@@ -574,12 +604,22 @@ class Driver:
             "left": left,
             "reused": self.reused,
             "items_per_second": round(rate, 2),
-            "eta_seconds": round(per_batch * left, 1) if per_batch is not None else None,
+            "eta_seconds": round(per_batch * left, 1) if per_batch is not None and not final else None,
             "elapsed_seconds": round(elapsed, 3),
         }
         temporary = self.folder / ".progress.json"
         temporary.write_text(json.dumps(data))
         os.replace(temporary, self.folder / PROGRESS)
+
+    def output_has_files(self) -> bool:
+        """Whether the output folder holds anything but append_row's file (which the driver writes last)."""
+        if self.options.output is None:  # EntryScript().output_dir is then the step's folder
+            return False
+        try:
+            with os.scandir(self.options.output) as entries:
+                return any(entry.name != self.options.append_row_file_name for entry in entries)
+        except OSError:
+            return False
 
     def write_output(self, state: Batches) -> None:
         """``append_row``'s file: each batch's lines, batches in input order (by their first item)."""

@@ -86,6 +86,11 @@ class EntryScript:
 
     _context: dict = {}
 
+    def __init__(self, logging_level=None):
+        """``logging_level`` (a ``logging`` level, as Azure's takes) sets the level of ``logger``."""
+        if logging_level is not None:
+            self.logger.setLevel(logging_level)
+
     @property
     def agent_name(self) -> str:
         """This worker's name (``worker0``, ``worker1``...)."""
@@ -113,10 +118,12 @@ class EntryScript:
 
 class MiniBatchContext:
     """The second argument of ``run(mini_batch, mini_batch_context)`` where the entry script takes
-    one (Azure gives it with ``partition_keys``): the batch's ``partition_key_value`` and, for a
-    FileDataset, the ``dataset`` of its files (None for a table: the rows are the mini-batch)."""
+    one (Azure gives it with ``partition_keys``): the batch's ``minibatch_index`` (its number in
+    input order), ``partition_key_value`` and, for a FileDataset, the ``dataset`` of its files (None
+    for a table: the rows are the mini-batch)."""
 
-    def __init__(self, partition: dict | None, mini_batch):
+    def __init__(self, partition: dict | None, mini_batch, index: int = 0):
+        self.minibatch_index = index
         self.partition_key_value = dict(partition or {})
         self._files = mini_batch if isinstance(mini_batch, list) else None
 
@@ -210,7 +217,7 @@ def serve(connection: Channel, config: dict, prepare: Callable[[int], object]) -
             keys = prepare(index)
             started = time.perf_counter()
             if takes_context:
-                result = module.run(mini_batch, MiniBatchContext(partition, mini_batch))
+                result = module.run(mini_batch, MiniBatchContext(partition, mini_batch, index))
             else:
                 result = module.run(mini_batch)
             returned, lines, error = rows_of(result, append)

@@ -472,7 +472,7 @@ def _step_spec(
         }
 
     if step.kind == "parallel" and not resources.get("ray"):  # refused on Ray (ray_steps.py)
-        resources = parallel_run.check(label, step, source_dir, resources, capacity, found)
+        resources = parallel_run.check(label, step, source_dir, resources, capacity, found, parameters)
     after = [names.get(id(p), p.name) for p in step.predecessors]
     for predecessor in step.predecessors:
         if id(predecessor) not in names:

@@ -7,13 +7,29 @@ import ast
 import os
 
 from localpipe.sdk.parallel_run import MINI_BATCH_SIZE, UNITS
+from localpipe.sdk.parameters import PipelineParameter
+
+# The settings that may be PipelineParameters whose value must be greater than 0, and whether it may
+# be a fraction (mini_batch_size, a number or a size, is checked on its own).
+POSITIVE_SETTINGS = (
+    ("process_count_per_node", False),
+    ("node_count", False),
+    ("run_max_try", False),
+    ("run_invocation_timeout", True),
+)
 
 
-def check(label: str, step, source_dir: str | None, resources: dict, capacity, found: list[str]) -> dict:
-    """The step's resources, with every problem its configuration has on this machine added to ``found``."""
+def check(
+    label: str, step, source_dir: str | None, resources: dict, capacity, found: list[str], parameters: dict
+) -> dict:
+    """The step's resources, with every problem its configuration has on this machine added to ``found``;
+    ``parameters``: the values of this submission's parameters."""
     config = step.parallel_run_config
     _entry_script(label, source_dir, config.entry_script, found)
+    _parameter_values(label, config, parameters, found)
     size = config.mini_batch_size_given
+    if isinstance(size, PipelineParameter):
+        size = parameters.get(size.name, size.default_value)
     if (
         step.input_kind == "file"
         and isinstance(size, str)
@@ -48,6 +64,34 @@ def check(label: str, step, source_dir: str | None, resources: dict, capacity, f
                 "process_count_per_node"
             )
     return {**resources, "cpus": workers, "gpus": workers if gpu_target else 0}
+
+
+def _parameter_values(label: str, config, parameters: dict, found: list[str]) -> None:
+    """The settings given as PipelineParameters, checked with this submission's values as
+    ParallelRunConfig checks the others: a mini_batch_size of 0 failed the step with "range() arg 3
+    must not be zero", one below 0 ran no batch at all, and process_count_per_node 0 waited for ever."""
+    for name, fraction in POSITIVE_SETTINGS:
+        value = getattr(config, name)
+        if not isinstance(value, PipelineParameter):
+            continue
+        given = parameters.get(value.name, value.default_value)
+        if isinstance(given, bool) or not isinstance(given, (int, float) if fraction else int) or given <= 0:
+            found.append(
+                f'{label}: {name} {given!r} (PipelineParameter "{value.name}") is not '
+                f'{"a number" if fraction else "an integer"} greater than 0: give "{value.name}" a value of '
+                f"{'more than 0' if fraction else '1 or more'}"
+            )
+    value = config.mini_batch_size
+    if isinstance(value, PipelineParameter):
+        given = parameters.get(value.name, value.default_value)
+        good = given >= 1 if isinstance(given, int) and not isinstance(given, bool) else False
+        if isinstance(given, str) and MINI_BATCH_SIZE.match(given):
+            good = int(given[:-2] if given[-2:].lower() in UNITS else given) >= 1
+        if not good:
+            found.append(
+                f'{label}: mini_batch_size {given!r} (PipelineParameter "{value.name}") is not a number of '
+                'files (10) or a size ("1MB") of at least 1: give "{value.name}" one'
+            )
 
 
 def _entry_script(label: str, source_dir: str | None, script: str, found: list[str]) -> None:
