@@ -7,7 +7,7 @@ import subprocess
 import sys
 import textwrap
 
-from localpipe import Pipeline, PipelineData, PipelineParameter, PythonScriptStep
+from localpipe import Dataset, Pipeline, PipelineData, PipelineParameter, PythonScriptStep
 from localpipe.state.store import ObjectStore
 from localpipe.status import RunStatus
 from tests.conftest import tables
@@ -105,6 +105,44 @@ def test_changing_a_parameter_reruns_exactly_the_steps_that_use_it(ws, project, 
     # the override reached the script as AML_PARAMETER_p
     out = ObjectStore(ws.state_dir / "objects").path(steps["d"]["outputs"]["out_d"]) / "data.txt"
     assert out.read_text() == "ad0.5\n"
+
+
+def test_a_table_read_otherwise_reruns_its_step(ws, project, run_pipeline):
+    """How a TabularDataset is read (take, skip, a separator, ...) is part of the key: its files'
+    digest alone reused take(10)'s run for take(20), which then read 10 rows."""
+    project("data/rows.csv", "x\n" + "".join(f"{i}\n" for i in range(30)))
+    project("src/count.py", "from azureml.core import Run\nrows = Run.get_context().input_datasets['rows']\n"
+            "print('rows', len(rows.to_pandas_dataframe()))\n")  # fmt: skip
+    table = Dataset.Tabular.from_delimited_files(str(ws.root / "data" / "rows.csv"))
+
+    def count(dataset) -> tuple[str, str, str]:
+        read = dataset.as_named_input("rows")
+        step = PythonScriptStep("count.py", name="count", source_directory=str(ws.root / "src"), inputs=[read])
+        run_id, _, steps = run_pipeline(Pipeline(ws, [step]))
+        log = ws.state_dir / "runs" / str(run_id) / "count" / "stdout.log"
+        return steps["count"]["status"], steps["count"]["reason"], log.read_text() if log.exists() else ""
+
+    assert count(table.take(10)) == ("Completed", "runs: no earlier run", "rows 10\n")
+    assert count(table.take(10))[0] == "Reused"
+    assert count(table.take(20)) == (
+        "Completed",
+        'runs: input "rows" is read otherwise (take, skip, separator, columns, ...)',
+        "rows 20\n",
+    )
+    assert count(table.take(20))[0] == "Reused"
+    assert count(table.skip(5))[:2] == (
+        "Completed",
+        'runs: input "rows" is read otherwise (take, skip, separator, columns, ...)',
+    )
+
+
+def test_a_key_that_kept_no_table_options_says_the_input_is_now_read_as_a_table():
+    """A key of before tables were keyed, or of a step that read those files otherwise."""
+    from localpipe.plan.keys import what_changed
+
+    before = {"key_version": 2, "inputs": {"rows": "digest"}}
+    now = {**before, "input_tables": {"rows": {"separator": ",", "transforms": [["take", 10]]}}}
+    assert what_changed(now, before, []) == 'input "rows" is read as a table'
 
 
 def test_deleting_a_cached_output_makes_its_step_run_again(ws, project, run_pipeline):

@@ -32,6 +32,7 @@ def key_components(step: StepSpec, source_digest: str | None, input_digests: dic
         "inputs": dict(sorted(input_digests.items())),
         # A download is a writable copy in the step's folder, a mount a read-only path: a script may tell.
         "input_modes": {name: spec.mode for name, spec in sorted(step.inputs.items())},
+        **_input_tables(step),
         # How the interpreter was spelled is not part of the key, nor what the environment is
         # named; what it is, is.
         "environment": {k: v for k, v in step.environment.items() if k not in _NOT_KEYED},
@@ -39,6 +40,18 @@ def key_components(step: StepSpec, source_digest: str | None, input_digests: dic
         "version": step.version,
         "secret_env": step.secret_env,  # which secrets the step gets, never their values
     }
+
+
+def _input_tables(step: StepSpec) -> dict[str, Any]:
+    """How each input read as a table is read (a TabularDataset's separator, header, take, skip,
+    ...), which its files' digest does not say; not where its files are (``root``). Left out of a
+    key whose step reads no table, which stays as it was before tables were keyed."""
+    tables = {
+        name: {option: value for option, value in spec.tabular.items() if option != "root"}
+        for name, spec in sorted(step.inputs.items())
+        if spec.tabular is not None
+    }
+    return {"input_tables": tables} if tables else {}
 
 
 def canonical_json(components: dict[str, Any]) -> str:
@@ -69,6 +82,12 @@ def what_changed(current: dict[str, Any], previous: dict[str, Any], changed_file
             reasons.append("arguments changed")
     for name in _changed_keys(current.get("inputs", {}), previous.get("inputs", {})):
         reasons.append(f'input "{name}" changed')
+    tables, tables_before = current.get("input_tables", {}), previous.get("input_tables", {})
+    for name in _changed_keys(tables, tables_before):
+        if name in tables_before and name in tables:
+            reasons.append(f'input "{name}" is read otherwise (take, skip, separator, columns, ...)')
+        elif name in tables:  # or its key was made before localpipe kept how tables are read
+            reasons.append(f'input "{name}" is read as a table')
     for name in _changed_keys(current.get("input_modes", {}), previous.get("input_modes", {})):
         if name in current.get("input_modes", {}):
             reasons.append(f'input "{name}" is now consumed by {current["input_modes"][name]}')
