@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import warnings
 
 import pytest
 
@@ -743,3 +744,29 @@ def test_a_damaged_list_of_pythons_is_asked_again(tmp_path, kept):
     assert found and all(isinstance(version, str) and isinstance(path, str) for version, path in found)
     assert found[0] == (".".join(map(str, sys.version_info[:3])), sys.executable)
     assert isinstance(json.loads(cache.read_text()), dict)
+
+
+def test_a_password_in_an_index_url_is_warned_about_and_a_variable_in_its_place_is_not(monkeypatch):
+    """A token written into --index-url is kept in history.db and in the digest (a new token builds
+    the environment again); ${VAR}, which uv and pip expand as they read the requirements, is not."""
+    from localpipe.plan.environments import resolve
+
+    def digest(url: str) -> str:
+        deps = CondaDependencies.create(pip_packages=["lp-tiny"], pip_indexurl=url)
+        env = Environment("private")
+        env.python.conda_dependencies = deps
+        found: list[str] = []
+        resolved = resolve('step "s"', env, None, found, {})
+        assert found == []
+        return resolved["digest"]
+
+    with pytest.warns(UserWarning, match='environment "private": "--index-url" has a password or token in its URL'):
+        digest("https://me:s3cret@pypi.example.com/simple")
+    with pytest.warns(UserWarning, match="has a password or token"):
+        digest("https://ghp_token@pypi.example.com/simple")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        monkeypatch.setenv("PIP_TOKEN", "first")
+        kept = digest("https://me:${PIP_TOKEN}@pypi.example.com/simple")
+        monkeypatch.setenv("PIP_TOKEN", "rotated")
+        assert digest("https://me:${PIP_TOKEN}@pypi.example.com/simple") == kept  # expanded as it builds only

@@ -431,12 +431,23 @@ def _option(where, text, requirements, options, dropped, local, found, depth: in
         local[path] = dataset_digest([path])
         options.append(f"{flag} {value}")
     elif flag in OPTIONS:
+        secret = _URL_USER.search(value)
+        if secret and "${" not in secret.group(1):
+            warnings.warn(
+                f'{where}: "{flag}" has a password or token in its URL, which history.db keeps with the run and '
+                "the environment's digest holds (a new token builds it again): write it as ${VAR} "
+                "(https://user:${PIP_TOKEN}@host/simple), which the installer reads from the environment as it builds",
+                stacklevel=2,
+            )
         options.append(text)
     else:
         found.append(
             f'{where}: pip option "{text}" is not one localpipe passes on (it passes {", ".join(OPTIONS)}, '
             "and includes -r files): remove it"
         )
+
+
+_URL_USER = re.compile(r"://([^/@\s]+)@")  # a URL's user part: user:password@ or token@
 
 
 def _read_requirements(path: str) -> list[str]:
