@@ -770,3 +770,23 @@ def test_a_password_in_an_index_url_is_warned_about_and_a_variable_in_its_place_
         kept = digest("https://me:${PIP_TOKEN}@pypi.example.com/simple")
         monkeypatch.setenv("PIP_TOKEN", "rotated")
         assert digest("https://me:${PIP_TOKEN}@pypi.example.com/simple") == kept  # expanded as it builds only
+
+
+def test_a_conda_specifications_variables_are_set_for_its_steps_under_environment_variables(tmp_path):
+    """conda sets a specification's ``variables:`` as its environment is activated: they were read
+    past without a word."""
+    from localpipe.plan.environments import resolve
+
+    spec = tmp_path / "env.yml"
+    spec.write_text(
+        "name: e\ndependencies:\n  - python\n  - pip:\n    - azureml-defaults\nvariables:\n  MODE: fast\n  THREADS: 4\n"
+    )
+    env = Environment.from_conda_specification("e", str(spec))
+    env.environment_variables = {"MODE": "mine"}
+    found: list[str] = []
+    assert resolve('step "s"', env, None, found, {})["variables"] == {"MODE": "mine", "THREADS": "4"}
+    env.python.user_managed_dependencies = True  # no conda environment is activated: yours runs as it is
+    assert resolve('step "s"', env, None, found, {})["variables"] == {"MODE": "mine"}
+    spec.write_text("name: e\ndependencies: []\nvariables: [MODE]\n")
+    resolve('step "s"', Environment.from_conda_specification("e", str(spec)), None, found, {})
+    assert found == ['step "s": environment "e": conda "variables" must map names to values']

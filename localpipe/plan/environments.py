@@ -126,7 +126,8 @@ def resolve(
     run configuration's ``DockerConfiguration``: it, or ``environment.docker.enabled``, asks for a
     container (docs/docker.md). ``local`` is False for a step that runs elsewhere (a Ray node),
     whose interpreter is not looked for here."""
-    variables = _variables(label, {**environment.environment_variables, **variables}, found)
+    given = {**environment.environment_variables, **variables}
+    variables = _variables(label, {**_conda_variables(label, environment, found), **given}, found)
     extra = {"variables": variables} if variables else {}
     if environment.docker.enabled or getattr(docker, "use_docker", False):
         container = _container(label, environment, docker, capacity, found)
@@ -326,6 +327,19 @@ def _variables(label: str, variables: dict, found: list[str]) -> dict[str, str]:
         if checks.variable_name(label, "environment variable", name, found):
             kept[name] = checks.text(label, f"environment variable {name}", value, found)
     return dict(sorted(kept.items()))
+
+
+def _conda_variables(label: str, environment, found: list[str]) -> dict:
+    """A conda specification's ``variables:``, which conda sets as its environment is activated:
+    under those of ``environment_variables``; none where you manage the interpreter."""
+    python = environment.python
+    if python.user_managed_dependencies or python.conda_dependencies is None:
+        return {}
+    given = python.conda_dependencies._structure.get("variables") or {}
+    if not isinstance(given, dict):
+        found.append(f'{label}: environment "{environment.name}": conda "variables" must map names to values')
+        return {}
+    return {name: str(value) if isinstance(value, (int, float)) else value for name, value in given.items()}
 
 
 # -- requirements ------------------------------------------------------------------------------------
