@@ -790,3 +790,19 @@ def test_a_conda_specifications_variables_are_set_for_its_steps_under_environmen
     spec.write_text("name: e\ndependencies: []\nvariables: [MODE]\n")
     resolve('step "s"', Environment.from_conda_specification("e", str(spec)), None, found, {})
     assert found == ['step "s": environment "e": conda "variables" must map names to values']
+
+
+def test_the_deprecated_conda_dependencies_file_is_read_into_the_environment(tmp_path, monkeypatch):
+    """``env.python.conda_dependencies_file = "env.yml"`` (Azure's older way, which real code sets)
+    was an attribute nobody read: the step got no packages."""
+    (tmp_path / "env.yml").write_text("name: e\ndependencies:\n  - python=3.11\n  - pip:\n    - lp-tiny==1.0\n")
+    monkeypatch.chdir(tmp_path)
+    env = Environment("e")
+    env.python.conda_dependencies_file = "env.yml"
+    assert env.python.conda_dependencies_file == "env.yml"
+    assert (list(env.python.conda_dependencies.pip_packages), env.python.conda_dependencies.get_python_version()) == (
+        ["lp-tiny==1.0"],
+        "3.11",
+    )
+    with pytest.raises(UserErrorException, match="conda specification missing.yml cannot be read"):
+        env.python.conda_dependencies_file = "missing.yml"

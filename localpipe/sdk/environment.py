@@ -54,6 +54,19 @@ class PythonSection:
         self.user_managed_dependencies = user_managed_dependencies
         self.interpreter_path = interpreter_path
         self.conda_dependencies = conda_dependencies if conda_dependencies is not None else CondaDependencies()
+        self._conda_dependencies_file: str | None = None
+
+    @property
+    def conda_dependencies_file(self) -> str | None:
+        """Deprecated in the SDK: a conda specification file, read into ``conda_dependencies`` when
+        set (a relative path from the working directory, where a pipeline file is run)."""
+        return self._conda_dependencies_file
+
+    @conda_dependencies_file.setter
+    def conda_dependencies_file(self, path: str | None) -> None:
+        if path is not None:
+            self.conda_dependencies = CondaDependencies(path)
+        self._conda_dependencies_file = path
 
     def _to_spec(self) -> dict:
         return {
