@@ -234,6 +234,13 @@ def test_registered_environments_keep_their_definition(ws):
     assert resolve(got)[0]["digest"] == resolve(env)[0]["digest"]
     clone = got.clone("copy")
     assert (clone.name, clone.version) == ("copy", None)
+    first = env.register(ws)  # a new object, as the SDK returns: the next version does not change it
+    env.python.conda_dependencies.add_pip_package("lp-tiny")
+    assert (env.register(ws).version, first.version, list(first.python.conda_dependencies.pip_packages)) == (
+        "2",
+        "1",
+        ["six"],
+    )
     assert {"kept", "AzureML-Tutorial", "AzureML-Minimal"} <= set(Environment.list(ws))
 
 

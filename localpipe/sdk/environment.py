@@ -8,6 +8,7 @@ Declarations only: building one is ``localpipe/envs/``'s work (docs/environments
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import re
@@ -479,11 +480,13 @@ class Environment:
         return registered_environments(workspace)
 
     def register(self, workspace) -> Environment:
-        """Keep this environment in the workspace under its name, as a new version when it changed."""
+        """Keep this environment in the workspace under its name, as a new version when it changed;
+        returns the registered version, a new object as the SDK's (later edits of this one, or a
+        later register, do not change it)."""
         if not self.name:
             raise UserErrorException("Name is required to register an Environment: pass Environment(name)")
         self.version = str(workspace.service.register_environment(self.name, self._to_spec()))
-        return self
+        return copy.deepcopy(self)
 
     def _to_azure(self) -> dict:
         """The definition as Azure writes it (camelCase keys; the conda specification inline)."""
