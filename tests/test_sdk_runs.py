@@ -395,6 +395,7 @@ def test_run_members_on_a_finished_script_run(ws, project, tmp_path):
     run.wait_for_completion()
     env = run.get_environment()  # using-environments.ipynb: run.get_environment()
     assert isinstance(env, Environment) and env.python.user_managed_dependencies
+    assert env.name == ScriptRunConfig("x", "y.py").run_config.environment.name  # the one it ran in
     model = run.register_model(model_name="x-test", model_path="outputs/x_test.pkl")
     assert model.version == 1 and model.run.id == run.id
     assert run.clean() == [] or all("Removed" in line for line in run.clean())

@@ -140,7 +140,8 @@ def resolve(
         own = python.interpreter_path if python.user_managed_dependencies else None
         if own and local:
             _check_interpreter(label, environment.name, own, variables, found)
-        return {**interpreter_fingerprint(own or sys.executable), **extra}  # a copy: cached
+        # A copy (cached); its name, for get_environment, is not keyed (keys.py).
+        return {**interpreter_fingerprint(own or sys.executable), "name": environment.name, **extra}
     name = environment.name or "unnamed"
     if not isinstance(name, str) or any(ord(c) < 32 or ord(c) == 127 for c in name):
         found.append(f"{label}: environment name {name!r} holds a control character (a line break): remove it")
