@@ -193,3 +193,32 @@ def test_a_submission_gives_a_dataset_its_id_once_however_many_steps_consume_it(
     assert run_pipeline(Pipeline(ws, steps))[1] == "Completed"
     assert dataset.id == dataset.definition_id() and set(_saved(ws)) == {dataset.id}
     assert len(made) == 2  # hashed for its id once, and saved once
+
+
+@pytest.mark.parametrize("what", ["dataset", "model"])
+def test_a_registration_whose_files_a_gc_removed_after_their_commit_commits_them_again(
+    ws, project, history, monkeypatch, what
+):
+    """The copy is committed before the transaction that records the version; a gc in between
+    (the object unreferenced yet) removes it. A dataset was then recorded over a missing tree (its
+    files() empty); now each registration finds the object gone in its transaction and commits
+    again, as a model's did. The gc is stood in for by the store's own removal at that moment."""
+    from localpipe import Model
+
+    project("data/rows.csv", "x\n1\n")
+    records = history.datasets if what == "dataset" else history.models
+    commit, removed = records._commit_copy, []
+
+    def commit_then_collected(*args):
+        committed = commit(*args)
+        if not removed:
+            removed.append(records.store.remove(committed[0]))
+        return committed
+
+    monkeypatch.setattr(records, "_commit_copy", commit_then_collected)
+    if what == "dataset":
+        Dataset.File.from_files(str(ws.root / "data" / "rows.csv")).register(ws, "rows")
+        assert removed and [open(f).read() for f in Dataset.get_by_name(ws, "rows").files()] == ["x\n1\n"]
+    else:
+        model = Model.register(ws, str(ws.root / "data" / "rows.csv"), "rows")
+        assert removed and open(Model.get_model_path("rows", model.version, ws)).read() == "x\n1\n"

@@ -25,11 +25,11 @@ import shutil
 import uuid
 from pathlib import Path
 
-from localpipe.errors import NotFoundError, UsageError, UserErrorException
+from localpipe.errors import NotFoundError, StateError, UsageError, UserErrorException
 from localpipe.state.db import Database
 from localpipe.state.layout import located, relocatable, within
 from localpipe.state.models import now
-from localpipe.state.store import ObjectStore
+from localpipe.state.store import COMMIT_ATTEMPTS, ObjectStore
 
 
 class DatasetRecords:
@@ -53,8 +53,16 @@ class DatasetRecords:
     ) -> dict:
         """Register the files at ``paths`` as a version of ``name``; returns the version's record. With
         ``root``, the version is one folder holding each path at its place below ``root``."""
-        digest, entries = self._commit_copy(paths, root)
-        return self.record_version(name, digest, entries, kind, options, description, tags, create_new_version)
+        for _ in range(COMMIT_ATTEMPTS):
+            digest, entries = self._commit_copy(paths, root)
+            found = self.record_version(
+                name, digest, entries, kind, options, description, tags, create_new_version, committed_here=True
+            )
+            if found is not None:
+                return found
+        raise StateError(
+            f'dataset "{name}": its files were removed by a concurrent gc {COMMIT_ATTEMPTS} times: register again'
+        )
 
     def record_version(
         self,
@@ -67,11 +75,15 @@ class DatasetRecords:
         tags: dict | None = None,
         create_new_version: bool = True,
         produced_by: int | None = None,
-    ) -> dict:
+        committed_here: bool = False,
+    ) -> dict | None:
         """The version of ``name`` for the stored tree ``digest``: the latest if its definition is the
-        same (its content, the paths inside it, its kind and how it is read), else a new one."""
+        same (its content, the paths inside it, its kind and how it is read), else a new one. None
+        when ``committed_here`` (by ``register``, outside this transaction) and a gc removed it since."""
         t = self.t
         with self.database.write():
+            if committed_here and not self.store.has(digest):
+                return None
             latest = self._versions(name).first()
             if latest is not None and (latest.digest, latest.paths, latest.kind, _set(latest.options)) == (
                 digest,

@@ -28,10 +28,7 @@ from localpipe.state.datasets import copy_files
 from localpipe.state.db import Database
 from localpipe.state.models import RETIRED_IDS
 from localpipe.state.reader import STEP_KIND, step_run_id, step_run_numbers
-from localpipe.state.store import ObjectStore
-
-# Where one transaction finds the object gone (a gc between commit and record): commit again.
-COMMIT_ATTEMPTS = 3
+from localpipe.state.store import COMMIT_ATTEMPTS, ObjectStore
 
 
 class ModelRecords:

@@ -27,6 +27,9 @@ from localpipe.faults import fault_point
 
 READ_ONLY_FILE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
 READ_ONLY_DIR = READ_ONLY_FILE | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH
+# A tree committed outside a transaction may be collected by a concurrent gc before the transaction
+# that names it: registering commits it again (this many times in all).
+COMMIT_ATTEMPTS = 3
 
 
 class ObjectStore:
