@@ -206,7 +206,12 @@ def status(pipeline_file, params, experiment, as_json) -> None:
 @click.command()
 @pipeline_file
 @param_option
-@click.option("-e", "--experiment", default=None, help="Experiment name (default: the pipeline file's folder name).")
+@click.option(
+    "-e",
+    "--experiment",
+    default=None,
+    help="Experiment name (default: the one the file submits to, else the file's folder name).",
+)
 @click.option(
     "--debounce",
     default=200,
@@ -225,13 +230,10 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     Example:
       localpipe watch examples/iris/pipeline.py --param max_iter=300
     """
-    from pathlib import Path
-
     from localpipe.client.workspace import history_of
     from localpipe.watch import Watcher
 
     ws = workspace(create=True, near=pipeline_file)
-    name = experiment or Path(pipeline_file).resolve().parent.name
 
     def printer(prepared):
         failure = failure_lines(history_of(ws), prepared.run_id)
@@ -243,7 +245,7 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
             watcher.stop()
 
     watcher = Watcher(
-        ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=echo, reporter_factory=printer
+        ws, pipeline_file, experiment, parse_params(params), debounce / 1000, echo=echo, reporter_factory=printer
     )
     echo(f"watching {pipeline_file} (Ctrl-C to stop)")
     warn_if_oversubscribed()
