@@ -419,6 +419,15 @@ def test_a_file_that_submits_itself_is_run_once_under_its_experiment(localpipe, 
     (latest, _) = json.loads(localpipe("runs", "--json", check=True).stdout)
     assert latest["experiment"] == "Other"
     assert json.loads(localpipe("show", latest["id"], "--json", check=True).stdout)["parameters"] == {"scale": 6}
+    # --detach prints the run id alone on stdout, the note with the rest on stderr: RUN=$(... --detach)
+    # took the note too (found by the new user review)
+    detached = localpipe("submit", "proj/self.py", "--detach", check=True)
+    run_id = int(detached.stdout)
+    assert "submits its pipeline itself" in detached.stderr
+    from localpipe.client.experiment import Experiment
+    from localpipe.client.runs import PipelineRun
+
+    assert PipelineRun(Experiment(ws, "Mine"), run_id).wait_for_completion(timeout_seconds=60) == "Completed"
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])

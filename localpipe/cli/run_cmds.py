@@ -127,7 +127,8 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     if loaded.experiment is not None:
         click.echo(
             f'{pipeline_file} submits its pipeline itself (experiment "{loaded.experiment}"): running that '
-            "submission here; the file's code after it does not run"
+            "submission here; the file's code after it does not run",
+            err=detach,  # --detach: the run id alone on stdout
         )
     started = time.monotonic()
     warn_if_oversubscribed()
