@@ -160,10 +160,16 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         printer = LiveProgress(steps, failure, progress)
     else:
         printer = StepPrinter(steps, failure=failure, progress=progress)
+    interrupted = False
     with printer:
-        status = run_prepared(history, prepared, reporter=printer)
+        try:
+            status = run_prepared(history, prepared, reporter=printer)
+        except KeyboardInterrupt:  # re-raised once the run is recorded Canceled: its summary all the same
+            status, interrupted = RunStatus.CANCELED, True
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
     say(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
+    if interrupted:
+        click.echo("interrupted", err=True)
     ctx.exit({RunStatus.COMPLETED: 0, RunStatus.CANCELED: 130}.get(status, 1))
 
 
