@@ -509,6 +509,13 @@ def test_a_command_that_creates_a_workspace_says_where_and_why(tmp_path, localpi
     assert (
         f"created workspace {folder} (no .localpipe/ in {elsewhere} or the current folder or above it)" in proc.stderr
     )
+    # the file in the current folder: that folder is named once (it was named twice, as "X or the
+    # current folder"; found by the new user review)
+    here = tmp_path / "here"
+    shutil.copytree(pipeline.parent, here)
+    proc = localpipe("submit", "pipeline.py", cwd=here)
+    assert proc.returncode == 0, proc.stderr
+    assert f"created workspace {here} (no .localpipe/ in the current folder or above it)" in proc.stderr
 
 
 def test_a_warning_of_localpipes_is_one_line_and_one_of_the_users_code_keeps_its_place(localpipe, project, ws):
