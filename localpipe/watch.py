@@ -156,7 +156,7 @@ class Watcher:
         self,
         ws,
         pipeline_file: str,
-        experiment: str,
+        experiment: str | None,
         parameters: dict | None = None,
         debounce: float = DEFAULT_DEBOUNCE_SECONDS,
         echo: Callable[[str], None] = print,
@@ -165,8 +165,8 @@ class Watcher:
         self.ws = ws
         self.history = history_of(ws)
         self.pipeline_file = os.path.abspath(pipeline_file)
-        self.experiment = experiment
-        self.parameters = parameters or {}
+        self.experiment = experiment  # None: the one the file submits to, else the file's folder name
+        self.parameters = parameters or {}  # over those the file submits with
         self.debounce = debounce
         self.echo = echo
         self.reporter_factory = reporter_factory
@@ -175,6 +175,7 @@ class Watcher:
         self.observer = Observer()
         self.watched: dict[str, _Watched] = {}
         self.pipeline = None
+        self.loaded = None  # the LoadedFile self.pipeline came from: what the file submits it with
         self.declared_in = {self.pipeline_file}  # with a pipeline YAML's runconfig files, once loaded
         self.graph = None
         self.active: list[_Active] = []
@@ -315,14 +316,15 @@ class Watcher:
 
     # -- submitting -------------------------------------------------------------------------
     def _load_and_submit(self, paths: list[str]) -> None:
-        from localpipe.engine.loader import load_pipeline
+        from localpipe.engine.loader import load_file
         from localpipe.engine.submit import prepare_run, scheduler_for
 
         try:
             if self.pipeline is None or self.declared_in.intersection(paths):
                 self._loading = True
                 try:
-                    self.pipeline = load_pipeline(self.pipeline_file, self.ws, time_limit=self.load_timeout)
+                    self.loaded = load_file(self.pipeline_file, self.ws, time_limit=self.load_timeout)
+                    self.pipeline = self.loaded.pipeline
                 finally:
                     self._loading = False
                 self.declared_in = {self.pipeline_file, *getattr(self.pipeline, "_yaml_files", ())}
@@ -331,8 +333,8 @@ class Watcher:
             prepared = prepare_run(
                 self.history,
                 self.pipeline,
-                self.experiment,
-                self.parameters,
+                self.experiment or self.loaded.experiment or os.path.basename(os.path.dirname(self.pipeline_file)),
+                {**self.loaded.parameters, **self.parameters},
                 pipeline_file=self.pipeline_file,
                 trees=self.trees,
             )

@@ -419,6 +419,15 @@ def test_a_file_that_submits_itself_is_run_once_under_its_experiment(localpipe, 
     (latest, _) = json.loads(localpipe("runs", "--json", check=True).stdout)
     assert latest["experiment"] == "Other"
     assert json.loads(localpipe("show", latest["id"], "--json", check=True).stdout)["parameters"] == {"scale": 6}
+    # --detach prints the run id alone on stdout, the note with the rest on stderr: RUN=$(... --detach)
+    # took the note too (found by the new user review)
+    detached = localpipe("submit", "proj/self.py", "--detach", check=True)
+    run_id = int(detached.stdout)
+    assert "submits its pipeline itself" in detached.stderr
+    from localpipe.client.experiment import Experiment
+    from localpipe.client.runs import PipelineRun
+
+    assert PipelineRun(Experiment(ws, "Mine"), run_id).wait_for_completion(timeout_seconds=60) == "Completed"
 
 
 @pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
@@ -500,6 +509,13 @@ def test_a_command_that_creates_a_workspace_says_where_and_why(tmp_path, localpi
     assert (
         f"created workspace {folder} (no .localpipe/ in {elsewhere} or the current folder or above it)" in proc.stderr
     )
+    # the file in the current folder: that folder is named once (it was named twice, as "X or the
+    # current folder"; found by the new user review)
+    here = tmp_path / "here"
+    shutil.copytree(pipeline.parent, here)
+    proc = localpipe("submit", "pipeline.py", cwd=here)
+    assert proc.returncode == 0, proc.stderr
+    assert f"created workspace {here} (no .localpipe/ in the current folder or above it)" in proc.stderr
 
 
 def test_a_warning_of_localpipes_is_one_line_and_one_of_the_users_code_keeps_its_place(localpipe, project, ws):

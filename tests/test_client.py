@@ -39,6 +39,18 @@ def two_steps(ws, project, fail: bool = False, writer: bool = True):
     return Pipeline(ws, [r])
 
 
+def test_a_step_that_ended_between_polls_shows_its_log_after_its_running_line(ws, project, capsys):
+    """A step a poll first sees ended had its log printed before the Queued and Running lines the
+    poll missed (`[read] read 42`, then `read: Queued`; found by the new user review)."""
+    run = Experiment(ws, "late").submit(two_steps(ws, project))
+    assert run.wait_for_completion(timeout_seconds=60) == "Completed"
+    capsys.readouterr()
+    run.wait_for_completion(show_output=True)
+    out = capsys.readouterr().out.splitlines()
+    completed = next(i for i, line in enumerate(out) if line.startswith("read: Completed"))
+    assert out.index("read: Running") < out.index("[read] read 42") < completed, out
+
+
 def test_submit_returns_at_once_and_the_run_completes_in_the_background(ws, project, capsys):
     gate = ws.root / "gate"
     project(

@@ -708,6 +708,14 @@ def test_click_usage_errors_are_one_error_line(ws, hello, localpipe, args, culpr
     assert_nothing_written(ws.root)
 
 
+def test_an_option_of_localpipe_after_the_command_says_where_it_goes(ws, hello, localpipe):
+    """`localpipe runs -w ../proj` said only "No such option '-w'" (found by the new user review)."""
+    line = refused(localpipe("runs", "-w", str(ws.root)))
+    assert "-w is an option of localpipe itself: put it before the command, `localpipe -w DIR runs ...`" in line
+    line = refused(localpipe("show", "1", "--debug"))
+    assert "put it before the command, `localpipe --debug show ...`" in line
+
+
 # -- the catalogue itself --------------------------------------------------------------------
 
 

@@ -80,6 +80,8 @@ def test_ctrl_c_cancels_the_run_and_ends_the_step_tree(ws, project):
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, out + err
+    # the summary line as for any other ending (it had none; found by the new user review)
+    assert out.splitlines()[-1].startswith("run 1 Canceled in ") and err.endswith("interrupted\n"), out + err
     wait_for(lambda: gone(tree), timeout=10, what="the step tree to end")
     assert run_row(ws).status == "Canceled"
     assert step_status(ws, "slow") == "Canceled" and step_status(ws, "quick") == "Completed"

@@ -132,6 +132,15 @@ def test_consumed_pipeline_data_that_no_step_produces(ws, src):
     )
 
 
+def test_an_unproduced_input_in_arguments_and_inputs_is_one_problem(ws, src):
+    """Azure's samples list a PipelineData in arguments= and in inputs=: its problem was listed
+    twice, as two problems (found by the new user review)."""
+    orphan = PipelineData("orphan")
+    a = step(src, "a", arguments=["--in", orphan.as_input()], inputs=[orphan])
+
+    assert only(Pipeline(ws, [a]).validate()).startswith('step "a": input "orphan" is produced by no step')
+
+
 # -- sources ---------------------------------------------------------------------------------
 
 

@@ -240,3 +240,32 @@ def test_a_change_during_a_rerun_restarts_only_the_affected_running_step(ws, pro
 )
 def test_editor_files_are_recognised(name, editor):
     assert is_editor_file(f"/x/{name}") is editor
+
+
+def test_a_file_that_submits_itself_is_watched_with_its_experiment_and_parameters(ws, project):
+    """`localpipe submit` runs the pipeline a file submits under the file's experiment and with its
+    pipeline_parameters; watch ran it under the folder's name with the defaults (found by the new
+    user review)."""
+    project("proj/step/step.py", "import sys\nprint('n is', sys.argv[1])\n")
+    project(
+        "proj/pipeline.py",
+        "from azureml.core import Experiment, Workspace\n"
+        "from azureml.pipeline.core import Pipeline, PipelineParameter\n"
+        "from azureml.pipeline.steps import PythonScriptStep\n"
+        "ws = Workspace.from_config()\n"
+        "n = PipelineParameter('n', default_value=1)\n"
+        "step = PythonScriptStep('step.py', name='step', source_directory='step', arguments=[n])\n"
+        "Experiment(ws, 'mine').submit(Pipeline(ws, [step]), pipeline_parameters={'n': 5})\n",
+    )
+    watcher = Watcher(ws, str(ws.root / "proj/pipeline.py"), None, debounce=0.2, echo=print)
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    try:
+        wait_for(lambda: run_done(ws, 1), what="the first run")
+    finally:
+        watcher.stop()
+        thread.join(timeout=30)
+    m = tables(ws)
+    run = m.PipelineRun.get(m.PipelineRun.id == 1)
+    assert run.experiment.name == "mine"
+    assert "n is 5" in (ws.state_dir / "runs/1/step/stdout.log").read_text()

@@ -30,7 +30,9 @@ class LocalpipeGroup(click.Group):
             code = result if isinstance(result, int) else EXIT_OK
         except click.UsageError as exc:
             where = exc.ctx.command_path if exc.ctx else "localpipe"
-            click.echo(f"error: {exc.format_message()} (see `{where} --help`)", err=True)
+            click.echo(
+                f"error: {_global_option_misplaced(exc) or exc.format_message()} (see `{where} --help`)", err=True
+            )
             code = EXIT_INVALID
         except click.Abort:
             click.echo("interrupted", err=True)
@@ -71,6 +73,23 @@ class LocalpipeGroup(click.Group):
             traceback.print_exc()
         click.echo(f"error: {message}", err=True)
         ctx.exit(code)
+
+
+def _global_option_misplaced(exc: click.UsageError) -> str | None:
+    """What to say when an option of ``localpipe`` itself (``-w``, ``--debug``) follows a command
+    that lacks it (``localpipe runs -w ../proj``): click's "No such option" names no fix."""
+    if not isinstance(exc, click.NoSuchOption) or exc.ctx is None or exc.ctx.parent is None:
+        return None
+    root = exc.ctx.find_root()
+    for param in root.command.params:
+        if exc.option_name in getattr(param, "opts", ()):
+            command = exc.ctx.command_path[len(root.command_path) + 1 :]
+            example = f"{exc.option_name} DIR" if param.metavar or not param.is_flag else exc.option_name
+            return (
+                f"{exc.option_name} is an option of localpipe itself: put it before the command, "
+                f"`{root.command_path} {example} {command} ...`"
+            )
+    return None
 
 
 def _disk_full(exc: BaseException) -> str | None:

@@ -39,7 +39,7 @@ def workspace(create: bool = False, near: str | None = None):
             if start == Path.cwd() and not create:
                 raise
     ws = Workspace.create(".", exist_ok=True)
-    where = f"{starts[0]} or the current folder" if starts else "the current folder"
+    where = f"{starts[0]} or the current folder" if starts and starts[0] != Path.cwd() else "the current folder"
     click.echo(f"created workspace {ws.root} (no .localpipe/ in {where} or above it)", err=True)
     return ws
 

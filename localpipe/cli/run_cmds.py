@@ -127,7 +127,8 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
     if loaded.experiment is not None:
         click.echo(
             f'{pipeline_file} submits its pipeline itself (experiment "{loaded.experiment}"): running that '
-            "submission here; the file's code after it does not run"
+            "submission here; the file's code after it does not run",
+            err=detach,  # --detach: the run id alone on stdout
         )
     started = time.monotonic()
     warn_if_oversubscribed()
@@ -159,10 +160,16 @@ def submit(ctx, pipeline_file, params, experiment, detach, regenerate_outputs, c
         printer = LiveProgress(steps, failure, progress)
     else:
         printer = StepPrinter(steps, failure=failure, progress=progress)
+    interrupted = False
     with printer:
-        status = run_prepared(history, prepared, reporter=printer)
+        try:
+            status = run_prepared(history, prepared, reporter=printer)
+        except KeyboardInterrupt:  # re-raised once the run is recorded Canceled: its summary all the same
+            status, interrupted = RunStatus.CANCELED, True
     summary = ", ".join(f"{count} {word.lower()}" for word, count in printer.counts.items() if count)
     say(f"run {prepared.run_id} {status.value} in {time.monotonic() - started:.1f}s: {summary}")
+    if interrupted:
+        click.echo("interrupted", err=True)
     ctx.exit({RunStatus.COMPLETED: 0, RunStatus.CANCELED: 130}.get(status, 1))
 
 
@@ -206,7 +213,12 @@ def status(pipeline_file, params, experiment, as_json) -> None:
 @click.command()
 @pipeline_file
 @param_option
-@click.option("-e", "--experiment", default=None, help="Experiment name (default: the pipeline file's folder name).")
+@click.option(
+    "-e",
+    "--experiment",
+    default=None,
+    help="Experiment name (default: the one the file submits to, else the file's folder name).",
+)
 @click.option(
     "--debounce",
     default=200,
@@ -225,13 +237,10 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
     Example:
       localpipe watch examples/iris/pipeline.py --param max_iter=300
     """
-    from pathlib import Path
-
     from localpipe.client.workspace import history_of
     from localpipe.watch import Watcher
 
     ws = workspace(create=True, near=pipeline_file)
-    name = experiment or Path(pipeline_file).resolve().parent.name
 
     def printer(prepared):
         failure = failure_lines(history_of(ws), prepared.run_id)
@@ -243,7 +252,7 @@ def watch(pipeline_file, params, experiment, debounce) -> None:
             watcher.stop()
 
     watcher = Watcher(
-        ws, pipeline_file, name, parse_params(params), debounce / 1000, echo=echo, reporter_factory=printer
+        ws, pipeline_file, experiment, parse_params(params), debounce / 1000, echo=echo, reporter_factory=printer
     )
     echo(f"watching {pipeline_file} (Ctrl-C to stop)")
     warn_if_oversubscribed()

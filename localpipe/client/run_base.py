@@ -647,6 +647,8 @@ def _print_progress(history, run_id: int, step: str | None, seen: dict, offsets:
             continue
         if not status.is_final:
             _announce(row, status, seen)
+        else:  # ended since the last poll: the Queued and Running lines it missed come before the log
+            _passed(row, status, seen.setdefault(name, []))
         for log in ("stdout.log", "stderr.log"):
             path = history.layout.step_dir(run_id, name) / log
             offsets[path] = print_new_lines(path, offsets.get(path, 0), f"[{name}] ", _echo, final or status.is_final)
@@ -657,20 +659,27 @@ def _print_progress(history, run_id: int, step: str | None, seen: dict, offsets:
 
 def _announce(row: dict, status, seen: dict) -> bool:
     """Print ``row``'s status if it is new (after the states it passed through unseen); whether it was."""
-    from localpipe.status import RunStatus
 
     name, printed = row["name"], seen.setdefault(row["name"], [])
     if printed and printed[-1] == status.value:
         return False
-    passed = [RunStatus.QUEUED, RunStatus.RUNNING] if row["started_at"] is not None else []
-    for state in passed:
-        if state is not status and state.value not in printed:
-            print(f"{name}: {state.value}", flush=True)
-            printed.append(state.value)
+    _passed(row, status, printed)
     reason = f" ({row['reason']})" if row["reason"] else ""
     print(f"{name}: {status.value}{reason}", flush=True)
     printed.append(status.value)
     return True
+
+
+def _passed(row: dict, status, printed: list[str]) -> None:
+    """Print the Queued and Running lines of a step that started, those not ``printed`` yet."""
+    from localpipe.status import RunStatus
+
+    if row["started_at"] is None or (printed and printed[-1] == status.value):
+        return
+    for state in (RunStatus.QUEUED, RunStatus.RUNNING):
+        if state is not status and state.value not in printed:
+            print(f"{row['name']}: {state.value}", flush=True)
+            printed.append(state.value)
 
 
 FAILURE_LIMIT = 65_536  # characters of Run.fail's details kept: `localpipe show` prints them whole

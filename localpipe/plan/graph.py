@@ -254,7 +254,8 @@ def _plan(
     order = _order(specs, found)
     by_name = {spec.name: spec for spec in specs}
     steps = {name: by_name[name] for name in order}
-    return Graph(steps, parameters, pipeline.description, [*getattr(pipeline, "sweeps", []), *step_sweeps]), found
+    graph = Graph(steps, parameters, pipeline.description, [*getattr(pipeline, "sweeps", []), *step_sweeps])
+    return graph, list(dict.fromkeys(found))  # an input both in arguments and in inputs= is found twice
 
 
 def _step_names(steps: list[PipelineStep], found: list[str]) -> dict[int, str]:
