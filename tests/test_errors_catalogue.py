@@ -185,6 +185,23 @@ def test_pipeline_with_no_steps(ws, project, localpipe):
     assert_nothing_written(ws.root)
 
 
+def test_arguments_given_as_one_string(ws, project, localpipe):
+    """list("--x 1") made each character an argument: the script's argv was ['-', '-', 'x', ' ', '1']."""
+    project("src/a.py", SCRIPT)
+    project(
+        "pipe.py",
+        """
+        from localpipe import Pipeline, PythonScriptStep, Workspace
+
+        step = PythonScriptStep("a.py", name="train", source_directory="src", arguments="--x 1")
+        pipeline = Pipeline(Workspace.from_config(), [step])
+    """,
+    )
+    line = refused(localpipe("submit", "pipe.py"))
+    assert line == "error: step \"train\": arguments must be a list: ['--x', '1'], not '--x 1'"
+    assert_nothing_written(ws.root)
+
+
 def test_one_step_with_two_outputs_of_the_same_name(ws, project, localpipe):
     project("src/a.py", SCRIPT)
     project(

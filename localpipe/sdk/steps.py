@@ -55,6 +55,8 @@ class PipelineStep:
         # their values are never recorded, and are masked in the step's logs.
         self.secret_env = list(secret_env or [])
         self.source_directory = os.path.abspath(source_directory) if source_directory else None
+        if isinstance(arguments, str):  # list() would make each character an argument
+            raise UsageError(f'step "{name}": arguments must be a list: {arguments.split()!r}, not {arguments!r}')
         self.arguments = list(arguments or [])
         self.params = dict(params or {})
         self.compute_target = compute_target
