@@ -537,3 +537,50 @@ def test_a_containers_run_file_links_out_of_its_folder_are_not_kept(ws, project,
         "inside.txt",
         "kept.txt",
     ]
+
+
+def test_an_images_entrypoint_does_not_swallow_the_steps_command(ws, project, localpipe, docker_image, tmp_path):
+    """An image with an ENTRYPOINT (most published images have one) runs the step's command, not
+    the entrypoint with the command as its arguments: the step "completed" without running."""
+    tag = "localpipe-test/entrypoint:1"
+    label = f"localpipe-test.entrypoint={time.time_ns()}"  # a new image each time: no layer of a test before
+    (tmp_path / "Dockerfile").write_text(
+        f'FROM {docker_image}\nLABEL {label}\nENTRYPOINT ["/bin/echo", "entrypoint-said"]\n'
+    )
+    _docker("build", "-q", "-t", tag, str(tmp_path))
+    project("src/write.py", WRITES)
+    steps = """
+data = PipelineData("data")
+write = PythonScriptStep("write.py", source_directory="src", arguments=["--out", data], outputs=[data],
+                         runconfig=rc, name="write")
+pipeline = Pipeline(ws, [write])
+"""
+    try:
+        pipeline(project, "", image=tag, steps=steps)
+        result = localpipe("submit", "pipeline.py")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "entrypoint-said" not in _read(ws.root / ".localpipe" / "runs" / "1" / "write" / "stdout.log")
+        assert list((ws.root / ".localpipe" / "objects").rglob("result.txt"))
+
+        # Packages over it: the image's Python version is asked of its python3, not of the entrypoint.
+        from tests.wheels import make_wheel, offline_index
+
+        wheels = tmp_path / "wheels"
+        wheels.mkdir()
+        make_wheel(wheels, "lp-entry", "1.0", "VERSION = 1\n")
+        project("src/uses.py", "import lp_entry\nprint('lp_entry', lp_entry.VERSION)\n")
+        extra = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-entry==1.0"])
+"""
+        uses = (
+            "pipeline = Pipeline(ws, [PythonScriptStep('uses.py', source_directory='src', runconfig=rc, name='u')])\n"
+        )
+        pipeline(project, extra, image=tag, steps=uses)
+        second = localpipe("submit", "pipeline.py", env=offline_index(wheels))
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert _read(ws.root / ".localpipe" / "runs" / "2" / "u" / "stdout.log") == "lp_entry 1\n"
+    finally:  # the image and the packages' layer over it, which has its label
+        for image in _docker("images", "-q", "--filter", f"label={label}", check=False).stdout.split():
+            _docker("rmi", "-f", image, check=False)

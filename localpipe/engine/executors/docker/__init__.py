@@ -192,6 +192,7 @@ class DockerExecutor:
         container = self._client.containers.create(
             image,
             command=launch.argv,
+            entrypoint=[],  # the step's command itself, not as arguments of the image's ENTRYPOINT
             working_dir=launch.cwd,
             environment=spec["env"],
             user=spec["user"],

@@ -427,11 +427,8 @@ def _install(found: docker.DockerClient, base: str, packages: dict, folder: str,
     uv = find_uv()
     if uv is None:
         raise BuildFailed("installing packages for an image needs uv (pip install uv)", log)
-    version = (
-        found.containers.run(base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True)
-        .decode()
-        .strip()
-    )
+    command = ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    version = found.containers.run(base, command, entrypoint=[], remove=True).decode().strip()  # not its ENTRYPOINT
     requirements = Path(folder, "requirements.txt")
     requirements.write_text("\n".join([*packages["options"], *packages["requirements"]]) + "\n")
     with open(log, "ab") as out:
