@@ -584,3 +584,35 @@ rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages
     finally:  # the image and the packages' layer over it, which has its label
         for image in _docker("images", "-q", "--filter", f"label={label}", check=False).stdout.split():
             _docker("rmi", "-f", image, check=False)
+
+
+def test_an_image_without_python3_leaves_no_container_behind(ws, project, localpipe, docker_image, tmp_path):
+    """Packages over an image with no python3: the step fails in one line, and the container that
+    asked the image's Python version, which could not start, is removed all the same."""
+    tag = "localpipe-test/no-python:1"
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (rootfs / "README").write_text("no python here\n")
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tmp_path / "rootfs.tar"), "."], check=True)
+    _docker("import", str(tmp_path / "rootfs.tar"), tag)
+    extra = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["six"])
+"""
+    try:
+        pipeline(
+            project,
+            extra,
+            image=tag,
+            steps="pipeline = Pipeline(ws, [CommandStep(command=['true'], runconfig=rc, name='s')])\n",
+        )
+        result = localpipe("submit", "pipeline.py")
+        assert result.returncode == 1
+        reason = step_rows(ws.root, 1)["s"][1]
+        assert reason.startswith(f"its packages could not be added to image {tag}: ") and '"python3"' in reason
+        assert _docker("ps", "-aq", "--filter", f"ancestor={tag}").stdout.split() == []
+    finally:
+        for container in _docker("ps", "-aq", "--filter", f"ancestor={tag}", check=False).stdout.split():
+            _docker("rm", "-f", container, check=False)
+        _docker("rmi", "-f", tag, check=False)
