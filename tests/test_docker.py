@@ -616,3 +616,21 @@ rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages
         for container in _docker("ps", "-aq", "--filter", f"ancestor={tag}", check=False).stdout.split():
             _docker("rm", "-f", container, check=False)
         _docker("rmi", "-f", tag, check=False)
+
+
+def test_an_image_name_docker_cannot_read_is_one_line(ws, project, localpipe, docker_image):
+    """An image name that is no Docker reference (capitals, a space, a bad digest): the daemon's 400
+    was a traceback when planning; it is one problem naming the step and environment."""
+    project("src/hello.py", "print('hello')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    for image in ("Myorg/Tools:1", "myorg/tools@sha256:0000"):
+        pipeline(project, "", image=image, steps=steps)
+        refused = localpipe("submit", "pipeline.py")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert (
+            f'step "hello": environment "in-docker": Docker image {image} is not a name Docker accepts '
+            "(invalid reference format"
+        ) in refused.stderr, refused.stderr

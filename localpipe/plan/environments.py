@@ -218,9 +218,13 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
                 stacklevel=5,
             )
             return None
+        invalid = machine.get("invalid", lambda name: None)(image) if not problem else None
         found.append(
             f"{label} runs in Docker: {problem}"
             if problem
+            else f"{where}: Docker image {image} is not a name Docker accepts ({invalid}): "
+            "name it as docker images lists it (lowercase, NAME:TAG or NAME@sha256:DIGEST)"
+            if invalid
             else f"{where}: Docker image {image} is not on this machine (localpipe pulls nothing): "
             + (f"docker login {registry}, then docker pull {image}" if registry else f"docker pull {image}")
             + ", or docker load -i FILE.tar"

@@ -57,15 +57,17 @@ def daemon_status() -> str:
 def machine_docker() -> dict:
     """What planning asks of this machine's daemon, asked once: ``problem`` when none answers,
     else ``gpus`` (whether it can hand GPUs to containers: the nvidia runtime) and ``image(name)``,
-    the id of a local image (None when it is not here). Nothing is pulled: a missing image is the
-    user's to provide (docs/docker.md)."""
+    the id of a local image (None when it is not here), and ``invalid(name)``, what the daemon said
+    of a name that is no image reference (None for a valid one). Nothing is pulled: a missing
+    image is the user's to provide (docs/docker.md)."""
     try:
         found = client(DAEMON_SECONDS)
         info = found.info()
     except Exception as exc:  # noqa: BLE001  (no daemon: several unrelated types)
         return {"problem": f"no Docker daemon answers ({type(exc).__name__}): {START_DAEMON}", "gpus": False,
-                "image": lambda name: None}  # fmt: skip
+                "image": lambda name: None, "invalid": lambda name: None}  # fmt: skip
     ids: dict[str, str | None] = {}
+    invalid: dict[str, str] = {}
 
     def image(name: str) -> str | None:
         if name not in ids:
@@ -73,9 +75,19 @@ def machine_docker() -> dict:
                 ids[name] = found.images.get(name).id
             except docker.errors.ImageNotFound:
                 ids[name] = None
+            except docker.errors.APIError as exc:
+                if not exc.is_client_error():
+                    raise
+                ids[name] = None  # no reference: "invalid reference format: repository name must be lowercase"
+                invalid[name] = said(exc).rsplit(f"{name}: ", 1)[-1]
         return ids[name]
 
-    return {"problem": None, "gpus": "nvidia" in (info.get("Runtimes") or {}), "image": image}
+    def invalid_name(name: str) -> str | None:
+        image(name)
+        return invalid.get(name)
+
+    return {"problem": None, "gpus": "nvidia" in (info.get("Runtimes") or {}), "image": image,
+            "invalid": invalid_name}  # fmt: skip
 
 
 def remove_containers(workspace: str, run_id: int) -> int:
