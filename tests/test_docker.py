@@ -634,3 +634,22 @@ def test_an_image_name_docker_cannot_read_is_one_line(ws, project, localpipe, do
             f'step "hello": environment "in-docker": Docker image {image} is not a name Docker accepts '
             "(invalid reference format"
         ) in refused.stderr, refused.stderr
+
+
+def test_a_shm_size_docker_cannot_read_is_refused_when_planning(ws, project, localpipe, docker_image):
+    """DockerConfiguration(shm_size="abc") failed the step when it started, after the steps before it
+    ran, with docker-py's "The specified value for memory (abc)"; it is refused before anything runs."""
+    project("src/hello.py", "print('hello')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    for size in ("abc", "-1g", "4 g"):
+        pipeline(project, f"rc.docker = DockerConfiguration(use_docker=True, shm_size={size!r})", steps=steps)
+        refused = localpipe("submit", "pipeline.py")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (
+            f'step "hello": environment "in-docker": shm_size {size!r} is not a size: a whole number of bytes, '
+            "or one with the unit b, k, m or g (512m, 4g)"
+        ) in refused.stderr, refused.stderr
+    pipeline(project, "rc.docker = DockerConfiguration(use_docker=True, shm_size='64mb')", steps=steps)
+    assert localpipe("submit", "pipeline.py").returncode == 0

@@ -250,6 +250,14 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
             "the Docker API, not the docker command): the step runs without them",
             stacklevel=5,
         )
+    shm_size = getattr(configuration, "shm_size", None) or "2g"
+    if isinstance(shm_size, bool) or not (
+        (isinstance(shm_size, int) and shm_size > 0) or (isinstance(shm_size, str) and _SIZE.fullmatch(shm_size))
+    ):  # else the daemon's client refuses it as the step starts, after the steps before it ran
+        found.append(
+            f"{where}: shm_size {shm_size!r} is not a size: a whole number of bytes, "
+            "or one with the unit b, k, m or g (512m, 4g)"
+        )
     built = {"dockerfile": dockerfile, "dockerfile_digest": hash_bytes(dockerfile.encode())[:32]} if dockerfile else {}
     return {
         "kind": "docker",
@@ -259,8 +267,11 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
         **(context or {}),
         **packages,
         "interpreter": python.interpreter_path or "python3",
-        "shm_size": getattr(configuration, "shm_size", None) or "2g",
+        "shm_size": shm_size,
     }
+
+
+_SIZE = re.compile(r"\d+(\.\d+)?([bkmgBKMG][bB]?)?")  # as docker-py's parse_bytes reads a Docker size
 
 
 def _build_context(
