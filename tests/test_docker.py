@@ -653,3 +653,27 @@ def test_a_shm_size_docker_cannot_read_is_refused_when_planning(ws, project, loc
         ) in refused.stderr, refused.stderr
     pipeline(project, "rc.docker = DockerConfiguration(use_docker=True, shm_size='64mb')", steps=steps)
     assert localpipe("submit", "pipeline.py").returncode == 0
+
+
+def test_a_time_limit_stops_a_step_whose_image_is_still_building(ws, project, localpipe, docker_image):
+    """A time limit (as a cancel) waited for the step's image build to end, however long it took:
+    a 2 s limit ended the step after the 30 s build. It stops the step at once."""
+    project("src/hello.py", "print('hello')\n")
+    label = f"localpipe-test.slow-build={time.time_ns()}"  # a new Dockerfile each time: nothing built before
+    dockerfile = f"FROM {docker_image}\nLABEL {label}\nRUN sleep 30\n"
+    steps = f"""
+rc.environment = Environment.from_dockerfile("slow-build", {dockerfile!r})
+rc.max_run_duration_seconds = 2
+pipeline = Pipeline(ws, [PythonScriptStep("hello.py", source_directory="src", runconfig=rc, name="hello")])
+"""
+    pipeline(project, "", steps=steps)
+    try:
+        started = time.monotonic()
+        result = localpipe("submit", "pipeline.py")
+        took = time.monotonic() - started
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert step_rows(ws.root, 1)["hello"] == ("Failed", "timed out after 2s")
+        assert took < 20, f"the step ended {took:.0f} s after it started, its image still building"
+    finally:  # the build's untagged layers (its LABEL's), which the daemon keeps when a build stops
+        for image in _docker("images", "-aq", "--filter", f"label={label}", check=False).stdout.split():
+            _docker("rmi", "-f", image, check=False)
