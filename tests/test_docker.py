@@ -537,3 +537,143 @@ def test_a_containers_run_file_links_out_of_its_folder_are_not_kept(ws, project,
         "inside.txt",
         "kept.txt",
     ]
+
+
+def test_an_images_entrypoint_does_not_swallow_the_steps_command(ws, project, localpipe, docker_image, tmp_path):
+    """An image with an ENTRYPOINT (most published images have one) runs the step's command, not
+    the entrypoint with the command as its arguments: the step "completed" without running."""
+    tag = "localpipe-test/entrypoint:1"
+    label = f"localpipe-test.entrypoint={time.time_ns()}"  # a new image each time: no layer of a test before
+    (tmp_path / "Dockerfile").write_text(
+        f'FROM {docker_image}\nLABEL {label}\nENTRYPOINT ["/bin/echo", "entrypoint-said"]\n'
+    )
+    _docker("build", "-q", "-t", tag, str(tmp_path))
+    project("src/write.py", WRITES)
+    steps = """
+data = PipelineData("data")
+write = PythonScriptStep("write.py", source_directory="src", arguments=["--out", data], outputs=[data],
+                         runconfig=rc, name="write")
+pipeline = Pipeline(ws, [write])
+"""
+    try:
+        pipeline(project, "", image=tag, steps=steps)
+        result = localpipe("submit", "pipeline.py")
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "entrypoint-said" not in _read(ws.root / ".localpipe" / "runs" / "1" / "write" / "stdout.log")
+        assert list((ws.root / ".localpipe" / "objects").rglob("result.txt"))
+
+        # Packages over it: the image's Python version is asked of its python3, not of the entrypoint.
+        from tests.wheels import make_wheel, offline_index
+
+        wheels = tmp_path / "wheels"
+        wheels.mkdir()
+        make_wheel(wheels, "lp-entry", "1.0", "VERSION = 1\n")
+        project("src/uses.py", "import lp_entry\nprint('lp_entry', lp_entry.VERSION)\n")
+        extra = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-entry==1.0"])
+"""
+        uses = (
+            "pipeline = Pipeline(ws, [PythonScriptStep('uses.py', source_directory='src', runconfig=rc, name='u')])\n"
+        )
+        pipeline(project, extra, image=tag, steps=uses)
+        second = localpipe("submit", "pipeline.py", env=offline_index(wheels))
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert _read(ws.root / ".localpipe" / "runs" / "2" / "u" / "stdout.log") == "lp_entry 1\n"
+    finally:  # the image and the packages' layer over it, which has its label
+        for image in _docker("images", "-q", "--filter", f"label={label}", check=False).stdout.split():
+            _docker("rmi", "-f", image, check=False)
+
+
+def test_an_image_without_python3_leaves_no_container_behind(ws, project, localpipe, docker_image, tmp_path):
+    """Packages over an image with no python3: the step fails in one line, and the container that
+    asked the image's Python version, which could not start, is removed all the same."""
+    tag = "localpipe-test/no-python:1"
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (rootfs / "README").write_text("no python here\n")
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(tmp_path / "rootfs.tar"), "."], check=True)
+    _docker("import", str(tmp_path / "rootfs.tar"), tag)
+    extra = """
+from azureml.core.conda_dependencies import CondaDependencies
+rc.environment.python.user_managed_dependencies = False
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["six"])
+"""
+    try:
+        pipeline(
+            project,
+            extra,
+            image=tag,
+            steps="pipeline = Pipeline(ws, [CommandStep(command=['true'], runconfig=rc, name='s')])\n",
+        )
+        result = localpipe("submit", "pipeline.py")
+        assert result.returncode == 1
+        reason = step_rows(ws.root, 1)["s"][1]
+        assert reason.startswith(f"its packages could not be added to image {tag}: ") and '"python3"' in reason
+        assert _docker("ps", "-aq", "--filter", f"ancestor={tag}").stdout.split() == []
+    finally:
+        for container in _docker("ps", "-aq", "--filter", f"ancestor={tag}", check=False).stdout.split():
+            _docker("rm", "-f", container, check=False)
+        _docker("rmi", "-f", tag, check=False)
+
+
+def test_an_image_name_docker_cannot_read_is_one_line(ws, project, localpipe, docker_image):
+    """An image name that is no Docker reference (capitals, a space, a bad digest): the daemon's 400
+    was a traceback when planning; it is one problem naming the step and environment."""
+    project("src/hello.py", "print('hello')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    for image in ("Myorg/Tools:1", "myorg/tools@sha256:0000"):
+        pipeline(project, "", image=image, steps=steps)
+        refused = localpipe("submit", "pipeline.py")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert "Traceback" not in refused.stderr
+        assert (
+            f'step "hello": environment "in-docker": Docker image {image} is not a name Docker accepts '
+            "(invalid reference format"
+        ) in refused.stderr, refused.stderr
+
+
+def test_a_shm_size_docker_cannot_read_is_refused_when_planning(ws, project, localpipe, docker_image):
+    """DockerConfiguration(shm_size="abc") failed the step when it started, after the steps before it
+    ran, with docker-py's "The specified value for memory (abc)"; it is refused before anything runs."""
+    project("src/hello.py", "print('hello')\n")
+    steps = (
+        "pipeline = Pipeline(ws, [PythonScriptStep('hello.py', source_directory='src', runconfig=rc, name='hello')])\n"
+    )
+    for size in ("abc", "-1g", "4 g"):
+        pipeline(project, f"rc.docker = DockerConfiguration(use_docker=True, shm_size={size!r})", steps=steps)
+        refused = localpipe("submit", "pipeline.py")
+        assert refused.returncode == 2, refused.stdout + refused.stderr
+        assert (
+            f'step "hello": environment "in-docker": shm_size {size!r} is not a size: a whole number of bytes, '
+            "or one with the unit b, k, m or g (512m, 4g)"
+        ) in refused.stderr, refused.stderr
+    pipeline(project, "rc.docker = DockerConfiguration(use_docker=True, shm_size='64mb')", steps=steps)
+    assert localpipe("submit", "pipeline.py").returncode == 0
+
+
+def test_a_time_limit_stops_a_step_whose_image_is_still_building(ws, project, localpipe, docker_image):
+    """A time limit (as a cancel) waited for the step's image build to end, however long it took:
+    a 2 s limit ended the step after the 30 s build. It stops the step at once."""
+    project("src/hello.py", "print('hello')\n")
+    label = f"localpipe-test.slow-build={time.time_ns()}"  # a new Dockerfile each time: nothing built before
+    dockerfile = f"FROM {docker_image}\nLABEL {label}\nRUN sleep 30\n"
+    steps = f"""
+rc.environment = Environment.from_dockerfile("slow-build", {dockerfile!r})
+rc.max_run_duration_seconds = 2
+pipeline = Pipeline(ws, [PythonScriptStep("hello.py", source_directory="src", runconfig=rc, name="hello")])
+"""
+    pipeline(project, "", steps=steps)
+    try:
+        started = time.monotonic()
+        result = localpipe("submit", "pipeline.py")
+        took = time.monotonic() - started
+        assert result.returncode == 1, result.stdout + result.stderr
+        assert step_rows(ws.root, 1)["hello"] == ("Failed", "timed out after 2s")
+        assert took < 20, f"the step ended {took:.0f} s after it started, its image still building"
+    finally:  # the build's untagged layers (its LABEL's), which the daemon keeps when a build stops
+        for image in _docker("images", "-aq", "--filter", f"label={label}", check=False).stdout.split():
+            _docker("rmi", "-f", image, check=False)

@@ -218,9 +218,13 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
                 stacklevel=5,
             )
             return None
+        invalid = machine.get("invalid", lambda name: None)(image) if not problem else None
         found.append(
             f"{label} runs in Docker: {problem}"
             if problem
+            else f"{where}: Docker image {image} is not a name Docker accepts ({invalid}): "
+            "name it as docker images lists it (lowercase, NAME:TAG or NAME@sha256:DIGEST)"
+            if invalid
             else f"{where}: Docker image {image} is not on this machine (localpipe pulls nothing): "
             + (f"docker login {registry}, then docker pull {image}" if registry else f"docker pull {image}")
             + ", or docker load -i FILE.tar"
@@ -246,6 +250,14 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
             "the Docker API, not the docker command): the step runs without them",
             stacklevel=5,
         )
+    shm_size = getattr(configuration, "shm_size", None) or "2g"
+    if isinstance(shm_size, bool) or not (
+        (isinstance(shm_size, int) and shm_size > 0) or (isinstance(shm_size, str) and _SIZE.fullmatch(shm_size))
+    ):  # else the daemon's client refuses it as the step starts, after the steps before it ran
+        found.append(
+            f"{where}: shm_size {shm_size!r} is not a size: a whole number of bytes, "
+            "or one with the unit b, k, m or g (512m, 4g)"
+        )
     built = {"dockerfile": dockerfile, "dockerfile_digest": hash_bytes(dockerfile.encode())[:32]} if dockerfile else {}
     return {
         "kind": "docker",
@@ -255,8 +267,11 @@ def _container(label: str, environment, docker, capacity, found: list[str]) -> d
         **(context or {}),
         **packages,
         "interpreter": python.interpreter_path or "python3",
-        "shm_size": getattr(configuration, "shm_size", None) or "2g",
+        "shm_size": shm_size,
     }
+
+
+_SIZE = re.compile(r"\d+(\.\d+)?([bkmgBKMG][bB]?)?")  # as docker-py's parse_bytes reads a Docker size
 
 
 def _build_context(

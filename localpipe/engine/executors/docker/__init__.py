@@ -57,15 +57,17 @@ def daemon_status() -> str:
 def machine_docker() -> dict:
     """What planning asks of this machine's daemon, asked once: ``problem`` when none answers,
     else ``gpus`` (whether it can hand GPUs to containers: the nvidia runtime) and ``image(name)``,
-    the id of a local image (None when it is not here). Nothing is pulled: a missing image is the
-    user's to provide (docs/docker.md)."""
+    the id of a local image (None when it is not here), and ``invalid(name)``, what the daemon said
+    of a name that is no image reference (None for a valid one). Nothing is pulled: a missing
+    image is the user's to provide (docs/docker.md)."""
     try:
         found = client(DAEMON_SECONDS)
         info = found.info()
     except Exception as exc:  # noqa: BLE001  (no daemon: several unrelated types)
         return {"problem": f"no Docker daemon answers ({type(exc).__name__}): {START_DAEMON}", "gpus": False,
-                "image": lambda name: None}  # fmt: skip
+                "image": lambda name: None, "invalid": lambda name: None}  # fmt: skip
     ids: dict[str, str | None] = {}
+    invalid: dict[str, str] = {}
 
     def image(name: str) -> str | None:
         if name not in ids:
@@ -73,9 +75,19 @@ def machine_docker() -> dict:
                 ids[name] = found.images.get(name).id
             except docker.errors.ImageNotFound:
                 ids[name] = None
+            except docker.errors.APIError as exc:
+                if not exc.is_client_error():
+                    raise
+                ids[name] = None  # no reference: "invalid reference format: repository name must be lowercase"
+                invalid[name] = said(exc).rsplit(f"{name}: ", 1)[-1]
         return ids[name]
 
-    return {"problem": None, "gpus": "nvidia" in (info.get("Runtimes") or {}), "image": image}
+    def invalid_name(name: str) -> str | None:
+        image(name)
+        return invalid.get(name)
+
+    return {"problem": None, "gpus": "nvidia" in (info.get("Runtimes") or {}), "image": image,
+            "invalid": invalid_name}  # fmt: skip
 
 
 def remove_containers(workspace: str, run_id: int) -> int:
@@ -102,6 +114,7 @@ class _Step:
         self.launch = launch
         self.container = None  # once created
         self.stop_grace: float | None = None  # terminate was asked, with this grace
+        self.stopping = threading.Event()  # set with stop_grace: a build under way is not waited for
         self.thread: threading.Thread | None = None
 
 
@@ -142,6 +155,7 @@ class DockerExecutor:
             if step.stop_grace is not None:
                 return
             step.stop_grace = grace
+            step.stopping.set()
             container = step.container
         if container is not None:  # else its thread stops it as soon as it is created
             threading.Thread(target=_stop, args=(container, grace), daemon=True).start()
@@ -185,13 +199,14 @@ class DockerExecutor:
         with self._lock:
             if self._client is None:
                 self._client = client()
-        image = self._image(spec, launch)
+        image = self._image(spec, step)
         if isinstance(image, Exit):
             return image
         gpus = spec.get("gpus") or []
         container = self._client.containers.create(
             image,
             command=launch.argv,
+            entrypoint=[],  # the step's command itself, not as arguments of the image's ENTRYPOINT
             working_dir=launch.cwd,
             environment=spec["env"],
             user=spec["user"],
@@ -241,12 +256,31 @@ class DockerExecutor:
         finally:
             _remove(container)
 
-    def _image(self, spec: dict, launch: Launch) -> str | Exit:
-        """The image to run (``build_image``); its build's output is in the step's ``image-build.log``."""
-        try:
-            return build_image(self._client, spec, Path(launch.stderr).with_name("image-build.log"))[0]
-        except ImageFailed as exc:
-            return Exit(launch.key, None, None, None, error=str(exc))
+    def _image(self, spec: dict, step: _Step) -> str | Exit:
+        """The image to run (``build_image``); its build's output is in the step's ``image-build.log``.
+        The build runs in a thread of its own, so that a cancel or time limit ends the step at once
+        (as SIGTERM before it started) rather than when a build of many minutes ends: the build goes
+        on meanwhile, tagged only if it succeeds, and ends with the scheduler's connection."""
+        launch = step.launch
+        found: dict = {}
+
+        def build() -> None:
+            try:
+                found["image"] = build_image(self._client, spec, Path(launch.stderr).with_name("image-build.log"))[0]
+            except BaseException as exc:  # noqa: BLE001  (handed to the step's thread)
+                found["error"] = exc
+            finally:
+                step.stopping.set()  # wakes the step's thread: done
+
+        threading.Thread(target=build, name=f"docker-build-{launch.key}", daemon=True).start()
+        step.stopping.wait()
+        if not found:  # terminated while its image was building: it never starts
+            return Exit(launch.key, None, signal.SIGTERM, None)
+        if isinstance(found.get("error"), ImageFailed):
+            return Exit(launch.key, None, None, None, error=str(found["error"]))
+        if "error" in found:
+            raise found["error"]
+        return found["image"]
 
 
 def _copy(stream, logs: list[Log]) -> None:

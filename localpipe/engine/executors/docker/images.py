@@ -427,11 +427,7 @@ def _install(found: docker.DockerClient, base: str, packages: dict, folder: str,
     uv = find_uv()
     if uv is None:
         raise BuildFailed("installing packages for an image needs uv (pip install uv)", log)
-    version = (
-        found.containers.run(base, ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"], remove=True)
-        .decode()
-        .strip()
-    )
+    version = _python_version(found, base)
     requirements = Path(folder, "requirements.txt")
     requirements.write_text("\n".join([*packages["options"], *packages["requirements"]]) + "\n")
     with open(log, "ab") as out:
@@ -442,6 +438,24 @@ def _install(found: docker.DockerClient, base: str, packages: dict, folder: str,
             "--python-version", version, "--python-platform", "linux", "-r", str(requirements),
         ])  # fmt: skip
     return f"FROM {base}\nCOPY packages {PACKAGES_IN_IMAGE}\n"
+
+
+def _python_version(found: docker.DockerClient, base: str) -> str:
+    """The ``X.Y`` of image ``base``'s ``python3`` (not through its ENTRYPOINT), asked in a container
+    that is removed whatever happens: one that could not start (no ``python3``) stays otherwise."""
+    command = ["python3", "-c", "import sys; print('%d.%d' % sys.version_info[:2])"]
+    probe = found.containers.create(base, command, entrypoint=[], labels={"localpipe.probe": "python-version"})
+    try:
+        probe.start()
+        code = probe.wait()["StatusCode"]
+        if code != 0:
+            raise docker.errors.ContainerError(probe, code, command, base, probe.logs(stdout=False, stderr=True))
+        return probe.logs(stdout=True, stderr=False).decode().strip()
+    finally:
+        try:
+            probe.remove(force=True)
+        except docker.errors.DockerException:
+            pass  # gone already
 
 
 def said(exc: Exception) -> str:
