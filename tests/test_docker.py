@@ -421,19 +421,29 @@ def test_a_container_gets_the_claimed_gpus_by_uuid_its_paths_and_only_the_steps_
     assert "PATH" not in container["env"] and "UNRELATED" not in container["env"]
 
 
-def test_an_environments_packages_are_a_layer_over_the_image_built_once(ws, project, localpipe, docker_image, tmp_path):
-    from tests.wheels import make_wheel, offline_index
+def _one_package(tmp_path: Path, name: str) -> tuple[Path, str]:
+    """A folder holding a wheel of ``name`` 1.0, and the pipeline lines that install it over the image."""
+    from tests.wheels import make_wheel
 
-    _remove_images("localpipe-env")
     wheels = tmp_path / "wheels"
     wheels.mkdir()
-    make_wheel(wheels, "lp-tiny", "1.0", "VERSION = 1\n")
-    project("src/uses.py", "import lp_tiny, sys\nprint('lp_tiny', lp_tiny.VERSION, 'python', sys.executable)\n")
-    extra = """
+    make_wheel(wheels, name, "1.0", "VERSION = 1\n")
+    return (
+        wheels,
+        f"""
 from azureml.core.conda_dependencies import CondaDependencies
 rc.environment.python.user_managed_dependencies = False
-rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-tiny==1.0"])
-"""
+rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["{name}==1.0"])
+""",
+    )
+
+
+def test_an_environments_packages_are_a_layer_over_the_image_built_once(ws, project, localpipe, docker_image, tmp_path):
+    from tests.wheels import offline_index
+
+    _remove_images("localpipe-env")
+    wheels, extra = _one_package(tmp_path, "lp-tiny")
+    project("src/uses.py", "import lp_tiny, sys\nprint('lp_tiny', lp_tiny.VERSION, 'python', sys.executable)\n")
     steps = "step = PythonScriptStep('uses.py', source_directory='src', runconfig=rc, name='s', allow_reuse=False)\n"
     pipeline(project, extra, steps=steps + "pipeline = Pipeline(ws, [step])\n")
     env = offline_index(wheels)
@@ -563,17 +573,10 @@ pipeline = Pipeline(ws, [write])
         assert list((ws.root / ".localpipe" / "objects").rglob("result.txt"))
 
         # Packages over it: the image's Python version is asked of its python3, not of the entrypoint.
-        from tests.wheels import make_wheel, offline_index
+        from tests.wheels import offline_index
 
-        wheels = tmp_path / "wheels"
-        wheels.mkdir()
-        make_wheel(wheels, "lp-entry", "1.0", "VERSION = 1\n")
+        wheels, extra = _one_package(tmp_path, "lp-entry")
         project("src/uses.py", "import lp_entry\nprint('lp_entry', lp_entry.VERSION)\n")
-        extra = """
-from azureml.core.conda_dependencies import CondaDependencies
-rc.environment.python.user_managed_dependencies = False
-rc.environment.python.conda_dependencies = CondaDependencies.create(pip_packages=["lp-entry==1.0"])
-"""
         uses = (
             "pipeline = Pipeline(ws, [PythonScriptStep('uses.py', source_directory='src', runconfig=rc, name='u')])\n"
         )

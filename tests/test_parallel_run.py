@@ -629,14 +629,20 @@ def run(mini_batch):
 """
 
 
-def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, run_pipeline, history):
-    pytest.importorskip("pandas")
-    source = project("src/score.py", TABLE).parent
+def _three_csv_files(ws, rows: int):
+    """``table/part0.csv`` to ``part2.csv``, ``rows`` rows each: a = file * 1000 + row, b = 40 x's."""
     data = ws.root / "table"
     data.mkdir()
     for number in range(3):
-        rows = "".join(f"{number * 1000 + i},{'x' * 40}\n" for i in range(500))
-        (data / f"part{number}.csv").write_text("a,b\n" + rows)
+        lines = "".join(f"{number * 1000 + i},{'x' * 40}\n" for i in range(rows))
+        (data / f"part{number}.csv").write_text("a,b\n" + lines)
+    return data
+
+
+def test_a_tabular_dataset_is_cut_by_size_and_never_across_files(ws, project, run_pipeline, history):
+    pytest.importorskip("pandas")
+    source = project("src/score.py", TABLE).parent
+    data = _three_csv_files(ws, rows=500)
     dataset = Dataset.Tabular.from_delimited_files(str(data / "*.csv"))
     output = PipelineData("scores", datastore=ws.get_default_datastore())
     config = _config(ws, source, mini_batch_size="8KB", process_count_per_node=1)  # one pandas import less
@@ -663,11 +669,7 @@ def test_a_tabular_datasets_take_skip_and_split_count_rows_of_the_whole_dataset(
     not of each file's: take(60) of three files of 50 rows ran 150 (found by a review, 3 Dec 2026)."""
     pytest.importorskip("pandas")
     source = project("src/score.py", TABLE).parent
-    data = ws.root / "table"
-    data.mkdir()
-    for number in range(3):
-        rows = "".join(f"{number * 1000 + i},{'x' * 40}\n" for i in range(50))
-        (data / f"part{number}.csv").write_text("a,b\n" + rows)
+    data = _three_csv_files(ws, rows=50)
     dataset = transform(Dataset.Tabular.from_delimited_files(str(data / "*.csv")))
     output = PipelineData("scores", datastore=ws.get_default_datastore())
     config = _config(ws, source, mini_batch_size="1KB", process_count_per_node=1)
