@@ -306,3 +306,8 @@ def test_upload_datastores_outputs_and_download_commands(ws, project, run_pipeli
     assert result.exit_code == 0
     assert (tmp_path / "dl" / "result" / "f.txt").read_text() == "out"
     assert invoke("download", run_id, "o", "nope", tmp_path / "dl").exit_code == 2
+    project("src/f/f.py", "raise SystemExit(1)\n")
+    failed = PythonScriptStep("f.py", name="f", source_directory=ws.root / "src/f", arguments=[PipelineData("r")])
+    failed_id, _, _ = run_pipeline(Pipeline(ws, [failed]))
+    shown = invoke("outputs", failed_id, "f").output  # a bare table header before
+    assert shown == f'step "f" of run {failed_id} has no outputs\n'

@@ -105,8 +105,10 @@ def outputs(run_id, step, as_json) -> None:
     found = [row | {"path": str(store.path(row["digest"]))} for row in found_history.runs.outputs(run_id, step)]
     if as_json:
         print_json(found)
-        return
-    table([[r["step"], r["name"], size(r["size"]), r["path"]] for r in found], ["STEP", "OUTPUT", "SIZE", "PATH"])
+    elif not found:  # a step that failed, or one that declares none
+        say(f'step "{step}" of run {run_id} has no outputs' if step else f"run {run_id} has no outputs")
+    else:
+        table([[r["step"], r["name"], size(r["size"]), r["path"]] for r in found], ["STEP", "OUTPUT", "SIZE", "PATH"])
 
 
 @click.command()
