@@ -351,7 +351,7 @@ def _conda_variables(label: str, environment, found: list[str]) -> dict:
     python = environment.python
     if python.user_managed_dependencies or python.conda_dependencies is None:
         return {}
-    given = python.conda_dependencies._structure.get("variables") or {}
+    given = python.conda_dependencies._variables()
     if not isinstance(given, dict):
         found.append(f'{label}: environment "{environment.name}": conda "variables" must map names to values')
         return {}

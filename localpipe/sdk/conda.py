@@ -284,6 +284,10 @@ class CondaDependencies:
         pips[:] = [p for p in pips if not (isinstance(p, str) and p.startswith(prefix))]
 
     # -- the structure ------------------------------------------------------------------------------
+    def _variables(self):
+        """The specification's ``variables:`` as written (conda sets them as it activates it)."""
+        return self._structure.get("variables") or {}
+
     def _conda_list(self) -> list[str]:
         return [item for item in self._structure["dependencies"] if isinstance(item, str)]
 
