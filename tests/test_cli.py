@@ -276,6 +276,21 @@ def test_status_says_what_would_run_without_running(invoke, project, ws):
     assert [r["action"] for r in rows] == ["reuse", "reuse"]
 
 
+def test_init_inside_a_workspace_says_the_new_one_shadows_it(localpipe, ws):
+    """`localpipe init` in a folder of a workspace makes a second one there, as `git init` would:
+    it says so, since from then on commands run there no longer see the outer workspace's runs."""
+    (ws.root / "sub").mkdir()
+    proc = localpipe("init", "sub", check=True)
+    assert proc.stdout == f"workspace ready at {ws.root / 'sub'}\n"
+    assert proc.stderr == (
+        f"note: this is inside the workspace at {ws.root}; commands run in {ws.root / 'sub'} now use the new one,"
+        f" whose runs are separate (remove {ws.root / 'sub' / '.localpipe'} to undo)\n"
+    )
+    assert (ws.root / "sub" / ".localpipe" / "history.db").is_file()
+    again = localpipe("init", ".", check=True)  # the outer workspace itself: nothing above it
+    assert again.stderr == ""
+
+
 def test_runs_show_logs_and_metrics(invoke, project):
     pipeline = make_project(project)
     invoke("submit", pipeline, "--param", "scale=3")

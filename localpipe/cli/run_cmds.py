@@ -39,10 +39,20 @@ def init(path: str) -> None:
     Example:
       localpipe init my-project
     """
-    from localpipe.sdk.workspace import Workspace
+    from pathlib import Path
 
+    from localpipe.sdk.workspace import STATE_DIR, Workspace
+
+    folder = Path(path).resolve()
+    enclosing = next((f for f in folder.parents if (f / STATE_DIR).is_dir()), None)
     ws = Workspace.create(path, exist_ok=True)
     click.echo(f"workspace ready at {ws.root}")
+    if enclosing is not None:
+        click.echo(
+            f"note: this is inside the workspace at {enclosing}; commands run in {ws.root} now use"
+            f" the new one, whose runs are separate (remove {ws.root / STATE_DIR} to undo)",
+            err=True,
+        )
 
 
 class StepPrinter:
