@@ -681,6 +681,23 @@ def test_fail_of_a_finished_run(ws, completed_run):
     assert run.get_status() == "Completed"
 
 
+def test_a_run_is_looked_up_within_the_experiment_it_is_named_with(ws, completed_run):
+    """As Azure's run history answers per experiment, Run(Experiment(ws, "b"), id) of a run of
+    experiment "ws" is not found; it answered as if the run were one of "b"'s."""
+    from localpipe import Experiment, Run
+    from localpipe.client.runs import PipelineRun
+    from localpipe.errors import NotFoundError
+
+    for kind in (Run, PipelineRun):
+        with pytest.raises(NotFoundError) as refusal:
+            kind(Experiment(ws, "b"), completed_run).get_status()
+        assert str(refusal.value) == (
+            f'run {completed_run} is not one of experiment "b"\'s but of "ws"\'s: Run.get(ws, "{completed_run}")'
+            " finds a run by its id alone"
+        )
+    assert Run(Experiment(ws, "ws"), completed_run).get_status() == "Completed"
+
+
 @pytest.mark.parametrize("output", ["weights", "../model", "model/../../x"])
 def test_download_of_an_unknown_output_writes_nothing(ws, completed_run, localpipe, tmp_path, output):
     # DEST/OUTPUT cannot leave DEST: OUTPUT must be the name of a committed output, and output

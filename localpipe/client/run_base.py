@@ -469,7 +469,13 @@ class RunBase(LoggingMembers, RunFiles):
         from localpipe.engine.recovery import recover_abandoned_runs
 
         recover_abandoned_runs(self._history)
-        return self._history.runs.get(self._number)
+        record = self._history.runs.get(self._number)
+        if record["experiment"] != self.experiment.name:  # Azure looks a run up within its experiment
+            raise NotFoundError(
+                f'run {self._number} is not one of experiment "{self.experiment.name}"\'s but of'
+                f' "{record["experiment"]}"\'s: Run.get(ws, "{self._number}") finds a run by its id alone'
+            )
+        return record
 
     def _is_script_run(self) -> bool:
         return (self._record().get("properties") or {}).get("azureml.runsource") == SCRIPT_RUN
