@@ -601,6 +601,22 @@ def test_a_parameter_value_out_of_range_exits_2_with_one_line(ws, project, local
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
 
 
+def test_workers_set_at_submission_are_checked_and_claimed(ws, project, localpipe, history):
+    """process_count_per_node given at submission is what the step runs and claims: it was checked,
+    and claimed, with its default, so that 64 workers ran on a 2-CPU machine's one claimed CPU."""
+    project("src/score.py", ECHO)
+    _files(ws.root / "data", 12)
+    project("pipeline.py", PARAMETERS_FILE)
+    proc = localpipe("submit", "pipeline.py", "--param", "workers=64", timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert proc.stderr.startswith('error: the pipeline is invalid: step "score" needs 64 workers (node_count 1 x ')
+    assert history.runs.list(10) == []  # nothing recorded
+    proc = localpipe("submit", "pipeline.py", "--param", "workers=2", timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    claimed = history.runs.find_step(1, "score")["placement"]
+    assert claimed["cpus"] == 2, claimed
+
+
 def test_a_tables_mini_batch_size_may_be_a_parameter_of_a_size(ws, project, run_pipeline, history):
     """Azure's mini_batch_size PipelineParameter of a TabularDataset is a size ("1MB"): the driver
     refused it ("invalid int value: '1KB'", found by a review, 3 Dec 2026)."""

@@ -46,9 +46,8 @@ def check(
             "Dataset.File.from_files(path, partition_format=...)"
         )
     gpu_target = bool(resources.get("gpus"))
-    # A PipelineParameter counts with its default (a value given at submission may differ: the driver uses that).
-    per_node = getattr(config.process_count_per_node, "default_value", config.process_count_per_node)
-    nodes = getattr(config.node_count, "default_value", config.node_count)
+    per_node = _count(config.process_count_per_node, parameters)
+    nodes = _count(config.node_count, parameters) or 1
     if per_node is None:  # Azure's default, one per GPU or CPU of the node: this machine's, shared by the nodes
         machine_gpus = len(capacity.gpu_report().gpus) if capacity is not None and gpu_target else resources["gpus"]
         machine = machine_gpus if gpu_target else (capacity.cpus if capacity is not None else os.cpu_count() or 1)
@@ -64,6 +63,15 @@ def check(
                 "process_count_per_node"
             )
     return {**resources, "cpus": workers, "gpus": workers if gpu_target else 0}
+
+
+def _count(setting, parameters: dict) -> int | None:
+    """A worker count as this submission gives it (a PipelineParameter: its value, else its default);
+    one that is no count at all counts as 1, as it is reported by ``_parameter_values``."""
+    given = parameters.get(setting.name, setting.default_value) if isinstance(setting, PipelineParameter) else setting
+    if given is None:
+        return None
+    return given if isinstance(given, int) and not isinstance(given, bool) and given > 0 else 1
 
 
 def _parameter_values(label: str, config, parameters: dict, found: list[str]) -> None:
