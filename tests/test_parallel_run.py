@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 
 import pytest
 
@@ -346,6 +347,41 @@ def test_a_run_over_run_invocation_timeout_is_ended_and_counted(ws, project, run
     assert "allowed_failed_count 0 (1 mini-batches failed)" in reason
     assert "run() timed out after 1 seconds (run_invocation_timeout)" in reason, reason
     assert [t["outcome"] for t in _timings(history, run_id) if t["batch"] == 1] == ["retried", "failed"]
+
+
+HUNG_INIT = """
+import time
+
+def init():
+    time.sleep(600)
+
+def run(mini_batch):
+    return mini_batch
+"""
+
+
+def test_an_init_that_does_not_return_fails_the_step_after_first_task_creation_timeout(ws, project, run_pipeline):
+    """A hung init() held the step for ever: no batch is sent to a worker before it is ready, so
+    run_invocation_timeout never applied. Azure's --first_task_creation_timeout (600 s by default)
+    bounds it; given in the arguments, it is read by the driver and changes no result's key."""
+    source = project("src/score.py", HUNG_INIT).parent
+    data = _files(ws.root / "data", 4)
+    output = PipelineData("scores", datastore=ws.get_default_datastore())
+    step = ParallelRunStep(
+        name="score",
+        parallel_run_config=_config(ws, source),
+        inputs=[Dataset.File.from_files(str(data)).as_named_input("files")],
+        output=output,
+        arguments=["--first_task_creation_timeout", "2"],
+    )
+    started = time.monotonic()
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status == "Failed"
+    assert time.monotonic() - started < 60
+    assert steps["score"]["reason"].endswith(
+        "init() of the entry script did not return within 2 seconds in worker0 (first_task_creation_timeout: give it"
+        " more with '--first_task_creation_timeout', 'SECONDS' in the step's arguments)"
+    ), steps["score"]["reason"]
 
 
 COUNTING = """

@@ -71,6 +71,9 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
     parser.add_argument("--logging_level", default="INFO")
     parser.add_argument("--run_invocation_timeout", type=float, default=60)
     parser.add_argument("--run_max_try", type=int, default=3)
+    # Azure's own limit on how long a job may go without starting a mini-batch: here each worker's
+    # init() must return within it (a hung init() held the step for ever).
+    parser.add_argument("--first_task_creation_timeout", type=_seconds, default=600)
     parser.add_argument("--node_count", type=int, default=1)
     # files, or bytes of a table: ParallelRunConfig made it a number, a PipelineParameter's may be "1MB"
     parser.add_argument("--mini_batch_size", type=_size)
@@ -85,6 +88,13 @@ def parse(argv: list[str]) -> tuple[argparse.Namespace, list[tuple[str, str]]]:
         if found:
             inputs.append((int(found.group(2)), "file" if found.group(1) == "fds" else "tabular", argv[index + 1]))
     return options, [(kind, name) for _, kind, name in sorted(inputs)]
+
+
+def _seconds(text: str) -> float:
+    seconds = float(text)
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds above 0")
+    return seconds
 
 
 def _size(text: str) -> int:
@@ -160,6 +170,7 @@ class Worker:
         self.number = number
         self.queue: deque[int] = deque()
         self.started = 0.0
+        self.forked = time.monotonic()  # init() has until forked + first_task_creation_timeout
         self.last_seconds: float | None = None  # how long its last batch kept it, hashing its files included
         self.ready = False
         self.code: int | None = None
@@ -349,7 +360,7 @@ class Driver:
         sides = {name: cutting.tree_items(p, self.digests) for name, p in paths.items() if name not in main_inputs}
         driver_options = {"--output", "--run_invocation_timeout", "--run_max_try", "--process_count_per_node",
                           "--logging_level", "--error_threshold", "--allowed_failed_count", "--allowed_failed_percent",
-                          "--node_count"}  # fmt: skip
+                          "--node_count", "--first_task_creation_timeout"}  # fmt: skip
         kept, skip = [], False
         for token in self.argv:
             if skip:
@@ -485,7 +496,7 @@ class Driver:
             workers[workers.index(worker)] = new = self.start(worker.number, count, workers, state)
             ready.register(new.connection, selectors.EVENT_READ, new)
 
-        timeout = options.run_invocation_timeout
+        timeout, init_timeout = options.run_invocation_timeout, options.first_task_creation_timeout
         while pending or any(w.queue for w in workers):
             for worker in workers:
                 while pending and worker.wants(len(pending) >= QUEUED_WHILE_FAST * len(workers)):
@@ -499,6 +510,7 @@ class Driver:
                         break
             now = time.monotonic()
             deadlines = [w.started + timeout - now for w in workers if w.queue]
+            deadlines += [w.forked + init_timeout - now for w in workers if not w.ready]
             wait_for = min([PROGRESS_EVERY, *deadlines])
             for worker in workers:  # written to when its socket takes more
                 events = selectors.EVENT_READ | (selectors.EVENT_WRITE if worker.outgoing else 0)
@@ -525,6 +537,12 @@ class Driver:
             cache.flush()
             now = time.monotonic()
             for worker in list(workers):
+                if not worker.ready and now - worker.forked > init_timeout:
+                    return (
+                        f"init() of the entry script did not return within {init_timeout:g} seconds in worker"
+                        f"{worker.number} (first_task_creation_timeout: give it more with"
+                        " '--first_task_creation_timeout', 'SECONDS' in the step's arguments)"
+                    )
                 if worker.queue and now - worker.started > timeout:
                     replace(worker, f"run() timed out after {timeout:g} seconds (run_invocation_timeout)")
             crossed = state.crossed()
