@@ -185,13 +185,20 @@ SLOW = "pipeline = Pipeline(ws, [PythonScriptStep('slow.py', source_directory='s
 def test_a_containers_exit_code_is_the_steps(ws, project, localpipe, docker_image):
     steps = """
 fails = CommandStep(command=["sh", "-c", "echo broken >&2; exit 3"], runconfig=rc, name="fails")
-pipeline = Pipeline(ws, [fails])
+killed = CommandStep(command=["sh", "-c", "kill -9 $$"], runconfig=rc, name="killed")
+pipeline = Pipeline(ws, [fails, killed])
 """
     pipeline(project, "", steps=steps)
     result = localpipe("submit", "pipeline.py")
     assert result.returncode == 1
-    assert step_rows(ws.root, 1)["fails"] == ("Failed", "exit code 3")
-    assert query(ws.root, "SELECT exit_code FROM step_run WHERE run_id = 1") == [(3,)]
+    rows = step_rows(ws.root, 1)
+    assert rows["fails"] == ("Failed", "exit code 3")
+    # a signal is reported as for a step run here: the container's 137 (128 + 9) was "exit code 137"
+    assert rows["killed"] == ("Failed", "killed by signal 9 (SIGKILL)"), rows["killed"]
+    assert query(ws.root, "SELECT name, exit_code, signal FROM step_run WHERE run_id = 1 ORDER BY name") == [
+        ("fails", 3, None),
+        ("killed", None, 9),
+    ]
     assert _read(ws.root / ".localpipe" / "runs" / "1" / "fails" / "stderr.log") == "broken\n"
 
 

@@ -242,10 +242,11 @@ class DockerExecutor:
             state = container.attrs["State"]
             code = status.get("StatusCode", state.get("ExitCode"))
             oom = bool(state.get("OOMKilled"))
-            stopped = step.stop_grace is not None and code in (128 + signal.SIGTERM, 128 + signal.SIGKILL)
             if oom:  # the kernel killed it at its memory limit
                 code, number = None, signal.SIGKILL
-            elif stopped:  # the container's init reports a signal N as 128 + N
+            elif code is not None and code > 128 and code - 128 in signal.valid_signals():
+                # the container's init reports the step killed by signal N as 128 + N, and Docker a
+                # container killed from outside (docker kill, docker stop) the same way
                 code, number = None, code - 128
             else:
                 number = None
