@@ -202,6 +202,36 @@ pipeline = Pipeline(ws, [fails, killed])
     assert _read(ws.root / ".localpipe" / "runs" / "1" / "fails" / "stderr.log") == "broken\n"
 
 
+def test_a_cancel_between_the_containers_creation_and_its_start_stops_it(tmp_path, docker_image, monkeypatch):
+    """A terminate that came after the container was created but before it started sent its stop
+    to a container not yet running (nothing to stop); then it started, and the step ran to its end."""
+    from docker.models.containers import Container
+
+    from localpipe.engine.executors import Launch
+    from localpipe.engine.executors.docker import DockerExecutor
+
+    executor = DockerExecutor()
+    real_start = Container.start
+
+    def start_after_a_cancel(container, **kwargs):
+        executor.terminate("k", grace=1)
+        time.sleep(1)  # the stop reaches the daemon first
+        return real_start(container, **kwargs)
+
+    monkeypatch.setattr(Container, "start", start_after_a_cancel)
+    spec = {"image": IMAGE, "env": {}, "user": f"{os.getuid()}:{os.getgid()}", "labels": {}, "mounts": []}
+    launch = Launch("k", ["sleep", "60"], "/", {}, str(tmp_path / "out"), str(tmp_path / "err"), executor="docker",
+                    container=spec)  # fmt: skip
+    started = time.monotonic()
+    executor.start(launch)
+    try:
+        (ended,) = executor.wait(30)
+    finally:
+        executor.close()
+    assert time.monotonic() - started < 20
+    assert ended.exit_code is None and ended.signal in (signal.SIGTERM, signal.SIGKILL), ended
+
+
 def _containers(ws, run_id: int) -> list[str]:
     """The containers of run ``run_id`` of ``ws``: the daemon is the machine's, with other workspaces' runs."""
     labels = [f"label=localpipe.workspace={ws.root}", f"label=localpipe.run={run_id}"]

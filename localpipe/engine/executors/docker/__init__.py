@@ -234,6 +234,10 @@ class DockerExecutor:
             copier = threading.Thread(target=_copy, args=(stream, logs), daemon=True)
             copier.start()
             container.start()
+            with self._lock:
+                stop = step.stop_grace
+            if stop is not None:  # asked as it started: the stop then sent may have found it not yet running
+                _stop(container, stop)
             status = container.wait()
             copier.join(LOG_DRAIN_SECONDS)
             for log in logs:
