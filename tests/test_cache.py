@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import textwrap
@@ -387,6 +388,28 @@ def test_outputs_in_the_store_are_read_only_and_consumers_read_them_in_place(ws,
     assert verdict == ("read-only" if os.geteuid() != 0 else "not tried")
     assert not os.stat(os.path.join(path, "f.txt")).st_mode & 0o222
     assert (store.path(steps["w"]["outputs"]["data"]) / "f.txt").read_text() == "x"
+
+
+def test_an_output_file_with_set_id_bits_is_stored_without_them(ws, project, run_pipeline):
+    """A step's set-user-ID (or set-group-ID) file kept those bits in the store: an executable a
+    step run as root wrote would run as root for whoever ran it from .localpipe/objects."""
+    project(
+        "src/w/w.py",
+        """
+        import os, sys
+        for name, mode in (("suid", 0o4755), ("sgid", 0o2750), ("plain", 0o644)):
+            path = os.path.join(sys.argv[1], name)
+            open(path, "w").write("#!/bin/sh\\n")
+            os.chmod(path, mode)
+        """,
+    )
+    data = PipelineData("data")
+    w = PythonScriptStep("w.py", name="w", source_directory=ws.root / "src/w", arguments=[data])
+    _, status, steps = run_pipeline(Pipeline(ws, [w]))
+    assert status == "Completed", steps["w"]
+    stored = ObjectStore(ws.state_dir / "objects").path(steps["w"]["outputs"]["data"])
+    modes = {name: stat.S_IMODE(os.stat(stored / name).st_mode) for name in ("suid", "sgid", "plain")}
+    assert modes == {"suid": 0o555, "sgid": 0o550, "plain": 0o444}
 
 
 def test_a_failed_step_leaves_no_cache_entry_and_no_output(ws, project, run_pipeline):

@@ -90,7 +90,7 @@ class ObjectStore:
                 return tree
             remove_tree(target)  # damaged: this commit's copy, which hashes to its name, replaces it
         for _, path, st in found.files:
-            os.chmod(path, stat.S_IMODE(st.st_mode) & ~0o222)
+            os.chmod(path, st.st_mode & 0o555)  # read-only, and never set-user-ID: a step's file, run by anyone
         os.makedirs(os.path.dirname(target), exist_ok=True)
         fault_point("store-rename")
         try:
