@@ -199,6 +199,49 @@ def records_versions(ws):
     return [{"version": v["version"], "produced_by": v["produced_by"]} for v in history_of(ws).datasets.list()]
 
 
+def test_a_table_view_of_an_output_is_the_producers_output_and_registers_a_tabular_dataset(ws, project, run_pipeline):
+    """Azure's OutputFileDatasetConfig(...).read_delimited_files() (an OutputTabularDatasetConfig) is
+    an output a step writes files into, and its register_on_complete makes a TabularDataset read the
+    same way: it raised "pass ... .as_input()" in the producer, and AttributeError on register_on_complete."""
+    pytest.importorskip("pandas")
+    project(
+        "src/p/p.py",
+        """
+        import os, sys
+        os.makedirs(sys.argv[1], exist_ok=True)
+        open(os.path.join(sys.argv[1], "rows.tsv"), "w").write("x\\ty\\n1\\t2\\n3\\t4\\n")
+        open(os.path.join(sys.argv[1], "notes.txt"), "w").write("not a row\\n")
+    """,
+    )
+    project(
+        "src/c/c.py",
+        """
+        from azureml.core import Run
+        frame = Run.get_context().input_datasets["rows"].to_pandas_dataframe()
+        print(frame.to_dict("list"))
+    """,
+    )
+    table = (
+        OutputFileDatasetConfig("prepared")
+        .read_delimited_files(separator="\t", path_glob="*.tsv")
+        .register_on_complete("prepared_table", description="rows", tags={"k": "v"})
+    )
+    produce = PythonScriptStep("p.py", name="produce", source_directory=ws.root / "src/p", arguments=[table])
+    consume = PythonScriptStep(
+        "c.py", name="consume", source_directory=ws.root / "src/c", arguments=[table.as_input("rows")]
+    )
+    run_id, status, steps = run_pipeline(Pipeline(ws, [consume, produce]))
+    assert status.value == "Completed", steps
+    assert (
+        ws.state_dir / "runs" / str(run_id) / "consume" / "stdout.log"
+    ).read_text() == "{'x': [1, 3], 'y': [2, 4]}\n"
+    registered = Dataset.get_by_name(ws, "prepared_table")
+    assert type(registered).__name__ == "TabularDataset"
+    assert registered.to_pandas_dataframe().to_dict("list") == {"x": [1, 3], "y": [2, 4]}
+    assert (registered.version, registered.description, registered.tags) == (1, "rows", {"k": "v"})
+    assert records_versions(ws) == [{"version": 1, "produced_by": {"run": run_id, "step": "produce"}}]
+
+
 def test_tabular_datasets_read_as_a_dataframe_and_lineage_names_consumers(ws, project, run_pipeline, invoke):
     csv = project("data/table.csv", "a;b\n1;2\n3;4\n")
     table = Dataset.Tabular.from_delimited_files(str(csv), separator=";")

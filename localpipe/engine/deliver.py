@@ -3,7 +3,8 @@
 An output with a ``destination`` is copied to its datastore path, placeholders filled in
 (``{run-id}``, ``{output-name}``), through a temporary folder renamed into place, so the path
 holds the whole output or nothing. An output with ``register_on_complete(name)`` becomes a
-version of that dataset, with the step run that produced it.
+version of that dataset, with the step run that produced it: a TabularDataset when registered
+through its table view (``read_delimited_files()``, ``read_parquet_files()``), read as that says.
 """
 
 from __future__ import annotations
@@ -33,10 +34,13 @@ def deliver(
             path = Path(target["path"].replace("{run-id}", str(run_id)).replace("{output-name}", name))
             _copy_into_place(store.path(digest), _inside_datastore(path, target.get("root"), history.layout.state_dir))
         if target["register"]:
+            table = dict(target.get("table") or {})
             history.datasets.record_version(
                 target["register"],
                 digest,
-                ["."],
+                [table.pop("path_glob", None) or "."],
+                kind="tabular" if table else "file",
+                options=table or None,
                 description=target.get("description"),
                 tags=target.get("tags"),
                 produced_by=step_run_id,

@@ -684,7 +684,12 @@ def replaces_state(path: str, state_dir: str) -> bool:
 
 
 def _registration(output: OutputFileDatasetConfig) -> dict:
-    return {"register": output.register_as, "description": output.register_description, "tags": output.register_tags}
+    return {
+        "register": output.register_as,
+        "description": output.register_description,
+        "tags": output.register_tags,
+        "table": output.register_table,
+    }
 
 
 def inside(path: str, root: str) -> bool:

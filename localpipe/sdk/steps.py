@@ -64,17 +64,15 @@ class PipelineStep:
         self.allow_reuse = allow_reuse
         self.version = version
         self.inputs: list = list(inputs or [])
-        self.outputs: list[PipelineData] = list(outputs or [])
-        for item in self.arguments:
+        # A table view of an OutputFileDatasetConfig is, given to a step, that output: the step writes its files.
+        self.outputs: list[PipelineData] = [o.data if isinstance(o, TabularOutput) else o for o in outputs or []]
+        for index, item in enumerate(self.arguments):
+            if isinstance(item, TabularOutput):
+                item = self.arguments[index] = item.data
             if isinstance(item, PipelineData) and item not in self.outputs and item not in self.inputs:
                 self.outputs.append(item)
             elif isinstance(item, INPUT_TYPES) or _is_bound_datapath(item):
                 self._add_argument_input(item)
-            elif isinstance(item, TabularOutput):
-                raise UsageError(
-                    f'step "{self.name}": pass {item.data.name}.read_delimited_files().as_input(), '
-                    "not read_delimited_files() alone"
-                )
         for output in self.outputs:
             if self not in output.producers:
                 output.producers.append(self)

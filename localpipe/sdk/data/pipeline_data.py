@@ -179,6 +179,7 @@ class OutputFileDatasetConfig(PipelineData):
         self.register_as: str | None = None
         self.register_description: str | None = None
         self.register_tags: dict | None = None
+        self.register_table: dict | None = None  # how the registered TabularDataset reads the files
 
     @property
     def mode(self) -> str:
@@ -193,6 +194,7 @@ class OutputFileDatasetConfig(PipelineData):
     def register_on_complete(self, name: str, description: str | None = None, tags: dict | None = None):
         """Register what the step wrote as a new version of dataset ``name`` when it succeeds."""
         self.register_as, self.register_description, self.register_tags = name, description, tags
+        self.register_table = None
         return self
 
     def as_mount(self, disable_metadata_cache: bool = False) -> OutputFileDatasetConfig:
@@ -258,14 +260,26 @@ class OutputFileDatasetConfig(PipelineData):
 
 @dataclass(frozen=True)
 class TabularOutput:
-    """``OutputFileDatasetConfig.read_delimited_files()`` / ``read_parquet_files()``: consumed through
-    ``as_input()``."""
+    """``OutputFileDatasetConfig.read_delimited_files()`` / ``read_parquet_files()`` (the SDK's
+    OutputTabularDatasetConfig): the output its producer writes as files, read as a table by the
+    steps that consume it through ``as_input()`` and by the dataset ``register_on_complete`` makes."""
 
     data: OutputFileDatasetConfig
     options: dict
 
+    @property
+    def name(self) -> str:
+        return self.data.name
+
     def as_input(self, name: str | None = None) -> PipelineDataInput:
         return PipelineDataInput(self.data, name or self.data.name, "mount", self.options)
+
+    def register_on_complete(self, name: str, description: str | None = None, tags: dict | None = None):
+        """Register what the producer wrote as a new version of TabularDataset ``name`` when it
+        succeeds, read as this table is (the files ``path_glob`` matches, when given)."""
+        self.data.register_on_complete(name, description, tags)
+        self.data.register_table = self.options
+        return self
 
 
 @dataclass(frozen=True, eq=False)
