@@ -209,7 +209,8 @@ def test_a_table_view_of_an_output_is_the_producers_output_and_registers_a_tabul
         """
         import os, sys
         os.makedirs(sys.argv[1], exist_ok=True)
-        open(os.path.join(sys.argv[1], "rows.tsv"), "w").write("x\\ty\\n1\\t2\\n3\\t4\\n")
+        rows = "".join(f"{n}\\t{n * 2}\\n" for n in range(1, 21))
+        open(os.path.join(sys.argv[1], "rows.tsv"), "w").write("x\\ty\\n" + rows)
         open(os.path.join(sys.argv[1], "notes.txt"), "w").write("not a row\\n")
     """,
     )
@@ -217,8 +218,11 @@ def test_a_table_view_of_an_output_is_the_producers_output_and_registers_a_tabul
         "src/c/c.py",
         """
         from azureml.core import Run
-        frame = Run.get_context().input_datasets["rows"].to_pandas_dataframe()
-        print(frame.to_dict("list"))
+        tables = Run.get_context().input_datasets
+        frame = tables["rows"].to_pandas_dataframe()
+        print(list(frame.columns), len(frame), int(frame["y"].sum()))
+        first, second = (tables[n].to_pandas_dataframe() for n in ("prepared_1", "prepared_2"))
+        print(list(first.columns), sorted([*first["y"], *second["y"]]) == sorted(frame["y"]), 0 < len(first) < 20)
     """,
     )
     table = (
@@ -227,17 +231,20 @@ def test_a_table_view_of_an_output_is_the_producers_output_and_registers_a_tabul
         .register_on_complete("prepared_table", description="rows", tags={"k": "v"})
     )
     produce = PythonScriptStep("p.py", name="produce", source_directory=ws.root / "src/p", arguments=[table])
+    first, second = table.keep_columns("y").random_split(0.5, seed=7)  # named prepared_1 and prepared_2
     consume = PythonScriptStep(
-        "c.py", name="consume", source_directory=ws.root / "src/c", arguments=[table.as_input("rows")]
+        "c.py",
+        name="consume",
+        source_directory=ws.root / "src/c",
+        arguments=[table.as_input("rows"), first.as_input(), second.as_input()],
     )
     run_id, status, steps = run_pipeline(Pipeline(ws, [consume, produce]))
     assert status.value == "Completed", steps
-    assert (
-        ws.state_dir / "runs" / str(run_id) / "consume" / "stdout.log"
-    ).read_text() == "{'x': [1, 3], 'y': [2, 4]}\n"
+    printed = (ws.state_dir / "runs" / str(run_id) / "consume" / "stdout.log").read_text()
+    assert printed == "['x', 'y'] 20 420\n['y'] True True\n"
     registered = Dataset.get_by_name(ws, "prepared_table")
     assert type(registered).__name__ == "TabularDataset"
-    assert registered.to_pandas_dataframe().to_dict("list") == {"x": [1, 3], "y": [2, 4]}
+    assert registered.to_pandas_dataframe().to_dict("list") == {"x": list(range(1, 21)), "y": list(range(2, 42, 2))}
     assert (registered.version, registered.description, registered.tags) == (1, "rows", {"k": "v"})
     assert records_versions(ws) == [{"version": 1, "produced_by": {"run": run_id, "step": "produce"}}]
 

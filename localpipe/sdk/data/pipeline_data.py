@@ -8,10 +8,10 @@ A PipelineData is an output of the step that lists it in ``outputs`` (or gives i
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from localpipe.errors import UsageError, UserErrorException
-from localpipe.sdk.data.datasets import _not_yet
+from localpipe.sdk.data.datasets import _check_fraction, _not_yet, _seed
 from localpipe.sdk.data.datastore import Datastore
 from localpipe.sdk.data.locate import checked_format
 from localpipe.sdk.data.tables import column_types
@@ -266,13 +266,34 @@ class TabularOutput:
 
     data: OutputFileDatasetConfig
     options: dict
+    split_name: str | None = None  # random_split's halves are "NAME_1" and "NAME_2", as in the SDK
 
     @property
     def name(self) -> str:
-        return self.data.name
+        return self.split_name or self.data.name
 
     def as_input(self, name: str | None = None) -> PipelineDataInput:
-        return PipelineDataInput(self.data, name or self.data.name, "mount", self.options)
+        return PipelineDataInput(self.data, name or self.name, "mount", self.options)
+
+    def keep_columns(self, columns) -> TabularOutput:
+        """The table with only ``columns`` (a name or a list)."""
+        return self._then("keep_columns", [columns] if isinstance(columns, str) else list(columns))
+
+    def drop_columns(self, columns) -> TabularOutput:
+        """The table without ``columns`` (a name or a list)."""
+        return self._then("drop_columns", [columns] if isinstance(columns, str) else list(columns))
+
+    def random_split(self, percentage: float, seed: int | None = None) -> tuple[TabularOutput, TabularOutput]:
+        """About ``percentage`` of the rows, and the others (one draw splits both), named NAME_1 and NAME_2."""
+        _check_fraction("random_split", "percentage", percentage)
+        seed = _seed(seed)
+        first, second = self._then("sample", percentage, seed, True), self._then("sample", percentage, seed, False)
+        return replace(first, split_name=f"{self.name}_1"), replace(second, split_name=f"{self.name}_2")
+
+    def _then(self, *transform) -> TabularOutput:
+        return replace(
+            self, options={**self.options, "transforms": [*self.options.get("transforms", []), list(transform)]}
+        )
 
     def register_on_complete(self, name: str, description: str | None = None, tags: dict | None = None):
         """Register what the producer wrote as a new version of TabularDataset ``name`` when it
