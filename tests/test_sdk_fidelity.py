@@ -225,3 +225,24 @@ def test_an_environments_spark_section_is_accepted_and_changes_nothing():
     with_spark.spark.precache_packages = False
     with_spark.spark.packages.append("com.microsoft.ml.spark:mmlspark_2.11:0.15")
     assert with_spark._to_spec() == plain._to_spec()
+
+
+def test_a_command_step_takes_a_script_run_config_as_its_runconfig(ws, project, run_pipeline):
+    """The commandstep sample's form: CommandStep(name=..., runconfig=ScriptRunConfig(source_directory,
+    command, compute_target, environment)); the step runs the configuration's command in its folder,
+    on its target (it raised AttributeError: 'ScriptRunConfig' object has no attribute 'target')."""
+    from localpipe import AmlCompute, CommandStep, ComputeTarget, ScriptRunConfig
+
+    project("commandstep_train/train.py", "import os, sys\nprint(os.path.basename(os.getcwd()), sys.argv[1:])\n")
+    cluster = ComputeTarget.create(ws, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2"))
+    src = ScriptRunConfig(
+        source_directory=str(ws.root / "commandstep_train"),
+        command="python train.py --epochs 30",
+        compute_target=cluster,
+    )
+    train = CommandStep(name="train-mnist", runconfig=src)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [train]))
+    assert status == "Completed"
+    assert steps["train-mnist"]["placement"]["cpus"] == 2  # cpu-cluster's claim: its VM size, STANDARD_D2_V2
+    step = ws.root / ".localpipe" / "runs" / str(run_id) / "train-mnist"
+    assert (step / "stdout.log").read_text() == "snapshot ['--epochs', '30']\n"

@@ -174,7 +174,9 @@ class PythonScriptStep(PipelineStep):
 
 
 class CommandStep(PipelineStep):
-    """Run any program; ``command`` is an argv list, or a string split like a shell would (no shell runs)."""
+    """Run any program; ``command`` is an argv list, or a string split like a shell would (no shell runs).
+    ``runconfig`` is a RunConfiguration, or a ScriptRunConfig whose command, source directory and run
+    configuration (target, environment) the step takes where not given here, as in the SDK."""
 
     kind = "command"
 
@@ -183,7 +185,7 @@ class CommandStep(PipelineStep):
         command: str | list | None = None,
         name: str | None = None,
         compute_target: Any = None,
-        runconfig: RunConfiguration | None = None,
+        runconfig: Any = None,
         runconfig_pipeline_params: dict | None = None,
         inputs: list | None = None,
         outputs: list | None = None,
@@ -194,6 +196,10 @@ class CommandStep(PipelineStep):
         *,
         secret_env: list | None = None,
     ):
+        if isinstance(getattr(runconfig, "run_config", None), RunConfiguration):  # a ScriptRunConfig
+            source_directory = source_directory or runconfig.source_directory
+            command = command or runconfig.command
+            runconfig = runconfig.run_config
         if command is None:
             command = getattr(runconfig, "command", None) or ""  # the SDK's RunConfiguration.command
         _one_node(runconfig_pipeline_params)
