@@ -109,6 +109,26 @@ def test_a_dataset_path_on_compute_leaving_the_step_folder_is_refused_at_submit(
     assert not (tmp_path / "x").exists()
 
 
+def test_a_mounted_datasets_absolute_path_on_compute_is_not_refused(ws, project, run_pipeline, tmp_path):
+    """The batch-scoring tutorial's side input, `label_ds.as_named_input("labels_input").as_mount("/tmp/<uuid>")`
+    in the step's arguments, was refused as "leaving the step's folder" (errors.md row 72), though a
+    mount is never placed at its path_on_compute here (the step reads the data where it is, as its
+    argument says): it runs, reads the files, and nothing is made at that path."""
+    from localpipe import Dataset, Pipeline, PythonScriptStep
+
+    labels = project("labels/labels.txt", "cat\ndog\n").parent
+    project("src/r.py", "import os, sys\nprint(open(os.path.join(sys.argv[2], 'labels.txt')).read().split())\n")
+    where = str(tmp_path / "mounted-here")
+    label_config = Dataset.File.from_files(str(labels)).as_named_input("labels_input").as_mount(where)
+    step = PythonScriptStep(
+        "r.py", name="read", source_directory=str(ws.root / "src"), arguments=["--labels_dir", label_config]
+    )
+    run_id, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert status.value == "Completed", steps
+    assert (ws.root / ".localpipe" / "runs" / str(run_id) / "read" / "stdout.log").read_text() == "['cat', 'dog']\n"
+    assert not os.path.exists(where)
+
+
 PIPELINE_DATA_DOWNLOAD = """
 from localpipe import Pipeline, PipelineData, PythonScriptStep, Workspace
 data = PipelineData("data")

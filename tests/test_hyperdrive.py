@@ -869,3 +869,26 @@ def test_trials_a_policy_ends_do_not_keep_the_hyperdrive_step_from_writing_its_o
     seen = json.loads(next(seen_dir.rglob("seen.json")).read_text())
     assert seen["model"] == "model x=3.0" and set(seen["metrics"]) == {f"tune_HD_{i}" for i in range(4)}
     assert all(len(seen["metrics"][f"tune_HD_{i}"]["score"]) < 10 for i in (2, 3))
+
+
+def test_a_file_output_downloads_to_the_file_its_path_on_datastore_names(ws, project, run_pipeline, monkeypatch):
+    """The hyperdrive pipeline sample's last cells: get_pipeline_output("metrics_output").download('.'),
+    then open(metrics_output._path_on_datastore) and json.loads it. The metrics (a file output) were
+    copied to ./<digest folder>/metrics, a folder, and _path_on_datastore did not exist (AttributeError);
+    as on Azure, the path names the file, and download puts the file there."""
+    from localpipe import PipelineRun
+
+    run_id, status, _ = run_pipeline(_sweep_pipeline(ws, project, {"x": choice(2, 3)}), "tune")
+    assert status.value == "Completed"
+    tune = PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("tune")[0]
+    here = ws.root / "here"
+    here.mkdir()
+    monkeypatch.chdir(here)
+    metrics_output = tune.get_output_data("metrics")
+    assert metrics_output.download(".", show_progress=True) == 1
+    assert metrics_output._path_on_datastore == metrics_output.path_on_datastore
+    assert metrics_output.path_on_datastore.endswith("/metrics")
+    with open(metrics_output._path_on_datastore) as f:
+        assert json.loads(f.read()) == {"tune_HD_0": {"score": [9]}, "tune_HD_1": {"score": [10]}}
+    data = PipelineRun(Experiment(ws, "tune"), run_id).find_step_run("prep.py")[0].get_output_data("data")
+    assert data.download(".") == 1 and (here / data.path_on_datastore / "base.txt").is_file()  # a folder's files

@@ -225,3 +225,55 @@ def test_an_environments_spark_section_is_accepted_and_changes_nothing():
     with_spark.spark.precache_packages = False
     with_spark.spark.packages.append("com.microsoft.ml.spark:mmlspark_2.11:0.15")
     assert with_spark._to_spec() == plain._to_spec()
+
+
+def test_a_command_step_takes_a_script_run_config_as_its_runconfig(ws, project, run_pipeline):
+    """The commandstep sample's form: CommandStep(name=..., runconfig=ScriptRunConfig(source_directory,
+    command, compute_target, environment)); the step runs the configuration's command in its folder,
+    on its target (it raised AttributeError: 'ScriptRunConfig' object has no attribute 'target')."""
+    from localpipe import AmlCompute, CommandStep, ComputeTarget, ScriptRunConfig
+
+    project("commandstep_train/train.py", "import os, sys\nprint(os.path.basename(os.getcwd()), sys.argv[1:])\n")
+    cluster = ComputeTarget.create(ws, "cpu-cluster", AmlCompute.provisioning_configuration(vm_size="STANDARD_D2_V2"))
+    src = ScriptRunConfig(
+        source_directory=str(ws.root / "commandstep_train"),
+        command="python train.py --epochs 30",
+        compute_target=cluster,
+    )
+    train = CommandStep(name="train-mnist", runconfig=src)
+    run_id, status, steps = run_pipeline(Pipeline(ws, [train]))
+    assert status == "Completed"
+    assert steps["train-mnist"]["placement"]["cpus"] == 2  # cpu-cluster's claim: its VM size, STANDARD_D2_V2
+    step = ws.root / ".localpipe" / "runs" / str(run_id) / "train-mnist"
+    assert (step / "stdout.log").read_text() == "snapshot ['--epochs', '30']\n"
+
+
+def test_the_first_item_of_a_command_list_is_a_command_line_as_in_the_sdk(ws, project, run_pipeline):
+    """The SDK splits a command list's first item as a command line (the commandstep sample's
+    command=['python train.py --epochs 30']): it was one program's name, and the step failed with
+    "could not start 'python train.py --epochs 30'". A first item that is a file (a program whose
+    path has a space) is still one program; the other items are never split."""
+    import sys
+
+    from localpipe import CommandStep, ScriptRunConfig
+
+    project("src/train.py", "import sys\nprint(sys.argv[1:])\n")
+    source = str(ws.root / "src")
+    run = Experiment(ws, "script").submit(
+        ScriptRunConfig(source_directory=source, command=["python train.py --epochs 30"])
+    )
+    assert run.wait_for_completion(show_output=False, raise_on_error=False)["status"] == "Completed"
+    assert run.get_details_with_logs()["logFiles"] == {"user_logs/std_out.txt": "['--epochs', '30']\n"}
+
+    spaced = ws.root / "my tools" / "python"
+    spaced.parent.mkdir()
+    spaced.symlink_to(sys.executable)
+    steps = [
+        CommandStep(["python train.py", "--epochs", "a b"], name="listed", source_directory=source),
+        CommandStep([str(spaced), "train.py", "x y"], name="spaced", source_directory=source),
+    ]
+    run_id, status, _ = run_pipeline(Pipeline(ws, steps))
+    assert status == "Completed"
+    logs = ws.root / ".localpipe" / "runs" / str(run_id)
+    assert (logs / "listed" / "stdout.log").read_text() == "['--epochs', 'a b']\n"
+    assert (logs / "spaced" / "stdout.log").read_text() == "['x y']\n"

@@ -452,7 +452,15 @@ class StepRun(StepRecordMembers, Run):
                 f'step "{self.name}" of run {self._pipeline_run_id} has no output "{name}" '
                 f"(its outputs: {', '.join(outputs) or 'none'})"
             )
-        return OutputData(name, ObjectStore(self._history.layout.objects).path(outputs[name]))
+        return OutputData(name, ObjectStore(self._history.layout.objects).path(outputs[name]), self._is_directory(name))
+
+    def _is_directory(self, output: str) -> bool:
+        """Whether the step's output ``output`` is a folder (else one file: ``is_directory=False``)."""
+        try:
+            spec = self.parent.get_graph().steps[self._node_id]
+        except Exception:  # noqa: BLE001  (a run forgotten since, or a step not in its graph: a folder)
+            return True
+        return spec.outputs.get(output, True)
 
     def get_stdout_log(self) -> str:
         """The step's stdout as it ran ("" when it wrote nothing)."""
@@ -542,13 +550,16 @@ class OutputData:
 
     It is also what the SDK's ``StepRunOutput.get_port_data_reference()`` returns (a
     ``PortDataReference``): its datastore is the workspace's object store, named ``objects``, and
-    ``path_on_datastore`` the output's folder there (``<first 2 of digest>/<digest>``)."""
+    ``path_on_datastore`` the output's folder there (``<first 2 of digest>/<digest>``), or its one
+    file in it for an output that is a file (``is_directory=False``: a HyperDriveStep's
+    ``TrainingOutput``), which ``download`` puts there as the SDK's does."""
 
     datastore_name = "objects"
 
-    def __init__(self, name: str, path: Path):
+    def __init__(self, name: str, path: Path, is_directory: bool = True):
         self.name = name
         self.path = path
+        self.is_directory = is_directory
 
     @property
     def data_reference_name(self) -> str:
@@ -556,7 +567,10 @@ class OutputData:
 
     @property
     def path_on_datastore(self) -> str:
-        return f"{self.path.parent.name}/{self.path.name}"
+        folder = f"{self.path.parent.name}/{self.path.name}"
+        return folder if self.is_directory else f"{folder}/{self.name}"
+
+    _path_on_datastore = path_on_datastore  # the SDK's attribute, which its samples read
 
     def get_port_data_reference(self) -> OutputData:
         return self
@@ -564,6 +578,15 @@ class OutputData:
     def download(self, local_path: str | Path, overwrite: bool = False, show_progress=None) -> int:
         """Copy the output into ``local_path/<path_on_datastore>``, where the SDK's download from a
         datastore puts an output's files (Azure's samples read them there); the number of files."""
+        if not self.is_directory:
+            import shutil
+
+            dest = Path(local_path) / self.path_on_datastore
+            if dest.exists() and not overwrite:
+                raise UsageError(f"{dest} already exists: pass overwrite=True (--overwrite) or choose another folder")
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(self.path / self.name, dest)
+            return 1
         copy = self.copy_to(Path(local_path) / self.path_on_datastore, overwrite)
         return sum(1 for path in copy.rglob("*") if path.is_file())
 

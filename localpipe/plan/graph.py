@@ -730,8 +730,10 @@ def _add_input(label: str, step, item, names: dict[int, str], inputs: dict[str, 
     else:
         found.append(f"{label}: input {item!r} is not a dataset or pipeline data")
         return
-    checks.path_on_compute(label, name, spec.path_on_compute, found)
-    if spec.path_on_compute is None and (spec.mode == "download" or spec.step is None):
+    placed_there = spec.mode == "download" and spec.path_on_compute is not None  # a mount is read where it is
+    if placed_there:
+        checks.path_on_compute(label, name, spec.path_on_compute, found)
+    elif spec.mode == "download" or spec.step is None:
         checks.input_folder(label, name, found)
     if name in inputs and inputs[name] != spec:
         found.append(f'{label}: two different inputs are named "{name}": pass input_name= to tell them apart')

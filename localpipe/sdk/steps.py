@@ -172,7 +172,10 @@ class PythonScriptStep(PipelineStep):
 
 
 class CommandStep(PipelineStep):
-    """Run any program; ``command`` is an argv list, or a string split like a shell would (no shell runs)."""
+    """Run any program; ``command`` is an argv list, or a string split like a shell would (no shell runs);
+    a list's first item is split so too, as in the SDK (``['python train.py --epochs 30']``), unless it names a file.
+    ``runconfig`` is a RunConfiguration, or a ScriptRunConfig whose command, source directory and run
+    configuration (target, environment) the step takes where not given here, as in the SDK."""
 
     kind = "command"
 
@@ -181,7 +184,7 @@ class CommandStep(PipelineStep):
         command: str | list | None = None,
         name: str | None = None,
         compute_target: Any = None,
-        runconfig: RunConfiguration | None = None,
+        runconfig: Any = None,
         runconfig_pipeline_params: dict | None = None,
         inputs: list | None = None,
         outputs: list | None = None,
@@ -192,10 +195,14 @@ class CommandStep(PipelineStep):
         *,
         secret_env: list | None = None,
     ):
+        if isinstance(getattr(runconfig, "run_config", None), RunConfiguration):  # a ScriptRunConfig
+            source_directory = source_directory or runconfig.source_directory
+            command = command or runconfig.command
+            runconfig = runconfig.run_config
         if command is None:
             command = getattr(runconfig, "command", None) or ""  # the SDK's RunConfiguration.command
         _one_node(runconfig_pipeline_params)
-        self.command = shlex.split(command) if isinstance(command, str) else list(command)
+        self.command = shlex.split(command) if isinstance(command, str) else _split_head(command, source_directory)
         first = next((str(part) for part in self.command if isinstance(part, str)), "command")
         super().__init__(
             name or os.path.basename(first),
@@ -210,6 +217,19 @@ class CommandStep(PipelineStep):
             version,
             secret_env,
         )
+
+
+def _split_head(command, source_directory: str | None) -> list:
+    """``command`` as an argv list whose first item is split as a command line, as the SDK splits it
+    (``['python train.py --epochs 30']``), unless it names a file (a program whose path holds spaces)."""
+    command = list(command)
+    head = command[0] if command else None
+    if not isinstance(head, str) or os.path.isfile(os.path.join(source_directory or "", head)):
+        return command
+    try:
+        return [*shlex.split(head), *command[1:]]
+    except ValueError:  # unbalanced quotes: not a command line
+        return command
 
 
 def _one_node(runconfig_pipeline_params: dict | None) -> None:
