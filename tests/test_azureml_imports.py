@@ -205,6 +205,29 @@ def test_the_command_prints_the_shim_folder():
     assert sorted(os.listdir(SHIM_DIR)) in (["azureml"], ["__pycache__", "azureml"])
 
 
+def test_a_distributed_job_configuration_imports_and_its_script_runs_once(azureml, ws, project):
+    """The commandstep sample's `from azureml.core.runconfig import MpiConfiguration` was an
+    ImportError; MpiConfiguration, PyTorchConfiguration and TensorflowConfiguration take the SDK's
+    parameters, and a ScriptRunConfig given one warns that the script runs once, and runs it."""
+    from azureml.core import Experiment, ScriptRunConfig
+    from azureml.core.runconfig import MpiConfiguration, PyTorchConfiguration, TensorflowConfiguration
+
+    project("src/train.py", "print('trained')\n")
+    configs = (
+        MpiConfiguration(node_count=2),
+        PyTorchConfiguration(process_count=4, node_count=2),
+        TensorflowConfiguration(worker_count=2, parameter_server_count=1),
+    )
+    assert (configs[0].process_count_per_node, configs[0].node_count) == (1, 2)
+    assert (configs[1].communication_backend, configs[1].process_count, configs[1].node_count) == ("Nccl", 4, 2)
+    for config in configs:
+        with pytest.warns(UserWarning, match="^distributed_job_config: one machine runs one process per run; the "):
+            src = ScriptRunConfig(str(ws.root / "src"), "train.py", distributed_job_config=config)
+    run = Experiment(ws, "distributed").submit(src)
+    assert run.wait_for_completion(show_output=False)["status"] == "Completed"
+    assert run.get_details_with_logs()["logFiles"] == {"user_logs/std_out.txt": "trained\n"}
+
+
 # -- what the shim gives, and what it costs ------------------------------------------------------
 
 

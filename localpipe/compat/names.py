@@ -90,7 +90,10 @@ MODULES: dict[str, dict[str, str]] = {
         "DEFAULT_CPU_IMAGE": "localpipe.sdk.environment:DEFAULT_CPU_IMAGE",
         "DEFAULT_GPU_IMAGE": "localpipe.sdk.environment:DEFAULT_GPU_IMAGE",
         "DockerConfiguration": "localpipe.sdk.runconfig:DockerConfiguration",
+        "MpiConfiguration": "localpipe.sdk.runconfig:MpiConfiguration",
+        "PyTorchConfiguration": "localpipe.sdk.runconfig:PyTorchConfiguration",
         "RunConfiguration": "localpipe.sdk.runconfig:RunConfiguration",
+        "TensorflowConfiguration": "localpipe.sdk.runconfig:TensorflowConfiguration",
     },
     "azureml.core.script_run_config": {
         "ScriptRunConfig": "localpipe.sdk.script_run:ScriptRunConfig",

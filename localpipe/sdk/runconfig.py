@@ -28,6 +28,32 @@ class DockerConfiguration:
         self.shm_size = shm_size
 
 
+class MpiConfiguration:
+    """``ScriptRunConfig(distributed_job_config=...)`` for an MPI job: one machine runs the script
+    once, as one process (``ScriptRunConfig`` warns); the counts are kept as given."""
+
+    def __init__(self, process_count_per_node: int = 1, node_count: int = 1):
+        self.process_count_per_node = process_count_per_node
+        self.node_count = node_count
+
+
+class PyTorchConfiguration:
+    """``distributed_job_config`` for a PyTorch distributed job: run once here, as ``MpiConfiguration``."""
+
+    def __init__(self, communication_backend: str = "Nccl", process_count: int | None = None, node_count: int = 1):
+        self.communication_backend = communication_backend
+        self.process_count = process_count
+        self.node_count = node_count
+
+
+class TensorflowConfiguration:
+    """``distributed_job_config`` for a TensorFlow parameter-server job: run once here, as ``MpiConfiguration``."""
+
+    def __init__(self, worker_count: int = 1, parameter_server_count: int = 1):
+        self.worker_count = worker_count
+        self.parameter_server_count = parameter_server_count
+
+
 class RunConfiguration:
     """Where and in what a step runs: ``target`` (a compute target or its name), ``environment``,
     ``environment_variables`` set for the step, ``max_run_duration_seconds`` (the step's time
