@@ -96,6 +96,20 @@ def test_more_cpus_than_the_machine_has_fails_validation(ws, project, monkeypatc
     with pytest.raises(PipelineValidationError, match='step "g" needs 64 CPUs per step but this machine has 2'):
         plan(history_of(ws), pipeline)
 
+    # Steps that ask the same of one target are one problem naming them (a sweep's trials were one a step).
+    steps = [
+        PythonScriptStep("g.py", name=f"g{n}", source_directory=ws.root / "src/g", compute_target=big) for n in range(6)
+    ]
+    with pytest.raises(PipelineValidationError) as refused:
+        plan(history_of(ws), Pipeline(ws, steps))
+    assert refused.value.problems == [
+        'steps "g0", "g1", "g2" and 3 more each need 64 CPUs per step but this machine has 2: lower it on compute '
+        'target "big" or use another target'
+    ]
+    with pytest.raises(PipelineValidationError) as refused:
+        plan(history_of(ws), Pipeline(ws, steps[:2]))
+    assert refused.value.problems[0].startswith('steps "g0" and "g1" each need 64 CPUs per step but ')
+
 
 def test_the_seeds_compute_target_code_runs_unchanged(ws, capsys):
     compute_name = "aml-compute"

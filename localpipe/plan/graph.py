@@ -246,10 +246,8 @@ def _plan(
         for step in all_steps
     ]
     _check_pipeline_outputs(specs, found)
-    if capacity is not None:
-        for spec in specs:
-            if not spec.resources.get("ray"):  # Ray reserves what a step on it asks for: checked apart
-                _check_capacity(spec, capacity, found)
+    if capacity is not None:  # Ray reserves what a step on it asks for: checked apart
+        _check_capacity([spec for spec in specs if not spec.resources.get("ray")], capacity, found)
     check_ray_steps(specs, capacity, found)
     order = _order(specs, found)
     by_name = {spec.name: spec for spec in specs}
@@ -566,32 +564,49 @@ def _check_pipeline_outputs(specs: list[StepSpec], found: list[str]) -> None:
             seen.setdefault(name, spec.name)
 
 
-def _check_capacity(spec: StepSpec, capacity: Capacity, found: list[str]) -> None:
-    label, need = f'step "{spec.name}"', spec.resources
+def _check_capacity(specs: list[StepSpec], capacity: Capacity, found: list[str]) -> None:
+    """What the steps ask of this machine beyond what it has; the steps that ask the same of one
+    target (a sweep's trials, say) are one problem that names them."""
+    asking: dict[tuple[str, str], list[str]] = {}
+    for spec in specs:
+        for problem in _beyond_capacity(spec, capacity):
+            asking.setdefault(problem, []).append(f'"{spec.name}"')
+    for (one, several), names in asking.items():
+        if len(names) == 1:
+            found.append(f"step {names[0]} {one}")
+        else:
+            shown = names if len(names) <= 4 else [*names[:3], f"{len(names) - 3} more"]
+            found.append(f"steps {', '.join(shown[:-1])} and {shown[-1]} each {several}")
+
+
+def _beyond_capacity(spec: StepSpec, capacity: Capacity) -> list[tuple[str, str]]:
+    """What ``spec`` asks beyond this machine, each said of one step and of several."""
+    need, problems = spec.resources, []
     fix = f'lower it on compute target "{spec.compute_target}" or use another target'
     if spec.kind == "parallel":  # its workers are counted by plan/parallel.py, with the fix that fits
         need = {**need, "cpus": 0, "gpus": 0}
     if need["cpus"] > capacity.cpus:
-        found.append(f"{label} needs {need['cpus']} CPUs per step but this machine has {capacity.cpus}: {fix}")
+        problems.append(f"{need['cpus']} CPUs per step but this machine has {capacity.cpus}: {fix}")
     if need["memory"] and need["memory"] > capacity.memory:
-        found.append(
-            f"{label} needs {need['memory'] / 2**30:.1f} GiB of memory but this machine has "
-            f"{capacity.memory / 2**30:.1f} GiB: {fix}"
+        problems.append(
+            f"{need['memory'] / 2**30:.1f} GiB of memory but this machine has {capacity.memory / 2**30:.1f} GiB: {fix}"
         )
     if need["gpus"]:
         report = capacity.gpu_report()
         if len(report.gpus) < need["gpus"]:
             why = report.problem or f"it has {len(report.gpus)}"
-            found.append(
-                f"{label} needs {need['gpus']} GPU{'s' if need['gpus'] > 1 else ''} but this machine "
-                f"cannot give them ({why}): {fix}"
+            problems.append(
+                f"{need['gpus']} GPU{'s' if need['gpus'] > 1 else ''} but this machine cannot give them ({why}): {fix}"
             )
-        machine = capacity.docker() if spec.environment.get("kind") == "docker" else None
-        if machine and not machine["problem"] and not machine["gpus"]:
-            found.append(
-                f"{label} runs in Docker and needs GPUs, but this Docker daemon cannot give containers GPUs "
-                "(no nvidia runtime): install the NVIDIA Container Toolkit, or run the step without Docker"
-            )
+    said = [(f"needs {problem}", f"need {problem}") for problem in problems]
+    machine = capacity.docker() if need["gpus"] and spec.environment.get("kind") == "docker" else None
+    if machine and not machine["problem"] and not machine["gpus"]:
+        daemon = (
+            "GPUs, but this Docker daemon cannot give containers GPUs (no nvidia runtime): install the NVIDIA "
+            "Container Toolkit, or run the step without Docker"
+        )
+        said.append((f"runs in Docker and needs {daemon}", f"run in Docker and need {daemon}"))
+    return said
 
 
 def _check_source(label: str, source_dir: str | None, script: str | None, found: list[str]) -> None:
