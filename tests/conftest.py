@@ -38,7 +38,14 @@ def machine_cache(tmp_path_factory) -> Path:
 @pytest.fixture(autouse=True)
 def _isolate(monkeypatch, machine_cache):
     # A test must never see the developer's own workspace or cache, or leave connections open.
-    for var in ("LOCALPIPE_WORKSPACE", "LOCALPIPE_STEP_RUN_ID", "LOCALPIPE_FAKE_GPUS", "LOCALPIPE_UV"):
+    # CUDA_VISIBLE_DEVICES (a GPU machine's own) would hide fake GPUs from the tests that ask for some.
+    for var in (
+        "LOCALPIPE_WORKSPACE",
+        "LOCALPIPE_STEP_RUN_ID",
+        "LOCALPIPE_FAKE_GPUS",
+        "LOCALPIPE_UV",
+        "CUDA_VISIBLE_DEVICES",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
     yield

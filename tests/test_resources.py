@@ -336,3 +336,54 @@ def test_experiment_submit_warns_when_localpipe_cpus_oversubscribes(ws, project,
     ours = [w for w in caught if str(w.message).startswith("LOCALPIPE_CPUS=")]
     assert len(ours) == 1 and ours[0].filename == __file__  # pointed at the submit() call
     run.wait_for_completion()
+
+
+def test_steps_get_only_the_gpus_cuda_visible_devices_leaves_the_submitter(ws, project, run_pipeline, monkeypatch):
+    """On a shared machine ``CUDA_VISIBLE_DEVICES=1`` keeps a user's work off GPU 0: steps were given
+    GPU 0 all the same (NVML lists every GPU), and an empty value (no GPU) gave them one too."""
+    from localpipe.engine.submit import plan
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    log = ws.root / "spans.jsonl"
+    project("src/g/g.py", RECORD)
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    steps = [
+        PythonScriptStep(
+            "g.py", name=f"g{i}", source_directory=ws.root / "src/g", compute_target=gpu, arguments=[log, 0.2]
+        )
+        for i in range(2)
+    ]
+    _, status, rows = run_pipeline(Pipeline(ws, steps))
+    assert status.value == "Completed"
+    second = "GPU-00000000-0000-0000-0000-000000000001"  # the fake NVML's GPU 1
+    assert [json.loads(line)["cuda"] for line in log.read_text().splitlines()] == [second, second]
+    assert [rows[f"g{i}"]["placement"]["gpus"] for i in range(2)] == [[1], [1]]
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    one = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu)])
+    with pytest.raises(PipelineValidationError, match="cannot give them \\(CUDA_VISIBLE_DEVICES='' leaves none"):
+        plan(history_of(ws), one)
+
+
+@pytest.mark.parametrize(
+    ("visible", "indices"),
+    [
+        (None, [0, 1, 2, 3]),
+        ("2,0", [0, 2]),  # NVML order, as placement picks them
+        ("GPU-00000000-0000-0000-0000-000000000003, 1", [1, 3]),  # a UUID, spaces around
+        ("GPU-00000000-0000-0000-0000-00000000000", []),  # a prefix naming four GPUs names none
+        ("1,7,2", [1]),  # as CUDA reads it: the list ends at the first entry naming no device
+        ("-1", []),
+        ("MIG-4e6b1d08-5b1c-5c1c-9f7f-2b0f3f0e6a1d", []),  # a MIG instance is not a whole GPU
+    ],
+)
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(monkeypatch, visible, indices):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    report = detect_gpus(FakeNvml.from_spec("4"))
+    assert [g.index for g in report.gpus] == indices
+    assert (report.problem is None) == bool(indices)
