@@ -167,7 +167,8 @@ class ComputeTarget:
 
     @property
     def memory_per_step(self) -> int | None:
-        """localpipe's: the bytes of memory each step claims and may use (``RLIMIT_AS``); None: no limit."""
+        """localpipe's: the bytes of memory each step claims and may write to (``RLIMIT_DATA``: what it
+        allocates, not the files it memory-maps); None: no limit."""
         return self.config.memory_per_step
 
     @property
