@@ -387,3 +387,37 @@ def test_cuda_visible_devices_is_read_as_cuda_reads_it(monkeypatch, visible, ind
     report = detect_gpus(FakeNvml.from_spec("4"))
     assert [g.index for g in report.gpus] == indices
     assert (report.problem is None) == bool(indices)
+
+
+def test_two_workspaces_never_run_steps_on_one_gpu_at_once(tmp_path, monkeypatch):
+    """Claims live in each workspace's history.db: two projects on one workstation each put a step on
+    GPU 0 at the same time. A GPU claimed is also locked machine-wide (LOCALPIPE_GPU_LOCKS)."""
+    import sys
+    import textwrap
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "1")
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")
+    monkeypatch.setenv("LOCALPIPE_GPU_LOCKS", str(tmp_path / "gpu-locks"))
+    log = tmp_path / "spans.jsonl"
+    procs = []
+    for name in ("one", "two"):
+        root = tmp_path / name
+        (root / "g").mkdir(parents=True)
+        (root / "g/g.py").write_text(RECORD)
+        (root / "p.py").write_text(
+            textwrap.dedent(f"""
+            from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep, Workspace
+            ws = Workspace.create({str(root)!r}, exist_ok=True)
+            gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+            pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="{name}", source_directory="g",
+                                                      compute_target=gpu, arguments=[{str(log)!r}, 1.5])])
+            """)
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "localpipe", "submit", "p.py"], cwd=root, stdout=subprocess.PIPE, text=True
+            )
+        )
+    assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stdout.read() for p in procs]
+    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(spans) == 2 and overlaps(spans) == 1, spans
