@@ -421,3 +421,24 @@ def test_two_workspaces_never_run_steps_on_one_gpu_at_once(tmp_path, monkeypatch
     assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stdout.read() for p in procs]
     spans = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(spans) == 2 and overlaps(spans) == 1, spans
+
+
+def test_a_step_whose_gpus_are_gone_when_the_run_starts_fails_saying_so(ws, project, history, monkeypatch):
+    """Validation saw two GPUs; the scheduler, starting after it, saw none (the driver gone, a GPU
+    fallen off the bus: an NVML error): the step waited Queued for ever, saying nothing."""
+    from localpipe.engine.submit import prepare_run, run_prepared
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    project("src/g/g.py", "print(1)\n")
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    cpu = PythonScriptStep("g.py", name="cpu", source_directory=ws.root / "src/g", allow_reuse=False)
+    steps = [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu), cpu]
+    prepared = prepare_run(history, Pipeline(ws, steps), "gone", continue_on_step_failure=True)
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "nodriver")
+    assert run_prepared(history, prepared).value == "Failed"
+    rows = {s["name"]: s for s in history.runs.details(prepared.run_id)["steps"]}
+    assert rows["g"]["status"] == "Failed" and rows["cpu"]["status"] == "Completed"
+    assert rows["g"]["reason"] == (
+        "needs 1 GPU but this machine cannot give it now (no NVIDIA driver found (NVML library not loadable)); "
+        "it could when the run was submitted"
+    )

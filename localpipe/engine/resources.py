@@ -159,8 +159,17 @@ def process_alive(pid: int | None, started: float | None) -> bool:
 class ResourcePool:
     """The machine's resources as the scheduler of run ``run_id`` claims them."""
 
-    def __init__(self, history: History, run_id: int, cpus: int, memory: int, gpus: tuple[GpuInfo, ...] = ()):
+    def __init__(
+        self,
+        history: History,
+        run_id: int,
+        cpus: int,
+        memory: int,
+        gpus: tuple[GpuInfo, ...] = (),
+        gpu_problem: str | None = None,
+    ):
         self.history = history
+        self.gpu_problem = gpu_problem  # why NVML gave no GPUs, when it gave none
         self.run_id = run_id
         self.gpus = {g.index: g for g in gpus}
         self.capacity = Capacity(cpus, memory, tuple(sorted(self.gpus)))
@@ -168,6 +177,22 @@ class ResourcePool:
         self._dead: set[tuple[int, float]] = set()
         self._alive_until: dict[tuple[int, float], float] = {}
         self._gpu_locks = GpuLocks(self.gpus) if self.gpus else None
+
+    def unmet(self, need: dict) -> str | None:
+        """Why a step needing ``need`` can never be placed here, or None. Validation checked it against
+        the machine; the scheduler, which looks again as it starts, may find less (a driver gone, a GPU
+        fallen off the bus, a lower LOCALPIPE_CPUS): such a step would wait for ever."""
+        then = "; it could when the run was submitted"
+        if need["gpus"] > len(self.capacity.gpus):
+            why = self.gpu_problem or f"it has {len(self.capacity.gpus)}"
+            what = f"{need['gpus']} GPUs" if need["gpus"] > 1 else "1 GPU"
+            return f"needs {what} but this machine cannot give {'them' if need['gpus'] > 1 else 'it'} now ({why}){then}"
+        if need["cpus"] > self.capacity.cpus:
+            return f"needs {need['cpus']} CPUs but {self.capacity.cpus} CPU slots are given to steps now{then}"
+        if need["memory"] and need["memory"] > self.capacity.memory:
+            have = self.capacity.memory / 2**30
+            return f"needs {need['memory'] / 2**30:.1f} GiB of memory but this machine has {have:.1f} GiB{then}"
+        return None
 
     def claim(self, requests: Iterable[ClaimRequest]) -> tuple[dict[str, Placement], bool]:
         """Claim, in order, every request that fits in what is free now, in one transaction
