@@ -36,11 +36,20 @@ def machine_cache(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
-def _isolate(monkeypatch, machine_cache):
+def _isolate(monkeypatch, machine_cache, tmp_path_factory):
     # A test must never see the developer's own workspace or cache, or leave connections open.
-    for var in ("LOCALPIPE_WORKSPACE", "LOCALPIPE_STEP_RUN_ID", "LOCALPIPE_FAKE_GPUS", "LOCALPIPE_UV"):
+    # CUDA_VISIBLE_DEVICES (a GPU machine's own) would hide fake GPUs from the tests that ask for some.
+    for var in (
+        "LOCALPIPE_WORKSPACE",
+        "LOCALPIPE_STEP_RUN_ID",
+        "LOCALPIPE_FAKE_GPUS",
+        "LOCALPIPE_UV",
+        "CUDA_VISIBLE_DEVICES",
+    ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("LOCALPIPE_CACHE_DIR", str(machine_cache))
+    # The fake GPUs' UUIDs are the same in every test: each test locks them in a folder of its own.
+    monkeypatch.setenv("LOCALPIPE_GPU_LOCKS", str(tmp_path_factory.mktemp("gpu-locks")))
     yield
     close_all()
 

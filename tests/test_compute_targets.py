@@ -11,7 +11,7 @@ import json
 import pytest
 
 from localpipe import Pipeline, PythonScriptStep
-from localpipe.errors import ComputeTargetException, UserErrorException
+from localpipe.errors import ComputeTargetException, UsageError, UserErrorException
 from localpipe.sdk.compute import AmlCompute, ComputeTarget, LocalCompute
 
 
@@ -254,3 +254,41 @@ def test_compute_lists_what_each_target_gives_a_step_and_deletes_one_no_run_uses
         localpipe("cancel", run, check=True)
     assert localpipe("compute", "delete", "gpu", check=True).stdout == 'deleted compute target "gpu"\n'
     assert [t.name for t in ComputeTarget.list(ws)] == ["local", "busy"]
+
+
+@pytest.mark.parametrize(
+    ("make", "named"),
+    [
+        (lambda: LocalCompute.provisioning_configuration(gpus_per_step=0.5), "gpus_per_step must be"),
+        (lambda: LocalCompute.provisioning_configuration(cpus_per_step=1.5), "cpus_per_step must be"),
+        (lambda: LocalCompute.provisioning_configuration(cpus_per_step="2"), "cpus_per_step must be"),
+        (lambda: LocalCompute.provisioning_configuration(memory_per_step=-5), "memory_per_step must be"),
+        (lambda: LocalCompute.provisioning_configuration(memory_per_step="4G"), "memory_per_step must be"),
+        (lambda: LocalCompute.provisioning_configuration(max_concurrent_steps=0), "max_concurrent_steps must be"),
+        (lambda: LocalCompute.provisioning_configuration(max_concurrent_steps=-1), "max_concurrent_steps must be"),
+        (lambda: AmlCompute.provisioning_configuration("STANDARD_D2_V2", max_nodes=-1), "max_nodes must be"),
+        (lambda: AmlCompute.provisioning_configuration("STANDARD_D2_V2", max_nodes=0), "max_nodes must be"),
+        (lambda: AmlCompute.provisioning_configuration("STANDARD_D2_V2", max_nodes="2"), "max_nodes must be"),
+        (lambda: AmlCompute.provisioning_configuration("STANDARD_D2_V2", min_nodes=-1), "min_nodes must be"),
+        (lambda: AmlCompute.provisioning_configuration("STANDARD_D2_V2", min_nodes=3, max_nodes=1), "min_nodes 3"),
+    ],
+)
+def test_a_pool_target_with_a_value_that_cannot_work_is_refused_naming_it(make, named):
+    """They were taken: max_nodes=-1 left the run Queued for ever, 0 meant no cap at all, a GPU or a
+    node count given as 0.5 or "2" failed the scheduler with a TypeError once the run had started,
+    and memory_per_step=-5 was a limit of nothing."""
+    with pytest.raises(UsageError, match=r"^(LocalCompute|AmlCompute): ") as caught:
+        make()
+    assert named in str(caught.value)
+
+
+def test_update_refuses_a_node_count_that_cannot_work_and_keeps_the_target(ws):
+    target = ComputeTarget.create(ws, "cpu", AmlCompute.provisioning_configuration("STANDARD_D2_V2", max_nodes=2))
+    with pytest.raises(
+        UsageError, match="^AmlCompute: max_nodes must be a whole number of at least 1, or None, not -1"
+    ):
+        target.update(max_nodes=-1)
+    assert ComputeTarget(ws, "cpu").max_concurrent_steps == 2 == target.max_concurrent_steps
+    target.update(max_nodes=3.0)  # a whole number, as a float
+    assert ComputeTarget(ws, "cpu").max_concurrent_steps == 3
+    assert LocalCompute.provisioning_configuration(memory_per_step=4e9).memory_per_step == 4_000_000_000

@@ -350,3 +350,109 @@ def test_experiment_submit_warns_when_localpipe_cpus_oversubscribes(ws, project,
     ours = [w for w in caught if str(w.message).startswith("LOCALPIPE_CPUS=")]
     assert len(ours) == 1 and ours[0].filename == __file__  # pointed at the submit() call
     run.wait_for_completion()
+
+
+def test_steps_get_only_the_gpus_cuda_visible_devices_leaves_the_submitter(ws, project, run_pipeline, monkeypatch):
+    """On a shared machine ``CUDA_VISIBLE_DEVICES=1`` keeps a user's work off GPU 0: steps were given
+    GPU 0 all the same (NVML lists every GPU), and an empty value (no GPU) gave them one too."""
+    from localpipe.engine.submit import plan
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    log = ws.root / "spans.jsonl"
+    project("src/g/g.py", RECORD)
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    steps = [
+        PythonScriptStep(
+            "g.py", name=f"g{i}", source_directory=ws.root / "src/g", compute_target=gpu, arguments=[log, 0.2]
+        )
+        for i in range(2)
+    ]
+    _, status, rows = run_pipeline(Pipeline(ws, steps))
+    assert status.value == "Completed"
+    second = "GPU-00000000-0000-0000-0000-000000000001"  # the fake NVML's GPU 1
+    assert [json.loads(line)["cuda"] for line in log.read_text().splitlines()] == [second, second]
+    assert [rows[f"g{i}"]["placement"]["gpus"] for i in range(2)] == [[1], [1]]
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    one = Pipeline(ws, [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu)])
+    with pytest.raises(PipelineValidationError, match="cannot give them \\(CUDA_VISIBLE_DEVICES='' leaves none"):
+        plan(history_of(ws), one)
+
+
+@pytest.mark.parametrize(
+    ("visible", "indices"),
+    [
+        (None, [0, 1, 2, 3]),
+        ("2,0", [0, 2]),  # NVML order, as placement picks them
+        ("GPU-00000000-0000-0000-0000-000000000003, 1", [1, 3]),  # a UUID, spaces around
+        ("GPU-00000000-0000-0000-0000-00000000000", []),  # a prefix naming four GPUs names none
+        ("1,7,2", [1]),  # as CUDA reads it: the list ends at the first entry naming no device
+        ("-1", []),
+        ("MIG-4e6b1d08-5b1c-5c1c-9f7f-2b0f3f0e6a1d", []),  # a MIG instance is not a whole GPU
+    ],
+)
+def test_cuda_visible_devices_is_read_as_cuda_reads_it(monkeypatch, visible, indices):
+    if visible is None:
+        monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    else:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", visible)
+    report = detect_gpus(FakeNvml.from_spec("4"))
+    assert [g.index for g in report.gpus] == indices
+    assert (report.problem is None) == bool(indices)
+
+
+def test_two_workspaces_never_run_steps_on_one_gpu_at_once(tmp_path, monkeypatch):
+    """Claims live in each workspace's history.db: two projects on one workstation each put a step on
+    GPU 0 at the same time. A GPU claimed is also locked machine-wide (LOCALPIPE_GPU_LOCKS)."""
+    import sys
+    import textwrap
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "1")
+    monkeypatch.setenv("LOCALPIPE_CPUS", "4")
+    monkeypatch.setenv("LOCALPIPE_GPU_LOCKS", str(tmp_path / "gpu-locks"))
+    log = tmp_path / "spans.jsonl"
+    procs = []
+    for name in ("one", "two"):
+        root = tmp_path / name
+        (root / "g").mkdir(parents=True)
+        (root / "g/g.py").write_text(RECORD)
+        (root / "p.py").write_text(
+            textwrap.dedent(f"""
+            from localpipe import ComputeTarget, LocalCompute, Pipeline, PythonScriptStep, Workspace
+            ws = Workspace.create({str(root)!r}, exist_ok=True)
+            gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+            pipeline = Pipeline(ws, [PythonScriptStep("g.py", name="{name}", source_directory="g",
+                                                      compute_target=gpu, arguments=[{str(log)!r}, 1.5])])
+            """)
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "localpipe", "submit", "p.py"], cwd=root, stdout=subprocess.PIPE, text=True
+            )
+        )
+    assert [p.wait(timeout=120) for p in procs] == [0, 0], [p.stdout.read() for p in procs]
+    spans = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(spans) == 2 and overlaps(spans) == 1, spans
+
+
+def test_a_step_whose_gpus_are_gone_when_the_run_starts_fails_saying_so(ws, project, history, monkeypatch):
+    """Validation saw two GPUs; the scheduler, starting after it, saw none (the driver gone, a GPU
+    fallen off the bus: an NVML error): the step waited Queued for ever, saying nothing."""
+    from localpipe.engine.submit import prepare_run, run_prepared
+
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "2")
+    project("src/g/g.py", "print(1)\n")
+    gpu = ComputeTarget.create(ws, "gpu", LocalCompute.provisioning_configuration(gpus_per_step=1))
+    cpu = PythonScriptStep("g.py", name="cpu", source_directory=ws.root / "src/g", allow_reuse=False)
+    steps = [PythonScriptStep("g.py", name="g", source_directory=ws.root / "src/g", compute_target=gpu), cpu]
+    prepared = prepare_run(history, Pipeline(ws, steps), "gone", continue_on_step_failure=True)
+    monkeypatch.setenv("LOCALPIPE_FAKE_GPUS", "nodriver")
+    assert run_prepared(history, prepared).value == "Failed"
+    rows = {s["name"]: s for s in history.runs.details(prepared.run_id)["steps"]}
+    assert rows["g"]["status"] == "Failed" and rows["cpu"]["status"] == "Completed"
+    assert rows["g"]["reason"] == (
+        "needs 1 GPU but this machine cannot give it now (no NVIDIA driver found (NVML library not loadable)); "
+        "it could when the run was submitted"
+    )

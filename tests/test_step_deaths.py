@@ -39,6 +39,31 @@ def test_exceeding_the_memory_limit_is_named_in_the_reason(ws, project, run_pipe
     assert "MemoryError" in steps["big"]["log_tail"]
 
 
+MAPS_WITHOUT_USING = """
+import mmap, sys, tempfile
+with tempfile.TemporaryFile(dir=".") as data:  # a dataset read through a memory map (Arrow, numpy.memmap)
+    data.truncate(1024 * 2**20)
+    view = mmap.mmap(data.fileno(), 0, access=mmap.ACCESS_READ)
+reserved = mmap.mmap(-1, 1024 * 2**20, mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS, prot=0)  # PROT_NONE, as CUDA reserves
+print("mapped", len(view) >> 20, "and reserved", len(reserved) >> 20, "MiB")
+"""
+
+
+@pytest.mark.parametrize("start", ["zygote", "exec"])
+def test_the_memory_limit_counts_what_a_step_allocates_not_what_it_maps(ws, project, run_pipeline, monkeypatch, start):
+    """memory_per_step was RLIMIT_AS, which counts every mapping: a step of a STANDARD_D2_V2 target
+    (7 GiB) could not memory-map an 8 GiB file, as the VM it stands for can, nor reserve the address
+    space CUDA reserves. It limits what a step writes to (RLIMIT_DATA); the 600 MiB allocation of
+    the test above still fails."""
+    if start == "exec":
+        monkeypatch.setenv("LOCALPIPE_STEP_START", "exec")
+    project("src/maps/maps.py", MAPS_WITHOUT_USING)
+    small = ComputeTarget.create(ws, "small", LocalCompute.provisioning_configuration(memory_per_step=256 * 2**20))
+    step = PythonScriptStep("maps.py", name="maps", source_directory=ws.root / "src/maps", compute_target=small)
+    _, status, steps = run_pipeline(Pipeline(ws, [step]))
+    assert (status.value, steps["maps"]["status"]) == ("Completed", "Completed"), steps["maps"]["log_tail"]
+
+
 def test_a_hundred_megabytes_of_output_keep_their_head_and_tail_and_the_log_tail_stays_small(ws, project, run_pipeline):
     """The default cap (LOCALPIPE_MAX_LOG_BYTES, 64 MiB a stream) keeps the first and the last 32 MiB."""
     project(

@@ -9,18 +9,21 @@ Ray reserves what it asks for on the cluster (``engine/executors/ray.py``).
 
 from __future__ import annotations
 
+import fcntl
 import math
 import os
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from localpipe.hw.gpus import GpuInfo
 from localpipe.state.claims import HeldClaim
 from localpipe.state.history import History
 
 ALIVE_CHECK_SECONDS = 1.0
+GPU_LOCKS_ENV = "LOCALPIPE_GPU_LOCKS"  # the folder of the machine-wide GPU locks (default: <tmp>/localpipe-gpus)
 
 
 @dataclass(frozen=True)
@@ -156,14 +159,40 @@ def process_alive(pid: int | None, started: float | None) -> bool:
 class ResourcePool:
     """The machine's resources as the scheduler of run ``run_id`` claims them."""
 
-    def __init__(self, history: History, run_id: int, cpus: int, memory: int, gpus: tuple[GpuInfo, ...] = ()):
+    def __init__(
+        self,
+        history: History,
+        run_id: int,
+        cpus: int,
+        memory: int,
+        gpus: tuple[GpuInfo, ...] = (),
+        gpu_problem: str | None = None,
+    ):
         self.history = history
+        self.gpu_problem = gpu_problem  # why NVML gave no GPUs, when it gave none
         self.run_id = run_id
         self.gpus = {g.index: g for g in gpus}
         self.capacity = Capacity(cpus, memory, tuple(sorted(self.gpus)))
         self.holder = (os.getpid(), process_start())
         self._dead: set[tuple[int, float]] = set()
         self._alive_until: dict[tuple[int, float], float] = {}
+        self._gpu_locks = GpuLocks(self.gpus) if self.gpus else None
+
+    def unmet(self, need: dict) -> str | None:
+        """Why a step needing ``need`` can never be placed here, or None. Validation checked it against
+        the machine; the scheduler, which looks again as it starts, may find less (a driver gone, a GPU
+        fallen off the bus, a lower LOCALPIPE_CPUS): such a step would wait for ever."""
+        then = "; it could when the run was submitted"
+        if need["gpus"] > len(self.capacity.gpus):
+            why = self.gpu_problem or f"it has {len(self.capacity.gpus)}"
+            what = f"{need['gpus']} GPUs" if need["gpus"] > 1 else "1 GPU"
+            return f"needs {what} but this machine cannot give {'them' if need['gpus'] > 1 else 'it'} now ({why}){then}"
+        if need["cpus"] > self.capacity.cpus:
+            return f"needs {need['cpus']} CPUs but {self.capacity.cpus} CPU slots are given to steps now{then}"
+        if need["memory"] and need["memory"] > self.capacity.memory:
+            have = self.capacity.memory / 2**30
+            return f"needs {need['memory'] / 2**30:.1f} GiB of memory but this machine has {have:.1f} GiB{then}"
+        return None
 
     def claim(self, requests: Iterable[ClaimRequest]) -> tuple[dict[str, Placement], bool]:
         """Claim, in order, every request that fits in what is free now, in one transaction
@@ -181,7 +210,12 @@ class ResourcePool:
             held = [c for c in held if c.id not in dead]
             # By run, not by process: a watcher runs several schedulers in one process.
             others = any(c.run_id != self.run_id for c in held)
-            for request, gpus in fit(requests, held, self.capacity):
+            capacity = self.capacity
+            if self._gpu_locks is not None:  # GPUs another workspace's steps hold are not free here either
+                busy = self._gpu_locks.busy_elsewhere({index for c in held for index in c.gpus})
+                capacity = replace(capacity, gpus=tuple(i for i in capacity.gpus if i not in busy))
+                others = others or bool(busy)  # they free up without any step of this workspace ending
+            for request, gpus in fit(requests, held, capacity):
                 need = request.need
                 claim_id = claims.add(
                     self.run_id, request.step_run_id, request.target, need["cpus"], need["memory"], gpus, self.holder
@@ -189,10 +223,17 @@ class ResourcePool:
                 placements[request.key] = Placement(
                     claim_id, need["cpus"], need["memory"], tuple(self.gpus[i] for i in gpus)
                 )
+            if self._gpu_locks is not None:
+                self._gpu_locks.keep_only(
+                    {i for c in held if c.holder_pid == self.holder[0] for i in c.gpus}
+                    | {g.index for placement in placements.values() for g in placement.gpus}
+                )
         return placements, others
 
     def release(self, placement: Placement) -> None:
         if placement.claim_id is not None:
+            if self._gpu_locks is not None:  # unlocked first: a claim gone from history.db is free everywhere
+                self._gpu_locks.unlock(g.index for g in placement.gpus)
             self.history.claims.delete([placement.claim_id])
 
     def _holder_alive(self, pid: int, started: float) -> bool:
@@ -207,3 +248,62 @@ class ResourcePool:
             return True
         self._dead.add(key)
         return False
+
+
+class GpuLocks:
+    """Claims live in a workspace's history.db, but a GPU is the machine's: each GPU a step of this
+    scheduler holds is also locked machine-wide, with ``flock`` on a file named by its UUID in
+    ``LOCALPIPE_GPU_LOCKS`` (default ``<tmp>/localpipe-gpus``), so that a scheduler of another
+    workspace sees it busy. The kernel drops a lock when its process ends, however it ends. A GPU
+    whose lock file cannot be opened (a folder another user made without write access) is not locked."""
+
+    def __init__(self, gpus: dict[int, GpuInfo]):
+        self.gpus = gpus
+        self._files: dict[int, int | None] = {}  # index -> the lock file's descriptor (None: cannot be opened)
+        self._held: set[int] = set()
+
+    def busy_elsewhere(self, held_here: set[int]) -> set[int]:
+        """The GPUs no claim of this workspace holds that another process has locked; the others free
+        here are locked by this scheduler until ``keep_only`` lets go of those it did not claim."""
+        busy = set()
+        for index in self.gpus:
+            if index in held_here or index in self._held:
+                continue
+            fd = self._file(index)
+            if fd is None:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                busy.add(index)
+            else:
+                self._held.add(index)
+        return busy
+
+    def __del__(self):
+        for fd in self._files.values():  # closing a descriptor drops its lock: a pool never released
+            if fd is not None:
+                os.close(fd)
+
+    def keep_only(self, claimed: set[int]) -> None:
+        self.unlock(self._held - claimed)
+
+    def unlock(self, indices: Iterable[int]) -> None:
+        for index in list(indices):
+            if index in self._held:
+                self._held.discard(index)
+                fcntl.flock(self._files[index], fcntl.LOCK_UN)
+
+    def _file(self, index: int) -> int | None:
+        if index not in self._files:
+            folder = os.environ.get(GPU_LOCKS_ENV) or os.path.join(tempfile.gettempdir(), "localpipe-gpus")
+            try:
+                if not os.path.isdir(folder):
+                    os.makedirs(folder, exist_ok=True)
+                    os.chmod(folder, 0o1777)  # every user's schedulers lock there, as in /tmp
+                # Read-only: flock needs no more, and a file another user made stays usable.
+                fd = os.open(os.path.join(folder, self.gpus[index].uuid), os.O_RDONLY | os.O_CREAT, 0o644)
+            except OSError:
+                fd = None
+            self._files[index] = fd
+        return self._files[index]

@@ -182,6 +182,7 @@ class Scheduler:
         self._next_claim_poll = 0.0
         self._requests: dict[str, ClaimRequest] = {}
         self._claimed: dict[str, Placement] = {}  # claimed in a completion's transaction, not yet launched
+        self._unmet: dict[str, str] = {}  # queued steps this machine cannot place now, and why: failed next
         self._wave: _Wave | None = None  # set while a wave of decisions is being made
         self._alive_until: dict[int, float] = {}  # other runs whose scheduler was seen alive, until when
         self._base_env = dict(os.environ)  # read once: decoding os.environ costs more than a step's claim
@@ -484,6 +485,11 @@ class Scheduler:
         """Start the steps claimed when a step completed, then every ready step whose resources
         can be claimed now, in order (later ones may backfill)."""
         claimed, self._claimed = self._claimed, {}
+        unmet, self._unmet = self._unmet, {}
+        for name, why in unmet.items():
+            if name in self.ready and not self.halt_reason:
+                del self.ready[name]
+                self._fail(name, why, retry=False)
         if self.halt_reason:
             for placement in claimed.values():
                 self._release(placement)
@@ -537,6 +543,9 @@ class Scheduler:
             self.executor.prepare("local", self._python_to_come(name))
         self.ready[name] = None
         self._claim_again = True
+        why = self.pool.unmet(need)
+        if why:  # it would wait for ever: it fails at the next launch, outside any transaction under way
+            self._unmet[name] = why
 
     def _python_to_come(self, name: str) -> tuple[str, dict[str, str]] | None:
         """The interpreter and environment of ``name``, the run's first Python step queued here."""

@@ -256,8 +256,9 @@ def scheduler_for(
     looked for only when a step asks for one), the workspace's object store, and the executors
     its launches name."""
     host = detect_host()
-    gpus = detect_gpus().gpus if any(spec.resources["gpus"] for spec in graph.steps.values()) else ()
-    pool = ResourcePool(history, run_id, slots or host.cpus, host.memory_total, gpus)
+    report = detect_gpus() if any(spec.resources["gpus"] for spec in graph.steps.values()) else None
+    gpus, problem = (report.gpus, report.problem) if report is not None else ((), None)
+    pool = ResourcePool(history, run_id, slots or host.cpus, host.memory_total, gpus, problem)
     return Scheduler(
         history.runs.for_scheduler(run_id, with_graph=False),
         graph,

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 NO_DRIVER = "no NVIDIA driver found (NVML library not loadable)"
 DRIVER_NOT_LOADED = "NVIDIA driver installed but not loaded (NVML: Driver Not Loaded)"
 NO_DEVICES = "NVIDIA driver found but no GPU devices"
+VISIBLE_ENV = "CUDA_VISIBLE_DEVICES"
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ def nvml_module() -> ModuleType | FakeNvml:
 
 
 def detect_gpus(nvml: ModuleType | FakeNvml | None = None) -> GpuReport:
-    """List the GPUs through `nvml` (default: `nvml_module()`); NVML errors become the report's problem."""
+    """List the GPUs through `nvml` (default: `nvml_module()`), only those ``CUDA_VISIBLE_DEVICES``
+    names when it is set (`visible_only`); NVML errors become the report's problem."""
     import pynvml  # for its exception classes, which the fake raises too
 
     if nvml is None:
@@ -66,13 +68,37 @@ def detect_gpus(nvml: ModuleType | FakeNvml | None = None) -> GpuReport:
     except pynvml.NVMLError as exc:
         return GpuReport((), f"NVML error: {exc}")
     try:
-        return _read_devices(nvml, pynvml)
+        return visible_only(_read_devices(nvml, pynvml), os.environ.get(VISIBLE_ENV))
     finally:
         try:
             nvml.nvmlShutdown()
         except pynvml.NVMLError:
             # The readings are already taken; a failed shutdown leaves nothing to act on.
             pass
+
+
+def visible_only(report: GpuReport, visible: str | None) -> GpuReport:
+    """The GPUs of ``report`` that a ``CUDA_VISIBLE_DEVICES`` value leaves a process (all when unset), in
+    NVML order. As CUDA reads it: each entry an index or a UUID (``GPU-...``, or a leading part of one
+    naming a single GPU), and the list ends at the first entry that names none (``-1``, a MIG
+    instance: not a whole GPU). An index is NVML's, CUDA's too with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    or GPUs all alike: on a machine with mixed GPUs, UUIDs say which for certain."""
+    if visible is None or not report.gpus:
+        return report
+    named: set[int] = set()
+    for entry in visible.split(","):
+        entry = entry.strip().lower()
+        if entry.isdigit():
+            found = [g.index for g in report.gpus if g.index == int(entry)]
+        else:
+            found = [g.index for g in report.gpus if entry.startswith("gpu-") and g.uuid.lower().startswith(entry)]
+        if len(found) != 1:
+            break
+        named.update(found)
+    gpus = tuple(g for g in report.gpus if g.index in named)
+    if not gpus:
+        return GpuReport((), f"{VISIBLE_ENV}={visible!r} leaves none of this machine's {len(report.gpus)} GPUs")
+    return GpuReport(gpus, None)
 
 
 def _read_devices(nvml: ModuleType | FakeNvml, pynvml: ModuleType) -> GpuReport:

@@ -167,7 +167,8 @@ class ComputeTarget:
 
     @property
     def memory_per_step(self) -> int | None:
-        """localpipe's: the bytes of memory each step claims and may use (``RLIMIT_AS``); None: no limit."""
+        """localpipe's: the bytes of memory each step claims and may write to (``RLIMIT_DATA``: what it
+        allocates, not the files it memory-maps); None: no limit."""
         return self.config.memory_per_step
 
     @property
@@ -237,9 +238,21 @@ class LocalCompute(ComputeTarget):
     ) -> ProvisioningConfiguration:
         """localpipe's own configuration (Azure has no LocalCompute): what each step of the target claims
         (CPU slots, whole GPUs, bytes of memory) and how many of its steps run at once."""
-        if cpus_per_step < 1 or gpus_per_step < 0:
-            raise UsageError("LocalCompute: cpus_per_step must be at least 1 and gpus_per_step at least 0")
-        return ProvisioningConfiguration("local", cpus_per_step, gpus_per_step, memory_per_step, max_concurrent_steps)
+        problems: list[str] = []
+        cpus = _whole(problems, "cpus_per_step", cpus_per_step, 1)
+        gpus = _whole(problems, "gpus_per_step", gpus_per_step, 0)
+        memory = None
+        if memory_per_step is not None:
+            if not _number(memory_per_step) or memory_per_step < 1:
+                problems.append(
+                    f"memory_per_step must be a number of bytes of at least 1, or None, not {memory_per_step!r}"
+                )
+            else:
+                memory = int(memory_per_step)
+        cap = _whole(problems, "max_concurrent_steps", max_concurrent_steps, 1, may_be_none=True)
+        if problems:
+            raise UsageError("LocalCompute: " + "; ".join(problems))
+        return ProvisioningConfiguration("local", cpus, gpus, memory, cap)
 
 
 class AmlCompute(ComputeTarget):
@@ -273,9 +286,9 @@ class AmlCompute(ComputeTarget):
         from localpipe.hw.azure_sizes import lookup_vm_size
 
         size = lookup_vm_size(vm_size or DEFAULT_VM_SIZE)
-        nodes = 4 if max_nodes is None else max_nodes
+        nodes, least = _node_counts(4 if max_nodes is None else max_nodes, min_nodes)
         return ProvisioningConfiguration(
-            "aml", size.cpus, size.gpus, size.memory_bytes, nodes, size.name, min_nodes, idle_seconds_before_scaledown
+            "aml", size.cpus, size.gpus, size.memory_bytes, nodes, size.name, least, idle_seconds_before_scaledown
         )
 
     def get(self) -> dict | None:
@@ -293,6 +306,11 @@ class AmlCompute(ComputeTarget):
         if min_nodes is None and max_nodes is None and idle_seconds_before_scaledown is None:
             return
         self.refresh_state()
+        config = self.config
+        max_nodes, min_nodes = _node_counts(
+            config.max_concurrent_steps if max_nodes is None else max_nodes,
+            config.min_nodes if min_nodes is None else min_nodes,
+        )
         changes = {
             "min_nodes": min_nodes,
             "max_concurrent_steps": max_nodes,
@@ -389,6 +407,33 @@ class RayCompute(ComputeTarget):
 
 def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _whole(problems: list[str], name: str, value, least: int, may_be_none: bool = False) -> int | None:
+    """``value`` as an int when it is a whole number of at least ``least`` (``2.0`` is 2); else a
+    problem naming it is added. A fraction of a CPU slot or of a GPU cannot be claimed here, nor
+    can a node count below 1 be met (a run would wait for ever)."""
+    if value is None and may_be_none:
+        return None
+    if _number(value) and value == int(value) and value >= least:
+        return int(value)
+    problems.append(
+        f"{name} must be a whole number of at least {least}{', or None' if may_be_none else ''}, not {value!r}"
+    )
+    return None
+
+
+def _node_counts(max_nodes, min_nodes) -> tuple[int | None, int | None]:
+    """AmlCompute's ``max_nodes`` (how many steps at once here; None: no cap, as an older
+    localpipe's target may have) and ``min_nodes``, checked as Azure checks them."""
+    problems: list[str] = []
+    most = _whole(problems, "max_nodes", max_nodes, 1, may_be_none=True)
+    least = _whole(problems, "min_nodes", min_nodes, 0, may_be_none=True)
+    if not problems and most is not None and least is not None and least > most:
+        problems.append(f"min_nodes {least} is more than max_nodes {most}: lower min_nodes or raise max_nodes")
+    if problems:
+        raise UsageError("AmlCompute: " + "; ".join(problems))
+    return most, least
 
 
 RESERVED_NAMES = ("amlcompute", "local", "containerinstance")  # Azure's reserved target names

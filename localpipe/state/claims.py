@@ -1,6 +1,6 @@
 """The ``resource_claim`` table: what running steps hold, shared by every scheduler of a workspace.
 
-Plain SQL: a claim pass runs for every step launched by every scheduler on the machine. The
+Plain SQL: a claim pass runs for every step launched by every scheduler of the workspace. The
 decision of what fits is the engine's (``engine/resources.py``); this module only reads and
 writes the rows, inside the caller's write transaction.
 """

@@ -34,7 +34,7 @@ class Launch:
     env: dict[str, str]
     stdout: str
     stderr: str
-    memory_limit: int | None = None  # bytes of address space, enforced with RLIMIT_AS
+    memory_limit: int | None = None  # bytes a step may allocate, enforced with RLIMIT_DATA
     masked: list[str] = field(default_factory=list)  # secret values replaced by *** in the logs
     # argv is [python, script or -m module, *args]: the local executor may fork it from a warm interpreter.
     runs_python: bool = False

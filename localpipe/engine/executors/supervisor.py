@@ -437,7 +437,7 @@ class Supervisor:
         if request["memory_limit"] and zygote is None:  # set from here: the child runs no Python before its exec
             try:
                 limit = request["memory_limit"]
-                resource.prlimit(pid, resource.RLIMIT_AS, (limit, limit))
+                resource.prlimit(pid, resource.RLIMIT_DATA, (limit, limit))
             except (OSError, ValueError):
                 pass  # the process may already be gone; its exit is reported as usual
         logs = [

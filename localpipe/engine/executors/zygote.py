@@ -100,7 +100,7 @@ def _become_step(job, pipes, libc, zygote):
     if job["memory_limit"]:
         import resource
 
-        resource.setrlimit(resource.RLIMIT_AS, (job["memory_limit"], job["memory_limit"]))
+        resource.setrlimit(resource.RLIMIT_DATA, (job["memory_limit"], job["memory_limit"]))
     if not _runs_here(job["argv"]):
         os.execv(job["argv"][0], job["argv"])  # a new interpreter after all, as Python runs such a script
 
