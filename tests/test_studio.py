@@ -456,3 +456,27 @@ def test_published_pipelines_pages_and_the_portal_urls_of_runs_experiments_and_p
             url = handle.get_portal_url()
             assert url == handle.portal_url and url.startswith("http://127.0.0.1:8765/"), url
             assert client.get(url.removeprefix("http://127.0.0.1:8765")).status_code == 200, url
+
+
+def test_a_log_tail_never_splits_a_character(client, root):
+    """A running step's log can end inside a character (a block-buffered stdout is flushed every
+    8 KiB, whatever it holds; a progress bar's █ is 3 bytes): the live tail answers the whole
+    characters and the offset before the cut one, and the page's last 256 KiB start on one."""
+    log = root / ".localpipe/runs/1/prep/stderr.log"
+    saved = log.read_bytes() if log.exists() else None
+    bar = "█".encode()
+    try:
+        log.write_bytes(b"ab" + bar + bar[:1])
+        first = client.get("/runs/1/log?step=prep&stream=stderr&offset=0").json()
+        assert (first["text"], first["offset"]) == ("ab█", 5)
+        with open(log, "ab") as handle:
+            handle.write(bar[1:] + b"\n")
+        second = client.get(f"/runs/1/log?step=prep&stream=stderr&offset={first['offset']}").json()
+        assert (second["text"], second["offset"]) == ("█\n", 9)
+        log.write_bytes(bar * 100_000)  # its last 256 KiB begin inside a character
+        tail = re.search(r'<pre id="log-stderr"[^>]*>([^<]*)</pre>', client.get("/runs/1/steps/prep").text)[1]
+        assert "\ufffd" not in tail and set(tail) == {"█"}
+    finally:
+        log.unlink(missing_ok=True)
+        if saved is not None:
+            log.write_bytes(saved)

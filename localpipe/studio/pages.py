@@ -222,7 +222,22 @@ def _read_log(request: Request, step: dict, stream: str, offset: int | None) -> 
         start = max(end - LOG_PAGE_BYTES, 0) if offset is None else min(offset, end)
         handle.seek(start)
         data = handle.read(min(end - start, LOG_PAGE_BYTES * 4))
+    if offset is None and start:  # the last 256 KiB may begin inside a character: from the next one
+        skip = next((i for i, byte in enumerate(data[:4]) if byte & 0xC0 != 0x80), 0)
+        data, start = data[skip:], start + skip
+    data = data[: _whole_characters(data)]  # the rest is read with the bytes written after it
     return data.decode("utf-8", errors="replace"), start + len(data)
+
+
+def _whole_characters(data: bytes) -> int:
+    """How many bytes of ``data`` end on a whole UTF-8 character: a log read while its step
+    writes can end inside one (a block-buffered stdout is flushed wherever its 8 KiB end)."""
+    for back in range(1, min(len(data), 4) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the last character's first byte: how long it should be
+            length = 2 if 0xC0 <= byte < 0xE0 else 3 if 0xE0 <= byte < 0xF0 else 4 if 0xF0 <= byte < 0xF8 else 1
+            return len(data) - back if length > back else len(data)
+    return len(data)
 
 
 async def step_log(request: Request):
