@@ -480,3 +480,38 @@ def test_a_log_tail_never_splits_a_character(client, root):
         log.unlink(missing_ok=True)
         if saved is not None:
             log.write_bytes(saved)
+
+
+def test_a_slow_page_holds_up_no_other_request(tmp_path):
+    """A page that takes seconds (the 200,000 values a step logged, as JSON) is made in a thread of
+    its own: an open run page's live status, or any other page, is answered meanwhile."""
+    import threading
+
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.create(tmp_path / "ws"))
+    run = add_wide_run(history.tables, history.database, 1)
+    step = history.tables.StepRun.get(history.tables.StepRun.run == run).id
+    with history.database.write():
+        insert_rows(
+            history.tables.Metric,
+            [{"step_run": step, "name": "loss", "kind": "scalar", "value": 1 / (i + 1)} for i in range(200_000)],
+        )
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        ended = {}
+
+        def slow():
+            assert len(client.get(f"/runs/{run}/metrics.json").json()["metrics"]) == 200_000
+            ended["slow"] = time.monotonic()
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.2)  # the slow page is being made
+        assert client.get(f"/runs/{run}/status.json").json()["status"] == "Completed"
+        assert client.get("/runs.json").json()["total"] == 1
+        answered = time.monotonic()
+        thread.join()
+    assert answered < ended["slow"], "the status and the runs list waited for the slow page"

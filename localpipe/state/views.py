@@ -3,17 +3,18 @@
 A step run's ``parent_id`` is tested as ``+parent_id IS NULL``: without statistics SQLite
 would otherwise choose that column's index, where nearly every row is NULL, over the run's.
 
-The studio must never block a scheduler: it reads with plain ``sqlite3`` on a connection opened
-``mode=ro`` (in WAL mode readers and the one writer never wait on each other), one per
-``Views``, used by one thread at a time. Every reader returns plain dicts, ready to render or
-to dump as JSON. A history.db of an older localpipe is migrated once, on opening, by
-``History`` as every command does.
+The studio must never block a scheduler: it reads with plain ``sqlite3`` on connections opened
+``mode=ro`` (in WAL mode readers and the one writer never wait on each other), one per thread
+that reads through a ``Views`` (the studio makes its pages in a pool of threads). Every reader
+returns plain dicts, ready to render or to dump as JSON. A history.db of an older localpipe is
+migrated once, on opening, by ``History`` as every command does.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 
 from localpipe.errors import NotFoundError
 from localpipe.state import reader
@@ -46,11 +47,28 @@ class Views:
             from localpipe.state.db import open_database
 
             open_database(layout).db.close()  # migrates it, or raises the error that says what is wrong
-        self.connection = sqlite3.connect(layout.history.as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        self.connection.execute("PRAGMA busy_timeout = 2000")
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """This thread's read-only connection: the studio makes its pages in several threads at once."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            uri = self.layout.history.as_uri() + "?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)  # closed by close(), in another
+            connection.execute("PRAGMA busy_timeout = 2000")
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
 
     def close(self) -> None:
-        self.connection.close()
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
 
     def _all(self, sql: str, params=()) -> list[dict]:
         """The rows as dicts, their JSON columns decoded (the columns looked at once per query:

@@ -1,4 +1,9 @@
-"""The studio's routes: each page answers as HTML or as its JSON twin (docs/studio.md lists them)."""
+"""The studio's routes: each page answers as HTML or as its JSON twin (docs/studio.md lists them).
+
+A page is a plain function, which Starlette calls in its pool of threads: a page that takes
+seconds (a step's 200,000 metric values) holds up no other request, an open page's live
+status among them. What runs on the event loop itself (the event stream, the actions) reads
+history.db through ``run_in_threadpool`` too."""
 
 from __future__ import annotations
 
@@ -53,7 +58,7 @@ def _limit(request: Request) -> int:
 
 
 # -- runs and experiments -------------------------------------------------------------------------
-async def runs_list(request: Request):
+def runs_list(request: Request):
     experiment = request.query_params.get("experiment") or None
     status = request.query_params.get("status") or None
     data = _views(request).runs(experiment, status, _limit(request), _int(request, "offset", 0))
@@ -62,11 +67,11 @@ async def runs_list(request: Request):
     return page(request, "runs.html", data, experiments=experiments)
 
 
-async def experiments_list(request: Request):
+def experiments_list(request: Request):
     return page(request, "experiments.html", {"experiments": _views(request).experiments()})
 
 
-async def experiment_page(request: Request):
+def experiment_page(request: Request):
     name = _name(request, "name")
     views = _views(request)
     runs = views.runs(name, None, _limit(request), _int(request, "offset", 0))
@@ -85,7 +90,7 @@ def _name(request: Request, key: str) -> str:
 
 
 # -- one run ----------------------------------------------------------------------------------------
-async def run_page(request: Request):
+def run_page(request: Request):
     views = _views(request)
     run = views.run(_name(request, "run"))
     run["critical_path"] = sorted(graphics.critical_path(run["steps"], run["edges"]))
@@ -125,13 +130,13 @@ def _sweeps(views: Views, run: dict) -> list[dict]:
     return found
 
 
-async def run_timeline(request: Request):
+def run_timeline(request: Request):
     """The run page's timeline alone (an SVG fragment): the live page fetches it again as steps change."""
     run = _views(request).run(request.path_params["run"])
     return page(request, "timeline.html", run, timeline=graphics.timeline(run["steps"], run["edges"], time.time()))
 
 
-async def run_status(request: Request):
+def run_status(request: Request):
     """The run's status and its steps' (the live page's data), with an ETag: a poller that sends
     ``If-None-Match`` gets 304 until something changes."""
     data = _views(request).statuses(request.path_params["run"])
@@ -147,12 +152,12 @@ async def run_events(request: Request):
     the run has ended and that was sent."""
     views = _views(request)
     run_id = request.path_params["run"]
-    views.statuses(run_id)  # a missing run is a 404, not an empty stream
+    await run_in_threadpool(views.statuses, run_id)  # a missing run is a 404, not an empty stream
 
     async def stream():
         last = None
         while True:
-            data = views.statuses(run_id)
+            data = await run_in_threadpool(views.statuses, run_id)
             text = json.dumps(data, sort_keys=True)
             if text != last:
                 last = text
@@ -164,7 +169,7 @@ async def run_events(request: Request):
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def step_page(request: Request):
+def step_page(request: Request):
     views = _views(request)
     run_id, name = request.path_params["run"], request.path_params["name"]
     try:
@@ -240,7 +245,7 @@ def _whole_characters(data: bytes) -> int:
     return len(data)
 
 
-async def step_log(request: Request):
+def step_log(request: Request):
     """A step's stdout or stderr: all of it (``?download=1``), or from ``?offset=`` (the live
     tail: JSON with the text and the next offset)."""
     step = _views(request).step(request.path_params["run"], request.query_params.get("step", ""))
@@ -270,7 +275,7 @@ def _file_until(path: Path, end: int):
             yield chunk
 
 
-async def step_output(request: Request):
+def step_output(request: Request):
     """An output of a step: its files (JSON), or one of them (``?file=``) to download."""
     views = _views(request)
     step = views.step(request.path_params["run"], request.query_params.get("step", ""))
@@ -296,7 +301,7 @@ async def step_output(request: Request):
     return FileResponse(path, filename=path.name, headers=FILE_HEADERS)
 
 
-async def metric_image(request: Request):
+def metric_image(request: Request):
     """The image a step logged with ``log_image``: its own run file, or a file in a run's folder or an output."""
     views = _views(request)
     step = views.step(request.path_params["run"], request.query_params.get("step", ""))
@@ -320,7 +325,7 @@ async def metric_image(request: Request):
     return FileResponse(path, headers=FILE_HEADERS)
 
 
-async def run_metrics(request: Request):
+def run_metrics(request: Request):
     run_id = request.path_params["run"]
     metrics = _views(request).metrics(run_id)
     return page(request, "metrics.html", {"run": run_id, "metrics": metrics}, charts=_charts(metrics))
@@ -360,7 +365,7 @@ def _charts(metrics: list[dict]) -> list[dict]:
 
 
 # -- comparing runs, datasets -------------------------------------------------------------------------
-async def compare_page(request: Request):
+def compare_page(request: Request):
     views = _views(request)
     picked = request.query_params.getlist("pick")  # the runs list's check boxes, without JavaScript
     a, b = request.query_params.get("a"), request.query_params.get("b")
@@ -411,22 +416,22 @@ def _brief(step: dict | None) -> dict | None:
     }
 
 
-async def published_list(request: Request):
+def published_list(request: Request):
     return page(request, "published.html", {"published": _views(request).published()})
 
 
-async def published_page(request: Request):
+def published_page(request: Request):
     from localpipe.client.publishing import published_endpoint
 
     found = _views(request).published_pipeline(_name(request, "id"))
     return page(request, "published_pipeline.html", {**found, "endpoint": published_endpoint(found["published_id"])})
 
 
-async def datasets_list(request: Request):
+def datasets_list(request: Request):
     return page(request, "datasets.html", {"datasets": _views(request).datasets()})
 
 
-async def dataset_page(request: Request):
+def dataset_page(request: Request):
     return page(request, "dataset.html", _views(request).dataset(_name(request, "name")))
 
 
@@ -444,7 +449,7 @@ async def cancel_action(request: Request):
 async def rerun_action(request: Request):
     """Submit the run's pipeline file again, with its parameters (or the form's ``param.NAME``)."""
     await request.app.state.guard.check_write(request)
-    run = _views(request).run(request.path_params["run"])
+    run = await run_in_threadpool(_views(request).run, request.path_params["run"])
     if not run["pipeline_file"]:
         raise HTTPException(400, f"run {run['id']} was not submitted from a pipeline file: it cannot be rerun here")
     form = await form_fields(request)
