@@ -482,23 +482,28 @@ def test_a_log_tail_never_splits_a_character(client, root):
             log.write_bytes(saved)
 
 
+def _a_run_logging(root, values: list) -> int:
+    """A workspace at ``root`` with one made-up run whose one step (s0000) logged ``values`` as "loss"."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.create(root))
+    run = add_wide_run(history.tables, history.database, 1)
+    step = history.tables.StepRun.get(history.tables.StepRun.run == run).id
+    with history.database.write():
+        insert_rows(
+            history.tables.Metric, [{"step_run": step, "name": "loss", "kind": "scalar", "value": v} for v in values]
+        )
+    return run
+
+
 def test_a_slow_page_holds_up_no_other_request(tmp_path):
     """A page that takes seconds (the 200,000 values a step logged, as JSON) is made in a thread of
     its own: an open run page's live status, or any other page, is answered meanwhile."""
     import threading
 
-    from localpipe.client.workspace import history_of
-    from localpipe.sdk.workspace import Workspace
-    from localpipe.state.models import insert_rows
-
-    history = history_of(Workspace.create(tmp_path / "ws"))
-    run = add_wide_run(history.tables, history.database, 1)
-    step = history.tables.StepRun.get(history.tables.StepRun.run == run).id
-    with history.database.write():
-        insert_rows(
-            history.tables.Metric,
-            [{"step_run": step, "name": "loss", "kind": "scalar", "value": 1 / (i + 1)} for i in range(200_000)],
-        )
+    run = _a_run_logging(tmp_path / "ws", [1 / (i + 1) for i in range(200_000)])
     app = create_app(tmp_path / "ws/.localpipe", TOKEN)
     with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
         ended = {}
@@ -515,3 +520,20 @@ def test_a_slow_page_holds_up_no_other_request(tmp_path):
         answered = time.monotonic()
         thread.join()
     assert answered < ended["slow"], "the status and the runs list waited for the slow page"
+
+
+def test_a_series_of_50000_values_is_charted_in_a_page_of_kilobytes(tmp_path):
+    """A step that logged its loss at every batch: the charts of its page and of the run's metrics
+    page (2.3 MB for 200,000 values) draw at most two points (the lowest and the highest) per
+    pixel column, spikes kept."""
+    values = [1 / (i + 1) for i in range(50_000)]
+    values[12_345] = 50.0  # one spike
+    run = _a_run_logging(tmp_path / "ws", values)
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        for url in (f"/runs/{run}/metrics", f"/runs/{run}/steps/s0000"):
+            html = client.get(url).text
+            assert len(html) < 100_000, (url, len(html))
+            points = [p.split(",") for p in re.search(r'<polyline class="series" points="([^"]*)"', html)[1].split()]
+            assert 348 <= len(points) <= 2 * 348, len(points)  # the chart's 348 pixels inside its margins
+            assert min(float(y) for _, y in points) == 36.0  # the spike, at the top
