@@ -537,3 +537,21 @@ def test_a_series_of_50000_values_is_charted_in_a_page_of_kilobytes(tmp_path):
             points = [p.split(",") for p in re.search(r'<polyline class="series" points="([^"]*)"', html)[1].split()]
             assert 348 <= len(points) <= 2 * 348, len(points)  # the chart's 348 pixels inside its margins
             assert min(float(y) for _, y in points) == 36.0  # the spike, at the top
+
+
+def test_a_chart_of_values_near_a_floats_limits_is_drawn_not_a_500(tmp_path):
+    """Values a diverging training can log (1e308 and -1e308, whose span is past a float's
+    range; the same tiny or huge value twice) are charted: they answered the metrics page and
+    the step page with 500 (OverflowError, ZeroDivisionError)."""
+    from localpipe.studio.graphics import line_chart
+
+    run = _a_run_logging(tmp_path / "ws", [1e308, -1e308, 0.5])
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        for url in (f"/runs/{run}/metrics", f"/runs/{run}/steps/s0000"):
+            answer = client.get(url)
+            assert answer.status_code == 200 and "<polyline" in answer.text, url
+    for values in ([1e308, -1e308], [1.7e308, 1.7e308], [-1.7e308, -1.7e308], [5e-324, 5e-324], [0.0, 0.0]):
+        chart = line_chart(list(enumerate(values)))
+        ys = [float(p.split(",")[1]) for p in chart["points"].split()]
+        assert len(ys) == 2 and all(36 <= y <= 144 for y in ys) and chart["y_ticks"], (values, chart)

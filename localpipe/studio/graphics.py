@@ -7,6 +7,7 @@ every string in it is escaped by the template engine).
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 
 NODE_WIDTH, NODE_HEIGHT = 180, 34
@@ -173,13 +174,16 @@ def line_chart(points: list[tuple[float, float]], x_label: str = "") -> dict:
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     if y1 == y0:
-        y0, y1 = y0 - abs(y0 or 1) * 0.1, y1 + abs(y1 or 1) * 0.1
+        pad = abs(y0 or 1) * 0.1
+        if y0 - pad == y0:  # a value so small that a tenth of it is nothing
+            pad = 0.1
+        y0, y1 = max(y0 - pad, -sys.float_info.max), min(y1 + pad, sys.float_info.max)
     inner_w, inner_h = CHART_WIDTH - 2 * CHART_MARGIN, CHART_HEIGHT - 2 * CHART_MARGIN
 
     def at(x, y):
         return (
-            CHART_MARGIN + (x - x0) / (x1 - x0) * inner_w,
-            CHART_MARGIN + inner_h - (y - y0) / (y1 - y0) * inner_h,
+            CHART_MARGIN + _fraction(x, x0, x1) * inner_w,
+            CHART_MARGIN + inner_h - _fraction(y, y0, y1) * inner_h,
         )
 
     placed = [at(x, y) for x, y in finite]
@@ -219,10 +223,18 @@ def _finite(value) -> bool:
         return False
 
 
+def _fraction(value: float, low: float, high: float) -> float:
+    """Where ``value`` lies from ``low`` (0) to ``high`` (1); halved when the span is past a
+    float's range (1e308 and -1e308, values a diverging training logs)."""
+    if math.isinf(high - low):
+        return (value / 2 - low / 2) / (high / 2 - low / 2)
+    return (value - low) / (high - low)
+
+
 def _ticks(low: float, high: float) -> list[float]:
-    step = _nice_step((high - low) / 4)
+    step = _nice_step(high / 4 - low / 4)
     first = math.ceil(low / step) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+    return [first + i * step for i in range(int(high / step - first / step + 1e-9) + 1)]
 
 
 def _nice_step(rough: float) -> float:
