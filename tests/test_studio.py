@@ -16,6 +16,7 @@ from starlette.testclient import TestClient
 
 from localpipe.studio.app import create_app
 from tests import studio_helpers
+from tests.conftest import write
 from tests.studio_helpers import SCRIPT_STEP, TOKEN, add_runs, add_wide_run, start_waiting_run
 
 root, client = studio_helpers.root, studio_helpers.client  # the fixtures the studio's tests share
@@ -555,3 +556,51 @@ def test_a_chart_of_values_near_a_floats_limits_is_drawn_not_a_500(tmp_path):
         chart = line_chart(list(enumerate(values)))
         ys = [float(p.split(",")[1]) for p in chart["points"].split()]
         assert len(ys) == 2 and all(36 <= y <= 144 for y in ys) and chart["y_ticks"], (values, chart)
+
+
+def test_a_rerun_continues_on_a_step_failure_as_the_run_did(tmp_path):
+    """A run submitted with --continue-on-step-failure is rerun with it: the rerun stopped at the
+    first failure, leaving the steps not downstream of it unrun."""
+    root = tmp_path / "ws"
+    steps = "\n".join(
+        f'{name} = PythonScriptStep(name="{name}", script_name="{name}.py", source_directory="s", allow_reuse=False)'
+        for name in ("fail", "early", "late")
+    )
+    write(
+        root / "cont.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        f"ws = Workspace.from_config()\n{steps}\nlate.run_after(early)\n"
+        "pipeline = Pipeline(workspace=ws, steps=[fail, late])\n",
+    )
+    write(root / "s/fail.py", "raise SystemExit(3)\n")
+    write(root / "s/early.py", "import time\ntime.sleep(1)\n")
+    write(root / "s/late.py", "print('late')\n")
+    studio_helpers.localpipe(root, "init", str(root))
+    proc = subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", "cont.py", "--continue-on-step-failure"], cwd=root, timeout=120
+    )
+    assert proc.returncode == 1
+    app = create_app(root / ".localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        first = client.get("/runs/1.json").json()
+        assert (
+            first["continue_on_step_failure"]
+            and {s["name"]: s["status"] for s in first["steps"]}["late"] == "Completed"
+        )
+        new_id = client.post("/runs/1/rerun").json()["run"]
+        deadline = time.monotonic() + 60
+        while (run := client.get(f"/runs/{new_id}.json").json())["status"] in (
+            "NotStarted",
+            "Queued",
+            "Preparing",
+            "Running",
+            "Finalizing",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert run["continue_on_step_failure"], run
+    assert {s["name"]: s["status"] for s in run["steps"]} == {
+        "fail": "Failed",
+        "early": "Completed",
+        "late": "Completed",
+    }

@@ -447,7 +447,8 @@ async def cancel_action(request: Request):
 
 
 async def rerun_action(request: Request):
-    """Submit the run's pipeline file again, with its parameters (or the form's ``param.NAME``)."""
+    """Submit the run's pipeline file again, with its parameters (or the form's ``param.NAME``)
+    and, when it went on past a failed step, ``--continue-on-step-failure``."""
     await request.app.state.guard.check_write(request)
     run = await run_in_threadpool(_views(request).run, request.path_params["run"])
     if not run["pipeline_file"]:
@@ -458,6 +459,8 @@ async def rerun_action(request: Request):
     layout = request.app.state.layout
     command = [sys.executable, "-m", "localpipe", "-w", str(layout.root), "submit", run["pipeline_file"]]
     command += ["-e", run["experiment"], "--detach"]
+    if run["continue_on_step_failure"]:  # as the run did (a one-off --regenerate-outputs is not repeated)
+        command.append("--continue-on-step-failure")
     for key, value in parameters.items():
         command += ["--param", f"{key}={value}"]
     proc = await run_in_threadpool(
