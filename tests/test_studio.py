@@ -604,3 +604,33 @@ def test_a_rerun_continues_on_a_step_failure_as_the_run_did(tmp_path):
         "early": "Completed",
         "late": "Completed",
     }
+
+
+def test_a_damaged_history_db_is_one_line_on_the_page_that_reads_it(tmp_path):
+    """A history.db whose pages were damaged (a disk error, a copy cut short) answered the pages
+    that read them with a bare "Internal Server Error": the page says what is wrong in one line."""
+    import sqlite3
+
+    run = _a_run_logging(tmp_path / "ws", [float(i) for i in range(20_000)])
+    from localpipe.state.reader import close_all
+
+    close_all()
+    history = tmp_path / "ws/.localpipe/history.db"
+    with sqlite3.connect(history) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = history.stat().st_size
+    with open(history, "r+b") as handle:  # the metrics' pages, past the first half of the file
+        handle.seek(size // 2 // 4096 * 4096)
+        handle.write(b"\xff" * (size // 4))
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(
+        app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}, raise_server_exceptions=False
+    ) as client:
+        answer = client.get(f"/runs/{run}/metrics.json")
+        assert answer.status_code == 500
+        assert answer.json()["error"] == (
+            f"{history} is damaged (database disk image is malformed): move it away and run "
+            "`localpipe init` to start a new one"
+        )
+        page = client.get(f"/runs/{run}/metrics")
+        assert page.status_code == 500 and "is damaged (database disk image is malformed)" in page.text
