@@ -634,3 +634,19 @@ def test_a_damaged_history_db_is_one_line_on_the_page_that_reads_it(tmp_path):
         )
         page = client.get(f"/runs/{run}/metrics")
         assert page.status_code == 500 and "is damaged (database disk image is malformed)" in page.text
+
+
+def test_a_scripts_refused_action_is_answered_in_json_as_its_success_is(client):
+    """A script posting with the token header (the curl line of docs/studio.md) gets JSON when
+    the action is done, {"message": ...}, and got the HTML error page when it was refused."""
+    headers = {"X-Localpipe-Token": TOKEN}
+    done = client.post("/runs/1/cancel", headers=headers)
+    assert done.status_code == 400
+    assert done.json() == {"error": "run 1 is already Completed: there is nothing to cancel"}
+    missing = client.post("/runs/999999999/rerun", headers=headers)  # the speed test adds 10,000 runs
+    assert missing.status_code == 404 and missing.json()["error"].startswith("run 999999999 does not exist")
+    refused = client.post("/runs/1/rerun", headers=headers, data={"param.nope": "1"})
+    assert refused.status_code == 400 and refused.json()["error"].startswith("the rerun was refused: ")
+    # a browser's form, without the header, gets the error page
+    form = client.post("/runs/1/cancel", data={"token": TOKEN})
+    assert form.status_code == 400 and '<p class="error">run 1 is already Completed' in form.text

@@ -29,7 +29,7 @@ from localpipe.errors import NotFoundError
 from localpipe.plan.sweep import ranked_trials
 from localpipe.state.views import Views
 from localpipe.studio.render import page, wants_json
-from localpipe.studio.security import FILE_HEADERS, HEADER, form_fields
+from localpipe.studio.security import FILE_HEADERS, form_fields
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500  # what ``?limit=`` may ask of a list of runs
@@ -476,7 +476,7 @@ async def rerun_action(request: Request):
 
 
 def _acted(request: Request, where: str, message: str, **extra):
-    if wants_json(request) or request.headers.get(HEADER):
+    if wants_json(request):
         return JSONResponse({"message": message, **extra})
     return RedirectResponse(where, status_code=303)
 
