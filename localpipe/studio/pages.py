@@ -288,9 +288,7 @@ def step_output(request: Request):
     root = layout.objects / output["digest"][:2] / output["digest"]
     wanted = request.query_params.get("file")
     if wanted is None:
-        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and _inside(root, p))[
-            :1000
-        ]
+        files = _first_files(root, 1000)
         if len(files) == 1 and not wants_json(request) and (root / files[0]).is_file():
             wanted = files[0]
         else:
@@ -299,6 +297,30 @@ def step_output(request: Request):
     if path is None:
         raise HTTPException(404, f'output "{name}" has no file "{wanted}"')
     return FileResponse(path, filename=path.name, headers=FILE_HEADERS)
+
+
+def _first_files(root: Path, count: int) -> list[str]:
+    """The first ``count`` files of the tree at ``root`` in name order (a folder's files where its
+    name comes), as paths relative to it: walked until there are ``count`` (an output may hold
+    millions), never into a linked folder; a link is listed when it leads to a file inside the
+    tree (resolved alone: a file is inside as it is)."""
+    found: list[str] = []
+
+    def walk(folder: Path) -> bool:
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    if walk(path):
+                        return True
+                elif entry.is_file(follow_symlinks=False) or (entry.is_symlink() and _inside(root, path)):
+                    found.append(path.relative_to(root).as_posix())
+                    if len(found) == count:
+                        return True
+        return False
+
+    walk(root)
+    return found
 
 
 def metric_image(request: Request):
