@@ -680,3 +680,42 @@ def test_an_output_of_30000_files_lists_its_first_1000_at_once(client, root):
     assert files == [f"many/p00/f{i:04d}.txt" for i in range(1000)]
     print(f"studio: an output's listing of 1 file {small:.4f}s, of 30,000 files {big:.4f}s")
     assert big < max(1.0, 50 * small), (small, big)
+
+
+def test_an_experiments_page_reads_the_last_value_of_each_metric_not_all_of_them(tmp_path):
+    """An experiment whose runs logged their loss at each of 40,000 batches: its page charts each
+    run's last value, and read and decoded every value of every run for it (seconds a page)."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.create(tmp_path / "ws"))
+    tables = history.tables
+
+    def runs_logging(count: int) -> list[int]:
+        made = []
+        for r in range(5):
+            run = add_wide_run(tables, history.database, 1)
+            step = tables.StepRun.get(tables.StepRun.run == run).id
+            rows = [{"step_run": step, "name": "loss", "kind": "scalar", "value": r + i / count} for i in range(count)]
+            rows.append({"step_run": step, "name": "loss", "kind": "scalar", "value": "diverged"})  # not a number
+            rows.append({"step_run": step, "name": "note", "kind": "scalar", "value": True})
+            with history.database.write():
+                insert_rows(tables.Metric, rows)
+            made.append(run)
+        return made
+
+    few = runs_logging(10)
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        small = _seconds_per_request(client, "/experiments/wide.json", 3)
+    many = runs_logging(40_000)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        metrics = client.get("/experiments/wide.json").json()["metrics"]
+        large = _seconds_per_request(client, "/experiments/wide.json", 3)
+    expected = [[run, r + 9 / 10] for r, run in enumerate(few)] + [
+        [run, r + 39_999 / 40_000] for r, run in enumerate(many)
+    ]
+    assert metrics == {"loss": expected}  # the last number of each run: a text or a boolean is no point
+    print(f"studio: an experiment's page, 5 runs of 10 values {small:.4f}s, and 5 of 40,000 {large:.4f}s")
+    assert large < max(0.5, 20 * small), (small, large)

@@ -286,17 +286,34 @@ class Views:
             f"SELECT run_id, COALESCE(reused_from_id, id) AS source FROM step_run WHERE run_id IN ({marks})", run_ids
         ):
             owners.setdefault(row["source"], []).append(row["run_id"])
-        last: dict[str, dict[int, float]] = {}
+        last: dict[str, dict[int, tuple[int, float]]] = {}  # name -> run -> (metric id, value)
         source_marks = ",".join("?" * len(owners))
+        # each step run's last value of each name, not all of them (a loss logged at each of 100,000 batches)
         for row in self._all(
-            f"SELECT step_run_id, name, value FROM metric WHERE step_run_id IN ({source_marks}) "
-            "AND kind = 'scalar' ORDER BY id",
+            "SELECT id, step_run_id, name, value FROM metric WHERE id IN (SELECT MAX(id) FROM metric "
+            f"WHERE step_run_id IN ({source_marks}) AND kind = 'scalar' GROUP BY step_run_id, name)",
             list(owners),
         ):
-            if isinstance(row["value"], (int, float)) and not isinstance(row["value"], bool):
-                for run in owners[row["step_run_id"]]:
-                    last.setdefault(row["name"], {})[run] = row["value"]
-        return {name: sorted(values.items()) for name, values in sorted(last.items())}
+            found = (row["id"], row["value"]) if _is_number(row["value"]) else self._last_number(row)
+            if found is None:
+                continue
+            for run in owners[row["step_run_id"]]:
+                known = last.setdefault(row["name"], {}).get(run)
+                if known is None or found[0] > known[0]:  # a run's steps logging one name: the last of them
+                    last[row["name"]][run] = found
+        return {name: sorted((run, v) for run, (_, v) in values.items()) for name, values in sorted(last.items())}
+
+    def _last_number(self, row: dict, looked: int = 1000) -> tuple[int, float] | None:
+        """(id, value) of the last number a step run logged as ``row["name"]`` before ``row``,
+        a value that is none (a text, a boolean); among the ``looked`` values before it."""
+        for earlier in self._all(
+            "SELECT id, value FROM metric WHERE step_run_id = ? AND name = ? AND kind = 'scalar' AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            [row["step_run_id"], row["name"], row["id"], looked],
+        ):
+            if _is_number(earlier["value"]):
+                return earlier["id"], earlier["value"]
+        return None
 
     # -- published pipelines ---------------------------------------------------------------------
     def published(self) -> list[dict]:
@@ -374,3 +391,8 @@ class Views:
             ]
             del version["id"]
         return {"name": name, "versions": versions}
+
+
+def _is_number(value) -> bool:
+    """A value a chart places: a number, not a boolean (JSON's true is no point on it)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
