@@ -718,4 +718,18 @@ def test_an_experiments_page_reads_the_last_value_of_each_metric_not_all_of_them
     ]
     assert metrics == {"loss": expected}  # the last number of each run: a text or a boolean is no point
     print(f"studio: an experiment's page, 5 runs of 10 values {small:.4f}s, and 5 of 40,000 {large:.4f}s")
-    assert large < max(0.5, 20 * small), (small, large)
+    assert large < max(1.0, 20 * small), (small, large)
+
+
+def test_comparing_runs_reads_the_last_value_of_each_metric_not_all_of_them(tmp_path):
+    """Two runs whose step logged its loss 100,000 times: the comparison shows each one's last
+    value, and read and decoded every value of both runs for it."""
+    run = _a_run_logging(tmp_path / "ws", [i / 100_000 for i in range(100_000)] + ["diverged"])
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        compared = client.get(f"/compare.json?a={run}&b={run}").json()
+        took = _seconds_per_request(client, f"/compare?a={run}&b={run}", 3)
+        status = _seconds_per_request(client, f"/runs/{run}.json", 3)
+    assert compared["metrics"] == [{"step": "s0000", "name": "loss", "a": "diverged", "b": "diverged"}]
+    print(f"studio: comparing two runs of 100,000 values {took:.4f}s, a run's twin {status:.4f}s")
+    assert took < max(1.0, 20 * status), (status, took)

@@ -267,6 +267,23 @@ class Views:
         )
         return [{"step": sources[row.pop("step_run_id")], **row} for row in rows]
 
+    def last_scalars(self, run_id) -> list[dict]:
+        """Each step's last scalar value of each name (``step``, ``name``, ``value``), in the order
+        first logged; a reused step's are those of the step run it reused. One row each, however
+        many values were logged (a loss at each of 100,000 batches)."""
+        sources = {s["reused_from_id"] or s["id"]: s["name"] for s in self.run(run_id)["steps"]}
+        if not sources:
+            return []
+        marks = ",".join("?" * len(sources))
+        rows = self._all(
+            "SELECT m.step_run_id, m.name, m.value, g.first FROM metric m JOIN (SELECT MIN(id) AS first, "
+            f"MAX(id) AS last FROM metric WHERE step_run_id IN ({marks}) AND kind = 'scalar' "
+            "GROUP BY step_run_id, name) g ON m.id = g.last",
+            list(sources),
+        )
+        rows.sort(key=lambda row: row["first"])
+        return [{"step": sources[row["step_run_id"]], "name": row["name"], "value": row["value"]} for row in rows]
+
     def experiment_metrics(self, experiment: str, limit: int = 200) -> dict:
         """The last value of each scalar metric in each of the experiment's latest runs:
         ``{metric name: [(run id, value), ...]}``, oldest run first."""

@@ -407,9 +407,8 @@ def compare_page(request: Request):
     ]
     metrics = {}
     for side, run in (("a", first), ("b", second)):
-        for m in views.metrics(run["id"]):
-            if m["kind"] == "scalar":
-                metrics.setdefault((m["step"], m["name"]), {})[side] = m["value"]
+        for m in views.last_scalars(run["id"]):
+            metrics.setdefault((m["step"], m["name"]), {})[side] = m["value"]
     data["metrics"] = [{"step": s, "name": n, **values} for (s, n), values in metrics.items()]
     edges_a = {(e["source"], e["target"], e["data"]) for e in first["edges"]}
     edges_b = {(e["source"], e["target"], e["data"]) for e in second["edges"]}
