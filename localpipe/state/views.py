@@ -144,12 +144,14 @@ class Views:
             "MAX(r.submitted_at) AS last_submitted FROM experiment e "
             "LEFT JOIN pipeline_run r ON r.experiment_id = e.id GROUP BY e.id ORDER BY last_submitted DESC"
         )
-        statuses = self._all(
+        statuses: dict[str, dict[str, int]] = {}  # by name: each experiment looked up, not matched against all
+        for row in self._all(
             "SELECT e.name, r.status, COUNT(*) AS n FROM pipeline_run r JOIN experiment e "
             "ON e.id = r.experiment_id GROUP BY e.id, r.status"
-        )
+        ):
+            statuses.setdefault(row["name"], {})[row["status"]] = row["n"]
         for experiment in found:
-            experiment["statuses"] = {s["status"]: s["n"] for s in statuses if s["name"] == experiment["name"]}
+            experiment["statuses"] = statuses.get(experiment["name"], {})
         return found
 
     def run(self, run_id) -> dict:
