@@ -329,6 +329,22 @@ def test_serve_on_a_port_in_use_is_one_line(root):
     )
 
 
+def test_serve_on_a_port_no_socket_has_is_one_line(root):
+    """A port past 65535 (or below 0) was Python's traceback (OverflowError from bind)."""
+    for port in ("70000", "-1"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "localpipe", "serve", "--port", port, "-w", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == (
+            f"error: Invalid value for '--port': {port} is not in the range 0<=x<=65535. "
+            "(see `localpipe serve --help`)\n"
+        )
+
+
 def _step(name, queued, started, ended, gpus=()):
     placement = {"cpus": 1, "memory": None, "gpus": list(gpus), "gpu_uuids": [f"GPU-{g}" for g in gpus]}
     return {
