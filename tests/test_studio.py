@@ -345,6 +345,23 @@ def test_serve_on_a_port_no_socket_has_is_one_line(root):
         )
 
 
+def test_serve_on_an_address_this_machine_has_not_names_the_host_to_change(root):
+    """An unknown host name or an address of no interface of this machine said "choose --port",
+    which cannot help: it says to choose --host."""
+    for host in ("nosuchhost.invalid", "10.255.255.1"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "localpipe", "serve", "--host", host, "--port", "0", "-w", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"error: localpipe serve cannot listen on {host}:0 (")
+        assert proc.stderr.endswith(
+            "): choose --host: an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)\n"
+        ), proc.stderr
+
+
 def _step(name, queued, started, ended, gpus=()):
     placement = {"cpus": 1, "memory": None, "gpus": list(gpus), "gpu_uuids": [f"GPU-{g}" for g in gpus]}
     return {
