@@ -130,10 +130,13 @@ def make_workspace(root: Path) -> Path:
     return root
 
 
-def start_waiting_run(root: Path, flags: Path) -> int:
-    """Submit the waiting pipeline in the background; returns its run id once its first step runs."""
+def start_waiting_run(root: Path, flags: Path, *options: str) -> int:
+    """Submit the waiting pipeline in the background (with ``options``: --regenerate-outputs, its
+    first step ran before); returns its run id once its first step runs."""
     flags.mkdir(parents=True, exist_ok=True)
-    proc = localpipe(root, "submit", "waiting.py", "-e", "waiting", "--detach", env={"STUDIO_FLAGS": str(flags)})
+    proc = localpipe(
+        root, "submit", "waiting.py", "-e", "waiting", "--detach", *options, env={"STUDIO_FLAGS": str(flags)}
+    )
     run_id = int(proc.stdout.strip())
     from localpipe.state.layout import Layout
     from localpipe.state.views import Views

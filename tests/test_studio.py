@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from starlette.testclient import TestClient
 
 from localpipe.studio.app import create_app
 from tests import studio_helpers
+from tests.conftest import write
 from tests.studio_helpers import SCRIPT_STEP, TOKEN, add_runs, add_wide_run, start_waiting_run
 
 root, client = studio_helpers.root, studio_helpers.client  # the fixtures the studio's tests share
@@ -327,6 +329,39 @@ def test_serve_on_a_port_in_use_is_one_line(root):
     )
 
 
+def test_serve_on_a_port_no_socket_has_is_one_line(root):
+    """A port past 65535 (or below 0) was Python's traceback (OverflowError from bind)."""
+    for port in ("70000", "-1"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "localpipe", "serve", "--port", port, "-w", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr == (
+            f"error: Invalid value for '--port': {port} is not in the range 0<=x<=65535. "
+            "(see `localpipe serve --help`)\n"
+        )
+
+
+def test_serve_on_an_address_this_machine_has_not_names_the_host_to_change(root):
+    """An unknown host name or an address of no interface of this machine said "choose --port",
+    which cannot help: it says to choose --host."""
+    for host in ("nosuchhost.invalid", "10.255.255.1"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "localpipe", "serve", "--host", host, "--port", "0", "-w", str(root)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert proc.returncode == 2 and proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+        assert proc.stderr.startswith(f"error: localpipe serve cannot listen on {host}:0 (")
+        assert proc.stderr.endswith(
+            "): choose --host: an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)\n"
+        ), proc.stderr
+
+
 def _step(name, queued, started, ended, gpus=()):
     placement = {"cpus": 1, "memory": None, "gpus": list(gpus), "gpu_uuids": [f"GPU-{g}" for g in gpus]}
     return {
@@ -456,3 +491,309 @@ def test_published_pipelines_pages_and_the_portal_urls_of_runs_experiments_and_p
             url = handle.get_portal_url()
             assert url == handle.portal_url and url.startswith("http://127.0.0.1:8765/"), url
             assert client.get(url.removeprefix("http://127.0.0.1:8765")).status_code == 200, url
+
+
+def test_a_log_tail_never_splits_a_character(client, root):
+    """A running step's log can end inside a character (a block-buffered stdout is flushed every
+    8 KiB, whatever it holds; a progress bar's █ is 3 bytes): the live tail answers the whole
+    characters and the offset before the cut one, and the page's last 256 KiB start on one."""
+    log = root / ".localpipe/runs/1/prep/stderr.log"
+    saved = log.read_bytes() if log.exists() else None
+    bar = "█".encode()
+    try:
+        log.write_bytes(b"ab" + bar + bar[:1])
+        first = client.get("/runs/1/log?step=prep&stream=stderr&offset=0").json()
+        assert (first["text"], first["offset"]) == ("ab█", 5)
+        with open(log, "ab") as handle:
+            handle.write(bar[1:] + b"\n")
+        second = client.get(f"/runs/1/log?step=prep&stream=stderr&offset={first['offset']}").json()
+        assert (second["text"], second["offset"]) == ("█\n", 9)
+        log.write_bytes(bar * 100_000)  # its last 256 KiB begin inside a character
+        tail = re.search(r'<pre id="log-stderr"[^>]*>([^<]*)</pre>', client.get("/runs/1/steps/prep").text)[1]
+        assert "\ufffd" not in tail and set(tail) == {"█"}
+    finally:
+        log.unlink(missing_ok=True)
+        if saved is not None:
+            log.write_bytes(saved)
+
+
+def _a_run_logging(root, values: list) -> int:
+    """A workspace at ``root`` with one made-up run whose one step (s0000) logged ``values`` as "loss"."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.create(root))
+    run = add_wide_run(history.tables, history.database, 1)
+    step = history.tables.StepRun.get(history.tables.StepRun.run == run).id
+    with history.database.write():
+        insert_rows(
+            history.tables.Metric, [{"step_run": step, "name": "loss", "kind": "scalar", "value": v} for v in values]
+        )
+    return run
+
+
+def test_a_slow_page_holds_up_no_other_request(tmp_path):
+    """A page that takes seconds (the 200,000 values a step logged, as JSON) is made in a thread of
+    its own: an open run page's live status, or any other page, is answered meanwhile."""
+    import threading
+
+    run = _a_run_logging(tmp_path / "ws", [1 / (i + 1) for i in range(200_000)])
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        ended = {}
+
+        def slow():
+            assert len(client.get(f"/runs/{run}/metrics.json").json()["metrics"]) == 200_000
+            ended["slow"] = time.monotonic()
+
+        thread = threading.Thread(target=slow)
+        thread.start()
+        time.sleep(0.2)  # the slow page is being made
+        assert client.get(f"/runs/{run}/status.json").json()["status"] == "Completed"
+        assert client.get("/runs.json").json()["total"] == 1
+        answered = time.monotonic()
+        thread.join()
+    assert answered < ended["slow"], "the status and the runs list waited for the slow page"
+
+
+def test_a_series_of_50000_values_is_charted_in_a_page_of_kilobytes(tmp_path):
+    """A step that logged its loss at every batch: the charts of its page and of the run's metrics
+    page (2.3 MB for 200,000 values) draw at most two points (the lowest and the highest) per
+    pixel column, spikes kept."""
+    values = [1 / (i + 1) for i in range(50_000)]
+    values[12_345] = 50.0  # one spike
+    run = _a_run_logging(tmp_path / "ws", values)
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        for url in (f"/runs/{run}/metrics", f"/runs/{run}/steps/s0000"):
+            html = client.get(url).text
+            assert len(html) < 100_000, (url, len(html))
+            points = [p.split(",") for p in re.search(r'<polyline class="series" points="([^"]*)"', html)[1].split()]
+            assert 348 <= len(points) <= 2 * 348, len(points)  # the chart's 348 pixels inside its margins
+            assert min(float(y) for _, y in points) == 36.0  # the spike, at the top
+
+
+def test_a_chart_of_values_near_a_floats_limits_is_drawn_not_a_500(tmp_path):
+    """Values a diverging training can log (1e308 and -1e308, whose span is past a float's
+    range; the same tiny or huge value twice) are charted: they answered the metrics page and
+    the step page with 500 (OverflowError, ZeroDivisionError)."""
+    from localpipe.studio.graphics import line_chart
+
+    run = _a_run_logging(tmp_path / "ws", [1e308, -1e308, 0.5])
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        for url in (f"/runs/{run}/metrics", f"/runs/{run}/steps/s0000"):
+            answer = client.get(url)
+            assert answer.status_code == 200 and "<polyline" in answer.text, url
+    for values in ([1e308, -1e308], [1.7e308, 1.7e308], [-1.7e308, -1.7e308], [5e-324, 5e-324], [0.0, 0.0]):
+        chart = line_chart(list(enumerate(values)))
+        ys = [float(p.split(",")[1]) for p in chart["points"].split()]
+        assert len(ys) == 2 and all(36 <= y <= 144 for y in ys) and chart["y_ticks"], (values, chart)
+
+
+def test_a_rerun_continues_on_a_step_failure_as_the_run_did(tmp_path):
+    """A run submitted with --continue-on-step-failure is rerun with it: the rerun stopped at the
+    first failure, leaving the steps not downstream of it unrun."""
+    root = tmp_path / "ws"
+    steps = "\n".join(
+        f'{name} = PythonScriptStep(name="{name}", script_name="{name}.py", source_directory="s", allow_reuse=False)'
+        for name in ("fail", "early", "late")
+    )
+    write(
+        root / "cont.py",
+        "from localpipe import Pipeline, PythonScriptStep, Workspace\n"
+        f"ws = Workspace.from_config()\n{steps}\nlate.run_after(early)\n"
+        "pipeline = Pipeline(workspace=ws, steps=[fail, late])\n",
+    )
+    write(root / "s/fail.py", "raise SystemExit(3)\n")
+    write(root / "s/early.py", "import time\ntime.sleep(1)\n")
+    write(root / "s/late.py", "print('late')\n")
+    studio_helpers.localpipe(root, "init", str(root))
+    proc = subprocess.run(
+        [sys.executable, "-m", "localpipe", "submit", "cont.py", "--continue-on-step-failure"], cwd=root, timeout=120
+    )
+    assert proc.returncode == 1
+    app = create_app(root / ".localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        first = client.get("/runs/1.json").json()
+        assert (
+            first["continue_on_step_failure"]
+            and {s["name"]: s["status"] for s in first["steps"]}["late"] == "Completed"
+        )
+        new_id = client.post("/runs/1/rerun").json()["run"]
+        deadline = time.monotonic() + 60
+        while (run := client.get(f"/runs/{new_id}.json").json())["status"] in (
+            "NotStarted",
+            "Queued",
+            "Preparing",
+            "Running",
+            "Finalizing",
+        ):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert run["continue_on_step_failure"], run
+    assert {s["name"]: s["status"] for s in run["steps"]} == {
+        "fail": "Failed",
+        "early": "Completed",
+        "late": "Completed",
+    }
+
+
+def test_a_damaged_history_db_is_one_line_on_the_page_that_reads_it(tmp_path):
+    """A history.db whose pages were damaged (a disk error, a copy cut short) answered the pages
+    that read them with a bare "Internal Server Error": the page says what is wrong in one line."""
+    import sqlite3
+
+    run = _a_run_logging(tmp_path / "ws", [float(i) for i in range(20_000)])
+    from localpipe.state.reader import close_all
+
+    close_all()
+    history = tmp_path / "ws/.localpipe/history.db"
+    with sqlite3.connect(history) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    size = history.stat().st_size
+    with open(history, "r+b") as handle:  # the metrics' pages, past the first half of the file
+        handle.seek(size // 2 // 4096 * 4096)
+        handle.write(b"\xff" * (size // 4))
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(
+        app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}, raise_server_exceptions=False
+    ) as client:
+        answer = client.get(f"/runs/{run}/metrics.json")
+        assert answer.status_code == 500
+        assert answer.json()["error"] == (
+            f"{history} is damaged (database disk image is malformed): move it away and run "
+            "`localpipe init` to start a new one"
+        )
+        page = client.get(f"/runs/{run}/metrics")
+        assert page.status_code == 500 and "is damaged (database disk image is malformed)" in page.text
+
+
+def test_a_scripts_refused_action_is_answered_in_json_as_its_success_is(client):
+    """A script posting with the token header (the curl line of docs/studio.md) gets JSON when
+    the action is done, {"message": ...}, and got the HTML error page when it was refused."""
+    headers = {"X-Localpipe-Token": TOKEN}
+    done = client.post("/runs/1/cancel", headers=headers)
+    assert done.status_code == 400
+    assert done.json() == {"error": "run 1 is already Completed: there is nothing to cancel"}
+    missing = client.post("/runs/999999999/rerun", headers=headers)  # the speed test adds 10,000 runs
+    assert missing.status_code == 404 and missing.json()["error"].startswith("run 999999999 does not exist")
+    refused = client.post("/runs/1/rerun", headers=headers, data={"param.nope": "1"})
+    assert refused.status_code == 400 and refused.json()["error"].startswith("the rerun was refused: ")
+    # a browser's form, without the header, gets the error page
+    form = client.post("/runs/1/cancel", data={"token": TOKEN})
+    assert form.status_code == 400 and '<p class="error">run 1 is already Completed' in form.text
+
+
+def test_an_output_of_30000_files_lists_its_first_1000_at_once(client, root):
+    """The output link of a step that wrote 30,000 files: the listing (its first 1,000 files) took
+    12 s for 50,000, each file's path resolved and the whole tree sorted before the first 1,000
+    were kept; the tree is walked in order until 1,000, a link resolved alone."""
+    digest = client.get("/runs/1/steps/prep.json").json()["outputs"][0]["digest"]
+    folder = root / ".localpipe/objects" / digest[:2] / digest
+    url = "/runs/1/output.json?step=prep&output=prepared"
+    started = time.perf_counter()
+    assert client.get(url).json()["files"] == ["rows.csv"]
+    small = time.perf_counter() - started
+    os.chmod(folder, 0o755)
+    try:
+        for part in range(30):
+            (folder / f"many/p{part:02d}").mkdir(parents=True)
+            for i in range(1000):
+                (folder / f"many/p{part:02d}/f{i:04d}.txt").write_text("x")
+        (folder / "many/p00/f0000.txt").unlink()
+        (folder / "many/p00/f0000.txt").symlink_to(folder / "rows.csv")  # a link inside the tree: listed
+        started = time.perf_counter()
+        files = client.get(url).json()["files"]
+        big = time.perf_counter() - started
+    finally:
+        shutil.rmtree(folder / "many")
+        os.chmod(folder, 0o555)
+    assert files == [f"many/p00/f{i:04d}.txt" for i in range(1000)]
+    print(f"studio: an output's listing of 1 file {small:.4f}s, of 30,000 files {big:.4f}s")
+    assert big < max(1.0, 50 * small), (small, big)
+
+
+def test_an_experiments_page_reads_the_last_value_of_each_metric_not_all_of_them(tmp_path):
+    """An experiment whose runs logged their loss at each of 40,000 batches: its page charts each
+    run's last value, and read and decoded every value of every run for it (seconds a page)."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.create(tmp_path / "ws"))
+    tables = history.tables
+
+    def runs_logging(count: int) -> list[int]:
+        made = []
+        for r in range(5):
+            run = add_wide_run(tables, history.database, 1)
+            step = tables.StepRun.get(tables.StepRun.run == run).id
+            rows = [{"step_run": step, "name": "loss", "kind": "scalar", "value": r + i / count} for i in range(count)]
+            rows.append({"step_run": step, "name": "loss", "kind": "scalar", "value": "diverged"})  # not a number
+            rows.append({"step_run": step, "name": "note", "kind": "scalar", "value": True})
+            with history.database.write():
+                insert_rows(tables.Metric, rows)
+            made.append(run)
+        return made
+
+    few = runs_logging(10)
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        small = _seconds_per_request(client, "/experiments/wide.json", 3)
+    many = runs_logging(40_000)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        metrics = client.get("/experiments/wide.json").json()["metrics"]
+        large = _seconds_per_request(client, "/experiments/wide.json", 3)
+    expected = [[run, r + 9 / 10] for r, run in enumerate(few)] + [
+        [run, r + 39_999 / 40_000] for r, run in enumerate(many)
+    ]
+    assert metrics == {"loss": expected}  # the last number of each run: a text or a boolean is no point
+    print(f"studio: an experiment's page, 5 runs of 10 values {small:.4f}s, and 5 of 40,000 {large:.4f}s")
+    assert large < max(1.0, 20 * small), (small, large)
+
+
+def test_comparing_runs_reads_the_last_value_of_each_metric_not_all_of_them(tmp_path):
+    """Two runs whose step logged its loss 100,000 times: the comparison shows each one's last
+    value, and read and decoded every value of both runs for it."""
+    run = _a_run_logging(tmp_path / "ws", [i / 100_000 for i in range(100_000)] + ["diverged"])
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        compared = client.get(f"/compare.json?a={run}&b={run}").json()
+        took = _seconds_per_request(client, f"/compare?a={run}&b={run}", 3)
+        status = _seconds_per_request(client, f"/runs/{run}.json", 3)
+    assert compared["metrics"] == [{"step": "s0000", "name": "loss", "a": "diverged", "b": "diverged"}]
+    print(f"studio: comparing two runs of 100,000 values {took:.4f}s, a run's twin {status:.4f}s")
+    assert took < max(1.0, 20 * status), (status, took)
+
+
+def test_the_experiments_page_of_4000_experiments_is_not_quadratic(tmp_path):
+    """A workspace whose runs each went to an experiment of its own (a name per date, per
+    sweep): the experiments page matched every experiment against every (experiment, status)
+    count, 9.6 s for 5,000 experiments; it costs about what the rows cost."""
+    from localpipe.client.workspace import history_of
+    from localpipe.sdk.workspace import Workspace
+    from localpipe.state.models import insert_rows
+
+    history = history_of(Workspace.create(tmp_path / "ws"))
+    tables = history.tables
+
+    def experiments(first: int, count: int) -> None:
+        with history.database.write():
+            graph = tables.PipelineGraph.create(digest=f"g{first}", graph={"steps": []})
+            insert_rows(tables.Experiment, [{"name": f"e{i:05d}"} for i in range(first, first + count)])
+            ids = [e.id for e in tables.Experiment.select().where(tables.Experiment.name >= f"e{first:05d}")]
+            runs = [{"experiment": e, "pipeline": graph.id, "status": s} for e in ids for s in ("Completed", "Failed")]
+            insert_rows(tables.PipelineRun, runs)
+
+    experiments(0, 40)
+    app = create_app(tmp_path / "ws/.localpipe", TOKEN)
+    with TestClient(app, base_url="http://127.0.0.1", headers={"X-Localpipe-Token": TOKEN}) as client:
+        few = _seconds_per_request(client, "/experiments.json", 3)
+        experiments(40, 3960)
+        found = client.get("/experiments.json").json()["experiments"]
+        many = _seconds_per_request(client, "/experiments.json", 2)
+    assert len(found) == 4000 and all(e["statuses"] == {"Completed": 1, "Failed": 1} for e in found)
+    print(f"studio: the experiments page of 40 experiments {few:.4f}s, of 4,000 {many:.4f}s")
+    assert many < max(1.0, 200 * few), (few, many)

@@ -107,6 +107,33 @@ def test_a_running_run_changes_colour_without_a_reload_and_cancel_ends_it(studio
     assert {s["name"]: s["status"] for s in run["steps"]} == {"first": "Completed", "second": "Canceled"}
 
 
+def test_seven_pages_of_a_running_run_leave_the_studio_reachable(studio, page, tmp_path):
+    """A browser opens at most six connections to one server: each page of a running run that
+    listened to its event stream held one, so with six open a seventh page of the studio never
+    loaded (until a run ended). The pages poll the run's status instead."""
+    root, link = studio
+    run_id = start_waiting_run(root, tmp_path / "flags", "--regenerate-outputs")
+    try:
+        page.goto(link.replace("/?", f"/runs/{run_id}?"))
+        pages = [page] + [page.context.new_page() for _ in range(6)]
+        for other in pages[1:6]:
+            other.goto(link.replace("/?", f"/runs/{run_id}?"))
+        time.sleep(1)  # each is following the run
+        started = time.perf_counter()
+        pages[6].goto(link.replace("/?", "/runs?"), timeout=15_000)
+        assert pages[6].locator("a.run-link").count() >= 2
+        print(f"a seventh page loaded in {time.perf_counter() - started:.3f}s")
+        (tmp_path / "flags/go").touch()
+        for other in pages[:6]:  # and every one of them still follows the run
+            other.locator('g.node[data-step="second"].st-Running').wait_for(timeout=15_000)
+    finally:
+        token = link.split("token=", 1)[1]
+        cancel = urllib.request.Request(
+            link.replace("/?", f"/runs/{run_id}/cancel?"), method="POST", headers={"X-Localpipe-Token": token}
+        )
+        urllib.request.urlopen(cancel).close()
+
+
 def _load_seconds(page, url: str) -> float:
     page.goto(url)  # once to warm the server's templates and the browser's cache
     took = []

@@ -10,7 +10,13 @@ from localpipe.cli.common import workspace
 
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (others need the token).")
-@click.option("--port", default=8765, show_default=True, type=int, help="Port to listen on; 0 takes a free one.")
+@click.option(
+    "--port",
+    default=8765,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="Port to listen on; 0 takes a free one.",
+)
 @click.option("-w", "--workspace", "workspace_dir", type=click.Path(file_okay=False), help="The workspace folder.")
 @click.pass_context
 def serve(ctx, host, port, workspace_dir) -> None:

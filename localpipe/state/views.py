@@ -3,17 +3,18 @@
 A step run's ``parent_id`` is tested as ``+parent_id IS NULL``: without statistics SQLite
 would otherwise choose that column's index, where nearly every row is NULL, over the run's.
 
-The studio must never block a scheduler: it reads with plain ``sqlite3`` on a connection opened
-``mode=ro`` (in WAL mode readers and the one writer never wait on each other), one per
-``Views``, used by one thread at a time. Every reader returns plain dicts, ready to render or
-to dump as JSON. A history.db of an older localpipe is migrated once, on opening, by
-``History`` as every command does.
+The studio must never block a scheduler: it reads with plain ``sqlite3`` on connections opened
+``mode=ro`` (in WAL mode readers and the one writer never wait on each other), one per thread
+that reads through a ``Views`` (the studio makes its pages in a pool of threads). Every reader
+returns plain dicts, ready to render or to dump as JSON. A history.db of an older localpipe is
+migrated once, on opening, by ``History`` as every command does.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 
 from localpipe.errors import NotFoundError
 from localpipe.state import reader
@@ -46,11 +47,28 @@ class Views:
             from localpipe.state.db import open_database
 
             open_database(layout).db.close()  # migrates it, or raises the error that says what is wrong
-        self.connection = sqlite3.connect(layout.history.as_uri() + "?mode=ro", uri=True, check_same_thread=False)
-        self.connection.execute("PRAGMA busy_timeout = 2000")
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def connection(self) -> sqlite3.Connection:
+        """This thread's read-only connection: the studio makes its pages in several threads at once."""
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            uri = self.layout.history.as_uri() + "?mode=ro"
+            connection = sqlite3.connect(uri, uri=True, check_same_thread=False)  # closed by close(), in another
+            connection.execute("PRAGMA busy_timeout = 2000")
+            self._local.connection = connection
+            with self._lock:
+                self._opened.append(connection)
+        return connection
 
     def close(self) -> None:
-        self.connection.close()
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for connection in opened:
+            connection.close()
 
     def _all(self, sql: str, params=()) -> list[dict]:
         """The rows as dicts, their JSON columns decoded (the columns looked at once per query:
@@ -126,12 +144,14 @@ class Views:
             "MAX(r.submitted_at) AS last_submitted FROM experiment e "
             "LEFT JOIN pipeline_run r ON r.experiment_id = e.id GROUP BY e.id ORDER BY last_submitted DESC"
         )
-        statuses = self._all(
+        statuses: dict[str, dict[str, int]] = {}  # by name: each experiment looked up, not matched against all
+        for row in self._all(
             "SELECT e.name, r.status, COUNT(*) AS n FROM pipeline_run r JOIN experiment e "
             "ON e.id = r.experiment_id GROUP BY e.id, r.status"
-        )
+        ):
+            statuses.setdefault(row["name"], {})[row["status"]] = row["n"]
         for experiment in found:
-            experiment["statuses"] = {s["status"]: s["n"] for s in statuses if s["name"] == experiment["name"]}
+            experiment["statuses"] = statuses.get(experiment["name"], {})
         return found
 
     def run(self, run_id) -> dict:
@@ -249,6 +269,23 @@ class Views:
         )
         return [{"step": sources[row.pop("step_run_id")], **row} for row in rows]
 
+    def last_scalars(self, run_id) -> list[dict]:
+        """Each step's last scalar value of each name (``step``, ``name``, ``value``), in the order
+        first logged; a reused step's are those of the step run it reused. One row each, however
+        many values were logged (a loss at each of 100,000 batches)."""
+        sources = {s["reused_from_id"] or s["id"]: s["name"] for s in self.run(run_id)["steps"]}
+        if not sources:
+            return []
+        marks = ",".join("?" * len(sources))
+        rows = self._all(
+            "SELECT m.step_run_id, m.name, m.value, g.first FROM metric m JOIN (SELECT MIN(id) AS first, "
+            f"MAX(id) AS last FROM metric WHERE step_run_id IN ({marks}) AND kind = 'scalar' "
+            "GROUP BY step_run_id, name) g ON m.id = g.last",
+            list(sources),
+        )
+        rows.sort(key=lambda row: row["first"])
+        return [{"step": sources[row["step_run_id"]], "name": row["name"], "value": row["value"]} for row in rows]
+
     def experiment_metrics(self, experiment: str, limit: int = 200) -> dict:
         """The last value of each scalar metric in each of the experiment's latest runs:
         ``{metric name: [(run id, value), ...]}``, oldest run first."""
@@ -268,17 +305,34 @@ class Views:
             f"SELECT run_id, COALESCE(reused_from_id, id) AS source FROM step_run WHERE run_id IN ({marks})", run_ids
         ):
             owners.setdefault(row["source"], []).append(row["run_id"])
-        last: dict[str, dict[int, float]] = {}
+        last: dict[str, dict[int, tuple[int, float]]] = {}  # name -> run -> (metric id, value)
         source_marks = ",".join("?" * len(owners))
+        # each step run's last value of each name, not all of them (a loss logged at each of 100,000 batches)
         for row in self._all(
-            f"SELECT step_run_id, name, value FROM metric WHERE step_run_id IN ({source_marks}) "
-            "AND kind = 'scalar' ORDER BY id",
+            "SELECT id, step_run_id, name, value FROM metric WHERE id IN (SELECT MAX(id) FROM metric "
+            f"WHERE step_run_id IN ({source_marks}) AND kind = 'scalar' GROUP BY step_run_id, name)",
             list(owners),
         ):
-            if isinstance(row["value"], (int, float)) and not isinstance(row["value"], bool):
-                for run in owners[row["step_run_id"]]:
-                    last.setdefault(row["name"], {})[run] = row["value"]
-        return {name: sorted(values.items()) for name, values in sorted(last.items())}
+            found = (row["id"], row["value"]) if _is_number(row["value"]) else self._last_number(row)
+            if found is None:
+                continue
+            for run in owners[row["step_run_id"]]:
+                known = last.setdefault(row["name"], {}).get(run)
+                if known is None or found[0] > known[0]:  # a run's steps logging one name: the last of them
+                    last[row["name"]][run] = found
+        return {name: sorted((run, v) for run, (_, v) in values.items()) for name, values in sorted(last.items())}
+
+    def _last_number(self, row: dict, looked: int = 1000) -> tuple[int, float] | None:
+        """(id, value) of the last number a step run logged as ``row["name"]`` before ``row``,
+        a value that is none (a text, a boolean); among the ``looked`` values before it."""
+        for earlier in self._all(
+            "SELECT id, value FROM metric WHERE step_run_id = ? AND name = ? AND kind = 'scalar' AND id < ? "
+            "ORDER BY id DESC LIMIT ?",
+            [row["step_run_id"], row["name"], row["id"], looked],
+        ):
+            if _is_number(earlier["value"]):
+                return earlier["id"], earlier["value"]
+        return None
 
     # -- published pipelines ---------------------------------------------------------------------
     def published(self) -> list[dict]:
@@ -356,3 +410,8 @@ class Views:
             ]
             del version["id"]
         return {"name": name, "versions": versions}
+
+
+def _is_number(value) -> bool:
+    """A value a chart places: a number, not a boolean (JSON's true is no point on it)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)

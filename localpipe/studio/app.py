@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
@@ -63,7 +64,11 @@ def create_app(
     app = Starlette(
         routes=[*extra_routes, *pages.ROUTES, Mount("/static", StaticFiles(directory=STATIC), name="static")],
         middleware=[Middleware(_GuardMiddleware)],
-        exception_handlers={HTTPException: _http_error, LocalpipeError: _library_error},
+        exception_handlers={
+            HTTPException: _http_error,
+            LocalpipeError: _library_error,
+            sqlite3.DatabaseError: _database_error,
+        },
         lifespan=lifespan,
     )
     app.state.layout = layout
@@ -123,6 +128,19 @@ async def _http_error(request: Request, exc: HTTPException):
     if request.url.path.startswith("/static/"):
         return PlainTextResponse(str(exc.detail), status_code=exc.status_code)
     return render_error(request, exc.status_code, str(exc.detail))
+
+
+async def _database_error(request: Request, exc: sqlite3.DatabaseError):
+    """history.db could not be read: a damaged file (a disk error, a copy cut short) fails the
+    pages that read its damaged part, in one line."""
+    path = request.app.state.layout.history
+    if "malformed" in str(exc) or "not a database" in str(exc):
+        message = f"{path} is damaged ({exc}): move it away and run `localpipe init` to start a new one"
+    else:
+        message = f"{path} could not be read ({exc}): try again"
+    if wants_json(request):
+        return JSONResponse({"error": message}, status_code=500)
+    return render_error(request, 500, message)
 
 
 async def _library_error(request: Request, exc: LocalpipeError):

@@ -7,6 +7,7 @@ every string in it is escaped by the template engine).
 from __future__ import annotations
 
 import math
+import sys
 from collections import defaultdict
 
 NODE_WIDTH, NODE_HEIGHT = 180, 34
@@ -173,19 +174,22 @@ def line_chart(points: list[tuple[float, float]], x_label: str = "") -> dict:
     if x1 == x0:
         x0, x1 = x0 - 1, x1 + 1
     if y1 == y0:
-        y0, y1 = y0 - abs(y0 or 1) * 0.1, y1 + abs(y1 or 1) * 0.1
+        pad = abs(y0 or 1) * 0.1
+        if y0 - pad == y0:  # a value so small that a tenth of it is nothing
+            pad = 0.1
+        y0, y1 = max(y0 - pad, -sys.float_info.max), min(y1 + pad, sys.float_info.max)
     inner_w, inner_h = CHART_WIDTH - 2 * CHART_MARGIN, CHART_HEIGHT - 2 * CHART_MARGIN
 
     def at(x, y):
         return (
-            CHART_MARGIN + (x - x0) / (x1 - x0) * inner_w,
-            CHART_MARGIN + inner_h - (y - y0) / (y1 - y0) * inner_h,
+            CHART_MARGIN + _fraction(x, x0, x1) * inner_w,
+            CHART_MARGIN + inner_h - _fraction(y, y0, y1) * inner_h,
         )
 
     placed = [at(x, y) for x, y in finite]
     dots = [{"x": px, "y": py, "label": f"{x:g}: {y:g}"} for (px, py), (x, y) in zip(placed, finite, strict=True)]
     return {
-        "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in placed),
+        "points": " ".join(f"{px:.1f},{py:.1f}" for px, py in _thinned(placed, inner_w)),
         "dots": dots if len(dots) <= 200 else [],
         "x_ticks": [{"x": at(v, y0)[0], "label": f"{v:g}"} for v in _ticks(x0, x1)],
         "y_ticks": [{"y": at(x0, v)[1], "label": f"{v:.4g}"} for v in _ticks(y0, y1)],
@@ -193,6 +197,20 @@ def line_chart(points: list[tuple[float, float]], x_label: str = "") -> dict:
         "height": CHART_HEIGHT,
         "x_label": x_label,
     }
+
+
+def _thinned(placed: list[tuple[float, float]], columns: int) -> list[tuple[float, float]]:
+    """``placed`` with at most its lowest and highest point in each of the chart's ``columns``
+    pixel columns, in their order: a series of 200,000 values (a loss logged at every batch)
+    draws as it would whole, spikes kept, in a page of kilobytes, not megabytes."""
+    if len(placed) <= 2 * columns:
+        return placed
+    extremes: dict[int, tuple[int, int]] = {}
+    for i, (px, py) in enumerate(placed):
+        column = min(max(int(px - CHART_MARGIN), 0), columns - 1)
+        low, high = extremes.get(column, (i, i))
+        extremes[column] = (i if py < placed[low][1] else low, i if py > placed[high][1] else high)
+    return [placed[i] for i in sorted({i for pair in extremes.values() for i in pair})]
 
 
 def _finite(value) -> bool:
@@ -205,10 +223,18 @@ def _finite(value) -> bool:
         return False
 
 
+def _fraction(value: float, low: float, high: float) -> float:
+    """Where ``value`` lies from ``low`` (0) to ``high`` (1); halved when the span is past a
+    float's range (1e308 and -1e308, values a diverging training logs)."""
+    if math.isinf(high - low):
+        return (value / 2 - low / 2) / (high / 2 - low / 2)
+    return (value - low) / (high - low)
+
+
 def _ticks(low: float, high: float) -> list[float]:
-    step = _nice_step((high - low) / 4)
+    step = _nice_step(high / 4 - low / 4)
     first = math.ceil(low / step) * step
-    return [first + i * step for i in range(int((high - first) / step + 1e-9) + 1)]
+    return [first + i * step for i in range(int(high / step - first / step + 1e-9) + 1)]
 
 
 def _nice_step(rough: float) -> float:

@@ -1,4 +1,9 @@
-"""The studio's routes: each page answers as HTML or as its JSON twin (docs/studio.md lists them)."""
+"""The studio's routes: each page answers as HTML or as its JSON twin (docs/studio.md lists them).
+
+A page is a plain function, which Starlette calls in its pool of threads: a page that takes
+seconds (a step's 200,000 metric values) holds up no other request, an open page's live
+status among them. What runs on the event loop itself (the event stream, the actions) reads
+history.db through ``run_in_threadpool`` too."""
 
 from __future__ import annotations
 
@@ -24,7 +29,7 @@ from localpipe.errors import NotFoundError
 from localpipe.plan.sweep import ranked_trials
 from localpipe.state.views import Views
 from localpipe.studio.render import page, wants_json
-from localpipe.studio.security import FILE_HEADERS, HEADER, form_fields
+from localpipe.studio.security import FILE_HEADERS, form_fields
 
 PAGE_SIZE = 50
 MAX_PAGE_SIZE = 500  # what ``?limit=`` may ask of a list of runs
@@ -53,7 +58,7 @@ def _limit(request: Request) -> int:
 
 
 # -- runs and experiments -------------------------------------------------------------------------
-async def runs_list(request: Request):
+def runs_list(request: Request):
     experiment = request.query_params.get("experiment") or None
     status = request.query_params.get("status") or None
     data = _views(request).runs(experiment, status, _limit(request), _int(request, "offset", 0))
@@ -62,11 +67,11 @@ async def runs_list(request: Request):
     return page(request, "runs.html", data, experiments=experiments)
 
 
-async def experiments_list(request: Request):
+def experiments_list(request: Request):
     return page(request, "experiments.html", {"experiments": _views(request).experiments()})
 
 
-async def experiment_page(request: Request):
+def experiment_page(request: Request):
     name = _name(request, "name")
     views = _views(request)
     runs = views.runs(name, None, _limit(request), _int(request, "offset", 0))
@@ -85,7 +90,7 @@ def _name(request: Request, key: str) -> str:
 
 
 # -- one run ----------------------------------------------------------------------------------------
-async def run_page(request: Request):
+def run_page(request: Request):
     views = _views(request)
     run = views.run(_name(request, "run"))
     run["critical_path"] = sorted(graphics.critical_path(run["steps"], run["edges"]))
@@ -125,13 +130,13 @@ def _sweeps(views: Views, run: dict) -> list[dict]:
     return found
 
 
-async def run_timeline(request: Request):
+def run_timeline(request: Request):
     """The run page's timeline alone (an SVG fragment): the live page fetches it again as steps change."""
     run = _views(request).run(request.path_params["run"])
     return page(request, "timeline.html", run, timeline=graphics.timeline(run["steps"], run["edges"], time.time()))
 
 
-async def run_status(request: Request):
+def run_status(request: Request):
     """The run's status and its steps' (the live page's data), with an ETag: a poller that sends
     ``If-None-Match`` gets 304 until something changes."""
     data = _views(request).statuses(request.path_params["run"])
@@ -147,12 +152,12 @@ async def run_events(request: Request):
     the run has ended and that was sent."""
     views = _views(request)
     run_id = request.path_params["run"]
-    views.statuses(run_id)  # a missing run is a 404, not an empty stream
+    await run_in_threadpool(views.statuses, run_id)  # a missing run is a 404, not an empty stream
 
     async def stream():
         last = None
         while True:
-            data = views.statuses(run_id)
+            data = await run_in_threadpool(views.statuses, run_id)
             text = json.dumps(data, sort_keys=True)
             if text != last:
                 last = text
@@ -164,7 +169,7 @@ async def run_events(request: Request):
     return StreamingResponse(stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
 
-async def step_page(request: Request):
+def step_page(request: Request):
     views = _views(request)
     run_id, name = request.path_params["run"], request.path_params["name"]
     try:
@@ -222,10 +227,25 @@ def _read_log(request: Request, step: dict, stream: str, offset: int | None) -> 
         start = max(end - LOG_PAGE_BYTES, 0) if offset is None else min(offset, end)
         handle.seek(start)
         data = handle.read(min(end - start, LOG_PAGE_BYTES * 4))
+    if offset is None and start:  # the last 256 KiB may begin inside a character: from the next one
+        skip = next((i for i, byte in enumerate(data[:4]) if byte & 0xC0 != 0x80), 0)
+        data, start = data[skip:], start + skip
+    data = data[: _whole_characters(data)]  # the rest is read with the bytes written after it
     return data.decode("utf-8", errors="replace"), start + len(data)
 
 
-async def step_log(request: Request):
+def _whole_characters(data: bytes) -> int:
+    """How many bytes of ``data`` end on a whole UTF-8 character: a log read while its step
+    writes can end inside one (a block-buffered stdout is flushed wherever its 8 KiB end)."""
+    for back in range(1, min(len(data), 4) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # the last character's first byte: how long it should be
+            length = 2 if 0xC0 <= byte < 0xE0 else 3 if 0xE0 <= byte < 0xF0 else 4 if 0xF0 <= byte < 0xF8 else 1
+            return len(data) - back if length > back else len(data)
+    return len(data)
+
+
+def step_log(request: Request):
     """A step's stdout or stderr: all of it (``?download=1``), or from ``?offset=`` (the live
     tail: JSON with the text and the next offset)."""
     step = _views(request).step(request.path_params["run"], request.query_params.get("step", ""))
@@ -255,7 +275,7 @@ def _file_until(path: Path, end: int):
             yield chunk
 
 
-async def step_output(request: Request):
+def step_output(request: Request):
     """An output of a step: its files (JSON), or one of them (``?file=``) to download."""
     views = _views(request)
     step = views.step(request.path_params["run"], request.query_params.get("step", ""))
@@ -268,9 +288,7 @@ async def step_output(request: Request):
     root = layout.objects / output["digest"][:2] / output["digest"]
     wanted = request.query_params.get("file")
     if wanted is None:
-        files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and _inside(root, p))[
-            :1000
-        ]
+        files = _first_files(root, 1000)
         if len(files) == 1 and not wants_json(request) and (root / files[0]).is_file():
             wanted = files[0]
         else:
@@ -281,7 +299,31 @@ async def step_output(request: Request):
     return FileResponse(path, filename=path.name, headers=FILE_HEADERS)
 
 
-async def metric_image(request: Request):
+def _first_files(root: Path, count: int) -> list[str]:
+    """The first ``count`` files of the tree at ``root`` in name order (a folder's files where its
+    name comes), as paths relative to it: walked until there are ``count`` (an output may hold
+    millions), never into a linked folder; a link is listed when it leads to a file inside the
+    tree (resolved alone: a file is inside as it is)."""
+    found: list[str] = []
+
+    def walk(folder: Path) -> bool:
+        with os.scandir(folder) as entries:
+            for entry in sorted(entries, key=lambda e: e.name):
+                path = Path(entry.path)
+                if entry.is_dir(follow_symlinks=False):
+                    if walk(path):
+                        return True
+                elif entry.is_file(follow_symlinks=False) or (entry.is_symlink() and _inside(root, path)):
+                    found.append(path.relative_to(root).as_posix())
+                    if len(found) == count:
+                        return True
+        return False
+
+    walk(root)
+    return found
+
+
+def metric_image(request: Request):
     """The image a step logged with ``log_image``: its own run file, or a file in a run's folder or an output."""
     views = _views(request)
     step = views.step(request.path_params["run"], request.query_params.get("step", ""))
@@ -305,7 +347,7 @@ async def metric_image(request: Request):
     return FileResponse(path, headers=FILE_HEADERS)
 
 
-async def run_metrics(request: Request):
+def run_metrics(request: Request):
     run_id = request.path_params["run"]
     metrics = _views(request).metrics(run_id)
     return page(request, "metrics.html", {"run": run_id, "metrics": metrics}, charts=_charts(metrics))
@@ -345,7 +387,7 @@ def _charts(metrics: list[dict]) -> list[dict]:
 
 
 # -- comparing runs, datasets -------------------------------------------------------------------------
-async def compare_page(request: Request):
+def compare_page(request: Request):
     views = _views(request)
     picked = request.query_params.getlist("pick")  # the runs list's check boxes, without JavaScript
     a, b = request.query_params.get("a"), request.query_params.get("b")
@@ -365,9 +407,8 @@ async def compare_page(request: Request):
     ]
     metrics = {}
     for side, run in (("a", first), ("b", second)):
-        for m in views.metrics(run["id"]):
-            if m["kind"] == "scalar":
-                metrics.setdefault((m["step"], m["name"]), {})[side] = m["value"]
+        for m in views.last_scalars(run["id"]):
+            metrics.setdefault((m["step"], m["name"]), {})[side] = m["value"]
     data["metrics"] = [{"step": s, "name": n, **values} for (s, n), values in metrics.items()]
     edges_a = {(e["source"], e["target"], e["data"]) for e in first["edges"]}
     edges_b = {(e["source"], e["target"], e["data"]) for e in second["edges"]}
@@ -396,22 +437,22 @@ def _brief(step: dict | None) -> dict | None:
     }
 
 
-async def published_list(request: Request):
+def published_list(request: Request):
     return page(request, "published.html", {"published": _views(request).published()})
 
 
-async def published_page(request: Request):
+def published_page(request: Request):
     from localpipe.client.publishing import published_endpoint
 
     found = _views(request).published_pipeline(_name(request, "id"))
     return page(request, "published_pipeline.html", {**found, "endpoint": published_endpoint(found["published_id"])})
 
 
-async def datasets_list(request: Request):
+def datasets_list(request: Request):
     return page(request, "datasets.html", {"datasets": _views(request).datasets()})
 
 
-async def dataset_page(request: Request):
+def dataset_page(request: Request):
     return page(request, "dataset.html", _views(request).dataset(_name(request, "name")))
 
 
@@ -427,9 +468,10 @@ async def cancel_action(request: Request):
 
 
 async def rerun_action(request: Request):
-    """Submit the run's pipeline file again, with its parameters (or the form's ``param.NAME``)."""
+    """Submit the run's pipeline file again, with its parameters (or the form's ``param.NAME``)
+    and, when it went on past a failed step, ``--continue-on-step-failure``."""
     await request.app.state.guard.check_write(request)
-    run = _views(request).run(request.path_params["run"])
+    run = await run_in_threadpool(_views(request).run, request.path_params["run"])
     if not run["pipeline_file"]:
         raise HTTPException(400, f"run {run['id']} was not submitted from a pipeline file: it cannot be rerun here")
     form = await form_fields(request)
@@ -438,6 +480,8 @@ async def rerun_action(request: Request):
     layout = request.app.state.layout
     command = [sys.executable, "-m", "localpipe", "-w", str(layout.root), "submit", run["pipeline_file"]]
     command += ["-e", run["experiment"], "--detach"]
+    if run["continue_on_step_failure"]:  # as the run did (a one-off --regenerate-outputs is not repeated)
+        command.append("--continue-on-step-failure")
     for key, value in parameters.items():
         command += ["--param", f"{key}={value}"]
     proc = await run_in_threadpool(
@@ -453,7 +497,7 @@ async def rerun_action(request: Request):
 
 
 def _acted(request: Request, where: str, message: str, **extra):
-    if wants_json(request) or request.headers.get(HEADER):
+    if wants_json(request):
         return JSONResponse({"message": message, **extra})
     return RedirectResponse(where, status_code=303)
 

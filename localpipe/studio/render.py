@@ -10,15 +10,16 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 
 from localpipe.formats import clock, duration, number, size
-from localpipe.studio.security import FIELD
+from localpipe.studio.security import FIELD, HEADER
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 STATUSES = ("NotStarted", "Queued", "Preparing", "Running", "Finalizing", "Completed", "Failed", "Canceled", "Reused")
 
 
 def wants_json(request: Request) -> bool:
-    """The JSON twin is asked for: the path ends in ``.json``, or ``Accept`` prefers JSON."""
-    if request.url.path.endswith(".json"):
+    """The JSON twin is asked for: the path ends in ``.json``, or ``Accept`` prefers JSON; or a
+    script acts (a POST with the token header): its answer, done or refused, is JSON."""
+    if request.url.path.endswith(".json") or (request.method == "POST" and HEADER in request.headers):
         return True
     accept = request.headers.get("accept", "")
     return "application/json" in accept and "text/html" not in accept

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import socket
 from collections.abc import Callable
@@ -33,7 +34,11 @@ def serve(state_dir: str | Path, host: str, port: int, echo: Callable[[str], Non
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise UsageError(f"localpipe serve cannot listen on {host}:{port} ({exc.strerror}): choose --port") from None
+        if isinstance(exc, socket.gaierror) or exc.errno == errno.EADDRNOTAVAIL:  # no such address here
+            fix = "choose --host: an address of this machine (127.0.0.1, or 0.0.0.0 for all of them)"
+        else:
+            fix = "choose --port"
+        raise UsageError(f"localpipe serve cannot listen on {host}:{port} ({exc.strerror}): {fix}") from None
     sock.listen(128)  # before the link is printed: a client that reads it and connects at once waits in the backlog
     port = sock.getsockname()[1]
     token = new_token()

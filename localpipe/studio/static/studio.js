@@ -35,18 +35,31 @@ function liveRun(root) {
   const redrawTimeline = () => {
     if (timeline) return;
     timeline = setTimeout(async () => {
-      const response = await fetch("/runs/" + run + "/timeline");
-      if (response.ok) document.getElementById("timeline").innerHTML = await response.text();
-      timeline = null;
+      try {
+        const response = await fetch("/runs/" + run + "/timeline");
+        if (response.ok) document.getElementById("timeline").innerHTML = await response.text();
+      } finally {
+        timeline = null;  // a failed fetch must not stop the timeline's redraws for good
+      }
     }, 1000);
   };
   let last = null;  // running steps' durations go on between changes
   const ticker = setInterval(() => { if (last) show(last, false); }, 1000);
-  const events = new EventSource("/runs/" + run + "/events");
-  events.onmessage = (message) => {
-    last = JSON.parse(message.data);
-    show(last, true);
-  };
+  // The run's status is polled (304 until it changes), not streamed: a browser opens at most six
+  // connections to one server, and an event stream holds one for as long as the run goes on.
+  let etag = null, ended = false;
+  async function poll() {
+    try {
+      const response = await fetch("/runs/" + run + "/status.json", { cache: "no-store", headers: etag ? { "If-None-Match": etag } : {} });
+      if (response.status === 200) {
+        etag = response.headers.get("ETag");
+        last = await response.json();
+        show(last, true);
+      }
+    } catch (error) { /* the server is away for a moment: the next poll asks again */ }
+    if (!ended) setTimeout(poll, 200);
+  }
+  poll();
   function show(data, changed) {
     document.getElementById("run-status").replaceChildren(badge(data.status));
     document.getElementById("run-duration").textContent = seconds(data.started_at, data.ended_at);
@@ -65,7 +78,7 @@ function liveRun(root) {
     }
     if (changed) redrawTimeline();
     if (!ACTIVE.has(data.status)) {
-      events.close();
+      ended = true;
       clearInterval(ticker);
       const cancel = document.getElementById("cancel");
       if (cancel) cancel.closest("form").remove();
