@@ -493,3 +493,30 @@ def test_a_broken_datastore_schedule_does_not_stop_the_others_and_paths_stay_ins
         f"cannot watch {store / 'blocked'} (File exists): its schedule is not fired",
         f"schedule \"blocked\" cannot be fired: [Errno 20] Not a directory: '{store / 'blocked'}'",
     ], said
+
+
+def test_schedule_list_says_at_what_time_of_day_and_on_which_days_it_fires(ws, project, localpipe):
+    import json
+
+    published = _published(ws, project)
+    pacific = TimeZone.PacificStandardTime
+    made = {
+        "daily": ScheduleRecurrence("Day", 1, time_of_day="02:30", time_zone=pacific),
+        "weekly": ScheduleRecurrence("Week", 2, week_days=["Monday", "Friday"], hours=[17, 9], minutes=[30, 0]),
+        "monthly": ScheduleRecurrence("Month", 1, start_time="2026-01-31T08:00:00"),
+        "minutely": ScheduleRecurrence("Minute", 5, start_time="2026-01-01T00:00:00", time_zone=pacific),
+        "hourly": ScheduleRecurrence("Hour", 1, start_time=datetime(2026, 1, 1, 6, 15, 30)),
+    }
+    for name, recurrence in made.items():
+        Schedule.create(ws, name, published.id, "timed", recurrence=recurrence)
+    listed = {r["name"]: r["when"] for r in json.loads(localpipe("schedule", "list", "--json", check=True).stdout)}
+    assert listed == {
+        "daily": "every day at 02:30 (Pacific Standard Time)",
+        "weekly": "every 2 weeks on Monday, Friday at 09:00, 09:30, 17:00, 17:30 (UTC)",
+        "monthly": "every month on day 31 at 08:00 (UTC)",
+        "minutely": "every 5 minutes from 2026-01-01 00:00 (Pacific Standard Time)",
+        "hourly": "every hour from 2026-01-01 06:15:30 (UTC)",
+    }
+    table = localpipe("schedule", "list", check=True).stdout
+    assert "every day at 02:30 (Pacific Standard Time)" in table
+    assert "on Monday, Friday at 09:00, 09:30, 17:00, 17:30 (UTC)" in table
