@@ -350,6 +350,30 @@ def test_what_the_format_cannot_say_is_refused_before_anything_is_written(ws, pr
         assert loaded == original, (loaded, original)
 
 
+@pytest.mark.parametrize("text", ["parameter:n", "input:data", "output:model", "side_input:lookup"])
+def test_a_literal_argument_the_format_reads_as_a_reference_is_refused_before_anything_is_written(
+    ws, project, tmp_path, text
+):
+    # Loaded back, "parameter:n" was the parameter's value (the step got another argv, silently) and
+    # "input:data" a file that would not load: the format has no way to say the text itself.
+    project("src/a.py", "print('a')\n")
+    n = PipelineParameter("n", default_value=1)
+    step = PythonScriptStep("a.py", name="job", source_directory=str(ws.root / "src"), arguments=["--n", n, text])
+    published = Pipeline(ws, [step]).publish("literal")
+    with pytest.raises(UserErrorException) as refused:
+        published.save(str(tmp_path))
+    assert str(refused.value) == (
+        f'cannot save published pipeline "literal" as YAML: step "job": argument 2 is the text "{text}", which the '
+        f"pipeline YAML reads as a reference to the step's {text.split(':')[0].replace('_', ' ')} "
+        f'"{text.split(":", 1)[1]}" (it has no form for the text itself): give the script another spelling of it'
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["ws"]
+    saved = Pipeline(ws, [PythonScriptStep("a.py", name="job", source_directory=str(ws.root / "src"),
+                                           arguments=["--n", n, "parameters:n", "--x=input:data"])])  # fmt: skip
+    loaded = Pipeline.load_yaml(ws, saved.publish("other").save(str(tmp_path / "other.yml")))
+    assert next(iter(loaded.graph.steps.values())).argv == ["--n", "1", "parameters:n", "--x=input:data"]
+
+
 RECURRENCE = """
     Schedule:
         description: "Test create with recurrence"

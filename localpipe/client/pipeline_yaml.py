@@ -264,6 +264,15 @@ class _Writer:
             return f"input:{value['input']}" if "input" in value else f"output:{value['output']}"
         parameter = spec.parameter_uses.get(f"arguments.{index}")
         if parameter is None:
+            from localpipe.sdk.pipeline_yaml import REFERENCE_ARGUMENTS
+
+            if isinstance(value, str) and value.startswith(REFERENCE_ARGUMENTS):  # loaded, it would be the reference
+                kind, name = value.split(":", 1)
+                self.refuse(
+                    f'step "{spec.name}": argument {index} is the text "{value}", which the pipeline YAML reads as a '
+                    f'reference to the step\'s {kind.replace("_", " ")} "{name}" (it has no form for the text '
+                    "itself): give the script another spelling of it"
+                )
             return value
         # A step parameter holding it, else the pipeline parameter by its own name (localpipe's form).
         key = next((k for k, v in params.items() if v == {"source": parameter}), None)
