@@ -520,3 +520,24 @@ def test_schedule_list_says_at_what_time_of_day_and_on_which_days_it_fires(ws, p
     table = localpipe("schedule", "list", check=True).stdout
     assert "every day at 02:30 (Pacific Standard Time)" in table
     assert "on Monday, Friday at 09:00, 09:30, 17:00, 17:30 (UTC)" in table
+
+
+def test_a_parameter_value_of_the_wrong_type_is_refused_at_create_and_update_not_at_every_fire(ws, project, history):
+    # It was recorded, and each fire then failed ("could not start its run"), one line per fire in a runner's output.
+    published = _published(ws, project)
+    every_minute = ScheduleRecurrence("Minute", 1)
+    for value, said in [("abc", '"abc" is not an integer: pass one'), (2.5, "2.5 is a float, expected a int")]:
+        with pytest.raises(UserErrorException) as refused:
+            Schedule.create(ws, "s", published.id, "e", recurrence=every_minute, pipeline_parameters={"n": value})
+        assert str(refused.value) == (
+            f'parameter "n" of published pipeline "nightly": {said} like the default 1 (each fire of the schedule '
+            "would be refused)"
+        )
+    assert Schedule.list(ws, active_only=False) == []
+    schedule = Schedule.create(ws, "s", published.id, "e", recurrence=every_minute, pipeline_parameters={"n": "5"})
+    with pytest.raises(UserErrorException, match='parameter "n" of published pipeline "nightly": True is a bool'):
+        schedule.update(pipeline_parameters={"n": True})
+    runner = ScheduleRunner(ws, clock=Clock(time.time()))
+    runner.start()
+    assert (runner.errors, len(runner.started_runs)) == ([], 1)
+    assert history.publishing.schedule(schedule.id)["pipeline_parameters"] == {"n": "5"}

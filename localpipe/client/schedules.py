@@ -436,9 +436,22 @@ def _check_known(workspace, parameters: dict | None, data_path_name: str | None,
     if published_id is None:
         endpoint = publishing.endpoint(endpoint_id)
         published_id = endpoint["versions"][endpoint["default_version"]]
+    from localpipe.plan.graph import coerce_parameter
+
     record = publishing.published(published_id)
+    label = f'published pipeline "{record["name"]}"'
     names = {**(parameters or {}), **({data_path_name: None} if data_path_name else {})}
-    known_parameters(names, record["graph"], f'published pipeline "{record["name"]}"')
+    known_parameters(names, record["graph"], label)
+    for name, value in (parameters or {}).items():  # as a submission checks them: else every fire is refused
+        default = record["graph"]["parameters"][name]
+        if isinstance(default, dict):  # a data parameter: a string is a path in its datastore
+            continue
+        try:
+            coerce_parameter(value, default)
+        except ValueError as exc:
+            raise UserErrorException(
+                f'parameter "{name}" of {label}: {exc} (each fire of the schedule would be refused)'
+            ) from None
 
 
 def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,
