@@ -541,3 +541,30 @@ def test_a_parameter_value_of_the_wrong_type_is_refused_at_create_and_update_not
     runner.start()
     assert (runner.errors, len(runner.started_runs)) == ([], 1)
     assert history.publishing.schedule(schedule.id)["pipeline_parameters"] == {"n": "5"}
+
+
+def test_a_data_path_parameter_that_is_no_datapath_parameter_is_refused_at_create_and_update(ws, project):
+    # It was recorded, and each file added then failed its fire: "DataPath(...) is a DataPath, expected a int".
+    blob = ws.get_default_datastore()
+    n = PipelineParameter("n", default_value=1)
+    data = (PipelineParameter("data", default_value=DataPath(blob, "incoming/a.txt")), DataPathComputeBinding())
+    project("src/job.py", "print('job')\n")
+    project(".localpipe/datastores/workspaceblobstore/incoming/a.txt", "a")
+    step = PythonScriptStep("job.py", name="job", source_directory=str(ws.root / "src"), arguments=["--n", n, data],
+                            inputs=[data])  # fmt: skip
+    published = Pipeline(ws, [step]).publish("counter")
+    said = (
+        'data_path_parameter_name "n" is not a DataPath parameter of published pipeline "counter" (its DataPath '
+        "parameters: data): name one, which each fire sets to the file's DataPath"
+    )
+    with pytest.raises(UserErrorException) as refused:
+        Schedule.create(ws, "s", published.id, "e", datastore=blob, path_on_datastore="incoming",
+                        data_path_parameter_name="n")  # fmt: skip
+    assert str(refused.value) == said
+    assert Schedule.list(ws, active_only=False) == []
+    schedule = Schedule.create(ws, "s", published.id, "e", datastore=blob, path_on_datastore="incoming",
+                               data_path_parameter_name="data")  # fmt: skip
+    with pytest.raises(UserErrorException) as refused:
+        schedule.update(data_path_parameter_name="n")
+    assert str(refused.value) == said
+    assert Schedule.get(ws, schedule.id).data_path_parameter_name == "data"

@@ -442,6 +442,12 @@ def _check_known(workspace, parameters: dict | None, data_path_name: str | None,
     label = f'published pipeline "{record["name"]}"'
     names = {**(parameters or {}), **({data_path_name: None} if data_path_name else {})}
     known_parameters(names, record["graph"], label)
+    data_paths = sorted(k for k, v in record["graph"]["parameters"].items() if isinstance(v, dict) and "datapath" in v)
+    if data_path_name and data_path_name not in data_paths:  # else each file's fire is refused
+        raise UserErrorException(
+            f'data_path_parameter_name "{data_path_name}" is not a DataPath parameter of {label} (its DataPath '
+            f"parameters: {', '.join(data_paths) or 'none'}): name one, which each fire sets to the file's DataPath"
+        )
     for name, value in (parameters or {}).items():  # as a submission checks them: else every fire is refused
         default = record["graph"]["parameters"][name]
         if isinstance(default, dict):  # a data parameter: a string is a path in its datastore
