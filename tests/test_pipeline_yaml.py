@@ -399,6 +399,25 @@ RECURRENCE = """
         path_on_datastore: ~
 """
 
+
+def test_a_time_of_day_yaml_reads_as_a_number_is_refused_saying_to_quote_it(ws, project):
+    # YAML 1.1 reads 10:30 unquoted as 630 (base 60) and 09:30 as text: one loaded, the other said
+    # "time_of_day should be in the format hh:mm." of a file that wrote exactly that.
+    from localpipe import Schedule
+
+    def loaded(value: str):
+        text = f"Schedule:\n  recurrence:\n    frequency: Day\n    interval: 1\n    time_of_day: {value}\n"
+        return Schedule.load_yaml(ws, str(project("daily.yml", text)))
+
+    assert (loaded("09:30")["recurrence"].hours, loaded("'10:30'")["recurrence"].minutes) == ([9], [30])
+    with pytest.raises(PipelineYamlError) as refused:
+        loaded("10:30")
+    assert str(refused.value) == (
+        f"{ws.root / 'daily.yml'}: time_of_day 630 is a number (YAML reads 10:30 unquoted as 630 minutes, in base 60): "
+        "quote it, time_of_day: '10:30'"
+    )
+
+
 DATASTORE = """
     Schedule:
         description: "Test create with datastore"

@@ -378,6 +378,13 @@ class Schedule:
                     f"{where}: recurrence needs frequency and interval: add them (frequency: Day, interval: 1)"
                 )
             fields = {key: recurrence.get(key) for key in RECURRENCE_KEYS}
+            written = fields["time_of_day"]
+            if isinstance(written, int) and not isinstance(written, bool):  # YAML 1.1: 10:30 is 630, 09:30 text
+                shown = f"{written // 60}:{written % 60:02d}"
+                raise PipelineYamlError(
+                    f"{where}: time_of_day {written} is a number (YAML reads {shown} unquoted as {written} minutes, "
+                    f"in base 60): quote it, time_of_day: '{shown}'"
+                )
             if fields["time_zone"] is not None:
                 try:
                     fields["time_zone"] = time_zone_named(fields["time_zone"])
