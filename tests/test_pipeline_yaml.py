@@ -5,6 +5,7 @@ submit pipeline.yml``, and one clear line for each bad file, with nothing record
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -372,6 +373,28 @@ def test_a_literal_argument_the_format_reads_as_a_reference_is_refused_before_an
                                            arguments=["--n", n, "parameters:n", "--x=input:data"])])  # fmt: skip
     loaded = Pipeline.load_yaml(ws, saved.publish("other").save(str(tmp_path / "other.yml")))
     assert next(iter(loaded.graph.steps.values())).argv == ["--n", "1", "parameters:n", "--x=input:data"]
+
+
+def test_saving_into_a_folder_that_does_not_exist_is_one_line_and_writes_nothing(ws, project, tmp_path):
+    # "saved/" (a folder, by its slash) that is not there raised IsADirectoryError from open(), after the
+    # step's runconfig file had been written beside it as saved.a.runconfig.
+    from localpipe import RunConfiguration
+
+    project("src/a.py", "print('a')\n")
+    config = RunConfiguration(timeout_seconds=30)
+    step = PythonScriptStep("a.py", name="a", source_directory=str(ws.root / "src"), runconfig=config)
+    published = Pipeline(ws, [step]).publish("limited")
+    for path in (tmp_path / "saved", tmp_path / "gone" / "x.yml"):
+        given = str(path) + (os.sep if path.name == "saved" else "")
+        with pytest.raises(UserErrorException) as refused:
+            published.save(given)
+        missing = given if path.name == "saved" else str(path.parent)
+        assert str(refused.value) == (
+            f'cannot save published pipeline "limited" to {given}: folder {missing} does not exist: create it'
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
+    (tmp_path / "saved").mkdir()
+    assert published.save(str(tmp_path / "saved") + os.sep) == str(tmp_path / "saved" / "limited.yml")
 
 
 RECURRENCE = """

@@ -61,7 +61,8 @@ def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, s
     if os.path.isdir(path):  # a pipeline's name made a file name of this folder ("../x", "a/b", a long one)
         stem, suffix = os.path.splitext(file_name)
         path = os.path.join(path, safe_name(stem) + suffix)
-    folder = os.path.dirname(os.path.abspath(path))
+    # A folder by its slash ("saved/") that is not there: open() would fail after the side files were written
+    folder = path if path.endswith(("/", os.sep)) else os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserErrorException(f"cannot save {what} to {path}: folder {folder} does not exist: create it")
     writer = _Writer(workspace, graph, what, os.path.splitext(os.path.abspath(path))[0], sources or {})
