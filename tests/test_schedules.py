@@ -568,3 +568,29 @@ def test_a_data_path_parameter_that_is_no_datapath_parameter_is_refused_at_creat
         schedule.update(data_path_parameter_name="n")
     assert str(refused.value) == said
     assert Schedule.get(ws, schedule.id).data_path_parameter_name == "data"
+
+
+def test_a_recurrence_changed_by_update_fires_first_at_its_next_time_not_at_one_already_past(ws, project, history):
+    # Moved from 18:00 to 19:30 at 20:04, it fired at once for today's 19:30, a time before the change.
+    published = _published(ws, project)
+    now = time.time()
+
+    def hourly(offset: float) -> ScheduleRecurrence:
+        return ScheduleRecurrence("Hour", 1, datetime.fromtimestamp(now + offset, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+
+    schedule = Schedule.create(ws, "hourly", published.id, "e", recurrence=hourly(1200))  # first in 20 minutes
+    publishing = history.publishing
+    publishing.t.Schedule.update(created_at=now - 3 * 3600).where(
+        publishing.t.Schedule.schedule_id == schedule.id
+    ).execute()  # made three hours ago
+    clock = Clock(now)
+    runner = ScheduleRunner(ws, clock=clock)
+    runner.start()
+    assert runner.started_runs == []
+    schedule.update(recurrence=hourly(-600))  # its times now: ten minutes ago (before the change), 50 minutes on
+    clock.now = time.time() + 1
+    runner.tick()
+    assert runner.started_runs == []
+    clock.now = now + 3000 + 1
+    runner.tick()
+    assert [f["due"] for f in publishing.fires(schedule.id) if f["run_id"]] == [pytest.approx(now + 3000, abs=1)]

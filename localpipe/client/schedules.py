@@ -345,7 +345,7 @@ class Schedule:
                      self._pipeline_endpoint_id)  # fmt: skip
         check_continue_on_step_failure(continue_on_step_failure)
         changes.update({key: value for key, value in given.items() if value is not None})
-        _history(self._workspace).publishing.update_schedule(self._id, changes)
+        _history(self._workspace).publishing.update_schedule(self._id, changes, at=time.time())
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
 
     @staticmethod
