@@ -93,6 +93,19 @@ def test_refusals_at_construction_and_on_what_is_scheduled(ws, project):
     assert Schedule.list(ws, active_only=False) == []
 
 
+@pytest.mark.parametrize("frequency", ["Day", "Week", "Month"])
+def test_a_start_time_a_spring_forward_change_skips_keeps_its_wall_time_on_the_days_after(frequency):
+    # 02:30 on 8 March 2026 does not exist in New York: that fire is at 03:30, and the later ones were
+    # at 03:30 too (the start's hour read from the instant, not from the time written).
+    recurrence = ScheduleRecurrence(
+        frequency, 1, start_time="2026-03-08T02:30:00", time_zone=TimeZone.EasternStandardTime
+    )
+    new_york = ZoneInfo("America/New_York")
+    times = fires(recurrence.to_dict(), 0.0, 0.0)
+    shown = [datetime.fromtimestamp(next(times), new_york).strftime("%d/%m %H:%M") for _ in range(2)]
+    assert shown == ["08/03 03:30", {"Day": "09/03", "Week": "15/03", "Month": "08/04"}[frequency] + " 02:30"]
+
+
 def test_a_minute_schedule_fires_exactly_at_its_times_once_across_two_runners(ws, project, history):
     published = _published(ws, project)
     start = _utc(2030, 1, 1, 12, 0)
@@ -580,9 +593,7 @@ def test_a_recurrence_changed_by_update_fires_first_at_its_next_time_not_at_one_
 
     schedule = Schedule.create(ws, "hourly", published.id, "e", recurrence=hourly(1200))  # first in 20 minutes
     publishing = history.publishing
-    publishing.t.Schedule.update(created_at=now - 3 * 3600).where(
-        publishing.t.Schedule.schedule_id == schedule.id
-    ).execute()  # made three hours ago
+    publishing.update_schedule(schedule.id, {"created_at": now - 3 * 3600})  # made three hours ago
     clock = Clock(now)
     runner = ScheduleRunner(ws, clock=clock)
     runner.start()

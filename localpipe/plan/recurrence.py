@@ -183,7 +183,7 @@ def describe(recurrence: dict, created_at: float) -> str:
     interval, frequency = int(recurrence["interval"]), recurrence["frequency"]
     unit = frequency.lower()
     every = f"every {unit}" if interval == 1 else f"every {interval} {unit}s"
-    local = anchor(recurrence, created_at).astimezone(zone(recurrence.get("time_zone")))
+    local = _wall(recurrence, anchor(recurrence, created_at), zone(recurrence.get("time_zone")))
     where = f"({recurrence.get('time_zone') or 'UTC'})"
     if frequency in ("Minute", "Hour"):
         return f"{every} from {local.strftime('%Y-%m-%d')} {_hh_mm(local.hour, local.minute, local.second)} {where}"
@@ -197,6 +197,15 @@ def describe(recurrence: dict, created_at: float) -> str:
     elif frequency == "Month":
         every += f" on day {local.day}"
     return f"{every} at {times} {where}"
+
+
+def _wall(recurrence: dict, start: datetime, tz: ZoneInfo) -> datetime:
+    """The anchor's local wall time (naive): ``start_time`` as written, so that 02:30 on a night a
+    spring-forward change skips (fired at 03:30) is still 02:30 on the days after; else the
+    creation's."""
+    if recurrence.get("start_time"):
+        return datetime.strptime(recurrence["start_time"], START_TIME_FORMAT)
+    return start.astimezone(tz).replace(tzinfo=None)
 
 
 def _hh_mm(hour: int, minute: int, second: int) -> str:
@@ -216,7 +225,7 @@ def fires(recurrence: dict, created_at: float, after: float) -> Iterator[float]:
             yield first + k * step
             k += 1
     tz = zone(recurrence.get("time_zone"))
-    local_start = start.astimezone(tz)
+    local_start = _wall(recurrence, start, tz)
     patterned = any(recurrence.get(key) is not None for key in ("hours", "minutes", "week_days"))
     hours = sorted(recurrence.get("hours") or [local_start.hour])
     minutes = sorted(recurrence.get("minutes") or [local_start.minute])
