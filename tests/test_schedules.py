@@ -605,3 +605,26 @@ def test_a_recurrence_changed_by_update_fires_first_at_its_next_time_not_at_one_
     clock.now = now + 3000 + 1
     runner.tick()
     assert [f["due"] for f in publishing.fires(schedule.id) if f["run_id"]] == [pytest.approx(now + 3000, abs=1)]
+
+
+def test_a_watched_folder_deleted_and_made_again_is_watched_again(ws, project, history):
+    # rm -rf incoming; mkdir incoming (or a folder moved into its place) left the watch on the old folder:
+    # a file dropped after waited for the polling_interval scan (60 minutes here), and so did every later one.
+    import shutil
+
+    schedule = _reader_on_upload(ws, project)
+    incoming = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming"
+    runner = ScheduleRunner(ws)
+    with schedule_loop(runner, []) as loop:
+        wait_for(lambda: loop.watched, what="the folder watched")
+        shutil.rmtree(incoming)
+        time.sleep(0.5)
+        assert not incoming.exists()  # not made again while it is gone: a folder moved into its place would land in it
+        staged = incoming.with_name("staged")
+        staged.mkdir()
+        (staged / "first.txt").write_text("one")
+        staged.rename(incoming)
+        wait_for(lambda: len(runner.started_runs) == 1, timeout=10, what="a run for the file that came with the folder")
+        (incoming / "second.txt").write_text("two")
+        wait_for(lambda: len(runner.started_runs) == 2, timeout=10, what="a run for a file added since")
+    assert sorted(f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)) == ["first.txt", "second.txt"]
