@@ -16,6 +16,7 @@ A pipeline file that no longer loads or validates is reported and watched until 
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import queue
@@ -433,6 +434,11 @@ class ScheduleLoop:
         self.changes: queue.Queue[str] = queue.Queue()
         self.observer = Observer()
         self.watched: set[str] = set()
+        # Each watched folder's watch and identity (device, inode): a folder deleted, or another moved
+        # into its place, is watched again (the watch stays on the old one); one gone is not made again
+        # until it is back (a folder moved into its place would land in it).
+        self._watches: dict[str, tuple] = {}
+        self._lost: set[str] = set()
         self._stop = threading.Event()
 
     def run(self) -> None:
@@ -478,15 +484,26 @@ class ScheduleLoop:
                 self.echo(line)
             return None
         if folder in self.watched:
-            return folder
+            if _identity(folder) == self._watches[folder][1]:
+                return folder
+            with contextlib.suppress(KeyError):  # deleted, or replaced: the watch is on the old one
+                self.observer.unschedule(self._watches.pop(folder)[0])
+            self.watched.discard(folder)
+            self._lost.add(folder)
+        if folder in self._lost:
+            if _identity(folder) is None:
+                return folder
+            self._lost.discard(folder)
+            self.changes.put(os.path.join(folder, ""))  # back: scanned, for the files that came with it
         try:
             os.makedirs(folder, exist_ok=True)
-            self.observer.schedule(_Events(self.changes), folder, recursive=False)
+            watch = self.observer.schedule(_Events(self.changes), folder, recursive=False)
         except OSError as exc:  # a file where the folder should be, say: the other schedules go on
             line = f"cannot watch {folder} ({exc.strerror or exc}): its schedule is not fired"
             if self.runner.report_once(line):
                 self.echo(line)
             return folder
+        self._watches[folder] = (watch, _identity(folder))
         self.watched.add(folder)
         return folder
 
@@ -501,6 +518,15 @@ class ScheduleLoop:
             self.echo(f"started run {run_id}")
         for line in self.runner.errors[errors:]:
             self.echo(line)
+
+
+def _identity(folder: str) -> tuple[int, int] | None:
+    """The folder's device and inode; None when it is not a folder (any more)."""
+    try:
+        found = os.stat(folder)
+    except OSError:
+        return None
+    return (found.st_dev, found.st_ino) if stat.S_ISDIR(found.st_mode) else None
 
 
 def _taken(layout, run_id: int) -> bool:

@@ -5,6 +5,7 @@ submit pipeline.yml``, and one clear line for each bad file, with nothing record
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -350,6 +351,52 @@ def test_what_the_format_cannot_say_is_refused_before_anything_is_written(ws, pr
         assert loaded == original, (loaded, original)
 
 
+@pytest.mark.parametrize("text", ["parameter:n", "input:data", "output:model", "side_input:lookup"])
+def test_a_literal_argument_the_format_reads_as_a_reference_is_refused_before_anything_is_written(
+    ws, project, tmp_path, text
+):
+    # Loaded back, "parameter:n" was the parameter's value (the step got another argv, silently) and
+    # "input:data" a file that would not load: the format has no way to say the text itself.
+    project("src/a.py", "print('a')\n")
+    n = PipelineParameter("n", default_value=1)
+    step = PythonScriptStep("a.py", name="job", source_directory=str(ws.root / "src"), arguments=["--n", n, text])
+    published = Pipeline(ws, [step]).publish("literal")
+    with pytest.raises(UserErrorException) as refused:
+        published.save(str(tmp_path))
+    assert str(refused.value) == (
+        f'cannot save published pipeline "literal" as YAML: step "job": argument 2 is the text "{text}", which the '
+        f"pipeline YAML reads as a reference to the step's {text.split(':')[0].replace('_', ' ')} "
+        f'"{text.split(":", 1)[1]}" (it has no form for the text itself): give the script another spelling of it'
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["ws"]
+    saved = Pipeline(ws, [PythonScriptStep("a.py", name="job", source_directory=str(ws.root / "src"),
+                                           arguments=["--n", n, "parameters:n", "--x=input:data"])])  # fmt: skip
+    loaded = Pipeline.load_yaml(ws, saved.publish("other").save(str(tmp_path / "other.yml")))
+    assert next(iter(loaded.graph.steps.values())).argv == ["--n", "1", "parameters:n", "--x=input:data"]
+
+
+def test_saving_into_a_folder_that_does_not_exist_is_one_line_and_writes_nothing(ws, project, tmp_path):
+    # "saved/" (a folder, by its slash) that is not there raised IsADirectoryError from open(), after the
+    # step's runconfig file had been written beside it as saved.a.runconfig.
+    from localpipe import RunConfiguration
+
+    project("src/a.py", "print('a')\n")
+    config = RunConfiguration(timeout_seconds=30)
+    step = PythonScriptStep("a.py", name="a", source_directory=str(ws.root / "src"), runconfig=config)
+    published = Pipeline(ws, [step]).publish("limited")
+    for path in (tmp_path / "saved", tmp_path / "gone" / "x.yml"):
+        given = str(path) + (os.sep if path.name == "saved" else "")
+        with pytest.raises(UserErrorException) as refused:
+            published.save(given)
+        missing = given if path.name == "saved" else str(path.parent)
+        assert str(refused.value) == (
+            f'cannot save published pipeline "limited" to {given}: folder {missing} does not exist: create it'
+        )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ws"]
+    (tmp_path / "saved").mkdir()
+    assert published.save(str(tmp_path / "saved") + os.sep) == str(tmp_path / "saved" / "limited.yml")
+
+
 RECURRENCE = """
     Schedule:
         description: "Test create with recurrence"
@@ -374,6 +421,25 @@ RECURRENCE = """
         continue_on_step_failure: None
         path_on_datastore: ~
 """
+
+
+def test_a_time_of_day_yaml_reads_as_a_number_is_refused_saying_to_quote_it(ws, project):
+    # YAML 1.1 reads 10:30 unquoted as 630 (base 60) and 09:30 as text: one loaded, the other said
+    # "time_of_day should be in the format hh:mm." of a file that wrote exactly that.
+    from localpipe import Schedule
+
+    def loaded(value: str):
+        text = f"Schedule:\n  recurrence:\n    frequency: Day\n    interval: 1\n    time_of_day: {value}\n"
+        return Schedule.load_yaml(ws, str(project("daily.yml", text)))
+
+    assert (loaded("09:30")["recurrence"].hours, loaded("'10:30'")["recurrence"].minutes) == ([9], [30])
+    with pytest.raises(PipelineYamlError) as refused:
+        loaded("10:30")
+    assert str(refused.value) == (
+        f"{ws.root / 'daily.yml'}: time_of_day 630 is a number (YAML reads 10:30 unquoted as 630 minutes, in base 60): "
+        "quote it, time_of_day: '10:30'"
+    )
+
 
 DATASTORE = """
     Schedule:

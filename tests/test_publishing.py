@@ -155,6 +155,9 @@ def test_a_run_is_published_with_its_snapshots_and_parameter_values(ws, project,
     assert _step_status(history, again) == "Reused"
     with pytest.raises(UserErrorException, match='"n" cannot be changed'):
         published.submit(ws, "again", pipeline_parameters={"n": 5})
+    # Its own value as text (a REST body's "ParameterAssignments": {"n": "4"}) is that value: it was refused.
+    same = published.submit(ws, "again", pipeline_parameters={"n": "4"})
+    assert same.wait_for_completion(show_output=False) == "Completed"
 
 
 def test_gc_keeps_what_a_published_pipeline_needs(ws, project, history, localpipe):

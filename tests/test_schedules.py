@@ -93,6 +93,19 @@ def test_refusals_at_construction_and_on_what_is_scheduled(ws, project):
     assert Schedule.list(ws, active_only=False) == []
 
 
+@pytest.mark.parametrize("frequency", ["Day", "Week", "Month"])
+def test_a_start_time_a_spring_forward_change_skips_keeps_its_wall_time_on_the_days_after(frequency):
+    # 02:30 on 8 March 2026 does not exist in New York: that fire is at 03:30, and the later ones were
+    # at 03:30 too (the start's hour read from the instant, not from the time written).
+    recurrence = ScheduleRecurrence(
+        frequency, 1, start_time="2026-03-08T02:30:00", time_zone=TimeZone.EasternStandardTime
+    )
+    new_york = ZoneInfo("America/New_York")
+    times = fires(recurrence.to_dict(), 0.0, 0.0)
+    shown = [datetime.fromtimestamp(next(times), new_york).strftime("%d/%m %H:%M") for _ in range(2)]
+    assert shown == ["08/03 03:30", {"Day": "09/03", "Week": "15/03", "Month": "08/04"}[frequency] + " 02:30"]
+
+
 def test_a_minute_schedule_fires_exactly_at_its_times_once_across_two_runners(ws, project, history):
     published = _published(ws, project)
     start = _utc(2030, 1, 1, 12, 0)
@@ -493,3 +506,125 @@ def test_a_broken_datastore_schedule_does_not_stop_the_others_and_paths_stay_ins
         f"cannot watch {store / 'blocked'} (File exists): its schedule is not fired",
         f"schedule \"blocked\" cannot be fired: [Errno 20] Not a directory: '{store / 'blocked'}'",
     ], said
+
+
+def test_schedule_list_says_at_what_time_of_day_and_on_which_days_it_fires(ws, project, localpipe):
+    import json
+
+    published = _published(ws, project)
+    pacific = TimeZone.PacificStandardTime
+    made = {
+        "daily": ScheduleRecurrence("Day", 1, time_of_day="02:30", time_zone=pacific),
+        "weekly": ScheduleRecurrence("Week", 2, week_days=["Monday", "Friday"], hours=[17, 9], minutes=[30, 0]),
+        "monthly": ScheduleRecurrence("Month", 1, start_time="2026-01-31T08:00:00"),
+        "minutely": ScheduleRecurrence("Minute", 5, start_time="2026-01-01T00:00:00", time_zone=pacific),
+        "hourly": ScheduleRecurrence("Hour", 1, start_time=datetime(2026, 1, 1, 6, 15, 30)),
+    }
+    for name, recurrence in made.items():
+        Schedule.create(ws, name, published.id, "timed", recurrence=recurrence)
+    listed = {r["name"]: r["when"] for r in json.loads(localpipe("schedule", "list", "--json", check=True).stdout)}
+    assert listed == {
+        "daily": "every day at 02:30 (Pacific Standard Time)",
+        "weekly": "every 2 weeks on Monday, Friday at 09:00, 09:30, 17:00, 17:30 (UTC)",
+        "monthly": "every month on day 31 at 08:00 (UTC)",
+        "minutely": "every 5 minutes from 2026-01-01 00:00 (Pacific Standard Time)",
+        "hourly": "every hour from 2026-01-01 06:15:30 (UTC)",
+    }
+    table = localpipe("schedule", "list", check=True).stdout
+    assert "every day at 02:30 (Pacific Standard Time)" in table
+    assert "on Monday, Friday at 09:00, 09:30, 17:00, 17:30 (UTC)" in table
+
+
+def test_a_parameter_value_of_the_wrong_type_is_refused_at_create_and_update_not_at_every_fire(ws, project, history):
+    # It was recorded, and each fire then failed ("could not start its run"), one line per fire in a runner's output.
+    published = _published(ws, project)
+    every_minute = ScheduleRecurrence("Minute", 1)
+    for value, said in [("abc", '"abc" is not an integer: pass one'), (2.5, "2.5 is a float, expected a int")]:
+        with pytest.raises(UserErrorException) as refused:
+            Schedule.create(ws, "s", published.id, "e", recurrence=every_minute, pipeline_parameters={"n": value})
+        assert str(refused.value) == (
+            f'parameter "n" of published pipeline "nightly": {said} like the default 1 (each fire of the schedule '
+            "would be refused)"
+        )
+    assert Schedule.list(ws, active_only=False) == []
+    schedule = Schedule.create(ws, "s", published.id, "e", recurrence=every_minute, pipeline_parameters={"n": "5"})
+    with pytest.raises(UserErrorException, match='parameter "n" of published pipeline "nightly": True is a bool'):
+        schedule.update(pipeline_parameters={"n": True})
+    runner = ScheduleRunner(ws, clock=Clock(time.time()))
+    runner.start()
+    assert (runner.errors, len(runner.started_runs)) == ([], 1)
+    assert history.publishing.schedule(schedule.id)["pipeline_parameters"] == {"n": "5"}
+
+
+def test_a_data_path_parameter_that_is_no_datapath_parameter_is_refused_at_create_and_update(ws, project):
+    # It was recorded, and each file added then failed its fire: "DataPath(...) is a DataPath, expected a int".
+    blob = ws.get_default_datastore()
+    n = PipelineParameter("n", default_value=1)
+    data = (PipelineParameter("data", default_value=DataPath(blob, "incoming/a.txt")), DataPathComputeBinding())
+    project("src/job.py", "print('job')\n")
+    project(".localpipe/datastores/workspaceblobstore/incoming/a.txt", "a")
+    step = PythonScriptStep("job.py", name="job", source_directory=str(ws.root / "src"), arguments=["--n", n, data],
+                            inputs=[data])  # fmt: skip
+    published = Pipeline(ws, [step]).publish("counter")
+    said = (
+        'data_path_parameter_name "n" is not a DataPath parameter of published pipeline "counter" (its DataPath '
+        "parameters: data): name one, which each fire sets to the file's DataPath"
+    )
+    with pytest.raises(UserErrorException) as refused:
+        Schedule.create(ws, "s", published.id, "e", datastore=blob, path_on_datastore="incoming",
+                        data_path_parameter_name="n")  # fmt: skip
+    assert str(refused.value) == said
+    assert Schedule.list(ws, active_only=False) == []
+    schedule = Schedule.create(ws, "s", published.id, "e", datastore=blob, path_on_datastore="incoming",
+                               data_path_parameter_name="data")  # fmt: skip
+    with pytest.raises(UserErrorException) as refused:
+        schedule.update(data_path_parameter_name="n")
+    assert str(refused.value) == said
+    assert Schedule.get(ws, schedule.id).data_path_parameter_name == "data"
+
+
+def test_a_recurrence_changed_by_update_fires_first_at_its_next_time_not_at_one_already_past(ws, project, history):
+    # Moved from 18:00 to 19:30 at 20:04, it fired at once for today's 19:30, a time before the change.
+    published = _published(ws, project)
+    now = time.time()
+
+    def hourly(offset: float) -> ScheduleRecurrence:
+        return ScheduleRecurrence("Hour", 1, datetime.fromtimestamp(now + offset, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+
+    schedule = Schedule.create(ws, "hourly", published.id, "e", recurrence=hourly(1200))  # first in 20 minutes
+    publishing = history.publishing
+    publishing.update_schedule(schedule.id, {"created_at": now - 3 * 3600})  # made three hours ago
+    clock = Clock(now)
+    runner = ScheduleRunner(ws, clock=clock)
+    runner.start()
+    assert runner.started_runs == []
+    schedule.update(recurrence=hourly(-600))  # its times now: ten minutes ago (before the change), 50 minutes on
+    clock.now = time.time() + 1
+    runner.tick()
+    assert runner.started_runs == []
+    clock.now = now + 3000 + 1
+    runner.tick()
+    assert [f["due"] for f in publishing.fires(schedule.id) if f["run_id"]] == [pytest.approx(now + 3000, abs=1)]
+
+
+def test_a_watched_folder_deleted_and_made_again_is_watched_again(ws, project, history):
+    # rm -rf incoming; mkdir incoming (or a folder moved into its place) left the watch on the old folder:
+    # a file dropped after waited for the polling_interval scan (60 minutes here), and so did every later one.
+    import shutil
+
+    schedule = _reader_on_upload(ws, project)
+    incoming = ws.state_dir / "datastores" / "workspaceblobstore" / "incoming"
+    runner = ScheduleRunner(ws)
+    with schedule_loop(runner, []) as loop:
+        wait_for(lambda: loop.watched, what="the folder watched")
+        shutil.rmtree(incoming)
+        time.sleep(0.5)
+        assert not incoming.exists()  # not made again while it is gone: a folder moved into its place would land in it
+        staged = incoming.with_name("staged")
+        staged.mkdir()
+        (staged / "first.txt").write_text("one")
+        staged.rename(incoming)
+        wait_for(lambda: len(runner.started_runs) == 1, timeout=10, what="a run for the file that came with the folder")
+        (incoming / "second.txt").write_text("two")
+        wait_for(lambda: len(runner.started_runs) == 2, timeout=10, what="a run for a file added since")
+    assert sorted(f["key"].split(":")[1] for f in history.publishing.fires(schedule.id)) == ["first.txt", "second.txt"]

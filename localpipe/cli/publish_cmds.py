@@ -372,9 +372,11 @@ def schedule_list(show_all, as_json) -> None:
 
 
 def _schedule_row(record: dict) -> dict:
+    from localpipe.plan.recurrence import describe
+
     recurrence = record["recurrence"]
     if recurrence:
-        when = f"every {recurrence['interval']} {recurrence['frequency']}"
+        when = describe(recurrence, record["created_at"])
     else:
         when = f"files in {record['datastore']}/{record['path_on_datastore'] or ''}"
     return {

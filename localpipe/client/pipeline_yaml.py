@@ -61,7 +61,8 @@ def save(workspace, graph, path, file_name: str, what: str, sources: dict[str, s
     if os.path.isdir(path):  # a pipeline's name made a file name of this folder ("../x", "a/b", a long one)
         stem, suffix = os.path.splitext(file_name)
         path = os.path.join(path, safe_name(stem) + suffix)
-    folder = os.path.dirname(os.path.abspath(path))
+    # A folder by its slash ("saved/") that is not there: open() would fail after the side files were written
+    folder = path if path.endswith(("/", os.sep)) else os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise UserErrorException(f"cannot save {what} to {path}: folder {folder} does not exist: create it")
     writer = _Writer(workspace, graph, what, os.path.splitext(os.path.abspath(path))[0], sources or {})
@@ -264,6 +265,15 @@ class _Writer:
             return f"input:{value['input']}" if "input" in value else f"output:{value['output']}"
         parameter = spec.parameter_uses.get(f"arguments.{index}")
         if parameter is None:
+            from localpipe.sdk.pipeline_yaml import REFERENCE_ARGUMENTS
+
+            if isinstance(value, str) and value.startswith(REFERENCE_ARGUMENTS):  # loaded, it would be the reference
+                kind, name = value.split(":", 1)
+                self.refuse(
+                    f'step "{spec.name}": argument {index} is the text "{value}", which the pipeline YAML reads as a '
+                    f'reference to the step\'s {kind.replace("_", " ")} "{name}" (it has no form for the text '
+                    "itself): give the script another spelling of it"
+                )
             return value
         # A step parameter holding it, else the pipeline parameter by its own name (localpipe's form).
         key = next((k for k, v in params.items() if v == {"source": parameter}), None)

@@ -260,6 +260,18 @@ def submit_published(
     )
 
 
+def _same_value(given, kept) -> bool:
+    """Whether ``given`` is the parameter value ``kept``, as a submission would read it ("4" is 4)."""
+    from localpipe.plan.graph import coerce_parameter
+
+    if isinstance(kept, dict):  # a data parameter, as the run recorded it
+        return given == kept
+    try:
+        return coerce_parameter(given, kept) == kept
+    except ValueError:
+        return False
+
+
 def _refuse_disabled(record: dict) -> None:
     if record["status"] != ACTIVE:
         raise UserErrorException(
@@ -314,7 +326,7 @@ def submit_frozen(
         graph, hashed = plan(history, pipeline, parameters)
         save_datasets(history, datasets_used(pipeline, parameters))
     else:
-        changed = sorted(n for n, v in parameters.items() if v != known[n])
+        changed = sorted(n for n, v in parameters.items() if not _same_value(v, known[n]))
         if changed:
             raise UserErrorException(
                 f'{label} was made from a run and runs with its parameter values: "{changed[0]}" cannot be '

@@ -345,7 +345,7 @@ class Schedule:
                      self._pipeline_endpoint_id)  # fmt: skip
         check_continue_on_step_failure(continue_on_step_failure)
         changes.update({key: value for key, value in given.items() if value is not None})
-        _history(self._workspace).publishing.update_schedule(self._id, changes)
+        _history(self._workspace).publishing.update_schedule(self._id, changes, at=time.time())
         self.__dict__.update(Schedule.get(self._workspace, self._id).__dict__)
 
     @staticmethod
@@ -378,6 +378,13 @@ class Schedule:
                     f"{where}: recurrence needs frequency and interval: add them (frequency: Day, interval: 1)"
                 )
             fields = {key: recurrence.get(key) for key in RECURRENCE_KEYS}
+            written = fields["time_of_day"]
+            if isinstance(written, int) and not isinstance(written, bool):  # YAML 1.1: 10:30 is 630, 09:30 text
+                shown = f"{written // 60}:{written % 60:02d}"
+                raise PipelineYamlError(
+                    f"{where}: time_of_day {written} is a number (YAML reads {shown} unquoted as {written} minutes, "
+                    f"in base 60): quote it, time_of_day: '{shown}'"
+                )
             if fields["time_zone"] is not None:
                 try:
                     fields["time_zone"] = time_zone_named(fields["time_zone"])
@@ -436,9 +443,28 @@ def _check_known(workspace, parameters: dict | None, data_path_name: str | None,
     if published_id is None:
         endpoint = publishing.endpoint(endpoint_id)
         published_id = endpoint["versions"][endpoint["default_version"]]
+    from localpipe.plan.graph import coerce_parameter
+
     record = publishing.published(published_id)
+    label = f'published pipeline "{record["name"]}"'
     names = {**(parameters or {}), **({data_path_name: None} if data_path_name else {})}
-    known_parameters(names, record["graph"], f'published pipeline "{record["name"]}"')
+    known_parameters(names, record["graph"], label)
+    data_paths = sorted(k for k, v in record["graph"]["parameters"].items() if isinstance(v, dict) and "datapath" in v)
+    if data_path_name and data_path_name not in data_paths:  # else each file's fire is refused
+        raise UserErrorException(
+            f'data_path_parameter_name "{data_path_name}" is not a DataPath parameter of {label} (its DataPath '
+            f"parameters: {', '.join(data_paths) or 'none'}): name one, which each fire sets to the file's DataPath"
+        )
+    for name, value in (parameters or {}).items():  # as a submission checks them: else every fire is refused
+        default = record["graph"]["parameters"][name]
+        if isinstance(default, dict):  # a data parameter: a string is a path in its datastore
+            continue
+        try:
+            coerce_parameter(value, default)
+        except ValueError as exc:
+            raise UserErrorException(
+                f'parameter "{name}" of {label}: {exc} (each fire of the schedule would be refused)'
+            ) from None
 
 
 def _create(workspace, name, experiment_name, recurrence, description, pipeline_parameters, datastore,

@@ -177,6 +177,41 @@ def anchor(recurrence: dict, created_at: float) -> datetime:
     return datetime.fromtimestamp(created_at, UTC)
 
 
+def describe(recurrence: dict, created_at: float) -> str:
+    """When the recurrence fires, in words: "every day at 02:30 (Pacific Standard Time)", "every 2 weeks
+    on Monday, Friday at 09:00, 17:00 (UTC)", "every 5 minutes from 2026-01-01 00:00 (UTC)"."""
+    interval, frequency = int(recurrence["interval"]), recurrence["frequency"]
+    unit = frequency.lower()
+    every = f"every {unit}" if interval == 1 else f"every {interval} {unit}s"
+    local = _wall(recurrence, anchor(recurrence, created_at), zone(recurrence.get("time_zone")))
+    where = f"({recurrence.get('time_zone') or 'UTC'})"
+    if frequency in ("Minute", "Hour"):
+        return f"{every} from {local.strftime('%Y-%m-%d')} {_hh_mm(local.hour, local.minute, local.second)} {where}"
+    patterned = any(recurrence.get(key) is not None for key in ("hours", "minutes", "week_days"))
+    second = 0 if patterned else local.second
+    times = ", ".join(_hh_mm(h, m, second) for h in sorted(recurrence.get("hours") or [local.hour])
+                      for m in sorted(recurrence.get("minutes") or [local.minute]))  # fmt: skip
+    if frequency == "Week":
+        days = recurrence.get("week_days") or [WEEK_DAYS[local.weekday()]]
+        every += " on " + ", ".join(sorted(days, key=WEEK_DAYS.index))
+    elif frequency == "Month":
+        every += f" on day {local.day}"
+    return f"{every} at {times} {where}"
+
+
+def _wall(recurrence: dict, start: datetime, tz: ZoneInfo) -> datetime:
+    """The anchor's local wall time (naive): ``start_time`` as written, so that 02:30 on a night a
+    spring-forward change skips (fired at 03:30) is still 02:30 on the days after; else the
+    creation's."""
+    if recurrence.get("start_time"):
+        return datetime.strptime(recurrence["start_time"], START_TIME_FORMAT)
+    return start.astimezone(tz).replace(tzinfo=None)
+
+
+def _hh_mm(hour: int, minute: int, second: int) -> str:
+    return f"{hour:02d}:{minute:02d}" + (f":{second:02d}" if second else "")
+
+
 def fires(recurrence: dict, created_at: float, after: float) -> Iterator[float]:
     """The fire times (epoch seconds) of the recurrence strictly after ``after``, in order, for ever."""
     start = anchor(recurrence, created_at)
@@ -190,7 +225,7 @@ def fires(recurrence: dict, created_at: float, after: float) -> Iterator[float]:
             yield first + k * step
             k += 1
     tz = zone(recurrence.get("time_zone"))
-    local_start = start.astimezone(tz)
+    local_start = _wall(recurrence, start, tz)
     patterned = any(recurrence.get(key) is not None for key in ("hours", "minutes", "week_days"))
     hours = sorted(recurrence.get("hours") or [local_start.hour])
     minutes = sorted(recurrence.get("minutes") or [local_start.minute])

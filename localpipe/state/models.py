@@ -295,7 +295,7 @@ def define_tables(db: SqliteDatabase) -> Tables:
         """One fire of a schedule, claimed once across every process firing schedules."""
 
         schedule = ForeignKeyField(Schedule, on_delete="CASCADE")
-        key = TextField()  # "at:<due epoch seconds>", or "file:<path>:<mtime_ns>:<size>"
+        key = TextField()  # "at:<due epoch seconds>", "file:<path>:<mtime_ns>:<size>" or "changed:<epoch seconds>"
         due = FloatField()
         holder_pid = IntegerField()
         holder_started = FloatField()

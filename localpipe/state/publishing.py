@@ -217,11 +217,23 @@ class PublishingRecords:
             .join(t.PipelineEndpoint, join_type=JOIN.LEFT_OUTER, on=(t.Schedule.endpoint == t.PipelineEndpoint.id))
         )
 
-    def update_schedule(self, schedule_id: str, changes: dict) -> None:
+    def update_schedule(self, schedule_id: str, changes: dict, at: float | None = None) -> None:
+        """Apply ``changes``; a new ``recurrence`` fires after ``at`` (now), as a schedule made then
+        would: a time it gives before its change is no missed fire to catch up. That is a decided
+        fire ``changed:<at>``, with no run, which ``last_due`` counts."""
         t = self.t
         self.schedule(schedule_id)
-        if changes:
-            t.Schedule.update(**changes).where(t.Schedule.schedule_id == schedule_id).execute()
+        with self.database.write():
+            if changes:
+                t.Schedule.update(**changes).where(t.Schedule.schedule_id == schedule_id).execute()
+            if "recurrence" in changes and at is not None:
+                key = f"changed:{at:.6f}"
+                row_id = self._schedule_row_id(schedule_id)
+                if (
+                    t.ScheduleFire.get_or_none((t.ScheduleFire.schedule == row_id) & (t.ScheduleFire.key == key))
+                    is None
+                ):
+                    t.ScheduleFire.create(schedule=row_id, key=key, due=at, holder_pid=0, holder_started=0, run_id=0)
 
     def runs_with_property(self, name: str, value: str) -> list[int]:
         """The ids of the pipeline runs whose property ``name`` is ``value`` (``azureml.pipelineid``
@@ -313,15 +325,15 @@ class PublishingRecords:
         t.ScheduleFire.update(run_id=run_id).where(t.ScheduleFire.id == fire_id).execute()
 
     def last_due(self, schedule_id: str) -> float | None:
-        """The due time of the latest timed fire claimed for the schedule."""
+        """The due time of the latest timed fire claimed for the schedule, or of the latest change of its
+        recurrence (``update_schedule``): its fires are counted after it."""
         t = self.t
         from peewee import fn
 
+        timed = t.ScheduleFire.key.startswith("at:") | t.ScheduleFire.key.startswith("changed:")
         return (
             t.ScheduleFire.select(fn.MAX(t.ScheduleFire.due))
-            .where(
-                (t.ScheduleFire.schedule == self._schedule_row_id(schedule_id)) & t.ScheduleFire.key.startswith("at:")
-            )
+            .where((t.ScheduleFire.schedule == self._schedule_row_id(schedule_id)) & timed)
             .scalar()
         )
 
