@@ -212,3 +212,14 @@ class LoadTimedOut(BaseException):
     """Raised inside a pipeline file still loading past its time limit. A BaseException, like
     KeyboardInterrupt, so that the file's own ``except Exception`` does not swallow it; the loader
     turns it into a PipelineFileError."""
+
+
+DAMAGED = "database disk image is malformed"  # SQLite's word for a file whose pages do not hold together
+
+
+def damaged(exc: Exception, path: object = "history.db") -> str:
+    """One line on a history.db that cannot be read (a disk error, a copy cut short) and what to do."""
+    return (
+        f"{path} is damaged ({exc}): save what SQLite can still read (sqlite3 {path} .recover), then move it "
+        "away and run `localpipe init` to start a new one"
+    )

@@ -681,6 +681,24 @@ def test_fail_of_a_finished_run(ws, completed_run):
     assert run.get_status() == "Completed"
 
 
+def test_a_damaged_history_db_is_one_line_naming_it_and_the_way_out(ws, completed_run, localpipe):
+    """A history.db whose pages were damaged (a disk error, a copy cut short) made `localpipe show`
+    print peewee's traceback; every command that reads it now says so in one line."""
+    history = ws.root / ".localpipe" / "history.db"
+    with sqlite3.connect(history) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    connection.close()
+    with open(history, "r+b") as handle:  # every page but the first (the header and the schema)
+        handle.seek(4096)
+        handle.write(b"\xff" * (history.stat().st_size - 4096))
+    for command in (["show", completed_run], ["runs"], ["logs", completed_run]):
+        line = refused(localpipe(*command), 1)
+        assert line == (
+            f"error: {history} is damaged (database disk image is malformed): save what SQLite can still read "
+            f"(sqlite3 {history} .recover), then move it away and run `localpipe init` to start a new one"
+        ), command
+
+
 def test_a_run_is_looked_up_within_the_experiment_it_is_named_with(ws, completed_run):
     """As Azure's run history answers per experiment, Run(Experiment(ws, "b"), id) of a run of
     experiment "ws" is not found; it answered as if the run were one of "b"'s."""

@@ -663,8 +663,8 @@ def test_a_damaged_history_db_is_one_line_on_the_page_that_reads_it(tmp_path):
         answer = client.get(f"/runs/{run}/metrics.json")
         assert answer.status_code == 500
         assert answer.json()["error"] == (
-            f"{history} is damaged (database disk image is malformed): move it away and run "
-            "`localpipe init` to start a new one"
+            f"{history} is damaged (database disk image is malformed): save what SQLite can still read (sqlite3 "
+            f"{history} .recover), then move it away and run `localpipe init` to start a new one"
         )
         page = client.get(f"/runs/{run}/metrics")
         assert page.status_code == 500 and "is damaged (database disk image is malformed)" in page.text

@@ -15,7 +15,7 @@ import warnings
 import click
 
 from localpipe.cli.common import drop_stdout
-from localpipe.errors import LocalpipeError
+from localpipe.errors import DAMAGED, LocalpipeError, damaged
 
 EXIT_OK, EXIT_STEP_FAILED, EXIT_INVALID, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -63,6 +63,8 @@ class LocalpipeGroup(click.Group):
                 from localpipe.state.db import write_failure
 
                 self._fail(ctx, write_failure(exc), 1)
+            if DAMAGED in str(exc):
+                self._fail(ctx, damaged(exc, _history_path()), 1)
             raise
 
     @staticmethod
@@ -73,6 +75,16 @@ class LocalpipeGroup(click.Group):
             traceback.print_exc()
         click.echo(f"error: {message}", err=True)
         ctx.exit(code)
+
+
+def _history_path() -> object:
+    """The command's history.db, named in an error about it; "history.db" when no workspace is found."""
+    from localpipe.cli.common import workspace
+
+    try:
+        return workspace().state_dir / "history.db"
+    except Exception:  # noqa: BLE001  (the error being reported matters more)
+        return "history.db"
 
 
 def _global_option_misplaced(exc: click.UsageError) -> str | None:

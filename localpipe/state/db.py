@@ -10,7 +10,7 @@ from pathlib import Path
 
 from peewee import DatabaseError, OperationalError, SqliteDatabase
 
-from localpipe.errors import StateError
+from localpipe.errors import DAMAGED, StateError, damaged
 from localpipe.state.layout import Layout, relocatable
 from localpipe.state.models import RETIRED_IDS, Tables, all_models, define_tables
 from localpipe.state.schema import MIGRATION_NAMES, SCHEMA_VERSION
@@ -248,6 +248,8 @@ def open_database(layout: Layout) -> Database:
             raise StateError(
                 f"workspace {layout.state_dir} is read-only: make it writable, or use another workspace (-w)"
             ) from None
+        if DAMAGED in str(exc):
+            raise StateError(damaged(exc, path)) from None
         raise StateError(
             f"{path} is not a localpipe history database ({exc}): move it away "
             "and run `localpipe init` to start a new one"

@@ -23,7 +23,7 @@ from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 import localpipe.studio.pages as pages
-from localpipe.errors import LocalpipeError, NotFoundError
+from localpipe.errors import DAMAGED, LocalpipeError, NotFoundError, damaged
 from localpipe.state.layout import Layout
 from localpipe.state.views import Views
 from localpipe.studio.render import render_error, wants_json
@@ -134,8 +134,8 @@ async def _database_error(request: Request, exc: sqlite3.DatabaseError):
     """history.db could not be read: a damaged file (a disk error, a copy cut short) fails the
     pages that read its damaged part, in one line."""
     path = request.app.state.layout.history
-    if "malformed" in str(exc) or "not a database" in str(exc):
-        message = f"{path} is damaged ({exc}): move it away and run `localpipe init` to start a new one"
+    if DAMAGED in str(exc) or "not a database" in str(exc):
+        message = damaged(exc, path)
     else:
         message = f"{path} could not be read ({exc}): try again"
     if wants_json(request):
