@@ -49,6 +49,8 @@ def test_experiments_and_metric_across_runs(client):
     assert [run for run, _ in experiment["metrics"]["loss"]] == [1, 2]
     assert experiment["metrics"]["loss"][1][1] == pytest.approx(1 / 6 + 0.2)
     assert "<polyline" in client.get("/experiments/scores").text
+    for url in ("/experiments/", "/experiments/.json", "/experiments/nosuch"):  # "" listed every run, as experiment ""
+        assert client.get(url).status_code == 404, url
 
 
 def test_run_page_draws_each_step_in_its_status_colour_and_reused_from_its_run(client):

@@ -74,8 +74,8 @@ def experiments_list(request: Request):
 def experiment_page(request: Request):
     name = _name(request, "name")
     views = _views(request)
-    runs = views.runs(name, None, _limit(request), _int(request, "offset", 0))
-    if not runs["total"]:
+    runs = views.runs(name, None, _limit(request), _int(request, "offset", 0)) if name else {"total": 0}
+    if not runs["total"]:  # "" too: views.runs reads it as every experiment
         raise NotFoundError(f'experiment "{name}" has no runs here: see the experiments page')
     metrics = views.experiment_metrics(name)
     data = {"name": name, **runs, "metrics": {k: [list(p) for p in v] for k, v in metrics.items()}}
