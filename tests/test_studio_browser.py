@@ -107,6 +107,34 @@ def test_a_running_run_changes_colour_without_a_reload_and_cancel_ends_it(studio
     assert {s["name"]: s["status"] for s in run["steps"]} == {"first": "Completed", "second": "Canceled"}
 
 
+def test_a_step_pages_log_tail_goes_on_after_a_failed_poll(studio, page, tmp_path):
+    """A log poll that failed (the server restarting, a network blip) stopped the step page's tail
+    for good: it now tries again."""
+    root, link = studio
+    run_id = start_waiting_run(root, tmp_path / "flags", "--regenerate-outputs")
+    failed = []
+
+    def fail_twice(route):
+        if len(failed) < 2:
+            failed.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    try:
+        page.route("**/log?step=second*", fail_twice)
+        page.goto(link.replace("/?", f"/runs/{run_id}/steps/second?"))
+        (tmp_path / "flags/go").touch()
+        page.locator("pre[data-stream]", has_text="second runs").wait_for(timeout=20_000)
+        assert len(failed) == 2
+    finally:
+        token = link.split("token=", 1)[1]
+        cancel = urllib.request.Request(
+            link.replace("/?", f"/runs/{run_id}/cancel?"), method="POST", headers={"X-Localpipe-Token": token}
+        )
+        urllib.request.urlopen(cancel).close()
+
+
 def test_seven_pages_of_a_running_run_leave_the_studio_reachable(studio, page, tmp_path):
     """A browser opens at most six connections to one server: each page of a running run that
     listened to its event stream held one, so with six open a seventh page of the studio never

@@ -91,17 +91,22 @@ function liveStep(root) {
   const logs = [...root.querySelectorAll("pre[data-stream]")];
   async function poll() {
     let status = null;
-    for (const pre of logs) {
-      const response = await fetch(base + pre.dataset.stream + "&offset=" + pre.dataset.offset);
-      if (!response.ok) return;
-      const data = await response.json();
-      status = data.status;
-      if (data.text) {
-        const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
-        pre.append(data.text);
-        if (follow) pre.scrollTop = pre.scrollHeight;
+    try {
+      for (const pre of logs) {
+        const response = await fetch(base + pre.dataset.stream + "&offset=" + pre.dataset.offset);
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        const data = await response.json();
+        status = data.status;
+        if (data.text) {
+          const follow = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          pre.append(data.text);
+          if (follow) pre.scrollTop = pre.scrollHeight;
+        }
+        pre.dataset.offset = data.offset;
       }
-      pre.dataset.offset = data.offset;
+    } catch (error) {  // a server restarting, a network blip: the tail goes on, a little later
+      setTimeout(poll, 2000);
+      return;
     }
     if (status) document.getElementById("step-status").replaceChildren(badge(status));
     if (ACTIVE.has(status)) setTimeout(poll, 300);
