@@ -433,6 +433,50 @@ def test_validation_asks_the_ray_nodes_for_each_interpreter_the_ray_steps_run_on
     assert f"n1 lacks {min(sys.executable, str(other))}" in str(caught.value)
 
 
+def test_a_ray_step_asking_for_what_no_single_node_has_at_once_is_refused_at_validation(ws, project):
+    """Ray places a task on one node: a step asking for 2 CPUs and the resource "second", on a
+    cluster where only a 1-CPU node has "second", waits in Ray's queue for ever (its timeout counts
+    from its start on a node). Each amount was checked against the most any node had, so it passed
+    (found by a review, 3 Dec 2026)."""
+    from localpipe.errors import PipelineValidationError
+    from localpipe.plan.graph import Capacity, plan_pipeline
+    from localpipe.sdk.compute import compute_targets
+
+    def cluster(address, cache, pythons):
+        nodes = [
+            {"name": "head", "resources": {"CPU": 4, "GPU": 1}},
+            {"name": "n2", "resources": {"CPU": 1, "second": 1}},
+        ]
+        return {"problem": None, "nodes": nodes, "unseen": []}
+
+    project("src/a.py", "")
+    steps = [
+        PythonScriptStep(
+            "a.py",
+            name=name,
+            source_directory=ws.root / "src",
+            compute_target=_target(ws, "10.0.0.1:6379", name, **asked),
+        )
+        for name, asked in [
+            ("split", {"cpus_per_step": 2, "resources": {"second": 1}}),
+            ("gpu-second", {"gpus_per_step": 0.5, "resources": {"second": 1}}),
+            ("fits", {"cpus_per_step": 1, "resources": {"second": 1}}),
+            ("fits-head", {"cpus_per_step": 4, "gpus_per_step": 1}),
+        ]
+    ]
+    capacity = Capacity(cpus=2, memory=2**30, ray=cluster)
+    with pytest.raises(PipelineValidationError) as caught:
+        plan_pipeline(Pipeline(ws, steps), compute_targets=compute_targets(ws), capacity=capacity)
+    problems = [line.strip() for line in str(caught.value).splitlines() if line.strip().startswith("- ")]
+    where = "in the Ray cluster at 10.0.0.1:6379"
+    assert problems == [
+        f'- step "split" asks Ray for 2 CPUs and 1 of resource "second" per step, but {where}, no node has all of '
+        'them (Ray runs a task on one node): lower it on compute target "split" or use another target',
+        f'- step "gpu-second" asks Ray for 1 CPU, 0.5 GPUs and 1 of resource "second" per step, but {where}, no node '
+        'has all of them (Ray runs a task on one node): lower it on compute target "gpu-second" or use another target',
+    ]
+
+
 def test_a_node_looks_for_an_interpreter_named_without_a_folder_on_the_steps_path(tmp_path):
     """An ``interpreter_path`` of "python3" runs whatever the step's PATH finds, here as on a node:
     checked as a path, it was missing on every node, and the pipeline refused (found by a review,
