@@ -513,6 +513,50 @@ def test_an_ipv6_address_is_probed_as_ray_writes_it(tmp_path):
             _answers("[::1]:1")
 
 
+def test_a_cluster_that_wants_a_token_is_refused_at_once_saying_how_to_give_it(monkeypatch):
+    """`ray start` makes a cluster with token authentication; ray.init sends no token to an
+    explicit address without RAY_AUTH_MODE=token, retried for 20 s with a warning line a second,
+    and validation then said no cluster answered there and to start one (found by a review, 3 Dec
+    2026). A fake GCS answers as Ray's does: SETTINGS with values, then grpc-status 16, or 0."""
+    from localpipe.engine.executors.ray import TokenRequired, _answers
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    status = {"now": b"16"}
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+
+    def answer_as_a_gcs():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                settings = bytes([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 64, 0, 0])  # INITIAL_WINDOW_SIZE
+                connection.sendall(settings)
+                connection.recv(1024)
+                answer = b"\x88\x00\x0bgrpc-status\x02" + status["now"]  # :status 200, as gRPC writes it
+                connection.sendall(len(answer).to_bytes(3, "big") + bytes([1, 5, 0, 0, 0, 1]) + answer)
+                time.sleep(0.2)
+
+    threading.Thread(target=answer_as_a_gcs, daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    with server:
+        started = time.monotonic()
+        with pytest.raises(TokenRequired) as caught:
+            _answers(address)
+        assert str(caught.value) == (
+            f"the Ray cluster at {address} asks for token authentication: set RAY_AUTH_MODE=token here, with the "
+            "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (docs/scale-out.md)"
+        )
+        assert time.monotonic() - started < 3
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")  # then Ray sends the token: not asked
+        _answers(address)
+        monkeypatch.delenv("RAY_AUTH_MODE")
+        status["now"] = b"0"  # a cluster without authentication
+        _answers(address)
+
+
 def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):
     from localpipe.errors import PipelineValidationError
 

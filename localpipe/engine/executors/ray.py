@@ -96,10 +96,24 @@ def _answers(address: str) -> None:
             if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
                 return  # Ray's client server, or TLS first: only that something listens is checked
             answer = _http2_settings(probe)
+            # Without RAY_AUTH_MODE=token, ray.init sends no token to an explicit address: a cluster
+            # that wants one (`ray start`'s default) would be retried for 20 s, logging each refusal.
+            wants_token = (
+                answer is None and os.environ.get("RAY_AUTH_MODE", "").lower() != "token" and _wants_token(probe)
+            )
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {where}: {exc.strerror or exc}") from None
     if answer is not None:
         raise ConnectionError(f"the service at {where} is not a Ray cluster's GCS ({answer})")
+    if wants_token:
+        raise TokenRequired(
+            f"the Ray cluster at {where} asks for token authentication: set RAY_AUTH_MODE=token here, with the "
+            "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (docs/scale-out.md)"
+        )
+
+
+class TokenRequired(ConnectionError):
+    """The cluster's GCS refused a call without a token (grpc-status 16, UNAUTHENTICATED)."""
 
 
 # An HTTP/2 client's first bytes (RFC 9113, 3.4), with an empty SETTINGS frame: gRPC, which Ray's
@@ -127,7 +141,64 @@ def _http2_settings(connection: socket.socket) -> str | None:
     if header[3] != 4 or header[5:9] != bytes(4) or int.from_bytes(header[:3], "big") % 6:
         start = header.split(b"\r\n")[0].decode("ascii", "replace")
         return f"it does not speak gRPC: it answered {start!r}"
+    try:  # the frame's settings, read past so that the next frame is read from its start
+        left = int.from_bytes(header[:3], "big")
+        while left:
+            chunk = connection.recv(left)
+            if not chunk:
+                break
+            left -= len(chunk)
+    except OSError:
+        pass
     return None
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _header(name: str, value: str) -> bytes:
+    """An HPACK literal header field, not indexed, neither string Huffman-coded (RFC 7541, 6.2.2)."""
+    return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+# A gRPC call with no token to a method of every GCS (an empty GetClusterIdRequest), on stream 1.
+_CLUSTER_ID_CALL = _frame(
+    1, 4, 1,  # HEADERS, END_HEADERS
+    b"".join(
+        _header(name, value)
+        for name, value in [
+            (":method", "POST"), (":scheme", "http"), (":path", "/ray.rpc.NodeInfoGcsService/GetClusterId"),
+            (":authority", "gcs"), ("content-type", "application/grpc"), ("te", "trailers"),
+        ]
+    ),
+) + _frame(0, 1, 1, bytes(5))  # DATA, END_STREAM: one empty message  # fmt: skip
+
+
+def _wants_token(connection: socket.socket) -> bool:
+    """Whether the GCS at ``connection`` (past its SETTINGS) refuses a call without a token: its
+    answer's headers say grpc-status 16 (UNAUTHENTICATED), as gRPC's own server writes them (not
+    Huffman-coded). False for any other answer, or none within CONNECT_SECONDS."""
+    received = b""
+    deadline = time.monotonic() + CONNECT_SECONDS
+    try:
+        connection.sendall(_CLUSTER_ID_CALL)
+        while time.monotonic() < deadline and len(received) < 65536:
+            connection.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+            while len(received) >= 9 and len(received) >= 9 + int.from_bytes(received[:3], "big"):
+                length, kind, stream = int.from_bytes(received[:3], "big"), received[3], received[5:9]
+                payload, received = received[9 : 9 + length], received[9 + length :]
+                if kind == 1 and stream == bytes([0, 0, 0, 1]):  # HEADERS of the call's answer
+                    return b"grpc-status\x0216" in payload
+                if kind == 3 and stream == bytes([0, 0, 0, 1]):  # RST_STREAM
+                    return False
+    except OSError:
+        pass
+    return False
 
 
 def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
@@ -145,6 +216,8 @@ def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
     try:
         connect(address)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+    except TokenRequired as exc:
+        return {"problem": str(exc), "nodes": [], "unseen": []}
     except Exception as exc:  # noqa: BLE001  (ray raises several unrelated types for "no cluster there")
         return {"problem": f"no Ray cluster answers at {address} ({_said(exc)}): start it (ray start --head) "
                            "or fix the target's address", "nodes": [], "unseen": []}  # fmt: skip
