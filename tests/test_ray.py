@@ -518,7 +518,7 @@ def test_a_cluster_that_wants_a_token_is_refused_at_once_saying_how_to_give_it(m
     explicit address without RAY_AUTH_MODE=token, retried for 20 s with a warning line a second,
     and validation then said no cluster answered there and to start one (found by a review, 3 Dec
     2026). A fake GCS answers as Ray's does: SETTINGS with values, then grpc-status 16, or 0."""
-    from localpipe.engine.executors.ray import TokenRequired, _answers
+    from localpipe.engine.executors.ray import Unusable, _answers
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     status = {"now": b"16"}
@@ -543,7 +543,7 @@ def test_a_cluster_that_wants_a_token_is_refused_at_once_saying_how_to_give_it(m
     address = f"127.0.0.1:{server.getsockname()[1]}"
     with server:
         started = time.monotonic()
-        with pytest.raises(TokenRequired) as caught:
+        with pytest.raises(Unusable) as caught:
             _answers(address)
         assert str(caught.value) == (
             f"the Ray cluster at {address} asks for token authentication: set RAY_AUTH_MODE=token here, with the "
@@ -555,6 +555,27 @@ def test_a_cluster_that_wants_a_token_is_refused_at_once_saying_how_to_give_it(m
         monkeypatch.delenv("RAY_AUTH_MODE")
         status["now"] = b"0"  # a cluster without authentication
         _answers(address)
+
+
+def test_a_ray_client_address_without_ray_client_installed_says_what_to_install():
+    """``localpipe[ray]`` installs Ray without its client (grpcio): a ``ray://`` address, the first
+    form docs/scale-out.md shows, was refused as "no Ray cluster answers there: start it" although
+    its server answered (found by a review, 3 Dec 2026)."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("Ray's client (grpcio) is installed here")
+    server = socket.create_server(("127.0.0.1", 0))  # something listens, as a Ray client server would
+    address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+    ask = (
+        "import sys; from localpipe.engine.executors.ray import cluster; print(cluster(sys.argv[1], [], [])['problem'])"
+    )
+    with server:  # in a process of its own: this one may be connected to the test cluster already
+        problem = subprocess.run([sys.executable, "-c", ask, address], capture_output=True, text=True, timeout=60)
+    assert problem.stdout.strip() == (
+        "a ray:// address needs Ray's client, which is not installed here: pip install 'ray[client]', or give "
+        "the cluster's GCS address (HOST:6379) to connect as a driver"
+    )
 
 
 def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):

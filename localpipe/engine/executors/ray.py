@@ -23,6 +23,7 @@ Ray never retries it (``max_retries=0``); localpipe's retry rules apply to the s
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import queue
@@ -77,6 +78,11 @@ def connect(address: str | None) -> None:
             )  # fmt: skip
         else:
             _answers(address)
+            if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+                raise Unusable(
+                    "a ray:// address needs Ray's client, which is not installed here: pip install 'ray[client]', "
+                    "or give the cluster's GCS address (HOST:6379) to connect as a driver"
+                )
             ray.init(address=address, **quiet)
         _connected_to = address
 
@@ -106,14 +112,15 @@ def _answers(address: str) -> None:
     if answer is not None:
         raise ConnectionError(f"the service at {where} is not a Ray cluster's GCS ({answer})")
     if wants_token:
-        raise TokenRequired(
+        raise Unusable(
             f"the Ray cluster at {where} asks for token authentication: set RAY_AUTH_MODE=token here, with the "
             "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (docs/scale-out.md)"
         )
 
 
-class TokenRequired(ConnectionError):
-    """The cluster's GCS refused a call without a token (grpc-status 16, UNAUTHENTICATED)."""
+class Unusable(ConnectionError):
+    """Something answers at the address, but this process cannot use it as a Ray cluster: why and
+    the fix, stated in full (a token it wants, Ray's client not installed)."""
 
 
 # An HTTP/2 client's first bytes (RFC 9113, 3.4), with an empty SETTINGS frame: gRPC, which Ray's
@@ -216,7 +223,7 @@ def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
     try:
         connect(address)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
-    except TokenRequired as exc:
+    except Unusable as exc:
         return {"problem": str(exc), "nodes": [], "unseen": []}
     except Exception as exc:  # noqa: BLE001  (ray raises several unrelated types for "no cluster there")
         return {"problem": f"no Ray cluster answers at {address} ({_said(exc)}): start it (ray start --head) "
