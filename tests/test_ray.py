@@ -578,6 +578,43 @@ def test_a_ray_client_address_without_ray_client_installed_says_what_to_install(
     )
 
 
+_RESTARTED = """
+import socket
+import ray
+from ray.cluster_utils import Cluster
+from localpipe.engine.executors.ray import cluster
+
+free = socket.socket()
+free.bind(("127.0.0.1", 0))
+port = free.getsockname()[1]
+free.close()
+head = {"num_cpus": 1, "include_dashboard": False, "object_store_memory": 80 * 2**20, "gcs_server_port": port}
+first = Cluster(initialize_head=True, head_node_args=head)
+print("first:", cluster(first.address, [], [])["problem"], flush=True)
+job = ray.get_runtime_context().get_job_id()
+print("again:", cluster(first.address, [], [])["problem"], ray.get_runtime_context().get_job_id() == job, flush=True)
+first.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
+second = Cluster(initialize_head=True, head_node_args={**head, "num_cpus": 2})
+found = cluster(first.address, [], [])
+print("restarted:", found["problem"], [node["resources"].get("CPU") for node in found["nodes"]], flush=True)
+ray.shutdown()
+second.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_a_connection_kept_from_run_to_run_follows_a_cluster_restarted_at_its_address(ray_cluster):
+    """A watcher (or a notebook) stays connected to a cluster between runs: when its head was
+    restarted, the next validation's first call into Ray aborted the whole process (a C++ check:
+    WrongClusterID), which killed `localpipe watch` (found by a review, 3 Dec 2026). Now it is
+    connected to anew, once, and the same cluster is kept."""
+    result = subprocess.run([sys.executable, "-c", _RESTARTED], capture_output=True, text=True, timeout=280)
+    lines = [line for line in result.stdout.splitlines() if line.split(":")[0] in ("first", "again", "restarted")]
+    assert lines == ["first: None", "again: None True", "restarted: None [2.0]"], result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
 def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):
     from localpipe.errors import PipelineValidationError
 

@@ -55,9 +55,11 @@ _connected_to = _NOBODY  # the address this process connected with (not the call
 _CLOSE = object()
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, recheck: bool = False) -> None:
     """Make this process a driver of the Ray cluster at ``address`` (None: start a local Ray, which
-    lives as long as the process), unless it already is one. Ray's own logs stay in its folder."""
+    lives as long as the process), unless it already is one. Ray's own logs stay in its folder.
+    ``recheck`` (once a run: a watcher's or a notebook's connection outlives runs): a cluster
+    restarted at the address since this process connected is connected to anew."""
     global _connected_to
     with _connect_lock:
         if ray.is_initialized():
@@ -66,7 +68,10 @@ def connect(address: str | None) -> None:
                     f"this process drives the Ray cluster at {_connected_to or 'a local Ray'} already, and a "
                     "process drives one cluster: give every Ray target of the run the same address"
                 )
-            return
+            if not (recheck and address is not None and _connected_to == address and _restarted(address)):
+                return
+            ray.shutdown()  # its driver would abort the process at its next call (WrongClusterID)
+            _connected_to = _NOBODY
         # Ray's messages on connecting (its token, where it started) would interleave with the run's lines.
         logging.getLogger("ray").setLevel(logging.ERROR)
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
@@ -85,6 +90,16 @@ def connect(address: str | None) -> None:
                 )
             ray.init(address=address, **quiet)
         _connected_to = address
+
+
+def _restarted(address: str) -> bool:
+    """Whether the cluster at ``address`` is another than the one this process connected to (its
+    head restarted: a new cluster id). Raises ConnectionError when nothing answers there."""
+    _answers(address)
+    node = getattr(ray._private.worker.global_worker, "node", None)
+    if node is None:
+        return False  # a Ray client's connection (ray://): its server keeps it
+    return ray._raylet.GcsClient(address=node.gcs_address).cluster_id != node.cluster_id
 
 
 def _answers(address: str) -> None:
@@ -221,7 +236,7 @@ def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
     if address is None:
         return {"problem": None, "nodes": [{"name": "this machine", "resources": local_resources()}], "unseen": []}
     try:
-        connect(address)
+        connect(address, recheck=True)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
     except Unusable as exc:
         return {"problem": str(exc), "nodes": [], "unseen": []}
