@@ -433,6 +433,50 @@ def test_validation_asks_the_ray_nodes_for_each_interpreter_the_ray_steps_run_on
     assert f"n1 lacks {min(sys.executable, str(other))}" in str(caught.value)
 
 
+def test_a_ray_step_asking_for_what_no_single_node_has_at_once_is_refused_at_validation(ws, project):
+    """Ray places a task on one node: a step asking for 2 CPUs and the resource "second", on a
+    cluster where only a 1-CPU node has "second", waits in Ray's queue for ever (its timeout counts
+    from its start on a node). Each amount was checked against the most any node had, so it passed
+    (found by a review, 3 Dec 2026)."""
+    from localpipe.errors import PipelineValidationError
+    from localpipe.plan.graph import Capacity, plan_pipeline
+    from localpipe.sdk.compute import compute_targets
+
+    def cluster(address, cache, pythons):
+        nodes = [
+            {"name": "head", "resources": {"CPU": 4, "GPU": 1}},
+            {"name": "n2", "resources": {"CPU": 1, "second": 1}},
+        ]
+        return {"problem": None, "nodes": nodes, "unseen": []}
+
+    project("src/a.py", "")
+    steps = [
+        PythonScriptStep(
+            "a.py",
+            name=name,
+            source_directory=ws.root / "src",
+            compute_target=_target(ws, "10.0.0.1:6379", name, **asked),
+        )
+        for name, asked in [
+            ("split", {"cpus_per_step": 2, "resources": {"second": 1}}),
+            ("gpu-second", {"gpus_per_step": 0.5, "resources": {"second": 1}}),
+            ("fits", {"cpus_per_step": 1, "resources": {"second": 1}}),
+            ("fits-head", {"cpus_per_step": 4, "gpus_per_step": 1}),
+        ]
+    ]
+    capacity = Capacity(cpus=2, memory=2**30, ray=cluster)
+    with pytest.raises(PipelineValidationError) as caught:
+        plan_pipeline(Pipeline(ws, steps), compute_targets=compute_targets(ws), capacity=capacity)
+    problems = [line.strip() for line in str(caught.value).splitlines() if line.strip().startswith("- ")]
+    where = "in the Ray cluster at 10.0.0.1:6379"
+    assert problems == [
+        f'- step "split" asks Ray for 2 CPUs and 1 of resource "second" per step, but {where}, no node has all of '
+        'them (Ray runs a task on one node): lower it on compute target "split" or use another target',
+        f'- step "gpu-second" asks Ray for 1 CPU, 0.5 GPUs and 1 of resource "second" per step, but {where}, no node '
+        'has all of them (Ray runs a task on one node): lower it on compute target "gpu-second" or use another target',
+    ]
+
+
 def test_a_node_looks_for_an_interpreter_named_without_a_folder_on_the_steps_path(tmp_path):
     """An ``interpreter_path`` of "python3" runs whatever the step's PATH finds, here as on a node:
     checked as a path, it was missing on every node, and the pipeline refused (found by a review,
@@ -467,6 +511,108 @@ def test_an_ipv6_address_is_probed_as_ray_writes_it(tmp_path):
         _answers(f"[::1]:{server.getsockname()[1]}")
         with pytest.raises(ConnectionError, match=r"nothing answers at \[::1\]:1: "):
             _answers("[::1]:1")
+
+
+def test_a_cluster_that_wants_a_token_is_refused_at_once_saying_how_to_give_it(monkeypatch):
+    """`ray start` makes a cluster with token authentication; ray.init sends no token to an
+    explicit address without RAY_AUTH_MODE=token, retried for 20 s with a warning line a second,
+    and validation then said no cluster answered there and to start one (found by a review, 3 Dec
+    2026). A fake GCS answers as Ray's does: SETTINGS with values, then grpc-status 16, or 0."""
+    from localpipe.engine.executors.ray import Unusable, _answers
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    status = {"now": b"16"}
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(30)
+
+    def answer_as_a_gcs():
+        while True:
+            try:
+                connection, _ = server.accept()
+            except OSError:
+                return
+            with connection:
+                settings = bytes([0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0, 64, 0, 0])  # INITIAL_WINDOW_SIZE
+                connection.sendall(settings)
+                connection.recv(1024)
+                answer = b"\x88\x00\x0bgrpc-status\x02" + status["now"]  # :status 200, as gRPC writes it
+                connection.sendall(len(answer).to_bytes(3, "big") + bytes([1, 5, 0, 0, 0, 1]) + answer)
+                time.sleep(0.2)
+
+    threading.Thread(target=answer_as_a_gcs, daemon=True).start()
+    address = f"127.0.0.1:{server.getsockname()[1]}"
+    with server:
+        started = time.monotonic()
+        with pytest.raises(Unusable) as caught:
+            _answers(address)
+        assert str(caught.value) == (
+            f"the Ray cluster at {address} asks for token authentication: set RAY_AUTH_MODE=token here, with the "
+            "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (docs/scale-out.md)"
+        )
+        assert time.monotonic() - started < 3
+        monkeypatch.setenv("RAY_AUTH_MODE", "token")  # then Ray sends the token: not asked
+        _answers(address)
+        monkeypatch.delenv("RAY_AUTH_MODE")
+        status["now"] = b"0"  # a cluster without authentication
+        _answers(address)
+
+
+def test_a_ray_client_address_without_ray_client_installed_says_what_to_install():
+    """``localpipe[ray]`` installs Ray without its client (grpcio): a ``ray://`` address, the first
+    form docs/scale-out.md shows, was refused as "no Ray cluster answers there: start it" although
+    its server answered (found by a review, 3 Dec 2026)."""
+    import importlib.util
+
+    if importlib.util.find_spec("grpc") is not None:
+        pytest.skip("Ray's client (grpcio) is installed here")
+    server = socket.create_server(("127.0.0.1", 0))  # something listens, as a Ray client server would
+    address = f"ray://127.0.0.1:{server.getsockname()[1]}"
+    ask = (
+        "import sys; from localpipe.engine.executors.ray import cluster; print(cluster(sys.argv[1], [], [])['problem'])"
+    )
+    with server:  # in a process of its own: this one may be connected to the test cluster already
+        problem = subprocess.run([sys.executable, "-c", ask, address], capture_output=True, text=True, timeout=60)
+    assert problem.stdout.strip() == (
+        "a ray:// address needs Ray's client, which is not installed here: pip install 'ray[client]', or give "
+        "the cluster's GCS address (HOST:6379) to connect as a driver"
+    )
+
+
+_RESTARTED = """
+import socket
+import ray
+from ray.cluster_utils import Cluster
+from localpipe.engine.executors.ray import cluster
+
+free = socket.socket()
+free.bind(("127.0.0.1", 0))
+port = free.getsockname()[1]
+free.close()
+head = {"num_cpus": 1, "include_dashboard": False, "object_store_memory": 80 * 2**20, "gcs_server_port": port}
+first = Cluster(initialize_head=True, head_node_args=head)
+print("first:", cluster(first.address, [], [])["problem"], flush=True)
+job = ray.get_runtime_context().get_job_id()
+print("again:", cluster(first.address, [], [])["problem"], ray.get_runtime_context().get_job_id() == job, flush=True)
+first.head_node.kill_all_processes(check_alive=False, allow_graceful=False)
+second = Cluster(initialize_head=True, head_node_args={**head, "num_cpus": 2})
+found = cluster(first.address, [], [])
+print("restarted:", found["problem"], [node["resources"].get("CPU") for node in found["nodes"]], flush=True)
+ray.shutdown()
+second.shutdown()
+"""
+
+
+@pytest.mark.ray
+@pytest.mark.timeout(300)
+def test_a_connection_kept_from_run_to_run_follows_a_cluster_restarted_at_its_address(ray_cluster):
+    """A watcher (or a notebook) stays connected to a cluster between runs: when its head was
+    restarted, the next validation's first call into Ray aborted the whole process (a C++ check:
+    WrongClusterID), which killed `localpipe watch` (found by a review, 3 Dec 2026). Now it is
+    connected to anew, once, and the same cluster is kept."""
+    result = subprocess.run([sys.executable, "-c", _RESTARTED], capture_output=True, text=True, timeout=280)
+    lines = [line for line in result.stdout.splitlines() if line.split(":")[0] in ("first", "again", "restarted")]
+    assert lines == ["first: None", "again: None True", "restarted: None [2.0]"], result.stderr[-2000:]
+    assert result.returncode == 0, result.stderr[-2000:]
 
 
 def test_steps_on_ray_targets_of_two_clusters_are_refused(ws, project, run_pipeline):

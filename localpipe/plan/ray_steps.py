@@ -80,19 +80,32 @@ def _unsupported(spec, found: list[str]) -> None:
 
 
 def _fits(spec, address: str | None, nodes: list[dict], found: list[str]) -> None:
-    """One node must have what the step asks for: Ray places a task on a single node."""
+    """One node must have all the step asks for at once: Ray places a task on a single node."""
     label = f'step "{spec.name}"'
     need = spec.resources
     asked = {"CPU": need["cpus"], "GPU": need["gpus"], **need["ray"]["resources"]}
     fix = f'lower it on compute target "{spec.compute_target}" or use another target'
+    asked = {name: amount for name, amount in asked.items() if amount}
+    short = False
     for name, amount in asked.items():
-        if not amount:
-            continue
         most = max((node["resources"].get(name, 0) for node in nodes), default=0)
         if amount > most:
-            what = f"{name}{'' if amount == 1 else 's'}" if name in ("CPU", "GPU") else f'of resource "{name}"'
+            short = True
             has = f"the most a node has is {most:g}" if most else "no node has any"
-            found.append(f"{label} asks Ray for {amount:g} {what} per step, but in {_where(address)}, {has}: {fix}")
+            found.append(
+                f"{label} asks Ray for {_amount(name, amount)} per step, but in {_where(address)}, {has}: {fix}"
+            )
+    if not short and not any(all(node["resources"].get(n, 0) >= a for n, a in asked.items()) for node in nodes):
+        each = [_amount(name, amount) for name, amount in asked.items()]
+        found.append(
+            f"{label} asks Ray for {', '.join(each[:-1])} and {each[-1]} per step, but in {_where(address)}, no node "
+            f"has all of them (Ray runs a task on one node): {fix}"
+        )
+
+
+def _amount(name: str, amount: float) -> str:
+    what = f"{name}{'' if amount == 1 else 's'}" if name in ("CPU", "GPU") else f'of resource "{name}"'
+    return f"{amount:g} {what}"
 
 
 def _where(address: str | None) -> str:

@@ -23,6 +23,7 @@ Ray never retries it (``max_retries=0``); localpipe's retry rules apply to the s
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import queue
@@ -54,9 +55,11 @@ _connected_to = _NOBODY  # the address this process connected with (not the call
 _CLOSE = object()
 
 
-def connect(address: str | None) -> None:
+def connect(address: str | None, recheck: bool = False) -> None:
     """Make this process a driver of the Ray cluster at ``address`` (None: start a local Ray, which
-    lives as long as the process), unless it already is one. Ray's own logs stay in its folder."""
+    lives as long as the process), unless it already is one. Ray's own logs stay in its folder.
+    ``recheck`` (once a run: a watcher's or a notebook's connection outlives runs): a cluster
+    restarted at the address since this process connected is connected to anew."""
     global _connected_to
     with _connect_lock:
         if ray.is_initialized():
@@ -65,7 +68,10 @@ def connect(address: str | None) -> None:
                     f"this process drives the Ray cluster at {_connected_to or 'a local Ray'} already, and a "
                     "process drives one cluster: give every Ray target of the run the same address"
                 )
-            return
+            if not (recheck and address is not None and _connected_to == address and _restarted(address)):
+                return
+            ray.shutdown()  # its driver would abort the process at its next call (WrongClusterID)
+            _connected_to = _NOBODY
         # Ray's messages on connecting (its token, where it started) would interleave with the run's lines.
         logging.getLogger("ray").setLevel(logging.ERROR)
         quiet = {"log_to_driver": False, "logging_level": logging.ERROR}
@@ -77,8 +83,23 @@ def connect(address: str | None) -> None:
             )  # fmt: skip
         else:
             _answers(address)
+            if address.startswith("ray://") and importlib.util.find_spec("grpc") is None:
+                raise Unusable(
+                    "a ray:// address needs Ray's client, which is not installed here: pip install 'ray[client]', "
+                    "or give the cluster's GCS address (HOST:6379) to connect as a driver"
+                )
             ray.init(address=address, **quiet)
         _connected_to = address
+
+
+def _restarted(address: str) -> bool:
+    """Whether the cluster at ``address`` is another than the one this process connected to (its
+    head restarted: a new cluster id). Raises ConnectionError when nothing answers there."""
+    _answers(address)
+    node = getattr(ray._private.worker.global_worker, "node", None)
+    if node is None:
+        return False  # a Ray client's connection (ray://): its server keeps it
+    return ray._raylet.GcsClient(address=node.gcs_address).cluster_id != node.cluster_id
 
 
 def _answers(address: str) -> None:
@@ -96,10 +117,25 @@ def _answers(address: str) -> None:
             if address.startswith("ray://") or os.environ.get("RAY_USE_TLS", "0") not in ("", "0"):
                 return  # Ray's client server, or TLS first: only that something listens is checked
             answer = _http2_settings(probe)
+            # Without RAY_AUTH_MODE=token, ray.init sends no token to an explicit address: a cluster
+            # that wants one (`ray start`'s default) would be retried for 20 s, logging each refusal.
+            wants_token = (
+                answer is None and os.environ.get("RAY_AUTH_MODE", "").lower() != "token" and _wants_token(probe)
+            )
     except OSError as exc:
         raise ConnectionError(f"nothing answers at {where}: {exc.strerror or exc}") from None
     if answer is not None:
         raise ConnectionError(f"the service at {where} is not a Ray cluster's GCS ({answer})")
+    if wants_token:
+        raise Unusable(
+            f"the Ray cluster at {where} asks for token authentication: set RAY_AUTH_MODE=token here, with the "
+            "cluster's token in ~/.ray/auth_token or RAY_AUTH_TOKEN (docs/scale-out.md)"
+        )
+
+
+class Unusable(ConnectionError):
+    """Something answers at the address, but this process cannot use it as a Ray cluster: why and
+    the fix, stated in full (a token it wants, Ray's client not installed)."""
 
 
 # An HTTP/2 client's first bytes (RFC 9113, 3.4), with an empty SETTINGS frame: gRPC, which Ray's
@@ -127,7 +163,64 @@ def _http2_settings(connection: socket.socket) -> str | None:
     if header[3] != 4 or header[5:9] != bytes(4) or int.from_bytes(header[:3], "big") % 6:
         start = header.split(b"\r\n")[0].decode("ascii", "replace")
         return f"it does not speak gRPC: it answered {start!r}"
+    try:  # the frame's settings, read past so that the next frame is read from its start
+        left = int.from_bytes(header[:3], "big")
+        while left:
+            chunk = connection.recv(left)
+            if not chunk:
+                break
+            left -= len(chunk)
+    except OSError:
+        pass
     return None
+
+
+def _frame(kind: int, flags: int, stream: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def _header(name: str, value: str) -> bytes:
+    """An HPACK literal header field, not indexed, neither string Huffman-coded (RFC 7541, 6.2.2)."""
+    return bytes([0, len(name)]) + name.encode() + bytes([len(value)]) + value.encode()
+
+
+# A gRPC call with no token to a method of every GCS (an empty GetClusterIdRequest), on stream 1.
+_CLUSTER_ID_CALL = _frame(
+    1, 4, 1,  # HEADERS, END_HEADERS
+    b"".join(
+        _header(name, value)
+        for name, value in [
+            (":method", "POST"), (":scheme", "http"), (":path", "/ray.rpc.NodeInfoGcsService/GetClusterId"),
+            (":authority", "gcs"), ("content-type", "application/grpc"), ("te", "trailers"),
+        ]
+    ),
+) + _frame(0, 1, 1, bytes(5))  # DATA, END_STREAM: one empty message  # fmt: skip
+
+
+def _wants_token(connection: socket.socket) -> bool:
+    """Whether the GCS at ``connection`` (past its SETTINGS) refuses a call without a token: its
+    answer's headers say grpc-status 16 (UNAUTHENTICATED), as gRPC's own server writes them (not
+    Huffman-coded). False for any other answer, or none within CONNECT_SECONDS."""
+    received = b""
+    deadline = time.monotonic() + CONNECT_SECONDS
+    try:
+        connection.sendall(_CLUSTER_ID_CALL)
+        while time.monotonic() < deadline and len(received) < 65536:
+            connection.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = connection.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+            while len(received) >= 9 and len(received) >= 9 + int.from_bytes(received[:3], "big"):
+                length, kind, stream = int.from_bytes(received[:3], "big"), received[3], received[5:9]
+                payload, received = received[9 : 9 + length], received[9 + length :]
+                if kind == 1 and stream == bytes([0, 0, 0, 1]):  # HEADERS of the call's answer
+                    return b"grpc-status\x0216" in payload
+                if kind == 3 and stream == bytes([0, 0, 0, 1]):  # RST_STREAM
+                    return False
+    except OSError:
+        pass
+    return False
 
 
 def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
@@ -143,8 +236,10 @@ def cluster(address: str | None, paths: list[str], pythons: list[str]) -> dict:
     if address is None:
         return {"problem": None, "nodes": [{"name": "this machine", "resources": local_resources()}], "unseen": []}
     try:
-        connect(address)
+        connect(address, recheck=True)
         nodes = [n for n in ray.nodes() if n.get("Alive")]
+    except Unusable as exc:
+        return {"problem": str(exc), "nodes": [], "unseen": []}
     except Exception as exc:  # noqa: BLE001  (ray raises several unrelated types for "no cluster there")
         return {"problem": f"no Ray cluster answers at {address} ({_said(exc)}): start it (ray start --head) "
                            "or fix the target's address", "nodes": [], "unseen": []}  # fmt: skip
