@@ -135,6 +135,24 @@ def test_a_step_pages_log_tail_goes_on_after_a_failed_poll(studio, page, tmp_pat
         urllib.request.urlopen(cancel).close()
 
 
+def test_a_run_page_is_made_again_when_its_run_ends(studio, page, tmp_path):
+    """What only the end tells (the run's error, its steps' exit codes, a sweep's best trial) was
+    missing from a page that followed the run until a reload: the page reloads itself as it ends."""
+    root, link = studio
+    run_id = start_waiting_run(root, tmp_path / "flags", "--regenerate-outputs")
+    page.goto(link.replace("/?", f"/runs/{run_id}?"))
+    page.locator('g.node[data-step="first"].st-Running').wait_for(timeout=15_000)
+    page.evaluate("window.followed = true")
+    token = link.split("token=", 1)[1]
+    cancel = urllib.request.Request(  # from elsewhere, not from this page's form
+        link.replace("/?", f"/runs/{run_id}/cancel?"), method="POST", headers={"X-Localpipe-Token": token}
+    )
+    urllib.request.urlopen(cancel).close()
+    page.wait_for_function("() => window.followed === undefined", timeout=20_000)
+    assert page.locator("#run").get_attribute("data-live") == "no"
+    assert page.locator("#run-status .badge").inner_text() == "Canceled"
+
+
 def test_seven_pages_of_a_running_run_leave_the_studio_reachable(studio, page, tmp_path):
     """A browser opens at most six connections to one server: each page of a running run that
     listened to its event stream held one, so with six open a seventh page of the studio never

@@ -77,11 +77,14 @@ function liveRun(root) {
       }
     }
     if (changed) redrawTimeline();
-    if (!ACTIVE.has(data.status)) {
+    if (!ACTIVE.has(data.status) && !ended) {
       ended = true;
       clearInterval(ticker);
       const cancel = document.getElementById("cancel");
       if (cancel) cancel.closest("form").remove();
+      // What only the end tells (the run's error, exit codes, outputs, a sweep's best trial) is
+      // in the page as the server makes it now: drawn once more, where the reader was.
+      location.reload();
     }
   }
 }
