@@ -9,6 +9,8 @@ preflight, which this server never grants.
 
 from __future__ import annotations
 
+import json
+
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -19,6 +21,10 @@ from localpipe.client.rest import ENDPOINT, ENDPOINT_NAME, PUBLISHED, rest_submi
 BASE = "/pipelines/v1.0/PipelineRuns"
 
 
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")
+
+
 def rest_routes(workspace) -> list[Route]:
     """The POST routes of Azure's submission addresses, for ``create_app(extra_routes=...)``."""
 
@@ -27,8 +33,8 @@ def rest_routes(workspace) -> list[Route]:
         refused = await run_in_threadpool(unauthorized, workspace, authorization)  # before the body is read
         if refused is not None:
             return JSONResponse(refused[1], status_code=refused[0])
-        try:
-            body = await request.json()
+        try:  # NaN and Infinity, which Python's parser takes, are not JSON (nor values Azure sends)
+            body = json.loads(await request.body(), parse_constant=_not_json)
         except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
             body = None  # rest_submit answers 400, naming the body it wants
         status, content = await run_in_threadpool(rest_submit, workspace, kind, id, body, authorization, version)
