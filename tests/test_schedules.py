@@ -359,6 +359,11 @@ def test_the_commands_publish_submit_and_schedule(ws, project, history, localpip
         2,
         "error: Can only specify hours if frequency is Week or Day.",
     )
+    neither = localpipe("schedule", "create", "nightly", "--name", "s", "-e", "x")  # named Python's keywords
+    assert (neither.returncode, neither.stderr.strip()) == (
+        2,
+        "error: a schedule fires on a recurrence or on new files: give --frequency or --datastore",
+    )
     assert json.loads(localpipe("schedule", "list", "--all", "--json", check=True).stdout) == []
     localpipe("schedule", "create", "nightly", "--name", "daily", "-e", "timed", "--frequency", "Day", check=True)
     schedule_id = json.loads(localpipe("schedule", "list", "--json", check=True).stdout)[0]["id"]

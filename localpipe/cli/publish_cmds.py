@@ -303,6 +303,8 @@ def schedule_create(
     from localpipe.client.schedules import Schedule, ScheduleRecurrence, time_zone_named
     from localpipe.errors import NotFoundError, UsageError
 
+    if not frequency and not datastore:  # Schedule.create's own refusal names its keywords, not these options
+        raise UsageError("a schedule fires on a recurrence or on new files: give --frequency or --datastore")
     ws = workspace()
     publishing = ws.service.history.publishing
     try:
