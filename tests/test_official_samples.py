@@ -709,7 +709,7 @@ def test_the_image_classification_sample_stops_at_its_submission_for_want_of_a_g
     [(index, refusal), *later] = errors(notebook)
     assert notebook.cells[index].source.endswith("run = exp.submit(pipeline)")
     assert refusal.startswith("PipelineValidationError: the pipeline is invalid (") and re.search(
-        r'step "prepare step" needs .* on compute target "gpu-cluster"', refusal
+        r'steps "prepare step" and "train step" each need 1 GPU .* on compute target "gpu-cluster"', refusal
     ), refusal
     assert {error for _, error in later} == {
         f"NameError: name '{name}' is not defined" for name in ("run", "input_dataset")
