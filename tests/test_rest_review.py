@@ -200,7 +200,9 @@ def test_a_scan_claims_no_file_it_has_fired_for(ws, project, history, monkeypatc
     folder = ws.state_dir / "datastores" / "workspaceblobstore"
     for name in ("a.csv", "b.csv", "c.csv"):
         (folder / name).write_text(name)
-    runner = ScheduleRunner(ws)
+    # Room for every fire at once: with the default cap (the CPUs: 2 here) the third waited for a run
+    # to end, which a loaded machine (CI) took more than the 30 s below to do.
+    runner = ScheduleRunner(ws, max_runs=4)
     wait_for(lambda: runner.scan(schedule.id) or len(runner.started_runs) == 3, what="a fire for each file")
     claimed = []
     claim = history.publishing.claim_fire
