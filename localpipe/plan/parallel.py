@@ -27,9 +27,7 @@ def check(
     config = step.parallel_run_config
     _entry_script(label, source_dir, config.entry_script, found)
     _parameter_values(label, config, parameters, found)
-    size = config.mini_batch_size_given
-    if isinstance(size, PipelineParameter):
-        size = parameters.get(size.name, size.default_value)
+    size = _given(config.mini_batch_size_given, parameters)
     if (
         step.input_kind == "file"
         and isinstance(size, str)
@@ -65,10 +63,15 @@ def check(
     return {**resources, "cpus": workers, "gpus": workers if gpu_target else 0}
 
 
+def _given(setting, parameters: dict):
+    """A setting as this submission gives it: a PipelineParameter's value, else its default."""
+    return parameters.get(setting.name, setting.default_value) if isinstance(setting, PipelineParameter) else setting
+
+
 def _count(setting, parameters: dict) -> int | None:
-    """A worker count as this submission gives it (a PipelineParameter: its value, else its default);
-    one that is no count at all counts as 1, as it is reported by ``_parameter_values``."""
-    given = parameters.get(setting.name, setting.default_value) if isinstance(setting, PipelineParameter) else setting
+    """A worker count as this submission gives it; one that is no count at all counts as 1, as it is
+    reported by ``_parameter_values``."""
+    given = _given(setting, parameters)
     if given is None:
         return None
     return given if isinstance(given, int) and not isinstance(given, bool) and given > 0 else 1
@@ -82,7 +85,7 @@ def _parameter_values(label: str, config, parameters: dict, found: list[str]) ->
         value = getattr(config, name)
         if not isinstance(value, PipelineParameter):
             continue
-        given = parameters.get(value.name, value.default_value)
+        given = _given(value, parameters)
         if isinstance(given, bool) or not isinstance(given, (int, float) if fraction else int) or given <= 0:
             found.append(
                 f'{label}: {name} {given!r} (PipelineParameter "{value.name}") is not '
@@ -91,7 +94,7 @@ def _parameter_values(label: str, config, parameters: dict, found: list[str]) ->
             )
     value = config.mini_batch_size
     if isinstance(value, PipelineParameter):
-        given = parameters.get(value.name, value.default_value)
+        given = _given(value, parameters)
         good = given >= 1 if isinstance(given, int) and not isinstance(given, bool) else False
         if isinstance(given, str) and MINI_BATCH_SIZE.match(given):
             good = int(given[:-2] if given[-2:].lower() in UNITS else given) >= 1
