@@ -41,10 +41,10 @@ def init(path: str) -> None:
     """
     from pathlib import Path
 
-    from localpipe.sdk.workspace import STATE_DIR, Workspace
+    from localpipe.sdk.workspace import STATE_DIR, Workspace, workspace_above
 
     folder = Path(path).resolve()
-    enclosing = next((f for f in folder.parents if (f / STATE_DIR).is_dir()), None)
+    enclosing = workspace_above(folder.parent) if folder.parent != folder else None  # "/" has none above
     ws = Workspace.create(path, exist_ok=True)
     click.echo(f"workspace ready at {ws.root}")
     if enclosing is not None:

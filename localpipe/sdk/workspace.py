@@ -380,12 +380,17 @@ def _script_folder() -> Path | None:
     if script is None or not script.is_file() or {"site-packages", "dist-packages"} & set(script.parts):
         return None  # no script (python -c, a REPL), or an installed tool's (pytest, a Jupyter kernel)
     folder = script.resolve().parent
-    return folder if any((f / STATE_DIR).is_dir() for f in (folder, *folder.parents)) else None
+    return folder if workspace_above(folder) is not None else None
+
+
+def workspace_above(folder: Path) -> Path | None:
+    """The nearest folder holding a workspace, walking up from ``folder`` (itself first), if any."""
+    return next((f for f in (folder, *folder.parents) if (f / STATE_DIR).is_dir()), None)
 
 
 def _nearest(folder: Path) -> Path:
     """The nearest folder holding a workspace, walking up from ``folder``."""
-    found = next((f for f in (folder, *folder.parents) if (f / STATE_DIR).is_dir()), None)
+    found = workspace_above(folder)
     if found is None:
         raise WorkspaceNotFoundError(
             f"no localpipe workspace in {folder} or any parent: run `localpipe init` there first"
